@@ -1,0 +1,191 @@
+/*
+ * buf.c - growable byte buffers (see include/verdict/buf.h).
+ *
+ * No global state; a buffer belongs to one thread at a time.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "verdict/buf.h"
+
+static void vd_buf_oom(size_t want) {
+  fprintf(stderr, "verdict: out of memory growing a buffer to %zu bytes\n",
+          want);
+  abort();
+}
+
+void vd_buf_init(vd_buf_t *b) {
+  b->data = NULL;
+  b->len = 0;
+  b->cap = 0;
+}
+
+void vd_buf_release(vd_buf_t *b) {
+  free(b->data);
+  vd_buf_init(b);
+}
+
+void vd_buf_grow(vd_buf_t *b, size_t extra) {
+  size_t want = b->len + extra + 1;
+  size_t cap;
+  char *p;
+  if (want < b->len)
+    vd_buf_oom(SIZE_MAX);
+  if (want <= b->cap)
+    return;
+  cap = b->cap ? b->cap : 64;
+  while (cap < want)
+    cap = cap * 2 > cap ? cap * 2 : want;
+  p = realloc(b->data, cap);
+  if (!p)
+    vd_buf_oom(cap);
+  b->data = p;
+  b->cap = cap;
+}
+
+void vd_buf_add(vd_buf_t *b, const void *p, size_t n) {
+  vd_buf_grow(b, n);
+  if (n)
+    memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+}
+
+void vd_buf_adds(vd_buf_t *b, const char *s) { vd_buf_add(b, s, strlen(s)); }
+
+void vd_buf_addc(vd_buf_t *b, char c) {
+  vd_buf_grow(b, 1);
+  b->data[b->len++] = c;
+  b->data[b->len] = '\0';
+}
+
+void vd_buf_vaddf(vd_buf_t *b, const char *fmt, va_list ap) {
+  va_list cp;
+  int n;
+  vd_buf_grow(b, 64);
+  va_copy(cp, ap);
+  n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, cp);
+  va_end(cp);
+  if (n < 0)
+    return;
+  if ((size_t)n >= b->cap - b->len) {
+    vd_buf_grow(b, (size_t)n);
+    vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+  }
+  b->len += (size_t)n;
+}
+
+void vd_buf_addf(vd_buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vd_buf_vaddf(b, fmt, ap);
+  va_end(ap);
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t need, i;
+  unsigned cp;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    need = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    need = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (n < need)
+    return 0;
+  for (i = 1; i < need; i++) {
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if ((need == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+      (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    return 0;
+  return need;
+}
+
+size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0, run = 0, bad = 0;
+  vd_buf_grow(b, n + 2);
+  vd_buf_addc(b, '"');
+  while (i < n) {
+    unsigned char c = s[i];
+    size_t k;
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      i++;
+      run++;
+      continue;
+    }
+    vd_buf_add(b, s + i - run, run);
+    run = 0;
+    if (c < 0x80) {
+      char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
+      switch (c) {
+      case '"': vd_buf_add(b, "\\\"", 2); break;
+      case '\\': vd_buf_add(b, "\\\\", 2); break;
+      case '\n': vd_buf_add(b, "\\n", 2); break;
+      case '\r': vd_buf_add(b, "\\r", 2); break;
+      case '\t': vd_buf_add(b, "\\t", 2); break;
+      default: vd_buf_add(b, esc, 6); break;
+      }
+      i++;
+      continue;
+    }
+    k = utf8_len(s + i, n - i);
+    if (k == 0) {
+      vd_buf_add(b, "\xEF\xBF\xBD", 3);
+      i++;
+      bad++;
+    } else {
+      vd_buf_add(b, s + i, k);
+      i += k;
+    }
+  }
+  vd_buf_add(b, s + i - run, run);
+  vd_buf_addc(b, '"');
+  return bad;
+}
+
+void vd_buf_reset(vd_buf_t *b) {
+  b->len = 0;
+  if (b->data)
+    b->data[0] = '\0';
+}
+
+void vd_buf_consume(vd_buf_t *b, size_t n) {
+  if (n >= b->len) {
+    vd_buf_reset(b);
+    return;
+  }
+  memmove(b->data, b->data + n, b->len - n);
+  b->len -= n;
+  b->data[b->len] = '\0';
+}
+
+char *vd_buf_detach(vd_buf_t *b, size_t *len) {
+  char *p = b->data;
+  if (len)
+    *len = b->len;
+  if (!p) {
+    p = malloc(1);
+    if (!p)
+      vd_buf_oom(1);
+    p[0] = '\0';
+  }
+  vd_buf_init(b);
+  return p;
+}

@@ -1,0 +1,516 @@
+/*
+ * daemon.c - verdictd's main thread: sockets, accepting, signals, workers.
+ *
+ * Owns the listening sockets, the worker array and the active bundle.  The
+ * main thread accepts every connection (accept4 on a readable listening
+ * socket, watched with uv_poll) and hands it to the worker with the fewest
+ * connections; after that the worker owns it.  SIGTERM and SIGINT stop
+ * accepting, let every worker answer what it has read, and return.
+ *
+ * Runs on the main thread; vd_daemon_status_json() is called by workers
+ * and reads only atomics and fields under state_lock.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon_int.h"
+#include "verdict/daemon.h"
+#include "verdict/timefmt.h"
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...) {
+  char ts[32];
+  va_list ap;
+  vd_time_format(vd_now_ms(), VD_DEFAULT_OFFSET_MIN, ts);
+  fprintf(stderr, "%s verdictd: ", ts);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* ------------------------------------------------------------------------
+ * Listening sockets
+ * ------------------------------------------------------------------------ */
+
+static int listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
+  struct sockaddr_un sa;
+  int fd;
+  if (strlen(path) >= sizeof sa.sun_path) {
+    vd_buf_addf(err, "%s: socket path too long", path);
+    return -1;
+  }
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  strcpy(sa.sun_path, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    vd_buf_addf(err, "socket: %s", strerror(errno));
+    return -1;
+  }
+  /* A socket file left by a daemon that died is replaced; one that a
+   * live daemon answers on is not. */
+  if (access(path, F_OK) == 0) {
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
+      close(probe);
+      close(fd);
+      vd_buf_addf(err, "%s: another daemon is listening on this socket", path);
+      return -1;
+    }
+    if (probe >= 0)
+      close(probe);
+    unlink(path);
+  }
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+      chmod(path, mode) != 0 || listen(fd, 1024) != 0) {
+    vd_buf_addf(err, "%s: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int listen_tcp(const char *spec, vd_buf_t *err) {
+  char host[256];
+  const char *port, *colon = strrchr(spec, ':');
+  struct addrinfo hints, *res = NULL, *ai;
+  int fd = -1, one = 1, rc;
+  if (!colon || colon == spec || !colon[1]) {
+    vd_buf_addf(err, "--listen %s: expected HOST:PORT", spec);
+    return -1;
+  }
+  if (spec[0] == '[') { /* [::1]:7000 */
+    snprintf(host, sizeof host, "%.*s", (int)(colon - spec - 2), spec + 1);
+  } else {
+    snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
+  }
+  port = colon + 1;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  rc = getaddrinfo(host, port, &hints, &res);
+  if (rc != 0) {
+    vd_buf_addf(err, "--listen %s: %s", spec, gai_strerror(rc));
+    return -1;
+  }
+  for (ai = res; ai; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
+    if (fd < 0)
+      continue;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+      break;
+    close(fd);
+    fd = -1;
+  }
+  if (fd < 0)
+    vd_buf_addf(err, "--listen %s: %s", spec, strerror(errno));
+  freeaddrinfo(res);
+  return fd;
+}
+
+static void describe_peer(int fd, int is_tcp, char out[64]) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN];
+  if (!is_tcp) {
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+      snprintf(out, 64, "unix:uid=%u,pid=%d", (unsigned)cred.uid,
+               (int)cred.pid);
+    else
+      snprintf(out, 64, "unix");
+    return;
+  }
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
+    snprintf(out, 64, "tcp");
+  } else if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+    snprintf(out, 64, "%s:%u", ip, ntohs(s4->sin_port));
+  } else {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+    snprintf(out, 64, "[%s]:%u", ip, ntohs(s6->sin6_port));
+  }
+}
+
+static vd_worker_t *least_loaded(vd_daemon_t *d) {
+  unsigned i, best = d->next_worker % d->nworkers;
+  unsigned min = atomic_load(&d->workers[best].connections);
+  for (i = 0; i < d->nworkers; i++) {
+    unsigned n = atomic_load(&d->workers[i].connections);
+    if (n < min) {
+      min = n;
+      best = i;
+    }
+  }
+  d->next_worker = best + 1;
+  return &d->workers[best];
+}
+
+static void resume_accepting(uv_timer_t *t);
+
+static void on_acceptable(uv_poll_t *p, int status, int events) {
+  vd_daemon_t *d = p->data;
+  int lfd, is_tcp = p == &d->tcp_poll, is_admin = p == &d->admin_poll;
+  (void)events;
+  if (status < 0 || d->stopping)
+    return;
+  lfd = is_tcp ? d->tcp_fd : is_admin ? d->admin_fd : d->unix_fd;
+  for (;;) {
+    vd_handoff_t h;
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        /* Out of descriptors: pause accepting briefly rather than spin. */
+        logf_("accept: %s; pausing accepts for 100 ms", strerror(errno));
+        uv_poll_stop(&d->unix_poll);
+        if (d->tcp_fd >= 0)
+          uv_poll_stop(&d->tcp_poll);
+        if (d->admin_fd >= 0)
+          uv_poll_stop(&d->admin_poll);
+        uv_timer_start(&d->accept_pause, resume_accepting, 100, 0);
+      }
+      return;
+    }
+    memset(&h, 0, sizeof h);
+    h.fd = fd;
+    h.is_tcp = is_tcp;
+    h.is_admin = is_admin;
+    describe_peer(fd, is_tcp, h.peer);
+    vd_worker_handoff(least_loaded(d), &h);
+  }
+}
+
+static void resume_accepting(uv_timer_t *t) {
+  vd_daemon_t *d = t->data;
+  if (d->stopping)
+    return;
+  uv_poll_start(&d->unix_poll, UV_READABLE, on_acceptable);
+  if (d->tcp_fd >= 0)
+    uv_poll_start(&d->tcp_poll, UV_READABLE, on_acceptable);
+  if (d->admin_fd >= 0)
+    uv_poll_start(&d->admin_poll, UV_READABLE, on_acceptable);
+}
+
+/* ------------------------------------------------------------------------
+ * Status
+ * ------------------------------------------------------------------------ */
+
+void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out) {
+  uint64_t decisions = 0, errors[VD_ERR_COUNT] = {0}, total_err = 0;
+  unsigned conns = 0, i;
+  int k, first = 1;
+  char ts[32];
+  for (i = 0; i < d->nworkers; i++) {
+    vd_worker_t *w = &d->workers[i];
+    decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
+    conns += atomic_load_explicit(&w->connections, memory_order_relaxed);
+    for (k = 0; k < VD_ERR_COUNT; k++)
+      errors[k] += atomic_load_explicit(&w->errors[k], memory_order_relaxed);
+  }
+  uv_mutex_lock(&d->state_lock);
+  vd_buf_addf(out, "{\"revision\":\"%s\",\"source\":",
+              vd_bundle_revision(d->bundle));
+  vd_buf_add_json_str(out, vd_bundle_source(d->bundle),
+                      strlen(vd_bundle_source(d->bundle)));
+  vd_time_format(d->activated_ms, VD_DEFAULT_OFFSET_MIN, ts);
+  vd_buf_addf(out, ",\"activated_at\":\"%s\",\"activated_by\":\"%s\"", ts,
+              d->activated_by);
+  if (d->last_failure.len) {
+    vd_buf_adds(out, ",\"last_failure\":");
+    vd_buf_add_json_str(out, d->last_failure.data, d->last_failure.len);
+  }
+  uv_mutex_unlock(&d->state_lock);
+  vd_time_format(d->started_ms, VD_DEFAULT_OFFSET_MIN, ts);
+  vd_buf_addf(out,
+              ",\"started_at\":\"%s\",\"uptime_s\":%lld,\"workers\":%u,"
+              "\"connections\":%u,\"log_mode\":\"%s\",\"decisions\":%llu,"
+              "\"errors\":{",
+              ts, (long long)((vd_now_ms() - d->started_ms) / 1000),
+              d->nworkers, conns, vd_history_mode_name(d->opts.log_mode),
+              (unsigned long long)decisions);
+  for (k = 0; k < VD_ERR_COUNT; k++) {
+    if (!errors[k])
+      continue;
+    vd_buf_addf(out, "%s\"%s\":%llu", first ? "" : ",",
+                vd_err_name(k + VD_ERR_FIRST_ + 1),
+                (unsigned long long)errors[k]);
+    total_err += errors[k];
+    first = 0;
+  }
+  vd_buf_addf(out, "},\"errors_total\":%llu}", (unsigned long long)total_err);
+}
+
+/* ------------------------------------------------------------------------
+ * Start and stop
+ * ------------------------------------------------------------------------ */
+
+static void on_history_done(unsigned worker, void *arg) {
+  vd_daemon_t *d = arg;
+  if (worker < d->nworkers)
+    uv_async_send(&d->workers[worker].wake);
+}
+
+static void close_listeners(vd_daemon_t *d) {
+  if (d->unix_fd >= 0) {
+    uv_poll_stop(&d->unix_poll);
+    uv_close((uv_handle_t *)&d->unix_poll, NULL);
+    close(d->unix_fd);
+    unlink(d->opts.socket);
+    d->unix_fd = -1;
+  }
+  if (d->tcp_fd >= 0) {
+    uv_poll_stop(&d->tcp_poll);
+    uv_close((uv_handle_t *)&d->tcp_poll, NULL);
+    close(d->tcp_fd);
+    d->tcp_fd = -1;
+  }
+  if (d->admin_fd >= 0) {
+    uv_poll_stop(&d->admin_poll);
+    uv_close((uv_handle_t *)&d->admin_poll, NULL);
+    close(d->admin_fd);
+    unlink(d->opts.admin_socket);
+    d->admin_fd = -1;
+  }
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum) {
+  vd_daemon_t *d = s->data;
+  unsigned i;
+  if (d->stopping)
+    return;
+  d->stopping = 1;
+  logf_("%s: no longer accepting; finishing requests in flight",
+        signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  close_listeners(d);
+  uv_timer_stop(&d->accept_pause);
+  uv_close((uv_handle_t *)&d->accept_pause, NULL);
+  uv_close((uv_handle_t *)&d->sig_term, NULL);
+  uv_close((uv_handle_t *)&d->sig_int, NULL);
+  uv_close((uv_handle_t *)&d->sig_hup, NULL);
+  for (i = 0; i < d->nworkers; i++)
+    vd_worker_request_stop(&d->workers[i]);
+}
+
+/* Build one engine per worker for bundle b; all or nothing. */
+static int build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
+                         vd_buf_t *err) {
+  unsigned i;
+  int rc;
+  for (i = 0; i < d->nworkers; i++) {
+    rc = vd_engine_new(b, &d->opts.limits, &out[i], err);
+    if (rc) {
+      while (i-- > 0)
+        vd_engine_free(out[i]);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* SIGHUP: load the directory again; switch every worker only if every
+ * engine loads.  (Validation against the bundle's tests comes with the
+ * admin channel.) */
+static void on_hup(uv_signal_t *s, int signum) {
+  vd_daemon_t *d = s->data;
+  vd_bundle_t *b = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_engine_t **engines;
+  unsigned i;
+  int rc;
+  (void)signum;
+  engines = calloc(d->nworkers, sizeof *engines);
+  rc = engines ? vd_bundle_load(d->opts.policies, &b, &err) : VD_ENOMEM;
+  if (rc == 0)
+    rc = build_engines(d, b, engines, &err);
+  if (rc) {
+    logf_("reload refused, still serving %s: %s",
+          vd_bundle_revision(d->bundle), err.data ? err.data : "out of memory");
+    uv_mutex_lock(&d->state_lock);
+    vd_buf_reset(&d->last_failure);
+    vd_buf_adds(&d->last_failure, err.data ? err.data : "out of memory");
+    uv_mutex_unlock(&d->state_lock);
+  } else {
+    for (i = 0; i < d->nworkers; i++)
+      vd_worker_offer_engine(&d->workers[i], engines[i]);
+    uv_mutex_lock(&d->state_lock);
+    vd_bundle_unref(d->bundle);
+    d->bundle = b;
+    b = NULL;
+    d->activated_ms = vd_now_ms();
+    snprintf(d->activated_by, sizeof d->activated_by, "sighup");
+    uv_mutex_unlock(&d->state_lock);
+    logf_("reloaded %s: now serving %s", d->opts.policies,
+          vd_bundle_revision(d->bundle));
+  }
+  if (b)
+    vd_bundle_unref(b);
+  free(engines);
+  vd_buf_release(&err);
+}
+
+int vd_daemon_run(const vd_daemon_opts_t *opts) {
+  vd_daemon_t d;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_engine_t **engines = NULL;
+  char *herr = NULL;
+  unsigned i, started = 0;
+  int rc = 1;
+
+  memset(&d, 0, sizeof d);
+  d.opts = *opts;
+  d.unix_fd = d.tcp_fd = d.admin_fd = -1;
+  d.loop = uv_default_loop();
+  d.started_ms = d.activated_ms = vd_now_ms();
+  snprintf(d.activated_by, sizeof d.activated_by, "startup");
+  vd_buf_init(&d.last_failure);
+  uv_mutex_init(&d.state_lock);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (vd_bundle_load(opts->policies, &d.bundle, &err) != 0) {
+    logf_("cannot load policies: %s", err.data);
+    goto out;
+  }
+  d.nworkers = opts->workers;
+  d.workers = calloc(d.nworkers, sizeof *d.workers);
+  engines = calloc(d.nworkers, sizeof *engines);
+  if (!d.workers || !engines) {
+    logf_("out of memory");
+    goto out;
+  }
+  if (build_engines(&d, d.bundle, engines, &err) != 0) {
+    logf_("cannot load policies from %s: %s", opts->policies, err.data);
+    goto out;
+  }
+  if (opts->log_mode != VD_LOG_OFF) {
+    if (vd_history_open(&d.history, opts->db, opts->log_mode, d.nworkers,
+                        on_history_done, &d, &herr) != 0) {
+      logf_("cannot open the history database: %s",
+            herr ? herr : "unknown error");
+      goto out_engines;
+    }
+  }
+
+  vd_buf_reset(&err);
+  d.unix_fd = listen_unix(opts->socket, 0660, &err);
+  if (d.unix_fd < 0) {
+    logf_("cannot listen: %s", err.data);
+    goto out_history;
+  }
+  if (opts->listen) {
+    d.tcp_fd = listen_tcp(opts->listen, &err);
+    if (d.tcp_fd < 0) {
+      logf_("cannot listen: %s", err.data);
+      goto out_listen;
+    }
+  }
+  if (opts->admin_socket) {
+    d.admin_fd = listen_unix(opts->admin_socket, 0600, &err);
+    if (d.admin_fd < 0) {
+      logf_("cannot listen: %s", err.data);
+      goto out_listen;
+    }
+  }
+
+  for (i = 0; i < d.nworkers; i++) {
+    vd_worker_t *w = &d.workers[i];
+    w->daemon = &d;
+    w->index = i;
+    w->engine = engines[i];
+    engines[i] = NULL;
+    if (vd_worker_start(w) != 0) {
+      logf_("cannot start worker %u", i);
+      break;
+    }
+    started++;
+  }
+
+  uv_poll_init(d.loop, &d.unix_poll, d.unix_fd);
+  d.unix_poll.data = &d;
+  uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
+  if (d.tcp_fd >= 0) {
+    uv_poll_init(d.loop, &d.tcp_poll, d.tcp_fd);
+    d.tcp_poll.data = &d;
+    uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
+  }
+  if (d.admin_fd >= 0) {
+    uv_poll_init(d.loop, &d.admin_poll, d.admin_fd);
+    d.admin_poll.data = &d;
+    uv_poll_start(&d.admin_poll, UV_READABLE, on_acceptable);
+  }
+  uv_timer_init(d.loop, &d.accept_pause);
+  d.accept_pause.data = &d;
+  uv_signal_init(d.loop, &d.sig_term);
+  uv_signal_init(d.loop, &d.sig_int);
+  uv_signal_init(d.loop, &d.sig_hup);
+  d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+  uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
+  uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+  uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
+
+  logf_("serving %s (%s) on %s%s%s with %u workers, history %s (%s)",
+        opts->policies, vd_bundle_revision(d.bundle), opts->socket,
+        opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
+        d.nworkers, opts->log_mode == VD_LOG_OFF ? "off" : opts->db,
+        vd_history_mode_name(opts->log_mode));
+  if (started < d.nworkers) {
+    uv_signal_t fake;
+    fake.data = &d;
+    on_stop_signal(&fake, SIGTERM);
+  }
+  uv_run(d.loop, UV_RUN_DEFAULT);
+
+  for (i = 0; i < started; i++) {
+    vd_worker_t *w = &d.workers[i];
+    uv_thread_join(&w->thread);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&w->loop);
+    vd_engine_free(w->engine);
+    vd_engine_free(w->next_engine);
+    vd_decision_release(&w->dec);
+    vd_buf_release(&w->scratch);
+    uv_mutex_destroy(&w->lock);
+    free(w->queue);
+  }
+  rc = started == d.nworkers ? 0 : 1;
+  logf_("stopped");
+
+out_listen:
+  close_listeners(&d);
+  uv_run(d.loop, UV_RUN_NOWAIT);
+out_history:
+  if (d.history)
+    vd_history_close(d.history);
+out_engines:
+  for (i = 0; engines && i < d.nworkers; i++)
+    vd_engine_free(engines[i]);
+out:
+  free(engines);
+  free(d.workers);
+  free(herr);
+  if (d.bundle)
+    vd_bundle_unref(d.bundle);
+  vd_buf_release(&d.last_failure);
+  vd_buf_release(&err);
+  uv_mutex_destroy(&d.state_lock);
+  uv_loop_close(d.loop);
+  return rc;
+}

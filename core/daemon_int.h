@@ -1,0 +1,102 @@
+/*
+ * daemon_int.h - what daemon.c (main thread) and worker.c (worker threads)
+ * share.  Nothing else includes it.
+ *
+ * Threads: the main thread runs the default loop: it owns the listening
+ * sockets, accepts, hands each new connection's fd to a worker through
+ * that worker's queue and uv_async_t, and handles signals.  Each worker
+ * thread runs its own loop with its own engine (Lua state) and serves its
+ * connections from start to end; no lock is taken on the decision path.
+ * The only shared mutable data are each worker's hand-off queue (under its
+ * mutex) and the counters (atomics, read by `status` from any worker).
+ */
+#ifndef VERDICT_DAEMON_INT_H
+#define VERDICT_DAEMON_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "verdict/daemon.h"
+#include "verdict/engine.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+#include "verdict/uuid.h"
+
+typedef struct vd_conn vd_conn_t;
+
+
+/* A connection handed from the main thread to a worker. */
+typedef struct vd_handoff {
+  int fd;
+  int is_tcp;
+  int is_admin;
+  char peer[64];
+} vd_handoff_t;
+
+typedef struct vd_worker {
+  vd_daemon_t *daemon;
+  unsigned index;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t wake;         /* hand-offs, history completions, stop, swap */
+
+  uv_mutex_t lock;         /* guards the fields up to `engine` */
+  vd_handoff_t *queue;
+  size_t nqueue, capqueue;
+  int stop;                /* the main thread asked us to finish */
+  vd_engine_t *next_engine;/* a newer revision to switch to */
+
+  vd_engine_t *engine;     /* the revision deciding now (worker-only) */
+  vd_uuidgen_t uuid;
+  vd_decision_t dec;       /* scratch, reused for every request */
+  vd_buf_t scratch;
+  char readbuf[65536];
+  vd_conn_t *conns;        /* every open connection (list) */
+  unsigned nconns;
+  int stopping;
+
+  /* responses waiting for their history record to commit, oldest first */
+  struct vd_pending *pend_head, *pend_tail;
+  uint64_t history_through;   /* every record up to this seq is done */
+
+  /* counters, read by status from any thread */
+  atomic_uint_fast64_t decisions;
+  atomic_uint_fast64_t errors[VD_ERR_COUNT];
+  atomic_uint connections;
+} vd_worker_t;
+
+struct vd_daemon {
+  vd_daemon_opts_t opts;
+  uv_loop_t *loop;
+  vd_bundle_t *bundle;     /* the active revision (main thread) */
+  vd_history_t *history;   /* NULL when --log-mode off */
+  int64_t started_ms;
+  int64_t activated_ms;
+  char activated_by[32];
+  vd_buf_t last_failure;   /* why the last reload was refused */
+
+  int unix_fd, tcp_fd, admin_fd;
+  uv_poll_t unix_poll, tcp_poll, admin_poll;
+  uv_timer_t accept_pause;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  int stopping;
+
+  vd_worker_t *workers;
+  unsigned nworkers;
+  unsigned next_worker;
+  uv_mutex_t state_lock;   /* guards bundle/activation fields for status */
+};
+
+/* worker.c */
+int vd_worker_start(vd_worker_t *w);
+/* Any thread: queue a connection, or ask the worker to stop. */
+void vd_worker_handoff(vd_worker_t *w, const vd_handoff_t *h);
+void vd_worker_request_stop(vd_worker_t *w);
+void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
+
+/* daemon.c: the status object as JSON (any worker thread). */
+void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out);
+
+#endif

@@ -1,0 +1,852 @@
+/*
+ * engine.c - loading a bundle's policies and deciding requests.
+ *
+ * Owns one sandbox per engine and, in its registry, two tables:
+ *   policies[kind][region-with-file] = the table that file returned
+ *   dispatch[kind][region]           = { decide function, policy region }
+ * for every region code the bundle accepts (regions.lua plus every
+ * directory under regions/) and "national".  The dispatch table is built
+ * once at load, so a request costs two table look-ups before the policy runs.
+ *
+ * A regional file gets a fresh copy of its parent policy from parent(): the
+ * parent chain is executed again for it, so a region that changes what it
+ * inherited never changes the parent's own policy.
+ *
+ * Runs on the thread that owns the engine.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "verdict/engine.h"
+#include "verdict/error.h"
+#include "verdict/json.h"
+#include "verdict/timefmt.h"
+
+struct vd_engine {
+  vd_sandbox_t sb;
+  vd_bundle_t *bundle;
+  vd_limits_t lim;
+  int ref_policies;
+  int ref_dispatch;
+  char **regions;
+  size_t nregions;
+  char **kinds;
+  size_t nkinds;
+  vd_buf_t err; /* scratch for messages */
+};
+
+/* ------------------------------------------------------------------------
+ * Decisions
+ * ------------------------------------------------------------------------ */
+
+void vd_decision_init(vd_decision_t *d) {
+  memset(d, 0, sizeof *d);
+  vd_buf_init(&d->message);
+  vd_buf_init(&d->path);
+  vd_buf_init(&d->id);
+  vd_buf_init(&d->result);
+  vd_buf_init(&d->trace);
+  vd_buf_init(&d->complaint_id);
+  vd_buf_init(&d->customer_id);
+  vd_buf_init(&d->category);
+}
+
+void vd_decision_reset(vd_decision_t *d) {
+  d->code = 0;
+  d->op = VD_OP_DECIDE;
+  d->op_name[0] = d->kind[0] = d->region[0] = d->policy_region[0] = '\0';
+  d->at[0] = '\0';
+  d->at_ms = 0;
+  d->at_stamped = 0;
+  d->elapsed_ns = 0;
+  vd_buf_reset(&d->message);
+  vd_buf_reset(&d->path);
+  vd_buf_reset(&d->id);
+  vd_buf_adds(&d->id, "null");
+  vd_buf_reset(&d->result);
+  vd_buf_reset(&d->trace);
+  vd_buf_reset(&d->complaint_id);
+  vd_buf_reset(&d->customer_id);
+  vd_buf_reset(&d->category);
+}
+
+void vd_decision_release(vd_decision_t *d) {
+  vd_buf_release(&d->message);
+  vd_buf_release(&d->path);
+  vd_buf_release(&d->id);
+  vd_buf_release(&d->result);
+  vd_buf_release(&d->trace);
+  vd_buf_release(&d->complaint_id);
+  vd_buf_release(&d->customer_id);
+  vd_buf_release(&d->category);
+}
+
+static int fail(vd_decision_t *d, int code, const char *path, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+
+static int fail(vd_decision_t *d, int code, const char *path, const char *fmt,
+                ...) {
+  va_list ap;
+  d->code = code;
+  vd_buf_reset(&d->message);
+  va_start(ap, fmt);
+  vd_buf_vaddf(&d->message, fmt, ap);
+  va_end(ap);
+  vd_buf_reset(&d->path);
+  if (path)
+    vd_buf_adds(&d->path, path);
+  return code;
+}
+
+/* ------------------------------------------------------------------------
+ * Loading
+ * ------------------------------------------------------------------------ */
+
+static vd_engine_t *engine_of(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int valid_region(const char *r) {
+  size_t n = strlen(r), i;
+  int seg = 0;
+  if (n == 0 || n > 31)
+    return 0;
+  for (i = 0; i < n; i++) {
+    char c = r[i];
+    if (c == '-') {
+      if (seg == 0)
+        return 0;
+      seg = 0;
+    } else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+      seg++;
+    } else {
+      return 0;
+    }
+  }
+  return seg > 0;
+}
+
+static void policy_path(vd_buf_t *b, const char *region, const char *kind) {
+  vd_buf_reset(b);
+  if (strcmp(region, "national") == 0)
+    vd_buf_addf(b, "national/%s.lua", kind);
+  else
+    vd_buf_addf(b, "regions/%s/%s.lua", region, kind);
+}
+
+static int has_policy(vd_engine_t *e, const char *region, const char *kind) {
+  vd_buf_t p = VD_BUF_INIT;
+  int r;
+  policy_path(&p, region, kind);
+  r = vd_bundle_find(e->bundle, p.data) != NULL;
+  vd_buf_release(&p);
+  return r;
+}
+
+/* The nearest ancestor of REGION (exclusive) with a file for KIND, written
+ * into out; "national" when none has. */
+static void parent_region(vd_engine_t *e, const char *region, const char *kind,
+                          char out[32]) {
+  char tmp[32];
+  char *dash;
+  if (strcmp(region, "national") == 0) {
+    out[0] = '\0';
+    return;
+  }
+  snprintf(tmp, sizeof tmp, "%s", region);
+  while ((dash = strrchr(tmp, '-')) != NULL) {
+    *dash = '\0';
+    if (has_policy(e, tmp, kind)) {
+      snprintf(out, 32, "%s", tmp);
+      return;
+    }
+  }
+  snprintf(out, 32, "national");
+}
+
+/* The region whose file decides KIND for REGION (itself included). */
+static void deciding_region(vd_engine_t *e, const char *region,
+                            const char *kind, char out[32]) {
+  if (strcmp(region, "national") == 0 || has_policy(e, region, kind))
+    snprintf(out, 32, "%s", region);
+  else
+    parent_region(e, region, kind, out);
+}
+
+/* Run bundle file PATH as a chunk with its own environment, which gets
+ * `parent` when parent_region is given.  Pushes the chunk's first result;
+ * raises on any error.  The environment is locked afterwards. */
+static void run_file(lua_State *L, vd_engine_t *e, const char *path,
+                     int with_parent, const char *kind, const char *parent_r);
+
+static int l_parent(lua_State *L) {
+  vd_engine_t *e = engine_of(L);
+  const char *region = lua_tostring(L, lua_upvalueindex(2));
+  const char *kind = lua_tostring(L, lua_upvalueindex(3));
+  char pr[32];
+  vd_buf_t path = VD_BUF_INIT;
+  if (!region || !*region)
+    return luaL_error(L, "the national policy has no parent");
+  policy_path(&path, region, kind);
+  lua_pushstring(L, path.data); /* keep the path alive across a raise */
+  vd_buf_release(&path);
+  parent_region(e, region, kind, pr);
+  run_file(L, e, lua_tostring(L, -1), 1, kind, pr);
+  return 1;
+}
+
+static void run_file(lua_State *L, vd_engine_t *e, const char *path,
+                     int with_parent, const char *kind, const char *parent_r) {
+  const vd_bundle_file_t *f = vd_bundle_find(e->bundle, path);
+  int env;
+  if (!f)
+    luaL_error(L, "%s: no such file in the bundle", path);
+  vd_sandbox_new_env(L);
+  env = lua_gettop(L);
+  if (with_parent) {
+    lua_pushlightuserdata(L, e);
+    lua_pushstring(L, parent_r ? parent_r : "");
+    lua_pushstring(L, kind);
+    lua_pushcclosure(L, l_parent, 3);
+    lua_setfield(L, env, "parent");
+  }
+  lua_pushfstring(L, "@%s", path);
+  if (vd_sandbox_load(L, lua_tostring(L, -1), f->data, f->len, env) !=
+      LUA_OK)
+    lua_error(L);
+  lua_remove(L, -2); /* the name */
+  lua_call(L, 0, 1);
+  vd_sandbox_lock_env(L, env);
+  lua_remove(L, env);
+}
+
+/* require(name): modules of the bundle only; "lib.rules" is lib/rules.lua. */
+static int l_require(lua_State *L) {
+  vd_engine_t *e = engine_of(L);
+  size_t n, i;
+  const char *name = luaL_checklstring(L, 1, &n);
+  vd_buf_t path = VD_BUF_INIT;
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "vd.loaded");
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 2) != LUA_TNIL) {
+    if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
+      return luaL_error(L, "module '%s' requires itself (a require loop)",
+                        name);
+    return 1;
+  }
+  lua_pop(L, 1);
+  if (n == 0 || n > 200)
+    return luaL_error(L, "require: bad module name");
+  for (i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+          (c == '.' && i > 0 && i + 1 < n && name[i - 1] != '.')))
+      return luaL_error(L, "require: bad module name '%s'", name);
+  }
+  for (i = 0; i < n; i++)
+    vd_buf_addc(&path, name[i] == '.' ? '/' : name[i]);
+  vd_buf_adds(&path, ".lua");
+  lua_pushstring(L, path.data);
+  vd_buf_release(&path);
+  if (!vd_bundle_find(e->bundle, lua_tostring(L, -1)))
+    return luaL_error(L, "module '%s' not found in the bundle (no file %s)",
+                      name, lua_tostring(L, -1));
+  lua_pushvalue(L, 1);
+  lua_pushlightuserdata(L, e); /* marks "loading" */
+  lua_rawset(L, 2);
+  run_file(L, e, lua_tostring(L, 3), 0, NULL, NULL);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 2);
+  return 1;
+}
+
+static int add_name(char ***list, size_t *n, const char *s) {
+  size_t i;
+  char **l;
+  for (i = 0; i < *n; i++)
+    if (strcmp((*list)[i], s) == 0)
+      return 0;
+  l = realloc(*list, (*n + 1) * sizeof *l);
+  if (!l)
+    return VD_ENOMEM;
+  *list = l;
+  l[*n] = strdup(s);
+  if (!l[*n])
+    return VD_ENOMEM;
+  (*n)++;
+  return 0;
+}
+
+static int str_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void check_policy_shape(lua_State *L, const char *path) {
+  if (!lua_istable(L, -1))
+    luaL_error(L, "%s: must return a policy table, got %s", path,
+               luaL_typename(L, -1));
+  lua_getfield(L, -1, "decide");
+  if (!lua_isfunction(L, -1))
+    luaL_error(L, "%s: the policy table has no decide function", path);
+  lua_pop(L, 1);
+}
+
+/* The whole load, under lua_pcall: upvalue 1 is the engine. */
+static int load_all(lua_State *L) {
+  vd_engine_t *e = engine_of(L);
+  vd_bundle_t *b = e->bundle;
+  size_t i, k, r;
+  vd_buf_t path = VD_BUF_INIT;
+  int policies, dispatch;
+
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "vd.loaded");
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, l_require, 1);
+  vd_sandbox_set_base(L, "require");
+
+  /* Kinds and region directories, from the file list. */
+  for (i = 0; i < vd_bundle_count(b); i++) {
+    const char *p = vd_bundle_file(b, i)->path;
+    const char *s, *dot;
+    char name[64];
+    if (strncmp(p, "national/", 9) == 0 && !strchr(p + 9, '/')) {
+      s = p + 9;
+      dot = strrchr(s, '.');
+      if (!dot || strcmp(dot, ".lua") != 0 || (size_t)(dot - s) >= 32 ||
+          dot == s)
+        continue;
+      if (dot - s > 5 && strncmp(dot - 5, "_test", 5) == 0)
+        continue;
+      snprintf(name, sizeof name, "%.*s", (int)(dot - s), s);
+      if (add_name(&e->kinds, &e->nkinds, name))
+        return luaL_error(L, "out of memory");
+    } else if (strncmp(p, "regions/", 8) == 0 && strchr(p + 8, '/')) {
+      s = p + 8;
+      dot = strchr(s, '/');
+      snprintf(name, sizeof name, "%.*s", (int)(dot - s), s);
+      if (!valid_region(name))
+        return luaL_error(L, "regions/%s: '%s' is not a region code "
+                             "(like GD or GD-SZ: capitals and digits, "
+                             "segments joined by '-')", name, name);
+      if (add_name(&e->regions, &e->nregions, name))
+        return luaL_error(L, "out of memory");
+    }
+  }
+  if (e->nkinds == 0)
+    return luaL_error(L, "national/: no policy files (national/<kind>.lua)");
+
+  /* regions.lua: every code the bundle accepts. */
+  if (vd_bundle_find(b, "regions.lua")) {
+    lua_Integer j, n;
+    run_file(L, e, "regions.lua", 0, NULL, NULL);
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "regions.lua: must return a list of region codes");
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (j = 1; j <= n; j++) {
+      const char *code;
+      lua_rawgeti(L, -1, j);
+      code = lua_tostring(L, -1);
+      if (lua_type(L, -1) != LUA_TSTRING || !valid_region(code))
+        return luaL_error(L, "regions.lua: entry %d is not a region code",
+                          (int)j);
+      if (add_name(&e->regions, &e->nregions, code))
+        return luaL_error(L, "out of memory");
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  qsort(e->kinds, e->nkinds, sizeof *e->kinds, str_cmp);
+  qsort(e->regions, e->nregions, sizeof *e->regions, str_cmp);
+
+  /* Load each file once, then resolve every region. */
+  lua_newtable(L);
+  policies = lua_gettop(L);
+  lua_newtable(L);
+  dispatch = lua_gettop(L);
+  for (k = 0; k < e->nkinds; k++) {
+    const char *kind = e->kinds[k];
+    lua_newtable(L); /* policies[kind] */
+    for (r = 0; r <= e->nregions; r++) {
+      const char *region = r == 0 ? "national" : e->regions[r - 1];
+      char pr[32];
+      if (r > 0 && !has_policy(e, region, kind))
+        continue;
+      policy_path(&path, region, kind);
+      parent_region(e, region, kind, pr);
+      lua_pushstring(L, path.data);
+      run_file(L, e, lua_tostring(L, -1), 1, kind, r == 0 ? NULL : pr);
+      lua_remove(L, -2);
+      check_policy_shape(L, path.data);
+      lua_setfield(L, -2, region);
+    }
+    lua_newtable(L); /* dispatch[kind] */
+    for (r = 0; r <= e->nregions; r++) {
+      const char *region = r == 0 ? "national" : e->regions[r - 1];
+      char pr[32];
+      deciding_region(e, region, kind, pr);
+      lua_createtable(L, 2, 0);
+      lua_getfield(L, -3, pr);
+      lua_getfield(L, -1, "decide");
+      lua_rawseti(L, -3, 1);
+      lua_pop(L, 1);
+      lua_pushstring(L, pr);
+      lua_rawseti(L, -2, 2);
+      lua_setfield(L, -2, region);
+    }
+    lua_setfield(L, dispatch, kind);
+    lua_setfield(L, policies, kind);
+  }
+  vd_buf_release(&path);
+  lua_pushvalue(L, policies);
+  e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, dispatch);
+  e->ref_dispatch = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+int vd_engine_new(vd_bundle_t *b, const vd_limits_t *lim, vd_engine_t **out,
+                  vd_buf_t *err) {
+  static const vd_limits_t defaults = VD_LIMITS_DEFAULT;
+  vd_engine_t *e;
+  lua_State *L;
+  int rc, status, tripped;
+
+  *out = NULL;
+  e = calloc(1, sizeof *e);
+  if (!e)
+    return VD_ENOMEM;
+  e->lim = lim ? *lim : defaults;
+  e->bundle = b;
+  vd_bundle_ref(b);
+  vd_buf_init(&e->err);
+  rc = vd_sandbox_init(&e->sb, err);
+  if (rc)
+    goto fail_sandbox;
+  L = e->sb.L;
+  vd_sandbox_arm(&e->sb, e->lim.load_budget, e->lim.load_mem);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, load_all, 1);
+  status = lua_pcall(L, 0, 0, 0);
+  tripped = vd_sandbox_disarm(&e->sb);
+  e->sb.limit = 0;
+  if (status != LUA_OK) {
+    vd_buf_reset(err);
+    if (tripped == VD_EPOLICY_TIMEOUT)
+      vd_buf_addf(err, "%s (loading the bundle ran past %lu instructions)",
+                  lua_tostring(L, -1), e->lim.load_budget);
+    else if (status == LUA_ERRMEM)
+      vd_buf_addf(err, "loading the bundle ran out of memory (limit %zu MiB)",
+                  e->lim.load_mem >> 20);
+    else
+      vd_buf_adds(err, lua_type(L, -1) == LUA_TSTRING
+                           ? lua_tostring(L, -1)
+                           : "loading the bundle raised a non-string error");
+    rc = status == LUA_ERRMEM ? VD_EPOLICY_MEMORY : VD_EPOLICY_ERROR;
+    goto fail_load;
+  }
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  *out = e;
+  return 0;
+
+fail_load:
+  vd_sandbox_release(&e->sb);
+fail_sandbox:
+  e->sb.L = NULL;
+  vd_engine_free(e);
+  return rc;
+}
+
+void vd_engine_free(vd_engine_t *e) {
+  size_t i;
+  if (!e)
+    return;
+  vd_sandbox_release(&e->sb);
+  for (i = 0; i < e->nregions; i++)
+    free(e->regions[i]);
+  free(e->regions);
+  for (i = 0; i < e->nkinds; i++)
+    free(e->kinds[i]);
+  free(e->kinds);
+  vd_buf_release(&e->err);
+  vd_bundle_unref(e->bundle);
+  free(e);
+}
+
+vd_bundle_t *vd_engine_bundle(const vd_engine_t *e) { return e->bundle; }
+vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e) { return &e->sb; }
+size_t vd_engine_region_count(const vd_engine_t *e) { return e->nregions; }
+const char *vd_engine_region(const vd_engine_t *e, size_t i) {
+  return i < e->nregions ? e->regions[i] : NULL;
+}
+size_t vd_engine_kind_count(const vd_engine_t *e) { return e->nkinds; }
+const char *vd_engine_kind(const vd_engine_t *e, size_t i) {
+  return i < e->nkinds ? e->kinds[i] : NULL;
+}
+
+const char *vd_engine_policy_region(vd_engine_t *e, const char *kind,
+                                    const char *region) {
+  lua_State *L = e->sb.L;
+  const char *pr = NULL;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
+  if (lua_getfield(L, -1, kind) == LUA_TTABLE &&
+      lua_getfield(L, -1, region) == LUA_TTABLE) {
+    size_t i;
+    lua_rawgeti(L, -1, 2);
+    /* return a pointer that outlives the stack: the kinds/regions lists */
+    for (i = 0; i < e->nregions; i++)
+      if (strcmp(e->regions[i], lua_tostring(L, -1)) == 0)
+        pr = e->regions[i];
+    if (!pr && strcmp(lua_tostring(L, -1), "national") == 0)
+      pr = "national";
+  }
+  lua_settop(L, top);
+  return pr;
+}
+
+int vd_engine_push_policy(vd_engine_t *e, const char *kind,
+                          const char *region_with_file) {
+  lua_State *L = e->sb.L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_policies);
+  if (lua_getfield(L, -1, kind) != LUA_TTABLE ||
+      lua_getfield(L, -1, region_with_file) != LUA_TTABLE) {
+    lua_settop(L, lua_gettop(L) - 3);
+    return VD_ENOT_FOUND;
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Deciding
+ * ------------------------------------------------------------------------ */
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Copy the string field of the table at idx into a fixed buffer.  Returns
+ * 1 if present and fitting, 0 if absent, -1 if present but not a string,
+ * -2 if too long. */
+static int get_str(lua_State *L, int idx, const char *field, char *out,
+                   size_t cap) {
+  size_t n;
+  const char *s;
+  int t = lua_getfield(L, idx, field);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (t != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  s = lua_tolstring(L, -1, &n);
+  if (n >= cap) {
+    lua_pop(L, 1);
+    return -2;
+  }
+  memcpy(out, s, n + 1);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static void copy_input_str(lua_State *L, int input, const char *field,
+                           vd_buf_t *out) {
+  size_t n;
+  const char *s;
+  if (lua_getfield(L, input, field) == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &n);
+    if (n <= 256)
+      vd_buf_add(out, s, n);
+  }
+  lua_pop(L, 1);
+}
+
+/* Validate the request envelope at stack index req; fill d's fields. */
+static int read_envelope(vd_engine_t *e, lua_State *L, int req, int64_t now_ms,
+                         vd_decision_t *d) {
+  static const char *const fields[] = {"id", "op", "kind", "region",
+                                       "at", "input", NULL};
+  int r;
+  int off;
+
+  if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
+    return fail(d, VD_EBAD_REQUEST, NULL,
+                "a request must be a JSON object, one per line");
+  if (lua_getfield(L, req, "id") != LUA_TNIL) {
+    vd_buf_reset(&d->id);
+    if (vd_json_encode(L, -1, &d->id, "id", &e->err)) {
+      vd_buf_reset(&d->id);
+      vd_buf_adds(&d->id, "null");
+    }
+  }
+  lua_pop(L, 1);
+
+  /* Unknown top-level fields are refused, so a typo never goes unseen. */
+  lua_pushnil(L);
+  while (lua_next(L, req)) {
+    const char *k = lua_tostring(L, -2);
+    const char *const *f;
+    lua_pop(L, 1);
+    for (f = fields; *f; f++)
+      if (strcmp(*f, k) == 0)
+        break;
+    if (!*f) {
+      fail(d, VD_EBAD_REQUEST, k,
+           "unknown field '%s' (a request has id, op, kind, region, at, "
+           "input)", k);
+      lua_pop(L, 1);
+      return d->code;
+    }
+  }
+
+  r = get_str(L, req, "op", d->op_name, sizeof d->op_name);
+  if (r < 0)
+    return fail(d, VD_EBAD_REQUEST, "op", "op must be a short string");
+  if (r > 0 && strcmp(d->op_name, "decide") != 0) {
+    d->op = strcmp(d->op_name, "ping") == 0     ? VD_OP_PING
+            : strcmp(d->op_name, "status") == 0 ? VD_OP_STATUS
+                                                : VD_OP_OTHER;
+    return 0;
+  }
+
+  r = get_str(L, req, "kind", d->kind, sizeof d->kind);
+  if (r == 0)
+    return fail(d, VD_EBAD_REQUEST, "kind",
+                "missing field 'kind' (one of the bundle's decision kinds)");
+  if (r < 0)
+    return fail(d, r == -1 ? VD_EBAD_REQUEST : VD_EUNKNOWN_KIND, "kind",
+                "kind must be a string naming a decision kind");
+  r = get_str(L, req, "region", d->region, sizeof d->region);
+  if (r == 0)
+    return fail(d, VD_EBAD_REQUEST, "region",
+                "missing field 'region' (a region code such as GD-SZ, or "
+                "\"national\")");
+  if (r == -1)
+    return fail(d, VD_EBAD_REQUEST, "region", "region must be a string");
+  if (r == -2)
+    return fail(d, VD_EUNKNOWN_REGION, "region", "region code too long");
+
+  r = get_str(L, req, "at", d->at, sizeof d->at);
+  if (r < 0 || (r > 0 && vd_time_parse(d->at, strlen(d->at), &d->at_ms,
+                                       &off) != 0))
+    return fail(d, VD_EBAD_REQUEST, "at",
+                "at must be an RFC 3339 time with an offset, like "
+                "2026-11-23T10:00:00+08:00");
+  if (r == 0) {
+    d->at_ms = now_ms;
+    d->at_stamped = 1;
+    vd_time_format(now_ms - now_ms % 1000, VD_DEFAULT_OFFSET_MIN, d->at);
+  }
+
+  if (lua_getfield(L, req, "input") != LUA_TTABLE ||
+      vd_json_marker(L, -1) != 2) {
+    int missing = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return fail(d, VD_EBAD_REQUEST, "input",
+                missing ? "missing field 'input' (a JSON object)"
+                        : "input must be a JSON object");
+  }
+  copy_input_str(L, lua_gettop(L), "complaint_id", &d->complaint_id);
+  copy_input_str(L, lua_gettop(L), "customer_id", &d->customer_id);
+  copy_input_str(L, lua_gettop(L), "category", &d->category);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* A table raised as {code="bad_input", path=..., message=...}. */
+static int error_object(lua_State *L, int idx, vd_decision_t *d) {
+  const char *code, *path, *msg;
+  lua_getfield(L, idx, "code");
+  lua_getfield(L, idx, "path");
+  lua_getfield(L, idx, "message");
+  code = lua_tostring(L, -3);
+  path = lua_tostring(L, -2);
+  msg = lua_tostring(L, -1);
+  if (code && strcmp(code, "bad_input") == 0 &&
+      lua_type(L, -3) == LUA_TSTRING)
+    fail(d, VD_EBAD_INPUT, path, "%s", msg ? msg : "invalid input");
+  else
+    fail(d, VD_EPOLICY_ERROR, NULL, "policy raised an error object%s%s",
+         msg ? ": " : "", msg ? msg : "");
+  lua_pop(L, 3);
+  return d->code;
+}
+
+static int check_trace(lua_State *L, int idx, vd_decision_t *d,
+                       const char *file) {
+  lua_Integer i, n;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return fail(d, VD_EPOLICY_ERROR, NULL,
+                "%s: decide() must return a trace list as its second "
+                "value, got %s", file, luaL_typename(L, idx));
+  n = (lua_Integer)lua_rawlen(L, idx);
+  for (i = 1; i <= n; i++) {
+    int ok;
+    lua_rawgeti(L, idx, i);
+    ok = lua_istable(L, -1);
+    if (ok) {
+      ok = lua_getfield(L, -1, "rule") == LUA_TSTRING &&
+           lua_getfield(L, -2, "basis") == LUA_TSTRING;
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    if (!ok)
+      return fail(d, VD_EPOLICY_ERROR, NULL,
+                  "%s: trace[%d] must be {rule = <id>, basis = <text>}", file,
+                  (int)i);
+  }
+  return 0;
+}
+
+static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
+  int top = lua_gettop(L), status, tripped;
+  vd_buf_t file = VD_BUF_INIT;
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
+  if (lua_getfield(L, -1, d->kind) != LUA_TTABLE) {
+    lua_settop(L, top);
+    return fail(d, VD_EUNKNOWN_KIND, "kind",
+                "unknown kind '%s' (this bundle decides %s%s%s%s%s%s%s)",
+                d->kind, e->kinds[0], e->nkinds > 1 ? ", " : "",
+                e->nkinds > 1 ? e->kinds[1] : "", e->nkinds > 2 ? ", " : "",
+                e->nkinds > 2 ? e->kinds[2] : "", e->nkinds > 3 ? ", " : "",
+                e->nkinds > 3 ? e->kinds[3] : "");
+  }
+  if (lua_getfield(L, -1, d->region) != LUA_TTABLE) {
+    lua_settop(L, top);
+    return fail(d, VD_EUNKNOWN_REGION, "region",
+                "unknown region '%s' (not in regions.lua, and no regions/%s/ "
+                "directory in the bundle)", d->region, d->region);
+  }
+  lua_rawgeti(L, -1, 2);
+  snprintf(d->policy_region, sizeof d->policy_region, "%s",
+           lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_rawgeti(L, -1, 1); /* decide */
+  lua_getfield(L, req, "input");
+  lua_createtable(L, 0, 6); /* ctx */
+  lua_pushstring(L, d->at);
+  lua_setfield(L, -2, "at");
+  lua_pushstring(L, d->region);
+  lua_setfield(L, -2, "region");
+  lua_pushstring(L, d->policy_region);
+  lua_setfield(L, -2, "policy_region");
+  lua_pushstring(L, d->kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, vd_bundle_revision(e->bundle));
+  lua_setfield(L, -2, "revision");
+
+  status = lua_pcall(L, 2, 2, 0);
+  tripped = e->sb.tripped;
+  policy_path(&file, d->policy_region, d->kind);
+  if (tripped == VD_EPOLICY_TIMEOUT) {
+    fail(d, VD_EPOLICY_TIMEOUT, NULL,
+         "%s: the policy ran past its budget of %lu instructions",
+         file.data, e->lim.instr_budget);
+  } else if (tripped == VD_EPOLICY_MEMORY || status == LUA_ERRMEM) {
+    fail(d, VD_EPOLICY_MEMORY, NULL,
+         "%s: the policy passed its memory cap of %zu KiB", file.data,
+         e->lim.mem_cap >> 10);
+  } else if (status != LUA_OK) {
+    if (lua_type(L, -1) == LUA_TTABLE)
+      error_object(L, lua_gettop(L), d);
+    else if (lua_type(L, -1) == LUA_TSTRING)
+      fail(d, VD_EPOLICY_ERROR, NULL, "%s", lua_tostring(L, -1));
+    else
+      fail(d, VD_EPOLICY_ERROR, NULL, "%s: the policy raised a %s error",
+           file.data, luaL_typename(L, -1));
+  } else if (!lua_istable(L, -2) || vd_json_marker(L, -2) == 1) {
+    fail(d, VD_EPOLICY_ERROR, NULL,
+         "%s: decide() must return a result table, got %s", file.data,
+         luaL_typename(L, -2));
+  } else if (check_trace(L, lua_gettop(L), d, file.data) == 0) {
+    if (vd_json_encode(L, -2, &d->result, "result", &e->err) ||
+        vd_json_encode(L, -1, &d->trace, "trace", &e->err))
+      fail(d, VD_EPOLICY_ERROR, NULL, "%s: %s", file.data, e->err.data);
+  }
+  vd_buf_release(&file);
+  lua_settop(L, top);
+  return d->code;
+}
+
+typedef struct decide_args {
+  vd_engine_t *e;
+  vd_decision_t *d;
+  int64_t now_ms;
+} decide_args_t;
+
+/* Everything after decoding runs here, under lua_pcall, because building
+ * the context can itself hit the memory cap.  Stack: args, request. */
+static int decide_k(lua_State *L) {
+  decide_args_t *a = lua_touserdata(L, 1);
+  if (read_envelope(a->e, L, 2, a->now_ms, a->d) == 0 &&
+      a->d->op == VD_OP_DECIDE)
+    evaluate(a->e, L, 2, a->d);
+  return 0;
+}
+
+int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
+                     int64_t now_ms, vd_decision_t *d) {
+  lua_State *L = e->sb.L;
+  uint64_t t0 = mono_ns();
+  int top = lua_gettop(L), rc, status, tripped;
+  decide_args_t args;
+
+  vd_decision_reset(d);
+  if (!lua_checkstack(L, 32))
+    return fail(d, VD_EINTERNAL, NULL, "Lua stack exhausted");
+  vd_sandbox_arm(&e->sb, e->lim.instr_budget, e->lim.mem_cap);
+  rc = vd_json_decode_protected(L, line, len, e->lim.max_depth, &d->message);
+  if (rc == VD_ENOMEM) {
+    fail(d, VD_ETOO_LARGE, NULL,
+         "the request needs more than the %zu KiB memory cap to decode",
+         e->lim.mem_cap >> 10);
+  } else if (rc) {
+    d->code = VD_EBAD_REQUEST;
+  } else {
+    args.e = e;
+    args.d = d;
+    args.now_ms = now_ms;
+    lua_pushcfunction(L, decide_k);
+    lua_pushlightuserdata(L, &args);
+    lua_pushvalue(L, top + 1);
+    status = lua_pcall(L, 2, 0, 0);
+    if (status != LUA_OK && d->code == 0) {
+      if (status == LUA_ERRMEM || e->sb.tripped == VD_EPOLICY_MEMORY)
+        fail(d, VD_EPOLICY_MEMORY, NULL,
+             "the request and its policy passed the memory cap of %zu KiB",
+             e->lim.mem_cap >> 10);
+      else if (e->sb.tripped == VD_EPOLICY_TIMEOUT)
+        fail(d, VD_EPOLICY_TIMEOUT, NULL,
+             "the request ran past its budget of %lu instructions",
+             e->lim.instr_budget);
+      else
+        fail(d, VD_EINTERNAL, NULL, "%s",
+             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                            : "engine error");
+    }
+  }
+  tripped = vd_sandbox_disarm(&e->sb);
+  (void)tripped;
+  e->sb.limit = 0;
+  lua_settop(L, top);
+  d->elapsed_ns = mono_ns() - t0;
+  return d->code;
+}

@@ -1,0 +1,647 @@
+/*
+ * sandbox.c - the Lua state policies run in (see sandbox.h).
+ *
+ * Owns: the lua_State, its allocator accounting, the count hook, and the
+ * base environment in the registry.  Invariant: policy code can reach only
+ * what the base environment holds; every table there is either a read-only
+ * proxy or a chunk environment of its own.  Runs on the thread that owns
+ * the sandbox (a worker, or the CLI's main thread).
+ *
+ * The model is Redis's script_lua.c: an allow-list of globals, protected
+ * tables, and a count hook that pcall cannot silence once it has fired.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "verdict/error.h"
+#include "verdict/json.h"
+#include "verdict/sandbox.h"
+
+static const char BASE_KEY[] = "vd.base";
+
+/* ------------------------------------------------------------------------
+ * Allocator and hook
+ * ------------------------------------------------------------------------ */
+
+static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  vd_sandbox_t *sb = ud;
+  size_t old = ptr ? osize : 0;
+  void *p;
+  if (nsize == 0) {
+    free(ptr);
+    sb->used -= old;
+    return NULL;
+  }
+  if (nsize > old) {
+    if (sb->fail_countdown > 0 && --sb->fail_countdown == 0)
+      return NULL;
+    if (sb->limit && sb->used - old + nsize > sb->limit)
+      return NULL; /* Lua collects garbage and retries before it raises */
+  }
+  p = realloc(ptr, nsize);
+  if (!p && nsize > old)
+    return NULL;
+  if (!p) /* a shrink that failed: keep the old block, as Lua expects */
+    return ptr;
+  sb->used = sb->used - old + nsize;
+  return p;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  (void)ar;
+  sb->steps += VD_HOOK_STEP;
+  if (sb->tripped == VD_EPOLICY_TIMEOUT ||
+      (sb->budget && sb->steps > sb->budget)) {
+    sb->tripped = VD_EPOLICY_TIMEOUT;
+    luaL_error(L, "instruction budget of %lu exhausted", sb->budget);
+  }
+}
+
+vd_sandbox_t *vd_sandbox_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
+void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
+  sb->steps = 0;
+  sb->budget = budget;
+  sb->tripped = 0;
+  sb->limit = mem_cap ? sb->used + mem_cap : 0;
+}
+
+int vd_sandbox_disarm(vd_sandbox_t *sb) {
+  int t = sb->tripped;
+  sb->tripped = 0;
+  sb->steps = 0;
+  return t;
+}
+
+/* ------------------------------------------------------------------------
+ * Replacements for base functions
+ * ------------------------------------------------------------------------ */
+
+/* After a protected call inside the sandbox: a tripped limit, or a memory
+ * error, goes on up; the policy does not get to handle it. */
+static void rethrow_limits(lua_State *L, int status) {
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  if (status == LUA_ERRMEM && !sb->tripped)
+    sb->tripped = VD_EPOLICY_MEMORY;
+  if (sb->tripped)
+    lua_error(L);
+}
+
+static int sb_pcall(lua_State *L) {
+  int status;
+  luaL_checkany(L, 1);
+  status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  if (status != LUA_OK)
+    rethrow_limits(L, status);
+  lua_pushboolean(L, status == LUA_OK);
+  lua_insert(L, 1);
+  return lua_gettop(L);
+}
+
+static int sb_xpcall(lua_State *L) {
+  int n = lua_gettop(L), status;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 1); /* f, msgh, args..., f */
+  lua_rotate(L, 3, 1); /* f, msgh, f, args... */
+  status = lua_pcall(L, n - 2, LUA_MULTRET, 2);
+  if (status != LUA_OK)
+    rethrow_limits(L, status);
+  lua_pushboolean(L, status == LUA_OK);
+  lua_replace(L, 1); /* ok, msgh, results... */
+  lua_remove(L, 2);
+  return lua_gettop(L);
+}
+
+/* tostring that never shows an address: addresses differ between runs and
+ * would make a decision impossible to replay. */
+static int sb_tostring(lua_State *L) {
+  luaL_checkany(L, 1);
+  switch (lua_type(L, 1)) {
+  case LUA_TNIL:
+  case LUA_TBOOLEAN:
+  case LUA_TNUMBER:
+  case LUA_TSTRING:
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, 1) == vd_json_null) {
+      lua_pushliteral(L, "null");
+      return 1;
+    }
+    break;
+  case LUA_TTABLE:
+    if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+      lua_pop(L, 1);
+      luaL_tolstring(L, 1, NULL);
+      return 1;
+    }
+    break;
+  default:
+    break;
+  }
+  lua_pushstring(L, luaL_typename(L, 1));
+  return 1;
+}
+
+static int sb_setmetatable(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_getfield(L, 2, "__gc");
+    if (!lua_isnil(L, -1))
+      return luaL_error(L, "setmetatable: __gc is not allowed in policies");
+    lua_pop(L, 1);
+  } else {
+    luaL_argexpected(L, lua_isnil(L, 2), 2, "nil or table");
+  }
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+    return luaL_error(L, "cannot change a protected metatable");
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* Deterministic pairs: keys in a fixed order (numbers ascending, then
+ * strings bytewise, then booleans), whatever the hash seed of the state. */
+static int key_rank(lua_State *L, int i) {
+  switch (lua_type(L, i)) {
+  case LUA_TNUMBER: return 0;
+  case LUA_TSTRING: return 1;
+  case LUA_TBOOLEAN: return 2;
+  default: return 3;
+  }
+}
+
+static int key_less(lua_State *L) {
+  int ra = key_rank(L, 1), rb = key_rank(L, 2);
+  if (ra != rb) {
+    lua_pushboolean(L, ra < rb);
+  } else if (ra == 0) {
+    lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
+  } else if (ra == 1) {
+    size_t la, lb, n;
+    const char *a = lua_tolstring(L, 1, &la), *b = lua_tolstring(L, 2, &lb);
+    int c;
+    n = la < lb ? la : lb;
+    c = memcmp(a, b, n);
+    lua_pushboolean(L, c < 0 || (c == 0 && la < lb));
+  } else if (ra == 2) {
+    lua_pushboolean(L, !lua_toboolean(L, 1) && lua_toboolean(L, 2));
+  } else {
+    lua_pushboolean(L, 0);
+  }
+  return 1;
+}
+
+static int pairs_iter(lua_State *L) {
+  lua_Integer i = lua_tointeger(L, lua_upvalueindex(3)) + 1;
+  lua_pushinteger(L, i);
+  lua_replace(L, lua_upvalueindex(3));
+  if (lua_rawgeti(L, lua_upvalueindex(2), i) == LUA_TNIL)
+    return 1;
+  lua_pushvalue(L, -1);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 2;
+}
+
+static int sb_pairs(lua_State *L) {
+  lua_Integer n = 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_newtable(L); /* keys */
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, 2, ++n);
+  }
+  if (n > 1) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "vd.table_sort");
+    lua_pushvalue(L, 2);
+    lua_pushcfunction(L, key_less);
+    lua_call(L, 2, 0);
+  }
+  lua_pushinteger(L, 0);
+  lua_pushcclosure(L, pairs_iter, 3); /* upvalues: t, keys, index */
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]): text chunks only, given as a
+ * string; the environment defaults to a fresh read-only one. */
+static int sb_load(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const char *name = luaL_optstring(L, 2, "=(load)");
+  int status;
+  if (!lua_isnoneornil(L, 3)) {
+    const char *mode = luaL_checkstring(L, 3);
+    if (strcmp(mode, "t") != 0)
+      return luaL_error(L, "load: only text chunks (mode \"t\") are allowed");
+  }
+  if (lua_isnoneornil(L, 4)) {
+    vd_sandbox_new_env(L);
+    vd_sandbox_lock_env(L, -1);
+  } else {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_pushvalue(L, 4);
+  }
+  status = vd_sandbox_load(L, name, s, len, lua_gettop(L));
+  if (status != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Bounded string functions
+ * ------------------------------------------------------------------------ */
+
+/* Lua's matcher backtracks: with q repetition items a subject of n bytes
+ * can cost about n^(q+1) steps, all inside C where no hook fires.  Refuse
+ * calls whose bound passes 10^8 steps (a few tenths of a second). */
+#define PATTERN_LOG_LIMIT 18.42 /* ln(1e8) */
+
+static int pattern_too_costly(const char *p, size_t lp, size_t ls,
+                              int anchorable) {
+  size_t i = 0;
+  int reps = 0, opts = 0, anchored = 0;
+  double cost;
+  if (anchorable && lp && p[0] == '^') {
+    anchored = 1;
+    i = 1;
+  }
+  while (i < lp) {
+    char c = p[i];
+    if (c == '%') {
+      if (i + 1 < lp && p[i + 1] == 'b')
+        i += 4;
+      else if (i + 1 < lp && p[i + 1] == 'f') {
+        i += 2;
+        if (i < lp && p[i] == '[') {
+          i++;
+          if (i < lp && p[i] == '^') i++;
+          if (i < lp && p[i] == ']') i++;
+          while (i < lp && p[i] != ']') i += p[i] == '%' ? 2 : 1;
+          i++;
+        }
+      } else
+        i += 2;
+    } else if (c == '[') {
+      i++;
+      if (i < lp && p[i] == '^') i++;
+      if (i < lp && p[i] == ']') i++;
+      while (i < lp && p[i] != ']') i += p[i] == '%' ? 2 : 1;
+      i++;
+    } else {
+      i++;
+    }
+    if (i < lp) {
+      if (p[i] == '*' || p[i] == '+' || p[i] == '-') {
+        reps++;
+        i++;
+      } else if (p[i] == '?') {
+        opts++;
+        i++;
+      }
+    }
+  }
+  cost = log((double)(ls < 2 ? 2 : ls)) * (reps + (anchored ? 0 : 1)) +
+         log(2.0) * opts;
+  return cost > PATTERN_LOG_LIMIT;
+}
+
+static int guarded(lua_State *L, int anchorable, const char *fname) {
+  size_t ls, lp;
+  const char *s, *p;
+  s = luaL_checklstring(L, 1, &ls);
+  p = luaL_checklstring(L, 2, &lp);
+  (void)s;
+  if (pattern_too_costly(p, lp, ls, anchorable))
+    return luaL_error(L,
+                      "%s: pattern too costly for a subject of %d bytes "
+                      "(simplify the pattern or shorten the subject)",
+                      fname, (int)ls);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int sb_find(lua_State *L) {
+  if (lua_toboolean(L, 4)) { /* plain find: linear */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  return guarded(L, 1, "string.find");
+}
+static int sb_match(lua_State *L) { return guarded(L, 1, "string.match"); }
+static int sb_gmatch(lua_State *L) { return guarded(L, 0, "string.gmatch"); }
+static int sb_gsub(lua_State *L) { return guarded(L, 1, "string.gsub"); }
+
+static int sb_format(lua_State *L) {
+  size_t n, i;
+  const char *f = luaL_checklstring(L, 1, &n);
+  for (i = 0; i + 1 < n; i++) {
+    if (f[i] != '%')
+      continue;
+    i++;
+    if (f[i] == '%')
+      continue;
+    while (i < n && strchr("-+ #0123456789.", f[i]))
+      i++;
+    if (i < n && f[i] == 'p')
+      return luaL_error(L, "string.format: %%p is not allowed in policies");
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* ------------------------------------------------------------------------
+ * The verdict library
+ * ------------------------------------------------------------------------ */
+
+static int mark(lua_State *L, int kind) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (lua_getmetatable(L, 1)) {
+    if (!vd_json_marker(L, 1))
+      return luaL_error(L, "table already has a metatable");
+    lua_pop(L, 1);
+  }
+  vd_json_push_marker(L, kind);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+static int v_array(lua_State *L) { return mark(L, 'a'); }
+static int v_object(lua_State *L) { return mark(L, 'o'); }
+
+static int v_is_null(lua_State *L) {
+  lua_pushboolean(L, lua_touserdata(L, 1) == vd_json_null);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Environments
+ * ------------------------------------------------------------------------ */
+
+static int refuse_write(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
+  return luaL_error(L, "attempt to assign '%s' in a read-only table "
+                       "(policies may not change globals or libraries; "
+                       "use a local)", k);
+}
+
+/* Push a read-only proxy of the table at idx. */
+static void push_proxy(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);          /* proxy */
+  lua_createtable(L, 0, 3); /* its metatable */
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, refuse_write);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
+void vd_sandbox_new_env(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 2);
+  lua_getfield(L, LUA_REGISTRYINDEX, BASE_KEY);
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
+void vd_sandbox_lock_env(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_newtable(L); /* holder: receives the env's contents */
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  /* holder falls through to the base */
+  lua_createtable(L, 0, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, BASE_KEY);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  /* empty the env itself; it now only reads from the holder */
+  for (;;) {
+    lua_pushnil(L);
+    if (!lua_next(L, idx))
+      break;
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, idx);
+  }
+  lua_createtable(L, 0, 3);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, refuse_write);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, idx);
+}
+
+int vd_sandbox_load(lua_State *L, const char *name, const char *buf,
+                    size_t len, int env_idx) {
+  int status;
+  env_idx = lua_absindex(L, env_idx);
+  status = luaL_loadbufferx(L, buf, len, name, "t");
+  if (status != LUA_OK)
+    return status;
+  lua_pushvalue(L, env_idx);
+  if (!lua_setupvalue(L, -2, 1))
+    lua_pop(L, 1);
+  return LUA_OK;
+}
+
+void vd_sandbox_set_base(lua_State *L, const char *name) {
+  lua_getfield(L, LUA_REGISTRYINDEX, BASE_KEY);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+/* Copy the fields of the library table at top into a new table, leaving
+ * out `drop`, and replacing the named functions by guarded closures over
+ * the originals.  Pushes the copy. */
+typedef struct wrap {
+  const char *name;
+  lua_CFunction fn;
+} wrap_t;
+
+static void copy_lib(lua_State *L, const char *const *drop,
+                     const wrap_t *wraps) {
+  int src = lua_gettop(L);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, src)) {
+    const char *k = lua_tostring(L, -2);
+    const char *const *d;
+    const wrap_t *w;
+    int skip = 0;
+    for (d = drop; d && *d; d++)
+      if (strcmp(*d, k) == 0)
+        skip = 1;
+    for (w = wraps; !skip && w && w->name; w++)
+      if (strcmp(w->name, k) == 0) {
+        lua_pushcclosure(L, w->fn, 1); /* upvalue: the original */
+        break;
+      }
+    if (skip) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, src + 1);
+  }
+  lua_remove(L, src);
+}
+
+static int build_base(lua_State *L) {
+  static const char *const base_fns[] = {
+      "assert", "error", "ipairs", "select", "tonumber", "type",
+      "rawequal", "rawlen", "rawget", "getmetatable", NULL};
+  static const char *const string_drop[] = {"dump", NULL};
+  static const char *const math_drop[] = {"random", "randomseed", NULL};
+  static const wrap_t string_wraps[] = {
+      {"find", sb_find},   {"match", sb_match}, {"gmatch", sb_gmatch},
+      {"gsub", sb_gsub},   {"format", sb_format}, {NULL, NULL}};
+  static const luaL_Reg replaced[] = {
+      {"pcall", sb_pcall},       {"xpcall", sb_xpcall},
+      {"tostring", sb_tostring}, {"pairs", sb_pairs},
+      {"load", sb_load},         {"setmetatable", sb_setmetatable},
+      {NULL, NULL}};
+  static const luaL_Reg vlib[] = {{"array", v_array},
+                                  {"object", v_object},
+                                  {"is_null", v_is_null},
+                                  {NULL, NULL}};
+  const char *const *f;
+  int base;
+
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+  luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+  lua_settop(L, 0);
+  vd_json_setup(L);
+
+  lua_newtable(L);
+  base = lua_gettop(L);
+  lua_pushglobaltable(L);
+  for (f = base_fns; *f; f++) {
+    lua_getfield(L, -1, *f);
+    lua_setfield(L, base, *f);
+  }
+  lua_getfield(L, -1, LUA_TABLIBNAME);
+  lua_getfield(L, -1, "sort");
+  lua_setfield(L, LUA_REGISTRYINDEX, "vd.table_sort");
+  lua_pop(L, 2);
+  luaL_setfuncs(L, replaced, 0);
+  lua_pushliteral(L, LUA_VERSION);
+  lua_setfield(L, base, "_VERSION");
+
+  /* string: a sanitized copy, which also becomes the strings' __index */
+  lua_getglobal(L, LUA_STRLIBNAME);
+  copy_lib(L, string_drop, string_wraps);
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1); /* string metatable */
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 2);
+  push_proxy(L, -1);
+  lua_setfield(L, base, LUA_STRLIBNAME);
+  lua_pop(L, 1);
+
+  lua_getglobal(L, LUA_TABLIBNAME);
+  copy_lib(L, NULL, NULL);
+  push_proxy(L, -1);
+  lua_setfield(L, base, LUA_TABLIBNAME);
+  lua_pop(L, 1);
+
+  lua_getglobal(L, LUA_MATHLIBNAME);
+  copy_lib(L, math_drop, NULL);
+  push_proxy(L, -1);
+  lua_setfield(L, base, LUA_MATHLIBNAME);
+  lua_pop(L, 1);
+
+  lua_getglobal(L, LUA_UTF8LIBNAME);
+  copy_lib(L, NULL, NULL);
+  push_proxy(L, -1);
+  lua_setfield(L, base, LUA_UTF8LIBNAME);
+  lua_pop(L, 1);
+
+  luaL_newlib(L, vlib);
+  lua_pushlightuserdata(L, vd_json_null);
+  lua_setfield(L, -2, "null");
+  push_proxy(L, -1);
+  lua_setfield(L, base, "verdict");
+  lua_pop(L, 1);
+
+  lua_pushvalue(L, base);
+  lua_setfield(L, LUA_REGISTRYINDEX, BASE_KEY);
+  return 0;
+}
+
+int vd_sandbox_init(vd_sandbox_t *sb, vd_buf_t *err) {
+  lua_State *L;
+  memset(sb, 0, sizeof *sb);
+  L = lua_newstate(sb_alloc, sb);
+  if (!L) {
+    vd_buf_reset(err);
+    vd_buf_adds(err, "cannot create a Lua state: out of memory");
+    return VD_ENOMEM;
+  }
+  sb->L = L;
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  lua_pushcfunction(L, build_base);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "cannot set up the sandbox: %s", lua_tostring(L, -1));
+    lua_close(L);
+    sb->L = NULL;
+    return VD_ENOMEM;
+  }
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, VD_HOOK_STEP);
+  return 0;
+}
+
+void vd_sandbox_release(vd_sandbox_t *sb) {
+  if (sb->L) {
+    sb->limit = 0;
+    sb->budget = 0;
+    lua_close(sb->L);
+  }
+  sb->L = NULL;
+}

@@ -1,0 +1,220 @@
+/*
+ * verdict.c - the command-line client and the administrators' and
+ * auditors' tool.
+ *
+ *   verdict decide KIND --region R [--at T] [--id ID] [FILE|-]
+ *   verdict ping | status
+ *   verdict test [DIR] | check [DIR]
+ *   verdict history ... (see cli_history.c)
+ *
+ * Talks to the daemon over --socket PATH (default var/verdictd.sock) or
+ * --connect HOST:PORT.  Exit status: 0 success, 1 an error response or a
+ * failed check, 2 usage, 3 the daemon could not be reached.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "verdict/client.h"
+#include "verdict/history.h"
+#include "verdict/json.h"
+#include "verdict/policytest.h"
+
+int vd_cli_history(int argc, char **argv);
+
+static void usage(FILE *f) {
+  fputs("usage: verdict COMMAND [options]\n"
+        "\n"
+        "decisions (talk to verdictd):\n"
+        "  decide KIND --region R [--at T] [--id ID] [FILE|-]\n"
+        "                   decide the input object in FILE (or stdin)\n"
+        "  ping             check the daemon answers\n"
+        "  status           the daemon's revision, uptime and counters\n"
+        "  options: --socket PATH (default var/verdictd.sock),"
+        " --connect HOST:PORT\n"
+        "\n"
+        "policy administration (offline):\n"
+        "  test [DIR]       run the bundle's policy tests (default: policies)\n"
+        "  check [DIR]      load, check structure, run tests and luacheck\n"
+        "\n"
+        "audit (offline, reads the database):\n"
+        "  history show ID | list [filters] | verify   (--db PATH)\n",
+        f);
+}
+
+static int read_all(const char *path, vd_buf_t *out) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  char chunk[65536];
+  size_t n;
+  if (!f) {
+    perror(path);
+    return -1;
+  }
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    vd_buf_add(out, chunk, n);
+  if (f != stdin)
+    fclose(f);
+  return 0;
+}
+
+/* Re-encode JSON text (perhaps spread over lines) as one line. */
+static int one_line(const char *text, size_t len, vd_buf_t *out,
+                    vd_buf_t *err) {
+  lua_State *L = luaL_newstate();
+  int rc;
+  if (!L)
+    return -1;
+  vd_json_setup(L);
+  rc = vd_json_decode_protected(L, text, len, 0, err);
+  if (rc == 0) {
+    if (vd_json_marker(L, -1) != 2) {
+      vd_buf_adds(err, "the input must be a JSON object");
+      rc = -1;
+    } else {
+      rc = vd_json_encode(L, -1, out, "input", err);
+    }
+  }
+  lua_close(L);
+  return rc;
+}
+
+typedef struct conn_opts {
+  const char *socket;
+  const char *connect;
+} conn_opts_t;
+
+static int call(const conn_opts_t *co, const char *line, size_t len) {
+  vd_client_t c;
+  vd_buf_t resp = VD_BUF_INIT, err = VD_BUF_INIT;
+  int rc;
+  if (vd_client_connect(&c, co->socket, co->connect, &err) != 0) {
+    fprintf(stderr, "verdict: %s\n", err.data);
+    vd_buf_release(&err);
+    return 3;
+  }
+  rc = vd_client_call(&c, line, len, &resp, &err);
+  vd_client_close(&c);
+  if (rc) {
+    fprintf(stderr, "verdict: %s\n", err.data);
+    rc = 3;
+  } else {
+    printf("%s\n", resp.data);
+    rc = strstr(resp.data, "\"error\":{") ? 1 : 0;
+  }
+  vd_buf_release(&resp);
+  vd_buf_release(&err);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  conn_opts_t co = {"var/verdictd.sock", NULL};
+  const char *cmd, *kind = NULL, *region = NULL, *at = NULL, *id = NULL;
+  const char *file = NULL;
+  vd_buf_t line = VD_BUF_INIT, text = VD_BUF_INIT, err = VD_BUF_INIT;
+  int i, rc;
+
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  cmd = argv[1];
+  if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
+      strcmp(cmd, "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "history") == 0)
+    return vd_cli_history(argc - 1, argv + 1);
+  if (strcmp(cmd, "test") == 0 || strcmp(cmd, "check") == 0) {
+    const char *dir = "policies";
+    int quiet = 0;
+    for (i = 2; i < argc; i++) {
+      if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
+        quiet = 1;
+      else if (argv[i][0] == '-') {
+        fprintf(stderr, "verdict %s: unknown option %s\n", cmd, argv[i]);
+        return 2;
+      } else
+        dir = argv[i];
+    }
+    return cmd[0] == 't' ? vd_policy_test_main(dir, quiet)
+                         : vd_policy_check_main(dir);
+  }
+
+  for (i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char **slot = NULL;
+    if (strcmp(a, "--socket") == 0)
+      slot = &co.socket;
+    else if (strcmp(a, "--connect") == 0)
+      slot = &co.connect;
+    else if (strcmp(a, "--region") == 0)
+      slot = &region;
+    else if (strcmp(a, "--at") == 0)
+      slot = &at;
+    else if (strcmp(a, "--id") == 0)
+      slot = &id;
+    if (slot) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "verdict: %s needs a value\n", a);
+        return 2;
+      }
+      *slot = argv[++i];
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "verdict: unknown option %s\n", a);
+      return 2;
+    } else if (strcmp(cmd, "decide") == 0 && !kind) {
+      kind = a;
+    } else if (!file) {
+      file = a;
+    } else {
+      fprintf(stderr, "verdict: unexpected argument %s\n", a);
+      return 2;
+    }
+  }
+
+  if (strcmp(cmd, "ping") == 0 || strcmp(cmd, "status") == 0) {
+    vd_buf_addf(&line, "{\"op\":\"%s\"}", cmd);
+    rc = call(&co, line.data, line.len);
+  } else if (strcmp(cmd, "decide") == 0) {
+    if (!kind || !region) {
+      fprintf(stderr, "verdict decide: KIND and --region are required\n");
+      return 2;
+    }
+    if (read_all(file ? file : "-", &text) != 0)
+      return 2;
+    vd_buf_adds(&line, "{\"id\":");
+    if (id)
+      vd_buf_add_json_str(&line, id, strlen(id));
+    else
+      vd_buf_adds(&line, "\"cli\"");
+    vd_buf_adds(&line, ",\"kind\":");
+    vd_buf_add_json_str(&line, kind, strlen(kind));
+    vd_buf_adds(&line, ",\"region\":");
+    vd_buf_add_json_str(&line, region, strlen(region));
+    if (at) {
+      vd_buf_adds(&line, ",\"at\":");
+      vd_buf_add_json_str(&line, at, strlen(at));
+    }
+    vd_buf_adds(&line, ",\"input\":");
+    if (one_line(text.data ? text.data : "", text.len, &line, &err) != 0) {
+      fprintf(stderr, "verdict decide: %s: %s\n", file ? file : "stdin",
+              err.data ? err.data : "cannot read the input");
+      rc = 2;
+    } else {
+      vd_buf_addc(&line, '}');
+      rc = call(&co, line.data, line.len);
+    }
+  } else {
+    fprintf(stderr, "verdict: unknown command '%s'\n", cmd);
+    usage(stderr);
+    rc = 2;
+  }
+  vd_buf_release(&line);
+  vd_buf_release(&text);
+  vd_buf_release(&err);
+  return rc;
+}

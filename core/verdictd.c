@@ -1,0 +1,126 @@
+/*
+ * verdictd.c - command line of the decision daemon.
+ * Parses options into vd_daemon_opts_t and calls vd_daemon_run().
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "verdict/daemon.h"
+
+static void usage(FILE *f) {
+  fputs(
+      "usage: verdictd [options]\n"
+      "  --policies DIR       policy bundle directory (default: policies)\n"
+      "  --socket PATH        decision socket, mode 0660 (default: "
+      "var/verdictd.sock)\n"
+      "  --listen HOST:PORT   also serve decisions over TCP (default: off)\n"
+      "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
+      "  --db PATH            history database (default: var/verdict.db)\n"
+      "  --log-mode MODE      durable (default), async or off\n"
+      "  --workers N          worker threads (default: number of cores)\n"
+      "  --max-line BYTES     longest request line (default: 1048576)\n"
+      "  --instr-budget N     VM instructions per decision (default: "
+      "10000000)\n"
+      "  --mem-cap BYTES      memory one decision may use (default: "
+      "33554432)\n",
+      f);
+}
+
+static int parse_size(const char *opt, const char *s, size_t min, size_t *out) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*s == '-' || *end || v < min) {
+    fprintf(stderr, "verdictd: %s %s: expected a whole number >= %zu\n", opt,
+            s, min);
+    return -1;
+  }
+  *out = (size_t)v;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"policies", required_argument, 0, 'p'},
+      {"socket", required_argument, 0, 's'},
+      {"listen", required_argument, 0, 'l'},
+      {"admin-socket", required_argument, 0, 'a'},
+      {"db", required_argument, 0, 'd'},
+      {"log-mode", required_argument, 0, 'm'},
+      {"workers", required_argument, 0, 'w'},
+      {"max-line", required_argument, 0, 'L'},
+      {"instr-budget", required_argument, 0, 'I'},
+      {"mem-cap", required_argument, 0, 'M'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  static const vd_limits_t limits = VD_LIMITS_DEFAULT;
+  vd_daemon_opts_t o;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  size_t v;
+  int c;
+
+  memset(&o, 0, sizeof o);
+  o.policies = "policies";
+  o.socket = "var/verdictd.sock";
+  o.db = "var/verdict.db";
+  o.log_mode = VD_LOG_DURABLE;
+  o.workers = ncpu > 0 ? (unsigned)ncpu : 1;
+  o.max_line = 1u << 20;
+  o.max_pending_out = 8u << 20;
+  o.limits = limits;
+
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'p': o.policies = optarg; break;
+    case 's': o.socket = optarg; break;
+    case 'l': o.listen = optarg; break;
+    case 'a': o.admin_socket = optarg; break;
+    case 'd': o.db = optarg; break;
+    case 'm':
+      if (vd_history_mode_parse(optarg, &o.log_mode) != 0) {
+        fprintf(stderr, "verdictd: --log-mode %s: expected durable, async or "
+                        "off\n", optarg);
+        return 2;
+      }
+      break;
+    case 'w':
+      if (parse_size("--workers", optarg, 1, &v) || v > 256) {
+        fprintf(stderr, "verdictd: --workers takes 1 to 256\n");
+        return 2;
+      }
+      o.workers = (unsigned)v;
+      break;
+    case 'L':
+      if (parse_size("--max-line", optarg, 64, &v))
+        return 2;
+      o.max_line = v;
+      if (o.max_pending_out < v * 2)
+        o.max_pending_out = v * 2;
+      break;
+    case 'I':
+      if (parse_size("--instr-budget", optarg, 1000, &v))
+        return 2;
+      o.limits.instr_budget = v;
+      break;
+    case 'M':
+      if (parse_size("--mem-cap", optarg, 65536, &v))
+        return 2;
+      o.limits.mem_cap = v;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "verdictd: unexpected argument '%s'\n", argv[optind]);
+    usage(stderr);
+    return 2;
+  }
+  return vd_daemon_run(&o);
+}

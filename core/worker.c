@@ -1,0 +1,604 @@
+/*
+ * worker.c - a worker thread: its own libuv loop, its own engine, and the
+ * connections the main thread handed it.
+ *
+ * Owns: every vd_conn_t on its loop, the queue of responses that wait for
+ * their history record to commit, and its engine.  Runs entirely on the
+ * worker's thread except vd_worker_handoff(), vd_worker_request_stop() and
+ * vd_worker_offer_engine(), which any thread may call (they take w->lock
+ * and wake the loop).
+ *
+ * Order: each connection's responses leave in the order its requests
+ * arrived.  Requests are decided as soon as their line is complete; with
+ * --log-mode durable a response is held in the worker's pending queue
+ * (FIFO, all connections) until the history writer reports its record
+ * committed, and entries leave that queue strictly from the head.
+ *
+ * Back-pressure: a client whose unsent output passes max_pending_out is not
+ * read from until its output drains, so it cannot make us buffer without
+ * bound and slows only itself.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon_int.h"
+#include "verdict/protocol.h"
+#include "verdict/timefmt.h"
+
+struct vd_conn {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+  } h;
+  vd_worker_t *w;
+  vd_conn_t *prev, *next;
+  vd_framer_t framer;
+  vd_buf_t out;         /* response bytes not yet given to uv_write */
+  size_t inflight;      /* bytes in uv_write requests not yet done */
+  unsigned refs;        /* the loop's, plus one per pending response */
+  unsigned npending;    /* responses of ours in the pending queue */
+  int is_admin;
+  int reading;          /* uv_read_start is in effect */
+  int throttled;        /* reading stopped for back-pressure */
+  int eof;              /* the client sent EOF, or we are stopping */
+  int closing;          /* uv_close called */
+  int close_when_flushed;
+  char peer[64];
+};
+
+typedef struct vd_pending {
+  struct vd_pending *next;
+  vd_conn_t *conn;
+  uint64_t seq;         /* history sequence to wait for; 0: none */
+  size_t len;           /* bytes of the response line */
+  size_t id_off;        /* where the request id JSON starts in data */
+  char decision_id[37];
+  char data[];          /* response line, then NUL, then the id JSON */
+} vd_pending_t;
+
+typedef struct vd_write {
+  uv_write_t req;
+  vd_conn_t *conn;
+  char *data;
+  size_t len;
+} vd_write_t;
+
+static void conn_flush(vd_conn_t *c);
+static void conn_maybe_close(vd_conn_t *c);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* ------------------------------------------------------------------------
+ * Connection lifetime
+ * ------------------------------------------------------------------------ */
+
+static void conn_unref(vd_conn_t *c) {
+  if (--c->refs)
+    return;
+  vd_framer_release(&c->framer);
+  vd_buf_release(&c->out);
+  free(c);
+}
+
+static void on_close(uv_handle_t *h) {
+  vd_conn_t *c = h->data;
+  vd_worker_t *w = c->w;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    w->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  w->nconns--;
+  atomic_fetch_sub(&w->connections, 1);
+  conn_unref(c);
+  if (w->stopping && w->nconns == 0 && !w->pend_head &&
+      !uv_is_closing((uv_handle_t *)&w->wake))
+    uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
+static void conn_close(vd_conn_t *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  uv_close(&c->h.handle, on_close);
+}
+
+static void conn_read_start(vd_conn_t *c) {
+  if (c->reading || c->closing || c->eof)
+    return;
+  if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+    c->reading = 1;
+}
+
+static void conn_read_stop(vd_conn_t *c) {
+  if (!c->reading)
+    return;
+  uv_read_stop(&c->h.stream);
+  c->reading = 0;
+}
+
+/* Close once nothing is left to send: the client finished (EOF) or we
+ * answered a fatal error. */
+static void conn_maybe_close(vd_conn_t *c) {
+  if (c->closing)
+    return;
+  if ((c->eof || c->close_when_flushed) && c->npending == 0 &&
+      c->out.len == 0 && c->inflight == 0)
+    conn_close(c);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  vd_write_t *wr = (vd_write_t *)req;
+  vd_conn_t *c = wr->conn;
+  c->inflight -= wr->len;
+  free(wr->data);
+  free(wr);
+  if (status < 0) {
+    conn_close(c);
+  } else {
+    if (c->throttled && c->inflight <= c->w->daemon->opts.max_pending_out / 2) {
+      c->throttled = 0;
+      conn_read_start(c);
+    }
+    conn_maybe_close(c);
+  }
+  conn_unref(c);
+}
+
+static void conn_flush(vd_conn_t *c) {
+  vd_write_t *wr;
+  uv_buf_t b;
+  if (c->closing || c->out.len == 0)
+    return;
+  wr = malloc(sizeof *wr);
+  if (!wr) {
+    conn_close(c);
+    return;
+  }
+  wr->conn = c;
+  wr->data = vd_buf_detach(&c->out, &wr->len);
+  b = uv_buf_init(wr->data, (unsigned)wr->len);
+  c->inflight += wr->len;
+  c->refs++;
+  if (uv_write(&wr->req, &c->h.stream, &b, 1, on_write) < 0) {
+    c->inflight -= wr->len;
+    c->refs--;
+    free(wr->data);
+    free(wr);
+    conn_close(c);
+    return;
+  }
+  if (c->inflight > c->w->daemon->opts.max_pending_out && c->reading) {
+    c->throttled = 1;
+    conn_read_stop(c);
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * Responses and the pending queue
+ * ------------------------------------------------------------------------ */
+
+static void count_response(vd_worker_t *w, int code) {
+  if (code == 0) {
+    atomic_fetch_add_explicit(&w->decisions, 1, memory_order_relaxed);
+  } else {
+    int i = vd_err_index(code);
+    if (i >= 0)
+      atomic_fetch_add_explicit(&w->errors[i], 1, memory_order_relaxed);
+  }
+}
+
+/* Queue line for c: straight to its output, unless earlier responses of
+ * the worker still wait for history (then behind them, to keep order). */
+static void respond(vd_conn_t *c, const char *line, size_t len, uint64_t seq,
+                    const char *decision_id, const char *id_json) {
+  vd_worker_t *w = c->w;
+  vd_pending_t *p;
+  size_t idl;
+  if (seq == 0 && !w->pend_head) {
+    vd_buf_add(&c->out, line, len);
+    return;
+  }
+  idl = id_json ? strlen(id_json) : 0;
+  p = malloc(sizeof *p + len + 1 + idl + 1);
+  if (!p) {
+    conn_close(c);
+    return;
+  }
+  p->next = NULL;
+  p->conn = c;
+  p->seq = seq;
+  p->len = len;
+  memcpy(p->data, line, len);
+  p->data[len] = '\0';
+  p->id_off = len + 1;
+  memcpy(p->data + p->id_off, id_json ? id_json : "", idl + 1);
+  snprintf(p->decision_id, sizeof p->decision_id, "%s",
+           decision_id ? decision_id : "");
+  c->refs++;
+  c->npending++;
+  if (w->pend_tail)
+    w->pend_tail->next = p;
+  else
+    w->pend_head = p;
+  w->pend_tail = p;
+}
+
+/* Release pending responses from the head whose records are done. */
+static void release_pending(vd_worker_t *w, uint64_t done_through,
+                            const vd_history_done_t *failed, size_t nfailed) {
+  vd_pending_t *p;
+  while ((p = w->pend_head) != NULL && p->seq <= done_through) {
+    vd_conn_t *c = p->conn;
+    int lost = 0;
+    size_t i;
+    for (i = 0; i < nfailed; i++)
+      if (p->seq && p->seq >= failed[i].first && p->seq <= failed[i].last)
+        lost = 1;
+    w->pend_head = p->next;
+    if (!w->pend_head)
+      w->pend_tail = NULL;
+    if (!c->closing) {
+      if (lost) {
+        vd_response_error(&c->out, p->data + p->id_off, VD_EINTERNAL,
+                          "the decision could not be recorded in the history "
+                          "database, so it was not made; retry later",
+                          NULL, p->decision_id);
+        count_response(w, VD_EINTERNAL);
+      } else {
+        vd_buf_add(&c->out, p->data, p->len);
+      }
+      conn_flush(c);
+    }
+    c->npending--;
+    conn_maybe_close(c);
+    free(p);
+    conn_unref(c);
+  }
+}
+
+/* History completions arrived: find how far this worker's records are done. */
+static uint64_t history_done(vd_worker_t *w, vd_history_done_t *failed,
+                             size_t *nfailed, size_t maxfailed) {
+  uint64_t through = w->history_through;
+  vd_history_done_t done[64];
+  size_t n, i;
+  *nfailed = 0;
+  if (!w->daemon->history)
+    return UINT64_MAX;
+  while ((n = vd_history_drain(w->daemon->history, w->index, done, 64)) > 0) {
+    for (i = 0; i < n; i++) {
+      if (done[i].last > through)
+        through = done[i].last;
+      if (done[i].status != 0 && *nfailed < maxfailed)
+        failed[(*nfailed)++] = done[i];
+    }
+  }
+  w->history_through = through;
+  return through;
+}
+
+/* ------------------------------------------------------------------------
+ * Requests
+ * ------------------------------------------------------------------------ */
+
+static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
+                               int64_t received_ms) {
+  vd_worker_t *w = c->w;
+  vd_decision_t *d = &w->dec;
+  vd_history_t *h = w->daemon->history;
+  const char *revision = vd_bundle_revision(vd_engine_bundle(w->engine));
+  char decision_id[37];
+  uint64_t seq = 0;
+
+  vd_uuid_v7(&w->uuid, received_ms, decision_id);
+  vd_buf_reset(&w->scratch);
+  vd_response_write(&w->scratch, d, decision_id, revision);
+  count_response(w, d->code);
+
+  if (h && w->daemon->opts.log_mode != VD_LOG_OFF) {
+    vd_record_t r;
+    memset(&r, 0, sizeof r);
+    r.decision_id = decision_id;
+    r.received_ms = received_ms;
+    r.at = d->at[0] ? d->at : NULL;
+    r.at_ms = d->at_ms;
+    r.kind = d->kind[0] ? d->kind : NULL;
+    r.region = d->region[0] ? d->region : NULL;
+    r.policy_region = d->policy_region[0] ? d->policy_region : NULL;
+    r.revision = revision;
+    r.complaint_id = d->complaint_id.len ? d->complaint_id.data : NULL;
+    r.customer_id = d->customer_id.len ? d->customer_id.data : NULL;
+    r.category = d->category.len ? d->category.data : NULL;
+    r.request = line;
+    r.request_len = len;
+    if (d->code == 0) {
+      r.result = d->result.data;
+      r.result_len = d->result.len;
+      r.trace = d->trace.data;
+      r.trace_len = d->trace.len;
+    } else {
+      r.error_code = vd_err_name(d->code);
+      r.error_message = d->message.data;
+      r.error_path = d->path.len ? d->path.data : NULL;
+    }
+    r.elapsed_us = (int64_t)(d->elapsed_ns / 1000);
+    r.client = c->peer;
+    if (vd_history_submit(h, w->index, &r, &seq) != 0) {
+      vd_buf_reset(&w->scratch);
+      vd_response_error(&w->scratch, d->id.data, VD_EINTERNAL,
+                        "the history database is not accepting records",
+                        NULL, decision_id);
+      seq = 0;
+    } else if (w->daemon->opts.log_mode != VD_LOG_DURABLE) {
+      seq = 0;
+    }
+  }
+  respond(c, w->scratch.data, w->scratch.len, seq, decision_id, d->id.data);
+}
+
+static void handle_line(vd_conn_t *c, const char *line, size_t len) {
+  vd_worker_t *w = c->w;
+  vd_decision_t *d = &w->dec;
+  int64_t now = vd_now_ms();
+  size_t i;
+
+  for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+    ;
+  if (i == len)
+    return; /* blank lines are not requests */
+  vd_engine_decide(w->engine, line, len, now, d);
+  if (d->code == 0 && d->op != VD_OP_DECIDE) {
+    vd_buf_reset(&w->scratch);
+    switch (d->op) {
+    case VD_OP_PING:
+      vd_buf_addf(&w->scratch, "{\"id\":%s,\"pong\":true,\"revision\":\"%s\"}\n",
+                  d->id.data,
+                  vd_bundle_revision(vd_engine_bundle(w->engine)));
+      break;
+    case VD_OP_STATUS:
+      vd_buf_addf(&w->scratch, "{\"id\":%s,\"status\":", d->id.data);
+      vd_daemon_status_json(w->daemon, &w->scratch);
+      vd_buf_adds(&w->scratch, "}\n");
+      break;
+    default:
+      if (strcmp(d->op_name, "reload") == 0 ||
+          strcmp(d->op_name, "activate") == 0 ||
+          strcmp(d->op_name, "revisions") == 0 ||
+          strcmp(d->op_name, "diff") == 0)
+        vd_response_error(&w->scratch, d->id.data, VD_EFORBIDDEN,
+                          c->is_admin
+                              ? "this administrative operation is not "
+                                "available yet"
+                              : "administrative operations are accepted "
+                                "only on the admin socket",
+                          "op", NULL);
+      else
+        vd_response_error(&w->scratch, d->id.data, VD_EBAD_REQUEST,
+                          "unknown op (decide, ping or status)", "op", NULL);
+      break;
+    }
+    respond(c, w->scratch.data, w->scratch.len, 0, NULL, NULL);
+    return;
+  }
+  record_and_respond(c, line, len, now);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  vd_conn_t *c = h->data;
+  (void)suggested;
+  /* One buffer per worker: each read is framed before the next alloc. */
+  *buf = uv_buf_init(c->w->readbuf, sizeof c->w->readbuf);
+}
+
+static void too_large(vd_conn_t *c) {
+  vd_worker_t *w = c->w;
+  vd_buf_reset(&w->scratch);
+  vd_buf_addf(&w->scratch,
+              "request line longer than %zu bytes; closing the connection",
+              w->daemon->opts.max_line);
+  {
+    vd_buf_t line = VD_BUF_INIT;
+    vd_response_error(&line, NULL, VD_ETOO_LARGE, w->scratch.data, NULL,
+                      NULL);
+    respond(c, line.data, line.len, 0, NULL, NULL);
+    vd_buf_release(&line);
+  }
+  count_response(w, VD_ETOO_LARGE);
+  c->close_when_flushed = 1;
+  conn_read_stop(c);
+  c->eof = 1;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  vd_conn_t *c = s->data;
+  const char *line;
+  size_t len;
+  int r;
+  if (nread > 0) {
+    vd_framer_feed(&c->framer, buf->base, (size_t)nread);
+    while ((r = vd_framer_next(&c->framer, &line, &len)) == 1)
+      handle_line(c, line, len);
+    if (r < 0)
+      too_large(c);
+  } else if (nread == UV_EOF) {
+    /* Half-close: answer everything received, a last unterminated line
+     * included, then close when the answers are out. */
+    size_t rest = vd_framer_pending(&c->framer);
+    if (rest) {
+      vd_framer_feed(&c->framer, "\n", 1);
+      if (vd_framer_next(&c->framer, &line, &len) == 1)
+        handle_line(c, line, len);
+    }
+    conn_read_stop(c);
+    c->eof = 1;
+  } else if (nread < 0) {
+    conn_read_stop(c);
+    conn_close(c);
+    return;
+  }
+  conn_flush(c);
+  conn_maybe_close(c);
+}
+
+/* ------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------ */
+
+static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
+  vd_conn_t *c = calloc(1, sizeof *c);
+  int rc;
+  if (!c) {
+    close(ho->fd);
+    return;
+  }
+  c->w = w;
+  c->refs = 1;
+  c->is_admin = ho->is_admin;
+  snprintf(c->peer, sizeof c->peer, "%s", ho->peer);
+  vd_framer_init(&c->framer, w->daemon->opts.max_line);
+  vd_buf_init(&c->out);
+  if (ho->is_tcp) {
+    uv_tcp_init(&w->loop, &c->h.tcp);
+    rc = uv_tcp_open(&c->h.tcp, ho->fd);
+    if (rc == 0)
+      uv_tcp_nodelay(&c->h.tcp, 1);
+  } else {
+    uv_pipe_init(&w->loop, &c->h.pipe, 0);
+    rc = uv_pipe_open(&c->h.pipe, ho->fd);
+  }
+  c->h.handle.data = c;
+  c->next = w->conns;
+  if (w->conns)
+    w->conns->prev = c;
+  w->conns = c;
+  w->nconns++;
+  atomic_fetch_add(&w->connections, 1);
+  if (rc != 0) {
+    close(ho->fd);
+    conn_close(c);
+    return;
+  }
+  conn_read_start(c);
+}
+
+static void begin_stop(vd_worker_t *w) {
+  vd_conn_t *c, *next;
+  if (w->stopping)
+    return;
+  w->stopping = 1;
+  for (c = w->conns; c; c = next) {
+    next = c->next;
+    conn_read_stop(c);
+    c->eof = 1;
+    conn_maybe_close(c);
+  }
+  if (w->nconns == 0 && !w->pend_head &&
+      !uv_is_closing((uv_handle_t *)&w->wake))
+    uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
+static void on_wake(uv_async_t *a) {
+  vd_worker_t *w = a->data;
+  vd_handoff_t local[64];
+  vd_history_done_t failed[16];
+  size_t n, i, nfailed;
+  int stop;
+  vd_engine_t *fresh;
+  uint64_t through;
+
+  for (;;) {
+    uv_mutex_lock(&w->lock);
+    n = w->nqueue < 64 ? w->nqueue : 64;
+    memcpy(local, w->queue, n * sizeof *local);
+    memmove(w->queue, w->queue + n, (w->nqueue - n) * sizeof *local);
+    w->nqueue -= n;
+    stop = w->stop;
+    fresh = w->next_engine;
+    w->next_engine = NULL;
+    uv_mutex_unlock(&w->lock);
+    if (fresh) { /* between two requests: every request sees one revision */
+      vd_engine_free(w->engine);
+      w->engine = fresh;
+    }
+    for (i = 0; i < n; i++) {
+      if (stop)
+        close(local[i].fd);
+      else
+        adopt(w, &local[i]);
+    }
+    if (n < 64)
+      break;
+  }
+  through = history_done(w, failed, &nfailed, 16);
+  if (w->pend_head)
+    release_pending(w, through, failed, nfailed);
+  if (stop)
+    begin_stop(w);
+  else if (w->stopping && w->nconns == 0 && !w->pend_head &&
+           !uv_is_closing((uv_handle_t *)&w->wake))
+    uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
+static void worker_main(void *arg) {
+  vd_worker_t *w = arg;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int vd_worker_start(vd_worker_t *w) {
+  int rc;
+  vd_uuidgen_init(&w->uuid);
+  vd_decision_init(&w->dec);
+  vd_buf_init(&w->scratch);
+  rc = uv_loop_init(&w->loop);
+  if (rc)
+    return rc;
+  rc = uv_mutex_init(&w->lock);
+  if (rc)
+    return rc;
+  rc = uv_async_init(&w->loop, &w->wake, on_wake);
+  if (rc)
+    return rc;
+  w->wake.data = w;
+  return uv_thread_create(&w->thread, worker_main, w);
+}
+
+void vd_worker_handoff(vd_worker_t *w, const vd_handoff_t *h) {
+  uv_mutex_lock(&w->lock);
+  if (w->nqueue == w->capqueue) {
+    size_t cap = w->capqueue ? w->capqueue * 2 : 64;
+    vd_handoff_t *q = realloc(w->queue, cap * sizeof *q);
+    if (!q) {
+      uv_mutex_unlock(&w->lock);
+      close(h->fd);
+      return;
+    }
+    w->queue = q;
+    w->capqueue = cap;
+  }
+  w->queue[w->nqueue++] = *h;
+  uv_mutex_unlock(&w->lock);
+  uv_async_send(&w->wake);
+}
+
+void vd_worker_request_stop(vd_worker_t *w) {
+  uv_mutex_lock(&w->lock);
+  w->stop = 1;
+  uv_mutex_unlock(&w->lock);
+  uv_async_send(&w->wake);
+}
+
+void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e) {
+  vd_engine_t *old;
+  uv_mutex_lock(&w->lock);
+  old = w->next_engine;
+  w->next_engine = e;
+  uv_mutex_unlock(&w->lock);
+  vd_engine_free(old); /* never used: a newer one superseded it */
+  uv_async_send(&w->wake);
+}

@@ -1,0 +1,51 @@
+/*
+ * buf.h - a growable byte buffer, in the manner of git's strbuf.
+ *
+ * Invariants: after vd_buf_init() (which does not allocate) `data` is either
+ * NULL with len == cap == 0, or points to `cap` bytes of which the first
+ * `len` are used and data[len] == '\0' (there is always room for the NUL),
+ * so `data` can be handed to C string functions when the contents are text.
+ *
+ * Ownership: the buffer owns `data`.  vd_buf_release() frees it and leaves
+ * an initialised empty buffer; vd_buf_detach() hands it to the caller.
+ *
+ * Allocation failure aborts the process through vd_buf_oom(): a buffer that
+ * cannot grow has no sensible partial state to return to.  Buffers are not
+ * thread-safe; each belongs to one thread at a time.
+ */
+#ifndef VERDICT_BUF_H
+#define VERDICT_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct vd_buf {
+  char *data;   /* contents, NUL-terminated when non-NULL */
+  size_t len;   /* bytes used, not counting the NUL */
+  size_t cap;   /* bytes allocated */
+} vd_buf_t;
+
+#define VD_BUF_INIT { NULL, 0, 0 }
+
+void vd_buf_init(vd_buf_t *b);
+void vd_buf_release(vd_buf_t *b);
+/* Make room for `extra` more bytes (plus the NUL). */
+void vd_buf_grow(vd_buf_t *b, size_t extra);
+void vd_buf_add(vd_buf_t *b, const void *p, size_t n);
+void vd_buf_adds(vd_buf_t *b, const char *s);
+void vd_buf_addc(vd_buf_t *b, char c);
+void vd_buf_addf(vd_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void vd_buf_vaddf(vd_buf_t *b, const char *fmt, va_list ap);
+/* Append S as a JSON string literal, quotes included.  Bytes that are not
+ * valid UTF-8 are replaced by U+FFFD so the output is always valid JSON;
+ * returns how many were replaced (0 for valid UTF-8). */
+size_t vd_buf_add_json_str(vd_buf_t *b, const char *s, size_t n);
+/* Empty the buffer, keeping its allocation. */
+void vd_buf_reset(vd_buf_t *b);
+/* Drop the first n bytes, moving the rest to the front. */
+void vd_buf_consume(vd_buf_t *b, size_t n);
+/* Give the contents to the caller (free() them); the buffer becomes empty. */
+char *vd_buf_detach(vd_buf_t *b, size_t *len);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * daemon.h - verdictd, the decision daemon.
+ *
+ * vd_daemon_run() loads the bundle, opens the history database, listens,
+ * starts the workers and serves until SIGTERM or SIGINT, after which it
+ * answers the requests already read and returns 0.  SIGHUP reloads the
+ * bundle.  It blocks the calling thread, which becomes the main thread.
+ */
+#ifndef VERDICT_DAEMON_H
+#define VERDICT_DAEMON_H
+
+#include <stddef.h>
+
+#include "verdict/history.h"
+#include "verdict/sandbox.h"
+
+typedef struct vd_daemon vd_daemon_t;
+
+typedef struct vd_daemon_opts {
+  const char *policies;    /* bundle directory */
+  const char *socket;      /* decision socket path */
+  const char *admin_socket;/* admin socket path, or NULL */
+  const char *listen;      /* "HOST:PORT" for TCP, or NULL */
+  const char *db;          /* history database path */
+  vd_log_mode_t log_mode;
+  unsigned workers;
+  size_t max_line;         /* bytes; longer lines get too_large and a close */
+  size_t max_pending_out;  /* stop reading a client whose unsent output passes this */
+  vd_limits_t limits;
+} vd_daemon_opts_t;
+
+/* Serve until stopped.  Returns the process exit status. */
+int vd_daemon_run(const vd_daemon_opts_t *opts);
+
+#endif

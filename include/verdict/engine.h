@@ -1,0 +1,91 @@
+/*
+ * engine.h - deciding one request against a loaded policy bundle.
+ *
+ * An engine is one sandboxed Lua state with every policy of one bundle
+ * revision loaded: for each kind (a file national/<kind>.lua) and each
+ * region that has its own file, the policy table that file returned, and
+ * for every region code the bundle accepts, which of those decides.
+ *
+ * vd_engine_decide() takes a request line exactly as a client sent it and
+ * fills a vd_decision_t: either the decision (result and trace as JSON) or
+ * an error with its code, message and field path.  Requests are decided
+ * deterministically: the policy sees only its input, the decision time and
+ * the bundle.
+ *
+ * Threading: an engine belongs to one thread (each daemon worker builds its
+ * own from the shared, immutable bundle).  It holds a reference to its
+ * bundle until vd_engine_free().
+ */
+#ifndef VERDICT_ENGINE_H
+#define VERDICT_ENGINE_H
+
+#include <stdint.h>
+
+#include "verdict/buf.h"
+#include "verdict/bundle.h"
+#include "verdict/sandbox.h"
+
+typedef enum {
+  VD_OP_DECIDE = 0,
+  VD_OP_PING,
+  VD_OP_STATUS,
+  VD_OP_OTHER /* an operation the daemon handles (admin); name in `op` */
+} vd_op_t;
+
+typedef struct vd_decision {
+  int code;          /* 0 for a decision, else the VD_E* error code */
+  vd_op_t op;
+  char op_name[32];  /* the request's "op" when op == VD_OP_OTHER */
+  vd_buf_t message;  /* error message (file:line for policy errors) */
+  vd_buf_t path;     /* error field path, e.g. "input.due_fen"; may be empty */
+  vd_buf_t id;       /* the request's "id" re-encoded as JSON; "null" if none */
+  char kind[32];
+  char region[32];
+  char policy_region[32];
+  char at[48];       /* decision time, as given or as stamped */
+  int64_t at_ms;
+  int at_stamped;    /* 1 when the request had no "at" */
+  vd_buf_t result;   /* JSON object */
+  vd_buf_t trace;    /* JSON array of {rule, basis} */
+  vd_buf_t complaint_id, customer_id, category; /* from input, for indexes */
+  uint64_t elapsed_ns;
+} vd_decision_t;
+
+void vd_decision_init(vd_decision_t *d);
+void vd_decision_reset(vd_decision_t *d);
+void vd_decision_release(vd_decision_t *d);
+
+typedef struct vd_engine vd_engine_t;
+
+/* Load every policy of bundle B into a new sandbox.  On success *out owns a
+ * reference to B.  On failure returns an error code and err holds
+ * "file:line: message" for the first problem found. */
+int vd_engine_new(vd_bundle_t *b, const vd_limits_t *lim, vd_engine_t **out,
+                  vd_buf_t *err);
+void vd_engine_free(vd_engine_t *e);
+
+/* Decide the request line [line, line+len) (no newline).  now_ms stamps
+ * requests that carry no "at".  Always fills d (reset first); returns
+ * d->code.  For op != VD_OP_DECIDE, returns 0 with only id and op set. */
+int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
+                     int64_t now_ms, vd_decision_t *d);
+
+vd_bundle_t *vd_engine_bundle(const vd_engine_t *e);
+vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e);
+
+/* Region codes the bundle accepts, sorted, and the kinds it decides. */
+size_t vd_engine_region_count(const vd_engine_t *e);
+const char *vd_engine_region(const vd_engine_t *e, size_t i);
+size_t vd_engine_kind_count(const vd_engine_t *e);
+const char *vd_engine_kind(const vd_engine_t *e, size_t i);
+/* Which region's file decides KIND for REGION ("national" for the
+ * baseline), or NULL if the pair is unknown. */
+const char *vd_engine_policy_region(vd_engine_t *e, const char *kind,
+                                    const char *region);
+
+/* Push the policy table that decides KIND for REGION_WITH_FILE (a region
+ * that has its own file, or "national").  Returns 0 or VD_ENOT_FOUND. */
+int vd_engine_push_policy(vd_engine_t *e, const char *kind,
+                          const char *region_with_file);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * json.h - JSON to Lua values and back.
+ *
+ * Decoding is a yajl SAX parse that builds Lua values directly on a Lua
+ * stack, with no intermediate tree.  The mapping:
+ *
+ *   JSON object  -> table whose metatable is the registry's object marker
+ *   JSON array   -> sequence 1..n whose metatable is the array marker
+ *   null         -> vd_json_null (a light userdata) as `verdict.null`
+ *   number       -> integer when written without '.', 'e' or 'E' and in
+ *                   range of lua_Integer, float otherwise
+ *   string       -> string (yajl rejects invalid UTF-8)
+ *
+ * Encoding maps back: tables with a marker keep their JSON type; an
+ * unmarked empty table is `[]`; an unmarked sequence is an array; other
+ * tables are objects with string keys, written in sorted key order so the
+ * same value always gives the same bytes.  Floats are written in the
+ * shortest form that reads back to the same double and always contain '.',
+ * 'e' or "Infinity"-free notation, so a float never comes back as an
+ * integer.  NaN and infinities, functions, userdata and non-string keys in
+ * objects are errors.
+ *
+ * Both directions run on the caller's thread and Lua state.  Decoding
+ * allocates Lua values and so can raise a Lua memory error: call it only
+ * from protected code (lua_pcall), which is what vd_json_decode_protected()
+ * does for you.  Encoding never raises.
+ */
+#ifndef VERDICT_JSON_H
+#define VERDICT_JSON_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "verdict/buf.h"
+
+#define VD_JSON_MAX_DEPTH 64
+
+/* The JSON null sentinel. */
+extern char vd_json_null_tag;
+#define vd_json_null ((void *)&vd_json_null_tag)
+
+/* Create the array and object marker metatables in L's registry.
+ * Call once per state before any decode or encode. */
+void vd_json_setup(lua_State *L);
+
+/* Push the array (kind 'a') or object (kind 'o') marker metatable. */
+void vd_json_push_marker(lua_State *L, int kind);
+
+/* Decode JSON text [s, s+n) and push the value on success (returns 0).
+ * On a syntax error returns VD_EBAD_REQUEST, pushes nothing and writes a
+ * message naming the byte offset into `err`.  Raises on memory errors:
+ * call under lua_pcall.  max_depth bounds nesting (0 = VD_JSON_MAX_DEPTH). */
+int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
+                   vd_buf_t *err);
+
+/* The same inside a lua_pcall: returns 0 and pushes the value,
+ * VD_EBAD_REQUEST with `err` set for bad JSON, or VD_ENOMEM if the state's
+ * allocator refused (nothing pushed in both error cases). */
+int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
+                             int max_depth, vd_buf_t *err);
+
+/* Encode the value at stack index idx, appending JSON to `out`.  Returns 0,
+ * or VD_EINVALID with `err` naming the path below `root` that could not be
+ * encoded (e.g. "result.deadlines.x: cannot encode a function").  On error
+ * `out` may hold a partial encoding: the caller discards it.  Never raises. */
+int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
+                   vd_buf_t *err);
+
+/* 1 if the value at idx is a table carrying the array marker, 2 for the
+ * object marker, 0 otherwise. */
+int vd_json_marker(lua_State *L, int idx);
+
+/* Append the shortest round-tripping text of a finite double. */
+void vd_json_add_double(vd_buf_t *out, double d);
+
+#endif

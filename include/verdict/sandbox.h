@@ -1,0 +1,83 @@
+/*
+ * sandbox.h - a Lua 5.4 state fit to run policy code.
+ *
+ * A sandbox is one lua_State with:
+ *   - one allocator that accounts every byte and can refuse past a limit
+ *     (the per-evaluation memory cap) or fail the n-th allocation (tests);
+ *   - a count hook that stops code past an instruction budget; pcall and
+ *     xpcall inside the sandbox re-raise once a limit has tripped, so a
+ *     policy cannot swallow its own timeout or memory error;
+ *   - an allow-listed base environment (registry "vd.base") holding only
+ *     string (no dump; format without %p; pattern functions bounded by
+ *     subject length), table, math (no random), utf8, deterministic
+ *     pairs, address-free tostring, text-only load, setmetatable without
+ *     __gc, and the `verdict` library (null, array, object).  Library tables
+ *     are read-only proxies; the string metatable is hidden.
+ *
+ * Each chunk runs in an environment of its own whose misses fall through to
+ * the base; vd_sandbox_lock_env() then makes that environment read-only, so
+ * globals a file defined cannot be changed by a later evaluation.
+ *
+ * A sandbox belongs to one thread.  Ownership: the vd_sandbox_t is the
+ * caller's (embedded); vd_sandbox_release() closes the state.
+ */
+#ifndef VERDICT_SANDBOX_H
+#define VERDICT_SANDBOX_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "verdict/buf.h"
+
+typedef struct vd_limits {
+  size_t mem_cap;             /* bytes one evaluation may add to the state */
+  unsigned long instr_budget; /* VM instructions per evaluation */
+  unsigned long load_budget;  /* VM instructions to load a whole bundle */
+  size_t load_mem;            /* bytes the state may hold while loading */
+  int max_depth;              /* JSON nesting bound for requests */
+} vd_limits_t;
+
+#define VD_LIMITS_DEFAULT { 32u << 20, 10000000UL, 200000000UL, 512u << 20, 32 }
+
+/* Instructions between two calls of the count hook. */
+#define VD_HOOK_STEP 1000
+
+typedef struct vd_sandbox {
+  lua_State *L;
+  size_t used;          /* bytes the state holds now */
+  size_t limit;         /* refuse allocations that would pass this (0: none) */
+  unsigned long steps;  /* instructions counted since vd_sandbox_arm() */
+  unsigned long budget; /* instructions allowed since vd_sandbox_arm() */
+  int tripped;          /* 0, VD_EPOLICY_TIMEOUT or VD_EPOLICY_MEMORY */
+  long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
+} vd_sandbox_t;
+
+/* Create the state and its base environment.  Returns 0, or VD_ENOMEM. */
+int vd_sandbox_init(vd_sandbox_t *sb, vd_buf_t *err);
+void vd_sandbox_release(vd_sandbox_t *sb);
+
+/* Start an evaluation: count `budget` instructions and allow `mem_cap`
+ * bytes above what the state holds now.  Clears `tripped`. */
+void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap);
+/* End it: returns the limit that tripped (0 if none). */
+int vd_sandbox_disarm(vd_sandbox_t *sb);
+
+/* The sandbox that owns L. */
+vd_sandbox_t *vd_sandbox_of(lua_State *L);
+
+/* Push a new, writable chunk environment that falls through to the base. */
+void vd_sandbox_new_env(lua_State *L);
+/* Make the environment at idx read-only: its contents move behind a proxy
+ * so that every later assignment, to a new or an existing name, raises. */
+void vd_sandbox_lock_env(lua_State *L, int idx);
+/* Load text chunk [buf, len) named `name` ("@national/sla.lua") with the
+ * environment at env_idx as its _ENV.  Pushes the function and returns
+ * LUA_OK, or pushes the message and returns the load status. */
+int vd_sandbox_load(lua_State *L, const char *name, const char *buf,
+                    size_t len, int env_idx);
+/* Put a value from the top of the stack into the base environment under
+ * `name` (pops it).  Only for the engine's own functions (require). */
+void vd_sandbox_set_base(lua_State *L, const char *name);
+
+#endif
