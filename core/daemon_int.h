@@ -26,6 +26,10 @@
 
 typedef struct vd_conn vd_conn_t;
 
+/* After SIGTERM, how long a worker waits for clients to take their last
+ * answers before it closes their connections. */
+#define VD_SHUTDOWN_GRACE_MS 5000
+
 
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
@@ -41,6 +45,7 @@ typedef struct vd_worker {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_async_t wake;         /* hand-offs, history completions, stop, swap */
+  uv_timer_t grace;        /* started by a stop: force-close stragglers */
 
   uv_mutex_t lock;         /* guards the fields up to `engine` */
   vd_handoff_t *queue;

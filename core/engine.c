@@ -367,7 +367,8 @@ static int load_all(lua_State *L) {
     lua_pop(L, 1);
   }
   qsort(e->kinds, e->nkinds, sizeof *e->kinds, str_cmp);
-  qsort(e->regions, e->nregions, sizeof *e->regions, str_cmp);
+  if (e->nregions)
+    qsort(e->regions, e->nregions, sizeof *e->regions, str_cmp);
 
   /* Load each file once, then resolve every region. */
   lua_newtable(L);

@@ -76,6 +76,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
  * Connection lifetime
  * ------------------------------------------------------------------------ */
 
+/* A stopping worker is done when no connection and no pending response
+ * is left: close its own handles so that its loop returns. */
+static void finish_if_done(vd_worker_t *w) {
+  if (!w->stopping || w->nconns || w->pend_head ||
+      uv_is_closing((uv_handle_t *)&w->wake))
+    return;
+  uv_close((uv_handle_t *)&w->wake, NULL);
+  if (!uv_is_closing((uv_handle_t *)&w->grace))
+    uv_close((uv_handle_t *)&w->grace, NULL);
+}
+
 static void conn_unref(vd_conn_t *c) {
   if (--c->refs)
     return;
@@ -96,9 +107,7 @@ static void on_close(uv_handle_t *h) {
   w->nconns--;
   atomic_fetch_sub(&w->connections, 1);
   conn_unref(c);
-  if (w->stopping && w->nconns == 0 && !w->pend_head &&
-      !uv_is_closing((uv_handle_t *)&w->wake))
-    uv_close((uv_handle_t *)&w->wake, NULL);
+  finish_if_done(w);
 }
 
 static void conn_close(vd_conn_t *c) {
@@ -487,20 +496,40 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
   conn_read_start(c);
 }
 
+/* The grace period after SIGTERM is over: close what is still open (a
+ * client that does not read its answers must not keep us alive). */
+static void on_grace_over(uv_timer_t *t) {
+  vd_worker_t *w = t->data;
+  vd_conn_t *c;
+  unsigned n = 0;
+  for (c = w->conns; c; c = c->next) {
+    if (!c->closing) {
+      conn_close(c);
+      n++;
+    }
+  }
+  if (n)
+    fprintf(stderr, "verdictd: worker %u: closed %u connection%s that did "
+                    "not drain within the shutdown grace period\n",
+            w->index, n, n == 1 ? "" : "s");
+}
+
 static void begin_stop(vd_worker_t *w) {
   vd_conn_t *c, *next;
   if (w->stopping)
     return;
   w->stopping = 1;
+  uv_timer_init(&w->loop, &w->grace);
+  w->grace.data = w;
+  uv_timer_start(&w->grace, on_grace_over, VD_SHUTDOWN_GRACE_MS, 0);
+  uv_unref((uv_handle_t *)&w->grace);
   for (c = w->conns; c; c = next) {
     next = c->next;
     conn_read_stop(c);
     c->eof = 1;
     conn_maybe_close(c);
   }
-  if (w->nconns == 0 && !w->pend_head &&
-      !uv_is_closing((uv_handle_t *)&w->wake))
-    uv_close((uv_handle_t *)&w->wake, NULL);
+  finish_if_done(w);
 }
 
 static void on_wake(uv_async_t *a) {
@@ -540,9 +569,7 @@ static void on_wake(uv_async_t *a) {
     release_pending(w, through, failed, nfailed);
   if (stop)
     begin_stop(w);
-  else if (w->stopping && w->nconns == 0 && !w->pend_head &&
-           !uv_is_closing((uv_handle_t *)&w->wake))
-    uv_close((uv_handle_t *)&w->wake, NULL);
+  finish_if_done(w);
 }
 
 static void worker_main(void *arg) {

@@ -1,0 +1,262 @@
+"""verdictd as a back-office system sees it: framing, errors, limits,
+hostile policies, shutdown."""
+import json
+import os
+import socket
+import threading
+import time
+import unittest
+
+from harness import AT, FIXTURES, Daemon, request
+
+MINI = os.path.join(FIXTURES, "mini")
+HOSTILE = os.path.join(FIXTURES, "hostile")
+
+
+def comp(charged=5000, due=3000, region="GD-SZ", rid=1):
+    return request("compensation", region,
+                   {"charged_fen": charged, "due_fen": due}, rid=rid)
+
+
+class Protocol(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(MINI, tcp=True, args=["--max-line", "4096"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.assertEqual = unittest.TestCase.assertEqual
+        rc = cls.d.stop()
+        if rc != 0:
+            raise AssertionError("verdictd exited %d: %s" % (rc, cls.d.read_log()))
+
+    def test_decision_fields(self):
+        c = self.d.connect()
+        r = c.call(**comp())
+        self.assertEqual(r["id"], 1)
+        self.assertEqual(r["kind"], "compensation")
+        self.assertEqual(r["region"], "GD-SZ")
+        self.assertEqual(r["policy_region"], "GD")
+        self.assertEqual(r["at"], AT)
+        self.assertTrue(r["revision"].startswith("sha256:"))
+        self.assertEqual(len(r["revision"]), 71)
+        self.assertEqual(r["result"]["offer_fen"], 6000)
+        self.assertEqual(r["trace"][0]["rule"], "comp.double_refund")
+        self.assertRegex(r["decision_id"],
+                         r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        self.assertIsInstance(r["elapsed_us"], int)
+        # JSON types survive: integer, float, null, array, empty array
+        self.assertIsInstance(r["result"]["offer_fen"], int)
+        self.assertEqual(r["result"]["ratio"], 0.5)
+        self.assertIsNone(r["result"]["nothing"])
+        self.assertEqual(r["result"]["list"], [1, 2, 3])
+        self.assertEqual(r["result"]["empty"], [])
+        c.close()
+
+    def test_tcp(self):
+        c = self.d.connect(tcp=True)
+        r = c.call(**comp(region="BJ"))
+        self.assertEqual(r["policy_region"], "national")
+        self.assertEqual(r["result"]["offer_fen"], 4000)
+        c.close()
+
+    def test_at_is_stamped_when_absent(self):
+        c = self.d.connect()
+        r = c.call(**request("compensation", "GD", {"charged_fen": 1, "due_fen": 0},
+                             at=None))
+        self.assertTrue(r["at"].endswith("+08:00"), r["at"])
+        c.close()
+
+    def test_pipelined_responses_in_order(self):
+        c = self.d.connect()
+        lines = "".join(json.dumps(comp(charged=3000 + i, rid=i)) + "\n"
+                        for i in range(500))
+        c.send(lines)
+        for i in range(500):
+            r = c.readline()
+            self.assertEqual(r["id"], i)
+            self.assertEqual(r["result"]["offer_fen"], i * 3)
+        c.close()
+
+    def test_split_writes(self):
+        c = self.d.connect()
+        line = json.dumps(comp(rid="split")) + "\n"
+        for ch in line:
+            c.send(ch)
+        self.assertEqual(c.readline()["id"], "split")
+        c.close()
+
+    def test_bad_lines_then_next_served(self):
+        c = self.d.connect()
+        bad = [
+            (b"{not json}\n", "bad_request"),
+            (b'{"id":1,"kind":"compensation",}\n', "bad_request"),
+            (b'{"id":"\xff\xfe"}\n', "bad_request"),
+            (b"[1,2,3]\n", "bad_request"),
+            (b'"just a string"\n', "bad_request"),
+            (b"[" * 100 + b"]" * 100 + b"\n", "bad_request"),
+            (json.dumps(request("nope", "GD", {})).encode() + b"\n", "unknown_kind"),
+            (json.dumps(request("compensation", "XX", {})).encode() + b"\n",
+             "unknown_region"),
+            (json.dumps(request("compensation", "GD", {"charged_fen": "x",
+                                                       "due_fen": 1})).encode()
+             + b"\n", "bad_input"),
+            (json.dumps(dict(comp(), extra=1)).encode() + b"\n", "bad_request"),
+            (json.dumps(dict(comp(), at="yesterday")).encode() + b"\n",
+             "bad_request"),
+            (json.dumps(dict(comp(), input=[1])).encode() + b"\n", "bad_request"),
+        ]
+        for line, code in bad:
+            c.send(line)
+            r = c.readline()
+            self.assertEqual(r["error"]["code"], code, (line, r))
+            self.assertTrue(r["error"]["message"])
+            r = c.call(**comp(rid="after"))
+            self.assertEqual(r["id"], "after", line)
+        c.send(b'{"id":7,"kind":"compensation","region":"GD","at":"%s",'
+               b'"input":{"charged_fen":"x","due_fen":1}}\n' % AT.encode())
+        r = c.readline()
+        self.assertEqual(r["id"], 7)
+        self.assertEqual(r["error"]["path"], "input.charged_fen")
+        c.send(b"{bad\n")
+        self.assertIn("byte", c.readline()["error"]["message"])
+        c.close()
+
+    def test_too_large_closes(self):
+        c = self.d.connect()
+        c.send(b'{"id":"' + b"x" * 5000 + b'"}\n')
+        r = c.readline()
+        self.assertEqual(r["error"]["code"], "too_large")
+        self.assertTrue(c.closed_by_peer())
+        c.close()
+        c = self.d.connect()
+        self.assertEqual(c.call(**comp(rid=2))["id"], 2)
+        c.close()
+
+    def test_half_close_is_answered(self):
+        c = self.d.connect()
+        c.send(json.dumps(comp(rid="a")) + "\n" + json.dumps(comp(rid="b")))
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(c.readline()["id"], "a")
+        self.assertEqual(c.readline()["id"], "b")
+        self.assertTrue(c.closed_by_peer())
+        c.close()
+
+    def test_vanishing_and_stalled_clients_harm_nobody(self):
+        gone = self.d.connect()
+        gone.send(b'{"id":1,"kind":"compen')
+        gone.close()
+        # a client that pipelines a lot and never reads
+        stalled = self.d.connect()
+        stalled.sock.setblocking(False)
+        line = (json.dumps(comp()) + "\n").encode()
+        sent = 0
+        try:
+            for _ in range(20000):
+                sent += stalled.sock.send(line * 10)
+        except BlockingIOError:
+            pass
+        c = self.d.connect()
+        t0 = time.time()
+        self.assertEqual(c.call(**comp(rid="alive"))["id"], "alive")
+        self.assertLess(time.time() - t0, 5)
+        stalled.close()
+        c.close()
+
+    def test_ping_status_and_admin_ops(self):
+        c = self.d.connect()
+        self.assertTrue(c.call(op="ping", id=1)["pong"])
+        st = c.call(op="status")["status"]
+        self.assertTrue(st["revision"].startswith("sha256:"))
+        self.assertEqual(st["workers"], 2)
+        self.assertGreaterEqual(st["uptime_s"], 0)
+        self.assertIn("decisions", st)
+        r = c.call(op="reload", id=3)
+        self.assertEqual(r["error"]["code"], "forbidden")
+        r = c.call(op="explode")
+        self.assertEqual(r["error"]["code"], "bad_request")
+        c.close()
+
+    def test_many_concurrent_clients(self):
+        errors = []
+
+        def client(n):
+            try:
+                c = self.d.connect(tcp=n % 2 == 0)
+                for i in range(50):
+                    r = c.call(**comp(charged=3000 + i, rid=[n, i]))
+                    if r["id"] != [n, i] or r["result"]["offer_fen"] != 3 * i:
+                        errors.append(r)
+                c.close()
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+
+
+class Hostile(unittest.TestCase):
+    """A hostile bundle never takes the daemon down."""
+
+    def test_hostile_policies(self):
+        d = Daemon(HOSTILE, args=["--instr-budget", "2000000",
+                                  "--mem-cap", "16777216"])
+        try:
+            expect = {"loop": "policy_timeout", "pcall_loop": "policy_timeout",
+                      "bomb": "policy_memory", "pcall_bomb": "policy_memory",
+                      "boom": "policy_error", "shape": "policy_error",
+                      "badtrace": "policy_error", "func": "policy_error",
+                      "pattern": "policy_error", "counter": "policy_error"}
+            good = d.connect()
+            bad = d.connect()
+            for kind, code in expect.items():
+                bad.send_request(**request(kind, "national", {}))
+                r = good.call(**request("ok", "national", {}, rid="good"))
+                self.assertEqual(r["result"], {"ok": True})
+                r = bad.readline()
+                self.assertEqual(r["error"]["code"], code, r)
+                if code == "policy_error" and kind not in ("pattern",):
+                    self.assertIn("national/%s.lua" % kind, r["error"]["message"])
+            r = good.call(**request("escape", "national", {}))
+            self.assertEqual([k for k, v in r["result"].items() if v], [])
+            st = good.call(op="status")["status"]
+            self.assertGreaterEqual(st["errors"]["policy_timeout"], 2)
+            good.close()
+            bad.close()
+        finally:
+            self.assertEqual(d.stop(), 0, d.read_log())
+
+    def test_broken_bundle_refused_at_startup(self):
+        with self.assertRaises(RuntimeError) as e:
+            Daemon(os.path.join(FIXTURES, "nonexistent"))
+        self.assertIn("nonexistent", str(e.exception))
+
+
+class Shutdown(unittest.TestCase):
+    def test_sigterm_finishes_in_flight(self):
+        d = Daemon(MINI)
+        c = d.connect()
+        c.send("".join(json.dumps(comp(rid=i)) + "\n" for i in range(200)))
+        got = [c.readline()["id"]]
+
+        def drain():
+            try:
+                while True:
+                    got.append(c.readline()["id"])
+            except EOFError:
+                pass
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        reader.join()
+        self.assertEqual(got, list(range(200)))
+        self.assertFalse(os.path.exists(d.socket))
+
+
+if __name__ == "__main__":
+    unittest.main()
