@@ -34,8 +34,8 @@ TEST_LDLIBS := $(shell pkg-config --libs $(TEST_PKGS))
 # The library every program links: one subsystem per file.
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/bundle.c core/sandbox.c core/engine.c core/protocol.c \
-            core/client.c core/policytest.c core/history.c
-DAEMON_SRCS := core/daemon.c core/worker.c core/verdictd.c
+            core/client.c core/policytest.c core/history.c core/textdiff.c
+DAEMON_SRCS := core/daemon.c core/worker.c core/admin.c core/verdictd.c
 CLI_SRCS    := core/verdict.c core/cli_history.c
 
 TESTS := test_json test_engine test_sandbox test_protocol test_history
@@ -68,7 +68,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libverdict.a
 run: all
 	@mkdir -p var
 	./$(BUILD)/verdictd --policies policies --socket var/verdictd.sock \
-	    --db var/verdict.db $(VERDICTD_FLAGS)
+	    --admin-socket var/verdictd-admin.sock --db var/verdict.db \
+	    $(VERDICTD_FLAGS)
 
 # Every test: cmocka unit tests, the policies' own tests, black-box tests.
 test: all $(TEST_BINS)

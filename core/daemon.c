@@ -22,12 +22,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <lua.h>
+
 #include "daemon_int.h"
 #include "verdict/daemon.h"
 #include "verdict/timefmt.h"
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...) {
+void vd_daemon_log(const char *fmt, ...) {
   char ts[32];
   va_list ap;
   vd_time_format(vd_now_ms(), VD_DEFAULT_OFFSET_MIN, ts);
@@ -166,11 +167,11 @@ static void resume_accepting(uv_timer_t *t);
 
 static void on_acceptable(uv_poll_t *p, int status, int events) {
   vd_daemon_t *d = p->data;
-  int lfd, is_tcp = p == &d->tcp_poll, is_admin = p == &d->admin_poll;
+  int lfd, is_tcp = p == &d->tcp_poll;
   (void)events;
   if (status < 0 || d->stopping)
     return;
-  lfd = is_tcp ? d->tcp_fd : is_admin ? d->admin_fd : d->unix_fd;
+  lfd = is_tcp ? d->tcp_fd : d->unix_fd;
   for (;;) {
     vd_handoff_t h;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -180,12 +181,10 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
           errno == ENOMEM) {
         /* Out of descriptors: pause accepting briefly rather than spin. */
-        logf_("accept: %s; pausing accepts for 100 ms", strerror(errno));
+        vd_daemon_log("accept: %s; pausing accepts for 100 ms", strerror(errno));
         uv_poll_stop(&d->unix_poll);
         if (d->tcp_fd >= 0)
           uv_poll_stop(&d->tcp_poll);
-        if (d->admin_fd >= 0)
-          uv_poll_stop(&d->admin_poll);
         uv_timer_start(&d->accept_pause, resume_accepting, 100, 0);
       }
       return;
@@ -193,7 +192,6 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
     memset(&h, 0, sizeof h);
     h.fd = fd;
     h.is_tcp = is_tcp;
-    h.is_admin = is_admin;
     describe_peer(fd, is_tcp, h.peer);
     vd_worker_handoff(least_loaded(d), &h);
   }
@@ -206,15 +204,13 @@ static void resume_accepting(uv_timer_t *t) {
   uv_poll_start(&d->unix_poll, UV_READABLE, on_acceptable);
   if (d->tcp_fd >= 0)
     uv_poll_start(&d->tcp_poll, UV_READABLE, on_acceptable);
-  if (d->admin_fd >= 0)
-    uv_poll_start(&d->admin_poll, UV_READABLE, on_acceptable);
 }
 
 /* ------------------------------------------------------------------------
  * Status
  * ------------------------------------------------------------------------ */
 
-void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out) {
+void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files) {
   uint64_t decisions = 0, errors[VD_ERR_COUNT] = {0}, total_err = 0;
   unsigned conns = 0, i;
   int k, first = 1;
@@ -237,6 +233,10 @@ void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out) {
   if (d->last_failure.len) {
     vd_buf_adds(out, ",\"last_failure\":");
     vd_buf_add_json_str(out, d->last_failure.data, d->last_failure.len);
+  }
+  if (with_files && d->in_force.len) {
+    vd_buf_adds(out, ",\"in_force\":");
+    vd_buf_add(out, d->in_force.data, d->in_force.len);
   }
   uv_mutex_unlock(&d->state_lock);
   vd_time_format(d->started_ms, VD_DEFAULT_OFFSET_MIN, ts);
@@ -283,13 +283,6 @@ static void close_listeners(vd_daemon_t *d) {
     close(d->tcp_fd);
     d->tcp_fd = -1;
   }
-  if (d->admin_fd >= 0) {
-    uv_poll_stop(&d->admin_poll);
-    uv_close((uv_handle_t *)&d->admin_poll, NULL);
-    close(d->admin_fd);
-    unlink(d->opts.admin_socket);
-    d->admin_fd = -1;
-  }
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum) {
@@ -298,9 +291,10 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   if (d->stopping)
     return;
   d->stopping = 1;
-  logf_("%s: no longer accepting; finishing requests in flight",
+  vd_daemon_log("%s: no longer accepting; finishing requests in flight",
         signum == SIGTERM ? "SIGTERM" : "SIGINT");
   close_listeners(d);
+  vd_admin_stop(d);
   uv_timer_stop(&d->accept_pause);
   uv_close((uv_handle_t *)&d->accept_pause, NULL);
   uv_close((uv_handle_t *)&d->sig_term, NULL);
@@ -326,45 +320,11 @@ static int build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
   return 0;
 }
 
-/* SIGHUP: load the directory again; switch every worker only if every
- * engine loads.  (Validation against the bundle's tests comes with the
- * admin channel.) */
+/* SIGHUP: reload the policy directory (validated, then switched). */
 static void on_hup(uv_signal_t *s, int signum) {
   vd_daemon_t *d = s->data;
-  vd_bundle_t *b = NULL;
-  vd_buf_t err = VD_BUF_INIT;
-  vd_engine_t **engines;
-  unsigned i;
-  int rc;
   (void)signum;
-  engines = calloc(d->nworkers, sizeof *engines);
-  rc = engines ? vd_bundle_load(d->opts.policies, &b, &err) : VD_ENOMEM;
-  if (rc == 0)
-    rc = build_engines(d, b, engines, &err);
-  if (rc) {
-    logf_("reload refused, still serving %s: %s",
-          vd_bundle_revision(d->bundle), err.data ? err.data : "out of memory");
-    uv_mutex_lock(&d->state_lock);
-    vd_buf_reset(&d->last_failure);
-    vd_buf_adds(&d->last_failure, err.data ? err.data : "out of memory");
-    uv_mutex_unlock(&d->state_lock);
-  } else {
-    for (i = 0; i < d->nworkers; i++)
-      vd_worker_offer_engine(&d->workers[i], engines[i]);
-    uv_mutex_lock(&d->state_lock);
-    vd_bundle_unref(d->bundle);
-    d->bundle = b;
-    b = NULL;
-    d->activated_ms = vd_now_ms();
-    snprintf(d->activated_by, sizeof d->activated_by, "sighup");
-    uv_mutex_unlock(&d->state_lock);
-    logf_("reloaded %s: now serving %s", d->opts.policies,
-          vd_bundle_revision(d->bundle));
-  }
-  if (b)
-    vd_bundle_unref(b);
-  free(engines);
-  vd_buf_release(&err);
+  vd_admin_reload(d, "sighup", NULL, NULL);
 }
 
 int vd_daemon_run(const vd_daemon_opts_t *opts) {
@@ -377,7 +337,8 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
 
   memset(&d, 0, sizeof d);
   d.opts = *opts;
-  d.unix_fd = d.tcp_fd = d.admin_fd = -1;
+  d.unix_fd = d.tcp_fd = -1;
+  vd_buf_init(&d.in_force);
   d.loop = uv_default_loop();
   d.started_ms = d.activated_ms = vd_now_ms();
   snprintf(d.activated_by, sizeof d.activated_by, "startup");
@@ -386,24 +347,24 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   signal(SIGPIPE, SIG_IGN);
 
   if (vd_bundle_load(opts->policies, &d.bundle, &err) != 0) {
-    logf_("cannot load policies: %s", err.data);
+    vd_daemon_log("cannot load policies: %s", err.data);
     goto out;
   }
   d.nworkers = opts->workers;
   d.workers = calloc(d.nworkers, sizeof *d.workers);
   engines = calloc(d.nworkers, sizeof *engines);
   if (!d.workers || !engines) {
-    logf_("out of memory");
+    vd_daemon_log("out of memory");
     goto out;
   }
   if (build_engines(&d, d.bundle, engines, &err) != 0) {
-    logf_("cannot load policies from %s: %s", opts->policies, err.data);
+    vd_daemon_log("cannot load policies from %s: %s", opts->policies, err.data);
     goto out;
   }
   if (opts->log_mode != VD_LOG_OFF) {
     if (vd_history_open(&d.history, opts->db, opts->log_mode, d.nworkers,
                         on_history_done, &d, &herr) != 0) {
-      logf_("cannot open the history database: %s",
+      vd_daemon_log("cannot open the history database: %s",
             herr ? herr : "unknown error");
       goto out_engines;
     }
@@ -412,23 +373,21 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_buf_reset(&err);
   d.unix_fd = listen_unix(opts->socket, 0660, &err);
   if (d.unix_fd < 0) {
-    logf_("cannot listen: %s", err.data);
+    vd_daemon_log("cannot listen: %s", err.data);
     goto out_history;
   }
   if (opts->listen) {
     d.tcp_fd = listen_tcp(opts->listen, &err);
     if (d.tcp_fd < 0) {
-      logf_("cannot listen: %s", err.data);
+      vd_daemon_log("cannot listen: %s", err.data);
       goto out_listen;
     }
   }
-  if (opts->admin_socket) {
-    d.admin_fd = listen_unix(opts->admin_socket, 0600, &err);
-    if (d.admin_fd < 0) {
-      logf_("cannot listen: %s", err.data);
-      goto out_listen;
-    }
+  if (vd_admin_start(&d, &err) != 0) {
+    vd_daemon_log("cannot listen: %s", err.data);
+    goto out_listen;
   }
+  vd_admin_startup(&d, engines[0]);
 
   for (i = 0; i < d.nworkers; i++) {
     vd_worker_t *w = &d.workers[i];
@@ -437,7 +396,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     w->engine = engines[i];
     engines[i] = NULL;
     if (vd_worker_start(w) != 0) {
-      logf_("cannot start worker %u", i);
+      vd_daemon_log("cannot start worker %u", i);
       break;
     }
     started++;
@@ -451,11 +410,6 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     d.tcp_poll.data = &d;
     uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
   }
-  if (d.admin_fd >= 0) {
-    uv_poll_init(d.loop, &d.admin_poll, d.admin_fd);
-    d.admin_poll.data = &d;
-    uv_poll_start(&d.admin_poll, UV_READABLE, on_acceptable);
-  }
   uv_timer_init(d.loop, &d.accept_pause);
   d.accept_pause.data = &d;
   uv_signal_init(d.loop, &d.sig_term);
@@ -466,7 +420,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
 
-  logf_("serving %s (%s) on %s%s%s with %u workers, history %s (%s)",
+  vd_daemon_log("serving %s (%s) on %s%s%s with %u workers, history %s (%s)",
         opts->policies, vd_bundle_revision(d.bundle), opts->socket,
         opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
         d.nworkers, opts->log_mode == VD_LOG_OFF ? "off" : opts->db,
@@ -491,11 +445,15 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     free(w->queue);
   }
   rc = started == d.nworkers ? 0 : 1;
-  logf_("stopped");
+  vd_daemon_log("stopped");
 
 out_listen:
   close_listeners(&d);
+  if (!d.stopping)
+    vd_admin_stop(&d);
   uv_run(d.loop, UV_RUN_NOWAIT);
+  if (d.admin_L)
+    lua_close(d.admin_L);
 out_history:
   if (d.history)
     vd_history_close(d.history);
@@ -509,6 +467,7 @@ out:
   if (d.bundle)
     vd_bundle_unref(d.bundle);
   vd_buf_release(&d.last_failure);
+  vd_buf_release(&d.in_force);
   vd_buf_release(&err);
   uv_mutex_destroy(&d.state_lock);
   uv_loop_close(d.loop);

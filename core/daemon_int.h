@@ -18,6 +18,8 @@
 
 #include <uv.h>
 
+#include "verdict/buf.h"
+
 #include "verdict/daemon.h"
 #include "verdict/engine.h"
 #include "verdict/error.h"
@@ -35,7 +37,6 @@ typedef struct vd_conn vd_conn_t;
 typedef struct vd_handoff {
   int fd;
   int is_tcp;
-  int is_admin;
   char peer[64];
 } vd_handoff_t;
 
@@ -82,8 +83,8 @@ struct vd_daemon {
   char activated_by[32];
   vd_buf_t last_failure;   /* why the last reload was refused */
 
-  int unix_fd, tcp_fd, admin_fd;
-  uv_poll_t unix_poll, tcp_poll, admin_poll;
+  int unix_fd, tcp_fd;
+  uv_poll_t unix_poll, tcp_poll;
   uv_timer_t accept_pause;
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
@@ -92,6 +93,20 @@ struct vd_daemon {
   unsigned nworkers;
   unsigned next_worker;
   uv_mutex_t state_lock;   /* guards bundle/activation fields for status */
+  vd_buf_t in_force;       /* JSON: which file decides each region and kind */
+
+  /* admin.c: the admin channel and the reload pipeline (main thread) */
+  uv_pipe_t admin_server;
+  int admin_listening;
+  struct vd_admin_conn *admin_conns;
+  struct lua_State *admin_L;      /* decodes admin requests */
+  struct vd_reload *reload_head, *reload_tail;
+  int reload_busy;
+  uv_work_t reload_work;
+  uv_fs_event_t **watchers;       /* --watch: one per bundle directory */
+  size_t nwatchers;
+  uv_timer_t watch_timer;         /* debounce */
+  int watch_timer_on;
 };
 
 /* worker.c */
@@ -101,7 +116,20 @@ void vd_worker_handoff(vd_worker_t *w, const vd_handoff_t *h);
 void vd_worker_request_stop(vd_worker_t *w);
 void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
 
-/* daemon.c: the status object as JSON (any worker thread). */
-void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out);
+/* daemon.c: the status object as JSON (any thread).  with_files adds
+ * which file decides each region and kind. */
+void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files);
+void vd_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* admin.c (main thread) */
+int vd_admin_start(vd_daemon_t *d, vd_buf_t *err);
+void vd_admin_stop(vd_daemon_t *d);
+/* Queue a reload of the policy directory (bundle NULL) or activation of a
+ * bundle already in memory (takes the reference).  TRIGGER: "sighup",
+ * "watch", "admin"; WHO may be NULL. */
+void vd_admin_reload(vd_daemon_t *d, const char *trigger, const char *who,
+                     vd_bundle_t *bundle);
+/* Record the revision that serves from start-up and what is in force. */
+void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e);
 
 #endif

@@ -36,6 +36,15 @@ static void usage(FILE *f) {
         "  options: --socket PATH (default var/verdictd.sock),"
         " --connect HOST:PORT\n"
         "\n"
+        "policy administration (talk to verdictd's admin socket):\n"
+        "  reload           load, validate and activate the policy directory\n"
+        "  activate REV     make a stored revision live again (validated)\n"
+        "  revisions        revisions stored and every activation\n"
+        "  diff REV1 [REV2] unified diff between revisions (REV2: active)\n"
+        "  status --admin   status with the files in force per region\n"
+        "  options: --admin-socket PATH (default var/verdictd-admin.sock),"
+        " --who NAME\n"
+        "\n"
         "policy administration (offline):\n"
         "  test [DIR]       run the bundle's policy tests (default: policies)\n"
         "  check [DIR]      load, check structure, run tests and luacheck\n"
@@ -86,7 +95,67 @@ typedef struct conn_opts {
   const char *connect;
 } conn_opts_t;
 
-static int call(const conn_opts_t *co, const char *line, size_t len) {
+/* Print an admin response readably; returns the exit status. */
+static int print_admin(const char *cmd, const char *resp) {
+  lua_State *L = luaL_newstate();
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = 0;
+  if (!L || vd_json_decode_protected(L, resp, strlen(resp), 0, &err) != 0) {
+    printf("%s\n", resp);
+    goto done;
+  }
+  if (lua_getfield(L, -1, "error") == LUA_TTABLE) {
+    lua_getfield(L, -1, "code");
+    lua_getfield(L, -2, "message");
+    fprintf(stderr, "verdict %s: %s: %s\n", cmd, lua_tostring(L, -2),
+            lua_tostring(L, -1));
+    rc = 1;
+    goto done;
+  }
+  lua_pop(L, 1);
+  if (strcmp(cmd, "diff") == 0) {
+    lua_getfield(L, -1, "diff");
+    fputs(lua_tostring(L, -1) ? lua_tostring(L, -1) : "", stdout);
+  } else if (strcmp(cmd, "revisions") == 0) {
+    lua_Integer i, n;
+    lua_getfield(L, -1, "activations");
+    n = (lua_Integer)lua_rawlen(L, -1);
+    printf("%-25s %-10s %-4s %-73s %s\n", "AT", "TRIGGER", "OK", "REVISION",
+           "WHO / ERROR");
+    for (i = 1; i <= n; i++) {
+      const char *who, *error;
+      lua_rawgeti(L, -1, i);
+      lua_getfield(L, -1, "at");
+      lua_getfield(L, -2, "trigger");
+      lua_getfield(L, -3, "ok");
+      lua_getfield(L, -4, "revision");
+      lua_getfield(L, -5, "who");
+      lua_getfield(L, -6, "error");
+      who = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+      error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      printf("%-25s %-10s %-4s %-73s %s%s%.*s\n", lua_tostring(L, -6),
+             lua_tostring(L, -5), lua_toboolean(L, -4) ? "yes" : "NO",
+             lua_tostring(L, -3), who, *error ? " / " : "",
+             (int)strcspn(error, "\n"), error);
+      lua_pop(L, 7);
+    }
+  } else if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "activate") == 0) {
+    lua_getfield(L, -1, "revision");
+    lua_getfield(L, -2, "unchanged");
+    printf("%s %s\n", lua_toboolean(L, -1) ? "unchanged:" : "activated",
+           lua_tostring(L, -2));
+  } else {
+    printf("%s\n", resp);
+  }
+done:
+  if (L)
+    lua_close(L);
+  vd_buf_release(&err);
+  return rc;
+}
+
+static int call(const conn_opts_t *co, const char *line, size_t len,
+                const char *admin_cmd) {
   vd_client_t c;
   vd_buf_t resp = VD_BUF_INIT, err = VD_BUF_INIT;
   int rc;
@@ -100,6 +169,8 @@ static int call(const conn_opts_t *co, const char *line, size_t len) {
   if (rc) {
     fprintf(stderr, "verdict: %s\n", err.data);
     rc = 3;
+  } else if (admin_cmd) {
+    rc = print_admin(admin_cmd, resp.data);
   } else {
     printf("%s\n", resp.data);
     rc = strstr(resp.data, "\"error\":{") ? 1 : 0;
@@ -112,10 +183,22 @@ static int call(const conn_opts_t *co, const char *line, size_t len) {
 int main(int argc, char **argv) {
   conn_opts_t co = {"var/verdictd.sock", NULL};
   const char *cmd, *kind = NULL, *region = NULL, *at = NULL, *id = NULL;
-  const char *file = NULL;
+  const char *file = NULL, *file2 = NULL, *who = NULL;
+  const char *admin_socket = "var/verdictd-admin.sock";
+  int admin_status = 0;
   vd_buf_t line = VD_BUF_INIT, text = VD_BUF_INIT, err = VD_BUF_INIT;
   int i, rc;
 
+  /* Options may come before the command: move the command to argv[1]. */
+  for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++)
+    if (strcmp(argv[i], "--admin") != 0 && strcmp(argv[i], "--quiet") != 0 &&
+        strcmp(argv[i], "--help") != 0 && i + 1 < argc)
+      i++;
+  if (i > 1 && i < argc) {
+    char *c = argv[i];
+    memmove(argv + 2, argv + 1, (size_t)(i - 1) * sizeof *argv);
+    argv[1] = c;
+  }
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -157,6 +240,14 @@ int main(int argc, char **argv) {
       slot = &at;
     else if (strcmp(a, "--id") == 0)
       slot = &id;
+    else if (strcmp(a, "--admin-socket") == 0)
+      slot = &admin_socket;
+    else if (strcmp(a, "--who") == 0)
+      slot = &who;
+    if (strcmp(a, "--admin") == 0) {
+      admin_status = 1;
+      continue;
+    }
     if (slot) {
       if (i + 1 >= argc) {
         fprintf(stderr, "verdict: %s needs a value\n", a);
@@ -170,15 +261,44 @@ int main(int argc, char **argv) {
       kind = a;
     } else if (!file) {
       file = a;
+    } else if (!file2) {
+      file2 = a;
     } else {
       fprintf(stderr, "verdict: unexpected argument %s\n", a);
       return 2;
     }
   }
 
-  if (strcmp(cmd, "ping") == 0 || strcmp(cmd, "status") == 0) {
+  if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "activate") == 0 ||
+      strcmp(cmd, "revisions") == 0 || strcmp(cmd, "diff") == 0 ||
+      (strcmp(cmd, "status") == 0 && admin_status)) {
+    conn_opts_t ao = {admin_socket, NULL};
+    if ((cmd[0] == 'a' || cmd[0] == 'd') && !file) {
+      fprintf(stderr, "verdict %s: which revision? (see verdict revisions)\n",
+              cmd);
+      return 2;
+    }
+    vd_buf_addf(&line, "{\"op\":\"%s\"", cmd);
+    if (cmd[0] == 'a') {
+      vd_buf_adds(&line, ",\"revision\":");
+      vd_buf_add_json_str(&line, file, strlen(file));
+    } else if (cmd[0] == 'd') {
+      vd_buf_adds(&line, ",\"from\":");
+      vd_buf_add_json_str(&line, file, strlen(file));
+      if (file2) {
+        vd_buf_adds(&line, ",\"to\":");
+        vd_buf_add_json_str(&line, file2, strlen(file2));
+      }
+    }
+    if (who) {
+      vd_buf_adds(&line, ",\"who\":");
+      vd_buf_add_json_str(&line, who, strlen(who));
+    }
+    vd_buf_addc(&line, '}');
+    rc = call(&ao, line.data, line.len, cmd);
+  } else if (strcmp(cmd, "ping") == 0 || strcmp(cmd, "status") == 0) {
     vd_buf_addf(&line, "{\"op\":\"%s\"}", cmd);
-    rc = call(&co, line.data, line.len);
+    rc = call(&co, line.data, line.len, NULL);
   } else if (strcmp(cmd, "decide") == 0) {
     if (!kind || !region) {
       fprintf(stderr, "verdict decide: KIND and --region are required\n");
@@ -206,7 +326,7 @@ int main(int argc, char **argv) {
       rc = 2;
     } else {
       vd_buf_addc(&line, '}');
-      rc = call(&co, line.data, line.len);
+      rc = call(&co, line.data, line.len, NULL);
     }
   } else {
     fprintf(stderr, "verdict: unknown command '%s'\n", cmd);

@@ -18,6 +18,7 @@ static void usage(FILE *f) {
       "var/verdictd.sock)\n"
       "  --listen HOST:PORT   also serve decisions over TCP (default: off)\n"
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
+      "  --watch              reload when the policy directory changes\n"
       "  --db PATH            history database (default: var/verdict.db)\n"
       "  --log-mode MODE      durable (default), async or off\n"
       "  --workers N          worker threads (default: number of cores)\n"
@@ -53,6 +54,7 @@ int main(int argc, char **argv) {
       {"max-line", required_argument, 0, 'L'},
       {"instr-budget", required_argument, 0, 'I'},
       {"mem-cap", required_argument, 0, 'M'},
+      {"watch", no_argument, 0, 'W'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   static const vd_limits_t limits = VD_LIMITS_DEFAULT;
@@ -109,6 +111,7 @@ int main(int argc, char **argv) {
         return 2;
       o.limits.mem_cap = v;
       break;
+    case 'W': o.watch = 1; break;
     case 'h':
       usage(stdout);
       return 0;

@@ -41,7 +41,6 @@ struct vd_conn {
   size_t inflight;      /* bytes in uv_write requests not yet done */
   unsigned refs;        /* the loop's, plus one per pending response */
   unsigned npending;    /* responses of ours in the pending queue */
-  int is_admin;
   int reading;          /* uv_read_start is in effect */
   int throttled;        /* reading stopped for back-pressure */
   int eof;              /* the client sent EOF, or we are stopping */
@@ -372,7 +371,7 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
       break;
     case VD_OP_STATUS:
       vd_buf_addf(&w->scratch, "{\"id\":%s,\"status\":", d->id.data);
-      vd_daemon_status_json(w->daemon, &w->scratch);
+      vd_daemon_status_json(w->daemon, &w->scratch, 0);
       vd_buf_adds(&w->scratch, "}\n");
       break;
     default:
@@ -381,11 +380,8 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
           strcmp(d->op_name, "revisions") == 0 ||
           strcmp(d->op_name, "diff") == 0)
         vd_response_error(&w->scratch, d->id.data, VD_EFORBIDDEN,
-                          c->is_admin
-                              ? "this administrative operation is not "
-                                "available yet"
-                              : "administrative operations are accepted "
-                                "only on the admin socket",
+                          "administrative operations are accepted only on "
+                          "the admin socket (verdictd --admin-socket)",
                           "op", NULL);
       else
         vd_response_error(&w->scratch, d->id.data, VD_EBAD_REQUEST,
@@ -468,7 +464,6 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
   }
   c->w = w;
   c->refs = 1;
-  c->is_admin = ho->is_admin;
   snprintf(c->peer, sizeof c->peer, "%s", ho->peer);
   vd_framer_init(&c->framer, w->daemon->opts.max_line);
   vd_buf_init(&c->out);

@@ -22,6 +22,7 @@ typedef struct vd_daemon_opts {
   const char *admin_socket;/* admin socket path, or NULL */
   const char *listen;      /* "HOST:PORT" for TCP, or NULL */
   const char *db;          /* history database path */
+  int watch;               /* reload when the policy directory changes */
   vd_log_mode_t log_mode;
   unsigned workers;
   size_t max_line;         /* bytes; longer lines get too_large and a close */

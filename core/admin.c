@@ -1,0 +1,833 @@
+/*
+ * admin.c - the admin channel and the reload pipeline.
+ *
+ * Owns: the admin socket (mode 0600) and its connections, the queue of
+ * reloads, and the --watch directory watchers.  Everything here runs on the
+ * main thread's loop, except reload_work(), which runs on libuv's thread
+ * pool so that loading, checking and testing a new bundle never holds up
+ * the main loop, let alone a worker.
+ *
+ * A reload (SIGHUP, `verdict reload`, a watched change, `verdict activate`)
+ * goes: read the bundle (or take it from the history database) -> on the
+ * thread pool, validate it exactly as `verdict check` does (every file
+ * compiles, every policy loads and is well formed, the bundle's own tests
+ * pass) and build one engine per worker -> back on the main thread, store
+ * its files in the history database, hand each worker its engine, and
+ * record the activation.  A bundle that fails any step is not activated:
+ * the previous revision keeps serving and the failure is recorded and
+ * shown by `status`.  Reloads run one at a time, in the order asked.
+ *
+ * Each worker switches between two requests, so every request is decided
+ * wholly by one revision, the one its response names.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <sqlite3.h>
+
+#include "daemon_int.h"
+#include "verdict/json.h"
+#include "verdict/policytest.h"
+#include "verdict/protocol.h"
+#include "verdict/textdiff.h"
+#include "verdict/timefmt.h"
+
+typedef struct vd_admin_conn {
+  uv_pipe_t pipe;
+  vd_daemon_t *d;
+  struct vd_admin_conn *next, *prev;
+  vd_framer_t framer;
+  int busy;         /* waiting for a reload: do not read further requests */
+  int closing;
+  unsigned refs;
+  char who[64];
+} vd_admin_conn_t;
+
+typedef struct vd_reload {
+  struct vd_reload *next;
+  vd_daemon_t *d;
+  char trigger[16];
+  char who[96];
+  vd_bundle_t *bundle;          /* NULL: read opts.policies */
+  vd_admin_conn_t *reply_to;    /* holds a ref; NULL for signals, watch */
+  vd_buf_t reply_id;
+  /* filled by reload_work on the thread pool */
+  int rc;
+  vd_buf_t err;
+  vd_engine_t **engines;
+  vd_buf_t in_force;
+} vd_reload_t;
+
+static void admin_read_start(vd_admin_conn_t *c);
+static void start_next_reload(vd_daemon_t *d);
+static void enqueue_reload(vd_daemon_t *d, const char *trigger,
+                           const char *who, vd_bundle_t *bundle,
+                           vd_admin_conn_t *reply_to, const char *reply_id);
+
+/* ------------------------------------------------------------------------
+ * Files in force
+ * ------------------------------------------------------------------------ */
+
+static void in_force_json(vd_engine_t *e, vd_buf_t *out) {
+  size_t r, k;
+  vd_buf_reset(out);
+  vd_buf_addc(out, '{');
+  for (r = 0; r <= vd_engine_region_count(e); r++) {
+    const char *region = r ? vd_engine_region(e, r - 1) : "national";
+    vd_buf_addf(out, "%s\"%s\":{", r ? "," : "", region);
+    for (k = 0; k < vd_engine_kind_count(e); k++) {
+      const char *kind = vd_engine_kind(e, k);
+      const char *pr = vd_engine_policy_region(e, kind, region);
+      if (!pr)
+        continue;
+      if (strcmp(pr, "national") == 0)
+        vd_buf_addf(out, "%s\"%s\":\"national/%s.lua\"", k ? "," : "", kind,
+                    kind);
+      else
+        vd_buf_addf(out, "%s\"%s\":\"regions/%s/%s.lua\"", k ? "," : "", kind,
+                    pr, kind);
+    }
+    vd_buf_addc(out, '}');
+  }
+  vd_buf_addc(out, '}');
+}
+
+static void store_revision(vd_daemon_t *d, vd_bundle_t *b) {
+  vd_bundle_file_t *files;
+  size_t i, n = vd_bundle_count(b);
+  char *err = NULL;
+  if (!d->history)
+    return;
+  files = malloc((n ? n : 1) * sizeof *files);
+  if (!files)
+    return;
+  for (i = 0; i < n; i++)
+    files[i] = *vd_bundle_file(b, i);
+  if (vd_history_store_revision(d->history, vd_bundle_revision(b), files, n,
+                                &err) != 0)
+    vd_daemon_log("cannot store revision %s: %s", vd_bundle_revision(b),
+                  err ? err : "?");
+  free(err);
+  free(files);
+}
+
+static void record_activation(vd_daemon_t *d, const char *revision,
+                              const char *trigger, const char *who,
+                              const char *source, int ok, const char *error) {
+  char *err = NULL;
+  if (!d->history)
+    return;
+  if (vd_history_record_activation(d->history, revision, trigger, who, source,
+                                   ok, error, &err) != 0)
+    vd_daemon_log("cannot record the activation of %s: %s", revision,
+                  err ? err : "?");
+  free(err);
+}
+
+void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
+  in_force_json(e, &d->in_force);
+  store_revision(d, d->bundle);
+  record_activation(d, vd_bundle_revision(d->bundle), "startup", NULL,
+                    vd_bundle_source(d->bundle), 1, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Admin connections
+ * ------------------------------------------------------------------------ */
+
+typedef struct admin_write {
+  uv_write_t req;
+  vd_admin_conn_t *c;
+  char *data;
+} admin_write_t;
+
+static void admin_unref(vd_admin_conn_t *c) {
+  if (--c->refs)
+    return;
+  vd_framer_release(&c->framer);
+  free(c);
+}
+
+static void on_admin_closed(uv_handle_t *h) {
+  vd_admin_conn_t *c = h->data;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    c->d->admin_conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  admin_unref(c);
+}
+
+static void admin_close(vd_admin_conn_t *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  uv_close((uv_handle_t *)&c->pipe, on_admin_closed);
+}
+
+static void on_admin_written(uv_write_t *req, int status) {
+  admin_write_t *w = (admin_write_t *)req;
+  if (status < 0)
+    admin_close(w->c);
+  admin_unref(w->c);
+  free(w->data);
+  free(w);
+}
+
+/* Send line (ownership of the buffer's contents passes to the write). */
+static void admin_send(vd_admin_conn_t *c, vd_buf_t *line) {
+  admin_write_t *w;
+  uv_buf_t b;
+  size_t len;
+  if (c->closing) {
+    vd_buf_release(line);
+    return;
+  }
+  w = malloc(sizeof *w);
+  if (!w) {
+    vd_buf_release(line);
+    admin_close(c);
+    return;
+  }
+  w->c = c;
+  w->data = vd_buf_detach(line, &len);
+  b = uv_buf_init(w->data, (unsigned)len);
+  c->refs++;
+  if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_admin_written)) {
+    c->refs--;
+    free(w->data);
+    free(w);
+    admin_close(c);
+  }
+}
+
+static void reply_error(vd_admin_conn_t *c, const char *id, int code,
+                        const char *msg, const char *path) {
+  vd_buf_t out = VD_BUF_INIT;
+  vd_response_error(&out, id, code, msg, path, NULL);
+  admin_send(c, &out);
+}
+
+/* revisions: what the history database holds, newest first. */
+static int list_revisions(vd_daemon_t *d, vd_buf_t *out, vd_buf_t *err) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc, first = 1;
+  if (sqlite3_open_v2(d->opts.db, &db, SQLITE_OPEN_READONLY, NULL) !=
+      SQLITE_OK) {
+    vd_buf_addf(err, "%s: %s", d->opts.db, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return VD_EIO;
+  }
+  sqlite3_busy_timeout(db, 2000);
+  vd_buf_adds(out, ",\"activations\":[");
+  rc = sqlite3_prepare_v2(
+      db,
+      "SELECT at, revision, cause, who, source_dir, ok, error FROM activations "
+      "ORDER BY id DESC LIMIT 200", -1, &st, NULL);
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    int i;
+    static const char *const cols[] = {"at", "revision", "trigger", "who",
+                                       "source", "ok", "error"};
+    vd_buf_adds(out, first ? "{" : ",{");
+    first = 0;
+    for (i = 0; i < 7; i++) {
+      const char *v = (const char *)sqlite3_column_text(st, i);
+      vd_buf_addf(out, "%s\"%s\":", i ? "," : "", cols[i]);
+      if (i == 5)
+        vd_buf_adds(out, sqlite3_column_int(st, i) ? "true" : "false");
+      else if (!v)
+        vd_buf_adds(out, "null");
+      else
+        vd_buf_add_json_str(out, v, strlen(v));
+    }
+    vd_buf_addc(out, '}');
+  }
+  sqlite3_finalize(st);
+  vd_buf_adds(out, "],\"revisions\":[");
+  first = 1;
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT revision, stored_ms, files, bytes FROM "
+                            "revisions ORDER BY stored_ms DESC, revision",
+                            -1, &st, NULL);
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    char ts[32];
+    vd_time_format(sqlite3_column_int64(st, 1), VD_DEFAULT_OFFSET_MIN, ts);
+    vd_buf_addf(out, "%s{\"revision\":\"%s\",\"stored_at\":\"%s\",\"files\":%d,"
+                     "\"bytes\":%lld}",
+                first ? "" : ",", sqlite3_column_text(st, 0), ts,
+                sqlite3_column_int(st, 2),
+                (long long)sqlite3_column_int64(st, 3));
+    first = 0;
+  }
+  vd_buf_addc(out, ']');
+  if (rc != SQLITE_OK)
+    vd_buf_addf(err, "%s: %s", d->opts.db, sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc == SQLITE_OK ? 0 : VD_EIO;
+}
+
+static int load_stored(vd_daemon_t *d, const char *revision, vd_bundle_t **b,
+                       vd_buf_t *err) {
+  vd_bundle_file_t *files = NULL;
+  size_t n = 0;
+  char *msg = NULL;
+  int rc = vd_history_load_revision(d->opts.db, revision, &files, &n, &msg);
+  if (rc) {
+    vd_buf_addf(err, "%s", msg ? msg : "cannot read the revision");
+    free(msg);
+    return rc;
+  }
+  vd_buf_reset(err);
+  rc = vd_bundle_from_files(files, n, d->opts.db, b, err);
+  vd_history_free_files(files, n);
+  if (rc == 0 && strcmp(vd_bundle_revision(*b), revision) != 0) {
+    vd_buf_addf(err, "the stored files of %s hash to %s", revision,
+                vd_bundle_revision(*b));
+    vd_bundle_unref(*b);
+    *b = NULL;
+    return VD_EINVALID;
+  }
+  return rc;
+}
+
+/* diff FROM TO: unified diff of every file that differs. */
+static int diff_revisions(vd_daemon_t *d, const char *from, const char *to,
+                          vd_buf_t *text, vd_buf_t *err) {
+  vd_bundle_t *a = NULL, *b = NULL;
+  size_t i = 0, j = 0;
+  int rc = load_stored(d, from, &a, err);
+  if (rc == 0)
+    rc = load_stored(d, to, &b, err);
+  while (rc == 0 && (i < vd_bundle_count(a) || j < vd_bundle_count(b))) {
+    const vd_bundle_file_t *fa = vd_bundle_file(a, i), *fb = vd_bundle_file(b, j);
+    int c = !fa ? 1 : !fb ? -1 : strcmp(fa->path, fb->path);
+    vd_buf_t na = VD_BUF_INIT, nb = VD_BUF_INIT;
+    vd_buf_addf(&na, "a/%s", c <= 0 ? fa->path : fb->path);
+    vd_buf_addf(&nb, "b/%s", c >= 0 ? fb->path : fa->path);
+    vd_text_diff(c <= 0 ? na.data : "/dev/null", c <= 0 ? fa->data : "",
+                 c <= 0 ? fa->len : 0, c >= 0 ? nb.data : "/dev/null",
+                 c >= 0 ? fb->data : "", c >= 0 ? fb->len : 0, text);
+    vd_buf_release(&na);
+    vd_buf_release(&nb);
+    if (c <= 0)
+      i++;
+    if (c >= 0)
+      j++;
+  }
+  if (a)
+    vd_bundle_unref(a);
+  if (b)
+    vd_bundle_unref(b);
+  return rc;
+}
+
+static const char *field(lua_State *L, int t, const char *k) {
+  const char *s;
+  lua_getfield(L, t, k);
+  s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  lua_pop(L, 1);
+  return s;
+}
+
+static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
+  vd_daemon_t *d = c->d;
+  lua_State *L = d->admin_L;
+  vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT, id = VD_BUF_INIT;
+  const char *op, *who;
+  int top = lua_gettop(L);
+
+  vd_buf_adds(&id, "null");
+  if (vd_json_decode_protected(L, line, len, 16, &err) != 0) {
+    reply_error(c, NULL, VD_EBAD_REQUEST, err.data, NULL);
+    goto done;
+  }
+  if (vd_json_marker(L, -1) != 2) {
+    reply_error(c, NULL, VD_EBAD_REQUEST, "a request must be a JSON object",
+                NULL);
+    goto done;
+  }
+  lua_getfield(L, -1, "id");
+  if (!lua_isnil(L, -1)) {
+    vd_buf_reset(&id);
+    if (vd_json_encode(L, -1, &id, "id", &err))
+      vd_buf_adds(&id, "null");
+  }
+  lua_pop(L, 1);
+  op = field(L, top + 1, "op");
+  who = field(L, top + 1, "who");
+  if (!op) {
+    reply_error(c, id.data, VD_EBAD_REQUEST,
+                "missing op (reload, activate, revisions, diff, status, ping)",
+                "op");
+  } else if (strcmp(op, "ping") == 0) {
+    vd_buf_addf(&out, "{\"id\":%s,\"pong\":true}\n", id.data);
+    admin_send(c, &out);
+  } else if (strcmp(op, "status") == 0) {
+    vd_buf_addf(&out, "{\"id\":%s,\"status\":", id.data);
+    vd_daemon_status_json(d, &out, 1);
+    vd_buf_adds(&out, "}\n");
+    admin_send(c, &out);
+  } else if (strcmp(op, "reload") == 0 || strcmp(op, "activate") == 0) {
+    vd_bundle_t *b = NULL;
+    char whob[96];
+    if (op[0] == 'a') {
+      const char *rev = field(L, top + 1, "revision");
+      if (!rev) {
+        reply_error(c, id.data, VD_EBAD_REQUEST,
+                    "activate needs \"revision\": \"sha256:...\"", "revision");
+        goto done;
+      }
+      if (!d->history) {
+        reply_error(c, id.data, VD_ENOT_FOUND,
+                    "no history database (--log-mode off): nothing stored "
+                    "to activate", "revision");
+        goto done;
+      }
+      if (load_stored(d, rev, &b, &err) != 0) {
+        reply_error(c, id.data, VD_ENOT_FOUND, err.data, "revision");
+        goto done;
+      }
+    }
+    snprintf(whob, sizeof whob, "%s%s%s", c->who, who ? " " : "",
+             who ? who : "");
+    c->busy = 1; /* answer this one before reading the next request */
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    enqueue_reload(d, "admin", whob, b, c, id.data);
+  } else if (strcmp(op, "revisions") == 0) {
+    vd_buf_addf(&out, "{\"id\":%s", id.data);
+    if (!d->history || list_revisions(d, &out, &err) != 0) {
+      reply_error(c, id.data, VD_EIO,
+                  d->history ? err.data : "no history database (--log-mode off)",
+                  NULL);
+      vd_buf_release(&out);
+    } else {
+      vd_buf_adds(&out, "}\n");
+      admin_send(c, &out);
+    }
+  } else if (strcmp(op, "diff") == 0) {
+    const char *from = field(L, top + 1, "from"), *to = field(L, top + 1, "to");
+    vd_buf_t text = VD_BUF_INIT;
+    char active[80];
+    uv_mutex_lock(&d->state_lock);
+    snprintf(active, sizeof active, "%s", vd_bundle_revision(d->bundle));
+    uv_mutex_unlock(&d->state_lock);
+    if (!to)
+      to = active;
+    if (!from) {
+      reply_error(c, id.data, VD_EBAD_REQUEST,
+                  "diff needs \"from\" (and \"to\", default the active "
+                  "revision)", "from");
+    } else if (!d->history) {
+      reply_error(c, id.data, VD_ENOT_FOUND,
+                  "no history database (--log-mode off)", NULL);
+    } else if (diff_revisions(d, from, to, &text, &err) != 0) {
+      reply_error(c, id.data, VD_ENOT_FOUND, err.data, NULL);
+    } else {
+      vd_buf_addf(&out, "{\"id\":%s,\"from\":\"%s\",\"to\":\"%s\",\"diff\":",
+                  id.data, from, to);
+      vd_buf_add_json_str(&out, text.data ? text.data : "", text.len);
+      vd_buf_adds(&out, "}\n");
+      admin_send(c, &out);
+    }
+    vd_buf_release(&text);
+  } else {
+    reply_error(c, id.data, VD_EBAD_REQUEST,
+                "unknown op (reload, activate, revisions, diff, status, ping)",
+                "op");
+  }
+done:
+  lua_settop(L, top);
+  vd_buf_release(&out);
+  vd_buf_release(&err);
+  vd_buf_release(&id);
+}
+
+static void on_admin_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  static char slab[65536]; /* main thread only; framed before the next read */
+  (void)h;
+  (void)suggested;
+  *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void on_admin_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  vd_admin_conn_t *c = s->data;
+  const char *line;
+  size_t len;
+  int r;
+  if (nread < 0) {
+    admin_close(c);
+    return;
+  }
+  vd_framer_feed(&c->framer, buf->base, (size_t)nread);
+  while (!c->busy && (r = vd_framer_next(&c->framer, &line, &len)) != 0) {
+    if (r < 0) {
+      reply_error(c, NULL, VD_ETOO_LARGE, "admin request too long", NULL);
+      admin_close(c);
+      return;
+    }
+    if (len)
+      handle_admin(c, line, len);
+  }
+}
+
+static void admin_read_start(vd_admin_conn_t *c) {
+  const char *line;
+  size_t len;
+  int r;
+  /* requests that arrived while we were busy come first */
+  while (!c->busy && !c->closing &&
+         (r = vd_framer_next(&c->framer, &line, &len)) > 0)
+    if (len)
+      handle_admin(c, line, len);
+  if (!c->busy && !c->closing)
+    uv_read_start((uv_stream_t *)&c->pipe, on_admin_alloc, on_admin_read);
+}
+
+static void on_admin_connection(uv_stream_t *server, int status) {
+  vd_daemon_t *d = server->data;
+  vd_admin_conn_t *c;
+  struct ucred cred;
+  socklen_t cl = sizeof cred;
+  uv_os_fd_t fd;
+  if (status < 0)
+    return;
+  c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  c->d = d;
+  c->refs = 1;
+  vd_framer_init(&c->framer, 1u << 20);
+  uv_pipe_init(d->loop, &c->pipe, 0);
+  c->pipe.data = c;
+  c->next = d->admin_conns;
+  if (d->admin_conns)
+    d->admin_conns->prev = c;
+  d->admin_conns = c;
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
+    admin_close(c);
+    return;
+  }
+  if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+    snprintf(c->who, sizeof c->who, "uid=%u pid=%d", (unsigned)cred.uid,
+             (int)cred.pid);
+  admin_read_start(c);
+}
+
+/* ------------------------------------------------------------------------
+ * The reload pipeline
+ * ------------------------------------------------------------------------ */
+
+static void reload_free(vd_reload_t *r) {
+  unsigned i;
+  if (r->engines) {
+    for (i = 0; i < r->d->nworkers; i++)
+      vd_engine_free(r->engines[i]);
+    free(r->engines);
+  }
+  if (r->bundle)
+    vd_bundle_unref(r->bundle);
+  vd_buf_release(&r->err);
+  vd_buf_release(&r->in_force);
+  vd_buf_release(&r->reply_id);
+  free(r);
+}
+
+/* Thread pool: validate as `verdict check` does, then build the engines. */
+static void reload_work(uv_work_t *req) {
+  vd_reload_t *r = req->data;
+  vd_daemon_t *d = r->d;
+  unsigned i;
+  r->rc = vd_policy_validate(r->bundle, &r->err);
+  if (r->rc)
+    return;
+  r->engines = calloc(d->nworkers, sizeof *r->engines);
+  if (!r->engines) {
+    r->rc = VD_ENOMEM;
+    vd_buf_adds(&r->err, "out of memory");
+    return;
+  }
+  for (i = 0; i < d->nworkers && r->rc == 0; i++)
+    r->rc = vd_engine_new(r->bundle, &d->opts.limits, &r->engines[i], &r->err);
+  if (r->rc == 0)
+    in_force_json(r->engines[0], &r->in_force);
+}
+
+static void reload_done(uv_work_t *req, int status) {
+  vd_reload_t *r = req->data;
+  vd_daemon_t *d = r->d;
+  const char *rev = vd_bundle_revision(r->bundle);
+  char previous[80];
+  unsigned i;
+  vd_buf_t out = VD_BUF_INIT;
+
+  snprintf(previous, sizeof previous, "%s", vd_bundle_revision(d->bundle));
+  if (status < 0 && r->rc == 0) {
+    r->rc = VD_EINTERNAL;
+    vd_buf_adds(&r->err, "the reload was cancelled");
+  }
+  store_revision(d, r->bundle); /* failed bundles too: auditors see them */
+  if (r->rc == 0 && !d->stopping) {
+    for (i = 0; i < d->nworkers; i++) {
+      vd_worker_offer_engine(&d->workers[i], r->engines[i]);
+      r->engines[i] = NULL;
+    }
+    uv_mutex_lock(&d->state_lock);
+    vd_bundle_unref(d->bundle);
+    d->bundle = r->bundle;
+    r->bundle = NULL;
+    d->activated_ms = vd_now_ms();
+    snprintf(d->activated_by, sizeof d->activated_by, "%s", r->trigger);
+    vd_buf_reset(&d->in_force);
+    vd_buf_add(&d->in_force, r->in_force.data, r->in_force.len);
+    uv_mutex_unlock(&d->state_lock);
+    record_activation(d, rev, r->trigger, r->who,
+                      vd_bundle_source(d->bundle), 1, NULL);
+    vd_daemon_log("%s: activated %s (was %s)", r->trigger,
+                  vd_bundle_revision(d->bundle), previous);
+  } else {
+    if (r->rc == 0) {
+      r->rc = VD_EINTERNAL;
+      vd_buf_adds(&r->err, "the daemon is stopping");
+    }
+    uv_mutex_lock(&d->state_lock);
+    vd_buf_reset(&d->last_failure);
+    vd_buf_addf(&d->last_failure, "%s: %s", rev, r->err.data);
+    uv_mutex_unlock(&d->state_lock);
+    record_activation(d, rev, r->trigger, r->who, vd_bundle_source(r->bundle),
+                      0, r->err.data);
+    vd_daemon_log("%s: refused %s, still serving %s:\n%s", r->trigger, rev,
+                  previous, r->err.data);
+  }
+  if (r->reply_to) {
+    vd_admin_conn_t *c = r->reply_to;
+    if (r->rc == 0) {
+      uv_mutex_lock(&d->state_lock);
+      vd_buf_addf(&out, "{\"id\":%s,\"ok\":true,\"revision\":\"%s\","
+                        "\"previous\":\"%s\",\"unchanged\":%s}\n",
+                  r->reply_id.data, vd_bundle_revision(d->bundle), previous,
+                  strcmp(previous, vd_bundle_revision(d->bundle)) == 0
+                      ? "true" : "false");
+      uv_mutex_unlock(&d->state_lock);
+    } else {
+      vd_response_error(&out, r->reply_id.data, VD_EPOLICY_ERROR,
+                        r->err.data, NULL, NULL);
+    }
+    admin_send(c, &out);
+    c->busy = 0;
+    admin_read_start(c);
+    admin_unref(c);
+  }
+  d->reload_busy = 0;
+  reload_free(r);
+  start_next_reload(d);
+}
+
+static void start_next_reload(vd_daemon_t *d) {
+  vd_reload_t *r = d->reload_head;
+  if (d->reload_busy || !r)
+    return;
+  d->reload_head = r->next;
+  if (!d->reload_head)
+    d->reload_tail = NULL;
+  if (!r->bundle && vd_bundle_load(d->opts.policies, &r->bundle, &r->err)) {
+    /* unreadable directory: fail it without the thread pool */
+    vd_bundle_t *keep = d->bundle;
+    vd_bundle_ref(keep);
+    r->bundle = keep; /* name the failure after what keeps serving */
+    r->rc = VD_EIO;
+    d->reload_busy = 1;
+    d->reload_work.data = r;
+    {
+      vd_buf_t why = VD_BUF_INIT;
+      vd_buf_addf(&why, "cannot read %s: %s", d->opts.policies, r->err.data);
+      vd_buf_reset(&r->err);
+      vd_buf_add(&r->err, why.data, why.len);
+      vd_buf_release(&why);
+    }
+    reload_done(&d->reload_work, 0);
+    return;
+  }
+  d->reload_busy = 1;
+  d->reload_work.data = r;
+  if (uv_queue_work(d->loop, &d->reload_work, reload_work, reload_done) != 0) {
+    r->rc = VD_EINTERNAL;
+    vd_buf_adds(&r->err, "cannot queue the reload");
+    reload_done(&d->reload_work, 0);
+  }
+}
+
+static void enqueue_reload(vd_daemon_t *d, const char *trigger,
+                           const char *who, vd_bundle_t *bundle,
+                           vd_admin_conn_t *reply_to, const char *reply_id) {
+  vd_reload_t *r = calloc(1, sizeof *r);
+  if (!r) {
+    if (bundle)
+      vd_bundle_unref(bundle);
+    if (reply_to) {
+      reply_error(reply_to, reply_id, VD_EINTERNAL, "out of memory", NULL);
+      reply_to->busy = 0;
+      admin_read_start(reply_to);
+    }
+    return;
+  }
+  r->d = d;
+  snprintf(r->trigger, sizeof r->trigger, "%s", trigger);
+  snprintf(r->who, sizeof r->who, "%s", who ? who : "");
+  r->bundle = bundle;
+  vd_buf_init(&r->err);
+  vd_buf_init(&r->in_force);
+  vd_buf_init(&r->reply_id);
+  if (reply_to) {
+    r->reply_to = reply_to;
+    reply_to->refs++;
+    vd_buf_adds(&r->reply_id, reply_id);
+  }
+  if (d->reload_tail)
+    d->reload_tail->next = r;
+  else
+    d->reload_head = r;
+  d->reload_tail = r;
+  start_next_reload(d);
+}
+
+void vd_admin_reload(vd_daemon_t *d, const char *trigger, const char *who,
+                     vd_bundle_t *bundle) {
+  enqueue_reload(d, trigger, who, bundle, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * --watch: reload when the directory changes, once per burst of saves
+ * ------------------------------------------------------------------------ */
+
+static void watch_dirs(vd_daemon_t *d);
+
+static void on_watch_quiet(uv_timer_t *t) {
+  vd_daemon_t *d = t->data;
+  d->watch_timer_on = 0;
+  watch_dirs(d); /* pick up directories created since */
+  vd_admin_reload(d, "watch", NULL, NULL);
+}
+
+static void on_dir_event(uv_fs_event_t *h, const char *name, int events,
+                         int status) {
+  vd_daemon_t *d = h->data;
+  (void)events;
+  (void)status;
+  if (name && (name[0] == '.' || name[strlen(name) - 1] == '~'))
+    return; /* editor swap and backup files */
+  /* debounce: an editor saving several files causes one reload */
+  uv_timer_start(&d->watch_timer, on_watch_quiet, 300, 0);
+  d->watch_timer_on = 1;
+}
+
+static void unwatch(vd_daemon_t *d) {
+  size_t i;
+  for (i = 0; i < d->nwatchers; i++)
+    uv_close((uv_handle_t *)d->watchers[i], (uv_close_cb)free);
+  free(d->watchers);
+  d->watchers = NULL;
+  d->nwatchers = 0;
+}
+
+/* Watch DIR and every directory below it (inotify is not recursive). */
+static void watch_one(vd_daemon_t *d, const char *dir, int depth) {
+  uv_fs_t req;
+  uv_dirent_t ent;
+  uv_fs_event_t *h, **arr;
+  if (depth > 8)
+    return;
+  arr = realloc(d->watchers, (d->nwatchers + 1) * sizeof *arr);
+  h = malloc(sizeof *h);
+  if (arr)
+    d->watchers = arr;
+  if (!arr || !h) {
+    free(h);
+    return;
+  }
+  uv_fs_event_init(d->loop, h);
+  h->data = d;
+  if (uv_fs_event_start(h, on_dir_event, dir, 0) != 0) {
+    uv_close((uv_handle_t *)h, (uv_close_cb)free);
+    return;
+  }
+  d->watchers[d->nwatchers++] = h;
+  if (uv_fs_scandir(NULL, &req, dir, 0, NULL) < 0)
+    return;
+  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+    if (ent.type == UV_DIRENT_DIR && ent.name[0] != '.') {
+      vd_buf_t sub = VD_BUF_INIT;
+      vd_buf_addf(&sub, "%s/%s", dir, ent.name);
+      watch_one(d, sub.data, depth + 1);
+      vd_buf_release(&sub);
+    }
+  }
+  uv_fs_req_cleanup(&req);
+}
+
+static void watch_dirs(vd_daemon_t *d) {
+  unwatch(d);
+  watch_one(d, d->opts.policies, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Start and stop
+ * ------------------------------------------------------------------------ */
+
+int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
+  int rc;
+  d->admin_L = luaL_newstate();
+  if (!d->admin_L) {
+    vd_buf_adds(err, "out of memory");
+    return VD_ENOMEM;
+  }
+  vd_json_setup(d->admin_L);
+  if (d->opts.watch) {
+    uv_timer_init(d->loop, &d->watch_timer);
+    d->watch_timer.data = d;
+    watch_dirs(d);
+  }
+  if (!d->opts.admin_socket)
+    return 0;
+  unlink(d->opts.admin_socket);
+  uv_pipe_init(d->loop, &d->admin_server, 0);
+  d->admin_server.data = d;
+  rc = uv_pipe_bind(&d->admin_server, d->opts.admin_socket);
+  if (rc == 0)
+    rc = chmod(d->opts.admin_socket, 0600) == 0 ? 0 : UV_EPERM;
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&d->admin_server, 64, on_admin_connection);
+  if (rc != 0) {
+    vd_buf_addf(err, "%s: %s", d->opts.admin_socket, uv_strerror(rc));
+    uv_close((uv_handle_t *)&d->admin_server, NULL);
+    return VD_EIO;
+  }
+  d->admin_listening = 1;
+  return 0;
+}
+
+void vd_admin_stop(vd_daemon_t *d) {
+  vd_admin_conn_t *c, *next;
+  if (d->admin_listening) {
+    uv_close((uv_handle_t *)&d->admin_server, NULL);
+    unlink(d->opts.admin_socket);
+    d->admin_listening = 0;
+  }
+  for (c = d->admin_conns; c; c = next) {
+    next = c->next;
+    admin_close(c);
+  }
+  if (d->opts.watch) {
+    unwatch(d);
+    uv_close((uv_handle_t *)&d->watch_timer, NULL);
+  }
+}

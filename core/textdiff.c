@@ -1,0 +1,148 @@
+/*
+ * textdiff.c - unified line diffs (see textdiff.h).  No state; any thread.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "verdict/textdiff.h"
+
+typedef struct line {
+  const char *s;
+  size_t n; /* without the newline */
+} line_t;
+
+static size_t split(const char *t, size_t len, line_t **out) {
+  size_t n = 0, cap = 64, i, start = 0;
+  line_t *v = malloc(cap * sizeof *v);
+  if (!v)
+    return (size_t)-1;
+  for (i = 0; i <= len; i++) {
+    if (i == len ? i > start : t[i] == '\n') {
+      if (n == cap) {
+        line_t *w = realloc(v, (cap *= 2) * sizeof *v);
+        if (!w) {
+          free(v);
+          return (size_t)-1;
+        }
+        v = w;
+      }
+      v[n].s = t + start;
+      v[n].n = i - start;
+      n++;
+      start = i + 1;
+    }
+  }
+  *out = v;
+  return n;
+}
+
+static int same(const line_t *a, const line_t *b) {
+  return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
+}
+
+/* One edit: ' ' keep, '-' from a, '+' from b. */
+typedef struct op {
+  char kind;
+  size_t ai, bi;
+} op_t;
+
+static void emit_hunks(const op_t *ops, size_t nops, const line_t *a,
+                       const line_t *b, vd_buf_t *out) {
+  const size_t ctx = 3;
+  size_t i = 0;
+  while (i < nops) {
+    size_t start, end, j, la = 0, lb = 0, a0, b0;
+    while (i < nops && ops[i].kind == ' ')
+      i++;
+    if (i == nops)
+      break;
+    start = i > ctx ? i - ctx : 0;
+    /* extend while the next change is within 2*ctx of this one */
+    end = i;
+    for (j = i; j < nops; j++) {
+      if (ops[j].kind != ' ')
+        end = j;
+      else if (j - end > 2 * ctx)
+        break;
+    }
+    end = end + ctx + 1 < nops ? end + ctx + 1 : nops;
+    a0 = ops[start].ai;
+    b0 = ops[start].bi;
+    for (j = start; j < end; j++) {
+      if (ops[j].kind != '+')
+        la++;
+      if (ops[j].kind != '-')
+        lb++;
+    }
+    vd_buf_addf(out, "@@ -%zu,%zu +%zu,%zu @@\n", la ? a0 + 1 : a0, la,
+                lb ? b0 + 1 : b0, lb);
+    for (j = start; j < end; j++) {
+      const line_t *l = ops[j].kind == '+' ? &b[ops[j].bi] : &a[ops[j].ai];
+      vd_buf_addc(out, ops[j].kind);
+      vd_buf_add(out, l->s, l->n);
+      vd_buf_addc(out, '\n');
+    }
+    i = end;
+  }
+}
+
+int vd_text_diff(const char *name_a, const char *at, size_t alen,
+                 const char *name_b, const char *bt, size_t blen,
+                 vd_buf_t *out) {
+  line_t *a = NULL, *b = NULL;
+  size_t na, nb, i, j, nops = 0;
+  uint32_t *lcs = NULL;
+  op_t *ops = NULL;
+  if (alen == blen && (alen == 0 || memcmp(at, bt, alen) == 0))
+    return 0;
+  vd_buf_addf(out, "--- %s\n+++ %s\n", name_a, name_b);
+  na = split(at, alen, &a);
+  nb = split(bt, blen, &b);
+  if (na == (size_t)-1 || nb == (size_t)-1 ||
+      (double)(na + 1) * (double)(nb + 1) > VD_DIFF_MAX_CELLS)
+    goto summary;
+  lcs = calloc((na + 1) * (nb + 1), sizeof *lcs);
+  ops = malloc((na + nb + 1) * sizeof *ops);
+  if (!lcs || !ops)
+    goto summary;
+  /* lcs[i][j]: length of the LCS of a[i..] and b[j..] */
+  for (i = na; i-- > 0;)
+    for (j = nb; j-- > 0;)
+      lcs[i * (nb + 1) + j] =
+          same(&a[i], &b[j])
+              ? lcs[(i + 1) * (nb + 1) + j + 1] + 1
+              : (lcs[(i + 1) * (nb + 1) + j] > lcs[i * (nb + 1) + j + 1]
+                     ? lcs[(i + 1) * (nb + 1) + j]
+                     : lcs[i * (nb + 1) + j + 1]);
+  i = j = 0;
+  while (i < na || j < nb) {
+    op_t o;
+    o.ai = i;
+    o.bi = j;
+    if (i < na && j < nb && same(&a[i], &b[j])) {
+      o.kind = ' ';
+      i++;
+      j++;
+    } else if (i < na && (j == nb || lcs[(i + 1) * (nb + 1) + j] >=
+                                         lcs[i * (nb + 1) + j + 1])) {
+      o.kind = '-'; /* removals first, as diff -u writes them */
+      i++;
+    } else {
+      o.kind = '+';
+      j++;
+    }
+    ops[nops++] = o;
+  }
+  emit_hunks(ops, nops, a, b, out);
+  goto done;
+summary:
+  vd_buf_addf(out, "@@ files differ (%zu and %zu bytes; too large to diff) @@\n",
+              alen, blen);
+done:
+  free(a);
+  free(b);
+  free(lcs);
+  free(ops);
+  return 1;
+}
