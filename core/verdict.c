@@ -24,6 +24,7 @@
 #include "verdict/policytest.h"
 
 int vd_cli_history(int argc, char **argv);
+int vd_cli_replay(int argc, char **argv);
 
 static void usage(FILE *f) {
   fputs("usage: verdict COMMAND [options]\n"
@@ -50,7 +51,11 @@ static void usage(FILE *f) {
         "  check [DIR]      load, check structure, run tests and luacheck\n"
         "\n"
         "audit (offline, reads the database):\n"
-        "  history show ID | list [filters] | verify   (--db PATH)\n",
+        "  history show ID | list [filters] | verify   (--db PATH)\n"
+        "  replay [--since T] [--until T] [--region R] [--kind K]\n"
+        "         [--against recorded|DIR] [--format text|json]\n"
+        "                   decide recorded requests again; exit 3 if a\n"
+        "                   recorded decision does not reproduce\n",
         f);
 }
 
@@ -211,6 +216,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "history") == 0)
     return vd_cli_history(argc - 1, argv + 1);
+  if (strcmp(cmd, "replay") == 0)
+    return vd_cli_replay(argc - 1, argv + 1);
   if (strcmp(cmd, "test") == 0 || strcmp(cmd, "check") == 0) {
     const char *dir = "policies";
     int quiet = 0;

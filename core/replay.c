@@ -1,0 +1,516 @@
+/*
+ * replay.c - `verdict replay`: decide recorded requests again, offline.
+ *
+ * Streams decisions out of the history database (read-only, in seq order)
+ * and decides each request line again with vd_engine_decide(), the very
+ * path the daemon took, against either the revision that made it
+ * (`--against recorded`, the default: any difference is a determinism
+ * violation, exit status 3) or a candidate policy directory (an impact
+ * analysis: what would change, per-rule hit counts before and after, and
+ * the compensation offers before and after).
+ *
+ * One engine per revision, built on first use from the revision's files as
+ * stored in the database and kept for the rest of the run; results are
+ * compared as canonical JSON bytes, and only a differing pair is decoded to
+ * name the fields that changed.  Runs on the CLI's main thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <sqlite3.h>
+
+#include "verdict/engine.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+#include "verdict/json.h"
+#include "verdict/timefmt.h"
+
+int vd_cli_replay(int argc, char **argv);
+
+#define MAX_REPORTED 1000 /* changed decisions printed in full */
+
+typedef struct rev_engine {
+  char revision[80];
+  vd_engine_t *engine; /* NULL if it could not be rebuilt */
+  char *why;
+} rev_engine_t;
+
+typedef struct counter {
+  char *key;
+  long long before, after;
+} counter_t;
+
+typedef struct replay {
+  const char *db, *against, *format, *region, *kind;
+  int64_t since_ms, until_ms;
+  int has_since, has_until;
+  vd_engine_t *candidate;
+  rev_engine_t *revs;
+  size_t nrevs;
+  lua_State *L; /* for decoding what differs */
+  vd_decision_t d;
+  long long replayed, unchanged, changed, errors, reported;
+  counter_t *rules;
+  size_t nrules;
+  long long offer_before, offer_after, offers;
+  long long *offers_b, *offers_a;
+  size_t noffers_cap;
+  vd_buf_t changes; /* JSON array items or text lines */
+  vd_buf_t err;
+} replay_t;
+
+static int usage(const char *msg, const char *arg) {
+  fprintf(stderr, "verdict replay: %s%s%s\n", msg, arg ? " " : "",
+          arg ? arg : "");
+  fprintf(stderr,
+          "usage: verdict replay [--db PATH] [--since T] [--until T] "
+          "[--region R] [--kind K]\n"
+          "                      [--against recorded|DIR] "
+          "[--format text|json]\n");
+  return 2;
+}
+
+static vd_engine_t *engine_for(replay_t *r, const char *revision,
+                               const char **why) {
+  size_t i;
+  rev_engine_t *re;
+  vd_bundle_file_t *files = NULL;
+  size_t n = 0;
+  vd_bundle_t *b = NULL;
+  char *msg = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  for (i = 0; i < r->nrevs; i++)
+    if (strcmp(r->revs[i].revision, revision) == 0) {
+      *why = r->revs[i].why;
+      return r->revs[i].engine;
+    }
+  re = realloc(r->revs, (r->nrevs + 1) * sizeof *re);
+  if (!re)
+    return NULL;
+  r->revs = re;
+  re = &r->revs[r->nrevs++];
+  memset(re, 0, sizeof *re);
+  snprintf(re->revision, sizeof re->revision, "%s", revision);
+  if (vd_history_load_revision(r->db, revision, &files, &n, &msg) != 0) {
+    vd_buf_addf(&err, "cannot rebuild %s: %s", revision, msg ? msg : "?");
+  } else if (vd_bundle_from_files(files, n, r->db, &b, &err) != 0 ||
+             vd_engine_new(b, NULL, &re->engine, &err) != 0) {
+    /* err says why */
+  }
+  free(msg);
+  if (files)
+    vd_history_free_files(files, n);
+  if (b)
+    vd_bundle_unref(b);
+  if (!re->engine)
+    re->why = vd_buf_detach(&err, NULL);
+  vd_buf_release(&err);
+  *why = re->why;
+  return re->engine;
+}
+
+static void count_rules(replay_t *r, const char *trace, int after) {
+  const char *p = trace;
+  while (p && (p = strstr(p, "\"rule\":\"")) != NULL) {
+    const char *s = p + 8, *e = strchr(s, '"');
+    size_t i, n;
+    if (!e)
+      break;
+    n = (size_t)(e - s);
+    for (i = 0; i < r->nrules; i++)
+      if (strlen(r->rules[i].key) == n && memcmp(r->rules[i].key, s, n) == 0)
+        break;
+    if (i == r->nrules) {
+      counter_t *c = realloc(r->rules, (r->nrules + 1) * sizeof *c);
+      if (!c)
+        return;
+      r->rules = c;
+      c[i].key = strndup(s, n);
+      c[i].before = c[i].after = 0;
+      r->nrules++;
+    }
+    if (after)
+      r->rules[i].after++;
+    else
+      r->rules[i].before++;
+    p = e;
+  }
+}
+
+static long long offer_of(const char *result) {
+  const char *p = result ? strstr(result, "\"offer_fen\":") : NULL;
+  return p ? strtoll(p + 12, NULL, 10) : -1;
+}
+
+/* Append the paths where decoded values a (old) and b (new) differ. */
+static void field_diffs(replay_t *r, int a, int b, vd_buf_t *path,
+                        vd_buf_t *out, int json, int *first) {
+  lua_State *L = r->L;
+  size_t mark = path->len;
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_type(L, a) == LUA_TTABLE && lua_type(L, b) == LUA_TTABLE &&
+      vd_json_marker(L, a) == 2 && vd_json_marker(L, b) == 2) {
+    int pass;
+    for (pass = 0; pass < 2; pass++) { /* keys of a, then keys only in b */
+      int src = pass ? b : a, other = pass ? a : b;
+      lua_pushnil(L);
+      while (lua_next(L, src)) { /* key, value */
+        lua_pop(L, 1);
+        if (pass) {
+          int present;
+          lua_pushvalue(L, -1);
+          present = lua_rawget(L, other) != LUA_TNIL;
+          lua_pop(L, 1);
+          if (present)
+            continue;
+        }
+        vd_buf_addf(path, "%s%s", path->len ? "." : "", lua_tostring(L, -1));
+        lua_pushvalue(L, -1);
+        lua_rawget(L, a);
+        lua_pushvalue(L, -2);
+        lua_rawget(L, b);
+        field_diffs(r, -2, -1, path, out, json, first);
+        lua_pop(L, 2);
+        path->len = mark;
+        path->data[mark] = '\0';
+      }
+    }
+    return;
+  }
+  {
+    vd_buf_t va = VD_BUF_INIT, vb = VD_BUF_INIT, e = VD_BUF_INIT;
+    if (lua_isnil(L, a))
+      vd_buf_adds(&va, "(absent)");
+    else
+      vd_json_encode(L, a, &va, "old", &e);
+    if (lua_isnil(L, b))
+      vd_buf_adds(&vb, "(absent)");
+    else
+      vd_json_encode(L, b, &vb, "new", &e);
+    if (strcmp(va.data, vb.data) != 0) {
+      if (json) {
+        vd_buf_addf(out, "%s{\"field\":", *first ? "" : ",");
+        vd_buf_add_json_str(out, path->data, path->len);
+        vd_buf_adds(out, ",\"old\":");
+        if (lua_isnil(L, a))
+          vd_buf_adds(out, "null");
+        else
+          vd_buf_add(out, va.data, va.len);
+        vd_buf_adds(out, ",\"new\":");
+        if (lua_isnil(L, b))
+          vd_buf_adds(out, "null");
+        else
+          vd_buf_add(out, vb.data, vb.len);
+        vd_buf_addc(out, '}');
+      } else {
+        vd_buf_addf(out, "    %s: %s -> %s\n", path->data, va.data, vb.data);
+      }
+      *first = 0;
+    }
+    vd_buf_release(&va);
+    vd_buf_release(&vb);
+    vd_buf_release(&e);
+  }
+}
+
+/* Old and new as one JSON object each: {"result":..,"trace":..} or
+ * {"error":code}. */
+static void outcome_json(vd_buf_t *o, const char *result, const char *trace,
+                         const char *code) {
+  vd_buf_reset(o);
+  if (code) {
+    vd_buf_adds(o, "{\"error\":");
+    vd_buf_add_json_str(o, code, strlen(code));
+    vd_buf_addc(o, '}');
+  } else {
+    vd_buf_addf(o, "{\"result\":%s,\"trace\":%s}", result ? result : "null",
+                trace ? trace : "null");
+  }
+}
+
+static void report_change(replay_t *r, const char *decision_id,
+                          const char *old_result, const char *old_trace,
+                          const char *old_code) {
+  vd_buf_t a = VD_BUF_INIT, b = VD_BUF_INIT, path = VD_BUF_INIT;
+  int json = strcmp(r->format, "json") == 0, first = 1;
+  int top = lua_gettop(r->L);
+  if (r->reported++ >= MAX_REPORTED)
+    return;
+  outcome_json(&a, old_result, old_trace, old_code);
+  outcome_json(&b, r->d.code ? NULL : r->d.result.data,
+               r->d.code ? NULL : r->d.trace.data,
+               r->d.code ? vd_err_name(r->d.code) : NULL);
+  if (json)
+    vd_buf_addf(&r->changes, "%s{\"decision_id\":\"%s\",\"fields\":[",
+                r->reported > 1 ? "," : "", decision_id);
+  else
+    vd_buf_addf(&r->changes, "  %s\n", decision_id);
+  if (vd_json_decode_protected(r->L, a.data, a.len, 0, &r->err) == 0 &&
+      vd_json_decode_protected(r->L, b.data, b.len, 0, &r->err) == 0)
+    field_diffs(r, -2, -1, &path, &r->changes, json, &first);
+  if (json)
+    vd_buf_adds(&r->changes, "]}");
+  lua_settop(r->L, top);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+  vd_buf_release(&path);
+}
+
+static int cmp_ll(const void *x, const void *y) {
+  long long a = *(const long long *)x, b = *(const long long *)y;
+  return (a > b) - (a < b);
+}
+
+static void offer_stats(long long *v, long long n, long long *p50,
+                        long long *p90, long long *max) {
+  if (n == 0) {
+    *p50 = *p90 = *max = 0;
+    return;
+  }
+  qsort(v, (size_t)n, sizeof *v, cmp_ll);
+  *p50 = v[n / 2];
+  *p90 = v[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1];
+  *max = v[n - 1];
+}
+
+static int print_report(replay_t *r, int recorded) {
+  size_t i;
+  long long b50, b90, bmax, a50, a90, amax;
+  offer_stats(r->offers_b, r->offers, &b50, &b90, &bmax);
+  offer_stats(r->offers_a, r->offers, &a50, &a90, &amax);
+  if (strcmp(r->format, "json") == 0) {
+    printf("{\"against\":\"%s\",\"replayed\":%lld,\"unchanged\":%lld,"
+           "\"changed\":%lld,\"errors\":%lld,\"changes\":[%s]",
+           recorded ? "recorded" : r->against, r->replayed, r->unchanged,
+           r->changed, r->errors, r->changes.data ? r->changes.data : "");
+    if (!recorded) {
+      printf(",\"rules\":{");
+      for (i = 0; i < r->nrules; i++)
+        printf("%s\"%s\":{\"before\":%lld,\"after\":%lld}", i ? "," : "",
+               r->rules[i].key, r->rules[i].before, r->rules[i].after);
+      printf("},\"offers\":{\"count\":%lld,\"before\":{\"total_fen\":%lld,"
+             "\"p50\":%lld,\"p90\":%lld,\"max\":%lld},\"after\":{"
+             "\"total_fen\":%lld,\"p50\":%lld,\"p90\":%lld,\"max\":%lld}}",
+             r->offers, r->offer_before, b50, b90, bmax, r->offer_after, a50,
+             a90, amax);
+    }
+    printf("}\n");
+  } else {
+    printf("replayed %lld against %s: %lld unchanged, %lld changed, %lld "
+           "errors\n",
+           r->replayed, recorded ? "the recorded revisions" : r->against,
+           r->unchanged, r->changed, r->errors);
+    if (r->changed)
+      printf("changed:\n%s", r->changes.data ? r->changes.data : "");
+    if (r->reported > MAX_REPORTED)
+      printf("  (%lld more not shown)\n", r->reported - MAX_REPORTED);
+    if (!recorded) {
+      printf("rule hits (before -> after):\n");
+      for (i = 0; i < r->nrules; i++)
+        printf("  %-40s %8lld -> %-8lld%s\n", r->rules[i].key,
+               r->rules[i].before, r->rules[i].after,
+               r->rules[i].before != r->rules[i].after ? " *" : "");
+      if (r->offers)
+        printf("compensation offers (%lld): total %lld -> %lld fen; p50 %lld "
+               "-> %lld; p90 %lld -> %lld; max %lld -> %lld\n",
+               r->offers, r->offer_before, r->offer_after, b50, a50, b90, a90,
+               bmax, amax);
+    }
+  }
+  if (recorded && r->changed)
+    fprintf(stderr, "verdict replay: %lld decision%s did not reproduce "
+                    "(a determinism violation)\n",
+            r->changed, r->changed == 1 ? "" : "s");
+  return r->errors ? 1 : (recorded && r->changed) ? 3 : 0;
+}
+
+static int parse_time_opt(const char *opt, const char *v, int64_t *ms) {
+  int off;
+  if (vd_time_parse(v, strlen(v), ms, &off) != 0)
+    return usage("expects an RFC 3339 time with an offset:", opt);
+  return 0;
+}
+
+int vd_cli_replay(int argc, char **argv) {
+  replay_t r;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  vd_buf_t sql = VD_BUF_INIT;
+  int i, rc = 0, recorded, bind = 1;
+
+  memset(&r, 0, sizeof r);
+  r.db = "var/verdict.db";
+  r.against = "recorded";
+  r.format = "text";
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v || a[0] != '-')
+      return usage("unexpected argument", a);
+    if (strcmp(a, "--db") == 0)
+      r.db = v;
+    else if (strcmp(a, "--against") == 0)
+      r.against = v;
+    else if (strcmp(a, "--format") == 0) {
+      if (strcmp(v, "text") && strcmp(v, "json"))
+        return usage("--format takes text or json, not", v);
+      r.format = v;
+    } else if (strcmp(a, "--region") == 0)
+      r.region = v;
+    else if (strcmp(a, "--kind") == 0)
+      r.kind = v;
+    else if (strcmp(a, "--since") == 0) {
+      if (parse_time_opt(a, v, &r.since_ms))
+        return 2;
+      r.has_since = 1;
+    } else if (strcmp(a, "--until") == 0) {
+      if (parse_time_opt(a, v, &r.until_ms))
+        return 2;
+      r.has_until = 1;
+    } else
+      return usage("unknown option", a);
+    i++;
+  }
+  recorded = strcmp(r.against, "recorded") == 0;
+  vd_decision_init(&r.d);
+  r.L = luaL_newstate();
+  if (!r.L)
+    return 2;
+  vd_json_setup(r.L);
+
+  if (!recorded) {
+    vd_bundle_t *b = NULL;
+    if (vd_bundle_load(r.against, &b, &r.err) != 0 ||
+        vd_engine_new(b, NULL, &r.candidate, &r.err) != 0) {
+      fprintf(stderr, "verdict replay: --against %s: %s\n", r.against,
+              r.err.data);
+      rc = 2;
+    }
+    if (b)
+      vd_bundle_unref(b);
+    if (rc)
+      goto out;
+  }
+  if (sqlite3_open_v2(r.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    fprintf(stderr, "verdict replay: --db %s: %s\n", r.db, sqlite3_errmsg(db));
+    rc = 2;
+    goto out;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  vd_buf_adds(&sql, "SELECT decision_id, received_ms, revision, request, "
+                    "result, trace, error_code FROM decisions WHERE 1");
+  if (r.has_since)
+    vd_buf_adds(&sql, " AND received_ms >= ?");
+  if (r.has_until)
+    vd_buf_adds(&sql, " AND received_ms < ?");
+  if (r.region)
+    vd_buf_adds(&sql, " AND region = ?");
+  if (r.kind)
+    vd_buf_adds(&sql, " AND kind = ?");
+  vd_buf_adds(&sql, " ORDER BY seq");
+  if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
+    fprintf(stderr, "verdict replay: %s: not a verdict history database? %s\n",
+            r.db, sqlite3_errmsg(db));
+    rc = 2;
+    goto out;
+  }
+  if (r.has_since)
+    sqlite3_bind_int64(st, bind++, r.since_ms);
+  if (r.has_until)
+    sqlite3_bind_int64(st, bind++, r.until_ms);
+  if (r.region)
+    sqlite3_bind_text(st, bind++, r.region, -1, SQLITE_STATIC);
+  if (r.kind)
+    sqlite3_bind_text(st, bind++, r.kind, -1, SQLITE_STATIC);
+
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    int64_t received = sqlite3_column_int64(st, 1);
+    const char *rev = (const char *)sqlite3_column_text(st, 2);
+    const char *req = (const char *)sqlite3_column_text(st, 3);
+    int reqlen = sqlite3_column_bytes(st, 3);
+    const char *res = (const char *)sqlite3_column_text(st, 4);
+    const char *trace = (const char *)sqlite3_column_text(st, 5);
+    const char *code = (const char *)sqlite3_column_text(st, 6);
+    const char *why = NULL;
+    vd_engine_t *e;
+    int same;
+    if (!req || (code && strcmp(code, "too_large") == 0))
+      continue; /* nothing decidable was recorded */
+    e = recorded ? (rev ? engine_for(&r, rev, &why) : NULL) : r.candidate;
+    r.replayed++;
+    if (!e) {
+      r.errors++;
+      if (r.errors <= 10)
+        fprintf(stderr, "verdict replay: %s: %s\n", id ? id : "?",
+                why ? why : "no revision recorded");
+      continue;
+    }
+    vd_engine_decide(e, req, (size_t)reqlen, received, &r.d);
+    if (code)
+      same = r.d.code && strcmp(code, vd_err_name(r.d.code)) == 0;
+    else
+      same = r.d.code == 0 && res && trace && strcmp(res, r.d.result.data) == 0 &&
+             strcmp(trace, r.d.trace.data) == 0;
+    if (same) {
+      r.unchanged++;
+    } else {
+      r.changed++;
+      report_change(&r, id ? id : "?", res, trace, code);
+    }
+    if (!recorded) {
+      long long ob = offer_of(res), oa = r.d.code ? -1 : offer_of(r.d.result.data);
+      count_rules(&r, trace, 0);
+      if (!r.d.code)
+        count_rules(&r, r.d.trace.data, 1);
+      if (ob >= 0 || oa >= 0) {
+        if ((size_t)r.offers == r.noffers_cap) {
+          size_t cap = r.noffers_cap ? r.noffers_cap * 2 : 1024;
+          long long *nb = realloc(r.offers_b, cap * sizeof *nb);
+          long long *na = nb ? realloc(r.offers_a, cap * sizeof *na) : NULL;
+          if (nb)
+            r.offers_b = nb;
+          if (!na)
+            continue;
+          r.offers_a = na;
+          r.noffers_cap = cap;
+        }
+        r.offers_b[r.offers] = ob > 0 ? ob : 0;
+        r.offers_a[r.offers] = oa > 0 ? oa : 0;
+        r.offers++;
+        r.offer_before += ob > 0 ? ob : 0;
+        r.offer_after += oa > 0 ? oa : 0;
+      }
+    }
+  }
+  if (rc != SQLITE_DONE) {
+    fprintf(stderr, "verdict replay: reading %s: %s\n", r.db,
+            sqlite3_errmsg(db));
+    rc = 2;
+    goto out;
+  }
+  rc = print_report(&r, recorded);
+out:
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  vd_buf_release(&sql);
+  for (i = 0; i < (int)r.nrevs; i++) {
+    vd_engine_free(r.revs[i].engine);
+    free(r.revs[i].why);
+  }
+  free(r.revs);
+  for (i = 0; i < (int)r.nrules; i++)
+    free(r.rules[i].key);
+  free(r.rules);
+  free(r.offers_a);
+  free(r.offers_b);
+  vd_engine_free(r.candidate);
+  vd_decision_release(&r.d);
+  vd_buf_release(&r.changes);
+  vd_buf_release(&r.err);
+  lua_close(r.L);
+  return rc;
+}
