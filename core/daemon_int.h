@@ -55,6 +55,7 @@ typedef struct vd_worker {
   vd_engine_t *next_engine;/* a newer revision to switch to */
 
   vd_engine_t *engine;     /* the revision deciding now (worker-only) */
+  vd_history_reader_t *reader; /* answers ctx.history (worker-only) */
   vd_uuidgen_t uuid;
   vd_decision_t dec;       /* scratch, reused for every request */
   vd_buf_t scratch;

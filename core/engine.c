@@ -36,6 +36,13 @@ struct vd_engine {
   char **kinds;
   size_t nkinds;
   vd_buf_t err; /* scratch for messages */
+  /* facts from history (see engine.h) */
+  vd_facts_fn facts_fn;
+  void *facts_ud;
+  const char *replay_facts; /* for the current decision only */
+  int replaying;
+  int ref_history;          /* registry ref: the read-only ctx.history */
+  vd_decision_t *current;   /* the decision being made */
 };
 
 /* ------------------------------------------------------------------------
@@ -52,6 +59,7 @@ void vd_decision_init(vd_decision_t *d) {
   vd_buf_init(&d->complaint_id);
   vd_buf_init(&d->customer_id);
   vd_buf_init(&d->category);
+  vd_buf_init(&d->facts);
 }
 
 void vd_decision_reset(vd_decision_t *d) {
@@ -71,6 +79,7 @@ void vd_decision_reset(vd_decision_t *d) {
   vd_buf_reset(&d->complaint_id);
   vd_buf_reset(&d->customer_id);
   vd_buf_reset(&d->category);
+  vd_buf_reset(&d->facts);
 }
 
 void vd_decision_release(vd_decision_t *d) {
@@ -82,6 +91,7 @@ void vd_decision_release(vd_decision_t *d) {
   vd_buf_release(&d->complaint_id);
   vd_buf_release(&d->customer_id);
   vd_buf_release(&d->category);
+  vd_buf_release(&d->facts);
 }
 
 static int fail(vd_decision_t *d, int code, const char *path, const char *fmt,
@@ -716,6 +726,99 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
   return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * ctx.history
+ * ------------------------------------------------------------------------ */
+
+/* Answer one query, live or from the recorded facts, and note it. */
+static int history_query(lua_State *L, const char *query, lua_Integer unit_ms,
+                         lua_Integer max_span) {
+  vd_engine_t *e = engine_of(L);
+  vd_decision_t *d = e->current;
+  const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
+  lua_Integer span = luaL_checkinteger(L, 3);
+  int64_t count = 0;
+  vd_buf_t entry = VD_BUF_INIT;
+  luaL_argcheck(L, span >= 1 && span <= max_span, 3, "span out of range");
+  vd_buf_adds(&entry, "{\"args\":[");
+  vd_buf_add_json_str(&entry, a, strlen(a));
+  vd_buf_addc(&entry, ',');
+  vd_buf_add_json_str(&entry, b, strlen(b));
+  vd_buf_addf(&entry, ",%lld],\"query\":\"%s\",\"value\":", (long long)span,
+              query);
+  if (e->replaying) {
+    const char *hit = e->replay_facts ? strstr(e->replay_facts, entry.data)
+                                      : NULL;
+    if (!hit) {
+      vd_buf_release(&entry);
+      return luaL_error(L, "ctx.history.%s: this question was not asked when "
+                           "the decision was made (no recorded fact)", query);
+    }
+    count = strtoll(hit + entry.len, NULL, 10);
+  } else if (!d || e->facts_fn(e->facts_ud, query, a, b,
+                               d->at_ms - span * unit_ms, d->at_ms,
+                               &count) != 0) {
+    vd_buf_release(&entry);
+    return luaL_error(L, "ctx.history.%s: the history database did not "
+                         "answer", query);
+  }
+  if (d) {
+    vd_buf_addf(&entry, "%lld}", (long long)count);
+    vd_buf_addc(&d->facts, d->facts.len ? ',' : '[');
+    vd_buf_add(&d->facts, entry.data, entry.len);
+  }
+  vd_buf_release(&entry);
+  lua_pushinteger(L, (lua_Integer)count);
+  return 1;
+}
+
+static int l_customer_decisions(lua_State *L) {
+  return history_query(L, "customer_decisions", 86400000, 3660);
+}
+
+static int l_similar_customers(lua_State *L) {
+  return history_query(L, "similar_customers", 3600000, 24 * 366);
+}
+
+static int make_history_table(lua_State *L) {
+  vd_engine_t *e = lua_touserdata(L, 1);
+  lua_createtable(L, 0, 2);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, l_customer_decisions, 1);
+  lua_setfield(L, -2, "customer_decisions");
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, l_similar_customers, 1);
+  lua_setfield(L, -2, "similar_customers");
+  vd_sandbox_push_proxy(L, -1);
+  e->ref_history = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static void ensure_history_table(vd_engine_t *e) {
+  lua_State *L = e->sb.L;
+  if (e->ref_history)
+    return;
+  lua_pushcfunction(L, make_history_table);
+  lua_pushlightuserdata(L, e);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    e->ref_history = 0;
+  }
+}
+
+void vd_engine_set_facts(vd_engine_t *e, vd_facts_fn fn, void *ud) {
+  e->facts_fn = fn;
+  e->facts_ud = ud;
+  if (fn)
+    ensure_history_table(e);
+}
+
+void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
+  ensure_history_table(e);
+  e->replaying = 1;
+  e->replay_facts = facts;
+}
+
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   int top = lua_gettop(L), status, tripped;
   vd_buf_t file = VD_BUF_INIT;
@@ -753,8 +856,16 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   lua_setfield(L, -2, "kind");
   lua_pushstring(L, vd_bundle_revision(e->bundle));
   lua_setfield(L, -2, "revision");
+  if ((e->facts_fn || e->replaying) && e->ref_history) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_history);
+    lua_setfield(L, -2, "history");
+  }
 
+  e->current = d;
   status = lua_pcall(L, 2, 2, 0);
+  e->current = NULL;
+  if (d->facts.len)
+    vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
   policy_path(&file, d->policy_region, d->kind);
   if (tripped == VD_EPOLICY_TIMEOUT) {
@@ -847,6 +958,8 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
   tripped = vd_sandbox_disarm(&e->sb);
   (void)tripped;
   e->sb.limit = 0;
+  e->replaying = 0;
+  e->replay_facts = NULL;
   lua_settop(L, top);
   d->elapsed_ns = mono_ns() - t0;
   return d->code;

@@ -401,7 +401,8 @@ int vd_cli_replay(int argc, char **argv) {
   }
   sqlite3_busy_timeout(db, 5000);
   vd_buf_adds(&sql, "SELECT decision_id, received_ms, revision, request, "
-                    "result, trace, error_code FROM decisions WHERE 1");
+                    "result, trace, error_code, facts FROM decisions "
+                    "WHERE 1");
   if (r.has_since)
     vd_buf_adds(&sql, " AND received_ms >= ?");
   if (r.has_until)
@@ -449,6 +450,8 @@ int vd_cli_replay(int argc, char **argv) {
                 why ? why : "no revision recorded");
       continue;
     }
+    /* the policy sees exactly the history facts it saw then */
+    vd_engine_replay_facts(e, (const char *)sqlite3_column_text(st, 7));
     vd_engine_decide(e, req, (size_t)reqlen, received, &r.d);
     if (code)
       same = r.d.code && strcmp(code, vd_err_name(r.d.code)) == 0;

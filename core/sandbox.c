@@ -412,8 +412,7 @@ static int refuse_write(lua_State *L) {
                        "use a local)", k);
 }
 
-/* Push a read-only proxy of the table at idx. */
-static void push_proxy(lua_State *L, int idx) {
+void vd_sandbox_push_proxy(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   lua_newtable(L);          /* proxy */
   lua_createtable(L, 0, 3); /* its metatable */
@@ -580,32 +579,32 @@ static int build_base(lua_State *L) {
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 2);
-  push_proxy(L, -1);
+  vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, LUA_STRLIBNAME);
   lua_pop(L, 1);
 
   lua_getglobal(L, LUA_TABLIBNAME);
   copy_lib(L, NULL, NULL);
-  push_proxy(L, -1);
+  vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, LUA_TABLIBNAME);
   lua_pop(L, 1);
 
   lua_getglobal(L, LUA_MATHLIBNAME);
   copy_lib(L, math_drop, NULL);
-  push_proxy(L, -1);
+  vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, LUA_MATHLIBNAME);
   lua_pop(L, 1);
 
   lua_getglobal(L, LUA_UTF8LIBNAME);
   copy_lib(L, NULL, NULL);
-  push_proxy(L, -1);
+  vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, LUA_UTF8LIBNAME);
   lua_pop(L, 1);
 
   luaL_newlib(L, vlib);
   lua_pushlightuserdata(L, vd_json_null);
   lua_setfield(L, -2, "null");
-  push_proxy(L, -1);
+  vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, "verdict");
   lua_pop(L, 1);
 

@@ -70,6 +70,9 @@ static void conn_flush(vd_conn_t *c);
 static void conn_maybe_close(vd_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static int answer_fact(void *ud, const char *query, const char *a,
+                       const char *b, int64_t since_ms, int64_t until_ms,
+                       int64_t *count);
 
 /* ------------------------------------------------------------------------
  * Connection lifetime
@@ -335,6 +338,10 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
       r.error_message = d->message.data;
       r.error_path = d->path.len ? d->path.data : NULL;
     }
+    if (d->facts.len) {
+      r.facts = d->facts.data;
+      r.facts_len = d->facts.len;
+    }
     r.elapsed_us = (int64_t)(d->elapsed_ns / 1000);
     r.client = c->peer;
     if (vd_history_submit(h, w->index, &r, &seq) != 0) {
@@ -539,9 +546,11 @@ static void on_wake(uv_async_t *a) {
   for (;;) {
     uv_mutex_lock(&w->lock);
     n = w->nqueue < 64 ? w->nqueue : 64;
-    memcpy(local, w->queue, n * sizeof *local);
-    memmove(w->queue, w->queue + n, (w->nqueue - n) * sizeof *local);
-    w->nqueue -= n;
+    if (n) {
+      memcpy(local, w->queue, n * sizeof *local);
+      memmove(w->queue, w->queue + n, (w->nqueue - n) * sizeof *local);
+      w->nqueue -= n;
+    }
     stop = w->stop;
     fresh = w->next_engine;
     w->next_engine = NULL;
@@ -549,6 +558,8 @@ static void on_wake(uv_async_t *a) {
     if (fresh) { /* between two requests: every request sees one revision */
       vd_engine_free(w->engine);
       w->engine = fresh;
+      if (w->reader)
+        vd_engine_set_facts(w->engine, answer_fact, w);
     }
     for (i = 0; i < n; i++) {
       if (stop)
@@ -567,9 +578,32 @@ static void on_wake(uv_async_t *a) {
   finish_if_done(w);
 }
 
+/* ctx.history, answered from this worker's read-only connection. */
+static int answer_fact(void *ud, const char *query, const char *a,
+                       const char *b, int64_t since_ms, int64_t until_ms,
+                       int64_t *count) {
+  vd_worker_t *w = ud;
+  if (strcmp(query, "customer_decisions") == 0)
+    return vd_history_count_customer(w->reader, a, b, since_ms, until_ms,
+                                     count);
+  return vd_history_distinct_customers(w->reader, a, b, since_ms, until_ms,
+                                       count);
+}
+
 static void worker_main(void *arg) {
   vd_worker_t *w = arg;
+  char *err = NULL;
+  if (w->daemon->history) {
+    if (vd_history_reader_open(&w->reader, w->daemon->opts.db, &err) == 0)
+      vd_engine_set_facts(w->engine, answer_fact, w);
+    else
+      fprintf(stderr, "verdictd: worker %u: no history facts for policies: "
+                      "%s\n", w->index, err ? err : "?");
+    free(err);
+  }
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  vd_history_reader_close(w->reader);
+  w->reader = NULL;
 }
 
 int vd_worker_start(vd_worker_t *w) {

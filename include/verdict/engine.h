@@ -48,6 +48,7 @@ typedef struct vd_decision {
   vd_buf_t result;   /* JSON object */
   vd_buf_t trace;    /* JSON array of {rule, basis} */
   vd_buf_t complaint_id, customer_id, category; /* from input, for indexes */
+  vd_buf_t facts;    /* JSON array of what the policy read from history */
   uint64_t elapsed_ns;
 } vd_decision_t;
 
@@ -69,6 +70,22 @@ void vd_engine_free(vd_engine_t *e);
  * d->code.  For op != VD_OP_DECIDE, returns 0 with only id and op set. */
 int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
                      int64_t now_ms, vd_decision_t *d);
+
+/* Facts from history.  Policies see ctx.history with
+ *   customer_decisions(customer_id, kind, days)  -> decisions of that kind
+ *       for the customer in the `days` before the decision time
+ *   similar_customers(region, category, hours)   -> distinct customers with
+ *       a complaint of that category in the region in the `hours` before
+ * Live: answered by fn (the daemon asks its history reader).  Replay: the
+ * next decision is answered from FACTS, the JSON its record holds, so it
+ * sees exactly what it saw then.  Every answer a decision reads is written
+ * to d->facts.  With neither, ctx.history is absent. */
+typedef int (*vd_facts_fn)(void *ud, const char *query, const char *a,
+                           const char *b, int64_t since_ms, int64_t until_ms,
+                           int64_t *count);
+void vd_engine_set_facts(vd_engine_t *e, vd_facts_fn fn, void *ud);
+/* For the next vd_engine_decide() only (facts may be NULL: none read). */
+void vd_engine_replay_facts(vd_engine_t *e, const char *facts);
 
 vd_bundle_t *vd_engine_bundle(const vd_engine_t *e);
 vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e);

@@ -76,6 +76,9 @@ void vd_sandbox_lock_env(lua_State *L, int idx);
  * LUA_OK, or pushes the message and returns the load status. */
 int vd_sandbox_load(lua_State *L, const char *name, const char *buf,
                     size_t len, int env_idx);
+/* Push a read-only proxy of the table at idx: reads pass through, writes
+ * raise, the metatable is hidden. */
+void vd_sandbox_push_proxy(lua_State *L, int idx);
 /* Put a value from the top of the stack into the base environment under
  * `name` (pops it).  Only for the engine's own functions (require). */
 void vd_sandbox_set_base(lua_State *L, const char *name);
