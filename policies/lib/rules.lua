@@ -1,0 +1,274 @@
+-- lib/rules.lua - the rule language policies are written in.
+--
+-- A rule is a table:
+--   { id = "sla.repair.urban",                     unique in the policy
+--     basis = "Telecom Regulations: ...",          what the rule relies on
+--     when = function(f, r, p) return ... end,     condition (absent: always)
+--     ... }                                        action: the rule's data
+-- `when` gets the facts f (validated input, or what the policy passes), the
+-- rule itself r (so a condition can read the rule's own numbers) and the
+-- policy params p.  The action is the rule's data (a tier, a deadline, an
+-- amount function, a level...), which the policy's evaluate applies.
+--
+-- A decision table is { name = "...", hit = "first" | "collect", rules = {} }
+-- (DMN's FIRST and COLLECT): `first` stops at the first rule whose condition
+-- holds, `collect` keeps every one.  Each rule that fires is added to the
+-- trace, once per decision, in firing order, with its basis.
+--
+-- A policy (R.policy) is { kind, fields (input schema), params, tables,
+-- evaluate }, and gets P.decide(input, ctx) -> result, trace.  A region file
+-- changes a fresh copy of its parent with R.extend: new params, rules
+-- replaced by id, rules added, input fields added.
+--
+-- Where numbers live: a number a rule's basis states (48 h, 2x, 500 yuan)
+-- is data of that rule, so basis and number change together; a number no
+-- single rule states (approval limits, caps, the at-risk share) is in
+-- P.params.
+
+local S = require("lib.schema")
+local T = require("lib.time")
+
+local R = {}
+
+R.HITS = { first = true, collect = true }
+
+------------------------------------------------------------------------
+-- Trace.
+
+function R.tracer()
+  return { list = {}, seen = {} }
+end
+
+-- Add a trace entry (once per id per decision).
+function R.note(tr, id, basis)
+  if tr.seen[id] then return end
+  tr.seen[id] = true
+  tr.list[#tr.list + 1] = { rule = id, basis = basis }
+end
+
+------------------------------------------------------------------------
+-- Evaluating tables.
+
+function R.get(P, name)
+  local t = P.by_name[name]
+  if t == nil then error("policy has no decision table named " .. tostring(name), 2) end
+  return t
+end
+
+-- Run table `name` of P on facts f.  hit = first: returns the rule that
+-- fired, or nil.  hit = collect: returns the array of rules that fired.
+function R.run(P, name, f, tr)
+  local t = R.get(P, name)
+  local p, rules = P.params, t.rules
+  if t.hit == "first" then
+    for i = 1, #rules do
+      local r = rules[i]
+      if r.when == nil or r.when(f, r, p) then
+        R.note(tr, r.id, r.basis)
+        return r
+      end
+    end
+    return nil
+  end
+  local hits = {}
+  for i = 1, #rules do
+    local r = rules[i]
+    if r.when == nil or r.when(f, r, p) then
+      R.note(tr, r.id, r.basis)
+      hits[#hits + 1] = r
+    end
+  end
+  return hits
+end
+
+-- Run a first-hit table that must decide (its last rule has no condition
+-- in the shipped policies); a policy error if a change left it undecided.
+function R.decide(P, name, f, tr)
+  local r = R.run(P, name, f, tr)
+  if r == nil then error("no rule in table " .. name .. " matched; it needs a default rule", 2) end
+  return r
+end
+
+------------------------------------------------------------------------
+-- Checking a policy at load time (what `verdict check` also checks).
+
+-- Returns nil, or "message" for the first problem found.
+function R.problem(P)
+  if type(P.tables) ~= "table" then return "policy has no tables" end
+  local ids, names = {}, {}
+  for ti, t in ipairs(P.tables) do
+    local where = "tables[" .. ti .. "]"
+    if type(t.name) ~= "string" then return where .. ": table needs a name" end
+    if names[t.name] then return "two tables are named " .. t.name end
+    names[t.name] = true
+    where = "table " .. t.name
+    if not R.HITS[t.hit] then return where .. ": hit must be \"first\" or \"collect\"" end
+    if type(t.rules) ~= "table" then return where .. ": rules must be an array" end
+    for ri, r in ipairs(t.rules) do
+      if type(r.id) ~= "string" or r.id == "" then
+        return where .. ": rules[" .. ri .. "] needs a string id"
+      end
+      if ids[r.id] then return "rule id " .. r.id .. " is used twice" end
+      ids[r.id] = true
+      if type(r.basis) ~= "string" or r.basis == "" then
+        return "rule " .. r.id .. " needs a basis"
+      end
+      if r.when ~= nil and type(r.when) ~= "function" then
+        return "rule " .. r.id .. ": when must be a function"
+      end
+      if P.check_rule then
+        local why = P.check_rule(P, t.name, r)
+        if why then return "rule " .. r.id .. ": " .. why end
+      end
+    end
+  end
+  return nil
+end
+
+-- Check P and index its tables by name (after every change at load time).
+local function assert_ok(P)
+  local why = R.problem(P)
+  if why then error(P.kind .. " policy: " .. why, 0) end
+  P.by_name = {}
+  for _, t in ipairs(P.tables) do P.by_name[t.name] = t end
+  return P
+end
+
+------------------------------------------------------------------------
+-- Building a policy.
+
+-- spec: { kind, fields, params, tables, evaluate = function(P, f, ctx, tr),
+--         check_rule = function(P, table_name, rule) -> nil | message }
+local function build(spec)
+  local P = {
+    kind = spec.kind,
+    fields = spec.fields,
+    params = spec.params or {},
+    tables = spec.tables,
+    evaluate = spec.evaluate,
+    check_rule = spec.check_rule,
+  }
+  P.schema = S.compile(P.fields)
+  -- decide reads P's fields when called, so a region's R.extend on this
+  -- same table changes what it does.
+  P.decide = function(input, ctx)
+    local f = S.validate(P.schema, input)
+    local tr = R.tracer()
+    local result = P.evaluate(P, f, ctx, tr)
+    return result, tr.list
+  end
+  return assert_ok(P)
+end
+
+-- Load-time errors name the file and line that called R.policy / R.extend.
+local function at_caller(fn, a, b)
+  local ok, res = pcall(fn, a, b)
+  if not ok then error(res, 3) end
+  return res
+end
+
+function R.policy(spec)
+  return at_caller(build, spec)
+end
+
+------------------------------------------------------------------------
+-- Extending a parent policy (region files).
+
+local function is_map(v)
+  return type(v) == "table" and #v == 0
+end
+
+-- Merge src into dst: maps key by key (every key must exist already, so a
+-- misspelt param is an error), anything else replaced whole.
+local function merge_params(dst, src, where)
+  for k, v in pairs(src) do
+    if dst[k] == nil then error("extend: unknown param " .. where .. k, 0) end
+    if is_map(v) and is_map(dst[k]) then
+      merge_params(dst[k], v, where .. k .. ".")
+    else
+      dst[k] = v
+    end
+  end
+end
+
+local function find_rule(P, id)
+  for _, t in ipairs(P.tables) do
+    for i, r in ipairs(t.rules) do
+      if r.id == id then return t, i end
+    end
+  end
+  return nil
+end
+
+local EXT_KEYS = { params = true, replace = true, add = true, fields = true }
+
+-- R.extend(P, {
+--   params  = { name = value, map = { key = value } },   merged into P.params
+--   replace = { ["old.id"] = { id = "new.id", basis = "...", ... } },
+--             -- the old rule's fields overlaid with these; needs its own
+--             -- id and basis, so the trace shows which rule decided
+--   add     = { { table = "repair", before = "rule.id" | after = "rule.id",
+--                 rule = { id = ..., basis = ..., when = ..., ... } } },
+--             -- neither before nor after: appended to the table
+--   fields  = { new_field = S.integer{ ... } },          added input fields
+-- })  -> P
+local function extend(P, ext)
+  for k in pairs(ext) do
+    if not EXT_KEYS[k] then error("extend: unknown key " .. tostring(k), 0) end
+  end
+  if ext.params then merge_params(P.params, ext.params, "") end
+  for old_id, new in pairs(ext.replace or {}) do
+    local t, i = find_rule(P, old_id)
+    if not t then error("extend: no rule " .. old_id .. " to replace", 0) end
+    local old = t.rules[i]
+    if new.id == nil or new.id == old_id or new.basis == nil or new.basis == old.basis then
+      error("extend: the rule replacing " .. old_id .. " needs its own id and basis", 0)
+    end
+    local r = {}
+    for k, v in pairs(old) do r[k] = v end
+    for k, v in pairs(new) do r[k] = v end
+    t.rules[i] = r
+  end
+  for n, a in ipairs(ext.add or {}) do
+    local t = R.get(P, a.table)
+    local anchor = a.before or a.after
+    local pos = #t.rules + 1
+    if anchor then
+      local at
+      for i, r in ipairs(t.rules) do
+        if r.id == anchor then at = i end
+      end
+      if not at then error("extend: add[" .. n .. "]: no rule " .. anchor .. " in table " .. a.table, 0) end
+      pos = a.before and at or at + 1
+    end
+    table.insert(t.rules, pos, a.rule)
+  end
+  if ext.fields then
+    P.fields = S.extend(P.fields, ext.fields)
+    P.schema = S.compile(P.fields)
+  end
+  return assert_ok(P)
+end
+
+function R.extend(P, ext)
+  return at_caller(extend, P, ext)
+end
+
+------------------------------------------------------------------------
+-- Small helpers.
+
+-- The decision time ctx.at as t, off (lib.time); bad_input if unusable.
+function R.at(ctx)
+  local t, off = T.parse(ctx.at)
+  if not t then S.fail("at", "expected the decision time as RFC 3339 with offset: " .. off) end
+  return t, off
+end
+
+-- A set from an array: R.set{ "a", "b" } -> { a = true, b = true }.
+function R.set(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
+end
+
+return R

@@ -1,0 +1,254 @@
+-- national/appeal.lua - the responsibility outcome of an appeal to the
+-- regulator (申诉责任认定), its grounds, and the appeal body's time limits.
+--
+-- Precedence, as `outcome` orders it:
+--   1. withdrawn / not accepted: any procedural bar (`admissibility`) ends
+--      the case before responsibility is looked at;
+--   2. enterprise liable for the handling itself (shirking, late reply,
+--      incomplete materials, handling found improper): that rules out
+--      "properly handled";
+--   3. properly handled: the carrier was at fault on the substance, but had
+--      handled it within policy and the customer appealed only over a demand
+--      without basis;
+--   4. enterprise liable for a fault on the substance;
+--   5. user's cause: the customer misunderstood or misoperated, and no
+--      carrier fault was found (a carrier fault such as a contract omission
+--      outweighs a misunderstanding it may have caused);
+--   6. nothing found against either side: properly handled.
+-- `grounds` lists the ids of the finding rules the outcome rests on.
+
+local R = require("lib.rules")
+local S = require("lib.schema")
+local T = require("lib.time")
+local C = require("lib.calendar")
+
+local CALENDARS = C.load()
+
+local CATEGORIES = { "billing", "network", "broadband_fault", "install",
+  "sp_subscription", "service_attitude", "business_handling", "cancellation",
+  "porting", "other" }
+local BILLING = R.set{ "billing", "sp_subscription" }
+
+local fields = {
+  complaint_id = S.string{ required = true, max_len = 64 },
+  category = S.enum{ required = true, table.unpack(CATEGORIES) },
+  event_at = S.time{ required = true, doc = "when the disputed event happened" },
+  appealed_at = S.time{ required = true, doc = "when the appeal was filed" },
+  complained_first = S.boolean{ required = true, doc = "the customer complained to the carrier first" },
+  carrier_replied_in_time = S.boolean{ default = true },
+  accepted_elsewhere = S.enum{ "court", "arbitration", "consumer_org", "appeal_body",
+    doc = "a body that already accepted or handled the matter" },
+  settled_and_executed = S.boolean{ default = false },
+  appellant_is_party = S.boolean{ default = true },
+  findings = S.set{ default = {}, of = S.enum{
+    "marketing_violation", "below_standard", "management_negligence", "work_error",
+    "shirking", "late_reply", "incomplete_materials", "contract_omission",
+    "unagreed_charge", "user_misunderstanding", "user_operation_error" } },
+  handled_within_policy = S.boolean{ doc = "absent: not established either way" },
+  demand_has_basis = S.boolean{ doc = "absent: not established either way" },
+  materials_complete_at = S.time{ doc = "when the appeal body had complete materials" },
+}
+
+local params = {
+  calendar_fallback = "weekend_only",
+}
+
+-- A finding rule: fires when the finding is in input.findings.
+local function finding(id, name, class, basis)
+  return { id = id, class = class, basis = basis,
+    when = function(f) return f.findings[name] end }
+end
+
+-- Facts besides the input, set by evaluate: f.window_ends (instant);
+-- for `outcome`, counts per class (f.n.procedural, f.n.handling, ...).
+local tables = {
+  -- How long after the event an appeal may be filed.
+  { name = "window", hit = "first", rules = {
+    { id = "appeal.window.billing", due = { months = 5 },
+      basis = "MIIT appeal rules: a billing dispute is appealable for 5 months after the event "
+        .. "(call detail and billing records are kept at least 5 months)",
+      when = function(f) return BILLING[f.category] end },
+    { id = "appeal.window.other", due = { months = 24 },
+      basis = "MIIT appeal rules: other disputes are appealable for 2 years after the event" },
+  } },
+
+  -- Procedural bars: any one means withdrawn / not accepted.
+  { name = "admissibility", hit = "collect", rules = {
+    { id = "appeal.withdrawn.handled_elsewhere", class = "procedural",
+      basis = "MIIT appeal rules: not accepted when a court, arbitration body, consumer "
+        .. "organisation or the appeal body already accepted or handled the matter",
+      when = function(f) return f.accepted_elsewhere ~= nil end },
+    { id = "appeal.withdrawn.settled", class = "procedural",
+      basis = "MIIT appeal rules: the parties settled and the settlement was carried out",
+      when = function(f) return f.settled_and_executed end },
+    { id = "appeal.withdrawn.not_party", class = "procedural",
+      basis = "MIIT appeal rules: the appellant has no direct interest or impersonates the "
+        .. "customer",
+      when = function(f) return not f.appellant_is_party end },
+    { id = "appeal.withdrawn.out_of_time", class = "procedural",
+      basis = "MIIT appeal rules: the appeal is past its time limit (5 months for billing, "
+        .. "2 years for other disputes)",
+      when = function(f) return f.appealed_at.t > f.window_ends end },
+    { id = "appeal.withdrawn.no_prior_complaint", class = "procedural",
+      basis = "MIIT order no. 35 (2016): the customer must complain to the carrier first",
+      when = function(f) return not f.complained_first end },
+  } },
+
+  -- What the appeal body found.  class: handling (a fault in handling the
+  -- complaint), substantive (a fault in the service itself), mitigation,
+  -- user.
+  { name = "findings", hit = "collect", rules = {
+    finding("appeal.finding.shirking", "shirking", "handling",
+      "MIIT appeal rules: shirking or stalling the complaint (推诿、拖延) is enterprise liability"),
+    { id = "appeal.finding.late_reply", class = "handling",
+      basis = "MIIT order no. 35 (2016): a reply later than 15 days is enterprise liability",
+      when = function(f) return f.findings.late_reply or not f.carrier_replied_in_time end },
+    finding("appeal.finding.incomplete_materials", "incomplete_materials", "handling",
+      "MIIT appeal rules: not giving the appeal body true and complete materials is "
+        .. "enterprise liability"),
+    { id = "appeal.finding.improper_handling", class = "handling",
+      basis = "MIIT appeal rules: handling not done properly is enterprise liability",
+      when = function(f) return f.handled_within_policy == false end },
+    finding("appeal.finding.marketing_violation", "marketing_violation", "substantive",
+      "MIIT appeal rules: marketing that broke the rules is a carrier fault"),
+    finding("appeal.finding.below_standard", "below_standard", "substantive",
+      "MIIT appeal rules: service below the published standard is a carrier fault"),
+    finding("appeal.finding.management_negligence", "management_negligence", "substantive",
+      "MIIT appeal rules: management negligence is a carrier fault"),
+    finding("appeal.finding.work_error", "work_error", "substantive",
+      "MIIT appeal rules: a work error that hurt the customer is a carrier fault"),
+    finding("appeal.finding.contract_omission", "contract_omission", "substantive",
+      "contract rules: an agreement that left out the service, its limits, charges or dates, "
+        .. "or a signed form not kept, is a carrier fault"),
+    finding("appeal.finding.unagreed_charge", "unagreed_charge", "substantive",
+      "contract rules: charges added or changed without the customer's agreement are a "
+        .. "carrier fault"),
+    { id = "appeal.finding.handled_within_policy", class = "mitigation",
+      basis = "MIIT appeal rules (先期处理得当): before the appeal the carrier had handled the "
+        .. "matter properly and within policy",
+      when = function(f) return f.handled_within_policy == true end },
+    { id = "appeal.finding.demand_without_basis", class = "mitigation",
+      basis = "MIIT appeal rules (先期处理得当): the customer appealed only because a demand with "
+        .. "no policy or legal basis was refused",
+      when = function(f) return f.demand_has_basis == false end },
+    finding("appeal.finding.user_misunderstanding", "user_misunderstanding", "user",
+      "MIIT appeal rules (用户原因): the customer misunderstood the published policy"),
+    finding("appeal.finding.user_operation_error", "user_operation_error", "user",
+      "MIIT appeal rules (用户原因): the customer operated the service wrongly"),
+  } },
+
+  -- The outcome, in order of precedence.  Facts: n (fired finding rules per
+  -- class).  grounds: the classes whose rule ids are the outcome's grounds.
+  { name = "outcome", hit = "first", rules = {
+    { id = "appeal.outcome.withdrawn", outcome = "withdrawn", grounds = { "procedural" },
+      basis = "MIIT appeal rules: a procedural bar ends the case as withdrawn / not accepted "
+        .. "before responsibility is decided",
+      when = function(o) return o.n.procedural > 0 end },
+    { id = "appeal.outcome.liable_handling", outcome = "enterprise_liable", counts = true,
+      grounds = { "handling", "substantive" },
+      basis = "MIIT appeal rules: a fault in handling the complaint is enterprise liability "
+        .. "and rules out 'properly handled before the appeal'",
+      when = function(o) return o.n.handling > 0 end },
+    { id = "appeal.outcome.properly_handled", outcome = "properly_handled",
+      grounds = { "substantive", "mitigation" },
+      basis = "MIIT appeal rules (先期处理得当): the carrier bore some responsibility but had "
+        .. "handled it properly within policy; a demand without basis was refused; not "
+        .. "counted as enterprise liable",
+      when = function(o) return o.n.substantive > 0 and o.within and o.no_basis end },
+    { id = "appeal.outcome.liable", outcome = "enterprise_liable", counts = true,
+      grounds = { "substantive" },
+      basis = "MIIT appeal rules: a fault of the carrier in the service is enterprise liability",
+      when = function(o) return o.n.substantive > 0 end },
+    { id = "appeal.outcome.user_cause", outcome = "user_cause", grounds = { "user" },
+      basis = "MIIT appeal rules (用户原因): the customer's misunderstanding or wrong operation, "
+        .. "no carrier fault found",
+      when = function(o) return o.n.user > 0 end },
+    { id = "appeal.outcome.no_fault", outcome = "properly_handled", grounds = { "mitigation" },
+      basis = "MIIT appeal rules: no fault found on either side; not counted as enterprise "
+        .. "liable" },
+  } },
+
+  -- The appeal body's own time limits.  from: the input time counted from.
+  { name = "deadlines", hit = "collect", rules = {
+    { id = "appeal.deadline.acceptance", out = "acceptance_decision_by", from = "appealed_at",
+      due = { working_days = 5 },
+      basis = "MIIT appeal rules: the appeal body decides within 5 working days whether to "
+        .. "accept an appeal" },
+    { id = "appeal.deadline.answer", out = "answer_due_by", from = "materials_complete_at",
+      due = { days = 30 },
+      basis = "MIIT appeal rules: the appeal body answers the appellant within 30 days of "
+        .. "complete materials",
+      when = function(f) return f.materials_complete_at ~= nil and not f.withdrawn end },
+  } },
+}
+
+local CLASSES = { "procedural", "handling", "substantive", "mitigation", "user" }
+local CLASS_SET = R.set(CLASSES)
+
+local function check_rule(_, table_name, r)
+  if r.due then return C.spec_error(r.due) end
+  if (table_name == "admissibility" or table_name == "findings") and not CLASS_SET[r.class] then
+    return "class must be one of " .. table.concat(CLASSES, ", ")
+  end
+  if table_name == "outcome" then
+    if type(r.outcome) ~= "string" then return "needs an outcome" end
+    for _, c in ipairs(r.grounds or {}) do
+      if not CLASS_SET[c] then return "unknown grounds class " .. tostring(c) end
+    end
+  end
+  return nil
+end
+
+local function evaluate(P, f, ctx, tr)
+  if f.appealed_at.t < f.event_at.t then
+    S.fail("input.appealed_at", "expected a time not before event_at")
+  end
+  local clk = C.clock(C.for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
+    "input.event_at")
+  local window = R.decide(P, "window", f, tr)
+  local ev = f.event_at
+  f.window_ends = C.due(clk, ev.t, ev.off, window.due)
+
+  -- Grounds by class; findings count only for an admissible appeal.
+  local by_class, n = {}, {}
+  for _, c in ipairs(CLASSES) do by_class[c], n[c] = {}, 0 end
+  local fired = R.run(P, "admissibility", f, tr)
+  if #fired == 0 then fired = R.run(P, "findings", f, tr) end
+  for _, r in ipairs(fired) do
+    by_class[r.class][#by_class[r.class] + 1] = r.id
+    n[r.class] = n[r.class] + 1
+  end
+  local o = R.decide(P, "outcome", { n = n, within = f.handled_within_policy == true,
+    no_basis = f.demand_has_basis == false }, tr)
+  local grounds = {}
+  for _, c in ipairs(o.grounds) do
+    for _, id in ipairs(by_class[c]) do grounds[#grounds + 1] = id end
+  end
+  if #grounds == 0 then grounds[1] = o.id end
+
+  f.withdrawn = o.outcome == "withdrawn"
+  local result = {
+    outcome = o.outcome,
+    grounds = grounds,
+    counts_against_enterprise = o.counts == true,
+    appeal_window_ends = T.format(f.window_ends, ev.off),
+    acceptance_decision_by = verdict.null,
+    answer_due_by = verdict.null,
+  }
+  for _, r in ipairs(R.run(P, "deadlines", f, tr)) do
+    local from = f[r.from]
+    clk.path = "input." .. r.from
+    result[r.out] = T.format(C.due(clk, from.t, from.off, r.due), from.off)
+  end
+  C.report(clk, tr)
+  return result
+end
+
+return R.policy{
+  kind = "appeal",
+  fields = fields,
+  params = params,
+  tables = tables,
+  evaluate = evaluate,
+  check_rule = check_rule,
+}

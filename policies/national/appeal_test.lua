@@ -1,0 +1,189 @@
+-- national/appeal_test.lua - cases for the national appeal policy.
+-- Default appeal: billing, event 2026-06-01, appealed Wednesday 2026-07-15;
+-- the 5-month window ends 2026-11-02 (Nov 1 is a Sunday); the appeal body
+-- decides on acceptance by 2026-07-22 (5 working days).
+
+local AT = "2026-07-20T10:00:00+08:00"
+
+local function input(t)
+  local base = { complaint_id = "C-1", category = "billing",
+    event_at = "2026-06-01T10:00:00+08:00", appealed_at = "2026-07-15T10:00:00+08:00",
+    complained_first = true }
+  for k, v in pairs(t or {}) do base[k] = v end
+  return base
+end
+
+return {
+  { name = "a court already accepted the matter: withdrawn, whatever was found",
+    at = AT,
+    input = input{ accepted_elsewhere = "court", findings = { "work_error" } },
+    expect = { outcome = "withdrawn", grounds = { "appeal.withdrawn.handled_elsewhere" },
+      counts_against_enterprise = false,
+      appeal_window_ends = "2026-11-02T23:59:59+08:00",
+      acceptance_decision_by = "2026-07-22T23:59:59+08:00",
+      answer_due_by = verdict.null },
+    fired = { "appeal.window.billing", "appeal.outcome.withdrawn", "appeal.deadline.acceptance" } },
+
+  { name = "settled and carried out",
+    at = AT,
+    input = input{ settled_and_executed = true },
+    expect = { outcome = "withdrawn", grounds = { "appeal.withdrawn.settled" } } },
+
+  { name = "the appellant is not the customer",
+    at = AT,
+    input = input{ appellant_is_party = false },
+    expect = { outcome = "withdrawn", grounds = { "appeal.withdrawn.not_party" } } },
+
+  { name = "billing appeal after 5 months",
+    at = AT,
+    input = input{ event_at = "2026-01-10T10:00:00+08:00", appealed_at = "2026-06-20T10:00:00+08:00" },
+    expect = { outcome = "withdrawn", grounds = { "appeal.withdrawn.out_of_time" },
+      appeal_window_ends = "2026-06-10T23:59:59+08:00",
+      acceptance_decision_by = "2026-06-26T23:59:59+08:00" } },   -- Jun 19-21 off
+
+  { name = "billing window ending on a Sunday runs to Monday 24:00",
+    at = AT,
+    input = input{ event_at = "2025-12-31T10:00:00+08:00", appealed_at = "2026-06-01T20:00:00+08:00",
+      findings = { "work_error" }, demand_has_basis = true },
+    expect = { outcome = "enterprise_liable", appeal_window_ends = "2026-06-01T23:59:59+08:00" } },
+
+  { name = "other disputes: 2 years",
+    at = AT,
+    input = input{ category = "network", event_at = "2024-03-01T10:00:00+08:00",
+      appealed_at = "2026-03-05T10:00:00+08:00" },
+    expect = { outcome = "withdrawn", grounds = { "appeal.withdrawn.out_of_time" },
+      appeal_window_ends = "2026-03-02T23:59:59+08:00" },
+    fired = { "appeal.window.other" } },
+
+  { name = "never complained to the carrier first",
+    at = AT,
+    input = input{ complained_first = false },
+    expect = { outcome = "withdrawn", grounds = { "appeal.withdrawn.no_prior_complaint" } } },
+
+  { name = "every procedural bar is a ground",
+    at = AT,
+    input = input{ settled_and_executed = true, complained_first = false },
+    expect = { outcome = "withdrawn",
+      grounds = { "appeal.withdrawn.settled", "appeal.withdrawn.no_prior_complaint" } } },
+
+  { name = "reply after the deadline: enterprise liable",
+    at = AT,
+    input = input{ carrier_replied_in_time = false },
+    expect = { outcome = "enterprise_liable", grounds = { "appeal.finding.late_reply" },
+      counts_against_enterprise = true },
+    fired = { "appeal.outcome.liable_handling" } },
+
+  { name = "shirking rules out 'properly handled' even with a demand without basis",
+    at = AT,
+    input = input{ findings = { "shirking", "work_error" }, handled_within_policy = true,
+      demand_has_basis = false },
+    expect = { outcome = "enterprise_liable",
+      grounds = { "appeal.finding.shirking", "appeal.finding.work_error" },
+      counts_against_enterprise = true } },
+
+  { name = "at fault but handled within policy, demand without basis: properly handled",
+    at = AT,
+    input = input{ findings = { "work_error" }, handled_within_policy = true,
+      demand_has_basis = false },
+    expect = { outcome = "properly_handled", counts_against_enterprise = false,
+      grounds = { "appeal.finding.work_error", "appeal.finding.handled_within_policy",
+        "appeal.finding.demand_without_basis" } },
+    fired = { "appeal.outcome.properly_handled" } },
+
+  { name = "at fault and the demand had a basis: enterprise liable",
+    at = AT,
+    input = input{ findings = { "work_error" }, handled_within_policy = true,
+      demand_has_basis = true },
+    expect = { outcome = "enterprise_liable", grounds = { "appeal.finding.work_error" } },
+    fired = { "appeal.outcome.liable" } },
+
+  { name = "proper handling not established: enterprise liable",
+    at = AT,
+    input = input{ findings = { "work_error" }, demand_has_basis = false },
+    expect = { outcome = "enterprise_liable", grounds = { "appeal.finding.work_error" } } },
+
+  { name = "the customer misunderstood the published policy",
+    at = AT,
+    input = input{ findings = { "user_misunderstanding" } },
+    expect = { outcome = "user_cause", grounds = { "appeal.finding.user_misunderstanding" },
+      counts_against_enterprise = false },
+    fired = { "appeal.outcome.user_cause" } },
+
+  { name = "the customer operated the service wrongly",
+    at = AT,
+    input = input{ findings = { "user_operation_error" } },
+    expect = { outcome = "user_cause", grounds = { "appeal.finding.user_operation_error" } } },
+
+  { name = "a contract omission outweighs the misunderstanding it caused",
+    at = AT,
+    input = input{ findings = { "user_misunderstanding", "contract_omission" } },
+    expect = { outcome = "enterprise_liable", grounds = { "appeal.finding.contract_omission" } } },
+
+  { name = "several service faults are all grounds, in rule order",
+    at = AT,
+    input = input{ findings = { "management_negligence", "marketing_violation", "below_standard" } },
+    expect = { outcome = "enterprise_liable", grounds = { "appeal.finding.marketing_violation",
+      "appeal.finding.below_standard", "appeal.finding.management_negligence" } } },
+
+  { name = "incomplete materials and an unagreed charge",
+    at = AT,
+    input = input{ findings = { "unagreed_charge", "incomplete_materials" } },
+    expect = { outcome = "enterprise_liable", grounds = {
+      "appeal.finding.incomplete_materials", "appeal.finding.unagreed_charge" } } },
+
+  { name = "handling found improper",
+    at = AT,
+    input = input{ handled_within_policy = false },
+    expect = { outcome = "enterprise_liable", grounds = { "appeal.finding.improper_handling" } } },
+
+  { name = "nothing found on either side: not counted against the enterprise",
+    at = AT,
+    input = input(),
+    expect = { outcome = "properly_handled", grounds = { "appeal.outcome.no_fault" },
+      counts_against_enterprise = false },
+    fired = { "appeal.outcome.no_fault" } },
+
+  { name = "appeal filed just before Spring Festival: acceptance decision after it",
+    at = "2026-02-12T12:00:00+08:00",
+    input = input{ event_at = "2026-01-20T10:00:00+08:00", appealed_at = "2026-02-12T10:00:00+08:00" },
+    expect = { acceptance_decision_by = "2026-02-26T23:59:59+08:00" } },  -- Feb 14 worked
+
+  { name = "answer 30 days after complete materials, rolled past a Sunday",
+    at = "2026-09-18T12:00:00+08:00",
+    input = input{ event_at = "2026-09-01T10:00:00+08:00", appealed_at = "2026-09-16T10:00:00+08:00",
+      materials_complete_at = "2026-09-18T09:00:00+08:00", findings = { "below_standard" } },
+    expect = { outcome = "enterprise_liable",
+      acceptance_decision_by = "2026-09-22T23:59:59+08:00",   -- Sep 20 (Sunday) worked
+      answer_due_by = "2026-10-19T23:59:59+08:00" },
+    fired = { "appeal.deadline.answer" } },
+
+  { name = "a withdrawn appeal gets no answer deadline",
+    at = AT,
+    input = input{ complained_first = false, materials_complete_at = "2026-07-16T09:00:00+08:00" },
+    expect = { outcome = "withdrawn", answer_due_by = verdict.null } },
+
+  { name = "bad input: appealed before the event",
+    at = AT,
+    input = input{ appealed_at = "2026-05-01T10:00:00+08:00" },
+    expect_error = { code = "bad_input", path = "input.appealed_at" } },
+
+  { name = "bad input: unknown finding named by its index",
+    at = AT,
+    input = input{ findings = { "work_error", "bad_luck" } },
+    expect_error = { code = "bad_input", path = "input.findings[2]" } },
+
+  { name = "bad input: complained_first missing",
+    at = AT,
+    input = input{ complained_first = verdict.null },
+    expect_error = { code = "bad_input", path = "input.complained_first" } },
+
+  { name = "bad input: unknown body",
+    at = AT,
+    input = input{ accepted_elsewhere = "police" },
+    expect_error = { code = "bad_input", path = "input.accepted_elsewhere" } },
+
+  { name = "bad input: a string for a boolean",
+    at = AT,
+    input = input{ settled_and_executed = "yes" },
+    expect_error = { code = "bad_input", path = "input.settled_and_executed" } },
+}

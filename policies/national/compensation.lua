@@ -1,0 +1,252 @@
+-- national/compensation.lua - what the carrier offers, on which basis, up to
+-- which cap, and who must approve it.
+--
+-- Only what a rule or a law gives a basis for is offered (有根有据).  The
+-- `components` table collects every amount the facts support; amounts
+-- marked `capped` (carrier practice: delay compensation, speed credit,
+-- goodwill) are together limited to the grade's cap, while refunds and
+-- amounts the law sets are never capped.  Delay compensation is not paid
+-- when the customer, a third party or force majeure caused the delay
+-- (`exemption`).  The offer then needs the approval level whose limit for
+-- the customer's grade covers it.
+
+local R = require("lib.rules")
+local S = require("lib.schema")
+local M = require("lib.money")
+
+local CATEGORIES = { "billing", "network", "broadband_fault", "install",
+  "sp_subscription", "service_attitude", "business_handling", "cancellation",
+  "porting", "other" }
+local GRADES = { "group", "province", "local_a", "local_b", "local_c", "retail" }
+
+local fields = {
+  complaint_id = S.string{ required = true, max_len = 64 },
+  category = S.enum{ required = true, table.unpack(CATEGORIES) },
+  customer_grade = S.enum{ required = true, table.unpack(GRADES) },
+  cause = S.enum{ required = true, doc = "who caused the problem",
+    "carrier", "customer", "third_party", "force_majeure" },
+  charged_fen = S.fen{ requires = { "due_fen" }, doc = "amount billed (billing disputes)" },
+  due_fen = S.fen{ requires = { "charged_fen" }, doc = "amount actually due" },
+  sp_unconfirmed_fen = S.fen{ default = 0, doc = "charges for value-added services never confirmed" },
+  fraud_established = S.boolean{ default = false, requires = { "fee_fen" } },
+  fee_fen = S.fen{ doc = "fee paid for the service the fraud concerned" },
+  repair_overdue_hours = S.integer{ min = 0, max = 100000, default = 0 },
+  fault_hours = S.integer{ min = 0, max = 100000, doc = "length of the whole fault period" },
+  install_late = S.boolean{ default = false, requires = { "install_fee_fen", "install_overdue_days" } },
+  install_fee_fen = S.fen{},
+  install_overdue_days = S.integer{ min = 0, max = 10000 },
+  monthly_rental_fen = S.fen{ default = 0 },
+  speed_percent = S.integer{ min = 0, max = 1000, requires = { "monthly_rental_fen" },
+    doc = "measured speed as a percentage of the contracted speed" },
+  goodwill_fen = S.fen{ default = 0, doc = "goodwill payment the handler proposes" },
+  claimed_fen = S.fen{ doc = "what the customer asks for" },
+}
+
+local params = {
+  -- Ceiling on the capped (practice-based) components, per customer grade.
+  cap_fen = { retail = 40000, local_c = 60000, local_b = 80000, local_a = 100000,
+              province = 200000, group = 300000 },
+  -- Highest offer each level may approve, per grade; above `city`: province.
+  approval_limits = {
+    retail   = { frontline = 5000, team_lead = 20000, district = 100000, city = 500000 },
+    local_c  = { frontline = 10000, team_lead = 50000, district = 200000, city = 1000000 },
+    local_b  = { frontline = 10000, team_lead = 50000, district = 200000, city = 1000000 },
+    local_a  = { frontline = 10000, team_lead = 50000, district = 200000, city = 1000000 },
+    province = { frontline = 0, team_lead = 100000, district = 500000, city = 2000000 },
+    group    = { frontline = 0, team_lead = 100000, district = 500000, city = 2000000 },
+  },
+}
+
+-- Facts the rules use besides the input: f.overcharge (charged - due, at
+-- least 0) and f.exempt (a delay cause outside the carrier), set by
+-- evaluate before the components run.
+
+local tables = {
+  -- Causes that exempt the carrier from delay compensation.
+  { name = "exemption", hit = "first", rules = {
+    { id = "comp.exempt.customer",
+      basis = "carrier practice: no delay compensation when the customer's own cause "
+        .. "delayed the repair or installation",
+      when = function(f) return f.cause == "customer" end },
+    { id = "comp.exempt.third_party",
+      basis = "carrier practice: no delay compensation when a third party (property "
+        .. "management, municipal works) caused the delay",
+      when = function(f) return f.cause == "third_party" end },
+    { id = "comp.exempt.force_majeure",
+      basis = "carrier practice: no delay compensation for force majeure",
+      when = function(f) return f.cause == "force_majeure" end },
+  } },
+
+  -- Every amount the facts support.  amount(f, r) returns integer fen.
+  { name = "components", hit = "collect", rules = {
+    { id = "comp.billing.double_refund", type = "double_refund", multiplier = 2,
+      basis = "carrier practice (published commitment, 双倍返还): overcharging caused by the "
+        .. "carrier is refunded double, (charged - due) x 2",
+      when = function(f) return f.cause == "carrier" and f.overcharge > 0 and not f.fraud_established end,
+      amount = function(f, r) return f.overcharge * r.multiplier end },
+    { id = "comp.billing.refund", type = "overcharge_refund",
+      basis = "Civil Code art. 985 (unjust enrichment): an amount charged but not due is "
+        .. "returned; used when the carrier did not cause it, or when fraud damages apply instead "
+        .. "of the double refund",
+      when = function(f) return f.overcharge > 0 and (f.cause ~= "carrier" or f.fraud_established) end,
+      amount = function(f) return f.overcharge end },
+    { id = "comp.sp.void_refund", type = "sp_refund",
+      basis = "rule: a value-added subscription the customer never confirmed is void and may "
+        .. "not be charged: full refund",
+      when = function(f) return f.sp_unconfirmed_fen > 0 end,
+      amount = function(f) return f.sp_unconfirmed_fen end },
+    { id = "comp.fraud.cpl55", type = "fraud_damages", multiplier = 3, min_fen = 50000,
+      basis = "Consumer Rights Protection Law art. 55: fraud, compensation of 3x the fee, at "
+        .. "least 500 yuan",
+      when = function(f) return f.fraud_established end,
+      amount = function(f, r) return M.max(f.fee_fen * r.multiplier, r.min_fen) end },
+    { id = "comp.repair.late", type = "late_repair", capped = true,
+      per_day_fen = 1000, max_fen = 10000,
+      basis = "carrier practice (published, configurable): late repair 10 yuan per overdue day, "
+        .. "a started day counts whole, at most 100 yuan",
+      when = function(f) return not f.exempt and f.repair_overdue_hours > 0 end,
+      amount = function(f, r)
+        return M.min(M.ceil_div(f.repair_overdue_hours, 24) * r.per_day_fen, r.max_fen)
+      end },
+    { id = "comp.repair.rental_waiver", type = "rental_waiver", month_days = 30,
+      basis = "Telecom Regulations: repair deadline missed: the monthly rental for the fault "
+        .. "period is waived (pro rata per started day of a 30-day month)",
+      when = function(f) return not f.exempt and f.repair_overdue_hours > 0 and f.monthly_rental_fen > 0 end,
+      amount = function(f, r)
+        local days = M.min(M.ceil_div(f.fault_hours, 24), r.month_days)
+        return M.mul_div(f.monthly_rental_fen, days, r.month_days)
+      end },
+    { id = "comp.install.penalty", type = "install_penalty", percent_per_day = 1,
+      basis = "rule (Telecom Regulations): late installation for the operator's reason, a "
+        .. "penalty of 1% of the installation fee per day",
+      when = function(f)
+        return not f.exempt and f.install_late and f.install_overdue_days > 0 and f.install_fee_fen > 0
+      end,
+      amount = function(f, r)
+        return M.percent(f.install_fee_fen * f.install_overdue_days, r.percent_per_day)
+      end },
+    { id = "comp.install.late", type = "late_install", capped = true, amount_fen = 2000,
+      basis = "carrier practice (published, configurable): late installation 20 yuan, once",
+      when = function(f) return not f.exempt and f.install_late end,
+      amount = function(_, r) return r.amount_fen end },
+    { id = "comp.speed.credit", type = "speed_credit", capped = true, below_percent = 90,
+      basis = "carrier practice (published, configurable): speed below 90% of the contract "
+        .. "earns a credit on that month's rental in proportion to the shortfall",
+      when = function(f, r)
+        return not f.exempt and f.speed_percent ~= nil and f.speed_percent < r.below_percent
+          and f.monthly_rental_fen > 0
+      end,
+      amount = function(f) return M.percent(f.monthly_rental_fen, 100 - f.speed_percent) end },
+    { id = "comp.goodwill", type = "goodwill", capped = true, max_fen = 30000,
+      basis = "carrier practice: goodwill payments are small and bounded (a reported case: "
+        .. "300 yuan); at most 300 yuan",
+      when = function(f) return f.goodwill_fen > 0 end,
+      amount = function(f, r) return M.min(f.goodwill_fen, r.max_fen) end },
+  } },
+
+  -- The grade's cap on the capped components.  Facts: capped, cap.
+  { name = "cap", hit = "first", rules = {
+    { id = "comp.cap.grade",
+      basis = "carrier practice (configurable per grade, params.cap_fen): delay compensation, "
+        .. "credits and goodwill together are capped per customer grade; refunds and amounts "
+        .. "set by law are not",
+      when = function(c) return c.capped > c.cap end },
+  } },
+
+  -- Who signs the offer.  Facts: offer, limits (params.approval_limits[grade]).
+  { name = "approval", hit = "first", rules = {
+    { id = "comp.approval.frontline", level = "frontline",
+      basis = "carrier practice (configurable, params.approval_limits): a front-line handler "
+        .. "approves offers up to the grade's frontline limit",
+      when = function(a) return a.offer <= a.limits.frontline end },
+    { id = "comp.approval.team_lead", level = "team_lead",
+      basis = "carrier practice (configurable): a team lead approves up to the grade's "
+        .. "team_lead limit",
+      when = function(a) return a.offer <= a.limits.team_lead end },
+    { id = "comp.approval.district", level = "district",
+      basis = "carrier practice (configurable): the district branch approves up to the grade's "
+        .. "district limit",
+      when = function(a) return a.offer <= a.limits.district end },
+    { id = "comp.approval.city", level = "city",
+      basis = "carrier practice (configurable): the city branch approves up to the grade's "
+        .. "city limit",
+      when = function(a) return a.offer <= a.limits.city end },
+    { id = "comp.approval.province", level = "province",
+      basis = "carrier practice (configurable): offers above the city limit go to the province" },
+  } },
+
+  -- A claim beyond the offer.  Facts: offer, claimed.
+  { name = "claim", hit = "first", rules = {
+    { id = "comp.claim.beyond_basis",
+      basis = "practice (有根有据): pay only what a policy or a law gives a basis for; a demand "
+        .. "beyond it is not granted, the substantive problem is solved",
+      when = function(c) return c.claimed ~= nil and c.claimed > c.offer end },
+  } },
+}
+
+local function check_rule(_, table_name, r)
+  if table_name == "components" then
+    if type(r.type) ~= "string" then return "a component rule needs a type" end
+    if type(r.amount) ~= "function" then return "a component rule needs an amount function" end
+  elseif table_name == "approval" and type(r.level) ~= "string" then
+    return "an approval rule needs a level"
+  end
+  return nil
+end
+
+local function evaluate(P, f, _ctx, tr)
+  local p = P.params
+  if f.repair_overdue_hours > 0 and f.monthly_rental_fen > 0 then
+    if f.fault_hours == nil then
+      S.fail("input.fault_hours", "required when repair_overdue_hours and monthly_rental_fen "
+        .. "are given: expected the length of the fault period in hours")
+    elseif f.fault_hours < f.repair_overdue_hours then
+      S.fail("input.fault_hours", "expected at least repair_overdue_hours ("
+        .. f.repair_overdue_hours .. "), got " .. f.fault_hours)
+    end
+  end
+  f.overcharge = 0
+  if f.charged_fen and f.charged_fen > f.due_fen then f.overcharge = f.charged_fen - f.due_fen end
+  f.exempt = R.run(P, "exemption", f, tr) ~= nil
+
+  local components = {}
+  local offer, capped = 0, 0
+  for _, r in ipairs(R.run(P, "components", f, tr)) do
+    local amount = r.amount(f, r)
+    if math.type(amount) ~= "integer" then
+      error("rule " .. r.id .. " computed a non-integer amount", 0)
+    end
+    components[#components + 1] = { type = r.type, amount_fen = amount, rule = r.id }
+    offer = offer + amount
+    if r.capped then capped = capped + amount end
+  end
+
+  local cap = p.cap_fen[f.customer_grade]
+  local cut = R.run(P, "cap", { capped = capped, cap = cap }, tr)
+  if cut then
+    components[#components + 1] = { type = "cap_adjustment", amount_fen = cap - capped, rule = cut.id }
+    offer = offer + cap - capped
+  end
+
+  local approval = R.decide(P, "approval",
+    { offer = offer, limits = p.approval_limits[f.customer_grade] }, tr)
+  local beyond = R.run(P, "claim", { offer = offer, claimed = f.claimed_fen }, tr) ~= nil
+
+  verdict.array(components)          -- [] when empty, not {}
+  return {
+    offer_fen = offer,
+    components = components,
+    cap_fen = cap,
+    approval_level = approval.level,
+    claim_beyond_basis = beyond,
+  }
+end
+
+return R.policy{
+  kind = "compensation",
+  fields = fields,
+  params = params,
+  tables = tables,
+  evaluate = evaluate,
+  check_rule = check_rule,
+}

@@ -1,0 +1,235 @@
+-- national/escalation.lua - which level must own a complaint now, who is
+-- told, which warnings are raised, whether it is an incident, and when to
+-- look at it again.
+--
+-- The handler who owns the complaint keeps it (首问负责); each warning sign
+-- in `warnings` may demand a minimum owning level, notify parties, raise a
+-- warning code or mark an incident.  The level is the highest demanded
+-- (never below the current one), and every level between the current one
+-- and it is notified, since reports go up one level at a time (逐级上报).
+-- `review` then sets the next review time from the decision time.
+
+local R = require("lib.rules")
+local S = require("lib.schema")
+local T = require("lib.time")
+local C = require("lib.calendar")
+
+local CALENDARS = C.load()
+
+local CATEGORIES = { "billing", "network", "broadband_fault", "install",
+  "sp_subscription", "service_attitude", "business_handling", "cancellation",
+  "porting", "other" }
+local GRADES = { "group", "province", "local_a", "local_b", "local_c", "retail" }
+local LEVELS = { "frontline", "team_lead", "district", "city", "province" }
+local RANK = {}
+for i, l in ipairs(LEVELS) do RANK[l] = i end
+local TOP_GRADES = R.set{ "group", "province" }
+-- MIIT order no. 35: the operator's reply window (esc.sla.reply_window_passed).
+local REPLY_WINDOW = { days = 15 }
+
+local fields = {
+  complaint_id = S.string{ required = true, max_len = 64 },
+  customer_id = S.string{ required = true, max_len = 64 },
+  category = S.enum{ required = true, table.unpack(CATEGORIES) },
+  customer_grade = S.enum{ required = true, table.unpack(GRADES) },
+  received_at = S.time{ required = true },
+  handled_by = S.enum{ required = true, doc = "level that owns the complaint now", table.unpack(LEVELS) },
+  sla_status = S.map{ default = {}, doc = "the sla decision's status object",
+    values = S.enum{ "met", "pending", "at_risk", "breached" } },
+  signals = S.set{ default = {},
+    of = S.enum{ "regulator", "media", "lawsuit", "consumer_association" } },
+  repeat_30d = S.integer{ min = 0, max = 100000, default = 0,
+    doc = "earlier complaints by the same customer in the last 30 days" },
+  over_head_30d = S.integer{ min = 0, max = 100000, default = 0,
+    doc = "complaints by the customer over the handler's head in the last 30 days" },
+  refunds_90d = S.integer{ min = 0, max = 100000, default = 0,
+    doc = "refunds or compensations paid to the customer in the last 90 days" },
+  similar_recent = S.integer{ min = 0, max = 10000000, default = 0,
+    doc = "distinct customers with a same-category complaint in the same region within "
+      .. "params.similar_window_hours" },
+}
+
+local params = {
+  -- The window callers count similar_recent over (hours before the decision).
+  similar_window_hours = 24,
+  calendar_fallback = "weekend_only",
+}
+
+-- Which status values occur in input.sla_status (one pass per decision).
+local function statuses(sla_status)
+  local seen = {}
+  for _, s in pairs(sla_status) do seen[s] = true end
+  return seen
+end
+
+-- Facts besides the input, set by evaluate: f.reply_window_passed (the
+-- 15-day operator reply limit is over at ctx.at), f.status_seen (set of
+-- the status values in sla_status); for `review` also
+-- f.incident, f.level_rank and f.signalled.
+local tables = {
+  -- Always: the owner keeps the complaint.
+  { name = "owner", hit = "first", rules = {
+    { id = "esc.owner.first_contact",
+      basis = "practice: first-contact responsibility (首问负责): the first handler owns the "
+        .. "complaint until it is closed; what it cannot solve is reported up one level at a "
+        .. "time (逐级上报)" },
+  } },
+
+  -- Warning signs.  Each may carry: level (minimum owner), warning (code),
+  -- notify (parties besides the levels), incident (true).
+  { name = "warnings", hit = "collect", rules = {
+    { id = "esc.signal.regulator", level = "city", warning = "regulator", notify = { "compliance" },
+      basis = "practice: the customer mentions the regulator (communications administration, "
+        .. "MIIT appeal centre 12300): a branch whose complaint becomes an appeal is reported "
+        .. "and loses points; act early",
+      when = function(f) return f.signals.regulator end },
+    { id = "esc.signal.media", level = "city", warning = "media", notify = { "public_relations" },
+      basis = "practice: media exposure is a risk signal beyond the external appeal path",
+      when = function(f) return f.signals.media end },
+    { id = "esc.signal.lawsuit", level = "city", warning = "lawsuit", notify = { "legal" },
+      basis = "practice: a threatened lawsuit is the last step of the external path; keep "
+        .. "evidence",
+      when = function(f) return f.signals.lawsuit end },
+    { id = "esc.signal.consumer_association", level = "district",
+      warning = "consumer_association",
+      basis = "practice: the consumer association (消协) is a step up the customer's external "
+        .. "path",
+      when = function(f) return f.signals.consumer_association end },
+    { id = "esc.sla.reply_overdue", level = "district", warning = "reply_overdue",
+      basis = "MIIT order no. 35 (2016): with no reply within 15 days the customer may appeal "
+        .. "to the regulator",
+      when = function(f) return f.sla_status.operator_reply == "breached" end },
+    { id = "esc.sla.reply_window_passed", level = "district", warning = "reply_window_passed",
+      basis = "MIIT order no. 35 (2016): 15 days since the complaint and no reply status "
+        .. "known; the customer may appeal",
+      when = function(f) return f.sla_status.operator_reply == nil and f.reply_window_passed end },
+    { id = "esc.sla.breached", level = "team_lead", warning = "sla_breached",
+      basis = "practice: a passed deadline is a warning sign; the team lead takes over",
+      when = function(f) return f.status_seen.breached end },
+    { id = "esc.sla.at_risk", warning = "sla_at_risk", notify = { "team_lead" },
+      basis = "practice: a deadline about to pass is a warning sign; tell the team lead",
+      when = function(f) return f.status_seen.at_risk end },
+    { id = "esc.repeat.customer", level = "team_lead", warning = "repeat_complaints", min = 2,
+      basis = "practice: the same customer complaining repeatedly (2 or more earlier "
+        .. "complaints in 30 days) is a warning sign",
+      when = function(f, r) return f.repeat_30d >= r.min end },
+    { id = "esc.repeat.over_head", level = "district", warning = "over_head_complaints", min = 1,
+      basis = "practice: complaints over the handler's head in the last 30 days are a warning "
+        .. "sign",
+      when = function(f, r) return f.over_head_30d >= r.min end },
+    { id = "esc.repeat.refunds", warning = "frequent_refunds", notify = { "team_lead" }, min = 3,
+      basis = "practice: 3 or more refunds to the customer in 90 days are a warning sign",
+      when = function(f, r) return f.refunds_90d >= r.min end },
+    { id = "esc.pattern.within_basis", warning = "pay_within_basis", refunds = 3, repeats = 2,
+      basis = "practice (投诉专业户): frequent refunds and repeat complaints together: solve the "
+        .. "substantive problem within policy, keep evidence, pay nothing beyond the basis",
+      when = function(f, r) return f.refunds_90d >= r.refunds and f.repeat_30d >= r.repeats end },
+    { id = "esc.grade.top", level = "district", warning = "top_grade_customer",
+      notify = { "account_manager" },
+      basis = "practice: top-grade enterprise customers (group, province) get 24x7 service; "
+        .. "their complaints are owned above the front line with the account manager",
+      when = function(f) return TOP_GRADES[f.customer_grade] end },
+    { id = "esc.incident.systemic", level = "city", warning = "systemic_fault", incident = true,
+      notify = { "network_operations" }, min = 5,
+      basis = "practice: complaints about the same problem, in the same region and time window, "
+        .. "from different people are a systemic fault, escalated as an incident (5 or more "
+        .. "customers within the window)",
+      when = function(f, r) return f.similar_recent >= r.min end },
+    { id = "esc.incident.major", level = "province", warning = "major_incident", incident = true,
+      notify = { "province_duty_manager" }, min = 50,
+      basis = "practice: a systemic fault affecting 50 or more customers within the window is "
+        .. "reported to the province",
+      when = function(f, r) return f.similar_recent >= r.min end },
+  } },
+
+  -- When to look again, counted from the decision time.
+  { name = "review", hit = "first", rules = {
+    { id = "esc.review.incident", hours = 1,
+      basis = "practice: an incident is reviewed every hour",
+      when = function(f) return f.incident end },
+    { id = "esc.review.top_grade", hours = 1,
+      basis = "carrier practice (top enterprise grade): hourly updates after the first hour",
+      when = function(f) return TOP_GRADES[f.customer_grade] end },
+    { id = "esc.review.high_risk", hours = 4,
+      basis = "practice: an external signal or a city-level owner: review every 4 hours",
+      when = function(f) return f.signalled or f.level_rank >= RANK.city end },
+    { id = "esc.review.deadline", hours = 4,
+      basis = "practice: a deadline breached or at risk: review every 4 hours",
+      when = function(f)
+        return f.status_seen.breached or f.status_seen.at_risk
+          or (f.reply_window_passed and f.sla_status.operator_reply ~= "met")
+      end },
+    { id = "esc.review.daily", hours = 24,
+      basis = "practice: otherwise review daily" },
+  } },
+}
+
+local function check_rule(_, table_name, r)
+  if r.level ~= nil and not RANK[r.level] then return "unknown level " .. tostring(r.level) end
+  if table_name == "review" and math.type(r.hours) ~= "integer" then
+    return "a review rule needs integer hours"
+  end
+  return nil
+end
+
+local function evaluate(P, f, ctx, tr)
+  local at, at_off = R.at(ctx)
+  local rc = f.received_at
+  local clk = C.clock(C.for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
+    "input.received_at")
+  f.reply_window_passed = at > C.due(clk, rc.t, rc.off, REPLY_WINDOW)
+  f.status_seen = statuses(f.sla_status)
+  C.report(clk, tr)
+
+  R.run(P, "owner", f, tr)
+  local rank = RANK[f.handled_by]
+  local warnings, extra, seen = {}, {}, {}
+  local incident = false
+  for _, r in ipairs(R.run(P, "warnings", f, tr)) do
+    if r.level and RANK[r.level] > rank then rank = RANK[r.level] end
+    if r.warning then warnings[#warnings + 1] = r.warning end
+    if r.incident then incident = true end
+    for _, who in ipairs(r.notify or {}) do
+      if not seen[who] then
+        seen[who] = true
+        extra[#extra + 1] = who
+      end
+    end
+  end
+
+  -- Notify every level above the current owner up to the new one, then
+  -- the other parties the rules named.
+  local notify = {}
+  for i = RANK[f.handled_by] + 1, rank do
+    notify[#notify + 1] = LEVELS[i]
+    seen[LEVELS[i]] = "level"
+  end
+  for _, who in ipairs(extra) do
+    if seen[who] ~= "level" then notify[#notify + 1] = who end
+  end
+
+  f.incident, f.level_rank = incident, rank
+  f.signalled = f.signals.regulator or f.signals.media or f.signals.lawsuit
+    or f.signals.consumer_association or false
+  local review = R.decide(P, "review", f, tr)
+
+  verdict.array(notify)              -- [] when empty, not {}
+  verdict.array(warnings)
+  return {
+    level = LEVELS[rank],
+    notify = notify,
+    warnings = warnings,
+    incident = incident,
+    next_review_at = T.format(at + review.hours * T.HOUR, at_off),
+    similar_window_hours = P.params.similar_window_hours,
+  }
+end
+
+return R.policy{
+  kind = "escalation",
+  fields = fields,
+  params = params,
+  tables = tables,
+  evaluate = evaluate,
+  check_rule = check_rule,
+}

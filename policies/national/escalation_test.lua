@@ -1,0 +1,167 @@
+-- national/escalation_test.lua - cases for the national escalation policy.
+-- Default complaint: received Friday 2026-11-20 10:00, decided Monday
+-- 2026-11-23 10:00, owned by the front line; its 15-day reply window ends
+-- 2026-12-07 (Dec 5 is a Saturday).
+
+local AT = "2026-11-23T10:00:00+08:00"
+
+local function input(t)
+  local base = { complaint_id = "C-1", customer_id = "U-1", category = "network",
+    customer_grade = "retail", received_at = "2026-11-20T10:00:00+08:00",
+    handled_by = "frontline" }
+  for k, v in pairs(t or {}) do base[k] = v end
+  return base
+end
+
+return {
+  { name = "nothing to act on: the front line keeps it, daily review",
+    at = AT,
+    input = input(),
+    expect = { level = "frontline", notify = {}, warnings = {}, incident = false,
+      next_review_at = "2026-11-24T10:00:00+08:00", similar_window_hours = 24 },
+    fired = { "esc.owner.first_contact", "esc.review.daily" } },
+
+  { name = "the customer mentions the regulator: city, compliance told, every level between",
+    at = AT,
+    input = input{ signals = { "regulator" } },
+    expect = { level = "city", notify = { "team_lead", "district", "city", "compliance" },
+      warnings = { "regulator" }, next_review_at = "2026-11-23T14:00:00+08:00" },
+    fired = { "esc.signal.regulator", "esc.review.high_risk" } },
+
+  { name = "media exposure",
+    at = AT,
+    input = input{ signals = { "media" } },
+    expect = { level = "city", notify = { "team_lead", "district", "city", "public_relations" },
+      warnings = { "media" } },
+    fired = { "esc.signal.media" } },
+
+  { name = "threatened lawsuit",
+    at = AT,
+    input = input{ signals = { "lawsuit" } },
+    expect = { level = "city", notify = { "team_lead", "district", "city", "legal" },
+      warnings = { "lawsuit" } },
+    fired = { "esc.signal.lawsuit" } },
+
+  { name = "consumer association: district, reviewed every 4 hours",
+    at = AT,
+    input = input{ signals = { "consumer_association" } },
+    expect = { level = "district", notify = { "team_lead", "district" },
+      warnings = { "consumer_association" }, next_review_at = "2026-11-23T14:00:00+08:00" },
+    fired = { "esc.signal.consumer_association" } },
+
+  { name = "a breached deadline: the team lead takes over",
+    at = AT,
+    input = input{ sla_status = { acceptance = "breached", first_feedback = "met" } },
+    expect = { level = "team_lead", notify = { "team_lead" }, warnings = { "sla_breached" },
+      next_review_at = "2026-11-23T14:00:00+08:00" },
+    fired = { "esc.sla.breached", "esc.review.deadline" } },
+
+  { name = "operator reply overdue: district",
+    at = AT,
+    input = input{ sla_status = { operator_reply = "breached" } },
+    expect = { level = "district", notify = { "team_lead", "district" },
+      warnings = { "reply_overdue", "sla_breached" } },
+    fired = { "esc.sla.reply_overdue" } },
+
+  { name = "15 days passed (Oct 3 holiday rolled to Oct 8) and no reply status known",
+    at = "2026-10-09T10:00:00+08:00",
+    input = input{ received_at = "2026-09-18T09:00:00+08:00" },
+    expect = { level = "district", warnings = { "reply_window_passed" },
+      next_review_at = "2026-10-09T14:00:00+08:00" },
+    fired = { "esc.sla.reply_window_passed" } },
+
+  { name = "15 calendar days passed but the window runs to the next working day",
+    at = "2026-10-05T10:00:00+08:00",
+    input = input{ received_at = "2026-09-18T09:00:00+08:00" },
+    expect = { level = "frontline", warnings = {} } },
+
+  { name = "a deadline at risk: tell the team lead, keep the owner",
+    at = AT,
+    input = input{ sla_status = { solution = "at_risk", acceptance = "met" } },
+    expect = { level = "frontline", notify = { "team_lead" }, warnings = { "sla_at_risk" },
+      next_review_at = "2026-11-23T14:00:00+08:00" },
+    fired = { "esc.sla.at_risk" } },
+
+  { name = "repeat complaints in 30 days",
+    at = AT,
+    input = input{ repeat_30d = 2 },
+    expect = { level = "team_lead", warnings = { "repeat_complaints" } },
+    fired = { "esc.repeat.customer" } },
+
+  { name = "one repeat complaint is not yet a warning",
+    at = AT,
+    input = input{ repeat_30d = 1 },
+    expect = { level = "frontline", warnings = {} } },
+
+  { name = "over-the-head complaint: district",
+    at = AT,
+    input = input{ over_head_30d = 1 },
+    expect = { level = "district", warnings = { "over_head_complaints" } },
+    fired = { "esc.repeat.over_head" } },
+
+  { name = "frequent refunds and repeat complaints: pay within basis, keep evidence",
+    at = AT,
+    input = input{ refunds_90d = 3, repeat_30d = 2 },
+    expect = { level = "team_lead", notify = { "team_lead" },
+      warnings = { "repeat_complaints", "frequent_refunds", "pay_within_basis" } },
+    fired = { "esc.repeat.refunds", "esc.pattern.within_basis" } },
+
+  { name = "top-grade enterprise customer: district with the account manager, hourly review",
+    at = AT,
+    input = input{ customer_grade = "group" },
+    expect = { level = "district", notify = { "team_lead", "district", "account_manager" },
+      warnings = { "top_grade_customer" }, next_review_at = "2026-11-23T11:00:00+08:00" },
+    fired = { "esc.grade.top", "esc.review.top_grade" } },
+
+  { name = "five customers with the same problem: a systemic incident",
+    at = AT,
+    input = input{ similar_recent = 5 },
+    expect = { level = "city", incident = true,
+      notify = { "team_lead", "district", "city", "network_operations" },
+      warnings = { "systemic_fault" }, next_review_at = "2026-11-23T11:00:00+08:00" },
+    fired = { "esc.incident.systemic", "esc.review.incident" } },
+
+  { name = "four similar complaints are not yet an incident",
+    at = AT,
+    input = input{ similar_recent = 4 },
+    expect = { level = "frontline", incident = false } },
+
+  { name = "a major incident goes to the province",
+    at = AT,
+    input = input{ similar_recent = 60, handled_by = "team_lead" },
+    expect = { level = "province", incident = true,
+      notify = { "district", "city", "province", "network_operations", "province_duty_manager" },
+      warnings = { "systemic_fault", "major_incident" } },
+    fired = { "esc.incident.major" } },
+
+  { name = "already owned above what the signal needs: level kept, no one re-notified",
+    at = AT,
+    input = input{ handled_by = "city", signals = { "consumer_association" } },
+    expect = { level = "city", notify = {}, warnings = { "consumer_association" },
+      next_review_at = "2026-11-23T14:00:00+08:00" } },
+
+  { name = "bad input: an unknown signal is named by its index",
+    at = AT,
+    input = input{ signals = { "regulator", "tv" } },
+    expect_error = { code = "bad_input", path = "input.signals[2]" } },
+
+  { name = "bad input: negative count",
+    at = AT,
+    input = input{ repeat_30d = -1 },
+    expect_error = { code = "bad_input", path = "input.repeat_30d" } },
+
+  { name = "bad input: unknown status value",
+    at = AT,
+    input = input{ sla_status = { acceptance = "late" } },
+    expect_error = { code = "bad_input", path = "input.sla_status.acceptance" } },
+
+  { name = "bad input: unknown level",
+    at = AT,
+    input = input{ handled_by = "manager" },
+    expect_error = { code = "bad_input", path = "input.handled_by" } },
+
+  { name = "bad input: customer_id missing",
+    at = AT,
+    input = input{ customer_id = verdict.null },
+    expect_error = { code = "bad_input", path = "input.customer_id" } },
+}

@@ -1,0 +1,211 @@
+-- national/sla.lua - which service tier a complaint gets, its deadlines,
+-- and where each milestone stands at the decision time.
+--
+-- Deadlines come from three tables: `tier` (the carrier's handling
+-- commitments by customer grade), `statutory` (limits every complaint has by
+-- rule) and `repair` (fault categories only).  If two rules set the same
+-- milestone, the earlier deadline wins, so no rule can loosen another.
+-- `status` then rates each milestone at ctx.at.  Working days follow
+-- lib/calendar.lua: start day not counted, a day off moves the deadline to
+-- the next working day, and a day deadline ends 23:59:59 local time.
+
+local R = require("lib.rules")
+local S = require("lib.schema")
+local T = require("lib.time")
+local C = require("lib.calendar")
+
+local CALENDARS = C.load()
+
+local TOP_GRADES = R.set{ "group", "province" }
+local LOCAL_ENTERPRISE = R.set{ "local_a", "local_b", "local_c" }
+
+local CATEGORIES = { "billing", "network", "broadband_fault", "install",
+  "sp_subscription", "service_attitude", "business_handling", "cancellation",
+  "porting", "other" }
+local CHANNELS = { "hotline", "online", "email", "sms", "social", "storefront",
+  "account_manager", "monitoring" }
+local GRADES = { "group", "province", "local_a", "local_b", "local_c", "retail" }
+
+-- Milestones in output order (also the tie-break for next_deadline).
+local MILESTONES = { "acceptance", "first_feedback", "investigation", "solution",
+  "written_report", "repair", "operator_reply" }
+
+local done_fields = {}
+for _, m in ipairs(MILESTONES) do
+  done_fields[m] = S.time{ doc = "when the " .. m .. " milestone was completed" }
+end
+
+local fields = {
+  complaint_id = S.string{ required = true, max_len = 64, doc = "the carrier's complaint number" },
+  category = S.enum{ required = true, table.unpack(CATEGORIES) },
+  channel = S.enum{ required = true, doc = "where the complaint arrived; recorded, no national rule uses it",
+    table.unpack(CHANNELS) },
+  customer_grade = S.enum{ required = true, table.unpack(GRADES) },
+  received_at = S.time{ required = true, doc = "when the complaint was received (or the fault detected)" },
+  area = S.enum{ "urban", "rural", default = "urban", doc = "where the faulty line is" },
+  done = S.object{ default = {}, fields = done_fields, doc = "completion time per milestone" },
+}
+
+local params = {
+  -- "error": a deadline in a year with no calendar file is bad_input;
+  -- "weekend_only": count weekends only and say so in the trace.
+  calendar_fallback = "weekend_only",
+  milestones = MILESTONES,
+}
+
+local tables = {
+  -- Handling commitments by customer grade: the first rule that matches
+  -- gives the tier and its deadlines.
+  { name = "tier", hit = "first", rules = {
+    { id = "sla.tier.enterprise_top",
+      basis = "carrier practice (top enterprise grades, configurable): 24x7 service; first "
+        .. "feedback within 30 min, updates every 60 min after the first hour, written report "
+        .. "within 1 working day; acceptance 2, investigation 5, solution 7 working days",
+      when = function(f) return TOP_GRADES[f.customer_grade] end,
+      tier = "enterprise_top", updates_every_minutes = 60,
+      due = { acceptance = { working_days = 2 }, first_feedback = { minutes = 30 },
+              investigation = { working_days = 5 }, solution = { working_days = 7 },
+              written_report = { working_days = 1 } } },
+    { id = "sla.tier.enterprise",
+      basis = "carrier practice (enterprise grades local A/B/C, configurable): first feedback "
+        .. "within 24 h; acceptance 2, investigation 5, solution 7 working days",
+      when = function(f) return LOCAL_ENTERPRISE[f.customer_grade] end,
+      tier = "enterprise",
+      due = { acceptance = { working_days = 2 }, first_feedback = { hours = 24 },
+              investigation = { working_days = 5 }, solution = { working_days = 7 } } },
+    { id = "sla.tier.standard",
+      basis = "carrier practice (published commitments, configurable): acceptance reply within "
+        .. "2 working days, investigation 5, solution 7 working days, first feedback within 72 h",
+      tier = "standard",
+      due = { acceptance = { working_days = 2 }, first_feedback = { hours = 72 },
+              investigation = { working_days = 5 }, solution = { working_days = 7 } } },
+  } },
+
+  -- Limits every complaint has by rule.
+  { name = "statutory", hit = "collect", rules = {
+    { id = "sla.operator_reply.miit35",
+      basis = "MIIT order no. 35 (2016), telecom user appeal rules: the operator replies to a "
+        .. "complaint within 15 days; after that the customer may appeal",
+      due = { operator_reply = { days = 15 } } },
+  } },
+
+  -- Fault repair limits, for fault categories only.
+  { name = "repair", hit = "first", rules = {
+    { id = "sla.repair.mobile",
+      basis = "3G mobile service specification: mobile fault repair within 24 h on average, "
+        .. "48 h at most",
+      when = function(f) return f.category == "network" end,
+      due = { repair = { hours = 48 } } },
+    { id = "sla.repair.rural",
+      basis = "Telecom Regulations: fault repair within 72 h in rural areas (monthly rental "
+        .. "for the fault period waived when missed)",
+      when = function(f) return f.category == "broadband_fault" and f.area == "rural" end,
+      due = { repair = { hours = 72 } } },
+    { id = "sla.repair.urban",
+      basis = "Telecom Regulations: fault repair within 48 h in towns (monthly rental for the "
+        .. "fault period waived when missed)",
+      when = function(f) return f.category == "broadband_fault" end,
+      due = { repair = { hours = 48 } } },
+  } },
+
+  -- Where one milestone stands at the decision time.  Facts: start, due,
+  -- done (instants; done may be nil) and at.
+  { name = "status", hit = "first", rules = {
+    { id = "sla.status.met",
+      basis = "counting rule: a milestone completed by its deadline (24:00 of a deadline "
+        .. "day) is met",
+      when = function(m) return m.done ~= nil and m.done <= m.due end,
+      status = "met" },
+    { id = "sla.status.done_late",
+      basis = "counting rule: a milestone completed after its deadline was breached",
+      when = function(m) return m.done ~= nil end,
+      status = "breached" },
+    { id = "sla.status.breached",
+      basis = "counting rule: an open milestone past its deadline is breached",
+      when = function(m) return m.at > m.due end,
+      status = "breached" },
+    { id = "sla.status.at_risk",
+      basis = "carrier practice (configurable): an open milestone with 75% of its time used "
+        .. "is at risk",
+      percent = 75,
+      when = function(m, r) return 100 * (m.at - m.start) >= r.percent * (m.due - m.start) end,
+      status = "at_risk" },
+    { id = "sla.status.pending",
+      basis = "counting rule: an open milestone within its time is pending",
+      status = "pending" },
+  } },
+}
+
+-- Load-time check of rule data (also run on rules a region adds).
+local function check_rule(P, _table_name, r)
+  if r.due == nil then return nil end
+  local known = R.set(P.params.milestones)
+  for m, spec in pairs(r.due) do
+    if not known[m] then return "unknown milestone " .. tostring(m) end
+    local why = C.spec_error(spec)
+    if why then return why end
+  end
+  return nil
+end
+
+local function evaluate(P, f, ctx, tr)
+  local at = R.at(ctx)
+  local rc = f.received_at
+  local clk = C.clock(C.for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
+    "input.received_at")
+
+  -- Deadlines: the earliest any fired rule sets for each milestone.
+  local milestones = P.params.milestones
+  local due = {}
+  local function apply(r)
+    for i = 1, #milestones do
+      local m = milestones[i]
+      local spec = r.due[m]
+      if spec then
+        local d = C.due(clk, rc.t, rc.off, spec)
+        if due[m] == nil or d < due[m] then due[m] = d end
+      end
+    end
+  end
+  local tier = R.decide(P, "tier", f, tr)
+  apply(tier)
+  for _, r in ipairs(R.run(P, "statutory", f, tr)) do apply(r) end
+  local repair = R.run(P, "repair", f, tr)
+  if repair then apply(repair) end
+  C.report(clk, tr)
+
+  -- Status per milestone, and the next open deadline.
+  local deadlines, status = {}, {}
+  local next_name, next_due
+  for _, m in ipairs(milestones) do
+    local d = due[m]
+    if d then
+      deadlines[m] = T.format(d, rc.off)
+      local done = f.done[m]
+      local s = R.decide(P, "status",
+        { start = rc.t, due = d, done = done and done.t, at = at }, tr).status
+      status[m] = s
+      if (s == "pending" or s == "at_risk") and (next_due == nil or d < next_due) then
+        next_name, next_due = m, d
+      end
+    end
+  end
+
+  return {
+    tier = tier.tier,
+    deadlines = deadlines,
+    status = status,
+    next_deadline = next_name and { name = next_name, at = T.format(next_due, rc.off) }
+      or verdict.null,
+    updates_every_minutes = tier.updates_every_minutes,
+  }
+end
+
+return R.policy{
+  kind = "sla",
+  fields = fields,
+  params = params,
+  tables = tables,
+  evaluate = evaluate,
+  check_rule = check_rule,
+}

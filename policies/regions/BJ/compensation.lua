@@ -1,0 +1,25 @@
+-- regions/BJ/compensation.lua - Beijing: a different delay compensation
+-- schedule (late repair and late installation amounts) and a higher retail
+-- cap to match.  Refunds and amounts set by law are the national ones.
+--
+-- The amounts are an example branch schedule: replace them with the
+-- branch's published commitments.
+local R = require("lib.rules")
+
+return R.extend(parent(), {
+  params = { cap_fen = { retail = 50000 } },
+  replace = {
+    ["comp.repair.late"] = {
+      id = "bj.comp.repair.late",
+      basis = "Beijing branch schedule (published, configurable): late repair 20 yuan per "
+        .. "overdue day, a started day counts whole, at most 200 yuan",
+      per_day_fen = 2000, max_fen = 20000,
+    },
+    ["comp.install.late"] = {
+      id = "bj.comp.install.late",
+      basis = "Beijing branch schedule (published, configurable): late installation 50 yuan, "
+        .. "once",
+      amount_fen = 5000,
+    },
+  },
+})

@@ -1,0 +1,76 @@
+-- regions/GD/sla_test.lua - Guangdong's tighter SLA (1/4/5 working days,
+-- 48 h first feedback, 24 h urban repair) and its refusal to guess years
+-- without a calendar.  2026-11-23 is a Monday.
+
+local function input(t)
+  local base = { complaint_id = "GD-1", category = "billing", channel = "hotline",
+    customer_grade = "retail", received_at = "2026-11-23T10:00:00+08:00" }
+  for k, v in pairs(t or {}) do base[k] = v end
+  return base
+end
+
+return {
+  { name = "standard tier tightened; the 15-day reply limit is unchanged",
+    at = "2026-11-23T12:00:00+08:00",
+    input = input(),
+    expect = {
+      tier = "standard",
+      deadlines = {
+        acceptance = "2026-11-24T23:59:59+08:00",
+        first_feedback = "2026-11-25T10:00:00+08:00",
+        investigation = "2026-11-27T23:59:59+08:00",
+        solution = "2026-11-30T23:59:59+08:00",
+        operator_reply = "2026-12-08T23:59:59+08:00",
+      },
+    },
+    fired = { "gd.sla.tier.standard", "sla.operator_reply.miit35" } },
+
+  { name = "urban broadband repair within 24 h",
+    at = "2026-11-23T12:00:00+08:00",
+    input = input{ category = "broadband_fault" },
+    expect = { deadlines = { repair = "2026-11-24T10:00:00+08:00" } },
+    fired = { "gd.sla.repair.urban" } },
+
+  { name = "rural repair keeps the national 72 h",
+    at = "2026-11-23T12:00:00+08:00",
+    input = input{ category = "broadband_fault", area = "rural" },
+    expect = { deadlines = { repair = "2026-11-26T10:00:00+08:00" } },
+    fired = { "sla.repair.rural" } },
+
+  { name = "23:59 on the eve of National Day under the tighter tier",
+    at = "2026-10-01T10:00:00+08:00",
+    input = input{ received_at = "2026-09-30T23:59:00+08:00" },
+    expect = { deadlines = {
+      acceptance = "2026-10-08T23:59:59+08:00",
+      investigation = "2026-10-12T23:59:59+08:00",   -- Oct 10 (Saturday) is worked
+      solution = "2026-10-13T23:59:59+08:00",
+    } } },
+
+  { name = "enterprise grades keep the national tier",
+    at = "2026-11-23T12:00:00+08:00",
+    input = input{ customer_grade = "local_a" },
+    expect = { tier = "enterprise", deadlines = {
+      acceptance = "2026-11-25T23:59:59+08:00", first_feedback = "2026-11-24T10:00:00+08:00" } },
+    fired = { "sla.tier.enterprise" } },
+
+  { name = "a city without its own files is decided by Guangdong's",
+    region = "GD-GZ",
+    at = "2026-11-23T12:00:00+08:00",
+    input = input(),
+    expect = { deadlines = { acceptance = "2026-11-24T23:59:59+08:00" } },
+    fired = { "gd.sla.tier.standard" } },
+
+  { name = "deadlines still inside 2026 in late December are fine",
+    at = "2026-12-10T12:00:00+08:00",
+    input = input{ received_at = "2026-12-10T10:00:00+08:00" },
+    expect = { deadlines = {
+      acceptance = "2026-12-11T23:59:59+08:00",
+      solution = "2026-12-17T23:59:59+08:00",
+      operator_reply = "2026-12-25T23:59:59+08:00",
+    } } },
+
+  { name = "a deadline in 2027 with no 2027 calendar is bad_input here, not a guess",
+    at = "2026-12-28T12:00:00+08:00",
+    input = input{ received_at = "2026-12-28T10:00:00+08:00" },
+    expect_error = { code = "bad_input", path = "input.received_at" } },
+}
