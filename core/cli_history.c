@@ -1,0 +1,693 @@
+/*
+ * cli_history.c - the auditor commands: `verdict history show|list|verify`
+ * (`verdict revisions` goes through the daemon's admin socket: admin.c).
+ *
+ * Owns nothing past one command: each opens the history database
+ * read-only (WAL: the daemon keeps writing, we see committed batches
+ * only), prints to stdout, and closes it.  Runs on the CLI's main thread.
+ *
+ * Exit status: 0 success; 1 the thing asked about is not there or not
+ * intact (no such decision, verify found an alteration); 2 the command
+ * could not run (bad usage, no database, not a verdict database).  Error
+ * messages go to stderr and name the option or argument at fault.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+
+#include "history_int.h"
+#include "verdict/buf.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+#include "verdict/timefmt.h"
+
+int vd_cli_history(int argc, char **argv);
+
+#define DEFAULT_DB "var/verdict.db"
+
+enum { EXIT_OK = 0, EXIT_NO = 1, EXIT_USAGE = 2 };
+
+/* ========================================================================
+ * Options
+ * ====================================================================== */
+
+/* Which options a command takes. */
+enum {
+  OPT_DB = 1 << 0,
+  OPT_FORMAT = 1 << 1,
+  OPT_SINCE = 1 << 2,
+  OPT_UNTIL = 1 << 3,
+  OPT_REGION = 1 << 4,
+  OPT_KIND = 1 << 5,
+  OPT_COMPLAINT = 1 << 6,
+  OPT_LIMIT = 1 << 7
+};
+
+typedef struct opts {
+  const char *cmd;        /* "history list", for messages */
+  const char *db;
+  const char *format;     /* as given; checked by the command */
+  const char *region, *kind, *complaint;
+  int64_t since_ms, until_ms;
+  int has_since, has_until;
+  long long limit;        /* -1: none */
+  const char *arg;        /* the one positional argument, if any */
+} opts_t;
+
+static const struct {
+  const char *name;
+  int bit;
+} option_names[] = {
+    {"--db", OPT_DB},         {"--format", OPT_FORMAT},
+    {"--since", OPT_SINCE},   {"--until", OPT_UNTIL},
+    {"--region", OPT_REGION}, {"--kind", OPT_KIND},
+    {"--complaint", OPT_COMPLAINT}, {"--limit", OPT_LIMIT},
+};
+
+static int usage_err(const opts_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_err(const opts_t *o, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "verdict %s: ", o->cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n(try: verdict %s --help)\n", o->cmd);
+  return EXIT_USAGE;
+}
+
+static int parse_time(const opts_t *o, const char *opt, const char *v,
+                      int64_t *ms) {
+  int off;
+  if (vd_time_parse(v, strlen(v), ms, &off) != 0)
+    return usage_err(o,
+                     "%s: '%s' is not an RFC 3339 time "
+                     "(like 2026-11-23T10:00:00+08:00)",
+                     opt, v);
+  return 0;
+}
+
+/* Parse argv[first..] into O, accepting only the options in ALLOWED and
+ * at most one positional argument when ARG_OK.  Returns 0, EXIT_USAGE
+ * (message printed), or -1 for --help. */
+static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
+                      int arg_ok) {
+  int i;
+  o->db = DEFAULT_DB;
+  o->limit = -1;
+  for (i = first; i < argc; i++) {
+    const char *a = argv[i], *eq, *v;
+    size_t nl, k;
+    int bit = 0;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+      return -1;
+    if (strncmp(a, "--", 2) != 0) {
+      if (!arg_ok || o->arg)
+        return usage_err(o, "unexpected argument '%s'", a);
+      o->arg = a;
+      continue;
+    }
+    eq = strchr(a, '=');
+    nl = eq ? (size_t)(eq - a) : strlen(a);
+    for (k = 0; k < sizeof option_names / sizeof option_names[0]; k++)
+      if (strlen(option_names[k].name) == nl &&
+          strncmp(option_names[k].name, a, nl) == 0)
+        bit = option_names[k].bit;
+    if (!(bit & allowed))
+      return usage_err(o, "unknown option '%.*s'", (int)nl, a);
+    if (eq) {
+      v = eq + 1;
+    } else if (i + 1 < argc) {
+      v = argv[++i];
+    } else {
+      return usage_err(o, "%s needs a value", a);
+    }
+    switch (bit) {
+    case OPT_DB:
+      if (!*v)
+        return usage_err(o, "--db: empty path");
+      o->db = v;
+      break;
+    case OPT_FORMAT: o->format = v; break;
+    case OPT_REGION: o->region = v; break;
+    case OPT_KIND: o->kind = v; break;
+    case OPT_COMPLAINT: o->complaint = v; break;
+    case OPT_SINCE:
+      if (parse_time(o, "--since", v, &o->since_ms))
+        return EXIT_USAGE;
+      o->has_since = 1;
+      break;
+    case OPT_UNTIL:
+      if (parse_time(o, "--until", v, &o->until_ms))
+        return EXIT_USAGE;
+      o->has_until = 1;
+      break;
+    case OPT_LIMIT: {
+      char *end;
+      errno = 0;
+      o->limit = strtoll(v, &end, 10);
+      if (errno || end == v || *end || o->limit < 0)
+        return usage_err(o, "--limit: '%s' is not a whole number >= 0", v);
+      break;
+    }
+    }
+  }
+  return 0;
+}
+
+/* 0 and the index of o->format in NAMES (NULL-terminated; the first is
+ * the default), or EXIT_USAGE. */
+static int pick_format(const opts_t *o, const char *const *names, int *which) {
+  int i;
+  vd_buf_t list = VD_BUF_INIT;
+  if (!o->format) {
+    *which = 0;
+    return 0;
+  }
+  for (i = 0; names[i]; i++)
+    if (strcmp(o->format, names[i]) == 0) {
+      *which = i;
+      return 0;
+    }
+  for (i = 0; names[i]; i++)
+    vd_buf_addf(&list, "%s%s", i ? ", " : "", names[i]);
+  usage_err(o, "--format: '%s' is not one of %s", o->format, list.data);
+  vd_buf_release(&list);
+  return EXIT_USAGE;
+}
+
+static int open_db(const opts_t *o, sqlite3 **db) {
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_history_db_open_ro(db, o->db, &err);
+  if (rc)
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, err.data);
+  vd_buf_release(&err);
+  return rc ? EXIT_USAGE : 0;
+}
+
+static int db_failed(const opts_t *o, sqlite3 *db) {
+  fprintf(stderr, "verdict %s: %s: %s\n", o->cmd, o->db, sqlite3_errmsg(db));
+  return EXIT_USAGE;
+}
+
+/* ========================================================================
+ * Output helpers
+ * ====================================================================== */
+
+static void out_flush(vd_buf_t *b) {
+  fwrite(b->data ? b->data : "", 1, b->len, stdout);
+  vd_buf_reset(b);
+}
+
+static void add_time(vd_buf_t *b, int64_t ms) {
+  char t[32];
+  vd_buf_add(b, t, vd_time_format(ms, VD_DEFAULT_OFFSET_MIN, t));
+}
+
+/* yajl parse callbacks that feed a generator: a JSON reformatter. */
+static int re_null(void *g) { return yajl_gen_null(g) == yajl_gen_status_ok; }
+static int re_bool(void *g, int v) {
+  return yajl_gen_bool(g, v) == yajl_gen_status_ok;
+}
+static int re_number(void *g, const char *s, size_t n) {
+  return yajl_gen_number(g, s, n) == yajl_gen_status_ok;
+}
+static int re_string(void *g, const unsigned char *s, size_t n) {
+  return yajl_gen_string(g, s, n) == yajl_gen_status_ok;
+}
+static int re_map_open(void *g) {
+  return yajl_gen_map_open(g) == yajl_gen_status_ok;
+}
+static int re_map_close(void *g) {
+  return yajl_gen_map_close(g) == yajl_gen_status_ok;
+}
+static int re_array_open(void *g) {
+  return yajl_gen_array_open(g) == yajl_gen_status_ok;
+}
+static int re_array_close(void *g) {
+  return yajl_gen_array_close(g) == yajl_gen_status_ok;
+}
+
+static const yajl_callbacks reformat = {
+    re_null,     re_bool,      NULL,          NULL,           re_number,
+    re_string,   re_map_open,  re_string,     re_map_close,   re_array_open,
+    re_array_close,
+};
+
+static void gen_print(void *ctx, const char *s, size_t n) {
+  vd_buf_add(ctx, s, n);
+}
+
+/* Append stored JSON text S: re-generated (indented when PRETTY) if it
+ * parses, else as a JSON string so the output stays valid JSON.  NULL is
+ * null. */
+static void add_json(vd_buf_t *b, const char *s, size_t n, int pretty) {
+  vd_buf_t tmp = VD_BUF_INIT;
+  yajl_gen g;
+  yajl_handle p;
+  int ok;
+  if (!s) {
+    vd_buf_adds(b, "null");
+    return;
+  }
+  g = yajl_gen_alloc(NULL);
+  p = g ? yajl_alloc(&reformat, NULL, g) : NULL;
+  ok = p != NULL;
+  if (ok) {
+    yajl_gen_config(g, yajl_gen_print_callback, gen_print, &tmp);
+    if (pretty) {
+      yajl_gen_config(g, yajl_gen_beautify, 1);
+      yajl_gen_config(g, yajl_gen_indent_string, "  ");
+    }
+    ok = yajl_parse(p, (const unsigned char *)s, n) == yajl_status_ok &&
+         yajl_complete_parse(p) == yajl_status_ok;
+  }
+  if (p)
+    yajl_free(p);
+  if (g)
+    yajl_gen_free(g);
+  while (ok && tmp.len && tmp.data[tmp.len - 1] == '\n')
+    tmp.data[--tmp.len] = '\0';
+  if (ok)
+    vd_buf_add(b, tmp.data, tmp.len);
+  else
+    vd_buf_add_json_str(b, s, n);
+  vd_buf_release(&tmp);
+}
+
+static void add_csv(vd_buf_t *b, const char *s) {
+  if (!s)
+    return;
+  if (!strpbrk(s, ",\"\r\n")) {
+    vd_buf_adds(b, s);
+    return;
+  }
+  vd_buf_addc(b, '"');
+  for (; *s; s++) {
+    if (*s == '"')
+      vd_buf_addc(b, '"');
+    vd_buf_addc(b, *s);
+  }
+  vd_buf_addc(b, '"');
+}
+
+/* ========================================================================
+ * Decision rows
+ * ====================================================================== */
+
+/* The columns every decision query selects, and their indexes. */
+#define ROW_COLUMNS                                                           \
+  "seq, decision_id, received_ms, at, at_ms, kind, region, policy_region, "  \
+  "revision, complaint_id, customer_id, category, request, result, trace, "  \
+  "facts, error_code, error_message, error_path, elapsed_us, client, hash"
+
+enum {
+  R_SEQ, R_DECISION_ID, R_RECEIVED_MS, R_AT, R_AT_MS, R_KIND, R_REGION,
+  R_POLICY_REGION, R_REVISION, R_COMPLAINT_ID, R_CUSTOMER_ID, R_CATEGORY,
+  R_REQUEST, R_RESULT, R_TRACE, R_FACTS, R_ERROR_CODE, R_ERROR_MESSAGE,
+  R_ERROR_PATH, R_ELAPSED_US, R_CLIENT, R_HASH, R_COUNT
+};
+
+static const char *const row_names[R_COUNT] = {
+    "seq", "decision_id", "received_ms", "at", "at_ms", "kind", "region",
+    "policy_region", "revision", "complaint_id", "customer_id", "category",
+    "request", "result", "trace", "facts", "error_code", "error_message",
+    "error_path", "elapsed_us", "client", "hash",
+};
+
+static const char *col(sqlite3_stmt *st, int i) {
+  return (const char *)sqlite3_column_text(st, i);
+}
+
+static int is_json_col(int i) {
+  return i == R_REQUEST || i == R_RESULT || i == R_TRACE || i == R_FACTS;
+}
+
+/* One decision as a JSON object on one line: every column, JSON columns
+ * embedded as JSON, plus "received" as RFC 3339. */
+static void row_json(vd_buf_t *b, sqlite3_stmt *st) {
+  int i;
+  vd_buf_addc(b, '{');
+  for (i = 0; i < R_COUNT; i++) {
+    const char *v = col(st, i);
+    vd_buf_addf(b, "%s\"%s\":", i ? "," : "", row_names[i]);
+    if (!v)
+      vd_buf_adds(b, "null");
+    else if (sqlite3_column_type(st, i) == SQLITE_INTEGER)
+      vd_buf_adds(b, v);
+    else if (is_json_col(i))
+      add_json(b, v, (size_t)sqlite3_column_bytes(st, i), 0);
+    else
+      vd_buf_add_json_str(b, v, (size_t)sqlite3_column_bytes(st, i));
+    if (i == R_RECEIVED_MS && v) {
+      vd_buf_adds(b, ",\"received\":\"");
+      add_time(b, sqlite3_column_int64(st, i));
+      vd_buf_addc(b, '"');
+    }
+  }
+  vd_buf_addc(b, '}');
+}
+
+static const char *outcome(sqlite3_stmt *st) {
+  const char *e = col(st, R_ERROR_CODE);
+  return e ? e : "ok";
+}
+
+/* The `show` text form: labelled fields, JSON indented below its label. */
+static void row_text(vd_buf_t *b, sqlite3_stmt *st) {
+  static const struct {
+    const char *label;
+    int col;
+  } plain[] = {
+      {"decision", R_DECISION_ID}, {"seq", R_SEQ},
+      {"at", R_AT},                {"kind", R_KIND},
+      {"region", R_REGION},        {"policy region", R_POLICY_REGION},
+      {"revision", R_REVISION},    {"complaint", R_COMPLAINT_ID},
+      {"customer", R_CUSTOMER_ID}, {"category", R_CATEGORY},
+      {"client", R_CLIENT},        {"hash", R_HASH},
+  };
+  static const int json_cols[] = {R_REQUEST, R_RESULT, R_TRACE, R_FACTS};
+  size_t i;
+  for (i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+    const char *v = col(st, plain[i].col);
+    vd_buf_addf(b, "%-14s %s\n", plain[i].label, v ? v : "-");
+    if (plain[i].col == R_SEQ) {
+      vd_buf_addf(b, "%-14s ", "received");
+      add_time(b, sqlite3_column_int64(st, R_RECEIVED_MS));
+      vd_buf_addc(b, '\n');
+    }
+  }
+  vd_buf_addf(b, "%-14s %.3f ms\n", "elapsed",
+              (double)sqlite3_column_int64(st, R_ELAPSED_US) / 1000.0);
+  vd_buf_addf(b, "%-14s %s", "outcome", outcome(st));
+  if (col(st, R_ERROR_CODE))
+    vd_buf_addf(b, ": %s%s%s%s",
+                col(st, R_ERROR_MESSAGE) ? col(st, R_ERROR_MESSAGE) : "",
+                col(st, R_ERROR_PATH) ? " (at " : "",
+                col(st, R_ERROR_PATH) ? col(st, R_ERROR_PATH) : "",
+                col(st, R_ERROR_PATH) ? ")" : "");
+  vd_buf_addc(b, '\n');
+  for (i = 0; i < sizeof json_cols / sizeof json_cols[0]; i++) {
+    int c = json_cols[i];
+    vd_buf_t j = VD_BUF_INIT;
+    const char *v = col(st, c), *line;
+    if (!v)
+      continue;
+    add_json(&j, v, (size_t)sqlite3_column_bytes(st, c), 1);
+    vd_buf_addf(b, "%s\n", row_names[c]);
+    for (line = j.data; line && *line;) {
+      const char *nl = strchr(line, '\n');
+      size_t n = nl ? (size_t)(nl - line) : strlen(line);
+      vd_buf_addf(b, "  %.*s\n", (int)n, line);
+      line += n + (nl != NULL);
+    }
+    vd_buf_release(&j);
+  }
+}
+
+/* ========================================================================
+ * history show / list / verify
+ * ====================================================================== */
+
+static int cmd_show(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  vd_buf_t b = VD_BUF_INIT;
+  int fmt, rc, found = 0;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (!o->arg)
+    return usage_err(o, "which decision? give its DECISION_ID");
+  if (open_db(o, &db))
+    return EXIT_USAGE;
+  rc = sqlite3_prepare_v2(db,
+                          "SELECT " ROW_COLUMNS " FROM decisions"
+                          " WHERE decision_id = ? ORDER BY seq",
+                          -1, &st, NULL);
+  if (rc != SQLITE_OK) {
+    rc = db_failed(o, db);
+    sqlite3_close(db);
+    return rc;
+  }
+  sqlite3_bind_text(st, 1, o->arg, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (fmt) {
+      row_json(&b, st);
+      vd_buf_addc(&b, '\n');
+    } else {
+      if (found)
+        vd_buf_addc(&b, '\n'); /* a blank line between two records */
+      row_text(&b, st);
+    }
+    found++;
+    out_flush(&b);
+  }
+  if (rc != SQLITE_DONE)
+    rc = db_failed(o, db);
+  else if (!found) {
+    fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
+            o->db);
+    rc = EXIT_NO;
+  } else {
+    rc = EXIT_OK;
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  vd_buf_release(&b);
+  return rc;
+}
+
+enum { FMT_TABLE, FMT_JSON, FMT_CSV };
+
+static void list_header(vd_buf_t *b, int fmt) {
+  if (fmt == FMT_TABLE)
+    vd_buf_addf(b, "%-7s %-29s %-36s %-13s %-7s %-16s %-14s %9s\n", "SEQ",
+                "RECEIVED", "DECISION_ID", "KIND", "REGION", "COMPLAINT",
+                "OUTCOME", "MS");
+  else if (fmt == FMT_CSV)
+    vd_buf_adds(b, "seq,decision_id,received,at,kind,region,policy_region,"
+                   "revision,complaint_id,customer_id,category,outcome,"
+                   "error_message,elapsed_us,client\n");
+  else
+    vd_buf_adds(b, "[\n");
+}
+
+static void list_row(vd_buf_t *b, int fmt, sqlite3_stmt *st, int first) {
+  static const int csv_cols[] = {R_AT,          R_KIND,      R_REGION,
+                                 R_POLICY_REGION, R_REVISION, R_COMPLAINT_ID,
+                                 R_CUSTOMER_ID, R_CATEGORY};
+  size_t i;
+  if (fmt == FMT_JSON) {
+    if (!first)
+      vd_buf_adds(b, ",\n");
+    row_json(b, st);
+    return;
+  }
+  if (fmt == FMT_TABLE) {
+    char t[32];
+    vd_time_format(sqlite3_column_int64(st, R_RECEIVED_MS),
+                   VD_DEFAULT_OFFSET_MIN, t);
+    vd_buf_addf(b, "%-7lld %-29s %-36s %-13s %-7s %-16s %-14s %9.3f\n",
+                (long long)sqlite3_column_int64(st, R_SEQ), t,
+                col(st, R_DECISION_ID) ? col(st, R_DECISION_ID) : "-",
+                col(st, R_KIND) ? col(st, R_KIND) : "-",
+                col(st, R_REGION) ? col(st, R_REGION) : "-",
+                col(st, R_COMPLAINT_ID) ? col(st, R_COMPLAINT_ID) : "-",
+                outcome(st),
+                (double)sqlite3_column_int64(st, R_ELAPSED_US) / 1000.0);
+    return;
+  }
+  vd_buf_addf(b, "%lld,", (long long)sqlite3_column_int64(st, R_SEQ));
+  add_csv(b, col(st, R_DECISION_ID));
+  vd_buf_addc(b, ',');
+  add_time(b, sqlite3_column_int64(st, R_RECEIVED_MS));
+  for (i = 0; i < sizeof csv_cols / sizeof csv_cols[0]; i++) {
+    vd_buf_addc(b, ',');
+    add_csv(b, col(st, csv_cols[i]));
+  }
+  vd_buf_addc(b, ',');
+  add_csv(b, outcome(st));
+  vd_buf_addc(b, ',');
+  add_csv(b, col(st, R_ERROR_MESSAGE));
+  vd_buf_addf(b, ",%lld,", (long long)sqlite3_column_int64(st, R_ELAPSED_US));
+  add_csv(b, col(st, R_CLIENT));
+  vd_buf_addc(b, '\n');
+}
+
+static int cmd_list(opts_t *o) {
+  static const char *const formats[] = {"table", "json", "csv", NULL};
+  vd_buf_t sql = VD_BUF_INIT, b = VD_BUF_INIT;
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  int fmt, rc, k = 0, n = 0;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (o->has_since && o->has_until && o->until_ms <= o->since_ms)
+    return usage_err(o, "--until must be later than --since");
+  if (open_db(o, &db))
+    return EXIT_USAGE;
+  vd_buf_adds(&sql, "SELECT " ROW_COLUMNS " FROM decisions WHERE 1");
+  if (o->has_since)
+    vd_buf_adds(&sql, " AND received_ms >= ?");
+  if (o->has_until)
+    vd_buf_adds(&sql, " AND received_ms < ?");
+  if (o->region)
+    vd_buf_adds(&sql, " AND region = ?");
+  if (o->kind)
+    vd_buf_adds(&sql, " AND kind = ?");
+  if (o->complaint)
+    vd_buf_adds(&sql, " AND complaint_id = ?");
+  vd_buf_adds(&sql, " ORDER BY seq");
+  if (o->limit >= 0)
+    vd_buf_adds(&sql, " LIMIT ?");
+  rc = sqlite3_prepare_v2(db, sql.data, -1, &st, NULL);
+  vd_buf_release(&sql);
+  if (rc != SQLITE_OK) {
+    rc = db_failed(o, db);
+    sqlite3_close(db);
+    return rc;
+  }
+  if (o->has_since)
+    sqlite3_bind_int64(st, ++k, o->since_ms);
+  if (o->has_until)
+    sqlite3_bind_int64(st, ++k, o->until_ms);
+  if (o->region)
+    sqlite3_bind_text(st, ++k, o->region, -1, SQLITE_STATIC);
+  if (o->kind)
+    sqlite3_bind_text(st, ++k, o->kind, -1, SQLITE_STATIC);
+  if (o->complaint)
+    sqlite3_bind_text(st, ++k, o->complaint, -1, SQLITE_STATIC);
+  if (o->limit >= 0)
+    sqlite3_bind_int64(st, ++k, o->limit);
+  list_header(&b, fmt);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    list_row(&b, fmt, st, n++ == 0);
+    if (b.len > 65536)
+      out_flush(&b);
+  }
+  if (fmt == FMT_JSON)
+    vd_buf_adds(&b, n ? "\n]\n" : "]\n");
+  out_flush(&b);
+  rc = rc == SQLITE_DONE ? EXIT_OK : db_failed(o, db);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  vd_buf_release(&b);
+  return rc;
+}
+
+static const char *problem_name(vd_verify_problem_t p) {
+  switch (p) {
+  case VD_VERIFY_OK: return "none";
+  case VD_VERIFY_CHANGED: return "changed";
+  case VD_VERIFY_DELETED: return "deleted";
+  case VD_VERIFY_INSERTED: return "inserted";
+  case VD_VERIFY_REVISION: return "revision";
+  }
+  return "?";
+}
+
+static int cmd_verify(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  vd_verify_report_t rep;
+  vd_buf_t b = VD_BUF_INIT;
+  int fmt, rc;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (o->arg)
+    return usage_err(o, "unexpected argument '%s'", o->arg);
+  rc = vd_history_verify(o->db, &rep);
+  if (rc && rep.problem == VD_VERIFY_OK) {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, rep.message);
+    return EXIT_USAGE;
+  }
+  if (fmt) {
+    vd_buf_addf(&b, "{\"ok\":%s,\"problem\":\"%s\",\"records\":%" PRId64,
+                rc ? "false" : "true", problem_name(rep.problem), rep.records);
+    vd_buf_addf(&b, ",\"head\":\"%s\",\"revisions\":%" PRId64, rep.head,
+                rep.revisions);
+    if (rc) {
+      vd_buf_addf(&b, ",\"seq\":%" PRId64 ",\"decision_id\":", rep.seq);
+      vd_buf_add_json_str(&b, rep.decision_id, strlen(rep.decision_id));
+    }
+    vd_buf_adds(&b, ",\"message\":");
+    vd_buf_add_json_str(&b, rep.message, strlen(rep.message));
+    vd_buf_adds(&b, "}\n");
+  } else if (rc == 0) {
+    vd_buf_addf(&b, "ok: %s\n", rep.message);
+  } else {
+    vd_buf_addf(&b, "FAILED (%s): %s\n", problem_name(rep.problem),
+                rep.message);
+    vd_buf_addf(&b, "the %" PRId64 " records before it verify", rep.records);
+    if (rep.records)
+      vd_buf_addf(&b, ", up to hash %s", rep.head);
+    vd_buf_addc(&b, '\n');
+  }
+  out_flush(&b);
+  vd_buf_release(&b);
+  return rc ? EXIT_NO : EXIT_OK;
+}
+
+static const char history_usage[] =
+    "usage: verdict history show DECISION_ID [--db PATH] [--format text|json]\n"
+    "       verdict history list [--since T] [--until T] [--region R]\n"
+    "                            [--kind K] [--complaint ID] [--limit N]\n"
+    "                            [--format table|json|csv] [--db PATH]\n"
+    "       verdict history verify [--db PATH] [--format text|json]\n"
+    "\n"
+    "Read the decision history (read-only; safe while the daemon runs).\n"
+    "T is an RFC 3339 time, compared with when the daemon received the\n"
+    "request: since <= received < until.  --db defaults to " DEFAULT_DB ".\n"
+    "Exit status: 0 ok; 1 no such decision, or verify found an alteration;\n"
+    "2 usage error or unreadable database.\n";
+
+int vd_cli_history(int argc, char **argv) {
+  static const struct {
+    const char *name;
+    int options;
+    int takes_arg;
+    int (*run)(opts_t *);
+  } cmds[] = {
+      {"show", OPT_DB | OPT_FORMAT, 1, cmd_show},
+      {"list",
+       OPT_DB | OPT_FORMAT | OPT_SINCE | OPT_UNTIL | OPT_REGION | OPT_KIND |
+           OPT_COMPLAINT | OPT_LIMIT,
+       0, cmd_list},
+      {"verify", OPT_DB | OPT_FORMAT, 0, cmd_verify},
+  };
+  char name[32];
+  opts_t o;
+  size_t i;
+  int rc;
+  memset(&o, 0, sizeof o);
+  o.cmd = "history";
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+      strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    fputs(history_usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? EXIT_USAGE : EXIT_OK;
+  }
+  for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    if (strcmp(argv[1], cmds[i].name) != 0)
+      continue;
+    snprintf(name, sizeof name, "history %s", cmds[i].name);
+    o.cmd = name;
+    rc = parse_opts(&o, argc, argv, 2, cmds[i].options, cmds[i].takes_arg);
+    if (rc < 0) {
+      fputs(history_usage, stdout);
+      return EXIT_OK;
+    }
+    return rc ? rc : cmds[i].run(&o);
+  }
+  fprintf(stderr, "verdict history: unknown command '%s'\n%s", argv[1],
+          history_usage);
+  return EXIT_USAGE;
+}
+

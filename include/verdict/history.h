@@ -1,0 +1,237 @@
+/*
+ * history.h - every decision recorded in SQLite, chained by SHA-256.
+ *
+ * The history database (docs/history.md has the schema) holds one row per
+ * response the daemon sent, errors included, plus every file of every
+ * policy revision ever loaded.  Four kinds of user:
+ *
+ *   - the daemon's workers hand records to vd_history_submit(); one writer
+ *     thread commits everything queued in one transaction (group commit)
+ *     and reports completion per worker through a notify callback and
+ *     vd_history_drain();
+ *   - the main thread stores revisions and activations (synchronous);
+ *   - policies read facts through a vd_history_reader_t, one read-only
+ *     connection per worker thread;
+ *   - auditors open the file read-only (vd_history_verify(), the
+ *     `verdict history` commands, the sqlite3 shell).  The database is in
+ *     WAL mode, so readers neither block the writer nor see half a batch.
+ *
+ * Invariants:
+ *   - decisions.seq is 1, 2, 3 ... in commit order with no gaps, and
+ *     hash(seq) = SHA-256(hash(seq - 1) || canonical bytes of row seq),
+ *     hash(0) = 32 zero bytes; chain_head holds the last (seq, hash).
+ *   - A submission is reported done exactly once, in a range of that
+ *     worker's consecutive sequence numbers; status 0 means the row is
+ *     committed (durable in `durable` mode), VD_EIO that it is not stored.
+ *   - The chain is continued from chain_head as read inside each batch's
+ *     write transaction, so it always matches what is stored, whatever
+ *     failed before.
+ *
+ * Errors: functions return 0 or a negative VD_E* code.  Functions that can
+ * fail for a reason a human must read take `char **errmsg`: on failure it
+ * receives a malloc'd message (the caller frees it), on success NULL; pass
+ * NULL to ignore it.
+ */
+#ifndef VERDICT_HISTORY_H
+#define VERDICT_HISTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "verdict/bundle.h"
+
+/* The schema version this code writes and reads (PRAGMA user_version). */
+#define VD_HISTORY_SCHEMA_VERSION 1
+
+/* Submissions queued for the writer before vd_history_submit() waits. */
+#define VD_HISTORY_QUEUE_MAX 65536
+/* Bytes of queued records before vd_history_submit() waits; a single
+ * record larger than this is refused. */
+#define VD_HISTORY_QUEUE_BYTES (256u << 20)
+/* How long to wait for another connection's write lock, in ms. */
+#define VD_HISTORY_BUSY_MS 5000
+
+typedef enum { VD_LOG_DURABLE, VD_LOG_ASYNC, VD_LOG_OFF } vd_log_mode_t;
+
+/* "durable", "async", "off"; "?" for anything else.  Static string. */
+const char *vd_history_mode_name(vd_log_mode_t m);
+/* Parse one of those names.  Returns 0, or VD_EINVALID for any other. */
+int vd_history_mode_parse(const char *s, vd_log_mode_t *m);
+
+/* ------------------------------------------------------------------------
+ * Recording
+ * ---------------------------------------------------------------------- */
+
+/* One response, as the daemon sent it.  All strings are borrowed from the
+ * caller for the duration of vd_history_submit() only; NULL means absent
+ * (stored as SQL NULL, which is not the same as an empty string). */
+typedef struct vd_record {
+  const char *decision_id;          /* UUIDv7 text, 36 chars; required */
+  int64_t received_ms;              /* unix ms when the request was read */
+  const char *at;                   /* RFC 3339 decision time */
+  int64_t at_ms;                    /* the same as unix ms, 0 if unknown */
+  const char *kind, *region, *policy_region, *revision;
+  const char *complaint_id, *customer_id, *category; /* from the input */
+  const char *request;  size_t request_len; /* request line as received */
+  const char *result;   size_t result_len;  /* JSON object; NULL: error */
+  const char *trace;    size_t trace_len;   /* JSON array; NULL: error */
+  const char *facts;    size_t facts_len;   /* JSON facts read, or NULL */
+  const char *error_code, *error_message, *error_path; /* NULL: success */
+  int64_t elapsed_us;
+  const char *client;               /* socket peer: "unix", "1.2.3.4:5" */
+} vd_record_t;
+
+/* The database and its writer thread.  Opaque. */
+typedef struct vd_history vd_history_t;
+
+/* Completion of a worker's submissions first..last (inclusive). */
+typedef struct vd_history_done {
+  uint64_t first, last;
+  int status; /* 0: committed; VD_EIO: the batch failed, nothing stored */
+} vd_history_done_t;
+
+/* Called after a batch commits or fails, once for each worker that had
+ * records in it, on the writer thread (in `off` mode: on the submitting
+ * thread, from inside vd_history_submit()).  Must be cheap and must not
+ * call back into the history; the daemon's does uv_async_send(). */
+typedef void (*vd_history_notify_cb)(unsigned worker, void *arg);
+
+/* Open or create the database at PATH for writing: WAL, synchronous=FULL
+ * (durable) or NORMAL (async), `PRAGMA quick_check`, migrations to
+ * VD_HISTORY_SCHEMA_VERSION, then the writer thread (none in `off` mode,
+ * where records are accepted, reported done and not written; revisions
+ * and activations are still stored).  nworkers >= 1 is the number of
+ * worker indexes submit accepts.  cb may be NULL.
+ *
+ * Fails with a message naming PATH and the cause for: a missing or
+ * read-only directory, a read-only file, a write lock held by another
+ * connection for longer than VD_HISTORY_BUSY_MS, a file that is not a
+ * database, is corrupt or belongs to another program, and a schema newer
+ * than this code.  On success *out is the caller's; vd_history_close()
+ * frees it. */
+int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
+                    unsigned nworkers, vd_history_notify_cb cb, void *arg,
+                    char **errmsg);
+
+/* Queue a copy of REC (one allocation) for the writer and set *seq to this
+ * worker's next sequence number (1, 2, 3 ...).  Thread-safe; never waits
+ * for disk, only for room when the queue is full.  Returns VD_EINVALID for
+ * a worker >= nworkers or a record without decision_id, VD_ETOO_LARGE for a
+ * record over VD_HISTORY_QUEUE_BYTES, VD_ENOMEM if the copy cannot be
+ * allocated; nothing is queued then and no sequence number is used.  Must
+ * not be called once vd_history_close() has begun. */
+int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *rec,
+                      uint64_t *seq);
+
+/* On WORKER's thread: move up to MAX completed ranges, oldest first, into
+ * OUT and return how many.  Ranges of one status that follow each other
+ * are merged.  If it returns MAX, call again: the notify callback is not
+ * repeated for what is already waiting. */
+size_t vd_history_drain(vd_history_t *h, unsigned worker,
+                        vd_history_done_t *out, size_t max);
+
+/* Commit what is queued, stop the writer thread, close the database and
+ * free H.  Completions not drained are dropped.  NULL is allowed. */
+void vd_history_close(vd_history_t *h);
+
+/* ------------------------------------------------------------------------
+ * Revisions: every file of every bundle, content-addressed
+ * ---------------------------------------------------------------------- */
+
+/* Store revision REVISION ("sha256:...", as vd_bundle_revision() names
+ * it) made of FILES.  Each file's bytes go into `blobs` keyed by their
+ * SHA-256, once, however many revisions share them.  Idempotent: storing
+ * the same revision again changes nothing; storing it with different
+ * files is VD_EINVALID.  Synchronous, on the caller's thread, through a
+ * connection of its own (serialised by a mutex). */
+int vd_history_store_revision(vd_history_t *h, const char *revision,
+                              const vd_bundle_file_t *files, size_t nfiles,
+                              char **errmsg);
+
+/* Append to `activations`: REVISION became (ok = 1) or failed to become
+ * (ok = 0, ERROR says why) the running policy.  TRIGGER says what asked
+ * ("startup", "reload", "admin"), WHO who did (may be NULL), SOURCE_DIR
+ * where the files came from (may be NULL).  Time is now. */
+int vd_history_record_activation(vd_history_t *h, const char *revision,
+                                 const char *trigger, const char *who,
+                                 const char *source_dir, int ok,
+                                 const char *error, char **errmsg);
+
+/* Read revision REVISION back from the database at DB_PATH (read-only),
+ * every file in path order, each blob checked against its hash.  On
+ * success *files is an array of *nfiles files whose path and data are
+ * NUL-terminated and owned by the caller: free with
+ * vd_history_free_files().  The array feeds vd_bundle_from_files()
+ * directly.  VD_ENOT_FOUND if the revision is not stored, VD_EINVALID if a
+ * blob does not match its hash. */
+int vd_history_load_revision(const char *db_path, const char *revision,
+                             vd_bundle_file_t **files, size_t *nfiles,
+                             char **errmsg);
+void vd_history_free_files(vd_bundle_file_t *files, size_t n);
+
+/* ------------------------------------------------------------------------
+ * Facts from history, for policies
+ * ---------------------------------------------------------------------- */
+
+/* A read-only connection with its statements prepared.  One per thread. */
+typedef struct vd_history_reader vd_history_reader_t;
+
+/* Open the existing database at PATH read-only.  *out is the caller's;
+ * free it with vd_history_reader_close() (NULL allowed). */
+int vd_history_reader_open(vd_history_reader_t **out, const char *path,
+                           char **errmsg);
+void vd_history_reader_close(vd_history_reader_t *r);
+/* Why the reader's last call failed ("" if it did not).  Owned by R,
+ * valid until its next call. */
+const char *vd_history_reader_errmsg(const vd_history_reader_t *r);
+
+/* Successful decisions (error_code IS NULL) for CUSTOMER_ID of KIND (NULL:
+ * any kind) with since_ms <= at_ms < until_ms.  Each call reads one
+ * consistent snapshot.  Returns 0 with *count set, or VD_EIO. */
+int vd_history_count_customer(vd_history_reader_t *r, const char *customer_id,
+                              const char *kind, int64_t since_ms,
+                              int64_t until_ms, int64_t *count);
+
+/* Distinct customer_id values among successful decisions in REGION with
+ * CATEGORY and since_ms <= at_ms < until_ms. */
+int vd_history_distinct_customers(vd_history_reader_t *r, const char *region,
+                                  const char *category, int64_t since_ms,
+                                  int64_t until_ms, int64_t *count);
+
+/* ------------------------------------------------------------------------
+ * Verification
+ * ---------------------------------------------------------------------- */
+
+typedef enum {
+  VD_VERIFY_OK = 0,
+  VD_VERIFY_CHANGED,  /* a row's contents no longer match its hash */
+  VD_VERIFY_DELETED,  /* rows missing: a gap in seq, or the tail is gone */
+  VD_VERIFY_INSERTED, /* a row outside the chain recorded in chain_head */
+  VD_VERIFY_REVISION  /* a stored revision or blob was altered or removed */
+} vd_verify_problem_t;
+
+typedef struct vd_verify_report {
+  vd_verify_problem_t problem;
+  int64_t records;       /* rows whose hash verified before the problem */
+  char head[65];         /* hex hash of the last of those ("" if none) */
+  int64_t seq;           /* where the problem is: the bad row's seq, or the
+                          * first missing seq for a deletion; 0 if none */
+  char decision_id[64];  /* the row at `seq` (for a deletion: the row after
+                          * the gap), "" when there is none */
+  int64_t revisions;     /* revisions rebuilt and found intact */
+  char message[512];     /* one line for a human: the problem, or why
+                          * verification could not run */
+} vd_verify_report_t;
+
+/* Walk the whole chain of the database at PATH in one read snapshot
+ * (read-only; never blocks the writer), recomputing every hash, then
+ * check every stored revision: each blob against its hash, each
+ * revision's files against its name, each decision's revision present.
+ * Returns 0 when everything holds (rep->records, rep->head are the chain
+ * verified).  Otherwise a negative code, and either rep->problem names the
+ * first alteration found (the code is then VD_EINVALID), or rep->problem
+ * is VD_VERIFY_OK and rep->message says why the file could not be checked
+ * (missing, not a verdict database, unreadable).  REP is the caller's. */
+int vd_history_verify(const char *path, vd_verify_report_t *rep);
+
+#endif
