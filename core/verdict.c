@@ -25,6 +25,7 @@
 
 int vd_cli_history(int argc, char **argv);
 int vd_cli_replay(int argc, char **argv);
+int vd_cli_bench(int argc, char **argv);
 
 static void usage(FILE *f) {
   fputs("usage: verdict COMMAND [options]\n"
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
         "  decide KIND --region R [--at T] [--id ID] [FILE|-]\n"
         "                   decide the input object in FILE (or stdin)\n"
         "  ping             check the daemon answers\n"
+        "  bench [options]  load generator: decisions/s and latency (see\n"
+        "                   verdict bench --help)\n"
         "  status           the daemon's revision, uptime and counters\n"
         "  options: --socket PATH (default var/verdictd.sock),"
         " --connect HOST:PORT\n"
@@ -218,6 +221,8 @@ int main(int argc, char **argv) {
     return vd_cli_history(argc - 1, argv + 1);
   if (strcmp(cmd, "replay") == 0)
     return vd_cli_replay(argc - 1, argv + 1);
+  if (strcmp(cmd, "bench") == 0)
+    return vd_cli_bench(argc - 1, argv + 1);
   if (strcmp(cmd, "test") == 0 || strcmp(cmd, "check") == 0) {
     const char *dir = "policies";
     int quiet = 0;
