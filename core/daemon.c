@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -337,7 +339,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
 
   memset(&d, 0, sizeof d);
   d.opts = *opts;
-  d.unix_fd = d.tcp_fd = -1;
+  d.unix_fd = d.tcp_fd = d.db_lock_fd = -1;
   vd_buf_init(&d.in_force);
   d.loop = uv_default_loop();
   d.started_ms = d.activated_ms = vd_now_ms();
@@ -345,6 +347,16 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_buf_init(&d.last_failure);
   uv_mutex_init(&d.state_lock);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, not death */
+  /* Catch signals from the start: one that arrives while we load is
+   * handled once the loop runs, never by the default action. */
+  uv_signal_init(d.loop, &d.sig_term);
+  uv_signal_init(d.loop, &d.sig_int);
+  uv_signal_init(d.loop, &d.sig_hup);
+  d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+  uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
+  uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+  uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
 
   if (vd_bundle_load(opts->policies, &d.bundle, &err) != 0) {
     vd_daemon_log("cannot load policies: %s", err.data);
@@ -367,6 +379,14 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
       vd_daemon_log("cannot open the history database: %s",
             herr ? herr : "unknown error");
       goto out_engines;
+    }
+    /* One daemon writes a database: a second one would only wait on
+     * SQLite's lock for ever.  (flock is separate from SQLite's fcntl
+     * locks, so auditors reading the file are not affected.) */
+    d.db_lock_fd = open(opts->db, O_RDONLY | O_CLOEXEC);
+    if (d.db_lock_fd < 0 || flock(d.db_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      vd_daemon_log("cannot use %s: another verdictd is writing it", opts->db);
+      goto out_history;
     }
   }
 
@@ -412,13 +432,6 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   }
   uv_timer_init(d.loop, &d.accept_pause);
   d.accept_pause.data = &d;
-  uv_signal_init(d.loop, &d.sig_term);
-  uv_signal_init(d.loop, &d.sig_int);
-  uv_signal_init(d.loop, &d.sig_hup);
-  d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-  uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
-  uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
-  uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
 
   vd_daemon_log("serving %s (%s) on %s%s%s with %u workers, history %s (%s)",
         opts->policies, vd_bundle_revision(d.bundle), opts->socket,
@@ -457,6 +470,8 @@ out_listen:
 out_history:
   if (d.history)
     vd_history_close(d.history);
+  if (d.db_lock_fd >= 0)
+    close(d.db_lock_fd);
 out_engines:
   for (i = 0; engines && i < d.nworkers; i++)
     vd_engine_free(engines[i]);
@@ -470,6 +485,12 @@ out:
   vd_buf_release(&d.in_force);
   vd_buf_release(&err);
   uv_mutex_destroy(&d.state_lock);
+  if (!uv_is_closing((uv_handle_t *)&d.sig_term)) { /* a failed start */
+    uv_close((uv_handle_t *)&d.sig_term, NULL);
+    uv_close((uv_handle_t *)&d.sig_int, NULL);
+    uv_close((uv_handle_t *)&d.sig_hup, NULL);
+    uv_run(d.loop, UV_RUN_NOWAIT);
+  }
   uv_loop_close(d.loop);
   return rc;
 }

@@ -1,0 +1,281 @@
+"""The decision history as auditors rely on it: nothing a client received
+is lost, tampering is detected, readers never disturb the writer, and a
+bad database is refused clearly at start-up."""
+import json
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import AT, FIXTURES, POLICIES, Daemon, request, run_cli
+
+MINI = os.path.join(FIXTURES, "mini")
+
+
+def comp(rid, charged=5000):
+    return request("compensation", "GD-SZ", {"charged_fen": charged, "due_fen": 3000},
+                   rid=rid)
+
+
+def pipeline_clients(d, n, stop, received, errors, batch=16):
+    def run(k):
+        try:
+            c = d.connect()
+            i = 0
+            while not stop.is_set():
+                c.send("".join(json.dumps(comp([k, i + j])) + "\n"
+                               for j in range(batch)))
+                for _ in range(batch):
+                    r = c.readline()
+                    if "error" in r:
+                        errors.append(r)
+                    received.append(r["decision_id"])
+                i += batch
+        except (EOFError, OSError):
+            pass  # the daemon was killed under us
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def verify(db):
+    return run_cli("history", "verify", "--db", db)
+
+
+class Durability(unittest.TestCase):
+    def test_sigkill_loses_nothing_a_client_received(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-kill-")
+        d = Daemon(MINI, tmp=tmp)
+        stop = threading.Event()
+        received, errors = [], []
+        threads = pipeline_clients(d, 4, stop, received, errors)
+        time.sleep(1.5)
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join()
+        d.log.close()
+        self.assertEqual(errors, [])
+        self.assertGreater(len(received), 100)
+        db = sqlite3.connect(d.db)
+        stored = {r[0] for r in db.execute("SELECT decision_id FROM decisions")}
+        db.close()
+        missing = [x for x in received if x not in stored]
+        self.assertEqual(missing, [])
+        # the daemon restarts on the same database and the chain continues
+        d2 = Daemon(MINI, tmp=tmp)
+        c = d2.connect()
+        self.assertNotIn("error", c.call(**comp("after")))
+        c.close()
+        self.assertEqual(d2.stop(), 0, d2.read_log())
+        rc, out, err = verify(d.db)
+        self.assertEqual(rc, 0, out + err)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Audit(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="verdict-audit-")
+        d = Daemon(POLICIES, tmp=cls.tmp)
+        c = d.connect()
+        with open(os.path.join(os.path.dirname(POLICIES), "examples",
+                               "requests.ndjson")) as f:
+            lines = f.read()
+        for _ in range(5):
+            c.send(lines)
+            for _ in range(4):
+                c.readline()
+        c.send(b"{not json}\n")
+        cls.bad = c.readline()
+        c.close()
+        assert d.stop() == 0, d.read_log()
+        cls.db = d.db
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def copy(self):
+        dst = os.path.join(self.tmp, "copy-%d.db" % time.monotonic_ns())
+        shutil.copy(self.db, dst)
+        return dst
+
+    def sql(self, db, statement):
+        p = subprocess.run(["sqlite3", db, statement], capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.decode()
+
+    def test_every_response_recorded_errors_included(self):
+        rows = self.sql(self.db, "SELECT count(*), count(error_code) FROM decisions")
+        self.assertEqual(rows.strip(), "21|1")
+        rc, out, err = run_cli("history", "show", self.bad["decision_id"], "--db",
+                               self.db)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("bad_request", out)
+        rc, out, err = run_cli("history", "list", "--kind", "compensation",
+                               "--format", "json", "--db", self.db)
+        self.assertEqual(rc, 0, err)
+        rows = json.loads(out)
+        self.assertEqual(len(rows), 5)
+        self.assertTrue(all(r["kind"] == "compensation" for r in rows))
+        views = self.sql(self.db, "SELECT kind, region, decisions FROM "
+                                  "decisions_per_day ORDER BY kind, region")
+        self.assertIn("compensation|GD-SZ|5", views.replace(" ", ""))
+
+    def test_verify_detects_edit_delete_insert(self):
+        rc, out, err = verify(self.db)
+        self.assertEqual(rc, 0, out + err)
+        db = self.copy()
+        self.sql(db, "UPDATE decisions SET result = replace(result, '8000', '9000') "
+                     "WHERE seq = 6")
+        rc, out, err = verify(db)
+        self.assertEqual(rc, 1)
+        self.assertIn("6", out + err)
+        db = self.copy()
+        self.sql(db, "DELETE FROM decisions WHERE seq = 3")
+        rc, out, err = verify(db)
+        self.assertEqual(rc, 1, out + err)
+        db = self.copy()
+        self.sql(db, "INSERT INTO decisions (seq, decision_id, request, hash) "
+                     "SELECT max(seq) + 1, 'forged', '{}', 'ab' FROM decisions")
+        rc, out, err = verify(db)
+        self.assertEqual(rc, 1, out + err)
+
+    def test_replay_reproduces_and_measures_a_candidate(self):
+        rc, out, err = run_cli("replay", "--db", self.db, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        r = json.loads(out)
+        self.assertEqual(r["replayed"], 21)
+        self.assertEqual(r["unchanged"], 21)
+        cand = os.path.join(self.tmp, "candidate")
+        shutil.copytree(POLICIES, cand)
+        path = os.path.join(cand, "regions", "GD", "compensation.lua")
+        with open(path) as f:
+            text = f.read()
+        # a candidate that doubles GD's goodwill-free refund: change the
+        # national multiplier the GD file inherits
+        npath = os.path.join(cand, "national", "compensation.lua")
+        with open(npath) as f:
+            ntext = f.read()
+        self.assertIn("multiplier = 2", ntext)
+        with open(npath, "w") as f:
+            f.write(ntext.replace("multiplier = 2", "multiplier = 3", 1))
+        rc, out, err = run_cli("replay", "--db", self.db, "--against", cand,
+                               "--kind", "compensation", "--format", "json")
+        self.assertEqual(rc, 0, err)
+        r = json.loads(out)
+        self.assertEqual(r["replayed"], 5)
+        self.assertEqual(r["changed"], 5)
+        self.assertEqual(r["offers"]["before"]["total_fen"], 5 * 8000)
+        self.assertEqual(r["offers"]["after"]["total_fen"], 5 * 12000)
+        fields = {f["field"]: (f["old"], f["new"]) for f in r["changes"][0]["fields"]}
+        self.assertEqual(fields["result.offer_fen"], (8000, 12000))
+        self.assertIn("offers", r)
+        self.assertIn("rules", r)
+
+
+class Readers(unittest.TestCase):
+    def test_readers_never_block_the_writer(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-read-")
+        d = Daemon(MINI, tmp=tmp)
+        stop = threading.Event()
+        received, errors = [], []
+        threads = pipeline_clients(d, 2, stop, received, errors)
+        counts = []
+        deadline = time.time() + 2
+        while time.time() < deadline:
+            p = subprocess.run(["sqlite3", d.db, "SELECT count(*) FROM decisions"],
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            counts.append(int(p.stdout))
+            rc, out, err = run_cli("history", "list", "--limit", "5", "--db", d.db)
+            self.assertEqual(rc, 0, err)
+        stop.set()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(counts, sorted(counts))
+        self.assertGreater(counts[-1], counts[0])
+        self.assertEqual(d.stop(), 0, d.read_log())
+        rc, out, err = verify(d.db)
+        self.assertEqual(rc, 0, out + err)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BadDatabase(unittest.TestCase):
+    def start_fails(self, db, expect):
+        with self.assertRaises(RuntimeError) as e:
+            Daemon(MINI, args=["--db", db])
+        self.assertIn(expect, str(e.exception))
+
+    def test_missing_directory(self):
+        self.start_fails("/nonexistent/dir/verdict.db", "/nonexistent/dir")
+
+    def test_corrupt_file(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-bad-")
+        path = os.path.join(tmp, "garbage.db")
+        with open(path, "wb") as f:
+            f.write(b"this is not a database" * 1000)
+        self.start_fails(path, "garbage.db")
+
+    def test_locked_by_another_writer(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-lock-")
+        d = Daemon(MINI, tmp=tmp)
+        self.assertEqual(d.stop(), 0, d.read_log())
+        holder = sqlite3.connect(d.db, timeout=0, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            self.start_fails(d.db, "verdict.db")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+    def test_second_daemon_refused(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-two-")
+        d = Daemon(MINI, tmp=tmp)
+        try:
+            self.start_fails(d.db, "another verdictd")
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
+class FullDisk(unittest.TestCase):
+    def test_full_disk_fails_requests_then_recovers(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-full-")
+        d = Daemon(MINI, tmp=tmp)
+        c = d.connect()
+        self.assertNotIn("error", c.call(**comp(0)))
+        # a file-size limit on the running daemon stands in for a full disk
+        size = os.path.getsize(d.db + "-wal")
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE,
+                         (size + 4096, resource.RLIM_INFINITY))
+        codes = set()
+        for i in range(300):
+            r = c.call(**comp(i + 1, charged=5000 + i))
+            codes.add(r["error"]["code"] if "error" in r else "ok")
+            if "internal" in codes:
+                break
+        self.assertIn("internal", codes)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        r = c.call(**comp("recovered"))
+        self.assertNotIn("error", r, r)
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        self.assertIn("internal", " ".join(codes))
+        rc, out, err = verify(d.db)
+        self.assertEqual(rc, 0, out + err)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
