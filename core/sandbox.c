@@ -170,67 +170,101 @@ static int sb_setmetatable(lua_State *L) {
 }
 
 /* Deterministic pairs: keys in a fixed order (numbers ascending, then
- * strings bytewise, then booleans), whatever the hash seed of the state. */
-static int key_rank(lua_State *L, int i) {
-  switch (lua_type(L, i)) {
-  case LUA_TNUMBER: return 0;
-  case LUA_TSTRING: return 1;
-  case LUA_TBOOLEAN: return 2;
-  default: return 3;
-  }
-}
+ * strings bytewise, then booleans), whatever the hash seed of the state.
+ * The keys are collected into a table and sorted in C (a permutation kept
+ * in a userdata), so a call costs one pass, one qsort and two allocations. */
+typedef struct pkey {
+  int rank;          /* 0 number, 1 string, 2 boolean, 3 other */
+  lua_Number num;
+  const char *str;   /* anchored by the table being iterated */
+  size_t len;
+  lua_Integer slot;  /* position in the keys table */
+} pkey_t;
 
-static int key_less(lua_State *L) {
-  int ra = key_rank(L, 1), rb = key_rank(L, 2);
-  if (ra != rb) {
-    lua_pushboolean(L, ra < rb);
-  } else if (ra == 0) {
-    lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
-  } else if (ra == 1) {
-    size_t la, lb, n;
-    const char *a = lua_tolstring(L, 1, &la), *b = lua_tolstring(L, 2, &lb);
-    int c;
-    n = la < lb ? la : lb;
-    c = memcmp(a, b, n);
-    lua_pushboolean(L, c < 0 || (c == 0 && la < lb));
-  } else if (ra == 2) {
-    lua_pushboolean(L, !lua_toboolean(L, 1) && lua_toboolean(L, 2));
-  } else {
-    lua_pushboolean(L, 0);
+static int pkey_cmp(const void *x, const void *y) {
+  const pkey_t *a = x, *b = y;
+  if (a->rank != b->rank)
+    return a->rank < b->rank ? -1 : 1;
+  if (a->rank == 0)
+    return a->num < b->num ? -1 : a->num > b->num;
+  if (a->rank == 1) {
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->str, b->str, n);
+    if (c)
+      return c;
+    return a->len < b->len ? -1 : a->len > b->len;
   }
-  return 1;
+  if (a->rank == 2)
+    return (int)a->num - (int)b->num;
+  return a->slot < b->slot ? -1 : a->slot > b->slot; /* no stable order */
 }
 
 static int pairs_iter(lua_State *L) {
-  lua_Integer i = lua_tointeger(L, lua_upvalueindex(3)) + 1;
-  lua_pushinteger(L, i);
-  lua_replace(L, lua_upvalueindex(3));
-  if (lua_rawgeti(L, lua_upvalueindex(2), i) == LUA_TNIL)
-    return 1;
+  lua_Integer i = lua_tointeger(L, lua_upvalueindex(4));
+  lua_Integer n = (lua_Integer)lua_rawlen(L, lua_upvalueindex(2));
+  const lua_Integer *perm = lua_touserdata(L, lua_upvalueindex(3));
+  if (i >= n)
+    return 0;
+  lua_pushinteger(L, i + 1);
+  lua_replace(L, lua_upvalueindex(4));
+  lua_rawgeti(L, lua_upvalueindex(2), perm ? perm[i] : i + 1);
   lua_pushvalue(L, -1);
   lua_rawget(L, lua_upvalueindex(1));
   return 2;
 }
 
 static int sb_pairs(lua_State *L) {
-  lua_Integer n = 0;
+  lua_Integer n = 0, i;
+  pkey_t small[32], *keys = small;
+  size_t cap = 32;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  lua_newtable(L); /* keys */
+  lua_newtable(L); /* 2: keys, in table order */
   lua_pushnil(L);
   while (lua_next(L, 1)) {
+    pkey_t *k;
     lua_pop(L, 1);
+    if ((size_t)n == cap) {
+      pkey_t *grown = (pkey_t *)lua_newuserdatauv(L, cap * 2 * sizeof *grown, 0);
+      memcpy(grown, keys, (size_t)n * sizeof *grown);
+      keys = grown;
+      cap *= 2;
+      lua_insert(L, 3); /* keep the buffer alive below the key */
+    }
+    k = &keys[n];
+    k->slot = n + 1;
+    switch (lua_type(L, -1)) {
+    case LUA_TNUMBER:
+      k->rank = 0;
+      k->num = lua_tonumber(L, -1);
+      break;
+    case LUA_TSTRING:
+      k->rank = 1;
+      k->str = lua_tolstring(L, -1, &k->len);
+      break;
+    case LUA_TBOOLEAN:
+      k->rank = 2;
+      k->num = lua_toboolean(L, -1);
+      break;
+    default:
+      k->rank = 3;
+      break;
+    }
     lua_pushvalue(L, -1);
     lua_rawseti(L, 2, ++n);
   }
+  lua_settop(L, 2);
   if (n > 1) {
-    lua_getfield(L, LUA_REGISTRYINDEX, "vd.table_sort");
-    lua_pushvalue(L, 2);
-    lua_pushcfunction(L, key_less);
-    lua_call(L, 2, 0);
+    lua_Integer *perm;
+    qsort(keys, (size_t)n, sizeof *keys, pkey_cmp);
+    perm = lua_newuserdatauv(L, (size_t)n * sizeof *perm, 0); /* 3 */
+    for (i = 0; i < n; i++)
+      perm[i] = keys[i].slot;
+  } else {
+    lua_pushnil(L); /* 3: identity */
   }
   lua_pushinteger(L, 0);
-  lua_pushcclosure(L, pairs_iter, 3); /* upvalues: t, keys, index */
+  lua_pushcclosure(L, pairs_iter, 4); /* upvalues: t, keys, perm, index */
   lua_pushnil(L);
   lua_pushnil(L);
   return 3;
@@ -561,10 +595,7 @@ static int build_base(lua_State *L) {
     lua_getfield(L, -1, *f);
     lua_setfield(L, base, *f);
   }
-  lua_getfield(L, -1, LUA_TABLIBNAME);
-  lua_getfield(L, -1, "sort");
-  lua_setfield(L, LUA_REGISTRYINDEX, "vd.table_sort");
-  lua_pop(L, 2);
+  lua_pop(L, 1); /* the global table */
   luaL_setfuncs(L, replaced, 0);
   lua_pushliteral(L, LUA_VERSION);
   lua_setfield(L, base, "_VERSION");
