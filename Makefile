@@ -36,7 +36,7 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/bundle.c core/sandbox.c core/engine.c core/protocol.c \
             core/client.c core/policytest.c core/history.c core/textdiff.c
 DAEMON_SRCS := core/daemon.c core/worker.c core/admin.c core/verdictd.c
-CLI_SRCS    := core/verdict.c core/cli_history.c core/replay.c
+CLI_SRCS    := core/verdict.c core/cli_history.c core/replay.c core/bench.c
 
 TESTS := test_json test_engine test_sandbox test_protocol test_history
 

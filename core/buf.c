@@ -116,6 +116,22 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
   return need;
 }
 
+int vd_utf8_valid(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0, k;
+  while (i < n) {
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    k = utf8_len(s + i, n - i);
+    if (k == 0)
+      return 0;
+    i += k;
+  }
+  return 1;
+}
+
 size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)str;

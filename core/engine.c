@@ -139,21 +139,22 @@ static int valid_region(const char *r) {
   return seg > 0;
 }
 
-static void policy_path(vd_buf_t *b, const char *region, const char *kind) {
-  vd_buf_reset(b);
+/* The file of REGION's policy for KIND.  Region and kind names are at most
+ * 31 bytes, so the path fits; on the C stack, it cannot leak when Lua
+ * raises. */
+#define VD_PATH_MAX 96
+static void policy_path(char out[VD_PATH_MAX], const char *region,
+                        const char *kind) {
   if (strcmp(region, "national") == 0)
-    vd_buf_addf(b, "national/%s.lua", kind);
+    snprintf(out, VD_PATH_MAX, "national/%s.lua", kind);
   else
-    vd_buf_addf(b, "regions/%s/%s.lua", region, kind);
+    snprintf(out, VD_PATH_MAX, "regions/%s/%s.lua", region, kind);
 }
 
 static int has_policy(vd_engine_t *e, const char *region, const char *kind) {
-  vd_buf_t p = VD_BUF_INIT;
-  int r;
-  policy_path(&p, region, kind);
-  r = vd_bundle_find(e->bundle, p.data) != NULL;
-  vd_buf_release(&p);
-  return r;
+  char p[VD_PATH_MAX];
+  policy_path(p, region, kind);
+  return vd_bundle_find(e->bundle, p) != NULL;
 }
 
 /* The nearest ancestor of REGION (exclusive) with a file for KIND, written
@@ -196,15 +197,12 @@ static int l_parent(lua_State *L) {
   vd_engine_t *e = engine_of(L);
   const char *region = lua_tostring(L, lua_upvalueindex(2));
   const char *kind = lua_tostring(L, lua_upvalueindex(3));
-  char pr[32];
-  vd_buf_t path = VD_BUF_INIT;
+  char pr[32], path[VD_PATH_MAX];
   if (!region || !*region)
     return luaL_error(L, "the national policy has no parent");
-  policy_path(&path, region, kind);
-  lua_pushstring(L, path.data); /* keep the path alive across a raise */
-  vd_buf_release(&path);
+  policy_path(path, region, kind);
   parent_region(e, region, kind, pr);
-  run_file(L, e, lua_tostring(L, -1), 1, kind, pr);
+  run_file(L, e, path, 1, kind, pr);
   return 1;
 }
 
@@ -238,7 +236,7 @@ static int l_require(lua_State *L) {
   vd_engine_t *e = engine_of(L);
   size_t n, i;
   const char *name = luaL_checklstring(L, 1, &n);
-  vd_buf_t path = VD_BUF_INIT;
+  char path[216];
   lua_settop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "vd.loaded");
   lua_pushvalue(L, 1);
@@ -259,10 +257,9 @@ static int l_require(lua_State *L) {
       return luaL_error(L, "require: bad module name '%s'", name);
   }
   for (i = 0; i < n; i++)
-    vd_buf_addc(&path, name[i] == '.' ? '/' : name[i]);
-  vd_buf_adds(&path, ".lua");
-  lua_pushstring(L, path.data);
-  vd_buf_release(&path);
+    path[i] = name[i] == '.' ? '/' : name[i];
+  memcpy(path + n, ".lua", 5);
+  lua_pushstring(L, path);
   if (!vd_bundle_find(e->bundle, lua_tostring(L, -1)))
     return luaL_error(L, "module '%s' not found in the bundle (no file %s)",
                       name, lua_tostring(L, -1));
@@ -316,7 +313,7 @@ static int load_all(lua_State *L) {
   vd_engine_t *e = engine_of(L);
   vd_bundle_t *b = e->bundle;
   size_t i, k, r;
-  vd_buf_t path = VD_BUF_INIT;
+  char path[VD_PATH_MAX];
   int policies, dispatch;
 
   lua_newtable(L);
@@ -366,8 +363,8 @@ static int load_all(lua_State *L) {
     for (j = 1; j <= n; j++) {
       const char *code;
       lua_rawgeti(L, -1, j);
-      code = lua_tostring(L, -1);
-      if (lua_type(L, -1) != LUA_TSTRING || !valid_region(code))
+      code = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      if (!code || !valid_region(code))
         return luaL_error(L, "regions.lua: entry %d is not a region code",
                           (int)j);
       if (add_name(&e->regions, &e->nregions, code))
@@ -393,12 +390,10 @@ static int load_all(lua_State *L) {
       char pr[32];
       if (r > 0 && !has_policy(e, region, kind))
         continue;
-      policy_path(&path, region, kind);
+      policy_path(path, region, kind);
       parent_region(e, region, kind, pr);
-      lua_pushstring(L, path.data);
-      run_file(L, e, lua_tostring(L, -1), 1, kind, r == 0 ? NULL : pr);
-      lua_remove(L, -2);
-      check_policy_shape(L, path.data);
+      run_file(L, e, path, 1, kind, r == 0 ? NULL : pr);
+      check_policy_shape(L, path);
       lua_setfield(L, -2, region);
     }
     lua_newtable(L); /* dispatch[kind] */
@@ -418,7 +413,6 @@ static int load_all(lua_State *L) {
     lua_setfield(L, dispatch, kind);
     lua_setfield(L, policies, kind);
   }
-  vd_buf_release(&path);
   lua_pushvalue(L, policies);
   e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, dispatch);
@@ -530,10 +524,11 @@ const char *vd_engine_policy_region(vd_engine_t *e, const char *kind,
 int vd_engine_push_policy(vd_engine_t *e, const char *kind,
                           const char *region_with_file) {
   lua_State *L = e->sb.L;
+  int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_policies);
   if (lua_getfield(L, -1, kind) != LUA_TTABLE ||
       lua_getfield(L, -1, region_with_file) != LUA_TTABLE) {
-    lua_settop(L, lua_gettop(L) - 3);
+    lua_settop(L, top);
     return VD_ENOT_FOUND;
   }
   lua_replace(L, -3);
@@ -682,7 +677,8 @@ static int read_envelope(vd_engine_t *e, lua_State *L, int req, int64_t now_ms,
 }
 
 /* A table raised as {code="bad_input", path=..., message=...}. */
-static int error_object(lua_State *L, int idx, vd_decision_t *d) {
+static int error_object(lua_State *L, int idx, vd_decision_t *d,
+                        const char *file) {
   const char *code, *path, *msg;
   lua_getfield(L, idx, "code");
   lua_getfield(L, idx, "path");
@@ -694,8 +690,8 @@ static int error_object(lua_State *L, int idx, vd_decision_t *d) {
       lua_type(L, -3) == LUA_TSTRING)
     fail(d, VD_EBAD_INPUT, path, "%s", msg ? msg : "invalid input");
   else
-    fail(d, VD_EPOLICY_ERROR, NULL, "policy raised an error object%s%s",
-         msg ? ": " : "", msg ? msg : "");
+    fail(d, VD_EPOLICY_ERROR, NULL, "%s: the policy raised an error object%s%s",
+         file, msg ? ": " : "", msg ? msg : "");
   lua_pop(L, 3);
   return d->code;
 }
@@ -821,7 +817,7 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
 
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   int top = lua_gettop(L), status, tripped;
-  vd_buf_t file = VD_BUF_INIT;
+  char file[VD_PATH_MAX];
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
   if (lua_getfield(L, -1, d->kind) != LUA_TTABLE) {
@@ -867,33 +863,38 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   if (d->facts.len)
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
-  policy_path(&file, d->policy_region, d->kind);
+  policy_path(file, d->policy_region, d->kind);
   if (tripped == VD_EPOLICY_TIMEOUT) {
     fail(d, VD_EPOLICY_TIMEOUT, NULL,
          "%s: the policy ran past its budget of %lu instructions",
-         file.data, e->lim.instr_budget);
+         file, e->lim.instr_budget);
   } else if (tripped == VD_EPOLICY_MEMORY || status == LUA_ERRMEM) {
     fail(d, VD_EPOLICY_MEMORY, NULL,
-         "%s: the policy passed its memory cap of %zu KiB", file.data,
+         "%s: the policy passed its memory cap of %zu KiB", file,
          e->lim.mem_cap >> 10);
   } else if (status != LUA_OK) {
     if (lua_type(L, -1) == LUA_TTABLE)
-      error_object(L, lua_gettop(L), d);
-    else if (lua_type(L, -1) == LUA_TSTRING)
+      error_object(L, lua_gettop(L), d, file);
+    else if (lua_type(L, -1) == LUA_TSTRING && strstr(lua_tostring(L, -1),
+                                                    ".lua:"))
       fail(d, VD_EPOLICY_ERROR, NULL, "%s", lua_tostring(L, -1));
+    else if (lua_type(L, -1) == LUA_TSTRING) /* error(msg, 0): no position */
+      fail(d, VD_EPOLICY_ERROR, NULL, "%s: %s", file, lua_tostring(L, -1));
     else
       fail(d, VD_EPOLICY_ERROR, NULL, "%s: the policy raised a %s error",
-           file.data, luaL_typename(L, -1));
+           file, luaL_typename(L, -1));
   } else if (!lua_istable(L, -2) || vd_json_marker(L, -2) == 1) {
     fail(d, VD_EPOLICY_ERROR, NULL,
-         "%s: decide() must return a result table, got %s", file.data,
+         "%s: decide() must return a result table, got %s", file,
          luaL_typename(L, -2));
-  } else if (check_trace(L, lua_gettop(L), d, file.data) == 0) {
+  } else if (check_trace(L, lua_gettop(L), d, file) == 0) {
     if (vd_json_encode(L, -2, &d->result, "result", &e->err) ||
-        vd_json_encode(L, -1, &d->trace, "trace", &e->err))
-      fail(d, VD_EPOLICY_ERROR, NULL, "%s: %s", file.data, e->err.data);
+        vd_json_encode(L, -1, &d->trace, "trace", &e->err)) {
+      vd_buf_reset(&d->result); /* no partial result on an error */
+      vd_buf_reset(&d->trace);
+      fail(d, VD_EPOLICY_ERROR, NULL, "%s: %s", file, e->err.data);
+    }
   }
-  vd_buf_release(&file);
   lua_settop(L, top);
   return d->code;
 }

@@ -76,6 +76,7 @@ typedef struct decoder {
   lua_State *L;
   int depth, max_depth;
   int too_deep;
+  int bad_utf8; /* yajl lets overlong forms and surrogates through */
   frame_t frames[VD_JSON_MAX_DEPTH + 1];
 } decoder_t;
 
@@ -143,6 +144,10 @@ static int on_number(void *ctx, const char *s, size_t n) {
 
 static int on_string(void *ctx, const unsigned char *s, size_t n) {
   decoder_t *d = ctx;
+  if (!vd_utf8_valid((const char *)s, n)) {
+    d->bad_utf8 = 1;
+    return 0;
+  }
   lua_pushlstring(d->L, (const char *)s, n);
   store(d);
   return 1;
@@ -178,6 +183,10 @@ static int on_end_array(void *ctx) { return close_container(ctx); }
 
 static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
   decoder_t *d = ctx;
+  if (!vd_utf8_valid((const char *)s, n)) {
+    d->bad_utf8 = 1;
+    return 0;
+  }
   lua_pushlstring(d->L, (const char *)s, n);
   return 1;
 }
@@ -219,6 +228,7 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   d.L = L;
   d.depth = 0;
   d.too_deep = 0;
+  d.bad_utf8 = 0;
   d.max_depth = max_depth > 0 && max_depth <= VD_JSON_MAX_DEPTH
                     ? max_depth
                     : VD_JSON_MAX_DEPTH;
@@ -235,6 +245,10 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
       vd_buf_reset(err);
       vd_buf_addf(err, "JSON nested deeper than %d levels at byte %zu",
                   d.max_depth, yajl_get_bytes_consumed(h));
+    } else if (d.bad_utf8) {
+      vd_buf_reset(err);
+      vd_buf_addf(err, "invalid UTF-8 in a string before byte %zu",
+                  yajl_get_bytes_consumed(h));
     } else {
       set_parse_error(h, s, n, err);
     }
@@ -333,6 +347,7 @@ static int encode_value(encoder_t *e, int idx);
 typedef struct keyref {
   const char *s;
   size_t n;
+  int slot; /* stack index of a copy of the key */
 } keyref_t;
 
 static int keyref_cmp(const void *a, const void *b) {
@@ -394,21 +409,25 @@ static int encode_object(encoder_t *e, int idx) {
   lua_State *L = e->L;
   keyref_t small[16], *keys = small;
   size_t nkeys = 0, cap = 16, i, mark = e->path.len;
-  int rc = 0;
+  int rc = 0, base = lua_gettop(L);
 
+  /* Each key is copied onto the stack (nothing is allocated, so encoding
+   * never raises) and remembered by its stack slot, to be pushed back. */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
-      lua_pop(L, 1);
       rc = enc_fail(e, "table mixes array and object keys, or has a "
                        "non-string key; cannot encode it as JSON");
+      goto done;
+    }
+    if (!lua_checkstack(L, 3)) {
+      rc = enc_fail(e, "object has too many keys");
       goto done;
     }
     if (nkeys == cap) {
       keyref_t *k2 = malloc(sizeof *k2 * cap * 2);
       if (!k2) {
-        lua_pop(L, 1);
         rc = enc_fail(e, "out of memory");
         goto done;
       }
@@ -418,8 +437,10 @@ static int encode_object(encoder_t *e, int idx) {
       keys = k2;
       cap *= 2;
     }
-    /* The string stays alive: it is a key of the table, unchanged here. */
-    keys[nkeys].s = lua_tolstring(L, -1, &keys[nkeys].n);
+    lua_pushvalue(L, -1);
+    lua_insert(L, -2); /* keep the copy below the iteration key */
+    keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
+    keys[nkeys].slot = lua_gettop(L) - 1;
     nkeys++;
   }
   qsort(keys, nkeys, sizeof *keys, keyref_cmp);
@@ -431,7 +452,7 @@ static int encode_object(encoder_t *e, int idx) {
     vd_buf_addc(e->out, ':');
     vd_buf_addc(&e->path, '.');
     vd_buf_add(&e->path, keys[i].s, keys[i].n);
-    lua_pushlstring(L, keys[i].s, keys[i].n); /* interned: no new memory */
+    lua_pushvalue(L, keys[i].slot);
     lua_rawget(L, idx);
     rc = encode_value(e, lua_gettop(L));
     lua_pop(L, 1);
@@ -442,6 +463,7 @@ static int encode_object(encoder_t *e, int idx) {
   }
   vd_buf_addc(e->out, '}');
 done:
+  lua_settop(L, base);
   if (keys != small)
     free(keys);
   return rc;

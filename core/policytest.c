@@ -162,6 +162,24 @@ static void fail_case(runner_t *r, const char *file, int i, const char *name,
   fprintf(r->out, "FAIL %s case %d (%s)\n%s", file, i, name, why);
 }
 
+/* Decide the case's request again: the result must be the same bytes.
+ * A policy that keeps state between decisions (Lua cannot stop a policy
+ * from changing its own upvalues or tables) fails here, before it goes
+ * live, instead of at replay. */
+static int reproduces(runner_t *r) {
+  vd_buf_t first = VD_BUF_INIT;
+  int same;
+  vd_buf_add(&first, r->d.result.data, r->d.result.len);
+  vd_buf_add(&first, r->d.trace.data, r->d.trace.len);
+  vd_engine_decide(r->engine, r->line.data, r->line.len, 0, &r->d);
+  same = r->d.code == 0 && first.len == r->d.result.len + r->d.trace.len &&
+         memcmp(first.data, r->d.result.data, r->d.result.len) == 0 &&
+         memcmp(first.data + r->d.result.len, r->d.trace.data,
+                r->d.trace.len) == 0;
+  vd_buf_release(&first);
+  return same;
+}
+
 /* Case table at top of harness stack. */
 static void run_case(runner_t *r, const char *file, const char *kind,
                      const char *dregion, int i) {
@@ -217,6 +235,12 @@ static void run_case(runner_t *r, const char *file, const char *kind,
       vd_buf_addf(&r->diffs, "      error %s: %s%s%s\n", vd_err_name(rc),
                   r->d.message.data, r->d.path.len ? " at " : "",
                   r->d.path.len ? r->d.path.data : "");
+    } else if (!reproduces(r)) {
+      vd_buf_addf(&r->diffs,
+                  "      the same case decided twice gave two results: the "
+                  "policy keeps state between decisions (a file-level local "
+                  "or a field of its own table changed by decide), so "
+                  "decisions could not be replayed\n");
     } else if (vd_json_decode_protected(L, r->d.result.data, r->d.result.len,
                                         0, &r->err) == 0) {
       int res = lua_gettop(L);

@@ -38,6 +38,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (nsize > old) {
     if (sb->fail_countdown > 0 && --sb->fail_countdown == 0)
+      sb->failing = 1; /* sticky: an emergency GC must not hide it */
+    if (sb->failing)
       return NULL;
     if (sb->limit && sb->used - old + nsize > sb->limit)
       return NULL; /* Lua collects garbage and retries before it raises */
@@ -58,7 +60,10 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   if (sb->tripped == VD_EPOLICY_TIMEOUT ||
       (sb->budget && sb->steps > sb->budget)) {
     sb->tripped = VD_EPOLICY_TIMEOUT;
-    luaL_error(L, "instruction budget of %lu exhausted", sb->budget);
+    luaL_where(L, 0); /* in a hook, level 0 is the running function */
+    lua_pushfstring(L, "%sinstruction budget of %I exhausted",
+                    lua_tostring(L, -1), (lua_Integer)sb->budget);
+    lua_error(L);
   }
 }
 
@@ -107,9 +112,24 @@ static int sb_pcall(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* The message handler xpcall installs: once a limit has tripped, the
+ * policy's own handler must not run (hooks are off while a handler runs
+ * after a hook raised, so it could loop for ever); the error passes on. */
+static int xpcall_handler(lua_State *L) {
+  if (vd_sandbox_of(L)->tripped)
+    return 1;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
 static int sb_xpcall(lua_State *L) {
   int n = lua_gettop(L), status;
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, xpcall_handler, 1);
+  lua_replace(L, 2);   /* f, guarded msgh, args... */
   lua_pushvalue(L, 1); /* f, msgh, args..., f */
   lua_rotate(L, 3, 1); /* f, msgh, f, args... */
   status = lua_pcall(L, n - 2, LUA_MULTRET, 2);
@@ -253,16 +273,18 @@ static int sb_pairs(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawseti(L, 2, ++n);
   }
-  lua_settop(L, 2);
   if (n > 1) {
     lua_Integer *perm;
     qsort(keys, (size_t)n, sizeof *keys, pkey_cmp);
-    perm = lua_newuserdatauv(L, (size_t)n * sizeof *perm, 0); /* 3 */
+    /* the grown key buffers are still on the stack, so keys stays valid */
+    perm = lua_newuserdatauv(L, (size_t)n * sizeof *perm, 0);
     for (i = 0; i < n; i++)
       perm[i] = keys[i].slot;
   } else {
-    lua_pushnil(L); /* 3: identity */
+    lua_pushnil(L); /* identity */
   }
+  lua_rotate(L, 3, 1); /* 3: perm (or nil); drops the buffers below */
+  lua_settop(L, 3);
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, pairs_iter, 4); /* upvalues: t, keys, perm, index */
   lua_pushnil(L);
@@ -290,6 +312,8 @@ static int sb_load(lua_State *L) {
     lua_pushvalue(L, 4);
   }
   status = vd_sandbox_load(L, name, s, len, lua_gettop(L));
+  if (status == LUA_ERRMEM)
+    rethrow_limits(L, status); /* never hand a memory error back as a value */
   if (status != LUA_OK) {
     luaL_pushfail(L);
     lua_insert(L, -2);
@@ -399,6 +423,19 @@ static int sb_format(lua_State *L) {
       i++;
     if (i < n && f[i] == 'p')
       return luaL_error(L, "string.format: %%p is not allowed in policies");
+  }
+  /* %s of a table or function would show an address: use our tostring */
+  {
+    int a, top = lua_gettop(L);
+    for (a = 2; a <= top; a++) {
+      int t = lua_type(L, a);
+      if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+        lua_pushcfunction(L, sb_tostring);
+        lua_pushvalue(L, a);
+        lua_call(L, 1, 1);
+        lua_replace(L, a);
+      }
+    }
   }
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);

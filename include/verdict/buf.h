@@ -41,6 +41,9 @@ void vd_buf_vaddf(vd_buf_t *b, const char *fmt, va_list ap);
  * valid UTF-8 are replaced by U+FFFD so the output is always valid JSON;
  * returns how many were replaced (0 for valid UTF-8). */
 size_t vd_buf_add_json_str(vd_buf_t *b, const char *s, size_t n);
+/* 1 if [s, s+n) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points above U+10FFFF), else 0. */
+int vd_utf8_valid(const char *s, size_t n);
 /* Empty the buffer, keeping its allocation. */
 void vd_buf_reset(vd_buf_t *b);
 /* Drop the first n bytes, moving the rest to the front. */

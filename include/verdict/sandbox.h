@@ -51,6 +51,8 @@ typedef struct vd_sandbox {
   unsigned long budget; /* instructions allowed since vd_sandbox_arm() */
   int tripped;          /* 0, VD_EPOLICY_TIMEOUT or VD_EPOLICY_MEMORY */
   long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
+  int failing;          /* tests: set when the countdown hit; every later
+                         * allocation fails until the test clears it */
 } vd_sandbox_t;
 
 /* Create the state and its base environment.  Returns 0, or VD_ENOMEM. */

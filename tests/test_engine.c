@@ -1,0 +1,1213 @@
+/*
+ * test_engine.c - unit tests for core/engine.c and core/bundle.c: loading a
+ * bundle, deciding requests, and what a broken or hostile bundle does.
+ *
+ * Fixtures (paths relative to the repository root, the working directory):
+ *   tests/fixtures/mini/       national + GD compensation, regions.lua
+ *   tests/fixtures/hostile/    one hostile kind per national/<kind>.lua
+ *   tests/fixtures/broken/...  bundles whose load must fail
+ *   tests/fixtures/badrules/   a policy with structural problems
+ *   tests/fixtures/stateful/   a policy that keeps state in upvalues
+ * Runs single-threaded.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <lauxlib.h>
+#include <malloc.h>
+#include <nettle/sha2.h>
+
+#include "verdict/buf.h"
+#include "verdict/bundle.h"
+#include "verdict/engine.h"
+#include "verdict/error.h"
+#include "verdict/json.h"
+#include "verdict/policytest.h"
+#include "verdict/sandbox.h"
+#include "verdict/timefmt.h"
+
+#define MINI "tests/fixtures/mini"
+#define HOSTILE "tests/fixtures/hostile"
+#define AT "2026-11-23T10:00:00+08:00"
+
+/* Small limits so the hostile cases are quick. */
+static const vd_limits_t small_limits = {
+    4u << 20,      /* mem_cap: 4 MiB per evaluation */
+    200000UL,      /* instr_budget */
+    20000000UL,    /* load_budget */
+    64u << 20,     /* load_mem */
+    16,            /* max_depth */
+};
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------ */
+
+static vd_bundle_t *load_bundle(const char *dir) {
+  vd_bundle_t *b = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_bundle_load(dir, &b, &err);
+  if (rc)
+    fail_msg("vd_bundle_load(%s): %s", dir, err.data);
+  vd_buf_release(&err);
+  return b;
+}
+
+static vd_engine_t *new_engine(const char *dir, const vd_limits_t *lim) {
+  vd_bundle_t *b = load_bundle(dir);
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_engine_new(b, lim, &e, &err);
+  if (rc)
+    fail_msg("vd_engine_new(%s): %s", dir, err.data);
+  vd_bundle_unref(b); /* the engine holds its own reference */
+  vd_buf_release(&err);
+  return e;
+}
+
+/* Load DIR and expect the engine to fail; returns the message (static). */
+static const char *engine_error(const char *dir, int *rc_out) {
+  static char msg[1024];
+  vd_bundle_t *b = load_bundle(dir);
+  vd_engine_t *e = (vd_engine_t *)1;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_engine_new(b, &small_limits, &e, &err);
+  assert_int_not_equal(rc, 0);
+  assert_null(e);
+  assert_non_null(err.data);
+  snprintf(msg, sizeof msg, "%s", err.data);
+  if (rc_out)
+    *rc_out = rc;
+  vd_buf_release(&err);
+  vd_bundle_unref(b);
+  return msg;
+}
+
+static int64_t ms_of(const char *t) {
+  int64_t ms;
+  int off;
+  assert_int_equal(vd_time_parse(t, strlen(t), &ms, &off), 0);
+  return ms;
+}
+
+/* Decide LINE with "now" = 2026-11-23T02:00:00.123Z. */
+static int decide(vd_engine_t *e, const char *line, vd_decision_t *d) {
+  return vd_engine_decide(e, line, strlen(line),
+                          ms_of("2026-11-23T02:00:00.123Z"), d);
+}
+
+static void assert_contains(const char *s, const char *sub) {
+  if (!s || !strstr(s, sub))
+    fail_msg("\"%s\" does not contain \"%s\"", s ? s : "(null)", sub);
+}
+
+static void assert_starts(const char *s, const char *prefix) {
+  if (!s || strncmp(s, prefix, strlen(prefix)) != 0)
+    fail_msg("\"%s\" does not start with \"%s\"", s ? s : "(null)", prefix);
+}
+
+/* Expect an error decision with CODE and PATH ("" for none). */
+static void expect_error(vd_engine_t *e, const char *line, int code,
+                         const char *path, vd_decision_t *d) {
+  int rc = decide(e, line, d);
+  if (rc != code)
+    fail_msg("%s\n  gave %s (%s), expected %s", line, vd_err_name(rc),
+             d->message.data ? d->message.data : "", vd_err_name(code));
+  assert_int_equal(d->code, code);
+  assert_non_null(d->message.data);
+  assert_true(d->message.len > 0);
+  assert_string_equal(d->path.data ? d->path.data : "", path);
+  assert_int_equal(d->result.len, 0);
+}
+
+static const char MINI_RESULT_BJ[] =
+    "{\"at\":\"2026-11-23T10:00:00+08:00\",\"empty\":[],\"list\":[1,2,3],"
+    "\"nothing\":null,\"offer_fen\":4000,\"policy_region\":\"national\","
+    "\"ratio\":0.5,\"region\":\"BJ\"}";
+static const char MINI_TRACE[] =
+    "[{\"basis\":\"carrier practice: refund double the overcharge\","
+    "\"rule\":\"comp.double_refund\"}]";
+
+#define REQ(region, extra)                                                     \
+  "{\"kind\":\"compensation\",\"region\":\"" region "\",\"at\":\"" AT         \
+  "\",\"input\":{\"charged_fen\":5000,\"due_fen\":3000}" extra "}"
+
+typedef struct fx {
+  vd_engine_t *e;
+  vd_decision_t d;
+} fx_t;
+
+static int setup_mini(void **state) {
+  fx_t *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  f->e = new_engine(MINI, &small_limits);
+  vd_decision_init(&f->d);
+  *state = f;
+  return 0;
+}
+
+static int setup_hostile(void **state) {
+  fx_t *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  f->e = new_engine(HOSTILE, &small_limits);
+  vd_decision_init(&f->d);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  vd_engine_free(f->e);
+  vd_decision_release(&f->d);
+  free(f);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Bundles and revisions
+ * ------------------------------------------------------------------------ */
+
+static void assert_revision_format(const char *rev) {
+  size_t i;
+  assert_non_null(rev);
+  assert_int_equal(strlen(rev), 7 + 64);
+  assert_memory_equal(rev, "sha256:", 7);
+  for (i = 7; i < 71; i++)
+    if (!((rev[i] >= '0' && rev[i] <= '9') || (rev[i] >= 'a' && rev[i] <= 'f')))
+      fail_msg("revision %s: '%c' is not lowercase hex", rev, rev[i]);
+}
+
+/* The documented revision: SHA-256 over, for each file in path order,
+ * path NUL decimal-length NUL contents. */
+static void expected_revision(const vd_bundle_t *b, char out[72]) {
+  struct sha256_ctx ctx;
+  uint8_t dg[SHA256_DIGEST_SIZE];
+  size_t i;
+  sha256_init(&ctx);
+  for (i = 0; i < vd_bundle_count(b); i++) {
+    const vd_bundle_file_t *f = vd_bundle_file(b, i);
+    char len[32];
+    int n = snprintf(len, sizeof len, "%zu", f->len);
+    sha256_update(&ctx, strlen(f->path) + 1, (const uint8_t *)f->path);
+    sha256_update(&ctx, (size_t)n + 1, (const uint8_t *)len);
+    sha256_update(&ctx, f->len, (const uint8_t *)f->data);
+  }
+  sha256_digest(&ctx, sizeof dg, dg);
+  strcpy(out, "sha256:");
+  for (i = 0; i < sizeof dg; i++)
+    sprintf(out + 7 + 2 * i, "%02x", dg[i]);
+}
+
+static void bundle_load_and_revision(void **state) {
+  vd_bundle_t *a, *b;
+  char want[72];
+  (void)state;
+  a = load_bundle(MINI);
+  b = load_bundle(MINI);
+  assert_revision_format(vd_bundle_revision(a));
+  assert_string_equal(vd_bundle_revision(a), vd_bundle_revision(b));
+  expected_revision(a, want);
+  assert_string_equal(vd_bundle_revision(a), want);
+  assert_string_equal(vd_bundle_source(a), MINI);
+  /* files sorted by path, relative, hidden-free */
+  assert_int_equal(vd_bundle_count(a), 4);
+  assert_string_equal(vd_bundle_file(a, 0)->path, "national/compensation.lua");
+  assert_string_equal(vd_bundle_file(a, 1)->path,
+                      "national/compensation_test.lua");
+  assert_string_equal(vd_bundle_file(a, 2)->path, "regions.lua");
+  assert_string_equal(vd_bundle_file(a, 3)->path,
+                      "regions/GD/compensation.lua");
+  assert_null(vd_bundle_file(a, 4));
+  assert_non_null(vd_bundle_find(a, "regions.lua"));
+  assert_null(vd_bundle_find(a, "regions/BJ/compensation.lua"));
+  assert_int_equal(vd_bundle_find(a, "regions.lua")->data
+                       [vd_bundle_find(a, "regions.lua")->len], '\0');
+  vd_bundle_unref(a);
+  vd_bundle_unref(b);
+}
+
+static void bundle_from_files_revision(void **state) {
+  vd_bundle_t *dir, *mem, *mem2, *changed;
+  vd_bundle_file_t files[4], rev_order[4];
+  vd_buf_t err = VD_BUF_INIT;
+  char *edited;
+  size_t i, n;
+  (void)state;
+  dir = load_bundle(MINI);
+  n = vd_bundle_count(dir);
+  assert_int_equal(n, 4);
+  for (i = 0; i < n; i++) {
+    files[i] = *vd_bundle_file(dir, i);
+    rev_order[n - 1 - i] = files[i];
+  }
+  /* the same files in memory give the same revision, in any order */
+  assert_int_equal(vd_bundle_from_files(files, n, "db:test", &mem, &err), 0);
+  assert_string_equal(vd_bundle_revision(mem), vd_bundle_revision(dir));
+  assert_string_equal(vd_bundle_source(mem), "db:test");
+  assert_int_equal(vd_bundle_from_files(rev_order, n, "x", &mem2, &err), 0);
+  assert_string_equal(vd_bundle_revision(mem2), vd_bundle_revision(dir));
+  /* one changed byte changes it */
+  edited = strdup(files[2].data);
+  assert_non_null(edited);
+  edited[strlen(edited) - 3] = 'X';
+  files[2].data = edited;
+  assert_int_equal(vd_bundle_from_files(files, n, "x", &changed, &err), 0);
+  assert_revision_format(vd_bundle_revision(changed));
+  assert_string_not_equal(vd_bundle_revision(changed), vd_bundle_revision(dir));
+  vd_bundle_unref(changed);
+  /* so does a renamed file with the same contents */
+  files[2] = *vd_bundle_file(dir, 2);
+  files[2].path = "regions2.lua";
+  assert_int_equal(vd_bundle_from_files(files, n, "x", &changed, &err), 0);
+  assert_string_not_equal(vd_bundle_revision(changed), vd_bundle_revision(dir));
+  vd_bundle_unref(changed);
+  free(edited);
+  /* a path given twice, or one that is not relative and clean, is refused */
+  files[2] = *vd_bundle_file(dir, 2);
+  files[3] = files[2];
+  changed = (vd_bundle_t *)1;
+  assert_int_equal(vd_bundle_from_files(files, n, "x", &changed, &err),
+                   VD_EINVALID);
+  assert_null(changed);
+  assert_string_equal(err.data, "regions.lua: file given twice");
+  {
+    static const char *const bad[] = {"../x.lua", "/etc/passwd", "a/../b",
+                                      ".hidden", "a//b", "", "a/.git/x"};
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      vd_bundle_file_t one = {(char *)bad[i], "x", 1};
+      if (vd_bundle_from_files(&one, 1, "x", &changed, &err) != VD_EINVALID)
+        fail_msg("bundle path '%s' accepted", bad[i]);
+      assert_contains(err.data, "not a valid bundle path");
+    }
+  }
+  vd_bundle_unref(mem);
+  vd_bundle_unref(mem2);
+  vd_bundle_unref(dir);
+  vd_buf_release(&err);
+}
+
+static void bundle_load_missing_dir(void **state) {
+  vd_bundle_t *b = (vd_bundle_t *)1;
+  vd_buf_t err = VD_BUF_INIT;
+  (void)state;
+  assert_int_equal(vd_bundle_load("tests/fixtures/no-such-dir", &b, &err),
+                   VD_EIO);
+  assert_null(b);
+  assert_contains(err.data, "tests/fixtures/no-such-dir");
+  vd_buf_release(&err);
+}
+
+/* The engine keeps its bundle alive after the caller drops its reference. */
+static void engine_holds_bundle(void **state) {
+  fx_t *f = *state;
+  vd_bundle_t *b = vd_engine_bundle(f->e);
+  assert_revision_format(vd_bundle_revision(b));
+  assert_non_null(vd_bundle_find(b, "national/compensation.lua"));
+  assert_int_equal(decide(f->e, REQ("BJ", ""), &f->d), 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Regions and kinds
+ * ------------------------------------------------------------------------ */
+
+static void regions_and_kinds(void **state) {
+  fx_t *f = *state;
+  vd_engine_t *e = f->e;
+  lua_State *L = vd_engine_sandbox(e)->L;
+  assert_int_equal(vd_engine_kind_count(e), 1); /* _test files are not kinds */
+  assert_string_equal(vd_engine_kind(e, 0), "compensation");
+  assert_null(vd_engine_kind(e, 1));
+  assert_int_equal(vd_engine_region_count(e), 3);
+  assert_string_equal(vd_engine_region(e, 0), "BJ");
+  assert_string_equal(vd_engine_region(e, 1), "GD");
+  assert_string_equal(vd_engine_region(e, 2), "GD-SZ");
+  assert_null(vd_engine_region(e, 3));
+  assert_string_equal(vd_engine_policy_region(e, "compensation", "GD-SZ"),
+                      "GD");
+  assert_string_equal(vd_engine_policy_region(e, "compensation", "GD"), "GD");
+  assert_string_equal(vd_engine_policy_region(e, "compensation", "BJ"),
+                      "national");
+  assert_string_equal(vd_engine_policy_region(e, "compensation", "national"),
+                      "national");
+  assert_null(vd_engine_policy_region(e, "compensation", "XX"));
+  assert_null(vd_engine_policy_region(e, "sla", "GD"));
+  /* GD extended a fresh copy of the national policy: national's own
+   * multiplier is untouched */
+  {
+    int top = lua_gettop(L);
+    assert_int_equal(vd_engine_push_policy(e, "compensation", "GD"), 0);
+    lua_getfield(L, -1, "multiplier");
+    assert_int_equal(lua_tointeger(L, -1), 3);
+    lua_pop(L, 2);
+    assert_int_equal(vd_engine_push_policy(e, "compensation", "national"), 0);
+    lua_getfield(L, -1, "multiplier");
+    assert_int_equal(lua_tointeger(L, -1), 2);
+    lua_pop(L, 2);
+    assert_int_equal(vd_engine_push_policy(e, "compensation", "BJ"),
+                     VD_ENOT_FOUND);
+    assert_int_equal(lua_gettop(L), top);
+  }
+}
+
+/* vd_engine_push_policy() pushes nothing when it returns VD_ENOT_FOUND.
+ *
+ * BUG (core/engine.c, vd_engine_push_policy): on failure it pops three
+ * values, but when the kind itself is missing the short-circuited ||
+ * pushed only two (registry table, nil), so it pops one of the caller's
+ * values -- or, on a stack holding fewer than three, lua_settop() gets a
+ * negative index and leaves both behind.  Fix: save
+ * `int top = lua_gettop(L)` on entry and lua_settop(L, top) on failure. */
+static void push_policy_unknown_kind_keeps_stack(void **state) {
+  fx_t *f = *state;
+  lua_State *L = vd_engine_sandbox(f->e)->L;
+  int top;
+  lua_pushliteral(L, "caller's 1");
+  lua_pushliteral(L, "caller's 2");
+  lua_pushliteral(L, "caller's 3");
+  top = lua_gettop(L);
+  assert_int_equal(vd_engine_push_policy(f->e, "sla", "national"),
+                   VD_ENOT_FOUND);
+  if (lua_gettop(L) != top)
+    fail_msg("BUG engine.c vd_engine_push_policy: stack went from %d to %d "
+             "values for an unknown kind", top, lua_gettop(L));
+  assert_string_equal(lua_tostring(L, -1), "caller's 3");
+  lua_settop(L, 0);
+  /* and from an empty stack */
+  assert_int_equal(vd_engine_push_policy(f->e, "sla", "national"),
+                   VD_ENOT_FOUND);
+  assert_int_equal(lua_gettop(L), 0);
+}
+
+static void region_fallback(void **state) {
+  fx_t *f = *state;
+  vd_decision_t *d = &f->d;
+  assert_int_equal(decide(f->e, REQ("GD-SZ", ""), d), 0);
+  assert_string_equal(d->region, "GD-SZ");
+  assert_string_equal(d->policy_region, "GD");
+  assert_contains(d->result.data, "\"offer_fen\":6000");
+  assert_contains(d->result.data, "\"policy_region\":\"GD\"");
+
+  assert_int_equal(decide(f->e, REQ("GD", ""), d), 0);
+  assert_string_equal(d->policy_region, "GD");
+  assert_contains(d->result.data, "\"offer_fen\":6000");
+
+  assert_int_equal(decide(f->e, REQ("BJ", ""), d), 0);
+  assert_string_equal(d->policy_region, "national");
+  assert_string_equal(d->result.data, MINI_RESULT_BJ);
+
+  assert_int_equal(decide(f->e, REQ("national", ""), d), 0);
+  assert_string_equal(d->policy_region, "national");
+  assert_contains(d->result.data, "\"offer_fen\":4000");
+
+  expect_error(f->e, REQ("XX", ""), VD_EUNKNOWN_REGION, "region", d);
+  assert_contains(d->message.data, "unknown region 'XX'");
+  expect_error(f->e, REQ("GD-GZ", ""), VD_EUNKNOWN_REGION, "region", d);
+  expect_error(f->e, REQ("gd", ""), VD_EUNKNOWN_REGION, "region", d);
+  expect_error(f->e, REQ("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", ""),
+               VD_EUNKNOWN_REGION, "region", d);
+  expect_error(f->e,
+               "{\"kind\":\"compensation\",\"at\":\"" AT "\",\"input\":{}}",
+               VD_EBAD_REQUEST, "region", d);
+  assert_contains(d->message.data, "missing field 'region'");
+  expect_error(f->e,
+               "{\"kind\":\"compensation\",\"region\":5,\"input\":{}}",
+               VD_EBAD_REQUEST, "region", d);
+}
+
+static void unknown_kind(void **state) {
+  fx_t *f = *state;
+  vd_decision_t *d = &f->d;
+  expect_error(f->e, "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{}}",
+               VD_EUNKNOWN_KIND, "kind", d);
+  assert_contains(d->message.data, "unknown kind 'sla'");
+  assert_contains(d->message.data, "compensation"); /* says what there is */
+  expect_error(f->e, "{\"kind\":\"compensation_test\",\"region\":\"GD\","
+                     "\"input\":{}}",
+               VD_EUNKNOWN_KIND, "kind", d);
+  expect_error(f->e, "{\"kind\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+                     "\"region\":\"GD\",\"input\":{}}",
+               VD_EUNKNOWN_KIND, "kind", d);
+  expect_error(f->e, "{\"kind\":[],\"region\":\"GD\",\"input\":{}}",
+               VD_EBAD_REQUEST, "kind", d);
+  expect_error(f->e, "{\"region\":\"GD\",\"input\":{}}", VD_EBAD_REQUEST,
+               "kind", d);
+}
+
+/* ------------------------------------------------------------------------
+ * Malformed requests
+ * ------------------------------------------------------------------------ */
+
+static void bad_at(void **state) {
+  fx_t *f = *state;
+  static const char *const bad[] = {
+      "2026-13-01T00:00:00+08:00", "2026-02-29T00:00:00+08:00",
+      "2026-11-23T10:00:00",       "2026-11-23 10:00:00+08:00",
+      "yesterday",                 "",
+      "2026-11-23T24:00:00Z",      "2026-11-23T10:00:00+08:00 "};
+  char line[256];
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(line, sizeof line,
+             "{\"kind\":\"compensation\",\"region\":\"GD\",\"at\":\"%s\","
+             "\"input\":{\"charged_fen\":1,\"due_fen\":1}}", bad[i]);
+    expect_error(f->e, line, VD_EBAD_REQUEST, "at", &f->d);
+    assert_contains(f->d.message.data, "RFC 3339");
+  }
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\",\"at\":1,"
+                     "\"input\":{}}", VD_EBAD_REQUEST, "at", &f->d);
+  /* 'Z' and another offset are fine, and kept as given */
+  assert_int_equal(decide(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\","
+                                "\"at\":\"2026-11-23T02:00:00Z\",\"input\":{"
+                                "\"charged_fen\":1,\"due_fen\":1}}", &f->d), 0);
+  assert_string_equal(f->d.at, "2026-11-23T02:00:00Z");
+  assert_true(f->d.at_ms == ms_of(AT));
+  assert_int_equal(f->d.at_stamped, 0);
+}
+
+static void unknown_field(void **state) {
+  fx_t *f = *state;
+  expect_error(f->e, REQ("GD", ",\"foo\":1"), VD_EBAD_REQUEST, "foo", &f->d);
+  assert_contains(f->d.message.data, "unknown field 'foo'");
+  /* case matters: "Kind" is not "kind" */
+  expect_error(f->e, "{\"Kind\":\"compensation\",\"kind\":\"compensation\","
+                     "\"region\":\"GD\",\"input\":{}}",
+               VD_EBAD_REQUEST, "Kind", &f->d);
+}
+
+static void not_an_object(void **state) {
+  fx_t *f = *state;
+  static const char *const bad[] = {"[1,2]", "42", "null", "\"decide\"",
+                                    "[{\"kind\":\"compensation\"}]", "true"};
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    expect_error(f->e, bad[i], VD_EBAD_REQUEST, "", &f->d);
+    assert_contains(f->d.message.data, "must be a JSON object");
+  }
+}
+
+static void invalid_json(void **state) {
+  fx_t *f = *state;
+  expect_error(f->e, "{\"kind\":\"compensation\",}", VD_EBAD_REQUEST, "",
+               &f->d);
+  assert_string_equal(f->d.message.data,
+                      "invalid JSON at byte 24: parse error: invalid object "
+                      "key (must be a string)");
+  expect_error(f->e, "{\"kind\":\"compensation\" \"region\":1}",
+               VD_EBAD_REQUEST, "", &f->d);
+  assert_starts(f->d.message.data, "invalid JSON at byte ");
+  expect_error(f->e, "", VD_EBAD_REQUEST, "", &f->d);
+  assert_starts(f->d.message.data, "invalid JSON at byte ");
+  expect_error(f->e, "{\"kind\":\"compensation\"} {}", VD_EBAD_REQUEST, "",
+               &f->d);
+  assert_contains(f->d.message.data, "trailing garbage");
+  /* nested deeper than the engine's max_depth (16) */
+  {
+    vd_buf_t line = VD_BUF_INIT;
+    int i;
+    vd_buf_adds(&line, "{\"kind\":\"compensation\",\"region\":\"GD\","
+                       "\"input\":{\"x\":");
+    for (i = 0; i < 20; i++)
+      vd_buf_addc(&line, '[');
+    for (i = 0; i < 20; i++)
+      vd_buf_addc(&line, ']');
+    vd_buf_adds(&line, "}}");
+    expect_error(f->e, line.data, VD_EBAD_REQUEST, "", &f->d);
+    assert_contains(f->d.message.data, "nested deeper than 16 levels");
+    vd_buf_release(&line);
+  }
+}
+
+static void input_not_object(void **state) {
+  fx_t *f = *state;
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\","
+                     "\"input\":[1]}", VD_EBAD_REQUEST, "input", &f->d);
+  assert_contains(f->d.message.data, "input must be a JSON object");
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\","
+                     "\"input\":\"x\"}", VD_EBAD_REQUEST, "input", &f->d);
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\","
+                     "\"input\":null}", VD_EBAD_REQUEST, "input", &f->d);
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\"}",
+               VD_EBAD_REQUEST, "input", &f->d);
+  assert_contains(f->d.message.data, "missing field 'input'");
+}
+
+/* ------------------------------------------------------------------------
+ * Decisions
+ * ------------------------------------------------------------------------ */
+
+static void decision_result_and_trace(void **state) {
+  fx_t *f = *state;
+  vd_decision_t *d = &f->d;
+  assert_int_equal(decide(f->e, "{\"id\":\"r-1\",\"op\":\"decide\","
+                                "\"kind\":\"compensation\",\"region\":\"BJ\","
+                                "\"at\":\"" AT "\",\"input\":{\"charged_fen\":"
+                                "5000,\"due_fen\":3000,\"complaint_id\":"
+                                "\"C-9\",\"customer_id\":\"U-1\","
+                                "\"category\":\"billing\"}}", d), 0);
+  assert_int_equal(d->code, 0);
+  assert_int_equal(d->op, VD_OP_DECIDE);
+  assert_string_equal(d->id.data, "\"r-1\"");
+  assert_string_equal(d->kind, "compensation");
+  assert_string_equal(d->region, "BJ");
+  assert_string_equal(d->policy_region, "national");
+  assert_string_equal(d->at, AT);
+  assert_true(d->at_ms == ms_of(AT));
+  assert_int_equal(d->at_stamped, 0);
+  assert_string_equal(d->result.data, MINI_RESULT_BJ);
+  assert_string_equal(d->trace.data, MINI_TRACE);
+  assert_string_equal(d->complaint_id.data, "C-9");
+  assert_string_equal(d->customer_id.data, "U-1");
+  assert_string_equal(d->category.data, "billing");
+  assert_int_equal(d->message.len, 0);
+  assert_true(d->elapsed_ns > 0);
+  /* the same request decides the same way */
+  {
+    char first[512];
+    snprintf(first, sizeof first, "%s", d->result.data);
+    assert_int_equal(decide(f->e, REQ("BJ", ""), d), 0);
+    assert_string_equal(d->result.data, first);
+    assert_string_equal(d->id.data, "null"); /* no id: null */
+    assert_int_equal(d->complaint_id.len, 0); /* reset between decisions */
+  }
+  /* any JSON id comes back re-encoded */
+  assert_int_equal(decide(f->e, REQ("BJ", ",\"id\":{\"b\":[1,2.5],\"a\":"
+                                          "null}"), d), 0);
+  assert_string_equal(d->id.data, "{\"a\":null,\"b\":[1,2.5]}");
+  /* and the result JSON decodes again */
+  {
+    lua_State *L = vd_engine_sandbox(f->e)->L;
+    vd_buf_t err = VD_BUF_INIT;
+    assert_int_equal(vd_json_decode_protected(L, d->result.data,
+                                              d->result.len, 0, &err), 0);
+    lua_getfield(L, -1, "offer_fen");
+    assert_true(lua_isinteger(L, -1));
+    assert_int_equal(lua_tointeger(L, -1), 4000);
+    lua_pop(L, 2);
+    vd_buf_release(&err);
+  }
+}
+
+static void at_stamped(void **state) {
+  fx_t *f = *state;
+  vd_decision_t *d = &f->d;
+  int64_t now = ms_of("2026-11-23T02:00:00.123Z");
+  assert_int_equal(decide(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\","
+                                "\"input\":{\"charged_fen\":5000,"
+                                "\"due_fen\":3000}}", d), 0);
+  assert_int_equal(d->at_stamped, 1);
+  assert_string_equal(d->at, "2026-11-23T10:00:00+08:00");
+  /* at is written to the second; at_ms is that second or "now" */
+  assert_true(d->at_ms == now || d->at_ms == now - 123);
+  /* the policy saw the stamped time */
+  assert_contains(d->result.data, "\"at\":\"2026-11-23T10:00:00+08:00\"");
+}
+
+static void bad_input_from_policy(void **state) {
+  fx_t *f = *state;
+  vd_decision_t *d = &f->d;
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD\",\"input\":"
+                     "{\"charged_fen\":\"lots\",\"due_fen\":3000}}",
+               VD_EBAD_INPUT, "input.charged_fen", d);
+  assert_string_equal(d->message.data,
+                      "expected a non-negative integer number of fen");
+  /* 3000.0 is a float: integers and floats stay apart end to end */
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"BJ\",\"input\":"
+                     "{\"charged_fen\":5000,\"due_fen\":3000.0}}",
+               VD_EBAD_INPUT, "input.due_fen", d);
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD-SZ\","
+                     "\"input\":{\"due_fen\":3000}}",
+               VD_EBAD_INPUT, "input.charged_fen", d);
+  expect_error(f->e, "{\"kind\":\"compensation\",\"region\":\"GD-SZ\","
+                     "\"input\":{\"charged_fen\":-1,\"due_fen\":0}}",
+               VD_EBAD_INPUT, "input.charged_fen", d);
+  /* and the next good request is decided */
+  assert_int_equal(decide(f->e, REQ("GD-SZ", ""), d), 0);
+}
+
+static void other_ops(void **state) {
+  fx_t *f = *state;
+  vd_decision_t *d = &f->d;
+  assert_int_equal(decide(f->e, "{\"op\":\"ping\",\"id\":7}", d), 0);
+  assert_int_equal(d->op, VD_OP_PING);
+  assert_string_equal(d->id.data, "7");
+  assert_int_equal(d->result.len, 0);
+  assert_int_equal(decide(f->e, "{\"op\":\"status\"}", d), 0);
+  assert_int_equal(d->op, VD_OP_STATUS);
+  assert_string_equal(d->id.data, "null");
+  assert_int_equal(decide(f->e, "{\"op\":\"reload\",\"id\":\"x\"}", d), 0);
+  assert_int_equal(d->op, VD_OP_OTHER);
+  assert_string_equal(d->op_name, "reload");
+  expect_error(f->e, "{\"op\":1}", VD_EBAD_REQUEST, "op", d);
+  expect_error(f->e, "{\"op\":\"ping\",\"bogus\":1}", VD_EBAD_REQUEST,
+               "bogus", d);
+}
+
+/* ------------------------------------------------------------------------
+ * Hostile policies
+ * ------------------------------------------------------------------------ */
+
+#define HREQ(kind)                                                             \
+  "{\"kind\":\"" kind "\",\"region\":\"national\",\"at\":\"" AT               \
+  "\",\"input\":{}}"
+
+static void decide_ok_after(fx_t *f, const char *after) {
+  vd_decision_t ok;
+  vd_decision_init(&ok);
+  if (decide(f->e, HREQ("ok"), &ok) != 0)
+    fail_msg("after %s, the ok policy failed: %s", after, ok.message.data);
+  assert_string_equal(ok.result.data, "{\"ok\":true}");
+  assert_string_equal(ok.trace.data, "[]");
+  vd_decision_release(&ok);
+}
+
+static void hostile_kinds(void **state) {
+  fx_t *f = *state;
+  static const struct {
+    const char *kind;
+    int code;
+    const char *msg; /* the message must contain this */
+  } cases[] = {
+      {"loop", VD_EPOLICY_TIMEOUT,
+       "national/loop.lua: the policy ran past its budget of 200000 "
+       "instructions"},
+      {"pcall_loop", VD_EPOLICY_TIMEOUT, "national/pcall_loop.lua"},
+      {"bomb", VD_EPOLICY_MEMORY,
+       "national/bomb.lua: the policy passed its memory cap of 4096 KiB"},
+      {"pcall_bomb", VD_EPOLICY_MEMORY, "national/pcall_bomb.lua"},
+      {"boom", VD_EPOLICY_ERROR, "national/boom.lua:2: boom"},
+      {"shape", VD_EPOLICY_ERROR,
+       "national/shape.lua: decide() must return a result table, got number"},
+      {"badtrace", VD_EPOLICY_ERROR,
+       "national/badtrace.lua: trace[1] must be {rule = <id>, basis = "
+       "<text>}"},
+      {"func", VD_EPOLICY_ERROR,
+       "national/func.lua: result.f: cannot encode a function as JSON"},
+      {"counter", VD_EPOLICY_ERROR,
+       "national/counter.lua:3: attempt to assign 'count' in a read-only "
+       "table"},
+      {"pattern", VD_EPOLICY_ERROR, "pattern too costly"},
+      {"pattern", VD_EPOLICY_ERROR, "national/pattern.lua:4:"},
+  };
+  size_t i;
+  char line[256];
+  decide_ok_after(f, "loading");
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int rc;
+    snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":\"national\","
+             "\"at\":\"" AT "\",\"input\":{}}", cases[i].kind);
+    rc = decide(f->e, line, &f->d);
+    if (rc != cases[i].code)
+      fail_msg("kind %s gave %s (%s), expected %s", cases[i].kind,
+               vd_err_name(rc), f->d.message.data ? f->d.message.data : "",
+               vd_err_name(cases[i].code));
+    assert_contains(f->d.message.data, cases[i].msg);
+    assert_int_equal(vd_engine_sandbox(f->e)->tripped, 0);
+    decide_ok_after(f, cases[i].kind);
+  }
+  /* a huge string.rep is refused one way or the other, and harmlessly */
+  assert_int_not_equal(decide(f->e, HREQ("rep"), &f->d), 0);
+  decide_ok_after(f, "rep");
+  /* the counter never counted */
+  assert_int_equal(decide(f->e, HREQ("counter"), &f->d), VD_EPOLICY_ERROR);
+}
+
+/* An error decision carries no result: "either the decision (result and
+ * trace as JSON) or an error" (engine.h).
+ *
+ * BUG (core/engine.c, evaluate): when vd_json_encode() fails part-way (a
+ * function in the result, "func"), d->result keeps the partial text
+ * ("{\"f\":") next to the error code; json.h says the caller discards
+ * it, and evaluate() does not.  Fix: vd_buf_reset(&d->result) and
+ * vd_buf_reset(&d->trace) before fail() in that branch. */
+static void error_decision_has_no_partial_result(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(decide(f->e, HREQ("func"), &f->d), VD_EPOLICY_ERROR);
+  if (f->d.result.len != 0)
+    fail_msg("BUG engine.c evaluate: an error decision holds result \"%s\"",
+             f->d.result.data);
+  assert_int_equal(f->d.trace.len, 0);
+}
+
+static void hostile_escape(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(decide(f->e, HREQ("escape"), &f->d), 0);
+  assert_string_equal(
+      f->d.result.data,
+      "{\"_G\":false,\"binary\":false,\"collectgarbage\":false,"
+      "\"coroutine\":false,\"debug\":false,\"dofile\":false,\"dump\":false,"
+      "\"gc\":false,\"io\":false,\"loadfile\":false,\"next\":false,"
+      "\"os\":false,\"p_format\":false,\"package\":false,\"print\":false,"
+      "\"random\":false,\"rawset\":false,\"require_c\":false,"
+      "\"set_global\":false,\"set_string\":false,\"string_mt\":false}");
+}
+
+/* "Requests are decided deterministically: the policy sees only its
+ * input, the decision time and the bundle" (engine.h).  Locking the
+ * environment stops a policy keeping state in a global (hostile/counter),
+ * but not in an upvalue or a field of its own policy table: the same
+ * request then gets a different result each time, and which one depends on
+ * what the worker decided before.
+ *
+ * BUG (core/engine.c / sandbox.c, design gap): after load, only globals
+ * are frozen.  Fix options: freeze the tables each file returned (deep
+ * read-only proxies, as for the libraries) and reject, at load, functions
+ * that assign to an upvalue of the file's main chunk (luacheck reports
+ * these as "mutating an upvalue"); or document the limit and make
+ * `verdict check` fail on it. */
+/* Lua cannot stop a policy from changing its own upvalues or tables, so
+ * the engine cannot promise statelessness by construction; verdict test
+ * (and so check, and every reload) decides each case twice and refuses a
+ * bundle whose answers differ, before it can go live. */
+static void no_state_between_decisions(void **state) {
+  vd_engine_t *e;
+  vd_test_totals_t t;
+  FILE *out = fopen("/dev/null", "w");
+  (void)state;
+  e = new_engine("tests/fixtures/stateful", &small_limits);
+  assert_int_not_equal(vd_policy_run_tests(e, out, 1, &t), 0);
+  assert_int_equal(t.failed, 1);
+  vd_engine_free(e);
+  fclose(out);
+}
+
+/* The memory the hostile policies took is given back: many bombs in a row
+ * leave the state about where it was. */
+static void hostile_repeated(void **state) {
+  fx_t *f = *state;
+  vd_sandbox_t *sb = vd_engine_sandbox(f->e);
+  size_t before;
+  int i;
+  lua_gc(sb->L, LUA_GCCOLLECT);
+  before = sb->used;
+  for (i = 0; i < 5; i++) {
+    assert_int_equal(decide(f->e, HREQ("pcall_bomb"), &f->d),
+                     VD_EPOLICY_MEMORY);
+    assert_int_equal(decide(f->e, HREQ("pcall_loop"), &f->d),
+                     VD_EPOLICY_TIMEOUT);
+  }
+  lua_gc(sb->L, LUA_GCCOLLECT);
+  assert_true(sb->used < before + (256u << 10));
+  decide_ok_after(f, "repeated bombs");
+}
+
+/* ------------------------------------------------------------------------
+ * Broken bundles
+ * ------------------------------------------------------------------------ */
+
+static void broken_bundles(void **state) {
+  int rc;
+  (void)state;
+  assert_starts(engine_error("tests/fixtures/broken/syntax", &rc),
+                "national/compensation.lua:3: ");
+  assert_int_equal(rc, VD_EPOLICY_ERROR);
+  assert_starts(engine_error("tests/fixtures/broken/runtime", &rc),
+                "national/compensation.lua:4: attempt to index a nil value");
+  assert_int_equal(rc, VD_EPOLICY_ERROR);
+  assert_string_equal(engine_error("tests/fixtures/broken/parent", &rc),
+                      "national/compensation.lua:3: the national policy has "
+                      "no parent");
+  assert_starts(engine_error("tests/fixtures/broken/parent_region", &rc),
+                "regions/GD/compensation.lua:4: attempt to index a nil value");
+  assert_string_equal(engine_error("tests/fixtures/broken/nodecide", &rc),
+                      "national/compensation.lua: the policy table has no "
+                      "decide function");
+  assert_int_equal(rc, VD_EPOLICY_ERROR);
+}
+
+/* Smaller broken bundles, built in memory. */
+static const char *mem_engine_error(const vd_bundle_file_t *files, size_t n,
+                                    int *rc_out) {
+  static char msg[1024];
+  vd_bundle_t *b;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc;
+  assert_int_equal(vd_bundle_from_files(files, n, "mem", &b, &err), 0);
+  rc = vd_engine_new(b, &small_limits, &e, &err);
+  if (rc == 0)
+    fail_msg("engine loaded a broken bundle (%s)", files[0].path);
+  assert_null(e);
+  snprintf(msg, sizeof msg, "%s", err.data);
+  if (rc_out)
+    *rc_out = rc;
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+  return msg;
+}
+
+#define FILE_(p, s) {(char *)(p), (char *)(s), sizeof(s) - 1}
+#define OKPOL "return { decide = function() return {}, {} end }"
+
+static void broken_bundles_in_memory(void **state) {
+  int rc;
+  (void)state;
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", "return 42")};
+    assert_string_equal(mem_engine_error(f, 1, &rc),
+                        "national/k.lua: must return a policy table, got "
+                        "number");
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("lib/x.lua", "return 1")};
+    assert_contains(mem_engine_error(f, 1, &rc), "no policy files");
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", OKPOL),
+                            FILE_("regions/gd/k.lua", OKPOL)};
+    assert_starts(mem_engine_error(f, 2, &rc),
+                  "regions/gd: 'gd' is not a region code");
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", OKPOL),
+                            FILE_("regions.lua", "return { 'GD', 'bad code' }")};
+    assert_string_equal(mem_engine_error(f, 2, &rc),
+                        "regions.lua: entry 2 is not a region code");
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", OKPOL),
+                            FILE_("regions.lua", "return 'GD'")};
+    assert_string_equal(mem_engine_error(f, 2, &rc),
+                        "regions.lua: must return a list of region codes");
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", "while true do end")};
+    const char *m = mem_engine_error(f, 1, &rc);
+    assert_starts(m, "national/k.lua:1: ");
+    assert_contains(m, "(loading the bundle ran past 20000000 instructions)");
+    assert_int_equal(rc, VD_EPOLICY_ERROR);
+  }
+  {
+    vd_bundle_file_t f[] = {
+        FILE_("national/k.lua", "local t = {} for i = 1, 1e9 do "
+                                "t[i] = string.rep('x', 1000) .. i end")};
+    assert_contains(mem_engine_error(f, 1, &rc), "ran out of memory");
+    assert_int_equal(rc, VD_EPOLICY_MEMORY);
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", "require('lib.a') "
+                                                    OKPOL),
+                            FILE_("lib/a.lua", "return require('lib.a')")};
+    assert_contains(mem_engine_error(f, 2, &rc), "requires itself");
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", "require('lib.nope') "
+                                                    OKPOL)};
+    assert_contains(mem_engine_error(f, 1, &rc),
+                    "module 'lib.nope' not found in the bundle");
+  }
+  {
+    vd_bundle_file_t f[] = {FILE_("national/k.lua", "require('../etc') "
+                                                    OKPOL)};
+    assert_contains(mem_engine_error(f, 1, &rc), "bad module name");
+  }
+}
+
+/* A failed load gives back everything it took.  Measured in-process with
+ * mallinfo2() so that the leak shows without valgrind.
+ *
+ * BUG (core/engine.c, load_all): the file path is built in a malloc'd
+ * vd_buf_t (`path`) that is released only at the end; when run_file() or
+ * check_policy_shape() raises -- any broken policy -- lua_pcall unwinds
+ * past it and it leaks (128 bytes per failed load; STYLE.md rule 6: never
+ * hold an unowned C resource across a call that can longjmp).  Fix: build
+ * the path in a char array on the C stack (kind and region are < 32 bytes
+ * each), or push it as a Lua string first.  l_require() and l_parent()
+ * have the same pattern around lua_pushstring(), leaking only when that
+ * push itself runs out of memory. */
+static void failed_load_does_not_leak(void **state) {
+  static const vd_bundle_file_t files[] = {
+      FILE_("national/k.lua", "local t = nil return t.x")};
+  vd_bundle_t *b;
+  vd_buf_t err = VD_BUF_INIT;
+  size_t before = 0, after;
+  int i;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, 1, "mem", &b, &err), 0);
+  for (i = 0; i < 60; i++) {
+    vd_engine_t *e = NULL;
+    if (i == 10) /* after warming up */
+      before = mallinfo2().uordblks;
+    assert_int_equal(vd_engine_new(b, &small_limits, &e, &err),
+                     VD_EPOLICY_ERROR);
+  }
+  after = mallinfo2().uordblks;
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+  if (after > before + 1024)
+    fail_msg("BUG engine.c load_all: 50 failed loads kept %zu bytes",
+             after - before);
+}
+
+/* regions.lua must list region codes as strings.
+ *
+ * BUG (core/engine.c, load_all): `code = lua_tostring(L, -1)` runs before
+ * the `lua_type(L, -1) != LUA_TSTRING` check and converts a number entry
+ * to a string in place, so the type check never fires and { 11 } is taken
+ * as region "11".  Fix: test lua_type() first, then call lua_tostring(). */
+static void regions_lua_number_entry(void **state) {
+  vd_bundle_file_t f[] = {FILE_("national/k.lua", OKPOL),
+                          FILE_("regions.lua", "return { 'GD', 11 }")};
+  vd_bundle_t *b;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(f, 2, "mem", &b, &err), 0);
+  rc = vd_engine_new(b, &small_limits, &e, &err);
+  vd_bundle_unref(b);
+  if (rc == 0) {
+    size_t n = vd_engine_region_count(e);
+    vd_engine_free(e);
+    vd_buf_release(&err);
+    fail_msg("BUG engine.c load_all: regions.lua entry 11 (a number) was "
+             "accepted (%zu regions)", n);
+  }
+  assert_string_equal(err.data, "regions.lua: entry 2 is not a region code");
+  vd_buf_release(&err);
+}
+
+/* Every policy error names the policy file (engine.h: "error message
+ * (file:line for policy errors)").  Lua adds "file:line:" to error("x"),
+ * but not to error("x", 0) nor to an error object that is not bad_input.
+ *
+ * BUG (core/engine.c, evaluate / error_object): those two messages come
+ * out as "plain" and "policy raised an error object: m", with no file.
+ * Fix: in evaluate, prefix "<file>: " to a string error that does not
+ * already start with the file name, and to error_object()'s message. */
+static void policy_errors_name_file(void **state) {
+  static const vd_bundle_file_t files[] = {
+      FILE_("national/obj.lua",
+            "return { decide = function() error({ code = 'oops', "
+            "message = 'm' }) end }"),
+      FILE_("national/lvl0.lua",
+            "return { decide = function() error('plain', 0) end }"),
+      FILE_("national/nilerr.lua",
+            "return { decide = function() error() end }"),
+  };
+  static const char *const kinds[] = {"obj", "lvl0", "nilerr"};
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_decision_t d;
+  vd_buf_t err = VD_BUF_INIT;
+  char line[128], file[64];
+  int missing = 0;
+  size_t i;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, 3, "mem", &b, &err), 0);
+  assert_int_equal(vd_engine_new(b, &small_limits, &e, &err), 0);
+  vd_bundle_unref(b);
+  vd_decision_init(&d);
+  for (i = 0; i < 3; i++) {
+    snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":\"national\","
+             "\"input\":{}}", kinds[i]);
+    snprintf(file, sizeof file, "national/%s.lua", kinds[i]);
+    assert_int_equal(decide(e, line, &d), VD_EPOLICY_ERROR);
+    if (!strstr(d.message.data, file)) {
+      print_error("no file name in \"%s\"\n", d.message.data);
+      missing++;
+    }
+  }
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_buf_release(&err);
+  if (missing)
+    fail_msg("BUG engine.c evaluate: %d policy error message(s) without the "
+             "policy file", missing);
+}
+
+/* require finds lib modules, runs each once, and shares the result. */
+static void require_modules(void **state) {
+  static const vd_bundle_file_t files[] = {
+      FILE_("lib/money.lua",
+            "local M = { loads = 0 } function M.double(x) return 2 * x end "
+            "return M"),
+      FILE_("national/a.lua",
+            "local m = require('lib.money') "
+            "return { decide = function(input) return { v = m.double(input.x),"
+            " same = require('lib.money') == m }, {} end }"),
+      FILE_("national/b.lua",
+            "local m = require('lib.money') "
+            "return { decide = function(input) return { v = m.double(3) }, {} "
+            "end }"),
+  };
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_decision_t d;
+  vd_buf_t err = VD_BUF_INIT;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, 3, "mem", &b, &err), 0);
+  assert_int_equal(vd_engine_new(b, &small_limits, &e, &err), 0);
+  vd_bundle_unref(b);
+  vd_decision_init(&d);
+  assert_int_equal(vd_engine_kind_count(e), 2);
+  assert_int_equal(vd_engine_region_count(e), 0);
+  assert_int_equal(decide(e, "{\"kind\":\"a\",\"region\":\"national\","
+                             "\"input\":{\"x\":21}}", &d), 0);
+  assert_string_equal(d.result.data, "{\"same\":true,\"v\":42}");
+  assert_int_equal(decide(e, "{\"kind\":\"b\",\"region\":\"national\","
+                             "\"input\":{}}", &d), 0);
+  assert_string_equal(d.result.data, "{\"v\":6}");
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_buf_release(&err);
+}
+
+/* ------------------------------------------------------------------------
+ * Structure checks
+ * ------------------------------------------------------------------------ */
+
+static void check_structure_reports(void **state) {
+  vd_engine_t *e;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out;
+  unsigned problems;
+  (void)state;
+  e = new_engine("tests/fixtures/badrules", &small_limits);
+  out = open_memstream(&text, &len);
+  assert_non_null(out);
+  problems = vd_policy_check_structure(e, out);
+  fclose(out);
+  assert_contains(text, "national/compensation.lua:9: rule 'comp.no_basis' "
+                        "cites no basis");
+  assert_contains(text, "national/compensation.lua: rule id 'comp.dup' is "
+                        "used twice in national/compensation.lua");
+  assert_contains(text, "national/compensation.lua: table 'extra' must "
+                        "declare hit = \"first\" or \"collect\"");
+  assert_contains(text, "national/compensation.lua: table 'extra' rule 2 has "
+                        "no id");
+  assert_int_equal(problems, 4);
+  free(text);
+  /* the mini bundle is clean (GD's copy included) */
+  vd_engine_free(e);
+  e = new_engine(MINI, &small_limits);
+  text = NULL;
+  out = open_memstream(&text, &len);
+  problems = vd_policy_check_structure(e, out);
+  fclose(out);
+  assert_int_equal(problems, 0);
+  assert_string_equal(text, "");
+  free(text);
+  vd_engine_free(e);
+}
+
+/* ------------------------------------------------------------------------
+ * Allocation failure
+ * ------------------------------------------------------------------------ */
+
+/* Fail the n-th allocation of a decision for n = 1 .. until the decision
+ * no longer reaches it.  Each gives the full decision or an error code,
+ * and the next decision in the same engine is normal. */
+static void decide_under_fail_countdown(void **state) {
+  fx_t *f = *state;
+  vd_sandbox_t *sb = vd_engine_sandbox(f->e);
+  static const char line[] = REQ("GD-SZ", ",\"id\":\"fc\"");
+  char want[512];
+  long n;
+  int done = 0, errors = 0;
+  assert_int_equal(decide(f->e, line, &f->d), 0);
+  snprintf(want, sizeof want, "%s", f->d.result.data);
+  for (n = 1; n < 100000 && !done; n++) {
+    int rc;
+    sb->fail_countdown = n;
+    rc = decide(f->e, line, &f->d);
+    done = sb->fail_countdown > 0;
+    sb->fail_countdown = 0;
+    sb->failing = 0;
+    if (rc == 0) {
+      assert_string_equal(f->d.result.data, want);
+      assert_string_equal(f->d.trace.data, MINI_TRACE);
+    } else {
+      errors++;
+      if (rc != VD_EPOLICY_MEMORY && rc != VD_ETOO_LARGE)
+        fail_msg("n=%ld: %s (%s)", n, vd_err_name(rc), f->d.message.data);
+    }
+    assert_int_equal(decide(f->e, line, &f->d), 0);
+    assert_string_equal(f->d.result.data, want);
+  }
+  assert_true(done);
+  assert_true(n > 20);
+  (void)errors; /* Lua retries after a collection: usually none */
+}
+
+/* Lua retries a failed allocation after a full collection, so the
+ * countdown mostly tests that retry.  A persistent cap fails every
+ * allocation past it: sweep the per-evaluation cap from tiny to enough. */
+static void decide_under_memory_caps(void **state) {
+  vd_bundle_t *b = load_bundle(MINI);
+  vd_buf_t err = VD_BUF_INIT;
+  vd_decision_t d;
+  size_t cap;
+  int ok = 0, failed = 0;
+  (void)state;
+  vd_decision_init(&d);
+  for (cap = 256; cap <= 48u << 10; cap += 256) {
+    vd_limits_t lim = small_limits;
+    vd_engine_t *e;
+    int rc;
+    lim.mem_cap = cap;
+    assert_int_equal(vd_engine_new(b, &lim, &e, &err), 0);
+    rc = decide(e, REQ("GD-SZ", ",\"id\":\"cap\""), &d);
+    if (rc == 0) {
+      ok++;
+      assert_contains(d.result.data, "\"offer_fen\":6000");
+    } else {
+      failed++;
+      if (rc != VD_EPOLICY_MEMORY && rc != VD_ETOO_LARGE)
+        fail_msg("cap %zu: %s (%s)", cap, vd_err_name(rc), d.message.data);
+    }
+    vd_engine_free(e);
+  }
+  assert_true(failed > 0);
+  assert_true(ok > 0);
+  vd_decision_release(&d);
+  vd_buf_release(&err);
+  vd_bundle_unref(b);
+}
+
+int main(void) {
+#define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
+#define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(bundle_load_and_revision),
+      cmocka_unit_test(bundle_from_files_revision),
+      cmocka_unit_test(bundle_load_missing_dir),
+      M(engine_holds_bundle),
+      M(regions_and_kinds),
+      M(push_policy_unknown_kind_keeps_stack),
+      M(region_fallback),
+      M(unknown_kind),
+      M(bad_at),
+      M(unknown_field),
+      M(not_an_object),
+      M(invalid_json),
+      M(input_not_object),
+      M(decision_result_and_trace),
+      M(at_stamped),
+      M(bad_input_from_policy),
+      M(other_ops),
+      H(hostile_kinds),
+      H(hostile_escape),
+      H(error_decision_has_no_partial_result),
+      H(hostile_repeated),
+      cmocka_unit_test(no_state_between_decisions),
+      cmocka_unit_test(broken_bundles),
+      cmocka_unit_test(broken_bundles_in_memory),
+      cmocka_unit_test(failed_load_does_not_leak),
+      cmocka_unit_test(regions_lua_number_entry),
+      cmocka_unit_test(policy_errors_name_file),
+      cmocka_unit_test(require_modules),
+      cmocka_unit_test(check_structure_reports),
+      M(decide_under_fail_countdown),
+      cmocka_unit_test(decide_under_memory_caps),
+  };
+#undef M
+#undef H
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,706 @@
+/*
+ * test_json.c - unit tests for core/json.c (JSON text <-> Lua values).
+ *
+ * Each test decodes into, or encodes from, a plain Lua state prepared with
+ * vd_json_setup(); the allocation-failure tests use a vd_sandbox_t instead,
+ * for its counting allocator.  Runs single-threaded from the repository root.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "verdict/buf.h"
+#include "verdict/error.h"
+#include "verdict/json.h"
+#include "verdict/sandbox.h"
+
+/* ------------------------------------------------------------------------
+ * Fixture and helpers
+ * ------------------------------------------------------------------------ */
+
+typedef struct fx {
+  lua_State *L;
+  vd_buf_t out, err;
+} fx_t;
+
+static int setup(void **state) {
+  fx_t *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  f->L = luaL_newstate();
+  assert_non_null(f->L);
+  luaL_openlibs(f->L);
+  vd_json_setup(f->L);
+  vd_buf_init(&f->out);
+  vd_buf_init(&f->err);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  lua_close(f->L);
+  vd_buf_release(&f->out);
+  vd_buf_release(&f->err);
+  free(f);
+  return 0;
+}
+
+/* Decode TEXT; on success the value is left on the stack. */
+static int dec(fx_t *f, const char *text, int max_depth) {
+  int top = lua_gettop(f->L);
+  int rc;
+  vd_buf_reset(&f->err);
+  rc = vd_json_decode(f->L, text, strlen(text), max_depth, &f->err);
+  /* the contract: exactly one value pushed on success, nothing on error */
+  assert_int_equal(lua_gettop(f->L), top + (rc == 0 ? 1 : 0));
+  return rc;
+}
+
+/* Encode the value on top of the stack (and pop it); returns f->out.data. */
+static const char *enc_top(fx_t *f, const char *root) {
+  int rc;
+  vd_buf_reset(&f->out);
+  vd_buf_reset(&f->err);
+  rc = vd_json_encode(f->L, -1, &f->out, root, &f->err);
+  if (rc != 0)
+    fail_msg("encode failed: %s", f->err.data ? f->err.data : "?");
+  lua_pop(f->L, 1);
+  return f->out.data;
+}
+
+/* Decode IN, encode the result, compare with WANT. */
+static void roundtrip(fx_t *f, const char *in, const char *want) {
+  int rc = dec(f, in, 0);
+  if (rc != 0)
+    fail_msg("decode of %s failed: %s", in, f->err.data);
+  assert_string_equal(enc_top(f, "value"), want);
+}
+
+/* Run Lua code that returns one value and leave that value on the stack. */
+static void lua_value(fx_t *f, const char *code) {
+  int top = lua_gettop(f->L);
+  if (luaL_loadstring(f->L, code) != LUA_OK ||
+      lua_pcall(f->L, 0, 1, 0) != LUA_OK)
+    fail_msg("lua: %s", lua_tostring(f->L, -1));
+  assert_int_equal(lua_gettop(f->L), top + 1);
+}
+
+/* Encode the value of CODE expecting a failure; returns the message. */
+static const char *enc_fail(fx_t *f, const char *code, const char *root) {
+  int rc;
+  lua_value(f, code);
+  vd_buf_reset(&f->out);
+  vd_buf_reset(&f->err);
+  rc = vd_json_encode(f->L, -1, &f->out, root, &f->err);
+  lua_pop(f->L, 1);
+  assert_int_equal(rc, VD_EINVALID);
+  assert_non_null(f->err.data);
+  return f->err.data;
+}
+
+/* ------------------------------------------------------------------------
+ * Numbers
+ * ------------------------------------------------------------------------ */
+
+static void integers_stay_integers(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  static const lua_Integer want[] = {0, 1, -5, 4000, INT64_MAX, INT64_MIN};
+  size_t i;
+  assert_int_equal(dec(f, "[0, 1, -5, 4000, 9223372036854775807, "
+                          "-9223372036854775808]", 0), 0);
+  assert_int_equal(lua_rawlen(L, -1), 6);
+  for (i = 0; i < 6; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    assert_true(lua_isinteger(L, -1));
+    assert_true(lua_tointeger(L, -1) == want[i]);
+    lua_pop(L, 1);
+  }
+  /* and as the policy sees it */
+  lua_pushvalue(L, -1);
+  lua_setglobal(L, "v");
+  lua_value(f, "return math.type(v[1]) .. ',' .. math.type(v[5])");
+  assert_string_equal(lua_tostring(L, -1), "integer,integer");
+  lua_pop(L, 1);
+  assert_string_equal(enc_top(f, "value"),
+                      "[0,1,-5,4000,9223372036854775807,"
+                      "-9223372036854775808]");
+}
+
+static void floats_stay_floats(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  assert_int_equal(dec(f, "[1.0, 0.1, 1e2, -2.5E-3, -0.0]", 0), 0);
+  lua_rawgeti(L, -1, 1);
+  assert_false(lua_isinteger(L, -1));
+  assert_true(lua_tonumber(L, -1) == 1.0);
+  lua_pop(L, 1);
+  lua_rawgeti(L, -1, 3);
+  assert_false(lua_isinteger(L, -1)); /* 1e2 has an exponent: a float */
+  assert_true(lua_tonumber(L, -1) == 100.0);
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_setglobal(L, "v");
+  lua_value(f, "return math.type(v[1]) .. ',' .. math.type(v[2])");
+  assert_string_equal(lua_tostring(L, -1), "float,float");
+  lua_pop(L, 1);
+  assert_string_equal(enc_top(f, "value"), "[1.0,0.1,100.0,-0.0025,-0.0]");
+
+  /* what comes back is a float again, with the same value */
+  roundtrip(f, "1.0", "1.0");
+  roundtrip(f, "0.1", "0.1");
+  roundtrip(f, "0.30000000000000004", "0.30000000000000004");
+  roundtrip(f, "1.5e300", "1.5e+300");
+  roundtrip(f, "5e-324", "4.94065645841247e-324");
+  assert_int_equal(dec(f, "100.0", 0), 0);
+  assert_false(lua_isinteger(L, -1));
+  lua_pop(L, 1);
+}
+
+static void big_integers_become_floats(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  assert_int_equal(dec(f, "9223372036854775808", 0), 0);
+  assert_false(lua_isinteger(L, -1));
+  assert_true(lua_tonumber(L, -1) == 9223372036854775808.0);
+  assert_string_equal(enc_top(f, "value"), "9.223372036854776e+18");
+  assert_int_equal(dec(f, "-9223372036854775809", 0), 0);
+  assert_false(lua_isinteger(L, -1));
+  lua_pop(L, 1);
+  assert_int_equal(dec(f, "123456789012345678901234567890", 0), 0);
+  assert_false(lua_isinteger(L, -1));
+  assert_true(lua_tonumber(L, -1) == 123456789012345678901234567890.0);
+  /* and read back it stays a float */
+  enc_top(f, "value");
+  assert_int_equal(dec(f, f->out.data, 0), 0);
+  assert_false(lua_isinteger(L, -1));
+  lua_pop(L, 1);
+  /* a number text longer than the decoder's scratch buffer */
+  assert_int_equal(dec(f, "1000000000000000000000000000000000000000000000000"
+                          "000000000000000000000000000000", 0), 0);
+  assert_false(lua_isinteger(L, -1));
+  assert_true(lua_tonumber(L, -1) == 1e78);
+  lua_pop(L, 1);
+}
+
+static void add_double_shortest(void **state) {
+  static const double ds[] = {0.1, 1.0 / 3, 1e21, 1e-7, 123456.789, 2.0,
+                              -1e300, 5e-324, 0.30000000000000004};
+  vd_buf_t b = VD_BUF_INIT;
+  size_t i;
+  (void)state;
+  for (i = 0; i < sizeof ds / sizeof ds[0]; i++) {
+    vd_buf_reset(&b);
+    vd_json_add_double(&b, ds[i]);
+    assert_true(strtod(b.data, NULL) == ds[i]);
+    assert_non_null(strpbrk(b.data, ".e")); /* reads back as a float */
+  }
+  vd_buf_reset(&b);
+  vd_json_add_double(&b, 2.0);
+  assert_string_equal(b.data, "2.0");
+  vd_buf_reset(&b);
+  vd_json_add_double(&b, 0.1);
+  assert_string_equal(b.data, "0.1");
+  vd_buf_release(&b);
+}
+
+/* ------------------------------------------------------------------------
+ * Structure
+ * ------------------------------------------------------------------------ */
+
+static void nested_arrays(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  assert_int_equal(dec(f, "[[1,[2,[3,[]]]],[],[[]]]", 0), 0);
+  assert_int_equal(lua_rawlen(L, -1), 3);
+  lua_rawgeti(L, -1, 1); /* [1,[2,[3,[]]]] */
+  lua_rawgeti(L, -1, 2); /* [2,[3,[]]] */
+  lua_rawgeti(L, -1, 2); /* [3,[]] */
+  lua_rawgeti(L, -1, 1);
+  assert_int_equal(lua_tointeger(L, -1), 3);
+  lua_pop(L, 4);
+  assert_string_equal(enc_top(f, "value"), "[[1,[2,[3,[]]]],[],[[]]]");
+  roundtrip(f, "[{\"a\":[1,{\"b\":[]}]},{}]", "[{\"a\":[1,{\"b\":[]}]},{}]");
+}
+
+static void empty_object_vs_array(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  roundtrip(f, "{}", "{}");
+  roundtrip(f, "[]", "[]");
+  roundtrip(f, "{\"a\":{},\"b\":[],\"c\":[{}],\"d\":{\"e\":[]}}",
+            "{\"a\":{},\"b\":[],\"c\":[{}],\"d\":{\"e\":[]}}");
+  assert_int_equal(dec(f, "{}", 0), 0);
+  assert_int_equal(vd_json_marker(L, -1), 2);
+  lua_pop(L, 1);
+  assert_int_equal(dec(f, "[]", 0), 0);
+  assert_int_equal(vd_json_marker(L, -1), 1);
+  lua_pop(L, 1);
+  /* an unmarked empty Lua table is an array; a marked one keeps its type */
+  lua_newtable(L);
+  assert_int_equal(vd_json_marker(L, -1), 0);
+  assert_string_equal(enc_top(f, "value"), "[]");
+  lua_newtable(L);
+  vd_json_push_marker(L, 'o');
+  lua_setmetatable(L, -2);
+  assert_string_equal(enc_top(f, "value"), "{}");
+  /* the marker hides itself from getmetatable */
+  assert_int_equal(dec(f, "{}", 0), 0);
+  lua_setglobal(L, "o");
+  lua_value(f, "return getmetatable(o)");
+  assert_string_equal(lua_tostring(L, -1), "object");
+  lua_pop(L, 1);
+}
+
+static void null_sentinel(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  assert_int_equal(dec(f, "null", 0), 0);
+  assert_int_equal(lua_type(L, -1), LUA_TLIGHTUSERDATA);
+  assert_ptr_equal(lua_touserdata(L, -1), vd_json_null);
+  assert_string_equal(enc_top(f, "value"), "null");
+  /* a null element keeps its place; a null member keeps its key */
+  assert_int_equal(dec(f, "[null,null,1]", 0), 0);
+  assert_int_equal(lua_rawlen(L, -1), 3);
+  assert_string_equal(enc_top(f, "value"), "[null,null,1]");
+  assert_int_equal(dec(f, "{\"a\":null}", 0), 0);
+  lua_getfield(L, -1, "a");
+  assert_ptr_equal(lua_touserdata(L, -1), vd_json_null);
+  lua_pop(L, 1);
+  assert_string_equal(enc_top(f, "value"), "{\"a\":null}");
+  /* a Lua nil encodes as null too */
+  lua_pushnil(L);
+  assert_string_equal(enc_top(f, "value"), "null");
+}
+
+static void scalars_and_booleans(void **state) {
+  fx_t *f = *state;
+  roundtrip(f, "true", "true");
+  roundtrip(f, "false", "false");
+  roundtrip(f, " 42 ", "42");
+  roundtrip(f, "[true,false,\"x\",-1]", "[true,false,\"x\",-1]");
+  /* a duplicated key: the last one wins */
+  roundtrip(f, "{\"a\":1,\"a\":2}", "{\"a\":2}");
+}
+
+static void keys_sorted_on_output(void **state) {
+  fx_t *f = *state;
+  roundtrip(f, "{\"b\":1,\"a\":2,\"ab\":3,\"B\":4,\"\":5,\"a\\u0000\":6}",
+            "{\"\":5,\"B\":4,\"a\":2,\"a\\u0000\":6,\"ab\":3,\"b\":1}");
+  /* the same for tables built in Lua, whatever their insertion order */
+  lua_value(f, "local t = {} for i = 20, 1, -1 do t['k' .. i] = i end "
+               "t.z = { y = 1, x = 2 } return t");
+  assert_string_equal(
+      enc_top(f, "value"),
+      "{\"k1\":1,\"k10\":10,\"k11\":11,\"k12\":12,\"k13\":13,\"k14\":14,"
+      "\"k15\":15,\"k16\":16,\"k17\":17,\"k18\":18,\"k19\":19,\"k2\":2,"
+      "\"k20\":20,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,\"k7\":7,\"k8\":8,"
+      "\"k9\":9,\"z\":{\"x\":2,\"y\":1}}");
+  /* bytewise: UTF-8 sorts after ASCII */
+  roundtrip(f, "{\"\\u00e9\":1,\"z\":2}", "{\"z\":2,\"\xc3\xa9\":1}");
+}
+
+/* ------------------------------------------------------------------------
+ * Strings
+ * ------------------------------------------------------------------------ */
+
+static void strings_escapes_unicode(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  size_t n;
+  const char *s;
+  assert_int_equal(dec(f, "\"a\\\"b\\\\c\\/d\\n\\t\\r\\b\\f\\u00e9\\u4e2d"
+                          "\\ud83d\\ude00\"", 0), 0);
+  s = lua_tolstring(L, -1, &n);
+  assert_int_equal(n, strlen("a\"b\\c/d\n\t\r\b\f\xc3\xa9\xe4\xb8\xad"
+                             "\xf0\x9f\x98\x80"));
+  assert_memory_equal(s, "a\"b\\c/d\n\t\r\b\f\xc3\xa9\xe4\xb8\xad"
+                         "\xf0\x9f\x98\x80", n);
+  assert_string_equal(enc_top(f, "value"),
+                      "\"a\\\"b\\\\c/d\\n\\t\\r\\u0008\\u000c\xc3\xa9"
+                      "\xe4\xb8\xad\xf0\x9f\x98\x80\"");
+  /* raw UTF-8 passes through unchanged */
+  roundtrip(f, "\"\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80\"",
+            "\"\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80\"");
+  /* an embedded NUL survives both ways */
+  assert_int_equal(dec(f, "\"a\\u0000b\"", 0), 0);
+  s = lua_tolstring(L, -1, &n);
+  assert_int_equal(n, 3);
+  assert_memory_equal(s, "a\0b", 3);
+  assert_string_equal(enc_top(f, "value"), "\"a\\u0000b\"");
+  roundtrip(f, "\"\\u001f\\u007f\"", "\"\\u001f\x7f\"");
+}
+
+static void invalid_utf8_rejected(void **state) {
+  fx_t *f = *state;
+  static const char *const bad[] = {
+      "\"\xff\"",                 /* never valid */
+      "\"ab\xc3\"",               /* truncated sequence */
+      "\"\xe4\xb8\"",             /* truncated three-byte sequence */
+      "[\"ok\",\"\x80\"]",        /* lone continuation byte */
+      "{\"\xfe\":1}",             /* in a key */
+  };
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (dec(f, bad[i], 0) != VD_EBAD_REQUEST)
+      fail_msg("accepted invalid UTF-8 in case %zu", i);
+    assert_non_null(strstr(f->err.data, "invalid JSON at byte "));
+  }
+  /* encoding refuses it too, naming the path */
+  assert_string_equal(enc_fail(f, "return { s = 'a\\xff' }", "result"),
+                      "result.s: string is not valid UTF-8");
+}
+
+/* Byte sequences that have the shape of UTF-8 but are not UTF-8 (RFC 3629):
+ * an overlong form, an encoded UTF-16 surrogate, a code point past
+ * U+10FFFF.  json.h promises invalid UTF-8 is rejected on input, and the
+ * encoder (vd_buf_add_json_str) does reject these, so a request carrying
+ * one is accepted and then cannot be echoed back.
+ *
+ * BUG (core/json.c, on_string/on_map_key): yajl 2.1's lexer checks only
+ * lead and continuation bytes, so these decode without error.  Fix: check
+ * each decoded string with the same validator vd_buf_add_json_str uses
+ * (utf8_len in core/buf.c, exported) and cancel the parse when it fails. */
+static void invalid_utf8_strict_forms_rejected(void **state) {
+  fx_t *f = *state;
+  static const char *const bad[] = {
+      "\"\xc0\xaf\"",         /* overlong '/' */
+      "\"\xed\xa0\x80\"",     /* U+D800 written as UTF-8 */
+      "\"\xf4\x90\x80\x80\"", /* U+110000 */
+      "{\"\xc1\xbf\":1}",      /* overlong, in a key */
+  };
+  size_t i;
+  int accepted = 0;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int rc = dec(f, bad[i], 0);
+    if (rc == 0) {
+      accepted++;
+      lua_pop(f->L, 1);
+    } else {
+      assert_int_equal(rc, VD_EBAD_REQUEST);
+    }
+  }
+  if (accepted)
+    fail_msg("BUG json.c: %d of %zu invalid UTF-8 strings were decoded "
+             "(overlong / surrogate / > U+10FFFF)", accepted,
+             sizeof bad / sizeof bad[0]);
+}
+
+/* ------------------------------------------------------------------------
+ * Syntax errors
+ * ------------------------------------------------------------------------ */
+
+static void trailing_comma_rejected(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  int top = lua_gettop(L);
+  assert_int_equal(dec(f, "[1,2,]", 0), VD_EBAD_REQUEST);
+  assert_non_null(strstr(f->err.data, "invalid JSON at byte "));
+  assert_int_equal(dec(f, "{\"a\":1,}", 0), VD_EBAD_REQUEST);
+  assert_non_null(strstr(f->err.data, "invalid JSON at byte "));
+  assert_int_equal(lua_gettop(L), top); /* nothing left behind */
+}
+
+/* The message names the byte where the parse stopped. */
+static void error_names_byte_offset(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(dec(f, "{\"a\":1,}", 0), VD_EBAD_REQUEST);
+  assert_string_equal(f->err.data,
+                      "invalid JSON at byte 8: parse error: invalid object "
+                      "key (must be a string)");
+  assert_int_equal(dec(f, "{\"kind\": tru}", 0), VD_EBAD_REQUEST);
+  assert_string_equal(f->err.data, "invalid JSON at byte 12: lexical error: "
+                                   "invalid string in json text.");
+  assert_int_equal(dec(f, "[1] [2]", 0), VD_EBAD_REQUEST);
+  assert_string_equal(f->err.data, "invalid JSON at byte 5: parse error: "
+                                   "trailing garbage");
+  /* an error deep in a long line names a large offset */
+  {
+    vd_buf_t line = VD_BUF_INIT;
+    size_t i;
+    vd_buf_adds(&line, "{\"a\":[");
+    for (i = 0; i < 1000; i++)
+      vd_buf_adds(&line, "1,");
+    vd_buf_adds(&line, "x]}");
+    assert_int_equal(dec(f, line.data, 0), VD_EBAD_REQUEST);
+    /* yajl counts the bytes it consumed, the bad one included */
+    assert_string_equal(f->err.data, "invalid JSON at byte 2007: lexical "
+                                     "error: invalid char in json text.");
+    vd_buf_release(&line);
+  }
+}
+
+static void blank_and_garbage_rejected(void **state) {
+  fx_t *f = *state;
+  static const char *const bad[] = {"", "   ", "{", "[1", "\"abc", "nul",
+                                    "{'a':1}", "{a:1}", "01", "1.", ".5",
+                                    "+1", "NaN", "Infinity", "[1]]",
+                                    "\"tab\there\""};
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (dec(f, bad[i], 0) != VD_EBAD_REQUEST)
+      fail_msg("accepted bad JSON %s", bad[i]);
+    assert_true(strncmp(f->err.data, "invalid JSON at byte ", 21) == 0);
+  }
+}
+
+static void nesting_limit(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->L;
+  char buf[256];
+  int i;
+  /* exactly at the limit: accepted */
+  assert_int_equal(dec(f, "[[[[1]]]]", 4), 0);
+  lua_pop(L, 1);
+  assert_int_equal(dec(f, "{\"a\":{\"b\":[{\"c\":1}]}}", 4), 0);
+  lua_pop(L, 1);
+  /* one deeper: refused with a message that says so */
+  assert_int_equal(dec(f, "[[[[[1]]]]]", 4), VD_EBAD_REQUEST);
+  assert_non_null(strstr(f->err.data, "nested deeper than 4 levels"));
+  assert_non_null(strstr(f->err.data, "at byte "));
+  assert_int_equal(dec(f, "{\"a\":{\"b\":[{\"c\":[]}]}}", 4), VD_EBAD_REQUEST);
+  /* 0 means the built-in limit, and nothing can raise it */
+  for (i = 0; i < VD_JSON_MAX_DEPTH; i++)
+    buf[i] = '[';
+  for (i = 0; i < VD_JSON_MAX_DEPTH; i++)
+    buf[VD_JSON_MAX_DEPTH + i] = ']';
+  buf[2 * VD_JSON_MAX_DEPTH] = '\0';
+  assert_int_equal(dec(f, buf, 0), 0);
+  lua_pop(L, 1);
+  memmove(buf + 1, buf, strlen(buf) + 1);
+  buf[0] = '[';
+  strcat(buf, "]");
+  assert_int_equal(dec(f, buf, 0), VD_EBAD_REQUEST);
+  assert_int_equal(dec(f, buf, 1000), VD_EBAD_REQUEST);
+  assert_non_null(strstr(f->err.data, "nested deeper than 64 levels"));
+}
+
+/* ------------------------------------------------------------------------
+ * Encoding errors
+ * ------------------------------------------------------------------------ */
+
+static void encode_errors_name_path(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(enc_fail(f, "return { a = { b = print } }", "result"),
+                      "result.a.b: cannot encode a function as JSON");
+  assert_string_equal(enc_fail(f, "return { x = 0/0 }", "result"),
+                      "result.x: cannot encode NaN or infinity as JSON");
+  assert_string_equal(enc_fail(f, "return { { y = math.huge } }", "result"),
+                      "result[1].y: cannot encode NaN or infinity as JSON");
+  assert_string_equal(enc_fail(f, "return { 1, 2, x = 3 }", "result"),
+                      "result: table mixes array and object keys, or has a "
+                      "non-string key; cannot encode it as JSON");
+  assert_string_equal(enc_fail(f, "return { d = { [true] = 1 } }", "result"),
+                      "result.d: table mixes array and object keys, or has "
+                      "a non-string key; cannot encode it as JSON");
+  /* a sparse list is not an array */
+  assert_non_null(strstr(enc_fail(f, "return { [1] = 1, [3] = 3 }", "trace"),
+                         "trace: table mixes"));
+  /* the path is restored after siblings that encoded fine */
+  assert_string_equal(
+      enc_fail(f, "return { a = { 1, 2, { q = 1 } }, b = { c = 1 }, "
+                  "z = { io.stdout } }", "result"),
+      "result.z[1]: cannot encode this value as JSON");
+  /* a table that contains itself stops at the depth bound */
+  assert_non_null(strstr(enc_fail(f, "local t = {} t.t = t return t", "r"),
+                         "nested too deeply"));
+  /* no root: "value" */
+  assert_string_equal(enc_fail(f, "return print", NULL),
+                      "value: cannot encode a function as JSON");
+}
+
+/* ------------------------------------------------------------------------
+ * Allocation failure
+ * ------------------------------------------------------------------------ */
+
+static const char FAIL_DOC[] =
+    "{\"id\":\"r-1\",\"kind\":\"compensation\",\"region\":\"GD-SZ\","
+    "\"input\":{\"charged_fen\":5000,\"due_fen\":3000,\"ratio\":0.25,"
+    "\"tags\":[\"a\",\"b\",{\"c\":[1,2,3,null]}],\"note\":\"\xe4\xb8\xad\","
+    "\"a_key_that_is_longer_than_forty_bytes_so_not_interned\":true}}";
+static const char FAIL_DOC_CANON[] =
+    "{\"id\":\"r-1\",\"input\":{\"a_key_that_is_longer_than_forty_bytes_so_"
+    "not_interned\":true,\"charged_fen\":5000,\"due_fen\":3000,\"note\":"
+    "\"\xe4\xb8\xad\",\"ratio\":0.25,\"tags\":[\"a\",\"b\",{\"c\":[1,2,3,null]"
+    "}]},\"kind\":\"compensation\",\"region\":\"GD-SZ\"}";
+
+/* Fail the n-th allocation for n = 1, 2, ... until a decode no longer
+ * reaches it.  Every run gives 0 (with the whole value) or VD_ENOMEM
+ * (with nothing pushed); the state stays usable. */
+static void decode_under_fail_countdown(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  long n;
+  int done = 0;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  for (n = 1; n < 100000 && !done; n++) {
+    int top = lua_gettop(sb.L), rc;
+    sb.fail_countdown = n;
+    rc = vd_json_decode_protected(sb.L, FAIL_DOC, sizeof FAIL_DOC - 1, 0,
+                                  &err);
+    done = sb.fail_countdown > 0; /* the n-th allocation never came */
+    sb.fail_countdown = 0;
+    sb.failing = 0;
+    if (rc == 0) {
+      assert_int_equal(lua_gettop(sb.L), top + 1);
+      vd_buf_reset(&out);
+      assert_int_equal(vd_json_encode(sb.L, -1, &out, "value", &err), 0);
+      assert_string_equal(out.data, FAIL_DOC_CANON);
+      lua_pop(sb.L, 1);
+    } else {
+      assert_int_equal(rc, VD_ENOMEM);
+      assert_int_equal(lua_gettop(sb.L), top);
+    }
+  }
+  assert_true(done);
+  assert_true(n > 10); /* the decode did allocate */
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
+/* Lua retries a failed allocation after an emergency collection, so the
+ * countdown above mostly exercises that retry.  A persistent cap makes
+ * every allocation past it fail: sweep the cap up from nothing. */
+static void decode_under_memory_cap(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  size_t cap;
+  int nomem = 0, ok = 0;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  lua_gc(sb.L, LUA_GCCOLLECT);
+  for (cap = 0; cap < 16384; cap += 16) {
+    int top = lua_gettop(sb.L), rc;
+    vd_sandbox_arm(&sb, 0, cap ? cap : 1);
+    rc = vd_json_decode_protected(sb.L, FAIL_DOC, sizeof FAIL_DOC - 1, 0,
+                                  &err);
+    sb.limit = 0;
+    vd_sandbox_disarm(&sb);
+    if (rc == 0) {
+      ok++;
+      vd_buf_reset(&out);
+      assert_int_equal(vd_json_encode(sb.L, -1, &out, "value", &err), 0);
+      assert_string_equal(out.data, FAIL_DOC_CANON);
+      lua_pop(sb.L, 1);
+    } else {
+      nomem++;
+      assert_int_equal(rc, VD_ENOMEM);
+      assert_string_equal(err.data, "not enough memory to decode the request");
+      assert_int_equal(lua_gettop(sb.L), top);
+    }
+    lua_gc(sb.L, LUA_GCCOLLECT);
+  }
+  assert_true(nomem > 0); /* small caps did fail */
+  assert_true(ok > 0);    /* and big enough ones did not */
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
+/* "Encoding never raises" (json.h).  Run the encoder under a memory cap
+ * inside lua_pcall and check it never raised: every run returns normally
+ * with 0 and the whole text.
+ *
+ * BUG (core/json.c, encode_object): to read each member it pushes the key
+ * again with lua_pushlstring(), commented "interned: no new memory"; Lua
+ * 5.4 interns only strings of up to 40 bytes, so a longer key allocates a
+ * new string, which can raise a memory error out of vd_json_encode() --
+ * leaking the encoder's path buffer (and its key array past 16 keys), and
+ * aborting the process where the caller has no pcall. */
+static int in_encode; /* 1 while encode_k is inside vd_json_encode */
+
+static int encode_k(lua_State *L) {
+  vd_buf_t *out = lua_touserdata(L, 1);
+  vd_buf_t err = VD_BUF_INIT;
+  int rc;
+  in_encode = 1;
+  rc = vd_json_encode(L, 2, out, "value", &err);
+  in_encode = 0;
+  vd_buf_release(&err);
+  /* running out of memory may be reported as an error code, not a raise */
+  if (rc == 0)
+    assert_string_equal(out->data, FAIL_DOC_CANON);
+  else
+    assert_int_equal(rc, VD_EINVALID);
+  return 0;
+}
+
+static void encode_never_raises(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  int raised = 0, runs = 0;
+  size_t extra;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  assert_int_equal(vd_json_decode_protected(sb.L, FAIL_DOC,
+                                            sizeof FAIL_DOC - 1, 0, &err), 0);
+  for (extra = 0; extra < 4096; extra += 8) {
+    int status;
+    lua_pushcfunction(sb.L, encode_k);
+    lua_pushlightuserdata(sb.L, &out);
+    lua_pushvalue(sb.L, -3);
+    vd_buf_reset(&out);
+    lua_gc(sb.L, LUA_GCCOLLECT);
+    in_encode = 0;
+    vd_sandbox_arm(&sb, 0, extra ? extra : 1);
+    status = lua_pcall(sb.L, 2, 0, 0);
+    sb.limit = 0;
+    vd_sandbox_disarm(&sb);
+    runs++;
+    if (status != LUA_OK) {
+      if (in_encode) /* the error came out of vd_json_encode itself */
+        raised++;
+      lua_pop(sb.L, 1);
+    }
+  }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+  if (raised)
+    fail_msg("BUG json.c encode_object: vd_json_encode raised a Lua memory "
+             "error in %d of %d runs (re-pushing a key longer than 40 bytes "
+             "allocates)", raised, runs);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
+      cmocka_unit_test_setup_teardown(floats_stay_floats, setup, teardown),
+      cmocka_unit_test_setup_teardown(big_integers_become_floats, setup,
+                                      teardown),
+      cmocka_unit_test(add_double_shortest),
+      cmocka_unit_test_setup_teardown(nested_arrays, setup, teardown),
+      cmocka_unit_test_setup_teardown(empty_object_vs_array, setup, teardown),
+      cmocka_unit_test_setup_teardown(null_sentinel, setup, teardown),
+      cmocka_unit_test_setup_teardown(scalars_and_booleans, setup, teardown),
+      cmocka_unit_test_setup_teardown(keys_sorted_on_output, setup, teardown),
+      cmocka_unit_test_setup_teardown(strings_escapes_unicode, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(invalid_utf8_rejected, setup, teardown),
+      cmocka_unit_test_setup_teardown(invalid_utf8_strict_forms_rejected,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(trailing_comma_rejected, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(error_names_byte_offset, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(blank_and_garbage_rejected, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(nesting_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(encode_errors_name_path, setup,
+                                      teardown),
+      cmocka_unit_test(decode_under_fail_countdown),
+      cmocka_unit_test(decode_under_memory_cap),
+      cmocka_unit_test(encode_never_raises),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

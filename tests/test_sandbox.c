@@ -1,0 +1,752 @@
+/*
+ * test_sandbox.c - unit tests for core/sandbox.c: what policy code can
+ * reach, and the limits it cannot get around.
+ *
+ * Each test runs small chunks in a fresh sandbox, the way the engine does:
+ * a chunk environment over the base, armed with a budget and a memory cap.
+ * Runs single-threaded from the repository root.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lauxlib.h>
+
+#include "verdict/buf.h"
+#include "verdict/error.h"
+#include "verdict/json.h"
+#include "verdict/sandbox.h"
+
+#define BUDGET 1000000UL   /* instructions for one run */
+#define MEMCAP (1u << 20)  /* bytes one run may add */
+
+/* ------------------------------------------------------------------------
+ * Fixture and helpers
+ * ------------------------------------------------------------------------ */
+
+typedef struct fx {
+  vd_sandbox_t sb;
+  vd_buf_t err;
+  vd_buf_t out;   /* the chunk's first result, through tostring */
+  int status;     /* lua_pcall status of the last run */
+  int tripped;    /* sb.tripped at the end of the last run */
+} fx_t;
+
+static int setup(void **state) {
+  fx_t *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  vd_buf_init(&f->err);
+  vd_buf_init(&f->out);
+  assert_int_equal(vd_sandbox_init(&f->sb, &f->err), 0);
+  assert_ptr_equal(vd_sandbox_of(f->sb.L), &f->sb);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  vd_sandbox_release(&f->sb);
+  assert_null(f->sb.L);
+  vd_buf_release(&f->err);
+  vd_buf_release(&f->out);
+  free(f);
+  return 0;
+}
+
+/* Run CODE as a chunk in a fresh environment, armed with budget and cap.
+ * Returns the pcall status; f->out holds the first result (or the error)
+ * as text, f->tripped what had tripped. */
+static int run_with(fx_t *f, const char *code, unsigned long budget,
+                    size_t cap) {
+  lua_State *L = f->sb.L;
+  int top = lua_gettop(L);
+  vd_sandbox_new_env(L);
+  if (vd_sandbox_load(L, "=test", code, strlen(code), -1) != LUA_OK)
+    fail_msg("chunk does not compile: %s", lua_tostring(L, -1));
+  lua_gc(L, LUA_GCCOLLECT);
+  vd_sandbox_arm(&f->sb, budget, cap);
+  f->status = lua_pcall(L, 0, 1, 0);
+  f->tripped = f->sb.tripped;
+  assert_int_equal(vd_sandbox_disarm(&f->sb), f->tripped);
+  assert_int_equal(f->sb.tripped, 0);
+  f->sb.limit = 0;
+  vd_buf_reset(&f->out);
+  switch (lua_type(L, -1)) {
+  case LUA_TSTRING:
+  case LUA_TNUMBER:
+    vd_buf_adds(&f->out, lua_tostring(L, -1));
+    break;
+  case LUA_TBOOLEAN:
+    vd_buf_adds(&f->out, lua_toboolean(L, -1) ? "true" : "false");
+    break;
+  case LUA_TNIL:
+    vd_buf_adds(&f->out, "nil");
+    break;
+  default:
+    vd_buf_adds(&f->out, luaL_typename(L, -1));
+  }
+  lua_settop(L, top);
+  return f->status;
+}
+
+static int run(fx_t *f, const char *code) {
+  return run_with(f, code, BUDGET, MEMCAP);
+}
+
+/* Run CODE, which must succeed, and return its result as text. */
+static const char *ok(fx_t *f, const char *code) {
+  if (run(f, code) != LUA_OK)
+    fail_msg("chunk failed: %s\n  code: %s", f->out.data, code);
+  return f->out.data;
+}
+
+/* Run CODE, which must raise; return the message. */
+static const char *raises(fx_t *f, const char *code) {
+  if (run(f, code) == LUA_OK)
+    fail_msg("chunk did not raise (returned %s)\n  code: %s", f->out.data,
+             code);
+  return f->out.data;
+}
+
+static void assert_contains(const char *s, const char *sub) {
+  if (!s || !strstr(s, sub))
+    fail_msg("\"%s\" does not contain \"%s\"", s ? s : "(null)", sub);
+}
+
+/* ------------------------------------------------------------------------
+ * What the base environment holds
+ * ------------------------------------------------------------------------ */
+
+static void forbidden_globals_absent(void **state) {
+  fx_t *f = *state;
+  static const char *const names[] = {
+      "io", "os", "debug", "package", "dofile", "loadfile", "collectgarbage",
+      "coroutine", "rawset", "next", "print", "require", "_G", "loadstring",
+      "setfenv", "getfenv", "module", "unpack", "warn", NULL};
+  const char *const *n;
+  char code[128];
+  for (n = names; *n; n++) {
+    snprintf(code, sizeof code, "return %s == nil", *n);
+    if (strcmp(ok(f, code), "true") != 0)
+      fail_msg("global '%s' is reachable from a policy", *n);
+  }
+  /* and not through the environment table either */
+  assert_string_equal(ok(f, "return rawget(_ENV, 'io') == nil and "
+                            "_ENV.os == nil and _ENV['debug'] == nil"),
+                      "true");
+}
+
+static void allowed_globals_present(void **state) {
+  fx_t *f = *state;
+  static const char *const names[] = {
+      "assert", "error", "ipairs", "select", "tonumber", "type", "rawequal",
+      "rawlen", "rawget", "getmetatable", "pcall", "xpcall", "tostring",
+      "pairs", "load", "setmetatable", NULL};
+  static const char *const libs[] = {"string", "table", "math", "utf8",
+                                     "verdict", NULL};
+  const char *const *n;
+  char code[128];
+  for (n = names; *n; n++) {
+    snprintf(code, sizeof code, "return type(%s)", *n);
+    if (strcmp(ok(f, code), "function") != 0)
+      fail_msg("base function '%s' is missing", *n);
+  }
+  for (n = libs; *n; n++) {
+    snprintf(code, sizeof code, "return type(%s)", *n);
+    if (strcmp(ok(f, code), "table") != 0)
+      fail_msg("library '%s' is missing", *n);
+  }
+  assert_string_equal(ok(f, "return _VERSION"), "Lua 5.4");
+  assert_string_equal(ok(f, "return string.upper('ab') .. table.concat({1,2}"
+                            ", '-') .. math.max(3, 9) .. utf8.char(72)"),
+                      "AB1-29H");
+  assert_string_equal(ok(f, "return math.type(1) .. math.type(1.0) .. "
+                            "math.floor(2.5) .. math.maxinteger"),
+                      "integerfloat29223372036854775807");
+}
+
+static void library_holes(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "return string.dump == nil"), "true");
+  assert_string_equal(ok(f, "return math.random == nil and "
+                            "math.randomseed == nil"), "true");
+  /* through a string's methods as well */
+  assert_string_equal(ok(f, "return ('').dump == nil"), "true");
+  assert_string_equal(ok(f, "return ('abc'):upper() .. ('x'):rep(3)"),
+                      "ABCxxx");
+}
+
+static void string_metatable_hidden(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "return getmetatable('') == false"), "true");
+  assert_string_equal(ok(f, "return getmetatable('abc') == false"), "true");
+  assert_contains(raises(f, "setmetatable('', {})"), "bad argument");
+  assert_contains(raises(f, "local s = 'a' s.x = 1"), "index a string");
+  /* libraries' metatables are hidden too */
+  assert_string_equal(ok(f, "return getmetatable(string) == false and "
+                            "getmetatable(math) == false and "
+                            "getmetatable(verdict) == false and "
+                            "getmetatable(_ENV) == false"), "true");
+}
+
+static void format_p_refused(void **state) {
+  fx_t *f = *state;
+  assert_contains(raises(f, "return string.format('%p', {})"),
+                  "%p is not allowed");
+  assert_contains(raises(f, "return string.format('x %-20p', {})"),
+                  "%p is not allowed");
+  assert_contains(raises(f, "return ('%5p'):format(string)"),
+                  "%p is not allowed");
+  /* ordinary formats still work, and "%%p" is a literal */
+  assert_string_equal(ok(f, "return string.format('%%p %d %5.2f %s %q', 7, "
+                            "1.5, 'x', 'y')"),
+                      "%p 7  1.50 x \"y\"");
+}
+
+/* %s converts its argument with luaL_tolstring, which prints tables,
+ * functions and userdata as "table: 0x55...": an address, different each
+ * run, the very thing the address-free tostring exists to keep out.
+ *
+ * BUG (core/sandbox.c, sb_format): only %p is refused.  Fix: before
+ * calling the original format, replace every argument that a %s consumes
+ * and that is not a string or number by sb_tostring()'s result (or refuse
+ * such arguments). */
+static void format_s_has_no_address(void **state) {
+  fx_t *f = *state;
+  const char *s;
+  s = ok(f, "return string.format('%s', {})");
+  if (strstr(s, "0x"))
+    fail_msg("BUG sandbox.c sb_format: string.format('%%s', {}) gives "
+             "\"%s\"", s);
+  s = ok(f, "return string.format('%s|%s', tostring, verdict.null)");
+  if (strstr(s, "0x"))
+    fail_msg("BUG sandbox.c sb_format: string.format('%%s', fn) gives "
+             "\"%s\"", s);
+}
+
+static void binary_chunks_refused(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "return load(string.char(27) .. 'Lua') == nil"),
+                      "true");
+  assert_contains(ok(f, "return select(2, load(string.char(27) .. 'Lua'))"),
+                  "attempt to load a binary chunk");
+  assert_contains(raises(f, "return load('return 1', 'c', 'b')"),
+                  "only text chunks");
+  assert_contains(raises(f, "return load('return 1', 'c', 'bt')"),
+                  "only text chunks");
+  assert_contains(raises(f, "return load(function() return nil end)"),
+                  "bad argument");
+  /* text chunks load; their environment is read-only by default */
+  assert_string_equal(ok(f, "return load('return 1 + 1', 'c', 't')()"), "2");
+  assert_string_equal(ok(f, "return load('return x', 'c', 't', {x = 5})()"),
+                      "5");
+  assert_contains(raises(f, "load('y = 1')()"), "read-only");
+  /* a syntax error comes back as nil, message */
+  assert_contains(ok(f, "return select(2, load('return +'))"),
+                  "unexpected symbol");
+}
+
+static void globals_locked_after_lock(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char code[] =
+      "count = 1\n"
+      "function bump() count = count + 1 return count end\n"
+      "function fresh() brand_new = 1 end\n"
+      "function read() return count end\n";
+  int env;
+  vd_sandbox_new_env(L);
+  env = lua_gettop(L);
+  assert_int_equal(vd_sandbox_load(L, "@g.lua", code, sizeof code - 1, env),
+                   LUA_OK);
+  vd_sandbox_arm(&f->sb, BUDGET, MEMCAP);
+  assert_int_equal(lua_pcall(L, 0, 0, 0), LUA_OK);
+  vd_sandbox_lock_env(L, env);
+  /* reading still works */
+  lua_getfield(L, env, "read");
+  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+  assert_int_equal(lua_tointeger(L, -1), 1);
+  lua_pop(L, 1);
+  /* an existing name cannot change */
+  lua_getfield(L, env, "bump");
+  assert_int_not_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+  assert_contains(lua_tostring(L, -1), "g.lua:2: attempt to assign 'count' "
+                                       "in a read-only table");
+  lua_pop(L, 1);
+  /* nor can a new one appear */
+  lua_getfield(L, env, "fresh");
+  assert_int_not_equal(lua_pcall(L, 0, 0, 0), LUA_OK);
+  assert_contains(lua_tostring(L, -1), "'brand_new'");
+  lua_pop(L, 1);
+  /* and the value is unchanged */
+  lua_getfield(L, env, "read");
+  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+  assert_int_equal(lua_tointeger(L, -1), 1);
+  lua_pop(L, 1);
+  /* the locked environment hides its metatable */
+  lua_getfield(L, env, "getmetatable");
+  lua_pushvalue(L, env);
+  assert_int_equal(lua_pcall(L, 1, 1, 0), LUA_OK);
+  assert_true(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+  lua_settop(L, env - 1);
+  vd_sandbox_disarm(&f->sb);
+  f->sb.limit = 0;
+}
+
+static void libraries_read_only(void **state) {
+  fx_t *f = *state;
+  static const char *const writes[] = {
+      "string.upper = nil", "string.evil = 1", "table.insert = nil",
+      "table.x = 1", "math.pi = 3", "math.floor = nil", "utf8.char = nil",
+      "verdict.null = 1", "verdict.array = nil", NULL};
+  const char *const *w;
+  for (w = writes; *w; w++) {
+    if (run(f, *w) == LUA_OK)
+      fail_msg("'%s' succeeded", *w);
+    assert_contains(f->out.data, "read-only table");
+  }
+  assert_contains(raises(f, "setmetatable(string, {})"),
+                  "cannot change a protected metatable");
+  assert_contains(raises(f, "setmetatable(_ENV, {})"),
+                  "cannot change a protected metatable");
+  /* the libraries are unchanged afterwards */
+  assert_string_equal(ok(f, "return math.pi > 3.14 and string.upper('a') == "
+                            "'A' and type(table.insert) == 'function' and "
+                            "string.evil == nil"),
+                      "true");
+}
+
+static void gc_metamethod_refused(void **state) {
+  fx_t *f = *state;
+  assert_contains(raises(f, "setmetatable({}, {__gc = function() end})"),
+                  "__gc is not allowed");
+  assert_contains(raises(f, "setmetatable({}, {__gc = false})"),
+                  "__gc is not allowed");
+  /* other metamethods are fine */
+  assert_string_equal(ok(f, "local t = setmetatable({}, {__index = "
+                            "function(_, k) return k .. '!' end}) "
+                            "return t.hi"),
+                      "hi!");
+  assert_contains(raises(f, "setmetatable({}, 5)"), "nil or table");
+}
+
+static void pairs_deterministic(void **state) {
+  fx_t *f = *state;
+  /* numbers ascending, then strings bytewise, then booleans */
+  assert_string_equal(
+      ok(f, "local t = { b = 1, a = 2, [3] = 3, [1] = 1, c = 3, [2.5] = 4, "
+            "[true] = 5, B = 6, [-7] = 7, [false] = 8, aa = 9 } "
+            "local out = {} "
+            "for k, v in pairs(t) do out[#out + 1] = tostring(k) .. '=' .. "
+            "tostring(v) end return table.concat(out, ' ')"),
+      "-7=7 1=1 2.5=4 3=3 B=6 a=2 aa=9 b=1 c=3 false=8 true=5");
+  /* many string keys, inserted in a scrambled order */
+  assert_string_equal(
+      ok(f, "local t = {} for i = 1, 200 do t[string.format('k%03d', "
+            "(i * 37) % 200)] = i end local prev, n = '', 0 "
+            "for k in pairs(t) do assert(k > prev, k) prev = k n = n + 1 end "
+            "return n .. ' ' .. prev"),
+      "200 k199");
+  /* empty and one-element tables */
+  assert_string_equal(ok(f, "local n = 0 for _ in pairs({}) do n = n + 1 end "
+                            "for k, v in pairs({x = 1}) do n = n + v end "
+                            "return n"),
+                      "1");
+  assert_contains(raises(f, "for _ in pairs(nil) do end"), "bad argument");
+}
+
+/* pairs over tables big enough to need its larger key buffers, many times
+ * over, with garbage made in the loop body so that collections run while
+ * iterations are being set up.  Run it under valgrind or ASan too. */
+static void pairs_large_tables_stress(void **state) {
+  fx_t *f = *state;
+  int status = run_with(
+      f, "local t = {} "
+            "for i = 1, 150 do t[string.format('k%03d', (i * 7) % 150)] = i "
+            "t[i * 2] = i end "
+            "t[0.5] = 0 t[true] = 1 t[false] = 2 "
+            "local count = 0 "
+            "for rep = 1, 200 do "
+            "  local lastnum, laststr, n, phase = -1, '', 0, 0 "
+            "  for k, v in pairs(t) do "
+            "    local junk = { k, v, rep, tostring(k) .. rep } "
+            "    local ty = type(k) "
+            "    if ty == 'number' then assert(phase == 0 and k > lastnum) "
+            "      lastnum = k "
+            "    elseif ty == 'string' then assert(phase <= 1 and k > laststr) "
+            "      phase = 1 laststr = k "
+            "    else assert(phase <= 2) phase = 2 end "
+            "    assert(t[k] == v) n = n + 1 "
+            "  end "
+            "  assert(n == 303, n) count = count + n "
+            "end return count",
+      50000000UL, 8u << 20);
+  if (status != LUA_OK)
+    fail_msg("pairs stress failed: %s", f->out.data);
+  assert_string_equal(f->out.data, "60600");
+}
+
+static void tostring_has_no_address(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "return tostring({})"), "table");
+  assert_string_equal(ok(f, "return tostring(tostring)"), "function");
+  assert_string_equal(ok(f, "return tostring(string.upper)"), "function");
+  assert_string_equal(ok(f, "return tostring(verdict.null)"), "null");
+  assert_string_equal(ok(f, "return tostring(verdict.array())"), "table");
+  assert_string_equal(ok(f, "return tostring(1.5) .. tostring(2) .. "
+                            "tostring(nil) .. tostring(true)"),
+                      "1.52niltrue");
+  assert_string_equal(ok(f, "return tostring(setmetatable({}, {__tostring = "
+                            "function() return 'T' end}))"),
+                      "T");
+  assert_string_equal(ok(f, "return tostring(setmetatable({}, {__name = "
+                            "'X'}))"),
+                      "table");
+}
+
+static void verdict_library(void **state) {
+  static const char code[] = "return verdict.object(), verdict.array({})";
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  assert_string_equal(ok(f, "return verdict.is_null(verdict.null) and not "
+                            "verdict.is_null(nil) and not "
+                            "verdict.is_null(false)"),
+                      "true");
+  assert_string_equal(ok(f, "return getmetatable(verdict.array({1})) .. "
+                            "getmetatable(verdict.object()) "),
+                      "arrayobject");
+  assert_contains(raises(f, "verdict.array(setmetatable({}, {}))"),
+                  "already has a metatable");
+  assert_contains(raises(f, "setmetatable(verdict.array(), {})"),
+                  "protected metatable");
+  /* the markers are the ones the encoder knows */
+  vd_sandbox_new_env(L);
+  assert_int_equal(vd_sandbox_load(L, "=m", code, sizeof code - 1, -1),
+                   LUA_OK);
+  assert_int_equal(lua_pcall(L, 0, 2, 0), LUA_OK);
+  assert_int_equal(vd_json_marker(L, -2), 2);
+  assert_int_equal(vd_json_marker(L, -1), 1);
+  lua_settop(L, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Instruction budget
+ * ------------------------------------------------------------------------ */
+
+static void budget_trips(void **state) {
+  fx_t *f = *state;
+  assert_int_not_equal(run_with(f, "while true do end", 100000, MEMCAP),
+                       LUA_OK);
+  assert_int_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+  /* something well inside the budget is not stopped */
+  assert_int_equal(run_with(f, "local n = 0 for i = 1, 1000 do n = n + i end "
+                               "return n", 100000, MEMCAP), LUA_OK);
+  assert_int_equal(f->tripped, 0);
+  assert_string_equal(f->out.data, "500500");
+  /* no budget (0) means no limit */
+  assert_int_equal(run_with(f, "local n = 0 for i = 1, 300000 do n = n + 1 "
+                               "end return n", 0, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "300000");
+}
+
+/* The error a timeout raises says what happened, and where: it is what a
+ * policy's pcall sees and what vd_engine_new() puts in its load error
+ * ("file:line: message").
+ *
+ * BUG (core/sandbox.c, count_hook): luaL_error(L, "instruction budget of
+ * %lu exhausted", ...) -- lua_pushfstring knows no %lu, so the message is
+ * "invalid option '%l' to 'lua_pushfstring'".  Fix: luaL_where(L, 0) (in a
+ * hook, level 0 is the function that ran over; luaL_error's level 1 is its
+ * caller, which gives no position), then lua_pushfstring(L, "%sinstruction
+ * budget of %I exhausted", where, (lua_Integer)sb->budget) and lua_error. */
+static void budget_message(void **state) {
+  fx_t *f = *state;
+  assert_int_not_equal(run_with(f, "local x = 0\nwhile true do x = x + 1 end",
+                                100000, MEMCAP),
+                       LUA_OK);
+  assert_int_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+  if (strcmp(f->out.data, "test:2: instruction budget of 100000 exhausted"))
+    fail_msg("BUG sandbox.c count_hook: the timeout error reads \"%s\"",
+             f->out.data);
+}
+
+static void pcall_cannot_swallow_timeout(void **state) {
+  fx_t *f = *state;
+  static const char *const hostile[] = {
+      "pcall(function() while true do end end) return 'swallowed'",
+      "while true do pcall(function() while true do end end) end",
+      "local ok = pcall(pcall, function() while true do end end) "
+      "return 'swallowed'",
+      "xpcall(function() while true do end end, function(m) return m end) "
+      "return 'swallowed'",
+      /* a handler that itself pcalls */
+      "xpcall(function() while true do end end, function() "
+      "return pcall(function() return 1 end) end) return 'swallowed'",
+      /* a loop inside a metamethod inside pcall */
+      "local t = setmetatable({}, {__index = function() while true do end "
+      "end}) pcall(function() return t.x end) return 'swallowed'",
+      /* a loop in a sort comparator */
+      "pcall(table.sort, {3, 2, 1}, function(a, b) while true do end end) "
+      "return 'swallowed'",
+      NULL};
+  const char *const *h;
+  for (h = hostile; *h; h++) {
+    if (run_with(f, *h, 100000, MEMCAP) == LUA_OK)
+      fail_msg("timeout swallowed (result %s) by: %s", f->out.data, *h);
+    if (f->tripped != VD_EPOLICY_TIMEOUT)
+      fail_msg("tripped = %d, not VD_EPOLICY_TIMEOUT, for: %s", f->tripped,
+               *h);
+  }
+}
+
+/* A message handler runs while Lua still has hooks switched off for the
+ * count hook that raised the timeout (lua_Debug hooks do not nest), so a
+ * handler that loops is never stopped: the worker hangs for ever.  Each
+ * case runs in a child process with a 3 s alarm (the budget takes
+ * milliseconds) so that the test fails instead of hanging.
+ *
+ * BUG (core/sandbox.c, sb_xpcall / count_hook): the user's message handler
+ * is called for the error raised inside count_hook, with hooks disabled.
+ * Fix: have sb_xpcall pass lua_pcall a C message handler that returns the
+ * message unchanged when sb->tripped is set and otherwise calls the
+ * policy's handler (kept as an upvalue), so no policy code runs once a
+ * limit has tripped. */
+static void xpcall_handler_cannot_escape_budget(void **state) {
+  fx_t *f = *state;
+  static const char *const hostile[] = {
+      "xpcall(function() while true do end end, function() while true do "
+      "end end) return 'swallowed'",
+      "xpcall(error, function() while true do end end) return 'swallowed'",
+      NULL};
+  const char *const *h;
+  int hung = 0;
+  for (h = hostile; *h; h++) {
+    pid_t pid = fork();
+    int wst;
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      alarm(3);
+      run_with(f, *h, 100000, MEMCAP);
+      _exit(f->status != LUA_OK && f->tripped == VD_EPOLICY_TIMEOUT ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    if (WIFSIGNALED(wst) && WTERMSIG(wst) == SIGALRM) {
+      print_error("still running after 3 s: %s\n", *h);
+      hung++;
+    } else {
+      assert_true(WIFEXITED(wst));
+      if (WEXITSTATUS(wst) != 0)
+        fail_msg("timeout swallowed or not reported by: %s", *h);
+    }
+  }
+  if (hung)
+    fail_msg("BUG sandbox.c sb_xpcall: %d looping message handler(s) ran "
+             "without the instruction budget", hung);
+}
+
+/* ------------------------------------------------------------------------
+ * Memory cap
+ * ------------------------------------------------------------------------ */
+
+static void memory_cap_trips(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(run_with(f, "local t = {} for i = 1, 1e8 do "
+                               "t[i] = string.rep('x', 100) .. i end",
+                            50000000UL, MEMCAP), LUA_ERRMEM);
+  assert_int_equal(run_with(f, "return #string.rep('x', 1 << 29)",
+                            BUDGET, MEMCAP), LUA_ERRMEM);
+  /* a string a little under the cap is fine */
+  assert_int_equal(run_with(f, "return #string.rep('x', 500000)",
+                            BUDGET, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "500000");
+}
+
+static void pcall_cannot_swallow_memory(void **state) {
+  fx_t *f = *state;
+  static const char *const hostile[] = {
+      "pcall(function() local t = {} for i = 1, 1e8 do "
+      "t[i] = string.rep('x', 100) .. i end end) return 'swallowed'",
+      "local ok = pcall(string.rep, 'x', 1 << 29) return 'swallowed'",
+      "xpcall(string.rep, function(m) return m end, 'x', 1 << 29) "
+      "return 'swallowed'",
+      "local t = {} while true do pcall(function() for i = 1, 1e9 do "
+      "t[#t + 1] = string.rep('y', 4096) .. i end end) end",
+      NULL};
+  const char *const *h;
+  for (h = hostile; *h; h++) {
+    if (run_with(f, *h, 50000000UL, MEMCAP) == LUA_OK)
+      fail_msg("memory error swallowed (result %s) by: %s", f->out.data, *h);
+    if (f->tripped != VD_EPOLICY_MEMORY)
+      fail_msg("tripped = %d, not VD_EPOLICY_MEMORY, for: %s", f->tripped,
+               *h);
+  }
+}
+
+/* load() parses in protected mode and returns (nil, "not enough memory")
+ * when the parser runs out: a policy sees its memory error as an ordinary
+ * value and carries on, and whether it does depends on how much memory the
+ * state happened to hold -- a decision that depends on the heap.
+ *
+ * BUG (core/sandbox.c, sb_load): a LUA_ERRMEM status from
+ * vd_sandbox_load() is turned into a return value.  Fix: call
+ * rethrow_limits(L, status) when status == LUA_ERRMEM (and whenever
+ * sb->tripped is set) before returning fail, message. */
+static void load_cannot_swallow_memory(void **state) {
+  fx_t *f = *state;
+  run_with(f, "local src = string.rep('x=1\\n', 100000) "
+              "local fn, e = load(src) return 'swallowed: ' .. tostring(e)",
+           BUDGET, MEMCAP);
+  if (f->status == LUA_OK)
+    fail_msg("BUG sandbox.c sb_load: the policy caught its memory error and "
+             "went on (%s)", f->out.data);
+  assert_int_equal(f->tripped, VD_EPOLICY_MEMORY);
+}
+
+/* ------------------------------------------------------------------------
+ * Pattern cost guard
+ * ------------------------------------------------------------------------ */
+
+static void pattern_guard(void **state) {
+  fx_t *f = *state;
+  static const char *const costly[] = {
+      "return string.rep('a', 50000):find('.-.-.-b')",
+      "local s = string.rep('a', 50000) return s:find('.-.-.-b')",
+      "return string.rep('a', 50000):match('(.-)(.-)(.-)b')",
+      "return string.rep('a', 50000):gsub('.-.-.-b', '')",
+      "for m in string.rep('a', 50000):gmatch('a*a*a*b') do end",
+      "return string.find(string.rep('a', 50000), '.*.*.*b')",
+      NULL};
+  const char *const *c;
+  clock_t t0 = clock();
+  for (c = costly; *c; c++) {
+    if (run(f, *c) == LUA_OK)
+      fail_msg("costly pattern allowed: %s", *c);
+    assert_contains(f->out.data, "pattern too costly for a subject of 50000 "
+                                 "bytes");
+  }
+  /* refused up front, not after seconds of backtracking */
+  assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 2.0);
+  /* a plain find is linear and allowed */
+  assert_string_equal(ok(f, "return tostring(string.rep('a', 50000):find("
+                            "'.-.-.-b', 1, true))"),
+                      "nil");
+  assert_string_equal(ok(f, "return (string.rep('a', 50000) .. '.-b'):find("
+                            "'.-b', 1, true)"),
+                      "50001");
+  /* ordinary patterns on ordinary subjects */
+  assert_string_equal(ok(f, "local y, m, d = ('2026-11-23'):match("
+                            "'^(%d+)-(%d+)-(%d+)$') return y .. m .. d"),
+                      "20261123");
+  assert_string_equal(ok(f, "return (('a, b,  c'):gsub(',%s*', ';'))"),
+                      "a;b;c");
+  assert_string_equal(ok(f, "local n = 0 for w in ('one two three'):gmatch("
+                            "'%a+') do n = n + 1 end return n"),
+                      "3");
+  assert_string_equal(ok(f, "return ('hello world'):find('o w')"), "5");
+  assert_string_equal(ok(f, "return ('GD-SZ'):match('^(%u+)%-')"), "GD");
+  /* no repetition on a long subject is linear too */
+  assert_string_equal(ok(f, "return tostring(string.rep('a', 50000):find("
+                            "'b'))"),
+                      "nil");
+}
+
+/* ------------------------------------------------------------------------
+ * After a trip
+ * ------------------------------------------------------------------------ */
+
+static void next_evaluation_after_trip(void **state) {
+  fx_t *f = *state;
+  run_with(f, "while true do pcall(function() while true do end end) end",
+           100000, MEMCAP);
+  assert_int_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+  assert_int_equal(f->sb.tripped, 0); /* disarm cleared it */
+  assert_int_equal(run_with(f, "local n = 0 for i = 1, 5000 do n = n + 1 end "
+                               "local ok, e = pcall(error, 'x', 0) "
+                               "return n .. tostring(ok) .. e",
+                            100000, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "5000falsex");
+  assert_int_equal(f->tripped, 0);
+
+  run_with(f, "local t = {} while true do pcall(function() for i = 1, 1e9 "
+              "do t[#t + 1] = string.rep('y', 4096) .. i end end) end",
+           50000000UL, MEMCAP);
+  assert_int_equal(f->tripped, VD_EPOLICY_MEMORY);
+  assert_int_equal(run_with(f, "local ok, e = pcall(error, 'y', 0) "
+                               "return #string.rep('z', 100000) .. e",
+                            BUDGET, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "100000y");
+  assert_int_equal(f->tripped, 0);
+  /* the memory the bomb took is collected: the state is back near where
+   * it started */
+  lua_gc(f->sb.L, LUA_GCCOLLECT);
+  assert_true(f->sb.used < 4u << 20);
+}
+
+static void arm_and_disarm(void **state) {
+  fx_t *f = *state;
+  vd_sandbox_arm(&f->sb, 1234, 100);
+  assert_int_equal(f->sb.budget, 1234);
+  assert_int_equal(f->sb.steps, 0);
+  assert_int_equal(f->sb.limit, f->sb.used + 100);
+  assert_int_equal(f->sb.tripped, 0);
+  f->sb.tripped = VD_EPOLICY_MEMORY;
+  assert_int_equal(vd_sandbox_disarm(&f->sb), VD_EPOLICY_MEMORY);
+  assert_int_equal(vd_sandbox_disarm(&f->sb), 0);
+  vd_sandbox_arm(&f->sb, 0, 0);
+  assert_int_equal(f->sb.limit, 0); /* no cap */
+  vd_sandbox_disarm(&f->sb);
+}
+
+/* set_base adds to what every chunk environment sees. */
+static void set_base_visible(void **state) {
+  fx_t *f = *state;
+  lua_pushinteger(f->sb.L, 99);
+  vd_sandbox_set_base(f->sb.L, "answer");
+  assert_int_equal(lua_gettop(f->sb.L), 0);
+  assert_string_equal(ok(f, "return answer"), "99");
+  /* a chunk's own global shadows it in that chunk only */
+  assert_string_equal(ok(f, "answer = 1 return answer"), "1");
+  assert_string_equal(ok(f, "return answer"), "99");
+}
+
+int main(void) {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(forbidden_globals_absent),
+      T(allowed_globals_present),
+      T(library_holes),
+      T(string_metatable_hidden),
+      T(format_p_refused),
+      T(format_s_has_no_address),
+      T(binary_chunks_refused),
+      T(globals_locked_after_lock),
+      T(libraries_read_only),
+      T(gc_metamethod_refused),
+      T(pairs_deterministic),
+      T(pairs_large_tables_stress),
+      T(tostring_has_no_address),
+      T(verdict_library),
+      T(budget_trips),
+      T(budget_message),
+      T(pcall_cannot_swallow_timeout),
+      T(xpcall_handler_cannot_escape_budget),
+      T(memory_cap_trips),
+      T(pcall_cannot_swallow_memory),
+      T(load_cannot_swallow_memory),
+      T(pattern_guard),
+      T(next_evaluation_after_trip),
+      T(arm_and_disarm),
+      T(set_base_visible),
+  };
+#undef T
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
