@@ -46,6 +46,8 @@ CLI_OBJS    := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_BINS   := $(TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all run test bench asan install clean
+# Keep the test objects make builds on the way (and keep its last line ours).
+.SECONDARY:
 all: $(BUILD)/verdictd $(BUILD)/verdict
 
 $(BUILD)/%.o: %.c
