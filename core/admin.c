@@ -386,12 +386,6 @@ static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
                     "activate needs \"revision\": \"sha256:...\"", "revision");
         goto done;
       }
-      if (!d->history) {
-        reply_error(c, id.data, VD_ENOT_FOUND,
-                    "no history database (--log-mode off): nothing stored "
-                    "to activate", "revision");
-        goto done;
-      }
       if (load_stored(d, rev, &b, &err) != 0) {
         reply_error(c, id.data, VD_ENOT_FOUND, err.data, "revision");
         goto done;
@@ -404,10 +398,8 @@ static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
     enqueue_reload(d, "admin", whob, b, c, id.data);
   } else if (strcmp(op, "revisions") == 0) {
     vd_buf_addf(&out, "{\"id\":%s", id.data);
-    if (!d->history || list_revisions(d, &out, &err) != 0) {
-      reply_error(c, id.data, VD_EIO,
-                  d->history ? err.data : "no history database (--log-mode off)",
-                  NULL);
+    if (list_revisions(d, &out, &err) != 0) {
+      reply_error(c, id.data, VD_EIO, err.data, NULL);
       vd_buf_release(&out);
     } else {
       vd_buf_adds(&out, "}\n");
@@ -426,9 +418,6 @@ static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
       reply_error(c, id.data, VD_EBAD_REQUEST,
                   "diff needs \"from\" (and \"to\", default the active "
                   "revision)", "from");
-    } else if (!d->history) {
-      reply_error(c, id.data, VD_ENOT_FOUND,
-                  "no history database (--log-mode off)", NULL);
     } else if (diff_revisions(d, from, to, &text, &err) != 0) {
       reply_error(c, id.data, VD_ENOT_FOUND, err.data, NULL);
     } else {

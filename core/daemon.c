@@ -373,7 +373,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     vd_daemon_log("cannot load policies from %s: %s", opts->policies, err.data);
     goto out;
   }
-  if (opts->log_mode != VD_LOG_OFF) {
+  { /* opened in every mode: with off, revisions are still stored */
     if (vd_history_open(&d.history, opts->db, opts->log_mode, d.nworkers,
                         on_history_done, &d, &herr) != 0) {
       vd_daemon_log("cannot open the history database: %s",
@@ -436,7 +436,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_daemon_log("serving %s (%s) on %s%s%s with %u workers, history %s (%s)",
         opts->policies, vd_bundle_revision(d.bundle), opts->socket,
         opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
-        d.nworkers, opts->log_mode == VD_LOG_OFF ? "off" : opts->db,
+        d.nworkers, opts->db,
         vd_history_mode_name(opts->log_mode));
   if (started < d.nworkers) {
     uv_signal_t fake;
