@@ -10,7 +10,8 @@ PKGS      := lua5.4 libuv sqlite3 yajl nettle
 TEST_PKGS := cmocka
 
 # Install what is missing before anything else is evaluated.
-DEPS_OK := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
+DEPS_OK := $(shell ./scripts/install-deps --check && \
+             pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
   $(info verdict: installing missing build dependencies (scripts/install-deps))
   DEPS_RC := $(shell ./scripts/install-deps >&2; echo $$?)
