@@ -135,20 +135,28 @@ int vd_utf8_valid(const char *str, size_t n) {
 size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0, run = 0, bad = 0;
+  size_t i = 0, start = 0, bad = 0;
   vd_buf_grow(b, n + 2);
   vd_buf_addc(b, '"');
+  /* Copy runs of bytes that need no escaping (valid UTF-8 included) in one
+   * go; stop only at a quote, a backslash, a control byte or a byte that
+   * is not UTF-8. */
   while (i < n) {
     unsigned char c = s[i];
     size_t k;
     if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
       i++;
-      run++;
       continue;
     }
-    vd_buf_add(b, s + i - run, run);
-    run = 0;
-    if (c < 0x80) {
+    if (c >= 0x80 && (k = utf8_len(s + i, n - i)) > 0) {
+      i += k;
+      continue;
+    }
+    vd_buf_add(b, s + start, i - start);
+    if (c >= 0x80) {
+      vd_buf_add(b, "\xEF\xBF\xBD", 3); /* U+FFFD for a byte not UTF-8 */
+      bad++;
+    } else {
       char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
       switch (c) {
       case '"': vd_buf_add(b, "\\\"", 2); break;
@@ -158,20 +166,11 @@ size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
       case '\t': vd_buf_add(b, "\\t", 2); break;
       default: vd_buf_add(b, esc, 6); break;
       }
-      i++;
-      continue;
     }
-    k = utf8_len(s + i, n - i);
-    if (k == 0) {
-      vd_buf_add(b, "\xEF\xBF\xBD", 3);
-      i++;
-      bad++;
-    } else {
-      vd_buf_add(b, s + i, k);
-      i += k;
-    }
+    i++;
+    start = i;
   }
-  vd_buf_add(b, s + i - run, run);
+  vd_buf_add(b, s + start, i - start);
   vd_buf_addc(b, '"');
   return bad;
 }

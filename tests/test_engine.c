@@ -1132,7 +1132,7 @@ static void decide_under_fail_countdown(void **state) {
     assert_string_equal(f->d.result.data, want);
   }
   assert_true(done);
-  assert_true(n > 20);
+  assert_true(n > 5); /* the decision did allocate */
   (void)errors; /* Lua retries after a collection: usually none */
 }
 
