@@ -614,6 +614,14 @@ static int build_base(lua_State *L) {
                                   {"object", v_object},
                                   {"is_null", v_is_null},
                                   {NULL, NULL}};
+  static const struct lib_copy {
+    const char *name;
+    const char *const *drop;
+  } libs[] = {{LUA_TABLIBNAME, NULL},
+              {LUA_MATHLIBNAME, math_drop},
+              {LUA_UTF8LIBNAME, NULL},
+              {NULL, NULL}};
+  const struct lib_copy *lib;
   const char *const *f;
   int base;
 
@@ -651,23 +659,14 @@ static int build_base(lua_State *L) {
   lua_setfield(L, base, LUA_STRLIBNAME);
   lua_pop(L, 1);
 
-  lua_getglobal(L, LUA_TABLIBNAME);
-  copy_lib(L, NULL, NULL);
-  vd_sandbox_push_proxy(L, -1);
-  lua_setfield(L, base, LUA_TABLIBNAME);
-  lua_pop(L, 1);
-
-  lua_getglobal(L, LUA_MATHLIBNAME);
-  copy_lib(L, math_drop, NULL);
-  vd_sandbox_push_proxy(L, -1);
-  lua_setfield(L, base, LUA_MATHLIBNAME);
-  lua_pop(L, 1);
-
-  lua_getglobal(L, LUA_UTF8LIBNAME);
-  copy_lib(L, NULL, NULL);
-  vd_sandbox_push_proxy(L, -1);
-  lua_setfield(L, base, LUA_UTF8LIBNAME);
-  lua_pop(L, 1);
+  /* table, math (without random), utf8: read-only copies */
+  for (lib = libs; lib->name; lib++) {
+    lua_getglobal(L, lib->name);
+    copy_lib(L, lib->drop, NULL);
+    vd_sandbox_push_proxy(L, -1);
+    lua_setfield(L, base, lib->name);
+    lua_pop(L, 1);
+  }
 
   luaL_newlib(L, vlib);
   lua_pushlightuserdata(L, vd_json_null);
