@@ -66,7 +66,6 @@ typedef struct vd_worker {
 
   /* responses waiting for their history record to commit, oldest first */
   struct vd_pending *pend_head, *pend_tail;
-  uint64_t history_through;   /* every record up to this seq is done */
 
   /* counters, read by status from any thread */
   atomic_uint_fast64_t decisions;

@@ -240,17 +240,15 @@ static void respond(vd_conn_t *c, const char *line, size_t len, uint64_t seq,
   w->pend_tail = p;
 }
 
-/* Release pending responses from the head whose records are done. */
-static void release_pending(vd_worker_t *w, uint64_t done_through,
-                            const vd_history_done_t *failed, size_t nfailed) {
+/* Release pending responses from the head whose records are done: those
+ * up to done->last, failed ones (done->status != 0, seq from done->first)
+ * as internal errors.  Responses that waited for no record (seq 0) leave
+ * as soon as they reach the head. */
+static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
   vd_pending_t *p;
-  while ((p = w->pend_head) != NULL && p->seq <= done_through) {
+  while ((p = w->pend_head) != NULL && p->seq <= done->last) {
     vd_conn_t *c = p->conn;
-    int lost = 0;
-    size_t i;
-    for (i = 0; i < nfailed; i++)
-      if (p->seq && p->seq >= failed[i].first && p->seq <= failed[i].last)
-        lost = 1;
+    int lost = p->seq && done->status != 0 && p->seq >= done->first;
     w->pend_head = p->next;
     if (!w->pend_head)
       w->pend_tail = NULL;
@@ -273,25 +271,19 @@ static void release_pending(vd_worker_t *w, uint64_t done_through,
   }
 }
 
-/* History completions arrived: find how far this worker's records are done. */
-static uint64_t history_done(vd_worker_t *w, vd_history_done_t *failed,
-                             size_t *nfailed, size_t maxfailed) {
-  uint64_t through = w->history_through;
+/* History completions arrived: release what they cover, range by range
+ * (each range of this worker's records is wholly stored or wholly not). */
+static void history_done(vd_worker_t *w) {
   vd_history_done_t done[64];
   size_t n, i;
-  *nfailed = 0;
-  if (!w->daemon->history)
-    return UINT64_MAX;
-  while ((n = vd_history_drain(w->daemon->history, w->index, done, 64)) > 0) {
-    for (i = 0; i < n; i++) {
-      if (done[i].last > through)
-        through = done[i].last;
-      if (done[i].status != 0 && *nfailed < maxfailed)
-        failed[(*nfailed)++] = done[i];
-    }
+  while ((n = vd_history_drain(w->daemon->history, w->index, done, 64)) > 0)
+    for (i = 0; i < n; i++)
+      release_pending(w, &done[i]);
+  /* responses queued behind nothing (ping, status, async) */
+  if (w->pend_head && w->pend_head->seq == 0) {
+    vd_history_done_t none = {0, 0, 0};
+    release_pending(w, &none);
   }
-  w->history_through = through;
-  return through;
 }
 
 /* ------------------------------------------------------------------------
@@ -537,11 +529,9 @@ static void begin_stop(vd_worker_t *w) {
 static void on_wake(uv_async_t *a) {
   vd_worker_t *w = a->data;
   vd_handoff_t local[64];
-  vd_history_done_t failed[16];
-  size_t n, i, nfailed;
+  size_t n, i;
   int stop;
   vd_engine_t *fresh;
-  uint64_t through;
 
   for (;;) {
     uv_mutex_lock(&w->lock);
@@ -570,9 +560,7 @@ static void on_wake(uv_async_t *a) {
     if (n < 64)
       break;
   }
-  through = history_done(w, failed, &nfailed, 16);
-  if (w->pend_head)
-    release_pending(w, through, failed, nfailed);
+  history_done(w);
   if (stop)
     begin_stop(w);
   finish_if_done(w);
