@@ -164,8 +164,23 @@ static void on_write(uv_write_t *req, int status) {
 static void conn_flush(vd_conn_t *c) {
   vd_write_t *wr;
   uv_buf_t b;
+  int n;
   if (c->closing || c->out.len == 0)
     return;
+  /* Most responses fit the socket buffer at once: write them now, and only
+   * queue (and have libuv watch the socket for) what is left. */
+  if (c->inflight == 0) {
+    b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    n = uv_try_write(&c->h.stream, &b, 1);
+    if (n > 0)
+      vd_buf_consume(&c->out, (size_t)n);
+    else if (n < 0 && n != UV_EAGAIN) {
+      conn_close(c);
+      return;
+    }
+    if (c->out.len == 0)
+      return;
+  }
   wr = malloc(sizeof *wr);
   if (!wr) {
     conn_close(c);

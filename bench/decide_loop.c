@@ -1,0 +1,118 @@
+/*
+ * decide_loop.c - the decision path without sockets, in a tight loop: for
+ * profiling (valgrind --tool=callgrind, perf) and for the cost of one
+ * decision on one core.
+ *
+ *   decide_loop POLICY_DIR COUNT [REQUESTS.ndjson]
+ *
+ * Loads the bundle and builds one engine as a daemon worker does, then
+ * decides the first request line of the file (default: the national
+ * compensation request) COUNT times with vd_engine_decide() and writes each
+ * response line with vd_response_write(), the work a worker does per
+ * request short of the socket and the history.  Prints nanoseconds per
+ * decision.  Built and run by `scripts/bench --profile BUILD_DIR`; links
+ * BUILD_DIR/libverdict.a.  One thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "verdict/buf.h"
+#include "verdict/bundle.h"
+#include "verdict/engine.h"
+#include "verdict/protocol.h"
+#include "verdict/timefmt.h"
+#include "verdict/uuid.h"
+
+static const char default_request[] =
+    "{\"kind\":\"compensation\",\"region\":\"national\","
+    "\"at\":\"2026-11-23T10:00:00+08:00\",\"input\":{"
+    "\"complaint_id\":\"C-2026-110002\",\"category\":\"billing\","
+    "\"customer_grade\":\"retail\",\"cause\":\"carrier\","
+    "\"charged_fen\":12800,\"due_fen\":8800,\"claimed_fen\":50000}}";
+
+static double mono_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The first non-blank line of PATH into out; 0 or -1. */
+static int first_line(const char *path, vd_buf_t *out) {
+  char line[65536];
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    perror(path);
+    return -1;
+  }
+  while (fgets(line, sizeof line, f)) {
+    size_t n = strcspn(line, "\r\n");
+    if (n) {
+      vd_buf_add(out, line, n);
+      fclose(f);
+      return 0;
+    }
+  }
+  fclose(f);
+  fprintf(stderr, "%s: no request line\n", path);
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  vd_bundle_t *b = NULL;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT, req = VD_BUF_INIT, out = VD_BUF_INIT;
+  vd_decision_t d;
+  vd_uuidgen_t gen;
+  long i, count;
+  double t0, t1;
+  int rc = 1;
+
+  if (argc < 3 || (count = atol(argv[2])) <= 0) {
+    fprintf(stderr, "usage: decide_loop POLICY_DIR COUNT [REQUESTS.ndjson]\n");
+    return 2;
+  }
+  if (argc > 3) {
+    if (first_line(argv[3], &req) != 0)
+      return 1;
+  } else {
+    vd_buf_adds(&req, default_request);
+  }
+  vd_decision_init(&d);
+  vd_uuidgen_init(&gen);
+  if (vd_bundle_load(argv[1], &b, &err) != 0 ||
+      vd_engine_new(b, NULL, &e, &err) != 0) {
+    fprintf(stderr, "decide_loop: %s\n", err.data ? err.data : "?");
+    goto out;
+  }
+
+  t0 = mono_s();
+  for (i = 0; i < count; i++) {
+    char id[37];
+    int64_t now = vd_now_ms();
+    if (vd_engine_decide(e, req.data, req.len, now, &d) != 0) {
+      fprintf(stderr, "decide_loop: the request failed: %s\n",
+              d.message.data ? d.message.data : "?");
+      goto out;
+    }
+    vd_uuid_v7(&gen, now, id);
+    vd_buf_reset(&out);
+    vd_response_write(&out, &d, id, vd_bundle_revision(b));
+  }
+  t1 = mono_s();
+  printf("%ld decisions, %.0f ns each, %.0f per second on one core\n", count,
+         (t1 - t0) / (double)count * 1e9, (double)count / (t1 - t0));
+  rc = 0;
+
+out:
+  vd_decision_release(&d);
+  if (e)
+    vd_engine_free(e);
+  if (b)
+    vd_bundle_unref(b);
+  vd_buf_release(&err);
+  vd_buf_release(&req);
+  vd_buf_release(&out);
+  return rc;
+}
