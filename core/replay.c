@@ -9,14 +9,20 @@
  * analysis: what would change, per-rule hit counts before and after, and
  * the compensation offers before and after).
  *
- * One engine per revision, built on first use from the revision's files as
- * stored in the database and kept for the rest of the run; results are
+ * The rows are shared out between threads (one per core, --threads N),
+ * each with its own read-only connection and engines, by seq modulo the
+ * number of threads; totals are added up and the changes printed in chain
+ * order at the end.  Each thread builds one engine per revision on first
+ * use, from the revision's files as stored in the database, and keeps it
+ * for the rest of the run; results are
  * compared as canonical JSON bytes, and only a differing pair is decoded to
- * name the fields that changed.  Runs on the CLI's main thread.
+ * name the fields that changed.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -58,8 +64,16 @@ typedef struct replay {
   long long offer_before, offer_after, offers;
   long long *offers_b, *offers_a;
   size_t noffers_cap;
-  vd_buf_t changes; /* JSON array items or text lines */
-  vd_buf_t err;
+  vd_buf_t changes; /* the changed decisions' reports, one after another */
+  struct change {
+    int64_t seq;     /* of the decision, to print them in chain order */
+    size_t off, len; /* its report in `changes` */
+  } *chg;
+  size_t nchg;
+  int lane, lanes;   /* this thread takes the rows with seq % lanes == lane */
+  int fatal;         /* reading the database failed */
+  vd_buf_t fatal_msg;
+  vd_buf_t err;      /* scratch for decoding */
 } replay_t;
 
 static int usage(const char *msg, const char *arg) {
@@ -69,7 +83,7 @@ static int usage(const char *msg, const char *arg) {
           "usage: verdict replay [--db PATH] [--since T] [--until T] "
           "[--region R] [--kind K]\n"
           "                      [--against recorded|DIR] "
-          "[--format text|json]\n");
+          "[--format text|json] [--threads N]\n");
   return 2;
 }
 
@@ -232,21 +246,29 @@ static void outcome_json(vd_buf_t *o, const char *result, const char *trace,
   }
 }
 
-static void report_change(replay_t *r, const char *decision_id,
+static void report_change(replay_t *r, int64_t seq, const char *decision_id,
                           const char *old_result, const char *old_trace,
                           const char *old_code) {
   vd_buf_t a = VD_BUF_INIT, b = VD_BUF_INIT, path = VD_BUF_INIT;
   int json = strcmp(r->format, "json") == 0, first = 1;
   int top = lua_gettop(r->L);
+  struct change *c;
   if (r->reported++ >= MAX_REPORTED)
+    return; /* each lane keeps its first ones: enough for the overall first */
+  c = realloc(r->chg, (r->nchg + 1) * sizeof *c);
+  if (!c)
     return;
+  r->chg = c;
+  c = &r->chg[r->nchg++];
+  c->seq = seq;
+  c->off = r->changes.len;
   outcome_json(&a, old_result, old_trace, old_code);
   outcome_json(&b, r->d.code ? NULL : r->d.result.data,
                r->d.code ? NULL : r->d.trace.data,
                r->d.code ? vd_err_name(r->d.code) : NULL);
   if (json)
-    vd_buf_addf(&r->changes, "%s{\"decision_id\":\"%s\",\"fields\":[",
-                r->reported > 1 ? "," : "", decision_id);
+    vd_buf_addf(&r->changes, "{\"decision_id\":\"%s\",\"fields\":[",
+                decision_id);
   else
     vd_buf_addf(&r->changes, "  %s\n", decision_id);
   if (vd_json_decode_protected(r->L, a.data, a.len, 0, &r->err) == 0 &&
@@ -254,10 +276,32 @@ static void report_change(replay_t *r, const char *decision_id,
     field_diffs(r, -2, -1, &path, &r->changes, json, &first);
   if (json)
     vd_buf_adds(&r->changes, "]}");
+  c->len = r->changes.len - c->off;
   lua_settop(r->L, top);
   vd_buf_release(&a);
   vd_buf_release(&b);
   vd_buf_release(&path);
+}
+
+static void add_offer(replay_t *r, long long before, long long after) {
+  if ((size_t)r->offers == r->noffers_cap) {
+    size_t cap = r->noffers_cap ? r->noffers_cap * 2 : 1024;
+    long long *nb = realloc(r->offers_b, cap * sizeof *nb);
+    long long *na;
+    if (!nb)
+      return;
+    r->offers_b = nb;
+    na = realloc(r->offers_a, cap * sizeof *na);
+    if (!na)
+      return;
+    r->offers_a = na;
+    r->noffers_cap = cap;
+  }
+  r->offers_b[r->offers] = before;
+  r->offers_a[r->offers] = after;
+  r->offers++;
+  r->offer_before += before;
+  r->offer_after += after;
 }
 
 static int cmp_ll(const void *x, const void *y) {
@@ -335,97 +379,48 @@ static int parse_time_opt(const char *opt, const char *v, int64_t *ms) {
   return 0;
 }
 
-int vd_cli_replay(int argc, char **argv) {
-  replay_t r;
+/* Decide again every row of this lane: seq % lanes == lane. */
+static void *lane_run(void *arg) {
+  replay_t *r = arg;
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   vd_buf_t sql = VD_BUF_INIT;
-  int i, rc = 0, recorded, bind = 1;
+  int rc, bind = 1, recorded = strcmp(r->against, "recorded") == 0;
 
-  memset(&r, 0, sizeof r);
-  r.db = "var/verdict.db";
-  r.against = "recorded";
-  r.format = "text";
-  for (i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!v || a[0] != '-')
-      return usage("unexpected argument", a);
-    if (strcmp(a, "--db") == 0)
-      r.db = v;
-    else if (strcmp(a, "--against") == 0)
-      r.against = v;
-    else if (strcmp(a, "--format") == 0) {
-      if (strcmp(v, "text") && strcmp(v, "json"))
-        return usage("--format takes text or json, not", v);
-      r.format = v;
-    } else if (strcmp(a, "--region") == 0)
-      r.region = v;
-    else if (strcmp(a, "--kind") == 0)
-      r.kind = v;
-    else if (strcmp(a, "--since") == 0) {
-      if (parse_time_opt(a, v, &r.since_ms))
-        return 2;
-      r.has_since = 1;
-    } else if (strcmp(a, "--until") == 0) {
-      if (parse_time_opt(a, v, &r.until_ms))
-        return 2;
-      r.has_until = 1;
-    } else
-      return usage("unknown option", a);
-    i++;
-  }
-  recorded = strcmp(r.against, "recorded") == 0;
-  vd_decision_init(&r.d);
-  r.L = luaL_newstate();
-  if (!r.L)
-    return 2;
-  vd_json_setup(r.L);
-
-  if (!recorded) {
-    vd_bundle_t *b = NULL;
-    if (vd_bundle_load(r.against, &b, &r.err) != 0 ||
-        vd_engine_new(b, NULL, &r.candidate, &r.err) != 0) {
-      fprintf(stderr, "verdict replay: --against %s: %s\n", r.against,
-              r.err.data);
-      rc = 2;
-    }
-    if (b)
-      vd_bundle_unref(b);
-    if (rc)
-      goto out;
-  }
-  if (sqlite3_open_v2(r.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-    fprintf(stderr, "verdict replay: --db %s: %s\n", r.db, sqlite3_errmsg(db));
-    rc = 2;
+  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
+    r->fatal = 1;
     goto out;
   }
   sqlite3_busy_timeout(db, 5000);
   vd_buf_adds(&sql, "SELECT decision_id, received_ms, revision, request, "
-                    "result, trace, error_code, facts FROM decisions "
-                    "WHERE 1");
-  if (r.has_since)
+                    "result, trace, error_code, facts, seq FROM decisions "
+                    "WHERE seq % ? = ?");
+  if (r->has_since)
     vd_buf_adds(&sql, " AND received_ms >= ?");
-  if (r.has_until)
+  if (r->has_until)
     vd_buf_adds(&sql, " AND received_ms < ?");
-  if (r.region)
+  if (r->region)
     vd_buf_adds(&sql, " AND region = ?");
-  if (r.kind)
+  if (r->kind)
     vd_buf_adds(&sql, " AND kind = ?");
   vd_buf_adds(&sql, " ORDER BY seq");
   if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
-    fprintf(stderr, "verdict replay: %s: not a verdict history database? %s\n",
-            r.db, sqlite3_errmsg(db));
-    rc = 2;
+    vd_buf_addf(&r->fatal_msg, "%s: not a verdict history database? %s",
+                r->db, sqlite3_errmsg(db));
+    r->fatal = 1;
     goto out;
   }
-  if (r.has_since)
-    sqlite3_bind_int64(st, bind++, r.since_ms);
-  if (r.has_until)
-    sqlite3_bind_int64(st, bind++, r.until_ms);
-  if (r.region)
-    sqlite3_bind_text(st, bind++, r.region, -1, SQLITE_STATIC);
-  if (r.kind)
-    sqlite3_bind_text(st, bind++, r.kind, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, bind++, r->lanes);
+  sqlite3_bind_int(st, bind++, r->lane);
+  if (r->has_since)
+    sqlite3_bind_int64(st, bind++, r->since_ms);
+  if (r->has_until)
+    sqlite3_bind_int64(st, bind++, r->until_ms);
+  if (r->region)
+    sqlite3_bind_text(st, bind++, r->region, -1, SQLITE_STATIC);
+  if (r->kind)
+    sqlite3_bind_text(st, bind++, r->kind, -1, SQLITE_STATIC);
 
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *id = (const char *)sqlite3_column_text(st, 0);
@@ -436,84 +431,241 @@ int vd_cli_replay(int argc, char **argv) {
     const char *res = (const char *)sqlite3_column_text(st, 4);
     const char *trace = (const char *)sqlite3_column_text(st, 5);
     const char *code = (const char *)sqlite3_column_text(st, 6);
+    int64_t seq = sqlite3_column_int64(st, 8);
     const char *why = NULL;
     vd_engine_t *e;
     int same;
     if (!req || (code && strcmp(code, "too_large") == 0))
       continue; /* nothing decidable was recorded */
-    e = recorded ? (rev ? engine_for(&r, rev, &why) : NULL) : r.candidate;
-    r.replayed++;
+    e = recorded ? (rev ? engine_for(r, rev, &why) : NULL) : r->candidate;
+    r->replayed++;
     if (!e) {
-      r.errors++;
-      if (r.errors <= 10)
+      r->errors++;
+      if (r->errors <= 10)
         fprintf(stderr, "verdict replay: %s: %s\n", id ? id : "?",
                 why ? why : "no revision recorded");
       continue;
     }
     /* the policy sees exactly the history facts it saw then */
     vd_engine_replay_facts(e, (const char *)sqlite3_column_text(st, 7));
-    vd_engine_decide(e, req, (size_t)reqlen, received, &r.d);
+    vd_engine_decide(e, req, (size_t)reqlen, received, &r->d);
     if (code)
-      same = r.d.code && strcmp(code, vd_err_name(r.d.code)) == 0;
+      same = r->d.code && strcmp(code, vd_err_name(r->d.code)) == 0;
     else
-      same = r.d.code == 0 && res && trace && strcmp(res, r.d.result.data) == 0 &&
-             strcmp(trace, r.d.trace.data) == 0;
+      same = r->d.code == 0 && res && trace &&
+             strcmp(res, r->d.result.data) == 0 &&
+             strcmp(trace, r->d.trace.data) == 0;
     if (same) {
-      r.unchanged++;
+      r->unchanged++;
     } else {
-      r.changed++;
-      report_change(&r, id ? id : "?", res, trace, code);
+      r->changed++;
+      report_change(r, seq, id ? id : "?", res, trace, code);
     }
     if (!recorded) {
-      long long ob = offer_of(res), oa = r.d.code ? -1 : offer_of(r.d.result.data);
-      count_rules(&r, trace, 0);
-      if (!r.d.code)
-        count_rules(&r, r.d.trace.data, 1);
-      if (ob >= 0 || oa >= 0) {
-        if ((size_t)r.offers == r.noffers_cap) {
-          size_t cap = r.noffers_cap ? r.noffers_cap * 2 : 1024;
-          long long *nb = realloc(r.offers_b, cap * sizeof *nb);
-          long long *na = nb ? realloc(r.offers_a, cap * sizeof *na) : NULL;
-          if (nb)
-            r.offers_b = nb;
-          if (!na)
-            continue;
-          r.offers_a = na;
-          r.noffers_cap = cap;
-        }
-        r.offers_b[r.offers] = ob > 0 ? ob : 0;
-        r.offers_a[r.offers] = oa > 0 ? oa : 0;
-        r.offers++;
-        r.offer_before += ob > 0 ? ob : 0;
-        r.offer_after += oa > 0 ? oa : 0;
-      }
+      long long ob = offer_of(res), oa = r->d.code ? -1 : offer_of(r->d.result.data);
+      count_rules(r, trace, 0);
+      if (!r->d.code)
+        count_rules(r, r->d.trace.data, 1);
+      if (ob >= 0 || oa >= 0)
+        add_offer(r, ob > 0 ? ob : 0, oa > 0 ? oa : 0);
     }
   }
   if (rc != SQLITE_DONE) {
-    fprintf(stderr, "verdict replay: reading %s: %s\n", r.db,
-            sqlite3_errmsg(db));
-    rc = 2;
-    goto out;
+    vd_buf_addf(&r->fatal_msg, "reading %s: %s", r->db, sqlite3_errmsg(db));
+    r->fatal = 1;
   }
-  rc = print_report(&r, recorded);
 out:
   sqlite3_finalize(st);
   sqlite3_close(db);
   vd_buf_release(&sql);
-  for (i = 0; i < (int)r.nrevs; i++) {
-    vd_engine_free(r.revs[i].engine);
-    free(r.revs[i].why);
+  return NULL;
+}
+
+static void lane_release(replay_t *r) {
+  size_t i;
+  for (i = 0; i < r->nrevs; i++) {
+    vd_engine_free(r->revs[i].engine);
+    free(r->revs[i].why);
   }
-  free(r.revs);
-  for (i = 0; i < (int)r.nrules; i++)
-    free(r.rules[i].key);
-  free(r.rules);
-  free(r.offers_a);
-  free(r.offers_b);
-  vd_engine_free(r.candidate);
-  vd_decision_release(&r.d);
-  vd_buf_release(&r.changes);
-  vd_buf_release(&r.err);
-  lua_close(r.L);
+  free(r->revs);
+  for (i = 0; i < r->nrules; i++)
+    free(r->rules[i].key);
+  free(r->rules);
+  free(r->offers_a);
+  free(r->offers_b);
+  free(r->chg);
+  vd_engine_free(r->candidate);
+  vd_decision_release(&r->d);
+  vd_buf_release(&r->changes);
+  vd_buf_release(&r->err);
+  vd_buf_release(&r->fatal_msg);
+  if (r->L)
+    lua_close(r->L);
+}
+
+/* Fold lane b's counts into a. */
+static void merge_lane(replay_t *a, replay_t *b) {
+  size_t i;
+  a->replayed += b->replayed;
+  a->unchanged += b->unchanged;
+  a->changed += b->changed;
+  a->errors += b->errors;
+  for (i = 0; i < b->nrules; i++) {
+    size_t j;
+    for (j = 0; j < a->nrules; j++)
+      if (strcmp(a->rules[j].key, b->rules[i].key) == 0)
+        break;
+    if (j == a->nrules) {
+      counter_t *c = realloc(a->rules, (a->nrules + 1) * sizeof *c);
+      if (!c)
+        continue;
+      a->rules = c;
+      c[j].key = strdup(b->rules[i].key);
+      c[j].before = c[j].after = 0;
+      a->nrules++;
+    }
+    a->rules[j].before += b->rules[i].before;
+    a->rules[j].after += b->rules[i].after;
+  }
+  for (i = 0; i < (size_t)b->offers; i++)
+    add_offer(a, b->offers_b[i], b->offers_a[i]);
+}
+
+/* The first MAX_REPORTED changes of all lanes, in chain order, into out. */
+static long long merge_changes(replay_t *lanes, int n, int json,
+                               vd_buf_t *out) {
+  size_t *next = calloc((size_t)n, sizeof *next);
+  long long shown = 0;
+  if (!next)
+    return 0;
+  while (shown < MAX_REPORTED) {
+    int best = -1, k;
+    for (k = 0; k < n; k++)
+      if (next[k] < lanes[k].nchg &&
+          (best < 0 || lanes[k].chg[next[k]].seq <
+                           lanes[best].chg[next[best]].seq))
+        best = k;
+    if (best < 0)
+      break;
+    {
+      struct change *c = &lanes[best].chg[next[best]++];
+      if (json && shown)
+        vd_buf_addc(out, ',');
+      vd_buf_add(out, lanes[best].changes.data + c->off, c->len);
+      shown++;
+    }
+  }
+  free(next);
+  return shown;
+}
+
+int vd_cli_replay(int argc, char **argv) {
+  replay_t opt, *lanes = NULL;
+  pthread_t *threads = NULL;
+  vd_bundle_t *cand = NULL;
+  vd_buf_t err = VD_BUF_INIT, merged = VD_BUF_INIT;
+  int i, rc = 0, recorded, nlanes;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+  memset(&opt, 0, sizeof opt);
+  opt.db = "var/verdict.db";
+  opt.against = "recorded";
+  opt.format = "text";
+  nlanes = ncpu > 0 ? (int)(ncpu < 8 ? ncpu : 8) : 1;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v || a[0] != '-')
+      return usage("unexpected argument", a);
+    if (strcmp(a, "--db") == 0)
+      opt.db = v;
+    else if (strcmp(a, "--against") == 0)
+      opt.against = v;
+    else if (strcmp(a, "--format") == 0) {
+      if (strcmp(v, "text") && strcmp(v, "json"))
+        return usage("--format takes text or json, not", v);
+      opt.format = v;
+    } else if (strcmp(a, "--region") == 0)
+      opt.region = v;
+    else if (strcmp(a, "--kind") == 0)
+      opt.kind = v;
+    else if (strcmp(a, "--threads") == 0) {
+      nlanes = atoi(v);
+      if (nlanes < 1 || nlanes > 64)
+        return usage("--threads takes 1 to 64, not", v);
+    } else if (strcmp(a, "--since") == 0) {
+      if (parse_time_opt(a, v, &opt.since_ms))
+        return 2;
+      opt.has_since = 1;
+    } else if (strcmp(a, "--until") == 0) {
+      if (parse_time_opt(a, v, &opt.until_ms))
+        return 2;
+      opt.has_until = 1;
+    } else
+      return usage("unknown option", a);
+    i++;
+  }
+  recorded = strcmp(opt.against, "recorded") == 0;
+  if (!recorded && vd_bundle_load(opt.against, &cand, &err) != 0) {
+    fprintf(stderr, "verdict replay: --against %s: %s\n", opt.against,
+            err.data);
+    vd_buf_release(&err);
+    return 2;
+  }
+  lanes = calloc((size_t)nlanes, sizeof *lanes);
+  threads = calloc((size_t)nlanes, sizeof *threads);
+  if (!lanes || !threads) {
+    rc = 2;
+    goto out;
+  }
+  for (i = 0; i < nlanes; i++) {
+    replay_t *r = &lanes[i];
+    *r = opt;
+    r->lane = i;
+    r->lanes = nlanes;
+    vd_decision_init(&r->d);
+    r->L = luaL_newstate();
+    if (!r->L) {
+      rc = 2;
+      goto out;
+    }
+    vd_json_setup(r->L);
+    if (cand && vd_engine_new(cand, NULL, &r->candidate, &err) != 0) {
+      fprintf(stderr, "verdict replay: --against %s: %s\n", opt.against,
+              err.data);
+      rc = 2;
+      goto out;
+    }
+  }
+  /* one thread a lane; each has its own connection, engines and state */
+  for (i = 0; i < nlanes; i++)
+    if (pthread_create(&threads[i], NULL, lane_run, &lanes[i]) != 0)
+      lane_run(&lanes[i]), threads[i] = 0;
+  for (i = 0; i < nlanes; i++)
+    if (threads[i])
+      pthread_join(threads[i], NULL);
+  for (i = 0; i < nlanes; i++)
+    if (lanes[i].fatal) {
+      fprintf(stderr, "verdict replay: %s\n", lanes[i].fatal_msg.data);
+      rc = 2;
+      goto out;
+    }
+  merge_changes(lanes, nlanes, strcmp(opt.format, "json") == 0, &merged);
+  for (i = 1; i < nlanes; i++) {
+    merge_lane(&lanes[0], &lanes[i]);
+    lanes[0].reported += lanes[i].reported;
+  }
+  vd_buf_release(&lanes[0].changes);
+  lanes[0].changes = merged;
+  vd_buf_init(&merged);
+  rc = print_report(&lanes[0], recorded);
+out:
+  for (i = 0; lanes && i < nlanes; i++)
+    lane_release(&lanes[i]);
+  free(lanes);
+  free(threads);
+  if (cand)
+    vd_bundle_unref(cand);
+  vd_buf_release(&err);
+  vd_buf_release(&merged);
   return rc;
 }

@@ -56,7 +56,7 @@ static void usage(FILE *f) {
         "audit (offline, reads the database):\n"
         "  history show ID | list [filters] | verify   (--db PATH)\n"
         "  replay [--since T] [--until T] [--region R] [--kind K]\n"
-        "         [--against recorded|DIR] [--format text|json]\n"
+        "         [--against recorded|DIR] [--format text|json] [--threads N]\n"
         "                   decide recorded requests again; exit 3 if a\n"
         "                   recorded decision does not reproduce\n",
         f);
