@@ -621,7 +621,7 @@ static int open_rw(sqlite3 **out, const char *path, const char *synchronous,
   snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", synchronous);
   rc = sqlite3_exec(db,
                     "PRAGMA journal_size_limit = 67108864;"
-                    "PRAGMA cache_size = -65536;"
+                    "PRAGMA cache_size = -8192;" /* 8 MiB: appends touch the tails */
                     "PRAGMA foreign_keys = ON",
                     NULL, NULL, NULL);
   if (rc == SQLITE_OK)
