@@ -22,6 +22,13 @@
 local T = require("lib.time")
 local R = require("lib.rules")
 
+-- Globals and library functions are read once, here (see lib/rules.lua).
+local type, error, ipairs, pairs, pcall, require = type, error, ipairs, pairs, pcall, require
+local sfind, smatch, sfmt = string.find, string.match, string.format
+local concat, sort = table.concat, table.sort
+local mtype = math.type
+local civil_from_days, add_months = T.civil_from_days, T.add_months
+
 local C = {}
 
 C.FIRST_YEAR = 2000
@@ -35,7 +42,7 @@ C.LAST_YEAR = 2099
 local function probe(name)
   local ok, mod = pcall(require, name)
   if ok then return mod end
-  if type(mod) == "string" and string.find(mod, "not found", 1, true) then
+  if type(mod) == "string" and sfind(mod, "not found", 1, true) then
     return nil
   end
   error(mod, 0)
@@ -115,6 +122,9 @@ local function load_national()
       end)
     end
   end
+  -- Date strings of these years, and of the year after (deadlines run into
+  -- it), are precomputed for T.format.
+  if #years > 0 then T.cache_dates(years[1], years[#years] + 1) end
   return index({ region = "national", open = open, years = years, changed = {}, bases = {} })
 end
 
@@ -140,8 +150,11 @@ local function load_region(code, base)
     end
   end
   if not open then return nil end
+  -- The trace entry C.report adds when a decision used a regional day.
+  local note = { rule = "calendar.regional." .. code,
+    basis = "regional working-day calendar: " .. concat(bases, "; ") }
   return index({ region = code, open = open, years = base.years, changed = changed,
-    bases = bases })
+    bases = bases, note = note })
 end
 
 -- Load the national calendar and every region's additions (regions listed
@@ -149,13 +162,17 @@ end
 -- built once per engine and shared read-only by every policy.
 local loaded
 
+-- PROVINCE[code]: the province of each city code in regions.lua.
+local PROVINCE = {}
+
 function C.load()
   if loaded then return loaded end
   local set = { national = load_national() }
   local provinces, cities = {}, {}
   for _, code in ipairs(probe("regions") or {}) do
-    if string.find(code, "-", 1, true) then
+    if sfind(code, "-", 1, true) then
       cities[#cities + 1] = code
+      PROVINCE[code] = smatch(code, "^([^-]+)%-")
     else
       provinces[#provinces + 1] = code
     end
@@ -164,8 +181,7 @@ function C.load()
     set[code] = load_region(code, set.national)
   end
   for _, code in ipairs(cities) do
-    local parent = string.match(code, "^([^-]+)%-")
-    set[code] = load_region(code, set[parent] or set.national)
+    set[code] = load_region(code, set[PROVINCE[code]] or set.national)
   end
   loaded = set
   return set
@@ -176,7 +192,8 @@ end
 function C.for_region(set, code)
   local cal = set[code]
   if cal then return cal end
-  local parent = type(code) == "string" and string.match(code, "^([^-]+)%-")
+  local parent = PROVINCE[code]
+  if parent == nil then parent = type(code) == "string" and smatch(code, "^([^-]+)%-") end
   return parent and set[parent] or set.national
 end
 
@@ -198,23 +215,25 @@ function C.is_working(clk, dn)
     if cal.changed[dn] then clk.regional = true end
     return w
   end
-  local y = T.civil_from_days(dn)
+  local y = civil_from_days(dn)
   if clk.mode ~= "weekend_only" then
     error({
       code = "bad_input", path = clk.path,
-      message = string.format("no working-day calendar is loaded for %d "
+      message = sfmt("no working-day calendar is loaded for %d "
         .. "(calendar/%d.lua is missing) and this policy does not fall back "
         .. "to weekends only", y, y),
     }, 0)
   end
   clk.fallback = clk.fallback or {}
   clk.fallback[y] = true
-  local wd = T.weekday(dn)
+  local wd = (dn + 4) % 7                            -- T.weekday: 0 Sunday, 6 Saturday
   return wd ~= 0 and wd ~= 6
 end
 
+local is_working = C.is_working
+
 -- The n-th working day after dn (dn itself not counted).
-function C.add_working_days(clk, dn, n)
+local function add_working_days(clk, dn, n)
   local cal = clk.cal
   local r = cal.rank[dn]
   if r then
@@ -227,17 +246,19 @@ function C.add_working_days(clk, dn, n)
   local guard = dn + 3660                            -- else day by day
   while n > 0 do
     dn = dn + 1
-    if C.is_working(clk, dn) then n = n - 1 end
+    if is_working(clk, dn) then n = n - 1 end
     if dn > guard then error("calendar: no working day within ten years", 0) end
   end
   return dn
 end
+C.add_working_days = add_working_days
 
 -- The first working day on or after dn.
-function C.roll(clk, dn)
-  if C.is_working(clk, dn) then return dn end
-  return C.add_working_days(clk, dn, 1)
+local function roll(clk, dn)
+  if is_working(clk, dn) then return dn end
+  return add_working_days(clk, dn, 1)
 end
+C.roll = roll
 
 ------------------------------------------------------------------------
 -- Deadlines.
@@ -260,7 +281,7 @@ function C.spec_error(spec)
   end
   if not unit then return "a deadline needs one of minutes, hours, working_days, days, months" end
   local n = spec[unit]
-  if math.type(n) ~= "integer" or n < 0 or n > 100000 then
+  if mtype(n) ~= "integer" or n < 0 or n > 100000 then
     return "deadline " .. unit .. " must be an integer from 0 to 100000"
   end
   return nil
@@ -268,32 +289,41 @@ end
 
 -- The deadline instant for spec counted from instant t written in offset off.
 function C.due(clk, t, off, spec)
-  if spec.minutes then return t + spec.minutes * 60 end
-  if spec.hours then return t + spec.hours * 3600 end
-  local dn = T.local_day(t, off)
-  if spec.working_days then
-    dn = C.add_working_days(clk, dn, spec.working_days)
-  elseif spec.days then
-    dn = C.roll(clk, dn + spec.days)
+  local n = spec.minutes
+  if n then return t + n * 60 end
+  n = spec.hours
+  if n then return t + n * 3600 end
+  local dn = (t + off) // 86400                      -- T.local_day
+  n = spec.working_days
+  if n then
+    dn = add_working_days(clk, dn, n)
   else
-    dn = C.roll(clk, T.add_months(dn, spec.months))
+    n = spec.days
+    if n then
+      dn = roll(clk, dn + n)
+    else
+      dn = roll(clk, add_months(dn, spec.months))
+    end
   end
-  return T.end_of_day(dn, off)
+  return (dn + 1) * 86400 - off - 1                  -- T.end_of_day
 end
 
 -- Add to the trace what the decision's counting relied on beyond the
 -- national data: a regional calendar, or the weekend-only fallback.
 function C.report(clk, tr)
   if clk.regional then
-    R.note(tr, "calendar.regional." .. clk.cal.region,
-      "regional working-day calendar: " .. table.concat(clk.cal.bases, "; "))
+    local note = clk.cal.note                        -- built by load_region
+    if not tr.seen[note.rule] then
+      tr.seen[note.rule] = true
+      tr.list[#tr.list + 1] = note
+    end
   end
   if clk.fallback then
     local years = {}
     for y in pairs(clk.fallback) do years[#years + 1] = y end
-    table.sort(years)
+    sort(years)
     R.note(tr, "calendar.weekend_only_fallback",
-      "no holiday calendar is loaded for " .. table.concat(years, ", ") .. "; counted "
+      "no holiday calendar is loaded for " .. concat(years, ", ") .. "; counted "
       .. "Saturdays and Sundays as the only days off (policy param calendar_fallback = "
       .. "weekend_only)")
   end

@@ -5,10 +5,14 @@
 -- a result.  Fractions of a fen are rounded half up, once, where a rate
 -- (percent, pro rata) is applied.
 
+-- Read once, here: inside a decision every global access goes through the
+-- sandbox's environment proxies.
+local mtype, error, tostring = math.type, error, tostring
+
 local M = {}
 
 local function int(x, what)
-  if math.type(x) ~= "integer" then
+  if mtype(x) ~= "integer" then
     error("money: " .. what .. " must be an integer number of fen, got " .. tostring(x), 3)
   end
   return x
@@ -27,7 +31,8 @@ end
 
 -- pct percent of amount, rounded half up.
 function M.percent(amount, pct)
-  return M.mul_div(amount, pct, 100)
+  int(amount, "amount"); int(pct, "numerator")
+  return (2 * amount * pct + 100) // 200
 end
 
 -- ceil(a / b) for integers a >= 0, b > 0: "a started day counts whole".

@@ -28,12 +28,21 @@
 local S = require("lib.schema")
 local T = require("lib.time")
 
+-- Globals and library functions are read once, here: inside a decision
+-- every global access goes through the sandbox's environment proxies.
+local type, error, tostring, ipairs, pairs = type, error, tostring, ipairs, pairs
+
 local R = {}
 
 R.HITS = { first = true, collect = true }
 
 ------------------------------------------------------------------------
 -- Trace.
+--
+-- A tracer is { list = trace entries in firing order, seen = ids noted }.
+-- The entry of each rule, { rule = id, basis = basis }, is built once when
+-- the policy loads (t.notes, parallel to t.rules) and shared by every
+-- decision that fires the rule: entries are only read after decide.
 
 function R.tracer()
   return { list = {}, seen = {} }
@@ -41,9 +50,11 @@ end
 
 -- Add a trace entry (once per id per decision).
 function R.note(tr, id, basis)
-  if tr.seen[id] then return end
-  tr.seen[id] = true
-  tr.list[#tr.list + 1] = { rule = id, basis = basis }
+  local seen = tr.seen
+  if seen[id] then return end
+  seen[id] = true
+  local list = tr.list
+  list[#list + 1] = { rule = id, basis = basis }
 end
 
 ------------------------------------------------------------------------
@@ -55,27 +66,46 @@ function R.get(P, name)
   return t
 end
 
+-- R.run and R.decide run on every decision, several times: their loops are
+-- written out in each rather than shared through helper calls.  A rule
+-- that fires is added to the trace once per decision; its entry is
+-- t.notes[i], built when the policy loads.
+
 -- Run table `name` of P on facts f.  hit = first: returns the rule that
 -- fired, or nil.  hit = collect: returns the array of rules that fired.
 function R.run(P, name, f, tr)
-  local t = R.get(P, name)
-  local p, rules = P.params, t.rules
-  if t.hit == "first" then
+  local t = P.by_name[name]
+  if t == nil then error("policy has no decision table named " .. tostring(name), 2) end
+  local p, rules, seen = P.params, t.rules, tr.seen
+  if t.first then
     for i = 1, #rules do
       local r = rules[i]
-      if r.when == nil or r.when(f, r, p) then
-        R.note(tr, r.id, r.basis)
+      local when = r.when
+      if when == nil or when(f, r, p) then
+        local id = r.id
+        if not seen[id] then
+          seen[id] = true
+          local list = tr.list
+          list[#list + 1] = t.notes[i]
+        end
         return r
       end
     end
     return nil
   end
-  local hits = {}
+  local hits, n = {}, 0
   for i = 1, #rules do
     local r = rules[i]
-    if r.when == nil or r.when(f, r, p) then
-      R.note(tr, r.id, r.basis)
-      hits[#hits + 1] = r
+    local when = r.when
+    if when == nil or when(f, r, p) then
+      local id = r.id
+      if not seen[id] then
+        seen[id] = true
+        local list = tr.list
+        list[#list + 1] = t.notes[i]
+      end
+      n = n + 1
+      hits[n] = r
     end
   end
   return hits
@@ -84,9 +114,23 @@ end
 -- Run a first-hit table that must decide (its last rule has no condition
 -- in the shipped policies); a policy error if a change left it undecided.
 function R.decide(P, name, f, tr)
-  local r = R.run(P, name, f, tr)
-  if r == nil then error("no rule in table " .. name .. " matched; it needs a default rule", 2) end
-  return r
+  local t = P.by_name[name]
+  if t == nil or not t.first then return R.run(P, name, f, tr) end   -- R.run explains
+  local p, rules = P.params, t.rules
+  for i = 1, #rules do
+    local r = rules[i]
+    local when = r.when
+    if when == nil or when(f, r, p) then
+      local seen, id = tr.seen, r.id
+      if not seen[id] then
+        seen[id] = true
+        local list = tr.list
+        list[#list + 1] = t.notes[i]
+      end
+      return r
+    end
+  end
+  error("no rule in table " .. name .. " matched; it needs a default rule", 2)
 end
 
 ------------------------------------------------------------------------
@@ -125,12 +169,19 @@ function R.problem(P)
   return nil
 end
 
--- Check P and index its tables by name (after every change at load time).
+-- Check P, index its tables by name and prepare what R.run reads (after
+-- every change at load time): t.first, and t.notes[i], the trace entry of
+-- t.rules[i].
 local function assert_ok(P)
   local why = R.problem(P)
   if why then error(P.kind .. " policy: " .. why, 0) end
   P.by_name = {}
-  for _, t in ipairs(P.tables) do P.by_name[t.name] = t end
+  for _, t in ipairs(P.tables) do
+    P.by_name[t.name] = t
+    t.first = t.hit == "first"
+    t.notes = {}
+    for i, r in ipairs(t.rules) do t.notes[i] = { rule = r.id, basis = r.basis } end
+  end
   return P
 end
 
@@ -153,7 +204,8 @@ local function build(spec)
   -- same table changes what it does.
   P.decide = function(input, ctx)
     local f = S.validate(P.schema, input)
-    local tr = R.tracer()
+    -- R.tracer(), with room for 8 trace entries so the list rarely regrows
+    local tr = { list = { nil, nil, nil, nil, nil, nil, nil, nil }, seen = {} }
     local result = P.evaluate(P, f, ctx, tr)
     return result, tr.list
   end

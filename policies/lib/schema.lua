@@ -25,6 +25,13 @@
 
 local T = require("lib.time")
 
+-- Globals and library functions are read once, here (see lib/rules.lua).
+local type, error, pairs, ipairs, rawequal, tostring = type, error, pairs, ipairs, rawequal, tostring
+local mtype = math.type
+local ssub, sfmt = string.sub, string.format
+local concat, sort = table.concat, table.sort
+local parse_time = T.parse
+
 local S = {}
 
 local NULL = verdict.null
@@ -83,7 +90,7 @@ function S.enum(o)
     o.values[i] = v
     o.set[v] = true
   end
-  o.expect = o.expect or ("one of " .. table.concat(o.values, ", "))
+  o.expect = o.expect or ("one of " .. concat(o.values, ", "))
   return o
 end
 
@@ -137,10 +144,10 @@ local function describe(v)
   if rawequal(v, NULL) then return "null" end
   local ty = type(v)
   if ty == "string" then
-    if #v > 40 then v = string.sub(v, 1, 40) .. "..." end
-    return string.format("%q", v)
+    if #v > 40 then v = ssub(v, 1, 40) .. "..." end
+    return sfmt("%q", v)
   elseif ty == "number" then
-    if math.type(v) == "float" then return "the non-integer number " .. tostring(v) end
+    if mtype(v) == "float" then return "the non-integer number " .. tostring(v) end
     return tostring(v)
   elseif ty == "table" then
     return is_array(v) and "an array" or "an object"
@@ -153,12 +160,94 @@ local function mismatch(path, sp, v)
 end
 
 ------------------------------------------------------------------------
--- Compiling: check a declaration once, at load time.
+-- Compiling: check a declaration once, at load time, and build its quick
+-- checker (see "Validating a request" below).
 
 local TYPES = { string = true, integer = true, boolean = true, enum = true,
   time = true, set = true, list = true, object = true, map = true }
 
 local compile_fields
+local BAD = {}  -- a quick checker's "not valid" (a checked value may be false)
+local quick_object
+
+-- The quick checker of spec sp: function(v) -> the checked (and converted)
+-- value of v, or BAD.  v is present and not null.  Each is the check of the
+-- same type in `check` below, with the spec's numbers as upvalues.
+local function quick_checker(sp)
+  local ty = sp.type
+  if ty == "string" then
+    local max_len = sp.max_len
+    return function(v)
+      if type(v) ~= "string" or #v == 0 or #v > max_len then return BAD end
+      return v
+    end
+  elseif ty == "integer" then
+    local min, max = sp.min, sp.max
+    return function(v)
+      if mtype(v) ~= "integer" or (min and v < min) or (max and v > max) then return BAD end
+      return v
+    end
+  elseif ty == "enum" then
+    local set = sp.set                               -- string keys only
+    return function(v)
+      if not set[v] then return BAD end
+      return v
+    end
+  elseif ty == "boolean" then
+    return function(v)
+      if v ~= true and v ~= false then return BAD end
+      return v
+    end
+  elseif ty == "time" then
+    return function(v)
+      local t, off = parse_time(v)
+      if not t then return BAD end
+      return { t = t, off = off }
+    end
+  elseif ty == "set" or ty == "list" then
+    local of, max = sp.quick_of, ty == "list" and sp.max
+    return function(v)
+      if type(v) ~= "table" or not (#v > 0 or is_empty(v)) then return BAD end
+      local n, out = #v, {}
+      if max then
+        if n > max then return BAD end
+        for i = 1, n do
+          local e = of(v[i])
+          if e == BAD then return BAD end
+          out[i] = e
+        end
+      else
+        for i = 1, n do
+          local e = of(v[i])
+          if e == BAD then return BAD end
+          out[e] = true
+        end
+      end
+      return out
+    end
+  elseif ty == "object" then
+    local c = sp.compiled
+    return function(v)
+      if type(v) ~= "table" or #v > 0 then return BAD end
+      return quick_object(c, v) or BAD
+    end
+  else -- map
+    local values = sp.quick_values
+    return function(v)
+      if type(v) ~= "table" or #v > 0 then return BAD end
+      local out = {}
+      for k, e in pairs(v) do
+        if type(k) ~= "string" then return BAD end
+        if e ~= NULL then
+          local x = values(e)
+          if x == BAD then return BAD end
+          out[k] = x
+        end
+      end
+      return out
+    end
+  end
+end
 
 local function compile_spec(sp, where)
   if type(sp) ~= "table" or not TYPES[sp.type] then
@@ -168,29 +257,36 @@ local function compile_spec(sp, where)
     error("schema " .. where .. ": enum without values", 0)
   end
   if sp.type == "set" or sp.type == "list" then
-    compile_spec(sp.of, where .. "[]")
+    sp.quick_of = compile_spec(sp.of, where .. "[]")
   elseif sp.type == "map" then
-    compile_spec(sp.values, where .. ".*")
+    sp.quick_values = compile_spec(sp.values, where .. ".*")
   elseif sp.type == "object" then
     sp.compiled = compile_fields(sp.fields or {}, where)
   end
   if sp.required and sp.default ~= nil then
     error("schema " .. where .. ": a required field cannot have a default", 0)
   end
+  return quick_checker(sp)
 end
 
+-- A compiled object schema: fields, names (sorted), known (set of names),
+-- conditional (names with `requires`), and for the quick walk: quick[name]
+-- (the field's checker), fill / fill_default (the fields to look at when
+-- absent: required ones, with default nil, and those with a default) and
+-- requires[i] (the `requires` of conditional[i]).
 function compile_fields(fields, where)
-  local names, known = {}, {}
+  local names, known, quick = {}, {}, {}
   for name, sp in pairs(fields) do
     if type(name) ~= "string" then error("schema " .. where .. ": field names are strings", 0) end
-    compile_spec(sp, where .. "." .. name)
+    quick[name] = compile_spec(sp, where .. "." .. name)
     names[#names + 1] = name
     known[name] = true
   end
-  table.sort(names)
-  local conditional = {}
+  sort(names)
+  local conditional, requires, fill, fill_default = {}, {}, {}, {}
   for _, name in ipairs(names) do
-    local req = fields[name].requires
+    local sp = fields[name]
+    local req = sp.requires
     if req then
       for _, r in ipairs(req) do
         if not known[r] then
@@ -198,9 +294,15 @@ function compile_fields(fields, where)
         end
       end
       conditional[#conditional + 1] = name
+      requires[#conditional] = req
+    end
+    if sp.required or sp.default ~= nil then
+      fill[#fill + 1] = name
+      fill_default[#fill] = sp.default
     end
   end
-  return { fields = fields, names = names, known = known, conditional = conditional }
+  return { fields = fields, names = names, known = known, conditional = conditional,
+    quick = quick, fill = fill, fill_default = fill_default, requires = requires }
 end
 
 -- Compile a top-level schema (fields of `input`).
@@ -224,6 +326,52 @@ end
 
 ------------------------------------------------------------------------
 -- Validating a request.
+--
+-- Two walks with the same checks.  quick_object, with the quick checkers
+-- compiled at load time, checks and converts a valid request in one pass
+-- over the keys it has, building no paths and no messages, and gives up
+-- (returns nil) at the first problem.  Only then does check_object, slower,
+-- walk the request again in the documented order (unknown fields, then
+-- fields in name order, then `requires`) to raise bad_input with the path
+-- and message of the first problem.
+
+-- The facts for object v (a table, not an array) of compiled schema c, or
+-- nil if anything is wrong with it.
+function quick_object(c, v)
+  local quick, out = c.quick, {}
+  for k, e in pairs(v) do
+    local checker = quick[k]
+    if checker == nil then return nil end           -- unknown field
+    if e ~= NULL then                               -- null counts as absent
+      local x = checker(e)
+      if x == BAD then return nil end
+      out[k] = x
+    end
+  end
+  local fill, fill_default = c.fill, c.fill_default
+  for i = 1, #fill do
+    local name = fill[i]
+    if out[name] == nil then
+      local default = fill_default[i]
+      if default == nil then return nil end         -- required
+      out[name] = default
+    end
+  end
+  local conditional, requires = c.conditional, c.requires
+  for i = 1, #conditional do
+    local x = out[conditional[i]]
+    if x ~= nil and x ~= false and x ~= 0 and x ~= "" then
+      local req = requires[i]
+      for j = 1, #req do
+        local e = v[req[j]]
+        if e == nil or e == NULL then return nil end
+      end
+    end
+  end
+  return out
+end
+
+-- The reporting walk: the same checks, raising at the first problem.
 
 local check_object
 
@@ -233,7 +381,7 @@ local function check(sp, v, path)
     if type(v) ~= "string" or #v == 0 or #v > sp.max_len then mismatch(path, sp, v) end
     return v
   elseif ty == "integer" then
-    if math.type(v) ~= "integer" then mismatch(path, sp, v) end
+    if mtype(v) ~= "integer" then mismatch(path, sp, v) end
     if (sp.min and v < sp.min) or (sp.max and v > sp.max) then mismatch(path, sp, v) end
     return v
   elseif ty == "boolean" then
@@ -243,7 +391,7 @@ local function check(sp, v, path)
     if type(v) ~= "string" or not sp.set[v] then mismatch(path, sp, v) end
     return v
   elseif ty == "time" then
-    local t, off = T.parse(v)
+    local t, off = parse_time(v)
     if not t then
       if type(v) == "string" then
         S.fail(path, "expected " .. sp.expect .. ", got " .. describe(v) .. " (" .. off .. ")")
@@ -287,7 +435,7 @@ function check_object(c, v, path)
   for k in pairs(v) do
     if not c.known[k] then
       S.fail(path .. "." .. tostring(k),
-        "unknown field; expected one of " .. table.concat(c.names, ", "))
+        "unknown field; expected one of " .. concat(c.names, ", "))
     end
   end
   local out = {}
@@ -317,12 +465,16 @@ function check_object(c, v, path)
   return out
 end
 
--- Check `input` against compiled schema c; return the facts.
+-- Check `input` against compiled schema c; return the facts.  Only a
+-- request quick finds wrong takes the slower, reporting walk.
 function S.validate(c, input)
-  if type(input) ~= "table" or rawequal(input, NULL) or is_array(input) then
+  if type(input) == "table" and #input == 0 then      -- an object (null is not a table)
+    local f = quick_object(c, input)
+    if f then return f end
+  else
     S.fail("input", "expected an object, got " .. describe(input))
   end
-  return check_object(c, input, "input")
+  return check_object(c, input, "input")               -- raises bad_input
 end
 
 return S

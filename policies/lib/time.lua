@@ -9,6 +9,12 @@
 -- the second.  Output is always "YYYY-MM-DDTHH:MM:SS+HH:MM" in the offset of
 -- the instant it formats ("+00:00" for UTC).
 
+-- Library functions are read once, here: inside a decision every global
+-- access goes through the sandbox's environment proxies.
+local type, tonumber = type, tonumber
+local sbyte, sfind, smatch, ssub, sfmt = string.byte, string.find, string.match, string.sub,
+  string.format
+
 local T = {}
 
 T.DAY = 86400
@@ -16,7 +22,7 @@ T.HOUR = 3600
 T.MINUTE = 60
 
 -- Days from 1970-01-01 to the civil date y-m-d (proleptic Gregorian).
-function T.days_from_civil(y, m, d)
+local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
   local era = y // 400
   local yoe = y - era * 400                          -- [0, 399]
@@ -25,9 +31,10 @@ function T.days_from_civil(y, m, d)
   local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
   return era * 146097 + doe - 719468
 end
+T.days_from_civil = days_from_civil
 
 -- The civil date (y, m, d) of day number dn.
-function T.civil_from_days(dn)
+local function civil_from_days(dn)
   local z = dn + 719468
   local era = z // 146097
   local doe = z - era * 146097                       -- [0, 146096]
@@ -40,17 +47,20 @@ function T.civil_from_days(dn)
   if m <= 2 then y = y + 1 end
   return y, m, d
 end
+T.civil_from_days = civil_from_days
 
-function T.is_leap(y)
+local function is_leap(y)
   return y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)
 end
+T.is_leap = is_leap
 
 local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 
-function T.days_in_month(y, m)
-  if m == 2 and T.is_leap(y) then return 29 end
+local function days_in_month(y, m)
+  if m == 2 and is_leap(y) then return 29 end
   return MONTH_DAYS[m]
 end
+T.days_in_month = days_in_month
 
 -- 0 = Sunday ... 6 = Saturday.
 function T.weekday(dn)
@@ -60,13 +70,13 @@ end
 -- Day number of a "YYYY-MM-DD" string, or nil and a reason.
 function T.parse_date(s)
   if type(s) ~= "string" or #s ~= 10 then return nil, "expected YYYY-MM-DD" end
-  local y, m, d = string.match(s, "^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
+  local y, m, d = smatch(s, "^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
   if not y then return nil, "expected YYYY-MM-DD" end
   y, m, d = tonumber(y), tonumber(m), tonumber(d)
-  if m < 1 or m > 12 or d < 1 or d > T.days_in_month(y, m) then
+  if m < 1 or m > 12 or d < 1 or d > days_in_month(y, m) then
     return nil, "no such date"
   end
-  return T.days_from_civil(y, m, d)
+  return days_from_civil(y, m, d)
 end
 
 -- Two-digit strings "00".."99", for formatting without string.format
@@ -76,33 +86,83 @@ for i = 0, 99 do D2[i] = (i < 10 and "0" or "") .. i end
 
 local function year4(y)
   if y >= 1000 and y <= 9999 then return D2[y // 100] .. D2[y % 100] end
-  return string.format("%04d", y)
+  return sfmt("%04d", y)
 end
+
+-- "YYYY-MM-DD" of day number dn, computed.
+local function date_string(dn)
+  local y, m, d = civil_from_days(dn)
+  return year4(y) .. "-" .. D2[m] .. "-" .. D2[d]
+end
+
+-- Precomputed, looked up before computing: DATES[dn] ("2026-11-23") and
+-- DAY_OF["2026-11-23"] (dn) for the days of the years T.cache_dates was
+-- given (lib/calendar gives the years it loads, and the year after), and
+-- OFFSETS[off] ("+08:00") for every offset on a quarter hour.  Filled at
+-- load time only.
+local DATES, DAY_OF = {}, {}
+
+-- Precompute the date strings of years y1..y2 (at load time).
+function T.cache_dates(y1, y2)
+  for y = y1, y2 do
+    local yyyy = year4(y)
+    for m = 1, 12 do
+      local prefix, dn = yyyy .. "-" .. D2[m] .. "-", days_from_civil(y, m, 1)
+      for d = 1, days_in_month(y, m) do
+        local date = prefix .. D2[d]
+        DATES[dn + d - 1], DAY_OF[date] = date, dn + d - 1
+      end
+    end
+  end
+end
+
+local function offset_string(off)
+  local sign = "+"
+  if off < 0 then sign, off = "-", -off end
+  return sign .. D2[off // 3600] .. ":" .. D2[off % 3600 // 60]
+end
+
+local OFFSETS, OFFSET_OF = {}, {}
+for q = -24 * 4 + 1, 24 * 4 - 1 do
+  local text = offset_string(q * 900)
+  OFFSETS[q * 900], OFFSET_OF[text] = text, q * 900
+end
+OFFSET_OF["-00:00"] = 0
+
+-- HHMM[minute of the day] = "HH:MM" and MINUTE_OF["HH:MM"] = minute of the
+-- day; SECOND_OF["SS"] = 0..60 (60: a leap second, read as 59).
+local HHMM, MINUTE_OF, SECOND_OF = {}, {}, {}
+for m = 0, 24 * 60 - 1 do
+  HHMM[m] = D2[m // 60] .. ":" .. D2[m % 60]
+  MINUTE_OF[HHMM[m]] = m
+end
+for sec = 0, 59 do SECOND_OF[D2[sec]] = sec end
+SECOND_OF["60"] = 59
 
 local RFC3339_HINT = "expected an RFC 3339 time such as 2026-11-23T10:00:00+08:00"
 
 -- Check the fields of a parsed time and return t, off (or nil, reason).
 local function assemble(y, mo, d, h, mi, se, off)
-  if mo < 1 or mo > 12 or d < 1 or d > T.days_in_month(y, mo) then
+  if mo < 1 or mo > 12 or d < 1 or (d > 28 and d > days_in_month(y, mo)) then
     return nil, "no such date"
   end
   if h > 23 or mi > 59 or se > 60 then return nil, "time of day out of range" end
   if se == 60 then se = 59 end                      -- leap second: keep the day
-  return T.days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off, off
+  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off, off
 end
 
 -- The general form: optional fraction, Z or an offset.
 local function parse_general(s)
-  local y, mo, d, h, mi, se, rest = string.match(s,
+  local y, mo, d, h, mi, se, rest = smatch(s,
     "^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt](%d%d):(%d%d):(%d%d)(.*)$")
   if not y then return nil, RFC3339_HINT end
-  local frac = string.match(rest, "^%.%d+")
-  if frac then rest = string.sub(rest, #frac + 1) end
+  local frac = smatch(rest, "^%.%d+")
+  if frac then rest = ssub(rest, #frac + 1) end
   local off
   if rest == "Z" or rest == "z" then
     off = 0
   else
-    local sign, oh, om = string.match(rest, "^([%+%-])(%d%d):(%d%d)$")
+    local sign, oh, om = smatch(rest, "^([%+%-])(%d%d):(%d%d)$")
     if not sign then
       return nil, "expected an offset (Z or +HH:MM) at the end of the time"
     end
@@ -115,34 +175,47 @@ local function parse_general(s)
     tonumber(se), off)
 end
 
+-- The usual fixed-width form "YYYY-MM-DDTHH:MM:SS+HH:MM" with a date in
+-- DAY_OF and an offset on a quarter hour: four table lookups.  Returns t,
+-- off; or nothing when s is not such a time (the other paths then say why).
+local function parse_cached(s)
+  local dn = DAY_OF[ssub(s, 1, 10)]
+  local m = MINUTE_OF[ssub(s, 12, 16)]
+  local sec = SECOND_OF[ssub(s, 18, 19)]
+  local off = OFFSET_OF[ssub(s, 20, 25)]
+  if not (dn and m and sec and off) then return end
+  local tt, _, _, _, _, _, c = sbyte(s, 11, 17)     -- the T and the second ":"
+  if c ~= 58 or (tt ~= 84 and tt ~= 116) then return end
+  return dn * 86400 + m * 60 + sec - off, off
+end
+
 -- Parse an RFC 3339 date-time with an offset ("2026-11-23T10:00:00+08:00",
 -- "...Z", optional fraction).  Returns t, off; or nil and a reason.  The
--- usual fixed-width form "YYYY-MM-DDTHH:MM:SS+HH:MM" is read byte by byte
--- (one call into C); anything else goes through the patterns.
+-- usual fixed-width form "YYYY-MM-DDTHH:MM:SS+HH:MM" is read by
+-- parse_cached for a cached day, else checked by one anchored pattern
+-- without repetitions and read byte by byte; anything else goes through
+-- parse_general.
+local FIXED = "^%d%d%d%d%-%d%d%-%d%d[Tt]%d%d:%d%d:%d%d[%+%-]%d%d:%d%d$"
+
 function T.parse(s)
   if type(s) ~= "string" then return nil, "expected an RFC 3339 time" end
   local n = #s
   if n < 20 or n > 40 then return nil, RFC3339_HINT end
   if n == 25 then
-    local y1, y2, y3, y4, c1, m1, m2, c2, d1, d2, tt, h1, h2, c3, i1, i2, c4, s1, s2,
-      sg, o1, o2, c5, p1, p2 = string.byte(s, 1, 25)
-    -- every digit position must hold 0-9 (48-57); separators - - T : : + :
-    if c1 == 45 and c2 == 45 and (tt == 84 or tt == 116) and c3 == 58 and c4 == 58
-      and (sg == 43 or sg == 45) and c5 == 58
-      and y1 >= 48 and y1 <= 57 and y2 >= 48 and y2 <= 57 and y3 >= 48 and y3 <= 57
-      and y4 >= 48 and y4 <= 57 and m1 >= 48 and m1 <= 57 and m2 >= 48 and m2 <= 57
-      and d1 >= 48 and d1 <= 57 and d2 >= 48 and d2 <= 57 and h1 >= 48 and h1 <= 57
-      and h2 >= 48 and h2 <= 57 and i1 >= 48 and i1 <= 57 and i2 >= 48 and i2 <= 57
-      and s1 >= 48 and s1 <= 57 and s2 >= 48 and s2 <= 57 and o1 >= 48 and o1 <= 57
-      and o2 >= 48 and o2 <= 57 and p1 >= 48 and p1 <= 57 and p2 >= 48 and p2 <= 57 then
-      local oh, om = (o1 - 48) * 10 + o2 - 48, (p1 - 48) * 10 + p2 - 48
-      if oh > 23 or om > 59 then return nil, "offset out of range" end
-      local off = (oh * 60 + om) * 60
-      if sg == 45 then off = -off end
-      return assemble((y1 - 48) * 1000 + (y2 - 48) * 100 + (y3 - 48) * 10 + y4 - 48,
-        (m1 - 48) * 10 + m2 - 48, (d1 - 48) * 10 + d2 - 48,
-        (h1 - 48) * 10 + h2 - 48, (i1 - 48) * 10 + i2 - 48, (s1 - 48) * 10 + s2 - 48, off)
-    end
+    local t, off = parse_cached(s)
+    if t then return t, off end
+  end
+  if n == 25 and sfind(s, FIXED) then
+    local y1, y2, y3, y4, _, m1, m2, _, d1, d2, _, h1, h2, _, i1, i2, _, s1, s2,
+      sg, o1, o2, _, p1, p2 = sbyte(s, 1, 25)
+    -- digits are bytes 48-57: ab - 528 = 10 * a + b - 11 * 48
+    local oh, om = o1 * 10 + o2 - 528, p1 * 10 + p2 - 528
+    if oh > 23 or om > 59 then return nil, "offset out of range" end
+    local off = (oh * 60 + om) * 60
+    if sg == 45 then off = -off end                          -- "-"
+    return assemble(y1 * 1000 + y2 * 100 + y3 * 10 + y4 - 53328,  -- 1111 * 48
+      m1 * 10 + m2 - 528, d1 * 10 + d2 - 528,
+      h1 * 10 + h2 - 528, i1 * 10 + i2 - 528, s1 * 10 + s2 - 528, off)
   end
   return parse_general(s)
 end
@@ -152,18 +225,13 @@ function T.format(t, off)
   local l = t + off
   local dn = l // 86400
   local sec = l - dn * 86400
-  local y, m, d = T.civil_from_days(dn)
-  local sign, a = "+", off
-  if a < 0 then sign, a = "-", -a end
-  return year4(y) .. "-" .. D2[m] .. "-" .. D2[d] .. "T" .. D2[sec // 3600] .. ":"
-    .. D2[sec % 3600 // 60] .. ":" .. D2[sec % 60] .. sign .. D2[a // 3600] .. ":"
-    .. D2[a % 3600 // 60]
+  return (DATES[dn] or date_string(dn)) .. "T" .. HHMM[sec // 60] .. ":" .. D2[sec % 60]
+    .. (OFFSETS[off] or offset_string(off))
 end
 
 -- Format a day number as "YYYY-MM-DD".
 function T.format_date(dn)
-  local y, m, d = T.civil_from_days(dn)
-  return year4(y) .. "-" .. D2[m] .. "-" .. D2[d]
+  return DATES[dn] or date_string(dn)
 end
 
 -- The local day number of instant t in offset off.
@@ -180,12 +248,12 @@ end
 -- Day number n months after day dn, the day of month clamped to the end of
 -- a shorter month (2026-01-31 + 1 month = 2026-02-28).
 function T.add_months(dn, n)
-  local y, m, d = T.civil_from_days(dn)
+  local y, m, d = civil_from_days(dn)
   local idx = y * 12 + (m - 1) + n
   y, m = idx // 12, idx % 12 + 1
-  local last = T.days_in_month(y, m)
+  local last = days_in_month(y, m)
   if d > last then d = last end
-  return T.days_from_civil(y, m, d)
+  return days_from_civil(y, m, d)
 end
 
 return T

@@ -24,6 +24,11 @@ local C = require("lib.calendar")
 
 local CALENDARS = C.load()
 
+-- Read once, here: inside a decision every global access goes through the
+-- sandbox's environment proxies.
+local NULL = verdict.null
+local format, due_of, clock, for_region = T.format, C.due, C.clock, C.for_region
+
 local CATEGORIES = { "billing", "network", "broadband_fault", "install",
   "sp_subscription", "service_attitude", "business_handling", "cancellation",
   "porting", "other" }
@@ -199,46 +204,66 @@ local function check_rule(_, table_name, r)
   return nil
 end
 
+-- "input.<name>", the path C.due names for a missing calendar year, of
+-- each input field (the `from` of a deadline rule).
+local PATH = {}
+for name in pairs(fields) do PATH[name] = "input." .. name end
+
 local function evaluate(P, f, ctx, tr)
-  if f.appealed_at.t < f.event_at.t then
+  local ev = f.event_at
+  if f.appealed_at.t < ev.t then
     S.fail("input.appealed_at", "expected a time not before event_at")
   end
-  local clk = C.clock(C.for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
+  local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
     "input.event_at")
   local window = R.decide(P, "window", f, tr)
-  local ev = f.event_at
-  f.window_ends = C.due(clk, ev.t, ev.off, window.due)
+  f.window_ends = due_of(clk, ev.t, ev.off, window.due)
 
-  -- Grounds by class; findings count only for an admissible appeal.
-  local by_class, n = {}, {}
-  for _, c in ipairs(CLASSES) do by_class[c], n[c] = {}, 0 end
+  -- Findings count only for an admissible appeal: fired rules, and how
+  -- many of each class.
   local fired = R.run(P, "admissibility", f, tr)
   if #fired == 0 then fired = R.run(P, "findings", f, tr) end
-  for _, r in ipairs(fired) do
-    by_class[r.class][#by_class[r.class] + 1] = r.id
-    n[r.class] = n[r.class] + 1
+  local n = { procedural = 0, handling = 0, substantive = 0, mitigation = 0, user = 0 }
+  for i = 1, #fired do
+    local c = fired[i].class
+    n[c] = n[c] + 1
   end
   local o = R.decide(P, "outcome", { n = n, within = f.handled_within_policy == true,
     no_basis = f.demand_has_basis == false }, tr)
-  local grounds = {}
-  for _, c in ipairs(o.grounds) do
-    for _, id in ipairs(by_class[c]) do grounds[#grounds + 1] = id end
+
+  -- Grounds: the ids of the fired rules of the outcome's classes, class by
+  -- class in the order o.grounds names them, each class in firing order.
+  local grounds, k = {}, 0
+  local classes = o.grounds
+  for j = 1, #classes do
+    local c = classes[j]
+    if n[c] > 0 then
+      for i = 1, #fired do
+        local r = fired[i]
+        if r.class == c then
+          k = k + 1
+          grounds[k] = r.id
+        end
+      end
+    end
   end
-  if #grounds == 0 then grounds[1] = o.id end
+  if k == 0 then grounds[1] = o.id end
 
   f.withdrawn = o.outcome == "withdrawn"
   local result = {
     outcome = o.outcome,
     grounds = grounds,
     counts_against_enterprise = o.counts == true,
-    appeal_window_ends = T.format(f.window_ends, ev.off),
-    acceptance_decision_by = verdict.null,
-    answer_due_by = verdict.null,
+    appeal_window_ends = format(f.window_ends, ev.off),
+    acceptance_decision_by = NULL,
+    answer_due_by = NULL,
   }
-  for _, r in ipairs(R.run(P, "deadlines", f, tr)) do
+  local deadlines = R.run(P, "deadlines", f, tr)
+  for i = 1, #deadlines do
+    local r = deadlines[i]
     local from = f[r.from]
-    clk.path = "input." .. r.from
-    result[r.out] = T.format(C.due(clk, from.t, from.off, r.due), from.off)
+    clk.path = PATH[r.from] or "input." .. r.from
+    result[r.out] = format(due_of(clk, from.t, from.off, r.due), from.off)
   end
   C.report(clk, tr)
   return result

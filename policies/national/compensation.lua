@@ -14,6 +14,10 @@ local R = require("lib.rules")
 local S = require("lib.schema")
 local M = require("lib.money")
 
+-- Read once, here: inside a decision every global access goes through the
+-- sandbox's environment proxies.
+local error, mtype = error, math.type
+
 local CATEGORIES = { "billing", "network", "broadband_fault", "install",
   "sp_subscription", "service_attitude", "business_handling", "cancellation",
   "porting", "other" }
@@ -196,43 +200,46 @@ end
 
 local function evaluate(P, f, _ctx, tr)
   local p = P.params
-  if f.repair_overdue_hours > 0 and f.monthly_rental_fen > 0 then
-    if f.fault_hours == nil then
+  local overdue, rental = f.repair_overdue_hours, f.monthly_rental_fen
+  if overdue > 0 and rental > 0 then
+    local fault = f.fault_hours
+    if fault == nil then
       S.fail("input.fault_hours", "required when repair_overdue_hours and monthly_rental_fen "
         .. "are given: expected the length of the fault period in hours")
-    elseif f.fault_hours < f.repair_overdue_hours then
+    elseif fault < overdue then
       S.fail("input.fault_hours", "expected at least repair_overdue_hours ("
-        .. f.repair_overdue_hours .. "), got " .. f.fault_hours)
+        .. overdue .. "), got " .. fault)
     end
   end
-  f.overcharge = 0
-  if f.charged_fen and f.charged_fen > f.due_fen then f.overcharge = f.charged_fen - f.due_fen end
+  local charged = f.charged_fen
+  f.overcharge = charged and charged > f.due_fen and charged - f.due_fen or 0
   f.exempt = R.run(P, "exemption", f, tr) ~= nil
 
-  local components = {}
+  local components = {}          -- written as [] when nothing is offered
   local offer, capped = 0, 0
-  for _, r in ipairs(R.run(P, "components", f, tr)) do
+  local fired = R.run(P, "components", f, tr)
+  for i = 1, #fired do
+    local r = fired[i]
     local amount = r.amount(f, r)
-    if math.type(amount) ~= "integer" then
+    if mtype(amount) ~= "integer" then
       error("rule " .. r.id .. " computed a non-integer amount", 0)
     end
-    components[#components + 1] = { type = r.type, amount_fen = amount, rule = r.id }
+    components[i] = { type = r.type, amount_fen = amount, rule = r.id }
     offer = offer + amount
     if r.capped then capped = capped + amount end
   end
 
-  local cap = p.cap_fen[f.customer_grade]
+  local grade = f.customer_grade
+  local cap = p.cap_fen[grade]
   local cut = R.run(P, "cap", { capped = capped, cap = cap }, tr)
   if cut then
     components[#components + 1] = { type = "cap_adjustment", amount_fen = cap - capped, rule = cut.id }
     offer = offer + cap - capped
   end
 
-  local approval = R.decide(P, "approval",
-    { offer = offer, limits = p.approval_limits[f.customer_grade] }, tr)
+  local approval = R.decide(P, "approval", { offer = offer, limits = p.approval_limits[grade] }, tr)
   local beyond = R.run(P, "claim", { offer = offer, claimed = f.claimed_fen }, tr) ~= nil
 
-  verdict.array(components)          -- [] when empty, not {}
   return {
     offer_fen = offer,
     components = components,

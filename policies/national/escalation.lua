@@ -16,6 +16,11 @@ local C = require("lib.calendar")
 
 local CALENDARS = C.load()
 
+-- Read once, here: inside a decision every global access goes through the
+-- sandbox's environment proxies.
+local pairs = pairs
+local format, due_of, clock, for_region = T.format, C.due, C.clock, C.for_region
+
 local CATEGORIES = { "billing", "network", "broadband_fault", "install",
   "sp_subscription", "service_attitude", "business_handling", "cancellation",
   "porting", "other" }
@@ -55,8 +60,12 @@ local params = {
   calendar_fallback = "weekend_only",
 }
 
--- Which status values occur in input.sla_status (one pass per decision).
+-- Which status values occur in input.sla_status (one pass per decision;
+-- none when it was not given: then it is the field's default, an empty map,
+-- and the answer is a shared empty set).
+local NO_STATUS, NONE_SEEN = fields.sla_status.default, {}
 local function statuses(sla_status)
+  if sla_status == NO_STATUS then return NONE_SEEN end
   local seen = {}
   for _, s in pairs(sla_status) do seen[s] = true end
   return seen
@@ -175,52 +184,62 @@ end
 local function evaluate(P, f, ctx, tr)
   local at, at_off = R.at(ctx)
   local rc = f.received_at
-  local clk = C.clock(C.for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
+  local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
     "input.received_at")
-  f.reply_window_passed = at > C.due(clk, rc.t, rc.off, REPLY_WINDOW)
+  f.reply_window_passed = at > due_of(clk, rc.t, rc.off, REPLY_WINDOW)
   f.status_seen = statuses(f.sla_status)
   C.report(clk, tr)
 
   R.run(P, "owner", f, tr)
-  local rank = RANK[f.handled_by]
-  local warnings, extra, seen = {}, {}, {}
+  local start = RANK[f.handled_by]
+  local rank = start
+  local warnings = {}
   local incident = false
-  for _, r in ipairs(R.run(P, "warnings", f, tr)) do
-    if r.level and RANK[r.level] > rank then rank = RANK[r.level] end
+  local fired = R.run(P, "warnings", f, tr)
+  for i = 1, #fired do
+    local r = fired[i]
+    local level = r.level and RANK[r.level]
+    if level and level > rank then rank = level end
     if r.warning then warnings[#warnings + 1] = r.warning end
     if r.incident then incident = true end
-    for _, who in ipairs(r.notify or {}) do
-      if not seen[who] then
-        seen[who] = true
-        extra[#extra + 1] = who
+  end
+
+  -- Notify every level above the current owner up to the new one, then
+  -- the other parties the rules named, in firing order, each once.  (An
+  -- empty list is written as [].)
+  local notify, n = {}, 0
+  for i = start + 1, rank do
+    n = n + 1
+    notify[n] = LEVELS[i]
+  end
+  for i = 1, #fired do
+    local parties = fired[i].notify
+    if parties then
+      for j = 1, #parties do
+        local who, known = parties[j], false
+        for k = 1, n do
+          if notify[k] == who then known = true; break end
+        end
+        if not known then
+          n = n + 1
+          notify[n] = who
+        end
       end
     end
   end
 
-  -- Notify every level above the current owner up to the new one, then
-  -- the other parties the rules named.
-  local notify = {}
-  for i = RANK[f.handled_by] + 1, rank do
-    notify[#notify + 1] = LEVELS[i]
-    seen[LEVELS[i]] = "level"
-  end
-  for _, who in ipairs(extra) do
-    if seen[who] ~= "level" then notify[#notify + 1] = who end
-  end
-
   f.incident, f.level_rank = incident, rank
-  f.signalled = f.signals.regulator or f.signals.media or f.signals.lawsuit
-    or f.signals.consumer_association or false
+  local signals = f.signals
+  f.signalled = signals.regulator or signals.media or signals.lawsuit
+    or signals.consumer_association or false
   local review = R.decide(P, "review", f, tr)
 
-  verdict.array(notify)              -- [] when empty, not {}
-  verdict.array(warnings)
   return {
     level = LEVELS[rank],
     notify = notify,
     warnings = warnings,
     incident = incident,
-    next_review_at = T.format(at + review.hours * T.HOUR, at_off),
+    next_review_at = format(at + review.hours * 3600, at_off),       -- T.HOUR
     similar_window_hours = P.params.similar_window_hours,
   }
 end

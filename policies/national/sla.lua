@@ -16,6 +16,11 @@ local C = require("lib.calendar")
 
 local CALENDARS = C.load()
 
+-- Read once, here: inside a decision every global access goes through the
+-- sandbox's environment proxies.
+local NULL = verdict.null
+local format, due_of, clock, for_region = T.format, C.due, C.clock, C.for_region
+
 local TOP_GRADES = R.set{ "group", "province" }
 local LOCAL_ENTERPRISE = R.set{ "local_a", "local_b", "local_c" }
 
@@ -136,54 +141,73 @@ local tables = {
   } },
 }
 
--- Load-time check of rule data (also run on rules a region adds).
+-- Load-time check of rule data (run on every rule again after a region's
+-- change).  A rule with deadlines also gets them listed in milestone
+-- order, for evaluate: P.due_order[r] = { m1, spec1, m2, spec2, ... }.
 local function check_rule(P, _table_name, r)
   if r.due == nil then return nil end
-  local known = R.set(P.params.milestones)
+  local milestones = P.params.milestones
+  local known = R.set(milestones)
   for m, spec in pairs(r.due) do
     if not known[m] then return "unknown milestone " .. tostring(m) end
     local why = C.spec_error(spec)
     if why then return why end
   end
+  local order = {}
+  for _, m in ipairs(milestones) do
+    if r.due[m] then
+      order[#order + 1] = m
+      order[#order + 1] = r.due[m]
+    end
+  end
+  P.due_order = P.due_order or {}
+  P.due_order[r] = order
   return nil
+end
+
+-- Set due[m] to each deadline of rule r (order = P.due_order[r]) that is
+-- earlier than the one already there.
+local function apply(order, due, clk, rc)
+  local t, off = rc.t, rc.off
+  for i = 1, #order, 2 do
+    local m = order[i]
+    local d = due_of(clk, t, off, order[i + 1])
+    local old = due[m]
+    if old == nil or d < old then due[m] = d end
+  end
 end
 
 local function evaluate(P, f, ctx, tr)
   local at = R.at(ctx)
   local rc = f.received_at
-  local clk = C.clock(C.for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
+  local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
     "input.received_at")
 
-  -- Deadlines: the earliest any fired rule sets for each milestone.
-  local milestones = P.params.milestones
-  local due = {}
-  local function apply(r)
-    for i = 1, #milestones do
-      local m = milestones[i]
-      local spec = r.due[m]
-      if spec then
-        local d = C.due(clk, rc.t, rc.off, spec)
-        if due[m] == nil or d < due[m] then due[m] = d end
-      end
-    end
-  end
+  -- Deadlines: the earliest any fired rule sets for each milestone, as
+  -- instants (written as text below).
+  local due_order, deadlines = P.due_order, {}
   local tier = R.decide(P, "tier", f, tr)
-  apply(tier)
-  for _, r in ipairs(R.run(P, "statutory", f, tr)) do apply(r) end
+  apply(due_order[tier], deadlines, clk, rc)
+  local statutory = R.run(P, "statutory", f, tr)
+  for i = 1, #statutory do apply(due_order[statutory[i]], deadlines, clk, rc) end
   local repair = R.run(P, "repair", f, tr)
-  if repair then apply(repair) end
+  if repair then apply(due_order[repair], deadlines, clk, rc) end
   C.report(clk, tr)
 
-  -- Status per milestone, and the next open deadline.
-  local deadlines, status = {}, {}
+  -- Status per milestone, and the next open deadline.  The status facts
+  -- are one table, refilled for each milestone.
+  local milestones, status = P.params.milestones, {}
   local next_name, next_due
-  for _, m in ipairs(milestones) do
-    local d = due[m]
+  local off, done_at = rc.off, f.done
+  local m_facts = { start = rc.t, due = 0, done = nil, at = at }
+  for i = 1, #milestones do
+    local m = milestones[i]
+    local d = deadlines[m]
     if d then
-      deadlines[m] = T.format(d, rc.off)
-      local done = f.done[m]
-      local s = R.decide(P, "status",
-        { start = rc.t, due = d, done = done and done.t, at = at }, tr).status
+      deadlines[m] = format(d, off)
+      local done = done_at[m]
+      m_facts.due, m_facts.done = d, done and done.t
+      local s = R.decide(P, "status", m_facts, tr).status
       status[m] = s
       if (s == "pending" or s == "at_risk") and (next_due == nil or d < next_due) then
         next_name, next_due = m, d
@@ -195,8 +219,7 @@ local function evaluate(P, f, ctx, tr)
     tier = tier.tier,
     deadlines = deadlines,
     status = status,
-    next_deadline = next_name and { name = next_name, at = T.format(next_due, rc.off) }
-      or verdict.null,
+    next_deadline = next_name and { name = next_name, at = deadlines[next_name] } or NULL,
     updates_every_minutes = tier.updates_every_minutes,
   }
 end
