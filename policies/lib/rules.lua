@@ -73,6 +73,14 @@ end
 
 -- Run table `name` of P on facts f.  hit = first: returns the rule that
 -- fired, or nil.  hit = collect: returns the array of rules that fired.
+-- A rule fired: its trace entry goes into the trace once, in firing order.
+local function fired(seen, list, id, note)
+  if not seen[id] then
+    seen[id] = true
+    list[#list + 1] = note
+  end
+end
+
 function R.run(P, name, f, tr)
   local t = P.by_name[name]
   if t == nil then error("policy has no decision table named " .. tostring(name), 2) end
@@ -82,12 +90,7 @@ function R.run(P, name, f, tr)
       local r = rules[i]
       local when = r.when
       if when == nil or when(f, r, p) then
-        local id = r.id
-        if not seen[id] then
-          seen[id] = true
-          local list = tr.list
-          list[#list + 1] = t.notes[i]
-        end
+        fired(seen, tr.list, r.id, t.notes[i])
         return r
       end
     end
@@ -98,12 +101,7 @@ function R.run(P, name, f, tr)
     local r = rules[i]
     local when = r.when
     if when == nil or when(f, r, p) then
-      local id = r.id
-      if not seen[id] then
-        seen[id] = true
-        local list = tr.list
-        list[#list + 1] = t.notes[i]
-      end
+      fired(seen, tr.list, r.id, t.notes[i])
       n = n + 1
       hits[n] = r
     end
