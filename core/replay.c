@@ -10,8 +10,8 @@
  * the compensation offers before and after).
  *
  * The rows are shared out between threads (one per core, --threads N),
- * each with its own read-only connection and engines, by seq modulo the
- * number of threads; totals are added up and the changes printed in chain
+ * each with its own read-only connection and engines, in contiguous ranges
+ * of seq; totals are added up and the changes printed in chain
  * order at the end.  Each thread builds one engine per revision on first
  * use, from the revision's files as stored in the database, and keeps it
  * for the rest of the run; results are
@@ -70,7 +70,8 @@ typedef struct replay {
     size_t off, len; /* its report in `changes` */
   } *chg;
   size_t nchg;
-  int lane, lanes;   /* this thread takes the rows with seq % lanes == lane */
+  int lane, lanes;   /* this thread's number, and how many there are */
+  int64_t seq_lo, seq_hi; /* this thread takes the rows seq_lo <= seq < seq_hi */
   int fatal;         /* reading the database failed */
   vd_buf_t fatal_msg;
   vd_buf_t err;      /* scratch for decoding */
@@ -379,7 +380,8 @@ static int parse_time_opt(const char *opt, const char *v, int64_t *ms) {
   return 0;
 }
 
-/* Decide again every row of this lane: seq % lanes == lane. */
+/* Decide again every row of this lane: a contiguous range of seq, so that
+ * each thread reads only its own pages of the table. */
 static void *lane_run(void *arg) {
   replay_t *r = arg;
   sqlite3 *db = NULL;
@@ -395,7 +397,7 @@ static void *lane_run(void *arg) {
   sqlite3_busy_timeout(db, 5000);
   vd_buf_adds(&sql, "SELECT decision_id, received_ms, revision, request, "
                     "result, trace, error_code, facts, seq FROM decisions "
-                    "WHERE seq % ? = ?");
+                    "WHERE seq >= ? AND seq < ?");
   if (r->has_since)
     vd_buf_adds(&sql, " AND received_ms >= ?");
   if (r->has_until)
@@ -411,8 +413,8 @@ static void *lane_run(void *arg) {
     r->fatal = 1;
     goto out;
   }
-  sqlite3_bind_int(st, bind++, r->lanes);
-  sqlite3_bind_int(st, bind++, r->lane);
+  sqlite3_bind_int64(st, bind++, r->seq_lo);
+  sqlite3_bind_int64(st, bind++, r->seq_hi);
   if (r->has_since)
     sqlite3_bind_int64(st, bind++, r->since_ms);
   if (r->has_until)
@@ -611,6 +613,27 @@ int vd_cli_replay(int argc, char **argv) {
     vd_buf_release(&err);
     return 2;
   }
+  {
+    /* split the chain into contiguous ranges of about equal length */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open_v2(opt.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT min(seq), max(seq) FROM decisions", -1,
+                           &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+      fprintf(stderr, "verdict replay: --db %s: %s\n", opt.db,
+              sqlite3_errmsg(db));
+      sqlite3_finalize(st);
+      sqlite3_close(db);
+      if (cand)
+        vd_bundle_unref(cand);
+      return 2;
+    }
+    opt.seq_lo = sqlite3_column_int64(st, 0);
+    opt.seq_hi = sqlite3_column_int64(st, 1) + 1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
   lanes = calloc((size_t)nlanes, sizeof *lanes);
   threads = calloc((size_t)nlanes, sizeof *threads);
   if (!lanes || !threads) {
@@ -619,9 +642,12 @@ int vd_cli_replay(int argc, char **argv) {
   }
   for (i = 0; i < nlanes; i++) {
     replay_t *r = &lanes[i];
+    int64_t span = opt.seq_hi - opt.seq_lo;
     *r = opt;
     r->lane = i;
     r->lanes = nlanes;
+    r->seq_lo = opt.seq_lo + span * i / nlanes;
+    r->seq_hi = opt.seq_lo + span * (i + 1) / nlanes;
     vd_decision_init(&r->d);
     r->L = luaL_newstate();
     if (!r->L) {
