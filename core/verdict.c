@@ -128,7 +128,7 @@ static int print_admin(const char *cmd, const char *resp) {
     lua_Integer i, n;
     lua_getfield(L, -1, "activations");
     n = (lua_Integer)lua_rawlen(L, -1);
-    printf("%-25s %-10s %-4s %-73s %s\n", "AT", "TRIGGER", "OK", "REVISION",
+    printf("%-29s %-10s %-4s %-71s %s\n", "AT", "TRIGGER", "OK", "REVISION",
            "WHO / ERROR");
     for (i = 1; i <= n; i++) {
       const char *who, *error;
@@ -141,7 +141,7 @@ static int print_admin(const char *cmd, const char *resp) {
       lua_getfield(L, -6, "error");
       who = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
       error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-      printf("%-25s %-10s %-4s %-73s %s%s%.*s\n", lua_tostring(L, -6),
+      printf("%-29s %-10s %-4s %-71s %s%s%.*s\n", lua_tostring(L, -6),
              lua_tostring(L, -5), lua_toboolean(L, -4) ? "yes" : "NO",
              lua_tostring(L, -3), who, *error ? " / " : "",
              (int)strcspn(error, "\n"), error);
