@@ -61,6 +61,19 @@ void vd_buf_addc(vd_buf_t *b, char c) {
   b->data[b->len] = '\0';
 }
 
+void vd_buf_add_int(vd_buf_t *b, long long v) {
+  char tmp[24];
+  int i = sizeof tmp;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+  do {
+    tmp[--i] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    tmp[--i] = '-';
+  vd_buf_add(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
 void vd_buf_vaddf(vd_buf_t *b, const char *fmt, va_list ap) {
   va_list cp;
   int n;

@@ -394,7 +394,9 @@ static int encode_array(encoder_t *e, int idx, lua_Integer n) {
     int rc;
     if (i > 1)
       vd_buf_addc(e->out, ',');
-    vd_buf_addf(&e->path, "[%lld]", (long long)i);
+    vd_buf_addc(&e->path, '[');
+    vd_buf_add_int(&e->path, (long long)i);
+    vd_buf_addc(&e->path, ']');
     lua_rawgeti(e->L, idx, i);
     rc = encode_value(e, lua_gettop(e->L));
     lua_pop(e->L, 1);
@@ -498,7 +500,7 @@ static int encode_value(encoder_t *e, int idx) {
     return 0;
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) {
-      vd_buf_addf(e->out, "%lld", (long long)lua_tointeger(L, idx));
+      vd_buf_add_int(e->out, (long long)lua_tointeger(L, idx));
     } else {
       double d = (double)lua_tonumber(L, idx);
       if (!isfinite(d))

@@ -7,10 +7,14 @@
 #include "verdict/error.h"
 #include "verdict/protocol.h"
 
+/* ,"key":"value" -- with plain appends: vfprintf was 6% of a decision. */
 static void add_str(vd_buf_t *out, const char *key, const char *val) {
-  vd_buf_addf(out, ",\"%s\":", key);
+  vd_buf_add(out, ",\"", 2);
+  vd_buf_adds(out, key);
+  vd_buf_add(out, "\":", 2);
   vd_buf_add_json_str(out, val, strlen(val));
 }
+
 
 void vd_response_error(vd_buf_t *out, const char *id_json, int code,
                        const char *message, const char *path,
@@ -47,8 +51,9 @@ void vd_response_write(vd_buf_t *out, const vd_decision_t *d,
   vd_buf_add(out, d->result.data, d->result.len);
   vd_buf_adds(out, ",\"trace\":");
   vd_buf_add(out, d->trace.data, d->trace.len);
-  vd_buf_addf(out, ",\"elapsed_us\":%llu}\n",
-              (unsigned long long)(d->elapsed_ns / 1000));
+  vd_buf_adds(out, ",\"elapsed_us\":");
+  vd_buf_add_int(out, (long long)(d->elapsed_ns / 1000));
+  vd_buf_add(out, "}\n", 2);
 }
 
 void vd_framer_init(vd_framer_t *f, size_t max_line) {

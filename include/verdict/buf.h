@@ -34,6 +34,8 @@ void vd_buf_grow(vd_buf_t *b, size_t extra);
 void vd_buf_add(vd_buf_t *b, const void *p, size_t n);
 void vd_buf_adds(vd_buf_t *b, const char *s);
 void vd_buf_addc(vd_buf_t *b, char c);
+/* Append the decimal text of v (no printf on the hot path). */
+void vd_buf_add_int(vd_buf_t *b, long long v);
 void vd_buf_addf(vd_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void vd_buf_vaddf(vd_buf_t *b, const char *fmt, va_list ap);
