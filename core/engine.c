@@ -919,7 +919,7 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
                      int64_t now_ms, vd_decision_t *d) {
   lua_State *L = e->sb.L;
   uint64_t t0 = mono_ns();
-  int top = lua_gettop(L), rc, status, tripped;
+  int top = lua_gettop(L), rc, status;
   decide_args_t args;
 
   vd_decision_reset(d);
@@ -956,8 +956,7 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
                                             : "engine error");
     }
   }
-  tripped = vd_sandbox_disarm(&e->sb);
-  (void)tripped;
+  vd_sandbox_disarm(&e->sb);
   e->sb.limit = 0;
   e->replaying = 0;
   e->replay_facts = NULL;
