@@ -49,9 +49,10 @@ local fields = {
     doc = "complaints by the customer over the handler's head in the last 30 days" },
   refunds_90d = S.integer{ min = 0, max = 100000, default = 0,
     doc = "refunds or compensations paid to the customer in the last 90 days" },
-  similar_recent = S.integer{ min = 0, max = 10000000, default = 0,
+  similar_recent = S.integer{ min = 0, max = 10000000,
     doc = "distinct customers with a same-category complaint in the same region within "
-      .. "params.similar_window_hours" },
+      .. "params.similar_window_hours; when absent, the daemon's history is asked "
+      .. "(ctx.history.similar_customers), else 0" },
 }
 
 local params = {
@@ -183,6 +184,13 @@ end
 
 local function evaluate(P, f, ctx, tr)
   local at, at_off = R.at(ctx)
+  if f.similar_recent == nil then
+    -- Not given: count it from the decision history (recorded with the
+    -- decision as a fact, and answered from that record on replay).
+    local history = ctx.history
+    f.similar_recent = history and history.similar_customers(ctx.region, f.category,
+      P.params.similar_window_hours) or 0
+  end
   local rc = f.received_at
   local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
     "input.received_at")

@@ -279,3 +279,38 @@ class FullDisk(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HistoryFacts(unittest.TestCase):
+    def test_escalation_counts_similar_complaints_from_history(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-facts-")
+        d = Daemon(POLICIES, tmp=tmp)
+        c = d.connect()
+        results = []
+        for k in range(6):
+            inp = {"complaint_id": "C-%d" % k, "customer_id": "U-%d" % k,
+                   "category": "network", "customer_grade": "retail",
+                   "received_at": "2026-11-23T09:00:00+08:00",
+                   "handled_by": "frontline"}
+            at = "2026-11-23T10:%02d:00+08:00" % k
+            r = c.call(**request("escalation", "GD-SZ", inp, at=at, rid=k))
+            self.assertNotIn("error", r, r)
+            results.append(r)
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        # the fifth earlier customer makes it a systemic fault
+        self.assertFalse(results[4]["result"]["incident"])
+        self.assertTrue(results[5]["result"]["incident"])
+        self.assertIn("systemic_fault", results[5]["result"]["warnings"])
+        db = sqlite3.connect(d.db)
+        facts = [json.loads(f) for (f,) in db.execute(
+            "SELECT facts FROM decisions WHERE kind = 'escalation' ORDER BY seq")]
+        db.close()
+        self.assertEqual([f[0]["value"] for f in facts], [0, 1, 2, 3, 4, 5])
+        self.assertEqual(facts[5][0]["query"], "similar_customers")
+        self.assertEqual(facts[5][0]["args"], ["GD-SZ", "network", 24])
+        # replay answers from the recorded facts, so it reproduces
+        rc, out, err = run_cli("replay", "--db", d.db, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(json.loads(out)["unchanged"], 6)
+        shutil.rmtree(tmp, ignore_errors=True)
