@@ -101,8 +101,6 @@ static void store_revision(vd_daemon_t *d, vd_bundle_t *b) {
   vd_bundle_file_t *files;
   size_t i, n = vd_bundle_count(b);
   char *err = NULL;
-  if (!d->history)
-    return;
   files = malloc((n ? n : 1) * sizeof *files);
   if (!files)
     return;
@@ -120,8 +118,6 @@ static void record_activation(vd_daemon_t *d, const char *revision,
                               const char *trigger, const char *who,
                               const char *source, int ok, const char *error) {
   char *err = NULL;
-  if (!d->history)
-    return;
   if (vd_history_record_activation(d->history, revision, trigger, who, source,
                                    ok, error, &err) != 0)
     vd_daemon_log("cannot record the activation of %s: %s", revision,
@@ -535,7 +531,6 @@ static void reload_free(vd_reload_t *r) {
 static void reload_work(uv_work_t *req) {
   vd_reload_t *r = req->data;
   vd_daemon_t *d = r->d;
-  unsigned i;
   r->rc = vd_policy_validate(r->bundle, &r->err);
   if (r->rc)
     return;
@@ -545,8 +540,7 @@ static void reload_work(uv_work_t *req) {
     vd_buf_adds(&r->err, "out of memory");
     return;
   }
-  for (i = 0; i < d->nworkers && r->rc == 0; i++)
-    r->rc = vd_engine_new(r->bundle, &d->opts.limits, &r->engines[i], &r->err);
+  r->rc = vd_daemon_build_engines(d, r->bundle, r->engines, &r->err);
   if (r->rc == 0)
     in_force_json(r->engines[0], &r->in_force);
 }

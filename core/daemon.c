@@ -306,16 +306,17 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
     vd_worker_request_stop(&d->workers[i]);
 }
 
-/* Build one engine per worker for bundle b; all or nothing. */
-static int build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
-                         vd_buf_t *err) {
+int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
+                            vd_buf_t *err) {
   unsigned i;
   int rc;
   for (i = 0; i < d->nworkers; i++) {
     rc = vd_engine_new(b, &d->opts.limits, &out[i], err);
     if (rc) {
-      while (i-- > 0)
+      while (i-- > 0) {
         vd_engine_free(out[i]);
+        out[i] = NULL;
+      }
       return rc;
     }
   }
@@ -369,7 +370,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     vd_daemon_log("out of memory");
     goto out;
   }
-  if (build_engines(&d, d.bundle, engines, &err) != 0) {
+  if (vd_daemon_build_engines(&d, d.bundle, engines, &err) != 0) {
     vd_daemon_log("cannot load policies from %s: %s", opts->policies, err.data);
     goto out;
   }

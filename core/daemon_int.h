@@ -120,6 +120,10 @@ void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
 /* daemon.c: the status object as JSON (any thread).  with_files adds
  * which file decides each region and kind. */
 void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files);
+/* One engine per worker for bundle B (any thread); all or nothing: on
+ * failure every out[i] is NULL and err says why. */
+int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
+                            vd_buf_t *err);
 void vd_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* admin.c (main thread) */
