@@ -12,6 +12,14 @@
  * request short of the socket and the history.  Prints nanoseconds per
  * decision.  Built and run by `scripts/bench --profile BUILD_DIR`; links
  * BUILD_DIR/libverdict.a.  One thread.
+ *
+ * DECIDE_MODE=fast (the default) decides as a daemon worker does, with a
+ * watchdog slot and no count hook; DECIDE_MODE=count counts every
+ * instruction (verdictd --always-count); DECIDE_MODE=both runs the loop
+ * once each way, one after the other, and prints both.  DECIDE_BUDGET=N
+ * sets the instruction budget; under valgrind, give it a large one so that
+ * the slowed-down fast attempts stay under their recount threshold (the
+ * budget at ten instructions a nanosecond) and are not decided twice.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +32,7 @@
 #include "verdict/protocol.h"
 #include "verdict/timefmt.h"
 #include "verdict/uuid.h"
+#include "verdict/watchdog.h"
 
 static const char default_request[] =
     "{\"kind\":\"compensation\",\"region\":\"national\","
@@ -67,7 +76,11 @@ int main(int argc, char **argv) {
   vd_uuidgen_t gen;
   long i, count;
   double t0, t1;
-  int rc = 1;
+  const char *mode = getenv("DECIDE_MODE");
+  vd_limits_t lim = VD_LIMITS_DEFAULT;
+  vd_watchdog_t wd;
+  vd_watch_slot_t *slot = NULL;
+  int rc = 1, pass;
 
   if (argc < 3 || (count = atol(argv[2])) <= 0) {
     fprintf(stderr, "usage: decide_loop POLICY_DIR COUNT [REQUESTS.ndjson]\n");
@@ -79,33 +92,57 @@ int main(int argc, char **argv) {
   } else {
     vd_buf_adds(&req, default_request);
   }
+  if (getenv("DECIDE_BUDGET"))
+    lim.instr_budget = strtoul(getenv("DECIDE_BUDGET"), NULL, 10);
   vd_decision_init(&d);
   vd_uuidgen_init(&gen);
   if (vd_bundle_load(argv[1], &b, &err) != 0 ||
-      vd_engine_new(b, NULL, &e, &err) != 0) {
+      vd_engine_new(b, &lim, &e, &err) != 0) {
     fprintf(stderr, "decide_loop: %s\n", err.data ? err.data : "?");
     goto out;
   }
 
-  t0 = mono_s();
-  for (i = 0; i < count; i++) {
-    char id[37];
-    int64_t now = vd_now_ms();
-    if (vd_engine_decide(e, req.data, req.len, now, &d) != 0) {
-      fprintf(stderr, "decide_loop: the request failed: %s\n",
-              d.message.data ? d.message.data : "?");
+  if (!mode || strcmp(mode, "both") == 0 || strcmp(mode, "fast") == 0) {
+    if (vd_watchdog_start(&wd, 1, VD_WATCH_TICK_NS) != 0) {
+      fprintf(stderr, "decide_loop: cannot start the watchdog\n");
       goto out;
     }
-    vd_uuid_v7(&gen, now, id);
-    vd_buf_reset(&out);
-    vd_response_write(&out, &d, id, vd_bundle_revision(b));
+    slot = vd_watchdog_attach(&wd, 0);
   }
-  t1 = mono_s();
-  printf("%ld decisions, %.0f ns each, %.0f per second on one core\n", count,
-         (t1 - t0) / (double)count * 1e9, (double)count / (t1 - t0));
+  for (pass = 0; pass < 2; pass++) {
+    int fast = pass == 0 ? slot != NULL : 0;
+    if (pass == 1 && !(mode && strcmp(mode, "both") == 0))
+      break;
+    if (pass == 0 && mode && strcmp(mode, "count") == 0)
+      fast = 0;
+    vd_engine_set_watch(e, fast ? slot : NULL);
+    t0 = mono_s();
+    for (i = 0; i < count; i++) {
+      char id[37];
+      int64_t now = vd_now_ms();
+      if (vd_engine_decide(e, req.data, req.len, now, &d) != 0) {
+        fprintf(stderr, "decide_loop: the request failed: %s\n",
+                d.message.data ? d.message.data : "?");
+        goto out;
+      }
+      vd_uuid_v7(&gen, now, id);
+      vd_buf_reset(&out);
+      vd_response_write(&out, &d, id, vd_bundle_revision(b));
+    }
+    t1 = mono_s();
+    printf("%s: %ld decisions, %.0f ns each, %.0f per second on one core, "
+           "%lu recounted\n", fast ? "fast" : "count", count,
+           (t1 - t0) / (double)count * 1e9, (double)count / (t1 - t0),
+           vd_engine_recounts(e));
+  }
   rc = 0;
 
 out:
+  if (slot) {
+    vd_engine_set_watch(e, NULL);
+    vd_watchdog_detach(slot);
+    vd_watchdog_stop(&wd);
+  }
   vd_decision_release(&d);
   if (e)
     vd_engine_free(e);

@@ -214,6 +214,7 @@ static void resume_accepting(uv_timer_t *t) {
 
 void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files) {
   uint64_t decisions = 0, errors[VD_ERR_COUNT] = {0}, total_err = 0;
+  uint64_t recounts = 0;
   unsigned conns = 0, i;
   int k, first = 1;
   char ts[32];
@@ -221,6 +222,7 @@ void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files) {
     vd_worker_t *w = &d->workers[i];
     decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
     conns += atomic_load_explicit(&w->connections, memory_order_relaxed);
+    recounts += atomic_load_explicit(&w->recounts, memory_order_relaxed);
     for (k = 0; k < VD_ERR_COUNT; k++)
       errors[k] += atomic_load_explicit(&w->errors[k], memory_order_relaxed);
   }
@@ -258,7 +260,13 @@ void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files) {
     total_err += errors[k];
     first = 0;
   }
-  vd_buf_addf(out, "},\"errors_total\":%llu}", (unsigned long long)total_err);
+  vd_buf_addf(out, "},\"errors_total\":%llu,\"budget\":{\"mode\":\"%s\","
+              "\"instructions\":%lu,\"recounted\":%llu,"
+              "\"interrupts\":%lu}}",
+              (unsigned long long)total_err,
+              d->watchdog.started ? "watchdog" : "count",
+              d->opts.limits.instr_budget, (unsigned long long)recounts,
+              d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -409,6 +417,9 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     goto out_listen;
   }
   vd_admin_startup(&d, engines[0]);
+  if (!opts->always_count &&
+      vd_watchdog_start(&d.watchdog, (int)d.nworkers, VD_WATCH_TICK_NS) != 0)
+    vd_daemon_log("no watchdog thread: every instruction will be counted");
 
   for (i = 0; i < d.nworkers; i++) {
     vd_worker_t *w = &d.workers[i];
@@ -458,6 +469,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     uv_mutex_destroy(&w->lock);
     free(w->queue);
   }
+  vd_watchdog_stop(&d.watchdog);
   rc = started == d.nworkers ? 0 : 1;
   vd_daemon_log("stopped");
 

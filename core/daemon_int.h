@@ -25,6 +25,7 @@
 #include "verdict/error.h"
 #include "verdict/history.h"
 #include "verdict/uuid.h"
+#include "verdict/watchdog.h"
 
 typedef struct vd_conn vd_conn_t;
 
@@ -55,6 +56,8 @@ typedef struct vd_worker {
   vd_engine_t *next_engine;/* a newer revision to switch to */
 
   vd_engine_t *engine;     /* the revision deciding now (worker-only) */
+  vd_watch_slot_t *watch;  /* this thread's watchdog slot, or NULL */
+  unsigned long recounts_seen; /* engine->recounts already added below */
   vd_history_reader_t *reader; /* answers ctx.history (worker-only) */
   vd_uuidgen_t uuid;
   vd_decision_t dec;       /* scratch, reused for every request */
@@ -71,6 +74,7 @@ typedef struct vd_worker {
   atomic_uint_fast64_t decisions;
   atomic_uint_fast64_t errors[VD_ERR_COUNT];
   atomic_uint connections;
+  atomic_uint_fast64_t recounts; /* decisions decided again, counted */
 } vd_worker_t;
 
 struct vd_daemon {
@@ -78,6 +82,7 @@ struct vd_daemon {
   uv_loop_t *loop;
   vd_bundle_t *bundle;     /* the active revision (main thread) */
   vd_history_t *history;   /* NULL when --log-mode off */
+  vd_watchdog_t watchdog;  /* fast attempts; .started is 0 without */
   int64_t started_ms;
   int64_t activated_ms;
   char activated_by[32];

@@ -24,6 +24,7 @@
 #include "verdict/error.h"
 #include "verdict/json.h"
 #include "verdict/timefmt.h"
+#include "verdict/watchdog.h"
 
 struct vd_engine {
   vd_sandbox_t sb;
@@ -43,6 +44,10 @@ struct vd_engine {
   int replaying;
   int ref_history;          /* registry ref: the read-only ctx.history */
   vd_decision_t *current;   /* the decision being made */
+  /* fast attempts (watchdog.h): NULL to always count */
+  vd_watch_slot_t *watch;
+  uint64_t recount_ns;      /* an attempt longer than this is counted */
+  unsigned long recounts;   /* decisions decided again with counting */
 };
 
 /* ------------------------------------------------------------------------
@@ -915,11 +920,12 @@ static int decide_k(lua_State *L) {
   return 0;
 }
 
-int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
-                     int64_t now_ms, vd_decision_t *d) {
+/* One attempt at the whole decision, decoding included; returns the limit
+ * that tripped (0 if none), so that a fast attempt can be told apart. */
+static int decide_attempt(vd_engine_t *e, const char *line, size_t len,
+                          int64_t now_ms, vd_decision_t *d) {
   lua_State *L = e->sb.L;
-  uint64_t t0 = mono_ns();
-  int top = lua_gettop(L), rc, status;
+  int top = lua_gettop(L), rc, status, tripped;
   decide_args_t args;
 
   vd_decision_reset(d);
@@ -956,11 +962,46 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
                                             : "engine error");
     }
   }
-  vd_sandbox_disarm(&e->sb);
+  tripped = vd_sandbox_disarm(&e->sb);
   e->sb.limit = 0;
+  lua_settop(L, top);
+  return tripped;
+}
+
+/* Fast attempt first when a watchdog watches this engine: no count hook.
+ * It is decided again, from the start and counted, if the watchdog
+ * interrupted it or if it simply took longer than recount_ns.  recount_ns
+ * is the budget at ten instructions a nanosecond, a rate no Lua VM comes
+ * near, so an evaluation that would exhaust the budget cannot finish fast;
+ * every answer, policy_timeout included, is the counted one. */
+int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
+                     int64_t now_ms, vd_decision_t *d) {
+  uint64_t t0 = mono_ns();
+  int tripped;
+  if (e->watch) {
+    vd_sandbox_count(&e->sb, 0);
+    vd_watch_begin(e->watch, &e->sb);
+    tripped = decide_attempt(e, line, len, now_ms, d);
+    vd_watch_end(e->watch);
+    vd_sandbox_count(&e->sb, 1);
+    if (tripped == VD_SANDBOX_RECOUNT || mono_ns() - t0 > e->recount_ns) {
+      e->recounts++;
+      decide_attempt(e, line, len, now_ms, d);
+    }
+  } else {
+    decide_attempt(e, line, len, now_ms, d);
+  }
   e->replaying = 0;
   e->replay_facts = NULL;
-  lua_settop(L, top);
   d->elapsed_ns = mono_ns() - t0;
   return d->code;
+}
+
+void vd_engine_set_watch(vd_engine_t *e, vd_watch_slot_t *slot) {
+  e->watch = slot;
+  e->recount_ns = e->lim.instr_budget / 10;
+}
+
+unsigned long vd_engine_recounts(const vd_engine_t *e) {
+  return e->recounts;
 }

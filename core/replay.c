@@ -33,6 +33,7 @@
 #include "verdict/history.h"
 #include "verdict/json.h"
 #include "verdict/timefmt.h"
+#include "verdict/watchdog.h"
 
 int vd_cli_replay(int argc, char **argv);
 
@@ -57,6 +58,7 @@ typedef struct replay {
   rev_engine_t *revs;
   size_t nrevs;
   lua_State *L; /* for decoding what differs */
+  vd_watchdog_t *watchdog; /* shared by the lanes; NULL: always count */
   vd_decision_t d;
   long long replayed, unchanged, changed, errors, reported;
   counter_t *rules;
@@ -388,6 +390,8 @@ static void *lane_run(void *arg) {
   sqlite3_stmt *st = NULL;
   vd_buf_t sql = VD_BUF_INIT;
   int rc, bind = 1, recorded = strcmp(r->against, "recorded") == 0;
+  vd_watch_slot_t *slot = r->watchdog ? vd_watchdog_attach(r->watchdog, r->lane)
+                                      : NULL;
 
   if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
     vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
@@ -450,7 +454,9 @@ static void *lane_run(void *arg) {
     }
     /* the policy sees exactly the history facts it saw then */
     vd_engine_replay_facts(e, (const char *)sqlite3_column_text(st, 7));
+    vd_engine_set_watch(e, slot); /* fast attempts, the same answers */
     vd_engine_decide(e, req, (size_t)reqlen, received, &r->d);
+    vd_engine_set_watch(e, NULL);
     if (code)
       same = r->d.code && strcmp(code, vd_err_name(r->d.code)) == 0;
     else
@@ -477,6 +483,7 @@ static void *lane_run(void *arg) {
     r->fatal = 1;
   }
 out:
+  vd_watchdog_detach(slot);
   sqlite3_finalize(st);
   sqlite3_close(db);
   vd_buf_release(&sql);
@@ -566,6 +573,7 @@ int vd_cli_replay(int argc, char **argv) {
   pthread_t *threads = NULL;
   vd_bundle_t *cand = NULL;
   vd_buf_t err = VD_BUF_INIT, merged = VD_BUF_INIT;
+  vd_watchdog_t wd;
   int i, rc = 0, recorded, nlanes;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -662,13 +670,18 @@ int vd_cli_replay(int argc, char **argv) {
       goto out;
     }
   }
-  /* one thread a lane; each has its own connection, engines and state */
+  /* one thread a lane; each has its own connection, engines and state, and
+   * a slot of one watchdog, so that decisions are tried hook-free first */
+  if (vd_watchdog_start(&wd, nlanes, VD_WATCH_TICK_NS) == 0)
+    for (i = 0; i < nlanes; i++)
+      lanes[i].watchdog = &wd;
   for (i = 0; i < nlanes; i++)
     if (pthread_create(&threads[i], NULL, lane_run, &lanes[i]) != 0)
       lane_run(&lanes[i]), threads[i] = 0;
   for (i = 0; i < nlanes; i++)
     if (threads[i])
       pthread_join(threads[i], NULL);
+  vd_watchdog_stop(&wd);
   for (i = 0; i < nlanes; i++)
     if (lanes[i].fatal) {
       fprintf(stderr, "verdict replay: %s\n", lanes[i].fatal_msg.data);

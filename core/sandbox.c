@@ -67,6 +67,30 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
+/* Set by vd_sandbox_interrupt(): the fast attempt stops at its next
+ * instruction and the engine decides again with counting on. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  (void)ar;
+  if (!sb->tripped)
+    sb->tripped = VD_SANDBOX_RECOUNT;
+  lua_pushliteral(L, "evaluation interrupted, to be counted");
+  lua_error(L);
+}
+
+void vd_sandbox_count(vd_sandbox_t *sb, int on) {
+  if (on)
+    lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, VD_HOOK_STEP);
+  else
+    lua_sethook(sb->L, NULL, 0, 0);
+}
+
+/* Async-signal-safe on the thread that runs sb: lua_sethook is documented
+ * as callable from a signal handler, and this is all we do. */
+void vd_sandbox_interrupt(vd_sandbox_t *sb) {
+  lua_sethook(sb->L, interrupt_hook, LUA_MASKCOUNT, 1);
+}
+
 vd_sandbox_t *vd_sandbox_of(lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
@@ -699,7 +723,7 @@ int vd_sandbox_init(vd_sandbox_t *sb, vd_buf_t *err) {
     sb->L = NULL;
     return VD_ENOMEM;
   }
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, VD_HOOK_STEP);
+  vd_sandbox_count(sb, 1);
   return 0;
 }
 

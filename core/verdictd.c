@@ -26,7 +26,10 @@ static void usage(FILE *f) {
       "  --instr-budget N     VM instructions per decision (default: "
       "10000000)\n"
       "  --mem-cap BYTES      memory one decision may use (default: "
-      "33554432)\n",
+      "33554432)\n"
+      "  --always-count       count every VM instruction of every decision\n"
+      "                       instead of the watchdog's fast attempts (same\n"
+      "                       answers, slower; for comparison)\n",
       f);
 }
 
@@ -55,6 +58,7 @@ int main(int argc, char **argv) {
       {"instr-budget", required_argument, 0, 'I'},
       {"mem-cap", required_argument, 0, 'M'},
       {"watch", no_argument, 0, 'W'},
+      {"always-count", no_argument, 0, 'C'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   static const vd_limits_t limits = VD_LIMITS_DEFAULT;
@@ -112,6 +116,7 @@ int main(int argc, char **argv) {
       o.limits.mem_cap = v;
       break;
     case 'W': o.watch = 1; break;
+    case 'C': o.always_count = 1; break;
     case 'h':
       usage(stdout);
       return 0;

@@ -375,6 +375,11 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
   if (i == len)
     return; /* blank lines are not requests */
   vd_engine_decide(w->engine, line, len, now, d);
+  if (vd_engine_recounts(w->engine) != w->recounts_seen) {
+    unsigned long r = vd_engine_recounts(w->engine);
+    atomic_fetch_add(&w->recounts, r - w->recounts_seen);
+    w->recounts_seen = r;
+  }
   if (d->code == 0 && d->op != VD_OP_DECIDE) {
     vd_buf_reset(&w->scratch);
     switch (d->op) {
@@ -563,6 +568,8 @@ static void on_wake(uv_async_t *a) {
     if (fresh) { /* between two requests: every request sees one revision */
       vd_engine_free(w->engine);
       w->engine = fresh;
+      w->recounts_seen = 0;
+      vd_engine_set_watch(w->engine, w->watch);
       if (w->reader)
         vd_engine_set_facts(w->engine, answer_fact, w);
     }
@@ -604,7 +611,14 @@ static void worker_main(void *arg) {
                       "%s\n", w->index, err ? err : "?");
     free(err);
   }
+  if (w->daemon->watchdog.started) {
+    w->watch = vd_watchdog_attach(&w->daemon->watchdog, (int)w->index);
+    vd_engine_set_watch(w->engine, w->watch);
+  }
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  vd_engine_set_watch(w->engine, NULL);
+  vd_watchdog_detach(w->watch);
+  w->watch = NULL;
   vd_history_reader_close(w->reader);
   w->reader = NULL;
 }

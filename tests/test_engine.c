@@ -31,6 +31,7 @@
 #include "verdict/policytest.h"
 #include "verdict/sandbox.h"
 #include "verdict/timefmt.h"
+#include "verdict/watchdog.h"
 
 #define MINI "tests/fixtures/mini"
 #define HOSTILE "tests/fixtures/hostile"
@@ -141,6 +142,8 @@ static const char MINI_TRACE[] =
 typedef struct fx {
   vd_engine_t *e;
   vd_decision_t d;
+  vd_watchdog_t wd;       /* the _watched fixtures only */
+  vd_watch_slot_t *slot;
 } fx_t;
 
 static int setup_mini(void **state) {
@@ -161,8 +164,26 @@ static int setup_hostile(void **state) {
   return 0;
 }
 
+/* The hostile bundle decided as a daemon worker decides: fast attempts
+ * under a watchdog, counted again when interrupted or slow. */
+static int setup_hostile_watched(void **state) {
+  fx_t *f;
+  setup_hostile(state);
+  f = *state;
+  assert_int_equal(vd_watchdog_start(&f->wd, 1, VD_WATCH_TICK_NS), 0);
+  f->slot = vd_watchdog_attach(&f->wd, 0);
+  assert_non_null(f->slot);
+  vd_engine_set_watch(f->e, f->slot);
+  return 0;
+}
+
 static int teardown(void **state) {
   fx_t *f = *state;
+  if (f->slot) {
+    vd_engine_set_watch(f->e, NULL);
+    vd_watchdog_detach(f->slot);
+    vd_watchdog_stop(&f->wd);
+  }
   vd_engine_free(f->e);
   vd_decision_release(&f->d);
   free(f);
@@ -717,6 +738,48 @@ static void hostile_kinds(void **state) {
   assert_int_equal(decide(f->e, HREQ("counter"), &f->d), VD_EPOLICY_ERROR);
 }
 
+/* Under the watchdog an endless loop is interrupted and decided again with
+ * counting, and the answer is the counted one. */
+static void watched_loop_is_recounted(void **state) {
+  fx_t *f = *state;
+  unsigned long before = vd_engine_recounts(f->e);
+  assert_int_equal(decide(f->e, HREQ("loop"), &f->d), VD_EPOLICY_TIMEOUT);
+  assert_contains(f->d.message.data, "ran past its budget of 200000");
+  assert_true(vd_engine_recounts(f->e) > before);
+  assert_true(vd_watchdog_interrupts(&f->wd) >= 1);
+  assert_int_equal(vd_engine_sandbox(f->e)->tripped, 0);
+  decide_ok_after(f, "an interrupted loop");
+}
+
+/* Fast attempts never change an answer: near the budget, the watched
+ * engine and an always-counting one agree on every n, and the sweep
+ * crosses the edge. */
+static void watched_budget_is_exact(void **state) {
+  fx_t *f = *state;
+  vd_engine_t *counted = new_engine(HOSTILE, &small_limits);
+  vd_decision_t d;
+  char line[256];
+  int n, seen_ok = 0, seen_timeout = 0;
+  vd_decision_init(&d);
+  for (n = 95000; n <= 105000; n += 250) {
+    int a, b;
+    snprintf(line, sizeof line, "{\"kind\":\"spin\",\"region\":\"national\","
+             "\"at\":\"" AT "\",\"input\":{\"n\":%d}}", n);
+    a = decide(f->e, line, &f->d);
+    b = decide(counted, line, &d);
+    if (a != b)
+      fail_msg("n=%d: watched %s, counted %s", n, vd_err_name(a),
+               vd_err_name(b));
+    if (a == 0)
+      assert_string_equal(f->d.result.data, d.result.data);
+    seen_ok |= a == 0;
+    seen_timeout |= a == VD_EPOLICY_TIMEOUT;
+  }
+  assert_true(seen_ok && seen_timeout);
+  vd_decision_release(&d);
+  vd_engine_free(counted);
+}
+
 /* An error decision carries no result: "either the decision (result and
  * trace as JSON) or an error" (engine.h).
  *
@@ -1174,6 +1237,8 @@ static void decide_under_memory_caps(void **state) {
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
+#define HW(fn)                                                                 \
+  cmocka_unit_test_setup_teardown(fn, setup_hostile_watched, teardown)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(bundle_load_and_revision),
       cmocka_unit_test(bundle_from_files_revision),
@@ -1196,6 +1261,10 @@ int main(void) {
       H(hostile_escape),
       H(error_decision_has_no_partial_result),
       H(hostile_repeated),
+      HW(hostile_kinds),
+      HW(hostile_repeated),
+      HW(watched_loop_is_recounted),
+      HW(watched_budget_is_exact),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),
@@ -1209,5 +1278,6 @@ int main(void) {
   };
 #undef M
 #undef H
+#undef HW
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@ typedef struct vd_daemon_opts {
   const char *listen;      /* "HOST:PORT" for TCP, or NULL */
   const char *db;          /* history database path */
   int watch;               /* reload when the policy directory changes */
+  int always_count;        /* no fast attempts: count every instruction */
   vd_log_mode_t log_mode;
   unsigned workers;
   size_t max_line;         /* bytes; longer lines get too_large and a close */

@@ -87,6 +87,15 @@ void vd_engine_set_facts(vd_engine_t *e, vd_facts_fn fn, void *ud);
 /* For the next vd_engine_decide() only (facts may be NULL: none read). */
 void vd_engine_replay_facts(vd_engine_t *e, const char *facts);
 
+/* Let the watchdog slot of the calling thread watch this engine's
+ * decisions, which are then tried first without the count hook (see
+ * watchdog.h and vd_engine_decide); NULL to always count.  The slot must
+ * belong to the thread that calls vd_engine_decide. */
+struct vd_watch_slot;
+void vd_engine_set_watch(vd_engine_t *e, struct vd_watch_slot *slot);
+/* Decisions decided again with counting after a fast attempt. */
+unsigned long vd_engine_recounts(const vd_engine_t *e);
+
 vd_bundle_t *vd_engine_bundle(const vd_engine_t *e);
 vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e);
 

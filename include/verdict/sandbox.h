@@ -49,7 +49,8 @@ typedef struct vd_sandbox {
   size_t limit;         /* refuse allocations that would pass this (0: none) */
   unsigned long steps;  /* instructions counted since vd_sandbox_arm() */
   unsigned long budget; /* instructions allowed since vd_sandbox_arm() */
-  int tripped;          /* 0, VD_EPOLICY_TIMEOUT or VD_EPOLICY_MEMORY */
+  int tripped;          /* 0, VD_EPOLICY_TIMEOUT, VD_EPOLICY_MEMORY or
+                         * VD_SANDBOX_RECOUNT */
   long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
   int failing;          /* tests: set when the countdown hit; every later
                          * allocation fails until the test clears it */
@@ -64,6 +65,15 @@ void vd_sandbox_release(vd_sandbox_t *sb);
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap);
 /* End it: returns the limit that tripped (0 if none). */
 int vd_sandbox_disarm(vd_sandbox_t *sb);
+
+/* Counting (the default) sets the count hook that enforces the budget; a
+ * fast attempt turns it off and relies on a watchdog (watchdog.h). */
+void vd_sandbox_count(vd_sandbox_t *sb, int on);
+/* Make the running evaluation stop at its next instruction with `tripped`
+ * set to VD_SANDBOX_RECOUNT.  Async-signal-safe; call it only on the thread
+ * that runs sb (from a signal handler there). */
+void vd_sandbox_interrupt(vd_sandbox_t *sb);
+#define VD_SANDBOX_RECOUNT (-1000)
 
 /* The sandbox that owns L. */
 vd_sandbox_t *vd_sandbox_of(lua_State *L);

@@ -225,10 +225,42 @@ class Hostile(unittest.TestCase):
             self.assertEqual([k for k, v in r["result"].items() if v], [])
             st = good.call(op="status")["status"]
             self.assertGreaterEqual(st["errors"]["policy_timeout"], 2)
+            # both endless loops ran hook-free until the watchdog stopped
+            # them, and were then decided again with counting
+            self.assertEqual(st["budget"]["mode"], "watchdog")
+            self.assertGreaterEqual(st["budget"]["interrupts"], 2)
+            self.assertGreaterEqual(st["budget"]["recounted"], 2)
             good.close()
             bad.close()
         finally:
             self.assertEqual(d.stop(), 0, d.read_log())
+
+    def test_budget_is_exact_with_the_watchdog(self):
+        """Fast (hook-free) attempts give exactly the counted answers: the
+        same n, near the budget, times out in both daemons or in neither."""
+        budget = 200000
+        fast = Daemon(HOSTILE, args=["--instr-budget", str(budget)])
+        counted = Daemon(HOSTILE, args=["--instr-budget", str(budget),
+                                        "--always-count"])
+        try:
+            a, b = fast.connect(), counted.connect()
+            seen = set()
+            for n in range(budget // 2 - 3000, budget // 2 + 3000, 250):
+                ra = a.call(**request("spin", "national", {"n": n}))
+                rb = b.call(**request("spin", "national", {"n": n}))
+                outcome = lambda r: r.get("result") or r["error"]["code"]
+                self.assertEqual(outcome(ra), outcome(rb), n)
+                seen.add("result" in ra)
+            self.assertEqual(seen, {True, False}, "the sweep missed the edge")
+            self.assertEqual(a.call(op="status")["status"]["budget"]["mode"],
+                             "watchdog")
+            self.assertEqual(b.call(op="status")["status"]["budget"]["mode"],
+                             "count")
+            a.close()
+            b.close()
+        finally:
+            self.assertEqual(fast.stop(), 0, fast.read_log())
+            self.assertEqual(counted.stop(), 0, counted.read_log())
 
     def test_broken_bundle_refused_at_startup(self):
         with self.assertRaises(RuntimeError) as e:
