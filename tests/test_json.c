@@ -339,6 +339,107 @@ static void strings_escapes_unicode(void **state) {
   roundtrip(f, "\"\\u001f\\u007f\"", "\"\\u001f\x7f\"");
 }
 
+/* A byte-at-a-time statement of what vd_buf_add_json_str must write, for
+ * comparing with its word-at-a-time scanning. */
+static size_t ref_utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0], cp;
+  size_t need, i;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xC2 && c <= 0xDF)
+    need = 2, cp = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF)
+    need = 3, cp = c & 0x0F;
+  else if (c >= 0xF0 && c <= 0xF4)
+    need = 4, cp = c & 0x07;
+  else
+    return 0;
+  if (n < need)
+    return 0;
+  for (i = 1; i < need; i++) {
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if ((need == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+      (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    return 0;
+  return need;
+}
+
+static size_t ref_json_str(vd_buf_t *b, const unsigned char *s, size_t n) {
+  size_t i = 0, bad = 0, k;
+  vd_buf_addc(b, '"');
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c == '"' || c == '\\') {
+      vd_buf_addc(b, '\\');
+      vd_buf_addc(b, (char)c);
+    } else if (c == '\n') {
+      vd_buf_adds(b, "\\n");
+    } else if (c == '\r') {
+      vd_buf_adds(b, "\\r");
+    } else if (c == '\t') {
+      vd_buf_adds(b, "\\t");
+    } else if (c < 0x20) {
+      vd_buf_addf(b, "\\u%04x", c);
+    } else if (c < 0x80) {
+      vd_buf_addc(b, (char)c);
+    } else if ((k = ref_utf8_len(s + i, n - i)) > 0) {
+      vd_buf_add(b, s + i, k);
+      i += k;
+      continue;
+    } else {
+      vd_buf_adds(b, "\xEF\xBF\xBD");
+      bad++;
+    }
+    i++;
+  }
+  vd_buf_addc(b, '"');
+  return bad;
+}
+
+/* Random strings over pieces that each need different care, at every
+ * alignment and length around the 8-byte words the encoder skips. */
+static void string_escaping_matches_reference(void **state) {
+  static const char *const pieces[] = {
+      "a", "Z", " ", "~", "\"", "\\", "\n", "\t", "\x01", "\x1f", "\x7f",
+      "\x80", "\xff", "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80",
+      "\xe4\xb8", "\xed\xa0\x80", "\xc0\xaf", "0123456789abcdef", "\0"};
+  unsigned long seed = 12345;
+  unsigned char str[256];
+  vd_buf_t got = VD_BUF_INIT, want = VD_BUF_INIT;
+  int round;
+  (void)state;
+  for (round = 0; round < 20000; round++) {
+    size_t n = 0, bad_got, bad_want;
+    int parts;
+    seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+    parts = (int)((seed >> 33) % 24);
+    while (parts-- > 0) {
+      const char *p;
+      size_t len;
+      seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+      p = pieces[(seed >> 33) % (sizeof pieces / sizeof pieces[0])];
+      len = *p ? strlen(p) : 1; /* "\0" is one NUL byte */
+      if (n + len > sizeof str)
+        break;
+      memcpy(str + n, p, len);
+      n += len;
+    }
+    vd_buf_reset(&got);
+    vd_buf_reset(&want);
+    bad_got = vd_buf_add_json_str(&got, (const char *)str, n);
+    bad_want = ref_json_str(&want, str, n);
+    if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0 ||
+        bad_got != bad_want)
+      fail_msg("round %d: %zu bytes encoded differently:\n got %s\nwant %s",
+               round, n, got.data, want.data);
+  }
+  vd_buf_release(&got);
+  vd_buf_release(&want);
+}
+
 static void invalid_utf8_rejected(void **state) {
   fx_t *f = *state;
   static const char *const bad[] = {
@@ -701,6 +802,7 @@ int main(void) {
       cmocka_unit_test(decode_under_fail_countdown),
       cmocka_unit_test(decode_under_memory_cap),
       cmocka_unit_test(encode_never_raises),
+      cmocka_unit_test(string_escaping_matches_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
