@@ -86,7 +86,8 @@ static int usage(const char *msg, const char *arg) {
           "usage: verdict replay [--db PATH] [--since T] [--until T] "
           "[--region R] [--kind K]\n"
           "                      [--against recorded|DIR] "
-          "[--format text|json] [--threads N]\n");
+          "[--format text|json] [--threads N]\n"
+          "                      [--always-count]\n");
   return 2;
 }
 
@@ -382,6 +383,83 @@ static int parse_time_opt(const char *opt, const char *v, int64_t *ms) {
   return 0;
 }
 
+/* The selection's conditions, after "WHERE ...", and their values. */
+static void add_filters(vd_buf_t *sql, const replay_t *r) {
+  if (r->has_since)
+    vd_buf_adds(sql, " AND received_ms >= ?");
+  if (r->has_until)
+    vd_buf_adds(sql, " AND received_ms < ?");
+  if (r->region)
+    vd_buf_adds(sql, " AND region = ?");
+  if (r->kind)
+    vd_buf_adds(sql, " AND kind = ?");
+}
+
+static void bind_filters(sqlite3_stmt *st, const replay_t *r, int bind) {
+  if (r->has_since)
+    sqlite3_bind_int64(st, bind++, r->since_ms);
+  if (r->has_until)
+    sqlite3_bind_int64(st, bind++, r->until_ms);
+  if (r->region)
+    sqlite3_bind_text(st, bind++, r->region, -1, SQLITE_STATIC);
+  if (r->kind)
+    sqlite3_bind_text(st, bind++, r->kind, -1, SQLITE_STATIC);
+}
+
+/* Cut the selected rows into nlanes contiguous seq ranges holding about as
+ * many rows each: bounds[0..nlanes], lane i takes [bounds[i], bounds[i+1]).
+ * Reads only seq, through the received_ms or region/kind index when the
+ * selection has one.  Returns 0, or -1 with the message in r->fatal_msg. */
+static int split_lanes(replay_t *r, int nlanes, int64_t *bounds) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  vd_buf_t sql = VD_BUF_INIT;
+  int64_t n = 0, row = 0, last = 0;
+  int rc = -1, lane = 1;
+
+  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+    goto out;
+  sqlite3_busy_timeout(db, 5000);
+  vd_buf_adds(&sql, "SELECT count(*) FROM decisions WHERE 1");
+  add_filters(&sql, r);
+  if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK)
+    goto out;
+  bind_filters(st, r, 1);
+  if (sqlite3_step(st) != SQLITE_ROW)
+    goto out;
+  n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  st = NULL;
+  vd_buf_reset(&sql);
+  vd_buf_adds(&sql, "SELECT seq FROM decisions WHERE 1");
+  add_filters(&sql, r);
+  vd_buf_adds(&sql, " ORDER BY seq");
+  if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK)
+    goto out;
+  bind_filters(st, r, 1);
+  bounds[0] = 0;
+  while (lane < nlanes && sqlite3_step(st) == SQLITE_ROW) {
+    last = sqlite3_column_int64(st, 0);
+    if (row == 0)
+      bounds[0] = last;
+    while (lane < nlanes && row == n * lane / nlanes)
+      bounds[lane++] = last;
+    row++;
+  }
+  /* with fewer rows than lanes, the rest are empty ranges */
+  while (lane < nlanes)
+    bounds[lane++] = INT64_MAX;
+  bounds[nlanes] = INT64_MAX;
+  rc = 0;
+out:
+  if (rc)
+    vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  vd_buf_release(&sql);
+  return rc;
+}
+
 /* Decide again every row of this lane: a contiguous range of seq, so that
  * each thread reads only its own pages of the table. */
 static void *lane_run(void *arg) {
@@ -402,14 +480,7 @@ static void *lane_run(void *arg) {
   vd_buf_adds(&sql, "SELECT decision_id, received_ms, revision, request, "
                     "result, trace, error_code, facts, seq FROM decisions "
                     "WHERE seq >= ? AND seq < ?");
-  if (r->has_since)
-    vd_buf_adds(&sql, " AND received_ms >= ?");
-  if (r->has_until)
-    vd_buf_adds(&sql, " AND received_ms < ?");
-  if (r->region)
-    vd_buf_adds(&sql, " AND region = ?");
-  if (r->kind)
-    vd_buf_adds(&sql, " AND kind = ?");
+  add_filters(&sql, r);
   vd_buf_adds(&sql, " ORDER BY seq");
   if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
     vd_buf_addf(&r->fatal_msg, "%s: not a verdict history database? %s",
@@ -419,14 +490,7 @@ static void *lane_run(void *arg) {
   }
   sqlite3_bind_int64(st, bind++, r->seq_lo);
   sqlite3_bind_int64(st, bind++, r->seq_hi);
-  if (r->has_since)
-    sqlite3_bind_int64(st, bind++, r->since_ms);
-  if (r->has_until)
-    sqlite3_bind_int64(st, bind++, r->until_ms);
-  if (r->region)
-    sqlite3_bind_text(st, bind++, r->region, -1, SQLITE_STATIC);
-  if (r->kind)
-    sqlite3_bind_text(st, bind++, r->kind, -1, SQLITE_STATIC);
+  bind_filters(st, r, bind);
 
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *id = (const char *)sqlite3_column_text(st, 0);
@@ -574,7 +638,8 @@ int vd_cli_replay(int argc, char **argv) {
   vd_bundle_t *cand = NULL;
   vd_buf_t err = VD_BUF_INIT, merged = VD_BUF_INIT;
   vd_watchdog_t wd;
-  int i, rc = 0, recorded, nlanes;
+  int64_t *bounds = NULL;
+  int i, rc = 0, recorded, nlanes, always_count = 0;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
   memset(&opt, 0, sizeof opt);
@@ -584,6 +649,10 @@ int vd_cli_replay(int argc, char **argv) {
   nlanes = ncpu > 0 ? (int)(ncpu < 8 ? ncpu : 8) : 1;
   for (i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--always-count") == 0) {
+      always_count = 1;
+      continue;
+    }
     if (!v || a[0] != '-')
       return usage("unexpected argument", a);
     if (strcmp(a, "--db") == 0)
@@ -621,26 +690,15 @@ int vd_cli_replay(int argc, char **argv) {
     vd_buf_release(&err);
     return 2;
   }
-  {
-    /* split the chain into contiguous ranges of about equal length */
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_open_v2(opt.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "SELECT min(seq), max(seq) FROM decisions", -1,
-                           &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-      fprintf(stderr, "verdict replay: --db %s: %s\n", opt.db,
-              sqlite3_errmsg(db));
-      sqlite3_finalize(st);
-      sqlite3_close(db);
-      if (cand)
-        vd_bundle_unref(cand);
-      return 2;
-    }
-    opt.seq_lo = sqlite3_column_int64(st, 0);
-    opt.seq_hi = sqlite3_column_int64(st, 1) + 1;
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+  bounds = calloc((size_t)nlanes + 1, sizeof *bounds);
+  if (!bounds || split_lanes(&opt, nlanes, bounds) != 0) {
+    fprintf(stderr, "verdict replay: %s\n",
+            opt.fatal_msg.data ? opt.fatal_msg.data : "out of memory");
+    vd_buf_release(&opt.fatal_msg);
+    free(bounds);
+    if (cand)
+      vd_bundle_unref(cand);
+    return 2;
   }
   lanes = calloc((size_t)nlanes, sizeof *lanes);
   threads = calloc((size_t)nlanes, sizeof *threads);
@@ -650,12 +708,11 @@ int vd_cli_replay(int argc, char **argv) {
   }
   for (i = 0; i < nlanes; i++) {
     replay_t *r = &lanes[i];
-    int64_t span = opt.seq_hi - opt.seq_lo;
     *r = opt;
     r->lane = i;
     r->lanes = nlanes;
-    r->seq_lo = opt.seq_lo + span * i / nlanes;
-    r->seq_hi = opt.seq_lo + span * (i + 1) / nlanes;
+    r->seq_lo = bounds[i];
+    r->seq_hi = bounds[i + 1];
     vd_decision_init(&r->d);
     r->L = luaL_newstate();
     if (!r->L) {
@@ -672,7 +729,8 @@ int vd_cli_replay(int argc, char **argv) {
   }
   /* one thread a lane; each has its own connection, engines and state, and
    * a slot of one watchdog, so that decisions are tried hook-free first */
-  if (vd_watchdog_start(&wd, nlanes, VD_WATCH_TICK_NS) == 0)
+  memset(&wd, 0, sizeof wd);
+  if (!always_count && vd_watchdog_start(&wd, nlanes, VD_WATCH_TICK_NS) == 0)
     for (i = 0; i < nlanes; i++)
       lanes[i].watchdog = &wd;
   for (i = 0; i < nlanes; i++)
@@ -702,6 +760,7 @@ out:
     lane_release(&lanes[i]);
   free(lanes);
   free(threads);
+  free(bounds);
   if (cand)
     vd_bundle_unref(cand);
   vd_buf_release(&err);
