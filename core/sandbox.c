@@ -496,6 +496,47 @@ static int v_is_null(lua_State *L) {
   return 1;
 }
 
+/* verdict.only_keys(t, allowed): whether every key of t has a value in
+ * the plain table `allowed` (raw lookups).  The answer does not depend on
+ * the order keys are visited in, so the raw, unordered walk is safe here
+ * and costs no sorting; the schema's quick check runs it on every request. */
+static int v_only_keys(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, 2) == LUA_TNIL) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* verdict.new_table(narray, nhash): an empty table with room for that many
+ * elements, so that filling it does not rehash it at 1, 2, 4, 8... keys. */
+static int v_new_table(lua_State *L) {
+  lua_Integer na = luaL_optinteger(L, 1, 0), nh = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, na >= 0 && na <= 4096, 1, "expected 0 to 4096");
+  luaL_argcheck(L, nh >= 0 && nh <= 4096, 2, "expected 0 to 4096");
+  lua_createtable(L, (int)na, (int)nh);
+  return 1;
+}
+
+/* verdict.is_empty(t): whether t has no key at all. */
+static int v_is_empty(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushnil(L);
+  lua_pushboolean(L, lua_next(L, 1) == 0);
+  return 1;
+}
+
 /* ------------------------------------------------------------------------
  * Environments
  * ------------------------------------------------------------------------ */
@@ -637,6 +678,9 @@ static int build_base(lua_State *L) {
   static const luaL_Reg vlib[] = {{"array", v_array},
                                   {"object", v_object},
                                   {"is_null", v_is_null},
+                                  {"only_keys", v_only_keys},
+                                  {"is_empty", v_is_empty},
+                                  {"new_table", v_new_table},
                                   {NULL, NULL}};
   static const struct lib_copy {
     const char *name;

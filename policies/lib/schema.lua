@@ -35,6 +35,7 @@ local parse_time = T.parse
 local S = {}
 
 local NULL = verdict.null
+local only_keys, new_table = verdict.only_keys, verdict.new_table
 
 ------------------------------------------------------------------------
 -- Constructors.
@@ -133,10 +134,7 @@ local function is_array(v)
   return #v > 0
 end
 
-local function is_empty(v)
-  for _ in pairs(v) do return false end -- luacheck: ignore 512 (a loop that only looks)
-  return true
-end
+local is_empty = verdict.is_empty
 
 -- A short description of a given value for "got ..." in messages.
 local function describe(v)
@@ -168,6 +166,7 @@ local TYPES = { string = true, integer = true, boolean = true, enum = true,
 
 local compile_fields
 local BAD = {}  -- a quick checker's "not valid" (a checked value may be false)
+local REQUIRED = {}  -- absent[i] of a required field
 local quick_object
 
 -- The quick checker of spec sp: function(v) -> the checked (and converted)
@@ -271,9 +270,9 @@ end
 
 -- A compiled object schema: fields, names (sorted), known (set of names),
 -- conditional (names with `requires`), and for the quick walk: quick[name]
--- (the field's checker), fill / fill_default (the fields to look at when
--- absent: required ones, with default nil, and those with a default) and
--- requires[i] (the `requires` of conditional[i]).
+-- (the field's checker), absent[i] (what names[i] takes when absent: its
+-- default, nil, or REQUIRED) and requires[i] (the `requires` of
+-- conditional[i]).
 function compile_fields(fields, where)
   local names, known, quick = {}, {}, {}
   for name, sp in pairs(fields) do
@@ -283,8 +282,8 @@ function compile_fields(fields, where)
     known[name] = true
   end
   sort(names)
-  local conditional, requires, fill, fill_default = {}, {}, {}, {}
-  for _, name in ipairs(names) do
+  local conditional, requires, absent = {}, {}, {}
+  for i, name in ipairs(names) do
     local sp = fields[name]
     local req = sp.requires
     if req then
@@ -296,13 +295,14 @@ function compile_fields(fields, where)
       conditional[#conditional + 1] = name
       requires[#conditional] = req
     end
-    if sp.required or sp.default ~= nil then
-      fill[#fill + 1] = name
-      fill_default[#fill] = sp.default
+    if sp.required then
+      absent[i] = REQUIRED
+    else
+      absent[i] = sp.default
     end
   end
   return { fields = fields, names = names, known = known, conditional = conditional,
-    quick = quick, fill = fill, fill_default = fill_default, requires = requires }
+    quick = quick, absent = absent, requires = requires }
 end
 
 -- Compile a top-level schema (fields of `input`).
@@ -328,8 +328,9 @@ end
 -- Validating a request.
 --
 -- Two walks with the same checks.  quick_object, with the quick checkers
--- compiled at load time, checks and converts a valid request in one pass
--- over the keys it has, building no paths and no messages, and gives up
+-- compiled at load time, checks that the request has no unknown key (one
+-- call to C), then checks and converts it in one pass over the schema's
+-- fields, building no paths and no messages, and gives up
 -- (returns nil) at the first problem.  Only then does check_object, slower,
 -- walk the request again in the documented order (unknown fields, then
 -- fields in name order, then `requires`) to raise bad_input with the path
@@ -338,23 +339,21 @@ end
 -- The facts for object v (a table, not an array) of compiled schema c, or
 -- nil if anything is wrong with it.
 function quick_object(c, v)
-  local quick, out = c.quick, {}
-  for k, e in pairs(v) do
-    local checker = quick[k]
-    if checker == nil then return nil end           -- unknown field
-    if e ~= NULL then                               -- null counts as absent
-      local x = checker(e)
+  local quick = c.quick
+  if not only_keys(v, quick) then return nil end    -- an unknown field
+  local names, absent = c.names, c.absent
+  local out = new_table(0, #names)
+  for i = 1, #names do
+    local k = names[i]
+    local e = v[k]
+    if e == nil or e == NULL then                   -- null counts as absent
+      local a = absent[i]
+      if a == REQUIRED then return nil end
+      out[k] = a                                     -- the default, or nil
+    else
+      local x = quick[k](e)
       if x == BAD then return nil end
       out[k] = x
-    end
-  end
-  local fill, fill_default = c.fill, c.fill_default
-  for i = 1, #fill do
-    local name = fill[i]
-    if out[name] == nil then
-      local default = fill_default[i]
-      if default == nil then return nil end         -- required
-      out[name] = default
     end
   end
   local conditional, requires = c.conditional, c.requires
