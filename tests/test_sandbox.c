@@ -428,6 +428,22 @@ static void verdict_library(void **state) {
                   "already has a metatable");
   assert_contains(raises(f, "setmetatable(verdict.array(), {})"),
                   "protected metatable");
+  /* the table helpers the schema library uses on every request */
+  assert_string_equal(ok(f, "local t = {a = 1, b = verdict.null} "
+                            "return tostring(verdict.only_keys(t, {a = 1, "
+                            "b = 2, c = 3})) .. tostring(verdict.only_keys(t, "
+                            "{a = true})) .. tostring(verdict.only_keys({}, {})) "
+                            ".. tostring(verdict.only_keys({1}, {a = 1}))"),
+                      "truefalsetruefalse");
+  assert_string_equal(ok(f, "return tostring(verdict.is_empty({})) .. "
+                            "tostring(verdict.is_empty({false})) .. "
+                            "tostring(verdict.is_empty({x = 0}))"),
+                      "truefalsefalse");
+  assert_string_equal(ok(f, "local t = verdict.new_table(2, 13) t.x = 1 "
+                            "t[1] = 2 return t.x + t[1] + #t"),
+                      "4");
+  assert_contains(raises(f, "verdict.new_table(-1)"), "expected 0 to 4096");
+  assert_contains(raises(f, "verdict.only_keys(1, {})"), "table expected");
   /* the markers are the ones the encoder knows */
   vd_sandbox_new_env(L);
   assert_int_equal(vd_sandbox_load(L, "=m", code, sizeof code - 1, -1),
