@@ -317,17 +317,37 @@ int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
  * Encoding
  * ------------------------------------------------------------------------ */
 
+/* Where the encoder is, for messages: one segment per open container,
+ * turned into "result.deadlines[2]" only when something fails. */
+typedef struct seg {
+  const char *key; /* object key (anchored by its table), or NULL */
+  size_t n;
+  lua_Integer index; /* array index when key is NULL */
+} seg_t;
+
 typedef struct encoder {
   lua_State *L;
   vd_buf_t *out;
   vd_buf_t *err;
-  vd_buf_t path; /* "result.deadlines" while inside that value */
+  const char *root;
+  const void *array_mt, *object_mt; /* the markers' metatables */
   int depth;
+  seg_t segs[VD_JSON_MAX_DEPTH + 1];
 } encoder_t;
 
 static int enc_fail(encoder_t *e, const char *what) {
+  int i;
   vd_buf_reset(e->err);
-  vd_buf_addf(e->err, "%s: %s", e->path.data ? e->path.data : "value", what);
+  vd_buf_adds(e->err, e->root ? e->root : "value");
+  for (i = 0; i < e->depth; i++) {
+    if (e->segs[i].key) {
+      vd_buf_addc(e->err, '.');
+      vd_buf_add(e->err, e->segs[i].key, e->segs[i].n);
+    } else if (e->segs[i].index) {
+      vd_buf_addf(e->err, "[%lld]", (long long)e->segs[i].index);
+    }
+  }
+  vd_buf_addf(e->err, ": %s", what);
   return VD_EINVALID;
 }
 
@@ -349,121 +369,135 @@ static int encode_value(encoder_t *e, int idx);
 typedef struct keyref {
   const char *s;
   size_t n;
-  int slot; /* stack index of a copy of the key */
+  int slot; /* stack index of the key's value */
 } keyref_t;
+
+static int keyref_less(const keyref_t *x, const keyref_t *y) {
+  size_t n = x->n < y->n ? x->n : y->n;
+  int c = memcmp(x->s, y->s, n);
+  return c < 0 || (c == 0 && x->n < y->n);
+}
 
 static int keyref_cmp(const void *a, const void *b) {
   const keyref_t *x = a, *y = b;
-  size_t n = x->n < y->n ? x->n : y->n;
-  int c = memcmp(x->s, y->s, n);
-  if (c)
-    return c;
-  return x->n < y->n ? -1 : x->n > y->n;
+  return keyref_less(x, y) ? -1 : keyref_less(y, x);
 }
 
-/* Is the table at idx a sequence 1..n with nothing else?  Sets *n. */
-static int is_sequence(lua_State *L, int idx, lua_Integer *n) {
-  lua_Integer count = 0, max = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TNUMBER || !lua_isinteger(L, -1)) {
-      lua_pop(L, 1);
-      return 0;
-    }
-    {
-      lua_Integer k = lua_tointeger(L, -1);
-      if (k < 1) {
-        lua_pop(L, 1);
-        return 0;
-      }
-      if (k > max)
-        max = k;
-    }
-    count++;
+/* Objects have a handful of keys: insertion sort, qsort past that. */
+static void sort_keys(keyref_t *k, size_t n) {
+  size_t i, j;
+  if (n > 16) {
+    qsort(k, n, sizeof *k, keyref_cmp);
+    return;
   }
-  *n = count;
-  return count == max;
+  for (i = 1; i < n; i++) {
+    keyref_t t = k[i];
+    for (j = i; j > 0 && keyref_less(&t, &k[j - 1]); j--)
+      k[j] = k[j - 1];
+    k[j] = t;
+  }
 }
 
 static int encode_array(encoder_t *e, int idx, lua_Integer n) {
-  size_t mark = e->path.len;
+  seg_t *seg = &e->segs[e->depth - 1];
   lua_Integer i;
   vd_buf_addc(e->out, '[');
+  seg->key = NULL;
   for (i = 1; i <= n; i++) {
     int rc;
     if (i > 1)
       vd_buf_addc(e->out, ',');
-    vd_buf_addc(&e->path, '[');
-    vd_buf_add_int(&e->path, (long long)i);
-    vd_buf_addc(&e->path, ']');
+    seg->index = i;
     lua_rawgeti(e->L, idx, i);
     rc = encode_value(e, lua_gettop(e->L));
     lua_pop(e->L, 1);
     if (rc)
       return rc;
-    e->path.len = mark;
-    e->path.data[mark] = '\0';
   }
   vd_buf_addc(e->out, ']');
   return 0;
 }
 
-static int encode_object(encoder_t *e, int idx) {
+static const char MIXED[] = "table mixes array and object keys, or has a "
+                            "non-string key; cannot encode it as JSON";
+
+/* A table that is not marked as an array: one walk over its keys decides
+ * whether it is a sequence 1..n (encoded as an array; so is the empty
+ * table) or an object with string keys, whose values the walk leaves on
+ * the stack to be encoded in key order.  Nothing is allocated in Lua, so
+ * encoding never raises. */
+static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   lua_State *L = e->L;
   keyref_t small[16], *keys = small;
-  size_t nkeys = 0, cap = 16, i, mark = e->path.len;
+  size_t nkeys = 0, cap = 16, i;
+  lua_Integer nints = 0, maxint = 0;
   int rc = 0, base = lua_gettop(L);
+  seg_t *seg = &e->segs[e->depth - 1];
 
-  /* Each key is copied onto the stack (nothing is allocated, so encoding
-   * never raises) and remembered by its stack slot, to be pushed back. */
   lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      rc = enc_fail(e, "table mixes array and object keys, or has a "
-                       "non-string key; cannot encode it as JSON");
+  while (lua_next(L, idx)) { /* ... values, key, value */
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      if (nkeys == cap) {
+        keyref_t *k2 = malloc(sizeof *k2 * cap * 2);
+        if (!k2) {
+          rc = enc_fail(e, "out of memory");
+          goto done;
+        }
+        memcpy(k2, keys, sizeof *k2 * nkeys);
+        if (keys != small)
+          free(keys);
+        keys = k2;
+        cap *= 2;
+      }
+      keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
+      keys[nkeys].slot = lua_gettop(L) - 1; /* where the value will be */
+      nkeys++;
+    } else if (!marked_object && lua_isinteger(L, -2) &&
+               lua_tointeger(L, -2) >= 1) {
+      lua_Integer k = lua_tointeger(L, -2);
+      nints++;
+      if (k > maxint)
+        maxint = k;
+      lua_pop(L, 1); /* the value is read again by index */
+      continue;
+    } else {
+      rc = enc_fail(e, MIXED);
       goto done;
     }
+    if (nints) {
+      rc = enc_fail(e, MIXED);
+      goto done;
+    }
+    lua_insert(L, -2); /* keep the value below the key */
     if (!lua_checkstack(L, 3)) {
       rc = enc_fail(e, "object has too many keys");
       goto done;
     }
-    if (nkeys == cap) {
-      keyref_t *k2 = malloc(sizeof *k2 * cap * 2);
-      if (!k2) {
-        rc = enc_fail(e, "out of memory");
-        goto done;
-      }
-      memcpy(k2, keys, sizeof *k2 * nkeys);
-      if (keys != small)
-        free(keys);
-      keys = k2;
-      cap *= 2;
-    }
-    lua_pushvalue(L, -1);
-    lua_insert(L, -2); /* keep the copy below the iteration key */
-    keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
-    keys[nkeys].slot = lua_gettop(L) - 1;
-    nkeys++;
   }
-  qsort(keys, nkeys, sizeof *keys, keyref_cmp);
+  if (nkeys && nints) {
+    rc = enc_fail(e, MIXED);
+    goto done;
+  }
+  if (!nkeys && !marked_object) {
+    if (nints != maxint) { /* a sparse list is not an array */
+      rc = enc_fail(e, MIXED);
+      goto done;
+    }
+    rc = encode_array(e, idx, nints);
+    goto done;
+  }
+  sort_keys(keys, nkeys);
   vd_buf_addc(e->out, '{');
   for (i = 0; i < nkeys; i++) {
     if (i)
       vd_buf_addc(e->out, ',');
     vd_buf_add_json_str(e->out, keys[i].s, keys[i].n);
     vd_buf_addc(e->out, ':');
-    vd_buf_addc(&e->path, '.');
-    vd_buf_add(&e->path, keys[i].s, keys[i].n);
-    lua_pushvalue(L, keys[i].slot);
-    lua_rawget(L, idx);
-    rc = encode_value(e, lua_gettop(L));
-    lua_pop(L, 1);
+    seg->key = keys[i].s;
+    seg->n = keys[i].n;
+    rc = encode_value(e, keys[i].slot);
     if (rc)
       goto done;
-    e->path.len = mark;
-    e->path.data[mark] = '\0';
   }
   vd_buf_addc(e->out, '}');
 done:
@@ -475,17 +509,14 @@ done:
 
 static int encode_table(encoder_t *e, int idx) {
   lua_State *L = e->L;
-  int marker = vd_json_marker(L, idx);
-  lua_Integer n = 0;
-  if (marker == 1) {
-    n = (lua_Integer)lua_rawlen(L, idx);
-    return encode_array(e, idx, n);
+  const void *mt = NULL;
+  if (lua_getmetatable(L, idx)) {
+    mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
   }
-  if (marker == 2)
-    return encode_object(e, idx);
-  if (is_sequence(L, idx, &n))
-    return encode_array(e, idx, n); /* includes the empty table: [] */
-  return encode_object(e, idx);
+  if (mt && mt == e->array_mt)
+    return encode_array(e, idx, (lua_Integer)lua_rawlen(L, idx));
+  return encode_keyed(e, idx, mt && mt == e->object_mt);
 }
 
 static int encode_value(encoder_t *e, int idx) {
@@ -526,13 +557,15 @@ static int encode_value(encoder_t *e, int idx) {
       return enc_fail(e, "nested too deeply (or a table contains itself)");
     if (!lua_checkstack(L, 4))
       return enc_fail(e, "out of stack space");
+    e->segs[e->depth].key = NULL; /* not inside it yet: no segment */
+    e->segs[e->depth].index = 0;
     e->depth++;
     rc = encode_table(e, idx);
-    e->depth--;
+    if (rc == 0)
+      e->depth--; /* on failure the path stays for the message */
     return rc;
   default:
-    return enc_fail(e, lua_typename(L, lua_type(L, idx)) &&
-                               lua_type(L, idx) == LUA_TFUNCTION
+    return enc_fail(e, lua_type(L, idx) == LUA_TFUNCTION
                            ? "cannot encode a function as JSON"
                            : "cannot encode this value as JSON");
   }
@@ -541,14 +574,18 @@ static int encode_value(encoder_t *e, int idx) {
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
                    vd_buf_t *err) {
   encoder_t e;
-  int rc;
   e.L = L;
   e.out = out;
   e.err = err;
+  e.root = root;
   e.depth = 0;
-  vd_buf_init(&e.path);
-  vd_buf_adds(&e.path, root ? root : "value");
-  rc = encode_value(&e, lua_absindex(L, idx));
-  vd_buf_release(&e.path);
-  return rc;
+  idx = lua_absindex(L, idx);
+  if (!lua_checkstack(L, 2))
+    return enc_fail(&e, "out of stack space");
+  lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT);
+  e.array_mt = lua_topointer(L, -1); /* NULL if this state has none */
+  lua_getfield(L, LUA_REGISTRYINDEX, OBJECT_MT);
+  e.object_mt = lua_topointer(L, -1);
+  lua_pop(L, 2);
+  return encode_value(&e, idx);
 }
