@@ -148,12 +148,26 @@ static int valid_region(const char *r) {
  * 31 bytes, so the path fits; on the C stack, it cannot leak when Lua
  * raises. */
 #define VD_PATH_MAX 96
+/* Append NUL-terminated s at *p, never past end (which stays for NUL). */
+static void put(char **p, char *end, const char *s) {
+  while (*s && *p < end)
+    *(*p)++ = *s++;
+}
+
+/* Every decision names its file (for messages), so no snprintf here. */
 static void policy_path(char out[VD_PATH_MAX], const char *region,
                         const char *kind) {
-  if (strcmp(region, "national") == 0)
-    snprintf(out, VD_PATH_MAX, "national/%s.lua", kind);
-  else
-    snprintf(out, VD_PATH_MAX, "regions/%s/%s.lua", region, kind);
+  char *p = out, *end = out + VD_PATH_MAX - 1;
+  if (strcmp(region, "national") == 0) {
+    put(&p, end, "national/");
+  } else {
+    put(&p, end, "regions/");
+    put(&p, end, region);
+    put(&p, end, "/");
+  }
+  put(&p, end, kind);
+  put(&p, end, ".lua");
+  *p = '\0';
 }
 
 static int has_policy(vd_engine_t *e, const char *region, const char *kind) {
@@ -841,8 +855,12 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
                 "directory in the bundle)", d->region, d->region);
   }
   lua_rawgeti(L, -1, 2);
-  snprintf(d->policy_region, sizeof d->policy_region, "%s",
-           lua_tostring(L, -1));
+  {
+    char *p = d->policy_region;
+    put(&p, d->policy_region + sizeof d->policy_region - 1,
+        lua_tostring(L, -1));
+    *p = '\0';
+  }
   lua_pop(L, 1);
   lua_rawgeti(L, -1, 1); /* decide */
   lua_getfield(L, req, "input");

@@ -32,32 +32,36 @@ static const char OBJECT_MT[] = "vd.json.object";
 void vd_json_setup(lua_State *L) {
   /* Both markers hide themselves from getmetatable() and refuse
    * setmetatable(), so a policy cannot change them for every later call. */
+  /* Registered by name, and by the names' addresses for the lookups done
+   * on every request (a light userdata key costs no string hashing). */
   luaL_newmetatable(L, ARRAY_MT);
   lua_pushliteral(L, "array");
   lua_setfield(L, -2, "__metatable");
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
   luaL_newmetatable(L, OBJECT_MT);
   lua_pushliteral(L, "object");
   lua_setfield(L, -2, "__metatable");
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, OBJECT_MT);
 }
 
 void vd_json_push_marker(lua_State *L, int kind) {
-  lua_getfield(L, LUA_REGISTRYINDEX, kind == 'a' ? ARRAY_MT : OBJECT_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, kind == 'a' ? ARRAY_MT : OBJECT_MT);
 }
 
 int vd_json_marker(lua_State *L, int idx) {
+  const void *mt;
   int r = 0;
   if (!lua_getmetatable(L, idx))
     return 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT);
-  if (lua_rawequal(L, -1, -2)) {
+  mt = lua_topointer(L, -1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
+  if (lua_topointer(L, -1) == mt) {
     r = 1;
   } else {
-    lua_pop(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, OBJECT_MT);
-    if (lua_rawequal(L, -1, -2))
+    lua_rawgetp(L, LUA_REGISTRYINDEX, OBJECT_MT);
+    if (lua_topointer(L, -1) == mt)
       r = 2;
+    lua_pop(L, 1);
   }
   lua_pop(L, 2);
   return r;
@@ -582,9 +586,9 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 2))
     return enc_fail(&e, "out of stack space");
-  lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
   e.array_mt = lua_topointer(L, -1); /* NULL if this state has none */
-  lua_getfield(L, LUA_REGISTRYINDEX, OBJECT_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, OBJECT_MT);
   e.object_mt = lua_topointer(L, -1);
   lua_pop(L, 2);
   return encode_value(&e, idx);
