@@ -81,7 +81,8 @@ struct vd_daemon {
   vd_daemon_opts_t opts;
   uv_loop_t *loop;
   vd_bundle_t *bundle;     /* the active revision (main thread) */
-  vd_history_t *history;   /* NULL when --log-mode off */
+  vd_history_t *history;   /* open in every log mode: with off, decisions
+                            * are not written but revisions still are */
   vd_watchdog_t watchdog;  /* fast attempts; .started is 0 without */
   int64_t started_ms;
   int64_t activated_ms;

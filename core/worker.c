@@ -319,7 +319,7 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
   vd_response_write(&w->scratch, d, decision_id, revision);
   count_response(w, d->code);
 
-  if (h && w->daemon->opts.log_mode != VD_LOG_OFF) {
+  if (w->daemon->opts.log_mode != VD_LOG_OFF) {
     vd_record_t r;
     memset(&r, 0, sizeof r);
     r.decision_id = decision_id;
@@ -603,14 +603,12 @@ static int answer_fact(void *ud, const char *query, const char *a,
 static void worker_main(void *arg) {
   vd_worker_t *w = arg;
   char *err = NULL;
-  if (w->daemon->history) {
-    if (vd_history_reader_open(&w->reader, w->daemon->opts.db, &err) == 0)
-      vd_engine_set_facts(w->engine, answer_fact, w);
-    else
-      fprintf(stderr, "verdictd: worker %u: no history facts for policies: "
-                      "%s\n", w->index, err ? err : "?");
-    free(err);
-  }
+  if (vd_history_reader_open(&w->reader, w->daemon->opts.db, &err) == 0)
+    vd_engine_set_facts(w->engine, answer_fact, w);
+  else
+    fprintf(stderr, "verdictd: worker %u: no history facts for policies: "
+                    "%s\n", w->index, err ? err : "?");
+  free(err);
   if (w->daemon->watchdog.started) {
     w->watch = vd_watchdog_attach(&w->daemon->watchdog, (int)w->index);
     vd_engine_set_watch(w->engine, w->watch);
