@@ -27,7 +27,7 @@
 #include "verdict/watchdog.h"
 
 #define VD_WATCH_SIGNAL (SIGRTMIN + 4)
-#define IDLE_TICKS_BEFORE_SLEEP 1000
+#define IDLE_NS_BEFORE_SLEEP 1000000000L /* a second without an attempt */
 
 static _Thread_local vd_watch_slot_t *tls_slot;
 
@@ -89,7 +89,7 @@ static void *watchdog_main(void *arg) {
       idle = 0;
       continue;
     }
-    if (++idle < IDLE_TICKS_BEFORE_SLEEP)
+    if (++idle < IDLE_NS_BEFORE_SLEEP / wd->tick_ns)
       continue;
     atomic_store(&wd->asleep, 1);
     if (look(wd)) { /* an attempt began meanwhile */
