@@ -34,8 +34,9 @@ TEST_LDLIBS := $(shell pkg-config --libs $(TEST_PKGS))
 
 # The library every program links: one subsystem per file.
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
-            core/watchdog.c core/bundle.c core/sandbox.c core/engine.c core/protocol.c \
-            core/client.c core/policytest.c core/history.c core/textdiff.c
+            core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
+            core/engine.c core/protocol.c core/client.c core/policytest.c \
+            core/history.c core/textdiff.c
 DAEMON_SRCS := core/daemon.c core/worker.c core/admin.c core/verdictd.c
 CLI_SRCS    := core/verdict.c core/cli_history.c core/replay.c core/bench.c
 

@@ -27,12 +27,24 @@ static const char BASE_KEY[] = "vd.base";
  * Allocator and hook
  * ------------------------------------------------------------------------ */
 
+/* Give back block p of n bytes, to the slab pool or to malloc. */
+static void sb_free(vd_sandbox_t *sb, void *p, size_t n) {
+  if (n <= VD_SLAB_MAX && vd_slab_owns(&sb->slab, p))
+    vd_slab_free(&sb->slab, p, n);
+  else
+    free(p);
+}
+
+/* The one allocator of the state (lua_Alloc): accounts every byte, applies
+ * the evaluation's cap and the tests' failure injection, and serves small
+ * blocks from the slab pool.  A shrink never fails, as Lua requires. */
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   vd_sandbox_t *sb = ud;
   size_t old = ptr ? osize : 0;
   void *p;
   if (nsize == 0) {
-    free(ptr);
+    if (ptr)
+      sb_free(sb, ptr, old);
     sb->used -= old;
     return NULL;
   }
@@ -44,11 +56,28 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (sb->limit && sb->used - old + nsize > sb->limit)
       return NULL; /* Lua collects garbage and retries before it raises */
   }
-  p = realloc(ptr, nsize);
-  if (!p && nsize > old)
-    return NULL;
-  if (!p) /* a shrink that failed: keep the old block, as Lua expects */
-    return ptr;
+  if (ptr && old <= VD_SLAB_MAX && vd_slab_owns(&sb->slab, ptr)) {
+    if (nsize <= old || (nsize <= VD_SLAB_MAX &&
+                         (nsize + 15) / 16 == (old + 15) / 16)) {
+      sb->used = sb->used - old + nsize; /* it fits where it is */
+      return ptr;
+    }
+  } else if (ptr || nsize > VD_SLAB_MAX) {
+    /* a malloc block, or a new large one */
+    p = realloc(ptr, nsize);
+    if (!p)
+      return nsize > old ? NULL : ptr; /* a failed shrink keeps the block */
+    sb->used = sb->used - old + nsize;
+    return p;
+  }
+  /* a new small block, or a pool block that has outgrown its class */
+  p = nsize <= VD_SLAB_MAX ? vd_slab_alloc(&sb->slab, nsize) : NULL;
+  if (!p && !(p = malloc(nsize)))
+    return NULL; /* only when growing: shrinks returned above */
+  if (ptr) {
+    memcpy(p, ptr, old < nsize ? old : nsize);
+    vd_slab_free(&sb->slab, ptr, old);
+  }
   sb->used = sb->used - old + nsize;
   return p;
 }
@@ -751,8 +780,10 @@ static int build_base(lua_State *L) {
 int vd_sandbox_init(vd_sandbox_t *sb, vd_buf_t *err) {
   lua_State *L;
   memset(sb, 0, sizeof *sb);
+  vd_slab_init(&sb->slab, VD_SANDBOX_SLAB_BYTES);
   L = lua_newstate(sb_alloc, sb);
   if (!L) {
+    vd_slab_release(&sb->slab);
     vd_buf_reset(err);
     vd_buf_adds(err, "cannot create a Lua state: out of memory");
     return VD_ENOMEM;
@@ -764,6 +795,7 @@ int vd_sandbox_init(vd_sandbox_t *sb, vd_buf_t *err) {
     vd_buf_reset(err);
     vd_buf_addf(err, "cannot set up the sandbox: %s", lua_tostring(L, -1));
     lua_close(L);
+    vd_slab_release(&sb->slab);
     sb->L = NULL;
     return VD_ENOMEM;
   }
@@ -776,6 +808,7 @@ void vd_sandbox_release(vd_sandbox_t *sb) {
     sb->limit = 0;
     sb->budget = 0;
     lua_close(sb->L);
+    vd_slab_release(&sb->slab);
   }
   sb->L = NULL;
 }

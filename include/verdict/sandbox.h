@@ -29,6 +29,7 @@
 #include <lua.h>
 
 #include "verdict/buf.h"
+#include "verdict/slab.h"
 
 typedef struct vd_limits {
   size_t mem_cap;             /* bytes one evaluation may add to the state */
@@ -39,6 +40,9 @@ typedef struct vd_limits {
 } vd_limits_t;
 
 #define VD_LIMITS_DEFAULT { 32u << 20, 10000000UL, 200000000UL, 512u << 20, 32 }
+
+/* Slabs a state may hold for its small blocks (beyond: malloc). */
+#define VD_SANDBOX_SLAB_BYTES (16u << 20)
 
 /* Instructions between two calls of the count hook. */
 #define VD_HOOK_STEP 1000
@@ -54,6 +58,7 @@ typedef struct vd_sandbox {
   long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
   int failing;          /* tests: set when the countdown hit; every later
                          * allocation fails until the test clears it */
+  vd_slab_t slab;       /* small blocks (slab.h) */
 } vd_sandbox_t;
 
 /* Create the state and its base environment.  Returns 0, or VD_ENOMEM. */
