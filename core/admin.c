@@ -125,11 +125,22 @@ static void record_activation(vd_daemon_t *d, const char *revision,
   free(err);
 }
 
+/* E is an engine of the bundle about to serve.  E NULL: the bundle was
+ * refused at start-up, d->last_failure says why; its files are stored all
+ * the same (auditors see what was refused, as for a reload) and the
+ * activation is recorded as failed. */
 void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
-  in_force_json(e, &d->in_force);
+  const char *rev = vd_bundle_revision(d->bundle);
   store_revision(d, d->bundle);
-  record_activation(d, vd_bundle_revision(d->bundle), "startup", NULL,
-                    vd_bundle_source(d->bundle), 1, NULL);
+  if (!e) {
+    record_activation(d, rev, "startup", NULL, vd_bundle_source(d->bundle), 0,
+                      d->last_failure.data);
+    return;
+  }
+  in_force_json(e, &d->in_force);
+  /* an --unchecked start says so, for auditors */
+  record_activation(d, rev, d->opts.unchecked ? "startup-unchecked" : "startup",
+                    NULL, vd_bundle_source(d->bundle), 1, NULL);
 }
 
 /* ------------------------------------------------------------------------

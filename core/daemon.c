@@ -7,6 +7,10 @@
  * connections; after that the worker owns it.  SIGTERM and SIGINT stop
  * accepting, let every worker answer what it has read, and return.
  *
+ * Start-up validates the bundle exactly as a reload does (unless
+ * --unchecked): a bundle that fails is recorded as a refused activation
+ * and the daemon returns before it listens on anything.
+ *
  * Runs on the main thread; vd_daemon_status_json() is called by workers
  * and reads only atomics and fields under state_lock.
  */
@@ -28,6 +32,7 @@
 
 #include "daemon_int.h"
 #include "verdict/daemon.h"
+#include "verdict/policytest.h"
 #include "verdict/timefmt.h"
 
 void vd_daemon_log(const char *fmt, ...) {
@@ -331,6 +336,21 @@ int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
   return 0;
 }
 
+/* A bundle refused at start-up: the first line names the first problem the
+ * validator reports ("file:line: message" or "FAIL file case N (name)"); the
+ * rest of its report (expected and actual values, totals) follows, as for a
+ * refused reload. */
+static void log_refused(const vd_daemon_t *d, const char *report) {
+  size_t len = strlen(report), first = strcspn(report, "\n");
+  const char *rest = len > first ? report + first + 1 : "";
+  while (len > first && report[len - 1] == '\n')
+    len--;
+  vd_daemon_log("cannot start: %s (%s) fails its checks: %.*s%s%.*s",
+                d->opts.policies, vd_bundle_revision(d->bundle), (int)first,
+                report, len > first ? "\n" : "",
+                (int)(len > first ? len - first - 1 : 0), rest);
+}
+
 /* SIGHUP: reload the policy directory (validated, then switched). */
 static void on_hup(uv_signal_t *s, int signum) {
   vd_daemon_t *d = s->data;
@@ -344,7 +364,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_engine_t **engines = NULL;
   char *herr = NULL;
   unsigned i, started = 0;
-  int rc = 1;
+  int rc = 1, refused = 0;
 
   memset(&d, 0, sizeof d);
   d.opts = *opts;
@@ -371,6 +391,18 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     vd_daemon_log("cannot load policies: %s", err.data);
     goto out;
   }
+  /* A broken edit never goes live, a restart included: the bundle is
+   * validated exactly as a reload validates it, before anything is built
+   * or listened on.  The refusal is recorded once the history is open. */
+  if (!opts->unchecked) {
+    int vrc = vd_policy_validate(d.bundle, &d.last_failure);
+    if (vrc) {
+      if (!d.last_failure.len)
+        vd_buf_adds(&d.last_failure, vd_err_desc(vrc));
+      log_refused(&d, d.last_failure.data);
+      refused = 1;
+    }
+  }
   d.nworkers = opts->workers;
   d.workers = calloc(d.nworkers, sizeof *d.workers);
   engines = calloc(d.nworkers, sizeof *engines);
@@ -378,7 +410,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     vd_daemon_log("out of memory");
     goto out;
   }
-  if (vd_daemon_build_engines(&d, d.bundle, engines, &err) != 0) {
+  if (!refused && vd_daemon_build_engines(&d, d.bundle, engines, &err) != 0) {
     vd_daemon_log("cannot load policies from %s: %s", opts->policies, err.data);
     goto out;
   }
@@ -397,6 +429,10 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
       vd_daemon_log("cannot use %s: another verdictd is writing it", opts->db);
       goto out_history;
     }
+  }
+  if (refused) {
+    vd_admin_startup(&d, NULL); /* stored and recorded as refused */
+    goto out_history;
   }
 
   vd_buf_reset(&err);
@@ -445,8 +481,9 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   uv_timer_init(d.loop, &d.accept_pause);
   d.accept_pause.data = &d;
 
-  vd_daemon_log("serving %s (%s) on %s%s%s with %u workers, history %s (%s)",
-        opts->policies, vd_bundle_revision(d.bundle), opts->socket,
+  vd_daemon_log("serving %s (%s%s) on %s%s%s with %u workers, history %s (%s)",
+        opts->policies, vd_bundle_revision(d.bundle),
+        opts->unchecked ? ", unchecked" : "", opts->socket,
         opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
         d.nworkers, opts->db,
         vd_history_mode_name(opts->log_mode));

@@ -29,7 +29,10 @@ static void usage(FILE *f) {
       "33554432)\n"
       "  --always-count       count every VM instruction of every decision\n"
       "                       instead of the watchdog's fast attempts (same\n"
-      "                       answers, slower; for comparison)\n",
+      "                       answers, slower; for comparison)\n"
+      "  --unchecked          start without running the bundle's checks and\n"
+      "                       tests (for testing the sandbox itself on bundles\n"
+      "                       that are not valid); a reload is still validated\n",
       f);
 }
 
@@ -59,6 +62,7 @@ int main(int argc, char **argv) {
       {"mem-cap", required_argument, 0, 'M'},
       {"watch", no_argument, 0, 'W'},
       {"always-count", no_argument, 0, 'C'},
+      {"unchecked", no_argument, 0, 'U'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   static const vd_limits_t limits = VD_LIMITS_DEFAULT;
@@ -117,6 +121,7 @@ int main(int argc, char **argv) {
       break;
     case 'W': o.watch = 1; break;
     case 'C': o.always_count = 1; break;
+    case 'U': o.unchecked = 1; break;
     case 'h':
       usage(stdout);
       return 0;

@@ -1,10 +1,14 @@
 /*
  * daemon.h - verdictd, the decision daemon.
  *
- * vd_daemon_run() loads the bundle, opens the history database, listens,
+ * vd_daemon_run() loads the bundle, validates it exactly as a reload does
+ * (vd_policy_validate(): every file compiles, every policy is well formed,
+ * the bundle's own tests pass), opens the history database, listens,
  * starts the workers and serves until SIGTERM or SIGINT, after which it
- * answers the requests already read and returns 0.  SIGHUP reloads the
- * bundle.  It blocks the calling thread, which becomes the main thread.
+ * answers the requests already read and returns 0.  A bundle that fails
+ * validation is refused: nothing is listened on or served, and it returns
+ * non-zero.  SIGHUP reloads the bundle.  It blocks the calling thread,
+ * which becomes the main thread.
  */
 #ifndef VERDICT_DAEMON_H
 #define VERDICT_DAEMON_H
@@ -24,6 +28,9 @@ typedef struct vd_daemon_opts {
   const char *db;          /* history database path */
   int watch;               /* reload when the policy directory changes */
   int always_count;        /* no fast attempts: count every instruction */
+  int unchecked;           /* start without validating the bundle (for
+                              testing the sandbox on bundles that are not
+                              valid); reloads are validated regardless */
   vd_log_mode_t log_mode;
   unsigned workers;
   size_t max_line;         /* bytes; longer lines get too_large and a close */

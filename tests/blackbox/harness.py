@@ -28,19 +28,42 @@ def free_port():
     return port
 
 
+def _command(policies, socket_path, db, log_mode, workers, unchecked):
+    cmd = [VERDICTD, "--policies", policies, "--socket", socket_path,
+           "--db", db, "--log-mode", log_mode, "--workers", str(workers)]
+    if unchecked:
+        cmd.append("--unchecked")
+    return cmd
+
+
+def _answers(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class Daemon:
-    """A verdictd on a temporary socket and database."""
+    """A verdictd on a temporary socket and database.
+
+    unchecked: start without validating the bundle (--unchecked), for the
+    fixtures that are deliberately not valid bundles (hostile code, no
+    decision tables); a reload is still validated."""
 
     def __init__(self, policies=POLICIES, args=(), workers=2,
                  log_mode=os.environ.get("VERDICT_LOG_MODE", "durable"),
-                 tcp=False, admin=False, tmp=None):
+                 tcp=False, admin=False, tmp=None, unchecked=False):
         self.tmp = tmp or tempfile.mkdtemp(prefix="verdict-bb-")
         self.socket = os.path.join(self.tmp, "verdictd.sock")
         self.db = os.path.join(self.tmp, "verdict.db")
         self.admin_socket = os.path.join(self.tmp, "admin.sock") if admin else None
         self.port = free_port() if tcp else None
-        cmd = [VERDICTD, "--policies", policies, "--socket", self.socket,
-               "--db", self.db, "--log-mode", log_mode, "--workers", str(workers)]
+        cmd = _command(policies, self.socket, self.db, log_mode, workers,
+                       unchecked)
         if tcp:
             cmd += ["--listen", "127.0.0.1:%d" % self.port]
         if admin:
@@ -104,6 +127,43 @@ class Daemon:
 
     def cli(self, *args, stdin=None):
         return run_cli("--socket", self.socket, *args, stdin=stdin)
+
+
+class Refused:
+    """A verdictd expected to refuse to start, run until it exits.
+
+    status is its exit status, or None if it served instead (its decision
+    or admin socket answered; it is then killed); log is what it printed.
+    The admin socket is always asked for, so a test can check that neither
+    socket is left behind."""
+
+    def __init__(self, policies, args=(), unchecked=False, timeout=10):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-bb-")
+        self.socket = os.path.join(self.tmp, "verdictd.sock")
+        self.admin_socket = os.path.join(self.tmp, "admin.sock")
+        self.db = os.path.join(self.tmp, "verdict.db")
+        cmd = _command(policies, self.socket, self.db, "durable", 2, unchecked)
+        cmd += ["--admin-socket", self.admin_socket] + list(args)
+        log_path = os.path.join(self.tmp, "verdictd.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.time() + timeout
+            self.status = None
+            while time.time() < deadline:
+                if proc.poll() is not None:
+                    self.status = proc.returncode
+                    break
+                if _answers(self.socket) or _answers(self.admin_socket):
+                    break  # it serves: not refused
+                time.sleep(0.02)
+            if self.status is None:
+                proc.kill()
+                proc.wait()
+        with open(log_path, "rb") as f:
+            self.log = f.read().decode("utf-8", "replace")
+
+    def sockets_left(self):
+        return [p for p in (self.socket, self.admin_socket) if os.path.exists(p)]
 
 
 def run_cli(*args, stdin=None):

@@ -2,12 +2,15 @@
 hostile policies, shutdown."""
 import json
 import os
+import shutil
 import socket
+import sqlite3
+import tempfile
 import threading
 import time
 import unittest
 
-from harness import AT, FIXTURES, Daemon, request
+from harness import AT, FIXTURES, Daemon, Refused, request, run_cli
 
 MINI = os.path.join(FIXTURES, "mini")
 HOSTILE = os.path.join(FIXTURES, "hostile")
@@ -203,8 +206,8 @@ class Hostile(unittest.TestCase):
     """A hostile bundle never takes the daemon down."""
 
     def test_hostile_policies(self):
-        d = Daemon(HOSTILE, args=["--instr-budget", "2000000",
-                                  "--mem-cap", "16777216"])
+        d = Daemon(HOSTILE, unchecked=True,
+                   args=["--instr-budget", "2000000", "--mem-cap", "16777216"])
         try:
             expect = {"loop": "policy_timeout", "pcall_loop": "policy_timeout",
                       "bomb": "policy_memory", "pcall_bomb": "policy_memory",
@@ -239,9 +242,10 @@ class Hostile(unittest.TestCase):
         """Fast (hook-free) attempts give exactly the counted answers: the
         same n, near the budget, times out in both daemons or in neither."""
         budget = 200000
-        fast = Daemon(HOSTILE, args=["--instr-budget", str(budget)])
-        counted = Daemon(HOSTILE, args=["--instr-budget", str(budget),
-                                        "--always-count"])
+        fast = Daemon(HOSTILE, unchecked=True,
+                      args=["--instr-budget", str(budget)])
+        counted = Daemon(HOSTILE, unchecked=True,
+                         args=["--instr-budget", str(budget), "--always-count"])
         try:
             a, b = fast.connect(), counted.connect()
             seen = set()
@@ -262,10 +266,98 @@ class Hostile(unittest.TestCase):
             self.assertEqual(fast.stop(), 0, fast.read_log())
             self.assertEqual(counted.stop(), 0, counted.read_log())
 
+
+def broken_mini(tmp, multiplier=None, draft=None):
+    """A copy of the mini bundle with one broken edit: GD's multiplier
+    changed without its test (case 2, "GD triples", then fails), or a
+    half-written lib/draft.lua that nothing requires yet."""
+    bundle = os.path.join(tmp, "policies")
+    shutil.copytree(MINI, bundle)
+    if multiplier is not None:
+        path = os.path.join(bundle, "regions", "GD", "compensation.lua")
+        with open(path, "w") as f:
+            f.write("local P = parent()\nP.multiplier = %d\nreturn P\n"
+                    % multiplier)
+    if draft is not None:
+        os.mkdir(os.path.join(bundle, "lib"))
+        with open(os.path.join(bundle, "lib", "draft.lua"), "w") as f:
+            f.write(draft)
+    return bundle
+
+
+class Startup(unittest.TestCase):
+    """A broken edit never goes live, not even through a restart: start-up
+    validates the bundle exactly as a reload does."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-start-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def refused(self, bundle, names):
+        """Start on bundle: refused, non-zero, no socket, and the line that
+        says so names the problem."""
+        r = Refused(bundle)
+        self.assertIsNotNone(r.status, "it served: " + r.log)
+        self.assertNotEqual(r.status, 0, r.log)
+        self.assertEqual(r.sockets_left(), [], r.log)
+        line = [l for l in r.log.splitlines() if "verdictd: cannot" in l]
+        self.assertEqual(len(line), 1, r.log)
+        self.assertIn(names, line[0])
+        return r
+
     def test_broken_bundle_refused_at_startup(self):
-        with self.assertRaises(RuntimeError) as e:
-            Daemon(os.path.join(FIXTURES, "nonexistent"))
-        self.assertIn("nonexistent", str(e.exception))
+        self.refused(os.path.join(FIXTURES, "nonexistent"), "nonexistent")
+        # a syntax error in a policy, and in a file no policy uses yet
+        self.refused(os.path.join(FIXTURES, "broken", "syntax"),
+                     "national/compensation.lua:3: unexpected symbol")
+        bundle = broken_mini(self.tmp, draft="local M = {}\n"
+                             "function M.cap(x) return x +* 2 end\n"
+                             "return M\n")
+        self.refused(bundle, "lib/draft.lua:2: unexpected symbol")
+
+    def test_failing_policy_test_refused_and_recorded(self):
+        bundle = broken_mini(self.tmp, multiplier=4)
+        r = self.refused(bundle,
+                         "FAIL national/compensation_test.lua case 2 (GD triples)")
+        self.assertIn("result.offer_fen: expected 6000, got 8000", r.log)
+        # recorded as a refused activation, its files stored for auditors
+        db = sqlite3.connect(r.db)
+        rows = db.execute("SELECT cause, ok, error, source_dir, revision "
+                          "FROM activations").fetchall()
+        self.assertEqual(len(rows), 1, rows)
+        cause, ok, error, source, rev = rows[0]
+        self.assertEqual((cause, ok, source), ("startup", 0, bundle))
+        self.assertIn("case 2 (GD triples)", error)
+        self.assertIn(rev, r.log)
+        files = db.execute("SELECT files FROM revisions WHERE revision = ?",
+                           (rev,)).fetchone()
+        self.assertEqual(files, (4,))
+        db.close()
+
+    def test_unchecked_starts_but_reloads_are_validated(self):
+        bundle = broken_mini(self.tmp, multiplier=4)
+        d = Daemon(bundle, unchecked=True, admin=True, tmp=self.tmp)
+        try:
+            c = d.connect()
+            r = c.call(**comp(region="GD"))
+            self.assertEqual(r["result"]["offer_fen"], 8000)
+            rc, out, err = run_cli("--admin-socket", d.admin_socket, "reload")
+            self.assertEqual(rc, 1, out + err)
+            self.assertIn("case 2 (GD triples)", err)
+            self.assertEqual(c.call(**comp(region="GD"))["revision"],
+                             r["revision"])
+            c.close()
+        finally:
+            self.assertEqual(d.stop(), 0, d.read_log())
+        self.assertIn("unchecked", d.read_log())
+        # auditors can tell an unchecked start from a checked one
+        db = sqlite3.connect(d.db)
+        causes = [row[0] for row in db.execute(
+            "SELECT cause FROM activations ORDER BY id")]
+        db.close()
+        self.assertEqual(causes[0], "startup-unchecked", causes)
 
 
 class Shutdown(unittest.TestCase):
