@@ -795,15 +795,33 @@ static int l_similar_customers(lua_State *L) {
   return history_query(L, "similar_customers", 3600000, 24 * 366);
 }
 
+/* (customer_id, complaint_id, days): complaints counted by
+ * vd_history_count_complaints() (history.h). */
+static int l_repeat_complaints(lua_State *L) {
+  return history_query(L, "repeat_complaints", 86400000, 3660);
+}
+
+static int l_over_head_complaints(lua_State *L) {
+  return history_query(L, "over_head_complaints", 86400000, 3660);
+}
+
+static int l_refunded_complaints(lua_State *L) {
+  return history_query(L, "refunded_complaints", 86400000, 3660);
+}
+
 static int make_history_table(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"customer_decisions", l_customer_decisions},
+      {"similar_customers", l_similar_customers},
+      {"repeat_complaints", l_repeat_complaints},
+      {"over_head_complaints", l_over_head_complaints},
+      {"refunded_complaints", l_refunded_complaints},
+      {NULL, NULL},
+  };
   vd_engine_t *e = lua_touserdata(L, 1);
-  lua_createtable(L, 0, 2);
+  luaL_newlibtable(L, fns);
   lua_pushlightuserdata(L, e);
-  lua_pushcclosure(L, l_customer_decisions, 1);
-  lua_setfield(L, -2, "customer_decisions");
-  lua_pushlightuserdata(L, e);
-  lua_pushcclosure(L, l_similar_customers, 1);
-  lua_setfield(L, -2, "similar_customers");
+  luaL_setfuncs(L, fns, 1); /* each a closure over e */
   vd_sandbox_push_proxy(L, -1);
   e->ref_history = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;

@@ -161,6 +161,19 @@ static const char *const migrations[] = {
   "         strftime('%Y-%m-%dT%H:%M:%f', max(received_ms) / 1000.0,\n"
   "                  'unixepoch', '+8 hours') || '+08:00' AS last_seen\n"
   "  FROM decisions WHERE error_code IS NOT NULL GROUP BY error_code;\n",
+  /* 1 -> 2: the complaint facts (vd_history_count_complaints) read a
+   * customer's complaint_ids and each complaint's decisions by kind and
+   * time.  Both indexes are widened in place rather than added beside the
+   * old ones, so an insert still updates six indexes: decisions_customer
+   * puts at_ms before kind (a time range over every kind is then one
+   * range) and covers complaint_id; decisions_complaint serves
+   * `--complaint` as before and covers kind, at_ms and error_code. */
+  "DROP INDEX decisions_customer;\n"
+  "CREATE INDEX decisions_customer\n"
+  "  ON decisions(customer_id, at_ms, kind, error_code, complaint_id);\n"
+  "DROP INDEX decisions_complaint;\n"
+  "CREATE INDEX decisions_complaint\n"
+  "  ON decisions(complaint_id, kind, at_ms, error_code);\n",
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -1499,19 +1512,73 @@ int vd_history_load_revision(const char *db_path, const char *revision,
  * Facts
  * ====================================================================== */
 
+/* The complaint facts, one statement per vd_complaints_t, all bound as
+ * (?1 customer, ?2 complaint, ?3 since, ?4 until).  `mine` is the
+ * customer's complaints (see history.h); each is kept when the first of
+ * its decisions that qualifies falls at or after ?3.  The request and
+ * result columns are read only through json_valid(), so a row whose JSON
+ * SQLite will not parse cannot make the query fail: it just does not
+ * qualify.  Plans (EXPLAIN QUERY PLAN; tests/test_history.c checks them):
+ * `mine` is a range of the covering index decisions_customer, the
+ * correlated subquery a seek into decisions_complaint (covering for
+ * REPEAT; the other two read the row of each appeal or compensation of
+ * the complaint for its JSON). */
+static const char *const complaints_sql[] = {
+    /* VD_COMPLAINTS_REPEAT: a complaint whose first decision is at or
+     * after ?3 has every decision there, the one naming the customer
+     * included, so `mine` needs only the window */
+    [VD_COMPLAINTS_REPEAT] =
+    "SELECT count(*) FROM"
+    " (SELECT DISTINCT complaint_id AS id FROM decisions"
+    "   WHERE customer_id = ?1 AND at_ms >= ?3 AND at_ms < ?4"
+    "     AND error_code IS NULL AND complaint_id <> ?2) AS mine"
+    " WHERE (SELECT min(at_ms) FROM decisions"
+    "        WHERE complaint_id = mine.id AND at_ms < ?4"
+    "          AND error_code IS NULL) >= ?3",
+    /* the complaint's first appeal may come long after the decisions
+     * that name the customer (up to 2 years after the event), so `mine`
+     * reaches back to the start of the history */
+    [VD_COMPLAINTS_OVER_HEAD] =
+    "SELECT count(*) FROM"
+    " (SELECT complaint_id AS id FROM decisions"
+    "   WHERE customer_id = ?1 AND at_ms < ?4 AND error_code IS NULL"
+    "  UNION SELECT ?2) AS mine"
+    " WHERE (SELECT min(at_ms) FROM decisions"
+    "        WHERE complaint_id = mine.id AND kind = 'appeal' AND at_ms < ?4"
+    "          AND error_code IS NULL"
+    "          AND (CASE WHEN json_valid(request) THEN json_extract(request,"
+    "               '$.input.appellant_is_party') END) IS NOT 0) >= ?3",
+    [VD_COMPLAINTS_REFUNDED] =
+    "SELECT count(*) FROM"
+    " (SELECT complaint_id AS id FROM decisions"
+    "   WHERE customer_id = ?1 AND at_ms < ?4 AND error_code IS NULL"
+    "  UNION SELECT ?2) AS mine"
+    " WHERE (SELECT min(at_ms) FROM decisions"
+    "        WHERE complaint_id = mine.id AND kind = 'compensation'"
+    "          AND at_ms < ?4 AND error_code IS NULL"
+    "          AND (CASE WHEN json_valid(result) THEN json_extract(result,"
+    "               '$.offer_fen') END) > 0) >= ?3",
+};
+
+#define NCOMPLAINTS (sizeof complaints_sql / sizeof complaints_sql[0])
+
 struct vd_history_reader {
   sqlite3 *db;
   char *path;
   sqlite3_stmt *st_count_kind, *st_count_any, *st_distinct;
+  sqlite3_stmt *st_complaints[NCOMPLAINTS]; /* by vd_complaints_t */
   vd_buf_t err;
 };
 
 void vd_history_reader_close(vd_history_reader_t *r) {
+  size_t i;
   if (!r)
     return;
   sqlite3_finalize(r->st_count_kind);
   sqlite3_finalize(r->st_count_any);
   sqlite3_finalize(r->st_distinct);
+  for (i = 0; i < NCOMPLAINTS; i++)
+    sqlite3_finalize(r->st_complaints[i]);
   sqlite3_close(r->db);
   vd_buf_release(&r->err);
   free(r->path);
@@ -1533,8 +1600,10 @@ int vd_history_reader_open(vd_history_reader_t **out, const char *path,
   };
   vd_buf_t err = VD_BUF_INIT;
   vd_history_reader_t *r;
-  sqlite3_stmt **st[3];
-  int rc, i;
+  const char *text[3 + NCOMPLAINTS];
+  sqlite3_stmt **st[3 + NCOMPLAINTS];
+  size_t i;
+  int rc;
   *out = NULL;
   if (errmsg)
     *errmsg = NULL;
@@ -1546,9 +1615,14 @@ int vd_history_reader_open(vd_history_reader_t **out, const char *path,
   st[0] = &r->st_count_kind;
   st[1] = &r->st_count_any;
   st[2] = &r->st_distinct;
+  memcpy(text, sql, sizeof sql);
+  for (i = 0; i < NCOMPLAINTS; i++) {
+    text[3 + i] = complaints_sql[i];
+    st[3 + i] = &r->st_complaints[i];
+  }
   rc = vd_history_db_open_ro(&r->db, path, &err);
-  for (i = 0; rc == 0 && i < 3; i++) {
-    int src = sqlite3_prepare_v3(r->db, sql[i], -1,
+  for (i = 0; rc == 0 && i < 3 + NCOMPLAINTS; i++) {
+    int src = sqlite3_prepare_v3(r->db, text[i], -1,
                                  SQLITE_PREPARE_PERSISTENT, st[i], NULL);
     if (src != SQLITE_OK)
       rc = db_err(&err, path, r->db, src, "preparing the facts queries");
@@ -1598,6 +1672,24 @@ int vd_history_distinct_customers(vd_history_reader_t *r, const char *region,
                                   int64_t until_ms, int64_t *count) {
   return reader_count(r, r->st_distinct, region, category, since_ms, until_ms,
                       count);
+}
+
+const char *vd_history_complaints_sql(vd_complaints_t which) {
+  return (unsigned)which < NCOMPLAINTS ? complaints_sql[which] : NULL;
+}
+
+int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
+                                const char *customer_id,
+                                const char *complaint_id, int64_t since_ms,
+                                int64_t until_ms, int64_t *count) {
+  if ((unsigned)which >= NCOMPLAINTS || !customer_id || !complaint_id) {
+    vd_buf_reset(&r->err);
+    vd_buf_adds(&r->err, "counting complaints: unknown question, or no "
+                         "customer or complaint given");
+    return VD_EINVALID;
+  }
+  return reader_count(r, r->st_complaints[which], customer_id, complaint_id,
+                      since_ms, until_ms, count);
 }
 
 /* ========================================================================

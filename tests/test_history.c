@@ -31,6 +31,7 @@
 #include <nettle/sha2.h>
 #include <sqlite3.h>
 
+#include "verdict/buf.h"
 #include "verdict/bundle.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
@@ -282,6 +283,47 @@ static void test_open_creates_schema(void **state) {
   h = open_ok(path, VD_LOG_ASYNC, 1);
   vd_history_close(h);
   assert_int_equal(query_int(path, "SELECT count(*) FROM chain_head"), 1);
+}
+
+/* A version 1 database (the indexes migration 1 made) is taken to the
+ * current version at start-up: the two widened indexes, the rows and the
+ * chain intact.  Readers refuse it until then. */
+static void test_migrate_from_v1(void **state) {
+  const char *path = make_db("v1.db", 20);
+  vd_history_t *h;
+  vd_history_reader_t *rd = NULL;
+  vd_verify_report_t rep;
+  char *err = NULL, *cols;
+  (void)state;
+  shell(path, "DROP INDEX decisions_customer;"
+              "CREATE INDEX decisions_customer"
+              "  ON decisions(customer_id, kind, at_ms, error_code);"
+              "DROP INDEX decisions_complaint;"
+              "CREATE INDEX decisions_complaint ON decisions(complaint_id);"
+              "PRAGMA user_version = 1;");
+  assert_int_equal(vd_history_reader_open(&rd, path, &err), VD_EINVALID);
+  assert_non_null(strstr(err, "schema version 1"));
+  free(err);
+  h = open_ok(path, VD_LOG_DURABLE, 1);
+  vd_history_close(h);
+  assert_int_equal(query_int(path, "PRAGMA user_version"), 2);
+  cols = query_text(path, "SELECT group_concat(name, ',') FROM"
+                          " (SELECT name FROM pragma_index_info("
+                          "'decisions_customer') ORDER BY seqno)");
+  assert_string_equal(cols, "customer_id,at_ms,kind,error_code,complaint_id");
+  free(cols);
+  cols = query_text(path, "SELECT group_concat(name, ',') FROM"
+                          " (SELECT name FROM pragma_index_info("
+                          "'decisions_complaint') ORDER BY seqno)");
+  assert_string_equal(cols, "complaint_id,kind,at_ms,error_code");
+  free(cols);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM sqlite_schema WHERE"
+                                   " type = 'index' AND name LIKE 'decisions_%'"),
+                   6);
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  assert_int_equal(rep.records, 20);
+  assert_int_equal(vd_history_reader_open(&rd, path, &err), 0);
+  vd_history_reader_close(rd);
 }
 
 static void expect_open_error(const char *path, int want_rc,
@@ -1078,6 +1120,240 @@ static void test_facts(void **state) {
   free(err);
 }
 
+/* One hand-made row for the complaint facts.  RESULT and REQUEST may be
+ * NULL (then a default); ERROR makes it an error record. */
+static void submit_row(vd_history_t *h, uint64_t *upto, int i,
+                       const char *kind, const char *complaint,
+                       const char *customer, int64_t at_ms,
+                       const char *result, const char *request,
+                       const char *error) {
+  vd_record_t r;
+  rec_store_t s;
+  uint64_t seq;
+  make_record(&r, &s, 8, i);
+  r.kind = kind;
+  r.complaint_id = complaint;
+  r.customer_id = customer;
+  r.at_ms = at_ms;
+  if (result) {
+    r.result = result;
+    r.result_len = strlen(result);
+  }
+  if (request) {
+    r.request = request;
+    r.request_len = strlen(request);
+  }
+  if (error) {
+    r.result = r.trace = NULL;
+    r.error_code = error;
+    r.error_message = "refused";
+  }
+  assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+  assert_int_equal(await_seq(h, 0, upto, seq), 0);
+}
+
+static int64_t complaints(vd_history_reader_t *rd, vd_complaints_t which,
+                          const char *customer, const char *complaint,
+                          int64_t since_ms, int64_t until_ms) {
+  int64_t n = -1;
+  int rc = vd_history_count_complaints(rd, which, customer, complaint,
+                                       since_ms, until_ms, &n);
+  if (rc)
+    fail_msg("count_complaints(%d, %s, %s): %s", (int)which, customer,
+             complaint, vd_history_reader_errmsg(rd));
+  return n;
+}
+
+/* Customer K's complaints C-1 .. C-10 (C-1 is the one being decided at T),
+ * around them other customers, other complaints, errors, zero offers, the
+ * same complaint twice, rows just outside each window and bad JSON. */
+static void test_complaint_facts(void **state) {
+  const char *path = path_in("complaints.db");
+  vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+  vd_history_reader_t *rd = NULL;
+  uint64_t upto = 0;
+  int64_t day = 86400000LL, T = 1795392000000LL + 100 * day;
+  int64_t m30 = T - 30 * day, m90 = T - 90 * day, n = -1;
+  const char *esc = "escalation", *K = "K";
+  const char *party = "{\"kind\":\"appeal\",\"input\":{\"complaint_id\":\"x\","
+                      "\"appellant_is_party\":true}}";
+  const char *not_party = "{\"kind\":\"appeal\",\"input\":{\"complaint_id\":"
+                          "\"x\",\"appellant_is_party\":false}}";
+  char *err = NULL;
+  int i = 0;
+  (void)state;
+  /* the decisions that name K tie complaints to K */
+  submit_row(h, &upto, ++i, esc, "C-1", K, T - 5 * day, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, "sla", "C-2", NULL, T - 12 * day, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-2", K, T - 10 * day, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-3", K, T - 20 * day, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-3", K, T - 19 * day, NULL, NULL, NULL);
+  /* C-4: named by K in the window, but lodged before it */
+  submit_row(h, &upto, ++i, "sla", "C-4", NULL, T - 40 * day, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-4", K, T - 10 * day, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-5", K, T - 50 * day, NULL, NULL, NULL);
+  /* C-6: only an error names K, so it is not known to be K's */
+  submit_row(h, &upto, ++i, esc, "C-6", K, T - 3 * day, NULL, NULL,
+             "bad_input");
+  submit_row(h, &upto, ++i, "sla", "C-6", NULL, T - 3 * day, NULL, NULL, NULL);
+  /* C-7 is L's; C-8 is decided at T and after: not yet */
+  submit_row(h, &upto, ++i, esc, "C-7", "L", T - 2 * day, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-8", K, T, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-8", K, T + day, NULL, NULL, NULL);
+  /* C-9 starts exactly 30 days before T (since is inclusive) */
+  submit_row(h, &upto, ++i, esc, "C-9", K, m30, NULL, NULL, NULL);
+  submit_row(h, &upto, ++i, esc, "C-10", K, T - 100 * day, NULL, NULL, NULL);
+
+  /* compensations: C-1 5000; C-2 zero, bad JSON, then an offer at T;
+   * C-3 twice; C-5 inside 90 days; C-10 first offered 95 days ago; C-9 an
+   * error; C-7 is L's; C-99 is nobody's (and not linked to K) */
+  submit_row(h, &upto, ++i, "compensation", "C-1", NULL, T - 4 * day,
+             "{\"offer_fen\":5000}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-2", NULL, T - 11 * day,
+             "{\"offer_fen\":0}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-2", NULL, T - 9 * day,
+             "{\"offer_fen\":", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-2", NULL, T,
+             "{\"offer_fen\":100}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-3", NULL, T - 18 * day,
+             "{\"offer_fen\":2000}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-3", NULL, T - 17 * day,
+             "{\"offer_fen\":2000}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-5", NULL, T - 49 * day,
+             "{\"offer_fen\":1000}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-10", NULL, T - 95 * day,
+             "{\"offer_fen\":3000}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-10", NULL, T - 60 * day,
+             "{\"offer_fen\":3000}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-9", NULL, T - 20 * day, NULL,
+             NULL, "policy_error");
+  submit_row(h, &upto, ++i, "compensation", "C-7", NULL, T - 2 * day,
+             "{\"offer_fen\":9000}", NULL, NULL);
+  submit_row(h, &upto, ++i, "compensation", "C-99", NULL, T - 2 * day,
+             "{\"offer_fen\":700}", NULL, NULL);
+  /* sla, escalation and appeal results have no offer_fen */
+  submit_row(h, &upto, ++i, "sla", "C-4", NULL, T - 1 * day,
+             "{\"offer_fen\":800}", NULL, NULL);
+
+  /* appeals: C-3 twice; C-2 by someone who is not the customer; C-5 first
+   * appealed 45 days ago; C-9 without appellant_is_party; C-1 an error;
+   * C-7 L's; C-99 nobody's; C-4 a request that is not JSON */
+  submit_row(h, &upto, ++i, "appeal", "C-3", NULL, T - 15 * day, NULL, party,
+             NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-3", NULL, T - 14 * day, NULL, party,
+             NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-2", NULL, T - 8 * day, NULL,
+             not_party, NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-5", NULL, T - 45 * day, NULL, party,
+             NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-5", NULL, T - 20 * day, NULL, party,
+             NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-9", NULL, T - 25 * day, NULL, NULL,
+             NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-1", NULL, T - 1 * day, NULL, party,
+             "bad_input");
+  submit_row(h, &upto, ++i, "appeal", "C-7", NULL, T - 1 * day, NULL, party,
+             NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-99", NULL, T - 1 * day, NULL, party,
+             NULL);
+  submit_row(h, &upto, ++i, "appeal", "C-4", NULL, T - 1 * day, NULL,
+             "{\"kind\":", NULL);
+  vd_history_close(h);
+
+  assert_int_equal(vd_history_reader_open(&rd, path, &err), 0);
+  assert_null(err);
+
+  /* repeat: K's other complaints first decided in [T-30d, T): C-2 (its
+   * sla came first), C-3 (twice, once), C-9 (at the edge); not C-1 (the
+   * one decided), C-4 (lodged 40 days ago), C-5 and C-10 (older), C-6
+   * (only an error names K), C-7 (L's), C-8 (at T and later) */
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REPEAT, K, "C-1", m30, T), 3);
+  /* a complaint not yet in the history: C-1 counts as another one */
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REPEAT, K, "C-new", m30, T),
+                   4);
+  /* since inclusive, until exclusive: C-9 falls out one ms later, C-8 in
+   * one ms later */
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REPEAT, K, "C-1", m30 + 1,
+                              T + 1),
+                   3);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REPEAT, "L", "C-x", m30, T),
+                   1);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REPEAT, "nobody", "C-1", 0,
+                              INT64_MAX),
+                   0);
+
+  /* refunded: K's complaints, this one included, first offered above zero
+   * in [T-90d, T): C-1, C-3 (twice, once), C-5; not C-2 (zero, bad JSON,
+   * then only at T), C-10 (first offered 95 days ago), C-9 (an error),
+   * C-4 (an sla result), C-7 (L's), C-99 (not K's) */
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REFUNDED, K, "C-1", m90, T),
+                   3);
+  /* the complaint being decided counts even when nothing names K yet */
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REFUNDED, K, "C-99", m90, T),
+                   4);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REFUNDED, K, "C-1", m90, T + 1),
+                   4);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REFUNDED, K, "C-1",
+                              T - 96 * day, T),
+                   4);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_REFUNDED, K, "C-1", m30, T), 2);
+
+  /* over the head: K's complaints first appealed (by K) in [T-30d, T):
+   * C-3 (twice, once), C-9 (no appellant_is_party: it defaults to true),
+   * C-4 (a request SQLite cannot read: likewise, and no failure); not C-2
+   * (not the customer's appeal), C-5 (first 45 days ago), C-1 (an
+   * error), C-7 (L's), C-99 (not K's) */
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_OVER_HEAD, K, "C-1", m30, T),
+                   3);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_OVER_HEAD, K, "C-99", m30, T),
+                   4);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_OVER_HEAD, K, "C-1",
+                              T - 50 * day, T),
+                   4);
+  assert_int_equal(complaints(rd, VD_COMPLAINTS_OVER_HEAD, "nobody", "C-0", 0,
+                              INT64_MAX),
+                   0);
+
+  /* an unknown question is refused, not answered with 0 */
+  assert_int_equal(vd_history_count_complaints(rd, (vd_complaints_t)99, K,
+                                               "C-1", m30, T, &n),
+                   VD_EINVALID);
+  assert_null(vd_history_complaints_sql((vd_complaints_t)99));
+  vd_history_reader_close(rd);
+
+  /* every one reads indexes only: the customer's complaints from
+   * decisions_customer (covering), each complaint's decisions by a seek
+   * into decisions_complaint; never a scan of the table */
+  {
+    sqlite3 *db;
+    int which;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    for (which = 0; which <= VD_COMPLAINTS_REFUNDED; which++) {
+      vd_buf_t plan = VD_BUF_INIT;
+      sqlite3_stmt *st;
+      vd_buf_adds(&plan, "EXPLAIN QUERY PLAN ");
+      vd_buf_adds(&plan, vd_history_complaints_sql(which));
+      assert_int_equal(sqlite3_prepare_v2(db, plan.data, -1, &st, NULL),
+                       SQLITE_OK);
+      vd_buf_reset(&plan);
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        vd_buf_adds(&plan, (const char *)sqlite3_column_text(st, 3));
+        vd_buf_addc(&plan, '\n');
+      }
+      sqlite3_finalize(st);
+      if (!strstr(plan.data, "SEARCH decisions USING COVERING INDEX "
+                             "decisions_customer (customer_id=? AND at_ms") ||
+          !strstr(plan.data, "INDEX decisions_complaint (complaint_id=?") ||
+          (which == VD_COMPLAINTS_REPEAT &&
+           !strstr(plan.data, "COVERING INDEX decisions_complaint")) ||
+          strstr(plan.data, "SCAN decisions"))
+        fail_msg("complaints query %d: plan\n%s", which, plan.data);
+      vd_buf_release(&plan);
+    }
+    sqlite3_close(db);
+  }
+}
+
 /* ------------------------------------------------------------------------
  * Revisions
  * ---------------------------------------------------------------------- */
@@ -1417,6 +1693,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mode_names),
       cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_corrupt, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_locked, setup, teardown),
@@ -1434,6 +1711,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_readers_see_whole_batches, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_complaint_facts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_verify_missing_revision, setup,
                                       teardown),

@@ -76,6 +76,14 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
  *       for the customer in the `days` before the decision time
  *   similar_customers(region, category, hours)   -> distinct customers with
  *       a complaint of that category in the region in the `hours` before
+ *   repeat_complaints(customer_id, complaint_id, days)    -> the customer's
+ *       other complaints first decided in the `days` before
+ *   over_head_complaints(customer_id, complaint_id, days) -> the customer's
+ *       complaints (this one included) first appealed in the `days` before
+ *   refunded_complaints(customer_id, complaint_id, days)  -> the customer's
+ *       complaints (this one included) first offered compensation above
+ *       zero in the `days` before
+ *   (vd_history_count_complaints() in history.h defines the last three)
  * Live: answered by fn (the daemon asks its history reader).  Replay: the
  * next decision is answered from FACTS, the JSON its record holds, so it
  * sees exactly what it saw then.  Every answer a decision reads is written

@@ -41,7 +41,7 @@
 #include "verdict/bundle.h"
 
 /* The schema version this code writes and reads (PRAGMA user_version). */
-#define VD_HISTORY_SCHEMA_VERSION 1
+#define VD_HISTORY_SCHEMA_VERSION 2
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
@@ -197,6 +197,43 @@ int vd_history_count_customer(vd_history_reader_t *r, const char *customer_id,
 int vd_history_distinct_customers(vd_history_reader_t *r, const char *region,
                                   const char *category, int64_t since_ms,
                                   int64_t until_ms, int64_t *count);
+
+/* What vd_history_count_complaints() counts.  A customer's complaints are
+ * the complaint_id values of the successful decisions that name the
+ * customer (customer_id = CUSTOMER_ID) with at_ms < until_ms: only
+ * escalation requests carry customer_id, so this is how a compensation or
+ * an appeal, whose requests name the complaint only, is tied to its
+ * customer.  Each complaint counts once, in the window where its first
+ * qualifying successful decision (at_ms < until_ms) falls. */
+typedef enum {
+  /* the customer's complaints other than COMPLAINT_ID whose first decision
+   * of any kind falls in the window: complaints lodged again */
+  VD_COMPLAINTS_REPEAT,
+  /* the customer's complaints, COMPLAINT_ID included, whose first appeal
+   * decision falls in the window; an appeal whose input says the
+   * appellant is not the customer (appellant_is_party false) does not
+   * count */
+  VD_COMPLAINTS_OVER_HEAD,
+  /* the customer's complaints, COMPLAINT_ID included, whose first
+   * compensation decision with result.offer_fen > 0 falls in the window */
+  VD_COMPLAINTS_REFUNDED
+} vd_complaints_t;
+
+/* Count the complaints WHICH names for CUSTOMER_ID, with since_ms <= (the
+ * first qualifying decision's at_ms) < until_ms.  COMPLAINT_ID is the
+ * complaint being decided.  Each call reads one consistent snapshot; the
+ * cost grows with the number of complaints the customer has had (an
+ * index seek each).  Returns 0 with *count set, VD_EINVALID for an
+ * unknown WHICH, or VD_EIO. */
+int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
+                                const char *customer_id,
+                                const char *complaint_id, int64_t since_ms,
+                                int64_t until_ms, int64_t *count);
+/* The SQL vd_history_count_complaints() runs for WHICH, parameters ?1
+ * customer, ?2 complaint, ?3 since_ms, ?4 until_ms: for EXPLAIN QUERY PLAN
+ * and for an auditor who recounts in the sqlite3 shell.  Static string;
+ * NULL for an unknown WHICH. */
+const char *vd_history_complaints_sql(vd_complaints_t which);
 
 /* ------------------------------------------------------------------------
  * Verification

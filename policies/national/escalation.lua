@@ -31,6 +31,19 @@ for i, l in ipairs(LEVELS) do RANK[l] = i end
 local TOP_GRADES = R.set{ "group", "province" }
 -- MIIT order no. 35: the operator's reply window (esc.sla.reply_window_passed).
 local REPLY_WINDOW = { days = 15 }
+-- The counts of the customer's history, by input field: the window its name
+-- states (days before the decision time) and the ctx.history question that
+-- counts it when the input omits it (recorded with the decision as a fact,
+-- and answered from that record on replay).  A complaint counts once, from
+-- the first decision that qualifies it: repeat_30d, the customer's other
+-- complaints first decided in the window (complaints lodged again);
+-- over_head_30d, complaints that reached the regulator (an appeal decision
+-- by the customer); refunds_90d, complaints offered compensation above zero.
+local COUNTED = {
+  { field = "repeat_30d", days = 30, query = "repeat_complaints" },
+  { field = "over_head_30d", days = 30, query = "over_head_complaints" },
+  { field = "refunds_90d", days = 90, query = "refunded_complaints" },
+}
 
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64 },
@@ -43,12 +56,17 @@ local fields = {
     values = S.enum{ "met", "pending", "at_risk", "breached" } },
   signals = S.set{ default = {},
     of = S.enum{ "regulator", "media", "lawsuit", "consumer_association" } },
-  repeat_30d = S.integer{ min = 0, max = 100000, default = 0,
-    doc = "earlier complaints by the same customer in the last 30 days" },
-  over_head_30d = S.integer{ min = 0, max = 100000, default = 0,
-    doc = "complaints by the customer over the handler's head in the last 30 days" },
-  refunds_90d = S.integer{ min = 0, max = 100000, default = 0,
-    doc = "refunds or compensations paid to the customer in the last 90 days" },
+  repeat_30d = S.integer{ min = 0, max = 100000,
+    doc = "the customer's other complaints in the last 30 days; when absent, counted from "
+      .. "the daemon's history (ctx.history.repeat_complaints), else 0" },
+  over_head_30d = S.integer{ min = 0, max = 100000,
+    doc = "the customer's complaints that went over the carrier's head to the regulator (an "
+      .. "appeal) in the last 30 days; when absent, counted from the daemon's history "
+      .. "(ctx.history.over_head_complaints), else 0" },
+  refunds_90d = S.integer{ min = 0, max = 100000,
+    doc = "the customer's complaints given a refund or compensation above zero in the last 90 "
+      .. "days; when absent, counted from the daemon's history "
+      .. "(ctx.history.refunded_complaints), else 0" },
   similar_recent = S.integer{ min = 0, max = 10000000,
     doc = "distinct customers with a same-category complaint in the same region within "
       .. "params.similar_window_hours; when absent, the daemon's history is asked "
@@ -184,12 +202,20 @@ end
 
 local function evaluate(P, f, ctx, tr)
   local at, at_off = R.at(ctx)
+  -- Counts the input omits are asked of the decision history (each answer
+  -- is recorded with the decision as a fact, and answered from that record
+  -- on replay); given ones are never asked.  No history (verdict test, or
+  -- a daemon without its database): 0.
+  local history = ctx.history
   if f.similar_recent == nil then
-    -- Not given: count it from the decision history (recorded with the
-    -- decision as a fact, and answered from that record on replay).
-    local history = ctx.history
     f.similar_recent = history and history.similar_customers(ctx.region, f.category,
       P.params.similar_window_hours) or 0
+  end
+  for i = 1, #COUNTED do
+    local c = COUNTED[i]
+    if f[c.field] == nil then
+      f[c.field] = history and history[c.query](f.customer_id, f.complaint_id, c.days) or 0
+    end
   end
   local rc = f.received_at
   local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,

@@ -14,6 +14,9 @@ local function input(t)
 end
 
 return {
+  -- The counts from history (repeat_30d, over_head_30d, refunds_90d,
+  -- similar_recent) are omitted here: verdict test has no history, so each
+  -- is 0.  tests/blackbox/test_history.py counts them against a daemon.
   { name = "nothing to act on: the front line keeps it, daily review",
     at = AT,
     input = input(),
@@ -99,6 +102,20 @@ return {
     expect = { level = "district", warnings = { "over_head_complaints" } },
     fired = { "esc.repeat.over_head" } },
 
+  { name = "every count given: the input decides, whatever history holds",
+    at = AT,
+    input = input{ repeat_30d = 2, over_head_30d = 1, refunds_90d = 3, similar_recent = 0 },
+    expect = { level = "district", notify = { "team_lead", "district" },
+      warnings = { "repeat_complaints", "over_head_complaints", "frequent_refunds",
+        "pay_within_basis" } },
+    fired = { "esc.repeat.customer", "esc.repeat.over_head", "esc.repeat.refunds",
+      "esc.pattern.within_basis" } },
+
+  { name = "counts given as 0 are 0",
+    at = AT,
+    input = input{ repeat_30d = 0, over_head_30d = 0, refunds_90d = 0 },
+    expect = { level = "frontline", warnings = {} } },
+
   { name = "frequent refunds and repeat complaints: pay within basis, keep evidence",
     at = AT,
     input = input{ refunds_90d = 3, repeat_30d = 2 },
@@ -149,6 +166,11 @@ return {
     at = AT,
     input = input{ repeat_30d = -1 },
     expect_error = { code = "bad_input", path = "input.repeat_30d" } },
+
+  { name = "bad input: a count that is not an integer",
+    at = AT,
+    input = input{ refunds_90d = 1.5 },
+    expect_error = { code = "bad_input", path = "input.refunds_90d" } },
 
   { name = "bad input: unknown status value",
     at = AT,

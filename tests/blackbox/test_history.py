@@ -277,10 +277,6 @@ class FullDisk(unittest.TestCase):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class HistoryFacts(unittest.TestCase):
     def test_escalation_counts_similar_complaints_from_history(self):
         tmp = tempfile.mkdtemp(prefix="verdict-facts-")
@@ -314,3 +310,114 @@ class HistoryFacts(unittest.TestCase):
         self.assertEqual(rc, 0, out + err)
         self.assertEqual(json.loads(out)["unchanged"], 6)
         shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_escalation_counts_the_customers_complaints_from_history(self):
+        # Customer U-77's history, decided before AT (2026-11-23 10:00):
+        # complaints C-71, C-72 (this month), C-73 (October) and C-74, the
+        # one escalated at AT.  Only escalation requests name the customer;
+        # compensations and appeals name the complaint, and are tied to
+        # U-77 through it.  U-78's complaint is beside them.
+        tmp = tempfile.mkdtemp(prefix="verdict-complaints-")
+        d = Daemon(POLICIES, tmp=tmp)
+        c = d.connect()
+
+        def esc(complaint, customer, at, **counts):
+            inp = {"complaint_id": complaint, "customer_id": customer,
+                   "category": "billing", "customer_grade": "retail",
+                   "received_at": at, "handled_by": "frontline"}
+            inp.update(counts)
+            return request("escalation", "GD", inp, at=at, rid=complaint)
+
+        def comp(complaint, at, overcharged=True):
+            inp = {"complaint_id": complaint, "category": "billing",
+                   "customer_grade": "retail", "cause": "carrier"}
+            if overcharged:
+                inp.update(charged_fen=12800, due_fen=8800)
+            return request("compensation", "GD", inp, at=at, rid=complaint)
+
+        def appeal(complaint, at, **extra):
+            inp = {"complaint_id": complaint, "category": "billing",
+                   "event_at": "2026-11-01T10:00:00+08:00", "appealed_at": at,
+                   "complained_first": True}
+            inp.update(extra)
+            return request("appeal", "GD", inp, at=at, rid=complaint)
+
+        history = [
+            esc("C-73", "U-77", "2026-10-01T09:00:00+08:00"),
+            comp("C-73", "2026-10-02T09:00:00+08:00"),             # refund
+            esc("C-71", "U-77", "2026-11-10T09:00:00+08:00"),        # repeat
+            comp("C-71", "2026-11-12T09:00:00+08:00"),             # refund
+            comp("C-71", "2026-11-13T09:00:00+08:00"),             # same one
+            esc("C-72", "U-77", "2026-11-15T09:00:00+08:00"),        # repeat
+            comp("C-72", "2026-11-16T09:00:00+08:00", overcharged=False),
+            appeal("C-72", "2026-11-20T09:00:00+08:00"),           # over head
+            appeal("C-71", "2026-11-21T09:00:00+08:00",
+                   appellant_is_party=False),                     # not U-77's
+            comp("C-74", "2026-11-22T09:00:00+08:00"),             # refund
+            esc("C-81", "U-78", "2026-11-22T12:00:00+08:00"),      # similar
+            appeal("C-81", "2026-11-22T13:00:00+08:00"),
+            comp("C-81", "2026-11-22T14:00:00+08:00"),
+        ]
+        offers = []
+        for req in history:
+            r = c.call(**req)
+            self.assertNotIn("error", r, r)
+            if req["kind"] == "compensation":
+                offers.append(r["result"]["offer_fen"])
+        self.assertEqual(offers, [8000, 8000, 8000, 0, 8000, 8000])
+
+        counted = c.call(**esc("C-74", "U-77", AT))
+        given = c.call(**esc("C-74", "U-77", AT, repeat_30d=0, over_head_30d=0,
+                             refunds_90d=0, similar_recent=0))
+        partly = c.call(**esc("C-74", "U-77", AT, repeat_30d=0, similar_recent=0))
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+
+        # counted: 2 other complaints this month (C-71, C-72; C-73 is
+        # older), 1 over the head (C-72; C-71's appeal was not by the
+        # customer), 3 refunds in 90 days (C-73, C-71 once, C-74 itself;
+        # C-72's offer was 0)
+        for r in (counted, given, partly):
+            self.assertNotIn("error", r, r)
+        res = counted["result"]
+        self.assertEqual(res["level"], "district")
+        self.assertEqual(res["warnings"], ["repeat_complaints", "over_head_complaints",
+                                           "frequent_refunds", "pay_within_basis"])
+        rules = [t["rule"] for t in counted["trace"]]
+        for rule in ("esc.repeat.customer", "esc.repeat.over_head",
+                     "esc.repeat.refunds", "esc.pattern.within_basis"):
+            self.assertIn(rule, rules)
+        # given: the input wins, nothing is asked
+        self.assertEqual(given["result"]["warnings"], [])
+        self.assertEqual(given["result"]["level"], "frontline")
+        # partly given: the other two are still counted
+        self.assertEqual(partly["result"]["warnings"],
+                         ["over_head_complaints", "frequent_refunds"])
+
+        db = sqlite3.connect(d.db)
+        facts = {did: json.loads(f) if f else None for did, f in db.execute(
+            "SELECT decision_id, facts FROM decisions")}
+        db.close()
+        asked = {f["query"]: (f["args"], f["value"])
+                 for f in facts[counted["decision_id"]]}
+        self.assertEqual(asked, {
+            "similar_customers": (["GD", "billing", 24], 1),
+            "repeat_complaints": (["U-77", "C-74", 30], 2),
+            "over_head_complaints": (["U-77", "C-74", 30], 1),
+            "refunded_complaints": (["U-77", "C-74", 90], 3),
+        })
+        self.assertIsNone(facts[given["decision_id"]])
+        self.assertEqual(sorted(f["query"] for f in facts[partly["decision_id"]]),
+                         ["over_head_complaints", "refunded_complaints"])
+
+        # replay answers from the recorded facts, so it reproduces every one
+        rc, out, err = run_cli("replay", "--db", d.db, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        summary = json.loads(out)
+        self.assertEqual(summary["changed"], 0, out)
+        self.assertEqual(summary["unchanged"], len(history) + 3, out)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
