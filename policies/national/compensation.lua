@@ -25,6 +25,8 @@ local GRADES = { "group", "province", "local_a", "local_b", "local_c", "retail" 
 
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64 },
+  customer_id = S.string{ max_len = 64,
+    doc = "the customer, optional: recorded so that history can count this customer's complaints" },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
   customer_grade = S.enum{ required = true, table.unpack(GRADES) },
   cause = S.enum{ required = true, doc = "who caused the problem",

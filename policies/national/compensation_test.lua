@@ -24,6 +24,11 @@ return {
     },
     fired = { "comp.billing.double_refund", "comp.approval.team_lead" } },
 
+  { name = "the customer may be named, for history's counts; it changes nothing here",
+    at = AT,
+    input = input{ customer_id = "U-1", charged_fen = 12000, due_fen = 8000 },
+    expect = { offer_fen = 8000, approval_level = "team_lead" } },
+
   { name = "overcharge a third party caused: the amount not due is returned once",
     at = AT,
     input = input{ cause = "third_party", charged_fen = 12000, due_fen = 8000 },

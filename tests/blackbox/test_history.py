@@ -418,6 +418,31 @@ class HistoryFacts(unittest.TestCase):
         self.assertEqual(summary["unchanged"], len(history) + 3, out)
         shutil.rmtree(tmp, ignore_errors=True)
 
+    def test_compensations_that_name_the_customer_count_without_escalation(self):
+        # Compensation (like sla and appeal) may name the customer: its
+        # complaints then count for that customer without ever having been
+        # escalated.
+        tmp = tempfile.mkdtemp(prefix="verdict-named-")
+        d = Daemon(POLICIES, tmp=tmp)
+        c = d.connect()
+        for n, day in ((91, 10), (92, 12), (93, 14)):
+            r = c.call(**request("compensation", "GD", {
+                "complaint_id": "C-%d" % n, "customer_id": "U-90",
+                "category": "billing", "customer_grade": "retail",
+                "cause": "carrier", "charged_fen": 12800, "due_fen": 8800},
+                at="2026-11-%02dT09:00:00+08:00" % day, rid=n))
+            self.assertEqual(r["result"]["offer_fen"], 8000, r)
+        r = c.call(**request("escalation", "GD", {
+            "complaint_id": "C-94", "customer_id": "U-90", "category": "billing",
+            "customer_grade": "retail", "received_at": AT,
+            "handled_by": "frontline", "similar_recent": 0}, at=AT))
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        self.assertEqual(r["result"]["warnings"],
+                         ["repeat_complaints", "frequent_refunds",
+                          "pay_within_basis"], r)
+        shutil.rmtree(tmp, ignore_errors=True)
+
 
 if __name__ == "__main__":
     unittest.main()
