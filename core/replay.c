@@ -417,7 +417,8 @@ static int split_lanes(replay_t *r, int nlanes, int64_t *bounds) {
   int64_t n = 0, row = 0, last = 0;
   int rc = -1, lane = 1;
 
-  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK)
     goto out;
   sqlite3_busy_timeout(db, 5000);
   vd_buf_adds(&sql, "SELECT count(*) FROM decisions WHERE 1");
@@ -471,7 +472,8 @@ static void *lane_run(void *arg) {
   vd_watch_slot_t *slot = r->watchdog ? vd_watchdog_attach(r->watchdog, r->lane)
                                       : NULL;
 
-  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK) {
     vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
     r->fatal = 1;
     goto out;
