@@ -928,6 +928,8 @@ static void test_disk_full(void **state) {
 typedef struct writer_arg {
   vd_history_t *h;
   atomic_int stop;
+  atomic_int progress; /* records committed so far */
+  atomic_int done;     /* the writer thread has returned */
   int submitted;
 } writer_arg_t;
 
@@ -943,12 +945,15 @@ static void *busy_writer(void *arg) {
       make_record(&r, &s, 0, ++i);
       r.customer_id = "C-busy";
       if (vd_history_submit(w->h, 0, &r, &seq) != 0)
-        return NULL;
+        goto out;
     }
     if (await_seq(w->h, 0, &upto, seq) != 0)
-      return NULL;
+      goto out;
+    atomic_store(&w->progress, i);
   }
   w->submitted = i;
+out:
+  atomic_store(&w->done, 1);
   return NULL;
 }
 
@@ -963,10 +968,16 @@ static void test_readers_see_whole_batches(void **state) {
   (void)state;
   w.h = open_ok(path, VD_LOG_DURABLE, 1);
   atomic_init(&w.stop, 0);
+  atomic_init(&w.progress, 0);
+  atomic_init(&w.done, 0);
   w.submitted = 0;
   assert_int_equal(vd_history_reader_open(&rd, path, &err), 0);
   assert_int_equal(pthread_create(&t, NULL, busy_writer, &w), 0);
-  for (rounds = 0; rounds < 40; rounds++) {
+  /* at least 40 rounds, and on until the writer has committed a few
+   * batches: on a busy machine it may not have started by round 40 */
+  for (rounds = 0; rounds < 40 || (atomic_load(&w.progress) < 200 &&
+                                   !atomic_load(&w.done));
+       rounds++) {
     vd_verify_report_t rep;
     int64_t n;
     /* every snapshot is a whole chain: head and rows agree */
