@@ -542,7 +542,7 @@ static void reload_free(vd_reload_t *r) {
 static void reload_work(uv_work_t *req) {
   vd_reload_t *r = req->data;
   vd_daemon_t *d = r->d;
-  r->rc = vd_policy_validate(r->bundle, &r->err);
+  r->rc = vd_policy_validate(r->bundle, &d->opts.limits, &r->err);
   if (r->rc)
     return;
   r->engines = calloc(d->nworkers, sizeof *r->engines);

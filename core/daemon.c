@@ -395,7 +395,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
    * validated exactly as a reload validates it, before anything is built
    * or listened on.  The refusal is recorded once the history is open. */
   if (!opts->unchecked) {
-    int vrc = vd_policy_validate(d.bundle, &d.last_failure);
+    int vrc = vd_policy_validate(d.bundle, &opts->limits, &d.last_failure);
     if (vrc) {
       if (!d.last_failure.len)
         vd_buf_adds(&d.last_failure, vd_err_desc(vrc));

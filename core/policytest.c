@@ -651,8 +651,8 @@ static unsigned run_luacheck(const char *dir, FILE *out) {
 }
 
 /* Everything check does, with output to out; returns problems found. */
-static unsigned check_all(vd_bundle_t *b, const char *dir, FILE *out,
-                          int quiet) {
+static unsigned check_all(vd_bundle_t *b, const vd_limits_t *lim,
+                          const char *dir, FILE *out, int quiet) {
   vd_engine_t *e;
   vd_buf_t err = VD_BUF_INIT;
   unsigned problems = check_syntax(b, out);
@@ -660,7 +660,7 @@ static unsigned check_all(vd_bundle_t *b, const char *dir, FILE *out,
     vd_buf_release(&err);
     return problems;
   }
-  if (vd_engine_new(b, NULL, &e, &err)) {
+  if (vd_engine_new(b, lim, &e, &err)) {
     fprintf(out, "%s\n", err.data);
     vd_buf_release(&err);
     return 1;
@@ -684,7 +684,7 @@ int vd_policy_check_main(const char *dir) {
     vd_buf_release(&err);
     return 1;
   }
-  problems = check_all(b, dir, stdout, 1);
+  problems = check_all(b, NULL, dir, stdout, 1);
   vd_bundle_unref(b);
   vd_buf_release(&err);
   if (problems)
@@ -695,14 +695,18 @@ int vd_policy_check_main(const char *dir) {
   return problems ? 1 : 0;
 }
 
-int vd_policy_validate(vd_bundle_t *b, vd_buf_t *err) {
+int vd_policy_validate(vd_bundle_t *b, const vd_limits_t *lim,
+                       vd_buf_t *err) {
   char *text = NULL;
   size_t len = 0;
   FILE *mem = open_memstream(&text, &len);
   unsigned problems;
-  if (!mem)
+  if (!mem) {
+    vd_buf_reset(err);
+    vd_buf_adds(err, "out of memory: cannot hold the validation report");
     return VD_ENOMEM;
-  problems = check_all(b, NULL, mem, 1);
+  }
+  problems = check_all(b, lim, NULL, mem, 1);
   fclose(mem);
   vd_buf_reset(err);
   if (problems)

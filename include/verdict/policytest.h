@@ -41,8 +41,11 @@ unsigned vd_policy_check_structure(vd_engine_t *e, FILE *out);
 int vd_policy_test_main(const char *dir, int quiet);
 int vd_policy_check_main(const char *dir);
 
-/* Validate a bundle as a reload would: load, check, test.  Returns 0 or an
- * error code with the first problems in err ("file:line: message"). */
-int vd_policy_validate(vd_bundle_t *b, vd_buf_t *err);
+/* Validate a bundle as a reload would: load, check, test, under the
+ * limits the daemon will decide with (NULL: the defaults), so a bundle
+ * whose own tests pass its --instr-budget or --mem-cap is refused.  Returns
+ * 0 or an error code with the first problems in err ("file:line:
+ * message"). */
+int vd_policy_validate(vd_bundle_t *b, const vd_limits_t *lim, vd_buf_t *err);
 
 #endif

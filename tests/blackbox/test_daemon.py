@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import AT, FIXTURES, Daemon, Refused, request, run_cli
+from harness import AT, FIXTURES, POLICIES, Daemon, Refused, request, run_cli
 
 MINI = os.path.join(FIXTURES, "mini")
 HOSTILE = os.path.join(FIXTURES, "hostile")
@@ -295,10 +295,10 @@ class Startup(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def refused(self, bundle, names):
+    def refused(self, bundle, names, args=()):
         """Start on bundle: refused, non-zero, no socket, and the line that
         says so names the problem."""
-        r = Refused(bundle)
+        r = Refused(bundle, args=args)
         self.assertIsNotNone(r.status, "it served: " + r.log)
         self.assertNotEqual(r.status, 0, r.log)
         self.assertEqual(r.sockets_left(), [], r.log)
@@ -306,6 +306,13 @@ class Startup(unittest.TestCase):
         self.assertEqual(len(line), 1, r.log)
         self.assertIn(names, line[0])
         return r
+
+    def test_tests_run_under_the_daemons_own_limits(self):
+        # the bundled policies pass their tests with the default budget, but
+        # not with one of 1,000 instructions: they would time out live
+        r = self.refused(POLICIES, "fails its checks",
+                         args=["--instr-budget", "1000"])
+        self.assertIn("policy_timeout", r.log)
 
     def test_broken_bundle_refused_at_startup(self):
         self.refused(os.path.join(FIXTURES, "nonexistent"), "nonexistent")
