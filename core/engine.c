@@ -74,6 +74,7 @@ void vd_decision_reset(vd_decision_t *d) {
   d->at[0] = '\0';
   d->at_ms = 0;
   d->at_stamped = 0;
+  d->facts_now = 0;
   d->elapsed_ns = 0;
   vd_buf_reset(&d->message);
   vd_buf_reset(&d->path);
@@ -764,12 +765,20 @@ static int history_query(lua_State *L, const char *query, lua_Integer unit_ms,
   if (e->replaying) {
     const char *hit = e->replay_facts ? strstr(e->replay_facts, entry.data)
                                       : NULL;
-    if (!hit) {
+    if (hit) {
+      count = strtoll(hit + entry.len, NULL, 10);
+    } else if (!e->facts_fn || !d) {
       vd_buf_release(&entry);
       return luaL_error(L, "ctx.history.%s: this question was not asked when "
                            "the decision was made (no recorded fact)", query);
+    } else if (e->facts_fn(e->facts_ud, query, a, b,
+                           d->at_ms - span * unit_ms, d->at_ms, &count) != 0) {
+      vd_buf_release(&entry);
+      return luaL_error(L, "ctx.history.%s: not recorded, and the history "
+                           "database did not answer", query);
+    } else {
+      d->facts_now = 1; /* a candidate's new question, answered today */
     }
-    count = strtoll(hit + entry.len, NULL, 10);
   } else if (!d || e->facts_fn(e->facts_ud, query, a, b,
                                d->at_ms - span * unit_ms, d->at_ms,
                                &count) != 0) {

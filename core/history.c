@@ -1698,6 +1698,27 @@ int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
                       since_ms, until_ms, count);
 }
 
+int vd_history_answer(vd_history_reader_t *r, const char *query,
+                      const char *a, const char *b, int64_t since_ms,
+                      int64_t until_ms, int64_t *count) {
+  static const struct {
+    const char *name;
+    vd_complaints_t which;
+  } complaints[] = {{"repeat_complaints", VD_COMPLAINTS_REPEAT},
+                    {"over_head_complaints", VD_COMPLAINTS_OVER_HEAD},
+                    {"refunded_complaints", VD_COMPLAINTS_REFUNDED}};
+  size_t i;
+  if (strcmp(query, "customer_decisions") == 0)
+    return vd_history_count_customer(r, a, b, since_ms, until_ms, count);
+  if (strcmp(query, "similar_customers") == 0)
+    return vd_history_distinct_customers(r, a, b, since_ms, until_ms, count);
+  for (i = 0; i < sizeof complaints / sizeof complaints[0]; i++)
+    if (strcmp(query, complaints[i].name) == 0)
+      return vd_history_count_complaints(r, complaints[i].which, a, b,
+                                         since_ms, until_ms, count);
+  return VD_EINVALID;
+}
+
 /* ========================================================================
  * Verification
  * ====================================================================== */

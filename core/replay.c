@@ -61,6 +61,7 @@ typedef struct replay {
   vd_watchdog_t *watchdog; /* shared by the lanes; NULL: always count */
   vd_decision_t d;
   long long replayed, unchanged, changed, errors, reported;
+  long long asked_now; /* candidate decisions with a question not recorded */
   counter_t *rules;
   size_t nrules;
   long long offer_before, offer_after, offers;
@@ -332,9 +333,11 @@ static int print_report(replay_t *r, int recorded) {
   offer_stats(r->offers_a, r->offers, &a50, &a90, &amax);
   if (strcmp(r->format, "json") == 0) {
     printf("{\"against\":\"%s\",\"replayed\":%lld,\"unchanged\":%lld,"
-           "\"changed\":%lld,\"errors\":%lld,\"changes\":[%s]",
+           "\"changed\":%lld,\"errors\":%lld,\"asked_now\":%lld,"
+           "\"changes\":[%s]",
            recorded ? "recorded" : r->against, r->replayed, r->unchanged,
-           r->changed, r->errors, r->changes.data ? r->changes.data : "");
+           r->changed, r->errors, r->asked_now,
+           r->changes.data ? r->changes.data : "");
     if (!recorded) {
       printf(",\"rules\":{");
       for (i = 0; i < r->nrules; i++)
@@ -352,6 +355,11 @@ static int print_report(replay_t *r, int recorded) {
            "errors\n",
            r->replayed, recorded ? "the recorded revisions" : r->against,
            r->unchanged, r->changed, r->errors);
+    if (r->asked_now)
+      printf("%lld decision%s asked history a question %s record did not "
+             "hold; answered from the history as it is now\n",
+             r->asked_now, r->asked_now == 1 ? "" : "s",
+             r->asked_now == 1 ? "its" : "their");
     if (r->changed)
       printf("changed:\n%s", r->changes.data ? r->changes.data : "");
     if (r->reported > MAX_REPORTED)
@@ -461,6 +469,14 @@ out:
   return rc;
 }
 
+/* A candidate's question the record does not hold: ask the history now,
+ * over the same window before the decision time. */
+static int answer_now(void *ud, const char *query, const char *a,
+                      const char *b, int64_t since_ms, int64_t until_ms,
+                      int64_t *count) {
+  return vd_history_answer(ud, query, a, b, since_ms, until_ms, count);
+}
+
 /* Decide again every row of this lane: a contiguous range of seq, so that
  * each thread reads only its own pages of the table. */
 static void *lane_run(void *arg) {
@@ -471,6 +487,19 @@ static void *lane_run(void *arg) {
   int rc, bind = 1, recorded = strcmp(r->against, "recorded") == 0;
   vd_watch_slot_t *slot = r->watchdog ? vd_watchdog_attach(r->watchdog, r->lane)
                                       : NULL;
+  vd_history_reader_t *now = NULL;
+  char *why_not = NULL;
+
+  /* against a candidate, a question the recorded decision never asked
+   * (a new rule's) is answered from the history as it is now */
+  if (!recorded && r->candidate) {
+    if (vd_history_reader_open(&now, r->db, &why_not) == 0)
+      vd_engine_set_facts(r->candidate, answer_now, now);
+    else if (r->lane == 0)
+      fprintf(stderr, "verdict replay: new questions of the candidate "
+                      "cannot be answered: %s\n", why_not ? why_not : "?");
+    free(why_not);
+  }
 
   if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       NULL) != SQLITE_OK) {
@@ -523,6 +552,8 @@ static void *lane_run(void *arg) {
     vd_engine_set_watch(e, slot); /* fast attempts, the same answers */
     vd_engine_decide(e, req, (size_t)reqlen, received, &r->d);
     vd_engine_set_watch(e, NULL);
+    if (r->d.facts_now)
+      r->asked_now++;
     if (code)
       same = r->d.code && strcmp(code, vd_err_name(r->d.code)) == 0;
     else
@@ -549,6 +580,10 @@ static void *lane_run(void *arg) {
     r->fatal = 1;
   }
 out:
+  if (now) {
+    vd_engine_set_facts(r->candidate, NULL, NULL);
+    vd_history_reader_close(now);
+  }
   vd_watchdog_detach(slot);
   sqlite3_finalize(st);
   sqlite3_close(db);
@@ -585,6 +620,7 @@ static void merge_lane(replay_t *a, replay_t *b) {
   a->unchanged += b->unchanged;
   a->changed += b->changed;
   a->errors += b->errors;
+  a->asked_now += b->asked_now;
   for (i = 0; i < b->nrules; i++) {
     size_t j;
     for (j = 0; j < a->nrules; j++)

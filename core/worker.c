@@ -593,22 +593,7 @@ static int answer_fact(void *ud, const char *query, const char *a,
                        const char *b, int64_t since_ms, int64_t until_ms,
                        int64_t *count) {
   vd_worker_t *w = ud;
-  if (strcmp(query, "customer_decisions") == 0)
-    return vd_history_count_customer(w->reader, a, b, since_ms, until_ms,
-                                     count);
-  if (strcmp(query, "similar_customers") == 0)
-    return vd_history_distinct_customers(w->reader, a, b, since_ms, until_ms,
-                                         count);
-  if (strcmp(query, "repeat_complaints") == 0)
-    return vd_history_count_complaints(w->reader, VD_COMPLAINTS_REPEAT, a, b,
-                                       since_ms, until_ms, count);
-  if (strcmp(query, "over_head_complaints") == 0)
-    return vd_history_count_complaints(w->reader, VD_COMPLAINTS_OVER_HEAD, a,
-                                       b, since_ms, until_ms, count);
-  if (strcmp(query, "refunded_complaints") == 0)
-    return vd_history_count_complaints(w->reader, VD_COMPLAINTS_REFUNDED, a, b,
-                                       since_ms, until_ms, count);
-  return VD_EINVALID;
+  return vd_history_answer(w->reader, query, a, b, since_ms, until_ms, count);
 }
 
 static void worker_main(void *arg) {

@@ -49,6 +49,8 @@ typedef struct vd_decision {
   vd_buf_t trace;    /* JSON array of {rule, basis} */
   vd_buf_t complaint_id, customer_id, category; /* from input, for indexes */
   vd_buf_t facts;    /* JSON array of what the policy read from history */
+  int facts_now;     /* replay: a question the record did not hold was
+                      * answered from the history as it is now */
   uint64_t elapsed_ns;
 } vd_decision_t;
 
@@ -92,7 +94,11 @@ typedef int (*vd_facts_fn)(void *ud, const char *query, const char *a,
                            const char *b, int64_t since_ms, int64_t until_ms,
                            int64_t *count);
 void vd_engine_set_facts(vd_engine_t *e, vd_facts_fn fn, void *ud);
-/* For the next vd_engine_decide() only (facts may be NULL: none read). */
+/* For the next vd_engine_decide() only (facts may be NULL: none read).
+ * A question FACTS does not hold is an error, unless a facts function is
+ * set too (replay of a candidate bundle that asks new questions): then it
+ * is asked now, over the same window before the decision time, and
+ * d->facts_now says so. */
 void vd_engine_replay_facts(vd_engine_t *e, const char *facts);
 
 /* Let the watchdog slot of the calling thread watch this engine's

@@ -235,6 +235,15 @@ int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
  * NULL for an unknown WHICH. */
 const char *vd_history_complaints_sql(vd_complaints_t which);
 
+/* The question ctx.history asks, by its name there ("customer_decisions",
+ * "similar_customers", "repeat_complaints", "over_head_complaints",
+ * "refunded_complaints"), with its two string arguments and window: the
+ * one dispatch the daemon's workers and replay share.  Returns 0, or
+ * VD_EINVALID for an unknown question, or the reader's error. */
+int vd_history_answer(vd_history_reader_t *r, const char *query,
+                      const char *a, const char *b, int64_t since_ms,
+                      int64_t until_ms, int64_t *count);
+
 /* ------------------------------------------------------------------------
  * Verification
  * ---------------------------------------------------------------------- */

@@ -418,6 +418,51 @@ class HistoryFacts(unittest.TestCase):
         self.assertEqual(summary["unchanged"], len(history) + 3, out)
         shutil.rmtree(tmp, ignore_errors=True)
 
+    def test_replay_answers_a_candidates_new_questions_from_history(self):
+        # Recorded escalations gave every count, so they asked history
+        # nothing.  A candidate that always counts from history asks
+        # questions their records do not hold: replay asks the history now,
+        # over the same window before each decision time, and says so.
+        tmp = tempfile.mkdtemp(prefix="verdict-newq-")
+        d = Daemon(POLICIES, tmp=tmp)
+        c = d.connect()
+        days = ["2026-11-21T10:00:00+08:00", "2026-11-22T10:00:00+08:00", AT]
+        for n, at in enumerate(days):
+            r = c.call(**request("escalation", "GD", {
+                "complaint_id": "C-%d" % n, "customer_id": "U-5",
+                "category": "billing", "customer_grade": "retail",
+                "received_at": at, "handled_by": "frontline",
+                "repeat_30d": 0, "over_head_30d": 0, "refunds_90d": 0,
+                "similar_recent": 0}, at=at, rid=n))
+            self.assertEqual(r["result"]["warnings"], [], r)
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+
+        cand = os.path.join(tmp, "candidate")
+        shutil.copytree(POLICIES, cand)
+        esc = os.path.join(cand, "national", "escalation.lua")
+        with open(esc) as f:
+            text = f.read()
+        self.assertIn("    if f[c.field] == nil then\n", text)
+        with open(esc, "w") as f:
+            f.write(text.replace("    if f[c.field] == nil then\n",
+                                 "    if true then\n", 1))
+        rc, out, err = run_cli("replay", "--db", d.db, "--against", cand,
+                               "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        summary = json.loads(out)
+        self.assertEqual((summary["replayed"], summary["errors"],
+                          summary["asked_now"]), (3, 0, 3), out)
+        # counted before each decision time: C-0 has no other complaint,
+        # C-1 one, C-2 two, which is a repeat complainant: C-2 changes
+        self.assertEqual(summary["changed"], 1, out)
+        self.assertEqual(summary["rules"]["esc.repeat.customer"],
+                         {"before": 0, "after": 1}, out)
+        rc, out, err = run_cli("replay", "--db", d.db, "--against", cand)
+        self.assertIn("3 decisions asked history a question their record "
+                      "did not hold", out)
+        shutil.rmtree(tmp, ignore_errors=True)
+
     def test_compensations_that_name_the_customer_count_without_escalation(self):
         # Compensation (like sla and appeal) may name the customer: its
         # complaints then count for that customer without ever having been
