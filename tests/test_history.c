@@ -1006,26 +1006,33 @@ static void test_readers_see_whole_batches(void **state) {
  * Facts
  * ---------------------------------------------------------------------- */
 
+/* Submit R (as an error record when ERROR is set) and wait until it is
+ * committed. */
+static void submit_and_wait(vd_history_t *h, uint64_t *upto, vd_record_t *r,
+                            const char *error) {
+  uint64_t seq;
+  if (error) {
+    r->result = r->trace = NULL;
+    r->error_code = error;
+    r->error_message = "refused";
+  }
+  assert_int_equal(vd_history_submit(h, 0, r, &seq), 0);
+  assert_int_equal(await_seq(h, 0, upto, seq), 0);
+}
+
 static void submit_fact(vd_history_t *h, uint64_t *upto, int i,
                         const char *kind, const char *region,
                         const char *category, const char *customer,
                         int64_t at_ms, const char *error) {
   vd_record_t r;
   rec_store_t s;
-  uint64_t seq;
   make_record(&r, &s, 9, i);
   r.kind = kind;
   r.region = region;
   r.category = category;
   r.customer_id = customer;
   r.at_ms = at_ms;
-  if (error) {
-    r.result = r.trace = NULL;
-    r.error_code = error;
-    r.error_message = "refused";
-  }
-  assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
-  assert_int_equal(await_seq(h, 0, upto, seq), 0);
+  submit_and_wait(h, upto, &r, error);
 }
 
 static void test_facts(void **state) {
@@ -1140,7 +1147,6 @@ static void submit_row(vd_history_t *h, uint64_t *upto, int i,
                        const char *error) {
   vd_record_t r;
   rec_store_t s;
-  uint64_t seq;
   make_record(&r, &s, 8, i);
   r.kind = kind;
   r.complaint_id = complaint;
@@ -1154,13 +1160,7 @@ static void submit_row(vd_history_t *h, uint64_t *upto, int i,
     r.request = request;
     r.request_len = strlen(request);
   }
-  if (error) {
-    r.result = r.trace = NULL;
-    r.error_code = error;
-    r.error_message = "refused";
-  }
-  assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
-  assert_int_equal(await_seq(h, 0, upto, seq), 0);
+  submit_and_wait(h, upto, &r, error);
 }
 
 static int64_t complaints(vd_history_reader_t *rd, vd_complaints_t which,
