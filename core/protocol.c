@@ -82,14 +82,18 @@ int vd_framer_next(vd_framer_t *f, const char **line, size_t *len) {
   nl = memchr(base + f->scanned, '\n', avail - f->scanned);
   if (!nl) {
     f->scanned = avail;
+    /* max_line counts the line's content: a '\r' that may be the first
+     * half of "\r\n" is not content yet */
+    if (avail == f->max_line + 1 && base[avail - 1] == '\r')
+      return 0;
     return avail > f->max_line ? -1 : 0;
   }
   *len = (size_t)(nl - base);
+  if (*len && base[*len - 1] == '\r')
+    (*len)--;
   if (*len > f->max_line)
     return -1;
   *line = base;
-  if (*len && base[*len - 1] == '\r')
-    (*len)--;
   f->start += (size_t)(nl - base) + 1;
   f->scanned = 0;
   return 1;

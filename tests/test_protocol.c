@@ -121,6 +121,22 @@ static void framer_max_line(void **state) {
   feed(&f, "123456789\n");
   assert_int_equal(vd_framer_next(&f, &line, &len), -1);
   vd_framer_release(&f);
+  /* max_line counts content: "\r\n" after exactly max_line bytes is a
+   * line, whole or arriving in pieces; a ninth byte that is not "\r" is not */
+  vd_framer_init(&f, 8);
+  feed(&f, "12345678\r\n");
+  expect_line(&f, "12345678");
+  feed(&f, "12345678\r");
+  assert_int_equal(vd_framer_next(&f, &line, &len), 0);
+  feed(&f, "\n");
+  expect_line(&f, "12345678");
+  feed(&f, "12345678\r\r\n");
+  assert_int_equal(vd_framer_next(&f, &line, &len), -1);
+  vd_framer_release(&f);
+  vd_framer_init(&f, 8);
+  feed(&f, "123456789\r\n");
+  assert_int_equal(vd_framer_next(&f, &line, &len), -1);
+  vd_framer_release(&f);
   /* a good line before a long one is still delivered */
   vd_framer_init(&f, 8);
   feed(&f, "ok\n123456789\n");
