@@ -675,10 +675,12 @@ static int read_envelope(vd_engine_t *e, lua_State *L, int req, int64_t now_ms,
     return fail(d, VD_EBAD_REQUEST, "at",
                 "at must be an RFC 3339 time with an offset, like "
                 "2026-11-23T10:00:00+08:00");
-  if (r == 0) {
-    d->at_ms = now_ms;
+  if (r == 0) { /* stamped to the second, and at_ms is the same instant
+                  * (history windows end where the policy's clock stands;
+                  * the record keeps received_ms to the millisecond) */
+    d->at_ms = now_ms - now_ms % 1000;
     d->at_stamped = 1;
-    vd_time_format(now_ms - now_ms % 1000, VD_DEFAULT_OFFSET_MIN, d->at);
+    vd_time_format(d->at_ms, VD_DEFAULT_OFFSET_MIN, d->at);
   }
 
   if (lua_getfield(L, req, "input") != LUA_TTABLE ||
