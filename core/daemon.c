@@ -243,6 +243,13 @@ void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files) {
     vd_buf_adds(out, ",\"last_failure\":");
     vd_buf_add_json_str(out, d->last_failure.data, d->last_failure.len);
   }
+  if (d->check_state) {
+    vd_buf_addf(out, ",\"history_check\":\"%s\"", d->check_state);
+    if (d->check_error) {
+      vd_buf_adds(out, ",\"history_check_error\":");
+      vd_buf_add_json_str(out, d->check_error, strlen(d->check_error));
+    }
+  }
   if (with_files && d->in_force.len) {
     vd_buf_adds(out, ",\"in_force\":");
     vd_buf_add(out, d->in_force.data, d->in_force.len);
@@ -351,6 +358,64 @@ static void log_refused(const vd_daemon_t *d, const char *report) {
                 (int)(len > first ? len - first - 1 : 0), rest);
 }
 
+/* ------------------------------------------------------------------------
+ * The history's whole-file check
+ * ------------------------------------------------------------------------ */
+
+/* PRAGMA quick_check reads every page of the history: minutes on a large
+ * one, so it runs here, on a thread of its own, while the daemon serves.
+ * Damage is logged and shown by status; writes that meet it fail on their
+ * own (their requests get `internal`). */
+static void history_check_main(void *arg) {
+  vd_daemon_t *d = arg;
+  int64_t t0 = vd_now_ms();
+  char *msg = NULL;
+  int rc = vd_history_check_run(d->check, &msg);
+  const char *state;
+  uv_mutex_lock(&d->state_lock);
+  state = rc == 0 ? "ok" : rc == VD_EINVALID ? "damaged"
+          : d->check_stopping ? "interrupted" : "failed";
+  d->check_state = state;
+  d->check_error = msg;
+  uv_mutex_unlock(&d->state_lock);
+  if (rc == 0)
+    vd_daemon_log("history check: %s is sound (quick_check, %.1f s)",
+                  d->opts.db, (double)(vd_now_ms() - t0) / 1000.0);
+  else if (strcmp(state, "interrupted") != 0)
+    vd_daemon_log("history check %s: %s", state, msg ? msg : "?");
+}
+
+static void history_check_start(vd_daemon_t *d) {
+  char *err = NULL;
+  d->check_state = "failed";
+  if (vd_history_check_open(&d->check, d->opts.db, &err) != 0) {
+    vd_daemon_log("history check not started: %s", err ? err : "?");
+    d->check_error = err;
+    return;
+  }
+  d->check_state = "running";
+  if (uv_thread_create(&d->check_thread, history_check_main, d) != 0) {
+    vd_daemon_log("history check not started: no thread");
+    d->check_state = "failed";
+    return;
+  }
+  d->check_started = 1;
+}
+
+static void history_check_stop(vd_daemon_t *d) {
+  if (d->check_started) {
+    uv_mutex_lock(&d->state_lock);
+    d->check_stopping = 1;
+    uv_mutex_unlock(&d->state_lock);
+    vd_history_check_interrupt(d->check);
+    uv_thread_join(&d->check_thread);
+  }
+  vd_history_check_close(d->check);
+  d->check = NULL;
+  free(d->check_error);
+  d->check_error = NULL;
+}
+
 /* SIGHUP: reload the policy directory (validated, then switched). */
 static void on_hup(uv_signal_t *s, int signum) {
   vd_daemon_t *d = s->data;
@@ -453,6 +518,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     goto out_listen;
   }
   vd_admin_startup(&d, engines[0]);
+  history_check_start(&d);
   if (!opts->always_count &&
       vd_watchdog_start(&d.watchdog, (int)d.nworkers, VD_WATCH_TICK_NS) != 0)
     vd_daemon_log("no watchdog thread: every instruction will be counted");
@@ -507,6 +573,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     free(w->queue);
   }
   vd_watchdog_stop(&d.watchdog);
+  history_check_stop(&d);
   rc = started == d.nworkers ? 0 : 1;
   vd_daemon_log("stopped");
 

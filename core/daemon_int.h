@@ -102,6 +102,15 @@ struct vd_daemon {
   uv_mutex_t state_lock;   /* guards bundle/activation fields for status */
   vd_buf_t in_force;       /* JSON: which file decides each region and kind */
 
+  /* the whole-file check of the history, on its own thread after start-up
+   * (history.h vd_history_check_*); state and error under state_lock */
+  vd_history_check_t *check;
+  uv_thread_t check_thread;
+  int check_started;
+  int check_stopping;
+  const char *check_state;  /* running, ok, damaged, failed, interrupted */
+  char *check_error;
+
   /* admin.c: the admin channel and the reload pipeline (main thread) */
   uv_pipe_t admin_server;
   int admin_listening;

@@ -642,9 +642,7 @@ static int open_rw(sqlite3 **out, const char *path, const char *synchronous,
     rc = VD_EIO;
     goto fail;
   }
-  rc = quick_check(db, path, err);
-  if (rc == 0)
-    rc = check_identity(db, path, &version, err);
+  rc = check_identity(db, path, &version, err);
   if (rc)
     goto fail;
   rc = set_wal(db, path, err);
@@ -1717,6 +1715,55 @@ int vd_history_answer(vd_history_reader_t *r, const char *query,
       return vd_history_count_complaints(r, complaints[i].which, a, b,
                                          since_ms, until_ms, count);
   return VD_EINVALID;
+}
+
+/* ========================================================================
+ * The whole-file check
+ * ====================================================================== */
+
+struct vd_history_check {
+  sqlite3 *db;
+  char *path;
+};
+
+int vd_history_check_open(vd_history_check_t **out, const char *path,
+                          char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  vd_history_check_t *c = calloc(1, sizeof *c);
+  int rc;
+  *out = NULL;
+  if (!c || !(c->path = strdup(path))) {
+    free(c);
+    vd_buf_adds(&err, "out of memory");
+    return give_err(errmsg, &err, VD_ENOMEM);
+  }
+  rc = vd_history_db_open_ro(&c->db, path, &err);
+  if (rc)
+    vd_history_check_close(c);
+  else
+    *out = c;
+  return give_err(errmsg, &err, rc);
+}
+
+int vd_history_check_run(vd_history_check_t *c, char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = quick_check(c->db, c->path, &err);
+  if (rc && rc != VD_EINVALID)
+    rc = VD_EIO; /* could not finish: interrupted, or an I/O error */
+  return give_err(errmsg, &err, rc);
+}
+
+void vd_history_check_interrupt(vd_history_check_t *c) {
+  if (c && c->db)
+    sqlite3_interrupt(c->db); /* documented as safe from another thread */
+}
+
+void vd_history_check_close(vd_history_check_t *c) {
+  if (!c)
+    return;
+  sqlite3_close(c->db);
+  free(c->path);
+  free(c);
 }
 
 /* ========================================================================

@@ -248,6 +248,65 @@ class BadDatabase(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
 
 
+class WholeFileCheck(unittest.TestCase):
+    """The history's whole-file check (PRAGMA quick_check) runs on a thread
+    of its own after start-up: the daemon serves at once, and status and
+    the log say what the check found."""
+
+    def wait_check(self, d):
+        c = d.connect()
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                st = c.call(op="status")["status"]
+                if st["history_check"] != "running":
+                    return st
+                time.sleep(0.05)
+            self.fail("the check did not finish")
+        finally:
+            c.close()
+
+    def test_sound_history(self):
+        d = Daemon(MINI)
+        try:
+            st = self.wait_check(d)
+            self.assertEqual(st["history_check"], "ok", st)
+            self.assertNotIn("history_check_error", st)
+        finally:
+            self.assertEqual(d.stop(), 0, d.read_log())
+        self.assertIn("is sound (quick_check", d.read_log())
+
+    def test_damage_is_reported_while_serving(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-damaged-")
+        d = Daemon(MINI, tmp=tmp)
+        c = d.connect()
+        for i in range(400):
+            r = c.call(**request("compensation", "national",
+                                 {"charged_fen": 5000 + i, "due_fen": 3000},
+                                 rid=i))
+            self.assertNotIn("error", r, r)
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        # scribble over a page in the middle of the file: a b-tree leaf
+        size = os.path.getsize(d.db)
+        self.assertGreater(size, 40 * 4096)
+        with open(d.db, "r+b") as f:
+            f.seek((size // 4096 // 2) * 4096)
+            f.write(b"\x5a" * 4096)
+        d2 = Daemon(MINI, tmp=tmp)  # starts: opening reads no such page
+        try:
+            p = d2.connect()
+            self.assertTrue(p.call(op="ping")["pong"])
+            p.close()
+            st = self.wait_check(d2)
+            self.assertEqual(st["history_check"], "damaged", st)
+            self.assertIn("corrupt", st["history_check_error"])
+        finally:
+            d2.stop()
+        self.assertIn("history check damaged", d2.read_log())
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class FullDisk(unittest.TestCase):
     def test_full_disk_fails_requests_then_recovers(self):
         tmp = tempfile.mkdtemp(prefix="verdict-full-")
