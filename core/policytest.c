@@ -7,8 +7,14 @@
  * from a socket would; the result comes back as JSON and is decoded into
  * the harness for comparison.  Runs on the caller's thread.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -627,32 +633,124 @@ int vd_policy_test_main(const char *dir, int quiet) {
   return rc ? 1 : 0;
 }
 
-static unsigned run_luacheck(const char *dir, FILE *out) {
-  vd_buf_t cmd = VD_BUF_INIT;
+/* ------------------------------------------------------------------------
+ * luacheck, on the bundle as it was loaded
+ *
+ * The files are written to a private temporary directory and luacheck runs
+ * there (posix_spawnp, no shell), so what it reads is exactly the bundle
+ * being validated, whether it came from a directory that may have changed
+ * since, or from the history (activate).  Without luacheck installed this
+ * check is skipped.
+ * ------------------------------------------------------------------------ */
+
+extern char **environ;
+
+/* Remove the temporary tree: each file, then its directories, deepest
+ * first (paths are relative and at most VD_BUNDLE_MAX_FILES). */
+static void remove_tree(const char *root, vd_bundle_t *b) {
+  vd_buf_t path = VD_BUF_INIT;
+  size_t i;
+  for (i = 0; i < vd_bundle_count(b); i++) {
+    char *slash;
+    vd_buf_reset(&path);
+    vd_buf_addf(&path, "%s/%s", root, vd_bundle_file(b, i)->path);
+    unlink(path.data);
+    while ((slash = strrchr(path.data, '/')) && slash > path.data + strlen(root)) {
+      *slash = '\0';
+      if (rmdir(path.data) != 0)
+        break; /* not empty yet, or gone already */
+    }
+  }
+  rmdir(root);
+  vd_buf_release(&path);
+}
+
+/* Write every file of B under ROOT; 0 or -1. */
+static int write_tree(const char *root, vd_bundle_t *b) {
+  vd_buf_t path = VD_BUF_INIT;
+  size_t i;
+  int rc = 0;
+  for (i = 0; rc == 0 && i < vd_bundle_count(b); i++) {
+    const vd_bundle_file_t *f = vd_bundle_file(b, i);
+    char *p;
+    int fd;
+    vd_buf_reset(&path);
+    vd_buf_addf(&path, "%s/%s", root, f->path);
+    for (p = path.data + strlen(root) + 1; (p = strchr(p, '/')); p++) {
+      *p = '\0';
+      if (mkdir(path.data, 0700) != 0 && errno != EEXIST)
+        rc = -1;
+      *p = '/';
+    }
+    fd = open(path.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, f->data, f->len) != (ssize_t)f->len)
+      rc = -1;
+    if (fd >= 0)
+      close(fd);
+  }
+  vd_buf_release(&path);
+  return rc;
+}
+
+static unsigned run_luacheck(vd_bundle_t *b, FILE *out) {
+  static char *const argv[] = {
+      "luacheck", "--no-color", "--codes", "--formatter", "plain",
+      "--std", "lua54", "--globals", "parent", "verdict",
+      "--no-max-line-length", "--", ".", NULL};
+  const char *tmp = getenv("TMPDIR");
+  vd_buf_t dir = VD_BUF_INIT;
+  posix_spawn_file_actions_t fa;
+  int pipefd[2], status = 0, src;
+  pid_t pid;
+  unsigned n = 0;
   FILE *p;
   char line[1024];
-  int status;
-  unsigned n = 0;
-  if (system("command -v luacheck >/dev/null 2>&1") != 0)
-    return 0;
-  vd_buf_addf(&cmd, "luacheck --no-color --codes --formatter plain "
-                    "--std lua54 --globals parent verdict "
-                    "--no-max-line-length -- '%s' 2>&1", dir);
-  p = popen(cmd.data, "r");
-  vd_buf_release(&cmd);
-  if (!p)
-    return 0;
-  while (fgets(line, sizeof line, p)) {
-    fprintf(out, "%s", line);
+
+  vd_buf_addf(&dir, "%s/verdict-luacheck-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(dir.data)) {
+    fprintf(out, "luacheck: cannot make a temporary directory %s: %s\n",
+            dir.data, strerror(errno));
+    vd_buf_release(&dir);
+    return 1;
+  }
+  if (write_tree(dir.data, b) != 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
+    fprintf(out, "luacheck: cannot write the bundle to %s\n", dir.data);
+    remove_tree(dir.data, b);
+    vd_buf_release(&dir);
+    return 1;
+  }
+  /* no shell, no system(): a daemon calls this from a thread, and system()
+   * would ignore SIGINT process-wide while it runs */
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+  posix_spawn_file_actions_addchdir_np(&fa, dir.data);
+  src = posix_spawnp(&pid, "luacheck", &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(pipefd[1]);
+  p = fdopen(pipefd[0], "r");
+  while (p && fgets(line, sizeof line, p)) {
+    /* "./national/x.lua:3:7: ..." -> "national/x.lua:3:7: ..." */
+    fputs(strncmp(line, "./", 2) == 0 ? line + 2 : line, out);
     n++;
   }
-  status = pclose(p);
-  return status == 0 ? 0 : (n ? n : 1);
+  if (p)
+    fclose(p);
+  else
+    close(pipefd[0]);
+  if (src == 0)
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+      ;
+  remove_tree(dir.data, b);
+  vd_buf_release(&dir);
+  if (src != 0)
+    return 0; /* luacheck is not installed: skipped, as documented */
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : (n ? n : 1);
 }
 
 /* Everything check does, with output to out; returns problems found. */
 static unsigned check_all(vd_bundle_t *b, const vd_limits_t *lim,
-                          const char *dir, FILE *out, int quiet) {
+                          FILE *out, int quiet) {
   vd_engine_t *e;
   vd_buf_t err = VD_BUF_INIT;
   unsigned problems = check_syntax(b, out);
@@ -668,8 +766,7 @@ static unsigned check_all(vd_bundle_t *b, const vd_limits_t *lim,
   problems += vd_policy_check_structure(e, out);
   if (vd_policy_run_tests(e, out, quiet, NULL) != 0)
     problems++;
-  if (dir)
-    problems += run_luacheck(dir, out);
+  problems += run_luacheck(b, out);
   vd_engine_free(e);
   vd_buf_release(&err);
   return problems;
@@ -684,7 +781,7 @@ int vd_policy_check_main(const char *dir) {
     vd_buf_release(&err);
     return 1;
   }
-  problems = check_all(b, NULL, dir, stdout, 1);
+  problems = check_all(b, NULL, stdout, 1);
   vd_bundle_unref(b);
   vd_buf_release(&err);
   if (problems)
@@ -706,7 +803,7 @@ int vd_policy_validate(vd_bundle_t *b, const vd_limits_t *lim,
     vd_buf_adds(err, "out of memory: cannot hold the validation report");
     return VD_ENOMEM;
   }
-  problems = check_all(b, lim, NULL, mem, 1);
+  problems = check_all(b, lim, mem, 1);
   fclose(mem);
   vd_buf_reset(err);
   if (problems)

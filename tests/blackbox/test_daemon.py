@@ -307,6 +307,18 @@ class Startup(unittest.TestCase):
         self.assertIn(names, line[0])
         return r
 
+    def test_luacheck_warnings_refuse_the_bundle(self):
+        # a lib file nothing requires yet, which compiles and breaks no
+        # test, but reads a global that does not exist: luacheck finds it
+        # in the bundle as loaded (not in the directory, which could
+        # change), and the path it names is the bundle's own
+        bundle = broken_mini(self.tmp, draft="return { f = function() "
+                                              "return undefined_name end }\n")
+        r = self.refused(bundle, "fails its checks")
+        self.assertIn("lib/draft.lua:1:", r.log)
+        self.assertIn("undefined_name", r.log)
+        self.assertNotIn("verdict-luacheck-", r.log)
+
     def test_tests_run_under_the_daemons_own_limits(self):
         # the bundled policies pass their tests with the default budget, but
         # not with one of 1,000 instructions: they would time out live
