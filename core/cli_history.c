@@ -47,7 +47,8 @@ enum {
   OPT_REGION = 1 << 4,
   OPT_KIND = 1 << 5,
   OPT_COMPLAINT = 1 << 6,
-  OPT_LIMIT = 1 << 7
+  OPT_LIMIT = 1 << 7,
+  OPT_ANCHOR = 1 << 8
 };
 
 typedef struct opts {
@@ -58,6 +59,8 @@ typedef struct opts {
   int64_t since_ms, until_ms;
   int has_since, has_until;
   long long limit;        /* -1: none */
+  int64_t anchor_seq;     /* verify --anchor SEQ:HASH; 0: none */
+  char anchor_hash[65];
   const char *arg;        /* the one positional argument, if any */
 } opts_t;
 
@@ -69,6 +72,7 @@ static const struct {
     {"--since", OPT_SINCE},   {"--until", OPT_UNTIL},
     {"--region", OPT_REGION}, {"--kind", OPT_KIND},
     {"--complaint", OPT_COMPLAINT}, {"--limit", OPT_LIMIT},
+    {"--anchor", OPT_ANCHOR},
 };
 
 static int usage_err(const opts_t *o, const char *fmt, ...)
@@ -156,6 +160,18 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
       o->limit = strtoll(v, &end, 10);
       if (errno || end == v || *end || o->limit < 0)
         return usage_err(o, "--limit: '%s' is not a whole number >= 0", v);
+      break;
+    }
+    case OPT_ANCHOR: {
+      char *end;
+      errno = 0;
+      o->anchor_seq = strtoll(v, &end, 10);
+      if (errno || end == v || *end != ':' || o->anchor_seq < 1 ||
+          strlen(end + 1) != 64 || strspn(end + 1, "0123456789abcdef") != 64)
+        return usage_err(o, "--anchor: '%s' is not SEQ:HASH (a record "
+                            "number and its 64 hex digits, as verify "
+                            "prints them)", v);
+      memcpy(o->anchor_hash, end + 1, 65);
       break;
     }
     }
@@ -595,6 +611,49 @@ static const char *problem_name(vd_verify_problem_t p) {
   return "?";
 }
 
+/* verify --anchor SEQ:HASH: the record SEQ must still have the hash an
+ * earlier verify printed.  A rewrite of the chain's tail together with
+ * chain_head verifies on its own (the file cannot vouch for itself); an
+ * anchor kept outside the file shows it.  0 when it holds, else 1 with
+ * rep's problem and message set. */
+static int check_anchor(const opts_t *o, vd_verify_report_t *rep) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc = 1;
+  if (sqlite3_open_v2(o->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT hash FROM decisions WHERE seq = ?", -1,
+                         &st, NULL) != SQLITE_OK) {
+    snprintf(rep->message, sizeof rep->message,
+             "cannot read the anchor record: %s", sqlite3_errmsg(db));
+    rep->problem = VD_VERIFY_DELETED;
+    goto out;
+  }
+  sqlite3_bind_int64(st, 1, o->anchor_seq);
+  rep->seq = o->anchor_seq;
+  rep->decision_id[0] = '\0';
+  if (sqlite3_step(st) != SQLITE_ROW) {
+    rep->problem = VD_VERIFY_DELETED;
+    snprintf(rep->message, sizeof rep->message,
+             "anchor %" PRId64 ": the chain now ends at record %" PRId64
+             ", so records were cut from its tail (and chain_head moved back)",
+             o->anchor_seq, rep->records);
+  } else if (strcmp((const char *)sqlite3_column_text(st, 0),
+                    o->anchor_hash) != 0) {
+    rep->problem = VD_VERIFY_CHANGED;
+    snprintf(rep->message, sizeof rep->message,
+             "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
+             "the chain was rewritten at or before that record",
+             o->anchor_seq, o->anchor_hash,
+             (const char *)sqlite3_column_text(st, 0));
+  } else {
+    rc = 0;
+  }
+out:
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc;
+}
+
 static int cmd_verify(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
   vd_verify_report_t rep;
@@ -609,11 +668,16 @@ static int cmd_verify(opts_t *o) {
     fprintf(stderr, "verdict %s: %s\n", o->cmd, rep.message);
     return EXIT_USAGE;
   }
+  if (rc == 0 && o->anchor_seq)
+    rc = check_anchor(o, &rep);
   if (fmt) {
     vd_buf_addf(&b, "{\"ok\":%s,\"problem\":\"%s\",\"records\":%" PRId64,
                 rc ? "false" : "true", problem_name(rep.problem), rep.records);
     vd_buf_addf(&b, ",\"head\":\"%s\",\"revisions\":%" PRId64, rep.head,
                 rep.revisions);
+    if (rc == 0 && rep.records)
+      vd_buf_addf(&b, ",\"anchor\":\"%" PRId64 ":%s\"", rep.records,
+                  rep.head);
     if (rc) {
       vd_buf_addf(&b, ",\"seq\":%" PRId64 ",\"decision_id\":", rep.seq);
       vd_buf_add_json_str(&b, rep.decision_id, strlen(rep.decision_id));
@@ -623,6 +687,12 @@ static int cmd_verify(opts_t *o) {
     vd_buf_adds(&b, "}\n");
   } else if (rc == 0) {
     vd_buf_addf(&b, "ok: %s\n", rep.message);
+    if (o->anchor_seq)
+      vd_buf_addf(&b, "anchor %" PRId64 " holds\n", o->anchor_seq);
+    if (rep.records)
+      vd_buf_addf(&b, "anchor: %" PRId64 ":%s (keep it outside this "
+                      "database; verify --anchor it later)\n",
+                  rep.records, rep.head);
   } else {
     vd_buf_addf(&b, "FAILED (%s): %s\n", problem_name(rep.problem),
                 rep.message);
@@ -641,7 +711,8 @@ static const char history_usage[] =
     "       verdict history list [--since T] [--until T] [--region R]\n"
     "                            [--kind K] [--complaint ID] [--limit N]\n"
     "                            [--format table|json|csv] [--db PATH]\n"
-    "       verdict history verify [--db PATH] [--format text|json]\n"
+    "       verdict history verify [--anchor SEQ:HASH] [--db PATH]\n"
+    "                              [--format text|json]\n"
     "\n"
     "Read the decision history (read-only; safe while the daemon runs).\n"
     "T is an RFC 3339 time, compared with when the daemon received the\n"
@@ -661,7 +732,7 @@ int vd_cli_history(int argc, char **argv) {
        OPT_DB | OPT_FORMAT | OPT_SINCE | OPT_UNTIL | OPT_REGION | OPT_KIND |
            OPT_COMPLAINT | OPT_LIMIT,
        0, cmd_list},
-      {"verify", OPT_DB | OPT_FORMAT, 0, cmd_verify},
+      {"verify", OPT_DB | OPT_FORMAT | OPT_ANCHOR, 0, cmd_verify},
   };
   char name[32];
   opts_t o;

@@ -150,6 +150,41 @@ class Audit(unittest.TestCase):
         rc, out, err = verify(db)
         self.assertEqual(rc, 1, out + err)
 
+    def test_an_anchor_kept_outside_shows_a_cut_tail(self):
+        # Cutting the tail and moving chain_head back to the new last row
+        # leaves a chain that verifies on its own; the anchor an earlier
+        # verify printed does not hold any more.
+        rc, out, err = run_cli("history", "verify", "--db", self.db,
+                               "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        anchor = json.loads(out)["anchor"]
+        self.assertEqual(anchor.split(":")[0], "21")
+        rc, out, err = run_cli("history", "verify", "--db", self.db,
+                               "--anchor", anchor)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("anchor 21 holds", out)
+        db = self.copy()
+        self.sql(db, "DELETE FROM decisions WHERE seq > 19; "
+                     "UPDATE chain_head SET seq = 19, hash = "
+                     "(SELECT hash FROM decisions WHERE seq = 19)")
+        rc, out, err = verify(db)
+        self.assertEqual(rc, 0, out + err)  # the file cannot vouch for itself
+        rc, out, err = run_cli("history", "verify", "--db", db,
+                               "--anchor", anchor)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("cut from its tail", out)
+        # a row rewritten with a consistent new hash: the anchor differs
+        db = self.copy()
+        self.sql(db, "UPDATE decisions SET hash = '%s' WHERE seq = 21; "
+                     "UPDATE chain_head SET hash = '%s'" % ("0" * 64, "0" * 64))
+        rc, out, err = run_cli("history", "verify", "--db", db,
+                               "--anchor", anchor)
+        self.assertEqual(rc, 1, out + err)
+        rc, out, err = run_cli("history", "verify", "--db", self.db,
+                               "--anchor", "21:xyz")
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("SEQ:HASH", err)
+
     def test_replay_reproduces_and_measures_a_candidate(self):
         rc, out, err = run_cli("replay", "--db", self.db, "--format", "json")
         self.assertEqual(rc, 0, out + err)
