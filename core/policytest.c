@@ -370,8 +370,9 @@ static int list_unfired(lua_State *EL) {
               lua_rawgeti(HL, LUA_REGISTRYINDEX, r->fired);
               lua_pushfstring(HL, "%s %s", kind, id);
               if (lua_rawget(HL, -2) == LUA_TNIL) {
-                fprintf(r->out, "not fired: %s rule %s (%s)\n", kind, id,
-                        region);
+                if (!r->quiet) /* counted all the same */
+                  fprintf(r->out, "not fired: %s rule %s (%s)\n", kind, id,
+                          region);
                 r->t.unfired++;
                 lua_pop(HL, 1);
                 lua_pushfstring(HL, "%s %s", kind, id);
@@ -781,7 +782,7 @@ int vd_policy_check_main(const char *dir) {
     vd_buf_release(&err);
     return 1;
   }
-  problems = check_all(b, NULL, stdout, 1);
+  problems = check_all(b, NULL, stdout, 0);
   vd_bundle_unref(b);
   vd_buf_release(&err);
   if (problems)
