@@ -57,7 +57,6 @@ typedef struct vd_worker {
 
   vd_engine_t *engine;     /* the revision deciding now (worker-only) */
   vd_watch_slot_t *watch;  /* this thread's watchdog slot, or NULL */
-  unsigned long recounts_seen; /* engine->recounts already added below */
   vd_history_reader_t *reader; /* answers ctx.history (worker-only) */
   vd_uuidgen_t uuid;
   vd_decision_t dec;       /* scratch, reused for every request */

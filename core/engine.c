@@ -46,8 +46,6 @@ struct vd_engine {
   vd_decision_t *current;   /* the decision being made */
   /* fast attempts (watchdog.h): NULL to always count */
   vd_watch_slot_t *watch;
-  uint64_t recount_ns;      /* an attempt longer than this is counted */
-  unsigned long recounts;   /* decisions decided again with counting */
 };
 
 /* ------------------------------------------------------------------------
@@ -75,6 +73,7 @@ void vd_decision_reset(vd_decision_t *d) {
   d->at_ms = 0;
   d->at_stamped = 0;
   d->facts_now = 0;
+  d->recounted = 0;
   d->elapsed_ns = 0;
   vd_buf_reset(&d->message);
   vd_buf_reset(&d->path);
@@ -1017,10 +1016,10 @@ static int decide_attempt(vd_engine_t *e, const char *line, size_t len,
 
 /* Fast attempt first when a watchdog watches this engine: no count hook.
  * It is decided again, from the start and counted, if the watchdog
- * interrupted it or if it simply took longer than recount_ns.  recount_ns
- * is the budget at ten instructions a nanosecond, a rate no Lua VM comes
- * near, so an evaluation that would exhaust the budget cannot finish fast;
- * every answer, policy_timeout included, is the counted one. */
+ * interrupted it or if it simply took longer than the budget would at ten
+ * instructions a nanosecond (budget / 10 ns), a rate no Lua VM comes near,
+ * so an evaluation that would exhaust the budget cannot finish fast; every
+ * answer, policy_timeout included, is the counted one. */
 int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
                      int64_t now_ms, vd_decision_t *d) {
   uint64_t t0 = mono_ns();
@@ -1031,9 +1030,10 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
     tripped = decide_attempt(e, line, len, now_ms, d);
     vd_watch_end(e->watch);
     vd_sandbox_count(&e->sb, 1);
-    if (tripped == VD_SANDBOX_RECOUNT || mono_ns() - t0 > e->recount_ns) {
-      e->recounts++;
+    if (tripped == VD_SANDBOX_RECOUNT ||
+        mono_ns() - t0 > e->lim.instr_budget / 10) {
       decide_attempt(e, line, len, now_ms, d);
+      d->recounted = 1;
     }
   } else {
     decide_attempt(e, line, len, now_ms, d);
@@ -1046,9 +1046,4 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
 
 void vd_engine_set_watch(vd_engine_t *e, vd_watch_slot_t *slot) {
   e->watch = slot;
-  e->recount_ns = e->lim.instr_budget / 10;
-}
-
-unsigned long vd_engine_recounts(const vd_engine_t *e) {
-  return e->recounts;
 }

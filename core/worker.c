@@ -375,11 +375,8 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
   if (i == len)
     return; /* blank lines are not requests */
   vd_engine_decide(w->engine, line, len, now, d);
-  if (vd_engine_recounts(w->engine) != w->recounts_seen) {
-    unsigned long r = vd_engine_recounts(w->engine);
-    atomic_fetch_add(&w->recounts, r - w->recounts_seen);
-    w->recounts_seen = r;
-  }
+  if (d->recounted)
+    atomic_fetch_add_explicit(&w->recounts, 1, memory_order_relaxed);
   if (d->code == 0 && d->op != VD_OP_DECIDE) {
     vd_buf_reset(&w->scratch);
     switch (d->op) {
@@ -568,7 +565,6 @@ static void on_wake(uv_async_t *a) {
     if (fresh) { /* between two requests: every request sees one revision */
       vd_engine_free(w->engine);
       w->engine = fresh;
-      w->recounts_seen = 0;
       vd_engine_set_watch(w->engine, w->watch);
       if (w->reader)
         vd_engine_set_facts(w->engine, answer_fact, w);

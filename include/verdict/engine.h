@@ -51,6 +51,8 @@ typedef struct vd_decision {
   vd_buf_t facts;    /* JSON array of what the policy read from history */
   int facts_now;     /* replay: a question the record did not hold was
                       * answered from the history as it is now */
+  int recounted;     /* a fast attempt was dropped and the decision made
+                      * again, counted (see vd_engine_set_watch) */
   uint64_t elapsed_ns;
 } vd_decision_t;
 
@@ -107,8 +109,6 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts);
  * belong to the thread that calls vd_engine_decide. */
 struct vd_watch_slot;
 void vd_engine_set_watch(vd_engine_t *e, struct vd_watch_slot *slot);
-/* Decisions decided again with counting after a fast attempt. */
-unsigned long vd_engine_recounts(const vd_engine_t *e);
 
 vd_bundle_t *vd_engine_bundle(const vd_engine_t *e);
 vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e);
