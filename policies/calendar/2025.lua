@@ -5,7 +5,7 @@
 -- included); `workdays` are weekend days worked instead (调休).  Every other
 -- Saturday and Sunday is a day off, every other weekday a working day.
 -- To add a year: copy this file to calendar/<year>.lua and edit it (see
--- docs/policies.md, "Add next year's holidays").
+-- README.md, "Add next year's holidays").
 return {
   year = 2025,
   basis = "State Council holiday notice for 2025",

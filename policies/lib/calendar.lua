@@ -164,6 +164,10 @@ local loaded
 
 -- PROVINCE[code]: the province of each city code in regions.lua.
 local PROVINCE = {}
+-- RESOLVED[code]: the calendar of each code in regions.lua (its own, its
+-- province's or the national one), looked up once here rather than per
+-- decision.
+local RESOLVED = {}
 
 function C.load()
   if loaded then return loaded end
@@ -183,6 +187,12 @@ function C.load()
   for _, code in ipairs(cities) do
     set[code] = load_region(code, set[PROVINCE[code]] or set.national)
   end
+  for _, code in ipairs(provinces) do
+    RESOLVED[code] = set[code] or set.national
+  end
+  for _, code in ipairs(cities) do
+    RESOLVED[code] = set[code] or set[PROVINCE[code]] or set.national
+  end
   loaded = set
   return set
 end
@@ -190,7 +200,7 @@ end
 -- The calendar for a requested region: its own, else its province's, else
 -- the national one.
 function C.for_region(set, code)
-  local cal = set[code]
+  local cal = set == loaded and RESOLVED[code] or set[code]
   if cal then return cal end
   local parent = PROVINCE[code]
   if parent == nil then parent = type(code) == "string" and smatch(code, "^([^-]+)%-") end
@@ -205,6 +215,12 @@ end
 -- year is missing and mode is "error".
 function C.clock(cal, mode, path)
   return { cal = cal, mode = mode, path = path, fallback = nil, regional = false }
+end
+
+-- The clock of a decision in region `code`, on the calendars C.load() built
+-- (call C.load() when the policy file loads, not per decision).
+function C.clock_for(code, mode, path)
+  return C.clock(C.for_region(loaded, code), mode, path)
 end
 
 -- Is day dn a working day?  Outside the loaded years: the fallback.
@@ -283,6 +299,9 @@ function C.spec_error(spec)
   local n = spec[unit]
   if mtype(n) ~= "integer" or n < 0 or n > 100000 then
     return "deadline " .. unit .. " must be an integer from 0 to 100000"
+  end
+  if unit == "working_days" and n == 0 then        -- the start day is not counted
+    return "deadline working_days must be at least 1 (for the same day, use { days = 0 })"
   end
   return nil
 end

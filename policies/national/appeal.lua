@@ -21,17 +21,16 @@ local R = require("lib.rules")
 local S = require("lib.schema")
 local T = require("lib.time")
 local C = require("lib.calendar")
+local D = require("lib.domain")
 
-local CALENDARS = C.load()
+C.load() -- every calendar, once, when the policy loads
 
 -- Read once, here: inside a decision every global access goes through the
 -- sandbox's environment proxies.
 local NULL = verdict.null
-local format, due_of, clock, for_region = T.format, C.due, C.clock, C.for_region
+local format, due_of, clock_for = T.format, C.due, C.clock_for
 
-local CATEGORIES = { "billing", "network", "broadband_fault", "install",
-  "sp_subscription", "service_attitude", "business_handling", "cancellation",
-  "porting", "other" }
+local CATEGORIES = D.CATEGORIES
 local BILLING = R.set{ "billing", "sp_subscription" }
 
 local fields = {
@@ -216,8 +215,7 @@ local function evaluate(P, f, ctx, tr)
   if f.appealed_at.t < ev.t then
     S.fail("input.appealed_at", "expected a time not before event_at")
   end
-  local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
-    "input.event_at")
+  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.event_at")
   local window = R.decide(P, "window", f, tr)
   f.window_ends = due_of(clk, ev.t, ev.off, window.due)
 
@@ -225,7 +223,8 @@ local function evaluate(P, f, ctx, tr)
   -- many of each class.
   local fired = R.run(P, "admissibility", f, tr)
   if #fired == 0 then fired = R.run(P, "findings", f, tr) end
-  local n = { procedural = 0, handling = 0, substantive = 0, mitigation = 0, user = 0 }
+  local n = {}
+  for i = 1, #CLASSES do n[CLASSES[i]] = 0 end
   for i = 1, #fired do
     local c = fired[i].class
     n[c] = n[c] + 1

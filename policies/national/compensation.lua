@@ -13,15 +13,13 @@
 local R = require("lib.rules")
 local S = require("lib.schema")
 local M = require("lib.money")
+local D = require("lib.domain")
 
 -- Read once, here: inside a decision every global access goes through the
 -- sandbox's environment proxies.
 local error, mtype = error, math.type
 
-local CATEGORIES = { "billing", "network", "broadband_fault", "install",
-  "sp_subscription", "service_attitude", "business_handling", "cancellation",
-  "porting", "other" }
-local GRADES = { "group", "province", "local_a", "local_b", "local_c", "retail" }
+local CATEGORIES, GRADES = D.CATEGORIES, D.GRADES
 
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64 },

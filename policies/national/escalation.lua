@@ -13,24 +13,21 @@ local R = require("lib.rules")
 local S = require("lib.schema")
 local T = require("lib.time")
 local C = require("lib.calendar")
+local D = require("lib.domain")
 
-local CALENDARS = C.load()
+C.load() -- every calendar, once, when the policy loads
 
 -- Read once, here: inside a decision every global access goes through the
 -- sandbox's environment proxies.
 local pairs = pairs
-local format, due_of, clock, for_region = T.format, C.due, C.clock, C.for_region
+local format, due_of, clock_for, HOUR = T.format, C.due, C.clock_for, T.HOUR
 
-local CATEGORIES = { "billing", "network", "broadband_fault", "install",
-  "sp_subscription", "service_attitude", "business_handling", "cancellation",
-  "porting", "other" }
-local GRADES = { "group", "province", "local_a", "local_b", "local_c", "retail" }
-local LEVELS = { "frontline", "team_lead", "district", "city", "province" }
+local CATEGORIES, GRADES, LEVELS = D.CATEGORIES, D.GRADES, D.LEVELS
 local RANK = {}
 for i, l in ipairs(LEVELS) do RANK[l] = i end
-local TOP_GRADES = R.set{ "group", "province" }
+local TOP_GRADES = D.TOP_GRADES
 -- MIIT order no. 35: the operator's reply window (esc.sla.reply_window_passed).
-local REPLY_WINDOW = { days = 15 }
+local REPLY_WINDOW = D.MIIT35_REPLY
 -- The counts of the customer's history, by input field: the window its name
 -- states (days before the decision time) and the ctx.history question that
 -- counts it when the input omits it (recorded with the decision as a fact,
@@ -218,8 +215,7 @@ local function evaluate(P, f, ctx, tr)
     end
   end
   local rc = f.received_at
-  local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
-    "input.received_at")
+  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.received_at")
   f.reply_window_passed = at > due_of(clk, rc.t, rc.off, REPLY_WINDOW)
   f.status_seen = statuses(f.sla_status)
   C.report(clk, tr)
@@ -273,7 +269,7 @@ local function evaluate(P, f, ctx, tr)
     notify = notify,
     warnings = warnings,
     incident = incident,
-    next_review_at = format(at + review.hours * 3600, at_off),       -- T.HOUR
+    next_review_at = format(at + review.hours * HOUR, at_off),
     similar_window_hours = P.params.similar_window_hours,
   }
 end

@@ -13,23 +13,19 @@ local R = require("lib.rules")
 local S = require("lib.schema")
 local T = require("lib.time")
 local C = require("lib.calendar")
+local D = require("lib.domain")
 
-local CALENDARS = C.load()
+C.load() -- every calendar, once, when the policy loads
 
 -- Read once, here: inside a decision every global access goes through the
 -- sandbox's environment proxies.
 local NULL = verdict.null
-local format, due_of, clock, for_region = T.format, C.due, C.clock, C.for_region
+local format, due_of, clock_for = T.format, C.due, C.clock_for
 
-local TOP_GRADES = R.set{ "group", "province" }
-local LOCAL_ENTERPRISE = R.set{ "local_a", "local_b", "local_c" }
-
-local CATEGORIES = { "billing", "network", "broadband_fault", "install",
-  "sp_subscription", "service_attitude", "business_handling", "cancellation",
-  "porting", "other" }
+local TOP_GRADES, LOCAL_ENTERPRISE = D.TOP_GRADES, D.LOCAL_ENTERPRISE
+local CATEGORIES, GRADES = D.CATEGORIES, D.GRADES
 local CHANNELS = { "hotline", "online", "email", "sms", "social", "storefront",
   "account_manager", "monitoring" }
-local GRADES = { "group", "province", "local_a", "local_b", "local_c", "retail" }
 
 -- Milestones in output order (also the tie-break for next_deadline).
 local MILESTONES = { "acceptance", "first_feedback", "investigation", "solution",
@@ -93,7 +89,7 @@ local tables = {
     { id = "sla.operator_reply.miit35",
       basis = "MIIT order no. 35 (2016), telecom user appeal rules: the operator replies to a "
         .. "complaint within 15 days; after that the customer may appeal",
-      due = { operator_reply = { days = 15 } } },
+      due = { operator_reply = D.MIIT35_REPLY } },
   } },
 
   -- Fault repair limits, for fault categories only.
@@ -182,8 +178,7 @@ end
 local function evaluate(P, f, ctx, tr)
   local at = R.at(ctx)
   local rc = f.received_at
-  local clk = clock(for_region(CALENDARS, ctx.region), P.params.calendar_fallback,
-    "input.received_at")
+  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.received_at")
 
   -- Deadlines: the earliest any fired rule sets for each milestone, as
   -- instants (written as text below).

@@ -2,9 +2,9 @@
 -- tiers for fixed-line and circuit faults.  It changes this one thing; the
 -- rest comes from regions/GD/sla.lua and, through it, the national policy.
 local R = require("lib.rules")
+local D = require("lib.domain")
 
-local TOP_GRADES = R.set{ "group", "province" }
-local LOCAL_ENTERPRISE = R.set{ "local_a", "local_b", "local_c" }
+local TOP_GRADES, LOCAL_ENTERPRISE = D.TOP_GRADES, D.LOCAL_ENTERPRISE
 
 return R.extend(parent(), {
   add = {
