@@ -560,9 +560,18 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   }
   uv_run(d.loop, UV_RUN_DEFAULT);
 
+  for (i = 0; i < started; i++)
+    uv_thread_join(&d.workers[i].thread);
+  vd_watchdog_stop(&d.watchdog);
+  /* the check's read-only connection first, so that the writer's is the
+   * last one open and checkpoints the WAL into the file as it closes */
+  history_check_stop(&d);
+  /* The writer may still commit queued records (async mode) and notify the
+   * workers' loops until it has stopped: close it before those loops. */
+  vd_history_close(d.history);
+  d.history = NULL;
   for (i = 0; i < started; i++) {
     vd_worker_t *w = &d.workers[i];
-    uv_thread_join(&w->thread);
     uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_loop_close(&w->loop);
     vd_engine_free(w->engine);
@@ -572,8 +581,6 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     uv_mutex_destroy(&w->lock);
     free(w->queue);
   }
-  vd_watchdog_stop(&d.watchdog);
-  history_check_stop(&d);
   rc = started == d.nworkers ? 0 : 1;
   vd_daemon_log("stopped");
 

@@ -93,7 +93,9 @@ typedef struct vd_history_done {
 /* Called after a batch commits or fails, once for each worker that had
  * records in it, on the writer thread (in `off` mode: on the submitting
  * thread, from inside vd_history_submit()).  Must be cheap and must not
- * call back into the history; the daemon's does uv_async_send(). */
+ * call back into the history; the daemon's does uv_async_send().  It may
+ * be called until vd_history_close() returns, so what it reaches must
+ * outlive that call. */
 typedef void (*vd_history_notify_cb)(unsigned worker, void *arg);
 
 /* Open or create the database at PATH for writing: WAL, synchronous=FULL

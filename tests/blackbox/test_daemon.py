@@ -5,12 +5,14 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from harness import AT, FIXTURES, POLICIES, Daemon, Refused, request, run_cli
+from harness import (AT, FIXTURES, POLICIES, VERDICT, Daemon, Refused, request,
+                     run_cli)
 
 MINI = os.path.join(FIXTURES, "mini")
 HOSTILE = os.path.join(FIXTURES, "hostile")
@@ -380,6 +382,22 @@ class Startup(unittest.TestCase):
 
 
 class Shutdown(unittest.TestCase):
+    def test_sigterm_under_async_load(self):
+        # records still queued for the writer when the workers are done:
+        # the writer must not notify a worker loop that is already closed
+        # (it aborted the daemon every time before)
+        d = Daemon(POLICIES, log_mode="async", workers=4)
+        load = subprocess.Popen(
+            [VERDICT, "bench", "--socket", d.socket, "--connections", "8",
+             "--pipeline", "16", "--duration", "5"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.5)
+            self.assertEqual(d.stop(), 0, d.read_log())
+        finally:
+            load.kill()
+            load.wait()
+
     def test_sigterm_finishes_in_flight(self):
         d = Daemon(MINI)
         c = d.connect()
