@@ -406,6 +406,11 @@ static void test_open_corrupt(void **state) {
     assert_int_equal(vd_history_check_open(&c, good, &err), 0);
     assert_int_equal(vd_history_check_run(c, &err), 0);
     assert_null(err);
+    /* an interrupt that comes before the run still stops it */
+    vd_history_check_interrupt(c);
+    assert_int_equal(vd_history_check_run(c, &err), VD_EIO);
+    assert_non_null(err);
+    free(err);
     vd_history_check_close(c);
   }
 }
