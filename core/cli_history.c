@@ -611,49 +611,6 @@ static const char *problem_name(vd_verify_problem_t p) {
   return "?";
 }
 
-/* verify --anchor SEQ:HASH: the record SEQ must still have the hash an
- * earlier verify printed.  A rewrite of the chain's tail together with
- * chain_head verifies on its own (the file cannot vouch for itself); an
- * anchor kept outside the file shows it.  0 when it holds, else 1 with
- * rep's problem and message set. */
-static int check_anchor(const opts_t *o, vd_verify_report_t *rep) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  int rc = 1;
-  if (sqlite3_open_v2(o->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "SELECT hash FROM decisions WHERE seq = ?", -1,
-                         &st, NULL) != SQLITE_OK) {
-    snprintf(rep->message, sizeof rep->message,
-             "cannot read the anchor record: %s", sqlite3_errmsg(db));
-    rep->problem = VD_VERIFY_DELETED;
-    goto out;
-  }
-  sqlite3_bind_int64(st, 1, o->anchor_seq);
-  rep->seq = o->anchor_seq;
-  rep->decision_id[0] = '\0';
-  if (sqlite3_step(st) != SQLITE_ROW) {
-    rep->problem = VD_VERIFY_DELETED;
-    snprintf(rep->message, sizeof rep->message,
-             "anchor %" PRId64 ": the chain now ends at record %" PRId64
-             ", so records were cut from its tail (and chain_head moved back)",
-             o->anchor_seq, rep->records);
-  } else if (strcmp((const char *)sqlite3_column_text(st, 0),
-                    o->anchor_hash) != 0) {
-    rep->problem = VD_VERIFY_CHANGED;
-    snprintf(rep->message, sizeof rep->message,
-             "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
-             "the chain was rewritten at or before that record",
-             o->anchor_seq, o->anchor_hash,
-             (const char *)sqlite3_column_text(st, 0));
-  } else {
-    rc = 0;
-  }
-out:
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return rc;
-}
-
 static int cmd_verify(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
   vd_verify_report_t rep;
@@ -663,13 +620,11 @@ static int cmd_verify(opts_t *o) {
     return EXIT_USAGE;
   if (o->arg)
     return usage_err(o, "unexpected argument '%s'", o->arg);
-  rc = vd_history_verify(o->db, &rep);
+  rc = vd_history_verify_anchored(o->db, o->anchor_seq, o->anchor_hash, &rep);
   if (rc && rep.problem == VD_VERIFY_OK) {
     fprintf(stderr, "verdict %s: %s\n", o->cmd, rep.message);
     return EXIT_USAGE;
   }
-  if (rc == 0 && o->anchor_seq)
-    rc = check_anchor(o, &rep);
   if (fmt) {
     vd_buf_addf(&b, "{\"ok\":%s,\"problem\":\"%s\",\"records\":%" PRId64,
                 rc ? "false" : "true", problem_name(rep.problem), rep.records);

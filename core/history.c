@@ -1801,7 +1801,8 @@ static void report(vd_verify_report_t *rep, vd_verify_problem_t problem,
 
 /* Walk decisions in seq order inside the caller's read transaction.
  * Returns 0, VD_EINVALID (rep says where) or an SQLite failure. */
-static int verify_chain(sqlite3 *db, const char *path, vd_verify_report_t *rep,
+static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
+                        const char *anchor_hash, vd_verify_report_t *rep,
                         vd_buf_t *err) {
   static const char sql[] =
       "SELECT " ALL_COLUMNS " FROM decisions ORDER BY seq";
@@ -1865,6 +1866,14 @@ static int verify_chain(sqlite3 *db, const char *path, vd_verify_report_t *rep,
       rc = VD_EINVALID;
       break;
     }
+    if (seq == anchor_seq && strcmp(hex, anchor_hash) != 0) {
+      report(rep, VD_VERIFY_CHANGED, seq, id,
+             "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
+             "the chain was rewritten at or before that record",
+             seq, anchor_hash, hex);
+      rc = VD_EINVALID;
+      break;
+    }
     memcpy(prev, cur, sizeof prev);
     memcpy(rep->head, hex, sizeof hex);
     rep->records++;
@@ -1887,6 +1896,13 @@ static int verify_chain(sqlite3 *db, const char *path, vd_verify_report_t *rep,
            "chain_head was changed: it names hash %.16s... for seq %" PRId64
            ", the row has %.16s...",
            head_hash, head_seq, head_seq ? rep->head : ZERO_HASH);
+    return VD_EINVALID;
+  }
+  if (anchor_seq > head_seq) {
+    report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
+           "anchor %" PRId64 ": the chain now ends at record %" PRId64
+           ", so records were cut from its tail (and chain_head moved back)",
+           anchor_seq, head_seq);
     return VD_EINVALID;
   }
   return 0;
@@ -1946,6 +1962,12 @@ static int verify_revisions(sqlite3 *db, const char *path,
 }
 
 int vd_history_verify(const char *path, vd_verify_report_t *rep) {
+  return vd_history_verify_anchored(path, 0, NULL, rep);
+}
+
+int vd_history_verify_anchored(const char *path, int64_t anchor_seq,
+                               const char *anchor_hash,
+                               vd_verify_report_t *rep) {
   vd_buf_t err = VD_BUF_INIT;
   sqlite3 *db;
   int rc, src;
@@ -1958,7 +1980,7 @@ int vd_history_verify(const char *path, vd_verify_report_t *rep) {
   if (src != SQLITE_OK)
     rc = db_err(&err, path, db, src, "starting to read");
   if (rc == 0)
-    rc = verify_chain(db, path, rep, &err);
+    rc = verify_chain(db, path, anchor_seq, anchor_hash, rep, &err);
   if (rc == 0)
     rc = verify_revisions(db, path, rep, &err);
   sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);

@@ -300,5 +300,14 @@ typedef struct vd_verify_report {
  * is VD_VERIFY_OK and rep->message says why the file could not be checked
  * (missing, not a verdict database, unreadable).  REP is the caller's. */
 int vd_history_verify(const char *path, vd_verify_report_t *rep);
+/* The same, and record ANCHOR_SEQ (>= 1; 0: none) must still exist with
+ * hash ANCHOR_HASH (64 hex digits, as an earlier verify printed the head).
+ * A rewrite of the chain's tail together with chain_head verifies on its
+ * own, since the file cannot vouch for itself; an anchor kept outside it
+ * shows it: DELETED when the record is gone, CHANGED when it hashes to
+ * something else.  Checked inside the same snapshot. */
+int vd_history_verify_anchored(const char *path, int64_t anchor_seq,
+                               const char *anchor_hash,
+                               vd_verify_report_t *rep);
 
 #endif
