@@ -259,15 +259,25 @@ static void run_case(runner_t *r, const char *file, const char *kind,
       lua_pop(L, 1);
       if (lua_getfield(L, c, "fired") == LUA_TTABLE) {
         lua_Integer k, n = (lua_Integer)lua_rawlen(L, -1);
+        vd_buf_t entry = VD_BUF_INIT;
         for (k = 1; k <= n; k++) {
+          size_t len;
           const char *id;
           lua_rawgeti(L, -1, k);
-          id = lua_tostring(L, -1);
-          if (id && !strstr(r->d.trace.data, id))
+          id = lua_tolstring(L, -1, &len);
+          /* the whole id, as the trace writes it: "rule":"<id>" (a
+           * substring would let "outcome" pass for any outcome rule) */
+          vd_buf_reset(&entry);
+          if (id) {
+            vd_buf_adds(&entry, "\"rule\":");
+            vd_buf_add_json_str(&entry, id, len);
+          }
+          if (id && !strstr(r->d.trace.data, entry.data))
             vd_buf_addf(&r->diffs, "      fired: expected rule %s in the "
                                    "trace %s\n", id, r->d.trace.data);
           lua_pop(L, 1);
         }
+        vd_buf_release(&entry);
       }
       lua_pop(L, 2);
     }

@@ -2,8 +2,10 @@
 back-office team uses: the CLI, raw sockets and the example client."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 from harness import AT, POLICIES, ROOT, Daemon, run_cli
@@ -115,6 +117,25 @@ class PolicyTools(unittest.TestCase):
         rc, out, _ = run_cli("check", POLICIES)
         self.assertEqual(rc, 0, out)
         self.assertIn("ready to go live", out)
+
+    def test_fired_names_a_whole_rule_id(self):
+        # "outcome" is part of several rule ids but the id of none
+        tmp = tempfile.mkdtemp(prefix="verdict-fired-")
+        try:
+            bundle = os.path.join(tmp, "policies")
+            shutil.copytree(POLICIES, bundle)
+            path = os.path.join(bundle, "national", "appeal_test.lua")
+            with open(path) as f:
+                text = f.read()
+            self.assertIn('fired = { "appeal.window.other" }', text)
+            with open(path, "w") as f:
+                f.write(text.replace('fired = { "appeal.window.other" }',
+                                     'fired = { "window" }', 1))
+            rc, out, _ = run_cli("test", bundle)
+            self.assertEqual(rc, 1, out)
+            self.assertIn("fired: expected rule window", out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
