@@ -707,7 +707,6 @@ static void watch_dirs(vd_daemon_t *d);
 
 static void on_watch_quiet(uv_timer_t *t) {
   vd_daemon_t *d = t->data;
-  d->watch_timer_on = 0;
   watch_dirs(d); /* pick up directories created since */
   vd_admin_reload(d, "watch", NULL, NULL);
 }
@@ -721,7 +720,6 @@ static void on_dir_event(uv_fs_event_t *h, const char *name, int events,
     return; /* editor swap and backup files */
   /* debounce: an editor saving several files causes one reload */
   uv_timer_start(&d->watch_timer, on_watch_quiet, 300, 0);
-  d->watch_timer_on = 1;
 }
 
 static void unwatch(vd_daemon_t *d) {

@@ -163,11 +163,6 @@ typedef struct bench_conn {
   int closing;
 } bench_conn_t;
 
-typedef struct bench_write {
-  uv_write_t req;
-  bench_t *b;
-} bench_write_t;
-
 typedef enum { PHASE_CONNECT, PHASE_WARMUP, PHASE_MEASURE, PHASE_DONE } phase_t;
 
 struct bench {
@@ -193,7 +188,7 @@ struct bench {
   int timers_open;
 
   phase_t phase;
-  unsigned attempted, connect_done, connect_failed, lost, open_handles;
+  unsigned attempted, connect_done, connect_failed, lost;
   unsigned live;           /* connections connected and not yet closed */
   char first_connect_error[256];
   uint64_t t_measure_start, t_measure_end, t_last_progress;
@@ -477,9 +472,8 @@ static uint64_t ring_pop(bench_conn_t *c) {
 }
 
 static void on_write(uv_write_t *req, int status) {
-  bench_write_t *w = (bench_write_t *)req;
   (void)status; /* a failed write shows up as a failed read */
-  free(w);
+  free(req);
 }
 
 /* How many more requests may be sent (--requests caps the total). */
@@ -536,9 +530,8 @@ static void conn_send(bench_conn_t *c, size_t count) {
     }
   }
   if (nrest > 0) {
-    bench_write_t *w = xmalloc(sizeof *w);
-    w->b = b;
-    if (uv_write(&w->req, &c->h.stream, rest, (unsigned)nrest, on_write) < 0) {
+    uv_write_t *w = xmalloc(sizeof *w);
+    if (uv_write(w, &c->h.stream, rest, (unsigned)nrest, on_write) < 0) {
       free(w);
       goto out;
     }
@@ -593,11 +586,9 @@ static void on_pace(uv_poll_t *p, int status, int events) {
 
 static void conn_close_cb(uv_handle_t *h) {
   bench_conn_t *c = (bench_conn_t *)h;
-  bench_t *b = c->b;
   vd_framer_release(&c->framer);
   free(c->sent_at);
   c->sent_at = NULL;
-  b->open_handles--;
 }
 
 static void conn_close(bench_conn_t *c) {
@@ -680,11 +671,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * Phases: connect, warm up, measure, done
  * ------------------------------------------------------------------------ */
 
-static void timers_close_cb(uv_handle_t *h) {
-  bench_t *b = h->data;
-  b->open_handles--;
-}
-
 /* Stop everything; the loop ends when the last handle has closed. */
 static void bench_finish(bench_t *b) {
   unsigned i;
@@ -698,10 +684,10 @@ static void bench_finish(bench_t *b) {
     conn_close(&b->conns[i]);
   if (b->timers_open) {
     b->timers_open = 0;
-    uv_close((uv_handle_t *)&b->phase_timer, timers_close_cb);
-    uv_close((uv_handle_t *)&b->watch_timer, timers_close_cb);
+    uv_close((uv_handle_t *)&b->phase_timer, NULL);
+    uv_close((uv_handle_t *)&b->watch_timer, NULL);
     if (b->pace_fd >= 0)
-      uv_close((uv_handle_t *)&b->pace_poll, timers_close_cb);
+      uv_close((uv_handle_t *)&b->pace_poll, NULL);
   }
 }
 
@@ -762,7 +748,6 @@ static int start_pacer(bench_t *b) {
     return -1;
   }
   b->pace_poll.data = b;
-  b->open_handles++;
   b->t_rate_start = uv_hrtime();
   uv_poll_start(&b->pace_poll, UV_READABLE, on_pace);
   return 0;
@@ -825,14 +810,12 @@ static int conn_open(bench_t *b, bench_conn_t *c) {
   if (b->hostport) {
     rc = uv_tcp_init(&b->loop, &c->h.tcp);
     if (rc == 0) {
-      b->open_handles++;
       rc = uv_tcp_connect(&c->connect_req, &c->h.tcp,
                           (const struct sockaddr *)&b->addr, on_connect);
     }
   } else {
     rc = uv_pipe_init(&b->loop, &c->h.pipe, 0);
     if (rc == 0) {
-      b->open_handles++;
       uv_pipe_connect(&c->connect_req, &c->h.pipe, b->socket_path, on_connect);
     }
   }
@@ -949,7 +932,6 @@ int vd_cli_bench(int argc, char **argv) {
   uv_timer_init(&b->loop, &b->watch_timer);
   b->phase_timer.data = b->watch_timer.data = b;
   b->timers_open = 1;
-  b->open_handles = 2;
 
   b->phase = PHASE_CONNECT;
   for (i = 0; i < b->connections; i++) {

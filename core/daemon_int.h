@@ -121,7 +121,6 @@ struct vd_daemon {
   uv_fs_event_t **watchers;       /* --watch: one per bundle directory */
   size_t nwatchers;
   uv_timer_t watch_timer;         /* debounce */
-  int watch_timer_on;
 };
 
 /* worker.c */

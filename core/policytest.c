@@ -348,10 +348,6 @@ static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
 }
 
 /* Print the rules of every policy that no case fired. */
-typedef struct unfired_args {
-  runner_t *r;
-} unfired_args_t;
-
 static int list_unfired(lua_State *EL) {
   runner_t *r = lua_touserdata(EL, 1);
   lua_State *HL = r->harness.L;
@@ -632,9 +628,13 @@ int vd_policy_test_main(const char *dir, int quiet) {
   vd_engine_t *e;
   vd_buf_t err = VD_BUF_INIT;
   int rc;
-  if (vd_bundle_load(dir, &b, &err) || vd_engine_new(b, NULL, &e, &err)) {
+  if (vd_bundle_load(dir, &b, &err))
+    b = NULL;
+  if (!b || vd_engine_new(b, NULL, &e, &err)) {
     fprintf(stdout, "%s\n0 passed, 1 failed\n", err.data);
     vd_buf_release(&err);
+    if (b)
+      vd_bundle_unref(b);
     return 1;
   }
   vd_bundle_unref(b);

@@ -60,7 +60,7 @@ typedef struct replay {
   lua_State *L; /* for decoding what differs */
   vd_watchdog_t *watchdog; /* shared by the lanes; NULL: always count */
   vd_decision_t d;
-  long long replayed, unchanged, changed, errors, reported;
+  long long replayed, unchanged, changed, errors;
   long long asked_now; /* candidate decisions with a question not recorded */
   counter_t *rules;
   size_t nrules;
@@ -73,9 +73,8 @@ typedef struct replay {
     size_t off, len; /* its report in `changes` */
   } *chg;
   size_t nchg;
-  int lane, lanes;   /* this thread's number, and how many there are */
+  int lane;          /* this thread's number */
   int64_t seq_lo, seq_hi; /* this thread takes the rows seq_lo <= seq < seq_hi */
-  int fatal;         /* reading the database failed */
   vd_buf_t fatal_msg;
   vd_buf_t err;      /* scratch for decoding */
 } replay_t;
@@ -258,7 +257,7 @@ static void report_change(replay_t *r, int64_t seq, const char *decision_id,
   int json = strcmp(r->format, "json") == 0, first = 1;
   int top = lua_gettop(r->L);
   struct change *c;
-  if (r->reported++ >= MAX_REPORTED)
+  if (r->changed > MAX_REPORTED) /* counted just before this call */
     return; /* each lane keeps its first ones: enough for the overall first */
   c = realloc(r->chg, (r->nchg + 1) * sizeof *c);
   if (!c)
@@ -332,12 +331,15 @@ static int print_report(replay_t *r, int recorded) {
   offer_stats(r->offers_b, r->offers, &b50, &b90, &bmax);
   offer_stats(r->offers_a, r->offers, &a50, &a90, &amax);
   if (strcmp(r->format, "json") == 0) {
-    printf("{\"against\":\"%s\",\"replayed\":%lld,\"unchanged\":%lld,"
+    vd_buf_t against = VD_BUF_INIT;
+    vd_buf_add_json_str(&against, recorded ? "recorded" : r->against,
+                        strlen(recorded ? "recorded" : r->against));
+    printf("{\"against\":%s,\"replayed\":%lld,\"unchanged\":%lld,"
            "\"changed\":%lld,\"errors\":%lld,\"asked_now\":%lld,"
            "\"changes\":[%s]",
-           recorded ? "recorded" : r->against, r->replayed, r->unchanged,
-           r->changed, r->errors, r->asked_now,
-           r->changes.data ? r->changes.data : "");
+           against.data, r->replayed, r->unchanged, r->changed, r->errors,
+           r->asked_now, r->changes.data ? r->changes.data : "");
+    vd_buf_release(&against);
     if (!recorded) {
       printf(",\"rules\":{");
       for (i = 0; i < r->nrules; i++)
@@ -362,8 +364,8 @@ static int print_report(replay_t *r, int recorded) {
              r->asked_now == 1 ? "its" : "their");
     if (r->changed)
       printf("changed:\n%s", r->changes.data ? r->changes.data : "");
-    if (r->reported > MAX_REPORTED)
-      printf("  (%lld more not shown)\n", r->reported - MAX_REPORTED);
+    if (r->changed > MAX_REPORTED)
+      printf("  (%lld more not shown)\n", r->changed - MAX_REPORTED);
     if (!recorded) {
       printf("rule hits (before -> after):\n");
       for (i = 0; i < r->nrules; i++)
@@ -504,7 +506,6 @@ static void *lane_run(void *arg) {
   if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       NULL) != SQLITE_OK) {
     vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
-    r->fatal = 1;
     goto out;
   }
   sqlite3_busy_timeout(db, 5000);
@@ -516,7 +517,6 @@ static void *lane_run(void *arg) {
   if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
     vd_buf_addf(&r->fatal_msg, "%s: not a verdict history database? %s",
                 r->db, sqlite3_errmsg(db));
-    r->fatal = 1;
     goto out;
   }
   sqlite3_bind_int64(st, bind++, r->seq_lo);
@@ -577,7 +577,6 @@ static void *lane_run(void *arg) {
   }
   if (rc != SQLITE_DONE) {
     vd_buf_addf(&r->fatal_msg, "reading %s: %s", r->db, sqlite3_errmsg(db));
-    r->fatal = 1;
   }
 out:
   if (now) {
@@ -748,7 +747,6 @@ int vd_cli_replay(int argc, char **argv) {
     replay_t *r = &lanes[i];
     *r = opt;
     r->lane = i;
-    r->lanes = nlanes;
     r->seq_lo = bounds[i];
     r->seq_hi = bounds[i + 1];
     vd_decision_init(&r->d);
@@ -779,7 +777,7 @@ int vd_cli_replay(int argc, char **argv) {
       pthread_join(threads[i], NULL);
   vd_watchdog_stop(&wd);
   for (i = 0; i < nlanes; i++)
-    if (lanes[i].fatal) {
+    if (lanes[i].fatal_msg.len) { /* reading the database failed */
       fprintf(stderr, "verdict replay: %s\n", lanes[i].fatal_msg.data);
       rc = 2;
       goto out;
@@ -787,7 +785,6 @@ int vd_cli_replay(int argc, char **argv) {
   merge_changes(lanes, nlanes, strcmp(opt.format, "json") == 0, &merged);
   for (i = 1; i < nlanes; i++) {
     merge_lane(&lanes[0], &lanes[i]);
-    lanes[0].reported += lanes[i].reported;
   }
   vd_buf_release(&lanes[0].changes);
   lanes[0].changes = merged;
