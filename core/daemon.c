@@ -21,8 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -433,7 +431,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
 
   memset(&d, 0, sizeof d);
   d.opts = *opts;
-  d.unix_fd = d.tcp_fd = d.db_lock_fd = -1;
+  d.unix_fd = d.tcp_fd = -1;
   vd_buf_init(&d.in_force);
   d.loop = uv_default_loop();
   d.started_ms = d.activated_ms = vd_now_ms();
@@ -479,21 +477,12 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     vd_daemon_log("cannot load policies from %s: %s", opts->policies, err.data);
     goto out;
   }
-  { /* opened in every mode: with off, revisions are still stored */
-    if (vd_history_open(&d.history, opts->db, opts->log_mode, d.nworkers,
-                        on_history_done, &d, &herr) != 0) {
-      vd_daemon_log("cannot open the history database: %s",
-            herr ? herr : "unknown error");
-      goto out_engines;
-    }
-    /* One daemon writes a database: a second one would only wait on
-     * SQLite's lock for ever.  (flock is separate from SQLite's fcntl
-     * locks, so auditors reading the file are not affected.) */
-    d.db_lock_fd = open(opts->db, O_RDONLY | O_CLOEXEC);
-    if (d.db_lock_fd < 0 || flock(d.db_lock_fd, LOCK_EX | LOCK_NB) != 0) {
-      vd_daemon_log("cannot use %s: another verdictd is writing it", opts->db);
-      goto out_history;
-    }
+  /* opened in every mode: with off, revisions are still stored */
+  if (vd_history_open(&d.history, opts->db, opts->log_mode, d.nworkers,
+                      on_history_done, &d, &herr) != 0) {
+    vd_daemon_log("cannot open the history database: %s",
+                  herr ? herr : "unknown error");
+    goto out_engines;
   }
   if (refused) {
     vd_admin_startup(&d, NULL); /* stored and recorded as refused */
@@ -594,8 +583,6 @@ out_listen:
 out_history:
   if (d.history)
     vd_history_close(d.history);
-  if (d.db_lock_fd >= 0)
-    close(d.db_lock_fd);
 out_engines:
   for (i = 0; engines && i < d.nworkers; i++)
     vd_engine_free(engines[i]);

@@ -89,7 +89,6 @@ struct vd_daemon {
   vd_buf_t last_failure;   /* why the last reload was refused */
 
   int unix_fd, tcp_fd;
-  int db_lock_fd;          /* flock held on the history database */
   uv_poll_t unix_poll, tcp_poll;
   uv_timer_t accept_pause;
   uv_signal_t sig_term, sig_int, sig_hup;

@@ -28,6 +28,7 @@
  *     transaction, so a rolled-back batch leaves no trace in the chain.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -35,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -738,6 +740,7 @@ typedef struct lane {
 
 struct vd_history {
   char *path;
+  int lock_fd;          /* flock held: one writer per database file */
   vd_log_mode_t mode;
   unsigned nworkers;
   vd_history_notify_cb notify;
@@ -1016,6 +1019,8 @@ static void history_free(vd_history_t *h) {
   sqlite3_finalize(h->st_head_set);
   sqlite3_close(h->db);
   sqlite3_close(h->aux);
+  if (h->lock_fd >= 0)
+    close(h->lock_fd); /* after the connections: the lock covers them */
   for (q = h->qhead; q; q = next) {
     next = q->next;
     free(q);
@@ -1058,6 +1063,7 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
   pthread_cond_init(&h->wake, NULL);
   pthread_cond_init(&h->room, NULL);
   h->qtail = &h->qhead;
+  h->lock_fd = -1;
   h->mode = mode;
   h->nworkers = nworkers;
   h->notify = cb;
@@ -1067,6 +1073,22 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
   h->touched = calloc(nworkers, sizeof *h->touched);
   if (!h->path || !h->lanes || !h->touched) {
     rc = VD_ENOMEM;
+    goto fail;
+  }
+  /* One writer per file, decided before anything touches it: a second
+   * daemon (a newer binary during an upgrade, say) must not switch the
+   * journal or run migrations under the first.  flock is separate from
+   * SQLite's own locks, so readers are not affected. */
+  h->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (h->lock_fd < 0 || flock(h->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    vd_buf_reset(&err);
+    if (h->lock_fd < 0)
+      vd_buf_addf(&err, "history database '%s': cannot open it: %s", path,
+                  strerror(errno));
+    else
+      vd_buf_addf(&err, "history database '%s': another verdictd is writing "
+                        "it", path);
+    rc = VD_EIO;
     goto fail;
   }
   rc = open_rw(&h->db, path, sync, &err);

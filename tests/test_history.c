@@ -430,6 +430,19 @@ static void test_open_locked(void **state) {
   sqlite3_close(other);
 }
 
+/* One writer per file: a second open is refused before it touches the
+ * database (no journal switch, no migration under the first writer). */
+static void test_open_second_writer(void **state) {
+  const char *path = path_in("two.db");
+  vd_history_t *h;
+  (void)state;
+  h = open_ok(path, VD_LOG_DURABLE, 1);
+  expect_open_error(path, VD_EIO, "another verdictd is writing it");
+  vd_history_close(h);
+  h = open_ok(path, VD_LOG_DURABLE, 1); /* free again once closed */
+  vd_history_close(h);
+}
+
 /* Run expect_open_error() as an unprivileged user when we are root, since
  * root may write any file. */
 static void open_error_unprivileged(const char *path, int want_rc,
@@ -1733,6 +1746,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_corrupt, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_open_second_writer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_locked, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_read_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_canonical_bytes, setup, teardown),
