@@ -282,38 +282,14 @@ static int list_revisions(vd_daemon_t *d, vd_buf_t *out, vd_buf_t *err) {
   return rc == SQLITE_OK ? 0 : VD_EIO;
 }
 
-static int load_stored(vd_daemon_t *d, const char *revision, vd_bundle_t **b,
-                       vd_buf_t *err) {
-  vd_bundle_file_t *files = NULL;
-  size_t n = 0;
-  char *msg = NULL;
-  int rc = vd_history_load_revision(d->opts.db, revision, &files, &n, &msg);
-  if (rc) {
-    vd_buf_addf(err, "%s", msg ? msg : "cannot read the revision");
-    free(msg);
-    return rc;
-  }
-  vd_buf_reset(err);
-  rc = vd_bundle_from_files(files, n, d->opts.db, b, err);
-  vd_history_free_files(files, n);
-  if (rc == 0 && strcmp(vd_bundle_revision(*b), revision) != 0) {
-    vd_buf_addf(err, "the stored files of %s hash to %s", revision,
-                vd_bundle_revision(*b));
-    vd_bundle_unref(*b);
-    *b = NULL;
-    return VD_EINVALID;
-  }
-  return rc;
-}
-
 /* diff FROM TO: unified diff of every file that differs. */
 static int diff_revisions(vd_daemon_t *d, const char *from, const char *to,
                           vd_buf_t *text, vd_buf_t *err) {
   vd_bundle_t *a = NULL, *b = NULL;
   size_t i = 0, j = 0;
-  int rc = load_stored(d, from, &a, err);
+  int rc = vd_history_load_bundle(d->opts.db, from, &a, err);
   if (rc == 0)
-    rc = load_stored(d, to, &b, err);
+    rc = vd_history_load_bundle(d->opts.db, to, &b, err);
   while (rc == 0 && (i < vd_bundle_count(a) || j < vd_bundle_count(b))) {
     const vd_bundle_file_t *fa = vd_bundle_file(a, i), *fb = vd_bundle_file(b, j);
     int c = !fa ? 1 : !fb ? -1 : strcmp(fa->path, fb->path);
@@ -393,7 +369,7 @@ static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
                     "activate needs \"revision\": \"sha256:...\"", "revision");
         goto done;
       }
-      if (load_stored(d, rev, &b, &err) != 0) {
+      if (vd_history_load_bundle(d->opts.db, rev, &b, &err) != 0) {
         reply_error(c, id.data, VD_ENOT_FOUND, err.data, "revision");
         goto done;
       }

@@ -1409,6 +1409,32 @@ int vd_history_record_activation(vd_history_t *h, const char *revision,
   return give_err(errmsg, &err, rc);
 }
 
+int vd_history_load_bundle(const char *db_path, const char *revision,
+                           vd_bundle_t **out, vd_buf_t *err) {
+  vd_bundle_file_t *files = NULL;
+  size_t n = 0;
+  char *msg = NULL;
+  int rc = vd_history_load_revision(db_path, revision, &files, &n, &msg);
+  *out = NULL;
+  vd_buf_reset(err);
+  if (rc) {
+    vd_buf_adds(err, msg ? msg : "cannot read the revision");
+    free(msg);
+    return rc;
+  }
+  rc = vd_bundle_from_files(files, n, db_path, out, err);
+  vd_history_free_files(files, n);
+  if (rc == 0 && strcmp(vd_bundle_revision(*out), revision) != 0) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "the stored files of %s hash to %s", revision,
+                vd_bundle_revision(*out));
+    vd_bundle_unref(*out);
+    *out = NULL;
+    return VD_EINVALID;
+  }
+  return rc;
+}
+
 void vd_history_free_files(vd_bundle_file_t *files, size_t n) {
   size_t i;
   if (!files)

@@ -95,10 +95,7 @@ static vd_engine_t *engine_for(replay_t *r, const char *revision,
                                const char **why) {
   size_t i;
   rev_engine_t *re;
-  vd_bundle_file_t *files = NULL;
-  size_t n = 0;
   vd_bundle_t *b = NULL;
-  char *msg = NULL;
   vd_buf_t err = VD_BUF_INIT;
   for (i = 0; i < r->nrevs; i++)
     if (strcmp(r->revs[i].revision, revision) == 0) {
@@ -112,15 +109,14 @@ static vd_engine_t *engine_for(replay_t *r, const char *revision,
   re = &r->revs[r->nrevs++];
   memset(re, 0, sizeof *re);
   snprintf(re->revision, sizeof re->revision, "%s", revision);
-  if (vd_history_load_revision(r->db, revision, &files, &n, &msg) != 0) {
-    vd_buf_addf(&err, "cannot rebuild %s: %s", revision, msg ? msg : "?");
-  } else if (vd_bundle_from_files(files, n, r->db, &b, &err) != 0 ||
-             vd_engine_new(b, NULL, &re->engine, &err) != 0) {
-    /* err says why */
+  if (vd_history_load_bundle(r->db, revision, &b, &err) != 0) {
+    vd_buf_t msg = VD_BUF_INIT;
+    vd_buf_addf(&msg, "cannot rebuild %s: %s", revision, err.data);
+    vd_buf_release(&err);
+    err = msg;
+  } else {
+    vd_engine_new(b, NULL, &re->engine, &err); /* else err says why */
   }
-  free(msg);
-  if (files)
-    vd_history_free_files(files, n);
   if (b)
     vd_bundle_unref(b);
   if (!re->engine)

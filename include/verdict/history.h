@@ -188,6 +188,13 @@ int vd_history_record_activation(vd_history_t *h, const char *revision,
 int vd_history_load_revision(const char *db_path, const char *revision,
                              vd_bundle_file_t **files, size_t *nfiles,
                              char **errmsg);
+
+/* Revision REVISION rebuilt as a bundle (*out, one reference), its files
+ * loaded as above and checked to hash to REVISION itself: stored files
+ * that no longer make the revision they are filed under are refused with
+ * VD_EINVALID.  err says why on failure. */
+int vd_history_load_bundle(const char *db_path, const char *revision,
+                           vd_bundle_t **out, vd_buf_t *err);
 void vd_history_free_files(vd_bundle_file_t *files, size_t n);
 
 /* ------------------------------------------------------------------------
