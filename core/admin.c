@@ -752,7 +752,7 @@ static void watch_dirs(vd_daemon_t *d) {
  * ------------------------------------------------------------------------ */
 
 int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
-  int rc;
+  int rc, fd;
   d->admin_L = luaL_newstate();
   if (!d->admin_L) {
     vd_buf_adds(err, "out of memory");
@@ -766,13 +766,16 @@ int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
   }
   if (!d->opts.admin_socket)
     return 0;
-  unlink(d->opts.admin_socket);
+  /* as the decision socket: a live daemon's admin socket is not taken */
+  fd = vd_daemon_listen_unix(d->opts.admin_socket, 0600, err);
+  if (fd < 0)
+    return VD_EIO;
   uv_pipe_init(d->loop, &d->admin_server, 0);
   d->admin_server.data = d;
-  rc = uv_pipe_bind(&d->admin_server, d->opts.admin_socket);
-  if (rc == 0)
-    rc = chmod(d->opts.admin_socket, 0600) == 0 ? 0 : UV_EPERM;
-  if (rc == 0)
+  rc = uv_pipe_open(&d->admin_server, fd);
+  if (rc != 0)
+    close(fd); /* not the handle's yet */
+  else
     rc = uv_listen((uv_stream_t *)&d->admin_server, 64, on_admin_connection);
   if (rc != 0) {
     vd_buf_addf(err, "%s: %s", d->opts.admin_socket, uv_strerror(rc));

@@ -48,7 +48,7 @@ void vd_daemon_log(const char *fmt, ...) {
  * Listening sockets
  * ------------------------------------------------------------------------ */
 
-static int listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
+int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
   struct sockaddr_un sa;
   int fd;
   if (strlen(path) >= sizeof sa.sun_path) {
@@ -490,17 +490,23 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   }
 
   vd_buf_reset(&err);
-  d.unix_fd = listen_unix(opts->socket, 0660, &err);
+  d.unix_fd = vd_daemon_listen_unix(opts->socket, 0660, &err);
   if (d.unix_fd < 0) {
     vd_daemon_log("cannot listen: %s", err.data);
     goto out_history;
   }
+  /* each poll handle exists as soon as its fd does, so that
+   * close_listeners() may run on any path from here */
+  uv_poll_init(d.loop, &d.unix_poll, d.unix_fd);
+  d.unix_poll.data = &d;
   if (opts->listen) {
     d.tcp_fd = listen_tcp(opts->listen, &err);
     if (d.tcp_fd < 0) {
       vd_daemon_log("cannot listen: %s", err.data);
       goto out_listen;
     }
+    uv_poll_init(d.loop, &d.tcp_poll, d.tcp_fd);
+    d.tcp_poll.data = &d;
   }
   if (vd_admin_start(&d, &err) != 0) {
     vd_daemon_log("cannot listen: %s", err.data);
@@ -525,14 +531,9 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     started++;
   }
 
-  uv_poll_init(d.loop, &d.unix_poll, d.unix_fd);
-  d.unix_poll.data = &d;
   uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
-  if (d.tcp_fd >= 0) {
-    uv_poll_init(d.loop, &d.tcp_poll, d.tcp_fd);
-    d.tcp_poll.data = &d;
+  if (d.tcp_fd >= 0)
     uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
-  }
   uv_timer_init(d.loop, &d.accept_pause);
   d.accept_pause.data = &d;
 

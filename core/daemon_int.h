@@ -134,6 +134,10 @@ void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
 void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files);
 /* One engine per worker for bundle B (any thread); all or nothing: on
  * failure every out[i] is NULL and err says why. */
+/* A listening Unix socket at PATH, mode MODE: a file left by a daemon that
+ * died is replaced, one a live daemon answers on is refused.  Returns the
+ * fd, or -1 with err set. */
+int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err);
 int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
                             vd_buf_t *err);
 void vd_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -3,12 +3,13 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from harness import FIXTURES, Daemon, request, run_cli
+from harness import FIXTURES, VERDICTD, Daemon, request, run_cli
 
 MINI = os.path.join(FIXTURES, "mini")
 
@@ -58,6 +59,24 @@ class Admin(unittest.TestCase):
             r = c.call(op=op, id=op)
             self.assertEqual(r["error"]["code"], "forbidden", r)
         c.close()
+        a = self.d.connect(admin=True)
+        self.assertTrue(a.call(op="ping")["pong"])
+        a.close()
+
+    def test_a_live_admin_socket_is_not_taken(self):
+        # a second daemon pointed at the same admin socket is refused, as
+        # for the decision socket, and leaves the first one's in place
+        other = os.path.join(self.tmp, "other")
+        os.mkdir(other)
+        p = subprocess.run(
+            [VERDICTD, "--policies", self.bundle,
+             "--socket", os.path.join(other, "s.sock"),
+             "--db", os.path.join(other, "v.db"),
+             "--admin-socket", self.d.admin_socket],
+            capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"another daemon is listening", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(other, "s.sock")))
         a = self.d.connect(admin=True)
         self.assertTrue(a.call(op="ping")["pong"])
         a.close()
