@@ -49,10 +49,10 @@
 
 #include <uv.h>
 
+#include "cli_int.h"
 #include "verdict/buf.h"
 #include "verdict/protocol.h"
 
-int vd_cli_bench(int argc, char **argv);
 
 #define BENCH_MAX_LINE (64u << 20) /* longest response line we accept */
 #define BENCH_READ_BUF 65536       /* the loop's one read buffer */
@@ -213,7 +213,7 @@ static void bench_usage(FILE *f) {
         "                     [--file REQUESTS.ndjson] [--format text|json]\n"
         "\n"
         "  --socket PATH      the daemon's Unix socket (default "
-        "var/verdictd.sock)\n"
+        VD_DEFAULT_SOCKET ")\n"
         "  --connect H:P      a TCP address instead\n"
         "  --connections N    connections, default 50\n"
         "  --pipeline P       requests in flight per connection, default 1\n"
@@ -335,7 +335,7 @@ static int parse_args(bench_t *b, int argc, char **argv) {
   if (b->socket_path && b->hostport)
     return bad_option("give --socket or --connect, not both", NULL);
   if (!b->socket_path && !b->hostport)
-    b->socket_path = "var/verdictd.sock";
+    b->socket_path = VD_DEFAULT_SOCKET;
   return 0;
 }
 

@@ -22,15 +22,14 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
+#include "cli_int.h"
 #include "history_int.h"
 #include "verdict/buf.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
 #include "verdict/timefmt.h"
 
-int vd_cli_history(int argc, char **argv);
-
-#define DEFAULT_DB "var/verdict.db"
+#define DEFAULT_DB VD_DEFAULT_DB
 
 enum { EXIT_OK = 0, EXIT_NO = 1, EXIT_USAGE = 2 };
 

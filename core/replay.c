@@ -28,6 +28,7 @@
 #include <lualib.h>
 #include <sqlite3.h>
 
+#include "cli_int.h"
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
@@ -35,7 +36,6 @@
 #include "verdict/timefmt.h"
 #include "verdict/watchdog.h"
 
-int vd_cli_replay(int argc, char **argv);
 
 #define MAX_REPORTED 1000 /* changed decisions printed in full */
 
@@ -676,7 +676,7 @@ int vd_cli_replay(int argc, char **argv) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
   memset(&opt, 0, sizeof opt);
-  opt.db = "var/verdict.db";
+  opt.db = VD_DEFAULT_DB;
   opt.against = "recorded";
   opt.format = "text";
   nlanes = ncpu > 0 ? (int)(ncpu < 8 ? ncpu : 8) : 1;

@@ -22,10 +22,7 @@
 #include "verdict/history.h"
 #include "verdict/json.h"
 #include "verdict/policytest.h"
-
-int vd_cli_history(int argc, char **argv);
-int vd_cli_replay(int argc, char **argv);
-int vd_cli_bench(int argc, char **argv);
+#include "cli_int.h"
 
 static void usage(FILE *f) {
   fputs("usage: verdict COMMAND [options]\n"
@@ -189,10 +186,10 @@ static int call(const conn_opts_t *co, const char *line, size_t len,
 }
 
 int main(int argc, char **argv) {
-  conn_opts_t co = {"var/verdictd.sock", NULL};
+  conn_opts_t co = {VD_DEFAULT_SOCKET, NULL};
   const char *cmd, *kind = NULL, *region = NULL, *at = NULL, *id = NULL;
   const char *file = NULL, *file2 = NULL, *who = NULL;
-  const char *admin_socket = "var/verdictd-admin.sock";
+  const char *admin_socket = VD_DEFAULT_ADMIN_SOCKET;
   int admin_status = 0;
   vd_buf_t line = VD_BUF_INIT, text = VD_BUF_INIT, err = VD_BUF_INIT;
   int i, rc;

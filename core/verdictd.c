@@ -15,11 +15,11 @@ static void usage(FILE *f) {
       "usage: verdictd [options]\n"
       "  --policies DIR       policy bundle directory (default: policies)\n"
       "  --socket PATH        decision socket, mode 0660 (default: "
-      "var/verdictd.sock)\n"
+      VD_DEFAULT_SOCKET ")\n"
       "  --listen HOST:PORT   also serve decisions over TCP (default: off)\n"
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
       "  --watch              reload when the policy directory changes\n"
-      "  --db PATH            history database (default: var/verdict.db)\n"
+      "  --db PATH            history database (default: " VD_DEFAULT_DB ")\n"
       "  --log-mode MODE      durable (default), async or off\n"
       "  --workers N          worker threads (default: number of cores)\n"
       "  --max-line BYTES     longest request line (default: 1048576)\n"
@@ -73,8 +73,8 @@ int main(int argc, char **argv) {
 
   memset(&o, 0, sizeof o);
   o.policies = "policies";
-  o.socket = "var/verdictd.sock";
-  o.db = "var/verdict.db";
+  o.socket = VD_DEFAULT_SOCKET;
+  o.db = VD_DEFAULT_DB;
   o.log_mode = VD_LOG_DURABLE;
   o.workers = ncpu > 0 ? (unsigned)ncpu : 1;
   o.max_line = 1u << 20;

@@ -20,6 +20,13 @@
 
 typedef struct vd_daemon vd_daemon_t;
 
+/* Where verdictd listens and writes unless told otherwise, and so where
+ * the verdict command looks by default (relative to the working
+ * directory, as `make run` uses them). */
+#define VD_DEFAULT_SOCKET "var/verdictd.sock"
+#define VD_DEFAULT_ADMIN_SOCKET "var/verdictd-admin.sock"
+#define VD_DEFAULT_DB "var/verdict.db"
+
 typedef struct vd_daemon_opts {
   const char *policies;    /* bundle directory */
   const char *socket;      /* decision socket path */
