@@ -406,23 +406,17 @@ static int load_requests(bench_t *b) {
 /* Resolve --connect HOST:PORT once for every connection. */
 static int resolve(bench_t *b) {
   char host[256];
-  const char *colon = strrchr(b->hostport, ':');
+  const char *port;
   struct addrinfo hints, *res;
   int rc;
-  if (!colon || colon == b->hostport || !colon[1]) {
+  if (vd_hostport_split(b->hostport, host, sizeof host, &port) != 0) {
     fprintf(stderr, "verdict bench: --connect %s: expected HOST:PORT\n",
             b->hostport);
     return 2;
   }
-  if (b->hostport[0] == '[' && colon > b->hostport + 1 && colon[-1] == ']')
-    snprintf(host, sizeof host, "%.*s", (int)(colon - b->hostport - 2),
-             b->hostport + 1);
-  else
-    snprintf(host, sizeof host, "%.*s", (int)(colon - b->hostport),
-             b->hostport);
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_STREAM;
-  rc = getaddrinfo(host, colon + 1, &hints, &res);
+  rc = getaddrinfo(host, port, &hints, &res);
   if (rc) {
     fprintf(stderr, "verdict bench: cannot resolve %s: %s\n", b->hostport,
             gai_strerror(rc));

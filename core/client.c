@@ -18,21 +18,16 @@ int vd_client_connect(vd_client_t *c, const char *path, const char *hostport,
   vd_framer_init(&c->framer, 64u << 20);
   if (hostport) {
     char host[256];
-    const char *colon = strrchr(hostport, ':');
+    const char *port;
     struct addrinfo hints, *res, *ai;
     int rc;
-    if (!colon) {
+    if (vd_hostport_split(hostport, host, sizeof host, &port) != 0) {
       vd_buf_addf(err, "%s: expected HOST:PORT", hostport);
       return VD_EIO;
     }
-    if (hostport[0] == '[')
-      snprintf(host, sizeof host, "%.*s", (int)(colon - hostport - 2),
-               hostport + 1);
-    else
-      snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(host, colon + 1, &hints, &res);
+    rc = getaddrinfo(host, port, &hints, &res);
     if (rc) {
       vd_buf_addf(err, "%s: %s", hostport, gai_strerror(rc));
       return VD_EIO;

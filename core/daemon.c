@@ -31,6 +31,7 @@
 #include "daemon_int.h"
 #include "verdict/daemon.h"
 #include "verdict/policytest.h"
+#include "verdict/protocol.h"
 #include "verdict/timefmt.h"
 
 void vd_daemon_log(const char *fmt, ...) {
@@ -88,19 +89,13 @@ int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
 
 static int listen_tcp(const char *spec, vd_buf_t *err) {
   char host[256];
-  const char *port, *colon = strrchr(spec, ':');
+  const char *port;
   struct addrinfo hints, *res = NULL, *ai;
   int fd = -1, one = 1, rc;
-  if (!colon || colon == spec || !colon[1]) {
+  if (vd_hostport_split(spec, host, sizeof host, &port) != 0) {
     vd_buf_addf(err, "--listen %s: expected HOST:PORT", spec);
     return -1;
   }
-  if (spec[0] == '[') { /* [::1]:7000 */
-    snprintf(host, sizeof host, "%.*s", (int)(colon - spec - 2), spec + 1);
-  } else {
-    snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
-  }
-  port = colon + 1;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

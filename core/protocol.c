@@ -102,3 +102,25 @@ int vd_framer_next(vd_framer_t *f, const char **line, size_t *len) {
 size_t vd_framer_pending(const vd_framer_t *f) {
   return f->buf.len - f->start;
 }
+
+int vd_hostport_split(const char *spec, char *host, size_t cap,
+                      const char **port) {
+  const char *colon = strrchr(spec, ':'), *h = spec;
+  size_t n;
+  if (!colon || !colon[1])
+    return -1;
+  if (spec[0] == '[') { /* [::1]:7000 */
+    if (colon < spec + 2 || colon[-1] != ']')
+      return -1;
+    h = spec + 1;
+    n = (size_t)(colon - 1 - h);
+  } else {
+    n = (size_t)(colon - h);
+  }
+  if (n == 0 || n >= cap)
+    return -1;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  *port = colon + 1;
+  return 0;
+}

@@ -711,12 +711,32 @@ static void error_names(void **state) {
   assert_int_equal(vd_err_from_name("BAD_REQUEST"), 0);
 }
 
+static void hostport_split(void **state) {
+  char host[16];
+  const char *port;
+  (void)state;
+  assert_int_equal(vd_hostport_split("127.0.0.1:7000", host, sizeof host, &port), 0);
+  assert_string_equal(host, "127.0.0.1");
+  assert_string_equal(port, "7000");
+  assert_int_equal(vd_hostport_split("[::1]:80", host, sizeof host, &port), 0);
+  assert_string_equal(host, "::1");
+  assert_string_equal(port, "80");
+  assert_int_equal(vd_hostport_split("localhost", host, sizeof host, &port), -1);
+  assert_int_equal(vd_hostport_split(":80", host, sizeof host, &port), -1);
+  assert_int_equal(vd_hostport_split("h:", host, sizeof host, &port), -1);
+  assert_int_equal(vd_hostport_split("[]:80", host, sizeof host, &port), -1);
+  assert_int_equal(vd_hostport_split("[::1:80", host, sizeof host, &port), -1);
+  assert_int_equal(vd_hostport_split("a-very-long-host-name:80", host,
+                                     sizeof host, &port), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(framer_partial_lines),
       cmocka_unit_test(framer_several_lines_one_feed),
       cmocka_unit_test(framer_crlf_and_empty),
       cmocka_unit_test(framer_max_line),
+      cmocka_unit_test(hostport_split),
       cmocka_unit_test(framer_long_line_without_newline),
       cmocka_unit_test(framer_stream),
       cmocka_unit_test(response_error_line),

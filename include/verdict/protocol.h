@@ -51,4 +51,11 @@ int vd_framer_next(vd_framer_t *f, const char **line, size_t *len);
 /* Bytes buffered that do not yet form a line. */
 size_t vd_framer_pending(const vd_framer_t *f);
 
+/* Split a TCP address "HOST:PORT" or "[IPv6]:PORT" (verdictd --listen,
+ * verdict --connect): the host, without brackets, into host[cap], and
+ * *port pointing at the port in SPEC.  0, or -1 when SPEC has no
+ * non-empty host and port. */
+int vd_hostport_split(const char *spec, char *host, size_t cap,
+                      const char **port);
+
 #endif
