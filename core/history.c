@@ -724,8 +724,7 @@ typedef struct qrec {
   struct qrec *next;
   unsigned worker;
   uint64_t wseq;    /* the worker's sequence number */
-  size_t size;      /* bytes of this allocation */
-  vd_record_t rec;  /* strings point into data[] */
+  field_t f[NCOLS]; /* the record's columns, measured once; text in data[] */
   char data[];
 } qrec_t;
 
@@ -885,11 +884,9 @@ static int write_batch(vd_history_t *h, qrec_t *list, vd_buf_t *err) {
   if (rc)
     goto rollback;
   for (q = list; q; q = q->next, seq++) {
-    field_t f[NCOLS];
-    record_fields(&q->rec, f);
-    chain_hash(prev, seq, f, cur);
+    chain_hash(prev, seq, q->f, cur);
     to_hex(cur, sizeof cur, hex);
-    rc = insert_row(h, seq, f, hex);
+    rc = insert_row(h, seq, q->f, hex);
     if (rc != SQLITE_OK) {
       rc = db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
@@ -1126,24 +1123,13 @@ fail:
 }
 
 /* Copy n bytes and a NUL to *p; return where they went. */
-static const char *put(char **p, const char *s, size_t n) {
-  char *d = *p;
-  if (!s)
-    return NULL;
-  memcpy(d, s, n);
-  d[n] = '\0';
-  *p += n + 1;
-  return d;
-}
-
-#define STR_SIZE_(s) ((s) ? strlen(s) + 1 : 0)
-
 int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
                       uint64_t *seq) {
-  vd_record_t *c;
+  field_t f[NCOLS];
   qrec_t *q;
   size_t size;
   char *p;
+  int i;
   if (worker >= h->nworkers || !r->decision_id)
     return VD_EINVALID;
   if (h->mode == VD_LOG_OFF) {
@@ -1156,16 +1142,12 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
       h->notify(worker, h->notify_arg);
     return 0;
   }
-  size = sizeof *q + STR_SIZE_(r->decision_id) + STR_SIZE_(r->at) +
-         STR_SIZE_(r->kind) + STR_SIZE_(r->region) +
-         STR_SIZE_(r->policy_region) + STR_SIZE_(r->revision) +
-         STR_SIZE_(r->complaint_id) + STR_SIZE_(r->customer_id) +
-         STR_SIZE_(r->category) + STR_SIZE_(r->error_code) +
-         STR_SIZE_(r->error_message) + STR_SIZE_(r->error_path) +
-         STR_SIZE_(r->client);
-  size += (r->request ? r->request_len + 1 : 0) +
-          (r->result ? r->result_len + 1 : 0) +
-          (r->trace ? r->trace_len + 1 : 0) + (r->facts ? r->facts_len + 1 : 0);
+  /* Measured once, here: the copy, the hash and the insert all use f. */
+  record_fields(r, f);
+  size = sizeof *q;
+  for (i = 0; i < NCOLS; i++)
+    if (!f[i].is_int && f[i].p)
+      size += f[i].n + 1;
   if (size > VD_HISTORY_QUEUE_BYTES)
     return VD_ETOO_LARGE;
   q = malloc(size);
@@ -1173,29 +1155,16 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
     return VD_ENOMEM;
   q->next = NULL;
   q->worker = worker;
-  q->size = size;
-  c = &q->rec;
-  *c = *r;
   p = q->data;
-#define PUTS_(f) c->f = put(&p, r->f, r->f ? strlen(r->f) : 0)
-  PUTS_(decision_id);
-  PUTS_(at);
-  PUTS_(kind);
-  PUTS_(region);
-  PUTS_(policy_region);
-  PUTS_(revision);
-  PUTS_(complaint_id);
-  PUTS_(customer_id);
-  PUTS_(category);
-  PUTS_(error_code);
-  PUTS_(error_message);
-  PUTS_(error_path);
-  PUTS_(client);
-#undef PUTS_
-  c->request = put(&p, r->request, r->request_len);
-  c->result = put(&p, r->result, r->result_len);
-  c->trace = put(&p, r->trace, r->trace_len);
-  c->facts = put(&p, r->facts, r->facts_len);
+  for (i = 0; i < NCOLS; i++) {
+    q->f[i] = f[i];
+    if (!f[i].is_int && f[i].p) {
+      memcpy(p, f[i].p, f[i].n);
+      p[f[i].n] = '\0';
+      q->f[i].p = p;
+      p += f[i].n + 1;
+    }
+  }
 
   pthread_mutex_lock(&h->mu);
   while (h->qcount > 0 && (h->qcount >= VD_HISTORY_QUEUE_MAX ||
