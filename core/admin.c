@@ -518,6 +518,10 @@ static void reload_free(vd_reload_t *r) {
 static void reload_work(uv_work_t *req) {
   vd_reload_t *r = req->data;
   vd_daemon_t *d = r->d;
+  /* a reload of the directory reads it here, off the main loop */
+  if (!r->bundle && (r->rc = vd_bundle_load(d->opts.policies, &r->bundle,
+                                            &r->err)) != 0)
+    return;
   r->rc = vd_policy_validate(r->bundle, &d->opts.limits, &r->err);
   if (r->rc)
     return;
@@ -535,17 +539,21 @@ static void reload_work(uv_work_t *req) {
 static void reload_done(uv_work_t *req, int status) {
   vd_reload_t *r = req->data;
   vd_daemon_t *d = r->d;
-  const char *rev = vd_bundle_revision(r->bundle);
   char previous[80];
+  const char *rev;
   unsigned i;
   vd_buf_t out = VD_BUF_INIT;
 
   snprintf(previous, sizeof previous, "%s", vd_bundle_revision(d->bundle));
+  /* a directory that could not be read has no revision of its own: the
+   * failure is named after what keeps serving */
+  rev = r->bundle ? vd_bundle_revision(r->bundle) : previous;
   if (status < 0 && r->rc == 0) {
     r->rc = VD_EINTERNAL;
     vd_buf_adds(&r->err, "the reload was cancelled");
   }
-  store_revision(d, r->bundle); /* failed bundles too: auditors see them */
+  if (r->bundle)
+    store_revision(d, r->bundle); /* failed ones too: auditors see them */
   if (r->rc == 0 && !d->stopping) {
     for (i = 0; i < d->nworkers; i++) {
       vd_worker_offer_engine(&d->workers[i], r->engines[i]);
@@ -573,7 +581,9 @@ static void reload_done(uv_work_t *req, int status) {
     vd_buf_reset(&d->last_failure);
     vd_buf_addf(&d->last_failure, "%s: %s", rev, r->err.data);
     uv_mutex_unlock(&d->state_lock);
-    record_activation(d, rev, r->trigger, r->who, vd_bundle_source(r->bundle),
+    record_activation(d, rev, r->trigger, r->who,
+                      r->bundle ? vd_bundle_source(r->bundle)
+                                : d->opts.policies,
                       0, r->err.data);
     vd_daemon_log("%s: refused %s, still serving %s:\n%s", r->trigger, rev,
                   previous, r->err.data);
@@ -609,24 +619,6 @@ static void start_next_reload(vd_daemon_t *d) {
   d->reload_head = r->next;
   if (!d->reload_head)
     d->reload_tail = NULL;
-  if (!r->bundle && vd_bundle_load(d->opts.policies, &r->bundle, &r->err)) {
-    /* unreadable directory: fail it without the thread pool */
-    vd_bundle_t *keep = d->bundle;
-    vd_bundle_ref(keep);
-    r->bundle = keep; /* name the failure after what keeps serving */
-    r->rc = VD_EIO;
-    d->reload_busy = 1;
-    d->reload_work.data = r;
-    {
-      vd_buf_t why = VD_BUF_INIT;
-      vd_buf_addf(&why, "cannot read %s: %s", d->opts.policies, r->err.data);
-      vd_buf_reset(&r->err);
-      vd_buf_add(&r->err, why.data, why.len);
-      vd_buf_release(&why);
-    }
-    reload_done(&d->reload_work, 0);
-    return;
-  }
   d->reload_busy = 1;
   d->reload_work.data = r;
   if (uv_queue_work(d->loop, &d->reload_work, reload_work, reload_done) != 0) {
