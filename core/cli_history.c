@@ -318,24 +318,25 @@ static void add_csv(vd_buf_t *b, const char *s) {
  * Decision rows
  * ====================================================================== */
 
-/* The columns every decision query selects, and their indexes. */
-#define ROW_COLUMNS                                                           \
-  "seq, decision_id, received_ms, at, at_ms, kind, region, policy_region, "  \
-  "revision, complaint_id, customer_id, category, request, result, trace, "  \
-  "facts, error_code, error_message, error_path, elapsed_us, client, hash"
+/* The columns every decision query selects (history_int.h), and their
+ * indexes. */
+#define ROW_COLUMNS ALL_COLUMNS
 
 enum {
-  R_SEQ, R_DECISION_ID, R_RECEIVED_MS, R_AT, R_AT_MS, R_KIND, R_REGION,
-  R_POLICY_REGION, R_REVISION, R_COMPLAINT_ID, R_CUSTOMER_ID, R_CATEGORY,
-  R_REQUEST, R_RESULT, R_TRACE, R_FACTS, R_ERROR_CODE, R_ERROR_MESSAGE,
-  R_ERROR_PATH, R_ELAPSED_US, R_CLIENT, R_HASH, R_COUNT
+  R_SEQ,
+#define R_ENUM_(E, name) R_##E,
+  HISTORY_COLUMNS(R_ENUM_)
+#undef R_ENUM_
+  R_HASH,
+  R_COUNT
 };
 
 static const char *const row_names[R_COUNT] = {
-    "seq", "decision_id", "received_ms", "at", "at_ms", "kind", "region",
-    "policy_region", "revision", "complaint_id", "customer_id", "category",
-    "request", "result", "trace", "facts", "error_code", "error_message",
-    "error_path", "elapsed_us", "client", "hash",
+    "seq",
+#define R_NAME_(E, name) #name,
+    HISTORY_COLUMNS(R_NAME_)
+#undef R_NAME_
+    "hash",
 };
 
 static const char *col(sqlite3_stmt *st, int i) {

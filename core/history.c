@@ -189,43 +189,13 @@ _Static_assert(VD_DEFAULT_OFFSET_MIN == 8 * 60, "the offset in the views");
 /* ========================================================================
  * Rows and their canonical bytes
  *
- * The columns of `decisions` after seq and before hash, in the order the
- * canonical bytes take them (docs/history.md, "Canonical bytes").
+ * The columns of `decisions` (HISTORY_COLUMNS) are in history_int.h, which
+ * the auditor commands share; the canonical bytes take them in that order
+ * (README, "Canonical bytes").
  * ====================================================================== */
 
-#define HISTORY_COLUMNS(X)                                                   \
-  X(DECISION_ID, decision_id)                                                \
-  X(RECEIVED_MS, received_ms)                                                \
-  X(AT, at)                                                                  \
-  X(AT_MS, at_ms)                                                            \
-  X(KIND, kind)                                                              \
-  X(REGION, region)                                                          \
-  X(POLICY_REGION, policy_region)                                            \
-  X(REVISION, revision)                                                      \
-  X(COMPLAINT_ID, complaint_id)                                              \
-  X(CUSTOMER_ID, customer_id)                                                \
-  X(CATEGORY, category)                                                      \
-  X(REQUEST, request)                                                        \
-  X(RESULT, result)                                                          \
-  X(TRACE, trace)                                                            \
-  X(FACTS, facts)                                                            \
-  X(ERROR_CODE, error_code)                                                  \
-  X(ERROR_MESSAGE, error_message)                                            \
-  X(ERROR_PATH, error_path)                                                  \
-  X(ELAPSED_US, elapsed_us)                                                  \
-  X(CLIENT, client)
-
-enum {
-#define COL_ENUM_(E, name) COL_##E,
-  HISTORY_COLUMNS(COL_ENUM_)
-#undef COL_ENUM_
-  NCOLS
-};
-
-#define COL_NAME_(E, name) ", " #name
 #define COL_PARAM_(E, name) ", ?"
-/* "seq, decision_id, ..., client, hash" and its placeholders. */
-#define ALL_COLUMNS "seq" HISTORY_COLUMNS(COL_NAME_) ", hash"
+/* The placeholders of ALL_COLUMNS (history_int.h). */
 #define ALL_PARAMS "?" HISTORY_COLUMNS(COL_PARAM_) ", ?"
 
 /* One column's value: text (p, n; p == NULL for SQL NULL) or, when is_int,
