@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "daemon_int.h"
+#include "history_int.h"
 #include "verdict/json.h"
 #include "verdict/policytest.h"
 #include "verdict/protocol.h"
@@ -226,13 +227,8 @@ static int list_revisions(vd_daemon_t *d, vd_buf_t *out, vd_buf_t *err) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   int rc, first = 1;
-  if (sqlite3_open_v2(d->opts.db, &db, SQLITE_OPEN_READONLY, NULL) !=
-      SQLITE_OK) {
-    vd_buf_addf(err, "%s: %s", d->opts.db, sqlite3_errmsg(db));
-    sqlite3_close(db);
+  if (vd_history_db_open_ro(&db, d->opts.db, err) != 0)
     return VD_EIO;
-  }
-  sqlite3_busy_timeout(db, 2000);
   vd_buf_adds(out, ",\"activations\":[");
   rc = sqlite3_prepare_v2(
       db,

@@ -5,7 +5,9 @@
  * (facts, verify, load, the auditor commands) applies the same checks and
  * gives the same messages; and the columns of `decisions`, so that the
  * auditor commands select them as the writer and verify know them.
- * Nothing here is for code outside the history module.
+ * For the history module and the commands that read its file (the
+ * auditor commands, replay, the admin channel's revision list); nothing
+ * else includes it.
  */
 #ifndef VERDICT_HISTORY_INT_H
 #define VERDICT_HISTORY_INT_H

@@ -29,6 +29,7 @@
 #include <sqlite3.h>
 
 #include "cli_int.h"
+#include "history_int.h"
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
@@ -423,10 +424,8 @@ static int split_lanes(replay_t *r, int nlanes, int64_t *bounds) {
   int64_t n = 0, row = 0, last = 0;
   int rc = -1, lane = 1;
 
-  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      NULL) != SQLITE_OK)
+  if (vd_history_db_open_ro(&db, r->db, &r->fatal_msg) != 0)
     goto out;
-  sqlite3_busy_timeout(db, 5000);
   vd_buf_adds(&sql, "SELECT count(*) FROM decisions WHERE 1");
   add_filters(&sql, r);
   if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK)
@@ -459,7 +458,7 @@ static int split_lanes(replay_t *r, int nlanes, int64_t *bounds) {
   bounds[nlanes] = INT64_MAX;
   rc = 0;
 out:
-  if (rc)
+  if (rc && !r->fatal_msg.len) /* else the opening said why */
     vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
   sqlite3_finalize(st);
   sqlite3_close(db);
@@ -499,20 +498,15 @@ static void *lane_run(void *arg) {
     free(why_not);
   }
 
-  if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      NULL) != SQLITE_OK) {
-    vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
+  if (vd_history_db_open_ro(&db, r->db, &r->fatal_msg) != 0)
     goto out;
-  }
-  sqlite3_busy_timeout(db, 5000);
   vd_buf_adds(&sql, "SELECT decision_id, received_ms, revision, request, "
                     "result, trace, error_code, facts, seq FROM decisions "
                     "WHERE seq >= ? AND seq < ?");
   add_filters(&sql, r);
   vd_buf_adds(&sql, " ORDER BY seq");
   if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
-    vd_buf_addf(&r->fatal_msg, "%s: not a verdict history database? %s",
-                r->db, sqlite3_errmsg(db));
+    vd_buf_addf(&r->fatal_msg, "reading %s: %s", r->db, sqlite3_errmsg(db));
     goto out;
   }
   sqlite3_bind_int64(st, bind++, r->seq_lo);
