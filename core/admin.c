@@ -75,23 +75,22 @@ static void enqueue_reload(vd_daemon_t *d, const char *trigger,
  * ------------------------------------------------------------------------ */
 
 static void in_force_json(vd_engine_t *e, vd_buf_t *out) {
+  char path[VD_PATH_MAX];
   size_t r, k;
   vd_buf_reset(out);
   vd_buf_addc(out, '{');
   for (r = 0; r <= vd_engine_region_count(e); r++) {
     const char *region = r ? vd_engine_region(e, r - 1) : "national";
+    int first = 1;
     vd_buf_addf(out, "%s\"%s\":{", r ? "," : "", region);
     for (k = 0; k < vd_engine_kind_count(e); k++) {
       const char *kind = vd_engine_kind(e, k);
       const char *pr = vd_engine_policy_region(e, kind, region);
       if (!pr)
         continue;
-      if (strcmp(pr, "national") == 0)
-        vd_buf_addf(out, "%s\"%s\":\"national/%s.lua\"", k ? "," : "", kind,
-                    kind);
-      else
-        vd_buf_addf(out, "%s\"%s\":\"regions/%s/%s.lua\"", k ? "," : "", kind,
-                    pr, kind);
+      vd_engine_policy_path(path, pr, kind);
+      vd_buf_addf(out, "%s\"%s\":\"%s\"", first ? "" : ",", kind, path);
+      first = 0;
     }
     vd_buf_addc(out, '}');
   }

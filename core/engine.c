@@ -144,19 +144,16 @@ static int valid_region(const char *r) {
   return seg > 0;
 }
 
-/* The file of REGION's policy for KIND.  Region and kind names are at most
- * 31 bytes, so the path fits; on the C stack, it cannot leak when Lua
- * raises. */
-#define VD_PATH_MAX 96
 /* Append NUL-terminated s at *p, never past end (which stays for NUL). */
 static void put(char **p, char *end, const char *s) {
   while (*s && *p < end)
     *(*p)++ = *s++;
 }
 
-/* Every decision names its file (for messages), so no snprintf here. */
-static void policy_path(char out[VD_PATH_MAX], const char *region,
-                        const char *kind) {
+/* Every decision names its file (for messages), so no snprintf here; on
+ * the caller's stack, it cannot leak when Lua raises. */
+void vd_engine_policy_path(char out[VD_PATH_MAX], const char *region,
+                           const char *kind) {
   char *p = out, *end = out + VD_PATH_MAX - 1;
   if (strcmp(region, "national") == 0) {
     put(&p, end, "national/");
@@ -172,7 +169,7 @@ static void policy_path(char out[VD_PATH_MAX], const char *region,
 
 static int has_policy(vd_engine_t *e, const char *region, const char *kind) {
   char p[VD_PATH_MAX];
-  policy_path(p, region, kind);
+  vd_engine_policy_path(p, region, kind);
   return vd_bundle_find(e->bundle, p) != NULL;
 }
 
@@ -219,7 +216,7 @@ static int l_parent(lua_State *L) {
   char pr[32], path[VD_PATH_MAX];
   if (!region || !*region)
     return luaL_error(L, "the national policy has no parent");
-  policy_path(path, region, kind);
+  vd_engine_policy_path(path, region, kind);
   parent_region(e, region, kind, pr);
   run_file(L, e, path, 1, kind, pr);
   return 1;
@@ -409,7 +406,7 @@ static int load_all(lua_State *L) {
       char pr[32];
       if (r > 0 && !has_policy(e, region, kind))
         continue;
-      policy_path(path, region, kind);
+      vd_engine_policy_path(path, region, kind);
       parent_region(e, region, kind, pr);
       run_file(L, e, path, 1, kind, r == 0 ? NULL : pr);
       check_policy_shape(L, path);
@@ -914,7 +911,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   if (d->facts.len)
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
-  policy_path(file, d->policy_region, d->kind);
+  vd_engine_policy_path(file, d->policy_region, d->kind);
   if (tripped == VD_EPOLICY_TIMEOUT) {
     fail(d, VD_EPOLICY_TIMEOUT, NULL,
          "%s: the policy ran past its budget of %lu instructions",

@@ -478,7 +478,8 @@ static void rule_where(lua_State *L, const char *dflt, vd_buf_t *out) {
 static int check_k(lua_State *L) {
   check_args_t *a = lua_touserdata(L, 1);
   size_t k, g;
-  vd_buf_t file = VD_BUF_INIT, where = VD_BUF_INIT;
+  char file[VD_PATH_MAX];
+  vd_buf_t where = VD_BUF_INIT;
   for (k = 0; k < vd_engine_kind_count(a->e); k++) {
     const char *kind = vd_engine_kind(a->e, k);
     for (g = 0; g <= vd_engine_region_count(a->e); g++) {
@@ -487,17 +488,13 @@ static int check_k(lua_State *L) {
       int ids;
       if (vd_engine_push_policy(a->e, kind, region))
         continue;
-      vd_buf_reset(&file);
-      if (g)
-        vd_buf_addf(&file, "regions/%s/%s.lua", region, kind);
-      else
-        vd_buf_addf(&file, "national/%s.lua", kind);
+      vd_engine_policy_path(file, region, kind);
       lua_newtable(L);
       ids = lua_gettop(L);
       if (lua_getfield(L, -2, "tables") != LUA_TTABLE ||
           luaL_len(L, -1) == 0) {
         fprintf(a->out, "%s: the policy declares no decision tables "
-                        "(policy.tables)\n", file.data);
+                        "(policy.tables)\n", file);
         a->problems++;
         lua_pop(L, 3);
         continue;
@@ -507,7 +504,7 @@ static int check_k(lua_State *L) {
         const char *hit, *tname;
         lua_geti(L, -1, t);
         if (!lua_istable(L, -1)) {
-          fprintf(a->out, "%s: tables[%d] is not a table\n", file.data, (int)t);
+          fprintf(a->out, "%s: tables[%d] is not a table\n", file, (int)t);
           a->problems++;
           lua_pop(L, 1);
           continue;
@@ -518,12 +515,12 @@ static int check_k(lua_State *L) {
         hit = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
         if (!hit || (strcmp(hit, "first") != 0 && strcmp(hit, "collect") != 0)) {
           fprintf(a->out, "%s: table '%s' must declare hit = \"first\" or "
-                          "\"collect\"\n", file.data, tname);
+                          "\"collect\"\n", file, tname);
           a->problems++;
         }
         lua_pop(L, 1);
         if (lua_getfield(L, -2, "rules") != LUA_TTABLE) {
-          fprintf(a->out, "%s: table '%s' has no rules list\n", file.data,
+          fprintf(a->out, "%s: table '%s' has no rules list\n", file,
                   tname);
           a->problems++;
           lua_pop(L, 3);
@@ -536,12 +533,12 @@ static int check_k(lua_State *L) {
           lua_geti(L, -1, j);
           if (!lua_istable(L, -1)) {
             fprintf(a->out, "%s: table '%s' rule %d is not a table\n",
-                    file.data, tname, (int)j);
+                    file, tname, (int)j);
             a->problems++;
             lua_pop(L, 1);
             continue;
           }
-          rule_where(L, file.data, &where);
+          rule_where(L, file, &where);
           lua_getfield(L, -1, "id");
           id = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
           lua_getfield(L, -2, "basis");
@@ -559,7 +556,7 @@ static int check_k(lua_State *L) {
             lua_pushvalue(L, -2);
             if (lua_rawget(L, ids) != LUA_TNIL) {
               fprintf(a->out, "%s: rule id '%s' is used twice in %s\n",
-                      where.data, id, file.data);
+                      where.data, id, file);
               a->problems++;
             }
             lua_pop(L, 1);
@@ -574,7 +571,6 @@ static int check_k(lua_State *L) {
       lua_pop(L, 3);
     }
   }
-  vd_buf_release(&file);
   vd_buf_release(&where);
   return 0;
 }

@@ -123,6 +123,13 @@ const char *vd_engine_kind(const vd_engine_t *e, size_t i);
 const char *vd_engine_policy_region(vd_engine_t *e, const char *kind,
                                     const char *region);
 
+/* The bundle path of REGION's file for KIND: "national/sla.lua" for the
+ * region "national", else "regions/GD/sla.lua".  Region and kind names are
+ * at most 31 bytes, so it fits VD_PATH_MAX. */
+#define VD_PATH_MAX 96
+void vd_engine_policy_path(char out[VD_PATH_MAX], const char *region,
+                           const char *kind);
+
 /* Push the policy table that decides KIND for REGION_WITH_FILE (a region
  * that has its own file, or "national").  Returns 0 or VD_ENOT_FOUND. */
 int vd_engine_push_policy(vd_engine_t *e, const char *kind,
