@@ -210,6 +210,10 @@ static void run_case(runner_t *r, const char *file, const char *kind,
   vd_buf_add_json_str(&r->line, at, strlen(at));
   vd_buf_adds(&r->line, ",\"input\":");
   lua_getfield(L, c, "input");
+  if (lua_istable(L, -1) && !lua_getmetatable(L, -1)) {
+    vd_json_push_marker(L, 'o'); /* an object, so {} is not written as [] */
+    lua_setmetatable(L, -2);
+  }
   if (!lua_istable(L, -1) ||
       vd_json_encode(L, -1, &r->line, "input", &r->err)) {
     lua_pop(L, 1);
@@ -217,11 +221,6 @@ static void run_case(runner_t *r, const char *file, const char *kind,
     return;
   }
   lua_pop(L, 1);
-  if (r->line.data[r->line.len - 1] == ']' &&
-      r->line.data[r->line.len - 2] == '[') { /* {} written as [] */
-    r->line.len -= 2;
-    vd_buf_adds(&r->line, "{}");
-  }
   vd_buf_addc(&r->line, '}');
 
   rc = vd_engine_decide(r->engine, r->line.data, r->line.len, 0, &r->d);
