@@ -1,24 +1,16 @@
 # verdict - a policy engine daemon for telecom complaint decisions.
 #
 # One hand-written Makefile.  Dependencies come from Debian's packages and are
-# found with pkg-config; when one is missing, scripts/install-deps installs
-# them (idempotent, needs root on a fresh Debian 12 machine).
+# found with pkg-config.  `make deps` installs what is missing
+# (scripts/install-deps: idempotent, needs root on a fresh Debian 12
+# machine); `run`, `test`, `bench`, `asan` and `tsan` do that first, so the
+# README's two commands do all the set-up.  A plain `make` only builds.
 #
-# Targets: all (default), run, test, bench, asan, install, clean.
+# Targets: all (default), deps, run, test, bench, asan, tsan, install, clean.
+# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR.
 
 PKGS      := lua5.4 libuv sqlite3 yajl nettle
 TEST_PKGS := cmocka
-
-# Install what is missing before anything else is evaluated.
-DEPS_OK := $(shell ./scripts/install-deps --check && \
-             pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
-ifneq ($(DEPS_OK),yes)
-  $(info verdict: installing missing build dependencies (scripts/install-deps))
-  DEPS_RC := $(shell ./scripts/install-deps >&2; echo $$?)
-  ifneq ($(DEPS_RC),0)
-    $(error scripts/install-deps failed; see the messages above)
-  endif
-endif
 
 CC      ?= cc
 BUILD   ?= build
@@ -27,18 +19,30 @@ PREFIX  ?= /usr/local
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wundef -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CFLAGS) -Iinclude -Icore \
-              $(shell pkg-config --cflags $(PKGS))
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
-TEST_LDLIBS := $(shell pkg-config --libs $(TEST_PKGS))
 
-# The library every program links: one subsystem per file.
+# pkg-config is asked once, when the first recipe needs it: by then `deps`
+# has run for the goals that depend on it.  (`X = $(eval X := ...)$(X)` is
+# make's evaluate-once idiom.)
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg,--cflags,$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(call pkg,--libs,$(PKGS)))$(PKG_LIBS)
+TEST_LIBS  = $(eval TEST_LIBS := $(call pkg,--libs,$(TEST_PKGS)))$(TEST_LIBS)
+pkg = $(or $(shell pkg-config $(1) $(2) 2>/dev/null),$(if $(shell pkg-config --exists $(2) && echo y),,$(error missing build dependencies ($(2)): run `make deps` as root)))
+
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CFLAGS) -Iinclude -Icore \
+             $(PKG_CFLAGS)
+LDLIBS     = $(PKG_LIBS) -lpthread -lm
+
+# core/: the library every program links, on its caller's thread; it prints
+# nothing.  core/daemon/: verdictd, the only code with event loops.
+# core/cmd/: verdict, the only code that prints.
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
             core/engine.c core/protocol.c core/client.c core/policytest.c \
             core/history.c core/textdiff.c
-DAEMON_SRCS := core/daemon.c core/worker.c core/admin.c core/verdictd.c
-CLI_SRCS    := core/verdict.c core/cli_history.c core/replay.c core/bench.c
+DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
+               core/daemon/verdictd.c
+CLI_SRCS    := core/cmd/verdict.c core/cmd/audit.c core/cmd/replay.c \
+               core/cmd/bench.c
 
 TESTS := test_json test_engine test_sandbox test_protocol test_history
 
@@ -47,12 +51,19 @@ DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS    := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_BINS   := $(TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test bench asan install clean
+# Goals that install what is missing before anything is compiled.
+DEPS_GOALS  := run test bench asan tsan
+NEED_DEPS   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
+
+.PHONY: all deps run test bench asan tsan install clean
 # Keep the test objects make builds on the way (and keep its last line ours).
 .SECONDARY:
 all: $(BUILD)/verdictd $(BUILD)/verdict
 
-$(BUILD)/%.o: %.c
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/%.o: %.c | $(NEED_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -60,37 +71,41 @@ $(BUILD)/libverdict.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/libverdict.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libverdict.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 # Start the daemon in the foreground on the bundled policies.
-run: all
+run: deps all
 	@mkdir -p var
 	./$(BUILD)/verdictd --policies policies --socket var/verdictd.sock \
 	    --admin-socket var/verdictd-admin.sock --db var/verdict.db \
 	    $(VERDICTD_FLAGS)
 
 # Every test: cmocka unit tests, the policies' own tests, black-box tests.
-test: all $(TEST_BINS)
+test: deps all $(TEST_BINS)
 	./scripts/run-tests $(BUILD)
 
-bench: all
+bench: deps all
 	./scripts/bench $(BUILD)
 
-# Address and undefined-behaviour sanitizers, in a build tree of their own.
-asan:
+# The sanitizers, each in a build tree of its own.
+asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" test
+
+tsan: deps
+	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	    VERDICT_TSAN=1 test
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/verdictd $(BUILD)/verdict $(DESTDIR)$(PREFIX)/bin/
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,5 +1,5 @@
 /*
- * history_int.h - what core/history.c shares with core/cli_history.c.
+ * history_int.h - what core/history.c shares with core/cmd/audit.c.
  *
  * The read-only opening of a history database, so that every reader
  * (facts, verify, load, the auditor commands) applies the same checks and

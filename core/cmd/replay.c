@@ -28,7 +28,7 @@
 #include <lualib.h>
 #include <sqlite3.h>
 
-#include "cli_int.h"
+#include "cmd_int.h"
 #include "history_int.h"
 #include "verdict/engine.h"
 #include "verdict/error.h"

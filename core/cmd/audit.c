@@ -1,5 +1,5 @@
 /*
- * cli_history.c - the auditor commands: `verdict history show|list|verify`
+ * audit.c - the auditor commands: `verdict history show|list|verify`
  * (`verdict revisions` goes through the daemon's admin socket: admin.c).
  *
  * Owns nothing past one command: each opens the history database
@@ -22,7 +22,7 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
-#include "cli_int.h"
+#include "cmd_int.h"
 #include "history_int.h"
 #include "verdict/buf.h"
 #include "verdict/error.h"

@@ -5,7 +5,7 @@
  *   verdict decide KIND --region R [--at T] [--id ID] [FILE|-]
  *   verdict ping | status
  *   verdict test [DIR] | check [DIR]
- *   verdict history ... (see cli_history.c)
+ *   verdict history ... (see audit.c)
  *
  * Talks to the daemon over --socket PATH (default var/verdictd.sock) or
  * --connect HOST:PORT.  Exit status: 0 success, 1 an error response or a
@@ -22,7 +22,7 @@
 #include "verdict/history.h"
 #include "verdict/json.h"
 #include "verdict/policytest.h"
-#include "cli_int.h"
+#include "cmd_int.h"
 
 static void usage(FILE *f) {
   fputs("usage: verdict COMMAND [options]\n"

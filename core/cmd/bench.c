@@ -49,7 +49,7 @@
 
 #include <uv.h>
 
-#include "cli_int.h"
+#include "cmd_int.h"
 #include "verdict/buf.h"
 #include "verdict/protocol.h"
 
