@@ -6,7 +6,8 @@
 # machine); `run`, `test`, `bench`, `asan` and `tsan` do that first, so the
 # README's two commands do all the set-up.  A plain `make` only builds.
 #
-# Targets: all (default), deps, run, test, bench, asan, tsan, install, clean.
+# Targets: all (default), deps, run, test, bench, asan, tsan, reference,
+# install, clean.
 # Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR.
 
 PKGS      := lua5.4 libuv sqlite3 yajl nettle
@@ -42,7 +43,7 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/audit.c core/cmd/replay.c \
-               core/cmd/bench.c
+               core/cmd/bench.c core/cmd/reference.c
 
 TESTS := test_json test_engine test_sandbox test_protocol test_history
 
@@ -55,7 +56,7 @@ TEST_BINS   := $(TESTS:%=$(BUILD)/tests/%)
 DEPS_GOALS  := run test bench asan tsan
 NEED_DEPS   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
 
-.PHONY: all deps run test bench asan tsan install clean
+.PHONY: all deps run test bench asan tsan reference install clean
 # Keep the test objects make builds on the way (and keep its last line ours).
 .SECONDARY:
 all: $(BUILD)/verdictd $(BUILD)/verdict
@@ -100,6 +101,12 @@ asan: deps
 tsan: deps
 	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	    VERDICT_TSAN=1 test
+
+# docs/policy-reference.md is generated from the policies' schemas;
+# `make test` fails when the committed file is not current.
+reference: all
+	./$(BUILD)/verdict reference policies >docs/policy-reference.md.tmp
+	mv docs/policy-reference.md.tmp docs/policy-reference.md
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -11,5 +11,6 @@
 int vd_cli_history(int argc, char **argv); /* audit.c */
 int vd_cli_replay(int argc, char **argv);  /* replay.c */
 int vd_cli_bench(int argc, char **argv);   /* bench.c */
+int vd_cli_reference(int argc, char **argv); /* reference.c */
 
 #endif

@@ -220,6 +220,8 @@ int main(int argc, char **argv) {
     return vd_cli_replay(argc - 1, argv + 1);
   if (strcmp(cmd, "bench") == 0)
     return vd_cli_bench(argc - 1, argv + 1);
+  if (strcmp(cmd, "reference") == 0)
+    return vd_cli_reference(argc - 1, argv + 1);
   if (strcmp(cmd, "test") == 0 || strcmp(cmd, "check") == 0) {
     const char *dir = "policies";
     int quiet = 0;
