@@ -109,8 +109,12 @@ reference: all
 	mv docs/policy-reference.md.tmp docs/policy-reference.md
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BUILD)/verdictd $(BUILD)/verdict $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 docs/man/verdict.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/man/verdict-policies.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 docs/man/verdictd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
 clean:
 	rm -rf build build-asan build-tsan
