@@ -1,5 +1,5 @@
 /*
- * json_compare.c - the measurement behind the choice of yajl (README,
+ * json_compare.c - the measurement behind the choice of yajl (docs/design.md,
  * "Dependencies and why"): decode a request line into Lua tables with
  *   (a) verdict's yajl SAX decoder (vd_json_decode), building Lua values
  *       as the bytes are read, and

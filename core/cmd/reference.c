@@ -47,17 +47,12 @@ static void add_cell(vd_buf_t *out, const char *s) {
   }
 }
 
-/* The string field NAME of the table at idx, or NULL. */
-static const char *str_field(lua_State *L, int idx, const char *name,
-                             vd_buf_t *into) {
-  const char *s = NULL;
-  vd_buf_reset(into);
-  if (lua_getfield(L, idx, name) == LUA_TSTRING) {
-    vd_buf_adds(into, lua_tostring(L, -1));
-    s = into->data;
-  }
-  lua_pop(L, 1);
-  return s;
+/* Push field NAME of the table at idx; return it if it is a string, else
+ * "".  The caller pops it (with the row it belongs to). */
+static const char *field_str(lua_State *L, int idx, const char *name) {
+  if (lua_getfield(L, idx, name) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  return "";
 }
 
 /* Push the names of the table at idx whose values are tables, as a new
@@ -120,7 +115,8 @@ static void add_presence(lua_State *L, int idx, const char *type,
     vd_buf_adds(out, "; needs");
     for (i = 1; i <= n; i++) {
       lua_geti(L, -1, i);
-      vd_buf_addf(out, "%s `%s`", i > 1 ? "," : "", luaL_tolstring(L, -1, NULL));
+      vd_buf_addf(out, "%s `%s`", i > 1 ? "," : "",
+                  luaL_tolstring(L, -1, NULL));
       lua_pop(L, 2);
     }
   }
@@ -129,59 +125,49 @@ static void add_presence(lua_State *L, int idx, const char *type,
 
 /* One table row per field of the fields table at idx, PREFIX before each
  * name; nested objects (and arrays of objects) row by row below theirs.
- * SKIP, when not 0, is a fields table whose names are left out. */
+ * SKIP, when not 0, is a fields table whose names are left out.  Every
+ * string lives on the Lua stack, so an error raised here leaks nothing. */
 static void add_rows(lua_State *L, int idx, const char *prefix, int skip,
                      vd_buf_t *out) {
   lua_Integer i, n;
-  vd_buf_t name = VD_BUF_INIT, s = VD_BUF_INIT;
   idx = lua_absindex(L, idx);
   push_sorted_names(L, idx);
   n = (lua_Integer)luaL_len(L, -1);
   for (i = 1; i <= n; i++) {
-    const char *type, *expect, *doc;
-    int spec, elem;
-    lua_rawgeti(L, -1, i);
+    int top = lua_gettop(L), spec, sub;
+    const char *name, *type;
+    lua_rawgeti(L, top, i);
     if (skip && lua_getfield(L, skip, lua_tostring(L, -1)) != LUA_TNIL) {
-      lua_pop(L, 2);
+      lua_settop(L, top);
       continue;
     }
-    if (skip)
-      lua_pop(L, 1);
-    vd_buf_reset(&name);
-    vd_buf_addf(&name, "%s%s", prefix, lua_tostring(L, -1));
+    name = lua_pushfstring(L, "%s%s", prefix, lua_tostring(L, top + 1));
+    lua_pushvalue(L, top + 1);
     lua_gettable(L, idx);
     spec = lua_gettop(L);
     if (!lua_istable(L, spec)) {
-      lua_pop(L, 1);
+      lua_settop(L, top);
       continue;
     }
-    type = str_field(L, spec, "type", &s);
-    vd_buf_addf(out, "| `%s` | %s | ", name.data, type ? type : "?");
-    add_presence(L, spec, type ? type : "", out);
+    type = field_str(L, spec, "type");
+    vd_buf_addf(out, "| `%s` | %s | ", name, *type ? type : "?");
+    add_presence(L, spec, type, out);
     vd_buf_adds(out, " | ");
-    expect = str_field(L, spec, "expect", &s);
-    add_cell(out, expect ? expect : "");
+    add_cell(out, field_str(L, spec, "expect"));
     vd_buf_adds(out, " | ");
-    doc = str_field(L, spec, "doc", &s);
-    add_cell(out, doc ? doc : "");
+    add_cell(out, field_str(L, spec, "doc"));
     vd_buf_adds(out, " |\n");
     /* an object's fields, or those of an array's object elements */
-    elem = lua_getfield(L, spec, "of") == LUA_TTABLE;
-    if (elem)
-      lua_replace(L, spec);
-    else
-      lua_pop(L, 1);
-    type = str_field(L, spec, "type", &s);
-    if (lua_getfield(L, spec, "fields") == LUA_TTABLE && type &&
-        strcmp(type, "object") == 0) {
-      vd_buf_adds(&name, elem ? "[]." : ".");
-      add_rows(L, -1, name.data, 0, out);
+    sub = lua_getfield(L, spec, "of") == LUA_TTABLE ? lua_gettop(L) : spec;
+    if (strcmp(field_str(L, sub, "type"), "object") == 0 &&
+        lua_getfield(L, sub, "fields") == LUA_TTABLE) {
+      const char *p =
+          lua_pushfstring(L, "%s%s", name, sub != spec ? "[]." : ".");
+      add_rows(L, -2, p, 0, out);
     }
-    lua_pop(L, 2);
+    lua_settop(L, top);
   }
   lua_pop(L, 1);
-  vd_buf_release(&name);
-  vd_buf_release(&s);
 }
 
 #define TABLE_HEAD                                                           \
@@ -274,7 +260,8 @@ int vd_cli_reference(int argc, char **argv) {
     "file is not what the command prints. \"accepts\" is what a `bad_input`\n"
     "error says was expected. Unknown fields are refused and JSON `null`\n"
     "counts as absent. What each field means for the decision, and the\n"
-    "result fields, are in the [policy guide](policy-guide.md#what-each-kind-decides).\n");
+    "result fields, are in the [policy guide]"
+    "(policy-guide.md#what-each-kind-decides).\n");
   sb = vd_engine_sandbox(e);
   a.e = e;
   a.out = &out;

@@ -11,7 +11,7 @@
  * engine then decides again from the start with the exact instruction
  * count.  So is an attempt that finished but took longer than its recount
  * threshold.  The answers therefore stay exactly those of counted
- * evaluation; see vd_engine_decide() and README "Instruction budget".
+ * evaluation; see vd_engine_decide() and docs/design.md "Instruction budget".
  *
  * Threads: one watchdog thread per vd_watchdog_t.  A slot belongs to the
  * one thread that attached it; vd_watch_begin()/vd_watch_end() are called
