@@ -1,16 +1,28 @@
 -- lib/calendar.lua - working-day calendars and deadline arithmetic.
 --
 -- Data: calendar/<year>.lua holds the national days off (`holidays`, as
--- from/to ranges) and weekend days worked (`workdays`, 调休) of one year;
+-- from/to ranges) and weekend days worked (`workdays`, 调休) of one year,
+-- and the UTC offset of the civil time its dates are in (`utc_offset`,
+-- "+08:00": the holiday notice is a calendar of dates in China);
 -- regions/<CODE>/calendar/<year>.lua adds a region's own days on top of its
 -- parent's (GD-SZ on top of GD on top of national).  C.load() reads every
 -- year it finds in C.FIRST_YEAR..C.LAST_YEAR once, when the first policy
 -- loads, into a map day number -> working (true) / off (false), and numbers
 -- the working days so that "n working days after" is a single lookup.
 --
+-- Civil time: every calendar quantity (the day an instant falls on, working
+-- days, calendar days, months, "ends at 24:00 of its day") is counted on the
+-- calendar's own civil time, whatever offset the input was written in:
+-- 2026-02-13T16:30:00Z is Saturday 14 February in China, and a deadline on
+-- that day ends at 2026-02-14T23:59:59+08:00 (= 15:59:59Z).  The same
+-- instant written in any offset therefore gets the same deadlines.  The
+-- policies write every time they answer in the calendar's offset
+-- (C.offset; "+08:00" for the shipped calendars), so a deadline day reads
+-- as the date it is in China.
+--
 -- Counting rule (DOMAIN.md): the start day is not counted; a deadline that
 -- falls on a day off moves to the next working day; a deadline ends at 24:00
--- of its day, which verdict writes as 23:59:59 of that day, local time.
+-- of its day, which verdict writes as 23:59:59 of that day, calendar time.
 -- Hour and minute limits are exact instants: they run through nights,
 -- weekends and holidays.
 --
@@ -56,6 +68,15 @@ local function day_of(file, s)
   local dn, why = T.parse_date(s)
   if not dn then bad_data(file, "bad date " .. tostring(s) .. ": " .. why) end
   return dn
+end
+
+-- The offset (seconds) a year file's utc_offset gives; nil if it has none.
+local function offset_of(file, data)
+  local s = data.utc_offset
+  if s == nil then return nil end
+  local off, why = T.parse_offset(s)
+  if not off then bad_data(file, "bad utc_offset " .. tostring(s) .. ": " .. why) end
+  return off
 end
 
 -- Check a year file's shape and call mark(dn, working) for each day it sets.
@@ -106,26 +127,44 @@ local function index(cal)
   return cal
 end
 
--- The national calendar: every calendar/<year>.lua found.
+-- The national calendar: every calendar/<year>.lua found.  Each names the
+-- offset of its civil time (utc_offset); all must name the same one, which
+-- is the calendar's (cal.off).
 local function load_national()
-  local open, years = {}, {}
+  local open, years, off, off_file = {}, {}, nil, nil
   for y = C.FIRST_YEAR, C.LAST_YEAR do
     local data = probe("calendar." .. y)
     if data then
+      local file = "calendar/" .. y .. ".lua"
+      if type(data) ~= "table" then bad_data(file, "must return a table with year = " .. y) end
+      local o = offset_of(file, data)
+      if o == nil then
+        bad_data(file, "needs utc_offset, the offset of the civil time its dates are in "
+          .. "(\"+08:00\" for the State Council's notice)")
+      elseif off ~= nil and o ~= off then
+        bad_data(file, "utc_offset " .. data.utc_offset .. " differs from " .. off_file
+          .. "'s; one calendar counts days in one civil time")
+      end
+      off, off_file = o, off_file or file
       years[#years + 1] = y
       for dn = T.days_from_civil(y, 1, 1), T.days_from_civil(y, 12, 31) do
         local wd = T.weekday(dn)
         open[dn] = wd ~= 0 and wd ~= 6
       end
-      read_year("calendar/" .. y .. ".lua", data, y, function(dn, working)
+      read_year(file, data, y, function(dn, working)
         open[dn] = working
       end)
     end
   end
+  if off == nil then
+    bad_data("calendar/", "no calendar/<year>.lua: at least one year file is needed, for its "
+      .. "days and for utc_offset, the civil time deadlines are counted in")
+  end
   -- Date strings of these years, and of the year after (deadlines run into
   -- it), are precomputed for T.format.
-  if #years > 0 then T.cache_dates(years[1], years[#years] + 1) end
-  return index({ region = "national", open = open, years = years, changed = {}, bases = {} })
+  T.cache_dates(years[1], years[#years] + 1)
+  return index({ region = "national", open = open, years = years, changed = {}, bases = {},
+    off = off })
 end
 
 -- A region's calendar: its parent's plus regions/<code>/calendar/<year>.lua
@@ -142,6 +181,12 @@ local function load_region(code, base)
         for i, v in ipairs(base.bases) do bases[i] = v end
       end
       local file = "regions/" .. code .. "/calendar/" .. y .. ".lua"
+      if type(data) ~= "table" then bad_data(file, "must return a table with year = " .. y) end
+      local o = offset_of(file, data)
+      if o ~= nil and o ~= base.off then
+        bad_data(file, "utc_offset " .. data.utc_offset .. " differs from the national "
+          .. "calendar's; a region adds days, it does not move the civil time")
+      end
       bases[#bases + 1] = data.basis or file
       read_year(file, data, y, function(dn, working)
         open[dn] = working
@@ -154,7 +199,7 @@ local function load_region(code, base)
   local note = { rule = "calendar.regional." .. code,
     basis = "regional working-day calendar: " .. concat(bases, "; ") }
   return index({ region = code, open = open, years = base.years, changed = changed,
-    bases = bases, note = note })
+    bases = bases, note = note, off = base.off })
 end
 
 -- Load the national calendar and every region's additions (regions listed
@@ -214,7 +259,13 @@ end
 -- mode: the policy's calendar_fallback; path: the input field to name if a
 -- year is missing and mode is "error".
 function C.clock(cal, mode, path)
-  return { cal = cal, mode = mode, path = path, fallback = nil, regional = false }
+  return { cal = cal, off = cal.off, mode = mode, path = path, fallback = nil, regional = false }
+end
+
+-- The offset (seconds) of the clock's civil time: the one results are
+-- written in (T.format(t, C.offset(clk))).
+function C.offset(clk)
+  return clk.off
 end
 
 -- The clock of a decision in region `code`, on the calendars C.load() built
@@ -306,12 +357,14 @@ function C.spec_error(spec)
   return nil
 end
 
--- The deadline instant for spec counted from instant t written in offset off.
-function C.due(clk, t, off, spec)
+-- The deadline instant for spec counted from instant t.  Days are the
+-- calendar's civil days (clk.off), whatever offset t was written in.
+function C.due(clk, t, spec)
   local n = spec.minutes
   if n then return t + n * 60 end
   n = spec.hours
   if n then return t + n * 3600 end
+  local off = clk.off
   local dn = (t + off) // 86400                      -- T.local_day
   n = spec.working_days
   if n then

@@ -16,6 +16,10 @@
 --      outweighs a misunderstanding it may have caused);
 --   6. nothing found against either side: properly handled.
 -- `grounds` lists the ids of the finding rules the outcome rests on.
+--
+-- Times may be written in any offset: the bars' months and the appeal
+-- body's days are counted on the calendar's civil days (lib/calendar.lua,
+-- +08:00), and every time in the result is written in +08:00.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -38,8 +42,10 @@ local fields = {
   customer_id = S.string{ max_len = 64,
     doc = "the customer, optional: recorded so that history can count this customer's complaints" },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
-  event_at = S.time{ required = true, doc = "when the disputed event happened" },
-  appealed_at = S.time{ required = true, doc = "when the appeal was filed" },
+  event_at = S.time{ required = true, doc = "when the disputed event happened; any offset: "
+    .. "the appeal bars' months are counted in China's civil days (the calendar's utc_offset, "
+    .. "+08:00), and the result's times are written in +08:00" },
+  appealed_at = S.time{ required = true, doc = "when the appeal was filed (any offset)" },
   complained_first = S.boolean{ required = true, doc = "the customer complained to the carrier first" },
   carrier_replied_in_time = S.boolean{ default = true },
   accepted_elsewhere = S.enum{ "court", "arbitration", "consumer_org", "appeal_body",
@@ -217,7 +223,7 @@ local function evaluate(P, f, ctx, tr)
   end
   local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.event_at")
   local window = R.decide(P, "window", f, tr)
-  f.window_ends = due_of(clk, ev.t, ev.off, window.due)
+  f.window_ends = due_of(clk, ev.t, window.due)
 
   -- Findings count only for an admissible appeal: fired rules, and how
   -- many of each class.
@@ -251,11 +257,12 @@ local function evaluate(P, f, ctx, tr)
   if k == 0 then grounds[1] = o.id end
 
   f.withdrawn = o.outcome == "withdrawn"
+  local off = C.offset(clk)
   local result = {
     outcome = o.outcome,
     grounds = grounds,
     counts_against_enterprise = o.counts == true,
-    appeal_window_ends = format(f.window_ends, ev.off),
+    appeal_window_ends = format(f.window_ends, off),
     acceptance_decision_by = NULL,
     answer_due_by = NULL,
   }
@@ -264,7 +271,7 @@ local function evaluate(P, f, ctx, tr)
     local r = deadlines[i]
     local from = f[r.from]
     clk.path = PATH[r.from] or "input." .. r.from
-    result[r.out] = format(due_of(clk, from.t, from.off, r.due), from.off)
+    result[r.out] = format(due_of(clk, from.t, r.due), off)
   end
   C.report(clk, tr)
   return result

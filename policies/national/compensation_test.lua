@@ -11,7 +11,21 @@ local function input(t)
   return base
 end
 
-return {
+-- One instant written in each offset a request may use: `variants` is a
+-- list of { offset = "...", <field> = time, ... }, the same instants in each.
+-- Adds one case per variant, built by make(v); all expect the same answer,
+-- since days are China's civil days whatever the offset, and answers are
+-- written in +08:00.
+local function in_every_offset(cases, name, variants, make)
+  for i = 1, #variants do
+    local v = variants[i]
+    local case = make(v)
+    case.name = name .. " (written in " .. v.offset .. ")"
+    cases[#cases + 1] = case
+  end
+end
+
+local cases = {
   { name = "overcharge caused by the carrier: double refund",
     at = AT,
     input = input{ charged_fen = 12000, due_fen = 8000 },
@@ -204,3 +218,15 @@ return {
     input = input{ sp_unconfirmed_fen = -1 },
     expect_error = { code = "bad_input", path = "input.sp_unconfirmed_fen" } },
 }
+
+in_every_offset(cases, "the decision time's offset changes nothing in an offer", {
+    { offset = "+08:00", at = "2026-01-01T00:30:00+08:00" },
+    { offset = "Z", at = "2025-12-31T16:30:00Z" },
+    { offset = "-05:00", at = "2025-12-31T11:30:00-05:00" },
+    { offset = "+14:00", at = "2026-01-01T06:30:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ charged_fen = 12000, due_fen = 8000 },
+      expect = { offer_fen = 8000, approval_level = "team_lead" } }
+  end)
+
+return cases

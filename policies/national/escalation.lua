@@ -8,6 +8,11 @@
 -- (never below the current one), and every level between the current one
 -- and it is notified, since reports go up one level at a time (逐级上报).
 -- `review` then sets the next review time from the decision time.
+--
+-- Times may be written in any offset: the reply window is counted on the
+-- calendar's civil days (lib/calendar.lua, +08:00) and next_review_at is
+-- written in the calendar's offset, so the same instants in any offset
+-- give the same answer.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -47,7 +52,9 @@ local fields = {
   customer_id = S.string{ required = true, max_len = 64 },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
   customer_grade = S.enum{ required = true, table.unpack(GRADES) },
-  received_at = S.time{ required = true },
+  received_at = S.time{ required = true, doc = "when the complaint was received; any "
+    .. "offset: the 15-day reply window is counted in China's civil days (the calendar's "
+    .. "utc_offset, +08:00), and next_review_at is written in +08:00" },
   handled_by = S.enum{ required = true, doc = "level that owns the complaint now", table.unpack(LEVELS) },
   sla_status = S.map{ default = {}, doc = "the sla decision's status object",
     values = S.enum{ "met", "pending", "at_risk", "breached" } },
@@ -198,7 +205,7 @@ local function check_rule(_, table_name, r)
 end
 
 local function evaluate(P, f, ctx, tr)
-  local at, at_off = R.at(ctx)
+  local at = R.at(ctx)
   -- Counts the input omits are asked of the decision history (each answer
   -- is recorded with the decision as a fact, and answered from that record
   -- on replay); given ones are never asked.  No history (verdict test, or
@@ -216,7 +223,7 @@ local function evaluate(P, f, ctx, tr)
   end
   local rc = f.received_at
   local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.received_at")
-  f.reply_window_passed = at > due_of(clk, rc.t, rc.off, REPLY_WINDOW)
+  f.reply_window_passed = at > due_of(clk, rc.t, REPLY_WINDOW)
   f.status_seen = statuses(f.sla_status)
   C.report(clk, tr)
 
@@ -269,7 +276,7 @@ local function evaluate(P, f, ctx, tr)
     notify = notify,
     warnings = warnings,
     incident = incident,
-    next_review_at = format(at + review.hours * HOUR, at_off),
+    next_review_at = format(at + review.hours * HOUR, C.offset(clk)),
     similar_window_hours = P.params.similar_window_hours,
   }
 end

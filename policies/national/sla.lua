@@ -7,7 +7,12 @@
 -- milestone, the earlier deadline wins, so no rule can loosen another.
 -- `status` then rates each milestone at ctx.at.  Working days follow
 -- lib/calendar.lua: start day not counted, a day off moves the deadline to
--- the next working day, and a day deadline ends 23:59:59 local time.
+-- the next working day, and a day deadline ends 23:59:59 of its day.
+--
+-- Times: received_at (and ctx.at, done) may be written in any offset; days
+-- are the calendar's civil days in China (the utc_offset of calendar/*.lua,
+-- +08:00), so the same instant in any offset gets the same deadlines.  Every
+-- time in the result is written in the calendar's offset (+08:00).
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -44,7 +49,9 @@ local fields = {
   channel = S.enum{ required = true, doc = "where the complaint arrived; recorded, no national rule uses it",
     table.unpack(CHANNELS) },
   customer_grade = S.enum{ required = true, table.unpack(GRADES) },
-  received_at = S.time{ required = true, doc = "when the complaint was received (or the fault detected)" },
+  received_at = S.time{ required = true, doc = "when the complaint was received (or the fault "
+    .. "detected); any offset: days are counted in China's civil time (the calendar's "
+    .. "utc_offset, +08:00), and the result's times are written in +08:00" },
   area = S.enum{ "urban", "rural", default = "urban", doc = "where the faulty line is" },
   done = S.object{ default = {}, fields = done_fields, doc = "completion time per milestone" },
 }
@@ -166,10 +173,10 @@ end
 -- Set due[m] to each deadline of rule r (order = P.due_order[r]) that is
 -- earlier than the one already there.
 local function apply(order, due, clk, rc)
-  local t, off = rc.t, rc.off
+  local t = rc.t
   for i = 1, #order, 2 do
     local m = order[i]
-    local d = due_of(clk, t, off, order[i + 1])
+    local d = due_of(clk, t, order[i + 1])
     local old = due[m]
     if old == nil or d < old then due[m] = d end
   end
@@ -195,7 +202,7 @@ local function evaluate(P, f, ctx, tr)
   -- are one table, refilled for each milestone.
   local milestones, status = P.params.milestones, {}
   local next_name, next_due
-  local off, done_at = rc.off, f.done
+  local off, done_at = C.offset(clk), f.done
   local m_facts = { start = rc.t, due = 0, done = nil, at = at }
   for i = 1, #milestones do
     local m = milestones[i]
