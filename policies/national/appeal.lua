@@ -61,9 +61,9 @@ local fields = {
   materials_complete_at = S.time{ doc = "when the appeal body had complete materials" },
 }
 
-local params = {
-  calendar_fallback = "weekend_only",
-}
+-- A year with no calendar file: the region's calendar setting decides
+-- (lib/calendar.lua), as for sla and escalation.
+local params = {}
 
 -- A finding rule: fires when the finding is in input.findings.
 local function finding(id, name, class, basis)
@@ -221,7 +221,7 @@ local function evaluate(P, f, ctx, tr)
   if f.appealed_at.t < ev.t then
     S.fail("input.appealed_at", "expected a time not before event_at")
   end
-  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.event_at")
+  local clk = clock_for(ctx.region, "input.event_at")
   local window = R.decide(P, "window", f, tr)
   f.window_ends = due_of(clk, ev.t, window.due)
 

@@ -28,6 +28,13 @@ local function in_every_offset(cases, name, variants, make)
 end
 
 local cases = {
+  { name = "a bar ending in 2027 with no 2027 calendar: weekend-only fallback nationally",
+    at = "2026-11-20T10:00:00+08:00",
+    input = input{ event_at = "2026-10-01T10:00:00+08:00",
+      appealed_at = "2026-11-16T10:00:00+08:00" },
+    expect = { appeal_window_ends = "2027-03-01T23:59:59+08:00" },
+    fired = { "calendar.weekend_only_fallback" } },
+
   { name = "a court already accepted the matter: withdrawn, whatever was found",
     at = AT,
     input = input{ accepted_elsewhere = "court", findings = { "work_error" } },

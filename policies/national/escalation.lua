@@ -80,7 +80,6 @@ local fields = {
 local params = {
   -- The window callers count similar_recent over (hours before the decision).
   similar_window_hours = 24,
-  calendar_fallback = "weekend_only",
 }
 
 -- Which status values occur in input.sla_status (one pass per decision;
@@ -94,10 +93,13 @@ local function statuses(sla_status)
   return seen
 end
 
--- Facts besides the input, set by evaluate: f.reply_window_passed (the
--- 15-day operator reply limit is over at ctx.at), f.status_seen (set of
--- the status values in sla_status); for `review` also
--- f.incident, f.level_rank and f.signalled.
+-- Facts besides the input, set by evaluate: f.at (the decision time),
+-- f.reply_due (the end of the 15-day operator reply window, counted from
+-- received_at), f.reply_window_passed (f.at is after it), f.status_seen
+-- (set of the status values in sla_status); for `review` also f.incident,
+-- f.level_rank, f.signalled and f.warned (set of the warnings raised).
+-- Without an operator_reply status in the input, the reply window's
+-- warnings (passed, about to pass) come from the complaint's own times.
 local tables = {
   -- Always: the owner keeps the complaint.
   { name = "owner", hit = "first", rules = {
@@ -135,6 +137,16 @@ local tables = {
       basis = "MIIT order no. 35 (2016): 15 days since the complaint and no reply status "
         .. "known; the customer may appeal",
       when = function(f) return f.sla_status.operator_reply == nil and f.reply_window_passed end },
+    { id = "esc.sla.reply_window_closing", warning = "reply_window_closing",
+      notify = { "team_lead" }, within_hours = 24,
+      basis = "MIIT order no. 35 (2016) and practice: no reply status known and the 15-day "
+        .. "reply window, counted from the complaint's own times, closes within 24 hours, "
+        .. "before a daily review would look again: a deadline about to pass is a warning "
+        .. "sign; tell the team lead",
+      when = function(f, r)
+        return f.sla_status.operator_reply == nil and not f.reply_window_passed
+          and f.reply_due - f.at <= r.within_hours * HOUR
+      end },
     { id = "esc.sla.breached", level = "team_lead", warning = "sla_breached",
       basis = "practice: a passed deadline is a warning sign; the team lead takes over",
       when = function(f) return f.status_seen.breached end },
@@ -188,7 +200,7 @@ local tables = {
     { id = "esc.review.deadline", hours = 4,
       basis = "practice: a deadline breached or at risk: review every 4 hours",
       when = function(f)
-        return f.status_seen.breached or f.status_seen.at_risk
+        return f.status_seen.breached or f.status_seen.at_risk or f.warned.reply_window_closing
           or (f.reply_window_passed and f.sla_status.operator_reply ~= "met")
       end },
     { id = "esc.review.daily", hours = 24,
@@ -222,22 +234,27 @@ local function evaluate(P, f, ctx, tr)
     end
   end
   local rc = f.received_at
-  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.received_at")
-  f.reply_window_passed = at > due_of(clk, rc.t, REPLY_WINDOW)
+  local clk = clock_for(ctx.region, "input.received_at")
+  f.at = at
+  f.reply_due = due_of(clk, rc.t, REPLY_WINDOW)
+  f.reply_window_passed = at > f.reply_due
   f.status_seen = statuses(f.sla_status)
   C.report(clk, tr)
 
   R.run(P, "owner", f, tr)
   local start = RANK[f.handled_by]
   local rank = start
-  local warnings = {}
+  local warnings, warned = {}, {}
   local incident = false
   local fired = R.run(P, "warnings", f, tr)
   for i = 1, #fired do
     local r = fired[i]
     local level = r.level and RANK[r.level]
     if level and level > rank then rank = level end
-    if r.warning then warnings[#warnings + 1] = r.warning end
+    if r.warning then
+      warnings[#warnings + 1] = r.warning
+      warned[r.warning] = true
+    end
     if r.incident then incident = true end
   end
 
@@ -265,7 +282,7 @@ local function evaluate(P, f, ctx, tr)
     end
   end
 
-  f.incident, f.level_rank = incident, rank
+  f.incident, f.level_rank, f.warned = incident, rank, warned
   local signals = f.signals
   f.signalled = signals.regulator or signals.media or signals.lawsuit
     or signals.consumer_association or false

@@ -92,6 +92,25 @@ local cases = {
     input = input{ received_at = "2026-09-18T09:00:00+08:00" },
     expect = { level = "frontline", warnings = {} } },
 
+  { name = "no reply status given: the reply window closing within 24 h (Dec 7 24:00) is "
+      .. "a warning",
+    at = "2026-12-06T23:59:59+08:00",
+    input = input(),
+    expect = { level = "frontline", notify = { "team_lead" }, warnings = { "reply_window_closing" },
+      next_review_at = "2026-12-07T03:59:59+08:00" },
+    fired = { "esc.sla.reply_window_closing", "esc.review.deadline" } },
+
+  { name = "no reply status given: 24 h and a second before the window closes, no warning yet",
+    at = "2026-12-06T23:59:58+08:00",
+    input = input(),
+    expect = { level = "frontline", notify = {}, warnings = {},
+      next_review_at = "2026-12-07T23:59:58+08:00" } },
+
+  { name = "the reply window closing is the caller's to say when sla_status has operator_reply",
+    at = "2026-12-07T12:00:00+08:00",
+    input = input{ sla_status = { operator_reply = "pending" } },
+    expect = { warnings = {} } },
+
   { name = "a deadline at risk: tell the team lead, keep the owner",
     at = AT,
     input = input{ sla_status = { solution = "at_risk", acceptance = "met" } },
@@ -228,15 +247,16 @@ in_every_offset(cases, "received on a worked Saturday in China before Spring Fes
   end)
 
 in_every_offset(cases, "received on National Day in China: at 23:00 China time on Oct 16 the "
-  .. "window is still open", {
+  .. "window is still open, and closes within the hour", {
     { offset = "+08:00", received = "2026-10-01T01:00:00+08:00", at = "2026-10-16T23:00:00+08:00" },
     { offset = "Z", received = "2026-09-30T17:00:00Z", at = "2026-10-16T15:00:00Z" },
     { offset = "-05:00", received = "2026-09-30T12:00:00-05:00", at = "2026-10-16T10:00:00-05:00" },
     { offset = "+14:00", received = "2026-10-01T07:00:00+14:00", at = "2026-10-17T05:00:00+14:00" },
   }, function(v)
     return { at = v.at, input = input{ received_at = v.received },
-      expect = { level = "frontline", notify = {}, warnings = {},
-        next_review_at = "2026-10-17T23:00:00+08:00" } }
+      expect = { level = "frontline", notify = { "team_lead" }, warnings = { "reply_window_closing" },
+        next_review_at = "2026-10-17T03:00:00+08:00" },
+      fired = { "esc.sla.reply_window_closing", "esc.review.deadline" } }
   end)
 
 return cases

@@ -56,10 +56,10 @@ local fields = {
   done = S.object{ default = {}, fields = done_fields, doc = "completion time per milestone" },
 }
 
+-- What a deadline in a year with no calendar file does is the region's
+-- calendar setting (lib/calendar.lua, calendar/settings.lua), the same for
+-- every kind: not a param here.
 local params = {
-  -- "error": a deadline in a year with no calendar file is bad_input;
-  -- "weekend_only": count weekends only and say so in the trace.
-  calendar_fallback = "weekend_only",
   milestones = MILESTONES,
 }
 
@@ -185,7 +185,7 @@ end
 local function evaluate(P, f, ctx, tr)
   local at = R.at(ctx)
   local rc = f.received_at
-  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.received_at")
+  local clk = clock_for(ctx.region, "input.received_at")
 
   -- Deadlines: the earliest any fired rule sets for each milestone, as
   -- instants (written as text below).

@@ -1,12 +1,11 @@
 -- regions/GD/sla.lua - Guangdong: tighter handling deadlines than the
--- national baseline for standard complaints and urban repairs, and no
--- guessing about years without a calendar (a deadline in such a year is
--- bad_input instead of the weekend-only fallback).  Everything else is the
--- national policy.
+-- national baseline for standard complaints and urban repairs.  Everything
+-- else is the national policy.  (Guangdong's "no calendar, no guessing" is
+-- its calendar setting, regions/GD/calendar/settings.lua, which every kind
+-- honours.)
 local R = require("lib.rules")
 
 return R.extend(parent(), {
-  params = { calendar_fallback = "error" },
   replace = {
     ["sla.tier.standard"] = {
       id = "gd.sla.tier.standard",
