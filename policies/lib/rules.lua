@@ -210,16 +210,41 @@ local function build(spec)
   return assert_ok(P)
 end
 
--- Load-time errors name the file and line that called R.policy / R.extend.
-local function at_caller(fn, a, b)
-  local ok, res = pcall(fn, a, b)
-  if not ok then error(res, 3) end
-  return res
+-- Load-time errors name the file and line that called R.policy / R.extend
+-- ("regions/GD/sla.lua:8: ...").  A policy file usually ends with
+-- `return R.extend(parent(), {...})`, a tail call that leaves no frame of
+-- the file on the stack by the time R.extend runs, so the place is taken
+-- earlier: when the file reads the field R.extend (or R.policy), through
+-- R's __index, while the file's own frame is still the caller.  Each read
+-- gets a function of its own that knows where it was read.
+local PLACED = {}   -- name -> the implementation; R.<name> reads go through here
+
+-- "file:line: " of the function `level` levels above the caller, as
+-- error() writes it (no debug library in the sandbox).
+local function caller_place(level)
+  local _, msg = pcall(error, "", level + 2)
+  return type(msg) == "string" and msg or ""
 end
 
-function R.policy(spec)
-  return at_caller(build, spec)
+local function place(name, fn)
+  PLACED[name] = fn
 end
+
+local function placed(_, name)
+  local fn = PLACED[name]
+  if fn == nil then return nil end
+  local at = caller_place(2)                     -- the chunk reading R.<name>
+  return function(a, b)
+    local ok, res = pcall(fn, a, b)
+    if not ok then
+      if type(res) == "string" then error(at .. res, 0) end
+      error(res, 0)
+    end
+    return res
+  end
+end
+
+place("policy", build)
 
 ------------------------------------------------------------------------
 -- Extending a parent policy (region files).
@@ -300,9 +325,7 @@ local function extend(P, ext)
   return assert_ok(P)
 end
 
-function R.extend(P, ext)
-  return at_caller(extend, P, ext)
-end
+place("extend", extend)
 
 ------------------------------------------------------------------------
 -- Small helpers.
@@ -320,5 +343,7 @@ function R.set(list)
   for _, v in ipairs(list) do s[v] = true end
   return s
 end
+
+setmetatable(R, { __index = placed })
 
 return R
