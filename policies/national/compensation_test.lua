@@ -64,7 +64,7 @@ local cases = {
     expect = { offer_fen = 3000,
       components = { { type = "sp_refund", amount_fen = 3000, rule = "comp.sp.void_refund" } } } },
 
-  { name = "fraud: 3x the fee, and the overcharge refunded once instead of double",
+  { name = "fraud: 3x the fee on top of the overcharge refunded once (not double)",
     at = AT,
     input = input{ fraud_established = true, fee_fen = 30000, charged_fen = 13000, due_fen = 8000 },
     expect = {
@@ -148,22 +148,53 @@ local cases = {
       components = { { type = "goodwill", amount_fen = 30000, rule = "comp.goodwill" } },
       approval_level = "district" } },
 
-  { name = "capped components over the retail cap are cut; the rental waiver is not",
+  { name = "the retail cap does not cut promises: late repair, the rental waiver and the speed "
+      .. "credit are owed in full, and the approval level follows the full amount",
     at = AT,
     input = input{ category = "broadband_fault", repair_overdue_hours = 300, fault_hours = 348,
       monthly_rental_fen = 10000, speed_percent = 50, goodwill_fen = 30000 },
     expect = {
-      offer_fen = 45000,
+      offer_fen = 50000,
       components = {
         { type = "late_repair", amount_fen = 10000 },
         { type = "rental_waiver", amount_fen = 5000 },
         { type = "speed_credit", amount_fen = 5000 },
         { type = "goodwill", amount_fen = 30000 },
-        { type = "cap_adjustment", amount_fen = -5000, rule = "comp.cap.grade" },
       },
       cap_fen = 40000,
-    },
-    fired = { "comp.cap.grade" } },
+      approval_level = "district",
+    } },
+
+  { name = "a 45-day fault waives 45 days of rental: 9,000 fen on a 6,000-fen month",
+    at = AT,
+    input = input{ category = "broadband_fault", repair_overdue_hours = 1032, fault_hours = 1080,
+      monthly_rental_fen = 6000 },
+    expect = {
+      offer_fen = 19000,
+      components = {
+        { type = "late_repair", amount_fen = 10000, rule = "comp.repair.late" },
+        { type = "rental_waiver", amount_fen = 9000, rule = "comp.repair.rental_waiver" },
+      },
+      approval_level = "team_lead",
+    } },
+
+  { name = "a fault of 30 days and an hour waives 31 days of rental (a started day counts)",
+    at = AT,
+    input = input{ category = "broadband_fault", repair_overdue_hours = 1, fault_hours = 721,
+      monthly_rental_fen = 6000 },
+    expect = { components = {
+      { type = "late_repair", amount_fen = 1000 },
+      { type = "rental_waiver", amount_fen = 6200 } } } },
+
+  { name = "late installation promise and penalty are owed in full over the retail cap",
+    at = AT,
+    input = input{ category = "install", install_late = true, install_fee_fen = 100000,
+      install_overdue_days = 60, goodwill_fen = 30000 },
+    expect = { offer_fen = 92000, cap_fen = 40000, approval_level = "district",
+      components = {
+        { type = "install_penalty", amount_fen = 60000 },
+        { type = "late_install", amount_fen = 2000 },
+        { type = "goodwill", amount_fen = 30000 } } } },
 
   { name = "claim beyond what any rule grants",
     at = AT,

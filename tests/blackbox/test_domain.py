@@ -72,5 +72,11 @@ class Calendars(Overlay):
         finally:
             self.assertEqual(d.stop(), 0, d.read_log())
 
+class Compensation(Overlay):
+    def test_a_cap_on_a_promise(self):
+        self.refused("caps-a-promise", "regions/SH/compensation.lua:7",
+                     "sh.comp.repair.late", "only discretionary amounts")
+
+
 if __name__ == "__main__":
     unittest.main()
