@@ -24,6 +24,18 @@
 -- is data of that rule, so basis and number change together; a number no
 -- single rule states (approval limits, caps, the at-risk share) is in
 -- P.params.
+--
+-- Published limits: a rule that encodes a published rule (a law, a
+-- regulation: the MIIT 15 days, the repair hours, the appeal bars, void SP
+-- charges, the fraud damages) carries the limit that rule sets on its data:
+--   limits = { ["due.repair"] = { at_most = { hours = 48 } },
+--              multiplier = { at_least = 2 } }
+-- (a dotted path into the rule; a bound is a number or a deadline spec as
+-- in lib/calendar.lua).  A region may tighten such a rule, never loosen it:
+-- a replacement may change only its id, basis and the limited fields, and
+-- those within the limit; not its condition, its amount function or its
+-- limits.  Anything else fails to load with file:line, the rule and the
+-- published basis (the national rule's basis, kept with its limits).
 
 local S = require("lib.schema")
 local T = require("lib.time")
@@ -31,6 +43,7 @@ local T = require("lib.time")
 -- Globals and library functions are read once, here: inside a decision
 -- every global access goes through the sandbox's environment proxies.
 local type, error, tostring, ipairs, pairs = type, error, tostring, ipairs, pairs
+local smatch, sgsub, gmatch = string.match, string.gsub, string.gmatch
 
 local R = {}
 
@@ -132,6 +145,98 @@ function R.decide(P, name, f, tr)
 end
 
 ------------------------------------------------------------------------
+-- Published limits (see the top of this file).
+
+local LIMIT_UNITS = { "minutes", "hours", "working_days", "days", "months" }
+local TO_MINUTES = { minutes = 1, hours = 60 }
+
+-- The unit and count of a deadline spec, or nil.
+local function spec_unit(spec)
+  if type(spec) ~= "table" then return nil end
+  for _, u in ipairs(LIMIT_UNITS) do
+    if spec[u] ~= nil then return u, spec[u] end
+  end
+  return nil
+end
+
+local function show(v)
+  if type(v) ~= "table" then return tostring(v) end
+  local u, n = spec_unit(v)
+  if u then return "{ " .. u .. " = " .. tostring(n) .. " }" end
+  return "a table"
+end
+
+-- Is value v within the bound?  bound is a number or a deadline spec; way
+-- is "at_most" or "at_least".  Deadlines compare in one unit family
+-- (minutes and hours together); an at-most limit in days also admits an
+-- hour or minute limit that ends no later (t + 24n h is within day n).
+local function within(v, bound, way)
+  if type(bound) == "number" then
+    if type(v) ~= "number" then return false end
+    if way == "at_most" then return v <= bound end
+    return v >= bound
+  end
+  local bu, bn = spec_unit(bound)
+  local vu, vn = spec_unit(v)
+  if not vu or type(vn) ~= "number" then return false end
+  if TO_MINUTES[bu] and TO_MINUTES[vu] then
+    bn, vn = bn * TO_MINUTES[bu], vn * TO_MINUTES[vu]
+  elseif way == "at_most" and bu == "days" and TO_MINUTES[vu] then
+    bn, vn = bn * 24 * 60, vn * TO_MINUTES[vu]
+  elseif bu ~= vu then
+    return false
+  end
+  if way == "at_most" then return vn <= bn end
+  return vn >= bn
+end
+
+local function get_path(r, path)
+  local v = r
+  for key in gmatch(path, "[^.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[key]
+  end
+  return v
+end
+
+-- The problem with rule r's data against its published limits, or nil.
+local function limits_problem(r)
+  local limits = r.limits
+  if limits == nil then return nil end
+  if type(limits) ~= "table" then return "limits must be a table" end
+  for path, lim in pairs(limits) do
+    if path ~= "basis" then
+      local way = lim.at_most ~= nil and "at_most" or "at_least"
+      local bound = lim[way]
+      if bound == nil then return "limits." .. path .. " needs at_most or at_least" end
+      local v = get_path(r, path)
+      if not within(v, bound, way) then
+        return path .. " = " .. show(v) .. " loosens a published rule: "
+          .. (sgsub(way, "_", " ")) .. " " .. show(bound) .. " (" .. limits.basis .. ")"
+      end
+    end
+  end
+  return nil
+end
+
+-- The problem with replacing rule old (which has limits) by new, or nil:
+-- only id, basis and the limited fields (the first part of each path).
+local function replace_problem(old, new)
+  local allowed = { id = true, basis = true }
+  for path in pairs(old.limits) do
+    if path ~= "basis" then allowed[smatch(path, "^[^.]+")] = true end
+  end
+  for k in pairs(new) do
+    if not allowed[k] then
+      return "rule " .. tostring(new.id) .. " replaces " .. old.id .. ", which encodes a "
+        .. "published rule (" .. old.limits.basis .. "): a region may change only its id, "
+        .. "basis and limited data, within the limit, not " .. tostring(k)
+    end
+  end
+  return nil
+end
+
+------------------------------------------------------------------------
 -- Checking a policy at load time (what `verdict check` also checks).
 
 -- Returns nil, or "message" for the first problem found.
@@ -158,6 +263,8 @@ function R.problem(P)
       if r.when ~= nil and type(r.when) ~= "function" then
         return "rule " .. r.id .. ": when must be a function"
       end
+      local loose = limits_problem(r)
+      if loose then return "rule " .. r.id .. ": " .. loose end
       if P.check_rule then
         local why = P.check_rule(P, t.name, r)
         if why then return "rule " .. r.id .. ": " .. why end
@@ -169,8 +276,16 @@ end
 
 -- Check P, index its tables by name and prepare what R.run reads (after
 -- every change at load time): t.first, and t.notes[i], the trace entry of
--- t.rules[i].
+-- t.rules[i].  A rule with limits keeps the basis they were published with
+-- (the first policy's rule), and is checked against them.
 local function assert_ok(P)
+  for _, t in ipairs(type(P.tables) == "table" and P.tables or {}) do
+    for _, r in ipairs(type(t.rules) == "table" and t.rules or {}) do
+      if type(r) == "table" and type(r.limits) == "table" and r.limits.basis == nil then
+        r.limits.basis = r.basis
+      end
+    end
+  end
   local why = R.problem(P)
   if why then error(P.kind .. " policy: " .. why, 0) end
   P.by_name = {}
@@ -298,6 +413,10 @@ local function extend(P, ext)
     local old = t.rules[i]
     if new.id == nil or new.id == old_id or new.basis == nil or new.basis == old.basis then
       error("extend: the rule replacing " .. old_id .. " needs its own id and basis", 0)
+    end
+    if old.limits then
+      local why = replace_problem(old, new)
+      if why then error(P.kind .. " policy: " .. why, 0) end
     end
     local r = {}
     for k, v in pairs(old) do r[k] = v end

@@ -13,6 +13,13 @@
 -- paid when the customer, a third party or force majeure caused the delay
 -- (`exemption`).  The offer, in full, then needs the approval level whose
 -- limit for the customer's grade covers it.
+--
+-- The components a law or regulation sets (the refund of what was not due,
+-- void SP charges, the fraud damages, the rental waiver, the installation
+-- penalty) and the published double refund carry their limits (`limits`,
+-- lib/rules.lua: at least x2, at least x3 and 500 yuan, ...): a region may
+-- raise them, and one that lowers them, or changes when they apply or how
+-- they are computed, fails to load.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -92,25 +99,29 @@ local tables = {
       basis = "carrier practice (published commitment, 双倍返还): overcharging caused by the "
         .. "carrier is refunded double, (charged - due) x 2",
       when = function(f) return f.cause == "carrier" and f.overcharge > 0 and not f.fraud_established end,
-      amount = function(f, r) return f.overcharge * r.multiplier end },
+      amount = function(f, r) return f.overcharge * r.multiplier end,
+      limits = { multiplier = { at_least = 2 } } },
     { id = "comp.billing.refund", type = "overcharge_refund",
       basis = "Civil Code art. 985 (unjust enrichment): an amount charged but not due is "
         .. "returned; used when the carrier did not cause it, or when fraud damages apply instead "
         .. "of the double refund",
       when = function(f) return f.overcharge > 0 and (f.cause ~= "carrier" or f.fraud_established) end,
-      amount = function(f) return f.overcharge end },
+      amount = function(f) return f.overcharge end,
+      limits = {} },
     { id = "comp.sp.void_refund", type = "sp_refund",
       basis = "rule: a value-added subscription the customer never confirmed is void and may "
         .. "not be charged: full refund",
       when = function(f) return f.sp_unconfirmed_fen > 0 end,
-      amount = function(f) return f.sp_unconfirmed_fen end },
+      amount = function(f) return f.sp_unconfirmed_fen end,
+      limits = {} },
     { id = "comp.fraud.cpl55", type = "fraud_damages", multiplier = 3, min_fen = 50000,
       basis = "Consumer Rights Protection Law art. 55: fraud, increased compensation of 3x the "
         .. "fee, at least 500 yuan, paid on top of the refund of the overcharge "
         .. "(comp.billing.refund): the law adds it to the loss, it does not replace it; the "
         .. "double refund is not paid as well, as it would make good the same loss twice",
       when = function(f) return f.fraud_established end,
-      amount = function(f, r) return M.max(f.fee_fen * r.multiplier, r.min_fen) end },
+      amount = function(f, r) return M.max(f.fee_fen * r.multiplier, r.min_fen) end,
+      limits = { multiplier = { at_least = 3 }, min_fen = { at_least = 50000 } } },
     { id = "comp.repair.late", type = "late_repair",
       per_day_fen = 1000, max_fen = 10000,
       basis = "carrier practice (published, configurable): late repair 10 yuan per overdue day, "
@@ -126,7 +137,8 @@ local tables = {
       when = function(f) return not f.exempt and f.repair_overdue_hours > 0 and f.monthly_rental_fen > 0 end,
       amount = function(f, r)
         return M.mul_div(f.monthly_rental_fen, M.ceil_div(f.fault_hours, 24), r.month_days)
-      end },
+      end,
+      limits = { month_days = { at_most = 30 } } },
     { id = "comp.install.penalty", type = "install_penalty", percent_per_day = 1,
       basis = "rule (Telecom Regulations): late installation for the operator's reason, a "
         .. "penalty of 1% of the installation fee per day",
@@ -135,7 +147,8 @@ local tables = {
       end,
       amount = function(f, r)
         return M.percent(f.install_fee_fen * f.install_overdue_days, r.percent_per_day)
-      end },
+      end,
+      limits = { percent_per_day = { at_least = 1 } } },
     { id = "comp.install.late", type = "late_install", amount_fen = 2000,
       basis = "carrier practice (published, configurable): late installation 20 yuan, once",
       when = function(f) return not f.exempt and f.install_late end,

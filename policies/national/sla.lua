@@ -5,6 +5,10 @@
 -- commitments by customer grade), `statutory` (limits every complaint has by
 -- rule) and `repair` (fault categories only).  If two rules set the same
 -- milestone, the earlier deadline wins, so no rule can loosen another.
+-- The rules that encode a published rule (the MIIT 15 days, the repair
+-- hours) carry its limit (`limits`, lib/rules.lua): a region may tighten
+-- them (Guangdong's 24 h urban repair) but one that loosens them fails to
+-- load.
 -- `status` then rates each milestone at ctx.at.  Working days follow
 -- lib/calendar.lua: start day not counted, a day off moves the deadline to
 -- the next working day, and a day deadline ends 23:59:59 of its day.
@@ -96,26 +100,32 @@ local tables = {
     { id = "sla.operator_reply.miit35",
       basis = "MIIT order no. 35 (2016), telecom user appeal rules: the operator replies to a "
         .. "complaint within 15 days; after that the customer may appeal",
-      due = { operator_reply = D.MIIT35_REPLY } },
+      due = { operator_reply = D.MIIT35_REPLY },
+      limits = { ["due.operator_reply"] = { at_most = D.MIIT35_REPLY } } },
   } },
 
-  -- Fault repair limits, for fault categories only.
-  { name = "repair", hit = "first", rules = {
+  -- Fault repair limits, for fault categories only.  Every rule that
+  -- matches counts (collect; the earliest deadline wins), so a rule a
+  -- region adds can tighten a published repair limit, never hide it.
+  { name = "repair", hit = "collect", rules = {
     { id = "sla.repair.mobile",
       basis = "3G mobile service specification: mobile fault repair within 24 h on average, "
         .. "48 h at most",
       when = function(f) return f.category == "network" end,
-      due = { repair = { hours = 48 } } },
+      due = { repair = { hours = 48 } },
+      limits = { ["due.repair"] = { at_most = { hours = 48 } } } },
     { id = "sla.repair.rural",
       basis = "Telecom Regulations: fault repair within 72 h in rural areas (monthly rental "
         .. "for the fault period waived when missed)",
       when = function(f) return f.category == "broadband_fault" and f.area == "rural" end,
-      due = { repair = { hours = 72 } } },
+      due = { repair = { hours = 72 } },
+      limits = { ["due.repair"] = { at_most = { hours = 72 } } } },
     { id = "sla.repair.urban",
       basis = "Telecom Regulations: fault repair within 48 h in towns (monthly rental for the "
         .. "fault period waived when missed)",
-      when = function(f) return f.category == "broadband_fault" end,
-      due = { repair = { hours = 48 } } },
+      when = function(f) return f.category == "broadband_fault" and f.area == "urban" end,
+      due = { repair = { hours = 48 } },
+      limits = { ["due.repair"] = { at_most = { hours = 48 } } } },
   } },
 
   -- Where one milestone stands at the decision time.  Facts: start, due,
@@ -195,7 +205,7 @@ local function evaluate(P, f, ctx, tr)
   local statutory = R.run(P, "statutory", f, tr)
   for i = 1, #statutory do apply(due_order[statutory[i]], deadlines, clk, rc) end
   local repair = R.run(P, "repair", f, tr)
-  if repair then apply(due_order[repair], deadlines, clk, rc) end
+  for i = 1, #repair do apply(due_order[repair[i]], deadlines, clk, rc) end
   C.report(clk, tr)
 
   -- Status per milestone, and the next open deadline.  The status facts
