@@ -15,8 +15,25 @@
 -- holds, `collect` keeps every one.  Each rule that fires is added to the
 -- trace, once per decision, in firing order, with its basis.
 --
--- A policy (R.policy) is { kind, fields (input schema), params, tables,
--- evaluate }, and gets P.decide(input, ctx) -> result, trace.  A region file
+-- A policy (R.policy) is { kind, fields (input schema), tighter (result
+-- field orders, below), params, tables, evaluate }, and gets
+-- P.decide(input, ctx) -> result, trace.
+--
+-- `tighter` says, for each result field, which way a region may move it
+-- (a region may only tighten its parent; a higher customer grade should
+-- never get a looser answer than a lower one).  Data only, for a check
+-- that compares two answers (P.tighter; see R.TIGHTER).  Keys are result
+-- paths ("deadlines.*" for every key of a map, "next_deadline.at"); values:
+--   "earlier"    a time: earlier is tighter; absent is looser than any
+--   "later"      a time: later is tighter (the end of a customer's right)
+--   "smaller"    a number: smaller is tighter; absent is looser than any
+--   "larger"     a number: larger is tighter (an offer)
+--   "true"       a boolean: true is tighter
+--   "superset"   a list: one that holds every entry of the other and more
+--                is tighter (parties notified, warnings raised)
+--   { higher = list }  a value of the list: later in the list is tighter
+--   "neutral"    follows from the others (a tier's name, a status) or is
+--                not ordered: never compared  A region file
 -- changes a fresh copy of its parent with R.extend: new params, rules
 -- replaced by id, rules added, input fields added.
 --
@@ -301,12 +318,35 @@ end
 ------------------------------------------------------------------------
 -- Building a policy.
 
--- spec: { kind, fields, params, tables, evaluate = function(P, f, ctx, tr),
+-- spec: { kind, fields, tighter, params, tables, evaluate = function(P, f, ctx, tr),
 --         check_rule = function(P, table_name, rule) -> nil | message }
+-- The orders a `tighter` entry may name (see the top of this file).
+R.TIGHTER = { earlier = true, later = true, smaller = true, larger = true, ["true"] = true,
+  superset = true, neutral = true }
+
+local function tighter_problem(tighter)
+  if tighter == nil then return nil end
+  if type(tighter) ~= "table" then return "tighter must be a table of result fields" end
+  for path, order in pairs(tighter) do
+    if type(path) ~= "string" then return "tighter: keys are result field paths" end
+    if type(order) == "table" then
+      if type(order.higher) ~= "table" or #order.higher == 0 then
+        return "tighter." .. path .. ": a table order needs higher = { values, lowest first }"
+      end
+    elseif not R.TIGHTER[order] then
+      return "tighter." .. path .. ": unknown order " .. tostring(order)
+    end
+  end
+  return nil
+end
+
 local function build(spec)
+  local why = tighter_problem(spec.tighter)
+  if why then error(tostring(spec.kind) .. " policy: " .. why, 0) end
   local P = {
     kind = spec.kind,
     fields = spec.fields,
+    tighter = spec.tighter,
     params = spec.params or {},
     tables = spec.tables,
     evaluate = spec.evaluate,

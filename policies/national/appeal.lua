@@ -67,6 +67,19 @@ local fields = {
   materials_complete_at = S.time{ doc = "when the appeal body had complete materials" },
 }
 
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): the
+-- customer's right to appeal ends later, the appeal body's deadlines are
+-- earlier, and a case counts against the enterprise rather than not.  The
+-- outcome and its grounds are not ordered.
+local tighter = {
+  outcome = "neutral",
+  grounds = "neutral",
+  counts_against_enterprise = "true",
+  appeal_window_ends = "later",
+  acceptance_decision_by = "earlier",
+  answer_due_by = "earlier",
+}
+
 -- A year with no calendar file: the region's calendar setting decides
 -- (lib/calendar.lua), as for sla and escalation.
 local params = {}
@@ -303,6 +316,7 @@ end
 return R.policy{
   kind = "appeal",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,

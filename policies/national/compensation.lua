@@ -73,6 +73,17 @@ local params = {
   },
 }
 
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): a
+-- larger offer.  Its components, the cap on goodwill, the approval level
+-- (which follows the offer) and the claim flag are not compared.
+local tighter = {
+  offer_fen = "larger",
+  components = "neutral",
+  cap_fen = "neutral",
+  approval_level = "neutral",
+  claim_beyond_basis = "neutral",
+}
+
 -- Facts the rules use besides the input: f.overcharge (charged - due, at
 -- least 0) and f.exempt (a delay cause outside the carrier), set by
 -- evaluate before the components run.
@@ -281,6 +292,7 @@ end
 return R.policy{
   kind = "compensation",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,

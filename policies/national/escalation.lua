@@ -77,6 +77,19 @@ local fields = {
       .. "(ctx.history.similar_customers), else 0" },
 }
 
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): a
+-- higher owning level, more parties told and warnings raised, an incident
+-- rather than none, an earlier review, a longer window for similar
+-- complaints (more of them count).
+local tighter = {
+  level = { higher = LEVELS },
+  notify = "superset",
+  warnings = "superset",
+  incident = "true",
+  next_review_at = "earlier",
+  similar_window_hours = "larger",
+}
+
 local params = {
   -- The window callers count similar_recent over (hours before the decision).
   similar_window_hours = 24,
@@ -301,6 +314,7 @@ end
 return R.policy{
   kind = "escalation",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,

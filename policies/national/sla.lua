@@ -67,6 +67,18 @@ local params = {
   milestones = MILESTONES,
 }
 
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): the
+-- deadlines earlier (a missing one is looser than any), updates more
+-- often; the tier's name and the statuses follow from them.
+local tighter = {
+  tier = "neutral",
+  ["deadlines.*"] = "earlier",
+  ["status.*"] = "neutral",
+  ["next_deadline.name"] = "neutral",
+  ["next_deadline.at"] = "earlier",
+  updates_every_minutes = "smaller",
+}
+
 local tables = {
   -- Handling commitments by customer grade: the first rule that matches
   -- gives the tier and its deadlines.
@@ -241,6 +253,7 @@ end
 return R.policy{
   kind = "sla",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,
