@@ -1,13 +1,16 @@
 -- calendar/2025.lua - national working-day calendar for 2025.
 --
 -- Source: the State Council General Office's notice on the 2025 public
--- holiday arrangements.  `holidays` are days off (ranges, both ends
+-- holiday arrangements.  `utc_offset` is the civil time its dates are in
+-- (China, UTC+8): every day deadline is counted and ends in it, whatever
+-- offset a request uses.  `holidays` are days off (ranges, both ends
 -- included); `workdays` are weekend days worked instead (调休).  Every other
 -- Saturday and Sunday is a day off, every other weekday a working day.
 -- To add a year: copy this file to calendar/<year>.lua and edit it (see
 -- README.md, "Add next year's holidays").
 return {
   year = 2025,
+  utc_offset = "+08:00",          -- the notice's dates are civil dates in China
   basis = "State Council holiday notice for 2025",
   holidays = {
     { from = "2025-01-01", to = "2025-01-01", name = "New Year's Day" },

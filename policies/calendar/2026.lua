@@ -1,11 +1,14 @@
 -- calendar/2026.lua - national working-day calendar for 2026.
 --
 -- Source: the State Council General Office's notice on the 2026 public
--- holiday arrangements.  `holidays` are days off (ranges, both ends
+-- holiday arrangements.  `utc_offset` is the civil time its dates are in
+-- (China, UTC+8): every day deadline is counted and ends in it, whatever
+-- offset a request uses.  `holidays` are days off (ranges, both ends
 -- included); `workdays` are weekend days worked instead (调休).  Every other
 -- Saturday and Sunday is a day off, every other weekday a working day.
 return {
   year = 2026,
+  utc_offset = "+08:00",          -- the notice's dates are civil dates in China
   basis = "State Council holiday notice for 2026",
   holidays = {
     { from = "2026-01-01", to = "2026-01-03", name = "New Year's Day" },

@@ -1,23 +1,38 @@
 -- lib/calendar.lua - working-day calendars and deadline arithmetic.
 --
 -- Data: calendar/<year>.lua holds the national days off (`holidays`, as
--- from/to ranges) and weekend days worked (`workdays`, 调休) of one year;
+-- from/to ranges) and weekend days worked (`workdays`, 调休) of one year,
+-- and the UTC offset of the civil time its dates are in (`utc_offset`,
+-- "+08:00": the holiday notice is a calendar of dates in China);
 -- regions/<CODE>/calendar/<year>.lua adds a region's own days on top of its
 -- parent's (GD-SZ on top of GD on top of national).  C.load() reads every
 -- year it finds in C.FIRST_YEAR..C.LAST_YEAR once, when the first policy
 -- loads, into a map day number -> working (true) / off (false), and numbers
 -- the working days so that "n working days after" is a single lookup.
 --
+-- Civil time: every calendar quantity (the day an instant falls on, working
+-- days, calendar days, months, "ends at 24:00 of its day") is counted on the
+-- calendar's own civil time, whatever offset the input was written in:
+-- 2026-02-13T16:30:00Z is Saturday 14 February in China, and a deadline on
+-- that day ends at 2026-02-14T23:59:59+08:00 (= 15:59:59Z).  The same
+-- instant written in any offset therefore gets the same deadlines.  The
+-- policies write every time they answer in the calendar's offset
+-- (C.offset; "+08:00" for the shipped calendars), so a deadline day reads
+-- as the date it is in China.
+--
 -- Counting rule (DOMAIN.md): the start day is not counted; a deadline that
 -- falls on a day off moves to the next working day; a deadline ends at 24:00
--- of its day, which verdict writes as 23:59:59 of that day, local time.
+-- of its day, which verdict writes as 23:59:59 of that day, calendar time.
 -- Hour and minute limits are exact instants: they run through nights,
 -- weekends and holidays.
 --
--- A day outside every loaded year is decided by the policy's
--- `calendar_fallback` param: "error" raises bad_input naming the year;
--- "weekend_only" counts Saturdays and Sundays as the only days off and adds
--- the trace entry `calendar.weekend_only_fallback` saying so.
+-- A day outside every loaded year is decided by the calendar's `fallback`
+-- setting, one per region for every kind (sla, escalation, appeal alike):
+-- calendar/settings.lua nationally, regions/<CODE>/calendar/settings.lua
+-- for a region and the cities in it (GD: "error").  "error" raises
+-- bad_input naming the year; "weekend_only" counts Saturdays and Sundays as
+-- the only days off and adds the trace entry `calendar.weekend_only_fallback`
+-- saying so.  With no settings file at all: "error", no guessing.
 
 local T = require("lib.time")
 local R = require("lib.rules")
@@ -56,6 +71,15 @@ local function day_of(file, s)
   local dn, why = T.parse_date(s)
   if not dn then bad_data(file, "bad date " .. tostring(s) .. ": " .. why) end
   return dn
+end
+
+-- The offset (seconds) a year file's utc_offset gives; nil if it has none.
+local function offset_of(file, data)
+  local s = data.utc_offset
+  if s == nil then return nil end
+  local off, why = T.parse_offset(s)
+  if not off then bad_data(file, "bad utc_offset " .. tostring(s) .. ": " .. why) end
+  return off
 end
 
 -- Check a year file's shape and call mark(dn, working) for each day it sets.
@@ -106,31 +130,75 @@ local function index(cal)
   return cal
 end
 
--- The national calendar: every calendar/<year>.lua found.
+-- The national calendar: every calendar/<year>.lua found.  Each names the
+-- offset of its civil time (utc_offset); all must name the same one, which
+-- is the calendar's (cal.off).
 local function load_national()
-  local open, years = {}, {}
+  local open, years, off, off_file = {}, {}, nil, nil
   for y = C.FIRST_YEAR, C.LAST_YEAR do
     local data = probe("calendar." .. y)
     if data then
+      local file = "calendar/" .. y .. ".lua"
+      if type(data) ~= "table" then bad_data(file, "must return a table with year = " .. y) end
+      local o = offset_of(file, data)
+      if o == nil then
+        bad_data(file, "needs utc_offset, the offset of the civil time its dates are in "
+          .. "(\"+08:00\" for the State Council's notice)")
+      elseif off ~= nil and o ~= off then
+        bad_data(file, "utc_offset " .. data.utc_offset .. " differs from " .. off_file
+          .. "'s; one calendar counts days in one civil time")
+      end
+      off, off_file = o, off_file or file
       years[#years + 1] = y
       for dn = T.days_from_civil(y, 1, 1), T.days_from_civil(y, 12, 31) do
         local wd = T.weekday(dn)
         open[dn] = wd ~= 0 and wd ~= 6
       end
-      read_year("calendar/" .. y .. ".lua", data, y, function(dn, working)
+      read_year(file, data, y, function(dn, working)
         open[dn] = working
       end)
     end
   end
+  if off == nil then
+    bad_data("calendar/", "no calendar/<year>.lua: at least one year file is needed, for its "
+      .. "days and for utc_offset, the civil time deadlines are counted in")
+  end
   -- Date strings of these years, and of the year after (deadlines run into
   -- it), are precomputed for T.format.
-  if #years > 0 then T.cache_dates(years[1], years[#years] + 1) end
-  return index({ region = "national", open = open, years = years, changed = {}, bases = {} })
+  T.cache_dates(years[1], years[#years] + 1)
+  return index({ region = "national", open = open, years = years, changed = {}, bases = {},
+    off = off })
+end
+
+-- The fallback setting of calendar/settings.lua or
+-- regions/<code>/calendar/settings.lua (`file`), checked; nil if no file.
+local FALLBACKS = { error = true, weekend_only = true }
+
+local function read_settings(file, data)
+  if data == nil then return nil end
+  if type(data) ~= "table" or not FALLBACKS[data.fallback] then
+    bad_data(file, "must return { fallback = \"error\" | \"weekend_only\" }")
+  end
+  for k in pairs(data) do
+    if k ~= "fallback" and k ~= "basis" then bad_data(file, "unknown setting " .. tostring(k)) end
+  end
+  return { mode = data.fallback, file = file }
 end
 
 -- A region's calendar: its parent's plus regions/<code>/calendar/<year>.lua
--- for each loaded year; nil when the region adds nothing.
-local function load_region(code, base)
+-- for each loaded year, and its own settings.lua; nil when the region adds
+-- nothing.  A regional year file for a year with no national file is an
+-- error: its days would silently count for nothing.
+local function load_region(code, base, national_years)
+  local dir = "regions/" .. code .. "/calendar/"
+  for y = C.FIRST_YEAR, C.LAST_YEAR do
+    if not national_years[y] and probe("regions." .. code .. ".calendar." .. y) ~= nil then
+      bad_data(dir .. y .. ".lua", "there is no calendar/" .. y .. ".lua; a regional "
+        .. "calendar adds to the national year, so add that first")
+    end
+  end
+  local settings = read_settings(dir .. "settings.lua", probe("regions." .. code
+    .. ".calendar.settings"))
   local open, changed, bases
   for _, y in ipairs(base.years) do
     local data = probe("regions." .. code .. ".calendar." .. y)
@@ -141,7 +209,13 @@ local function load_region(code, base)
         for dn, v in pairs(base.changed) do changed[dn] = v end
         for i, v in ipairs(base.bases) do bases[i] = v end
       end
-      local file = "regions/" .. code .. "/calendar/" .. y .. ".lua"
+      local file = dir .. y .. ".lua"
+      if type(data) ~= "table" then bad_data(file, "must return a table with year = " .. y) end
+      local o = offset_of(file, data)
+      if o ~= nil and o ~= base.off then
+        bad_data(file, "utc_offset " .. data.utc_offset .. " differs from the national "
+          .. "calendar's; a region adds days, it does not move the civil time")
+      end
       bases[#bases + 1] = data.basis or file
       read_year(file, data, y, function(dn, working)
         open[dn] = working
@@ -149,12 +223,25 @@ local function load_region(code, base)
       end)
     end
   end
-  if not open then return nil end
-  -- The trace entry C.report adds when a decision used a regional day.
-  local note = { rule = "calendar.regional." .. code,
-    basis = "regional working-day calendar: " .. concat(bases, "; ") }
-  return index({ region = code, open = open, years = base.years, changed = changed,
-    bases = bases, note = note })
+  if not open and not settings then return nil end
+  local cal
+  if open then
+    -- The trace entry C.report adds when a decision used a regional day.
+    local note = { rule = "calendar.regional." .. code,
+      basis = "regional working-day calendar: " .. concat(bases, "; ") }
+    cal = index({ region = code, open = open, years = base.years, changed = changed,
+      bases = bases, note = note, off = base.off })
+  else                                  -- the parent's days, shared read-only
+    cal = {}
+    for k, v in pairs(base) do cal[k] = v end
+    cal.region = code
+  end
+  if settings then
+    cal.mode, cal.settings_file = settings.mode, settings.file
+  else
+    cal.mode, cal.settings_file = base.mode, base.settings_file
+  end
+  return cal
 end
 
 -- Load the national calendar and every region's additions (regions listed
@@ -171,7 +258,15 @@ local RESOLVED = {}
 
 function C.load()
   if loaded then return loaded end
-  local set = { national = load_national() }
+  local national = load_national()
+  -- The national fallback setting; without calendar/settings.lua, no
+  -- guessing: a year without a file is an error.
+  local settings = read_settings("calendar/settings.lua", probe("calendar.settings"))
+  national.mode = settings and settings.mode or "error"
+  national.settings_file = settings and settings.file or "calendar/settings.lua"
+  local national_years = {}
+  for _, y in ipairs(national.years) do national_years[y] = true end
+  local set = { national = national }
   local provinces, cities = {}, {}
   for _, code in ipairs(probe("regions") or {}) do
     if sfind(code, "-", 1, true) then
@@ -182,10 +277,10 @@ function C.load()
     end
   end
   for _, code in ipairs(provinces) do
-    set[code] = load_region(code, set.national)
+    set[code] = load_region(code, set.national, national_years)
   end
   for _, code in ipairs(cities) do
-    set[code] = load_region(code, set[PROVINCE[code]] or set.national)
+    set[code] = load_region(code, set[PROVINCE[code]] or set.national, national_years)
   end
   for _, code in ipairs(provinces) do
     RESOLVED[code] = set[code] or set.national
@@ -197,11 +292,29 @@ function C.load()
   return set
 end
 
+-- A region the engine accepts but regions.lua does not list (it has a
+-- directory of its own under regions/) gets no calendar of its own, so a
+-- calendar file there would count for nothing: refuse to decide with it
+-- rather than ignore it.  (The engine does not tell the policies its file
+-- list, so this is found at the first decision, not at load.)
+local function unlisted(code)
+  if type(code) ~= "string" or code == "national" then return end
+  local files = { "settings" }
+  for i, y in ipairs(loaded.national.years) do files[i + 1] = y end
+  for _, f in ipairs(files) do
+    if probe("regions." .. code .. ".calendar." .. f) ~= nil then
+      error("regions/" .. code .. "/calendar/" .. f .. ".lua: region " .. code
+        .. " is not in regions.lua, so its calendar is not loaded; list it there", 0)
+    end
+  end
+end
+
 -- The calendar for a requested region: its own, else its province's, else
 -- the national one.
 function C.for_region(set, code)
   local cal = set == loaded and RESOLVED[code] or set[code]
   if cal then return cal end
+  if set == loaded then unlisted(code) end
   local parent = PROVINCE[code]
   if parent == nil then parent = type(code) == "string" and smatch(code, "^([^-]+)%-") end
   return parent and set[parent] or set.national
@@ -211,16 +324,24 @@ end
 -- Per decision: a clock is a calendar plus what one decision used of it
 -- (regional days, fallback years), for the trace.
 
--- mode: the policy's calendar_fallback; path: the input field to name if a
--- year is missing and mode is "error".
-function C.clock(cal, mode, path)
-  return { cal = cal, mode = mode, path = path, fallback = nil, regional = false }
+-- path: the input field to name if a year is missing and the calendar's
+-- fallback setting is "error".
+function C.clock(cal, path)
+  return { cal = cal, off = cal.off, mode = cal.mode, path = path, fallback = nil,
+    regional = false }
+end
+
+-- The offset (seconds) of the clock's civil time: the one results are
+-- written in (T.format(t, C.offset(clk))).
+function C.offset(clk)
+  return clk.off
 end
 
 -- The clock of a decision in region `code`, on the calendars C.load() built
--- (call C.load() when the policy file loads, not per decision).
-function C.clock_for(code, mode, path)
-  return C.clock(C.for_region(loaded, code), mode, path)
+-- (call C.load() when the policy file loads, not per decision).  Every
+-- kind gets the same calendar and the same fallback setting for a region.
+function C.clock_for(code, path)
+  return C.clock(C.for_region(loaded, code), path)
 end
 
 -- Is day dn a working day?  Outside the loaded years: the fallback.
@@ -236,8 +357,8 @@ function C.is_working(clk, dn)
     error({
       code = "bad_input", path = clk.path,
       message = sfmt("no working-day calendar is loaded for %d "
-        .. "(calendar/%d.lua is missing) and this policy does not fall back "
-        .. "to weekends only", y, y),
+        .. "(calendar/%d.lua is missing) and the calendar of region %s does not fall "
+        .. "back to weekends only (%s)", y, y, cal.region, cal.settings_file),
     }, 0)
   end
   clk.fallback = clk.fallback or {}
@@ -306,12 +427,14 @@ function C.spec_error(spec)
   return nil
 end
 
--- The deadline instant for spec counted from instant t written in offset off.
-function C.due(clk, t, off, spec)
+-- The deadline instant for spec counted from instant t.  Days are the
+-- calendar's civil days (clk.off), whatever offset t was written in.
+function C.due(clk, t, spec)
   local n = spec.minutes
   if n then return t + n * 60 end
   n = spec.hours
   if n then return t + n * 3600 end
+  local off = clk.off
   local dn = (t + off) // 86400                      -- T.local_day
   n = spec.working_days
   if n then
@@ -343,8 +466,8 @@ function C.report(clk, tr)
     sort(years)
     R.note(tr, "calendar.weekend_only_fallback",
       "no holiday calendar is loaded for " .. concat(years, ", ") .. "; counted "
-      .. "Saturdays and Sundays as the only days off (policy param calendar_fallback = "
-      .. "weekend_only)")
+      .. "Saturdays and Sundays as the only days off (fallback = \"weekend_only\" in "
+      .. clk.cal.settings_file .. ")")
   end
 end
 

@@ -15,8 +15,25 @@
 -- holds, `collect` keeps every one.  Each rule that fires is added to the
 -- trace, once per decision, in firing order, with its basis.
 --
--- A policy (R.policy) is { kind, fields (input schema), params, tables,
--- evaluate }, and gets P.decide(input, ctx) -> result, trace.  A region file
+-- A policy (R.policy) is { kind, fields (input schema), tighter (result
+-- field orders, below), params, tables, evaluate }, and gets
+-- P.decide(input, ctx) -> result, trace.
+--
+-- `tighter` says, for each result field, which way a region may move it
+-- (a region may only tighten its parent; a higher customer grade should
+-- never get a looser answer than a lower one).  Data only, for a check
+-- that compares two answers (P.tighter; see R.TIGHTER).  Keys are result
+-- paths ("deadlines.*" for every key of a map, "next_deadline.at"); values:
+--   "earlier"    a time: earlier is tighter; absent is looser than any
+--   "later"      a time: later is tighter (the end of a customer's right)
+--   "smaller"    a number: smaller is tighter; absent is looser than any
+--   "larger"     a number: larger is tighter (an offer)
+--   "true"       a boolean: true is tighter
+--   "superset"   a list: one that holds every entry of the other and more
+--                is tighter (parties notified, warnings raised)
+--   { higher = list }  a value of the list: later in the list is tighter
+--   "neutral"    follows from the others (a tier's name, a status) or is
+--                not ordered: never compared  A region file
 -- changes a fresh copy of its parent with R.extend: new params, rules
 -- replaced by id, rules added, input fields added.
 --
@@ -24,6 +41,18 @@
 -- is data of that rule, so basis and number change together; a number no
 -- single rule states (approval limits, caps, the at-risk share) is in
 -- P.params.
+--
+-- Published limits: a rule that encodes a published rule (a law, a
+-- regulation: the MIIT 15 days, the repair hours, the appeal bars, void SP
+-- charges, the fraud damages) carries the limit that rule sets on its data:
+--   limits = { ["due.repair"] = { at_most = { hours = 48 } },
+--              multiplier = { at_least = 2 } }
+-- (a dotted path into the rule; a bound is a number or a deadline spec as
+-- in lib/calendar.lua).  A region may tighten such a rule, never loosen it:
+-- a replacement may change only its id, basis and the limited fields, and
+-- those within the limit; not its condition, its amount function or its
+-- limits.  Anything else fails to load with file:line, the rule and the
+-- published basis (the national rule's basis, kept with its limits).
 
 local S = require("lib.schema")
 local T = require("lib.time")
@@ -31,6 +60,7 @@ local T = require("lib.time")
 -- Globals and library functions are read once, here: inside a decision
 -- every global access goes through the sandbox's environment proxies.
 local type, error, tostring, ipairs, pairs = type, error, tostring, ipairs, pairs
+local smatch, sgsub, gmatch = string.match, string.gsub, string.gmatch
 
 local R = {}
 
@@ -132,6 +162,98 @@ function R.decide(P, name, f, tr)
 end
 
 ------------------------------------------------------------------------
+-- Published limits (see the top of this file).
+
+local LIMIT_UNITS = { "minutes", "hours", "working_days", "days", "months" }
+local TO_MINUTES = { minutes = 1, hours = 60 }
+
+-- The unit and count of a deadline spec, or nil.
+local function spec_unit(spec)
+  if type(spec) ~= "table" then return nil end
+  for _, u in ipairs(LIMIT_UNITS) do
+    if spec[u] ~= nil then return u, spec[u] end
+  end
+  return nil
+end
+
+local function show(v)
+  if type(v) ~= "table" then return tostring(v) end
+  local u, n = spec_unit(v)
+  if u then return "{ " .. u .. " = " .. tostring(n) .. " }" end
+  return "a table"
+end
+
+-- Is value v within the bound?  bound is a number or a deadline spec; way
+-- is "at_most" or "at_least".  Deadlines compare in one unit family
+-- (minutes and hours together); an at-most limit in days also admits an
+-- hour or minute limit that ends no later (t + 24n h is within day n).
+local function within(v, bound, way)
+  if type(bound) == "number" then
+    if type(v) ~= "number" then return false end
+    if way == "at_most" then return v <= bound end
+    return v >= bound
+  end
+  local bu, bn = spec_unit(bound)
+  local vu, vn = spec_unit(v)
+  if not vu or type(vn) ~= "number" then return false end
+  if TO_MINUTES[bu] and TO_MINUTES[vu] then
+    bn, vn = bn * TO_MINUTES[bu], vn * TO_MINUTES[vu]
+  elseif way == "at_most" and bu == "days" and TO_MINUTES[vu] then
+    bn, vn = bn * 24 * 60, vn * TO_MINUTES[vu]
+  elseif bu ~= vu then
+    return false
+  end
+  if way == "at_most" then return vn <= bn end
+  return vn >= bn
+end
+
+local function get_path(r, path)
+  local v = r
+  for key in gmatch(path, "[^.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[key]
+  end
+  return v
+end
+
+-- The problem with rule r's data against its published limits, or nil.
+local function limits_problem(r)
+  local limits = r.limits
+  if limits == nil then return nil end
+  if type(limits) ~= "table" then return "limits must be a table" end
+  for path, lim in pairs(limits) do
+    if path ~= "basis" then
+      local way = lim.at_most ~= nil and "at_most" or "at_least"
+      local bound = lim[way]
+      if bound == nil then return "limits." .. path .. " needs at_most or at_least" end
+      local v = get_path(r, path)
+      if not within(v, bound, way) then
+        return path .. " = " .. show(v) .. " loosens a published rule: "
+          .. (sgsub(way, "_", " ")) .. " " .. show(bound) .. " (" .. limits.basis .. ")"
+      end
+    end
+  end
+  return nil
+end
+
+-- The problem with replacing rule old (which has limits) by new, or nil:
+-- only id, basis and the limited fields (the first part of each path).
+local function replace_problem(old, new)
+  local allowed = { id = true, basis = true }
+  for path in pairs(old.limits) do
+    if path ~= "basis" then allowed[smatch(path, "^[^.]+")] = true end
+  end
+  for k in pairs(new) do
+    if not allowed[k] then
+      return "rule " .. tostring(new.id) .. " replaces " .. old.id .. ", which encodes a "
+        .. "published rule (" .. old.limits.basis .. "): a region may change only its id, "
+        .. "basis and limited data, within the limit, not " .. tostring(k)
+    end
+  end
+  return nil
+end
+
+------------------------------------------------------------------------
 -- Checking a policy at load time (what `verdict check` also checks).
 
 -- Returns nil, or "message" for the first problem found.
@@ -158,6 +280,8 @@ function R.problem(P)
       if r.when ~= nil and type(r.when) ~= "function" then
         return "rule " .. r.id .. ": when must be a function"
       end
+      local loose = limits_problem(r)
+      if loose then return "rule " .. r.id .. ": " .. loose end
       if P.check_rule then
         local why = P.check_rule(P, t.name, r)
         if why then return "rule " .. r.id .. ": " .. why end
@@ -169,8 +293,16 @@ end
 
 -- Check P, index its tables by name and prepare what R.run reads (after
 -- every change at load time): t.first, and t.notes[i], the trace entry of
--- t.rules[i].
+-- t.rules[i].  A rule with limits keeps the basis they were published with
+-- (the first policy's rule), and is checked against them.
 local function assert_ok(P)
+  for _, t in ipairs(type(P.tables) == "table" and P.tables or {}) do
+    for _, r in ipairs(type(t.rules) == "table" and t.rules or {}) do
+      if type(r) == "table" and type(r.limits) == "table" and r.limits.basis == nil then
+        r.limits.basis = r.basis
+      end
+    end
+  end
   local why = R.problem(P)
   if why then error(P.kind .. " policy: " .. why, 0) end
   P.by_name = {}
@@ -186,12 +318,35 @@ end
 ------------------------------------------------------------------------
 -- Building a policy.
 
--- spec: { kind, fields, params, tables, evaluate = function(P, f, ctx, tr),
+-- spec: { kind, fields, tighter, params, tables, evaluate = function(P, f, ctx, tr),
 --         check_rule = function(P, table_name, rule) -> nil | message }
+-- The orders a `tighter` entry may name (see the top of this file).
+R.TIGHTER = { earlier = true, later = true, smaller = true, larger = true, ["true"] = true,
+  superset = true, neutral = true }
+
+local function tighter_problem(tighter)
+  if tighter == nil then return nil end
+  if type(tighter) ~= "table" then return "tighter must be a table of result fields" end
+  for path, order in pairs(tighter) do
+    if type(path) ~= "string" then return "tighter: keys are result field paths" end
+    if type(order) == "table" then
+      if type(order.higher) ~= "table" or #order.higher == 0 then
+        return "tighter." .. path .. ": a table order needs higher = { values, lowest first }"
+      end
+    elseif not R.TIGHTER[order] then
+      return "tighter." .. path .. ": unknown order " .. tostring(order)
+    end
+  end
+  return nil
+end
+
 local function build(spec)
+  local why = tighter_problem(spec.tighter)
+  if why then error(tostring(spec.kind) .. " policy: " .. why, 0) end
   local P = {
     kind = spec.kind,
     fields = spec.fields,
+    tighter = spec.tighter,
     params = spec.params or {},
     tables = spec.tables,
     evaluate = spec.evaluate,
@@ -210,16 +365,41 @@ local function build(spec)
   return assert_ok(P)
 end
 
--- Load-time errors name the file and line that called R.policy / R.extend.
-local function at_caller(fn, a, b)
-  local ok, res = pcall(fn, a, b)
-  if not ok then error(res, 3) end
-  return res
+-- Load-time errors name the file and line that called R.policy / R.extend
+-- ("regions/GD/sla.lua:8: ...").  A policy file usually ends with
+-- `return R.extend(parent(), {...})`, a tail call that leaves no frame of
+-- the file on the stack by the time R.extend runs, so the place is taken
+-- earlier: when the file reads the field R.extend (or R.policy), through
+-- R's __index, while the file's own frame is still the caller.  Each read
+-- gets a function of its own that knows where it was read.
+local PLACED = {}   -- name -> the implementation; R.<name> reads go through here
+
+-- "file:line: " of the function `level` levels above the caller, as
+-- error() writes it (no debug library in the sandbox).
+local function caller_place(level)
+  local _, msg = pcall(error, "", level + 2)
+  return type(msg) == "string" and msg or ""
 end
 
-function R.policy(spec)
-  return at_caller(build, spec)
+local function place(name, fn)
+  PLACED[name] = fn
 end
+
+local function placed(_, name)
+  local fn = PLACED[name]
+  if fn == nil then return nil end
+  local at = caller_place(2)                     -- the chunk reading R.<name>
+  return function(a, b)
+    local ok, res = pcall(fn, a, b)
+    if not ok then
+      if type(res) == "string" then error(at .. res, 0) end
+      error(res, 0)
+    end
+    return res
+  end
+end
+
+place("policy", build)
 
 ------------------------------------------------------------------------
 -- Extending a parent policy (region files).
@@ -274,6 +454,10 @@ local function extend(P, ext)
     if new.id == nil or new.id == old_id or new.basis == nil or new.basis == old.basis then
       error("extend: the rule replacing " .. old_id .. " needs its own id and basis", 0)
     end
+    if old.limits then
+      local why = replace_problem(old, new)
+      if why then error(P.kind .. " policy: " .. why, 0) end
+    end
     local r = {}
     for k, v in pairs(old) do r[k] = v end
     for k, v in pairs(new) do r[k] = v end
@@ -300,9 +484,7 @@ local function extend(P, ext)
   return assert_ok(P)
 end
 
-function R.extend(P, ext)
-  return at_caller(extend, P, ext)
-end
+place("extend", extend)
 
 ------------------------------------------------------------------------
 -- Small helpers.
@@ -320,5 +502,7 @@ function R.set(list)
   for _, v in ipairs(list) do s[v] = true end
   return s
 end
+
+setmetatable(R, { __index = placed })
 
 return R

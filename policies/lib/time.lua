@@ -129,6 +129,14 @@ for q = -24 * 4 + 1, 24 * 4 - 1 do
 end
 OFFSET_OF["-00:00"] = 0
 
+-- The offset in seconds of a "+HH:MM" / "-HH:MM" string (on a quarter
+-- hour, as every civil offset in use is), or nil and a reason.
+function T.parse_offset(s)
+  local off = type(s) == "string" and OFFSET_OF[s]
+  if not off then return nil, "expected an offset such as +08:00 (on a quarter hour)" end
+  return off
+end
+
 -- HHMM[minute of the day] = "HH:MM" and MINUTE_OF["HH:MM"] = minute of the
 -- day; SECOND_OF["SS"] = 0..60 (60: a leap second, read as 59).
 local HHMM, MINUTE_OF, SECOND_OF = {}, {}, {}

@@ -16,6 +16,16 @@
 --      outweighs a misunderstanding it may have caused);
 --   6. nothing found against either side: properly handled.
 -- `grounds` lists the ids of the finding rules the outcome rests on.
+--
+-- The appeal bars (`window`, `appeal.withdrawn.out_of_time`) and the appeal
+-- body's time limits carry their published limits (`limits`,
+-- lib/rules.lua): a region may give the customer longer (a later bar) or
+-- the appeal body less time, and one that does the opposite, or changes
+-- when a bar applies, fails to load.
+--
+-- Times may be written in any offset: the bars' months and the appeal
+-- body's days are counted on the calendar's civil days (lib/calendar.lua,
+-- +08:00), and every time in the result is written in +08:00.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -38,8 +48,10 @@ local fields = {
   customer_id = S.string{ max_len = 64,
     doc = "the customer, optional: recorded so that history can count this customer's complaints" },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
-  event_at = S.time{ required = true, doc = "when the disputed event happened" },
-  appealed_at = S.time{ required = true, doc = "when the appeal was filed" },
+  event_at = S.time{ required = true, doc = "when the disputed event happened; any offset: "
+    .. "the appeal bars' months are counted in China's civil days (the calendar's utc_offset, "
+    .. "+08:00), and the result's times are written in +08:00" },
+  appealed_at = S.time{ required = true, doc = "when the appeal was filed (any offset)" },
   complained_first = S.boolean{ required = true, doc = "the customer complained to the carrier first" },
   carrier_replied_in_time = S.boolean{ default = true },
   accepted_elsewhere = S.enum{ "court", "arbitration", "consumer_org", "appeal_body",
@@ -55,9 +67,22 @@ local fields = {
   materials_complete_at = S.time{ doc = "when the appeal body had complete materials" },
 }
 
-local params = {
-  calendar_fallback = "weekend_only",
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): the
+-- customer's right to appeal ends later, the appeal body's deadlines are
+-- earlier, and a case counts against the enterprise rather than not.  The
+-- outcome and its grounds are not ordered.
+local tighter = {
+  outcome = "neutral",
+  grounds = "neutral",
+  counts_against_enterprise = "true",
+  appeal_window_ends = "later",
+  acceptance_decision_by = "earlier",
+  answer_due_by = "earlier",
 }
+
+-- A year with no calendar file: the region's calendar setting decides
+-- (lib/calendar.lua), as for sla and escalation.
+local params = {}
 
 -- A finding rule: fires when the finding is in input.findings.
 local function finding(id, name, class, basis)
@@ -68,14 +93,19 @@ end
 -- Facts besides the input, set by evaluate: f.window_ends (instant);
 -- for `outcome`, counts per class (f.n.procedural, f.n.handling, ...).
 local tables = {
-  -- How long after the event an appeal may be filed.
-  { name = "window", hit = "first", rules = {
+  -- How long after the event an appeal may be filed.  Every rule that
+  -- matches counts and the latest end wins (collect), so a rule a region
+  -- adds can lengthen a published bar, never shorten it.
+  { name = "window", hit = "collect", rules = {
     { id = "appeal.window.billing", due = { months = 5 },
       basis = "MIIT appeal rules: a billing dispute is appealable for 5 months after the event "
         .. "(call detail and billing records are kept at least 5 months)",
-      when = function(f) return BILLING[f.category] end },
+      when = function(f) return BILLING[f.category] end,
+      limits = { due = { at_least = { months = 5 } } } },
     { id = "appeal.window.other", due = { months = 24 },
-      basis = "MIIT appeal rules: other disputes are appealable for 2 years after the event" },
+      basis = "MIIT appeal rules: other disputes are appealable for 2 years after the event",
+      when = function(f) return not BILLING[f.category] end,
+      limits = { due = { at_least = { months = 24 } } } },
   } },
 
   -- Procedural bars: any one means withdrawn / not accepted.
@@ -94,7 +124,8 @@ local tables = {
     { id = "appeal.withdrawn.out_of_time", class = "procedural",
       basis = "MIIT appeal rules: the appeal is past its time limit (5 months for billing, "
         .. "2 years for other disputes)",
-      when = function(f) return f.appealed_at.t > f.window_ends end },
+      when = function(f) return f.appealed_at.t > f.window_ends end,
+      limits = {} },
     { id = "appeal.withdrawn.no_prior_complaint", class = "procedural",
       basis = "MIIT order no. 35 (2016): the customer must complain to the carrier first",
       when = function(f) return not f.complained_first end },
@@ -177,11 +208,11 @@ local tables = {
   -- The appeal body's own time limits.  from: the input time counted from.
   { name = "deadlines", hit = "collect", rules = {
     { id = "appeal.deadline.acceptance", out = "acceptance_decision_by", from = "appealed_at",
-      due = { working_days = 5 },
+      due = { working_days = 5 }, limits = { due = { at_most = { working_days = 5 } } },
       basis = "MIIT appeal rules: the appeal body decides within 5 working days whether to "
         .. "accept an appeal" },
     { id = "appeal.deadline.answer", out = "answer_due_by", from = "materials_complete_at",
-      due = { days = 30 },
+      due = { days = 30 }, limits = { due = { at_most = { days = 30 } } },
       basis = "MIIT appeal rules: the appeal body answers the appellant within 30 days of "
         .. "complete materials",
       when = function(f) return f.materials_complete_at ~= nil and not f.withdrawn end },
@@ -215,9 +246,15 @@ local function evaluate(P, f, ctx, tr)
   if f.appealed_at.t < ev.t then
     S.fail("input.appealed_at", "expected a time not before event_at")
   end
-  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.event_at")
-  local window = R.decide(P, "window", f, tr)
-  f.window_ends = due_of(clk, ev.t, ev.off, window.due)
+  local clk = clock_for(ctx.region, "input.event_at")
+  local windows = R.run(P, "window", f, tr)
+  if #windows == 0 then error("no rule in table window matched; every category needs a bar", 0) end
+  local ends = due_of(clk, ev.t, windows[1].due)
+  for i = 2, #windows do
+    local e = due_of(clk, ev.t, windows[i].due)
+    if e > ends then ends = e end
+  end
+  f.window_ends = ends
 
   -- Findings count only for an admissible appeal: fired rules, and how
   -- many of each class.
@@ -251,20 +288,26 @@ local function evaluate(P, f, ctx, tr)
   if k == 0 then grounds[1] = o.id end
 
   f.withdrawn = o.outcome == "withdrawn"
+  local off = C.offset(clk)
   local result = {
     outcome = o.outcome,
     grounds = grounds,
     counts_against_enterprise = o.counts == true,
-    appeal_window_ends = format(f.window_ends, ev.off),
+    appeal_window_ends = format(f.window_ends, off),
     acceptance_decision_by = NULL,
     answer_due_by = NULL,
   }
-  local deadlines = R.run(P, "deadlines", f, tr)
+  -- Each output is the earliest deadline any fired rule gives it.
+  local deadlines, earliest = R.run(P, "deadlines", f, tr), {}
   for i = 1, #deadlines do
     local r = deadlines[i]
     local from = f[r.from]
     clk.path = PATH[r.from] or "input." .. r.from
-    result[r.out] = format(due_of(clk, from.t, from.off, r.due), from.off)
+    local d = due_of(clk, from.t, r.due)
+    if earliest[r.out] == nil or d < earliest[r.out] then
+      earliest[r.out] = d
+      result[r.out] = format(d, off)
+    end
   end
   C.report(clk, tr)
   return result
@@ -273,6 +316,7 @@ end
 return R.policy{
   kind = "appeal",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,

@@ -13,7 +13,28 @@ local function input(t)
   return base
 end
 
-return {
+-- One instant written in each offset a request may use: `variants` is a
+-- list of { offset = "...", <field> = time, ... }, the same instants in each.
+-- Adds one case per variant, built by make(v); all expect the same answer,
+-- since days are China's civil days whatever the offset, and answers are
+-- written in +08:00.
+local function in_every_offset(cases, name, variants, make)
+  for i = 1, #variants do
+    local v = variants[i]
+    local case = make(v)
+    case.name = name .. " (written in " .. v.offset .. ")"
+    cases[#cases + 1] = case
+  end
+end
+
+local cases = {
+  { name = "a bar ending in 2027 with no 2027 calendar: weekend-only fallback nationally",
+    at = "2026-11-20T10:00:00+08:00",
+    input = input{ event_at = "2026-10-01T10:00:00+08:00",
+      appealed_at = "2026-11-16T10:00:00+08:00" },
+    expect = { appeal_window_ends = "2027-03-01T23:59:59+08:00" },
+    fired = { "calendar.weekend_only_fallback" } },
+
   { name = "a court already accepted the matter: withdrawn, whatever was found",
     at = AT,
     input = input{ accepted_elsewhere = "court", findings = { "work_error" } },
@@ -187,3 +208,62 @@ return {
     input = input{ settled_and_executed = "yes" },
     expect_error = { code = "bad_input", path = "input.settled_and_executed" } },
 }
+
+-- Event on New Year's Day 2026 in China (New Year's Eve 2025 elsewhere): the
+-- 5-month billing bar ends Monday 2026-06-01 24:00 China time.
+local NEW_YEAR = {
+  ["+08:00"] = "2026-01-01T00:30:00+08:00", Z = "2025-12-31T16:30:00Z",
+  ["-05:00"] = "2025-12-31T11:30:00-05:00", ["+14:00"] = "2026-01-01T06:30:00+14:00",
+}
+
+in_every_offset(cases, "billing appeal 30 minutes after the 5-month bar ended in China", {
+    { offset = "+08:00", appealed = "2026-06-02T00:30:00+08:00" },
+    { offset = "Z", appealed = "2026-06-01T16:30:00Z" },
+    { offset = "-05:00", appealed = "2026-06-01T11:30:00-05:00" },
+    { offset = "+14:00", appealed = "2026-06-02T06:30:00+14:00" },
+  }, function(v)
+    return { at = v.appealed,
+      input = input{ event_at = NEW_YEAR[v.offset], appealed_at = v.appealed,
+        findings = { "shirking" } },
+      expect = { outcome = "withdrawn", grounds = { "appeal.withdrawn.out_of_time" },
+        counts_against_enterprise = false,
+        appeal_window_ends = "2026-06-01T23:59:59+08:00",
+        acceptance_decision_by = "2026-06-09T23:59:59+08:00",   -- from Tuesday Jun 2
+        answer_due_by = verdict.null } }
+  end)
+
+in_every_offset(cases, "billing appeal 30 minutes before the bar ended in China; materials "
+  .. "complete on National Day", {
+    { offset = "+08:00", appealed = "2026-06-01T23:30:00+08:00",
+      materials = "2026-10-01T01:00:00+08:00" },
+    { offset = "Z", appealed = "2026-06-01T15:30:00Z", materials = "2026-09-30T17:00:00Z" },
+    { offset = "-05:00", appealed = "2026-06-01T10:30:00-05:00",
+      materials = "2026-09-30T12:00:00-05:00" },
+    { offset = "+14:00", appealed = "2026-06-02T05:30:00+14:00",
+      materials = "2026-10-01T07:00:00+14:00" },
+  }, function(v)
+    return { at = v.appealed,
+      input = input{ event_at = NEW_YEAR[v.offset], appealed_at = v.appealed,
+        materials_complete_at = v.materials, findings = { "shirking" } },
+      expect = { outcome = "enterprise_liable", grounds = { "appeal.finding.shirking" },
+        counts_against_enterprise = true,
+        appeal_window_ends = "2026-06-01T23:59:59+08:00",
+        acceptance_decision_by = "2026-06-08T23:59:59+08:00",   -- from Monday Jun 1
+        answer_due_by = "2026-11-02T23:59:59+08:00" } }       -- Oct 31 is a Saturday
+  end)
+
+in_every_offset(cases, "appeal filed on a worked Saturday in China before Spring Festival", {
+    { offset = "+08:00", appealed = "2026-02-14T00:30:00+08:00" },
+    { offset = "Z", appealed = "2026-02-13T16:30:00Z" },
+    { offset = "-05:00", appealed = "2026-02-13T11:30:00-05:00" },
+    { offset = "+14:00", appealed = "2026-02-14T06:30:00+14:00" },
+  }, function(v)
+    return { at = v.appealed,
+      input = input{ event_at = v.appealed, appealed_at = v.appealed },
+      expect = {
+        appeal_window_ends = "2026-07-14T23:59:59+08:00",       -- Feb 14 + 5 months
+        acceptance_decision_by = "2026-02-28T23:59:59+08:00",   -- Feb 24-27, worked Feb 28
+      } }
+  end)
+
+return cases

@@ -2,13 +2,24 @@
 -- which cap, and who must approve it.
 --
 -- Only what a rule or a law gives a basis for is offered (有根有据).  The
--- `components` table collects every amount the facts support; amounts
--- marked `capped` (carrier practice: delay compensation, speed credit,
--- goodwill) are together limited to the grade's cap, while refunds and
--- amounts the law sets are never capped.  Delay compensation is not paid
--- when the customer, a third party or force majeure caused the delay
--- (`exemption`).  The offer then needs the approval level whose limit for
--- the customer's grade covers it.
+-- `components` table collects every amount the facts support.  What a rule,
+-- a law or a published carrier promise gives (refunds, fraud damages, the
+-- rental waiver, the installation penalty, the late-repair and
+-- late-installation promises, the speed credit) is owed in full: no
+-- configurable cap cuts it, and where a promise has a limit it is the
+-- promise's own published one, cited in its basis (late repair: at most 100
+-- yuan).  Only discretionary amounts, marked `capped` (goodwill), are
+-- limited to the grade's cap (params.cap_fen).  Delay compensation is not
+-- paid when the customer, a third party or force majeure caused the delay
+-- (`exemption`).  The offer, in full, then needs the approval level whose
+-- limit for the customer's grade covers it.
+--
+-- The components a law or regulation sets (the refund of what was not due,
+-- void SP charges, the fraud damages, the rental waiver, the installation
+-- penalty) and the published double refund carry their limits (`limits`,
+-- lib/rules.lua: at least x2, at least x3 and 500 yuan, ...): a region may
+-- raise them, and one that lowers them, or changes when they apply or how
+-- they are computed, fails to load.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -47,7 +58,8 @@ local fields = {
 }
 
 local params = {
-  -- Ceiling on the capped (practice-based) components, per customer grade.
+  -- Ceiling on the discretionary (`capped`: goodwill) components, per
+  -- customer grade.  Never applied to what a rule or a promise gives.
   cap_fen = { retail = 40000, local_c = 60000, local_b = 80000, local_a = 100000,
               province = 200000, group = 300000 },
   -- Highest offer each level may approve, per grade; above `city`: province.
@@ -59,6 +71,17 @@ local params = {
     province = { frontline = 0, team_lead = 100000, district = 500000, city = 2000000 },
     group    = { frontline = 0, team_lead = 100000, district = 500000, city = 2000000 },
   },
+}
+
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): a
+-- larger offer.  Its components, the cap on goodwill, the approval level
+-- (which follows the offer) and the claim flag are not compared.
+local tighter = {
+  offer_fen = "larger",
+  components = "neutral",
+  cap_fen = "neutral",
+  approval_level = "neutral",
+  claim_beyond_basis = "neutral",
 }
 
 -- Facts the rules use besides the input: f.overcharge (charged - due, at
@@ -87,24 +110,30 @@ local tables = {
       basis = "carrier practice (published commitment, 双倍返还): overcharging caused by the "
         .. "carrier is refunded double, (charged - due) x 2",
       when = function(f) return f.cause == "carrier" and f.overcharge > 0 and not f.fraud_established end,
-      amount = function(f, r) return f.overcharge * r.multiplier end },
+      amount = function(f, r) return f.overcharge * r.multiplier end,
+      limits = { multiplier = { at_least = 2 } } },
     { id = "comp.billing.refund", type = "overcharge_refund",
       basis = "Civil Code art. 985 (unjust enrichment): an amount charged but not due is "
         .. "returned; used when the carrier did not cause it, or when fraud damages apply instead "
         .. "of the double refund",
       when = function(f) return f.overcharge > 0 and (f.cause ~= "carrier" or f.fraud_established) end,
-      amount = function(f) return f.overcharge end },
+      amount = function(f) return f.overcharge end,
+      limits = {} },
     { id = "comp.sp.void_refund", type = "sp_refund",
       basis = "rule: a value-added subscription the customer never confirmed is void and may "
         .. "not be charged: full refund",
       when = function(f) return f.sp_unconfirmed_fen > 0 end,
-      amount = function(f) return f.sp_unconfirmed_fen end },
+      amount = function(f) return f.sp_unconfirmed_fen end,
+      limits = {} },
     { id = "comp.fraud.cpl55", type = "fraud_damages", multiplier = 3, min_fen = 50000,
-      basis = "Consumer Rights Protection Law art. 55: fraud, compensation of 3x the fee, at "
-        .. "least 500 yuan",
+      basis = "Consumer Rights Protection Law art. 55: fraud, increased compensation of 3x the "
+        .. "fee, at least 500 yuan, paid on top of the refund of the overcharge "
+        .. "(comp.billing.refund): the law adds it to the loss, it does not replace it; the "
+        .. "double refund is not paid as well, as it would make good the same loss twice",
       when = function(f) return f.fraud_established end,
-      amount = function(f, r) return M.max(f.fee_fen * r.multiplier, r.min_fen) end },
-    { id = "comp.repair.late", type = "late_repair", capped = true,
+      amount = function(f, r) return M.max(f.fee_fen * r.multiplier, r.min_fen) end,
+      limits = { multiplier = { at_least = 3 }, min_fen = { at_least = 50000 } } },
+    { id = "comp.repair.late", type = "late_repair",
       per_day_fen = 1000, max_fen = 10000,
       basis = "carrier practice (published, configurable): late repair 10 yuan per overdue day, "
         .. "a started day counts whole, at most 100 yuan",
@@ -113,13 +142,14 @@ local tables = {
         return M.min(M.ceil_div(f.repair_overdue_hours, 24) * r.per_day_fen, r.max_fen)
       end },
     { id = "comp.repair.rental_waiver", type = "rental_waiver", month_days = 30,
-      basis = "Telecom Regulations: repair deadline missed: the monthly rental for the fault "
-        .. "period is waived (pro rata per started day of a 30-day month)",
+      basis = "Telecom Regulations: repair deadline missed: the monthly rental for the whole "
+        .. "fault period is waived (pro rata per started day, a month counted as 30 days; a "
+        .. "fault longer than a month waives more than one month's rental)",
       when = function(f) return not f.exempt and f.repair_overdue_hours > 0 and f.monthly_rental_fen > 0 end,
       amount = function(f, r)
-        local days = M.min(M.ceil_div(f.fault_hours, 24), r.month_days)
-        return M.mul_div(f.monthly_rental_fen, days, r.month_days)
-      end },
+        return M.mul_div(f.monthly_rental_fen, M.ceil_div(f.fault_hours, 24), r.month_days)
+      end,
+      limits = { month_days = { at_most = 30 } } },
     { id = "comp.install.penalty", type = "install_penalty", percent_per_day = 1,
       basis = "rule (Telecom Regulations): late installation for the operator's reason, a "
         .. "penalty of 1% of the installation fee per day",
@@ -128,12 +158,13 @@ local tables = {
       end,
       amount = function(f, r)
         return M.percent(f.install_fee_fen * f.install_overdue_days, r.percent_per_day)
-      end },
-    { id = "comp.install.late", type = "late_install", capped = true, amount_fen = 2000,
+      end,
+      limits = { percent_per_day = { at_least = 1 } } },
+    { id = "comp.install.late", type = "late_install", amount_fen = 2000,
       basis = "carrier practice (published, configurable): late installation 20 yuan, once",
       when = function(f) return not f.exempt and f.install_late end,
       amount = function(_, r) return r.amount_fen end },
-    { id = "comp.speed.credit", type = "speed_credit", capped = true, below_percent = 90,
+    { id = "comp.speed.credit", type = "speed_credit", below_percent = 90,
       basis = "carrier practice (published, configurable): speed below 90% of the contract "
         .. "earns a credit on that month's rental in proportion to the shortfall",
       when = function(f, r)
@@ -148,12 +179,12 @@ local tables = {
       amount = function(f, r) return M.min(f.goodwill_fen, r.max_fen) end },
   } },
 
-  -- The grade's cap on the capped components.  Facts: capped, cap.
+  -- The grade's cap on the discretionary components.  Facts: capped, cap.
   { name = "cap", hit = "first", rules = {
     { id = "comp.cap.grade",
-      basis = "carrier practice (configurable per grade, params.cap_fen): delay compensation, "
-        .. "credits and goodwill together are capped per customer grade; refunds and amounts "
-        .. "set by law are not",
+      basis = "carrier practice (configurable per grade, params.cap_fen): discretionary "
+        .. "amounts (goodwill) are capped per customer grade; what a rule, a law or a "
+        .. "published promise gives is owed in full and never capped",
       when = function(c) return c.capped > c.cap end },
   } },
 
@@ -188,10 +219,19 @@ local tables = {
   } },
 }
 
+-- The component types whose amounts are discretionary: the only ones the
+-- grade's cap (params.cap_fen) may cut.
+local DISCRETIONARY = { goodwill = true }
+
 local function check_rule(_, table_name, r)
   if table_name == "components" then
     if type(r.type) ~= "string" then return "a component rule needs a type" end
     if type(r.amount) ~= "function" then return "a component rule needs an amount function" end
+    if r.capped and not DISCRETIONARY[r.type] then
+      return "only discretionary amounts (goodwill) may be capped by params.cap_fen; what a "
+        .. "rule or a published promise gives is owed in full (a promise's own published "
+        .. "limit belongs in the rule, cited in its basis)"
+    end
   elseif table_name == "approval" and type(r.level) ~= "string" then
     return "an approval rule needs a level"
   end
@@ -252,6 +292,7 @@ end
 return R.policy{
   kind = "compensation",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,

@@ -11,7 +11,21 @@ local function input(t)
   return base
 end
 
-return {
+-- One instant written in each offset a request may use: `variants` is a
+-- list of { offset = "...", <field> = time, ... }, the same instants in each.
+-- Adds one case per variant, built by make(v); all expect the same answer,
+-- since days are China's civil days whatever the offset, and answers are
+-- written in +08:00.
+local function in_every_offset(cases, name, variants, make)
+  for i = 1, #variants do
+    local v = variants[i]
+    local case = make(v)
+    case.name = name .. " (written in " .. v.offset .. ")"
+    cases[#cases + 1] = case
+  end
+end
+
+local cases = {
   { name = "overcharge caused by the carrier: double refund",
     at = AT,
     input = input{ charged_fen = 12000, due_fen = 8000 },
@@ -50,7 +64,7 @@ return {
     expect = { offer_fen = 3000,
       components = { { type = "sp_refund", amount_fen = 3000, rule = "comp.sp.void_refund" } } } },
 
-  { name = "fraud: 3x the fee, and the overcharge refunded once instead of double",
+  { name = "fraud: 3x the fee on top of the overcharge refunded once (not double)",
     at = AT,
     input = input{ fraud_established = true, fee_fen = 30000, charged_fen = 13000, due_fen = 8000 },
     expect = {
@@ -134,22 +148,53 @@ return {
       components = { { type = "goodwill", amount_fen = 30000, rule = "comp.goodwill" } },
       approval_level = "district" } },
 
-  { name = "capped components over the retail cap are cut; the rental waiver is not",
+  { name = "the retail cap does not cut promises: late repair, the rental waiver and the speed "
+      .. "credit are owed in full, and the approval level follows the full amount",
     at = AT,
     input = input{ category = "broadband_fault", repair_overdue_hours = 300, fault_hours = 348,
       monthly_rental_fen = 10000, speed_percent = 50, goodwill_fen = 30000 },
     expect = {
-      offer_fen = 45000,
+      offer_fen = 50000,
       components = {
         { type = "late_repair", amount_fen = 10000 },
         { type = "rental_waiver", amount_fen = 5000 },
         { type = "speed_credit", amount_fen = 5000 },
         { type = "goodwill", amount_fen = 30000 },
-        { type = "cap_adjustment", amount_fen = -5000, rule = "comp.cap.grade" },
       },
       cap_fen = 40000,
-    },
-    fired = { "comp.cap.grade" } },
+      approval_level = "district",
+    } },
+
+  { name = "a 45-day fault waives 45 days of rental: 9,000 fen on a 6,000-fen month",
+    at = AT,
+    input = input{ category = "broadband_fault", repair_overdue_hours = 1032, fault_hours = 1080,
+      monthly_rental_fen = 6000 },
+    expect = {
+      offer_fen = 19000,
+      components = {
+        { type = "late_repair", amount_fen = 10000, rule = "comp.repair.late" },
+        { type = "rental_waiver", amount_fen = 9000, rule = "comp.repair.rental_waiver" },
+      },
+      approval_level = "team_lead",
+    } },
+
+  { name = "a fault of 30 days and an hour waives 31 days of rental (a started day counts)",
+    at = AT,
+    input = input{ category = "broadband_fault", repair_overdue_hours = 1, fault_hours = 721,
+      monthly_rental_fen = 6000 },
+    expect = { components = {
+      { type = "late_repair", amount_fen = 1000 },
+      { type = "rental_waiver", amount_fen = 6200 } } } },
+
+  { name = "late installation promise and penalty are owed in full over the retail cap",
+    at = AT,
+    input = input{ category = "install", install_late = true, install_fee_fen = 100000,
+      install_overdue_days = 60, goodwill_fen = 30000 },
+    expect = { offer_fen = 92000, cap_fen = 40000, approval_level = "district",
+      components = {
+        { type = "install_penalty", amount_fen = 60000 },
+        { type = "late_install", amount_fen = 2000 },
+        { type = "goodwill", amount_fen = 30000 } } } },
 
   { name = "claim beyond what any rule grants",
     at = AT,
@@ -204,3 +249,15 @@ return {
     input = input{ sp_unconfirmed_fen = -1 },
     expect_error = { code = "bad_input", path = "input.sp_unconfirmed_fen" } },
 }
+
+in_every_offset(cases, "the decision time's offset changes nothing in an offer", {
+    { offset = "+08:00", at = "2026-01-01T00:30:00+08:00" },
+    { offset = "Z", at = "2025-12-31T16:30:00Z" },
+    { offset = "-05:00", at = "2025-12-31T11:30:00-05:00" },
+    { offset = "+14:00", at = "2026-01-01T06:30:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ charged_fen = 12000, due_fen = 8000 },
+      expect = { offer_fen = 8000, approval_level = "team_lead" } }
+  end)
+
+return cases

@@ -8,6 +8,11 @@
 -- (never below the current one), and every level between the current one
 -- and it is notified, since reports go up one level at a time (逐级上报).
 -- `review` then sets the next review time from the decision time.
+--
+-- Times may be written in any offset: the reply window is counted on the
+-- calendar's civil days (lib/calendar.lua, +08:00) and next_review_at is
+-- written in the calendar's offset, so the same instants in any offset
+-- give the same answer.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -47,7 +52,9 @@ local fields = {
   customer_id = S.string{ required = true, max_len = 64 },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
   customer_grade = S.enum{ required = true, table.unpack(GRADES) },
-  received_at = S.time{ required = true },
+  received_at = S.time{ required = true, doc = "when the complaint was received; any "
+    .. "offset: the 15-day reply window is counted in China's civil days (the calendar's "
+    .. "utc_offset, +08:00), and next_review_at is written in +08:00" },
   handled_by = S.enum{ required = true, doc = "level that owns the complaint now", table.unpack(LEVELS) },
   sla_status = S.map{ default = {}, doc = "the sla decision's status object",
     values = S.enum{ "met", "pending", "at_risk", "breached" } },
@@ -70,10 +77,22 @@ local fields = {
       .. "(ctx.history.similar_customers), else 0" },
 }
 
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): a
+-- higher owning level, more parties told and warnings raised, an incident
+-- rather than none, an earlier review, a longer window for similar
+-- complaints (more of them count).
+local tighter = {
+  level = { higher = LEVELS },
+  notify = "superset",
+  warnings = "superset",
+  incident = "true",
+  next_review_at = "earlier",
+  similar_window_hours = "larger",
+}
+
 local params = {
   -- The window callers count similar_recent over (hours before the decision).
   similar_window_hours = 24,
-  calendar_fallback = "weekend_only",
 }
 
 -- Which status values occur in input.sla_status (one pass per decision;
@@ -87,10 +106,13 @@ local function statuses(sla_status)
   return seen
 end
 
--- Facts besides the input, set by evaluate: f.reply_window_passed (the
--- 15-day operator reply limit is over at ctx.at), f.status_seen (set of
--- the status values in sla_status); for `review` also
--- f.incident, f.level_rank and f.signalled.
+-- Facts besides the input, set by evaluate: f.at (the decision time),
+-- f.reply_due (the end of the 15-day operator reply window, counted from
+-- received_at), f.reply_window_passed (f.at is after it), f.status_seen
+-- (set of the status values in sla_status); for `review` also f.incident,
+-- f.level_rank, f.signalled and f.warned (set of the warnings raised).
+-- Without an operator_reply status in the input, the reply window's
+-- warnings (passed, about to pass) come from the complaint's own times.
 local tables = {
   -- Always: the owner keeps the complaint.
   { name = "owner", hit = "first", rules = {
@@ -128,6 +150,16 @@ local tables = {
       basis = "MIIT order no. 35 (2016): 15 days since the complaint and no reply status "
         .. "known; the customer may appeal",
       when = function(f) return f.sla_status.operator_reply == nil and f.reply_window_passed end },
+    { id = "esc.sla.reply_window_closing", warning = "reply_window_closing",
+      notify = { "team_lead" }, within_hours = 24,
+      basis = "MIIT order no. 35 (2016) and practice: no reply status known and the 15-day "
+        .. "reply window, counted from the complaint's own times, closes within 24 hours, "
+        .. "before a daily review would look again: a deadline about to pass is a warning "
+        .. "sign; tell the team lead",
+      when = function(f, r)
+        return f.sla_status.operator_reply == nil and not f.reply_window_passed
+          and f.reply_due - f.at <= r.within_hours * HOUR
+      end },
     { id = "esc.sla.breached", level = "team_lead", warning = "sla_breached",
       basis = "practice: a passed deadline is a warning sign; the team lead takes over",
       when = function(f) return f.status_seen.breached end },
@@ -181,7 +213,7 @@ local tables = {
     { id = "esc.review.deadline", hours = 4,
       basis = "practice: a deadline breached or at risk: review every 4 hours",
       when = function(f)
-        return f.status_seen.breached or f.status_seen.at_risk
+        return f.status_seen.breached or f.status_seen.at_risk or f.warned.reply_window_closing
           or (f.reply_window_passed and f.sla_status.operator_reply ~= "met")
       end },
     { id = "esc.review.daily", hours = 24,
@@ -198,7 +230,7 @@ local function check_rule(_, table_name, r)
 end
 
 local function evaluate(P, f, ctx, tr)
-  local at, at_off = R.at(ctx)
+  local at = R.at(ctx)
   -- Counts the input omits are asked of the decision history (each answer
   -- is recorded with the decision as a fact, and answered from that record
   -- on replay); given ones are never asked.  No history (verdict test, or
@@ -215,22 +247,27 @@ local function evaluate(P, f, ctx, tr)
     end
   end
   local rc = f.received_at
-  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.received_at")
-  f.reply_window_passed = at > due_of(clk, rc.t, rc.off, REPLY_WINDOW)
+  local clk = clock_for(ctx.region, "input.received_at")
+  f.at = at
+  f.reply_due = due_of(clk, rc.t, REPLY_WINDOW)
+  f.reply_window_passed = at > f.reply_due
   f.status_seen = statuses(f.sla_status)
   C.report(clk, tr)
 
   R.run(P, "owner", f, tr)
   local start = RANK[f.handled_by]
   local rank = start
-  local warnings = {}
+  local warnings, warned = {}, {}
   local incident = false
   local fired = R.run(P, "warnings", f, tr)
   for i = 1, #fired do
     local r = fired[i]
     local level = r.level and RANK[r.level]
     if level and level > rank then rank = level end
-    if r.warning then warnings[#warnings + 1] = r.warning end
+    if r.warning then
+      warnings[#warnings + 1] = r.warning
+      warned[r.warning] = true
+    end
     if r.incident then incident = true end
   end
 
@@ -258,7 +295,7 @@ local function evaluate(P, f, ctx, tr)
     end
   end
 
-  f.incident, f.level_rank = incident, rank
+  f.incident, f.level_rank, f.warned = incident, rank, warned
   local signals = f.signals
   f.signalled = signals.regulator or signals.media or signals.lawsuit
     or signals.consumer_association or false
@@ -269,7 +306,7 @@ local function evaluate(P, f, ctx, tr)
     notify = notify,
     warnings = warnings,
     incident = incident,
-    next_review_at = format(at + review.hours * HOUR, at_off),
+    next_review_at = format(at + review.hours * HOUR, C.offset(clk)),
     similar_window_hours = P.params.similar_window_hours,
   }
 end
@@ -277,6 +314,7 @@ end
 return R.policy{
   kind = "escalation",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,

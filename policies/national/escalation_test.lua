@@ -13,7 +13,21 @@ local function input(t)
   return base
 end
 
-return {
+-- One instant written in each offset a request may use: `variants` is a
+-- list of { offset = "...", <field> = time, ... }, the same instants in each.
+-- Adds one case per variant, built by make(v); all expect the same answer,
+-- since days are China's civil days whatever the offset, and answers are
+-- written in +08:00.
+local function in_every_offset(cases, name, variants, make)
+  for i = 1, #variants do
+    local v = variants[i]
+    local case = make(v)
+    case.name = name .. " (written in " .. v.offset .. ")"
+    cases[#cases + 1] = case
+  end
+end
+
+local cases = {
   -- The counts from history (repeat_30d, over_head_30d, refunds_90d,
   -- similar_recent) are omitted here: verdict test has no history, so each
   -- is 0.  tests/blackbox/test_history.py counts them against a daemon.
@@ -77,6 +91,25 @@ return {
     at = "2026-10-05T10:00:00+08:00",
     input = input{ received_at = "2026-09-18T09:00:00+08:00" },
     expect = { level = "frontline", warnings = {} } },
+
+  { name = "no reply status given: the reply window closing within 24 h (Dec 7 24:00) is "
+      .. "a warning",
+    at = "2026-12-06T23:59:59+08:00",
+    input = input(),
+    expect = { level = "frontline", notify = { "team_lead" }, warnings = { "reply_window_closing" },
+      next_review_at = "2026-12-07T03:59:59+08:00" },
+    fired = { "esc.sla.reply_window_closing", "esc.review.deadline" } },
+
+  { name = "no reply status given: 24 h and a second before the window closes, no warning yet",
+    at = "2026-12-06T23:59:58+08:00",
+    input = input(),
+    expect = { level = "frontline", notify = {}, warnings = {},
+      next_review_at = "2026-12-07T23:59:58+08:00" } },
+
+  { name = "the reply window closing is the caller's to say when sla_status has operator_reply",
+    at = "2026-12-07T12:00:00+08:00",
+    input = input{ sla_status = { operator_reply = "pending" } },
+    expect = { warnings = {} } },
 
   { name = "a deadline at risk: tell the team lead, keep the owner",
     at = AT,
@@ -187,3 +220,43 @@ return {
     input = input{ customer_id = verdict.null },
     expect_error = { code = "bad_input", path = "input.customer_id" } },
 }
+
+in_every_offset(cases, "received on New Year's Day 2026 in China: the reply window ended "
+  .. "Jan 16 24:00 China time", {
+    { offset = "+08:00", received = "2026-01-01T00:30:00+08:00", at = "2026-01-17T00:00:00+08:00" },
+    { offset = "Z", received = "2025-12-31T16:30:00Z", at = "2026-01-16T16:00:00Z" },
+    { offset = "-05:00", received = "2025-12-31T11:30:00-05:00", at = "2026-01-16T11:00:00-05:00" },
+    { offset = "+14:00", received = "2026-01-01T06:30:00+14:00", at = "2026-01-17T06:00:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ received_at = v.received },
+      expect = { level = "district", notify = { "team_lead", "district" },
+        warnings = { "reply_window_passed" }, next_review_at = "2026-01-17T04:00:00+08:00" },
+      fired = { "esc.sla.reply_window_passed", "esc.review.deadline" } }
+  end)
+
+in_every_offset(cases, "received on a worked Saturday in China before Spring Festival: the "
+  .. "window ended Mar 2 24:00 China time", {
+    { offset = "+08:00", received = "2026-02-14T00:30:00+08:00", at = "2026-03-03T00:00:00+08:00" },
+    { offset = "Z", received = "2026-02-13T16:30:00Z", at = "2026-03-02T16:00:00Z" },
+    { offset = "-05:00", received = "2026-02-13T11:30:00-05:00", at = "2026-03-02T11:00:00-05:00" },
+    { offset = "+14:00", received = "2026-02-14T06:30:00+14:00", at = "2026-03-03T06:00:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ received_at = v.received },
+      expect = { level = "district", warnings = { "reply_window_passed" },
+        next_review_at = "2026-03-03T04:00:00+08:00" } }
+  end)
+
+in_every_offset(cases, "received on National Day in China: at 23:00 China time on Oct 16 the "
+  .. "window is still open, and closes within the hour", {
+    { offset = "+08:00", received = "2026-10-01T01:00:00+08:00", at = "2026-10-16T23:00:00+08:00" },
+    { offset = "Z", received = "2026-09-30T17:00:00Z", at = "2026-10-16T15:00:00Z" },
+    { offset = "-05:00", received = "2026-09-30T12:00:00-05:00", at = "2026-10-16T10:00:00-05:00" },
+    { offset = "+14:00", received = "2026-10-01T07:00:00+14:00", at = "2026-10-17T05:00:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ received_at = v.received },
+      expect = { level = "frontline", notify = { "team_lead" }, warnings = { "reply_window_closing" },
+        next_review_at = "2026-10-17T03:00:00+08:00" },
+      fired = { "esc.sla.reply_window_closing", "esc.review.deadline" } }
+  end)
+
+return cases

@@ -5,9 +5,18 @@
 -- commitments by customer grade), `statutory` (limits every complaint has by
 -- rule) and `repair` (fault categories only).  If two rules set the same
 -- milestone, the earlier deadline wins, so no rule can loosen another.
+-- The rules that encode a published rule (the MIIT 15 days, the repair
+-- hours) carry its limit (`limits`, lib/rules.lua): a region may tighten
+-- them (Guangdong's 24 h urban repair) but one that loosens them fails to
+-- load.
 -- `status` then rates each milestone at ctx.at.  Working days follow
 -- lib/calendar.lua: start day not counted, a day off moves the deadline to
--- the next working day, and a day deadline ends 23:59:59 local time.
+-- the next working day, and a day deadline ends 23:59:59 of its day.
+--
+-- Times: received_at (and ctx.at, done) may be written in any offset; days
+-- are the calendar's civil days in China (the utc_offset of calendar/*.lua,
+-- +08:00), so the same instant in any offset gets the same deadlines.  Every
+-- time in the result is written in the calendar's offset (+08:00).
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -44,16 +53,30 @@ local fields = {
   channel = S.enum{ required = true, doc = "where the complaint arrived; recorded, no national rule uses it",
     table.unpack(CHANNELS) },
   customer_grade = S.enum{ required = true, table.unpack(GRADES) },
-  received_at = S.time{ required = true, doc = "when the complaint was received (or the fault detected)" },
+  received_at = S.time{ required = true, doc = "when the complaint was received (or the fault "
+    .. "detected); any offset: days are counted in China's civil time (the calendar's "
+    .. "utc_offset, +08:00), and the result's times are written in +08:00" },
   area = S.enum{ "urban", "rural", default = "urban", doc = "where the faulty line is" },
   done = S.object{ default = {}, fields = done_fields, doc = "completion time per milestone" },
 }
 
+-- What a deadline in a year with no calendar file does is the region's
+-- calendar setting (lib/calendar.lua, calendar/settings.lua), the same for
+-- every kind: not a param here.
 local params = {
-  -- "error": a deadline in a year with no calendar file is bad_input;
-  -- "weekend_only": count weekends only and say so in the trace.
-  calendar_fallback = "weekend_only",
   milestones = MILESTONES,
+}
+
+-- Which way each result field is tighter (lib/rules.lua, "tighter"): the
+-- deadlines earlier (a missing one is looser than any), updates more
+-- often; the tier's name and the statuses follow from them.
+local tighter = {
+  tier = "neutral",
+  ["deadlines.*"] = "earlier",
+  ["status.*"] = "neutral",
+  ["next_deadline.name"] = "neutral",
+  ["next_deadline.at"] = "earlier",
+  updates_every_minutes = "smaller",
 }
 
 local tables = {
@@ -89,26 +112,32 @@ local tables = {
     { id = "sla.operator_reply.miit35",
       basis = "MIIT order no. 35 (2016), telecom user appeal rules: the operator replies to a "
         .. "complaint within 15 days; after that the customer may appeal",
-      due = { operator_reply = D.MIIT35_REPLY } },
+      due = { operator_reply = D.MIIT35_REPLY },
+      limits = { ["due.operator_reply"] = { at_most = D.MIIT35_REPLY } } },
   } },
 
-  -- Fault repair limits, for fault categories only.
-  { name = "repair", hit = "first", rules = {
+  -- Fault repair limits, for fault categories only.  Every rule that
+  -- matches counts (collect; the earliest deadline wins), so a rule a
+  -- region adds can tighten a published repair limit, never hide it.
+  { name = "repair", hit = "collect", rules = {
     { id = "sla.repair.mobile",
       basis = "3G mobile service specification: mobile fault repair within 24 h on average, "
         .. "48 h at most",
       when = function(f) return f.category == "network" end,
-      due = { repair = { hours = 48 } } },
+      due = { repair = { hours = 48 } },
+      limits = { ["due.repair"] = { at_most = { hours = 48 } } } },
     { id = "sla.repair.rural",
       basis = "Telecom Regulations: fault repair within 72 h in rural areas (monthly rental "
         .. "for the fault period waived when missed)",
       when = function(f) return f.category == "broadband_fault" and f.area == "rural" end,
-      due = { repair = { hours = 72 } } },
+      due = { repair = { hours = 72 } },
+      limits = { ["due.repair"] = { at_most = { hours = 72 } } } },
     { id = "sla.repair.urban",
       basis = "Telecom Regulations: fault repair within 48 h in towns (monthly rental for the "
         .. "fault period waived when missed)",
-      when = function(f) return f.category == "broadband_fault" end,
-      due = { repair = { hours = 48 } } },
+      when = function(f) return f.category == "broadband_fault" and f.area == "urban" end,
+      due = { repair = { hours = 48 } },
+      limits = { ["due.repair"] = { at_most = { hours = 48 } } } },
   } },
 
   -- Where one milestone stands at the decision time.  Facts: start, due,
@@ -166,10 +195,10 @@ end
 -- Set due[m] to each deadline of rule r (order = P.due_order[r]) that is
 -- earlier than the one already there.
 local function apply(order, due, clk, rc)
-  local t, off = rc.t, rc.off
+  local t = rc.t
   for i = 1, #order, 2 do
     local m = order[i]
-    local d = due_of(clk, t, off, order[i + 1])
+    local d = due_of(clk, t, order[i + 1])
     local old = due[m]
     if old == nil or d < old then due[m] = d end
   end
@@ -178,7 +207,7 @@ end
 local function evaluate(P, f, ctx, tr)
   local at = R.at(ctx)
   local rc = f.received_at
-  local clk = clock_for(ctx.region, P.params.calendar_fallback, "input.received_at")
+  local clk = clock_for(ctx.region, "input.received_at")
 
   -- Deadlines: the earliest any fired rule sets for each milestone, as
   -- instants (written as text below).
@@ -188,14 +217,14 @@ local function evaluate(P, f, ctx, tr)
   local statutory = R.run(P, "statutory", f, tr)
   for i = 1, #statutory do apply(due_order[statutory[i]], deadlines, clk, rc) end
   local repair = R.run(P, "repair", f, tr)
-  if repair then apply(due_order[repair], deadlines, clk, rc) end
+  for i = 1, #repair do apply(due_order[repair[i]], deadlines, clk, rc) end
   C.report(clk, tr)
 
   -- Status per milestone, and the next open deadline.  The status facts
   -- are one table, refilled for each milestone.
   local milestones, status = P.params.milestones, {}
   local next_name, next_due
-  local off, done_at = rc.off, f.done
+  local off, done_at = C.offset(clk), f.done
   local m_facts = { start = rc.t, due = 0, done = nil, at = at }
   for i = 1, #milestones do
     local m = milestones[i]
@@ -224,6 +253,7 @@ end
 return R.policy{
   kind = "sla",
   fields = fields,
+  tighter = tighter,
   params = params,
   tables = tables,
   evaluate = evaluate,

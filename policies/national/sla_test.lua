@@ -10,7 +10,21 @@ local function input(t)
   return base
 end
 
-return {
+-- One instant written in each offset a request may use: `variants` is a
+-- list of { offset = "...", <field> = time, ... }, the same instants in each.
+-- Adds one case per variant, built by make(v); all expect the same answer,
+-- since days are China's civil days whatever the offset, and answers are
+-- written in +08:00.
+local function in_every_offset(cases, name, variants, make)
+  for i = 1, #variants do
+    local v = variants[i]
+    local case = make(v)
+    case.name = name .. " (written in " .. v.offset .. ")"
+    cases[#cases + 1] = case
+  end
+end
+
+local cases = {
   { name = "standard retail complaint on an ordinary Monday",
     at = "2026-11-23T12:00:00+08:00",
     input = input(),
@@ -220,13 +234,26 @@ return {
       investigation = "2026-04-23T23:59:59+08:00",
     } } },
 
-  { name = "other offsets: deadlines are written in the received_at offset",
+  { name = "other offsets: days are China's; deadlines are the same instants, written in +08:00",
     at = "2026-11-23T02:00:00Z",
     input = input{ received_at = "2026-11-23T02:00:00Z" },
     expect = { deadlines = {
-      acceptance = "2026-11-25T23:59:59+00:00",
-      first_feedback = "2026-11-26T02:00:00+00:00",
+      acceptance = "2026-11-25T23:59:59+08:00",
+      first_feedback = "2026-11-26T10:00:00+08:00",
     } } },
+
+  { name = "a deadline day ends at 24:00 China time: 15:59:59Z meets it",
+    at = "2026-02-26T10:00:00+08:00",
+    input = input{ received_at = "2026-02-13T16:30:00Z",
+      done = { acceptance = "2026-02-25T15:59:59Z", investigation = "2026-02-25T11:00:00-05:00" } },
+    expect = { deadlines = { acceptance = "2026-02-25T23:59:59+08:00" },
+      status = { acceptance = "met", investigation = "met" } } },
+
+  { name = "a deadline day ends at 24:00 China time: 16:00:00Z (11:00-05:00 the same day) is late",
+    at = "2026-02-26T10:00:00+08:00",
+    input = input{ received_at = "2026-02-13T16:30:00Z",
+      done = { acceptance = "2026-02-25T11:00:00-05:00" } },
+    expect = { status = { acceptance = "breached" } } },
 
   { name = "bad input: category missing",
     at = "2026-11-23T10:00:00+08:00",
@@ -258,3 +285,65 @@ return {
     input = input{ aera = "rural" },
     expect_error = { code = "bad_input", path = "input.aera" } },
 }
+
+in_every_offset(cases, "received on a worked Saturday in China (Friday elsewhere) before "
+  .. "Spring Festival", {
+    { offset = "+08:00", received = "2026-02-14T00:30:00+08:00", at = "2026-02-14T01:30:00+08:00" },
+    { offset = "Z", received = "2026-02-13T16:30:00Z", at = "2026-02-13T17:30:00Z" },
+    { offset = "-05:00", received = "2026-02-13T11:30:00-05:00", at = "2026-02-13T12:30:00-05:00" },
+    { offset = "+14:00", received = "2026-02-14T06:30:00+14:00", at = "2026-02-14T07:30:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ received_at = v.received },
+      expect = {
+        deadlines = {
+          acceptance = "2026-02-25T23:59:59+08:00",     -- Feb 14 not counted; Feb 24, 25
+          first_feedback = "2026-02-17T00:30:00+08:00",
+          investigation = "2026-02-28T23:59:59+08:00",  -- Feb 28 is a worked Saturday
+          solution = "2026-03-03T23:59:59+08:00",
+          operator_reply = "2026-03-02T23:59:59+08:00", -- Mar 1 is a Sunday
+        },
+        status = { acceptance = "pending", first_feedback = "pending", investigation = "pending",
+          solution = "pending", operator_reply = "pending" },
+        next_deadline = { name = "first_feedback", at = "2026-02-17T00:30:00+08:00" },
+      } }
+  end)
+
+in_every_offset(cases, "urban broadband fault received on National Day in China (Sep 30 elsewhere)", {
+    { offset = "+08:00", received = "2026-10-01T01:00:00+08:00", at = "2026-10-01T02:00:00+08:00" },
+    { offset = "Z", received = "2026-09-30T17:00:00Z", at = "2026-09-30T18:00:00Z" },
+    { offset = "-05:00", received = "2026-09-30T12:00:00-05:00", at = "2026-09-30T13:00:00-05:00" },
+    { offset = "+14:00", received = "2026-10-01T07:00:00+14:00", at = "2026-10-01T08:00:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ category = "broadband_fault", received_at = v.received },
+      expect = {
+        deadlines = {
+          acceptance = "2026-10-09T23:59:59+08:00",     -- Oct 8, 9
+          first_feedback = "2026-10-04T01:00:00+08:00",
+          investigation = "2026-10-13T23:59:59+08:00",  -- Oct 10 is a worked Saturday
+          solution = "2026-10-15T23:59:59+08:00",
+          operator_reply = "2026-10-16T23:59:59+08:00", -- Oct 1 + 15 days
+          repair = "2026-10-03T01:00:00+08:00",
+        },
+        next_deadline = { name = "repair", at = "2026-10-03T01:00:00+08:00" },
+      } }
+  end)
+
+in_every_offset(cases, "received on New Year's Day 2026 in China (New Year's Eve 2025 elsewhere)", {
+    { offset = "+08:00", received = "2026-01-01T00:30:00+08:00", at = "2026-01-01T01:30:00+08:00" },
+    { offset = "Z", received = "2025-12-31T16:30:00Z", at = "2025-12-31T17:30:00Z" },
+    { offset = "-05:00", received = "2025-12-31T11:30:00-05:00", at = "2025-12-31T12:30:00-05:00" },
+    { offset = "+14:00", received = "2026-01-01T06:30:00+14:00", at = "2026-01-01T07:30:00+14:00" },
+  }, function(v)
+    return { at = v.at, input = input{ received_at = v.received },
+      expect = {
+        deadlines = {
+          acceptance = "2026-01-05T23:59:59+08:00",     -- Jan 4 (Sunday) is worked
+          first_feedback = "2026-01-04T00:30:00+08:00",
+          investigation = "2026-01-08T23:59:59+08:00",
+          solution = "2026-01-12T23:59:59+08:00",
+          operator_reply = "2026-01-16T23:59:59+08:00", -- Jan 1 + 15 days
+        },
+      } }
+  end)
+
+return cases

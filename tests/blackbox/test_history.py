@@ -431,7 +431,7 @@ class HistoryFacts(unittest.TestCase):
 
         def appeal(complaint, at, **extra):
             inp = {"complaint_id": complaint, "category": "billing",
-                   "event_at": "2026-11-01T10:00:00+08:00", "appealed_at": at,
+                   "event_at": "2026-07-01T10:00:00+08:00", "appealed_at": at,
                    "complained_first": True}
             inp.update(extra)
             return request("appeal", "GD", inp, at=at, rid=complaint)

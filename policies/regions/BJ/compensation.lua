@@ -1,6 +1,8 @@
 -- regions/BJ/compensation.lua - Beijing: a different delay compensation
--- schedule (late repair and late installation amounts) and a higher retail
--- cap to match.  Refunds and amounts set by law are the national ones.
+-- schedule (late repair and late installation amounts), and room for more
+-- goodwill, bounded by a higher retail cap.  Refunds and amounts set by law
+-- are the national ones; the delay promises are owed in full, whatever the
+-- cap (the cap bounds goodwill only).
 --
 -- The amounts are an example branch schedule: replace them with the
 -- branch's published commitments.
@@ -20,6 +22,12 @@ return R.extend(parent(), {
       basis = "Beijing branch schedule (published, configurable): late installation 50 yuan, "
         .. "once",
       amount_fen = 5000,
+    },
+    ["comp.goodwill"] = {
+      id = "bj.comp.goodwill",
+      basis = "Beijing branch practice (configurable): goodwill payments at most 800 yuan, "
+        .. "within the grade's cap (params.cap_fen)",
+      max_fen = 80000,
     },
   },
 })

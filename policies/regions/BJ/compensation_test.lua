@@ -1,6 +1,6 @@
 -- regions/BJ/compensation_test.lua - Beijing's delay compensation schedule
--- (20 yuan per late repair day up to 200 yuan, 50 yuan late installation)
--- and its 500 yuan retail cap.
+-- (20 yuan per late repair day up to 200 yuan, 50 yuan late installation),
+-- goodwill up to 800 yuan and its 500 yuan retail cap on goodwill.
 
 local AT = "2026-11-23T10:00:00+08:00"
 
@@ -33,16 +33,30 @@ return {
       { type = "late_install", amount_fen = 5000, rule = "bj.comp.install.late" } } },
     fired = { "bj.comp.install.late" } },
 
-  { name = "retail cap of 500 yuan",
+  { name = "the retail cap of 500 yuan does not cut the delay promises",
     at = AT,
     input = input{ repair_overdue_hours = 300, fault_hours = 348, monthly_rental_fen = 10000,
       speed_percent = 50, goodwill_fen = 30000 },
-    expect = { cap_fen = 50000, offer_fen = 55000, components = {
+    expect = { cap_fen = 50000, offer_fen = 60000, approval_level = "district", components = {
       { type = "late_repair", amount_fen = 20000 },
       { type = "rental_waiver", amount_fen = 5000 },
       { type = "speed_credit", amount_fen = 5000 },
-      { type = "goodwill", amount_fen = 30000 },
-      { type = "cap_adjustment", amount_fen = -5000 } } } },
+      { type = "goodwill", amount_fen = 30000 } } } },
+
+  { name = "goodwill above the retail cap of 500 yuan is cut to it",
+    at = AT,
+    input = input{ category = "service_attitude", goodwill_fen = 70000 },
+    expect = { cap_fen = 50000, offer_fen = 50000, components = {
+      { type = "goodwill", amount_fen = 70000, rule = "bj.comp.goodwill" },
+      { type = "cap_adjustment", amount_fen = -20000, rule = "comp.cap.grade" } } },
+    fired = { "comp.cap.grade" } },
+
+  { name = "goodwill for a local C customer: up to 600 yuan under its cap",
+    at = AT,
+    input = input{ category = "service_attitude", customer_grade = "local_c", goodwill_fen = 90000 },
+    expect = { offer_fen = 60000, components = {
+      { type = "goodwill", amount_fen = 80000 },
+      { type = "cap_adjustment", amount_fen = -20000 } } } },
 
   { name = "the double refund is the national one",
     at = AT,

@@ -9,7 +9,7 @@ local function input(t)
   return base
 end
 
-return {
+local cases = {
   { name = "standard tier tightened; the 15-day reply limit is unchanged",
     at = "2026-11-23T12:00:00+08:00",
     input = input(),
@@ -46,12 +46,22 @@ return {
       solution = "2026-10-13T23:59:59+08:00",
     } } },
 
-  { name = "enterprise grades keep the national tier",
+  { name = "enterprise grades get Guangdong's handling days too, never later than retail",
     at = "2026-11-23T12:00:00+08:00",
     input = input{ customer_grade = "local_a" },
     expect = { tier = "enterprise", deadlines = {
-      acceptance = "2026-11-25T23:59:59+08:00", first_feedback = "2026-11-24T10:00:00+08:00" } },
-    fired = { "sla.tier.enterprise" } },
+      acceptance = "2026-11-24T23:59:59+08:00", first_feedback = "2026-11-24T10:00:00+08:00",
+      investigation = "2026-11-27T23:59:59+08:00", solution = "2026-11-30T23:59:59+08:00" } },
+    fired = { "gd.sla.tier.enterprise" } },
+
+  { name = "top enterprise grades: Guangdong's handling days, 30 min first feedback",
+    at = "2026-11-23T10:10:00+08:00",
+    input = input{ customer_grade = "province", channel = "account_manager" },
+    expect = { tier = "enterprise_top", updates_every_minutes = 60, deadlines = {
+      acceptance = "2026-11-24T23:59:59+08:00", first_feedback = "2026-11-23T10:30:00+08:00",
+      written_report = "2026-11-24T23:59:59+08:00",
+      investigation = "2026-11-27T23:59:59+08:00", solution = "2026-11-30T23:59:59+08:00" } },
+    fired = { "gd.sla.tier.enterprise_top" } },
 
   { name = "a city without its own files is decided by Guangdong's",
     region = "GD-GZ",
@@ -74,3 +84,22 @@ return {
     input = input{ received_at = "2026-12-28T10:00:00+08:00" },
     expect_error = { code = "bad_input", path = "input.received_at" } },
 }
+
+-- Every government and enterprise grade, in Guangdong and in a city with
+-- an SLA file of its own: handling days no later than retail's (1/4/5).
+for _, region in ipairs{ "GD", "GD-SZ" } do
+  for _, grade in ipairs{ "group", "province", "local_a", "local_b", "local_c" } do
+    cases[#cases + 1] = {
+      name = grade .. " customer in " .. region .. ": no later than retail",
+      region = region,
+      at = "2026-11-23T12:00:00+08:00",
+      input = input{ customer_grade = grade },
+      expect = { deadlines = {
+        acceptance = "2026-11-24T23:59:59+08:00",
+        investigation = "2026-11-27T23:59:59+08:00",
+        solution = "2026-11-30T23:59:59+08:00",
+      } } }
+  end
+end
+
+return cases
