@@ -185,6 +185,35 @@ static int call(const conn_opts_t *co, const char *line, size_t len,
   return rc;
 }
 
+/* verdict test / check: load the bundle, validate, print the report. */
+static int policy_cmd(const char *cmd, const char *dir, int quiet) {
+  vd_bundle_t *b;
+  vd_policy_report_t r;
+  vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT;
+  int rc;
+  if (vd_bundle_load(dir, &b, &err)) {
+    printf("%s\n%s", err.data, cmd[0] == 't' ? "0 passed, 1 failed\n" : "");
+    vd_buf_release(&err);
+    return 1;
+  }
+  vd_policy_report_init(&r);
+  if (cmd[0] == 't')
+    rc = vd_policy_test(b, NULL, &r);
+  else
+    rc = vd_policy_check(b, NULL, getenv("VERDICT_LUACHECK_DIR"), &r);
+  vd_bundle_unref(b);
+  vd_policy_report_format(&r, quiet ? VD_REPORT_QUIET : 0, &out);
+  if (cmd[0] == 'c' && r.problems)
+    vd_buf_addf(&out, "check: %u problem%s in %s\n", r.problems,
+                r.problems == 1 ? "" : "s", dir);
+  else if (cmd[0] == 'c')
+    vd_buf_addf(&out, "check: %s is ready to go live\n", dir);
+  fwrite(out.data, 1, out.len, stdout);
+  vd_policy_report_release(&r);
+  vd_buf_release(&out);
+  return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   conn_opts_t co = {VD_DEFAULT_SOCKET, NULL};
   const char *cmd, *kind = NULL, *region = NULL, *at = NULL, *id = NULL;
@@ -232,8 +261,7 @@ int main(int argc, char **argv) {
       } else
         dir = argv[i];
     }
-    return cmd[0] == 't' ? vd_policy_test_main(dir, quiet)
-                         : vd_policy_check_main(dir);
+    return policy_cmd(cmd, dir, quiet);
   }
 
   for (i = 2; i < argc; i++) {
