@@ -115,9 +115,12 @@ static void push_strings(lua_State *L, const char *const *s) {
 }
 
 /* The options: luacheck's, then per file (options[i]) what a test file
- * may read besides. */
+ * may read besides: with_defaults, which the test harness gives it
+ * (policytest.c). */
 static void push_options(lua_State *L, lint_t *t) {
   static const char *const globals[] = {"parent", "verdict", NULL};
+  static const char *const test_globals[] = {"with_defaults", NULL};
+  size_t i;
   lua_newtable(L);
   lua_pushliteral(L, VD_LUACHECK_STD);
   lua_setfield(L, -2, "std");
@@ -125,7 +128,15 @@ static void push_options(lua_State *L, lint_t *t) {
   lua_setfield(L, -2, "globals");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "max_line_length");
-  (void)t;
+  for (i = 0; i < t->npaths; i++) {
+    size_t n = strlen(t->paths[i]);
+    if (n < 9 || strcmp(t->paths[i] + n - 9, "_test.lua") != 0)
+      continue;
+    lua_newtable(L);
+    push_strings(L, test_globals);
+    lua_setfield(L, -2, "read_globals");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
 }
 
 static void add_problem(lint_t *t, const char *file, int line, int column,
