@@ -45,7 +45,8 @@ CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c
 
-TESTS := test_json test_engine test_sandbox test_protocol test_history
+TESTS := test_json test_engine test_sandbox test_protocol test_history \
+         test_policytest
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
