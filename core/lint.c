@@ -114,15 +114,16 @@ static void push_strings(lua_State *L, const char *const *s) {
   }
 }
 
-/* The options: luacheck's, then per file (options[i]) what a test file
- * may read besides: with_defaults, which the test harness gives it
- * (policytest.c). */
+/* The options every bundle is checked with: Lua 5.4, the two globals the
+ * engine gives policies, no line length limit; then per file (options[i])
+ * what a test file may read besides: with_defaults, which the test harness
+ * gives it (policytest.c). */
 static void push_options(lua_State *L, lint_t *t) {
   static const char *const globals[] = {"parent", "verdict", NULL};
   static const char *const test_globals[] = {"with_defaults", NULL};
   size_t i;
   lua_newtable(L);
-  lua_pushliteral(L, VD_LUACHECK_STD);
+  lua_pushliteral(L, "lua54");
   lua_setfield(L, -2, "std");
   push_strings(L, globals);
   lua_setfield(L, -2, "globals");

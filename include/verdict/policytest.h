@@ -43,11 +43,6 @@
 #define VD_LUACHECK_DIR "/usr/share/lua/5.1"
 #endif
 
-/* The luacheck options every bundle is checked with: Lua 5.4, the two
- * globals the engine gives policies, no line length limit.  Test files
- * (*_test.lua) may also read the harness's with_defaults. */
-#define VD_LUACHECK_STD "lua54"
-
 typedef enum vd_finding_kind {
   VD_FINDING_PROBLEM, /* "[file[:line[:column]]: ][(code) ]text" */
   VD_FINDING_FAIL,    /* a test: "FAIL file case N (text)" + detail, or,
