@@ -39,13 +39,15 @@ LDLIBS     = $(PKG_LIBS) -lpthread -lm
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
             core/engine.c core/protocol.c core/client.c core/policytest.c \
-            core/history.c core/textdiff.c
+            core/lint.c core/history.c core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c
-CLI_SRCS    := core/cmd/verdict.c core/cmd/audit.c core/cmd/replay.c \
+CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
+               core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c
 
-TESTS := test_json test_engine test_sandbox test_protocol test_history
+TESTS := test_json test_engine test_sandbox test_protocol test_history \
+         test_policytest
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)

@@ -1,20 +1,18 @@
 /*
- * policytest.c - `verdict test` and `verdict check` (see policytest.h).
+ * policytest.c - policy validation: the report, `verdict test`, the
+ * structural checks, and `verdict check` as a whole (see policytest.h;
+ * luacheck itself is in lint.c).
  *
  * Test files are data but still Lua, so they are loaded in a sandbox of
  * their own (the harness), never in the engine's state.  Each case becomes
  * a request line that goes through vd_engine_decide() exactly as a request
  * from a socket would; the result comes back as JSON and is decoded into
- * the harness for comparison.  Runs on the caller's thread.
+ * the harness for comparison.  Every finding goes into the caller's
+ * vd_policy_report_t; nothing is printed.  Runs on the caller's thread.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <spawn.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -22,6 +20,125 @@
 #include "verdict/json.h"
 #include "verdict/policytest.h"
 #include "verdict/sandbox.h"
+
+/* ------------------------------------------------------------------------
+ * The report
+ * ------------------------------------------------------------------------ */
+
+void vd_policy_report_init(vd_policy_report_t *r) {
+  memset(r, 0, sizeof *r);
+  vd_buf_init(&r->store);
+}
+
+void vd_policy_report_release(vd_policy_report_t *r) {
+  size_t i;
+  for (i = 0; i < r->count; i++) {
+    vd_finding_t *f = &r->findings[i];
+    free(f->file);
+    free(f->code);
+    free(f->text);
+    free(f->detail);
+  }
+  vd_buf_release(&r->store);
+  vd_policy_report_init(r);
+}
+
+/* A malloc'd copy of [s, s+n), or NULL for NULL; aborts on out of memory
+ * through the buffer's own handler. */
+static char *save(const char *s, size_t n) {
+  vd_buf_t b = VD_BUF_INIT;
+  if (!s)
+    return NULL;
+  vd_buf_add(&b, s, n);
+  return vd_buf_detach(&b, NULL);
+}
+
+static vd_finding_t *add(vd_policy_report_t *r, vd_finding_kind_t kind,
+                         vd_stage_t stage, const char *file, int line,
+                         int column, const char *code, const char *text) {
+  vd_finding_t f, *last;
+  memset(&f, 0, sizeof f);
+  f.kind = kind;
+  f.stage = stage;
+  f.file = file ? save(file, strlen(file)) : NULL;
+  f.line = line;
+  f.column = column;
+  f.code = code ? save(code, strlen(code)) : NULL;
+  f.text = save(text ? text : "", text ? strlen(text) : 0);
+  vd_buf_add(&r->store, &f, sizeof f); /* malloc'd: aligned for any type */
+  r->findings = (vd_finding_t *)(void *)r->store.data;
+  last = &r->findings[r->count++];
+  if (kind == VD_FINDING_PROBLEM)
+    r->problems++;
+  return last;
+}
+
+void vd_policy_report_add(vd_policy_report_t *r, vd_finding_kind_t kind,
+                          vd_stage_t stage, const char *file, int line,
+                          int column, const char *code, const char *text) {
+  add(r, kind, stage, file, line, column, code, text);
+}
+
+/* A Lua message about chunk "@path" reads "path:line: text": record the
+ * file and line apart when msg has that form, else msg as it is. */
+static vd_finding_t *add_located(vd_policy_report_t *r, vd_finding_kind_t kind,
+                                 vd_stage_t stage, const char *path,
+                                 const char *msg) {
+  size_t n = path ? strlen(path) : 0;
+  if (n && strncmp(msg, path, n) == 0 && msg[n] == ':' &&
+      msg[n + 1] >= '0' && msg[n + 1] <= '9') {
+    char *end;
+    long line = strtol(msg + n + 1, &end, 10);
+    if (end[0] == ':' && end[1] == ' ' && line > 0 && line < 1L << 30)
+      return add(r, kind, stage, path, (int)line, 0, NULL, end + 2);
+  }
+  return add(r, kind, stage, NULL, 0, 0, NULL, msg);
+}
+
+void vd_policy_finding_format(const vd_finding_t *f, vd_buf_t *out) {
+  if (f->kind == VD_FINDING_UNFIRED) {
+    vd_buf_addf(out, "not fired: %s\n", f->text);
+    return;
+  }
+  if (f->kind == VD_FINDING_FAIL && f->case_no > 0) {
+    vd_buf_addf(out, "FAIL %s case %d (%s)\n", f->file ? f->file : "?",
+                f->case_no, f->text);
+  } else {
+    if (f->kind == VD_FINDING_FAIL)
+      vd_buf_adds(out, "FAIL ");
+    if (f->file) {
+      vd_buf_adds(out, f->file);
+      if (f->line > 0)
+        vd_buf_addf(out, ":%d", f->line);
+      if (f->line > 0 && f->column > 0)
+        vd_buf_addf(out, ":%d", f->column);
+      vd_buf_adds(out, ": ");
+    }
+    if (f->code)
+      vd_buf_addf(out, "(%s) ", f->code);
+    vd_buf_adds(out, f->text);
+    vd_buf_addc(out, '\n');
+  }
+  if (f->detail)
+    vd_buf_adds(out, f->detail);
+}
+
+void vd_policy_report_format(const vd_policy_report_t *r, int flags,
+                             vd_buf_t *out) {
+  int totals = r->tested;
+  size_t i;
+  for (i = 0; i < r->count; i++) {
+    const vd_finding_t *f = &r->findings[i];
+    if (totals && f->stage > VD_STAGE_TESTS) {
+      vd_buf_addf(out, "%u passed, %u failed\n", r->passed, r->failed);
+      totals = 0;
+    }
+    if (f->kind != VD_FINDING_UNFIRED || !(flags & VD_REPORT_QUIET))
+      vd_policy_finding_format(f, out);
+  }
+  if (totals)
+    vd_buf_addf(out, "%u passed, %u failed\n", r->passed, r->failed);
+}
 
 /* ------------------------------------------------------------------------
  * Comparing expected with actual (both in the harness state)
@@ -124,9 +241,7 @@ static int match(lua_State *L, int exp, int act, vd_buf_t *path,
 typedef struct runner {
   vd_engine_t *engine;
   vd_sandbox_t harness;
-  FILE *out;
-  int quiet;
-  vd_test_totals_t t;
+  vd_policy_report_t *rep; /* the caller's: counts and findings go here */
   vd_decision_t d;
   vd_buf_t line, diffs, path, err;
   int fired; /* harness registry ref: set of "kind\0rule" fired */
@@ -164,8 +279,11 @@ static void note_fired(runner_t *r, const char *kind) {
 
 static void fail_case(runner_t *r, const char *file, int i, const char *name,
                       const char *why) {
-  r->t.failed++;
-  fprintf(r->out, "FAIL %s case %d (%s)\n%s", file, i, name, why);
+  vd_finding_t *f = add(r->rep, VD_FINDING_FAIL, VD_STAGE_TESTS, file, 0, 0,
+                        NULL, name);
+  f->case_no = i;
+  f->detail = save(why, strlen(why));
+  r->rep->failed++;
 }
 
 /* Decide the case's request again: the result must be the same bytes.
@@ -284,7 +402,7 @@ static void run_case(runner_t *r, const char *file, const char *kind,
   if (r->diffs.len)
     fail_case(r, file, i, name, r->diffs.data);
   else
-    r->t.passed++;
+    r->rep->passed++;
   lua_settop(L, c);
 }
 
@@ -309,28 +427,71 @@ static int test_file(const char *path, char kind[32], char region[32]) {
   return 0;
 }
 
+/* input(overrides) made by with_defaults: a new table with the defaults'
+ * fields (upvalue 1), then the overrides'.  A shallow copy, as a case's
+ * input is never changed once built. */
+static int input_with_defaults(lua_State *L) {
+  int i;
+  lua_settop(L, 1);
+  if (!lua_isnoneornil(L, 1))
+    luaL_checktype(L, 1, LUA_TTABLE);
+  lua_newtable(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  for (i = 0; i < 2; i++) {
+    int from = i == 0 ? 3 : 1;
+    if (lua_isnil(L, from))
+      continue;
+    lua_pushnil(L);
+    while (lua_next(L, from)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, 2);
+    }
+  }
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* with_defaults(t): the function that builds a case's input from t's
+ * fields and the case's own, e.g. in a test file
+ *     local input = with_defaults{ complaint_id = "C-1", category = "billing" }
+ *     ... input = input{ category = "network" } ...
+ * Test files find it in their environment (run_file); lint.c lets
+ * luacheck know they may read it. */
+static int with_defaults(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, input_with_defaults, 1);
+  return 1;
+}
+
 static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
                      const char *region) {
   lua_State *L = r->harness.L;
   lua_Integer i, n;
   int top = lua_gettop(L);
   vd_sandbox_new_env(L);
+  lua_pushcfunction(L, with_defaults);
+  lua_setfield(L, -2, "with_defaults");
   lua_pushfstring(L, "@%s", f->path);
   vd_sandbox_arm(&r->harness, 100000000UL, 256u << 20);
   if (vd_sandbox_load(L, lua_tostring(L, -1), f->data, f->len, top + 1) !=
           LUA_OK ||
       lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
     vd_sandbox_disarm(&r->harness);
-    r->t.failed++;
-    fprintf(r->out, "FAIL %s\n", lua_tostring(L, -1));
+    r->rep->failed++;
+    add_located(r->rep, VD_FINDING_FAIL, VD_STAGE_TESTS, f->path,
+                msg ? msg : "the test file raised a non-string error");
     lua_settop(L, top);
     return;
   }
   vd_sandbox_disarm(&r->harness);
   r->harness.limit = 0;
   if (!lua_istable(L, -1)) {
-    r->t.failed++;
-    fprintf(r->out, "FAIL %s: must return a list of cases\n", f->path);
+    r->rep->failed++;
+    add(r->rep, VD_FINDING_FAIL, VD_STAGE_TESTS, f->path, 0, 0, NULL,
+        "must return a list of cases");
     lua_settop(L, top);
     return;
   }
@@ -346,7 +507,7 @@ static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
   lua_settop(L, top);
 }
 
-/* Print the rules of every policy that no case fired. */
+/* Record the rules of every policy that no case fired. */
 static int list_unfired(lua_State *EL) {
   runner_t *r = lua_touserdata(EL, 1);
   lua_State *HL = r->harness.L;
@@ -375,10 +536,13 @@ static int list_unfired(lua_State *EL) {
               lua_rawgeti(HL, LUA_REGISTRYINDEX, r->fired);
               lua_pushfstring(HL, "%s %s", kind, id);
               if (lua_rawget(HL, -2) == LUA_TNIL) {
-                if (!r->quiet) /* counted all the same */
-                  fprintf(r->out, "not fired: %s rule %s (%s)\n", kind, id,
-                          region);
-                r->t.unfired++;
+                char file[VD_PATH_MAX];
+                vd_buf_reset(&r->path);
+                vd_buf_addf(&r->path, "%s rule %s (%s)", kind, id, region);
+                vd_engine_policy_path(file, region, kind);
+                add(r->rep, VD_FINDING_UNFIRED, VD_STAGE_TESTS, file, 0, 0,
+                    NULL, r->path.data);
+                r->rep->unfired++;
                 lua_pop(HL, 1);
                 lua_pushfstring(HL, "%s %s", kind, id);
                 lua_pushboolean(HL, 1); /* report each rule once */
@@ -398,21 +562,25 @@ static int list_unfired(lua_State *EL) {
   return 0;
 }
 
-int vd_policy_run_tests(vd_engine_t *e, FILE *out, int quiet,
-                        vd_test_totals_t *totals) {
+int vd_policy_run_tests(vd_engine_t *e, vd_policy_report_t *rep) {
   runner_t r;
   vd_bundle_t *b = vd_engine_bundle(e);
   vd_sandbox_t *esb = vd_engine_sandbox(e);
+  unsigned failed = rep->failed;
   size_t i;
   memset(&r, 0, sizeof r);
   r.engine = e;
-  r.out = out;
-  r.quiet = quiet;
-  vd_decision_init(&r.d);
+  r.rep = rep;
+  rep->tested = 1;
   if (vd_sandbox_init(&r.harness, &r.err)) {
-    fprintf(out, "cannot create the test harness: %s\n", r.err.data);
-    return -1;
+    vd_buf_addf(&r.path, "cannot create the test harness: %s", r.err.data);
+    add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+        r.path.data);
+    vd_buf_release(&r.path);
+    vd_buf_release(&r.err);
+    return 1;
   }
+  vd_decision_init(&r.d);
   lua_newtable(r.harness.L);
   r.fired = luaL_ref(r.harness.L, LUA_REGISTRYINDEX);
   for (i = 0; i < vd_bundle_count(b); i++) {
@@ -427,20 +595,23 @@ int vd_policy_run_tests(vd_engine_t *e, FILE *out, int quiet,
   lua_pushcfunction(esb->L, list_unfired);
   lua_pushlightuserdata(esb->L, &r);
   if (lua_pcall(esb->L, 1, 0, 0) != LUA_OK) {
-    fprintf(out, "cannot list the rules: %s\n", lua_tostring(esb->L, -1));
+    vd_buf_reset(&r.path);
+    vd_buf_addf(&r.path, "cannot list the rules: %s", lua_tostring(esb->L, -1));
+    add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+        r.path.data);
     lua_pop(esb->L, 1);
   }
   vd_sandbox_disarm(esb);
-  fprintf(out, "%u passed, %u failed\n", r.t.passed, r.t.failed);
-  if (totals)
-    *totals = r.t;
   vd_sandbox_release(&r.harness);
   vd_decision_release(&r.d);
   vd_buf_release(&r.line);
   vd_buf_release(&r.diffs);
   vd_buf_release(&r.path);
   vd_buf_release(&r.err);
-  return r.t.failed ? 1 : 0;
+  if (rep->failed == failed)
+    return 0;
+  rep->problems++; /* the failed cases count as one problem of the bundle */
+  return 1;
 }
 
 /* ------------------------------------------------------------------------
@@ -449,29 +620,47 @@ int vd_policy_run_tests(vd_engine_t *e, FILE *out, int quiet,
 
 typedef struct check_args {
   vd_engine_t *e;
-  FILE *out;
-  unsigned problems;
+  vd_policy_report_t *rep;
+  unsigned problems; /* added to rep by this check */
+  vd_buf_t text;     /* the message being written */
 } check_args_t;
 
+/* Record a structural problem at file[:line] (line 0: the whole file). */
+static void problem(check_args_t *a, const char *file, int line,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void problem(check_args_t *a, const char *file, int line,
+                    const char *fmt, ...) {
+  va_list ap;
+  vd_buf_reset(&a->text);
+  va_start(ap, fmt);
+  vd_buf_vaddf(&a->text, fmt, ap);
+  va_end(ap);
+  add(a->rep, VD_FINDING_PROBLEM, VD_STAGE_STRUCTURE, file, line, 0, NULL,
+      a->text.data);
+  a->problems++;
+}
+
 /* Where was the rule at top defined?  The first function among its fields
- * tells (file and line); else the policy file. */
-static void rule_where(lua_State *L, const char *dflt, vd_buf_t *out) {
+ * tells (file and line); else the policy file, line 0. */
+static int rule_where(lua_State *L, const char *dflt, vd_buf_t *file) {
   lua_Debug ar;
-  vd_buf_reset(out);
+  vd_buf_reset(file);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     if (lua_isfunction(L, -1)) {
       lua_getinfo(L, ">S", &ar);
       if (ar.source[0] == '@' && ar.linedefined > 0) {
-        vd_buf_addf(out, "%s:%d", ar.source + 1, ar.linedefined);
+        vd_buf_adds(file, ar.source + 1);
         lua_pop(L, 1);
-        return;
+        return ar.linedefined;
       }
       continue;
     }
     lua_pop(L, 1);
   }
-  vd_buf_adds(out, dflt);
+  vd_buf_adds(file, dflt);
+  return 0;
 }
 
 static int check_k(lua_State *L) {
@@ -492,9 +681,8 @@ static int check_k(lua_State *L) {
       ids = lua_gettop(L);
       if (lua_getfield(L, -2, "tables") != LUA_TTABLE ||
           luaL_len(L, -1) == 0) {
-        fprintf(a->out, "%s: the policy declares no decision tables "
-                        "(policy.tables)\n", file);
-        a->problems++;
+        problem(a, file, 0, "the policy declares no decision tables "
+                            "(policy.tables)");
         lua_pop(L, 3);
         continue;
       }
@@ -503,8 +691,7 @@ static int check_k(lua_State *L) {
         const char *hit, *tname;
         lua_geti(L, -1, t);
         if (!lua_istable(L, -1)) {
-          fprintf(a->out, "%s: tables[%d] is not a table\n", file, (int)t);
-          a->problems++;
+          problem(a, file, 0, "tables[%d] is not a table", (int)t);
           lua_pop(L, 1);
           continue;
         }
@@ -513,15 +700,12 @@ static int check_k(lua_State *L) {
         lua_getfield(L, -2, "hit");
         hit = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
         if (!hit || (strcmp(hit, "first") != 0 && strcmp(hit, "collect") != 0)) {
-          fprintf(a->out, "%s: table '%s' must declare hit = \"first\" or "
-                          "\"collect\"\n", file, tname);
-          a->problems++;
+          problem(a, file, 0, "table '%s' must declare hit = \"first\" or "
+                              "\"collect\"", tname);
         }
         lua_pop(L, 1);
         if (lua_getfield(L, -2, "rules") != LUA_TTABLE) {
-          fprintf(a->out, "%s: table '%s' has no rules list\n", file,
-                  tname);
-          a->problems++;
+          problem(a, file, 0, "table '%s' has no rules list", tname);
           lua_pop(L, 3);
           continue;
         }
@@ -529,34 +713,30 @@ static int check_k(lua_State *L) {
         for (j = 1; j <= nr; j++) {
           const char *id;
           size_t blen = 0;
+          int line;
           lua_geti(L, -1, j);
           if (!lua_istable(L, -1)) {
-            fprintf(a->out, "%s: table '%s' rule %d is not a table\n",
-                    file, tname, (int)j);
-            a->problems++;
+            problem(a, file, 0, "table '%s' rule %d is not a table", tname,
+                    (int)j);
             lua_pop(L, 1);
             continue;
           }
-          rule_where(L, file, &where);
+          line = rule_where(L, file, &where);
           lua_getfield(L, -1, "id");
           id = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
           lua_getfield(L, -2, "basis");
           if (lua_type(L, -1) == LUA_TSTRING)
             lua_tolstring(L, -1, &blen);
           if (!id || !*id) {
-            fprintf(a->out, "%s: table '%s' rule %d has no id\n", where.data,
-                    tname, (int)j);
-            a->problems++;
+            problem(a, where.data, line, "table '%s' rule %d has no id", tname,
+                    (int)j);
           } else {
-            if (blen == 0) {
-              fprintf(a->out, "%s: rule '%s' cites no basis\n", where.data, id);
-              a->problems++;
-            }
+            if (blen == 0)
+              problem(a, where.data, line, "rule '%s' cites no basis", id);
             lua_pushvalue(L, -2);
             if (lua_rawget(L, ids) != LUA_TNIL) {
-              fprintf(a->out, "%s: rule id '%s' is used twice in %s\n",
-                      where.data, id, file);
-              a->problems++;
+              problem(a, where.data, line, "rule id '%s' is used twice in %s",
+                      id, file);
             }
             lua_pop(L, 1);
             lua_pushvalue(L, -2);
@@ -574,29 +754,34 @@ static int check_k(lua_State *L) {
   return 0;
 }
 
-unsigned vd_policy_check_structure(vd_engine_t *e, FILE *out) {
+unsigned vd_policy_check_structure(vd_engine_t *e, vd_policy_report_t *r) {
   vd_sandbox_t *sb = vd_engine_sandbox(e);
-  check_args_t a = {e, out, 0};
+  check_args_t a;
+  memset(&a, 0, sizeof a);
+  a.e = e;
+  a.rep = r;
   vd_sandbox_arm(sb, 100000000UL, 0);
   lua_pushcfunction(sb->L, check_k);
   lua_pushlightuserdata(sb->L, &a);
   if (lua_pcall(sb->L, 1, 0, 0) != LUA_OK) {
-    fprintf(out, "%s\n", lua_tostring(sb->L, -1));
+    add_located(r, VD_FINDING_PROBLEM, VD_STAGE_STRUCTURE, NULL,
+                lua_tostring(sb->L, -1));
     lua_pop(sb->L, 1);
     a.problems++;
   }
   vd_sandbox_disarm(sb);
+  vd_buf_release(&a.text);
   return a.problems;
 }
 
 /* Syntax of every .lua file, so an unused file with an error is found too. */
-static unsigned check_syntax(vd_bundle_t *b, FILE *out) {
+static unsigned check_syntax(vd_bundle_t *b, vd_policy_report_t *r) {
   vd_sandbox_t sb;
   vd_buf_t err = VD_BUF_INIT;
   unsigned problems = 0;
   size_t i;
   if (vd_sandbox_init(&sb, &err)) {
-    fprintf(out, "%s\n", err.data);
+    add(r, VD_FINDING_PROBLEM, VD_STAGE_SYNTAX, NULL, 0, 0, NULL, err.data);
     vd_buf_release(&err);
     return 1;
   }
@@ -608,7 +793,8 @@ static unsigned check_syntax(vd_bundle_t *b, FILE *out) {
     lua_pushfstring(sb.L, "@%s", f->path);
     if (luaL_loadbufferx(sb.L, f->data, f->len, lua_tostring(sb.L, -1), "t") !=
         LUA_OK) {
-      fprintf(out, "%s\n", lua_tostring(sb.L, -1));
+      add_located(r, VD_FINDING_PROBLEM, VD_STAGE_SYNTAX, f->path,
+                  lua_tostring(sb.L, -1));
       problems++;
     }
     lua_settop(sb.L, 0);
@@ -618,202 +804,56 @@ static unsigned check_syntax(vd_bundle_t *b, FILE *out) {
   return problems;
 }
 
-int vd_policy_test_main(const char *dir, int quiet) {
-  vd_bundle_t *b;
+/* ------------------------------------------------------------------------
+ * test and check as a whole
+ * ------------------------------------------------------------------------ */
+
+int vd_policy_test(vd_bundle_t *b, const vd_limits_t *lim,
+                   vd_policy_report_t *r) {
   vd_engine_t *e;
   vd_buf_t err = VD_BUF_INIT;
   int rc;
-  if (vd_bundle_load(dir, &b, &err))
-    b = NULL;
-  if (!b || vd_engine_new(b, NULL, &e, &err)) {
-    fprintf(stdout, "%s\n0 passed, 1 failed\n", err.data);
+  if (vd_engine_new(b, lim, &e, &err)) {
+    add_located(r, VD_FINDING_PROBLEM, VD_STAGE_LOAD, NULL, err.data);
+    r->tested = 1; /* "0 passed, 1 failed": nothing could be tested */
+    r->failed++;
     vd_buf_release(&err);
-    if (b)
-      vd_bundle_unref(b);
     return 1;
   }
-  vd_bundle_unref(b);
-  rc = vd_policy_run_tests(e, stdout, quiet, NULL);
+  rc = vd_policy_run_tests(e, r);
   vd_engine_free(e);
   vd_buf_release(&err);
-  return rc ? 1 : 0;
-}
-
-/* ------------------------------------------------------------------------
- * luacheck, on the bundle as it was loaded
- *
- * The files are written to a private temporary directory and luacheck runs
- * there (posix_spawnp, no shell), so what it reads is exactly the bundle
- * being validated, whether it came from a directory that may have changed
- * since, or from the history (activate).  Without luacheck installed this
- * check is skipped.
- * ------------------------------------------------------------------------ */
-
-extern char **environ;
-
-/* Remove the temporary tree: each file, then its directories, deepest
- * first (paths are relative and at most VD_BUNDLE_MAX_FILES). */
-static void remove_tree(const char *root, vd_bundle_t *b) {
-  vd_buf_t path = VD_BUF_INIT;
-  size_t i;
-  for (i = 0; i < vd_bundle_count(b); i++) {
-    char *slash;
-    vd_buf_reset(&path);
-    vd_buf_addf(&path, "%s/%s", root, vd_bundle_file(b, i)->path);
-    unlink(path.data);
-    while ((slash = strrchr(path.data, '/')) && slash > path.data + strlen(root)) {
-      *slash = '\0';
-      if (rmdir(path.data) != 0)
-        break; /* not empty yet, or gone already */
-    }
-  }
-  rmdir(root);
-  vd_buf_release(&path);
-}
-
-/* Write every file of B under ROOT; 0 or -1. */
-static int write_tree(const char *root, vd_bundle_t *b) {
-  vd_buf_t path = VD_BUF_INIT;
-  size_t i;
-  int rc = 0;
-  for (i = 0; rc == 0 && i < vd_bundle_count(b); i++) {
-    const vd_bundle_file_t *f = vd_bundle_file(b, i);
-    char *p;
-    int fd;
-    vd_buf_reset(&path);
-    vd_buf_addf(&path, "%s/%s", root, f->path);
-    for (p = path.data + strlen(root) + 1; (p = strchr(p, '/')); p++) {
-      *p = '\0';
-      if (mkdir(path.data, 0700) != 0 && errno != EEXIST)
-        rc = -1;
-      *p = '/';
-    }
-    fd = open(path.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, f->data, f->len) != (ssize_t)f->len)
-      rc = -1;
-    if (fd >= 0)
-      close(fd);
-  }
-  vd_buf_release(&path);
   return rc;
 }
 
-static unsigned run_luacheck(vd_bundle_t *b, FILE *out) {
-  static char *const argv[] = {
-      "luacheck", "--no-color", "--codes", "--formatter", "plain",
-      "--std", "lua54", "--globals", "parent", "verdict",
-      "--no-max-line-length", "--", ".", NULL};
-  const char *tmp = getenv("TMPDIR");
-  vd_buf_t dir = VD_BUF_INIT;
-  posix_spawn_file_actions_t fa;
-  int pipefd[2], status = 0, src;
-  pid_t pid;
-  unsigned n = 0;
-  FILE *p;
-  char line[1024];
-
-  vd_buf_addf(&dir, "%s/verdict-luacheck-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(dir.data)) {
-    fprintf(out, "luacheck: cannot make a temporary directory %s: %s\n",
-            dir.data, strerror(errno));
-    vd_buf_release(&dir);
-    return 1;
-  }
-  if (write_tree(dir.data, b) != 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
-    fprintf(out, "luacheck: cannot write the bundle to %s\n", dir.data);
-    remove_tree(dir.data, b);
-    vd_buf_release(&dir);
-    return 1;
-  }
-  /* no shell, no system(): a daemon calls this from a thread, and system()
-   * would ignore SIGINT process-wide while it runs */
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-  posix_spawn_file_actions_addchdir_np(&fa, dir.data);
-  src = posix_spawnp(&pid, "luacheck", &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(pipefd[1]);
-  p = fdopen(pipefd[0], "r");
-  while (p && fgets(line, sizeof line, p)) {
-    /* "./national/x.lua:3:7: ..." -> "national/x.lua:3:7: ..." */
-    fputs(strncmp(line, "./", 2) == 0 ? line + 2 : line, out);
-    n++;
-  }
-  if (p)
-    fclose(p);
-  else
-    close(pipefd[0]);
-  if (src == 0)
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-      ;
-  remove_tree(dir.data, b);
-  vd_buf_release(&dir);
-  if (src != 0)
-    return 0; /* luacheck is not installed: skipped, as documented */
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : (n ? n : 1);
-}
-
-/* Everything check does, with output to out; returns problems found. */
-static unsigned check_all(vd_bundle_t *b, const vd_limits_t *lim,
-                          FILE *out, int quiet) {
+int vd_policy_check(vd_bundle_t *b, const vd_limits_t *lim,
+                    const char *luacheck_dir, vd_policy_report_t *r) {
   vd_engine_t *e;
   vd_buf_t err = VD_BUF_INIT;
-  unsigned problems = check_syntax(b, out);
-  if (problems) {
-    vd_buf_release(&err);
-    return problems;
-  }
+  if (check_syntax(b, r))
+    return VD_EINVALID; /* nothing more can be loaded */
   if (vd_engine_new(b, lim, &e, &err)) {
-    fprintf(out, "%s\n", err.data);
+    add_located(r, VD_FINDING_PROBLEM, VD_STAGE_LOAD, NULL, err.data);
     vd_buf_release(&err);
-    return 1;
+    return VD_EINVALID;
   }
-  problems += vd_policy_check_structure(e, out);
-  if (vd_policy_run_tests(e, out, quiet, NULL) != 0)
-    problems++;
-  problems += run_luacheck(b, out);
+  vd_policy_check_structure(e, r);
+  vd_policy_run_tests(e, r);
   vd_engine_free(e);
+  vd_policy_luacheck(b, luacheck_dir, r);
   vd_buf_release(&err);
-  return problems;
-}
-
-int vd_policy_check_main(const char *dir) {
-  vd_bundle_t *b;
-  vd_buf_t err = VD_BUF_INIT;
-  unsigned problems;
-  if (vd_bundle_load(dir, &b, &err)) {
-    fprintf(stdout, "%s\n", err.data);
-    vd_buf_release(&err);
-    return 1;
-  }
-  problems = check_all(b, NULL, stdout, 0);
-  vd_bundle_unref(b);
-  vd_buf_release(&err);
-  if (problems)
-    fprintf(stdout, "check: %u problem%s in %s\n", problems,
-            problems == 1 ? "" : "s", dir);
-  else
-    fprintf(stdout, "check: %s is ready to go live\n", dir);
-  return problems ? 1 : 0;
+  return r->problems ? VD_EINVALID : 0;
 }
 
 int vd_policy_validate(vd_bundle_t *b, const vd_limits_t *lim,
                        vd_buf_t *err) {
-  char *text = NULL;
-  size_t len = 0;
-  FILE *mem = open_memstream(&text, &len);
-  unsigned problems;
-  if (!mem) {
-    vd_buf_reset(err);
-    vd_buf_adds(err, "out of memory: cannot hold the validation report");
-    return VD_ENOMEM;
-  }
-  problems = check_all(b, lim, mem, 1);
-  fclose(mem);
+  vd_policy_report_t r;
+  int rc;
+  vd_policy_report_init(&r);
+  rc = vd_policy_check(b, lim, NULL, &r);
   vd_buf_reset(err);
-  if (problems)
-    vd_buf_add(err, text, len);
-  free(text);
-  return problems ? VD_EINVALID : 0;
+  if (rc)
+    vd_policy_report_format(&r, VD_REPORT_QUIET, err);
+  vd_policy_report_release(&r);
+  return rc;
 }

@@ -1,16 +1,32 @@
 /*
- * cmd_int.h - the verdict command's subcommands that live in files of their
- * own, for core/cmd/verdict.c to dispatch to.  Each parses its own options
- * (argv[0] is the subcommand's name) and returns the process exit status.
+ * cmd_int.h - the verdict command's subcommands, one file per group, for
+ * core/cmd/verdict.c to dispatch to.  Each parses its own options
+ * (argv[0] is the subcommand's name, argv[1..] its arguments) and returns
+ * the process exit status.
  */
 #ifndef VERDICT_CLI_INT_H
 #define VERDICT_CLI_INT_H
 
+#include <stddef.h>
+
+#include "verdict/buf.h"
 #include "verdict/daemon.h" /* the default socket and database paths */
 
+int vd_cli_decide(int argc, char **argv);  /* decide.c: decide */
+int vd_cli_ping(int argc, char **argv);    /* decide.c: ping, status */
+int vd_cli_admin(int argc, char **argv);   /* admin.c: reload, activate,
+                                            * revisions, diff, status --admin */
+int vd_cli_policy(int argc, char **argv);  /* policy.c: test, check */
 int vd_cli_history(int argc, char **argv); /* audit.c */
 int vd_cli_replay(int argc, char **argv);  /* replay.c */
 int vd_cli_bench(int argc, char **argv);   /* bench.c */
 int vd_cli_reference(int argc, char **argv); /* reference.c */
+
+/* decide.c: send one request line to the daemon at socket (or, when
+ * connect is not NULL, HOST:PORT) and put the response line in resp.
+ * Returns 0, or 3 after saying on stderr why the daemon could not be
+ * reached. */
+int vd_cli_call(const char *socket, const char *connect, const char *line,
+                size_t len, vd_buf_t *resp);
 
 #endif

@@ -1,51 +1,137 @@
 /*
- * policytest.h - `verdict test` and `verdict check`: what a policy
- * administrator runs before a bundle goes live.
+ * policytest.h - policy validation: what `verdict test`, `verdict check`
+ * and every reload of verdictd run before a bundle goes live.
  *
  * vd_policy_test() runs the table-driven cases kept beside the policies
  * (<dir>/national/<kind>_test.lua, <dir>/regions/<CODE>/<kind>_test.lua)
- * through the same engine and sandbox as the daemon, prints each failure
- * with expected and actual values, the rules no case fired, and a closing
- * "N passed, N failed" line.
+ * through the same engine and sandbox as the daemon; each failure is
+ * recorded with expected and actual values, and so is every rule no case
+ * fired.
  *
- * vd_policy_check() loads every file in the sandbox and checks the
- * structure of every policy (hit policy declared, each rule with an id and a
- * basis, ids unique in a policy), then runs the tests; problems are printed
- * as "file:line: message".
+ * vd_policy_check() compiles every file, loads the bundle, checks the
+ * structure of every policy (hit policy declared, each rule with an id and
+ * a basis, ids unique in a policy), runs the tests, and runs luacheck on
+ * every .lua file of the bundle as it was loaded.  luacheck runs in
+ * process, in a Lua state of its own (lint.c), from the pure-Lua modules
+ * of Debian's lua-check package; where they cannot be loaded the check
+ * fails, so a bundle gets the same answer on every host.
  *
- * Both run on the caller's thread and print to `out`.
+ * Nothing here prints, spawns or writes a file: the findings go into a
+ * vd_policy_report_t, which vd_policy_report_format() turns into the text
+ * `verdict` prints (core/cmd/policy.c) and verdictd records.  Everything
+ * runs on the caller's thread.
+ *
+ * The report, once formatted, reads (one line each, in this order):
+ *   file:line: message             problems: syntax, load, structure
+ *   FAIL file case N (name)        a failed case, then its indented diffs
+ *   not fired: kind rule id (region)
+ *   N passed, N failed             when the tests ran
+ *   file:line:column: (W211) message   luacheck's warnings
  */
 #ifndef VERDICT_POLICYTEST_H
 #define VERDICT_POLICYTEST_H
 
-#include <stdio.h>
+#include <stddef.h>
 
+#include "verdict/buf.h"
 #include "verdict/bundle.h"
 #include "verdict/engine.h"
 
-typedef struct vd_test_totals {
-  unsigned passed, failed;
-  unsigned unfired; /* rules no case fired */
-} vd_test_totals_t;
+/* Where luacheck's modules are looked for (luacheck/init.lua below it)
+ * unless the caller names another directory. */
+#ifndef VD_LUACHECK_DIR
+#define VD_LUACHECK_DIR "/usr/share/lua/5.1"
+#endif
 
-/* Run the bundle's tests against engine e.  quiet: print only failures and
- * the totals line.  Returns 0 when every case passed. */
-int vd_policy_run_tests(vd_engine_t *e, FILE *out, int quiet,
-                        vd_test_totals_t *totals);
+typedef enum vd_finding_kind {
+  VD_FINDING_PROBLEM, /* "[file[:line[:column]]: ][(code) ]text" */
+  VD_FINDING_FAIL,    /* a test: "FAIL file case N (text)" + detail, or,
+                       * for a whole file (case 0), "FAIL [file[:line]: ]text" */
+  VD_FINDING_UNFIRED  /* "not fired: text"; file is the policy */
+} vd_finding_kind_t;
 
-/* Structural checks of every loaded policy; prints problems, returns
- * their number. */
-unsigned vd_policy_check_structure(vd_engine_t *e, FILE *out);
+typedef enum vd_stage {
+  VD_STAGE_SYNTAX,    /* a file does not compile */
+  VD_STAGE_LOAD,      /* the bundle, or the engine on it, cannot be built */
+  VD_STAGE_STRUCTURE, /* a policy is not well formed */
+  VD_STAGE_TESTS,     /* the bundle's own tests */
+  VD_STAGE_LUACHECK   /* luacheck, or its absence */
+} vd_stage_t;
 
-/* Load the bundle at dir and do all of the above.  Return exit status. */
-int vd_policy_test_main(const char *dir, int quiet);
-int vd_policy_check_main(const char *dir);
+typedef struct vd_finding {
+  vd_finding_kind_t kind;
+  vd_stage_t stage;
+  char *file;   /* bundle-relative path, or NULL when no file is to blame */
+  int line;     /* 1-based, 0 when unknown */
+  int column;   /* 1-based, 0 when unknown */
+  int case_no;  /* FAIL: the case's index in its file; 0 the whole file */
+  char *code;   /* luacheck's code ("W211"), else NULL */
+  char *text;   /* the message, one line, without the file prefix */
+  char *detail; /* FAIL: the indented lines that explain it, else NULL */
+} vd_finding_t;
 
-/* Validate a bundle as a reload would: load, check, test, under the
- * limits the daemon will decide with (NULL: the defaults), so a bundle
- * whose own tests pass its --instr-budget or --mem-cap is refused.  Returns
- * 0 or an error code with the first problems in err ("file:line:
- * message"). */
+/* The findings in the order they were found, and the counts.  Owns every
+ * string of every finding.  vd_policy_report_init() does not allocate;
+ * vd_policy_report_release() frees everything and leaves it empty. */
+typedef struct vd_policy_report {
+  vd_finding_t *findings; /* count entries, inside `store` */
+  size_t count;
+  vd_buf_t store;         /* the findings array's memory */
+  unsigned passed, failed; /* test cases */
+  unsigned unfired;        /* rules no case fired (not a problem) */
+  unsigned problems;       /* PROBLEM findings, plus one if a case failed:
+                            * what `verdict check` counts */
+  int tested;              /* the tests ran (the totals line belongs) */
+} vd_policy_report_t;
+
+void vd_policy_report_init(vd_policy_report_t *r);
+void vd_policy_report_release(vd_policy_report_t *r);
+
+/* Append one finding (strings copied; NULL allowed where the struct says).
+ * Counts a PROBLEM in r->problems.  Aborts on out of memory, as buffers do. */
+void vd_policy_report_add(vd_policy_report_t *r, vd_finding_kind_t kind,
+                          vd_stage_t stage, const char *file, int line,
+                          int column, const char *code, const char *text);
+
+/* Append the text of the whole report to out, as in the banner above.
+ * VD_REPORT_QUIET leaves out the "not fired" lines. */
+#define VD_REPORT_QUIET 1
+void vd_policy_report_format(const vd_policy_report_t *r, int flags,
+                             vd_buf_t *out);
+/* Append the text of one finding (one line, then its detail). */
+void vd_policy_finding_format(const vd_finding_t *f, vd_buf_t *out);
+
+/* Run the bundle's tests against engine e, adding to r.  Returns 0 when
+ * every case passed. */
+int vd_policy_run_tests(vd_engine_t *e, vd_policy_report_t *r);
+
+/* Structural checks of every loaded policy; adds the problems to r and
+ * returns their number. */
+unsigned vd_policy_check_structure(vd_engine_t *e, vd_policy_report_t *r);
+
+/* luacheck on every .lua file of b, loaded from dir (NULL:
+ * VD_LUACHECK_DIR); adds each warning to r.  Returns the number of
+ * problems added: a warning each, or one when luacheck cannot be loaded or
+ * fails (lint.c). */
+unsigned vd_policy_luacheck(vd_bundle_t *b, const char *dir,
+                            vd_policy_report_t *r);
+
+/* `verdict test`: build an engine on b under lim (NULL: the defaults) and
+ * run its tests.  Returns 0 when every case passed. */
+int vd_policy_test(vd_bundle_t *b, const vd_limits_t *lim,
+                   vd_policy_report_t *r);
+
+/* `verdict check`: everything above, under the limits the daemon will
+ * decide with (NULL: the defaults), so a bundle whose own tests pass its
+ * --instr-budget or --mem-cap is refused; luacheck from luacheck_dir
+ * (NULL: VD_LUACHECK_DIR).  Returns 0, or VD_EINVALID when r counts a
+ * problem. */
+int vd_policy_check(vd_bundle_t *b, const vd_limits_t *lim,
+                    const char *luacheck_dir, vd_policy_report_t *r);
+
+/* What a reload runs: vd_policy_check() with the default luacheck
+ * directory, the report formatted quietly into err when it fails.
+ * Returns 0 or VD_EINVALID. */
 int vd_policy_validate(vd_bundle_t *b, const vd_limits_t *lim, vd_buf_t *err);
 
 #endif

@@ -5,13 +5,9 @@
 
 local AT = "2026-07-20T10:00:00+08:00"
 
-local function input(t)
-  local base = { complaint_id = "C-1", category = "billing",
+local input = with_defaults{ complaint_id = "C-1", category = "billing",
     event_at = "2026-06-01T10:00:00+08:00", appealed_at = "2026-07-15T10:00:00+08:00",
     complained_first = true }
-  for k, v in pairs(t or {}) do base[k] = v end
-  return base
-end
 
 -- One instant written in each offset a request may use: `variants` is a
 -- list of { offset = "...", <field> = time, ... }, the same instants in each.

@@ -4,12 +4,8 @@
 
 local AT = "2026-11-23T10:00:00+08:00"
 
-local function input(t)
-  local base = { complaint_id = "C-1", category = "billing", customer_grade = "retail",
+local input = with_defaults{ complaint_id = "C-1", category = "billing", customer_grade = "retail",
     cause = "carrier" }
-  for k, v in pairs(t or {}) do base[k] = v end
-  return base
-end
 
 -- One instant written in each offset a request may use: `variants` is a
 -- list of { offset = "...", <field> = time, ... }, the same instants in each.

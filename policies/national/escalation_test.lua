@@ -5,13 +5,9 @@
 
 local AT = "2026-11-23T10:00:00+08:00"
 
-local function input(t)
-  local base = { complaint_id = "C-1", customer_id = "U-1", category = "network",
+local input = with_defaults{ complaint_id = "C-1", customer_id = "U-1", category = "network",
     customer_grade = "retail", received_at = "2026-11-20T10:00:00+08:00",
     handled_by = "frontline" }
-  for k, v in pairs(t or {}) do base[k] = v end
-  return base
-end
 
 -- One instant written in each offset a request may use: `variants` is a
 -- list of { offset = "...", <field> = time, ... }, the same instants in each.

@@ -3,12 +3,8 @@
 -- Apr 4-6, May 1-5, Jun 19-21, Sep 25-27, Oct 1-7; weekend days worked:
 -- Jan 4, Feb 14, Feb 28, May 9, Sep 20, Oct 10.
 
-local function input(t)
-  local base = { complaint_id = "C-1", category = "billing", channel = "hotline",
+local input = with_defaults{ complaint_id = "C-1", category = "billing", channel = "hotline",
     customer_grade = "retail", received_at = "2026-11-23T10:00:00+08:00" }
-  for k, v in pairs(t or {}) do base[k] = v end
-  return base
-end
 
 -- One instant written in each offset a request may use: `variants` is a
 -- list of { offset = "...", <field> = time, ... }, the same instants in each.

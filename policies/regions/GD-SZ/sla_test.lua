@@ -1,12 +1,8 @@
 -- regions/GD-SZ/sla_test.lua - Shenzhen's enterprise repair tiers, and
 -- everything else inherited from Guangdong.  2026-11-23 is a Monday.
 
-local function input(t)
-  local base = { complaint_id = "SZ-1", category = "broadband_fault", channel = "monitoring",
+local input = with_defaults{ complaint_id = "SZ-1", category = "broadband_fault", channel = "monitoring",
     customer_grade = "group", received_at = "2026-11-23T10:00:00+08:00" }
-  for k, v in pairs(t or {}) do base[k] = v end
-  return base
-end
 
 return {
   { name = "group customer's circuit fault: 4 h",

@@ -4,12 +4,8 @@
 
 local AT = "2026-11-23T10:00:00+08:00"
 
-local function input(t)
-  local base = { complaint_id = "GD-1", category = "billing", customer_grade = "retail",
+local input = with_defaults{ complaint_id = "GD-1", category = "billing", customer_grade = "retail",
     cause = "carrier" }
-  for k, v in pairs(t or {}) do base[k] = v end
-  return base
-end
 
 return {
   { name = "a 80 yuan double refund is signed at the front line (team lead nationally)",

@@ -2,12 +2,8 @@
 -- 48 h first feedback, 24 h urban repair) and its refusal to guess years
 -- without a calendar.  2026-11-23 is a Monday.
 
-local function input(t)
-  local base = { complaint_id = "GD-1", category = "billing", channel = "hotline",
+local input = with_defaults{ complaint_id = "GD-1", category = "billing", channel = "hotline",
     customer_grade = "retail", received_at = "2026-11-23T10:00:00+08:00" }
-  for k, v in pairs(t or {}) do base[k] = v end
-  return base
-end
 
 local cases = {
   { name = "standard tier tightened; the 15-day reply limit is unchanged",
