@@ -51,7 +51,7 @@
 
 #include "cmd_int.h"
 #include "verdict/buf.h"
-#include "verdict/protocol.h"
+#include "verdict/wire.h"
 
 
 #define BENCH_MAX_LINE (64u << 20) /* longest response line we accept */

@@ -34,9 +34,9 @@
 #include "history_int.h"
 #include "verdict/json.h"
 #include "verdict/policytest.h"
-#include "verdict/protocol.h"
 #include "verdict/textdiff.h"
 #include "verdict/timefmt.h"
+#include "verdict/wire.h"
 
 typedef struct vd_admin_conn {
   uv_pipe_t pipe;
@@ -71,31 +71,8 @@ static void enqueue_reload(vd_daemon_t *d, const char *trigger,
                            vd_admin_conn_t *reply_to, const char *reply_id);
 
 /* ------------------------------------------------------------------------
- * Files in force
+ * Revisions and activations in the history
  * ------------------------------------------------------------------------ */
-
-static void in_force_json(vd_engine_t *e, vd_buf_t *out) {
-  char path[VD_PATH_MAX];
-  size_t r, k;
-  vd_buf_reset(out);
-  vd_buf_addc(out, '{');
-  for (r = 0; r <= vd_engine_region_count(e); r++) {
-    const char *region = r ? vd_engine_region(e, r - 1) : "national";
-    int first = 1;
-    vd_buf_addf(out, "%s\"%s\":{", r ? "," : "", region);
-    for (k = 0; k < vd_engine_kind_count(e); k++) {
-      const char *kind = vd_engine_kind(e, k);
-      const char *pr = vd_engine_policy_region(e, kind, region);
-      if (!pr)
-        continue;
-      vd_engine_policy_path(path, pr, kind);
-      vd_buf_addf(out, "%s\"%s\":\"%s\"", first ? "" : ",", kind, path);
-      first = 0;
-    }
-    vd_buf_addc(out, '}');
-  }
-  vd_buf_addc(out, '}');
-}
 
 static void store_revision(vd_daemon_t *d, vd_bundle_t *b) {
   vd_bundle_file_t *files;
@@ -137,7 +114,7 @@ void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
                       d->last_failure.data);
     return;
   }
-  in_force_json(e, &d->in_force);
+  vd_wire_in_force(&d->in_force, e);
   /* an --unchecked start says so, for auditors */
   record_activation(d, rev, d->opts.unchecked ? "startup-unchecked" : "startup",
                     NULL, vd_bundle_source(d->bundle), 1, NULL);
@@ -217,7 +194,7 @@ static void admin_send(vd_admin_conn_t *c, vd_buf_t *line) {
 static void reply_error(vd_admin_conn_t *c, const char *id, int code,
                         const char *msg, const char *path) {
   vd_buf_t out = VD_BUF_INIT;
-  vd_response_error(&out, id, code, msg, path, NULL);
+  vd_wire_write_error(&out, id, code, msg, path, NULL);
   admin_send(c, &out);
 }
 
@@ -308,83 +285,61 @@ static int diff_revisions(vd_daemon_t *d, const char *from, const char *to,
   return rc;
 }
 
-static const char *field(lua_State *L, int t, const char *k) {
-  const char *s;
-  lua_getfield(L, t, k);
-  s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  lua_pop(L, 1);
-  return s;
-}
-
 static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
   vd_daemon_t *d = c->d;
   lua_State *L = d->admin_L;
-  vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT, id = VD_BUF_INIT;
-  const char *op, *who;
+  vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT;
+  vd_wire_admin_t req;
+  const char *op;
   int top = lua_gettop(L);
 
-  vd_buf_adds(&id, "null");
-  if (vd_json_decode_protected(L, line, len, 16, &err) != 0) {
+  vd_wire_admin_init(&req);
+  if (vd_wire_read_admin(L, line, len, &req, &err) != 0) {
     reply_error(c, NULL, VD_EBAD_REQUEST, err.data, NULL);
     goto done;
   }
-  if (vd_json_marker(L, -1) != 2) {
-    reply_error(c, NULL, VD_EBAD_REQUEST, "a request must be a JSON object",
-                NULL);
-    goto done;
-  }
-  lua_getfield(L, -1, "id");
-  if (!lua_isnil(L, -1)) {
-    vd_buf_reset(&id);
-    if (vd_json_encode(L, -1, &id, "id", &err))
-      vd_buf_adds(&id, "null");
-  }
-  lua_pop(L, 1);
-  op = field(L, top + 1, "op");
-  who = field(L, top + 1, "who");
+  op = req.op;
   if (!op) {
-    reply_error(c, id.data, VD_EBAD_REQUEST,
+    reply_error(c, req.id.data, VD_EBAD_REQUEST,
                 "missing op (reload, activate, revisions, diff, status, ping)",
                 "op");
   } else if (strcmp(op, "ping") == 0) {
-    vd_buf_addf(&out, "{\"id\":%s,\"pong\":true}\n", id.data);
+    vd_wire_write_pong(&out, req.id.data, vd_bundle_revision(d->bundle));
     admin_send(c, &out);
   } else if (strcmp(op, "status") == 0) {
-    vd_buf_addf(&out, "{\"id\":%s,\"status\":", id.data);
-    vd_daemon_status_json(d, &out, 1);
-    vd_buf_adds(&out, "}\n");
+    vd_daemon_write_status(d, &out, req.id.data, 1);
     admin_send(c, &out);
   } else if (strcmp(op, "reload") == 0 || strcmp(op, "activate") == 0) {
     vd_bundle_t *b = NULL;
     char whob[96];
     if (op[0] == 'a') {
-      const char *rev = field(L, top + 1, "revision");
+      const char *rev = req.revision;
       if (!rev) {
-        reply_error(c, id.data, VD_EBAD_REQUEST,
+        reply_error(c, req.id.data, VD_EBAD_REQUEST,
                     "activate needs \"revision\": \"sha256:...\"", "revision");
         goto done;
       }
       if (vd_history_load_bundle(d->opts.db, rev, &b, &err) != 0) {
-        reply_error(c, id.data, VD_ENOT_FOUND, err.data, "revision");
+        reply_error(c, req.id.data, VD_ENOT_FOUND, err.data, "revision");
         goto done;
       }
     }
-    snprintf(whob, sizeof whob, "%s%s%s", c->who, who ? " " : "",
-             who ? who : "");
+    snprintf(whob, sizeof whob, "%s%s%s", c->who, req.who ? " " : "",
+             req.who ? req.who : "");
     c->busy = 1; /* answer this one before reading the next request */
     uv_read_stop((uv_stream_t *)&c->pipe);
-    enqueue_reload(d, "admin", whob, b, c, id.data);
+    enqueue_reload(d, "admin", whob, b, c, req.id.data);
   } else if (strcmp(op, "revisions") == 0) {
-    vd_buf_addf(&out, "{\"id\":%s", id.data);
-    if (list_revisions(d, &out, &err) != 0) {
-      reply_error(c, id.data, VD_EIO, err.data, NULL);
-      vd_buf_release(&out);
+    vd_buf_t lists = VD_BUF_INIT;
+    if (list_revisions(d, &lists, &err) != 0) {
+      reply_error(c, req.id.data, VD_EIO, err.data, NULL);
     } else {
-      vd_buf_adds(&out, "}\n");
+      vd_wire_write_revisions(&out, req.id.data, lists.data, lists.len);
       admin_send(c, &out);
     }
+    vd_buf_release(&lists);
   } else if (strcmp(op, "diff") == 0) {
-    const char *from = field(L, top + 1, "from"), *to = field(L, top + 1, "to");
+    const char *from = req.from, *to = req.to;
     vd_buf_t text = VD_BUF_INIT;
     char active[80];
     uv_mutex_lock(&d->state_lock);
@@ -393,29 +348,26 @@ static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
     if (!to)
       to = active;
     if (!from) {
-      reply_error(c, id.data, VD_EBAD_REQUEST,
+      reply_error(c, req.id.data, VD_EBAD_REQUEST,
                   "diff needs \"from\" (and \"to\", default the active "
                   "revision)", "from");
     } else if (diff_revisions(d, from, to, &text, &err) != 0) {
-      reply_error(c, id.data, VD_ENOT_FOUND, err.data, NULL);
+      reply_error(c, req.id.data, VD_ENOT_FOUND, err.data, NULL);
     } else {
-      vd_buf_addf(&out, "{\"id\":%s,\"from\":\"%s\",\"to\":\"%s\",\"diff\":",
-                  id.data, from, to);
-      vd_buf_add_json_str(&out, text.data ? text.data : "", text.len);
-      vd_buf_adds(&out, "}\n");
+      vd_wire_write_diff(&out, req.id.data, from, to, text.data, text.len);
       admin_send(c, &out);
     }
     vd_buf_release(&text);
   } else {
-    reply_error(c, id.data, VD_EBAD_REQUEST,
+    reply_error(c, req.id.data, VD_EBAD_REQUEST,
                 "unknown op (reload, activate, revisions, diff, status, ping)",
                 "op");
   }
 done:
   lua_settop(L, top);
+  vd_wire_admin_release(&req);
   vd_buf_release(&out);
   vd_buf_release(&err);
-  vd_buf_release(&id);
 }
 
 static void on_admin_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -528,7 +480,7 @@ static void reload_work(uv_work_t *req) {
   }
   r->rc = vd_daemon_build_engines(d, r->bundle, r->engines, &r->err);
   if (r->rc == 0)
-    in_force_json(r->engines[0], &r->in_force);
+    vd_wire_in_force(&r->in_force, r->engines[0]);
 }
 
 static void reload_done(uv_work_t *req, int status) {
@@ -586,16 +538,11 @@ static void reload_done(uv_work_t *req, int status) {
   if (r->reply_to) {
     vd_admin_conn_t *c = r->reply_to;
     if (r->rc == 0) {
-      uv_mutex_lock(&d->state_lock);
-      vd_buf_addf(&out, "{\"id\":%s,\"ok\":true,\"revision\":\"%s\","
-                        "\"previous\":\"%s\",\"unchanged\":%s}\n",
-                  r->reply_id.data, vd_bundle_revision(d->bundle), previous,
-                  strcmp(previous, vd_bundle_revision(d->bundle)) == 0
-                      ? "true" : "false");
-      uv_mutex_unlock(&d->state_lock);
+      vd_wire_write_activated(&out, r->reply_id.data,
+                              vd_bundle_revision(d->bundle), previous);
     } else {
-      vd_response_error(&out, r->reply_id.data, VD_EPOLICY_ERROR,
-                        r->err.data, NULL, NULL);
+      vd_wire_write_error(&out, r->reply_id.data, VD_EPOLICY_ERROR,
+                          r->err.data, NULL, NULL);
     }
     admin_send(c, &out);
     c->busy = 0;

@@ -31,8 +31,8 @@
 #include "daemon_int.h"
 #include "verdict/daemon.h"
 #include "verdict/policytest.h"
-#include "verdict/protocol.h"
 #include "verdict/timefmt.h"
+#include "verdict/wire.h"
 
 void vd_daemon_log(const char *fmt, ...) {
   char ts[32];
@@ -210,68 +210,44 @@ static void resume_accepting(uv_timer_t *t) {
  * Status
  * ------------------------------------------------------------------------ */
 
-void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files) {
-  uint64_t decisions = 0, errors[VD_ERR_COUNT] = {0}, total_err = 0;
-  uint64_t recounts = 0;
-  unsigned conns = 0, i;
-  int k, first = 1;
-  char ts[32];
+void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
+                            const char *id_json, int with_files) {
+  vd_wire_status_t s;
+  unsigned i;
+  int k;
+  memset(&s, 0, sizeof s);
   for (i = 0; i < d->nworkers; i++) {
     vd_worker_t *w = &d->workers[i];
-    decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
-    conns += atomic_load_explicit(&w->connections, memory_order_relaxed);
-    recounts += atomic_load_explicit(&w->recounts, memory_order_relaxed);
+    s.decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
+    s.connections += atomic_load_explicit(&w->connections,
+                                          memory_order_relaxed);
+    s.recounted += atomic_load_explicit(&w->recounts, memory_order_relaxed);
     for (k = 0; k < VD_ERR_COUNT; k++)
-      errors[k] += atomic_load_explicit(&w->errors[k], memory_order_relaxed);
+      s.errors[k] += atomic_load_explicit(&w->errors[k], memory_order_relaxed);
   }
+  s.started_ms = d->started_ms;
+  s.workers = d->nworkers;
+  s.log_mode = vd_history_mode_name(d->opts.log_mode);
+  s.budget_mode = d->watchdog.started ? "watchdog" : "count";
+  s.instructions = d->opts.limits.instr_budget;
+  s.interrupts =
+      d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0;
+  /* the strings below are the daemon's, changed only under the lock */
   uv_mutex_lock(&d->state_lock);
-  vd_buf_addf(out, "{\"revision\":\"%s\",\"source\":",
-              vd_bundle_revision(d->bundle));
-  vd_buf_add_json_str(out, vd_bundle_source(d->bundle),
-                      strlen(vd_bundle_source(d->bundle)));
-  vd_time_format(d->activated_ms, VD_DEFAULT_OFFSET_MIN, ts);
-  vd_buf_addf(out, ",\"activated_at\":\"%s\",\"activated_by\":\"%s\"", ts,
-              d->activated_by);
-  if (d->last_failure.len) {
-    vd_buf_adds(out, ",\"last_failure\":");
-    vd_buf_add_json_str(out, d->last_failure.data, d->last_failure.len);
-  }
-  if (d->check_state) {
-    vd_buf_addf(out, ",\"history_check\":\"%s\"", d->check_state);
-    if (d->check_error) {
-      vd_buf_adds(out, ",\"history_check_error\":");
-      vd_buf_add_json_str(out, d->check_error, strlen(d->check_error));
-    }
-  }
+  s.revision = vd_bundle_revision(d->bundle);
+  s.source = vd_bundle_source(d->bundle);
+  s.activated_ms = d->activated_ms;
+  s.activated_by = d->activated_by;
+  s.last_failure = d->last_failure.len ? d->last_failure.data : NULL;
+  s.history_check = d->check_state;
+  s.history_check_error = d->check_error;
   if (with_files && d->in_force.len) {
-    vd_buf_adds(out, ",\"in_force\":");
-    vd_buf_add(out, d->in_force.data, d->in_force.len);
+    s.in_force = d->in_force.data;
+    s.in_force_len = d->in_force.len;
   }
+  s.now_ms = vd_now_ms();
+  vd_wire_write_status(out, id_json, &s);
   uv_mutex_unlock(&d->state_lock);
-  vd_time_format(d->started_ms, VD_DEFAULT_OFFSET_MIN, ts);
-  vd_buf_addf(out,
-              ",\"started_at\":\"%s\",\"uptime_s\":%lld,\"workers\":%u,"
-              "\"connections\":%u,\"log_mode\":\"%s\",\"decisions\":%llu,"
-              "\"errors\":{",
-              ts, (long long)((vd_now_ms() - d->started_ms) / 1000),
-              d->nworkers, conns, vd_history_mode_name(d->opts.log_mode),
-              (unsigned long long)decisions);
-  for (k = 0; k < VD_ERR_COUNT; k++) {
-    if (!errors[k])
-      continue;
-    vd_buf_addf(out, "%s\"%s\":%llu", first ? "" : ",",
-                vd_err_name(k + VD_ERR_FIRST_ + 1),
-                (unsigned long long)errors[k]);
-    total_err += errors[k];
-    first = 0;
-  }
-  vd_buf_addf(out, "},\"errors_total\":%llu,\"budget\":{\"mode\":\"%s\","
-              "\"instructions\":%lu,\"recounted\":%llu,"
-              "\"interrupts\":%lu}}",
-              (unsigned long long)total_err,
-              d->watchdog.started ? "watchdog" : "count",
-              d->opts.limits.instr_budget, (unsigned long long)recounts,
-              d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0);
 }
 
 /* ------------------------------------------------------------------------

@@ -129,9 +129,10 @@ void vd_worker_handoff(vd_worker_t *w, const vd_handoff_t *h);
 void vd_worker_request_stop(vd_worker_t *w);
 void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
 
-/* daemon.c: the status object as JSON (any thread).  with_files adds
- * which file decides each region and kind. */
-void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files);
+/* daemon.c: the status line answering request ID_JSON (any thread).
+ * with_files adds which file decides each region and kind. */
+void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
+                            const char *id_json, int with_files);
 /* One engine per worker for bundle B (any thread); all or nothing: on
  * failure every out[i] is NULL and err says why. */
 /* A listening Unix socket at PATH, mode MODE: a file left by a daemon that

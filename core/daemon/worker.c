@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "daemon_int.h"
-#include "verdict/protocol.h"
 #include "verdict/timefmt.h"
+#include "verdict/wire.h"
 
 struct vd_conn {
   union {
@@ -269,10 +269,10 @@ static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
       w->pend_tail = NULL;
     if (!c->closing) {
       if (lost) {
-        vd_response_error(&c->out, p->data + p->id_off, VD_EINTERNAL,
-                          "the decision could not be recorded in the history "
-                          "database, so it was not made; retry later",
-                          NULL, p->decision_id);
+        vd_wire_write_error(&c->out, p->data + p->id_off, VD_EINTERNAL,
+                            "the decision could not be recorded in the history "
+                            "database, so it was not made; retry later",
+                            NULL, p->decision_id);
         count_response(w, VD_EINTERNAL);
       } else {
         vd_buf_add(&c->out, p->data, p->len);
@@ -316,7 +316,7 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
 
   vd_uuid_v7(&w->uuid, received_ms, decision_id);
   vd_buf_reset(&w->scratch);
-  vd_response_write(&w->scratch, d, decision_id, revision);
+  vd_wire_write_decision(&w->scratch, d, decision_id, revision);
   count_response(w, d->code);
 
   if (w->daemon->opts.log_mode != VD_LOG_OFF) {
@@ -353,9 +353,9 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
     r.client = c->peer;
     if (vd_history_submit(h, w->index, &r, &seq) != 0) {
       vd_buf_reset(&w->scratch);
-      vd_response_error(&w->scratch, d->id.data, VD_EINTERNAL,
-                        "the history database is not accepting records",
-                        NULL, decision_id);
+      vd_wire_write_error(&w->scratch, d->id.data, VD_EINTERNAL,
+                          "the history database is not accepting records",
+                          NULL, decision_id);
       seq = 0;
     } else if (w->daemon->opts.log_mode != VD_LOG_DURABLE) {
       seq = 0;
@@ -381,27 +381,24 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
     vd_buf_reset(&w->scratch);
     switch (d->op) {
     case VD_OP_PING:
-      vd_buf_addf(&w->scratch, "{\"id\":%s,\"pong\":true,\"revision\":\"%s\"}\n",
-                  d->id.data,
-                  vd_bundle_revision(vd_engine_bundle(w->engine)));
+      vd_wire_write_pong(&w->scratch, d->id.data,
+                         vd_bundle_revision(vd_engine_bundle(w->engine)));
       break;
     case VD_OP_STATUS:
-      vd_buf_addf(&w->scratch, "{\"id\":%s,\"status\":", d->id.data);
-      vd_daemon_status_json(w->daemon, &w->scratch, 0);
-      vd_buf_adds(&w->scratch, "}\n");
+      vd_daemon_write_status(w->daemon, &w->scratch, d->id.data, 0);
       break;
     default:
       if (strcmp(d->op_name, "reload") == 0 ||
           strcmp(d->op_name, "activate") == 0 ||
           strcmp(d->op_name, "revisions") == 0 ||
           strcmp(d->op_name, "diff") == 0)
-        vd_response_error(&w->scratch, d->id.data, VD_EFORBIDDEN,
-                          "administrative operations are accepted only on "
-                          "the admin socket (verdictd --admin-socket)",
-                          "op", NULL);
+        vd_wire_write_error(&w->scratch, d->id.data, VD_EFORBIDDEN,
+                            "administrative operations are accepted only on "
+                            "the admin socket (verdictd --admin-socket)",
+                            "op", NULL);
       else
-        vd_response_error(&w->scratch, d->id.data, VD_EBAD_REQUEST,
-                          "unknown op (decide, ping or status)", "op", NULL);
+        vd_wire_write_error(&w->scratch, d->id.data, VD_EBAD_REQUEST,
+                            "unknown op (decide, ping or status)", "op", NULL);
       break;
     }
     respond(c, w->scratch.data, w->scratch.len, 0, NULL, NULL);
@@ -425,8 +422,8 @@ static void too_large(vd_conn_t *c) {
               w->daemon->opts.max_line);
   {
     vd_buf_t line = VD_BUF_INIT;
-    vd_response_error(&line, NULL, VD_ETOO_LARGE, w->scratch.data, NULL,
-                      NULL);
+    vd_wire_write_error(&line, NULL, VD_ETOO_LARGE, w->scratch.data, NULL,
+                        NULL);
     respond(c, line.data, line.len, 0, NULL, NULL);
     vd_buf_release(&line);
   }

@@ -19,6 +19,7 @@
 #ifndef VERDICT_ENGINE_H
 #define VERDICT_ENGINE_H
 
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "verdict/buf.h"
@@ -59,6 +60,13 @@ typedef struct vd_decision {
 void vd_decision_init(vd_decision_t *d);
 void vd_decision_reset(vd_decision_t *d);
 void vd_decision_release(vd_decision_t *d);
+/* Make d an error: CODE, the message from FMT, and PATH the field it names
+ * (NULL: none).  Returns CODE. */
+int vd_decision_fail(vd_decision_t *d, int code, const char *path,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int vd_decision_vfail(vd_decision_t *d, int code, const char *path,
+                      const char *fmt, va_list ap);
 
 typedef struct vd_engine vd_engine_t;
 
