@@ -23,7 +23,6 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/json.h"
-#include "verdict/timefmt.h"
 #include "verdict/watchdog.h"
 #include "verdict/wire.h"
 
@@ -55,15 +54,9 @@ struct vd_engine {
 
 void vd_decision_init(vd_decision_t *d) {
   memset(d, 0, sizeof *d);
-  vd_buf_init(&d->message);
-  vd_buf_init(&d->path);
-  vd_buf_init(&d->id);
-  vd_buf_init(&d->result);
-  vd_buf_init(&d->trace);
-  vd_buf_init(&d->complaint_id);
-  vd_buf_init(&d->customer_id);
-  vd_buf_init(&d->category);
-  vd_buf_init(&d->facts);
+#define INIT_(name) vd_buf_init(&d->name);
+  VD_DECISION_BUFS(INIT_)
+#undef INIT_
 }
 
 void vd_decision_reset(vd_decision_t *d) {
@@ -76,28 +69,16 @@ void vd_decision_reset(vd_decision_t *d) {
   d->facts_now = 0;
   d->recounted = 0;
   d->elapsed_ns = 0;
-  vd_buf_reset(&d->message);
-  vd_buf_reset(&d->path);
-  vd_buf_reset(&d->id);
+#define RESET_(name) vd_buf_reset(&d->name);
+  VD_DECISION_BUFS(RESET_)
+#undef RESET_
   vd_buf_adds(&d->id, "null");
-  vd_buf_reset(&d->result);
-  vd_buf_reset(&d->trace);
-  vd_buf_reset(&d->complaint_id);
-  vd_buf_reset(&d->customer_id);
-  vd_buf_reset(&d->category);
-  vd_buf_reset(&d->facts);
 }
 
 void vd_decision_release(vd_decision_t *d) {
-  vd_buf_release(&d->message);
-  vd_buf_release(&d->path);
-  vd_buf_release(&d->id);
-  vd_buf_release(&d->result);
-  vd_buf_release(&d->trace);
-  vd_buf_release(&d->complaint_id);
-  vd_buf_release(&d->customer_id);
-  vd_buf_release(&d->category);
-  vd_buf_release(&d->facts);
+#define RELEASE_(name) vd_buf_release(&d->name);
+  VD_DECISION_BUFS(RELEASE_)
+#undef RELEASE_
 }
 
 static int fail(vd_decision_t *d, int code, const char *path, const char *fmt,

@@ -33,28 +33,38 @@ typedef enum {
   VD_OP_OTHER /* an operation the daemon handles (admin); name in `op` */
 } vd_op_t;
 
+/* Every buffer a decision holds, in one list: the struct declares them,
+ * vd_decision_init/_reset/_release set up, empty and free each of them.
+ * X(name) -- a vd_buf_t field. */
+#define VD_DECISION_BUFS(X)                                                 \
+  X(message)      /* error message (file:line for policy errors) */         \
+  X(path)         /* error field path, "input.due_fen"; may be empty */     \
+  X(id)           /* the request's "id" as JSON; "null" if none */          \
+  X(result)       /* JSON object */                                         \
+  X(trace)        /* JSON array of {rule, basis} */                         \
+  X(complaint_id) /* these three from input, for indexes */                 \
+  X(customer_id)                                                            \
+  X(category)                                                               \
+  X(facts)        /* JSON array of what the policy read from history */
+
 typedef struct vd_decision {
   int code;          /* 0 for a decision, else the VD_E* error code */
   vd_op_t op;
   char op_name[32];  /* the request's "op" when op == VD_OP_OTHER */
-  vd_buf_t message;  /* error message (file:line for policy errors) */
-  vd_buf_t path;     /* error field path, e.g. "input.due_fen"; may be empty */
-  vd_buf_t id;       /* the request's "id" re-encoded as JSON; "null" if none */
   char kind[32];
   char region[32];
   char policy_region[32];
   char at[48];       /* decision time, as given or as stamped */
   int64_t at_ms;
   int at_stamped;    /* 1 when the request had no "at" */
-  vd_buf_t result;   /* JSON object */
-  vd_buf_t trace;    /* JSON array of {rule, basis} */
-  vd_buf_t complaint_id, customer_id, category; /* from input, for indexes */
-  vd_buf_t facts;    /* JSON array of what the policy read from history */
   int facts_now;     /* replay: a question the record did not hold was
                       * answered from the history as it is now */
   int recounted;     /* a fast attempt was dropped and the decision made
                       * again, counted (see vd_engine_set_watch) */
   uint64_t elapsed_ns;
+#define VD_DECISION_BUF_FIELD_(name) vd_buf_t name;
+  VD_DECISION_BUFS(VD_DECISION_BUF_FIELD_)
+#undef VD_DECISION_BUF_FIELD_
 } vd_decision_t;
 
 void vd_decision_init(vd_decision_t *d);
