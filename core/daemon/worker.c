@@ -25,15 +25,11 @@
 
 #include "daemon_int.h"
 #include "verdict/timefmt.h"
+#include "verdict/uvstream.h"
 #include "verdict/wire.h"
 
 struct vd_conn {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_pipe_t pipe;
-    uv_tcp_t tcp;
-  } h;
+  vd_uv_stream_t h;
   vd_worker_t *w;
   vd_conn_t *prev, *next;
   vd_framer_t framer;
