@@ -2,7 +2,7 @@
  * admin.c - the admin channel and the reload pipeline.
  *
  * Owns d->admin (daemon_int.h): the admin socket (mode 0600) and its
- * connections, the Lua state their requests are decoded in, the queue of
+ * connections, the sandbox their requests are decoded in, the queue of
  * reloads, and the --watch directory watchers.  Everything here runs on the
  * main thread's loop, except reload_work() and the `work` half of the ops
  * that read the history database (job_work()), which run on libuv's
@@ -28,12 +28,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
 #include <sqlite3.h>
 
 #include "daemon_int.h"
 #include "history_int.h"
-#include "verdict/json.h"
 #include "verdict/policytest.h"
 #include "verdict/textdiff.h"
 #include "verdict/timefmt.h"
@@ -517,7 +515,7 @@ static void list_ops(vd_buf_t *out) {
 }
 
 static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
-  lua_State *L = c->d->admin.L;
+  lua_State *L = c->d->admin.sb.L;
   vd_buf_t msg = VD_BUF_INIT;
   vd_wire_admin_t req;
   const admin_op_t *op;
@@ -893,12 +891,10 @@ static void stop_watching(vd_daemon_t *d) {
 int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
   vd_admin_t *a = &d->admin;
   int rc;
-  a->L = luaL_newstate();
-  if (!a->L) {
-    vd_buf_adds(err, "out of memory");
-    return VD_ENOMEM;
-  }
-  vd_json_setup(a->L);
+  /* admin requests are decoded in a sandbox: the one allocator path */
+  rc = vd_sandbox_init(&a->sb, err);
+  if (rc != 0)
+    return rc;
   if (d->opts.watch) {
     uv_timer_init(d->loop, &a->watch_timer);
     a->watch_timer.data = d;
@@ -911,8 +907,7 @@ int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
 
 out_watch:
   stop_watching(d); /* their close callbacks free them */
-  lua_close(a->L);
-  a->L = NULL;
+  vd_sandbox_release(&a->sb);
   return rc;
 }
 
@@ -941,7 +936,6 @@ void vd_admin_release(vd_daemon_t *d) {
   vd_admin_stop(d);
   /* connections are freed by their close callbacks, reloads and jobs by
    * their done callbacks: the loop that ran them has ended */
-  lua_close(a->L);
-  a->L = NULL;
+  vd_sandbox_release(&a->sb);
   a->started = 0;
 }

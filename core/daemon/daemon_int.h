@@ -23,6 +23,7 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/sandbox.h"
 #include "verdict/uuid.h"
 #include "verdict/watchdog.h"
 
@@ -87,7 +88,7 @@ typedef struct vd_admin {
   int started;                    /* between start and release */
   int stopped;                    /* vd_admin_stop() has run */
   struct vd_admin_conn *conns;
-  struct lua_State *L;            /* decodes admin requests */
+  vd_sandbox_t sb;                /* decodes admin requests */
   struct vd_reload *reload_head, *reload_tail;
   int reload_busy;
   uv_work_t reload_work;
