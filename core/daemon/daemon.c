@@ -11,7 +11,7 @@
  * --unchecked): a bundle that fails is recorded as a refused activation
  * and the daemon returns before it listens on anything.
  *
- * Runs on the main thread; vd_daemon_status_json() is called by workers
+ * Runs on the main thread; vd_daemon_write_status() is called by workers
  * and reads only atomics and fields under state_lock.
  */
 #include <arpa/inet.h>
@@ -249,7 +249,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
 }
 
 /* ------------------------------------------------------------------------
- * Stopping
+ * Signals and stopping
  * ------------------------------------------------------------------------ */
 
 static void on_history_done(unsigned worker, void *arg) {
@@ -312,6 +312,10 @@ static void on_hup(uv_signal_t *s, int signum) {
   (void)signum;
   vd_admin_reload(d, "sighup", NULL, NULL);
 }
+
+/* ------------------------------------------------------------------------
+ * Engines, and a bundle refused at start-up
+ * ------------------------------------------------------------------------ */
 
 int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
                             vd_buf_t *err) {

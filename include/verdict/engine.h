@@ -6,7 +6,8 @@
  * region that has its own file, the policy table that file returned, and
  * for every region code the bundle accepts, which of those decides.
  *
- * vd_engine_decide() takes a request line exactly as a client sent it and
+ * vd_engine_decide() takes a request line exactly as a client sent it,
+ * decodes it, has vd_wire_read_request() (wire.h) read the request, and
  * fills a vd_decision_t: either the decision (result and trace as JSON) or
  * an error with its code, message and field path.  Requests are decided
  * deterministically: the policy sees only its input, the decision time and
@@ -30,7 +31,7 @@ typedef enum {
   VD_OP_DECIDE = 0,
   VD_OP_PING,
   VD_OP_STATUS,
-  VD_OP_OTHER /* an operation the daemon handles (admin); name in `op` */
+  VD_OP_OTHER /* an operation the daemon handles (admin); name in op_name */
 } vd_op_t;
 
 /* Every buffer a decision holds, in one list: the struct declares them,
