@@ -79,14 +79,14 @@ static void read_id(lua_State *L, int req, vd_buf_t *out, vd_buf_t *scratch) {
   lua_pop(L, 1);
 }
 
-int vd_wire_read_request(lua_State *L, int req, int64_t now_ms,
+int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d) {
   static const char *const fields[] = {"id", "op", "kind", "region",
                                        "at", "input", NULL};
+  int req = lua_absindex(L, idx);
   int r;
   int off;
 
-  req = lua_absindex(L, req);
   if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
     return vd_decision_fail(d, VD_EBAD_REQUEST, NULL,
                             "a request must be a JSON object, one per line");
