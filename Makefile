@@ -38,7 +38,7 @@ LDLIBS     = $(PKG_LIBS) -lpthread -lm
 # core/cmd/: verdict, the only code that prints.
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
-            core/engine.c core/protocol.c core/client.c core/policytest.c \
+            core/engine.c core/wire.c core/client.c core/policytest.c \
             core/lint.c core/history.c core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c
@@ -46,7 +46,7 @@ CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c
 
-TESTS := test_json test_engine test_sandbox test_protocol test_history \
+TESTS := test_json test_engine test_sandbox test_wire test_history \
          test_policytest
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -70,7 +70,9 @@ $(BUILD)/%.o: %.c | $(NEED_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# Written afresh: `ar r` keeps members whose source is gone (a renamed file).
 $(BUILD)/libverdict.a: $(LIB_OBJS)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/libverdict.a

@@ -8,7 +8,7 @@
  * Loads the bundle and builds one engine as a daemon worker does, then
  * decides the first request line of the file (default: the national
  * compensation request) COUNT times with vd_engine_decide() and writes each
- * response line with vd_response_write(), the work a worker does per
+ * response line with vd_wire_write_decision(), the work a worker does per
  * request short of the socket and the history.  Prints nanoseconds per
  * decision.  Built and run by `scripts/bench --profile BUILD_DIR`; links
  * BUILD_DIR/libverdict.a.  One thread.
@@ -29,10 +29,10 @@
 #include "verdict/buf.h"
 #include "verdict/bundle.h"
 #include "verdict/engine.h"
-#include "verdict/protocol.h"
 #include "verdict/timefmt.h"
 #include "verdict/uuid.h"
 #include "verdict/watchdog.h"
+#include "verdict/wire.h"
 
 static const char default_request[] =
     "{\"kind\":\"compensation\",\"region\":\"national\","
@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
       recounted += d.recounted;
       vd_uuid_v7(&gen, now, id);
       vd_buf_reset(&out);
-      vd_response_write(&out, &d, id, vd_bundle_revision(b));
+      vd_wire_write_decision(&out, &d, id, vd_bundle_revision(b));
     }
     t1 = mono_s();
     printf("%s: %ld decisions, %.0f ns each, %.0f per second on one core, "

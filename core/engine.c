@@ -23,8 +23,8 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/json.h"
-#include "verdict/timefmt.h"
 #include "verdict/watchdog.h"
+#include "verdict/wire.h"
 
 struct vd_engine {
   vd_sandbox_t sb;
@@ -54,15 +54,9 @@ struct vd_engine {
 
 void vd_decision_init(vd_decision_t *d) {
   memset(d, 0, sizeof *d);
-  vd_buf_init(&d->message);
-  vd_buf_init(&d->path);
-  vd_buf_init(&d->id);
-  vd_buf_init(&d->result);
-  vd_buf_init(&d->trace);
-  vd_buf_init(&d->complaint_id);
-  vd_buf_init(&d->customer_id);
-  vd_buf_init(&d->category);
-  vd_buf_init(&d->facts);
+#define INIT_(name) vd_buf_init(&d->name);
+  VD_DECISION_BUFS(INIT_)
+#undef INIT_
 }
 
 void vd_decision_reset(vd_decision_t *d) {
@@ -75,28 +69,16 @@ void vd_decision_reset(vd_decision_t *d) {
   d->facts_now = 0;
   d->recounted = 0;
   d->elapsed_ns = 0;
-  vd_buf_reset(&d->message);
-  vd_buf_reset(&d->path);
-  vd_buf_reset(&d->id);
+#define RESET_(name) vd_buf_reset(&d->name);
+  VD_DECISION_BUFS(RESET_)
+#undef RESET_
   vd_buf_adds(&d->id, "null");
-  vd_buf_reset(&d->result);
-  vd_buf_reset(&d->trace);
-  vd_buf_reset(&d->complaint_id);
-  vd_buf_reset(&d->customer_id);
-  vd_buf_reset(&d->category);
-  vd_buf_reset(&d->facts);
 }
 
 void vd_decision_release(vd_decision_t *d) {
-  vd_buf_release(&d->message);
-  vd_buf_release(&d->path);
-  vd_buf_release(&d->id);
-  vd_buf_release(&d->result);
-  vd_buf_release(&d->trace);
-  vd_buf_release(&d->complaint_id);
-  vd_buf_release(&d->customer_id);
-  vd_buf_release(&d->category);
-  vd_buf_release(&d->facts);
+#define RELEASE_(name) vd_buf_release(&d->name);
+  VD_DECISION_BUFS(RELEASE_)
+#undef RELEASE_
 }
 
 static int fail(vd_decision_t *d, int code, const char *path, const char *fmt,
@@ -105,14 +87,29 @@ static int fail(vd_decision_t *d, int code, const char *path, const char *fmt,
 static int fail(vd_decision_t *d, int code, const char *path, const char *fmt,
                 ...) {
   va_list ap;
+  va_start(ap, fmt);
+  vd_decision_vfail(d, code, path, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int vd_decision_vfail(vd_decision_t *d, int code, const char *path,
+                      const char *fmt, va_list ap) {
   d->code = code;
   vd_buf_reset(&d->message);
-  va_start(ap, fmt);
   vd_buf_vaddf(&d->message, fmt, ap);
-  va_end(ap);
   vd_buf_reset(&d->path);
   if (path)
     vd_buf_adds(&d->path, path);
+  return code;
+}
+
+int vd_decision_fail(vd_decision_t *d, int code, const char *path,
+                     const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vd_decision_vfail(d, code, path, fmt, ap);
+  va_end(ap);
   return code;
 }
 
@@ -562,138 +559,6 @@ static uint64_t mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Copy the string field of the table at idx into a fixed buffer.  Returns
- * 1 if present and fitting, 0 if absent, -1 if present but not a string,
- * -2 if too long. */
-static int get_str(lua_State *L, int idx, const char *field, char *out,
-                   size_t cap) {
-  size_t n;
-  const char *s;
-  int t = lua_getfield(L, idx, field);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  if (t != LUA_TSTRING) {
-    lua_pop(L, 1);
-    return -1;
-  }
-  s = lua_tolstring(L, -1, &n);
-  if (n >= cap) {
-    lua_pop(L, 1);
-    return -2;
-  }
-  memcpy(out, s, n + 1);
-  lua_pop(L, 1);
-  return 1;
-}
-
-static void copy_input_str(lua_State *L, int input, const char *field,
-                           vd_buf_t *out) {
-  size_t n;
-  const char *s;
-  if (lua_getfield(L, input, field) == LUA_TSTRING) {
-    s = lua_tolstring(L, -1, &n);
-    if (n <= 256)
-      vd_buf_add(out, s, n);
-  }
-  lua_pop(L, 1);
-}
-
-/* Validate the request envelope at stack index req; fill d's fields. */
-static int read_envelope(vd_engine_t *e, lua_State *L, int req, int64_t now_ms,
-                         vd_decision_t *d) {
-  static const char *const fields[] = {"id", "op", "kind", "region",
-                                       "at", "input", NULL};
-  int r;
-  int off;
-
-  if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
-    return fail(d, VD_EBAD_REQUEST, NULL,
-                "a request must be a JSON object, one per line");
-  if (lua_getfield(L, req, "id") != LUA_TNIL) {
-    vd_buf_reset(&d->id);
-    if (vd_json_encode(L, -1, &d->id, "id", &e->err)) {
-      vd_buf_reset(&d->id);
-      vd_buf_adds(&d->id, "null");
-    }
-  }
-  lua_pop(L, 1);
-
-  /* Unknown top-level fields are refused, so a typo never goes unseen. */
-  lua_pushnil(L);
-  while (lua_next(L, req)) {
-    const char *k = lua_tostring(L, -2);
-    const char *const *f;
-    lua_pop(L, 1);
-    for (f = fields; *f; f++)
-      if (strcmp(*f, k) == 0)
-        break;
-    if (!*f) {
-      fail(d, VD_EBAD_REQUEST, k,
-           "unknown field '%s' (a request has id, op, kind, region, at, "
-           "input)", k);
-      lua_pop(L, 1);
-      return d->code;
-    }
-  }
-
-  r = get_str(L, req, "op", d->op_name, sizeof d->op_name);
-  if (r < 0)
-    return fail(d, VD_EBAD_REQUEST, "op", "op must be a short string");
-  if (r > 0 && strcmp(d->op_name, "decide") != 0) {
-    d->op = strcmp(d->op_name, "ping") == 0     ? VD_OP_PING
-            : strcmp(d->op_name, "status") == 0 ? VD_OP_STATUS
-                                                : VD_OP_OTHER;
-    return 0;
-  }
-
-  r = get_str(L, req, "kind", d->kind, sizeof d->kind);
-  if (r == 0)
-    return fail(d, VD_EBAD_REQUEST, "kind",
-                "missing field 'kind' (one of the bundle's decision kinds)");
-  if (r < 0)
-    return fail(d, r == -1 ? VD_EBAD_REQUEST : VD_EUNKNOWN_KIND, "kind",
-                "kind must be a string naming a decision kind");
-  r = get_str(L, req, "region", d->region, sizeof d->region);
-  if (r == 0)
-    return fail(d, VD_EBAD_REQUEST, "region",
-                "missing field 'region' (a region code such as GD-SZ, or "
-                "\"national\")");
-  if (r == -1)
-    return fail(d, VD_EBAD_REQUEST, "region", "region must be a string");
-  if (r == -2)
-    return fail(d, VD_EUNKNOWN_REGION, "region", "region code too long");
-
-  r = get_str(L, req, "at", d->at, sizeof d->at);
-  if (r < 0 || (r > 0 && vd_time_parse(d->at, strlen(d->at), &d->at_ms,
-                                       &off) != 0))
-    return fail(d, VD_EBAD_REQUEST, "at",
-                "at must be an RFC 3339 time with an offset, like "
-                "2026-11-23T10:00:00+08:00");
-  if (r == 0) { /* stamped to the second, and at_ms is the same instant
-                  * (history windows end where the policy's clock stands;
-                  * the record keeps received_ms to the millisecond) */
-    d->at_ms = now_ms - now_ms % 1000;
-    d->at_stamped = 1;
-    vd_time_format(d->at_ms, VD_DEFAULT_OFFSET_MIN, d->at);
-  }
-
-  if (lua_getfield(L, req, "input") != LUA_TTABLE ||
-      vd_json_marker(L, -1) != 2) {
-    int missing = lua_isnil(L, -1);
-    lua_pop(L, 1);
-    return fail(d, VD_EBAD_REQUEST, "input",
-                missing ? "missing field 'input' (a JSON object)"
-                        : "input must be a JSON object");
-  }
-  copy_input_str(L, lua_gettop(L), "complaint_id", &d->complaint_id);
-  copy_input_str(L, lua_gettop(L), "customer_id", &d->customer_id);
-  copy_input_str(L, lua_gettop(L), "category", &d->category);
-  lua_pop(L, 1);
-  return 0;
-}
-
 /* A table raised as {code="bad_input", path=..., message=...}. */
 static int error_object(lua_State *L, int idx, vd_decision_t *d,
                         const char *file) {
@@ -957,7 +822,7 @@ typedef struct decide_args {
  * the context can itself hit the memory cap.  Stack: args, request. */
 static int decide_k(lua_State *L) {
   decide_args_t *a = lua_touserdata(L, 1);
-  if (read_envelope(a->e, L, 2, a->now_ms, a->d) == 0 &&
+  if (vd_wire_read_request(L, 2, a->now_ms, a->d) == 0 &&
       a->d->op == VD_OP_DECIDE)
     evaluate(a->e, L, 2, a->d);
   return 0;

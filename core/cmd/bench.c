@@ -51,7 +51,8 @@
 
 #include "cmd_int.h"
 #include "verdict/buf.h"
-#include "verdict/protocol.h"
+#include "verdict/uvstream.h"
+#include "verdict/wire.h"
 
 
 #define BENCH_MAX_LINE (64u << 20) /* longest response line we accept */
@@ -145,12 +146,7 @@ static uint64_t hist_quantile(const bench_hist_t *h, double q) {
 typedef struct bench bench_t;
 
 typedef struct bench_conn {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_pipe_t pipe;
-    uv_tcp_t tcp;
-  } h;
+  vd_uv_stream_t h;
   uv_connect_t connect_req;
   bench_t *b;
   vd_framer_t framer;

@@ -1,11 +1,13 @@
 /*
  * admin.c - the admin channel and the reload pipeline.
  *
- * Owns: the admin socket (mode 0600) and its connections, the queue of
+ * Owns d->admin (daemon_int.h): the admin socket (mode 0600) and its
+ * connections, the sandbox their requests are decoded in, the queue of
  * reloads, and the --watch directory watchers.  Everything here runs on the
- * main thread's loop, except reload_work(), which runs on libuv's thread
- * pool so that loading, checking and testing a new bundle never holds up
- * the main loop, let alone a worker.
+ * main thread's loop, except reload_work() and the `work` half of the ops
+ * that read the history database (job_work()), which run on libuv's
+ * thread pool so that loading, checking and testing a bundle and reading
+ * revisions never hold up the main loop, let alone a worker.
  *
  * A reload (SIGHUP, `verdict reload`, a watched change, `verdict activate`)
  * goes: read the bundle (or take it from the history database) -> on the
@@ -26,17 +28,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
-#include <lualib.h>
 #include <sqlite3.h>
 
 #include "daemon_int.h"
 #include "history_int.h"
-#include "verdict/json.h"
 #include "verdict/policytest.h"
-#include "verdict/protocol.h"
 #include "verdict/textdiff.h"
 #include "verdict/timefmt.h"
+#include "verdict/wire.h"
 
 typedef struct vd_admin_conn {
   uv_pipe_t pipe;
@@ -71,31 +70,8 @@ static void enqueue_reload(vd_daemon_t *d, const char *trigger,
                            vd_admin_conn_t *reply_to, const char *reply_id);
 
 /* ------------------------------------------------------------------------
- * Files in force
+ * Revisions and activations in the history
  * ------------------------------------------------------------------------ */
-
-static void in_force_json(vd_engine_t *e, vd_buf_t *out) {
-  char path[VD_PATH_MAX];
-  size_t r, k;
-  vd_buf_reset(out);
-  vd_buf_addc(out, '{');
-  for (r = 0; r <= vd_engine_region_count(e); r++) {
-    const char *region = r ? vd_engine_region(e, r - 1) : "national";
-    int first = 1;
-    vd_buf_addf(out, "%s\"%s\":{", r ? "," : "", region);
-    for (k = 0; k < vd_engine_kind_count(e); k++) {
-      const char *kind = vd_engine_kind(e, k);
-      const char *pr = vd_engine_policy_region(e, kind, region);
-      if (!pr)
-        continue;
-      vd_engine_policy_path(path, pr, kind);
-      vd_buf_addf(out, "%s\"%s\":\"%s\"", first ? "" : ",", kind, path);
-      first = 0;
-    }
-    vd_buf_addc(out, '}');
-  }
-  vd_buf_addc(out, '}');
-}
 
 static void store_revision(vd_daemon_t *d, vd_bundle_t *b) {
   vd_bundle_file_t *files;
@@ -137,7 +113,7 @@ void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
                       d->last_failure.data);
     return;
   }
-  in_force_json(e, &d->in_force);
+  vd_wire_in_force(&d->in_force, e);
   /* an --unchecked start says so, for auditors */
   record_activation(d, rev, d->opts.unchecked ? "startup-unchecked" : "startup",
                     NULL, vd_bundle_source(d->bundle), 1, NULL);
@@ -165,7 +141,7 @@ static void on_admin_closed(uv_handle_t *h) {
   if (c->prev)
     c->prev->next = c->next;
   else
-    c->d->admin_conns = c->next;
+    c->d->admin.conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
   admin_unref(c);
@@ -217,11 +193,13 @@ static void admin_send(vd_admin_conn_t *c, vd_buf_t *line) {
 static void reply_error(vd_admin_conn_t *c, const char *id, int code,
                         const char *msg, const char *path) {
   vd_buf_t out = VD_BUF_INIT;
-  vd_response_error(&out, id, code, msg, path, NULL);
+  vd_wire_write_error(&out, id, code, msg, path, NULL);
   admin_send(c, &out);
 }
 
-/* revisions: what the history database holds, newest first. */
+/* revisions: what the history database holds, newest first, as the
+ * members of the reply after its id.  Runs on the thread pool: reads
+ * nothing of d but its options. */
 static int list_revisions(vd_daemon_t *d, vd_buf_t *out, vd_buf_t *err) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
@@ -277,7 +255,8 @@ static int list_revisions(vd_daemon_t *d, vd_buf_t *out, vd_buf_t *err) {
   return rc == SQLITE_OK ? 0 : VD_EIO;
 }
 
-/* diff FROM TO: unified diff of every file that differs. */
+/* diff FROM TO: unified diff of every file that differs.  Runs on the
+ * thread pool, as list_revisions() does. */
 static int diff_revisions(vd_daemon_t *d, const char *from, const char *to,
                           vd_buf_t *text, vd_buf_t *err) {
   vd_bundle_t *a = NULL, *b = NULL;
@@ -308,114 +287,259 @@ static int diff_revisions(vd_daemon_t *d, const char *from, const char *to,
   return rc;
 }
 
-static const char *field(lua_State *L, int t, const char *k) {
-  const char *s;
-  lua_getfield(L, t, k);
-  s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  lua_pop(L, 1);
-  return s;
+/* ------------------------------------------------------------------------
+ * Admin requests
+ *
+ * Each op is a row of admin_ops: answered at once on the main loop
+ * (`now`), or, when it reads the history database, in two halves: `work`
+ * on the thread pool, then `done` back on the main loop.  While an op is
+ * in flight its connection reads no further request, so answers keep the
+ * order of requests.
+ * ------------------------------------------------------------------------ */
+
+typedef struct admin_job admin_job_t;
+
+typedef struct admin_op {
+  const char *name;
+  void (*now)(vd_admin_conn_t *c, const vd_wire_admin_t *req);
+  void (*work)(admin_job_t *j);  /* thread pool: reads only the job */
+  int (*done)(admin_job_t *j);   /* main loop: answers; 1 if the
+                                  * connection stays busy (a reload) */
+  const char *needs;             /* a field it cannot do without, or NULL */
+  const char *needs_message;     /* the bad_request that names it */
+} admin_op_t;
+
+/* One op in flight on the thread pool.  Owns copies of the request's
+ * strings, and a reference to its connection. */
+struct admin_job {
+  uv_work_t req;
+  vd_daemon_t *d;         /* the thread pool reads only its opts */
+  vd_admin_conn_t *c;     /* main loop only */
+  const admin_op_t *op;
+  vd_buf_t id;            /* the request's id as JSON */
+  char *revision;         /* activate */
+  char *from, *to;        /* diff; to is the active revision if not given */
+  char who[96];           /* activate: peer credentials, then "who" */
+  int rc;                 /* what work() found */
+  vd_bundle_t *bundle;    /* activate: the revision, rebuilt */
+  vd_buf_t out;           /* revisions: the lists; diff: the text */
+  vd_buf_t err;           /* why work() failed */
+};
+
+static void op_ping(vd_admin_conn_t *c, const vd_wire_admin_t *req) {
+  vd_buf_t out = VD_BUF_INIT;
+  vd_wire_write_pong(&out, req->id.data, vd_bundle_revision(c->d->bundle));
+  admin_send(c, &out);
+}
+
+static void op_status(vd_admin_conn_t *c, const vd_wire_admin_t *req) {
+  vd_buf_t out = VD_BUF_INIT;
+  vd_daemon_write_status(c->d, &out, req->id.data, 1);
+  admin_send(c, &out);
+}
+
+/* "uid=.. pid=.." of the peer, then the request's "who" if any. */
+static void who_asks(const vd_admin_conn_t *c, const vd_wire_admin_t *req,
+                     char out[96]) {
+  snprintf(out, 96, "%s%s%s", c->who, req->who ? " " : "",
+           req->who ? req->who : "");
+}
+
+static void op_reload(vd_admin_conn_t *c, const vd_wire_admin_t *req) {
+  char who[96];
+  who_asks(c, req, who);
+  c->busy = 1; /* answer this one before reading the next request */
+  uv_read_stop((uv_stream_t *)&c->pipe);
+  enqueue_reload(c->d, "admin", who, NULL, c, req->id.data);
+}
+
+static void work_activate(admin_job_t *j) {
+  j->rc = vd_history_load_bundle(j->d->opts.db, j->revision, &j->bundle,
+                                 &j->err);
+}
+
+static int done_activate(admin_job_t *j) {
+  if (j->rc != 0) {
+    reply_error(j->c, j->id.data, VD_ENOT_FOUND, j->err.data, "revision");
+    return 0;
+  }
+  enqueue_reload(j->c->d, "admin", j->who, j->bundle, j->c, j->id.data);
+  j->bundle = NULL; /* the reload's now */
+  return 1;
+}
+
+static void work_revisions(admin_job_t *j) {
+  j->rc = list_revisions(j->d, &j->out, &j->err);
+}
+
+static int done_revisions(admin_job_t *j) {
+  vd_buf_t line = VD_BUF_INIT;
+  if (j->rc != 0) {
+    reply_error(j->c, j->id.data, VD_EIO, j->err.data, NULL);
+    return 0;
+  }
+  vd_wire_write_revisions(&line, j->id.data, j->out.data, j->out.len);
+  admin_send(j->c, &line);
+  return 0;
+}
+
+static void work_diff(admin_job_t *j) {
+  j->rc = diff_revisions(j->d, j->from, j->to, &j->out, &j->err);
+}
+
+static int done_diff(admin_job_t *j) {
+  vd_buf_t line = VD_BUF_INIT;
+  if (j->rc != 0) {
+    reply_error(j->c, j->id.data, VD_ENOT_FOUND, j->err.data, NULL);
+    return 0;
+  }
+  vd_wire_write_diff(&line, j->id.data, j->from, j->to, j->out.data,
+                     j->out.len);
+  admin_send(j->c, &line);
+  return 0;
+}
+
+/* In the order the error messages list them. */
+static const admin_op_t admin_ops[] = {
+    {"reload", op_reload, NULL, NULL, NULL, NULL},
+    {"activate", NULL, work_activate, done_activate, "revision",
+     "activate needs \"revision\": \"sha256:...\""},
+    {"revisions", NULL, work_revisions, done_revisions, NULL, NULL},
+    {"diff", NULL, work_diff, done_diff, "from",
+     "diff needs \"from\" (and \"to\", default the active revision)"},
+    {"status", op_status, NULL, NULL, NULL, NULL},
+    {"ping", op_ping, NULL, NULL, NULL, NULL},
+};
+#define N_ADMIN_OPS (sizeof admin_ops / sizeof *admin_ops)
+
+static const admin_op_t *find_op(const char *name) {
+  size_t i;
+  for (i = 0; name && i < N_ADMIN_OPS; i++)
+    if (strcmp(admin_ops[i].name, name) == 0)
+      return &admin_ops[i];
+  return NULL;
+}
+
+int vd_admin_has_op(const char *name) { return find_op(name) != NULL; }
+
+/* The request's string field NAME (one of those vd_wire_admin_t has). */
+static const char *req_field(const vd_wire_admin_t *req, const char *name) {
+  return strcmp(name, "revision") == 0 ? req->revision
+         : strcmp(name, "from") == 0   ? req->from
+         : strcmp(name, "to") == 0     ? req->to
+         : strcmp(name, "who") == 0    ? req->who
+                                       : NULL;
+}
+
+static void job_free(admin_job_t *j) {
+  if (j->bundle)
+    vd_bundle_unref(j->bundle);
+  vd_buf_release(&j->id);
+  vd_buf_release(&j->out);
+  vd_buf_release(&j->err);
+  free(j->revision);
+  free(j->from);
+  free(j->to);
+  free(j);
+}
+
+static void job_work(uv_work_t *req) {
+  admin_job_t *j = req->data;
+  j->op->work(j);
+}
+
+static void job_done(uv_work_t *req, int status) {
+  admin_job_t *j = req->data;
+  vd_admin_conn_t *c = j->c;
+  int busy = 0;
+  if (status < 0) /* cancelled: never ran */
+    reply_error(c, j->id.data, VD_EINTERNAL, "the request was cancelled",
+                NULL);
+  else
+    busy = j->op->done(j);
+  if (!busy) {
+    c->busy = 0;
+    admin_read_start(c);
+  }
+  job_free(j);
+  admin_unref(c);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Hand OP's blocking half to the thread pool; the connection reads no
+ * further request until it is answered. */
+static void start_job(vd_admin_conn_t *c, const admin_op_t *op,
+                      const vd_wire_admin_t *req) {
+  vd_daemon_t *d = c->d;
+  admin_job_t *j = calloc(1, sizeof *j);
+  const char *to = req->to ? req->to : vd_bundle_revision(d->bundle);
+  if (!j) {
+    reply_error(c, req->id.data, VD_EINTERNAL, "out of memory", NULL);
+    return;
+  }
+  j->req.data = j;
+  j->d = d;
+  j->c = c;
+  j->op = op;
+  vd_buf_init(&j->id);
+  vd_buf_init(&j->out);
+  vd_buf_init(&j->err);
+  vd_buf_adds(&j->id, req->id.data);
+  who_asks(c, req, j->who);
+  j->revision = dup_or_null(req->revision);
+  j->from = dup_or_null(req->from);
+  j->to = strdup(to);
+  if (!j->to || (req->revision && !j->revision) ||
+      (req->from && !j->from)) {
+    reply_error(c, req->id.data, VD_EINTERNAL, "out of memory", NULL);
+    job_free(j);
+    return;
+  }
+  if (uv_queue_work(d->loop, &j->req, job_work, job_done) != 0) {
+    reply_error(c, req->id.data, VD_EINTERNAL, "cannot queue the request",
+                NULL);
+    job_free(j);
+    return;
+  }
+  c->refs++;
+  c->busy = 1;
+  uv_read_stop((uv_stream_t *)&c->pipe);
+}
+
+/* The list of ops for an error message: "reload, activate, ..., ping". */
+static void list_ops(vd_buf_t *out) {
+  size_t i;
+  for (i = 0; i < N_ADMIN_OPS; i++)
+    vd_buf_addf(out, "%s%s", i ? ", " : "", admin_ops[i].name);
 }
 
 static void handle_admin(vd_admin_conn_t *c, const char *line, size_t len) {
-  vd_daemon_t *d = c->d;
-  lua_State *L = d->admin_L;
-  vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT, id = VD_BUF_INIT;
-  const char *op, *who;
+  lua_State *L = c->d->admin.sb.L;
+  vd_buf_t msg = VD_BUF_INIT;
+  vd_wire_admin_t req;
+  const admin_op_t *op;
   int top = lua_gettop(L);
 
-  vd_buf_adds(&id, "null");
-  if (vd_json_decode_protected(L, line, len, 16, &err) != 0) {
-    reply_error(c, NULL, VD_EBAD_REQUEST, err.data, NULL);
-    goto done;
-  }
-  if (vd_json_marker(L, -1) != 2) {
-    reply_error(c, NULL, VD_EBAD_REQUEST, "a request must be a JSON object",
-                NULL);
-    goto done;
-  }
-  lua_getfield(L, -1, "id");
-  if (!lua_isnil(L, -1)) {
-    vd_buf_reset(&id);
-    if (vd_json_encode(L, -1, &id, "id", &err))
-      vd_buf_adds(&id, "null");
-  }
-  lua_pop(L, 1);
-  op = field(L, top + 1, "op");
-  who = field(L, top + 1, "who");
-  if (!op) {
-    reply_error(c, id.data, VD_EBAD_REQUEST,
-                "missing op (reload, activate, revisions, diff, status, ping)",
-                "op");
-  } else if (strcmp(op, "ping") == 0) {
-    vd_buf_addf(&out, "{\"id\":%s,\"pong\":true}\n", id.data);
-    admin_send(c, &out);
-  } else if (strcmp(op, "status") == 0) {
-    vd_buf_addf(&out, "{\"id\":%s,\"status\":", id.data);
-    vd_daemon_status_json(d, &out, 1);
-    vd_buf_adds(&out, "}\n");
-    admin_send(c, &out);
-  } else if (strcmp(op, "reload") == 0 || strcmp(op, "activate") == 0) {
-    vd_bundle_t *b = NULL;
-    char whob[96];
-    if (op[0] == 'a') {
-      const char *rev = field(L, top + 1, "revision");
-      if (!rev) {
-        reply_error(c, id.data, VD_EBAD_REQUEST,
-                    "activate needs \"revision\": \"sha256:...\"", "revision");
-        goto done;
-      }
-      if (vd_history_load_bundle(d->opts.db, rev, &b, &err) != 0) {
-        reply_error(c, id.data, VD_ENOT_FOUND, err.data, "revision");
-        goto done;
-      }
-    }
-    snprintf(whob, sizeof whob, "%s%s%s", c->who, who ? " " : "",
-             who ? who : "");
-    c->busy = 1; /* answer this one before reading the next request */
-    uv_read_stop((uv_stream_t *)&c->pipe);
-    enqueue_reload(d, "admin", whob, b, c, id.data);
-  } else if (strcmp(op, "revisions") == 0) {
-    vd_buf_addf(&out, "{\"id\":%s", id.data);
-    if (list_revisions(d, &out, &err) != 0) {
-      reply_error(c, id.data, VD_EIO, err.data, NULL);
-      vd_buf_release(&out);
-    } else {
-      vd_buf_adds(&out, "}\n");
-      admin_send(c, &out);
-    }
-  } else if (strcmp(op, "diff") == 0) {
-    const char *from = field(L, top + 1, "from"), *to = field(L, top + 1, "to");
-    vd_buf_t text = VD_BUF_INIT;
-    char active[80];
-    uv_mutex_lock(&d->state_lock);
-    snprintf(active, sizeof active, "%s", vd_bundle_revision(d->bundle));
-    uv_mutex_unlock(&d->state_lock);
-    if (!to)
-      to = active;
-    if (!from) {
-      reply_error(c, id.data, VD_EBAD_REQUEST,
-                  "diff needs \"from\" (and \"to\", default the active "
-                  "revision)", "from");
-    } else if (diff_revisions(d, from, to, &text, &err) != 0) {
-      reply_error(c, id.data, VD_ENOT_FOUND, err.data, NULL);
-    } else {
-      vd_buf_addf(&out, "{\"id\":%s,\"from\":\"%s\",\"to\":\"%s\",\"diff\":",
-                  id.data, from, to);
-      vd_buf_add_json_str(&out, text.data ? text.data : "", text.len);
-      vd_buf_adds(&out, "}\n");
-      admin_send(c, &out);
-    }
-    vd_buf_release(&text);
+  vd_wire_admin_init(&req);
+  if (vd_wire_read_admin(L, line, len, &req, &msg) != 0) {
+    reply_error(c, NULL, VD_EBAD_REQUEST, msg.data, NULL);
+  } else if ((op = find_op(req.op)) == NULL) {
+    vd_buf_adds(&msg, req.op ? "unknown op (" : "missing op (");
+    list_ops(&msg);
+    vd_buf_addc(&msg, ')');
+    reply_error(c, req.id.data, VD_EBAD_REQUEST, msg.data, "op");
+  } else if (op->needs && !req_field(&req, op->needs)) {
+    reply_error(c, req.id.data, VD_EBAD_REQUEST, op->needs_message,
+                op->needs);
+  } else if (op->now) {
+    op->now(c, &req);
   } else {
-    reply_error(c, id.data, VD_EBAD_REQUEST,
-                "unknown op (reload, activate, revisions, diff, status, ping)",
-                "op");
+    start_job(c, op, &req);
   }
-done:
   lua_settop(L, top);
-  vd_buf_release(&out);
-  vd_buf_release(&err);
-  vd_buf_release(&id);
+  vd_wire_admin_release(&req);
+  vd_buf_release(&msg);
 }
 
 static void on_admin_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -475,10 +599,10 @@ static void on_admin_connection(uv_stream_t *server, int status) {
   vd_framer_init(&c->framer, 1u << 20);
   uv_pipe_init(d->loop, &c->pipe, 0);
   c->pipe.data = c;
-  c->next = d->admin_conns;
-  if (d->admin_conns)
-    d->admin_conns->prev = c;
-  d->admin_conns = c;
+  c->next = d->admin.conns;
+  if (d->admin.conns)
+    d->admin.conns->prev = c;
+  d->admin.conns = c;
   if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
     admin_close(c);
     return;
@@ -528,7 +652,7 @@ static void reload_work(uv_work_t *req) {
   }
   r->rc = vd_daemon_build_engines(d, r->bundle, r->engines, &r->err);
   if (r->rc == 0)
-    in_force_json(r->engines[0], &r->in_force);
+    vd_wire_in_force(&r->in_force, r->engines[0]);
 }
 
 static void reload_done(uv_work_t *req, int status) {
@@ -586,40 +710,35 @@ static void reload_done(uv_work_t *req, int status) {
   if (r->reply_to) {
     vd_admin_conn_t *c = r->reply_to;
     if (r->rc == 0) {
-      uv_mutex_lock(&d->state_lock);
-      vd_buf_addf(&out, "{\"id\":%s,\"ok\":true,\"revision\":\"%s\","
-                        "\"previous\":\"%s\",\"unchanged\":%s}\n",
-                  r->reply_id.data, vd_bundle_revision(d->bundle), previous,
-                  strcmp(previous, vd_bundle_revision(d->bundle)) == 0
-                      ? "true" : "false");
-      uv_mutex_unlock(&d->state_lock);
+      vd_wire_write_activated(&out, r->reply_id.data,
+                              vd_bundle_revision(d->bundle), previous);
     } else {
-      vd_response_error(&out, r->reply_id.data, VD_EPOLICY_ERROR,
-                        r->err.data, NULL, NULL);
+      vd_wire_write_error(&out, r->reply_id.data, VD_EPOLICY_ERROR,
+                          r->err.data, NULL, NULL);
     }
     admin_send(c, &out);
     c->busy = 0;
     admin_read_start(c);
     admin_unref(c);
   }
-  d->reload_busy = 0;
+  d->admin.reload_busy = 0;
   reload_free(r);
   start_next_reload(d);
 }
 
 static void start_next_reload(vd_daemon_t *d) {
-  vd_reload_t *r = d->reload_head;
-  if (d->reload_busy || !r)
+  vd_reload_t *r = d->admin.reload_head;
+  if (d->admin.reload_busy || !r)
     return;
-  d->reload_head = r->next;
-  if (!d->reload_head)
-    d->reload_tail = NULL;
-  d->reload_busy = 1;
-  d->reload_work.data = r;
-  if (uv_queue_work(d->loop, &d->reload_work, reload_work, reload_done) != 0) {
+  d->admin.reload_head = r->next;
+  if (!d->admin.reload_head)
+    d->admin.reload_tail = NULL;
+  d->admin.reload_busy = 1;
+  d->admin.reload_work.data = r;
+  if (uv_queue_work(d->loop, &d->admin.reload_work, reload_work, reload_done) != 0) {
     r->rc = VD_EINTERNAL;
     vd_buf_adds(&r->err, "cannot queue the reload");
-    reload_done(&d->reload_work, 0);
+    reload_done(&d->admin.reload_work, 0);
   }
 }
 
@@ -649,11 +768,11 @@ static void enqueue_reload(vd_daemon_t *d, const char *trigger,
     reply_to->refs++;
     vd_buf_adds(&r->reply_id, reply_id);
   }
-  if (d->reload_tail)
-    d->reload_tail->next = r;
+  if (d->admin.reload_tail)
+    d->admin.reload_tail->next = r;
   else
-    d->reload_head = r;
-  d->reload_tail = r;
+    d->admin.reload_head = r;
+  d->admin.reload_tail = r;
   start_next_reload(d);
 }
 
@@ -682,16 +801,16 @@ static void on_dir_event(uv_fs_event_t *h, const char *name, int events,
   if (name && (name[0] == '.' || name[strlen(name) - 1] == '~'))
     return; /* editor swap and backup files */
   /* debounce: an editor saving several files causes one reload */
-  uv_timer_start(&d->watch_timer, on_watch_quiet, 300, 0);
+  uv_timer_start(&d->admin.watch_timer, on_watch_quiet, 300, 0);
 }
 
 static void unwatch(vd_daemon_t *d) {
   size_t i;
-  for (i = 0; i < d->nwatchers; i++)
-    uv_close((uv_handle_t *)d->watchers[i], (uv_close_cb)free);
-  free(d->watchers);
-  d->watchers = NULL;
-  d->nwatchers = 0;
+  for (i = 0; i < d->admin.nwatchers; i++)
+    uv_close((uv_handle_t *)d->admin.watchers[i], (uv_close_cb)free);
+  free(d->admin.watchers);
+  d->admin.watchers = NULL;
+  d->admin.nwatchers = 0;
 }
 
 /* Watch DIR and every directory below it (inotify is not recursive). */
@@ -701,10 +820,10 @@ static void watch_one(vd_daemon_t *d, const char *dir, int depth) {
   uv_fs_event_t *h, **arr;
   if (depth > 8)
     return;
-  arr = realloc(d->watchers, (d->nwatchers + 1) * sizeof *arr);
+  arr = realloc(d->admin.watchers, (d->admin.nwatchers + 1) * sizeof *arr);
   h = malloc(sizeof *h);
   if (arr)
-    d->watchers = arr;
+    d->admin.watchers = arr;
   if (!arr || !h) {
     free(h);
     return;
@@ -715,7 +834,7 @@ static void watch_one(vd_daemon_t *d, const char *dir, int depth) {
     uv_close((uv_handle_t *)h, (uv_close_cb)free);
     return;
   }
-  d->watchers[d->nwatchers++] = h;
+  d->admin.watchers[d->admin.nwatchers++] = h;
   if (uv_fs_scandir(NULL, &req, dir, 0, NULL) < 0)
     return;
   while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
@@ -738,54 +857,85 @@ static void watch_dirs(vd_daemon_t *d) {
  * Start and stop
  * ------------------------------------------------------------------------ */
 
-int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
+/* The admin socket, if --admin-socket asks for one. */
+static int admin_listen(vd_daemon_t *d, vd_buf_t *err) {
   int rc, fd;
-  d->admin_L = luaL_newstate();
-  if (!d->admin_L) {
-    vd_buf_adds(err, "out of memory");
-    return VD_ENOMEM;
-  }
-  vd_json_setup(d->admin_L);
-  if (d->opts.watch) {
-    uv_timer_init(d->loop, &d->watch_timer);
-    d->watch_timer.data = d;
-    watch_dirs(d);
-  }
-  if (!d->opts.admin_socket)
-    return 0;
   /* as the decision socket: a live daemon's admin socket is not taken */
   fd = vd_daemon_listen_unix(d->opts.admin_socket, 0600, err);
   if (fd < 0)
     return VD_EIO;
-  uv_pipe_init(d->loop, &d->admin_server, 0);
-  d->admin_server.data = d;
-  rc = uv_pipe_open(&d->admin_server, fd);
+  uv_pipe_init(d->loop, &d->admin.server, 0);
+  d->admin.server.data = d;
+  rc = uv_pipe_open(&d->admin.server, fd);
   if (rc != 0)
     close(fd); /* not the handle's yet */
   else
-    rc = uv_listen((uv_stream_t *)&d->admin_server, 64, on_admin_connection);
+    rc = uv_listen((uv_stream_t *)&d->admin.server, 64, on_admin_connection);
   if (rc != 0) {
     vd_buf_addf(err, "%s: %s", d->opts.admin_socket, uv_strerror(rc));
-    uv_close((uv_handle_t *)&d->admin_server, NULL);
+    uv_close((uv_handle_t *)&d->admin.server, NULL);
+    unlink(d->opts.admin_socket);
     return VD_EIO;
   }
-  d->admin_listening = 1;
+  d->admin.listening = 1;
   return 0;
 }
 
-void vd_admin_stop(vd_daemon_t *d) {
-  vd_admin_conn_t *c, *next;
-  if (d->admin_listening) {
-    uv_close((uv_handle_t *)&d->admin_server, NULL);
-    unlink(d->opts.admin_socket);
-    d->admin_listening = 0;
+static void stop_watching(vd_daemon_t *d) {
+  if (!d->opts.watch)
+    return;
+  unwatch(d);
+  uv_close((uv_handle_t *)&d->admin.watch_timer, NULL);
+}
+
+int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
+  vd_admin_t *a = &d->admin;
+  int rc;
+  /* admin requests are decoded in a sandbox: the one allocator path */
+  rc = vd_sandbox_init(&a->sb, err);
+  if (rc != 0)
+    return rc;
+  if (d->opts.watch) {
+    uv_timer_init(d->loop, &a->watch_timer);
+    a->watch_timer.data = d;
+    watch_dirs(d);
   }
-  for (c = d->admin_conns; c; c = next) {
+  if (d->opts.admin_socket && (rc = admin_listen(d, err)) != 0)
+    goto out_watch;
+  a->started = 1;
+  return 0;
+
+out_watch:
+  stop_watching(d); /* their close callbacks free them */
+  vd_sandbox_release(&a->sb);
+  return rc;
+}
+
+void vd_admin_stop(vd_daemon_t *d) {
+  vd_admin_t *a = &d->admin;
+  vd_admin_conn_t *c, *next;
+  if (!a->started || a->stopped)
+    return;
+  a->stopped = 1;
+  if (a->listening) {
+    uv_close((uv_handle_t *)&a->server, NULL);
+    unlink(d->opts.admin_socket);
+    a->listening = 0;
+  }
+  for (c = a->conns; c; c = next) {
     next = c->next;
     admin_close(c);
   }
-  if (d->opts.watch) {
-    unwatch(d);
-    uv_close((uv_handle_t *)&d->watch_timer, NULL);
-  }
+  stop_watching(d);
+}
+
+void vd_admin_release(vd_daemon_t *d) {
+  vd_admin_t *a = &d->admin;
+  if (!a->started)
+    return;
+  vd_admin_stop(d);
+  /* connections are freed by their close callbacks, reloads and jobs by
+   * their done callbacks: the loop that ran them has ended */
+  vd_sandbox_release(&a->sb);
+  a->started = 0;
 }

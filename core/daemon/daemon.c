@@ -11,7 +11,7 @@
  * --unchecked): a bundle that fails is recorded as a refused activation
  * and the daemon returns before it listens on anything.
  *
- * Runs on the main thread; vd_daemon_status_json() is called by workers
+ * Runs on the main thread; vd_daemon_write_status() is called by workers
  * and reads only atomics and fields under state_lock.
  */
 #include <arpa/inet.h>
@@ -26,13 +26,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <lua.h>
-
 #include "daemon_int.h"
 #include "verdict/daemon.h"
 #include "verdict/policytest.h"
-#include "verdict/protocol.h"
 #include "verdict/timefmt.h"
+#include "verdict/wire.h"
 
 void vd_daemon_log(const char *fmt, ...) {
   char ts[32];
@@ -210,78 +208,54 @@ static void resume_accepting(uv_timer_t *t) {
  * Status
  * ------------------------------------------------------------------------ */
 
-void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files) {
-  uint64_t decisions = 0, errors[VD_ERR_COUNT] = {0}, total_err = 0;
-  uint64_t recounts = 0;
-  unsigned conns = 0, i;
-  int k, first = 1;
-  char ts[32];
+void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
+                            const char *id_json, int with_files) {
+  vd_wire_status_t s;
+  unsigned i;
+  int k;
+  memset(&s, 0, sizeof s);
   for (i = 0; i < d->nworkers; i++) {
     vd_worker_t *w = &d->workers[i];
-    decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
-    conns += atomic_load_explicit(&w->connections, memory_order_relaxed);
-    recounts += atomic_load_explicit(&w->recounts, memory_order_relaxed);
+    s.decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
+    s.connections += atomic_load_explicit(&w->connections,
+                                          memory_order_relaxed);
+    s.recounted += atomic_load_explicit(&w->recounts, memory_order_relaxed);
     for (k = 0; k < VD_ERR_COUNT; k++)
-      errors[k] += atomic_load_explicit(&w->errors[k], memory_order_relaxed);
+      s.errors[k] += atomic_load_explicit(&w->errors[k], memory_order_relaxed);
   }
+  s.started_ms = d->started_ms;
+  s.workers = d->nworkers;
+  s.log_mode = vd_history_mode_name(d->opts.log_mode);
+  s.budget_mode = d->watchdog.started ? "watchdog" : "count";
+  s.instructions = d->opts.limits.instr_budget;
+  s.interrupts =
+      d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0;
+  /* the strings below are the daemon's, changed only under the lock */
   uv_mutex_lock(&d->state_lock);
-  vd_buf_addf(out, "{\"revision\":\"%s\",\"source\":",
-              vd_bundle_revision(d->bundle));
-  vd_buf_add_json_str(out, vd_bundle_source(d->bundle),
-                      strlen(vd_bundle_source(d->bundle)));
-  vd_time_format(d->activated_ms, VD_DEFAULT_OFFSET_MIN, ts);
-  vd_buf_addf(out, ",\"activated_at\":\"%s\",\"activated_by\":\"%s\"", ts,
-              d->activated_by);
-  if (d->last_failure.len) {
-    vd_buf_adds(out, ",\"last_failure\":");
-    vd_buf_add_json_str(out, d->last_failure.data, d->last_failure.len);
-  }
-  if (d->check_state) {
-    vd_buf_addf(out, ",\"history_check\":\"%s\"", d->check_state);
-    if (d->check_error) {
-      vd_buf_adds(out, ",\"history_check_error\":");
-      vd_buf_add_json_str(out, d->check_error, strlen(d->check_error));
-    }
-  }
+  s.revision = vd_bundle_revision(d->bundle);
+  s.source = vd_bundle_source(d->bundle);
+  s.activated_ms = d->activated_ms;
+  s.activated_by = d->activated_by;
+  s.last_failure = d->last_failure.len ? d->last_failure.data : NULL;
+  s.history_check = d->check_state;
+  s.history_check_error = d->check_error;
   if (with_files && d->in_force.len) {
-    vd_buf_adds(out, ",\"in_force\":");
-    vd_buf_add(out, d->in_force.data, d->in_force.len);
+    s.in_force = d->in_force.data;
+    s.in_force_len = d->in_force.len;
   }
+  s.now_ms = vd_now_ms();
+  vd_wire_write_status(out, id_json, &s);
   uv_mutex_unlock(&d->state_lock);
-  vd_time_format(d->started_ms, VD_DEFAULT_OFFSET_MIN, ts);
-  vd_buf_addf(out,
-              ",\"started_at\":\"%s\",\"uptime_s\":%lld,\"workers\":%u,"
-              "\"connections\":%u,\"log_mode\":\"%s\",\"decisions\":%llu,"
-              "\"errors\":{",
-              ts, (long long)((vd_now_ms() - d->started_ms) / 1000),
-              d->nworkers, conns, vd_history_mode_name(d->opts.log_mode),
-              (unsigned long long)decisions);
-  for (k = 0; k < VD_ERR_COUNT; k++) {
-    if (!errors[k])
-      continue;
-    vd_buf_addf(out, "%s\"%s\":%llu", first ? "" : ",",
-                vd_err_name(k + VD_ERR_FIRST_ + 1),
-                (unsigned long long)errors[k]);
-    total_err += errors[k];
-    first = 0;
-  }
-  vd_buf_addf(out, "},\"errors_total\":%llu,\"budget\":{\"mode\":\"%s\","
-              "\"instructions\":%lu,\"recounted\":%llu,"
-              "\"interrupts\":%lu}}",
-              (unsigned long long)total_err,
-              d->watchdog.started ? "watchdog" : "count",
-              d->opts.limits.instr_budget, (unsigned long long)recounts,
-              d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0);
 }
 
 /* ------------------------------------------------------------------------
- * Start and stop
+ * Signals and stopping
  * ------------------------------------------------------------------------ */
 
 static void on_history_done(unsigned worker, void *arg) {
   vd_daemon_t *d = arg;
   if (worker < d->nworkers)
-    uv_async_send(&d->workers[worker].wake);
+    vd_worker_notify(&d->workers[worker]);
 }
 
 static void close_listeners(vd_daemon_t *d) {
@@ -300,24 +274,48 @@ static void close_listeners(vd_daemon_t *d) {
   }
 }
 
-static void on_stop_signal(uv_signal_t *s, int signum) {
-  vd_daemon_t *d = s->data;
-  unsigned i;
-  if (d->stopping)
+/* The main loop's own handles (daemon_init() made them): closed once, by
+ * a stop or by the clean-up of a start that failed. */
+static void close_own_handles(vd_daemon_t *d) {
+  if (uv_is_closing((uv_handle_t *)&d->sig_term))
     return;
-  d->stopping = 1;
-  vd_daemon_log("%s: no longer accepting; finishing requests in flight",
-        signum == SIGTERM ? "SIGTERM" : "SIGINT");
-  close_listeners(d);
-  vd_admin_stop(d);
   uv_timer_stop(&d->accept_pause);
   uv_close((uv_handle_t *)&d->accept_pause, NULL);
   uv_close((uv_handle_t *)&d->sig_term, NULL);
   uv_close((uv_handle_t *)&d->sig_int, NULL);
   uv_close((uv_handle_t *)&d->sig_hup, NULL);
-  for (i = 0; i < d->nworkers; i++)
-    vd_worker_request_stop(&d->workers[i]);
 }
+
+/* Stop accepting, and let every worker answer what it has read; the main
+ * loop returns once the workers and the admin channel are done. */
+static void daemon_stop(vd_daemon_t *d, const char *why) {
+  unsigned i;
+  if (d->stopping)
+    return;
+  d->stopping = 1;
+  vd_daemon_log("%s: no longer accepting; finishing requests in flight", why);
+  close_listeners(d);
+  vd_admin_stop(d);
+  close_own_handles(d);
+  for (i = 0; i < d->nworkers; i++)
+    if (d->workers[i].started)
+      vd_worker_request_stop(&d->workers[i]);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum) {
+  daemon_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* SIGHUP: reload the policy directory (validated, then switched). */
+static void on_hup(uv_signal_t *s, int signum) {
+  vd_daemon_t *d = s->data;
+  (void)signum;
+  vd_admin_reload(d, "sighup", NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Engines, and a bundle refused at start-up
+ * ------------------------------------------------------------------------ */
 
 int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
                             vd_buf_t *err) {
@@ -350,6 +348,7 @@ static void log_refused(const vd_daemon_t *d, const char *report) {
                 report, len > first ? "\n" : "",
                 (int)(len > first ? len - first - 1 : 0), rest);
 }
+
 
 /* ------------------------------------------------------------------------
  * The history's whole-file check
@@ -409,195 +408,235 @@ static void history_check_stop(vd_daemon_t *d) {
   d->check_error = NULL;
 }
 
-/* SIGHUP: reload the policy directory (validated, then switched). */
-static void on_hup(uv_signal_t *s, int signum) {
-  vd_daemon_t *d = s->data;
-  (void)signum;
-  vd_admin_reload(d, "sighup", NULL, NULL);
+/* ------------------------------------------------------------------------
+ * Starting: vd_daemon_run() takes these steps in order and undoes them in
+ * reverse, each from the label named for it
+ * ------------------------------------------------------------------------ */
+
+/* The daemon's fields and the main loop's own handles.  Signals are caught
+ * from here on: one that arrives while we load is handled once the loop
+ * runs, never by the default action. */
+static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
+  memset(d, 0, sizeof *d);
+  d->opts = *opts;
+  d->unix_fd = d->tcp_fd = -1;
+  d->loop = uv_default_loop();
+  d->started_ms = d->activated_ms = vd_now_ms();
+  snprintf(d->activated_by, sizeof d->activated_by, "startup");
+  vd_buf_init(&d->last_failure);
+  vd_buf_init(&d->in_force);
+  uv_mutex_init(&d->state_lock);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, not death */
+  uv_signal_init(d->loop, &d->sig_term);
+  uv_signal_init(d->loop, &d->sig_int);
+  uv_signal_init(d->loop, &d->sig_hup);
+  d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+  uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
+  uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
+  uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
+  uv_timer_init(d->loop, &d->accept_pause);
+  d->accept_pause.data = d;
+}
+
+static void daemon_release(vd_daemon_t *d) {
+  close_own_handles(d);
+  uv_run(d->loop, UV_RUN_NOWAIT); /* every close callback */
+  uv_loop_close(d->loop);
+  if (d->bundle)
+    vd_bundle_unref(d->bundle);
+  d->bundle = NULL;
+  vd_buf_release(&d->last_failure);
+  vd_buf_release(&d->in_force);
+  uv_mutex_destroy(&d->state_lock);
+}
+
+/* Load the bundle and validate it exactly as a reload does: a broken edit
+ * never goes live, a restart included.  A bundle that fails is not an
+ * error here: *refused says so, and d->last_failure why (the refusal is
+ * recorded once the history is open). */
+static int load_policies(vd_daemon_t *d, int *refused) {
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_bundle_load(d->opts.policies, &d->bundle, &err);
+  if (rc != 0) {
+    vd_daemon_log("cannot load policies: %s", err.data);
+  } else if (!d->opts.unchecked) {
+    int vrc = vd_policy_validate(d->bundle, &d->opts.limits,
+                                 &d->last_failure);
+    if (vrc) {
+      if (!d->last_failure.len)
+        vd_buf_adds(&d->last_failure, vd_err_desc(vrc));
+      log_refused(d, d->last_failure.data);
+      *refused = 1;
+    }
+  }
+  vd_buf_release(&err);
+  return rc;
+}
+
+/* The worker array, and one engine per worker unless REFUSED. */
+static int make_engines(vd_daemon_t *d, int refused, vd_engine_t ***out) {
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = 0;
+  d->nworkers = d->opts.workers;
+  d->workers = calloc(d->nworkers, sizeof *d->workers);
+  *out = calloc(d->nworkers, sizeof **out);
+  if (!d->workers || !*out) {
+    vd_daemon_log("out of memory");
+    rc = VD_ENOMEM;
+  } else if (!refused &&
+             (rc = vd_daemon_build_engines(d, d->bundle, *out, &err)) != 0) {
+    vd_daemon_log("cannot load policies from %s: %s", d->opts.policies,
+                  err.data);
+  }
+  vd_buf_release(&err);
+  return rc;
+}
+
+static void free_engines(vd_daemon_t *d, vd_engine_t **engines) {
+  unsigned i;
+  for (i = 0; engines && i < d->nworkers; i++)
+    vd_engine_free(engines[i]);
+  free(engines);
+}
+
+/* Opened in every log mode: with off, revisions are still stored. */
+static int open_history(vd_daemon_t *d) {
+  char *err = NULL;
+  int rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
+                           d->nworkers, on_history_done, d, &err);
+  if (rc != 0)
+    vd_daemon_log("cannot open the history database: %s",
+                  err ? err : "unknown error");
+  free(err);
+  return rc;
+}
+
+static void close_history(vd_daemon_t *d) {
+  vd_history_close(d->history);
+  d->history = NULL;
+}
+
+/* The decision sockets.  Each poll handle exists as soon as its fd does,
+ * so that close_listeners() undoes any part of this. */
+static int open_listeners(vd_daemon_t *d) {
+  vd_buf_t err = VD_BUF_INIT;
+  d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, &err);
+  if (d->unix_fd < 0)
+    goto fail;
+  uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);
+  d->unix_poll.data = d;
+  if (d->opts.listen) {
+    d->tcp_fd = listen_tcp(d->opts.listen, &err);
+    if (d->tcp_fd < 0)
+      goto fail;
+    uv_poll_init(d->loop, &d->tcp_poll, d->tcp_fd);
+    d->tcp_poll.data = d;
+  }
+  vd_buf_release(&err);
+  return 0;
+fail:
+  vd_daemon_log("cannot listen: %s", err.data);
+  vd_buf_release(&err);
+  return VD_EIO;
+}
+
+static int start_admin(vd_daemon_t *d) {
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_admin_start(d, &err);
+  if (rc != 0)
+    vd_daemon_log("cannot listen: %s", err.data);
+  vd_buf_release(&err);
+  return rc;
+}
+
+/* Start each worker with its engine (taken); returns how many started.
+ * The first that fails ends the loop: the daemon then stops at once. */
+static unsigned start_workers(vd_daemon_t *d, vd_engine_t **engines) {
+  unsigned i;
+  for (i = 0; i < d->nworkers; i++) {
+    vd_engine_t *e = engines[i];
+    engines[i] = NULL;
+    if (vd_worker_start(&d->workers[i], d, i, e) != 0) {
+      vd_daemon_log("cannot start worker %u", i);
+      break;
+    }
+  }
+  return i;
+}
+
+/* After the main loop: every worker has been asked to stop.  The writer may
+ * still commit queued records (async mode) and notify the workers' loops
+ * until it has stopped, so it closes after their threads end and before
+ * their loops do. */
+static void stop_workers(vd_daemon_t *d) {
+  unsigned i;
+  for (i = 0; i < d->nworkers; i++)
+    vd_worker_join(&d->workers[i]);
+  vd_watchdog_stop(&d->watchdog);
+  /* the check's read-only connection first, so that the writer's is the
+   * last one open and checkpoints the WAL into the file as it closes */
+  history_check_stop(d);
+  close_history(d);
+  for (i = 0; i < d->nworkers; i++)
+    vd_worker_release(&d->workers[i]);
 }
 
 int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_daemon_t d;
-  vd_buf_t err = VD_BUF_INIT;
   vd_engine_t **engines = NULL;
-  char *herr = NULL;
-  unsigned i, started = 0;
+  unsigned started;
   int rc = 1, refused = 0;
 
-  memset(&d, 0, sizeof d);
-  d.opts = *opts;
-  d.unix_fd = d.tcp_fd = -1;
-  vd_buf_init(&d.in_force);
-  d.loop = uv_default_loop();
-  d.started_ms = d.activated_ms = vd_now_ms();
-  snprintf(d.activated_by, sizeof d.activated_by, "startup");
-  vd_buf_init(&d.last_failure);
-  uv_mutex_init(&d.state_lock);
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, not death */
-  /* Catch signals from the start: one that arrives while we load is
-   * handled once the loop runs, never by the default action. */
-  uv_signal_init(d.loop, &d.sig_term);
-  uv_signal_init(d.loop, &d.sig_int);
-  uv_signal_init(d.loop, &d.sig_hup);
-  d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-  uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
-  uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
-  uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
-
-  if (vd_bundle_load(opts->policies, &d.bundle, &err) != 0) {
-    vd_daemon_log("cannot load policies: %s", err.data);
+  daemon_init(&d, opts);
+  if (load_policies(&d, &refused) != 0)
     goto out;
-  }
-  /* A broken edit never goes live, a restart included: the bundle is
-   * validated exactly as a reload validates it, before anything is built
-   * or listened on.  The refusal is recorded once the history is open. */
-  if (!opts->unchecked) {
-    int vrc = vd_policy_validate(d.bundle, &opts->limits, &d.last_failure);
-    if (vrc) {
-      if (!d.last_failure.len)
-        vd_buf_adds(&d.last_failure, vd_err_desc(vrc));
-      log_refused(&d, d.last_failure.data);
-      refused = 1;
-    }
-  }
-  d.nworkers = opts->workers;
-  d.workers = calloc(d.nworkers, sizeof *d.workers);
-  engines = calloc(d.nworkers, sizeof *engines);
-  if (!d.workers || !engines) {
-    vd_daemon_log("out of memory");
-    goto out;
-  }
-  if (!refused && vd_daemon_build_engines(&d, d.bundle, engines, &err) != 0) {
-    vd_daemon_log("cannot load policies from %s: %s", opts->policies, err.data);
-    goto out;
-  }
-  /* opened in every mode: with off, revisions are still stored */
-  if (vd_history_open(&d.history, opts->db, opts->log_mode, d.nworkers,
-                      on_history_done, &d, &herr) != 0) {
-    vd_daemon_log("cannot open the history database: %s",
-                  herr ? herr : "unknown error");
+  if (make_engines(&d, refused, &engines) != 0)
     goto out_engines;
-  }
+  if (open_history(&d) != 0)
+    goto out_engines;
   if (refused) {
     vd_admin_startup(&d, NULL); /* stored and recorded as refused */
     goto out_history;
   }
+  if (open_listeners(&d) != 0)
+    goto out_listeners;
+  if (start_admin(&d) != 0)
+    goto out_listeners;
 
-  vd_buf_reset(&err);
-  d.unix_fd = vd_daemon_listen_unix(opts->socket, 0660, &err);
-  if (d.unix_fd < 0) {
-    vd_daemon_log("cannot listen: %s", err.data);
-    goto out_history;
-  }
-  /* each poll handle exists as soon as its fd does, so that
-   * close_listeners() may run on any path from here */
-  uv_poll_init(d.loop, &d.unix_poll, d.unix_fd);
-  d.unix_poll.data = &d;
-  if (opts->listen) {
-    d.tcp_fd = listen_tcp(opts->listen, &err);
-    if (d.tcp_fd < 0) {
-      vd_daemon_log("cannot listen: %s", err.data);
-      goto out_listen;
-    }
-    uv_poll_init(d.loop, &d.tcp_poll, d.tcp_fd);
-    d.tcp_poll.data = &d;
-  }
-  if (vd_admin_start(&d, &err) != 0) {
-    vd_daemon_log("cannot listen: %s", err.data);
-    goto out_listen;
-  }
   vd_admin_startup(&d, engines[0]);
   history_check_start(&d);
   if (!opts->always_count &&
       vd_watchdog_start(&d.watchdog, (int)d.nworkers, VD_WATCH_TICK_NS) != 0)
     vd_daemon_log("no watchdog thread: every instruction will be counted");
-
-  for (i = 0; i < d.nworkers; i++) {
-    vd_worker_t *w = &d.workers[i];
-    w->daemon = &d;
-    w->index = i;
-    w->engine = engines[i];
-    engines[i] = NULL;
-    if (vd_worker_start(w) != 0) {
-      vd_daemon_log("cannot start worker %u", i);
-      break;
-    }
-    started++;
-  }
-
+  started = start_workers(&d, engines);
   uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
   if (d.tcp_fd >= 0)
     uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
-  uv_timer_init(d.loop, &d.accept_pause);
-  d.accept_pause.data = &d;
-
   vd_daemon_log("serving %s (%s%s) on %s%s%s with %u workers, history %s (%s)",
-        opts->policies, vd_bundle_revision(d.bundle),
-        opts->unchecked ? ", unchecked" : "", opts->socket,
-        opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
-        d.nworkers, opts->db,
-        vd_history_mode_name(opts->log_mode));
-  if (started < d.nworkers) {
-    uv_signal_t fake;
-    fake.data = &d;
-    on_stop_signal(&fake, SIGTERM);
-  }
+                opts->policies, vd_bundle_revision(d.bundle),
+                opts->unchecked ? ", unchecked" : "", opts->socket,
+                opts->listen ? " and tcp " : "",
+                opts->listen ? opts->listen : "", d.nworkers, opts->db,
+                vd_history_mode_name(opts->log_mode));
+  if (started < d.nworkers)
+    daemon_stop(&d, "a worker did not start");
   uv_run(d.loop, UV_RUN_DEFAULT);
-
-  for (i = 0; i < started; i++)
-    uv_thread_join(&d.workers[i].thread);
-  vd_watchdog_stop(&d.watchdog);
-  /* the check's read-only connection first, so that the writer's is the
-   * last one open and checkpoints the WAL into the file as it closes */
-  history_check_stop(&d);
-  /* The writer may still commit queued records (async mode) and notify the
-   * workers' loops until it has stopped: close it before those loops. */
-  vd_history_close(d.history);
-  d.history = NULL;
-  for (i = 0; i < started; i++) {
-    vd_worker_t *w = &d.workers[i];
-    uv_run(&w->loop, UV_RUN_NOWAIT);
-    uv_loop_close(&w->loop);
-    vd_engine_free(w->engine);
-    vd_engine_free(w->next_engine);
-    vd_decision_release(&w->dec);
-    vd_buf_release(&w->scratch);
-    uv_mutex_destroy(&w->lock);
-    free(w->queue);
-  }
+  stop_workers(&d);
   rc = started == d.nworkers ? 0 : 1;
   vd_daemon_log("stopped");
 
-out_listen:
+  vd_admin_stop(&d);
+  vd_admin_release(&d);
+out_listeners:
   close_listeners(&d);
-  if (!d.stopping)
-    vd_admin_stop(&d);
-  uv_run(d.loop, UV_RUN_NOWAIT);
-  if (d.admin_L)
-    lua_close(d.admin_L);
 out_history:
   if (d.history)
-    vd_history_close(d.history);
+    close_history(&d);
 out_engines:
-  for (i = 0; engines && i < d.nworkers; i++)
-    vd_engine_free(engines[i]);
-out:
-  free(engines);
+  free_engines(&d, engines);
   free(d.workers);
-  free(herr);
-  if (d.bundle)
-    vd_bundle_unref(d.bundle);
-  vd_buf_release(&d.last_failure);
-  vd_buf_release(&d.in_force);
-  vd_buf_release(&err);
-  uv_mutex_destroy(&d.state_lock);
-  if (!uv_is_closing((uv_handle_t *)&d.sig_term)) { /* a failed start */
-    uv_close((uv_handle_t *)&d.sig_term, NULL);
-    uv_close((uv_handle_t *)&d.sig_int, NULL);
-    uv_close((uv_handle_t *)&d.sig_hup, NULL);
-    uv_run(d.loop, UV_RUN_NOWAIT);
-  }
-  uv_loop_close(d.loop);
+out:
+  daemon_release(&d);
   return rc;
 }

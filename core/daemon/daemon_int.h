@@ -1,6 +1,6 @@
 /*
- * daemon_int.h - what daemon.c (main thread) and worker.c (worker threads)
- * share.  Nothing else includes it.
+ * daemon_int.h - what the files of verdictd share: daemon.c and admin.c
+ * (main thread) and worker.c (worker threads).  Nothing else includes it.
  *
  * Threads: the main thread runs the default loop: it owns the listening
  * sockets, accepts, hands each new connection's fd to a worker through
@@ -19,11 +19,11 @@
 #include <uv.h>
 
 #include "verdict/buf.h"
-
 #include "verdict/daemon.h"
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/sandbox.h"
 #include "verdict/uuid.h"
 #include "verdict/watchdog.h"
 
@@ -41,9 +41,12 @@ typedef struct vd_handoff {
   char peer[64];
 } vd_handoff_t;
 
+/* A worker thread.  The daemon owns the array; worker.c owns everything in
+ * each element, from vd_worker_start() to vd_worker_release(). */
 typedef struct vd_worker {
   vd_daemon_t *daemon;
   unsigned index;
+  int started;             /* between a successful start and its release */
   uv_thread_t thread;
   uv_loop_t loop;
   uv_async_t wake;         /* hand-offs, history completions, stop, swap */
@@ -75,6 +78,24 @@ typedef struct vd_worker {
   atomic_uint connections;
   atomic_uint_fast64_t recounts; /* decisions decided again, counted */
 } vd_worker_t;
+
+/* admin.c's state: the admin channel, the reload pipeline and --watch.
+ * Only admin.c reads or writes it, from vd_admin_start() to
+ * vd_admin_release(), on the main thread. */
+typedef struct vd_admin {
+  uv_pipe_t server;
+  int listening;
+  int started;                    /* between start and release */
+  int stopped;                    /* vd_admin_stop() has run */
+  struct vd_admin_conn *conns;
+  vd_sandbox_t sb;                /* decodes admin requests */
+  struct vd_reload *reload_head, *reload_tail;
+  int reload_busy;
+  uv_work_t reload_work;
+  uv_fs_event_t **watchers;       /* --watch: one per bundle directory */
+  size_t nwatchers;
+  uv_timer_t watch_timer;         /* debounce */
+} vd_admin_t;
 
 struct vd_daemon {
   vd_daemon_opts_t opts;
@@ -109,42 +130,55 @@ struct vd_daemon {
   const char *check_state;  /* running, ok, damaged, failed, interrupted */
   char *check_error;
 
-  /* admin.c: the admin channel and the reload pipeline (main thread) */
-  uv_pipe_t admin_server;
-  int admin_listening;
-  struct vd_admin_conn *admin_conns;
-  struct lua_State *admin_L;      /* decodes admin requests */
-  struct vd_reload *reload_head, *reload_tail;
-  int reload_busy;
-  uv_work_t reload_work;
-  uv_fs_event_t **watchers;       /* --watch: one per bundle directory */
-  size_t nwatchers;
-  uv_timer_t watch_timer;         /* debounce */
+  vd_admin_t admin;        /* admin.c's, on the main thread */
 };
 
-/* worker.c */
-int vd_worker_start(vd_worker_t *w);
-/* Any thread: queue a connection, or ask the worker to stop. */
+/* worker.c.  Main thread: start worker INDEX of D deciding with ENGINE,
+ * which it takes in every case (freed on failure).  Returns 0 or a libuv
+ * error, having undone its own steps. */
+int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
+                    vd_engine_t *engine);
+/* Main thread: wait for the thread of a worker asked to stop (no-op for
+ * one that never started). */
+void vd_worker_join(vd_worker_t *w);
+/* Main thread, after vd_worker_join() and once nothing can notify the
+ * worker any more (the history is closed): free its loop, engines and
+ * buffers.  No-op for one that never started. */
+void vd_worker_release(vd_worker_t *w);
+/* Any thread: queue a connection, ask the worker to stop, offer it the
+ * engine of a new revision (taken), or tell it that history records of
+ * its have completed. */
 void vd_worker_handoff(vd_worker_t *w, const vd_handoff_t *h);
 void vd_worker_request_stop(vd_worker_t *w);
 void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
+void vd_worker_notify(vd_worker_t *w);
 
-/* daemon.c: the status object as JSON (any thread).  with_files adds
- * which file decides each region and kind. */
-void vd_daemon_status_json(vd_daemon_t *d, vd_buf_t *out, int with_files);
-/* One engine per worker for bundle B (any thread); all or nothing: on
- * failure every out[i] is NULL and err says why. */
+/* daemon.c: the status line answering request ID_JSON (any thread).
+ * with_files adds which file decides each region and kind. */
+void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
+                            const char *id_json, int with_files);
 /* A listening Unix socket at PATH, mode MODE: a file left by a daemon that
  * died is replaced, one a live daemon answers on is refused.  Returns the
  * fd, or -1 with err set. */
 int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err);
+/* One engine per worker for bundle B (any thread); all or nothing: on
+ * failure every out[i] is NULL and err says why. */
 int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
                             vd_buf_t *err);
+/* A line on stderr, after the time. */
 void vd_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* admin.c (main thread) */
+/* admin.c (main thread).  Start: the request decoder, --watch, the admin
+ * socket if one is asked for; returns 0, or an error with err set and
+ * every step undone.  Stop: close the socket, the connections and the
+ * watchers (once; the loop then runs their close callbacks).  Release,
+ * after the loop has ended: free what is left. */
 int vd_admin_start(vd_daemon_t *d, vd_buf_t *err);
 void vd_admin_stop(vd_daemon_t *d);
+void vd_admin_release(vd_daemon_t *d);
+/* 1 if NAME is an operation of the admin socket (the decision socket
+ * refuses them as forbidden). */
+int vd_admin_has_op(const char *name);
 /* Queue a reload of the policy directory (bundle NULL) or activation of a
  * bundle already in memory (takes the reference).  TRIGGER: "sighup",
  * "watch", "admin"; WHO may be NULL. */

@@ -3,10 +3,13 @@
  * connections the main thread handed it.
  *
  * Owns: every vd_conn_t on its loop, the queue of responses that wait for
- * their history record to commit, and its engine.  Runs entirely on the
- * worker's thread except vd_worker_handoff(), vd_worker_request_stop() and
- * vd_worker_offer_engine(), which any thread may call (they take w->lock
- * and wake the loop).
+ * their history record to commit, its engine, and everything else in its
+ * vd_worker_t, from vd_worker_start() to vd_worker_release() (main
+ * thread).  Runs entirely on the worker's thread except those two,
+ * vd_worker_join() (main thread), and vd_worker_handoff(),
+ * vd_worker_request_stop(), vd_worker_offer_engine() and
+ * vd_worker_notify(), which any thread may call (they take w->lock or only
+ * wake the loop).
  *
  * Order: each connection's responses leave in the order its requests
  * arrived.  Requests are decided as soon as their line is complete; with
@@ -24,16 +27,12 @@
 #include <unistd.h>
 
 #include "daemon_int.h"
-#include "verdict/protocol.h"
 #include "verdict/timefmt.h"
+#include "verdict/uvstream.h"
+#include "verdict/wire.h"
 
 struct vd_conn {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_pipe_t pipe;
-    uv_tcp_t tcp;
-  } h;
+  vd_uv_stream_t h;
   vd_worker_t *w;
   vd_conn_t *prev, *next;
   vd_framer_t framer;
@@ -269,10 +268,10 @@ static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
       w->pend_tail = NULL;
     if (!c->closing) {
       if (lost) {
-        vd_response_error(&c->out, p->data + p->id_off, VD_EINTERNAL,
-                          "the decision could not be recorded in the history "
-                          "database, so it was not made; retry later",
-                          NULL, p->decision_id);
+        vd_wire_write_error(&c->out, p->data + p->id_off, VD_EINTERNAL,
+                            "the decision could not be recorded in the history "
+                            "database, so it was not made; retry later",
+                            NULL, p->decision_id);
         count_response(w, VD_EINTERNAL);
       } else {
         vd_buf_add(&c->out, p->data, p->len);
@@ -316,7 +315,7 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
 
   vd_uuid_v7(&w->uuid, received_ms, decision_id);
   vd_buf_reset(&w->scratch);
-  vd_response_write(&w->scratch, d, decision_id, revision);
+  vd_wire_write_decision(&w->scratch, d, decision_id, revision);
   count_response(w, d->code);
 
   if (w->daemon->opts.log_mode != VD_LOG_OFF) {
@@ -353,9 +352,9 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
     r.client = c->peer;
     if (vd_history_submit(h, w->index, &r, &seq) != 0) {
       vd_buf_reset(&w->scratch);
-      vd_response_error(&w->scratch, d->id.data, VD_EINTERNAL,
-                        "the history database is not accepting records",
-                        NULL, decision_id);
+      vd_wire_write_error(&w->scratch, d->id.data, VD_EINTERNAL,
+                          "the history database is not accepting records",
+                          NULL, decision_id);
       seq = 0;
     } else if (w->daemon->opts.log_mode != VD_LOG_DURABLE) {
       seq = 0;
@@ -381,27 +380,21 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
     vd_buf_reset(&w->scratch);
     switch (d->op) {
     case VD_OP_PING:
-      vd_buf_addf(&w->scratch, "{\"id\":%s,\"pong\":true,\"revision\":\"%s\"}\n",
-                  d->id.data,
-                  vd_bundle_revision(vd_engine_bundle(w->engine)));
+      vd_wire_write_pong(&w->scratch, d->id.data,
+                         vd_bundle_revision(vd_engine_bundle(w->engine)));
       break;
     case VD_OP_STATUS:
-      vd_buf_addf(&w->scratch, "{\"id\":%s,\"status\":", d->id.data);
-      vd_daemon_status_json(w->daemon, &w->scratch, 0);
-      vd_buf_adds(&w->scratch, "}\n");
+      vd_daemon_write_status(w->daemon, &w->scratch, d->id.data, 0);
       break;
     default:
-      if (strcmp(d->op_name, "reload") == 0 ||
-          strcmp(d->op_name, "activate") == 0 ||
-          strcmp(d->op_name, "revisions") == 0 ||
-          strcmp(d->op_name, "diff") == 0)
-        vd_response_error(&w->scratch, d->id.data, VD_EFORBIDDEN,
-                          "administrative operations are accepted only on "
-                          "the admin socket (verdictd --admin-socket)",
-                          "op", NULL);
+      if (vd_admin_has_op(d->op_name))
+        vd_wire_write_error(&w->scratch, d->id.data, VD_EFORBIDDEN,
+                            "administrative operations are accepted only on "
+                            "the admin socket (verdictd --admin-socket)",
+                            "op", NULL);
       else
-        vd_response_error(&w->scratch, d->id.data, VD_EBAD_REQUEST,
-                          "unknown op (decide, ping or status)", "op", NULL);
+        vd_wire_write_error(&w->scratch, d->id.data, VD_EBAD_REQUEST,
+                            "unknown op (decide, ping or status)", "op", NULL);
       break;
     }
     respond(c, w->scratch.data, w->scratch.len, 0, NULL, NULL);
@@ -425,8 +418,8 @@ static void too_large(vd_conn_t *c) {
               w->daemon->opts.max_line);
   {
     vd_buf_t line = VD_BUF_INIT;
-    vd_response_error(&line, NULL, VD_ETOO_LARGE, w->scratch.data, NULL,
-                      NULL);
+    vd_wire_write_error(&line, NULL, VD_ETOO_LARGE, w->scratch.data, NULL,
+                        NULL);
     respond(c, line.data, line.len, 0, NULL, NULL);
     vd_buf_release(&line);
   }
@@ -613,23 +606,79 @@ static void worker_main(void *arg) {
   w->reader = NULL;
 }
 
-int vd_worker_start(vd_worker_t *w) {
+/* ------------------------------------------------------------------------
+ * Start and stop (main thread)
+ * ------------------------------------------------------------------------ */
+
+int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
+                    vd_engine_t *engine) {
   int rc;
+  w->daemon = d;
+  w->index = index;
+  w->engine = engine;
   vd_uuidgen_init(&w->uuid);
   vd_decision_init(&w->dec);
   vd_buf_init(&w->scratch);
   rc = uv_loop_init(&w->loop);
   if (rc)
-    return rc;
+    goto out_buffers;
   rc = uv_mutex_init(&w->lock);
   if (rc)
-    return rc;
+    goto out_loop;
   rc = uv_async_init(&w->loop, &w->wake, on_wake);
   if (rc)
-    return rc;
+    goto out_mutex;
   w->wake.data = w;
-  return uv_thread_create(&w->thread, worker_main, w);
+  rc = uv_thread_create(&w->thread, worker_main, w);
+  if (rc)
+    goto out_wake;
+  w->started = 1;
+  return 0;
+
+out_wake:
+  uv_close((uv_handle_t *)&w->wake, NULL);
+  uv_run(&w->loop, UV_RUN_NOWAIT);
+out_mutex:
+  uv_mutex_destroy(&w->lock);
+out_loop:
+  uv_loop_close(&w->loop);
+out_buffers:
+  vd_buf_release(&w->scratch);
+  vd_decision_release(&w->dec);
+  vd_engine_free(w->engine);
+  w->engine = NULL;
+  return rc;
 }
+
+void vd_worker_join(vd_worker_t *w) {
+  if (w->started)
+    uv_thread_join(&w->thread);
+}
+
+void vd_worker_release(vd_worker_t *w) {
+  size_t i;
+  if (!w->started)
+    return;
+  /* the close callbacks of what the loop's last pass closed */
+  uv_run(&w->loop, UV_RUN_NOWAIT);
+  uv_loop_close(&w->loop);
+  for (i = 0; i < w->nqueue; i++) /* handed over after the last wake */
+    close(w->queue[i].fd);
+  free(w->queue);
+  w->queue = NULL;
+  w->nqueue = w->capqueue = 0;
+  uv_mutex_destroy(&w->lock);
+  vd_engine_free(w->next_engine);
+  vd_engine_free(w->engine);
+  w->next_engine = w->engine = NULL;
+  vd_decision_release(&w->dec);
+  vd_buf_release(&w->scratch);
+  w->started = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * From other threads
+ * ------------------------------------------------------------------------ */
 
 void vd_worker_handoff(vd_worker_t *w, const vd_handoff_t *h) {
   uv_mutex_lock(&w->lock);
@@ -655,6 +704,8 @@ void vd_worker_request_stop(vd_worker_t *w) {
   uv_mutex_unlock(&w->lock);
   uv_async_send(&w->wake);
 }
+
+void vd_worker_notify(vd_worker_t *w) { uv_async_send(&w->wake); }
 
 void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e) {
   vd_engine_t *old;

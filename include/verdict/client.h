@@ -8,7 +8,7 @@
 #define VERDICT_CLIENT_H
 
 #include "verdict/buf.h"
-#include "verdict/protocol.h"
+#include "verdict/wire.h"
 
 typedef struct vd_client {
   int fd;

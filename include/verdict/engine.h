@@ -6,7 +6,8 @@
  * region that has its own file, the policy table that file returned, and
  * for every region code the bundle accepts, which of those decides.
  *
- * vd_engine_decide() takes a request line exactly as a client sent it and
+ * vd_engine_decide() takes a request line exactly as a client sent it,
+ * decodes it, has vd_wire_read_request() (wire.h) read the request, and
  * fills a vd_decision_t: either the decision (result and trace as JSON) or
  * an error with its code, message and field path.  Requests are decided
  * deterministically: the policy sees only its input, the decision time and
@@ -19,6 +20,7 @@
 #ifndef VERDICT_ENGINE_H
 #define VERDICT_ENGINE_H
 
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "verdict/buf.h"
@@ -29,36 +31,53 @@ typedef enum {
   VD_OP_DECIDE = 0,
   VD_OP_PING,
   VD_OP_STATUS,
-  VD_OP_OTHER /* an operation the daemon handles (admin); name in `op` */
+  VD_OP_OTHER /* an operation the daemon handles (admin); name in op_name */
 } vd_op_t;
+
+/* Every buffer a decision holds, in one list: the struct declares them,
+ * vd_decision_init/_reset/_release set up, empty and free each of them.
+ * X(name) -- a vd_buf_t field. */
+#define VD_DECISION_BUFS(X)                                                 \
+  X(message)      /* error message (file:line for policy errors) */         \
+  X(path)         /* error field path, "input.due_fen"; may be empty */     \
+  X(id)           /* the request's "id" as JSON; "null" if none */          \
+  X(result)       /* JSON object */                                         \
+  X(trace)        /* JSON array of {rule, basis} */                         \
+  X(complaint_id) /* these three from input, for indexes */                 \
+  X(customer_id)                                                            \
+  X(category)                                                               \
+  X(facts)        /* JSON array of what the policy read from history */
 
 typedef struct vd_decision {
   int code;          /* 0 for a decision, else the VD_E* error code */
   vd_op_t op;
   char op_name[32];  /* the request's "op" when op == VD_OP_OTHER */
-  vd_buf_t message;  /* error message (file:line for policy errors) */
-  vd_buf_t path;     /* error field path, e.g. "input.due_fen"; may be empty */
-  vd_buf_t id;       /* the request's "id" re-encoded as JSON; "null" if none */
   char kind[32];
   char region[32];
   char policy_region[32];
   char at[48];       /* decision time, as given or as stamped */
   int64_t at_ms;
   int at_stamped;    /* 1 when the request had no "at" */
-  vd_buf_t result;   /* JSON object */
-  vd_buf_t trace;    /* JSON array of {rule, basis} */
-  vd_buf_t complaint_id, customer_id, category; /* from input, for indexes */
-  vd_buf_t facts;    /* JSON array of what the policy read from history */
   int facts_now;     /* replay: a question the record did not hold was
                       * answered from the history as it is now */
   int recounted;     /* a fast attempt was dropped and the decision made
                       * again, counted (see vd_engine_set_watch) */
   uint64_t elapsed_ns;
+#define VD_DECISION_BUF_FIELD_(name) vd_buf_t name;
+  VD_DECISION_BUFS(VD_DECISION_BUF_FIELD_)
+#undef VD_DECISION_BUF_FIELD_
 } vd_decision_t;
 
 void vd_decision_init(vd_decision_t *d);
 void vd_decision_reset(vd_decision_t *d);
 void vd_decision_release(vd_decision_t *d);
+/* Make d an error: CODE, the message from FMT, and PATH the field it names
+ * (NULL: none).  Returns CODE. */
+int vd_decision_fail(vd_decision_t *d, int code, const char *path,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int vd_decision_vfail(vd_decision_t *d, int code, const char *path,
+                      const char *fmt, va_list ap);
 
 typedef struct vd_engine vd_engine_t;
 

@@ -63,6 +63,39 @@ class Admin(unittest.TestCase):
         self.assertTrue(a.call(op="ping")["pong"])
         a.close()
 
+    def test_ping_answers_alike_on_both_sockets(self):
+        # README "ping and status": one pong, naming the active revision
+        c = self.d.connect()
+        a = self.d.connect(admin=True)
+        pong = c.call(op="ping", id=7)
+        self.assertEqual(pong["revision"][:7], "sha256:")
+        self.assertEqual(a.call(op="ping", id=7), pong)
+        c.close()
+        a.close()
+
+    def test_pipelined_admin_requests_answer_in_order(self):
+        # revisions, diff and activate read the history on the thread pool;
+        # a connection still gets one answer per request, in request order
+        a = self.d.connect(admin=True)
+        rev = a.call(op="ping")["revision"]
+        reqs = [{"op": "revisions", "id": 1}, {"op": "ping", "id": 2},
+                {"op": "diff", "from": rev, "id": 3},
+                {"op": "activate", "revision": "sha256:" + "0" * 64, "id": 4},
+                {"op": "activate", "revision": rev, "id": 5, "who": "t"},
+                {"op": "status", "id": 6}]
+        a.send("".join(json.dumps(r) + "\n" for r in reqs))
+        got = [a.readline() for _ in reqs]
+        self.assertEqual([r["id"] for r in got], [1, 2, 3, 4, 5, 6], got)
+        self.assertEqual(got[0]["revisions"][0]["revision"], rev)
+        self.assertTrue(got[1]["pong"])
+        self.assertEqual((got[2]["from"], got[2]["to"], got[2]["diff"]),
+                         (rev, rev, ""))
+        self.assertEqual(got[3]["error"]["code"], "not_found")
+        self.assertEqual(got[3]["error"]["path"], "revision")
+        self.assertEqual((got[4]["ok"], got[4]["unchanged"]), (True, True))
+        self.assertEqual(got[5]["status"]["activated_by"], "admin")
+        a.close()
+
     def test_a_live_admin_socket_is_not_taken(self):
         # a second daemon pointed at the same admin socket is refused, as
         # for the decision socket, and leaves the first one's in place

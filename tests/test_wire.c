@@ -1,7 +1,7 @@
 /*
- * test_protocol.c - unit tests for the wire: core/protocol.c (line framer,
- * response lines), core/timefmt.c (RFC 3339 times), core/uuid.c (UUIDv7
- * decision ids) and core/error.c (the error-name table).
+ * test_wire.c - unit tests for the wire: core/wire.c (line framer, request
+ * readers, response lines), core/timefmt.c (RFC 3339 times), core/uuid.c
+ * (UUIDv7 decision ids) and core/error.c (the error-name table).
  *
  * Pure functions except where a response is decoded back with the JSON
  * decoder, in a plain Lua state.  Runs single-threaded.
@@ -22,9 +22,9 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/json.h"
-#include "verdict/protocol.h"
 #include "verdict/timefmt.h"
 #include "verdict/uuid.h"
+#include "verdict/wire.h"
 
 /* ------------------------------------------------------------------------
  * Framer
@@ -218,6 +218,287 @@ static void framer_stream(void **state) {
 }
 
 /* ------------------------------------------------------------------------
+ * Request readers
+ * ------------------------------------------------------------------------ */
+
+/* A Lua state with the JSON markers, as the engine's sandbox has them. */
+static lua_State *json_state(void) {
+  lua_State *L = luaL_newstate();
+  assert_non_null(L);
+  vd_json_setup(L);
+  return L;
+}
+
+/* Decode LINE and read it as a decision-socket request into d. */
+static int read_request(lua_State *L, const char *line, int64_t now_ms,
+                        vd_decision_t *d) {
+  vd_buf_t err = VD_BUF_INIT;
+  int top = lua_gettop(L), rc;
+  vd_decision_reset(d);
+  if (vd_json_decode(L, line, strlen(line), 0, &err) != 0)
+    fail_msg("test request is not JSON: %s\n  %s", err.data, line);
+  rc = vd_wire_read_request(L, -1, now_ms, d);
+  assert_int_equal(lua_gettop(L), top + 1); /* the request, and only it */
+  lua_settop(L, top);
+  vd_buf_release(&err);
+  return rc;
+}
+
+#define REQ_INPUT ",\"input\":{}"
+
+static void request_errors_name_their_field(void **state) {
+  static const struct {
+    const char *line;
+    int code;
+    const char *path; /* "" when the error names no field */
+    const char *message_has;
+  } cases[] = {
+      {"[1]", VD_EBAD_REQUEST, "", "JSON object"},
+      {"\"text\"", VD_EBAD_REQUEST, "", "JSON object"},
+      {"{\"kind\":\"sla\",\"regoin\":\"GD\"}", VD_EBAD_REQUEST, "regoin",
+       "unknown field 'regoin'"},
+      {"{\"op\":7}", VD_EBAD_REQUEST, "op", "op must be"},
+      {"{\"op\":\"" "0123456789012345678901234567890123" "\"}",
+       VD_EBAD_REQUEST, "op", "short string"},
+      {"{\"region\":\"GD\"" REQ_INPUT "}", VD_EBAD_REQUEST, "kind",
+       "missing field 'kind'"},
+      {"{\"kind\":[],\"region\":\"GD\"" REQ_INPUT "}", VD_EBAD_REQUEST,
+       "kind", "kind must be a string"},
+      {"{\"kind\":\"" "0123456789012345678901234567890123" "\"}",
+       VD_EUNKNOWN_KIND, "kind", "kind must be a string"},
+      {"{\"kind\":\"sla\"" REQ_INPUT "}", VD_EBAD_REQUEST, "region",
+       "missing field 'region'"},
+      {"{\"kind\":\"sla\",\"region\":1" REQ_INPUT "}", VD_EBAD_REQUEST,
+       "region", "region must be a string"},
+      {"{\"kind\":\"sla\",\"region\":\""
+       "0123456789012345678901234567890123" "\"" REQ_INPUT "}",
+       VD_EUNKNOWN_REGION, "region", "too long"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\",\"at\":\"yesterday\"" REQ_INPUT
+       "}", VD_EBAD_REQUEST, "at", "RFC 3339"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\",\"at\":12" REQ_INPUT "}",
+       VD_EBAD_REQUEST, "at", "RFC 3339"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\",\"at\":\"2026-11-23T10:00:00\""
+       REQ_INPUT "}", VD_EBAD_REQUEST, "at", "offset"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\"}", VD_EBAD_REQUEST, "input",
+       "missing field 'input'"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\",\"input\":[1]}", VD_EBAD_REQUEST,
+       "input", "input must be a JSON object"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\",\"input\":\"x\"}",
+       VD_EBAD_REQUEST, "input", "input must be a JSON object"},
+  };
+  lua_State *L = json_state();
+  vd_decision_t d;
+  size_t i;
+  (void)state;
+  vd_decision_init(&d);
+  for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+    int rc = read_request(L, cases[i].line, 0, &d);
+    if (rc != cases[i].code || strcmp(d.path.data ? d.path.data : "",
+                                      cases[i].path) != 0 ||
+        !strstr(d.message.data, cases[i].message_has))
+      fail_msg("%s\n  gave %s at \"%s\": %s", cases[i].line,
+               vd_err_name(rc), d.path.data ? d.path.data : "",
+               d.message.data);
+    assert_int_equal(d.code, rc);
+  }
+  vd_decision_release(&d);
+  lua_close(L);
+}
+
+static void request_fields(void **state) {
+  lua_State *L = json_state();
+  vd_decision_t d;
+  (void)state;
+  vd_decision_init(&d);
+  /* everything a decision needs, and the input's indexed strings */
+  assert_int_equal(
+      read_request(L,
+                   "{\"id\":{\"b\":[1,2],\"a\":\"x\"},\"op\":\"decide\","
+                   "\"kind\":\"sla\",\"region\":\"GD-SZ\",\"at\":"
+                   "\"2026-11-23T10:00:00+08:00\",\"input\":{\"complaint_id\":"
+                   "\"C-1\",\"customer_id\":\"U-9\",\"category\":7}}",
+                   0, &d),
+      0);
+  assert_int_equal(d.op, VD_OP_DECIDE);
+  assert_string_equal(d.id.data, "{\"a\":\"x\",\"b\":[1,2]}"); /* re-encoded */
+  assert_string_equal(d.kind, "sla");
+  assert_string_equal(d.region, "GD-SZ");
+  assert_string_equal(d.at, "2026-11-23T10:00:00+08:00");
+  assert_true(d.at_ms == INT64_C(1795399200000));
+  assert_int_equal(d.at_stamped, 0);
+  assert_string_equal(d.complaint_id.data, "C-1");
+  assert_string_equal(d.customer_id.data, "U-9");
+  assert_int_equal(d.category.len, 0); /* not a string: not indexed */
+  /* no "at": stamped to the second, in +08:00 */
+  assert_int_equal(read_request(L,
+                                "{\"kind\":\"sla\",\"region\":\"GD\","
+                                "\"input\":{}}",
+                                INT64_C(1795399200789), &d),
+                   0);
+  assert_int_equal(d.at_stamped, 1);
+  assert_true(d.at_ms == INT64_C(1795399200000));
+  assert_string_equal(d.at, "2026-11-23T10:00:00+08:00");
+  assert_string_equal(d.id.data, "null");
+  /* other ops stop after op: nothing else is required */
+  assert_int_equal(read_request(L, "{\"op\":\"ping\",\"id\":3}", 0, &d), 0);
+  assert_int_equal(d.op, VD_OP_PING);
+  assert_string_equal(d.id.data, "3");
+  assert_int_equal(read_request(L, "{\"op\":\"status\"}", 0, &d), 0);
+  assert_int_equal(d.op, VD_OP_STATUS);
+  assert_int_equal(read_request(L, "{\"op\":\"reload\",\"kind\":1}", 0, &d),
+                   0);
+  assert_int_equal(d.op, VD_OP_OTHER);
+  assert_string_equal(d.op_name, "reload");
+  /* an error after the id still answers with the id */
+  assert_int_equal(read_request(L, "{\"id\":\"r\",\"kind\":\"sla\"}", 0, &d),
+                   VD_EBAD_REQUEST);
+  assert_string_equal(d.id.data, "\"r\"");
+  vd_decision_release(&d);
+  lua_close(L);
+}
+
+static void admin_request(void **state) {
+  lua_State *L = json_state();
+  vd_wire_admin_t req;
+  vd_buf_t err = VD_BUF_INIT;
+  static const char line[] =
+      "{\"id\":[7],\"op\":\"diff\",\"from\":\"sha256:a\",\"to\":2,"
+      "\"who\":\"alice\"}";
+  (void)state;
+  vd_wire_admin_init(&req);
+  assert_int_equal(vd_wire_read_admin(L, line, sizeof line - 1, &req, &err),
+                   0);
+  assert_int_equal(lua_gettop(L), 1); /* the request stays: the strings */
+  assert_string_equal(req.id.data, "[7]");
+  assert_string_equal(req.op, "diff");
+  assert_string_equal(req.from, "sha256:a");
+  assert_null(req.to); /* not a string */
+  assert_null(req.revision);
+  assert_string_equal(req.who, "alice");
+  lua_settop(L, 0);
+  vd_wire_admin_release(&req);
+  /* not JSON, and not an object: bad_request, nothing pushed, id null */
+  vd_wire_admin_init(&req);
+  assert_int_equal(vd_wire_read_admin(L, "{\"op\":", 6, &req, &err),
+                   VD_EBAD_REQUEST);
+  assert_true(err.len > 0);
+  assert_int_equal(vd_wire_read_admin(L, "[\"ping\"]", 8, &req, &err),
+                   VD_EBAD_REQUEST);
+  assert_string_equal(err.data, "a request must be a JSON object");
+  assert_int_equal(lua_gettop(L), 0);
+  assert_string_equal(req.id.data, "null");
+  vd_wire_admin_release(&req);
+  vd_buf_release(&err);
+  lua_close(L);
+}
+
+/* The lines both sockets answer with, byte for byte. */
+static void reply_lines(void **state) {
+  vd_buf_t out = VD_BUF_INIT;
+  vd_wire_status_t s;
+  (void)state;
+  vd_wire_write_pong(&out, "1", "sha256:ab");
+  assert_string_equal(out.data,
+                      "{\"id\":1,\"pong\":true,\"revision\":\"sha256:ab\"}\n");
+  vd_buf_reset(&out);
+  vd_wire_write_pong(&out, NULL, "sha256:ab");
+  assert_string_equal(out.data, "{\"id\":null,\"pong\":true,\"revision\":"
+                                "\"sha256:ab\"}\n");
+  vd_buf_reset(&out);
+  vd_wire_write_activated(&out, "\"x\"", "sha256:b", "sha256:a");
+  assert_string_equal(out.data,
+                      "{\"id\":\"x\",\"ok\":true,\"revision\":\"sha256:b\","
+                      "\"previous\":\"sha256:a\",\"unchanged\":false}\n");
+  vd_buf_reset(&out);
+  vd_wire_write_activated(&out, NULL, "sha256:a", "sha256:a");
+  assert_string_equal(out.data,
+                      "{\"id\":null,\"ok\":true,\"revision\":\"sha256:a\","
+                      "\"previous\":\"sha256:a\",\"unchanged\":true}\n");
+  vd_buf_reset(&out);
+  /* a client's "from" is a string like any other: escaped */
+  vd_wire_write_diff(&out, "2", "a\"b", "sha256:c", "-x\n+y\n", 6);
+  assert_string_equal(out.data,
+                      "{\"id\":2,\"from\":\"a\\\"b\",\"to\":\"sha256:c\","
+                      "\"diff\":\"-x\\n+y\\n\"}\n");
+  vd_buf_reset(&out);
+  vd_wire_write_diff(&out, "2", "a", "b", NULL, 0);
+  assert_string_equal(out.data,
+                      "{\"id\":2,\"from\":\"a\",\"to\":\"b\",\"diff\":\"\"}\n");
+  vd_buf_reset(&out);
+  vd_wire_write_revisions(&out, "3", ",\"revisions\":[]", 15);
+  assert_string_equal(out.data, "{\"id\":3,\"revisions\":[]}\n");
+  /* status: every field in its documented place */
+  memset(&s, 0, sizeof s);
+  s.revision = "sha256:ab";
+  s.source = "pol\"icies";
+  s.activated_ms = INT64_C(1795399200000);
+  s.activated_by = "startup";
+  s.started_ms = INT64_C(1795399200000);
+  s.now_ms = INT64_C(1795399261999);
+  s.workers = 2;
+  s.connections = 1;
+  s.log_mode = "durable";
+  s.decisions = 10;
+  s.errors[vd_err_index(VD_EBAD_INPUT)] = 2;
+  s.errors[vd_err_index(VD_EINTERNAL)] = 1;
+  s.budget_mode = "count";
+  s.instructions = 10000000;
+  s.recounted = 4;
+  vd_buf_reset(&out);
+  vd_wire_write_status(&out, "5", &s);
+  assert_string_equal(
+      out.data,
+      "{\"id\":5,\"status\":{\"revision\":\"sha256:ab\",\"source\":"
+      "\"pol\\\"icies\",\"activated_at\":\"2026-11-23T10:00:00+08:00\","
+      "\"activated_by\":\"startup\",\"started_at\":"
+      "\"2026-11-23T10:00:00+08:00\",\"uptime_s\":61,\"workers\":2,"
+      "\"connections\":1,\"log_mode\":\"durable\",\"decisions\":10,"
+      "\"errors\":{\"bad_input\":2,\"internal\":1},\"errors_total\":3,"
+      "\"budget\":{\"mode\":\"count\",\"instructions\":10000000,"
+      "\"recounted\":4,\"interrupts\":0}}}\n");
+  s.last_failure = "x.lua:1: no";
+  s.history_check = "damaged";
+  s.history_check_error = "page 4";
+  s.in_force = "{\"national\":{}}";
+  s.in_force_len = strlen(s.in_force);
+  vd_buf_reset(&out);
+  vd_wire_write_status(&out, NULL, &s);
+  assert_non_null(strstr(out.data,
+                         "\"activated_by\":\"startup\",\"last_failure\":"
+                         "\"x.lua:1: no\",\"history_check\":\"damaged\","
+                         "\"history_check_error\":\"page 4\",\"in_force\":"
+                         "{\"national\":{}},\"started_at\":"));
+  vd_buf_release(&out);
+}
+
+/* The files in force, from a real engine. */
+static void in_force_object(void **state) {
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  lua_State *L = json_state();
+  (void)state;
+  assert_int_equal(vd_bundle_load("tests/fixtures/mini", &b, &err), 0);
+  assert_int_equal(vd_engine_new(b, NULL, &e, &err), 0);
+  vd_buf_adds(&out, "old contents");
+  vd_wire_in_force(&out, e);
+  if (vd_json_decode(L, out.data, out.len, 0, &err) != 0)
+    fail_msg("in_force is not JSON: %s\n  %s", err.data, out.data);
+  lua_getfield(L, -1, "GD-SZ");
+  lua_getfield(L, -1, "compensation");
+  assert_string_equal(lua_tostring(L, -1), "regions/GD/compensation.lua");
+  lua_settop(L, 1);
+  lua_getfield(L, -1, "national");
+  lua_getfield(L, -1, "compensation");
+  assert_string_equal(lua_tostring(L, -1), "national/compensation.lua");
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+  lua_close(L);
+}
+
+/* ------------------------------------------------------------------------
  * Response lines
  * ------------------------------------------------------------------------ */
 
@@ -264,14 +545,14 @@ static void response_error_line(void **state) {
   lua_State *L = luaL_newstate();
   (void)state;
   vd_json_setup(L);
-  vd_response_error(&out, NULL, VD_EBAD_REQUEST, "bad thing", "input.x", NULL);
+  vd_wire_write_error(&out, NULL, VD_EBAD_REQUEST, "bad thing", "input.x", NULL);
   assert_string_equal(out.data,
                       "{\"id\":null,\"error\":{\"code\":\"bad_request\","
                       "\"message\":\"bad thing\",\"path\":\"input.x\"}}\n");
   vd_buf_reset(&out);
-  vd_response_error(&out, "\"r-1\"", VD_EPOLICY_TIMEOUT,
-                    "national/x.lua: \"quoted\"\nnext", NULL,
-                    "0190f3a4-0000-7000-8000-000000000000");
+  vd_wire_write_error(&out, "\"r-1\"", VD_EPOLICY_TIMEOUT,
+                      "national/x.lua: \"quoted\"\nnext", NULL,
+                      "0190f3a4-0000-7000-8000-000000000000");
   assert_string_equal(out.data,
                       "{\"id\":\"r-1\",\"decision_id\":\"0190f3a4-0000-7000-"
                       "8000-000000000000\",\"error\":{\"code\":\"policy_"
@@ -286,15 +567,15 @@ static void response_error_line(void **state) {
   lua_pop(L, 1);
   /* no message: the code's description; empty path and id: omitted/null */
   vd_buf_reset(&out);
-  vd_response_error(&out, "", VD_ETOO_LARGE, NULL, "", NULL);
+  vd_wire_write_error(&out, "", VD_ETOO_LARGE, NULL, "", NULL);
   assert_string_equal(out.data,
                       "{\"id\":null,\"error\":{\"code\":\"too_large\","
                       "\"message\":\"the request line exceeds --max-line\"}}"
                       "\n");
   /* a message with bytes that are not UTF-8 still gives JSON */
   vd_buf_reset(&out);
-  vd_response_error(&out, NULL, VD_EPOLICY_ERROR, "bad \xff byte", "p\xc3",
-                    NULL);
+  vd_wire_write_error(&out, NULL, VD_EPOLICY_ERROR, "bad \xff byte", "p\xc3",
+                      NULL);
   decode_line(L, &out);
   assert_string_equal(field(L, -1, "error.message"), "bad \xef\xbf\xbd byte");
   lua_pop(L, 1);
@@ -329,8 +610,8 @@ static void response_decision_line(void **state) {
   (void)state;
   vd_json_setup(L);
   fill_decision(&d);
-  vd_response_write(&out, &d, "0190f3a4-0000-7000-8000-000000000001",
-                    "sha256:abc");
+  vd_wire_write_decision(&out, &d, "0190f3a4-0000-7000-8000-000000000001",
+                         "sha256:abc");
   assert_string_equal(
       out.data,
       "{\"id\":{\"n\":1},\"decision_id\":\"0190f3a4-0000-7000-8000-"
@@ -354,7 +635,7 @@ static void response_decision_line(void **state) {
   lua_pop(L, 1);
   /* no decision id: the field is left out */
   vd_buf_reset(&out);
-  vd_response_write(&out, &d, NULL, "sha256:abc");
+  vd_wire_write_decision(&out, &d, NULL, "sha256:abc");
   assert_null(strstr(out.data, "decision_id"));
   assert_true(strncmp(out.data, "{\"id\":{\"n\":1},\"kind\":", 20) == 0);
   /* an error decision writes an error line */
@@ -362,7 +643,7 @@ static void response_decision_line(void **state) {
   vd_buf_adds(&d.message, "expected fen");
   vd_buf_adds(&d.path, "input.due_fen");
   vd_buf_reset(&out);
-  vd_response_write(&out, &d, "u", "sha256:abc");
+  vd_wire_write_decision(&out, &d, "u", "sha256:abc");
   assert_string_equal(out.data,
                       "{\"id\":{\"n\":1},\"decision_id\":\"u\",\"error\":{"
                       "\"code\":\"bad_input\",\"message\":\"expected fen\","
@@ -373,7 +654,7 @@ static void response_decision_line(void **state) {
   vd_decision_reset(&d);
   d.code = VD_EINTERNAL;
   vd_buf_reset(&out);
-  vd_response_write(&out, &d, NULL, "r");
+  vd_wire_write_decision(&out, &d, NULL, "r");
   assert_string_equal(out.data,
                       "{\"id\":null,\"error\":{\"code\":\"internal\","
                       "\"message\":\"the daemon failed; the request was not "
@@ -400,7 +681,7 @@ static void response_from_engine(void **state) {
   assert_int_equal(vd_engine_new(b, NULL, &e, &err), 0);
   vd_decision_init(&d);
   assert_int_equal(vd_engine_decide(e, req, sizeof req - 1, 0, &d), 0);
-  vd_response_write(&out, &d, "id-1", vd_bundle_revision(b));
+  vd_wire_write_decision(&out, &d, "id-1", vd_bundle_revision(b));
   decode_line(L, &out);
   assert_string_equal(field(L, -1, "id"), "42");
   assert_string_equal(field(L, -1, "policy_region"), "GD");
@@ -414,7 +695,7 @@ static void response_from_engine(void **state) {
                                     strlen("{\"id\":[1],\"kind\":1}"), 0, &d),
                    VD_EBAD_REQUEST);
   vd_buf_reset(&out);
-  vd_response_write(&out, &d, NULL, vd_bundle_revision(b));
+  vd_wire_write_decision(&out, &d, NULL, vd_bundle_revision(b));
   decode_line(L, &out);
   assert_string_equal(field(L, -1, "error.code"), "bad_request");
   assert_string_equal(field(L, -1, "error.path"), "kind");
@@ -739,6 +1020,11 @@ int main(void) {
       cmocka_unit_test(hostport_split),
       cmocka_unit_test(framer_long_line_without_newline),
       cmocka_unit_test(framer_stream),
+      cmocka_unit_test(request_errors_name_their_field),
+      cmocka_unit_test(request_fields),
+      cmocka_unit_test(admin_request),
+      cmocka_unit_test(reply_lines),
+      cmocka_unit_test(in_force_object),
       cmocka_unit_test(response_error_line),
       cmocka_unit_test(response_decision_line),
       cmocka_unit_test(response_from_engine),
