@@ -7,7 +7,7 @@
 -- included); `workdays` are weekend days worked instead (调休).  Every other
 -- Saturday and Sunday is a day off, every other weekday a working day.
 -- To add a year: copy this file to calendar/<year>.lua and edit it (see
--- README.md, "Add next year's holidays").
+-- docs/policy-guide.md, "Add next year's holidays").
 return {
   year = 2025,
   utc_offset = "+08:00",          -- the notice's dates are civil dates in China

@@ -64,7 +64,7 @@ class Admin(unittest.TestCase):
         a.close()
 
     def test_ping_answers_alike_on_both_sockets(self):
-        # README "ping and status": one pong, naming the active revision
+        # docs/protocol.md, "ping and status": one pong, naming the active revision
         c = self.d.connect()
         a = self.d.connect(admin=True)
         pong = c.call(op="ping", id=7)
