@@ -38,7 +38,9 @@ LDLIBS     = $(PKG_LIBS) -lpthread -lm
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
             core/engine.c core/protocol.c core/client.c core/policytest.c \
-            core/history.c core/textdiff.c
+            core/history_db.c core/history_chain.c \
+            core/history_writer.c core/history_revs.c core/history_facts.c \
+            core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/audit.c core/cmd/replay.c \

@@ -1,9 +1,10 @@
 /*
  * history.h - every decision recorded in SQLite, chained by SHA-256.
  *
- * The history database (docs/history.md has the schema) holds one row per
- * response the daemon sent, errors included, plus every file of every
- * policy revision ever loaded.  Four kinds of user:
+ * The history database (the README's "Schema, version 2" describes it;
+ * core/history_db.c creates it) holds one row per response the daemon
+ * sent, errors included, plus every file of every policy revision ever
+ * loaded.  Four kinds of user:
  *
  *   - the daemon's workers hand records to vd_history_submit(); one writer
  *     thread commits everything queued in one transaction (group commit)
@@ -110,7 +111,7 @@ typedef void (*vd_history_notify_cb)(unsigned worker, void *arg);
  * connection for longer than VD_HISTORY_BUSY_MS, a file that is not a
  * database or belongs to another program, and a schema newer than this
  * code.  It does not read the whole file: damage inside is found by
- * vd_history_check() (below), `verdict history verify`, or the first
+ * vd_history_check_run() (below), `verdict history verify`, or the first
  * write that meets it.  On success *out is the caller's;
  * vd_history_close() frees it. */
 int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
