@@ -341,7 +341,8 @@ static int migrate(sqlite3 *db, const char *path, vd_buf_t *err) {
   if (rc == 0) {
     int src = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (src != SQLITE_OK)
-      rc = vd_hist_db_err(err, path, db, src, "committing the schema migration");
+      rc = vd_hist_db_err(err, path, db, src,
+                          "committing the schema migration");
   }
   if (rc != 0 && !sqlite3_get_autocommit(db))
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -530,7 +531,8 @@ static int quick_check(sqlite3 *db, const char *path, vd_buf_t *err) {
     sqlite3_finalize(st);
     return VD_EINVALID;
   }
-  rc = vd_hist_db_err(err, path, db, rc, "checking the database (quick_check)");
+  rc = vd_hist_db_err(err, path, db, rc,
+                      "checking the database (quick_check)");
   sqlite3_finalize(st);
   return rc;
 }

@@ -145,7 +145,8 @@ int vd_history_reader_open(vd_history_reader_t **out, const char *path,
     int src = sqlite3_prepare_v3(r->db, text[i], -1,
                                  SQLITE_PREPARE_PERSISTENT, st[i], NULL);
     if (src != SQLITE_OK)
-      rc = vd_hist_db_err(&err, path, r->db, src, "preparing the facts queries");
+      rc = vd_hist_db_err(&err, path, r->db, src,
+                          "preparing the facts queries");
   }
   if (rc) {
     vd_history_reader_close(r);

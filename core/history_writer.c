@@ -64,7 +64,8 @@ int vd_history_mode_parse(const char *s, vd_log_mode_t *m) {
 /* Under mu: append a finished range to a lane, merging with the last one
  * when it continues it.  A lane that cannot grow would leave a worker
  * waiting forever, so running out of memory here aborts, as vd_buf does. */
-static void lane_push(vd_hist_lane_t *l, uint64_t first, uint64_t last, int status) {
+static void lane_push(vd_hist_lane_t *l, uint64_t first, uint64_t last,
+                      int status) {
   vd_history_done_t *d = l->ndone ? &l->done[l->ndone - 1] : NULL;
   if (d && d->status == status && d->last + 1 == first) {
     d->last = last;
@@ -122,7 +123,8 @@ static int read_head(vd_history_t *h, int64_t *next, uint8_t prev[32],
   return 0;
 }
 
-static int insert_row(vd_history_t *h, int64_t seq, const vd_hist_field_t f[NCOLS],
+static int insert_row(vd_history_t *h, int64_t seq,
+                      const vd_hist_field_t f[NCOLS],
                       const char *hash) {
   sqlite3_stmt *st = h->st_insert;
   int i, rc;
