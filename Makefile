@@ -40,6 +40,7 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/engine.c core/protocol.c core/client.c core/policytest.c \
             core/history_db.c core/history_chain.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
+            core/history_query.c \
             core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c

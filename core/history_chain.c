@@ -9,7 +9,7 @@
  *
  * Invariants (README, "The hash chain" and "Canonical bytes"):
  *   - canonical bytes of row seq: the netstring "3:vd1,", seq, then each
- *     column of HISTORY_COLUMNS in order, text as "<len>:<bytes>,",
+ *     column of VD_HISTORY_COLUMNS in order, text as "<len>:<bytes>,",
  *     integers as the netstring of their decimal text, NULL as "-,";
  *   - hash(seq) = SHA-256(hash(seq - 1) || canonical bytes), hash(0) = 32
  *     zero bytes; chain_head holds the last (seq, hex hash).

@@ -38,43 +38,21 @@
  * Rows (history_chain.c)
  * ====================================================================== */
 
-/* The columns of `decisions` after seq and before hash, in the order the
- * canonical bytes take them (README, "Canonical bytes"). */
-#define HISTORY_COLUMNS(X)                                                   \
-  X(DECISION_ID, decision_id)                                                \
-  X(RECEIVED_MS, received_ms)                                                \
-  X(AT, at)                                                                  \
-  X(AT_MS, at_ms)                                                            \
-  X(KIND, kind)                                                              \
-  X(REGION, region)                                                          \
-  X(POLICY_REGION, policy_region)                                            \
-  X(REVISION, revision)                                                      \
-  X(COMPLAINT_ID, complaint_id)                                              \
-  X(CUSTOMER_ID, customer_id)                                                \
-  X(CATEGORY, category)                                                      \
-  X(REQUEST, request)                                                        \
-  X(RESULT, result)                                                          \
-  X(TRACE, trace)                                                            \
-  X(FACTS, facts)                                                            \
-  X(ERROR_CODE, error_code)                                                  \
-  X(ERROR_MESSAGE, error_message)                                            \
-  X(ERROR_PATH, error_path)                                                  \
-  X(ELAPSED_US, elapsed_us)                                                  \
-  X(CLIENT, client)
-
+/* The columns of `decisions` after seq and before hash: VD_HISTORY_COLUMNS
+ * (history.h), which the canonical bytes take in order. */
 enum {
 #define COL_ENUM_(E, name) COL_##E,
-  HISTORY_COLUMNS(COL_ENUM_)
+  VD_HISTORY_COLUMNS(COL_ENUM_)
 #undef COL_ENUM_
   NCOLS
 };
 
 #define COL_NAME_(E, name) ", " #name
 /* "seq, decision_id, ..., client, hash" */
-#define ALL_COLUMNS "seq" HISTORY_COLUMNS(COL_NAME_) ", hash"
+#define ALL_COLUMNS "seq" VD_HISTORY_COLUMNS(COL_NAME_) ", hash"
 #define COL_PARAM_(E, name) ", ?"
 /* The placeholders of ALL_COLUMNS. */
-#define ALL_PARAMS "?" HISTORY_COLUMNS(COL_PARAM_) ", ?"
+#define ALL_PARAMS "?" VD_HISTORY_COLUMNS(COL_PARAM_) ", ?"
 
 /* One column's value: text (p, n; p == NULL for SQL NULL) or, when is_int,
  * the integer i.  Text is borrowed from whatever the field was made of. */

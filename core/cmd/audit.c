@@ -18,12 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
 #include "cmd_int.h"
-#include "history_int.h"
 #include "verdict/buf.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
@@ -199,20 +197,6 @@ static int pick_format(const opts_t *o, const char *const *names, int *which) {
   return EXIT_USAGE;
 }
 
-static int open_db(const opts_t *o, sqlite3 **db) {
-  vd_buf_t err = VD_BUF_INIT;
-  int rc = vd_history_db_open_ro(db, o->db, &err);
-  if (rc)
-    fprintf(stderr, "verdict %s: %s\n", o->cmd, err.data);
-  vd_buf_release(&err);
-  return rc ? EXIT_USAGE : 0;
-}
-
-static int db_failed(const opts_t *o, sqlite3 *db) {
-  fprintf(stderr, "verdict %s: %s: %s\n", o->cmd, o->db, sqlite3_errmsg(db));
-  return EXIT_USAGE;
-}
-
 /* ========================================================================
  * Output helpers
  * ====================================================================== */
@@ -318,30 +302,19 @@ static void add_csv(vd_buf_t *b, const char *s) {
  * Decision rows
  * ====================================================================== */
 
-/* The columns every decision query selects (history_int.h), and their
- * indexes. */
-#define ROW_COLUMNS ALL_COLUMNS
-
+/* Row columns by a short name (history.h gives the full ones). */
 enum {
-  R_SEQ,
-#define R_ENUM_(E, name) R_##E,
-  HISTORY_COLUMNS(R_ENUM_)
+  R_SEQ = VD_HISTORY_SEQ,
+#define R_ENUM_(E, name) R_##E = VD_HISTORY_##E,
+  VD_HISTORY_COLUMNS(R_ENUM_)
 #undef R_ENUM_
-  R_HASH,
-  R_COUNT
+  R_HASH = VD_HISTORY_HASH,
+  R_COUNT = VD_HISTORY_NCOLUMNS
 };
 
-static const char *const row_names[R_COUNT] = {
-    "seq",
-#define R_NAME_(E, name) #name,
-    HISTORY_COLUMNS(R_NAME_)
-#undef R_NAME_
-    "hash",
-};
+typedef vd_history_value_t row_t;
 
-static const char *col(sqlite3_stmt *st, int i) {
-  return (const char *)sqlite3_column_text(st, i);
-}
+static const char *col(const row_t *row, int i) { return row[i].text; }
 
 static int is_json_col(int i) {
   return i == R_REQUEST || i == R_RESULT || i == R_TRACE || i == R_FACTS;
@@ -349,36 +322,36 @@ static int is_json_col(int i) {
 
 /* One decision as a JSON object on one line: every column, JSON columns
  * embedded as JSON, plus "received" as RFC 3339. */
-static void row_json(vd_buf_t *b, sqlite3_stmt *st) {
+static void row_json(vd_buf_t *b, const row_t *row) {
   int i;
   vd_buf_addc(b, '{');
   for (i = 0; i < R_COUNT; i++) {
-    const char *v = col(st, i);
-    vd_buf_addf(b, "%s\"%s\":", i ? "," : "", row_names[i]);
+    const char *v = col(row, i);
+    vd_buf_addf(b, "%s\"%s\":", i ? "," : "", vd_history_column_name(i));
     if (!v)
       vd_buf_adds(b, "null");
-    else if (sqlite3_column_type(st, i) == SQLITE_INTEGER)
+    else if (row[i].is_int)
       vd_buf_adds(b, v);
     else if (is_json_col(i))
-      add_json(b, v, (size_t)sqlite3_column_bytes(st, i), 0);
+      add_json(b, v, row[i].len, 0);
     else
-      vd_buf_add_json_str(b, v, (size_t)sqlite3_column_bytes(st, i));
+      vd_buf_add_json_str(b, v, row[i].len);
     if (i == R_RECEIVED_MS && v) {
       vd_buf_adds(b, ",\"received\":\"");
-      add_time(b, sqlite3_column_int64(st, i));
+      add_time(b, row[i].i);
       vd_buf_addc(b, '"');
     }
   }
   vd_buf_addc(b, '}');
 }
 
-static const char *outcome(sqlite3_stmt *st) {
-  const char *e = col(st, R_ERROR_CODE);
+static const char *outcome(const row_t *row) {
+  const char *e = col(row, R_ERROR_CODE);
   return e ? e : "ok";
 }
 
 /* The `show` text form: labelled fields, JSON indented below its label. */
-static void row_text(vd_buf_t *b, sqlite3_stmt *st) {
+static void row_text(vd_buf_t *b, const row_t *row) {
   static const struct {
     const char *label;
     int col;
@@ -393,32 +366,32 @@ static void row_text(vd_buf_t *b, sqlite3_stmt *st) {
   static const int json_cols[] = {R_REQUEST, R_RESULT, R_TRACE, R_FACTS};
   size_t i;
   for (i = 0; i < sizeof plain / sizeof plain[0]; i++) {
-    const char *v = col(st, plain[i].col);
+    const char *v = col(row, plain[i].col);
     vd_buf_addf(b, "%-14s %s\n", plain[i].label, v ? v : "-");
     if (plain[i].col == R_SEQ) {
       vd_buf_addf(b, "%-14s ", "received");
-      add_time(b, sqlite3_column_int64(st, R_RECEIVED_MS));
+      add_time(b, row[R_RECEIVED_MS].i);
       vd_buf_addc(b, '\n');
     }
   }
   vd_buf_addf(b, "%-14s %.3f ms\n", "elapsed",
-              (double)sqlite3_column_int64(st, R_ELAPSED_US) / 1000.0);
-  vd_buf_addf(b, "%-14s %s", "outcome", outcome(st));
-  if (col(st, R_ERROR_CODE))
+              (double)row[R_ELAPSED_US].i / 1000.0);
+  vd_buf_addf(b, "%-14s %s", "outcome", outcome(row));
+  if (col(row, R_ERROR_CODE))
     vd_buf_addf(b, ": %s%s%s%s",
-                col(st, R_ERROR_MESSAGE) ? col(st, R_ERROR_MESSAGE) : "",
-                col(st, R_ERROR_PATH) ? " (at " : "",
-                col(st, R_ERROR_PATH) ? col(st, R_ERROR_PATH) : "",
-                col(st, R_ERROR_PATH) ? ")" : "");
+                col(row, R_ERROR_MESSAGE) ? col(row, R_ERROR_MESSAGE) : "",
+                col(row, R_ERROR_PATH) ? " (at " : "",
+                col(row, R_ERROR_PATH) ? col(row, R_ERROR_PATH) : "",
+                col(row, R_ERROR_PATH) ? ")" : "");
   vd_buf_addc(b, '\n');
   for (i = 0; i < sizeof json_cols / sizeof json_cols[0]; i++) {
     int c = json_cols[i];
     vd_buf_t j = VD_BUF_INIT;
-    const char *v = col(st, c), *line;
+    const char *v = col(row, c), *line;
     if (!v)
       continue;
-    add_json(&j, v, (size_t)sqlite3_column_bytes(st, c), 1);
-    vd_buf_addf(b, "%s\n", row_names[c]);
+    add_json(&j, v, row[c].len, 1);
+    vd_buf_addf(b, "%s\n", vd_history_column_name(c));
     for (line = j.data; line && *line;) {
       const char *nl = strchr(line, '\n');
       size_t n = nl ? (size_t)(nl - line) : strlen(line);
@@ -433,42 +406,52 @@ static void row_text(vd_buf_t *b, sqlite3_stmt *st) {
  * history show / list / verify
  * ====================================================================== */
 
+/* Start reading the rows F selects; EXIT_USAGE (message printed) if the
+ * database cannot be read. */
+static int open_rows(const opts_t *o, const vd_history_filter_t *f,
+                     vd_history_rows_t **rows) {
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_history_rows_open(rows, o->db, f, &err);
+  if (rc)
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, err.data);
+  vd_buf_release(&err);
+  return rc ? EXIT_USAGE : 0;
+}
+
+static int rows_failed(const opts_t *o, const vd_history_rows_t *rows) {
+  fprintf(stderr, "verdict %s: %s\n", o->cmd, vd_history_rows_errmsg(rows));
+  return EXIT_USAGE;
+}
+
 static int cmd_show(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
-  sqlite3 *db;
-  sqlite3_stmt *st;
+  vd_history_filter_t f;
+  vd_history_rows_t *rows;
+  const row_t *row;
   vd_buf_t b = VD_BUF_INIT;
   int fmt, rc, found = 0;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
   if (!o->arg)
     return usage_err(o, "which decision? give its DECISION_ID");
-  if (open_db(o, &db))
+  memset(&f, 0, sizeof f);
+  f.decision_id = o->arg;
+  if (open_rows(o, &f, &rows))
     return EXIT_USAGE;
-  rc = sqlite3_prepare_v2(db,
-                          "SELECT " ROW_COLUMNS " FROM decisions"
-                          " WHERE decision_id = ? ORDER BY seq",
-                          -1, &st, NULL);
-  if (rc != SQLITE_OK) {
-    rc = db_failed(o, db);
-    sqlite3_close(db);
-    return rc;
-  }
-  sqlite3_bind_text(st, 1, o->arg, -1, SQLITE_STATIC);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = vd_history_rows_next(rows, &row)) == 1) {
     if (fmt) {
-      row_json(&b, st);
+      row_json(&b, row);
       vd_buf_addc(&b, '\n');
     } else {
       if (found)
         vd_buf_addc(&b, '\n'); /* a blank line between two records */
-      row_text(&b, st);
+      row_text(&b, row);
     }
     found++;
     out_flush(&b);
   }
-  if (rc != SQLITE_DONE)
-    rc = db_failed(o, db);
+  if (rc < 0)
+    rc = rows_failed(o, rows);
   else if (!found) {
     fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
             o->db);
@@ -476,8 +459,7 @@ static int cmd_show(opts_t *o) {
   } else {
     rc = EXIT_OK;
   }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  vd_history_rows_close(rows);
   vd_buf_release(&b);
   return rc;
 }
@@ -497,7 +479,7 @@ static void list_header(vd_buf_t *b, int fmt) {
     vd_buf_adds(b, "[\n");
 }
 
-static void list_row(vd_buf_t *b, int fmt, sqlite3_stmt *st, int first) {
+static void list_row(vd_buf_t *b, int fmt, const row_t *row, int first) {
   static const int csv_cols[] = {R_AT,          R_KIND,      R_REGION,
                                  R_POLICY_REGION, R_REVISION, R_COMPLAINT_ID,
                                  R_CUSTOMER_ID, R_CATEGORY};
@@ -505,97 +487,72 @@ static void list_row(vd_buf_t *b, int fmt, sqlite3_stmt *st, int first) {
   if (fmt == FMT_JSON) {
     if (!first)
       vd_buf_adds(b, ",\n");
-    row_json(b, st);
+    row_json(b, row);
     return;
   }
   if (fmt == FMT_TABLE) {
     char t[32];
-    vd_time_format(sqlite3_column_int64(st, R_RECEIVED_MS),
-                   VD_DEFAULT_OFFSET_MIN, t);
+    vd_time_format(row[R_RECEIVED_MS].i, VD_DEFAULT_OFFSET_MIN, t);
     vd_buf_addf(b, "%-7lld %-29s %-36s %-13s %-7s %-16s %-14s %9.3f\n",
-                (long long)sqlite3_column_int64(st, R_SEQ), t,
-                col(st, R_DECISION_ID) ? col(st, R_DECISION_ID) : "-",
-                col(st, R_KIND) ? col(st, R_KIND) : "-",
-                col(st, R_REGION) ? col(st, R_REGION) : "-",
-                col(st, R_COMPLAINT_ID) ? col(st, R_COMPLAINT_ID) : "-",
-                outcome(st),
-                (double)sqlite3_column_int64(st, R_ELAPSED_US) / 1000.0);
+                (long long)row[R_SEQ].i, t,
+                col(row, R_DECISION_ID) ? col(row, R_DECISION_ID) : "-",
+                col(row, R_KIND) ? col(row, R_KIND) : "-",
+                col(row, R_REGION) ? col(row, R_REGION) : "-",
+                col(row, R_COMPLAINT_ID) ? col(row, R_COMPLAINT_ID) : "-",
+                outcome(row), (double)row[R_ELAPSED_US].i / 1000.0);
     return;
   }
-  vd_buf_addf(b, "%lld,", (long long)sqlite3_column_int64(st, R_SEQ));
-  add_csv(b, col(st, R_DECISION_ID));
+  vd_buf_addf(b, "%lld,", (long long)row[R_SEQ].i);
+  add_csv(b, col(row, R_DECISION_ID));
   vd_buf_addc(b, ',');
-  add_time(b, sqlite3_column_int64(st, R_RECEIVED_MS));
+  add_time(b, row[R_RECEIVED_MS].i);
   for (i = 0; i < sizeof csv_cols / sizeof csv_cols[0]; i++) {
     vd_buf_addc(b, ',');
-    add_csv(b, col(st, csv_cols[i]));
+    add_csv(b, col(row, csv_cols[i]));
   }
   vd_buf_addc(b, ',');
-  add_csv(b, outcome(st));
+  add_csv(b, outcome(row));
   vd_buf_addc(b, ',');
-  add_csv(b, col(st, R_ERROR_MESSAGE));
-  vd_buf_addf(b, ",%lld,", (long long)sqlite3_column_int64(st, R_ELAPSED_US));
-  add_csv(b, col(st, R_CLIENT));
+  add_csv(b, col(row, R_ERROR_MESSAGE));
+  vd_buf_addf(b, ",%lld,", (long long)row[R_ELAPSED_US].i);
+  add_csv(b, col(row, R_CLIENT));
   vd_buf_addc(b, '\n');
 }
 
 static int cmd_list(opts_t *o) {
   static const char *const formats[] = {"table", "json", "csv", NULL};
-  vd_buf_t sql = VD_BUF_INIT, b = VD_BUF_INIT;
-  sqlite3 *db;
-  sqlite3_stmt *st;
-  int fmt, rc, k = 0, n = 0;
+  vd_buf_t b = VD_BUF_INIT;
+  vd_history_filter_t f;
+  vd_history_rows_t *rows;
+  const row_t *row;
+  int fmt, rc, n = 0;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
   if (o->has_since && o->has_until && o->until_ms <= o->since_ms)
     return usage_err(o, "--until must be later than --since");
-  if (open_db(o, &db))
+  memset(&f, 0, sizeof f);
+  f.has_since = o->has_since;
+  f.since_ms = o->since_ms;
+  f.has_until = o->has_until;
+  f.until_ms = o->until_ms;
+  f.region = o->region;
+  f.kind = o->kind;
+  f.complaint_id = o->complaint;
+  f.has_limit = o->limit >= 0;
+  f.limit = o->limit;
+  if (open_rows(o, &f, &rows))
     return EXIT_USAGE;
-  vd_buf_adds(&sql, "SELECT " ROW_COLUMNS " FROM decisions WHERE 1");
-  if (o->has_since)
-    vd_buf_adds(&sql, " AND received_ms >= ?");
-  if (o->has_until)
-    vd_buf_adds(&sql, " AND received_ms < ?");
-  if (o->region)
-    vd_buf_adds(&sql, " AND region = ?");
-  if (o->kind)
-    vd_buf_adds(&sql, " AND kind = ?");
-  if (o->complaint)
-    vd_buf_adds(&sql, " AND complaint_id = ?");
-  vd_buf_adds(&sql, " ORDER BY seq");
-  if (o->limit >= 0)
-    vd_buf_adds(&sql, " LIMIT ?");
-  rc = sqlite3_prepare_v2(db, sql.data, -1, &st, NULL);
-  vd_buf_release(&sql);
-  if (rc != SQLITE_OK) {
-    rc = db_failed(o, db);
-    sqlite3_close(db);
-    return rc;
-  }
-  if (o->has_since)
-    sqlite3_bind_int64(st, ++k, o->since_ms);
-  if (o->has_until)
-    sqlite3_bind_int64(st, ++k, o->until_ms);
-  if (o->region)
-    sqlite3_bind_text(st, ++k, o->region, -1, SQLITE_STATIC);
-  if (o->kind)
-    sqlite3_bind_text(st, ++k, o->kind, -1, SQLITE_STATIC);
-  if (o->complaint)
-    sqlite3_bind_text(st, ++k, o->complaint, -1, SQLITE_STATIC);
-  if (o->limit >= 0)
-    sqlite3_bind_int64(st, ++k, o->limit);
   list_header(&b, fmt);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    list_row(&b, fmt, st, n++ == 0);
+  while ((rc = vd_history_rows_next(rows, &row)) == 1) {
+    list_row(&b, fmt, row, n++ == 0);
     if (b.len > 65536)
       out_flush(&b);
   }
   if (fmt == FMT_JSON)
     vd_buf_adds(&b, n ? "\n]\n" : "]\n");
   out_flush(&b);
-  rc = rc == SQLITE_DONE ? EXIT_OK : db_failed(o, db);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  rc = rc == 0 ? EXIT_OK : rows_failed(o, rows);
+  vd_history_rows_close(rows);
   vd_buf_release(&b);
   return rc;
 }

@@ -26,10 +26,8 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
-#include <sqlite3.h>
 
 #include "cmd_int.h"
-#include "history_int.h"
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
@@ -390,80 +388,25 @@ static int parse_time_opt(const char *opt, const char *v, int64_t *ms) {
   return 0;
 }
 
-/* The selection's conditions, after "WHERE ...", and their values. */
-static void add_filters(vd_buf_t *sql, const replay_t *r) {
-  if (r->has_since)
-    vd_buf_adds(sql, " AND received_ms >= ?");
-  if (r->has_until)
-    vd_buf_adds(sql, " AND received_ms < ?");
-  if (r->region)
-    vd_buf_adds(sql, " AND region = ?");
-  if (r->kind)
-    vd_buf_adds(sql, " AND kind = ?");
-}
-
-static void bind_filters(sqlite3_stmt *st, const replay_t *r, int bind) {
-  if (r->has_since)
-    sqlite3_bind_int64(st, bind++, r->since_ms);
-  if (r->has_until)
-    sqlite3_bind_int64(st, bind++, r->until_ms);
-  if (r->region)
-    sqlite3_bind_text(st, bind++, r->region, -1, SQLITE_STATIC);
-  if (r->kind)
-    sqlite3_bind_text(st, bind++, r->kind, -1, SQLITE_STATIC);
+/* The rows the options select. */
+static vd_history_filter_t filter_of(const replay_t *r) {
+  vd_history_filter_t f;
+  memset(&f, 0, sizeof f);
+  f.has_since = r->has_since;
+  f.since_ms = r->since_ms;
+  f.has_until = r->has_until;
+  f.until_ms = r->until_ms;
+  f.region = r->region;
+  f.kind = r->kind;
+  return f;
 }
 
 /* Cut the selected rows into nlanes contiguous seq ranges holding about as
  * many rows each: bounds[0..nlanes], lane i takes [bounds[i], bounds[i+1]).
- * Reads only seq, through the received_ms or region/kind index when the
- * selection has one.  Returns 0, or -1 with the message in r->fatal_msg. */
+ * Returns 0, or -1 with the message in r->fatal_msg. */
 static int split_lanes(replay_t *r, int nlanes, int64_t *bounds) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  vd_buf_t sql = VD_BUF_INIT;
-  int64_t n = 0, row = 0, last = 0;
-  int rc = -1, lane = 1;
-
-  if (vd_history_db_open_ro(&db, r->db, &r->fatal_msg) != 0)
-    goto out;
-  vd_buf_adds(&sql, "SELECT count(*) FROM decisions WHERE 1");
-  add_filters(&sql, r);
-  if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK)
-    goto out;
-  bind_filters(st, r, 1);
-  if (sqlite3_step(st) != SQLITE_ROW)
-    goto out;
-  n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  st = NULL;
-  vd_buf_reset(&sql);
-  vd_buf_adds(&sql, "SELECT seq FROM decisions WHERE 1");
-  add_filters(&sql, r);
-  vd_buf_adds(&sql, " ORDER BY seq");
-  if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK)
-    goto out;
-  bind_filters(st, r, 1);
-  bounds[0] = 0;
-  while (lane < nlanes && sqlite3_step(st) == SQLITE_ROW) {
-    last = sqlite3_column_int64(st, 0);
-    if (row == 0)
-      bounds[0] = last;
-    while (lane < nlanes && row == n * lane / nlanes)
-      bounds[lane++] = last;
-    row++;
-  }
-  /* with fewer rows than lanes, the rest are empty ranges */
-  while (lane < nlanes)
-    bounds[lane++] = INT64_MAX;
-  bounds[nlanes] = INT64_MAX;
-  rc = 0;
-out:
-  if (rc && !r->fatal_msg.len) /* else the opening said why */
-    vd_buf_addf(&r->fatal_msg, "--db %s: %s", r->db, sqlite3_errmsg(db));
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  vd_buf_release(&sql);
-  return rc;
+  vd_history_filter_t f = filter_of(r);
+  return vd_history_split(r->db, &f, nlanes, bounds, &r->fatal_msg) ? -1 : 0;
 }
 
 /* A candidate's question the record does not hold: ask the history now,
@@ -478,10 +421,10 @@ static int answer_now(void *ud, const char *query, const char *a,
  * each thread reads only its own pages of the table. */
 static void *lane_run(void *arg) {
   replay_t *r = arg;
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  vd_buf_t sql = VD_BUF_INIT;
-  int rc, bind = 1, recorded = strcmp(r->against, "recorded") == 0;
+  vd_history_filter_t f = filter_of(r);
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  int rc, recorded = strcmp(r->against, "recorded") == 0;
   vd_watch_slot_t *slot = r->watchdog ? vd_watchdog_attach(r->watchdog, r->lane)
                                       : NULL;
   vd_history_reader_t *now = NULL;
@@ -498,31 +441,24 @@ static void *lane_run(void *arg) {
     free(why_not);
   }
 
-  if (vd_history_db_open_ro(&db, r->db, &r->fatal_msg) != 0)
-    goto out;
-  vd_buf_adds(&sql, "SELECT decision_id, received_ms, revision, request, "
-                    "result, trace, error_code, facts, seq FROM decisions "
-                    "WHERE seq >= ? AND seq < ?");
-  add_filters(&sql, r);
-  vd_buf_adds(&sql, " ORDER BY seq");
-  if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
-    vd_buf_addf(&r->fatal_msg, "reading %s: %s", r->db, sqlite3_errmsg(db));
+  f.has_seq = 1;
+  f.seq_lo = r->seq_lo;
+  f.seq_hi = r->seq_hi;
+  if (vd_history_rows_open(&rows, r->db, &f, &r->err) != 0) {
+    vd_buf_addf(&r->fatal_msg, "%s", r->err.data);
     goto out;
   }
-  sqlite3_bind_int64(st, bind++, r->seq_lo);
-  sqlite3_bind_int64(st, bind++, r->seq_hi);
-  bind_filters(st, r, bind);
 
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *id = (const char *)sqlite3_column_text(st, 0);
-    int64_t received = sqlite3_column_int64(st, 1);
-    const char *rev = (const char *)sqlite3_column_text(st, 2);
-    const char *req = (const char *)sqlite3_column_text(st, 3);
-    int reqlen = sqlite3_column_bytes(st, 3);
-    const char *res = (const char *)sqlite3_column_text(st, 4);
-    const char *trace = (const char *)sqlite3_column_text(st, 5);
-    const char *code = (const char *)sqlite3_column_text(st, 6);
-    int64_t seq = sqlite3_column_int64(st, 8);
+  while ((rc = vd_history_rows_next(rows, &row)) == 1) {
+    const char *id = row[VD_HISTORY_DECISION_ID].text;
+    int64_t received = row[VD_HISTORY_RECEIVED_MS].i;
+    const char *rev = row[VD_HISTORY_REVISION].text;
+    const char *req = row[VD_HISTORY_REQUEST].text;
+    size_t reqlen = row[VD_HISTORY_REQUEST].len;
+    const char *res = row[VD_HISTORY_RESULT].text;
+    const char *trace = row[VD_HISTORY_TRACE].text;
+    const char *code = row[VD_HISTORY_ERROR_CODE].text;
+    int64_t seq = row[VD_HISTORY_SEQ].i;
     const char *why = NULL;
     vd_engine_t *e;
     int same;
@@ -538,9 +474,9 @@ static void *lane_run(void *arg) {
       continue;
     }
     /* the policy sees exactly the history facts it saw then */
-    vd_engine_replay_facts(e, (const char *)sqlite3_column_text(st, 7));
+    vd_engine_replay_facts(e, row[VD_HISTORY_FACTS].text);
     vd_engine_set_watch(e, slot); /* fast attempts, the same answers */
-    vd_engine_decide(e, req, (size_t)reqlen, received, &r->d);
+    vd_engine_decide(e, req, reqlen, received, &r->d);
     vd_engine_set_watch(e, NULL);
     if (r->d.facts_now)
       r->asked_now++;
@@ -565,18 +501,15 @@ static void *lane_run(void *arg) {
         add_offer(r, ob > 0 ? ob : 0, oa > 0 ? oa : 0);
     }
   }
-  if (rc != SQLITE_DONE) {
-    vd_buf_addf(&r->fatal_msg, "reading %s: %s", r->db, sqlite3_errmsg(db));
-  }
+  if (rc < 0)
+    vd_buf_addf(&r->fatal_msg, "reading %s", vd_history_rows_errmsg(rows));
 out:
   if (now) {
     vd_engine_set_facts(r->candidate, NULL, NULL);
     vd_history_reader_close(now);
   }
   vd_watchdog_detach(slot);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  vd_buf_release(&sql);
+  vd_history_rows_close(rows);
   return NULL;
 }
 
