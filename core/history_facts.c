@@ -213,23 +213,36 @@ int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
                       since_ms, until_ms, count);
 }
 
+int vd_history_fact_find(const char *name) {
+  static const char *const names[VD_NFACTS] = {
+#define FACT_NAME_(E, name, unit_ms, max_span) #name,
+      VD_HISTORY_FACTS(FACT_NAME_)
+#undef FACT_NAME_
+  };
+  int i;
+  for (i = 0; name && i < VD_NFACTS; i++)
+    if (strcmp(name, names[i]) == 0)
+      return i;
+  return -1;
+}
+
 int vd_history_answer(vd_history_reader_t *r, const char *query,
                       const char *a, const char *b, int64_t since_ms,
                       int64_t until_ms, int64_t *count) {
-  static const struct {
-    const char *name;
-    vd_complaints_t which;
-  } complaints[] = {{"repeat_complaints", VD_COMPLAINTS_REPEAT},
-                    {"over_head_complaints", VD_COMPLAINTS_OVER_HEAD},
-                    {"refunded_complaints", VD_COMPLAINTS_REFUNDED}};
-  size_t i;
-  if (strcmp(query, "customer_decisions") == 0)
+  switch (vd_history_fact_find(query)) {
+  case VD_FACT_CUSTOMER_DECISIONS:
     return vd_history_count_customer(r, a, b, since_ms, until_ms, count);
-  if (strcmp(query, "similar_customers") == 0)
+  case VD_FACT_SIMILAR_CUSTOMERS:
     return vd_history_distinct_customers(r, a, b, since_ms, until_ms, count);
-  for (i = 0; i < sizeof complaints / sizeof complaints[0]; i++)
-    if (strcmp(query, complaints[i].name) == 0)
-      return vd_history_count_complaints(r, complaints[i].which, a, b,
-                                         since_ms, until_ms, count);
+  case VD_FACT_REPEAT_COMPLAINTS:
+    return vd_history_count_complaints(r, VD_COMPLAINTS_REPEAT, a, b,
+                                       since_ms, until_ms, count);
+  case VD_FACT_OVER_HEAD_COMPLAINTS:
+    return vd_history_count_complaints(r, VD_COMPLAINTS_OVER_HEAD, a, b,
+                                       since_ms, until_ms, count);
+  case VD_FACT_REFUNDED_COMPLAINTS:
+    return vd_history_count_complaints(r, VD_COMPLAINTS_REFUNDED, a, b,
+                                       since_ms, until_ms, count);
+  }
   return VD_EINVALID;
 }

@@ -264,11 +264,41 @@ int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
  * NULL for an unknown WHICH. */
 const char *vd_history_complaints_sql(vd_complaints_t which);
 
-/* The question ctx.history asks, by its name there ("customer_decisions",
- * "similar_customers", "repeat_complaints", "over_head_complaints",
- * "refunded_complaints"), with its two string arguments and window: the
- * one dispatch the daemon's workers and replay share.  Returns 0, or
- * VD_EINVALID for an unknown question, or the reader's error. */
+/* The questions policies ask through ctx.history, the one table the
+ * engine's Lua functions (core/engine.c) and vd_history_answer() are made
+ * from: X(NAME, name, unit_ms, max_span).  A policy calls
+ * ctx.history.name(a, b, span) with two strings and a whole number of
+ * units, 1 <= span <= max_span; the window is the span before the
+ * decision time, since_ms = at_ms - span * unit_ms, until_ms = at_ms.
+ *   customer_decisions(customer_id, kind, days): the customer's
+ *       decisions of that kind (vd_history_count_customer());
+ *   similar_customers(region, category, hours): distinct customers with a
+ *       complaint of that category in the region
+ *       (vd_history_distinct_customers());
+ *   repeat_complaints, over_head_complaints, refunded_complaints
+ *       (customer_id, complaint_id, days): vd_history_count_complaints()
+ *       with VD_COMPLAINTS_REPEAT, _OVER_HEAD, _REFUNDED. */
+#define VD_HISTORY_FACTS(X)                                                  \
+  X(CUSTOMER_DECISIONS, customer_decisions, 86400000, 3660)                  \
+  X(SIMILAR_CUSTOMERS, similar_customers, 3600000, 24 * 366)                 \
+  X(REPEAT_COMPLAINTS, repeat_complaints, 86400000, 3660)                    \
+  X(OVER_HEAD_COMPLAINTS, over_head_complaints, 86400000, 3660)              \
+  X(REFUNDED_COMPLAINTS, refunded_complaints, 86400000, 3660)
+
+typedef enum {
+#define VD_HISTORY_FACT_(E, name, unit_ms, max_span) VD_FACT_##E,
+  VD_HISTORY_FACTS(VD_HISTORY_FACT_)
+#undef VD_HISTORY_FACT_
+  VD_NFACTS
+} vd_history_fact_t;
+
+/* The question named NAME (its name in VD_HISTORY_FACTS), or -1. */
+int vd_history_fact_find(const char *name);
+
+/* Answer the question named QUERY (VD_HISTORY_FACTS) with its two string
+ * arguments over since_ms <= at_ms < until_ms: the one dispatch the
+ * daemon's workers and replay share.  Returns 0, or VD_EINVALID for an
+ * unknown question, or the reader's error. */
 int vd_history_answer(vd_history_reader_t *r, const char *query,
                       const char *a, const char *b, int64_t since_ms,
                       int64_t until_ms, int64_t *count);
