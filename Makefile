@@ -40,14 +40,15 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/engine.c core/protocol.c core/client.c core/policytest.c \
             core/history_db.c core/history_chain.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
-            core/history_query.c \
+            core/history_query.c core/replay.c \
             core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c
 
-TESTS := test_json test_engine test_sandbox test_protocol test_history
+TESTS := test_json test_engine test_sandbox test_protocol test_history \
+         test_replay
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
