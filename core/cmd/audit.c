@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
 #include "cmd_int.h"
@@ -211,68 +210,184 @@ static void add_time(vd_buf_t *b, int64_t ms) {
   vd_buf_add(b, t, vd_time_format(ms, VD_DEFAULT_OFFSET_MIN, t));
 }
 
-/* yajl parse callbacks that feed a generator: a JSON reformatter. */
-static int re_null(void *g) { return yajl_gen_null(g) == yajl_gen_status_ok; }
-static int re_bool(void *g, int v) {
-  return yajl_gen_bool(g, v) == yajl_gen_status_ok;
-}
-static int re_number(void *g, const char *s, size_t n) {
-  return yajl_gen_number(g, s, n) == yajl_gen_status_ok;
-}
-static int re_string(void *g, const unsigned char *s, size_t n) {
-  return yajl_gen_string(g, s, n) == yajl_gen_status_ok;
-}
-static int re_map_open(void *g) {
-  return yajl_gen_map_open(g) == yajl_gen_status_ok;
-}
-static int re_map_close(void *g) {
-  return yajl_gen_map_close(g) == yajl_gen_status_ok;
-}
-static int re_array_open(void *g) {
-  return yajl_gen_array_open(g) == yajl_gen_status_ok;
-}
-static int re_array_close(void *g) {
-  return yajl_gen_array_close(g) == yajl_gen_status_ok;
+/* ------------------------------------------------------------------------
+ * Stored JSON, re-indented: yajl's parser drives a writer into a vd_buf.
+ *
+ * The layout is the one these commands have always printed (yajl_gen's):
+ * compact, or with PRETTY one member per line, two spaces a level, ": "
+ * after a key, and an empty container as an opening and a closing line
+ * with an empty line between.
+ * ---------------------------------------------------------------------- */
+
+#define REFORMAT_MAX_DEPTH 128
+
+typedef enum {
+  AT_TOP,       /* nothing written yet */
+  AT_DONE,      /* the one value is complete */
+  MAP_START,    /* in an object, before its first key */
+  MAP_KEY,      /* in an object, after a member */
+  MAP_VAL,      /* in an object, after a key */
+  ARRAY_START,  /* in an array, before its first element */
+  IN_ARRAY      /* in an array, after an element */
+} place_t;
+
+typedef struct reformat {
+  vd_buf_t *out;
+  int pretty;
+  int depth;
+  place_t at[REFORMAT_MAX_DEPTH];
+} reformat_t;
+
+/* Before a key, a value or an opening: the separator, then the indent. */
+static void before_item(reformat_t *w) {
+  place_t p = w->at[w->depth];
+  int i;
+  if (p == MAP_KEY || p == IN_ARRAY)
+    vd_buf_adds(w->out, w->pretty ? ",\n" : ",");
+  else if (p == MAP_VAL)
+    vd_buf_adds(w->out, w->pretty ? ": " : ":");
+  if (w->pretty && p != MAP_VAL)
+    for (i = 0; i < w->depth; i++)
+      vd_buf_adds(w->out, "  ");
 }
 
-static const yajl_callbacks reformat = {
+/* After a key, a value or a closing: the place moves on. */
+static void after_item(reformat_t *w) {
+  place_t *p = &w->at[w->depth];
+  switch (*p) {
+  case AT_TOP: *p = AT_DONE; break;
+  case MAP_START:
+  case MAP_KEY: *p = MAP_VAL; break;
+  case MAP_VAL: *p = MAP_KEY; break;
+  case ARRAY_START: *p = IN_ARRAY; break;
+  case AT_DONE:
+  case IN_ARRAY: break;
+  }
+}
+
+/* After the last character of the top-level value, a newline if PRETTY. */
+static void after_value(reformat_t *w) {
+  if (w->pretty && w->depth == 0 && w->at[0] == AT_DONE)
+    vd_buf_addc(w->out, '\n');
+}
+
+/* A string as these commands have always spelled it: vd_buf's JSON
+ * string, except that the control characters other than tab, newline and
+ * return keep yajl's spelling (\b, \f, \u00XX with capitals). */
+static void add_string(vd_buf_t *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t i, start;
+  for (i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 && !strchr("\t\n\r", s[i]))
+      break;
+  if (i == n) {
+    vd_buf_add_json_str(b, s, n);
+    return;
+  }
+  vd_buf_addc(b, '"');
+  for (i = start = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    vd_buf_add(b, s + start, i - start);
+    start = i + 1;
+    switch (c) {
+    case '"': vd_buf_adds(b, "\\\""); break;
+    case '\\': vd_buf_adds(b, "\\\\"); break;
+    case '\b': vd_buf_adds(b, "\\b"); break;
+    case '\f': vd_buf_adds(b, "\\f"); break;
+    case '\n': vd_buf_adds(b, "\\n"); break;
+    case '\r': vd_buf_adds(b, "\\r"); break;
+    case '\t': vd_buf_adds(b, "\\t"); break;
+    default:
+      vd_buf_addf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+      break;
+    }
+  }
+  vd_buf_add(b, s + start, n - start);
+  vd_buf_addc(b, '"');
+}
+
+static int re_atom(reformat_t *w, const char *s, size_t n) {
+  before_item(w);
+  vd_buf_add(w->out, s, n);
+  after_item(w);
+  after_value(w);
+  return 1;
+}
+
+static int re_null(void *ctx) { return re_atom(ctx, "null", 4); }
+static int re_bool(void *ctx, int v) {
+  return v ? re_atom(ctx, "true", 4) : re_atom(ctx, "false", 5);
+}
+static int re_number(void *ctx, const char *s, size_t n) {
+  return re_atom(ctx, s, n); /* as written */
+}
+static int re_string(void *ctx, const unsigned char *s, size_t n) {
+  reformat_t *w = ctx;
+  before_item(w);
+  add_string(w->out, (const char *)s, n);
+  after_item(w);
+  after_value(w);
+  return 1;
+}
+
+static int re_open(reformat_t *w, char c, place_t start) {
+  if (w->depth + 1 >= REFORMAT_MAX_DEPTH)
+    return 0;
+  before_item(w);
+  w->at[++w->depth] = start;
+  vd_buf_addc(w->out, c);
+  if (w->pretty)
+    vd_buf_addc(w->out, '\n');
+  return 1;
+}
+
+static int re_close(reformat_t *w, char c) {
+  int i;
+  w->depth--;
+  if (w->pretty)
+    vd_buf_addc(w->out, '\n');
+  after_item(w);
+  if (w->pretty && w->at[w->depth] != MAP_VAL)
+    for (i = 0; i < w->depth; i++)
+      vd_buf_adds(w->out, "  ");
+  vd_buf_addc(w->out, c);
+  after_value(w);
+  return 1;
+}
+
+static int re_map_open(void *ctx) { return re_open(ctx, '{', MAP_START); }
+static int re_map_close(void *ctx) { return re_close(ctx, '}'); }
+static int re_array_open(void *ctx) { return re_open(ctx, '[', ARRAY_START); }
+static int re_array_close(void *ctx) { return re_close(ctx, ']'); }
+
+static const yajl_callbacks reformat_cb = {
     re_null,     re_bool,      NULL,          NULL,           re_number,
     re_string,   re_map_open,  re_string,     re_map_close,   re_array_open,
     re_array_close,
 };
 
-static void gen_print(void *ctx, const char *s, size_t n) {
-  vd_buf_add(ctx, s, n);
-}
-
-/* Append stored JSON text S: re-generated (indented when PRETTY) if it
+/* Append stored JSON text S: re-written (indented when PRETTY) if it
  * parses, else as a JSON string so the output stays valid JSON.  NULL is
  * null. */
 static void add_json(vd_buf_t *b, const char *s, size_t n, int pretty) {
   vd_buf_t tmp = VD_BUF_INIT;
-  yajl_gen g;
+  reformat_t w;
   yajl_handle p;
   int ok;
   if (!s) {
     vd_buf_adds(b, "null");
     return;
   }
-  g = yajl_gen_alloc(NULL);
-  p = g ? yajl_alloc(&reformat, NULL, g) : NULL;
-  ok = p != NULL;
-  if (ok) {
-    yajl_gen_config(g, yajl_gen_print_callback, gen_print, &tmp);
-    if (pretty) {
-      yajl_gen_config(g, yajl_gen_beautify, 1);
-      yajl_gen_config(g, yajl_gen_indent_string, "  ");
-    }
-    ok = yajl_parse(p, (const unsigned char *)s, n) == yajl_status_ok &&
-         yajl_complete_parse(p) == yajl_status_ok;
-  }
+  memset(&w, 0, sizeof w);
+  w.out = &tmp;
+  w.pretty = pretty;
+  p = yajl_alloc(&reformat_cb, NULL, &w);
+  ok = p && yajl_parse(p, (const unsigned char *)s, n) == yajl_status_ok &&
+       yajl_complete_parse(p) == yajl_status_ok;
   if (p)
     yajl_free(p);
-  if (g)
-    yajl_gen_free(g);
   while (ok && tmp.len && tmp.data[tmp.len - 1] == '\n')
     tmp.data[--tmp.len] = '\0';
   if (ok)
