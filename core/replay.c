@@ -445,14 +445,9 @@ static void *lane_run(void *arg) {
       l->rep.facts_warning = why_not ? why_not : strdup("?");
   }
 
-  memset(&f, 0, sizeof f);
-  f.has_since = o->has_since;
-  f.since_ms = o->since_ms;
-  f.has_until = o->has_until;
-  f.until_ms = o->until_ms;
-  f.region = o->region;
-  f.kind = o->kind;
+  f = o->select;
   f.has_seq = 1;
+  f.has_limit = 0;
   f.seq_lo = l->seq_lo;
   f.seq_hi = l->seq_hi;
   if (vd_history_rows_open(&rows, o->db, &f, &l->fatal) != 0)
@@ -573,13 +568,8 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
 
   memset(rep, 0, sizeof *rep);
   vd_buf_reset(err);
-  memset(&f, 0, sizeof f);
-  f.has_since = o->has_since;
-  f.since_ms = o->since_ms;
-  f.has_until = o->has_until;
-  f.until_ms = o->until_ms;
-  f.region = o->region;
-  f.kind = o->kind;
+  f = o->select;
+  f.has_seq = f.has_limit = 0;
   bounds = calloc((size_t)n + 1, sizeof *bounds);
   lanes = calloc((size_t)n, sizeof *lanes);
   threads = calloc((size_t)n, sizeof *threads);

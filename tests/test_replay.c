@@ -156,6 +156,20 @@ static void write_history(const char *bundle_dir, const char *revision,
   vd_buf_release(&err);
 }
 
+/* A history decided by mini, and the candidate badrules in *state. */
+static int setup_candidate(void **state) {
+  if (setup(state) != 0)
+    return -1;
+  write_history("tests/fixtures/mini", NULL, NULL, NULL);
+  *state = load("tests/fixtures/badrules");
+  return 0;
+}
+
+static int teardown_candidate(void **state) {
+  vd_bundle_unref(*state);
+  return teardown(state);
+}
+
 static void replay(vd_replay_report_t *rep, vd_bundle_t *candidate,
                    int threads) {
   vd_replay_opts_t o;
@@ -215,14 +229,10 @@ static void test_replay_reproduces(void **state) {
 /* Against a candidate: each changed decision names the fields that
  * changed, old and new, in seq order. */
 static void test_replay_candidate_changes(void **state) {
-  vd_bundle_t *cand;
   vd_replay_report_t rep;
   const vd_replay_diff_t *d;
   size_t i;
-  (void)state;
-  write_history("tests/fixtures/mini", NULL, NULL, NULL);
-  cand = load("tests/fixtures/badrules");
-  replay(&rep, cand, 2);
+  replay(&rep, *state, 2);
   assert_int_equal(rep.replayed, NREQ);
   /* every decision changes: {ok = true} for national (the bad input
    * included, which badrules does not read), an error for GD */
@@ -265,21 +275,16 @@ static void test_replay_candidate_changes(void **state) {
   assert_string_equal(d->old_json, "\"bad_input\"");
   assert_null(d->new_json);
   vd_replay_report_release(&rep);
-  vd_bundle_unref(cand);
 }
 
 /* Rule hits are counted per rule, before and after, over all threads;
  * offers before and after over the rows where either side made one. */
 static void test_replay_counts_per_rule(void **state) {
-  vd_bundle_t *cand;
   vd_replay_report_t rep;
   const vd_replay_rule_t *r;
   int threads;
-  (void)state;
-  write_history("tests/fixtures/mini", NULL, NULL, NULL);
-  cand = load("tests/fixtures/badrules");
   for (threads = 1; threads <= 3; threads++) {
-    replay(&rep, cand, threads);
+    replay(&rep, *state, threads);
     assert_int_equal(rep.nrules, 2);
     /* mini's rule, in first place: the four decisions it made */
     assert_string_equal(rep.rules[0].rule, "comp.double_refund");
@@ -299,7 +304,6 @@ static void test_replay_counts_per_rule(void **state) {
     assert_int_equal(rep.offers_after.total, 0);
     vd_replay_report_release(&rep);
   }
-  vd_bundle_unref(cand);
 }
 
 /* A row whose revision is not stored, or that names none, cannot be
@@ -355,10 +359,10 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_replay_reproduces, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_replay_candidate_changes, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_replay_counts_per_rule, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_replay_candidate_changes,
+                                      setup_candidate, teardown_candidate),
+      cmocka_unit_test_setup_teardown(test_replay_counts_per_rule,
+                                      setup_candidate, teardown_candidate),
       cmocka_unit_test_setup_teardown(test_replay_missing_revision, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_replay_no_revision, setup,

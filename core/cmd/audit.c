@@ -51,10 +51,7 @@ typedef struct opts {
   const char *cmd;        /* "history list", for messages */
   const char *db;
   const char *format;     /* as given; checked by the command */
-  const char *region, *kind, *complaint;
-  int64_t since_ms, until_ms;
-  int has_since, has_until;
-  long long limit;        /* -1: none */
+  vd_history_filter_t sel; /* list: the rows to list */
   int64_t anchor_seq;     /* verify --anchor SEQ:HASH; 0: none */
   char anchor_hash[65];
   const char *arg;        /* the one positional argument, if any */
@@ -102,7 +99,6 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
                       int arg_ok) {
   int i;
   o->db = DEFAULT_DB;
-  o->limit = -1;
   for (i = first; i < argc; i++) {
     const char *a = argv[i], *eq, *v;
     size_t nl, k;
@@ -137,24 +133,25 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
       o->db = v;
       break;
     case OPT_FORMAT: o->format = v; break;
-    case OPT_REGION: o->region = v; break;
-    case OPT_KIND: o->kind = v; break;
-    case OPT_COMPLAINT: o->complaint = v; break;
+    case OPT_REGION: o->sel.region = v; break;
+    case OPT_KIND: o->sel.kind = v; break;
+    case OPT_COMPLAINT: o->sel.complaint_id = v; break;
     case OPT_SINCE:
-      if (parse_time(o, "--since", v, &o->since_ms))
+      if (parse_time(o, "--since", v, &o->sel.since_ms))
         return EXIT_USAGE;
-      o->has_since = 1;
+      o->sel.has_since = 1;
       break;
     case OPT_UNTIL:
-      if (parse_time(o, "--until", v, &o->until_ms))
+      if (parse_time(o, "--until", v, &o->sel.until_ms))
         return EXIT_USAGE;
-      o->has_until = 1;
+      o->sel.has_until = 1;
       break;
     case OPT_LIMIT: {
       char *end;
       errno = 0;
-      o->limit = strtoll(v, &end, 10);
-      if (errno || end == v || *end || o->limit < 0)
+      o->sel.limit = strtoll(v, &end, 10);
+      o->sel.has_limit = 1;
+      if (errno || end == v || *end || o->sel.limit < 0)
         return usage_err(o, "--limit: '%s' is not a whole number >= 0", v);
       break;
     }
@@ -637,25 +634,15 @@ static void list_row(vd_buf_t *b, int fmt, const row_t *row, int first) {
 static int cmd_list(opts_t *o) {
   static const char *const formats[] = {"table", "json", "csv", NULL};
   vd_buf_t b = VD_BUF_INIT;
-  vd_history_filter_t f;
+  const vd_history_filter_t *f = &o->sel;
   vd_history_rows_t *rows;
   const row_t *row;
   int fmt, rc, n = 0;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
-  if (o->has_since && o->has_until && o->until_ms <= o->since_ms)
+  if (f->has_since && f->has_until && f->until_ms <= f->since_ms)
     return usage_err(o, "--until must be later than --since");
-  memset(&f, 0, sizeof f);
-  f.has_since = o->has_since;
-  f.since_ms = o->since_ms;
-  f.has_until = o->has_until;
-  f.until_ms = o->until_ms;
-  f.region = o->region;
-  f.kind = o->kind;
-  f.complaint_id = o->complaint;
-  f.has_limit = o->limit >= 0;
-  f.limit = o->limit;
-  if (open_rows(o, &f, &rows))
+  if (open_rows(o, f, &rows))
     return EXIT_USAGE;
   list_header(&b, fmt);
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {

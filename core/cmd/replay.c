@@ -171,21 +171,21 @@ int vd_cli_replay(int argc, char **argv) {
         return usage("--format takes text or json, not", v);
       format = v;
     } else if (strcmp(a, "--region") == 0)
-      o.region = v;
+      o.select.region = v;
     else if (strcmp(a, "--kind") == 0)
-      o.kind = v;
+      o.select.kind = v;
     else if (strcmp(a, "--threads") == 0) {
       o.threads = atoi(v);
       if (o.threads < 1 || o.threads > 64)
         return usage("--threads takes 1 to 64, not", v);
     } else if (strcmp(a, "--since") == 0) {
-      if (parse_time_opt(a, v, &o.since_ms))
+      if (parse_time_opt(a, v, &o.select.since_ms))
         return 2;
-      o.has_since = 1;
+      o.select.has_since = 1;
     } else if (strcmp(a, "--until") == 0) {
-      if (parse_time_opt(a, v, &o.until_ms))
+      if (parse_time_opt(a, v, &o.select.until_ms))
         return 2;
-      o.has_until = 1;
+      o.select.has_until = 1;
     } else
       return usage("unknown option", a);
     i++;

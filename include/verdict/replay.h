@@ -28,14 +28,14 @@
 
 #include "verdict/buf.h"
 #include "verdict/bundle.h"
+#include "verdict/history.h"
 
 typedef struct vd_replay_opts {
   const char *db;          /* the history database */
   vd_bundle_t *candidate;  /* NULL: against the recorded revisions; else
                             * borrowed for the call */
-  int has_since, has_until; /* since_ms <= received_ms < until_ms */
-  int64_t since_ms, until_ms;
-  const char *region, *kind; /* NULL: any */
+  vd_history_filter_t select; /* the rows to replay (its seq range and
+                              * limit are the library's to set) */
   int threads;             /* >= 1 */
   int always_count;        /* count every instruction (no watchdog) */
   long long max_changes;   /* changed decisions kept in full; 0: 1000 */
