@@ -120,6 +120,7 @@ struct vd_history_rows {
   sqlite3 *db;
   sqlite3_stmt *st;
   char *path;
+  int done;        /* the end was reached: SQLite would start again */
   vd_history_value_t row[VD_HISTORY_NCOLUMNS]; /* the row last stepped to */
   vd_buf_t err;
 };
@@ -154,10 +155,15 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
 
 int vd_history_rows_next(vd_history_rows_t *r,
                          const vd_history_value_t **row) {
-  int i, rc = sqlite3_step(r->st);
+  int i, rc;
   *row = NULL;
-  if (rc == SQLITE_DONE)
+  if (r->done)
     return 0;
+  rc = sqlite3_step(r->st);
+  if (rc == SQLITE_DONE) {
+    r->done = 1;
+    return 0;
+  }
   if (rc != SQLITE_ROW)
     return sql_failed(&r->err, r->path, r->db);
   for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {

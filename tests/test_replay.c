@@ -103,8 +103,12 @@ static void record(vd_history_t *h, vd_engine_t *e, const char *revision,
   r.region = d.region;
   r.policy_region = d.policy_region;
   r.revision = revision;
+  r.complaint_id = d.complaint_id.len ? d.complaint_id.data : NULL;
+  r.customer_id = d.customer_id.len ? d.customer_id.data : NULL;
   r.request = line;
   r.request_len = strlen(line);
+  r.facts = d.facts.len ? d.facts.data : NULL;
+  r.facts_len = d.facts.len;
   if (d.code) {
     r.error_code = vd_err_name(d.code);
     r.error_message = d.message.data ? d.message.data : "";
@@ -168,6 +172,74 @@ static int setup_candidate(void **state) {
 static int teardown_candidate(void **state) {
   vd_bundle_unref(*state);
   return teardown(state);
+}
+
+/* A bundle of one national compensation policy whose result is
+ * { n = <EXPR> }, EXPR asking ctx.history. */
+static vd_bundle_t *asking(const char *expr) {
+  vd_bundle_file_t f;
+  vd_bundle_t *b = NULL;
+  vd_buf_t src = VD_BUF_INIT, err = VD_BUF_INIT;
+  vd_buf_addf(&src,
+              "local P = {}\n"
+              "function P.decide(input, ctx)\n"
+              "  return { n = %s },\n"
+              "         { { rule = \"t.asks\", basis = \"a test\" } }\n"
+              "end\n"
+              "return P\n",
+              expr);
+  f.path = "national/compensation.lua";
+  f.data = src.data;
+  f.len = src.len;
+  if (vd_bundle_from_files(&f, 1, "test", &b, &err) != 0)
+    fail_msg("%s", err.data);
+  vd_buf_release(&src);
+  vd_buf_release(&err);
+  return b;
+}
+
+static int answer(void *ud, const char *query, const char *a, const char *b,
+                  int64_t since_ms, int64_t until_ms, int64_t *count) {
+  return vd_history_answer(ud, query, a, b, since_ms, until_ms, count);
+}
+
+/* Record each of LINES decided by B, each one committed before the next
+ * is decided, with ctx.history answered by a reader of the database as
+ * the daemon's workers answer it. */
+static void write_history_asking(vd_bundle_t *b, const char *const *lines,
+                                 size_t n) {
+  vd_bundle_file_t *files;
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT;
+  size_t i, k;
+  if (vd_engine_new(b, NULL, &e, &err) != 0)
+    fail_msg("%s", err.data);
+  for (i = 0; i < n; i++) {
+    vd_history_t *h;
+    vd_history_reader_t *rd;
+    char *msg = NULL;
+    if (vd_history_open(&h, db, VD_LOG_DURABLE, 1, NULL, NULL, &msg) != 0)
+      fail_msg("%s", msg);
+    if (i == 0) {
+      files = calloc(vd_bundle_count(b), sizeof *files);
+      assert_non_null(files);
+      for (k = 0; k < vd_bundle_count(b); k++)
+        files[k] = *vd_bundle_file(b, k);
+      assert_int_equal(vd_history_store_revision(h, vd_bundle_revision(b),
+                                                 files, k, NULL),
+                       0);
+      free(files);
+    }
+    if (vd_history_reader_open(&rd, db, &msg) != 0)
+      fail_msg("%s", msg);
+    vd_engine_set_facts(e, answer, rd);
+    record(h, e, vd_bundle_revision(b), lines[i], (int)i);
+    vd_engine_set_facts(e, NULL, NULL);
+    vd_history_reader_close(rd);
+    vd_history_close(h);
+  }
+  vd_engine_free(e);
+  vd_buf_release(&err);
 }
 
 static void replay(vd_replay_report_t *rep, vd_bundle_t *candidate,
@@ -338,6 +410,47 @@ static void test_replay_no_revision(void **state) {
   vd_replay_report_release(&rep);
 }
 
+/* A decision that read history replays from the facts it recorded, not
+ * from the history as it is now (which holds more decisions since). */
+static void test_replay_recorded_facts(void **state) {
+  static const char *const lines[] = {
+      "{\"kind\":\"compensation\",\"region\":\"national\",\"at\":\""
+      "2026-11-23T10:00:00+08:00\",\"input\":{\"customer_id\":\"U-1\"}}",
+      "{\"kind\":\"compensation\",\"region\":\"national\",\"at\":\""
+      "2026-11-24T10:00:00+08:00\",\"input\":{\"customer_id\":\"U-1\"}}",
+      "{\"kind\":\"compensation\",\"region\":\"national\",\"at\":\""
+      "2026-11-25T10:00:00+08:00\",\"input\":{\"customer_id\":\"U-1\"}}",
+  };
+  vd_bundle_t *b = asking(
+      "ctx.history.customer_decisions(input.customer_id, 'compensation', 30)");
+  vd_bundle_t *cand = asking(
+      "ctx.history.customer_decisions(input.customer_id, 'compensation', 30)"
+      " + ctx.history.customer_decisions(input.customer_id, 'appeal', 7)");
+  vd_replay_report_t rep;
+  (void)state;
+  write_history_asking(b, lines, 3);
+
+  /* recorded: 0, 1, 2 earlier decisions; now every one would see more */
+  replay(&rep, NULL, 2);
+  assert_int_equal(rep.replayed, 3);
+  assert_int_equal(rep.unchanged, 3);
+  assert_int_equal(rep.changed, 0);
+  assert_int_equal(rep.asked_now, 0);
+  vd_replay_report_release(&rep);
+
+  /* a candidate asking one question more: the old one answered as
+   * recorded, the new one from the history now (no appeals: 0), so
+   * nothing changes but each decision counts as asked now */
+  replay(&rep, cand, 1);
+  assert_int_equal(rep.replayed, 3);
+  assert_int_equal(rep.unchanged, 3);
+  assert_int_equal(rep.asked_now, 3);
+  assert_null(rep.facts_warning);
+  vd_replay_report_release(&rep);
+  vd_bundle_unref(cand);
+  vd_bundle_unref(b);
+}
+
 /* A database that is not there: an error that names it, no report. */
 static void test_replay_no_database(void **state) {
   vd_replay_opts_t o;
@@ -366,6 +479,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_replay_missing_revision, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_replay_no_revision, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_replay_recorded_facts, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_replay_no_database, setup,
                                       teardown),

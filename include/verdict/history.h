@@ -382,8 +382,8 @@ typedef struct vd_history_rows vd_history_rows_t;
 int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
                          const vd_history_filter_t *filter, vd_buf_t *err);
 /* 1 and *row set to VD_HISTORY_NCOLUMNS values, owned by R and valid until
- * the next call; 0 at the end; VD_EIO (or another code) when reading
- * failed, vd_history_rows_errmsg() says why. */
+ * the next call; 0 at the end (and on every call after it); VD_EIO when
+ * reading failed, vd_history_rows_errmsg() says why. */
 int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
 /* Why next failed: "DB_PATH: <SQLite's message>".  Owned by R. */
 const char *vd_history_rows_errmsg(const vd_history_rows_t *r);
@@ -391,8 +391,9 @@ void vd_history_rows_close(vd_history_rows_t *r);
 
 /* Cut the rows FILTER selects into N contiguous ranges of seq holding
  * about as many rows each: bounds[0..n] (n + 1 values, the caller's
- * array), range i is bounds[i] <= seq < bounds[i + 1]; ranges past the
- * last row are empty (INT64_MAX).  Reads only seq. */
+ * array), range i is bounds[i] <= seq < bounds[i + 1], bounds[n] is
+ * INT64_MAX.  With fewer rows than ranges some ranges are empty.  Reads
+ * only seq. */
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, vd_buf_t *err);
 
