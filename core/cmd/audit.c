@@ -2,9 +2,11 @@
  * audit.c - the auditor commands: `verdict history show|list|verify`
  * (`verdict revisions` goes through the daemon's admin socket: admin.c).
  *
- * Owns nothing past one command: each opens the history database
- * read-only (WAL: the daemon keeps writing, we see committed batches
- * only), prints to stdout, and closes it.  Runs on the CLI's main thread.
+ * Owns nothing past one command: each reads the history database
+ * read-only through history.h (vd_history_rows_open() for show and list,
+ * vd_history_verify_anchored() for verify; WAL: the daemon keeps writing,
+ * we see committed batches only) and prints to stdout.  Runs on the CLI's
+ * main thread.
  *
  * Exit status: 0 success; 1 the thing asked about is not there or not
  * intact (no such decision, verify found an alteration); 2 the command
