@@ -39,7 +39,9 @@ LDLIBS     = $(PKG_LIBS) -lpthread -lm
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
             core/engine.c core/wire.c core/client.c core/policytest.c \
-            core/lint.c core/history.c core/textdiff.c
+            core/lint.c core/history_db.c core/history_chain.c \
+            core/history_writer.c core/history_revs.c core/history_facts.c \
+            core/history_query.c core/replay.c core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
@@ -47,7 +49,7 @@ CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/bench.c core/cmd/reference.c
 
 TESTS := test_json test_engine test_sandbox test_wire test_history \
-         test_policytest
+         test_policytest test_replay
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)

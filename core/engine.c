@@ -19,9 +19,11 @@
 #include <time.h>
 
 #include <lauxlib.h>
+#include <yajl_tree.h>
 
 #include "verdict/engine.h"
 #include "verdict/error.h"
+#include "verdict/history.h"
 #include "verdict/json.h"
 #include "verdict/watchdog.h"
 #include "verdict/wire.h"
@@ -41,6 +43,8 @@ struct vd_engine {
   vd_facts_fn facts_fn;
   void *facts_ud;
   const char *replay_facts; /* for the current decision only */
+  yajl_val replay_tree;     /* replay_facts parsed, on the first question */
+  int replay_parsed;        /*   (1 once tried, whether or not it parsed) */
   int replaying;
   int ref_history;          /* registry ref: the read-only ctx.history */
   vd_decision_t *current;   /* the decision being made */
@@ -491,6 +495,7 @@ void vd_engine_free(vd_engine_t *e) {
   if (!e)
     return;
   vd_sandbox_release(&e->sb);
+  yajl_tree_free(e->replay_tree);
   for (i = 0; i < e->nregions; i++)
     free(e->regions[i]);
   free(e->regions);
@@ -609,6 +614,49 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
  * ctx.history
  * ------------------------------------------------------------------------ */
 
+/* Drop the parsed facts of the decision replayed last. */
+static void replay_facts_release(vd_engine_t *e) {
+  yajl_tree_free(e->replay_tree);
+  e->replay_tree = NULL;
+  e->replay_parsed = 0;
+}
+
+/* The answer the decision being replayed recorded for (QUERY, A, B, SPAN):
+ * 1 with *count set, or 0 when its facts do not hold it.  The facts are
+ * the array history_query() writes, [{"args":[a,b,span],"query":q,
+ * "value":n},...], parsed once per decision into a C tree. */
+static int recorded_fact(vd_engine_t *e, const char *query, const char *a,
+                         const char *b, lua_Integer span, int64_t *count) {
+  static const char *args_key[] = {"args", NULL};
+  static const char *query_key[] = {"query", NULL};
+  static const char *value_key[] = {"value", NULL};
+  size_t i;
+  if (!e->replay_parsed && e->replay_facts) {
+    e->replay_tree = yajl_tree_parse(e->replay_facts, NULL, 0);
+    e->replay_parsed = 1;
+  }
+  if (!e->replay_tree || !YAJL_IS_ARRAY(e->replay_tree))
+    return 0;
+  for (i = 0; i < e->replay_tree->u.array.len; i++) {
+    yajl_val f = e->replay_tree->u.array.values[i];
+    yajl_val args = yajl_tree_get(f, args_key, yajl_t_array);
+    yajl_val q = yajl_tree_get(f, query_key, yajl_t_string);
+    yajl_val v = yajl_tree_get(f, value_key, yajl_t_number);
+    yajl_val *x;
+    if (!args || !q || !v || !YAJL_IS_INTEGER(v) || args->u.array.len != 3)
+      continue;
+    x = args->u.array.values;
+    if (strcmp(q->u.string, query) == 0 && YAJL_IS_STRING(x[0]) &&
+        strcmp(x[0]->u.string, a) == 0 && YAJL_IS_STRING(x[1]) &&
+        strcmp(x[1]->u.string, b) == 0 && YAJL_IS_INTEGER(x[2]) &&
+        YAJL_GET_INTEGER(x[2]) == span) {
+      *count = YAJL_GET_INTEGER(v);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* Answer one query, live or from the recorded facts, and note it. */
 static int history_query(lua_State *L, const char *query, lua_Integer unit_ms,
                          lua_Integer max_span) {
@@ -626,10 +674,8 @@ static int history_query(lua_State *L, const char *query, lua_Integer unit_ms,
   vd_buf_addf(&entry, ",%lld],\"query\":\"%s\",\"value\":", (long long)span,
               query);
   if (e->replaying) {
-    const char *hit = e->replay_facts ? strstr(e->replay_facts, entry.data)
-                                      : NULL;
-    if (hit) {
-      count = strtoll(hit + entry.len, NULL, 10);
+    if (recorded_fact(e, query, a, b, span, &count)) {
+      /* as recorded */
     } else if (!e->facts_fn || !d) {
       vd_buf_release(&entry);
       return luaL_error(L, "ctx.history.%s: this question was not asked when "
@@ -659,35 +705,20 @@ static int history_query(lua_State *L, const char *query, lua_Integer unit_ms,
   return 1;
 }
 
-static int l_customer_decisions(lua_State *L) {
-  return history_query(L, "customer_decisions", 86400000, 3660);
-}
-
-static int l_similar_customers(lua_State *L) {
-  return history_query(L, "similar_customers", 3600000, 24 * 366);
-}
-
-/* (customer_id, complaint_id, days): complaints counted by
- * vd_history_count_complaints() (history.h). */
-static int l_repeat_complaints(lua_State *L) {
-  return history_query(L, "repeat_complaints", 86400000, 3660);
-}
-
-static int l_over_head_complaints(lua_State *L) {
-  return history_query(L, "over_head_complaints", 86400000, 3660);
-}
-
-static int l_refunded_complaints(lua_State *L) {
-  return history_query(L, "refunded_complaints", 86400000, 3660);
-}
+/* One Lua function per question of VD_HISTORY_FACTS (history.h):
+ * (a, b, span) -> count. */
+#define FACT_FN_(E, name, unit_ms, max_span)                                 \
+  static int l_##name(lua_State *L) {                                        \
+    return history_query(L, #name, unit_ms, max_span);                       \
+  }
+VD_HISTORY_FACTS(FACT_FN_)
+#undef FACT_FN_
 
 static int make_history_table(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"customer_decisions", l_customer_decisions},
-      {"similar_customers", l_similar_customers},
-      {"repeat_complaints", l_repeat_complaints},
-      {"over_head_complaints", l_over_head_complaints},
-      {"refunded_complaints", l_refunded_complaints},
+#define FACT_REG_(E, name, unit_ms, max_span) {#name, l_##name},
+      VD_HISTORY_FACTS(FACT_REG_)
+#undef FACT_REG_
       {NULL, NULL},
   };
   vd_engine_t *e = lua_touserdata(L, 1);
@@ -720,6 +751,7 @@ void vd_engine_set_facts(vd_engine_t *e, vd_facts_fn fn, void *ud) {
 
 void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
   ensure_history_table(e);
+  replay_facts_release(e);
   e->replaying = 1;
   e->replay_facts = facts;
 }
@@ -902,6 +934,7 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
   }
   e->replaying = 0;
   e->replay_facts = NULL;
+  replay_facts_release(e);
   d->elapsed_ns = mono_ns() - t0;
   return d->code;
 }

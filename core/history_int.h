@@ -1,62 +1,189 @@
 /*
- * history_int.h - what core/history.c shares with core/cmd/audit.c.
+ * history_int.h - what the files of the history module share, and nothing
+ * outside them includes (the public API is include/verdict/history.h).
  *
- * The read-only opening of a history database, so that every reader
- * (facts, verify, load, the auditor commands) applies the same checks and
- * gives the same messages; and the columns of `decisions`, so that the
- * auditor commands select them as the writer and verify know them.
- * For the history module and the commands that read its file (the
- * auditor commands, replay, the admin channel's revision list); nothing
- * else includes it.
+ * The module is one file per layer, as SQLite is:
+ *   history_db.c      opening, pragmas, schema and migrations, the
+ *                     one-writer lock, the read-only open every reader
+ *                     uses, the whole-file quick_check;
+ *   history_chain.c   a row's canonical bytes, the SHA-256 chain, verify;
+ *   history_writer.c  the queue, the writer thread, group commit, drain;
+ *   history_revs.c    blobs, revisions, activations, loading a bundle;
+ *   history_query.c   every SELECT the auditor commands, replay and the
+ *                     admin channel run;
+ *   history_facts.c   the questions policies ask (VD_HISTORY_FACTS).
+ * Internal names start with vd_hist_ (public ones with vd_history_).
+ *
+ * Errors inside the module are carried as in the public API: an int
+ * (0 or a negative VD_E* code) and the message in a vd_buf_t that the
+ * failing step fills (vd_hist_db_err() and the checks of history_db.c).
  */
 #ifndef VERDICT_HISTORY_INT_H
 #define VERDICT_HISTORY_INT_H
 
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include <sqlite3.h>
 
 #include "verdict/buf.h"
+#include "verdict/history.h"
 
-/* The columns of `decisions` after seq and before hash, in the order the
- * canonical bytes take them (README, "Canonical bytes"). */
-#define HISTORY_COLUMNS(X)                                                   \
-  X(DECISION_ID, decision_id)                                                \
-  X(RECEIVED_MS, received_ms)                                                \
-  X(AT, at)                                                                  \
-  X(AT_MS, at_ms)                                                            \
-  X(KIND, kind)                                                              \
-  X(REGION, region)                                                          \
-  X(POLICY_REGION, policy_region)                                            \
-  X(REVISION, revision)                                                      \
-  X(COMPLAINT_ID, complaint_id)                                              \
-  X(CUSTOMER_ID, customer_id)                                                \
-  X(CATEGORY, category)                                                      \
-  X(REQUEST, request)                                                        \
-  X(RESULT, result)                                                          \
-  X(TRACE, trace)                                                            \
-  X(FACTS, facts)                                                            \
-  X(ERROR_CODE, error_code)                                                  \
-  X(ERROR_MESSAGE, error_message)                                            \
-  X(ERROR_PATH, error_path)                                                  \
-  X(ELAPSED_US, elapsed_us)                                                  \
-  X(CLIENT, client)
+/* The hash before the first record, and chain_head's on a new database. */
+#define VD_HIST_ZERO_HASH \
+  "0000000000000000000000000000000000000000000000000000000000000000"
 
+/* ========================================================================
+ * Rows (history_chain.c)
+ * ====================================================================== */
+
+/* The columns of `decisions` after seq and before hash: VD_HISTORY_COLUMNS
+ * (history.h), which the canonical bytes take in order. */
 enum {
 #define COL_ENUM_(E, name) COL_##E,
-  HISTORY_COLUMNS(COL_ENUM_)
+  VD_HISTORY_COLUMNS(COL_ENUM_)
 #undef COL_ENUM_
   NCOLS
 };
 
 #define COL_NAME_(E, name) ", " #name
 /* "seq, decision_id, ..., client, hash" */
-#define ALL_COLUMNS "seq" HISTORY_COLUMNS(COL_NAME_) ", hash"
+#define ALL_COLUMNS "seq" VD_HISTORY_COLUMNS(COL_NAME_) ", hash"
+#define COL_PARAM_(E, name) ", ?"
+/* The placeholders of ALL_COLUMNS. */
+#define ALL_PARAMS "?" VD_HISTORY_COLUMNS(COL_PARAM_) ", ?"
+
+/* One column's value: text (p, n; p == NULL for SQL NULL) or, when is_int,
+ * the integer i.  Text is borrowed from whatever the field was made of. */
+typedef struct vd_hist_field {
+  const char *p;
+  size_t n;
+  int64_t i;
+  int is_int;
+} vd_hist_field_t;
+
+/* REC's columns, borrowing its strings. */
+void vd_hist_record_fields(const vd_record_t *rec,
+                           vd_hist_field_t f[NCOLS]);
+/* Column I of a stepped row as the canonical bytes see it, borrowing
+ * SQLite's text until the next step. */
+vd_hist_field_t vd_hist_column_field(sqlite3_stmt *st, int i);
+/* out = SHA-256(prev || canonical bytes of (seq, f)). */
+void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
+                        const vd_hist_field_t f[NCOLS], uint8_t out[32]);
+/* N bytes as 2N lowercase hex digits and a NUL. */
+void vd_hist_to_hex(const uint8_t *d, size_t n, char *out);
+/* 64 lowercase hex digits to 32 bytes.  Returns 0 or -1. */
+int vd_hist_from_hex(const char *s, size_t n, uint8_t out[32]);
+/* Hex SHA-256 of N bytes. */
+void vd_hist_sha256_hex(const void *data, size_t n, char out[65]);
+
+/* ========================================================================
+ * Opening and errors (history_db.c)
+ * ====================================================================== */
+
+/* Hand ERR to the caller as *errmsg (malloc'd; or drop it when errmsg is
+ * NULL), release ERR and return RC.  A failure without a message gets one
+ * from vd_err_desc(). */
+int vd_hist_give_err(char **errmsg, vd_buf_t *err, int rc);
+/* Describe SQLite's failure RC on DB (may be NULL) while DOING, for PATH,
+ * in ERR (reset first).  Returns the VD_E* code it maps to. */
+int vd_hist_db_err(vd_buf_t *err, const char *path, sqlite3 *db, int rc,
+                   const char *doing);
+/* Check the file system before SQLite does, for messages that say what to
+ * fix.  WRITABLE: the file (if any) and its directory must be writable,
+ * and the file may be missing; otherwise the file must exist. */
+int vd_hist_check_path(const char *path, int writable, vd_buf_t *err);
+/* Take the one-writer lock on PATH (*lock_fd: the caller closes it after
+ * the connections), then open it for writing: checked, WAL, SYNCHRONOUS
+ * ("FULL" or "NORMAL"), migrated.  *db is the caller's on success. */
+int vd_hist_open_writer(sqlite3 **db, int *lock_fd, const char *path,
+                        const char *synchronous, vd_buf_t *err);
+/* A second read-write connection on a database vd_hist_open_writer() has
+ * opened (revisions and activations).  *db is the caller's, even on
+ * failure (close it). */
+int vd_hist_open_aux(sqlite3 **db, const char *path, vd_buf_t *err);
 
 /* Open the existing verdict history database at PATH read-only with a
  * busy timeout, and check that it is a verdict database of schema
  * VD_HISTORY_SCHEMA_VERSION.  On success *db is the caller's (close it with
  * sqlite3_close()).  On failure *db is NULL, ERR holds a message naming
  * PATH, and the return is VD_ENOT_FOUND (no such file), VD_EINVALID (not a
- * verdict database, or another schema version) or VD_EIO. */
+ * verdict database, or another schema version) or VD_EIO.  Every reader
+ * opens the file this way, so all apply the same checks and messages. */
 int vd_history_db_open_ro(sqlite3 **db, const char *path, vd_buf_t *err);
+
+/* ========================================================================
+ * The writer's state (history_writer.c; aux and aux_mu: history_revs.c)
+ * ====================================================================== */
+
+/* A queued copy of one record: the struct and every string it points to
+ * in one allocation. */
+typedef struct vd_hist_qrec {
+  struct vd_hist_qrec *next;
+  unsigned worker;
+  uint64_t wseq;            /* the worker's sequence number */
+  vd_hist_field_t f[NCOLS]; /* the record's columns, measured once; text
+                             * in data[] */
+  char data[];
+} vd_hist_qrec_t;
+
+/* One worker's side: its sequence counter and finished ranges. */
+typedef struct vd_hist_lane {
+  uint64_t next_seq;        /* last sequence number handed out */
+  vd_history_done_t *done;  /* finished, not yet drained; oldest first */
+  size_t ndone, cap;
+  uint64_t batch_first;     /* writer: this worker's range in the batch */
+  uint64_t batch_last;      /*   in hand (0: none) */
+} vd_hist_lane_t;
+
+struct vd_history {
+  char *path;
+  int lock_fd;          /* flock held: one writer per database file */
+  vd_log_mode_t mode;
+  unsigned nworkers;
+  vd_history_notify_cb notify;
+  void *notify_arg;
+
+  /* writer */
+  sqlite3 *db;
+  sqlite3_stmt *st_head_get, *st_insert, *st_head_set;
+  unsigned *touched;        /* workers with records in the batch in hand */
+  unsigned long fail_batches, fail_records; /* in the current burst */
+
+  /* under mu */
+  pthread_mutex_t mu;
+  pthread_cond_t wake;      /* writer: something queued, or stopping */
+  pthread_cond_t room;      /* submitters: the queue has room again */
+  vd_hist_qrec_t *qhead, **qtail;
+  size_t qcount, qbytes;
+  int stopping;
+  vd_hist_lane_t *lanes;    /* nworkers of them */
+
+  pthread_t thread;
+  int has_thread;
+
+  /* revisions and activations, from the main thread (history_revs.c) */
+  pthread_mutex_t aux_mu;
+  sqlite3 *aux;
+};
+
+/* ========================================================================
+ * Revisions (history_revs.c), for verify
+ * ====================================================================== */
+
+/* 0 if REVISION names exactly FILES (the bundle's own hashing); else
+ * VD_EINVALID or the bundle's error, with ERR set. */
+int vd_hist_revision_name_ok(const char *revision,
+                             const vd_bundle_file_t *files, size_t n,
+                             vd_buf_t *err);
+/* Every file of REVISION from DB, in path order, each blob checked.
+ * Returns 0, VD_ENOT_FOUND, VD_EINVALID (a blob missing or altered) or
+ * VD_EIO / VD_ENOMEM, with ERR set.  *files as vd_history_load_revision()
+ * gives them. */
+int vd_hist_load_files(sqlite3 *db, const char *path, const char *revision,
+                       vd_bundle_file_t **files, size_t *nfiles,
+                       vd_buf_t *err);
 
 #endif

@@ -2,9 +2,11 @@
  * audit.c - the auditor commands: `verdict history show|list|verify`
  * (`verdict revisions` goes through the daemon's admin socket: admin.c).
  *
- * Owns nothing past one command: each opens the history database
- * read-only (WAL: the daemon keeps writing, we see committed batches
- * only), prints to stdout, and closes it.  Runs on the CLI's main thread.
+ * Owns nothing past one command: each reads the history database
+ * read-only through history.h (vd_history_rows_open() for show and list,
+ * vd_history_verify_anchored() for verify; WAL: the daemon keeps writing,
+ * we see committed batches only) and prints to stdout.  Runs on the CLI's
+ * main thread.
  *
  * Exit status: 0 success; 1 the thing asked about is not there or not
  * intact (no such decision, verify found an alteration); 2 the command
@@ -18,12 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-#include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
 #include "cmd_int.h"
-#include "history_int.h"
 #include "verdict/buf.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
@@ -54,10 +53,7 @@ typedef struct opts {
   const char *cmd;        /* "history list", for messages */
   const char *db;
   const char *format;     /* as given; checked by the command */
-  const char *region, *kind, *complaint;
-  int64_t since_ms, until_ms;
-  int has_since, has_until;
-  long long limit;        /* -1: none */
+  vd_history_filter_t sel; /* list: the rows to list */
   int64_t anchor_seq;     /* verify --anchor SEQ:HASH; 0: none */
   char anchor_hash[65];
   const char *arg;        /* the one positional argument, if any */
@@ -105,7 +101,6 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
                       int arg_ok) {
   int i;
   o->db = DEFAULT_DB;
-  o->limit = -1;
   for (i = first; i < argc; i++) {
     const char *a = argv[i], *eq, *v;
     size_t nl, k;
@@ -140,24 +135,25 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
       o->db = v;
       break;
     case OPT_FORMAT: o->format = v; break;
-    case OPT_REGION: o->region = v; break;
-    case OPT_KIND: o->kind = v; break;
-    case OPT_COMPLAINT: o->complaint = v; break;
+    case OPT_REGION: o->sel.region = v; break;
+    case OPT_KIND: o->sel.kind = v; break;
+    case OPT_COMPLAINT: o->sel.complaint_id = v; break;
     case OPT_SINCE:
-      if (parse_time(o, "--since", v, &o->since_ms))
+      if (parse_time(o, "--since", v, &o->sel.since_ms))
         return EXIT_USAGE;
-      o->has_since = 1;
+      o->sel.has_since = 1;
       break;
     case OPT_UNTIL:
-      if (parse_time(o, "--until", v, &o->until_ms))
+      if (parse_time(o, "--until", v, &o->sel.until_ms))
         return EXIT_USAGE;
-      o->has_until = 1;
+      o->sel.has_until = 1;
       break;
     case OPT_LIMIT: {
       char *end;
       errno = 0;
-      o->limit = strtoll(v, &end, 10);
-      if (errno || end == v || *end || o->limit < 0)
+      o->sel.limit = strtoll(v, &end, 10);
+      o->sel.has_limit = 1;
+      if (errno || end == v || *end || o->sel.limit < 0)
         return usage_err(o, "--limit: '%s' is not a whole number >= 0", v);
       break;
     }
@@ -199,20 +195,6 @@ static int pick_format(const opts_t *o, const char *const *names, int *which) {
   return EXIT_USAGE;
 }
 
-static int open_db(const opts_t *o, sqlite3 **db) {
-  vd_buf_t err = VD_BUF_INIT;
-  int rc = vd_history_db_open_ro(db, o->db, &err);
-  if (rc)
-    fprintf(stderr, "verdict %s: %s\n", o->cmd, err.data);
-  vd_buf_release(&err);
-  return rc ? EXIT_USAGE : 0;
-}
-
-static int db_failed(const opts_t *o, sqlite3 *db) {
-  fprintf(stderr, "verdict %s: %s: %s\n", o->cmd, o->db, sqlite3_errmsg(db));
-  return EXIT_USAGE;
-}
-
 /* ========================================================================
  * Output helpers
  * ====================================================================== */
@@ -227,68 +209,184 @@ static void add_time(vd_buf_t *b, int64_t ms) {
   vd_buf_add(b, t, vd_time_format(ms, VD_DEFAULT_OFFSET_MIN, t));
 }
 
-/* yajl parse callbacks that feed a generator: a JSON reformatter. */
-static int re_null(void *g) { return yajl_gen_null(g) == yajl_gen_status_ok; }
-static int re_bool(void *g, int v) {
-  return yajl_gen_bool(g, v) == yajl_gen_status_ok;
-}
-static int re_number(void *g, const char *s, size_t n) {
-  return yajl_gen_number(g, s, n) == yajl_gen_status_ok;
-}
-static int re_string(void *g, const unsigned char *s, size_t n) {
-  return yajl_gen_string(g, s, n) == yajl_gen_status_ok;
-}
-static int re_map_open(void *g) {
-  return yajl_gen_map_open(g) == yajl_gen_status_ok;
-}
-static int re_map_close(void *g) {
-  return yajl_gen_map_close(g) == yajl_gen_status_ok;
-}
-static int re_array_open(void *g) {
-  return yajl_gen_array_open(g) == yajl_gen_status_ok;
-}
-static int re_array_close(void *g) {
-  return yajl_gen_array_close(g) == yajl_gen_status_ok;
+/* ------------------------------------------------------------------------
+ * Stored JSON, re-indented: yajl's parser drives a writer into a vd_buf.
+ *
+ * The layout is the one these commands have always printed (yajl_gen's):
+ * compact, or with PRETTY one member per line, two spaces a level, ": "
+ * after a key, and an empty container as an opening and a closing line
+ * with an empty line between.
+ * ---------------------------------------------------------------------- */
+
+#define REFORMAT_MAX_DEPTH 128
+
+typedef enum {
+  AT_TOP,       /* nothing written yet */
+  AT_DONE,      /* the one value is complete */
+  MAP_START,    /* in an object, before its first key */
+  MAP_KEY,      /* in an object, after a member */
+  MAP_VAL,      /* in an object, after a key */
+  ARRAY_START,  /* in an array, before its first element */
+  IN_ARRAY      /* in an array, after an element */
+} place_t;
+
+typedef struct reformat {
+  vd_buf_t *out;
+  int pretty;
+  int depth;
+  place_t at[REFORMAT_MAX_DEPTH];
+} reformat_t;
+
+/* Before a key, a value or an opening: the separator, then the indent. */
+static void before_item(reformat_t *w) {
+  place_t p = w->at[w->depth];
+  int i;
+  if (p == MAP_KEY || p == IN_ARRAY)
+    vd_buf_adds(w->out, w->pretty ? ",\n" : ",");
+  else if (p == MAP_VAL)
+    vd_buf_adds(w->out, w->pretty ? ": " : ":");
+  if (w->pretty && p != MAP_VAL)
+    for (i = 0; i < w->depth; i++)
+      vd_buf_adds(w->out, "  ");
 }
 
-static const yajl_callbacks reformat = {
+/* After a key, a value or a closing: the place moves on. */
+static void after_item(reformat_t *w) {
+  place_t *p = &w->at[w->depth];
+  switch (*p) {
+  case AT_TOP: *p = AT_DONE; break;
+  case MAP_START:
+  case MAP_KEY: *p = MAP_VAL; break;
+  case MAP_VAL: *p = MAP_KEY; break;
+  case ARRAY_START: *p = IN_ARRAY; break;
+  case AT_DONE:
+  case IN_ARRAY: break;
+  }
+}
+
+/* After the last character of the top-level value, a newline if PRETTY. */
+static void after_value(reformat_t *w) {
+  if (w->pretty && w->depth == 0 && w->at[0] == AT_DONE)
+    vd_buf_addc(w->out, '\n');
+}
+
+/* A string as these commands have always spelled it: vd_buf's JSON
+ * string, except that the control characters other than tab, newline and
+ * return keep yajl's spelling (\b, \f, \u00XX with capitals). */
+static void add_string(vd_buf_t *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t i, start;
+  for (i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 && !strchr("\t\n\r", s[i]))
+      break;
+  if (i == n) {
+    vd_buf_add_json_str(b, s, n);
+    return;
+  }
+  vd_buf_addc(b, '"');
+  for (i = start = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    vd_buf_add(b, s + start, i - start);
+    start = i + 1;
+    switch (c) {
+    case '"': vd_buf_adds(b, "\\\""); break;
+    case '\\': vd_buf_adds(b, "\\\\"); break;
+    case '\b': vd_buf_adds(b, "\\b"); break;
+    case '\f': vd_buf_adds(b, "\\f"); break;
+    case '\n': vd_buf_adds(b, "\\n"); break;
+    case '\r': vd_buf_adds(b, "\\r"); break;
+    case '\t': vd_buf_adds(b, "\\t"); break;
+    default:
+      vd_buf_addf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+      break;
+    }
+  }
+  vd_buf_add(b, s + start, n - start);
+  vd_buf_addc(b, '"');
+}
+
+static int re_atom(reformat_t *w, const char *s, size_t n) {
+  before_item(w);
+  vd_buf_add(w->out, s, n);
+  after_item(w);
+  after_value(w);
+  return 1;
+}
+
+static int re_null(void *ctx) { return re_atom(ctx, "null", 4); }
+static int re_bool(void *ctx, int v) {
+  return v ? re_atom(ctx, "true", 4) : re_atom(ctx, "false", 5);
+}
+static int re_number(void *ctx, const char *s, size_t n) {
+  return re_atom(ctx, s, n); /* as written */
+}
+static int re_string(void *ctx, const unsigned char *s, size_t n) {
+  reformat_t *w = ctx;
+  before_item(w);
+  add_string(w->out, (const char *)s, n);
+  after_item(w);
+  after_value(w);
+  return 1;
+}
+
+static int re_open(reformat_t *w, char c, place_t start) {
+  if (w->depth + 1 >= REFORMAT_MAX_DEPTH)
+    return 0;
+  before_item(w);
+  w->at[++w->depth] = start;
+  vd_buf_addc(w->out, c);
+  if (w->pretty)
+    vd_buf_addc(w->out, '\n');
+  return 1;
+}
+
+static int re_close(reformat_t *w, char c) {
+  int i;
+  w->depth--;
+  if (w->pretty)
+    vd_buf_addc(w->out, '\n');
+  after_item(w);
+  if (w->pretty && w->at[w->depth] != MAP_VAL)
+    for (i = 0; i < w->depth; i++)
+      vd_buf_adds(w->out, "  ");
+  vd_buf_addc(w->out, c);
+  after_value(w);
+  return 1;
+}
+
+static int re_map_open(void *ctx) { return re_open(ctx, '{', MAP_START); }
+static int re_map_close(void *ctx) { return re_close(ctx, '}'); }
+static int re_array_open(void *ctx) { return re_open(ctx, '[', ARRAY_START); }
+static int re_array_close(void *ctx) { return re_close(ctx, ']'); }
+
+static const yajl_callbacks reformat_cb = {
     re_null,     re_bool,      NULL,          NULL,           re_number,
     re_string,   re_map_open,  re_string,     re_map_close,   re_array_open,
     re_array_close,
 };
 
-static void gen_print(void *ctx, const char *s, size_t n) {
-  vd_buf_add(ctx, s, n);
-}
-
-/* Append stored JSON text S: re-generated (indented when PRETTY) if it
+/* Append stored JSON text S: re-written (indented when PRETTY) if it
  * parses, else as a JSON string so the output stays valid JSON.  NULL is
  * null. */
 static void add_json(vd_buf_t *b, const char *s, size_t n, int pretty) {
   vd_buf_t tmp = VD_BUF_INIT;
-  yajl_gen g;
+  reformat_t w;
   yajl_handle p;
   int ok;
   if (!s) {
     vd_buf_adds(b, "null");
     return;
   }
-  g = yajl_gen_alloc(NULL);
-  p = g ? yajl_alloc(&reformat, NULL, g) : NULL;
-  ok = p != NULL;
-  if (ok) {
-    yajl_gen_config(g, yajl_gen_print_callback, gen_print, &tmp);
-    if (pretty) {
-      yajl_gen_config(g, yajl_gen_beautify, 1);
-      yajl_gen_config(g, yajl_gen_indent_string, "  ");
-    }
-    ok = yajl_parse(p, (const unsigned char *)s, n) == yajl_status_ok &&
-         yajl_complete_parse(p) == yajl_status_ok;
-  }
+  memset(&w, 0, sizeof w);
+  w.out = &tmp;
+  w.pretty = pretty;
+  p = yajl_alloc(&reformat_cb, NULL, &w);
+  ok = p && yajl_parse(p, (const unsigned char *)s, n) == yajl_status_ok &&
+       yajl_complete_parse(p) == yajl_status_ok;
   if (p)
     yajl_free(p);
-  if (g)
-    yajl_gen_free(g);
   while (ok && tmp.len && tmp.data[tmp.len - 1] == '\n')
     tmp.data[--tmp.len] = '\0';
   if (ok)
@@ -318,30 +416,19 @@ static void add_csv(vd_buf_t *b, const char *s) {
  * Decision rows
  * ====================================================================== */
 
-/* The columns every decision query selects (history_int.h), and their
- * indexes. */
-#define ROW_COLUMNS ALL_COLUMNS
-
+/* Row columns by a short name (history.h gives the full ones). */
 enum {
-  R_SEQ,
-#define R_ENUM_(E, name) R_##E,
-  HISTORY_COLUMNS(R_ENUM_)
+  R_SEQ = VD_HISTORY_SEQ,
+#define R_ENUM_(E, name) R_##E = VD_HISTORY_##E,
+  VD_HISTORY_COLUMNS(R_ENUM_)
 #undef R_ENUM_
-  R_HASH,
-  R_COUNT
+  R_HASH = VD_HISTORY_HASH,
+  R_COUNT = VD_HISTORY_NCOLUMNS
 };
 
-static const char *const row_names[R_COUNT] = {
-    "seq",
-#define R_NAME_(E, name) #name,
-    HISTORY_COLUMNS(R_NAME_)
-#undef R_NAME_
-    "hash",
-};
+typedef vd_history_value_t row_t;
 
-static const char *col(sqlite3_stmt *st, int i) {
-  return (const char *)sqlite3_column_text(st, i);
-}
+static const char *col(const row_t *row, int i) { return row[i].text; }
 
 static int is_json_col(int i) {
   return i == R_REQUEST || i == R_RESULT || i == R_TRACE || i == R_FACTS;
@@ -349,36 +436,36 @@ static int is_json_col(int i) {
 
 /* One decision as a JSON object on one line: every column, JSON columns
  * embedded as JSON, plus "received" as RFC 3339. */
-static void row_json(vd_buf_t *b, sqlite3_stmt *st) {
+static void row_json(vd_buf_t *b, const row_t *row) {
   int i;
   vd_buf_addc(b, '{');
   for (i = 0; i < R_COUNT; i++) {
-    const char *v = col(st, i);
-    vd_buf_addf(b, "%s\"%s\":", i ? "," : "", row_names[i]);
+    const char *v = col(row, i);
+    vd_buf_addf(b, "%s\"%s\":", i ? "," : "", vd_history_column_name(i));
     if (!v)
       vd_buf_adds(b, "null");
-    else if (sqlite3_column_type(st, i) == SQLITE_INTEGER)
+    else if (row[i].is_int)
       vd_buf_adds(b, v);
     else if (is_json_col(i))
-      add_json(b, v, (size_t)sqlite3_column_bytes(st, i), 0);
+      add_json(b, v, row[i].len, 0);
     else
-      vd_buf_add_json_str(b, v, (size_t)sqlite3_column_bytes(st, i));
+      vd_buf_add_json_str(b, v, row[i].len);
     if (i == R_RECEIVED_MS && v) {
       vd_buf_adds(b, ",\"received\":\"");
-      add_time(b, sqlite3_column_int64(st, i));
+      add_time(b, row[i].i);
       vd_buf_addc(b, '"');
     }
   }
   vd_buf_addc(b, '}');
 }
 
-static const char *outcome(sqlite3_stmt *st) {
-  const char *e = col(st, R_ERROR_CODE);
+static const char *outcome(const row_t *row) {
+  const char *e = col(row, R_ERROR_CODE);
   return e ? e : "ok";
 }
 
 /* The `show` text form: labelled fields, JSON indented below its label. */
-static void row_text(vd_buf_t *b, sqlite3_stmt *st) {
+static void row_text(vd_buf_t *b, const row_t *row) {
   static const struct {
     const char *label;
     int col;
@@ -393,32 +480,32 @@ static void row_text(vd_buf_t *b, sqlite3_stmt *st) {
   static const int json_cols[] = {R_REQUEST, R_RESULT, R_TRACE, R_FACTS};
   size_t i;
   for (i = 0; i < sizeof plain / sizeof plain[0]; i++) {
-    const char *v = col(st, plain[i].col);
+    const char *v = col(row, plain[i].col);
     vd_buf_addf(b, "%-14s %s\n", plain[i].label, v ? v : "-");
     if (plain[i].col == R_SEQ) {
       vd_buf_addf(b, "%-14s ", "received");
-      add_time(b, sqlite3_column_int64(st, R_RECEIVED_MS));
+      add_time(b, row[R_RECEIVED_MS].i);
       vd_buf_addc(b, '\n');
     }
   }
   vd_buf_addf(b, "%-14s %.3f ms\n", "elapsed",
-              (double)sqlite3_column_int64(st, R_ELAPSED_US) / 1000.0);
-  vd_buf_addf(b, "%-14s %s", "outcome", outcome(st));
-  if (col(st, R_ERROR_CODE))
+              (double)row[R_ELAPSED_US].i / 1000.0);
+  vd_buf_addf(b, "%-14s %s", "outcome", outcome(row));
+  if (col(row, R_ERROR_CODE))
     vd_buf_addf(b, ": %s%s%s%s",
-                col(st, R_ERROR_MESSAGE) ? col(st, R_ERROR_MESSAGE) : "",
-                col(st, R_ERROR_PATH) ? " (at " : "",
-                col(st, R_ERROR_PATH) ? col(st, R_ERROR_PATH) : "",
-                col(st, R_ERROR_PATH) ? ")" : "");
+                col(row, R_ERROR_MESSAGE) ? col(row, R_ERROR_MESSAGE) : "",
+                col(row, R_ERROR_PATH) ? " (at " : "",
+                col(row, R_ERROR_PATH) ? col(row, R_ERROR_PATH) : "",
+                col(row, R_ERROR_PATH) ? ")" : "");
   vd_buf_addc(b, '\n');
   for (i = 0; i < sizeof json_cols / sizeof json_cols[0]; i++) {
     int c = json_cols[i];
     vd_buf_t j = VD_BUF_INIT;
-    const char *v = col(st, c), *line;
+    const char *v = col(row, c), *line;
     if (!v)
       continue;
-    add_json(&j, v, (size_t)sqlite3_column_bytes(st, c), 1);
-    vd_buf_addf(b, "%s\n", row_names[c]);
+    add_json(&j, v, row[c].len, 1);
+    vd_buf_addf(b, "%s\n", vd_history_column_name(c));
     for (line = j.data; line && *line;) {
       const char *nl = strchr(line, '\n');
       size_t n = nl ? (size_t)(nl - line) : strlen(line);
@@ -433,42 +520,52 @@ static void row_text(vd_buf_t *b, sqlite3_stmt *st) {
  * history show / list / verify
  * ====================================================================== */
 
+/* Start reading the rows F selects; EXIT_USAGE (message printed) if the
+ * database cannot be read. */
+static int open_rows(const opts_t *o, const vd_history_filter_t *f,
+                     vd_history_rows_t **rows) {
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_history_rows_open(rows, o->db, f, &err);
+  if (rc)
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, err.data);
+  vd_buf_release(&err);
+  return rc ? EXIT_USAGE : 0;
+}
+
+static int rows_failed(const opts_t *o, const vd_history_rows_t *rows) {
+  fprintf(stderr, "verdict %s: %s\n", o->cmd, vd_history_rows_errmsg(rows));
+  return EXIT_USAGE;
+}
+
 static int cmd_show(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
-  sqlite3 *db;
-  sqlite3_stmt *st;
+  vd_history_filter_t f;
+  vd_history_rows_t *rows;
+  const row_t *row;
   vd_buf_t b = VD_BUF_INIT;
   int fmt, rc, found = 0;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
   if (!o->arg)
     return usage_err(o, "which decision? give its DECISION_ID");
-  if (open_db(o, &db))
+  memset(&f, 0, sizeof f);
+  f.decision_id = o->arg;
+  if (open_rows(o, &f, &rows))
     return EXIT_USAGE;
-  rc = sqlite3_prepare_v2(db,
-                          "SELECT " ROW_COLUMNS " FROM decisions"
-                          " WHERE decision_id = ? ORDER BY seq",
-                          -1, &st, NULL);
-  if (rc != SQLITE_OK) {
-    rc = db_failed(o, db);
-    sqlite3_close(db);
-    return rc;
-  }
-  sqlite3_bind_text(st, 1, o->arg, -1, SQLITE_STATIC);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = vd_history_rows_next(rows, &row)) == 1) {
     if (fmt) {
-      row_json(&b, st);
+      row_json(&b, row);
       vd_buf_addc(&b, '\n');
     } else {
       if (found)
         vd_buf_addc(&b, '\n'); /* a blank line between two records */
-      row_text(&b, st);
+      row_text(&b, row);
     }
     found++;
     out_flush(&b);
   }
-  if (rc != SQLITE_DONE)
-    rc = db_failed(o, db);
+  if (rc < 0)
+    rc = rows_failed(o, rows);
   else if (!found) {
     fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
             o->db);
@@ -476,8 +573,7 @@ static int cmd_show(opts_t *o) {
   } else {
     rc = EXIT_OK;
   }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  vd_history_rows_close(rows);
   vd_buf_release(&b);
   return rc;
 }
@@ -497,7 +593,7 @@ static void list_header(vd_buf_t *b, int fmt) {
     vd_buf_adds(b, "[\n");
 }
 
-static void list_row(vd_buf_t *b, int fmt, sqlite3_stmt *st, int first) {
+static void list_row(vd_buf_t *b, int fmt, const row_t *row, int first) {
   static const int csv_cols[] = {R_AT,          R_KIND,      R_REGION,
                                  R_POLICY_REGION, R_REVISION, R_COMPLAINT_ID,
                                  R_CUSTOMER_ID, R_CATEGORY};
@@ -505,97 +601,62 @@ static void list_row(vd_buf_t *b, int fmt, sqlite3_stmt *st, int first) {
   if (fmt == FMT_JSON) {
     if (!first)
       vd_buf_adds(b, ",\n");
-    row_json(b, st);
+    row_json(b, row);
     return;
   }
   if (fmt == FMT_TABLE) {
     char t[32];
-    vd_time_format(sqlite3_column_int64(st, R_RECEIVED_MS),
-                   VD_DEFAULT_OFFSET_MIN, t);
+    vd_time_format(row[R_RECEIVED_MS].i, VD_DEFAULT_OFFSET_MIN, t);
     vd_buf_addf(b, "%-7lld %-29s %-36s %-13s %-7s %-16s %-14s %9.3f\n",
-                (long long)sqlite3_column_int64(st, R_SEQ), t,
-                col(st, R_DECISION_ID) ? col(st, R_DECISION_ID) : "-",
-                col(st, R_KIND) ? col(st, R_KIND) : "-",
-                col(st, R_REGION) ? col(st, R_REGION) : "-",
-                col(st, R_COMPLAINT_ID) ? col(st, R_COMPLAINT_ID) : "-",
-                outcome(st),
-                (double)sqlite3_column_int64(st, R_ELAPSED_US) / 1000.0);
+                (long long)row[R_SEQ].i, t,
+                col(row, R_DECISION_ID) ? col(row, R_DECISION_ID) : "-",
+                col(row, R_KIND) ? col(row, R_KIND) : "-",
+                col(row, R_REGION) ? col(row, R_REGION) : "-",
+                col(row, R_COMPLAINT_ID) ? col(row, R_COMPLAINT_ID) : "-",
+                outcome(row), (double)row[R_ELAPSED_US].i / 1000.0);
     return;
   }
-  vd_buf_addf(b, "%lld,", (long long)sqlite3_column_int64(st, R_SEQ));
-  add_csv(b, col(st, R_DECISION_ID));
+  vd_buf_addf(b, "%lld,", (long long)row[R_SEQ].i);
+  add_csv(b, col(row, R_DECISION_ID));
   vd_buf_addc(b, ',');
-  add_time(b, sqlite3_column_int64(st, R_RECEIVED_MS));
+  add_time(b, row[R_RECEIVED_MS].i);
   for (i = 0; i < sizeof csv_cols / sizeof csv_cols[0]; i++) {
     vd_buf_addc(b, ',');
-    add_csv(b, col(st, csv_cols[i]));
+    add_csv(b, col(row, csv_cols[i]));
   }
   vd_buf_addc(b, ',');
-  add_csv(b, outcome(st));
+  add_csv(b, outcome(row));
   vd_buf_addc(b, ',');
-  add_csv(b, col(st, R_ERROR_MESSAGE));
-  vd_buf_addf(b, ",%lld,", (long long)sqlite3_column_int64(st, R_ELAPSED_US));
-  add_csv(b, col(st, R_CLIENT));
+  add_csv(b, col(row, R_ERROR_MESSAGE));
+  vd_buf_addf(b, ",%lld,", (long long)row[R_ELAPSED_US].i);
+  add_csv(b, col(row, R_CLIENT));
   vd_buf_addc(b, '\n');
 }
 
 static int cmd_list(opts_t *o) {
   static const char *const formats[] = {"table", "json", "csv", NULL};
-  vd_buf_t sql = VD_BUF_INIT, b = VD_BUF_INIT;
-  sqlite3 *db;
-  sqlite3_stmt *st;
-  int fmt, rc, k = 0, n = 0;
+  vd_buf_t b = VD_BUF_INIT;
+  const vd_history_filter_t *f = &o->sel;
+  vd_history_rows_t *rows;
+  const row_t *row;
+  int fmt, rc, n = 0;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
-  if (o->has_since && o->has_until && o->until_ms <= o->since_ms)
+  if (f->has_since && f->has_until && f->until_ms <= f->since_ms)
     return usage_err(o, "--until must be later than --since");
-  if (open_db(o, &db))
+  if (open_rows(o, f, &rows))
     return EXIT_USAGE;
-  vd_buf_adds(&sql, "SELECT " ROW_COLUMNS " FROM decisions WHERE 1");
-  if (o->has_since)
-    vd_buf_adds(&sql, " AND received_ms >= ?");
-  if (o->has_until)
-    vd_buf_adds(&sql, " AND received_ms < ?");
-  if (o->region)
-    vd_buf_adds(&sql, " AND region = ?");
-  if (o->kind)
-    vd_buf_adds(&sql, " AND kind = ?");
-  if (o->complaint)
-    vd_buf_adds(&sql, " AND complaint_id = ?");
-  vd_buf_adds(&sql, " ORDER BY seq");
-  if (o->limit >= 0)
-    vd_buf_adds(&sql, " LIMIT ?");
-  rc = sqlite3_prepare_v2(db, sql.data, -1, &st, NULL);
-  vd_buf_release(&sql);
-  if (rc != SQLITE_OK) {
-    rc = db_failed(o, db);
-    sqlite3_close(db);
-    return rc;
-  }
-  if (o->has_since)
-    sqlite3_bind_int64(st, ++k, o->since_ms);
-  if (o->has_until)
-    sqlite3_bind_int64(st, ++k, o->until_ms);
-  if (o->region)
-    sqlite3_bind_text(st, ++k, o->region, -1, SQLITE_STATIC);
-  if (o->kind)
-    sqlite3_bind_text(st, ++k, o->kind, -1, SQLITE_STATIC);
-  if (o->complaint)
-    sqlite3_bind_text(st, ++k, o->complaint, -1, SQLITE_STATIC);
-  if (o->limit >= 0)
-    sqlite3_bind_int64(st, ++k, o->limit);
   list_header(&b, fmt);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    list_row(&b, fmt, st, n++ == 0);
+  while ((rc = vd_history_rows_next(rows, &row)) == 1) {
+    list_row(&b, fmt, row, n++ == 0);
     if (b.len > 65536)
       out_flush(&b);
   }
   if (fmt == FMT_JSON)
     vd_buf_adds(&b, n ? "\n]\n" : "]\n");
   out_flush(&b);
-  rc = rc == SQLITE_DONE ? EXIT_OK : db_failed(o, db);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  rc = rc == 0 ? EXIT_OK : rows_failed(o, rows);
+  vd_history_rows_close(rows);
   vd_buf_release(&b);
   return rc;
 }

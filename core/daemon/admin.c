@@ -28,10 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "daemon_int.h"
-#include "history_int.h"
 #include "verdict/policytest.h"
 #include "verdict/textdiff.h"
 #include "verdict/timefmt.h"
@@ -201,58 +198,8 @@ static void reply_error(vd_admin_conn_t *c, const char *id, int code,
  * members of the reply after its id.  Runs on the thread pool: reads
  * nothing of d but its options. */
 static int list_revisions(vd_daemon_t *d, vd_buf_t *out, vd_buf_t *err) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  int rc, first = 1;
-  if (vd_history_db_open_ro(&db, d->opts.db, err) != 0)
-    return VD_EIO;
-  vd_buf_adds(out, ",\"activations\":[");
-  rc = sqlite3_prepare_v2(
-      db,
-      "SELECT at, revision, cause, who, source_dir, ok, error FROM activations "
-      "ORDER BY id DESC LIMIT 200", -1, &st, NULL);
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    int i;
-    static const char *const cols[] = {"at", "revision", "trigger", "who",
-                                       "source", "ok", "error"};
-    vd_buf_adds(out, first ? "{" : ",{");
-    first = 0;
-    for (i = 0; i < 7; i++) {
-      const char *v = (const char *)sqlite3_column_text(st, i);
-      vd_buf_addf(out, "%s\"%s\":", i ? "," : "", cols[i]);
-      if (i == 5)
-        vd_buf_adds(out, sqlite3_column_int(st, i) ? "true" : "false");
-      else if (!v)
-        vd_buf_adds(out, "null");
-      else
-        vd_buf_add_json_str(out, v, strlen(v));
-    }
-    vd_buf_addc(out, '}');
-  }
-  sqlite3_finalize(st);
-  vd_buf_adds(out, "],\"revisions\":[");
-  first = 1;
-  if (rc == SQLITE_OK)
-    rc = sqlite3_prepare_v2(db,
-                            "SELECT revision, stored_ms, files, bytes FROM "
-                            "revisions ORDER BY stored_ms DESC, revision",
-                            -1, &st, NULL);
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    char ts[32];
-    vd_time_format(sqlite3_column_int64(st, 1), VD_DEFAULT_OFFSET_MIN, ts);
-    vd_buf_addf(out, "%s{\"revision\":\"%s\",\"stored_at\":\"%s\",\"files\":%d,"
-                     "\"bytes\":%lld}",
-                first ? "" : ",", sqlite3_column_text(st, 0), ts,
-                sqlite3_column_int(st, 2),
-                (long long)sqlite3_column_int64(st, 3));
-    first = 0;
-  }
-  vd_buf_addc(out, ']');
-  if (rc != SQLITE_OK)
-    vd_buf_addf(err, "%s: %s", d->opts.db, sqlite3_errmsg(db));
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return rc == SQLITE_OK ? 0 : VD_EIO;
+  vd_buf_addc(out, ',');
+  return vd_history_revisions_json(d->opts.db, out, err);
 }
 
 /* diff FROM TO: unified diff of every file that differs.  Runs on the

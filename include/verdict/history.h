@@ -1,9 +1,10 @@
 /*
  * history.h - every decision recorded in SQLite, chained by SHA-256.
  *
- * The history database (docs/history.md has the schema) holds one row per
- * response the daemon sent, errors included, plus every file of every
- * policy revision ever loaded.  Four kinds of user:
+ * The history database (the README's "Schema, version 2" describes it;
+ * core/history_db.c creates it) holds one row per response the daemon
+ * sent, errors included, plus every file of every policy revision ever
+ * loaded.  Four kinds of user:
  *
  *   - the daemon's workers hand records to vd_history_submit(); one writer
  *     thread commits everything queued in one transaction (group commit)
@@ -110,7 +111,7 @@ typedef void (*vd_history_notify_cb)(unsigned worker, void *arg);
  * connection for longer than VD_HISTORY_BUSY_MS, a file that is not a
  * database or belongs to another program, and a schema newer than this
  * code.  It does not read the whole file: damage inside is found by
- * vd_history_check() (below), `verdict history verify`, or the first
+ * vd_history_check_run() (below), `verdict history verify`, or the first
  * write that meets it.  On success *out is the caller's;
  * vd_history_close() frees it. */
 int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
@@ -263,14 +264,146 @@ int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
  * NULL for an unknown WHICH. */
 const char *vd_history_complaints_sql(vd_complaints_t which);
 
-/* The question ctx.history asks, by its name there ("customer_decisions",
- * "similar_customers", "repeat_complaints", "over_head_complaints",
- * "refunded_complaints"), with its two string arguments and window: the
- * one dispatch the daemon's workers and replay share.  Returns 0, or
- * VD_EINVALID for an unknown question, or the reader's error. */
+/* The questions policies ask through ctx.history, the one table the
+ * engine's Lua functions (core/engine.c) and vd_history_answer() are made
+ * from: X(NAME, name, unit_ms, max_span).  A policy calls
+ * ctx.history.name(a, b, span) with two strings and a whole number of
+ * units, 1 <= span <= max_span; the window is the span before the
+ * decision time, since_ms = at_ms - span * unit_ms, until_ms = at_ms.
+ *   customer_decisions(customer_id, kind, days): the customer's
+ *       decisions of that kind (vd_history_count_customer());
+ *   similar_customers(region, category, hours): distinct customers with a
+ *       complaint of that category in the region
+ *       (vd_history_distinct_customers());
+ *   repeat_complaints, over_head_complaints, refunded_complaints
+ *       (customer_id, complaint_id, days): vd_history_count_complaints()
+ *       with VD_COMPLAINTS_REPEAT, _OVER_HEAD, _REFUNDED. */
+#define VD_HISTORY_FACTS(X)                                                  \
+  X(CUSTOMER_DECISIONS, customer_decisions, 86400000, 3660)                  \
+  X(SIMILAR_CUSTOMERS, similar_customers, 3600000, 24 * 366)                 \
+  X(REPEAT_COMPLAINTS, repeat_complaints, 86400000, 3660)                    \
+  X(OVER_HEAD_COMPLAINTS, over_head_complaints, 86400000, 3660)              \
+  X(REFUNDED_COMPLAINTS, refunded_complaints, 86400000, 3660)
+
+typedef enum {
+#define VD_HISTORY_FACT_(E, name, unit_ms, max_span) VD_FACT_##E,
+  VD_HISTORY_FACTS(VD_HISTORY_FACT_)
+#undef VD_HISTORY_FACT_
+  VD_NFACTS
+} vd_history_fact_t;
+
+/* The question named NAME (its name in VD_HISTORY_FACTS), or -1. */
+int vd_history_fact_find(const char *name);
+
+/* Answer the question named QUERY (VD_HISTORY_FACTS) with its two string
+ * arguments over since_ms <= at_ms < until_ms: the one dispatch the
+ * daemon's workers and replay share.  Returns 0, or VD_EINVALID for an
+ * unknown question, or the reader's error. */
 int vd_history_answer(vd_history_reader_t *r, const char *query,
                       const char *a, const char *b, int64_t since_ms,
                       int64_t until_ms, int64_t *count);
+
+/* ------------------------------------------------------------------------
+ * Reading decisions back (core/history_query.c)
+ *
+ * For the auditor commands, replay and the admin channel: each opens the
+ * database at DB_PATH read-only, as every reader does, so they can run
+ * while the daemon writes (WAL: they see committed batches only).  On
+ * failure ERR (reset first) holds a message: the opening's, which names
+ * the file and the cause, or "DB_PATH: <SQLite's message>".
+ * ---------------------------------------------------------------------- */
+
+/* The columns of `decisions` after seq and before hash, in the order the
+ * canonical bytes take them (README, "Canonical bytes"): X(NAME, name). */
+#define VD_HISTORY_COLUMNS(X)                                                \
+  X(DECISION_ID, decision_id)                                                \
+  X(RECEIVED_MS, received_ms)                                                \
+  X(AT, at)                                                                  \
+  X(AT_MS, at_ms)                                                            \
+  X(KIND, kind)                                                              \
+  X(REGION, region)                                                          \
+  X(POLICY_REGION, policy_region)                                            \
+  X(REVISION, revision)                                                      \
+  X(COMPLAINT_ID, complaint_id)                                              \
+  X(CUSTOMER_ID, customer_id)                                                \
+  X(CATEGORY, category)                                                      \
+  X(REQUEST, request)                                                        \
+  X(RESULT, result)                                                          \
+  X(TRACE, trace)                                                            \
+  X(FACTS, facts)                                                            \
+  X(ERROR_CODE, error_code)                                                  \
+  X(ERROR_MESSAGE, error_message)                                            \
+  X(ERROR_PATH, error_path)                                                  \
+  X(ELAPSED_US, elapsed_us)                                                  \
+  X(CLIENT, client)
+
+/* Indexes into a row: seq, the columns above, hash. */
+enum {
+  VD_HISTORY_SEQ,
+#define VD_HISTORY_COL_(E, name) VD_HISTORY_##E,
+  VD_HISTORY_COLUMNS(VD_HISTORY_COL_)
+#undef VD_HISTORY_COL_
+  VD_HISTORY_HASH,
+  VD_HISTORY_NCOLUMNS
+};
+
+/* "seq", "decision_id", ... "hash"; NULL out of range.  Static string. */
+const char *vd_history_column_name(int col);
+
+/* One column of a stored row.  text is NULL for SQL NULL, else the value
+ * as text (integers too, in decimal), NUL-terminated, len bytes; i is the
+ * value as an integer (SQLite's conversion when it is not one); is_int
+ * says the value is stored as an integer. */
+typedef struct vd_history_value {
+  const char *text;
+  size_t len;
+  int64_t i;
+  int is_int;
+} vd_history_value_t;
+
+/* Which decisions to read; zero-initialised it selects every row. */
+typedef struct vd_history_filter {
+  int has_since, has_until;  /* since_ms <= received_ms < until_ms */
+  int64_t since_ms, until_ms;
+  int has_seq;               /* seq_lo <= seq < seq_hi */
+  int64_t seq_lo, seq_hi;
+  const char *region, *kind; /* NULL: any */
+  const char *complaint_id, *decision_id;
+  int has_limit;             /* at most `limit` rows */
+  int64_t limit;
+} vd_history_filter_t;
+
+/* A read of the rows FILTER selects, in seq order.  Open it, take rows
+ * with next until it returns 0, close it.  One thread at a time. */
+typedef struct vd_history_rows vd_history_rows_t;
+/* Open DB_PATH and start reading.  *out is the caller's on success (free
+ * with vd_history_rows_close()); FILTER's strings are borrowed until
+ * then. */
+int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
+                         const vd_history_filter_t *filter, vd_buf_t *err);
+/* 1 and *row set to VD_HISTORY_NCOLUMNS values, owned by R and valid until
+ * the next call; 0 at the end (and on every call after it); VD_EIO when
+ * reading failed, vd_history_rows_errmsg() says why. */
+int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
+/* Why next failed: "DB_PATH: <SQLite's message>".  Owned by R. */
+const char *vd_history_rows_errmsg(const vd_history_rows_t *r);
+void vd_history_rows_close(vd_history_rows_t *r);
+
+/* Cut the rows FILTER selects into N contiguous ranges of seq holding
+ * about as many rows each: bounds[0..n] (n + 1 values, the caller's
+ * array), range i is bounds[i] <= seq < bounds[i + 1], bounds[n] is
+ * INT64_MAX.  With fewer rows than ranges some ranges are empty.  Reads
+ * only seq. */
+int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
+                     int n, int64_t *bounds, vd_buf_t *err);
+
+/* Append to OUT what the database holds about revisions, as two members
+ * of a JSON object: "activations":[...] (the last 200, newest first: at,
+ * revision, trigger, who, source, ok, error) and "revisions":[...]
+ * (newest first: revision, stored_at, files, bytes).  The admin channel's
+ * `revisions` answer.  On failure OUT holds part of it. */
+int vd_history_revisions_json(const char *db_path, vd_buf_t *out,
+                              vd_buf_t *err);
 
 /* ------------------------------------------------------------------------
  * Verification

@@ -1,0 +1,412 @@
+/*
+ * history_chain.c - the hash chain: a row's canonical bytes, SHA-256, and
+ * verification of a whole database (`verdict history verify`, --anchor).
+ *
+ * Owns no state.  The writer (history_writer.c) hashes each row it
+ * inserts with vd_hist_chain_hash(); verify recomputes every hash from the
+ * rows as stored.  Both see a row through vd_hist_field_t, so the bytes
+ * hashed on the way in are the bytes hashed on the way back.
+ *
+ * Invariants (README, "The hash chain" and "Canonical bytes"):
+ *   - canonical bytes of row seq: the netstring "3:vd1,", seq, then each
+ *     column of VD_HISTORY_COLUMNS in order, text as "<len>:<bytes>,",
+ *     integers as the netstring of their decimal text, NULL as "-,";
+ *   - hash(seq) = SHA-256(hash(seq - 1) || canonical bytes), hash(0) = 32
+ *     zero bytes; chain_head holds the last (seq, hex hash).
+ *   These bytes never change: a stored chain must verify forever.
+ *
+ * Threads: hashing runs on the writer thread (and on the submitting
+ * thread, which measures a record's fields); verify on its caller's,
+ * through a read-only connection of its own in one read snapshot, so it
+ * never blocks the writer.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nettle/sha2.h>
+#include <sqlite3.h>
+
+#include "history_int.h"
+#include "verdict/buf.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+
+/* ========================================================================
+ * Rows and their canonical bytes
+ * ====================================================================== */
+
+static vd_hist_field_t text_field(const char *s, size_t n) {
+  vd_hist_field_t f = {s, s ? n : 0, 0, 0};
+  return f;
+}
+
+static vd_hist_field_t str_field(const char *s) {
+  return text_field(s, s ? strlen(s) : 0);
+}
+
+static vd_hist_field_t int_field(int64_t v) {
+  vd_hist_field_t f = {NULL, 0, v, 1};
+  return f;
+}
+
+void vd_hist_record_fields(const vd_record_t *r,
+                           vd_hist_field_t f[NCOLS]) {
+  f[COL_DECISION_ID] = str_field(r->decision_id);
+  f[COL_RECEIVED_MS] = int_field(r->received_ms);
+  f[COL_AT] = str_field(r->at);
+  f[COL_AT_MS] = int_field(r->at_ms);
+  f[COL_KIND] = str_field(r->kind);
+  f[COL_REGION] = str_field(r->region);
+  f[COL_POLICY_REGION] = str_field(r->policy_region);
+  f[COL_REVISION] = str_field(r->revision);
+  f[COL_COMPLAINT_ID] = str_field(r->complaint_id);
+  f[COL_CUSTOMER_ID] = str_field(r->customer_id);
+  f[COL_CATEGORY] = str_field(r->category);
+  f[COL_REQUEST] = text_field(r->request, r->request_len);
+  f[COL_RESULT] = text_field(r->result, r->result_len);
+  f[COL_TRACE] = text_field(r->trace, r->trace_len);
+  f[COL_FACTS] = text_field(r->facts, r->facts_len);
+  f[COL_ERROR_CODE] = str_field(r->error_code);
+  f[COL_ERROR_MESSAGE] = str_field(r->error_message);
+  f[COL_ERROR_PATH] = str_field(r->error_path);
+  f[COL_ELAPSED_US] = int_field(r->elapsed_us);
+  f[COL_CLIENT] = str_field(r->client);
+}
+
+/* Column i of a row as stored, the way the canonical bytes see it: an
+ * integer stays an integer, anything else (text, or a value someone put in
+ * an integer column) is its text, NULL is NULL. */
+vd_hist_field_t vd_hist_column_field(sqlite3_stmt *st, int i) {
+  switch (sqlite3_column_type(st, i)) {
+  case SQLITE_NULL:
+    return text_field(NULL, 0);
+  case SQLITE_INTEGER:
+    return int_field(sqlite3_column_int64(st, i));
+  default: {
+    const char *p = (const char *)sqlite3_column_text(st, i);
+    return text_field(p ? p : "", (size_t)sqlite3_column_bytes(st, i));
+  }
+  }
+}
+
+/* Decimal digits of v at the end of buf[0..24), without a sign; returns
+ * where they start.  (snprintf, per field of every record, was a tenth of
+ * the writer's time.) */
+static char *decimal(char buf[24], uint64_t v) {
+  char *p = buf + 24;
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return p;
+}
+
+/* One field of the canonical bytes: "<length>:<bytes>," (a netstring), or
+ * "-," for NULL. */
+static void hash_piece(struct sha256_ctx *c, const char *p, size_t n) {
+  char buf[25], *d;
+  if (!p) {
+    sha256_update(c, 2, (const uint8_t *)"-,");
+    return;
+  }
+  buf[24] = ':';
+  d = decimal(buf, (uint64_t)n);
+  sha256_update(c, (size_t)(buf + 25 - d), (const uint8_t *)d);
+  sha256_update(c, n, (const uint8_t *)p);
+  sha256_update(c, 1, (const uint8_t *)",");
+}
+
+/* An integer field: the netstring of its decimal text ("-12" for -12). */
+static void hash_int(struct sha256_ctx *c, int64_t v) {
+  char buf[25], *d;
+  d = decimal(buf, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+  if (v < 0)
+    *--d = '-';
+  hash_piece(c, d, (size_t)(buf + 24 - d));
+}
+
+/* out = SHA-256(prev || "3:vd1," seq f[0] ... f[NCOLS-1]), see the
+ * README, "Canonical bytes". */
+void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
+                        const vd_hist_field_t f[NCOLS], uint8_t out[32]) {
+  struct sha256_ctx c;
+  int i;
+  sha256_init(&c);
+  sha256_update(&c, 32, prev);
+  hash_piece(&c, "vd1", 3);
+  hash_int(&c, seq);
+  for (i = 0; i < NCOLS; i++) {
+    if (f[i].is_int)
+      hash_int(&c, f[i].i);
+    else
+      hash_piece(&c, f[i].p, f[i].n);
+  }
+  sha256_digest(&c, SHA256_DIGEST_SIZE, out);
+}
+
+void vd_hist_to_hex(const uint8_t *d, size_t n, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i;
+  for (i = 0; i < n; i++) {
+    out[2 * i] = hex[d[i] >> 4];
+    out[2 * i + 1] = hex[d[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+static int hex_val(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+/* 64 lowercase hex digits to 32 bytes.  Returns 0 or -1. */
+int vd_hist_from_hex(const char *s, size_t n, uint8_t out[32]) {
+  size_t i;
+  if (!s || n != 64)
+    return -1;
+  for (i = 0; i < 32; i++) {
+    int hi = hex_val((unsigned char)s[2 * i]);
+    int lo = hex_val((unsigned char)s[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return -1;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+void vd_hist_sha256_hex(const void *data, size_t n, char out[65]) {
+  struct sha256_ctx c;
+  uint8_t d[SHA256_DIGEST_SIZE];
+  sha256_init(&c);
+  sha256_update(&c, n, data);
+  sha256_digest(&c, sizeof d, d);
+  vd_hist_to_hex(d, sizeof d, out);
+}
+
+/* ========================================================================
+ * Verification
+ * ====================================================================== */
+
+static void report(vd_verify_report_t *rep, vd_verify_problem_t problem,
+                   int64_t seq, const char *decision_id, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void report(vd_verify_report_t *rep, vd_verify_problem_t problem,
+                   int64_t seq, const char *decision_id, const char *fmt,
+                   ...) {
+  va_list ap;
+  rep->problem = problem;
+  rep->seq = seq;
+  snprintf(rep->decision_id, sizeof rep->decision_id, "%s",
+           decision_id ? decision_id : "");
+  va_start(ap, fmt);
+  vsnprintf(rep->message, sizeof rep->message, fmt, ap);
+  va_end(ap);
+}
+
+/* Walk decisions in seq order inside the caller's read transaction.
+ * Returns 0, VD_EINVALID (rep says where) or an SQLite failure. */
+static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
+                        const char *anchor_hash, vd_verify_report_t *rep,
+                        vd_buf_t *err) {
+  static const char sql[] =
+      "SELECT " ALL_COLUMNS " FROM decisions ORDER BY seq";
+  sqlite3_stmt *st = NULL;
+  int64_t head_seq = -1, expect = 1;
+  char head_hash[65] = "";
+  uint8_t prev[32] = {0}, cur[32];
+  int rc, src;
+  src = sqlite3_prepare_v2(db, "SELECT seq, hash FROM chain_head WHERE id = 1",
+                           -1, &st, NULL);
+  if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *hash = (const char *)sqlite3_column_text(st, 1);
+    head_seq = sqlite3_column_int64(st, 0);
+    snprintf(head_hash, sizeof head_hash, "%s", hash ? hash : "");
+    src = SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "reading the chain head");
+  if (head_seq < 0) {
+    report(rep, VD_VERIFY_CHANGED, 0, NULL,
+           "the chain_head row is missing: the head of the chain was altered");
+    return VD_EINVALID;
+  }
+  src = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "reading decisions");
+  rc = 0;
+  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(st, 0);
+    const char *id = (const char *)sqlite3_column_text(st, 1);
+    const char *hash = (const char *)sqlite3_column_text(st, NCOLS + 1);
+    vd_hist_field_t f[NCOLS];
+    char hex[65];
+    int i;
+    if (seq > head_seq || seq < expect) {
+      report(rep, VD_VERIFY_INSERTED, seq, id,
+             "row seq %" PRId64 " (decision %s) was inserted: it is outside "
+             "the chain, which ends at seq %" PRId64,
+             seq, id ? id : "NULL", head_seq);
+      rc = VD_EINVALID;
+      break;
+    }
+    if (seq > expect) {
+      report(rep, VD_VERIFY_DELETED, expect, id,
+             "rows seq %" PRId64 "..%" PRId64 " were deleted: the chain "
+             "jumps to seq %" PRId64 " (decision %s)",
+             expect, seq - 1, seq, id ? id : "NULL");
+      rc = VD_EINVALID;
+      break;
+    }
+    for (i = 0; i < NCOLS; i++)
+      f[i] = vd_hist_column_field(st, i + 1);
+    vd_hist_chain_hash(prev, seq, f, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    if (!hash || strcmp(hex, hash) != 0) {
+      report(rep, VD_VERIFY_CHANGED, seq, id,
+             "row seq %" PRId64 " (decision %s) was changed: its contents "
+             "hash to %.16s..., the chain recorded %.16s...",
+             seq, id ? id : "NULL", hex, hash ? hash : "NULL");
+      rc = VD_EINVALID;
+      break;
+    }
+    if (seq == anchor_seq && strcmp(hex, anchor_hash) != 0) {
+      report(rep, VD_VERIFY_CHANGED, seq, id,
+             "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
+             "the chain was rewritten at or before that record",
+             seq, anchor_hash, hex);
+      rc = VD_EINVALID;
+      break;
+    }
+    memcpy(prev, cur, sizeof prev);
+    memcpy(rep->head, hex, sizeof hex);
+    rep->records++;
+    expect++;
+  }
+  sqlite3_finalize(st);
+  if (rc)
+    return rc;
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "reading decisions");
+  if (expect - 1 < head_seq) {
+    report(rep, VD_VERIFY_DELETED, expect, NULL,
+           "rows seq %" PRId64 "..%" PRId64 " at the end were deleted: the "
+           "chain ends at seq %" PRId64,
+           expect, head_seq, head_seq);
+    return VD_EINVALID;
+  }
+  if (strcmp(head_hash, head_seq ? rep->head : VD_HIST_ZERO_HASH) != 0) {
+    report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
+           "chain_head was changed: it names hash %.16s... for seq %" PRId64
+           ", the row has %.16s...",
+           head_hash, head_seq, head_seq ? rep->head : VD_HIST_ZERO_HASH);
+    return VD_EINVALID;
+  }
+  if (anchor_seq > head_seq) {
+    report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
+           "anchor %" PRId64 ": the chain now ends at record %" PRId64
+           ", so records were cut from its tail (and chain_head moved back)",
+           anchor_seq, head_seq);
+    return VD_EINVALID;
+  }
+  return 0;
+}
+
+/* Every decision's revision is stored; every stored revision's files are
+ * intact and hash to its name. */
+static int verify_revisions(sqlite3 *db, const char *path,
+                            vd_verify_report_t *rep, vd_buf_t *err) {
+  sqlite3_stmt *st;
+  int rc = 0, src;
+  src = sqlite3_prepare_v2(
+      db,
+      "SELECT d.seq, d.decision_id, d.revision FROM decisions d"
+      " WHERE d.revision IS NOT NULL AND NOT EXISTS"
+      "   (SELECT 1 FROM revisions r WHERE r.revision = d.revision)"
+      " ORDER BY d.seq LIMIT 1",
+      -1, &st, NULL);
+  if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *id = (const char *)sqlite3_column_text(st, 1);
+    report(rep, VD_VERIFY_REVISION, sqlite3_column_int64(st, 0), id,
+           "decision %s (seq %lld) names revision %s, which is not in the "
+           "database (removed, or never stored)",
+           id ? id : "NULL", (long long)sqlite3_column_int64(st, 0),
+           (const char *)sqlite3_column_text(st, 2));
+    rc = VD_EINVALID;
+  } else if (src != SQLITE_DONE) {
+    rc = vd_hist_db_err(err, path, db, src, "checking revisions");
+  }
+  sqlite3_finalize(st);
+  if (rc)
+    return rc;
+  src = sqlite3_prepare_v2(db, "SELECT revision FROM revisions ORDER BY 1", -1,
+                           &st, NULL);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "reading revisions");
+  while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *revision = (const char *)sqlite3_column_text(st, 0);
+    vd_bundle_file_t *files;
+    size_t n;
+    rc = vd_hist_load_files(db, path, revision, &files, &n, err);
+    if (rc == 0) {
+      rc = vd_hist_revision_name_ok(revision, files, n, err);
+      vd_history_free_files(files, n);
+    }
+    if (rc == VD_EINVALID || rc == VD_ENOT_FOUND) {
+      report(rep, VD_VERIFY_REVISION, 0, NULL, "%s", err->data);
+      rc = VD_EINVALID;
+    } else if (rc == 0) {
+      rep->revisions++;
+    }
+  }
+  if (rc == 0 && src != SQLITE_DONE)
+    rc = vd_hist_db_err(err, path, db, src, "reading revisions");
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int vd_history_verify(const char *path, vd_verify_report_t *rep) {
+  return vd_history_verify_anchored(path, 0, NULL, rep);
+}
+
+int vd_history_verify_anchored(const char *path, int64_t anchor_seq,
+                               const char *anchor_hash,
+                               vd_verify_report_t *rep) {
+  vd_buf_t err = VD_BUF_INIT;
+  sqlite3 *db;
+  int rc, src;
+  memset(rep, 0, sizeof *rep);
+  rc = vd_history_db_open_ro(&db, path, &err);
+  if (rc)
+    goto out;
+  /* one snapshot for everything: the writer may go on meanwhile */
+  src = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+  if (src != SQLITE_OK)
+    rc = vd_hist_db_err(&err, path, db, src, "starting to read");
+  if (rc == 0)
+    rc = verify_chain(db, path, anchor_seq, anchor_hash, rep, &err);
+  if (rc == 0)
+    rc = verify_revisions(db, path, rep, &err);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  sqlite3_close(db);
+out:
+  if (rc && rep->problem == VD_VERIFY_OK) {
+    snprintf(rep->message, sizeof rep->message, "%s",
+             err.data ? err.data : vd_err_desc(rc));
+  } else if (rc == 0) {
+    snprintf(rep->message, sizeof rep->message,
+             "%" PRId64 " records verified, chain head %s; %" PRId64
+             " revisions intact",
+             rep->records, rep->records ? rep->head : VD_HIST_ZERO_HASH,
+             rep->revisions);
+  }
+  vd_buf_release(&err);
+  return rc;
+}

@@ -1,0 +1,298 @@
+/*
+ * history_query.c - every SELECT that reads decisions and revisions back
+ * for a person or a tool: the auditor commands (`verdict history show`
+ * and `list`, core/cmd/audit.c), replay (core/replay.c) and the admin
+ * channel's `revisions` (core/daemon/admin.c).  Callers get plain C:
+ * rows as vd_history_value_t arrays, JSON text in a vd_buf_t.  (Verify's
+ * reads are in history_chain.c, the facts' in history_facts.c.)
+ *
+ * Owns the vd_history_rows_t cursors: each holds its own read-only
+ * connection (vd_history_db_open_ro()) and one prepared statement.
+ *
+ * Invariants:
+ *   - rows come in seq order, with the columns ALL_COLUMNS names, so a
+ *     row here is the row the chain hashed;
+ *   - a filter's conditions are appended and bound in one order
+ *     (add_filter, bind_filter), so the SQL and its values always agree;
+ *   - nothing here writes: every connection is read-only.
+ *
+ * Threads: the caller's.  A cursor belongs to one thread at a time.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "history_int.h"
+#include "verdict/buf.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+#include "verdict/timefmt.h"
+
+_Static_assert(VD_HISTORY_NCOLUMNS == NCOLS + 2, "seq, the columns, hash");
+
+const char *vd_history_column_name(int col) {
+  static const char *const names[VD_HISTORY_NCOLUMNS] = {
+      "seq",
+#define COL_STR_(E, name) #name,
+      VD_HISTORY_COLUMNS(COL_STR_)
+#undef COL_STR_
+      "hash",
+  };
+  return col >= 0 && col < VD_HISTORY_NCOLUMNS ? names[col] : NULL;
+}
+
+/* "DB_PATH: <SQLite's message>" in ERR (reset first); returns VD_EIO. */
+static int sql_failed(vd_buf_t *err, const char *path, sqlite3 *db) {
+  vd_buf_reset(err);
+  vd_buf_addf(err, "%s: %s", path, sqlite3_errmsg(db));
+  return VD_EIO;
+}
+
+/* ========================================================================
+ * Filters
+ * ====================================================================== */
+
+/* F's conditions, after "WHERE 1". */
+static void add_filter(vd_buf_t *sql, const vd_history_filter_t *f) {
+  if (f->has_seq)
+    vd_buf_adds(sql, " AND seq >= ? AND seq < ?");
+  if (f->has_since)
+    vd_buf_adds(sql, " AND received_ms >= ?");
+  if (f->has_until)
+    vd_buf_adds(sql, " AND received_ms < ?");
+  if (f->region)
+    vd_buf_adds(sql, " AND region = ?");
+  if (f->kind)
+    vd_buf_adds(sql, " AND kind = ?");
+  if (f->complaint_id)
+    vd_buf_adds(sql, " AND complaint_id = ?");
+  if (f->decision_id)
+    vd_buf_adds(sql, " AND decision_id = ?");
+}
+
+/* Bind F's values in add_filter()'s order, from parameter 1. */
+static void bind_filter(sqlite3_stmt *st, const vd_history_filter_t *f) {
+  int k = 0;
+  if (f->has_seq) {
+    sqlite3_bind_int64(st, ++k, f->seq_lo);
+    sqlite3_bind_int64(st, ++k, f->seq_hi);
+  }
+  if (f->has_since)
+    sqlite3_bind_int64(st, ++k, f->since_ms);
+  if (f->has_until)
+    sqlite3_bind_int64(st, ++k, f->until_ms);
+  if (f->region)
+    sqlite3_bind_text(st, ++k, f->region, -1, SQLITE_STATIC);
+  if (f->kind)
+    sqlite3_bind_text(st, ++k, f->kind, -1, SQLITE_STATIC);
+  if (f->complaint_id)
+    sqlite3_bind_text(st, ++k, f->complaint_id, -1, SQLITE_STATIC);
+  if (f->decision_id)
+    sqlite3_bind_text(st, ++k, f->decision_id, -1, SQLITE_STATIC);
+}
+
+/* Prepare "SELECT <what> FROM decisions WHERE <filter> <tail>" on DB
+ * (opened read-only from DB_PATH) with the filter bound.  *st is the
+ * caller's on success. */
+static int prepare(sqlite3 *db, sqlite3_stmt **st, const char *db_path,
+                   const char *what, const vd_history_filter_t *f,
+                   const char *tail, vd_buf_t *err) {
+  vd_buf_t sql = VD_BUF_INIT;
+  int rc = 0;
+  vd_buf_addf(&sql, "SELECT %s FROM decisions WHERE 1", what);
+  add_filter(&sql, f);
+  vd_buf_adds(&sql, tail);
+  if (sqlite3_prepare_v2(db, sql.data, -1, st, NULL) != SQLITE_OK)
+    rc = sql_failed(err, db_path, db);
+  else
+    bind_filter(*st, f);
+  vd_buf_release(&sql);
+  return rc;
+}
+
+/* ========================================================================
+ * Rows
+ * ====================================================================== */
+
+struct vd_history_rows {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  char *path;
+  int done;        /* the end was reached: SQLite would start again */
+  vd_history_value_t row[VD_HISTORY_NCOLUMNS]; /* the row last stepped to */
+  vd_buf_t err;
+};
+
+int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
+                         const vd_history_filter_t *filter, vd_buf_t *err) {
+  vd_history_rows_t *r;
+  int rc;
+  *out = NULL;
+  r = calloc(1, sizeof *r);
+  if (!r || !(r->path = strdup(db_path))) {
+    free(r);
+    vd_buf_reset(err);
+    vd_buf_adds(err, "out of memory");
+    return VD_ENOMEM;
+  }
+  rc = vd_history_db_open_ro(&r->db, db_path, err);
+  if (rc == 0)
+    rc = prepare(r->db, &r->st, db_path, ALL_COLUMNS, filter,
+                 filter->has_limit ? " ORDER BY seq LIMIT ?" : " ORDER BY seq",
+                 err);
+  if (rc) {
+    vd_history_rows_close(r);
+    return rc;
+  }
+  if (filter->has_limit)
+    sqlite3_bind_int64(r->st, sqlite3_bind_parameter_count(r->st),
+                       filter->limit);
+  *out = r;
+  return 0;
+}
+
+int vd_history_rows_next(vd_history_rows_t *r,
+                         const vd_history_value_t **row) {
+  int i, rc;
+  *row = NULL;
+  if (r->done)
+    return 0;
+  rc = sqlite3_step(r->st);
+  if (rc == SQLITE_DONE) {
+    r->done = 1;
+    return 0;
+  }
+  if (rc != SQLITE_ROW)
+    return sql_failed(&r->err, r->path, r->db);
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {
+    vd_history_value_t *v = &r->row[i];
+    /* the type first: SQLite defines it only before a conversion */
+    v->is_int = sqlite3_column_type(r->st, i) == SQLITE_INTEGER;
+    v->i = sqlite3_column_int64(r->st, i);
+    v->text = (const char *)sqlite3_column_text(r->st, i);
+    v->len = v->text ? (size_t)sqlite3_column_bytes(r->st, i) : 0;
+  }
+  *row = r->row;
+  return 1;
+}
+
+const char *vd_history_rows_errmsg(const vd_history_rows_t *r) {
+  return r->err.data ? r->err.data : "";
+}
+
+void vd_history_rows_close(vd_history_rows_t *r) {
+  if (!r)
+    return;
+  sqlite3_finalize(r->st);
+  sqlite3_close(r->db);
+  vd_buf_release(&r->err);
+  free(r->path);
+  free(r);
+}
+
+/* ========================================================================
+ * Splitting a selection for replay's threads
+ * ====================================================================== */
+
+int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
+                     int n, int64_t *bounds, vd_buf_t *err) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t total = 0, row = 0, last = 0;
+  int rc, lane = 1;
+  rc = vd_history_db_open_ro(&db, db_path, err);
+  if (rc)
+    return rc;
+  rc = prepare(db, &st, db_path, "count(*)", filter, "", err);
+  if (rc)
+    goto out;
+  if (sqlite3_step(st) != SQLITE_ROW) {
+    rc = sql_failed(err, db_path, db);
+    goto out;
+  }
+  total = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  st = NULL;
+  rc = prepare(db, &st, db_path, "seq", filter, " ORDER BY seq", err);
+  if (rc)
+    goto out;
+  bounds[0] = 0;
+  while (lane < n && sqlite3_step(st) == SQLITE_ROW) {
+    last = sqlite3_column_int64(st, 0);
+    if (row == 0)
+      bounds[0] = last;
+    while (lane < n && row == total * lane / n)
+      bounds[lane++] = last;
+    row++;
+  }
+  /* with fewer rows than ranges, the rest are empty */
+  while (lane < n)
+    bounds[lane++] = INT64_MAX;
+  bounds[n] = INT64_MAX;
+out:
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc;
+}
+
+/* ========================================================================
+ * Revisions and activations, for the admin channel
+ * ====================================================================== */
+
+int vd_history_revisions_json(const char *db_path, vd_buf_t *out,
+                              vd_buf_t *err) {
+  static const char *const cols[] = {"at",     "revision", "trigger", "who",
+                                     "source", "ok",       "error"};
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc, first = 1;
+  if (vd_history_db_open_ro(&db, db_path, err) != 0)
+    return VD_EIO;
+  vd_buf_adds(out, "\"activations\":[");
+  rc = sqlite3_prepare_v2(
+      db,
+      "SELECT at, revision, cause, who, source_dir, ok, error FROM activations "
+      "ORDER BY id DESC LIMIT 200", -1, &st, NULL);
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    int i;
+    vd_buf_adds(out, first ? "{" : ",{");
+    first = 0;
+    for (i = 0; i < 7; i++) {
+      const char *v = (const char *)sqlite3_column_text(st, i);
+      vd_buf_addf(out, "%s\"%s\":", i ? "," : "", cols[i]);
+      if (i == 5)
+        vd_buf_adds(out, sqlite3_column_int(st, i) ? "true" : "false");
+      else if (!v)
+        vd_buf_adds(out, "null");
+      else
+        vd_buf_add_json_str(out, v, strlen(v));
+    }
+    vd_buf_addc(out, '}');
+  }
+  sqlite3_finalize(st);
+  vd_buf_adds(out, "],\"revisions\":[");
+  first = 1;
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT revision, stored_ms, files, bytes FROM "
+                            "revisions ORDER BY stored_ms DESC, revision",
+                            -1, &st, NULL);
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    char ts[32];
+    vd_time_format(sqlite3_column_int64(st, 1), VD_DEFAULT_OFFSET_MIN, ts);
+    vd_buf_addf(out, "%s{\"revision\":\"%s\",\"stored_at\":\"%s\",\"files\":%d,"
+                     "\"bytes\":%lld}",
+                first ? "" : ",", sqlite3_column_text(st, 0), ts,
+                sqlite3_column_int(st, 2),
+                (long long)sqlite3_column_int64(st, 3));
+    first = 0;
+  }
+  vd_buf_addc(out, ']');
+  if (rc != SQLITE_OK)
+    vd_buf_addf(err, "%s: %s", db_path, sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc == SQLITE_OK ? 0 : VD_EIO;
+}

@@ -1,0 +1,352 @@
+/*
+ * history_revs.c - policy revisions in the history database: blobs (each
+ * file's bytes, keyed by their SHA-256, stored once), revisions and their
+ * files, activations, and reading a revision back as files or a bundle.
+ *
+ * Owns no state of its own: storing goes through the auxiliary connection
+ * of a vd_history_t (h->aux, opened by history_writer.c), reading through
+ * a read-only connection opened and closed per call.
+ *
+ * Invariants:
+ *   - a revision's name is the hash of its files (vd_bundle_revision()),
+ *     checked before it is stored and again whenever it is read back, so
+ *     a stored revision of a name holds exactly the files of that name;
+ *   - storing is idempotent and atomic: one write transaction per
+ *     revision, and storing a stored revision changes nothing;
+ *   - activations are append-only.
+ *
+ * Threads: store and record run on the daemon's main thread (h->aux_mu
+ * serialises them should another caller come); loading on its caller's
+ * thread (the admin channel's, replay's, verify's).
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "history_int.h"
+#include "verdict/buf.h"
+#include "verdict/bundle.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+#include "verdict/timefmt.h"
+
+/* ========================================================================
+ * Revisions and activations
+ * ====================================================================== */
+
+int vd_hist_revision_name_ok(const char *revision,
+                             const vd_bundle_file_t *files, size_t n,
+                             vd_buf_t *err) {
+  vd_bundle_t *b;
+  vd_buf_t why = VD_BUF_INIT;
+  int rc = vd_bundle_from_files(files, n, "history", &b, &why);
+  vd_buf_reset(err);
+  if (rc) {
+    vd_buf_addf(err, "revision %s: %s", revision,
+                why.data ? why.data : vd_err_desc(rc));
+  } else {
+    if (strcmp(vd_bundle_revision(b), revision) != 0) {
+      vd_buf_addf(err, "revision %s: its files hash to %s", revision,
+                  vd_bundle_revision(b));
+      rc = VD_EINVALID;
+    }
+    vd_bundle_unref(b);
+  }
+  vd_buf_release(&why);
+  return rc;
+}
+
+/* Run SQL on DB with up to three text parameters and one optional int64
+ * result (the first column of the first row). */
+static int aux_exec(sqlite3 *db, const char *sql, const char *a, const char *b,
+                    const char *c, int64_t *result) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  if (a)
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+  if (b)
+    sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+  if (c)
+    sqlite3_bind_text(st, 3, c, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    if (result)
+      *result = sqlite3_column_type(st, 0) == SQLITE_NULL
+                    ? -1
+                    : sqlite3_column_int64(st, 0);
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    if (result)
+      *result = -1;
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Store one file: its blob (once per content) and its (revision, path)
+ * row.  In the caller's transaction on the aux connection. */
+static int store_file(vd_history_t *h, const char *revision,
+                      const vd_bundle_file_t *f, vd_buf_t *err) {
+  char sha[65];
+  sqlite3_stmt *st;
+  int rc;
+  vd_hist_sha256_hex(f->data ? f->data : "", f->len, sha);
+  rc = sqlite3_prepare_v2(h->aux,
+                          "INSERT OR IGNORE INTO blobs (sha256, size, data)"
+                          " VALUES (?, ?, ?)",
+                          -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, sha, 64, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)f->len);
+    sqlite3_bind_blob64(st, 3, f->data ? f->data : "", f->len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    sqlite3_finalize(st);
+  }
+  if (rc == SQLITE_OK)
+    rc = aux_exec(h->aux,
+                  "INSERT INTO revision_files (revision, path, blob)"
+                  " VALUES (?, ?, ?)",
+                  revision, f->path, sha, NULL);
+  if (rc != SQLITE_OK)
+    return vd_hist_db_err(err, h->path, h->aux, rc, "storing a revision file");
+  return 0;
+}
+
+int vd_history_store_revision(vd_history_t *h, const char *revision,
+                              const vd_bundle_file_t *files, size_t nfiles,
+                              char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  int64_t stored = -1;
+  size_t i, bytes = 0;
+  char sql[160];
+  int rc;
+  if (errmsg)
+    *errmsg = NULL;
+  /* the name is the hash of the files, so a stored revision of this name
+   * already holds exactly these files */
+  rc = vd_hist_revision_name_ok(revision, files, nfiles, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  for (i = 0; i < nfiles; i++)
+    bytes += files[i].len;
+  snprintf(sql, sizeof sql,
+           "INSERT INTO revisions (revision, stored_ms, files, bytes)"
+           " VALUES (?, %" PRId64 ", %zu, %zu)",
+           vd_now_ms(), nfiles, bytes);
+  pthread_mutex_lock(&h->aux_mu);
+  rc = sqlite3_exec(h->aux, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = aux_exec(h->aux, "SELECT 1 FROM revisions WHERE revision = ?",
+                  revision, NULL, NULL, &stored);
+  if (rc == SQLITE_OK && stored < 0)
+    rc = aux_exec(h->aux, sql, revision, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    rc = vd_hist_db_err(&err, h->path, h->aux, rc, "storing a revision");
+  for (i = 0; rc == 0 && stored < 0 && i < nfiles; i++)
+    rc = store_file(h, revision, &files[i], &err);
+  if (rc == 0 && (rc = sqlite3_exec(h->aux, "COMMIT", NULL, NULL, NULL)))
+    rc = vd_hist_db_err(&err, h->path, h->aux, rc, "committing a revision");
+  if (rc && !sqlite3_get_autocommit(h->aux))
+    sqlite3_exec(h->aux, "ROLLBACK", NULL, NULL, NULL);
+  pthread_mutex_unlock(&h->aux_mu);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+int vd_history_record_activation(vd_history_t *h, const char *revision,
+                                 const char *trigger, const char *who,
+                                 const char *source_dir, int ok,
+                                 const char *error, char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  sqlite3_stmt *st;
+  int64_t now = vd_now_ms();
+  char at[32];
+  int rc;
+  if (errmsg)
+    *errmsg = NULL;
+  if (!revision || !trigger) {
+    vd_buf_adds(&err, "history: an activation needs a revision and a trigger");
+    return vd_hist_give_err(errmsg, &err, VD_EINVALID);
+  }
+  vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
+  pthread_mutex_lock(&h->aux_mu);
+  rc = sqlite3_prepare_v2(h->aux,
+                          "INSERT INTO activations (at_ms, at, revision, cause,"
+                          " who, source_dir, ok, error)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_text(st, 2, at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, revision, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, trigger, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, source_dir, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, ok ? 1 : 0);
+    sqlite3_bind_text(st, 8, error, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    sqlite3_finalize(st);
+  }
+  if (rc != SQLITE_OK)
+    rc = vd_hist_db_err(&err, h->path, h->aux, rc, "recording an activation");
+  pthread_mutex_unlock(&h->aux_mu);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+int vd_history_load_bundle(const char *db_path, const char *revision,
+                           vd_bundle_t **out, vd_buf_t *err) {
+  vd_bundle_file_t *files = NULL;
+  size_t n = 0;
+  char *msg = NULL;
+  int rc = vd_history_load_revision(db_path, revision, &files, &n, &msg);
+  *out = NULL;
+  vd_buf_reset(err);
+  if (rc) {
+    vd_buf_adds(err, msg ? msg : "cannot read the revision");
+    free(msg);
+    return rc;
+  }
+  rc = vd_bundle_from_files(files, n, db_path, out, err);
+  vd_history_free_files(files, n);
+  if (rc == 0 && strcmp(vd_bundle_revision(*out), revision) != 0) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "the stored files of %s hash to %s", revision,
+                vd_bundle_revision(*out));
+    vd_bundle_unref(*out);
+    *out = NULL;
+    return VD_EINVALID;
+  }
+  return rc;
+}
+
+void vd_history_free_files(vd_bundle_file_t *files, size_t n) {
+  size_t i;
+  if (!files)
+    return;
+  for (i = 0; i < n; i++) {
+    free(files[i].path);
+    free(files[i].data);
+  }
+  free(files);
+}
+
+int vd_hist_load_files(sqlite3 *db, const char *path, const char *revision,
+                       vd_bundle_file_t **files, size_t *nfiles,
+                       vd_buf_t *err) {
+  sqlite3_stmt *st = NULL;
+  vd_bundle_file_t *v = NULL;
+  size_t n = 0, cap = 0;
+  int64_t expect = -1;
+  int rc, src;
+  *files = NULL;
+  *nfiles = 0;
+  src = aux_exec(db, "SELECT files FROM revisions WHERE revision = ?",
+                 revision, NULL, NULL, &expect);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "looking up a revision");
+  if (expect < 0) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "history database '%s': no revision %s", path, revision);
+    return VD_ENOT_FOUND;
+  }
+  src = sqlite3_prepare_v2(db,
+                           "SELECT f.path, f.blob, b.data"
+                           "  FROM revision_files f"
+                           "  LEFT JOIN blobs b ON b.sha256 = f.blob"
+                           " WHERE f.revision = ? ORDER BY f.path",
+                           -1, &st, NULL);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "reading a revision");
+  sqlite3_bind_text(st, 1, revision, -1, SQLITE_STATIC);
+  rc = 0;
+  while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *fpath = (const char *)sqlite3_column_text(st, 0);
+    const char *blob = (const char *)sqlite3_column_text(st, 1);
+    const void *data = sqlite3_column_blob(st, 2);
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    char sha[65];
+    vd_buf_reset(err);
+    if (sqlite3_column_type(st, 2) == SQLITE_NULL) {
+      vd_buf_addf(err, "revision %s: file %s: blob %s is missing", revision,
+                  fpath, blob);
+      rc = VD_EINVALID;
+      break;
+    }
+    vd_hist_sha256_hex(data ? data : "", len, sha);
+    if (!blob || strcmp(sha, blob) != 0) {
+      vd_buf_addf(err, "revision %s: file %s: blob %s has been altered "
+                       "(its contents hash to %s)",
+                  revision, fpath, blob ? blob : "(null)", sha);
+      rc = VD_EINVALID;
+      break;
+    }
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 32;
+      vd_bundle_file_t *nv = realloc(v, ncap * sizeof *nv);
+      if (!nv) {
+        rc = VD_ENOMEM;
+        break;
+      }
+      v = nv;
+      cap = ncap;
+    }
+    v[n].path = strdup(fpath ? fpath : "");
+    v[n].data = malloc(len + 1);
+    v[n].len = len;
+    if (!v[n].path || !v[n].data) {
+      free(v[n].path);
+      free(v[n].data);
+      rc = VD_ENOMEM;
+      break;
+    }
+    memcpy(v[n].data, data ? data : "", len);
+    v[n].data[len] = '\0';
+    n++;
+  }
+  if (rc == 0 && src != SQLITE_DONE)
+    rc = vd_hist_db_err(err, path, db, src, "reading a revision");
+  if (rc == 0 && (int64_t)n != expect) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "revision %s: %zu files stored, %" PRId64 " expected",
+                revision, n, expect);
+    rc = VD_EINVALID;
+  }
+  if (rc == VD_ENOMEM) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "revision %s: out of memory", revision);
+  }
+  sqlite3_finalize(st);
+  if (rc) {
+    vd_history_free_files(v, n);
+    return rc;
+  }
+  *files = v;
+  *nfiles = n;
+  return 0;
+}
+
+int vd_history_load_revision(const char *db_path, const char *revision,
+                             vd_bundle_file_t **files, size_t *nfiles,
+                             char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  sqlite3 *db;
+  int rc;
+  *files = NULL;
+  *nfiles = 0;
+  if (errmsg)
+    *errmsg = NULL;
+  rc = vd_history_db_open_ro(&db, db_path, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  rc = vd_hist_load_files(db, db_path, revision, files, nfiles, &err);
+  sqlite3_close(db);
+  return vd_hist_give_err(errmsg, &err, rc);
+}

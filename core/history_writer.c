@@ -1,0 +1,464 @@
+/*
+ * history_writer.c - recording decisions: the queue, the writer thread and
+ * its group commit, completions per worker (drain), and the three log
+ * modes (durable, async, off).  Also vd_history_open() and
+ * vd_history_close(), which build and tear down the whole vd_history_t.
+ *
+ * Owns the vd_history_t: its writer connection and prepared statements,
+ * the queue of records, the lanes (one per worker), the writer thread;
+ * and, for history_revs.c, the auxiliary connection it opens and closes.
+ *
+ * Threads: vd_history_submit() and vd_history_drain() run on worker
+ * threads, the batch loop (writer_main) on the writer thread, open and
+ * close on the daemon's main thread.  `mu` guards the queue, `stopping`
+ * and every lane (a worker's sequence counter and its completed ranges);
+ * the writer holds it only to take the queue and to publish completions,
+ * never across disk I/O.  Fields marked "writer" in struct vd_history
+ * (history_int.h) are touched by the writer thread alone once it runs.
+ *
+ * Invariants:
+ *   - queue order is submission order, and a worker's sequence numbers are
+ *     handed out under `mu` as its records are queued, so each batch holds
+ *     one contiguous range per worker;
+ *   - every submission ends in exactly one published range;
+ *   - decisions.seq grows by one per row and each row's hash continues the
+ *     chain (history_chain.c) from chain_head, read and updated inside the
+ *     same write transaction, so a rolled-back batch leaves no trace in
+ *     the chain;
+ *   - durable mode commits with synchronous=FULL, async with NORMAL (a
+ *     power cut may lose the last batches, never corrupt the chain); off
+ *     writes no decision and reports each done at once.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "history_int.h"
+#include "verdict/buf.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+
+const char *vd_history_mode_name(vd_log_mode_t m) {
+  switch (m) {
+  case VD_LOG_DURABLE: return "durable";
+  case VD_LOG_ASYNC: return "async";
+  case VD_LOG_OFF: return "off";
+  }
+  return "?";
+}
+
+int vd_history_mode_parse(const char *s, vd_log_mode_t *m) {
+  vd_log_mode_t i;
+  for (i = VD_LOG_DURABLE; i <= VD_LOG_OFF; i++)
+    if (s && strcmp(s, vd_history_mode_name(i)) == 0) {
+      *m = i;
+      return 0;
+    }
+  return VD_EINVALID;
+}
+
+/* Under mu: append a finished range to a lane, merging with the last one
+ * when it continues it.  A lane that cannot grow would leave a worker
+ * waiting forever, so running out of memory here aborts, as vd_buf does. */
+static void lane_push(vd_hist_lane_t *l, uint64_t first, uint64_t last,
+                      int status) {
+  vd_history_done_t *d = l->ndone ? &l->done[l->ndone - 1] : NULL;
+  if (d && d->status == status && d->last + 1 == first) {
+    d->last = last;
+    return;
+  }
+  if (l->ndone == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    d = realloc(l->done, cap * sizeof *d);
+    if (!d) {
+      fprintf(stderr, "verdict: history: out of memory recording a "
+                      "completion\n");
+      abort();
+    }
+    l->done = d;
+    l->cap = cap;
+  }
+  l->done[l->ndone].first = first;
+  l->done[l->ndone].last = last;
+  l->done[l->ndone].status = status;
+  l->ndone++;
+}
+
+/* Where the chain continues: the next seq and the previous hash, read in
+ * the batch's write transaction.  chain_head is the authority; should it
+ * have been tampered with, writing continues past the last row anyway so
+ * the daemon keeps recording (and verify reports the damage). */
+static int read_head(vd_history_t *h, int64_t *next, uint8_t prev[32],
+                     vd_buf_t *err) {
+  sqlite3_stmt *st = h->st_head_get;
+  int64_t head_seq, max_seq;
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    sqlite3_reset(st);
+    return vd_hist_db_err(err, h->path, h->db, rc, "reading the chain head");
+  }
+  head_seq = sqlite3_column_int64(st, 0);
+  max_seq = sqlite3_column_int64(st, 2);
+  *next = (head_seq > max_seq ? head_seq : max_seq) + 1;
+  if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+    rc = vd_hist_from_hex((const char *)sqlite3_column_text(st, 1),
+                  (size_t)sqlite3_column_bytes(st, 1), prev);
+  else if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+    rc = vd_hist_from_hex((const char *)sqlite3_column_text(st, 3),
+                  (size_t)sqlite3_column_bytes(st, 3), prev);
+  else
+    rc = (memset(prev, 0, 32), 0);
+  sqlite3_reset(st);
+  if (rc) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "history database '%s': chain_head.hash is not 64 hex "
+                     "digits; run `verdict history verify`",
+                h->path);
+    return VD_EINVALID;
+  }
+  return 0;
+}
+
+static int insert_row(vd_history_t *h, int64_t seq,
+                      const vd_hist_field_t f[NCOLS],
+                      const char *hash) {
+  sqlite3_stmt *st = h->st_insert;
+  int i, rc;
+  sqlite3_bind_int64(st, 1, seq);
+  for (i = 0; i < NCOLS; i++) {
+    if (f[i].is_int)
+      sqlite3_bind_int64(st, i + 2, f[i].i);
+    else if (!f[i].p)
+      sqlite3_bind_null(st, i + 2);
+    else
+      sqlite3_bind_text64(st, i + 2, f[i].p, f[i].n, SQLITE_STATIC,
+                          SQLITE_UTF8);
+  }
+  sqlite3_bind_text(st, NCOLS + 2, hash, 64, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  sqlite3_clear_bindings(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* One transaction for the whole batch: continue the chain, insert every
+ * record, move the head, commit.  On failure everything is rolled back
+ * and ERR says why. */
+static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
+  uint8_t prev[32], cur[32];
+  char hex[65];
+  int64_t seq = 0;
+  vd_hist_qrec_t *q;
+  int rc = sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return vd_hist_db_err(err, h->path, h->db, rc, "starting a batch");
+  rc = read_head(h, &seq, prev, err);
+  if (rc)
+    goto rollback;
+  for (q = list; q; q = q->next, seq++) {
+    vd_hist_chain_hash(prev, seq, q->f, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    rc = insert_row(h, seq, q->f, hex);
+    if (rc != SQLITE_OK) {
+      rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
+      goto rollback;
+    }
+    memcpy(prev, cur, sizeof prev);
+  }
+  vd_hist_to_hex(prev, sizeof prev, hex);
+  sqlite3_bind_int64(h->st_head_set, 1, seq - 1);
+  sqlite3_bind_text(h->st_head_set, 2, hex, 64, SQLITE_STATIC);
+  rc = sqlite3_step(h->st_head_set);
+  sqlite3_reset(h->st_head_set);
+  if (rc != SQLITE_DONE) {
+    rc = vd_hist_db_err(err, h->path, h->db, rc, "moving the chain head");
+    goto rollback;
+  }
+  rc = sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    rc = vd_hist_db_err(err, h->path, h->db, rc, "committing a batch");
+    goto rollback;
+  }
+  return 0;
+rollback:
+  if (!sqlite3_get_autocommit(h->db))
+    sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}
+
+/* Tell stderr when writing starts failing and when it works again, not
+ * once per batch. */
+static void log_outcome(vd_history_t *h, int rc, size_t n, const char *why) {
+  if (rc) {
+    if (h->fail_batches++ == 0)
+      fprintf(stderr,
+              "verdict: history: a batch of %zu records was not stored: %s; "
+              "their requests fail with `internal` until writing works "
+              "again\n",
+              n, why);
+    h->fail_records += n;
+  } else if (h->fail_batches) {
+    fprintf(stderr,
+            "verdict: history: writing works again after %lu failed "
+            "batches (%lu records not stored)\n",
+            h->fail_batches, h->fail_records);
+    h->fail_batches = h->fail_records = 0;
+  }
+}
+
+static void *writer_main(void *arg) {
+  vd_history_t *h = arg;
+  vd_buf_t err = VD_BUF_INIT;
+  pthread_mutex_lock(&h->mu);
+  for (;;) {
+    vd_hist_qrec_t *list, *q, *next;
+    size_t n = 0, ntouched = 0, i;
+    int rc;
+    while (!h->qhead && !h->stopping)
+      pthread_cond_wait(&h->wake, &h->mu);
+    if (!h->qhead)
+      break; /* stopping, and everything is written */
+    list = h->qhead;
+    h->qhead = NULL;
+    h->qtail = &h->qhead;
+    h->qcount = h->qbytes = 0;
+    pthread_cond_broadcast(&h->room);
+    pthread_mutex_unlock(&h->mu);
+
+    for (q = list; q; q = q->next, n++) {
+      vd_hist_lane_t *l = &h->lanes[q->worker];
+      if (!l->batch_first) {
+        l->batch_first = q->wseq;
+        h->touched[ntouched++] = q->worker;
+      }
+      l->batch_last = q->wseq;
+    }
+    rc = write_batch(h, list, &err);
+    log_outcome(h, rc, n, err.data);
+    for (q = list; q; q = next) {
+      next = q->next;
+      free(q);
+    }
+
+    pthread_mutex_lock(&h->mu);
+    for (i = 0; i < ntouched; i++) {
+      vd_hist_lane_t *l = &h->lanes[h->touched[i]];
+      lane_push(l, l->batch_first, l->batch_last, rc ? VD_EIO : 0);
+      l->batch_first = l->batch_last = 0;
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (h->notify)
+      for (i = 0; i < ntouched; i++)
+        h->notify(h->touched[i], h->notify_arg);
+    pthread_mutex_lock(&h->mu);
+  }
+  pthread_mutex_unlock(&h->mu);
+  vd_buf_release(&err);
+  return NULL;
+}
+
+static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
+  static const char head_get[] =
+      "SELECT h.seq, h.hash, (SELECT max(seq) FROM decisions),"
+      "       (SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1)"
+      "  FROM (SELECT 1) LEFT JOIN chain_head h ON h.id = 1";
+  static const char insert[] =
+      "INSERT INTO decisions (" ALL_COLUMNS ") VALUES (" ALL_PARAMS ")";
+  static const char head_set[] =
+      "INSERT OR REPLACE INTO chain_head (id, seq, hash) VALUES (1, ?, ?)";
+  int rc = sqlite3_prepare_v3(h->db, head_get, -1, SQLITE_PREPARE_PERSISTENT,
+                              &h->st_head_get, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, insert, -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_insert, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, head_set, -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_head_set, NULL);
+  if (rc != SQLITE_OK)
+    return vd_hist_db_err(err, h->path, h->db, rc, "preparing statements");
+  return 0;
+}
+
+/* Free H and whatever it holds; the writer thread is not running. */
+static void history_free(vd_history_t *h) {
+  unsigned i;
+  vd_hist_qrec_t *q, *next;
+  sqlite3_finalize(h->st_head_get);
+  sqlite3_finalize(h->st_insert);
+  sqlite3_finalize(h->st_head_set);
+  sqlite3_close(h->db);
+  sqlite3_close(h->aux);
+  if (h->lock_fd >= 0)
+    close(h->lock_fd); /* after the connections: the lock covers them */
+  for (q = h->qhead; q; q = next) {
+    next = q->next;
+    free(q);
+  }
+  if (h->lanes)
+    for (i = 0; i < h->nworkers; i++)
+      free(h->lanes[i].done);
+  free(h->lanes);
+  free(h->touched);
+  free(h->path);
+  pthread_cond_destroy(&h->wake);
+  pthread_cond_destroy(&h->room);
+  pthread_mutex_destroy(&h->mu);
+  pthread_mutex_destroy(&h->aux_mu);
+  free(h);
+}
+
+int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
+                    unsigned nworkers, vd_history_notify_cb cb, void *arg,
+                    char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  const char *sync = mode == VD_LOG_DURABLE ? "FULL" : "NORMAL";
+  vd_history_t *h;
+  int rc;
+  *out = NULL;
+  if (errmsg)
+    *errmsg = NULL;
+  if (nworkers == 0 || mode < VD_LOG_DURABLE || mode > VD_LOG_OFF) {
+    vd_buf_adds(&err, "history: bad arguments (no workers, or no such mode)");
+    return vd_hist_give_err(errmsg, &err, VD_EINVALID);
+  }
+  rc = vd_hist_check_path(path, 1, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  h = calloc(1, sizeof *h);
+  if (!h)
+    return vd_hist_give_err(errmsg, &err, VD_ENOMEM);
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_mutex_init(&h->aux_mu, NULL);
+  pthread_cond_init(&h->wake, NULL);
+  pthread_cond_init(&h->room, NULL);
+  h->qtail = &h->qhead;
+  h->lock_fd = -1;
+  h->mode = mode;
+  h->nworkers = nworkers;
+  h->notify = cb;
+  h->notify_arg = arg;
+  h->path = strdup(path);
+  h->lanes = calloc(nworkers, sizeof *h->lanes);
+  h->touched = calloc(nworkers, sizeof *h->touched);
+  if (!h->path || !h->lanes || !h->touched) {
+    rc = VD_ENOMEM;
+    goto fail;
+  }
+  rc = vd_hist_open_writer(&h->db, &h->lock_fd, path, sync, &err);
+  if (rc)
+    goto fail;
+  rc = prepare_writer(h, &err);
+  if (rc)
+    goto fail;
+  rc = vd_hist_open_aux(&h->aux, path, &err);
+  if (rc)
+    goto fail;
+  if (mode != VD_LOG_OFF) {
+    if (pthread_create(&h->thread, NULL, writer_main, h) != 0) {
+      vd_buf_reset(&err);
+      vd_buf_addf(&err, "history database '%s': cannot start the writer "
+                        "thread",
+                  path);
+      rc = VD_EIO;
+      goto fail;
+    }
+    h->has_thread = 1;
+  }
+  *out = h;
+  return vd_hist_give_err(errmsg, &err, 0);
+fail:
+  history_free(h);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
+                      uint64_t *seq) {
+  vd_hist_field_t f[NCOLS];
+  vd_hist_qrec_t *q;
+  size_t size;
+  char *p;
+  int i;
+  if (worker >= h->nworkers || !r->decision_id)
+    return VD_EINVALID;
+  if (h->mode == VD_LOG_OFF) {
+    vd_hist_lane_t *l = &h->lanes[worker];
+    pthread_mutex_lock(&h->mu);
+    *seq = ++l->next_seq;
+    lane_push(l, *seq, *seq, 0);
+    pthread_mutex_unlock(&h->mu);
+    if (h->notify)
+      h->notify(worker, h->notify_arg);
+    return 0;
+  }
+  /* Measured once, here: the copy, the hash and the insert all use f. */
+  vd_hist_record_fields(r, f);
+  size = sizeof *q;
+  for (i = 0; i < NCOLS; i++)
+    if (!f[i].is_int && f[i].p)
+      size += f[i].n + 1;
+  if (size > VD_HISTORY_QUEUE_BYTES)
+    return VD_ETOO_LARGE;
+  q = malloc(size);
+  if (!q)
+    return VD_ENOMEM;
+  q->next = NULL;
+  q->worker = worker;
+  p = q->data;
+  for (i = 0; i < NCOLS; i++) {
+    q->f[i] = f[i];
+    if (!f[i].is_int && f[i].p) {
+      memcpy(p, f[i].p, f[i].n);
+      p[f[i].n] = '\0';
+      q->f[i].p = p;
+      p += f[i].n + 1;
+    }
+  }
+
+  pthread_mutex_lock(&h->mu);
+  while (h->qcount > 0 && (h->qcount >= VD_HISTORY_QUEUE_MAX ||
+                           h->qbytes + size > VD_HISTORY_QUEUE_BYTES))
+    pthread_cond_wait(&h->room, &h->mu);
+  q->wseq = *seq = ++h->lanes[worker].next_seq;
+  *h->qtail = q;
+  h->qtail = &q->next;
+  h->qcount++;
+  h->qbytes += size;
+  pthread_cond_signal(&h->wake);
+  pthread_mutex_unlock(&h->mu);
+  return 0;
+}
+
+size_t vd_history_drain(vd_history_t *h, unsigned worker,
+                        vd_history_done_t *out, size_t max) {
+  vd_hist_lane_t *l;
+  size_t n;
+  if (worker >= h->nworkers)
+    return 0;
+  l = &h->lanes[worker];
+  pthread_mutex_lock(&h->mu);
+  n = l->ndone < max ? l->ndone : max;
+  if (n) {
+    memcpy(out, l->done, n * sizeof *out);
+    memmove(l->done, l->done + n, (l->ndone - n) * sizeof *l->done);
+    l->ndone -= n;
+  }
+  pthread_mutex_unlock(&h->mu);
+  return n;
+}
+
+void vd_history_close(vd_history_t *h) {
+  if (!h)
+    return;
+  if (h->has_thread) {
+    pthread_mutex_lock(&h->mu);
+    h->stopping = 1;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->thread, NULL);
+  }
+  history_free(h);
+}
