@@ -7,7 +7,7 @@
  * rows as stored.  Both see a row through vd_hist_field_t, so the bytes
  * hashed on the way in are the bytes hashed on the way back.
  *
- * Invariants (README, "The hash chain" and "Canonical bytes"):
+ * Invariants (docs/history.md, "The hash chain" and "Canonical bytes"):
  *   - canonical bytes of row seq: the netstring "3:vd1,", seq, then each
  *     column of VD_HISTORY_COLUMNS in order, text as "<len>:<bytes>,",
  *     integers as the netstring of their decimal text, NULL as "-,";
@@ -129,7 +129,7 @@ static void hash_int(struct sha256_ctx *c, int64_t v) {
 }
 
 /* out = SHA-256(prev || "3:vd1," seq f[0] ... f[NCOLS-1]), see the
- * README, "Canonical bytes". */
+ * docs/history.md, "Canonical bytes". */
 void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
                         const vd_hist_field_t f[NCOLS], uint8_t out[32]) {
   struct sha256_ctx c;

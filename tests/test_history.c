@@ -494,7 +494,7 @@ static void test_open_read_only(void **state) {
  * Recording and the chain
  * ---------------------------------------------------------------------- */
 
-/* The canonical bytes exactly as the README ("Canonical bytes") defines
+/* The canonical bytes exactly as docs/history.md ("Canonical bytes") defines
  * them. */
 static void test_canonical_bytes(void **state) {
   const char *path = path_in("canon.db");

@@ -1,7 +1,7 @@
 /*
  * history.h - every decision recorded in SQLite, chained by SHA-256.
  *
- * The history database (the README's "Schema, version 2" describes it;
+ * The history database (docs/history.md, "Schema, version 2", describes it;
  * core/history_db.c creates it) holds one row per response the daemon
  * sent, errors included, plus every file of every policy revision ever
  * loaded.  Four kinds of user:
@@ -314,7 +314,7 @@ int vd_history_answer(vd_history_reader_t *r, const char *query,
  * ---------------------------------------------------------------------- */
 
 /* The columns of `decisions` after seq and before hash, in the order the
- * canonical bytes take them (README, "Canonical bytes"): X(NAME, name). */
+ * canonical bytes take them (docs/history.md, "Canonical bytes"): X(NAME, name). */
 #define VD_HISTORY_COLUMNS(X)                                                \
   X(DECISION_ID, decision_id)                                                \
   X(RECEIVED_MS, received_ms)                                                \
