@@ -44,8 +44,8 @@ DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
 CLI_SRCS    := core/cmd/verdict.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c
 
-TESTS := test_error test_json test_timefmt test_uuid test_slab \
-         test_engine test_sandbox test_protocol test_history
+TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
+         test_textdiff test_engine test_sandbox test_protocol test_history
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
