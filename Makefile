@@ -45,7 +45,8 @@ CLI_SRCS    := core/cmd/verdict.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c
 
 TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
-         test_textdiff test_engine test_sandbox test_protocol test_history
+         test_textdiff test_engine test_sandbox test_protocol test_history \
+         test_history_faults
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
@@ -79,6 +80,9 @@ $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libverdict.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+# Test-only helpers linked into the tests that use them.
+$(BUILD)/tests/test_history_faults: $(BUILD)/tests/fault_vfs.o
 
 # Start the daemon in the foreground on the bundled policies.
 run: deps all
