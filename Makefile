@@ -93,7 +93,7 @@ run: deps all
 
 # Every test: cmocka unit tests, the policies' own tests, black-box tests.
 test: deps all $(TEST_BINS)
-	./scripts/run-tests $(BUILD)
+	./scripts/run-tests $(BUILD) $(TESTS)
 
 bench: deps all
 	./scripts/bench $(BUILD)
