@@ -15,6 +15,9 @@
  *   - nothing crashes or hangs, and closing gives back every allocation
  *     SQLite made (counted by the allocator wrapper; AddressSanitizer
  *     checks libverdict's own under `make asan`).
+ * Opening is put through the same faults, on a new file and on one that
+ * holds decisions: it fails with a message naming the file or works, holds
+ * nothing after failing, and the file opens and verifies afterwards.
  *
  * The writer's complaints on stderr are captured to a file per test and
  * checked; anything else written there is passed through.  Runs on the
@@ -333,11 +336,93 @@ static void alloc_fails_for_good(void **state) {
   fault_cycle(FAULT_ALLOC, 1);
 }
 
+/* Remove the database and what SQLite keeps beside it. */
+static void remove_db(void) {
+  static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
+  char p[128];
+  size_t i;
+  for (i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+    snprintf(p, sizeof p, "%s%s", db_path, ext[i]);
+    unlink(p);
+  }
+}
+
+/* Opening fails cleanly under every fault: an error and a message, or a
+ * history that works; nothing held afterwards either way; and the file
+ * opens and verifies once the faults stop.  On a new file (the schema
+ * created) and on one that holds decisions. */
+static void open_under_faults(void **state) {
+  static const fault_kind_t kinds[] = {FAULT_ALLOC, FAULT_WRITE, FAULT_SYNC};
+  size_t k;
+  int fresh;
+  (void)state;
+  for (fresh = 1; fresh >= 0; fresh--)
+    for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+      long n, step;
+      /* Opening allocates thousands of times (4,000 on a new file, parsing
+       * the schema): past the first hundred, every 61st allocation */
+      for (n = 1;; n += step) {
+        long before;
+        char *err = NULL;
+        int rc, fired, held;
+        step = kinds[k] == FAULT_ALLOC && n >= 100 ? 61 : 1;
+        if (n > 100 * MAX_N)
+          fail_msg("opening did more than %d operations", 100 * MAX_N);
+        if (fresh) {
+          remove_db();
+        } else if (n == 1) { /* once per kind: two decisions stored */
+          remove_db();
+          open_history();
+          assert_int_equal(submit_one(), 0);
+          assert_int_equal(submit_one(), 0);
+          vd_history_close(run.h);
+          run.h = NULL;
+        }
+        before = fault_live_allocs();
+        fault_arm(kinds[k], n, 0);
+        rc = vd_history_open(&run.h, db_path, VD_LOG_DURABLE, 1, notify_cb,
+                             NULL, &err);
+        fired = fault_fired(kinds[k]) > 0;
+        fault_disarm();
+        if (rc) {
+          /* refused: with a reason, and nothing to close */
+          assert_true(fired);
+          assert_null(run.h);
+          assert_non_null(err);
+          assert_non_null(strstr(err, db_path));
+          free(err);
+        } else {
+          assert_null(err);
+          vd_history_close(run.h);
+          run.h = NULL;
+        }
+        held = (int)(fault_live_allocs() - before);
+        if (held != 0)
+          fail_msg("kind %d, n %ld: %d SQLite allocations left", (int)kinds[k],
+                   n, held);
+        /* whatever happened, the file is a history again once faults stop */
+        open_history();
+        vd_history_close(run.h);
+        run.h = NULL;
+        if (!fresh) {
+          vd_verify_report_t rep;
+          if (vd_history_verify(db_path, &rep) != 0)
+            fail_msg("verify after kind %d, n %ld: %s", (int)kinds[k], n,
+                     rep.message);
+          assert_int_equal(rep.records, 2); /* the two stored above */
+        }
+        if (!fired)
+          break;
+      }
+    }
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(write_fails_once), T(write_fails_for_good), T(sync_fails_once),
       T(sync_fails_for_good), T(alloc_fails_once), T(alloc_fails_for_good),
+      T(open_under_faults),
   };
 #undef T
   if (fault_install() != 0) {
