@@ -48,8 +48,9 @@ CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c
 
-TESTS := test_json test_engine test_sandbox test_wire test_history \
-         test_policytest test_replay
+TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
+         test_textdiff test_engine test_sandbox test_wire test_history \
+         test_history_faults test_policytest test_replay
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
@@ -86,6 +87,9 @@ $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libverdict.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
+# Test-only helpers linked into the tests that use them.
+$(BUILD)/tests/test_history_faults: $(BUILD)/tests/fault_vfs.o
+
 # Start the daemon in the foreground on the bundled policies.
 run: deps all
 	@mkdir -p var
@@ -95,7 +99,7 @@ run: deps all
 
 # Every test: cmocka unit tests, the policies' own tests, black-box tests.
 test: deps all $(TEST_BINS)
-	./scripts/run-tests $(BUILD)
+	./scripts/run-tests $(BUILD) $(TESTS)
 
 bench: deps all
 	./scripts/bench $(BUILD)

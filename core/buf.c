@@ -28,11 +28,11 @@ void vd_buf_release(vd_buf_t *b) {
 }
 
 void vd_buf_grow(vd_buf_t *b, size_t extra) {
-  size_t want = b->len + extra + 1;
-  size_t cap;
+  size_t want, cap;
   char *p;
-  if (want < b->len)
+  if (extra >= SIZE_MAX - b->len) /* len + extra + 1 would wrap */
     vd_buf_oom(SIZE_MAX);
+  want = b->len + extra + 1;
   if (want <= b->cap)
     return;
   cap = b->cap ? b->cap : 64;

@@ -153,7 +153,13 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   char hex[65];
   int64_t seq = 0;
   vd_hist_qrec_t *q;
-  int rc = sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  int rc;
+  /* A ROLLBACK that failed (it needs memory to run) left the last failed
+   * batch's transaction open; end it, or every batch from now on would
+   * fail to begin. */
+  if (!sqlite3_get_autocommit(h->db))
+    sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+  rc = sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
   if (rc != SQLITE_OK)
     return vd_hist_db_err(err, h->path, h->db, rc, "starting a batch");
   rc = read_head(h, &seq, prev, err);

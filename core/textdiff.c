@@ -9,7 +9,8 @@
 
 typedef struct line {
   const char *s;
-  size_t n; /* without the newline */
+  size_t n;  /* without the newline */
+  int nl;    /* 1: ends with '\n'; 0: the text's last line, unterminated */
 } line_t;
 
 static size_t split(const char *t, size_t len, line_t **out) {
@@ -29,6 +30,7 @@ static size_t split(const char *t, size_t len, line_t **out) {
       }
       v[n].s = t + start;
       v[n].n = i - start;
+      v[n].nl = i < len;
       n++;
       start = i + 1;
     }
@@ -37,8 +39,10 @@ static size_t split(const char *t, size_t len, line_t **out) {
   return n;
 }
 
+/* A last line without its newline differs from the same text with one,
+ * as in diff -u. */
 static int same(const line_t *a, const line_t *b) {
-  return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
+  return a->n == b->n && a->nl == b->nl && memcmp(a->s, b->s, a->n) == 0;
 }
 
 /* One edit: ' ' keep, '-' from a, '+' from b. */
@@ -46,6 +50,15 @@ typedef struct op {
   char kind;
   size_t ai, bi;
 } op_t;
+
+/* A hunk's range "l,n" from its first line (0-based) and count, as diff -u
+ * writes it: ",1" is left out; an empty range names the line before it. */
+static void add_range(vd_buf_t *out, size_t first, size_t count) {
+  if (count == 1)
+    vd_buf_addf(out, "%zu", first + 1);
+  else
+    vd_buf_addf(out, "%zu,%zu", count ? first + 1 : first, count);
+}
 
 static void emit_hunks(const op_t *ops, size_t nops, const line_t *a,
                        const line_t *b, vd_buf_t *out) {
@@ -75,13 +88,18 @@ static void emit_hunks(const op_t *ops, size_t nops, const line_t *a,
       if (ops[j].kind != '-')
         lb++;
     }
-    vd_buf_addf(out, "@@ -%zu,%zu +%zu,%zu @@\n", la ? a0 + 1 : a0, la,
-                lb ? b0 + 1 : b0, lb);
+    vd_buf_adds(out, "@@ -");
+    add_range(out, a0, la);
+    vd_buf_adds(out, " +");
+    add_range(out, b0, lb);
+    vd_buf_adds(out, " @@\n");
     for (j = start; j < end; j++) {
       const line_t *l = ops[j].kind == '+' ? &b[ops[j].bi] : &a[ops[j].ai];
       vd_buf_addc(out, ops[j].kind);
       vd_buf_add(out, l->s, l->n);
       vd_buf_addc(out, '\n');
+      if (!l->nl)
+        vd_buf_adds(out, "\\ No newline at end of file\n");
     }
     i = end;
   }

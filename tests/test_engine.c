@@ -177,6 +177,18 @@ static int setup_hostile_watched(void **state) {
   return 0;
 }
 
+/* Whether F's watchdog can stop a policy that spins in Lua and calls
+ * nothing.  Not under ThreadSanitizer (`make tsan` sets VERDICT_TSAN):
+ * TSan holds an asynchronous signal back until the thread next enters a
+ * function it intercepts (malloc, setjmp, a lock ...), and `while true do
+ * end` never does, so the watchdog's signal would never land.  Under TSan
+ * the watched tests leave out exactly those endless loops; the watchdog
+ * thread, its slots and every other kind still run, and the counted
+ * fixtures stop the endless loops as before. */
+static int watchdog_stops_spins(const fx_t *f) {
+  return !f->slot || !getenv("VERDICT_TSAN");
+}
+
 static int teardown(void **state) {
   fx_t *f = *state;
   if (f->slot) {
@@ -720,6 +732,9 @@ static void hostile_kinds(void **state) {
   decide_ok_after(f, "loading");
   for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     int rc;
+    if (!watchdog_stops_spins(f) && (strcmp(cases[i].kind, "loop") == 0 ||
+                                     strcmp(cases[i].kind, "pcall_loop") == 0))
+      continue;
     snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":\"national\","
              "\"at\":\"" AT "\",\"input\":{}}", cases[i].kind);
     rc = decide(f->e, line, &f->d);
@@ -742,6 +757,8 @@ static void hostile_kinds(void **state) {
  * counting, and the answer is the counted one. */
 static void watched_loop_is_recounted(void **state) {
   fx_t *f = *state;
+  if (!watchdog_stops_spins(f))
+    skip();
   assert_int_equal(decide(f->e, HREQ("loop"), &f->d), VD_EPOLICY_TIMEOUT);
   assert_contains(f->d.message.data, "ran past its budget of 200000");
   assert_true(f->d.recounted);
@@ -850,8 +867,9 @@ static void hostile_repeated(void **state) {
   for (i = 0; i < 5; i++) {
     assert_int_equal(decide(f->e, HREQ("pcall_bomb"), &f->d),
                      VD_EPOLICY_MEMORY);
-    assert_int_equal(decide(f->e, HREQ("pcall_loop"), &f->d),
-                     VD_EPOLICY_TIMEOUT);
+    if (watchdog_stops_spins(f))
+      assert_int_equal(decide(f->e, HREQ("pcall_loop"), &f->d),
+                       VD_EPOLICY_TIMEOUT);
   }
   lua_gc(sb->L, LUA_GCCOLLECT);
   assert_true(sb->used < before + (256u << 10));

@@ -3,7 +3,8 @@
  *
  * A longest-common-subsequence line diff written as `diff -u` would: a
  * "--- a" / "+++ b" header, then hunks "@@ -l,n +l,n @@" with three lines
- * of context.  Quadratic in lines, so inputs whose product of line counts
+ * of context, and "\ No newline at end of file" after a last line that
+ * has none.  Quadratic in lines, so inputs whose product of line counts
  * passes VD_DIFF_MAX_CELLS are summarised instead of diffed.  Pure; any
  * thread.
  */

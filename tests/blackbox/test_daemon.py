@@ -208,8 +208,15 @@ class Hostile(unittest.TestCase):
     """A hostile bundle never takes the daemon down."""
 
     def test_hostile_policies(self):
+        # Under ThreadSanitizer (VERDICT_TSAN) a signal waits until the
+        # thread calls a function TSan intercepts, and an endless Lua loop
+        # calls none: the watchdog could never stop one.  There the loops
+        # are stopped by counting (--always-count) and the watchdog's own
+        # numbers are not checked; every answer still is.
+        tsan = bool(os.environ.get("VERDICT_TSAN"))
         d = Daemon(HOSTILE, unchecked=True,
-                   args=["--instr-budget", "2000000", "--mem-cap", "16777216"])
+                   args=["--instr-budget", "2000000", "--mem-cap", "16777216"]
+                   + (["--always-count"] if tsan else []))
         try:
             expect = {"loop": "policy_timeout", "pcall_loop": "policy_timeout",
                       "bomb": "policy_memory", "pcall_bomb": "policy_memory",
@@ -232,9 +239,12 @@ class Hostile(unittest.TestCase):
             self.assertGreaterEqual(st["errors"]["policy_timeout"], 2)
             # both endless loops ran hook-free until the watchdog stopped
             # them, and were then decided again with counting
-            self.assertEqual(st["budget"]["mode"], "watchdog")
-            self.assertGreaterEqual(st["budget"]["interrupts"], 2)
-            self.assertGreaterEqual(st["budget"]["recounted"], 2)
+            if not tsan:
+                self.assertEqual(st["budget"]["mode"], "watchdog")
+                self.assertGreaterEqual(st["budget"]["interrupts"], 2)
+                self.assertGreaterEqual(st["budget"]["recounted"], 2)
+            else:
+                self.assertEqual(st["budget"]["mode"], "count")
             good.close()
             bad.close()
         finally:
