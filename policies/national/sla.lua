@@ -262,7 +262,7 @@ local function evaluate(P, f, ctx, tr)
   -- year are listed in `provisional`, in result order: deadlines and
   -- statuses in milestone order, then next_deadline.
   local milestones, deadlines, status = P.params.milestones, {}, {}
-  local provisional, unknown_status = {}, {}
+  local provisional, unknown_status = {}, nil
   local next_name, next_due, next_sure, next_known, candidates = nil, nil, nil, nil, 0
   local off, done_at = C.offset(clk), f.done
   local due, year, own, cap = d.due, d.year, d.own, d.cap
@@ -286,6 +286,7 @@ local function evaluate(P, f, ctx, tr)
         s = provisional_status(P, m_facts, t, cap[m] or FAR, tr)
         if s == nil then
           status[m] = NULL
+          unknown_status = unknown_status or {}
           unknown_status[#unknown_status + 1] = "status." .. m
         else
           status[m] = s
@@ -299,7 +300,9 @@ local function evaluate(P, f, ctx, tr)
       end
     end
   end
-  for i = 1, #unknown_status do provisional[#provisional + 1] = unknown_status[i] end
+  if unknown_status then
+    for i = 1, #unknown_status do provisional[#provisional + 1] = unknown_status[i] end
+  end
   -- The next deadline: certain when its deadline and status are; when it
   -- is the only one open, only its time may be provisional; else which one
   -- comes next depends on the missing year.

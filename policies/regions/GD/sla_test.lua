@@ -153,6 +153,15 @@ local cases = {
       provisional = { "deadlines.operator_reply", "next_deadline.at" },
     } },
 
+  { name = "a Guangdong city with an SLA file of its own: the same provisional reply",
+    region = "GD-SZ",
+    at = "2026-12-21T12:00:00+08:00",
+    input = input{ received_at = "2026-12-20T10:00:00+08:00" },
+    expect = { deadlines = { solution = "2026-12-25T23:59:59+08:00",
+        operator_reply = "2027-01-04T23:59:59+08:00" },
+      provisional = { "deadlines.operator_reply" } },
+    fired = { "calendar.provisional" } },
+
   { name = "hours are exact whatever the year: a 24 h repair into 2027 is not provisional",
     at = "2026-12-31T12:00:00+08:00",
     input = input{ category = "broadband_fault", received_at = "2026-12-31T10:00:00+08:00" },
