@@ -345,12 +345,17 @@ static void run_case(runner_t *r, const char *file, const char *kind,
   if (lua_getfield(L, c, "expect_error") == LUA_TTABLE) {
     const char *code = opt_str(L, -1, "code", "");
     const char *path = opt_str(L, -1, "path", NULL);
+    const char *msg;
     if (strcmp(code, vd_err_name(rc)) != 0)
       vd_buf_addf(&r->diffs, "      error: expected %s, got %s%s%s\n", code,
                   vd_err_name(rc), rc ? ": " : "", rc ? r->d.message.data : "");
     else if (path && strcmp(path, r->d.path.data ? r->d.path.data : "") != 0)
       vd_buf_addf(&r->diffs, "      error path: expected %s, got %s\n", path,
                   r->d.path.len ? r->d.path.data : "(none)");
+    else if ((msg = opt_str(L, -1, "message", NULL)) != NULL &&
+             !strstr(r->d.message.data ? r->d.message.data : "", msg))
+      vd_buf_addf(&r->diffs, "      error message: expected it to contain \"%s\", got %s\n",
+                  msg, r->d.message.data ? r->d.message.data : "(none)");
     lua_pop(L, 1);
   } else {
     lua_pop(L, 1);

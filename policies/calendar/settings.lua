@@ -4,7 +4,9 @@
 --   "weekend_only": count Saturdays and Sundays as the only days off, and
 --                   say so in the decision's trace
 --                   (calendar.weekend_only_fallback);
---   "error":        answer bad_input naming the missing year.
+--   "error":        guess nothing: what depends on the year is provisional
+--                   in the result, or bad_input naming the year where the
+--                   answer itself depends on it.
 --
 -- A region overrides it, for every kind and for its cities, with
 -- regions/<CODE>/calendar/settings.lua (see regions/GD).  Without this file

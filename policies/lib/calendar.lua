@@ -29,10 +29,16 @@
 -- A day outside every loaded year is decided by the calendar's `fallback`
 -- setting, one per region for every kind (sla, escalation, appeal alike):
 -- calendar/settings.lua nationally, regions/<CODE>/calendar/settings.lua
--- for a region and the cities in it (GD: "error").  "error" raises
--- bad_input naming the year; "weekend_only" counts Saturdays and Sundays as
--- the only days off and adds the trace entry `calendar.weekend_only_fallback`
--- saying so.  With no settings file at all: "error", no guessing.
+-- for a region and the cities in it (GD: "error").  "weekend_only" counts
+-- Saturdays and Sundays as the only days off and adds the trace entry
+-- `calendar.weekend_only_fallback` saying so.  "error" never guesses: such
+-- a day is unknown.  C.due then raises bad_input naming the year; a kind
+-- that can still decide asks C.due_earliest instead, which answers the
+-- earliest the deadline can end whatever that year's notice says, and the
+-- year it depends on.  The kind decides what does not depend on the year,
+-- refuses (C.refuse) what does, writes what may still move as provisional,
+-- and records the year (C.depends) for the trace entry C.report adds,
+-- `calendar.provisional`.  With no settings file at all: "error".
 
 local T = require("lib.time")
 local R = require("lib.rules")
@@ -344,56 +350,103 @@ function C.clock_for(code, path)
   return C.clock(C.for_region(loaded, code), path)
 end
 
--- Is day dn a working day?  Outside the loaded years: the fallback.
-function C.is_working(clk, dn)
+-- The bad_input error for a decision that needs a day of year y, which
+-- has no calendar file, in a calendar that does not fall back to weekends
+-- only; `why` (optional) says what depends on the year.
+local function refuse(clk, y, why)
+  local cal = clk.cal
+  error({
+    code = "bad_input", path = clk.path,
+    message = sfmt("no working-day calendar is loaded for %d "
+      .. "(calendar/%d.lua is missing) and the calendar of region %s does not fall "
+      .. "back to weekends only (%s)", y, y, cal.region, cal.settings_file)
+      .. (why and "; " .. why or ""),
+  }, 0)
+end
+C.refuse = refuse
+
+-- Is day dn a working day: true or false; nil when dn is in a year with
+-- no calendar file and the fallback setting is "error" (unknown: the
+-- caller decides).  With "weekend_only", Saturdays and Sundays are off and
+-- the year is recorded for the trace.
+local function state(clk, dn)
   local cal = clk.cal
   local w = cal.open[dn]
   if w ~= nil then
     if cal.changed[dn] then clk.regional = true end
     return w
   end
+  if clk.mode ~= "weekend_only" then return nil end
   local y = civil_from_days(dn)
-  if clk.mode ~= "weekend_only" then
-    error({
-      code = "bad_input", path = clk.path,
-      message = sfmt("no working-day calendar is loaded for %d "
-        .. "(calendar/%d.lua is missing) and the calendar of region %s does not fall "
-        .. "back to weekends only (%s)", y, y, cal.region, cal.settings_file),
-    }, 0)
-  end
   clk.fallback = clk.fallback or {}
   clk.fallback[y] = true
   local wd = (dn + 4) % 7                            -- T.weekday: 0 Sunday, 6 Saturday
   return wd ~= 0 and wd ~= 6
 end
 
-local is_working = C.is_working
+-- Is day dn a working day?  Outside the loaded years: the fallback, or
+-- bad_input (C.refuse) where the setting is "error".
+function C.is_working(clk, dn)
+  local w = state(clk, dn)
+  if w == nil then refuse(clk, (civil_from_days(dn))) end
+  return w
+end
 
--- The n-th working day after dn (dn itself not counted).
-local function add_working_days(clk, dn, n)
+-- The n-th working day after dn (dn itself not counted), and the first
+-- year with no calendar the count went through (nil: none, the day is
+-- exact).  A day of such a year is counted as a working day, so the day
+-- returned is the earliest the count can end: that year's notice can only
+-- make fewer of its days working days (a 调休 weekend day worked counts
+-- already).
+local function earliest_working_day(clk, dn, n)
   local cal = clk.cal
   local r = cal.rank[dn]
   if r then
     local d2 = cal.nth[r + n]
     if d2 and cal.block[d2] == cal.block[dn] then    -- within loaded years
       if cal.chg[d2] ~= cal.chg[dn] then clk.regional = true end
-      return d2
+      return d2, nil
     end
   end
-  local guard = dn + 3660                            -- else day by day
+  local guard, missing = dn + 3660, nil              -- else day by day
   while n > 0 do
     dn = dn + 1
-    if is_working(clk, dn) then n = n - 1 end
+    local w = state(clk, dn)
+    if w == nil then
+      missing = missing or civil_from_days(dn)
+      w = true
+    end
+    if w then n = n - 1 end
     if dn > guard then error("calendar: no working day within ten years", 0) end
   end
-  return dn
+  return dn, missing
+end
+
+-- The n-th working day after dn (dn itself not counted); bad_input for a
+-- day it cannot count.
+local function add_working_days(clk, dn, n)
+  local d, missing = earliest_working_day(clk, dn, n)
+  if missing then refuse(clk, missing) end
+  return d
 end
 C.add_working_days = add_working_days
 
--- The first working day on or after dn.
+-- The first day on or after dn that is a working day or unknown, and the
+-- year of an unknown one (nil: the day is a known working day).  An unknown
+-- day is the earliest the rolled day can be: only a day off moves it on.
+local function earliest_roll(clk, dn)
+  local w = state(clk, dn)
+  if w then return dn, nil end
+  if w == nil then return dn, (civil_from_days(dn)) end
+  return earliest_working_day(clk, dn, 1)
+end
+
+-- The first working day on or after dn; bad_input for a day it cannot
+-- decide.
 local function roll(clk, dn)
-  if is_working(clk, dn) then return dn end
-  return add_working_days(clk, dn, 1)
+  local d, missing = earliest_roll(clk, dn)
+  if missing then refuse(clk, missing) end
+  return d
 end
 C.roll = roll
 
@@ -427,31 +480,72 @@ function C.spec_error(spec)
   return nil
 end
 
--- The deadline instant for spec counted from instant t.  Days are the
--- calendar's civil days (clk.off), whatever offset t was written in.
-function C.due(clk, t, spec)
+-- The deadline for spec counted from instant t, as the earliest it can
+-- be: returns the instant, the year with no calendar file it depends on
+-- (nil: the instant is exact), and whether the instant is the deadline's
+-- own day (true; false: a working-day count through that year, which
+-- counted each of its days as worked, a bound rather than a date anyone
+-- would name).  Days are the calendar's civil days (clk.off), whatever
+-- offset t was written in.  Only an "error" calendar has unknown days; a
+-- "weekend_only" one counts them by its fallback, exact as far as it goes.
+function C.due_earliest(clk, t, spec)
   local n = spec.minutes
-  if n then return t + n * 60 end
+  if n then return t + n * 60, nil, true end
   n = spec.hours
-  if n then return t + n * 3600 end
+  if n then return t + n * 3600, nil, true end
   local off = clk.off
   local dn = (t + off) // 86400                      -- T.local_day
+  local missing, own
   n = spec.working_days
   if n then
-    dn = add_working_days(clk, dn, n)
+    dn, missing = earliest_working_day(clk, dn, n)
+    own = missing == nil
   else
     n = spec.days
     if n then
-      dn = roll(clk, dn + n)
+      dn, missing = earliest_roll(clk, dn + n)
     else
-      dn = roll(clk, add_months(dn, spec.months))
+      dn, missing = earliest_roll(clk, add_months(dn, spec.months))
     end
+    own = true
   end
-  return (dn + 1) * 86400 - off - 1                  -- T.end_of_day
+  return (dn + 1) * 86400 - off - 1, missing, own    -- T.end_of_day
+end
+local due_earliest = C.due_earliest
+
+-- The deadline instant for spec counted from instant t; bad_input (naming
+-- clk.path and the year) when it depends on a year with no calendar file.
+function C.due(clk, t, spec)
+  local d, missing = due_earliest(clk, t, spec)
+  if missing then refuse(clk, missing) end
+  return d
+end
+
+-- The earlier of two deadlines given as C.due_earliest answers them
+-- (t1, y1, own1 may be nil: none yet): the earlier of the two instants, and
+-- the year it still depends on (nil when an exact one is no later than
+-- the other's earliest), with `own` as in C.due_earliest.  For an output
+-- that takes the earliest deadline any rule gives.
+function C.earlier(t1, y1, own1, t2, y2, own2)
+  if t1 == nil or t2 < t1 then return t2, y2, own2 end
+  if t2 == t1 then
+    if y1 == nil or y2 == nil then return t1, nil, true end
+    return t1, y1, own1 or own2
+  end
+  return t1, y1, own1
+end
+
+-- Record that an answer of this decision depended on year y, which has no
+-- calendar file: C.report then says so in the trace
+-- (`calendar.provisional`).
+function C.depends(clk, y)
+  clk.unknown = clk.unknown or {}
+  clk.unknown[y] = true
 end
 
 -- Add to the trace what the decision's counting relied on beyond the
--- national data: a regional calendar, or the weekend-only fallback.
+-- national data: a regional calendar, the weekend-only fallback, or a year
+-- with no calendar that its answer is provisional on (C.depends).
 function C.report(clk, tr)
   if clk.regional then
     local note = clk.cal.note                        -- built by load_region
@@ -468,6 +562,18 @@ function C.report(clk, tr)
       "no holiday calendar is loaded for " .. concat(years, ", ") .. "; counted "
       .. "Saturdays and Sundays as the only days off (fallback = \"weekend_only\" in "
       .. clk.cal.settings_file .. ")")
+  end
+  if clk.unknown then
+    local years = {}
+    for y in pairs(clk.unknown) do years[#years + 1] = y end
+    sort(years)
+    R.note(tr, "calendar.provisional",
+      "no holiday calendar is loaded for " .. concat(years, ", ") .. " and region "
+      .. clk.cal.region .. " does not guess its days (fallback = \"error\" in "
+      .. clk.cal.settings_file .. "): a deadline there is known only not to end before "
+      .. "its own day (a day off can only move it later) and a working-day count into it "
+      .. "cannot be made; this decision's answer is the same for every such shift, except "
+      .. "the outputs its result lists as provisional")
   end
 end
 

@@ -26,6 +26,16 @@
 -- Times may be written in any offset: the bars' months and the appeal
 -- body's days are counted on the calendar's civil days (lib/calendar.lua,
 -- +08:00), and every time in the result is written in +08:00.
+--
+-- A year with no calendar file, where the region's calendar does not fall
+-- back to weekends only (GD): a bar ending in it ends on its own day at the
+-- earliest, and only a day off can move it later.  An appeal filed by then
+-- is in time whatever that year's notice says, so it is decided, and
+-- appeal_window_ends (the earliest end) is listed in the result's
+-- `provisional`; one filed later is bad_input on input.event_at, naming
+-- the year, since whether it is out of time depends on it.  The appeal
+-- body's deadlines that end in such a year are provisional too: 30 days'
+-- own day, or null for a count of working days through it.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -38,7 +48,7 @@ C.load() -- every calendar, once, when the policy loads
 -- Read once, here: inside a decision every global access goes through the
 -- sandbox's environment proxies.
 local NULL = verdict.null
-local format, due_of, clock_for = T.format, C.due, C.clock_for
+local format, earliest, earlier, clock_for = T.format, C.due_earliest, C.earlier, C.clock_for
 
 local CATEGORIES = D.CATEGORIES
 local BILLING = R.set{ "billing", "sp_subscription" }
@@ -236,23 +246,37 @@ local function check_rule(_, table_name, r)
   return nil
 end
 
--- "input.<name>", the path C.due names for a missing calendar year, of
--- each input field (the `from` of a deadline rule).
-local PATH = {}
-for name in pairs(fields) do PATH[name] = "input." .. name end
-
 local function evaluate(P, f, ctx, tr)
   local ev = f.event_at
   if f.appealed_at.t < ev.t then
     S.fail("input.appealed_at", "expected a time not before event_at")
   end
   local clk = clock_for(ctx.region, "input.event_at")
+  local off = C.offset(clk)
   local windows = R.run(P, "window", f, tr)
   if #windows == 0 then error("no rule in table window matched; every category needs a bar", 0) end
-  local ends = due_of(clk, ev.t, windows[1].due)
+  -- The latest end any bar gives, as the earliest it can be: ends_year is
+  -- the year with no calendar it still depends on (nil: exact), if any bar
+  -- does, since that bar's end may move past every other.
+  local ends, ends_year = earliest(clk, ev.t, windows[1].due)
   for i = 2, #windows do
-    local e = due_of(clk, ev.t, windows[i].due)
+    local e, y = earliest(clk, ev.t, windows[i].due)
     if e > ends then ends = e end
+    ends_year = ends_year or y
+  end
+  -- Outputs that may still change once the missing year's calendar is
+  -- loaded, in result order.
+  local provisional = {}
+  if ends_year then
+    -- Filed by the earliest end: in time for every end that year's days
+    -- can give.  Filed after it: out of time or not depends on them.
+    if f.appealed_at.t > ends then
+      C.refuse(clk, ends_year, "the appeal bar ends " .. format(ends, off) .. " at the "
+        .. "earliest, later if that day is off, so whether the appeal filed "
+        .. format(f.appealed_at.t, off) .. " is in time depends on that year's calendar")
+    end
+    C.depends(clk, ends_year)
+    provisional[1] = "appeal_window_ends"
   end
   f.window_ends = ends
 
@@ -288,7 +312,6 @@ local function evaluate(P, f, ctx, tr)
   if k == 0 then grounds[1] = o.id end
 
   f.withdrawn = o.outcome == "withdrawn"
-  local off = C.offset(clk)
   local result = {
     outcome = o.outcome,
     grounds = grounds,
@@ -296,17 +319,33 @@ local function evaluate(P, f, ctx, tr)
     appeal_window_ends = format(f.window_ends, off),
     acceptance_decision_by = NULL,
     answer_due_by = NULL,
+    provisional = provisional,
   }
-  -- Each output is the earliest deadline any fired rule gives it.
-  local deadlines, earliest = R.run(P, "deadlines", f, tr), {}
+  -- Each output is the earliest deadline any fired rule gives it (outs, in
+  -- the order the rules name them; due[out] = { t, year, own }, as
+  -- C.earlier answers).  One that depends on a year with no calendar is
+  -- provisional: its own day, the earliest it can end, or null where it is
+  -- a count of working days through that year.
+  local deadlines, outs, due = R.run(P, "deadlines", f, tr), {}, {}
   for i = 1, #deadlines do
     local r = deadlines[i]
-    local from = f[r.from]
-    clk.path = PATH[r.from] or "input." .. r.from
-    local d = due_of(clk, from.t, r.due)
-    if earliest[r.out] == nil or d < earliest[r.out] then
-      earliest[r.out] = d
-      result[r.out] = format(d, off)
+    local d = due[r.out]
+    if d == nil then
+      d = {}
+      due[r.out] = d
+      outs[#outs + 1] = r.out
+    end
+    d[1], d[2], d[3] = earlier(d[1], d[2], d[3], earliest(clk, f[r.from].t, r.due))
+  end
+  for i = 1, #outs do
+    local out = outs[i]
+    local d = due[out]
+    if d[2] then
+      C.depends(clk, d[2])
+      provisional[#provisional + 1] = out
+      result[out] = d[3] and format(d[1], off) or NULL
+    else
+      result[out] = format(d[1], off)
     end
   end
   C.report(clk, tr)

@@ -28,7 +28,15 @@ local cases = {
     at = "2026-11-20T10:00:00+08:00",
     input = input{ event_at = "2026-10-01T10:00:00+08:00",
       appealed_at = "2026-11-16T10:00:00+08:00" },
-    expect = { appeal_window_ends = "2027-03-01T23:59:59+08:00" },
+    expect = { appeal_window_ends = "2027-03-01T23:59:59+08:00", provisional = {} },
+    fired = { "calendar.weekend_only_fallback" } },
+
+  { name = "an acceptance deadline counted into 2027 nationally: weekends only, not provisional",
+    at = "2026-12-31T12:00:00+08:00",
+    input = input{ event_at = "2026-07-01T10:00:00+08:00",
+      appealed_at = "2026-12-28T10:00:00+08:00" },
+    expect = { outcome = "withdrawn", acceptance_decision_by = "2027-01-04T23:59:59+08:00",
+      provisional = {} },
     fired = { "calendar.weekend_only_fallback" } },
 
   { name = "a court already accepted the matter: withdrawn, whatever was found",

@@ -13,6 +13,17 @@
 -- calendar's civil days (lib/calendar.lua, +08:00) and next_review_at is
 -- written in the calendar's offset, so the same instants in any offset
 -- give the same answer.
+--
+-- A reply window that ends in a year with no calendar file, where the
+-- region's calendar does not fall back to weekends only (GD), ends on its
+-- own day at the earliest, later if that day is off.  The decision is made
+-- when no rule's answer depends on where it ends: the window has not begun
+-- to close even at its earliest end (more than the longest `within_hours`
+-- of the warnings before it), or the input's sla_status gives an
+-- operator_reply status that settles the window's warnings instead (met,
+-- at_risk, breached); the trace says `calendar.provisional`.  Otherwise it
+-- is bad_input on input.received_at, naming the year.  Nothing in the
+-- result is provisional: next_review_at counts hours.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -25,7 +36,7 @@ C.load() -- every calendar, once, when the policy loads
 -- Read once, here: inside a decision every global access goes through the
 -- sandbox's environment proxies.
 local pairs = pairs
-local format, due_of, clock_for, HOUR = T.format, C.due, C.clock_for, T.HOUR
+local format, earliest, clock_for, HOUR = T.format, C.due_earliest, C.clock_for, T.HOUR
 
 local CATEGORIES, GRADES, LEVELS = D.CATEGORIES, D.GRADES, D.LEVELS
 local RANK = {}
@@ -108,7 +119,10 @@ end
 
 -- Facts besides the input, set by evaluate: f.at (the decision time),
 -- f.reply_due (the end of the 15-day operator reply window, counted from
--- received_at), f.reply_window_passed (f.at is after it), f.status_seen
+-- received_at; in a year with no calendar, its earliest end, and then
+-- only where the decision does not depend on it, see evaluate),
+-- f.reply_window_passed (f.at is after it; nil when that is not known
+-- and the sla_status's operator_reply settles the window), f.status_seen
 -- (set of the status values in sla_status); for `review` also f.incident,
 -- f.level_rank, f.signalled and f.warned (set of the warnings raised).
 -- Without an operator_reply status in the input, the reply window's
@@ -249,8 +263,34 @@ local function evaluate(P, f, ctx, tr)
   local rc = f.received_at
   local clk = clock_for(ctx.region, "input.received_at")
   f.at = at
-  f.reply_due = due_of(clk, rc.t, REPLY_WINDOW)
-  f.reply_window_passed = at > f.reply_due
+  local reply_due, year = earliest(clk, rc.t, REPLY_WINDOW)
+  f.reply_due = reply_due
+  f.reply_window_passed = at > reply_due
+  if year then
+    -- The window ends at reply_due or later.  Before reply_due less the
+    -- longest within_hours any warning looks ahead, it is neither passed
+    -- nor closing for every such end.  Else an operator_reply status of
+    -- met, at_risk or breached is what the warnings read instead of the
+    -- window (and at_risk or breached already sets a 4-hour review).
+    local ahead = 0
+    local rules = R.get(P, "warnings").rules
+    for i = 1, #rules do
+      local h = rules[i].within_hours
+      if h and h > ahead then ahead = h end
+    end
+    local reply = f.sla_status.operator_reply
+    if reply_due - at > ahead * HOUR then
+      f.reply_window_passed = false
+    elseif reply == "met" or reply == "at_risk" or reply == "breached" then
+      if at > reply_due then f.reply_window_passed = nil end
+    else
+      C.refuse(clk, year, "the 15-day reply window ends " .. format(reply_due, C.offset(clk))
+        .. " at the earliest, later if that day is off, and with no operator_reply status "
+        .. "(met, at_risk or breached) the warnings at " .. format(at, C.offset(clk))
+        .. " depend on where it ends")
+    end
+    C.depends(clk, year)
+  end
   f.status_seen = statuses(f.sla_status)
   C.report(clk, tr)
 

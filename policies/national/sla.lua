@@ -17,6 +17,17 @@
 -- are the calendar's civil days in China (the utc_offset of calendar/*.lua,
 -- +08:00), so the same instant in any offset gets the same deadlines.  Every
 -- time in the result is written in the calendar's offset (+08:00).
+--
+-- A year with no calendar file, where the region's calendar does not fall
+-- back to weekends only (GD): no deadline in it is guessed, and nothing
+-- that does not depend on it is refused.  A calendar-day deadline (the 15
+-- days) that ends in it is written as its own day, the earliest it can end
+-- (a day off can only move it later); a working-day deadline that counts
+-- through it is null, since none of its days can be counted.  Both are
+-- listed in the result's `provisional`, and so is a status or the next
+-- deadline that would differ for some end that year's days can give (then
+-- null; or, for the only deadline still open, next_deadline.at, its time);
+-- a status the same for every such end is given.
 
 local R = require("lib.rules")
 local S = require("lib.schema")
@@ -29,7 +40,7 @@ C.load() -- every calendar, once, when the policy loads
 -- Read once, here: inside a decision every global access goes through the
 -- sandbox's environment proxies.
 local NULL = verdict.null
-local format, due_of, clock_for = T.format, C.due, C.clock_for
+local format, earliest, earlier, clock_for = T.format, C.due_earliest, C.earlier, C.clock_for
 
 local TOP_GRADES, LOCAL_ENTERPRISE = D.TOP_GRADES, D.LOCAL_ENTERPRISE
 local CATEGORIES, GRADES = D.CATEGORIES, D.GRADES
@@ -192,16 +203,40 @@ local function check_rule(P, _table_name, r)
   return nil
 end
 
--- Set due[m] to each deadline of rule r (order = P.due_order[r]) that is
--- earlier than the one already there.
-local function apply(order, due, clk, rc)
-  local t = rc.t
+-- Set each milestone's deadline to the earlier of rule r's (order =
+-- P.due_order[r]) and the one already there.  A deadline is kept as
+-- C.earlier answers it: due[m] the instant (the earliest it can be),
+-- year[m] the year with no calendar it still depends on (nil: exact),
+-- own[m] whether the instant is its own day; cap[m] is the earliest exact
+-- deadline any rule gives m, which a provisional one can never pass.
+local function apply(order, d, clk, rc)
+  local t, due, year, own, cap = rc.t, d.due, d.year, d.own, d.cap
   for i = 1, #order, 2 do
     local m = order[i]
-    local d = due_of(clk, t, order[i + 1])
-    local old = due[m]
-    if old == nil or d < old then due[m] = d end
+    local v, y, o = earliest(clk, t, order[i + 1])
+    if y == nil and (cap[m] == nil or v < cap[m]) then cap[m] = v end
+    due[m], year[m], own[m] = earlier(due[m], year[m], own[m], v, y, o)
   end
+end
+
+-- A deadline later than any a calendar gives, for a provisional one with
+-- no exact cap: the status it would have if that year's days all were off.
+local FAR = 1 << 52
+
+-- The status of milestone m (facts: m_facts, its due set here) when its
+-- deadline is provisional: decided on scratch traces at the earliest end
+-- and at the latest (cap, else FAR); the status rules are monotone in the
+-- deadline, so the same answer at both is the answer for every end
+-- between, and it is decided again on the real trace.  nil when they
+-- differ.
+local function provisional_status(P, m_facts, lo, hi, tr)
+  m_facts.due = lo
+  local a = R.decide(P, "status", m_facts, { list = {}, seen = {} }).status
+  m_facts.due = hi
+  local b = R.decide(P, "status", m_facts, { list = {}, seen = {} }).status
+  if a ~= b then return nil end
+  m_facts.due = lo
+  return R.decide(P, "status", m_facts, tr).status
 end
 
 local function evaluate(P, f, ctx, tr)
@@ -210,43 +245,87 @@ local function evaluate(P, f, ctx, tr)
   local clk = clock_for(ctx.region, "input.received_at")
 
   -- Deadlines: the earliest any fired rule sets for each milestone, as
-  -- instants (written as text below).
-  local due_order, deadlines = P.due_order, {}
+  -- instants (written as text below; see apply).
+  local due_order = P.due_order
+  local d = { due = {}, year = {}, own = {}, cap = {} }
   local tier = R.decide(P, "tier", f, tr)
-  apply(due_order[tier], deadlines, clk, rc)
+  apply(due_order[tier], d, clk, rc)
   local statutory = R.run(P, "statutory", f, tr)
-  for i = 1, #statutory do apply(due_order[statutory[i]], deadlines, clk, rc) end
+  for i = 1, #statutory do apply(due_order[statutory[i]], d, clk, rc) end
   local repair = R.run(P, "repair", f, tr)
-  for i = 1, #repair do apply(due_order[repair[i]], deadlines, clk, rc) end
-  C.report(clk, tr)
+  for i = 1, #repair do apply(due_order[repair[i]], d, clk, rc) end
 
-  -- Status per milestone, and the next open deadline.  The status facts
-  -- are one table, refilled for each milestone.
-  local milestones, status = P.params.milestones, {}
-  local next_name, next_due
+  -- Status per milestone, and the next open deadline: the earliest one
+  -- pending or at risk, or unknown and open (it may be pending); certain
+  -- only when that one's deadline and status are.  The status facts are one
+  -- table, refilled for each milestone.  Outputs that depend on a missing
+  -- year are listed in `provisional`, in result order: deadlines and
+  -- statuses in milestone order, then next_deadline.
+  local milestones, deadlines, status = P.params.milestones, {}, {}
+  local provisional, unknown_status = {}, nil
+  local next_name, next_due, next_sure, next_known, candidates = nil, nil, nil, nil, 0
   local off, done_at = C.offset(clk), f.done
+  local due, year, own, cap = d.due, d.year, d.own, d.cap
   local m_facts = { start = rc.t, due = 0, done = nil, at = at }
   for i = 1, #milestones do
     local m = milestones[i]
-    local d = deadlines[m]
-    if d then
-      deadlines[m] = format(d, off)
+    local t = due[m]
+    if t then
       local done = done_at[m]
-      m_facts.due, m_facts.done = d, done and done.t
-      local s = R.decide(P, "status", m_facts, tr).status
-      status[m] = s
-      if (s == "pending" or s == "at_risk") and (next_due == nil or d < next_due) then
-        next_name, next_due = m, d
+      m_facts.done = done and done.t
+      local y, s = year[m]
+      if y == nil then
+        deadlines[m] = format(t, off)
+        m_facts.due = t
+        s = R.decide(P, "status", m_facts, tr).status
+        status[m] = s
+      else
+        C.depends(clk, y)
+        deadlines[m] = own[m] and format(t, off) or NULL
+        provisional[#provisional + 1] = "deadlines." .. m
+        s = provisional_status(P, m_facts, t, cap[m] or FAR, tr)
+        if s == nil then
+          status[m] = NULL
+          unknown_status = unknown_status or {}
+          unknown_status[#unknown_status + 1] = "status." .. m
+        else
+          status[m] = s
+        end
+      end
+      if s == "pending" or s == "at_risk" or (s == nil and done == nil) then
+        candidates = candidates + 1
+        if next_due == nil or t < next_due then
+          next_name, next_due, next_sure, next_known = m, t, y == nil, s ~= nil
+        end
       end
     end
   end
+  if unknown_status then
+    for i = 1, #unknown_status do provisional[#provisional + 1] = unknown_status[i] end
+  end
+  -- The next deadline: certain when its deadline and status are; when it
+  -- is the only one open, only its time may be provisional; else which one
+  -- comes next depends on the missing year.
+  local next_deadline = NULL
+  if next_name then
+    if next_sure then
+      next_deadline = { name = next_name, at = deadlines[next_name] }
+    elseif next_known and candidates == 1 then
+      next_deadline = { name = next_name, at = deadlines[next_name] }
+      provisional[#provisional + 1] = "next_deadline.at"
+    else
+      provisional[#provisional + 1] = "next_deadline"
+    end
+  end
+  C.report(clk, tr)
 
   return {
     tier = tier.tier,
     deadlines = deadlines,
     status = status,
-    next_deadline = next_name and { name = next_name, at = deadlines[next_name] } or NULL,
+    next_deadline = next_deadline,
     updates_every_minutes = tier.updates_every_minutes,
+    provisional = provisional,
   }
 end
 

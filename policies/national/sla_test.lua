@@ -209,6 +209,7 @@ local cases = {
         solution = "2027-01-06T23:59:59+08:00",
         operator_reply = "2027-01-12T23:59:59+08:00",
       },
+      provisional = {},                                -- a fallback, not a missing answer
     },
     fired = { "calendar.weekend_only_fallback" } },
 

@@ -1,6 +1,7 @@
 -- regions/GD/sla_test.lua - Guangdong's tighter SLA (1/4/5 working days,
 -- 48 h first feedback, 24 h urban repair) and its refusal to guess years
--- without a calendar.  2026-11-23 is a Monday.
+-- without a calendar (regions/GD/calendar/settings.lua): what depends on
+-- 2027 is provisional, never a weekend-only guess.  2026-11-23 is a Monday.
 
 local input = with_defaults{ complaint_id = "GD-1", category = "billing", channel = "hotline",
     customer_grade = "retail", received_at = "2026-11-23T10:00:00+08:00" }
@@ -75,10 +76,98 @@ local cases = {
       operator_reply = "2026-12-25T23:59:59+08:00",
     } } },
 
-  { name = "a deadline in 2027 with no 2027 calendar is bad_input here, not a guess",
+  -- A day in 2027, which has no calendar file, is never guessed here: a
+  -- calendar-day deadline there is its own day, the earliest it can end; a
+  -- working-day count into 2027 cannot be made (null).  Both are listed in
+  -- `provisional`, as is a status that depends on them.  2026-12-20 is a
+  -- Sunday.
+  { name = "received 2026-12-20: the 2026 deadlines exact, the 2027 one provisional",
+    at = "2026-12-21T12:00:00+08:00",
+    input = input{ received_at = "2026-12-20T10:00:00+08:00" },
+    expect = {
+      deadlines = {
+        acceptance = "2026-12-21T23:59:59+08:00",
+        first_feedback = "2026-12-22T10:00:00+08:00",
+        investigation = "2026-12-24T23:59:59+08:00",
+        solution = "2026-12-25T23:59:59+08:00",
+        operator_reply = "2027-01-04T23:59:59+08:00",   -- its own day, a Monday
+      },
+      status = { acceptance = "pending", first_feedback = "pending", investigation = "pending",
+        solution = "pending", operator_reply = "pending" },
+      next_deadline = { name = "acceptance", at = "2026-12-21T23:59:59+08:00" },
+      provisional = { "deadlines.operator_reply" },
+    },
+    fired = { "calendar.provisional" } },
+
+  { name = "received 2026-12-28: working days into 2027 cannot be counted, null",
     at = "2026-12-28T12:00:00+08:00",
     input = input{ received_at = "2026-12-28T10:00:00+08:00" },
-    expect_error = { code = "bad_input", path = "input.received_at" } },
+    expect = {
+      deadlines = {
+        acceptance = "2026-12-29T23:59:59+08:00",
+        first_feedback = "2026-12-30T10:00:00+08:00",
+        investigation = verdict.null,
+        solution = verdict.null,
+        operator_reply = "2027-01-12T23:59:59+08:00",
+      },
+      -- pending whatever 2027's days are: not even 75% of the time to the
+      -- earliest end has passed, and no later end can make it at risk
+      status = { investigation = "pending", solution = "pending", operator_reply = "pending" },
+      next_deadline = { name = "acceptance", at = "2026-12-29T23:59:59+08:00" },
+      provisional = { "deadlines.investigation", "deadlines.solution",
+        "deadlines.operator_reply" },
+    } },
+
+  { name = "a status that depends on 2027 is null too, and so is the next deadline",
+    at = "2027-01-02T12:00:00+08:00",
+    input = input{ received_at = "2026-12-28T10:00:00+08:00" },
+    expect = {
+      status = { acceptance = "breached", first_feedback = "breached",
+        investigation = verdict.null, solution = verdict.null, operator_reply = "pending" },
+      next_deadline = verdict.null,
+      provisional = { "deadlines.investigation", "deadlines.solution",
+        "deadlines.operator_reply", "status.investigation", "status.solution",
+        "next_deadline" },
+    } },
+
+  { name = "done by the earliest end a count into 2027 can give: met, whatever 2027 says",
+    at = "2027-01-02T12:00:00+08:00",
+    input = input{ received_at = "2026-12-28T10:00:00+08:00",
+      done = { acceptance = "2026-12-28T15:00:00+08:00",
+        first_feedback = "2026-12-28T15:00:00+08:00",
+        investigation = "2026-12-31T18:00:00+08:00" } },
+    expect = {
+      deadlines = { investigation = verdict.null },
+      status = { acceptance = "met", investigation = "met", solution = verdict.null },
+      provisional = { "deadlines.investigation", "deadlines.solution",
+        "deadlines.operator_reply", "status.solution", "next_deadline" },
+    } },
+
+  { name = "the only deadline still open is next, at its provisional time",
+    at = "2026-12-28T12:00:00+08:00",
+    input = input{ received_at = "2026-12-20T10:00:00+08:00" },
+    expect = {
+      status = { acceptance = "breached", investigation = "breached", solution = "breached",
+        operator_reply = "pending" },
+      next_deadline = { name = "operator_reply", at = "2027-01-04T23:59:59+08:00" },
+      provisional = { "deadlines.operator_reply", "next_deadline.at" },
+    } },
+
+  { name = "a Guangdong city with an SLA file of its own: the same provisional reply",
+    region = "GD-SZ",
+    at = "2026-12-21T12:00:00+08:00",
+    input = input{ received_at = "2026-12-20T10:00:00+08:00" },
+    expect = { deadlines = { solution = "2026-12-25T23:59:59+08:00",
+        operator_reply = "2027-01-04T23:59:59+08:00" },
+      provisional = { "deadlines.operator_reply" } },
+    fired = { "calendar.provisional" } },
+
+  { name = "hours are exact whatever the year: a 24 h repair into 2027 is not provisional",
+    at = "2026-12-31T12:00:00+08:00",
+    input = input{ category = "broadband_fault", received_at = "2026-12-31T10:00:00+08:00" },
+    expect = { deadlines = { repair = "2027-01-01T10:00:00+08:00" },
+      status = { repair = "pending" },
+      next_deadline = { name = "repair", at = "2027-01-01T10:00:00+08:00" } } },
 }
 
 -- Every government and enterprise grade, in Guangdong and in a city with
