@@ -88,6 +88,8 @@ local tighter = {
   ["next_deadline.name"] = "neutral",
   ["next_deadline.at"] = "earlier",
   updates_every_minutes = "smaller",
+  -- outputs that may still move once a missing calendar year is loaded
+  provisional = "neutral",
 }
 
 local tables = {
