@@ -39,7 +39,7 @@ LDLIBS     = $(PKG_LIBS) -lpthread -lm
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
             core/engine.c core/protocol.c core/client.c core/policytest.c \
-            core/lint.c core/history.c core/textdiff.c
+            core/lint.c core/history.c core/textdiff.c core/grid.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
