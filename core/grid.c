@@ -323,6 +323,9 @@ typedef struct grid {
   size_t npoints;
   unsigned refused, compared;
   slot_t *slots;          /* nreg x max(ngrades, 1) */
+  const char **ex;        /* scratch for compare_slots: the excused */
+  size_t *exi;            /* fields, their index in the region's exc */
+  unsigned *used;         /* and how often each excused an answer */
   vd_decision_t d;
   vd_buf_t text, field, va, vb, err;
 } grid_t;
@@ -564,26 +567,14 @@ static size_t excused_list(const region_t *r, const char *grade,
 static int compare_slots(grid_t *g, lua_State *H, int tighter, region_t *r,
                          const char *grade, const slot_t *sa,
                          const slot_t *sb) {
-  const char **ex = calloc(r->nexc + 1, sizeof *ex);
-  size_t *index = calloc(r->nexc + 1, sizeof *index);
-  unsigned *used = calloc(r->nexc + 1, sizeof *used);
-  size_t n, i;
+  size_t n = excused_list(r, grade, g->ex, g->exi), i;
   int looser;
-  if (!ex || !index || !used) {
-    free(ex);
-    free(index);
-    free(used);
-    return 0; /* out of memory: not compared */
-  }
-  n = excused_list(r, grade, ex, index);
-  looser = vd_policy_compare(H, tighter, sa->at, sb->at, ex, n, used,
+  memset(g->used, 0, (n ? n : 1) * sizeof *g->used);
+  looser = vd_policy_compare(H, tighter, sa->at, sb->at, g->ex, n, g->used,
                              &g->field, &g->va, &g->vb);
   for (i = 0; i < n; i++)
-    r->exc[index[i]].used += used[i];
+    r->exc[g->exi[i]].used += g->used[i];
   g->compared++;
-  free(ex);
-  free(index);
-  free(used);
   return looser;
 }
 
@@ -748,7 +739,7 @@ static void list_exceptions(grid_t *g) {
 static void grid_kind(grid_t *g) {
   vd_sandbox_t *esb = vd_engine_sandbox(g->e);
   vd_sandbox_t h;
-  size_t i, r, per;
+  size_t i, r, per, most;
   const char *p;
   int tighter;
 
@@ -803,10 +794,18 @@ static void grid_kind(grid_t *g) {
   }
   tighter = lua_gettop(h.L);
   per = per_point(g);
+  for (r = 0, most = 1; r < g->nreg; r++)
+    if (g->reg[r].nexc > most)
+      most = g->reg[r].nexc;
   g->slots = calloc(g->nreg * per, sizeof *g->slots);
-  if (!g->slots) {
-    vd_sandbox_release(&h);
-    return;
+  g->ex = calloc(most, sizeof *g->ex);
+  g->exi = calloc(most, sizeof *g->exi);
+  g->used = calloc(most, sizeof *g->used);
+  if (!g->slots || !g->ex || !g->exi || !g->used) {
+    vd_buf_reset(&g->text);
+    vd_buf_addf(&g->text, "%s: out of memory for the grid", g->kind);
+    grid_problem(g, NULL, NULL);
+    goto done;
   }
   for (i = 0, p = g->inputs.data; i < g->npoints; i++) {
     const char *at = p, *input = p + strlen(p) + 1;
@@ -826,14 +825,21 @@ static void grid_kind(grid_t *g) {
   vd_policy_report_add(g->rep, VD_FINDING_NOTE, VD_STAGE_GRID, NULL, 0, 0,
                        NULL, g->text.data);
 
-  for (r = 0; r < g->nreg * per; r++) {
+done:
+  for (r = 0; g->slots && r < g->nreg * per; r++) {
     vd_buf_release(&g->slots[r].result);
     vd_buf_release(&g->slots[r].trace);
     vd_buf_release(&g->slots[r].message);
     vd_buf_release(&g->slots[r].line);
   }
   free(g->slots);
+  free(g->ex);
+  free(g->exi);
+  free(g->used);
   g->slots = NULL;
+  g->ex = NULL;
+  g->exi = NULL;
+  g->used = NULL;
   vd_sandbox_release(&h);
 }
 
