@@ -372,8 +372,8 @@ static void read_loosens(lua_State *L, region_t *reg) {
         lua_getfield(L, top + 1, "field") == LUA_TSTRING &&
         lua_getfield(L, top + 1, "reason") == LUA_TSTRING) {
       x->field = dup_str(L, top + 2);
+      reg->nexc++; /* owned by reg from here, should the next copy raise */
       x->reason = dup_str(L, top + 3);
-      reg->nexc++;
       if (lua_getfield(L, top + 1, "grade") == LUA_TSTRING)
         x->grade = dup_str(L, -1);
     }
