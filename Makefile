@@ -39,7 +39,7 @@ LDLIBS     = $(PKG_LIBS) -lpthread -lm
 LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/watchdog.c core/slab.c core/bundle.c core/sandbox.c \
             core/engine.c core/wire.c core/client.c core/policytest.c \
-            core/lint.c core/history_db.c core/history_chain.c \
+            core/lint.c core/grid.c core/history_db.c core/history_chain.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
             core/history_query.c core/replay.c core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \

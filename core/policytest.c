@@ -73,10 +73,16 @@ static vd_finding_t *add(vd_policy_report_t *r, vd_finding_kind_t kind,
   return last;
 }
 
-void vd_policy_report_add(vd_policy_report_t *r, vd_finding_kind_t kind,
-                          vd_stage_t stage, const char *file, int line,
-                          int column, const char *code, const char *text) {
-  add(r, kind, stage, file, line, column, code, text);
+vd_finding_t *vd_policy_report_add(vd_policy_report_t *r,
+                                   vd_finding_kind_t kind, vd_stage_t stage,
+                                   const char *file, int line, int column,
+                                   const char *code, const char *text) {
+  return add(r, kind, stage, file, line, column, code, text);
+}
+
+void vd_policy_finding_detail(vd_finding_t *f, const char *text) {
+  free(f->detail);
+  f->detail = save(text, strlen(text));
 }
 
 /* A Lua message about chunk "@path" reads "path:line: text": record the
@@ -844,6 +850,7 @@ int vd_policy_check(vd_bundle_t *b, const vd_limits_t *lim,
   }
   vd_policy_check_structure(e, r);
   vd_policy_run_tests(e, r);
+  vd_policy_check_grid(e, r);
   vd_engine_free(e);
   vd_policy_luacheck(b, luacheck_dir, r);
   vd_buf_release(&err);

@@ -1,6 +1,7 @@
 /*
  * test_policytest.c - unit tests for policy validation: the report
- * (core/policytest.c) and luacheck in process (core/lint.c).
+ * (core/policytest.c), luacheck in process (core/lint.c) and the grid's
+ * comparison of two answers (core/grid.c).
  *
  * Fixtures (paths relative to the repository root, the working directory):
  *   tests/fixtures/mini/               a clean bundle
@@ -9,6 +10,7 @@
  *   tests/fixtures/lintwarn.expected   its report, as `verdict check`
  *                                      prints it (tests/blackbox/
  *                                      test_validate.py holds the CLI to it)
+ *   policies/                          the shipped bundle, for its grid
  * Runs single-threaded.
  */
 #include <setjmp.h>
@@ -20,10 +22,12 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <lauxlib.h>
 
 #include "verdict/buf.h"
 #include "verdict/bundle.h"
 #include "verdict/error.h"
+#include "verdict/json.h"
 #include "verdict/policytest.h"
 
 #define MINI "tests/fixtures/mini"
@@ -180,12 +184,208 @@ static void finding_formats(void **state) {
   vd_buf_release(&text);
 }
 
+/* ------------------------------------------------------------------------
+ * The grid's comparison (core/grid.c): vd_policy_compare() on decoded JSON
+ * ------------------------------------------------------------------------ */
+
+typedef struct cmp {
+  lua_State *L;
+  vd_buf_t field, va, vb;
+} cmp_t;
+
+static void push_json(lua_State *L, const char *json) {
+  vd_buf_t err = VD_BUF_INIT;
+  if (vd_json_decode_protected(L, json, strlen(json), 0, &err))
+    fail_msg("bad JSON in a test: %s: %s", json, err.data);
+  vd_buf_release(&err);
+}
+
+/* Is answer a looser than answer b under tighter?  (JSON texts) */
+static int looser(cmp_t *c, const char *tighter, const char *a,
+                  const char *b) {
+  int rc, top = lua_gettop(c->L);
+  push_json(c->L, tighter);
+  push_json(c->L, a);
+  push_json(c->L, b);
+  rc = vd_policy_compare(c->L, top + 1, top + 2, top + 3, NULL, 0, NULL,
+                         &c->field, &c->va, &c->vb);
+  assert_int_equal(lua_gettop(c->L), top + 3); /* leaves its arguments */
+  lua_settop(c->L, top);
+  return rc;
+}
+
+static int cmp_setup(void **state) {
+  cmp_t *c = calloc(1, sizeof *c);
+  c->L = luaL_newstate();
+  vd_json_setup(c->L);
+  *state = c;
+  return 0;
+}
+
+static int cmp_teardown(void **state) {
+  cmp_t *c = *state;
+  lua_close(c->L);
+  vd_buf_release(&c->field);
+  vd_buf_release(&c->va);
+  vd_buf_release(&c->vb);
+  free(c);
+  return 0;
+}
+
+/* Deadlines: a later one is looser, so is a missing one; an earlier one,
+ * or one the baseline lacks, is not.  Each key of a "name.*" map. */
+static void compare_deadlines(void **state) {
+  cmp_t *c = *state;
+  const char *t = "{\"deadlines.*\":\"earlier\",\"tier\":\"neutral\"}";
+  assert_int_equal(looser(c, t,
+      "{\"deadlines\":{\"acceptance\":\"2026-11-25T23:59:59+08:00\"}}",
+      "{\"deadlines\":{\"acceptance\":\"2026-11-24T23:59:59+08:00\"}}"), 1);
+  assert_string_equal(c->field.data, "deadlines.acceptance");
+  assert_string_equal(c->va.data, "\"2026-11-25T23:59:59+08:00\"");
+  assert_string_equal(c->vb.data, "\"2026-11-24T23:59:59+08:00\"");
+  /* the same instant in another offset is not later */
+  assert_int_equal(looser(c, t,
+      "{\"deadlines\":{\"acceptance\":\"2026-11-24T15:59:59Z\"}}",
+      "{\"deadlines\":{\"acceptance\":\"2026-11-24T23:59:59+08:00\"}}"), 0);
+  /* missing where the baseline has one: looser than any deadline */
+  assert_int_equal(looser(c, t,
+      "{\"deadlines\":{\"solution\":\"2026-11-30T23:59:59+08:00\"}}",
+      "{\"deadlines\":{\"acceptance\":\"2026-11-24T23:59:59+08:00\","
+      "\"solution\":\"2026-12-01T23:59:59+08:00\"}}"), 1);
+  assert_string_equal(c->field.data, "deadlines.acceptance");
+  assert_string_equal(c->va.data, "(absent)");
+  /* one more deadline than the baseline, the rest earlier: tighter */
+  assert_int_equal(looser(c, t,
+      "{\"tier\":\"a\",\"deadlines\":{\"repair\":\"2026-11-24T10:00:00+08:00\","
+      "\"solution\":\"2026-11-30T23:59:59+08:00\"}}",
+      "{\"tier\":\"b\",\"deadlines\":{\"solution\":\"2026-11-30T23:59:59+08:00\"}}"),
+      0);
+  /* keys in sorted order: the first looser one is named */
+  assert_int_equal(looser(c, t,
+      "{\"deadlines\":{}}",
+      "{\"deadlines\":{\"solution\":\"2026-11-30T23:59:59+08:00\","
+      "\"acceptance\":\"2026-11-24T23:59:59+08:00\"}}"), 1);
+  assert_string_equal(c->field.data, "deadlines.acceptance");
+  /* null is absent */
+  assert_int_equal(looser(c, "{\"next.at\":\"earlier\"}", "{\"next\":null}",
+                          "{\"next\":{\"at\":\"2026-11-24T23:59:59+08:00\"}}"),
+                   1);
+  assert_string_equal(c->field.data, "next.at");
+}
+
+/* Every other order. */
+static void compare_orders(void **state) {
+  cmp_t *c = *state;
+  assert_int_equal(looser(c, "{\"o\":\"larger\"}", "{\"o\":2717}",
+                          "{\"o\":5217}"), 1);
+  assert_string_equal(c->va.data, "2717");
+  assert_int_equal(looser(c, "{\"o\":\"larger\"}", "{\"o\":6000}",
+                          "{\"o\":5217}"), 0);
+  assert_int_equal(looser(c, "{\"u\":\"smaller\"}", "{}", "{\"u\":60}"), 1);
+  assert_int_equal(looser(c, "{\"u\":\"smaller\"}", "{\"u\":30}",
+                          "{\"u\":60}"), 0);
+  assert_int_equal(looser(c, "{\"u\":\"smaller\"}", "{\"u\":90}",
+                          "{\"u\":60}"), 1);
+  assert_int_equal(looser(c, "{\"w\":\"later\"}",
+                          "{\"w\":\"2026-11-01T23:59:59+08:00\"}",
+                          "{\"w\":\"2026-11-02T23:59:59+08:00\"}"), 1);
+  assert_int_equal(looser(c, "{\"i\":\"true\"}", "{\"i\":false}",
+                          "{\"i\":true}"), 1);
+  assert_int_equal(looser(c, "{\"i\":\"true\"}", "{\"i\":true}",
+                          "{\"i\":false}"), 0);
+  assert_int_equal(looser(c, "{\"n\":\"superset\"}",
+                          "{\"n\":[\"district\",\"compliance\"]}",
+                          "{\"n\":[\"compliance\",\"city\",\"district\"]}"), 1);
+  assert_string_equal(c->field.data, "n");
+  assert_int_equal(looser(c, "{\"n\":\"superset\"}",
+                          "{\"n\":[\"city\",\"district\",\"compliance\"]}",
+                          "{\"n\":[\"compliance\"]}"), 0);
+  assert_int_equal(looser(c, "{\"level\":{\"higher\":[\"frontline\","
+                          "\"team_lead\",\"district\",\"city\"]}}",
+                          "{\"level\":\"district\"}", "{\"level\":\"city\"}"), 1);
+  assert_string_equal(c->va.data, "\"district\"");
+  assert_string_equal(c->vb.data, "\"city\"");
+  assert_int_equal(looser(c, "{\"level\":{\"higher\":[\"frontline\","
+                          "\"team_lead\",\"district\",\"city\"]}}",
+                          "{\"level\":\"city\"}", "{\"level\":\"team_lead\"}"),
+                   0);
+  /* neutral: never compared, not even when missing */
+  assert_int_equal(looser(c, "{\"tier\":\"neutral\"}", "{}",
+                          "{\"tier\":\"standard\"}"), 0);
+}
+
+/* An exception names a tighter key or a concrete path; it excuses that
+ * field only, and counts how often it did. */
+static void compare_exceptions(void **state) {
+  cmp_t *c = *state;
+  const char *t = "{\"deadlines.*\":\"earlier\",\"offer\":\"larger\"}";
+  const char *a = "{\"offer\":1,\"deadlines\":{\"first_feedback\":"
+                  "\"2026-11-27T10:00:00+08:00\"}}";
+  const char *b = "{\"offer\":2,\"deadlines\":{\"first_feedback\":"
+                  "\"2026-11-26T10:00:00+08:00\"}}";
+  const char *by_path[] = {"deadlines.first_feedback"};
+  const char *both[] = {"deadlines.*", "offer"};
+  unsigned used[2] = {0, 0};
+  int top = lua_gettop(c->L);
+  push_json(c->L, t);
+  push_json(c->L, a);
+  push_json(c->L, b);
+  assert_int_equal(vd_policy_compare(c->L, top + 1, top + 2, top + 3, by_path,
+                                     1, used, &c->field, &c->va, &c->vb),
+                   1);
+  assert_string_equal(c->field.data, "offer"); /* the next one still counts */
+  assert_int_equal(used[0], 1);
+  used[0] = 0;
+  assert_int_equal(vd_policy_compare(c->L, top + 1, top + 2, top + 3, both, 2,
+                                     used, &c->field, &c->va, &c->vb),
+                   0);
+  assert_int_equal(used[0], 1);
+  assert_int_equal(used[1], 1);
+  lua_settop(c->L, top);
+}
+
+/* The shipped bundle: no region looser than its parent, no grade looser
+ * than the one below; a closing note per kind with a grid, and the same
+ * report on every run. */
+static void shipped_grid_passes_and_repeats(void **state) {
+  vd_bundle_t *b = load_bundle("policies");
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT, t1 = VD_BUF_INIT, t2 = VD_BUF_INIT;
+  vd_policy_report_t r;
+  int run;
+  (void)state;
+  assert_int_equal(vd_engine_new(b, NULL, &e, &err), 0);
+  for (run = 0; run < 2; run++) {
+    vd_policy_report_init(&r);
+    assert_int_equal(vd_policy_check_grid(e, &r), 0);
+    assert_int_equal(r.problems, 0);
+    vd_policy_report_format(&r, 0, run ? &t2 : &t1);
+    vd_policy_report_release(&r);
+  }
+  assert_non_null(strstr(t1.data, "grid: sla: "));
+  assert_non_null(strstr(t1.data, " in national, GD, GD-SZ;"));
+  assert_non_null(strstr(t1.data, "grid: compensation: "));
+  assert_non_null(strstr(t1.data, "grid: escalation: "));
+  assert_string_equal(t1.data, t2.data);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+  vd_buf_release(&t1);
+  vd_buf_release(&t2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(luacheck_warning_has_file_and_line),
       cmocka_unit_test(report_text_is_what_the_cli_prints),
       cmocka_unit_test(luacheck_missing_fails),
       cmocka_unit_test(finding_formats),
+      cmocka_unit_test_setup_teardown(compare_deadlines, cmp_setup,
+                                      cmp_teardown),
+      cmocka_unit_test_setup_teardown(compare_orders, cmp_setup, cmp_teardown),
+      cmocka_unit_test_setup_teardown(compare_exceptions, cmp_setup,
+                                      cmp_teardown),
+      cmocka_unit_test(shipped_grid_passes_and_repeats),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,10 @@
  *
  *   verdict test [--quiet] [DIR]   run the bundle's own tests
  *   verdict check [DIR]            compile, load, check the structure, run
- *                                  the tests and luacheck (policytest.h)
+ *                                  the tests, decide the grid (no region
+ *                                  looser than its parent, no grade than
+ *                                  the one below) and run luacheck
+ *                                  (policytest.h)
  *
  * DIR defaults to `policies`.  The library validates and returns a
  * report (vd_policy_test(), vd_policy_check()); this file prints it, and

@@ -16,6 +16,16 @@
  * of Debian's lua-check package; where they cannot be loaded the check
  * fails, so a bundle gets the same answer on every host.
  *
+ * Then, on the same engine, the grid (grid.c): for every kind whose
+ * national policy declares `tighter` (lib/rules.lua), a generated grid of
+ * inputs (lib/grid.lua) is decided, every point for every customer grade,
+ * under every region with a policy file of its own for the kind and under
+ * its parent, through vd_engine_decide() as the tests are.  The first
+ * input where a region's answer is looser than its parent's, or where a
+ * grade's answer is looser than the grade's just below, is a problem
+ * naming the field, both values and the rules that fired; the exceptions
+ * the policies declare (`loosens`) are listed with their reasons.
+ *
  * Nothing here prints, spawns or writes a file: the findings go into a
  * vd_policy_report_t, which vd_policy_report_format() turns into the text
  * `verdict` prints (core/cmd/policy.c) and verdictd records.  Everything
@@ -26,12 +36,17 @@
  *   FAIL file case N (name)        a failed case, then its indented diffs
  *   not fired: kind rule id (region)
  *   N passed, N failed             when the tests ran
+ *   file: kind ...                 the grid: a looser answer (then its
+ *                                  input, indented), an exception, and one
+ *                                  closing line per kind
  *   file:line:column: (W211) message   luacheck's warnings
  */
 #ifndef VERDICT_POLICYTEST_H
 #define VERDICT_POLICYTEST_H
 
 #include <stddef.h>
+
+#include <lua.h>
 
 #include "verdict/buf.h"
 #include "verdict/bundle.h"
@@ -47,7 +62,9 @@ typedef enum vd_finding_kind {
   VD_FINDING_PROBLEM, /* "[file[:line[:column]]: ][(code) ]text" */
   VD_FINDING_FAIL,    /* a test: "FAIL file case N (text)" + detail, or,
                        * for a whole file (case 0), "FAIL [file[:line]: ]text" */
-  VD_FINDING_UNFIRED  /* "not fired: text"; file is the policy */
+  VD_FINDING_UNFIRED, /* "not fired: text"; file is the policy */
+  VD_FINDING_NOTE     /* "[file: ]text" + detail: not a problem (the
+                       * grid's exceptions and totals) */
 } vd_finding_kind_t;
 
 typedef enum vd_stage {
@@ -55,6 +72,7 @@ typedef enum vd_stage {
   VD_STAGE_LOAD,      /* the bundle, or the engine on it, cannot be built */
   VD_STAGE_STRUCTURE, /* a policy is not well formed */
   VD_STAGE_TESTS,     /* the bundle's own tests */
+  VD_STAGE_GRID,      /* regions against parents, grades against grades */
   VD_STAGE_LUACHECK   /* luacheck, or its absence */
 } vd_stage_t;
 
@@ -67,7 +85,8 @@ typedef struct vd_finding {
   int case_no;  /* FAIL: the case's index in its file; 0 the whole file */
   char *code;   /* luacheck's code ("W211"), else NULL */
   char *text;   /* the message, one line, without the file prefix */
-  char *detail; /* FAIL: the indented lines that explain it, else NULL */
+  char *detail; /* indented lines that explain it (a failed case, a
+                 * looser grid answer's input), else NULL */
 } vd_finding_t;
 
 /* The findings in the order they were found, and the counts.  Owns every
@@ -87,11 +106,15 @@ typedef struct vd_policy_report {
 void vd_policy_report_init(vd_policy_report_t *r);
 void vd_policy_report_release(vd_policy_report_t *r);
 
-/* Append one finding (strings copied; NULL allowed where the struct says).
- * Counts a PROBLEM in r->problems.  Aborts on out of memory, as buffers do. */
-void vd_policy_report_add(vd_policy_report_t *r, vd_finding_kind_t kind,
-                          vd_stage_t stage, const char *file, int line,
-                          int column, const char *code, const char *text);
+/* Append one finding (strings copied; NULL allowed where the struct says)
+ * and return it, owned by r (valid until the next add).  Counts a PROBLEM
+ * in r->problems.  Aborts on out of memory, as buffers do. */
+vd_finding_t *vd_policy_report_add(vd_policy_report_t *r,
+                                   vd_finding_kind_t kind, vd_stage_t stage,
+                                   const char *file, int line, int column,
+                                   const char *code, const char *text);
+/* Set f's detail to a copy of text (replacing any). */
+void vd_policy_finding_detail(vd_finding_t *f, const char *text);
 
 /* Append the text of the whole report to out, as in the banner above.
  * VD_REPORT_QUIET leaves out the "not fired" lines. */
@@ -116,12 +139,42 @@ unsigned vd_policy_check_structure(vd_engine_t *e, vd_policy_report_t *r);
 unsigned vd_policy_luacheck(vd_bundle_t *b, const char *dir,
                             vd_policy_report_t *r);
 
+/* The grid (grid.c).  How many decisions the grid of one kind may take,
+ * all regions and grades together: the grid has about this many divided
+ * by (regions x grades) points (lib/grid.lua samples it), so a reload of
+ * the shipped bundle stays well under 2 seconds. */
+#define VD_GRID_DECISIONS 6000
+
+/* Decide the grid of every kind that declares `tighter` on engine e and
+ * add to r a problem for each region looser than its parent and each grade
+ * looser than the one below (the first input each), a note for each
+ * exception and one per kind with the totals.  Returns the problems
+ * added. */
+unsigned vd_policy_check_grid(vd_engine_t *e, vd_policy_report_t *r);
+
+/* Is answer a looser than answer b?  tighter, a and b are tables at those
+ * stack indices of L (a kind's `tighter` orders, lib/rules.lua, and two
+ * decoded results: a the region's or the higher grade's, b the parent's or
+ * the lower grade's).  Fields are compared in the order of the sorted
+ * `tighter` keys, the keys of a "name.*" map in sorted order.  A field
+ * named in excused[0..nexcused) (a `tighter` key or a concrete path) is
+ * not counted: used[i] is incremented instead (used may be NULL).  A
+ * field b has and a lacks is looser, whatever its order.
+ * Returns 1 at the first looser field, with its path in field and both
+ * values as JSON ("(absent)" when missing) in va and vb (buffers reset
+ * first); 0 when a is nowhere looser.  Never raises: call it with room for
+ * 8 stack slots. */
+int vd_policy_compare(lua_State *L, int tighter, int a, int b,
+                      const char *const *excused, size_t nexcused,
+                      unsigned *used, vd_buf_t *field, vd_buf_t *va,
+                      vd_buf_t *vb);
+
 /* `verdict test`: build an engine on b under lim (NULL: the defaults) and
  * run its tests.  Returns 0 when every case passed. */
 int vd_policy_test(vd_bundle_t *b, const vd_limits_t *lim,
                    vd_policy_report_t *r);
 
-/* `verdict check`: everything above, under the limits the daemon will
+/* `verdict check`: everything above (the grid included), under the limits the daemon will
  * decide with (NULL: the defaults), so a bundle whose own tests pass its
  * --instr-budget or --mem-cap is refused; luacheck from luacheck_dir
  * (NULL: VD_LUACHECK_DIR).  Returns 0, or VD_EINVALID when r counts a

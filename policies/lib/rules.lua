@@ -33,9 +33,23 @@
 --                is tighter (parties notified, warnings raised)
 --   { higher = list }  a value of the list: later in the list is tighter
 --   "neutral"    follows from the others (a tier's name, a status) or is
---                not ordered: never compared  A region file
--- changes a fresh copy of its parent with R.extend: new params, rules
--- replaced by id, rules added, input fields added.
+--                not ordered: never compared
+--
+-- Exceptions: where a region or a grade has a basis to be looser, the
+-- policy says so, field by field, with the reason (`loosens`, passed to
+-- R.policy or R.extend and kept as P.loosens):
+--   loosens = { { field = "deadlines.first_feedback", reason = "..." },
+--               { field = "offer_fen", grade = "group", reason = "..." } }
+-- Without `grade`: this region's answer may be looser than its parent's
+-- on that field (a region file only; each file's own, not inherited by its
+-- cities).  With `grade`: that grade may get a looser answer on the field
+-- than the grade just below it (lib/domain.lua's order), in this policy
+-- and in the regions that extend it.  `field` is a key of `tighter`, or a
+-- key of a map under a "name.*" one ("deadlines.acceptance").  `verdict
+-- check` lists every exception with its reason (core/grid.c).
+--
+-- A region file changes a fresh copy of its parent with R.extend: new
+-- params, rules replaced by id, rules added, input fields added.
 --
 -- Where numbers live: a number a rule's basis states (48 h, 2x, 500 yuan)
 -- is data of that rule, so basis and number change together; a number no
@@ -340,13 +354,48 @@ local function tighter_problem(tighter)
   return nil
 end
 
+-- The problem with a `loosens` list (see the top of this file), or nil.
+-- region: the list is a region file's (entries without a grade allowed).
+local function loosens_problem(tighter, loosens, region)
+  if loosens == nil then return nil end
+  if type(loosens) ~= "table" then return "loosens must be a list of exceptions" end
+  if type(tighter) ~= "table" then return "loosens needs the policy's tighter orders" end
+  for i, x in ipairs(loosens) do
+    local where = "loosens[" .. i .. "]"
+    if type(x) ~= "table" or type(x.field) ~= "string" then
+      return where .. " needs field = a result field of tighter"
+    end
+    local prefix = smatch(x.field, "^(.+)%.[^.]+$")
+    if tighter[x.field] == nil and (prefix == nil or tighter[prefix .. ".*"] == nil) then
+      return where .. ": " .. x.field .. " is not a result field of tighter"
+    end
+    if type(x.reason) ~= "string" or smatch(x.reason, "^%s*$") then
+      return where .. " (" .. x.field .. ") needs a reason: the basis to differ"
+    end
+    if x.grade ~= nil and type(x.grade) ~= "string" then
+      return where .. ": grade must be a customer grade"
+    end
+    if x.grade == nil and not region then
+      return where .. " (" .. x.field .. "): a national policy has no parent to be looser "
+        .. "than; only a grade may have an exception here"
+    end
+    for k in pairs(x) do
+      if k ~= "field" and k ~= "reason" and k ~= "grade" then
+        return where .. ": unknown key " .. tostring(k)
+      end
+    end
+  end
+  return nil
+end
+
 local function build(spec)
-  local why = tighter_problem(spec.tighter)
+  local why = tighter_problem(spec.tighter) or loosens_problem(spec.tighter, spec.loosens, false)
   if why then error(tostring(spec.kind) .. " policy: " .. why, 0) end
   local P = {
     kind = spec.kind,
     fields = spec.fields,
     tighter = spec.tighter,
+    loosens = spec.loosens or {},
     params = spec.params or {},
     tables = spec.tables,
     evaluate = spec.evaluate,
@@ -430,7 +479,7 @@ local function find_rule(P, id)
   return nil
 end
 
-local EXT_KEYS = { params = true, replace = true, add = true, fields = true }
+local EXT_KEYS = { params = true, replace = true, add = true, fields = true, loosens = true }
 
 -- R.extend(P, {
 --   params  = { name = value, map = { key = value } },   merged into P.params
@@ -441,11 +490,22 @@ local EXT_KEYS = { params = true, replace = true, add = true, fields = true }
 --                 rule = { id = ..., basis = ..., when = ..., ... } } },
 --             -- neither before nor after: appended to the table
 --   fields  = { new_field = S.integer{ ... } },          added input fields
+--   loosens = { { field = ..., reason = ... } },         exceptions (above)
 -- })  -> P
 local function extend(P, ext)
   for k in pairs(ext) do
     if not EXT_KEYS[k] then error("extend: unknown key " .. tostring(k), 0) end
   end
+  -- The parent's grade exceptions hold here too; its exceptions against
+  -- its own parent are its own.
+  local bad = loosens_problem(P.tighter, ext.loosens, true)
+  if bad then error(P.kind .. " policy: " .. bad, 0) end
+  local loosens = {}
+  for _, x in ipairs(P.loosens or {}) do
+    if x.grade ~= nil then loosens[#loosens + 1] = x end
+  end
+  for _, x in ipairs(ext.loosens or {}) do loosens[#loosens + 1] = x end
+  P.loosens = loosens
   if ext.params then merge_params(P.params, ext.params, "") end
   for old_id, new in pairs(ext.replace or {}) do
     local t, i = find_rule(P, old_id)

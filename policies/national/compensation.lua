@@ -251,8 +251,10 @@ local function evaluate(P, f, _ctx, tr)
         .. overdue .. "), got " .. fault)
     end
   end
-  local charged = f.charged_fen
-  f.overcharge = charged and charged > f.due_fen and charged - f.due_fen or 0
+  -- charged_fen = 0 needs no due_fen (lib/schema.lua: `requires` binds
+  -- only a field set to something): no overcharge then.
+  local charged, due = f.charged_fen, f.due_fen
+  f.overcharge = charged and due and charged > due and charged - due or 0
   f.exempt = R.run(P, "exemption", f, tr) ~= nil
 
   local components = {}          -- written as [] when nothing is offered

@@ -80,13 +80,15 @@ local params = {
 
 -- Which way each result field is tighter (lib/rules.lua, "tighter"): the
 -- deadlines earlier (a missing one is looser than any), updates more
--- often; the tier's name and the statuses follow from them.
+-- often; the tier's name, the statuses and the next open deadline follow
+-- from them and the decision time (an earlier deadline already breached
+-- leaves a later one next), so they are not compared.
 local tighter = {
   tier = "neutral",
   ["deadlines.*"] = "earlier",
   ["status.*"] = "neutral",
   ["next_deadline.name"] = "neutral",
-  ["next_deadline.at"] = "earlier",
+  ["next_deadline.at"] = "neutral",
   updates_every_minutes = "smaller",
   -- outputs that may still move once a missing calendar year is loaded
   provisional = "neutral",
