@@ -116,11 +116,12 @@ static void push_strings(lua_State *L, const char *const *s) {
 
 /* The options every bundle is checked with: Lua 5.4, the two globals the
  * engine gives policies, no line length limit; then per file (options[i])
- * what a test file may read besides: with_defaults, which the test harness
- * gives it (policytest.c). */
+ * what a test file may read besides: with_defaults and in_every_offset,
+ * which the test harness gives it (policytest.c). */
 static void push_options(lua_State *L, lint_t *t) {
   static const char *const globals[] = {"parent", "verdict", NULL};
-  static const char *const test_globals[] = {"with_defaults", NULL};
+  static const char *const test_globals[] = {"with_defaults",
+                                              "in_every_offset", NULL};
   size_t i;
   lua_newtable(L);
   lua_pushliteral(L, "lua54");

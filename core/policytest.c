@@ -476,6 +476,38 @@ static int with_defaults(lua_State *L) {
   return 1;
 }
 
+/* in_every_offset(cases, name, variants, make): for each variant v (a
+ * table with an `offset` string), append make(v) to cases, named
+ * "NAME (written in OFFSET)".  The same instant written in several offsets
+ * must decide alike; test files use this to say so once per case.  Test
+ * files find it in their environment beside with_defaults. */
+static int in_every_offset(lua_State *L) {
+  lua_Integer i, n;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  lua_settop(L, 4);
+  n = (lua_Integer)lua_rawlen(L, 3);
+  for (i = 1; i <= n; i++) {
+    lua_pushvalue(L, 4);
+    lua_rawgeti(L, 3, i); /* v */
+    lua_call(L, 1, 1);    /* case = make(v) */
+    luaL_checktype(L, -1, LUA_TTABLE);
+    lua_rawgeti(L, 3, i);
+    lua_getfield(L, -1, "offset");
+    if (!lua_isstring(L, -1))
+      return luaL_error(L, "in_every_offset: variant %d has no offset string",
+                        (int)i);
+    lua_pushfstring(L, "%s (written in %s)", lua_tostring(L, 2),
+                    lua_tostring(L, -1));
+    lua_setfield(L, -4, "name"); /* case.name = ... */
+    lua_pop(L, 2);               /* offset, v */
+    lua_rawseti(L, 1, (lua_Integer)lua_rawlen(L, 1) + 1);
+  }
+  return 0;
+}
+
 static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
                      const char *region) {
   lua_State *L = r->harness.L;
@@ -484,6 +516,8 @@ static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
   vd_sandbox_new_env(L);
   lua_pushcfunction(L, with_defaults);
   lua_setfield(L, -2, "with_defaults");
+  lua_pushcfunction(L, in_every_offset);
+  lua_setfield(L, -2, "in_every_offset");
   lua_pushfstring(L, "@%s", f->path);
   vd_sandbox_arm(&r->harness, 100000000UL, 256u << 20);
   if (vd_sandbox_load(L, lua_tostring(L, -1), f->data, f->len, top + 1) !=

@@ -12,15 +12,6 @@ local input = with_defaults{ complaint_id = "C-1", category = "billing", custome
 -- Adds one case per variant, built by make(v); all expect the same answer,
 -- since days are China's civil days whatever the offset, and answers are
 -- written in +08:00.
-local function in_every_offset(cases, name, variants, make)
-  for i = 1, #variants do
-    local v = variants[i]
-    local case = make(v)
-    case.name = name .. " (written in " .. v.offset .. ")"
-    cases[#cases + 1] = case
-  end
-end
-
 local cases = {
   { name = "overcharge caused by the carrier: double refund",
     at = AT,

@@ -14,15 +14,6 @@ local input = with_defaults{ complaint_id = "C-1", customer_id = "U-1", category
 -- Adds one case per variant, built by make(v); all expect the same answer,
 -- since days are China's civil days whatever the offset, and answers are
 -- written in +08:00.
-local function in_every_offset(cases, name, variants, make)
-  for i = 1, #variants do
-    local v = variants[i]
-    local case = make(v)
-    case.name = name .. " (written in " .. v.offset .. ")"
-    cases[#cases + 1] = case
-  end
-end
-
 local cases = {
   -- The counts from history (repeat_30d, over_head_30d, refunds_90d,
   -- similar_recent) are omitted here: verdict test has no history, so each

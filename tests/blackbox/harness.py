@@ -5,11 +5,13 @@ the daemon binary, its Unix and TCP sockets, and the verdict CLI.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, os.environ.get("VERDICT_BUILD", "build"))
@@ -221,3 +223,31 @@ def request(kind, region, inp, at=AT, rid=None):
     if at is not None:
         r["at"] = at
     return r
+
+
+def overlay(name):
+    """A copy of policies/ with tests/fixtures/NAME laid over it: (tmp, bundle).
+    The caller removes tmp."""
+    tmp = tempfile.mkdtemp(prefix="verdict-overlay-")
+    bundle = os.path.join(tmp, "policies")
+    shutil.copytree(POLICIES, bundle)
+    shutil.copytree(os.path.join(FIXTURES, name), bundle, dirs_exist_ok=True)
+    return tmp, bundle
+
+
+class OverlayCase(unittest.TestCase):
+    """Tests that run `verdict check` on policies/ with a fixture laid over it."""
+
+    def check(self, name):
+        tmp, bundle = overlay(name)
+        self.addCleanup(shutil.rmtree, tmp)
+        rc, out, err = run_cli("check", bundle)
+        return rc, out + err
+
+    def refused(self, name, *fragments):
+        rc, out = self.check(name)
+        self.assertNotEqual(rc, 0, out)
+        self.assertNotIn("ready to go live", out)
+        for f in fragments:
+            self.assertIn(f, out)
+        return out

@@ -9,38 +9,14 @@ find."""
 import json
 import os
 import shutil
-import tempfile
 import unittest
 
-from harness import AT, FIXTURES, POLICIES, ROOT, Daemon, run_cli
+from harness import AT, ROOT, Daemon, OverlayCase, overlay, run_cli
 
 
-def overlay(name):
-    """A copy of policies/ with tests/fixtures/NAME laid over it."""
-    tmp = tempfile.mkdtemp(prefix="verdict-domain-")
-    bundle = os.path.join(tmp, "policies")
-    shutil.copytree(POLICIES, bundle)
-    shutil.copytree(os.path.join(FIXTURES, name), bundle, dirs_exist_ok=True)
-    return tmp, bundle
 
 
-class Overlay(unittest.TestCase):
-    def check(self, name):
-        tmp, bundle = overlay(name)
-        self.addCleanup(shutil.rmtree, tmp)
-        rc, out, err = run_cli("check", bundle)
-        return rc, out + err
-
-    def refused(self, name, *fragments):
-        rc, out = self.check(name)
-        self.assertNotEqual(rc, 0, out)
-        self.assertNotIn("ready to go live", out)
-        for f in fragments:
-            self.assertIn(f, out)
-        return out
-
-
-class Calendars(Overlay):
+class Calendars(OverlayCase):
     def test_shipped_bundle_passes(self):
         rc, out = self.check("calendar-empty-overlay")
         self.assertEqual(rc, 0, out)
@@ -72,13 +48,13 @@ class Calendars(Overlay):
         finally:
             self.assertEqual(d.stop(), 0, d.read_log())
 
-class Compensation(Overlay):
+class Compensation(OverlayCase):
     def test_a_cap_on_a_promise(self):
         self.refused("caps-a-promise", "regions/SH/compensation.lua:7",
                      "sh.comp.repair.late", "only discretionary amounts")
 
 
-class PublishedLimits(Overlay):
+class PublishedLimits(OverlayCase):
     """A rule that encodes a published rule carries its limit: a region may
     tighten it, and one that loosens it fails to load with file:line, the
     rule and the published basis, whatever inputs the tests try."""

@@ -8,36 +8,12 @@ the overlay over it and runs `verdict check` on it, as an administrator
 does before going live and as every reload and start-up does."""
 import os
 import shutil
-import tempfile
 import unittest
 
-from harness import FIXTURES, POLICIES, run_cli
+from harness import POLICIES, OverlayCase, overlay, run_cli
 
 
-def overlay(name):
-    """A copy of policies/ with tests/fixtures/NAME laid over it."""
-    tmp = tempfile.mkdtemp(prefix="verdict-grid-")
-    bundle = os.path.join(tmp, "policies")
-    shutil.copytree(POLICIES, bundle)
-    shutil.copytree(os.path.join(FIXTURES, name), bundle, dirs_exist_ok=True)
-    return tmp, bundle
-
-
-class Grid(unittest.TestCase):
-    def check(self, name):
-        tmp, bundle = overlay(name)
-        self.addCleanup(shutil.rmtree, tmp)
-        rc, out, err = run_cli("check", bundle)
-        return rc, out + err
-
-    def refused(self, name, *fragments):
-        rc, out = self.check(name)
-        self.assertNotEqual(rc, 0, out)
-        self.assertNotIn("ready to go live", out)
-        for f in fragments:
-            self.assertIn(f, out)
-        return out
-
+class Grid(OverlayCase):
     def test_shipped_bundle_passes_with_a_line_per_kind(self):
         rc, out, err = run_cli("check", POLICIES)
         self.assertEqual(rc, 0, out + err)
