@@ -206,7 +206,7 @@ local cases = {
     input = input{ sla_status = { acceptance = "late" } },
     expect_error = { code = "bad_input", path = "input.sla_status.acceptance" } },
 
-  -- sla_status is a JSON object, signals a JSON array:
+  -- sla_status is a JSON object keyed by milestone, signals a JSON array:
   -- the other shape is refused, even empty (verdict.array{} is written [],
   -- verdict.object{} is written {}).
   { name = "sla_status as an empty object and signals as an empty array: nothing to act on",
@@ -225,6 +225,11 @@ local cases = {
     at = AT,
     input = input{ sla_status = { "breached" } },
     expect_error = { code = "bad_input", path = "input.sla_status" } },
+
+  { name = "bad input: a key in sla_status that is no milestone is named",
+    at = AT,
+    input = input{ sla_status = { acceptance = "met", callback = "breached" } },
+    expect_error = { code = "bad_input", path = "input.sla_status.callback" } },
 
   { name = "bad input: signals as an empty object",
     at = AT,
