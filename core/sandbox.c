@@ -566,6 +566,38 @@ static int v_is_empty(lua_State *L) {
   return 1;
 }
 
+/* verdict.json_type(v): "array" or "object" for a table that carries the
+ * JSON decoder's marker (core/json.c; also set by verdict.array and
+ * verdict.object), nil for any other value.  It compares the metatable
+ * itself, which policy code cannot reach or forge (the markers hide from
+ * getmetatable() and refuse setmetatable()), so no key, length or
+ * __metatable field can fool it, and `[]` and `{}` differ although both
+ * are empty.  lib/schema.lua asks it about every table-valued field of
+ * every request, so what it needs is in its upvalues (push_json_type): no
+ * registry lookup, no string made. */
+static int v_json_type(lua_State *L) {
+  const void *mt = NULL;
+  if (lua_getmetatable(L, 1)) /* a string's is no marker either */
+    mt = lua_topointer(L, -1);
+  if (mt && mt == lua_topointer(L, lua_upvalueindex(2)))
+    lua_pushvalue(L, lua_upvalueindex(4));
+  else if (mt && mt == lua_topointer(L, lua_upvalueindex(1)))
+    lua_pushvalue(L, lua_upvalueindex(3));
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* Push verdict.json_type: v_json_type with upvalues 1 and 2 the array and
+ * object markers, 3 and 4 its answers "array" and "object". */
+static void push_json_type(lua_State *L) {
+  vd_json_push_marker(L, 'a');
+  vd_json_push_marker(L, 'o');
+  lua_pushliteral(L, "array");
+  lua_pushliteral(L, "object");
+  lua_pushcclosure(L, v_json_type, 4);
+}
+
 /* ------------------------------------------------------------------------
  * Environments
  * ------------------------------------------------------------------------ */
@@ -768,6 +800,8 @@ static int build_base(lua_State *L) {
   luaL_newlib(L, vlib);
   lua_pushlightuserdata(L, vd_json_null);
   lua_setfield(L, -2, "null");
+  push_json_type(L);
+  lua_setfield(L, -2, "json_type");
   vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, "verdict");
   lua_pop(L, 1);

@@ -1249,6 +1249,88 @@ static void decide_under_memory_caps(void **state) {
   vd_bundle_unref(b);
 }
 
+/* ------------------------------------------------------------------------
+ * Input shapes (the bundled policies)
+ * ------------------------------------------------------------------------ */
+
+/* `[]` and `{}` are both an empty Lua table; the schema tells them apart
+ * by the decoder's marker (verdict.json_type), so a field declared an
+ * object refuses an array and one declared a set refuses an object, empty
+ * or not, and sla_status takes milestone keys only.  Raw request lines,
+ * since a policy test writes an unmarked empty table as []. */
+#define SHAPE_AT ",\"at\":\"2026-11-23T10:00:00+08:00\",\"input\":{"
+#define SLA_REQ(more)                                                          \
+  "{\"kind\":\"sla\",\"region\":\"GD\"" SHAPE_AT                               \
+  "\"complaint_id\":\"C-1\",\"category\":\"billing\","                         \
+  "\"channel\":\"hotline\",\"customer_grade\":\"retail\","                     \
+  "\"received_at\":\"2026-11-20T10:00:00+08:00\"" more "}}"
+#define ESC_REQ(more)                                                          \
+  "{\"kind\":\"escalation\",\"region\":\"GD\"" SHAPE_AT                        \
+  "\"complaint_id\":\"C-1\",\"customer_id\":\"U-1\","                          \
+  "\"category\":\"network\",\"customer_grade\":\"retail\","                    \
+  "\"received_at\":\"2026-11-20T10:00:00+08:00\","                             \
+  "\"handled_by\":\"frontline\"" more "}}"
+#define APPEAL_REQ(more)                                                       \
+  "{\"kind\":\"appeal\",\"region\":\"GD\"" SHAPE_AT                            \
+  "\"complaint_id\":\"C-1\",\"category\":\"billing\","                         \
+  "\"event_at\":\"2026-06-01T10:00:00+08:00\","                                \
+  "\"appealed_at\":\"2026-07-15T10:00:00+08:00\","                             \
+  "\"complained_first\":true" more "}}"
+
+static void input_shapes(void **state) {
+  static const struct {
+    const char *line, *path, *message; /* path NULL: decided */
+  } cases[] = {
+      {SLA_REQ(",\"done\":{}"), NULL, NULL},
+      {SLA_REQ(",\"done\":[]"), "input.done",
+       "expected an object, got an empty array"},
+      {SLA_REQ(",\"done\":[\"2026-11-21T10:00:00+08:00\"]"), "input.done",
+       "expected an object, got an array"},
+      {SLA_REQ(",\"done\":{\"callback\":\"2026-11-21T10:00:00+08:00\"}"),
+       "input.done.callback", "unknown field; expected one of acceptance,"},
+      {ESC_REQ(",\"sla_status\":{},\"signals\":[]"), NULL, NULL},
+      {ESC_REQ(",\"sla_status\":{\"acceptance\":\"met\"},"
+               "\"signals\":[\"media\"]"),
+       NULL, NULL},
+      {ESC_REQ(",\"sla_status\":[]"), "input.sla_status",
+       "expected an object, got an empty array"},
+      {ESC_REQ(",\"sla_status\":[\"met\"]"), "input.sla_status",
+       "expected an object, got an array"},
+      {ESC_REQ(",\"sla_status\":{\"acceptance\":\"met\",\"callback\":\"met\"}"),
+       "input.sla_status.callback",
+       "unknown field; expected one of acceptance, first_feedback,"},
+      {ESC_REQ(",\"signals\":{}"), "input.signals",
+       "expected an array of one of regulator, media, lawsuit, "
+       "consumer_association, got an empty object"},
+      {ESC_REQ(",\"signals\":{\"media\":true}"), "input.signals",
+       "got an object"},
+      {APPEAL_REQ(",\"findings\":[]"), NULL, NULL},
+      {APPEAL_REQ(",\"findings\":{}"), "input.findings",
+       "got an empty object"},
+      {APPEAL_REQ(",\"findings\":{\"work_error\":true}"), "input.findings",
+       "got an object"},
+  };
+  vd_limits_t lim = VD_LIMITS_DEFAULT;
+  vd_engine_t *e = new_engine("policies", &lim);
+  vd_decision_t d;
+  size_t i;
+  (void)state;
+  vd_decision_init(&d);
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (!cases[i].path) {
+      int rc = decide(e, cases[i].line, &d);
+      if (rc)
+        fail_msg("%s\n  gave %s: %s", cases[i].line, vd_err_name(rc),
+                 d.message.data);
+      continue;
+    }
+    expect_error(e, cases[i].line, VD_EBAD_INPUT, cases[i].path, &d);
+    assert_contains(d.message.data, cases[i].message);
+  }
+  vd_decision_release(&d);
+  vd_engine_free(e);
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1290,6 +1372,7 @@ int main(void) {
       cmocka_unit_test(check_structure_reports),
       M(decide_under_fail_countdown),
       cmocka_unit_test(decide_under_memory_caps),
+      cmocka_unit_test(input_shapes),
   };
 #undef M
 #undef H

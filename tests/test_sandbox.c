@@ -443,6 +443,15 @@ static void verdict_library(void **state) {
                             "t[1] = 2 return t.x + t[1] + #t"),
                       "4");
   assert_contains(raises(f, "verdict.new_table(-1)"), "expected 0 to 4096");
+  /* json_type: the marker says, not the keys nor a look-alike metatable */
+  assert_string_equal(ok(f, "local j = verdict.json_type "
+                            "return table.concat({tostring(j(verdict.array())), "
+                            "tostring(j(verdict.object())), "
+                            "tostring(j(verdict.object({1}))), tostring(j({})), "
+                            "tostring(j(setmetatable({}, {__metatable = "
+                            "'object'}))), tostring(j('x')), "
+                            "tostring(j(verdict.null)), tostring(j())}, ' ')"),
+                      "array object object nil nil nil nil nil");
   assert_contains(raises(f, "verdict.only_keys(1, {})"), "table expected");
   /* the markers are the ones the encoder knows */
   vd_sandbox_new_env(L);

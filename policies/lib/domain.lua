@@ -22,6 +22,12 @@ D.LOCAL_ENTERPRISE = R.set{ "local_a", "local_b", "local_c" }
 -- Who can own a complaint, lowest first.
 D.LEVELS = { "frontline", "team_lead", "district", "city", "province" }
 
+-- The milestones of handling a complaint, in the sla decision's output
+-- order: the keys of its deadlines and status, of its input `done`, and of
+-- escalation's input `sla_status` (the sla decision's status, passed on).
+D.MILESTONES = { "acceptance", "first_feedback", "investigation", "solution",
+  "written_report", "repair", "operator_reply" }
+
 -- MIIT order no. 35 (2016): the operator replies to a complaint within 15
 -- days (the sla milestone operator_reply, and escalation's reply window).
 D.MIIT35_REPLY = { days = 15 }

@@ -13,6 +13,11 @@
 --   S.object{ fields = { ... } }         -- nested object, same rules
 --   S.map{ values = spec }               -- object with free string keys
 --
+-- A set or list takes a JSON array only, an object or map a JSON object
+-- only, empty ones too: `[]` is not `{}` (verdict.json_type tells them
+-- apart).  An object's keys are its fields; a map's are free, so declare
+-- an object when the keys are a known list.
+--
 -- Every spec takes `doc` (one line for the reader) and `requires` (names of
 -- sibling fields that must be given when this one is set: present and not
 -- false, 0 or "").  A field is `required`, or optional with or without a
@@ -127,13 +132,10 @@ function S.fail(path, message)
   error({ code = "bad_input", path = path, message = message }, 0)
 end
 
--- JSON arrays arrive as sequences and JSON object keys are always strings,
--- so a table with a border #v > 0 came from an array; an empty table may be
--- [] or {}.  (No pairs here: this runs on every request.)
-local function is_array(v)
-  return #v > 0
-end
-
+-- "array" or "object" for a table the JSON decoder made (its marker
+-- metatable says which, so an empty [] is not an empty {}), nil for any
+-- other value, null included: one C call, no walk over the table.
+local json_type = verdict.json_type
 local is_empty = verdict.is_empty
 
 -- A short description of a given value for "got ..." in messages.
@@ -148,7 +150,9 @@ local function describe(v)
     if mtype(v) == "float" then return "the non-integer number " .. tostring(v) end
     return tostring(v)
   elseif ty == "table" then
-    return is_array(v) and "an array" or "an object"
+    local jt = json_type(v)
+    if not jt then return "a table" end
+    return (is_empty(v) and "an empty " or "an ") .. jt
   end
   return tostring(v)
 end
@@ -206,7 +210,7 @@ local function quick_checker(sp)
   elseif ty == "set" or ty == "list" then
     local of, max = sp.quick_of, ty == "list" and sp.max
     return function(v)
-      if type(v) ~= "table" or not (#v > 0 or is_empty(v)) then return BAD end
+      if json_type(v) ~= "array" then return BAD end
       local n, out = #v, {}
       if max then
         if n > max then return BAD end
@@ -227,13 +231,13 @@ local function quick_checker(sp)
   elseif ty == "object" then
     local c = sp.compiled
     return function(v)
-      if type(v) ~= "table" or #v > 0 then return BAD end
+      if json_type(v) ~= "object" then return BAD end
       return quick_object(c, v) or BAD
     end
   else -- map
     local values = sp.quick_values
     return function(v)
-      if type(v) ~= "table" or #v > 0 then return BAD end
+      if json_type(v) ~= "object" then return BAD end
       local out = {}
       for k, e in pairs(v) do
         if type(k) ~= "string" then return BAD end
@@ -336,8 +340,8 @@ end
 -- fields in name order, then `requires`) to raise bad_input with the path
 -- and message of the first problem.
 
--- The facts for object v (a table, not an array) of compiled schema c, or
--- nil if anything is wrong with it.
+-- The facts for object v (a JSON object) of compiled schema c, or nil if
+-- anything is wrong with it.
 function quick_object(c, v)
   local quick = c.quick
   if not only_keys(v, quick) then return nil end    -- an unknown field
@@ -399,9 +403,7 @@ local function check(sp, v, path)
     end
     return { t = t, off = off }
   elseif ty == "set" or ty == "list" then
-    if type(v) ~= "table" or rawequal(v, NULL) or not (#v > 0 or is_empty(v)) then
-      mismatch(path, sp, v)
-    end
+    if json_type(v) ~= "array" then mismatch(path, sp, v) end
     local n = #v
     if ty == "list" and n > sp.max then
       S.fail(path, "expected at most " .. sp.max .. " elements, got " .. n)
@@ -413,10 +415,10 @@ local function check(sp, v, path)
     end
     return out
   elseif ty == "object" then
-    if type(v) ~= "table" or rawequal(v, NULL) or is_array(v) then mismatch(path, sp, v) end
+    if json_type(v) ~= "object" then mismatch(path, sp, v) end
     return check_object(sp.compiled, v, path)
   else -- map
-    if type(v) ~= "table" or rawequal(v, NULL) or is_array(v) then mismatch(path, sp, v) end
+    if json_type(v) ~= "object" then mismatch(path, sp, v) end
     local out = {}
     for k, e in pairs(v) do
       if type(k) ~= "string" then mismatch(path, sp, v) end
@@ -467,7 +469,7 @@ end
 -- Check `input` against compiled schema c; return the facts.  Only a
 -- request quick finds wrong takes the slower, reporting walk.
 function S.validate(c, input)
-  if type(input) == "table" and #input == 0 then      -- an object (null is not a table)
+  if json_type(input) == "object" then
     local f = quick_object(c, input)
     if f then return f end
   else

@@ -188,6 +188,23 @@ local cases = {
     input = input{ findings = { "work_error", "bad_luck" } },
     expect_error = { code = "bad_input", path = "input.findings[2]" } },
 
+  -- findings is a JSON array: an object is refused, even an empty one
+  -- (verdict.array{} is written [], verdict.object{} is written {}).
+  { name = "findings as an empty array: nothing found",
+    at = AT,
+    input = input{ findings = verdict.array{} },
+    expect = { outcome = "properly_handled", grounds = { "appeal.outcome.no_fault" } } },
+
+  { name = "bad input: findings as an empty object",
+    at = AT,
+    input = input{ findings = verdict.object{} },
+    expect_error = { code = "bad_input", path = "input.findings" } },
+
+  { name = "bad input: findings as an object of flags",
+    at = AT,
+    input = input{ findings = { work_error = true } },
+    expect_error = { code = "bad_input", path = "input.findings" } },
+
   { name = "bad input: complained_first missing",
     at = AT,
     input = input{ complained_first = verdict.null },

@@ -58,6 +58,15 @@ local COUNTED = {
   { field = "refunds_90d", days = 90, query = "refunded_complaints" },
 }
 
+-- input.sla_status: the sla decision's `status`, whose keys are the
+-- milestones (an unknown one is refused, not ignored) and whose values are
+-- the statuses its status rules give.
+local status_fields = {}
+for _, m in ipairs(D.MILESTONES) do
+  status_fields[m] = S.enum{ "met", "pending", "at_risk", "breached",
+    doc = "the " .. m .. " milestone's status" }
+end
+
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64 },
   customer_id = S.string{ required = true, max_len = 64 },
@@ -67,8 +76,8 @@ local fields = {
     .. "offset: the 15-day reply window is counted in China's civil days (the calendar's "
     .. "utc_offset, +08:00), and next_review_at is written in +08:00" },
   handled_by = S.enum{ required = true, doc = "level that owns the complaint now", table.unpack(LEVELS) },
-  sla_status = S.map{ default = {}, doc = "the sla decision's status object",
-    values = S.enum{ "met", "pending", "at_risk", "breached" } },
+  sla_status = S.object{ default = {}, fields = status_fields,
+    doc = "the sla decision's status object: a status per milestone" },
   signals = S.set{ default = {},
     of = S.enum{ "regulator", "media", "lawsuit", "consumer_association" } },
   repeat_30d = S.integer{ min = 0, max = 100000,

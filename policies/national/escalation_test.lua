@@ -197,6 +197,41 @@ local cases = {
     input = input{ sla_status = { acceptance = "late" } },
     expect_error = { code = "bad_input", path = "input.sla_status.acceptance" } },
 
+  -- sla_status is a JSON object keyed by milestone, signals a JSON array:
+  -- the other shape is refused, even empty (verdict.array{} is written [],
+  -- verdict.object{} is written {}).
+  { name = "sla_status as an empty object and signals as an empty array: nothing to act on",
+    at = AT,
+    input = input{ sla_status = verdict.object{}, signals = verdict.array{} },
+    expect = { level = "frontline", notify = {}, warnings = {}, incident = false,
+      next_review_at = "2026-11-24T10:00:00+08:00" },
+    fired = { "esc.owner.first_contact", "esc.review.daily" } },
+
+  { name = "bad input: sla_status as an empty array",
+    at = AT,
+    input = input{ sla_status = verdict.array{} },
+    expect_error = { code = "bad_input", path = "input.sla_status" } },
+
+  { name = "bad input: sla_status as an array of statuses",
+    at = AT,
+    input = input{ sla_status = { "breached" } },
+    expect_error = { code = "bad_input", path = "input.sla_status" } },
+
+  { name = "bad input: a key in sla_status that is no milestone is named",
+    at = AT,
+    input = input{ sla_status = { acceptance = "met", callback = "breached" } },
+    expect_error = { code = "bad_input", path = "input.sla_status.callback" } },
+
+  { name = "bad input: signals as an empty object",
+    at = AT,
+    input = input{ signals = verdict.object{} },
+    expect_error = { code = "bad_input", path = "input.signals" } },
+
+  { name = "bad input: signals as an object of flags",
+    at = AT,
+    input = input{ signals = { regulator = true } },
+    expect_error = { code = "bad_input", path = "input.signals" } },
+
   { name = "bad input: unknown level",
     at = AT,
     input = input{ handled_by = "manager" },

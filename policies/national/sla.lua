@@ -48,8 +48,7 @@ local CHANNELS = { "hotline", "online", "email", "sms", "social", "storefront",
   "account_manager", "monitoring" }
 
 -- Milestones in output order (also the tie-break for next_deadline).
-local MILESTONES = { "acceptance", "first_feedback", "investigation", "solution",
-  "written_report", "repair", "operator_reply" }
+local MILESTONES = D.MILESTONES
 
 local done_fields = {}
 for _, m in ipairs(MILESTONES) do

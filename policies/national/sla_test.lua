@@ -272,6 +272,27 @@ local cases = {
     at = "2026-11-23T10:00:00+08:00",
     input = input{ aera = "rural" },
     expect_error = { code = "bad_input", path = "input.aera" } },
+
+  -- done is a JSON object: an array is refused, even an empty one
+  -- (verdict.array{} is written [], verdict.object{} is written {}).
+  { name = "done as an empty object: nothing done yet",
+    at = "2026-11-27T10:00:00+08:00",
+    input = input{ done = verdict.object{} },
+    expect = {
+      status = { acceptance = "breached", first_feedback = "breached", investigation = "pending",
+        solution = "pending", operator_reply = "pending" },
+      next_deadline = { name = "investigation", at = "2026-11-30T23:59:59+08:00" },
+    } },
+
+  { name = "bad input: done as an empty array",
+    at = "2026-11-23T10:00:00+08:00",
+    input = input{ done = verdict.array{} },
+    expect_error = { code = "bad_input", path = "input.done" } },
+
+  { name = "bad input: done as an array of times",
+    at = "2026-11-23T10:00:00+08:00",
+    input = input{ done = { "2026-11-23T11:00:00+08:00" } },
+    expect_error = { code = "bad_input", path = "input.done" } },
 }
 
 in_every_offset(cases, "received on a worked Saturday in China (Friday elsewhere) before "
