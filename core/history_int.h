@@ -156,6 +156,8 @@ struct vd_history {
   pthread_mutex_t mu;
   pthread_cond_t wake;      /* writer: something queued, or stopping */
   pthread_cond_t room;      /* submitters: the queue has room again */
+  vd_history_log_cb log;   /* the writer's lines, or NULL (vd_history_set_log) */
+  void *log_arg;
   vd_hist_qrec_t *qhead, **qtail;
   size_t qcount, qbytes;
   int stopping;

@@ -30,6 +30,7 @@
  *     writes no decision and reports each done at once.
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,24 +197,47 @@ rollback:
   return rc;
 }
 
-/* Tell stderr when writing starts failing and when it works again, not
- * once per batch. */
+/* Say when writing starts failing and when it works again, not once per
+ * batch, through the log function if one is set. */
+static void say(vd_history_t *h, const char *fmt, ...) {
+  vd_history_log_cb cb;
+  void *arg;
+  char line[512];
+  va_list ap;
+  pthread_mutex_lock(&h->mu);
+  cb = h->log;
+  arg = h->log_arg;
+  pthread_mutex_unlock(&h->mu);
+  if (!cb)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  cb(line, arg);
+}
+
 static void log_outcome(vd_history_t *h, int rc, size_t n, const char *why) {
   if (rc) {
     if (h->fail_batches++ == 0)
-      fprintf(stderr,
-              "verdict: history: a batch of %zu records was not stored: %s; "
-              "their requests fail with `internal` until writing works "
-              "again\n",
-              n, why);
+      say(h,
+          "a batch of %zu records was not stored: %s; their requests fail "
+          "with `internal` until writing works again",
+          n, why);
     h->fail_records += n;
   } else if (h->fail_batches) {
-    fprintf(stderr,
-            "verdict: history: writing works again after %lu failed "
-            "batches (%lu records not stored)\n",
-            h->fail_batches, h->fail_records);
+    say(h,
+        "writing works again after %lu failed batches (%lu records not "
+        "stored)",
+        h->fail_batches, h->fail_records);
     h->fail_batches = h->fail_records = 0;
   }
+}
+
+void vd_history_set_log(vd_history_t *h, vd_history_log_cb cb, void *arg) {
+  pthread_mutex_lock(&h->mu);
+  h->log = cb;
+  h->log_arg = arg;
+  pthread_mutex_unlock(&h->mu);
 }
 
 static void *writer_main(void *arg) {

@@ -19,8 +19,9 @@
  * holds decisions: it fails with a message naming the file or works, holds
  * nothing after failing, and the file opens and verifies afterwards.
  *
- * The writer's complaints on stderr are captured to a file per test and
- * checked; anything else written there is passed through.  Runs on the
+ * The writer's lines (vd_history_set_log) are written to stderr, which is
+ * captured to a file per test and checked; anything else written there is
+ * passed through.  Runs on the
  * main thread and the history's writer thread.
  */
 #include <fcntl.h>
@@ -218,12 +219,19 @@ static int submit_one(void) {
   return status;
 }
 
+/* The writer's lines, into the captured stderr as a daemon would log them. */
+static void log_cb(const char *line, void *arg) {
+  (void)arg;
+  fprintf(stderr, "verdict: history: %s\n", line);
+}
+
 static void open_history(void) {
   char *err = NULL;
   memset(&run, 0, sizeof run);
   if (vd_history_open(&run.h, db_path, VD_LOG_DURABLE, 1, notify_cb, NULL,
                       &err) != 0)
     fail_msg("open %s: %s", db_path, err ? err : "?");
+  vd_history_set_log(run.h, log_cb, NULL);
 }
 
 /* After the history is closed: the database holds exactly the decisions

@@ -500,6 +500,12 @@ static void free_engines(vd_daemon_t *d, vd_engine_t **engines) {
   free(engines);
 }
 
+/* The history writer's lines go to the daemon's log. */
+static void on_history_log(const char *line, void *arg) {
+  (void)arg;
+  vd_daemon_log("history: %s", line);
+}
+
 /* Opened in every log mode: with off, revisions are still stored. */
 static int open_history(vd_daemon_t *d) {
   char *err = NULL;
@@ -508,6 +514,8 @@ static int open_history(vd_daemon_t *d) {
   if (rc != 0)
     vd_daemon_log("cannot open the history database: %s",
                   err ? err : "unknown error");
+  else
+    vd_history_set_log(d->history, on_history_log, NULL);
   free(err);
   return rc;
 }

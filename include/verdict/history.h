@@ -118,6 +118,17 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
                     unsigned nworkers, vd_history_notify_cb cb, void *arg,
                     char **errmsg);
 
+/* What the writer has to say to an operator: a line (no newline) when
+ * writing starts failing, naming the cause, and one when it works again;
+ * never one per batch.  Called on the writer thread; must not call back
+ * into the history.  The library prints nothing itself: without a log
+ * function these lines are dropped (the failed requests still fail). */
+typedef void (*vd_history_log_cb)(const char *line, void *arg);
+
+/* Set (or, with NULL, clear) the log function.  Any thread, any time
+ * while the history is open; it takes effect for the next line. */
+void vd_history_set_log(vd_history_t *h, vd_history_log_cb cb, void *arg);
+
 /* A structural check of the whole file, SQLite's PRAGMA quick_check, on a
  * read-only connection of its own.  It reads every page (11 s for 180 MB
  * read cold on the development machine), so verdictd runs it on a thread
