@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <lauxlib.h>
@@ -1233,6 +1234,69 @@ static void decide_under_memory_caps(void **state) {
   vd_bundle_unref(b);
 }
 
+/* ------------------------------------------------------------------------
+ * Hostile policies, one per cause of issue 11 (tests/fixtures/hostile)
+ * ------------------------------------------------------------------------ */
+
+typedef struct hostile_case {
+  const char *kind;
+  int code;
+  const char *msg; /* the message must contain this */
+} hostile_case_t;
+
+/* Decide each case, check its code and message, that it ended within a
+ * second (a bound in C, not the wall clock, stopped it), that nothing is
+ * left tripped, and that a well-behaved decision right after is unharmed. */
+static void run_hostile_cases(fx_t *f, const hostile_case_t *cases,
+                              size_t n) {
+  size_t i;
+  char line[256];
+  for (i = 0; i < n; i++) {
+    struct timespec t0, t1;
+    double secs;
+    int rc;
+    snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":\"national\","
+             "\"at\":\"" AT "\",\"input\":{}}", cases[i].kind);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = decide(f->e, line, &f->d);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rc != cases[i].code)
+      fail_msg("kind %s gave %s (%s), expected %s", cases[i].kind,
+               vd_err_name(rc), f->d.message.data ? f->d.message.data : "",
+               vd_err_name(cases[i].code));
+    assert_contains(f->d.message.data, cases[i].msg);
+    if (secs > 1.0)
+      fail_msg("kind %s took %.2f s", cases[i].kind, secs);
+    assert_int_equal(vd_engine_sandbox(f->e)->tripped, 0);
+    decide_ok_after(f, cases[i].kind);
+  }
+}
+
+/* Cause 1: library functions run in C, where no hook fires; each is
+ * bounded by its arguments and charged, or refused. */
+static void hostile_c_functions(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c1_rep_empty", VD_EPOLICY_TIMEOUT, "national/c1_rep_empty.lua"},
+      {"c1_rep_sep", VD_EPOLICY_TIMEOUT, "national/c1_rep_sep.lua"},
+      {"c1_move", VD_EPOLICY_TIMEOUT, "national/c1_move.lua"},
+      {"c1_find_plain", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_find_literal", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_balance", VD_EPOLICY_ERROR, "pattern too costly"},
+      {"c1_tail", VD_EPOLICY_ERROR, "pattern too costly"},
+      {"c1_gsub_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_upper_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_utf8_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_tonumber_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_pack_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_pairs_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_format_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_concat_meta", VD_EPOLICY_ERROR, "takes plain tables"},
+      {"c1_insert_len", VD_EPOLICY_ERROR, "takes plain tables"},
+  };
+  run_hostile_cases(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1264,6 +1328,8 @@ int main(void) {
       HW(hostile_repeated),
       HW(watched_loop_is_recounted),
       HW(watched_budget_is_exact),
+      H(hostile_c_functions),
+      HW(hostile_c_functions),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),

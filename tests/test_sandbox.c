@@ -803,6 +803,136 @@ static void slab_many_slabs(void **state) {
   vd_slab_release(&s);
 }
 
+/* ------------------------------------------------------------------------
+ * Issue 11, cause 1: library functions in C are bounded and charged
+ * ------------------------------------------------------------------------ */
+
+/* Every wrapped function still answers as Lua's own does. */
+static void wrapped_functions_keep_semantics(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "return ('hello'):find('l', 1, true)"), "3");
+  assert_string_equal(ok(f, "return select(2, ('hello'):find('lo', -3, "
+                            "true))"), "5");
+  assert_string_equal(ok(f, "return tostring(('hello'):find('x', 1, true))"),
+                      "nil");
+  assert_string_equal(ok(f, "return tostring(('abc'):find('', 10, true))"),
+                      "nil");
+  assert_string_equal(ok(f, "return ('abc'):find('', 4)"), "4");
+  assert_string_equal(ok(f, "return ('abc'):find('b')"), "2");
+  assert_string_equal(ok(f, "return ('a(b)c'):match('%b()')"), "(b)");
+  assert_string_equal(ok(f, "return ('aXbXc'):gsub('X', '-')"), "a-b-c");
+  assert_string_equal(ok(f, "return ('ab'):rep(3, ',')"), "ab,ab,ab");
+  assert_string_equal(ok(f, "return #(''):rep(1000)"), "0");
+  assert_string_equal(ok(f, "return ('abc'):upper() .. ('ABC'):lower() .. "
+                            "('abc'):reverse()"), "ABCabccba");
+  assert_string_equal(ok(f, "return ('hello'):sub(2, -2) .. ('hello'):sub(-3)"
+                            " .. ('hello'):sub(4, 100)"), "ellllolo");
+  assert_string_equal(ok(f, "return select('#', ('hello'):byte(1, -1))"), "5");
+  assert_string_equal(ok(f, "return ('A'):byte()"), "65");
+  assert_string_equal(ok(f, "return #string.pack('i4c3', 7, 'ab')"), "7");
+  assert_string_equal(ok(f, "return string.unpack('i4', "
+                            "string.pack('i4', 42))"), "42");
+  assert_string_equal(ok(f, "return string.format('%5.1f|%s', 2.25, 'x')"),
+                      "  2.2|x");
+  assert_string_equal(ok(f, "local t = {1, 2, 3} table.insert(t, 4) "
+                            "table.insert(t, 1, 0) table.remove(t, 2) "
+                            "return table.concat(t, ',')"), "0,2,3,4");
+  assert_string_equal(ok(f, "return table.concat(table.move({1, 2, 3}, 1, 3, "
+                            "2, {9}), ',')"), "9,1,2,3");
+  assert_string_equal(ok(f, "local t = {3, 1, 2} table.sort(t) "
+                            "return table.concat(t) .. select('#', "
+                            "table.unpack(t))"), "1233");
+  assert_string_equal(ok(f, "return table.concat({1, 'a', 2.5}, '-', 2)"),
+                      "a-2.5");
+  assert_string_equal(ok(f, "return utf8.len('h\\u{e9}') .. utf8.offset("
+                            "'h\\u{e9}x', 3)"), "24");
+  assert_string_equal(ok(f, "return tonumber(' 0x10 ') + tonumber('z', 36)"),
+                      "51");
+  /* a marker metatable (JSON arrays) is not an access metamethod */
+  assert_string_equal(ok(f, "return table.concat(verdict.array({'a', 'b'}))"),
+                      "ab");
+}
+
+/* Each way into unbounded C work ends as a timeout or a refusal, fast. */
+static void c_functions_bounded(void **state) {
+  fx_t *f = *state;
+  static const char *const timeouts[] = {
+      "return #string.rep('', math.maxinteger)",
+      "return #string.rep('', math.maxinteger, '')",
+      "return table.move({}, 1, 1e15, 1)",
+      "return table.unpack({}, 1, 1e15)",
+      "return table.concat({}, '', 1, 1e15)",
+      "local s = string.rep('a', 1 << 18) local n = s:sub(1, -2) .. 'b' "
+      "for _ = 1, 1e9 do s:find(n, 1, true) end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do s:upper() end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do s:sub(2) end",
+      "local s = string.rep('a', 1 << 16) for _ = 1, 1e9 do "
+      "s:rep(2) end",
+      "local s = string.rep('a', 1 << 16) for _ = 1, 1e9 do "
+      "table.concat({s, s}) end",
+      "local f = string.rep('!', 1 << 18) for _ = 1, 1e9 do "
+      "string.packsize(f) end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do "
+      "verdict.only_keys({[s] = 1}, {[s] = 1}) end",
+      "local src = 'return ' .. string.rep('1+', 1 << 16) .. '1' "
+      "for _ = 1, 1e9 do load(src) end",
+      NULL};
+  static const char *const refused[] = {
+      "return string.rep('(', 1 << 17):match('%b()')",
+      "return string.rep('(', 1 << 17):find('%b()')",
+      "return string.rep('a', 1 << 16):match('a-' .. string.rep('a', 4096) "
+      ".. 'b')",
+      "return string.rep('a', 1 << 16):match(string.rep('a', 40000) .. 'b')",
+      "return string.rep('a', 1 << 16):gsub('(a)%1', '')",
+      NULL};
+  const char *const *c;
+  for (c = timeouts; *c; c++) {
+    clock_t t0 = clock();
+    if (run(f, *c) == LUA_OK)
+      fail_msg("unbounded C work allowed: %s", *c);
+    if (f->tripped != VD_EPOLICY_TIMEOUT)
+      fail_msg("no timeout (tripped %d, %s) for: %s", f->tripped,
+               f->out.data, *c);
+    assert_contains(f->out.data, "instruction budget of 1000000 exhausted");
+    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
+  }
+  for (c = refused; *c; c++) {
+    clock_t t0 = clock();
+    if (run(f, *c) == LUA_OK)
+      fail_msg("costly pattern allowed: %s", *c);
+    assert_contains(f->out.data, "pattern too costly");
+    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
+  }
+  /* pcall cannot swallow a charge that tripped */
+  assert_int_not_equal(run(f, "pcall(string.rep, '', math.maxinteger) "
+                              "return 'swallowed'"), LUA_OK);
+  assert_int_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+  /* a string too big for the cap is a memory error, not a timeout */
+  run(f, "return #string.rep('x', 1 << 22)");
+  assert_int_equal(f->status, LUA_ERRMEM);
+  assert_int_not_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+}
+
+/* The table library takes plain tables: no metamethod can lie about the
+ * length or turn element access into C calls. */
+static void table_library_plain_tables(void **state) {
+  fx_t *f = *state;
+  static const char *const hostile[] = {
+      "local t = setmetatable({}, {__len = function() return 1 << 62 end}) "
+      "table.insert(t, 1, 'x')",
+      "local t = setmetatable({}, {__index = rawlen}) "
+      "return table.concat(t, '', 1, 1 << 40)",
+      "table.move({1}, 1, 1, 1, setmetatable({}, {__newindex = rawequal}))",
+      "table.sort(setmetatable({}, {__len = function() return 1 << 30 end}))",
+      "table.remove(setmetatable({}, {__len = function() return 1 << 62 "
+      "end}), 1)",
+      "return table.unpack(setmetatable({}, {__index = rawlen}), 1, 100)",
+      NULL};
+  const char *const *h;
+  for (h = hostile; *h; h++)
+    assert_contains(raises(f, *h), "takes plain tables in policies");
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -831,6 +961,9 @@ int main(void) {
       T(next_evaluation_after_trip),
       T(arm_and_disarm),
       T(set_base_visible),
+      T(wrapped_functions_keep_semantics),
+      T(c_functions_bounded),
+      T(table_library_plain_tables),
       cmocka_unit_test(slab_blocks),
       cmocka_unit_test(slab_many_slabs),
   };

@@ -9,10 +9,28 @@
  *     policy cannot swallow its own timeout or memory error;
  *   - an allow-listed base environment (registry "vd.base") holding only
  *     string (no dump; format without %p; pattern functions bounded by
- *     subject length), table, math (no random), utf8, deterministic
+ *     subject and pattern length), table (plain tables only), math (no random), utf8, deterministic
  *     pairs, address-free tostring, text-only load, setmetatable without
  *     __gc, and the `verdict` library (null, array, object).  Library tables
  *     are read-only proxies; the string metatable is hidden.
+ *
+ * Work done in C.  No hook fires inside a C function, so every library
+ * function policy code can reach costs O(1), or has its cost bounded by
+ * its arguments and charged to the instruction budget before it runs
+ * (vd_sandbox_charge(): bytes walked at 16 a step, bytes made at 64 a
+ * step, elements moved, a pattern's worst-case matcher steps), or is
+ * refused (a pattern whose bound passes 10^9 steps; the table library on a
+ * table with __index, __newindex or __len).  A timeout from a charge is
+ * the same policy_timeout as a Lua loop's, and pcall cannot catch it.
+ * Charges depend on the arguments only, so a budget stays exact.
+ *
+ * What the budget cannot see: operators the VM runs in C on values of any
+ * size (`..`, comparison of long strings) cost up to the memory cap's
+ * worth of bytes for one instruction.  The last resort for those is a
+ * wall clock, which belongs to the daemon, not here: a decision that
+ * overruns it would make its worker stop taking connections and be
+ * replaced, and be reported.  A wall clock can stop any evaluation but
+ * only by giving up the worker; it cannot give a deterministic answer.
  *
  * Each chunk runs in an environment of its own whose misses fall through to
  * the base; vd_sandbox_lock_env() then makes that environment read-only, so
@@ -58,6 +76,8 @@ typedef struct vd_sandbox {
   long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
   int failing;          /* tests: set when the countdown hit; every later
                          * allocation fails until the test clears it */
+  int collect;          /* an allocation hit the cap: the next arm
+                         * collects the garbage it left */
   vd_slab_t slab;       /* small blocks (slab.h) */
 } vd_sandbox_t;
 
@@ -79,6 +99,12 @@ void vd_sandbox_count(vd_sandbox_t *sb, int on);
  * that runs sb (from a signal handler there). */
 void vd_sandbox_interrupt(vd_sandbox_t *sb);
 #define VD_SANDBOX_RECOUNT (-1000)
+
+/* Charge `cost` instructions of work a C function is about to do; raises
+ * the instruction-budget error (tripped = VD_EPOLICY_TIMEOUT) instead if
+ * the budget cannot pay for it.  Call before the work, from C functions
+ * policy code calls (it may longjmp). */
+void vd_sandbox_charge(lua_State *L, double cost);
 
 /* The sandbox that owns L. */
 vd_sandbox_t *vd_sandbox_of(lua_State *L);
