@@ -252,11 +252,14 @@ static int sb_tostring(lua_State *L) {
   return 1;
 }
 
+/* Lua registers a finalizer only when setmetatable finds __gc, so this is
+ * the one place to refuse it.  The look-up is raw: an ordinary one would
+ * call the metatable's own __index, which could add __gc while it runs. */
 static int sb_setmetatable(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (lua_type(L, 2) == LUA_TTABLE) {
-    lua_getfield(L, 2, "__gc");
-    if (!lua_isnil(L, -1))
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
       return luaL_error(L, "setmetatable: __gc is not allowed in policies");
     lua_pop(L, 1);
   } else {

@@ -933,6 +933,33 @@ static void table_library_plain_tables(void **state) {
     assert_contains(raises(f, *h), "takes plain tables in policies");
 }
 
+/* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
+ * cannot add __gc during it; and no finalizer ever runs. */
+static void gc_check_is_raw(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "local mt = setmetatable({}, {__index = "
+                            "function(t, k) t[k] = function() "
+                            "while true do end end end}) "
+                            "setmetatable({}, mt) return rawget(mt, '__gc') "
+                            "== nil"),
+                      "true");
+  lua_gc(f->sb.L, LUA_GCCOLLECT); /* no finalizer was registered */
+  assert_contains(raises(f, "local mt = {__gc = true} "
+                            "setmetatable({}, setmetatable(mt, {}))"),
+                  "__gc is not allowed");
+  /* an __index that only answers (without adding) is no __gc either */
+  assert_string_equal(ok(f, "local mt = setmetatable({}, {__index = "
+                            "function() return function() end end}) "
+                            "return type(getmetatable(setmetatable({}, mt)))"),
+                      "table");
+  /* __gc added after setmetatable is never registered as a finalizer */
+  assert_string_equal(ok(f, "local mt = {} local t = setmetatable({}, mt) "
+                            "mt.__gc = function() while true do end "
+                            "end t = nil return 'ok'"),
+                      "ok");
+  lua_gc(f->sb.L, LUA_GCCOLLECT); /* would hang if it had been */
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -962,6 +989,7 @@ int main(void) {
       T(arm_and_disarm),
       T(set_base_visible),
       T(wrapped_functions_keep_semantics),
+      T(gc_check_is_raw),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       cmocka_unit_test(slab_blocks),
