@@ -1313,6 +1313,24 @@ static void hostile_outside_budget(void **state) {
   lua_gc(vd_engine_sandbox(f->e)->L, LUA_GCCOLLECT);
 }
 
+/* Cause 3: what is huge as JSON (not in memory) stops at the encoder's
+ * limit with policy_error, without asking for the memory. */
+static void hostile_huge_output(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c3_dag", VD_EPOLICY_ERROR, "larger than 8388608 bytes as JSON"},
+      {"c3_trace_dag", VD_EPOLICY_ERROR, "national/c3_trace_dag.lua: trace"},
+      {"c3_wide", VD_EPOLICY_ERROR, "larger than 8388608 bytes as JSON"},
+  };
+  fx_t *f = *state;
+  struct mallinfo2 before = mallinfo2(), after;
+  run_hostile_cases(f, cases, sizeof cases / sizeof cases[0]);
+  assert_int_equal(f->d.result.len, 0);
+  after = mallinfo2();
+  /* the buffers stopped near the limit: no 8 GiB request, no abort */
+  assert_true(after.arena + after.hblkhd < before.arena + before.hblkhd +
+                                               (128u << 20));
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1348,6 +1366,7 @@ int main(void) {
       HW(hostile_c_functions),
       H(hostile_outside_budget),
       HW(hostile_outside_budget),
+      H(hostile_huge_output),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),
