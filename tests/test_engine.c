@@ -1331,6 +1331,25 @@ static void hostile_huge_output(void **state) {
                                                (128u << 20));
 }
 
+/* Cause 8: the engine reads a policy's error object and trace raw; no
+ * metamethod of the policy's runs, none can make a value look different
+ * to the check than to the encoder. */
+static void hostile_raw_inspection(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c7_error_index", VD_EPOLICY_ERROR,
+       "national/c7_error_index.lua: the policy raised an error object"},
+      {"c7_error_fake_code", VD_EPOLICY_ERROR,
+       "national/c7_error_fake_code.lua: the policy raised an error object"},
+      {"c7_trace_meta", VD_EPOLICY_ERROR,
+       "national/c7_trace_meta.lua: trace[1] must be {rule = <id>"},
+      {"c7_trace_list_meta", 0, ""}, /* raw: an empty trace */
+  };
+  fx_t *f = *state;
+  run_hostile_cases(f, cases, sizeof cases / sizeof cases[0]);
+  assert_int_equal(decide(f->e, HREQ("c7_trace_list_meta"), &f->d), 0);
+  assert_string_equal(f->d.trace.data, "[]");
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1367,6 +1386,7 @@ int main(void) {
       H(hostile_outside_budget),
       HW(hostile_outside_budget),
       H(hostile_huge_output),
+      H(hostile_raw_inspection),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),
