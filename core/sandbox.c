@@ -273,23 +273,49 @@ static int sb_setmetatable(lua_State *L) {
 }
 
 /* Deterministic pairs: keys in a fixed order (numbers ascending, then
- * strings bytewise, then booleans), whatever the hash seed of the state.
- * The keys are collected into a table and sorted in C (a permutation kept
- * in a userdata), so a call costs one pass, one qsort and two allocations. */
+ * strings bytewise, then false before true, then verdict.null), whatever
+ * the hash seed of the state or the addresses of its objects.  A key that
+ * has no such order (a table or a function: only its address tells it
+ * from another) is refused rather than visited in an order that changes
+ * from run to run.  The keys are collected into a table and sorted in C
+ * (a permutation kept in a userdata), so a call costs one pass, one qsort
+ * and two allocations. */
 typedef struct pkey {
-  int rank;          /* 0 number, 1 string, 2 boolean, 3 other */
-  lua_Number num;
+  int rank;          /* 0 number, 1 string, 2 boolean, 3 verdict.null */
+  int isint;         /* rank 0: the key is an integer (ival), else fval */
+  lua_Integer ival;
+  lua_Number fval;
   const char *str;   /* anchored by the table being iterated */
   size_t len;
   lua_Integer slot;  /* position in the keys table */
 } pkey_t;
 
+/* Integer i against float f, exactly (no rounding of i to a double). */
+static int int_float_cmp(lua_Integer i, lua_Number f) {
+  lua_Number fl;
+  if (f >= -(lua_Number)LUA_MININTEGER) /* 2^63 and above */
+    return -1;
+  if (f < (lua_Number)LUA_MININTEGER)
+    return 1;
+  fl = floor(f);
+  if (i != (lua_Integer)fl)
+    return i < (lua_Integer)fl ? -1 : 1;
+  return f > fl ? -1 : 0; /* equal keys cannot both be in a table */
+}
+
 static int pkey_cmp(const void *x, const void *y) {
   const pkey_t *a = x, *b = y;
   if (a->rank != b->rank)
     return a->rank < b->rank ? -1 : 1;
-  if (a->rank == 0)
-    return a->num < b->num ? -1 : a->num > b->num;
+  if (a->rank == 0) {
+    if (a->isint && b->isint)
+      return a->ival < b->ival ? -1 : a->ival > b->ival;
+    if (a->isint)
+      return int_float_cmp(a->ival, b->fval);
+    if (b->isint)
+      return -int_float_cmp(b->ival, a->fval);
+    return a->fval < b->fval ? -1 : a->fval > b->fval;
+  }
   if (a->rank == 1) {
     size_t n = a->len < b->len ? a->len : b->len;
     int c = memcmp(a->str, b->str, n);
@@ -298,8 +324,8 @@ static int pkey_cmp(const void *x, const void *y) {
     return a->len < b->len ? -1 : a->len > b->len;
   }
   if (a->rank == 2)
-    return (int)a->num - (int)b->num;
-  return a->slot < b->slot ? -1 : a->slot > b->slot; /* no stable order */
+    return (int)a->ival - (int)b->ival;
+  return 0; /* verdict.null: only one such key */
 }
 
 static int pairs_iter(lua_State *L) {
@@ -339,7 +365,11 @@ static int sb_pairs(lua_State *L) {
     switch (lua_type(L, -1)) {
     case LUA_TNUMBER:
       k->rank = 0;
-      k->num = lua_tonumber(L, -1);
+      k->isint = lua_isinteger(L, -1);
+      if (k->isint)
+        k->ival = lua_tointeger(L, -1);
+      else
+        k->fval = lua_tonumber(L, -1);
       break;
     case LUA_TSTRING:
       k->rank = 1;
@@ -347,11 +377,18 @@ static int sb_pairs(lua_State *L) {
       break;
     case LUA_TBOOLEAN:
       k->rank = 2;
-      k->num = lua_toboolean(L, -1);
+      k->ival = lua_toboolean(L, -1);
       break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, -1) == vd_json_null) {
+        k->rank = 3;
+        break;
+      }
+      /* fall through */
     default:
-      k->rank = 3;
-      break;
+      return luaL_error(L, "pairs: a table with a %s key has no fixed "
+                           "order (keys must be numbers, strings, booleans "
+                           "or verdict.null)", luaL_typename(L, -1));
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, 2, ++n);

@@ -1350,6 +1350,26 @@ static void hostile_raw_inspection(void **state) {
   assert_string_equal(f->d.trace.data, "[]");
 }
 
+/* Cause 7: pairs has one order for every key it accepts, and refuses the
+ * keys that have none; 20 identical requests give 20 identical answers. */
+static void hostile_pairs_order(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c6_pairs_table_keys", VD_EPOLICY_ERROR,
+       "pairs: a table with a table key has no fixed order"},
+      {"c6_pairs_function_keys", VD_EPOLICY_ERROR,
+       "pairs: a table with a function key has no fixed order"},
+  };
+  fx_t *f = *state;
+  int i;
+  run_hostile_cases(f, cases, sizeof cases / sizeof cases[0]);
+  for (i = 0; i < 20; i++) {
+    assert_int_equal(decide(f->e, HREQ("c6_pairs_big_ints"), &f->d), 0);
+    assert_string_equal(f->d.result.data,
+                        "{\"order\":[-1,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,"
+                        "15,16,17,18,19,20,\"f\",\"t\",\"null\"]}");
+  }
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1387,6 +1407,7 @@ int main(void) {
       HW(hostile_outside_budget),
       H(hostile_huge_output),
       H(hostile_raw_inspection),
+      H(hostile_pairs_order),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),

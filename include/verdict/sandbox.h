@@ -9,10 +9,13 @@
  *     policy cannot swallow its own timeout or memory error;
  *   - an allow-listed base environment (registry "vd.base") holding only
  *     string (no dump; format without %p; pattern functions bounded by
- *     subject and pattern length), table (plain tables only), math (no random), utf8, deterministic
- *     pairs, address-free tostring, text-only load, setmetatable without
- *     __gc, and the `verdict` library (null, array, object).  Library tables
- *     are read-only proxies; the string metatable is hidden.
+ *     subject and pattern length), table (plain tables only), math (no
+ *     random), utf8, pairs in one fixed key order (numbers exactly, then
+ *     strings bytewise, false, true, verdict.null; a table or function
+ *     key, which only an address could order, is refused), address-free
+ *     tostring, text-only load, setmetatable without __gc (looked up raw),
+ *     and the `verdict` library (null, array, object).  Library tables are
+ *     read-only proxies; the string metatable is hidden.
  *
  * Work done in C.  No hook fires inside a C function, so every library
  * function policy code can reach costs O(1), or has its cost bounded by
