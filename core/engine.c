@@ -478,6 +478,7 @@ int vd_engine_new(vd_bundle_t *b, const vd_limits_t *lim, vd_engine_t **out,
   }
   lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT);
+  vd_sandbox_seal(&e->sb, e->lim.mem_cap);
   *out = e;
   return 0;
 

@@ -138,10 +138,21 @@ void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
     sb->limit = 0;
     lua_gc(sb->L, LUA_GCCOLLECT);
   }
+  /* Past the state's cap, see first how much of it is garbage. */
+  if (sb->state_cap && mem_cap && sb->used + mem_cap > sb->state_cap) {
+    sb->limit = 0;
+    lua_gc(sb->L, LUA_GCCOLLECT);
+  }
   sb->steps = 0;
   sb->budget = budget;
   sb->tripped = 0;
   sb->limit = mem_cap ? sb->used + mem_cap : 0;
+  if (sb->state_cap && mem_cap && sb->limit > sb->state_cap)
+    sb->limit = sb->state_cap > sb->used ? sb->state_cap : sb->used;
+}
+
+void vd_sandbox_seal(vd_sandbox_t *sb, size_t mem_cap) {
+  sb->state_cap = sb->used + 2 * mem_cap;
 }
 
 int vd_sandbox_disarm(vd_sandbox_t *sb) {

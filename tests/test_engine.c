@@ -1370,6 +1370,28 @@ static void hostile_pairs_order(void **state) {
   }
 }
 
+/* Cause 6: the state's total size is capped, not only each decision's
+ * growth: a policy that keeps memory between decisions reaches the cap and
+ * then gets policy_memory, and the state stays under it; a decision that
+ * needs little still gets its answer. */
+static void hostile_state_total(void **state) {
+  fx_t *f = *state;
+  vd_sandbox_t *sb = vd_engine_sandbox(f->e);
+  size_t cap = sb->state_cap;
+  int i, ok = 0, memory = 0;
+  assert_true(cap > 0);
+  for (i = 0; i < 40; i++) {
+    int rc = decide(f->e, HREQ("c5_keep"), &f->d);
+    ok += rc == 0;
+    memory += rc == VD_EPOLICY_MEMORY;
+    assert_true(rc == 0 || rc == VD_EPOLICY_MEMORY);
+    assert_true(sb->used <= cap);
+    decide_ok_after(f, "c5_keep");
+  }
+  assert_true(ok >= 1 && ok < 12);
+  assert_true(memory >= 28);
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1408,6 +1430,7 @@ int main(void) {
       H(hostile_huge_output),
       H(hostile_raw_inspection),
       H(hostile_pairs_order),
+      H(hostile_state_total),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),

@@ -79,6 +79,8 @@ typedef struct vd_sandbox {
   long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
   int failing;          /* tests: set when the countdown hit; every later
                          * allocation fails until the test clears it */
+  size_t state_cap;     /* the most the state may ever hold once sealed
+                         * (0: no cap; see vd_sandbox_seal()) */
   int collect;          /* an allocation hit the cap: the next arm
                          * collects the garbage it left */
   vd_slab_t slab;       /* small blocks (slab.h) */
@@ -91,6 +93,16 @@ void vd_sandbox_release(vd_sandbox_t *sb);
 /* Start an evaluation: count `budget` instructions and allow `mem_cap`
  * bytes above what the state holds now.  Clears `tripped`. */
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap);
+/* Cap the state's total size, once what it holds for good is loaded: at
+ * what it holds now plus twice `mem_cap` (one evaluation's garbage not yet
+ * collected, and the next evaluation's room).  The per-evaluation cap
+ * bounds one evaluation's growth; this bounds what evaluations can leave
+ * behind, together.  At the cap, vd_sandbox_arm() collects garbage first;
+ * an evaluation then gets only the room left under the cap, so a state
+ * that kept data past it makes evaluations fail with a memory error (the
+ * engine's policy_memory) while the state stays under the cap, until it
+ * is replaced (a reload).  Call with no evaluation armed. */
+void vd_sandbox_seal(vd_sandbox_t *sb, size_t mem_cap);
 /* End it: returns the limit that tripped (0 if none). */
 int vd_sandbox_disarm(vd_sandbox_t *sb);
 
