@@ -429,6 +429,7 @@ static int load_all(lua_State *L) {
     lua_setfield(L, dispatch, kind);
     lua_setfield(L, policies, kind);
   }
+  vd_sandbox_refuse_state(L, policies);
   lua_pushvalue(L, policies);
   e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, dispatch);

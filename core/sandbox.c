@@ -11,6 +11,8 @@
  * tables, and a count hook that pcall cannot silence once it has fired.
  */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -954,6 +956,257 @@ static int v_is_empty(lua_State *L) {
   lua_pushnil(L);
   lua_pushboolean(L, lua_next(L, 1) == 0);
   return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * No state between decisions
+ *
+ * What a policy can change between two decisions: a variable captured by
+ * a function that outlives the load (an upvalue: written only by the
+ * SETUPVAL instruction), a table it can reach, or the hidden state of a
+ * C iterator it kept (string.gmatch's, pairs's).  Globals are locked
+ * already (vd_sandbox_lock_env()).  vd_sandbox_refuse_state() walks
+ * everything reachable from the loaded policies and refuses the bundle
+ * if any function it reaches can assign to such an upvalue, or if a C
+ * function with mutable upvalues (a kept iterator) is reachable.  The
+ * function's own bytecode says so: lua_dump() writes it, and the walk
+ * reads the instructions (Lua 5.4's dump format, lundump.c).
+ * ------------------------------------------------------------------------ */
+
+#define OP_SETUPVAL 10 /* lopcodes.h, Lua 5.4: UpValue[B] := R[A] */
+
+typedef struct dump_reader {
+  const unsigned char *p, *end;
+  int bad;
+} dump_reader_t;
+
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  vd_buf_add(ud, p, n);
+  return 0;
+}
+
+static unsigned char rd_byte(dump_reader_t *r) {
+  if (r->p >= r->end) {
+    r->bad = 1;
+    return 0;
+  }
+  return *r->p++;
+}
+
+/* lundump.c's loadUnsigned: 7 bits a byte, most significant first, the
+ * last byte marked by its high bit. */
+static size_t rd_size(dump_reader_t *r) {
+  size_t x = 0;
+  unsigned char b;
+  do {
+    b = rd_byte(r);
+    x = (x << 7) | (b & 0x7f);
+  } while (!(b & 0x80) && !r->bad);
+  return x;
+}
+
+static void rd_skip(dump_reader_t *r, size_t n) {
+  if ((size_t)(r->end - r->p) < n) {
+    r->bad = 1;
+    r->p = r->end;
+  } else {
+    r->p += n;
+  }
+}
+
+/* A string: size + 1 (0 for none), then the bytes. */
+static const char *rd_string(dump_reader_t *r, size_t *len) {
+  size_t n = rd_size(r);
+  const char *s = (const char *)r->p;
+  *len = n ? n - 1 : 0;
+  rd_skip(r, *len);
+  return n ? s : NULL;
+}
+
+/* What the walk found wrong in one function's dump. */
+typedef struct state_hit {
+  const char *name; /* upvalue name (inside the dump buffer), or NULL */
+  size_t name_len;
+  long line;        /* the line where the writing function starts */
+} state_hit_t;
+
+/* Read one function prototype.  `outer` says, for each upvalue of the
+ * enclosing prototype, whether it outlives a decision (NULL: this is the
+ * reachable function itself, all of whose upvalues do).  Stops at the
+ * first hit.  Returns 0, 1 for a hit, -1 for a dump it cannot read. */
+static int read_proto(dump_reader_t *r, const unsigned char *outer,
+                      state_hit_t *hit) {
+  size_t ncode, nk, nup, nproto, i, len;
+  const unsigned char *code;
+  unsigned char lasting[256];
+  long line;
+  int writes = -1, rc = 0;
+
+  rd_string(r, &len); /* source */
+  line = (long)rd_size(r);
+  rd_size(r);     /* lastlinedefined */
+  rd_skip(r, 3);  /* numparams, is_vararg, maxstacksize */
+  ncode = rd_size(r);
+  code = r->p;
+  rd_skip(r, ncode * 4);
+  nk = rd_size(r);
+  for (i = 0; i < nk && !r->bad; i++) {
+    switch (rd_byte(r)) {
+    case 3:  /* integer */
+    case 19: /* float */
+      rd_skip(r, 8);
+      break;
+    case 4:  /* short string */
+    case 20: /* long string */
+      rd_string(r, &len);
+      break;
+    default: /* nil, false, true */
+      break;
+    }
+  }
+  nup = rd_size(r);
+  if (nup > sizeof lasting || r->bad)
+    return -1;
+  for (i = 0; i < nup; i++) {
+    unsigned char instack = rd_byte(r), idx = rd_byte(r);
+    rd_byte(r); /* kind */
+    lasting[i] = outer ? (!instack && outer[idx]) : 1;
+  }
+  if (r->bad)
+    return -1;
+  for (i = 0; i < ncode && writes < 0; i++) {
+    uint32_t ins;
+    memcpy(&ins, code + 4 * i, 4);
+    if ((ins & 0x7f) == OP_SETUPVAL && (ins >> 16 & 0xff) < nup &&
+        lasting[ins >> 16 & 0xff])
+      writes = (int)(ins >> 16 & 0xff);
+  }
+  nproto = rd_size(r);
+  for (i = 0; i < nproto && !rc && !r->bad; i++)
+    rc = read_proto(r, lasting, hit);
+  if (rc)
+    return rc;
+  /* debug: line info, absolute line info, local names, upvalue names */
+  rd_skip(r, rd_size(r));
+  for (i = rd_size(r); i > 0 && !r->bad; i--) {
+    rd_size(r);
+    rd_size(r);
+  }
+  for (i = rd_size(r); i > 0 && !r->bad; i--) {
+    rd_string(r, &len);
+    rd_size(r);
+    rd_size(r);
+  }
+  nk = rd_size(r); /* upvalue names: as many as upvalues, or none */
+  hit->name = NULL;
+  for (i = 0; i < nk && !r->bad; i++) {
+    const char *s = rd_string(r, &len);
+    if ((int)i == writes) {
+      hit->name = s;
+      hit->name_len = len;
+    }
+  }
+  if (r->bad)
+    return -1;
+  if (writes >= 0) {
+    hit->line = line;
+    return 1;
+  }
+  return 0;
+}
+
+/* Refuse (raise) if the Lua function at idx can write an upvalue that
+ * outlives a decision. */
+static void check_function(lua_State *L, int idx) {
+  vd_buf_t dump = VD_BUF_INIT;
+  dump_reader_t r;
+  state_hit_t hit = {NULL, 0, 0};
+  lua_Debug ar;
+  int rc;
+  char name[64];
+
+  lua_pushvalue(L, idx);
+  lua_dump(L, dump_writer, &dump, 0);
+  lua_getinfo(L, ">S", &ar); /* pops the function */
+  r.p = (const unsigned char *)dump.data;
+  r.end = r.p + dump.len;
+  r.bad = 0;
+  /* header: signature, version, format, data, 3 sizes, an integer and a
+   * float to check against, then the main function's upvalue count */
+  rd_skip(&r, 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number) +
+                  1);
+  rc = read_proto(&r, NULL, &hit);
+  snprintf(name, sizeof name, "%.*s", (int)(hit.name ? hit.name_len : 1),
+           hit.name ? hit.name : "?");
+  vd_buf_release(&dump);
+  if (rc < 0)
+    luaL_error(L, "%s:%d: cannot read this function's bytecode", ar.short_src,
+               ar.linedefined);
+  if (rc > 0)
+    luaL_error(L, "%s:%d: a function assigns to '%s', a variable that "
+                  "outlives the decision (policies cannot carry state from "
+                  "one decision to the next: make it a local of the "
+                  "function that uses it)", ar.short_src, (int)hit.line, name);
+}
+
+void vd_sandbox_refuse_state(lua_State *L, int idx) {
+  int seen, queue;
+  lua_Integer head = 1, tail = 0;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 8, "checking the policies for state");
+  lua_newtable(L);
+  seen = lua_gettop(L);
+  lua_newtable(L);
+  queue = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, queue, ++tail);
+  while (head <= tail) {
+    int v, t, i;
+    lua_rawgeti(L, queue, head);
+    lua_pushnil(L);
+    lua_rawseti(L, queue, head++);
+    v = lua_gettop(L);
+    t = lua_type(L, v);
+    if (t != LUA_TTABLE && t != LUA_TFUNCTION) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, v);
+    if (lua_rawget(L, seen) != LUA_TNIL) {
+      lua_pop(L, 2);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, v);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, seen);
+    if (t == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, v)) {
+        lua_rawseti(L, queue, ++tail);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, queue, ++tail);
+      }
+      if (lua_getmetatable(L, v))
+        lua_rawseti(L, queue, ++tail);
+    } else {
+      int c = lua_iscfunction(L, v);
+      if (!c)
+        check_function(L, v);
+      for (i = 1; lua_getupvalue(L, v, i); i++) {
+        int ut = lua_type(L, -1);
+        if (c && (ut == LUA_TTABLE || ut == LUA_TUSERDATA))
+          luaL_error(L, "a policy keeps a function with state of its own "
+                        "(an iterator from string.gmatch or pairs, made "
+                        "while loading); policies cannot carry state from "
+                        "one decision to the next");
+        lua_rawseti(L, queue, ++tail);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
 }
 
 /* ------------------------------------------------------------------------

@@ -1392,6 +1392,100 @@ static void hostile_state_total(void **state) {
   assert_true(memory >= 28);
 }
 
+/* Cause 5: state cannot be carried from one decision to the next by a
+ * variable that outlives the decision: a bundle whose reachable functions
+ * assign to one, or that keeps an iterator with state, is refused when it
+ * loads, whichever way the variable was captured. */
+static void state_refused_at_load(void **state) {
+  static const struct {
+    const char *src;
+    const char *msg;
+  } refused[] = {
+      /* the case: the previous caller's customer_id */
+      {"local last return { decide = function(i) local prev = last "
+       "last = i.customer_id return { prev = prev }, {} end }",
+       "national/k.lua:1: a function assigns to 'last', a variable that "
+       "outlives the decision"},
+      /* through a helper function */
+      {"local n = 0\nlocal function bump() n = n + 1 end\n"
+       "return { decide = function() bump() return { n = n }, {} end }",
+       "national/k.lua:2: a function assigns to 'n'"},
+      /* captured at load by a factory: not a file-level local at all */
+      {"local function make() local c = 0 return function() c = c + 1 "
+       "return c end end local id = make() "
+       "return { decide = function() return { id = id() }, {} end }",
+       "a function assigns to 'c'"},
+      /* by a closure made during the decision, through its parent */
+      {"local total = 0 return { decide = function() local add = "
+       "function(x) total = total + x end add(1) return { t = total }, {} "
+       "end }",
+       "a function assigns to 'total'"},
+      /* the environment itself */
+      {"return { decide = function() _ENV = { } return {}, {} end }",
+       "a function assigns to '_ENV'"},
+      /* a kept iterator (its position is state) */
+      {"local it = string.gmatch('a b c', '%a') "
+       "return { decide = function() return { w = it() }, {} end }",
+       "keeps a function with state of its own"},
+      {"local it = pairs({ a = 1, b = 2 }) "
+       "return { decide = function() return { k = it() }, {} end }",
+       "keeps a function with state of its own"},
+  };
+  size_t i;
+  int rc;
+  (void)state;
+  for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    vd_bundle_file_t f[] = {{(char *)"national/k.lua", (char *)refused[i].src,
+                             strlen(refused[i].src)}};
+    assert_contains(mem_engine_error(f, 1, &rc), refused[i].msg);
+    assert_int_equal(rc, VD_EPOLICY_ERROR);
+  }
+  {
+    /* in a module the policy requires */
+    vd_bundle_file_t f[] = {
+        FILE_("lib/m.lua", "local c = 0 return { bump = function() "
+                           "c = c + 1 return c end }"),
+        FILE_("national/k.lua", "local m = require('lib.m') return { "
+                                "decide = function() return { c = m.bump() }, "
+                                "{} end }")};
+    assert_contains(mem_engine_error(f, 2, &rc),
+                    "lib/m.lua:1: a function assigns to 'c'");
+  }
+}
+
+/* What stays allowed: a decision's own closures over its own locals, and
+ * file-level locals set while the file runs. */
+static void state_free_closures_allowed(void **state) {
+  vd_bundle_file_t f[] = {FILE_(
+      "national/k.lua",
+      "local x = 1 x = x + 1\n"
+      "local function twice(g) g() g() end\n"
+      "return { decide = function()\n"
+      "  local total = 0\n"
+      "  twice(function() total = total + x end)\n"
+      "  local function deeper() return function() total = total * 10 end end\n"
+      "  deeper()()\n"
+      "  for w in string.gmatch('a b', '%a') do total = total + #w end\n"
+      "  return { t = total }, {}\n"
+      "end }")};
+  vd_bundle_t *b;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_decision_t d;
+  (void)state;
+  vd_decision_init(&d);
+  assert_int_equal(vd_bundle_from_files(f, 1, "mem", &b, &err), 0);
+  if (vd_engine_new(b, &small_limits, &e, &err) != 0)
+    fail_msg("refused: %s", err.data);
+  assert_int_equal(decide(e, "{\"kind\":\"k\",\"region\":\"national\","
+                             "\"at\":\"" AT "\",\"input\":{}}", &d), 0);
+  assert_string_equal(d.result.data, "{\"t\":42}");
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1431,6 +1525,8 @@ int main(void) {
       H(hostile_raw_inspection),
       H(hostile_pairs_order),
       H(hostile_state_total),
+      cmocka_unit_test(state_refused_at_load),
+      cmocka_unit_test(state_free_closures_allowed),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),

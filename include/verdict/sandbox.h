@@ -35,6 +35,19 @@
  * replaced, and be reported.  A wall clock can stop any evaluation but
  * only by giving up the worker; it cannot give a deterministic answer.
  *
+ * State between decisions.  Globals are locked (vd_sandbox_lock_env());
+ * no function reachable from a loaded bundle may assign to a variable that
+ * outlives a decision, nor may the bundle keep an iterator with state
+ * (vd_sandbox_refuse_state(), at load, from the functions' bytecode); and
+ * the state's total size is capped (vd_sandbox_seal()).  What this does
+ * not cover: tables reachable from a loaded policy stay writable, so a
+ * decision can still store into a file-level table (t[k] = v).  Freezing
+ * them would mean moving each table's contents behind a read-only proxy,
+ * which changes what rawget, #, the table library and the encoder see and
+ * breaks a shared metatable (metamethods are looked up raw); until that
+ * is done, `verdict check` (each case run twice) and the state cap are
+ * what stand against table state.
+ *
  * Each chunk runs in an environment of its own whose misses fall through to
  * the base; vd_sandbox_lock_env() then makes that environment read-only, so
  * globals a file defined cannot be changed by a later evaluation.
@@ -134,6 +147,15 @@ void vd_sandbox_lock_env(lua_State *L, int idx);
  * LUA_OK, or pushes the message and returns the load status. */
 int vd_sandbox_load(lua_State *L, const char *name, const char *buf,
                     size_t len, int env_idx);
+/* Raise unless everything reachable from the value at idx (through
+ * tables, metatables and functions' upvalues, all read raw) is free of
+ * state a decision could leave for the next one: no Lua function there
+ * may assign to an upvalue that outlives a call of it (a file-level local,
+ * or a variable captured at load; the function's bytecode says), and no C
+ * function there may hold a table or userdata (a kept iterator).  Run once
+ * after a bundle is loaded, under its load budget (the walk is linear in
+ * what it reaches).  Tables themselves stay writable: see above. */
+void vd_sandbox_refuse_state(lua_State *L, int idx);
 /* Push a read-only proxy of the table at idx: reads pass through, writes
  * raise, the metatable is hidden. */
 void vd_sandbox_push_proxy(lua_State *L, int idx);

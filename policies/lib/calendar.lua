@@ -159,8 +159,8 @@ end
 
 -- Load the national calendar and every region's additions (regions listed
 -- in regions.lua, provinces before cities).  Returns a set keyed by code,
--- built once per engine and shared read-only by every policy.
-local loaded
+-- built once per engine, when this file loads, and shared read-only by
+-- every policy.
 
 -- PROVINCE[code]: the province of each city code in regions.lua.
 local PROVINCE = {}
@@ -169,8 +169,7 @@ local PROVINCE = {}
 -- decision.
 local RESOLVED = {}
 
-function C.load()
-  if loaded then return loaded end
+local function load_all()
   local set = { national = load_national() }
   local provinces, cities = {}, {}
   for _, code in ipairs(probe("regions") or {}) do
@@ -193,9 +192,13 @@ function C.load()
   for _, code in ipairs(cities) do
     RESOLVED[code] = set[code] or set[PROVINCE[code]] or set.national
   end
-  loaded = set
   return set
 end
+
+-- Built here, not on a first call: a function may not assign to a
+-- file-level local (the sandbox refuses it: no state between decisions).
+local loaded = load_all()
+function C.load() return loaded end
 
 -- The calendar for a requested region: its own, else its province's, else
 -- the national one.
