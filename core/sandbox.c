@@ -112,6 +112,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 }
 
 void vd_sandbox_count(vd_sandbox_t *sb, int on) {
+  sb->counting = on;
   if (on)
     lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, VD_HOOK_STEP);
   else
@@ -149,6 +150,11 @@ void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
   sb->budget = budget;
   sb->tripped = 0;
   sb->limit = mem_cap ? sb->used + mem_cap : 0;
+  /* Restart the hook's count too: otherwise the first hook call of this
+   * evaluation comes after whatever the last one left over, and where the
+   * budget runs out would depend on the decisions before. */
+  if (sb->counting)
+    vd_sandbox_count(sb, 1);
   if (sb->state_cap && mem_cap && sb->limit > sb->state_cap)
     sb->limit = sb->state_cap > sb->used ? sb->state_cap : sb->used;
 }
@@ -178,6 +184,15 @@ void vd_sandbox_charge(lua_State *L, double cost) {
     lua_error(L);
   }
   sb->steps += (unsigned long)cost;
+  /* A fast attempt (no count hook) knows its charges but not its
+   * instructions, and charged work can be quick: past a tenth of the
+   * budget in charges, have it decided again with counting, so that the
+   * answer is always the counted one (see vd_engine_decide()). */
+  if (!sb->counting && sb->budget && sb->steps > sb->budget / 10) {
+    sb->tripped = VD_SANDBOX_RECOUNT;
+    lua_pushliteral(L, "evaluation interrupted, to be counted");
+    lua_error(L);
+  }
 }
 
 /* ------------------------------------------------------------------------

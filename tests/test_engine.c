@@ -1486,6 +1486,33 @@ static void state_free_closures_allowed(void **state) {
   vd_buf_release(&err);
 }
 
+/* Cause 1: what is charged without being counted by the hook does not
+ * make a fast attempt answer differently from a counted one: the sweep
+ * crosses the edge with a large charge in every decision. */
+static void watched_charges_are_exact(void **state) {
+  fx_t *f = *state;
+  vd_engine_t *counted = new_engine(HOSTILE, &small_limits);
+  vd_decision_t d;
+  char line[256];
+  int n, seen_ok = 0, seen_timeout = 0;
+  vd_decision_init(&d);
+  for (n = 0; n <= 20000; n += 200) {
+    int a, b;
+    snprintf(line, sizeof line, "{\"kind\":\"c1_charge_spin\",\"region\":"
+             "\"national\",\"at\":\"" AT "\",\"input\":{\"n\":%d}}", n);
+    a = decide(f->e, line, &f->d);
+    b = decide(counted, line, &d);
+    if (a != b)
+      fail_msg("n=%d: watched %s, counted %s", n, vd_err_name(a),
+               vd_err_name(b));
+    seen_ok |= a == 0;
+    seen_timeout |= a == VD_EPOLICY_TIMEOUT;
+  }
+  assert_true(seen_ok && seen_timeout);
+  vd_decision_release(&d);
+  vd_engine_free(counted);
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1519,6 +1546,7 @@ int main(void) {
       HW(watched_budget_is_exact),
       H(hostile_c_functions),
       HW(hostile_c_functions),
+      HW(watched_charges_are_exact),
       H(hostile_outside_budget),
       HW(hostile_outside_budget),
       H(hostile_huge_output),

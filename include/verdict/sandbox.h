@@ -92,6 +92,7 @@ typedef struct vd_sandbox {
   long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
   int failing;          /* tests: set when the countdown hit; every later
                          * allocation fails until the test clears it */
+  int counting;         /* the count hook is set (vd_sandbox_count()) */
   size_t state_cap;     /* the most the state may ever hold once sealed
                          * (0: no cap; see vd_sandbox_seal()) */
   int collect;          /* an allocation hit the cap: the next arm
