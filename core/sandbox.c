@@ -10,6 +10,7 @@
  * The model is Redis's script_lua.c: an allow-list of globals, protected
  * tables, and a count hook that pcall cannot silence once it has fired.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -848,15 +849,91 @@ static int sb_tunpack(lua_State *L) {
   return call_original(L);
 }
 
-/* Quicksort: n log n comparisons on average; ltablib.c guards the worst
- * case by choosing pivots at random positions once a partition goes bad,
- * so charge for a few times the average. */
+/* table.sort(t [, comp]) as a merge sort.  Lua's own quicksort picks
+ * pivots from the clock once a partition goes bad (many equal keys do
+ * that), so elements that compare equal came out in an order that changed
+ * from run to run; a merge sort is stable, so the same input always gives
+ * the same order, and it makes n log2 n comparisons at most.  Elements are
+ * read and written raw (check_plain() made sure that is what they are). */
+
+/* Whether the value at a sorts before the one at b: comp(a, b), or a < b.
+ * Two strings compare with strcoll, in C: charged by their lengths. */
+static int sort_less(lua_State *L, int has_comp, int a, int b) {
+  int r;
+  if (has_comp) {
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, a);
+    lua_pushvalue(L, b);
+    lua_call(L, 2, 1);
+    r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+  }
+  if (lua_type(L, a) == LUA_TSTRING && lua_type(L, b) == LUA_TSTRING)
+    vd_sandbox_charge(L, ((double)lua_rawlen(L, a) + (double)lua_rawlen(L, b))
+                             / SCAN_STEP_BYTES);
+  return lua_compare(L, a, b, LUA_OPLT);
+}
+
+/* Merge src[lo..mid] and src[mid+1..hi] into dst[lo..hi] (tables at the
+ * stack indices src and dst); ties keep the left run's element first. */
+static void sort_merge(lua_State *L, int has_comp, int src, int dst,
+                       lua_Integer lo, lua_Integer mid, lua_Integer hi) {
+  lua_Integer i = lo, j = mid + 1, k;
+  for (k = lo; k <= hi; k++) {
+    int take_right;
+    if (i > mid) {
+      take_right = 1;
+    } else if (j > hi) {
+      take_right = 0;
+    } else {
+      lua_rawgeti(L, src, j);
+      lua_rawgeti(L, src, i);
+      take_right = sort_less(L, has_comp, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 2);
+    }
+    lua_rawgeti(L, src, take_right ? j++ : i++);
+    lua_rawseti(L, dst, k);
+  }
+}
+
 static int sb_tsort(lua_State *L) {
-  double n;
+  lua_Integer n, width, lo;
+  int has_comp, src, dst;
+  double cost;
   check_plain(L, 1, "table.sort");
-  n = (double)lua_rawlen(L, 1);
-  vd_sandbox_charge(L, n > 1 ? 4 * n * log2(n) : 1);
-  return call_original(L);
+  has_comp = !lua_isnoneornil(L, 2);
+  if (has_comp)
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  if (n < 2)
+    return 0;
+  cost = (double)n * (ceil(log2((double)n)) + 1);
+  vd_sandbox_charge(L, cost);
+  luaL_checkstack(L, 8, "table.sort");
+  lua_createtable(L, (int)(n < INT_MAX ? n : INT_MAX), 0); /* 3: scratch */
+  src = 1;
+  dst = 3;
+  for (width = 1; width < n; width *= 2) {
+    for (lo = 1; lo <= n; lo += 2 * width) {
+      lua_Integer mid = lo + width - 1, hi = lo + 2 * width - 1;
+      if (mid > n)
+        mid = n;
+      if (hi > n)
+        hi = n;
+      sort_merge(L, has_comp, src, dst, lo, mid, hi);
+    }
+    src = src == 1 ? 3 : 1;
+    dst = dst == 1 ? 3 : 1;
+  }
+  if (src != 1) { /* the sorted run is in the scratch table */
+    for (lo = 1; lo <= n; lo++) {
+      lua_rawgeti(L, 3, lo);
+      lua_rawseti(L, 1, lo);
+    }
+  }
+  return 0;
 }
 
 static int sb_format(lua_State *L) {
@@ -1366,7 +1443,7 @@ static int build_base(lua_State *L) {
   static const wrap_t table_wraps[] = {
       {"insert", sb_tinsert}, {"remove", sb_tremove},
       {"move", sb_tmove},     {"concat", sb_tconcat},
-      {"unpack", sb_tunpack}, {"sort", sb_tsort},
+      {"unpack", sb_tunpack},
       {NULL, NULL}};
   static const wrap_t utf8_wraps[] = {
       {"len", sb_scanning}, {"offset", sb_scanning}, {NULL, NULL}};
@@ -1435,6 +1512,10 @@ static int build_base(lua_State *L) {
   for (lib = libs; lib->name; lib++) {
     lua_getglobal(L, lib->name);
     copy_lib(L, lib->drop, lib->wraps);
+    if (strcmp(lib->name, LUA_TABLIBNAME) == 0) {
+      lua_pushcfunction(L, sb_tsort); /* our own, not a wrapper */
+      lua_setfield(L, -2, "sort");
+    }
     vd_sandbox_push_proxy(L, -1);
     lua_setfield(L, base, lib->name);
     lua_pop(L, 1);

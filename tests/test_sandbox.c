@@ -960,6 +960,39 @@ static void gc_check_is_raw(void **state) {
   lua_gc(f->sb.L, LUA_GCCOLLECT); /* would hang if it had been */
 }
 
+/* table.sort gives one order for one input: equal elements keep their
+ * order (it is stable), even where Lua's quicksort would have chosen
+ * pivots from the clock (many equal keys, more than 100 elements). */
+static void sort_is_stable(void **state) {
+  fx_t *f = *state;
+  const char *first;
+  int i;
+  static const char code[] =
+      "local t = {} for i = 1, 500 do t[i] = { k = i % 3, id = i } end "
+      "table.sort(t, function(a, b) return a.k < b.k end) "
+      "local out = {} for i = 1, #t do out[i] = t[i].id end "
+      "for i = 2, #t do assert(t[i - 1].k < t[i].k or "
+      "(t[i - 1].k == t[i].k and t[i - 1].id < t[i].id)) end "
+      "return table.concat(out, ',')";
+  first = ok(f, code);
+  assert_true(strncmp(first, "3,6,9,", 6) == 0);
+  {
+    char *copy = strdup(first);
+    for (i = 0; i < 5; i++)
+      assert_string_equal(ok(f, code), copy);
+    free(copy);
+  }
+  assert_string_equal(ok(f, "local t = {5, 3, 9, 1, 7, 3} table.sort(t) "
+                            "return table.concat(t, ' ')"), "1 3 3 5 7 9");
+  assert_string_equal(ok(f, "local t = {'b', 'a', 'c'} table.sort(t, "
+                            "function(x, y) return x > y end) "
+                            "return table.concat(t)"), "cba");
+  assert_string_equal(ok(f, "local t = {} table.sort(t) table.sort({1}) "
+                            "return #t"), "0");
+  assert_contains(raises(f, "table.sort({1, 'a'})"), "attempt to compare");
+  assert_contains(raises(f, "table.sort({2, 1}, 5)"), "bad argument #2");
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -990,6 +1023,7 @@ int main(void) {
       T(set_base_visible),
       T(wrapped_functions_keep_semantics),
       T(gc_check_is_raw),
+      T(sort_is_stable),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       cmocka_unit_test(slab_blocks),
