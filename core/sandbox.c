@@ -538,8 +538,8 @@ static int charge_scan(lua_State *L, int first) {
 }
 
 /* string.pack, unpack and packsize walk their format (an item like "!"
- * makes no output); utf8.len and utf8.offset walk their subject; tonumber
- * walks its text. */
+ * makes no output); utf8.len, offset and codepoint walk their subject;
+ * tonumber walks its text. */
 static int sb_scanning(lua_State *L) { return charge_scan(L, 1); }
 
 /* string.rep(s, n [, sep]) makes its whole result before its n rounds,
@@ -1446,7 +1446,8 @@ static int build_base(lua_State *L) {
       {"unpack", sb_tunpack},
       {NULL, NULL}};
   static const wrap_t utf8_wraps[] = {
-      {"len", sb_scanning}, {"offset", sb_scanning}, {NULL, NULL}};
+      {"len", sb_scanning},       {"offset", sb_scanning},
+      {"codepoint", sb_scanning}, {NULL, NULL}};
   static const luaL_Reg replaced[] = {
       {"pcall", sb_pcall},       {"xpcall", sb_xpcall},
       {"tostring", sb_tostring}, {"pairs", sb_pairs},

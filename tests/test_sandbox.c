@@ -876,6 +876,8 @@ static void c_functions_bounded(void **state) {
       "verdict.only_keys({[s] = 1}, {[s] = 1}) end",
       "local src = 'return ' .. string.rep('1+', 1 << 16) .. '1' "
       "for _ = 1, 1e9 do load(src) end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do "
+      "utf8.codepoint(s, 1, 1000) end",
       NULL};
   static const char *const refused[] = {
       "return string.rep('(', 1 << 17):match('%b()')",

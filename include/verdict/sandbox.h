@@ -9,7 +9,8 @@
  *     policy cannot swallow its own timeout or memory error;
  *   - an allow-listed base environment (registry "vd.base") holding only
  *     string (no dump; format without %p; pattern functions bounded by
- *     subject and pattern length), table (plain tables only), math (no
+ *     subject and pattern length), table (plain tables only; sort is a
+ *     stable merge sort, so equal elements keep one order), math (no
  *     random), utf8, pairs in one fixed key order (numbers exactly, then
  *     strings bytewise, false, true, verdict.null; a table or function
  *     key, which only an address could order, is refused), address-free
