@@ -430,6 +430,7 @@ static int load_all(lua_State *L) {
     lua_setfield(L, dispatch, kind);
     lua_setfield(L, policies, kind);
   }
+  vd_sandbox_refuse_state(L, policies);
   lua_pushvalue(L, policies);
   e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, dispatch);
@@ -479,6 +480,7 @@ int vd_engine_new(vd_bundle_t *b, const vd_limits_t *lim, vd_engine_t **out,
   }
   lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT);
+  vd_sandbox_seal(&e->sb, e->lim.mem_cap);
   *out = e;
   return 0;
 
@@ -564,18 +566,32 @@ static uint64_t mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Push t[name] of the table at idx, read raw: the policy's values are
+ * inspected without running any of its metamethods (which could raise, or
+ * answer differently the second time). */
+static int raw_field(lua_State *L, int idx, const char *name) {
+  lua_pushstring(L, name);
+  return lua_rawget(L, idx);
+}
+
+/* The string at idx, or NULL for any other type (no number is turned
+ * into a string in place, no __tostring runs). */
+static const char *raw_str(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+}
+
 /* A table raised as {code="bad_input", path=..., message=...}. */
 static int error_object(lua_State *L, int idx, vd_decision_t *d,
                         const char *file) {
   const char *code, *path, *msg;
-  lua_getfield(L, idx, "code");
-  lua_getfield(L, idx, "path");
-  lua_getfield(L, idx, "message");
-  code = lua_tostring(L, -3);
-  path = lua_tostring(L, -2);
-  msg = lua_tostring(L, -1);
-  if (code && strcmp(code, "bad_input") == 0 &&
-      lua_type(L, -3) == LUA_TSTRING)
+  idx = lua_absindex(L, idx);
+  raw_field(L, idx, "code");
+  raw_field(L, idx, "path");
+  raw_field(L, idx, "message");
+  code = raw_str(L, -3);
+  path = raw_str(L, -2);
+  msg = raw_str(L, -1);
+  if (code && strcmp(code, "bad_input") == 0)
     fail(d, VD_EBAD_INPUT, path, "%s", msg ? msg : "invalid input");
   else
     fail(d, VD_EPOLICY_ERROR, NULL, "%s: the policy raised an error object%s%s",
@@ -597,8 +613,10 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
     lua_rawgeti(L, idx, i);
     ok = lua_istable(L, -1);
     if (ok) {
-      ok = lua_getfield(L, -1, "rule") == LUA_TSTRING &&
-           lua_getfield(L, -2, "basis") == LUA_TSTRING;
+      /* raw, as the encoder will read them: a metatable cannot make an
+       * entry look right here and encode as something else */
+      ok = raw_field(L, lua_gettop(L), "rule") == LUA_TSTRING &&
+           raw_field(L, lua_gettop(L) - 1, "basis") == LUA_TSTRING;
       lua_pop(L, 2);
     }
     lua_pop(L, 1);

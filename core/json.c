@@ -335,6 +335,7 @@ typedef struct encoder {
   vd_buf_t *err;
   const char *root;
   const void *array_mt, *object_mt; /* the markers' metatables */
+  size_t limit;                     /* out->len may not pass this */
   int depth;
   seg_t segs[VD_JSON_MAX_DEPTH + 1];
 } encoder_t;
@@ -353,6 +354,22 @@ static int enc_fail(encoder_t *e, const char *what) {
   }
   vd_buf_addf(e->err, ": %s", what);
   return VD_EINVALID;
+}
+
+/* Before adding n bytes: fail (leaving `out` as it is) if they would take
+ * the encoding past its limit.  Checked before every addition, so the
+ * buffer grows only by what is allowed: a value that is huge as JSON (a
+ * DAG of shared tables is exponential in its depth) stops at the limit,
+ * having cost work in proportion to the limit, and never asks for more
+ * memory than that. */
+static int too_big(encoder_t *e, size_t n) {
+  char what[96];
+  if (e->out->len <= e->limit && n <= e->limit - e->out->len)
+    return 0;
+  snprintf(what, sizeof what, "larger than %zu bytes as JSON (the limit)",
+           (size_t)VD_JSON_MAX_ENCODED);
+  enc_fail(e, what);
+  return 1;
 }
 
 void vd_json_add_double(vd_buf_t *out, double d) {
@@ -405,12 +422,17 @@ static void sort_keys(keyref_t *k, size_t n) {
 static int encode_array(encoder_t *e, int idx, lua_Integer n) {
   seg_t *seg = &e->segs[e->depth - 1];
   lua_Integer i;
+  if (too_big(e, 2))
+    return VD_EINVALID;
   vd_buf_addc(e->out, '[');
   seg->key = NULL;
   for (i = 1; i <= n; i++) {
     int rc;
-    if (i > 1)
+    if (i > 1) {
+      if (too_big(e, 2))
+        return VD_EINVALID;
       vd_buf_addc(e->out, ',');
+    }
     seg->index = i;
     lua_rawgeti(e->L, idx, i);
     rc = encode_value(e, lua_gettop(e->L));
@@ -491,8 +513,17 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
     goto done;
   }
   sort_keys(keys, nkeys);
+  if (too_big(e, 2)) {
+    rc = VD_EINVALID;
+    goto done;
+  }
   vd_buf_addc(e->out, '{');
   for (i = 0; i < nkeys; i++) {
+    /* the key, quoted, a comma and a colon; escapes are checked after */
+    if (too_big(e, keys[i].n + 5)) {
+      rc = VD_EINVALID;
+      goto done;
+    }
     if (i)
       vd_buf_addc(e->out, ',');
     vd_buf_add_json_str(e->out, keys[i].s, keys[i].n);
@@ -528,6 +559,23 @@ static int encode_value(encoder_t *e, int idx) {
   int rc;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
+  case LUA_TBOOLEAN:
+  case LUA_TNUMBER:
+  case LUA_TLIGHTUSERDATA:
+    if (too_big(e, 32)) /* the longest scalar: a double's text */
+      return VD_EINVALID;
+    break;
+  case LUA_TSTRING:
+    /* the string as it is, quoted; escaping can add up to 5 bytes a byte,
+     * so the length is checked again once it is in */
+    if (too_big(e, lua_rawlen(L, idx) + 2))
+      return VD_EINVALID;
+    break;
+  default:
+    break;
+  }
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
     vd_buf_adds(e->out, "null");
     return 0;
   case LUA_TBOOLEAN:
@@ -548,7 +596,7 @@ static int encode_value(encoder_t *e, int idx) {
     const char *s = lua_tolstring(L, idx, &n);
     if (vd_buf_add_json_str(e->out, s, n))
       return enc_fail(e, "string is not valid UTF-8");
-    return 0;
+    return too_big(e, 0) ? VD_EINVALID : 0;
   }
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == vd_json_null) {
@@ -583,6 +631,7 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
   e.err = err;
   e.root = root;
   e.depth = 0;
+  e.limit = out->len + VD_JSON_MAX_ENCODED;
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 2))
     return enc_fail(&e, "out of stack space");

@@ -10,7 +10,10 @@
  * The model is Redis's script_lua.c: an allow-list of globals, protected
  * tables, and a count hook that pcall cannot silence once it has fired.
  */
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,8 +56,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       sb->failing = 1; /* sticky: an emergency GC must not hide it */
     if (sb->failing)
       return NULL;
-    if (sb->limit && sb->used - old + nsize > sb->limit)
+    if (sb->limit && sb->used - old + nsize > sb->limit) {
+      sb->collect = 1; /* its garbage goes before the next evaluation */
       return NULL; /* Lua collects garbage and retries before it raises */
+    }
   }
   if (ptr && old <= VD_SLAB_MAX && vd_slab_owns(&sb->slab, ptr)) {
     if (nsize <= old || (nsize <= VD_SLAB_MAX &&
@@ -108,6 +113,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 }
 
 void vd_sandbox_count(vd_sandbox_t *sb, int on) {
+  sb->counting = on;
   if (on)
     lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, VD_HOOK_STEP);
   else
@@ -127,10 +133,35 @@ vd_sandbox_t *vd_sandbox_of(lua_State *L) {
 }
 
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
+  /* No policy code runs in a collection (__gc is refused), so this one is
+   * outside any budget.  It makes the evaluation start from the state's
+   * live size, so its room, and its charges for making output (which stop
+   * at the room left), do not depend on the garbage before it. */
+  if (sb->collect) {
+    sb->collect = 0;
+    sb->limit = 0;
+    lua_gc(sb->L, LUA_GCCOLLECT);
+  }
+  /* Past the state's cap, see first how much of it is garbage. */
+  if (sb->state_cap && mem_cap && sb->used + mem_cap > sb->state_cap) {
+    sb->limit = 0;
+    lua_gc(sb->L, LUA_GCCOLLECT);
+  }
   sb->steps = 0;
   sb->budget = budget;
   sb->tripped = 0;
   sb->limit = mem_cap ? sb->used + mem_cap : 0;
+  /* Restart the hook's count too: otherwise the first hook call of this
+   * evaluation comes after whatever the last one left over, and where the
+   * budget runs out would depend on the decisions before. */
+  if (sb->counting)
+    vd_sandbox_count(sb, 1);
+  if (sb->state_cap && mem_cap && sb->limit > sb->state_cap)
+    sb->limit = sb->state_cap > sb->used ? sb->state_cap : sb->used;
+}
+
+void vd_sandbox_seal(vd_sandbox_t *sb, size_t mem_cap) {
+  sb->state_cap = sb->used + 2 * mem_cap;
 }
 
 int vd_sandbox_disarm(vd_sandbox_t *sb) {
@@ -138,6 +169,31 @@ int vd_sandbox_disarm(vd_sandbox_t *sb) {
   sb->tripped = 0;
   sb->steps = 0;
   return t;
+}
+
+void vd_sandbox_charge(lua_State *L, double cost) {
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  if (sb->tripped == VD_EPOLICY_TIMEOUT ||
+      (sb->budget && cost > (double)(sb->budget - (sb->steps < sb->budget
+                                                      ? sb->steps
+                                                      : sb->budget)))) {
+    sb->tripped = VD_EPOLICY_TIMEOUT;
+    sb->steps = sb->budget + 1;
+    luaL_where(L, 1); /* the Lua code that called the C function */
+    lua_pushfstring(L, "%sinstruction budget of %I exhausted",
+                    lua_tostring(L, -1), (lua_Integer)sb->budget);
+    lua_error(L);
+  }
+  sb->steps += (unsigned long)cost;
+  /* A fast attempt (no count hook) knows its charges but not its
+   * instructions, and charged work can be quick: past a tenth of the
+   * budget in charges, have it decided again with counting, so that the
+   * answer is always the counted one (see vd_engine_decide()). */
+  if (!sb->counting && sb->budget && sb->steps > sb->budget / 10) {
+    sb->tripped = VD_SANDBOX_RECOUNT;
+    lua_pushliteral(L, "evaluation interrupted, to be counted");
+    lua_error(L);
+  }
 }
 
 /* ------------------------------------------------------------------------
@@ -225,11 +281,14 @@ static int sb_tostring(lua_State *L) {
   return 1;
 }
 
+/* Lua registers a finalizer only when setmetatable finds __gc, so this is
+ * the one place to refuse it.  The look-up is raw: an ordinary one would
+ * call the metatable's own __index, which could add __gc while it runs. */
 static int sb_setmetatable(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (lua_type(L, 2) == LUA_TTABLE) {
-    lua_getfield(L, 2, "__gc");
-    if (!lua_isnil(L, -1))
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
       return luaL_error(L, "setmetatable: __gc is not allowed in policies");
     lua_pop(L, 1);
   } else {
@@ -243,23 +302,49 @@ static int sb_setmetatable(lua_State *L) {
 }
 
 /* Deterministic pairs: keys in a fixed order (numbers ascending, then
- * strings bytewise, then booleans), whatever the hash seed of the state.
- * The keys are collected into a table and sorted in C (a permutation kept
- * in a userdata), so a call costs one pass, one qsort and two allocations. */
+ * strings bytewise, then false before true, then verdict.null), whatever
+ * the hash seed of the state or the addresses of its objects.  A key that
+ * has no such order (a table or a function: only its address tells it
+ * from another) is refused rather than visited in an order that changes
+ * from run to run.  The keys are collected into a table and sorted in C
+ * (a permutation kept in a userdata), so a call costs one pass, one qsort
+ * and two allocations. */
 typedef struct pkey {
-  int rank;          /* 0 number, 1 string, 2 boolean, 3 other */
-  lua_Number num;
+  int rank;          /* 0 number, 1 string, 2 boolean, 3 verdict.null */
+  int isint;         /* rank 0: the key is an integer (ival), else fval */
+  lua_Integer ival;
+  lua_Number fval;
   const char *str;   /* anchored by the table being iterated */
   size_t len;
   lua_Integer slot;  /* position in the keys table */
 } pkey_t;
 
+/* Integer i against float f, exactly (no rounding of i to a double). */
+static int int_float_cmp(lua_Integer i, lua_Number f) {
+  lua_Number fl;
+  if (f >= -(lua_Number)LUA_MININTEGER) /* 2^63 and above */
+    return -1;
+  if (f < (lua_Number)LUA_MININTEGER)
+    return 1;
+  fl = floor(f);
+  if (i != (lua_Integer)fl)
+    return i < (lua_Integer)fl ? -1 : 1;
+  return f > fl ? -1 : 0; /* equal keys cannot both be in a table */
+}
+
 static int pkey_cmp(const void *x, const void *y) {
   const pkey_t *a = x, *b = y;
   if (a->rank != b->rank)
     return a->rank < b->rank ? -1 : 1;
-  if (a->rank == 0)
-    return a->num < b->num ? -1 : a->num > b->num;
+  if (a->rank == 0) {
+    if (a->isint && b->isint)
+      return a->ival < b->ival ? -1 : a->ival > b->ival;
+    if (a->isint)
+      return int_float_cmp(a->ival, b->fval);
+    if (b->isint)
+      return -int_float_cmp(b->ival, a->fval);
+    return a->fval < b->fval ? -1 : a->fval > b->fval;
+  }
   if (a->rank == 1) {
     size_t n = a->len < b->len ? a->len : b->len;
     int c = memcmp(a->str, b->str, n);
@@ -268,8 +353,8 @@ static int pkey_cmp(const void *x, const void *y) {
     return a->len < b->len ? -1 : a->len > b->len;
   }
   if (a->rank == 2)
-    return (int)a->num - (int)b->num;
-  return a->slot < b->slot ? -1 : a->slot > b->slot; /* no stable order */
+    return (int)a->ival - (int)b->ival;
+  return 0; /* verdict.null: only one such key */
 }
 
 static int pairs_iter(lua_State *L) {
@@ -309,7 +394,11 @@ static int sb_pairs(lua_State *L) {
     switch (lua_type(L, -1)) {
     case LUA_TNUMBER:
       k->rank = 0;
-      k->num = lua_tonumber(L, -1);
+      k->isint = lua_isinteger(L, -1);
+      if (k->isint)
+        k->ival = lua_tointeger(L, -1);
+      else
+        k->fval = lua_tonumber(L, -1);
       break;
     case LUA_TSTRING:
       k->rank = 1;
@@ -317,15 +406,24 @@ static int sb_pairs(lua_State *L) {
       break;
     case LUA_TBOOLEAN:
       k->rank = 2;
-      k->num = lua_toboolean(L, -1);
+      k->ival = lua_toboolean(L, -1);
       break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, -1) == vd_json_null) {
+        k->rank = 3;
+        break;
+      }
+      /* fall through */
     default:
-      k->rank = 3;
-      break;
+      return luaL_error(L, "pairs: a table with a %s key has no fixed "
+                           "order (keys must be numbers, strings, booleans "
+                           "or verdict.null)", luaL_typename(L, -1));
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, 2, ++n);
   }
+  /* the walk was paid for by the keys table's growth; the sort is not */
+  vd_sandbox_charge(L, n > 1 ? (double)n * log2((double)n) : 1);
   if (n > 1) {
     lua_Integer *perm;
     qsort(keys, (size_t)n, sizeof *keys, pkey_cmp);
@@ -352,6 +450,7 @@ static int sb_load(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &len);
   const char *name = luaL_optstring(L, 2, "=(load)");
   int status;
+  vd_sandbox_charge(L, (double)len); /* the parser's pass over the text */
   if (!lua_isnoneornil(L, 3)) {
     const char *mode = luaL_checkstring(L, 3);
     if (strcmp(mode, "t") != 0)
@@ -376,29 +475,186 @@ static int sb_load(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------
- * Bounded string functions
+ * Library functions with a bounded, charged cost
+ *
+ * No hook fires inside a C function, so each one a policy can reach either
+ * costs O(1), or is paid for by the allocator (its work is the bytes it
+ * makes: string.upper, string.sub, table.pack...), or is wrapped here: the
+ * wrapper works out from the arguments an upper bound on the work the
+ * original will do, charges it with vd_sandbox_charge() (which raises the
+ * budget's error when it cannot be paid) and only then calls the original,
+ * kept as the closure's upvalue 1.
  * ------------------------------------------------------------------------ */
 
-/* Lua's matcher backtracks: with q repetition items a subject of n bytes
- * can cost about n^(q+1) steps, all inside C where no hook fires.  Refuse
- * calls whose bound passes 10^8 steps (a few tenths of a second). */
-#define PATTERN_LOG_LIMIT 18.42 /* ln(1e8) */
+/* Bytes per instruction charged: of input walked a byte at a time, and of
+ * output made (copied, mostly).  Charges are functions of the arguments
+ * only, never of the state's history (which strings exist already, how
+ * far the stack has grown), so the same decision always costs the same
+ * and a budget stays exact. */
+#define SCAN_STEP_BYTES 16.0
+#define MAKE_STEP_BYTES 64.0
 
-static int pattern_too_costly(const char *p, size_t lp, size_t ls,
-                              int anchorable) {
-  size_t i = 0;
-  int reps = 0, opts = 0, anchored = 0;
-  double cost;
-  if (anchorable && lp && p[0] == '^') {
-    anchored = 1;
-    i = 1;
+/* Charge for making up to `bytes` of output.  What cannot fit under the
+ * memory cap is never made (the allocation fails first), so no more than
+ * the room left is charged: a string too big for the cap gets the memory
+ * error, not a timeout. */
+static void charge_output(lua_State *L, double bytes) {
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  if (sb->limit) {
+    double room = sb->limit > sb->used ? (double)(sb->limit - sb->used) : 0;
+    if (bytes > room)
+      bytes = room;
   }
+  vd_sandbox_charge(L, bytes / MAKE_STEP_BYTES);
+}
+
+/* Call the original (upvalue 1) with the arguments as they are now. */
+static int call_original(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* Lua's string positions: negative counts from the end, as lstrlib.c's
+ * posrelatI does; the result is >= 1. */
+static lua_Integer pos_from(lua_Integer pos, size_t len) {
+  if (pos > 0)
+    return pos;
+  if (pos == 0 || pos < -(lua_Integer)len)
+    return 1;
+  return (lua_Integer)len + pos + 1;
+}
+
+/* Charge a scan of the string arguments from `first` on. */
+static int charge_scan(lua_State *L, int first) {
+  int i, top = lua_gettop(L);
+  double bytes = 0;
+  for (i = first; i <= top; i++)
+    if (lua_type(L, i) == LUA_TSTRING)
+      bytes += (double)lua_rawlen(L, i);
+  vd_sandbox_charge(L, bytes / SCAN_STEP_BYTES);
+  return call_original(L);
+}
+
+/* string.pack, unpack and packsize walk their format (an item like "!"
+ * makes no output); utf8.len, offset and codepoint walk their subject;
+ * tonumber walks its text. */
+static int sb_scanning(lua_State *L) { return charge_scan(L, 1); }
+
+/* string.rep(s, n [, sep]) makes its whole result before its n rounds,
+ * so the allocator charges (and the memory cap bounds) them; all but when
+ * s and sep are empty, where n rounds make nothing. */
+static int sb_rep(lua_State *L) {
+  size_t l, lsep = 0;
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_checklstring(L, 1, &l);
+  luaL_optlstring(L, 3, "", &lsep);
+  if (n > 0) {
+    if (l == 0 && lsep == 0)
+      vd_sandbox_charge(L, (double)n);
+    else
+      charge_output(L, (double)n * ((double)l + (double)lsep));
+  }
+  return call_original(L);
+}
+
+/* string.upper, lower, reverse: a pass over s, making as much. */
+static int sb_bytewise(lua_State *L) {
+  size_t l;
+  luaL_checklstring(L, 1, &l);
+  vd_sandbox_charge(L, (double)l / SCAN_STEP_BYTES);
+  charge_output(L, (double)l);
+  return call_original(L);
+}
+
+/* string.sub: copies the slice. */
+static int sb_sub(lua_State *L) {
+  size_t l;
+  lua_Integer i, j;
+  luaL_checklstring(L, 1, &l);
+  i = pos_from(luaL_checkinteger(L, 2), l);
+  j = luaL_optinteger(L, 3, -1);
+  if (j > (lua_Integer)l)
+    j = (lua_Integer)l;
+  else if (j < 0)
+    j = j < -(lua_Integer)l ? 0 : (lua_Integer)l + j + 1;
+  if (j >= i)
+    charge_output(L, (double)j - (double)i + 1);
+  return call_original(L);
+}
+
+/* string.pack: its output is at most the sizes its format names (every
+ * number in it, and 16 bytes an item otherwise) plus the strings given. */
+static int sb_pack(lua_State *L) {
+  size_t lf, i;
+  const char *f = luaL_checklstring(L, 1, &lf);
+  double out = 16.0 * (double)lf, num = 0;
+  for (i = 0; i < lf; i++) {
+    if (f[i] >= '0' && f[i] <= '9') {
+      num = num * 10 + (f[i] - '0');
+    } else {
+      out += num;
+      num = 0;
+    }
+  }
+  out += num;
+  for (i = 2; i <= (size_t)lua_gettop(L); i++)
+    if (lua_type(L, (int)i) == LUA_TSTRING)
+      out += (double)lua_rawlen(L, (int)i);
+  charge_output(L, out);
+  return charge_scan(L, 1);
+}
+
+/* A plain search, linear in subject and needle (glibc's memmem is the
+ * Two-Way algorithm); string.find uses it when asked to (`plain`) and for a
+ * pattern with no special characters, where Lua's own search would compare
+ * the needle at every position (O(n*m)). */
+static int find_plain(lua_State *L, const char *s, size_t ls, const char *p,
+                      size_t lp) {
+  lua_Integer init = pos_from(luaL_optinteger(L, 3, 1), ls);
+  const char *hit;
+  if (init > (lua_Integer)ls + 1) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  vd_sandbox_charge(L, (double)(ls - (size_t)init + 1 + lp) / SCAN_STEP_BYTES);
+  hit = memmem(s + init - 1, ls - (size_t)(init - 1), p, lp);
+  if (!hit) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
+  lua_pushinteger(L, (lua_Integer)(hit - s + lp));
+  return 2;
+}
+
+/* The matcher backtracks, inside C.  An upper bound on its steps for a
+ * pattern on a subject of n bytes: every repetition item ('*', '+', '-')
+ * tries up to n + 1 lengths and every '?' two, and for each such choice
+ * the pattern is walked once, at a cost of its own length (a set costs its
+ * length per test) plus n for each scan that can run the whole subject: a
+ * repetition's greedy count, a %b balance, a back-reference %1-%9.  Search
+ * functions add a factor n + 1 for the start positions, unless anchored.
+ * Returns the bound (a double: it can be astronomically large). */
+static double pattern_bound(const char *p, size_t lp, size_t ls,
+                            int anchorable) {
+  size_t i = 0;
+  double n1 = (double)ls + 1, choices = 1, scans = 0;
+  if (anchorable && lp && p[0] == '^')
+    i = 1;
+  else
+    choices = n1;
   while (i < lp) {
     char c = p[i];
+    int item = 1; /* can take a suffix */
     if (c == '%') {
-      if (i + 1 < lp && p[i + 1] == 'b')
+      char d = i + 1 < lp ? p[i + 1] : '\0';
+      if (d == 'b') {
         i += 4;
-      else if (i + 1 < lp && p[i + 1] == 'f') {
+        scans++;
+        item = 0;
+      } else if (d == 'f') {
         i += 2;
         if (i < lp && p[i] == '[') {
           i++;
@@ -407,8 +663,14 @@ static int pattern_too_costly(const char *p, size_t lp, size_t ls,
           while (i < lp && p[i] != ']') i += p[i] == '%' ? 2 : 1;
           i++;
         }
-      } else
+        item = 0;
+      } else {
+        if (d >= '1' && d <= '9') {
+          scans++;
+          item = 0;
+        }
         i += 2;
+      }
     } else if (c == '[') {
       i++;
       if (i < lp && p[i] == '^') i++;
@@ -417,55 +679,268 @@ static int pattern_too_costly(const char *p, size_t lp, size_t ls,
       i++;
     } else {
       i++;
+      item = c != '(' && c != ')';
     }
-    if (i < lp) {
+    if (item && i < lp) {
       if (p[i] == '*' || p[i] == '+' || p[i] == '-') {
-        reps++;
+        choices *= n1;
+        scans++;
         i++;
       } else if (p[i] == '?') {
-        opts++;
+        choices *= 2;
         i++;
       }
     }
   }
-  cost = log((double)(ls < 2 ? 2 : ls)) * (reps + (anchored ? 0 : 1)) +
-         log(2.0) * opts;
-  return cost > PATTERN_LOG_LIMIT;
+  return choices * ((double)lp + 1 + scans * (double)ls);
+}
+
+/* Steps past which a pattern is refused outright, with a message that
+ * says why, rather than charged: 10^9 is a few seconds of matching. */
+#define PATTERN_LIMIT 1e9
+
+static int no_specials(const char *p, size_t lp) {
+  size_t i;
+  for (i = 0; i < lp; i++)
+    if (strchr("^$*+?.([%-", p[i]) && p[i] != '\0')
+      return 0;
+  return 1;
 }
 
 static int guarded(lua_State *L, int anchorable, const char *fname) {
   size_t ls, lp;
-  const char *s, *p;
-  s = luaL_checklstring(L, 1, &ls);
+  double bound;
+  const char *p;
+  luaL_checklstring(L, 1, &ls);
   p = luaL_checklstring(L, 2, &lp);
-  (void)s;
-  if (pattern_too_costly(p, lp, ls, anchorable))
+  bound = pattern_bound(p, lp, ls, anchorable);
+  if (bound > PATTERN_LIMIT)
     return luaL_error(L,
                       "%s: pattern too costly for a subject of %d bytes "
                       "(simplify the pattern or shorten the subject)",
                       fname, (int)ls);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
+  vd_sandbox_charge(L, bound);
+  return call_original(L);
 }
 
 static int sb_find(lua_State *L) {
-  if (lua_toboolean(L, 4)) { /* plain find: linear */
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-  }
+  size_t ls, lp;
+  const char *s = luaL_checklstring(L, 1, &ls);
+  const char *p = luaL_checklstring(L, 2, &lp);
+  if (lua_toboolean(L, 4) || no_specials(p, lp))
+    return find_plain(L, s, ls, p, lp);
   return guarded(L, 1, "string.find");
 }
 static int sb_match(lua_State *L) { return guarded(L, 1, "string.match"); }
 static int sb_gmatch(lua_State *L) { return guarded(L, 0, "string.gmatch"); }
-static int sb_gsub(lua_State *L) { return guarded(L, 1, "string.gsub"); }
+
+/* gsub: the matching as above, and the replacement string is walked once
+ * per match (at most n + 1 of them), even where it adds nothing. */
+static int sb_gsub(lua_State *L) {
+  double ls = (double)(luaL_checkstring(L, 1), lua_rawlen(L, 1));
+  double lr = lua_type(L, 3) == LUA_TSTRING ? (double)lua_rawlen(L, 3) : 0;
+  /* the subject is copied once, and a replacement string per match */
+  charge_output(L, ls + (ls + 1) * lr);
+  return guarded(L, 1, "string.gsub");
+}
+
+/* string.byte(s, i, j): one value pushed per byte asked for. */
+static int sb_byte(lua_State *L) {
+  size_t ls;
+  lua_Integer i, j;
+  luaL_checklstring(L, 1, &ls);
+  i = pos_from(luaL_optinteger(L, 2, 1), ls);
+  j = luaL_optinteger(L, 3, i);
+  if (j > (lua_Integer)ls)
+    j = (lua_Integer)ls;
+  else if (j < 0)
+    j = pos_from(j, ls);
+  if (j >= i)
+    vd_sandbox_charge(L, (double)j - (double)i + 1);
+  return call_original(L);
+}
+
+/* ------------------------------------------------------------------------
+ * The table library, on plain tables
+ *
+ * ltablib.c reads lengths with __len and elements with __index/__newindex,
+ * so a metatable could make `#t` say 2^62 and every access a C function:
+ * table.insert would then loop for ever inside C.  The sandbox's table
+ * functions take only tables whose metatable (if any) has none of those
+ * three fields (looked up raw): then the length is the raw one and every
+ * element access is raw, and the cost is known from the arguments.
+ * ------------------------------------------------------------------------ */
+
+static void check_plain(lua_State *L, int arg, const char *fname) {
+  luaL_checktype(L, arg, LUA_TTABLE);
+  if (lua_getmetatable(L, arg)) {
+    static const char *const fields[] = {"__index", "__newindex", "__len",
+                                         NULL};
+    const char *const *f;
+    for (f = fields; *f; f++) {
+      lua_pushstring(L, *f);
+      if (lua_rawget(L, -2) != LUA_TNIL)
+        luaL_error(L, "%s: argument #%d has a metatable with %s; the table "
+                      "library takes plain tables in policies", fname, arg,
+                   *f);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Elements moved: from one past the end down to the position. */
+static int sb_tinsert(lua_State *L) {
+  check_plain(L, 1, "table.insert");
+  vd_sandbox_charge(L, (double)lua_rawlen(L, 1) + 1);
+  return call_original(L);
+}
+
+static int sb_tremove(lua_State *L) {
+  check_plain(L, 1, "table.remove");
+  vd_sandbox_charge(L, (double)lua_rawlen(L, 1) + 1);
+  return call_original(L);
+}
+
+/* The number of elements in [i, j], j defaulting to the raw length. */
+static double span(lua_State *L, int iarg, int jarg, lua_Integer i0) {
+  lua_Integer i = luaL_optinteger(L, iarg, i0);
+  lua_Integer j = luaL_opt(L, luaL_checkinteger, jarg,
+                           (lua_Integer)lua_rawlen(L, 1));
+  return j >= i ? (double)j - (double)i + 1 : 0;
+}
+
+static int sb_tmove(lua_State *L) {
+  check_plain(L, 1, "table.move");
+  if (!lua_isnoneornil(L, 5))
+    check_plain(L, 5, "table.move");
+  vd_sandbox_charge(L, span(L, 2, 3, 1));
+  return call_original(L);
+}
+
+/* The walk and the result: the elements' lengths (read raw; the original
+ * refuses what is not a string or number) and a separator between. */
+static int sb_tconcat(lua_State *L) {
+  lua_Integer i, j, k;
+  double n, bytes = 0;
+  size_t lsep = 0;
+  check_plain(L, 1, "table.concat");
+  luaL_optlstring(L, 2, "", &lsep);
+  n = span(L, 3, 4, 1);
+  vd_sandbox_charge(L, n);
+  if (n == 0)
+    return call_original(L);
+  i = luaL_optinteger(L, 3, 1);
+  j = i + (lua_Integer)n - 1;
+  for (k = i; k <= j; k++) {
+    if (lua_rawgeti(L, 1, k) == LUA_TSTRING)
+      bytes += (double)lua_rawlen(L, -1);
+    else
+      bytes += 44; /* a number's text, at most */
+    lua_pop(L, 1);
+  }
+  charge_output(L, bytes + (n - 1) * (double)lsep);
+  return call_original(L);
+}
+
+static int sb_tunpack(lua_State *L) {
+  check_plain(L, 1, "table.unpack");
+  vd_sandbox_charge(L, span(L, 2, 3, 1));
+  return call_original(L);
+}
+
+/* table.sort(t [, comp]) as a merge sort.  Lua's own quicksort picks
+ * pivots from the clock once a partition goes bad (many equal keys do
+ * that), so elements that compare equal came out in an order that changed
+ * from run to run; a merge sort is stable, so the same input always gives
+ * the same order, and it makes n log2 n comparisons at most.  Elements are
+ * read and written raw (check_plain() made sure that is what they are). */
+
+/* Whether the value at a sorts before the one at b: comp(a, b), or a < b.
+ * Two strings compare with strcoll, in C: charged by their lengths. */
+static int sort_less(lua_State *L, int has_comp, int a, int b) {
+  int r;
+  if (has_comp) {
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, a);
+    lua_pushvalue(L, b);
+    lua_call(L, 2, 1);
+    r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+  }
+  if (lua_type(L, a) == LUA_TSTRING && lua_type(L, b) == LUA_TSTRING)
+    vd_sandbox_charge(L, ((double)lua_rawlen(L, a) + (double)lua_rawlen(L, b))
+                             / SCAN_STEP_BYTES);
+  return lua_compare(L, a, b, LUA_OPLT);
+}
+
+/* Merge src[lo..mid] and src[mid+1..hi] into dst[lo..hi] (tables at the
+ * stack indices src and dst); ties keep the left run's element first. */
+static void sort_merge(lua_State *L, int has_comp, int src, int dst,
+                       lua_Integer lo, lua_Integer mid, lua_Integer hi) {
+  lua_Integer i = lo, j = mid + 1, k;
+  for (k = lo; k <= hi; k++) {
+    int take_right;
+    if (i > mid) {
+      take_right = 1;
+    } else if (j > hi) {
+      take_right = 0;
+    } else {
+      lua_rawgeti(L, src, j);
+      lua_rawgeti(L, src, i);
+      take_right = sort_less(L, has_comp, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 2);
+    }
+    lua_rawgeti(L, src, take_right ? j++ : i++);
+    lua_rawseti(L, dst, k);
+  }
+}
+
+static int sb_tsort(lua_State *L) {
+  lua_Integer n, width, lo;
+  int has_comp, src, dst;
+  double cost;
+  check_plain(L, 1, "table.sort");
+  has_comp = !lua_isnoneornil(L, 2);
+  if (has_comp)
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  if (n < 2)
+    return 0;
+  cost = (double)n * (ceil(log2((double)n)) + 1);
+  vd_sandbox_charge(L, cost);
+  luaL_checkstack(L, 8, "table.sort");
+  lua_createtable(L, (int)(n < INT_MAX ? n : INT_MAX), 0); /* 3: scratch */
+  src = 1;
+  dst = 3;
+  for (width = 1; width < n; width *= 2) {
+    for (lo = 1; lo <= n; lo += 2 * width) {
+      lua_Integer mid = lo + width - 1, hi = lo + 2 * width - 1;
+      if (mid > n)
+        mid = n;
+      if (hi > n)
+        hi = n;
+      sort_merge(L, has_comp, src, dst, lo, mid, hi);
+    }
+    src = src == 1 ? 3 : 1;
+    dst = dst == 1 ? 3 : 1;
+  }
+  if (src != 1) { /* the sorted run is in the scratch table */
+    for (lo = 1; lo <= n; lo++) {
+      lua_rawgeti(L, 3, lo);
+      lua_rawseti(L, 1, lo);
+    }
+  }
+  return 0;
+}
 
 static int sb_format(lua_State *L) {
   size_t n, i;
   const char *f = luaL_checklstring(L, 1, &n);
+  double made = (double)n;
+  vd_sandbox_charge(L, (double)n / SCAN_STEP_BYTES);
   for (i = 0; i + 1 < n; i++) {
     if (f[i] != '%')
       continue;
@@ -488,8 +963,12 @@ static int sb_format(lua_State *L) {
         lua_call(L, 1, 1);
         lua_replace(L, a);
       }
+      /* %q writes a byte as up to 4; a number is at most 418 bytes */
+      made += lua_type(L, a) == LUA_TSTRING ? 4.0 * (double)lua_rawlen(L, a)
+                                             : 420;
     }
   }
+  charge_output(L, made);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -530,6 +1009,7 @@ static int v_is_null(lua_State *L) {
  * the order keys are visited in, so the raw, unordered walk is safe here
  * and costs no sorting; the schema's quick check runs it on every request. */
 static int v_only_keys(lua_State *L) {
+  lua_Integer seen = 0;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
@@ -537,13 +1017,17 @@ static int v_only_keys(lua_State *L) {
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
+    seen++;
     if (lua_rawget(L, 2) == LUA_TNIL) {
       lua_pushboolean(L, 0);
-      return 1;
+      break;
     }
     lua_pop(L, 1);
   }
-  lua_pushboolean(L, 1);
+  /* a walk is bounded by the table's size; the next one is paid for */
+  vd_sandbox_charge(L, (double)seen);
+  if (lua_gettop(L) == 2)
+    lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -596,6 +1080,263 @@ static void push_json_type(lua_State *L) {
   lua_pushliteral(L, "array");
   lua_pushliteral(L, "object");
   lua_pushcclosure(L, v_json_type, 4);
+}
+
+/* ------------------------------------------------------------------------
+ * No state between decisions
+ *
+ * What a policy can change between two decisions: a variable captured by
+ * a function that outlives the load (an upvalue: written only by the
+ * SETUPVAL instruction), a table it can reach, or the hidden state of a
+ * C iterator it kept (string.gmatch's, pairs's).  Globals are locked
+ * already (vd_sandbox_lock_env()).  vd_sandbox_refuse_state() walks
+ * everything reachable from the loaded policies and refuses the bundle
+ * if any function it reaches can assign to such an upvalue, or if a C
+ * function with mutable upvalues (a kept iterator) is reachable.  The
+ * function's own bytecode says so: lua_dump() writes it, and the walk
+ * reads the instructions (Lua 5.4's dump format, lundump.c).
+ * ------------------------------------------------------------------------ */
+
+#define OP_SETUPVAL 10 /* lopcodes.h, Lua 5.4: UpValue[B] := R[A] */
+
+typedef struct dump_reader {
+  const unsigned char *p, *end;
+  int bad;
+} dump_reader_t;
+
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  vd_buf_add(ud, p, n);
+  return 0;
+}
+
+static unsigned char rd_byte(dump_reader_t *r) {
+  if (r->p >= r->end) {
+    r->bad = 1;
+    return 0;
+  }
+  return *r->p++;
+}
+
+/* lundump.c's loadUnsigned: 7 bits a byte, most significant first, the
+ * last byte marked by its high bit. */
+static size_t rd_size(dump_reader_t *r) {
+  size_t x = 0;
+  unsigned char b;
+  do {
+    b = rd_byte(r);
+    x = (x << 7) | (b & 0x7f);
+  } while (!(b & 0x80) && !r->bad);
+  return x;
+}
+
+static void rd_skip(dump_reader_t *r, size_t n) {
+  if ((size_t)(r->end - r->p) < n) {
+    r->bad = 1;
+    r->p = r->end;
+  } else {
+    r->p += n;
+  }
+}
+
+/* A string: size + 1 (0 for none), then the bytes. */
+static const char *rd_string(dump_reader_t *r, size_t *len) {
+  size_t n = rd_size(r);
+  const char *s = (const char *)r->p;
+  *len = n ? n - 1 : 0;
+  rd_skip(r, *len);
+  return n ? s : NULL;
+}
+
+/* What the walk found wrong in one function's dump. */
+typedef struct state_hit {
+  const char *name; /* upvalue name (inside the dump buffer), or NULL */
+  size_t name_len;
+  long line;        /* the line where the writing function starts */
+} state_hit_t;
+
+/* Read one function prototype.  `outer` says, for each upvalue of the
+ * enclosing prototype, whether it outlives a decision (NULL: this is the
+ * reachable function itself, all of whose upvalues do).  Stops at the
+ * first hit.  Returns 0, 1 for a hit, -1 for a dump it cannot read. */
+static int read_proto(dump_reader_t *r, const unsigned char *outer,
+                      state_hit_t *hit) {
+  size_t ncode, nk, nup, nproto, i, len;
+  const unsigned char *code;
+  unsigned char lasting[256];
+  long line;
+  int writes = -1, rc = 0;
+
+  rd_string(r, &len); /* source */
+  line = (long)rd_size(r);
+  rd_size(r);     /* lastlinedefined */
+  rd_skip(r, 3);  /* numparams, is_vararg, maxstacksize */
+  ncode = rd_size(r);
+  code = r->p;
+  rd_skip(r, ncode * 4);
+  nk = rd_size(r);
+  for (i = 0; i < nk && !r->bad; i++) {
+    switch (rd_byte(r)) {
+    case 3:  /* integer */
+    case 19: /* float */
+      rd_skip(r, 8);
+      break;
+    case 4:  /* short string */
+    case 20: /* long string */
+      rd_string(r, &len);
+      break;
+    default: /* nil, false, true */
+      break;
+    }
+  }
+  nup = rd_size(r);
+  if (nup > sizeof lasting || r->bad)
+    return -1;
+  for (i = 0; i < nup; i++) {
+    unsigned char instack = rd_byte(r), idx = rd_byte(r);
+    rd_byte(r); /* kind */
+    lasting[i] = outer ? (!instack && outer[idx]) : 1;
+  }
+  if (r->bad)
+    return -1;
+  for (i = 0; i < ncode && writes < 0; i++) {
+    uint32_t ins;
+    memcpy(&ins, code + 4 * i, 4);
+    if ((ins & 0x7f) == OP_SETUPVAL && (ins >> 16 & 0xff) < nup &&
+        lasting[ins >> 16 & 0xff])
+      writes = (int)(ins >> 16 & 0xff);
+  }
+  nproto = rd_size(r);
+  for (i = 0; i < nproto && !rc && !r->bad; i++)
+    rc = read_proto(r, lasting, hit);
+  if (rc)
+    return rc;
+  /* debug: line info, absolute line info, local names, upvalue names */
+  rd_skip(r, rd_size(r));
+  for (i = rd_size(r); i > 0 && !r->bad; i--) {
+    rd_size(r);
+    rd_size(r);
+  }
+  for (i = rd_size(r); i > 0 && !r->bad; i--) {
+    rd_string(r, &len);
+    rd_size(r);
+    rd_size(r);
+  }
+  nk = rd_size(r); /* upvalue names: as many as upvalues, or none */
+  hit->name = NULL;
+  for (i = 0; i < nk && !r->bad; i++) {
+    const char *s = rd_string(r, &len);
+    if ((int)i == writes) {
+      hit->name = s;
+      hit->name_len = len;
+    }
+  }
+  if (r->bad)
+    return -1;
+  if (writes >= 0) {
+    hit->line = line;
+    return 1;
+  }
+  return 0;
+}
+
+/* Refuse (raise) if the Lua function at idx can write an upvalue that
+ * outlives a decision. */
+static void check_function(lua_State *L, int idx) {
+  vd_buf_t dump = VD_BUF_INIT;
+  dump_reader_t r;
+  state_hit_t hit = {NULL, 0, 0};
+  lua_Debug ar;
+  int rc;
+  char name[64];
+
+  lua_pushvalue(L, idx);
+  lua_dump(L, dump_writer, &dump, 0);
+  lua_getinfo(L, ">S", &ar); /* pops the function */
+  r.p = (const unsigned char *)dump.data;
+  r.end = r.p + dump.len;
+  r.bad = 0;
+  /* header: signature, version, format, data, 3 sizes, an integer and a
+   * float to check against, then the main function's upvalue count */
+  rd_skip(&r, 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number) +
+                  1);
+  rc = read_proto(&r, NULL, &hit);
+  snprintf(name, sizeof name, "%.*s", (int)(hit.name ? hit.name_len : 1),
+           hit.name ? hit.name : "?");
+  vd_buf_release(&dump);
+  if (rc < 0)
+    luaL_error(L, "%s:%d: cannot read this function's bytecode", ar.short_src,
+               ar.linedefined);
+  if (rc > 0)
+    luaL_error(L, "%s:%d: a function assigns to '%s', a variable that "
+                  "outlives the decision (policies cannot carry state from "
+                  "one decision to the next: make it a local of the "
+                  "function that uses it)", ar.short_src, (int)hit.line, name);
+}
+
+void vd_sandbox_refuse_state(lua_State *L, int idx) {
+  int seen, queue;
+  lua_Integer head = 1, tail = 0;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 8, "checking the policies for state");
+  lua_newtable(L);
+  seen = lua_gettop(L);
+  lua_newtable(L);
+  queue = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, queue, ++tail);
+  while (head <= tail) {
+    int v, t, i;
+    lua_rawgeti(L, queue, head);
+    lua_pushnil(L);
+    lua_rawseti(L, queue, head++);
+    v = lua_gettop(L);
+    t = lua_type(L, v);
+    if (t != LUA_TTABLE && t != LUA_TFUNCTION) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, v);
+    if (lua_rawget(L, seen) != LUA_TNIL) {
+      lua_pop(L, 2);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, v);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, seen);
+    if (t == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, v)) {
+        lua_rawseti(L, queue, ++tail);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, queue, ++tail);
+      }
+      if (lua_getmetatable(L, v))
+        lua_rawseti(L, queue, ++tail);
+    } else {
+      int c = lua_iscfunction(L, v);
+      if (!c)
+        check_function(L, v);
+      else if (lua_tocfunction(L, v) == v_json_type) {
+        /* the sandbox's own closure: its upvalues are the decoder's
+         * markers and two strings, which no policy can reach or change */
+        lua_pop(L, 1);
+        continue;
+      }
+      for (i = 1; lua_getupvalue(L, v, i); i++) {
+        int ut = lua_type(L, -1);
+        if (c && (ut == LUA_TTABLE || ut == LUA_TUSERDATA))
+          luaL_error(L, "a policy keeps a function with state of its own "
+                        "(an iterator from string.gmatch or pairs, made "
+                        "while loading); policies cannot carry state from "
+                        "one decision to the next");
+        lua_rawseti(L, queue, ++tail);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
 }
 
 /* ------------------------------------------------------------------------
@@ -724,13 +1465,27 @@ static void copy_lib(lua_State *L, const char *const *drop,
 
 static int build_base(lua_State *L) {
   static const char *const base_fns[] = {
-      "assert", "error", "ipairs", "select", "tonumber", "type",
+      "assert", "error", "ipairs", "select", "type",
       "rawequal", "rawlen", "rawget", "getmetatable", NULL};
   static const char *const string_drop[] = {"dump", NULL};
   static const char *const math_drop[] = {"random", "randomseed", NULL};
   static const wrap_t string_wraps[] = {
-      {"find", sb_find},   {"match", sb_match}, {"gmatch", sb_gmatch},
-      {"gsub", sb_gsub},   {"format", sb_format}, {NULL, NULL}};
+      {"find", sb_find},       {"match", sb_match},
+      {"gmatch", sb_gmatch},   {"gsub", sb_gsub},
+      {"format", sb_format},   {"rep", sb_rep},
+      {"byte", sb_byte},       {"pack", sb_pack},
+      {"unpack", sb_scanning}, {"packsize", sb_scanning},
+      {"upper", sb_bytewise},  {"lower", sb_bytewise},
+      {"reverse", sb_bytewise}, {"sub", sb_sub},
+      {NULL, NULL}};
+  static const wrap_t table_wraps[] = {
+      {"insert", sb_tinsert}, {"remove", sb_tremove},
+      {"move", sb_tmove},     {"concat", sb_tconcat},
+      {"unpack", sb_tunpack},
+      {NULL, NULL}};
+  static const wrap_t utf8_wraps[] = {
+      {"len", sb_scanning},       {"offset", sb_scanning},
+      {"codepoint", sb_scanning}, {NULL, NULL}};
   static const luaL_Reg replaced[] = {
       {"pcall", sb_pcall},       {"xpcall", sb_xpcall},
       {"tostring", sb_tostring}, {"pairs", sb_pairs},
@@ -746,10 +1501,11 @@ static int build_base(lua_State *L) {
   static const struct lib_copy {
     const char *name;
     const char *const *drop;
-  } libs[] = {{LUA_TABLIBNAME, NULL},
-              {LUA_MATHLIBNAME, math_drop},
-              {LUA_UTF8LIBNAME, NULL},
-              {NULL, NULL}};
+    const wrap_t *wraps;
+  } libs[] = {{LUA_TABLIBNAME, NULL, table_wraps},
+              {LUA_MATHLIBNAME, math_drop, NULL},
+              {LUA_UTF8LIBNAME, NULL, utf8_wraps},
+              {NULL, NULL, NULL}};
   const struct lib_copy *lib;
   const char *const *f;
   int base;
@@ -769,6 +1525,9 @@ static int build_base(lua_State *L) {
     lua_getfield(L, -1, *f);
     lua_setfield(L, base, *f);
   }
+  lua_getfield(L, -1, "tonumber");
+  lua_pushcclosure(L, sb_scanning, 1);
+  lua_setfield(L, base, "tonumber");
   lua_pop(L, 1); /* the global table */
   luaL_setfuncs(L, replaced, 0);
   lua_pushliteral(L, LUA_VERSION);
@@ -791,7 +1550,11 @@ static int build_base(lua_State *L) {
   /* table, math (without random), utf8: read-only copies */
   for (lib = libs; lib->name; lib++) {
     lua_getglobal(L, lib->name);
-    copy_lib(L, lib->drop, NULL);
+    copy_lib(L, lib->drop, lib->wraps);
+    if (strcmp(lib->name, LUA_TABLIBNAME) == 0) {
+      lua_pushcfunction(L, sb_tsort); /* our own, not a wrapper */
+      lua_setfield(L, -2, "sort");
+    }
     vd_sandbox_push_proxy(L, -1);
     lua_setfield(L, base, lib->name);
     lua_pop(L, 1);

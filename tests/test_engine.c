@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <lauxlib.h>
@@ -1331,6 +1332,285 @@ static void input_shapes(void **state) {
   vd_engine_free(e);
 }
 
+/* ------------------------------------------------------------------------
+ * Hostile policies, one per cause of issue 11 (tests/fixtures/hostile)
+ * ------------------------------------------------------------------------ */
+
+typedef struct hostile_case {
+  const char *kind;
+  int code;
+  const char *msg; /* the message must contain this */
+} hostile_case_t;
+
+/* Decide each case, check its code and message, that it ended within a
+ * second (a bound in C, not the wall clock, stopped it), that nothing is
+ * left tripped, and that a well-behaved decision right after is unharmed. */
+static void run_hostile_cases(fx_t *f, const hostile_case_t *cases,
+                              size_t n) {
+  size_t i;
+  char line[256];
+  for (i = 0; i < n; i++) {
+    struct timespec t0, t1;
+    double secs;
+    int rc;
+    snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":\"national\","
+             "\"at\":\"" AT "\",\"input\":{}}", cases[i].kind);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = decide(f->e, line, &f->d);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rc != cases[i].code)
+      fail_msg("kind %s gave %s (%s), expected %s", cases[i].kind,
+               vd_err_name(rc), f->d.message.data ? f->d.message.data : "",
+               vd_err_name(cases[i].code));
+    if (cases[i].msg[0])
+      assert_contains(f->d.message.data, cases[i].msg);
+    if (secs > 1.0)
+      fail_msg("kind %s took %.2f s", cases[i].kind, secs);
+    assert_int_equal(vd_engine_sandbox(f->e)->tripped, 0);
+    decide_ok_after(f, cases[i].kind);
+  }
+}
+
+/* Cause 1: library functions run in C, where no hook fires; each is
+ * bounded by its arguments and charged, or refused. */
+static void hostile_c_functions(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c1_rep_empty", VD_EPOLICY_TIMEOUT, "national/c1_rep_empty.lua"},
+      {"c1_rep_sep", VD_EPOLICY_TIMEOUT, "national/c1_rep_sep.lua"},
+      {"c1_move", VD_EPOLICY_TIMEOUT, "national/c1_move.lua"},
+      {"c1_find_plain", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_find_literal", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_balance", VD_EPOLICY_ERROR, "pattern too costly"},
+      {"c1_tail", VD_EPOLICY_ERROR, "pattern too costly"},
+      {"c1_gsub_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_upper_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_utf8_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_tonumber_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_pack_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_pairs_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_format_loop", VD_EPOLICY_TIMEOUT, "ran past its budget"},
+      {"c1_concat_meta", VD_EPOLICY_ERROR, "takes plain tables"},
+      {"c1_insert_len", VD_EPOLICY_ERROR, "takes plain tables"},
+  };
+  run_hostile_cases(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* Cause 2: no policy code runs outside the budget: __gc cannot be slipped
+ * in during setmetatable's look-up, and __close and message handlers run
+ * under the same count. */
+static void hostile_outside_budget(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c2_gc_index", 0, ""}, /* raw look-up: no __gc, no finalizer */
+      {"c2_close_loop", VD_EPOLICY_TIMEOUT, "national/c2_close_loop.lua"},
+      {"c2_handler_loop", VD_EPOLICY_TIMEOUT, "national/c2_handler_loop.lua"},
+  };
+  fx_t *f = *state;
+  run_hostile_cases(f, cases, sizeof cases / sizeof cases[0]);
+  /* a registered finalizer would loop here, outside any budget */
+  lua_gc(vd_engine_sandbox(f->e)->L, LUA_GCCOLLECT);
+}
+
+/* Cause 3: what is huge as JSON (not in memory) stops at the encoder's
+ * limit with policy_error, without asking for the memory. */
+static void hostile_huge_output(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c3_dag", VD_EPOLICY_ERROR, "larger than 8388608 bytes as JSON"},
+      {"c3_trace_dag", VD_EPOLICY_ERROR, "national/c3_trace_dag.lua: trace"},
+      {"c3_wide", VD_EPOLICY_ERROR, "larger than 8388608 bytes as JSON"},
+  };
+  fx_t *f = *state;
+  struct mallinfo2 before = mallinfo2(), after;
+  run_hostile_cases(f, cases, sizeof cases / sizeof cases[0]);
+  assert_int_equal(f->d.result.len, 0);
+  after = mallinfo2();
+  /* the buffers stopped near the limit: no 8 GiB request, no abort */
+  assert_true(after.arena + after.hblkhd < before.arena + before.hblkhd +
+                                               (128u << 20));
+}
+
+/* Cause 8: the engine reads a policy's error object and trace raw; no
+ * metamethod of the policy's runs, none can make a value look different
+ * to the check than to the encoder. */
+static void hostile_raw_inspection(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c7_error_index", VD_EPOLICY_ERROR,
+       "national/c7_error_index.lua: the policy raised an error object"},
+      {"c7_error_fake_code", VD_EPOLICY_ERROR,
+       "national/c7_error_fake_code.lua: the policy raised an error object"},
+      {"c7_trace_meta", VD_EPOLICY_ERROR,
+       "national/c7_trace_meta.lua: trace[1] must be {rule = <id>"},
+      {"c7_trace_list_meta", 0, ""}, /* raw: an empty trace */
+  };
+  fx_t *f = *state;
+  run_hostile_cases(f, cases, sizeof cases / sizeof cases[0]);
+  assert_int_equal(decide(f->e, HREQ("c7_trace_list_meta"), &f->d), 0);
+  assert_string_equal(f->d.trace.data, "[]");
+}
+
+/* Cause 7: pairs has one order for every key it accepts, and refuses the
+ * keys that have none; 20 identical requests give 20 identical answers. */
+static void hostile_pairs_order(void **state) {
+  static const hostile_case_t cases[] = {
+      {"c6_pairs_table_keys", VD_EPOLICY_ERROR,
+       "pairs: a table with a table key has no fixed order"},
+      {"c6_pairs_function_keys", VD_EPOLICY_ERROR,
+       "pairs: a table with a function key has no fixed order"},
+  };
+  fx_t *f = *state;
+  int i;
+  run_hostile_cases(f, cases, sizeof cases / sizeof cases[0]);
+  for (i = 0; i < 20; i++) {
+    assert_int_equal(decide(f->e, HREQ("c6_pairs_big_ints"), &f->d), 0);
+    assert_string_equal(f->d.result.data,
+                        "{\"order\":[-1,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,"
+                        "15,16,17,18,19,20,\"f\",\"t\",\"null\"]}");
+  }
+}
+
+/* Cause 6: the state's total size is capped, not only each decision's
+ * growth: a policy that keeps memory between decisions reaches the cap and
+ * then gets policy_memory, and the state stays under it; a decision that
+ * needs little still gets its answer. */
+static void hostile_state_total(void **state) {
+  fx_t *f = *state;
+  vd_sandbox_t *sb = vd_engine_sandbox(f->e);
+  size_t cap = sb->state_cap;
+  int i, ok = 0, memory = 0;
+  assert_true(cap > 0);
+  for (i = 0; i < 40; i++) {
+    int rc = decide(f->e, HREQ("c5_keep"), &f->d);
+    ok += rc == 0;
+    memory += rc == VD_EPOLICY_MEMORY;
+    assert_true(rc == 0 || rc == VD_EPOLICY_MEMORY);
+    assert_true(sb->used <= cap);
+    decide_ok_after(f, "c5_keep");
+  }
+  assert_true(ok >= 1 && ok < 12);
+  assert_true(memory >= 28);
+}
+
+/* Cause 5: state cannot be carried from one decision to the next by a
+ * variable that outlives the decision: a bundle whose reachable functions
+ * assign to one, or that keeps an iterator with state, is refused when it
+ * loads, whichever way the variable was captured. */
+static void state_refused_at_load(void **state) {
+  static const struct {
+    const char *src;
+    const char *msg;
+  } refused[] = {
+      /* the issue's case: the previous caller's customer_id */
+      {"local last return { decide = function(i) local prev = last "
+       "last = i.customer_id return { prev = prev }, {} end }",
+       "national/k.lua:1: a function assigns to 'last', a variable that "
+       "outlives the decision"},
+      /* through a helper function */
+      {"local n = 0\nlocal function bump() n = n + 1 end\n"
+       "return { decide = function() bump() return { n = n }, {} end }",
+       "national/k.lua:2: a function assigns to 'n'"},
+      /* captured at load by a factory: not a file-level local at all */
+      {"local function make() local c = 0 return function() c = c + 1 "
+       "return c end end local id = make() "
+       "return { decide = function() return { id = id() }, {} end }",
+       "a function assigns to 'c'"},
+      /* by a closure made during the decision, through its parent */
+      {"local total = 0 return { decide = function() local add = "
+       "function(x) total = total + x end add(1) return { t = total }, {} "
+       "end }",
+       "a function assigns to 'total'"},
+      /* the environment itself */
+      {"return { decide = function() _ENV = { } return {}, {} end }",
+       "a function assigns to '_ENV'"},
+      /* a kept iterator (its position is state) */
+      {"local it = string.gmatch('a b c', '%a') "
+       "return { decide = function() return { w = it() }, {} end }",
+       "keeps a function with state of its own"},
+      {"local it = pairs({ a = 1, b = 2 }) "
+       "return { decide = function() return { k = it() }, {} end }",
+       "keeps a function with state of its own"},
+  };
+  size_t i;
+  int rc;
+  (void)state;
+  for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    vd_bundle_file_t f[] = {{(char *)"national/k.lua", (char *)refused[i].src,
+                             strlen(refused[i].src)}};
+    assert_contains(mem_engine_error(f, 1, &rc), refused[i].msg);
+    assert_int_equal(rc, VD_EPOLICY_ERROR);
+  }
+  {
+    /* in a module the policy requires */
+    vd_bundle_file_t f[] = {
+        FILE_("lib/m.lua", "local c = 0 return { bump = function() "
+                           "c = c + 1 return c end }"),
+        FILE_("national/k.lua", "local m = require('lib.m') return { "
+                                "decide = function() return { c = m.bump() }, "
+                                "{} end }")};
+    assert_contains(mem_engine_error(f, 2, &rc),
+                    "lib/m.lua:1: a function assigns to 'c'");
+  }
+}
+
+/* What stays allowed: a decision's own closures over its own locals, and
+ * file-level locals set while the file runs. */
+static void state_free_closures_allowed(void **state) {
+  vd_bundle_file_t f[] = {FILE_(
+      "national/k.lua",
+      "local x = 1 x = x + 1\n"
+      "local function twice(g) g() g() end\n"
+      "return { decide = function()\n"
+      "  local total = 0\n"
+      "  twice(function() total = total + x end)\n"
+      "  local function deeper() return function() total = total * 10 end end\n"
+      "  deeper()()\n"
+      "  for w in string.gmatch('a b', '%a') do total = total + #w end\n"
+      "  return { t = total }, {}\n"
+      "end }")};
+  vd_bundle_t *b;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_decision_t d;
+  (void)state;
+  vd_decision_init(&d);
+  assert_int_equal(vd_bundle_from_files(f, 1, "mem", &b, &err), 0);
+  if (vd_engine_new(b, &small_limits, &e, &err) != 0)
+    fail_msg("refused: %s", err.data);
+  assert_int_equal(decide(e, "{\"kind\":\"k\",\"region\":\"national\","
+                             "\"at\":\"" AT "\",\"input\":{}}", &d), 0);
+  assert_string_equal(d.result.data, "{\"t\":42}");
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
+/* Cause 1: what is charged without being counted by the hook does not
+ * make a fast attempt answer differently from a counted one: the sweep
+ * crosses the edge with a large charge in every decision. */
+static void watched_charges_are_exact(void **state) {
+  fx_t *f = *state;
+  vd_engine_t *counted = new_engine(HOSTILE, &small_limits);
+  vd_decision_t d;
+  char line[256];
+  int n, seen_ok = 0, seen_timeout = 0;
+  vd_decision_init(&d);
+  for (n = 0; n <= 20000; n += 200) {
+    int a, b;
+    snprintf(line, sizeof line, "{\"kind\":\"c1_charge_spin\",\"region\":"
+             "\"national\",\"at\":\"" AT "\",\"input\":{\"n\":%d}}", n);
+    a = decide(f->e, line, &f->d);
+    b = decide(counted, line, &d);
+    if (a != b)
+      fail_msg("n=%d: watched %s, counted %s", n, vd_err_name(a),
+               vd_err_name(b));
+    seen_ok |= a == 0;
+    seen_timeout |= a == VD_EPOLICY_TIMEOUT;
+  }
+  assert_true(seen_ok && seen_timeout);
+  vd_decision_release(&d);
+  vd_engine_free(counted);
+}
+
 int main(void) {
 #define M(fn) cmocka_unit_test_setup_teardown(fn, setup_mini, teardown)
 #define H(fn) cmocka_unit_test_setup_teardown(fn, setup_hostile, teardown)
@@ -1362,6 +1642,17 @@ int main(void) {
       HW(hostile_repeated),
       HW(watched_loop_is_recounted),
       HW(watched_budget_is_exact),
+      H(hostile_c_functions),
+      HW(hostile_c_functions),
+      HW(watched_charges_are_exact),
+      H(hostile_outside_budget),
+      HW(hostile_outside_budget),
+      H(hostile_huge_output),
+      H(hostile_raw_inspection),
+      H(hostile_pairs_order),
+      H(hostile_state_total),
+      cmocka_unit_test(state_refused_at_load),
+      cmocka_unit_test(state_free_closures_allowed),
       cmocka_unit_test(no_state_between_decisions),
       cmocka_unit_test(broken_bundles),
       cmocka_unit_test(broken_bundles_in_memory),

@@ -743,6 +743,198 @@ static void set_base_visible(void **state) {
   assert_string_equal(ok(f, "return answer"), "99");
 }
 
+/* ------------------------------------------------------------------------
+ * Issue 11, cause 1: library functions in C are bounded and charged
+ * ------------------------------------------------------------------------ */
+
+/* Every wrapped function still answers as Lua's own does. */
+static void wrapped_functions_keep_semantics(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "return ('hello'):find('l', 1, true)"), "3");
+  assert_string_equal(ok(f, "return select(2, ('hello'):find('lo', -3, "
+                            "true))"), "5");
+  assert_string_equal(ok(f, "return tostring(('hello'):find('x', 1, true))"),
+                      "nil");
+  assert_string_equal(ok(f, "return tostring(('abc'):find('', 10, true))"),
+                      "nil");
+  assert_string_equal(ok(f, "return ('abc'):find('', 4)"), "4");
+  assert_string_equal(ok(f, "return ('abc'):find('b')"), "2");
+  assert_string_equal(ok(f, "return ('a(b)c'):match('%b()')"), "(b)");
+  assert_string_equal(ok(f, "return ('aXbXc'):gsub('X', '-')"), "a-b-c");
+  assert_string_equal(ok(f, "return ('ab'):rep(3, ',')"), "ab,ab,ab");
+  assert_string_equal(ok(f, "return #(''):rep(1000)"), "0");
+  assert_string_equal(ok(f, "return ('abc'):upper() .. ('ABC'):lower() .. "
+                            "('abc'):reverse()"), "ABCabccba");
+  assert_string_equal(ok(f, "return ('hello'):sub(2, -2) .. ('hello'):sub(-3)"
+                            " .. ('hello'):sub(4, 100)"), "ellllolo");
+  assert_string_equal(ok(f, "return select('#', ('hello'):byte(1, -1))"), "5");
+  assert_string_equal(ok(f, "return ('A'):byte()"), "65");
+  assert_string_equal(ok(f, "return #string.pack('i4c3', 7, 'ab')"), "7");
+  assert_string_equal(ok(f, "return string.unpack('i4', "
+                            "string.pack('i4', 42))"), "42");
+  assert_string_equal(ok(f, "return string.format('%5.1f|%s', 2.25, 'x')"),
+                      "  2.2|x");
+  assert_string_equal(ok(f, "local t = {1, 2, 3} table.insert(t, 4) "
+                            "table.insert(t, 1, 0) table.remove(t, 2) "
+                            "return table.concat(t, ',')"), "0,2,3,4");
+  assert_string_equal(ok(f, "return table.concat(table.move({1, 2, 3}, 1, 3, "
+                            "2, {9}), ',')"), "9,1,2,3");
+  assert_string_equal(ok(f, "local t = {3, 1, 2} table.sort(t) "
+                            "return table.concat(t) .. select('#', "
+                            "table.unpack(t))"), "1233");
+  assert_string_equal(ok(f, "return table.concat({1, 'a', 2.5}, '-', 2)"),
+                      "a-2.5");
+  assert_string_equal(ok(f, "return utf8.len('h\\u{e9}') .. utf8.offset("
+                            "'h\\u{e9}x', 3)"), "24");
+  assert_string_equal(ok(f, "return tonumber(' 0x10 ') + tonumber('z', 36)"),
+                      "51");
+  /* a marker metatable (JSON arrays) is not an access metamethod */
+  assert_string_equal(ok(f, "return table.concat(verdict.array({'a', 'b'}))"),
+                      "ab");
+}
+
+/* Each way into unbounded C work ends as a timeout or a refusal, fast. */
+static void c_functions_bounded(void **state) {
+  fx_t *f = *state;
+  static const char *const timeouts[] = {
+      "return #string.rep('', math.maxinteger)",
+      "return #string.rep('', math.maxinteger, '')",
+      "return table.move({}, 1, 1e15, 1)",
+      "return table.unpack({}, 1, 1e15)",
+      "return table.concat({}, '', 1, 1e15)",
+      "local s = string.rep('a', 1 << 18) local n = s:sub(1, -2) .. 'b' "
+      "for _ = 1, 1e9 do s:find(n, 1, true) end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do s:upper() end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do s:sub(2) end",
+      "local s = string.rep('a', 1 << 16) for _ = 1, 1e9 do "
+      "s:rep(2) end",
+      "local s = string.rep('a', 1 << 16) for _ = 1, 1e9 do "
+      "table.concat({s, s}) end",
+      "local f = string.rep('!', 1 << 18) for _ = 1, 1e9 do "
+      "string.packsize(f) end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do "
+      "verdict.only_keys({[s] = 1}, {[s] = 1}) end",
+      "local src = 'return ' .. string.rep('1+', 1 << 16) .. '1' "
+      "for _ = 1, 1e9 do load(src) end",
+      "local s = string.rep('a', 1 << 18) for _ = 1, 1e9 do "
+      "utf8.codepoint(s, 1, 1000) end",
+      NULL};
+  static const char *const refused[] = {
+      "return string.rep('(', 1 << 17):match('%b()')",
+      "return string.rep('(', 1 << 17):find('%b()')",
+      "return string.rep('a', 1 << 16):match('a-' .. string.rep('a', 4096) "
+      ".. 'b')",
+      "return string.rep('a', 1 << 16):match(string.rep('a', 40000) .. 'b')",
+      "return string.rep('a', 1 << 16):gsub('(a)%1', '')",
+      NULL};
+  const char *const *c;
+  for (c = timeouts; *c; c++) {
+    clock_t t0 = clock();
+    if (run(f, *c) == LUA_OK)
+      fail_msg("unbounded C work allowed: %s", *c);
+    if (f->tripped != VD_EPOLICY_TIMEOUT)
+      fail_msg("no timeout (tripped %d, %s) for: %s", f->tripped,
+               f->out.data, *c);
+    assert_contains(f->out.data, "instruction budget of 1000000 exhausted");
+    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
+  }
+  for (c = refused; *c; c++) {
+    clock_t t0 = clock();
+    if (run(f, *c) == LUA_OK)
+      fail_msg("costly pattern allowed: %s", *c);
+    assert_contains(f->out.data, "pattern too costly");
+    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
+  }
+  /* pcall cannot swallow a charge that tripped */
+  assert_int_not_equal(run(f, "pcall(string.rep, '', math.maxinteger) "
+                              "return 'swallowed'"), LUA_OK);
+  assert_int_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+  /* a string too big for the cap is a memory error, not a timeout */
+  run(f, "return #string.rep('x', 1 << 22)");
+  assert_int_equal(f->status, LUA_ERRMEM);
+  assert_int_not_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+}
+
+/* The table library takes plain tables: no metamethod can lie about the
+ * length or turn element access into C calls. */
+static void table_library_plain_tables(void **state) {
+  fx_t *f = *state;
+  static const char *const hostile[] = {
+      "local t = setmetatable({}, {__len = function() return 1 << 62 end}) "
+      "table.insert(t, 1, 'x')",
+      "local t = setmetatable({}, {__index = rawlen}) "
+      "return table.concat(t, '', 1, 1 << 40)",
+      "table.move({1}, 1, 1, 1, setmetatable({}, {__newindex = rawequal}))",
+      "table.sort(setmetatable({}, {__len = function() return 1 << 30 end}))",
+      "table.remove(setmetatable({}, {__len = function() return 1 << 62 "
+      "end}), 1)",
+      "return table.unpack(setmetatable({}, {__index = rawlen}), 1, 100)",
+      NULL};
+  const char *const *h;
+  for (h = hostile; *h; h++)
+    assert_contains(raises(f, *h), "takes plain tables in policies");
+}
+
+/* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
+ * cannot add __gc during it; and no finalizer ever runs. */
+static void gc_check_is_raw(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(ok(f, "local mt = setmetatable({}, {__index = "
+                            "function(t, k) t[k] = function() "
+                            "while true do end end end}) "
+                            "setmetatable({}, mt) return rawget(mt, '__gc') "
+                            "== nil"),
+                      "true");
+  lua_gc(f->sb.L, LUA_GCCOLLECT); /* no finalizer was registered */
+  assert_contains(raises(f, "local mt = {__gc = true} "
+                            "setmetatable({}, setmetatable(mt, {}))"),
+                  "__gc is not allowed");
+  /* an __index that only answers (without adding) is no __gc either */
+  assert_string_equal(ok(f, "local mt = setmetatable({}, {__index = "
+                            "function() return function() end end}) "
+                            "return type(getmetatable(setmetatable({}, mt)))"),
+                      "table");
+  /* __gc added after setmetatable is never registered as a finalizer */
+  assert_string_equal(ok(f, "local mt = {} local t = setmetatable({}, mt) "
+                            "mt.__gc = function() while true do end "
+                            "end t = nil return 'ok'"),
+                      "ok");
+  lua_gc(f->sb.L, LUA_GCCOLLECT); /* would hang if it had been */
+}
+
+/* table.sort gives one order for one input: equal elements keep their
+ * order (it is stable), even where Lua's quicksort would have chosen
+ * pivots from the clock (many equal keys, more than 100 elements). */
+static void sort_is_stable(void **state) {
+  fx_t *f = *state;
+  const char *first;
+  int i;
+  static const char code[] =
+      "local t = {} for i = 1, 500 do t[i] = { k = i % 3, id = i } end "
+      "table.sort(t, function(a, b) return a.k < b.k end) "
+      "local out = {} for i = 1, #t do out[i] = t[i].id end "
+      "for i = 2, #t do assert(t[i - 1].k < t[i].k or "
+      "(t[i - 1].k == t[i].k and t[i - 1].id < t[i].id)) end "
+      "return table.concat(out, ',')";
+  first = ok(f, code);
+  assert_true(strncmp(first, "3,6,9,", 6) == 0);
+  {
+    char *copy = strdup(first);
+    for (i = 0; i < 5; i++)
+      assert_string_equal(ok(f, code), copy);
+    free(copy);
+  }
+  assert_string_equal(ok(f, "local t = {5, 3, 9, 1, 7, 3} table.sort(t) "
+                            "return table.concat(t, ' ')"), "1 3 3 5 7 9");
+  assert_string_equal(ok(f, "local t = {'b', 'a', 'c'} table.sort(t, "
+                            "function(x, y) return x > y end) "
+                            "return table.concat(t)"), "cba");
+  assert_string_equal(ok(f, "local t = {} table.sort(t) table.sort({1}) "
+                            "return #t"), "0");
+  assert_contains(raises(f, "table.sort({1, 'a'})"), "attempt to compare");
+  assert_contains(raises(f, "table.sort({2, 1}, 5)"), "bad argument #2");
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -771,6 +963,11 @@ int main(void) {
       T(next_evaluation_after_trip),
       T(arm_and_disarm),
       T(set_base_visible),
+      T(wrapped_functions_keep_semantics),
+      T(gc_check_is_raw),
+      T(sort_is_stable),
+      T(c_functions_bounded),
+      T(table_library_plain_tables),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,10 +60,19 @@ int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
 int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
                              int max_depth, vd_buf_t *err);
 
+/* The most bytes one vd_json_encode() call appends.  A value can be far
+ * bigger as JSON than in memory (a DAG of shared tables doubles with each
+ * level), so the encoder checks this before every addition: the buffer
+ * never grows much past it (a string's escapes, at most 6 bytes a byte,
+ * are checked once written) and never aborts the process for a policy. */
+#define VD_JSON_MAX_ENCODED (8u << 20)
+
 /* Encode the value at stack index idx, appending JSON to `out`.  Returns 0,
  * or VD_EINVALID with `err` naming the path below `root` that could not be
- * encoded (e.g. "result.deadlines.x: cannot encode a function").  On error
- * `out` may hold a partial encoding: the caller discards it.  Never raises. */
+ * encoded (e.g. "result.deadlines.x: cannot encode a function", or "...:
+ * larger than 8388608 bytes as JSON (the limit)").  Reads tables raw: no
+ * metamethod runs.  On error `out` may hold a partial encoding: the caller
+ * discards it.  Never raises. */
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
                    vd_buf_t *err);
 

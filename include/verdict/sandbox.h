@@ -9,10 +9,45 @@
  *     policy cannot swallow its own timeout or memory error;
  *   - an allow-listed base environment (registry "vd.base") holding only
  *     string (no dump; format without %p; pattern functions bounded by
- *     subject length), table, math (no random), utf8, deterministic
- *     pairs, address-free tostring, text-only load, setmetatable without
- *     __gc, and the `verdict` library (null, array, object).  Library tables
- *     are read-only proxies; the string metatable is hidden.
+ *     subject and pattern length), table (plain tables only; sort is a
+ *     stable merge sort, so equal elements keep one order), math (no
+ *     random), utf8, pairs in one fixed key order (numbers exactly, then
+ *     strings bytewise, false, true, verdict.null; a table or function
+ *     key, which only an address could order, is refused), address-free
+ *     tostring, text-only load, setmetatable without __gc (looked up raw),
+ *     and the `verdict` library (null, array, object).  Library tables are
+ *     read-only proxies; the string metatable is hidden.
+ *
+ * Work done in C.  No hook fires inside a C function, so every library
+ * function policy code can reach costs O(1), or has its cost bounded by
+ * its arguments and charged to the instruction budget before it runs
+ * (vd_sandbox_charge(): bytes walked at 16 a step, bytes made at 64 a
+ * step, elements moved, a pattern's worst-case matcher steps), or is
+ * refused (a pattern whose bound passes 10^9 steps; the table library on a
+ * table with __index, __newindex or __len).  A timeout from a charge is
+ * the same policy_timeout as a Lua loop's, and pcall cannot catch it.
+ * Charges depend on the arguments only, so a budget stays exact.
+ *
+ * What the budget cannot see: operators the VM runs in C on values of any
+ * size (`..`, comparison of long strings) cost up to the memory cap's
+ * worth of bytes for one instruction.  The last resort for those is a
+ * wall clock, which belongs to the daemon, not here: a decision that
+ * overruns it would make its worker stop taking connections and be
+ * replaced, and be reported.  A wall clock can stop any evaluation but
+ * only by giving up the worker; it cannot give a deterministic answer.
+ *
+ * State between decisions.  Globals are locked (vd_sandbox_lock_env());
+ * no function reachable from a loaded bundle may assign to a variable that
+ * outlives a decision, nor may the bundle keep an iterator with state
+ * (vd_sandbox_refuse_state(), at load, from the functions' bytecode); and
+ * the state's total size is capped (vd_sandbox_seal()).  What this does
+ * not cover: tables reachable from a loaded policy stay writable, so a
+ * decision can still store into a file-level table (t[k] = v).  Freezing
+ * them would mean moving each table's contents behind a read-only proxy,
+ * which changes what rawget, #, the table library and the encoder see and
+ * breaks a shared metatable (metamethods are looked up raw); until that
+ * is done, `verdict check` (each case run twice) and the state cap are
+ * what stand against table state.
  *
  * Each chunk runs in an environment of its own whose misses fall through to
  * the base; vd_sandbox_lock_env() then makes that environment read-only, so
@@ -58,6 +93,11 @@ typedef struct vd_sandbox {
   long fail_countdown;  /* tests: the n-th allocation from now fails (0 off) */
   int failing;          /* tests: set when the countdown hit; every later
                          * allocation fails until the test clears it */
+  int counting;         /* the count hook is set (vd_sandbox_count()) */
+  size_t state_cap;     /* the most the state may ever hold once sealed
+                         * (0: no cap; see vd_sandbox_seal()) */
+  int collect;          /* an allocation hit the cap: the next arm
+                         * collects the garbage it left */
   vd_slab_t slab;       /* small blocks (slab.h) */
 } vd_sandbox_t;
 
@@ -68,6 +108,16 @@ void vd_sandbox_release(vd_sandbox_t *sb);
 /* Start an evaluation: count `budget` instructions and allow `mem_cap`
  * bytes above what the state holds now.  Clears `tripped`. */
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap);
+/* Cap the state's total size, once what it holds for good is loaded: at
+ * what it holds now plus twice `mem_cap` (one evaluation's garbage not yet
+ * collected, and the next evaluation's room).  The per-evaluation cap
+ * bounds one evaluation's growth; this bounds what evaluations can leave
+ * behind, together.  At the cap, vd_sandbox_arm() collects garbage first;
+ * an evaluation then gets only the room left under the cap, so a state
+ * that kept data past it makes evaluations fail with a memory error (the
+ * engine's policy_memory) while the state stays under the cap, until it
+ * is replaced (a reload).  Call with no evaluation armed. */
+void vd_sandbox_seal(vd_sandbox_t *sb, size_t mem_cap);
 /* End it: returns the limit that tripped (0 if none). */
 int vd_sandbox_disarm(vd_sandbox_t *sb);
 
@@ -79,6 +129,12 @@ void vd_sandbox_count(vd_sandbox_t *sb, int on);
  * that runs sb (from a signal handler there). */
 void vd_sandbox_interrupt(vd_sandbox_t *sb);
 #define VD_SANDBOX_RECOUNT (-1000)
+
+/* Charge `cost` instructions of work a C function is about to do; raises
+ * the instruction-budget error (tripped = VD_EPOLICY_TIMEOUT) instead if
+ * the budget cannot pay for it.  Call before the work, from C functions
+ * policy code calls (it may longjmp). */
+void vd_sandbox_charge(lua_State *L, double cost);
 
 /* The sandbox that owns L. */
 vd_sandbox_t *vd_sandbox_of(lua_State *L);
@@ -93,6 +149,15 @@ void vd_sandbox_lock_env(lua_State *L, int idx);
  * LUA_OK, or pushes the message and returns the load status. */
 int vd_sandbox_load(lua_State *L, const char *name, const char *buf,
                     size_t len, int env_idx);
+/* Raise unless everything reachable from the value at idx (through
+ * tables, metatables and functions' upvalues, all read raw) is free of
+ * state a decision could leave for the next one: no Lua function there
+ * may assign to an upvalue that outlives a call of it (a file-level local,
+ * or a variable captured at load; the function's bytecode says), and no C
+ * function there may hold a table or userdata (a kept iterator).  Run once
+ * after a bundle is loaded, under its load budget (the walk is linear in
+ * what it reaches).  Tables themselves stay writable: see above. */
+void vd_sandbox_refuse_state(lua_State *L, int idx);
 /* Push a read-only proxy of the table at idx: reads pass through, writes
  * raise, the metatable is hidden. */
 void vd_sandbox_push_proxy(lua_State *L, int idx);

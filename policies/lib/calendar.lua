@@ -252,8 +252,8 @@ end
 
 -- Load the national calendar and every region's additions (regions listed
 -- in regions.lua, provinces before cities).  Returns a set keyed by code,
--- built once per engine and shared read-only by every policy.
-local loaded
+-- built once per engine, when this file loads, and shared read-only by
+-- every policy.
 
 -- PROVINCE[code]: the province of each city code in regions.lua.
 local PROVINCE = {}
@@ -262,8 +262,7 @@ local PROVINCE = {}
 -- decision.
 local RESOLVED = {}
 
-function C.load()
-  if loaded then return loaded end
+local function load_all()
   local national = load_national()
   -- The national fallback setting; without calendar/settings.lua, no
   -- guessing: a year without a file is an error.
@@ -294,9 +293,13 @@ function C.load()
   for _, code in ipairs(cities) do
     RESOLVED[code] = set[code] or set[PROVINCE[code]] or set.national
   end
-  loaded = set
   return set
 end
+
+-- Built here, not on a first call: a function may not assign to a
+-- file-level local (the sandbox refuses it: no state between decisions).
+local loaded = load_all()
+function C.load() return loaded end
 
 -- A region the engine accepts but regions.lua does not list (it has a
 -- directory of its own under regions/) gets no calendar of its own, so a
