@@ -1342,8 +1342,8 @@ typedef struct hostile_case {
   const char *msg; /* the message must contain this */
 } hostile_case_t;
 
-/* Decide each case, check its code and message, that it ended within a
- * second (a bound in C, not the wall clock, stopped it), that nothing is
+/* Decide each case, check its code and message, that it ended (a bound in
+ * C, not the wall clock, stopped it), that nothing is
  * left tripped, and that a well-behaved decision right after is unharmed. */
 static void run_hostile_cases(fx_t *f, const hostile_case_t *cases,
                               size_t n) {
@@ -1365,7 +1365,8 @@ static void run_hostile_cases(fx_t *f, const hostile_case_t *cases,
                vd_err_name(cases[i].code));
     if (cases[i].msg[0])
       assert_contains(f->d.message.data, cases[i].msg);
-    if (secs > 1.0)
+    if (secs > 30.0) /* a hang guard, not a speed target: a bound ends
+                      * these in milliseconds, unbounded work never */
       fail_msg("kind %s took %.2f s", cases[i].kind, secs);
     assert_int_equal(vd_engine_sandbox(f->e)->tripped, 0);
     decide_ok_after(f, cases[i].kind);

@@ -29,6 +29,14 @@
 #define BUDGET 1000000UL   /* instructions for one run */
 #define MEMCAP (1u << 20)  /* bytes one run may add */
 
+
+/* CPU seconds after which work that a bound should have stopped counts as
+ * unbounded.  Not a speed target (benchmarks measure speed): each case
+ * here ends in milliseconds when the charge or refusal comes before the
+ * work, and in minutes or never when it does not, so the guard is set far
+ * above what a sanitizer build or a loaded machine needs. */
+#define HANG_GUARD_S 30.0
+
 /* ------------------------------------------------------------------------
  * Fixture and helpers
  * ------------------------------------------------------------------------ */
@@ -659,7 +667,7 @@ static void pattern_guard(void **state) {
                                  "bytes");
   }
   /* refused up front, not after seconds of backtracking */
-  assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 2.0);
+  assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < HANG_GUARD_S);
   /* a plain find is linear and allowed */
   assert_string_equal(ok(f, "return tostring(string.rep('a', 50000):find("
                             "'.-.-.-b', 1, true))"),
@@ -836,14 +844,14 @@ static void c_functions_bounded(void **state) {
       fail_msg("no timeout (tripped %d, %s) for: %s", f->tripped,
                f->out.data, *c);
     assert_contains(f->out.data, "instruction budget of 1000000 exhausted");
-    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
+    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < HANG_GUARD_S);
   }
   for (c = refused; *c; c++) {
     clock_t t0 = clock();
     if (run(f, *c) == LUA_OK)
       fail_msg("costly pattern allowed: %s", *c);
     assert_contains(f->out.data, "pattern too costly");
-    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
+    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < HANG_GUARD_S);
   }
   /* pcall cannot swallow a charge that tripped */
   assert_int_not_equal(run(f, "pcall(string.rep, '', math.maxinteger) "
