@@ -29,7 +29,6 @@
 #define BUDGET 1000000UL   /* instructions for one run */
 #define MEMCAP (1u << 20)  /* bytes one run may add */
 
-
 /* CPU seconds after which work that a bound should have stopped counts as
  * unbounded.  Not a speed target (benchmarks measure speed): each case
  * here ends in milliseconds when the charge or refusal comes before the
