@@ -8,8 +8,9 @@
  * accepting, let every worker answer what it has read, and return.
  *
  * Start-up validates the bundle exactly as a reload does (unless
- * --unchecked): a bundle that fails is recorded as a refused activation
- * and the daemon returns before it listens on anything.
+ * --unchecked), under the same --validate-timeout: a bundle that fails or
+ * runs out of time is recorded as a refused activation and the daemon
+ * returns before it listens on anything.
  *
  * Runs on the main thread; vd_daemon_write_status() is called by workers
  * and reads only atomics and fields under state_lock.
@@ -28,7 +29,6 @@
 
 #include "daemon_int.h"
 #include "verdict/daemon.h"
-#include "verdict/policytest.h"
 #include "verdict/timefmt.h"
 #include "verdict/wire.h"
 
@@ -317,12 +317,12 @@ static void on_hup(uv_signal_t *s, int signum) {
  * Engines, and a bundle refused at start-up
  * ------------------------------------------------------------------------ */
 
-int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
-                            vd_buf_t *err) {
+int vd_daemon_build_engines(unsigned n, const vd_limits_t *lim, vd_bundle_t *b,
+                            vd_engine_t **out, vd_buf_t *err) {
   unsigned i;
   int rc;
-  for (i = 0; i < d->nworkers; i++) {
-    rc = vd_engine_new(b, &d->opts.limits, &out[i], err);
+  for (i = 0; i < n; i++) {
+    rc = vd_engine_new(b, lim, &out[i], err);
     if (rc) {
       while (i-- > 0) {
         vd_engine_free(out[i]);
@@ -419,6 +419,8 @@ static void history_check_stop(vd_daemon_t *d) {
 static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   memset(d, 0, sizeof *d);
   d->opts = *opts;
+  if (!d->opts.validate_timeout_s)
+    d->opts.validate_timeout_s = VD_VALIDATE_TIMEOUT_S;
   d->unix_fd = d->tcp_fd = -1;
   d->loop = uv_default_loop();
   d->started_ms = d->activated_ms = vd_now_ms();
@@ -451,45 +453,67 @@ static void daemon_release(vd_daemon_t *d) {
   uv_mutex_destroy(&d->state_lock);
 }
 
-/* Load the bundle and validate it exactly as a reload does: a broken edit
- * never goes live, a restart included.  A bundle that fails is not an
- * error here: *refused says so, and d->last_failure why (the refusal is
- * recorded once the history is open). */
-static int load_policies(vd_daemon_t *d, int *refused) {
+/* Load the bundle; it is validated by make_engines(). */
+static int load_policies(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
   int rc = vd_bundle_load(d->opts.policies, &d->bundle, &err);
-  if (rc != 0) {
+  if (rc != 0)
     vd_daemon_log("cannot load policies: %s", err.data);
-  } else if (!d->opts.unchecked) {
-    int vrc = vd_policy_validate(d->bundle, &d->opts.limits,
-                                 &d->last_failure);
-    if (vrc) {
-      if (!d->last_failure.len)
-        vd_buf_adds(&d->last_failure, vd_err_desc(vrc));
-      log_refused(d, d->last_failure.data);
-      *refused = 1;
-    }
-  }
   vd_buf_release(&err);
   return rc;
 }
 
-/* The worker array, and one engine per worker unless REFUSED. */
-static int make_engines(vd_daemon_t *d, int refused, vd_engine_t ***out) {
-  vd_buf_t err = VD_BUF_INIT;
-  int rc = 0;
+/* The worker array, and one engine per worker.  First the bundle is
+ * validated exactly as a reload does (unless --unchecked): a broken edit
+ * never goes live, a restart included.  Both run on a validation thread
+ * under --validate-timeout, as a reload's do (validate.c), so that a
+ * bundle whose code never returns cannot hang the start either.  A bundle
+ * that fails or runs out of time is not an error here: *refused says so,
+ * and d->last_failure why (the refusal is recorded once the history is
+ * open). */
+static int make_engines(vd_daemon_t *d, int *refused, vd_engine_t ***out) {
+  vd_validation_t *v = NULL;
+  unsigned i;
+  int rc;
   d->nworkers = d->opts.workers;
   d->workers = calloc(d->nworkers, sizeof *d->workers);
   *out = calloc(d->nworkers, sizeof **out);
   if (!d->workers || !*out) {
     vd_daemon_log("out of memory");
-    rc = VD_ENOMEM;
-  } else if (!refused &&
-             (rc = vd_daemon_build_engines(d, d->bundle, *out, &err)) != 0) {
-    vd_daemon_log("cannot load policies from %s: %s", d->opts.policies,
-                  err.data);
+    return VD_ENOMEM;
   }
-  vd_buf_release(&err);
+  vd_bundle_ref(d->bundle); /* the thread's */
+  rc = vd_validation_start(&v, d->opts.policies, d->bundle, &d->opts.limits,
+                           d->nworkers, !d->opts.unchecked, NULL);
+  if (rc != 0) {
+    vd_daemon_log("cannot start a thread to validate the bundle");
+    return rc;
+  }
+  if (vd_validation_wait(v, (int64_t)d->opts.validate_timeout_s * 1000) != 0) {
+    vd_validation_abandon(v); /* it ends with the process */
+    vd_buf_addf(&d->last_failure,
+                "timed out: validation did not finish within %u s "
+                "(--validate-timeout)", d->opts.validate_timeout_s);
+    log_refused(d, d->last_failure.data);
+    *refused = 1;
+    return 0;
+  }
+  rc = v->rc;
+  if (rc != 0 && v->refused) {
+    vd_buf_add(&d->last_failure, v->err.data, v->err.len);
+    log_refused(d, d->last_failure.data);
+    *refused = 1;
+    rc = 0;
+  } else if (rc != 0) {
+    vd_daemon_log("cannot load policies from %s: %s", d->opts.policies,
+                  v->err.data);
+  } else {
+    for (i = 0; i < d->nworkers; i++) {
+      (*out)[i] = v->engines[i];
+      v->engines[i] = NULL;
+    }
+  }
+  vd_validation_free(v);
   return rc;
 }
 
@@ -589,9 +613,9 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   int rc = 1, refused = 0;
 
   daemon_init(&d, opts);
-  if (load_policies(&d, &refused) != 0)
+  if (load_policies(&d) != 0)
     goto out;
-  if (make_engines(&d, refused, &engines) != 0)
+  if (make_engines(&d, &refused, &engines) != 0)
     goto out_engines;
   if (open_history(&d) != 0)
     goto out_engines;

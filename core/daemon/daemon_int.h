@@ -13,6 +13,7 @@
 #ifndef VERDICT_DAEMON_INT_H
 #define VERDICT_DAEMON_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -28,6 +29,35 @@
 #include "verdict/watchdog.h"
 
 typedef struct vd_conn vd_conn_t;
+
+/* A bundle's validation and engines, built on a thread of its own
+ * (validate.c, which says why).  The owner reads the results once
+ * vd_validation_finished() or vd_validation_wait() says the thread is done,
+ * and may take them (set the field to NULL). */
+typedef struct vd_validation {
+  /* inputs, set by vd_validation_start() */
+  char *dir;               /* read the bundle from here if none was given */
+  vd_limits_t lim;
+  unsigned nengines;
+  int check;               /* run vd_policy_validate() first */
+  uv_async_t *notify;      /* sent when the thread is done, or NULL */
+  /* results, the thread's until it is done */
+  int rc;                  /* 0, or why it failed (err says more) */
+  int refused;             /* the validation itself failed */
+  vd_buf_t err;
+  vd_bundle_t *bundle;     /* the bundle validated (a reference) */
+  vd_engine_t **engines;   /* nengines of them, when rc is 0 */
+  vd_buf_t in_force;       /* vd_wire_in_force() of engines[0] */
+  /* between the two threads */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int state;               /* running, finished, abandoned (validate.c) */
+} vd_validation_t;
+
+/* How many abandoned validations may still be running before reloads are
+ * refused: each holds a thread, its CPU, and up to lim.load_mem of memory
+ * until it returns or the process ends. */
+#define VD_VALIDATIONS_STUCK_MAX 2
 
 /* After SIGTERM, how long a worker waits for clients to take their last
  * answers before it closes their connections. */
@@ -89,9 +119,10 @@ typedef struct vd_admin {
   int stopped;                    /* vd_admin_stop() has run */
   struct vd_admin_conn *conns;
   vd_sandbox_t sb;                /* decodes admin requests */
-  struct vd_reload *reload_head, *reload_tail;
-  int reload_busy;
-  uv_work_t reload_work;
+  struct vd_reload *reload_head, *reload_tail; /* queued */
+  struct vd_reload *running;      /* being validated, or NULL */
+  uv_async_t validation_done;     /* its thread is done */
+  uv_timer_t reload_timer;        /* --validate-timeout */
   uv_fs_event_t **watchers;       /* --watch: one per bundle directory */
   size_t nwatchers;
   uv_timer_t watch_timer;         /* debounce */
@@ -153,6 +184,30 @@ void vd_worker_request_stop(vd_worker_t *w);
 void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
 void vd_worker_notify(vd_worker_t *w);
 
+/* validate.c (owner: one thread, the main one).  Start validating BUNDLE
+ * (taken; NULL: load DIR) under LIM on a new thread, which builds NENGINES
+ * engines if it passes (CHECK 0: without validating) and then sends NOTIFY
+ * if not NULL.  Returns 0 or VD_ENOMEM / VD_EINTERNAL (bundle released). */
+int vd_validation_start(vd_validation_t **out, const char *dir,
+                        vd_bundle_t *bundle, const vd_limits_t *lim,
+                        unsigned nengines, int check, uv_async_t *notify);
+/* 1 once the thread is done and its results can be read. */
+int vd_validation_finished(vd_validation_t *v);
+/* Block up to TIMEOUT_MS for the thread: 0 if it is done, else
+ * VD_EPOLICY_TIMEOUT (it still runs; abandon or wait again). */
+int vd_validation_wait(vd_validation_t *v, int64_t timeout_ms);
+/* Free a finished validation, and what is left of its results; one that
+ * is still running is abandoned instead. */
+void vd_validation_free(vd_validation_t *v);
+/* Walk away from V: from now on its thread frees it when it returns, and
+ * never sends notify.  V must not be used after this. */
+void vd_validation_abandon(vd_validation_t *v);
+/* The bundle V validates, a new reference, or NULL while it is still
+ * being read. */
+vd_bundle_t *vd_validation_bundle(vd_validation_t *v);
+/* Abandoned validations whose thread has not returned. */
+unsigned vd_validations_stuck(void);
+
 /* daemon.c: the status line answering request ID_JSON (any thread).
  * with_files adds which file decides each region and kind. */
 void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
@@ -161,10 +216,10 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
  * died is replaced, one a live daemon answers on is refused.  Returns the
  * fd, or -1 with err set. */
 int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err);
-/* One engine per worker for bundle B (any thread); all or nothing: on
+/* N engines for bundle B under LIM (any thread); all or nothing: on
  * failure every out[i] is NULL and err says why. */
-int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
-                            vd_buf_t *err);
+int vd_daemon_build_engines(unsigned n, const vd_limits_t *lim, vd_bundle_t *b,
+                            vd_engine_t **out, vd_buf_t *err);
 /* A line on stderr, after the time. */
 void vd_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

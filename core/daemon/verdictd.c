@@ -27,6 +27,9 @@ static void usage(FILE *f) {
       "10000000)\n"
       "  --mem-cap BYTES      memory one decision may use (default: "
       "33554432)\n"
+      "  --validate-timeout S seconds a bundle's validation may take, at\n"
+      "                       start-up or on a reload, before it is refused as\n"
+      "                       timed out (default: 30)\n"
       "  --always-count       count every VM instruction of every decision\n"
       "                       instead of the watchdog's fast attempts (same\n"
       "                       answers, slower; for comparison)\n"
@@ -60,6 +63,7 @@ int main(int argc, char **argv) {
       {"max-line", required_argument, 0, 'L'},
       {"instr-budget", required_argument, 0, 'I'},
       {"mem-cap", required_argument, 0, 'M'},
+      {"validate-timeout", required_argument, 0, 'T'},
       {"watch", no_argument, 0, 'W'},
       {"always-count", no_argument, 0, 'C'},
       {"unchecked", no_argument, 0, 'U'},
@@ -79,6 +83,7 @@ int main(int argc, char **argv) {
   o.workers = ncpu > 0 ? (unsigned)ncpu : 1;
   o.max_line = 1u << 20;
   o.max_pending_out = 8u << 20;
+  o.validate_timeout_s = VD_VALIDATE_TIMEOUT_S;
   o.limits = limits;
 
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -118,6 +123,14 @@ int main(int argc, char **argv) {
       if (parse_size("--mem-cap", optarg, 65536, &v))
         return 2;
       o.limits.mem_cap = v;
+      break;
+    case 'T':
+      if (parse_size("--validate-timeout", optarg, 1, &v) || v > 86400) {
+        fprintf(stderr, "verdictd: --validate-timeout takes 1 to 86400 "
+                        "seconds\n");
+        return 2;
+      }
+      o.validate_timeout_s = (unsigned)v;
       break;
     case 'W': o.watch = 1; break;
     case 'C': o.always_count = 1; break;

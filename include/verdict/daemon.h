@@ -27,6 +27,11 @@ typedef struct vd_daemon vd_daemon_t;
 #define VD_DEFAULT_ADMIN_SOCKET "var/verdictd-admin.sock"
 #define VD_DEFAULT_DB "var/verdict.db"
 
+/* The default of --validate-timeout, in seconds: `verdict check` of the
+ * bundled policies takes about a second, so this is far above any bundle
+ * whose code terminates. */
+#define VD_VALIDATE_TIMEOUT_S 30
+
 typedef struct vd_daemon_opts {
   const char *policies;    /* bundle directory */
   const char *socket;      /* decision socket path */
@@ -42,6 +47,9 @@ typedef struct vd_daemon_opts {
   unsigned workers;
   size_t max_line;         /* bytes; longer lines get too_large and a close */
   size_t max_pending_out;  /* stop reading a client whose unsent output passes this */
+  unsigned validate_timeout_s; /* a bundle's validation, at start-up or on a
+                              reload, that takes longer is refused as timed
+                              out (0: VD_VALIDATE_TIMEOUT_S) */
   vd_limits_t limits;
 } vd_daemon_opts_t;
 

@@ -1,0 +1,154 @@
+"""What no client and no bundle can do to the daemon: wedge the reload
+pipeline or shutdown with a validation that never ends, fill the disk with
+junk lines, or fill the memory by pipelining requests and never reading
+the answers (issue 11, causes 4 and 9).
+
+Every loop here is bounded in count and in time; everything is loopback.
+"""
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+import unittest
+
+from harness import FIXTURES, Daemon, Refused, request
+
+MINI = os.path.join(FIXTURES, "mini")
+HOSTILE_LOAD = os.path.join(FIXTURES, "hostile-load")
+SLOW = os.path.join(FIXTURES, "slow-validation")
+LIMIT_S = 2  # --validate-timeout in these tests
+# slow-validation's tests spin for billions of instructions: a budget that
+# lets them run for far longer than LIMIT_S (and end on their own, later)
+BIG_BUDGET = "20000000000"
+
+
+def comp(rid):
+    return request("compensation", "GD-SZ", {"charged_fen": 5000, "due_fen": 3000},
+                   rid=rid)
+
+
+def replace_bundle(dst, src):
+    shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+
+
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+class Reload(unittest.TestCase):
+    """Cause 4: a validation that does not come back in time is refused as
+    timed out, and neither the next reload nor SIGTERM waits for it."""
+
+    def start(self, *args):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-limits-")
+        self.bundle = os.path.join(self.tmp, "policies")
+        shutil.copytree(MINI, self.bundle)
+        self.d = Daemon(self.bundle, admin=True, tmp=self.tmp,
+                        args=("--validate-timeout", str(LIMIT_S)) + args)
+        self.admin = self.d.connect(admin=True)
+
+    d = None
+
+    def tearDown(self):
+        if self.d:
+            self.admin.close()
+        if self.d and self.d.proc.poll() is None:
+            self.d.kill()
+        if self.d:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def reload(self, rid):
+        t0 = time.time()
+        r = self.admin.call(op="reload", id=rid)
+        return r, time.time() - t0
+
+    def stop_promptly(self):
+        t0 = time.time()
+        rc = self.d.stop(timeout=10)
+        took = time.time() - t0
+        self.assertEqual(rc, 0, self.d.read_log())
+        self.assertLess(took, 3.0, "SIGTERM took %.1f s" % took)
+
+    def test_slow_validation_times_out_and_the_next_reload_succeeds(self):
+        self.start("--instr-budget", BIG_BUDGET)
+        c = self.d.connect()
+        before = c.call(**comp(1))["revision"]
+        replace_bundle(self.bundle, SLOW)
+        r, took = self.reload(1)
+        self.assertEqual(r["error"]["code"], "policy_timeout", r)
+        self.assertIn("timed out", r["error"]["message"])
+        self.assertIn("--validate-timeout", r["error"]["message"])
+        self.assertGreaterEqual(took, LIMIT_S - 0.1)
+        self.assertLess(took, LIMIT_S + 3)
+        # decisions kept being served by the revision before
+        self.assertEqual(c.call(**comp(2))["revision"], before)
+        st = self.admin.call(op="status", id="s")["status"]
+        self.assertIn("timed out", st["last_failure"])
+        # the next reload is not held up by the thread left behind
+        replace_bundle(self.bundle, MINI)
+        with open(os.path.join(self.bundle, "regions", "GD", "compensation.lua"),
+                  "a") as f:
+            f.write("-- edited\n")
+        r, took = self.reload(2)
+        self.assertTrue(r.get("ok"), r)
+        self.assertLess(took, LIMIT_S + 3)
+        self.assertNotEqual(c.call(**comp(3))["revision"], before)
+        c.close()
+        self.stop_promptly()
+        self.assertIn("refused", self.d.read_log())
+
+    def test_hostile_load_is_refused_and_sigterm_does_not_wait(self):
+        self.start()
+        c = self.d.connect()
+        before = c.call(**comp(1))["revision"]
+        replace_bundle(self.bundle, HOSTILE_LOAD)
+        r, took = self.reload(1)
+        # timed out, or refused at once where the sandbox bounds string.rep
+        self.assertIn(r["error"]["code"], ("policy_timeout", "policy_error"), r)
+        self.assertLess(took, LIMIT_S + 3)
+        self.assertEqual(c.call(**comp(2))["revision"], before)
+        replace_bundle(self.bundle, MINI)
+        r, took = self.reload(2)
+        self.assertTrue(r.get("ok"), r)
+        # once more, and SIGTERM while it is being validated
+        replace_bundle(self.bundle, HOSTILE_LOAD)
+        self.admin.send_request(op="reload", id=3)
+        time.sleep(0.3)
+        c.close()
+        self.stop_promptly()
+
+    def test_validations_left_behind_are_bounded(self):
+        self.start("--instr-budget", BIG_BUDGET)
+        replace_bundle(self.bundle, SLOW)
+        for i in range(2):
+            r, _ = self.reload(i)
+            self.assertEqual(r["error"]["code"], "policy_timeout", r)
+        # two threads still spin: the third reload is refused unread
+        r, took = self.reload(3)
+        self.assertEqual(r["error"]["code"], "policy_timeout", r)
+        self.assertIn("restart verdictd", r["error"]["message"])
+        self.assertLess(took, 1.0)
+        self.stop_promptly()
+
+    def test_startup_validation_has_the_same_limit(self):
+        t0 = time.time()
+        ref = Refused(SLOW, args=("--validate-timeout", str(LIMIT_S),
+                                  "--instr-budget", BIG_BUDGET), timeout=20)
+        took = time.time() - t0
+        self.assertEqual(ref.status, 1, ref.log)
+        self.assertIn("timed out", ref.log)
+        self.assertIn("--validate-timeout", ref.log)
+        self.assertLess(took, LIMIT_S + 4)
+        self.assertEqual(ref.sockets_left(), [])
+        shutil.rmtree(ref.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
