@@ -63,6 +63,15 @@ typedef struct vd_validation {
  * answers before it closes their connections. */
 #define VD_SHUTDOWN_GRACE_MS 5000
 
+/* Of a request answered bad_request (not valid JSON, or not a request)
+ * or too_large (too big to decode under the memory cap), the history
+ * keeps at most this many bytes, cut at a UTF-8 boundary: enough to see
+ * what a client sent, too few for junk lines to fill the disk (a line of
+ * --max-line bytes, 1 MiB by default, costs 4 KiB).  Replay compares only
+ * the error code of a bad_request row, and a prefix of a bad request is a
+ * bad request; it skips too_large rows. */
+#define VD_BAD_REQUEST_RECORD_BYTES 4096
+
 
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {

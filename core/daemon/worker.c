@@ -304,6 +304,15 @@ static void history_done(vd_worker_t *w) {
  * Requests
  * ------------------------------------------------------------------------ */
 
+/* The longest prefix of s, at most max bytes, that does not end inside a
+ * UTF-8 sequence (s is longer than max). */
+static size_t utf8_prefix(const char *s, size_t max) {
+  size_t n = max;
+  while (n > 0 && n > max - 4 && ((unsigned char)s[n] & 0xC0) == 0x80)
+    n--;
+  return n;
+}
+
 static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
                                int64_t received_ms) {
   vd_worker_t *w = c->w;
@@ -334,6 +343,9 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
     r.category = d->category.len ? d->category.data : NULL;
     r.request = line;
     r.request_len = len;
+    if ((d->code == VD_EBAD_REQUEST || d->code == VD_ETOO_LARGE) &&
+        len > VD_BAD_REQUEST_RECORD_BYTES)
+      r.request_len = utf8_prefix(line, VD_BAD_REQUEST_RECORD_BYTES);
     if (d->code == 0) {
       r.result = d->result.data;
       r.result_len = d->result.len;

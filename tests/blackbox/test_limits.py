@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import tempfile
 import time
 import unittest
@@ -148,6 +149,51 @@ class Reload(unittest.TestCase):
         self.assertLess(took, LIMIT_S + 4)
         self.assertEqual(ref.sockets_left(), [])
         shutil.rmtree(ref.tmp, ignore_errors=True)
+
+
+def history_bytes(d):
+    return sum(os.path.getsize(d.db + ext) for ext in ("", "-wal")
+               if os.path.exists(d.db + ext))
+
+
+class JunkLines(unittest.TestCase):
+    """Cause 9a: a line that is not a request costs the history at most
+    VD_BAD_REQUEST_RECORD_BYTES (4 KiB) of request text, however long."""
+
+    LINES = 24
+    KEEP = 4096
+
+    def test_junk_lines_are_recorded_as_a_bounded_prefix(self):
+        d = Daemon(MINI)
+        try:
+            c = d.connect()
+            c.call(**comp(0))
+            before = history_bytes(d)
+            junk = ("\u00e9" * 300 + "x" * ((1 << 20) - 1000)).encode()
+            for i in range(self.LINES):
+                c.send(junk + b"\n")
+                r = c.readline()
+                self.assertEqual(r["error"]["code"], "bad_request", r)
+            # valid JSON that is not a request is cut too
+            big = ('{"id":1,"kind":"compensation","junk":"%s"}'
+                   % ("y" * 100000)).encode()
+            c.send(big + b"\n")
+            self.assertEqual(c.readline()["error"]["code"], "bad_request")
+            self.assertIn("result", c.call(**comp(1)))
+            c.close()
+        finally:
+            self.assertEqual(d.stop(), 0, d.read_log())
+        grown = history_bytes(d) - before  # checkpointed into one file
+        db = sqlite3.connect(d.db)
+        rows = db.execute("SELECT length(CAST(request AS BLOB)) FROM decisions "
+                          "WHERE error_code = 'bad_request'").fetchall()
+        db.close()
+        self.assertEqual(len(rows), self.LINES + 1)
+        self.assertTrue(all(n <= self.KEEP for (n,) in rows), rows)
+        self.assertTrue(all(n > self.KEEP - 4 for (n,) in rows), rows)
+        # 25 MiB of junk; pages and indexes besides: under 16 KiB a line
+        self.assertLess(grown, (self.LINES + 1) * 16 * 1024, grown)
+        shutil.rmtree(d.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
