@@ -421,6 +421,10 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   d->opts = *opts;
   if (!d->opts.validate_timeout_s)
     d->opts.validate_timeout_s = VD_VALIDATE_TIMEOUT_S;
+  if (!d->opts.max_pending_out)
+    d->opts.max_pending_out = VD_MAX_PENDING_OUT;
+  if (!d->opts.max_pending_total)
+    d->opts.max_pending_total = VD_MAX_PENDING_TOTAL;
   d->unix_fd = d->tcp_fd = -1;
   d->loop = uv_default_loop();
   d->started_ms = d->activated_ms = vd_now_ms();

@@ -73,6 +73,22 @@ typedef struct vd_validation {
 #define VD_BAD_REQUEST_RECORD_BYTES 4096
 
 
+/* Back-pressure (worker.c): past --max-pending-total, connections whose
+ * unread responses come to this much or more are not read from; a client
+ * that reads its answers holds next to nothing. */
+#define VD_HEAVY_BYTES (64u << 10)
+/* How often a worker looks again at the connections it stopped reading. */
+#define VD_RECHECK_MS 50
+/* Once all connections have held this much (or half of
+ * --max-pending-total, if less), malloc_trim() runs when they are down to
+ * an eighth of it. */
+#define VD_TRIM_ARM_BYTES (16u << 20)
+/* What a record costs the history's queue beyond its strings: ids, the
+ * decision time, kind, region, revision and the hash, roughly. */
+#define VD_RECORD_OVERHEAD 512
+/* A connection's framer buffer above this is freed once it is empty. */
+#define VD_FRAMER_KEEP_BYTES (256u << 10)
+
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
   int fd;
@@ -90,6 +106,8 @@ typedef struct vd_worker {
   uv_loop_t loop;
   uv_async_t wake;         /* hand-offs, history completions, stop, swap */
   uv_timer_t grace;        /* started by a stop: force-close stragglers */
+  uv_timer_t recheck;      /* while nthrottled: VD_RECHECK_MS */
+  unsigned nthrottled;     /* connections not read for back-pressure */
 
   uv_mutex_t lock;         /* guards the fields up to `engine` */
   vd_handoff_t *queue;
@@ -110,6 +128,8 @@ typedef struct vd_worker {
 
   /* responses waiting for their history record to commit, oldest first */
   struct vd_pending *pend_head, *pend_tail;
+  /* records in the history's queue, oldest first (what they hold) */
+  struct vd_unsynced *uns_head, *uns_tail;
 
   /* counters, read by status from any thread */
   atomic_uint_fast64_t decisions;
@@ -154,6 +174,11 @@ struct vd_daemon {
   uv_timer_t accept_pause;
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
+
+  /* bytes held for all connections of all workers (worker.c) */
+  atomic_size_t held;
+  atomic_int shedding;     /* held passed max_pending_total (logged once) */
+  atomic_int trim_armed;   /* held passed VD_TRIM_ARM_BYTES since a trim */
 
   vd_worker_t *workers;
   unsigned nworkers;

@@ -23,6 +23,12 @@ static void usage(FILE *f) {
       "  --log-mode MODE      durable (default), async or off\n"
       "  --workers N          worker threads (default: number of cores)\n"
       "  --max-line BYTES     longest request line (default: 1048576)\n"
+      "  --max-pending BYTES  stop reading from a client whose unread answers\n"
+      "                       pass this, until they are down to half (default:\n"
+      "                       8388608, and at least twice --max-line)\n"
+      "  --max-pending-total BYTES  past this many bytes held for all clients\n"
+      "                       together, stop reading from those with 64 KiB or\n"
+      "                       more unread, until under 3/4 (default: 67108864)\n"
       "  --instr-budget N     VM instructions per decision (default: "
       "10000000)\n"
       "  --mem-cap BYTES      memory one decision may use (default: "
@@ -61,6 +67,8 @@ int main(int argc, char **argv) {
       {"log-mode", required_argument, 0, 'm'},
       {"workers", required_argument, 0, 'w'},
       {"max-line", required_argument, 0, 'L'},
+      {"max-pending", required_argument, 0, 'P'},
+      {"max-pending-total", required_argument, 0, 'G'},
       {"instr-budget", required_argument, 0, 'I'},
       {"mem-cap", required_argument, 0, 'M'},
       {"validate-timeout", required_argument, 0, 'T'},
@@ -82,7 +90,8 @@ int main(int argc, char **argv) {
   o.log_mode = VD_LOG_DURABLE;
   o.workers = ncpu > 0 ? (unsigned)ncpu : 1;
   o.max_line = 1u << 20;
-  o.max_pending_out = 8u << 20;
+  o.max_pending_out = VD_MAX_PENDING_OUT;
+  o.max_pending_total = VD_MAX_PENDING_TOTAL;
   o.validate_timeout_s = VD_VALIDATE_TIMEOUT_S;
   o.limits = limits;
 
@@ -111,8 +120,16 @@ int main(int argc, char **argv) {
       if (parse_size("--max-line", optarg, 64, &v))
         return 2;
       o.max_line = v;
-      if (o.max_pending_out < v * 2)
-        o.max_pending_out = v * 2;
+      break;
+    case 'P':
+      if (parse_size("--max-pending", optarg, 65536, &v))
+        return 2;
+      o.max_pending_out = v;
+      break;
+    case 'G':
+      if (parse_size("--max-pending-total", optarg, 1u << 20, &v))
+        return 2;
+      o.max_pending_total = v;
       break;
     case 'I':
       if (parse_size("--instr-budget", optarg, 1000, &v))
@@ -143,6 +160,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (o.max_pending_out < o.max_line * 2)
+    o.max_pending_out = o.max_line * 2; /* one whole line's answer and more */
   if (optind < argc) {
     fprintf(stderr, "verdictd: unexpected argument '%s'\n", argv[optind]);
     usage(stderr);

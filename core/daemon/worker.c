@@ -17,10 +17,23 @@
  * (FIFO, all connections) until the history writer reports its record
  * committed, and entries leave that queue strictly from the head.
  *
- * Back-pressure: a client whose unsent output passes max_pending_out is not
- * read from until its output drains, so it cannot make us buffer without
- * bound and slows only itself.
+ * Back-pressure: every byte held for a connection is counted (`held`):
+ * what it sent that is not yet decided (the framer's buffer), responses
+ * not yet given to uv_write, those in uv_write requests not yet done, and
+ * with --log-mode durable those in the pending queue waiting for their
+ * commit.  A connection holding more than max_pending_out is not read from
+ * (nor are the lines already read from it decided) until it is down to
+ * half; so it holds at most max_pending_out plus one response and one read
+ * (64 KiB), and slows only itself.  The sum over every connection of every
+ * worker is d->held; past max_pending_total the workers stop reading from
+ * every connection holding VD_HEAVY_BYTES or more (the clients that do not
+ * read their answers: one that reads holds next to nothing), until the sum
+ * is back under three quarters of it.  A timer re-checks such connections
+ * every VD_RECHECK_MS, since the bytes that free them may be another
+ * worker's.  Once the sum has been high and is low again, a worker asks
+ * malloc to give the freed memory back to the system (malloc_trim).
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +53,11 @@ struct vd_conn {
   size_t inflight;      /* bytes in uv_write requests not yet done */
   unsigned refs;        /* the loop's, plus one per pending response */
   unsigned npending;    /* responses of ours in the pending queue */
+  size_t queued;        /* bytes of ours in the pending queue */
+  size_t held;          /* what conn_account() last added to d->held */
   int reading;          /* uv_read_start is in effect */
   int throttled;        /* reading stopped for back-pressure */
+  int shed;             /* ...because d->held passed max_pending_total */
   int eof;              /* the client sent EOF, or we are stopping */
   int closing;          /* uv_close called */
   int close_when_flushed;
@@ -58,6 +74,15 @@ typedef struct vd_pending {
   char data[];          /* response line, then NUL, then the id JSON */
 } vd_pending_t;
 
+/* A record of c's in the history's queue, not yet committed: its bytes
+ * are c's until then (in every log mode but off). */
+typedef struct vd_unsynced {
+  struct vd_unsynced *next;
+  vd_conn_t *conn;
+  uint64_t seq;
+  size_t bytes;
+} vd_unsynced_t;
+
 typedef struct vd_write {
   uv_write_t req;
   vd_conn_t *conn;
@@ -67,6 +92,8 @@ typedef struct vd_write {
 
 static void conn_flush(vd_conn_t *c);
 static void conn_maybe_close(vd_conn_t *c);
+static void conn_account(vd_conn_t *c);
+static void conn_resume(vd_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static int answer_fact(void *ud, const char *query, const char *a,
@@ -77,6 +104,43 @@ static int answer_fact(void *ud, const char *query, const char *a,
  * Connection lifetime
  * ------------------------------------------------------------------------ */
 
+static size_t trim_arm_bytes(const vd_daemon_t *d) {
+  size_t half = d->opts.max_pending_total / 2;
+  return half < VD_TRIM_ARM_BYTES ? half : VD_TRIM_ARM_BYTES;
+}
+
+/* Add NOW and take OLD from the bytes all connections hold (d->held);
+ * returns the new sum.  Once the sum has passed VD_TRIM_ARM_BYTES, the
+ * next time it falls under an eighth of that, malloc gives back what the
+ * connections' buffers freed (glibc keeps freed memory in its arenas).
+ * (Half of --max-pending-total, when that is less.) */
+static size_t held_add(vd_worker_t *w, size_t old, size_t now) {
+  vd_daemon_t *d = w->daemon;
+  size_t total;
+  if (now >= old)
+    total = atomic_fetch_add(&d->held, now - old) + (now - old);
+  else
+    total = atomic_fetch_sub(&d->held, old - now) - (old - now);
+  if (total > trim_arm_bytes(d))
+    atomic_store_explicit(&d->trim_armed, 1, memory_order_relaxed);
+  return total;
+}
+
+/* After bytes were freed: say when the sum is back under 3/4 of
+ * --max-pending-total after shedding, and trim (held_add()). */
+static void after_release(vd_worker_t *w) {
+  vd_daemon_t *d = w->daemon;
+  size_t total = atomic_load(&d->held);
+  if (atomic_load_explicit(&d->shedding, memory_order_relaxed) &&
+      total <= d->opts.max_pending_total / 4 * 3 &&
+      atomic_exchange(&d->shedding, 0))
+    vd_daemon_log("connections hold %zu bytes, under --max-pending-total "
+                  "again: reading from every connection", total);
+  if (atomic_load_explicit(&d->trim_armed, memory_order_relaxed) &&
+      total < trim_arm_bytes(d) / 8 && atomic_exchange(&d->trim_armed, 0))
+    malloc_trim(0);
+}
+
 /* A stopping worker is done when no connection and no pending response
  * is left: close its own handles so that its loop returns. */
 static void finish_if_done(vd_worker_t *w) {
@@ -84,16 +148,20 @@ static void finish_if_done(vd_worker_t *w) {
       uv_is_closing((uv_handle_t *)&w->wake))
     return;
   uv_close((uv_handle_t *)&w->wake, NULL);
+  uv_close((uv_handle_t *)&w->recheck, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->grace))
     uv_close((uv_handle_t *)&w->grace, NULL);
 }
 
 static void conn_unref(vd_conn_t *c) {
+  vd_worker_t *w = c->w;
   if (--c->refs)
     return;
+  held_add(c->w, c->held, 0);
   vd_framer_release(&c->framer);
   vd_buf_release(&c->out);
   free(c);
+  after_release(w);
 }
 
 static void on_close(uv_handle_t *h) {
@@ -106,6 +174,10 @@ static void on_close(uv_handle_t *h) {
   if (c->next)
     c->next->prev = c->prev;
   w->nconns--;
+  if (c->throttled) {
+    c->throttled = 0;
+    w->nthrottled--;
+  }
   atomic_fetch_sub(&w->connections, 1);
   conn_unref(c);
   finish_if_done(w);
@@ -132,6 +204,95 @@ static void conn_read_stop(vd_conn_t *c) {
   c->reading = 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Back-pressure (see the top of the file)
+ * ------------------------------------------------------------------------ */
+
+static void recheck_start(vd_worker_t *w);
+
+static void throttle(vd_conn_t *c, int shed) {
+  vd_worker_t *w = c->w;
+  vd_daemon_t *d = w->daemon;
+  c->throttled = 1;
+  c->shed = shed;
+  w->nthrottled++;
+  conn_read_stop(c);
+  recheck_start(w);
+  if (shed && !atomic_exchange(&d->shedding, 1))
+    vd_daemon_log("connections hold %zu bytes, over --max-pending-total "
+                  "%zu: not reading from those holding %u KiB or more",
+                  atomic_load(&d->held), d->opts.max_pending_total,
+                  VD_HEAVY_BYTES >> 10);
+}
+
+/* Response bytes c holds that its client has not read: whether to read
+ * from it depends on these.  (Its framer holds at most --max-line plus one
+ * read, whether we read or not, and is counted in d->held.) */
+static size_t out_held(const vd_conn_t *c) {
+  return c->out.len + c->inflight + c->queued;
+}
+
+/* Count what c holds now into d->held, and stop reading from it if it
+ * holds too much, or the daemon does and c is among the heavy. */
+static void conn_account(vd_conn_t *c) {
+  vd_worker_t *w = c->w;
+  const vd_daemon_opts_t *o = &w->daemon->opts;
+  size_t out = out_held(c), now = out + vd_framer_pending(&c->framer);
+  size_t total = held_add(w, c->held, now);
+  c->held = now;
+  if (c->throttled || c->closing || c->eof)
+    return;
+  if (out > o->max_pending_out)
+    throttle(c, 0);
+  else if (total > o->max_pending_total && out >= VD_HEAVY_BYTES)
+    throttle(c, 1);
+}
+
+static void process_lines(vd_conn_t *c);
+
+/* Read from a throttled c again if it, and the daemon, hold little enough
+ * now: first the lines already read, then the socket. */
+static void conn_resume(vd_conn_t *c) {
+  vd_worker_t *w = c->w;
+  vd_daemon_t *d = w->daemon;
+  const vd_daemon_opts_t *o = &d->opts;
+  size_t total = atomic_load(&d->held), out = out_held(c);
+  int heavy = total > o->max_pending_total / 4 * 3 && out >= VD_HEAVY_BYTES;
+  if (!c->throttled || out > o->max_pending_out / 2 || heavy)
+    return;
+  c->throttled = 0;
+  c->shed = 0;
+  w->nthrottled--;
+  if (c->closing || c->eof)
+    return;
+  process_lines(c);
+  conn_flush(c);
+  conn_account(c);
+  if (!c->throttled)
+    conn_read_start(c);
+}
+
+/* Every VD_RECHECK_MS while a connection of ours is throttled: what frees
+ * it may have been another worker's bytes. */
+static void on_recheck(uv_timer_t *t) {
+  vd_worker_t *w = t->data;
+  vd_conn_t *c;
+  for (c = w->conns; c; c = c->next) {
+    if (c->throttled && !c->closing) {
+      conn_account(c);
+      conn_resume(c);
+    }
+  }
+  if (!w->nthrottled)
+    uv_timer_stop(t);
+  after_release(w);
+}
+
+static void recheck_start(vd_worker_t *w) {
+  if (!uv_is_active((uv_handle_t *)&w->recheck) && !w->stopping)
+    uv_timer_start(&w->recheck, on_recheck, VD_RECHECK_MS, VD_RECHECK_MS);
+}
+
 /* Close once nothing is left to send: the client finished (EOF) or we
  * answered a fatal error. */
 static void conn_maybe_close(vd_conn_t *c) {
@@ -151,10 +312,9 @@ static void on_write(uv_write_t *req, int status) {
   if (status < 0) {
     conn_close(c);
   } else {
-    if (c->throttled && c->inflight <= c->w->daemon->opts.max_pending_out / 2) {
-      c->throttled = 0;
-      conn_read_start(c);
-    }
+    conn_account(c);
+    if (c->throttled)
+      conn_resume(c);
     conn_maybe_close(c);
   }
   conn_unref(c);
@@ -197,10 +357,6 @@ static void conn_flush(vd_conn_t *c) {
     free(wr);
     conn_close(c);
     return;
-  }
-  if (c->inflight > c->w->daemon->opts.max_pending_out && c->reading) {
-    c->throttled = 1;
-    conn_read_stop(c);
   }
 }
 
@@ -247,6 +403,7 @@ static void respond(vd_conn_t *c, const char *line, size_t len, uint64_t seq,
            decision_id ? decision_id : "");
   c->refs++;
   c->npending++;
+  c->queued += len;
   if (w->pend_tail)
     w->pend_tail->next = p;
   else
@@ -276,13 +433,58 @@ static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
       } else {
         vd_buf_add(&c->out, p->data, p->len);
       }
-      conn_flush(c);
     }
     c->npending--;
-    conn_maybe_close(c);
+    c->queued -= p->len;
     free(p);
+    if (!c->closing) {
+      conn_flush(c);
+      conn_account(c);
+      if (c->throttled)
+        conn_resume(c);
+    }
+    conn_maybe_close(c);
     conn_unref(c);
   }
+}
+
+/* Records up to done->last are committed (or failed): no longer held. */
+static void release_unsynced(vd_worker_t *w, const vd_history_done_t *done) {
+  vd_unsynced_t *u;
+  while ((u = w->uns_head) != NULL && u->seq <= done->last) {
+    vd_conn_t *c = u->conn;
+    w->uns_head = u->next;
+    if (!w->uns_head)
+      w->uns_tail = NULL;
+    c->queued -= u->bytes;
+    free(u);
+    if (!c->closing) {
+      conn_account(c);
+      if (c->throttled)
+        conn_resume(c);
+    }
+    conn_unref(c);
+  }
+}
+
+/* Charge c with a record of BYTES in the history's queue until seq is
+ * committed. */
+static void hold_unsynced(vd_conn_t *c, uint64_t seq, size_t bytes) {
+  vd_worker_t *w = c->w;
+  vd_unsynced_t *u = malloc(sizeof *u);
+  if (!u)
+    return; /* uncounted, not lost: the record is queued all the same */
+  u->next = NULL;
+  u->conn = c;
+  u->seq = seq;
+  u->bytes = bytes;
+  c->refs++;
+  c->queued += bytes;
+  if (w->uns_tail)
+    w->uns_tail->next = u;
+  else
+    w->uns_head = u;
+  w->uns_tail = u;
 }
 
 /* History completions arrived: release what they cover, range by range
@@ -291,8 +493,10 @@ static void history_done(vd_worker_t *w) {
   vd_history_done_t done[64];
   size_t n, i;
   while ((n = vd_history_drain(w->daemon->history, w->index, done, 64)) > 0)
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
+      release_unsynced(w, &done[i]);
       release_pending(w, &done[i]);
+    }
   /* responses queued behind nothing (ping, status, async) */
   if (w->pend_head && w->pend_head->seq == 0) {
     vd_history_done_t none = {0, 0, 0};
@@ -368,8 +572,13 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
                           "the history database is not accepting records",
                           NULL, decision_id);
       seq = 0;
-    } else if (w->daemon->opts.log_mode != VD_LOG_DURABLE) {
-      seq = 0;
+    } else {
+      /* the history's copy of the record, about */
+      hold_unsynced(c, seq, sizeof r + r.request_len + r.result_len +
+                                r.trace_len + r.facts_len + d->message.len +
+                                VD_RECORD_OVERHEAD);
+      if (w->daemon->opts.log_mode != VD_LOG_DURABLE)
+        seq = 0;
     }
   }
   respond(c, w->scratch.data, w->scratch.len, seq, decision_id, d->id.data);
@@ -441,17 +650,37 @@ static void too_large(vd_conn_t *c) {
   c->eof = 1;
 }
 
+/* Decide the complete lines c sent, in order, until it holds too much
+ * (conn_account() throttles it; the rest wait in the framer, counted). */
+static void process_lines(vd_conn_t *c) {
+  const char *line;
+  size_t len;
+  int r = 0;
+  while (!c->throttled && !c->closing && !c->close_when_flushed &&
+         (r = vd_framer_next(&c->framer, &line, &len)) == 1) {
+    handle_line(c, line, len);
+    if (c->out.len >= VD_HEAVY_BYTES) /* a burst: to the socket as we go */
+      conn_flush(c);
+    conn_account(c);
+  }
+  if (r < 0)
+    too_large(c);
+  /* a long line or a burst grew the buffer: give it back once drained */
+  if (vd_framer_pending(&c->framer) == 0 &&
+      c->framer.buf.cap > VD_FRAMER_KEEP_BYTES) {
+    size_t max = c->framer.max_line;
+    vd_framer_release(&c->framer);
+    vd_framer_init(&c->framer, max);
+  }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   vd_conn_t *c = s->data;
   const char *line;
   size_t len;
-  int r;
   if (nread > 0) {
     vd_framer_feed(&c->framer, buf->base, (size_t)nread);
-    while ((r = vd_framer_next(&c->framer, &line, &len)) == 1)
-      handle_line(c, line, len);
-    if (r < 0)
-      too_large(c);
+    process_lines(c);
   } else if (nread == UV_EOF) {
     /* Half-close: answer everything received, a last unterminated line
      * included, then close when the answers are out. */
@@ -469,6 +698,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   conn_flush(c);
+  conn_account(c);
+  if (c->throttled) /* what stopped it may be gone, flushed just now */
+    conn_resume(c);
   conn_maybe_close(c);
 }
 
@@ -641,6 +873,8 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
   if (rc)
     goto out_mutex;
   w->wake.data = w;
+  uv_timer_init(&w->loop, &w->recheck);
+  w->recheck.data = w;
   rc = uv_thread_create(&w->thread, worker_main, w);
   if (rc)
     goto out_wake;
@@ -649,6 +883,7 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
 
 out_wake:
   uv_close((uv_handle_t *)&w->wake, NULL);
+  uv_close((uv_handle_t *)&w->recheck, NULL);
   uv_run(&w->loop, UV_RUN_NOWAIT);
 out_mutex:
   uv_mutex_destroy(&w->lock);
@@ -680,6 +915,16 @@ void vd_worker_release(vd_worker_t *w) {
   w->queue = NULL;
   w->nqueue = w->capqueue = 0;
   uv_mutex_destroy(&w->lock);
+  /* records still uncommitted when the loop ended (async mode): the
+   * history commits them as it closes; what they held is no longer ours */
+  while (w->uns_head) {
+    vd_unsynced_t *u = w->uns_head;
+    w->uns_head = u->next;
+    u->conn->queued -= u->bytes;
+    conn_unref(u->conn);
+    free(u);
+  }
+  w->uns_tail = NULL;
   vd_engine_free(w->next_engine);
   vd_engine_free(w->engine);
   w->next_engine = w->engine = NULL;

@@ -31,6 +31,10 @@ typedef struct vd_daemon vd_daemon_t;
  * bundled policies takes about a second, so this is far above any bundle
  * whose code terminates. */
 #define VD_VALIDATE_TIMEOUT_S 30
+/* The defaults of --max-pending (one connection's unread responses) and
+ * --max-pending-total (every connection's bytes together). */
+#define VD_MAX_PENDING_OUT (8u << 20)
+#define VD_MAX_PENDING_TOTAL (64u << 20)
 
 typedef struct vd_daemon_opts {
   const char *policies;    /* bundle directory */
@@ -47,6 +51,8 @@ typedef struct vd_daemon_opts {
   unsigned workers;
   size_t max_line;         /* bytes; longer lines get too_large and a close */
   size_t max_pending_out;  /* stop reading a client whose unsent output passes this */
+  size_t max_pending_total;/* ...and, past this sum over all connections,
+                              every client with 64 KiB or more unread */
   unsigned validate_timeout_s; /* a bundle's validation, at start-up or on a
                               reload, that takes longer is refused as timed
                               out (0: VD_VALIDATE_TIMEOUT_S) */

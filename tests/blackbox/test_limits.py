@@ -5,7 +5,9 @@ the answers (issue 11, causes 4 and 9).
 
 Every loop here is bounded in count and in time; everything is loopback.
 """
+import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -193,6 +195,81 @@ class JunkLines(unittest.TestCase):
         self.assertTrue(all(n > self.KEEP - 4 for (n,) in rows), rows)
         # 25 MiB of junk; pages and indexes besides: under 16 KiB a line
         self.assertLess(grown, (self.LINES + 1) * 16 * 1024, grown)
+        shutil.rmtree(d.tmp, ignore_errors=True)
+
+
+class Pipelining(unittest.TestCase):
+    """Cause 9b and 9c: clients that pipeline and never read hold at most
+    --max-pending each and --max-pending-total together (pending responses,
+    records waiting for their commit, and read buffers all counted); the
+    memory comes back once they leave, and a client that reads its answers
+    keeps getting them meanwhile."""
+
+    CLIENTS = 20
+    BUDGET = 16 << 20
+    FLOOD_S = 4
+
+    def test_non_reading_clients_are_bounded_and_memory_comes_back(self):
+        mib = 1 << 10  # VmRSS is in KiB
+        d = Daemon(MINI, args=("--max-pending-total", str(self.BUDGET),
+                               "--max-pending", str(2 << 20)))
+        flood = []
+        try:
+            good = d.connect()
+            line = (json.dumps(comp(1)) + "\n").encode()
+            for _ in range(20):  # warm: caches, Lua heaps, the history
+                good.send(line * 500)
+                for _ in range(500):
+                    self.assertIn("result", good.readline())
+            baseline = vm_rss_kib(d.proc.pid)
+            for _ in range(self.CLIENTS):
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(d.socket)
+                s.setblocking(False)
+                flood.append(s)
+            batch = line * 200
+            peak, slowest, sent = 0, 0.0, 0
+            t0 = time.time()
+            while time.time() - t0 < self.FLOOD_S:
+                _, writable, _ = select.select([], flood, [], 0.1)
+                for s in writable:
+                    try:
+                        sent += s.send(batch)
+                    except BlockingIOError:
+                        pass
+                peak = max(peak, vm_rss_kib(d.proc.pid))
+                t1 = time.time()
+                self.assertIn("result", good.call(**comp(2)))
+                slowest = max(slowest, time.time() - t1)
+            during = vm_rss_kib(d.proc.pid)
+            for s in flood:
+                s.close()
+            flood = []
+            deadline, after = time.time() + 10, None
+            while time.time() < deadline:
+                after = vm_rss_kib(d.proc.pid)
+                if after <= baseline + 8 * mib:
+                    break
+                time.sleep(0.2)
+            self.assertIn("result", good.call(**comp(3)))
+            good.close()
+        finally:
+            for s in flood:
+                s.close()
+            rc = d.stop()
+        log = d.read_log()
+        self.assertEqual(rc, 0, log)
+        report = ("baseline %d KiB, peak %d, during %d, after %d; sent %d MiB; "
+                  "slowest answer %.3f s" % (baseline, peak, during, after,
+                                             sent >> 20, slowest))
+        # they sent more than the budget's worth of answers and records...
+        self.assertGreater(sent, 1 << 20, report)
+        self.assertIn("over --max-pending-total", log)
+        # ...and the daemon held about the budget, with malloc's overhead
+        self.assertLess(peak, baseline + 2 * self.BUDGET // 1024 + 8 * mib,
+                        report)
+        self.assertLessEqual(after, baseline + 8 * mib, report)
+        self.assertLess(slowest, 2.0, report)
         shutil.rmtree(d.tmp, ignore_errors=True)
 
 
