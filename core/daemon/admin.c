@@ -657,7 +657,7 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
     store_revision(d, r->bundle); /* failed ones too: auditors see them */
   if (r->rc == 0 && !d->stopping) {
     for (i = 0; i < d->nworkers; i++) {
-      vd_worker_offer_engine(&d->workers[i], v->engines[i]);
+      vd_worker_offer_engine(&d->workers[d->active[i]], v->engines[i]);
       v->engines[i] = NULL;
     }
     uv_mutex_lock(&d->state_lock);

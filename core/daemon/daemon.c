@@ -149,16 +149,16 @@ static void describe_peer(int fd, int is_tcp, char out[64]) {
 
 static vd_worker_t *least_loaded(vd_daemon_t *d) {
   unsigned i, best = d->next_worker % d->nworkers;
-  unsigned min = atomic_load(&d->workers[best].connections);
+  unsigned min = atomic_load(&d->workers[d->active[best]].connections);
   for (i = 0; i < d->nworkers; i++) {
-    unsigned n = atomic_load(&d->workers[i].connections);
+    unsigned n = atomic_load(&d->workers[d->active[i]].connections);
     if (n < min) {
       min = n;
       best = i;
     }
   }
   d->next_worker = best + 1;
-  return &d->workers[best];
+  return &d->workers[d->active[best]];
 }
 
 static void resume_accepting(uv_timer_t *t);
@@ -214,7 +214,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
   unsigned i;
   int k;
   memset(&s, 0, sizeof s);
-  for (i = 0; i < d->nworkers; i++) {
+  for (i = 0; i < d->nslots; i++) { /* replaced ones' counts too */
     vd_worker_t *w = &d->workers[i];
     s.decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
     s.connections += atomic_load_explicit(&w->connections,
@@ -230,6 +230,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
   s.instructions = d->opts.limits.instr_budget;
   s.interrupts =
       d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0;
+  s.overruns = atomic_load(&d->overruns);
   /* the strings below are the daemon's, changed only under the lock */
   uv_mutex_lock(&d->state_lock);
   s.revision = vd_bundle_revision(d->bundle);
@@ -254,7 +255,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
 
 static void on_history_done(unsigned worker, void *arg) {
   vd_daemon_t *d = arg;
-  if (worker < d->nworkers)
+  if (worker < d->nslots && !atomic_load(&d->workers[worker].abandoned))
     vd_worker_notify(&d->workers[worker]);
 }
 
@@ -281,6 +282,8 @@ static void close_own_handles(vd_daemon_t *d) {
     return;
   uv_timer_stop(&d->accept_pause);
   uv_close((uv_handle_t *)&d->accept_pause, NULL);
+  uv_timer_stop(&d->overrun_timer);
+  uv_close((uv_handle_t *)&d->overrun_timer, NULL);
   uv_close((uv_handle_t *)&d->sig_term, NULL);
   uv_close((uv_handle_t *)&d->sig_int, NULL);
   uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -293,13 +296,84 @@ static void daemon_stop(vd_daemon_t *d, const char *why) {
   if (d->stopping)
     return;
   d->stopping = 1;
+  uv_timer_stop(&d->overrun_timer);
   vd_daemon_log("%s: no longer accepting; finishing requests in flight", why);
   close_listeners(d);
   vd_admin_stop(d);
   close_own_handles(d);
-  for (i = 0; i < d->nworkers; i++)
-    if (d->workers[i].started)
+  for (i = 0; i < d->nslots; i++)
+    if (d->workers[i].started && !atomic_load(&d->workers[i].abandoned))
       vd_worker_request_stop(&d->workers[i]);
+}
+
+/* ------------------------------------------------------------------------
+ * Decisions past --decide-timeout
+ *
+ * The instruction budget stops a policy looping in Lua, and the sandbox
+ * bounds the C functions a policy can reach; this is the last resort for
+ * a decision that is stuck all the same (in C, where no hook fires).  A
+ * thread cannot be stopped from outside, so its worker is given up:
+ * vd_worker_abandon() shuts its connections down with an error line, a
+ * replacement starts in a spare slot and takes its place in d->active
+ * (new connections, reloads), and the stuck thread is left behind with
+ * its engine and memory until the process ends.  After
+ * VD_WORKERS_STUCK_MAX of them, the next overrun stops the daemon with
+ * exit status 1, for its supervisor to restart it.
+ * ------------------------------------------------------------------------ */
+
+static void replace_worker(vd_daemon_t *d, unsigned i, int64_t ran_ms) {
+  unsigned old = d->active[i], slot = d->nworkers + d->nstuck;
+  vd_worker_t *w = &d->workers[old];
+  vd_handoff_t *queue;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  size_t n, k;
+  unsigned shut = vd_worker_abandon(w, &queue, &n);
+  d->nstuck++;
+  vd_daemon_log("worker %u: a decision has run for %lld ms, past "
+                "--decide-timeout (%u ms); its thread cannot be stopped and "
+                "is left behind (%u of at most %u), its %u connections are "
+                "closed with an error", old, (long long)ran_ms,
+                d->opts.decide_timeout_ms, d->nstuck,
+                (unsigned)VD_WORKERS_STUCK_MAX, shut);
+  if (d->nstuck > VD_WORKERS_STUCK_MAX ||
+      vd_engine_new(d->bundle, &d->opts.limits, &e, &err) != 0 ||
+      vd_worker_start(&d->workers[slot], d, slot, e) != 0) {
+    if (d->nstuck > VD_WORKERS_STUCK_MAX)
+      vd_daemon_log("too many workers stuck in decisions: stopping, for a "
+                    "fresh process to take over");
+    else
+      vd_daemon_log("cannot start a worker to replace worker %u: %s; "
+                    "stopping", old, err.len ? err.data : "no thread");
+    for (k = 0; k < n; k++)
+      close(queue[k].fd);
+    free(queue);
+    vd_buf_release(&err);
+    d->exit_status = 1;
+    daemon_stop(d, "a decision overran --decide-timeout");
+    return;
+  }
+  vd_buf_release(&err);
+  d->active[i] = slot;
+  vd_daemon_log("worker %u replaces worker %u", slot, old);
+  for (k = 0; k < n; k++) /* handed over but never adopted */
+    vd_worker_handoff(least_loaded(d), &queue[k]);
+  free(queue);
+}
+
+static void on_overrun_check(uv_timer_t *t) {
+  vd_daemon_t *d = t->data;
+  int64_t now = vd_now_ms();
+  unsigned i;
+  for (i = 0; i < d->nworkers && !d->stopping; i++) {
+    vd_worker_t *w = &d->workers[d->active[i]];
+    int64_t since = atomic_load_explicit(&w->busy_since_ms,
+                                         memory_order_relaxed);
+    if (since && now - since > (int64_t)d->opts.decide_timeout_ms) {
+      atomic_fetch_add(&d->overruns, 1);
+      replace_worker(d, i, now - since);
+    }
+  }
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum) {
@@ -443,6 +517,8 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
   uv_timer_init(d->loop, &d->accept_pause);
   d->accept_pause.data = d;
+  uv_timer_init(d->loop, &d->overrun_timer);
+  d->overrun_timer.data = d;
 }
 
 static void daemon_release(vd_daemon_t *d) {
@@ -480,9 +556,11 @@ static int make_engines(vd_daemon_t *d, int *refused, vd_engine_t ***out) {
   unsigned i;
   int rc;
   d->nworkers = d->opts.workers;
-  d->workers = calloc(d->nworkers, sizeof *d->workers);
+  d->nslots = d->nworkers + VD_WORKERS_STUCK_MAX;
+  d->workers = calloc(d->nslots, sizeof *d->workers);
+  d->active = calloc(d->nworkers, sizeof *d->active);
   *out = calloc(d->nworkers, sizeof **out);
-  if (!d->workers || !*out) {
+  if (!d->workers || !d->active || !*out) {
     vd_daemon_log("out of memory");
     return VD_ENOMEM;
   }
@@ -532,7 +610,7 @@ static void free_engines(vd_daemon_t *d, vd_engine_t **engines) {
 static int open_history(vd_daemon_t *d) {
   char *err = NULL;
   int rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
-                           d->nworkers, on_history_done, d, &err);
+                           d->nslots, on_history_done, d, &err);
   if (rc != 0)
     vd_daemon_log("cannot open the history database: %s",
                   err ? err : "unknown error");
@@ -585,6 +663,7 @@ static unsigned start_workers(vd_daemon_t *d, vd_engine_t **engines) {
   for (i = 0; i < d->nworkers; i++) {
     vd_engine_t *e = engines[i];
     engines[i] = NULL;
+    d->active[i] = i;
     if (vd_worker_start(&d->workers[i], d, i, e) != 0) {
       vd_daemon_log("cannot start worker %u", i);
       break;
@@ -598,16 +677,34 @@ static unsigned start_workers(vd_daemon_t *d, vd_engine_t **engines) {
  * until it has stopped, so it closes after their threads end and before
  * their loops do. */
 static void stop_workers(vd_daemon_t *d) {
-  unsigned i;
-  for (i = 0; i < d->nworkers; i++)
-    vd_worker_join(&d->workers[i]);
-  vd_watchdog_stop(&d->watchdog);
+  /* a worker that finishes its connections within the grace period and
+   * whose last decision ends within --decide-timeout is joined; one that
+   * does not is stuck, and left behind as replace_worker() leaves them */
+  int64_t until = vd_now_ms() + VD_SHUTDOWN_GRACE_MS +
+                  d->opts.decide_timeout_ms + 1000;
+  unsigned i, stuck = 0;
+  for (i = 0; i < d->nslots; i++) {
+    vd_worker_t *w = &d->workers[i];
+    if (!w->started)
+      continue;
+    if (atomic_load(&w->abandoned) ||
+        (d->opts.decide_timeout_ms ? vd_worker_join_until(w, until)
+                                   : vd_worker_join(w)) != 0) {
+      if (!atomic_exchange(&w->abandoned, 1))
+        vd_daemon_log("worker %u did not finish; leaving it behind", i);
+      stuck++;
+    }
+  }
+  /* a stuck thread may still use its watchdog slot: leave the watchdog */
+  if (!stuck)
+    vd_watchdog_stop(&d->watchdog);
   /* the check's read-only connection first, so that the writer's is the
    * last one open and checkpoints the WAL into the file as it closes */
   history_check_stop(d);
   close_history(d);
-  for (i = 0; i < d->nworkers; i++)
-    vd_worker_release(&d->workers[i]);
+  for (i = 0; i < d->nslots; i++)
+    if (!atomic_load(&d->workers[i].abandoned))
+      vd_worker_release(&d->workers[i]);
 }
 
 int vd_daemon_run(const vd_daemon_opts_t *opts) {
@@ -635,7 +732,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_admin_startup(&d, engines[0]);
   history_check_start(&d);
   if (!opts->always_count &&
-      vd_watchdog_start(&d.watchdog, (int)d.nworkers, VD_WATCH_TICK_NS) != 0)
+      vd_watchdog_start(&d.watchdog, (int)d.nslots, VD_WATCH_TICK_NS) != 0)
     vd_daemon_log("no watchdog thread: every instruction will be counted");
   started = start_workers(&d, engines);
   uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
@@ -649,9 +746,12 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
                 vd_history_mode_name(opts->log_mode));
   if (started < d.nworkers)
     daemon_stop(&d, "a worker did not start");
+  else if (opts->decide_timeout_ms)
+    uv_timer_start(&d.overrun_timer, on_overrun_check, VD_OVERRUN_CHECK_MS,
+                   VD_OVERRUN_CHECK_MS);
   uv_run(d.loop, UV_RUN_DEFAULT);
   stop_workers(&d);
-  rc = started == d.nworkers ? 0 : 1;
+  rc = started == d.nworkers && !d.exit_status ? 0 : 1;
   vd_daemon_log("stopped");
 
   vd_admin_stop(&d);
@@ -664,6 +764,7 @@ out_history:
 out_engines:
   free_engines(&d, engines);
   free(d.workers);
+  free(d.active);
 out:
   daemon_release(&d);
   return rc;

@@ -58,6 +58,13 @@ typedef struct vd_validation {
  * refused: each holds a thread, its CPU, and up to lim.load_mem of memory
  * until it returns or the process ends. */
 #define VD_VALIDATIONS_STUCK_MAX 2
+/* How many workers stuck in a decision past --decide-timeout are replaced;
+ * at the next one the daemon stops (exit status 1) so that its supervisor
+ * starts a fresh process: each holds a thread that may spin and its Lua
+ * state (at most the memory cap beyond the state's size). */
+#define VD_WORKERS_STUCK_MAX 2
+/* How often the main thread looks for a decision past --decide-timeout. */
+#define VD_OVERRUN_CHECK_MS 250
 
 /* After SIGTERM, how long a worker waits for clients to take their last
  * answers before it closes their connections. */
@@ -114,6 +121,8 @@ typedef struct vd_worker {
   size_t nqueue, capqueue;
   int stop;                /* the main thread asked us to finish */
   vd_engine_t *next_engine;/* a newer revision to switch to */
+  int *fds;                /* descriptors of the open connections */
+  size_t nfds, capfds;
 
   vd_engine_t *engine;     /* the revision deciding now (worker-only) */
   vd_watch_slot_t *watch;  /* this thread's watchdog slot, or NULL */
@@ -130,6 +139,11 @@ typedef struct vd_worker {
   struct vd_pending *pend_head, *pend_tail;
   /* records in the history's queue, oldest first (what they hold) */
   struct vd_unsynced *uns_head, *uns_tail;
+
+  /* the start of the decision running now (ms), 0 between decisions:
+   * read by the main thread's overrun check */
+  _Atomic int64_t busy_since_ms;
+  atomic_int abandoned;    /* given up on after an overrun (daemon.c) */
 
   /* counters, read by status from any thread */
   atomic_uint_fast64_t decisions;
@@ -174,14 +188,20 @@ struct vd_daemon {
   uv_timer_t accept_pause;
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
+  atomic_ulong overruns;   /* decisions past --decide-timeout */
 
   /* bytes held for all connections of all workers (worker.c) */
   atomic_size_t held;
   atomic_int shedding;     /* held passed max_pending_total (logged once) */
   atomic_int trim_armed;   /* held passed VD_TRIM_ARM_BYTES since a trim */
 
-  vd_worker_t *workers;
-  unsigned nworkers;
+  vd_worker_t *workers;    /* nslots of them: */
+  unsigned nworkers;       /* how many serve at once (--workers) */
+  unsigned nslots;         /* nworkers + VD_WORKERS_STUCK_MAX replacements */
+  unsigned *active;        /* [nworkers]: the slot of each serving worker */
+  unsigned nstuck;         /* workers given up on (decide overruns) */
+  int exit_status;         /* 1 once too many workers are stuck */
+  uv_timer_t overrun_timer;/* --decide-timeout: looks at busy_since_ms */
   unsigned next_worker;
   uv_mutex_t state_lock;   /* guards bundle/activation fields for status */
   vd_buf_t in_force;       /* JSON: which file decides each region and kind */
@@ -204,8 +224,11 @@ struct vd_daemon {
 int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
                     vd_engine_t *engine);
 /* Main thread: wait for the thread of a worker asked to stop (no-op for
- * one that never started). */
-void vd_worker_join(vd_worker_t *w);
+ * one that never started); returns 0.  _until: only until DEADLINE_MS
+ * (vd_now_ms() time), then returns VD_EINTERNAL, the thread still
+ * running. */
+int vd_worker_join(vd_worker_t *w);
+int vd_worker_join_until(vd_worker_t *w, int64_t deadline_ms);
 /* Main thread, after vd_worker_join() and once nothing can notify the
  * worker any more (the history is closed): free its loop, engines and
  * buffers.  No-op for one that never started. */
@@ -217,6 +240,10 @@ void vd_worker_handoff(vd_worker_t *w, const vd_handoff_t *h);
 void vd_worker_request_stop(vd_worker_t *w);
 void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e);
 void vd_worker_notify(vd_worker_t *w);
+/* Main thread: give up on W, whose decision overran (worker.c says what
+ * that does); its hand-offs not yet adopted are moved to *queue (free()
+ * it).  Returns how many of its connections were shut down. */
+unsigned vd_worker_abandon(vd_worker_t *w, vd_handoff_t **queue, size_t *n);
 
 /* validate.c (owner: one thread, the main one).  Start validating BUNDLE
  * (taken; NULL: load DIR) under LIM on a new thread, which builds NENGINES

@@ -33,6 +33,10 @@ static void usage(FILE *f) {
       "10000000)\n"
       "  --mem-cap BYTES      memory one decision may use (default: "
       "33554432)\n"
+      "  --decide-timeout MS  a decision still running after this many ms\n"
+      "                       (stuck in C: the instruction budget stops Lua)\n"
+      "                       has its worker replaced and its connections\n"
+      "                       closed; 0: never (default: 5000)\n"
       "  --validate-timeout S seconds a bundle's validation may take, at\n"
       "                       start-up or on a reload, before it is refused as\n"
       "                       timed out (default: 30)\n"
@@ -72,6 +76,7 @@ int main(int argc, char **argv) {
       {"instr-budget", required_argument, 0, 'I'},
       {"mem-cap", required_argument, 0, 'M'},
       {"validate-timeout", required_argument, 0, 'T'},
+      {"decide-timeout", required_argument, 0, 'D'},
       {"watch", no_argument, 0, 'W'},
       {"always-count", no_argument, 0, 'C'},
       {"unchecked", no_argument, 0, 'U'},
@@ -93,6 +98,7 @@ int main(int argc, char **argv) {
   o.max_pending_out = VD_MAX_PENDING_OUT;
   o.max_pending_total = VD_MAX_PENDING_TOTAL;
   o.validate_timeout_s = VD_VALIDATE_TIMEOUT_S;
+  o.decide_timeout_ms = VD_DECIDE_TIMEOUT_MS;
   o.limits = limits;
 
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -148,6 +154,14 @@ int main(int argc, char **argv) {
         return 2;
       }
       o.validate_timeout_s = (unsigned)v;
+      break;
+    case 'D':
+      if (parse_size("--decide-timeout", optarg, 0, &v) || v > 86400000) {
+        fprintf(stderr, "verdictd: --decide-timeout takes 0 to 86400000 "
+                        "ms\n");
+        return 2;
+      }
+      o.decide_timeout_ms = (unsigned)v;
       break;
     case 'W': o.watch = 1; break;
     case 'C': o.always_count = 1; break;

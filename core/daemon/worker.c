@@ -33,10 +33,13 @@
  * worker's.  Once the sum has been high and is low again, a worker asks
  * malloc to give the freed memory back to the system (malloc_trim).
  */
+#include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon_int.h"
@@ -183,10 +186,44 @@ static void on_close(uv_handle_t *h) {
   finish_if_done(w);
 }
 
+/* w->fds: the descriptors of our open connections, for
+ * vd_worker_abandon() on the main thread (under w->lock). */
+static void fd_register(vd_worker_t *w, int fd) {
+  uv_mutex_lock(&w->lock);
+  if (w->nfds == w->capfds) {
+    size_t cap = w->capfds ? w->capfds * 2 : 64;
+    int *a = realloc(w->fds, cap * sizeof *a);
+    if (!a) { /* only an overrun would miss it */
+      uv_mutex_unlock(&w->lock);
+      return;
+    }
+    w->fds = a;
+    w->capfds = cap;
+  }
+  w->fds[w->nfds++] = fd;
+  uv_mutex_unlock(&w->lock);
+}
+
+static void fd_unregister(vd_worker_t *w, int fd) {
+  size_t i;
+  uv_mutex_lock(&w->lock);
+  for (i = 0; i < w->nfds; i++) {
+    if (w->fds[i] == fd) {
+      w->fds[i] = w->fds[--w->nfds];
+      break;
+    }
+  }
+  uv_mutex_unlock(&w->lock);
+}
+
 static void conn_close(vd_conn_t *c) {
+  uv_os_fd_t fd;
   if (c->closing)
     return;
   c->closing = 1;
+  /* before uv_close() closes it: the number may be reused at once */
+  if (uv_fileno(&c->h.handle, &fd) == 0)
+    fd_unregister(c->w, fd);
   uv_close(&c->h.handle, on_close);
 }
 
@@ -584,6 +621,19 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
   respond(c, w->scratch.data, w->scratch.len, seq, decision_id, d->id.data);
 }
 
+/* The decision came back after the daemon gave up on this worker (it ran
+ * past --decide-timeout; vd_worker_abandon()).  Its connections are shut
+ * down and a replacement serves in its place; the main thread no longer
+ * expects anything of this thread and may be freeing what it shares, so
+ * it touches nothing more and sleeps until the process ends. */
+static void park(vd_worker_t *w) {
+  vd_daemon_log("worker %u: the decision that overran --decide-timeout "
+                "returned after all; the thread stays parked until a "
+                "restart", w->index);
+  for (;;)
+    pause();
+}
+
 static void handle_line(vd_conn_t *c, const char *line, size_t len) {
   vd_worker_t *w = c->w;
   vd_decision_t *d = &w->dec;
@@ -594,7 +644,11 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
     ;
   if (i == len)
     return; /* blank lines are not requests */
+  atomic_store_explicit(&w->busy_since_ms, now, memory_order_relaxed);
   vd_engine_decide(w->engine, line, len, now, d);
+  atomic_store_explicit(&w->busy_since_ms, 0, memory_order_relaxed);
+  if (atomic_load(&w->abandoned))
+    park(w);
   if (d->recounted)
     atomic_fetch_add_explicit(&w->recounts, 1, memory_order_relaxed);
   if (d->code == 0 && d->op != VD_OP_DECIDE) {
@@ -741,6 +795,7 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
     conn_close(c);
     return;
   }
+  fd_register(w, ho->fd);
   conn_read_start(c);
 }
 
@@ -897,9 +952,19 @@ out_buffers:
   return rc;
 }
 
-void vd_worker_join(vd_worker_t *w) {
+int vd_worker_join(vd_worker_t *w) {
   if (w->started)
     uv_thread_join(&w->thread);
+  return 0;
+}
+
+int vd_worker_join_until(vd_worker_t *w, int64_t deadline_ms) {
+  struct timespec ts;
+  if (!w->started)
+    return 0;
+  ts.tv_sec = (time_t)(deadline_ms / 1000);
+  ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+  return pthread_timedjoin_np(w->thread, NULL, &ts) == 0 ? 0 : VD_EINTERNAL;
 }
 
 void vd_worker_release(vd_worker_t *w) {
@@ -914,6 +979,9 @@ void vd_worker_release(vd_worker_t *w) {
   free(w->queue);
   w->queue = NULL;
   w->nqueue = w->capqueue = 0;
+  free(w->fds);
+  w->fds = NULL;
+  w->nfds = w->capfds = 0;
   uv_mutex_destroy(&w->lock);
   /* records still uncommitted when the loop ended (async mode): the
    * history commits them as it closes; what they held is no longer ours */
@@ -972,4 +1040,38 @@ void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e) {
   uv_mutex_unlock(&w->lock);
   vd_engine_free(old); /* never used: a newer one superseded it */
   uv_async_send(&w->wake);
+}
+
+/* Main thread: a decision of W's has run past --decide-timeout.  Its
+ * thread cannot be stopped, so the worker is given up: flagged (should
+ * the decision return, the thread parks: park()), every connection it
+ * adopted gets a last error line (best effort, non-blocking) and is shut
+ * down (the descriptor stays W's: closing it here would let the number be
+ * reused under the stuck thread), and the connections handed to it but
+ * not adopted yet are moved to *queue (the caller hands them on).
+ * Returns how many connections were shut down. */
+unsigned vd_worker_abandon(vd_worker_t *w, vd_handoff_t **queue, size_t *n) {
+  static const char line[] =
+      "{\"error\":{\"code\":\"internal\",\"message\":\"the worker "
+      "serving this connection is stuck in a decision that ran past "
+      "--decide-timeout, so the connection is closed; a request on it that "
+      "got no answer may still have been recorded: look its id up in the "
+      "history before sending it again on a new connection\"}}\n";
+  size_t i;
+  unsigned shut = 0;
+  atomic_store(&w->abandoned, 1);
+  uv_mutex_lock(&w->lock);
+  for (i = 0; i < w->nfds; i++) {
+    ssize_t r = send(w->fds[i], line, sizeof line - 1,
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)r; /* a full socket buffer: the shutdown alone tells it */
+    if (shutdown(w->fds[i], SHUT_RDWR) == 0 || errno != EBADF)
+      shut++;
+  }
+  *queue = w->queue;
+  *n = w->nqueue;
+  w->queue = NULL;
+  w->nqueue = w->capqueue = 0;
+  uv_mutex_unlock(&w->lock);
+  return shut;
 }

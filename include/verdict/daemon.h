@@ -31,6 +31,10 @@ typedef struct vd_daemon vd_daemon_t;
  * bundled policies takes about a second, so this is far above any bundle
  * whose code terminates. */
 #define VD_VALIDATE_TIMEOUT_S 30
+/* The default of --decide-timeout, in ms: a decision takes well under a
+ * millisecond and its instruction budget stops a runaway in Lua within
+ * about a second, so only a decision stuck in C gets this far. */
+#define VD_DECIDE_TIMEOUT_MS 5000
 /* The defaults of --max-pending (one connection's unread responses) and
  * --max-pending-total (every connection's bytes together). */
 #define VD_MAX_PENDING_OUT (8u << 20)
@@ -53,6 +57,8 @@ typedef struct vd_daemon_opts {
   size_t max_pending_out;  /* stop reading a client whose unsent output passes this */
   size_t max_pending_total;/* ...and, past this sum over all connections,
                               every client with 64 KiB or more unread */
+  unsigned decide_timeout_ms; /* a decision still running after this has
+                              its worker replaced (daemon.c); 0: never */
   unsigned validate_timeout_s; /* a bundle's validation, at start-up or on a
                               reload, that takes longer is refused as timed
                               out (0: VD_VALIDATE_TIMEOUT_S) */

@@ -273,5 +273,73 @@ class Pipelining(unittest.TestCase):
         shutil.rmtree(d.tmp, ignore_errors=True)
 
 
+class DecideOverrun(unittest.TestCase):
+    """Cause 1's last resort: a decision still running after
+    --decide-timeout has its worker given up on and replaced.  Here the
+    decision spins in Lua under an instruction budget far too large to stop
+    it, which stands for one stuck in C: the daemon cannot tell them apart
+    and does the same for both."""
+
+    def spin(self, d):
+        c = d.connect()
+        c.send_request(**request("compensation", "GD", {
+            "charged_fen": 5000, "due_fen": 3000, "spin": 4000000000},
+            rid="spin"))
+        return c
+
+    def test_overrun_replaces_the_worker_and_closes_its_connections(self):
+        d = Daemon(SLOW, unchecked=True, workers=2,
+                   args=("--instr-budget", BIG_BUDGET,
+                         "--decide-timeout", "1000"))
+        try:
+            t0 = time.time()
+            stuck = self.spin(d)
+            r = stuck.readline()  # the error line, then the close
+            took = time.time() - t0
+            self.assertEqual(r["error"]["code"], "internal", r)
+            self.assertIn("--decide-timeout", r["error"]["message"])
+            self.assertTrue(stuck.closed_by_peer())
+            self.assertLess(took, 1.0 + 2.0)
+            stuck.close()
+            # every new connection is served, by the replacement or the other
+            for i in range(4):
+                c = d.connect()
+                self.assertIn("result", c.call(**comp(i)))
+                c.close()
+            c = d.connect()
+            st = c.call(op="status", id="s")["status"]
+            c.close()
+            self.assertEqual(st["budget"]["overruns"], 1)
+            t0 = time.time()
+            rc = d.stop(timeout=15)
+            self.assertEqual(rc, 0, d.read_log())
+            self.assertLess(time.time() - t0, 3.0)
+        finally:
+            d.kill()
+        log = d.read_log()
+        self.assertIn("past --decide-timeout", log)
+        self.assertIn("replaces worker", log)
+        shutil.rmtree(d.tmp, ignore_errors=True)
+
+    def test_too_many_stuck_workers_stop_the_daemon(self):
+        d = Daemon(SLOW, unchecked=True, workers=1,
+                   args=("--instr-budget", BIG_BUDGET,
+                         "--decide-timeout", "500"))
+        try:
+            for _ in range(2):  # replaced twice
+                c = self.spin(d)
+                self.assertEqual(c.readline()["error"]["code"], "internal")
+                c.close()
+            c = self.spin(d)  # the third: no more replacements
+            self.assertEqual(c.readline()["error"]["code"], "internal")
+            c.close()
+            rc = d.proc.wait(timeout=10)
+            self.assertEqual(rc, 1, d.read_log())
+        finally:
+            d.kill()
+        self.assertIn("too many workers stuck", d.read_log())
+        shutil.rmtree(d.tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
