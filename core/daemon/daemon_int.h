@@ -144,6 +144,7 @@ typedef struct vd_worker {
    * read by the main thread's overrun check */
   _Atomic int64_t busy_since_ms;
   atomic_int abandoned;    /* given up on after an overrun (daemon.c) */
+  atomic_size_t held;      /* bytes its connections hold (worker.c) */
 
   /* counters, read by status from any thread */
   atomic_uint_fast64_t decisions;
@@ -190,10 +191,10 @@ struct vd_daemon {
   int stopping;
   atomic_ulong overruns;   /* decisions past --decide-timeout */
 
-  /* bytes held for all connections of all workers (worker.c) */
-  atomic_size_t held;
-  atomic_int shedding;     /* held passed max_pending_total (logged once) */
-  atomic_int trim_armed;   /* held passed VD_TRIM_ARM_BYTES since a trim */
+  /* the workers' held, summed (worker.c), passed max_pending_total
+   * (logged once) / passed VD_TRIM_ARM_BYTES since the last trim */
+  atomic_int shedding;
+  atomic_int trim_armed;
 
   vd_worker_t *workers;    /* nslots of them: */
   unsigned nworkers;       /* how many serve at once (--workers) */

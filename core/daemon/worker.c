@@ -19,16 +19,19 @@
  *
  * Back-pressure: every byte held for a connection is counted (`held`):
  * what it sent that is not yet decided (the framer's buffer), responses
- * not yet given to uv_write, those in uv_write requests not yet done, and
+ * not yet given to uv_write, those in uv_write requests not yet done,
  * with --log-mode durable those in the pending queue waiting for their
- * commit.  A connection holding more than max_pending_out is not read from
- * (nor are the lines already read from it decided) until it is down to
- * half; so it holds at most max_pending_out plus one response and one read
- * (64 KiB), and slows only itself.  The sum over every connection of every
- * worker is d->held; past max_pending_total the workers stop reading from
- * every connection holding VD_HEAVY_BYTES or more (the clients that do not
- * read their answers: one that reads holds next to nothing), until the sum
- * is back under three quarters of it.  A timer re-checks such connections
+ * commit, and the history's copies of its records until they are
+ * committed (`unsynced`).  A connection whose unread responses and records
+ * pass max_pending_out is not read from (nor are the lines already read
+ * from it decided) until they are down to half; so it holds at most
+ * max_pending_out plus one response and record, and its framer at most
+ * max_line plus one read (64 KiB): it slows only itself.  Each worker sums
+ * its connections in w->held; past max_pending_total, summed over the
+ * workers, they stop reading from every connection with VD_HEAVY_BYTES or
+ * more unread (the clients that do not read their answers: one that reads
+ * holds next to nothing), until the sum is back under three quarters of
+ * it.  A timer re-checks such connections
  * every VD_RECHECK_MS, since the bytes that free them may be another
  * worker's.  Once the sum has been high and is low again, a worker asks
  * malloc to give the freed memory back to the system (malloc_trim).
@@ -57,10 +60,10 @@ struct vd_conn {
   unsigned refs;        /* the loop's, plus one per pending response */
   unsigned npending;    /* responses of ours in the pending queue */
   size_t queued;        /* bytes of ours in the pending queue */
-  size_t held;          /* what conn_account() last added to d->held */
+  size_t held;          /* what conn_account() last added to w->held */
   int reading;          /* uv_read_start is in effect */
   int throttled;        /* reading stopped for back-pressure */
-  int shed;             /* ...because d->held passed max_pending_total */
+  int shed;             /* ...because the sum passed max_pending_total */
   int eof;              /* the client sent EOF, or we are stopping */
   int closing;          /* uv_close called */
   int close_when_flushed;
@@ -112,28 +115,37 @@ static size_t trim_arm_bytes(const vd_daemon_t *d) {
   return half < VD_TRIM_ARM_BYTES ? half : VD_TRIM_ARM_BYTES;
 }
 
-/* Add NOW and take OLD from the bytes all connections hold (d->held);
- * returns the new sum.  Once the sum has passed VD_TRIM_ARM_BYTES, the
- * next time it falls under an eighth of that, malloc gives back what the
- * connections' buffers freed (glibc keeps freed memory in its arenas).
- * (Half of --max-pending-total, when that is less.) */
-static size_t held_add(vd_worker_t *w, size_t old, size_t now) {
+/* Add NOW and take OLD from what this worker's connections hold (w->held,
+ * written by this thread only). */
+static void held_add(vd_worker_t *w, size_t old, size_t now) {
+  size_t mine = atomic_load_explicit(&w->held, memory_order_relaxed);
+  atomic_store_explicit(&w->held, mine - old + now, memory_order_relaxed);
+}
+
+/* What the connections of every worker hold.  A worker given up on
+ * (daemon.c, replace_worker()) no longer counts: its thread will never
+ * free what it holds, and may never say. */
+static size_t total_held(vd_worker_t *w) {
   vd_daemon_t *d = w->daemon;
-  size_t total;
-  if (now >= old)
-    total = atomic_fetch_add(&d->held, now - old) + (now - old);
-  else
-    total = atomic_fetch_sub(&d->held, old - now) - (old - now);
+  size_t total = 0;
+  unsigned i;
+  for (i = 0; i < d->nslots; i++)
+    if (!atomic_load_explicit(&d->workers[i].abandoned, memory_order_relaxed))
+      total += atomic_load_explicit(&d->workers[i].held, memory_order_relaxed);
+  /* Once the sum has passed VD_TRIM_ARM_BYTES (half of
+   * --max-pending-total, when that is less), the next time it falls under
+   * an eighth of that malloc gives back what the connections' buffers
+   * freed: glibc keeps freed memory in its arenas (after_release()). */
   if (total > trim_arm_bytes(d))
     atomic_store_explicit(&d->trim_armed, 1, memory_order_relaxed);
   return total;
 }
 
 /* After bytes were freed: say when the sum is back under 3/4 of
- * --max-pending-total after shedding, and trim (held_add()). */
+ * --max-pending-total after shedding, and trim (total_held()). */
 static void after_release(vd_worker_t *w) {
   vd_daemon_t *d = w->daemon;
-  size_t total = atomic_load(&d->held);
+  size_t total = total_held(w);
   if (atomic_load_explicit(&d->shedding, memory_order_relaxed) &&
       total <= d->opts.max_pending_total / 4 * 3 &&
       atomic_exchange(&d->shedding, 0))
@@ -258,30 +270,32 @@ static void throttle(vd_conn_t *c, int shed) {
   if (shed && !atomic_exchange(&d->shedding, 1))
     vd_daemon_log("connections hold %zu bytes, over --max-pending-total "
                   "%zu: not reading from those holding %u KiB or more",
-                  atomic_load(&d->held), d->opts.max_pending_total,
+                  total_held(w), d->opts.max_pending_total,
                   VD_HEAVY_BYTES >> 10);
 }
 
 /* Response bytes c holds that its client has not read: whether to read
  * from it depends on these.  (Its framer holds at most --max-line plus one
- * read, whether we read or not, and is counted in d->held.) */
+ * read, whether we read or not, and is counted in w->held.) */
 static size_t out_held(const vd_conn_t *c) {
   return c->out.len + c->inflight + c->queued;
 }
 
-/* Count what c holds now into d->held, and stop reading from it if it
- * holds too much, or the daemon does and c is among the heavy. */
+/* Count what c holds now into w->held, and stop reading from it if it
+ * holds too much, or the daemon does and c is among the heavy (only then
+ * is the sum over the workers taken). */
 static void conn_account(vd_conn_t *c) {
   vd_worker_t *w = c->w;
   const vd_daemon_opts_t *o = &w->daemon->opts;
   size_t out = out_held(c), now = out + vd_framer_pending(&c->framer);
-  size_t total = held_add(w, c->held, now);
+  held_add(w, c->held, now);
   c->held = now;
   if (c->throttled || c->closing || c->eof)
     return;
   if (out > o->max_pending_out)
     throttle(c, 0);
-  else if (total > o->max_pending_total && out >= VD_HEAVY_BYTES)
+  else if (out >= VD_HEAVY_BYTES &&
+           total_held(w) > o->max_pending_total)
     throttle(c, 1);
 }
 
@@ -293,7 +307,7 @@ static void conn_resume(vd_conn_t *c) {
   vd_worker_t *w = c->w;
   vd_daemon_t *d = w->daemon;
   const vd_daemon_opts_t *o = &d->opts;
-  size_t total = atomic_load(&d->held), out = out_held(c);
+  size_t out = out_held(c), total = total_held(w);
   int heavy = total > o->max_pending_total / 4 * 3 && out >= VD_HEAVY_BYTES;
   if (!c->throttled || out > o->max_pending_out / 2 || heavy)
     return;
