@@ -6,9 +6,13 @@
  * the bundle's own tests pass), opens the history database, listens,
  * starts the workers and serves until SIGTERM or SIGINT, after which it
  * answers the requests already read and returns 0.  A bundle that fails
- * validation is refused: nothing is listened on or served, and it returns
- * non-zero.  SIGHUP reloads the bundle.  It blocks the calling thread,
- * which becomes the main thread.
+ * validation, or whose validation takes longer than validate_timeout_s,
+ * is refused: nothing is listened on or served, and it returns non-zero.
+ * SIGHUP reloads the bundle.  A worker whose decision runs past
+ * decide_timeout_ms is replaced; past two of them (VD_WORKERS_STUCK_MAX in
+ * core/daemon/daemon_int.h) the daemon stops and returns 1
+ * (docs/operations.md, "Limits").  It blocks the calling thread, which
+ * becomes the main thread.
  */
 #ifndef VERDICT_DAEMON_H
 #define VERDICT_DAEMON_H
