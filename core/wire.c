@@ -328,6 +328,8 @@ void vd_wire_write_status(vd_buf_t *out, const char *id_json,
   add_int(out, "instructions", (long long)s->instructions);
   add_int(out, "recounted", (long long)s->recounted);
   add_int(out, "interrupts", (long long)s->interrupts);
+  if (s->overruns) /* only once one has happened */
+    add_int(out, "overruns", (long long)s->overruns);
   vd_buf_adds(out, "}}}\n");
 }
 

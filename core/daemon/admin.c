@@ -4,20 +4,25 @@
  * Owns d->admin (daemon_int.h): the admin socket (mode 0600) and its
  * connections, the sandbox their requests are decoded in, the queue of
  * reloads, and the --watch directory watchers.  Everything here runs on the
- * main thread's loop, except reload_work() and the `work` half of the ops
- * that read the history database (job_work()), which run on libuv's
- * thread pool so that loading, checking and testing a bundle and reading
- * revisions never hold up the main loop, let alone a worker.
+ * main thread's loop, except a reload's validation, which runs on a thread
+ * of its own (validate.c), and the `work` half of the ops that read the
+ * history database (job_work()), which runs on libuv's thread pool, so
+ * that loading, checking and testing a bundle and reading revisions never
+ * hold up the main loop, let alone a worker.
  *
  * A reload (SIGHUP, `verdict reload`, a watched change, `verdict activate`)
  * goes: read the bundle (or take it from the history database) -> on the
- * thread pool, validate it exactly as `verdict check` does (every file
- * compiles, every policy loads and is well formed, the bundle's own tests
- * pass) and build one engine per worker -> back on the main thread, store
- * its files in the history database, hand each worker its engine, and
- * record the activation.  A bundle that fails any step is not activated:
- * the previous revision keeps serving and the failure is recorded and
- * shown by `status`.  Reloads run one at a time, in the order asked.
+ * validation thread, validate it exactly as `verdict check` does (every
+ * file compiles, every policy loads and is well formed, the bundle's own
+ * tests pass) and build one engine per worker -> back on the main thread,
+ * store its files in the history database, hand each worker its engine,
+ * and record the activation.  A bundle that fails any step is not
+ * activated: the previous revision keeps serving and the failure is
+ * recorded and shown by `status`.  Reloads run one at a time, in the order
+ * asked.  One whose validation has not come back after --validate-timeout
+ * is refused as timed out and its thread left behind (validate.c says what
+ * that costs and how many may be), so a bundle that hangs in C delays the
+ * reloads behind it by the limit, and SIGTERM not at all.
  *
  * Each worker switches between two requests, so every request is decided
  * wholly by one revision, the one its response names.
@@ -53,15 +58,14 @@ typedef struct vd_reload {
   vd_bundle_t *bundle;          /* NULL: read opts.policies */
   vd_admin_conn_t *reply_to;    /* holds a ref; NULL for signals, watch */
   vd_buf_t reply_id;
-  /* filled by reload_work on the thread pool */
-  int rc;
-  vd_buf_t err;
-  vd_engine_t **engines;
-  vd_buf_t in_force;
+  vd_validation_t *v;           /* while it is validated (validate.c) */
+  int rc;                       /* why it failed without a validation's */
+  vd_buf_t err;                 /* result: cannot start, timed out */
 } vd_reload_t;
 
 static void admin_read_start(vd_admin_conn_t *c);
 static void start_next_reload(vd_daemon_t *d);
+static void on_validation_done(uv_async_t *a);
 static void enqueue_reload(vd_daemon_t *d, const char *trigger,
                            const char *who, vd_bundle_t *bundle,
                            vd_admin_conn_t *reply_to, const char *reply_id);
@@ -566,64 +570,42 @@ static void on_admin_connection(uv_stream_t *server, int status) {
  * ------------------------------------------------------------------------ */
 
 static void reload_free(vd_reload_t *r) {
-  unsigned i;
-  if (r->engines) {
-    for (i = 0; i < r->d->nworkers; i++)
-      vd_engine_free(r->engines[i]);
-    free(r->engines);
-  }
+  vd_validation_abandon(r->v); /* frees it, if its thread is done */
   if (r->bundle)
     vd_bundle_unref(r->bundle);
   vd_buf_release(&r->err);
-  vd_buf_release(&r->in_force);
   vd_buf_release(&r->reply_id);
   free(r);
 }
 
-/* Thread pool: validate as `verdict check` does, then build the engines. */
-static void reload_work(uv_work_t *req) {
-  vd_reload_t *r = req->data;
-  vd_daemon_t *d = r->d;
-  /* a reload of the directory reads it here, off the main loop */
-  if (!r->bundle && (r->rc = vd_bundle_load(d->opts.policies, &r->bundle,
-                                            &r->err)) != 0)
-    return;
-  r->rc = vd_policy_validate(r->bundle, &d->opts.limits, &r->err);
-  if (r->rc)
-    return;
-  r->engines = calloc(d->nworkers, sizeof *r->engines);
-  if (!r->engines) {
-    r->rc = VD_ENOMEM;
-    vd_buf_adds(&r->err, "out of memory");
-    return;
-  }
-  r->rc = vd_daemon_build_engines(d, r->bundle, r->engines, &r->err);
-  if (r->rc == 0)
-    vd_wire_in_force(&r->in_force, r->engines[0]);
-}
-
-static void reload_done(uv_work_t *req, int status) {
-  vd_reload_t *r = req->data;
-  vd_daemon_t *d = r->d;
+/* The reload R (d->admin.running) is over: its validation finished, timed
+ * out, or never started (r->rc says why).  Activate it or record why not,
+ * answer whoever asked, and start the next. */
+static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
+  vd_validation_t *v = r->v;
   char previous[80];
   const char *rev;
   unsigned i;
   vd_buf_t out = VD_BUF_INIT;
 
+  uv_timer_stop(&d->admin.reload_timer);
+  d->admin.running = NULL;
+  if (v) { /* finished: its results are ours to read and take */
+    r->rc = v->rc;
+    vd_buf_add(&r->err, v->err.data, v->err.len);
+    if (!r->bundle && v->bundle)
+      vd_bundle_ref(r->bundle = v->bundle);
+  }
   snprintf(previous, sizeof previous, "%s", vd_bundle_revision(d->bundle));
   /* a directory that could not be read has no revision of its own: the
    * failure is named after what keeps serving */
   rev = r->bundle ? vd_bundle_revision(r->bundle) : previous;
-  if (status < 0 && r->rc == 0) {
-    r->rc = VD_EINTERNAL;
-    vd_buf_adds(&r->err, "the reload was cancelled");
-  }
   if (r->bundle)
     store_revision(d, r->bundle); /* failed ones too: auditors see them */
   if (r->rc == 0 && !d->stopping) {
     for (i = 0; i < d->nworkers; i++) {
-      vd_worker_offer_engine(&d->workers[i], r->engines[i]);
-      r->engines[i] = NULL;
+      vd_worker_offer_engine(&d->workers[d->active[i]], v->engines[i]);
+      v->engines[i] = NULL;
     }
     uv_mutex_lock(&d->state_lock);
     vd_bundle_unref(d->bundle);
@@ -632,7 +614,7 @@ static void reload_done(uv_work_t *req, int status) {
     d->activated_ms = vd_now_ms();
     snprintf(d->activated_by, sizeof d->activated_by, "%s", r->trigger);
     vd_buf_reset(&d->in_force);
-    vd_buf_add(&d->in_force, r->in_force.data, r->in_force.len);
+    vd_buf_add(&d->in_force, v->in_force.data, v->in_force.len);
     uv_mutex_unlock(&d->state_lock);
     record_activation(d, rev, r->trigger, r->who,
                       vd_bundle_source(d->bundle), 1, NULL);
@@ -660,39 +642,101 @@ static void reload_done(uv_work_t *req, int status) {
       vd_wire_write_activated(&out, r->reply_id.data,
                               vd_bundle_revision(d->bundle), previous);
     } else {
-      vd_wire_write_error(&out, r->reply_id.data, VD_EPOLICY_ERROR,
+      /* a validation that ran out of time is a timeout, as a decision's */
+      vd_wire_write_error(&out, r->reply_id.data,
+                          r->rc == VD_EPOLICY_TIMEOUT ? VD_EPOLICY_TIMEOUT
+                                                      : VD_EPOLICY_ERROR,
                           r->err.data, NULL, NULL);
     }
     admin_send(c, &out);
     c->busy = 0;
     admin_read_start(c);
     admin_unref(c);
+    r->reply_to = NULL;
   }
-  d->admin.reload_busy = 0;
   reload_free(r);
   start_next_reload(d);
 }
 
+/* The validation thread of the running reload is done. */
+static void on_validation_done(uv_async_t *a) {
+  vd_daemon_t *d = a->data;
+  vd_reload_t *r = d->admin.running;
+  if (r && r->v && vd_validation_finished(r->v))
+    reload_finish(d, r);
+}
+
+/* --validate-timeout is over and the validation has not come back: refuse
+ * the reload as timed out and walk away from its thread (validate.c). */
+static void on_validation_timeout(uv_timer_t *t) {
+  vd_daemon_t *d = t->data;
+  vd_reload_t *r = d->admin.running;
+  if (!r || !r->v)
+    return;
+  if (vd_validation_finished(r->v)) { /* it came back just now */
+    reload_finish(d, r);
+    return;
+  }
+  if (!r->bundle)
+    r->bundle = vd_validation_bundle(r->v);
+  vd_validation_abandon(r->v);
+  r->v = NULL;
+  r->rc = VD_EPOLICY_TIMEOUT;
+  vd_buf_addf(&r->err,
+              "timed out: validation did not finish within %u s "
+              "(--validate-timeout); its thread is left behind (%u now, "
+              "at most %u before reloads are refused until a restart)",
+              d->opts.validate_timeout_s, vd_validations_stuck(),
+              (unsigned)VD_VALIDATIONS_STUCK_MAX);
+  reload_finish(d, r);
+}
+
+/* Validate the next reload on a thread of its own, against the clock. */
 static void start_next_reload(vd_daemon_t *d) {
   vd_reload_t *r = d->admin.reload_head;
-  if (d->admin.reload_busy || !r)
+  vd_bundle_t *b = r ? r->bundle : NULL;
+  unsigned stuck = vd_validations_stuck();
+  int rc;
+  if (d->admin.running || !r || d->admin.stopped)
     return;
   d->admin.reload_head = r->next;
   if (!d->admin.reload_head)
     d->admin.reload_tail = NULL;
-  d->admin.reload_busy = 1;
-  d->admin.reload_work.data = r;
-  if (uv_queue_work(d->loop, &d->admin.reload_work, reload_work, reload_done) != 0) {
-    r->rc = VD_EINTERNAL;
-    vd_buf_adds(&r->err, "cannot queue the reload");
-    reload_done(&d->admin.reload_work, 0);
+  d->admin.running = r;
+  if (stuck >= VD_VALIDATIONS_STUCK_MAX) {
+    r->rc = VD_EPOLICY_TIMEOUT;
+    vd_buf_addf(&r->err,
+                "refused unread: %u earlier validations are still running "
+                "past --validate-timeout, and a thread stuck in a C function "
+                "cannot be stopped; restart verdictd to reclaim them",
+                stuck);
+    reload_finish(d, r);
+    return;
   }
+  if (b)
+    vd_bundle_ref(b); /* one for the thread, one to name the reload */
+  rc = vd_validation_start(&r->v, d->opts.policies, b, &d->opts.limits,
+                           d->nworkers, 1, &d->admin.validation_done);
+  if (rc != 0) {
+    r->rc = rc;
+    vd_buf_adds(&r->err, "cannot start a thread to validate the bundle");
+    reload_finish(d, r);
+    return;
+  }
+  uv_timer_start(&d->admin.reload_timer, on_validation_timeout,
+                 (uint64_t)d->opts.validate_timeout_s * 1000, 0);
 }
 
 static void enqueue_reload(vd_daemon_t *d, const char *trigger,
                            const char *who, vd_bundle_t *bundle,
                            vd_admin_conn_t *reply_to, const char *reply_id) {
-  vd_reload_t *r = calloc(1, sizeof *r);
+  vd_reload_t *r;
+  if (d->admin.stopped) { /* an activate whose job came back after stop */
+    if (bundle)
+      vd_bundle_unref(bundle);
+    return;
+  }
+  r = calloc(1, sizeof *r);
   if (!r) {
     if (bundle)
       vd_bundle_unref(bundle);
@@ -708,7 +752,6 @@ static void enqueue_reload(vd_daemon_t *d, const char *trigger,
   snprintf(r->who, sizeof r->who, "%s", who ? who : "");
   r->bundle = bundle;
   vd_buf_init(&r->err);
-  vd_buf_init(&r->in_force);
   vd_buf_init(&r->reply_id);
   if (reply_to) {
     r->reply_to = reply_to;
@@ -849,6 +892,11 @@ int vd_admin_start(vd_daemon_t *d, vd_buf_t *err) {
   }
   if (d->opts.admin_socket && (rc = admin_listen(d, err)) != 0)
     goto out_watch;
+  /* reloads: their validation threads report here; main loop only */
+  uv_async_init(d->loop, &a->validation_done, on_validation_done);
+  a->validation_done.data = d;
+  uv_timer_init(d->loop, &a->reload_timer);
+  a->reload_timer.data = d;
   a->started = 1;
   return 0;
 
@@ -861,6 +909,7 @@ out_watch:
 void vd_admin_stop(vd_daemon_t *d) {
   vd_admin_t *a = &d->admin;
   vd_admin_conn_t *c, *next;
+  vd_reload_t *r;
   if (!a->started || a->stopped)
     return;
   a->stopped = 1;
@@ -869,6 +918,25 @@ void vd_admin_stop(vd_daemon_t *d) {
     unlink(d->opts.admin_socket);
     a->listening = 0;
   }
+  /* A reload being validated is abandoned, not waited for: its thread may
+   * be stuck in C for good (validate.c), and the process ends it with
+   * itself.  Queued ones are dropped; their connections close below. */
+  while ((r = a->running ? a->running : a->reload_head) != NULL) {
+    if (r == a->running) {
+      a->running = NULL;
+      vd_daemon_log("stopping: abandoned the %s reload being validated",
+                    r->trigger);
+    } else {
+      a->reload_head = r->next;
+    }
+    if (r->reply_to)
+      admin_unref(r->reply_to);
+    reload_free(r);
+  }
+  a->reload_tail = NULL;
+  uv_timer_stop(&a->reload_timer);
+  uv_close((uv_handle_t *)&a->reload_timer, NULL);
+  uv_close((uv_handle_t *)&a->validation_done, NULL); /* nobody sends now */
   for (c = a->conns; c; c = next) {
     next = c->next;
     admin_close(c);

@@ -8,8 +8,9 @@
  * accepting, let every worker answer what it has read, and return.
  *
  * Start-up validates the bundle exactly as a reload does (unless
- * --unchecked): a bundle that fails is recorded as a refused activation
- * and the daemon returns before it listens on anything.
+ * --unchecked), under the same --validate-timeout: a bundle that fails or
+ * runs out of time is recorded as a refused activation and the daemon
+ * returns before it listens on anything.
  *
  * Runs on the main thread; vd_daemon_write_status() is called by workers
  * and reads only atomics and fields under state_lock.
@@ -28,7 +29,6 @@
 
 #include "daemon_int.h"
 #include "verdict/daemon.h"
-#include "verdict/policytest.h"
 #include "verdict/timefmt.h"
 #include "verdict/wire.h"
 
@@ -149,16 +149,16 @@ static void describe_peer(int fd, int is_tcp, char out[64]) {
 
 static vd_worker_t *least_loaded(vd_daemon_t *d) {
   unsigned i, best = d->next_worker % d->nworkers;
-  unsigned min = atomic_load(&d->workers[best].connections);
+  unsigned min = atomic_load(&d->workers[d->active[best]].connections);
   for (i = 0; i < d->nworkers; i++) {
-    unsigned n = atomic_load(&d->workers[i].connections);
+    unsigned n = atomic_load(&d->workers[d->active[i]].connections);
     if (n < min) {
       min = n;
       best = i;
     }
   }
   d->next_worker = best + 1;
-  return &d->workers[best];
+  return &d->workers[d->active[best]];
 }
 
 static void resume_accepting(uv_timer_t *t);
@@ -214,7 +214,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
   unsigned i;
   int k;
   memset(&s, 0, sizeof s);
-  for (i = 0; i < d->nworkers; i++) {
+  for (i = 0; i < d->nslots; i++) { /* replaced ones' counts too */
     vd_worker_t *w = &d->workers[i];
     s.decisions += atomic_load_explicit(&w->decisions, memory_order_relaxed);
     s.connections += atomic_load_explicit(&w->connections,
@@ -230,6 +230,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
   s.instructions = d->opts.limits.instr_budget;
   s.interrupts =
       d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0;
+  s.overruns = atomic_load(&d->overruns);
   /* the strings below are the daemon's, changed only under the lock */
   uv_mutex_lock(&d->state_lock);
   s.revision = vd_bundle_revision(d->bundle);
@@ -254,7 +255,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
 
 static void on_history_done(unsigned worker, void *arg) {
   vd_daemon_t *d = arg;
-  if (worker < d->nworkers)
+  if (worker < d->nslots && !atomic_load(&d->workers[worker].abandoned))
     vd_worker_notify(&d->workers[worker]);
 }
 
@@ -281,6 +282,8 @@ static void close_own_handles(vd_daemon_t *d) {
     return;
   uv_timer_stop(&d->accept_pause);
   uv_close((uv_handle_t *)&d->accept_pause, NULL);
+  uv_timer_stop(&d->overrun_timer);
+  uv_close((uv_handle_t *)&d->overrun_timer, NULL);
   uv_close((uv_handle_t *)&d->sig_term, NULL);
   uv_close((uv_handle_t *)&d->sig_int, NULL);
   uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -293,13 +296,84 @@ static void daemon_stop(vd_daemon_t *d, const char *why) {
   if (d->stopping)
     return;
   d->stopping = 1;
+  uv_timer_stop(&d->overrun_timer);
   vd_daemon_log("%s: no longer accepting; finishing requests in flight", why);
   close_listeners(d);
   vd_admin_stop(d);
   close_own_handles(d);
-  for (i = 0; i < d->nworkers; i++)
-    if (d->workers[i].started)
+  for (i = 0; i < d->nslots; i++)
+    if (d->workers[i].started && !atomic_load(&d->workers[i].abandoned))
       vd_worker_request_stop(&d->workers[i]);
+}
+
+/* ------------------------------------------------------------------------
+ * Decisions past --decide-timeout
+ *
+ * The instruction budget stops a policy looping in Lua, and the sandbox
+ * bounds the C functions a policy can reach; this is the last resort for
+ * a decision that is stuck all the same (in C, where no hook fires).  A
+ * thread cannot be stopped from outside, so its worker is given up:
+ * vd_worker_abandon() shuts its connections down with an error line, a
+ * replacement starts in a spare slot and takes its place in d->active
+ * (new connections, reloads), and the stuck thread is left behind with
+ * its engine and memory until the process ends.  After
+ * VD_WORKERS_STUCK_MAX of them, the next overrun stops the daemon with
+ * exit status 1, for its supervisor to restart it.
+ * ------------------------------------------------------------------------ */
+
+static void replace_worker(vd_daemon_t *d, unsigned i, int64_t ran_ms) {
+  unsigned old = d->active[i], slot = d->nworkers + d->nstuck;
+  vd_worker_t *w = &d->workers[old];
+  vd_handoff_t *queue;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  size_t n, k;
+  unsigned shut = vd_worker_abandon(w, &queue, &n);
+  d->nstuck++;
+  vd_daemon_log("worker %u: a decision has run for %lld ms, past "
+                "--decide-timeout (%u ms); its thread cannot be stopped and "
+                "is left behind (%u of at most %u), its %u connections are "
+                "closed with an error", old, (long long)ran_ms,
+                d->opts.decide_timeout_ms, d->nstuck,
+                (unsigned)VD_WORKERS_STUCK_MAX, shut);
+  if (d->nstuck > VD_WORKERS_STUCK_MAX ||
+      vd_engine_new(d->bundle, &d->opts.limits, &e, &err) != 0 ||
+      vd_worker_start(&d->workers[slot], d, slot, e) != 0) {
+    if (d->nstuck > VD_WORKERS_STUCK_MAX)
+      vd_daemon_log("too many workers stuck in decisions: stopping, for a "
+                    "fresh process to take over");
+    else
+      vd_daemon_log("cannot start a worker to replace worker %u: %s; "
+                    "stopping", old, err.len ? err.data : "no thread");
+    for (k = 0; k < n; k++)
+      close(queue[k].fd);
+    free(queue);
+    vd_buf_release(&err);
+    d->exit_status = 1;
+    daemon_stop(d, "a decision overran --decide-timeout");
+    return;
+  }
+  vd_buf_release(&err);
+  d->active[i] = slot;
+  vd_daemon_log("worker %u replaces worker %u", slot, old);
+  for (k = 0; k < n; k++) /* handed over but never adopted */
+    vd_worker_handoff(least_loaded(d), &queue[k]);
+  free(queue);
+}
+
+static void on_overrun_check(uv_timer_t *t) {
+  vd_daemon_t *d = t->data;
+  int64_t now = vd_now_ms();
+  unsigned i;
+  for (i = 0; i < d->nworkers && !d->stopping; i++) {
+    vd_worker_t *w = &d->workers[d->active[i]];
+    int64_t since = atomic_load_explicit(&w->busy_since_ms,
+                                         memory_order_relaxed);
+    if (since && now - since > (int64_t)d->opts.decide_timeout_ms) {
+      atomic_fetch_add(&d->overruns, 1);
+      replace_worker(d, i, now - since);
+    }
+  }
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum) {
@@ -317,12 +391,12 @@ static void on_hup(uv_signal_t *s, int signum) {
  * Engines, and a bundle refused at start-up
  * ------------------------------------------------------------------------ */
 
-int vd_daemon_build_engines(vd_daemon_t *d, vd_bundle_t *b, vd_engine_t **out,
-                            vd_buf_t *err) {
+int vd_daemon_build_engines(unsigned n, const vd_limits_t *lim, vd_bundle_t *b,
+                            vd_engine_t **out, vd_buf_t *err) {
   unsigned i;
   int rc;
-  for (i = 0; i < d->nworkers; i++) {
-    rc = vd_engine_new(b, &d->opts.limits, &out[i], err);
+  for (i = 0; i < n; i++) {
+    rc = vd_engine_new(b, lim, &out[i], err);
     if (rc) {
       while (i-- > 0) {
         vd_engine_free(out[i]);
@@ -419,6 +493,12 @@ static void history_check_stop(vd_daemon_t *d) {
 static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   memset(d, 0, sizeof *d);
   d->opts = *opts;
+  if (!d->opts.validate_timeout_s)
+    d->opts.validate_timeout_s = VD_VALIDATE_TIMEOUT_S;
+  if (!d->opts.max_pending_out)
+    d->opts.max_pending_out = VD_MAX_PENDING_OUT;
+  if (!d->opts.max_pending_total)
+    d->opts.max_pending_total = VD_MAX_PENDING_TOTAL;
   d->unix_fd = d->tcp_fd = -1;
   d->loop = uv_default_loop();
   d->started_ms = d->activated_ms = vd_now_ms();
@@ -437,6 +517,8 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
   uv_timer_init(d->loop, &d->accept_pause);
   d->accept_pause.data = d;
+  uv_timer_init(d->loop, &d->overrun_timer);
+  d->overrun_timer.data = d;
 }
 
 static void daemon_release(vd_daemon_t *d) {
@@ -451,45 +533,69 @@ static void daemon_release(vd_daemon_t *d) {
   uv_mutex_destroy(&d->state_lock);
 }
 
-/* Load the bundle and validate it exactly as a reload does: a broken edit
- * never goes live, a restart included.  A bundle that fails is not an
- * error here: *refused says so, and d->last_failure why (the refusal is
- * recorded once the history is open). */
-static int load_policies(vd_daemon_t *d, int *refused) {
+/* Load the bundle; it is validated by make_engines(). */
+static int load_policies(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
   int rc = vd_bundle_load(d->opts.policies, &d->bundle, &err);
-  if (rc != 0) {
+  if (rc != 0)
     vd_daemon_log("cannot load policies: %s", err.data);
-  } else if (!d->opts.unchecked) {
-    int vrc = vd_policy_validate(d->bundle, &d->opts.limits,
-                                 &d->last_failure);
-    if (vrc) {
-      if (!d->last_failure.len)
-        vd_buf_adds(&d->last_failure, vd_err_desc(vrc));
-      log_refused(d, d->last_failure.data);
-      *refused = 1;
-    }
-  }
   vd_buf_release(&err);
   return rc;
 }
 
-/* The worker array, and one engine per worker unless REFUSED. */
-static int make_engines(vd_daemon_t *d, int refused, vd_engine_t ***out) {
-  vd_buf_t err = VD_BUF_INIT;
-  int rc = 0;
+/* The worker array, and one engine per worker.  First the bundle is
+ * validated exactly as a reload does (unless --unchecked): a broken edit
+ * never goes live, a restart included.  Both run on a validation thread
+ * under --validate-timeout, as a reload's do (validate.c), so that a
+ * bundle whose code never returns cannot hang the start either.  A bundle
+ * that fails or runs out of time is not an error here: *refused says so,
+ * and d->last_failure why (the refusal is recorded once the history is
+ * open). */
+static int make_engines(vd_daemon_t *d, int *refused, vd_engine_t ***out) {
+  vd_validation_t *v = NULL;
+  unsigned i;
+  int rc;
   d->nworkers = d->opts.workers;
-  d->workers = calloc(d->nworkers, sizeof *d->workers);
+  d->nslots = d->nworkers + VD_WORKERS_STUCK_MAX;
+  d->workers = calloc(d->nslots, sizeof *d->workers);
+  d->active = calloc(d->nworkers, sizeof *d->active);
   *out = calloc(d->nworkers, sizeof **out);
-  if (!d->workers || !*out) {
+  if (!d->workers || !d->active || !*out) {
     vd_daemon_log("out of memory");
-    rc = VD_ENOMEM;
-  } else if (!refused &&
-             (rc = vd_daemon_build_engines(d, d->bundle, *out, &err)) != 0) {
-    vd_daemon_log("cannot load policies from %s: %s", d->opts.policies,
-                  err.data);
+    return VD_ENOMEM;
   }
-  vd_buf_release(&err);
+  vd_bundle_ref(d->bundle); /* the thread's */
+  rc = vd_validation_start(&v, d->opts.policies, d->bundle, &d->opts.limits,
+                           d->nworkers, !d->opts.unchecked, NULL);
+  if (rc != 0) {
+    vd_daemon_log("cannot start a thread to validate the bundle");
+    return rc;
+  }
+  if (vd_validation_wait(v, (int64_t)d->opts.validate_timeout_s * 1000) != 0) {
+    vd_validation_abandon(v); /* it ends with the process */
+    vd_buf_addf(&d->last_failure,
+                "timed out: validation did not finish within %u s "
+                "(--validate-timeout)", d->opts.validate_timeout_s);
+    log_refused(d, d->last_failure.data);
+    *refused = 1;
+    return 0;
+  }
+  rc = v->rc;
+  if (rc != 0 && v->refused) {
+    vd_buf_add(&d->last_failure, v->err.data, v->err.len);
+    log_refused(d, d->last_failure.data);
+    *refused = 1;
+    rc = 0;
+  } else if (rc != 0) {
+    vd_daemon_log("cannot load policies from %s: %s", d->opts.policies,
+                  v->err.data);
+  } else {
+    for (i = 0; i < d->nworkers; i++) {
+      (*out)[i] = v->engines[i];
+      v->engines[i] = NULL;
+    }
+  }
+  vd_validation_free(v);
   return rc;
 }
 
@@ -510,7 +616,7 @@ static void on_history_log(const char *line, void *arg) {
 static int open_history(vd_daemon_t *d) {
   char *err = NULL;
   int rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
-                           d->nworkers, on_history_done, d, &err);
+                           d->nslots, on_history_done, d, &err);
   if (rc != 0)
     vd_daemon_log("cannot open the history database: %s",
                   err ? err : "unknown error");
@@ -565,6 +671,7 @@ static unsigned start_workers(vd_daemon_t *d, vd_engine_t **engines) {
   for (i = 0; i < d->nworkers; i++) {
     vd_engine_t *e = engines[i];
     engines[i] = NULL;
+    d->active[i] = i;
     if (vd_worker_start(&d->workers[i], d, i, e) != 0) {
       vd_daemon_log("cannot start worker %u", i);
       break;
@@ -578,16 +685,34 @@ static unsigned start_workers(vd_daemon_t *d, vd_engine_t **engines) {
  * until it has stopped, so it closes after their threads end and before
  * their loops do. */
 static void stop_workers(vd_daemon_t *d) {
-  unsigned i;
-  for (i = 0; i < d->nworkers; i++)
-    vd_worker_join(&d->workers[i]);
-  vd_watchdog_stop(&d->watchdog);
+  /* a worker that finishes its connections within the grace period and
+   * whose last decision ends within --decide-timeout is joined; one that
+   * does not is stuck, and left behind as replace_worker() leaves them */
+  int64_t until = vd_now_ms() + VD_SHUTDOWN_GRACE_MS +
+                  d->opts.decide_timeout_ms + 1000;
+  unsigned i, stuck = 0;
+  for (i = 0; i < d->nslots; i++) {
+    vd_worker_t *w = &d->workers[i];
+    if (!w->started)
+      continue;
+    if (atomic_load(&w->abandoned) ||
+        (d->opts.decide_timeout_ms ? vd_worker_join_until(w, until)
+                                   : vd_worker_join(w)) != 0) {
+      if (!atomic_exchange(&w->abandoned, 1))
+        vd_daemon_log("worker %u did not finish; leaving it behind", i);
+      stuck++;
+    }
+  }
+  /* a stuck thread may still use its watchdog slot: leave the watchdog */
+  if (!stuck)
+    vd_watchdog_stop(&d->watchdog);
   /* the check's read-only connection first, so that the writer's is the
    * last one open and checkpoints the WAL into the file as it closes */
   history_check_stop(d);
   close_history(d);
-  for (i = 0; i < d->nworkers; i++)
-    vd_worker_release(&d->workers[i]);
+  for (i = 0; i < d->nslots; i++)
+    if (!atomic_load(&d->workers[i].abandoned))
+      vd_worker_release(&d->workers[i]);
 }
 
 int vd_daemon_run(const vd_daemon_opts_t *opts) {
@@ -597,9 +722,9 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   int rc = 1, refused = 0;
 
   daemon_init(&d, opts);
-  if (load_policies(&d, &refused) != 0)
+  if (load_policies(&d) != 0)
     goto out;
-  if (make_engines(&d, refused, &engines) != 0)
+  if (make_engines(&d, &refused, &engines) != 0)
     goto out_engines;
   if (open_history(&d) != 0)
     goto out_engines;
@@ -615,7 +740,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_admin_startup(&d, engines[0]);
   history_check_start(&d);
   if (!opts->always_count &&
-      vd_watchdog_start(&d.watchdog, (int)d.nworkers, VD_WATCH_TICK_NS) != 0)
+      vd_watchdog_start(&d.watchdog, (int)d.nslots, VD_WATCH_TICK_NS) != 0)
     vd_daemon_log("no watchdog thread: every instruction will be counted");
   started = start_workers(&d, engines);
   uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
@@ -629,9 +754,12 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
                 vd_history_mode_name(opts->log_mode));
   if (started < d.nworkers)
     daemon_stop(&d, "a worker did not start");
+  else if (opts->decide_timeout_ms)
+    uv_timer_start(&d.overrun_timer, on_overrun_check, VD_OVERRUN_CHECK_MS,
+                   VD_OVERRUN_CHECK_MS);
   uv_run(d.loop, UV_RUN_DEFAULT);
   stop_workers(&d);
-  rc = started == d.nworkers ? 0 : 1;
+  rc = started == d.nworkers && !d.exit_status ? 0 : 1;
   vd_daemon_log("stopped");
 
   vd_admin_stop(&d);
@@ -644,6 +772,7 @@ out_history:
 out_engines:
   free_engines(&d, engines);
   free(d.workers);
+  free(d.active);
 out:
   daemon_release(&d);
   return rc;

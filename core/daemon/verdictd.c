@@ -23,10 +23,23 @@ static void usage(FILE *f) {
       "  --log-mode MODE      durable (default), async or off\n"
       "  --workers N          worker threads (default: number of cores)\n"
       "  --max-line BYTES     longest request line (default: 1048576)\n"
+      "  --max-pending BYTES  stop reading from a client whose unread answers\n"
+      "                       pass this, until they are down to half (default:\n"
+      "                       8388608, and at least twice --max-line)\n"
+      "  --max-pending-total BYTES  past this many bytes held for all clients\n"
+      "                       together, stop reading from those with 64 KiB or\n"
+      "                       more unread, until under 3/4 (default: 67108864)\n"
       "  --instr-budget N     VM instructions per decision (default: "
       "10000000)\n"
       "  --mem-cap BYTES      memory one decision may use (default: "
       "33554432)\n"
+      "  --decide-timeout MS  a decision still running after this many ms\n"
+      "                       (stuck in C: the instruction budget stops Lua)\n"
+      "                       has its worker replaced and its connections\n"
+      "                       closed; 0: never (default: 5000)\n"
+      "  --validate-timeout S seconds a bundle's validation may take, at\n"
+      "                       start-up or on a reload, before it is refused as\n"
+      "                       timed out (default: 30)\n"
       "  --always-count       count every VM instruction of every decision\n"
       "                       instead of the watchdog's fast attempts (same\n"
       "                       answers, slower; for comparison)\n"
@@ -58,8 +71,12 @@ int main(int argc, char **argv) {
       {"log-mode", required_argument, 0, 'm'},
       {"workers", required_argument, 0, 'w'},
       {"max-line", required_argument, 0, 'L'},
+      {"max-pending", required_argument, 0, 'P'},
+      {"max-pending-total", required_argument, 0, 'G'},
       {"instr-budget", required_argument, 0, 'I'},
       {"mem-cap", required_argument, 0, 'M'},
+      {"validate-timeout", required_argument, 0, 'T'},
+      {"decide-timeout", required_argument, 0, 'D'},
       {"watch", no_argument, 0, 'W'},
       {"always-count", no_argument, 0, 'C'},
       {"unchecked", no_argument, 0, 'U'},
@@ -78,7 +95,10 @@ int main(int argc, char **argv) {
   o.log_mode = VD_LOG_DURABLE;
   o.workers = ncpu > 0 ? (unsigned)ncpu : 1;
   o.max_line = 1u << 20;
-  o.max_pending_out = 8u << 20;
+  o.max_pending_out = VD_MAX_PENDING_OUT;
+  o.max_pending_total = VD_MAX_PENDING_TOTAL;
+  o.validate_timeout_s = VD_VALIDATE_TIMEOUT_S;
+  o.decide_timeout_ms = VD_DECIDE_TIMEOUT_MS;
   o.limits = limits;
 
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -106,8 +126,16 @@ int main(int argc, char **argv) {
       if (parse_size("--max-line", optarg, 64, &v))
         return 2;
       o.max_line = v;
-      if (o.max_pending_out < v * 2)
-        o.max_pending_out = v * 2;
+      break;
+    case 'P':
+      if (parse_size("--max-pending", optarg, 65536, &v))
+        return 2;
+      o.max_pending_out = v;
+      break;
+    case 'G':
+      if (parse_size("--max-pending-total", optarg, 1u << 20, &v))
+        return 2;
+      o.max_pending_total = v;
       break;
     case 'I':
       if (parse_size("--instr-budget", optarg, 1000, &v))
@@ -118,6 +146,22 @@ int main(int argc, char **argv) {
       if (parse_size("--mem-cap", optarg, 65536, &v))
         return 2;
       o.limits.mem_cap = v;
+      break;
+    case 'T':
+      if (parse_size("--validate-timeout", optarg, 1, &v) || v > 86400) {
+        fprintf(stderr, "verdictd: --validate-timeout takes 1 to 86400 "
+                        "seconds\n");
+        return 2;
+      }
+      o.validate_timeout_s = (unsigned)v;
+      break;
+    case 'D':
+      if (parse_size("--decide-timeout", optarg, 0, &v) || v > 86400000) {
+        fprintf(stderr, "verdictd: --decide-timeout takes 0 to 86400000 "
+                        "ms\n");
+        return 2;
+      }
+      o.decide_timeout_ms = (unsigned)v;
       break;
     case 'W': o.watch = 1; break;
     case 'C': o.always_count = 1; break;
@@ -130,6 +174,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (o.max_pending_out < o.max_line * 2)
+    o.max_pending_out = o.max_line * 2; /* one whole line's answer and more */
   if (optind < argc) {
     fprintf(stderr, "verdictd: unexpected argument '%s'\n", argv[optind]);
     usage(stderr);

@@ -17,13 +17,32 @@
  * (FIFO, all connections) until the history writer reports its record
  * committed, and entries leave that queue strictly from the head.
  *
- * Back-pressure: a client whose unsent output passes max_pending_out is not
- * read from until its output drains, so it cannot make us buffer without
- * bound and slows only itself.
+ * Back-pressure: every byte held for a connection is counted (`held`):
+ * what it sent that is not yet decided (the framer's buffer), responses
+ * not yet given to uv_write, those in uv_write requests not yet done,
+ * with --log-mode durable those in the pending queue waiting for their
+ * commit, and the history's copies of its records until they are
+ * committed (`unsynced`).  A connection whose unread responses and records
+ * pass max_pending_out is not read from (nor are the lines already read
+ * from it decided) until they are down to half; so it holds at most
+ * max_pending_out plus one response and record, and its framer at most
+ * max_line plus one read (64 KiB): it slows only itself.  Each worker sums
+ * its connections in w->held; past max_pending_total, summed over the
+ * workers, they stop reading from every connection with VD_HEAVY_BYTES or
+ * more unread (the clients that do not read their answers: one that reads
+ * holds next to nothing), until the sum is back under three quarters of
+ * it.  A timer re-checks such connections
+ * every VD_RECHECK_MS, since the bytes that free them may be another
+ * worker's.  Once the sum has been high and is low again, a worker asks
+ * malloc to give the freed memory back to the system (malloc_trim).
  */
+#include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon_int.h"
@@ -40,8 +59,11 @@ struct vd_conn {
   size_t inflight;      /* bytes in uv_write requests not yet done */
   unsigned refs;        /* the loop's, plus one per pending response */
   unsigned npending;    /* responses of ours in the pending queue */
+  size_t queued;        /* bytes of ours in the pending queue */
+  size_t held;          /* what conn_account() last added to w->held */
   int reading;          /* uv_read_start is in effect */
   int throttled;        /* reading stopped for back-pressure */
+  int shed;             /* ...because the sum passed max_pending_total */
   int eof;              /* the client sent EOF, or we are stopping */
   int closing;          /* uv_close called */
   int close_when_flushed;
@@ -58,6 +80,15 @@ typedef struct vd_pending {
   char data[];          /* response line, then NUL, then the id JSON */
 } vd_pending_t;
 
+/* A record of c's in the history's queue, not yet committed: its bytes
+ * are c's until then (in every log mode but off). */
+typedef struct vd_unsynced {
+  struct vd_unsynced *next;
+  vd_conn_t *conn;
+  uint64_t seq;
+  size_t bytes;
+} vd_unsynced_t;
+
 typedef struct vd_write {
   uv_write_t req;
   vd_conn_t *conn;
@@ -67,6 +98,8 @@ typedef struct vd_write {
 
 static void conn_flush(vd_conn_t *c);
 static void conn_maybe_close(vd_conn_t *c);
+static void conn_account(vd_conn_t *c);
+static void conn_resume(vd_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static int answer_fact(void *ud, const char *query, const char *a,
@@ -77,6 +110,52 @@ static int answer_fact(void *ud, const char *query, const char *a,
  * Connection lifetime
  * ------------------------------------------------------------------------ */
 
+static size_t trim_arm_bytes(const vd_daemon_t *d) {
+  size_t half = d->opts.max_pending_total / 2;
+  return half < VD_TRIM_ARM_BYTES ? half : VD_TRIM_ARM_BYTES;
+}
+
+/* Add NOW and take OLD from what this worker's connections hold (w->held,
+ * written by this thread only). */
+static void held_add(vd_worker_t *w, size_t old, size_t now) {
+  size_t mine = atomic_load_explicit(&w->held, memory_order_relaxed);
+  atomic_store_explicit(&w->held, mine - old + now, memory_order_relaxed);
+}
+
+/* What the connections of every worker hold.  A worker given up on
+ * (daemon.c, replace_worker()) no longer counts: its thread will never
+ * free what it holds, and may never say. */
+static size_t total_held(vd_worker_t *w) {
+  vd_daemon_t *d = w->daemon;
+  size_t total = 0;
+  unsigned i;
+  for (i = 0; i < d->nslots; i++)
+    if (!atomic_load_explicit(&d->workers[i].abandoned, memory_order_relaxed))
+      total += atomic_load_explicit(&d->workers[i].held, memory_order_relaxed);
+  /* Once the sum has passed VD_TRIM_ARM_BYTES (half of
+   * --max-pending-total, when that is less), the next time it falls under
+   * an eighth of that malloc gives back what the connections' buffers
+   * freed: glibc keeps freed memory in its arenas (after_release()). */
+  if (total > trim_arm_bytes(d))
+    atomic_store_explicit(&d->trim_armed, 1, memory_order_relaxed);
+  return total;
+}
+
+/* After bytes were freed: say when the sum is back under 3/4 of
+ * --max-pending-total after shedding, and trim (total_held()). */
+static void after_release(vd_worker_t *w) {
+  vd_daemon_t *d = w->daemon;
+  size_t total = total_held(w);
+  if (atomic_load_explicit(&d->shedding, memory_order_relaxed) &&
+      total <= d->opts.max_pending_total / 4 * 3 &&
+      atomic_exchange(&d->shedding, 0))
+    vd_daemon_log("connections hold %zu bytes, under --max-pending-total "
+                  "again: reading from every connection", total);
+  if (atomic_load_explicit(&d->trim_armed, memory_order_relaxed) &&
+      total < trim_arm_bytes(d) / 8 && atomic_exchange(&d->trim_armed, 0))
+    malloc_trim(0);
+}
+
 /* A stopping worker is done when no connection and no pending response
  * is left: close its own handles so that its loop returns. */
 static void finish_if_done(vd_worker_t *w) {
@@ -84,16 +163,20 @@ static void finish_if_done(vd_worker_t *w) {
       uv_is_closing((uv_handle_t *)&w->wake))
     return;
   uv_close((uv_handle_t *)&w->wake, NULL);
+  uv_close((uv_handle_t *)&w->recheck, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->grace))
     uv_close((uv_handle_t *)&w->grace, NULL);
 }
 
 static void conn_unref(vd_conn_t *c) {
+  vd_worker_t *w = c->w;
   if (--c->refs)
     return;
+  held_add(c->w, c->held, 0);
   vd_framer_release(&c->framer);
   vd_buf_release(&c->out);
   free(c);
+  after_release(w);
 }
 
 static void on_close(uv_handle_t *h) {
@@ -106,15 +189,53 @@ static void on_close(uv_handle_t *h) {
   if (c->next)
     c->next->prev = c->prev;
   w->nconns--;
+  if (c->throttled) {
+    c->throttled = 0;
+    w->nthrottled--;
+  }
   atomic_fetch_sub(&w->connections, 1);
   conn_unref(c);
   finish_if_done(w);
 }
 
+/* w->fds: the descriptors of our open connections, for
+ * vd_worker_abandon() on the main thread (under w->lock). */
+static void fd_register(vd_worker_t *w, int fd) {
+  uv_mutex_lock(&w->lock);
+  if (w->nfds == w->capfds) {
+    size_t cap = w->capfds ? w->capfds * 2 : 64;
+    int *a = realloc(w->fds, cap * sizeof *a);
+    if (!a) { /* only an overrun would miss it */
+      uv_mutex_unlock(&w->lock);
+      return;
+    }
+    w->fds = a;
+    w->capfds = cap;
+  }
+  w->fds[w->nfds++] = fd;
+  uv_mutex_unlock(&w->lock);
+}
+
+static void fd_unregister(vd_worker_t *w, int fd) {
+  size_t i;
+  uv_mutex_lock(&w->lock);
+  for (i = 0; i < w->nfds; i++) {
+    if (w->fds[i] == fd) {
+      w->fds[i] = w->fds[--w->nfds];
+      break;
+    }
+  }
+  uv_mutex_unlock(&w->lock);
+}
+
 static void conn_close(vd_conn_t *c) {
+  uv_os_fd_t fd;
   if (c->closing)
     return;
   c->closing = 1;
+  /* before uv_close() closes it: the number may be reused at once */
+  if (uv_fileno(&c->h.handle, &fd) == 0)
+    fd_unregister(c->w, fd);
   uv_close(&c->h.handle, on_close);
 }
 
@@ -130,6 +251,97 @@ static void conn_read_stop(vd_conn_t *c) {
     return;
   uv_read_stop(&c->h.stream);
   c->reading = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Back-pressure (see the top of the file)
+ * ------------------------------------------------------------------------ */
+
+static void recheck_start(vd_worker_t *w);
+
+static void throttle(vd_conn_t *c, int shed) {
+  vd_worker_t *w = c->w;
+  vd_daemon_t *d = w->daemon;
+  c->throttled = 1;
+  c->shed = shed;
+  w->nthrottled++;
+  conn_read_stop(c);
+  recheck_start(w);
+  if (shed && !atomic_exchange(&d->shedding, 1))
+    vd_daemon_log("connections hold %zu bytes, over --max-pending-total "
+                  "%zu: not reading from those holding %u KiB or more",
+                  total_held(w), d->opts.max_pending_total,
+                  VD_HEAVY_BYTES >> 10);
+}
+
+/* Response bytes c holds that its client has not read: whether to read
+ * from it depends on these.  (Its framer holds at most --max-line plus one
+ * read, whether we read or not, and is counted in w->held.) */
+static size_t out_held(const vd_conn_t *c) {
+  return c->out.len + c->inflight + c->queued;
+}
+
+/* Count what c holds now into w->held, and stop reading from it if it
+ * holds too much, or the daemon does and c is among the heavy (only then
+ * is the sum over the workers taken). */
+static void conn_account(vd_conn_t *c) {
+  vd_worker_t *w = c->w;
+  const vd_daemon_opts_t *o = &w->daemon->opts;
+  size_t out = out_held(c), now = out + vd_framer_pending(&c->framer);
+  held_add(w, c->held, now);
+  c->held = now;
+  if (c->throttled || c->closing || c->eof)
+    return;
+  if (out > o->max_pending_out)
+    throttle(c, 0);
+  else if (out >= VD_HEAVY_BYTES &&
+           total_held(w) > o->max_pending_total)
+    throttle(c, 1);
+}
+
+static void process_lines(vd_conn_t *c);
+
+/* Read from a throttled c again if it, and the daemon, hold little enough
+ * now: first the lines already read, then the socket. */
+static void conn_resume(vd_conn_t *c) {
+  vd_worker_t *w = c->w;
+  vd_daemon_t *d = w->daemon;
+  const vd_daemon_opts_t *o = &d->opts;
+  size_t out = out_held(c), total = total_held(w);
+  int heavy = total > o->max_pending_total / 4 * 3 && out >= VD_HEAVY_BYTES;
+  if (!c->throttled || out > o->max_pending_out / 2 || heavy)
+    return;
+  c->throttled = 0;
+  c->shed = 0;
+  w->nthrottled--;
+  if (c->closing || c->eof)
+    return;
+  process_lines(c);
+  conn_flush(c);
+  conn_account(c);
+  if (!c->throttled)
+    conn_read_start(c);
+}
+
+/* Every VD_RECHECK_MS while a connection of ours is throttled: what frees
+ * it may have been another worker's bytes. */
+static void on_recheck(uv_timer_t *t) {
+  vd_worker_t *w = t->data;
+  vd_conn_t *c;
+  for (c = w->conns; c; c = c->next) {
+    if (c->throttled && !c->closing) {
+      conn_account(c);
+      conn_resume(c);
+    }
+  }
+  if (!w->nthrottled)
+    uv_timer_stop(t);
+  after_release(w);
+}
+
+static void recheck_start(vd_worker_t *w) {
+  if (!uv_is_active((uv_handle_t *)&w->recheck) && !w->stopping)
+    uv_timer_start(&w->recheck, on_recheck, VD_RECHECK_MS, VD_RECHECK_MS);
 }
 
 /* Close once nothing is left to send: the client finished (EOF) or we
@@ -151,10 +363,9 @@ static void on_write(uv_write_t *req, int status) {
   if (status < 0) {
     conn_close(c);
   } else {
-    if (c->throttled && c->inflight <= c->w->daemon->opts.max_pending_out / 2) {
-      c->throttled = 0;
-      conn_read_start(c);
-    }
+    conn_account(c);
+    if (c->throttled)
+      conn_resume(c);
     conn_maybe_close(c);
   }
   conn_unref(c);
@@ -197,10 +408,6 @@ static void conn_flush(vd_conn_t *c) {
     free(wr);
     conn_close(c);
     return;
-  }
-  if (c->inflight > c->w->daemon->opts.max_pending_out && c->reading) {
-    c->throttled = 1;
-    conn_read_stop(c);
   }
 }
 
@@ -247,6 +454,7 @@ static void respond(vd_conn_t *c, const char *line, size_t len, uint64_t seq,
            decision_id ? decision_id : "");
   c->refs++;
   c->npending++;
+  c->queued += len;
   if (w->pend_tail)
     w->pend_tail->next = p;
   else
@@ -276,13 +484,58 @@ static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
       } else {
         vd_buf_add(&c->out, p->data, p->len);
       }
-      conn_flush(c);
     }
     c->npending--;
-    conn_maybe_close(c);
+    c->queued -= p->len;
     free(p);
+    if (!c->closing) {
+      conn_flush(c);
+      conn_account(c);
+      if (c->throttled)
+        conn_resume(c);
+    }
+    conn_maybe_close(c);
     conn_unref(c);
   }
+}
+
+/* Records up to done->last are committed (or failed): no longer held. */
+static void release_unsynced(vd_worker_t *w, const vd_history_done_t *done) {
+  vd_unsynced_t *u;
+  while ((u = w->uns_head) != NULL && u->seq <= done->last) {
+    vd_conn_t *c = u->conn;
+    w->uns_head = u->next;
+    if (!w->uns_head)
+      w->uns_tail = NULL;
+    c->queued -= u->bytes;
+    free(u);
+    if (!c->closing) {
+      conn_account(c);
+      if (c->throttled)
+        conn_resume(c);
+    }
+    conn_unref(c);
+  }
+}
+
+/* Charge c with a record of BYTES in the history's queue until seq is
+ * committed. */
+static void hold_unsynced(vd_conn_t *c, uint64_t seq, size_t bytes) {
+  vd_worker_t *w = c->w;
+  vd_unsynced_t *u = malloc(sizeof *u);
+  if (!u)
+    return; /* uncounted, not lost: the record is queued all the same */
+  u->next = NULL;
+  u->conn = c;
+  u->seq = seq;
+  u->bytes = bytes;
+  c->refs++;
+  c->queued += bytes;
+  if (w->uns_tail)
+    w->uns_tail->next = u;
+  else
+    w->uns_head = u;
+  w->uns_tail = u;
 }
 
 /* History completions arrived: release what they cover, range by range
@@ -291,8 +544,10 @@ static void history_done(vd_worker_t *w) {
   vd_history_done_t done[64];
   size_t n, i;
   while ((n = vd_history_drain(w->daemon->history, w->index, done, 64)) > 0)
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
+      release_unsynced(w, &done[i]);
       release_pending(w, &done[i]);
+    }
   /* responses queued behind nothing (ping, status, async) */
   if (w->pend_head && w->pend_head->seq == 0) {
     vd_history_done_t none = {0, 0, 0};
@@ -303,6 +558,15 @@ static void history_done(vd_worker_t *w) {
 /* ------------------------------------------------------------------------
  * Requests
  * ------------------------------------------------------------------------ */
+
+/* The longest prefix of s, at most max bytes, that does not end inside a
+ * UTF-8 sequence (s is longer than max). */
+static size_t utf8_prefix(const char *s, size_t max) {
+  size_t n = max;
+  while (n > 0 && n > max - 4 && ((unsigned char)s[n] & 0xC0) == 0x80)
+    n--;
+  return n;
+}
 
 static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
                                int64_t received_ms) {
@@ -334,6 +598,9 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
     r.category = d->category.len ? d->category.data : NULL;
     r.request = line;
     r.request_len = len;
+    if ((d->code == VD_EBAD_REQUEST || d->code == VD_ETOO_LARGE) &&
+        len > VD_BAD_REQUEST_RECORD_BYTES)
+      r.request_len = utf8_prefix(line, VD_BAD_REQUEST_RECORD_BYTES);
     if (d->code == 0) {
       r.result = d->result.data;
       r.result_len = d->result.len;
@@ -356,11 +623,29 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
                           "the history database is not accepting records",
                           NULL, decision_id);
       seq = 0;
-    } else if (w->daemon->opts.log_mode != VD_LOG_DURABLE) {
-      seq = 0;
+    } else {
+      /* the history's copy of the record, about */
+      hold_unsynced(c, seq, sizeof r + r.request_len + r.result_len +
+                                r.trace_len + r.facts_len + d->message.len +
+                                VD_RECORD_OVERHEAD);
+      if (w->daemon->opts.log_mode != VD_LOG_DURABLE)
+        seq = 0;
     }
   }
   respond(c, w->scratch.data, w->scratch.len, seq, decision_id, d->id.data);
+}
+
+/* The decision came back after the daemon gave up on this worker (it ran
+ * past --decide-timeout; vd_worker_abandon()).  Its connections are shut
+ * down and a replacement serves in its place; the main thread no longer
+ * expects anything of this thread and may be freeing what it shares, so
+ * it touches nothing more and sleeps until the process ends. */
+static void park(vd_worker_t *w) {
+  vd_daemon_log("worker %u: the decision that overran --decide-timeout "
+                "returned after all; the thread stays parked until a "
+                "restart", w->index);
+  for (;;)
+    pause();
 }
 
 static void handle_line(vd_conn_t *c, const char *line, size_t len) {
@@ -373,7 +658,11 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
     ;
   if (i == len)
     return; /* blank lines are not requests */
+  atomic_store_explicit(&w->busy_since_ms, now, memory_order_relaxed);
   vd_engine_decide(w->engine, line, len, now, d);
+  atomic_store_explicit(&w->busy_since_ms, 0, memory_order_relaxed);
+  if (atomic_load(&w->abandoned))
+    park(w);
   if (d->recounted)
     atomic_fetch_add_explicit(&w->recounts, 1, memory_order_relaxed);
   if (d->code == 0 && d->op != VD_OP_DECIDE) {
@@ -429,17 +718,37 @@ static void too_large(vd_conn_t *c) {
   c->eof = 1;
 }
 
+/* Decide the complete lines c sent, in order, until it holds too much
+ * (conn_account() throttles it; the rest wait in the framer, counted). */
+static void process_lines(vd_conn_t *c) {
+  const char *line;
+  size_t len;
+  int r = 0;
+  while (!c->throttled && !c->closing && !c->close_when_flushed &&
+         (r = vd_framer_next(&c->framer, &line, &len)) == 1) {
+    handle_line(c, line, len);
+    if (c->out.len >= VD_HEAVY_BYTES) /* a burst: to the socket as we go */
+      conn_flush(c);
+    conn_account(c);
+  }
+  if (r < 0)
+    too_large(c);
+  /* a long line or a burst grew the buffer: give it back once drained */
+  if (vd_framer_pending(&c->framer) == 0 &&
+      c->framer.buf.cap > VD_FRAMER_KEEP_BYTES) {
+    size_t max = c->framer.max_line;
+    vd_framer_release(&c->framer);
+    vd_framer_init(&c->framer, max);
+  }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   vd_conn_t *c = s->data;
   const char *line;
   size_t len;
-  int r;
   if (nread > 0) {
     vd_framer_feed(&c->framer, buf->base, (size_t)nread);
-    while ((r = vd_framer_next(&c->framer, &line, &len)) == 1)
-      handle_line(c, line, len);
-    if (r < 0)
-      too_large(c);
+    process_lines(c);
   } else if (nread == UV_EOF) {
     /* Half-close: answer everything received, a last unterminated line
      * included, then close when the answers are out. */
@@ -457,6 +766,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   conn_flush(c);
+  conn_account(c);
+  if (c->throttled) /* what stopped it may be gone, flushed just now */
+    conn_resume(c);
   conn_maybe_close(c);
 }
 
@@ -497,6 +809,7 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
     conn_close(c);
     return;
   }
+  fd_register(w, ho->fd);
   conn_read_start(c);
 }
 
@@ -629,6 +942,8 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
   if (rc)
     goto out_mutex;
   w->wake.data = w;
+  uv_timer_init(&w->loop, &w->recheck);
+  w->recheck.data = w;
   rc = uv_thread_create(&w->thread, worker_main, w);
   if (rc)
     goto out_wake;
@@ -637,6 +952,7 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
 
 out_wake:
   uv_close((uv_handle_t *)&w->wake, NULL);
+  uv_close((uv_handle_t *)&w->recheck, NULL);
   uv_run(&w->loop, UV_RUN_NOWAIT);
 out_mutex:
   uv_mutex_destroy(&w->lock);
@@ -650,9 +966,19 @@ out_buffers:
   return rc;
 }
 
-void vd_worker_join(vd_worker_t *w) {
+int vd_worker_join(vd_worker_t *w) {
   if (w->started)
     uv_thread_join(&w->thread);
+  return 0;
+}
+
+int vd_worker_join_until(vd_worker_t *w, int64_t deadline_ms) {
+  struct timespec ts;
+  if (!w->started)
+    return 0;
+  ts.tv_sec = (time_t)(deadline_ms / 1000);
+  ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+  return pthread_timedjoin_np(w->thread, NULL, &ts) == 0 ? 0 : VD_EINTERNAL;
 }
 
 void vd_worker_release(vd_worker_t *w) {
@@ -667,7 +993,20 @@ void vd_worker_release(vd_worker_t *w) {
   free(w->queue);
   w->queue = NULL;
   w->nqueue = w->capqueue = 0;
+  free(w->fds);
+  w->fds = NULL;
+  w->nfds = w->capfds = 0;
   uv_mutex_destroy(&w->lock);
+  /* records still uncommitted when the loop ended (async mode): the
+   * history commits them as it closes; what they held is no longer ours */
+  while (w->uns_head) {
+    vd_unsynced_t *u = w->uns_head;
+    w->uns_head = u->next;
+    u->conn->queued -= u->bytes;
+    conn_unref(u->conn);
+    free(u);
+  }
+  w->uns_tail = NULL;
   vd_engine_free(w->next_engine);
   vd_engine_free(w->engine);
   w->next_engine = w->engine = NULL;
@@ -715,4 +1054,38 @@ void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e) {
   uv_mutex_unlock(&w->lock);
   vd_engine_free(old); /* never used: a newer one superseded it */
   uv_async_send(&w->wake);
+}
+
+/* Main thread: a decision of W's has run past --decide-timeout.  Its
+ * thread cannot be stopped, so the worker is given up: flagged (should
+ * the decision return, the thread parks: park()), every connection it
+ * adopted gets a last error line (best effort, non-blocking) and is shut
+ * down (the descriptor stays W's: closing it here would let the number be
+ * reused under the stuck thread), and the connections handed to it but
+ * not adopted yet are moved to *queue (the caller hands them on).
+ * Returns how many connections were shut down. */
+unsigned vd_worker_abandon(vd_worker_t *w, vd_handoff_t **queue, size_t *n) {
+  static const char line[] =
+      "{\"error\":{\"code\":\"internal\",\"message\":\"the worker "
+      "serving this connection is stuck in a decision that ran past "
+      "--decide-timeout, so the connection is closed; a request on it that "
+      "got no answer may still have been recorded: look its id up in the "
+      "history before sending it again on a new connection\"}}\n";
+  size_t i;
+  unsigned shut = 0;
+  atomic_store(&w->abandoned, 1);
+  uv_mutex_lock(&w->lock);
+  for (i = 0; i < w->nfds; i++) {
+    ssize_t r = send(w->fds[i], line, sizeof line - 1,
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)r; /* a full socket buffer: the shutdown alone tells it */
+    if (shutdown(w->fds[i], SHUT_RDWR) == 0 || errno != EBADF)
+      shut++;
+  }
+  *queue = w->queue;
+  *n = w->nqueue;
+  w->queue = NULL;
+  w->nqueue = w->capqueue = 0;
+  uv_mutex_unlock(&w->lock);
+  return shut;
 }

@@ -6,9 +6,13 @@
  * the bundle's own tests pass), opens the history database, listens,
  * starts the workers and serves until SIGTERM or SIGINT, after which it
  * answers the requests already read and returns 0.  A bundle that fails
- * validation is refused: nothing is listened on or served, and it returns
- * non-zero.  SIGHUP reloads the bundle.  It blocks the calling thread,
- * which becomes the main thread.
+ * validation, or whose validation takes longer than validate_timeout_s,
+ * is refused: nothing is listened on or served, and it returns non-zero.
+ * SIGHUP reloads the bundle.  A worker whose decision runs past
+ * decide_timeout_ms is replaced; past two of them (VD_WORKERS_STUCK_MAX in
+ * core/daemon/daemon_int.h) the daemon stops and returns 1
+ * (docs/operations.md, "Limits").  It blocks the calling thread, which
+ * becomes the main thread.
  */
 #ifndef VERDICT_DAEMON_H
 #define VERDICT_DAEMON_H
@@ -27,6 +31,19 @@ typedef struct vd_daemon vd_daemon_t;
 #define VD_DEFAULT_ADMIN_SOCKET "var/verdictd-admin.sock"
 #define VD_DEFAULT_DB "var/verdict.db"
 
+/* The default of --validate-timeout, in seconds: `verdict check` of the
+ * bundled policies takes about a second, so this is far above any bundle
+ * whose code terminates. */
+#define VD_VALIDATE_TIMEOUT_S 30
+/* The default of --decide-timeout, in ms: a decision takes well under a
+ * millisecond and its instruction budget stops a runaway in Lua within
+ * about a second, so only a decision stuck in C gets this far. */
+#define VD_DECIDE_TIMEOUT_MS 5000
+/* The defaults of --max-pending (one connection's unread responses) and
+ * --max-pending-total (every connection's bytes together). */
+#define VD_MAX_PENDING_OUT (8u << 20)
+#define VD_MAX_PENDING_TOTAL (64u << 20)
+
 typedef struct vd_daemon_opts {
   const char *policies;    /* bundle directory */
   const char *socket;      /* decision socket path */
@@ -42,6 +59,13 @@ typedef struct vd_daemon_opts {
   unsigned workers;
   size_t max_line;         /* bytes; longer lines get too_large and a close */
   size_t max_pending_out;  /* stop reading a client whose unsent output passes this */
+  size_t max_pending_total;/* ...and, past this sum over all connections,
+                              every client with 64 KiB or more unread */
+  unsigned decide_timeout_ms; /* a decision still running after this has
+                              its worker replaced (daemon.c); 0: never */
+  unsigned validate_timeout_s; /* a bundle's validation, at start-up or on a
+                              reload, that takes longer is refused as timed
+                              out (0: VD_VALIDATE_TIMEOUT_S) */
   vd_limits_t limits;
 } vd_daemon_opts_t;
 

@@ -109,6 +109,8 @@ typedef struct vd_wire_status {
   unsigned long instructions;
   uint64_t recounted;
   unsigned long interrupts;
+  unsigned long overruns;      /* decisions past --decide-timeout (in
+                                * "budget" when not 0) */
 } vd_wire_status_t;
 
 void vd_wire_write_status(vd_buf_t *out, const char *id_json,
