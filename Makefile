@@ -134,7 +134,7 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_LIB_OBJS
 
 fuzz-build: $(FUZZ_BINS)
 
-fuzz: fuzz-build
+fuzz: deps fuzz-build
 	./scripts/fuzz-run $(FUZZ_BUILD) $(SECONDS) $(FUZZ_TARGETS)
 
 # docs/policy-reference.md is generated from the policies' schemas;
