@@ -8,7 +8,7 @@
 #
 # Targets: all (default), deps, run, test, bench, asan, tsan, fuzz,
 # reference, install, clean.
-# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR.
+# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz).
 
 PKGS      := lua5.4 libuv sqlite3 yajl nettle
 TEST_PKGS := cmocka
