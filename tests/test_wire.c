@@ -1011,11 +1011,12 @@ static void hostport_split(void **state) {
                                      sizeof host, &port), -1);
 }
 
-/* Found by tests/fuzz/fuzz_request.c and fuzz_admin.c (corpus
- * request/nul-* and admin/nul-op): a string with a NUL in it passed as its
- * prefix, so "sla\u0000x" was decided as sla, "id\u0000x" was taken for
- * the id field, and "reload\u0000x" on the admin socket reloaded.  Such a
- * string is not the field's value: refused, or NULL for the admin. */
+/* Found triaging tests/fuzz/fuzz_request.c, which now checks for it, as
+ * fuzz_admin.c does (corpus request/nul-* and admin/nul-op): a string with
+ * a NUL in it passed as its prefix, so "sla\u0000x" was decided as sla,
+ * "id\u0000x" was taken for the id field, and "reload\u0000x" on the
+ * admin socket reloaded.  Such a string is not the field's value: refused,
+ * or NULL for the admin. */
 static void nul_in_fields_refused(void **state) {
   static const struct {
     const char *line;
