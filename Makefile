@@ -6,9 +6,9 @@
 # machine); `run`, `test`, `bench`, `asan` and `tsan` do that first, so the
 # README's two commands do all the set-up.  A plain `make` only builds.
 #
-# Targets: all (default), deps, run, test, bench, asan, tsan, reference,
-# install, clean.
-# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR.
+# Targets: all (default), deps, run, test, bench, asan, tsan, fuzz,
+# reference, install, clean.
+# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz).
 
 PKGS      := lua5.4 libuv sqlite3 yajl nettle
 TEST_PKGS := cmocka
@@ -58,7 +58,7 @@ CLI_OBJS    := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_BINS   := $(TESTS:%=$(BUILD)/tests/%)
 
 # Goals that install what is missing before anything is compiled.
-DEPS_GOALS  := run test bench asan tsan
+DEPS_GOALS  := run test bench asan tsan fuzz
 NEED_DEPS   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
 
 .PHONY: all deps run test bench asan tsan reference install clean
@@ -98,7 +98,7 @@ run: deps all
 	    $(VERDICTD_FLAGS)
 
 # Every test: cmocka unit tests, the policies' own tests, black-box tests.
-test: deps all $(TEST_BINS)
+test: deps all $(TEST_BINS) fuzz-build
 	./scripts/run-tests $(BUILD) $(TESTS)
 
 bench: deps all
@@ -111,6 +111,37 @@ asan: deps
 tsan: deps
 	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	    VERDICT_TSAN=1 test
+
+# libFuzzer targets (tests/fuzz/, docs/fuzzing.md): Debian's clang-14 with
+# ASan and UBSan, over the library built again with the same
+# instrumentation in $(FUZZ_BUILD).  `make fuzz SECONDS=N` runs each target
+# for N seconds in turn on a scratch copy of its committed corpus; `make
+# test` runs each for a few seconds.
+FUZZ_CC      := clang-14
+FUZZ_BUILD   := build-fuzz
+FUZZ_TARGETS := framer json request time schema admin
+SECONDS       = 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) -Wno-format-nonliteral \
+                -g -O1 $(FUZZ_SAN) \
+                -Iinclude -Icore $(PKG_CFLAGS)
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+.PHONY: fuzz fuzz-build
+$(FUZZ_BUILD)/core/%.o: core/%.c | $(NEED_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_LIB_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
+	    $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps fuzz-build
+	./scripts/fuzz-run $(FUZZ_BUILD) $(SECONDS) $(FUZZ_TARGETS)
 
 # docs/policy-reference.md is generated from the policies' schemas;
 # `make test` fails when the committed file is not current.
@@ -127,6 +158,7 @@ install: all
 	install -m 0644 docs/man/verdictd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(wildcard $(FUZZ_BUILD)/core/*.d $(FUZZ_BUILD)/*.d)

@@ -81,6 +81,8 @@ typedef struct decoder {
   int depth, max_depth;
   int too_deep;
   int bad_utf8; /* yajl lets overlong forms and surrogates through */
+  int overflow; /* a number beyond a double's range: it would read as an
+                 * infinity, which no JSON text can mean or encode */
   frame_t frames[VD_JSON_MAX_DEPTH + 1];
 } decoder_t;
 
@@ -125,6 +127,10 @@ static int on_number(void *ctx, const char *s, size_t n) {
     p[n] = '\0';
     v = strtod(p, NULL);
     free(p);
+    if (isinf(v)) {
+      d->overflow = 1;
+      return 0;
+    }
     lua_pushnumber(d->L, v);
     store(d);
     return 1;
@@ -141,7 +147,14 @@ static int on_number(void *ctx, const char *s, size_t n) {
       return 1;
     }
   }
-  lua_pushnumber(d->L, strtod(tmp, NULL));
+  {
+    double v = strtod(tmp, NULL);
+    if (isinf(v)) {
+      d->overflow = 1;
+      return 0;
+    }
+    lua_pushnumber(d->L, v);
+  }
   store(d);
   return 1;
 }
@@ -235,6 +248,7 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   d.depth = 0;
   d.too_deep = 0;
   d.bad_utf8 = 0;
+  d.overflow = 0;
   d.max_depth = max_depth > 0 && max_depth <= VD_JSON_MAX_DEPTH
                     ? max_depth
                     : VD_JSON_MAX_DEPTH;
@@ -254,6 +268,10 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
     } else if (d.bad_utf8) {
       vd_buf_reset(err);
       vd_buf_addf(err, "invalid UTF-8 in a string before byte %zu",
+                  yajl_get_bytes_consumed(h));
+    } else if (d.overflow) {
+      vd_buf_reset(err);
+      vd_buf_addf(err, "number out of range (beyond 1.8e308) before byte %zu",
                   yajl_get_bytes_consumed(h));
     } else {
       set_parse_error(h, s, n, err);

@@ -20,8 +20,9 @@
  * ------------------------------------------------------------------------ */
 
 /* Copy the string field of the table at idx into a fixed buffer.  Returns
- * 1 if present and fitting, 0 if absent, -1 if present but not a string,
- * -2 if too long. */
+ * 1 if present and fitting, 0 if absent, -1 if present but not a string
+ * (or one with a NUL in it, which would pass as its prefix), -2 if too
+ * long. */
 static int get_str(lua_State *L, int idx, const char *field, char *out,
                    size_t cap) {
   size_t n;
@@ -36,6 +37,10 @@ static int get_str(lua_State *L, int idx, const char *field, char *out,
     return -1;
   }
   s = lua_tolstring(L, -1, &n);
+  if (strlen(s) != n) {
+    lua_pop(L, 1);
+    return -1;
+  }
   if (n >= cap) {
     lua_pop(L, 1);
     return -2;
@@ -45,11 +50,17 @@ static int get_str(lua_State *L, int idx, const char *field, char *out,
   return 1;
 }
 
-/* The string field of the table at idx, or NULL; the table keeps it. */
+/* The string field of the table at idx, or NULL (also for a string with a
+ * NUL in it, which would pass as its prefix); the table keeps it. */
 static const char *peek_str(lua_State *L, int idx, const char *field) {
-  const char *s;
+  const char *s = NULL;
+  size_t n;
   lua_getfield(L, idx, field);
-  s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &n);
+    if (strlen(s) != n)
+      s = NULL;
+  }
   lua_pop(L, 1);
   return s;
 }
@@ -96,11 +107,12 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
   /* Unknown top-level fields are refused, so a typo never goes unseen. */
   lua_pushnil(L);
   while (lua_next(L, req)) {
-    const char *k = lua_tostring(L, -2);
+    size_t kn;
+    const char *k = lua_tolstring(L, -2, &kn);
     const char *const *f;
     lua_pop(L, 1);
-    for (f = fields; *f; f++)
-      if (strcmp(*f, k) == 0)
+    for (f = fields; *f; f++) /* "id\u0000x" is not "id" */
+      if (strcmp(*f, k) == 0 && strlen(k) == kn)
         break;
     if (!*f) {
       vd_decision_fail(d, VD_EBAD_REQUEST, k,

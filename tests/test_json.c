@@ -773,6 +773,32 @@ static void encode_never_raises(void **state) {
              "allocates)", raised, runs);
 }
 
+/* Found by tests/fuzz/fuzz_json.c (corpus/json/number-overflow): a number
+ * beyond a double's range decoded to an infinity, which the encoder then
+ * refuses, so a request's value could not be written back.  It is bad
+ * JSON now; a number that underflows still reads as zero. */
+static void out_of_range_numbers_rejected(void **state) {
+  fx_t *f = *state;
+  static const char *const bad[] = {"1e400", "-1e400", "[0,1.8e308]",
+                                    "{\"fen\":-2e308}", "1E+99999"};
+  vd_buf_t big = VD_BUF_INIT;
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (dec(f, bad[i], 0) != VD_EBAD_REQUEST)
+      fail_msg("accepted out-of-range number %s", bad[i]);
+    assert_non_null(strstr(f->err.data, "number out of range"));
+  }
+  /* 400 digits: the long-text path */
+  for (i = 0; i < 400; i++)
+    vd_buf_addc(&big, '9');
+  assert_int_equal(dec(f, big.data, 0), VD_EBAD_REQUEST);
+  assert_non_null(strstr(f->err.data, "number out of range"));
+  vd_buf_release(&big);
+  /* the largest double, and underflow to zero, still decode */
+  assert_int_equal(dec(f, "[1.7976931348623157e308,1e-400]", 0), 0);
+  assert_string_equal(enc_top(f, "value"), "[1.7976931348623157e+308,0.0]");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -803,6 +829,8 @@ int main(void) {
       cmocka_unit_test(decode_under_memory_cap),
       cmocka_unit_test(encode_never_raises),
       cmocka_unit_test(string_escaping_matches_reference),
+      cmocka_unit_test_setup_teardown(out_of_range_numbers_rejected, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -725,6 +725,56 @@ static void hostport_split(void **state) {
                                      sizeof host, &port), -1);
 }
 
+/* Found triaging tests/fuzz/fuzz_request.c, which now checks for it, as
+ * fuzz_admin.c does (corpus request/nul-* and admin/nul-op): a string with
+ * a NUL in it passed as its prefix, so "sla\u0000x" was decided as sla,
+ * "id\u0000x" was taken for the id field, and "reload\u0000x" on the
+ * admin socket reloaded.  Such a string is not the field's value: refused,
+ * or NULL for the admin. */
+static void nul_in_fields_refused(void **state) {
+  static const struct {
+    const char *line;
+    const char *path;
+  } cases[] = {
+      {"{\"op\":\"ping\\u0000x\"}", "op"},
+      {"{\"kind\":\"sla\\u0000x\",\"region\":\"GD\"" REQ_INPUT "}", "kind"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\\u0000\"" REQ_INPUT "}", "region"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\",\"at\":"
+       "\"2026-11-23T10:00:00+08:00\\u0000\"" REQ_INPUT "}", "at"},
+      {"{\"kind\":\"sla\",\"region\":\"GD\",\"id\\u0000x\":1" REQ_INPUT "}",
+       "id"},
+  };
+  static const char admin[] =
+      "{\"op\":\"reload\\u0000x\",\"who\":\"al\\u0000ice\","
+      "\"revision\":\"sha256:a\"}";
+  lua_State *L = json_state();
+  vd_decision_t d;
+  vd_wire_admin_t req;
+  vd_buf_t err = VD_BUF_INIT;
+  size_t i;
+  (void)state;
+  vd_decision_init(&d);
+  for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+    int rc = read_request(L, cases[i].line, 0, &d);
+    if (rc != VD_EBAD_REQUEST ||
+        strcmp(d.path.data ? d.path.data : "", cases[i].path) != 0)
+      fail_msg("%s\n  gave %s at \"%s\": %s", cases[i].line,
+               vd_err_name(rc), d.path.data ? d.path.data : "",
+               d.message.data ? d.message.data : "");
+  }
+  vd_decision_release(&d);
+  vd_wire_admin_init(&req);
+  assert_int_equal(vd_wire_read_admin(L, admin, sizeof admin - 1, &req, &err),
+                   0);
+  assert_null(req.op);
+  assert_null(req.who);
+  assert_string_equal(req.revision, "sha256:a");
+  lua_settop(L, 0);
+  vd_wire_admin_release(&req);
+  vd_buf_release(&err);
+  lua_close(L);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(framer_partial_lines),
@@ -742,6 +792,7 @@ int main(void) {
       cmocka_unit_test(response_error_line),
       cmocka_unit_test(response_decision_line),
       cmocka_unit_test(response_from_engine),
+      cmocka_unit_test(nul_in_fields_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

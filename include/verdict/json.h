@@ -8,7 +8,9 @@
  *   JSON array   -> sequence 1..n whose metatable is the array marker
  *   null         -> vd_json_null (a light userdata) as `verdict.null`
  *   number       -> integer when written without '.', 'e' or 'E' and in
- *                   range of lua_Integer, float otherwise
+ *                   range of lua_Integer, float otherwise; a number
+ *                   beyond a double's range (1e400) is an error, not
+ *                   an infinity
  *   string       -> string (yajl rejects invalid UTF-8)
  *
  * Encoding maps back: tables with a marker keep their JSON type; an

@@ -1,0 +1,59 @@
+/*
+ * fuzz_json.c - libFuzzer target: the JSON decoder (vd_json_decode, json.h).
+ *
+ * Input: JSON text.  Decoded at the nesting bounds that are in use (16 for
+ * admin requests, 32 for decision requests, VD_JSON_MAX_DEPTH) on a fresh
+ * Lua state.  What must hold:
+ *   - a text that decodes under a bound decodes under every larger one;
+ *   - a failure pushes nothing and says why; a success pushes one value;
+ *   - what decodes encodes (vd_json_encode), the encoding decodes under
+ *     the same bound, and encoding that again gives the same bytes (the
+ *     encoder's output is canonical and a fixed point).
+ */
+#include <string.h>
+
+#include "fuzz_util.h"
+
+static const int depths[] = {16, 32, VD_JSON_MAX_DEPTH};
+#define N_DEPTHS (sizeof depths / sizeof depths[0])
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  lua_State *L = fuzz_json_state();
+  vd_buf_t err = VD_BUF_INIT, once = VD_BUF_INIT, twice = VD_BUF_INIT;
+  int ok_before = 0;
+  size_t i;
+  for (i = 0; i < N_DEPTHS; i++) {
+    int rc;
+    vd_buf_reset(&err);
+    rc = vd_json_decode_protected(L, (const char *)data, size, depths[i],
+                                  &err);
+    if (rc != 0) {
+      FUZZ_CHECK(rc == VD_EBAD_REQUEST);
+      FUZZ_CHECK(lua_gettop(L) == 0);
+      FUZZ_CHECK(err.len > 0);
+      FUZZ_CHECK(!ok_before); /* a larger bound refused what a smaller took */
+      continue;
+    }
+    ok_before = 1;
+    FUZZ_CHECK(lua_gettop(L) == 1);
+    vd_buf_reset(&once);
+    vd_buf_reset(&twice);
+    vd_buf_reset(&err);
+    FUZZ_CHECK(vd_json_encode(L, 1, &once, "value", &err) == 0);
+    lua_settop(L, 0);
+    rc = vd_json_decode_protected(L, once.data, once.len, depths[i], &err);
+    if (rc != 0)
+      fprintf(stderr, "re-decoding %.*s: %s\n", (int)once.len, once.data,
+              err.data);
+    FUZZ_CHECK(rc == 0);
+    FUZZ_CHECK(vd_json_encode(L, 1, &twice, "value", &err) == 0);
+    FUZZ_CHECK(once.len == twice.len);
+    FUZZ_CHECK(memcmp(once.data, twice.data, once.len) == 0);
+    lua_settop(L, 0);
+  }
+  vd_buf_release(&err);
+  vd_buf_release(&once);
+  vd_buf_release(&twice);
+  lua_close(L);
+  return 0;
+}

@@ -1,0 +1,134 @@
+/*
+ * fuzz_request.c - libFuzzer target: the decision-socket request envelope
+ * (vd_wire_read_request, wire.h), as vd_engine_decide() reads it: decoded
+ * with the default nesting bound, then read under lua_pcall.
+ *
+ * Input: one request line.  What must hold:
+ *   - vd_wire_read_request() leaves the stack as it found it, and returns
+ *     0 or the code it put in d->code;
+ *   - an error names a message, and a bad_request names its field or none;
+ *   - the fixed-size fields it fills are NUL-terminated within their size;
+ *     an accepted request has only known fields, named exactly, and each
+ *     field it read (op, kind, region, at) is the request's whole string;
+ *     "at" parses back as an RFC 3339 time to d->at_ms;
+ *   - the response line for an error (vd_wire_write_error(), with the
+ *     request's id) is one JSON object.
+ */
+#include <string.h>
+
+#include "fuzz_util.h"
+#include "verdict/engine.h"
+#include "verdict/sandbox.h"
+#include "verdict/timefmt.h"
+#include "verdict/wire.h"
+
+/* 2026-11-23T02:00:00.123Z, the tests' "now". */
+#define NOW_MS INT64_C(1795399200123)
+
+typedef struct {
+  vd_decision_t *d;
+  int rc;
+} args_t;
+
+/* Stack: args, request. */
+static int read_k(lua_State *L) {
+  args_t *a = lua_touserdata(L, 1);
+  int top = lua_gettop(L);
+  a->rc = vd_wire_read_request(L, 2, NOW_MS, a->d);
+  FUZZ_CHECK(lua_gettop(L) == top);
+  return 0;
+}
+
+static void check_str(const char *s, size_t cap) {
+  FUZZ_CHECK(memchr(s, '\0', cap) != NULL);
+}
+
+/* A field that was read is the request's string, all of it: a value with
+ * a NUL in it must not pass as its prefix ("sla\u0000x" as "sla"). */
+static void check_read(lua_State *L, const char *field, const char *got) {
+  size_t n;
+  const char *s;
+  FUZZ_CHECK(lua_getfield(L, 1, field) == LUA_TSTRING);
+  s = lua_tolstring(L, -1, &n);
+  FUZZ_CHECK(strlen(got) == n && memcmp(got, s, n) == 0);
+  lua_pop(L, 1);
+}
+
+/* An accepted request has only the fields a request has, named exactly. */
+static void check_keys(lua_State *L) {
+  static const char *const fields[] = {"id", "op", "kind", "region",
+                                       "at", "input", NULL};
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    size_t n;
+    const char *k = lua_tolstring(L, -2, &n);
+    const char *const *f;
+    for (f = fields; *f; f++)
+      if (strlen(*f) == n && memcmp(*f, k, n) == 0)
+        break;
+    FUZZ_CHECK(*f != NULL);
+    lua_pop(L, 1);
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static const vd_limits_t lim = VD_LIMITS_DEFAULT;
+  lua_State *L = fuzz_json_state();
+  vd_decision_t d;
+  vd_buf_t out = VD_BUF_INIT;
+  args_t a;
+  int rc;
+  vd_decision_init(&d);
+  rc = vd_json_decode_protected(L, (const char *)data, size, lim.max_depth,
+                                &d.message);
+  if (rc == 0) {
+    a.d = &d;
+    a.rc = -1;
+    lua_pushcfunction(L, read_k);
+    lua_pushlightuserdata(L, &a);
+    lua_pushvalue(L, 1);
+    FUZZ_CHECK(lua_pcall(L, 2, 0, 0) == LUA_OK);
+    FUZZ_CHECK(lua_gettop(L) == 1);
+    FUZZ_CHECK(a.rc == d.code);
+    check_str(d.op_name, sizeof d.op_name);
+    check_str(d.kind, sizeof d.kind);
+    check_str(d.region, sizeof d.region);
+    check_str(d.at, sizeof d.at);
+    /* the id is JSON, or empty when there is none (written "null") */
+    if (d.id.len) {
+      vd_buf_t e = VD_BUF_INIT;
+      FUZZ_CHECK(vd_json_decode_protected(L, d.id.data, d.id.len, 0, &e) ==
+                 0);
+      lua_pop(L, 1);
+      vd_buf_release(&e);
+    }
+    if (d.code) {
+      FUZZ_CHECK(d.message.len > 0);
+      vd_wire_write_error(&out, d.id.data, d.code, d.message.data,
+                          d.path.data, NULL);
+      fuzz_check_line(L, &out);
+    } else {
+      check_keys(L);
+      if (d.op != VD_OP_DECIDE || d.op_name[0])
+        check_read(L, "op", d.op_name);
+    }
+    if (d.code == 0 && d.op == VD_OP_DECIDE) {
+      int64_t ms;
+      int off;
+      check_read(L, "kind", d.kind);
+      check_read(L, "region", d.region);
+      if (!d.at_stamped)
+        check_read(L, "at", d.at);
+      FUZZ_CHECK(vd_time_parse(d.at, strlen(d.at), &ms, &off) == 0);
+      FUZZ_CHECK(ms == d.at_ms);
+    }
+  } else {
+    FUZZ_CHECK(rc == VD_EBAD_REQUEST);
+    vd_wire_write_error(&out, NULL, rc, d.message.data, NULL, NULL);
+    fuzz_check_line(L, &out);
+  }
+  vd_buf_release(&out);
+  vd_decision_release(&d);
+  lua_close(L);
+  return 0;
+}
