@@ -331,7 +331,7 @@ static int load_all(lua_State *L) {
   vd_bundle_t *b = e->bundle;
   size_t i, k, r;
   char path[VD_PATH_MAX];
-  int policies, dispatch;
+  int policies, dispatch, listed;
 
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "vd.loaded");
@@ -370,7 +370,9 @@ static int load_all(lua_State *L) {
   if (e->nkinds == 0)
     return luaL_error(L, "national/: no policy files (national/<kind>.lua)");
 
-  /* regions.lua: every code the bundle accepts. */
+  /* regions.lua: every code the bundle accepts; listed[code] = true. */
+  lua_newtable(L);
+  listed = lua_gettop(L);
   if (vd_bundle_find(b, "regions.lua")) {
     lua_Integer j, n;
     run_file(L, e, "regions.lua", 0, NULL, NULL);
@@ -386,10 +388,30 @@ static int load_all(lua_State *L) {
                           (int)j);
       if (add_name(&e->regions, &e->nregions, code))
         return luaL_error(L, "out of memory");
-      lua_pop(L, 1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, listed);
     }
     lua_pop(L, 1);
   }
+  /* A directory of a code regions.lua does not list is a region by its
+   * policy files alone: the libraries give it nothing else (no calendar,
+   * no settings), so any other file there would be silently ignored.
+   * Refuse it instead. */
+  for (i = 0; i < vd_bundle_count(b); i++) {
+    const char *p = vd_bundle_file(b, i)->path, *s, *slash;
+    if (strncmp(p, "regions/", 8) != 0 || !(slash = strchr(p + 8, '/')))
+      continue;
+    s = slash + 1;
+    lua_pushlstring(L, p + 8, (size_t)(slash - (p + 8)));
+    if (strchr(s, '/') && lua_rawget(L, listed) == LUA_TNIL) {
+      lua_pushlstring(L, p + 8, (size_t)(slash - (p + 8)));
+      return luaL_error(L, "%s: region %s is not in regions.lua, so this "
+                           "file would be ignored; list %s there",
+                        p, lua_tostring(L, -1), lua_tostring(L, -1));
+    }
+    lua_settop(L, listed);
+  }
+  lua_pop(L, 1); /* listed */
   qsort(e->kinds, e->nkinds, sizeof *e->kinds, str_cmp);
   if (e->nregions)
     qsort(e->regions, e->nregions, sizeof *e->regions, str_cmp);

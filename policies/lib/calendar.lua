@@ -301,29 +301,11 @@ end
 local loaded = load_all()
 function C.load() return loaded end
 
--- A region the engine accepts but regions.lua does not list (it has a
--- directory of its own under regions/) gets no calendar of its own, so a
--- calendar file there would count for nothing: refuse to decide with it
--- rather than ignore it.  (The engine does not tell the policies its file
--- list, so this is found at the first decision, not at load.)
-local function unlisted(code)
-  if type(code) ~= "string" or code == "national" then return end
-  local files = { "settings" }
-  for i, y in ipairs(loaded.national.years) do files[i + 1] = y end
-  for _, f in ipairs(files) do
-    if probe("regions." .. code .. ".calendar." .. f) ~= nil then
-      error("regions/" .. code .. "/calendar/" .. f .. ".lua: region " .. code
-        .. " is not in regions.lua, so its calendar is not loaded; list it there", 0)
-    end
-  end
-end
-
 -- The calendar for a requested region: its own, else its province's, else
 -- the national one.
 function C.for_region(set, code)
   local cal = set == loaded and RESOLVED[code] or set[code]
   if cal then return cal end
-  if set == loaded then unlisted(code) end
   local parent = PROVINCE[code]
   if parent == nil then parent = type(code) == "string" and smatch(code, "^([^-]+)%-") end
   return parent and set[parent] or set.national
