@@ -431,6 +431,20 @@ static int load_all(lua_State *L) {
     lua_setfield(L, policies, kind);
   }
   vd_sandbox_refuse_state(L, policies);
+  /* Freeze what the policies can reach.  The modules require() returns
+   * at decision time are frozen in place; the policies and dispatch
+   * tables through a holder, so that they stay as loaded for the callers
+   * that read them raw (vd_engine_push_policy()). */
+  lua_getfield(L, LUA_REGISTRYINDEX, "vd.loaded");
+  vd_sandbox_freeze(L, -1);
+  lua_pop(L, 1);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, policies);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, dispatch);
+  lua_rawseti(L, -2, 2);
+  vd_sandbox_freeze(L, -1);
+  lua_pop(L, 1);
   lua_pushvalue(L, policies);
   e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, dispatch);
@@ -585,6 +599,7 @@ static int error_object(lua_State *L, int idx, vd_decision_t *d,
                         const char *file) {
   const char *code, *path, *msg;
   idx = lua_absindex(L, idx);
+  vd_sandbox_unfreeze(L, idx); /* a table loaded with the bundle */
   raw_field(L, idx, "code");
   raw_field(L, idx, "path");
   raw_field(L, idx, "message");
@@ -607,10 +622,12 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
     return fail(d, VD_EPOLICY_ERROR, NULL,
                 "%s: decide() must return a trace list as its second "
                 "value, got %s", file, luaL_typename(L, idx));
+  vd_sandbox_unfreeze(L, idx);
   n = (lua_Integer)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
     int ok;
     lua_rawgeti(L, idx, i);
+    vd_sandbox_unfreeze(L, -1); /* a rule's own entry, say */
     ok = lua_istable(L, -1);
     if (ok) {
       /* raw, as the encoder will read them: a metatable cannot make an
@@ -827,6 +844,10 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
   vd_engine_policy_path(file, d->policy_region, d->kind);
+  if (status == LUA_OK) { /* a result or trace loaded with the bundle */
+    vd_sandbox_unfreeze(L, -2);
+    vd_sandbox_unfreeze(L, -1);
+  }
   if (tripped == VD_EPOLICY_TIMEOUT) {
     fail(d, VD_EPOLICY_TIMEOUT, NULL,
          "%s: the policy ran past its budget of %lu instructions",
