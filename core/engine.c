@@ -34,6 +34,8 @@ struct vd_engine {
   vd_limits_t lim;
   int ref_policies;
   int ref_dispatch;
+  int frozen;   /* the bundle is loaded and frozen (load_all): require()
+                 * keeps no module it had not loaded */
   char **regions;
   size_t nregions;
   char **kinds;
@@ -280,6 +282,18 @@ static int l_require(lua_State *L) {
   if (!vd_bundle_find(e->bundle, lua_tostring(L, -1)))
     return luaL_error(L, "module '%s' not found in the bundle (no file %s)",
                       name, lua_tostring(L, -1));
+  /* Once the bundle is loaded and frozen, a module no file required as
+   * it loaded (lib/calendar.lua probes a region's files while deciding)
+   * runs afresh for each require and is not kept: kept, it would be a
+   * writable table the next decision's require() returns, and the first
+   * decision to ask would pay for everyone's load.  (A require loop here
+   * ends at Lua's C stack limit, a policy_error.) */
+  if (e->frozen) {
+    run_file(L, e, lua_tostring(L, 3), 0, NULL, NULL);
+    if (lua_isnil(L, -1))
+      lua_pushboolean(L, 1);
+    return 1;
+  }
   lua_pushvalue(L, 1);
   lua_pushlightuserdata(L, e); /* marks "loading" */
   lua_rawset(L, 2);
@@ -445,6 +459,7 @@ static int load_all(lua_State *L) {
   lua_rawseti(L, -2, 2);
   vd_sandbox_freeze(L, -1);
   lua_pop(L, 1);
+  e->frozen = 1;
   lua_pushvalue(L, policies);
   e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, dispatch);

@@ -1538,6 +1538,7 @@ static void hostile_frozen_tables(void **state) {
        "{\"last\":\"none\"}"},
       {"c5_rules", "national/c5_rules.lua:6: cannot assign 'last'",
        "{\"last\":\"none\"}"},
+      {"c5_require", NULL, "{\"last\":\"none\"}"},
   };
   fx_t *f = *state;
   size_t i;
