@@ -1539,6 +1539,10 @@ static void hostile_frozen_tables(void **state) {
       {"c5_rules", "national/c5_rules.lua:6: cannot assign 'last'",
        "{\"last\":\"none\"}"},
       {"c5_require", NULL, "{\"last\":\"none\"}"},
+      {"c5_global", "national/c5_global.lua:9: cannot assign 'last'",
+       "{\"last\":\"keyed\"}"},
+      {"c5_table_key", "national/c5_table_key.lua:7: cannot assign 'last'",
+       "{\"last\":\"loaded\"}"},
   };
   fx_t *f = *state;
   size_t i;
