@@ -4,7 +4,8 @@
  * Owns: the lua_State, its allocator accounting, the count hook, and the
  * base environment in the registry.  Invariant: policy code can reach only
  * what the base environment holds; every table there is either a read-only
- * proxy or a chunk environment of its own.  Runs on the thread that owns
+ * proxy or a chunk environment of its own; once a bundle is frozen, every
+ * table it loaded is reached only through a read-only proxy.  Runs on the thread that owns
  * the sandbox (a worker, or the CLI's main thread).
  *
  * The model is Redis's script_lua.c: an allow-list of globals, protected
@@ -1168,7 +1169,8 @@ static void push_json_type(lua_State *L) {
  * if any function it reaches can assign to such an upvalue, or if a C
  * function with mutable upvalues (a kept iterator) is reachable.  The
  * function's own bytecode says so: lua_dump() writes it, and the walk
- * reads the instructions (Lua 5.4's dump format, lundump.c).
+ * reads the instructions (Lua 5.4's dump format, lundump.c).  The tables
+ * are frozen next (vd_sandbox_freeze(), below).
  * ------------------------------------------------------------------------ */
 
 #define OP_SETUPVAL 10 /* lopcodes.h, Lua 5.4: UpValue[B] := R[A] */

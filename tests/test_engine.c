@@ -1573,6 +1573,12 @@ static void hostile_frozen_tables(void **state) {
     assert_string_equal(f->d.result.data, cases[i].probe);
     decide_ok_after(f, cases[i].kind);
   }
+  /* a module that requires itself while deciding: not kept, so no
+   * "loading" mark stops it, and Lua's C stack limit does */
+  assert_int_equal(decide(f->e, HREQ("c5_require_loop"), &f->d),
+                   VD_EPOLICY_ERROR);
+  assert_contains(f->d.message.data, "C stack overflow");
+  decide_ok_after(f, "c5_require_loop");
 }
 
 /* A frozen bundle reads as it was loaded: pairs, ipairs, #, rawget,
