@@ -34,6 +34,8 @@ struct vd_engine {
   vd_limits_t lim;
   int ref_policies;
   int ref_dispatch;
+  int frozen;   /* the bundle is loaded and frozen (load_all): require()
+                 * keeps no module it had not loaded */
   char **regions;
   size_t nregions;
   char **kinds;
@@ -280,6 +282,18 @@ static int l_require(lua_State *L) {
   if (!vd_bundle_find(e->bundle, lua_tostring(L, -1)))
     return luaL_error(L, "module '%s' not found in the bundle (no file %s)",
                       name, lua_tostring(L, -1));
+  /* Once the bundle is loaded and frozen, a module no file required as
+   * it loaded (lib/calendar.lua probes a region's files while deciding)
+   * runs afresh for each require and is not kept: kept, it would be a
+   * writable table the next decision's require() returns, and the first
+   * decision to ask would pay for everyone's load.  (A require loop here
+   * ends at Lua's C stack limit, a policy_error.) */
+  if (e->frozen) {
+    run_file(L, e, lua_tostring(L, 3), 0, NULL, NULL);
+    if (lua_isnil(L, -1))
+      lua_pushboolean(L, 1);
+    return 1;
+  }
   lua_pushvalue(L, 1);
   lua_pushlightuserdata(L, e); /* marks "loading" */
   lua_rawset(L, 2);
@@ -453,6 +467,21 @@ static int load_all(lua_State *L) {
     lua_setfield(L, policies, kind);
   }
   vd_sandbox_refuse_state(L, policies);
+  /* Freeze what the policies can reach.  The modules require() returns
+   * at decision time are frozen in place; the policies and dispatch
+   * tables through a holder, so that they stay as loaded for the callers
+   * that read them raw (vd_engine_push_policy()). */
+  lua_getfield(L, LUA_REGISTRYINDEX, "vd.loaded");
+  vd_sandbox_freeze(L, -1);
+  lua_pop(L, 1);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, policies);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, dispatch);
+  lua_rawseti(L, -2, 2);
+  vd_sandbox_freeze(L, -1);
+  lua_pop(L, 1);
+  e->frozen = 1;
   lua_pushvalue(L, policies);
   e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, dispatch);
@@ -607,6 +636,7 @@ static int error_object(lua_State *L, int idx, vd_decision_t *d,
                         const char *file) {
   const char *code, *path, *msg;
   idx = lua_absindex(L, idx);
+  vd_sandbox_unfreeze(L, idx); /* a table loaded with the bundle */
   raw_field(L, idx, "code");
   raw_field(L, idx, "path");
   raw_field(L, idx, "message");
@@ -629,10 +659,12 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
     return fail(d, VD_EPOLICY_ERROR, NULL,
                 "%s: decide() must return a trace list as its second "
                 "value, got %s", file, luaL_typename(L, idx));
+  vd_sandbox_unfreeze(L, idx);
   n = (lua_Integer)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
     int ok;
     lua_rawgeti(L, idx, i);
+    vd_sandbox_unfreeze(L, -1); /* a rule's own entry, say */
     ok = lua_istable(L, -1);
     if (ok) {
       /* raw, as the encoder will read them: a metatable cannot make an
@@ -849,6 +881,10 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
   vd_engine_policy_path(file, d->policy_region, d->kind);
+  if (status == LUA_OK) { /* a result or trace loaded with the bundle */
+    vd_sandbox_unfreeze(L, -2);
+    vd_sandbox_unfreeze(L, -1);
+  }
   if (tripped == VD_EPOLICY_TIMEOUT) {
     fail(d, VD_EPOLICY_TIMEOUT, NULL,
          "%s: the policy ran past its budget of %lu instructions",

@@ -23,6 +23,7 @@
 
 #include "verdict/error.h"
 #include "verdict/json.h"
+#include "verdict/sandbox.h"
 
 char vd_json_null_tag;
 
@@ -566,6 +567,16 @@ static int encode_table(encoder_t *e, int idx) {
   if (lua_getmetatable(L, idx)) {
     mt = lua_topointer(L, -1);
     lua_pop(L, 1);
+    /* a table loaded with the bundle encodes as it was loaded: its copy
+     * (sandbox.h), whose metatable is a marker or none */
+    if (mt != e->array_mt && mt != e->object_mt &&
+        vd_sandbox_unfreeze(L, idx)) {
+      mt = NULL;
+      if (lua_getmetatable(L, idx)) {
+        mt = lua_topointer(L, -1);
+        lua_pop(L, 1);
+      }
+    }
   }
   if (mt && mt == e->array_mt)
     return encode_array(e, idx, (lua_Integer)lua_rawlen(L, idx));

@@ -4,7 +4,8 @@
  * Owns: the lua_State, its allocator accounting, the count hook, and the
  * base environment in the registry.  Invariant: policy code can reach only
  * what the base environment holds; every table there is either a read-only
- * proxy or a chunk environment of its own.  Runs on the thread that owns
+ * proxy or a chunk environment of its own; once a bundle is frozen, every
+ * table it loaded is reached only through a read-only proxy.  Runs on the thread that owns
  * the sandbox (a worker, or the CLI's main thread).
  *
  * The model is Redis's script_lua.c: an allow-list of globals, protected
@@ -25,6 +26,12 @@
 #include "verdict/sandbox.h"
 
 static const char BASE_KEY[] = "vd.base";
+/* Freezing (vd_sandbox_freeze()): registry tables from each loaded table
+ * T, and from its copy T', to its proxy PT; and the key under which a
+ * proxy's metatable holds T'. */
+static const char FROZEN_BY_ORIG[] = "vd.frozen.orig";
+static const char FROZEN_BY_COPY[] = "vd.frozen.copy";
+static const char FROZEN_TAG[] = "frozen";
 
 /* ------------------------------------------------------------------------
  * Allocator and hook
@@ -286,6 +293,11 @@ static int sb_tostring(lua_State *L) {
  * call the metatable's own __index, which could add __gc while it runs. */
 static int sb_setmetatable(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  if (vd_sandbox_unfreeze(L, 1))
+    return luaL_error(L, "setmetatable: policies cannot change a table "
+                         "loaded with the bundle");
+  /* a loaded metatable: its copy, which getmetatable() maps back */
+  vd_sandbox_unfreeze(L, 2);
   if (lua_type(L, 2) == LUA_TTABLE) {
     lua_pushliteral(L, "__gc");
     if (lua_rawget(L, 2) != LUA_TNIL)
@@ -298,6 +310,46 @@ static int sb_setmetatable(lua_State *L) {
     return luaL_error(L, "cannot change a protected metatable");
   lua_settop(L, 2);
   lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* getmetatable as Lua's, except that a metatable that is the copy of a
+ * loaded table (sb_setmetatable() set it) is answered with its proxy. */
+static int sb_getmetatable(lua_State *L) {
+  luaL_checkany(L, 1);
+  if (!lua_getmetatable(L, 1)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_getmetafield(L, 1, "__metatable"); /* raw, like Lua's */
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    int r = lua_gettop(L);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_COPY) == LUA_TTABLE) {
+      lua_pushvalue(L, r);
+      if (lua_rawget(L, -2) != LUA_TNIL)
+        return 1;
+    }
+    lua_settop(L, r);
+  }
+  return 1;
+}
+
+/* rawget and rawlen read a loaded table's contents, not its empty proxy. */
+static int sb_rawget(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  vd_sandbox_unfreeze(L, 1);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+static int sb_rawlen(lua_State *L) {
+  int t = lua_type(L, 1);
+  luaL_argexpected(L, t == LUA_TTABLE || t == LUA_TSTRING, 1,
+                   "table or string");
+  vd_sandbox_unfreeze(L, 1);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
   return 1;
 }
 
@@ -377,6 +429,7 @@ static int sb_pairs(lua_State *L) {
   size_t cap = 32;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  vd_sandbox_unfreeze(L, 1); /* the copy's values are proxies */
   lua_newtable(L); /* 2: keys, in table order */
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -771,8 +824,14 @@ static int sb_byte(lua_State *L) {
  * element access is raw, and the cost is known from the arguments.
  * ------------------------------------------------------------------------ */
 
-static void check_plain(lua_State *L, int arg, const char *fname) {
+static void check_plain(lua_State *L, int arg, const char *fname,
+                        int writes) {
   luaL_checktype(L, arg, LUA_TTABLE);
+  /* a loaded table: read its contents (the copy), never write them */
+  if (vd_sandbox_unfreeze(L, arg) && writes)
+    luaL_error(L, "%s: policies cannot change a table loaded with the "
+                  "bundle (argument #%d; copy it into a local table)", fname,
+               arg);
   if (lua_getmetatable(L, arg)) {
     static const char *const fields[] = {"__index", "__newindex", "__len",
                                          NULL};
@@ -791,13 +850,13 @@ static void check_plain(lua_State *L, int arg, const char *fname) {
 
 /* Elements moved: from one past the end down to the position. */
 static int sb_tinsert(lua_State *L) {
-  check_plain(L, 1, "table.insert");
+  check_plain(L, 1, "table.insert", 1);
   vd_sandbox_charge(L, (double)lua_rawlen(L, 1) + 1);
   return call_original(L);
 }
 
 static int sb_tremove(lua_State *L) {
-  check_plain(L, 1, "table.remove");
+  check_plain(L, 1, "table.remove", 1);
   vd_sandbox_charge(L, (double)lua_rawlen(L, 1) + 1);
   return call_original(L);
 }
@@ -811,9 +870,12 @@ static double span(lua_State *L, int iarg, int jarg, lua_Integer i0) {
 }
 
 static int sb_tmove(lua_State *L) {
-  check_plain(L, 1, "table.move");
-  if (!lua_isnoneornil(L, 5))
-    check_plain(L, 5, "table.move");
+  if (lua_isnoneornil(L, 5)) {
+    check_plain(L, 1, "table.move", 1); /* moves within a1 */
+  } else {
+    check_plain(L, 1, "table.move", 0);
+    check_plain(L, 5, "table.move", 1);
+  }
   vd_sandbox_charge(L, span(L, 2, 3, 1));
   return call_original(L);
 }
@@ -824,7 +886,7 @@ static int sb_tconcat(lua_State *L) {
   lua_Integer i, j, k;
   double n, bytes = 0;
   size_t lsep = 0;
-  check_plain(L, 1, "table.concat");
+  check_plain(L, 1, "table.concat", 0);
   luaL_optlstring(L, 2, "", &lsep);
   n = span(L, 3, 4, 1);
   vd_sandbox_charge(L, n);
@@ -844,7 +906,7 @@ static int sb_tconcat(lua_State *L) {
 }
 
 static int sb_tunpack(lua_State *L) {
-  check_plain(L, 1, "table.unpack");
+  check_plain(L, 1, "table.unpack", 0);
   vd_sandbox_charge(L, span(L, 2, 3, 1));
   return call_original(L);
 }
@@ -901,7 +963,7 @@ static int sb_tsort(lua_State *L) {
   lua_Integer n, width, lo;
   int has_comp, src, dst;
   double cost;
-  check_plain(L, 1, "table.sort");
+  check_plain(L, 1, "table.sort", 1);
   has_comp = !lua_isnoneornil(L, 2);
   if (has_comp)
     luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -986,6 +1048,9 @@ static int mark(lua_State *L, int kind) {
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  if (vd_sandbox_unfreeze(L, 1))
+    return luaL_error(L, "policies cannot change a table loaded with the "
+                         "bundle");
   if (lua_getmetatable(L, 1)) {
     if (!vd_json_marker(L, 1))
       return luaL_error(L, "table already has a metatable");
@@ -1013,6 +1078,8 @@ static int v_only_keys(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  vd_sandbox_unfreeze(L, 1);
+  vd_sandbox_unfreeze(L, 2);
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
@@ -1045,6 +1112,7 @@ static int v_new_table(lua_State *L) {
 static int v_is_empty(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  vd_sandbox_unfreeze(L, 1);
   lua_pushnil(L);
   lua_pushboolean(L, lua_next(L, 1) == 0);
   return 1;
@@ -1061,8 +1129,15 @@ static int v_is_empty(lua_State *L) {
  * registry lookup, no string made. */
 static int v_json_type(lua_State *L) {
   const void *mt = NULL;
-  if (lua_getmetatable(L, 1)) /* a string's is no marker either */
+  if (lua_getmetatable(L, 1)) { /* a string's is no marker either */
     mt = lua_topointer(L, -1);
+    /* a loaded table: the marker is its copy's */
+    if (mt != lua_topointer(L, lua_upvalueindex(1)) &&
+        mt != lua_topointer(L, lua_upvalueindex(2)) &&
+        vd_sandbox_unfreeze(L, 1)) {
+      mt = lua_getmetatable(L, 1) ? lua_topointer(L, -1) : NULL;
+    }
+  }
   if (mt && mt == lua_topointer(L, lua_upvalueindex(2)))
     lua_pushvalue(L, lua_upvalueindex(4));
   else if (mt && mt == lua_topointer(L, lua_upvalueindex(1)))
@@ -1094,7 +1169,8 @@ static void push_json_type(lua_State *L) {
  * if any function it reaches can assign to such an upvalue, or if a C
  * function with mutable upvalues (a kept iterator) is reachable.  The
  * function's own bytecode says so: lua_dump() writes it, and the walk
- * reads the instructions (Lua 5.4's dump format, lundump.c).
+ * reads the instructions (Lua 5.4's dump format, lundump.c).  The tables
+ * are frozen next (vd_sandbox_freeze(), below).
  * ------------------------------------------------------------------------ */
 
 #define OP_SETUPVAL 10 /* lopcodes.h, Lua 5.4: UpValue[B] := R[A] */
@@ -1363,6 +1439,358 @@ void vd_sandbox_push_proxy(lua_State *L, int idx) {
   lua_setmetatable(L, -2);
 }
 
+/* ------------------------------------------------------------------------
+ * Freezing what a bundle loaded
+ *
+ * After the load, every table a policy can reach is replaced, for policy
+ * code, by a read-only proxy (vd_sandbox_freeze()).  For each table T
+ * reached from the roots (through table keys and values, metatables, and
+ * functions' upvalues) the walk makes:
+ *   - T', a copy of T whose table keys and values are the proxies of the
+ *     tables T held (so a read through a proxy only ever returns proxies),
+ *     whose metatable is the copy of T's (metamethods are looked up raw, so
+ *     a metatable must stay a full table; only proxies hide from policy
+ *     code, and a copy's own metatable is never handed out); and
+ *   - PT, an empty table whose metatable FM is
+ *       { __index = T', __newindex = frozen_write, __len = frozen_len,
+ *         __metatable = <T's __metatable, or false>, [FROZEN_KEY] = T' }
+ *     plus T's other metamethods (__call, __eq, __tostring...), which are
+ *     called with PT, never T'.
+ * One proxy per table, so identity and sharing are kept.  Every Lua
+ * function's table upvalues are set to the proxies (lua_setupvalue), and
+ * the tables only read-only proxies lead to (a chunk's locked
+ * environment, the libraries: see vd_sandbox_push_proxy()) have their
+ * table fields set to proxies in place.  The originals are left as they
+ * were: the engine's callers that read a policy's tables raw from C (the
+ * region grid, `verdict test`, the reference) still see plain tables.
+ *
+ * What a policy holds afterwards is a proxy or a decision's own table; a
+ * proxy is empty, so every assignment to it runs __newindex and raises,
+ * and the policy has no rawset, next or debug to reach T' another way.  A
+ * function-valued __index in a copied metatable is wrapped so that it is
+ * called with the proxy (frozen_index), not with T'.  Readers the sandbox
+ * gives (pairs, rawget, rawlen, the table library's reads, verdict.*) and
+ * the engine's inspection of results (the encoder) read through
+ * vd_sandbox_unfreeze(); the table library's writes refuse a proxy.  A
+ * read through a proxy costs one more table look-up than before.
+ * ------------------------------------------------------------------------ */
+
+
+static int frozen_write(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  if (k)
+    return luaL_error(L, "cannot assign '%s': policies cannot change a "
+                         "table loaded with the bundle (policies cannot "
+                         "carry state from one decision to the next; "
+                         "copy it into a local table)", k);
+  return luaL_error(L, "cannot assign a %s key: policies cannot change a "
+                       "table loaded with the bundle (policies cannot carry "
+                       "state from one decision to the next; copy it into "
+                       "a local table)", luaL_typename(L, 2));
+}
+
+int vd_sandbox_unfreeze(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+    return 0;
+  if (lua_rawgetp(L, -1, FROZEN_TAG) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  idx = idx < 0 && idx > LUA_REGISTRYINDEX ? idx - 2 : idx;
+  lua_replace(L, idx);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* #PT: the copy's length, raw (the proxy itself is empty).  The copy is
+ * the closure's upvalue: `#` is common in loops, and this is its cost. */
+static int frozen_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, lua_upvalueindex(1)));
+  return 1;
+}
+
+/* A copied metatable's function __index (upvalue 1), called with the
+ * proxy of the table it was called for, so it never holds the copy. */
+static int frozen_index(lua_State *L) {
+  lua_settop(L, 2);
+  lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_COPY);
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    lua_replace(L, 1);
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+/* Whether the table at idx is a read-only proxy vd_sandbox_push_proxy()
+ * or vd_sandbox_lock_env() made; if so, pushes the table it reads from
+ * (or nil) and returns 1. */
+static int ro_target(lua_State *L, int idx) {
+  int ro;
+  if (!lua_getmetatable(L, idx))
+    return 0;
+  lua_pushliteral(L, "__newindex");
+  lua_rawget(L, -2);
+  ro = lua_tocfunction(L, -1) == refuse_write;
+  lua_pop(L, 1);
+  if (!ro) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushliteral(L, "__index");
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return 1;
+}
+
+typedef struct freezer {
+  int orig;  /* stack: registry's T -> PT */
+  int copy;  /* stack: registry's T' -> PT */
+  int seen;  /* stack: functions and sealed tables already queued */
+  int queue; /* stack: work, as (value, kind) pairs */
+  lua_Integer head, tail;
+} freezer_t;
+
+enum { FZ_FILL = 1, FZ_SEAL, FZ_FUNC };
+
+static void fz_push(lua_State *L, freezer_t *z, int kind) {
+  lua_rawseti(L, z->queue, ++z->tail);
+  lua_pushinteger(L, kind);
+  lua_rawseti(L, z->queue, ++z->tail);
+}
+
+/* Queue the value at top once under `kind` (pops it). */
+static void fz_once(lua_State *L, freezer_t *z, int kind) {
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, z->seen) != LUA_TNIL) {
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, z->seen);
+  fz_push(L, z, kind);
+}
+
+/* Replace the value at top by what the frozen graph holds instead: a
+ * table's proxy (made, and its copy queued, the first time), the table
+ * itself if it is read-only already (a proxy; the table behind it is
+ * queued to be sealed) or a JSON marker; any other value as it is
+ * (functions are queued so their upvalues are frozen). */
+static void fz_convert(lua_State *L, freezer_t *z) {
+  int v = lua_gettop(L);
+  if (lua_type(L, v) == LUA_TFUNCTION) {
+    lua_pushvalue(L, v);
+    fz_once(L, z, FZ_FUNC);
+    return;
+  }
+  if (lua_type(L, v) != LUA_TTABLE)
+    return;
+  lua_pushvalue(L, v);
+  if (lua_rawget(L, z->orig) != LUA_TNIL) { /* frozen already */
+    lua_replace(L, v);
+    return;
+  }
+  lua_pop(L, 1);
+  if (ro_target(L, v)) {
+    if (lua_type(L, -1) == LUA_TTABLE)
+      fz_once(L, z, FZ_SEAL);
+    else
+      lua_pop(L, 1);
+    return;
+  }
+  if (lua_getmetatable(L, v)) {
+    int proxy = lua_rawgetp(L, -1, FROZEN_TAG) != LUA_TNIL;
+    lua_pop(L, 2);
+    if (proxy) /* made by an earlier walk */
+      return;
+  }
+  lua_newtable(L);           /* v+1: PT */
+  lua_createtable(L, 0, 5);  /* v+2: FM */
+  lua_newtable(L);           /* v+3: T', filled later */
+  lua_pushvalue(L, v + 3);
+  lua_setfield(L, v + 2, "__index");
+  lua_pushvalue(L, v + 3);
+  lua_rawsetp(L, v + 2, FROZEN_TAG);
+  lua_pushcfunction(L, frozen_write);
+  lua_setfield(L, v + 2, "__newindex");
+  lua_pushvalue(L, v + 3);
+  lua_pushcclosure(L, frozen_len, 1);
+  lua_setfield(L, v + 2, "__len");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, v + 2, "__metatable");
+  lua_pushvalue(L, v + 2);
+  lua_setmetatable(L, v + 1);
+  lua_pushvalue(L, v + 3);   /* T' -> PT */
+  lua_pushvalue(L, v + 1);
+  lua_rawset(L, z->copy);
+  lua_pushvalue(L, v);       /* T -> PT */
+  lua_pushvalue(L, v + 1);
+  lua_rawset(L, z->orig);
+  lua_pushvalue(L, v);
+  fz_push(L, z, FZ_FILL);
+  lua_settop(L, v + 1);
+  lua_replace(L, v);
+}
+
+/* Fill T' from T (at idx; its proxy's metatable FM at fm). */
+static void fz_fill(lua_State *L, freezer_t *z, int t, int fm) {
+  int copy;
+  lua_rawgetp(L, fm, FROZEN_TAG);
+  copy = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pushvalue(L, -2); /* key, value, key */
+    fz_convert(L, z);
+    lua_insert(L, -2);    /* key, key', value */
+    fz_convert(L, z);
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TFUNCTION &&
+        strcmp(lua_tostring(L, -2), "__index") == 0) {
+      lua_pushcclosure(L, frozen_index, 1);
+    }
+    lua_rawset(L, copy);
+  }
+  if (lua_getmetatable(L, t)) {
+    int mt = lua_gettop(L);
+    /* FM: T's metamethods other than those FM has (converted) */
+    lua_pushnil(L);
+    while (lua_next(L, mt)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                     : "";
+      if (strncmp(k, "__", 2) != 0 || strcmp(k, "__index") == 0 ||
+          strcmp(k, "__newindex") == 0 || strcmp(k, "__gc") == 0 ||
+          strcmp(k, "__mode") == 0 || strcmp(k, "__close") == 0) {
+        lua_pop(L, 1);
+        continue;
+      }
+      fz_convert(L, z);
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, fm);
+    }
+    /* T' reads on from the copy of T's metatable (filled in its turn);
+     * a JSON marker is read-only already and is what json_type compares */
+    if (!vd_json_marker(L, t)) {
+      fz_convert(L, z);
+      lua_getmetatable(L, -1);
+      lua_rawgetp(L, -1, FROZEN_TAG);
+      lua_replace(L, mt);
+      lua_settop(L, mt);
+    }
+    lua_setmetatable(L, copy);
+  }
+  lua_settop(L, copy - 1);
+}
+
+/* Set the table fields of a table only read-only proxies lead to (a
+ * locked environment's contents, a library) to their proxies, in place;
+ * then seal the table its metatable reads from (the base environment). */
+static void fz_seal(lua_State *L, freezer_t *z, int h) {
+  int keys;
+  lua_Integer nk = 0, i;
+  lua_newtable(L); /* table keys to move: key, key' pairs */
+  keys = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, h)) {
+    int k = lua_gettop(L) - 1;
+    fz_convert(L, z);
+    lua_pushvalue(L, k);
+    lua_insert(L, -2);
+    lua_rawset(L, h); /* an existing key: allowed during the walk */
+    if (lua_type(L, k) == LUA_TTABLE) {
+      lua_pushvalue(L, k);
+      fz_convert(L, z);
+      if (!lua_rawequal(L, k, -1)) {
+        lua_pushvalue(L, k);
+        lua_rawseti(L, keys, ++nk);
+        lua_rawseti(L, keys, ++nk);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  for (i = 1; i < nk; i += 2) { /* keys[i] the old key, i+1 its proxy */
+    lua_rawgeti(L, keys, i + 1);
+    lua_rawgeti(L, keys, i);
+    lua_rawget(L, h);
+    lua_rawset(L, h);
+    lua_rawgeti(L, keys, i);
+    lua_pushnil(L);
+    lua_rawset(L, h);
+  }
+  lua_pop(L, 1);
+  if (lua_getmetatable(L, h)) {
+    lua_pushliteral(L, "__index");
+    if (lua_rawget(L, -2) == LUA_TTABLE && !ro_target(L, -1))
+      fz_once(L, z, FZ_SEAL);
+    lua_settop(L, h);
+  }
+}
+
+void vd_sandbox_freeze(lua_State *L, int idx) {
+  freezer_t z;
+  int top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 16, "freezing the bundle's tables");
+  if (lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
+  }
+  z.orig = lua_gettop(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_COPY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, FROZEN_BY_COPY);
+  }
+  z.copy = lua_gettop(L);
+  lua_newtable(L);
+  z.seen = lua_gettop(L);
+  lua_newtable(L);
+  z.queue = lua_gettop(L);
+  z.head = 1;
+  z.tail = 0;
+  lua_pushvalue(L, idx);
+  fz_once(L, &z, FZ_SEAL);
+  while (z.head <= z.tail) {
+    int v, kind, i;
+    lua_rawgeti(L, z.queue, z.head);
+    lua_rawgeti(L, z.queue, z.head + 1);
+    kind = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, z.queue, z.head);
+    z.head += 2;
+    v = lua_gettop(L);
+    if (kind == FZ_FILL) {
+      lua_pushvalue(L, v);
+      lua_rawget(L, z.orig);
+      lua_getmetatable(L, -1);
+      fz_fill(L, &z, v, lua_gettop(L));
+    } else if (kind == FZ_SEAL) {
+      fz_seal(L, &z, v);
+    } else if (!lua_iscfunction(L, v) ||
+               lua_tocfunction(L, v) != v_json_type) {
+      /* v_json_type's upvalues are the markers and two strings */
+      for (i = 1; lua_getupvalue(L, v, i); i++) {
+        int before = lua_gettop(L);
+        fz_convert(L, &z);
+        if (lua_type(L, before) == LUA_TTABLE)
+          lua_setupvalue(L, v, i);
+        else
+          lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, z.queue);
+  }
+  lua_settop(L, top);
+}
+
 void vd_sandbox_new_env(lua_State *L) {
   lua_newtable(L);
   lua_createtable(L, 0, 2);
@@ -1466,7 +1894,7 @@ static void copy_lib(lua_State *L, const char *const *drop,
 static int build_base(lua_State *L) {
   static const char *const base_fns[] = {
       "assert", "error", "ipairs", "select", "type",
-      "rawequal", "rawlen", "rawget", "getmetatable", NULL};
+      "rawequal", NULL};
   static const char *const string_drop[] = {"dump", NULL};
   static const char *const math_drop[] = {"random", "randomseed", NULL};
   static const wrap_t string_wraps[] = {
@@ -1490,7 +1918,8 @@ static int build_base(lua_State *L) {
       {"pcall", sb_pcall},       {"xpcall", sb_xpcall},
       {"tostring", sb_tostring}, {"pairs", sb_pairs},
       {"load", sb_load},         {"setmetatable", sb_setmetatable},
-      {NULL, NULL}};
+      {"getmetatable", sb_getmetatable}, {"rawget", sb_rawget},
+      {"rawlen", sb_rawlen},     {NULL, NULL}};
   static const luaL_Reg vlib[] = {{"array", v_array},
                                   {"object", v_object},
                                   {"is_null", v_is_null},

@@ -882,6 +882,83 @@ static void table_library_plain_tables(void **state) {
     assert_contains(raises(f, *h), "takes plain tables in policies");
 }
 
+/* Issue 11, cause 5: vd_sandbox_freeze() gives policy code read-only
+ * proxies of everything reachable, one per table (sharing and cycles
+ * kept), and leaves the originals as they were for C. */
+static void freeze_graph(void **state) {
+  static const char src[] =
+      "local shared = { n = 1 }\n"
+      "local t = { shared, shared, name = 't' }\n"
+      "t.self = t\n"
+      "local Class = {}\n"
+      "Class.__index = Class\n"
+      "function Class.get(o) return o.v end\n"
+      "local kept = {}\n"
+      "return { t = t, Class = Class,\n"
+      "         keep = function(v) kept.v = v end,\n"
+      "         kept = function() return kept.v end }\n";
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  int g, holder, proxy;
+  vd_sandbox_new_env(L);
+  assert_int_equal(vd_sandbox_load(L, "=graph", src, sizeof src - 1, -1),
+                   LUA_OK);
+  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+  g = lua_gettop(L); /* the original */
+  lua_createtable(L, 1, 0);
+  holder = lua_gettop(L);
+  lua_pushvalue(L, g);
+  lua_rawseti(L, holder, 1);
+  vd_sandbox_freeze(L, holder);
+  assert_int_equal(lua_gettop(L), holder);
+  lua_rawgeti(L, holder, 1);
+  proxy = lua_gettop(L);
+  assert_false(lua_rawequal(L, g, proxy));
+  lua_pushvalue(L, proxy);
+  vd_sandbox_set_base(L, "G");
+
+  /* reads see through; identity and cycles are kept */
+  assert_string_equal(ok(f, "return G.t.self == G.t and G.t[1] == G.t[2] "
+                            "and #G.t == 2 and G.t[1].n == 1"),
+                      "true");
+  assert_string_equal(ok(f, "return getmetatable(G.t)"), "false");
+  assert_string_equal(ok(f, "local o = setmetatable({ v = 3 }, G.Class) "
+                            "return o:get() == 3 and getmetatable(o) == "
+                            "G.Class"),
+                      "true");
+  /* writes raise, directly or through a kept closure */
+  assert_contains(raises(f, "G.t.name = 'x'"),
+                  "test:1: cannot assign 'name': policies cannot change a "
+                  "table loaded with the bundle");
+  assert_contains(raises(f, "G.t[1].n = 2"), "cannot assign 'n'");
+  assert_contains(raises(f, "G.t[3] = 1"), "cannot assign a number key");
+  assert_contains(raises(f, "G.keep('secret')"), "cannot assign 'v'");
+  assert_string_equal(ok(f, "return G.kept()"), "nil");
+  assert_contains(raises(f, "G.Class.get = nil"), "cannot assign 'get'");
+
+  /* the original is untouched and still plain: its cycle is to itself */
+  lua_getfield(L, g, "t");
+  lua_getfield(L, -1, "self");
+  assert_true(lua_rawequal(L, -1, -2));
+  assert_false(vd_sandbox_unfreeze(L, -1));
+  lua_pop(L, 2);
+  /* the proxy reads from a copy, whose tables are proxies */
+  lua_pushvalue(L, proxy);
+  assert_true(vd_sandbox_unfreeze(L, -1));
+  assert_false(lua_rawequal(L, -1, g));
+  lua_getfield(L, -1, "t");
+  assert_true(vd_sandbox_unfreeze(L, -1)); /* a proxy in the copy */
+  lua_pop(L, 2);
+  /* a second walk reaching the same tables gives the same proxies */
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, g);
+  lua_rawseti(L, -2, 1);
+  vd_sandbox_freeze(L, -1);
+  lua_rawgeti(L, -1, 1);
+  assert_true(lua_rawequal(L, -1, proxy));
+  lua_settop(L, g - 1);
+}
+
 /* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
  * cannot add __gc during it; and no finalizer ever runs. */
 static void gc_check_is_raw(void **state) {
@@ -973,6 +1050,7 @@ int main(void) {
       T(wrapped_functions_keep_semantics),
       T(gc_check_is_raw),
       T(sort_is_stable),
+      T(freeze_graph),
       T(c_functions_bounded),
       T(table_library_plain_tables),
   };

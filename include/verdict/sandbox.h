@@ -39,15 +39,17 @@
  * State between decisions.  Globals are locked (vd_sandbox_lock_env());
  * no function reachable from a loaded bundle may assign to a variable that
  * outlives a decision, nor may the bundle keep an iterator with state
- * (vd_sandbox_refuse_state(), at load, from the functions' bytecode); and
- * the state's total size is capped (vd_sandbox_seal()).  What this does
- * not cover: tables reachable from a loaded policy stay writable, so a
- * decision can still store into a file-level table (t[k] = v).  Freezing
- * them would mean moving each table's contents behind a read-only proxy,
- * which changes what rawget, #, the table library and the encoder see and
- * breaks a shared metatable (metamethods are looked up raw); until that
- * is done, `verdict check` (each case run twice) and the state cap are
- * what stand against table state.
+ * (vd_sandbox_refuse_state(), at load, from the functions' bytecode);
+ * every table the loaded policies can reach is frozen: policy code holds
+ * only read-only proxies of them (vd_sandbox_freeze()), so an assignment
+ * into one, table.insert/remove/sort/move into one, or setmetatable on one
+ * raises, naming the file and line; and the state's total size is capped
+ * (vd_sandbox_seal()).  Together: nothing a decision can write outlives
+ * it.  Reads see through a proxy: indexing, #, ipairs, and the sandbox's
+ * pairs, rawget, rawlen, table.concat/unpack, verdict.*, and the result
+ * encoder (vd_sandbox_unfreeze()).  What a proxy changes: getmetatable of
+ * a loaded table answers its __metatable field, or false; rawequal and ==
+ * compare proxies, one per table, so identity is kept.
  *
  * Each chunk runs in an environment of its own whose misses fall through to
  * the base; vd_sandbox_lock_env() then makes that environment read-only, so
@@ -156,8 +158,27 @@ int vd_sandbox_load(lua_State *L, const char *name, const char *buf,
  * or a variable captured at load; the function's bytecode says), and no C
  * function there may hold a table or userdata (a kept iterator).  Run once
  * after a bundle is loaded, under its load budget (the walk is linear in
- * what it reaches).  Tables themselves stay writable: see above. */
+ * what it reaches).  Tables are frozen next (vd_sandbox_freeze()). */
 void vd_sandbox_refuse_state(lua_State *L, int idx);
+/* Freeze everything reachable from the table at idx (through table keys
+ * and values, metatables and functions' upvalues): each table T reached
+ * gets one read-only proxy PT, reading from a copy T' of T whose tables
+ * are proxies in turn, and every function's table upvalues and the table
+ * at idx's own table fields are set to the proxies, so that no path from
+ * it leads to a writable table.  The originals are not changed (C code
+ * that read them raw still may), except the table at idx and the tables
+ * behind read-only proxies (locked environments, the libraries), whose
+ * table fields now hold proxies.  May be called more than once (each
+ * table keeps its one proxy).  Run once a bundle is loaded, after
+ * vd_sandbox_refuse_state(), under the load budget (linear in what it
+ * reaches; it can raise a memory error). */
+void vd_sandbox_freeze(lua_State *L, int idx);
+/* If the value at idx is a frozen proxy, replace it there by the copy it
+ * reads from and return 1; else leave it and return 0.  For C code that
+ * reads a policy's value raw (the encoder, the engine's checks); what it
+ * reads is the copy, whose tables are proxies too.  Never hand the copy
+ * to policy code.  Stack-neutral. */
+int vd_sandbox_unfreeze(lua_State *L, int idx);
 /* Push a read-only proxy of the table at idx: reads pass through, writes
  * raise, the metatable is hidden. */
 void vd_sandbox_push_proxy(lua_State *L, int idx);
