@@ -768,24 +768,25 @@ static void watched_loop_is_recounted(void **state) {
   decide_ok_after(f, "an interrupted loop");
 }
 
-/* Fast attempts never change an answer: near the budget, the watched
- * engine and an always-counting one agree on every n, and the sweep
- * crosses the edge. */
-static void watched_budget_is_exact(void **state) {
-  fx_t *f = *state;
+/* Decide KIND with input {"n": n} for n from FROM to TO by STEP on the
+ * watched engine and on an always-counting one: the answers must agree
+ * on every n (results byte for byte), and the sweep must cross the edge
+ * (some n decided, some past the budget). */
+static void sweep_watched_against_counted(fx_t *f, const char *kind, int from,
+                                          int to, int step) {
   vd_engine_t *counted = new_engine(HOSTILE, &small_limits);
   vd_decision_t d;
   char line[256];
   int n, seen_ok = 0, seen_timeout = 0;
   vd_decision_init(&d);
-  for (n = 95000; n <= 105000; n += 250) {
+  for (n = from; n <= to; n += step) {
     int a, b;
-    snprintf(line, sizeof line, "{\"kind\":\"spin\",\"region\":\"national\","
-             "\"at\":\"" AT "\",\"input\":{\"n\":%d}}", n);
+    snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":\"national\","
+             "\"at\":\"" AT "\",\"input\":{\"n\":%d}}", kind, n);
     a = decide(f->e, line, &f->d);
     b = decide(counted, line, &d);
     if (a != b)
-      fail_msg("n=%d: watched %s, counted %s", n, vd_err_name(a),
+      fail_msg("%s n=%d: watched %s, counted %s", kind, n, vd_err_name(a),
                vd_err_name(b));
     if (a == 0)
       assert_string_equal(f->d.result.data, d.result.data);
@@ -795,6 +796,13 @@ static void watched_budget_is_exact(void **state) {
   assert_true(seen_ok && seen_timeout);
   vd_decision_release(&d);
   vd_engine_free(counted);
+}
+
+/* Fast attempts never change an answer: near the budget, the watched
+ * engine and an always-counting one agree on every n, and the sweep
+ * crosses the edge. */
+static void watched_budget_is_exact(void **state) {
+  sweep_watched_against_counted(*state, "spin", 95000, 105000, 250);
 }
 
 /* An error decision carries no result: "either the decision (result and
@@ -1699,27 +1707,7 @@ static void state_free_closures_allowed(void **state) {
  * make a fast attempt answer differently from a counted one: the sweep
  * crosses the edge with a large charge in every decision. */
 static void watched_charges_are_exact(void **state) {
-  fx_t *f = *state;
-  vd_engine_t *counted = new_engine(HOSTILE, &small_limits);
-  vd_decision_t d;
-  char line[256];
-  int n, seen_ok = 0, seen_timeout = 0;
-  vd_decision_init(&d);
-  for (n = 0; n <= 20000; n += 200) {
-    int a, b;
-    snprintf(line, sizeof line, "{\"kind\":\"c1_charge_spin\",\"region\":"
-             "\"national\",\"at\":\"" AT "\",\"input\":{\"n\":%d}}", n);
-    a = decide(f->e, line, &f->d);
-    b = decide(counted, line, &d);
-    if (a != b)
-      fail_msg("n=%d: watched %s, counted %s", n, vd_err_name(a),
-               vd_err_name(b));
-    seen_ok |= a == 0;
-    seen_timeout |= a == VD_EPOLICY_TIMEOUT;
-  }
-  assert_true(seen_ok && seen_timeout);
-  vd_decision_release(&d);
-  vd_engine_free(counted);
+  sweep_watched_against_counted(*state, "c1_charge_spin", 0, 20000, 200);
 }
 
 int main(void) {

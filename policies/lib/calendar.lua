@@ -528,6 +528,14 @@ function C.depends(clk, y)
   clk.unknown[y] = true
 end
 
+-- The keys of set t (years), in order.
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  sort(keys)
+  return keys
+end
+
 -- Add to the trace what the decision's counting relied on beyond the
 -- national data: a regional calendar, the weekend-only fallback, or a year
 -- with no calendar that its answer is provisional on (C.depends).
@@ -540,18 +548,14 @@ function C.report(clk, tr)
     end
   end
   if clk.fallback then
-    local years = {}
-    for y in pairs(clk.fallback) do years[#years + 1] = y end
-    sort(years)
+    local years = sorted_keys(clk.fallback)
     R.note(tr, "calendar.weekend_only_fallback",
       "no holiday calendar is loaded for " .. concat(years, ", ") .. "; counted "
       .. "Saturdays and Sundays as the only days off (fallback = \"weekend_only\" in "
       .. clk.cal.settings_file .. ")")
   end
   if clk.unknown then
-    local years = {}
-    for y in pairs(clk.unknown) do years[#years + 1] = y end
-    sort(years)
+    local years = sorted_keys(clk.unknown)
     R.note(tr, "calendar.provisional",
       "no holiday calendar is loaded for " .. concat(years, ", ") .. " and region "
       .. clk.cal.region .. " does not guess its days (fallback = \"error\" in "
