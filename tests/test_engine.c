@@ -774,10 +774,13 @@ static void watched_loop_is_recounted(void **state) {
  * (some n decided, some past the budget). */
 static void sweep_watched_against_counted(fx_t *f, const char *kind, int from,
                                           int to, int step) {
-  vd_engine_t *counted = new_engine(HOSTILE, &small_limits);
+  vd_engine_t *counted;
   vd_decision_t d;
   char line[256];
   int n, seen_ok = 0, seen_timeout = 0;
+  if (!watchdog_stops_spins(f))
+    skip(); /* past the budget, the watched engine needs the signal */
+  counted = new_engine(HOSTILE, &small_limits);
   vd_decision_init(&d);
   for (n = from; n <= to; n += step) {
     int a, b;
@@ -1376,6 +1379,10 @@ static void run_hostile_cases(fx_t *f, const hostile_case_t *cases,
     struct timespec t0, t1;
     double secs;
     int rc;
+    /* a loop that ends in policy_timeout on a watched engine needs the
+     * watchdog's signal, which ThreadSanitizer holds back (above) */
+    if (!watchdog_stops_spins(f) && cases[i].code == VD_EPOLICY_TIMEOUT)
+      continue;
     snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":\"national\","
              "\"at\":\"" AT "\",\"input\":{}}", cases[i].kind);
     clock_gettime(CLOCK_MONOTONIC, &t0);
