@@ -243,3 +243,260 @@ class OutOfDescriptors(Abuse):
               end=" ", flush=True)
         self.close_held()
         self.wait_connections(1)
+
+
+class Slowloris(Abuse):
+    """Requests sent a byte at a time, slowly, and lines that never end."""
+
+    CLIENTS = 50
+    TICK_S = 0.05  # one byte from each slow client per tick
+
+    def test_requests_a_byte_at_a_time(self):
+        lines = [b'{"id":%d,"kind":"compensation","region":"GD-SZ",'
+                 b'"input":{"charged_fen":%d,"due_fen":3000}}\n'
+                 % (i, 3000 + i) for i in range(self.CLIENTS)]
+        slow = []
+        for _ in range(self.CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(20)
+            s.connect(self.d.socket)
+            slow.append(s)
+        self.held = slow
+        longest = max(len(l) for l in lines)
+        t0, slowest = time.time(), 0.0
+        for k in range(longest):  # about 5 s
+            for s, line in zip(slow, lines):
+                if k < len(line):
+                    s.sendall(line[k:k + 1])
+            if k % 4 == 0:
+                slowest = max(slowest, self.served(k, 4000 + k))
+            time.sleep(self.TICK_S)
+        took = time.time() - t0
+        for i, s in enumerate(slow):
+            got = b""
+            while not got.endswith(b"\n"):
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, "slow client %d: closed" % i)
+                got += chunk
+            r = json.loads(got)
+            self.assertEqual(r["id"], i, r)
+            self.assertEqual(r["result"]["offer_fen"], 3 * i, r)
+        print("\n  slowloris: %d clients x %d bytes over %.1f s; the good "
+              "client's slowest answer %.3f s"
+              % (self.CLIENTS, longest, took, slowest), end=" ", flush=True)
+
+    def test_lines_that_never_end(self):
+        """Lines just under --max-line, never ended: each costs about its
+        length, and all of it comes back when they leave."""
+        clients, max_line = 24, 1 << 20
+        base = self.rss()
+        chunk = b"x" * 65536
+        for _ in range(clients):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(20)
+            s.connect(self.d.socket)
+            left = max_line - 1
+            while left:
+                n = min(left, len(chunk))
+                s.sendall(chunk[:n])
+                left -= n
+            self.held.append(s)
+            self.served(len(self.held))
+        # the daemon has read them all (nothing left in the socket buffers)
+        deadline = time.time() + 10
+        while self.rss() < base + clients * max_line // 1024 * 3 // 4:
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        time.sleep(0.2)
+        peak = self.rss()
+        self.served("stalled")
+        for s in self.held:  # not answered, not closed: still waiting
+            s.setblocking(False)
+            with self.assertRaises(BlockingIOError):
+                s.recv(1)
+        self.close_held()
+        self.wait_connections(1)
+        after = self.rss_back(base, 8 * MIB)
+        print("\n  unended lines: %d x %d bytes: RSS %d KiB -> %d -> %d"
+              % (clients, max_line - 1, base, peak, after), end=" ", flush=True)
+        # at most about twice the line each (the framer's buffer doubles)
+        self.assertLess(peak - base, clients * 2 * max_line // 1024 + 8 * MIB)
+        self.assertLessEqual(after, base + 8 * MIB)
+        self.served("after")
+
+
+class RapidConnectClose(Abuse):
+    """2,000 connections opened and closed at once: some empty, some
+    half a request, some with answers still to come, some reset."""
+
+    tcp = True
+    CYCLES = 2000
+
+    def cycles(self):
+        """CYCLES connections opened and closed; then, once the daemon has
+        closed them all: (seconds taken, descriptors open, RSS)."""
+        half = comp_line("half")[:40]
+        burst = b"".join(comp_line(i) for i in range(20))
+        t0 = time.time()
+        for i in range(self.CYCLES):
+            if i % 5 == 4:
+                s = socket.create_connection(("127.0.0.1", self.d.port),
+                                             timeout=20)
+            else:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(20)
+                s.connect(self.d.socket)
+            kind = i % 4
+            if kind == 1:
+                s.sendall(half)
+            elif kind == 2:  # answers in flight when it goes
+                s.sendall(burst)
+            elif kind == 3:
+                s.sendall(burst)
+                if i % 5 == 4:  # a TCP reset rather than a FIN
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+            if i % 200 == 0:
+                self.served(i)
+        took = time.time() - t0
+        self.wait_connections(1, timeout=30)
+        self.served("between")
+        deadline = time.time() + 5
+        while self.fds() != self.base_fds and time.time() < deadline:
+            time.sleep(0.05)
+        return took, self.fds(), self.rss()
+
+    def test_connect_and_close(self):
+        # each round records 20,000 decisions: the caches that grow with
+        # the first tens of thousands (SQLite's pages, each thread's malloc
+        # arena) grow first, on both workers
+        burst = b"".join(comp_line(i) for i in range(50))
+        warm = [self.d.connect(), self.d.connect()]
+        for _ in range(200):
+            for c in warm:
+                c.send(burst)
+            for c in warm:
+                for _ in range(50):
+                    self.assertIn("result", c.readline())
+        for c in warm:
+            c.close()
+        self.wait_connections(1)
+        base_fds, base_rss = self.fds(), self.rss()
+        self.base_fds = base_fds
+        first = self.cycles()
+        second = self.cycles()
+        print("\n  rapid connect/close: 2 x %d cycles in %.1f s, %.1f s; "
+              "fds %d -> %d -> %d; RSS %d KiB -> %d -> %d"
+              % (self.CYCLES, first[0], second[0], base_fds, first[1],
+                 second[1], base_rss, first[2], second[2]),
+              end=" ", flush=True)
+        self.assertEqual(first[1], base_fds)
+        self.assertEqual(second[1], base_fds)
+        # the first round's peak may stay with malloc; the second adds
+        # little to it (how many clients are pending at once varies: the
+        # descriptors are the exact check)
+        self.assertLessEqual(first[2], base_rss + 8 * MIB)
+        self.assertLessEqual(second[2], first[2] + 4 * MIB)
+        self.served("after")
+        self.assertIsNone(self.d.proc.poll())
+
+
+MAX_LINE = 4096
+
+
+def line_of(n, crlf=False, valid=True):
+    """A request line whose content (without its end) is exactly n bytes:
+    a decision padded in its id, or (valid=False) a JSON object that is not
+    a request."""
+    if valid:
+        req = comp("")
+        fixed = len(json.dumps(req))
+        req["id"] = "p" * (n - fixed)
+        body = json.dumps(req).encode()
+    else:
+        body = b'{"junk":"' + b"j" * (n - 11) + b'"}'
+    assert len(body) == n, (len(body), n)
+    return body + (b"\r\n" if crlf else b"\n")
+
+
+class MaxLine(Abuse):
+    """Lines exactly at, just under and just over --max-line, LF and CRLF."""
+
+    args = ("--max-line", str(MAX_LINE))
+
+    def conn(self):
+        c = self.d.connect()
+        self.held.append(c.sock)
+        return c
+
+    def test_at_and_under_are_decided(self):
+        c = self.conn()
+        for n in (MAX_LINE - 1, MAX_LINE):
+            for crlf in (False, True):
+                c.send(line_of(n, crlf))
+                r = c.readline()
+                self.assertEqual(r["result"]["offer_fen"], 6000, (n, crlf))
+                self.assertEqual(len(r["id"]), len(comp("")["id"] or "")
+                                 + n - len(json.dumps(comp(""))), r)
+                c.send(line_of(n, crlf, valid=False))
+                r = c.readline()
+                self.assertEqual(r["error"]["code"], "bad_request", (n, crlf))
+        # the end of a full line in a later read than its content, the
+        # CR of a CRLF in one read and its LF in the next
+        for tail in (b"\n", b"\r\n"):
+            line = line_of(MAX_LINE)[:-1]
+            c.send(line)
+            time.sleep(0.05)
+            if tail == b"\r\n":
+                c.send(b"\r")
+                time.sleep(0.05)
+            c.send(b"\n")
+            self.assertIn("result", c.readline(), tail)
+        self.served("after")
+
+    def test_over_is_too_large_and_closes(self):
+        for crlf in (False, True):
+            c = self.conn()
+            c.send(line_of(MAX_LINE + 1, crlf))
+            r = c.readline()
+            self.assertEqual(r["error"]["code"], "too_large", r)
+            self.assertIn(str(MAX_LINE), r["error"]["message"])
+            self.assertTrue(c.closed_by_peer())
+        # over the limit without any end: refused without waiting for one
+        c = self.conn()
+        c.send(b"x" * (MAX_LINE + 1))
+        self.assertEqual(c.readline()["error"]["code"], "too_large")
+        self.assertTrue(c.closed_by_peer())
+        # a CR just past the limit may be the start of CRLF: only the byte
+        # after it decides
+        c = self.conn()
+        c.send(line_of(MAX_LINE)[:-1] + b"\r")
+        time.sleep(0.1)
+        c.sock.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            c.sock.recv(1)
+        c.sock.setblocking(True)
+        c.send(b"x")
+        self.assertEqual(c.readline()["error"]["code"], "too_large")
+        self.assertTrue(c.closed_by_peer())
+        self.served("after")
+
+    def test_pipelined_mix_answered_in_order_up_to_too_large(self):
+        c = self.conn()
+        mix = [line_of(MAX_LINE - 1), line_of(MAX_LINE, crlf=True),
+               line_of(MAX_LINE, valid=False), line_of(10 + MAX_LINE // 2),
+               line_of(MAX_LINE, crlf=True, valid=False), line_of(MAX_LINE),
+               line_of(MAX_LINE + 1, crlf=True), line_of(200), line_of(200)]
+        c.send(b"".join(mix))
+        codes = []
+        while True:
+            try:
+                r = c.readline()
+            except EOFError:
+                break
+            codes.append(r["error"]["code"] if "error" in r
+                         else r["result"]["offer_fen"])
+        self.assertEqual(codes, [6000, 6000, "bad_request", 6000,
+                                 "bad_request", 6000, "too_large"])
+        self.served("after")
