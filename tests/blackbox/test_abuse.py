@@ -325,6 +325,61 @@ class Slowloris(Abuse):
         self.served("after")
 
 
+class UnendedLinesPastTheTotal(Abuse):
+    """Lines that never end count against --max-pending-total like unread
+    answers: past it, a connection holding VD_HEAVY_BYTES (64 KiB) or more
+    of an unended line is not read from, so the daemon holds about the
+    budget plus under two reads (128 KiB) per connection, not a whole
+    --max-line per connection."""
+
+    BUDGET = 8 << 20
+    CLIENTS = 40
+    args = ("--max-pending-total", str(BUDGET))
+
+    def test_unended_lines_are_bounded_by_the_total(self):
+        max_line = 1 << 20
+        base = self.rss()
+        flood = []
+        for _ in range(self.CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.d.socket)
+            s.setblocking(False)
+            flood.append([s, max_line - 1])
+        self.held = [s for s, _ in flood]
+        chunk = b"x" * 65536
+        t0 = last = time.time()
+        peak, sent = 0, 0
+        # until every line is sent or nothing moved for a second (6 s at most)
+        while time.time() - t0 < 6 and time.time() - last < 1.0:
+            for f in flood:
+                if f[1] == 0:
+                    continue
+                try:
+                    n = f[0].send(chunk[:min(f[1], len(chunk))])
+                except BlockingIOError:
+                    continue
+                f[1] -= n
+                sent += n
+                last = time.time()
+            peak = max(peak, self.rss())
+            self.served("flood")
+            time.sleep(0.01)
+        time.sleep(0.3)
+        peak = max(peak, self.rss())
+        log = self.d.read_log()
+        self.close_held()
+        self.wait_connections(1)
+        after = self.rss_back(base, 8 * MIB)
+        report = ("%d clients sent %d MiB of unended lines: RSS %d KiB -> "
+                  "%d -> %d" % (self.CLIENTS, sent >> 20, base, peak, after))
+        print("\n  " + report, end=" ", flush=True)
+        self.assertLess(peak - base, (self.BUDGET + self.CLIENTS * (128 << 10))
+                        // 1024 + 8 * MIB, report)
+        self.assertLessEqual(after, base + 8 * MIB, report)
+        self.assertIn("over --max-pending-total", log)
+        self.served("after")
+
+
 class RapidConnectClose(Abuse):
     """2,000 connections opened and closed at once: some empty, some
     half a request, some with answers still to come, some reset."""
