@@ -187,6 +187,7 @@ struct vd_daemon {
   int unix_fd, tcp_fd;
   uv_poll_t unix_poll, tcp_poll;
   uv_timer_t accept_pause;
+  unsigned accept_pauses; /* out of descriptors, since the queue was last empty */
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
   atomic_ulong overruns;   /* decisions past --decide-timeout */
