@@ -140,6 +140,11 @@ class IdleConnections(Abuse):
     UNIX = 1000
     TCP = 200
 
+    def setUp(self):
+        # before the daemon starts: it inherits our limit
+        raise_nofile(self.UNIX + self.TCP + 256)
+        super().setUp()
+
     def hold(self, n, tcp):
         for _ in range(n):
             if tcp:
@@ -152,7 +157,6 @@ class IdleConnections(Abuse):
             self.held.append(s)
 
     def test_idle_connections(self):
-        raise_nofile(self.UNIX + self.TCP + 256)
         pid = self.d.proc.pid
         # the daemon inherits our limit: it must have room for them all
         self.assertGreater(nofile_of(pid), self.UNIX + self.TCP + 64)
@@ -239,6 +243,10 @@ class OutOfDescriptors(Abuse):
             s.sendall(b'{"id":%d,"op":"ping"}\n' % i)
             self.assertIn(b'"pong":true', s.recv(4096))
         # said once, not every 100 ms for as long as it lasted
+        deadline = time.time() + 5
+        while "accepting again" not in self.d.read_log():
+            self.assertLess(time.time(), deadline, self.d.read_log())
+            time.sleep(0.05)
         log = self.d.read_log()
         self.assertEqual(log.count("pausing accepts"), 1, log)
         again = [l for l in log.splitlines() if "accepting again" in l]
