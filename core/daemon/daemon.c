@@ -174,12 +174,21 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
     vd_handoff_t h;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
+      int e = errno;
+      if (e == EINTR || e == ECONNABORTED)
         continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-          errno == ENOMEM) {
-        /* Out of descriptors: pause accepting briefly rather than spin. */
-        vd_daemon_log("accept: %s; pausing accepts for 100 ms", strerror(errno));
+      if ((e == EAGAIN || e == EWOULDBLOCK) && d->accept_pauses) {
+        vd_daemon_log("accepting again: every waiting connection taken, "
+                      "after %u pause%s", d->accept_pauses,
+                      d->accept_pauses == 1 ? "" : "s");
+        d->accept_pauses = 0;
+      }
+      if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        /* Out of descriptors: pause accepting briefly rather than spin,
+         * and say so once, not every 100 ms for as long as it lasts. */
+        if (d->accept_pauses++ == 0)
+          vd_daemon_log("accept: %s; pausing accepts for 100 ms at a time "
+                        "while it lasts", strerror(e));
         uv_poll_stop(&d->unix_poll);
         if (d->tcp_fd >= 0)
           uv_poll_stop(&d->tcp_poll);

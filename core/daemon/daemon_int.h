@@ -81,8 +81,8 @@ typedef struct vd_validation {
 
 
 /* Back-pressure (worker.c): past --max-pending-total, connections whose
- * unread responses come to this much or more are not read from; a client
- * that reads its answers holds next to nothing. */
+ * unread responses and unended line come to this much or more are not
+ * read from; a client that reads its answers holds next to nothing. */
 #define VD_HEAVY_BYTES (64u << 10)
 /* How often a worker looks again at the connections it stopped reading. */
 #define VD_RECHECK_MS 50
@@ -187,6 +187,7 @@ struct vd_daemon {
   int unix_fd, tcp_fd;
   uv_poll_t unix_poll, tcp_poll;
   uv_timer_t accept_pause;
+  unsigned accept_pauses; /* out of descriptors, since the queue was last empty */
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
   atomic_ulong overruns;   /* decisions past --decide-timeout */

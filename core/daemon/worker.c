@@ -28,16 +28,18 @@
  * max_pending_out plus one response and record, and its framer at most
  * max_line plus one read (64 KiB): it slows only itself.  Each worker sums
  * its connections in w->held; past max_pending_total, summed over the
- * workers, they stop reading from every connection with VD_HEAVY_BYTES or
- * more unread (the clients that do not read their answers: one that reads
- * holds next to nothing), until the sum is back under three quarters of
- * it.  A timer re-checks such connections
+ * workers, they stop reading from every connection that holds
+ * VD_HEAVY_BYTES or more, unread answers and unended line together (the
+ * clients that do not read their answers or never end a line: one that
+ * reads and ends its lines holds next to nothing), until the sum is back
+ * under three quarters of it.  A timer re-checks such connections
  * every VD_RECHECK_MS, since the bytes that free them may be another
  * worker's.  Once the sum has been high and is low again, a worker asks
  * malloc to give the freed memory back to the system (malloc_trim).
  */
 #include <errno.h>
 #include <malloc.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,7 @@ struct vd_conn {
   int reading;          /* uv_read_start is in effect */
   int throttled;        /* reading stopped for back-pressure */
   int shed;             /* ...because the sum passed max_pending_total */
+  int hung_up;          /* seen while shed: the client sends no more */
   int eof;              /* the client sent EOF, or we are stopping */
   int closing;          /* uv_close called */
   int close_when_flushed;
@@ -294,7 +297,7 @@ static void conn_account(vd_conn_t *c) {
     return;
   if (out > o->max_pending_out)
     throttle(c, 0);
-  else if (out >= VD_HEAVY_BYTES &&
+  else if (!c->hung_up && now >= VD_HEAVY_BYTES &&
            total_held(w) > o->max_pending_total)
     throttle(c, 1);
 }
@@ -308,7 +311,8 @@ static void conn_resume(vd_conn_t *c) {
   vd_daemon_t *d = w->daemon;
   const vd_daemon_opts_t *o = &d->opts;
   size_t out = out_held(c), total = total_held(w);
-  int heavy = total > o->max_pending_total / 4 * 3 && out >= VD_HEAVY_BYTES;
+  int heavy = !c->hung_up && total > o->max_pending_total / 4 * 3 &&
+              out + vd_framer_pending(&c->framer) >= VD_HEAVY_BYTES;
   if (!c->throttled || out > o->max_pending_out / 2 || heavy)
     return;
   c->throttled = 0;
@@ -323,13 +327,32 @@ static void conn_resume(vd_conn_t *c) {
     conn_read_start(c);
 }
 
+/* Whether c's client has closed or shut down its end.  A connection we do
+ * not read from would not see its EOF: one shed with an unended line and
+ * no answer to write could then hold its bytes, and its descriptor, until
+ * the sum is low again, which its own bytes may prevent for good. */
+static int peer_hung_up(vd_conn_t *c) {
+  uv_os_fd_t fd;
+  struct pollfd p;
+  if (uv_fileno(&c->h.handle, &fd) != 0)
+    return 0;
+  p.fd = fd;
+  p.events = POLLRDHUP;
+  p.revents = 0;
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 /* Every VD_RECHECK_MS while a connection of ours is throttled: what frees
- * it may have been another worker's bytes. */
+ * it may have been another worker's bytes.  A shed one whose client hung
+ * up is read again, to its EOF (what is left is only what the client sent
+ * before it went), and answered and closed as usual. */
 static void on_recheck(uv_timer_t *t) {
   vd_worker_t *w = t->data;
   vd_conn_t *c;
   for (c = w->conns; c; c = c->next) {
     if (c->throttled && !c->closing) {
+      if (c->shed && !c->hung_up && peer_hung_up(c))
+        c->hung_up = 1;
       conn_account(c);
       conn_resume(c);
     }
