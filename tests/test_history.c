@@ -2073,6 +2073,28 @@ static void test_migrate_from_v2(void **state) {
   assert_non_null(strstr(rep.message, "(1..3 chained by the migration to "
                                       "schema 3 at "));
   free(head);
+  /* the bytes docs/history.md ("The activations chain") spells out for
+   * the fixture's first activation, hashed here independently */
+  {
+    static const char canon[] =
+        "3:va1,1:1,13:1796398842032,29:2026-12-04T23:40:42.032+08:00,"
+        "9:sha256:aa,7:startup,3:ops,13:/srv/policies,1:1,-,";
+    struct sha256_ctx c;
+    uint8_t zero[32] = {0}, d[32];
+    char hex[65], *stored;
+    int i;
+    sha256_init(&c);
+    sha256_update(&c, 32, zero);
+    sha256_update(&c, sizeof canon - 1, (const uint8_t *)canon);
+    sha256_digest(&c, sizeof d, d);
+    for (i = 0; i < 32; i++)
+      snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    assert_string_equal(hex, "5a3978cee492265eafcb1da1306ef78d"
+                             "f2edf9c1540eea654c97a924dafb3262");
+    stored = query_text(path, "SELECT hash FROM activations WHERE id = 1");
+    assert_string_equal(stored, hex);
+    free(stored);
+  }
 
   /* later activations continue the chain; the seal stays */
   h = open_ok(path, VD_LOG_DURABLE, 1);
