@@ -1,26 +1,35 @@
 /*
- * history_chain.c - the hash chain: a row's canonical bytes, SHA-256, and
- * verification of a whole database (`verdict history verify`, --anchor).
+ * history_chain.c - the hash chains: a row's canonical bytes, SHA-256,
+ * and verification of a whole database (`verdict history verify`,
+ * --anchor).  Two chains: decisions, and activations.
  *
  * Owns no state.  The writer (history_writer.c) hashes each row it
- * inserts with vd_hist_chain_hash(); verify recomputes every hash from the
- * rows as stored.  Both see a row through vd_hist_field_t, so the bytes
- * hashed on the way in are the bytes hashed on the way back.
+ * inserts with vd_hist_chain_hash(), history_revs.c each activation with
+ * vd_hist_activation_hash(); verify recomputes every hash from the rows as
+ * stored.  Both see a row through vd_hist_field_t, so the bytes hashed on
+ * the way in are the bytes hashed on the way back.
  *
- * Invariants (docs/history.md, "The hash chain" and "Canonical bytes"):
+ * Invariants (docs/history.md, "The hash chain", "Canonical bytes" and
+ * "The activations chain"):
  *   - canonical bytes of row seq: the netstring "3:vd1,", seq, then each
  *     column of VD_HISTORY_COLUMNS in order, text as "<len>:<bytes>,",
  *     integers as the netstring of their decimal text, NULL as "-,";
  *   - hash(seq) = SHA-256(hash(seq - 1) || canonical bytes), hash(0) = 32
- *     zero bytes; chain_head holds the last (seq, hex hash).
+ *     zero bytes; chain_head holds the last (seq, hex hash);
+ *   - an activation the same with "3:va1,", its id and the columns of
+ *     VD_HIST_ACT_COLUMNS, chained from the activation before it;
+ *     activation_head holds the last (id, hex hash) and how many rows the
+ *     migration to schema 3 chained as it found them.
  *   These bytes never change: a stored chain must verify forever.
  *
  * Threads: hashing runs on the writer thread (and on the submitting
- * thread, which measures a record's fields); verify on its caller's,
- * through a read-only connection of its own in one read snapshot, so it
- * never blocks the writer.
+ * thread, which measures a record's fields), an activation's on the
+ * daemon's main thread, the migration's seal on the opener's; verify on
+ * its caller's, through a read-only connection of its own in one read
+ * snapshot, so it never blocks the writer.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +42,7 @@
 #include "verdict/buf.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/timefmt.h"
 
 /* ========================================================================
  * Rows and their canonical bytes
@@ -128,23 +138,38 @@ static void hash_int(struct sha256_ctx *c, int64_t v) {
   hash_piece(c, d, (size_t)(buf + 24 - d));
 }
 
-/* out = SHA-256(prev || "3:vd1," seq f[0] ... f[NCOLS-1]), see the
- * docs/history.md, "Canonical bytes". */
-void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
-                        const vd_hist_field_t f[NCOLS], uint8_t out[32]) {
+/* out = SHA-256(prev || netstring(TAG) pos f[0] ... f[n-1]): the one
+ * shape both chains hash. */
+static void chain_hash(const uint8_t prev[32], const char *tag, int64_t pos,
+                       const vd_hist_field_t *f, int n, uint8_t out[32]) {
   struct sha256_ctx c;
   int i;
   sha256_init(&c);
   sha256_update(&c, 32, prev);
-  hash_piece(&c, "vd1", 3);
-  hash_int(&c, seq);
-  for (i = 0; i < NCOLS; i++) {
+  hash_piece(&c, tag, strlen(tag));
+  hash_int(&c, pos);
+  for (i = 0; i < n; i++) {
     if (f[i].is_int)
       hash_int(&c, f[i].i);
     else
       hash_piece(&c, f[i].p, f[i].n);
   }
   sha256_digest(&c, SHA256_DIGEST_SIZE, out);
+}
+
+/* out = SHA-256(prev || "3:vd1," seq f[0] ... f[NCOLS-1]), see the
+ * docs/history.md, "Canonical bytes". */
+void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
+                        const vd_hist_field_t f[NCOLS], uint8_t out[32]) {
+  chain_hash(prev, "vd1", seq, f, NCOLS, out);
+}
+
+/* The activations' chain has its own tag, so no activation's bytes can
+ * ever pass for a decision's or the other way round. */
+void vd_hist_activation_hash(const uint8_t prev[32], int64_t id,
+                             const vd_hist_field_t f[NACOLS],
+                             uint8_t out[32]) {
+  chain_hash(prev, "va1", id, f, NACOLS, out);
 }
 
 void vd_hist_to_hex(const uint8_t *d, size_t n, char *out) {
@@ -187,6 +212,64 @@ void vd_hist_sha256_hex(const void *data, size_t n, char out[65]) {
   sha256_update(&c, n, data);
   sha256_digest(&c, sizeof d, d);
   vd_hist_to_hex(d, sizeof d, out);
+}
+
+/* ========================================================================
+ * The activations' chain
+ * ====================================================================== */
+
+/* Activations are chained apart from decisions: the main thread writes
+ * them through its own connection while the writer thread commits
+ * batches, and one chain would make every reload wait for, and reread,
+ * the decisions' head.  Each table has its head row (chain_head,
+ * activation_head) moved in the transaction that appends to it. */
+
+int vd_hist_seal_activations(sqlite3 *db, const char *path, int64_t now_ms,
+                             vd_buf_t *err) {
+  sqlite3_stmt *st = NULL, *up = NULL;
+  uint8_t prev[32] = {0}, cur[32];
+  char hex[65] = VD_HIST_ZERO_HASH;
+  int64_t last = 0;
+  int src;
+  src = sqlite3_prepare_v2(db, "SELECT " ACT_COLUMNS " FROM activations"
+                               " ORDER BY id", -1, &st, NULL);
+  if (src == SQLITE_OK)
+    src = sqlite3_prepare_v2(db, "UPDATE activations SET hash = ?"
+                                 " WHERE id = ?", -1, &up, NULL);
+  while (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    vd_hist_field_t f[NACOLS];
+    int i;
+    last = sqlite3_column_int64(st, 0);
+    for (i = 0; i < NACOLS; i++)
+      f[i] = vd_hist_column_field(st, i + 1);
+    vd_hist_activation_hash(prev, last, f, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    memcpy(prev, cur, sizeof prev);
+    sqlite3_bind_text(up, 1, hex, 64, SQLITE_STATIC);
+    sqlite3_bind_int64(up, 2, last);
+    src = sqlite3_step(up);
+    sqlite3_reset(up);
+    src = src == SQLITE_DONE ? SQLITE_OK : src;
+  }
+  sqlite3_finalize(st);
+  sqlite3_finalize(up);
+  if (src == SQLITE_DONE) {
+    src = sqlite3_prepare_v2(db, "INSERT INTO activation_head (id, last_id,"
+                                 " hash, sealed_id, sealed_ms)"
+                                 " VALUES (1, ?, ?, ?, ?)", -1, &st, NULL);
+    if (src == SQLITE_OK) {
+      sqlite3_bind_int64(st, 1, last);
+      sqlite3_bind_text(st, 2, hex, 64, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 3, last);
+      sqlite3_bind_int64(st, 4, now_ms);
+      src = sqlite3_step(st);
+      sqlite3_finalize(st);
+    }
+  }
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src,
+                          "chaining the stored activations (schema 3)");
+  return 0;
 }
 
 /* ========================================================================
@@ -319,6 +402,143 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
   return 0;
 }
 
+/* Name activation ID for a human: "activation 3 (reload by alice at
+ * 2026-...)", from the row as it is now. */
+static void act_name(char *buf, size_t n, sqlite3_stmt *st, int64_t id) {
+  const char *cause = (const char *)sqlite3_column_text(st, 1 + ACOL_CAUSE);
+  const char *who = (const char *)sqlite3_column_text(st, 1 + ACOL_WHO);
+  const char *at = (const char *)sqlite3_column_text(st, 1 + ACOL_AT);
+  snprintf(buf, n, "activation %" PRId64 " (%s by %s at %s)", id,
+           cause ? cause : "NULL", who ? who : "NULL", at ? at : "NULL");
+}
+
+/* Walk activations in id order inside the caller's read transaction, as
+ * verify_chain walks decisions.  Rows up to activation_head.sealed_id
+ * were stored before schema 3 and chained, as found, by its migration;
+ * gaps among them were there then.  After it, ids are consecutive.
+ * Returns 0, VD_EINVALID (rep says which activation) or an SQLite
+ * failure. */
+static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
+                              const char *anchor_hash, vd_verify_report_t *rep,
+                              vd_buf_t *err) {
+  sqlite3_stmt *st = NULL;
+  int64_t last_id = -1, sealed = 0, sealed_ms = 0, prev_id = 0;
+  char head_hash[65] = "", name[200];
+  uint8_t prev[32] = {0}, cur[32];
+  int rc, src;
+  src = sqlite3_prepare_v2(db, "SELECT last_id, hash, sealed_id, sealed_ms"
+                               " FROM activation_head WHERE id = 1",
+                           -1, &st, NULL);
+  if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *hash = (const char *)sqlite3_column_text(st, 1);
+    last_id = sqlite3_column_int64(st, 0);
+    snprintf(head_hash, sizeof head_hash, "%s", hash ? hash : "");
+    sealed = sqlite3_column_int64(st, 2);
+    sealed_ms = sqlite3_column_int64(st, 3);
+    src = SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src,
+                          "reading the activations' chain head");
+  if (last_id < 0) {
+    report(rep, VD_VERIFY_CHANGED, 0, NULL,
+           "the activation_head row is missing: the head of the "
+           "activations' chain was altered");
+    return VD_EINVALID;
+  }
+  rep->sealed = sealed;
+  rep->sealed_ms = sealed_ms;
+  src = sqlite3_prepare_v2(db, "SELECT " ACT_COLUMNS " FROM activations"
+                               " ORDER BY id", -1, &st, NULL);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "reading activations");
+  rc = 0;
+  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0);
+    const char *hash = (const char *)sqlite3_column_text(st, NACOLS + 1);
+    vd_hist_field_t f[NACOLS];
+    char hex[65];
+    int i, same;
+    act_name(name, sizeof name, st, id);
+    if (id > last_id || id < 1) {
+      rep->activation = id;
+      report(rep, VD_VERIFY_INSERTED, 0, NULL,
+             "%s was inserted: it is outside the activations' chain, which "
+             "ends at activation %" PRId64, name, last_id);
+      rc = VD_EINVALID;
+      break;
+    }
+    for (i = 0; i < NACOLS; i++)
+      f[i] = vd_hist_column_field(st, i + 1);
+    vd_hist_activation_hash(prev, id, f, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    same = hash && strcmp(hex, hash) == 0;
+    /* a gap after the seal is a deletion; one the migration sealed over
+     * is not, unless the row after it no longer follows its predecessor */
+    if (id > prev_id + 1 && (id - 1 > sealed || !same)) {
+      rep->activation = prev_id + 1;
+      report(rep, VD_VERIFY_DELETED, 0, NULL,
+             "activations %" PRId64 "..%" PRId64 " were deleted: the "
+             "activations' chain jumps to %s", prev_id + 1, id - 1, name);
+      rc = VD_EINVALID;
+      break;
+    }
+    if (!same) {
+      rep->activation = id;
+      report(rep, VD_VERIFY_CHANGED, 0, NULL,
+             "%s was changed: its contents hash to %.16s..., the chain "
+             "recorded %.16s...", name, hex, hash ? hash : "NULL");
+      rc = VD_EINVALID;
+      break;
+    }
+    if (id == anchor_id && strcmp(hex, anchor_hash) != 0) {
+      rep->activation = id;
+      report(rep, VD_VERIFY_CHANGED, 0, NULL,
+             "anchor activation %" PRId64 ": its hash was %.16s..., it is "
+             "now %.16s...: the activations' chain was rewritten at or "
+             "before it", id, anchor_hash, hex);
+      rc = VD_EINVALID;
+      break;
+    }
+    memcpy(prev, cur, sizeof prev);
+    memcpy(rep->act_head, hex, sizeof hex);
+    rep->act_last = id;
+    rep->activations++;
+    prev_id = id;
+  }
+  sqlite3_finalize(st);
+  if (rc)
+    return rc;
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "reading activations");
+  if (prev_id < last_id) {
+    rep->activation = prev_id + 1;
+    report(rep, VD_VERIFY_DELETED, 0, NULL,
+           "activations %" PRId64 "..%" PRId64 " at the end were deleted: "
+           "the activations' chain ends at activation %" PRId64,
+           prev_id + 1, last_id, last_id);
+    return VD_EINVALID;
+  }
+  if (strcmp(head_hash, last_id ? rep->act_head : VD_HIST_ZERO_HASH) != 0) {
+    rep->activation = last_id;
+    report(rep, VD_VERIFY_CHANGED, 0, NULL,
+           "activation_head was changed: it names hash %.16s... for "
+           "activation %" PRId64 ", the row has %.16s...",
+           head_hash, last_id, last_id ? rep->act_head : VD_HIST_ZERO_HASH);
+    return VD_EINVALID;
+  }
+  if (anchor_id > last_id) {
+    rep->activation = anchor_id;
+    report(rep, VD_VERIFY_DELETED, 0, NULL,
+           "anchor activation %" PRId64 ": the activations' chain now ends "
+           "at activation %" PRId64 ", so activations were cut from its "
+           "tail (and activation_head moved back)", anchor_id, last_id);
+    return VD_EINVALID;
+  }
+  return 0;
+}
+
 /* Every decision's revision is stored; every stored revision's files are
  * intact and hash to its name. */
 static int verify_revisions(sqlite3 *db, const char *path,
@@ -373,16 +593,74 @@ static int verify_revisions(sqlite3 *db, const char *path,
 }
 
 int vd_history_verify(const char *path, vd_verify_report_t *rep) {
-  return vd_history_verify_anchored(path, 0, NULL, rep);
+  return vd_history_verify_anchor(path, NULL, rep);
 }
 
 int vd_history_verify_anchored(const char *path, int64_t anchor_seq,
                                const char *anchor_hash,
                                vd_verify_report_t *rep) {
+  vd_history_anchor_t a;
+  memset(&a, 0, sizeof a);
+  a.seq = anchor_seq;
+  if (anchor_hash)
+    snprintf(a.hash, sizeof a.hash, "%s", anchor_hash);
+  return vd_history_verify_anchor(path, &a, rep);
+}
+
+/* One "NUM:HASH" of an anchor, ending at END ('\0' or '/'). */
+static int anchor_part(const char **p, int end, int64_t *num, char hash[65]) {
+  const char *s = *p;
+  int64_t v = 0;
+  if (*s < '0' || *s > '9')
+    return -1;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    if (v > (INT64_MAX - 9) / 10)
+      return -1;
+    v = v * 10 + (*s - '0');
+  }
+  if (*s++ != ':' || strspn(s, "0123456789abcdef") != 64 || s[64] != end)
+    return -1;
+  memcpy(hash, s, 64);
+  hash[64] = '\0';
+  *num = v;
+  *p = s + 64 + (end ? 1 : 0);
+  return 0;
+}
+
+int vd_history_anchor_parse(const char *text, vd_history_anchor_t *a) {
+  const char *p = text;
+  memset(a, 0, sizeof *a);
+  if (!text)
+    return VD_EINVALID;
+  if (strchr(text, '/')) {
+    /* decisions, then activations; SEQ 0 only as "no decisions yet" */
+    if (anchor_part(&p, '/', &a->seq, a->hash) ||
+        anchor_part(&p, '\0', &a->activation, a->act_hash) ||
+        a->activation < 1 ||
+        (a->seq == 0 && strcmp(a->hash, VD_HIST_ZERO_HASH) != 0))
+      goto bad;
+    return 0;
+  }
+  if (anchor_part(&p, '\0', &a->seq, a->hash) || a->seq < 1)
+    goto bad;
+  return 0;
+bad:
+  memset(a, 0, sizeof *a);
+  return VD_EINVALID;
+}
+
+int vd_history_verify_anchor(const char *path,
+                             const vd_history_anchor_t *anchor,
+                             vd_verify_report_t *rep) {
   vd_buf_t err = VD_BUF_INIT;
+  vd_history_anchor_t none;
   sqlite3 *db;
   int rc, src;
   memset(rep, 0, sizeof *rep);
+  if (!anchor) {
+    memset(&none, 0, sizeof none);
+    anchor = &none;
+  }
   rc = vd_history_db_open_ro(&db, path, &err);
   if (rc)
     goto out;
@@ -391,7 +669,10 @@ int vd_history_verify_anchored(const char *path, int64_t anchor_seq,
   if (src != SQLITE_OK)
     rc = vd_hist_db_err(&err, path, db, src, "starting to read");
   if (rc == 0)
-    rc = verify_chain(db, path, anchor_seq, anchor_hash, rep, &err);
+    rc = verify_chain(db, path, anchor->seq, anchor->hash, rep, &err);
+  if (rc == 0)
+    rc = verify_activations(db, path, anchor->activation, anchor->act_hash,
+                            rep, &err);
   if (rc == 0)
     rc = verify_revisions(db, path, rep, &err);
   sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
@@ -401,10 +682,25 @@ out:
     snprintf(rep->message, sizeof rep->message, "%s",
              err.data ? err.data : vd_err_desc(rc));
   } else if (rc == 0) {
+    /* without activations, the line verify printed before they were
+     * chained, byte for byte */
+    char acts[256] = "";
+    if (rep->activations) {
+      int n = snprintf(acts, sizeof acts,
+                       "; %" PRId64 " activations verified, chain head %s",
+                       rep->activations, rep->act_head);
+      if (rep->sealed) {
+        char at[40];
+        vd_time_format(rep->sealed_ms, VD_DEFAULT_OFFSET_MIN, at);
+        snprintf(acts + n, sizeof acts - (size_t)n,
+                 " (1..%" PRId64 " chained by the migration to schema 3 at %s)",
+                 rep->sealed, at);
+      }
+    }
     snprintf(rep->message, sizeof rep->message,
-             "%" PRId64 " records verified, chain head %s; %" PRId64
+             "%" PRId64 " records verified, chain head %s%s; %" PRId64
              " revisions intact",
-             rep->records, rep->records ? rep->head : VD_HIST_ZERO_HASH,
+             rep->records, rep->records ? rep->head : VD_HIST_ZERO_HASH, acts,
              rep->revisions);
   }
   vd_buf_release(&err);

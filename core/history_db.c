@@ -49,12 +49,19 @@
  * Schema
  * ====================================================================== */
 
+/* One migration: SQL, then (when not NULL) THEN, in the same
+ * transaction, for what SQL cannot do (hashing). */
+typedef struct migration {
+  const char *sql;
+  int (*then)(sqlite3 *db, const char *path, int64_t now_ms, vd_buf_t *err);
+} migration_t;
+
 /* migrations[i] takes a database from user_version i to i + 1.  Append
- * only: a shipped migration never changes.  The views write times in
- * +08:00, verdict's default offset (VD_DEFAULT_OFFSET_MIN), like the
- * `verdict history` commands. */
-static const char *const migrations[] = {
-  /* 0 -> 1 */
+ * only: a shipped migration never changes (its SQL, nor what its step
+ * computes).  The views write times in +08:00, verdict's default offset
+ * (VD_DEFAULT_OFFSET_MIN), like the `verdict history` commands. */
+static const migration_t migrations[] = {
+  {/* 0 -> 1 */
   "PRAGMA application_id = 1987208308;\n" /* HISTORY_APP_ID */
   "CREATE TABLE decisions (\n"
   "  seq           INTEGER PRIMARY KEY, -- position in the chain: 1, 2, 3...\n"
@@ -155,7 +162,8 @@ static const char *const migrations[] = {
   "         strftime('%Y-%m-%dT%H:%M:%f', max(received_ms) / 1000.0,\n"
   "                  'unixepoch', '+8 hours') || '+08:00' AS last_seen\n"
   "  FROM decisions WHERE error_code IS NOT NULL GROUP BY error_code;\n",
-  /* 1 -> 2: the complaint facts (vd_history_count_complaints) read a
+   NULL},
+  {/* 1 -> 2: the complaint facts (vd_history_count_complaints) read a
    * customer's complaint_ids and each complaint's decisions by kind and
    * time.  Both indexes are widened in place rather than added beside the
    * old ones, so an insert still updates six indexes: decisions_customer
@@ -168,6 +176,26 @@ static const char *const migrations[] = {
   "DROP INDEX decisions_complaint;\n"
   "CREATE INDEX decisions_complaint\n"
   "  ON decisions(complaint_id, kind, at_ms, error_code);\n",
+   NULL},
+  /* 2 -> 3: activations join a hash chain of their own (docs/history.md,
+   * "The activations chain"), so editing or deleting one shows in
+   * verify.  Their own, not the decisions': the main thread appends them
+   * through its own connection while the writer thread commits batches,
+   * and neither should wait for or reread the other's head.  The rows
+   * already stored are chained as found, in id order, by
+   * vd_hist_seal_activations(); activation_head keeps how many that was
+   * and when, so verify can say those rows were vouched for only from
+   * the migration on.  hash stays nullable (ALTER TABLE cannot add a NOT
+   * NULL column without a default); verify treats NULL as a change. */
+  {"ALTER TABLE activations ADD COLUMN hash TEXT; -- chain, see activation_head\n"
+   "CREATE TABLE activation_head (\n"
+   "  id        INTEGER PRIMARY KEY CHECK (id = 1),\n"
+   "  last_id   INTEGER NOT NULL, -- id of the last activation (0: none)\n"
+   "  hash      TEXT NOT NULL,    -- its hash\n"
+   "  sealed_id INTEGER NOT NULL, -- 1..sealed_id chained by this migration\n"
+   "  sealed_ms INTEGER NOT NULL  -- when it ran\n"
+   ");\n",
+   vd_hist_seal_activations},
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -326,8 +354,14 @@ static int migrate(sqlite3 *db, const char *path, vd_buf_t *err) {
   rc = check_identity(db, path, &version, err);
   while (rc == 0 && version < (int64_t)NMIGRATIONS) {
     char sql[64];
-    int src = sqlite3_exec(db, migrations[version], NULL, NULL, NULL);
+    const migration_t *m = &migrations[version];
+    int src = sqlite3_exec(db, m->sql, NULL, NULL, NULL);
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", (int)version + 1);
+    if (src == SQLITE_OK && m->then) {
+      rc = m->then(db, path, vd_now_ms(), err);
+      if (rc)
+        break;
+    }
     if (src == SQLITE_OK)
       src = sqlite3_exec(db, sql, NULL, NULL, NULL);
     if (src != SQLITE_OK) {

@@ -6,7 +6,8 @@
  *   history_db.c      opening, pragmas, schema and migrations, the
  *                     one-writer lock, the read-only open every reader
  *                     uses, the whole-file quick_check;
- *   history_chain.c   a row's canonical bytes, the SHA-256 chain, verify;
+ *   history_chain.c   a row's canonical bytes, the SHA-256 chains (one
+ *                     of decisions, one of activations), verify;
  *   history_writer.c  the queue, the writer thread, group commit, drain;
  *   history_revs.c    blobs, revisions, activations, loading a bundle;
  *   history_query.c   every SELECT the auditor commands, replay and the
@@ -72,6 +73,42 @@ vd_hist_field_t vd_hist_column_field(sqlite3_stmt *st, int i);
 /* out = SHA-256(prev || canonical bytes of (seq, f)). */
 void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
                         const vd_hist_field_t f[NCOLS], uint8_t out[32]);
+
+/* The columns of `activations` after id and before hash, in the order
+ * their canonical bytes take them (docs/history.md, "The activations
+ * chain"). */
+#define VD_HIST_ACT_COLUMNS(X)                                               \
+  X(AT_MS, at_ms)                                                            \
+  X(AT, at)                                                                  \
+  X(REVISION, revision)                                                      \
+  X(CAUSE, cause)                                                            \
+  X(WHO, who)                                                                \
+  X(SOURCE_DIR, source_dir)                                                  \
+  X(OK, ok)                                                                  \
+  X(ERROR, error)
+
+enum {
+#define ACOL_ENUM_(E, name) ACOL_##E,
+  VD_HIST_ACT_COLUMNS(ACOL_ENUM_)
+#undef ACOL_ENUM_
+  NACOLS
+};
+
+/* "id, at_ms, ..., error, hash" and its placeholders. */
+#define ACT_COLUMNS "id" VD_HIST_ACT_COLUMNS(COL_NAME_) ", hash"
+#define ACT_PARAMS "?" VD_HIST_ACT_COLUMNS(COL_PARAM_) ", ?"
+
+/* out = SHA-256(prev || canonical bytes of activation (id, f)): the
+ * netstring "3:va1,", id, then each column of VD_HIST_ACT_COLUMNS. */
+void vd_hist_activation_hash(const uint8_t prev[32], int64_t id,
+                             const vd_hist_field_t f[NACOLS],
+                             uint8_t out[32]);
+/* The migration to schema 3, inside its write transaction: chain the
+ * activations already stored, in id order, and create activation_head
+ * saying they were sealed at NOW_MS (history_db.c runs it). */
+int vd_hist_seal_activations(sqlite3 *db, const char *path, int64_t now_ms,
+                             vd_buf_t *err);
+
 /* N bytes as 2N lowercase hex digits and a NUL. */
 void vd_hist_to_hex(const uint8_t *d, size_t n, char *out);
 /* 64 lowercase hex digits to 32 bytes.  Returns 0 or -1. */

@@ -13,7 +13,9 @@
  *     a stored revision of a name holds exactly the files of that name;
  *   - storing is idempotent and atomic: one write transaction per
  *     revision, and storing a stored revision changes nothing;
- *   - activations are append-only.
+ *   - activations are append-only and hash-chained on their own
+ *     (history_chain.c): each is inserted with the next id and its hash
+ *     in the transaction that moves activation_head.
  *
  * Threads: store and record run on the daemon's main thread (h->aux_mu
  * serialises them should another caller come); loading on its caller's
@@ -160,14 +162,49 @@ int vd_history_store_revision(vd_history_t *h, const char *revision,
   return vd_hist_give_err(errmsg, &err, rc);
 }
 
+/* Where the activations' chain continues, read in the caller's write
+ * transaction: the next id and the previous hash.  activation_head is the
+ * authority; should it have been tampered with, recording continues past
+ * the last row anyway (as the decisions' writer does) and verify reports
+ * the damage. */
+static int act_head(sqlite3 *db, int64_t *next, uint8_t prev[32]) {
+  sqlite3_stmt *st;
+  int64_t head_id, max_id;
+  int rc = sqlite3_prepare_v2(
+      db,
+      "SELECT h.last_id, h.hash, (SELECT max(id) FROM activations),"
+      "       (SELECT hash FROM activations ORDER BY id DESC LIMIT 1)"
+      "  FROM (SELECT 1) LEFT JOIN activation_head h ON h.id = 1",
+      -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    int col = sqlite3_column_type(st, 1) != SQLITE_NULL ? 1 : 3;
+    head_id = sqlite3_column_int64(st, 0);
+    max_id = sqlite3_column_int64(st, 2);
+    *next = (head_id > max_id ? head_id : max_id) + 1;
+    memset(prev, 0, 32);
+    /* a hash that is not 64 hex digits leaves prev zero: verify says so */
+    if (sqlite3_column_type(st, col) != SQLITE_NULL)
+      (void)vd_hist_from_hex((const char *)sqlite3_column_text(st, col),
+                             (size_t)sqlite3_column_bytes(st, col), prev);
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
 int vd_history_record_activation(vd_history_t *h, const char *revision,
                                  const char *trigger, const char *who,
                                  const char *source_dir, int ok,
                                  const char *error, char **errmsg) {
   vd_buf_t err = VD_BUF_INIT;
-  sqlite3_stmt *st;
-  int64_t now = vd_now_ms();
-  char at[32];
+  sqlite3_stmt *st = NULL;
+  vd_hist_field_t f[NACOLS];
+  int64_t now = vd_now_ms(), id = 0;
+  uint8_t prev[32], cur[32];
+  char at[32], hex[65];
   int rc;
   if (errmsg)
     *errmsg = NULL;
@@ -176,27 +213,67 @@ int vd_history_record_activation(vd_history_t *h, const char *revision,
     return vd_hist_give_err(errmsg, &err, VD_EINVALID);
   }
   vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
+  f[ACOL_AT_MS] = (vd_hist_field_t){NULL, 0, now, 1};
+  f[ACOL_AT] = (vd_hist_field_t){at, strlen(at), 0, 0};
+  f[ACOL_REVISION] = (vd_hist_field_t){revision, strlen(revision), 0, 0};
+  f[ACOL_CAUSE] = (vd_hist_field_t){trigger, strlen(trigger), 0, 0};
+  f[ACOL_WHO] = (vd_hist_field_t){who, who ? strlen(who) : 0, 0, 0};
+  f[ACOL_SOURCE_DIR] =
+      (vd_hist_field_t){source_dir, source_dir ? strlen(source_dir) : 0, 0, 0};
+  f[ACOL_OK] = (vd_hist_field_t){NULL, 0, ok ? 1 : 0, 1};
+  f[ACOL_ERROR] = (vd_hist_field_t){error, error ? strlen(error) : 0, 0, 0};
   pthread_mutex_lock(&h->aux_mu);
-  rc = sqlite3_prepare_v2(h->aux,
-                          "INSERT INTO activations (at_ms, at, revision, cause,"
-                          " who, source_dir, ok, error)"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                          -1, &st, NULL);
+  /* the row, its hash and the head move together, in one transaction on
+   * the aux connection; the decisions' chain is not touched */
+  rc = sqlite3_exec(h->aux, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = act_head(h->aux, &id, prev);
   if (rc == SQLITE_OK) {
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_text(st, 2, at, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, revision, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, trigger, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, source_dir, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 7, ok ? 1 : 0);
-    sqlite3_bind_text(st, 8, error, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    sqlite3_finalize(st);
+    int i;
+    vd_hist_activation_hash(prev, id, f, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    rc = sqlite3_prepare_v2(h->aux,
+                            "INSERT INTO activations (" ACT_COLUMNS ")"
+                            " VALUES (" ACT_PARAMS ")",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+      sqlite3_bind_int64(st, 1, id);
+      for (i = 0; i < NACOLS; i++) {
+        if (f[i].is_int)
+          sqlite3_bind_int64(st, i + 2, f[i].i);
+        else if (f[i].p)
+          sqlite3_bind_text(st, i + 2, f[i].p, (int)f[i].n, SQLITE_STATIC);
+      }
+      sqlite3_bind_text(st, NACOLS + 2, hex, 64, SQLITE_STATIC);
+      rc = sqlite3_step(st);
+      rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+      sqlite3_finalize(st);
+    }
   }
-  if (rc != SQLITE_OK)
+  if (rc == SQLITE_OK) {
+    /* ON CONFLICT keeps sealed_id and sealed_ms; a head row someone
+     * deleted comes back saying nothing was sealed */
+    rc = sqlite3_prepare_v2(h->aux,
+                            "INSERT INTO activation_head (id, last_id, hash,"
+                            " sealed_id, sealed_ms) VALUES (1, ?, ?, 0, 0)"
+                            " ON CONFLICT (id) DO UPDATE SET"
+                            " last_id = excluded.last_id, hash = excluded.hash",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+      sqlite3_bind_int64(st, 1, id);
+      sqlite3_bind_text(st, 2, hex, 64, SQLITE_STATIC);
+      rc = sqlite3_step(st);
+      rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+      sqlite3_finalize(st);
+    }
+  }
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(h->aux, "COMMIT", NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
     rc = vd_hist_db_err(&err, h->path, h->aux, rc, "recording an activation");
+    if (!sqlite3_get_autocommit(h->aux))
+      sqlite3_exec(h->aux, "ROLLBACK", NULL, NULL, NULL);
+  }
   pthread_mutex_unlock(&h->aux_mu);
   return vd_hist_give_err(errmsg, &err, rc);
 }

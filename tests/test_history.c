@@ -311,13 +311,16 @@ static void test_migrate_from_v1(void **state) {
               "  ON decisions(customer_id, kind, at_ms, error_code);"
               "DROP INDEX decisions_complaint;"
               "CREATE INDEX decisions_complaint ON decisions(complaint_id);"
+              "DROP TABLE activation_head;"
+              "ALTER TABLE activations DROP COLUMN hash;"
               "PRAGMA user_version = 1;");
   assert_int_equal(vd_history_reader_open(&rd, path, &err), VD_EINVALID);
   assert_non_null(strstr(err, "schema version 1"));
   free(err);
   h = open_ok(path, VD_LOG_DURABLE, 1);
   vd_history_close(h);
-  assert_int_equal(query_int(path, "PRAGMA user_version"), 2);
+  assert_int_equal(query_int(path, "PRAGMA user_version"),
+                   VD_HISTORY_SCHEMA_VERSION);
   cols = query_text(path, "SELECT group_concat(name, ',') FROM"
                           " (SELECT name FROM pragma_index_info("
                           "'decisions_customer') ORDER BY seqno)");
@@ -1878,6 +1881,239 @@ static void test_cli(void **state) {
 
 }
 
+/* ------------------------------------------------------------------------
+ * The activations' chain (schema 3)
+ * ---------------------------------------------------------------------- */
+
+#define VD_ZERO64 \
+  "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* A database with two records and three activations (the second refused,
+ * the third with no who), closed again. */
+static const char *acts_db(const char *name) {
+  const char *path = make_db(name, 2);
+  vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+  char *err = NULL;
+  assert_int_equal(vd_history_record_activation(h, "sha256:a1", "startup",
+                                                "ops", "/srv/p", 1, NULL, &err),
+                   0);
+  assert_int_equal(vd_history_record_activation(h, "sha256:a2", "reload",
+                                                "alice", "/srv/p", 0,
+                                                "syntax error", &err),
+                   0);
+  assert_int_equal(vd_history_record_activation(h, "sha256:a3", "admin", NULL,
+                                                NULL, 1, NULL, &err),
+                   0);
+  assert_null(err);
+  vd_history_close(h);
+  return path;
+}
+
+/* verify fails on PATH with PROBLEM in activation ID, and says so. */
+static void expect_act_problem(const char *path, vd_verify_problem_t problem,
+                               int64_t id, const char *says) {
+  vd_verify_report_t rep;
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  if (rep.problem != problem || rep.activation != id ||
+      !strstr(rep.message, says))
+    fail_msg("problem %d at activation %lld: %s", (int)rep.problem,
+             (long long)rep.activation, rep.message);
+  assert_int_equal(rep.records, 2); /* the decisions all verified first */
+  assert_int_equal(rep.seq, 0);
+}
+
+static void test_activations_chain(void **state) {
+  const char *path = acts_db("acts.db");
+  vd_verify_report_t rep;
+  char *hash;
+  (void)state;
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("verify: %s", rep.message);
+  assert_int_equal(rep.activations, 3);
+  assert_int_equal(rep.act_last, 3);
+  assert_int_equal(rep.sealed, 0);
+  assert_non_null(strstr(rep.message, "; 3 activations verified, chain "
+                                      "head "));
+  assert_non_null(strstr(rep.message, rep.act_head));
+  assert_int_equal(query_int(path, "SELECT last_id FROM activation_head"), 3);
+  hash = query_text(path, "SELECT hash FROM activation_head");
+  assert_string_equal(hash, rep.act_head);
+  free(hash);
+
+  /* who edited */
+  shell(path, "UPDATE activations SET who = 'mallory' WHERE id = 2");
+  expect_act_problem(path, VD_VERIFY_CHANGED, 2,
+                     "activation 2 (reload by mallory at ");
+  path = acts_db("acts-null.db");
+  shell(path, "UPDATE activations SET who = NULL WHERE id = 1");
+  expect_act_problem(path, VD_VERIFY_CHANGED, 1, "was changed");
+  /* one deleted from the middle */
+  path = acts_db("acts-del.db");
+  shell(path, "DELETE FROM activations WHERE id = 2");
+  expect_act_problem(path, VD_VERIFY_DELETED, 2,
+                     "activations 2..2 were deleted");
+  /* the last deleted, the head left alone */
+  path = acts_db("acts-tail.db");
+  shell(path, "DELETE FROM activations WHERE id = 3");
+  expect_act_problem(path, VD_VERIFY_DELETED, 3, "at the end were deleted");
+  /* two swapped */
+  path = acts_db("acts-swap.db");
+  shell(path, "UPDATE activations SET id = 100 WHERE id = 1;"
+              "UPDATE activations SET id = 1 WHERE id = 2;"
+              "UPDATE activations SET id = 2 WHERE id = 100;");
+  expect_act_problem(path, VD_VERIFY_CHANGED, 1, "activation 1 (reload by");
+  /* one appended by hand */
+  path = acts_db("acts-ins.db");
+  shell(path, "INSERT INTO activations (id, at_ms, at, revision, cause, ok,"
+              " hash) VALUES (4, 0, 'x', 'sha256:a9', 'reload', 1, 'ab')");
+  expect_act_problem(path, VD_VERIFY_INSERTED, 4, "was inserted");
+  /* the head row removed */
+  path = acts_db("acts-head.db");
+  shell(path, "DELETE FROM activation_head");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_non_null(strstr(rep.message, "activation_head row is missing"));
+}
+
+/* Cutting the tail and moving activation_head back leaves a chain that
+ * verifies on its own; an anchor kept outside shows it.  An anchor of the
+ * old form still checks the decisions. */
+static void test_activations_anchor(void **state) {
+  const char *path = acts_db("anchor.db");
+  vd_verify_report_t rep;
+  vd_history_anchor_t a;
+  char text[200], *dhead;
+  (void)state;
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  snprintf(text, sizeof text, "2:%s/3:%s", rep.head, rep.act_head);
+  assert_int_equal(vd_history_anchor_parse(text, &a), 0);
+  assert_int_equal(a.seq, 2);
+  assert_int_equal(a.activation, 3);
+  assert_string_equal(a.act_hash, rep.act_head);
+  assert_int_equal(vd_history_verify_anchor(path, &a, &rep), 0);
+  dhead = strdup(rep.head);
+
+  shell(path, "DELETE FROM activations WHERE id = 3;"
+              "UPDATE activation_head SET last_id = 2, hash ="
+              " (SELECT hash FROM activations WHERE id = 2)");
+  if (vd_history_verify(path, &rep) != 0) /* the file cannot vouch */
+    fail_msg("verify: %s", rep.message);
+  assert_int_equal(rep.activations, 2);
+  assert_int_equal(vd_history_verify_anchor(path, &a, &rep), VD_EINVALID);
+  assert_int_equal(rep.problem, VD_VERIFY_DELETED);
+  assert_int_equal(rep.activation, 3);
+  assert_non_null(strstr(rep.message, "cut from its tail"));
+  /* the old form checks the decisions only */
+  snprintf(text, sizeof text, "2:%s", dhead);
+  assert_int_equal(vd_history_anchor_parse(text, &a), 0);
+  assert_int_equal(a.activation, 0);
+  assert_int_equal(vd_history_verify_anchor(path, &a, &rep), 0);
+  /* a rewritten activation with a consistent head: its anchor differs */
+  path = acts_db("anchor2.db");
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  snprintf(text, sizeof text, "2:%s/3:%s", rep.head, rep.act_head);
+  assert_int_equal(vd_history_anchor_parse(text, &a), 0);
+  shell(path, "UPDATE activations SET hash = '" VD_ZERO64 "' WHERE id = 3;"
+              "UPDATE activation_head SET hash = '" VD_ZERO64 "'");
+  assert_int_equal(vd_history_verify_anchor(path, &a, &rep), VD_EINVALID);
+  assert_int_equal(rep.activation, 3);
+
+  /* what is not an anchor */
+  assert_int_equal(vd_history_anchor_parse("2:xyz", &a), VD_EINVALID);
+  snprintf(text, sizeof text, "2:%s/0:%s", dhead, dhead);
+  assert_int_equal(vd_history_anchor_parse(text, &a), VD_EINVALID);
+  snprintf(text, sizeof text, "0:%s", VD_ZERO64);
+  assert_int_equal(vd_history_anchor_parse(text, &a), VD_EINVALID);
+  snprintf(text, sizeof text, "0:%s/1:%s", VD_ZERO64, dhead);
+  assert_int_equal(vd_history_anchor_parse(text, &a), 0);
+  snprintf(text, sizeof text, "0:%s/1:%s", dhead, dhead);
+  assert_int_equal(vd_history_anchor_parse(text, &a), VD_EINVALID);
+  snprintf(text, sizeof text, "2:%s/1:%s/", dhead, dhead);
+  assert_int_equal(vd_history_anchor_parse(text, &a), VD_EINVALID);
+  free(dhead);
+}
+
+/* tests/fixtures/history-v2.db was written by the code before schema 3
+ * (three decisions, three activations).  The first start migrates it: the
+ * activations are chained as found and verify says since when; those
+ * recorded later continue the chain; the decisions' chain is untouched. */
+static void test_migrate_from_v2(void **state) {
+  const char *path = path_in("v2.db");
+  vd_history_t *h;
+  vd_history_reader_t *rd = NULL;
+  vd_verify_report_t rep;
+  char *err = NULL, *head;
+  FILE *in, *out;
+  char buf[4096];
+  size_t n;
+  (void)state;
+  in = fopen("tests/fixtures/history-v2.db", "rb");
+  assert_non_null(in);
+  out = fopen(path, "wb");
+  assert_non_null(out);
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  assert_int_equal(fclose(out), 0);
+  assert_int_equal(query_int(path, "PRAGMA user_version"), 2);
+  head = query_text(path, "SELECT hash FROM chain_head");
+  assert_int_equal(vd_history_reader_open(&rd, path, &err), VD_EINVALID);
+  assert_non_null(strstr(err, "schema version 2"));
+  free(err);
+
+  h = open_ok(path, VD_LOG_DURABLE, 1);
+  vd_history_close(h);
+  assert_int_equal(query_int(path, "PRAGMA user_version"), 3);
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("verify: %s", rep.message);
+  assert_int_equal(rep.records, 3);
+  assert_string_equal(rep.head, head); /* the same chain as before */
+  assert_int_equal(rep.activations, 3);
+  assert_int_equal(rep.sealed, 3);
+  assert_true(rep.sealed_ms > 1796000000000);
+  assert_non_null(strstr(rep.message, "(1..3 chained by the migration to "
+                                      "schema 3 at "));
+  free(head);
+  /* the bytes docs/history.md ("The activations chain") spells out for
+   * the fixture's first activation, hashed here independently */
+  {
+    static const char canon[] =
+        "3:va1,1:1,13:1796398842032,29:2026-12-04T23:40:42.032+08:00,"
+        "9:sha256:aa,7:startup,3:ops,13:/srv/policies,1:1,-,";
+    struct sha256_ctx c;
+    uint8_t zero[32] = {0}, d[32];
+    char hex[65], *stored;
+    int i;
+    sha256_init(&c);
+    sha256_update(&c, 32, zero);
+    sha256_update(&c, sizeof canon - 1, (const uint8_t *)canon);
+    sha256_digest(&c, sizeof d, d);
+    for (i = 0; i < 32; i++)
+      snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    assert_string_equal(hex, "5a3978cee492265eafcb1da1306ef78d"
+                             "f2edf9c1540eea654c97a924dafb3262");
+    stored = query_text(path, "SELECT hash FROM activations WHERE id = 1");
+    assert_string_equal(stored, hex);
+    free(stored);
+  }
+
+  /* later activations continue the chain; the seal stays */
+  h = open_ok(path, VD_LOG_DURABLE, 1);
+  assert_int_equal(vd_history_record_activation(h, "sha256:dd", "reload",
+                                                "bob", NULL, 1, NULL, &err),
+                   0);
+  vd_history_close(h);
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("verify: %s", rep.message);
+  assert_int_equal(rep.activations, 4);
+  assert_int_equal(rep.act_last, 4);
+  assert_int_equal(rep.sealed, 3);
+  /* a sealed row is covered from the migration on */
+  shell(path, "UPDATE activations SET who = 'mallory' WHERE id = 2");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.activation, 2);
+  assert_non_null(strstr(rep.message, "activation 2 (reload by mallory"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mode_names),
@@ -1910,6 +2146,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_verify_missing_revision, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_activations_chain, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_activations_anchor, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
  *
  * Owns nothing past one command: each reads the history database
  * read-only through history.h (vd_history_rows_open() for show and list,
- * vd_history_verify_anchored() for verify; WAL: the daemon keeps writing,
+ * vd_history_verify_anchor() for verify; WAL: the daemon keeps writing,
  * we see committed batches only) and prints to stdout.  Runs on the CLI's
  * main thread.
  *
@@ -54,8 +54,7 @@ typedef struct opts {
   const char *db;
   const char *format;     /* as given; checked by the command */
   vd_history_filter_t sel; /* list: the rows to list */
-  int64_t anchor_seq;     /* verify --anchor SEQ:HASH; 0: none */
-  char anchor_hash[65];
+  vd_history_anchor_t anchor; /* verify --anchor SEQ:HASH[/ID:HASH] */
   const char *arg;        /* the one positional argument, if any */
 } opts_t;
 
@@ -157,18 +156,13 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
         return usage_err(o, "--limit: '%s' is not a whole number >= 0", v);
       break;
     }
-    case OPT_ANCHOR: {
-      char *end;
-      errno = 0;
-      o->anchor_seq = strtoll(v, &end, 10);
-      if (errno || end == v || *end != ':' || o->anchor_seq < 1 ||
-          strlen(end + 1) != 64 || strspn(end + 1, "0123456789abcdef") != 64)
-        return usage_err(o, "--anchor: '%s' is not SEQ:HASH (a record "
-                            "number and its 64 hex digits, as verify "
+    case OPT_ANCHOR:
+      if (vd_history_anchor_parse(v, &o->anchor))
+        return usage_err(o, "--anchor: '%s' is not SEQ:HASH or "
+                            "SEQ:HASH/ID:HASH (record and activation "
+                            "numbers and their 64 hex digits, as verify "
                             "prints them)", v);
-      memcpy(o->anchor_hash, end + 1, 65);
       break;
-    }
     }
   }
   return 0;
@@ -674,41 +668,72 @@ static const char *problem_name(vd_verify_problem_t p) {
 
 static int cmd_verify(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
+  static const char zero[] =
+      "0000000000000000000000000000000000000000000000000000000000000000";
   vd_verify_report_t rep;
   vd_buf_t b = VD_BUF_INIT;
+  char anchor[2 * (20 + 1 + 64) + 2] = "";
   int fmt, rc;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
   if (o->arg)
     return usage_err(o, "unexpected argument '%s'", o->arg);
-  rc = vd_history_verify_anchored(o->db, o->anchor_seq, o->anchor_hash, &rep);
+  rc = vd_history_verify_anchor(o->db, &o->anchor, &rep);
   if (rc && rep.problem == VD_VERIFY_OK) {
     fprintf(stderr, "verdict %s: %s\n", o->cmd, rep.message);
     return EXIT_USAGE;
   }
+  /* The anchor: "SEQ:HASH" as before when there are no activations, else
+   * with the activations' head after a slash (SEQ 0 and the zero hash
+   * when no decision was recorded yet). */
+  if (rc == 0 && rep.activations)
+    snprintf(anchor, sizeof anchor, "%" PRId64 ":%s/%" PRId64 ":%s",
+             rep.records, rep.records ? rep.head : zero, rep.act_last,
+             rep.act_head);
+  else if (rc == 0 && rep.records)
+    snprintf(anchor, sizeof anchor, "%" PRId64 ":%s", rep.records, rep.head);
   if (fmt) {
     vd_buf_addf(&b, "{\"ok\":%s,\"problem\":\"%s\",\"records\":%" PRId64,
                 rc ? "false" : "true", problem_name(rep.problem), rep.records);
     vd_buf_addf(&b, ",\"head\":\"%s\",\"revisions\":%" PRId64, rep.head,
                 rep.revisions);
-    if (rc == 0 && rep.records)
-      vd_buf_addf(&b, ",\"anchor\":\"%" PRId64 ":%s\"", rep.records,
-                  rep.head);
+    if (rep.activations || rep.activation)
+      vd_buf_addf(&b, ",\"activations\":%" PRId64 ",\"activations_head\":"
+                      "\"%s\",\"sealed_activations\":%" PRId64,
+                  rep.activations, rep.act_head, rep.sealed);
+    if (*anchor)
+      vd_buf_addf(&b, ",\"anchor\":\"%s\"", anchor);
     if (rc) {
       vd_buf_addf(&b, ",\"seq\":%" PRId64 ",\"decision_id\":", rep.seq);
       vd_buf_add_json_str(&b, rep.decision_id, strlen(rep.decision_id));
+      if (rep.activation)
+        vd_buf_addf(&b, ",\"activation\":%" PRId64, rep.activation);
     }
     vd_buf_adds(&b, ",\"message\":");
     vd_buf_add_json_str(&b, rep.message, strlen(rep.message));
     vd_buf_adds(&b, "}\n");
   } else if (rc == 0) {
     vd_buf_addf(&b, "ok: %s\n", rep.message);
-    if (o->anchor_seq)
-      vd_buf_addf(&b, "anchor %" PRId64 " holds\n", o->anchor_seq);
+    if (o->anchor.seq)
+      vd_buf_addf(&b, "anchor %" PRId64 " holds\n", o->anchor.seq);
+    if (o->anchor.activation)
+      vd_buf_addf(&b, "anchor activation %" PRId64 " holds\n",
+                  o->anchor.activation);
+    if (*anchor)
+      vd_buf_addf(&b, "anchor: %s (keep it outside this database; verify "
+                      "--anchor it later)\n", anchor);
+  } else if (rep.activation) {
+    /* every decision verified; the problem is in the activations */
+    vd_buf_addf(&b, "FAILED (%s): %s\n", problem_name(rep.problem),
+                rep.message);
+    vd_buf_addf(&b, "the %" PRId64 " records verify", rep.records);
     if (rep.records)
-      vd_buf_addf(&b, "anchor: %" PRId64 ":%s (keep it outside this "
-                      "database; verify --anchor it later)\n",
-                  rep.records, rep.head);
+      vd_buf_addf(&b, ", up to hash %s", rep.head);
+    vd_buf_addf(&b, "; the %" PRId64 " activations before it verify",
+                rep.activations);
+    if (rep.activations)
+      vd_buf_addf(&b, ", up to hash %s", rep.act_head);
+    vd_buf_addc(&b, '\n');
   } else {
     vd_buf_addf(&b, "FAILED (%s): %s\n", problem_name(rep.problem),
                 rep.message);
@@ -727,7 +752,7 @@ static const char history_usage[] =
     "       verdict history list [--since T] [--until T] [--region R]\n"
     "                            [--kind K] [--complaint ID] [--limit N]\n"
     "                            [--format table|json|csv] [--db PATH]\n"
-    "       verdict history verify [--anchor SEQ:HASH] [--db PATH]\n"
+    "       verdict history verify [--anchor SEQ:HASH[/ID:HASH]] [--db PATH]\n"
     "                              [--format text|json]\n"
     "\n"
     "Read the decision history (read-only; safe while the daemon runs).\n"

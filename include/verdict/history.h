@@ -42,7 +42,7 @@
 #include "verdict/bundle.h"
 
 /* The schema version this code writes and reads (PRAGMA user_version). */
-#define VD_HISTORY_SCHEMA_VERSION 2
+#define VD_HISTORY_SCHEMA_VERSION 3
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
@@ -437,13 +437,41 @@ typedef struct vd_verify_report {
   char decision_id[64];  /* the row at `seq` (for a deletion: the row after
                           * the gap), "" when there is none */
   int64_t revisions;     /* revisions rebuilt and found intact */
+  int64_t activations;   /* activations whose hash verified (their own
+                          * chain, after the decisions') */
+  char act_head[65];     /* hex hash of the last of those ("" if none) */
+  int64_t act_last;      /* and its id (0 if none) */
+  int64_t activation;    /* the activation (id) the problem is in, or the
+                          * first missing one; 0 when the problem is not
+                          * in the activations */
+  int64_t sealed;        /* activations 1..sealed were stored before
+                          * schema 3 and chained by its migration, at
+                          * sealed_ms; 0: every one chained as written */
+  int64_t sealed_ms;
   char message[512];     /* one line for a human: the problem, or why
                           * verification could not run */
 } vd_verify_report_t;
 
+/* What an earlier verify printed, kept outside the database: the head of
+ * each chain.  Text "SEQ:HASH" (decisions only, as verify printed before
+ * activations were chained) or "SEQ:HASH/ID:HASH" (decisions, then
+ * activations; SEQ may be 0 with the zero hash when there were no
+ * decisions yet).  0 in seq or activation: that chain is not checked. */
+typedef struct vd_history_anchor {
+  int64_t seq;
+  char hash[65];
+  int64_t activation;
+  char act_hash[65];
+} vd_history_anchor_t;
+
+/* Parse TEXT into *A.  0, or VD_EINVALID when it is not one of the two
+ * forms above (64 lowercase hex digits per hash). */
+int vd_history_anchor_parse(const char *text, vd_history_anchor_t *a);
+
 /* Walk the whole chain of the database at PATH in one read snapshot
- * (read-only; never blocks the writer), recomputing every hash, then
- * check every stored revision: each blob against its hash, each
+ * (read-only; never blocks the writer), recomputing every hash, then the
+ * activations' chain the same way (rep->activation names the row at
+ * fault there), then check every stored revision: each blob against its hash, each
  * revision's files against its name, each decision's revision present.
  * Returns 0 when everything holds (rep->records, rep->head are the chain
  * verified).  Otherwise a negative code, and either rep->problem names the
@@ -460,5 +488,10 @@ int vd_history_verify(const char *path, vd_verify_report_t *rep);
 int vd_history_verify_anchored(const char *path, int64_t anchor_seq,
                                const char *anchor_hash,
                                vd_verify_report_t *rep);
+/* The same with both heads of ANCHOR (NULL: none): the activation it
+ * names must still exist with that hash, as the record must. */
+int vd_history_verify_anchor(const char *path,
+                             const vd_history_anchor_t *anchor,
+                             vd_verify_report_t *rep);
 
 #endif

@@ -583,5 +583,83 @@ class HistoryFacts(unittest.TestCase):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class Activations(unittest.TestCase):
+    """Every activation is in a hash chain of its own: an edited `who` or
+    a deleted activation fails `verify`, naming the row; the printed
+    anchor carries both heads and still accepts the old form."""
+
+    def sql(self, db, statement):
+        p = subprocess.run(["sqlite3", db, statement], capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.decode()
+
+    def copy(self, db, name):
+        dst = os.path.join(self.tmp, name)
+        shutil.copy(db, dst)
+        return dst
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-acts-")
+        d = Daemon(MINI, admin=True, tmp=self.tmp)
+        for who in ("alice", "bob"):
+            rc, out, err = run_cli("--admin-socket", d.admin_socket, "reload",
+                                   "--who", who)
+            self.assertEqual(rc, 0, out + err)
+        c = d.connect()
+        self.assertNotIn("error", c.call(**comp("acts")))
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        self.db = d.db
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_edited_or_deleted_activation_fails_verify(self):
+        rows = self.sql(self.db, "SELECT id, cause, who LIKE '% alice' FROM "
+                                 "activations ORDER BY id")
+        self.assertEqual(rows.split(), ["1|startup|", "2|admin|1", "3|admin|0"])
+        rc, out, err = verify(self.db)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("1 records verified", out)
+        self.assertIn("; 3 activations verified, chain head ", out)
+        db = self.copy(self.db, "who.db")
+        self.sql(db, "UPDATE activations SET who = 'mallory' WHERE id = 2")
+        rc, out, err = verify(db)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("FAILED (changed): activation 2 (admin by mallory at ", out)
+        self.assertIn("the 1 records verify", out)
+        db = self.copy(self.db, "del.db")
+        self.sql(db, "DELETE FROM activations WHERE id = 2")
+        rc, out, err = run_cli("history", "verify", "--db", db, "--format", "json")
+        self.assertEqual(rc, 1, out + err)
+        r = json.loads(out)
+        self.assertEqual((r["problem"], r["activation"]), ("deleted", 2))
+
+    def test_anchor_carries_both_heads(self):
+        rc, out, err = run_cli("history", "verify", "--db", self.db, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        r = json.loads(out)
+        self.assertEqual(r["activations"], 3)
+        anchor = r["anchor"]
+        self.assertEqual(anchor, "1:%s/3:%s" % (r["head"], r["activations_head"]))
+        rc, out, err = run_cli("history", "verify", "--db", self.db, "--anchor", anchor)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("anchor 1 holds\nanchor activation 3 holds\n", out)
+        # the tail cut and activation_head moved back: only the anchor knows
+        db = self.copy(self.db, "cut.db")
+        self.sql(db, "DELETE FROM activations WHERE id = 3; UPDATE activation_head "
+                     "SET last_id = 2, hash = (SELECT hash FROM activations WHERE id = 2)")
+        rc, out, err = verify(db)
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = run_cli("history", "verify", "--db", db, "--anchor", anchor)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("activations were cut from its tail", out)
+        # an anchor of the old form still checks the decisions
+        rc, out, err = run_cli("history", "verify", "--db", db, "--anchor",
+                               anchor.split("/")[0])
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("anchor 1 holds\n", out)
+
+
 if __name__ == "__main__":
     unittest.main()
