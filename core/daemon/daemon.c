@@ -693,7 +693,7 @@ static unsigned start_workers(vd_daemon_t *d, vd_engine_t **engines) {
  * still commit queued records (async mode) and notify the workers' loops
  * until it has stopped, so it closes after their threads end and before
  * their loops do. */
-static void stop_workers(vd_daemon_t *d) {
+static unsigned stop_workers(vd_daemon_t *d) {
   /* a worker that finishes its connections within the grace period and
    * whose last decision ends within --decide-timeout is joined; one that
    * does not is stuck, and left behind as replace_worker() leaves them */
@@ -722,12 +722,13 @@ static void stop_workers(vd_daemon_t *d) {
   for (i = 0; i < d->nslots; i++)
     if (!atomic_load(&d->workers[i].abandoned))
       vd_worker_release(&d->workers[i]);
+  return stuck;
 }
 
 int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_daemon_t d;
   vd_engine_t **engines = NULL;
-  unsigned started;
+  unsigned started, stuck = 0;
   int rc = 1, refused = 0;
 
   daemon_init(&d, opts);
@@ -767,7 +768,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     uv_timer_start(&d.overrun_timer, on_overrun_check, VD_OVERRUN_CHECK_MS,
                    VD_OVERRUN_CHECK_MS);
   uv_run(d.loop, UV_RUN_DEFAULT);
-  stop_workers(&d);
+  stuck = stop_workers(&d);
   rc = started == d.nworkers && !d.exit_status ? 0 : 1;
   vd_daemon_log("stopped");
 
@@ -780,8 +781,14 @@ out_history:
     close_history(&d);
 out_engines:
   free_engines(&d, engines);
-  free(d.workers);
-  free(d.active);
+  /* A thread left behind in a decision still uses its worker (its
+   * decision, its engine) if that decision ever returns, until the
+   * process ends: the array that holds the workers is not freed under
+   * it. */
+  if (!stuck) {
+    free(d.workers);
+    free(d.active);
+  }
 out:
   daemon_release(&d);
   return rc;

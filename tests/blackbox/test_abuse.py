@@ -16,7 +16,7 @@ import socket
 import time
 import unittest
 
-from harness import FIXTURES, Daemon, request
+from harness import FIXTURES, Daemon, memory_checked, request, vm_rss_kib
 
 MINI = os.path.join(FIXTURES, "mini")
 HANG_S = 5.0
@@ -32,12 +32,6 @@ def comp_line(rid, charged=5000):
     return (json.dumps(comp(rid, charged)) + "\n").encode()
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def open_fds(pid):
@@ -176,7 +170,8 @@ class IdleConnections(Abuse):
               % (base_rss, unix_rss, held_rss, per_conn, base_fds, held_fds),
               end=" ", flush=True)
         # a connection costs its handle and an empty framer: a few KiB
-        self.assertLess(per_conn, 16 * 1024)
+        if memory_checked():
+            self.assertLess(per_conn, 16 * 1024)
         # held, not merely accepted: every 50th still answers
         for i, s in enumerate(self.held[::50]):
             s.sendall(b'{"id":%d,"op":"ping"}\n' % i)
@@ -190,8 +185,9 @@ class IdleConnections(Abuse):
             time.sleep(0.05)
         self.assertEqual(self.fds(), base_fds)
         after = self.rss_back(base_rss, 4 * MIB)
-        self.assertLessEqual(after, base_rss + 4 * MIB,
-                             "RSS %d KiB before, %d after" % (base_rss, after))
+        if memory_checked():
+            self.assertLessEqual(after, base_rss + 4 * MIB,
+                                 "RSS %d KiB before, %d after" % (base_rss, after))
         self.assertNotIn("accept:", self.d.read_log())
 
 
@@ -333,8 +329,10 @@ class Slowloris(Abuse):
         print("\n  unended lines: %d x %d bytes: RSS %d KiB -> %d -> %d"
               % (clients, max_line - 1, base, peak, after), end=" ", flush=True)
         # at most about twice the line each (the framer's buffer doubles)
-        self.assertLess(peak - base, clients * 2 * max_line // 1024 + 8 * MIB)
-        self.assertLessEqual(after, base + 8 * MIB)
+        if memory_checked():
+            self.assertLess(peak - base, clients * 2 * max_line // 1024 + 8 * MIB)
+        if memory_checked():
+            self.assertLessEqual(after, base + 8 * MIB)
         self.served("after")
 
 
@@ -386,9 +384,11 @@ class UnendedLinesPastTheTotal(Abuse):
         report = ("%d clients sent %d MiB of unended lines: RSS %d KiB -> "
                   "%d -> %d" % (self.CLIENTS, sent >> 20, base, peak, after))
         print("\n  " + report, end=" ", flush=True)
-        self.assertLess(peak - base, (self.BUDGET + self.CLIENTS * (128 << 10))
-                        // 1024 + 8 * MIB, report)
-        self.assertLessEqual(after, base + 8 * MIB, report)
+        if memory_checked():
+            self.assertLess(peak - base, (self.BUDGET + self.CLIENTS * (128 << 10))
+                            // 1024 + 8 * MIB, report)
+        if memory_checked():
+            self.assertLessEqual(after, base + 8 * MIB, report)
         self.assertIn("over --max-pending-total", log)
         self.served("after")
 
@@ -464,8 +464,10 @@ class RapidConnectClose(Abuse):
         # the first round's peak may stay with malloc; the second adds
         # little to it (how many clients are pending at once varies: the
         # descriptors are the exact check)
-        self.assertLessEqual(first[2], base_rss + 8 * MIB)
-        self.assertLessEqual(second[2], first[2] + 4 * MIB)
+        if memory_checked():
+            self.assertLessEqual(first[2], base_rss + 8 * MIB)
+        if memory_checked():
+            self.assertLessEqual(second[2], first[2] + 4 * MIB)
         self.served("after")
         self.assertIsNone(self.d.proc.poll())
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 import unittest
 
-from harness import FIXTURES, Daemon, Refused, request
+from harness import FIXTURES, Daemon, Refused, memory_checked, request, vm_rss_kib
 
 MINI = os.path.join(FIXTURES, "mini")
 HOSTILE_LOAD = os.path.join(FIXTURES, "hostile-load")
@@ -37,12 +37,6 @@ def replace_bundle(dst, src):
     shutil.copytree(src, dst)
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 class Reload(unittest.TestCase):
@@ -266,9 +260,11 @@ class Pipelining(unittest.TestCase):
         self.assertGreater(sent, 1 << 20, report)
         self.assertIn("over --max-pending-total", log)
         # ...and the daemon held about the budget, with malloc's overhead
-        self.assertLess(peak, baseline + 2 * self.BUDGET // 1024 + 8 * mib,
-                        report)
-        self.assertLessEqual(after, baseline + 8 * mib, report)
+        if memory_checked():
+            self.assertLess(peak, baseline + 2 * self.BUDGET // 1024 + 8 * mib,
+                            report)
+        if memory_checked():
+            self.assertLessEqual(after, baseline + 8 * mib, report)
         self.assertLess(slowest, 2.0, report)
         shutil.rmtree(d.tmp, ignore_errors=True)
 
