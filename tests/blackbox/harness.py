@@ -144,7 +144,7 @@ class Refused:
     The admin socket is always asked for, so a test can check that neither
     socket is left behind."""
 
-    def __init__(self, policies, args=(), unchecked=False, timeout=10):
+    def __init__(self, policies, args=(), unchecked=False, timeout=None):
         self.tmp = tempfile.mkdtemp(prefix="verdict-bb-")
         self.socket = os.path.join(self.tmp, "verdictd.sock")
         self.admin_socket = os.path.join(self.tmp, "admin.sock")
@@ -154,6 +154,9 @@ class Refused:
         log_path = os.path.join(self.tmp, "verdictd.log")
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            # start-up validates first: minutes under ThreadSanitizer
+            if timeout is None:
+                timeout = 600 if os.environ.get("VERDICT_TSAN") else 60
             deadline = time.time() + timeout
             self.status = None
             while time.time() < deadline:

@@ -334,11 +334,13 @@ class Startup(unittest.TestCase):
     def test_tests_run_under_the_daemons_own_limits(self):
         # the bundled policies pass their tests with the default budget, but
         # not with one of 1,000 instructions: they would time out live
-        # (counted: under ThreadSanitizer the watchdog cannot stop a fast
-        # attempt, so only counting finds the budget spent there)
+        # (under ThreadSanitizer the watchdog cannot stop a fast attempt,
+        # so only counting finds the budget spent there, and validation is
+        # many times slower than --validate-timeout's default allows)
         r = self.refused(POLICIES, "fails its checks",
                          args=["--instr-budget", "1000"]
-                         + (["--always-count"] if TSAN else []))
+                         + (["--always-count", "--validate-timeout", "600"]
+                            if TSAN else []))
         self.assertIn("policy_timeout", r.log)
 
     def test_broken_bundle_refused_at_startup(self):
