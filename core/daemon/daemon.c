@@ -771,6 +771,16 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   stuck = stop_workers(&d);
   rc = started == d.nworkers && !d.exit_status ? 0 : 1;
   vd_daemon_log("stopped");
+  if (stuck) {
+    /* A thread left behind in a decision, and the watchdog it may still
+     * use, live in this frame and in what it would free: end the process
+     * here, the history already closed (stop_workers), rather than free
+     * anything under them. */
+    vd_daemon_log("%u worker thread%s left behind: exiting without "
+                  "freeing what they use", stuck, stuck == 1 ? "" : "s");
+    fflush(stderr);
+    _exit(rc);
+  }
 
   vd_admin_stop(&d);
   vd_admin_release(&d);
@@ -781,14 +791,8 @@ out_history:
     close_history(&d);
 out_engines:
   free_engines(&d, engines);
-  /* A thread left behind in a decision still uses its worker (its
-   * decision, its engine) if that decision ever returns, until the
-   * process ends: the array that holds the workers is not freed under
-   * it. */
-  if (!stuck) {
-    free(d.workers);
-    free(d.active);
-  }
+  free(d.workers);
+  free(d.active);
 out:
   daemon_release(&d);
   return rc;

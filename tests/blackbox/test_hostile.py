@@ -75,10 +75,11 @@ class HostileBeside(unittest.TestCase):
         # Under ThreadSanitizer the watchdog's signal waits for a call TSan
         # intercepts, which an endless Lua loop never makes: count instead
         # (as test_daemon.Hostile does); every answer is still checked.
-        # It is also many times slower there: no decision may be taken for
-        # stuck (--decide-timeout) for being slow.
-        tsan = (["--always-count", "--decide-timeout", "0"]
-                if os.environ.get("VERDICT_TSAN") else [])
+        # Under either sanitizer decisions are many times slower: none may be
+        # taken for stuck (--decide-timeout) for being slow.
+        tsan = ["--always-count"] if os.environ.get("VERDICT_TSAN") else []
+        if os.environ.get("VERDICT_TSAN") or os.environ.get("VERDICT_ASAN"):
+            tsan += ["--decide-timeout", "0"]
         d = Daemon(HOSTILE, unchecked=True, workers=2,
                    args=["--mem-cap", str(8 << 20)] + tsan)
         stop = threading.Event()
