@@ -30,11 +30,24 @@ def free_port():
     return port
 
 
+SANITIZED = bool(os.environ.get("VERDICT_TSAN") or os.environ.get("VERDICT_ASAN"))
+
+# how long a test waits for an answer: a sanitizer build on a loaded machine
+# can take many seconds over one hostile decision that a plain build stops
+# in milliseconds
+ANSWER_TIMEOUT = 120 if SANITIZED else 20
+
+
 def _command(policies, socket_path, db, log_mode, workers, unchecked):
     cmd = [VERDICTD, "--policies", policies, "--socket", socket_path,
            "--db", db, "--log-mode", log_mode, "--workers", str(workers)]
     if unchecked:
         cmd.append("--unchecked")
+    if SANITIZED:
+        # A sanitizer build validates the bundle many times slower, and a
+        # loaded machine slower still: the 30 s default would refuse a sound
+        # bundle.  A test's own --validate-timeout comes later and wins.
+        cmd += ["--validate-timeout", "600"]
     return cmd
 
 
@@ -108,10 +121,11 @@ class Daemon:
 
     def connect(self, tcp=False, admin=False):
         if tcp:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=20)
+            s = socket.create_connection(("127.0.0.1", self.port),
+                                         timeout=ANSWER_TIMEOUT)
         else:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(20)
+            s.settimeout(ANSWER_TIMEOUT)
             s.connect(self.admin_socket if admin else self.socket)
         return Conn(s)
 

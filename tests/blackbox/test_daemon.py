@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (AT, FIXTURES, POLICIES, TSAN, VERDICT, Daemon, Refused,
-                     request, run_cli)
+from harness import (AT, FIXTURES, POLICIES, SANITIZED, TSAN, VERDICT, Daemon,
+                     Refused, request, run_cli)
 
 MINI = os.path.join(FIXTURES, "mini")
 HOSTILE = os.path.join(FIXTURES, "hostile")
@@ -216,7 +216,10 @@ class Hostile(unittest.TestCase):
         tsan = bool(os.environ.get("VERDICT_TSAN"))
         d = Daemon(HOSTILE, unchecked=True,
                    args=["--instr-budget", "2000000", "--mem-cap", "16777216"]
-                   + (["--always-count"] if tsan else []))
+                   + (["--always-count"] if tsan else [])
+                   # sanitized decisions are slow: none may be taken for
+                   # stuck (--decide-timeout) for being slow
+                   + (["--decide-timeout", "0"] if SANITIZED else []))
         try:
             expect = {"loop": "policy_timeout", "pcall_loop": "policy_timeout",
                       "bomb": "policy_memory", "pcall_bomb": "policy_memory",
