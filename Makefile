@@ -41,7 +41,8 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/engine.c core/wire.c core/client.c core/policytest.c \
             core/lint.c core/grid.c core/history_db.c core/history_chain.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
-            core/history_query.c core/replay.c core/textdiff.c
+            core/history_query.c core/replay.c core/textdiff.c \
+            core/metrics.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
@@ -50,7 +51,8 @@ CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
 
 TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
          test_textdiff test_engine test_sandbox test_wire test_history \
-         test_history_faults test_policytest test_replay
+         test_history_faults test_policytest test_replay \
+         test_metrics
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
