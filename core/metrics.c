@@ -230,9 +230,12 @@ vd_metrics_series_t *vd_metrics_series(vd_metrics_shard_t *s,
                                        vd_metric_id_t id,
                                        const char *const *labels) {
   int n = fam[id].nlabels;
-  uint32_t h = hash_labels(id, labels, n);
+  uint32_t h;
   vd_metrics_series_t *x;
   size_t i;
+  if (n && !labels)
+    return NULL; /* a caller's mistake: counted nowhere, never a crash */
+  h = hash_labels(id, labels, n);
   if (s->cap) {
     for (i = h & (s->cap - 1); (x = s->slot[i]) != NULL;
          i = (i + 1) & (s->cap - 1))

@@ -184,6 +184,9 @@ static void series_handles(void **state) {
   vd_metrics_series_set(x, 1000);
   vd_metrics_series_set(x, 4096);
   vd_metrics_series_move(x, -96);
+  /* a family with labels given none: no series, no crash */
+  assert_null(vd_metrics_series(s, VD_M_LUA_MEMORY, NULL));
+  vd_metrics_inc(s, VD_M_DECISIONS, NULL, 1);
   vd_metrics_series_add(NULL, 1); /* a failed allocation's NULL: ignored */
   vd_metrics_series_observe(NULL, 1);
   t = render(m);
