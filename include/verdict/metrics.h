@@ -46,7 +46,7 @@
  *       at start-up and on every activation
  *   verdict_open_connections{transport}              vd_metrics_gauge_add()
  *       on a worker's shard: +1 when it takes a connection, -1 when it
- *       closes ("unix", "tcp", "http", "https")
+ *       closes ("unix", "tcp", "tcp_tls", "http", "https")
  *   verdict_lua_memory_bytes{worker}                 vd_metrics_gauge_set()
  *       on the worker's shard, after each decision or on a timer, with
  *       vd_engine_sandbox(e)->used; worker = its index in decimal
