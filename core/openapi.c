@@ -559,12 +559,15 @@ static const char fixed_responses[] =
     "audit, admin) says what it may do.'},'mutualTLS':{'type':'mutualTLS',"
     "'description':'A client certificate signed by --tls-client-ca.'}}";
 
-/* One path with no request body: METHOD, summary, role, and its 200. */
+/* One GET path with no parameters: its summary and its 200.  OPEN: no
+ * credential needed (the health checks). */
 static void add_simple_path(vd_buf_t *o, const char *path, const char *op,
-                            const char *summary, const char *ok) {
+                            const char *summary, const char *ok, int open) {
   add_str(o, path);
   addj(o, ":{'get':{'operationId':");
   add_str(o, op);
+  if (open)
+    addj(o, ",'security':[]");
   addj(o, ",'summary':");
   add_str(o, summary);
   addj(o, ",'responses':{'200':");
@@ -859,8 +862,9 @@ static int document_k(lua_State *L) {
           "'404':{'$ref':'#/components/responses/Unknown'}}}},");
   add_simple_path(o, "/health", "health", "The process answers",
                   "{'description':'It does.','content':{'application/json':"
-                  "{'schema':" REF("Health") "}}}");
-  addj(o, "'/health/ready':{'get':{'operationId':'ready','summary':'Ready "
+                  "{'schema':" REF("Health") "}}}", 1);
+  addj(o, "'/health/ready':{'get':{'operationId':'ready','security':[],"
+          "'summary':'Ready "
           "to decide: a revision is active and the history accepts "
           "records','responses':{'200':{'description':'Ready.','content':"
           "{'application/json':{'schema':" REF("Ready") "}}},'503':"
@@ -869,11 +873,12 @@ static int document_k(lua_State *L) {
   add_simple_path(o, "/metrics", "metrics",
                   "Prometheus metrics, text exposition format 0.0.4",
                   "{'description':'The metrics (docs/protocol.md#metrics).',"
-                  "'content':{'text/plain':{'schema':{'type':'string'}}}}");
+                  "'content':{'text/plain':{'schema':{'type':'string'}}}}",
+                  0);
   add_simple_path(o, "/v1/openapi.json", "openapi",
                   "This document, for the revision that decides now",
                   "{'description':'OpenAPI 3.1.','content':"
-                  "{'application/json':{'schema':{'type':'object'}}}}");
+                  "{'application/json':{'schema':{'type':'object'}}}}", 0);
   addj(o, "'/v1/admin/reload':{'post':{'operationId':'reload','summary':"
           "'Reload the policies from their directory (role admin)',"
           "'responses':{'200':{'description':'Activated.','content':"
@@ -894,7 +899,7 @@ static int document_k(lua_State *L) {
   add_simple_path(o, "/v1/admin/revisions", "revisions",
                   "Stored revisions and activations (role admin)",
                   "{'description':'The lists.','content':{'application/json'"
-                  ":{'schema':" REF("Revisions") "}}}");
+                  ":{'schema':" REF("Revisions") "}}}", 0);
   addj(o, "'/v1/admin/diff':{'get':{'operationId':'diff','summary':'The "
           "difference between two revisions (role admin)','parameters':["
           "{'name':'from','in':'query','required':true,'schema':{'type':"
