@@ -129,6 +129,14 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts);
 struct vd_watch_slot;
 void vd_engine_set_watch(vd_engine_t *e, struct vd_watch_slot *slot);
 
+/* Explain the following decisions (`verdict eval --explain`; NULL: stop).
+ * Each vd_engine_decide() then gives the policy ctx.explain, a list that
+ * lib/rules.lua fills with every rule it considers ({table, rule, fired,
+ * reads: [{field, value}], always}), and replaces OUT's contents with that
+ * list as JSON; a request refused before it reaches a policy leaves OUT
+ * as it was (empty it first).  OUT is borrowed until it is unset.  Off by default: the daemon never sets it. */
+void vd_engine_set_explain(vd_engine_t *e, vd_buf_t *out);
+
 vd_bundle_t *vd_engine_bundle(const vd_engine_t *e);
 vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e);
 
