@@ -116,7 +116,8 @@ void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
   }
   vd_wire_in_force(&d->in_force, e);
   /* an --unchecked start says so, for auditors */
-  record_activation(d, rev, d->opts.unchecked ? "startup-unchecked" : "startup",
+  record_activation(d, rev,
+                    d->opts.unchecked ? "startup-unchecked" : d->activated_by,
                     NULL, vd_bundle_source(d->bundle), 1, NULL);
 }
 
