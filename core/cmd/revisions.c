@@ -180,31 +180,6 @@ static int cmd_revisions(int argc, char **argv) {
   return rc;
 }
 
-/* The unified diff of every file that differs between A and B. */
-static void diff_bundles(const vd_bundle_t *a, const vd_bundle_t *b,
-                         vd_buf_t *text) {
-  size_t i = 0, j = 0;
-  while (i < vd_bundle_count(a) || j < vd_bundle_count(b)) {
-    const vd_bundle_file_t *fa = i < vd_bundle_count(a) ? vd_bundle_file(a, i)
-                                                        : NULL;
-    const vd_bundle_file_t *fb = j < vd_bundle_count(b) ? vd_bundle_file(b, j)
-                                                        : NULL;
-    int c = !fa ? 1 : !fb ? -1 : strcmp(fa->path, fb->path);
-    vd_buf_t na = VD_BUF_INIT, nb = VD_BUF_INIT;
-    vd_buf_addf(&na, "a/%s", c <= 0 ? fa->path : fb->path);
-    vd_buf_addf(&nb, "b/%s", c >= 0 ? fb->path : fa->path);
-    vd_text_diff(c <= 0 ? na.data : "/dev/null", c <= 0 ? fa->data : "",
-                 c <= 0 ? fa->len : 0, c >= 0 ? nb.data : "/dev/null",
-                 c >= 0 ? fb->data : "", c >= 0 ? fb->len : 0, text);
-    vd_buf_release(&na);
-    vd_buf_release(&nb);
-    if (c <= 0)
-      i++;
-    if (c >= 0)
-      j++;
-  }
-}
-
 static int cmd_diff(int argc, char **argv) {
   revs_opts_t o = {0};
   vd_bundle_t *a = NULL, *b = NULL;
@@ -224,7 +199,7 @@ static int cmd_diff(int argc, char **argv) {
     rc = vd_cli_open_bundle("diff", o.npos > 1 ? o.pos[1] : "active",
                             VD_CLI_EITHER, o.db, &b);
   if (rc == 0) {
-    diff_bundles(a, b, &text);
+    vd_text_diff_bundles(a, b, &text);
     fwrite(text.data ? text.data : "", 1, text.len, stdout);
   }
   if (a)

@@ -76,6 +76,37 @@ class Eval(unittest.TestCase):
             self.assertEqual(d.stop(), 0, d.read_log())
         self.assertEqual(decisions(d.db), before)
 
+    def test_history_questions_are_answered_from_the_database(self):
+        def esc(cid):
+            return {"complaint_id": cid, "customer_id": "U-77",
+                    "category": "network", "customer_grade": "retail",
+                    "received_at": "2026-11-20T10:00:00+08:00",
+                    "handled_by": "frontline"}
+        d = Daemon(POLICIES, tmp=self.tmp)
+        try:
+            c = d.connect()
+            for cid in ("C-71", "C-72"):  # decided the day before
+                r = c.call(**request("escalation", "BJ", esc(cid),
+                                     at="2026-11-22T10:00:00+08:00"))
+                self.assertNotIn("error", r)
+            c.close()
+        finally:
+            self.assertEqual(d.stop(), 0, d.read_log())
+        before = decisions(d.db)
+        case = json.dumps(esc("C-73")).encode()
+        rc, out, err = eval_cli("escalation", "--region", "BJ", "--at", AT,
+                                "--policies", POLICIES, "--db", d.db, stdin=case)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("repeat_complaints", json.loads(out)["result"]["warnings"])
+        # no database: the questions are not asked, as in verdict test
+        rc, out, err = eval_cli("escalation", "--region", "BJ", "--at", AT,
+                                "--policies", POLICIES, "--db",
+                                os.path.join(self.tmp, "none.db"), stdin=case)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("ctx.history is absent", err)
+        self.assertNotIn("repeat_complaints", json.loads(out)["result"]["warnings"])
+        self.assertEqual(decisions(d.db), before)
+
     def test_explain_names_each_rule_and_what_it_read(self):
         path = self.write("case.json", json.dumps(EXEMPT, indent=2))
         rc, plain, err = eval_cli("compensation", "--region", "GD", "--at", AT,
