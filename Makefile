@@ -47,7 +47,8 @@ DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
-               core/cmd/bench.c core/cmd/reference.c core/cmd/schema.c
+               core/cmd/bench.c core/cmd/reference.c core/cmd/schema.c \
+               core/cmd/eval.c core/cmd/revisions.c
 
 TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
          test_textdiff test_engine test_sandbox test_wire test_history \

@@ -57,8 +57,17 @@ int vd_client_connect(vd_client_t *c, const char *path, const char *hostport,
     strcpy(sa.sun_path, path);
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-      vd_buf_addf(err, "cannot connect to %s: %s (is verdictd running?)",
-                  path, strerror(errno));
+      int e = errno;
+      if (e == EACCES || e == EPERM) /* the daemon may well be running */
+        vd_buf_addf(err, "cannot connect to %s: permission denied (the "
+                         "socket's owner and mode, or its directory's, "
+                         "keep this user out; revisions, activations and "
+                         "diffs can be read from the database with --db)",
+                    path);
+      else
+        vd_buf_addf(err, "cannot connect to %s: %s (is verdictd running?)",
+                    path, strerror(e));
+      errno = e;
       if (c->fd >= 0)
         close(c->fd);
       c->fd = -1;

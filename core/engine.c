@@ -54,6 +54,7 @@ struct vd_engine {
   /* fast attempts (watchdog.h): NULL to always count */
   vd_watch_slot_t *watch;
   vd_metrics_shard_t *metrics; /* decide requests counted here, or NULL */
+  vd_buf_t *explain;        /* vd_engine_set_explain(), or NULL */
 };
 
 /* ------------------------------------------------------------------------
@@ -831,7 +832,7 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
 }
 
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
-  int top = lua_gettop(L), status, tripped;
+  int top = lua_gettop(L), status, tripped, explain = 0;
   char file[VD_PATH_MAX];
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
@@ -876,9 +877,24 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     lua_setfield(L, -2, "history");
   }
 
+  if (e->explain) { /* ctx.explain, kept below decide for after the call */
+    lua_createtable(L, 32, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "explain");
+    lua_rotate(L, -4, 1);
+    explain = top + 4;
+  }
+
   e->current = d;
   status = lua_pcall(L, 2, 2, 0);
   e->current = NULL;
+  if (explain) {
+    vd_buf_reset(e->explain);
+    if (vd_json_encode(L, explain, e->explain, "explain", &e->err) != 0) {
+      vd_buf_reset(e->explain);
+      vd_buf_adds(e->explain, "[]");
+    }
+  }
   if (d->facts.len)
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
@@ -1026,3 +1042,4 @@ void vd_engine_set_watch(vd_engine_t *e, vd_watch_slot_t *slot) {
 void vd_engine_set_metrics(vd_engine_t *e, vd_metrics_shard_t *shard) {
   e->metrics = shard;
 }
+void vd_engine_set_explain(vd_engine_t *e, vd_buf_t *out) { e->explain = out; }

@@ -196,6 +196,16 @@ static const migration_t migrations[] = {
    "  sealed_ms INTEGER NOT NULL  -- when it ran\n"
    ");\n",
    vd_hist_seal_activations},
+  /* 3 -> 4: names people give revisions (`verdict tag`, history_revs.c),
+   * with who gave each and when.  Labels, not evidence: not chained. */
+  {"CREATE TABLE IF NOT EXISTS revision_tags (\n"
+   "  name     TEXT PRIMARY KEY, -- 'release-2026-12', never hex only\n"
+   "  revision TEXT NOT NULL REFERENCES revisions (revision),\n"
+   "  who      TEXT,             -- as given, else the login name\n"
+   "  at_ms    INTEGER NOT NULL,\n"
+   "  at       TEXT NOT NULL     -- RFC 3339, +08:00\n"
+   ");\n",
+   NULL},
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof migrations[0])

@@ -216,6 +216,10 @@ struct vd_history {
  * Revisions (history_revs.c), for verify
  * ====================================================================== */
 
+/* vd_history_resolve() on an open connection (history_revs.c). */
+int vd_hist_resolve(sqlite3 *db, const char *path, const char *name,
+                    char out[VD_REVISION_NAME_MAX], vd_buf_t *err);
+
 /* 0 if REVISION names exactly FILES (the bundle's own hashing); else
  * VD_EINVALID or the bundle's error, with ERR set. */
 int vd_hist_revision_name_ok(const char *revision,

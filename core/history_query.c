@@ -253,7 +253,12 @@ int vd_history_revisions_json(const char *db_path, vd_buf_t *out,
   vd_buf_adds(out, "\"activations\":[");
   rc = sqlite3_prepare_v2(
       db,
-      "SELECT at, revision, cause, who, source_dir, ok, error FROM activations "
+      /* the trigger as people tell them apart: an admin's activation of
+       * a stored revision (its source "db:...", vd_history_load_bundle)
+       * is a rollback, of the directory a reload */
+      "SELECT at, revision, CASE WHEN cause <> 'admin' THEN cause"
+      "  WHEN source_dir LIKE 'db:%' THEN 'rollback' ELSE 'reload' END,"
+      " who, source_dir, ok, error FROM activations "
       "ORDER BY id DESC LIMIT 200", -1, &st, NULL);
   while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
     int i;
@@ -287,6 +292,30 @@ int vd_history_revisions_json(const char *db_path, vd_buf_t *out,
                 first ? "" : ",", sqlite3_column_text(st, 0), ts,
                 sqlite3_column_int(st, 2),
                 (long long)sqlite3_column_int64(st, 3));
+    first = 0;
+  }
+  vd_buf_addc(out, ']');
+  sqlite3_finalize(st);
+  st = NULL;
+  vd_buf_adds(out, ",\"tags\":[");
+  first = 1;
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT name, revision, who, at FROM revision_tags"
+                            " ORDER BY at_ms, name",
+                            -1, &st, NULL);
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    int i;
+    for (i = 0; i < 4; i++) {
+      static const char *const tcols[] = {"name", "revision", "who", "at"};
+      const char *v = (const char *)sqlite3_column_text(st, i);
+      vd_buf_addf(out, "%s\"%s\":", i ? "," : first ? "{" : ",{", tcols[i]);
+      if (v)
+        vd_buf_add_json_str(out, v, strlen(v));
+      else
+        vd_buf_adds(out, "null");
+    }
+    vd_buf_addc(out, '}');
     first = 0;
   }
   vd_buf_addc(out, ']');

@@ -40,6 +40,8 @@
  * Revisions and activations
  * ====================================================================== */
 
+static int all_hex(const char *s);
+
 int vd_hist_revision_name_ok(const char *revision,
                              const vd_bundle_file_t *files, size_t n,
                              vd_buf_t *err) {
@@ -278,12 +280,20 @@ int vd_history_record_activation(vd_history_t *h, const char *revision,
   return vd_hist_give_err(errmsg, &err, rc);
 }
 
-int vd_history_load_bundle(const char *db_path, const char *revision,
+int vd_history_load_bundle(const char *db_path, const char *name,
                            vd_bundle_t **out, vd_buf_t *err) {
   vd_bundle_file_t *files = NULL;
   size_t n = 0;
-  char *msg = NULL;
-  int rc = vd_history_load_revision(db_path, revision, &files, &n, &msg);
+  char *msg = NULL, revision[VD_REVISION_NAME_MAX];
+  int rc = 0;
+  /* a full name is used as it is: replay loads one per revision it meets */
+  if (strncmp(name, "sha256:", 7) == 0 && strlen(name) == 71 &&
+      all_hex(name + 7))
+    snprintf(revision, sizeof revision, "%s", name);
+  else
+    rc = vd_history_resolve(db_path, name, revision, &msg);
+  if (rc == 0)
+    rc = vd_history_load_revision(db_path, revision, &files, &n, &msg);
   *out = NULL;
   vd_buf_reset(err);
   if (rc) {
@@ -291,7 +301,13 @@ int vd_history_load_bundle(const char *db_path, const char *revision,
     free(msg);
     return rc;
   }
-  rc = vd_bundle_from_files(files, n, db_path, out, err);
+  {
+    vd_buf_t source = VD_BUF_INIT; /* "db:PATH": activations tell a
+                                    * rollback from a reload by it */
+    vd_buf_addf(&source, "db:%s", db_path);
+    rc = vd_bundle_from_files(files, n, source.data, out, err);
+    vd_buf_release(&source);
+  }
   vd_history_free_files(files, n);
   if (rc == 0 && strcmp(vd_bundle_revision(*out), revision) != 0) {
     vd_buf_reset(err);
@@ -425,5 +441,329 @@ int vd_history_load_revision(const char *db_path, const char *revision,
     return vd_hist_give_err(errmsg, &err, rc);
   rc = vd_hist_load_files(db, db_path, revision, files, nfiles, &err);
   sqlite3_close(db);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+/* ========================================================================
+ * Naming revisions: hash prefixes, active, previous, @-N, tags
+ * ====================================================================== */
+
+/* "@-N": N >= 0 into *n; 0 if NAME is not of that form. */
+static int steps_back(const char *name, int64_t *n) {
+  const char *p = name + 2;
+  if (strncmp(name, "@-", 2) != 0 || !*p || strlen(p) > 9)
+    return 0;
+  *n = 0;
+  for (; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return 0;
+    *n = *n * 10 + (*p - '0');
+  }
+  return 1;
+}
+
+static int all_hex(const char *s) {
+  if (!*s)
+    return 0;
+  for (; *s; s++)
+    if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') ||
+          (*s >= 'A' && *s <= 'F')))
+      return 0;
+  return 1;
+}
+
+/* The revision live N changes ago: the successful activations newest
+ * first, consecutive ones of the same revision counted once. */
+static int nth_active(sqlite3 *db, const char *path, int64_t n,
+                      char out[VD_REVISION_NAME_MAX], vd_buf_t *err) {
+  sqlite3_stmt *st;
+  int64_t seen = -1;
+  char last[VD_REVISION_NAME_MAX] = "";
+  int src = sqlite3_prepare_v2(db,
+                               "SELECT revision FROM activations WHERE ok = 1"
+                               " ORDER BY id DESC",
+                               -1, &st, NULL);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "reading the activations");
+  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *r = (const char *)sqlite3_column_text(st, 0);
+    if (!r || strcmp(r, last) == 0)
+      continue;
+    snprintf(last, sizeof last, "%s", r);
+    if (++seen == n)
+      break;
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_ROW && src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "reading the activations");
+  vd_buf_reset(err);
+  if (seen < n) {
+    if (seen < 0)
+      vd_buf_addf(err, "history database '%s': no revision has been "
+                       "activated yet", path);
+    else
+      vd_buf_addf(err, "history database '%s': only %" PRId64 " earlier "
+                       "revision%s went live before the active one", path,
+                  seen, seen == 1 ? "" : "s");
+    return VD_ENOT_FOUND;
+  }
+  memcpy(out, last, sizeof last);
+  return 0;
+}
+
+/* The stored revisions whose hex starts with HEX (at least 4 digits). */
+static int by_prefix(sqlite3 *db, const char *path, const char *name,
+                     const char *hex, char out[VD_REVISION_NAME_MAX],
+                     vd_buf_t *err) {
+  sqlite3_stmt *st;
+  char want[VD_REVISION_NAME_MAX];
+  size_t i, n = strlen(hex);
+  int src, found = 0;
+  vd_buf_t cands = VD_BUF_INIT;
+  vd_buf_reset(err);
+  if (n < 4 || n > 64) {
+    vd_buf_addf(err, "revision '%s': a hash prefix needs 4 to 64 hex digits",
+                name);
+    return VD_EINVALID;
+  }
+  memcpy(want, "sha256:", 7);
+  for (i = 0; i <= n; i++) /* the NUL too */
+    want[7 + i] = hex[i] >= 'A' && hex[i] <= 'F' ? (char)(hex[i] + 32)
+                                                  : hex[i];
+  src = sqlite3_prepare_v2(db,
+                           "SELECT revision FROM revisions"
+                           " WHERE substr(revision, 1, ?2) = ?1"
+                           " ORDER BY revision LIMIT 11",
+                           -1, &st, NULL);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "looking up a revision");
+  sqlite3_bind_text(st, 1, want, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 2, (int)(n + 7));
+  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *r = (const char *)sqlite3_column_text(st, 0);
+    if (found++ == 0)
+      snprintf(out, VD_REVISION_NAME_MAX, "%s", r ? r : "");
+    if (found <= 10)
+      vd_buf_addf(&cands, "\n  %s", r ? r : "");
+    else
+      vd_buf_adds(&cands, "\n  ...");
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_DONE) {
+    vd_buf_release(&cands);
+    return vd_hist_db_err(err, path, db, src, "looking up a revision");
+  }
+  if (found == 1) {
+    vd_buf_release(&cands);
+    return 0;
+  }
+  if (found == 0)
+    vd_buf_addf(err, "history database '%s': no revision %s", path, name);
+  else
+    vd_buf_addf(err, "revision '%s' is ambiguous; it starts:%s", name,
+                cands.data);
+  vd_buf_release(&cands);
+  return found ? VD_EINVALID : VD_ENOT_FOUND;
+}
+
+int vd_hist_resolve(sqlite3 *db, const char *path, const char *name,
+                    char out[VD_REVISION_NAME_MAX], vd_buf_t *err) {
+  sqlite3_stmt *st;
+  int64_t back;
+  int src;
+  out[0] = '\0';
+  if (strcmp(name, "active") == 0)
+    return nth_active(db, path, 0, out, err);
+  if (strcmp(name, "previous") == 0)
+    return nth_active(db, path, 1, out, err);
+  if (steps_back(name, &back))
+    return nth_active(db, path, back, out, err);
+  if (strncmp(name, "sha256:", 7) == 0 || all_hex(name))
+    return by_prefix(db, path, name,
+                     strncmp(name, "sha256:", 7) == 0 ? name + 7 : name, out,
+                     err);
+  src = sqlite3_prepare_v2(db,
+                           "SELECT revision FROM revision_tags WHERE name = ?",
+                           -1, &st, NULL);
+  if (src != SQLITE_OK)
+    return vd_hist_db_err(err, path, db, src, "looking up a tag");
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    snprintf(out, VD_REVISION_NAME_MAX, "%s",
+             (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  if (src == SQLITE_ROW)
+    return 0;
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "looking up a tag");
+  vd_buf_reset(err);
+  vd_buf_addf(err, "history database '%s': no revision named '%s' (a hash "
+                   "prefix, active, previous, @-N or a tag)", path, name);
+  return VD_ENOT_FOUND;
+}
+
+int vd_history_resolve(const char *db_path, const char *name,
+                       char out[VD_REVISION_NAME_MAX], char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  sqlite3 *db;
+  int rc;
+  if (errmsg)
+    *errmsg = NULL;
+  out[0] = '\0';
+  rc = vd_history_db_open_ro(&db, db_path, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  rc = vd_hist_resolve(db, db_path, name, out, &err);
+  sqlite3_close(db);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+int vd_history_tag_name_ok(const char *tag, vd_buf_t *why) {
+  size_t i, n = strlen(tag);
+  int64_t back;
+  if (n == 0 || n > 64) {
+    vd_buf_adds(why, "a tag has 1 to 64 characters");
+    return VD_EINVALID;
+  }
+  if (!((tag[0] >= 'a' && tag[0] <= 'z') || (tag[0] >= 'A' && tag[0] <= 'Z'))) {
+    vd_buf_addf(why, "tag '%s' must start with a letter", tag);
+    return VD_EINVALID;
+  }
+  for (i = 0; i < n; i++) {
+    char c = tag[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_')) {
+      vd_buf_addf(why, "tag '%s': only letters, digits, '.', '-' and '_'",
+                  tag);
+      return VD_EINVALID;
+    }
+  }
+  if (all_hex(tag) || strcmp(tag, "active") == 0 ||
+      strcmp(tag, "previous") == 0 || steps_back(tag, &back) ||
+      strncmp(tag, "sha256", 6) == 0) {
+    vd_buf_addf(why, "tag '%s' would read as a revision name (a hash prefix, "
+                     "active, previous)", tag);
+    return VD_EINVALID;
+  }
+  return 0;
+}
+
+int vd_history_tag(const char *db_path, const char *name, const char *tag,
+                   const char *who, char out[VD_REVISION_NAME_MAX],
+                   char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t now = vd_now_ms();
+  char at[32];
+  int rc, src;
+  if (errmsg)
+    *errmsg = NULL;
+  out[0] = '\0';
+  if ((rc = vd_history_tag_name_ok(tag, &err)) != 0)
+    return vd_hist_give_err(errmsg, &err, rc);
+  /* the read-only opening's checks first: a verdict database, this
+   * schema; then a connection to write the one row with */
+  rc = vd_history_db_open_ro(&db, db_path, &err);
+  sqlite3_close(db);
+  db = NULL;
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  rc = vd_hist_open_aux(&db, db_path, &err);
+  if (rc == 0 && (src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL,
+                                     NULL)) != SQLITE_OK)
+    rc = vd_hist_db_err(&err, db_path, db, src, "tagging a revision");
+  if (rc == 0)
+    rc = vd_hist_resolve(db, db_path, name, out, &err);
+  if (rc == 0) {
+    src = sqlite3_prepare_v2(db,
+                             "SELECT revision, who, at FROM revision_tags"
+                             " WHERE name = ?",
+                             -1, &st, NULL);
+    if (src == SQLITE_OK) {
+      sqlite3_bind_text(st, 1, tag, -1, SQLITE_STATIC);
+      src = sqlite3_step(st);
+      if (src == SQLITE_ROW) {
+        const char *w = (const char *)sqlite3_column_text(st, 1);
+        vd_buf_reset(&err);
+        vd_buf_addf(&err, "tag '%s' already names %s (given by %s at %s)",
+                    tag, sqlite3_column_text(st, 0), w ? w : "?",
+                    sqlite3_column_text(st, 2));
+        rc = VD_EINVALID;
+      } else if (src != SQLITE_DONE) {
+        rc = vd_hist_db_err(&err, db_path, db, src, "tagging a revision");
+      }
+      sqlite3_finalize(st);
+    } else {
+      rc = vd_hist_db_err(&err, db_path, db, src, "tagging a revision");
+    }
+  }
+  if (rc == 0) {
+    vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
+    src = sqlite3_prepare_v2(db,
+                             "INSERT INTO revision_tags (name, revision, who,"
+                             " at_ms, at) VALUES (?, ?, ?, ?, ?)",
+                             -1, &st, NULL);
+    if (src == SQLITE_OK) {
+      sqlite3_bind_text(st, 1, tag, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, out, -1, SQLITE_STATIC);
+      if (who)
+        sqlite3_bind_text(st, 3, who, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 4, now);
+      sqlite3_bind_text(st, 5, at, -1, SQLITE_STATIC);
+      src = sqlite3_step(st);
+      src = src == SQLITE_DONE ? SQLITE_OK : src;
+      sqlite3_finalize(st);
+    }
+    if (src == SQLITE_OK)
+      src = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (src != SQLITE_OK)
+      rc = vd_hist_db_err(&err, db_path, db, src, "tagging a revision");
+  }
+  if (db && !sqlite3_get_autocommit(db))
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_close(db);
+  if (rc)
+    out[0] = '\0';
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+int vd_history_rollback_in_force(const char *db_path,
+                                 char out[VD_REVISION_NAME_MAX],
+                                 char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  int rc, src;
+  if (errmsg)
+    *errmsg = NULL;
+  out[0] = '\0';
+  rc = vd_history_db_open_ro(&db, db_path, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  src = sqlite3_prepare_v2(db,
+                           "SELECT revision, source_dir LIKE 'db:%'"
+                           "  FROM activations WHERE ok = 1"
+                           " ORDER BY id DESC LIMIT 1",
+                           -1, &st, NULL);
+  if (src == SQLITE_OK) {
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW && sqlite3_column_int(st, 1) &&
+        sqlite3_column_text(st, 0)) {
+      snprintf(out, VD_REVISION_NAME_MAX, "%s",
+               (const char *)sqlite3_column_text(st, 0));
+      rc = 1;
+    }
+    src = src == SQLITE_ROW ? SQLITE_DONE : src;
+    sqlite3_finalize(st);
+  }
+  if (src != SQLITE_DONE)
+    rc = vd_hist_db_err(&err, db_path, db, src, "reading the activations");
+  sqlite3_close(db);
+  if (rc > 0) {
+    vd_buf_release(&err);
+    return rc;
+  }
   return vd_hist_give_err(errmsg, &err, rc);
 }

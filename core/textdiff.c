@@ -1,5 +1,6 @@
 /*
- * textdiff.c - unified line diffs (see textdiff.h).  No state; any thread.
+ * textdiff.c - unified line diffs (see textdiff.h), of two texts or of
+ * every file of two bundles.  No state; any thread.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -163,4 +164,29 @@ done:
   free(lcs);
   free(ops);
   return 1;
+}
+
+int vd_text_diff_bundles(const vd_bundle_t *a, const vd_bundle_t *b,
+                         vd_buf_t *out) {
+  size_t i = 0, j = 0, na_ = vd_bundle_count(a), nb_ = vd_bundle_count(b);
+  int differ = 0;
+  while (i < na_ || j < nb_) {
+    const vd_bundle_file_t *fa = i < na_ ? vd_bundle_file(a, i) : NULL;
+    const vd_bundle_file_t *fb = j < nb_ ? vd_bundle_file(b, j) : NULL;
+    int c = !fa ? 1 : !fb ? -1 : strcmp(fa->path, fb->path);
+    vd_buf_t na = VD_BUF_INIT, nb = VD_BUF_INIT;
+    vd_buf_addf(&na, "a/%s", c <= 0 ? fa->path : fb->path);
+    vd_buf_addf(&nb, "b/%s", c >= 0 ? fb->path : fa->path);
+    differ |= vd_text_diff(c <= 0 ? na.data : "/dev/null",
+                           c <= 0 ? fa->data : "", c <= 0 ? fa->len : 0,
+                           c >= 0 ? nb.data : "/dev/null",
+                           c >= 0 ? fb->data : "", c >= 0 ? fb->len : 0, out);
+    vd_buf_release(&na);
+    vd_buf_release(&nb);
+    if (c <= 0)
+      i++;
+    if (c >= 0)
+      j++;
+  }
+  return differ;
 }

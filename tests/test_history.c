@@ -2062,7 +2062,8 @@ static void test_migrate_from_v2(void **state) {
 
   h = open_ok(path, VD_LOG_DURABLE, 1);
   vd_history_close(h);
-  assert_int_equal(query_int(path, "PRAGMA user_version"), 3);
+  assert_int_equal(query_int(path, "PRAGMA user_version"),
+                   VD_HISTORY_SCHEMA_VERSION);
   if (vd_history_verify(path, &rep) != 0)
     fail_msg("verify: %s", rep.message);
   assert_int_equal(rep.records, 3);

@@ -181,6 +181,39 @@ static void large_inputs(void **state) {
   vd_buf_release(&out);
 }
 
+/* Two bundles: a file changed, one only in each, one the same. */
+static void bundles(void **state) {
+  static const vd_bundle_file_t fa[] = {
+      {(char *)"national/a.lua", (char *)"x = 1\n", 6},
+      {(char *)"national/gone.lua", (char *)"old\n", 4},
+      {(char *)"regions.lua", (char *)"same\n", 5},
+  };
+  static const vd_bundle_file_t fb[] = {
+      {(char *)"national/a.lua", (char *)"x = 2\n", 6},
+      {(char *)"national/new.lua", (char *)"new\n", 4},
+      {(char *)"regions.lua", (char *)"same\n", 5},
+  };
+  vd_bundle_t *a, *b;
+  vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(fa, 3, "a", &a, &err), 0);
+  assert_int_equal(vd_bundle_from_files(fb, 3, "b", &b, &err), 0);
+  assert_int_equal(vd_text_diff_bundles(a, a, &out), 0);
+  assert_int_equal(out.len, 0);
+  assert_int_equal(vd_text_diff_bundles(a, b, &out), 1);
+  assert_string_equal(out.data,
+                      "--- a/national/a.lua\n+++ b/national/a.lua\n"
+                      "@@ -1 +1 @@\n-x = 1\n+x = 2\n"
+                      "--- a/national/gone.lua\n+++ /dev/null\n"
+                      "@@ -1 +0,0 @@\n-old\n"
+                      "--- /dev/null\n+++ b/national/new.lua\n"
+                      "@@ -0,0 +1 @@\n+new\n");
+  vd_bundle_unref(a);
+  vd_bundle_unref(b);
+  vd_buf_release(&out);
+  vd_buf_release(&err);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(identical),
@@ -190,6 +223,7 @@ int main(void) {
       cmocka_unit_test(empty_files),
       cmocka_unit_test(no_trailing_newline),
       cmocka_unit_test(large_inputs),
+      cmocka_unit_test(bundles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

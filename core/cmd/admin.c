@@ -29,24 +29,42 @@ static const struct admin_op {
   const char *name;
   int min_revs, max_revs;
   const char *fields[2];
+  const char *usage; /* --help */
 } admin_ops[] = {
-    {"reload", 0, 0, {NULL, NULL}},
-    {"activate", 1, 1, {"revision", NULL}},
-    {"revisions", 0, 0, {NULL, NULL}},
-    {"diff", 1, 2, {"from", "to"}},
-    {"status", 0, 0, {NULL, NULL}},
-    {NULL, 0, 0, {NULL, NULL}},
+    {"reload", 0, 0, {NULL, NULL},
+     "usage: verdict reload [--admin-socket PATH] [--who NAME]\n"
+     "\n"
+     "Load the policy directory, validate it as verdict check does, and make\n"
+     "it live; a bundle that fails is refused and the old one keeps serving.\n"
+     "Also takes the directory back after a restart kept a rollback.\n"},
+    {"activate", 1, 1, {"revision", NULL},
+     "usage: verdict activate REV [--admin-socket PATH] [--who NAME]\n"
+     "\n"
+     "Make a stored revision live again (validated first): a rollback.  REV\n"
+     "is a hash prefix, active, previous, @-N or a tag.  verdictd keeps it\n"
+     "across restarts until the next reload (or --policies-win).\n"},
+    {"revisions", 0, 0, {NULL, NULL}, NULL},
+    {"diff", 1, 2, {"from", "to"}, NULL},
+    {"status", 0, 0, {NULL, NULL},
+     "usage: verdict status [--admin] [--socket PATH | --admin-socket PATH]\n"
+     "\n"
+     "The daemon's revision, uptime and counters; --admin adds the files in\n"
+     "force per region, over the admin socket.\n"},
+    {NULL, 0, 0, {NULL, NULL}, NULL},
 };
 
-/* `verdict revisions`: one line per activation. */
+/* `verdict revisions`: one line per activation, newest first, the one in
+ * force (the newest that succeeded) marked '*'; then the tags. */
 static void print_revisions(lua_State *L) {
   lua_Integer i, n;
+  int marked = 0;
   lua_getfield(L, -1, "activations");
   n = (lua_Integer)lua_rawlen(L, -1);
-  printf("%-29s %-10s %-4s %-71s %s\n", "AT", "TRIGGER", "OK", "REVISION",
+  printf("  %-29s %-16s %-4s %-71s %s\n", "AT", "TRIGGER", "OK", "REVISION",
          "WHO / ERROR");
   for (i = 1; i <= n; i++) {
     const char *who, *error;
+    int ok, active;
     lua_rawgeti(L, -1, i);
     lua_getfield(L, -1, "at");
     lua_getfield(L, -2, "trigger");
@@ -56,18 +74,38 @@ static void print_revisions(lua_State *L) {
     lua_getfield(L, -6, "error");
     who = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
     error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-    printf("%-29s %-10s %-4s %-71s %s%s%.*s\n", lua_tostring(L, -6),
-           lua_tostring(L, -5), lua_toboolean(L, -4) ? "yes" : "NO",
+    ok = lua_toboolean(L, -4);
+    active = ok && !marked;
+    marked |= active;
+    printf("%c %-29s %-16s %-4s %-71s %s%s%.*s\n", active ? '*' : ' ',
+           lua_tostring(L, -6), lua_tostring(L, -5), ok ? "yes" : "NO",
            lua_tostring(L, -3), who, *error ? " / " : "",
            (int)strcspn(error, "\n"), error);
     lua_pop(L, 7);
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, -1, "tags") == LUA_TTABLE && lua_rawlen(L, -1) > 0) {
+    n = (lua_Integer)lua_rawlen(L, -1);
+    printf("\ntags:\n");
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      lua_getfield(L, -1, "name");
+      lua_getfield(L, -2, "revision");
+      lua_getfield(L, -3, "who");
+      lua_getfield(L, -4, "at");
+      printf("  %-20s %-71s %s, %s\n", lua_tostring(L, -4),
+             lua_tostring(L, -3),
+             lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?",
+             lua_tostring(L, -1));
+      lua_pop(L, 5);
+    }
   }
   lua_pop(L, 1);
 }
 
 /* Print an admin response readably; returns the exit status.  The JSON
  * is read into a Lua state from the one allocator (sandbox.h). */
-static int print_admin(const char *cmd, const char *resp) {
+int vd_cli_print_admin(const char *cmd, const char *resp) {
   vd_sandbox_t sb;
   lua_State *L;
   vd_buf_t err = VD_BUF_INIT;
@@ -119,6 +157,8 @@ int vd_cli_admin(int argc, char **argv) {
 
   for (op = admin_ops; op->name && strcmp(op->name, cmd) != 0; op++)
     ;
+  if (vd_cli_wants_help(argc, argv))
+    return vd_cli_help(op->usage ? op->usage : "");
   if (!op->name) {
     fprintf(stderr, "verdict: %s is not an admin command\n", cmd);
     return 2;
@@ -164,7 +204,7 @@ int vd_cli_admin(int argc, char **argv) {
   vd_buf_addc(&line, '}');
   rc = vd_cli_call(socket, NULL, line.data, line.len, &resp);
   if (rc == 0)
-    rc = print_admin(cmd, resp.data);
+    rc = vd_cli_print_admin(cmd, resp.data);
   vd_buf_release(&line);
   vd_buf_release(&resp);
   return rc;

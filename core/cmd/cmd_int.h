@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "verdict/buf.h"
+#include "verdict/bundle.h"
 #include "verdict/daemon.h" /* the default socket and database paths */
 
 int vd_cli_decide(int argc, char **argv);  /* decide.c: decide */
@@ -22,6 +23,27 @@ int vd_cli_replay(int argc, char **argv);  /* replay.c */
 int vd_cli_bench(int argc, char **argv);   /* bench.c */
 int vd_cli_reference(int argc, char **argv); /* reference.c */
 int vd_cli_schema(int argc, char **argv);  /* schema.c */
+int vd_cli_eval(int argc, char **argv);    /* eval.c */
+int vd_cli_revs(int argc, char **argv);    /* revisions.c: revisions, diff,
+                                            * export, tag */
+
+/* revisions.c: 1 when argv[1..] asks for --help or -h. */
+int vd_cli_wants_help(int argc, char **argv);
+/* revisions.c: print USAGE on stdout; returns 0, the exit status. */
+int vd_cli_help(const char *usage);
+
+/* revisions.c: open SPEC as a bundle for command CMD: a directory, a
+ * revision in the history database DB (any name vd_history_resolve()
+ * takes), or (EITHER) a directory if one of that name exists.  Returns 0
+ * with *out one reference, or the exit status (1 not found, 2 otherwise)
+ * after saying why on stderr. */
+enum { VD_CLI_EITHER, VD_CLI_DIRECTORY, VD_CLI_REVISION };
+int vd_cli_open_bundle(const char *cmd, const char *spec, int how,
+                       const char *db, vd_bundle_t **out);
+
+/* admin.c: print an admin response (or the same JSON read from the
+ * database) readably for command CMD; returns the exit status. */
+int vd_cli_print_admin(const char *cmd, const char *resp);
 
 /* decide.c: send one request line to the daemon at socket (or, when
  * connect is not NULL, HOST:PORT) and put the response line in resp.

@@ -134,11 +134,28 @@ static int one_line(const char *text, size_t len, vd_buf_t *out,
   return rc;
 }
 
+static const char decide_usage[] =
+    "usage: verdict decide KIND --region R [--at T] [--id ID] [FILE|-]\n"
+    "                      [--socket PATH | --connect HOST:PORT]\n"
+    "\n"
+    "Ask verdictd to decide the input object in FILE (or stdin).  The\n"
+    "decision is recorded in the daemon's history for good: to try a case,\n"
+    "use verdict eval, which records nothing.\n";
+
+static const char ping_usage[] =
+    "usage: verdict ping | status [--socket PATH | --connect HOST:PORT]\n"
+    "       verdict status --admin [--admin-socket PATH]\n"
+    "\n"
+    "ping: check the daemon answers.  status: its revision, uptime and\n"
+    "counters (--admin: with the files in force per region).\n";
+
 int vd_cli_decide(int argc, char **argv) {
   decide_opts_t o = {VD_DEFAULT_SOCKET, NULL, NULL, NULL, NULL, {NULL}, 0};
   const char *kind, *file;
   vd_buf_t line = VD_BUF_INIT, text = VD_BUF_INIT, err = VD_BUF_INIT;
   int rc;
+  if (vd_cli_wants_help(argc, argv))
+    return vd_cli_help(decide_usage);
   if ((rc = parse(argc, argv, 1, 2, &o)) != 0)
     return rc;
   kind = o.pos[0];
@@ -182,6 +199,8 @@ int vd_cli_ping(int argc, char **argv) {
   decide_opts_t o = {VD_DEFAULT_SOCKET, NULL, NULL, NULL, NULL, {NULL}, 0};
   vd_buf_t line = VD_BUF_INIT;
   int i, rc;
+  if (vd_cli_wants_help(argc, argv))
+    return vd_cli_help(ping_usage);
   for (i = 1; strcmp(argv[0], "status") == 0 && i < argc; i++)
     if (strcmp(argv[i], "--admin") == 0)
       return vd_cli_admin(argc, argv);

@@ -31,6 +31,17 @@ int vd_cli_policy(int argc, char **argv) {
   vd_policy_report_t r;
   vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT;
 
+  if (vd_cli_wants_help(argc, argv))
+    return vd_cli_help(
+        check ? "usage: verdict check [DIR]\n"
+                "\n"
+                "Load bundle DIR (default: policies), check its structure,\n"
+                "run its tests, decide the grid and run luacheck: what a\n"
+                "reload does before a bundle goes live.\n"
+              : "usage: verdict test [--quiet] [DIR]\n"
+                "\n"
+                "Run the tests of bundle DIR (default: policies); the last\n"
+                "line is \"N passed, N failed\".\n");
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
       quiet = 1;

@@ -28,15 +28,17 @@
 
 #define MAX_REPORTED 1000 /* changed decisions printed in full */
 
+static const char replay_usage[] =
+    "usage: verdict replay [--db PATH] [--since T] [--until T] "
+    "[--region R] [--kind K]\n"
+    "                      [--against recorded|DIR] "
+    "[--format text|json] [--threads N]\n"
+    "                      [--always-count]\n";
+
 static int usage(const char *msg, const char *arg) {
   fprintf(stderr, "verdict replay: %s%s%s\n", msg, arg ? " " : "",
           arg ? arg : "");
-  fprintf(stderr,
-          "usage: verdict replay [--db PATH] [--since T] [--until T] "
-          "[--region R] [--kind K]\n"
-          "                      [--against recorded|DIR] "
-          "[--format text|json] [--threads N]\n"
-          "                      [--always-count]\n");
+  fputs(replay_usage, stderr);
   return 2;
 }
 
@@ -150,6 +152,8 @@ int vd_cli_replay(int argc, char **argv) {
   size_t k;
   int i, rc;
 
+  if (vd_cli_wants_help(argc, argv))
+    return vd_cli_help(replay_usage);
   memset(&o, 0, sizeof o);
   o.db = VD_DEFAULT_DB;
   o.threads = ncpu > 0 ? (int)(ncpu < 8 ? ncpu : 8) : 1;

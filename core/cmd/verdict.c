@@ -4,11 +4,15 @@
  *
  * Each command group lives in a file of its own (cmd_int.h), in the
  * manner of git's builtin/: decide.c (decide, ping, status), admin.c
- * (reload, activate, revisions, diff, status --admin), policy.c (test,
- * check), audit.c (history), replay.c, bench.c, reference.c, schema.c.  Options
- * may come before the command name; main() moves the name to the front
- * and hands the command its arguments.  Exit status: 0 success, 1 an error response or
- * a failed check, 2 usage, 3 the daemon could not be reached.
+ * (reload, activate, status --admin, and revisions and diff through the
+ * daemon), revisions.c (revisions, diff, export, tag from the database
+ * file; the --help and bundle helpers), eval.c, policy.c (test, check),
+ * audit.c (history), replay.c, bench.c, reference.c, schema.c.  Every
+ * command answers --help and -h with its usage on stdout, exit status 0.
+ * Options may come before the command name; main() moves the name to the
+ * front and hands the command its arguments.  Exit status: 0 success, 1 an
+ * error response or a failed check, 2 usage, 3 the daemon could not be
+ * reached.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,14 +34,26 @@ static void usage(FILE *f) {
         "\n"
         "policy administration (talk to verdictd's admin socket):\n"
         "  reload           load, validate and activate the policy directory\n"
-        "  activate REV     make a stored revision live again (validated)\n"
-        "  revisions        revisions stored and every activation\n"
-        "  diff REV1 [REV2] unified diff between revisions (REV2: active)\n"
+        "  activate REV     make a stored revision live again (validated);\n"
+        "                   a restart keeps it until the next reload\n"
+        "  revisions        every activation ('*': in force) and revision\n"
+        "  diff A [B]       unified diff, each a revision or a directory\n"
+        "                   (B: active)\n"
         "  status --admin   status with the files in force per region\n"
         "  options: --admin-socket PATH (default var/verdictd-admin.sock),"
         " --who NAME\n"
+        "  REV: a hash prefix (b60c, sha256:b60c), active, previous, @-N\n"
+        "  (N activations ago) or a tag\n"
         "\n"
         "policy administration (offline):\n"
+        "  eval KIND --region R [--at T] [--policies DIR | --revision REV]\n"
+        "       [--explain] [--batch] [--compare DIR|REV] [FILE|-]\n"
+        "                   decide a case in this process, as the daemon\n"
+        "                   would, recording nothing (see verdict eval --help)\n"
+        "  revisions --db PATH, diff A [B] --db PATH\n"
+        "                   the same read from the database file, no daemon\n"
+        "  export REV DIR   write a stored revision into a new directory\n"
+        "  tag REV NAME [--who W]   name a revision (--db PATH)\n"
         "  test [DIR]       run the bundle's policy tests (default: policies)\n"
         "  check [DIR]      load, check structure, run tests and luacheck\n"
         "                   (VERDICT_LUACHECK_DIR: where luacheck's modules"
@@ -69,14 +85,17 @@ static const struct command {
     {"bench", vd_cli_bench},
     {"reload", vd_cli_admin},
     {"activate", vd_cli_admin},
-    {"revisions", vd_cli_admin},
-    {"diff", vd_cli_admin},
+    {"revisions", vd_cli_revs},
+    {"diff", vd_cli_revs},
     {"test", vd_cli_policy},
     {"check", vd_cli_policy},
     {"history", vd_cli_history},
     {"replay", vd_cli_replay},
     {"reference", vd_cli_reference},
     {"schema", vd_cli_schema},
+    {"eval", vd_cli_eval},
+    {"export", vd_cli_revs},
+    {"tag", vd_cli_revs},
     {NULL, NULL},
 };
 

@@ -116,7 +116,8 @@ void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
   }
   vd_wire_in_force(&d->in_force, e);
   /* an --unchecked start says so, for auditors */
-  record_activation(d, rev, d->opts.unchecked ? "startup-unchecked" : "startup",
+  record_activation(d, rev,
+                    d->opts.unchecked ? "startup-unchecked" : d->activated_by,
                     NULL, vd_bundle_source(d->bundle), 1, NULL);
 }
 
@@ -211,26 +212,11 @@ static int list_revisions(vd_daemon_t *d, vd_buf_t *out, vd_buf_t *err) {
 static int diff_revisions(vd_daemon_t *d, const char *from, const char *to,
                           vd_buf_t *text, vd_buf_t *err) {
   vd_bundle_t *a = NULL, *b = NULL;
-  size_t i = 0, j = 0;
   int rc = vd_history_load_bundle(d->opts.db, from, &a, err);
   if (rc == 0)
     rc = vd_history_load_bundle(d->opts.db, to, &b, err);
-  while (rc == 0 && (i < vd_bundle_count(a) || j < vd_bundle_count(b))) {
-    const vd_bundle_file_t *fa = vd_bundle_file(a, i), *fb = vd_bundle_file(b, j);
-    int c = !fa ? 1 : !fb ? -1 : strcmp(fa->path, fb->path);
-    vd_buf_t na = VD_BUF_INIT, nb = VD_BUF_INIT;
-    vd_buf_addf(&na, "a/%s", c <= 0 ? fa->path : fb->path);
-    vd_buf_addf(&nb, "b/%s", c >= 0 ? fb->path : fa->path);
-    vd_text_diff(c <= 0 ? na.data : "/dev/null", c <= 0 ? fa->data : "",
-                 c <= 0 ? fa->len : 0, c >= 0 ? nb.data : "/dev/null",
-                 c >= 0 ? fb->data : "", c >= 0 ? fb->len : 0, text);
-    vd_buf_release(&na);
-    vd_buf_release(&nb);
-    if (c <= 0)
-      i++;
-    if (c >= 0)
-      j++;
-  }
+  if (rc == 0)
+    vd_text_diff_bundles(a, b, text);
   if (a)
     vd_bundle_unref(a);
   if (b)

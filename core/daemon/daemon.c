@@ -552,6 +552,35 @@ static int load_policies(vd_daemon_t *d) {
   return rc;
 }
 
+/* A rollback survives a restart: when the history's last successful
+ * activation was of a stored revision (verdict activate) other than what
+ * the directory holds, start with that revision again, unless
+ * --policies-win.  The admin's next reload takes the directory. */
+static void keep_rollback(vd_daemon_t *d) {
+  char rev[VD_REVISION_NAME_MAX], *msg = NULL;
+  vd_bundle_t *b = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  if (d->opts.policies_win || access(d->opts.db, F_OK) != 0 ||
+      vd_history_rollback_in_force(d->opts.db, rev, &msg) <= 0 ||
+      strcmp(rev, vd_bundle_revision(d->bundle)) == 0) {
+    free(msg);
+    return;
+  }
+  if (vd_history_load_bundle(d->opts.db, rev, &b, &err) != 0) {
+    vd_daemon_log("cannot keep the rollback to %s (%s); starting with %s",
+                  rev, err.data, d->opts.policies);
+  } else {
+    vd_daemon_log("start-up: keeping %s, the revision last activated "
+                  "(a rollback), not %s in %s; `verdict reload` or "
+                  "--policies-win takes the directory",
+                  rev, vd_bundle_revision(d->bundle), d->opts.policies);
+    vd_bundle_unref(d->bundle);
+    d->bundle = b;
+    snprintf(d->activated_by, sizeof d->activated_by, "startup-rollback");
+  }
+  vd_buf_release(&err);
+}
+
 /* The worker array, and one engine per worker.  First the bundle is
  * validated exactly as a reload does (unless --unchecked): a broken edit
  * never goes live, a restart included.  Both run on a validation thread
@@ -734,6 +763,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   daemon_init(&d, opts);
   if (load_policies(&d) != 0)
     goto out;
+  keep_rollback(&d);
   if (make_engines(&d, &refused, &engines) != 0)
     goto out_engines;
   if (open_history(&d) != 0)

@@ -43,6 +43,10 @@ static void usage(FILE *f) {
       "  --always-count       count every VM instruction of every decision\n"
       "                       instead of the watchdog's fast attempts (same\n"
       "                       answers, slower; for comparison)\n"
+      "  --policies-win       start with the policy directory even when the\n"
+      "                       history's last activation was a rollback\n"
+      "                       (verdict activate), which a restart otherwise\n"
+      "                       keeps\n"
       "  --unchecked          start without running the bundle's checks and\n"
       "                       tests (for testing the sandbox itself on bundles\n"
       "                       that are not valid); a reload is still validated\n",
@@ -80,6 +84,7 @@ int main(int argc, char **argv) {
       {"watch", no_argument, 0, 'W'},
       {"always-count", no_argument, 0, 'C'},
       {"unchecked", no_argument, 0, 'U'},
+      {"policies-win", no_argument, 0, 1000},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   static const vd_limits_t limits = VD_LIMITS_DEFAULT;
@@ -166,6 +171,7 @@ int main(int argc, char **argv) {
     case 'W': o.watch = 1; break;
     case 'C': o.always_count = 1; break;
     case 'U': o.unchecked = 1; break;
+    case 1000: o.policies_win = 1; break; /* no short form */
     case 'h':
       usage(stdout);
       return 0;

@@ -52,6 +52,8 @@ typedef struct vd_daemon_opts {
   const char *db;          /* history database path */
   int watch;               /* reload when the policy directory changes */
   int always_count;        /* no fast attempts: count every instruction */
+  int policies_win;        /* start with the directory even when a
+                              rollback is in force in the history */
   int unchecked;           /* start without validating the bundle (for
                               testing the sandbox on bundles that are not
                               valid); reloads are validated regardless */

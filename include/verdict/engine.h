@@ -135,6 +135,13 @@ void vd_engine_set_watch(vd_engine_t *e, struct vd_watch_slot *slot);
  * decisions only: replays and checks leave it unset. */
 struct vd_metrics_shard;
 void vd_engine_set_metrics(vd_engine_t *e, struct vd_metrics_shard *shard);
+/* Explain the following decisions (`verdict eval --explain`; NULL: stop).
+ * Each vd_engine_decide() then gives the policy ctx.explain, a list that
+ * lib/rules.lua fills with every rule it considers ({table, rule, fired,
+ * reads: [{field, value}], always}), and replaces OUT's contents with that
+ * list as JSON; a request refused before it reaches a policy leaves OUT
+ * as it was (empty it first).  OUT is borrowed until it is unset.  Off by default: the daemon never sets it. */
+void vd_engine_set_explain(vd_engine_t *e, vd_buf_t *out);
 
 vd_bundle_t *vd_engine_bundle(const vd_engine_t *e);
 vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e);

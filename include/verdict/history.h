@@ -42,7 +42,7 @@
 #include "verdict/bundle.h"
 
 /* The schema version this code writes and reads (PRAGMA user_version). */
-#define VD_HISTORY_SCHEMA_VERSION 3
+#define VD_HISTORY_SCHEMA_VERSION 4
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
@@ -208,7 +208,8 @@ int vd_history_load_revision(const char *db_path, const char *revision,
                              vd_bundle_file_t **files, size_t *nfiles,
                              char **errmsg);
 
-/* Revision REVISION rebuilt as a bundle (*out, one reference), its files
+/* Revision REVISION (any name vd_history_resolve() takes, below) rebuilt
+ * as a bundle (*out, one reference), its files
  * loaded as above and checked to hash to REVISION itself: stored files
  * that no longer make the revision they are filed under are refused with
  * VD_EINVALID.  err says why on failure. */
@@ -415,13 +416,61 @@ void vd_history_rows_close(vd_history_rows_t *r);
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, vd_buf_t *err);
 
-/* Append to OUT what the database holds about revisions, as two members
+/* Append to OUT what the database holds about revisions, as three members
  * of a JSON object: "activations":[...] (the last 200, newest first: at,
- * revision, trigger, who, source, ok, error) and "revisions":[...]
- * (newest first: revision, stored_at, files, bytes).  The admin channel's
+ * revision, trigger, who, source, ok, error), "revisions":[...]
+ * (newest first: revision, stored_at, files, bytes), and a third,
+ * "tags":[...] (oldest first: name, revision, who, at).  The admin channel's
  * `revisions` answer.  On failure OUT holds part of it. */
 int vd_history_revisions_json(const char *db_path, vd_buf_t *out,
                               vd_buf_t *err);
+
+/* ------------------------------------------------------------------------
+ * Naming revisions (core/history_revs.c)
+ *
+ * Wherever a revision is taken (activate, diff, eval --revision, export,
+ * tag), it may be named by:
+ *   - its name "sha256:<64 hex>", or any unique prefix of it of at least
+ *     4 hex digits, with or without "sha256:";
+ *   - "active": the revision of the last successful activation;
+ *   - "previous", "@-N": the revision live before it, N changes ago
+ *     (successful activations newest first, consecutive ones of the same
+ *     revision counted once; "@-0" is active, "@-1" previous);
+ *   - a tag given with vd_history_tag().
+ * ---------------------------------------------------------------------- */
+
+/* "sha256:" + 64 hex digits + NUL. */
+#define VD_REVISION_NAME_MAX 72
+
+/* Resolve NAME in the database at DB_PATH (read-only) to the full name of
+ * a stored revision, into OUT.  VD_ENOT_FOUND (nothing of that name),
+ * VD_EINVALID (a prefix that several revisions share: *errmsg lists
+ * them; a prefix too short), or the opening's error. */
+int vd_history_resolve(const char *db_path, const char *name,
+                       char out[VD_REVISION_NAME_MAX], char **errmsg);
+
+/* 0 if TAG may name a revision: 1 to 64 letters, digits, '.', '-', '_',
+ * starting with a letter, and not readable as another kind of name (hex
+ * only, active, previous, sha256...).  Else VD_EINVALID and WHY says why. */
+int vd_history_tag_name_ok(const char *tag, vd_buf_t *why);
+
+/* Give the revision NAME (any of the forms above) the tag TAG, recorded
+ * with WHO (may be NULL) and the time, in the database at DB_PATH, which
+ * must exist at this schema; OUT receives the revision's full name.  A
+ * tag names one revision for good: VD_EINVALID when TAG is taken.  Writes
+ * through a connection of its own (WAL: alongside a running daemon). */
+int vd_history_tag(const char *db_path, const char *name, const char *tag,
+                   const char *who, char out[VD_REVISION_NAME_MAX],
+                   char **errmsg);
+
+/* Is a rollback in force: was the last successful activation in the
+ * database at DB_PATH one of a stored revision (`verdict activate`, or a
+ * start-up that kept one), rather than of the policy directory?  1 with
+ * its name in OUT; 0 when not; a negative code when the database cannot
+ * be read (verdictd starts with that revision again: daemon.c). */
+int vd_history_rollback_in_force(const char *db_path,
+                                 char out[VD_REVISION_NAME_MAX],
+                                 char **errmsg);
 
 /* ------------------------------------------------------------------------
  * Verification

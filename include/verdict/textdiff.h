@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "verdict/buf.h"
+#include "verdict/bundle.h"
 
 #define VD_DIFF_MAX_CELLS (16u << 20)
 
@@ -22,5 +23,11 @@
 int vd_text_diff(const char *name_a, const char *a, size_t alen,
                  const char *name_b, const char *b, size_t blen,
                  vd_buf_t *out);
+
+/* Append the unified diff of every file that differs between bundles A
+ * and B, in path order: "a/PATH" against "b/PATH", /dev/null for a file
+ * one of them lacks.  Returns 1 if any differs. */
+int vd_text_diff_bundles(const vd_bundle_t *a, const vd_bundle_t *b,
+                         vd_buf_t *out);
 
 #endif

@@ -74,6 +74,7 @@ local T = require("lib.time")
 -- Globals and library functions are read once, here: inside a decision
 -- every global access goes through the sandbox's environment proxies.
 local type, error, tostring, ipairs, pairs = type, error, tostring, ipairs, pairs
+local setmetatable, next = setmetatable, next
 local smatch, sgsub, gmatch = string.match, string.gsub, string.gmatch
 
 local R = {}
@@ -125,9 +126,65 @@ local function fired(seen, list, id, note)
   end
 end
 
+------------------------------------------------------------------------
+-- Explaining (`verdict eval --explain`): the same choice as R.run and
+-- R.decide make, and for every rule considered a record
+--   { table = name, rule = id, fired = bool, reads = { {field, value}... } }
+-- in ctx.explain, with the facts its condition read, in the order read
+-- (in `a and b` the last one read is the condition that was false).  Only
+-- a tracer with an `explain` list comes here (P.decide gives it one when
+-- the engine put ctx.explain there, which the daemon never does), so the
+-- daemon's decisions pay one field look-up per table for it.
+
+-- A view of table v that notes in reads every value a condition reads
+-- through it: a nested table is another view (its fields noted as
+-- "done.acceptance"), one iterated or measured is noted whole.
+local function reader(v, path, reads)
+  local function note(p, x)
+    if type(x) == "function" then x = tostring(x) end
+    reads[#reads + 1] = { field = p, value = x }
+  end
+  return setmetatable({}, {
+    __index = function(_, k)
+      local x = v[k]
+      local p = path and (path .. "." .. tostring(k)) or tostring(k)
+      if type(x) == "table" then return reader(x, p, reads) end
+      note(p, x)
+      return x
+    end,
+    __len = function() note(path or "(facts)", v); return #v end,
+    __pairs = function() note(path or "(facts)", v); return next, v, nil end,
+  })
+end
+
+local function explained(P, name, t, f, tr, ex, must)
+  local p, rules, seen = P.params, t.rules, tr.seen
+  local hits, n = {}, 0
+  for i = 1, #rules do
+    local r = rules[i]
+    local when, reads = r.when, {}
+    local ok = when == nil or when(reader(f, nil, reads), r, p)
+    ex[#ex + 1] = { table = name, rule = r.id, fired = ok and true or false,
+                    reads = reads, always = when == nil or nil }
+    if ok then
+      fired(seen, tr.list, r.id, t.notes[i])
+      if t.first then return r end
+      n = n + 1
+      hits[n] = r
+    end
+  end
+  if t.first then
+    if must then error("no rule in table " .. name .. " matched; it needs a default rule", 2) end
+    return nil
+  end
+  return hits
+end
+
 function R.run(P, name, f, tr)
   local t = P.by_name[name]
   if t == nil then error("policy has no decision table named " .. tostring(name), 2) end
+  local ex = tr.explain
+  if ex then return explained(P, name, t, f, tr, ex, false) end
   local p, rules, seen = P.params, t.rules, tr.seen
   if t.first then
     for i = 1, #rules do
@@ -158,6 +215,8 @@ end
 function R.decide(P, name, f, tr)
   local t = P.by_name[name]
   if t == nil or not t.first then return R.run(P, name, f, tr) end   -- R.run explains
+  local ex = tr.explain
+  if ex then return explained(P, name, t, f, tr, ex, true) end
   local p, rules = P.params, t.rules
   for i = 1, #rules do
     local r = rules[i]
@@ -408,6 +467,7 @@ local function build(spec)
     local f = S.validate(P.schema, input)
     -- R.tracer(), with room for 8 trace entries so the list rarely regrows
     local tr = { list = { nil, nil, nil, nil, nil, nil, nil, nil }, seen = {} }
+    if ctx ~= nil and ctx.explain then tr.explain = ctx.explain end
     local result = P.evaluate(P, f, ctx, tr)
     return result, tr.list
   end
