@@ -1056,6 +1056,83 @@ static void test_readers_see_whole_batches(void **state) {
   vd_history_reader_close(rd);
 }
 
+/* Backups taken while a writer commits batches: each is one snapshot
+ * (its chain verifies and is a prefix of the live one), one file, 0640;
+ * DEST is never overwritten without force, and a database that does not
+ * verify gives no copy at all. */
+static void test_backup(void **state) {
+  const char *path = path_in("live.db");
+  writer_arg_t w;
+  pthread_t t;
+  vd_history_backup_report_t rep;
+  vd_verify_report_t live;
+  vd_history_anchor_t a;
+  char *err = NULL, dest[160];
+  struct stat st;
+  int i;
+  (void)state;
+  w.h = open_ok(path, VD_LOG_DURABLE, 1);
+  atomic_init(&w.stop, 0);
+  atomic_init(&w.progress, 0);
+  atomic_init(&w.done, 0);
+  w.submitted = 0;
+  assert_int_equal(pthread_create(&t, NULL, busy_writer, &w), 0);
+  for (i = 0; i < 4; i++) {
+    snprintf(dest, sizeof dest, "%s/backup-%d.db", dir, i);
+    while (atomic_load(&w.progress) < 100 * (i + 1) && !atomic_load(&w.done))
+      usleep(1000);
+    if (vd_history_backup(path, dest, 0, &rep, &err) != 0)
+      fail_msg("backup while writing: %s", err);
+    assert_null(err);
+    assert_true(rep.pages > 0 && rep.steps >= 1);
+    assert_true(rep.verify.records >= 100 * (i + 1));
+    /* the copy's head is the live chain's record at that seq */
+    memset(&a, 0, sizeof a);
+    a.seq = rep.verify.records;
+    snprintf(a.hash, sizeof a.hash, "%s", rep.verify.head);
+    assert_int_equal(vd_history_verify_anchor(path, &a, &live), 0);
+    assert_int_equal(query_int(dest, "SELECT count(*) FROM decisions"),
+                     rep.verify.records);
+    assert_int_equal(stat(dest, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    snprintf(dest + strlen(dest), 16, "-wal");
+    assert_int_not_equal(access(dest, F_OK), 0);
+  }
+  atomic_store(&w.stop, 1);
+  pthread_join(t, NULL);
+  vd_history_close(w.h);
+
+  /* an existing DEST: refused, untouched; replaced with force */
+  snprintf(dest, sizeof dest, "%s/backup-0.db", dir);
+  assert_int_equal(vd_history_backup(path, dest, 0, &rep, &err), VD_EINVALID);
+  assert_non_null(strstr(err, "give --force"));
+  free(err);
+  assert_int_equal(vd_history_backup(path, dest, 1, &rep, &err), 0);
+  assert_int_equal(query_int(dest, "SELECT count(*) FROM decisions"),
+                   w.submitted);
+  /* the database itself, never */
+  assert_int_equal(vd_history_backup(path, path, 1, &rep, &err), VD_EINVALID);
+  free(err);
+
+  /* a database that does not verify: VD_EINVALID with the problem, and
+   * no file (nor temporary) at DEST */
+  shell(path, "UPDATE decisions SET elapsed_us = elapsed_us + 1 WHERE seq = 3");
+  snprintf(dest, sizeof dest, "%s/bad.db", dir);
+  assert_int_equal(vd_history_backup(path, dest, 0, &rep, &err), VD_EINVALID);
+  assert_int_equal(rep.verify.problem, VD_VERIFY_CHANGED);
+  assert_int_equal(rep.verify.seq, 3);
+  assert_non_null(strstr(err, "does not verify"));
+  free(err);
+  assert_int_not_equal(access(dest, F_OK), 0);
+  /* not a verdict database: refused as every reader refuses it */
+  snprintf(dest, sizeof dest, "%s/other.db", dir);
+  shell(dest, "CREATE TABLE t(x)");
+  assert_int_equal(vd_history_backup(dest, path_in("b2.db"), 0, &rep, &err),
+                   VD_EINVALID);
+  assert_non_null(strstr(err, "not a verdict history database"));
+  free(err);
+}
+
 /* ------------------------------------------------------------------------
  * Facts
  * ---------------------------------------------------------------------- */
@@ -2136,6 +2213,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readers_see_whole_batches, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
       cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_complaint_facts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_rows, setup, teardown),

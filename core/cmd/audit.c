@@ -46,8 +46,12 @@ enum {
   OPT_KIND = 1 << 5,
   OPT_COMPLAINT = 1 << 6,
   OPT_LIMIT = 1 << 7,
-  OPT_ANCHOR = 1 << 8
+  OPT_ANCHOR = 1 << 8,
+  OPT_FORCE = 1 << 9      /* a flag: takes no value */
 };
+
+/* Options that take no value. */
+#define FLAG_OPTS OPT_FORCE
 
 typedef struct opts {
   const char *cmd;        /* "history list", for messages */
@@ -56,6 +60,7 @@ typedef struct opts {
   vd_history_filter_t sel; /* list: the rows to list */
   vd_history_anchor_t anchor; /* verify --anchor SEQ:HASH[/ID:HASH] */
   const char *arg;        /* the one positional argument, if any */
+  int force;              /* --force */
 } opts_t;
 
 static const struct {
@@ -66,7 +71,7 @@ static const struct {
     {"--since", OPT_SINCE},   {"--until", OPT_UNTIL},
     {"--region", OPT_REGION}, {"--kind", OPT_KIND},
     {"--complaint", OPT_COMPLAINT}, {"--limit", OPT_LIMIT},
-    {"--anchor", OPT_ANCHOR},
+    {"--anchor", OPT_ANCHOR}, {"--force", OPT_FORCE},
 };
 
 static int usage_err(const opts_t *o, const char *fmt, ...)
@@ -120,6 +125,12 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
         bit = option_names[k].bit;
     if (!(bit & allowed))
       return usage_err(o, "unknown option '%.*s'", (int)nl, a);
+    if (bit & FLAG_OPTS) {
+      if (eq)
+        return usage_err(o, "%.*s takes no value", (int)nl, a);
+      o->force = 1;
+      continue;
+    }
     if (eq) {
       v = eq + 1;
     } else if (i + 1 < argc) {
@@ -666,13 +677,30 @@ static const char *problem_name(vd_verify_problem_t p) {
   return "?";
 }
 
-static int cmd_verify(opts_t *o) {
-  static const char *const formats[] = {"text", "json", NULL};
+/* The anchor of a verified REP into OUT: "SEQ:HASH" as before when there
+ * are no activations, else with the activations' head after a slash (SEQ
+ * 0 and the zero hash when no decision was recorded yet); "" when there
+ * is nothing to anchor. */
+static void format_anchor(const vd_verify_report_t *rep, char *out,
+                          size_t n) {
   static const char zero[] =
       "0000000000000000000000000000000000000000000000000000000000000000";
+  *out = '\0';
+  if (rep->activations)
+    snprintf(out, n, "%" PRId64 ":%s/%" PRId64 ":%s", rep->records,
+             rep->records ? rep->head : zero, rep->act_last, rep->act_head);
+  else if (rep->records)
+    snprintf(out, n, "%" PRId64 ":%s", rep->records, rep->head);
+}
+
+/* Room for "SEQ:HASH/ID:HASH". */
+#define ANCHOR_MAX (2 * (20 + 1 + 64) + 2)
+
+static int cmd_verify(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
   vd_verify_report_t rep;
   vd_buf_t b = VD_BUF_INIT;
-  char anchor[2 * (20 + 1 + 64) + 2] = "";
+  char anchor[ANCHOR_MAX] = "";
   int fmt, rc;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
@@ -683,15 +711,8 @@ static int cmd_verify(opts_t *o) {
     fprintf(stderr, "verdict %s: %s\n", o->cmd, rep.message);
     return EXIT_USAGE;
   }
-  /* The anchor: "SEQ:HASH" as before when there are no activations, else
-   * with the activations' head after a slash (SEQ 0 and the zero hash
-   * when no decision was recorded yet). */
-  if (rc == 0 && rep.activations)
-    snprintf(anchor, sizeof anchor, "%" PRId64 ":%s/%" PRId64 ":%s",
-             rep.records, rep.records ? rep.head : zero, rep.act_last,
-             rep.act_head);
-  else if (rc == 0 && rep.records)
-    snprintf(anchor, sizeof anchor, "%" PRId64 ":%s", rep.records, rep.head);
+  if (rc == 0)
+    format_anchor(&rep, anchor, sizeof anchor);
   if (fmt) {
     vd_buf_addf(&b, "{\"ok\":%s,\"problem\":\"%s\",\"records\":%" PRId64,
                 rc ? "false" : "true", problem_name(rep.problem), rep.records);
@@ -747,6 +768,47 @@ static int cmd_verify(opts_t *o) {
   return rc ? EXIT_NO : EXIT_OK;
 }
 
+/* `history backup DEST`: copy, verify the copy, say its anchor. */
+static int cmd_backup(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  vd_history_backup_report_t rep;
+  vd_buf_t b = VD_BUF_INIT;
+  char anchor[ANCHOR_MAX] = "", *msg = NULL;
+  int fmt, rc;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (!o->arg)
+    return usage_err(o, "where to? give the DEST file");
+  rc = vd_history_backup(o->db, o->arg, o->force, &rep, &msg);
+  if (rc) {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, msg);
+    free(msg);
+    /* a copy that does not verify: the database does not either */
+    return rep.verify.problem != VD_VERIFY_OK ? EXIT_NO : EXIT_USAGE;
+  }
+  format_anchor(&rep.verify, anchor, sizeof anchor);
+  if (fmt) {
+    vd_buf_adds(&b, "{\"ok\":true,\"backup\":");
+    vd_buf_add_json_str(&b, o->arg, strlen(o->arg));
+    vd_buf_addf(&b, ",\"pages\":%" PRId64 ",\"records\":%" PRId64
+                    ",\"activations\":%" PRId64 ",\"revisions\":%" PRId64
+                    ",\"anchor\":\"%s\",\"message\":",
+                rep.pages, rep.verify.records, rep.verify.activations,
+                rep.verify.revisions, anchor);
+    vd_buf_add_json_str(&b, rep.verify.message, strlen(rep.verify.message));
+    vd_buf_adds(&b, "}\n");
+  } else {
+    vd_buf_addf(&b, "backup: %s (%" PRId64 " pages)\nok: %s\n", o->arg,
+                rep.pages, rep.verify.message);
+    if (*anchor)
+      vd_buf_addf(&b, "anchor: %s (the copy's heads; verify --anchor the "
+                      "database with it later)\n", anchor);
+  }
+  out_flush(&b);
+  vd_buf_release(&b);
+  return EXIT_OK;
+}
+
 static const char history_usage[] =
     "usage: verdict history show DECISION_ID [--db PATH] [--format text|json]\n"
     "       verdict history list [--since T] [--until T] [--region R]\n"
@@ -754,12 +816,17 @@ static const char history_usage[] =
     "                            [--format table|json|csv] [--db PATH]\n"
     "       verdict history verify [--anchor SEQ:HASH[/ID:HASH]] [--db PATH]\n"
     "                              [--format text|json]\n"
+    "       verdict history backup DEST [--db PATH] [--force]\n"
+    "                              [--format text|json]\n"
     "\n"
     "Read the decision history (read-only; safe while the daemon runs).\n"
     "T is an RFC 3339 time, compared with when the daemon received the\n"
     "request: since <= received < until.  --db defaults to " DEFAULT_DB ".\n"
-    "Exit status: 0 ok; 1 no such decision, or verify found an alteration;\n"
-    "2 usage error or unreadable database.\n";
+    "backup copies the database while the daemon writes it (one consistent\n"
+    "snapshot), verifies the copy and prints its anchor; DEST must not\n"
+    "exist unless --force.\n"
+    "Exit status: 0 ok; 1 no such decision, or verify (or backup's check of\n"
+    "the copy) found an alteration; 2 usage error or unreadable database.\n";
 
 int vd_cli_history(int argc, char **argv) {
   static const struct {
@@ -774,6 +841,7 @@ int vd_cli_history(int argc, char **argv) {
            OPT_COMPLAINT | OPT_LIMIT,
        0, cmd_list},
       {"verify", OPT_DB | OPT_FORMAT | OPT_ANCHOR, 0, cmd_verify},
+      {"backup", OPT_DB | OPT_FORMAT | OPT_FORCE, 1, cmd_backup},
   };
   char name[32];
   opts_t o;

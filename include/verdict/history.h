@@ -494,4 +494,30 @@ int vd_history_verify_anchor(const char *path,
                              const vd_history_anchor_t *anchor,
                              vd_verify_report_t *rep);
 
+/* ------------------------------------------------------------------------
+ * Backup (core/history_backup.c)
+ * ---------------------------------------------------------------------- */
+
+typedef struct vd_history_backup_report {
+  int64_t pages;              /* pages copied */
+  int64_t steps;              /* sqlite3_backup_step() calls it took */
+  vd_verify_report_t verify;  /* the copy's verification: on success its
+                               * records, heads and message, as
+                               * vd_history_verify() gives them */
+} vd_history_backup_report_t;
+
+/* Copy the history database at SRC_PATH to DEST while a daemon may be
+ * writing it: SQLite's online backup, stepped in chunks from one read
+ * snapshot (so the copy is the database as of one commit and the writer
+ * is never blocked), into a temporary file beside DEST that is then
+ * switched to a rollback journal (one self-contained file), synced and
+ * verified as vd_history_verify() does.  Only a copy that verifies takes
+ * DEST, created 0640.  An existing DEST is refused (VD_EINVALID) unless
+ * FORCE; DEST the database itself is always refused.  Returns 0; or
+ * VD_EINVALID with rep->verify.problem set when the copy, hence the
+ * database, does not verify (DEST is then untouched); or another code.
+ * *errmsg as for the other calls; REP is the caller's. */
+int vd_history_backup(const char *src_path, const char *dest, int force,
+                      vd_history_backup_report_t *rep, char **errmsg);
+
 #endif
