@@ -74,6 +74,28 @@ vd_hist_field_t vd_hist_column_field(sqlite3_stmt *st, int i);
 void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
                         const vd_hist_field_t f[NCOLS], uint8_t out[32]);
 
+/* Schema 4 ("vd2" records): the columns that can hold personal data,
+ * committed through one salted digest instead of their bytes. */
+#define VD_HIST_PERSONAL_COL(i) \
+  ((i) == COL_CUSTOMER_ID || (i) == COL_REQUEST || (i) == COL_FACTS)
+/* A record's salt: 16 random bytes as 32 lowercase hex digits. */
+#define VD_HIST_SALT_HEX 32
+/* out = SHA-256(netstrings "vp1", SALT, customer_id, request, facts). */
+void vd_hist_personal_digest(const char salt[VD_HIST_SALT_HEX],
+                             const vd_hist_field_t f[NCOLS], uint8_t out[32]);
+/* out = SHA-256(prev || "3:vd2," seq, the columns but the personal ones,
+ * DIGEST (64 hex digits)). */
+void vd_hist_chain_hash_v2(const uint8_t prev[32], int64_t seq,
+                           const vd_hist_field_t f[NCOLS],
+                           const char digest[64], uint8_t out[32]);
+/* chain_format's row: the first seq in the "vd2" form and when the
+ * migration to schema 4 ran (*v2_from -1 when the row is missing). */
+int vd_hist_read_format(sqlite3 *db, const char *path, int64_t *v2_from,
+                        int64_t *v2_ms, vd_buf_t *err);
+/* The migration to schema 4, inside its write transaction. */
+int vd_hist_seal_format(sqlite3 *db, const char *path, int64_t now_ms,
+                        vd_buf_t *err);
+
 /* The columns of `activations` after id and before hash, in the order
  * their canonical bytes take them (docs/history.md, "The activations
  * chain"). */

@@ -15,17 +15,23 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <yajl/yajl_parse.h>
 
 #include "cmd_int.h"
 #include "verdict/buf.h"
+#include "verdict/bundle.h"
+#include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/personal.h"
+#include "verdict/sandbox.h"
 #include "verdict/timefmt.h"
 
 #define DEFAULT_DB VD_DEFAULT_DB
@@ -47,7 +53,10 @@ enum {
   OPT_COMPLAINT = 1 << 6,
   OPT_LIMIT = 1 << 7,
   OPT_ANCHOR = 1 << 8,
-  OPT_FORCE = 1 << 9      /* a flag: takes no value */
+  OPT_FORCE = 1 << 9,     /* a flag: takes no value */
+  OPT_CUSTOMER = 1 << 10,
+  OPT_WHO = 1 << 11,
+  OPT_POLICIES = 1 << 12
 };
 
 /* Options that take no value. */
@@ -61,6 +70,9 @@ typedef struct opts {
   vd_history_anchor_t anchor; /* verify --anchor SEQ:HASH[/ID:HASH] */
   const char *arg;        /* the one positional argument, if any */
   int force;              /* --force */
+  const char *customer;   /* erase --customer */
+  const char *who;        /* erase --who */
+  const char *policies;   /* erase --policies */
 } opts_t;
 
 static const struct {
@@ -72,6 +84,8 @@ static const struct {
     {"--region", OPT_REGION}, {"--kind", OPT_KIND},
     {"--complaint", OPT_COMPLAINT}, {"--limit", OPT_LIMIT},
     {"--anchor", OPT_ANCHOR}, {"--force", OPT_FORCE},
+    {"--customer", OPT_CUSTOMER}, {"--who", OPT_WHO},
+    {"--policies", OPT_POLICIES},
 };
 
 static int usage_err(const opts_t *o, const char *fmt, ...)
@@ -145,6 +159,13 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
       o->db = v;
       break;
     case OPT_FORMAT: o->format = v; break;
+    case OPT_CUSTOMER:
+      if (!*v)
+        return usage_err(o, "--customer: empty customer id");
+      o->customer = v;
+      break;
+    case OPT_WHO: o->who = v; break;
+    case OPT_POLICIES: o->policies = v; break;
     case OPT_REGION: o->sel.region = v; break;
     case OPT_KIND: o->sel.kind = v; break;
     case OPT_COMPLAINT: o->sel.complaint_id = v; break;
@@ -809,6 +830,128 @@ static int cmd_backup(opts_t *o) {
   return EXIT_OK;
 }
 
+/* The personal fields the policies declare: of the bundle in
+ * o->policies, else of the revision the database ran last.  *names as
+ * vd_personal_fields() gives them; EXIT_USAGE (message printed). */
+static int personal_fields(const opts_t *o, char ***names, size_t *n) {
+  vd_limits_t lim = VD_LIMITS_DEFAULT;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_bundle_t *b = NULL;
+  vd_engine_t *e = NULL;
+  char revision[128], *msg = NULL;
+  int rc;
+  if (o->policies) {
+    rc = vd_bundle_load(o->policies, &b, &err);
+  } else {
+    rc = vd_history_last_revision(o->db, revision, sizeof revision, &msg);
+    if (rc == 0)
+      rc = vd_history_load_bundle(o->db, revision, &b, &err);
+    else
+      vd_buf_adds(&err, msg);
+    free(msg);
+  }
+  if (rc == 0)
+    rc = vd_engine_new(b, &lim, &e, &err);
+  if (rc == 0)
+    rc = vd_personal_fields(e, names, n);
+  if (rc)
+    fprintf(stderr, "verdict %s: which fields are personal: %s\n", o->cmd,
+            err.len ? err.data : vd_err_desc(rc));
+  vd_engine_free(e);
+  if (b)
+    vd_bundle_unref(b);
+  vd_buf_release(&err);
+  return rc ? EXIT_USAGE : 0;
+}
+
+/* Who runs this command: --who, else the login that sudo'ed, else the
+ * user. */
+static const char *who_runs(const opts_t *o) {
+  const struct passwd *pw;
+  const char *s;
+  if (o->who)
+    return o->who;
+  if ((s = getenv("SUDO_USER")) != NULL && *s)
+    return s;
+  pw = getpwuid(getuid());
+  return pw ? pw->pw_name : NULL;
+}
+
+/* `history erase --customer ID`: erase, then verify that the chain still
+ * holds. */
+static int cmd_erase(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  vd_history_erase_report_t rep;
+  vd_verify_report_t ver;
+  vd_buf_t b = VD_BUF_INIT;
+  char **fields = NULL, *msg = NULL;
+  size_t nfields = 0, i;
+  const char *who;
+  int fmt, rc;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (o->arg)
+    return usage_err(o, "unexpected argument '%s'", o->arg);
+  if (!o->customer)
+    return usage_err(o, "whose data? give --customer ID");
+  if (personal_fields(o, &fields, &nfields))
+    return EXIT_USAGE;
+  who = who_runs(o);
+  rc = vd_history_erase(o->db, o->customer, (const char *const *)fields,
+                        nfields, who, &rep, &msg);
+  if (rc) {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, msg);
+    free(msg);
+    vd_personal_free(fields, nfields);
+    return EXIT_USAGE;
+  }
+  rc = vd_history_verify(o->db, &ver);
+  if (fmt) {
+    vd_buf_addf(&b, "{\"erased\":%" PRId64 ",\"old_form\":%" PRId64
+                    ",\"first_seq\":%" PRId64 ",\"last_seq\":%" PRId64
+                    ",\"erasure\":%" PRId64 ",\"fields\":[\"customer_id\"",
+                rep.erased, rep.old_form, rep.first_seq, rep.last_seq,
+                rep.erasure);
+    for (i = 0; i < nfields; i++)
+      if (strcmp(fields[i], "customer_id") != 0) {
+        vd_buf_addc(&b, ',');
+        vd_buf_add_json_str(&b, fields[i], strlen(fields[i]));
+      }
+    vd_buf_addf(&b, "],\"verified\":%s,\"message\":",
+                rc ? "false" : "true");
+    vd_buf_add_json_str(&b, ver.message, strlen(ver.message));
+    vd_buf_adds(&b, "}\n");
+  } else {
+    vd_buf_addf(&b, "erased: the personal data of %" PRId64 " records",
+                rep.erased);
+    if (rep.erased)
+      vd_buf_addf(&b, " (seq %" PRId64 "..%" PRId64 "), erasure %" PRId64
+                      " by %s", rep.first_seq, rep.last_seq, rep.erasure,
+                  who ? who : "?");
+    vd_buf_adds(&b, "\nfields: customer_id");
+    for (i = 0; i < nfields; i++)
+      if (strcmp(fields[i], "customer_id") != 0)
+        vd_buf_addf(&b, ", %s", fields[i]);
+    vd_buf_addc(&b, '\n');
+    if (rep.old_form)
+      vd_buf_addf(&b, "left: %" PRId64 " records stored before schema 4, "
+                      "whose hashes commit to their raw bytes\n",
+                  rep.old_form);
+    vd_buf_addf(&b, "%s: %s\n", rc ? "FAILED" : "ok", ver.message);
+  }
+  out_flush(&b);
+  vd_buf_release(&b);
+  vd_personal_free(fields, nfields);
+  if (rc)
+    return EXIT_NO;
+  if (!rep.erased && !rep.old_form) {
+    fprintf(stderr, "verdict %s: no record names customer '%s' in %s\n",
+            o->cmd, o->customer, o->db);
+    return EXIT_NO;
+  }
+  return EXIT_OK;
+}
+
 static const char history_usage[] =
     "usage: verdict history show DECISION_ID [--db PATH] [--format text|json]\n"
     "       verdict history list [--since T] [--until T] [--region R]\n"
@@ -818,6 +961,8 @@ static const char history_usage[] =
     "                              [--format text|json]\n"
     "       verdict history backup DEST [--db PATH] [--force]\n"
     "                              [--format text|json]\n"
+    "       verdict history erase --customer ID [--who NAME] [--policies DIR]\n"
+    "                             [--db PATH] [--format text|json]\n"
     "\n"
     "Read the decision history (read-only; safe while the daemon runs).\n"
     "T is an RFC 3339 time, compared with when the daemon received the\n"
@@ -825,6 +970,9 @@ static const char history_usage[] =
     "backup copies the database while the daemon writes it (one consistent\n"
     "snapshot), verifies the copy and prints its anchor; DEST must not\n"
     "exist unless --force.\n"
+    "erase removes a customer's personal data (customer_id and the input\n"
+    "fields the policies mark personal: those of DIR, else of the revision\n"
+    "that ran last) from their records, records the erasure, and verifies.\n"
     "Exit status: 0 ok; 1 no such decision, or verify (or backup's check of\n"
     "the copy) found an alteration; 2 usage error or unreadable database.\n";
 
@@ -842,6 +990,8 @@ int vd_cli_history(int argc, char **argv) {
        0, cmd_list},
       {"verify", OPT_DB | OPT_FORMAT | OPT_ANCHOR, 0, cmd_verify},
       {"backup", OPT_DB | OPT_FORMAT | OPT_FORCE, 1, cmd_backup},
+      {"erase", OPT_DB | OPT_FORMAT | OPT_CUSTOMER | OPT_WHO | OPT_POLICIES,
+       0, cmd_erase},
   };
   char name[32];
   opts_t o;

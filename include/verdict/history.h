@@ -42,7 +42,7 @@
 #include "verdict/bundle.h"
 
 /* The schema version this code writes and reads (PRAGMA user_version). */
-#define VD_HISTORY_SCHEMA_VERSION 3
+#define VD_HISTORY_SCHEMA_VERSION 4
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
@@ -448,6 +448,11 @@ typedef struct vd_verify_report {
                           * schema 3 and chained by its migration, at
                           * sealed_ms; 0: every one chained as written */
   int64_t sealed_ms;
+  int64_t v2_from;       /* records from this seq on have the schema 4
+                          * form (a salted digest of their personal part) */
+  int64_t v2_ms;         /* when the migration to schema 4 ran */
+  int64_t erased;        /* records verified through a kept digest: their
+                          * personal data was erased */
   char message[512];     /* one line for a human: the problem, or why
                           * verification could not run */
 } vd_verify_report_t;
@@ -519,5 +524,39 @@ typedef struct vd_history_backup_report {
  * *errmsg as for the other calls; REP is the caller's. */
 int vd_history_backup(const char *src_path, const char *dest, int force,
                       vd_history_backup_report_t *rep, char **errmsg);
+
+/* ------------------------------------------------------------------------
+ * Erasure (core/history_erase.c)
+ * ---------------------------------------------------------------------- */
+
+typedef struct vd_history_erase_report {
+  int64_t erased;    /* records whose personal data was erased */
+  int64_t old_form;  /* the customer's records stored before schema 4:
+                      * their hashes commit to the raw bytes, so they are
+                      * left as they are */
+  int64_t first_seq, last_seq; /* the erased records' range (0: none) */
+  int64_t erasure;   /* the id of the `erasures` row (0: nothing erased) */
+} vd_history_erase_report_t;
+
+/* Erase the personal data of every record of CUSTOMER_ID (customer_id =
+ * CUSTOMER_ID) in the database at DB_PATH, in one write transaction
+ * (safe while the daemon writes: it waits for the batch in hand, and
+ * the batch for it): customer_id becomes NULL, the request's input loses
+ * customer_id and the FIELDS (the policies' personal fields), facts
+ * lose every personal value (null in their place), and the record keeps
+ * the digest its hash committed to (docs/history.md, "Schema 4: the
+ * personal part"), so the chain still verifies.  WHO (may be NULL), the
+ * time, the count, the seq range and the field names are recorded in
+ * `erasures`; the customer id is not.  Returns 0 (rep says how many),
+ * VD_EINVALID (no customer, a damaged record), or the opening's errors.
+ * *errmsg as for the other calls. */
+int vd_history_erase(const char *db_path, const char *customer_id,
+                     const char *const *fields, size_t nfields,
+                     const char *who, vd_history_erase_report_t *rep,
+                     char **errmsg);
+/* The revision of the last successful activation in DB_PATH, into OUT
+ * (N bytes).  VD_ENOT_FOUND when there was none. */
+int vd_history_last_revision(const char *db_path, char *out, size_t n,
+                             char **errmsg);
 
 #endif

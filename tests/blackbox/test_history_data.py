@@ -1,6 +1,7 @@
 """The history as an operations team keeps it: backups taken while the
 daemon writes under durable load, each a consistent, verified copy whose
-anchor the live database still proves."""
+anchor the live database still proves; a customer's personal data erased
+on request while the chain still verifies."""
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import FIXTURES, Daemon, run_cli
+from harness import AT, FIXTURES, POLICIES, Daemon, request, run_cli
 from test_history import pipeline_clients
 
 MINI = os.path.join(FIXTURES, "mini")
@@ -125,6 +126,140 @@ class Backup(unittest.TestCase):
         self.assertFalse(os.path.exists(dest))
         self.assertEqual([f for f in os.listdir(self.tmp)
                           if f.startswith("b.db")], [])
+
+
+def escalation(rid, customer, complaint):
+    return request("escalation", "BJ", {
+        "complaint_id": complaint, "customer_id": customer,
+        "category": "network", "customer_grade": "retail",
+        "received_at": "2026-11-20T10:00:00+08:00", "handled_by": "frontline"},
+        rid=rid)
+
+
+class Erase(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-erase-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def rows(self, db, sql, *args):
+        con = sqlite3.connect(db)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def test_erase_a_customer_while_the_daemon_writes(self):
+        d = Daemon(POLICIES, tmp=self.tmp)
+        c = d.connect()
+        for i in range(3):
+            for who in ("U-ERASE", "U-KEEP"):
+                r = c.call(**escalation("%s%d" % (who[2], i), who,
+                                        "C-%s%d" % (who[2], i)))
+                self.assertNotIn("error", r, r)
+        # a compensation naming the customer too
+        r = c.call(**request("compensation", "GD-SZ", {
+            "complaint_id": "C-E0", "customer_id": "U-ERASE",
+            "category": "billing", "customer_grade": "retail",
+            "cause": "carrier", "charged_fen": 12800, "due_fen": 8800}))
+        self.assertNotIn("error", r, r)
+        # the daemon keeps writing while the erasure runs
+        rc, out, err = run_cli("history", "erase", "--customer", "U-ERASE",
+                               "--who", "dpo: ticket 42", "--db", d.db)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("erased: the personal data of 4 records", out)
+        self.assertIn("by dpo: ticket 42", out)
+        self.assertIn("fields: customer_id", out)
+        self.assertIn("ok: 7 records verified (4 with personal data erased)",
+                      out)
+        after = c.call(**escalation("after", "U-KEEP", "C-after"))
+        self.assertNotIn("error", after, after)
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+
+        # nothing of the customer is left in any column
+        for col in ("customer_id", "request", "facts", "result", "trace"):
+            n = self.rows(d.db, "SELECT count(*) FROM decisions WHERE "
+                          "instr(coalesce(%s, ''), 'U-ERASE') > 0" % col)
+            self.assertEqual(n, [(0,)], col)
+        erased = self.rows(d.db, "SELECT request, facts, personal_salt,"
+                           " length(personal_digest) FROM decisions"
+                           " WHERE personal_digest IS NOT NULL")
+        self.assertEqual(len(erased), 4)
+        for req, facts, salt, dlen in erased:
+            self.assertIsNone(salt)
+            self.assertEqual(dlen, 64)
+            self.assertNotIn("customer_id", json.loads(req)["input"])
+            # the rest of the request is kept
+            self.assertIn("complaint_id", json.loads(req)["input"])
+        # the other customer's records are untouched and still counted
+        kept = self.rows(d.db, "SELECT count(*) FROM decisions WHERE"
+                         " customer_id = 'U-KEEP' AND personal_salt IS NOT"
+                         " NULL AND personal_digest IS NULL")
+        self.assertEqual(kept, [(4,)])
+        # the erasure is recorded: who, when, how many, never whose
+        log = self.rows(d.db, "SELECT who, records, fields, at FROM erasures")
+        self.assertEqual(len(log), 1)
+        self.assertEqual(log[0][:3], ("dpo: ticket 42", 4, "customer_id"))
+        self.assertNotIn("U-ERASE", json.dumps(self.rows(
+            d.db, "SELECT * FROM erasures")))
+        rc, out, err = run_cli("history", "verify", "--db", d.db)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("8 records verified (4 with personal data erased)", out)
+        # erasing again finds nothing
+        rc, out, err = run_cli("history", "erase", "--customer", "U-ERASE",
+                               "--db", d.db)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("no record names customer 'U-ERASE'", err)
+
+    def test_personal_data_removed_behind_verdicts_back_shows(self):
+        d = Daemon(POLICIES, tmp=self.tmp)
+        c = d.connect()
+        for i in range(2):
+            self.assertNotIn("error", c.call(**escalation(i, "U-1", "C-%d" % i)))
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        # an edit of a personal column is still a change...
+        con = sqlite3.connect(d.db)
+        con.execute("UPDATE decisions SET customer_id = 'U-2' WHERE seq = 1")
+        con.commit()
+        con.close()
+        rc, out, err = run_cli("history", "verify", "--db", d.db)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("row seq 1", out)
+        self.assertIn("was changed", out)
+        # ...and an erasure not made by verdict (no erasures row) is named
+        con = sqlite3.connect(d.db)
+        con.execute("UPDATE decisions SET customer_id = 'U-1' WHERE seq = 1")
+        con.commit()
+        con.close()
+        rc, out, err = run_cli("history", "erase", "--customer", "U-1",
+                               "--db", d.db, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        rep = json.loads(out)
+        self.assertEqual((rep["erased"], rep["verified"]), (2, True))
+        con = sqlite3.connect(d.db)
+        con.execute("DELETE FROM erasures")
+        con.commit()
+        con.close()
+        rc, out, err = run_cli("history", "verify", "--db", d.db)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("the erasures table accounts for 0", out)
+
+    def test_usage(self):
+        d = Daemon(MINI, tmp=self.tmp)
+        self.assertEqual(d.stop(), 0, d.read_log())
+        rc, out, err = run_cli("history", "erase", "--db", d.db)
+        self.assertEqual(rc, 2)
+        self.assertIn("give --customer ID", err)
+        rc, out, err = run_cli("history", "erase", "--customer", "",
+                               "--db", d.db)
+        self.assertEqual(rc, 2)
+        self.assertIn("--customer: empty customer id", err)
+        rc, out, err = run_cli("history", "erase", "--customer", "X",
+                               "--policies", os.path.join(self.tmp, "nope"),
+                               "--db", d.db)
+        self.assertEqual(rc, 2)
+        self.assertIn("which fields are personal", err)
 
 
 if __name__ == "__main__":
