@@ -284,6 +284,46 @@ int vd_hist_read_format(sqlite3 *db, const char *path, int64_t *v2_from,
   return 0;
 }
 
+/* Where the chain starts: seq 1 after the zero hash; after an archiving
+ * ('moved' rows here), one past the archive's last record, after its
+ * hash; in an archive file ('copy'), its first record, after the hash
+ * before it.  *archived_to: the last seq archived out (0: none). */
+int vd_hist_chain_start(sqlite3 *db, const char *path, int64_t *first,
+                        uint8_t prev[32], int64_t *archived_to,
+                        int64_t *archived_ms, int *copy, vd_buf_t *err) {
+  sqlite3_stmt *st;
+  int src = sqlite3_prepare_v2(db, "SELECT role, first_seq, last_seq,"
+                                   " start_hash, anchor, at_ms FROM archives"
+                                   " ORDER BY id DESC LIMIT 1",
+                               -1, &st, NULL);
+  *first = 1;
+  *archived_to = *archived_ms = 0;
+  *copy = 0;
+  memset(prev, 0, 32);
+  if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *role = (const char *)sqlite3_column_text(st, 0);
+    int moved = role && strcmp(role, "moved") == 0;
+    const char *h = (const char *)sqlite3_column_text(st, moved ? 4 : 3);
+    if (vd_hist_from_hex(h, h ? strlen(h) : 0, prev) != 0) {
+      sqlite3_finalize(st);
+      vd_buf_reset(err);
+      vd_buf_addf(err, "history database '%s': the last archives row's hash "
+                       "is not 64 hex digits", path);
+      return VD_EINVALID;
+    }
+    *first = moved ? sqlite3_column_int64(st, 2) + 1
+                   : sqlite3_column_int64(st, 1);
+    *archived_to = moved ? sqlite3_column_int64(st, 2) : 0;
+    *archived_ms = sqlite3_column_int64(st, 5);
+    *copy = !moved;
+    src = SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "reading archives");
+  return 0;
+}
+
 /* The migration to schema 4: records from one past the last stored (or
  * the head, should that be further) on use the "vd2" form. */
 int vd_hist_seal_format(sqlite3 *db, const char *path, int64_t now_ms,
@@ -394,7 +434,8 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
       "SELECT " ALL_COLUMNS ", personal_salt, personal_digest"
       " FROM decisions ORDER BY seq";
   sqlite3_stmt *st = NULL;
-  int64_t head_seq = -1, expect = 1, v2_from = -1;
+  int64_t head_seq = -1, expect = 1, v2_from = -1, first;
+  int copy = 0;
   char head_hash[65] = "";
   uint8_t prev[32] = {0}, cur[32];
   int rc, src;
@@ -424,10 +465,36 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     return VD_EINVALID;
   }
   rep->v2_from = v2_from;
+  /* after an archiving, the chain starts at the archive's edge */
+  rc = vd_hist_chain_start(db, path, &expect, prev, &rep->archived_to,
+                           &rep->archived_ms, &copy, err);
+  if (rc)
+    return rc;
+  if (copy)
+    rep->archive_first = expect;
+  if (anchor_seq && anchor_seq <= rep->archived_to &&
+      !(anchor_seq == rep->archived_to && expect > anchor_seq)) {
+    report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
+           "anchor %" PRId64 " is in the records 1..%" PRId64 " archived out "
+           "of this database: verify it against the archive (verdict history "
+           "verify --db ARCHIVE --anchor ...)", anchor_seq, rep->archived_to);
+    return VD_EINVALID;
+  }
+  if (anchor_seq && anchor_seq == rep->archived_to && expect > anchor_seq) {
+    char edge[65];
+    vd_hist_to_hex(prev, 32, edge);
+    if (strcmp(edge, anchor_hash) != 0) {
+      report(rep, VD_VERIFY_CHANGED, anchor_seq, NULL,
+             "anchor %" PRId64 ": its hash was %.16s..., the archive's edge "
+             "here says %.16s...", anchor_seq, anchor_hash, edge);
+      return VD_EINVALID;
+    }
+  }
   src = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   if (src != SQLITE_OK)
     return vd_hist_db_err(err, path, db, src, "reading decisions");
   rc = 0;
+  first = expect;
   while ((src = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t seq = sqlite3_column_int64(st, 0);
     const char *id = (const char *)sqlite3_column_text(st, 1);
@@ -521,7 +588,11 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
            expect, head_seq, head_seq);
     return VD_EINVALID;
   }
-  if (strcmp(head_hash, head_seq ? rep->head : VD_HIST_ZERO_HASH) != 0) {
+  if (expect == first) {
+    /* no row here: the head is the start (zero, or the archive's edge) */
+    vd_hist_to_hex(prev, 32, rep->head);
+  }
+  if (strcmp(head_hash, rep->head) != 0) {
     report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
            "chain_head was changed: it names hash %.16s... for seq %" PRId64
            ", the row has %.16s...",
@@ -531,8 +602,10 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
   {
     /* every erased record is one an erasure recorded */
     int64_t recorded = 0;
-    src = sqlite3_prepare_v2(db, "SELECT coalesce(sum(records), 0)"
-                                 " FROM erasures", -1, &st, NULL);
+    src = sqlite3_prepare_v2(db, "SELECT coalesce(sum(records), 0) -"
+                                 " (SELECT coalesce(sum(erased_elsewhere), 0)"
+                                 "    FROM archives) FROM erasures",
+                             -1, &st, NULL);
     if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
       recorded = sqlite3_column_int64(st, 0);
       src = SQLITE_DONE;
@@ -864,6 +937,17 @@ out:
              rep->records, erased,
              rep->records ? rep->head : VD_HIST_ZERO_HASH, acts,
              rep->revisions);
+    if (rep->archived_to || rep->archive_first) {
+      size_t len = strlen(rep->message);
+      if (rep->archive_first)
+        snprintf(rep->message + len, sizeof rep->message - len,
+                 "; an archive of records %" PRId64 "..%" PRId64,
+                 rep->archive_first, rep->archive_first + rep->records - 1);
+      else
+        snprintf(rep->message + len, sizeof rep->message - len,
+                 "; records 1..%" PRId64 " archived, the chain verified from "
+                 "their edge", rep->archived_to);
+    }
   }
   vd_buf_release(&err);
   return rc;

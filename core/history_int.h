@@ -92,6 +92,12 @@ void vd_hist_chain_hash_v2(const uint8_t prev[32], int64_t seq,
  * migration to schema 4 ran (*v2_from -1 when the row is missing). */
 int vd_hist_read_format(sqlite3 *db, const char *path, int64_t *v2_from,
                         int64_t *v2_ms, vd_buf_t *err);
+/* Where the decisions' chain starts in DB (history_chain.c): *first and
+ * the hash before it; *archived_to the last seq archived out of it (0:
+ * none) and when; *copy when DB is itself an archive file. */
+int vd_hist_chain_start(sqlite3 *db, const char *path, int64_t *first,
+                        uint8_t prev[32], int64_t *archived_to,
+                        int64_t *archived_ms, int *copy, vd_buf_t *err);
 /* The migration to schema 4, inside its write transaction. */
 int vd_hist_seal_format(sqlite3 *db, const char *path, int64_t now_ms,
                         vd_buf_t *err);

@@ -361,6 +361,7 @@ static void test_migrate_from_v1(void **state) {
               "ALTER TABLE activations DROP COLUMN hash;"
               "DROP TABLE chain_format;"
               "DROP TABLE erasures;"
+              "DROP TABLE archives;"
               "ALTER TABLE decisions DROP COLUMN personal_salt;"
               "ALTER TABLE decisions DROP COLUMN personal_digest;"
               "PRAGMA user_version = 1;");
@@ -2512,6 +2513,90 @@ static void test_erase(void **state) {
   free(err);
 }
 
+/* vd_history_archive(): the prefix moves into a file that verifies on
+ * its own; the live chain verifies from its edge; an erasure whose
+ * records straddle the edge is accounted for on both sides; tampering
+ * with the edge shows. */
+static void test_archive(void **state) {
+  const char *path = make_db("live.db", 10);
+  const char *dest = path_in("archive.db");
+  const char *fields[] = {"phone"};
+  vd_history_erase_report_t er;
+  vd_history_archive_report_t ar;
+  vd_history_archived_t where;
+  vd_verify_report_t rep;
+  char *err = NULL, *hash;
+  (void)state;
+  /* C3's records are seq 3 and 10: one on each side of the edge */
+  assert_int_equal(vd_history_erase(path, "C3", fields, 1, "dpo", &er, &err),
+                   0);
+  assert_int_equal(er.erased, 2);
+  hash = query_text(path, "SELECT hash FROM decisions WHERE seq = 5");
+  if (vd_history_archive(path, 1795392000006LL, dest, "ops", &ar, &err) != 0)
+    fail_msg("archive: %s", err);
+  assert_int_equal(ar.first_seq, 1);
+  assert_int_equal(ar.last_seq, 5);
+  assert_int_equal(ar.erased, 1);
+  assert_string_equal(ar.anchor, hash);
+  assert_string_equal(ar.start, VD_HIST_ZERO_HASH);
+  free(hash);
+  /* the archive: records 1..5, on its own */
+  if (vd_history_verify(dest, &rep) != 0)
+    fail_msg("archive verify: %s", rep.message);
+  assert_int_equal(rep.records, 5);
+  assert_int_equal(rep.erased, 1);
+  assert_int_equal(rep.archive_first, 1);
+  assert_string_equal(rep.head, ar.anchor);
+  assert_int_equal(query_int(dest, "PRAGMA user_version"),
+                   VD_HISTORY_SCHEMA_VERSION);
+  /* the live database: 6..10 from the edge */
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("live verify: %s", rep.message);
+  assert_int_equal(rep.records, 5);
+  assert_int_equal(rep.erased, 1);
+  assert_int_equal(rep.archived_to, 5);
+  assert_int_equal(query_int(path, "SELECT min(seq) FROM decisions"), 6);
+  assert_int_equal(vd_history_archived(path, &where, &err), 0);
+  assert_int_equal(where.last_seq, 5);
+  assert_string_equal(where.file, dest);
+  /* records keep coming after the archive, the chain continues */
+  {
+    vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+    vd_record_t r;
+    rec_store_t s;
+    uint64_t seq = 0, upto = 0;
+    make_record(&r, &s, 0, 11);
+    assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+    assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+    vd_history_close(h);
+  }
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  assert_int_equal(rep.records, 6);
+  /* the same range again: nothing that old is left */
+  assert_int_equal(vd_history_archive(path, 1795392000006LL,
+                                      path_in("again.db"), "ops", &ar, &err),
+                   VD_ENOT_FOUND);
+  free(err);
+  assert_int_not_equal(access(path_in("again.db"), F_OK), 0);
+  /* a record of the archived range put back: outside the chain */
+  {
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "ATTACH '%s' AS a; INSERT INTO decisions SELECT * FROM"
+             " a.decisions WHERE seq = 5", dest);
+    shell(path, sql);
+  }
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.problem, VD_VERIFY_INSERTED);
+  assert_int_equal(rep.seq, 5);
+  shell(path, "DELETE FROM decisions WHERE seq = 5");
+  /* the edge moved: the first live record no longer follows it */
+  shell(path, "UPDATE archives SET anchor = start_hash");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.problem, VD_VERIFY_CHANGED);
+  assert_int_equal(rep.seq, 6);
+}
+
 /* The bundled policies declare customer_id personal, in every kind. */
 static void test_personal_fields(void **state) {
   vd_limits_t lim = VD_LIMITS_DEFAULT;
@@ -2573,6 +2658,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_migrate_from_v3, setup, teardown),
       cmocka_unit_test_setup_teardown(test_erase, setup, teardown),
       cmocka_unit_test(test_personal_fields),
+      cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

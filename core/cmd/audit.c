@@ -56,7 +56,9 @@ enum {
   OPT_FORCE = 1 << 9,     /* a flag: takes no value */
   OPT_CUSTOMER = 1 << 10,
   OPT_WHO = 1 << 11,
-  OPT_POLICIES = 1 << 12
+  OPT_POLICIES = 1 << 12,
+  OPT_BEFORE = 1 << 13,
+  OPT_TO = 1 << 14
 };
 
 /* Options that take no value. */
@@ -73,6 +75,9 @@ typedef struct opts {
   const char *customer;   /* erase --customer */
   const char *who;        /* erase --who */
   const char *policies;   /* erase --policies */
+  int has_before;         /* archive --before */
+  int64_t before_ms;
+  const char *to;         /* archive --to */
 } opts_t;
 
 static const struct {
@@ -85,7 +90,8 @@ static const struct {
     {"--complaint", OPT_COMPLAINT}, {"--limit", OPT_LIMIT},
     {"--anchor", OPT_ANCHOR}, {"--force", OPT_FORCE},
     {"--customer", OPT_CUSTOMER}, {"--who", OPT_WHO},
-    {"--policies", OPT_POLICIES},
+    {"--policies", OPT_POLICIES}, {"--before", OPT_BEFORE},
+    {"--to", OPT_TO},
 };
 
 static int usage_err(const opts_t *o, const char *fmt, ...)
@@ -166,6 +172,16 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
       break;
     case OPT_WHO: o->who = v; break;
     case OPT_POLICIES: o->policies = v; break;
+    case OPT_BEFORE:
+      if (parse_time(o, "--before", v, &o->before_ms))
+        return EXIT_USAGE;
+      o->has_before = 1;
+      break;
+    case OPT_TO:
+      if (!*v)
+        return usage_err(o, "--to: empty path");
+      o->to = v;
+      break;
     case OPT_REGION: o->sel.region = v; break;
     case OPT_KIND: o->sel.kind = v; break;
     case OPT_COMPLAINT: o->sel.complaint_id = v; break;
@@ -563,6 +579,30 @@ static int rows_failed(const opts_t *o, const vd_history_rows_t *rows) {
   return EXIT_USAGE;
 }
 
+/* When records were archived out of the database, say so on stderr (for
+ * show: when the decision was not found; for list: when the selection
+ * reaches back before the archive). */
+static void note_archived(const opts_t *o, int always) {
+  vd_history_archived_t a;
+  char *msg = NULL;
+  if (vd_history_archived(o->db, &a, &msg) != 0) {
+    free(msg);
+    return;
+  }
+  if (!a.last_seq)
+    return;
+  if (!always && o->sel.has_since && o->sel.since_ms >= a.before_ms)
+    return;
+  fprintf(stderr, "verdict %s: note: records 1..%" PRId64 " (received "
+                  "before ", o->cmd, a.last_seq);
+  {
+    char t[40];
+    vd_time_format(a.before_ms, VD_DEFAULT_OFFSET_MIN, t);
+    fprintf(stderr, "%s) were archived at %s to %s; read them there with "
+                    "--db %s\n", t, a.at, a.file, a.file);
+  }
+}
+
 static int cmd_show(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
   vd_history_filter_t f;
@@ -595,6 +635,7 @@ static int cmd_show(opts_t *o) {
   else if (!found) {
     fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
             o->db);
+    note_archived(o, 1);
     rc = EXIT_NO;
   } else {
     rc = EXIT_OK;
@@ -672,6 +713,7 @@ static int cmd_list(opts_t *o) {
     return usage_err(o, "--until must be later than --since");
   if (open_rows(o, f, &rows))
     return EXIT_USAGE;
+  note_archived(o, 0);
   list_header(&b, fmt);
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
     list_row(&b, fmt, row, n++ == 0);
@@ -706,12 +748,16 @@ static void format_anchor(const vd_verify_report_t *rep, char *out,
                           size_t n) {
   static const char zero[] =
       "0000000000000000000000000000000000000000000000000000000000000000";
+  /* the last record's seq: after an archiving the chain starts later */
+  int64_t seq = rep->records + rep->archived_to +
+                (rep->archive_first ? rep->archive_first - 1 : 0);
+  int any = seq > 0;
   *out = '\0';
   if (rep->activations)
-    snprintf(out, n, "%" PRId64 ":%s/%" PRId64 ":%s", rep->records,
-             rep->records ? rep->head : zero, rep->act_last, rep->act_head);
-  else if (rep->records)
-    snprintf(out, n, "%" PRId64 ":%s", rep->records, rep->head);
+    snprintf(out, n, "%" PRId64 ":%s/%" PRId64 ":%s", seq,
+             any ? rep->head : zero, rep->act_last, rep->act_head);
+  else if (any)
+    snprintf(out, n, "%" PRId64 ":%s", seq, rep->head);
 }
 
 /* Room for "SEQ:HASH/ID:HASH". */
@@ -952,6 +998,49 @@ static int cmd_erase(opts_t *o) {
   return EXIT_OK;
 }
 
+/* `history archive --before T --to FILE`. */
+static int cmd_archive(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  vd_history_archive_report_t rep;
+  vd_buf_t b = VD_BUF_INIT;
+  const char *who;
+  char *msg = NULL;
+  int fmt, rc;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (o->arg)
+    return usage_err(o, "unexpected argument '%s'", o->arg);
+  if (!o->has_before)
+    return usage_err(o, "archive what? give --before T");
+  if (!o->to)
+    return usage_err(o, "where to? give --to FILE");
+  who = who_runs(o);
+  rc = vd_history_archive(o->db, o->before_ms, o->to, who, &rep, &msg);
+  if (rc) {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, msg);
+    free(msg);
+    return rc == VD_ENOT_FOUND ? EXIT_NO : EXIT_USAGE;
+  }
+  if (fmt) {
+    vd_buf_addf(&b, "{\"archive\":");
+    vd_buf_add_json_str(&b, o->to, strlen(o->to));
+    vd_buf_addf(&b, ",\"first_seq\":%" PRId64 ",\"last_seq\":%" PRId64
+                    ",\"anchor\":\"%" PRId64 ":%s\",\"message\":",
+                rep.first_seq, rep.last_seq, rep.last_seq, rep.anchor);
+    vd_buf_add_json_str(&b, rep.verify.message, strlen(rep.verify.message));
+    vd_buf_adds(&b, "}\n");
+  } else {
+    vd_buf_addf(&b, "archived: records %" PRId64 "..%" PRId64 " to %s, by "
+                    "%s\nok: %s\nanchor: %" PRId64 ":%s (the live chain "
+                    "continues from it)\n",
+                rep.first_seq, rep.last_seq, o->to, who ? who : "?",
+                rep.verify.message, rep.last_seq, rep.anchor);
+  }
+  out_flush(&b);
+  vd_buf_release(&b);
+  return EXIT_OK;
+}
+
 static const char history_usage[] =
     "usage: verdict history show DECISION_ID [--db PATH] [--format text|json]\n"
     "       verdict history list [--since T] [--until T] [--region R]\n"
@@ -963,6 +1052,8 @@ static const char history_usage[] =
     "                              [--format text|json]\n"
     "       verdict history erase --customer ID [--who NAME] [--policies DIR]\n"
     "                             [--db PATH] [--format text|json]\n"
+    "       verdict history archive --before T --to FILE [--who NAME]\n"
+    "                               [--db PATH] [--format text|json]\n"
     "\n"
     "Read the decision history (read-only; safe while the daemon runs).\n"
     "T is an RFC 3339 time, compared with when the daemon received the\n"
@@ -973,6 +1064,9 @@ static const char history_usage[] =
     "erase removes a customer's personal data (customer_id and the input\n"
     "fields the policies mark personal: those of DIR, else of the revision\n"
     "that ran last) from their records, records the erasure, and verifies.\n"
+    "archive moves the decisions received before T into a new FILE that\n"
+    "verifies on its own, and leaves an anchor so verify still proves the\n"
+    "rest.\n"
     "Exit status: 0 ok; 1 no such decision, or verify (or backup's check of\n"
     "the copy) found an alteration; 2 usage error or unreadable database.\n";
 
@@ -992,6 +1086,8 @@ int vd_cli_history(int argc, char **argv) {
       {"backup", OPT_DB | OPT_FORMAT | OPT_FORCE, 1, cmd_backup},
       {"erase", OPT_DB | OPT_FORMAT | OPT_CUSTOMER | OPT_WHO | OPT_POLICIES,
        0, cmd_erase},
+      {"archive", OPT_DB | OPT_FORMAT | OPT_BEFORE | OPT_TO | OPT_WHO, 0,
+       cmd_archive},
   };
   char name[32];
   opts_t o;

@@ -453,6 +453,10 @@ typedef struct vd_verify_report {
   int64_t v2_ms;         /* when the migration to schema 4 ran */
   int64_t erased;        /* records verified through a kept digest: their
                           * personal data was erased */
+  int64_t archived_to;   /* records 1..archived_to were archived out of
+                          * this database; the chain starts after them */
+  int64_t archived_ms;   /* when the last archiving ran */
+  int64_t archive_first; /* in an archive file: its first record */
   char message[512];     /* one line for a human: the problem, or why
                           * verification could not run */
 } vd_verify_report_t;
@@ -558,5 +562,45 @@ int vd_history_erase(const char *db_path, const char *customer_id,
  * (N bytes).  VD_ENOT_FOUND when there was none. */
 int vd_history_last_revision(const char *db_path, char *out, size_t n,
                              char **errmsg);
+
+/* ------------------------------------------------------------------------
+ * Archive (core/history_archive.c)
+ * ---------------------------------------------------------------------- */
+
+typedef struct vd_history_archive_report {
+  int64_t first_seq, last_seq; /* the records moved */
+  int64_t erased;              /* of which had their personal data erased */
+  char start[65];              /* hash before first_seq (the archive's
+                                * start) */
+  char anchor[65];             /* hash of last_seq: where the live chain
+                                * now starts */
+  vd_verify_report_t verify;   /* the archive file's verification */
+} vd_history_archive_report_t;
+
+/* Move the decisions of the database at LIVE_PATH received before
+ * BEFORE_MS (the chain's prefix: from its first record up to the last
+ * before the first one received at or after BEFORE_MS) into a new
+ * archive file DEST (refused if it exists): a history database that
+ * verifies on its own (its records, every revision, every activation),
+ * verified before anything is removed; then delete them from the live
+ * database in one write transaction and record the archiving there
+ * (who, when, the range, the anchor, the file) in `archives`, from which
+ * verify starts the chain.  Safe while the daemon writes (it waits for
+ * the DELETE).  VD_ENOT_FOUND when nothing is that old.  *errmsg as for
+ * the other calls. */
+int vd_history_archive(const char *live_path, int64_t before_ms,
+                       const char *dest, const char *who,
+                       vd_history_archive_report_t *rep, char **errmsg);
+
+/* The last archiving of DB_PATH: records 1..last_seq (0: none) were
+ * moved to FILE at AT, those received before before_ms. */
+typedef struct vd_history_archived {
+  int64_t last_seq;
+  int64_t before_ms;
+  char at[40];
+  char file[1024];
+} vd_history_archived_t;
+int vd_history_archived(const char *db_path, vd_history_archived_t *a,
+                        char **errmsg);
 
 #endif

@@ -1,7 +1,8 @@
 """The history as an operations team keeps it: backups taken while the
 daemon writes under durable load, each a consistent, verified copy whose
 anchor the live database still proves; a customer's personal data erased
-on request while the chain still verifies."""
+on request while the chain still verifies; old decisions archived into a
+file that verifies on its own while the live chain goes on verifying."""
 import json
 import os
 import shutil
@@ -260,6 +261,149 @@ class Erase(unittest.TestCase):
                                "--db", d.db)
         self.assertEqual(rc, 2)
         self.assertIn("which fields are personal", err)
+
+
+def anchor_of(out):
+    for line in out.splitlines():
+        if line.startswith("anchor: "):
+            return line.split()[1]
+    raise AssertionError("no anchor in %r" % out)
+
+
+class Archive(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-archive-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def cut_after(self, db, seq):
+        """An RFC 3339 time between record seq and the one after it."""
+        con = sqlite3.connect(db)
+        a, b = [r[0] for r in con.execute(
+            "SELECT received_ms FROM decisions WHERE seq IN (?, ?)"
+            " ORDER BY seq", (seq, seq + 1))]
+        con.close()
+        self.assertLess(a, b)
+        ms = b
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + \
+            ".%03dZ" % (ms % 1000)
+
+    def test_archive_while_the_daemon_writes(self):
+        d = Daemon(MINI, tmp=self.tmp)
+        c = d.connect()
+        ids = []
+        for i in range(30):
+            r = c.call(id=i, kind="compensation", region="GD",
+                       input={"charged_fen": 5000 + i, "due_fen": 3000})
+            ids.append(r["decision_id"])
+            if i in (9, 19):
+                time.sleep(0.05)  # distinct received times at the cuts
+        rc, out, err = run_cli("history", "verify", "--db", d.db)
+        self.assertEqual(rc, 0, out + err)
+        before = anchor_of(out)  # an anchor kept from before the archiving
+        stop = threading.Event()
+        received, errors = [], []
+        threads = pipeline_clients(d, 2, stop, received, errors)
+        try:
+            time.sleep(0.3)
+            a1 = os.path.join(self.tmp, "a1.db")
+            rc, out, err = run_cli("history", "archive", "--db", d.db,
+                                   "--before", self.cut_after(d.db, 10),
+                                   "--to", a1, "--who", "ops")
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("archived: records 1..10 to %s, by ops" % a1, out)
+            a2 = os.path.join(self.tmp, "a2.db")
+            rc, out, err = run_cli("history", "archive", "--db", d.db,
+                                   "--before", self.cut_after(d.db, 20),
+                                   "--to", a2, "--format", "json")
+            self.assertEqual(rc, 0, out + err)
+            rep = json.loads(out)
+            self.assertEqual((rep["first_seq"], rep["last_seq"]), (11, 20))
+            n = len(received)
+            time.sleep(0.3)
+            self.assertGreater(len(received), n)  # it kept answering
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(errors, [])
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        # each archive verifies on its own, one file, the range it says
+        edges = []
+        for path, first, last in ((a1, 1, 10), (a2, 11, 20)):
+            self.assertFalse(os.path.exists(path + "-wal"))
+            rc, out, err = run_cli("history", "verify", "--db", path)
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("%d records verified" % (last - first + 1), out)
+            self.assertIn("an archive of records %d..%d" % (first, last), out)
+            edges.append(anchor_of(out).split("/")[0])
+            self.assertTrue(edges[-1].startswith("%d:" % last))
+        # the live database verifies from the second archive's edge; the
+        # anchor kept from before the archivings still holds, so does the
+        # edge, and an anchor inside an archive is sent there
+        rc, out, err = run_cli("history", "verify", "--db", d.db)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("records 1..20 archived", out)
+        for a in (before, edges[1]):
+            rc, out, err = run_cli("history", "verify", "--db", d.db,
+                                   "--anchor", a)
+            self.assertEqual(rc, 0, out + err)
+        rc, out, err = run_cli("history", "verify", "--db", d.db, "--anchor",
+                               edges[0])
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("archived out of this database", out)
+        # the archivings are recorded: who, when, range, anchor, file
+        con = sqlite3.connect(d.db)
+        rows = con.execute("SELECT role, who, first_seq, last_seq, file,"
+                           " length(anchor) FROM archives ORDER BY id").fetchall()
+        first_live = con.execute("SELECT min(seq) FROM decisions").fetchone()
+        con.close()
+        self.assertEqual(rows[0], ("moved", "ops", 1, 10, a1, 64))
+        self.assertEqual(rows[1][0::2], ("moved", 11, a2))
+        self.assertEqual(first_live, (21,))
+        # the history commands say where the range went
+        rc, out, err = run_cli("history", "show", ids[3], "--db", d.db)
+        self.assertEqual(rc, 1)
+        self.assertIn("records 1..20", err)
+        self.assertIn("archived", err)
+        rc, out, err = run_cli("history", "show", ids[3], "--db", a1)
+        self.assertEqual(rc, 0, err)
+        rc, out, err = run_cli("history", "list", "--db", d.db)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("were archived", err)
+        # nothing left that old: exit 1, and no file
+        a3 = os.path.join(self.tmp, "a3.db")
+        rc, out, err = run_cli("history", "archive", "--db", d.db,
+                               "--before", "2020-01-01T00:00:00Z", "--to", a3)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("no decision received before", err)
+        self.assertFalse(os.path.exists(a3))
+        # an existing file is never an archive
+        rc, out, err = run_cli("history", "archive", "--db", d.db,
+                               "--before", "2030-01-01T00:00:00Z", "--to", a1)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("the file exists", err)
+
+    def test_removing_the_archive_record_shows(self):
+        d = Daemon(MINI, tmp=self.tmp)
+        c = d.connect()
+        for i in range(6):
+            c.call(id=i, kind="compensation", region="GD",
+                   input={"charged_fen": 5000, "due_fen": 3000})
+            time.sleep(0.01)
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        a = os.path.join(self.tmp, "a.db")
+        rc, out, err = run_cli("history", "archive", "--db", d.db, "--before",
+                               self.cut_after(d.db, 3), "--to", a)
+        self.assertEqual(rc, 0, out + err)
+        con = sqlite3.connect(d.db)
+        con.execute("DELETE FROM archives")
+        con.commit()
+        con.close()
+        rc, out, err = run_cli("history", "verify", "--db", d.db)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("rows seq 1..3 were deleted", out)
 
 
 if __name__ == "__main__":
