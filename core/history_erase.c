@@ -29,7 +29,6 @@
 #include <string.h>
 
 #include <sqlite3.h>
-#include <yajl/yajl_tree.h>
 
 #include "history_int.h"
 #include "verdict/buf.h"
@@ -37,43 +36,50 @@
 #include "verdict/history.h"
 #include "verdict/timefmt.h"
 
-/* The personal values of one record: the customer id and the string
- * values of the personal input fields. */
-typedef struct values {
-  const char *v[64];
-  size_t n;
-} values_t;
+/* ========================================================================
+ * Rewriting a record's JSON (erasure here, pseudonyms in
+ * history_pseudonym.c)
+ * ====================================================================== */
 
-static int is_field(const char *key, const char *const *fields, size_t n) {
+static int is_field(const char *key, const vd_hist_personal_t *p) {
   size_t i;
   if (strcmp(key, "customer_id") == 0)
     return 1;
-  for (i = 0; i < n; i++)
-    if (strcmp(key, fields[i]) == 0)
+  for (i = 0; i < p->nfields; i++)
+    if (strcmp(key, p->fields[i]) == 0)
       return 1;
   return 0;
 }
 
-static int is_value(const char *s, const values_t *vals) {
+/* The index of S among P's values, or -1. */
+static int value_index(const char *s, const vd_hist_personal_t *p) {
   size_t i;
-  for (i = 0; i < vals->n; i++)
-    if (strcmp(s, vals->v[i]) == 0)
-      return 1;
-  return 0;
+  for (i = 0; i < p->n; i++)
+    if (strcmp(s, p->v[i]) == 0)
+      return (int)i;
+  return -1;
 }
 
-/* Write V as compact JSON into B.  DROP_KEYS: at the top level's "input"
- * object (IN_INPUT), leave out the personal fields; VALS: write any
- * string equal to a personal value as null. */
+/* S's replacement: a JSON string, or null. */
+static void add_repl(vd_buf_t *b, const char *repl) {
+  if (repl)
+    vd_buf_add_json_str(b, repl, strlen(repl));
+  else
+    vd_buf_adds(b, "null");
+}
+
+/* Write V as compact JSON into B.  IN_INPUT: V is the request's top-level
+ * "input" object, whose personal members MODE drops (VD_HIST_DROP) or
+ * whose string values it replaces (VD_HIST_MAP); with VD_HIST_FACTS any
+ * string equal to a personal value is replaced, wherever it is. */
 static void write_json(vd_buf_t *b, yajl_val v, int depth, int in_input,
-                       const char *const *fields, size_t nfields,
-                       const values_t *vals) {
+                       const vd_hist_personal_t *p, int mode) {
   size_t i;
-  int first = 1;
+  int first = 1, k;
   switch (v ? v->type : yajl_t_null) {
   case yajl_t_string:
-    if (vals && is_value(v->u.string, vals))
-      vd_buf_adds(b, "null");
+    if (mode == VD_HIST_FACTS && (k = value_index(v->u.string, p)) >= 0)
+      add_repl(b, p->repl[k]);
     else
       vd_buf_add_json_str(b, v->u.string, strlen(v->u.string));
     break;
@@ -83,17 +89,24 @@ static void write_json(vd_buf_t *b, yajl_val v, int depth, int in_input,
   case yajl_t_object:
     vd_buf_addc(b, '{');
     for (i = 0; i < v->u.object.len; i++) {
-      const char *k = v->u.object.keys[i];
-      if (in_input && fields && is_field(k, fields, nfields))
+      const char *key = v->u.object.keys[i];
+      yajl_val val = v->u.object.values[i];
+      int personal = in_input && is_field(key, p);
+      if (personal && mode == VD_HIST_DROP)
         continue;
       if (!first)
         vd_buf_addc(b, ',');
       first = 0;
-      vd_buf_add_json_str(b, k, strlen(k));
+      vd_buf_add_json_str(b, key, strlen(key));
       vd_buf_addc(b, ':');
-      write_json(b, v->u.object.values[i], depth + 1,
-                 depth == 0 && strcmp(k, "input") == 0, fields, nfields,
-                 vals);
+      if (personal && YAJL_IS_STRING(val) &&
+          (k = value_index(val->u.string, p)) >= 0)
+        add_repl(b, p->repl[k]);
+      else
+        write_json(b, val, depth + 1,
+                   mode != VD_HIST_FACTS && depth == 0 &&
+                       strcmp(key, "input") == 0,
+                   p, mode);
     }
     vd_buf_addc(b, '}');
     break;
@@ -102,8 +115,7 @@ static void write_json(vd_buf_t *b, yajl_val v, int depth, int in_input,
     for (i = 0; i < v->u.array.len; i++) {
       if (i)
         vd_buf_addc(b, ',');
-      write_json(b, v->u.array.values[i], depth + 1, 0, fields, nfields,
-                 vals);
+      write_json(b, v->u.array.values[i], depth + 1, 0, p, mode);
     }
     vd_buf_addc(b, ']');
     break;
@@ -111,18 +123,24 @@ static void write_json(vd_buf_t *b, yajl_val v, int depth, int in_input,
   }
 }
 
-/* The request's personal values (its input's personal string fields). */
-static void collect(yajl_val req, const char *const *fields, size_t nfields,
-                    values_t *vals) {
+void vd_hist_json_rewrite(vd_buf_t *b, yajl_val v,
+                          const vd_hist_personal_t *p, int mode) {
+  write_json(b, v, 0, 0, p, mode);
+}
+
+void vd_hist_personal_collect(yajl_val req, vd_hist_personal_t *p) {
   static const char *path[] = {"input", NULL};
   yajl_val in = yajl_tree_get(req, path, yajl_t_object);
   size_t i;
   if (!in)
     return;
-  for (i = 0; i < in->u.object.len && vals->n < 64; i++)
-    if (is_field(in->u.object.keys[i], fields, nfields) &&
-        YAJL_IS_STRING(in->u.object.values[i]))
-      vals->v[vals->n++] = in->u.object.values[i]->u.string;
+  for (i = 0; i < in->u.object.len && p->n < VD_HIST_MAX_PERSONAL; i++)
+    if (is_field(in->u.object.keys[i], p) &&
+        YAJL_IS_STRING(in->u.object.values[i]) &&
+        value_index(in->u.object.values[i]->u.string, p) < 0) {
+      p->v[p->n] = in->u.object.values[i]->u.string;
+      p->repl[p->n++] = NULL;
+    }
 }
 
 /* Erase the row ST points at (columns ALL_COLUMNS, personal_salt) with
@@ -131,7 +149,7 @@ static int erase_row(sqlite3_stmt *st, sqlite3_stmt *up, const char *customer,
                      const char *const *fields, size_t nfields) {
   vd_hist_field_t f[NCOLS];
   vd_buf_t req = VD_BUF_INIT, facts = VD_BUF_INIT;
-  values_t vals;
+  vd_hist_personal_t p;
   yajl_val tree = NULL, ftree = NULL;
   uint8_t d[32];
   char digest[65];
@@ -141,18 +159,20 @@ static int erase_row(sqlite3_stmt *st, sqlite3_stmt *up, const char *customer,
   vd_hist_personal_digest((const char *)sqlite3_column_text(st, NCOLS + 2), f,
                           d);
   vd_hist_to_hex(d, sizeof d, digest);
-  vals.n = 0;
-  vals.v[vals.n++] = customer;
+  memset(&p, 0, sizeof p);
+  p.fields = fields;
+  p.nfields = nfields;
+  p.v[p.n++] = customer;
   /* the request: its input without the personal fields; one that does
    * not parse (a refused bad_request line) goes whole */
   if (f[COL_REQUEST].p &&
       (tree = yajl_tree_parse(f[COL_REQUEST].p, NULL, 0)) != NULL) {
-    collect(tree, fields, nfields, &vals);
-    write_json(&req, tree, 0, 0, fields, nfields, NULL);
+    vd_hist_personal_collect(tree, &p);
+    vd_hist_json_rewrite(&req, tree, &p, VD_HIST_DROP);
   }
   if (f[COL_FACTS].p &&
       (ftree = yajl_tree_parse(f[COL_FACTS].p, NULL, 0)) != NULL)
-    write_json(&facts, ftree, 0, 0, NULL, 0, &vals);
+    vd_hist_json_rewrite(&facts, ftree, &p, VD_HIST_FACTS);
   sqlite3_bind_text(up, 1, digest, 64, SQLITE_STATIC);
   if (tree)
     sqlite3_bind_text(up, 2, req.data, (int)req.len, SQLITE_STATIC);

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include <sqlite3.h>
+#include <yajl/yajl_tree.h>
 
 #include "verdict/buf.h"
 #include "verdict/history.h"
@@ -143,6 +144,36 @@ void vd_hist_to_hex(const uint8_t *d, size_t n, char *out);
 int vd_hist_from_hex(const char *s, size_t n, uint8_t out[32]);
 /* Hex SHA-256 of N bytes. */
 void vd_hist_sha256_hex(const void *data, size_t n, char out[65]);
+
+/* ========================================================================
+ * A record's personal values in its JSON (history_erase.c)
+ * ====================================================================== */
+
+#define VD_HIST_MAX_PERSONAL 64
+
+/* The personal input fields (customer_id always, and FIELDS), the
+ * record's personal values v[0..n) and what replaces each in the JSON
+ * (repl[i]: a string, or NULL for null).  Borrows everything. */
+typedef struct vd_hist_personal {
+  const char *const *fields;
+  size_t nfields;
+  const char *v[VD_HIST_MAX_PERSONAL];
+  const char *repl[VD_HIST_MAX_PERSONAL];
+  size_t n;
+} vd_hist_personal_t;
+
+enum {
+  VD_HIST_DROP = 1, /* request: personal input members left out */
+  VD_HIST_MAP,      /* request: their string values replaced */
+  VD_HIST_FACTS     /* facts: every personal value replaced */
+};
+
+/* Add the string values of REQ's personal input members to P's values
+ * (repl NULL), each once. */
+void vd_hist_personal_collect(yajl_val req, vd_hist_personal_t *p);
+/* V as compact JSON into B, rewritten as MODE says. */
+void vd_hist_json_rewrite(vd_buf_t *b, yajl_val v,
+                          const vd_hist_personal_t *p, int mode);
 
 /* ========================================================================
  * Opening and errors (history_db.c)

@@ -38,6 +38,7 @@
 #include "verdict/engine.h"
 #include "verdict/history.h"
 #include "verdict/personal.h"
+#include "verdict/pseudonym.h"
 #include "verdict/sandbox.h"
 
 /* ------------------------------------------------------------------------
@@ -2597,6 +2598,60 @@ static void test_archive(void **state) {
   assert_int_equal(rep.seq, 6);
 }
 
+/* Pseudonyms: HMAC-SHA-256 under the key, as Python's hmac computes it
+ * (the expected values below come from hmac.new(bytes(range(32)), v,
+ * sha256)); a record rewritten so that no raw personal value is left,
+ * equal values under equal pseudonyms, everything else byte for byte. */
+static void test_pseudonyms(void **state) {
+  vd_pseudonym_key_t k;
+  vd_buf_t err = VD_BUF_INIT, req = VD_BUF_INIT, facts = VD_BUF_INIT;
+  const char *fields[] = {"phone"};
+  char out[VD_PSEUDONYM_LEN + 1], cust[VD_PSEUDONYM_LEN + 1], buf[200];
+  const char *key = path_in("key");
+  vd_record_t r;
+  int i;
+  (void)state;
+  for (i = 0; i < 32; i++)
+    buf[i] = (char)i;
+  write_file(key, buf, 32);
+  chmod(key, 0600);
+  assert_int_equal(vd_pseudonym_key_load(&k, key, &err), 0);
+  vd_pseudonym(&k, "U-1", 3, out);
+  assert_string_equal(out, "p1-7d6b5cd70c6e41d7c0c79f4c81edb102");
+  memset(&r, 0, sizeof r);
+  r.customer_id = "U-1";
+  r.request = "{\"id\":7,\"input\":{\"customer_id\":\"U-1\",\"phone\":"
+              "\"13800000001\",\"note\":\"U-1\",\"n\":1.50}}";
+  r.request_len = strlen(r.request);
+  r.facts = "[{\"args\":[\"U-1\",\"C-1\",30],\"value\":2}]";
+  r.facts_len = strlen(r.facts);
+  assert_int_equal(vd_pseudonymise_record(&k, fields, 1, &r, &req, &facts,
+                                          cust), 0);
+  assert_string_equal(r.customer_id, "p1-7d6b5cd70c6e41d7c0c79f4c81edb102");
+  /* a field not declared personal is kept as it is, even if it says the
+   * same (policies must declare what is personal) */
+  snprintf(buf, sizeof buf, "{\"id\":7,\"input\":{\"customer_id\":"
+           "\"p1-7d6b5cd70c6e41d7c0c79f4c81edb102\",\"phone\":"
+           "\"p1-84abc6fc842f5de4a54dc575068295ed\",\"note\":\"U-1\","
+           "\"n\":1.50}}");
+  assert_int_equal(r.request_len, strlen(buf));
+  assert_memory_equal(r.request, buf, r.request_len);
+  assert_string_equal(r.facts, "[{\"args\":[\"p1-7d6b5cd70c6e41d7c0c79f4c81e"
+                               "db102\",\"C-1\",30],\"value\":2}]");
+  /* keys that anyone may read, or too short, are refused */
+  chmod(key, 0644);
+  assert_int_equal(vd_pseudonym_key_load(&k, key, &err), VD_EINVALID);
+  assert_non_null(strstr(err.data, "readable by others"));
+  vd_buf_reset(&err);
+  write_file(key, "short", 5);
+  chmod(key, 0600);
+  assert_int_equal(vd_pseudonym_key_load(&k, key, &err), VD_EINVALID);
+  assert_non_null(strstr(err.data, "too short"));
+  vd_buf_release(&err);
+  vd_buf_release(&req);
+  vd_buf_release(&facts);
+}
+
 /* The bundled policies declare customer_id personal, in every kind. */
 static void test_personal_fields(void **state) {
   vd_limits_t lim = VD_LIMITS_DEFAULT;
@@ -2659,6 +2714,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_erase, setup, teardown),
       cmocka_unit_test(test_personal_fields),
       cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pseudonyms, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

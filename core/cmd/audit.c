@@ -31,6 +31,7 @@
 #include "verdict/error.h"
 #include "verdict/history.h"
 #include "verdict/personal.h"
+#include "verdict/pseudonym.h"
 #include "verdict/sandbox.h"
 #include "verdict/timefmt.h"
 
@@ -58,7 +59,8 @@ enum {
   OPT_WHO = 1 << 11,
   OPT_POLICIES = 1 << 12,
   OPT_BEFORE = 1 << 13,
-  OPT_TO = 1 << 14
+  OPT_TO = 1 << 14,
+  OPT_PSEUDO_KEY = 1 << 15
 };
 
 /* Options that take no value. */
@@ -78,6 +80,9 @@ typedef struct opts {
   int has_before;         /* archive --before */
   int64_t before_ms;
   const char *to;         /* archive --to */
+  const char *pseudo_key; /* --pseudonymise-key: --customer is looked up
+                           * by its pseudonym */
+  char pseudonym[VD_PSEUDONYM_LEN + 1];
 } opts_t;
 
 static const struct {
@@ -91,7 +96,7 @@ static const struct {
     {"--anchor", OPT_ANCHOR}, {"--force", OPT_FORCE},
     {"--customer", OPT_CUSTOMER}, {"--who", OPT_WHO},
     {"--policies", OPT_POLICIES}, {"--before", OPT_BEFORE},
-    {"--to", OPT_TO},
+    {"--to", OPT_TO}, {"--pseudonymise-key", OPT_PSEUDO_KEY},
 };
 
 static int usage_err(const opts_t *o, const char *fmt, ...)
@@ -177,6 +182,7 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
         return EXIT_USAGE;
       o->has_before = 1;
       break;
+    case OPT_PSEUDO_KEY: o->pseudo_key = v; break;
     case OPT_TO:
       if (!*v)
         return usage_err(o, "--to: empty path");
@@ -214,6 +220,31 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
     }
   }
   return 0;
+}
+
+/* --customer ID with --pseudonymise-key FILE: the ID as the daemon stored
+ * it.  0, or EXIT_USAGE (message printed). */
+static int resolve_customer(opts_t *o) {
+  vd_pseudonym_key_t *k;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc;
+  if (o->pseudo_key && !o->customer)
+    return usage_err(o, "--pseudonymise-key needs --customer ID");
+  if (!o->pseudo_key || !o->customer)
+    return 0;
+  if (!(k = malloc(sizeof *k)))
+    return usage_err(o, "out of memory");
+  rc = vd_pseudonym_key_load(k, o->pseudo_key, &err);
+  if (rc == 0) {
+    vd_pseudonym(k, o->customer, strlen(o->customer), o->pseudonym);
+    o->customer = o->pseudonym;
+  } else {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, err.data);
+  }
+  memset(k, 0, sizeof *k);
+  free(k);
+  vd_buf_release(&err);
+  return rc ? EXIT_USAGE : 0;
 }
 
 /* 0 and the index of o->format in NAMES (NULL-terminated; the first is
@@ -1045,12 +1076,14 @@ static const char history_usage[] =
     "usage: verdict history show DECISION_ID [--db PATH] [--format text|json]\n"
     "       verdict history list [--since T] [--until T] [--region R]\n"
     "                            [--kind K] [--complaint ID] [--limit N]\n"
+    "                            [--customer ID [--pseudonymise-key FILE]]\n"
     "                            [--format table|json|csv] [--db PATH]\n"
     "       verdict history verify [--anchor SEQ:HASH[/ID:HASH]] [--db PATH]\n"
     "                              [--format text|json]\n"
     "       verdict history backup DEST [--db PATH] [--force]\n"
     "                              [--format text|json]\n"
-    "       verdict history erase --customer ID [--who NAME] [--policies DIR]\n"
+    "       verdict history erase --customer ID [--pseudonymise-key FILE]\n"
+    "                             [--who NAME] [--policies DIR]\n"
     "                             [--db PATH] [--format text|json]\n"
     "       verdict history archive --before T --to FILE [--who NAME]\n"
     "                               [--db PATH] [--format text|json]\n"
@@ -1080,11 +1113,12 @@ int vd_cli_history(int argc, char **argv) {
       {"show", OPT_DB | OPT_FORMAT, 1, cmd_show},
       {"list",
        OPT_DB | OPT_FORMAT | OPT_SINCE | OPT_UNTIL | OPT_REGION | OPT_KIND |
-           OPT_COMPLAINT | OPT_LIMIT,
+           OPT_COMPLAINT | OPT_LIMIT | OPT_CUSTOMER | OPT_PSEUDO_KEY,
        0, cmd_list},
       {"verify", OPT_DB | OPT_FORMAT | OPT_ANCHOR, 0, cmd_verify},
       {"backup", OPT_DB | OPT_FORMAT | OPT_FORCE, 1, cmd_backup},
-      {"erase", OPT_DB | OPT_FORMAT | OPT_CUSTOMER | OPT_WHO | OPT_POLICIES,
+      {"erase", OPT_DB | OPT_FORMAT | OPT_CUSTOMER | OPT_WHO | OPT_POLICIES |
+                    OPT_PSEUDO_KEY,
        0, cmd_erase},
       {"archive", OPT_DB | OPT_FORMAT | OPT_BEFORE | OPT_TO | OPT_WHO, 0,
        cmd_archive},
@@ -1110,6 +1144,10 @@ int vd_cli_history(int argc, char **argv) {
       fputs(history_usage, stdout);
       return EXIT_OK;
     }
+    if (rc == 0)
+      rc = resolve_customer(&o);
+    if (rc == 0 && o.customer)
+      o.sel.customer_id = o.customer;
     return rc ? rc : cmds[i].run(&o);
   }
   fprintf(stderr, "verdict history: unknown command '%s'\n%s", argv[1],

@@ -45,7 +45,10 @@ static void usage(FILE *f) {
       "                       answers, slower; for comparison)\n"
       "  --unchecked          start without running the bundle's checks and\n"
       "                       tests (for testing the sandbox itself on bundles\n"
-      "                       that are not valid); a reload is still validated\n",
+      "                       that are not valid); a reload is still validated\n"
+      "  --pseudonymise-key FILE  record the personal input fields (those the\n"
+      "                       policies mark personal) as HMAC-SHA-256 keyed\n"
+      "                       with FILE's bytes, never as received\n",
       f);
 }
 
@@ -80,6 +83,7 @@ int main(int argc, char **argv) {
       {"watch", no_argument, 0, 'W'},
       {"always-count", no_argument, 0, 'C'},
       {"unchecked", no_argument, 0, 'U'},
+      {"pseudonymise-key", required_argument, 0, 'K'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   static const vd_limits_t limits = VD_LIMITS_DEFAULT;
@@ -166,6 +170,7 @@ int main(int argc, char **argv) {
     case 'W': o.watch = 1; break;
     case 'C': o.always_count = 1; break;
     case 'U': o.unchecked = 1; break;
+    case 'K': o.pseudonymise_key = optarg; break;
     case 'h':
       usage(stdout);
       return 0;

@@ -382,6 +382,7 @@ typedef struct vd_history_filter {
   const char *complaint_id, *decision_id;
   int has_limit;             /* at most `limit` rows */
   int64_t limit;
+  const char *customer_id;   /* NULL: any */
 } vd_history_filter_t;
 
 /* A read of the rows FILTER selects, in seq order.  Open it, take rows

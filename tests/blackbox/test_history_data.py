@@ -2,7 +2,9 @@
 daemon writes under durable load, each a consistent, verified copy whose
 anchor the live database still proves; a customer's personal data erased
 on request while the chain still verifies; old decisions archived into a
-file that verifies on its own while the live chain goes on verifying."""
+file that verifies on its own while the live chain goes on verifying;
+personal fields recorded only as keyed pseudonyms, with which the
+history's questions, replay and a look-up by the key holder still work."""
 import json
 import os
 import shutil
@@ -13,7 +15,7 @@ import threading
 import time
 import unittest
 
-from harness import AT, FIXTURES, POLICIES, Daemon, request, run_cli
+from harness import AT, FIXTURES, POLICIES, Daemon, Refused, request, run_cli
 from test_history import pipeline_clients
 
 MINI = os.path.join(FIXTURES, "mini")
@@ -129,12 +131,12 @@ class Backup(unittest.TestCase):
                           if f.startswith("b.db")], [])
 
 
-def escalation(rid, customer, complaint):
+def escalation(rid, customer, complaint, at=AT):
     return request("escalation", "BJ", {
         "complaint_id": complaint, "customer_id": customer,
         "category": "network", "customer_grade": "retail",
         "received_at": "2026-11-20T10:00:00+08:00", "handled_by": "frontline"},
-        rid=rid)
+        rid=rid, at=at)
 
 
 class Erase(unittest.TestCase):
@@ -404,6 +406,80 @@ class Archive(unittest.TestCase):
         rc, out, err = run_cli("history", "verify", "--db", d.db)
         self.assertEqual(rc, 1, out + err)
         self.assertIn("rows seq 1..3 were deleted", out)
+
+
+class Pseudonyms(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-pseudo-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.key = os.path.join(self.tmp, "pseudonymise.key")
+        with open(self.key, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(self.key, 0o600)
+
+    def test_raw_values_never_written_and_questions_still_answered(self):
+        d = Daemon(POLICIES, tmp=self.tmp,
+                   args=["--pseudonymise-key", self.key])
+        c = d.connect()
+        answers = [c.call(**escalation("e%d" % i, "U-SECRET-1", "C-%d" % i,
+                                       at="2026-11-23T10:0%d:00+08:00" % i))
+                   for i in range(3)]
+        answers.append(c.call(**escalation("other", "U-SECRET-2", "C-9")))
+        for a in answers:
+            self.assertNotIn("error", a, a)
+        c.close()
+        self.assertEqual(d.stop(), 0, d.read_log())
+        con = sqlite3.connect(d.db)
+        rows = con.execute("SELECT customer_id, request, facts FROM decisions"
+                           " ORDER BY seq").fetchall()
+        con.close()
+        # the raw value is nowhere; equal values have equal pseudonyms
+        for row in rows:
+            for col in row:
+                self.assertNotIn("SECRET", col or "")
+        self.assertRegex(rows[0][0], r"^p1-[0-9a-f]{32}$")
+        self.assertEqual(rows[0][0], rows[2][0])
+        self.assertNotEqual(rows[0][0], rows[3][0])
+        self.assertEqual(json.loads(rows[1][1])["input"]["customer_id"],
+                         rows[0][0])
+        # the history's questions were asked by pseudonym: the third
+        # complaint saw the customer's two earlier ones
+        facts = {f["query"]: f for f in json.loads(rows[2][2])}
+        self.assertEqual(facts["repeat_complaints"]["value"], 2)
+        self.assertEqual(facts["repeat_complaints"]["args"][0], rows[0][0])
+        # replay decides the stored (pseudonymised) requests the same way
+        rc, out, err = run_cli("replay", "--db", d.db)
+        self.assertEqual(rc, 0, out + err)
+        # the key holder looks the customer up; without the key, nothing
+        rc, out, err = run_cli("history", "list", "--db", d.db, "--customer",
+                               "U-SECRET-1", "--pseudonymise-key", self.key,
+                               "--format", "json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(json.loads(out)), 3)
+        rc, out, err = run_cli("history", "list", "--db", d.db, "--customer",
+                               "U-SECRET-1", "--format", "json")
+        self.assertEqual((rc, json.loads(out)), (0, []))
+        # and can have the customer erased
+        rc, out, err = run_cli("history", "erase", "--db", d.db, "--customer",
+                               "U-SECRET-1", "--pseudonymise-key", self.key)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("erased: the personal data of 3 records", out)
+        self.assertIn("ok: 4 records verified (3 with personal data erased)",
+                      out)
+
+    def test_a_key_others_can_read_is_refused(self):
+        os.chmod(self.key, 0o644)
+        r = Refused(POLICIES, args=["--pseudonymise-key", self.key])
+        self.assertEqual(r.status, 1, r.log)
+        self.assertIn("readable by others", r.log)
+        self.assertIn("chmod o-rwx", r.log)
+        short = os.path.join(self.tmp, "short.key")
+        with open(short, "wb") as f:
+            f.write(b"0123")
+        os.chmod(short, 0o600)
+        r = Refused(POLICIES, args=["--pseudonymise-key", short])
+        self.assertEqual(r.status, 1, r.log)
+        self.assertIn("too short", r.log)
 
 
 if __name__ == "__main__":
