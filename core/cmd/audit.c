@@ -643,10 +643,14 @@ static int cmd_show(opts_t *o) {
   int fmt, rc, found = 0;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
-  if (!o->arg)
-    return usage_err(o, "which decision? give its DECISION_ID");
+  if (!o->arg && !o->customer)
+    return usage_err(o, "which decision? give its DECISION_ID, or "
+                        "--customer ID for a customer's");
+  if (o->arg && o->customer)
+    return usage_err(o, "give a DECISION_ID or --customer ID, not both");
   memset(&f, 0, sizeof f);
   f.decision_id = o->arg;
+  f.customer_id = o->customer;
   if (open_rows(o, &f, &rows))
     return EXIT_USAGE;
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
@@ -664,8 +668,12 @@ static int cmd_show(opts_t *o) {
   if (rc < 0)
     rc = rows_failed(o, rows);
   else if (!found) {
-    fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
-            o->db);
+    if (o->arg)
+      fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
+              o->db);
+    else
+      fprintf(stderr, "verdict %s: no decision of that customer in %s\n",
+              o->cmd, o->db);
     note_archived(o, 1);
     rc = EXIT_NO;
   } else {
@@ -1074,6 +1082,7 @@ static int cmd_archive(opts_t *o) {
 
 static const char history_usage[] =
     "usage: verdict history show DECISION_ID [--db PATH] [--format text|json]\n"
+    "       verdict history show --customer ID [--pseudonymise-key FILE] ...\n"
     "       verdict history list [--since T] [--until T] [--region R]\n"
     "                            [--kind K] [--complaint ID] [--limit N]\n"
     "                            [--customer ID [--pseudonymise-key FILE]]\n"
@@ -1110,7 +1119,8 @@ int vd_cli_history(int argc, char **argv) {
     int takes_arg;
     int (*run)(opts_t *);
   } cmds[] = {
-      {"show", OPT_DB | OPT_FORMAT, 1, cmd_show},
+      {"show", OPT_DB | OPT_FORMAT | OPT_CUSTOMER | OPT_PSEUDO_KEY, 1,
+       cmd_show},
       {"list",
        OPT_DB | OPT_FORMAT | OPT_SINCE | OPT_UNTIL | OPT_REGION | OPT_KIND |
            OPT_COMPLAINT | OPT_LIMIT | OPT_CUSTOMER | OPT_PSEUDO_KEY,

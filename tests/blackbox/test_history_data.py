@@ -459,6 +459,17 @@ class Pseudonyms(unittest.TestCase):
         rc, out, err = run_cli("history", "list", "--db", d.db, "--customer",
                                "U-SECRET-1", "--format", "json")
         self.assertEqual((rc, json.loads(out)), (0, []))
+        rc, out, err = run_cli("history", "show", "--db", d.db, "--customer",
+                               "U-SECRET-2", "--pseudonymise-key", self.key,
+                               "--format", "json")
+        self.assertEqual(rc, 0, err)
+        shown = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([r["decision_id"] for r in shown],
+                         [answers[3]["decision_id"]])
+        rc, out, err = run_cli("history", "show", "--db", d.db, "--customer",
+                               "U-SECRET-2")
+        self.assertEqual(rc, 1)
+        self.assertIn("no decision of that customer", err)
         # and can have the customer erased
         rc, out, err = run_cli("history", "erase", "--db", d.db, "--customer",
                                "U-SECRET-1", "--pseudonymise-key", self.key)
