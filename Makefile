@@ -41,7 +41,9 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/engine.c core/wire.c core/client.c core/policytest.c \
             core/lint.c core/grid.c core/history_db.c core/history_chain.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
-            core/history_query.c core/replay.c core/textdiff.c \
+            core/history_query.c core/history_backup.c core/history_erase.c \
+            core/history_archive.c core/history_pseudonym.c \
+            core/personal.c core/replay.c core/textdiff.c \
             core/metrics.c core/openapi.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c

@@ -20,6 +20,14 @@
  *     VD_HIST_ACT_COLUMNS, chained from the activation before it;
  *     activation_head holds the last (id, hex hash) and how many rows the
  *     migration to schema 3 chained as it found them.
+ *   - from schema 5, records from chain_format.v2_from on are "3:vd2,":
+ *     the personal columns (VD_HIST_PERSONAL_COL: customer_id, request,
+ *     facts) are replaced by one digest of them with a per-record salt
+ *     (vd_hist_personal_digest()), so erasing them leaves the chain
+ *     whole: the erased row keeps that digest in personal_digest and
+ *     loses its salt, which is what keeps a short value (a phone number)
+ *     from being guessed back from the digest.  Records before v2_from
+ *     keep "3:vd1," as they were written.
  *   These bytes never change: a stored chain must verify forever.
  *
  * Threads: hashing runs on the writer thread (and on the submitting
@@ -164,6 +172,45 @@ void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
   chain_hash(prev, "vd1", seq, f, NCOLS, out);
 }
 
+/* The personal part of a record: the columns that can hold personal
+ * data, salted.  out = SHA-256("3:vp1," salt customer_id request facts),
+ * each a netstring as in the canonical bytes. */
+void vd_hist_personal_digest(const char salt[VD_HIST_SALT_HEX],
+                             const vd_hist_field_t f[NCOLS], uint8_t out[32]) {
+  struct sha256_ctx c;
+  sha256_init(&c);
+  hash_piece(&c, "vp1", 3);
+  hash_piece(&c, salt, VD_HIST_SALT_HEX);
+  hash_piece(&c, f[COL_CUSTOMER_ID].p, f[COL_CUSTOMER_ID].n);
+  hash_piece(&c, f[COL_REQUEST].p, f[COL_REQUEST].n);
+  hash_piece(&c, f[COL_FACTS].p, f[COL_FACTS].n);
+  sha256_digest(&c, SHA256_DIGEST_SIZE, out);
+}
+
+/* out = SHA-256(prev || "3:vd2," seq, every column but the personal
+ * ones, the personal digest as 64 hex digits): docs/history.md, "Schema
+ * 4: the personal part". */
+void vd_hist_chain_hash_v2(const uint8_t prev[32], int64_t seq,
+                           const vd_hist_field_t f[NCOLS],
+                           const char digest[64], uint8_t out[32]) {
+  struct sha256_ctx c;
+  int i;
+  sha256_init(&c);
+  sha256_update(&c, 32, prev);
+  hash_piece(&c, "vd2", 3);
+  hash_int(&c, seq);
+  for (i = 0; i < NCOLS; i++) {
+    if (VD_HIST_PERSONAL_COL(i))
+      continue;
+    if (f[i].is_int)
+      hash_int(&c, f[i].i);
+    else
+      hash_piece(&c, f[i].p, f[i].n);
+  }
+  hash_piece(&c, digest, 64);
+  sha256_digest(&c, SHA256_DIGEST_SIZE, out);
+}
+
 /* The activations' chain has its own tag, so no activation's bytes can
  * ever pass for a decision's or the other way round. */
 void vd_hist_activation_hash(const uint8_t prev[32], int64_t id,
@@ -212,6 +259,91 @@ void vd_hist_sha256_hex(const void *data, size_t n, char out[65]) {
   sha256_update(&c, n, data);
   sha256_digest(&c, sizeof d, d);
   vd_hist_to_hex(d, sizeof d, out);
+}
+
+/* ========================================================================
+ * Where the schema 5 format begins
+ * ====================================================================== */
+
+int vd_hist_read_format(sqlite3 *db, const char *path, int64_t *v2_from,
+                        int64_t *v2_ms, vd_buf_t *err) {
+  sqlite3_stmt *st;
+  int src = sqlite3_prepare_v2(db, "SELECT v2_from, migrated_ms FROM"
+                                   " chain_format WHERE id = 1",
+                               -1, &st, NULL);
+  *v2_from = -1;
+  *v2_ms = 0;
+  if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    *v2_from = sqlite3_column_int64(st, 0);
+    *v2_ms = sqlite3_column_int64(st, 1);
+    src = SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "reading chain_format");
+  return 0;
+}
+
+/* Where the chain starts: seq 1 after the zero hash; after an archiving
+ * ('moved' rows here), one past the archive's last record, after its
+ * hash; in an archive file ('copy'), its first record, after the hash
+ * before it.  *archived_to: the last seq archived out (0: none). */
+int vd_hist_chain_start(sqlite3 *db, const char *path, int64_t *first,
+                        uint8_t prev[32], int64_t *archived_to,
+                        int64_t *archived_ms, int *copy, vd_buf_t *err) {
+  sqlite3_stmt *st;
+  int src = sqlite3_prepare_v2(db, "SELECT role, first_seq, last_seq,"
+                                   " start_hash, anchor, at_ms FROM archives"
+                                   " ORDER BY id DESC LIMIT 1",
+                               -1, &st, NULL);
+  *first = 1;
+  *archived_to = *archived_ms = 0;
+  *copy = 0;
+  memset(prev, 0, 32);
+  if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *role = (const char *)sqlite3_column_text(st, 0);
+    int moved = role && strcmp(role, "moved") == 0;
+    const char *h = (const char *)sqlite3_column_text(st, moved ? 4 : 3);
+    if (vd_hist_from_hex(h, h ? strlen(h) : 0, prev) != 0) {
+      sqlite3_finalize(st);
+      vd_buf_reset(err);
+      vd_buf_addf(err, "history database '%s': the last archives row's hash "
+                       "is not 64 hex digits", path);
+      return VD_EINVALID;
+    }
+    *first = moved ? sqlite3_column_int64(st, 2) + 1
+                   : sqlite3_column_int64(st, 1);
+    *archived_to = moved ? sqlite3_column_int64(st, 2) : 0;
+    *archived_ms = sqlite3_column_int64(st, 5);
+    *copy = !moved;
+    src = SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src, "reading archives");
+  return 0;
+}
+
+/* The migration to schema 5: records from one past the last stored (or
+ * the head, should that be further) on use the "vd2" form. */
+int vd_hist_seal_format(sqlite3 *db, const char *path, int64_t now_ms,
+                        vd_buf_t *err) {
+  sqlite3_stmt *st;
+  int src = sqlite3_prepare_v2(
+      db,
+      "INSERT INTO chain_format (id, v2_from, migrated_ms) SELECT 1,"
+      " max(coalesce((SELECT max(seq) FROM decisions), 0),"
+      "     coalesce((SELECT seq FROM chain_head WHERE id = 1), 0)) + 1, ?",
+      -1, &st, NULL);
+  if (src == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, now_ms);
+    src = sqlite3_step(st);
+  }
+  sqlite3_finalize(st);
+  if (src != SQLITE_DONE)
+    return vd_hist_db_err(err, path, db, src,
+                          "recording where schema 5's records begin");
+  return 0;
 }
 
 /* ========================================================================
@@ -299,9 +431,11 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
                         const char *anchor_hash, vd_verify_report_t *rep,
                         vd_buf_t *err) {
   static const char sql[] =
-      "SELECT " ALL_COLUMNS " FROM decisions ORDER BY seq";
+      "SELECT " ALL_COLUMNS ", personal_salt, personal_digest"
+      " FROM decisions ORDER BY seq";
   sqlite3_stmt *st = NULL;
-  int64_t head_seq = -1, expect = 1;
+  int64_t head_seq = -1, expect = 1, v2_from = -1, first;
+  int copy = 0;
   char head_hash[65] = "";
   uint8_t prev[32] = {0}, cur[32];
   int rc, src;
@@ -321,10 +455,46 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
            "the chain_head row is missing: the head of the chain was altered");
     return VD_EINVALID;
   }
+  rc = vd_hist_read_format(db, path, &v2_from, &rep->v2_ms, err);
+  if (rc)
+    return rc;
+  if (v2_from < 1) {
+    report(rep, VD_VERIFY_CHANGED, 0, NULL,
+           "the chain_format row is missing: where schema 5's record "
+           "format begins was altered");
+    return VD_EINVALID;
+  }
+  rep->v2_from = v2_from;
+  /* after an archiving, the chain starts at the archive's edge */
+  rc = vd_hist_chain_start(db, path, &expect, prev, &rep->archived_to,
+                           &rep->archived_ms, &copy, err);
+  if (rc)
+    return rc;
+  if (copy)
+    rep->archive_first = expect;
+  if (anchor_seq && anchor_seq <= rep->archived_to &&
+      !(anchor_seq == rep->archived_to && expect > anchor_seq)) {
+    report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
+           "anchor %" PRId64 " is in the records 1..%" PRId64 " archived out "
+           "of this database: verify it against the archive (verdict history "
+           "verify --db ARCHIVE --anchor ...)", anchor_seq, rep->archived_to);
+    return VD_EINVALID;
+  }
+  if (anchor_seq && anchor_seq == rep->archived_to && expect > anchor_seq) {
+    char edge[65];
+    vd_hist_to_hex(prev, 32, edge);
+    if (strcmp(edge, anchor_hash) != 0) {
+      report(rep, VD_VERIFY_CHANGED, anchor_seq, NULL,
+             "anchor %" PRId64 ": its hash was %.16s..., the archive's edge "
+             "here says %.16s...", anchor_seq, anchor_hash, edge);
+      return VD_EINVALID;
+    }
+  }
   src = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   if (src != SQLITE_OK)
     return vd_hist_db_err(err, path, db, src, "reading decisions");
   rc = 0;
+  first = expect;
   while ((src = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t seq = sqlite3_column_int64(st, 0);
     const char *id = (const char *)sqlite3_column_text(st, 1);
@@ -350,7 +520,40 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     }
     for (i = 0; i < NCOLS; i++)
       f[i] = vd_hist_column_field(st, i + 1);
-    vd_hist_chain_hash(prev, seq, f, cur);
+    if (seq < v2_from) {
+      vd_hist_chain_hash(prev, seq, f, cur);
+    } else {
+      /* the personal part from its salt, or, once erased, as the
+       * erasure kept it */
+      const char *salt = (const char *)sqlite3_column_text(st, NCOLS + 2);
+      const char *kept = (const char *)sqlite3_column_text(st, NCOLS + 3);
+      char digest[65];
+      if (salt && sqlite3_column_bytes(st, NCOLS + 2) == VD_HIST_SALT_HEX) {
+        uint8_t d[32];
+        vd_hist_personal_digest(salt, f, d);
+        vd_hist_to_hex(d, sizeof d, digest);
+        if (kept && strcmp(kept, digest) != 0) {
+          report(rep, VD_VERIFY_CHANGED, seq, id,
+                 "row seq %" PRId64 " (decision %s) was changed: its personal "
+                 "part hashes to %.16s..., its personal_digest says %.16s...",
+                 seq, id ? id : "NULL", digest, kept);
+          rc = VD_EINVALID;
+          break;
+        }
+      } else if (!salt && kept && sqlite3_column_bytes(st, NCOLS + 3) == 64) {
+        memcpy(digest, kept, sizeof digest);
+        rep->erased++;
+      } else {
+        report(rep, VD_VERIFY_CHANGED, seq, id,
+               "row seq %" PRId64 " (decision %s) was changed: it has %s",
+               seq, id ? id : "NULL",
+               salt ? "a personal_salt that is not 32 hex digits"
+                    : "neither a personal_salt nor a personal_digest");
+        rc = VD_EINVALID;
+        break;
+      }
+      vd_hist_chain_hash_v2(prev, seq, f, digest, cur);
+    }
     vd_hist_to_hex(cur, sizeof cur, hex);
     if (!hash || strcmp(hex, hash) != 0) {
       report(rep, VD_VERIFY_CHANGED, seq, id,
@@ -385,12 +588,39 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
            expect, head_seq, head_seq);
     return VD_EINVALID;
   }
-  if (strcmp(head_hash, head_seq ? rep->head : VD_HIST_ZERO_HASH) != 0) {
+  if (expect == first) {
+    /* no row here: the head is the start (zero, or the archive's edge) */
+    vd_hist_to_hex(prev, 32, rep->head);
+  }
+  if (strcmp(head_hash, rep->head) != 0) {
     report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
            "chain_head was changed: it names hash %.16s... for seq %" PRId64
            ", the row has %.16s...",
            head_hash, head_seq, head_seq ? rep->head : VD_HIST_ZERO_HASH);
     return VD_EINVALID;
+  }
+  {
+    /* every erased record is one an erasure recorded */
+    int64_t recorded = 0;
+    src = sqlite3_prepare_v2(db, "SELECT coalesce(sum(records), 0) -"
+                                 " (SELECT coalesce(sum(erased_elsewhere), 0)"
+                                 "    FROM archives) FROM erasures",
+                             -1, &st, NULL);
+    if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+      recorded = sqlite3_column_int64(st, 0);
+      src = SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE)
+      return vd_hist_db_err(err, path, db, src, "reading erasures");
+    if (recorded != rep->erased) {
+      report(rep, VD_VERIFY_CHANGED, 0, NULL,
+             "%" PRId64 " records have their personal data erased, the "
+             "erasures table accounts for %" PRId64 ": personal data was "
+             "removed, or an erasure's record altered, outside verdict "
+             "history erase", rep->erased, recorded);
+      return VD_EINVALID;
+    }
   }
   if (anchor_seq > head_seq) {
     report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
@@ -697,11 +927,27 @@ out:
                  rep->sealed, at);
       }
     }
+    char erased[64] = "";
+    if (rep->erased)
+      snprintf(erased, sizeof erased, " (%" PRId64 " with personal data "
+               "erased)", rep->erased);
     snprintf(rep->message, sizeof rep->message,
-             "%" PRId64 " records verified, chain head %s%s; %" PRId64
+             "%" PRId64 " records verified%s, chain head %s%s; %" PRId64
              " revisions intact",
-             rep->records, rep->records ? rep->head : VD_HIST_ZERO_HASH, acts,
+             rep->records, erased,
+             rep->records ? rep->head : VD_HIST_ZERO_HASH, acts,
              rep->revisions);
+    if (rep->archived_to || rep->archive_first) {
+      size_t len = strlen(rep->message);
+      if (rep->archive_first)
+        snprintf(rep->message + len, sizeof rep->message - len,
+                 "; an archive of records %" PRId64 "..%" PRId64,
+                 rep->archive_first, rep->archive_first + rep->records - 1);
+      else
+        snprintf(rep->message + len, sizeof rep->message - len,
+                 "; records 1..%" PRId64 " archived, the chain verified from "
+                 "their edge", rep->archived_to);
+    }
   }
   vd_buf_release(&err);
   return rc;

@@ -206,6 +206,48 @@ static const migration_t migrations[] = {
    "  at       TEXT NOT NULL     -- RFC 3339, +08:00\n"
    ");\n",
    NULL},
+  /* 4 -> 5: the chain commits to a salted digest of a record's personal
+   * part (customer_id, request, facts) rather than its bytes, so those
+   * can be erased and the chain still verifies (docs/history.md,
+   * "Schema 5: the personal part").  Records already stored keep the
+   * form they were hashed in: chain_format says from which seq on the
+   * new one applies (vd_hist_seal_format()).  `erasures` records each
+   * erasure (history_erase.c), `archives` each archiving
+   * (history_archive.c).  Reads no decision. */
+  {"ALTER TABLE decisions ADD COLUMN personal_salt TEXT;"
+   " -- 32 hex digits; NULL before v2_from and once erased\n"
+   "ALTER TABLE decisions ADD COLUMN personal_digest TEXT;"
+   " -- kept by an erasure\n"
+   "CREATE TABLE chain_format (\n"
+   "  id          INTEGER PRIMARY KEY CHECK (id = 1),\n"
+   "  v2_from     INTEGER NOT NULL, -- first seq hashed as \"vd2\"\n"
+   "  migrated_ms INTEGER NOT NULL  -- when the migration to 5 ran\n"
+   ");\n"
+   "CREATE TABLE erasures ( -- verdict history erase, one row per run\n"
+   "  id        INTEGER PRIMARY KEY,\n"
+   "  at_ms     INTEGER NOT NULL,\n"
+   "  at        TEXT NOT NULL,\n"
+   "  who       TEXT,             -- who ran it (never whose data)\n"
+   "  records   INTEGER NOT NULL, -- records erased\n"
+   "  first_seq INTEGER NOT NULL,\n"
+   "  last_seq  INTEGER NOT NULL,\n"
+   "  fields    TEXT NOT NULL     -- the input fields removed\n"
+   ");\n"
+   "CREATE TABLE archives ( -- verdict history archive, one row per run\n"
+   "  id         INTEGER PRIMARY KEY,\n"
+   "  at_ms      INTEGER NOT NULL,\n"
+   "  at         TEXT NOT NULL,\n"
+   "  who        TEXT,\n"
+   "  role       TEXT NOT NULL,    -- 'moved' here, 'copy' in the archive\n"
+   "  before_ms  INTEGER NOT NULL, -- records received before this\n"
+   "  first_seq  INTEGER NOT NULL,\n"
+   "  last_seq   INTEGER NOT NULL,\n"
+   "  start_hash TEXT NOT NULL,    -- hash of first_seq - 1\n"
+   "  anchor     TEXT NOT NULL,    -- hash of last_seq\n"
+   "  file       TEXT NOT NULL,    -- the other file\n"
+   "  erased_elsewhere INTEGER NOT NULL -- erasures' records in the other\n"
+   ");\n",
+   vd_hist_seal_format},
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof migrations[0])

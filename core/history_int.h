@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include <sqlite3.h>
+#include <yajl/yajl_tree.h>
 
 #include "verdict/buf.h"
 #include "verdict/history.h"
@@ -75,6 +76,34 @@ vd_hist_field_t vd_hist_column_field(sqlite3_stmt *st, int i);
 void vd_hist_chain_hash(const uint8_t prev[32], int64_t seq,
                         const vd_hist_field_t f[NCOLS], uint8_t out[32]);
 
+/* Schema 5 ("vd2" records): the columns that can hold personal data,
+ * committed through one salted digest instead of their bytes. */
+#define VD_HIST_PERSONAL_COL(i) \
+  ((i) == COL_CUSTOMER_ID || (i) == COL_REQUEST || (i) == COL_FACTS)
+/* A record's salt: 16 random bytes as 32 lowercase hex digits. */
+#define VD_HIST_SALT_HEX 32
+/* out = SHA-256(netstrings "vp1", SALT, customer_id, request, facts). */
+void vd_hist_personal_digest(const char salt[VD_HIST_SALT_HEX],
+                             const vd_hist_field_t f[NCOLS], uint8_t out[32]);
+/* out = SHA-256(prev || "3:vd2," seq, the columns but the personal ones,
+ * DIGEST (64 hex digits)). */
+void vd_hist_chain_hash_v2(const uint8_t prev[32], int64_t seq,
+                           const vd_hist_field_t f[NCOLS],
+                           const char digest[64], uint8_t out[32]);
+/* chain_format's row: the first seq in the "vd2" form and when the
+ * migration to schema 5 ran (*v2_from -1 when the row is missing). */
+int vd_hist_read_format(sqlite3 *db, const char *path, int64_t *v2_from,
+                        int64_t *v2_ms, vd_buf_t *err);
+/* Where the decisions' chain starts in DB (history_chain.c): *first and
+ * the hash before it; *archived_to the last seq archived out of it (0:
+ * none) and when; *copy when DB is itself an archive file. */
+int vd_hist_chain_start(sqlite3 *db, const char *path, int64_t *first,
+                        uint8_t prev[32], int64_t *archived_to,
+                        int64_t *archived_ms, int *copy, vd_buf_t *err);
+/* The migration to schema 5, inside its write transaction. */
+int vd_hist_seal_format(sqlite3 *db, const char *path, int64_t now_ms,
+                        vd_buf_t *err);
+
 /* The columns of `activations` after id and before hash, in the order
  * their canonical bytes take them (docs/history.md, "The activations
  * chain"). */
@@ -116,6 +145,36 @@ void vd_hist_to_hex(const uint8_t *d, size_t n, char *out);
 int vd_hist_from_hex(const char *s, size_t n, uint8_t out[32]);
 /* Hex SHA-256 of N bytes. */
 void vd_hist_sha256_hex(const void *data, size_t n, char out[65]);
+
+/* ========================================================================
+ * A record's personal values in its JSON (history_erase.c)
+ * ====================================================================== */
+
+#define VD_HIST_MAX_PERSONAL 64
+
+/* The personal input fields (customer_id always, and FIELDS), the
+ * record's personal values v[0..n) and what replaces each in the JSON
+ * (repl[i]: a string, or NULL for null).  Borrows everything. */
+typedef struct vd_hist_personal {
+  const char *const *fields;
+  size_t nfields;
+  const char *v[VD_HIST_MAX_PERSONAL];
+  const char *repl[VD_HIST_MAX_PERSONAL];
+  size_t n;
+} vd_hist_personal_t;
+
+enum {
+  VD_HIST_DROP = 1, /* request: personal input members left out */
+  VD_HIST_MAP,      /* request: their string values replaced */
+  VD_HIST_FACTS     /* facts: every personal value replaced */
+};
+
+/* Add the string values of REQ's personal input members to P's values
+ * (repl NULL), each once. */
+void vd_hist_personal_collect(yajl_val req, vd_hist_personal_t *p);
+/* V as compact JSON into B, rewritten as MODE says. */
+void vd_hist_json_rewrite(vd_buf_t *b, yajl_val v,
+                          const vd_hist_personal_t *p, int mode);
 
 /* ========================================================================
  * Opening and errors (history_db.c)

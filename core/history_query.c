@@ -70,6 +70,8 @@ static void add_filter(vd_buf_t *sql, const vd_history_filter_t *f) {
     vd_buf_adds(sql, " AND complaint_id = ?");
   if (f->decision_id)
     vd_buf_adds(sql, " AND decision_id = ?");
+  if (f->customer_id)
+    vd_buf_adds(sql, " AND customer_id = ?");
 }
 
 /* Bind F's values in add_filter()'s order, from parameter 1. */
@@ -91,6 +93,8 @@ static void bind_filter(sqlite3_stmt *st, const vd_history_filter_t *f) {
     sqlite3_bind_text(st, ++k, f->complaint_id, -1, SQLITE_STATIC);
   if (f->decision_id)
     sqlite3_bind_text(st, ++k, f->decision_id, -1, SQLITE_STATIC);
+  if (f->customer_id)
+    sqlite3_bind_text(st, ++k, f->customer_id, -1, SQLITE_STATIC);
 }
 
 /* Prepare "SELECT <what> FROM decisions WHERE <filter> <tail>" on DB

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -128,7 +129,7 @@ static int read_head(vd_history_t *h, int64_t *next, uint8_t prev[32],
 
 static int insert_row(vd_history_t *h, int64_t seq,
                       const vd_hist_field_t f[NCOLS],
-                      const char *hash) {
+                      const char *hash, const char *salt) {
   sqlite3_stmt *st = h->st_insert;
   int i, rc;
   sqlite3_bind_int64(st, 1, seq);
@@ -142,6 +143,7 @@ static int insert_row(vd_history_t *h, int64_t seq,
                           SQLITE_UTF8);
   }
   sqlite3_bind_text(st, NCOLS + 2, hash, 64, SQLITE_STATIC);
+  sqlite3_bind_text(st, NCOLS + 3, salt, VD_HIST_SALT_HEX, SQLITE_STATIC);
   rc = sqlite3_step(st);
   sqlite3_clear_bindings(st);
   sqlite3_reset(st);
@@ -152,9 +154,10 @@ static int insert_row(vd_history_t *h, int64_t seq,
  * record, move the head, commit.  On failure everything is rolled back
  * and ERR says why. */
 static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
-  uint8_t prev[32], cur[32];
-  char hex[65];
+  uint8_t prev[32], cur[32], rnd[16 * 64], d[32];
+  char hex[65], salt[VD_HIST_SALT_HEX + 1], digest[65];
   int64_t seq = 0;
+  size_t used = sizeof rnd;
   vd_hist_qrec_t *q;
   int rc;
   /* A ROLLBACK that failed (it needs memory to run) left the last failed
@@ -169,9 +172,24 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   if (rc)
     goto rollback;
   for (q = list; q; q = q->next, seq++) {
-    vd_hist_chain_hash(prev, seq, q->f, cur);
+    /* schema 5: a fresh salt per record, 64 at a time */
+    if (used == sizeof rnd) {
+      if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        vd_buf_reset(err);
+        vd_buf_addf(err, "history database '%s': no random bytes for the "
+                         "records' salts", h->path);
+        rc = VD_EIO;
+        goto rollback;
+      }
+      used = 0;
+    }
+    vd_hist_to_hex(rnd + used, 16, salt);
+    used += 16;
+    vd_hist_personal_digest(salt, q->f, d);
+    vd_hist_to_hex(d, sizeof d, digest);
+    vd_hist_chain_hash_v2(prev, seq, q->f, digest, cur);
     vd_hist_to_hex(cur, sizeof cur, hex);
-    rc = insert_row(h, seq, q->f, hex);
+    rc = insert_row(h, seq, q->f, hex, salt);
     if (rc != SQLITE_OK) {
       rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
@@ -332,7 +350,8 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
       "       (SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1)"
       "  FROM (SELECT 1) LEFT JOIN chain_head h ON h.id = 1";
   static const char insert[] =
-      "INSERT INTO decisions (" ALL_COLUMNS ") VALUES (" ALL_PARAMS ")";
+      "INSERT INTO decisions (" ALL_COLUMNS ", personal_salt)"
+      " VALUES (" ALL_PARAMS ", ?)";
   static const char head_set[] =
       "INSERT OR REPLACE INTO chain_head (id, seq, hash) VALUES (1, ?, ?)";
   int rc = sqlite3_prepare_v3(h->db, head_get, -1, SQLITE_PREPARE_PERSISTENT,

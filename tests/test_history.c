@@ -31,10 +31,15 @@
 #include <nettle/sha2.h>
 #include <sqlite3.h>
 
+#include "history_int.h" /* vd_hist_chain_hash(): rewriting old-form chains */
 #include "verdict/buf.h"
 #include "verdict/bundle.h"
 #include "verdict/error.h"
+#include "verdict/engine.h"
 #include "verdict/history.h"
+#include "verdict/personal.h"
+#include "verdict/pseudonym.h"
+#include "verdict/sandbox.h"
 
 /* ------------------------------------------------------------------------
  * Fixtures
@@ -249,6 +254,48 @@ static char *query_text(const char *path, const char *sql) {
   return v;
 }
 
+/* Hash PATH's chain again in the form schema 3 wrote ("vd1"), as an older
+ * verdict would have: for the migration tests, which make an old database
+ * from a new one.  Moves chain_head along. */
+static void rechain_v1(const char *path) {
+  sqlite3 *db;
+  sqlite3_stmt *st, *up;
+  uint8_t prev[32] = {0}, cur[32];
+  char hex[65], sql[128];
+  int64_t seq = 0;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT " ALL_COLUMNS " FROM"
+                                          " decisions ORDER BY seq",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "UPDATE decisions SET hash = ?"
+                                          " WHERE seq = ?", -1, &up, NULL),
+                   SQLITE_OK);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    vd_hist_field_t f[NCOLS];
+    int i;
+    seq = sqlite3_column_int64(st, 0);
+    for (i = 0; i < NCOLS; i++)
+      f[i] = vd_hist_column_field(st, i + 1);
+    vd_hist_chain_hash(prev, seq, f, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    memcpy(prev, cur, sizeof prev);
+    sqlite3_bind_text(up, 1, hex, 64, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(up, 2, seq);
+    assert_int_equal(sqlite3_step(up), SQLITE_DONE);
+    sqlite3_reset(up);
+  }
+  sqlite3_finalize(st);
+  sqlite3_finalize(up);
+  vd_hist_to_hex(prev, sizeof prev, hex);
+  snprintf(sql, sizeof sql, "UPDATE chain_head SET seq = %" PRId64
+           ", hash = '%s'", seq, seq ? hex : VD_HIST_ZERO_HASH);
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+}
+
 /* ------------------------------------------------------------------------
  * Opening, schema, modes
  * ---------------------------------------------------------------------- */
@@ -313,7 +360,13 @@ static void test_migrate_from_v1(void **state) {
               "CREATE INDEX decisions_complaint ON decisions(complaint_id);"
               "DROP TABLE activation_head;"
               "ALTER TABLE activations DROP COLUMN hash;"
+              "DROP TABLE chain_format;"
+              "DROP TABLE erasures;"
+              "DROP TABLE archives;"
+              "ALTER TABLE decisions DROP COLUMN personal_salt;"
+              "ALTER TABLE decisions DROP COLUMN personal_digest;"
               "PRAGMA user_version = 1;");
+  rechain_v1(path);
   assert_int_equal(vd_history_reader_open(&rd, path, &err), VD_EINVALID);
   assert_non_null(strstr(err, "schema version 1"));
   free(err);
@@ -560,6 +613,57 @@ static void test_canonical_bytes(void **state) {
   sha256_digest(&c, 32, d);
   for (i = 0; i < 32; i++)
     snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  /* the "vd1" form, which records stored before schema 5 keep */
+  {
+    vd_hist_field_t f[NCOLS];
+    uint8_t mine[32];
+    char mine_hex[65];
+    vd_hist_record_fields(&r, f);
+    vd_hist_chain_hash(zero, 1, f, mine);
+    vd_hist_to_hex(mine, sizeof mine, mine_hex);
+    assert_string_equal(mine_hex, hex);
+    assert_string_equal(hex, "3a02fffe9959fc9cc9d71183ed52fe99"
+                             "14018fc5d61423eccd46e70114f2cb89");
+  }
+  /* the "vd2" form the writer uses since schema 5: the personal columns
+   * (customer_id, request, facts) through one digest salted per record,
+   * docs/history.md "Schema 5: the personal part" */
+  {
+    vd_buf_t inner = VD_BUF_INIT, outer = VD_BUF_INIT;
+    char *salt = query_text(path, "SELECT personal_salt FROM decisions");
+    char pd[65];
+    assert_non_null(salt);
+    assert_int_equal(strlen(salt), 32);
+    assert_int_equal(strspn(salt, "0123456789abcdef"), 32);
+    vd_buf_addf(&inner, "3:vp1,32:%s,2:C1,14:{\"kind\":\"sla\"},-,", salt);
+    sha256_init(&c);
+    sha256_update(&c, inner.len, (const uint8_t *)inner.data);
+    sha256_digest(&c, 32, d);
+    for (i = 0; i < 32; i++)
+      snprintf(pd + 2 * i, 3, "%02x", d[i]);
+    vd_buf_addf(&outer,
+                "3:vd2,1:1,"
+                "36:01900000-0000-7000-8000-000000000001,"
+                "13:1795392000123,"
+                "25:2026-11-23T10:00:00+08:00,"
+                "13:1795392000000,"
+                "3:sla,2:GD,5:GD-SZ,9:sha256:ab,"
+                "-,-," /* complaint_id, category */
+                "-,-," /* result, trace */
+                "11:bad_request,8:no kind\n,4:kind,"
+                "2:-5,"
+                "0:,"
+                "64:%s,", pd);
+    sha256_init(&c);
+    sha256_update(&c, 32, zero);
+    sha256_update(&c, outer.len, (const uint8_t *)outer.data);
+    sha256_digest(&c, 32, d);
+    for (i = 0; i < 32; i++)
+      snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    vd_buf_release(&inner);
+    vd_buf_release(&outer);
+    free(salt);
+  }
   stored = query_text(path, "SELECT hash FROM decisions WHERE seq = 1");
   head = query_text(path, "SELECT hash FROM chain_head WHERE seq = 1");
   assert_non_null(stored);
@@ -1054,6 +1158,83 @@ static void test_readers_see_whole_batches(void **state) {
                    0);
   assert_int_equal(last, w.submitted);
   vd_history_reader_close(rd);
+}
+
+/* Backups taken while a writer commits batches: each is one snapshot
+ * (its chain verifies and is a prefix of the live one), one file, 0640;
+ * DEST is never overwritten without force, and a database that does not
+ * verify gives no copy at all. */
+static void test_backup(void **state) {
+  const char *path = path_in("live.db");
+  writer_arg_t w;
+  pthread_t t;
+  vd_history_backup_report_t rep;
+  vd_verify_report_t live;
+  vd_history_anchor_t a;
+  char *err = NULL, dest[160];
+  struct stat st;
+  int i;
+  (void)state;
+  w.h = open_ok(path, VD_LOG_DURABLE, 1);
+  atomic_init(&w.stop, 0);
+  atomic_init(&w.progress, 0);
+  atomic_init(&w.done, 0);
+  w.submitted = 0;
+  assert_int_equal(pthread_create(&t, NULL, busy_writer, &w), 0);
+  for (i = 0; i < 4; i++) {
+    snprintf(dest, sizeof dest, "%s/backup-%d.db", dir, i);
+    while (atomic_load(&w.progress) < 100 * (i + 1) && !atomic_load(&w.done))
+      usleep(1000);
+    if (vd_history_backup(path, dest, 0, &rep, &err) != 0)
+      fail_msg("backup while writing: %s", err);
+    assert_null(err);
+    assert_true(rep.pages > 0 && rep.steps >= 1);
+    assert_true(rep.verify.records >= 100 * (i + 1));
+    /* the copy's head is the live chain's record at that seq */
+    memset(&a, 0, sizeof a);
+    a.seq = rep.verify.records;
+    snprintf(a.hash, sizeof a.hash, "%s", rep.verify.head);
+    assert_int_equal(vd_history_verify_anchor(path, &a, &live), 0);
+    assert_int_equal(query_int(dest, "SELECT count(*) FROM decisions"),
+                     rep.verify.records);
+    assert_int_equal(stat(dest, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    snprintf(dest + strlen(dest), 16, "-wal");
+    assert_int_not_equal(access(dest, F_OK), 0);
+  }
+  atomic_store(&w.stop, 1);
+  pthread_join(t, NULL);
+  vd_history_close(w.h);
+
+  /* an existing DEST: refused, untouched; replaced with force */
+  snprintf(dest, sizeof dest, "%s/backup-0.db", dir);
+  assert_int_equal(vd_history_backup(path, dest, 0, &rep, &err), VD_EINVALID);
+  assert_non_null(strstr(err, "give --force"));
+  free(err);
+  assert_int_equal(vd_history_backup(path, dest, 1, &rep, &err), 0);
+  assert_int_equal(query_int(dest, "SELECT count(*) FROM decisions"),
+                   w.submitted);
+  /* the database itself, never */
+  assert_int_equal(vd_history_backup(path, path, 1, &rep, &err), VD_EINVALID);
+  free(err);
+
+  /* a database that does not verify: VD_EINVALID with the problem, and
+   * no file (nor temporary) at DEST */
+  shell(path, "UPDATE decisions SET elapsed_us = elapsed_us + 1 WHERE seq = 3");
+  snprintf(dest, sizeof dest, "%s/bad.db", dir);
+  assert_int_equal(vd_history_backup(path, dest, 0, &rep, &err), VD_EINVALID);
+  assert_int_equal(rep.verify.problem, VD_VERIFY_CHANGED);
+  assert_int_equal(rep.verify.seq, 3);
+  assert_non_null(strstr(err, "does not verify"));
+  free(err);
+  assert_int_not_equal(access(dest, F_OK), 0);
+  /* not a verdict database: refused as every reader refuses it */
+  snprintf(dest, sizeof dest, "%s/other.db", dir);
+  shell(dest, "CREATE TABLE t(x)");
+  assert_int_equal(vd_history_backup(dest, path_in("b2.db"), 0, &rep, &err),
+                   VD_EINVALID);
+  assert_non_null(strstr(err, "not a verdict history database"));
+  free(err);
 }
 
 /* ------------------------------------------------------------------------
@@ -2115,6 +2296,383 @@ static void test_migrate_from_v2(void **state) {
   assert_non_null(strstr(rep.message, "activation 2 (reload by mallory"));
 }
 
+/* tests/fixtures/history-v3.db was written by the code before schema 5
+ * (six decisions of the mini bundle, with customer_id and phone in
+ * their input).  The first start migrates it: those six keep their
+ * "vd1" hashes and verify as before; records from seq 7 on are "vd2".
+ * An erasure (here by hand, as `verdict history erase` does it: keep
+ * the digest, drop the salt and the personal columns) leaves the chain
+ * verifying; any other change to those columns does not. */
+static void test_migrate_from_v3(void **state) {
+  const char *path = path_in("v3.db");
+  vd_history_t *h;
+  vd_verify_report_t rep;
+  uint64_t seq = 0, upto = 0;
+  char *head, *salt;
+  FILE *in, *out;
+  char buf[4096];
+  size_t n;
+  int i;
+  (void)state;
+  in = fopen("tests/fixtures/history-v3.db", "rb");
+  assert_non_null(in);
+  out = fopen(path, "wb");
+  assert_non_null(out);
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  assert_int_equal(fclose(out), 0);
+  assert_int_equal(query_int(path, "PRAGMA user_version"), 3);
+  head = query_text(path, "SELECT hash FROM chain_head");
+
+  h = open_ok(path, VD_LOG_DURABLE, 1);
+  for (i = 1; i <= 4; i++) {
+    vd_record_t r;
+    rec_store_t s;
+    make_record(&r, &s, 0, 100 + i);
+    assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+  }
+  assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+  vd_history_close(h);
+  assert_int_equal(query_int(path, "PRAGMA user_version"), VD_HISTORY_SCHEMA_VERSION);
+  assert_int_equal(query_int(path, "SELECT v2_from FROM chain_format"), 7);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM decisions WHERE"
+                                   " personal_salt IS NULL"), 6);
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("verify: %s", rep.message);
+  assert_int_equal(rep.records, 10);
+  assert_int_equal(rep.v2_from, 7);
+  assert_int_equal(rep.erased, 0);
+  {
+    /* the old records' chain is the one an old anchor names */
+    vd_history_anchor_t a;
+    memset(&a, 0, sizeof a);
+    a.seq = 6;
+    snprintf(a.hash, sizeof a.hash, "%s", head);
+    assert_int_equal(vd_history_verify_anchor(path, &a, &rep), 0);
+  }
+  free(head);
+
+  /* erase seq 8's personal part: digest kept, salt and values gone */
+  {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    vd_hist_field_t f[NCOLS];
+    uint8_t d[32];
+    char digest[65], sql[256];
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT " ALL_COLUMNS
+                                            ", personal_salt FROM decisions"
+                                            " WHERE seq = 8", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    for (i = 0; i < NCOLS; i++)
+      f[i] = vd_hist_column_field(st, i + 1);
+    vd_hist_personal_digest((const char *)sqlite3_column_text(st, NCOLS + 2),
+                            f, d);
+    vd_hist_to_hex(d, sizeof d, digest);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    snprintf(sql, sizeof sql,
+             "UPDATE decisions SET personal_digest = '%s', personal_salt ="
+             " NULL, customer_id = NULL, request = '{}' WHERE seq = 8", digest);
+    shell(path, sql);
+  }
+  /* not recorded in erasures: personal data removed behind verdict's back */
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_non_null(strstr(rep.message, "1 records have their personal data "
+                                      "erased, the erasures table accounts "
+                                      "for 0"));
+  shell(path, "INSERT INTO erasures (at_ms, at, who, records, first_seq,"
+              " last_seq, fields) VALUES (0, '', 'test', 1, 8, 8,"
+              " 'customer_id')");
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("verify after erasure: %s", rep.message);
+  assert_int_equal(rep.erased, 1);
+  assert_non_null(strstr(rep.message, "(1 with personal data erased)"));
+
+  /* a personal column changed under its salt */
+  shell(path, "UPDATE decisions SET customer_id = 'C9' WHERE seq = 9");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.seq, 9);
+  shell(path, "UPDATE decisions SET customer_id = 'C5' WHERE seq = 9");
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  /* a salt dropped without the digest kept */
+  salt = query_text(path, "SELECT personal_salt FROM decisions WHERE seq = 10");
+  shell(path, "UPDATE decisions SET personal_salt = NULL WHERE seq = 10");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.seq, 10);
+  assert_non_null(strstr(rep.message, "neither a personal_salt"));
+  {
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE decisions SET personal_salt = '%s'"
+             " WHERE seq = 10", salt);
+    shell(path, sql);
+  }
+  free(salt);
+  /* a wrong digest kept beside the salt */
+  shell(path, "UPDATE decisions SET personal_digest = hash WHERE seq = 7");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.seq, 7);
+  shell(path, "UPDATE decisions SET personal_digest = NULL WHERE seq = 7");
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  /* where the new form begins is itself checked: moved either way, the
+   * rows on the boundary no longer hash */
+  shell(path, "UPDATE chain_format SET v2_from = 5");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.seq, 5);
+  shell(path, "UPDATE chain_format SET v2_from = 8");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.seq, 7);
+  shell(path, "DELETE FROM chain_format");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_non_null(strstr(rep.message, "chain_format row is missing"));
+}
+
+/* vd_history_erase() on a database migrated from schema 3: the
+ * customer's records from v2_from on lose customer_id, the personal input
+ * fields and the personal values in facts, and keep their digest; the
+ * records stored before schema 5 are counted and left; the erasure is
+ * recorded without the customer id; the chain verifies. */
+static void test_erase(void **state) {
+  const char *path = path_in("erase.db");
+  const char *fields[] = {"phone"};
+  vd_history_t *h;
+  vd_history_erase_report_t rep;
+  vd_verify_report_t ver;
+  uint64_t seq = 0, upto = 0;
+  char *err = NULL, *text;
+  FILE *in, *out;
+  char buf[4096];
+  size_t n;
+  int i;
+  (void)state;
+  in = fopen("tests/fixtures/history-v3.db", "rb");
+  assert_non_null(in);
+  out = fopen(path, "wb");
+  assert_non_null(out);
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  assert_int_equal(fclose(out), 0);
+  h = open_ok(path, VD_LOG_DURABLE, 1);
+  for (i = 0; i < 4; i++) { /* seq 7..10, U-1 at 8 and 10 */
+    vd_record_t r;
+    rec_store_t s;
+    make_record(&r, &s, 0, 200 + i);
+    r.customer_id = i % 2 ? "U-1" : "U-0";
+    snprintf(s.request, sizeof s.request,
+             "{\"id\":%d,\"input\":{\"customer_id\":\"%s\",\"phone\":"
+             "\"1380000000%d\",\"charged_fen\":%d}}", i, r.customer_id,
+             i % 2, 5000 + i);
+    r.request_len = strlen(s.request);
+    r.facts = i % 2 ? "[{\"args\":[\"U-1\",\"C-9\",30],\"query\":"
+                      "\"repeat_complaints\",\"value\":1}]" : NULL;
+    r.facts_len = r.facts ? strlen(r.facts) : 0;
+    assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+  }
+  assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+  vd_history_close(h);
+
+  if (vd_history_erase(path, "U-1", fields, 1, "dpo", &rep, &err) != 0)
+    fail_msg("erase: %s", err);
+  assert_int_equal(rep.erased, 2);
+  assert_int_equal(rep.old_form, 3); /* seq 2, 4, 6 of the fixture */
+  assert_int_equal(rep.first_seq, 8);
+  assert_int_equal(rep.last_seq, 10);
+  assert_int_equal(rep.erasure, 1);
+  text = query_text(path, "SELECT request FROM decisions WHERE seq = 8");
+  assert_string_equal(text, "{\"id\":1,\"input\":{\"charged_fen\":5001}}");
+  free(text);
+  text = query_text(path, "SELECT facts FROM decisions WHERE seq = 10");
+  assert_string_equal(text, "[{\"args\":[null,\"C-9\",30],\"query\":"
+                            "\"repeat_complaints\",\"value\":1}]");
+  free(text);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM decisions WHERE"
+                                   " customer_id = 'U-1'"), 3);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM decisions WHERE"
+                                   " customer_id = 'U-0' AND personal_salt"
+                                   " IS NOT NULL"), 2);
+  text = query_text(path, "SELECT who || ' ' || records || ' ' || first_seq"
+                          " || '..' || last_seq || ' ' || fields"
+                          " FROM erasures");
+  assert_string_equal(text, "dpo 2 8..10 customer_id,phone");
+  free(text);
+  if (vd_history_verify(path, &ver) != 0)
+    fail_msg("verify: %s", ver.message);
+  assert_int_equal(ver.records, 10);
+  assert_int_equal(ver.erased, 2);
+  /* again: only the old-form records are left to name the customer */
+  assert_int_equal(vd_history_erase(path, "U-1", fields, 1, "dpo", &rep,
+                                    &err), 0);
+  assert_int_equal(rep.erased, 0);
+  assert_int_equal(rep.old_form, 3);
+  assert_int_equal(rep.erasure, 0);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM erasures"), 1);
+  assert_int_equal(vd_history_erase(path, "", fields, 1, "dpo", &rep, &err),
+                   VD_EINVALID);
+  free(err);
+}
+
+/* vd_history_archive(): the prefix moves into a file that verifies on
+ * its own; the live chain verifies from its edge; an erasure whose
+ * records straddle the edge is accounted for on both sides; tampering
+ * with the edge shows. */
+static void test_archive(void **state) {
+  const char *path = make_db("live.db", 10);
+  const char *dest = path_in("archive.db");
+  const char *fields[] = {"phone"};
+  vd_history_erase_report_t er;
+  vd_history_archive_report_t ar;
+  vd_history_archived_t where;
+  vd_verify_report_t rep;
+  char *err = NULL, *hash;
+  (void)state;
+  /* C3's records are seq 3 and 10: one on each side of the edge */
+  assert_int_equal(vd_history_erase(path, "C3", fields, 1, "dpo", &er, &err),
+                   0);
+  assert_int_equal(er.erased, 2);
+  hash = query_text(path, "SELECT hash FROM decisions WHERE seq = 5");
+  if (vd_history_archive(path, 1795392000006LL, dest, "ops", &ar, &err) != 0)
+    fail_msg("archive: %s", err);
+  assert_int_equal(ar.first_seq, 1);
+  assert_int_equal(ar.last_seq, 5);
+  assert_int_equal(ar.erased, 1);
+  assert_string_equal(ar.anchor, hash);
+  assert_string_equal(ar.start, VD_HIST_ZERO_HASH);
+  free(hash);
+  /* the archive: records 1..5, on its own */
+  if (vd_history_verify(dest, &rep) != 0)
+    fail_msg("archive verify: %s", rep.message);
+  assert_int_equal(rep.records, 5);
+  assert_int_equal(rep.erased, 1);
+  assert_int_equal(rep.archive_first, 1);
+  assert_string_equal(rep.head, ar.anchor);
+  assert_int_equal(query_int(dest, "PRAGMA user_version"),
+                   VD_HISTORY_SCHEMA_VERSION);
+  /* the live database: 6..10 from the edge */
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("live verify: %s", rep.message);
+  assert_int_equal(rep.records, 5);
+  assert_int_equal(rep.erased, 1);
+  assert_int_equal(rep.archived_to, 5);
+  assert_int_equal(query_int(path, "SELECT min(seq) FROM decisions"), 6);
+  assert_int_equal(vd_history_archived(path, &where, &err), 0);
+  assert_int_equal(where.last_seq, 5);
+  assert_string_equal(where.file, dest);
+  /* records keep coming after the archive, the chain continues */
+  {
+    vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+    vd_record_t r;
+    rec_store_t s;
+    uint64_t seq = 0, upto = 0;
+    make_record(&r, &s, 0, 11);
+    assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+    assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+    vd_history_close(h);
+  }
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  assert_int_equal(rep.records, 6);
+  /* the same range again: nothing that old is left */
+  assert_int_equal(vd_history_archive(path, 1795392000006LL,
+                                      path_in("again.db"), "ops", &ar, &err),
+                   VD_ENOT_FOUND);
+  free(err);
+  assert_int_not_equal(access(path_in("again.db"), F_OK), 0);
+  /* a record of the archived range put back: outside the chain */
+  {
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "ATTACH '%s' AS a; INSERT INTO decisions SELECT * FROM"
+             " a.decisions WHERE seq = 5", dest);
+    shell(path, sql);
+  }
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.problem, VD_VERIFY_INSERTED);
+  assert_int_equal(rep.seq, 5);
+  shell(path, "DELETE FROM decisions WHERE seq = 5");
+  /* the edge moved: the first live record no longer follows it */
+  shell(path, "UPDATE archives SET anchor = start_hash");
+  assert_int_equal(vd_history_verify(path, &rep), VD_EINVALID);
+  assert_int_equal(rep.problem, VD_VERIFY_CHANGED);
+  assert_int_equal(rep.seq, 6);
+}
+
+/* Pseudonyms: HMAC-SHA-256 under the key, as Python's hmac computes it
+ * (the expected values below come from hmac.new(bytes(range(32)), v,
+ * sha256)); a record rewritten so that no raw personal value is left,
+ * equal values under equal pseudonyms, everything else byte for byte. */
+static void test_pseudonyms(void **state) {
+  vd_pseudonym_key_t k;
+  vd_buf_t err = VD_BUF_INIT, req = VD_BUF_INIT, facts = VD_BUF_INIT;
+  const char *fields[] = {"phone"};
+  char out[VD_PSEUDONYM_LEN + 1], cust[VD_PSEUDONYM_LEN + 1], buf[200];
+  const char *key = path_in("key");
+  vd_record_t r;
+  int i;
+  (void)state;
+  for (i = 0; i < 32; i++)
+    buf[i] = (char)i;
+  write_file(key, buf, 32);
+  chmod(key, 0600);
+  assert_int_equal(vd_pseudonym_key_load(&k, key, &err), 0);
+  vd_pseudonym(&k, "U-1", 3, out);
+  assert_string_equal(out, "p1-7d6b5cd70c6e41d7c0c79f4c81edb102");
+  memset(&r, 0, sizeof r);
+  r.customer_id = "U-1";
+  r.request = "{\"id\":7,\"input\":{\"customer_id\":\"U-1\",\"phone\":"
+              "\"13800000001\",\"note\":\"U-1\",\"n\":1.50}}";
+  r.request_len = strlen(r.request);
+  r.facts = "[{\"args\":[\"U-1\",\"C-1\",30],\"value\":2}]";
+  r.facts_len = strlen(r.facts);
+  assert_int_equal(vd_pseudonymise_record(&k, fields, 1, &r, &req, &facts,
+                                          cust), 0);
+  assert_string_equal(r.customer_id, "p1-7d6b5cd70c6e41d7c0c79f4c81edb102");
+  /* a field not declared personal is kept as it is, even if it says the
+   * same (policies must declare what is personal) */
+  snprintf(buf, sizeof buf, "{\"id\":7,\"input\":{\"customer_id\":"
+           "\"p1-7d6b5cd70c6e41d7c0c79f4c81edb102\",\"phone\":"
+           "\"p1-84abc6fc842f5de4a54dc575068295ed\",\"note\":\"U-1\","
+           "\"n\":1.50}}");
+  assert_int_equal(r.request_len, strlen(buf));
+  assert_memory_equal(r.request, buf, r.request_len);
+  assert_string_equal(r.facts, "[{\"args\":[\"p1-7d6b5cd70c6e41d7c0c79f4c81e"
+                               "db102\",\"C-1\",30],\"value\":2}]");
+  /* keys that anyone may read, or too short, are refused */
+  chmod(key, 0644);
+  assert_int_equal(vd_pseudonym_key_load(&k, key, &err), VD_EINVALID);
+  assert_non_null(strstr(err.data, "readable by others"));
+  vd_buf_reset(&err);
+  write_file(key, "short", 5);
+  chmod(key, 0600);
+  assert_int_equal(vd_pseudonym_key_load(&k, key, &err), VD_EINVALID);
+  assert_non_null(strstr(err.data, "too short"));
+  vd_buf_release(&err);
+  vd_buf_release(&req);
+  vd_buf_release(&facts);
+}
+
+/* The bundled policies declare customer_id personal, in every kind. */
+static void test_personal_fields(void **state) {
+  vd_limits_t lim = VD_LIMITS_DEFAULT;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_bundle_t *b = NULL;
+  vd_engine_t *e = NULL;
+  char **names;
+  size_t n;
+  (void)state;
+  if (vd_bundle_load("policies", &b, &err) != 0 ||
+      vd_engine_new(b, &lim, &e, &err) != 0)
+    fail_msg("policies: %s", err.data);
+  assert_int_equal(vd_personal_fields(e, &names, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(names[0], "customer_id");
+  vd_personal_free(names, n);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mode_names),
@@ -2137,6 +2695,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readers_see_whole_batches, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
       cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_complaint_facts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_rows, setup, teardown),
@@ -2151,6 +2710,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_activations_anchor, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migrate_from_v3, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_erase, setup, teardown),
+      cmocka_unit_test(test_personal_fields),
+      cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pseudonyms, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,17 +15,24 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <yajl/yajl_parse.h>
 
 #include "cmd_int.h"
 #include "verdict/buf.h"
+#include "verdict/bundle.h"
+#include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/personal.h"
+#include "verdict/pseudonym.h"
+#include "verdict/sandbox.h"
 #include "verdict/timefmt.h"
 
 #define DEFAULT_DB VD_DEFAULT_DB
@@ -46,8 +53,18 @@ enum {
   OPT_KIND = 1 << 5,
   OPT_COMPLAINT = 1 << 6,
   OPT_LIMIT = 1 << 7,
-  OPT_ANCHOR = 1 << 8
+  OPT_ANCHOR = 1 << 8,
+  OPT_FORCE = 1 << 9,     /* a flag: takes no value */
+  OPT_CUSTOMER = 1 << 10,
+  OPT_WHO = 1 << 11,
+  OPT_POLICIES = 1 << 12,
+  OPT_BEFORE = 1 << 13,
+  OPT_TO = 1 << 14,
+  OPT_PSEUDO_KEY = 1 << 15
 };
+
+/* Options that take no value. */
+#define FLAG_OPTS OPT_FORCE
 
 typedef struct opts {
   const char *cmd;        /* "history list", for messages */
@@ -56,6 +73,16 @@ typedef struct opts {
   vd_history_filter_t sel; /* list: the rows to list */
   vd_history_anchor_t anchor; /* verify --anchor SEQ:HASH[/ID:HASH] */
   const char *arg;        /* the one positional argument, if any */
+  int force;              /* --force */
+  const char *customer;   /* erase --customer */
+  const char *who;        /* erase --who */
+  const char *policies;   /* erase --policies */
+  int has_before;         /* archive --before */
+  int64_t before_ms;
+  const char *to;         /* archive --to */
+  const char *pseudo_key; /* --pseudonymise-key: --customer is looked up
+                           * by its pseudonym */
+  char pseudonym[VD_PSEUDONYM_LEN + 1];
 } opts_t;
 
 static const struct {
@@ -66,7 +93,10 @@ static const struct {
     {"--since", OPT_SINCE},   {"--until", OPT_UNTIL},
     {"--region", OPT_REGION}, {"--kind", OPT_KIND},
     {"--complaint", OPT_COMPLAINT}, {"--limit", OPT_LIMIT},
-    {"--anchor", OPT_ANCHOR},
+    {"--anchor", OPT_ANCHOR}, {"--force", OPT_FORCE},
+    {"--customer", OPT_CUSTOMER}, {"--who", OPT_WHO},
+    {"--policies", OPT_POLICIES}, {"--before", OPT_BEFORE},
+    {"--to", OPT_TO}, {"--pseudonymise-key", OPT_PSEUDO_KEY},
 };
 
 static int usage_err(const opts_t *o, const char *fmt, ...)
@@ -120,6 +150,12 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
         bit = option_names[k].bit;
     if (!(bit & allowed))
       return usage_err(o, "unknown option '%.*s'", (int)nl, a);
+    if (bit & FLAG_OPTS) {
+      if (eq)
+        return usage_err(o, "%.*s takes no value", (int)nl, a);
+      o->force = 1;
+      continue;
+    }
     if (eq) {
       v = eq + 1;
     } else if (i + 1 < argc) {
@@ -134,6 +170,24 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
       o->db = v;
       break;
     case OPT_FORMAT: o->format = v; break;
+    case OPT_CUSTOMER:
+      if (!*v)
+        return usage_err(o, "--customer: empty customer id");
+      o->customer = v;
+      break;
+    case OPT_WHO: o->who = v; break;
+    case OPT_POLICIES: o->policies = v; break;
+    case OPT_BEFORE:
+      if (parse_time(o, "--before", v, &o->before_ms))
+        return EXIT_USAGE;
+      o->has_before = 1;
+      break;
+    case OPT_PSEUDO_KEY: o->pseudo_key = v; break;
+    case OPT_TO:
+      if (!*v)
+        return usage_err(o, "--to: empty path");
+      o->to = v;
+      break;
     case OPT_REGION: o->sel.region = v; break;
     case OPT_KIND: o->sel.kind = v; break;
     case OPT_COMPLAINT: o->sel.complaint_id = v; break;
@@ -166,6 +220,31 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
     }
   }
   return 0;
+}
+
+/* --customer ID with --pseudonymise-key FILE: the ID as the daemon stored
+ * it.  0, or EXIT_USAGE (message printed). */
+static int resolve_customer(opts_t *o) {
+  vd_pseudonym_key_t *k;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc;
+  if (o->pseudo_key && !o->customer)
+    return usage_err(o, "--pseudonymise-key needs --customer ID");
+  if (!o->pseudo_key || !o->customer)
+    return 0;
+  if (!(k = malloc(sizeof *k)))
+    return usage_err(o, "out of memory");
+  rc = vd_pseudonym_key_load(k, o->pseudo_key, &err);
+  if (rc == 0) {
+    vd_pseudonym(k, o->customer, strlen(o->customer), o->pseudonym);
+    o->customer = o->pseudonym;
+  } else {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, err.data);
+  }
+  memset(k, 0, sizeof *k);
+  free(k);
+  vd_buf_release(&err);
+  return rc ? EXIT_USAGE : 0;
 }
 
 /* 0 and the index of o->format in NAMES (NULL-terminated; the first is
@@ -531,6 +610,30 @@ static int rows_failed(const opts_t *o, const vd_history_rows_t *rows) {
   return EXIT_USAGE;
 }
 
+/* When records were archived out of the database, say so on stderr (for
+ * show: when the decision was not found; for list: when the selection
+ * reaches back before the archive). */
+static void note_archived(const opts_t *o, int always) {
+  vd_history_archived_t a;
+  char *msg = NULL;
+  if (vd_history_archived(o->db, &a, &msg) != 0) {
+    free(msg);
+    return;
+  }
+  if (!a.last_seq)
+    return;
+  if (!always && o->sel.has_since && o->sel.since_ms >= a.before_ms)
+    return;
+  fprintf(stderr, "verdict %s: note: records 1..%" PRId64 " (received "
+                  "before ", o->cmd, a.last_seq);
+  {
+    char t[40];
+    vd_time_format(a.before_ms, VD_DEFAULT_OFFSET_MIN, t);
+    fprintf(stderr, "%s) were archived at %s to %s; read them there with "
+                    "--db %s\n", t, a.at, a.file, a.file);
+  }
+}
+
 static int cmd_show(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
   vd_history_filter_t f;
@@ -540,10 +643,14 @@ static int cmd_show(opts_t *o) {
   int fmt, rc, found = 0;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
-  if (!o->arg)
-    return usage_err(o, "which decision? give its DECISION_ID");
+  if (!o->arg && !o->customer)
+    return usage_err(o, "which decision? give its DECISION_ID, or "
+                        "--customer ID for a customer's");
+  if (o->arg && o->customer)
+    return usage_err(o, "give a DECISION_ID or --customer ID, not both");
   memset(&f, 0, sizeof f);
   f.decision_id = o->arg;
+  f.customer_id = o->customer;
   if (open_rows(o, &f, &rows))
     return EXIT_USAGE;
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
@@ -561,8 +668,13 @@ static int cmd_show(opts_t *o) {
   if (rc < 0)
     rc = rows_failed(o, rows);
   else if (!found) {
-    fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
-            o->db);
+    if (o->arg)
+      fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
+              o->db);
+    else
+      fprintf(stderr, "verdict %s: no decision of that customer in %s\n",
+              o->cmd, o->db);
+    note_archived(o, 1);
     rc = EXIT_NO;
   } else {
     rc = EXIT_OK;
@@ -640,6 +752,7 @@ static int cmd_list(opts_t *o) {
     return usage_err(o, "--until must be later than --since");
   if (open_rows(o, f, &rows))
     return EXIT_USAGE;
+  note_archived(o, 0);
   list_header(&b, fmt);
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
     list_row(&b, fmt, row, n++ == 0);
@@ -666,13 +779,34 @@ static const char *problem_name(vd_verify_problem_t p) {
   return "?";
 }
 
-static int cmd_verify(opts_t *o) {
-  static const char *const formats[] = {"text", "json", NULL};
+/* The anchor of a verified REP into OUT: "SEQ:HASH" as before when there
+ * are no activations, else with the activations' head after a slash (SEQ
+ * 0 and the zero hash when no decision was recorded yet); "" when there
+ * is nothing to anchor. */
+static void format_anchor(const vd_verify_report_t *rep, char *out,
+                          size_t n) {
   static const char zero[] =
       "0000000000000000000000000000000000000000000000000000000000000000";
+  /* the last record's seq: after an archiving the chain starts later */
+  int64_t seq = rep->records + rep->archived_to +
+                (rep->archive_first ? rep->archive_first - 1 : 0);
+  int any = seq > 0;
+  *out = '\0';
+  if (rep->activations)
+    snprintf(out, n, "%" PRId64 ":%s/%" PRId64 ":%s", seq,
+             any ? rep->head : zero, rep->act_last, rep->act_head);
+  else if (any)
+    snprintf(out, n, "%" PRId64 ":%s", seq, rep->head);
+}
+
+/* Room for "SEQ:HASH/ID:HASH". */
+#define ANCHOR_MAX (2 * (20 + 1 + 64) + 2)
+
+static int cmd_verify(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
   vd_verify_report_t rep;
   vd_buf_t b = VD_BUF_INIT;
-  char anchor[2 * (20 + 1 + 64) + 2] = "";
+  char anchor[ANCHOR_MAX] = "";
   int fmt, rc;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
@@ -683,15 +817,8 @@ static int cmd_verify(opts_t *o) {
     fprintf(stderr, "verdict %s: %s\n", o->cmd, rep.message);
     return EXIT_USAGE;
   }
-  /* The anchor: "SEQ:HASH" as before when there are no activations, else
-   * with the activations' head after a slash (SEQ 0 and the zero hash
-   * when no decision was recorded yet). */
-  if (rc == 0 && rep.activations)
-    snprintf(anchor, sizeof anchor, "%" PRId64 ":%s/%" PRId64 ":%s",
-             rep.records, rep.records ? rep.head : zero, rep.act_last,
-             rep.act_head);
-  else if (rc == 0 && rep.records)
-    snprintf(anchor, sizeof anchor, "%" PRId64 ":%s", rep.records, rep.head);
+  if (rc == 0)
+    format_anchor(&rep, anchor, sizeof anchor);
   if (fmt) {
     vd_buf_addf(&b, "{\"ok\":%s,\"problem\":\"%s\",\"records\":%" PRId64,
                 rc ? "false" : "true", problem_name(rep.problem), rep.records);
@@ -747,19 +874,243 @@ static int cmd_verify(opts_t *o) {
   return rc ? EXIT_NO : EXIT_OK;
 }
 
+/* `history backup DEST`: copy, verify the copy, say its anchor. */
+static int cmd_backup(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  vd_history_backup_report_t rep;
+  vd_buf_t b = VD_BUF_INIT;
+  char anchor[ANCHOR_MAX] = "", *msg = NULL;
+  int fmt, rc;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (!o->arg)
+    return usage_err(o, "where to? give the DEST file");
+  rc = vd_history_backup(o->db, o->arg, o->force, &rep, &msg);
+  if (rc) {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, msg);
+    free(msg);
+    /* a copy that does not verify: the database does not either */
+    return rep.verify.problem != VD_VERIFY_OK ? EXIT_NO : EXIT_USAGE;
+  }
+  format_anchor(&rep.verify, anchor, sizeof anchor);
+  if (fmt) {
+    vd_buf_adds(&b, "{\"ok\":true,\"backup\":");
+    vd_buf_add_json_str(&b, o->arg, strlen(o->arg));
+    vd_buf_addf(&b, ",\"pages\":%" PRId64 ",\"records\":%" PRId64
+                    ",\"activations\":%" PRId64 ",\"revisions\":%" PRId64
+                    ",\"anchor\":\"%s\",\"message\":",
+                rep.pages, rep.verify.records, rep.verify.activations,
+                rep.verify.revisions, anchor);
+    vd_buf_add_json_str(&b, rep.verify.message, strlen(rep.verify.message));
+    vd_buf_adds(&b, "}\n");
+  } else {
+    vd_buf_addf(&b, "backup: %s (%" PRId64 " pages)\nok: %s\n", o->arg,
+                rep.pages, rep.verify.message);
+    if (*anchor)
+      vd_buf_addf(&b, "anchor: %s (the copy's heads; verify --anchor the "
+                      "database with it later)\n", anchor);
+  }
+  out_flush(&b);
+  vd_buf_release(&b);
+  return EXIT_OK;
+}
+
+/* The personal fields the policies declare: of the bundle in
+ * o->policies, else of the revision the database ran last.  *names as
+ * vd_personal_fields() gives them; EXIT_USAGE (message printed). */
+static int personal_fields(const opts_t *o, char ***names, size_t *n) {
+  vd_limits_t lim = VD_LIMITS_DEFAULT;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_bundle_t *b = NULL;
+  vd_engine_t *e = NULL;
+  char revision[128], *msg = NULL;
+  int rc;
+  if (o->policies) {
+    rc = vd_bundle_load(o->policies, &b, &err);
+  } else {
+    rc = vd_history_last_revision(o->db, revision, sizeof revision, &msg);
+    if (rc == 0)
+      rc = vd_history_load_bundle(o->db, revision, &b, &err);
+    else
+      vd_buf_adds(&err, msg);
+    free(msg);
+  }
+  if (rc == 0)
+    rc = vd_engine_new(b, &lim, &e, &err);
+  if (rc == 0)
+    rc = vd_personal_fields(e, names, n);
+  if (rc)
+    fprintf(stderr, "verdict %s: which fields are personal: %s\n", o->cmd,
+            err.len ? err.data : vd_err_desc(rc));
+  vd_engine_free(e);
+  if (b)
+    vd_bundle_unref(b);
+  vd_buf_release(&err);
+  return rc ? EXIT_USAGE : 0;
+}
+
+/* Who runs this command: --who, else the login that sudo'ed, else the
+ * user. */
+static const char *who_runs(const opts_t *o) {
+  const struct passwd *pw;
+  const char *s;
+  if (o->who)
+    return o->who;
+  if ((s = getenv("SUDO_USER")) != NULL && *s)
+    return s;
+  pw = getpwuid(getuid());
+  return pw ? pw->pw_name : NULL;
+}
+
+/* `history erase --customer ID`: erase, then verify that the chain still
+ * holds. */
+static int cmd_erase(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  vd_history_erase_report_t rep;
+  vd_verify_report_t ver;
+  vd_buf_t b = VD_BUF_INIT;
+  char **fields = NULL, *msg = NULL;
+  size_t nfields = 0, i;
+  const char *who;
+  int fmt, rc;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (o->arg)
+    return usage_err(o, "unexpected argument '%s'", o->arg);
+  if (!o->customer)
+    return usage_err(o, "whose data? give --customer ID");
+  if (personal_fields(o, &fields, &nfields))
+    return EXIT_USAGE;
+  who = who_runs(o);
+  rc = vd_history_erase(o->db, o->customer, (const char *const *)fields,
+                        nfields, who, &rep, &msg);
+  if (rc) {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, msg);
+    free(msg);
+    vd_personal_free(fields, nfields);
+    return EXIT_USAGE;
+  }
+  rc = vd_history_verify(o->db, &ver);
+  if (fmt) {
+    vd_buf_addf(&b, "{\"erased\":%" PRId64 ",\"old_form\":%" PRId64
+                    ",\"first_seq\":%" PRId64 ",\"last_seq\":%" PRId64
+                    ",\"erasure\":%" PRId64 ",\"fields\":[\"customer_id\"",
+                rep.erased, rep.old_form, rep.first_seq, rep.last_seq,
+                rep.erasure);
+    for (i = 0; i < nfields; i++)
+      if (strcmp(fields[i], "customer_id") != 0) {
+        vd_buf_addc(&b, ',');
+        vd_buf_add_json_str(&b, fields[i], strlen(fields[i]));
+      }
+    vd_buf_addf(&b, "],\"verified\":%s,\"message\":",
+                rc ? "false" : "true");
+    vd_buf_add_json_str(&b, ver.message, strlen(ver.message));
+    vd_buf_adds(&b, "}\n");
+  } else {
+    vd_buf_addf(&b, "erased: the personal data of %" PRId64 " records",
+                rep.erased);
+    if (rep.erased)
+      vd_buf_addf(&b, " (seq %" PRId64 "..%" PRId64 "), erasure %" PRId64
+                      " by %s", rep.first_seq, rep.last_seq, rep.erasure,
+                  who ? who : "?");
+    vd_buf_adds(&b, "\nfields: customer_id");
+    for (i = 0; i < nfields; i++)
+      if (strcmp(fields[i], "customer_id") != 0)
+        vd_buf_addf(&b, ", %s", fields[i]);
+    vd_buf_addc(&b, '\n');
+    if (rep.old_form)
+      vd_buf_addf(&b, "left: %" PRId64 " records stored before schema 5, "
+                      "whose hashes commit to their raw bytes\n",
+                  rep.old_form);
+    vd_buf_addf(&b, "%s: %s\n", rc ? "FAILED" : "ok", ver.message);
+  }
+  out_flush(&b);
+  vd_buf_release(&b);
+  vd_personal_free(fields, nfields);
+  if (rc)
+    return EXIT_NO;
+  if (!rep.erased && !rep.old_form) {
+    fprintf(stderr, "verdict %s: no record names customer '%s' in %s\n",
+            o->cmd, o->customer, o->db);
+    return EXIT_NO;
+  }
+  return EXIT_OK;
+}
+
+/* `history archive --before T --to FILE`. */
+static int cmd_archive(opts_t *o) {
+  static const char *const formats[] = {"text", "json", NULL};
+  vd_history_archive_report_t rep;
+  vd_buf_t b = VD_BUF_INIT;
+  const char *who;
+  char *msg = NULL;
+  int fmt, rc;
+  if (pick_format(o, formats, &fmt))
+    return EXIT_USAGE;
+  if (o->arg)
+    return usage_err(o, "unexpected argument '%s'", o->arg);
+  if (!o->has_before)
+    return usage_err(o, "archive what? give --before T");
+  if (!o->to)
+    return usage_err(o, "where to? give --to FILE");
+  who = who_runs(o);
+  rc = vd_history_archive(o->db, o->before_ms, o->to, who, &rep, &msg);
+  if (rc) {
+    fprintf(stderr, "verdict %s: %s\n", o->cmd, msg);
+    free(msg);
+    return rc == VD_ENOT_FOUND ? EXIT_NO : EXIT_USAGE;
+  }
+  if (fmt) {
+    vd_buf_addf(&b, "{\"archive\":");
+    vd_buf_add_json_str(&b, o->to, strlen(o->to));
+    vd_buf_addf(&b, ",\"first_seq\":%" PRId64 ",\"last_seq\":%" PRId64
+                    ",\"anchor\":\"%" PRId64 ":%s\",\"message\":",
+                rep.first_seq, rep.last_seq, rep.last_seq, rep.anchor);
+    vd_buf_add_json_str(&b, rep.verify.message, strlen(rep.verify.message));
+    vd_buf_adds(&b, "}\n");
+  } else {
+    vd_buf_addf(&b, "archived: records %" PRId64 "..%" PRId64 " to %s, by "
+                    "%s\nok: %s\nanchor: %" PRId64 ":%s (the live chain "
+                    "continues from it)\n",
+                rep.first_seq, rep.last_seq, o->to, who ? who : "?",
+                rep.verify.message, rep.last_seq, rep.anchor);
+  }
+  out_flush(&b);
+  vd_buf_release(&b);
+  return EXIT_OK;
+}
+
 static const char history_usage[] =
     "usage: verdict history show DECISION_ID [--db PATH] [--format text|json]\n"
+    "       verdict history show --customer ID [--pseudonymise-key FILE] ...\n"
     "       verdict history list [--since T] [--until T] [--region R]\n"
     "                            [--kind K] [--complaint ID] [--limit N]\n"
+    "                            [--customer ID [--pseudonymise-key FILE]]\n"
     "                            [--format table|json|csv] [--db PATH]\n"
     "       verdict history verify [--anchor SEQ:HASH[/ID:HASH]] [--db PATH]\n"
     "                              [--format text|json]\n"
+    "       verdict history backup DEST [--db PATH] [--force]\n"
+    "                              [--format text|json]\n"
+    "       verdict history erase --customer ID [--pseudonymise-key FILE]\n"
+    "                             [--who NAME] [--policies DIR]\n"
+    "                             [--db PATH] [--format text|json]\n"
+    "       verdict history archive --before T --to FILE [--who NAME]\n"
+    "                               [--db PATH] [--format text|json]\n"
     "\n"
     "Read the decision history (read-only; safe while the daemon runs).\n"
     "T is an RFC 3339 time, compared with when the daemon received the\n"
     "request: since <= received < until.  --db defaults to " DEFAULT_DB ".\n"
-    "Exit status: 0 ok; 1 no such decision, or verify found an alteration;\n"
-    "2 usage error or unreadable database.\n";
+    "backup copies the database while the daemon writes it (one consistent\n"
+    "snapshot), verifies the copy and prints its anchor; DEST must not\n"
+    "exist unless --force.\n"
+    "erase removes a customer's personal data (customer_id and the input\n"
+    "fields the policies mark personal: those of DIR, else of the revision\n"
+    "that ran last) from their records, records the erasure, and verifies.\n"
+    "archive moves the decisions received before T into a new FILE that\n"
+    "verifies on its own, and leaves an anchor so verify still proves the\n"
+    "rest.\n"
+    "Exit status: 0 ok; 1 no such decision, or verify (or backup's check of\n"
+    "the copy) found an alteration; 2 usage error or unreadable database.\n";
 
 int vd_cli_history(int argc, char **argv) {
   static const struct {
@@ -768,12 +1119,19 @@ int vd_cli_history(int argc, char **argv) {
     int takes_arg;
     int (*run)(opts_t *);
   } cmds[] = {
-      {"show", OPT_DB | OPT_FORMAT, 1, cmd_show},
+      {"show", OPT_DB | OPT_FORMAT | OPT_CUSTOMER | OPT_PSEUDO_KEY, 1,
+       cmd_show},
       {"list",
        OPT_DB | OPT_FORMAT | OPT_SINCE | OPT_UNTIL | OPT_REGION | OPT_KIND |
-           OPT_COMPLAINT | OPT_LIMIT,
+           OPT_COMPLAINT | OPT_LIMIT | OPT_CUSTOMER | OPT_PSEUDO_KEY,
        0, cmd_list},
       {"verify", OPT_DB | OPT_FORMAT | OPT_ANCHOR, 0, cmd_verify},
+      {"backup", OPT_DB | OPT_FORMAT | OPT_FORCE, 1, cmd_backup},
+      {"erase", OPT_DB | OPT_FORMAT | OPT_CUSTOMER | OPT_WHO | OPT_POLICIES |
+                    OPT_PSEUDO_KEY,
+       0, cmd_erase},
+      {"archive", OPT_DB | OPT_FORMAT | OPT_BEFORE | OPT_TO | OPT_WHO, 0,
+       cmd_archive},
   };
   char name[32];
   opts_t o;
@@ -796,6 +1154,10 @@ int vd_cli_history(int argc, char **argv) {
       fputs(history_usage, stdout);
       return EXIT_OK;
     }
+    if (rc == 0)
+      rc = resolve_customer(&o);
+    if (rc == 0 && o.customer)
+      o.sel.customer_id = o.customer;
     return rc ? rc : cmds[i].run(&o);
   }
   fprintf(stderr, "verdict history: unknown command '%s'\n%s", argv[1],

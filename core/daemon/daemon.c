@@ -653,8 +653,21 @@ static void on_history_log(const char *line, void *arg) {
 /* Opened in every log mode: with off, revisions are still stored. */
 static int open_history(vd_daemon_t *d) {
   char *err = NULL;
-  int rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
-                           d->nslots, on_history_done, d, &err);
+  int rc;
+  if (d->opts.pseudonymise_key) {
+    vd_buf_t kerr = VD_BUF_INIT;
+    d->pkey = malloc(sizeof *d->pkey);
+    rc = d->pkey ? vd_pseudonym_key_load(d->pkey, d->opts.pseudonymise_key,
+                                         &kerr)
+                 : VD_ENOMEM;
+    if (rc)
+      vd_daemon_log("cannot start: %s", kerr.len ? kerr.data : "out of memory");
+    vd_buf_release(&kerr);
+    if (rc)
+      return rc;
+  }
+  rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
+                       d->nslots, on_history_done, d, &err);
   if (rc != 0)
     vd_daemon_log("cannot open the history database: %s",
                   err ? err : "unknown error");
@@ -667,6 +680,10 @@ static int open_history(vd_daemon_t *d) {
 static void close_history(vd_daemon_t *d) {
   vd_history_close(d->history);
   d->history = NULL;
+  if (d->pkey)
+    memset(d->pkey, 0, sizeof *d->pkey);
+  free(d->pkey);
+  d->pkey = NULL;
 }
 
 /* The decision sockets.  Each poll handle exists as soon as its fd does,

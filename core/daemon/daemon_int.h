@@ -24,6 +24,7 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/pseudonym.h"
 #include "verdict/sandbox.h"
 #include "verdict/uuid.h"
 #include "verdict/watchdog.h"
@@ -130,6 +131,11 @@ typedef struct vd_worker {
   vd_uuidgen_t uuid;
   vd_decision_t dec;       /* scratch, reused for every request */
   vd_buf_t scratch;
+  /* --pseudonymise-key: the engine's personal fields, and the record's
+   * rewritten texts (worker.c, record_and_respond) */
+  char **personal;
+  size_t npersonal;
+  vd_buf_t pseudo_req, pseudo_facts;
   char readbuf[65536];
   vd_conn_t *conns;        /* every open connection (list) */
   unsigned nconns;
@@ -178,6 +184,7 @@ struct vd_daemon {
   vd_bundle_t *bundle;     /* the active revision (main thread) */
   vd_history_t *history;   /* open in every log mode: with off, decisions
                             * are not written but revisions still are */
+  vd_pseudonym_key_t *pkey; /* --pseudonymise-key, or NULL (read-only) */
   vd_watchdog_t watchdog;  /* fast attempts; .started is 0 without */
   int64_t started_ms;
   int64_t activated_ms;

@@ -49,7 +49,10 @@ static void usage(FILE *f) {
       "                       keeps\n"
       "  --unchecked          start without running the bundle's checks and\n"
       "                       tests (for testing the sandbox itself on bundles\n"
-      "                       that are not valid); a reload is still validated\n",
+      "                       that are not valid); a reload is still validated\n"
+      "  --pseudonymise-key FILE  record the personal input fields (those the\n"
+      "                       policies mark personal) as HMAC-SHA-256 keyed\n"
+      "                       with FILE's bytes, never as received\n",
       f);
 }
 
@@ -85,6 +88,7 @@ int main(int argc, char **argv) {
       {"always-count", no_argument, 0, 'C'},
       {"unchecked", no_argument, 0, 'U'},
       {"policies-win", no_argument, 0, 1000},
+      {"pseudonymise-key", required_argument, 0, 'K'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   static const vd_limits_t limits = VD_LIMITS_DEFAULT;
@@ -172,6 +176,7 @@ int main(int argc, char **argv) {
     case 'C': o.always_count = 1; break;
     case 'U': o.unchecked = 1; break;
     case 1000: o.policies_win = 1; break; /* no short form */
+    case 'K': o.pseudonymise_key = optarg; break;
     case 'h':
       usage(stdout);
       return 0;

@@ -48,6 +48,8 @@
 #include <unistd.h>
 
 #include "daemon_int.h"
+#include "verdict/personal.h"
+#include "verdict/pseudonym.h"
 #include "verdict/timefmt.h"
 #include "verdict/uvstream.h"
 #include "verdict/wire.h"
@@ -591,13 +593,25 @@ static size_t utf8_prefix(const char *s, size_t max) {
   return n;
 }
 
+/* --pseudonymise-key: the personal fields of the engine in hand, read
+ * again when it changes (on the worker's thread, or before it starts). */
+static void read_personal(vd_worker_t *w) {
+  if (!w->daemon->pkey)
+    return;
+  vd_personal_free(w->personal, w->npersonal);
+  if (vd_personal_fields(w->engine, &w->personal, &w->npersonal) != 0) {
+    w->personal = NULL; /* out of memory: customer_id still goes */
+    w->npersonal = 0;
+  }
+}
+
 static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
                                int64_t received_ms) {
   vd_worker_t *w = c->w;
   vd_decision_t *d = &w->dec;
   vd_history_t *h = w->daemon->history;
   const char *revision = vd_bundle_revision(vd_engine_bundle(w->engine));
-  char decision_id[37];
+  char decision_id[37], pseudonym[VD_PSEUDONYM_LEN + 1];
   uint64_t seq = 0;
 
   vd_uuid_v7(&w->uuid, received_ms, decision_id);
@@ -640,6 +654,15 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
     }
     r.elapsed_us = (int64_t)(d->elapsed_ns / 1000);
     r.client = c->peer;
+    if (w->daemon->pkey &&
+        vd_pseudonymise_record(w->daemon->pkey,
+                               (const char *const *)w->personal,
+                               w->npersonal, &r, &w->pseudo_req,
+                               &w->pseudo_facts, pseudonym) != 0) {
+      /* raw values are never written: the texts go, the record stays */
+      r.request = r.facts = r.customer_id = NULL;
+      r.request_len = r.facts_len = 0;
+    }
     if (vd_history_submit(h, w->index, &r, &seq) != 0) {
       vd_buf_reset(&w->scratch);
       vd_wire_write_error(&w->scratch, d->id.data, VD_EINTERNAL,
@@ -894,6 +917,7 @@ static void on_wake(uv_async_t *a) {
     if (fresh) { /* between two requests: every request sees one revision */
       vd_engine_free(w->engine);
       w->engine = fresh;
+      read_personal(w);
       vd_engine_set_watch(w->engine, w->watch);
       if (w->reader)
         vd_engine_set_facts(w->engine, answer_fact, w);
@@ -918,6 +942,12 @@ static int answer_fact(void *ud, const char *query, const char *a,
                        const char *b, int64_t since_ms, int64_t until_ms,
                        int64_t *count) {
   vd_worker_t *w = ud;
+  char pseudonym[VD_PSEUDONYM_LEN + 1];
+  /* the questions about one customer ask by its pseudonym, as stored */
+  if (w->daemon->pkey && a && strcmp(query, "similar_customers") != 0) {
+    vd_pseudonym(w->daemon->pkey, a, strlen(a), pseudonym);
+    a = pseudonym;
+  }
   return vd_history_answer(w->reader, query, a, b, since_ms, until_ms, count);
 }
 
@@ -952,9 +982,12 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
   w->daemon = d;
   w->index = index;
   w->engine = engine;
+  read_personal(w);
   vd_uuidgen_init(&w->uuid);
   vd_decision_init(&w->dec);
   vd_buf_init(&w->scratch);
+  vd_buf_init(&w->pseudo_req);
+  vd_buf_init(&w->pseudo_facts);
   rc = uv_loop_init(&w->loop);
   if (rc)
     goto out_buffers;
@@ -983,6 +1016,11 @@ out_loop:
   uv_loop_close(&w->loop);
 out_buffers:
   vd_buf_release(&w->scratch);
+  vd_buf_release(&w->pseudo_req);
+  vd_buf_release(&w->pseudo_facts);
+  vd_personal_free(w->personal, w->npersonal);
+  w->personal = NULL;
+  w->npersonal = 0;
   vd_decision_release(&w->dec);
   vd_engine_free(w->engine);
   w->engine = NULL;
@@ -1035,6 +1073,11 @@ void vd_worker_release(vd_worker_t *w) {
   w->next_engine = w->engine = NULL;
   vd_decision_release(&w->dec);
   vd_buf_release(&w->scratch);
+  vd_buf_release(&w->pseudo_req);
+  vd_buf_release(&w->pseudo_facts);
+  vd_personal_free(w->personal, w->npersonal);
+  w->personal = NULL;
+  w->npersonal = 0;
   w->started = 0;
 }
 

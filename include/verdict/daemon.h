@@ -69,6 +69,9 @@ typedef struct vd_daemon_opts {
                               reload, that takes longer is refused as timed
                               out (0: VD_VALIDATE_TIMEOUT_S) */
   vd_limits_t limits;
+  const char *pseudonymise_key; /* --pseudonymise-key FILE: personal fields
+                              recorded as keyed hashes (pseudonym.h); NULL:
+                              as received */
 } vd_daemon_opts_t;
 
 /* Serve until stopped.  Returns the process exit status. */

@@ -42,7 +42,7 @@
 #include "verdict/bundle.h"
 
 /* The schema version this code writes and reads (PRAGMA user_version). */
-#define VD_HISTORY_SCHEMA_VERSION 4
+#define VD_HISTORY_SCHEMA_VERSION 5
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
@@ -390,6 +390,7 @@ typedef struct vd_history_filter {
   const char *complaint_id, *decision_id;
   int has_limit;             /* at most `limit` rows */
   int64_t limit;
+  const char *customer_id;   /* NULL: any */
 } vd_history_filter_t;
 
 /* A read of the rows FILTER selects, in seq order.  Open it, take rows
@@ -504,6 +505,15 @@ typedef struct vd_verify_report {
                           * schema 3 and chained by its migration, at
                           * sealed_ms; 0: every one chained as written */
   int64_t sealed_ms;
+  int64_t v2_from;       /* records from this seq on have the schema 5
+                          * form (a salted digest of their personal part) */
+  int64_t v2_ms;         /* when the migration to schema 5 ran */
+  int64_t erased;        /* records verified through a kept digest: their
+                          * personal data was erased */
+  int64_t archived_to;   /* records 1..archived_to were archived out of
+                          * this database; the chain starts after them */
+  int64_t archived_ms;   /* when the last archiving ran */
+  int64_t archive_first; /* in an archive file: its first record */
   char message[512];     /* one line for a human: the problem, or why
                           * verification could not run */
 } vd_verify_report_t;
@@ -549,5 +559,105 @@ int vd_history_verify_anchored(const char *path, int64_t anchor_seq,
 int vd_history_verify_anchor(const char *path,
                              const vd_history_anchor_t *anchor,
                              vd_verify_report_t *rep);
+
+/* ------------------------------------------------------------------------
+ * Backup (core/history_backup.c)
+ * ---------------------------------------------------------------------- */
+
+typedef struct vd_history_backup_report {
+  int64_t pages;              /* pages copied */
+  int64_t steps;              /* sqlite3_backup_step() calls it took */
+  vd_verify_report_t verify;  /* the copy's verification: on success its
+                               * records, heads and message, as
+                               * vd_history_verify() gives them */
+} vd_history_backup_report_t;
+
+/* Copy the history database at SRC_PATH to DEST while a daemon may be
+ * writing it: SQLite's online backup, stepped in chunks from one read
+ * snapshot (so the copy is the database as of one commit and the writer
+ * is never blocked), into a temporary file beside DEST that is then
+ * switched to a rollback journal (one self-contained file), synced and
+ * verified as vd_history_verify() does.  Only a copy that verifies takes
+ * DEST, created 0640.  An existing DEST is refused (VD_EINVALID) unless
+ * FORCE; DEST the database itself is always refused.  Returns 0; or
+ * VD_EINVALID with rep->verify.problem set when the copy, hence the
+ * database, does not verify (DEST is then untouched); or another code.
+ * *errmsg as for the other calls; REP is the caller's. */
+int vd_history_backup(const char *src_path, const char *dest, int force,
+                      vd_history_backup_report_t *rep, char **errmsg);
+
+/* ------------------------------------------------------------------------
+ * Erasure (core/history_erase.c)
+ * ---------------------------------------------------------------------- */
+
+typedef struct vd_history_erase_report {
+  int64_t erased;    /* records whose personal data was erased */
+  int64_t old_form;  /* the customer's records stored before schema 5:
+                      * their hashes commit to the raw bytes, so they are
+                      * left as they are */
+  int64_t first_seq, last_seq; /* the erased records' range (0: none) */
+  int64_t erasure;   /* the id of the `erasures` row (0: nothing erased) */
+} vd_history_erase_report_t;
+
+/* Erase the personal data of every record of CUSTOMER_ID (customer_id =
+ * CUSTOMER_ID) in the database at DB_PATH, in one write transaction
+ * (safe while the daemon writes: it waits for the batch in hand, and
+ * the batch for it): customer_id becomes NULL, the request's input loses
+ * customer_id and the FIELDS (the policies' personal fields), facts
+ * lose every personal value (null in their place), and the record keeps
+ * the digest its hash committed to (docs/history.md, "Schema 5: the
+ * personal part"), so the chain still verifies.  WHO (may be NULL), the
+ * time, the count, the seq range and the field names are recorded in
+ * `erasures`; the customer id is not.  Returns 0 (rep says how many),
+ * VD_EINVALID (no customer, a damaged record), or the opening's errors.
+ * *errmsg as for the other calls. */
+int vd_history_erase(const char *db_path, const char *customer_id,
+                     const char *const *fields, size_t nfields,
+                     const char *who, vd_history_erase_report_t *rep,
+                     char **errmsg);
+/* The revision of the last successful activation in DB_PATH, into OUT
+ * (N bytes).  VD_ENOT_FOUND when there was none. */
+int vd_history_last_revision(const char *db_path, char *out, size_t n,
+                             char **errmsg);
+
+/* ------------------------------------------------------------------------
+ * Archive (core/history_archive.c)
+ * ---------------------------------------------------------------------- */
+
+typedef struct vd_history_archive_report {
+  int64_t first_seq, last_seq; /* the records moved */
+  int64_t erased;              /* of which had their personal data erased */
+  char start[65];              /* hash before first_seq (the archive's
+                                * start) */
+  char anchor[65];             /* hash of last_seq: where the live chain
+                                * now starts */
+  vd_verify_report_t verify;   /* the archive file's verification */
+} vd_history_archive_report_t;
+
+/* Move the decisions of the database at LIVE_PATH received before
+ * BEFORE_MS (the chain's prefix: from its first record up to the last
+ * before the first one received at or after BEFORE_MS) into a new
+ * archive file DEST (refused if it exists): a history database that
+ * verifies on its own (its records, every revision, every activation),
+ * verified before anything is removed; then delete them from the live
+ * database in one write transaction and record the archiving there
+ * (who, when, the range, the anchor, the file) in `archives`, from which
+ * verify starts the chain.  Safe while the daemon writes (it waits for
+ * the DELETE).  VD_ENOT_FOUND when nothing is that old.  *errmsg as for
+ * the other calls. */
+int vd_history_archive(const char *live_path, int64_t before_ms,
+                       const char *dest, const char *who,
+                       vd_history_archive_report_t *rep, char **errmsg);
+
+/* The last archiving of DB_PATH: records 1..last_seq (0: none) were
+ * moved to FILE at AT, those received before before_ms. */
+typedef struct vd_history_archived {
+  int64_t last_seq;
+  int64_t before_ms;
+  char at[40];
+  char file[1024];
+} vd_history_archived_t;
+int vd_history_archived(const char *db_path, vd_history_archived_t *a,
+                        char **errmsg);
 
 #endif

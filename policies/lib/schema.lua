@@ -20,7 +20,10 @@
 --
 -- Every spec takes `doc` (one line for the reader) and `requires` (names of
 -- sibling fields that must be given when this one is set: present and not
--- false, 0 or "").  A field is `required`, or optional with or without a
+-- false, 0 or "").  A top-level input field that is personal information (a
+-- customer id, a phone number) says `personal = true`: `verdict history
+-- erase` removes such fields from the recorded requests (core/personal.c
+-- reads the flag; docs/history.md, "Schema 4: the personal part").  A field is `required`, or optional with or without a
 -- `default`; JSON null counts as absent.  Unknown fields are refused.
 --
 -- S.validate raises error({code = "bad_input", path = "input.x",

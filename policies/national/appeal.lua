@@ -55,7 +55,7 @@ local BILLING = R.set{ "billing", "sp_subscription" }
 
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64 },
-  customer_id = S.string{ max_len = 64,
+  customer_id = S.string{ max_len = 64, personal = true,
     doc = "the customer, optional: recorded so that history can count this customer's complaints" },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
   event_at = S.time{ required = true, doc = "when the disputed event happened; any offset: "

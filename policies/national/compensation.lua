@@ -34,7 +34,7 @@ local CATEGORIES, GRADES = D.CATEGORIES, D.GRADES
 
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64 },
-  customer_id = S.string{ max_len = 64,
+  customer_id = S.string{ max_len = 64, personal = true,
     doc = "the customer, optional: recorded so that history can count this customer's complaints" },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
   customer_grade = S.enum{ required = true, table.unpack(GRADES) },

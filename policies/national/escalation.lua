@@ -69,7 +69,7 @@ end
 
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64 },
-  customer_id = S.string{ required = true, max_len = 64 },
+  customer_id = S.string{ required = true, max_len = 64, personal = true },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
   customer_grade = S.enum{ required = true, table.unpack(GRADES) },
   received_at = S.time{ required = true, doc = "when the complaint was received; any "

@@ -57,7 +57,7 @@ end
 
 local fields = {
   complaint_id = S.string{ required = true, max_len = 64, doc = "the carrier's complaint number" },
-  customer_id = S.string{ max_len = 64,
+  customer_id = S.string{ max_len = 64, personal = true,
     doc = "the customer, optional: recorded so that history can count this customer's complaints" },
   category = S.enum{ required = true, table.unpack(CATEGORIES) },
   channel = S.enum{ required = true, doc = "where the complaint arrived; recorded, no national rule uses it",
