@@ -1,7 +1,9 @@
 /*
  * policy.c - the offline policy administration commands:
  *
- *   verdict test [--quiet] [DIR]   run the bundle's own tests
+ *   verdict test [--quiet] [--coverage] [DIR]
+ *                                  run the bundle's own tests; --coverage
+ *                                  prints each policy file's rule coverage
  *   verdict check [DIR]            compile, load, check the structure, run
  *                                  the tests, decide the grid (no region
  *                                  looser than its parent, no grade than
@@ -26,7 +28,7 @@
 
 int vd_cli_policy(int argc, char **argv) {
   const char *cmd = argv[0], *dir = "policies";
-  int check = strcmp(cmd, "check") == 0, quiet = 0, i, rc;
+  int check = strcmp(cmd, "check") == 0, quiet = 0, coverage = 0, i, rc;
   vd_bundle_t *b;
   vd_policy_report_t r;
   vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT;
@@ -34,6 +36,8 @@ int vd_cli_policy(int argc, char **argv) {
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
       quiet = 1;
+    else if (strcmp(argv[i], "--coverage") == 0)
+      coverage = 1;
     else if (argv[i][0] == '-') {
       fprintf(stderr, "verdict %s: unknown option %s\n", cmd, argv[i]);
       return 2;
@@ -47,6 +51,7 @@ int vd_cli_policy(int argc, char **argv) {
     return 1;
   }
   vd_policy_report_init(&r);
+  r.coverage = coverage;
   if (check)
     rc = vd_policy_check(b, NULL, getenv("VERDICT_LUACHECK_DIR"), &r);
   else

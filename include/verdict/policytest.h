@@ -35,6 +35,8 @@
  *   file:line: message             problems: syntax, load, structure
  *   FAIL file case N (name)        a failed case, then its indented diffs
  *   not fired: kind rule id (region)
+ *   file: problem with its tests' coverage of its own rules
+ *   file: coverage N/M ...         with r->coverage set
  *   N passed, N failed             when the tests ran
  *   file: kind ...                 the grid: a looser answer (then its
  *                                  input, indented), an exception, and one
@@ -101,6 +103,9 @@ typedef struct vd_policy_report {
   unsigned problems;       /* PROBLEM findings, plus one if a case failed:
                             * what `verdict check` counts */
   int tested;              /* the tests ran (the totals line belongs) */
+  int coverage;            /* set by the caller: record each policy file's
+                            * rule coverage as a NOTE ("file: coverage N/M
+                            * own rules fired by TEST (P%)") */
 } vd_policy_report_t;
 
 void vd_policy_report_init(vd_policy_report_t *r);
@@ -119,6 +124,7 @@ void vd_policy_finding_detail(vd_finding_t *f, const char *text);
 /* Append the text of the whole report to out, as in the banner above.
  * VD_REPORT_QUIET leaves out the "not fired" lines. */
 #define VD_REPORT_QUIET 1
+
 void vd_policy_report_format(const vd_policy_report_t *r, int flags,
                              vd_buf_t *out);
 /* Append the text of one finding (one line, then its detail). */
