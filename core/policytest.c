@@ -10,6 +10,7 @@
  * the harness for comparison.  Every finding goes into the caller's
  * vd_policy_report_t; nothing is printed.  Runs on the caller's thread.
  */
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,11 @@ static vd_finding_t *add_load_error(vd_policy_report_t *r, vd_bundle_t *b,
 }
 
 void vd_policy_finding_format(const vd_finding_t *f, vd_buf_t *out) {
+  if (f->kind == VD_FINDING_PASS) {
+    vd_buf_addf(out, "ok %s case %d (%s)\n", f->file ? f->file : "?",
+                f->case_no, f->text);
+    return;
+  }
   if (f->kind == VD_FINDING_UNFIRED) {
     vd_buf_addf(out, "not fired: %s\n", f->text);
     return;
@@ -329,6 +335,10 @@ typedef struct runner {
   int coverage; /* harness registry ref: coverage.lua's table, or
                  * LUA_NOREF when the bundle has none */
   unsigned coverage_problems; /* policy files under their threshold */
+  const vd_policy_filter_t *filter; /* the report's, or NULL */
+  regex_t run;                  /* filter->run, compiled */
+  int has_run;
+  int ran; /* harness registry ref: set of the test files run */
 } runner_t;
 
 static const char *opt_str(lua_State *L, int t, const char *k, const char *dflt) {
@@ -661,10 +671,14 @@ static void run_case(runner_t *r, const char *file, const char *kind,
       lua_pop(L, 2);
     }
   }
-  if (r->diffs.len)
+  if (r->diffs.len) {
     fail_case(r, file, i, name, r->diffs.data);
-  else
+  } else {
     r->rep->passed++;
+    if (r->filter && r->filter->verbose)
+      add(r->rep, VD_FINDING_PASS, VD_STAGE_TESTS, file, case_line(r->file, name),
+          0, NULL, name)->case_no = i;
+  }
   lua_settop(L, c);
 }
 
@@ -795,6 +809,12 @@ static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
   n = (lua_Integer)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
+    if (r->has_run && (!lua_istable(L, -1) ||
+                       regexec(&r->run, opt_str(L, -1, "name", "unnamed"), 0,
+                               NULL, 0) != 0)) {
+      lua_settop(L, top + 3);
+      continue;
+    }
     if (lua_istable(L, -1))
       run_case(r, f->path, kind, region, (int)i);
     else
@@ -857,6 +877,45 @@ static int list_unfired(lua_State *EL) {
     }
   }
   return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Choosing the tests (vd_policy_filter_t)
+ * ------------------------------------------------------------------------ */
+
+/* Does selection sel name test file `path` of region `region`? */
+static int selects(const char *sel, const char *path, const char *region) {
+  size_t n = strlen(sel), pl = strlen(path);
+  while (n > 1 && sel[n - 1] == '/')
+    n--;
+  if (strlen(region) == n && strncmp(sel, region, n) == 0)
+    return 1; /* a region code, or "national" */
+  if (pl == n && strncmp(sel, path, n) == 0)
+    return 1; /* the test file */
+  if (pl > n && strncmp(sel, path, n) == 0 && path[n] == '/' &&
+      !strchr(path + n + 1, '/'))
+    return 1; /* its directory */
+  /* its policy file: "x.lua" for "x_test.lua" */
+  return n > 4 && pl == n + 5 && strncmp(sel, path, n - 4) == 0 &&
+         strcmp(sel + n - 4, ".lua") == 0 &&
+         strcmp(path + n - 4, "_test.lua") == 0;
+}
+
+/* Is test file `path` (of region `region`) to run?  Marks the selections
+ * that named it in used[] (may be NULL). */
+static int selected(const vd_policy_filter_t *flt, const char *path,
+                    const char *region, unsigned char *used) {
+  size_t i;
+  int any = 0;
+  if (!flt || !flt->npaths)
+    return 1;
+  for (i = 0; i < flt->npaths; i++)
+    if (selects(flt->paths[i], path, region)) {
+      any = 1;
+      if (used)
+        used[i] = 1;
+    }
+  return any;
 }
 
 /* ------------------------------------------------------------------------
@@ -1056,6 +1115,11 @@ static int coverage_k(lua_State *EL) {
         lua_pop(HL, 2);
         lua_pop(EL, 1);
       }
+      if (r->filter && (r->filter->run ||
+                        !selected(r->filter, test.data, region, NULL))) {
+        lua_settop(EL, policy - 1);
+        continue; /* its tests did not all run */
+      }
       pct = coverage_threshold(r, file);
       vd_buf_reset(&r->path);
       if (pct == 0) {
@@ -1102,18 +1166,46 @@ int vd_policy_run_tests(vd_engine_t *e, vd_policy_report_t *rep) {
   vd_bundle_t *b = vd_engine_bundle(e);
   vd_sandbox_t *esb = vd_engine_sandbox(e);
   unsigned failed = rep->failed;
+  unsigned char *used = NULL; /* filter->paths[i] named a test file */
   int coverage_bad;
   size_t i;
   memset(&r, 0, sizeof r);
   r.engine = e;
   r.rep = rep;
+  r.filter = rep->filter;
   rep->tested = 1;
+  if (r.filter && r.filter->run) {
+    int rc = regcomp(&r.run, r.filter->run, REG_EXTENDED | REG_NOSUB);
+    if (rc) {
+      char why[128];
+      regerror(rc, &r.run, why, sizeof why);
+      vd_buf_addf(&r.path, "--run %s: not a regular expression: %s",
+                  r.filter->run, why);
+      add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+          r.path.data);
+      vd_buf_release(&r.path);
+      rep->failed++;
+      return 1;
+    }
+    r.has_run = 1;
+  }
+  if (r.filter && r.filter->npaths &&
+      !(used = calloc(r.filter->npaths, 1))) {
+    add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+        "out of memory");
+    if (r.has_run)
+      regfree(&r.run);
+    return 1;
+  }
   if (vd_sandbox_init(&r.harness, &r.err)) {
     vd_buf_addf(&r.path, "cannot create the test harness: %s", r.err.data);
     add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
         r.path.data);
     vd_buf_release(&r.path);
     vd_buf_release(&r.err);
+    if (r.has_run)
+      regfree(&r.run);
+    free(used);
     return 1;
   }
   vd_decision_init(&r.d);
@@ -1123,15 +1215,30 @@ int vd_policy_run_tests(vd_engine_t *e, vd_policy_report_t *rep) {
   for (i = 0; i < vd_bundle_count(b); i++) {
     const vd_bundle_file_t *f = vd_bundle_file(b, i);
     char kind[32], region[32];
-    if (test_file(f->path, kind, region))
+    if (test_file(f->path, kind, region) &&
+        selected(r.filter, f->path, region, used))
       run_file(&r, f, kind, region);
   }
+  for (i = 0; used && i < r.filter->npaths; i++)
+    if (!used[i]) {
+      vd_buf_reset(&r.path);
+      vd_buf_addf(&r.path, "%s: names no test file of the bundle (a test "
+                           "file, a policy file, a region's directory, "
+                           "\"national\" or a region code)",
+                  r.filter->paths[i]);
+      add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+          r.path.data);
+      rep->failed++;
+    }
+  free(used);
   /* list the rules no case fired, reading the engine's policies under a
    * protected call (their tables may have metamethods) */
   vd_sandbox_arm(esb, 100000000UL, 0);
   lua_pushcfunction(esb->L, list_unfired);
   lua_pushlightuserdata(esb->L, &r);
-  if (lua_pcall(esb->L, 1, 0, 0) != LUA_OK) {
+  if (r.filter && (r.filter->npaths || r.filter->run)) {
+    lua_pop(esb->L, 2); /* only some cases ran: no list of rules unfired */
+  } else if (lua_pcall(esb->L, 1, 0, 0) != LUA_OK) {
     vd_buf_reset(&r.path);
     vd_buf_addf(&r.path, "cannot list the rules: %s", lua_tostring(esb->L, -1));
     add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
@@ -1154,6 +1261,8 @@ int vd_policy_run_tests(vd_engine_t *e, vd_policy_report_t *rep) {
   }
   vd_sandbox_disarm(esb);
   vd_sandbox_release(&r.harness);
+  if (r.has_run)
+    regfree(&r.run);
   vd_decision_release(&r.d);
   vd_buf_release(&r.line);
   vd_buf_release(&r.diffs);

@@ -637,6 +637,67 @@ static void rule_coverage(void **state) {
                   "by regions/SH/compensation_test.lua (100%)\n");
 }
 
+/* A filter runs only the test files and cases it names, records passed
+ * cases when verbose, and measures coverage only where every case ran. */
+static void filtered_tests(void **state) {
+  static const char *const files[] = {
+      "national/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 2000) COVERAGE_CASE(10, 20000) "}\n",
+      "regions/SH/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 3000) "}\n", NULL};
+  static const char region[] =
+      "local R = require(\"lib.rules\")\n"
+      "return R.extend(parent(), { replace = { [\"late.pay\"] = {\n"
+      "  id = \"sh.late.pay\", basis = \"Shanghai's promise\",\n"
+      "  per_day_fen = 1500 } } })\n";
+  const char *sh[] = {"SH"}, *policy[] = {"regions/SH/compensation.lua"},
+             *dir[] = {"national/"}, *none[] = {"regions/SH/sla.lua"};
+  vd_policy_filter_t flt = {NULL, 0, NULL, 1};
+  vd_bundle_t *b = strict_bundle_with(COVERAGE_NATIONAL, region, files);
+  vd_policy_report_t r;
+  (void)state;
+#define RUN(PATHS, N, RUNPAT)                                                 \
+  do {                                                                        \
+    vd_policy_report_release(&r);                                             \
+    flt.paths = PATHS;                                                        \
+    flt.npaths = N;                                                           \
+    flt.run = RUNPAT;                                                         \
+    r.filter = &flt;                                                          \
+    r.coverage = 1;                                                           \
+  } while (0)
+  vd_policy_report_init(&r);
+  RUN(sh, 1, NULL);
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 1);
+  assert_int_equal(r.findings[0].kind, VD_FINDING_PASS);
+  assert_string_equal(r.findings[0].file, "regions/SH/compensation_test.lua");
+  assert_int_equal(r.findings[0].line, 2);
+  assert_int_equal(r.findings[1].kind, VD_FINDING_NOTE); /* SH's coverage */
+  assert_string_equal(r.findings[1].file, "regions/SH/compensation.lua");
+  assert_int_equal(r.count, 2); /* no national coverage, no "not fired" */
+  RUN(policy, 1, NULL);
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 1);
+  RUN(dir, 1, NULL);
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 2);
+  /* --run: one case, no coverage measured */
+  RUN(NULL, 0, "late 1[0-9] days");
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 1);
+  assert_int_equal(r.count, 1);
+  assert_int_equal(r.findings[0].case_no, 2);
+  /* a path that names no test file */
+  RUN(none, 1, NULL);
+  assert_int_not_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 0);
+  assert_non_null(strstr(r.findings[0].text, "regions/SH/sla.lua: names no "
+                                             "test file of the bundle"));
+#undef RUN
+  vd_policy_report_release(&r);
+  vd_bundle_unref(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(luacheck_warning_has_file_and_line),
@@ -652,6 +713,7 @@ int main(void) {
       cmocka_unit_test(strict_policy_names),
       cmocka_unit_test(strict_region_names),
       cmocka_unit_test(rule_coverage),
+      cmocka_unit_test(filtered_tests),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,9 +4,11 @@ for a misspelt name, the name that was meant (issue #13).
 
 Each fixture under tests/fixtures/ is an overlay laid over a copy of the
 shipped policies/ (harness.overlay)."""
+import json
 import os
 import shutil
 import unittest
+import xml.etree.ElementTree as ET
 
 from harness import POLICIES, OverlayCase, overlay, run_cli
 
@@ -88,6 +90,95 @@ class RuleCoverage(OverlayCase):
         self.assertRegex(out.splitlines()[-1], r"^\d+ passed, 0 failed$")
         rc, out, err = run_cli("test", POLICIES)
         self.assertNotIn("coverage", out)
+
+
+class ChoosingTests(unittest.TestCase):
+    """`verdict test [PATH...] [--run PATTERN] [-v] [--format json|junit]`."""
+
+    def cli(self, *args):
+        rc, out, err = run_cli("test", *args)
+        return rc, out, err
+
+    def cases(self, out):
+        return [l for l in out.splitlines() if l.startswith("ok ")]
+
+    def test_a_region_directory_runs_its_own_files_only(self):
+        rc, out, err = self.cli("-v", os.path.join(POLICIES, "regions", "GD"))
+        self.assertEqual(rc, 0, out + err)
+        ran = self.cases(out)
+        self.assertTrue(ran)
+        for line in ran:
+            self.assertTrue(line.startswith("ok regions/GD/"), line)
+            self.assertNotIn("regions/GD-SZ/", line)
+        self.assertEqual(out.splitlines()[-1], "%d passed, 0 failed" % len(ran))
+        self.assertNotIn("not fired", out)
+
+    def test_region_codes_and_files_relative_to_the_bundle(self):
+        rc, out, err = self.cli("-v", POLICIES, "GD-SZ", "national/appeal.lua")
+        self.assertEqual(rc, 0, out + err)
+        files = {l.split()[1] for l in self.cases(out)}
+        self.assertEqual(files, {"regions/GD-SZ/sla_test.lua", "national/appeal_test.lua"})
+
+    def test_run_pattern(self):
+        rc, out, err = self.cli("-v", "--run", "^overcharge caused by the carrier", POLICIES)
+        self.assertEqual(rc, 0, out + err)
+        ran = self.cases(out)
+        self.assertEqual(len(ran), 1, out)
+        self.assertIn("national/compensation_test.lua case 1 "
+                      "(overcharge caused by the carrier: double refund)", ran[0])
+        self.assertEqual(out.splitlines()[-1], "1 passed, 0 failed")
+        rc, out, err = self.cli("--run", "(", POLICIES)
+        self.assertEqual(rc, 1)
+        self.assertIn("--run (: not a regular expression", out)
+
+    def test_a_path_that_names_nothing(self):
+        rc, out, err = self.cli(POLICIES, "regions/ZZ")
+        self.assertEqual(rc, 1)
+        self.assertIn("regions/ZZ: names no test file of the bundle", out)
+
+    def test_json(self):
+        rc, out, err = self.cli("--format", "json", POLICIES, "BJ")
+        self.assertEqual(rc, 0, out + err)
+        doc = json.loads(out)
+        self.assertEqual(doc["failed"], 0)
+        self.assertEqual(doc["passed"], len(doc["cases"]))
+        self.assertTrue(all(c["file"] == "regions/BJ/compensation_test.lua"
+                            and c["result"] == "pass" for c in doc["cases"]))
+        self.assertEqual(err.splitlines()[-1], "%d passed, 0 failed" % doc["passed"])
+        tmp, bundle = overlay("misspelt-case-key")
+        self.addCleanup(shutil.rmtree, tmp)
+        rc, out, err = self.cli("--format", "json", bundle, "SH")
+        self.assertEqual(rc, 1)
+        doc = json.loads(out)
+        self.assertEqual([c["result"] for c in doc["cases"]], ["fail", "fail", "pass"])
+        self.assertEqual(doc["cases"][0]["line"], 11)
+        self.assertIn("did you mean 'expect'?", doc["cases"][0]["detail"])
+
+    def test_junit(self):
+        tmp, bundle = overlay("misspelt-case-key")
+        self.addCleanup(shutil.rmtree, tmp)
+        rc, out, err = self.cli("--format", "junit", bundle, "SH", "BJ")
+        self.assertEqual(rc, 1)
+        root = ET.fromstring(out)
+        self.assertEqual(root.tag, "testsuites")
+        suites = {s.get("name"): s for s in root.findall("testsuite")}
+        self.assertEqual(set(suites), {"regions/SH/compensation_test.lua",
+                                       "regions/BJ/compensation_test.lua"})
+        sh = suites["regions/SH/compensation_test.lua"]
+        self.assertEqual((sh.get("tests"), sh.get("failures")), ("3", "2"))
+        failure = sh.find("testcase/failure")
+        self.assertIn("unknown key 'expcet'", failure.text)
+        self.assertEqual(root.get("failures"), "2")
+        self.assertEqual(err.splitlines()[-1], "%s passed, 2 failed"
+                         % (int(root.get("tests")) - 2))
+
+    def test_bad_usage(self):
+        rc, out, err = self.cli("--format", "yaml", POLICIES)
+        self.assertEqual(rc, 2)
+        self.assertIn("--format is text, json or junit", err)
+        rc, out, err = self.cli("--help")
+        self.assertEqual(rc, 0)
+        self.assertIn("usage: verdict test", out)
 
 
 if __name__ == "__main__":
