@@ -21,8 +21,16 @@
 -- an R.extend or its params is an error at load, naming the nearest valid
 -- name ("unknown field 'per_dya_fen' ... (did you mean 'per_day_fen'?)").
 --
--- A policy (R.policy) is { kind, fields (input schema), tighter (result
--- field orders, below), params, tables, evaluate }, and gets
+-- What `when` may read: a table that declares `facts = { "name", ... }`
+-- gets facts of its own from evaluate (its `when` reads only those names);
+-- any other table's `when` reads the validated input, whose names are the
+-- schema's fields and the policy's `facts` (what evaluate adds to the
+-- input before it runs the tables).  At load, every read a `when` makes
+-- straight from its first parameter (f.name, from the function's bytecode:
+-- verdict.field_reads) must be one of those names.
+--
+-- A policy (R.policy) is { kind, fields (input schema), facts, tighter
+-- (result field orders, below), params, tables, evaluate }, and gets
 -- P.decide(input, ctx) -> result, trace.
 --
 -- `tighter` says, for each result field, which way a region may move it

@@ -6,7 +6,9 @@ Each fixture under tests/fixtures/ is an overlay laid over a copy of the
 shipped policies/ (harness.overlay)."""
 import json
 import os
+import re
 import shutil
+import subprocess
 import unittest
 import xml.etree.ElementTree as ET
 
@@ -179,6 +181,51 @@ class ChoosingTests(unittest.TestCase):
         rc, out, err = self.cli("--help")
         self.assertEqual(rc, 0)
         self.assertIn("usage: verdict test", out)
+
+
+LUACHECK_LINE = re.compile(r"^(?:\./)?(\S+?):(\d+):(\d+): \((\w\d+)\)")
+
+
+def warnings(text):
+    """The (file, line, column, code) of each luacheck line in text."""
+    return {m.groups() for m in map(LUACHECK_LINE.match, text.splitlines()) if m}
+
+
+class EditorsSeeTheSandbox(unittest.TestCase):
+    """policies/.luacheckrc declares the sandbox's globals: plain luacheck
+    gives the warnings `verdict check` gives."""
+
+    def test_plain_luacheck_agrees_with_verdict_check(self):
+        tmp, bundle = overlay("sandbox-globals")
+        self.addCleanup(shutil.rmtree, tmp)
+        rc, out, err = run_cli("check", bundle)
+        ours = warnings(out)
+        p = subprocess.run(["luacheck", "--formatter", "plain", "--codes", "."],
+                           cwd=bundle, capture_output=True, text=True, timeout=120)
+        theirs = warnings(p.stdout)
+        self.assertEqual(theirs, ours, p.stdout + p.stderr + "\n----\n" + out)
+        probe = {w[1:] for w in ours if w[0] == "lib/probe.lua"}
+        # what the sandbox leaves out is flagged, once each, where it is read
+        self.assertEqual(len(probe), 8 + 1 + 2 + 1 + 6, sorted(probe))
+        for line, col, code in probe:
+            self.assertIn(code, ("W113", "W143"))
+
+    def test_the_shipped_bundle_from_the_repository(self):
+        # from the repository: the paths in the config are the working
+        # directory's
+        root = os.path.dirname(POLICIES)
+        p = subprocess.run(["luacheck", "--config", "policies/.luacheckrc",
+                            "--formatter", "plain", "--codes", "policies"],
+                           cwd=root, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        rc, out, err = run_cli("check", POLICIES)
+        self.assertEqual(warnings(out), set())
+
+    def test_luarc_json_is_json(self):
+        with open(os.path.join(POLICIES, ".luarc.json")) as f:
+            rc = json.load(f)
+        self.assertEqual(rc["runtime"]["version"], "Lua 5.4")
+        self.assertIn("verdict", rc["diagnostics"]["globals"])
 
 
 if __name__ == "__main__":
