@@ -676,8 +676,8 @@ static void run_case(runner_t *r, const char *file, const char *kind,
   } else {
     r->rep->passed++;
     if (r->filter && r->filter->verbose)
-      add(r->rep, VD_FINDING_PASS, VD_STAGE_TESTS, file, case_line(r->file, name),
-          0, NULL, name)->case_no = i;
+      add(r->rep, VD_FINDING_PASS, VD_STAGE_TESTS, file,
+          case_line(r->file, name), 0, NULL, name)->case_no = i;
   }
   lua_settop(L, c);
 }
@@ -1106,7 +1106,8 @@ static int coverage_k(lua_State *EL) {
       for (i = 1; i <= n; i++) {
         lua_rawgeti(EL, own, i);
         lua_rawgeti(HL, LUA_REGISTRYINDEX, r->fired);
-        lua_pushfstring(HL, "%s\t%s %s", test.data, kind, lua_tostring(EL, -1));
+        lua_pushfstring(HL, "%s\t%s %s", test.data, kind,
+                        lua_tostring(EL, -1));
         if (lua_rawget(HL, -2) != LUA_TNIL)
           fired++;
         else

@@ -45,7 +45,8 @@ static void usage(FILE *to, const char *cmd) {
   if (strcmp(cmd, "check") == 0)
     fputs("usage: verdict check [--quiet] [--coverage] [DIR]\n", to);
   else
-    fputs("usage: verdict test [--run PATTERN] [-v] [--format text|json|junit]\n"
+    fputs("usage: verdict test [--run PATTERN] [-v]"
+          " [--format text|json|junit]\n"
           "                    [--coverage] [--quiet] [DIR] [PATH...]\n"
           "  PATH: a test file, a policy file, a region's directory,\n"
           "        \"national\" or a region code; DIR: the bundle (default:\n"
@@ -280,9 +281,11 @@ int vd_cli_policy(int argc, char **argv) {
       usage(stdout, cmd);
       free(paths);
       return 0;
-    } else if (!check && (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)) {
+    } else if (!check &&
+               (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)) {
       filter.verbose = 1;
-    } else if (!check && (strcmp(a, "--run") == 0 || strcmp(a, "--format") == 0)) {
+    } else if (!check &&
+               (strcmp(a, "--run") == 0 || strcmp(a, "--format") == 0)) {
       if (i + 1 >= argc) {
         fprintf(stderr, "verdict %s: %s needs a value\n", cmd, a);
         free(paths);
