@@ -634,7 +634,48 @@ static const char *raw_str(lua_State *L, int idx) {
   return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
 }
 
-/* A table raised as {code="bad_input", path=..., message=...}. */
+/* The `errors` list of the error object at idx ({path, message} each,
+ * read raw; entries of another shape are left out), as JSON in
+ * d->errors. */
+static void error_list(lua_State *L, int idx, vd_decision_t *d) {
+  lua_Integer i, n;
+  int first = 1;
+  if (raw_field(L, idx, "errors") == LUA_TTABLE) {
+    int list = lua_gettop(L);
+    vd_sandbox_unfreeze(L, list);
+    n = (lua_Integer)lua_rawlen(L, list);
+    vd_buf_addc(&d->errors, '[');
+    for (i = 1; i <= n; i++) {
+      const char *path, *msg;
+      lua_rawgeti(L, list, i);
+      if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        continue;
+      }
+      vd_sandbox_unfreeze(L, -1);
+      raw_field(L, lua_gettop(L), "path");
+      raw_field(L, lua_gettop(L) - 1, "message");
+      path = raw_str(L, -2);
+      msg = raw_str(L, -1);
+      if (path && msg) {
+        vd_buf_adds(&d->errors, first ? "{\"path\":" : ",{\"path\":");
+        vd_buf_add_json_str(&d->errors, path, strlen(path));
+        vd_buf_adds(&d->errors, ",\"message\":");
+        vd_buf_add_json_str(&d->errors, msg, strlen(msg));
+        vd_buf_addc(&d->errors, '}');
+        first = 0;
+      }
+      lua_pop(L, 3);
+    }
+    vd_buf_addc(&d->errors, ']');
+    if (first)
+      vd_buf_reset(&d->errors);
+  }
+  lua_pop(L, 1);
+}
+
+/* A table raised as {code="bad_input", path=..., message=...[, errors=
+ * {{path=..., message=...}, ...}]}. */
 static int error_object(lua_State *L, int idx, vd_decision_t *d,
                         const char *file) {
   const char *code, *path, *msg;
@@ -646,9 +687,10 @@ static int error_object(lua_State *L, int idx, vd_decision_t *d,
   code = raw_str(L, -3);
   path = raw_str(L, -2);
   msg = raw_str(L, -1);
-  if (code && strcmp(code, "bad_input") == 0)
+  if (code && strcmp(code, "bad_input") == 0) {
     fail(d, VD_EBAD_INPUT, path, "%s", msg ? msg : "invalid input");
-  else
+    error_list(L, idx, d);
+  } else
     fail(d, VD_EPOLICY_ERROR, NULL, "%s: the policy raised an error object%s%s",
          file, msg ? ": " : "", msg ? msg : "");
   lua_pop(L, 3);

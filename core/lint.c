@@ -16,8 +16,9 @@
  * luacheck never reads a file: luacheck.check_strings() gets the text of
  * every .lua file of the bundle as it was loaded, so what is checked is
  * exactly what goes live, from a directory or from the history alike.
- * The options are those `luacheck --std lua54 --globals parent verdict
- * --no-max-line-length` gives.  A module that cannot be loaded, or a
+ * The options: the sandbox's own globals as the std (push_sandbox_std:
+ * what policies/.luacheckrc declares for plain luacheck and editors) and
+ * no line length limit.  A module that cannot be loaded, or a
  * luacheck that raises, is a problem of the bundle: the check fails, the
  * same on every host.  Each call makes and closes its state on the
  * caller's thread.
@@ -114,20 +115,71 @@ static void push_strings(lua_State *L, const char *const *s) {
   }
 }
 
-/* The options every bundle is checked with: Lua 5.4, the two globals the
- * engine gives policies, no line length limit; then per file (options[i])
+/* luacheck's std for a bundle: exactly the globals the sandbox gives
+ * policies (its base environment, the registry's "vd.base" table that
+ * vd_sandbox_init() made in this state too; each library table with its
+ * fields), plus what the engine adds to it: require, and parent (each
+ * policy file's own; core/engine.c).  All read-only, as the sandbox
+ * makes them.  policies/.luacheckrc declares the same for plain luacheck
+ * and editors (tests/blackbox/test_authoring.py holds the two together).
+ * Pushes { read_globals = { name = {} | { fields = { name = {} } } } }. */
+static void push_sandbox_std(lua_State *L) {
+  int rg, base;
+  lua_newtable(L); /* the std */
+  lua_newtable(L); /* its read_globals */
+  rg = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "vd.base");
+  base = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, base)) {
+    int v = lua_gettop(L);
+    if (lua_type(L, v - 1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_newtable(L); /* the global's definition */
+    /* a library: a read-only proxy whose metatable's __index holds it */
+    if (lua_istable(L, v) && lua_getmetatable(L, v)) {
+      if (lua_getfield(L, -1, "__index") == LUA_TTABLE) {
+        int lib = lua_gettop(L);
+        lua_newtable(L); /* fields */
+        lua_pushnil(L);
+        while (lua_next(L, lib)) {
+          lua_pop(L, 1);
+          if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            lua_newtable(L);
+            lua_rawset(L, lib + 1);
+          }
+        }
+        lua_setfield(L, v + 1, "fields");
+      }
+      lua_settop(L, v + 1);
+    }
+    lua_pushvalue(L, v - 1);
+    lua_insert(L, -2);
+    lua_rawset(L, rg);
+    lua_settop(L, v - 1);
+  }
+  lua_pop(L, 1); /* the base */
+  lua_newtable(L);
+  lua_setfield(L, rg, "require");
+  lua_newtable(L);
+  lua_setfield(L, rg, "parent");
+  lua_setfield(L, -2, "read_globals");
+}
+
+/* The options every bundle is checked with: the sandbox's globals
+ * (push_sandbox_std), no line length limit; then per file (options[i])
  * what a test file may read besides: with_defaults and in_every_offset,
  * which the test harness gives it (policytest.c). */
 static void push_options(lua_State *L, lint_t *t) {
-  static const char *const globals[] = {"parent", "verdict", NULL};
   static const char *const test_globals[] = {"with_defaults",
                                               "in_every_offset", NULL};
   size_t i;
   lua_newtable(L);
-  lua_pushliteral(L, "lua54");
+  push_sandbox_std(L);
   lua_setfield(L, -2, "std");
-  push_strings(L, globals);
-  lua_setfield(L, -2, "globals");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "max_line_length");
   for (i = 0; i < t->npaths; i++) {

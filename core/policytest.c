@@ -10,7 +10,9 @@
  * the harness for comparison.  Every finding goes into the caller's
  * vd_policy_report_t; nothing is printed.  Runs on the caller's thread.
  */
+#include <regex.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,14 +103,90 @@ static vd_finding_t *add_located(vd_policy_report_t *r, vd_finding_kind_t kind,
   return add(r, kind, stage, NULL, 0, 0, NULL, msg);
 }
 
+/* Is c part of an identifier?  (A name found in a file must not be part
+ * of a longer one: "tier" is not found in "tiers".) */
+static int name_char(int c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '_';
+}
+
+/* The line of file f on which [name, name+n) is written as a whole name:
+ * its only occurrence; else the first at or after line `from`; else 0. */
+static int name_line(const vd_bundle_file_t *f, const char *name, size_t n,
+                     int from) {
+  const char *p = f->data, *end = f->data + f->len, *hit;
+  int line = 1, count = 0, only = 0, after = 0;
+  while (n && (hit = memmem(p, (size_t)(end - p), name, n)) != NULL) {
+    for (; p < hit; p++)
+      line += *p == '\n';
+    if ((hit == f->data || !name_char((unsigned char)hit[-1])) &&
+        (hit + n == end || !name_char((unsigned char)hit[n]))) {
+      count++;
+      if (count == 1)
+        only = line;
+      if (!after && line >= from)
+        after = line;
+    }
+    p = hit + 1;
+  }
+  return count == 1 ? only : after;
+}
+
+/* A load error (from vd_engine_new()), as a finding at its file and line.
+ * Errors the policy libraries raise at load read "path:line: text", the
+ * line being the R.policy or R.extend call that found the problem
+ * (lib/rules.lua).  Where text names something it could not accept, in
+ * quotes ("unknown field 'per_dya_fen'", "the rule replacing
+ * 'sla.tier.standard'"), the line given is the one that name is written
+ * on in that file: its only occurrence, or the first at or after the
+ * call's line; a dotted name not written whole ('approval_limits.retail.
+ * team_laed') is looked for by its last part.  Where the name cannot be
+ * found the call's line stays. */
+static vd_finding_t *add_load_error(vd_policy_report_t *r, vd_bundle_t *b,
+                                    const char *msg) {
+  const char *colon = strchr(msg, ':'), *q, *e;
+  const vd_bundle_file_t *f = NULL;
+  vd_finding_t *fd;
+  char path[512];
+  if (colon && (size_t)(colon - msg) < sizeof path) {
+    snprintf(path, sizeof path, "%.*s", (int)(colon - msg), msg);
+    f = vd_bundle_find(b, path);
+  }
+  if (!f)
+    return add_located(r, VD_FINDING_PROBLEM, VD_STAGE_LOAD, NULL, msg);
+  fd = add_located(r, VD_FINDING_PROBLEM, VD_STAGE_LOAD, path, msg);
+  if (!fd->file || fd->line <= 0 || !(q = strchr(fd->text, '\'')) ||
+      !(e = strchr(q + 1, '\'')) || e == q + 1) {
+    return fd;
+  }
+  {
+    const char *name = q + 1, *last = e;
+    int line = name_line(f, name, (size_t)(e - name), fd->line);
+    while (!line && last > name && last[-1] != '.')
+      last--;
+    if (!line && last > name)
+      line = name_line(f, last, (size_t)(e - last), fd->line);
+    if (line)
+      fd->line = line;
+  }
+  return fd;
+}
+
 void vd_policy_finding_format(const vd_finding_t *f, vd_buf_t *out) {
+  if (f->kind == VD_FINDING_PASS) {
+    vd_buf_addf(out, "ok %s case %d (%s)\n", f->file ? f->file : "?",
+                f->case_no, f->text);
+    return;
+  }
   if (f->kind == VD_FINDING_UNFIRED) {
     vd_buf_addf(out, "not fired: %s\n", f->text);
     return;
   }
   if (f->kind == VD_FINDING_FAIL && f->case_no > 0) {
-    vd_buf_addf(out, "FAIL %s case %d (%s)\n", f->file ? f->file : "?",
-                f->case_no, f->text);
+    vd_buf_addf(out, "FAIL %s", f->file ? f->file : "?");
+    if (f->line > 0)
+      vd_buf_addf(out, ":%d", f->line);
+    vd_buf_addf(out, " case %d (%s)\n", f->case_no, f->text);
   } else {
     if (f->kind == VD_FINDING_FAIL)
       vd_buf_adds(out, "FAIL ");
@@ -139,8 +217,9 @@ void vd_policy_report_format(const vd_policy_report_t *r, int flags,
       vd_buf_addf(out, "%u passed, %u failed\n", r->passed, r->failed);
       totals = 0;
     }
-    if (f->kind != VD_FINDING_UNFIRED || !(flags & VD_REPORT_QUIET))
-      vd_policy_finding_format(f, out);
+    if (f->kind == VD_FINDING_UNFIRED && (flags & VD_REPORT_QUIET))
+      continue;
+    vd_policy_finding_format(f, out);
   }
   if (totals)
     vd_buf_addf(out, "%u passed, %u failed\n", r->passed, r->failed);
@@ -246,11 +325,20 @@ static int match(lua_State *L, int exp, int act, vd_buf_t *path,
 
 typedef struct runner {
   vd_engine_t *engine;
+  const vd_bundle_file_t *file; /* the test file being run */
   vd_sandbox_t harness;
   vd_policy_report_t *rep; /* the caller's: counts and findings go here */
   vd_decision_t d;
   vd_buf_t line, diffs, path, err;
-  int fired; /* harness registry ref: set of "kind\0rule" fired */
+  int fired; /* harness registry ref: set of "kind rule" fired, and of
+              * "test-file\tkind rule" fired by a case of that file */
+  int coverage; /* harness registry ref: coverage.lua's table, or
+                 * LUA_NOREF when the bundle has none */
+  unsigned coverage_problems; /* policy files under their threshold */
+  const vd_policy_filter_t *filter; /* the report's, or NULL */
+  regex_t run;                  /* filter->run, compiled */
+  int has_run;
+  int ran; /* harness registry ref: set of the test files run */
 } runner_t;
 
 static const char *opt_str(lua_State *L, int t, const char *k, const char *dflt) {
@@ -275,6 +363,11 @@ static void note_fired(runner_t *r, const char *kind) {
     lua_rawgeti(L, -2, i);
     lua_getfield(L, -1, "rule");
     lua_pushfstring(L, "%s %s", kind, lua_tostring(L, -1));
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -5);
+    /* and by this test file, for its policy file's coverage */
+    lua_pushfstring(L, "%s\t%s %s", r->file->path, kind,
+                    lua_tostring(L, -1));
     lua_pushboolean(L, 1);
     lua_rawset(L, -5);
     lua_pop(L, 2);
@@ -310,6 +403,166 @@ static int reproduces(runner_t *r) {
   return same;
 }
 
+/* ------------------------------------------------------------------------
+ * What a case may say
+ *
+ * A case is { name, region, at, input, expect, expect_error, fired }, and
+ * expect_error { code, path, message } (docs/policy-guide.md).  Any other
+ * key is a mistake (`expcet` would make a case that asserts nothing and
+ * passes), and so is a case that expects nothing.
+ * ------------------------------------------------------------------------ */
+
+static const char *const CASE_KEYS[] = {"name", "region", "at", "input",
+                                        "expect", "expect_error", "fired",
+                                        NULL};
+static const char *const ERROR_KEYS[] = {"code", "path", "message", NULL};
+
+/* The edit distance between a and b (at most 63 bytes each; longer names
+ * count as far), a transposition of two neighbours counting as one edit,
+ * as lib/rules.lua's R.nearest counts. */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), i, j;
+  size_t d[64][64];
+  if (la >= 64 || lb >= 64)
+    return (size_t)-1;
+  for (i = 0; i <= la; i++)
+    d[i][0] = i;
+  for (j = 0; j <= lb; j++)
+    d[0][j] = j;
+  for (i = 1; i <= la; i++)
+    for (j = 1; j <= lb; j++) {
+      size_t v = d[i - 1][j] + 1, cost = a[i - 1] != b[j - 1];
+      if (d[i][j - 1] + 1 < v)
+        v = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < v)
+        v = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return d[la][lb];
+}
+
+/* The name of known[] nearest to name, if near enough to be a misspelling
+ * (at most a third of its letters changed), else NULL. */
+static const char *nearest_name(const char *name,
+                                const char *const *known) {
+  const char *best = NULL;
+  size_t best_d = strlen(name) / 3 + 1, d;
+  for (; *known; known++)
+    if ((d = edit_distance(name, *known)) < best_d) {
+      best = *known;
+      best_d = d;
+    }
+  return best;
+}
+
+/* The first key (bytewise) of the table at idx of L that is not in
+ * known[], as text in key (reset first): a string key as it is, any other
+ * as "a <type> key".  Returns 0 when every key is known. */
+static int stray_key(lua_State *L, int idx, const char *const *known,
+                     vd_buf_t *key) {
+  int found = 0;
+  idx = lua_absindex(L, idx);
+  vd_buf_reset(key);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *const *k;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      if (!found) {
+        vd_buf_addf(key, "a %s key", luaL_typename(L, -1));
+        found = 1;
+      }
+      continue;
+    }
+    for (k = known; *k && strcmp(*k, lua_tostring(L, -1)) != 0; k++)
+      ;
+    if (!*k && (!found || strcmp(lua_tostring(L, -1), key->data) < 0)) {
+      vd_buf_reset(key);
+      vd_buf_adds(key, lua_tostring(L, -1));
+      found = 1;
+    }
+  }
+  return found;
+}
+
+/* The line a case is written on in file f: where its name is written as
+ * a string, "name" (0 when it is not, as for a name made by
+ * in_every_offset). */
+static int case_line(const vd_bundle_file_t *f, const char *name) {
+  vd_buf_t q = VD_BUF_INIT;
+  int line;
+  vd_buf_addf(&q, "\"%s\"", name);
+  line = name_line(f, q.data, q.len, 1);
+  vd_buf_release(&q);
+  return line;
+}
+
+/* Fail case i of r->file as written wrongly: "unknown key 'k' (did you
+ * mean ...)" at the line key is written on, or `why` at the case's line. */
+static void misfit_case(runner_t *r, int i, const char *name,
+                        const char *where, const char *key,
+                        const char *const *known, const char *why) {
+  const vd_bundle_file_t *f = r->file;
+  int at = case_line(f, name), line = at;
+  vd_finding_t *fd;
+  vd_buf_reset(&r->diffs);
+  if (key) {
+    const char *near = nearest_name(key, known);
+    const char *const *k;
+    int kl = name_line(f, key, strlen(key), at ? at : 1);
+    if (kl)
+      line = kl;
+    vd_buf_addf(&r->diffs, "      unknown key '%s'%s", key, where);
+    if (near) {
+      vd_buf_addf(&r->diffs, " (did you mean '%s'?)", near);
+    } else {
+      vd_buf_adds(&r->diffs, "; expected one of");
+      for (k = known; *k; k++)
+        vd_buf_addf(&r->diffs, "%s %s", k == known ? "" : ",", *k);
+    }
+    vd_buf_addc(&r->diffs, '\n');
+  } else {
+    vd_buf_addf(&r->diffs, "      %s\n", why);
+  }
+  fd = add(r->rep, VD_FINDING_FAIL, VD_STAGE_TESTS, f->path, line, 0, NULL,
+           name);
+  fd->case_no = i;
+  fd->detail = save(r->diffs.data, r->diffs.len);
+  r->rep->failed++;
+}
+
+/* Are the case's keys (at c) those of a case?  Fails it and returns 0 if
+ * not.  (A case that expects nothing fails once its decision is made:
+ * one that raises fails for that.) */
+static int case_well_formed(runner_t *r, int c, int i, const char *name) {
+  lua_State *L = r->harness.L;
+  int ok = 1;
+  if (stray_key(L, c, CASE_KEYS, &r->path)) {
+    misfit_case(r, i, name, "", r->path.data, CASE_KEYS, NULL);
+    return 0;
+  }
+  if (lua_getfield(L, c, "expect_error") == LUA_TTABLE &&
+      stray_key(L, -1, ERROR_KEYS, &r->path)) {
+    misfit_case(r, i, name, " in expect_error", r->path.data, ERROR_KEYS,
+                NULL);
+    ok = 0;
+  }
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* Does the case at c expect anything (expect, expect_error or fired)? */
+static int case_expects(lua_State *L, int c) {
+  int expects = lua_getfield(L, c, "expect") != LUA_TNIL;
+  expects |= lua_getfield(L, c, "expect_error") != LUA_TNIL;
+  expects |= lua_getfield(L, c, "fired") != LUA_TNIL;
+  lua_pop(L, 3);
+  return expects;
+}
+
 /* Case table at top of harness stack. */
 static void run_case(runner_t *r, const char *file, const char *kind,
                      const char *dregion, int i) {
@@ -319,6 +572,8 @@ static void run_case(runner_t *r, const char *file, const char *kind,
   const char *region = opt_str(L, c, "region", dregion);
   const char *at = opt_str(L, c, "at", NULL);
 
+  if (!case_well_formed(r, c, i, name))
+    return;
   vd_buf_reset(&r->diffs);
   if (!at) {
     fail_case(r, file, i, name,
@@ -369,6 +624,12 @@ static void run_case(runner_t *r, const char *file, const char *kind,
       vd_buf_addf(&r->diffs, "      error %s: %s%s%s\n", vd_err_name(rc),
                   r->d.message.data, r->d.path.len ? " at " : "",
                   r->d.path.len ? r->d.path.data : "");
+    } else if (!case_expects(L, c)) {
+      misfit_case(r, i, name, "", NULL, NULL,
+                  "the case expects nothing, so it would pass whatever the "
+                  "policy decides: give it expect, expect_error or fired");
+      lua_settop(L, c);
+      return;
     } else if (!reproduces(r)) {
       vd_buf_addf(&r->diffs,
                   "      the same case decided twice gave two results: the "
@@ -410,10 +671,14 @@ static void run_case(runner_t *r, const char *file, const char *kind,
       lua_pop(L, 2);
     }
   }
-  if (r->diffs.len)
+  if (r->diffs.len) {
     fail_case(r, file, i, name, r->diffs.data);
-  else
+  } else {
     r->rep->passed++;
+    if (r->filter && r->filter->verbose)
+      add(r->rep, VD_FINDING_PASS, VD_STAGE_TESTS, file,
+          case_line(r->file, name), 0, NULL, name)->case_no = i;
+  }
   lua_settop(L, c);
 }
 
@@ -533,6 +798,7 @@ static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
   }
   vd_sandbox_disarm(&r->harness);
   r->harness.limit = 0;
+  r->file = f;
   if (!lua_istable(L, -1)) {
     r->rep->failed++;
     add(r->rep, VD_FINDING_FAIL, VD_STAGE_TESTS, f->path, 0, 0, NULL,
@@ -543,6 +809,12 @@ static void run_file(runner_t *r, const vd_bundle_file_t *f, const char *kind,
   n = (lua_Integer)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
+    if (r->has_run && (!lua_istable(L, -1) ||
+                       regexec(&r->run, opt_str(L, -1, "name", "unnamed"), 0,
+                               NULL, 0) != 0)) {
+      lua_settop(L, top + 3);
+      continue;
+    }
     if (lua_istable(L, -1))
       run_case(r, f->path, kind, region, (int)i);
     else
@@ -607,54 +879,398 @@ static int list_unfired(lua_State *EL) {
   return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Choosing the tests (vd_policy_filter_t)
+ * ------------------------------------------------------------------------ */
+
+/* Does selection sel name test file `path` of region `region`? */
+static int selects(const char *sel, const char *path, const char *region) {
+  size_t n = strlen(sel), pl = strlen(path);
+  while (n > 1 && sel[n - 1] == '/')
+    n--;
+  if (strlen(region) == n && strncmp(sel, region, n) == 0)
+    return 1; /* a region code, or "national" */
+  if (pl == n && strncmp(sel, path, n) == 0)
+    return 1; /* the test file */
+  if (pl > n && strncmp(sel, path, n) == 0 && path[n] == '/' &&
+      !strchr(path + n + 1, '/'))
+    return 1; /* its directory */
+  /* its policy file: "x.lua" for "x_test.lua" */
+  return n > 4 && pl == n + 5 && strncmp(sel, path, n - 4) == 0 &&
+         strcmp(sel + n - 4, ".lua") == 0 &&
+         strcmp(path + n - 4, "_test.lua") == 0;
+}
+
+/* Is test file `path` (of region `region`) to run?  Marks the selections
+ * that named it in used[] (may be NULL). */
+static int selected(const vd_policy_filter_t *flt, const char *path,
+                    const char *region, unsigned char *used) {
+  size_t i;
+  int any = 0;
+  if (!flt || !flt->npaths)
+    return 1;
+  for (i = 0; i < flt->npaths; i++)
+    if (selects(flt->paths[i], path, region)) {
+      any = 1;
+      if (used)
+        used[i] = 1;
+    }
+  return any;
+}
+
+/* ------------------------------------------------------------------------
+ * Rule coverage
+ *
+ * Every policy file's own tests (the <kind>_test.lua beside it) must fire
+ * its own rules: those of its policy whose ids its parent's policy does
+ * not have (the national file: all of them; a region: its replacements
+ * and additions).  A policy file with rules of its own and no test file
+ * beside it fails, and so does one whose tests fire less than the
+ * bundle's threshold of its own rules, naming those not fired.  (A file
+ * with none, one that only changes params, needs no tests of its own.)
+ * The threshold is coverage.lua's min_percent (default 100), or its
+ * files["<path>"] for one file.  Each file's coverage is a NOTE, when the
+ * report asks (r->coverage).
+ * ------------------------------------------------------------------------ */
+
+static const char *const COVERAGE_KEYS[] = {"min_percent", "files", NULL};
+
+/* Run coverage.lua, if the bundle has one, in the harness and keep its
+ * table in r->coverage.  Returns 0, or 1 with a problem added. */
+static int load_coverage(runner_t *r) {
+  lua_State *L = r->harness.L;
+  const vd_bundle_file_t *f =
+      vd_bundle_find(vd_engine_bundle(r->engine), "coverage.lua");
+  int top = lua_gettop(L), bad = 0;
+  r->coverage = LUA_NOREF;
+  if (!f)
+    return 0;
+  vd_buf_reset(&r->diffs);
+  vd_sandbox_new_env(L);
+  vd_sandbox_arm(&r->harness, 10000000UL, 16u << 20);
+  if (vd_sandbox_load(L, "@coverage.lua", f->data, f->len, top + 1) !=
+          LUA_OK ||
+      lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    vd_buf_adds(&r->diffs, lua_type(L, -1) == LUA_TSTRING
+                               ? lua_tostring(L, -1)
+                               : "coverage.lua: raised a non-string error");
+  } else if (!lua_istable(L, -1)) {
+    vd_buf_adds(&r->diffs, "coverage.lua: must return { min_percent = N, "
+                           "files = { [\"path\"] = N } }");
+  } else if (stray_key(L, -1, COVERAGE_KEYS, &r->path)) {
+    const char *near = nearest_name(r->path.data, COVERAGE_KEYS);
+    vd_buf_addf(&r->diffs, "coverage.lua: unknown key '%s' %s%s%s",
+                r->path.data, near ? "(did you mean '" : "(expected ",
+                near ? near : "min_percent or files",
+                near ? "'?)" : ")");
+  } else {
+    lua_getfield(L, -1, "min_percent");
+    if (!lua_isnil(L, -1) &&
+        (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+         lua_tointeger(L, -1) > 100))
+      vd_buf_adds(&r->diffs, "coverage.lua: min_percent must be an "
+                             "integer from 0 to 100");
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "files") != LUA_TNIL && !lua_istable(L, -1))
+      vd_buf_adds(&r->diffs, "coverage.lua: files must map policy files "
+                             "to percents");
+    lua_pop(L, 1);
+  }
+  vd_sandbox_disarm(&r->harness);
+  r->harness.limit = 0;
+  if (r->diffs.len) {
+    add_located(r->rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, "coverage.lua",
+                r->diffs.data);
+    bad = 1;
+  } else {
+    r->coverage = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_settop(L, top);
+  return bad;
+}
+
+/* The threshold for policy file `file`: coverage.lua's files[file], else
+ * its min_percent, else 100.  Raises (in the harness) on a bad entry. */
+static lua_Integer coverage_threshold(runner_t *r, const char *file) {
+  lua_State *L = r->harness.L;
+  lua_Integer pct = 100;
+  int top = lua_gettop(L);
+  if (r->coverage == LUA_NOREF)
+    return pct;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->coverage);
+  if (lua_getfield(L, top + 1, "min_percent") == LUA_TNUMBER)
+    pct = lua_tointeger(L, -1);
+  if (lua_getfield(L, top + 1, "files") == LUA_TTABLE &&
+      lua_getfield(L, -1, file) != LUA_TNIL) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+        lua_tointeger(L, -1) > 100)
+      pct = -1;
+    else
+      pct = lua_tointeger(L, -1);
+  }
+  lua_settop(L, top);
+  return pct;
+}
+
+/* Append to the array at `out` the rule ids of the policy at `policy`
+ * that are not keys of the set at `parent`, in table order. */
+static void own_rules(lua_State *L, int policy, int parent, int out) {
+  lua_Integer t, nt, j, nr;
+  if (lua_getfield(L, policy, "tables") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  nt = (lua_Integer)luaL_len(L, -1);
+  for (t = 1; t <= nt; t++) {
+    lua_geti(L, -1, t);
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "rules") == LUA_TTABLE) {
+      nr = (lua_Integer)luaL_len(L, -1);
+      for (j = 1; j <= nr; j++) {
+        lua_geti(L, -1, j);
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "id") == LUA_TSTRING) {
+          lua_pushvalue(L, -1);
+          if (lua_rawget(L, parent) == LUA_TNIL) {
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, out, (lua_Integer)lua_rawlen(L, out) + 1);
+            lua_pushvalue(L, -2); /* once, if the id is used twice */
+            lua_pushboolean(L, 1);
+            lua_rawset(L, parent);
+          }
+          lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+      }
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+/* The parent code of region ("GD" for "GD-SZ", "national" for "GD"). */
+static void parent_code(const char *region, char out[32]) {
+  const char *dash = strrchr(region, '-');
+  if (dash && dash - region < 32)
+    snprintf(out, 32, "%.*s", (int)(dash - region), region);
+  else
+    snprintf(out, 32, "national");
+}
+
+/* Under lua_pcall in the engine's state: the coverage of every policy
+ * file, as notes, and a problem for each one under its threshold. */
+static int coverage_k(lua_State *EL) {
+  runner_t *r = lua_touserdata(EL, 1);
+  lua_State *HL = r->harness.L;
+  vd_bundle_t *b = vd_engine_bundle(r->engine);
+  vd_buf_t test = VD_BUF_INIT, missed = VD_BUF_INIT;
+  size_t k, g;
+  for (k = 0; k < vd_engine_kind_count(r->engine); k++) {
+    const char *kind = vd_engine_kind(r->engine, k);
+    for (g = 0; g <= vd_engine_region_count(r->engine); g++) {
+      const char *region = g ? vd_engine_region(r->engine, g - 1)
+                             : "national";
+      char file[VD_PATH_MAX], pcode[32];
+      int policy, parent, own;
+      lua_Integer i, n, fired = 0, pct;
+      if (vd_engine_push_policy(r->engine, kind, region))
+        continue;
+      policy = lua_gettop(EL);
+      lua_newtable(EL);
+      parent = policy + 1;
+      if (g) {
+        const char *pr;
+        parent_code(region, pcode);
+        pr = vd_engine_policy_region(r->engine, kind, pcode);
+        if (vd_engine_push_policy(r->engine, kind, pr ? pr : "national") ==
+            0) {
+          int pp = lua_gettop(EL); /* the parent's ids, as a set */
+          lua_newtable(EL);          /* pp + 1: none excluded */
+          lua_newtable(EL);          /* pp + 2: all its ids */
+          own_rules(EL, pp, pp + 1, pp + 2);
+          n = (lua_Integer)lua_rawlen(EL, pp + 2);
+          for (i = 1; i <= n; i++) {
+            lua_rawgeti(EL, pp + 2, i);
+            lua_pushboolean(EL, 1);
+            lua_rawset(EL, parent);
+          }
+          lua_settop(EL, parent);
+        }
+      }
+      lua_newtable(EL);
+      own = policy + 2;
+      own_rules(EL, policy, parent, own);
+      vd_engine_policy_path(file, region, kind);
+      vd_buf_reset(&test);
+      vd_buf_addf(&test, "%.*s_test.lua", (int)(strlen(file) - 4), file);
+      vd_buf_reset(&missed);
+      n = (lua_Integer)lua_rawlen(EL, own);
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(EL, own, i);
+        lua_rawgeti(HL, LUA_REGISTRYINDEX, r->fired);
+        lua_pushfstring(HL, "%s\t%s %s", test.data, kind,
+                        lua_tostring(EL, -1));
+        if (lua_rawget(HL, -2) != LUA_TNIL)
+          fired++;
+        else
+          vd_buf_addf(&missed, "%s%s", missed.len ? ", " : "",
+                      lua_tostring(EL, -1));
+        lua_pop(HL, 2);
+        lua_pop(EL, 1);
+      }
+      if (r->filter && (r->filter->run ||
+                        !selected(r->filter, test.data, region, NULL))) {
+        lua_settop(EL, policy - 1);
+        continue; /* its tests did not all run */
+      }
+      pct = coverage_threshold(r, file);
+      vd_buf_reset(&r->path);
+      if (pct == 0) {
+        /* the bundle asks nothing of this file's tests */
+      } else if (n && !vd_bundle_find(b, test.data)) {
+        vd_buf_addf(&r->path, "no tests: a policy file needs its own "
+                              "tests beside it (%s)", test.data);
+        if (n)
+          vd_buf_addf(&r->path, " that fire its %lld rule%s (%s)",
+                      (long long)n, n == 1 ? "" : "s", missed.data);
+      } else if (pct < 0) {
+        vd_buf_addf(&r->path, "coverage.lua: files[\"%s\"] must be an "
+                              "integer from 0 to 100", file);
+      } else if (fired * 100 < pct * n) {
+        vd_buf_addf(&r->path, "its tests (%s) fire %lld of its %lld own "
+                              "rules (%lld%%), under the bundle's %lld%% "
+                              "(coverage.lua): not fired: %s", test.data,
+                    (long long)fired, (long long)n,
+                    (long long)(fired * 100 / n), (long long)pct,
+                    missed.data);
+      }
+      if (r->path.len) {
+        add(r->rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, file, 0, 0, NULL,
+            r->path.data);
+        r->coverage_problems++;
+      }
+      vd_buf_reset(&r->path);
+      vd_buf_addf(&r->path, "coverage %lld/%lld own rules fired by %s "
+                            "(%lld%%)", (long long)fired, (long long)n,
+                  test.data, (long long)(n ? fired * 100 / n : 100));
+      if (r->rep->coverage)
+        add(r->rep, VD_FINDING_NOTE, VD_STAGE_TESTS, file, 0, 0, NULL,
+            r->path.data);
+      lua_settop(EL, policy - 1);
+    }
+  }
+  vd_buf_release(&test);
+  vd_buf_release(&missed);
+  return 0;
+}
+
 int vd_policy_run_tests(vd_engine_t *e, vd_policy_report_t *rep) {
   runner_t r;
   vd_bundle_t *b = vd_engine_bundle(e);
   vd_sandbox_t *esb = vd_engine_sandbox(e);
   unsigned failed = rep->failed;
+  unsigned char *used = NULL; /* filter->paths[i] named a test file */
+  int coverage_bad;
   size_t i;
   memset(&r, 0, sizeof r);
   r.engine = e;
   r.rep = rep;
+  r.filter = rep->filter;
   rep->tested = 1;
+  if (r.filter && r.filter->run) {
+    int rc = regcomp(&r.run, r.filter->run, REG_EXTENDED | REG_NOSUB);
+    if (rc) {
+      char why[128];
+      regerror(rc, &r.run, why, sizeof why);
+      vd_buf_addf(&r.path, "--run %s: not a regular expression: %s",
+                  r.filter->run, why);
+      add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+          r.path.data);
+      vd_buf_release(&r.path);
+      rep->failed++;
+      return 1;
+    }
+    r.has_run = 1;
+  }
+  if (r.filter && r.filter->npaths &&
+      !(used = calloc(r.filter->npaths, 1))) {
+    add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+        "out of memory");
+    if (r.has_run)
+      regfree(&r.run);
+    return 1;
+  }
   if (vd_sandbox_init(&r.harness, &r.err)) {
     vd_buf_addf(&r.path, "cannot create the test harness: %s", r.err.data);
     add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
         r.path.data);
     vd_buf_release(&r.path);
     vd_buf_release(&r.err);
+    if (r.has_run)
+      regfree(&r.run);
+    free(used);
     return 1;
   }
   vd_decision_init(&r.d);
   lua_newtable(r.harness.L);
   r.fired = luaL_ref(r.harness.L, LUA_REGISTRYINDEX);
+  coverage_bad = load_coverage(&r);
   for (i = 0; i < vd_bundle_count(b); i++) {
     const vd_bundle_file_t *f = vd_bundle_file(b, i);
     char kind[32], region[32];
-    if (test_file(f->path, kind, region))
+    if (test_file(f->path, kind, region) &&
+        selected(r.filter, f->path, region, used))
       run_file(&r, f, kind, region);
   }
+  for (i = 0; used && i < r.filter->npaths; i++)
+    if (!used[i]) {
+      vd_buf_reset(&r.path);
+      vd_buf_addf(&r.path, "%s: names no test file of the bundle (a test "
+                           "file, a policy file, a region's directory, "
+                           "\"national\" or a region code)",
+                  r.filter->paths[i]);
+      add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+          r.path.data);
+      rep->failed++;
+    }
+  free(used);
   /* list the rules no case fired, reading the engine's policies under a
    * protected call (their tables may have metamethods) */
   vd_sandbox_arm(esb, 100000000UL, 0);
   lua_pushcfunction(esb->L, list_unfired);
   lua_pushlightuserdata(esb->L, &r);
-  if (lua_pcall(esb->L, 1, 0, 0) != LUA_OK) {
+  if (r.filter && (r.filter->npaths || r.filter->run)) {
+    lua_pop(esb->L, 2); /* only some cases ran: no list of rules unfired */
+  } else if (lua_pcall(esb->L, 1, 0, 0) != LUA_OK) {
     vd_buf_reset(&r.path);
     vd_buf_addf(&r.path, "cannot list the rules: %s", lua_tostring(esb->L, -1));
     add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
         r.path.data);
     lua_pop(esb->L, 1);
   }
+  /* and the coverage of each policy file by its own tests */
+  if (!coverage_bad) {
+    lua_pushcfunction(esb->L, coverage_k);
+    lua_pushlightuserdata(esb->L, &r);
+    if (lua_pcall(esb->L, 1, 0, 0) != LUA_OK) {
+      vd_buf_reset(&r.path);
+      vd_buf_addf(&r.path, "cannot measure the rules' coverage: %s",
+                  lua_tostring(esb->L, -1));
+      add(rep, VD_FINDING_PROBLEM, VD_STAGE_TESTS, NULL, 0, 0, NULL,
+          r.path.data);
+      lua_pop(esb->L, 1);
+      coverage_bad = 1;
+    }
+  }
   vd_sandbox_disarm(esb);
   vd_sandbox_release(&r.harness);
+  if (r.has_run)
+    regfree(&r.run);
   vd_decision_release(&r.d);
   vd_buf_release(&r.line);
   vd_buf_release(&r.diffs);
   vd_buf_release(&r.path);
   vd_buf_release(&r.err);
   if (rep->failed == failed)
-    return 0;
+    return coverage_bad || r.coverage_problems ? 1 : 0;
   rep->problems++; /* the failed cases count as one problem of the bundle */
   return 1;
 }
@@ -859,7 +1475,7 @@ int vd_policy_test(vd_bundle_t *b, const vd_limits_t *lim,
   vd_buf_t err = VD_BUF_INIT;
   int rc;
   if (vd_engine_new(b, lim, &e, &err)) {
-    add_located(r, VD_FINDING_PROBLEM, VD_STAGE_LOAD, NULL, err.data);
+    add_load_error(r, b, err.data);
     r->tested = 1; /* "0 passed, 1 failed": nothing could be tested */
     r->failed++;
     vd_buf_release(&err);
@@ -878,7 +1494,7 @@ int vd_policy_check(vd_bundle_t *b, const vd_limits_t *lim,
   if (check_syntax(b, r))
     return VD_EINVALID; /* nothing more can be loaded */
   if (vd_engine_new(b, lim, &e, &err)) {
-    add_located(r, VD_FINDING_PROBLEM, VD_STAGE_LOAD, NULL, err.data);
+    add_load_error(r, b, err.data);
     vd_buf_release(&err);
     return VD_EINVALID;
   }

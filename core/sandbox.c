@@ -1316,6 +1316,116 @@ static int read_proto(dump_reader_t *r, const unsigned char *outer,
   return 0;
 }
 
+/* verdict.field_reads(fn): the names fn reads from its first parameter
+ * as constant fields (`f.category`, `f["category"]`), each once, in the
+ * order of the bytecode; {} for a C function or one without parameters.
+ * Only fn's own code is read (not the functions it defines), and only
+ * reads straight from the parameter: `f.signals.media` gives "signals",
+ * `local g = f; g.x` and `f[name]` give nothing.  lib/rules.lua asks it,
+ * at load, about every rule's `when`, to refuse a read of an input field
+ * the kind's schema does not define.  The walk is charged by the size of
+ * the function's dump. */
+#define OP_GETFIELD 14 /* lopcodes.h, Lua 5.4: R[A] := R[B][K[C]:string] */
+
+/* lua_dump's writer into a luaL_Buffer begun on the first call, once the
+ * function is at the top of the stack (as lstrlib.c's string.dump). */
+typedef struct dump_box {
+  int init;
+  luaL_Buffer b;
+} dump_box_t;
+
+static int box_writer(lua_State *L, const void *p, size_t n, void *ud) {
+  dump_box_t *box = ud;
+  if (!box->init) {
+    box->init = 1;
+    luaL_buffinit(L, &box->b);
+  }
+  luaL_addlstring(&box->b, p, n);
+  return 0;
+}
+
+static int v_field_reads(lua_State *L) {
+  dump_box_t box;
+  dump_reader_t r;
+  size_t ncode, nk, i, n = 0, len;
+  const unsigned char *code;
+  unsigned numparams;
+  const char *kstr[256];
+  size_t klen[256];
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  if (lua_iscfunction(L, 1)) {
+    lua_newtable(L);
+    return 1;
+  }
+  box.init = 0;
+  lua_dump(L, box_writer, &box, 1);
+  luaL_pushresult(&box.b);                            /* 2: the dump */
+  r.p = (const unsigned char *)lua_tolstring(L, 2, &len);
+  r.end = r.p + len;
+  r.bad = 0;
+  vd_sandbox_charge(L, (double)len / SCAN_STEP_BYTES);
+  lua_newtable(L);                                    /* 3: the names */
+  lua_newtable(L);                                    /* 4: those seen */
+  /* the header (as check_function() reads it), then the function */
+  rd_skip(&r, 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number) +
+                  1);
+  rd_string(&r, &i); /* source */
+  rd_size(&r);       /* linedefined */
+  rd_size(&r);       /* lastlinedefined */
+  numparams = rd_byte(&r);
+  rd_skip(&r, 2);    /* is_vararg, maxstacksize */
+  ncode = rd_size(&r);
+  code = r.p;
+  rd_skip(&r, ncode * 4);
+  nk = rd_size(&r);
+  for (i = 0; i < nk && !r.bad; i++) {
+    const char *str = NULL;
+    size_t sl = 0;
+    switch (rd_byte(&r)) {
+    case 3:  /* integer */
+    case 19: /* float */
+      rd_skip(&r, 8);
+      break;
+    case 4:  /* short string */
+    case 20: /* long string */
+      str = rd_string(&r, &sl);
+      break;
+    default: /* nil, false, true */
+      break;
+    }
+    if (i < 256) {
+      kstr[i] = str;
+      klen[i] = sl;
+    }
+  }
+  if (r.bad || numparams == 0) {
+    lua_settop(L, 3);
+    return 1;
+  }
+  for (i = 0; i < ncode; i++) {
+    uint32_t ins;
+    unsigned b, c;
+    memcpy(&ins, code + 4 * i, 4);
+    b = ins >> 16 & 0xff;
+    c = ins >> 24 & 0xff;
+    if ((ins & 0x7f) != OP_GETFIELD || b != 0 || c >= nk || c >= 256 ||
+        !kstr[c])
+      continue;
+    lua_pushlstring(L, kstr[c], klen[c]);
+    if (lua_rawget(L, 4) == LUA_TNIL) {
+      lua_pushlstring(L, kstr[c], klen[c]);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, 4);
+      lua_pushlstring(L, kstr[c], klen[c]);
+      lua_rawseti(L, 3, (lua_Integer)++n);
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 3);
+  return 1;
+}
+
 /* Refuse (raise) if the Lua function at idx can write an upvalue that
  * outlives a decision. */
 static void check_function(lua_State *L, int idx) {
@@ -1926,6 +2036,7 @@ static int build_base(lua_State *L) {
                                   {"only_keys", v_only_keys},
                                   {"is_empty", v_is_empty},
                                   {"new_table", v_new_table},
+                                  {"field_reads", v_field_reads},
                                   {NULL, NULL}};
   static const struct lib_copy {
     const char *name;

@@ -243,9 +243,11 @@ static void open_line(vd_buf_t *out, const char *id_json) {
   vd_buf_adds(out, id_json && *id_json ? id_json : "null");
 }
 
-void vd_wire_write_error(vd_buf_t *out, const char *id_json, int code,
-                         const char *message, const char *path,
-                         const char *decision_id) {
+/* The error line; errors_json (a JSON array, or NULL) goes in as
+ * "errors": a bad request's every problem. */
+static void write_error(vd_buf_t *out, const char *id_json, int code,
+                        const char *message, const char *path,
+                        const char *errors_json, const char *decision_id) {
   open_line(out, id_json);
   if (decision_id)
     add_str(out, "decision_id", decision_id);
@@ -254,14 +256,24 @@ void vd_wire_write_error(vd_buf_t *out, const char *id_json, int code,
   add_str(out, "message", message ? message : vd_err_desc(code));
   if (path && *path)
     add_str(out, "path", path);
+  if (errors_json && *errors_json) {
+    vd_buf_adds(out, ",\"errors\":");
+    vd_buf_adds(out, errors_json);
+  }
   vd_buf_adds(out, "}}\n");
+}
+
+void vd_wire_write_error(vd_buf_t *out, const char *id_json, int code,
+                         const char *message, const char *path,
+                         const char *decision_id) {
+  write_error(out, id_json, code, message, path, NULL, decision_id);
 }
 
 void vd_wire_write_decision(vd_buf_t *out, const vd_decision_t *d,
                             const char *decision_id, const char *revision) {
   if (d->code) {
-    vd_wire_write_error(out, d->id.data, d->code, d->message.data,
-                        d->path.data, decision_id);
+    write_error(out, d->id.data, d->code, d->message.data, d->path.data,
+                d->errors.data, decision_id);
     return;
   }
   vd_buf_adds(out, "{\"id\":");

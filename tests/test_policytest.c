@@ -374,6 +374,330 @@ static void shipped_grid_passes_and_repeats(void **state) {
   vd_buf_release(&t2);
 }
 
+/* ------------------------------------------------------------------------
+ * Strict loading: a bundle of the shipped libraries and one small policy
+ * (and a region), built in memory.
+ * ------------------------------------------------------------------------ */
+
+/* A national compensation policy on lib/rules.lua: one table whose rules
+ * carry `per_day_fen` (declared in `data`); TABLE_EXTRA and RULE_EXTRA
+ * are written into the table and its rule (each a line of its own,
+ * line 7 and line 9). */
+#define STRICT_POLICY(TABLE_EXTRA, RULE_EXTRA)                                \
+  "local R = require(\"lib.rules\")\n"                                         \
+  "local S = require(\"lib.schema\")\n"                                        \
+  "return R.policy{\n"                                                        \
+  "  kind = \"compensation\",\n"                                              \
+  "  fields = { days = S.integer{ default = 0 } },\n"                        \
+  "  tables = { { name = \"late\", hit = \"first\", data = { \"per_day_fen\" },\n" \
+  "    " TABLE_EXTRA "\n"                                                      \
+  "    rules = { { id = \"late.pay\", basis = \"a published promise\",\n"      \
+  "      " RULE_EXTRA "\n"                                                     \
+  "      per_day_fen = 1000 } } } },\n"                                        \
+  "  evaluate = function(P, f, _, tr)\n"                                      \
+  "    local r = R.decide(P, \"late\", f, tr)\n"                               \
+  "    return { offer_fen = f.days * r.per_day_fen }\n"                        \
+  "  end,\n"                                                                  \
+  "}\n"
+
+/* Build a bundle of the shipped lib/rules.lua, schema.lua and time.lua,
+ * national/compensation.lua = national and, unless NULL, regions/SH/
+ * compensation.lua = region (with regions.lua listing SH), and the
+ * files of extra (path, text pairs, NULL-terminated; may be NULL). */
+static vd_bundle_t *strict_bundle_with(const char *national,
+                                       const char *region,
+                                       const char *const *extra) {
+  static const char *const libs[] = {"lib/rules.lua", "lib/schema.lua",
+                                     "lib/time.lua"};
+  vd_buf_t text[3] = {VD_BUF_INIT, VD_BUF_INIT, VD_BUF_INIT};
+  vd_bundle_file_t files[16];
+  vd_bundle_t *b = NULL;
+  vd_buf_t err = VD_BUF_INIT, path = VD_BUF_INIT;
+  size_t n = 0, i;
+  for (i = 0; i < 3; i++) {
+    vd_buf_reset(&path);
+    vd_buf_addf(&path, "policies/%s", libs[i]);
+    read_file(path.data, &text[i]);
+    files[n].path = (char *)libs[i];
+    files[n].data = text[i].data;
+    files[n++].len = text[i].len;
+  }
+  files[n].path = "national/compensation.lua";
+  files[n].data = (char *)national;
+  files[n++].len = strlen(national);
+  files[n].path = "regions.lua";
+  files[n].data = "return { \"SH\" }\n";
+  files[n].len = strlen(files[n].data);
+  n++;
+  if (region) {
+    files[n].path = "regions/SH/compensation.lua";
+    files[n].data = (char *)region;
+    files[n++].len = strlen(region);
+  }
+  for (; extra && extra[0] && n < 16; extra += 2) {
+    files[n].path = (char *)extra[0];
+    files[n].data = (char *)extra[1];
+    files[n++].len = strlen(extra[1]);
+  }
+  if (vd_bundle_from_files(files, n, "test", &b, &err))
+    fail_msg("vd_bundle_from_files: %s", err.data);
+  for (i = 0; i < 3; i++)
+    vd_buf_release(&text[i]);
+  vd_buf_release(&err);
+  vd_buf_release(&path);
+  return b;
+}
+
+static vd_bundle_t *strict_bundle(const char *national, const char *region) {
+  return strict_bundle_with(national, region, NULL);
+}
+
+/* The one load problem `verdict test` reports for the bundle: its file,
+ * line and text. */
+static void expect_load_error(const char *national, const char *region,
+                              const char *file, int line, const char *text) {
+  vd_bundle_t *b = strict_bundle(national, region);
+  vd_policy_report_t r;
+  vd_policy_report_init(&r);
+  assert_int_not_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.count, 1);
+  assert_int_equal(r.findings[0].stage, VD_STAGE_LOAD);
+  if (!r.findings[0].file || strcmp(r.findings[0].file, file) != 0 ||
+      r.findings[0].line != line || !strstr(r.findings[0].text, text))
+    fail_msg("expected %s:%d: ...%s..., got %s:%d: %s", file, line, text,
+             r.findings[0].file ? r.findings[0].file : "(no file)",
+             r.findings[0].line, r.findings[0].text);
+  vd_policy_report_release(&r);
+  vd_bundle_unref(b);
+}
+
+/* The policy as written loads; each misspelt name is refused where it is
+ * written, with the name meant. */
+static void strict_policy_names(void **state) {
+  vd_bundle_t *b = strict_bundle(STRICT_POLICY("", ""), NULL);
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT;
+  (void)state;
+  if (vd_engine_new(b, NULL, &e, &err))
+    fail_msg("the well-formed policy: %s", err.data);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+  /* a rule's field, a table's key, R.policy's own key */
+  expect_load_error(STRICT_POLICY("", "per_dya_fen = 2,"), NULL,
+                    "national/compensation.lua", 9,
+                    "rule late.pay: unknown field 'per_dya_fen' (did you "
+                    "mean 'per_day_fen'?)");
+  expect_load_error(STRICT_POLICY("hti = \"first\",", ""), NULL,
+                    "national/compensation.lua", 7,
+                    "table late: unknown key 'hti' (did you mean 'hit'?)");
+  expect_load_error(STRICT_POLICY("", "bassi = \"x\","), NULL,
+                    "national/compensation.lua", 9,
+                    "unknown field 'bassi' (did you mean 'basis'?)");
+  /* nothing near: the valid names are listed */
+  expect_load_error(STRICT_POLICY("", "zzzzzzzz = 1,"), NULL,
+                    "national/compensation.lua", 9,
+                    "unknown field 'zzzzzzzz'; expected one of basis, id, "
+                    "limits, per_day_fen, when");
+}
+
+/* What a region writes in R.extend: its keys, params, replacements and
+ * additions. */
+static void strict_region_names(void **state) {
+  const char *national = STRICT_POLICY("", "");
+  (void)state;
+  expect_load_error(national,
+                    "local R = require(\"lib.rules\")\n"
+                    "return R.extend(parent(), {\n"
+                    "  replace = { [\"late.pay\"] = {\n"
+                    "    id = \"sh.late.pay\", basis = \"Shanghai's promise\",\n"
+                    "    per_day_fne = 2000 } },\n"
+                    "})\n",
+                    "regions/SH/compensation.lua", 5,
+                    "the rule replacing late.pay (table late): unknown field "
+                    "'per_day_fne' (did you mean 'per_day_fen'?)");
+  expect_load_error(national,
+                    "local R = require(\"lib.rules\")\n"
+                    "return R.extend(parent(), {\n"
+                    "  replace = { [\"late.pya\"] = {\n"
+                    "    id = \"sh.late.pay\", basis = \"Shanghai's promise\" } },\n"
+                    "})\n",
+                    "regions/SH/compensation.lua", 3,
+                    "unknown rule 'late.pya' (did you mean 'late.pay'?)");
+  expect_load_error(national,
+                    "local R = require(\"lib.rules\")\n"
+                    "return R.extend(parent(), {\n"
+                    "  add = { { table = \"late\", rule = {\n"
+                    "    id = \"sh.late.more\", basis = \"Shanghai's promise\",\n"
+                    "    when = function(f) return f.days > 9 end,\n"
+                    "    pre_day_fen = 3000 } } },\n"
+                    "})\n",
+                    "regions/SH/compensation.lua", 6,
+                    "rule sh.late.more: unknown field 'pre_day_fen' (did you "
+                    "mean 'per_day_fen'?)");
+  expect_load_error(national,
+                    "local R = require(\"lib.rules\")\n"
+                    "return R.extend(parent(), {\n"
+                    "  add = { { tabel = \"late\", rule = {} } },\n"
+                    "})\n",
+                    "regions/SH/compensation.lua", 3,
+                    "unknown key 'tabel' (did you mean 'table'?)");
+  expect_load_error(national,
+                    "local R = require(\"lib.rules\")\n"
+                    "return R.extend(parent(), {\n"
+                    "  parms = {},\n"
+                    "})\n",
+                    "regions/SH/compensation.lua", 3,
+                    "unknown key 'parms' (did you mean 'params'?)");
+}
+
+/* Rule coverage: each policy file's own tests must fire its own rules
+ * (the national file: all; a region: what it replaces or adds), at least
+ * the bundle's coverage.lua threshold of them (default 100%). */
+#define COVERAGE_NATIONAL                                                     \
+  "local R = require(\"lib.rules\")\n"                                         \
+  "local S = require(\"lib.schema\")\n"                                        \
+  "return R.policy{\n"                                                        \
+  "  kind = \"compensation\",\n"                                              \
+  "  fields = { days = S.integer{ default = 0 } },\n"                        \
+  "  tables = { { name = \"late\", hit = \"first\", data = { \"per_day_fen\" },\n" \
+  "    rules = {\n"                                                           \
+  "      { id = \"late.long\", basis = \"a published promise\",\n"             \
+  "        when = function(f) return f.days > 9 end, per_day_fen = 2000 },\n"  \
+  "      { id = \"late.pay\", basis = \"a published promise\",\n"              \
+  "        per_day_fen = 1000 } } } },\n"                                      \
+  "  evaluate = function(P, f, _, tr)\n"                                      \
+  "    local r = R.decide(P, \"late\", f, tr)\n"                               \
+  "    return { offer_fen = f.days * r.per_day_fen }\n"                        \
+  "  end,\n"                                                                  \
+  "}\n"
+#define COVERAGE_CASE(DAYS, OFFER)                                            \
+  "  { name = \"late " #DAYS " days\", at = \"2026-11-23T10:00:00+08:00\",\n"  \
+  "    input = { days = " #DAYS " }, expect = { offer_fen = " #OFFER " } },\n"
+
+static void coverage_report(const char *const *extra, const char *region,
+                            int rc, unsigned problems, const char *text) {
+  vd_bundle_t *b = strict_bundle_with(COVERAGE_NATIONAL, region, extra);
+  vd_policy_report_t r;
+  vd_buf_t out = VD_BUF_INIT;
+  vd_policy_report_init(&r);
+  r.coverage = 1;
+  assert_int_equal(vd_policy_test(b, NULL, &r) != 0, rc);
+  assert_int_equal(r.problems, problems);
+  vd_policy_report_format(&r, 0, &out);
+  if (!strstr(out.data, text))
+    fail_msg("expected \"%s\" in:\n%s", text, out.data);
+  vd_policy_report_release(&r);
+  vd_bundle_unref(b);
+  vd_buf_release(&out);
+}
+
+static void rule_coverage(void **state) {
+  static const char *const half[] = {
+      "national/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 2000) "}\n", NULL};
+  static const char *const half_allowed[] = {
+      "national/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 2000) "}\n",
+      "coverage.lua", "return { min_percent = 50 }\n", NULL};
+  static const char *const full[] = {
+      "national/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 2000) COVERAGE_CASE(10, 20000) "}\n",
+      NULL};
+  static const char *const region_tested[] = {
+      "national/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 2000) COVERAGE_CASE(10, 20000) "}\n",
+      "regions/SH/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 3000) "}\n", NULL};
+  static const char region[] =
+      "local R = require(\"lib.rules\")\n"
+      "return R.extend(parent(), { replace = { [\"late.pay\"] = {\n"
+      "  id = \"sh.late.pay\", basis = \"Shanghai's promise\",\n"
+      "  per_day_fen = 1500 } } })\n";
+  (void)state;
+  coverage_report(half, NULL, 1, 1,
+                  "national/compensation.lua: its tests "
+                  "(national/compensation_test.lua) fire 1 of its 2 own rules "
+                  "(50%), under the bundle's 100% (coverage.lua): not fired: "
+                  "late.long\n");
+  coverage_report(half_allowed, NULL, 0, 0,
+                  "national/compensation.lua: coverage 1/2 own rules fired by "
+                  "national/compensation_test.lua (50%)\n");
+  coverage_report(full, NULL, 0, 0,
+                  "national/compensation.lua: coverage 2/2 own rules fired by "
+                  "national/compensation_test.lua (100%)\n");
+  /* a region's own rules are its replacement: the national tests do not
+   * count for it, and a region file without tests fails */
+  coverage_report(full, region, 1, 1,
+                  "regions/SH/compensation.lua: no tests: a policy file needs "
+                  "its own tests beside it (regions/SH/compensation_test.lua) "
+                  "that fire its 1 rule (sh.late.pay)\n");
+  coverage_report(region_tested, region, 0, 0,
+                  "regions/SH/compensation.lua: coverage 1/1 own rules fired "
+                  "by regions/SH/compensation_test.lua (100%)\n");
+}
+
+/* A filter runs only the test files and cases it names, records passed
+ * cases when verbose, and measures coverage only where every case ran. */
+static void filtered_tests(void **state) {
+  static const char *const files[] = {
+      "national/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 2000) COVERAGE_CASE(10, 20000) "}\n",
+      "regions/SH/compensation_test.lua",
+      "return {\n" COVERAGE_CASE(2, 3000) "}\n", NULL};
+  static const char region[] =
+      "local R = require(\"lib.rules\")\n"
+      "return R.extend(parent(), { replace = { [\"late.pay\"] = {\n"
+      "  id = \"sh.late.pay\", basis = \"Shanghai's promise\",\n"
+      "  per_day_fen = 1500 } } })\n";
+  const char *sh[] = {"SH"}, *policy[] = {"regions/SH/compensation.lua"},
+             *dir[] = {"national/"}, *none[] = {"regions/SH/sla.lua"};
+  vd_policy_filter_t flt = {NULL, 0, NULL, 1};
+  vd_bundle_t *b = strict_bundle_with(COVERAGE_NATIONAL, region, files);
+  vd_policy_report_t r;
+  (void)state;
+#define RUN(PATHS, N, RUNPAT)                                                 \
+  do {                                                                        \
+    vd_policy_report_release(&r);                                             \
+    flt.paths = PATHS;                                                        \
+    flt.npaths = N;                                                           \
+    flt.run = RUNPAT;                                                         \
+    r.filter = &flt;                                                          \
+    r.coverage = 1;                                                           \
+  } while (0)
+  vd_policy_report_init(&r);
+  RUN(sh, 1, NULL);
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 1);
+  assert_int_equal(r.findings[0].kind, VD_FINDING_PASS);
+  assert_string_equal(r.findings[0].file, "regions/SH/compensation_test.lua");
+  assert_int_equal(r.findings[0].line, 2);
+  assert_int_equal(r.findings[1].kind, VD_FINDING_NOTE); /* SH's coverage */
+  assert_string_equal(r.findings[1].file, "regions/SH/compensation.lua");
+  assert_int_equal(r.count, 2); /* no national coverage, no "not fired" */
+  RUN(policy, 1, NULL);
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 1);
+  RUN(dir, 1, NULL);
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 2);
+  /* --run: one case, no coverage measured */
+  RUN(NULL, 0, "late 1[0-9] days");
+  assert_int_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 1);
+  assert_int_equal(r.count, 1);
+  assert_int_equal(r.findings[0].case_no, 2);
+  /* a path that names no test file */
+  RUN(none, 1, NULL);
+  assert_int_not_equal(vd_policy_test(b, NULL, &r), 0);
+  assert_int_equal(r.passed, 0);
+  assert_non_null(strstr(r.findings[0].text, "regions/SH/sla.lua: names no "
+                                             "test file of the bundle"));
+#undef RUN
+  vd_policy_report_release(&r);
+  vd_bundle_unref(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(luacheck_warning_has_file_and_line),
@@ -386,6 +710,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(compare_exceptions, cmp_setup,
                                       cmp_teardown),
       cmocka_unit_test(shipped_grid_passes_and_repeats),
+      cmocka_unit_test(strict_policy_names),
+      cmocka_unit_test(strict_region_names),
+      cmocka_unit_test(rule_coverage),
+      cmocka_unit_test(filtered_tests),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1019,6 +1019,29 @@ static void sort_is_stable(void **state) {
   assert_contains(raises(f, "table.sort({2, 1}, 5)"), "bad argument #2");
 }
 
+/* verdict.field_reads: the constant fields a function reads from its
+ * first parameter, once each, in bytecode order; not from locals, other
+ * parameters, upvalues or the functions it defines. */
+static void field_reads(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(
+      ok(f, "return table.concat(verdict.field_reads(function(f, r) "
+            "return f.category == 'x' and f[\"area\"] ~= nil and "
+            "f.category ~= r.tier and f.signals.media end), ',')"),
+      "category,area,signals");
+  assert_string_equal(
+      ok(f, "local up = {} return table.concat(verdict.field_reads("
+            "function(f, r) local g = r; local k = 'x' "
+            "return g.a or up.b or f[k] or (function(h) return h.c end)(f) "
+            "end), ',')"),
+      "");
+  assert_string_equal(
+      ok(f, "return #verdict.field_reads(function() return 1 end) + "
+            "#verdict.field_reads(print or type)"),
+      "0");
+  assert_contains(raises(f, "verdict.field_reads({})"), "function expected");
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1053,6 +1076,7 @@ int main(void) {
       T(freeze_graph),
       T(c_functions_bounded),
       T(table_library_plain_tables),
+      T(field_reads),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,7 +46,10 @@ typedef enum {
   X(complaint_id) /* these three from input, for indexes */                 \
   X(customer_id)                                                            \
   X(category)                                                               \
-  X(facts)        /* JSON array of what the policy read from history */
+  X(facts)        /* JSON array of what the policy read from history */  \
+  X(errors)       /* bad_input: JSON array of {path, message}, every      \
+                   * problem of the request (path, message: the first);  \
+                   * empty when the policy named none */
 
 typedef struct vd_decision {
   int code;          /* 0 for a decision, else the VD_E* error code */

@@ -33,8 +33,11 @@
  *
  * The report, once formatted, reads (one line each, in this order):
  *   file:line: message             problems: syntax, load, structure
- *   FAIL file case N (name)        a failed case, then its indented diffs
+ *   ok file case N (name)          a passed case (filter->verbose)
+ *   FAIL file[:line] case N (name) a failed case, then its indented diffs
  *   not fired: kind rule id (region)
+ *   file: problem with its tests' coverage of its own rules
+ *   file: coverage N/M ...         with r->coverage set
  *   N passed, N failed             when the tests ran
  *   file: kind ...                 the grid: a looser answer (then its
  *                                  input, indented), an exception, and one
@@ -63,8 +66,10 @@ typedef enum vd_finding_kind {
   VD_FINDING_FAIL,    /* a test: "FAIL file case N (text)" + detail, or,
                        * for a whole file (case 0), "FAIL [file[:line]: ]text" */
   VD_FINDING_UNFIRED, /* "not fired: text"; file is the policy */
-  VD_FINDING_NOTE     /* "[file: ]text" + detail: not a problem (the
+  VD_FINDING_NOTE,    /* "[file: ]text" + detail: not a problem (the
                        * grid's exceptions and totals) */
+  VD_FINDING_PASS     /* "ok file case N (text)": a case that passed,
+                       * recorded when the filter asks (verbose) */
 } vd_finding_kind_t;
 
 typedef enum vd_stage {
@@ -89,6 +94,25 @@ typedef struct vd_finding {
                  * looser grid answer's input), else NULL */
 } vd_finding_t;
 
+/* Which tests to run, and how much to record: `verdict test PATH...
+ * --run PATTERN -v`.  The caller's; set on a report (filter) before
+ * vd_policy_test() or vd_policy_run_tests().
+ *
+ * paths: each a test file ("regions/GD/sla_test.lua"), a policy file (its
+ * test file), a region's directory ("regions/GD": its own test files, not
+ * its cities'), "national", or a region code ("GD"); a test file runs when
+ * one of them names it.  A path that names no test file of the bundle is
+ * a problem.  run: a POSIX extended regular expression; only cases whose
+ * name it matches run.  With either, the rules no case fired are not
+ * listed, and coverage is measured only for the policy files whose tests
+ * all ran (none with run).  verbose: every passed case is recorded too. */
+typedef struct vd_policy_filter {
+  const char *const *paths; /* npaths entries, or NULL: every test file */
+  size_t npaths;
+  const char *run;          /* or NULL: every case */
+  int verbose;
+} vd_policy_filter_t;
+
 /* The findings in the order they were found, and the counts.  Owns every
  * string of every finding.  vd_policy_report_init() does not allocate;
  * vd_policy_report_release() frees everything and leaves it empty. */
@@ -101,6 +125,10 @@ typedef struct vd_policy_report {
   unsigned problems;       /* PROBLEM findings, plus one if a case failed:
                             * what `verdict check` counts */
   int tested;              /* the tests ran (the totals line belongs) */
+  const vd_policy_filter_t *filter; /* set by the caller, or NULL: all */
+  int coverage;            /* set by the caller: record each policy file's
+                            * rule coverage as a NOTE ("file: coverage N/M
+                            * own rules fired by TEST (P%)") */
 } vd_policy_report_t;
 
 void vd_policy_report_init(vd_policy_report_t *r);
@@ -119,6 +147,7 @@ void vd_policy_finding_detail(vd_finding_t *f, const char *text);
 /* Append the text of the whole report to out, as in the banner above.
  * VD_REPORT_QUIET leaves out the "not fired" lines. */
 #define VD_REPORT_QUIET 1
+
 void vd_policy_report_format(const vd_policy_report_t *r, int flags,
                              vd_buf_t *out);
 /* Append the text of one finding (one line, then its detail). */

@@ -10,13 +10,27 @@
 -- policy params p.  The action is the rule's data (a tier, a deadline, an
 -- amount function, a level...), which the policy's evaluate applies.
 --
--- A decision table is { name = "...", hit = "first" | "collect", rules = {} }
--- (DMN's FIRST and COLLECT): `first` stops at the first rule whose condition
--- holds, `collect` keeps every one.  Each rule that fires is added to the
--- trace, once per decision, in firing order, with its basis.
+-- A decision table is { name = "...", hit = "first" | "collect", rules = {},
+-- data = { "field", ... } } (DMN's FIRST and COLLECT): `first` stops at the
+-- first rule whose condition holds, `collect` keeps every one.  Each rule
+-- that fires is added to the trace, once per decision, in firing order,
+-- with its basis.  `data` declares the action fields the table's rules may
+-- carry besides R.RULE_KEYS (id, basis, when, limits): it is the one list
+-- of valid field names for the kind's rules, its regions' replacements and
+-- additions included.  Any other field in a rule, a table, a policy spec,
+-- an R.extend or its params is an error at load, naming the nearest valid
+-- name ("unknown field 'per_dya_fen' ... (did you mean 'per_day_fen'?)").
 --
--- A policy (R.policy) is { kind, fields (input schema), tighter (result
--- field orders, below), params, tables, evaluate }, and gets
+-- What `when` may read: a table that declares `facts = { "name", ... }`
+-- gets facts of its own from evaluate (its `when` reads only those names);
+-- any other table's `when` reads the validated input, whose names are the
+-- schema's fields and the policy's `facts` (what evaluate adds to the
+-- input before it runs the tables).  At load, every read a `when` makes
+-- straight from its first parameter (f.name, from the function's bytecode:
+-- verdict.field_reads) must be one of those names.
+--
+-- A policy (R.policy) is { kind, fields (input schema), facts, tighter
+-- (result field orders, below), params, tables, evaluate }, and gets
 -- P.decide(input, ctx) -> result, trace.
 --
 -- `tighter` says, for each result field, which way a region may move it
@@ -74,12 +88,100 @@ local T = require("lib.time")
 -- Globals and library functions are read once, here: inside a decision
 -- every global access goes through the sandbox's environment proxies.
 local type, error, tostring, ipairs, pairs = type, error, tostring, ipairs, pairs
-local setmetatable, next = setmetatable, next
+local setmetatable = setmetatable
 local smatch, sgsub, gmatch = string.match, string.gsub, string.gmatch
+local field_reads = verdict.field_reads
 
 local R = {}
 
 R.HITS = { first = true, collect = true }
+
+-- The fields every rule may have; a table's `data` declares the rest.
+R.RULE_KEYS = { id = true, basis = true, when = true, limits = true }
+-- The fields of a decision table (`first` and `notes` are set at load).
+R.TABLE_KEYS = { name = true, hit = true, rules = true, data = true, facts = true }
+
+------------------------------------------------------------------------
+-- Unknown names.
+
+-- The edit distance between a and b, a transposition of two neighbours
+-- counting as one edit (optimal string alignment): "per_dya_fen" is one
+-- edit from "per_day_fen".
+local function distance(a, b)
+  local la, lb = #a, #b
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
+  for i = 1, la do
+    local ca = a:byte(i)
+    for j = 1, lb do
+      local cb = b:byte(j)
+      local cost = ca == cb and 0 or 1
+      local v = d[i - 1][j] + 1
+      if d[i][j - 1] + 1 < v then v = d[i][j - 1] + 1 end
+      if d[i - 1][j - 1] + cost < v then v = d[i - 1][j - 1] + cost end
+      if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb
+        and d[i - 2][j - 2] + 1 < v then
+        v = d[i - 2][j - 2] + 1
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+
+-- The name among the keys of set `known` (a set, or several) nearest to
+-- `name`, if one is near enough to be a misspelling of it (at most a
+-- third of its letters changed), else nil.  Ties go to the name first in
+-- byte order, so the suggestion is the same on every run.
+function R.nearest(name, ...)
+  if type(name) ~= "string" then return nil end
+  local best, best_d = nil, #name // 3 + 1
+  for i = 1, select("#", ...) do
+    for k in pairs(select(i, ...) or {}) do
+      if type(k) == "string" then
+        local d = distance(name, k)
+        if d < best_d or (d == best_d and best and k < best) then
+          best, best_d = k, d
+        end
+      end
+    end
+  end
+  if best_d > #name // 3 then return nil end
+  return best
+end
+
+-- "unknown <what> 'name'" and the nearest valid name; `known` as above.
+-- The quoted name is what `verdict check` looks for to give the line it
+-- is written on (core/policytest.c).
+function R.unknown(what, name, ...)
+  local msg = "unknown " .. what .. " '" .. tostring(name) .. "'"
+  local near = R.nearest(name, ...)
+  if near then return msg .. " (did you mean '" .. near .. "'?)" end
+  local all = {}
+  for i = 1, select("#", ...) do
+    for k in pairs(select(i, ...) or {}) do all[#all + 1] = tostring(k) end
+  end
+  table.sort(all)
+  return msg .. "; expected one of " .. table.concat(all, ", ")
+end
+
+-- The first key of t (in byte order) that is in none of the sets, or nil.
+local function stray_key(t, ...)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(x, y) return tostring(x) < tostring(y) end)
+  for _, k in ipairs(keys) do
+    local ok = false
+    for i = 1, select("#", ...) do
+      local set = select(i, ...)
+      if set and set[k] then ok = true end
+    end
+    if not ok then return k end
+  end
+  return nil
+end
+R.stray_key = stray_key
 
 ------------------------------------------------------------------------
 -- Trace.
@@ -153,7 +255,7 @@ local function reader(v, path, reads)
       return x
     end,
     __len = function() note(path or "(facts)", v); return #v end,
-    __pairs = function() note(path or "(facts)", v); return next, v, nil end,
+    __pairs = function() note(path or "(facts)", v); return pairs(v) end,
   })
 end
 
@@ -329,6 +431,39 @@ end
 ------------------------------------------------------------------------
 -- Checking a policy at load time (what `verdict check` also checks).
 
+-- The set of table t's `data` names, or a message if it is not a list of
+-- names.
+local function data_set(t)
+  if t.data == nil then return {} end
+  if type(t.data) ~= "table" then return "data must be a list of field names" end
+  local set = {}
+  for i, k in ipairs(t.data) do
+    if type(k) ~= "string" then return "data[" .. i .. "] must be a field name" end
+    if R.RULE_KEYS[k] then return "data[" .. i .. "]: " .. k .. " is a field of every rule" end
+    set[k] = true
+  end
+  return set
+end
+
+-- What the `when` functions of table t read from their first argument:
+-- "input field" and the input schema's fields plus the policy's `facts`
+-- (what evaluate adds to the input before it runs the table), or, for a
+-- table that declares `facts`, "fact" and those names.  Or a message.
+local function facts_of(P, t)
+  local known = {}
+  local list, what = P.facts, "input field"
+  if t.facts ~= nil then list, what = t.facts, "fact of table " .. t.name
+  elseif P.schema then
+    for k in pairs(P.schema.known) do known[k] = true end
+  end
+  if type(list) ~= "table" then return "facts must be a list of names" end
+  for i, k in ipairs(list) do
+    if type(k) ~= "string" then return "facts[" .. i .. "] must be a name" end
+    known[k] = true
+  end
+  return known, what
+end
+
 -- Returns nil, or "message" for the first problem found.
 function R.problem(P)
   if type(P.tables) ~= "table" then return "policy has no tables" end
@@ -341,6 +476,10 @@ function R.problem(P)
     where = "table " .. t.name
     if not R.HITS[t.hit] then return where .. ": hit must be \"first\" or \"collect\"" end
     if type(t.rules) ~= "table" then return where .. ": rules must be an array" end
+    local data = data_set(t)
+    if type(data) == "string" then return where .. ": " .. data end
+    local facts, what = facts_of(P, t)
+    if type(facts) == "string" then return where .. ": " .. facts end
     for ri, r in ipairs(t.rules) do
       if type(r.id) ~= "string" or r.id == "" then
         return where .. ": rules[" .. ri .. "] needs a string id"
@@ -350,8 +489,21 @@ function R.problem(P)
       if type(r.basis) ~= "string" or r.basis == "" then
         return "rule " .. r.id .. " needs a basis"
       end
+      local stray = stray_key(r, R.RULE_KEYS, data)
+      if stray ~= nil then
+        return "rule " .. r.id .. ": " .. R.unknown("field", stray, R.RULE_KEYS, data)
+          .. " (a rule's fields are id, basis, when, limits and the table's data)"
+      end
       if r.when ~= nil and type(r.when) ~= "function" then
         return "rule " .. r.id .. ": when must be a function"
+      end
+      if r.when ~= nil then
+        local reads = field_reads(r.when)
+        for i = 1, #reads do
+          if not facts[reads[i]] then
+            return "rule " .. r.id .. ": when reads " .. R.unknown(what, reads[i], facts)
+          end
+        end
       end
       local loose = limits_problem(r)
       if loose then return "rule " .. r.id .. ": " .. loose end
@@ -447,12 +599,32 @@ local function loosens_problem(tighter, loosens, region)
   return nil
 end
 
+-- What R.policy takes (see "Building a policy" above).
+local SPEC_KEYS = { kind = true, fields = true, tighter = true, params = true, tables = true,
+  evaluate = true, check_rule = true, loosens = true, facts = true }
+
+-- The first unknown key of the spec or of one of its tables, or nil.
+local function spec_problem(spec)
+  local stray = stray_key(spec, SPEC_KEYS)
+  if stray ~= nil then return R.unknown("key", stray, SPEC_KEYS) .. " in R.policy" end
+  for ti, t in ipairs(type(spec.tables) == "table" and spec.tables or {}) do
+    if type(t) == "table" then
+      stray = stray_key(t, R.TABLE_KEYS)
+      if stray ~= nil then
+        return "table " .. tostring(t.name or ti) .. ": " .. R.unknown("key", stray, R.TABLE_KEYS)
+      end
+    end
+  end
+  return nil
+end
+
 local function build(spec)
-  local why = tighter_problem(spec.tighter) or loosens_problem(spec.tighter, spec.loosens, false)
+  local why = spec_problem(spec) or tighter_problem(spec.tighter) or loosens_problem(spec.tighter, spec.loosens, false)
   if why then error(tostring(spec.kind) .. " policy: " .. why, 0) end
   local P = {
     kind = spec.kind,
     fields = spec.fields,
+    facts = spec.facts or {},
     tighter = spec.tighter,
     loosens = spec.loosens or {},
     params = spec.params or {},
@@ -517,11 +689,20 @@ local function is_map(v)
   return type(v) == "table" and #v == 0
 end
 
+-- The keys of map t, each with prefix before it, as a set.
+local function prefixed(t, prefix)
+  local out = {}
+  for k in pairs(t) do out[prefix .. tostring(k)] = true end
+  return out
+end
+
 -- Merge src into dst: maps key by key (every key must exist already, so a
 -- misspelt param is an error), anything else replaced whole.
 local function merge_params(dst, src, where)
   for k, v in pairs(src) do
-    if dst[k] == nil then error("extend: unknown param " .. where .. k, 0) end
+    if dst[k] == nil then
+      error("extend: " .. R.unknown("param", where .. tostring(k), prefixed(dst, where)), 0)
+    end
     if is_map(v) and is_map(dst[k]) then
       merge_params(dst[k], v, where .. k .. ".")
     else
@@ -539,6 +720,16 @@ local function find_rule(P, id)
   return nil
 end
 
+-- Every rule id of P, as a set.
+local function rule_ids(P)
+  local ids = {}
+  for _, t in ipairs(P.tables) do
+    for _, r in ipairs(t.rules) do ids[r.id] = true end
+  end
+  return ids
+end
+
+local ADD_KEYS = { table = true, before = true, after = true, rule = true }
 local EXT_KEYS = { params = true, replace = true, add = true, fields = true, loosens = true }
 
 -- R.extend(P, {
@@ -554,7 +745,7 @@ local EXT_KEYS = { params = true, replace = true, add = true, fields = true, loo
 -- })  -> P
 local function extend(P, ext)
   for k in pairs(ext) do
-    if not EXT_KEYS[k] then error("extend: unknown key " .. tostring(k), 0) end
+    if not EXT_KEYS[k] then error("extend: " .. R.unknown("key", k, EXT_KEYS), 0) end
   end
   -- The parent's grade exceptions hold here too; its exceptions against
   -- its own parent are its own.
@@ -569,10 +760,15 @@ local function extend(P, ext)
   if ext.params then merge_params(P.params, ext.params, "") end
   for old_id, new in pairs(ext.replace or {}) do
     local t, i = find_rule(P, old_id)
-    if not t then error("extend: no rule " .. old_id .. " to replace", 0) end
+    if not t then error("extend: replace: " .. R.unknown("rule", old_id, rule_ids(P)), 0) end
     local old = t.rules[i]
+    local stray = stray_key(new, R.RULE_KEYS, data_set(t))
+    if stray ~= nil then
+      error("extend: the rule replacing " .. old_id .. " (table " .. t.name .. "): "
+        .. R.unknown("field", stray, R.RULE_KEYS, data_set(t)), 0)
+    end
     if new.id == nil or new.id == old_id or new.basis == nil or new.basis == old.basis then
-      error("extend: the rule replacing " .. old_id .. " needs its own id and basis", 0)
+      error("extend: the rule replacing '" .. old_id .. "' needs its own id and basis", 0)
     end
     if old.limits then
       local why = replace_problem(old, new)
@@ -584,7 +780,12 @@ local function extend(P, ext)
     t.rules[i] = r
   end
   for n, a in ipairs(ext.add or {}) do
-    local t = R.get(P, a.table)
+    local stray = stray_key(a, ADD_KEYS)
+    if stray ~= nil then error("extend: add[" .. n .. "]: " .. R.unknown("key", stray, ADD_KEYS), 0) end
+    local t = P.by_name[a.table]
+    if t == nil then
+      error("extend: add[" .. n .. "]: " .. R.unknown("table", a.table, P.by_name), 0)
+    end
     local anchor = a.before or a.after
     local pos = #t.rules + 1
     if anchor then

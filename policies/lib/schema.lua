@@ -27,8 +27,10 @@
 -- `default`; JSON null counts as absent.  Unknown fields are refused.
 --
 -- S.validate raises error({code = "bad_input", path = "input.x",
--- message = "expected ..., got ..."}, 0) at the first problem, fields in
--- name order.  It returns the facts: a new table of checked values with
+-- message = "expected ..., got ...", errors = { { path, message }, ... }},
+-- 0): every problem of the request in `errors` (unknown fields, then
+-- fields in name order, then `requires`; at most S.MAX_ERRORS), the first
+-- as path and message.  It returns the facts: a new table of checked values with
 -- defaults filled in (and times parsed), which rules read.
 
 local T = require("lib.time")
@@ -131,8 +133,10 @@ end
 ------------------------------------------------------------------------
 -- Errors.
 
+-- Raise bad_input for one problem (a policy's own check of its input).
 function S.fail(path, message)
-  error({ code = "bad_input", path = path, message = message }, 0)
+  error({ code = "bad_input", path = path, message = message,
+          errors = { { path = path, message = message } } }, 0)
 end
 
 -- "array" or "object" for a table the JSON decoder made (its marker
@@ -158,10 +162,6 @@ local function describe(v)
     return (is_empty(v) and "an empty " or "an ") .. jt
   end
   return tostring(v)
-end
-
-local function mismatch(path, sp, v)
-  S.fail(path, "expected " .. sp.expect .. ", got " .. describe(v))
 end
 
 ------------------------------------------------------------------------
@@ -340,8 +340,8 @@ end
 -- fields, building no paths and no messages, and gives up
 -- (returns nil) at the first problem.  Only then does check_object, slower,
 -- walk the request again in the documented order (unknown fields, then
--- fields in name order, then `requires`) to raise bad_input with the path
--- and message of the first problem.
+-- fields in name order, then `requires`) to raise bad_input with every
+-- problem, the first as its path and message.
 
 -- The facts for object v (a JSON object) of compiled schema c, or nil if
 -- anything is wrong with it.
@@ -377,55 +377,71 @@ function quick_object(c, v)
   return out
 end
 
--- The reporting walk: the same checks, raising at the first problem.
+-- The reporting walk: the same checks, noting every problem (errs, a list
+-- of { path, message }) and going on: a field with a problem gives no
+-- value, and the fields it `requires` are not asked for.
 
 local check_object
 
-local function check(sp, v, path)
+S.MAX_ERRORS = 100   -- problems listed per request at most
+
+local function note(errs, path, message)
+  if #errs < S.MAX_ERRORS then errs[#errs + 1] = { path = path, message = message } end
+  return nil
+end
+
+local function mismatched(errs, path, sp, v)
+  return note(errs, path, "expected " .. sp.expect .. ", got " .. describe(v))
+end
+
+local function check(sp, v, path, errs)
   local ty = sp.type
   if ty == "string" then
-    if type(v) ~= "string" or #v == 0 or #v > sp.max_len then mismatch(path, sp, v) end
+    if type(v) ~= "string" or #v == 0 or #v > sp.max_len then return mismatched(errs, path, sp, v) end
     return v
   elseif ty == "integer" then
-    if mtype(v) ~= "integer" then mismatch(path, sp, v) end
-    if (sp.min and v < sp.min) or (sp.max and v > sp.max) then mismatch(path, sp, v) end
+    if mtype(v) ~= "integer" or (sp.min and v < sp.min) or (sp.max and v > sp.max) then
+      return mismatched(errs, path, sp, v)
+    end
     return v
   elseif ty == "boolean" then
-    if type(v) ~= "boolean" then mismatch(path, sp, v) end
+    if type(v) ~= "boolean" then return mismatched(errs, path, sp, v) end
     return v
   elseif ty == "enum" then
-    if type(v) ~= "string" or not sp.set[v] then mismatch(path, sp, v) end
+    if type(v) ~= "string" or not sp.set[v] then return mismatched(errs, path, sp, v) end
     return v
   elseif ty == "time" then
     local t, off = parse_time(v)
     if not t then
       if type(v) == "string" then
-        S.fail(path, "expected " .. sp.expect .. ", got " .. describe(v) .. " (" .. off .. ")")
+        return note(errs, path, "expected " .. sp.expect .. ", got " .. describe(v) .. " (" .. off .. ")")
       end
-      mismatch(path, sp, v)
+      return mismatched(errs, path, sp, v)
     end
     return { t = t, off = off }
   elseif ty == "set" or ty == "list" then
-    if json_type(v) ~= "array" then mismatch(path, sp, v) end
+    if json_type(v) ~= "array" then return mismatched(errs, path, sp, v) end
     local n = #v
     if ty == "list" and n > sp.max then
-      S.fail(path, "expected at most " .. sp.max .. " elements, got " .. n)
+      return note(errs, path, "expected at most " .. sp.max .. " elements, got " .. n)
     end
     local out = {}
     for i = 1, n do
-      local e = check(sp.of, v[i], path .. "[" .. i .. "]")
-      if ty == "set" then out[e] = true else out[i] = e end
+      local e = check(sp.of, v[i], path .. "[" .. i .. "]", errs)
+      if e ~= nil then
+        if ty == "set" then out[e] = true else out[i] = e end
+      end
     end
     return out
   elseif ty == "object" then
-    if json_type(v) ~= "object" then mismatch(path, sp, v) end
-    return check_object(sp.compiled, v, path)
+    if json_type(v) ~= "object" then return mismatched(errs, path, sp, v) end
+    return check_object(sp.compiled, v, path, errs)
   else -- map
-    if json_type(v) ~= "object" then mismatch(path, sp, v) end
+    if json_type(v) ~= "object" then return mismatched(errs, path, sp, v) end
     local out = {}
     for k, e in pairs(v) do
-      if type(k) ~= "string" then mismatch(path, sp, v) end
-      if not rawequal(e, NULL) then out[k] = check(sp.values, e, path .. "." .. k) end
+      if type(k) ~= "string" then return mismatched(errs, path, sp, v) end
+      if not rawequal(e, NULL) then out[k] = check(sp.values, e, path .. "." .. k, errs) end
     end
     return out
   end
@@ -435,10 +451,12 @@ local function is_set(v)
   return v ~= nil and v ~= false and v ~= 0 and v ~= ""
 end
 
-function check_object(c, v, path)
+-- In the documented order: unknown fields, then fields in name order,
+-- then `requires`.
+function check_object(c, v, path, errs)
   for k in pairs(v) do
     if not c.known[k] then
-      S.fail(path .. "." .. tostring(k),
+      note(errs, path .. "." .. tostring(k),
         "unknown field; expected one of " .. concat(c.names, ", "))
     end
   end
@@ -448,11 +466,11 @@ function check_object(c, v, path)
     local e = v[name]
     if e == nil or rawequal(e, NULL) then
       if sp.required then
-        S.fail(path .. "." .. name, "required: expected " .. sp.expect)
+        note(errs, path .. "." .. name, "required: expected " .. sp.expect)
       end
       out[name] = sp.default
     else
-      out[name] = check(sp, e, path .. "." .. name)
+      out[name] = check(sp, e, path .. "." .. name, errs)
     end
   end
   for _, name in ipairs(c.conditional) do
@@ -460,7 +478,7 @@ function check_object(c, v, path)
       for _, r in ipairs(c.fields[name].requires) do
         local e = v[r]
         if e == nil or rawequal(e, NULL) then
-          S.fail(path .. "." .. r, "required when " .. name .. " is given: expected "
+          note(errs, path .. "." .. r, "required when " .. name .. " is given: expected "
             .. c.fields[r].expect)
         end
       end
@@ -478,7 +496,11 @@ function S.validate(c, input)
   else
     S.fail("input", "expected an object, got " .. describe(input))
   end
-  return check_object(c, input, "input")               -- raises bad_input
+  local errs = {}
+  local f = check_object(c, input, "input", errs)
+  if #errs == 0 then return f end          -- the quick walk's doubt, unfounded
+  -- bad_input: the first problem as path and message, and every one
+  error({ code = "bad_input", path = errs[1].path, message = errs[1].message, errors = errs }, 0)
 end
 
 return S

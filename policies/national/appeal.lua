@@ -108,7 +108,8 @@ local tables = {
   -- How long after the event an appeal may be filed.  Every rule that
   -- matches counts and the latest end wins (collect), so a rule a region
   -- adds can lengthen a published bar, never shorten it.
-  { name = "window", hit = "collect", rules = {
+  { name = "window", hit = "collect", data = { "due" },
+    rules = {
     { id = "appeal.window.billing", due = { months = 5 },
       basis = "MIIT appeal rules: a billing dispute is appealable for 5 months after the event "
         .. "(call detail and billing records are kept at least 5 months)",
@@ -121,7 +122,8 @@ local tables = {
   } },
 
   -- Procedural bars: any one means withdrawn / not accepted.
-  { name = "admissibility", hit = "collect", rules = {
+  { name = "admissibility", hit = "collect", data = { "class" },
+    rules = {
     { id = "appeal.withdrawn.handled_elsewhere", class = "procedural",
       basis = "MIIT appeal rules: not accepted when a court, arbitration body, consumer "
         .. "organisation or the appeal body already accepted or handled the matter",
@@ -146,7 +148,8 @@ local tables = {
   -- What the appeal body found.  class: handling (a fault in handling the
   -- complaint), substantive (a fault in the service itself), mitigation,
   -- user.
-  { name = "findings", hit = "collect", rules = {
+  { name = "findings", hit = "collect", data = { "class" },
+    rules = {
     finding("appeal.finding.shirking", "shirking", "handling",
       "MIIT appeal rules: shirking or stalling the complaint (推诿、拖延) is enterprise liability"),
     { id = "appeal.finding.late_reply", class = "handling",
@@ -188,7 +191,9 @@ local tables = {
 
   -- The outcome, in order of precedence.  Facts: n (fired finding rules per
   -- class).  grounds: the classes whose rule ids are the outcome's grounds.
-  { name = "outcome", hit = "first", rules = {
+  { name = "outcome", hit = "first", data = { "outcome", "grounds", "counts" },
+    facts = { "n", "within", "no_basis" },
+    rules = {
     { id = "appeal.outcome.withdrawn", outcome = "withdrawn", grounds = { "procedural" },
       basis = "MIIT appeal rules: a procedural bar ends the case as withdrawn / not accepted "
         .. "before responsibility is decided",
@@ -218,7 +223,8 @@ local tables = {
   } },
 
   -- The appeal body's own time limits.  from: the input time counted from.
-  { name = "deadlines", hit = "collect", rules = {
+  { name = "deadlines", hit = "collect", data = { "out", "from", "due" },
+    rules = {
     { id = "appeal.deadline.acceptance", out = "acceptance_decision_by", from = "appealed_at",
       due = { working_days = 5 }, limits = { due = { at_most = { working_days = 5 } } },
       basis = "MIIT appeal rules: the appeal body decides within 5 working days whether to "
@@ -357,6 +363,7 @@ end
 return R.policy{
   kind = "appeal",
   fields = fields,
+  facts = { "window_ends", "withdrawn" },   -- what evaluate adds to the input (above)
   tighter = tighter,
   params = params,
   tables = tables,

@@ -105,7 +105,13 @@ local tables = {
   } },
 
   -- Every amount the facts support.  amount(f, r) returns integer fen.
-  { name = "components", hit = "collect", rules = {
+  -- data: type (the component's name in the result), amount (a function
+  -- of the facts and the rule), capped (discretionary), and the numbers
+  -- the rules' amount functions and conditions read.
+  { name = "components", hit = "collect",
+    data = { "type", "amount", "capped", "multiplier", "min_fen", "per_day_fen", "max_fen",
+             "month_days", "percent_per_day", "amount_fen", "below_percent" },
+    rules = {
     { id = "comp.billing.double_refund", type = "double_refund", multiplier = 2,
       basis = "carrier practice (published commitment, 双倍返还): overcharging caused by the "
         .. "carrier is refunded double, (charged - due) x 2",
@@ -180,7 +186,7 @@ local tables = {
   } },
 
   -- The grade's cap on the discretionary components.  Facts: capped, cap.
-  { name = "cap", hit = "first", rules = {
+  { name = "cap", hit = "first", facts = { "capped", "cap" }, rules = {
     { id = "comp.cap.grade",
       basis = "carrier practice (configurable per grade, params.cap_fen): discretionary "
         .. "amounts (goodwill) are capped per customer grade; what a rule, a law or a "
@@ -189,7 +195,8 @@ local tables = {
   } },
 
   -- Who signs the offer.  Facts: offer, limits (params.approval_limits[grade]).
-  { name = "approval", hit = "first", rules = {
+  { name = "approval", hit = "first", data = { "level" }, facts = { "offer", "limits" },
+    rules = {
     { id = "comp.approval.frontline", level = "frontline",
       basis = "carrier practice (configurable, params.approval_limits): a front-line handler "
         .. "approves offers up to the grade's frontline limit",
@@ -211,7 +218,7 @@ local tables = {
   } },
 
   -- A claim beyond the offer.  Facts: offer, claimed.
-  { name = "claim", hit = "first", rules = {
+  { name = "claim", hit = "first", facts = { "offer", "claimed" }, rules = {
     { id = "comp.claim.beyond_basis",
       basis = "practice (有根有据): pay only what a policy or a law gives a basis for; a demand "
         .. "beyond it is not granted, the substantive problem is solved",
@@ -294,6 +301,7 @@ end
 return R.policy{
   kind = "compensation",
   fields = fields,
+  facts = { "overcharge", "exempt" },   -- what evaluate adds to the input (above)
   tighter = tighter,
   params = params,
   tables = tables,

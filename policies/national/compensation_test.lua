@@ -135,6 +135,19 @@ local cases = {
       components = { { type = "goodwill", amount_fen = 30000, rule = "comp.goodwill" } },
       approval_level = "district" } },
 
+  -- National goodwill (at most 300 yuan) stays under every grade's cap, so
+  -- the cap (comp.cap.grade) acts where a region allows more goodwill than
+  -- its cap: Beijing allows 800 yuan with a 500 yuan retail cap.
+  { name = "the grade's cap cuts goodwill a region allows above it (BJ: 700 yuan to 500)",
+    region = "BJ",
+    at = AT,
+    input = input{ category = "service_attitude", goodwill_fen = 70000 },
+    expect = { cap_fen = 50000, offer_fen = 50000, approval_level = "district",
+      components = {
+        { type = "goodwill", amount_fen = 70000, rule = "bj.comp.goodwill" },
+        { type = "cap_adjustment", amount_fen = -20000, rule = "comp.cap.grade" } } },
+    fired = { "comp.cap.grade" } },
+
   { name = "the retail cap does not cut promises: late repair, the rental waiver and the speed "
       .. "credit are owed in full, and the approval level follows the full amount",
     at = AT,

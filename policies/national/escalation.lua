@@ -147,7 +147,10 @@ local tables = {
 
   -- Warning signs.  Each may carry: level (minimum owner), warning (code),
   -- notify (parties besides the levels), incident (true).
-  { name = "warnings", hit = "collect", rules = {
+  { name = "warnings", hit = "collect",
+    data = { "level", "warning", "notify", "incident", "min", "within_hours", "refunds",
+             "repeats" },
+    rules = {
     { id = "esc.signal.regulator", level = "city", warning = "regulator", notify = { "compliance" },
       basis = "practice: the customer mentions the regulator (communications administration, "
         .. "MIIT appeal centre 12300): a branch whose complaint becomes an appeal is reported "
@@ -223,7 +226,8 @@ local tables = {
   } },
 
   -- When to look again, counted from the decision time.
-  { name = "review", hit = "first", rules = {
+  { name = "review", hit = "first", data = { "hours" },
+    rules = {
     { id = "esc.review.incident", hours = 1,
       basis = "practice: an incident is reviewed every hour",
       when = function(f) return f.incident end },
@@ -363,6 +367,9 @@ end
 return R.policy{
   kind = "escalation",
   fields = fields,
+  -- what evaluate adds to the input before the tables run (above)
+  facts = { "at", "reply_due", "reply_window_passed", "status_seen", "incident", "level_rank",
+            "warned", "signalled" },
   tighter = tighter,
   params = params,
   tables = tables,

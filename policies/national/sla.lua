@@ -96,7 +96,8 @@ local tighter = {
 local tables = {
   -- Handling commitments by customer grade: the first rule that matches
   -- gives the tier and its deadlines.
-  { name = "tier", hit = "first", rules = {
+  { name = "tier", hit = "first", data = { "tier", "updates_every_minutes", "due" },
+    rules = {
     { id = "sla.tier.enterprise_top",
       basis = "carrier practice (top enterprise grades, configurable): 24x7 service; first "
         .. "feedback within 30 min, updates every 60 min after the first hour, written report "
@@ -122,7 +123,8 @@ local tables = {
   } },
 
   -- Limits every complaint has by rule.
-  { name = "statutory", hit = "collect", rules = {
+  { name = "statutory", hit = "collect", data = { "due" },
+    rules = {
     { id = "sla.operator_reply.miit35",
       basis = "MIIT order no. 35 (2016), telecom user appeal rules: the operator replies to a "
         .. "complaint within 15 days; after that the customer may appeal",
@@ -133,7 +135,8 @@ local tables = {
   -- Fault repair limits, for fault categories only.  Every rule that
   -- matches counts (collect; the earliest deadline wins), so a rule a
   -- region adds can tighten a published repair limit, never hide it.
-  { name = "repair", hit = "collect", rules = {
+  { name = "repair", hit = "collect", data = { "due" },
+    rules = {
     { id = "sla.repair.mobile",
       basis = "3G mobile service specification: mobile fault repair within 24 h on average, "
         .. "48 h at most",
@@ -156,7 +159,9 @@ local tables = {
 
   -- Where one milestone stands at the decision time.  Facts: start, due,
   -- done (instants; done may be nil) and at.
-  { name = "status", hit = "first", rules = {
+  { name = "status", hit = "first", data = { "status", "percent" },
+    facts = { "start", "due", "done", "at" },
+    rules = {
     { id = "sla.status.met",
       basis = "counting rule: a milestone completed by its deadline (24:00 of a deadline "
         .. "day) is met",
@@ -190,7 +195,7 @@ local function check_rule(P, _table_name, r)
   local milestones = P.params.milestones
   local known = R.set(milestones)
   for m, spec in pairs(r.due) do
-    if not known[m] then return "unknown milestone " .. tostring(m) end
+    if not known[m] then return R.unknown("milestone", m, known) end
     local why = C.spec_error(spec)
     if why then return why end
   end

@@ -66,6 +66,45 @@ class BundledPolicies(unittest.TestCase):
         self.assertEqual(r["error"]["code"], "bad_input")
         self.assertEqual(r["error"]["path"], "input.charged_fen")
 
+    def test_bad_input_lists_every_bad_field(self):
+        # unknown field, a wrong type, a missing required field and a field
+        # another one requires: all in one answer, in the documented order
+        rc, out, err = self.d.cli("decide", "compensation", "--region", "GD",
+                                  "--at", AT, "-",
+                                  stdin=b'{"complaint_id":"C","category":"billing",'
+                                        b'"cause":"carrier","colour":"red",'
+                                        b'"charged_fen":"12.5","fraud_established":true,'
+                                        b'"goodwill_fen":-1}')
+        self.assertEqual(rc, 1)
+        e = json.loads(out)["error"]
+        self.assertEqual(e["code"], "bad_input")
+        self.assertEqual([x["path"] for x in e["errors"]],
+                         ["input.colour", "input.charged_fen", "input.customer_grade",
+                          "input.goodwill_fen", "input.fee_fen"])
+        # the first is still path and message
+        self.assertEqual(e["path"], e["errors"][0]["path"])
+        self.assertEqual(e["message"], e["errors"][0]["message"])
+        self.assertIn("unknown field", e["message"])
+        self.assertIn("required: expected one of", e["errors"][2]["message"])
+        self.assertIn("required when fraud_established is given", e["errors"][4]["message"])
+        # one bad field: a list of one
+        rc, out, err = self.d.cli("decide", "compensation", "--region", "GD",
+                                  "--at", AT, "-",
+                                  stdin=b'{"complaint_id":"C","category":"billing",'
+                                        b'"customer_grade":"retail","cause":"carrier",'
+                                        b'"charged_fen":"12.5","due_fen":1}')
+        e = json.loads(out)["error"]
+        self.assertEqual(e["errors"], [{"path": e["path"], "message": e["message"]}])
+        # a policy's own check of its input (after the schema): a list of one
+        rc, out, err = self.d.cli("decide", "compensation", "--region", "GD",
+                                  "--at", AT, "-",
+                                  stdin=b'{"complaint_id":"C","category":"broadband_fault",'
+                                        b'"customer_grade":"retail","cause":"carrier",'
+                                        b'"repair_overdue_hours":30,"monthly_rental_fen":100}')
+        e = json.loads(out)["error"]
+        self.assertEqual(e["path"], "input.fault_hours")
+        self.assertEqual(e["errors"], [{"path": e["path"], "message": e["message"]}])
+
     def test_cli_exit_codes(self):
         rc, _, err = run_cli("--socket", "/nonexistent.sock", "ping")
         self.assertEqual(rc, 3)

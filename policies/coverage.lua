@@ -1,0 +1,11 @@
+-- coverage.lua - how much of its own rules each policy file's tests must
+-- fire (`verdict test`, `verdict check` and every reload check it).
+--
+-- A policy file's own rules are those its policy has and its parent's
+-- does not: every rule of a national file, the rules a region file
+-- replaces or adds.  Its tests are the <kind>_test.lua beside it.  A file
+-- whose tests fire less than min_percent of its own rules, or that has
+-- rules of its own and no tests, fails, naming the rules not fired.  files = { ["regions/XX/sla.lua"]
+-- = 80 } sets another threshold for one file.  `verdict test --coverage`
+-- prints each file's coverage.
+return { min_percent = 100 }
