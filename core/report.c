@@ -379,14 +379,20 @@ static void write_text(const vd_replay_report_t *r, const vd_report_opts_t *o,
                 r->rules[i].before, r->rules[i].after,
                 r->rules[i].before != r->rules[i].after ? " *" : "");
   if (ob->count) {
-    vd_buf_addf(out, "compensation offers (%lld): total ", ob->count);
-    vd_report_add_yuan(out, ob->total);
-    vd_buf_adds(out, " -> ");
-    vd_report_add_yuan(out, oa->total);
-    vd_buf_addf(out, " yuan (%lld -> %lld fen); p50 %lld -> %lld; p90 %lld "
-                     "-> %lld; max %lld -> %lld\n",
-                ob->total, oa->total, ob->p50, oa->p50, ob->p90, oa->p90,
-                ob->max, oa->max);
+    const long long *pairs[4][2] = {{&ob->total, &oa->total},
+                                    {&ob->p50, &oa->p50},
+                                    {&ob->p90, &oa->p90},
+                                    {&ob->max, &oa->max}};
+    static const char *const names[4] = {"total", "p50", "p90", "max"};
+    vd_buf_addf(out, "offers (%lld decisions with one either side), yuan:",
+                ob->count);
+    for (j = 0; j < 4; j++) {
+      vd_buf_addf(out, "%s %s ", j ? ";" : "", names[j]);
+      vd_report_add_yuan(out, *pairs[j][0]);
+      vd_buf_adds(out, " -> ");
+      vd_report_add_yuan(out, *pairs[j][1]);
+    }
+    vd_buf_addc(out, '\n');
     vd_buf_adds(out, "money by region (yuan, baseline -> candidate):\n");
     t = sum_groups(r, 1, &n);
     for (i = 0; t && i < n; i++) {
