@@ -1360,7 +1360,8 @@ static int active_revision(const char *db, vd_buf_t *rev, vd_buf_t *err) {
   }
   if (rc)
     vd_buf_addf(err, "%s records no successful activation: no revision "
-                     "was ever active", db);
+                     "was ever active (name one, or --baseline recorded)",
+                db);
   yajl_tree_free(t);
   vd_buf_release(&json);
   return rc;

@@ -108,7 +108,7 @@ int vd_cli_replay(int argc, char **argv) {
   vd_bundle_t *cand = NULL, *base = NULL;
   vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT, cname = VD_BUF_INIT,
            bname = VD_BUF_INIT;
-  const char *against = "recorded", *baseline = "active", *output = NULL;
+  const char *against = "recorded", *baseline = NULL, *output = NULL;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   double t0;
   size_t k;
@@ -178,6 +178,10 @@ int vd_cli_replay(int argc, char **argv) {
       return usage("unknown option", a);
     i++;
   }
+  if (baseline && strcmp(against, "recorded") == 0)
+    return usage("--baseline needs a candidate (--against DIR|REV)", NULL);
+  if (!baseline)
+    baseline = "active";
   if (strcmp(against, "recorded") != 0) {
     if (resolve(o.db, "--against", against, &cand, &cname))
       return 2;

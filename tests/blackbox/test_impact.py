@@ -45,6 +45,12 @@ def requests():
     with open(os.path.join(os.path.dirname(POLICIES), "examples",
                            "requests.ndjson")) as f:
         out += [json.loads(line) for line in f if line.strip()]
+    # national SLA clocks for retail customers
+    for n in range(2):
+        out.append(request("sla", "national", {
+            "complaint_id": "S-%d" % n, "category": "network",
+            "channel": "hotline", "customer_grade": "retail",
+            "received_at": "2026-11-2%dT09:00:00+08:00" % (1 + n)}, rid="sla-%d" % n))
     # refused: a negative amount
     out.append(request("compensation", "GD", {
         "complaint_id": "C-bad", "category": "billing",
@@ -53,16 +59,18 @@ def requests():
     return out
 
 
-def edited(tmp, name, old, new):
-    """A copy of the policies with one edit in national/compensation.lua."""
+def edited(tmp, name, old, new, kind="compensation", more=()):
+    """A copy of the policies with an edit in national/KIND.lua, and
+    MORE: (kind, old, new) edits."""
     d = os.path.join(tmp, name)
     shutil.copytree(POLICIES, d)
-    path = os.path.join(d, "national", "compensation.lua")
-    with open(path) as f:
-        text = f.read()
-    assert old in text, old
-    with open(path, "w") as f:
-        f.write(text.replace(old, new, 1))
+    for kind, old, new in ((kind, old, new),) + tuple(more):
+        path = os.path.join(d, "national", kind + ".lua")
+        with open(path) as f:
+            text = f.read()
+        assert text.count(old) == 1, old
+        with open(path, "w") as f:
+            f.write(text.replace(old, new, 1))
     return d
 
 
@@ -192,6 +200,38 @@ class Impact(unittest.TestCase):
             self.assertFalse(c["material"])
             self.assertEqual([x["field"] for x in c["fields"]], ["result.cap_fen"])
 
+    def test_deadlines_and_levels(self):
+        # a stricter candidate: standard first feedback within 48 h, not 72;
+        # a high-risk escalation reviewed after 2 h, not 4; media exposure
+        # goes to the province, not the city
+        stricter = edited(self.tmp, "stricter",
+                          "first_feedback = { hours = 72 }",
+                          "first_feedback = { hours = 48 }", "sla",
+                          (("escalation", 'id = "esc.review.high_risk", hours = 4',
+                            'id = "esc.review.high_risk", hours = 2'),
+                           ("escalation", 'id = "esc.signal.media", level = "city"',
+                            'id = "esc.signal.media", level = "province"')))
+        r = self.json("--against", stricter, "--baseline", POLICIES,
+                      "--revision", self.rev_double)
+        national_sla = sum(1 for q in self.reqs
+                           if q["kind"] == "sla" and q["region"] == "national")
+        media = sum(1 for q in self.reqs if q["kind"] == "escalation" and
+                    "media" in q["input"].get("signals", []))
+        self.assertEqual((national_sla, media), (2, 1))
+        self.assertEqual((r["changed"], r["material"]), (3, 3), r)
+        out = {(o["kind"], o["field"]): o for o in r["outcomes"]}
+        self.assertEqual(out[("sla", "deadlines")],
+                         {"kind": "sla", "field": "deadlines", "as": "deadline",
+                          "changed": 2, "earlier": 2, "later": 0})
+        self.assertEqual(out[("escalation", "next_review_at")]["earlier"], 1)
+        self.assertEqual(r["level_moves"], [
+            {"kind": "escalation", "field": "level", "from": "city",
+             "to": "province", "count": 1}])
+        c = next(c for c in r["changes"] if c["kind"] == "sla")
+        f = {x["field"]: x for x in c["fields"]}
+        self.assertIn("result.deadlines.first_feedback", f)
+        self.assertEqual(c["rules_gained"], [])  # the same rules, other values
+
     def test_filters(self):
         against = ("--against", self.triple_dir, "--baseline", "recorded")
         by = lambda pred: sum(1 for q in self.reqs if pred(q))
@@ -300,6 +340,9 @@ class Impact(unittest.TestCase):
                                  self.triple_dir, "--baseline", "sha256:" + "0" * 64)
         self.assertEqual(code, 2)
         self.assertIn("--baseline", err)
+        code, out, err = run_cli("replay", "--db", self.db, "--baseline", POLICIES)
+        self.assertEqual(code, 2)
+        self.assertIn("--baseline needs a candidate", err)
         code, out, err = run_cli("replay", "--db", self.db, "--format", "pdf")
         self.assertEqual(code, 2)
         self.assertIn("--format", err)
