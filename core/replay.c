@@ -993,6 +993,8 @@ static void *lane_run(void *arg) {
     goto out;
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
     const char *code = row[VD_HISTORY_ERROR_CODE].text;
+    if (o->progress)
+      __atomic_add_fetch(o->progress, 1, __ATOMIC_RELAXED);
     if (!row[VD_HISTORY_REQUEST].text ||
         (code && strcmp(code, "too_large") == 0))
       continue; /* nothing decidable was recorded */

@@ -63,6 +63,9 @@ typedef struct vd_replay_opts {
   int threads;             /* >= 1 */
   int always_count;        /* count every instruction (no watchdog) */
   long long max_changes;   /* changed decisions kept in full; 0: 1000 */
+  long long *progress;     /* NULL, or a counter each row read adds 1 to
+                            * (atomically, relaxed): another thread (the
+                            * console's) may read it during the run */
 } vd_replay_opts_t;
 
 /* One field that changed, by its path in {"result":..,"trace":..} or
