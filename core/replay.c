@@ -625,7 +625,9 @@ static int count_change(lane_t *l, const vd_history_value_t *row,
   yajl_val ta, tb, tr = NULL;
   const char *kind = row[VD_HISTORY_KIND].text;
   size_t i;
-  int seen_field[64], material;
+  int seen_field[64], material; /* the declared outcomes counted (a kind
+                                 * declares a few; any past 64 count their
+                                 * deadlines and levels only) */
 
   memset(&ch, 0, sizeof ch);
   ch.seq = row[VD_HISTORY_SEQ].i;
@@ -896,6 +898,8 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
     if (e && !re->outcomes_read) {
       re->outcomes_read = 1;
       read_outcomes(l, e, &ignored);
+      vd_engine_free(e); /* never decides here: keep what it declared */
+      re->engine = NULL;
     }
     vd_buf_release(&ignored);
   }
