@@ -888,6 +888,7 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
   side_t rec, base, cand;
   yajl_val rb, rc, tb, tc;
   long long mb, mc;
+  int same;
   l->rep.replayed++;
   /* against the recorded outcomes, the revisions that made them declare
    * their outcomes too: read once per revision met */
@@ -922,19 +923,23 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
   if (g)
     g->replayed++;
 
-  /* rules and money, over every row */
+  /* rules and money, over every row; a side the same as the other, byte
+   * for byte, is parsed once */
+  same = same_side(&base, &cand);
   tb = parse(base.trace);
-  tc = parse(cand.trace);
+  tc = same ? tb : parse(cand.trace);
   count_rules(l, tb, 0);
   count_rules(l, tc, 1);
-  yajl_tree_free(tb);
-  yajl_tree_free(tc);
   rb = parse(base.result);
-  rc = parse(cand.result);
+  rc = same ? rb : parse(cand.result);
   mb = money_of(decl, rb);
   mc = money_of(decl, rc);
+  if (!same) {
+    yajl_tree_free(tc);
+    yajl_tree_free(rc);
+  }
+  yajl_tree_free(tb);
   yajl_tree_free(rb);
-  yajl_tree_free(rc);
   if (mb >= 0 || mc >= 0) {
     mb = mb > 0 ? mb : 0;
     mc = mc > 0 ? mc : 0;
@@ -951,7 +956,7 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
       l->rep.hist[hist_bucket(mc - mb)]++;
   }
 
-  if (same_side(&base, &cand)) {
+  if (same) {
     l->rep.unchanged++;
     return;
   }
