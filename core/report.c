@@ -198,6 +198,8 @@ static void write_json(const vd_replay_report_t *r, const vd_report_opts_t *o,
     vd_buf_adds(out, ",\"baseline\":");
     add_str(out, r->baseline);
   }
+  vd_buf_adds(out, ",\"selection\":");
+  add_str(out, o->selection ? o->selection : "every decision");
   vd_buf_addf(out, ",\"replayed\":%lld,\"unchanged\":%lld,\"changed\":%lld,"
                    "\"material\":%lld,\"immaterial\":%lld,\"errors\":%lld,"
                    "\"unreplayable\":%lld,\"asked_now\":%lld,"
@@ -323,6 +325,8 @@ static void write_text(const vd_replay_report_t *r, const vd_report_opts_t *o,
     vd_buf_addf(out, "replayed %lld against the recorded revisions: %lld "
                      "unchanged, %lld changed, %lld errors\n",
                 r->replayed, r->unchanged, r->changed, r->errors);
+  if (o->selection)
+    vd_buf_addf(out, "selected: %s\n", o->selection);
   if (o->seconds > 0)
     vd_buf_addf(out, "%.2f s, %.0f decisions/s\n", o->seconds,
                 (double)r->replayed / o->seconds);
@@ -653,7 +657,9 @@ static int write_html(const vd_replay_report_t *r, const vd_report_opts_t *o,
     vd_buf_adds(out, "Determinism check: every recorded request decided "
                      "again by the revision that made it.");
   }
-  vd_buf_adds(out, "</p>\n<dl class=summary>");
+  vd_buf_adds(out, "</p>\n<p>Decisions selected: ");
+  html_text(out, o->selection ? o->selection : "every decision");
+  vd_buf_adds(out, ".</p>\n<dl class=summary>");
 #define SUMMARY(label, v)                                                    \
   vd_buf_addf(out, "<div><dt>%s</dt><dd>%lld</dd></div>", label, (long long)(v))
   SUMMARY("replayed", r->replayed);
@@ -854,7 +860,7 @@ static int write_html(const vd_replay_report_t *r, const vd_report_opts_t *o,
 
 int vd_report_write(const vd_replay_report_t *r, vd_report_format_t f,
                     const vd_report_opts_t *o, vd_buf_t *out, vd_buf_t *err) {
-  static const vd_report_opts_t none = {0, 0, NULL};
+  static const vd_report_opts_t none = {0, 0, NULL, NULL};
   o = o ? o : &none;
   switch (f) {
   case VD_REPORT_JSON: write_json(r, o, out); return 0;

@@ -100,6 +100,29 @@ static int resolve(const char *db, const char *opt, const char *spec,
   return 0;
 }
 
+/* The row filters among ARGV (already checked), for the report's reader:
+ * "decision time from T, region GD"; empty when there are none. */
+static void describe(int argc, char **argv, vd_buf_t *sel) {
+  static const char *const names[][2] = {
+      {"--since", "received from"},     {"--until", "received before"},
+      {"--at-since", "decision time from"},
+      {"--at-until", "decision time before"},
+      {"--region", "region"},           {"--kind", "kind"},
+      {"--revision", "decided by"},     {"--error", "error"}};
+  int i;
+  size_t k;
+  for (i = 1; i + 1 < argc; i++) {
+    if (strcmp(argv[i], "--always-count") == 0 ||
+        strcmp(argv[i], "--traces") == 0)
+      continue; /* the only options without a value */
+    for (k = 0; k < sizeof names / sizeof names[0]; k++)
+      if (strcmp(argv[i], names[k][0]) == 0)
+        vd_buf_addf(sel, "%s%s %s", sel->len ? ", " : "", names[k][1],
+                    argv[i + 1]);
+    i++;
+  }
+}
+
 int vd_cli_replay(int argc, char **argv) {
   vd_replay_opts_t o;
   vd_replay_report_t rep;
@@ -107,7 +130,7 @@ int vd_cli_replay(int argc, char **argv) {
   vd_report_format_t format = VD_REPORT_TEXT;
   vd_bundle_t *cand = NULL, *base = NULL;
   vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT, cname = VD_BUF_INIT,
-           bname = VD_BUF_INIT;
+           bname = VD_BUF_INIT, sel = VD_BUF_INIT;
   const char *against = "recorded", *baseline = NULL, *output = NULL;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   double t0;
@@ -197,6 +220,8 @@ int vd_cli_replay(int argc, char **argv) {
       o.baseline_name = bname.data;
     }
   }
+  describe(argc, argv, &sel);
+  ro.selection = sel.len ? sel.data : NULL;
   t0 = now_s();
   rc = vd_replay_run(&o, &rep, &err);
   ro.seconds = now_s() - t0;
@@ -244,5 +269,6 @@ out:
   vd_buf_release(&out);
   vd_buf_release(&cname);
   vd_buf_release(&bname);
+  vd_buf_release(&sel);
   return rc;
 }

@@ -34,6 +34,8 @@ int vd_report_format_parse(const char *s, vd_report_format_t *f);
 typedef struct vd_report_opts {
   int traces;            /* write each changed decision's traces in full */
   double seconds;        /* how long the replay took (0: not said) */
+  const char *selection; /* which rows, for a reader ("decision time from
+                          * ... to ..., region GD"); NULL: every row */
   const char *chart_js;  /* HTML: the chart library; NULL:
                           * VD_REPORT_CHART_JS */
 } vd_report_opts_t;

@@ -237,6 +237,8 @@ class Impact(unittest.TestCase):
         by = lambda pred: sum(1 for q in self.reqs if pred(q))
         r = self.json(*against, "--region", "BJ", "--revision", self.rev_double)
         self.assertEqual(r["replayed"], by(lambda q: q["region"] == "BJ"))
+        self.assertEqual(r["selection"],
+                         "region BJ, decided by %s" % self.rev_double)
         r = self.json(*against, "--error", "bad_input")
         self.assertEqual(r["replayed"], 2)  # one a revision
         r = self.json(*against, "--error", "none", "--revision", self.rev_double,
@@ -289,6 +291,7 @@ class Impact(unittest.TestCase):
         for canvas in ("chart-groups", "chart-money", "chart-rules"):
             self.assertIn('<canvas id=%s' % canvas, html)
         self.assertIn("C-1", html)
+        self.assertIn("Decisions selected: decided by %s." % self.rev_double, html)
         self.assertIn("comp.billing.double_refund", html)
 
     def test_html_draws_its_charts_in_chromium(self):
