@@ -44,7 +44,7 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/history_query.c core/history_backup.c core/history_erase.c \
             core/history_archive.c core/history_pseudonym.c \
             core/personal.c core/replay.c core/textdiff.c \
-            core/metrics.c core/openapi.c
+            core/metrics.c core/openapi.c core/report.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \

@@ -1,39 +1,50 @@
 /*
  * replay.c - `verdict replay`: decide recorded requests again, offline,
- * and print what came out differently.
+ * and report what came out differently.
  *
- * The replaying is core/replay.c's (include/verdict/replay.h): against
- * the revision that made each decision (`--against recorded`, the
- * default: any difference is a determinism violation, exit status 3) or
- * a candidate policy directory (an impact analysis: what would change,
- * per-rule hit counts before and after, and the compensation offers
- * before and after).  This file parses the options, loads the candidate,
- * and prints the report: text or JSON on stdout, problems on stderr.
- * Runs on the CLI's main thread.
+ * The replaying is core/replay.c's (include/verdict/replay.h), the
+ * writing core/report.c's (include/verdict/report.h).  Two uses:
+ *   - no --against (or `--against recorded`): the determinism check, each
+ *     row against the revision that made it; any difference is a
+ *     determinism violation (exit status 3);
+ *   - `--against CANDIDATE`: an impact analysis of CANDIDATE (a policy
+ *     directory or a stored revision) against --baseline (the active
+ *     revision by default; or `recorded`, a revision, a directory).
+ * This file parses the options, resolves the bundles, times the run and
+ * writes the report (text, JSON, CSV or HTML) to stdout or --output;
+ * problems go to stderr.  Runs on the CLI's main thread.
  *
  * Exit status: 0 all reproduced (or a candidate replayed); 1 some rows
  * could not be decided again; 2 the replay could not run; 3 a recorded
  * decision did not reproduce.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd_int.h"
 #include "verdict/bundle.h"
 #include "verdict/error.h"
 #include "verdict/replay.h"
+#include "verdict/report.h"
 #include "verdict/timefmt.h"
 
-#define MAX_REPORTED 1000 /* changed decisions printed in full */
+#define MAX_REPORTED 1000 /* changed decisions kept in full by default */
 
 static const char replay_usage[] =
-    "usage: verdict replay [--db PATH] [--since T] [--until T] "
-    "[--region R] [--kind K]\n"
-    "                      [--against recorded|DIR] "
-    "[--format text|json] [--threads N]\n"
-    "                      [--always-count]\n";
+    "usage: verdict replay [--db PATH] [--against recorded|DIR|REV]\n"
+    "                      [--baseline active|recorded|DIR|REV]\n"
+    "                      [--since T] [--until T] [--at-since T] "
+    "[--at-until T]\n"
+    "                      [--region R] [--kind K] [--revision REV] "
+    "[--error CODE|none]\n"
+    "                      [--format text|json|csv|html] "
+    "[--output FILE] [--traces]\n"
+    "                      [--max-changes N] [--threads N] "
+    "[--always-count]\n";
 
 static int usage(const char *msg, const char *arg) {
   fprintf(stderr, "verdict replay: %s%s%s\n", msg, arg ? " " : "",
@@ -49,119 +60,100 @@ static int parse_time_opt(const char *opt, const char *v, int64_t *ms) {
   return 0;
 }
 
-/* One changed decision: text, or a JSON object. */
-static void print_change(vd_buf_t *b, const vd_replay_change_t *c, int json) {
-  size_t i;
-  if (json)
-    vd_buf_addf(b, "{\"decision_id\":\"%s\",\"fields\":[", c->decision_id);
-  else
-    vd_buf_addf(b, "  %s\n", c->decision_id);
-  for (i = 0; i < c->ndiffs; i++) {
-    const vd_replay_diff_t *d = &c->diffs[i];
-    if (json) {
-      vd_buf_addf(b, "%s{\"field\":", i ? "," : "");
-      vd_buf_add_json_str(b, d->field, strlen(d->field));
-      vd_buf_addf(b, ",\"old\":%s,\"new\":%s}",
-                  d->old_json ? d->old_json : "null",
-                  d->new_json ? d->new_json : "null");
-    } else {
-      vd_buf_addf(b, "    %s: %s -> %s\n", d->field,
-                  d->old_json ? d->old_json : "(absent)",
-                  d->new_json ? d->new_json : "(absent)");
-    }
-  }
-  if (json)
-    vd_buf_adds(b, "]}");
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int print_report(const vd_replay_report_t *r, const char *against,
-                        int json) {
-  const vd_replay_offers_t *ob = &r->offers_before, *oa = &r->offers_after;
-  int recorded = against == NULL;
-  vd_buf_t changes = VD_BUF_INIT;
-  size_t i;
-  for (i = 0; i < r->nchanges; i++) {
-    if (json && i)
-      vd_buf_addc(&changes, ',');
-    print_change(&changes, &r->changes[i], json);
+/* Write BUF to PATH (NULL: stdout).  0, or 2 after saying why. */
+static int write_out(const char *path, const vd_buf_t *buf) {
+  FILE *f = path ? fopen(path, "wb") : stdout;
+  int bad;
+  if (!f) {
+    fprintf(stderr, "verdict replay: --output %s: %s\n", path,
+            strerror(errno));
+    return 2;
   }
-  if (json) {
-    vd_buf_t a = VD_BUF_INIT;
-    vd_buf_add_json_str(&a, recorded ? "recorded" : against,
-                        strlen(recorded ? "recorded" : against));
-    printf("{\"against\":%s,\"replayed\":%lld,\"unchanged\":%lld,"
-           "\"changed\":%lld,\"errors\":%lld,\"asked_now\":%lld,"
-           "\"changes\":[%s]",
-           a.data, r->replayed, r->unchanged, r->changed, r->errors,
-           r->asked_now, changes.data ? changes.data : "");
-    vd_buf_release(&a);
-    if (!recorded) {
-      printf(",\"rules\":{");
-      for (i = 0; i < r->nrules; i++)
-        printf("%s\"%s\":{\"before\":%lld,\"after\":%lld}", i ? "," : "",
-               r->rules[i].rule, r->rules[i].before, r->rules[i].after);
-      printf("},\"offers\":{\"count\":%lld,\"before\":{\"total_fen\":%lld,"
-             "\"p50\":%lld,\"p90\":%lld,\"max\":%lld},\"after\":{"
-             "\"total_fen\":%lld,\"p50\":%lld,\"p90\":%lld,\"max\":%lld}}",
-             ob->count, ob->total, ob->p50, ob->p90, ob->max, oa->total,
-             oa->p50, oa->p90, oa->max);
-    }
-    printf("}\n");
-  } else {
-    printf("replayed %lld against %s: %lld unchanged, %lld changed, %lld "
-           "errors\n",
-           r->replayed, recorded ? "the recorded revisions" : against,
-           r->unchanged, r->changed, r->errors);
-    if (r->asked_now)
-      printf("%lld decision%s asked history a question %s record did not "
-             "hold; answered from the history as it is now\n",
-             r->asked_now, r->asked_now == 1 ? "" : "s",
-             r->asked_now == 1 ? "its" : "their");
-    if (r->changed)
-      printf("changed:\n%s", changes.data ? changes.data : "");
-    if (r->changed > MAX_REPORTED)
-      printf("  (%lld more not shown)\n", r->changed - MAX_REPORTED);
-    if (!recorded) {
-      printf("rule hits (before -> after):\n");
-      for (i = 0; i < r->nrules; i++)
-        printf("  %-40s %8lld -> %-8lld%s\n", r->rules[i].rule,
-               r->rules[i].before, r->rules[i].after,
-               r->rules[i].before != r->rules[i].after ? " *" : "");
-      if (ob->count)
-        printf("compensation offers (%lld): total %lld -> %lld fen; p50 %lld "
-               "-> %lld; p90 %lld -> %lld; max %lld -> %lld\n",
-               ob->count, ob->total, oa->total, ob->p50, oa->p50, ob->p90,
-               oa->p90, ob->max, oa->max);
-    }
+  bad = buf->len && fwrite(buf->data, 1, buf->len, f) != buf->len;
+  if (path)
+    bad |= fclose(f) != 0;
+  else
+    bad |= fflush(f) != 0;
+  if (bad) {
+    fprintf(stderr, "verdict replay: writing %s: %s\n",
+            path ? path : "stdout", strerror(errno));
+    return 2;
   }
-  vd_buf_release(&changes);
-  if (recorded && r->changed)
-    fprintf(stderr, "verdict replay: %lld decision%s did not reproduce "
-                    "(a determinism violation)\n",
-            r->changed, r->changed == 1 ? "" : "s");
-  return r->errors ? 1 : (recorded && r->changed) ? 3 : 0;
+  return 0;
+}
+
+/* Resolve SPEC (OPT names it) into *B and NAME; 0, or 2 after saying why. */
+static int resolve(const char *db, const char *opt, const char *spec,
+                   vd_bundle_t **b, vd_buf_t *name) {
+  vd_buf_t err = VD_BUF_INIT;
+  if (vd_replay_resolve(db, spec, b, name, &err) != 0) {
+    fprintf(stderr, "verdict replay: %s %s: %s\n", opt, spec,
+            err.data ? err.data : "cannot be loaded");
+    vd_buf_release(&err);
+    return 2;
+  }
+  vd_buf_release(&err);
+  return 0;
+}
+
+/* The row filters among ARGV (already checked), for the report's reader:
+ * "decision time from T, region GD"; empty when there are none. */
+static void describe(int argc, char **argv, vd_buf_t *sel) {
+  static const char *const names[][2] = {
+      {"--since", "received from"},     {"--until", "received before"},
+      {"--at-since", "decision time from"},
+      {"--at-until", "decision time before"},
+      {"--region", "region"},           {"--kind", "kind"},
+      {"--revision", "decided by"},     {"--error", "error"}};
+  int i;
+  size_t k;
+  for (i = 1; i + 1 < argc; i++) {
+    if (strcmp(argv[i], "--always-count") == 0 ||
+        strcmp(argv[i], "--traces") == 0)
+      continue; /* the only options without a value */
+    for (k = 0; k < sizeof names / sizeof names[0]; k++)
+      if (strcmp(argv[i], names[k][0]) == 0)
+        vd_buf_addf(sel, "%s%s %s", sel->len ? ", " : "", names[k][1],
+                    argv[i + 1]);
+    i++;
+  }
 }
 
 int vd_cli_replay(int argc, char **argv) {
   vd_replay_opts_t o;
   vd_replay_report_t rep;
-  vd_bundle_t *cand = NULL;
-  vd_buf_t err = VD_BUF_INIT;
-  const char *against = "recorded", *format = "text";
+  vd_report_opts_t ro;
+  vd_report_format_t format = VD_REPORT_TEXT;
+  vd_bundle_t *cand = NULL, *base = NULL;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT, cname = VD_BUF_INIT,
+           bname = VD_BUF_INIT, sel = VD_BUF_INIT;
+  const char *against = "recorded", *baseline = NULL, *output = NULL;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  double t0;
   size_t k;
   int i, rc;
 
   if (vd_cli_wants_help(argc, argv))
     return vd_cli_help(replay_usage);
   memset(&o, 0, sizeof o);
+  memset(&ro, 0, sizeof ro);
   o.db = VD_DEFAULT_DB;
-  o.threads = ncpu > 0 ? (int)(ncpu < 8 ? ncpu : 8) : 1;
+  o.threads = ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1;
   o.max_changes = MAX_REPORTED;
   for (i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--always-count") == 0) {
       o.always_count = 1;
+      continue;
+    }
+    if (strcmp(a, "--traces") == 0) {
+      ro.traces = 1;
       continue;
     }
     if (!v || a[0] != '-')
@@ -170,18 +162,29 @@ int vd_cli_replay(int argc, char **argv) {
       o.db = v;
     else if (strcmp(a, "--against") == 0)
       against = v;
+    else if (strcmp(a, "--baseline") == 0)
+      baseline = v;
+    else if (strcmp(a, "--output") == 0)
+      output = v;
     else if (strcmp(a, "--format") == 0) {
-      if (strcmp(v, "text") && strcmp(v, "json"))
-        return usage("--format takes text or json, not", v);
-      format = v;
+      if (vd_report_format_parse(v, &format) != 0)
+        return usage("--format takes text, json, csv or html, not", v);
     } else if (strcmp(a, "--region") == 0)
       o.select.region = v;
     else if (strcmp(a, "--kind") == 0)
       o.select.kind = v;
+    else if (strcmp(a, "--revision") == 0)
+      o.select.revision = v;
+    else if (strcmp(a, "--error") == 0)
+      o.select.error_code = v;
     else if (strcmp(a, "--threads") == 0) {
       o.threads = atoi(v);
       if (o.threads < 1 || o.threads > 64)
         return usage("--threads takes 1 to 64, not", v);
+    } else if (strcmp(a, "--max-changes") == 0) {
+      o.max_changes = atoll(v);
+      if (o.max_changes < 1)
+        return usage("--max-changes takes a whole number above 0, not", v);
     } else if (strcmp(a, "--since") == 0) {
       if (parse_time_opt(a, v, &o.select.since_ms))
         return 2;
@@ -190,41 +193,86 @@ int vd_cli_replay(int argc, char **argv) {
       if (parse_time_opt(a, v, &o.select.until_ms))
         return 2;
       o.select.has_until = 1;
+    } else if (strcmp(a, "--at-since") == 0) {
+      if (parse_time_opt(a, v, &o.select.at_since_ms))
+        return 2;
+      o.select.has_at_since = 1;
+    } else if (strcmp(a, "--at-until") == 0) {
+      if (parse_time_opt(a, v, &o.select.at_until_ms))
+        return 2;
+      o.select.has_at_until = 1;
     } else
       return usage("unknown option", a);
     i++;
   }
+  if (baseline && strcmp(against, "recorded") == 0)
+    return usage("--baseline needs a candidate (--against DIR|REV)", NULL);
+  if (!baseline)
+    baseline = "active";
   if (strcmp(against, "recorded") != 0) {
-    if (vd_bundle_load(against, &cand, &err) != 0) {
-      fprintf(stderr, "verdict replay: --against %s: %s\n", against,
-              err.data);
-      vd_buf_release(&err);
+    if (resolve(o.db, "--against", against, &cand, &cname))
       return 2;
-    }
     o.candidate = cand;
+    o.candidate_name = cname.data;
+    if (strcmp(baseline, "recorded") != 0) {
+      if (resolve(o.db, "--baseline", baseline, &base, &bname)) {
+        vd_bundle_unref(cand);
+        vd_buf_release(&cname);
+        return 2;
+      }
+      o.baseline = base;
+      o.baseline_name = bname.data;
+    }
   }
+  describe(argc, argv, &sel);
+  ro.selection = sel.len ? sel.data : NULL;
+  t0 = now_s();
   rc = vd_replay_run(&o, &rep, &err);
+  ro.seconds = now_s() - t0;
   if (rc) {
-    if (rep.candidate_failed)
-      fprintf(stderr, "verdict replay: --against %s: %s\n", against,
-              err.data);
+    if (rep.candidate_failed || rep.baseline_failed)
+      fprintf(stderr, "verdict replay: %s %s: %s\n",
+              rep.candidate_failed ? "--against" : "--baseline",
+              rep.candidate_failed ? against : baseline, err.data);
     else
       fprintf(stderr, "verdict replay: %s\n",
               err.data ? err.data : vd_err_desc(rc));
     rc = 2;
-  } else {
-    if (rep.facts_warning)
-      fprintf(stderr, "verdict replay: new questions of the candidate "
-                      "cannot be answered: %s\n", rep.facts_warning);
-    for (k = 0; k < rep.nrow_errors; k++)
-      fprintf(stderr, "verdict replay: %s: %s\n",
-              rep.row_errors[k].decision_id, rep.row_errors[k].why);
-    rc = print_report(&rep, cand ? against : NULL,
-                      strcmp(format, "json") == 0);
+    goto out;
   }
+  if (rep.facts_warning)
+    fprintf(stderr, "verdict replay: new questions of the candidate "
+                    "cannot be answered: %s\n", rep.facts_warning);
+  for (k = 0; k < rep.nrow_errors; k++)
+    fprintf(stderr, "verdict replay: %s: %s\n",
+            rep.row_errors[k].decision_id, rep.row_errors[k].why);
+  for (k = 0; k < rep.nunloadable; k++)
+    fprintf(stderr, "verdict replay: %s: %lld decision%s cannot be replayed "
+                    "under the present sandbox: %s\n",
+            rep.unloadable[k].revision, rep.unloadable[k].rows,
+            rep.unloadable[k].rows == 1 ? "" : "s", rep.unloadable[k].why);
+  if (vd_report_write(&rep, format, &ro, &out, &err) != 0) {
+    fprintf(stderr, "verdict replay: %s\n", err.data);
+    rc = 2;
+    goto out;
+  }
+  if ((rc = write_out(output, &out)) != 0)
+    goto out;
+  if (!cand && rep.changed)
+    fprintf(stderr, "verdict replay: %lld decision%s did not reproduce "
+                    "(a determinism violation)\n",
+            rep.changed, rep.changed == 1 ? "" : "s");
+  rc = rep.errors || rep.unloadable_rows ? 1 : (!cand && rep.changed) ? 3 : 0;
+out:
   vd_replay_report_release(&rep);
   if (cand)
     vd_bundle_unref(cand);
+  if (base)
+    vd_bundle_unref(base);
   vd_buf_release(&err);
+  vd_buf_release(&out);
+  vd_buf_release(&cname);
+  vd_buf_release(&bname);
+  vd_buf_release(&sel);
   return rc;
 }

@@ -543,7 +543,7 @@ end
 ------------------------------------------------------------------------
 -- Building a policy.
 
--- spec: { kind, fields, tighter, params, tables, evaluate = function(P, f, ctx, tr),
+-- spec: { kind, fields, tighter, outcomes, params, tables, evaluate = function(P, f, ctx, tr),
 --         check_rule = function(P, table_name, rule) -> nil | message }
 -- The orders a `tighter` entry may name (see the top of this file).
 R.TIGHTER = { earlier = true, later = true, smaller = true, larger = true, ["true"] = true,
@@ -601,7 +601,7 @@ end
 
 -- What R.policy takes (see "Building a policy" above).
 local SPEC_KEYS = { kind = true, fields = true, tighter = true, params = true, tables = true,
-  evaluate = true, check_rule = true, loosens = true, facts = true }
+  evaluate = true, check_rule = true, loosens = true, facts = true, outcomes = true }
 
 -- The first unknown key of the spec or of one of its tables, or nil.
 local function spec_problem(spec)
@@ -618,14 +618,38 @@ local function spec_problem(spec)
   return nil
 end
 
+-- What an `outcomes` entry may say a result field is (replay's impact
+-- report, core/replay.c): "money" (a whole number of fen, summed and
+-- charted), "deadline" (an RFC 3339 time: earlier or later), "level" (a
+-- rank: counted from -> to), "value" (compared as a whole).  A field named
+-- here, or below it ("deadlines" covers "deadlines.solution"), is an
+-- outcome: a result that differs there is a material change; one that
+-- differs only elsewhere (echoed input, parameters) is not.
+R.OUTCOMES = { money = true, deadline = true, level = true, value = true }
+
+local function outcomes_problem(outcomes)
+  if outcomes == nil then return nil end
+  if type(outcomes) ~= "table" then return "outcomes must be a table of result fields" end
+  for path, what in pairs(outcomes) do
+    if type(path) ~= "string" then return "outcomes: keys are result field paths" end
+    if not R.OUTCOMES[what] then
+      return "outcomes." .. path .. ": unknown kind of outcome " .. tostring(what)
+        .. " (money, deadline, level or value)"
+    end
+  end
+  return nil
+end
+
 local function build(spec)
-  local why = spec_problem(spec) or tighter_problem(spec.tighter) or loosens_problem(spec.tighter, spec.loosens, false)
+  local why = spec_problem(spec) or tighter_problem(spec.tighter)
+    or loosens_problem(spec.tighter, spec.loosens, false) or outcomes_problem(spec.outcomes)
   if why then error(tostring(spec.kind) .. " policy: " .. why, 0) end
   local P = {
     kind = spec.kind,
     fields = spec.fields,
     facts = spec.facts or {},
     tighter = spec.tighter,
+    outcomes = spec.outcomes,
     loosens = spec.loosens or {},
     params = spec.params or {},
     tables = spec.tables,

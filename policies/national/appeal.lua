@@ -360,8 +360,19 @@ local function evaluate(P, f, ctx, tr)
   return result
 end
 
+-- What the decision decides, for replay's impact report (R.OUTCOMES).
+local outcomes = {
+  outcome = "value",
+  grounds = "value",
+  counts_against_enterprise = "value",
+  appeal_window_ends = "deadline",
+  acceptance_decision_by = "deadline",
+  answer_due_by = "deadline",
+}
+
 return R.policy{
   kind = "appeal",
+  outcomes = outcomes,
   fields = fields,
   facts = { "window_ends", "withdrawn" },   -- what evaluate adds to the input (above)
   tighter = tighter,

@@ -298,8 +298,17 @@ local function evaluate(P, f, _ctx, tr)
   }
 end
 
+-- What the decision decides, for replay's impact report (R.OUTCOMES):
+-- the offer and who must approve it.  The components, the goodwill cap
+-- and the claim flag explain or echo it.
+local outcomes = {
+  offer_fen = "money",
+  approval_level = "level",
+}
+
 return R.policy{
   kind = "compensation",
+  outcomes = outcomes,
   fields = fields,
   facts = { "overcharge", "exempt" },   -- what evaluate adds to the input (above)
   tighter = tighter,

@@ -364,8 +364,19 @@ local function evaluate(P, f, ctx, tr)
   }
 end
 
+-- What the decision decides, for replay's impact report (R.OUTCOMES).
+-- similar_window_hours echoes a parameter.
+local outcomes = {
+  level = "level",
+  notify = "value",
+  warnings = "value",
+  incident = "value",
+  next_review_at = "deadline",
+}
+
 return R.policy{
   kind = "escalation",
+  outcomes = outcomes,
   fields = fields,
   -- what evaluate adds to the input before the tables run (above)
   facts = { "at", "reply_due", "reply_window_passed", "status_seen", "incident", "level_rank",

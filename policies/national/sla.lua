@@ -337,8 +337,19 @@ local function evaluate(P, f, ctx, tr)
   }
 end
 
+-- What the decision decides, for replay's impact report (R.OUTCOMES).
+-- The provisional list only says which deadlines may still move.
+local outcomes = {
+  tier = "value",
+  deadlines = "deadline",
+  status = "value",
+  ["next_deadline.at"] = "deadline",
+  updates_every_minutes = "value",
+}
+
 return R.policy{
   kind = "sla",
+  outcomes = outcomes,
   fields = fields,
   tighter = tighter,
   params = params,
