@@ -10,8 +10,15 @@
 # reference, install, clean.
 # Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz).
 
+# The one home of the version number: core/version.c gets it, `verdict
+# --version` and `verdictd --version` print it, and debian/changelog's top
+# entry must match it (tests/blackbox/test_package.py).
+VERSION   := 0.4.0
+
 PKGS      := lua5.4 libuv sqlite3 yajl nettle
 TEST_PKGS := cmocka
+# verdictd alone: sd_notify() and the journal (core/daemon/log.c).
+DAEMON_PKGS := libsystemd
 
 CC      ?= cc
 BUILD   ?= build
@@ -27,6 +34,9 @@ CFLAGS  ?= -O2 -g
 PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg,--cflags,$(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $(call pkg,--libs,$(PKGS)))$(PKG_LIBS)
 TEST_LIBS  = $(eval TEST_LIBS := $(call pkg,--libs,$(TEST_PKGS)))$(TEST_LIBS)
+DAEMON_CFLAGS = $(eval DAEMON_CFLAGS := $(call pkg,--cflags,$(DAEMON_PKGS)) \
+  -DVD_LIBSYSTEMD_VERSION='"$(shell pkg-config --modversion libsystemd)"')$(DAEMON_CFLAGS)
+DAEMON_LIBS   = $(eval DAEMON_LIBS := $(call pkg,--libs,$(DAEMON_PKGS)))$(DAEMON_LIBS)
 pkg = $(or $(shell pkg-config $(1) $(2) 2>/dev/null),$(if $(shell pkg-config --exists $(2) && echo y),,$(error missing build dependencies ($(2)): run `make deps` as root)))
 
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CFLAGS) -Iinclude -Icore \
@@ -41,7 +51,8 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/engine.c core/wire.c core/client.c core/policytest.c \
             core/lint.c core/grid.c core/history_db.c core/history_chain.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
-            core/history_query.c core/replay.c core/textdiff.c
+            core/history_query.c core/replay.c core/textdiff.c \
+            core/version.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
@@ -73,13 +84,19 @@ $(BUILD)/%.o: %.c | $(NEED_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The version is compiled into one file, made again when the Makefile
+# changes; the daemon's files see libsystemd's headers.
+$(BUILD)/core/version.o: Makefile
+$(BUILD)/core/version.o: ALL_CFLAGS += -DVD_VERSION='"$(VERSION)"'
+$(DAEMON_OBJS): ALL_CFLAGS += $(DAEMON_CFLAGS)
+
 # Written afresh: `ar r` keeps members whose source is gone (a renamed file).
 $(BUILD)/libverdict.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/libverdict.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(DAEMON_LIBS)
 
 $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -138,6 +155,9 @@ $(FUZZ_BUILD)/core/%.o: core/%.c | $(NEED_DEPS)
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_LIB_OBJS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
 	    $(LDLIBS)
+
+$(FUZZ_BUILD)/core/version.o: Makefile
+$(FUZZ_BUILD)/core/version.o: FUZZ_CFLAGS += -DVD_VERSION='"$(VERSION)"'
 
 fuzz-build: $(FUZZ_BINS)
 

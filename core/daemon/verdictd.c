@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "verdict/buf.h"
 #include "verdict/daemon.h"
+#include "verdict/version.h"
 
 static void usage(FILE *f) {
   fputs(
@@ -45,8 +47,20 @@ static void usage(FILE *f) {
       "                       answers, slower; for comparison)\n"
       "  --unchecked          start without running the bundle's checks and\n"
       "                       tests (for testing the sandbox itself on bundles\n"
-      "                       that are not valid); a reload is still validated\n",
+      "                       that are not valid); a reload is still validated\n"
+      "  --version            this program's version and its libraries'\n",
       f);
+}
+
+/* --version: the version, then a line per library, libsystemd last (it
+ * has no run-time version call: this is the one built against). */
+static int print_version(void) {
+  vd_buf_t b = VD_BUF_INIT;
+  vd_version_libs(&b);
+  printf("verdictd %s\n%slibsystemd %s\n", vd_version(), b.data,
+         VD_LIBSYSTEMD_VERSION);
+  vd_buf_release(&b);
+  return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static int parse_size(const char *opt, const char *s, size_t min, size_t *out) {
@@ -81,6 +95,7 @@ int main(int argc, char **argv) {
       {"always-count", no_argument, 0, 'C'},
       {"unchecked", no_argument, 0, 'U'},
       {"help", no_argument, 0, 'h'},
+      {"version", no_argument, 0, 'V'},
       {0, 0, 0, 0}};
   static const vd_limits_t limits = VD_LIMITS_DEFAULT;
   vd_daemon_opts_t o;
@@ -169,6 +184,8 @@ int main(int argc, char **argv) {
     case 'h':
       usage(stdout);
       return 0;
+    case 'V':
+      return print_version();
     default:
       usage(stderr);
       return 2;
