@@ -851,7 +851,9 @@ static void watch_dirs(vd_daemon_t *d) {
 static int admin_listen(vd_daemon_t *d, vd_buf_t *err) {
   int rc, fd;
   /* as the decision socket: a live daemon's admin socket is not taken */
-  fd = vd_daemon_listen_unix(d->opts.admin_socket, 0600, err);
+  fd = vd_daemon_listen_unix(d->opts.admin_socket,
+                             d->opts.admin_gid != (gid_t)-1 ? 0660 : 0600,
+                             d->opts.admin_gid, "--admin-socket", err);
   if (fd < 0)
     return VD_EIO;
   uv_pipe_init(d->loop, &d->admin.server, 0);

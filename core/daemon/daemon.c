@@ -47,7 +47,8 @@ void vd_daemon_log(const char *fmt, ...) {
  * Listening sockets
  * ------------------------------------------------------------------------ */
 
-int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
+int vd_daemon_listen_unix(const char *path, mode_t mode, gid_t group,
+                          const char *option, vd_buf_t *err) {
   struct sockaddr_un sa;
   int fd;
   if (strlen(path) >= sizeof sa.sun_path) {
@@ -76,13 +77,27 @@ int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
       close(probe);
     unlink(path);
   }
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-      chmod(path, mode) != 0 || listen(fd, 1024) != 0) {
+  /* The group is given before the mode opens the socket to it. */
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
     vd_buf_addf(err, "%s: %s", path, strerror(errno));
     close(fd);
     return -1;
   }
+  if (group != (gid_t)-1 && chown(path, (uid_t)-1, group) != 0) {
+    vd_buf_addf(err, "%s %s: cannot give it group %u: %s (the daemon's user "
+                     "must be a member of the group)",
+                option, path, (unsigned)group, strerror(errno));
+    goto fail;
+  }
+  if (chmod(path, mode) != 0 || listen(fd, 1024) != 0) {
+    vd_buf_addf(err, "%s: %s", path, strerror(errno));
+    goto fail;
+  }
   return fd;
+fail:
+  unlink(path);
+  close(fd);
+  return -1;
 }
 
 static int listen_tcp(const char *spec, vd_buf_t *err) {
@@ -644,7 +659,8 @@ static void close_history(vd_daemon_t *d) {
  * so that close_listeners() undoes any part of this. */
 static int open_listeners(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
-  d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, &err);
+  d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, d->opts.socket_gid,
+                                     "--socket", &err);
   if (d->unix_fd < 0)
     goto fail;
   uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);

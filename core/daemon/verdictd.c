@@ -3,6 +3,7 @@
  * Parses options into vd_daemon_opts_t and calls vd_daemon_run().
  */
 #include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,11 @@ static void usage(FILE *f) {
       "  --socket PATH        decision socket, mode 0660 (default: "
       VD_DEFAULT_SOCKET ")\n"
       "  --listen HOST:PORT   also serve decisions over TCP (default: off)\n"
+      "  --socket-group GROUP the decision socket's group: its members may\n"
+      "                       ask for decisions (default: the daemon's group)\n"
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
+      "  --admin-group GROUP  the admin socket's group, and mode 0660: its\n"
+      "                       members may reload and activate (default: none)\n"
       "  --watch              reload when the policy directory changes\n"
       "  --db PATH            history database (default: " VD_DEFAULT_DB ")\n"
       "  --log-mode MODE      durable (default), async or off\n"
@@ -75,12 +80,32 @@ static int parse_size(const char *opt, const char *s, size_t min, size_t *out) {
   return 0;
 }
 
+/* A group by name or number. */
+static int parse_group(const char *opt, const char *s, gid_t *out) {
+  struct group *g = getgrnam(s);
+  char *end;
+  unsigned long v;
+  if (g) {
+    *out = g->gr_gid;
+    return 0;
+  }
+  v = strtoul(s, &end, 10);
+  if (*s && *s != '-' && !*end && v < (gid_t)-1) {
+    *out = (gid_t)v;
+    return 0;
+  }
+  fprintf(stderr, "verdictd: %s %s: no such group\n", opt, s);
+  return -1;
+}
+
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"policies", required_argument, 0, 'p'},
       {"socket", required_argument, 0, 's'},
       {"listen", required_argument, 0, 'l'},
       {"admin-socket", required_argument, 0, 'a'},
+      {"socket-group", required_argument, 0, 'g'},
+      {"admin-group", required_argument, 0, 'A'},
       {"db", required_argument, 0, 'd'},
       {"log-mode", required_argument, 0, 'm'},
       {"workers", required_argument, 0, 'w'},
@@ -107,6 +132,8 @@ int main(int argc, char **argv) {
   o.policies = "policies";
   o.socket = VD_DEFAULT_SOCKET;
   o.db = VD_DEFAULT_DB;
+  o.socket_gid = (gid_t)-1;
+  o.admin_gid = (gid_t)-1;
   o.log_mode = VD_LOG_DURABLE;
   o.workers = ncpu > 0 ? (unsigned)ncpu : 1;
   o.max_line = 1u << 20;
@@ -122,6 +149,14 @@ int main(int argc, char **argv) {
     case 's': o.socket = optarg; break;
     case 'l': o.listen = optarg; break;
     case 'a': o.admin_socket = optarg; break;
+    case 'g':
+      if (parse_group("--socket-group", optarg, &o.socket_gid))
+        return 2;
+      break;
+    case 'A':
+      if (parse_group("--admin-group", optarg, &o.admin_gid))
+        return 2;
+      break;
     case 'd': o.db = optarg; break;
     case 'm':
       if (vd_history_mode_parse(optarg, &o.log_mode) != 0) {
