@@ -7,8 +7,9 @@
 # README's two commands do all the set-up.  A plain `make` only builds.
 #
 # Targets: all (default), deps, run, test, bench, asan, tsan, fuzz,
-# reference, install, clean.
-# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz).
+# reference, install, deb, clean.
+# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz);
+# CONFIG (the file verdictd reads when no --config is given; none if empty).
 
 # The one home of the version number: core/version.c gets it, `verdict
 # --version` and `verdictd --version` print it, and debian/changelog's top
@@ -39,7 +40,7 @@ DAEMON_CFLAGS = $(eval DAEMON_CFLAGS := $(call pkg,--cflags,$(DAEMON_PKGS)) \
 DAEMON_LIBS   = $(eval DAEMON_LIBS := $(call pkg,--libs,$(DAEMON_PKGS)))$(DAEMON_LIBS)
 pkg = $(or $(shell pkg-config $(1) $(2) 2>/dev/null),$(if $(shell pkg-config --exists $(2) && echo y),,$(error missing build dependencies ($(2)): run `make deps` as root)))
 
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CFLAGS) -Iinclude -Icore \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CPPFLAGS) $(CFLAGS) -Iinclude -Icore \
              $(PKG_CFLAGS)
 LDLIBS     = $(PKG_LIBS) -lpthread -lm
 
@@ -54,7 +55,8 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/history_query.c core/replay.c core/textdiff.c \
             core/version.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
-               core/daemon/validate.c core/daemon/verdictd.c
+               core/daemon/validate.c core/daemon/verdictd.c \
+               core/daemon/log.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c
@@ -89,6 +91,8 @@ $(BUILD)/%.o: %.c | $(NEED_DEPS)
 $(BUILD)/core/version.o: Makefile
 $(BUILD)/core/version.o: ALL_CFLAGS += -DVD_VERSION='"$(VERSION)"'
 $(DAEMON_OBJS): ALL_CFLAGS += $(DAEMON_CFLAGS)
+$(BUILD)/core/daemon/verdictd.o: ALL_CFLAGS += \
+    $(if $(CONFIG),-DVD_DEFAULT_CONFIG='"$(CONFIG)"')
 
 # Written afresh: `ar r` keeps members whose source is gone (a renamed file).
 $(BUILD)/libverdict.a: $(LIB_OBJS)
@@ -178,8 +182,22 @@ install: all
 	install -m 0644 docs/man/verdict-policies.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 docs/man/verdictd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
+# The Debian package (debian/), built by dpkg-buildpackage in a copy of
+# the tree under build-deb/ (its clean step must not touch this one):
+# build-deb/verdict_$(VERSION)_ARCH.deb.  debian/changelog's version is
+# VERSION (tests/blackbox/test_package.py checks it).
+DEB_TREE := build-deb/verdict-$(VERSION)
+.PHONY: deb
+deb:
+	rm -rf build-deb
+	mkdir -p $(DEB_TREE)
+	git ls-files -co --exclude-standard -x '/build*' -z | \
+	    xargs -0 cp --parents -t $(DEB_TREE)
+	cd $(DEB_TREE) && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning build-deb/verdict_$(VERSION)_*.changes
+
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-deb
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 -include $(wildcard $(FUZZ_BUILD)/core/*.d $(FUZZ_BUILD)/*.d)

@@ -85,8 +85,9 @@ static void store_revision(vd_daemon_t *d, vd_bundle_t *b) {
     files[i] = *vd_bundle_file(b, i);
   if (vd_history_store_revision(d->history, vd_bundle_revision(b), files, n,
                                 &err) != 0)
-    vd_daemon_log("cannot store revision %s: %s", vd_bundle_revision(b),
-                  err ? err : "?");
+    vd_log(VD_LEVEL_ERR, "revision_store_failed",
+           "cannot store revision %s: %s", vd_bundle_revision(b),
+           err ? err : "?");
   free(err);
   free(files);
 }
@@ -97,8 +98,8 @@ static void record_activation(vd_daemon_t *d, const char *revision,
   char *err = NULL;
   if (vd_history_record_activation(d->history, revision, trigger, who, source,
                                    ok, error, &err) != 0)
-    vd_daemon_log("cannot record the activation of %s: %s", revision,
-                  err ? err : "?");
+    vd_log(VD_LEVEL_ERR, "activation_record_failed",
+           "cannot record the activation of %s: %s", revision, err ? err : "?");
   free(err);
 }
 
@@ -618,8 +619,8 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
     uv_mutex_unlock(&d->state_lock);
     record_activation(d, rev, r->trigger, r->who,
                       vd_bundle_source(d->bundle), 1, NULL);
-    vd_daemon_log("%s: activated %s (was %s)", r->trigger,
-                  vd_bundle_revision(d->bundle), previous);
+    vd_log(VD_LEVEL_NOTICE, "reload_activated", "%s: activated %s (was %s)",
+           r->trigger, vd_bundle_revision(d->bundle), previous);
   } else {
     if (r->rc == 0) {
       r->rc = VD_EINTERNAL;
@@ -633,9 +634,12 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
                       r->bundle ? vd_bundle_source(r->bundle)
                                 : d->opts.policies,
                       0, r->err.data);
-    vd_daemon_log("%s: refused %s, still serving %s:\n%s", r->trigger, rev,
-                  previous, r->err.data);
+    vd_log_detail(VD_LEVEL_WARNING, "reload_refused", r->err.data,
+                  "%s: refused %s, still serving %s", r->trigger, rev,
+                  previous);
   }
+  if (!d->stopping)
+    vd_daemon_notify_ready(d, r->rc == 0 ? "activated" : "refused");
   if (r->reply_to) {
     vd_admin_conn_t *c = r->reply_to;
     if (r->rc == 0) {
@@ -926,8 +930,8 @@ void vd_admin_stop(vd_daemon_t *d) {
   while ((r = a->running ? a->running : a->reload_head) != NULL) {
     if (r == a->running) {
       a->running = NULL;
-      vd_daemon_log("stopping: abandoned the %s reload being validated",
-                    r->trigger);
+      vd_log(VD_LEVEL_WARNING, "reload_abandoned",
+             "stopping: abandoned the %s reload being validated", r->trigger);
     } else {
       a->reload_head = r->next;
     }

@@ -19,6 +19,7 @@
 
 #include <uv.h>
 
+#include "log.h"
 #include "verdict/buf.h"
 #include "verdict/daemon.h"
 #include "verdict/engine.h"
@@ -285,8 +286,12 @@ int vd_daemon_listen_unix(const char *path, mode_t mode, gid_t group,
  * failure every out[i] is NULL and err says why. */
 int vd_daemon_build_engines(unsigned n, const vd_limits_t *lim, vd_bundle_t *b,
                             vd_engine_t **out, vd_buf_t *err);
-/* A line on stderr, after the time. */
-void vd_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* daemon.c (main thread): tell the service manager (sd_notify(3); nothing
+ * without NOTIFY_SOCKET) that the daemon serves: READY=1, and a STATUS
+ * with the active revision, after start-up and after each reload, which
+ * WHAT describes ("started", "activated", "refused"). */
+void vd_daemon_notify_ready(vd_daemon_t *d, const char *what);
 
 /* admin.c (main thread).  Start: the request decoder, --watch, the admin
  * socket if one is asked for; returns 0, or an error with err set and

@@ -72,6 +72,12 @@ typedef struct vd_daemon_opts {
                               reload, that takes longer is refused as timed
                               out (0: VD_VALIDATE_TIMEOUT_S) */
   vd_limits_t limits;
+  /* SIGHUP, on the main thread, before the policies are reloaded: may
+   * change limits and validate_timeout_s in OPTS (the
+   * daemon's own; verdictd.c reads its configuration file again), which
+   * the reload and what follows it use.  NULL: nothing. */
+  void (*on_sighup)(struct vd_daemon_opts *opts, void *arg);
+  void *on_sighup_arg;
 } vd_daemon_opts_t;
 
 /* Serve until stopped.  Returns the process exit status. */

@@ -1,12 +1,16 @@
 """Operations: --version, file modes and groups, log lines, the
 configuration file (docs/operations.md)."""
+import json
 import os
 import re
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from harness import (FIXTURES, ROOT, VERDICT, VERDICTD, Daemon, Refused,
@@ -45,6 +49,9 @@ class VersionTest(unittest.TestCase):
 
     def test_verdictd(self):
         lines = self.check([VERDICTD, "--version"], "verdictd", ["libsystemd"])
+        ldd = subprocess.run(["ldd", VERDICTD], capture_output=True,
+                             text=True).stdout
+        self.assertIn("libsystemd.so", ldd)
         # the run-time version is that of the library it loads
         sqlite = subprocess.run(["pkg-config", "--modversion", "sqlite3"],
                                 capture_output=True, text=True).stdout.strip()
@@ -242,6 +249,299 @@ class ReadableDatabase(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("--socket-group no-such-group-vd: no such group",
                       p.stderr)
+
+
+TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?[+-]\d\d:\d\d"
+TEXT_LINE = re.compile(r"^(%s) (error|warning|notice|info) ([a-z][a-z_]*): "
+                       r"(.*)$" % TS)
+LEVELS = {"error": 3, "warning": 4, "notice": 5, "info": 6}
+
+
+def wait_for(d, needle, timeout=30):
+    deadline = time.time() + timeout
+    while needle not in d.read_log():
+        if time.time() > deadline:
+            raise AssertionError("no %r in:\n%s" % (needle, d.read_log()))
+        time.sleep(0.05)
+
+
+def mini_copy(tmp):
+    bundle = os.path.join(tmp, "policies")
+    shutil.copytree(MINI, bundle)
+    return bundle
+
+
+def break_gd(bundle):
+    """An edit whose own test fails: a multi-line report."""
+    with open(os.path.join(bundle, "regions", "GD", "compensation.lua"),
+              "w") as f:
+        f.write("local P = parent()\nP.multiplier = 7\nreturn P\n")
+
+
+class LogFormat(unittest.TestCase):
+    """One event per line, always: a refused reload's report included."""
+
+    def run_daemon(self, fmt, env=None):
+        tmp = tempfile.mkdtemp(prefix="verdict-log-")
+        self.addCleanup(shutil.rmtree, tmp)
+        bundle = mini_copy(tmp)
+        args = ["--log-format", fmt] if fmt else []
+        old = os.environ.copy()
+        if env:
+            os.environ.update(env)
+        try:
+            d = Daemon(bundle, tmp=tmp, args=args)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        break_gd(bundle)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(d, "reload_refused")
+        self.assertEqual(d.stop(), 0, d.read_log())
+        return d.read_log()
+
+    def test_json_every_line_an_object_with_ts_level_event(self):
+        log = self.run_daemon("json")
+        events = []
+        for line in log.splitlines():
+            ev = json.loads(line)  # raises on a line that is not JSON
+            self.assertRegex(ev["ts"], "^%s$" % TS)
+            self.assertIn(ev["level"], LEVELS)
+            self.assertRegex(ev["event"], r"^[a-z][a-z_]*$")
+            self.assertIsInstance(ev["msg"], str)
+            self.assertNotIn("\n", ev["msg"])
+            events.append(ev)
+        names = [e["event"] for e in events]
+        for want in ("serving", "reload_refused", "stopping", "stopped"):
+            self.assertIn(want, names, log)
+        refused = events[names.index("reload_refused")]
+        self.assertEqual(refused["level"], "warning")
+        self.assertIn("sighup: refused", refused["msg"])
+        # the report, expected and actual values, in one field
+        self.assertIn("\n", refused["detail"])
+        self.assertIn("expected", refused["detail"])
+        self.assertEqual(events[names.index("serving")]["level"], "notice")
+
+    def test_text_one_event_per_line_detail_escaped(self):
+        for log in (self.run_daemon("text"), self.run_daemon(None)):
+            lines = log.splitlines()
+            for line in lines:
+                self.assertRegex(line, TEXT_LINE)
+            refused = [l for l in lines if " reload_refused: " in l]
+            self.assertEqual(len(refused), 1, log)
+            msg, detail = refused[0].split(" | ", 1)
+            self.assertIn("warning reload_refused: sighup: refused", msg)
+            self.assertIn("\\n", detail)
+            self.assertIn("expected", detail)
+
+    def test_journal_gets_levels_as_prefixes(self):
+        # systemd names the stream it gave as stderr in JOURNAL_STREAM
+        tmp = tempfile.mkdtemp(prefix="verdict-log-")
+        self.addCleanup(shutil.rmtree, tmp)
+        log_path = os.path.join(tmp, "verdictd.log")
+        with open(log_path, "wb") as log:
+            st = os.fstat(log.fileno())
+            env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev,
+                                                             st.st_ino))
+            p = subprocess.run([VERDICTD, "--policies", MINI, "--db",
+                                os.path.join(tmp, "none", "verdict.db"),
+                                "--socket", os.path.join(tmp, "s.sock")],
+                               stderr=log, env=env, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        with open(log_path) as f:
+            lines = f.read().splitlines()
+        self.assertTrue(lines)
+        for line in lines:
+            m = re.match(r"^<(\d)>(.*)$", line)
+            self.assertIsNotNone(m, line)
+            t = TEXT_LINE.match(m.group(2))
+            self.assertIsNotNone(t, line)
+            self.assertEqual(int(m.group(1)), LEVELS[t.group(3)])
+        self.assertTrue(any(" error history_open_failed: " in l
+                            for l in lines), lines)
+        # a JOURNAL_STREAM left behind by a redirection is not believed
+        env["JOURNAL_STREAM"] = "1:1"
+        p = subprocess.run([VERDICTD, "--policies", MINI, "--db",
+                            os.path.join(tmp, "none", "verdict.db"),
+                            "--socket", os.path.join(tmp, "s.sock")],
+                           capture_output=True, text=True, env=env,
+                           timeout=60)
+        self.assertRegex(p.stderr.splitlines()[0], TEXT_LINE)
+
+    def test_start_refused_json(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-log-")
+        self.addCleanup(shutil.rmtree, tmp)
+        bundle = mini_copy(tmp)
+        break_gd(bundle)
+        r = Refused(bundle, args=["--log-format", "json"])
+        self.assertEqual(r.status, 1, r.log)
+        events = [json.loads(l) for l in r.log.splitlines()]
+        refused = [e for e in events if e["event"] == "start_refused"]
+        self.assertEqual(len(refused), 1, r.log)
+        self.assertEqual(refused[0]["level"], "error")
+        self.assertIn("fails its checks", refused[0]["msg"])
+        self.assertIn("expected", refused[0]["detail"])
+
+    def test_bad_format(self):
+        p = subprocess.run([VERDICTD, "--log-format", "xml"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--log-format xml: expected text or json", p.stderr)
+
+
+class ConfigFile(unittest.TestCase):
+    """--config FILE: the options by the same names; the command line wins;
+    errors name FILE:LINE; SIGHUP applies what can change live."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="verdict-conf-")
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.conf = os.path.join(self.tmp, "verdictd.conf")
+
+    def write(self, text):
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def test_file_sets_what_the_command_line_does_not(self):
+        # the harness gives --socket and --db: the file's are not used (a
+        # socket in a directory that does not exist would fail)
+        self.write("# verdictd.conf\n\n"
+                   "socket = /nonexistent/verdictd.sock\n"
+                   "db = /nonexistent/verdict.db\n"
+                   "log-format = json\n"
+                   "  workers   =   3  \n"
+                   "watch = yes\n")
+        d = Daemon(MINI, tmp=self.tmp, workers=1, args=["--config", self.conf])
+        self.assertEqual(d.stop(), 0, d.read_log())
+        events = [json.loads(l) for l in d.read_log().splitlines()]
+        serving = [e for e in events if e["event"] == "serving"]
+        # --workers 1 from the command line wins over the file's 3
+        self.assertIn("with 1 workers", serving[0]["msg"])
+        self.assertIn(d.socket, serving[0]["msg"])
+
+    def test_errors_name_file_and_line(self):
+        cases = [
+            ("policies = x\nfoo = 1\n", ":2: unknown option 'foo'"),
+            ("workers = 0\n", ":1: workers 0: expected a whole number "
+                               "from 1 to 256"),
+            ("\n\nsocket\n", ":3: expected NAME = VALUE"),
+            ("db = a\ndb = b\n", ":2: db is set already, on line 1"),
+            ("watch = maybe\n", ":1: watch maybe: expected yes or no"),
+            ("log-format = xml\n", ":1: log-format xml: expected text or "
+                                    "json"),
+            ("socket-group = no-such-group-vd\n",
+             ":1: socket-group no-such-group-vd: no such group"),
+            ("config = other.conf\n", ":1: unknown option 'config'"),
+            ("db =\n", ":1: db: no value"),
+        ]
+        for text, want in cases:
+            self.write(text)
+            p = subprocess.run([VERDICTD, "--config", self.conf],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 2, text)
+            self.assertIn("verdictd: " + self.conf + want, p.stderr)
+        p = subprocess.run([VERDICTD, "--config", self.conf + ".missing"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("configuration file %s.missing: No such file"
+                      % self.conf, p.stderr)
+
+    def test_command_line_errors_come_first(self):
+        # a bad command-line value is reported even with a good file
+        self.write("workers = 2\n")
+        p = subprocess.run([VERDICTD, "--config", self.conf, "--workers",
+                            "999"], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--workers 999: expected a whole number from 1 to 256",
+                      p.stderr)
+
+    def test_sighup_applies_live_options_and_names_the_rest(self):
+        bundle = mini_copy(self.tmp)
+        self.write("decide-timeout = 4000\nmax-line = 65536\n")
+        d = Daemon(bundle, tmp=self.tmp, args=["--config", self.conf,
+                                               "--mem-cap", "20000000"])
+        self.write("decide-timeout = 3000\nmax-line = 4096\n"
+                   "instr-budget = 5000000\nvalidate-timeout = 20\n"
+                   "mem-cap = 30000000\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(d, "reload_activated")
+        # a file with an error changes nothing, and says where
+        self.write("validate-timeout = 10\ninstr-budget = lots\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(d, "config_refused")
+        deadline = time.time() + 30
+        while d.read_log().count("reload_activated") < 2:
+            self.assertLess(time.time(), deadline, d.read_log())
+            time.sleep(0.05)
+        self.assertEqual(d.stop(), 0, d.read_log())
+        log = d.read_log()
+        self.assertIn("config_changed: %s: instr-budget" % self.conf, log)
+        self.assertIn("config_needs_restart: %s: decide-timeout changed"
+                      % self.conf, log)
+        self.assertIn("config_changed: %s: validate-timeout is now 20"
+                      % self.conf, log)
+        self.assertIn("config_needs_restart: %s: max-line changed" % self.conf,
+                      log)
+        # the command line's --mem-cap still wins
+        self.assertNotIn("mem-cap is now", log)
+        self.assertIn("config_refused: %s:2: instr-budget lots" % self.conf,
+                      log)
+        self.assertNotIn("validate-timeout is now 10", log)
+        # the reload after it went ahead
+        self.assertEqual(log.count("reload_activated"), 2, log)
+
+
+class Notify(unittest.TestCase):
+    """Type=notify: what systemd hears on NOTIFY_SOCKET (sd_notify(3))."""
+
+    def test_ready_reloading_stopping(self):
+        tmp = tempfile.mkdtemp(prefix="verdict-notify-")
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(path)
+        sock.settimeout(30)
+        bundle = mini_copy(tmp)
+        old = os.environ.copy()
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            d = Daemon(bundle, tmp=tmp)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+
+        def receive():
+            msg = sock.recv(4096).decode()
+            return dict(l.split("=", 1) for l in msg.splitlines())
+
+        ready = receive()
+        self.assertEqual(ready["READY"], "1")
+        # by then it answers, and the history is open
+        c = d.connect()
+        self.assertIn("result", c.call(**comp("n1")))
+        c.close()
+        rc, out, _ = run_cli("history", "list", "--db", d.db)
+        self.assertEqual(rc, 0)
+        rev = re.search(r"sha256:[0-9a-f]{64}", d.read_log()).group(0)
+        self.assertEqual(ready["STATUS"], "serving %s (started)" % rev)
+
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertEqual(receive()["RELOADING"], "1")
+        again = receive()
+        self.assertEqual(again["READY"], "1")
+        self.assertEqual(again["STATUS"], "serving %s (activated)" % rev)
+
+        break_gd(bundle)
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertEqual(receive()["RELOADING"], "1")
+        self.assertEqual(receive()["STATUS"], "serving %s (refused)" % rev)
+
+        d.proc.send_signal(signal.SIGTERM)
+        stopping = receive()
+        self.assertEqual(stopping["STOPPING"], "1")
+        self.assertEqual(stopping["STATUS"], "stopping: SIGTERM")
+        self.assertEqual(d.stop(), 0, d.read_log())
 
 
 if __name__ == "__main__":
