@@ -183,7 +183,9 @@ install: all
 	install -m 0644 docs/man/verdictd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
 # The Debian package (debian/), built by dpkg-buildpackage in a copy of
-# the tree under build-deb/ (its clean step must not touch this one):
+# the tree under build-deb/ (its clean step must not touch this one; the
+# copy is what git sees, committed or not, a file deleted but not yet
+# committed left out):
 # build-deb/verdict_$(VERSION)_ARCH.deb.  debian/changelog's version is
 # VERSION (tests/blackbox/test_package.py checks it).
 DEB_TREE := build-deb/verdict-$(VERSION)
@@ -192,7 +194,7 @@ deb:
 	rm -rf build-deb
 	mkdir -p $(DEB_TREE)
 	git ls-files -co --exclude-standard -x '/build*' -z | \
-	    xargs -0 cp --parents -t $(DEB_TREE)
+	    tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(DEB_TREE)
 	cd $(DEB_TREE) && dpkg-buildpackage -us -uc -b
 	lintian --fail-on error,warning build-deb/verdict_$(VERSION)_*.changes
 

@@ -245,12 +245,12 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
   s.workers = d->nworkers;
   s.log_mode = vd_history_mode_name(d->opts.log_mode);
   s.budget_mode = d->watchdog.started ? "watchdog" : "count";
-  s.instructions = d->opts.limits.instr_budget;
   s.interrupts =
       d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0;
   s.overruns = atomic_load(&d->overruns);
   /* the strings below are the daemon's, changed only under the lock */
   uv_mutex_lock(&d->state_lock);
+  s.instructions = d->opts.limits.instr_budget; /* a SIGHUP may change it */
   s.revision = vd_bundle_revision(d->bundle);
   s.source = vd_bundle_source(d->bundle);
   s.activated_ms = d->activated_ms;
@@ -419,8 +419,12 @@ static void on_hup(uv_signal_t *s, int signum) {
   vd_daemon_t *d = s->data;
   (void)signum;
   sd_notify(0, "RELOADING=1\nSTATUS=reloading (SIGHUP)");
-  if (d->opts.on_sighup)
+  if (d->opts.on_sighup) {
+    /* status reads the limits from workers, under the lock */
+    uv_mutex_lock(&d->state_lock);
     d->opts.on_sighup(&d->opts, d->opts.on_sighup_arg);
+    uv_mutex_unlock(&d->state_lock);
+  }
   vd_admin_reload(d, "sighup", NULL, NULL);
 }
 

@@ -72,7 +72,8 @@ typedef struct vd_daemon_opts {
                               reload, that takes longer is refused as timed
                               out (0: VD_VALIDATE_TIMEOUT_S) */
   vd_limits_t limits;
-  /* SIGHUP, on the main thread, before the policies are reloaded: may
+  /* SIGHUP, on the main thread, before the policies are reloaded, under
+   * the daemon's state lock (which it must not take): may
    * change limits and validate_timeout_s in OPTS (the
    * daemon's own; verdictd.c reads its configuration file again), which
    * the reload and what follows it use.  NULL: nothing. */

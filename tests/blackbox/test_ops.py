@@ -463,8 +463,16 @@ class ConfigFile(unittest.TestCase):
         self.write("decide-timeout = 3000\nmax-line = 4096\n"
                    "instr-budget = 5000000\nvalidate-timeout = 20\n"
                    "mem-cap = 30000000\n")
+        def budget():
+            c = d.connect()
+            try:
+                return c.call(op="status")["status"]["budget"]["instructions"]
+            finally:
+                c.close()
+        self.assertEqual(budget(), 10000000)  # the default
         d.proc.send_signal(signal.SIGHUP)
         wait_for(d, "reload_activated")
+        self.assertEqual(budget(), 5000000)
         # a file with an error changes nothing, and says where
         self.write("validate-timeout = 10\ninstr-budget = lots\n")
         d.proc.send_signal(signal.SIGHUP)
@@ -473,6 +481,7 @@ class ConfigFile(unittest.TestCase):
         while d.read_log().count("reload_activated") < 2:
             self.assertLess(time.time(), deadline, d.read_log())
             time.sleep(0.05)
+        self.assertEqual(budget(), 5000000)
         self.assertEqual(d.stop(), 0, d.read_log())
         log = d.read_log()
         self.assertIn("config_changed: %s: instr-budget" % self.conf, log)
