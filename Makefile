@@ -7,11 +7,19 @@
 # README's two commands do all the set-up.  A plain `make` only builds.
 #
 # Targets: all (default), deps, run, test, bench, asan, tsan, fuzz,
-# reference, install, clean.
-# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz).
+# reference, install, deb, clean.
+# Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz);
+# CONFIG (the file verdictd reads when no --config is given; none if empty).
+
+# The one home of the version number: core/version.c gets it, `verdict
+# --version` and `verdictd --version` print it, and debian/changelog's top
+# entry must match it (tests/blackbox/test_package.py).
+VERSION   := 0.4.0
 
 PKGS      := lua5.4 libuv sqlite3 yajl nettle
 TEST_PKGS := cmocka
+# verdictd alone: sd_notify() and the journal (core/daemon/log.c).
+DAEMON_PKGS := libsystemd
 
 CC      ?= cc
 BUILD   ?= build
@@ -27,9 +35,12 @@ CFLAGS  ?= -O2 -g
 PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg,--cflags,$(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $(call pkg,--libs,$(PKGS)))$(PKG_LIBS)
 TEST_LIBS  = $(eval TEST_LIBS := $(call pkg,--libs,$(TEST_PKGS)))$(TEST_LIBS)
+DAEMON_CFLAGS = $(eval DAEMON_CFLAGS := $(call pkg,--cflags,$(DAEMON_PKGS)) \
+  -DVD_LIBSYSTEMD_VERSION='"$(shell pkg-config --modversion libsystemd)"')$(DAEMON_CFLAGS)
+DAEMON_LIBS   = $(eval DAEMON_LIBS := $(call pkg,--libs,$(DAEMON_PKGS)))$(DAEMON_LIBS)
 pkg = $(or $(shell pkg-config $(1) $(2) 2>/dev/null),$(if $(shell pkg-config --exists $(2) && echo y),,$(error missing build dependencies ($(2)): run `make deps` as root)))
 
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CFLAGS) -Iinclude -Icore \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CPPFLAGS) $(CFLAGS) -Iinclude -Icore \
              $(PKG_CFLAGS)
 LDLIBS     = $(PKG_LIBS) -lpthread -lm
 
@@ -44,9 +55,10 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/history_query.c core/history_backup.c core/history_erase.c \
             core/history_archive.c core/history_pseudonym.c \
             core/personal.c core/replay.c core/textdiff.c \
-            core/metrics.c core/openapi.c core/report.c
+            core/metrics.c core/openapi.c core/report.c core/version.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
-               core/daemon/validate.c core/daemon/verdictd.c
+               core/daemon/validate.c core/daemon/verdictd.c \
+               core/daemon/log.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c core/cmd/schema.c \
@@ -78,13 +90,21 @@ $(BUILD)/%.o: %.c | $(NEED_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The version is compiled into one file, made again when the Makefile
+# changes; the daemon's files see libsystemd's headers.
+$(BUILD)/core/version.o: Makefile
+$(BUILD)/core/version.o: ALL_CFLAGS += -DVD_VERSION='"$(VERSION)"'
+$(DAEMON_OBJS): ALL_CFLAGS += $(DAEMON_CFLAGS)
+$(BUILD)/core/daemon/verdictd.o: ALL_CFLAGS += \
+    $(if $(CONFIG),-DVD_DEFAULT_CONFIG='"$(CONFIG)"')
+
 # Written afresh: `ar r` keeps members whose source is gone (a renamed file).
 $(BUILD)/libverdict.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/libverdict.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(DAEMON_LIBS)
 
 $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -144,6 +164,9 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_LIB_OBJS
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
 	    $(LDLIBS)
 
+$(FUZZ_BUILD)/core/version.o: Makefile
+$(FUZZ_BUILD)/core/version.o: FUZZ_CFLAGS += -DVD_VERSION='"$(VERSION)"'
+
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: deps fuzz-build
@@ -163,8 +186,24 @@ install: all
 	install -m 0644 docs/man/verdict-policies.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 docs/man/verdictd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
+# The Debian package (debian/), built by dpkg-buildpackage in a copy of
+# the tree under build-deb/ (its clean step must not touch this one; the
+# copy is what git sees, committed or not, a file deleted but not yet
+# committed left out):
+# build-deb/verdict_$(VERSION)_ARCH.deb.  debian/changelog's version is
+# VERSION (tests/blackbox/test_package.py checks it).
+DEB_TREE := build-deb/verdict-$(VERSION)
+.PHONY: deb
+deb:
+	rm -rf build-deb
+	mkdir -p $(DEB_TREE)
+	git ls-files -co --exclude-standard -x '/build*' -z | \
+	    tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(DEB_TREE)
+	cd $(DEB_TREE) && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning build-deb/verdict_$(VERSION)_*.changes
+
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-deb
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 -include $(wildcard $(FUZZ_BUILD)/core/*.d $(FUZZ_BUILD)/*.d)

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,14 +519,57 @@ fail:
   return rc;
 }
 
+/* The mode of a database this file creates: its owner writes, its group
+ * (auditors) reads, others nothing. */
+#define VD_HISTORY_FILE_MODE 0640
+
+/* The database holds customer ids: owner and group only (docs/
+ * operations.md, "Files and permissions").  A file this open() has just
+ * created (empty) is set to VD_HISTORY_FILE_MODE whatever the umask;
+ * SQLite gives the -wal and -shm files it creates the database's mode.
+ * A database, -wal or -shm that others can read is refused, with the
+ * chmod that mends it. */
+static int check_modes(int fd, const char *path, vd_buf_t *err) {
+  static const char *const suffixes[] = {"", "-wal", "-shm"};
+  struct stat st;
+  size_t i;
+  int open_to_others = 0;
+  if (fstat(fd, &st) != 0)
+    goto io_error;
+  if (st.st_size == 0 && (st.st_mode & 07777) != VD_HISTORY_FILE_MODE &&
+      fchmod(fd, VD_HISTORY_FILE_MODE) != 0)
+    goto io_error;
+  for (i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+    char name[PATH_MAX];
+    snprintf(name, sizeof name, "%s%s", path, suffixes[i]);
+    if (stat(name, &st) == 0 && (st.st_mode & S_IRWXO))
+      open_to_others |= 1 << i;
+  }
+  if (!open_to_others)
+    return 0;
+  vd_buf_reset(err);
+  vd_buf_addf(err, "history database '%s': %s can be read by every local "
+                   "user, and it holds customer ids; run: chmod o-rwx",
+              path, open_to_others & 1 ? "the file" : "its -wal or -shm file");
+  for (i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+    if (open_to_others & (1 << i))
+      vd_buf_addf(err, " '%s%s'", path, suffixes[i]);
+  return VD_EIO;
+io_error:
+  vd_buf_reset(err);
+  vd_buf_addf(err, "history database '%s': %s", path, strerror(errno));
+  return VD_EIO;
+}
+
 int vd_hist_open_writer(sqlite3 **db, int *lock_fd, const char *path,
                         const char *synchronous, vd_buf_t *err) {
+  int rc;
   *db = NULL;
   /* One writer per file, decided before anything touches it: a second
    * daemon (a newer binary during an upgrade, say) must not switch the
    * journal or run migrations under the first.  flock is separate from
    * SQLite's own locks, so readers are not affected. */
-  *lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  *lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, VD_HISTORY_FILE_MODE);
   if (*lock_fd < 0 || flock(*lock_fd, LOCK_EX | LOCK_NB) != 0) {
     vd_buf_reset(err);
     if (*lock_fd < 0)
@@ -536,6 +580,9 @@ int vd_hist_open_writer(sqlite3 **db, int *lock_fd, const char *path,
                        "it", path);
     return VD_EIO;
   }
+  rc = check_modes(*lock_fd, path, err);
+  if (rc)
+    return rc;
   return open_rw(db, path, synchronous, err);
 }
 

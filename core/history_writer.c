@@ -219,7 +219,8 @@ rollback:
 
 /* Say when writing starts failing and when it works again, not once per
  * batch, through the log function if one is set. */
-static void say(vd_history_t *h, const char *fmt, ...) {
+static void say(vd_history_t *h, const char *event, int failing,
+                const char *fmt, ...) {
   vd_history_log_cb cb;
   void *arg;
   char line[512];
@@ -233,19 +234,19 @@ static void say(vd_history_t *h, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  cb(line, arg);
+  cb(event, failing, line, arg);
 }
 
 static void log_outcome(vd_history_t *h, int rc, size_t n, const char *why) {
   if (rc) {
     if (h->fail_batches++ == 0)
-      say(h,
+      say(h, "history_write_failed", 1,
           "a batch of %zu records was not stored: %s; their requests fail "
           "with `internal` until writing works again",
           n, why);
     h->fail_records += n;
   } else if (h->fail_batches) {
-    say(h,
+    say(h, "history_write_recovered", 0,
         "writing works again after %lu failed batches (%lu records not "
         "stored)",
         h->fail_batches, h->fail_records);

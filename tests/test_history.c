@@ -414,6 +414,32 @@ static void write_file(const char *path, const void *data, size_t n) {
   fclose(f);
 }
 
+/* The database is created 0640 whatever the umask (so are its -wal and
+ * -shm), and one that others can read is refused with the chmod to run. */
+static void test_open_file_modes(void **state) {
+  const char *path = path_in("modes.db");
+  char want[256];
+  struct stat st;
+  mode_t old = umask(077);
+  vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+  umask(old);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0640);
+  assert_int_equal(stat(path_in("modes.db-wal"), &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0640);
+  assert_int_equal(stat(path_in("modes.db-shm"), &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0640);
+  vd_history_close(h);
+  (void)state;
+
+  assert_int_equal(chmod(path, 0644), 0);
+  snprintf(want, sizeof want, "run: chmod o-rwx '%s'", path);
+  expect_open_error(path, VD_EIO, want);
+  assert_int_equal(chmod(path, 0640), 0);
+  h = open_ok(path, VD_LOG_DURABLE, 1);
+  vd_history_close(h);
+}
+
 static void test_open_errors(void **state) {
   char big[8192];
   (void)state;
@@ -2674,11 +2700,15 @@ static void test_personal_fields(void **state) {
 }
 
 int main(void) {
+  /* Files made here are made as an operator's umask would (others get
+   * nothing): the history refuses a database that others can read. */
+  umask(027);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mode_names),
       cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_open_file_modes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_corrupt, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_second_writer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_locked, setup, teardown),

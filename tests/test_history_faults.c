@@ -220,9 +220,10 @@ static int submit_one(void) {
 }
 
 /* The writer's lines, into the captured stderr as a daemon would log them. */
-static void log_cb(const char *line, void *arg) {
+static void log_cb(const char *event, int failing, const char *line,
+                   void *arg) {
   (void)arg;
-  fprintf(stderr, "verdict: history: %s\n", line);
+  fprintf(stderr, "verdict: history: %s %d: %s\n", event, failing, line);
 }
 
 static void open_history(void) {
@@ -306,7 +307,11 @@ static void fault_cycle(fault_kind_t kind, int persist) {
   assert_true(failed_batches > 0);
   assert_true(run.failed >= failed_batches);
   assert_int_equal(log_lines("was not stored"), failed_batches);
+  assert_int_equal(log_lines("history_write_failed 1: a batch"),
+                   failed_batches);
   assert_int_equal(log_lines("writing works again after"), failed_batches);
+  assert_int_equal(log_lines("history_write_recovered 0: writing"),
+                   failed_batches);
   vd_history_close(run.h);
   run.h = NULL;
   /* every allocation SQLite made for the history was given back */

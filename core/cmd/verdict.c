@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "cmd_int.h"
+#include "verdict/buf.h"
+#include "verdict/version.h"
 
 static void usage(FILE *f) {
   fputs("usage: verdict COMMAND [options]\n"
@@ -73,8 +75,19 @@ static void usage(FILE *f) {
         "  reference [DIR]  the field reference of a bundle, as Markdown\n"
         "  schema [KIND] [--region R] [--policies DIR]\n"
         "                   JSON Schema of KIND's input, or the OpenAPI\n"
-        "                   document of the HTTP API without KIND\n",
+        "                   document of the HTTP API without KIND\n"
+        "\n"
+        "  --version        this program's version and its libraries'\n",
         f);
+}
+
+/* `verdict --version`: the version, then a line per library. */
+static int print_version(void) {
+  vd_buf_t b = VD_BUF_INIT;
+  vd_version_libs(&b);
+  printf("verdict %s\n%s", vd_version(), b.data);
+  vd_buf_release(&b);
+  return fflush(stdout) == 0 ? 0 : 1;
 }
 
 /* The commands, by name. */
@@ -110,7 +123,8 @@ int main(int argc, char **argv) {
   /* Options may come before the command: move the command to argv[1]. */
   for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++)
     if (strcmp(argv[i], "--admin") != 0 && strcmp(argv[i], "--quiet") != 0 &&
-        strcmp(argv[i], "--help") != 0 && i + 1 < argc)
+        strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "--version") != 0 &&
+        i + 1 < argc)
       i++;
   if (i > 1 && i < argc) {
     char *name = argv[i];
@@ -127,6 +141,8 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
+    return print_version();
   for (c = commands; c->name; c++)
     if (strcmp(c->name, cmd) == 0)
       return c->run(argc - 1, argv + 1);

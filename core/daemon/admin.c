@@ -85,8 +85,9 @@ static void store_revision(vd_daemon_t *d, vd_bundle_t *b) {
     files[i] = *vd_bundle_file(b, i);
   if (vd_history_store_revision(d->history, vd_bundle_revision(b), files, n,
                                 &err) != 0)
-    vd_daemon_log("cannot store revision %s: %s", vd_bundle_revision(b),
-                  err ? err : "?");
+    vd_log(VD_LEVEL_ERR, "revision_store_failed",
+           "cannot store revision %s: %s", vd_bundle_revision(b),
+           err ? err : "?");
   free(err);
   free(files);
 }
@@ -97,8 +98,8 @@ static void record_activation(vd_daemon_t *d, const char *revision,
   char *err = NULL;
   if (vd_history_record_activation(d->history, revision, trigger, who, source,
                                    ok, error, &err) != 0)
-    vd_daemon_log("cannot record the activation of %s: %s", revision,
-                  err ? err : "?");
+    vd_log(VD_LEVEL_ERR, "activation_record_failed",
+           "cannot record the activation of %s: %s", revision, err ? err : "?");
   free(err);
 }
 
@@ -604,8 +605,8 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
     uv_mutex_unlock(&d->state_lock);
     record_activation(d, rev, r->trigger, r->who,
                       vd_bundle_source(d->bundle), 1, NULL);
-    vd_daemon_log("%s: activated %s (was %s)", r->trigger,
-                  vd_bundle_revision(d->bundle), previous);
+    vd_log(VD_LEVEL_NOTICE, "reload_activated", "%s: activated %s (was %s)",
+           r->trigger, vd_bundle_revision(d->bundle), previous);
   } else {
     if (r->rc == 0) {
       r->rc = VD_EINTERNAL;
@@ -619,9 +620,12 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
                       r->bundle ? vd_bundle_source(r->bundle)
                                 : d->opts.policies,
                       0, r->err.data);
-    vd_daemon_log("%s: refused %s, still serving %s:\n%s", r->trigger, rev,
-                  previous, r->err.data);
+    vd_log_detail(VD_LEVEL_WARNING, "reload_refused", r->err.data,
+                  "%s: refused %s, still serving %s", r->trigger, rev,
+                  previous);
   }
+  if (!d->stopping)
+    vd_daemon_notify_ready(d, r->rc == 0 ? "activated" : "refused");
   if (r->reply_to) {
     vd_admin_conn_t *c = r->reply_to;
     if (r->rc == 0) {
@@ -837,7 +841,9 @@ static void watch_dirs(vd_daemon_t *d) {
 static int admin_listen(vd_daemon_t *d, vd_buf_t *err) {
   int rc, fd;
   /* as the decision socket: a live daemon's admin socket is not taken */
-  fd = vd_daemon_listen_unix(d->opts.admin_socket, 0600, err);
+  fd = vd_daemon_listen_unix(d->opts.admin_socket,
+                             d->opts.admin_gid != (gid_t)-1 ? 0660 : 0600,
+                             d->opts.admin_gid, "--admin-socket", err);
   if (fd < 0)
     return VD_EIO;
   uv_pipe_init(d->loop, &d->admin.server, 0);
@@ -910,8 +916,8 @@ void vd_admin_stop(vd_daemon_t *d) {
   while ((r = a->running ? a->running : a->reload_head) != NULL) {
     if (r == a->running) {
       a->running = NULL;
-      vd_daemon_log("stopping: abandoned the %s reload being validated",
-                    r->trigger);
+      vd_log(VD_LEVEL_WARNING, "reload_abandoned",
+             "stopping: abandoned the %s reload being validated", r->trigger);
     } else {
       a->reload_head = r->next;
     }

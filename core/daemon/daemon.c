@@ -27,27 +27,19 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "daemon_int.h"
 #include "verdict/daemon.h"
 #include "verdict/timefmt.h"
 #include "verdict/wire.h"
 
-void vd_daemon_log(const char *fmt, ...) {
-  char ts[32];
-  va_list ap;
-  vd_time_format(vd_now_ms(), VD_DEFAULT_OFFSET_MIN, ts);
-  fprintf(stderr, "%s verdictd: ", ts);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-}
-
 /* ------------------------------------------------------------------------
  * Listening sockets
  * ------------------------------------------------------------------------ */
 
-int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
+int vd_daemon_listen_unix(const char *path, mode_t mode, gid_t group,
+                          const char *option, vd_buf_t *err) {
   struct sockaddr_un sa;
   int fd;
   if (strlen(path) >= sizeof sa.sun_path) {
@@ -76,13 +68,27 @@ int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
       close(probe);
     unlink(path);
   }
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-      chmod(path, mode) != 0 || listen(fd, 1024) != 0) {
+  /* The group is given before the mode opens the socket to it. */
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
     vd_buf_addf(err, "%s: %s", path, strerror(errno));
     close(fd);
     return -1;
   }
+  if (group != (gid_t)-1 && chown(path, (uid_t)-1, group) != 0) {
+    vd_buf_addf(err, "%s %s: cannot give it group %u: %s (the daemon's user "
+                     "must be a member of the group)",
+                option, path, (unsigned)group, strerror(errno));
+    goto fail;
+  }
+  if (chmod(path, mode) != 0 || listen(fd, 1024) != 0) {
+    vd_buf_addf(err, "%s: %s", path, strerror(errno));
+    goto fail;
+  }
   return fd;
+fail:
+  unlink(path);
+  close(fd);
+  return -1;
 }
 
 static int listen_tcp(const char *spec, vd_buf_t *err) {
@@ -178,17 +184,20 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
       if (e == EINTR || e == ECONNABORTED)
         continue;
       if ((e == EAGAIN || e == EWOULDBLOCK) && d->accept_pauses) {
-        vd_daemon_log("accepting again: every waiting connection taken, "
-                      "after %u pause%s", d->accept_pauses,
-                      d->accept_pauses == 1 ? "" : "s");
+        vd_log(VD_LEVEL_NOTICE, "accept_resumed",
+               "accepting again: every waiting connection taken, "
+               "after %u pause%s",
+               d->accept_pauses, d->accept_pauses == 1 ? "" : "s");
         d->accept_pauses = 0;
       }
       if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
         /* Out of descriptors: pause accepting briefly rather than spin,
          * and say so once, not every 100 ms for as long as it lasts. */
         if (d->accept_pauses++ == 0)
-          vd_daemon_log("accept: %s; pausing accepts for 100 ms at a time "
-                        "while it lasts", strerror(e));
+          vd_log(VD_LEVEL_WARNING, "accept_paused",
+                 "accept: %s; pausing accepts for 100 ms at a time "
+                 "while it lasts",
+                 strerror(e));
         uv_poll_stop(&d->unix_poll);
         if (d->tcp_fd >= 0)
           uv_poll_stop(&d->tcp_poll);
@@ -236,12 +245,12 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
   s.workers = d->nworkers;
   s.log_mode = vd_history_mode_name(d->opts.log_mode);
   s.budget_mode = d->watchdog.started ? "watchdog" : "count";
-  s.instructions = d->opts.limits.instr_budget;
   s.interrupts =
       d->watchdog.started ? vd_watchdog_interrupts(&d->watchdog) : 0;
   s.overruns = atomic_load(&d->overruns);
   /* the strings below are the daemon's, changed only under the lock */
   uv_mutex_lock(&d->state_lock);
+  s.instructions = d->opts.limits.instr_budget; /* a SIGHUP may change it */
   s.revision = vd_bundle_revision(d->bundle);
   s.source = vd_bundle_source(d->bundle);
   s.activated_ms = d->activated_ms;
@@ -300,13 +309,24 @@ static void close_own_handles(vd_daemon_t *d) {
 
 /* Stop accepting, and let every worker answer what it has read; the main
  * loop returns once the workers and the admin channel are done. */
+/* ------------------------------------------------------------------------
+ * The service manager (systemd's Type=notify; verdictd.service)
+ * ------------------------------------------------------------------------ */
+
+void vd_daemon_notify_ready(vd_daemon_t *d, const char *what) {
+  sd_notifyf(0, "READY=1\nSTATUS=serving %s (%s)",
+             vd_bundle_revision(d->bundle), what);
+}
+
 static void daemon_stop(vd_daemon_t *d, const char *why) {
   unsigned i;
   if (d->stopping)
     return;
   d->stopping = 1;
+  sd_notifyf(0, "STOPPING=1\nSTATUS=stopping: %s", why);
   uv_timer_stop(&d->overrun_timer);
-  vd_daemon_log("%s: no longer accepting; finishing requests in flight", why);
+  vd_log(VD_LEVEL_NOTICE, "stopping",
+         "%s: no longer accepting; finishing requests in flight", why);
   close_listeners(d);
   vd_admin_stop(d);
   close_own_handles(d);
@@ -339,21 +359,25 @@ static void replace_worker(vd_daemon_t *d, unsigned i, int64_t ran_ms) {
   size_t n, k;
   unsigned shut = vd_worker_abandon(w, &queue, &n);
   d->nstuck++;
-  vd_daemon_log("worker %u: a decision has run for %lld ms, past "
-                "--decide-timeout (%u ms); its thread cannot be stopped and "
-                "is left behind (%u of at most %u), its %u connections are "
-                "closed with an error", old, (long long)ran_ms,
-                d->opts.decide_timeout_ms, d->nstuck,
-                (unsigned)VD_WORKERS_STUCK_MAX, shut);
+  vd_log(VD_LEVEL_ERR, "decide_overrun",
+         "worker %u: a decision has run for %lld ms, past "
+         "--decide-timeout (%u ms); its thread cannot be stopped and "
+         "is left behind (%u of at most %u), its %u connections are "
+         "closed with an error",
+         old, (long long)ran_ms, d->opts.decide_timeout_ms, d->nstuck,
+         (unsigned)VD_WORKERS_STUCK_MAX, shut);
   if (d->nstuck > VD_WORKERS_STUCK_MAX ||
       vd_engine_new(d->bundle, &d->opts.limits, &e, &err) != 0 ||
       vd_worker_start(&d->workers[slot], d, slot, e) != 0) {
     if (d->nstuck > VD_WORKERS_STUCK_MAX)
-      vd_daemon_log("too many workers stuck in decisions: stopping, for a "
-                    "fresh process to take over");
+      vd_log(VD_LEVEL_ERR, "workers_stuck",
+             "too many workers stuck in decisions: stopping, for a "
+             "fresh process to take over");
     else
-      vd_daemon_log("cannot start a worker to replace worker %u: %s; "
-                    "stopping", old, err.len ? err.data : "no thread");
+      vd_log(VD_LEVEL_ERR, "worker_replace_failed",
+             "cannot start a worker to replace worker %u: %s; "
+             "stopping",
+             old, err.len ? err.data : "no thread");
     for (k = 0; k < n; k++)
       close(queue[k].fd);
     free(queue);
@@ -364,7 +388,8 @@ static void replace_worker(vd_daemon_t *d, unsigned i, int64_t ran_ms) {
   }
   vd_buf_release(&err);
   d->active[i] = slot;
-  vd_daemon_log("worker %u replaces worker %u", slot, old);
+  vd_log(VD_LEVEL_NOTICE, "worker_replaced", "worker %u replaces worker %u",
+         slot, old);
   for (k = 0; k < n; k++) /* handed over but never adopted */
     vd_worker_handoff(least_loaded(d), &queue[k]);
   free(queue);
@@ -393,6 +418,13 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
 static void on_hup(uv_signal_t *s, int signum) {
   vd_daemon_t *d = s->data;
   (void)signum;
+  sd_notify(0, "RELOADING=1\nSTATUS=reloading (SIGHUP)");
+  if (d->opts.on_sighup) {
+    /* status reads the limits from workers, under the lock */
+    uv_mutex_lock(&d->state_lock);
+    d->opts.on_sighup(&d->opts, d->opts.on_sighup_arg);
+    uv_mutex_unlock(&d->state_lock);
+  }
   vd_admin_reload(d, "sighup", NULL, NULL);
 }
 
@@ -417,19 +449,16 @@ int vd_daemon_build_engines(unsigned n, const vd_limits_t *lim, vd_bundle_t *b,
   return 0;
 }
 
-/* A bundle refused at start-up: the first line names the first problem the
+/* A bundle refused at start-up: the message names the first problem the
  * validator reports ("file:line: message" or "FAIL file case N (name)"); the
- * rest of its report (expected and actual values, totals) follows, as for a
- * refused reload. */
+ * whole report (expected and actual values, totals) is the event's detail,
+ * as for a refused reload. */
 static void log_refused(const vd_daemon_t *d, const char *report) {
-  size_t len = strlen(report), first = strcspn(report, "\n");
-  const char *rest = len > first ? report + first + 1 : "";
-  while (len > first && report[len - 1] == '\n')
-    len--;
-  vd_daemon_log("cannot start: %s (%s) fails its checks: %.*s%s%.*s",
-                d->opts.policies, vd_bundle_revision(d->bundle), (int)first,
-                report, len > first ? "\n" : "",
-                (int)(len > first ? len - first - 1 : 0), rest);
+  int first = (int)strcspn(report, "\n");
+  vd_log_detail(VD_LEVEL_ERR, "start_refused",
+                report[first] && report[first + 1] ? report : NULL,
+                "cannot start: %s (%s) fails its checks: %.*s",
+                d->opts.policies, vd_bundle_revision(d->bundle), first, report);
 }
 
 
@@ -454,23 +483,29 @@ static void history_check_main(void *arg) {
   d->check_error = msg;
   uv_mutex_unlock(&d->state_lock);
   if (rc == 0)
-    vd_daemon_log("history check: %s is sound (quick_check, %.1f s)",
-                  d->opts.db, (double)(vd_now_ms() - t0) / 1000.0);
+    vd_log(VD_LEVEL_INFO, "history_sound",
+           "history check: %s is sound (quick_check, %.1f s)", d->opts.db,
+           (double)(vd_now_ms() - t0) / 1000.0);
   else if (strcmp(state, "interrupted") != 0)
-    vd_daemon_log("history check %s: %s", state, msg ? msg : "?");
+    vd_log(strcmp(state, "damaged") == 0 ? VD_LEVEL_ERR : VD_LEVEL_WARNING,
+           strcmp(state, "damaged") == 0 ? "history_damaged"
+                                         : "history_check_failed",
+           "history check %s: %s", state, msg ? msg : "?");
 }
 
 static void history_check_start(vd_daemon_t *d) {
   char *err = NULL;
   d->check_state = "failed";
   if (vd_history_check_open(&d->check, d->opts.db, &err) != 0) {
-    vd_daemon_log("history check not started: %s", err ? err : "?");
+    vd_log(VD_LEVEL_WARNING, "history_check_not_started",
+           "history check not started: %s", err ? err : "?");
     d->check_error = err;
     return;
   }
   d->check_state = "running";
   if (uv_thread_create(&d->check_thread, history_check_main, d) != 0) {
-    vd_daemon_log("history check not started: no thread");
+    vd_log(VD_LEVEL_WARNING, "history_check_not_started",
+           "history check not started: no thread");
     d->check_state = "failed";
     return;
   }
@@ -547,7 +582,8 @@ static int load_policies(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
   int rc = vd_bundle_load(d->opts.policies, &d->bundle, &err);
   if (rc != 0)
-    vd_daemon_log("cannot load policies: %s", err.data);
+    vd_log(VD_LEVEL_ERR, "policies_load_failed", "cannot load policies: %s",
+           err.data);
   vd_buf_release(&err);
   return rc;
 }
@@ -567,13 +603,15 @@ static void keep_rollback(vd_daemon_t *d) {
     return;
   }
   if (vd_history_load_bundle(d->opts.db, rev, &b, &err) != 0) {
-    vd_daemon_log("cannot keep the rollback to %s (%s); starting with %s",
-                  rev, err.data, d->opts.policies);
+    vd_log(VD_LEVEL_WARNING, "rollback_not_kept",
+           "cannot keep the rollback to %s (%s); starting with %s", rev,
+           err.data, d->opts.policies);
   } else {
-    vd_daemon_log("start-up: keeping %s, the revision last activated "
-                  "(a rollback), not %s in %s; `verdict reload` or "
-                  "--policies-win takes the directory",
-                  rev, vd_bundle_revision(d->bundle), d->opts.policies);
+    vd_log(VD_LEVEL_NOTICE, "rollback_kept",
+           "start-up: keeping %s, the revision last activated "
+           "(a rollback), not %s in %s; `verdict reload` or "
+           "--policies-win takes the directory",
+           rev, vd_bundle_revision(d->bundle), d->opts.policies);
     vd_bundle_unref(d->bundle);
     d->bundle = b;
     snprintf(d->activated_by, sizeof d->activated_by, "startup-rollback");
@@ -599,14 +637,15 @@ static int make_engines(vd_daemon_t *d, int *refused, vd_engine_t ***out) {
   d->active = calloc(d->nworkers, sizeof *d->active);
   *out = calloc(d->nworkers, sizeof **out);
   if (!d->workers || !d->active || !*out) {
-    vd_daemon_log("out of memory");
+    vd_log(VD_LEVEL_ERR, "out_of_memory", "out of memory");
     return VD_ENOMEM;
   }
   vd_bundle_ref(d->bundle); /* the thread's */
   rc = vd_validation_start(&v, d->opts.policies, d->bundle, &d->opts.limits,
                            d->nworkers, !d->opts.unchecked, NULL);
   if (rc != 0) {
-    vd_daemon_log("cannot start a thread to validate the bundle");
+    vd_log(VD_LEVEL_ERR, "validation_thread_failed",
+           "cannot start a thread to validate the bundle");
     return rc;
   }
   if (vd_validation_wait(v, (int64_t)d->opts.validate_timeout_s * 1000) != 0) {
@@ -625,8 +664,8 @@ static int make_engines(vd_daemon_t *d, int *refused, vd_engine_t ***out) {
     *refused = 1;
     rc = 0;
   } else if (rc != 0) {
-    vd_daemon_log("cannot load policies from %s: %s", d->opts.policies,
-                  v->err.data);
+    vd_log(VD_LEVEL_ERR, "policies_load_failed",
+           "cannot load policies from %s: %s", d->opts.policies, v->err.data);
   } else {
     for (i = 0; i < d->nworkers; i++) {
       (*out)[i] = v->engines[i];
@@ -645,9 +684,10 @@ static void free_engines(vd_daemon_t *d, vd_engine_t **engines) {
 }
 
 /* The history writer's lines go to the daemon's log. */
-static void on_history_log(const char *line, void *arg) {
+static void on_history_log(const char *event, int failing, const char *line,
+                           void *arg) {
   (void)arg;
-  vd_daemon_log("history: %s", line);
+  vd_log(failing ? VD_LEVEL_ERR : VD_LEVEL_NOTICE, event, "history: %s", line);
 }
 
 /* Opened in every log mode: with off, revisions are still stored. */
@@ -661,7 +701,8 @@ static int open_history(vd_daemon_t *d) {
                                          &kerr)
                  : VD_ENOMEM;
     if (rc)
-      vd_daemon_log("cannot start: %s", kerr.len ? kerr.data : "out of memory");
+      vd_log(VD_LEVEL_ERR, "start_refused", "cannot start: %s",
+             kerr.len ? kerr.data : "out of memory");
     vd_buf_release(&kerr);
     if (rc)
       return rc;
@@ -669,8 +710,8 @@ static int open_history(vd_daemon_t *d) {
   rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
                        d->nslots, on_history_done, d, &err);
   if (rc != 0)
-    vd_daemon_log("cannot open the history database: %s",
-                  err ? err : "unknown error");
+    vd_log(VD_LEVEL_ERR, "history_open_failed",
+           "cannot open the history database: %s", err ? err : "unknown error");
   else
     vd_history_set_log(d->history, on_history_log, NULL);
   free(err);
@@ -690,7 +731,8 @@ static void close_history(vd_daemon_t *d) {
  * so that close_listeners() undoes any part of this. */
 static int open_listeners(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
-  d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, &err);
+  d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, d->opts.socket_gid,
+                                     "--socket", &err);
   if (d->unix_fd < 0)
     goto fail;
   uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);
@@ -705,7 +747,7 @@ static int open_listeners(vd_daemon_t *d) {
   vd_buf_release(&err);
   return 0;
 fail:
-  vd_daemon_log("cannot listen: %s", err.data);
+  vd_log(VD_LEVEL_ERR, "listen_failed", "cannot listen: %s", err.data);
   vd_buf_release(&err);
   return VD_EIO;
 }
@@ -714,7 +756,7 @@ static int start_admin(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
   int rc = vd_admin_start(d, &err);
   if (rc != 0)
-    vd_daemon_log("cannot listen: %s", err.data);
+    vd_log(VD_LEVEL_ERR, "listen_failed", "cannot listen: %s", err.data);
   vd_buf_release(&err);
   return rc;
 }
@@ -728,7 +770,7 @@ static unsigned start_workers(vd_daemon_t *d, vd_engine_t **engines) {
     engines[i] = NULL;
     d->active[i] = i;
     if (vd_worker_start(&d->workers[i], d, i, e) != 0) {
-      vd_daemon_log("cannot start worker %u", i);
+      vd_log(VD_LEVEL_ERR, "worker_start_failed", "cannot start worker %u", i);
       break;
     }
   }
@@ -754,7 +796,8 @@ static unsigned stop_workers(vd_daemon_t *d) {
         (d->opts.decide_timeout_ms ? vd_worker_join_until(w, until)
                                    : vd_worker_join(w)) != 0) {
       if (!atomic_exchange(&w->abandoned, 1))
-        vd_daemon_log("worker %u did not finish; leaving it behind", i);
+        vd_log(VD_LEVEL_WARNING, "worker_left_behind",
+               "worker %u did not finish; leaving it behind", i);
       stuck++;
     }
   }
@@ -798,33 +841,39 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   history_check_start(&d);
   if (!opts->always_count &&
       vd_watchdog_start(&d.watchdog, (int)d.nslots, VD_WATCH_TICK_NS) != 0)
-    vd_daemon_log("no watchdog thread: every instruction will be counted");
+    vd_log(VD_LEVEL_WARNING, "watchdog_unavailable",
+           "no watchdog thread: every instruction will be counted");
   started = start_workers(&d, engines);
   uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
   if (d.tcp_fd >= 0)
     uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
-  vd_daemon_log("serving %s (%s%s) on %s%s%s with %u workers, history %s (%s)",
-                opts->policies, vd_bundle_revision(d.bundle),
-                opts->unchecked ? ", unchecked" : "", opts->socket,
-                opts->listen ? " and tcp " : "",
-                opts->listen ? opts->listen : "", d.nworkers, opts->db,
-                vd_history_mode_name(opts->log_mode));
-  if (started < d.nworkers)
+  vd_log(VD_LEVEL_NOTICE, "serving",
+         "serving %s (%s%s) on %s%s%s with %u workers, history %s (%s)",
+         opts->policies, vd_bundle_revision(d.bundle),
+         opts->unchecked ? ", unchecked" : "", opts->socket,
+         opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
+         d.nworkers, opts->db, vd_history_mode_name(opts->log_mode));
+  if (started < d.nworkers) {
     daemon_stop(&d, "a worker did not start");
-  else if (opts->decide_timeout_ms)
-    uv_timer_start(&d.overrun_timer, on_overrun_check, VD_OVERRUN_CHECK_MS,
-                   VD_OVERRUN_CHECK_MS);
+  } else {
+    if (opts->decide_timeout_ms)
+      uv_timer_start(&d.overrun_timer, on_overrun_check, VD_OVERRUN_CHECK_MS,
+                     VD_OVERRUN_CHECK_MS);
+    vd_daemon_notify_ready(&d, "started");
+  }
   uv_run(d.loop, UV_RUN_DEFAULT);
   stuck = stop_workers(&d);
   rc = started == d.nworkers && !d.exit_status ? 0 : 1;
-  vd_daemon_log("stopped");
+  vd_log(VD_LEVEL_NOTICE, "stopped", "stopped");
   if (stuck) {
     /* A thread left behind in a decision, and the watchdog it may still
      * use, live in this frame and in what it would free: end the process
      * here, the history already closed (stop_workers), rather than free
      * anything under them. */
-    vd_daemon_log("%u worker thread%s left behind: exiting without "
-                  "freeing what they use", stuck, stuck == 1 ? "" : "s");
+    vd_log(VD_LEVEL_WARNING, "workers_left_behind",
+           "%u worker thread%s left behind: exiting without "
+           "freeing what they use",
+           stuck, stuck == 1 ? "" : "s");
     fflush(stderr);
     _exit(rc);
   }

@@ -19,6 +19,7 @@
 
 #include <uv.h>
 
+#include "log.h"
 #include "verdict/buf.h"
 #include "verdict/daemon.h"
 #include "verdict/engine.h"
@@ -282,16 +283,22 @@ unsigned vd_validations_stuck(void);
  * with_files adds which file decides each region and kind. */
 void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
                             const char *id_json, int with_files);
-/* A listening Unix socket at PATH, mode MODE: a file left by a daemon that
- * died is replaced, one a live daemon answers on is refused.  Returns the
- * fd, or -1 with err set. */
-int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err);
+/* A listening Unix socket at PATH, mode MODE, its group GROUP ((gid_t)-1:
+ * the daemon's): a file left by a daemon that died is replaced, one a live
+ * daemon answers on is refused.  OPTION names the option that gave PATH
+ * in errors.  Returns the fd, or -1 with err set. */
+int vd_daemon_listen_unix(const char *path, mode_t mode, gid_t group,
+                          const char *option, vd_buf_t *err);
 /* N engines for bundle B under LIM (any thread); all or nothing: on
  * failure every out[i] is NULL and err says why. */
 int vd_daemon_build_engines(unsigned n, const vd_limits_t *lim, vd_bundle_t *b,
                             vd_engine_t **out, vd_buf_t *err);
-/* A line on stderr, after the time. */
-void vd_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* daemon.c (main thread): tell the service manager (sd_notify(3); nothing
+ * without NOTIFY_SOCKET) that the daemon serves: READY=1, and a STATUS
+ * with the active revision, after start-up and after each reload, which
+ * WHAT describes ("started", "activated", "refused"). */
+void vd_daemon_notify_ready(vd_daemon_t *d, const char *what);
 
 /* admin.c (main thread).  Start: the request decoder, --watch, the admin
  * socket if one is asked for; returns 0, or an error with err set and

@@ -154,8 +154,10 @@ static void after_release(vd_worker_t *w) {
   if (atomic_load_explicit(&d->shedding, memory_order_relaxed) &&
       total <= d->opts.max_pending_total / 4 * 3 &&
       atomic_exchange(&d->shedding, 0))
-    vd_daemon_log("connections hold %zu bytes, under --max-pending-total "
-                  "again: reading from every connection", total);
+    vd_log(VD_LEVEL_NOTICE, "backpressure_ended",
+           "connections hold %zu bytes, under --max-pending-total "
+           "again: reading from every connection",
+           total);
   if (atomic_load_explicit(&d->trim_armed, memory_order_relaxed) &&
       total < trim_arm_bytes(d) / 8 && atomic_exchange(&d->trim_armed, 0))
     malloc_trim(0);
@@ -273,10 +275,10 @@ static void throttle(vd_conn_t *c, int shed) {
   conn_read_stop(c);
   recheck_start(w);
   if (shed && !atomic_exchange(&d->shedding, 1))
-    vd_daemon_log("connections hold %zu bytes, over --max-pending-total "
-                  "%zu: not reading from those holding %u KiB or more",
-                  total_held(w), d->opts.max_pending_total,
-                  VD_HEAVY_BYTES >> 10);
+    vd_log(VD_LEVEL_WARNING, "backpressure_started",
+           "connections hold %zu bytes, over --max-pending-total "
+           "%zu: not reading from those holding %u KiB or more",
+           total_held(w), d->opts.max_pending_total, VD_HEAVY_BYTES >> 10);
 }
 
 /* Response bytes c holds that its client has not read: whether to read
@@ -687,9 +689,11 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
  * expects anything of this thread and may be freeing what it shares, so
  * it touches nothing more and sleeps until the process ends. */
 static void park(vd_worker_t *w) {
-  vd_daemon_log("worker %u: the decision that overran --decide-timeout "
-                "returned after all; the thread stays parked until a "
-                "restart", w->index);
+  vd_log(VD_LEVEL_WARNING, "overrun_returned",
+         "worker %u: the decision that overran --decide-timeout "
+         "returned after all; the thread stays parked until a "
+         "restart",
+         w->index);
   for (;;)
     pause();
 }
@@ -872,9 +876,10 @@ static void on_grace_over(uv_timer_t *t) {
     }
   }
   if (n)
-    fprintf(stderr, "verdictd: worker %u: closed %u connection%s that did "
-                    "not drain within the shutdown grace period\n",
-            w->index, n, n == 1 ? "" : "s");
+    vd_log(VD_LEVEL_WARNING, "connections_cut",
+           "worker %u: closed %u "
+           "connection%s that did not drain within the shutdown grace period",
+           w->index, n, n == 1 ? "" : "s");
 }
 
 static void begin_stop(vd_worker_t *w) {
@@ -957,8 +962,10 @@ static void worker_main(void *arg) {
   if (vd_history_reader_open(&w->reader, w->daemon->opts.db, &err) == 0)
     vd_engine_set_facts(w->engine, answer_fact, w);
   else
-    fprintf(stderr, "verdictd: worker %u: no history facts for policies: "
-                    "%s\n", w->index, err ? err : "?");
+    vd_log(VD_LEVEL_ERR, "history_facts_unavailable",
+           "worker %u: no history "
+           "facts for policies: %s",
+           w->index, err ? err : "?");
   free(err);
   if (w->daemon->watchdog.started) {
     w->watch = vd_watchdog_attach(&w->daemon->watchdog, (int)w->index);

@@ -18,6 +18,7 @@
 #define VERDICT_DAEMON_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "verdict/history.h"
 #include "verdict/sandbox.h"
@@ -50,6 +51,10 @@ typedef struct vd_daemon_opts {
   const char *admin_socket;/* admin socket path, or NULL */
   const char *listen;      /* "HOST:PORT" for TCP, or NULL */
   const char *db;          /* history database path */
+  gid_t socket_gid;        /* group of the decision socket (mode 0660), or
+                              (gid_t)-1 for the daemon's own */
+  gid_t admin_gid;         /* group of the admin socket, which is then 0660
+                              instead of 0600, or (gid_t)-1 */
   int watch;               /* reload when the policy directory changes */
   int always_count;        /* no fast attempts: count every instruction */
   int policies_win;        /* start with the directory even when a
@@ -72,6 +77,13 @@ typedef struct vd_daemon_opts {
   const char *pseudonymise_key; /* --pseudonymise-key FILE: personal fields
                               recorded as keyed hashes (pseudonym.h); NULL:
                               as received */
+  /* SIGHUP, on the main thread, before the policies are reloaded, under
+   * the daemon's state lock (which it must not take): may
+   * change limits and validate_timeout_s in OPTS (the
+   * daemon's own; verdictd.c reads its configuration file again), which
+   * the reload and what follows it use.  NULL: nothing. */
+  void (*on_sighup)(struct vd_daemon_opts *opts, void *arg);
+  void *on_sighup_arg;
 } vd_daemon_opts_t;
 
 /* Serve until stopped.  Returns the process exit status. */

@@ -119,11 +119,13 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
                     char **errmsg);
 
 /* What the writer has to say to an operator: a line (no newline) when
- * writing starts failing, naming the cause, and one when it works again;
+ * writing starts failing, naming the cause (EVENT "history_write_failed",
+ * FAILING 1), and one when it works again ("history_write_recovered", 0);
  * never one per batch.  Called on the writer thread; must not call back
  * into the history.  The library prints nothing itself: without a log
  * function these lines are dropped (the failed requests still fail). */
-typedef void (*vd_history_log_cb)(const char *line, void *arg);
+typedef void (*vd_history_log_cb)(const char *event, int failing,
+                                  const char *line, void *arg);
 
 /* Set (or, with NULL, clear) the log function.  Any thread, any time
  * while the history is open; it takes effect for the next line. */

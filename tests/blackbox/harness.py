@@ -67,11 +67,12 @@ class Daemon:
 
     unchecked: start without validating the bundle (--unchecked), for the
     fixtures that are deliberately not valid bundles (hostile code, no
-    decision tables); a reload is still validated."""
+    decision tables); a reload is still validated.  prefix: words before
+    the command (setpriv ... to start it as another user)."""
 
     def __init__(self, policies=POLICIES, args=(), workers=2,
                  log_mode=os.environ.get("VERDICT_LOG_MODE", "durable"),
-                 tcp=False, admin=False, tmp=None, unchecked=False):
+                 tcp=False, admin=False, tmp=None, unchecked=False, prefix=()):
         self.tmp = tmp or tempfile.mkdtemp(prefix="verdict-bb-")
         self.socket = os.path.join(self.tmp, "verdictd.sock")
         self.db = os.path.join(self.tmp, "verdict.db")
@@ -83,7 +84,7 @@ class Daemon:
             cmd += ["--listen", "127.0.0.1:%d" % self.port]
         if admin:
             cmd += ["--admin-socket", self.admin_socket]
-        cmd += list(args)
+        cmd = list(prefix) + cmd + list(args)
         self.log_path = os.path.join(self.tmp, "verdictd.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)

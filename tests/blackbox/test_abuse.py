@@ -248,7 +248,7 @@ class OutOfDescriptors(Abuse):
         again = [l for l in log.splitlines() if "accepting again" in l]
         self.assertEqual(len(again), 1, log)
         print("\n  out of descriptors: limit %d, %.1f%% CPU while full; %s"
-              % (limit, 100 * busy, again[0].split("verdictd: ")[1]),
+              % (limit, 100 * busy, again[0].split("accept_resumed: ")[1]),
               end=" ", flush=True)
         self.close_held()
         self.wait_connections(1)

@@ -2,6 +2,7 @@
 hostile policies, shutdown."""
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -317,7 +318,9 @@ class Startup(unittest.TestCase):
         self.assertIsNotNone(r.status, "it served: " + r.log)
         self.assertNotEqual(r.status, 0, r.log)
         self.assertEqual(r.sockets_left(), [], r.log)
-        line = [l for l in r.log.splitlines() if "verdictd: cannot" in l]
+        # the event that says so: "TIME error EVENT: cannot ..."
+        line = [l for l in r.log.splitlines()
+                if re.search(r" error [a-z_]+: cannot", l)]
         self.assertEqual(len(line), 1, r.log)
         self.assertIn(names, line[0])
         return r
