@@ -596,7 +596,12 @@ static void keep_rollback(vd_daemon_t *d) {
   char rev[VD_REVISION_NAME_MAX], *msg = NULL;
   vd_bundle_t *b = NULL;
   vd_buf_t err = VD_BUF_INIT;
-  if (d->opts.policies_win || access(d->opts.db, F_OK) != 0 ||
+  struct stat st;
+  /* Not on a database others can read: the writer's open refuses it with
+   * the chmod to run, and this read-only look would first have made its
+   * -shm file with the same loose mode, which that chmod leaves behind. */
+  if (d->opts.policies_win || stat(d->opts.db, &st) != 0 ||
+      (st.st_mode & S_IRWXO) ||
       vd_history_rollback_in_force(d->opts.db, rev, &msg) <= 0 ||
       strcmp(rev, vd_bundle_revision(d->bundle)) == 0) {
     free(msg);
