@@ -26,6 +26,8 @@ CFLAGS  ?= -O2 -g
 # make's evaluate-once idiom.)
 PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg,--cflags,$(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $(call pkg,--libs,$(PKGS)))$(PKG_LIBS)
+# http-parser (libhttp-parser-dev) ships no pkg-config file: its one library.
+DAEMON_LIBS := -lhttp_parser
 TEST_LIBS  = $(eval TEST_LIBS := $(call pkg,--libs,$(TEST_PKGS)))$(TEST_LIBS)
 pkg = $(or $(shell pkg-config $(1) $(2) 2>/dev/null),$(if $(shell pkg-config --exists $(2) && echo y),,$(error missing build dependencies ($(2)): run `make deps` as root)))
 
@@ -43,7 +45,7 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
             core/history_query.c core/replay.c core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
-               core/daemon/validate.c core/daemon/verdictd.c
+               core/daemon/validate.c core/daemon/verdictd.c core/daemon/http.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c
@@ -79,7 +81,7 @@ $(BUILD)/libverdict.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/libverdict.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS)
 
 $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -95,6 +97,7 @@ run: deps all
 	@mkdir -p var
 	./$(BUILD)/verdictd --policies policies --socket var/verdictd.sock \
 	    --admin-socket var/verdictd-admin.sock --db var/verdict.db \
+	    --http 127.0.0.1:8181 \
 	    $(VERDICTD_FLAGS)
 
 # Every test: cmocka unit tests, the policies' own tests, black-box tests.

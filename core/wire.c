@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include <lauxlib.h>
+#include <yajl_parse.h>
 
 #include "verdict/error.h"
+#include "verdict/history.h"
 #include "verdict/json.h"
 #include "verdict/timefmt.h"
 #include "verdict/wire.h"
@@ -473,4 +475,94 @@ int vd_hostport_split(const char *spec, char *host, size_t cap,
   host[n] = '\0';
   *port = colon + 1;
   return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * HTTP (core/daemon/http.c frames the messages; these are the bodies)
+ * ------------------------------------------------------------------------ */
+
+int vd_wire_http_status(int code) {
+  switch (code) {
+  case 0: return 200;
+  case VD_EBAD_REQUEST: return 400;
+  case VD_EBAD_INPUT: return 422;
+  case VD_EUNKNOWN_KIND:
+  case VD_EUNKNOWN_REGION:
+  case VD_ENOT_FOUND: return 404;
+  case VD_ETOO_LARGE: return 413;
+  case VD_EFORBIDDEN: return 403;
+  case VD_EPOLICY_ERROR: return 500;
+  default: return 503; /* policy_timeout, policy_memory, internal, ... */
+  }
+}
+
+int vd_wire_kind_request(vd_buf_t *out, const char *kind, const char *region,
+                         const char *at, const char *id_json,
+                         const char *body, size_t len, vd_buf_t *err) {
+  yajl_handle y = yajl_alloc(NULL, NULL, NULL);
+  yajl_status st;
+  if (!y) {
+    vd_buf_adds(err, "out of memory");
+    return VD_ENOMEM;
+  }
+  /* one JSON value and nothing after it: a body cannot add top-level
+   * fields of its own (a second "kind") to the request built around it */
+  st = yajl_parse(y, (const unsigned char *)body, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(y);
+  if (st != yajl_status_ok) {
+    unsigned char *m = yajl_get_error(y, 0, (const unsigned char *)body, len);
+    vd_buf_addf(err, "the body is not one JSON value: %s (byte %zu)",
+                m ? (const char *)m : "?", yajl_get_bytes_consumed(y));
+    if (m)
+      yajl_free_error(y, m);
+    yajl_free(y);
+    return VD_EBAD_REQUEST;
+  }
+  yajl_free(y);
+  vd_buf_adds(out, "{\"kind\":");
+  vd_buf_add_json_str(out, kind, strlen(kind));
+  if (region) {
+    vd_buf_adds(out, ",\"region\":");
+    vd_buf_add_json_str(out, region, strlen(region));
+  }
+  if (at) {
+    vd_buf_adds(out, ",\"at\":");
+    vd_buf_add_json_str(out, at, strlen(at));
+  }
+  if (id_json) {
+    vd_buf_adds(out, ",\"id\":");
+    vd_buf_add_json_str(out, id_json, strlen(id_json));
+  }
+  vd_buf_adds(out, ",\"input\":");
+  vd_buf_add(out, body, len);
+  vd_buf_addc(out, '}');
+  return 0;
+}
+
+void vd_wire_write_record(vd_buf_t *out, const vd_history_value_t *row) {
+  int i;
+  int bad = row[VD_HISTORY_ERROR_CODE].text &&
+            (strcmp(row[VD_HISTORY_ERROR_CODE].text, "bad_request") == 0 ||
+             strcmp(row[VD_HISTORY_ERROR_CODE].text, "too_large") == 0);
+  vd_buf_addc(out, '{');
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {
+    const vd_history_value_t *v = &row[i];
+    int json = i == VD_HISTORY_RESULT || i == VD_HISTORY_TRACE ||
+               i == VD_HISTORY_FACTS || (i == VD_HISTORY_REQUEST && !bad);
+    if (i)
+      vd_buf_addc(out, ',');
+    vd_buf_add_json_str(out, vd_history_column_name(i),
+                        strlen(vd_history_column_name(i)));
+    vd_buf_addc(out, ':');
+    if (!v->text)
+      vd_buf_adds(out, "null");
+    else if (v->is_int)
+      vd_buf_add_int(out, (long long)v->i);
+    else if (json) /* stored as the JSON the daemon wrote or decoded */
+      vd_buf_add(out, v->text, v->len);
+    else
+      vd_buf_add_json_str(out, v->text, v->len);
+  }
+  vd_buf_adds(out, "}\n");
 }

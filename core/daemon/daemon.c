@@ -85,13 +85,13 @@ int vd_daemon_listen_unix(const char *path, mode_t mode, vd_buf_t *err) {
   return fd;
 }
 
-static int listen_tcp(const char *spec, vd_buf_t *err) {
+static int listen_tcp(const char *opt, const char *spec, vd_buf_t *err) {
   char host[256];
   const char *port;
   struct addrinfo hints, *res = NULL, *ai;
   int fd = -1, one = 1, rc;
   if (vd_hostport_split(spec, host, sizeof host, &port) != 0) {
-    vd_buf_addf(err, "--listen %s: expected HOST:PORT", spec);
+    vd_buf_addf(err, "%s %s: expected HOST:PORT", opt, spec);
     return -1;
   }
   memset(&hints, 0, sizeof hints);
@@ -100,7 +100,7 @@ static int listen_tcp(const char *spec, vd_buf_t *err) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   rc = getaddrinfo(host, port, &hints, &res);
   if (rc != 0) {
-    vd_buf_addf(err, "--listen %s: %s", spec, gai_strerror(rc));
+    vd_buf_addf(err, "%s %s: %s", opt, spec, gai_strerror(rc));
     return -1;
   }
   for (ai = res; ai; ai = ai->ai_next) {
@@ -115,7 +115,7 @@ static int listen_tcp(const char *spec, vd_buf_t *err) {
     fd = -1;
   }
   if (fd < 0)
-    vd_buf_addf(err, "--listen %s: %s", spec, strerror(errno));
+    vd_buf_addf(err, "%s %s: %s", opt, spec, strerror(errno));
   freeaddrinfo(res);
   return fd;
 }
@@ -165,11 +165,11 @@ static void resume_accepting(uv_timer_t *t);
 
 static void on_acceptable(uv_poll_t *p, int status, int events) {
   vd_daemon_t *d = p->data;
-  int lfd, is_tcp = p == &d->tcp_poll;
+  int lfd, is_http = p == &d->http_poll, is_tcp = is_http || p == &d->tcp_poll;
   (void)events;
   if (status < 0 || d->stopping)
     return;
-  lfd = is_tcp ? d->tcp_fd : d->unix_fd;
+  lfd = is_http ? d->http_fd : is_tcp ? d->tcp_fd : d->unix_fd;
   for (;;) {
     vd_handoff_t h;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -192,6 +192,8 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
         uv_poll_stop(&d->unix_poll);
         if (d->tcp_fd >= 0)
           uv_poll_stop(&d->tcp_poll);
+        if (d->http_fd >= 0)
+          uv_poll_stop(&d->http_poll);
         uv_timer_start(&d->accept_pause, resume_accepting, 100, 0);
       }
       return;
@@ -199,6 +201,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
     memset(&h, 0, sizeof h);
     h.fd = fd;
     h.is_tcp = is_tcp;
+    h.is_http = is_http;
     describe_peer(fd, is_tcp, h.peer);
     vd_worker_handoff(least_loaded(d), &h);
   }
@@ -211,6 +214,8 @@ static void resume_accepting(uv_timer_t *t) {
   uv_poll_start(&d->unix_poll, UV_READABLE, on_acceptable);
   if (d->tcp_fd >= 0)
     uv_poll_start(&d->tcp_poll, UV_READABLE, on_acceptable);
+  if (d->http_fd >= 0)
+    uv_poll_start(&d->http_poll, UV_READABLE, on_acceptable);
 }
 
 /* ------------------------------------------------------------------------
@@ -281,6 +286,12 @@ static void close_listeners(vd_daemon_t *d) {
     uv_close((uv_handle_t *)&d->tcp_poll, NULL);
     close(d->tcp_fd);
     d->tcp_fd = -1;
+  }
+  if (d->http_fd >= 0) {
+    uv_poll_stop(&d->http_poll);
+    uv_close((uv_handle_t *)&d->http_poll, NULL);
+    close(d->http_fd);
+    d->http_fd = -1;
   }
 }
 
@@ -508,7 +519,7 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
     d->opts.max_pending_out = VD_MAX_PENDING_OUT;
   if (!d->opts.max_pending_total)
     d->opts.max_pending_total = VD_MAX_PENDING_TOTAL;
-  d->unix_fd = d->tcp_fd = -1;
+  d->unix_fd = d->tcp_fd = d->http_fd = -1;
   d->loop = uv_default_loop();
   d->started_ms = d->activated_ms = vd_now_ms();
   snprintf(d->activated_by, sizeof d->activated_by, "startup");
@@ -650,11 +661,18 @@ static int open_listeners(vd_daemon_t *d) {
   uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);
   d->unix_poll.data = d;
   if (d->opts.listen) {
-    d->tcp_fd = listen_tcp(d->opts.listen, &err);
+    d->tcp_fd = listen_tcp("--listen", d->opts.listen, &err);
     if (d->tcp_fd < 0)
       goto fail;
     uv_poll_init(d->loop, &d->tcp_poll, d->tcp_fd);
     d->tcp_poll.data = d;
+  }
+  if (d->opts.http) {
+    d->http_fd = listen_tcp("--http", d->opts.http, &err);
+    if (d->http_fd < 0)
+      goto fail;
+    uv_poll_init(d->loop, &d->http_poll, d->http_fd);
+    d->http_poll.data = d;
   }
   vd_buf_release(&err);
   return 0;
@@ -756,11 +774,16 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
   if (d.tcp_fd >= 0)
     uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
-  vd_daemon_log("serving %s (%s%s) on %s%s%s with %u workers, history %s (%s)",
+  if (d.http_fd >= 0)
+    uv_poll_start(&d.http_poll, UV_READABLE, on_acceptable);
+  vd_daemon_log("serving %s (%s%s) on %s%s%s%s%s with %u workers, history %s "
+                "(%s)",
                 opts->policies, vd_bundle_revision(d.bundle),
                 opts->unchecked ? ", unchecked" : "", opts->socket,
                 opts->listen ? " and tcp " : "",
-                opts->listen ? opts->listen : "", d.nworkers, opts->db,
+                opts->listen ? opts->listen : "",
+                opts->http ? " and http " : "", opts->http ? opts->http : "",
+                d.nworkers, opts->db,
                 vd_history_mode_name(opts->log_mode));
   if (started < d.nworkers)
     daemon_stop(&d, "a worker did not start");

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include <http_parser.h>
 #include <uv.h>
 
 #include "verdict/buf.h"
@@ -96,10 +97,75 @@ typedef struct vd_validation {
 /* A connection's framer buffer above this is freed once it is empty. */
 #define VD_FRAMER_KEEP_BYTES (256u << 10)
 
+/* HTTP (http.c, and worker.c's HTTP part): the request line and headers
+ * of one request together at most this many bytes (431 and a close);
+ * a request begun must be complete within VD_HTTP_REQUEST_MS (408 and a
+ * close); a keep-alive connection idle for VD_HTTP_IDLE_MS, with nothing
+ * of it waiting to be answered, is closed.  A worker looks every
+ * VD_HTTP_SWEEP_MS. */
+#define VD_HTTP_MAX_HEADER 16384
+#define VD_HTTP_REQUEST_MS 10000
+#define VD_HTTP_IDLE_MS 60000
+#define VD_HTTP_SWEEP_MS 1000
+
+/* One HTTP request as read: valid during the on_request callback. */
+typedef struct vd_http_req {
+  int method;           /* http-parser's HTTP_GET, HTTP_POST, ... */
+  vd_buf_t target;      /* the request target: path and query */
+  vd_buf_t body;        /* decoded (chunked or not) */
+  vd_buf_t auth;        /* Authorization, or empty */
+  vd_buf_t idem;        /* Idempotency-Key, or empty */
+  int expect_continue;  /* Expect: 100-continue */
+  int keep_alive;       /* the connection may serve another request */
+} vd_http_req_t;
+
+/* Called for each complete request; non-zero: read no further. */
+typedef int (*vd_http_request_cb)(void *arg, vd_http_req_t *req);
+
+/* An HTTP connection's parser (http.c).  Fields after `parser` are
+ * http.c's; the worker reads in_message, started_ms and the error. */
+typedef struct vd_http {
+  http_parser parser;
+  vd_http_req_t req;
+  size_t max_body;
+  size_t header_bytes;  /* of the request being read */
+  int which;            /* the header being read (http.c) */
+  int in_message;       /* a request begun and not complete */
+  int64_t started_ms;   /* ...since */
+  int stopped;          /* on_request said stop */
+  uint64_t nrequests;
+  int error_status;     /* 400, 413, 431: the request refused, and why */
+  int error_code;
+  const char *error_msg;/* static, or NULL: the code's description */
+  vd_http_request_cb on_request;
+  void (*on_continue)(void *arg);
+  void *arg;
+} vd_http_t;
+
+/* Set up H (which allocates nothing until bytes come) for bodies of at
+ * most MAX_BODY bytes; ON_REQUEST and ON_CONTINUE (a request waits for
+ * "100 Continue"; may be NULL) get ARG. */
+void vd_http_init(vd_http_t *h, size_t max_body, vd_http_request_cb on_request,
+                  void (*on_continue)(void *), void *arg);
+void vd_http_release(vd_http_t *h);
+/* Parse [p, p+n), calling on_request for each complete request.  0, or
+ * -1 once on_request said stop, or the status of a refused request
+ * (h->error_*): answer it and close; nothing more is parsed. */
+int vd_http_feed(vd_http_t *h, const char *p, size_t n);
+/* Bytes H holds of a request not yet complete. */
+size_t vd_http_held(const vd_http_t *h);
+/* Append a response: status line, Content-Type, Content-Length,
+ * "Connection: close" unless KEEP_ALIVE, EXTRA_HEADERS (each ending in
+ * "\r\n", or NULL), the body. */
+void vd_http_write(vd_buf_t *out, int status, const char *content_type,
+                   const char *extra_headers, const char *body, size_t len,
+                   int keep_alive);
+
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
   int fd;
   int is_tcp;
+  int is_http;             /* accepted on --http */
   char peer[64];
 } vd_handoff_t;
 
@@ -114,6 +180,8 @@ typedef struct vd_worker {
   uv_async_t wake;         /* hand-offs, history completions, stop, swap */
   uv_timer_t grace;        /* started by a stop: force-close stragglers */
   uv_timer_t recheck;      /* while nthrottled: VD_RECHECK_MS */
+  uv_timer_t http_sweep;   /* while HTTP connections: VD_HTTP_SWEEP_MS */
+  unsigned nhttp;          /* open HTTP connections */
   unsigned nthrottled;     /* connections not read for back-pressure */
 
   uv_mutex_t lock;         /* guards the fields up to `engine` */
@@ -184,8 +252,10 @@ struct vd_daemon {
   char activated_by[32];
   vd_buf_t last_failure;   /* why the last reload was refused */
 
-  int unix_fd, tcp_fd;
-  uv_poll_t unix_poll, tcp_poll;
+  int unix_fd, tcp_fd, http_fd;
+  uv_poll_t unix_poll, tcp_poll, http_poll;
+  /* the history's last batch failed (0 once one commits): /health/ready */
+  atomic_int history_failing;
   uv_timer_t accept_pause;
   unsigned accept_pauses; /* out of descriptors, since the queue was last empty */
   uv_signal_t sig_term, sig_int, sig_hup;

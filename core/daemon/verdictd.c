@@ -17,6 +17,8 @@ static void usage(FILE *f) {
       "  --socket PATH        decision socket, mode 0660 (default: "
       VD_DEFAULT_SOCKET ")\n"
       "  --listen HOST:PORT   also serve decisions over TCP (default: off)\n"
+      "  --http HOST:PORT     also serve the HTTP/1.1 API (docs/protocol.md,\n"
+      "                       \"HTTP\"; default: off)\n"
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
       "  --watch              reload when the policy directory changes\n"
       "  --db PATH            history database (default: " VD_DEFAULT_DB ")\n"
@@ -66,6 +68,7 @@ int main(int argc, char **argv) {
       {"policies", required_argument, 0, 'p'},
       {"socket", required_argument, 0, 's'},
       {"listen", required_argument, 0, 'l'},
+      {"http", required_argument, 0, 'H'},
       {"admin-socket", required_argument, 0, 'a'},
       {"db", required_argument, 0, 'd'},
       {"log-mode", required_argument, 0, 'm'},
@@ -106,6 +109,7 @@ int main(int argc, char **argv) {
     case 'p': o.policies = optarg; break;
     case 's': o.socket = optarg; break;
     case 'l': o.listen = optarg; break;
+    case 'H': o.http = optarg; break;
     case 'a': o.admin_socket = optarg; break;
     case 'd': o.db = optarg; break;
     case 'm':

@@ -70,6 +70,10 @@ struct vd_conn {
   int eof;              /* the client sent EOF, or we are stopping */
   int closing;          /* uv_close called */
   int close_when_flushed;
+  int sniffed;          /* NDJSON: the first bytes were looked at */
+  vd_http_t *http;      /* an HTTP connection (--http), else NULL */
+  int keep_alive;       /* HTTP: the request being answered allows more */
+  int64_t last_ms;      /* HTTP: when it last sent or was answered */
   char peer[64];
 };
 
@@ -108,6 +112,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static int answer_fact(void *ud, const char *query, const char *a,
                        const char *b, int64_t since_ms, int64_t until_ms,
                        int64_t *count);
+
+/* What c holds of requests not yet complete: its unended line, or its
+ * HTTP request being read. */
+static size_t in_held(const vd_conn_t *c) {
+  return vd_framer_pending(&c->framer) + (c->http ? vd_http_held(c->http) : 0);
+}
 
 /* ------------------------------------------------------------------------
  * Connection lifetime
@@ -167,6 +177,7 @@ static void finish_if_done(vd_worker_t *w) {
     return;
   uv_close((uv_handle_t *)&w->wake, NULL);
   uv_close((uv_handle_t *)&w->recheck, NULL);
+  uv_close((uv_handle_t *)&w->http_sweep, NULL);
   if (!uv_is_closing((uv_handle_t *)&w->grace))
     uv_close((uv_handle_t *)&w->grace, NULL);
 }
@@ -176,6 +187,10 @@ static void conn_unref(vd_conn_t *c) {
   if (--c->refs)
     return;
   held_add(c->w, c->held, 0);
+  if (c->http) {
+    vd_http_release(c->http);
+    free(c->http);
+  }
   vd_framer_release(&c->framer);
   vd_buf_release(&c->out);
   free(c);
@@ -192,6 +207,8 @@ static void on_close(uv_handle_t *h) {
   if (c->next)
     c->next->prev = c->prev;
   w->nconns--;
+  if (c->http && --w->nhttp == 0)
+    uv_timer_stop(&w->http_sweep);
   if (c->throttled) {
     c->throttled = 0;
     w->nthrottled--;
@@ -290,7 +307,7 @@ static size_t out_held(const vd_conn_t *c) {
 static void conn_account(vd_conn_t *c) {
   vd_worker_t *w = c->w;
   const vd_daemon_opts_t *o = &w->daemon->opts;
-  size_t out = out_held(c), now = out + vd_framer_pending(&c->framer);
+  size_t out = out_held(c), now = out + in_held(c);
   held_add(w, c->held, now);
   c->held = now;
   if (c->throttled || c->closing || c->eof)
@@ -312,7 +329,7 @@ static void conn_resume(vd_conn_t *c) {
   const vd_daemon_opts_t *o = &d->opts;
   size_t out = out_held(c), total = total_held(w);
   int heavy = !c->hung_up && total > o->max_pending_total / 4 * 3 &&
-              out + vd_framer_pending(&c->framer) >= VD_HEAVY_BYTES;
+              out + in_held(c) >= VD_HEAVY_BYTES;
   if (!c->throttled || out > o->max_pending_out / 2 || heavy)
     return;
   c->throttled = 0;
@@ -485,6 +502,25 @@ static void respond(vd_conn_t *c, const char *line, size_t len, uint64_t seq,
   w->pend_tail = p;
 }
 
+/* An answer of CODE to the request being served on c: the NDJSON line as
+ * it is, or over HTTP the same JSON as the body of a response whose
+ * status says CODE (vd_wire_http_status()).  After an HTTP request that
+ * does not keep the connection alive, c closes once this is out. */
+static void reply(vd_conn_t *c, int code, const char *line, size_t len,
+                  uint64_t seq, const char *decision_id, const char *id_json) {
+  vd_buf_t msg = VD_BUF_INIT;
+  if (!c->http) {
+    respond(c, line, len, seq, decision_id, id_json);
+    return;
+  }
+  vd_http_write(&msg, vd_wire_http_status(code), "application/json", NULL,
+                line, len, c->keep_alive);
+  respond(c, msg.data, msg.len, seq, decision_id, id_json);
+  vd_buf_release(&msg);
+  if (!c->keep_alive)
+    c->close_when_flushed = 1;
+}
+
 /* Release pending responses from the head whose records are done: those
  * up to done->last, failed ones (done->status != 0, seq from done->first)
  * as internal errors.  Responses that waited for no record (seq 0) leave
@@ -499,10 +535,17 @@ static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
       w->pend_tail = NULL;
     if (!c->closing) {
       if (lost) {
-        vd_wire_write_error(&c->out, p->data + p->id_off, VD_EINTERNAL,
+        vd_buf_t line = VD_BUF_INIT;
+        vd_wire_write_error(&line, p->data + p->id_off, VD_EINTERNAL,
                             "the decision could not be recorded in the history "
                             "database, so it was not made; retry later",
                             NULL, p->decision_id);
+        if (c->http) /* what follows it on c was framed for a keep-alive */
+          vd_http_write(&c->out, 503, "application/json", NULL, line.data,
+                        line.len, 1);
+        else
+          vd_buf_add(&c->out, line.data, line.len);
+        vd_buf_release(&line);
         count_response(w, VD_EINTERNAL);
       } else {
         vd_buf_add(&c->out, p->data, p->len);
@@ -568,6 +611,8 @@ static void history_done(vd_worker_t *w) {
   size_t n, i;
   while ((n = vd_history_drain(w->daemon->history, w->index, done, 64)) > 0)
     for (i = 0; i < n; i++) {
+      atomic_store_explicit(&w->daemon->history_failing, done[i].status != 0,
+                            memory_order_relaxed);
       release_unsynced(w, &done[i]);
       release_pending(w, &done[i]);
     }
@@ -599,6 +644,7 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
   const char *revision = vd_bundle_revision(vd_engine_bundle(w->engine));
   char decision_id[37];
   uint64_t seq = 0;
+  int code = d->code;
 
   vd_uuid_v7(&w->uuid, received_ms, decision_id);
   vd_buf_reset(&w->scratch);
@@ -641,6 +687,8 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
     r.elapsed_us = (int64_t)(d->elapsed_ns / 1000);
     r.client = c->peer;
     if (vd_history_submit(h, w->index, &r, &seq) != 0) {
+      atomic_store(&w->daemon->history_failing, 1);
+      code = VD_EINTERNAL;
       vd_buf_reset(&w->scratch);
       vd_wire_write_error(&w->scratch, d->id.data, VD_EINTERNAL,
                           "the history database is not accepting records",
@@ -655,7 +703,8 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
         seq = 0;
     }
   }
-  respond(c, w->scratch.data, w->scratch.len, seq, decision_id, d->id.data);
+  reply(c, code, w->scratch.data, w->scratch.len, seq, decision_id,
+        d->id.data);
 }
 
 /* The decision came back after the daemon gave up on this worker (it ran
@@ -689,6 +738,7 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
   if (d->recounted)
     atomic_fetch_add_explicit(&w->recounts, 1, memory_order_relaxed);
   if (d->code == 0 && d->op != VD_OP_DECIDE) {
+    int code = 0;
     vd_buf_reset(&w->scratch);
     switch (d->op) {
     case VD_OP_PING:
@@ -699,7 +749,8 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
       vd_daemon_write_status(w->daemon, &w->scratch, d->id.data, 0);
       break;
     default:
-      if (vd_admin_has_op(d->op_name))
+      code = vd_admin_has_op(d->op_name) ? VD_EFORBIDDEN : VD_EBAD_REQUEST;
+      if (code == VD_EFORBIDDEN)
         vd_wire_write_error(&w->scratch, d->id.data, VD_EFORBIDDEN,
                             "administrative operations are accepted only on "
                             "the admin socket (verdictd --admin-socket)",
@@ -709,7 +760,7 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
                             "unknown op (decide, ping or status)", "op", NULL);
       break;
     }
-    respond(c, w->scratch.data, w->scratch.len, 0, NULL, NULL);
+    reply(c, code, w->scratch.data, w->scratch.len, 0, NULL, NULL);
     return;
   }
   record_and_respond(c, line, len, now);
@@ -765,13 +816,355 @@ static void process_lines(vd_conn_t *c) {
   }
 }
 
+/* ------------------------------------------------------------------------
+ * HTTP (--http): requests framed by http.c, decided as lines are
+ * ------------------------------------------------------------------------ */
+
+/* Answer c's current HTTP request with STATUS and the JSON BODY, not
+ * recorded (health, lookups, refusals). */
+static void http_answer(vd_conn_t *c, int status, const char *body,
+                        size_t len, const char *extra_headers) {
+  vd_buf_t msg = VD_BUF_INIT;
+  vd_http_write(&msg, status, "application/json", extra_headers, body, len,
+                c->keep_alive);
+  respond(c, msg.data, msg.len, 0, NULL, NULL);
+  vd_buf_release(&msg);
+  if (!c->keep_alive)
+    c->close_when_flushed = 1;
+}
+
+/* ...with the socket protocol's error object for CODE (STATUS 0: the
+ * code's own). */
+static void http_error(vd_conn_t *c, int status, int code, const char *msg,
+                       const char *extra_headers) {
+  vd_buf_t line = VD_BUF_INIT;
+  vd_wire_write_error(&line, NULL, code, msg, NULL, NULL);
+  count_response(c->w, code);
+  http_answer(c, status ? status : vd_wire_http_status(code), line.data,
+              line.len, extra_headers);
+  vd_buf_release(&line);
+}
+
+static int hexval(int ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decode [s, s+n) into out[cap] ('+' stays '+': an offset in
+ * "at" is written as it is).  0, or -1 if malformed (a bad escape, an
+ * escaped NUL) or too long. */
+static int pct_decode(const char *s, size_t n, char *out, size_t cap) {
+  size_t i, o = 0;
+  for (i = 0; i < n; i++) {
+    int ch = (unsigned char)s[i];
+    if (ch == '%') {
+      int hi, lo;
+      if (i + 2 >= n)
+        return -1;
+      hi = hexval((unsigned char)s[i + 1]);
+      lo = hexval((unsigned char)s[i + 2]);
+      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+        return -1;
+      ch = hi * 16 + lo;
+      i += 2;
+    }
+    if (o + 1 >= cap)
+      return -1;
+    out[o++] = (char)ch;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+/* The query parameter NAME of [q, q+n) ("a=1&b=2"), decoded into
+ * out[cap]: 1, 0 if absent, -1 if malformed. */
+static int query_param(const char *q, size_t n, const char *name, char *out,
+                       size_t cap) {
+  size_t nl = strlen(name);
+  const char *end = q + n, *p = q;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *stop = amp ? amp : end;
+    if ((size_t)(stop - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=')
+      return pct_decode(p + nl + 1, (size_t)(stop - p - nl - 1), out, cap) == 0
+                 ? 1 : -1;
+    p = stop + 1;
+  }
+  return 0;
+}
+
+/* GET /v1/decisions/{id}: the record, as `verdict history show` reads it
+ * (a read-only connection of its own, on this thread: an auditor's
+ * lookup, not the decision path). */
+static void http_lookup(vd_conn_t *c, const char *id) {
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_buf_t body = VD_BUF_INIT, err = VD_BUF_INIT;
+  int rc;
+  memset(&f, 0, sizeof f);
+  f.decision_id = id;
+  f.has_limit = 1;
+  f.limit = 1;
+  rc = vd_history_rows_open(&rows, c->w->daemon->opts.db, &f, &err);
+  if (rc == 0 && (rc = vd_history_rows_next(rows, &row)) == 1) {
+    vd_wire_write_record(&body, row);
+    http_answer(c, 200, body.data, body.len, NULL);
+  } else if (rc == 0) {
+    vd_buf_addf(&err, "no decision %s in the history", id);
+    http_error(c, 0, VD_ENOT_FOUND, err.data, NULL);
+  } else {
+    if (rows && !err.len)
+      vd_buf_adds(&err, vd_history_rows_errmsg(rows));
+    http_error(c, 0, VD_EINTERNAL, err.len ? err.data : NULL, NULL);
+  }
+  vd_history_rows_close(rows);
+  vd_buf_release(&body);
+  vd_buf_release(&err);
+}
+
+/* GET /health/ready: 200 when a revision serves and the history takes
+ * records, else 503 and why. */
+static void http_ready(vd_conn_t *c) {
+  vd_daemon_t *d = c->w->daemon;
+  const char *why = NULL;
+  vd_buf_t body = VD_BUF_INIT;
+  uv_mutex_lock(&d->state_lock);
+  if (d->stopping || c->w->stopping)
+    why = "verdictd is shutting down";
+  else if (!d->bundle)
+    why = "no revision is active";
+  else if (d->check_state && strcmp(d->check_state, "damaged") == 0)
+    why = "the history database is damaged (status: history_check)";
+  else if (atomic_load(&d->history_failing))
+    why = "the history database is not accepting records";
+  uv_mutex_unlock(&d->state_lock);
+  if (why) {
+    http_error(c, 503, VD_EINTERNAL, why, NULL);
+    return;
+  }
+  vd_buf_adds(&body, "{\"ready\":true,\"revision\":");
+  vd_buf_adds(&body, "\"");
+  vd_buf_adds(&body, vd_bundle_revision(vd_engine_bundle(c->w->engine)));
+  vd_buf_adds(&body, "\"}\n");
+  http_answer(c, 200, body.data, body.len, NULL);
+  vd_buf_release(&body);
+}
+
+static int blank(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+      return 0;
+  return 1;
+}
+
+/* POST /v1/decisions/{kind}?region=&at=: the socket request built around
+ * the body, then decided as a line is.  A body that is not one JSON value
+ * is decided as it is, and refused and recorded as bad_request, as the
+ * same bytes on the socket would be. */
+static void http_decide_kind(vd_conn_t *c, const char *kind, const char *q,
+                             size_t qn, vd_http_req_t *req) {
+  char region[64], at[64];
+  int hr, ha;
+  vd_buf_t line = VD_BUF_INIT, err = VD_BUF_INIT;
+  hr = query_param(q, qn, "region", region, sizeof region);
+  ha = query_param(q, qn, "at", at, sizeof at);
+  if (hr < 0 || ha < 0) {
+    http_error(c, 0, VD_EBAD_REQUEST,
+               hr < 0 ? "query parameter region: malformed or too long"
+                      : "query parameter at: malformed or too long", NULL);
+    return;
+  }
+  if (vd_wire_kind_request(&line, kind, hr ? region : NULL, ha ? at : NULL,
+                           NULL, req->body.data, req->body.len, &err) == 0)
+    handle_line(c, line.data, line.len);
+  else
+    handle_line(c, req->body.data, req->body.len);
+  vd_buf_release(&line);
+  vd_buf_release(&err);
+}
+
+static int http_on_request(void *arg, vd_http_req_t *req) {
+  vd_conn_t *c = arg;
+  const char *t = req->target.len ? req->target.data : "";
+  size_t tn = req->target.len, pn;
+  const char *q = memchr(t, '?', tn);
+  char seg[128];
+  static const char decisions[] = "/v1/decisions";
+  c->keep_alive = req->keep_alive;
+  c->last_ms = vd_now_ms();
+  pn = q ? (size_t)(q - t) : tn;
+  if (pn == 7 && memcmp(t, "/health", 7) == 0) {
+    if (req->method != HTTP_GET)
+      http_error(c, 405, VD_EBAD_REQUEST, "GET /health", "Allow: GET\r\n");
+    else {
+      static const char ok[] = "{\"status\":\"ok\"}\n";
+      http_answer(c, 200, ok, sizeof ok - 1, NULL);
+    }
+  } else if (pn == 13 && memcmp(t, "/health/ready", 13) == 0) {
+    if (req->method != HTTP_GET)
+      http_error(c, 405, VD_EBAD_REQUEST, "GET /health/ready",
+                 "Allow: GET\r\n");
+    else
+      http_ready(c);
+  } else if (pn == sizeof decisions - 1 && memcmp(t, decisions, pn) == 0) {
+    if (req->method != HTTP_POST)
+      http_error(c, 405, VD_EBAD_REQUEST, "POST /v1/decisions",
+                 "Allow: POST\r\n");
+    else if (blank(req->body.data ? req->body.data : "", req->body.len))
+      http_error(c, 0, VD_EBAD_REQUEST,
+                 "the body is empty: send the request object", NULL);
+    else
+      handle_line(c, req->body.data, req->body.len);
+  } else if (pn > sizeof decisions &&
+             memcmp(t, decisions, sizeof decisions - 1) == 0 &&
+             t[sizeof decisions - 1] == '/' &&
+             !memchr(t + sizeof decisions, '/', pn - sizeof decisions)) {
+    if (pct_decode(t + sizeof decisions, pn - sizeof decisions, seg,
+                   sizeof seg) != 0)
+      http_error(c, 404, VD_ENOT_FOUND, "no such path", NULL);
+    else if (req->method == HTTP_GET)
+      http_lookup(c, seg);
+    else if (req->method != HTTP_POST)
+      http_error(c, 405, VD_EBAD_REQUEST,
+                 "GET /v1/decisions/{id} or POST /v1/decisions/{kind}",
+                 "Allow: GET, POST\r\n");
+    else if (blank(req->body.data ? req->body.data : "", req->body.len))
+      http_error(c, 0, VD_EBAD_REQUEST,
+                 "the body is empty: send the input object", NULL);
+    else
+      http_decide_kind(c, seg, q ? q + 1 : "", q ? tn - pn - 1 : 0, req);
+  } else {
+    http_error(c, 404, VD_ENOT_FOUND,
+               "no such path: POST /v1/decisions, POST /v1/decisions/{kind}, "
+               "GET /v1/decisions/{id}, GET /health, GET /health/ready",
+               NULL);
+  }
+  conn_account(c);
+  return c->close_when_flushed;
+}
+
+/* A request sent "Expect: 100-continue": tell it to send the body (in
+ * order, behind the answers to its requests before). */
+static void http_on_continue(void *arg) {
+  vd_conn_t *c = arg;
+  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  respond(c, cont, sizeof cont - 1, 0, NULL, NULL);
+}
+
+/* Bytes from an HTTP client. */
+static void http_read(vd_conn_t *c, const char *p, size_t n) {
+  int st;
+  c->last_ms = vd_now_ms();
+  st = vd_http_feed(c->http, p, n);
+  if (st > 0) { /* refused: answer, then close */
+    c->keep_alive = 0;
+    http_error(c, st, c->http->error_code, c->http->error_msg, NULL);
+  }
+  if (st != 0) {
+    c->close_when_flushed = 1;
+    conn_read_stop(c);
+    c->eof = 1;
+  }
+}
+
+/* Every VD_HTTP_SWEEP_MS while HTTP connections are open: a request begun
+ * VD_HTTP_REQUEST_MS ago and not complete gets 408 and a close; an idle
+ * keep-alive connection (nothing of it waiting) is closed after
+ * VD_HTTP_IDLE_MS.  A slow client costs its own connection, no more. */
+static void on_http_sweep(uv_timer_t *t) {
+  vd_worker_t *w = t->data;
+  int64_t now = vd_now_ms();
+  vd_conn_t *c, *next;
+  for (c = w->conns; c; c = next) {
+    next = c->next;
+    if (!c->http || c->closing)
+      continue;
+    if (c->http->in_message && !c->close_when_flushed &&
+        now - c->http->started_ms > VD_HTTP_REQUEST_MS) {
+      c->keep_alive = 0;
+      http_error(c, 408, VD_EBAD_REQUEST,
+                 "the request was not complete within 10 s", NULL);
+      conn_read_stop(c);
+      c->eof = 1;
+      conn_flush(c);
+      conn_maybe_close(c);
+    } else if (!c->http->in_message && c->npending == 0 && c->out.len == 0 &&
+               c->inflight == 0 && now - c->last_ms > VD_HTTP_IDLE_MS) {
+      conn_close(c);
+    } else if (c->close_when_flushed && c->inflight &&
+               now - c->last_ms > VD_HTTP_REQUEST_MS) {
+      conn_close(c); /* its last answer, never read */
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * The NDJSON socket meets an HTTP client
+ * ------------------------------------------------------------------------ */
+
+/* Whether c's first bytes are an HTTP request line ("GET / HTTP/1.1"):
+ * 1 yes, 0 no, -1 not yet known (fewer bytes than a method and a space).
+ * A request line begins with capitals, which no JSON value does. */
+static int looks_like_http(const char *p, size_t n) {
+  size_t i;
+  for (i = 0; i < n && i < 8; i++) {
+    if (p[i] == ' ')
+      return i > 0 && i + 1 < n ? p[i + 1] == '/' || p[i + 1] == '*' ||
+                                      (p[i + 1] >= 'a' && p[i + 1] <= 'z')
+             : i > 0 ? -1 : 0;
+    if (p[i] < 'A' || p[i] > 'Z')
+      return 0;
+  }
+  return i < 8 ? -1 : 0;
+}
+
+/* One HTTP 400 that names --http, then the connection closes; nothing is
+ * decided and nothing recorded. */
+static void refuse_http(vd_conn_t *c) {
+  static const char body[] =
+      "{\"id\":null,\"error\":{\"code\":\"bad_request\",\"message\":\"this "
+      "is verdictd's NDJSON decision socket (one JSON request per line); "
+      "HTTP is served on the listener verdictd --http HOST:PORT opens\"}}\n";
+  vd_buf_t msg = VD_BUF_INIT;
+  vd_http_write(&msg, 400, "application/json", NULL, body, sizeof body - 1,
+                0);
+  respond(c, msg.data, msg.len, 0, NULL, NULL);
+  vd_buf_release(&msg);
+  count_response(c->w, VD_EBAD_REQUEST);
+  vd_framer_release(&c->framer);
+  vd_framer_init(&c->framer, c->w->daemon->opts.max_line);
+  c->close_when_flushed = 1;
+  conn_read_stop(c);
+  c->eof = 1;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   vd_conn_t *c = s->data;
   const char *line;
   size_t len;
-  if (nread > 0) {
+  if (nread > 0 && c->http) {
+    http_read(c, buf->base, (size_t)nread);
+  } else if (nread > 0) {
     vd_framer_feed(&c->framer, buf->base, (size_t)nread);
-    process_lines(c);
+    if (!c->sniffed) {
+      int h = looks_like_http(c->framer.buf.data + c->framer.start,
+                              vd_framer_pending(&c->framer));
+      c->sniffed = h != -1;
+      if (h == 1)
+        refuse_http(c);
+    }
+    if (c->sniffed && !c->close_when_flushed)
+      process_lines(c);
+  } else if (nread == UV_EOF && c->http) {
+    conn_read_stop(c);
+    c->eof = 1;
   } else if (nread == UV_EOF) {
     /* Half-close: answer everything received, a last unterminated line
      * included, then close when the answers are out. */
@@ -811,6 +1204,20 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
   snprintf(c->peer, sizeof c->peer, "%s", ho->peer);
   vd_framer_init(&c->framer, w->daemon->opts.max_line);
   vd_buf_init(&c->out);
+  if (ho->is_http) {
+    c->http = malloc(sizeof *c->http);
+    if (!c->http) {
+      close(ho->fd);
+      free(c);
+      return;
+    }
+    vd_http_init(c->http, w->daemon->opts.max_line, http_on_request,
+                 http_on_continue, c);
+    c->last_ms = vd_now_ms();
+    if (w->nhttp++ == 0)
+      uv_timer_start(&w->http_sweep, on_http_sweep, VD_HTTP_SWEEP_MS,
+                     VD_HTTP_SWEEP_MS);
+  }
   if (ho->is_tcp) {
     uv_tcp_init(&w->loop, &c->h.tcp);
     rc = uv_tcp_open(&c->h.tcp, ho->fd);
@@ -967,6 +1374,8 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
   w->wake.data = w;
   uv_timer_init(&w->loop, &w->recheck);
   w->recheck.data = w;
+  uv_timer_init(&w->loop, &w->http_sweep);
+  w->http_sweep.data = w;
   rc = uv_thread_create(&w->thread, worker_main, w);
   if (rc)
     goto out_wake;
@@ -976,6 +1385,7 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
 out_wake:
   uv_close((uv_handle_t *)&w->wake, NULL);
   uv_close((uv_handle_t *)&w->recheck, NULL);
+  uv_close((uv_handle_t *)&w->http_sweep, NULL);
   uv_run(&w->loop, UV_RUN_NOWAIT);
 out_mutex:
   uv_mutex_destroy(&w->lock);

@@ -1,0 +1,468 @@
+"""The HTTP/1.1 API (verdictd --http; docs/protocol.md, "HTTP").
+
+Driven as integrators would: curl, Python's http.client, and raw bytes
+where a client misbehaves.  A decision over HTTP must be the decision the
+socket gives, recorded the same way.
+"""
+import http.client
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import AT, FIXTURES, Daemon, free_port, request, run_cli
+
+HOSTILE = os.path.join(FIXTURES, "hostile")
+
+SLA_INPUT = {"complaint_id": "C-1", "category": "broadband_fault",
+             "channel": "hotline", "customer_grade": "retail",
+             "received_at": "2026-09-30T16:20:00+08:00"}
+COMP_INPUT = {"complaint_id": "C-2", "category": "billing",
+              "customer_grade": "retail", "cause": "carrier",
+              "charged_fen": 12800, "due_fen": 8800}
+
+
+class HttpDaemon(Daemon):
+    """A verdictd with --http on a free loopback port, ready once the HTTP
+    listener takes a connection."""
+
+    def __init__(self, args=(), **kw):
+        self.http_port = free_port()
+        super().__init__(args=["--http", "127.0.0.1:%d" % self.http_port]
+                         + list(args), **kw)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.http_port),
+                                         timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("the HTTP listener did not open")
+
+    def http(self, timeout=20):
+        return http.client.HTTPConnection("127.0.0.1", self.http_port,
+                                          timeout=timeout)
+
+    def call(self, method, path, body=None, headers=None, conn=None):
+        """(status, headers dict, decoded JSON body) of one request."""
+        own = conn is None
+        c = conn or self.http()
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+        if own:
+            c.close()
+        return r.status, hdrs, json.loads(data) if data else None
+
+    def raw(self):
+        return socket.create_connection(("127.0.0.1", self.http_port),
+                                        timeout=20)
+
+    def rows(self):
+        db = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM decisions").fetchone()[0]
+        finally:
+            db.close()
+
+
+def read_responses(sock, n):
+    """Read N HTTP/1.1 responses (Content-Length framed) from SOCK:
+    [(status, headers, body bytes)], then whether the peer closed after."""
+    buf = b""
+    out = []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed after %d responses: %r" % (len(out), buf))
+            buf += chunk
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            hdrs[k.strip().lower()] = v.strip()
+        length = int(hdrs.get("content-length", "0"))
+        while len(buf) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed inside a body")
+            buf += chunk
+        body, buf = buf[:length], buf[length:]
+        if status != 100:
+            out.append((status, hdrs, body))
+    return out
+
+
+def closed(sock):
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+    except OSError:
+        return True
+
+
+def same_decision(a, b):
+    """The parts of two answers that must agree (ids and timings differ)."""
+    keys = ("kind", "region", "policy_region", "revision", "at", "result",
+            "trace", "error")
+    return {k: a.get(k) for k in keys}, {k: b.get(k) for k in keys}
+
+
+class Endpoints(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = HttpDaemon(tcp=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def test_health(self):
+        st, h, body = self.d.call("GET", "/health")
+        self.assertEqual(st, 200)
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertEqual(body, {"status": "ok"})
+        st, _, body = self.d.call("GET", "/health/ready")
+        self.assertEqual(st, 200)
+        self.assertTrue(body["ready"])
+        self.assertTrue(body["revision"].startswith("sha256:"))
+        st, h, body = self.d.call("POST", "/health", body="{}")
+        self.assertEqual(st, 405)
+        self.assertEqual(h["allow"], "GET")
+        self.assertEqual(body["error"]["code"], "bad_request")
+
+    def test_decision_same_as_socket(self):
+        for kind, inp in (("sla", SLA_INPUT), ("compensation", COMP_INPUT)):
+            req = request(kind, "GD-SZ", inp, rid=kind + "-http")
+            st, _, over_http = self.d.call("POST", "/v1/decisions", req)
+            self.assertEqual(st, 200, over_http)
+            c = self.d.connect()
+            over_socket = c.call(**req)
+            c.close()
+            self.assertEqual(over_http["id"], kind + "-http")
+            self.assertIn("result", over_http)
+            a, b = same_decision(over_http, over_socket)
+            self.assertEqual(a, b)
+
+    def test_decision_by_kind(self):
+        st, _, by_kind = self.d.call(
+            "POST", "/v1/decisions/compensation?region=GD-SZ&at=" + AT,
+            COMP_INPUT)
+        self.assertEqual(st, 200, by_kind)
+        # the offset's '+' escaped as %2B reads the same
+        st, _, escaped = self.d.call(
+            "POST", "/v1/decisions/compensation?region=GD-SZ&at="
+            + AT.replace("+", "%2B"), COMP_INPUT)
+        self.assertEqual(st, 200, escaped)
+        st, _, whole = self.d.call(
+            "POST", "/v1/decisions",
+            request("compensation", "GD-SZ", COMP_INPUT))
+        a, b = same_decision(by_kind, whole)
+        self.assertEqual(a, b)
+        a, b = same_decision(escaped, whole)
+        self.assertEqual(a, b)
+
+    def test_body_cannot_add_fields(self):
+        # a second "kind" after the input would override the path's
+        st, _, body = self.d.call(
+            "POST", "/v1/decisions/compensation?region=GD-SZ",
+            '{"charged_fen":1,"due_fen":1},"kind":"sla"')
+        self.assertEqual(st, 400, body)
+        self.assertEqual(body["error"]["code"], "bad_request")
+
+    def test_error_statuses(self):
+        cases = [
+            ("/v1/decisions", "{not json", 400, "bad_request"),
+            ("/v1/decisions", request("sla", "GD-SZ", {"x": 1}), 422,
+             "bad_input"),
+            ("/v1/decisions", request("nope", "GD-SZ", {}), 404,
+             "unknown_kind"),
+            ("/v1/decisions", request("sla", "ZZ", SLA_INPUT), 404,
+             "unknown_region"),
+            ("/v1/decisions", {"op": "reload"}, 403, "forbidden"),
+            ("/v1/decisions", "", 400, "bad_request"),
+            ("/v1/decisions/sla?region=GD-SZ", {"x": 1}, 422, "bad_input"),
+            ("/v1/decisions/sla?region=%zz", SLA_INPUT, 400, "bad_request"),
+            ("/v2/nothing", "{}", 404, "not_found"),
+        ]
+        c = self.d.http()
+        for path, body, status, code in cases:
+            st, h, got = self.d.call("POST", path, body, conn=c)
+            self.assertEqual((st, got["error"]["code"]), (status, code),
+                             (path, body, got))
+            self.assertNotIn("connection", h)  # the connection stays usable
+        c.close()
+        st, h, got = self.d.call("DELETE", "/v1/decisions")
+        self.assertEqual(st, 405)
+        self.assertEqual(h["allow"], "POST")
+
+    def test_lookup(self):
+        st, _, made = self.d.call("POST", "/v1/decisions",
+                                  request("sla", "GD-SZ", SLA_INPUT, rid=7))
+        self.assertEqual(st, 200)
+        st, _, rec = self.d.call("GET", "/v1/decisions/" + made["decision_id"])
+        self.assertEqual(st, 200, rec)
+        self.assertEqual(rec["decision_id"], made["decision_id"])
+        self.assertEqual(rec["result"], made["result"])
+        self.assertEqual(rec["trace"], made["trace"])
+        self.assertEqual(rec["request"]["input"], SLA_INPUT)
+        self.assertTrue(rec["client"].startswith("127.0.0.1:"))
+        # what the auditors' command shows of it
+        rc, out, err = run_cli("history", "show", made["decision_id"],
+                               "--db", self.d.db, "--format", "json")
+        self.assertEqual(rc, 0, err)
+        shown = json.loads(out)
+        for k in ("seq", "hash", "revision", "kind", "region", "at"):
+            self.assertEqual(rec[k], shown[k], k)
+        st, _, got = self.d.call("GET", "/v1/decisions/0000-nothing")
+        self.assertEqual((st, got["error"]["code"]), (404, "not_found"))
+
+    def test_keepalive_and_pipelining(self):
+        s = self.d.raw()
+        reqs = b""
+        for i in range(5):
+            body = json.dumps(request("sla", "GD-SZ", SLA_INPUT, rid=i)).encode()
+            reqs += (b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        reqs += b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        s.sendall(reqs)  # all at once: pipelined
+        got = read_responses(s, 6)
+        self.assertEqual([g[0] for g in got], [200] * 6)
+        self.assertEqual([json.loads(g[2]).get("id") for g in got[:5]],
+                         list(range(5)))
+        # still open: one more, then Connection: close ends it
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        (st, h, _), = read_responses(s, 1)
+        self.assertEqual((st, h.get("connection")), (200, "close"))
+        self.assertTrue(closed(s))
+        s.close()
+
+    def test_chunked_and_expect_continue(self):
+        body = json.dumps(request("sla", "GD-SZ", SLA_INPUT, rid="ch")).encode()
+        s = self.d.raw()
+        s.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n"
+                  + b"%x\r\n" % 10 + body[:10] + b"\r\n"
+                  + b"%x\r\n" % (len(body) - 10) + body[10:] + b"\r\n0\r\n\r\n")
+        (st, _, data), = read_responses(s, 1)
+        self.assertEqual((st, json.loads(data)["id"]), (200, "ch"))
+        s.close()
+        # curl sends Expect: 100-continue for larger bodies
+        big = json.dumps(request("sla", "GD-SZ", SLA_INPUT, rid="big"),
+                         indent=200)
+        self.assertGreater(len(big), 2000)
+        out = subprocess.run(
+            ["curl", "-sS", "-H", "Expect: 100-continue",
+             "-H", "Content-Type: application/json", "--data-binary", big,
+             "-w", "\n%{http_code}",
+             "http://127.0.0.1:%d/v1/decisions" % self.d.http_port],
+            capture_output=True, text=True, timeout=30)
+        text, code = out.stdout.rsplit("\n", 1)
+        self.assertEqual(code, "200", out.stderr)
+        self.assertEqual(json.loads(text)["id"], "big")
+
+    def test_curl(self):
+        out = subprocess.run(
+            ["curl", "-sS", "-w", "\n%{http_code}", "--data-binary",
+             json.dumps(SLA_INPUT), "http://127.0.0.1:%d/v1/decisions/sla"
+             "?region=GD-SZ&at=2026-11-23T10:00:00%%2B08:00" % self.d.http_port],
+            capture_output=True, text=True, timeout=30)
+        text, code = out.stdout.rsplit("\n", 1)
+        self.assertEqual(code, "200", out.stderr)
+        self.assertEqual(json.loads(text)["kind"], "sla")
+
+    def test_recorded_once(self):
+        before = self.d.rows()
+        for i in range(3):
+            self.d.call("POST", "/v1/decisions",
+                        request("sla", "GD-SZ", SLA_INPUT, rid=i))
+        self.d.call("POST", "/v1/decisions", "{bad")
+        self.d.call("GET", "/health")
+        self.d.call("GET", "/v2/none")
+        # durable: each answer came after its record committed
+        self.assertEqual(self.d.rows(), before + 4)
+
+    def test_ndjson_listener_refuses_http(self):
+        before = self.d.rows()
+        for tcp in (True, False):
+            if tcp:
+                s = socket.create_connection(("127.0.0.1", self.d.port),
+                                             timeout=20)
+            else:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(20)
+                s.connect(self.d.socket)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            (st, h, body), = read_responses(s, 1)
+            self.assertEqual(st, 400)
+            self.assertEqual(h["connection"], "close")
+            self.assertIn("--http", json.loads(body)["error"]["message"])
+            self.assertTrue(closed(s))
+            s.close()
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w",
+                              "%{http_code}",
+                              "http://127.0.0.1:%d/health" % self.d.port],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.stdout, "400")
+        self.assertEqual(self.d.rows(), before)  # at most one: none
+        # a JSON line is still served on the same listener
+        c = self.d.connect(tcp=True)
+        self.assertIn("result", c.call(**request("sla", "GD-SZ", SLA_INPUT)))
+        c.close()
+
+
+class Limits(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = HttpDaemon(args=["--max-line", "4096"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def test_body_too_large(self):
+        big = json.dumps(request("sla", "GD-SZ", SLA_INPUT), indent=1000)
+        st, h, body = self.d.call("POST", "/v1/decisions", big)
+        self.assertEqual((st, body["error"]["code"]), (413, "too_large"))
+        self.assertEqual(h["connection"], "close")
+        # the same, chunked: counted as it arrives
+        s = self.d.raw()
+        s.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(3):
+            s.sendall(b"800\r\n" + b"x" * 2048 + b"\r\n")
+        (st, _, _), = read_responses(s, 1)
+        self.assertEqual(st, 413)
+        self.assertTrue(closed(s))
+        s.close()
+
+    def test_headers_too_large(self):
+        s = self.d.raw()
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                  + b"X-Junk: " + b"j" * 20000 + b"\r\n\r\n")
+        (st, _, body), = read_responses(s, 1)
+        self.assertEqual((st, json.loads(body)["error"]["code"]),
+                         (431, "too_large"))
+        self.assertTrue(closed(s))
+        s.close()
+
+    def test_malformed(self):
+        s = self.d.raw()
+        s.sendall(b"BREW /pot HTCPCP/1.0\r\n\r\n")
+        (st, _, body), = read_responses(s, 1)
+        self.assertEqual((st, json.loads(body)["error"]["code"]),
+                         (400, "bad_request"))
+        self.assertTrue(closed(s))
+        s.close()
+
+    def test_slow_client_hurts_only_itself(self):
+        slow = self.d.raw()
+        slow.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.time()
+        # the others are served meanwhile
+        for _ in range(5):
+            st, _, _ = self.d.call("GET", "/health")
+            self.assertEqual(st, 200)
+        self.assertLess(time.time() - t0, 5)
+        (st, _, body), = read_responses(slow, 1)  # within 10 s and a sweep
+        self.assertEqual(st, 408)
+        self.assertLess(time.time() - t0, 15)
+        self.assertTrue(closed(slow))
+        slow.close()
+
+    def test_never_reading_client(self):
+        # sends many pipelined requests and reads nothing: held to
+        # --max-pending, the others served
+        s = self.d.raw()
+        s.setblocking(False)
+        body = json.dumps(request("sla", "GD-SZ", SLA_INPUT)).encode()
+        one = (b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        sent = 0
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                sent += s.send(one * 50)
+            except BlockingIOError:
+                break
+        for _ in range(3):
+            st, _, _ = self.d.call("GET", "/health")
+            self.assertEqual(st, 200)
+        s.close()
+
+
+class PolicyFailures(unittest.TestCase):
+    def test_policy_errors(self):
+        d = HttpDaemon(policies=HOSTILE, unchecked=True)
+        try:
+            for kind, status, code in (("boom", 500, "policy_error"),
+                                       ("bomb", 503, "policy_memory"),
+                                       ("loop", 503, "policy_timeout")):
+                st, _, body = d.call("POST", "/v1/decisions",
+                                     request(kind, "national", {}))
+                self.assertEqual((st, body["error"]["code"]), (status, code))
+            st, _, body = d.call("POST", "/v1/decisions",
+                                 request("ok", "national", {}))
+            self.assertEqual((st, body["result"]), (200, {"ok": True}))
+        finally:
+            d.stop()
+
+
+class ReloadUnderLoad(unittest.TestCase):
+    def test_no_failed_request(self):
+        d = HttpDaemon(workers=2)
+        stop = threading.Event()
+        failures = []
+        counts = [0]
+
+        def client():
+            c = d.http()
+            while not stop.is_set():
+                try:
+                    st, _, body = d.call(
+                        "POST", "/v1/decisions/sla?region=GD-SZ", SLA_INPUT,
+                        conn=c)
+                    if st != 200 or "result" not in body:
+                        failures.append((st, body))
+                    counts[0] += 1
+                except Exception as e:  # noqa: BLE001 - any failure counts
+                    failures.append(repr(e))
+                    c.close()
+                    c = d.http()
+            c.close()
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        try:
+            for t in threads:
+                t.start()
+            for _ in range(3):
+                time.sleep(0.5)
+                d.proc.send_signal(1)  # SIGHUP: reload
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+            d.stop()
+        self.assertEqual(failures, [])
+        self.assertGreater(counts[0], 20)
+        self.assertIn("sighup", d.read_log().lower())
+
+
+if __name__ == "__main__":
+    unittest.main()
