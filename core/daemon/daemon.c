@@ -396,6 +396,29 @@ static void on_overrun_check(uv_timer_t *t) {
   }
 }
 
+/* Read --tokens into d->tokens: at start-up, and again on SIGHUP, where a
+ * file that fails keeps the tokens in force.  0 or an error (logged). */
+static int load_tokens(vd_daemon_t *d) {
+  vd_tokens_t *t = NULL, *old;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_tokens_load(d->opts.tokens, &t, &err);
+  if (rc != 0) {
+    vd_daemon_log("%s%s", err.len ? err.data : "--tokens: out of memory",
+                  d->tokens ? "; the tokens read before stay in force" : "");
+    vd_buf_release(&err);
+    return rc;
+  }
+  uv_rwlock_wrlock(&d->tokens_lock);
+  old = d->tokens;
+  d->tokens = t;
+  uv_rwlock_wrunlock(&d->tokens_lock);
+  vd_tokens_free(old);
+  vd_daemon_log("--tokens %s: %zu credential%s", d->opts.tokens,
+                vd_tokens_count(t), vd_tokens_count(t) == 1 ? "" : "s");
+  vd_buf_release(&err);
+  return 0;
+}
+
 static void on_stop_signal(uv_signal_t *s, int signum) {
   daemon_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -404,6 +427,8 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
 static void on_hup(uv_signal_t *s, int signum) {
   vd_daemon_t *d = s->data;
   (void)signum;
+  if (d->opts.tokens)
+    load_tokens(d);
   vd_admin_reload(d, "sighup", NULL, NULL);
 }
 
@@ -526,6 +551,7 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   vd_buf_init(&d->last_failure);
   vd_buf_init(&d->in_force);
   uv_mutex_init(&d->state_lock);
+  uv_rwlock_init(&d->tokens_lock);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, not death */
   uv_signal_init(d->loop, &d->sig_term);
@@ -551,6 +577,9 @@ static void daemon_release(vd_daemon_t *d) {
   vd_buf_release(&d->last_failure);
   vd_buf_release(&d->in_force);
   uv_mutex_destroy(&d->state_lock);
+  vd_tokens_free(d->tokens);
+  d->tokens = NULL;
+  uv_rwlock_destroy(&d->tokens_lock);
 }
 
 /* Load the bundle; it is validated by make_engines(). */
@@ -668,6 +697,13 @@ static int open_listeners(vd_daemon_t *d) {
     d->tcp_poll.data = d;
   }
   if (d->opts.http) {
+    if (d->opts.tokens && load_tokens(d) != 0) {
+      vd_buf_release(&err);
+      return VD_EINVALID;
+    }
+    if (!d->opts.tokens)
+      vd_daemon_log("--http %s has no credentials (--tokens): serving "
+                    "loopback clients only", d->opts.http);
     d->http_fd = listen_tcp("--http", d->opts.http, &err);
     if (d->http_fd < 0)
       goto fail;

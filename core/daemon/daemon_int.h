@@ -119,7 +119,10 @@ typedef struct vd_http_req {
   int keep_alive;       /* the connection may serve another request */
 } vd_http_req_t;
 
-/* Called for each complete request; non-zero: read no further. */
+/* Called for each complete request: 0 to go on, VD_HTTP_PAUSE to parse
+ * no further until vd_http_resume() (an answer that comes later), any
+ * other value to read no further. */
+#define VD_HTTP_PAUSE 2
 typedef int (*vd_http_request_cb)(void *arg, vd_http_req_t *req);
 
 /* An HTTP connection's parser (http.c).  Fields after `parser` are
@@ -133,6 +136,8 @@ typedef struct vd_http {
   int in_message;       /* a request begun and not complete */
   int64_t started_ms;   /* ...since */
   int stopped;          /* on_request said stop */
+  int paused;           /* ...or pause: the bytes after wait in rest */
+  vd_buf_t rest;
   uint64_t nrequests;
   int error_status;     /* 400, 413, 431: the request refused, and why */
   int error_code;
@@ -152,7 +157,9 @@ void vd_http_release(vd_http_t *h);
  * -1 once on_request said stop, or the status of a refused request
  * (h->error_*): answer it and close; nothing more is parsed. */
 int vd_http_feed(vd_http_t *h, const char *p, size_t n);
-/* Bytes H holds of a request not yet complete. */
+/* Parse what waited since on_request paused; as vd_http_feed(). */
+int vd_http_resume(vd_http_t *h);
+/* Bytes H holds of requests not yet complete or not yet parsed. */
 size_t vd_http_held(const vd_http_t *h);
 /* Append a response: status line, Content-Type, Content-Length,
  * "Connection: close" unless KEEP_ALIVE, EXTRA_HEADERS (each ending in
@@ -160,6 +167,20 @@ size_t vd_http_held(const vd_http_t *h);
 void vd_http_write(vd_buf_t *out, int status, const char *content_type,
                    const char *extra_headers, const char *body, size_t len,
                    int keep_alive);
+
+/* auth.c: the token file (--tokens).  A table never changes once loaded:
+ * any thread may read one it holds (under d->tokens_lock). */
+enum { VD_ROLE_DECIDE = 1, VD_ROLE_AUDIT = 2, VD_ROLE_ADMIN = 4 };
+typedef struct vd_tokens vd_tokens_t;
+/* Read PATH: 0 and *out (vd_tokens_free() it), or an error with err
+ * naming the file and line. */
+int vd_tokens_load(const char *path, vd_tokens_t **out, vd_buf_t *err);
+void vd_tokens_free(vd_tokens_t *t);
+size_t vd_tokens_count(const vd_tokens_t *t);
+/* The roles (VD_ROLE_* bits) of the bearer token [token, token+len), its
+ * credential's name into name[cap]; 0 for a token not in T. */
+unsigned vd_tokens_check(const vd_tokens_t *t, const char *token, size_t len,
+                         char *name, size_t cap);
 
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
@@ -254,6 +275,9 @@ struct vd_daemon {
 
   int unix_fd, tcp_fd, http_fd;
   uv_poll_t unix_poll, tcp_poll, http_poll;
+  /* --tokens, reread on SIGHUP; NULL without (HTTP serves loopback only) */
+  vd_tokens_t *tokens;
+  uv_rwlock_t tokens_lock;
   /* the history's last batch failed (0 once one commits): /health/ready */
   atomic_int history_failing;
   uv_timer_t accept_pause;

@@ -133,11 +133,17 @@ static int on_message_complete(http_parser *p) {
   h->in_message = 0;
   h->req.keep_alive = http_should_keep_alive(p);
   h->nrequests++;
-  if (h->on_request(h->arg, &h->req) != 0) {
+  switch (h->on_request(h->arg, &h->req)) {
+  case 0:
+    return 0;
+  case VD_HTTP_PAUSE: /* vd_http_feed() keeps the bytes after this one */
+    h->paused = 1;
+    http_parser_pause(p, 1);
+    return 0;
+  default:
     h->stopped = 1;
     return 1;
   }
-  return 0;
 }
 
 static const http_parser_settings settings = {
@@ -163,9 +169,11 @@ void vd_http_init(vd_http_t *h, size_t max_body, vd_http_request_cb on_request,
   vd_buf_init(&h->req.body);
   vd_buf_init(&h->req.auth);
   vd_buf_init(&h->req.idem);
+  vd_buf_init(&h->rest);
 }
 
 void vd_http_release(vd_http_t *h) {
+  vd_buf_release(&h->rest);
   vd_buf_release(&h->req.target);
   vd_buf_release(&h->req.body);
   vd_buf_release(&h->req.auth);
@@ -176,11 +184,19 @@ int vd_http_feed(vd_http_t *h, const char *p, size_t n) {
   size_t done;
   if (h->stopped || h->error_status)
     return h->error_status ? h->error_status : -1;
+  if (h->paused) { /* behind what waits already */
+    vd_buf_add(&h->rest, p, n);
+    return 0;
+  }
   done = http_parser_execute(&h->parser, &settings, p, n);
   if (h->stopped)
     return -1;
   if (h->error_status)
     return h->error_status;
+  if (h->paused) {
+    vd_buf_add(&h->rest, p + done, n - done);
+    return 0;
+  }
   if (HTTP_PARSER_ERRNO(&h->parser) != HPE_OK || done != n) {
     enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
     h->error_status = 400;
@@ -192,8 +208,21 @@ int vd_http_feed(vd_http_t *h, const char *p, size_t n) {
   return 0;
 }
 
+int vd_http_resume(vd_http_t *h) {
+  vd_buf_t rest = h->rest;
+  int rc;
+  if (!h->paused)
+    return 0;
+  h->paused = 0;
+  http_parser_pause(&h->parser, 0);
+  vd_buf_init(&h->rest);
+  rc = rest.len ? vd_http_feed(h, rest.data, rest.len) : 0;
+  vd_buf_release(&rest);
+  return rc;
+}
+
 size_t vd_http_held(const vd_http_t *h) {
-  return h->req.target.len + h->req.body.len + h->req.auth.len +
+  return h->rest.len + h->req.target.len + h->req.body.len + h->req.auth.len +
          h->req.idem.len;
 }
 

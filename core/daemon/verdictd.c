@@ -19,6 +19,9 @@ static void usage(FILE *f) {
       "  --listen HOST:PORT   also serve decisions over TCP (default: off)\n"
       "  --http HOST:PORT     also serve the HTTP/1.1 API (docs/protocol.md,\n"
       "                       \"HTTP\"; default: off)\n"
+      "  --tokens FILE        HTTP bearer tokens, lines NAME ROLE SHA256HEX\n"
+      "                       (roles decide, audit, admin); reread on SIGHUP.\n"
+      "                       Without: HTTP serves loopback clients only\n"
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
       "  --watch              reload when the policy directory changes\n"
       "  --db PATH            history database (default: " VD_DEFAULT_DB ")\n"
@@ -69,6 +72,7 @@ int main(int argc, char **argv) {
       {"socket", required_argument, 0, 's'},
       {"listen", required_argument, 0, 'l'},
       {"http", required_argument, 0, 'H'},
+      {"tokens", required_argument, 0, 'K'},
       {"admin-socket", required_argument, 0, 'a'},
       {"db", required_argument, 0, 'd'},
       {"log-mode", required_argument, 0, 'm'},
@@ -110,6 +114,7 @@ int main(int argc, char **argv) {
     case 's': o.socket = optarg; break;
     case 'l': o.listen = optarg; break;
     case 'H': o.http = optarg; break;
+    case 'K': o.tokens = optarg; break;
     case 'a': o.admin_socket = optarg; break;
     case 'd': o.db = optarg; break;
     case 'm':

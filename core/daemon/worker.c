@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,6 +75,9 @@ struct vd_conn {
   vd_http_t *http;      /* an HTTP connection (--http), else NULL */
   int keep_alive;       /* HTTP: the request being answered allows more */
   int64_t last_ms;      /* HTTP: when it last sent or was answered */
+  int loopback;         /* the peer is 127.0.0.0/8 or ::1 */
+  char who[64];         /* HTTP: the credential of the request, or "" */
+  char client[136];     /* what the history records as the client */
   char peer[64];
 };
 
@@ -260,7 +264,7 @@ static void conn_close(vd_conn_t *c) {
 }
 
 static void conn_read_start(vd_conn_t *c) {
-  if (c->reading || c->closing || c->eof)
+  if (c->reading || c->closing || c->eof || (c->http && c->http->paused))
     return;
   if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
     c->reading = 1;
@@ -685,7 +689,7 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
       r.facts_len = d->facts.len;
     }
     r.elapsed_us = (int64_t)(d->elapsed_ns / 1000);
-    r.client = c->peer;
+    r.client = c->who[0] ? c->client : c->peer;
     if (vd_history_submit(h, w->index, &r, &seq) != 0) {
       atomic_store(&w->daemon->history_failing, 1);
       code = VD_EINTERNAL;
@@ -990,6 +994,257 @@ static void http_decide_kind(vd_conn_t *c, const char *kind, const char *q,
   vd_buf_release(&err);
 }
 
+/* Whether the request may do what ROLE allows; if not, it is answered
+ * (401 without a known token, 403 with one that lacks the role, or from a
+ * non-loopback peer when no --tokens are set) and 0 is returned.  Sets
+ * c->who to the credential's name ("" on loopback without tokens). */
+static int authorize(vd_conn_t *c, vd_http_req_t *req, unsigned role) {
+  vd_daemon_t *d = c->w->daemon;
+  static const char bearer[] = "Bearer ";
+  static const char challenge[] =
+      "WWW-Authenticate: Bearer realm=\"verdict\"\r\n";
+  const char *tok = req->auth.data;
+  size_t n = req->auth.len;
+  unsigned roles = 0;
+  int configured;
+  char name[64] = "";
+  c->who[0] = '\0';
+  uv_rwlock_rdlock(&d->tokens_lock);
+  configured = d->tokens != NULL;
+  if (configured && n > sizeof bearer - 1 &&
+      strncasecmp(tok, bearer, sizeof bearer - 1) == 0)
+    roles = vd_tokens_check(d->tokens, tok + sizeof bearer - 1,
+                            n - (sizeof bearer - 1), name, sizeof name);
+  uv_rwlock_rdunlock(&d->tokens_lock);
+  if (!configured) {
+    if (c->loopback)
+      return 1;
+    http_error(c, 403, VD_EFORBIDDEN,
+               "this listener has no credentials (verdictd --tokens) and "
+               "serves loopback clients only", NULL);
+    return 0;
+  }
+  if (!roles) {
+    http_error(c, 401, VD_EFORBIDDEN,
+               n ? "the bearer token is not known (verdictd --tokens)"
+                 : "a bearer token is required (Authorization: Bearer ...)",
+               challenge);
+    return 0;
+  }
+  snprintf(c->who, sizeof c->who, "%s", name);
+  snprintf(c->client, sizeof c->client, "%s@%s", name, c->peer);
+  if (!(roles & role)) {
+    vd_buf_t msg = VD_BUF_INIT;
+    vd_buf_addf(&msg, "credential '%s' lacks the %s role", name,
+                role == VD_ROLE_DECIDE ? "decide"
+                : role == VD_ROLE_AUDIT ? "audit" : "admin");
+    http_error(c, 403, VD_EFORBIDDEN, msg.data, NULL);
+    vd_buf_release(&msg);
+    return 0;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * HTTP /v1/admin/...: the admin socket's operations, asked over it
+ *
+ * admin.c owns reloads, activations and the revisions' reads, on the main
+ * thread; an admin request over HTTP is passed to it as one line on the
+ * admin socket (--admin-socket), with the credential's name as "who", and
+ * its answer line is the response's body.  The connection parses nothing
+ * further until the answer is in (vd_http_t's pause), so its answers keep
+ * their order.
+ * ------------------------------------------------------------------------ */
+
+typedef struct vd_admin_call {
+  uv_pipe_t pipe;
+  uv_connect_t connect;
+  uv_write_t write;
+  vd_conn_t *conn;      /* holds a reference */
+  vd_buf_t line;        /* the request, then the answer as it comes */
+  int answered;
+} vd_admin_call_t;
+
+static void http_resume(vd_conn_t *c);
+
+static void on_admin_call_closed(uv_handle_t *h) {
+  vd_admin_call_t *a = h->data;
+  vd_buf_release(&a->line);
+  free(a);
+}
+
+/* The answer (or why there is none) to c's admin request: to the client,
+ * and c parses on. */
+static void admin_call_end(vd_admin_call_t *a, const char *line, size_t len) {
+  vd_conn_t *c = a->conn;
+  if (a->answered)
+    return;
+  a->answered = 1;
+  if (!c->closing) {
+    if (line) {
+      /* the error's code, as admin.c's vd_wire_write_error() wrote it */
+      const char *e = memmem(line, len, "\"error\":{\"code\":\"", 17);
+      char name[32] = "";
+      int code = 0;
+      if (e) {
+        size_t k = 0;
+        e += 17;
+        while (k + 1 < sizeof name && e < line + len && *e != '"')
+          name[k++] = *e++;
+        name[k] = '\0';
+        code = vd_err_from_name(name);
+        if (!code)
+          code = VD_EINTERNAL;
+      }
+      http_answer(c, vd_wire_http_status(code), line, len, NULL);
+    } else {
+      http_error(c, 503, VD_EINTERNAL,
+                 "the admin socket did not answer", NULL);
+    }
+    http_resume(c);
+  }
+  uv_close((uv_handle_t *)&a->pipe, on_admin_call_closed);
+  conn_unref(c);
+}
+
+static void on_admin_call_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+  vd_admin_call_t *a = h->data;
+  (void)n;
+  vd_buf_grow(&a->line, 65536);
+  *b = uv_buf_init(a->line.data + a->line.len, 65536);
+}
+
+static void on_admin_call_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  vd_admin_call_t *a = s->data;
+  char *nl;
+  (void)b;
+  if (n < 0) {
+    admin_call_end(a, NULL, 0);
+    return;
+  }
+  a->line.len += (size_t)n;
+  nl = memchr(a->line.data, '\n', a->line.len);
+  if (nl)
+    admin_call_end(a, a->line.data, (size_t)(nl - a->line.data) + 1);
+}
+
+static void on_admin_call_written(uv_write_t *req, int status) {
+  vd_admin_call_t *a = req->data;
+  if (status < 0) {
+    admin_call_end(a, NULL, 0);
+    return;
+  }
+  vd_buf_reset(&a->line);
+  if (uv_read_start((uv_stream_t *)&a->pipe, on_admin_call_alloc,
+                    on_admin_call_read) != 0)
+    admin_call_end(a, NULL, 0);
+}
+
+static void on_admin_call_connected(uv_connect_t *req, int status) {
+  vd_admin_call_t *a = req->data;
+  uv_buf_t b;
+  if (status < 0) {
+    admin_call_end(a, NULL, 0);
+    return;
+  }
+  b = uv_buf_init(a->line.data, (unsigned)a->line.len);
+  a->write.data = a;
+  if (uv_write(&a->write, (uv_stream_t *)&a->pipe, &b, 1,
+               on_admin_call_written) != 0)
+    admin_call_end(a, NULL, 0);
+}
+
+/* Ask the admin socket OP with the string fields NAMES[i] = VALUES[i]
+ * (NULL values left out) and who, for c.  Returns what http_on_request
+ * returns: VD_HTTP_PAUSE while the answer is awaited. */
+static int http_admin(vd_conn_t *c, const char *op, const char *const *names,
+                      const char *const *values, size_t n) {
+  const char *sock = c->w->daemon->opts.admin_socket;
+  vd_admin_call_t *a;
+  size_t i;
+  if (!sock) {
+    http_error(c, 503, VD_EINTERNAL,
+               "/v1/admin needs the admin socket: start verdictd with "
+               "--admin-socket PATH", NULL);
+    return c->close_when_flushed;
+  }
+  a = calloc(1, sizeof *a);
+  if (!a) {
+    http_error(c, 503, VD_EINTERNAL, NULL, NULL);
+    return c->close_when_flushed;
+  }
+  a->conn = c;
+  vd_buf_init(&a->line);
+  vd_buf_adds(&a->line, "{\"op\":");
+  vd_buf_add_json_str(&a->line, op, strlen(op));
+  vd_buf_adds(&a->line, ",\"who\":");
+  vd_buf_adds(&a->line, "\"http:");
+  vd_buf_adds(&a->line, c->who[0] ? c->who : "loopback");
+  vd_buf_addc(&a->line, '"');
+  for (i = 0; i < n; i++) {
+    if (!values[i])
+      continue;
+    vd_buf_addc(&a->line, ',');
+    vd_buf_add_json_str(&a->line, names[i], strlen(names[i]));
+    vd_buf_addc(&a->line, ':');
+    vd_buf_add_json_str(&a->line, values[i], strlen(values[i]));
+  }
+  vd_buf_adds(&a->line, "}\n");
+  uv_pipe_init(&c->w->loop, &a->pipe, 0);
+  a->pipe.data = a;
+  a->connect.data = a;
+  c->refs++;
+  conn_read_stop(c); /* until the answer: see http_resume() */
+  uv_pipe_connect(&a->connect, &a->pipe, sock, on_admin_call_connected);
+  return VD_HTTP_PAUSE;
+}
+
+/* /v1/admin/OP (the part after /v1/admin/ in [p, p+n)). */
+static int http_admin_route(vd_conn_t *c, vd_http_req_t *req, const char *p,
+                            size_t n, const char *q, size_t qn) {
+  char a[128], b[128];
+  int ha, hb;
+  if (!authorize(c, req, VD_ROLE_ADMIN))
+    return c->close_when_flushed;
+  if (n == 6 && memcmp(p, "reload", 6) == 0 && req->method == HTTP_POST)
+    return http_admin(c, "reload", NULL, NULL, 0);
+  if (n == 8 && memcmp(p, "activate", 8) == 0 && req->method == HTTP_POST) {
+    static const char *const names[] = {"revision"};
+    const char *values[1];
+    ha = query_param(q, qn, "revision", a, sizeof a);
+    if (ha != 1) {
+      http_error(c, 400, VD_EBAD_REQUEST,
+                 "activate needs ?revision=sha256:... (or a prefix, or a "
+                 "name the admin socket takes)", NULL);
+      return c->close_when_flushed;
+    }
+    values[0] = a;
+    return http_admin(c, "activate", names, values, 1);
+  }
+  if (n == 9 && memcmp(p, "revisions", 9) == 0 && req->method == HTTP_GET)
+    return http_admin(c, "revisions", NULL, NULL, 0);
+  if (n == 4 && memcmp(p, "diff", 4) == 0 && req->method == HTTP_GET) {
+    static const char *const names[] = {"from", "to"};
+    const char *values[2];
+    ha = query_param(q, qn, "from", a, sizeof a);
+    hb = query_param(q, qn, "to", b, sizeof b);
+    if (ha != 1 || hb < 0) {
+      http_error(c, 400, VD_EBAD_REQUEST,
+                 "diff needs ?from=REVISION (and &to=, default the active "
+                 "revision)", NULL);
+      return c->close_when_flushed;
+    }
+    values[0] = a;
+    values[1] = hb == 1 ? b : NULL;
+    return http_admin(c, "diff", names, values, 2);
+  }
+  http_error(c, 404, VD_ENOT_FOUND,
+             "no such admin path: POST /v1/admin/reload, POST "
+             "/v1/admin/activate?revision=, GET /v1/admin/revisions, GET "
+             "/v1/admin/diff?from=&to=", NULL);
+  return c->close_when_flushed;
+}
+
 static int http_on_request(void *arg, vd_http_req_t *req) {
   vd_conn_t *c = arg;
   const char *t = req->target.len ? req->target.data : "";
@@ -1017,6 +1272,8 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
     if (req->method != HTTP_POST)
       http_error(c, 405, VD_EBAD_REQUEST, "POST /v1/decisions",
                  "Allow: POST\r\n");
+    else if (!authorize(c, req, VD_ROLE_DECIDE))
+      ; /* answered */
     else if (blank(req->body.data ? req->body.data : "", req->body.len))
       http_error(c, 0, VD_EBAD_REQUEST,
                  "the body is empty: send the request object", NULL);
@@ -1029,22 +1286,31 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
     if (pct_decode(t + sizeof decisions, pn - sizeof decisions, seg,
                    sizeof seg) != 0)
       http_error(c, 404, VD_ENOT_FOUND, "no such path", NULL);
-    else if (req->method == HTTP_GET)
-      http_lookup(c, seg);
+    else if (req->method == HTTP_GET) {
+      if (authorize(c, req, VD_ROLE_AUDIT))
+        http_lookup(c, seg);
+    }
     else if (req->method != HTTP_POST)
       http_error(c, 405, VD_EBAD_REQUEST,
                  "GET /v1/decisions/{id} or POST /v1/decisions/{kind}",
                  "Allow: GET, POST\r\n");
+    else if (!authorize(c, req, VD_ROLE_DECIDE))
+      ; /* answered */
     else if (blank(req->body.data ? req->body.data : "", req->body.len))
       http_error(c, 0, VD_EBAD_REQUEST,
                  "the body is empty: send the input object", NULL);
     else
       http_decide_kind(c, seg, q ? q + 1 : "", q ? tn - pn - 1 : 0, req);
+  } else if (pn > 10 && memcmp(t, "/v1/admin/", 10) == 0) {
+    int rc = http_admin_route(c, req, t + 10, pn - 10, q ? q + 1 : "",
+                              q ? tn - pn - 1 : 0);
+    conn_account(c);
+    return rc;
   } else {
     http_error(c, 404, VD_ENOT_FOUND,
                "no such path: POST /v1/decisions, POST /v1/decisions/{kind}, "
-               "GET /v1/decisions/{id}, GET /health, GET /health/ready",
-               NULL);
+               "GET /v1/decisions/{id}, GET /health, GET /health/ready, "
+               "/v1/admin/...", NULL);
   }
   conn_account(c);
   return c->close_when_flushed;
@@ -1058,11 +1324,26 @@ static void http_on_continue(void *arg) {
   respond(c, cont, sizeof cont - 1, 0, NULL, NULL);
 }
 
+static void http_fed(vd_conn_t *c, int st);
+
 /* Bytes from an HTTP client. */
 static void http_read(vd_conn_t *c, const char *p, size_t n) {
-  int st;
   c->last_ms = vd_now_ms();
-  st = vd_http_feed(c->http, p, n);
+  http_fed(c, vd_http_feed(c->http, p, n));
+}
+
+/* An answer that paused c came: parse what waited, and read again. */
+static void http_resume(vd_conn_t *c) {
+  http_fed(c, vd_http_resume(c->http));
+  if (!c->http->paused && !c->throttled)
+    conn_read_start(c);
+  conn_flush(c);
+  conn_account(c);
+  conn_maybe_close(c);
+}
+
+/* What vd_http_feed() or _resume() said (ST). */
+static void http_fed(vd_conn_t *c, int st) {
   if (st > 0) { /* refused: answer, then close */
     c->keep_alive = 0;
     http_error(c, st, c->http->error_code, c->http->error_msg, NULL);
@@ -1202,6 +1483,9 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
   c->w = w;
   c->refs = 1;
   snprintf(c->peer, sizeof c->peer, "%s", ho->peer);
+  c->loopback = strncmp(ho->peer, "127.", 4) == 0 ||
+                strncmp(ho->peer, "[::1]:", 6) == 0 ||
+                strncmp(ho->peer, "[::ffff:127.", 12) == 0;
   vd_framer_init(&c->framer, w->daemon->opts.max_line);
   vd_buf_init(&c->out);
   if (ho->is_http) {

@@ -50,6 +50,9 @@ typedef struct vd_daemon_opts {
   const char *admin_socket;/* admin socket path, or NULL */
   const char *listen;      /* "HOST:PORT" for TCP, or NULL */
   const char *http;        /* "HOST:PORT" for HTTP/1.1, or NULL */
+  const char *tokens;      /* bearer tokens for HTTP (core/daemon/auth.c
+                              says the format), or NULL: HTTP then serves
+                              loopback clients only */
   const char *db;          /* history database path */
   int watch;               /* reload when the policy directory changes */
   int always_count;        /* no fast attempts: count every instruction */

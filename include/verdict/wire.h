@@ -141,7 +141,8 @@ void vd_wire_write_revisions(vd_buf_t *out, const char *id_json,
 
 /* The HTTP status that answers a response of CODE (0: 200): 400
  * bad_request, 422 bad_input, 404 unknown_kind, unknown_region and
- * not_found, 413 too_large, 403 forbidden, 500 policy_error, 503 the rest
+ * not_found, 413 too_large, 403 forbidden, 422 invalid (a bundle that
+ * fails its checks), 500 policy_error, 503 the rest
  * (policy_timeout, policy_memory, internal). */
 int vd_wire_http_status(int code);
 

@@ -30,9 +30,9 @@ class HttpDaemon(Daemon):
     """A verdictd with --http on a free loopback port, ready once the HTTP
     listener takes a connection."""
 
-    def __init__(self, args=(), **kw):
+    def __init__(self, args=(), host="127.0.0.1", **kw):
         self.http_port = free_port()
-        super().__init__(args=["--http", "127.0.0.1:%d" % self.http_port]
+        super().__init__(args=["--http", "%s:%d" % (host, self.http_port)]
                          + list(args), **kw)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -466,3 +466,172 @@ class ReloadUnderLoad(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def sha256hex(token):
+    import hashlib
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+TOKENS = {"crm": ("decide", "tok-crm-1"), "auditor": ("audit", "tok-aud-2"),
+          "ops": ("admin", "tok-ops-3")}
+
+
+def write_tokens(path, tokens):
+    with open(path, "w") as f:
+        f.write("# name role sha256(token)\n\n")
+        for name, (role, tok) in tokens.items():
+            f.write("%s %s %s\n" % (name, role, sha256hex(tok)))
+
+
+def bearer(name):
+    return {"Authorization": "Bearer " + TOKENS[name][1]}
+
+
+class Credentials(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.tmp = tempfile.mkdtemp(prefix="verdict-http-")
+        cls.tokens = os.path.join(cls.tmp, "tokens")
+        write_tokens(cls.tokens, TOKENS)
+        cls.d = HttpDaemon(args=["--tokens", cls.tokens], admin=True,
+                           tmp=cls.tmp)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def test_roles(self):
+        req = request("sla", "GD-SZ", SLA_INPUT)
+        st, h, body = self.d.call("POST", "/v1/decisions", req)
+        self.assertEqual((st, body["error"]["code"]), (401, "forbidden"))
+        self.assertIn("Bearer", h["www-authenticate"])
+        st, _, body = self.d.call("POST", "/v1/decisions", req,
+                                  {"Authorization": "Bearer wrong"})
+        self.assertEqual(st, 401)
+        st, _, made = self.d.call("POST", "/v1/decisions", req, bearer("crm"))
+        self.assertEqual(st, 200, made)
+        path = "/v1/decisions/" + made["decision_id"]
+        for who, status in (("crm", 403), ("ops", 403), ("auditor", 200)):
+            st, _, body = self.d.call("GET", path, headers=bearer(who))
+            self.assertEqual(st, status, (who, body))
+        self.assertEqual(body["client"].split("@")[0], "crm")
+        for who in ("auditor", "ops"):
+            st, _, body = self.d.call("POST", "/v1/decisions", req, bearer(who))
+            self.assertEqual((st, body["error"]["code"]), (403, "forbidden"))
+            self.assertIn("decide", body["error"]["message"])
+        # health stays open to load balancers
+        self.assertEqual(self.d.call("GET", "/health/ready")[0], 200)
+        self.assertIn("1 credential" if False else "3 credentials",
+                      self.d.read_log())
+
+    def test_admin(self):
+        st, _, body = self.d.call("POST", "/v1/admin/reload",
+                                  headers=bearer("crm"))
+        self.assertEqual(st, 403)
+        st, _, body = self.d.call("POST", "/v1/admin/reload",
+                                  headers=bearer("ops"))
+        self.assertEqual(st, 200, body)
+        self.assertTrue(body["ok"])
+        rev = body["revision"]
+        st, _, body = self.d.call("GET", "/v1/admin/revisions",
+                                  headers=bearer("ops"))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["revisions"][0]["revision"], rev)
+        self.assertIn("http:ops", body["activations"][0]["who"])
+        st, _, body = self.d.call(
+            "POST", "/v1/admin/activate?revision=" + rev, headers=bearer("ops"))
+        self.assertEqual(st, 200, body)
+        st, _, body = self.d.call(
+            "GET", "/v1/admin/diff?from=" + rev, headers=bearer("ops"))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["diff"], "")
+        st, _, body = self.d.call(
+            "POST", "/v1/admin/activate?revision=sha256:0000",
+            headers=bearer("ops"))
+        self.assertEqual((st, body["error"]["code"]), (404, "not_found"))
+        st, _, body = self.d.call("GET", "/v1/admin/nothing",
+                                  headers=bearer("ops"))
+        self.assertEqual(st, 404)
+
+    def test_admin_answers_keep_order(self):
+        # pipelined behind a reload: answered after it, in order
+        s = self.d.raw()
+        tok = TOKENS["ops"][1].encode()
+        s.sendall(b"POST /v1/admin/reload HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + tok + b"\r\n"
+                  b"Content-Length: 0\r\n\r\n"
+                  b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = read_responses(s, 2)
+        self.assertEqual([g[0] for g in got], [200, 200])
+        self.assertIn(b'"ok":true', got[0][2])
+        self.assertEqual(json.loads(got[1][2]), {"status": "ok"})
+        s.close()
+
+    def test_sighup_rereads_tokens(self):
+        extra = dict(TOKENS, late=("decide", "tok-late-4"))
+        write_tokens(self.tokens, extra)
+        try:
+            self.d.proc.send_signal(1)
+            deadline = time.time() + 10
+            st = None
+            while time.time() < deadline:
+                st, _, _ = self.d.call(
+                    "POST", "/v1/decisions",
+                    request("sla", "GD-SZ", SLA_INPUT),
+                    {"Authorization": "Bearer tok-late-4"})
+                if st == 200:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(st, 200)
+            # a bad file keeps the tokens in force
+            with open(self.tokens, "a") as f:
+                f.write("broken line\n")
+            self.d.proc.send_signal(1)
+            deadline = time.time() + 10
+            while "expected NAME ROLE SHA256HEX" not in self.d.read_log():
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            st, _, _ = self.d.call("POST", "/v1/decisions",
+                                   request("sla", "GD-SZ", SLA_INPUT),
+                                   {"Authorization": "Bearer tok-late-4"})
+            self.assertEqual(st, 200)
+        finally:
+            write_tokens(self.tokens, TOKENS)
+
+
+class NoCredentials(unittest.TestCase):
+    def test_loopback_only(self):
+        # this host's own non-loopback address reaches the listener as a
+        # client from elsewhere would
+        out = subprocess.run(["hostname", "-I"], capture_output=True,
+                             text=True).stdout.split()
+        addrs = [a for a in out if "." in a and not a.startswith("127.")]
+        self.assertTrue(addrs, "no non-loopback IPv4 address to test from")
+        d = HttpDaemon(host="0.0.0.0")
+        try:
+            self.assertIn("serving loopback clients only", d.read_log())
+            self.assertEqual(d.call("GET", "/health")[0], 200)
+            st, _, body = d.call("POST", "/v1/decisions",
+                                 request("sla", "GD-SZ", SLA_INPUT))
+            self.assertEqual(st, 200, body)
+            c = http.client.HTTPConnection(addrs[0], d.http_port, timeout=20)
+            st, _, body = d.call("POST", "/v1/decisions",
+                                 request("sla", "GD-SZ", SLA_INPUT), conn=c)
+            c.close()
+            self.assertEqual((st, body["error"]["code"]), (403, "forbidden"))
+            self.assertIn("loopback", body["error"]["message"])
+        finally:
+            d.stop()
+
+    def test_bad_token_file_refused(self):
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="verdict-http-")
+        path = os.path.join(tmp, "tokens")
+        with open(path, "w") as f:
+            f.write("crm decide %s\nops root %s\n" % (sha256hex("a"),
+                                                     sha256hex("b")))
+        with self.assertRaises(RuntimeError) as cm:
+            HttpDaemon(args=["--tokens", path])
+        self.assertIn("tokens:2: role 'root'", str(cm.exception))
