@@ -26,8 +26,10 @@ CFLAGS  ?= -O2 -g
 # make's evaluate-once idiom.)
 PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg,--cflags,$(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $(call pkg,--libs,$(PKGS)))$(PKG_LIBS)
-# http-parser (libhttp-parser-dev) ships no pkg-config file: its one library.
-DAEMON_LIBS := -lhttp_parser
+# verdictd alone links OpenSSL (TLS on its listeners) and http-parser
+# (libhttp-parser-dev, which ships no pkg-config file: its one library).
+DAEMON_PKGS := openssl
+DAEMON_LIBS = $(eval DAEMON_LIBS := $(call pkg,--libs,$(DAEMON_PKGS)) -lhttp_parser)$(DAEMON_LIBS)
 TEST_LIBS  = $(eval TEST_LIBS := $(call pkg,--libs,$(TEST_PKGS)))$(TEST_LIBS)
 pkg = $(or $(shell pkg-config $(1) $(2) 2>/dev/null),$(if $(shell pkg-config --exists $(2) && echo y),,$(error missing build dependencies ($(2)): run `make deps` as root)))
 
@@ -46,7 +48,7 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/history_query.c core/replay.c core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c core/daemon/http.c \
-               core/daemon/auth.c
+               core/daemon/auth.c core/daemon/tls.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c

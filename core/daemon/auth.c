@@ -5,7 +5,9 @@
  * (letters, digits, '.', '_', '-', '@'; at most 63 bytes) is what the
  * history and the admin actions record, ROLE is decide, audit or admin,
  * and SHA256HEX is the SHA-256 of the bearer token, in hex (`printf %s
- * TOKEN | sha256sum`), so the file never holds a token itself.  Blank
+ * TOKEN | sha256sum`), so the file never holds a token itself; `-` for
+ * a name that only a client certificate carries (its subject CN, with
+ * --tls-client-ca: it gets the roles of every line of its name).  Blank
  * lines and lines starting with '#' are skipped.  One name may have
  * several lines (a role each, or a second token while the first is being
  * retired).  The file is read whole at start-up and on SIGHUP; a file
@@ -27,6 +29,7 @@
 typedef struct vd_token {
   char name[64];
   unsigned roles;
+  int cert_only;           /* "-": no token, a certificate's CN only */
   unsigned char hash[SHA256_DIGEST_SIZE];
 } vd_token_t;
 
@@ -123,7 +126,9 @@ int vd_tokens_load(const char *path, vd_tokens_t **out, vd_buf_t *err) {
       goto fail;
     t->v = grown;
     tok = &t->v[t->n];
-    if (parse_hex(hex, tok->hash) != 0) {
+    memset(tok->hash, 0, sizeof tok->hash);
+    tok->cert_only = strcmp(hex, "-") == 0;
+    if (!tok->cert_only && parse_hex(hex, tok->hash) != 0) {
       vd_buf_addf(err, "%s:%u: expected the token's SHA-256 as 64 hex "
                        "digits (printf %%s TOKEN | sha256sum)", path, lineno);
       goto fail;
@@ -171,12 +176,21 @@ unsigned vd_tokens_check(const vd_tokens_t *t, const char *token, size_t len,
     unsigned char diff = 0;
     for (k = 0; k < sizeof h; k++)
       diff |= (unsigned char)(h[k] ^ t->v[i].hash[k]);
-    if (diff == 0) {
+    if (diff == 0 && !t->v[i].cert_only) {
       if (!roles)
         snprintf(name, cap, "%s", t->v[i].name);
       if (strcmp(name, t->v[i].name) == 0)
         roles |= t->v[i].roles;
     }
   }
+  return roles;
+}
+
+unsigned vd_tokens_roles_of(const vd_tokens_t *t, const char *name) {
+  unsigned roles = 0;
+  size_t i;
+  for (i = 0; t && i < t->n; i++)
+    if (strcmp(t->v[i].name, name) == 0)
+      roles |= t->v[i].roles;
   return roles;
 }

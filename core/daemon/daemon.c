@@ -202,6 +202,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
     h.fd = fd;
     h.is_tcp = is_tcp;
     h.is_http = is_http;
+    h.tls = is_tcp && d->tls != NULL;
     describe_peer(fd, is_tcp, h.peer);
     vd_worker_handoff(least_loaded(d), &h);
   }
@@ -579,6 +580,8 @@ static void daemon_release(vd_daemon_t *d) {
   uv_mutex_destroy(&d->state_lock);
   vd_tokens_free(d->tokens);
   d->tokens = NULL;
+  vd_tls_ctx_free(d->tls);
+  d->tls = NULL;
   uv_rwlock_destroy(&d->tokens_lock);
 }
 
@@ -684,6 +687,10 @@ static void close_history(vd_daemon_t *d) {
  * so that close_listeners() undoes any part of this. */
 static int open_listeners(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
+  if (d->opts.tls_cert &&
+      vd_tls_ctx_new(&d->tls, d->opts.tls_cert, d->opts.tls_key,
+                     d->opts.tls_client_ca, &err) != 0)
+    goto fail;
   d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, &err);
   if (d->unix_fd < 0)
     goto fail;
@@ -701,9 +708,10 @@ static int open_listeners(vd_daemon_t *d) {
       vd_buf_release(&err);
       return VD_EINVALID;
     }
-    if (!d->opts.tokens)
-      vd_daemon_log("--http %s has no credentials (--tokens): serving "
-                    "loopback clients only", d->opts.http);
+    if (!d->opts.tokens && !d->opts.tls_client_ca)
+      vd_daemon_log("--http %s has no credentials (--tokens, "
+                    "--tls-client-ca): serving loopback clients only",
+                    d->opts.http);
     d->http_fd = listen_tcp("--http", d->opts.http, &err);
     if (d->http_fd < 0)
       goto fail;

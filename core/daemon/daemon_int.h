@@ -181,12 +181,40 @@ size_t vd_tokens_count(const vd_tokens_t *t);
  * credential's name into name[cap]; 0 for a token not in T. */
 unsigned vd_tokens_check(const vd_tokens_t *t, const char *token, size_t len,
                          char *name, size_t cap);
+/* The roles of every line of T named NAME (a client certificate's CN). */
+unsigned vd_tokens_roles_of(const vd_tokens_t *t, const char *name);
+
+/* tls.c: TLS over memory BIOs, between a connection's socket and its
+ * protocol.  The context is made once on the main thread and then only
+ * read; each vd_tls_t is its connection's worker's. */
+typedef struct vd_tls_ctx vd_tls_ctx_t;
+typedef struct vd_tls vd_tls_t;
+/* CERT (a PEM chain) and KEY; CLIENT_CA (or NULL): require a client
+ * certificate it signed.  0, or an error with err naming the option. */
+int vd_tls_ctx_new(vd_tls_ctx_t **out, const char *cert, const char *key,
+                   const char *client_ca, vd_buf_t *err);
+void vd_tls_ctx_free(vd_tls_ctx_t *t);
+int vd_tls_ctx_verifies(const vd_tls_ctx_t *t);
+vd_tls_t *vd_tls_new(vd_tls_ctx_t *ctx);   /* NULL: out of memory */
+void vd_tls_free(vd_tls_t *t);
+/* Ciphertext [p, p+n) in: plaintext appended to PLAIN, bytes to send
+ * (the handshake's, an alert) to CIPHER.  0, 1 once the client closed
+ * its side (close_notify), -1 on a failure (err says which; send CIPHER,
+ * then close). */
+int vd_tls_feed(vd_tls_t *t, const char *p, size_t n, vd_buf_t *plain,
+                vd_buf_t *cipher, vd_buf_t *err);
+/* Plaintext [p, p+n) out: its records appended to CIPHER.  0 or -1. */
+int vd_tls_seal(vd_tls_t *t, const char *p, size_t n, vd_buf_t *cipher);
+int vd_tls_ready(const vd_tls_t *t);      /* the handshake is done */
+/* The verified client certificate's subject CN, or NULL. */
+const char *vd_tls_subject(const vd_tls_t *t);
 
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
   int fd;
   int is_tcp;
   int is_http;             /* accepted on --http */
+  int tls;                 /* ...or --listen, with --tls-cert */
   char peer[64];
 } vd_handoff_t;
 
@@ -220,6 +248,7 @@ typedef struct vd_worker {
   vd_decision_t dec;       /* scratch, reused for every request */
   vd_buf_t scratch;
   char readbuf[65536];
+  vd_buf_t tlsplain;       /* a TLS read's plaintext (scratch) */
   vd_conn_t *conns;        /* every open connection (list) */
   unsigned nconns;
   int stopping;
@@ -278,6 +307,7 @@ struct vd_daemon {
   /* --tokens, reread on SIGHUP; NULL without (HTTP serves loopback only) */
   vd_tokens_t *tokens;
   uv_rwlock_t tokens_lock;
+  vd_tls_ctx_t *tls;       /* --tls-cert: the TCP and HTTP listeners' */
   /* the history's last batch failed (0 once one commits): /health/ready */
   atomic_int history_failing;
   uv_timer_t accept_pause;

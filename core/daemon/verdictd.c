@@ -22,6 +22,10 @@ static void usage(FILE *f) {
       "  --tokens FILE        HTTP bearer tokens, lines NAME ROLE SHA256HEX\n"
       "                       (roles decide, audit, admin); reread on SIGHUP.\n"
       "                       Without: HTTP serves loopback clients only\n"
+      "  --tls-cert FILE      TLS on --listen and --http: certificate chain\n"
+      "  --tls-key FILE       ...and its private key (PEM)\n"
+      "  --tls-client-ca FILE require client certificates this CA signed\n"
+      "                       (mutual TLS; the subject's CN is the credential)\n"
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
       "  --watch              reload when the policy directory changes\n"
       "  --db PATH            history database (default: " VD_DEFAULT_DB ")\n"
@@ -73,6 +77,9 @@ int main(int argc, char **argv) {
       {"listen", required_argument, 0, 'l'},
       {"http", required_argument, 0, 'H'},
       {"tokens", required_argument, 0, 'K'},
+      {"tls-cert", required_argument, 0, 'c'},
+      {"tls-key", required_argument, 0, 'k'},
+      {"tls-client-ca", required_argument, 0, 'A'},
       {"admin-socket", required_argument, 0, 'a'},
       {"db", required_argument, 0, 'd'},
       {"log-mode", required_argument, 0, 'm'},
@@ -115,6 +122,9 @@ int main(int argc, char **argv) {
     case 'l': o.listen = optarg; break;
     case 'H': o.http = optarg; break;
     case 'K': o.tokens = optarg; break;
+    case 'c': o.tls_cert = optarg; break;
+    case 'k': o.tls_key = optarg; break;
+    case 'A': o.tls_client_ca = optarg; break;
     case 'a': o.admin_socket = optarg; break;
     case 'd': o.db = optarg; break;
     case 'm':
@@ -185,6 +195,16 @@ int main(int argc, char **argv) {
   }
   if (o.max_pending_out < o.max_line * 2)
     o.max_pending_out = o.max_line * 2; /* one whole line's answer and more */
+  if (!o.tls_cert != !o.tls_key || (o.tls_client_ca && !o.tls_cert)) {
+    fprintf(stderr, "verdictd: --tls-cert and --tls-key go together, and "
+                    "--tls-client-ca needs them\n");
+    return 2;
+  }
+  if (o.tls_cert && !o.listen && !o.http) {
+    fprintf(stderr, "verdictd: --tls-cert: no TCP listener to use it on "
+                    "(--listen, --http)\n");
+    return 2;
+  }
   if (optind < argc) {
     fprintf(stderr, "verdictd: unexpected argument '%s'\n", argv[optind]);
     usage(stderr);

@@ -73,6 +73,8 @@ struct vd_conn {
   int close_when_flushed;
   int sniffed;          /* NDJSON: the first bytes were looked at */
   vd_http_t *http;      /* an HTTP connection (--http), else NULL */
+  vd_tls_t *tls;        /* TLS (--tls-cert), else NULL */
+  vd_buf_t sealed;      /* TLS records not yet given to uv_write */
   int keep_alive;       /* HTTP: the request being answered allows more */
   int64_t last_ms;      /* HTTP: when it last sent or was answered */
   int loopback;         /* the peer is 127.0.0.0/8 or ::1 */
@@ -195,6 +197,8 @@ static void conn_unref(vd_conn_t *c) {
     vd_http_release(c->http);
     free(c->http);
   }
+  vd_tls_free(c->tls);
+  vd_buf_release(&c->sealed);
   vd_framer_release(&c->framer);
   vd_buf_release(&c->out);
   free(c);
@@ -302,7 +306,7 @@ static void throttle(vd_conn_t *c, int shed) {
  * from it depends on these.  (Its framer holds at most --max-line plus one
  * read, whether we read or not, and is counted in w->held.) */
 static size_t out_held(const vd_conn_t *c) {
-  return c->out.len + c->inflight + c->queued;
+  return c->out.len + c->sealed.len + c->inflight + c->queued;
 }
 
 /* Count what c holds now into w->held, and stop reading from it if it
@@ -394,7 +398,7 @@ static void conn_maybe_close(vd_conn_t *c) {
   if (c->closing)
     return;
   if ((c->eof || c->close_when_flushed) && c->npending == 0 &&
-      c->out.len == 0 && c->inflight == 0)
+      c->out.len == 0 && c->sealed.len == 0 && c->inflight == 0)
     conn_close(c);
 }
 
@@ -417,22 +421,34 @@ static void on_write(uv_write_t *req, int status) {
 
 static void conn_flush(vd_conn_t *c) {
   vd_write_t *wr;
+  vd_buf_t *wire = &c->out; /* the bytes for the socket */
   uv_buf_t b;
   int n;
-  if (c->closing || c->out.len == 0)
+  if (c->closing)
+    return;
+  if (c->tls) { /* sealed into TLS records first */
+    if (c->out.len &&
+        vd_tls_seal(c->tls, c->out.data, c->out.len, &c->sealed) != 0) {
+      conn_close(c);
+      return;
+    }
+    vd_buf_reset(&c->out);
+    wire = &c->sealed;
+  }
+  if (wire->len == 0)
     return;
   /* Most responses fit the socket buffer at once: write them now, and only
    * queue (and have libuv watch the socket for) what is left. */
   if (c->inflight == 0) {
-    b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    b = uv_buf_init(wire->data, (unsigned)wire->len);
     n = uv_try_write(&c->h.stream, &b, 1);
     if (n > 0)
-      vd_buf_consume(&c->out, (size_t)n);
+      vd_buf_consume(wire, (size_t)n);
     else if (n < 0 && n != UV_EAGAIN) {
       conn_close(c);
       return;
     }
-    if (c->out.len == 0)
+    if (wire->len == 0)
       return;
   }
   wr = malloc(sizeof *wr);
@@ -441,7 +457,7 @@ static void conn_flush(vd_conn_t *c) {
     return;
   }
   wr->conn = c;
-  wr->data = vd_buf_detach(&c->out, &wr->len);
+  wr->data = vd_buf_detach(wire, &wr->len);
   b = uv_buf_init(wr->data, (unsigned)wr->len);
   c->inflight += wr->len;
   c->refs++;
@@ -1008,13 +1024,28 @@ static int authorize(vd_conn_t *c, vd_http_req_t *req, unsigned role) {
   unsigned roles = 0;
   int configured;
   char name[64] = "";
+  const char *subject = c->tls ? vd_tls_subject(c->tls) : NULL;
   c->who[0] = '\0';
   uv_rwlock_rdlock(&d->tokens_lock);
-  configured = d->tokens != NULL;
-  if (configured && n > sizeof bearer - 1 &&
+  configured = d->tokens != NULL || vd_tls_ctx_verifies(d->tls);
+  if (d->tokens && n > sizeof bearer - 1 &&
       strncasecmp(tok, bearer, sizeof bearer - 1) == 0)
     roles = vd_tokens_check(d->tokens, tok + sizeof bearer - 1,
                             n - (sizeof bearer - 1), name, sizeof name);
+  if (!roles && subject) { /* mutual TLS: the certificate's CN */
+    snprintf(name, sizeof name, "%s", subject);
+    roles = d->tokens ? vd_tokens_roles_of(d->tokens, subject)
+                      : VD_ROLE_DECIDE | VD_ROLE_AUDIT | VD_ROLE_ADMIN;
+    if (!roles) { /* known to the CA, not to the token file: no role */
+      uv_rwlock_rdunlock(&d->tokens_lock);
+      snprintf(c->who, sizeof c->who, "%s", name);
+      snprintf(c->client, sizeof c->client, "%s@%s", name, c->peer);
+      http_error(c, 403, VD_EFORBIDDEN,
+                 "the client certificate's subject has no line in the "
+                 "token file (verdictd --tokens)", NULL);
+      return 0;
+    }
+  }
   uv_rwlock_rdunlock(&d->tokens_lock);
   if (!configured) {
     if (c->loopback)
@@ -1426,14 +1457,12 @@ static void refuse_http(vd_conn_t *c) {
   c->eof = 1;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  vd_conn_t *c = s->data;
-  const char *line;
-  size_t len;
-  if (nread > 0 && c->http) {
-    http_read(c, buf->base, (size_t)nread);
-  } else if (nread > 0) {
-    vd_framer_feed(&c->framer, buf->base, (size_t)nread);
+/* Bytes [p, p+n) from c's client (decrypted, under TLS). */
+static void conn_got(vd_conn_t *c, const char *p, size_t n) {
+  if (c->http) {
+    http_read(c, p, n);
+  } else {
+    vd_framer_feed(&c->framer, p, n);
     if (!c->sniffed) {
       int h = looks_like_http(c->framer.buf.data + c->framer.start,
                               vd_framer_pending(&c->framer));
@@ -1443,20 +1472,59 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (c->sniffed && !c->close_when_flushed)
       process_lines(c);
-  } else if (nread == UV_EOF && c->http) {
-    conn_read_stop(c);
-    c->eof = 1;
-  } else if (nread == UV_EOF) {
+  }
+}
+
+/* c's client sent all it will. */
+static void conn_got_eof(vd_conn_t *c) {
+  const char *line;
+  size_t len;
+  if (!c->http && vd_framer_pending(&c->framer) && !c->close_when_flushed) {
     /* Half-close: answer everything received, a last unterminated line
      * included, then close when the answers are out. */
-    size_t rest = vd_framer_pending(&c->framer);
-    if (rest) {
-      vd_framer_feed(&c->framer, "\n", 1);
-      if (vd_framer_next(&c->framer, &line, &len) == 1)
-        handle_line(c, line, len);
-    }
+    vd_framer_feed(&c->framer, "\n", 1);
+    if (vd_framer_next(&c->framer, &line, &len) == 1)
+      handle_line(c, line, len);
+  }
+  conn_read_stop(c);
+  c->eof = 1;
+}
+
+/* TLS records from c's client: their plaintext on to conn_got().  A
+ * failed handshake (a client certificate the CA did not sign, none when
+ * one is required, no common protocol) gets its alert, and a close. */
+static void tls_got(vd_conn_t *c, const char *p, size_t n) {
+  vd_worker_t *w = c->w;
+  vd_buf_t err = VD_BUF_INIT;
+  int r;
+  vd_buf_reset(&w->tlsplain);
+  r = vd_tls_feed(c->tls, p, n, &w->tlsplain, &c->sealed, &err);
+  vd_buf_release(&err);
+  if (r < 0) {
     conn_read_stop(c);
     c->eof = 1;
+    c->close_when_flushed = 1;
+    return;
+  }
+  if (!c->http && !c->who[0] && vd_tls_subject(c->tls)) {
+    /* the NDJSON protocol has one role: the certificate names its client */
+    snprintf(c->who, sizeof c->who, "%s", vd_tls_subject(c->tls));
+    snprintf(c->client, sizeof c->client, "%s@%s", c->who, c->peer);
+  }
+  if (w->tlsplain.len)
+    conn_got(c, w->tlsplain.data, w->tlsplain.len);
+  if (r == 1 && !c->eof)
+    conn_got_eof(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  vd_conn_t *c = s->data;
+  if (nread > 0 && c->tls) {
+    tls_got(c, buf->base, (size_t)nread);
+  } else if (nread > 0) {
+    conn_got(c, buf->base, (size_t)nread);
+  } else if (nread == UV_EOF) {
+    conn_got_eof(c);
   } else if (nread < 0) {
     conn_read_stop(c);
     conn_close(c);
@@ -1501,6 +1569,18 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
     if (w->nhttp++ == 0)
       uv_timer_start(&w->http_sweep, on_http_sweep, VD_HTTP_SWEEP_MS,
                      VD_HTTP_SWEEP_MS);
+  }
+  vd_buf_init(&c->sealed);
+  if (ho->tls && (c->tls = vd_tls_new(w->daemon->tls)) == NULL) {
+    if (c->http) {
+      vd_http_release(c->http);
+      free(c->http);
+      if (--w->nhttp == 0)
+        uv_timer_stop(&w->http_sweep);
+    }
+    close(ho->fd);
+    free(c);
+    return;
   }
   if (ho->is_tcp) {
     uv_tcp_init(&w->loop, &c->h.tcp);
@@ -1646,6 +1726,7 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
   vd_uuidgen_init(&w->uuid);
   vd_decision_init(&w->dec);
   vd_buf_init(&w->scratch);
+  vd_buf_init(&w->tlsplain);
   rc = uv_loop_init(&w->loop);
   if (rc)
     goto out_buffers;
@@ -1677,6 +1758,7 @@ out_loop:
   uv_loop_close(&w->loop);
 out_buffers:
   vd_buf_release(&w->scratch);
+  vd_buf_release(&w->tlsplain);
   vd_decision_release(&w->dec);
   vd_engine_free(w->engine);
   w->engine = NULL;
@@ -1729,6 +1811,7 @@ void vd_worker_release(vd_worker_t *w) {
   w->next_engine = w->engine = NULL;
   vd_decision_release(&w->dec);
   vd_buf_release(&w->scratch);
+  vd_buf_release(&w->tlsplain);
   w->started = 0;
 }
 

@@ -53,6 +53,9 @@ typedef struct vd_daemon_opts {
   const char *tokens;      /* bearer tokens for HTTP (core/daemon/auth.c
                               says the format), or NULL: HTTP then serves
                               loopback clients only */
+  const char *tls_cert;    /* PEM chain: TLS on --listen and --http */
+  const char *tls_key;
+  const char *tls_client_ca; /* require client certificates it signed */
   const char *db;          /* history database path */
   int watch;               /* reload when the policy directory changes */
   int always_count;        /* no fast attempts: count every instruction */
