@@ -553,6 +553,9 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   vd_buf_init(&d->in_force);
   uv_mutex_init(&d->state_lock);
   uv_rwlock_init(&d->tokens_lock);
+  if (vd_idem_new(&d->idem) != 0)
+    vd_daemon_log("out of memory for idempotency keys: requests that carry "
+                  "one are decided as if they did not");
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, not death */
   uv_signal_init(d->loop, &d->sig_term);
@@ -582,6 +585,8 @@ static void daemon_release(vd_daemon_t *d) {
   d->tokens = NULL;
   vd_tls_ctx_free(d->tls);
   d->tls = NULL;
+  vd_idem_free(d->idem);
+  d->idem = NULL;
   uv_rwlock_destroy(&d->tokens_lock);
 }
 

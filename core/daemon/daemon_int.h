@@ -209,6 +209,31 @@ int vd_tls_ready(const vd_tls_t *t);      /* the handshake is done */
 /* The verified client certificate's subject CN, or NULL. */
 const char *vd_tls_subject(const vd_tls_t *t);
 
+/* idem.c: idempotency keys, remembered VD_IDEM_WINDOW_MS (24 h), at most
+ * VD_IDEM_MAX of them and VD_IDEM_BYTES of answers, oldest dropped first.
+ * Any thread (one mutex). */
+#define VD_IDEM_WINDOW_MS (24 * 3600 * 1000LL)
+#define VD_IDEM_MAX 200000
+#define VD_IDEM_BYTES (64u << 20)
+enum { VD_IDEM_NEW, VD_IDEM_HIT, VD_IDEM_BUSY, VD_IDEM_CONFLICT };
+typedef struct vd_idem vd_idem_t;
+int vd_idem_new(vd_idem_t **out);
+void vd_idem_free(vd_idem_t *t);
+/* A request [req, req+len) with KEY in SCOPE (the credential's name, or
+ * ""): VD_IDEM_NEW (remembered from now: decide it, then _answer() and
+ * _settle()), VD_IDEM_HIT (the first one's answer line appended to
+ * ANSWER, its code in *code), VD_IDEM_BUSY (the first is not settled
+ * yet) or VD_IDEM_CONFLICT (the key came with other bytes). */
+int vd_idem_begin(vd_idem_t *t, const char *scope, const char *key,
+                  const char *req, size_t len, vd_buf_t *answer, int *code);
+/* The answer to the NEW request of KEY; FINAL: it needs no commit. */
+void vd_idem_answer(vd_idem_t *t, const char *scope, const char *key,
+                    const char *answer, size_t len, int code, int final);
+/* Its record is STORED (the answer stands), or not (the key is
+ * forgotten, and a retry decided). */
+void vd_idem_settle(vd_idem_t *t, const char *scope, const char *key,
+                    int stored);
+
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
   int fd;
@@ -249,6 +274,10 @@ typedef struct vd_worker {
   vd_buf_t scratch;
   char readbuf[65536];
   vd_buf_t tlsplain;       /* a TLS read's plaintext (scratch) */
+  /* the idempotency key of the request being decided, or NULL; set if
+   * record_and_respond() took it over */
+  const char *idem_key, *idem_scope;
+  int idem_taken;
   vd_conn_t *conns;        /* every open connection (list) */
   unsigned nconns;
   int stopping;
@@ -308,6 +337,7 @@ struct vd_daemon {
   vd_tokens_t *tokens;
   uv_rwlock_t tokens_lock;
   vd_tls_ctx_t *tls;       /* --tls-cert: the TCP and HTTP listeners' */
+  vd_idem_t *idem;         /* idempotency keys (idem.c); NULL: none kept */
   /* the history's last batch failed (0 once one commits): /health/ready */
   atomic_int history_failing;
   uv_timer_t accept_pause;

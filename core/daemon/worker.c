@@ -89,6 +89,7 @@ typedef struct vd_pending {
   uint64_t seq;         /* history sequence to wait for; 0: none */
   size_t len;           /* bytes of the response line */
   size_t id_off;        /* where the request id JSON starts in data */
+  char *idem;           /* its idempotency scope, NUL, key; or NULL */
   char decision_id[37];
   char data[];          /* response line, then NUL, then the id JSON */
 } vd_pending_t;
@@ -503,6 +504,7 @@ static void respond(vd_conn_t *c, const char *line, size_t len, uint64_t seq,
     return;
   }
   p->next = NULL;
+  p->idem = NULL;
   p->conn = c;
   p->seq = seq;
   p->len = len;
@@ -570,6 +572,11 @@ static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
       } else {
         vd_buf_add(&c->out, p->data, p->len);
       }
+    }
+    if (p->idem) { /* the key's answer stands, or a retry decides */
+      vd_idem_settle(w->daemon->idem, p->idem, p->idem + strlen(p->idem) + 1,
+                     !lost);
+      free(p->idem);
     }
     c->npending--;
     c->queued -= p->len;
@@ -725,6 +732,27 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
   }
   reply(c, code, w->scratch.data, w->scratch.len, seq, decision_id,
         d->id.data);
+  if (w->idem_key) { /* handle_request(): remember the answer */
+    vd_idem_t *t = w->daemon->idem;
+    w->idem_taken = 1;
+    if (code == VD_EINTERNAL && d->code != VD_EINTERNAL) {
+      vd_idem_settle(t, w->idem_scope, w->idem_key, 0); /* not recorded */
+    } else {
+      vd_idem_answer(t, w->idem_scope, w->idem_key, w->scratch.data,
+                     w->scratch.len, code, seq == 0);
+      if (seq && w->pend_tail && w->pend_tail->seq == seq) {
+        size_t sn = strlen(w->idem_scope), kn = strlen(w->idem_key);
+        char *k = malloc(sn + kn + 2);
+        if (k) {
+          memcpy(k, w->idem_scope, sn + 1);
+          memcpy(k + sn + 1, w->idem_key, kn + 1);
+          w->pend_tail->idem = k;
+        } else {
+          vd_idem_settle(t, w->idem_scope, w->idem_key, 0);
+        }
+      }
+    }
+  }
 }
 
 /* The decision came back after the daemon gave up on this worker (it ran
@@ -812,6 +840,60 @@ static void too_large(vd_conn_t *c) {
   c->eof = 1;
 }
 
+static void http_answer(vd_conn_t *c, int status, const char *body,
+                        size_t len, const char *extra_headers);
+
+/* A request line, with its idempotency key: HKEY (HTTP's header), else
+ * the line's own "idem".  A retry of a key already answered gets that
+ * answer again, undecided and unrecorded (idem.c); one whose first is
+ * not answered yet, or that reuses a key with other bytes, is refused. */
+static void handle_request(vd_conn_t *c, const char *line, size_t len,
+                           const char *hkey) {
+  vd_worker_t *w = c->w;
+  vd_idem_t *t = w->daemon->idem;
+  char key[VD_IDEM_KEY_MAX + 1];
+  const char *k = hkey, *scope = c->who[0] ? c->who : "";
+  vd_buf_t answer = VD_BUF_INIT, err = VD_BUF_INIT;
+  int code = 0, rc;
+  if (!k && t && vd_wire_peek_idem(line, len, key, sizeof key))
+    k = key;
+  if (!k || !t) {
+    handle_line(c, line, len);
+    return;
+  }
+  switch (rc = vd_idem_begin(t, scope, k, line, len, &answer, &code)) {
+  case VD_IDEM_HIT:
+    reply(c, code, answer.data, answer.len, 0, NULL, NULL);
+    break;
+  case VD_IDEM_BUSY:
+  case VD_IDEM_CONFLICT:
+    vd_wire_write_error(&err, NULL, VD_EBAD_REQUEST,
+                        rc == VD_IDEM_BUSY
+                            ? "a request with this idempotency key is still "
+                              "being decided; retry once it is answered"
+                            : "this idempotency key came with another "
+                              "request: a key names one request",
+                        "idem", NULL);
+    count_response(w, VD_EBAD_REQUEST);
+    if (c->http)
+      http_answer(c, 409, err.data, err.len, NULL);
+    else
+      respond(c, err.data, err.len, 0, NULL, NULL);
+    break;
+  default:
+    w->idem_key = k;
+    w->idem_scope = scope;
+    w->idem_taken = 0;
+    handle_line(c, line, len);
+    if (!w->idem_taken) /* nothing recorded (ping, status, a blank line) */
+      vd_idem_settle(t, scope, k, 0);
+    w->idem_key = w->idem_scope = NULL;
+    break;
+  }
+  vd_buf_release(&answer);
+  vd_buf_release(&err);
+}
+
 /* Decide the complete lines c sent, in order, until it holds too much
  * (conn_account() throttles it; the rest wait in the framer, counted). */
 static void process_lines(vd_conn_t *c) {
@@ -820,7 +902,7 @@ static void process_lines(vd_conn_t *c) {
   int r = 0;
   while (!c->throttled && !c->closing && !c->close_when_flushed &&
          (r = vd_framer_next(&c->framer, &line, &len)) == 1) {
-    handle_line(c, line, len);
+    handle_request(c, line, len, NULL);
     if (c->out.len >= VD_HEAVY_BYTES) /* a burst: to the socket as we go */
       conn_flush(c);
     conn_account(c);
@@ -984,12 +1066,30 @@ static int blank(const char *s, size_t n) {
   return 1;
 }
 
+/* The request's Idempotency-Key into out[VD_IDEM_KEY_MAX + 1]: 1 and
+ * *key (NULL without one), or 0 when it is not a valid key (answered). */
+static int http_key(vd_conn_t *c, vd_http_req_t *req, char *out,
+                    const char **key) {
+  *key = NULL;
+  if (!req->idem.len)
+    return 1;
+  if (!vd_wire_idem_valid(req->idem.data, req->idem.len)) {
+    http_error(c, 400, VD_EBAD_REQUEST,
+               "Idempotency-Key: 1 to 255 printable ASCII characters", NULL);
+    return 0;
+  }
+  memcpy(out, req->idem.data, req->idem.len);
+  out[req->idem.len] = '\0';
+  *key = out;
+  return 1;
+}
+
 /* POST /v1/decisions/{kind}?region=&at=: the socket request built around
  * the body, then decided as a line is.  A body that is not one JSON value
  * is decided as it is, and refused and recorded as bad_request, as the
  * same bytes on the socket would be. */
 static void http_decide_kind(vd_conn_t *c, const char *kind, const char *q,
-                             size_t qn, vd_http_req_t *req) {
+                             size_t qn, vd_http_req_t *req, const char *key) {
   char region[64], at[64];
   int hr, ha;
   vd_buf_t line = VD_BUF_INIT, err = VD_BUF_INIT;
@@ -1003,9 +1103,9 @@ static void http_decide_kind(vd_conn_t *c, const char *kind, const char *q,
   }
   if (vd_wire_kind_request(&line, kind, hr ? region : NULL, ha ? at : NULL,
                            NULL, req->body.data, req->body.len, &err) == 0)
-    handle_line(c, line.data, line.len);
+    handle_request(c, line.data, line.len, key);
   else
-    handle_line(c, req->body.data, req->body.len);
+    handle_request(c, req->body.data, req->body.len, key);
   vd_buf_release(&line);
   vd_buf_release(&err);
 }
@@ -1281,7 +1381,8 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
   const char *t = req->target.len ? req->target.data : "";
   size_t tn = req->target.len, pn;
   const char *q = memchr(t, '?', tn);
-  char seg[128];
+  char seg[128], key[VD_IDEM_KEY_MAX + 1];
+  const char *k;
   static const char decisions[] = "/v1/decisions";
   c->keep_alive = req->keep_alive;
   c->last_ms = vd_now_ms();
@@ -1303,13 +1404,13 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
     if (req->method != HTTP_POST)
       http_error(c, 405, VD_EBAD_REQUEST, "POST /v1/decisions",
                  "Allow: POST\r\n");
-    else if (!authorize(c, req, VD_ROLE_DECIDE))
+    else if (!authorize(c, req, VD_ROLE_DECIDE) || !http_key(c, req, key, &k))
       ; /* answered */
     else if (blank(req->body.data ? req->body.data : "", req->body.len))
       http_error(c, 0, VD_EBAD_REQUEST,
                  "the body is empty: send the request object", NULL);
     else
-      handle_line(c, req->body.data, req->body.len);
+      handle_request(c, req->body.data, req->body.len, k);
   } else if (pn > sizeof decisions &&
              memcmp(t, decisions, sizeof decisions - 1) == 0 &&
              t[sizeof decisions - 1] == '/' &&
@@ -1325,13 +1426,13 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
       http_error(c, 405, VD_EBAD_REQUEST,
                  "GET /v1/decisions/{id} or POST /v1/decisions/{kind}",
                  "Allow: GET, POST\r\n");
-    else if (!authorize(c, req, VD_ROLE_DECIDE))
+    else if (!authorize(c, req, VD_ROLE_DECIDE) || !http_key(c, req, key, &k))
       ; /* answered */
     else if (blank(req->body.data ? req->body.data : "", req->body.len))
       http_error(c, 0, VD_EBAD_REQUEST,
                  "the body is empty: send the input object", NULL);
     else
-      http_decide_kind(c, seg, q ? q + 1 : "", q ? tn - pn - 1 : 0, req);
+      http_decide_kind(c, seg, q ? q + 1 : "", q ? tn - pn - 1 : 0, req, k);
   } else if (pn > 10 && memcmp(t, "/v1/admin/", 10) == 0) {
     int rc = http_admin_route(c, req, t + 10, pn - 10, q ? q + 1 : "",
                               q ? tn - pn - 1 : 0);
@@ -1484,7 +1585,7 @@ static void conn_got_eof(vd_conn_t *c) {
      * included, then close when the answers are out. */
     vd_framer_feed(&c->framer, "\n", 1);
     if (vd_framer_next(&c->framer, &line, &len) == 1)
-      handle_line(c, line, len);
+      handle_request(c, line, len, NULL);
   }
   conn_read_stop(c);
   c->eof = 1;

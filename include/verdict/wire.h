@@ -156,6 +156,15 @@ int vd_wire_kind_request(vd_buf_t *out, const char *kind, const char *region,
                          const char *at, const char *id_json,
                          const char *body, size_t len, vd_buf_t *err);
 
+/* Idempotency keys (the socket's "idem", HTTP's Idempotency-Key): 1 to
+ * VD_IDEM_KEY_MAX printable ASCII characters, no spaces. */
+#define VD_IDEM_KEY_MAX 255
+int vd_wire_idem_valid(const char *key, size_t len);
+/* The top-level "idem" string of the request line [line, line+len) into
+ * out[cap] (cap > VD_IDEM_KEY_MAX): 1, or 0 when it has none, or is not
+ * JSON, or the key is not valid (the engine refuses those lines). */
+int vd_wire_peek_idem(const char *line, size_t len, char *out, size_t cap);
+
 /* GET /v1/decisions/{id}: a stored row (VD_HISTORY_NCOLUMNS values) as
  * one JSON object named by column, as `verdict history show --format
  * json` names them; request, result, trace and facts as the JSON they

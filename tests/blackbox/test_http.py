@@ -635,3 +635,76 @@ class NoCredentials(unittest.TestCase):
         with self.assertRaises(RuntimeError) as cm:
             HttpDaemon(args=["--tokens", path])
         self.assertIn("tokens:2: role 'root'", str(cm.exception))
+
+
+class Idempotency(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = HttpDaemon()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def test_http_retry_recorded_once(self):
+        req = request("compensation", "GD-SZ", COMP_INPUT, rid="r1")
+        before = self.d.rows()
+        key = {"Idempotency-Key": "order-4711-refund"}
+        st1, _, first = self.d.call("POST", "/v1/decisions", req, key)
+        st2, _, again = self.d.call("POST", "/v1/decisions", req, key)
+        self.assertEqual((st1, st2), (200, 200))
+        self.assertEqual(first, again)  # the recorded decision, its id too
+        self.assertEqual(self.d.rows(), before + 1)
+        # the same key with another body is refused, not decided
+        other = request("compensation", "GD-SZ",
+                        dict(COMP_INPUT, charged_fen=99999), rid="r1")
+        st, _, body = self.d.call("POST", "/v1/decisions", other, key)
+        self.assertEqual((st, body["error"]["code"], body["error"]["path"]),
+                         (409, "bad_request", "idem"))
+        self.assertEqual(self.d.rows(), before + 1)
+        # without the key: decided and recorded again
+        _, _, fresh = self.d.call("POST", "/v1/decisions", req)
+        self.assertNotEqual(fresh["decision_id"], first["decision_id"])
+        self.assertEqual(self.d.rows(), before + 2)
+        # the kind form takes the header too
+        path = "/v1/decisions/sla?region=GD-SZ&at=" + AT.replace("+", "%2B")
+        k2 = {"Idempotency-Key": "sla-C-1"}
+        _, _, a = self.d.call("POST", path, SLA_INPUT, k2)
+        _, _, b = self.d.call("POST", path, SLA_INPUT, k2)
+        self.assertEqual(a["decision_id"], b["decision_id"])
+        self.assertEqual(self.d.rows(), before + 3)
+        st, _, body = self.d.call("POST", path, SLA_INPUT,
+                                  {"Idempotency-Key": "has space"})
+        self.assertEqual(st, 400)
+
+    def test_errors_are_remembered_too(self):
+        req = request("sla", "GD-SZ", {"x": 1})
+        before = self.d.rows()
+        key = {"Idempotency-Key": "bad-input-1"}
+        st1, _, a = self.d.call("POST", "/v1/decisions", req, key)
+        st2, _, b = self.d.call("POST", "/v1/decisions", req, key)
+        self.assertEqual((st1, st2), (422, 422))
+        self.assertEqual(a, b)
+        self.assertEqual(self.d.rows(), before + 1)
+
+    def test_socket_idem(self):
+        before = self.d.rows()
+        req = dict(request("sla", "GD-SZ", SLA_INPUT, rid=5), idem="sock-1")
+        c = self.d.connect()
+        a = c.call(**req)
+        b = c.call(**req)
+        c.close()
+        self.assertIn("result", a)
+        self.assertEqual(a, b)
+        self.assertEqual(self.d.rows(), before + 1)
+        c = self.d.connect()
+        bad = c.call(**dict(req, idem=""))
+        c.close()
+        self.assertEqual((bad["error"]["code"], bad["error"]["path"]),
+                         ("bad_request", "idem"))
+        # keys are scoped by credential, not by transport: no credentials
+        # here, so the socket's key is HTTP's too
+        st, _, h = self.d.call("POST", "/v1/decisions", req,
+                               {"Idempotency-Key": "sock-1"})
+        # the header's key with the same body gives the same answer
+        self.assertEqual((st, h["decision_id"]), (200, a["decision_id"]))
