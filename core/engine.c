@@ -25,6 +25,7 @@
 #include "verdict/error.h"
 #include "verdict/history.h"
 #include "verdict/json.h"
+#include "verdict/metrics.h"
 #include "verdict/watchdog.h"
 #include "verdict/wire.h"
 
@@ -52,6 +53,7 @@ struct vd_engine {
   vd_decision_t *current;   /* the decision being made */
   /* fast attempts (watchdog.h): NULL to always count */
   vd_watch_slot_t *watch;
+  vd_metrics_shard_t *metrics; /* decide requests counted here, or NULL */
 };
 
 /* ------------------------------------------------------------------------
@@ -1012,9 +1014,15 @@ int vd_engine_decide(vd_engine_t *e, const char *line, size_t len,
   e->replay_facts = NULL;
   replay_facts_release(e);
   d->elapsed_ns = mono_ns() - t0;
+  if (e->metrics && d->op == VD_OP_DECIDE)
+    vd_metrics_decided(e->metrics, d);
   return d->code;
 }
 
 void vd_engine_set_watch(vd_engine_t *e, vd_watch_slot_t *slot) {
   e->watch = slot;
+}
+
+void vd_engine_set_metrics(vd_engine_t *e, vd_metrics_shard_t *shard) {
+  e->metrics = shard;
 }

@@ -30,6 +30,7 @@
 
 #include "verdict/buf.h"
 #include "verdict/history.h"
+#include "verdict/metrics.h"
 
 /* The hash before the first record, and chain_head's on a new database. */
 #define VD_HIST_ZERO_HASH \
@@ -199,6 +200,9 @@ struct vd_history {
   size_t qcount, qbytes;
   int stopping;
   vd_hist_lane_t *lanes;    /* nworkers of them */
+  /* vd_history_set_metrics(): NULL until then; the depth is set under mu,
+   * the other two by the writer thread (pointers read under mu) */
+  vd_metrics_series_t *m_depth, *m_commit, *m_batch;
 
   pthread_t thread;
   int has_thread;

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -42,6 +43,7 @@
 #include "verdict/buf.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/metrics.h"
 
 const char *vd_history_mode_name(vd_log_mode_t m) {
   switch (m) {
@@ -240,13 +242,40 @@ void vd_history_set_log(vd_history_t *h, vd_history_log_cb cb, void *arg) {
   pthread_mutex_unlock(&h->mu);
 }
 
+int vd_history_set_metrics(vd_history_t *h, vd_metrics_t *m) {
+  vd_metrics_shard_t *s;
+  vd_metrics_series_t *depth, *commit, *batch;
+  if (vd_metrics_shard_new(m, &s))
+    return VD_ENOMEM;
+  depth = vd_metrics_series(s, VD_M_QUEUE_DEPTH, NULL);
+  commit = vd_metrics_series(s, VD_M_COMMIT_SECONDS, NULL);
+  batch = vd_metrics_series(s, VD_M_BATCH_RECORDS, NULL);
+  if (!depth || !commit || !batch)
+    return VD_ENOMEM;
+  pthread_mutex_lock(&h->mu);
+  h->m_depth = depth;
+  h->m_commit = commit;
+  h->m_batch = batch;
+  vd_metrics_series_set(depth, (int64_t)h->qcount);
+  pthread_mutex_unlock(&h->mu);
+  return 0;
+}
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *writer_main(void *arg) {
   vd_history_t *h = arg;
   vd_buf_t err = VD_BUF_INIT;
   pthread_mutex_lock(&h->mu);
   for (;;) {
     vd_hist_qrec_t *list, *q, *next;
+    vd_metrics_series_t *m_commit, *m_batch;
     size_t n = 0, ntouched = 0, i;
+    uint64_t t0;
     int rc;
     while (!h->qhead && !h->stopping)
       pthread_cond_wait(&h->wake, &h->mu);
@@ -256,6 +285,9 @@ static void *writer_main(void *arg) {
     h->qhead = NULL;
     h->qtail = &h->qhead;
     h->qcount = h->qbytes = 0;
+    vd_metrics_series_set(h->m_depth, 0);
+    m_commit = h->m_commit;
+    m_batch = h->m_batch;
     pthread_cond_broadcast(&h->room);
     pthread_mutex_unlock(&h->mu);
 
@@ -267,7 +299,10 @@ static void *writer_main(void *arg) {
       }
       l->batch_last = q->wseq;
     }
+    t0 = mono_ns();
     rc = write_batch(h, list, &err);
+    vd_metrics_series_observe(m_commit, mono_ns() - t0);
+    vd_metrics_series_observe(m_batch, n);
     log_outcome(h, rc, n, err.data);
     for (q = list; q; q = next) {
       next = q->next;
@@ -457,6 +492,7 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
   h->qtail = &q->next;
   h->qcount++;
   h->qbytes += size;
+  vd_metrics_series_set(h->m_depth, (int64_t)h->qcount);
   pthread_cond_signal(&h->wake);
   pthread_mutex_unlock(&h->mu);
   return 0;

@@ -21,6 +21,7 @@ int vd_cli_history(int argc, char **argv); /* audit.c */
 int vd_cli_replay(int argc, char **argv);  /* replay.c */
 int vd_cli_bench(int argc, char **argv);   /* bench.c */
 int vd_cli_reference(int argc, char **argv); /* reference.c */
+int vd_cli_schema(int argc, char **argv);  /* schema.c */
 
 /* decide.c: send one request line to the daemon at socket (or, when
  * connect is not NULL, HOST:PORT) and put the response line in resp.

@@ -5,7 +5,7 @@
  * Each command group lives in a file of its own (cmd_int.h), in the
  * manner of git's builtin/: decide.c (decide, ping, status), admin.c
  * (reload, activate, revisions, diff, status --admin), policy.c (test,
- * check), audit.c (history), replay.c, bench.c, reference.c.  Options
+ * check), audit.c (history), replay.c, bench.c, reference.c, schema.c.  Options
  * may come before the command name; main() moves the name to the front
  * and hands the command its arguments.  Exit status: 0 success, 1 an error response or
  * a failed check, 2 usage, 3 the daemon could not be reached.
@@ -51,7 +51,10 @@ static void usage(FILE *f) {
         "                   recorded decision does not reproduce\n"
         "\n"
         "documentation (offline):\n"
-        "  reference [DIR]  the field reference of a bundle, as Markdown\n",
+        "  reference [DIR]  the field reference of a bundle, as Markdown\n"
+        "  schema [KIND] [--region R] [--policies DIR]\n"
+        "                   JSON Schema of KIND's input, or the OpenAPI\n"
+        "                   document of the HTTP API without KIND\n",
         f);
 }
 
@@ -73,6 +76,7 @@ static const struct command {
     {"history", vd_cli_history},
     {"replay", vd_cli_replay},
     {"reference", vd_cli_reference},
+    {"schema", vd_cli_schema},
     {NULL, NULL},
 };
 

@@ -129,6 +129,13 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts);
 struct vd_watch_slot;
 void vd_engine_set_watch(vd_engine_t *e, struct vd_watch_slot *slot);
 
+/* Count every decide request of this engine (its outcome, duration and
+ * recount: vd_metrics_decided() in metrics.h) in SHARD, which must belong
+ * to the thread that calls vd_engine_decide; NULL to stop.  Live
+ * decisions only: replays and checks leave it unset. */
+struct vd_metrics_shard;
+void vd_engine_set_metrics(vd_engine_t *e, struct vd_metrics_shard *shard);
+
 vd_bundle_t *vd_engine_bundle(const vd_engine_t *e);
 vd_sandbox_t *vd_engine_sandbox(vd_engine_t *e);
 

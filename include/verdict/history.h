@@ -129,6 +129,13 @@ typedef void (*vd_history_log_cb)(const char *line, void *arg);
  * while the history is open; it takes effect for the next line. */
 void vd_history_set_log(vd_history_t *h, vd_history_log_cb cb, void *arg);
 
+/* Measure the writer in M (metrics.h): each batch's commit time and
+ * record count, and the queue's depth as records are queued and taken.
+ * Once, from any thread, after vd_history_open(); M must outlive H.
+ * 0, or VD_ENOMEM (nothing is measured then). */
+struct vd_metrics;
+int vd_history_set_metrics(vd_history_t *h, struct vd_metrics *m);
+
 /* A structural check of the whole file, SQLite's PRAGMA quick_check, on a
  * read-only connection of its own.  It reads every page (11 s for 180 MB
  * read cold on the development machine), so verdictd runs it on a thread
