@@ -553,6 +553,8 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
   vd_buf_init(&d->in_force);
   uv_mutex_init(&d->state_lock);
   uv_rwlock_init(&d->tokens_lock);
+  if (vd_metrics_new(&d->metrics) != 0)
+    vd_daemon_log("out of memory for metrics: GET /metrics answers 503");
   if (vd_idem_new(&d->idem) != 0)
     vd_daemon_log("out of memory for idempotency keys: requests that carry "
                   "one are decided as if they did not");
@@ -587,6 +589,8 @@ static void daemon_release(vd_daemon_t *d) {
   d->tls = NULL;
   vd_idem_free(d->idem);
   d->idem = NULL;
+  vd_metrics_free(d->metrics); /* after every writer: workers, history */
+  d->metrics = NULL;
   uv_rwlock_destroy(&d->tokens_lock);
 }
 
@@ -679,6 +683,9 @@ static int open_history(vd_daemon_t *d) {
                   err ? err : "unknown error");
   else
     vd_history_set_log(d->history, on_history_log, NULL);
+  if (rc == 0 && d->metrics &&
+      vd_history_set_metrics(d->history, d->metrics) != 0)
+    vd_daemon_log("out of memory for the history's metrics");
   free(err);
   return rc;
 }

@@ -25,6 +25,7 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/metrics.h"
 #include "verdict/sandbox.h"
 #include "verdict/uuid.h"
 #include "verdict/watchdog.h"
@@ -234,6 +235,10 @@ void vd_idem_answer(vd_idem_t *t, const char *scope, const char *key,
 void vd_idem_settle(vd_idem_t *t, const char *scope, const char *key,
                     int stored);
 
+/* verdict_open_connections{transport}: the index of each label. */
+enum { VD_TRANSPORT_UNIX, VD_TRANSPORT_TCP, VD_TRANSPORT_TCP_TLS,
+       VD_TRANSPORT_HTTP, VD_TRANSPORT_HTTPS };
+
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
   int fd;
@@ -255,6 +260,9 @@ typedef struct vd_worker {
   uv_timer_t grace;        /* started by a stop: force-close stragglers */
   uv_timer_t recheck;      /* while nthrottled: VD_RECHECK_MS */
   uv_timer_t http_sweep;   /* while HTTP connections: VD_HTTP_SWEEP_MS */
+  vd_metrics_shard_t *metrics;   /* this thread's counters, or NULL */
+  vd_metrics_series_t *m_conns[5]; /* open connections, by VD_TRANSPORT_* */
+  vd_metrics_series_t *m_lua;    /* its Lua state's bytes */
   unsigned nhttp;          /* open HTTP connections */
   unsigned nthrottled;     /* connections not read for back-pressure */
 
@@ -338,6 +346,7 @@ struct vd_daemon {
   uv_rwlock_t tokens_lock;
   vd_tls_ctx_t *tls;       /* --tls-cert: the TCP and HTTP listeners' */
   vd_idem_t *idem;         /* idempotency keys (idem.c); NULL: none kept */
+  vd_metrics_t *metrics;   /* GET /metrics (metrics.h); NULL: none kept */
   /* the history's last batch failed (0 once one commits): /health/ready */
   atomic_int history_failing;
   uv_timer_t accept_pause;

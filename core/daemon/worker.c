@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "daemon_int.h"
+#include "verdict/openapi.h"
 #include "verdict/timefmt.h"
 #include "verdict/uvstream.h"
 #include "verdict/wire.h"
@@ -78,6 +79,7 @@ struct vd_conn {
   int keep_alive;       /* HTTP: the request being answered allows more */
   int64_t last_ms;      /* HTTP: when it last sent or was answered */
   int loopback;         /* the peer is 127.0.0.0/8 or ::1 */
+  int transport;        /* VD_TRANSPORT_*: its open-connections gauge */
   char who[64];         /* HTTP: the credential of the request, or "" */
   char client[136];     /* what the history records as the client */
   char peer[64];
@@ -223,6 +225,7 @@ static void on_close(uv_handle_t *h) {
     w->nthrottled--;
   }
   atomic_fetch_sub(&w->connections, 1);
+  vd_metrics_series_move(w->m_conns[c->transport], -1);
   conn_unref(c);
   finish_if_done(w);
 }
@@ -783,6 +786,8 @@ static void handle_line(vd_conn_t *c, const char *line, size_t len) {
   atomic_store_explicit(&w->busy_since_ms, 0, memory_order_relaxed);
   if (atomic_load(&w->abandoned))
     park(w);
+  vd_metrics_series_set(w->m_lua,
+                        (int64_t)vd_engine_sandbox(w->engine)->used);
   if (d->recounted)
     atomic_fetch_add_explicit(&w->recounts, 1, memory_order_relaxed);
   if (d->code == 0 && d->op != VD_OP_DECIDE) {
@@ -922,17 +927,22 @@ static void process_lines(vd_conn_t *c) {
  * HTTP (--http): requests framed by http.c, decided as lines are
  * ------------------------------------------------------------------------ */
 
-/* Answer c's current HTTP request with STATUS and the JSON BODY, not
+/* Answer c's current HTTP request with STATUS and BODY of TYPE, not
  * recorded (health, lookups, refusals). */
-static void http_answer(vd_conn_t *c, int status, const char *body,
-                        size_t len, const char *extra_headers) {
+static void http_answer_typed(vd_conn_t *c, int status, const char *type,
+                              const char *body, size_t len,
+                              const char *extra_headers) {
   vd_buf_t msg = VD_BUF_INIT;
-  vd_http_write(&msg, status, "application/json", extra_headers, body, len,
-                c->keep_alive);
+  vd_http_write(&msg, status, type, extra_headers, body, len, c->keep_alive);
   respond(c, msg.data, msg.len, 0, NULL, NULL);
   vd_buf_release(&msg);
   if (!c->keep_alive)
     c->close_when_flushed = 1;
+}
+
+static void http_answer(vd_conn_t *c, int status, const char *body,
+                        size_t len, const char *extra_headers) {
+  http_answer_typed(c, status, "application/json", body, len, extra_headers);
 }
 
 /* ...with the socket protocol's error object for CODE (STATUS 0: the
@@ -1026,6 +1036,34 @@ static void http_lookup(vd_conn_t *c, const char *id) {
     http_error(c, 0, VD_EINTERNAL, err.len ? err.data : NULL, NULL);
   }
   vd_history_rows_close(rows);
+  vd_buf_release(&body);
+  vd_buf_release(&err);
+}
+
+/* GET /metrics: the Prometheus text exposition of every thread's counts. */
+static void http_metrics(vd_conn_t *c) {
+  vd_metrics_t *m = c->w->daemon->metrics;
+  vd_buf_t body = VD_BUF_INIT;
+  if (!m) {
+    http_error(c, 503, VD_EINTERNAL, "no metrics: verdictd ran out of "
+                                     "memory for them at start-up", NULL);
+    return;
+  }
+  vd_metrics_render(m, &body);
+  http_answer_typed(c, 200, VD_METRICS_CONTENT_TYPE, body.data, body.len,
+                    NULL);
+  vd_buf_release(&body);
+}
+
+/* GET /v1/openapi.json: the contract of the revision this worker decides
+ * with, generated from its policies' schemas (openapi.h), here between two
+ * decisions. */
+static void http_openapi(vd_conn_t *c) {
+  vd_buf_t body = VD_BUF_INIT, err = VD_BUF_INIT;
+  if (vd_openapi_document(c->w->engine, &body, &err) != 0)
+    http_error(c, 500, VD_EPOLICY_ERROR, err.len ? err.data : NULL, NULL);
+  else
+    http_answer(c, 200, body.data, body.len, NULL);
   vd_buf_release(&body);
   vd_buf_release(&err);
 }
@@ -1164,7 +1202,7 @@ static int authorize(vd_conn_t *c, vd_http_req_t *req, unsigned role) {
   }
   snprintf(c->who, sizeof c->who, "%s", name);
   snprintf(c->client, sizeof c->client, "%s@%s", name, c->peer);
-  if (!(roles & role)) {
+  if (role && !(roles & role)) { /* 0: any credential will do */
     vd_buf_t msg = VD_BUF_INIT;
     vd_buf_addf(&msg, "credential '%s' lacks the %s role", name,
                 role == VD_ROLE_DECIDE ? "decide"
@@ -1433,6 +1471,17 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
                  "the body is empty: send the input object", NULL);
     else
       http_decide_kind(c, seg, q ? q + 1 : "", q ? tn - pn - 1 : 0, req, k);
+  } else if (pn == 8 && memcmp(t, "/metrics", 8) == 0) {
+    if (req->method != HTTP_GET)
+      http_error(c, 405, VD_EBAD_REQUEST, "GET /metrics", "Allow: GET\r\n");
+    else if (authorize(c, req, 0))
+      http_metrics(c);
+  } else if (pn == 16 && memcmp(t, "/v1/openapi.json", 16) == 0) {
+    if (req->method != HTTP_GET)
+      http_error(c, 405, VD_EBAD_REQUEST, "GET /v1/openapi.json",
+                 "Allow: GET\r\n");
+    else if (authorize(c, req, 0))
+      http_openapi(c);
   } else if (pn > 10 && memcmp(t, "/v1/admin/", 10) == 0) {
     int rc = http_admin_route(c, req, t + 10, pn - 10, q ? q + 1 : "",
                               q ? tn - pn - 1 : 0);
@@ -1442,7 +1491,7 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
     http_error(c, 404, VD_ENOT_FOUND,
                "no such path: POST /v1/decisions, POST /v1/decisions/{kind}, "
                "GET /v1/decisions/{id}, GET /health, GET /health/ready, "
-               "/v1/admin/...", NULL);
+               "GET /metrics, GET /v1/openapi.json, /v1/admin/...", NULL);
   }
   conn_account(c);
   return c->close_when_flushed;
@@ -1693,12 +1742,16 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
     rc = uv_pipe_open(&c->h.pipe, ho->fd);
   }
   c->h.handle.data = c;
+  c->transport = ho->is_http ? (ho->tls ? VD_TRANSPORT_HTTPS : VD_TRANSPORT_HTTP)
+                 : ho->is_tcp ? (ho->tls ? VD_TRANSPORT_TCP_TLS : VD_TRANSPORT_TCP)
+                              : VD_TRANSPORT_UNIX;
   c->next = w->conns;
   if (w->conns)
     w->conns->prev = c;
   w->conns = c;
   w->nconns++;
   atomic_fetch_add(&w->connections, 1);
+  vd_metrics_series_move(w->m_conns[c->transport], 1);
   if (rc != 0) {
     close(ho->fd);
     conn_close(c);
@@ -1767,6 +1820,7 @@ static void on_wake(uv_async_t *a) {
       vd_engine_free(w->engine);
       w->engine = fresh;
       vd_engine_set_watch(w->engine, w->watch);
+      vd_engine_set_metrics(w->engine, w->metrics);
       if (w->reader)
         vd_engine_set_facts(w->engine, answer_fact, w);
     }
@@ -1793,9 +1847,31 @@ static int answer_fact(void *ud, const char *query, const char *a,
   return vd_history_answer(w->reader, query, a, b, since_ms, until_ms, count);
 }
 
+/* This thread's series: made here, by the shard's one writer. */
+static void metrics_start(vd_worker_t *w) {
+  static const char *const transports[] = {"unix", "tcp", "tcp_tls", "http",
+                                           "https"};
+  char index[16];
+  const char *label[1];
+  unsigned i;
+  if (!w->metrics)
+    return;
+  for (i = 0; i < sizeof transports / sizeof transports[0]; i++) {
+    label[0] = transports[i];
+    w->m_conns[i] = vd_metrics_series(w->metrics, VD_M_CONNECTIONS, label);
+  }
+  snprintf(index, sizeof index, "%u", w->index);
+  label[0] = index;
+  w->m_lua = vd_metrics_series(w->metrics, VD_M_LUA_MEMORY, label);
+  vd_metrics_series_set(w->m_lua,
+                        (int64_t)vd_engine_sandbox(w->engine)->used);
+  vd_engine_set_metrics(w->engine, w->metrics);
+}
+
 static void worker_main(void *arg) {
   vd_worker_t *w = arg;
   char *err = NULL;
+  metrics_start(w);
   if (vd_history_reader_open(&w->reader, w->daemon->opts.db, &err) == 0)
     vd_engine_set_facts(w->engine, answer_fact, w);
   else
@@ -1824,6 +1900,8 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
   w->daemon = d;
   w->index = index;
   w->engine = engine;
+  if (d->metrics && vd_metrics_shard_new(d->metrics, &w->metrics) != 0)
+    w->metrics = NULL; /* this worker goes uncounted */
   vd_uuidgen_init(&w->uuid);
   vd_decision_init(&w->dec);
   vd_buf_init(&w->scratch);

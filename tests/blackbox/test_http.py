@@ -708,3 +708,111 @@ class Idempotency(unittest.TestCase):
                                {"Idempotency-Key": "sock-1"})
         # the header's key with the same body gives the same answer
         self.assertEqual((st, h["decision_id"]), (200, a["decision_id"]))
+
+
+def metric(text, name, **labels):
+    """The value of the series NAME{LABELS} in exposition TEXT, or None."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] != name:
+            continue
+        got = {}
+        if "{" in head:
+            for part in head[head.index("{") + 1:-1].split('",'):
+                if part:
+                    k, v = part.split("=", 1)
+                    got[k] = v.strip('"')
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return None
+
+
+class MetricsAndSchema(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = HttpDaemon(tcp=True, admin=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def scrape(self):
+        c = self.d.http()
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        text = r.read().decode()
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.getheader("Content-Type").startswith(
+            "text/plain; version=0.0.4"))
+        c.close()
+        return text
+
+    def test_promtool_clean_and_counts(self):
+        for _ in range(3):
+            self.d.call("POST", "/v1/decisions",
+                        request("sla", "GD-SZ", SLA_INPUT))
+        self.d.call("POST", "/v1/decisions", request("sla", "GD-SZ", {"x": 1}))
+        held = self.d.connect()  # a Unix connection held open
+        tcp = self.d.connect(tcp=True)
+        held.call(**request("sla", "GD-SZ", SLA_INPUT))
+        tcp.call(**request("sla", "GD-SZ", SLA_INPUT))
+        keep = self.d.http()     # and an HTTP one, kept alive
+        self.d.call("GET", "/health", conn=keep)
+        text = self.scrape()
+        out = subprocess.run(["promtool", "check", "metrics"], input=text,
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertGreaterEqual(metric(text, "verdict_decisions_total",
+                                       kind="sla", region="GD-SZ", code="ok"),
+                                5)
+        self.assertGreaterEqual(metric(text, "verdict_decisions_total",
+                                       kind="sla", code="bad_input"), 1)
+        self.assertGreaterEqual(metric(text, "verdict_open_connections",
+                                       transport="unix"), 1)
+        self.assertGreaterEqual(metric(text, "verdict_open_connections",
+                                       transport="tcp"), 1)
+        self.assertGreaterEqual(metric(text, "verdict_open_connections",
+                                       transport="http"), 2)
+        self.assertGreater(metric(text, "verdict_lua_memory_bytes",
+                                  worker="0"), 0)
+        self.assertIsNotNone(metric(text, "verdict_watchdog_recounts_total"))
+        self.assertGreaterEqual(metric(
+            text, "verdict_history_commit_duration_seconds_count"), 1)
+        _, _, ready = self.d.call("GET", "/health/ready")
+        self.assertEqual(metric(text, "verdict_policy_revision_info",
+                                revision=ready["revision"]), 1)
+        held.close()
+        tcp.close()
+        keep.close()
+
+    def test_reloads_counted(self):
+        before = metric(self.scrape(), "verdict_reloads_total",
+                        result="ok") or 0
+        st, _, body = self.d.call("POST", "/v1/admin/reload")
+        self.assertEqual(st, 200, body)
+        after = metric(self.scrape(), "verdict_reloads_total", result="ok")
+        self.assertEqual(after, before + 1)
+
+    def test_openapi(self):
+        import jsonschema
+        st, _, doc = self.d.call("GET", "/v1/openapi.json")
+        self.assertEqual(st, 200)
+        self.assertTrue(doc["openapi"].startswith("3.1"))
+        _, _, ready = self.d.call("GET", "/health/ready")
+        self.assertEqual(doc["info"]["version"], ready["revision"])
+        self.assertIn("/v1/decisions/sla", doc["paths"])
+        # the kind's input schema accepts what the daemon decides, and
+        # refuses what it refuses, at the same path
+        op = doc["paths"]["/v1/decisions/sla"]["post"]
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        schema = dict(schema, components=doc.get("components", {}))
+        resolver = jsonschema.validators.validator_for(schema)(schema)
+        resolver.validate(SLA_INPUT)
+        bad = dict(SLA_INPUT, channel=17)
+        errors = list(resolver.iter_errors(bad))
+        self.assertTrue(errors)
+        st, _, body = self.d.call("POST", "/v1/decisions/sla?region=national",
+                                  bad)
+        self.assertEqual((st, body["error"]["path"]), (422, "input.channel"))
