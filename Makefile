@@ -57,7 +57,7 @@ CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
 TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
          test_textdiff test_engine test_sandbox test_wire test_history \
          test_history_faults test_policytest test_replay \
-         test_metrics
+         test_metrics test_openapi
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)

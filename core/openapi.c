@@ -39,6 +39,7 @@ typedef struct oa_ctx {
   const char *region;
   vd_buf_t scratch;    /* document_k: one schema at a time */
   vd_buf_t national;   /*   and its kind's national one */
+  char where[VD_PATH_MAX]; /* the policy file being read, for errors */
 } oa_ctx_t;
 
 /* Append S with every ' turned into ": the fixed JSON below. */
@@ -308,6 +309,10 @@ static void object_schema(lua_State *L, int fields, int nullable,
     lua_rawgeti(L, top + 1, i);
     lua_pushvalue(L, -1);
     lua_gettable(L, fields);
+    if (!lua_istable(L, -1))
+      luaL_error(L, "input field '%s' is a %s, not a spec made by "
+                    "lib/schema.lua", lua_tostring(L, -2),
+                 luaL_typename(L, -1));
     lua_getfield(L, -1, "required");
     req = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -383,14 +388,20 @@ static void object_schema(lua_State *L, int fields, int nullable,
 
 /* The input schema of the policy table for KIND in REGION_WITH_FILE, not
  * standalone.  Raises when the pair has no policy. */
-static void input_schema(lua_State *L, vd_engine_t *e, const char *kind,
+static void input_schema(lua_State *L, oa_ctx_t *c, const char *kind,
                          const char *region_with_file, vd_buf_t *out) {
+  vd_engine_t *e = c->e;
   int top = lua_gettop(L);
+  vd_engine_policy_path(c->where, region_with_file, kind);
   if (vd_engine_push_policy(e, kind, region_with_file))
     luaL_error(L, "no policy for %s in %s", kind, region_with_file);
-  lua_getfield(L, -1, "fields");
-  object_schema(L, -1, 0, NULL, out);
+  if (lua_getfield(L, -1, "fields") == LUA_TNIL) /* decide() checks it all */
+    addj(out, "{'type':'object','description':'The policy declares no input "
+              "schema: its decide function reads the input as it is.'}");
+  else
+    object_schema(L, -1, 0, NULL, out);
   lua_settop(L, top);
+  c->where[0] = '\0';
 }
 
 static int input_schema_k(lua_State *L) {
@@ -403,7 +414,7 @@ static int input_schema_k(lua_State *L) {
   add_str(c->out, lua_pushfstring(L, "%s input (%s)", c->kind, path));
   vd_buf_addc(c->out, ',');
   at = c->out->len;
-  input_schema(L, c->e, c->kind, file, c->out);
+  input_schema(L, c, c->kind, file, c->out);
   /* merge: drop the object's own opening brace */
   memmove(c->out->data + at, c->out->data + at + 1, c->out->len - at);
   c->out->len--;
@@ -420,6 +431,8 @@ static int run(vd_engine_t *e, lua_CFunction fn, oa_ctx_t *c, vd_buf_t *err) {
   lua_pushlightuserdata(L, c);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     vd_buf_reset(err);
+    if (c->where[0])
+      vd_buf_addf(err, "%s: ", c->where);
     vd_buf_adds(err, lua_type(L, -1) == LUA_TSTRING
                          ? lua_tostring(L, -1)
                          : "reading the policies' schemas failed");
@@ -473,12 +486,16 @@ static const char decision_responses[] =
     "'500':{'$ref':'#/components/responses/PolicyError'},"
     "'503':{'$ref':'#/components/responses/Unavailable'}}";
 
+/* An idempotency key (wire.h's VD_IDEM_KEY_MAX): printable ASCII, no
+ * spaces. */
+#define IDEM_SCHEMA                                                          \
+  "{'type':'string','minLength':1,'maxLength':255,'pattern':'^[!-~]+$'}"
+
 static const char idempotency_param[] =
     "{'name':'Idempotency-Key','in':'header','required':false,"
     "'description':'A retried request with the same key and the same body "
     "returns the decision recorded for the first instead of deciding and "
-    "recording it again.','schema':{'type':'string','minLength':1,"
-    "'maxLength':128}}";
+    "recording it again.','schema':" IDEM_SCHEMA "}";
 
 /* Components every document has; the generated ones come before. */
 static const char fixed_schemas[] =
@@ -503,17 +520,16 @@ static const char fixed_schemas[] =
     "'Activated':{'type':'object','required':['ok','revision'],"
     "'properties':{'id':{},'ok':{'const':true},'revision':{'type':'string'},"
     "'previous':{'type':['string','null']},'unchanged':{'type':'boolean'}}},"
-    "'Activate':{'type':'object','required':['revision'],"
-    "'additionalProperties':false,'properties':{'revision':{'type':'string',"
-    "'description':'A stored revision, sha256:...'}}},"
     "'Revisions':{'type':'object','required':['activations','revisions'],"
     "'properties':{'id':{},'activations':{'type':'array'},'revisions':"
     "{'type':'array'}}},"
     "'Diff':{'type':'object','required':['from','to','diff'],'properties':"
     "{'id':{},'from':{'type':'string'},'to':{'type':'string'},'diff':"
     "{'type':'string','description':'A unified diff.'}}},"
-    "'Status':{'type':'object','required':['status'],'properties':{'id':{},"
-    "'status':{'type':'object'}}}";
+    "'Health':{'type':'object','required':['status'],'properties':{"
+    "'status':{'const':'ok'}}},"
+    "'Ready':{'type':'object','required':['ready','revision'],'properties':{"
+    "'ready':{'const':true},'revision':{'type':'string'}}}";
 
 static const char fixed_responses[] =
     "'responses':{"
@@ -543,12 +559,15 @@ static const char fixed_responses[] =
     "audit, admin) says what it may do.'},'mutualTLS':{'type':'mutualTLS',"
     "'description':'A client certificate signed by --tls-client-ca.'}}";
 
-/* One path with no request body: METHOD, summary, role, and its 200. */
+/* One GET path with no parameters: its summary and its 200.  OPEN: no
+ * credential needed (the health checks). */
 static void add_simple_path(vd_buf_t *o, const char *path, const char *op,
-                            const char *summary, const char *ok) {
+                            const char *summary, const char *ok, int open) {
   add_str(o, path);
   addj(o, ":{'get':{'operationId':");
   add_str(o, op);
+  if (open)
+    addj(o, ",'security':[]");
   addj(o, ",'summary':");
   add_str(o, summary);
   addj(o, ",'responses':{'200':");
@@ -646,7 +665,8 @@ static void add_decision_request(lua_State *L, vd_engine_t *e, int comps,
           "request, as on the socket protocol (docs/protocol.md).',"
           "'required':['kind','region','input'],'additionalProperties':"
           "false,'properties':{'id':{'description':'Any JSON value, echoed "
-          "in the response.'},'op':{'enum':['decide']},'kind':{'enum':[");
+          "in the response.'},'op':{'enum':['decide']},'idem':"
+          IDEM_SCHEMA ",'kind':{'enum':[");
   for (k = 0; k < vd_engine_kind_count(e); k++) {
     if (k)
       vd_buf_addc(o, ',');
@@ -768,7 +788,7 @@ static int document_k(lua_State *L) {
         continue; /* no file of its own */
       lua_pop(L, 1);
       vd_buf_reset(&c->scratch);
-      input_schema(L, e, kind, r, &c->scratch);
+      input_schema(L, c, kind, r, &c->scratch);
       if (i == 0)
         vd_buf_add(&c->national, c->scratch.data, c->scratch.len);
       if (i && strcmp(c->national.data, c->scratch.data) == 0) {
@@ -841,19 +861,24 @@ static int document_k(lua_State *L) {
           "'403':{'$ref':'#/components/responses/Forbidden'},"
           "'404':{'$ref':'#/components/responses/Unknown'}}}},");
   add_simple_path(o, "/health", "health", "The process answers",
-                  "{'description':'It does.'}");
-  addj(o, "'/health/ready':{'get':{'operationId':'ready','summary':'Ready "
+                  "{'description':'It does.','content':{'application/json':"
+                  "{'schema':" REF("Health") "}}}", 1);
+  addj(o, "'/health/ready':{'get':{'operationId':'ready','security':[],"
+          "'summary':'Ready "
           "to decide: a revision is active and the history accepts "
-          "records','responses':{'200':{'description':'Ready.'},'503':"
-          "{'description':'Not ready; the body says why.'}}}},");
+          "records','responses':{'200':{'description':'Ready.','content':"
+          "{'application/json':{'schema':" REF("Ready") "}}},'503':"
+          "{'description':'Not ready; error.message says why.','content':"
+          "{'application/json':{'schema':" REF("Error") "}}}}}},");
   add_simple_path(o, "/metrics", "metrics",
                   "Prometheus metrics, text exposition format 0.0.4",
                   "{'description':'The metrics (docs/protocol.md#metrics).',"
-                  "'content':{'text/plain':{'schema':{'type':'string'}}}}");
+                  "'content':{'text/plain':{'schema':{'type':'string'}}}}",
+                  0);
   add_simple_path(o, "/v1/openapi.json", "openapi",
                   "This document, for the revision that decides now",
                   "{'description':'OpenAPI 3.1.','content':"
-                  "{'application/json':{'schema':{'type':'object'}}}}");
+                  "{'application/json':{'schema':{'type':'object'}}}}", 0);
   addj(o, "'/v1/admin/reload':{'post':{'operationId':'reload','summary':"
           "'Reload the policies from their directory (role admin)',"
           "'responses':{'200':{'description':'Activated.','content':"
@@ -863,8 +888,9 @@ static int document_k(lua_State *L) {
           "'422':{'$ref':'#/components/responses/BadInput'}}}},");
   addj(o, "'/v1/admin/activate':{'post':{'operationId':'activate',"
           "'summary':'Activate a stored revision (role admin)',"
-          "'requestBody':{'required':true,'content':{'application/json':"
-          "{'schema':" REF("Activate") "}}},"
+          "'parameters':[{'name':'revision','in':'query','required':true,"
+          "'description':'sha256:..., a prefix of it, or a name the admin "
+          "socket takes.','schema':{'type':'string'}}],"
           "'responses':{'200':{'description':'Activated.','content':"
           "{'application/json':{'schema':" REF("Activated") "}}},"
           "'401':{'$ref':'#/components/responses/Unauthorized'},"
@@ -873,18 +899,15 @@ static int document_k(lua_State *L) {
   add_simple_path(o, "/v1/admin/revisions", "revisions",
                   "Stored revisions and activations (role admin)",
                   "{'description':'The lists.','content':{'application/json'"
-                  ":{'schema':" REF("Revisions") "}}}");
+                  ":{'schema':" REF("Revisions") "}}}", 0);
   addj(o, "'/v1/admin/diff':{'get':{'operationId':'diff','summary':'The "
           "difference between two revisions (role admin)','parameters':["
           "{'name':'from','in':'query','required':true,'schema':{'type':"
-          "'string'}},{'name':'to','in':'query','required':true,'schema':"
-          "{'type':'string'}}],'responses':{'200':{'description':'The "
+          "'string'}},{'name':'to','in':'query','required':false,'description':"
+          "'Default: the active revision.','schema':{'type':'string'}}],"
+          "'responses':{'200':{'description':'The "
           "diff.','content':{'application/json':{'schema':" REF("Diff")
           "}}}}}},");
-  add_simple_path(o, "/v1/admin/status", "status",
-                  "What the daemon runs and how it is doing (role admin)",
-                  "{'description':'Status.','content':{'application/json':"
-                  "{'schema':" REF("Status") "}}}");
   o->len--; /* the last path's comma */
   addj(o, "},'components':{'schemas':{");
   add_decision_request(L, e, comps, o);

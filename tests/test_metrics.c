@@ -184,6 +184,9 @@ static void series_handles(void **state) {
   vd_metrics_series_set(x, 1000);
   vd_metrics_series_set(x, 4096);
   vd_metrics_series_move(x, -96);
+  /* a family with labels given none: no series, no crash */
+  assert_null(vd_metrics_series(s, VD_M_LUA_MEMORY, NULL));
+  vd_metrics_inc(s, VD_M_DECISIONS, NULL, 1);
   vd_metrics_series_add(NULL, 1); /* a failed allocation's NULL: ignored */
   vd_metrics_series_observe(NULL, 1);
   t = render(m);
@@ -281,6 +284,52 @@ static void retired_shard(void **state) {
   assert_line(t, "verdict_lua_memory_bytes{worker=\"0\"} 30");
   assert_line(t, "verdict_decisions_total{kind=\"sla\",region=\"GD\","
                  "code=\"ok\"} 5");
+  free(t);
+  vd_metrics_free(m);
+}
+
+/* vd_metrics_decided() remembers recent label sets: many of them, in
+ * turn and colliding, still count each under its own. */
+static void decided_counts(void **state) {
+  static const char *const kinds[] = {"sla", "compensation", "escalation"};
+  static const char *const regions[] = {"GD", "GD-SZ", "BJ", "national",
+                                        "GX"};
+  static const int codes[] = {0, VD_EBAD_INPUT, VD_EPOLICY_ERROR};
+  vd_metrics_t *m = new_registry();
+  vd_metrics_shard_t *s = new_shard(m);
+  vd_decision_t d;
+  char *t, line[160];
+  int round, k, r, c;
+  (void)state;
+  vd_decision_init(&d);
+  for (round = 0; round < 7; round++)
+    for (k = 0; k < 3; k++)
+      for (r = 0; r < 5; r++)
+        for (c = 0; c < 3; c++) {
+          vd_decision_reset(&d);
+          snprintf(d.kind, sizeof d.kind, "%s", kinds[k]);
+          snprintf(d.region, sizeof d.region, "%s", regions[r]);
+          snprintf(d.policy_region, sizeof d.policy_region, "national");
+          d.code = codes[c];
+          d.elapsed_ns = 1000 * (uint64_t)(c + 1);
+          d.recounted = c == 2;
+          vd_metrics_decided(s, &d);
+        }
+  vd_decision_release(&d);
+  t = render(m);
+  for (k = 0; k < 3; k++)
+    for (r = 0; r < 5; r++)
+      for (c = 0; c < 3; c++) {
+        snprintf(line, sizeof line,
+                 "verdict_decisions_total{kind=\"%s\",region=\"%s\","
+                 "code=\"%s\"} 7",
+                 kinds[k], regions[r], c ? vd_err_name(codes[c]) : "ok");
+        assert_line(t, line);
+      }
+  assert_line(t, "verdict_decision_duration_seconds_count{kind=\"sla\"} 105");
+  assert_line(t, "verdict_decision_duration_seconds_sum{kind=\"sla\"} "
+                 "0.00021"); /* 7 rounds x 5 regions x (1+2+3) us */
+  assert_line(t, "verdict_watchdog_recounts_total 105");
   free(t);
   vd_metrics_free(m);
 }
@@ -526,6 +575,7 @@ int main(void) {
       cmocka_unit_test(label_escaping),
       cmocka_unit_test(histogram_buckets),
       cmocka_unit_test(retired_shard),
+      cmocka_unit_test(decided_counts),
       cmocka_unit_test(concurrent_updates),
       cmocka_unit_test(library_call_sites),
       cmocka_unit_test(promtool_accepts),

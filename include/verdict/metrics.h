@@ -46,7 +46,7 @@
  *       at start-up and on every activation
  *   verdict_open_connections{transport}              vd_metrics_gauge_add()
  *       on a worker's shard: +1 when it takes a connection, -1 when it
- *       closes ("unix", "tcp", "http", "https")
+ *       closes ("unix", "tcp", "tcp_tls", "http", "https")
  *   verdict_lua_memory_bytes{worker}                 vd_metrics_gauge_set()
  *       on the worker's shard, after each decision or on a timer, with
  *       vd_engine_sandbox(e)->used; worker = its index in decimal
@@ -65,7 +65,9 @@
 struct vd_decision;
 
 /* X(ID, type, "name", "help") -- the families, in the order rendered.
- * Their label names and buckets are in metrics.c's family table. */
+ * Their label names and buckets are in metrics.c's family_init(): a new
+ * family is a line here and, if it has labels or is a histogram, a line
+ * there (and a row in docs/protocol.md's table, which a test compares). */
 #define VD_METRICS_MAP(X)                                                    \
   X(DECISIONS, COUNTER, "verdict_decisions_total",                           \
     "Decision requests answered, by kind, region and outcome code (ok, or "  \
@@ -118,7 +120,8 @@ void vd_metrics_shard_retire(vd_metrics_shard_t *s);
 
 /* The series of family ID with LABELS (as many values as the family has
  * label names; NULL when it has none) in shard S, added if new.  NULL
- * only when it cannot be allocated.  The pointer stays valid for the
+ * when it cannot be allocated (or LABELS is NULL for a family that has
+ * labels).  The pointer stays valid for the
  * registry's life: keep it to update without the look-up.  S's writer. */
 vd_metrics_series_t *vd_metrics_series(vd_metrics_shard_t *s,
                                        vd_metric_id_t id,

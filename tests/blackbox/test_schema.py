@@ -126,6 +126,11 @@ class Document(unittest.TestCase):
             self.assertIn("input." + kind, doc["components"]["schemas"])
         self.assertEqual(doc["components"]["schemas"]["DecisionRequest"]
                          ["properties"]["kind"]["enum"], kinds)
+        # the health checks need no credential; everything else may
+        self.assertEqual(doc["paths"]["/health"]["get"]["security"], [])
+        self.assertEqual(doc["paths"]["/health/ready"]["get"]["security"], [])
+        self.assertNotIn("security", doc["paths"]["/metrics"]["get"])
+        self.assertIn({"bearer": []}, doc["security"])
 
     def test_compact_and_indented_are_the_same_json(self):
         rc, out, err = run_cli("schema", "--compact", "--policies", POLICIES)
