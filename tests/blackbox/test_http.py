@@ -816,3 +816,38 @@ class MetricsAndSchema(unittest.TestCase):
         st, _, body = self.d.call("POST", "/v1/decisions/sla?region=national",
                                   bad)
         self.assertEqual((st, body["error"]["path"]), (422, "input.channel"))
+
+
+class Readiness(unittest.TestCase):
+    def test_not_ready_while_the_history_refuses_records(self):
+        import resource
+        d = HttpDaemon()
+        try:
+            req = request("sla", "GD-SZ", SLA_INPUT)
+            self.assertEqual(d.call("POST", "/v1/decisions", req)[0], 200)
+            # a file-size limit on the running daemon stands in for a full
+            # disk (as test_history.FullDisk does)
+            size = os.path.getsize(d.db + "-wal")
+            resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE,
+                             (size + 4096, resource.RLIM_INFINITY))
+            seen = None
+            c = d.http()
+            for i in range(300):
+                st, _, body = d.call("POST", "/v1/decisions",
+                                     request("sla", "GD-SZ", SLA_INPUT, rid=i),
+                                     conn=c)
+                if st != 200:
+                    seen = (st, body["error"]["code"])
+                    break
+            c.close()
+            self.assertEqual(seen, (503, "internal"))
+            st, _, body = d.call("GET", "/health/ready")
+            self.assertEqual((st, body["error"]["code"]), (503, "internal"))
+            self.assertIn("not accepting records", body["error"]["message"])
+            self.assertEqual(d.call("GET", "/health")[0], 200)  # it answers
+            resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE,
+                             (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            self.assertEqual(d.call("POST", "/v1/decisions", req)[0], 200)
+            self.assertEqual(d.call("GET", "/health/ready")[0], 200)
+        finally:
+            d.stop()
