@@ -709,6 +709,9 @@ static int open_listeners(vd_daemon_t *d) {
   uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);
   d->unix_poll.data = d;
   if (d->opts.listen) {
+    if (!d->opts.tls_client_ca)
+      vd_daemon_log("--listen %s has no credentials (--tls-client-ca): "
+                    "serving loopback clients only", d->opts.listen);
     d->tcp_fd = listen_tcp("--listen", d->opts.listen, &err);
     if (d->tcp_fd < 0)
       goto fail;

@@ -1758,6 +1758,22 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
     return;
   }
   fd_register(w, ho->fd);
+  if (ho->is_tcp && !ho->is_http && !c->loopback &&
+      !vd_tls_ctx_verifies(w->daemon->tls)) {
+    /* --listen without credentials serves loopback clients only (the
+     * daemon said so at start-up): one error line, and a close */
+    static const char line[] =
+        "{\"id\":null,\"error\":{\"code\":\"forbidden\",\"message\":"
+        "\"this listener has no credentials (verdictd --tls-client-ca) and "
+        "serves loopback clients only\"}}\n";
+    respond(c, line, sizeof line - 1, 0, NULL, NULL);
+    count_response(w, VD_EFORBIDDEN);
+    c->close_when_flushed = 1;
+    c->eof = 1;
+    conn_flush(c);
+    conn_maybe_close(c);
+    return;
+  }
   conn_read_start(c);
 }
 

@@ -625,6 +625,38 @@ class NoCredentials(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_ndjson_listener_loopback_only(self):
+        out = subprocess.run(["hostname", "-I"], capture_output=True,
+                             text=True).stdout.split()
+        addrs = [a for a in out if "." in a and not a.startswith("127.")]
+        self.assertTrue(addrs, "no non-loopback IPv4 address to test from")
+        port = free_port()
+        d = Daemon(args=["--listen", "0.0.0.0:%d" % port])
+        try:
+            self.assertIn("--listen 0.0.0.0:%d has no credentials" % port,
+                          d.read_log())
+            s = socket.create_connection((addrs[0], port), timeout=20)
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            s.close()
+            err = json.loads(buf)["error"]
+            self.assertEqual(err["code"], "forbidden")
+            self.assertIn("loopback", err["message"])
+            s = socket.create_connection(("127.0.0.1", port), timeout=20)
+            s.sendall((json.dumps(request("sla", "GD-SZ", SLA_INPUT)) +
+                       "\n").encode())
+            buf = b""
+            while b"\n" not in buf:
+                buf += s.recv(65536)
+            s.close()
+            self.assertIn("result", json.loads(buf))
+        finally:
+            d.stop()
+
     def test_bad_token_file_refused(self):
         import tempfile
         tmp = tempfile.mkdtemp(prefix="verdict-http-")
