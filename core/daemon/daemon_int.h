@@ -235,6 +235,11 @@ void vd_idem_answer(vd_idem_t *t, const char *scope, const char *key,
 void vd_idem_settle(vd_idem_t *t, const char *scope, const char *key,
                     int stored);
 
+/* How vd_worker_abandon() can still say something on a connection: an
+ * NDJSON line, an HTTP response, or nothing (TLS: its records are the
+ * stuck thread's to seal). */
+enum { VD_FRAMING_LINE, VD_FRAMING_HTTP, VD_FRAMING_NONE };
+
 /* verdict_open_connections{transport}: the index of each label. */
 enum { VD_TRANSPORT_UNIX, VD_TRANSPORT_TCP, VD_TRANSPORT_TCP_TLS,
        VD_TRANSPORT_HTTP, VD_TRANSPORT_HTTPS };
@@ -271,7 +276,10 @@ typedef struct vd_worker {
   size_t nqueue, capqueue;
   int stop;                /* the main thread asked us to finish */
   vd_engine_t *next_engine;/* a newer revision to switch to */
-  int *fds;                /* descriptors of the open connections */
+  struct vd_open_fd {      /* the open connections: */
+    int fd;
+    int framing;           /* VD_FRAMING_*: what a last word to it is */
+  } *fds;
   size_t nfds, capfds;
 
   vd_engine_t *engine;     /* the revision deciding now (worker-only) */

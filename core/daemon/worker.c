@@ -232,11 +232,11 @@ static void on_close(uv_handle_t *h) {
 
 /* w->fds: the descriptors of our open connections, for
  * vd_worker_abandon() on the main thread (under w->lock). */
-static void fd_register(vd_worker_t *w, int fd) {
+static void fd_register(vd_worker_t *w, int fd, int framing) {
   uv_mutex_lock(&w->lock);
   if (w->nfds == w->capfds) {
     size_t cap = w->capfds ? w->capfds * 2 : 64;
-    int *a = realloc(w->fds, cap * sizeof *a);
+    struct vd_open_fd *a = realloc(w->fds, cap * sizeof *a);
     if (!a) { /* only an overrun would miss it */
       uv_mutex_unlock(&w->lock);
       return;
@@ -244,7 +244,8 @@ static void fd_register(vd_worker_t *w, int fd) {
     w->fds = a;
     w->capfds = cap;
   }
-  w->fds[w->nfds++] = fd;
+  w->fds[w->nfds].fd = fd;
+  w->fds[w->nfds++].framing = framing;
   uv_mutex_unlock(&w->lock);
 }
 
@@ -252,7 +253,7 @@ static void fd_unregister(vd_worker_t *w, int fd) {
   size_t i;
   uv_mutex_lock(&w->lock);
   for (i = 0; i < w->nfds; i++) {
-    if (w->fds[i] == fd) {
+    if (w->fds[i].fd == fd) {
       w->fds[i] = w->fds[--w->nfds];
       break;
     }
@@ -1757,7 +1758,8 @@ static void adopt(vd_worker_t *w, const vd_handoff_t *ho) {
     conn_close(c);
     return;
   }
-  fd_register(w, ho->fd);
+  fd_register(w, ho->fd, ho->tls ? VD_FRAMING_NONE
+                         : ho->is_http ? VD_FRAMING_HTTP : VD_FRAMING_LINE);
   if (ho->is_tcp && !ho->is_http && !c->loopback &&
       !vd_tls_ctx_verifies(w->daemon->tls)) {
     /* --listen without credentials serves loopback clients only (the
@@ -2054,7 +2056,9 @@ void vd_worker_offer_engine(vd_worker_t *w, vd_engine_t *e) {
 /* Main thread: a decision of W's has run past --decide-timeout.  Its
  * thread cannot be stopped, so the worker is given up: flagged (should
  * the decision return, the thread parks: park()), every connection it
- * adopted gets a last error line (best effort, non-blocking) and is shut
+ * adopted gets a last error line (as an HTTP 503 response on HTTP; none
+ * under TLS, whose records the stuck thread owns; best effort,
+ * non-blocking) and is shut
  * down (the descriptor stays W's: closing it here would let the number be
  * reused under the stuck thread), and the connections handed to it but
  * not adopted yet are moved to *queue (the caller hands them on).
@@ -2066,17 +2070,26 @@ unsigned vd_worker_abandon(vd_worker_t *w, vd_handoff_t **queue, size_t *n) {
       "--decide-timeout, so the connection is closed; a request on it that "
       "got no answer may still have been recorded: look its id up in the "
       "history before sending it again on a new connection\"}}\n";
+  vd_buf_t http = VD_BUF_INIT;
   size_t i;
   unsigned shut = 0;
+  /* an HTTP client gets the line as a 503 response */
+  vd_http_write(&http, 503, "application/json", NULL, line, sizeof line - 1,
+                0);
   atomic_store(&w->abandoned, 1);
   uv_mutex_lock(&w->lock);
   for (i = 0; i < w->nfds; i++) {
-    ssize_t r = send(w->fds[i], line, sizeof line - 1,
-                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    int fd = w->fds[i].fd;
+    ssize_t r = 0;
+    if (w->fds[i].framing == VD_FRAMING_LINE)
+      r = send(fd, line, sizeof line - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    else if (w->fds[i].framing == VD_FRAMING_HTTP)
+      r = send(fd, http.data, http.len, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)r; /* a full socket buffer: the shutdown alone tells it */
-    if (shutdown(w->fds[i], SHUT_RDWR) == 0 || errno != EBADF)
+    if (shutdown(fd, SHUT_RDWR) == 0 || errno != EBADF)
       shut++;
   }
+  vd_buf_release(&http);
   *queue = w->queue;
   *n = w->nqueue;
   w->queue = NULL;

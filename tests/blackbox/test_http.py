@@ -883,3 +883,26 @@ class Readiness(unittest.TestCase):
             self.assertEqual(d.call("GET", "/health/ready")[0], 200)
         finally:
             d.stop()
+
+
+class StuckWorker(unittest.TestCase):
+    def test_http_client_gets_a_503(self):
+        from test_limits import BIG_BUDGET, SLOW
+        d = HttpDaemon(policies=SLOW, unchecked=True, workers=2,
+                       args=["--instr-budget", BIG_BUDGET,
+                             "--decide-timeout", "1000"])
+        try:
+            s = d.raw()
+            body = json.dumps(request("compensation", "GD", {
+                "charged_fen": 5000, "due_fen": 3000, "spin": 4000000000},
+                rid="spin")).encode()
+            s.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            (st, h, data), = read_responses(s, 1)
+            self.assertEqual((st, h["connection"]), (503, "close"))
+            self.assertEqual(json.loads(data)["error"]["code"], "internal")
+            self.assertTrue(closed(s))
+            s.close()
+            self.assertEqual(d.call("GET", "/health")[0], 200)
+        finally:
+            d.stop()
