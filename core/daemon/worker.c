@@ -77,6 +77,7 @@ struct vd_conn {
   vd_tls_t *tls;        /* TLS (--tls-cert), else NULL */
   vd_buf_t sealed;      /* TLS records not yet given to uv_write */
   int keep_alive;       /* HTTP: the request being answered allows more */
+  int head;             /* HTTP: ...and is a HEAD (health checks) */
   int64_t last_ms;      /* HTTP: when it last sent or was answered */
   int loopback;         /* the peer is 127.0.0.0/8 or ::1 */
   int transport;        /* VD_TRANSPORT_*: its open-connections gauge */
@@ -935,6 +936,8 @@ static void http_answer_typed(vd_conn_t *c, int status, const char *type,
                               const char *extra_headers) {
   vd_buf_t msg = VD_BUF_INIT;
   vd_http_write(&msg, status, type, extra_headers, body, len, c->keep_alive);
+  if (c->head) /* HEAD: the same head, no body */
+    msg.len -= len;
   respond(c, msg.data, msg.len, 0, NULL, NULL);
   vd_buf_release(&msg);
   if (!c->keep_alive)
@@ -1424,19 +1427,24 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
   const char *k;
   static const char decisions[] = "/v1/decisions";
   c->keep_alive = req->keep_alive;
+  c->head = 0;
   c->last_ms = vd_now_ms();
   pn = q ? (size_t)(q - t) : tn;
+  if ((pn == 7 && memcmp(t, "/health", 7) == 0) ||
+      (pn == 13 && memcmp(t, "/health/ready", 13) == 0))
+    c->head = req->method == HTTP_HEAD; /* what load balancers may send */
   if (pn == 7 && memcmp(t, "/health", 7) == 0) {
-    if (req->method != HTTP_GET)
-      http_error(c, 405, VD_EBAD_REQUEST, "GET /health", "Allow: GET\r\n");
+    if (req->method != HTTP_GET && !c->head)
+      http_error(c, 405, VD_EBAD_REQUEST, "GET /health",
+                 "Allow: GET, HEAD\r\n");
     else {
       static const char ok[] = "{\"status\":\"ok\"}\n";
       http_answer(c, 200, ok, sizeof ok - 1, NULL);
     }
   } else if (pn == 13 && memcmp(t, "/health/ready", 13) == 0) {
-    if (req->method != HTTP_GET)
+    if (req->method != HTTP_GET && !c->head)
       http_error(c, 405, VD_EBAD_REQUEST, "GET /health/ready",
-                 "Allow: GET\r\n");
+                 "Allow: GET, HEAD\r\n");
     else
       http_ready(c);
   } else if (pn == sizeof decisions - 1 && memcmp(t, decisions, pn) == 0) {

@@ -141,7 +141,18 @@ class Endpoints(unittest.TestCase):
         self.assertTrue(body["revision"].startswith("sha256:"))
         st, h, body = self.d.call("POST", "/health", body="{}")
         self.assertEqual(st, 405)
-        self.assertEqual(h["allow"], "GET")
+        self.assertEqual(h["allow"], "GET, HEAD")
+        # HEAD, as load balancers send it: the head alone, and the
+        # connection goes on
+        c = self.d.http()
+        for path in ("/health", "/health/ready"):
+            c.request("HEAD", path)
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b""))
+            self.assertGreater(int(r.getheader("Content-Length")), 0)
+        self.assertEqual(self.d.call("GET", "/health", conn=c)[2],
+                         {"status": "ok"})
+        c.close()
         self.assertEqual(body["error"]["code"], "bad_request")
 
     def test_decision_same_as_socket(self):
