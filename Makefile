@@ -128,7 +128,7 @@ tsan: deps
 # test` runs each for a few seconds.
 FUZZ_CC      := clang-14
 FUZZ_BUILD   := build-fuzz
-FUZZ_TARGETS := framer json request time schema admin
+FUZZ_TARGETS := framer json request time schema admin http
 SECONDS       = 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
@@ -146,6 +146,12 @@ $(FUZZ_BUILD)/core/%.o: core/%.c | $(NEED_DEPS)
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_LIB_OBJS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
 	    $(LDLIBS)
+
+# fuzz_http takes verdictd's HTTP framing too, and http-parser.
+$(FUZZ_BUILD)/fuzz_http: tests/fuzz/fuzz_http.c tests/fuzz/fuzz_util.h \
+    $(FUZZ_LIB_OBJS) $(FUZZ_BUILD)/core/daemon/http.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
+	    $(FUZZ_BUILD)/core/daemon/http.o $(LDLIBS) -lhttp_parser
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -170,4 +176,4 @@ clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
--include $(wildcard $(FUZZ_BUILD)/core/*.d $(FUZZ_BUILD)/*.d)
+-include $(wildcard $(FUZZ_BUILD)/core/*.d $(FUZZ_BUILD)/core/daemon/*.d $(FUZZ_BUILD)/*.d)

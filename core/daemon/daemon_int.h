@@ -134,6 +134,11 @@ typedef struct vd_http {
   size_t max_body;
   size_t header_bytes;  /* of the request being read */
   int which;            /* the header being read (http.c) */
+  char name[32];        /* its name, gathered from its pieces */
+  size_t name_len;
+  int in_value;         /* the pieces now are its value's */
+  char expect[16];      /* Expect's value, gathered */
+  size_t expect_len;
   int in_message;       /* a request begun and not complete */
   int64_t started_ms;   /* ...since */
   int stopped;          /* on_request said stop */

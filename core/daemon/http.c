@@ -59,6 +59,9 @@ static int on_message_begin(http_parser *p) {
   h->req.expect_continue = 0;
   h->header_bytes = 0;
   h->which = H_NONE;
+  h->name_len = 0;
+  h->in_value = 0;
+  h->expect_len = 0;
   h->in_message = 1;
   h->started_ms = vd_now_ms();
   return 0;
@@ -78,16 +81,15 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
   http_of(p, &h);
   if (count_header(h, n))
     return -1;
-  /* a name comes in one piece unless a read ends inside it; the names
-   * verdictd reads are short, so a split one is matched on its pieces */
-  if (n == 13 && strncasecmp(at, "authorization", n) == 0)
-    h->which = H_AUTH;
-  else if (n == 15 && strncasecmp(at, "idempotency-key", n) == 0)
-    h->which = H_IDEM;
-  else if (n == 6 && strncasecmp(at, "expect", n) == 0)
-    h->which = H_EXPECT;
-  else
-    h->which = H_NONE;
+  /* a name comes in pieces where a read ends inside it: gather them
+   * (the names verdictd reads are short; a longer one is none of them) */
+  if (h->in_value) {
+    h->in_value = 0;
+    h->name_len = 0;
+  }
+  if (h->name_len + n < sizeof h->name)
+    memcpy(h->name + h->name_len, at, n);
+  h->name_len += n;
   return 0;
 }
 
@@ -96,12 +98,25 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
   http_of(p, &h);
   if (count_header(h, n))
     return -1;
+  if (!h->in_value) { /* the first piece of the value: the name is whole */
+    size_t k = h->name_len;
+    h->in_value = 1;
+    h->which = k == 13 && strncasecmp(h->name, "authorization", k) == 0 ? H_AUTH
+               : k == 15 && strncasecmp(h->name, "idempotency-key", k) == 0
+                   ? H_IDEM
+               : k == 6 && strncasecmp(h->name, "expect", k) == 0 ? H_EXPECT
+                                                                  : H_NONE;
+  }
   switch (h->which) {
   case H_AUTH: vd_buf_add(&h->req.auth, at, n); break;
   case H_IDEM: vd_buf_add(&h->req.idem, at, n); break;
   case H_EXPECT:
-    if (n == 12 && strncasecmp(at, "100-continue", n) == 0)
-      h->req.expect_continue = 1;
+    /* gathered like a name: "100-continue" may come in pieces */
+    if (h->expect_len + n < sizeof h->expect)
+      memcpy(h->expect + h->expect_len, at, n);
+    h->expect_len += n;
+    h->req.expect_continue =
+        h->expect_len == 12 && strncasecmp(h->expect, "100-continue", 12) == 0;
     break;
   }
   return 0;

@@ -917,3 +917,29 @@ class StuckWorker(unittest.TestCase):
             self.assertEqual(d.call("GET", "/health")[0], 200)
         finally:
             d.stop()
+
+
+class Dribble(unittest.TestCase):
+    def test_request_byte_by_byte(self):
+        # every header arrives in pieces: names and values are gathered
+        d = HttpDaemon()
+        try:
+            body = json.dumps(request("sla", "GD-SZ", SLA_INPUT)).encode()
+            msg = (b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n"
+                   b"Idempotency-Key: dribble-1\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body)) + body
+            ids = []
+            for _ in range(2):
+                s = d.raw()
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for i in range(0, len(msg) - len(body)):
+                    s.send(msg[i:i + 1])
+                    time.sleep(0.001)
+                s.sendall(body)
+                (st, _, data), = read_responses(s, 1)
+                s.close()
+                self.assertEqual(st, 200)
+                ids.append(json.loads(data)["decision_id"])
+            self.assertEqual(ids[0], ids[1])
+        finally:
+            d.stop()
