@@ -18,8 +18,10 @@ VERSION   := 0.4.0
 
 PKGS      := lua5.4 libuv sqlite3 yajl nettle
 TEST_PKGS := cmocka
-# verdictd alone: sd_notify() and the journal (core/daemon/log.c).
-DAEMON_PKGS := libsystemd
+# verdictd alone: sd_notify() and the journal (core/daemon/log.c), and
+# OpenSSL (TLS on its listeners); it also links http-parser
+# (libhttp-parser-dev, which ships no pkg-config file: its one library).
+DAEMON_PKGS := libsystemd openssl
 
 CC      ?= cc
 BUILD   ?= build
@@ -37,7 +39,7 @@ PKG_LIBS   = $(eval PKG_LIBS := $(call pkg,--libs,$(PKGS)))$(PKG_LIBS)
 TEST_LIBS  = $(eval TEST_LIBS := $(call pkg,--libs,$(TEST_PKGS)))$(TEST_LIBS)
 DAEMON_CFLAGS = $(eval DAEMON_CFLAGS := $(call pkg,--cflags,$(DAEMON_PKGS)) \
   -DVD_LIBSYSTEMD_VERSION='"$(shell pkg-config --modversion libsystemd)"')$(DAEMON_CFLAGS)
-DAEMON_LIBS   = $(eval DAEMON_LIBS := $(call pkg,--libs,$(DAEMON_PKGS)))$(DAEMON_LIBS)
+DAEMON_LIBS   = $(eval DAEMON_LIBS := $(call pkg,--libs,$(DAEMON_PKGS)) -lhttp_parser)$(DAEMON_LIBS)
 pkg = $(or $(shell pkg-config $(1) $(2) 2>/dev/null),$(if $(shell pkg-config --exists $(2) && echo y),,$(error missing build dependencies ($(2)): run `make deps` as root)))
 
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(CPPFLAGS) $(CFLAGS) -Iinclude -Icore \
@@ -58,7 +60,8 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/metrics.c core/openapi.c core/report.c core/version.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c \
-               core/daemon/log.c
+               core/daemon/log.c core/daemon/http.c core/daemon/auth.c \
+               core/daemon/tls.c core/daemon/idem.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c core/cmd/schema.c \
@@ -104,7 +107,7 @@ $(BUILD)/libverdict.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/libverdict.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(DAEMON_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS)
 
 $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -120,6 +123,7 @@ run: deps all
 	@mkdir -p var
 	./$(BUILD)/verdictd --policies policies --socket var/verdictd.sock \
 	    --admin-socket var/verdictd-admin.sock --db var/verdict.db \
+	    --http 127.0.0.1:8181 \
 	    $(VERDICTD_FLAGS)
 
 # Every test: cmocka unit tests, the policies' own tests, black-box tests.
@@ -145,7 +149,7 @@ tsan: deps
 # test` runs each for a few seconds.
 FUZZ_CC      := clang-14
 FUZZ_BUILD   := build-fuzz
-FUZZ_TARGETS := framer json request time schema admin
+FUZZ_TARGETS := framer json request time schema admin http
 SECONDS       = 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
@@ -166,6 +170,11 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_LIB_OBJS
 
 $(FUZZ_BUILD)/core/version.o: Makefile
 $(FUZZ_BUILD)/core/version.o: FUZZ_CFLAGS += -DVD_VERSION='"$(VERSION)"'
+# fuzz_http takes verdictd's HTTP framing too, and http-parser.
+$(FUZZ_BUILD)/fuzz_http: tests/fuzz/fuzz_http.c tests/fuzz/fuzz_util.h \
+    $(FUZZ_LIB_OBJS) $(FUZZ_BUILD)/core/daemon/http.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
+	    $(FUZZ_BUILD)/core/daemon/http.o $(LDLIBS) -lhttp_parser
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -206,4 +215,4 @@ clean:
 	rm -rf build build-asan build-tsan build-fuzz build-deb
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
--include $(wildcard $(FUZZ_BUILD)/core/*.d $(FUZZ_BUILD)/*.d)
+-include $(wildcard $(FUZZ_BUILD)/core/*.d $(FUZZ_BUILD)/core/daemon/*.d $(FUZZ_BUILD)/*.d)

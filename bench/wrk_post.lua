@@ -1,9 +1,10 @@
--- wrk_post.lua - wrk script for the nginx + Lua peer of `make bench`: POSTs
--- the compensation request (bench/compensation.ndjson's line) to /decide,
+-- wrk_post.lua - wrk script for the HTTP rows of `make bench`: POSTs the
+-- compensation request (bench/compensation.ndjson's line) to $WRK_PATH
+-- (nginx + Lua's /decide, verdictd --http's /v1/decisions),
 -- counts replies that are not 200 as errors, and prints latency
 -- percentiles in one machine-readable line for scripts/bench.
 wrk.method = "POST"
-wrk.path = "/decide"
+wrk.path = os.getenv("WRK_PATH") or "/decide"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"kind":"compensation","region":"national","at":"2026-11-23T10:00:00+08:00",'
   .. '"input":{"complaint_id":"C-2026-110002","category":"billing","customer_grade":"retail",'

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include <lauxlib.h>
+#include <yajl_parse.h>
 
 #include "verdict/error.h"
+#include "verdict/history.h"
 #include "verdict/json.h"
 #include "verdict/timefmt.h"
 #include "verdict/wire.h"
@@ -93,7 +95,7 @@ static void read_id(lua_State *L, int req, vd_buf_t *out, vd_buf_t *scratch) {
 int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d) {
   static const char *const fields[] = {"id", "op", "kind", "region",
-                                       "at", "input", NULL};
+                                       "at", "input", "idem", NULL};
   int req = lua_absindex(L, idx);
   int r;
   int off;
@@ -117,12 +119,20 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
     if (!*f) {
       vd_decision_fail(d, VD_EBAD_REQUEST, k,
                        "unknown field '%s' (a request has id, op, kind, "
-                       "region, at, input)", k);
+                       "region, at, input, idem)", k);
       lua_pop(L, 1);
       return d->code;
     }
   }
 
+  {
+    char idem[VD_IDEM_KEY_MAX + 1];
+    r = get_str(L, req, "idem", idem, sizeof idem);
+    if (r < 0 || (r > 0 && !vd_wire_idem_valid(idem, strlen(idem))))
+      return vd_decision_fail(d, VD_EBAD_REQUEST, "idem",
+                              "idem must be a string of 1 to %d printable "
+                              "ASCII characters", VD_IDEM_KEY_MAX);
+  }
   r = get_str(L, req, "op", d->op_name, sizeof d->op_name);
   if (r < 0)
     return vd_decision_fail(d, VD_EBAD_REQUEST, "op",
@@ -485,4 +495,176 @@ int vd_hostport_split(const char *spec, char *host, size_t cap,
   host[n] = '\0';
   *port = colon + 1;
   return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * HTTP (core/daemon/http.c frames the messages; these are the bodies)
+ * ------------------------------------------------------------------------ */
+
+int vd_wire_http_status(int code) {
+  switch (code) {
+  case 0: return 200;
+  case VD_EBAD_REQUEST: return 400;
+  case VD_EBAD_INPUT: return 422;
+  case VD_EUNKNOWN_KIND:
+  case VD_EUNKNOWN_REGION:
+  case VD_ENOT_FOUND: return 404;
+  case VD_ETOO_LARGE: return 413;
+  case VD_EFORBIDDEN: return 403;
+  case VD_EINVALID: return 422; /* a bundle refused by its checks */
+  case VD_EPOLICY_ERROR: return 500;
+  default: return 503; /* policy_timeout, policy_memory, internal, ... */
+  }
+}
+
+int vd_wire_kind_request(vd_buf_t *out, const char *kind, const char *region,
+                         const char *at, const char *id_json,
+                         const char *body, size_t len, vd_buf_t *err) {
+  yajl_handle y = yajl_alloc(NULL, NULL, NULL);
+  yajl_status st;
+  if (!y) {
+    vd_buf_adds(err, "out of memory");
+    return VD_ENOMEM;
+  }
+  /* one JSON value and nothing after it: a body cannot add top-level
+   * fields of its own (a second "kind") to the request built around it */
+  st = yajl_parse(y, (const unsigned char *)body, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(y);
+  if (st != yajl_status_ok) {
+    unsigned char *m = yajl_get_error(y, 0, (const unsigned char *)body, len);
+    vd_buf_addf(err, "the body is not one JSON value: %s (byte %zu)",
+                m ? (const char *)m : "?", yajl_get_bytes_consumed(y));
+    if (m)
+      yajl_free_error(y, m);
+    yajl_free(y);
+    return VD_EBAD_REQUEST;
+  }
+  yajl_free(y);
+  vd_buf_adds(out, "{\"kind\":");
+  vd_buf_add_json_str(out, kind, strlen(kind));
+  if (region) {
+    vd_buf_adds(out, ",\"region\":");
+    vd_buf_add_json_str(out, region, strlen(region));
+  }
+  if (at) {
+    vd_buf_adds(out, ",\"at\":");
+    vd_buf_add_json_str(out, at, strlen(at));
+  }
+  if (id_json) {
+    vd_buf_adds(out, ",\"id\":");
+    vd_buf_add_json_str(out, id_json, strlen(id_json));
+  }
+  vd_buf_adds(out, ",\"input\":");
+  vd_buf_add(out, body, len);
+  vd_buf_addc(out, '}');
+  return 0;
+}
+
+void vd_wire_write_record(vd_buf_t *out, const vd_history_value_t *row) {
+  int i;
+  int bad = row[VD_HISTORY_ERROR_CODE].text &&
+            (strcmp(row[VD_HISTORY_ERROR_CODE].text, "bad_request") == 0 ||
+             strcmp(row[VD_HISTORY_ERROR_CODE].text, "too_large") == 0);
+  vd_buf_addc(out, '{');
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {
+    const vd_history_value_t *v = &row[i];
+    int json = i == VD_HISTORY_RESULT || i == VD_HISTORY_TRACE ||
+               i == VD_HISTORY_FACTS || (i == VD_HISTORY_REQUEST && !bad);
+    if (i)
+      vd_buf_addc(out, ',');
+    vd_buf_add_json_str(out, vd_history_column_name(i),
+                        strlen(vd_history_column_name(i)));
+    vd_buf_addc(out, ':');
+    if (!v->text)
+      vd_buf_adds(out, "null");
+    else if (v->is_int)
+      vd_buf_add_int(out, (long long)v->i);
+    else if (json) /* stored as the JSON the daemon wrote or decoded */
+      vd_buf_add(out, v->text, v->len);
+    else
+      vd_buf_add_json_str(out, v->text, v->len);
+  }
+  vd_buf_adds(out, "}\n");
+}
+
+int vd_wire_idem_valid(const char *key, size_t len) {
+  size_t i;
+  if (len == 0 || len > VD_IDEM_KEY_MAX)
+    return 0;
+  for (i = 0; i < len; i++)
+    if (key[i] < 0x21 || key[i] > 0x7e)
+      return 0;
+  return 1;
+}
+
+/* vd_wire_peek_idem()'s walk: the top-level member named "idem". */
+typedef struct idem_walk {
+  int depth;         /* 1 inside the top-level object */
+  int at_idem;       /* the last top-level key was "idem" */
+  char *out;
+  size_t cap;
+  int found;
+} idem_walk_t;
+
+static int iw_value(void *ctx) {
+  idem_walk_t *w = ctx;
+  w->at_idem = 0;
+  return 1;
+}
+static int iw_bool(void *ctx, int b) { (void)b; return iw_value(ctx); }
+static int iw_number(void *ctx, const char *s, size_t n) {
+  (void)s;
+  (void)n;
+  return iw_value(ctx);
+}
+static int iw_string(void *ctx, const unsigned char *s, size_t n) {
+  idem_walk_t *w = ctx;
+  if (w->depth == 1 && w->at_idem && n < w->cap) {
+    memcpy(w->out, s, n);
+    w->out[n] = '\0';
+    w->found = 1;
+  }
+  w->at_idem = 0;
+  return 1;
+}
+static int iw_key(void *ctx, const unsigned char *s, size_t n) {
+  idem_walk_t *w = ctx;
+  w->at_idem = w->depth == 1 && n == 4 && memcmp(s, "idem", 4) == 0;
+  return 1;
+}
+static int iw_open(void *ctx) {
+  idem_walk_t *w = ctx;
+  w->depth++;
+  w->at_idem = 0;
+  return w->depth < 64; /* deeper: not a request worth walking */
+}
+static int iw_close(void *ctx) {
+  idem_walk_t *w = ctx;
+  w->depth--;
+  return 1;
+}
+
+int vd_wire_peek_idem(const char *line, size_t len, char *out, size_t cap) {
+  static const yajl_callbacks cb = {
+      iw_value, iw_bool, NULL, NULL, iw_number, iw_string,
+      iw_open,  iw_key,  iw_close, iw_open, iw_close};
+  idem_walk_t w;
+  yajl_handle y;
+  yajl_status st;
+  if (!memmem(line, len, "\"idem\"", 6))
+    return 0; /* the common case: no key, no walk */
+  memset(&w, 0, sizeof w);
+  w.out = out;
+  w.cap = cap;
+  y = yajl_alloc(&cb, NULL, &w);
+  if (!y)
+    return 0;
+  st = yajl_parse(y, (const unsigned char *)line, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(y);
+  yajl_free(y);
+  /* a line that is not JSON is decided, and refused, as it is */
+  return st == yajl_status_ok && w.found &&
+         vd_wire_idem_valid(out, strlen(out));
 }

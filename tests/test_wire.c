@@ -775,6 +775,76 @@ static void nul_in_fields_refused(void **state) {
   lua_close(L);
 }
 
+
+/* ------------------------------------------------------------------------
+ * HTTP: statuses, the kind form's request, idempotency keys
+ * ------------------------------------------------------------------------ */
+
+static void http_statuses(void **state) {
+  (void)state;
+  assert_int_equal(vd_wire_http_status(0), 200);
+  assert_int_equal(vd_wire_http_status(VD_EBAD_REQUEST), 400);
+  assert_int_equal(vd_wire_http_status(VD_EBAD_INPUT), 422);
+  assert_int_equal(vd_wire_http_status(VD_EUNKNOWN_KIND), 404);
+  assert_int_equal(vd_wire_http_status(VD_EUNKNOWN_REGION), 404);
+  assert_int_equal(vd_wire_http_status(VD_ETOO_LARGE), 413);
+  assert_int_equal(vd_wire_http_status(VD_EFORBIDDEN), 403);
+  assert_int_equal(vd_wire_http_status(VD_EPOLICY_ERROR), 500);
+  assert_int_equal(vd_wire_http_status(VD_EPOLICY_TIMEOUT), 503);
+  assert_int_equal(vd_wire_http_status(VD_EPOLICY_MEMORY), 503);
+  assert_int_equal(vd_wire_http_status(VD_EINTERNAL), 503);
+}
+
+static void kind_request(void **state) {
+  vd_buf_t out = VD_BUF_INIT, err = VD_BUF_INIT;
+  (void)state;
+  assert_int_equal(vd_wire_kind_request(&out, "sla", "GD-SZ", NULL, NULL,
+                                        "{\"a\":1}", 7, &err), 0);
+  assert_string_equal(out.data,
+                      "{\"kind\":\"sla\",\"region\":\"GD-SZ\",\"input\":{\"a\":1}}");
+  vd_buf_reset(&out);
+  /* strings are escaped; at given */
+  assert_int_equal(vd_wire_kind_request(&out, "s\"x", NULL, "T", NULL,
+                                        " [] ", 4, &err), 0);
+  assert_string_equal(out.data,
+                      "{\"kind\":\"s\\\"x\",\"at\":\"T\",\"input\": [] }");
+  vd_buf_reset(&out);
+  /* a body that would add a member of its own, or is no JSON at all */
+  assert_int_equal(vd_wire_kind_request(&out, "sla", "GD", NULL, NULL,
+                                        "{},\"kind\":\"x\"", 13, &err),
+                   VD_EBAD_REQUEST);
+  assert_int_equal(out.len, 0);
+  assert_non_null(strstr(err.data, "not one JSON value"));
+  vd_buf_reset(&err);
+  assert_int_equal(vd_wire_kind_request(&out, "sla", "GD", NULL, NULL, "{", 1,
+                                        &err), VD_EBAD_REQUEST);
+  vd_buf_release(&out);
+  vd_buf_release(&err);
+}
+
+static void idem_keys(void **state) {
+  char key[VD_IDEM_KEY_MAX + 1];
+  static const char a[] = "{\"id\":1,\"idem\":\"k-1\",\"input\":{}}";
+  static const char nested[] = "{\"input\":{\"idem\":\"inner\"}}";
+  static const char blank[] = "{\"idem\":\"two words\"}";
+  static const char number[] = "{\"idem\":7}";
+  static const char broken[] = "{\"idem\":\"k\"";
+  (void)state;
+  assert_int_equal(vd_wire_peek_idem(a, sizeof a - 1, key, sizeof key), 1);
+  assert_string_equal(key, "k-1");
+  assert_int_equal(vd_wire_peek_idem(nested, sizeof nested - 1, key,
+                                     sizeof key), 0);
+  assert_int_equal(vd_wire_peek_idem(blank, sizeof blank - 1, key,
+                                     sizeof key), 0);
+  assert_int_equal(vd_wire_peek_idem(number, sizeof number - 1, key,
+                                     sizeof key), 0);
+  assert_int_equal(vd_wire_peek_idem(broken, sizeof broken - 1, key,
+                                     sizeof key), 0);
+  assert_true(vd_wire_idem_valid("x", 1));
+  assert_false(vd_wire_idem_valid("", 0));
+  assert_false(vd_wire_idem_valid("a b", 3));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(framer_partial_lines),
@@ -793,6 +863,9 @@ int main(void) {
       cmocka_unit_test(response_decision_line),
       cmocka_unit_test(response_from_engine),
       cmocka_unit_test(nul_in_fields_refused),
+      cmocka_unit_test(http_statuses),
+      cmocka_unit_test(kind_request),
+      cmocka_unit_test(idem_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

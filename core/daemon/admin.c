@@ -116,6 +116,8 @@ void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
     return;
   }
   vd_wire_in_force(&d->in_force, e);
+  if (d->metrics)
+    vd_metrics_set_revision(d->metrics, rev);
   /* an --unchecked start says so, for auditors */
   record_activation(d, rev,
                     d->opts.unchecked ? "startup-unchecked" : d->activated_by,
@@ -605,6 +607,10 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
     uv_mutex_unlock(&d->state_lock);
     record_activation(d, rev, r->trigger, r->who,
                       vd_bundle_source(d->bundle), 1, NULL);
+    if (d->metrics) {
+      vd_metrics_count(d->metrics, VD_M_RELOADS, (const char *[]){"ok"}, 1);
+      vd_metrics_set_revision(d->metrics, vd_bundle_revision(d->bundle));
+    }
     vd_log(VD_LEVEL_NOTICE, "reload_activated", "%s: activated %s (was %s)",
            r->trigger, vd_bundle_revision(d->bundle), previous);
   } else {
@@ -620,6 +626,9 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
                       r->bundle ? vd_bundle_source(r->bundle)
                                 : d->opts.policies,
                       0, r->err.data);
+    if (d->metrics)
+      vd_metrics_count(d->metrics, VD_M_RELOADS, (const char *[]){"failed"},
+                       1);
     vd_log_detail(VD_LEVEL_WARNING, "reload_refused", r->err.data,
                   "%s: refused %s, still serving %s", r->trigger, rev,
                   previous);

@@ -91,13 +91,13 @@ fail:
   return -1;
 }
 
-static int listen_tcp(const char *spec, vd_buf_t *err) {
+static int listen_tcp(const char *opt, const char *spec, vd_buf_t *err) {
   char host[256];
   const char *port;
   struct addrinfo hints, *res = NULL, *ai;
   int fd = -1, one = 1, rc;
   if (vd_hostport_split(spec, host, sizeof host, &port) != 0) {
-    vd_buf_addf(err, "--listen %s: expected HOST:PORT", spec);
+    vd_buf_addf(err, "%s %s: expected HOST:PORT", opt, spec);
     return -1;
   }
   memset(&hints, 0, sizeof hints);
@@ -106,7 +106,7 @@ static int listen_tcp(const char *spec, vd_buf_t *err) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   rc = getaddrinfo(host, port, &hints, &res);
   if (rc != 0) {
-    vd_buf_addf(err, "--listen %s: %s", spec, gai_strerror(rc));
+    vd_buf_addf(err, "%s %s: %s", opt, spec, gai_strerror(rc));
     return -1;
   }
   for (ai = res; ai; ai = ai->ai_next) {
@@ -121,7 +121,7 @@ static int listen_tcp(const char *spec, vd_buf_t *err) {
     fd = -1;
   }
   if (fd < 0)
-    vd_buf_addf(err, "--listen %s: %s", spec, strerror(errno));
+    vd_buf_addf(err, "%s %s: %s", opt, spec, strerror(errno));
   freeaddrinfo(res);
   return fd;
 }
@@ -171,11 +171,11 @@ static void resume_accepting(uv_timer_t *t);
 
 static void on_acceptable(uv_poll_t *p, int status, int events) {
   vd_daemon_t *d = p->data;
-  int lfd, is_tcp = p == &d->tcp_poll;
+  int lfd, is_http = p == &d->http_poll, is_tcp = is_http || p == &d->tcp_poll;
   (void)events;
   if (status < 0 || d->stopping)
     return;
-  lfd = is_tcp ? d->tcp_fd : d->unix_fd;
+  lfd = is_http ? d->http_fd : is_tcp ? d->tcp_fd : d->unix_fd;
   for (;;) {
     vd_handoff_t h;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -201,6 +201,8 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
         uv_poll_stop(&d->unix_poll);
         if (d->tcp_fd >= 0)
           uv_poll_stop(&d->tcp_poll);
+        if (d->http_fd >= 0)
+          uv_poll_stop(&d->http_poll);
         uv_timer_start(&d->accept_pause, resume_accepting, 100, 0);
       }
       return;
@@ -208,6 +210,8 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
     memset(&h, 0, sizeof h);
     h.fd = fd;
     h.is_tcp = is_tcp;
+    h.is_http = is_http;
+    h.tls = is_tcp && d->tls != NULL;
     describe_peer(fd, is_tcp, h.peer);
     vd_worker_handoff(least_loaded(d), &h);
   }
@@ -220,6 +224,8 @@ static void resume_accepting(uv_timer_t *t) {
   uv_poll_start(&d->unix_poll, UV_READABLE, on_acceptable);
   if (d->tcp_fd >= 0)
     uv_poll_start(&d->tcp_poll, UV_READABLE, on_acceptable);
+  if (d->http_fd >= 0)
+    uv_poll_start(&d->http_poll, UV_READABLE, on_acceptable);
 }
 
 /* ------------------------------------------------------------------------
@@ -290,6 +296,12 @@ static void close_listeners(vd_daemon_t *d) {
     uv_close((uv_handle_t *)&d->tcp_poll, NULL);
     close(d->tcp_fd);
     d->tcp_fd = -1;
+  }
+  if (d->http_fd >= 0) {
+    uv_poll_stop(&d->http_poll);
+    uv_close((uv_handle_t *)&d->http_poll, NULL);
+    close(d->http_fd);
+    d->http_fd = -1;
   }
 }
 
@@ -410,6 +422,31 @@ static void on_overrun_check(uv_timer_t *t) {
   }
 }
 
+/* Read --tokens into d->tokens: at start-up, and again on SIGHUP, where a
+ * file that fails keeps the tokens in force.  0 or an error (logged). */
+static int load_tokens(vd_daemon_t *d) {
+  vd_tokens_t *t = NULL, *old;
+  vd_buf_t err = VD_BUF_INIT;
+  int rc = vd_tokens_load(d->opts.tokens, &t, &err);
+  if (rc != 0) {
+    vd_log(VD_LEVEL_ERR, "tokens_refused", "%s%s",
+           err.len ? err.data : "--tokens: out of memory",
+           d->tokens ? "; the tokens read before stay in force" : "");
+    vd_buf_release(&err);
+    return rc;
+  }
+  uv_rwlock_wrlock(&d->tokens_lock);
+  old = d->tokens;
+  d->tokens = t;
+  uv_rwlock_wrunlock(&d->tokens_lock);
+  vd_tokens_free(old);
+  vd_log(VD_LEVEL_NOTICE, "tokens_loaded", "--tokens %s: %zu credential%s",
+         d->opts.tokens, vd_tokens_count(t),
+         vd_tokens_count(t) == 1 ? "" : "s");
+  vd_buf_release(&err);
+  return 0;
+}
+
 static void on_stop_signal(uv_signal_t *s, int signum) {
   daemon_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -425,6 +462,8 @@ static void on_hup(uv_signal_t *s, int signum) {
     d->opts.on_sighup(&d->opts, d->opts.on_sighup_arg);
     uv_mutex_unlock(&d->state_lock);
   }
+  if (d->opts.tokens)
+    load_tokens(d);
   vd_admin_reload(d, "sighup", NULL, NULL);
 }
 
@@ -543,13 +582,21 @@ static void daemon_init(vd_daemon_t *d, const vd_daemon_opts_t *opts) {
     d->opts.max_pending_out = VD_MAX_PENDING_OUT;
   if (!d->opts.max_pending_total)
     d->opts.max_pending_total = VD_MAX_PENDING_TOTAL;
-  d->unix_fd = d->tcp_fd = -1;
+  d->unix_fd = d->tcp_fd = d->http_fd = -1;
   d->loop = uv_default_loop();
   d->started_ms = d->activated_ms = vd_now_ms();
   snprintf(d->activated_by, sizeof d->activated_by, "startup");
   vd_buf_init(&d->last_failure);
   vd_buf_init(&d->in_force);
   uv_mutex_init(&d->state_lock);
+  uv_rwlock_init(&d->tokens_lock);
+  if (vd_metrics_new(&d->metrics) != 0)
+    vd_log(VD_LEVEL_ERR, "out_of_memory",
+           "out of memory for metrics: GET /metrics answers 503");
+  if (vd_idem_new(&d->idem) != 0)
+    vd_log(VD_LEVEL_ERR, "out_of_memory",
+           "out of memory for idempotency keys: requests that carry one are "
+           "decided as if they did not");
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, not death */
   uv_signal_init(d->loop, &d->sig_term);
@@ -575,6 +622,15 @@ static void daemon_release(vd_daemon_t *d) {
   vd_buf_release(&d->last_failure);
   vd_buf_release(&d->in_force);
   uv_mutex_destroy(&d->state_lock);
+  vd_tokens_free(d->tokens);
+  d->tokens = NULL;
+  vd_tls_ctx_free(d->tls);
+  d->tls = NULL;
+  vd_idem_free(d->idem);
+  d->idem = NULL;
+  vd_metrics_free(d->metrics); /* after every writer: workers, history */
+  d->metrics = NULL;
+  uv_rwlock_destroy(&d->tokens_lock);
 }
 
 /* Load the bundle; it is validated by make_engines(). */
@@ -719,6 +775,10 @@ static int open_history(vd_daemon_t *d) {
            "cannot open the history database: %s", err ? err : "unknown error");
   else
     vd_history_set_log(d->history, on_history_log, NULL);
+  if (rc == 0 && d->metrics &&
+      vd_history_set_metrics(d->history, d->metrics) != 0)
+    vd_log(VD_LEVEL_ERR, "out_of_memory",
+           "out of memory for the history's metrics");
   free(err);
   return rc;
 }
@@ -736,6 +796,10 @@ static void close_history(vd_daemon_t *d) {
  * so that close_listeners() undoes any part of this. */
 static int open_listeners(vd_daemon_t *d) {
   vd_buf_t err = VD_BUF_INIT;
+  if (d->opts.tls_cert &&
+      vd_tls_ctx_new(&d->tls, d->opts.tls_cert, d->opts.tls_key,
+                     d->opts.tls_client_ca, &err) != 0)
+    goto fail;
   d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, d->opts.socket_gid,
                                      "--socket", &err);
   if (d->unix_fd < 0)
@@ -743,11 +807,30 @@ static int open_listeners(vd_daemon_t *d) {
   uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);
   d->unix_poll.data = d;
   if (d->opts.listen) {
-    d->tcp_fd = listen_tcp(d->opts.listen, &err);
+    if (!d->opts.tls_client_ca)
+      vd_log(VD_LEVEL_WARNING, "loopback_only",
+             "--listen %s has no credentials (--tls-client-ca): serving "
+             "loopback clients only", d->opts.listen);
+    d->tcp_fd = listen_tcp("--listen", d->opts.listen, &err);
     if (d->tcp_fd < 0)
       goto fail;
     uv_poll_init(d->loop, &d->tcp_poll, d->tcp_fd);
     d->tcp_poll.data = d;
+  }
+  if (d->opts.http) {
+    if (d->opts.tokens && load_tokens(d) != 0) {
+      vd_buf_release(&err);
+      return VD_EINVALID;
+    }
+    if (!d->opts.tokens && !d->opts.tls_client_ca)
+      vd_log(VD_LEVEL_WARNING, "loopback_only",
+             "--http %s has no credentials (--tokens, --tls-client-ca): "
+             "serving loopback clients only", d->opts.http);
+    d->http_fd = listen_tcp("--http", d->opts.http, &err);
+    if (d->http_fd < 0)
+      goto fail;
+    uv_poll_init(d->loop, &d->http_poll, d->http_fd);
+    d->http_poll.data = d;
   }
   vd_buf_release(&err);
   return 0;
@@ -852,11 +935,14 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   uv_poll_start(&d.unix_poll, UV_READABLE, on_acceptable);
   if (d.tcp_fd >= 0)
     uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
+  if (d.http_fd >= 0)
+    uv_poll_start(&d.http_poll, UV_READABLE, on_acceptable);
   vd_log(VD_LEVEL_NOTICE, "serving",
-         "serving %s (%s%s) on %s%s%s with %u workers, history %s (%s)",
+         "serving %s (%s%s) on %s%s%s%s%s with %u workers, history %s (%s)",
          opts->policies, vd_bundle_revision(d.bundle),
          opts->unchecked ? ", unchecked" : "", opts->socket,
          opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
+         opts->http ? " and http " : "", opts->http ? opts->http : "",
          d.nworkers, opts->db, vd_history_mode_name(opts->log_mode));
   if (started < d.nworkers) {
     daemon_stop(&d, "a worker did not start");

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include <http_parser.h>
 #include <uv.h>
 
 #include "log.h"
@@ -25,6 +26,7 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/metrics.h"
 #include "verdict/pseudonym.h"
 #include "verdict/sandbox.h"
 #include "verdict/uuid.h"
@@ -98,10 +100,163 @@ typedef struct vd_validation {
 /* A connection's framer buffer above this is freed once it is empty. */
 #define VD_FRAMER_KEEP_BYTES (256u << 10)
 
+/* HTTP (http.c, and worker.c's HTTP part): the request line and headers
+ * of one request together at most this many bytes (431 and a close);
+ * a request begun must be complete within VD_HTTP_REQUEST_MS (408 and a
+ * close); a keep-alive connection idle for VD_HTTP_IDLE_MS, with nothing
+ * of it waiting to be answered, is closed.  A worker looks every
+ * VD_HTTP_SWEEP_MS. */
+#define VD_HTTP_MAX_HEADER 16384
+#define VD_HTTP_REQUEST_MS 10000
+#define VD_HTTP_IDLE_MS 60000
+#define VD_HTTP_SWEEP_MS 1000
+
+/* One HTTP request as read: valid during the on_request callback. */
+typedef struct vd_http_req {
+  int method;           /* http-parser's HTTP_GET, HTTP_POST, ... */
+  vd_buf_t target;      /* the request target: path and query */
+  vd_buf_t body;        /* decoded (chunked or not) */
+  vd_buf_t auth;        /* Authorization, or empty */
+  vd_buf_t idem;        /* Idempotency-Key, or empty */
+  int expect_continue;  /* Expect: 100-continue */
+  int keep_alive;       /* the connection may serve another request */
+} vd_http_req_t;
+
+/* Called for each complete request: 0 to go on, VD_HTTP_PAUSE to parse
+ * no further until vd_http_resume() (an answer that comes later), any
+ * other value to read no further. */
+#define VD_HTTP_PAUSE 2
+typedef int (*vd_http_request_cb)(void *arg, vd_http_req_t *req);
+
+/* An HTTP connection's parser (http.c).  Fields after `parser` are
+ * http.c's; the worker reads in_message, started_ms and the error. */
+typedef struct vd_http {
+  http_parser parser;
+  vd_http_req_t req;
+  size_t max_body;
+  size_t header_bytes;  /* of the request being read */
+  int which;            /* the header being read (http.c) */
+  char name[32];        /* its name, gathered from its pieces */
+  size_t name_len;
+  int in_value;         /* the pieces now are its value's */
+  char expect[16];      /* Expect's value, gathered */
+  size_t expect_len;
+  int in_message;       /* a request begun and not complete */
+  int64_t started_ms;   /* ...since */
+  int stopped;          /* on_request said stop */
+  int paused;           /* ...or pause: the bytes after wait in rest */
+  vd_buf_t rest;
+  uint64_t nrequests;
+  int error_status;     /* 400, 413, 431: the request refused, and why */
+  int error_code;
+  const char *error_msg;/* static, or NULL: the code's description */
+  vd_http_request_cb on_request;
+  void (*on_continue)(void *arg);
+  void *arg;
+} vd_http_t;
+
+/* Set up H (which allocates nothing until bytes come) for bodies of at
+ * most MAX_BODY bytes; ON_REQUEST and ON_CONTINUE (a request waits for
+ * "100 Continue"; may be NULL) get ARG. */
+void vd_http_init(vd_http_t *h, size_t max_body, vd_http_request_cb on_request,
+                  void (*on_continue)(void *), void *arg);
+void vd_http_release(vd_http_t *h);
+/* Parse [p, p+n), calling on_request for each complete request.  0, or
+ * -1 once on_request said stop, or the status of a refused request
+ * (h->error_*): answer it and close; nothing more is parsed. */
+int vd_http_feed(vd_http_t *h, const char *p, size_t n);
+/* Parse what waited since on_request paused; as vd_http_feed(). */
+int vd_http_resume(vd_http_t *h);
+/* Bytes H holds of requests not yet complete or not yet parsed. */
+size_t vd_http_held(const vd_http_t *h);
+/* Append a response: status line, Content-Type, Content-Length,
+ * "Connection: close" unless KEEP_ALIVE, EXTRA_HEADERS (each ending in
+ * "\r\n", or NULL), the body. */
+void vd_http_write(vd_buf_t *out, int status, const char *content_type,
+                   const char *extra_headers, const char *body, size_t len,
+                   int keep_alive);
+
+/* auth.c: the token file (--tokens).  A table never changes once loaded:
+ * any thread may read one it holds (under d->tokens_lock). */
+enum { VD_ROLE_DECIDE = 1, VD_ROLE_AUDIT = 2, VD_ROLE_ADMIN = 4 };
+typedef struct vd_tokens vd_tokens_t;
+/* Read PATH: 0 and *out (vd_tokens_free() it), or an error with err
+ * naming the file and line. */
+int vd_tokens_load(const char *path, vd_tokens_t **out, vd_buf_t *err);
+void vd_tokens_free(vd_tokens_t *t);
+size_t vd_tokens_count(const vd_tokens_t *t);
+/* The roles (VD_ROLE_* bits) of the bearer token [token, token+len), its
+ * credential's name into name[cap]; 0 for a token not in T. */
+unsigned vd_tokens_check(const vd_tokens_t *t, const char *token, size_t len,
+                         char *name, size_t cap);
+/* The roles of every line of T named NAME (a client certificate's CN). */
+unsigned vd_tokens_roles_of(const vd_tokens_t *t, const char *name);
+
+/* tls.c: TLS over memory BIOs, between a connection's socket and its
+ * protocol.  The context is made once on the main thread and then only
+ * read; each vd_tls_t is its connection's worker's. */
+typedef struct vd_tls_ctx vd_tls_ctx_t;
+typedef struct vd_tls vd_tls_t;
+/* CERT (a PEM chain) and KEY; CLIENT_CA (or NULL): require a client
+ * certificate it signed.  0, or an error with err naming the option. */
+int vd_tls_ctx_new(vd_tls_ctx_t **out, const char *cert, const char *key,
+                   const char *client_ca, vd_buf_t *err);
+void vd_tls_ctx_free(vd_tls_ctx_t *t);
+int vd_tls_ctx_verifies(const vd_tls_ctx_t *t);
+vd_tls_t *vd_tls_new(vd_tls_ctx_t *ctx);   /* NULL: out of memory */
+void vd_tls_free(vd_tls_t *t);
+/* Ciphertext [p, p+n) in: plaintext appended to PLAIN, bytes to send
+ * (the handshake's, an alert) to CIPHER.  0, 1 once the client closed
+ * its side (close_notify), -1 on a failure (err says which; send CIPHER,
+ * then close). */
+int vd_tls_feed(vd_tls_t *t, const char *p, size_t n, vd_buf_t *plain,
+                vd_buf_t *cipher, vd_buf_t *err);
+/* Plaintext [p, p+n) out: its records appended to CIPHER.  0 or -1. */
+int vd_tls_seal(vd_tls_t *t, const char *p, size_t n, vd_buf_t *cipher);
+int vd_tls_ready(const vd_tls_t *t);      /* the handshake is done */
+/* The verified client certificate's subject CN, or NULL. */
+const char *vd_tls_subject(const vd_tls_t *t);
+
+/* idem.c: idempotency keys, remembered VD_IDEM_WINDOW_MS (24 h), at most
+ * VD_IDEM_MAX of them and VD_IDEM_BYTES of answers, oldest dropped first.
+ * Any thread (one mutex). */
+#define VD_IDEM_WINDOW_MS (24 * 3600 * 1000LL)
+#define VD_IDEM_MAX 200000
+#define VD_IDEM_BYTES (64u << 20)
+enum { VD_IDEM_NEW, VD_IDEM_HIT, VD_IDEM_BUSY, VD_IDEM_CONFLICT };
+typedef struct vd_idem vd_idem_t;
+int vd_idem_new(vd_idem_t **out);
+void vd_idem_free(vd_idem_t *t);
+/* A request [req, req+len) with KEY in SCOPE (the credential's name, or
+ * ""): VD_IDEM_NEW (remembered from now: decide it, then _answer() and
+ * _settle()), VD_IDEM_HIT (the first one's answer line appended to
+ * ANSWER, its code in *code), VD_IDEM_BUSY (the first is not settled
+ * yet) or VD_IDEM_CONFLICT (the key came with other bytes). */
+int vd_idem_begin(vd_idem_t *t, const char *scope, const char *key,
+                  const char *req, size_t len, vd_buf_t *answer, int *code);
+/* The answer to the NEW request of KEY; FINAL: it needs no commit. */
+void vd_idem_answer(vd_idem_t *t, const char *scope, const char *key,
+                    const char *answer, size_t len, int code, int final);
+/* Its record is STORED (the answer stands), or not (the key is
+ * forgotten, and a retry decided). */
+void vd_idem_settle(vd_idem_t *t, const char *scope, const char *key,
+                    int stored);
+
+/* How vd_worker_abandon() can still say something on a connection: an
+ * NDJSON line, an HTTP response, or nothing (TLS: its records are the
+ * stuck thread's to seal). */
+enum { VD_FRAMING_LINE, VD_FRAMING_HTTP, VD_FRAMING_NONE };
+
+/* verdict_open_connections{transport}: the index of each label. */
+enum { VD_TRANSPORT_UNIX, VD_TRANSPORT_TCP, VD_TRANSPORT_TCP_TLS,
+       VD_TRANSPORT_HTTP, VD_TRANSPORT_HTTPS };
+
 /* A connection handed from the main thread to a worker. */
 typedef struct vd_handoff {
   int fd;
   int is_tcp;
+  int is_http;             /* accepted on --http */
+  int tls;                 /* ...or --listen, with --tls-cert */
   char peer[64];
 } vd_handoff_t;
 
@@ -116,6 +271,11 @@ typedef struct vd_worker {
   uv_async_t wake;         /* hand-offs, history completions, stop, swap */
   uv_timer_t grace;        /* started by a stop: force-close stragglers */
   uv_timer_t recheck;      /* while nthrottled: VD_RECHECK_MS */
+  uv_timer_t http_sweep;   /* while HTTP connections: VD_HTTP_SWEEP_MS */
+  vd_metrics_shard_t *metrics;   /* this thread's counters, or NULL */
+  vd_metrics_series_t *m_conns[5]; /* open connections, by VD_TRANSPORT_* */
+  vd_metrics_series_t *m_lua;    /* its Lua state's bytes */
+  unsigned nhttp;          /* open HTTP connections */
   unsigned nthrottled;     /* connections not read for back-pressure */
 
   uv_mutex_t lock;         /* guards the fields up to `engine` */
@@ -123,7 +283,10 @@ typedef struct vd_worker {
   size_t nqueue, capqueue;
   int stop;                /* the main thread asked us to finish */
   vd_engine_t *next_engine;/* a newer revision to switch to */
-  int *fds;                /* descriptors of the open connections */
+  struct vd_open_fd {      /* the open connections: */
+    int fd;
+    int framing;           /* VD_FRAMING_*: what a last word to it is */
+  } *fds;
   size_t nfds, capfds;
 
   vd_engine_t *engine;     /* the revision deciding now (worker-only) */
@@ -138,6 +301,11 @@ typedef struct vd_worker {
   size_t npersonal;
   vd_buf_t pseudo_req, pseudo_facts;
   char readbuf[65536];
+  vd_buf_t tlsplain;       /* a TLS read's plaintext (scratch) */
+  /* the idempotency key of the request being decided, or NULL; set if
+   * record_and_respond() took it over */
+  const char *idem_key, *idem_scope;
+  int idem_taken;
   vd_conn_t *conns;        /* every open connection (list) */
   unsigned nconns;
   int stopping;
@@ -192,8 +360,16 @@ struct vd_daemon {
   char activated_by[32];
   vd_buf_t last_failure;   /* why the last reload was refused */
 
-  int unix_fd, tcp_fd;
-  uv_poll_t unix_poll, tcp_poll;
+  int unix_fd, tcp_fd, http_fd;
+  uv_poll_t unix_poll, tcp_poll, http_poll;
+  /* --tokens, reread on SIGHUP; NULL without (HTTP serves loopback only) */
+  vd_tokens_t *tokens;
+  uv_rwlock_t tokens_lock;
+  vd_tls_ctx_t *tls;       /* --tls-cert: the TCP and HTTP listeners' */
+  vd_idem_t *idem;         /* idempotency keys (idem.c); NULL: none kept */
+  vd_metrics_t *metrics;   /* GET /metrics (metrics.h); NULL: none kept */
+  /* the history's last batch failed (0 once one commits): /health/ready */
+  atomic_int history_failing;
   uv_timer_t accept_pause;
   unsigned accept_pauses; /* out of descriptors, since the queue was last empty */
   uv_signal_t sig_term, sig_int, sig_hup;

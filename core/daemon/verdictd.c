@@ -49,6 +49,15 @@ static void usage(FILE *f) {
       "  --listen HOST:PORT   also serve decisions over TCP (default: off)\n"
       "  --socket-group GROUP the decision socket's group: its members may\n"
       "                       ask for decisions (default: the daemon's group)\n"
+      "  --http HOST:PORT     also serve the HTTP/1.1 API (docs/protocol.md,\n"
+      "                       \"HTTP\"; default: off)\n"
+      "  --tokens FILE        HTTP bearer tokens, lines NAME ROLE SHA256HEX\n"
+      "                       (roles decide, audit, admin); reread on SIGHUP.\n"
+      "                       Without: HTTP serves loopback clients only\n"
+      "  --tls-cert FILE      TLS on --listen and --http: certificate chain\n"
+      "  --tls-key FILE       ...and its private key (PEM)\n"
+      "  --tls-client-ca FILE require client certificates this CA signed\n"
+      "                       (mutual TLS; the subject's CN is the credential)\n"
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
       "  --admin-group GROUP  the admin socket's group, and mode 0660: its\n"
       "                       members may reload and activate (default: none)\n"
@@ -193,6 +202,21 @@ static int set_socket(config_t *c, const char *v, vd_buf_t *e) {
 static int set_listen(config_t *c, const char *v, vd_buf_t *e) {
   (void)e; c->o.listen = keep(v); return 0;
 }
+static int set_http(config_t *c, const char *v, vd_buf_t *e) {
+  (void)e; c->o.http = keep(v); return 0;
+}
+static int set_tokens(config_t *c, const char *v, vd_buf_t *e) {
+  (void)e; c->o.tokens = keep(v); return 0;
+}
+static int set_tls_cert(config_t *c, const char *v, vd_buf_t *e) {
+  (void)e; c->o.tls_cert = keep(v); return 0;
+}
+static int set_tls_key(config_t *c, const char *v, vd_buf_t *e) {
+  (void)e; c->o.tls_key = keep(v); return 0;
+}
+static int set_tls_client_ca(config_t *c, const char *v, vd_buf_t *e) {
+  (void)e; c->o.tls_client_ca = keep(v); return 0;
+}
 static int set_admin_socket(config_t *c, const char *v, vd_buf_t *e) {
   (void)e; c->o.admin_socket = keep(v); return 0;
 }
@@ -285,6 +309,11 @@ static const option_def_t options[] = {
     {"socket", 1, 0, set_socket},
     {"socket-group", 1, 0, set_socket_group},
     {"listen", 1, 0, set_listen},
+    {"http", 1, 0, set_http},
+    {"tokens", 1, 0, set_tokens},
+    {"tls-cert", 1, 0, set_tls_cert},
+    {"tls-key", 1, 0, set_tls_key},
+    {"tls-client-ca", 1, 0, set_tls_client_ca},
     {"admin-socket", 1, 0, set_admin_socket},
     {"admin-group", 1, 0, set_admin_group},
     {"watch", 0, 0, set_watch},
@@ -557,6 +586,16 @@ int main(int argc, char **argv) {
   vd_buf_release(&err);
   if (c.o.max_pending_out < c.o.max_line * 2)
     c.o.max_pending_out = c.o.max_line * 2; /* one whole line's answer */
+  if (!c.o.tls_cert != !c.o.tls_key || (c.o.tls_client_ca && !c.o.tls_cert)) {
+    fprintf(stderr, "verdictd: --tls-cert and --tls-key go together, and "
+                    "--tls-client-ca needs them\n");
+    return 2;
+  }
+  if (c.o.tls_cert && !c.o.listen && !c.o.http) {
+    fprintf(stderr, "verdictd: --tls-cert: no TCP listener to use it on "
+                    "(--listen, --http)\n");
+    return 2;
+  }
   c.o.on_sighup = on_sighup;
   vd_log_setup(c.log_format);
   return vd_daemon_run(&c.o);

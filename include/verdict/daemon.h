@@ -50,6 +50,13 @@ typedef struct vd_daemon_opts {
   const char *socket;      /* decision socket path */
   const char *admin_socket;/* admin socket path, or NULL */
   const char *listen;      /* "HOST:PORT" for TCP, or NULL */
+  const char *http;        /* "HOST:PORT" for HTTP/1.1, or NULL */
+  const char *tokens;      /* bearer tokens for HTTP (core/daemon/auth.c
+                              says the format), or NULL: HTTP then serves
+                              loopback clients only */
+  const char *tls_cert;    /* PEM chain: TLS on --listen and --http */
+  const char *tls_key;
+  const char *tls_client_ca; /* require client certificates it signed */
   const char *db;          /* history database path */
   gid_t socket_gid;        /* group of the decision socket (mode 0660), or
                               (gid_t)-1 for the daemon's own */

@@ -35,6 +35,7 @@
 #include "verdict/buf.h"
 #include "verdict/engine.h"
 #include "verdict/error.h"
+#include "verdict/history.h"
 
 /* ------------------------------------------------------------------------
  * Requests
@@ -133,6 +134,42 @@ void vd_wire_write_diff(vd_buf_t *out, const char *id_json, const char *from,
  * them (,"activations":[..],"revisions":[..]). */
 void vd_wire_write_revisions(vd_buf_t *out, const char *id_json,
                              const char *lists, size_t len);
+
+/* ------------------------------------------------------------------------
+ * HTTP (verdictd --http; docs/protocol.md, "HTTP")
+ * ------------------------------------------------------------------------ */
+
+/* The HTTP status that answers a response of CODE (0: 200): 400
+ * bad_request, 422 bad_input, 404 unknown_kind, unknown_region and
+ * not_found, 413 too_large, 403 forbidden, 422 invalid (a bundle that
+ * fails its checks), 500 policy_error, 503 the rest
+ * (policy_timeout, policy_memory, internal). */
+int vd_wire_http_status(int code);
+
+/* POST /v1/decisions/{kind}: append to OUT the socket request that asks
+ * for KIND in REGION at AT (both may be NULL: absent), with id ID_JSON
+ * (a string, or NULL) and the input BODY, [body, body+len).  BODY must be
+ * exactly one JSON value (whether it is an object is the engine's to
+ * say): else VD_EBAD_REQUEST, with err naming the byte, and OUT
+ * untouched. */
+int vd_wire_kind_request(vd_buf_t *out, const char *kind, const char *region,
+                         const char *at, const char *id_json,
+                         const char *body, size_t len, vd_buf_t *err);
+
+/* Idempotency keys (the socket's "idem", HTTP's Idempotency-Key): 1 to
+ * VD_IDEM_KEY_MAX printable ASCII characters, no spaces. */
+#define VD_IDEM_KEY_MAX 255
+int vd_wire_idem_valid(const char *key, size_t len);
+/* The top-level "idem" string of the request line [line, line+len) into
+ * out[cap] (cap > VD_IDEM_KEY_MAX): 1, or 0 when it has none, or is not
+ * JSON, or the key is not valid (the engine refuses those lines). */
+int vd_wire_peek_idem(const char *line, size_t len, char *out, size_t cap);
+
+/* GET /v1/decisions/{id}: a stored row (VD_HISTORY_NCOLUMNS values) as
+ * one JSON object named by column, as `verdict history show --format
+ * json` names them; request, result, trace and facts as the JSON they
+ * are (a bad_request or too_large row's request as a string). */
+void vd_wire_write_record(vd_buf_t *out, const vd_history_value_t *row);
 
 /* ------------------------------------------------------------------------
  * Framing
