@@ -62,6 +62,16 @@ static void add_filter(vd_buf_t *sql, const vd_history_filter_t *f) {
     vd_buf_adds(sql, " AND received_ms >= ?");
   if (f->has_until)
     vd_buf_adds(sql, " AND received_ms < ?");
+  if (f->has_at_since)
+    vd_buf_adds(sql, " AND at_ms >= ?");
+  if (f->has_at_until)
+    vd_buf_adds(sql, " AND at_ms < ?");
+  if (f->revision)
+    vd_buf_adds(sql, " AND revision = ?");
+  if (f->error_code && (!*f->error_code || !strcmp(f->error_code, "none")))
+    vd_buf_adds(sql, " AND error_code IS NULL");
+  else if (f->error_code)
+    vd_buf_adds(sql, " AND error_code = ?");
   if (f->region)
     vd_buf_adds(sql, " AND region = ?");
   if (f->kind)
@@ -83,6 +93,14 @@ static void bind_filter(sqlite3_stmt *st, const vd_history_filter_t *f) {
     sqlite3_bind_int64(st, ++k, f->since_ms);
   if (f->has_until)
     sqlite3_bind_int64(st, ++k, f->until_ms);
+  if (f->has_at_since)
+    sqlite3_bind_int64(st, ++k, f->at_since_ms);
+  if (f->has_at_until)
+    sqlite3_bind_int64(st, ++k, f->at_until_ms);
+  if (f->revision)
+    sqlite3_bind_text(st, ++k, f->revision, -1, SQLITE_STATIC);
+  if (f->error_code && *f->error_code && strcmp(f->error_code, "none"))
+    sqlite3_bind_text(st, ++k, f->error_code, -1, SQLITE_STATIC);
   if (f->region)
     sqlite3_bind_text(st, ++k, f->region, -1, SQLITE_STATIC);
   if (f->kind)

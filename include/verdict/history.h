@@ -383,6 +383,12 @@ typedef struct vd_history_value {
 typedef struct vd_history_filter {
   int has_since, has_until;  /* since_ms <= received_ms < until_ms */
   int64_t since_ms, until_ms;
+  int has_at_since, has_at_until; /* at_since_ms <= at_ms < at_until_ms:
+                                   * the decision time */
+  int64_t at_since_ms, at_until_ms;
+  const char *revision;      /* the revision that decided; NULL: any */
+  const char *error_code;    /* NULL: any; "" (or "none"): successful
+                              * decisions only; else that error code */
   int has_seq;               /* seq_lo <= seq < seq_hi */
   int64_t seq_lo, seq_hi;
   const char *region, *kind; /* NULL: any */
