@@ -1491,6 +1491,13 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
                  "Allow: GET\r\n");
     else if (authorize(c, req, 0))
       http_openapi(c);
+  } else if (pn >= 8 && memcmp(t, "/console", 8) == 0 &&
+             (pn == 8 || t[8] == '/')) { /* console.c checks credentials */
+    vd_console_answer_t a;
+    vd_console_serve(c->w->daemon, c->loopback, c->tls != NULL, req, &a);
+    http_answer_typed(c, a.status, a.type, a.body.data ? a.body.data : "",
+                      a.body.len, a.headers.len ? a.headers.data : NULL);
+    vd_console_answer_release(&a);
   } else if (pn > 10 && memcmp(t, "/v1/admin/", 10) == 0) {
     int rc = http_admin_route(c, req, t + 10, pn - 10, q ? q + 1 : "",
                               q ? tn - pn - 1 : 0);
