@@ -14,11 +14,15 @@
  * serves loopback clients only.  No page changes anything but the
  * cookie, so no request made from another site can act for a user.
  *
- * Runs on a worker's loop.  Every history read is bounded and indexed:
- * a search reads at most PAGE_ROWS + 1 rows by seq through an index of
- * its filter, a decision is one decision_id lookup and one seq lookup,
- * the chart is one range of decisions_received over the last
- * RATE_BUCKETS * RATE_BUCKET_MS.
+ * vd_console_serve() runs on libuv's thread pool (worker.c's
+ * http_console() queues it), never on a worker's loop: some searches
+ * take most of a second on a history of millions (docs/console.md).  It
+ * reads only what is safe from any thread: the tokens under their lock,
+ * the activation under state_lock, the workers' atomic counters, and the
+ * history through read-only connections of its own.  Every read is
+ * bounded: a search reads at most PAGE_ROWS + 1 rows, newest first, a
+ * decision is one decision_id lookup and one seq lookup, the chart one
+ * range of decisions_received over RATE_BUCKETS * RATE_BUCKET_MS.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -681,8 +685,8 @@ static void health_page(vd_daemon_t *d, const char *who,
   activated = d->activated_ms;
   check = d->check_state ? d->check_state : "not run";
   uv_mutex_unlock(&d->state_lock);
-  for (i = 0; i < d->nworkers; i++)
-    decided += atomic_load(&d->workers[d->active[i]].decisions);
+  for (i = 0; i < d->nslots; i++) /* replaced workers' count too */
+    decided += atomic_load(&d->workers[i].decisions);
   up = (now - d->started_ms) / 1000;
 
   page_begin(a, 200, "Health", who);
@@ -698,7 +702,7 @@ static void health_page(vd_daemon_t *d, const char *who,
            (long long)(up / 60 % 60), (long long)(up % 60));
   dl_row(b, "Uptime", line);
   snprintf(line, sizeof line, "%llu", (unsigned long long)decided);
-  dl_row(b, "Decisions since start (serving workers)", line);
+  dl_row(b, "Decisions since start", line);
   dl_row(b, "History check (PRAGMA quick_check)", check);
   vd_buf_adds(b, "</dl>\n");
 

@@ -192,7 +192,8 @@ unsigned vd_tokens_check(const vd_tokens_t *t, const char *token, size_t len,
 unsigned vd_tokens_roles_of(const vd_tokens_t *t, const char *name);
 
 /* console.c: the web console's pages under /console/ (docs/console.md),
- * answered on the worker's loop.  The answer is built whole into A
+ * built on libuv's thread pool (worker.c's http_console() queues it; any
+ * thread may call it).  The answer is built whole into A
  * (status, a static content type, extra header lines, body); release it
  * with vd_console_answer_release().  LOOPBACK and TLS describe the peer
  * and the listener, as the worker's authorize() reads them. */
