@@ -1236,6 +1236,7 @@ typedef struct vd_admin_call {
   vd_conn_t *conn;      /* holds a reference */
   vd_buf_t line;        /* the request, then the answer as it comes */
   int answered;
+  int activates;        /* reload, activate: a refused bundle is a 422 */
 } vd_admin_call_t;
 
 static void http_resume(vd_conn_t *c);
@@ -1269,7 +1270,13 @@ static void admin_call_end(vd_admin_call_t *a, const char *line, size_t len) {
         if (!code)
           code = VD_EINTERNAL;
       }
-      http_answer(c, vd_wire_http_status(code), line, len, NULL);
+      /* a bundle its checks refuse (policy_error, policy_timeout) was
+       * asked for properly and cannot be processed: 422, as the OpenAPI
+       * document says */
+      int status = a->activates && (code == VD_EPOLICY_ERROR ||
+                                    code == VD_EPOLICY_TIMEOUT)
+                       ? 422 : vd_wire_http_status(code);
+      http_answer(c, status, line, len, NULL);
     } else {
       http_error(c, 503, VD_EINTERNAL,
                  "the admin socket did not answer", NULL);
@@ -1347,6 +1354,7 @@ static int http_admin(vd_conn_t *c, const char *op, const char *const *names,
     return c->close_when_flushed;
   }
   a->conn = c;
+  a->activates = strcmp(op, "reload") == 0 || strcmp(op, "activate") == 0;
   vd_buf_init(&a->line);
   vd_buf_adds(&a->line, "{\"op\":");
   vd_buf_add_json_str(&a->line, op, strlen(op));

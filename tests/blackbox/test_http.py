@@ -943,3 +943,27 @@ class Dribble(unittest.TestCase):
             self.assertEqual(ids[0], ids[1])
         finally:
             d.stop()
+
+
+class AdminRefusal(unittest.TestCase):
+    def test_refused_bundle_is_422(self):
+        import shutil
+        import tempfile
+        from test_admin import MINI, set_multiplier
+        tmp = tempfile.mkdtemp(prefix="verdict-http-")
+        bundle = os.path.join(tmp, "bundle")
+        shutil.copytree(MINI, bundle)
+        d = HttpDaemon(policies=bundle, admin=True, tmp=tmp)
+        try:
+            set_multiplier(bundle, 3, break_it=True)
+            st, _, body = d.call("POST", "/v1/admin/reload")
+            self.assertEqual((st, body["error"]["code"]),
+                             (422, "policy_error"), body)
+            set_multiplier(bundle, 3)
+            st, _, body = d.call("POST", "/v1/admin/reload")
+            self.assertEqual(st, 200, body)
+            self.assertIn("http:loopback", d.read_log() + json.dumps(
+                d.call("GET", "/v1/admin/revisions")[2]))
+        finally:
+            d.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
