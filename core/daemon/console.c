@@ -30,6 +30,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <yajl/yajl_tree.h>
+
 #include "daemon_int.h"
 #include "verdict/history.h"
 #include "verdict/timefmt.h"
@@ -229,6 +231,7 @@ static void page_begin(vd_console_answer_t *a, int status, const char *title,
                  "<script src=\"/console/console.js\" defer></script>"
                  "</head><body><header><nav aria-label=\"Console\">"
                  "<a href=\"/console/decisions\">Decisions</a> "
+                 "<a href=\"/console/revisions\">Revisions</a> "
                  "<a href=\"/console/health\">Health</a>");
   if (who) {
     vd_buf_adds(b, "<form method=\"post\" action=\"/console/logout\" "
@@ -665,6 +668,114 @@ out:
 }
 
 /* ========================================================================
+ * Revisions
+ * ====================================================================== */
+
+static const char *str_of(yajl_val o, const char *key) {
+  const char *path[2];
+  yajl_val v;
+  path[0] = key;
+  path[1] = NULL;
+  v = yajl_tree_get(o, path, yajl_t_any);
+  return v && YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+}
+
+static void revision_cell(vd_buf_t *b, const char *rev) {
+  vd_buf_adds(b, "<td><a href=\"/console/decisions?revision=");
+  pct(b, rev ? rev : "");
+  vd_buf_adds(b, "\" title=\"its decisions\"><code>");
+  escs(b, rev);
+  vd_buf_adds(b, "</code></a></td>");
+}
+
+static void revisions_page(vd_daemon_t *d, const char *who,
+                           vd_console_answer_t *a) {
+  vd_buf_t json = VD_BUF_INIT, err = VD_BUF_INIT, *b = &a->body;
+  static const char *acts[] = {"activations", NULL};
+  static const char *revs[] = {"revisions", NULL};
+  yajl_val root = NULL, list;
+  char why[256];
+  size_t i;
+  vd_buf_addc(&json, '{');
+  if (vd_history_revisions_json(d->opts.db, &json, &err) == 0) {
+    vd_buf_adds(&json, "}");
+    vd_buf_addc(&json, '\0');
+    root = yajl_tree_parse(json.data, why, sizeof why);
+  }
+  if (!root) {
+    page_begin(a, 500, "Revisions", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">The history could "
+                   "not be read: ");
+    esc(b, err.len ? err.data : why, err.len ? err.len : strlen(why));
+    vd_buf_adds(b, "</p>");
+    page_end(a);
+    goto out;
+  }
+  page_begin(a, 200, "Revisions", who);
+  vd_buf_adds(b, "<section><h2>Activations, newest first (the last "
+                 "200)</h2><table class=\"data\" id=\"activations\"><thead>"
+                 "<tr><th scope=\"col\">When</th>"
+                 "<th scope=\"col\">Revision</th>"
+                 "<th scope=\"col\">Why</th><th scope=\"col\">Who</th>"
+                 "<th scope=\"col\">From</th>"
+                 "<th scope=\"col\">Result</th></tr></thead><tbody>\n");
+  list = yajl_tree_get(root, acts, yajl_t_array);
+  for (i = 0; list && i < YAJL_GET_ARRAY(list)->len; i++) {
+    yajl_val o = YAJL_GET_ARRAY(list)->values[i];
+    const char *path[] = {"ok", NULL};
+    yajl_val ok = yajl_tree_get(o, path, yajl_t_any);
+    vd_buf_adds(b, "<tr><td>");
+    escs(b, str_of(o, "at"));
+    vd_buf_adds(b, "</td>");
+    revision_cell(b, str_of(o, "revision"));
+    vd_buf_adds(b, "<td>");
+    escs(b, str_of(o, "trigger"));
+    vd_buf_adds(b, "</td><td>");
+    escs(b, str_of(o, "who"));
+    vd_buf_adds(b, "</td><td>");
+    escs(b, str_of(o, "source"));
+    vd_buf_adds(b, "</td><td>");
+    if (ok && YAJL_IS_TRUE(ok))
+      vd_buf_adds(b, "activated");
+    else {
+      vd_buf_adds(b, "refused: ");
+      escs(b, str_of(o, "error"));
+    }
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Stored "
+                 "revisions, newest first</h2><table class=\"data\" "
+                 "id=\"revisions\"><thead><tr>"
+                 "<th scope=\"col\">Revision</th>"
+                 "<th scope=\"col\">Stored (China time)</th>"
+                 "<th scope=\"col\">Files</th><th scope=\"col\">Bytes</th>"
+                 "</tr></thead><tbody>\n");
+  list = yajl_tree_get(root, revs, yajl_t_array);
+  for (i = 0; list && i < YAJL_GET_ARRAY(list)->len; i++) {
+    yajl_val o = YAJL_GET_ARRAY(list)->values[i];
+    const char *pf[] = {"files", NULL}, *pb[] = {"bytes", NULL};
+    yajl_val nf = yajl_tree_get(o, pf, yajl_t_number);
+    yajl_val nb = yajl_tree_get(o, pb, yajl_t_number);
+    vd_buf_adds(b, "<tr>");
+    revision_cell(b, str_of(o, "revision"));
+    vd_buf_adds(b, "<td>");
+    escs(b, str_of(o, "stored_at"));
+    vd_buf_addf(b, "</td><td>%lld</td><td>%lld</td></tr>\n",
+                nf ? (long long)YAJL_GET_INTEGER(nf) : 0LL,
+                nb ? (long long)YAJL_GET_INTEGER(nb) : 0LL);
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<p>A side-by-side diff of "
+                 "two revisions and their files are not in the console "
+                 "yet: <code>verdict diff</code> and <code>GET "
+                 "/v1/admin/diff</code> give them.</p>");
+  page_end(a);
+out:
+  yajl_tree_free(root);
+  vd_buf_release(&json);
+  vd_buf_release(&err);
+}
+
+/* ========================================================================
  * Health
  * ====================================================================== */
 
@@ -892,6 +1003,8 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
     decision_page(d, name, id, a);
   } else if (strcmp(path, "/console/health") == 0)
     health_page(d, name, a);
+  else if (strcmp(path, "/console/revisions") == 0)
+    revisions_page(d, name, a);
   else {
     page_begin(a, 404, "No such page", name);
     vd_buf_adds(&a->body, "<p>Try <a href=\"/console/decisions\">the "

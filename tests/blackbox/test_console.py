@@ -216,6 +216,25 @@ class Console(unittest.TestCase):
         text = self.b.find_element(By.TAG_NAME, "main").text
         self.assertIn("Active revision\nsha256:", text)
 
+    def test_revisions(self):
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/health"))
+        active = self.b.find_element(By.CSS_SELECTOR, "dl.facts dd").text
+        self.assertTrue(active.startswith("sha256:"), active)
+        self.submit(self.b.find_element(By.LINK_TEXT, "Revisions"))
+        self.shot("revisions")
+        acts = self.b.find_elements(By.CSS_SELECTOR, "#activations tbody tr")
+        self.assertEqual(len(acts), 1)
+        self.assertIn(active, acts[0].text)
+        self.assertIn("startup", acts[0].text)
+        self.assertIn("activated", acts[0].text)
+        revs = self.b.find_elements(By.CSS_SELECTOR, "#revisions tbody tr")
+        self.assertEqual(len(revs), 1)
+        self.assertIn(active, revs[0].text)
+        self.submit(revs[0].find_element(By.PARTIAL_LINK_TEXT, "sha256:"))
+        self.assertEqual(len(self.b.find_elements(
+            By.CSS_SELECTOR, "#decisions tbody tr")), 50)
+
     def test_reads_without_javascript(self):
         c = http.client.HTTPConnection("127.0.0.1", self.d.http_port,
                                        timeout=20)
