@@ -61,7 +61,9 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c \
                core/daemon/log.c core/daemon/http.c core/daemon/auth.c \
-               core/daemon/tls.c core/daemon/idem.c
+               core/daemon/tls.c core/daemon/idem.c core/daemon/console.c
+# The console's stylesheet and script, compiled into verdictd as strings.
+CONSOLE_ASSETS := console/console.css console/console.js
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c core/cmd/schema.c \
@@ -106,7 +108,14 @@ $(BUILD)/libverdict.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/libverdict.a
+$(BUILD)/console_assets.c: $(CONSOLE_ASSETS) scripts/embed-assets
+	@mkdir -p $(dir $@)
+	./scripts/embed-assets $(CONSOLE_ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/console_assets.o: $(BUILD)/console_assets.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/verdictd: $(DAEMON_OBJS) $(BUILD)/console_assets.o $(BUILD)/libverdict.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS)
 
 $(BUILD)/verdict: $(CLI_OBJS) $(BUILD)/libverdict.a

@@ -162,7 +162,11 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   rc = vd_history_db_open_ro(&r->db, db_path, err);
   if (rc == 0)
     rc = prepare(r->db, &r->st, db_path, ALL_COLUMNS, filter,
-                 filter->has_limit ? " ORDER BY seq LIMIT ?" : " ORDER BY seq",
+                 filter->newest_first
+                     ? (filter->has_limit ? " ORDER BY seq DESC LIMIT ?"
+                                          : " ORDER BY seq DESC")
+                     : (filter->has_limit ? " ORDER BY seq LIMIT ?"
+                                          : " ORDER BY seq"),
                  err);
   if (rc) {
     vd_history_rows_close(r);
@@ -253,6 +257,46 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
   while (lane < n)
     bounds[lane++] = INT64_MAX;
   bounds[n] = INT64_MAX;
+out:
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc;
+}
+
+int vd_history_rate(const char *db_path, int64_t since_ms, int64_t bucket_ms,
+                    int n, int64_t *total, int64_t *errors, vd_buf_t *err) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc, i;
+  for (i = 0; i < n; i++)
+    total[i] = errors[i] = 0;
+  if (n <= 0 || bucket_ms <= 0)
+    return 0;
+  rc = vd_history_db_open_ro(&db, db_path, err);
+  if (rc)
+    goto out;
+  /* the range is one seek into decisions_received; error_code is read
+   * from each row of it */
+  if (sqlite3_prepare_v2(db,
+                         "SELECT (received_ms - ?1) / ?2, count(*), "
+                         "count(error_code) FROM decisions "
+                         "WHERE received_ms >= ?1 AND received_ms < ?3 "
+                         "GROUP BY 1", -1, &st, NULL) != SQLITE_OK) {
+    rc = sql_failed(err, db_path, db);
+    goto out;
+  }
+  sqlite3_bind_int64(st, 1, since_ms);
+  sqlite3_bind_int64(st, 2, bucket_ms);
+  sqlite3_bind_int64(st, 3, since_ms + bucket_ms * n);
+  while ((i = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t b = sqlite3_column_int64(st, 0);
+    if (b >= 0 && b < n) {
+      total[b] = sqlite3_column_int64(st, 1);
+      errors[b] = sqlite3_column_int64(st, 2);
+    }
+  }
+  if (i != SQLITE_DONE)
+    rc = sql_failed(err, db_path, db);
 out:
   sqlite3_finalize(st);
   sqlite3_close(db);

@@ -118,6 +118,7 @@ typedef struct vd_http_req {
   vd_buf_t body;        /* decoded (chunked or not) */
   vd_buf_t auth;        /* Authorization, or empty */
   vd_buf_t idem;        /* Idempotency-Key, or empty */
+  vd_buf_t cookie;      /* Cookie (the console's login), or empty */
   int expect_continue;  /* Expect: 100-continue */
   int keep_alive;       /* the connection may serve another request */
 } vd_http_req_t;
@@ -191,6 +192,22 @@ unsigned vd_tokens_check(const vd_tokens_t *t, const char *token, size_t len,
                          char *name, size_t cap);
 /* The roles of every line of T named NAME (a client certificate's CN). */
 unsigned vd_tokens_roles_of(const vd_tokens_t *t, const char *name);
+
+/* console.c: the web console's pages under /console/ (docs/console.md),
+ * built on libuv's thread pool (worker.c's http_console() queues it; any
+ * thread may call it).  The answer is built whole into A
+ * (status, a static content type, extra header lines, body); release it
+ * with vd_console_answer_release().  LOOPBACK and TLS describe the peer
+ * and the listener, as the worker's authorize() reads them. */
+typedef struct vd_console_answer {
+  int status;
+  const char *type;
+  vd_buf_t headers;
+  vd_buf_t body;
+} vd_console_answer_t;
+void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
+                      const vd_http_req_t *req, vd_console_answer_t *a);
+void vd_console_answer_release(vd_console_answer_t *a);
 
 /* tls.c: TLS over memory BIOs, between a connection's socket and its
  * protocol.  The context is made once on the main thread and then only

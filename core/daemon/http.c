@@ -25,7 +25,7 @@
 #include "verdict/timefmt.h"
 
 /* Which header the parser is in the middle of. */
-enum { H_NONE, H_AUTH, H_IDEM, H_EXPECT };
+enum { H_NONE, H_AUTH, H_IDEM, H_EXPECT, H_COOKIE };
 
 static int http_of(http_parser *p, vd_http_t **h) {
   *h = p->data;
@@ -56,6 +56,7 @@ static int on_message_begin(http_parser *p) {
   vd_buf_reset(&h->req.body);
   vd_buf_reset(&h->req.auth);
   vd_buf_reset(&h->req.idem);
+  vd_buf_reset(&h->req.cookie);
   h->req.expect_continue = 0;
   h->header_bytes = 0;
   h->which = H_NONE;
@@ -105,11 +106,13 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
                : k == 15 && strncasecmp(h->name, "idempotency-key", k) == 0
                    ? H_IDEM
                : k == 6 && strncasecmp(h->name, "expect", k) == 0 ? H_EXPECT
+               : k == 6 && strncasecmp(h->name, "cookie", k) == 0 ? H_COOKIE
                                                                   : H_NONE;
   }
   switch (h->which) {
   case H_AUTH: vd_buf_add(&h->req.auth, at, n); break;
   case H_IDEM: vd_buf_add(&h->req.idem, at, n); break;
+  case H_COOKIE: vd_buf_add(&h->req.cookie, at, n); break;
   case H_EXPECT:
     /* gathered like a name: "100-continue" may come in pieces */
     if (h->expect_len + n < sizeof h->expect)
@@ -184,6 +187,7 @@ void vd_http_init(vd_http_t *h, size_t max_body, vd_http_request_cb on_request,
   vd_buf_init(&h->req.body);
   vd_buf_init(&h->req.auth);
   vd_buf_init(&h->req.idem);
+  vd_buf_init(&h->req.cookie);
   vd_buf_init(&h->rest);
 }
 
@@ -193,6 +197,7 @@ void vd_http_release(vd_http_t *h) {
   vd_buf_release(&h->req.body);
   vd_buf_release(&h->req.auth);
   vd_buf_release(&h->req.idem);
+  vd_buf_release(&h->req.cookie);
 }
 
 int vd_http_feed(vd_http_t *h, const char *p, size_t n) {
@@ -244,6 +249,7 @@ size_t vd_http_held(const vd_http_t *h) {
 static const char *reason(int status) {
   switch (status) {
   case 200: return "OK";
+  case 303: return "See Other";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
   case 403: return "Forbidden";

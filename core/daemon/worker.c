@@ -1453,6 +1453,79 @@ static int http_admin_route(vd_conn_t *c, vd_http_req_t *req, const char *p,
   return c->close_when_flushed;
 }
 
+/* ------------------------------------------------------------------------
+ * HTTP /console/...: the web console's pages (console.c), each built on
+ * libuv's thread pool so that its history reads never hold this loop; the
+ * connection parses nothing further until its page is sent, as with
+ * http_admin().
+ * ------------------------------------------------------------------------ */
+
+typedef struct vd_console_call {
+  uv_work_t work;
+  vd_conn_t *conn;             /* holds a reference */
+  vd_daemon_t *daemon;
+  vd_http_req_t req;           /* a copy: the parser reuses its own */
+  int loopback, tls;
+  vd_console_answer_t answer;  /* the pool thread's until console_done() */
+} vd_console_call_t;
+
+static void console_work(uv_work_t *w) {
+  vd_console_call_t *k = w->data;
+  vd_console_serve(k->daemon, k->loopback, k->tls, &k->req, &k->answer);
+}
+
+static void console_done(uv_work_t *w, int status) {
+  vd_console_call_t *k = w->data;
+  vd_conn_t *c = k->conn;
+  vd_console_answer_t *a = &k->answer;
+  if (!c->closing) {
+    if (status == 0)
+      http_answer_typed(c, a->status, a->type, a->body.data ? a->body.data
+                                                            : "",
+                        a->body.len, a->headers.len ? a->headers.data : NULL);
+    else
+      http_error(c, 503, VD_EINTERNAL, NULL, NULL);
+    http_resume(c);
+  }
+  vd_console_answer_release(a);
+  vd_buf_release(&k->req.target);
+  vd_buf_release(&k->req.body);
+  vd_buf_release(&k->req.auth);
+  vd_buf_release(&k->req.cookie);
+  free(k);
+  conn_unref(c);
+}
+
+static int http_console(vd_conn_t *c, vd_http_req_t *req) {
+  vd_console_call_t *k = calloc(1, sizeof *k);
+  if (!k) {
+    http_error(c, 503, VD_EINTERNAL, NULL, NULL);
+    return c->close_when_flushed;
+  }
+  k->conn = c;
+  k->daemon = c->w->daemon;
+  k->loopback = c->loopback;
+  k->tls = c->tls != NULL;
+  k->req.method = req->method;
+  vd_buf_add(&k->req.target, req->target.data, req->target.len);
+  vd_buf_add(&k->req.body, req->body.data, req->body.len);
+  vd_buf_add(&k->req.auth, req->auth.data, req->auth.len);
+  vd_buf_add(&k->req.cookie, req->cookie.data, req->cookie.len);
+  k->work.data = k;
+  if (uv_queue_work(&c->w->loop, &k->work, console_work, console_done)) {
+    vd_buf_release(&k->req.target);
+    vd_buf_release(&k->req.body);
+    vd_buf_release(&k->req.auth);
+    vd_buf_release(&k->req.cookie);
+    free(k);
+    http_error(c, 503, VD_EINTERNAL, NULL, NULL);
+    return c->close_when_flushed;
+  }
+  c->refs++;
+  conn_read_stop(c); /* until the page: see http_resume() */
+  return VD_HTTP_PAUSE;
+}
+
 static int http_on_request(void *arg, vd_http_req_t *req) {
   vd_conn_t *c = arg;
   const char *t = req->target.len ? req->target.data : "";
@@ -1526,6 +1599,11 @@ static int http_on_request(void *arg, vd_http_req_t *req) {
                  "Allow: GET\r\n");
     else if (authorize(c, req, 0))
       http_openapi(c);
+  } else if (pn >= 8 && memcmp(t, "/console", 8) == 0 &&
+             (pn == 8 || t[8] == '/')) { /* console.c checks credentials */
+    int rc = http_console(c, req);
+    conn_account(c);
+    return rc;
   } else if (pn > 10 && memcmp(t, "/v1/admin/", 10) == 0) {
     int rc = http_admin_route(c, req, t + 10, pn - 10, q ? q + 1 : "",
                               q ? tn - pn - 1 : 0);

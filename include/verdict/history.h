@@ -396,12 +396,16 @@ typedef struct vd_history_filter {
   int64_t seq_lo, seq_hi;
   const char *region, *kind; /* NULL: any */
   const char *complaint_id, *decision_id;
+  const char *customer_id;   /* NULL: any */
+  int newest_first;          /* rows in descending seq order (the
+                              * console's pages); vd_history_rows_open()
+                              * only */
   int has_limit;             /* at most `limit` rows */
   int64_t limit;
-  const char *customer_id;   /* NULL: any */
 } vd_history_filter_t;
 
-/* A read of the rows FILTER selects, in seq order.  Open it, take rows
+/* A read of the rows FILTER selects, in seq order (descending with
+ * newest_first).  Open it, take rows
  * with next until it returns 0, close it.  One thread at a time. */
 typedef struct vd_history_rows vd_history_rows_t;
 /* Open DB_PATH and start reading.  *out is the caller's on success (free
@@ -424,6 +428,14 @@ void vd_history_rows_close(vd_history_rows_t *r);
  * only seq. */
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, vd_buf_t *err);
+
+/* Decisions received in N buckets of BUCKET_MS from SINCE_MS: bucket i
+ * counts since_ms + i * bucket_ms <= received_ms < that + bucket_ms,
+ * total[i] of them, errors[i] refused (error_code set); both arrays are
+ * the caller's, N long.  One range of the received_ms index: the cost
+ * grows with the rows in the window.  The console's Health chart. */
+int vd_history_rate(const char *db_path, int64_t since_ms, int64_t bucket_ms,
+                    int n, int64_t *total, int64_t *errors, vd_buf_t *err);
 
 /* Append to OUT what the database holds about revisions, as three members
  * of a JSON object: "activations":[...] (the last 200, newest first: at,

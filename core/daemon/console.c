@@ -1,0 +1,1014 @@
+/*
+ * console.c - the web console: HTML pages under /console/ on the HTTP
+ * listener, for auditors (docs/console.md).
+ *
+ * Pages are rendered whole on the server (they read without JavaScript);
+ * console/console.js, compiled in by the Makefile with console.css, sorts
+ * tables, exports them as CSV and draws the Health chart with Debian's
+ * Chart.js, read from /usr/share/javascript/chart.js at run time.
+ *
+ * Credentials: the bearer tokens of --tokens.  A browser sends its token
+ * once, through the login form, and gets it back as an HttpOnly,
+ * SameSite=Strict cookie scoped to /console (Secure on TLS); every page
+ * needs the audit role.  Without --tokens the console, like the API,
+ * serves loopback clients only.  No page changes anything but the
+ * cookie, so no request made from another site can act for a user.
+ *
+ * vd_console_serve() runs on libuv's thread pool (worker.c's
+ * http_console() queues it), never on a worker's loop: some searches
+ * take most of a second on a history of millions (docs/console.md).  It
+ * reads only what is safe from any thread: the tokens under their lock,
+ * the activation under state_lock, the workers' atomic counters, and the
+ * history through read-only connections of its own.  Every read is
+ * bounded: a search reads at most PAGE_ROWS + 1 rows, newest first, a
+ * decision is one decision_id lookup and one seq lookup, the chart one
+ * range of decisions_received over RATE_BUCKETS * RATE_BUCKET_MS.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "daemon_int.h"
+#include "verdict/history.h"
+#include "verdict/timefmt.h"
+
+/* The console's files (console/), compiled in by the Makefile. */
+typedef struct vd_console_asset {
+  const char *name, *data;
+  size_t len;
+} vd_console_asset_t;
+extern const vd_console_asset_t vd_console_assets[];
+extern const size_t vd_console_nassets;
+
+#define PAGE_ROWS 50
+#define RATE_BUCKETS 30
+#define RATE_BUCKET_MS 10000
+#define CHINA_OFFSET_MIN (8 * 60)
+#define CHART_JS "/usr/share/javascript/chart.js/chart.min.js"
+#define COOKIE "verdict_token"
+
+/* ========================================================================
+ * Text
+ * ====================================================================== */
+
+static void esc(vd_buf_t *b, const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    switch (s[i]) {
+    case '&': vd_buf_adds(b, "&amp;"); break;
+    case '<': vd_buf_adds(b, "&lt;"); break;
+    case '>': vd_buf_adds(b, "&gt;"); break;
+    case '"': vd_buf_adds(b, "&quot;"); break;
+    case '\'': vd_buf_adds(b, "&#39;"); break;
+    default: vd_buf_addc(b, s[i]);
+    }
+  }
+}
+
+static void escs(vd_buf_t *b, const char *s) {
+  if (s)
+    esc(b, s, strlen(s));
+}
+
+/* S percent-encoded for a query string. */
+static void pct(vd_buf_t *b, const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (isalnum(ch) || strchr("-._~:", ch))
+      vd_buf_addc(b, (char)ch);
+    else
+      vd_buf_addf(b, "%%%02X", ch);
+  }
+}
+
+static int hex(int ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  ch = tolower(ch);
+  return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Field NAME of the form-encoded [s, s+n) (a query string or a POST
+ * body), decoded into out[cap]: 1, 0 when absent or empty, -1 when
+ * malformed or longer than cap - 1. */
+static int form_field(const char *s, size_t n, const char *name, char *out,
+                      size_t cap) {
+  size_t nl = strlen(name), i = 0;
+  while (i < n) {
+    size_t end = i, k = 0;
+    while (end < n && s[end] != '&')
+      end++;
+    if (end - i > nl && memcmp(s + i, name, nl) == 0 && s[i + nl] == '=') {
+      size_t j;
+      for (j = i + nl + 1; j < end; j++) {
+        int ch = s[j];
+        if (ch == '+')
+          ch = ' ';
+        else if (ch == '%') {
+          if (j + 2 >= end)
+            return -1;
+          if (hex(s[j + 1]) < 0 || hex(s[j + 2]) < 0)
+            return -1;
+          ch = hex(s[j + 1]) * 16 + hex(s[j + 2]);
+          j += 2;
+        }
+        if (ch == '\0' || k + 1 >= cap)
+          return -1;
+        out[k++] = (char)ch;
+      }
+      out[k] = '\0';
+      return k > 0;
+    }
+    i = end + 1;
+  }
+  return 0;
+}
+
+/* MS in OFFSET_MIN as "YYYY-MM-DD HH:MM:SS+HH:MM". */
+static void add_time(vd_buf_t *b, int64_t ms, int offset_min) {
+  char t[32];
+  size_t n = vd_time_format(ms - ms % 1000, offset_min, t);
+  if (n > 10)
+    t[10] = ' ';
+  esc(b, t, n);
+}
+
+/* The decision time AT (RFC 3339, its own offset) and the same instant
+ * in China time. */
+static void add_at(vd_buf_t *b, const char *at, int64_t at_ms) {
+  int64_t ms;
+  int off;
+  if (!at || vd_time_parse(at, strlen(at), &ms, &off) != 0) {
+    escs(b, at ? at : "");
+    return;
+  }
+  vd_buf_adds(b, "<time datetime=\"");
+  escs(b, at);
+  vd_buf_adds(b, "\">");
+  add_time(b, ms, off);
+  vd_buf_adds(b, "</time>");
+  if (off != CHINA_OFFSET_MIN) {
+    vd_buf_adds(b, "<br><small>China: ");
+    add_time(b, at_ms ? at_ms : ms, CHINA_OFFSET_MIN);
+    vd_buf_adds(b, "</small>");
+  }
+}
+
+/* JSON [s, s+n) indented two spaces a level, for a <pre>. */
+static void add_json_pretty(vd_buf_t *b, const char *s, size_t n) {
+  size_t i;
+  int depth = 0, in_str = 0, k;
+  for (i = 0; i < n; i++) {
+    char ch = s[i];
+    if (in_str) { /* text of an element: a quote needs no escape */
+      if (ch == '"') {
+        vd_buf_addc(b, ch);
+        in_str = 0;
+      } else {
+        esc(b, &ch, 1);
+        if (ch == '\\' && i + 1 < n)
+          esc(b, &s[++i], 1);
+      }
+      continue;
+    }
+    switch (ch) {
+    case '"': in_str = 1; vd_buf_addc(b, ch); break;
+    case '{': case '[':
+      vd_buf_addc(b, ch);
+      if (i + 1 < n && (s[i + 1] == '}' || s[i + 1] == ']'))
+        break;
+      depth++;
+      vd_buf_addc(b, '\n');
+      for (k = 0; k < depth; k++) vd_buf_adds(b, "  ");
+      break;
+    case '}': case ']':
+      if (i > 0 && (s[i - 1] == '{' || s[i - 1] == '[')) {
+        vd_buf_addc(b, ch);
+        break;
+      }
+      depth = depth > 0 ? depth - 1 : 0;
+      vd_buf_addc(b, '\n');
+      for (k = 0; k < depth; k++) vd_buf_adds(b, "  ");
+      vd_buf_addc(b, ch);
+      break;
+    case ',':
+      vd_buf_adds(b, ",\n");
+      for (k = 0; k < depth; k++) vd_buf_adds(b, "  ");
+      break;
+    case ':': vd_buf_adds(b, ": "); break;
+    case ' ': case '\n': case '\r': case '\t': break;
+    default: esc(b, &ch, 1);
+    }
+  }
+}
+
+/* ========================================================================
+ * Pages: frame, login, refusal
+ * ====================================================================== */
+
+static void page_begin(vd_console_answer_t *a, int status, const char *title,
+                       const char *who) {
+  vd_buf_t *b = &a->body;
+  a->status = status;
+  a->type = "text/html; charset=utf-8";
+  vd_buf_adds(&a->headers,
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "Content-Security-Policy: default-src 'self'; "
+              "frame-ancestors 'none'; form-action 'self'\r\n");
+  vd_buf_adds(b, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
+                 "<meta charset=\"utf-8\">"
+                 "<meta name=\"viewport\" "
+                 "content=\"width=device-width, initial-scale=1\">"
+                 "<title>");
+  escs(b, title);
+  vd_buf_adds(b, " - verdict console</title>"
+                 "<link rel=\"stylesheet\" href=\"/console/console.css\">"
+                 "<script src=\"/console/console.js\" defer></script>"
+                 "</head><body><header><nav aria-label=\"Console\">"
+                 "<a href=\"/console/decisions\">Decisions</a> "
+                 "<a href=\"/console/revisions\">Revisions</a> "
+                 "<a href=\"/console/health\">Health</a>");
+  if (who) {
+    vd_buf_adds(b, "<form method=\"post\" action=\"/console/logout\" "
+                   "class=\"logout\"><span>");
+    escs(b, who[0] ? who : "loopback");
+    vd_buf_adds(b, "</span> <button type=\"submit\">Log out</button>"
+                   "</form>");
+  }
+  vd_buf_adds(b, "</nav></header><main><h1>");
+  escs(b, title);
+  vd_buf_adds(b, "</h1>\n");
+}
+
+static void page_end(vd_console_answer_t *a) {
+  vd_buf_adds(&a->body, "</main></body></html>\n");
+}
+
+static void login_page(vd_console_answer_t *a, int status, const char *why) {
+  page_begin(a, status, "Log in", NULL);
+  if (why) {
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">");
+    escs(&a->body, why);
+    vd_buf_adds(&a->body, "</p>");
+  }
+  vd_buf_adds(&a->body,
+              "<form method=\"post\" action=\"/console/login\">"
+              "<label for=\"token\">Bearer token (a line of verdictd "
+              "--tokens with the audit role)</label> "
+              "<input id=\"token\" name=\"token\" type=\"password\" "
+              "autocomplete=\"current-password\" required> "
+              "<button type=\"submit\">Log in</button></form>");
+  page_end(a);
+  if (status == 401)
+    vd_buf_adds(&a->headers,
+                "WWW-Authenticate: Bearer realm=\"verdict\"\r\n");
+}
+
+static void redirect(vd_console_answer_t *a, const char *to) {
+  a->status = 303;
+  a->type = "text/plain; charset=utf-8";
+  vd_buf_addf(&a->headers, "Location: %s\r\n", to);
+  vd_buf_addf(&a->body, "See %s\n", to);
+}
+
+/* ========================================================================
+ * Credentials
+ * ====================================================================== */
+
+/* The token the request carries: the console's cookie, else an
+ * Authorization: Bearer header; [*tok, *tok + *n), or 0. */
+static int request_token(const vd_http_req_t *req, const char **tok,
+                         size_t *n) {
+  static const char bearer[] = "Bearer ";
+  const char *s = req->cookie.data, *end = s + req->cookie.len;
+  while (s && s < end) {
+    const char *e;
+    while (s < end && (*s == ' ' || *s == ';'))
+      s++;
+    e = s;
+    while (e < end && *e != ';')
+      e++;
+    if ((size_t)(e - s) > sizeof COOKIE &&
+        memcmp(s, COOKIE "=", sizeof COOKIE) == 0) {
+      *tok = s + sizeof COOKIE;
+      *n = (size_t)(e - *tok);
+      return 1;
+    }
+    s = e;
+  }
+  if (req->auth.len > sizeof bearer - 1 &&
+      strncasecmp(req->auth.data, bearer, sizeof bearer - 1) == 0) {
+    *tok = req->auth.data + sizeof bearer - 1;
+    *n = req->auth.len - (sizeof bearer - 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* The roles of TOK under D's --tokens (name into name[cap]); without
+ * credentials configured, every role for a loopback peer and none for
+ * another (*configured says which). */
+static unsigned roles_of(vd_daemon_t *d, int loopback, const char *tok,
+                         size_t n, char *name, size_t cap, int *configured) {
+  unsigned roles = 0;
+  name[0] = '\0';
+  uv_rwlock_rdlock(&d->tokens_lock);
+  *configured = d->tokens != NULL || vd_tls_ctx_verifies(d->tls);
+  if (d->tokens && tok)
+    roles = vd_tokens_check(d->tokens, tok, n, name, cap);
+  uv_rwlock_rdunlock(&d->tokens_lock);
+  if (!*configured && loopback)
+    roles = VD_ROLE_DECIDE | VD_ROLE_AUDIT | VD_ROLE_ADMIN;
+  return roles;
+}
+
+/* A token the cookie can carry as it is. */
+static int cookie_safe(const char *s) {
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && !strchr("-._~+/=", *s))
+      return 0;
+  return 1;
+}
+
+static void login(vd_daemon_t *d, int loopback, int tls,
+                  const vd_http_req_t *req, vd_console_answer_t *a) {
+  char tok[256], name[64];
+  int configured, r;
+  unsigned roles;
+  r = form_field(req->body.data ? req->body.data : "", req->body.len,
+                 "token", tok, sizeof tok);
+  if (r != 1) {
+    login_page(a, 400, "Enter a token.");
+    return;
+  }
+  roles = roles_of(d, loopback, tok, strlen(tok), name, sizeof name,
+                   &configured);
+  if (!configured) {
+    login_page(a, 400, "verdictd runs without --tokens: the console needs "
+                       "no login from this machine.");
+    return;
+  }
+  if (!roles || !cookie_safe(tok)) {
+    login_page(a, 401, "That token is not known.");
+    return;
+  }
+  vd_buf_addf(&a->headers,
+              "Set-Cookie: " COOKIE "=%s; Path=/console; HttpOnly; "
+              "SameSite=Strict%s\r\n", tok, tls ? "; Secure" : "");
+  redirect(a, "/console/decisions");
+}
+
+/* ========================================================================
+ * Decisions: the search
+ * ====================================================================== */
+
+/* The search form's fields: query name, label, filter member. */
+#define SEARCH_FIELDS(X)                                                     \
+  X(complaint_id, "Complaint id")                                            \
+  X(customer_id, "Customer id")                                              \
+  X(decision_id, "Decision id")                                              \
+  X(kind, "Kind")                                                            \
+  X(region, "Region")                                                        \
+  X(revision, "Revision")                                                    \
+  X(error_code, "Error code (none: successful only)")
+
+typedef struct search {
+#define FIELD_(name, label) char name[128];
+  SEARCH_FIELDS(FIELD_)
+#undef FIELD_
+  char since[40], until[40], before[24];
+} search_t;
+
+/* A time field: RFC 3339, or a browser's datetime-local
+ * ("YYYY-MM-DDTHH:MM", read as China time). */
+static int parse_when(const char *s, int64_t *ms) {
+  char t[48];
+  int off;
+  size_t n = strlen(s);
+  if (vd_time_parse(s, n, ms, &off) == 0)
+    return 0;
+  if (n == 16 && s[10] == 'T') {
+    snprintf(t, sizeof t, "%s:00+08:00", s);
+    return vd_time_parse(t, strlen(t), ms, &off);
+  }
+  return -1;
+}
+
+static void add_search_query(vd_buf_t *b, const search_t *s) {
+#define Q_(name, label)                                                      \
+  if (s->name[0]) {                                                          \
+    vd_buf_adds(b, "&" #name "=");                                           \
+    pct(b, s->name);                                                         \
+  }
+  SEARCH_FIELDS(Q_)
+  Q_(since, "") Q_(until, "")
+#undef Q_
+}
+
+static void decisions_page(vd_daemon_t *d, const char *who, const char *q,
+                           size_t qn, vd_console_answer_t *a) {
+  search_t s;
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT;
+  const char *bad = NULL;
+  int64_t last_seq = 0;
+  int n = 0, rc;
+  memset(&s, 0, sizeof s);
+  memset(&f, 0, sizeof f);
+#define GET_(name, label)                                                    \
+  if (form_field(q, qn, #name, s.name, sizeof s.name) < 0)                   \
+    bad = #name;
+  SEARCH_FIELDS(GET_)
+  GET_(since, "") GET_(until, "") GET_(before, "")
+#undef GET_
+#define SET_(name, label) f.name = s.name[0] ? s.name : NULL;
+  SEARCH_FIELDS(SET_)
+#undef SET_
+  if (s.since[0] && parse_when(s.since, &f.since_ms) != 0)
+    bad = "since";
+  f.has_since = s.since[0] != 0;
+  if (s.until[0] && parse_when(s.until, &f.until_ms) != 0)
+    bad = "until";
+  f.has_until = s.until[0] != 0;
+  if (s.before[0]) {
+    char *e;
+    f.seq_hi = strtoll(s.before, &e, 10);
+    if (*e || f.seq_hi <= 0)
+      bad = "before";
+    f.has_seq = 1;
+    f.seq_lo = 0;
+  }
+  f.newest_first = 1;
+  f.has_limit = 1;
+  f.limit = PAGE_ROWS + 1;
+
+  page_begin(a, bad ? 400 : 200, "Decisions", who);
+  vd_buf_adds(b, "<form method=\"get\" action=\"/console/decisions\" "
+                 "class=\"search\" role=\"search\">");
+#define INPUT_(name, label)                                                  \
+  vd_buf_adds(b, "<div><label for=\"" #name "\">" label "</label>"           \
+                 "<input id=\"" #name "\" name=\"" #name "\" value=\"");     \
+  escs(b, s.name);                                                           \
+  vd_buf_adds(b, "\"></div>");
+  SEARCH_FIELDS(INPUT_)
+  INPUT_(since, "Received from (RFC 3339, or local China time)")
+  INPUT_(until, "Received before")
+#undef INPUT_
+  vd_buf_adds(b, "<div><button type=\"submit\">Search</button></div>"
+                 "</form>\n");
+  if (bad) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">The field ");
+    escs(b, bad);
+    vd_buf_adds(b, " is not valid (times: 2026-12-04T10:00:00+08:00 or "
+                   "2026-12-04T10:00).</p>");
+    page_end(a);
+    return;
+  }
+  rc = vd_history_rows_open(&rows, d->opts.db, &f, &err);
+  if (rc != 0) {
+    a->status = 500;
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">The history could "
+                   "not be read: ");
+    esc(b, err.data ? err.data : "", err.len);
+    vd_buf_adds(b, "</p>");
+    page_end(a);
+    vd_buf_release(&err);
+    return;
+  }
+  vd_buf_adds(b, "<table class=\"data\" id=\"decisions\"><caption>Newest "
+                 "first</caption><thead><tr>"
+                 "<th scope=\"col\">Seq</th>"
+                 "<th scope=\"col\">Received (China time)</th>"
+                 "<th scope=\"col\">Decision time</th>"
+                 "<th scope=\"col\">Decision</th>"
+                 "<th scope=\"col\">Kind</th><th scope=\"col\">Region</th>"
+                 "<th scope=\"col\">Complaint</th>"
+                 "<th scope=\"col\">Customer</th>"
+                 "<th scope=\"col\">Revision</th>"
+                 "<th scope=\"col\">Outcome</th></tr></thead><tbody>\n");
+  while ((rc = vd_history_rows_next(rows, &row)) == 1) {
+    const vd_history_value_t *v = row;
+    if (++n > PAGE_ROWS)
+      break;
+    last_seq = v[VD_HISTORY_SEQ].i;
+    vd_buf_addf(b, "<tr><td>%lld</td><td>", (long long)last_seq);
+    add_time(b, v[VD_HISTORY_RECEIVED_MS].i, CHINA_OFFSET_MIN);
+    vd_buf_adds(b, "</td><td>");
+    add_at(b, v[VD_HISTORY_AT].text, v[VD_HISTORY_AT_MS].i);
+    vd_buf_adds(b, "</td><td><a href=\"/console/decisions/");
+    pct(b, v[VD_HISTORY_DECISION_ID].text);
+    vd_buf_adds(b, "\">");
+    escs(b, v[VD_HISTORY_DECISION_ID].text);
+    vd_buf_adds(b, "</a></td><td>");
+    escs(b, v[VD_HISTORY_KIND].text);
+    vd_buf_adds(b, "</td><td>");
+    escs(b, v[VD_HISTORY_REGION].text);
+    vd_buf_adds(b, "</td><td>");
+    escs(b, v[VD_HISTORY_COMPLAINT_ID].text);
+    vd_buf_adds(b, "</td><td>");
+    escs(b, v[VD_HISTORY_CUSTOMER_ID].text);
+    vd_buf_adds(b, "</td><td><code title=\"");
+    escs(b, v[VD_HISTORY_REVISION].text);
+    vd_buf_adds(b, "\">");
+    if (v[VD_HISTORY_REVISION].text)
+      esc(b, v[VD_HISTORY_REVISION].text,
+          v[VD_HISTORY_REVISION].len < 19 ? v[VD_HISTORY_REVISION].len : 19);
+    vd_buf_adds(b, "</code></td><td>");
+    escs(b, v[VD_HISTORY_ERROR_CODE].text ? v[VD_HISTORY_ERROR_CODE].text
+                                          : "decided");
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table>\n");
+  if (rc < 0) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">Reading stopped: ");
+    escs(b, vd_history_rows_errmsg(rows));
+    vd_buf_adds(b, "</p>");
+  } else if (n == 0) {
+    vd_buf_adds(b, "<p>No decision matches.</p>");
+  } else if (n > PAGE_ROWS) {
+    vd_buf_addf(b, "<p><a rel=\"next\" href=\"/console/decisions?before=%lld",
+                (long long)last_seq);
+    add_search_query(b, &s);
+    vd_buf_adds(b, "\">Older decisions</a></p>");
+  }
+  vd_history_rows_close(rows);
+  vd_buf_release(&err);
+  page_end(a);
+}
+
+/* ========================================================================
+ * A decision
+ * ====================================================================== */
+
+static void section(vd_buf_t *b, const char *title, const vd_history_value_t *v) {
+  vd_buf_adds(b, "<section><h2>");
+  escs(b, title);
+  vd_buf_adds(b, "</h2>");
+  if (v->text) {
+    vd_buf_adds(b, "<pre class=\"json\" tabindex=\"0\">");
+    add_json_pretty(b, v->text, v->len);
+    vd_buf_adds(b, "</pre>");
+  } else {
+    vd_buf_adds(b, "<p>None.</p>");
+  }
+  vd_buf_adds(b, "</section>\n");
+}
+
+static void dl_row(vd_buf_t *b, const char *term, const char *value) {
+  vd_buf_adds(b, "<dt>");
+  escs(b, term);
+  vd_buf_adds(b, "</dt><dd>");
+  escs(b, value ? value : "-");
+  vd_buf_adds(b, "</dd>");
+}
+
+/* The hash of row SEQ (hex into hex[65]), "" when there is none. */
+static void hash_of(const char *db, int64_t seq, char *hexout) {
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_buf_t err = VD_BUF_INIT;
+  hexout[0] = '\0';
+  memset(&f, 0, sizeof f);
+  f.has_seq = 1;
+  f.seq_lo = seq;
+  f.seq_hi = seq + 1;
+  if (vd_history_rows_open(&rows, db, &f, &err) == 0 &&
+      vd_history_rows_next(rows, &row) == 1 && row[VD_HISTORY_HASH].text)
+    snprintf(hexout, 65, "%s", row[VD_HISTORY_HASH].text);
+  vd_history_rows_close(rows);
+  vd_buf_release(&err);
+}
+
+static void decision_page(vd_daemon_t *d, const char *who, const char *id,
+                          vd_console_answer_t *a) {
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *v;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT;
+  char prev[65], line[64];
+  int rc;
+  memset(&f, 0, sizeof f);
+  f.decision_id = id;
+  f.has_limit = 1;
+  f.limit = 1;
+  rc = vd_history_rows_open(&rows, d->opts.db, &f, &err);
+  if (rc == 0)
+    rc = vd_history_rows_next(rows, &v);
+  if (rc != 1) {
+    page_begin(a, rc == 0 ? 404 : 500, "No such decision", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">");
+    if (rc == 0) {
+      vd_buf_adds(b, "No decision ");
+      escs(b, id);
+      vd_buf_adds(b, " in the history.");
+    } else {
+      escs(b, rows ? vd_history_rows_errmsg(rows) : err.data);
+    }
+    vd_buf_adds(b, "</p>");
+    page_end(a);
+    goto out;
+  }
+  page_begin(a, 200, "Decision", who);
+  vd_buf_adds(b, "<dl class=\"facts\">");
+  dl_row(b, "Decision id", v[VD_HISTORY_DECISION_ID].text);
+  vd_buf_adds(b, "<dt>Decision time</dt><dd>");
+  add_at(b, v[VD_HISTORY_AT].text, v[VD_HISTORY_AT_MS].i);
+  vd_buf_adds(b, "</dd><dt>Received (China time)</dt><dd>");
+  add_time(b, v[VD_HISTORY_RECEIVED_MS].i, CHINA_OFFSET_MIN);
+  vd_buf_adds(b, "</dd>");
+  dl_row(b, "Kind", v[VD_HISTORY_KIND].text);
+  dl_row(b, "Region", v[VD_HISTORY_REGION].text);
+  dl_row(b, "Policy region", v[VD_HISTORY_POLICY_REGION].text);
+  dl_row(b, "Complaint", v[VD_HISTORY_COMPLAINT_ID].text);
+  dl_row(b, "Customer", v[VD_HISTORY_CUSTOMER_ID].text);
+  dl_row(b, "Category", v[VD_HISTORY_CATEGORY].text);
+  vd_buf_adds(b, "<dt>Revision</dt><dd><a href=\"/console/decisions?"
+                 "revision=");
+  pct(b, v[VD_HISTORY_REVISION].text ? v[VD_HISTORY_REVISION].text : "");
+  vd_buf_adds(b, "\"><code>");
+  escs(b, v[VD_HISTORY_REVISION].text);
+  vd_buf_adds(b, "</code></a> (its decisions)</dd>");
+  dl_row(b, "Outcome", v[VD_HISTORY_ERROR_CODE].text
+                           ? v[VD_HISTORY_ERROR_CODE].text : "decided");
+  if (v[VD_HISTORY_ERROR_CODE].text) {
+    dl_row(b, "Error message", v[VD_HISTORY_ERROR_MESSAGE].text);
+    dl_row(b, "Error path", v[VD_HISTORY_ERROR_PATH].text);
+  }
+  snprintf(line, sizeof line, "%lld us", (long long)v[VD_HISTORY_ELAPSED_US].i);
+  dl_row(b, "Decided in", line);
+  dl_row(b, "Client", v[VD_HISTORY_CLIENT].text);
+  vd_buf_adds(b, "</dl>\n<section><h2>Place in the hash chain</h2>"
+                 "<dl class=\"facts\">");
+  snprintf(line, sizeof line, "%lld", (long long)v[VD_HISTORY_SEQ].i);
+  dl_row(b, "Sequence number", line);
+  hash_of(d->opts.db, v[VD_HISTORY_SEQ].i - 1, prev);
+  dl_row(b, "Previous record's hash",
+         v[VD_HISTORY_SEQ].i == 1 ? "(the first record: 32 zero bytes)"
+                                  : prev);
+  dl_row(b, "This record's hash: SHA-256(previous hash || canonical bytes)",
+         v[VD_HISTORY_HASH].text);
+  vd_buf_adds(b, "</dl><p>Check the whole chain with <code>verdict history "
+                 "verify</code>.</p></section>\n");
+  section(b, "Result", &v[VD_HISTORY_RESULT]);
+  section(b, "Trace: each rule, its outcome and its basis", &v[VD_HISTORY_TRACE]);
+  section(b, "Request", &v[VD_HISTORY_REQUEST]);
+  section(b, "Facts read from the history", &v[VD_HISTORY_FACTS]);
+  page_end(a);
+out:
+  vd_history_rows_close(rows);
+  vd_buf_release(&err);
+}
+
+/* ========================================================================
+ * Revisions
+ * ====================================================================== */
+
+static const char *str_of(yajl_val o, const char *key) {
+  const char *path[2];
+  yajl_val v;
+  path[0] = key;
+  path[1] = NULL;
+  v = yajl_tree_get(o, path, yajl_t_any);
+  return v && YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+}
+
+static void revision_cell(vd_buf_t *b, const char *rev) {
+  vd_buf_adds(b, "<td><a href=\"/console/decisions?revision=");
+  pct(b, rev ? rev : "");
+  vd_buf_adds(b, "\" title=\"its decisions\"><code>");
+  escs(b, rev);
+  vd_buf_adds(b, "</code></a></td>");
+}
+
+static void revisions_page(vd_daemon_t *d, const char *who,
+                           vd_console_answer_t *a) {
+  vd_buf_t json = VD_BUF_INIT, err = VD_BUF_INIT, *b = &a->body;
+  static const char *acts[] = {"activations", NULL};
+  static const char *revs[] = {"revisions", NULL};
+  yajl_val root = NULL, list;
+  char why[256];
+  size_t i;
+  vd_buf_addc(&json, '{');
+  if (vd_history_revisions_json(d->opts.db, &json, &err) == 0) {
+    vd_buf_adds(&json, "}");
+    vd_buf_addc(&json, '\0');
+    root = yajl_tree_parse(json.data, why, sizeof why);
+  }
+  if (!root) {
+    page_begin(a, 500, "Revisions", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">The history could "
+                   "not be read: ");
+    esc(b, err.len ? err.data : why, err.len ? err.len : strlen(why));
+    vd_buf_adds(b, "</p>");
+    page_end(a);
+    goto out;
+  }
+  page_begin(a, 200, "Revisions", who);
+  vd_buf_adds(b, "<section><h2>Activations, newest first (the last "
+                 "200)</h2><table class=\"data\" id=\"activations\"><thead>"
+                 "<tr><th scope=\"col\">When</th>"
+                 "<th scope=\"col\">Revision</th>"
+                 "<th scope=\"col\">Why</th><th scope=\"col\">Who</th>"
+                 "<th scope=\"col\">From</th>"
+                 "<th scope=\"col\">Result</th></tr></thead><tbody>\n");
+  list = yajl_tree_get(root, acts, yajl_t_array);
+  for (i = 0; list && i < YAJL_GET_ARRAY(list)->len; i++) {
+    yajl_val o = YAJL_GET_ARRAY(list)->values[i];
+    const char *path[] = {"ok", NULL};
+    yajl_val ok = yajl_tree_get(o, path, yajl_t_any);
+    vd_buf_adds(b, "<tr><td>");
+    escs(b, str_of(o, "at"));
+    vd_buf_adds(b, "</td>");
+    revision_cell(b, str_of(o, "revision"));
+    vd_buf_adds(b, "<td>");
+    escs(b, str_of(o, "trigger"));
+    vd_buf_adds(b, "</td><td>");
+    escs(b, str_of(o, "who"));
+    vd_buf_adds(b, "</td><td>");
+    escs(b, str_of(o, "source"));
+    vd_buf_adds(b, "</td><td>");
+    if (ok && YAJL_IS_TRUE(ok))
+      vd_buf_adds(b, "activated");
+    else {
+      vd_buf_adds(b, "refused: ");
+      escs(b, str_of(o, "error"));
+    }
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Stored "
+                 "revisions, newest first</h2><table class=\"data\" "
+                 "id=\"revisions\"><thead><tr>"
+                 "<th scope=\"col\">Revision</th>"
+                 "<th scope=\"col\">Stored (China time)</th>"
+                 "<th scope=\"col\">Files</th><th scope=\"col\">Bytes</th>"
+                 "</tr></thead><tbody>\n");
+  list = yajl_tree_get(root, revs, yajl_t_array);
+  for (i = 0; list && i < YAJL_GET_ARRAY(list)->len; i++) {
+    yajl_val o = YAJL_GET_ARRAY(list)->values[i];
+    const char *pf[] = {"files", NULL}, *pb[] = {"bytes", NULL};
+    yajl_val nf = yajl_tree_get(o, pf, yajl_t_number);
+    yajl_val nb = yajl_tree_get(o, pb, yajl_t_number);
+    vd_buf_adds(b, "<tr>");
+    revision_cell(b, str_of(o, "revision"));
+    vd_buf_adds(b, "<td>");
+    escs(b, str_of(o, "stored_at"));
+    vd_buf_addf(b, "</td><td>%lld</td><td>%lld</td></tr>\n",
+                nf ? (long long)YAJL_GET_INTEGER(nf) : 0LL,
+                nb ? (long long)YAJL_GET_INTEGER(nb) : 0LL);
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<p>A side-by-side diff of "
+                 "two revisions and their files are not in the console "
+                 "yet: <code>verdict diff</code> and <code>GET "
+                 "/v1/admin/diff</code> give them.</p>");
+  page_end(a);
+out:
+  yajl_tree_free(root);
+  vd_buf_release(&json);
+  vd_buf_release(&err);
+}
+
+/* ========================================================================
+ * Health
+ * ====================================================================== */
+
+static void health_page(vd_daemon_t *d, const char *who,
+                        vd_console_answer_t *a) {
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT;
+  int64_t now = vd_now_ms(), since, total[RATE_BUCKETS], errors[RATE_BUCKETS];
+  int64_t up, activated;
+  char rev[80] = "", by[32] = "", line[96];
+  const char *check;
+  uint64_t decided = 0;
+  unsigned i;
+  int rc;
+  uv_mutex_lock(&d->state_lock);
+  if (d->bundle)
+    snprintf(rev, sizeof rev, "%s", vd_bundle_revision(d->bundle));
+  snprintf(by, sizeof by, "%s", d->activated_by);
+  activated = d->activated_ms;
+  check = d->check_state ? d->check_state : "not run";
+  uv_mutex_unlock(&d->state_lock);
+  for (i = 0; i < d->nslots; i++) /* replaced workers' count too */
+    decided += atomic_load(&d->workers[i].decisions);
+  up = (now - d->started_ms) / 1000;
+
+  page_begin(a, 200, "Health", who);
+  vd_buf_adds(b, "<dl class=\"facts\">");
+  dl_row(b, "Active revision", rev[0] ? rev : "(none)");
+  vd_buf_adds(b, "<dt>Activated (China time)</dt><dd>");
+  add_time(b, activated, CHINA_OFFSET_MIN);
+  vd_buf_adds(b, " by ");
+  escs(b, by);
+  vd_buf_adds(b, "</dd>");
+  snprintf(line, sizeof line, "%lldd %02lld:%02lld:%02lld",
+           (long long)(up / 86400), (long long)(up / 3600 % 24),
+           (long long)(up / 60 % 60), (long long)(up % 60));
+  dl_row(b, "Uptime", line);
+  snprintf(line, sizeof line, "%llu", (unsigned long long)decided);
+  dl_row(b, "Decisions since start", line);
+  dl_row(b, "History check (PRAGMA quick_check)", check);
+  vd_buf_adds(b, "</dl>\n");
+
+  since = (now / RATE_BUCKET_MS - (RATE_BUCKETS - 1)) * RATE_BUCKET_MS;
+  rc = vd_history_rate(d->opts.db, since, RATE_BUCKET_MS, RATE_BUCKETS,
+                       total, errors, &err);
+  vd_buf_adds(b, "<section><h2 id=\"rate-title\">Decisions per second and "
+                 "error rate, last five minutes</h2>");
+  if (rc != 0) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">");
+    esc(b, err.data ? err.data : "", err.len);
+    vd_buf_adds(b, "</p></section>");
+    page_end(a);
+    vd_buf_release(&err);
+    return;
+  }
+  vd_buf_adds(b, "<canvas id=\"rate\" role=\"img\" "
+                 "aria-labelledby=\"rate-title\" width=\"800\" "
+                 "height=\"260\"></canvas>"
+                 "<table class=\"data\" id=\"rate-table\"><thead><tr>"
+                 "<th scope=\"col\">From (China time)</th>"
+                 "<th scope=\"col\">Decisions per second</th>"
+                 "<th scope=\"col\">Error rate (%)</th>"
+                 "<th scope=\"col\">Decisions</th>"
+                 "<th scope=\"col\">Errors</th></tr></thead><tbody>\n");
+  for (i = 0; i < RATE_BUCKETS; i++) {
+    vd_buf_adds(b, "<tr><td>");
+    add_time(b, since + (int64_t)i * RATE_BUCKET_MS, CHINA_OFFSET_MIN);
+    vd_buf_addf(b, "</td><td>%.1f</td><td>%.1f</td><td>%lld</td>"
+                   "<td>%lld</td></tr>\n",
+                (double)total[i] * 1000.0 / RATE_BUCKET_MS,
+                total[i] ? 100.0 * (double)errors[i] / (double)total[i] : 0.0,
+                (long long)total[i], (long long)errors[i]);
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n");
+  page_end(a);
+  vd_buf_release(&err);
+}
+
+/* ========================================================================
+ * Files
+ * ====================================================================== */
+
+static void asset(const char *name, vd_console_answer_t *a) {
+  size_t i, n = strlen(name);
+  for (i = 0; i < vd_console_nassets; i++) {
+    if (strcmp(vd_console_assets[i].name, name) == 0) {
+      a->status = 200;
+      a->type = n > 4 && strcmp(name + n - 4, ".css") == 0
+                    ? "text/css; charset=utf-8"
+                    : "text/javascript; charset=utf-8";
+      vd_buf_adds(&a->headers, "Cache-Control: max-age=300\r\n");
+      vd_buf_add(&a->body, vd_console_assets[i].data,
+                 vd_console_assets[i].len);
+      return;
+    }
+  }
+  a->status = 404;
+  vd_buf_adds(&a->body, "no such file\n");
+}
+
+/* Debian's Chart.js (libjs-chart.js), read where Debian installs it. */
+static void chart_js(vd_console_answer_t *a) {
+  FILE *f = fopen(CHART_JS, "rb");
+  char buf[65536];
+  size_t n;
+  if (!f) {
+    a->status = 404;
+    vd_buf_adds(&a->body, "// " CHART_JS " is missing: install Debian's "
+                          "libjs-chart.js\n");
+    a->type = "text/javascript; charset=utf-8";
+    return;
+  }
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    vd_buf_add(&a->body, buf, n);
+  fclose(f);
+  a->status = 200;
+  a->type = "text/javascript; charset=utf-8";
+  vd_buf_adds(&a->headers, "Cache-Control: max-age=3600\r\n");
+}
+
+/* ========================================================================
+ * Routing
+ * ====================================================================== */
+
+void vd_console_answer_release(vd_console_answer_t *a) {
+  vd_buf_release(&a->headers);
+  vd_buf_release(&a->body);
+}
+
+void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
+                      const vd_http_req_t *req, vd_console_answer_t *a) {
+  const char *t = req->target.data ? req->target.data : "";
+  size_t tn = req->target.len;
+  const char *qm = memchr(t, '?', tn);
+  size_t pn = qm ? (size_t)(qm - t) : tn;
+  const char *q = qm ? qm + 1 : "";
+  size_t qn = qm ? tn - pn - 1 : 0;
+  const char *tok = NULL;
+  size_t tokn = 0;
+  char name[64], path[160];
+  int configured;
+  unsigned roles;
+
+  vd_buf_init(&a->headers);
+  vd_buf_init(&a->body);
+  a->status = 200;
+  a->type = "text/plain; charset=utf-8";
+  if (pn >= sizeof path) {
+    a->status = 404;
+    vd_buf_adds(&a->body, "no such page\n");
+    return;
+  }
+  memcpy(path, t, pn);
+  path[pn] = '\0';
+
+  /* what anyone may fetch: the files, the login form */
+  if (strcmp(path, "/console/console.css") == 0 ||
+      strcmp(path, "/console/console.js") == 0) {
+    asset(path + 9, a);
+    return;
+  }
+  if (strcmp(path, "/console/chart.js") == 0) {
+    chart_js(a);
+    return;
+  }
+  if (strcmp(path, "/console/login") == 0) {
+    if (req->method == HTTP_POST)
+      login(d, loopback, tls, req, a);
+    else
+      login_page(a, 200, NULL);
+    return;
+  }
+  if (strcmp(path, "/console/logout") == 0 && req->method == HTTP_POST) {
+    vd_buf_adds(&a->headers, "Set-Cookie: " COOKIE "=; Path=/console; "
+                             "HttpOnly; SameSite=Strict; Max-Age=0\r\n");
+    redirect(a, "/console/login");
+    return;
+  }
+
+  request_token(req, &tok, &tokn);
+  roles = roles_of(d, loopback, tok, tokn, name, sizeof name, &configured);
+  if (!configured && !loopback) {
+    page_begin(a, 403, "Refused", NULL);
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">This "
+                          "listener has no credentials (verdictd --tokens) "
+                          "and serves loopback clients only.</p>");
+    page_end(a);
+    return;
+  }
+  if (!roles) {
+    login_page(a, 401, tok ? "That token is not known: log in again."
+                           : "Log in with a token that has the audit role.");
+    return;
+  }
+  if (!(roles & VD_ROLE_AUDIT)) {
+    page_begin(a, 403, "Refused", name);
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">The "
+                          "credential '");
+    escs(&a->body, name);
+    vd_buf_adds(&a->body, "' lacks the audit role: the console shows "
+                          "recorded decisions to auditors only.</p>");
+    page_end(a);
+    return;
+  }
+  if (req->method != HTTP_GET) {
+    a->status = 405;
+    vd_buf_adds(&a->headers, "Allow: GET\r\n");
+    vd_buf_adds(&a->body, "the console's pages are read with GET\n");
+    return;
+  }
+  if (strcmp(path, "/console") == 0 || strcmp(path, "/console/") == 0)
+    redirect(a, "/console/decisions");
+  else if (strcmp(path, "/console/decisions") == 0)
+    decisions_page(d, name, q, qn, a);
+  else if (strncmp(path, "/console/decisions/", 19) == 0 && path[19] &&
+           !strchr(path + 19, '/')) {
+    char seg[sizeof path + 4], id[64];
+    /* the id, percent-decoded as a form field's value is */
+    snprintf(seg, sizeof seg, "id=%s", path + 19);
+    if (pn - 19 >= sizeof id ||
+        form_field(seg, strlen(seg), "id", id, sizeof id) != 1) {
+      a->status = 404;
+      vd_buf_adds(&a->body, "no such decision\n");
+      return;
+    }
+    decision_page(d, name, id, a);
+  } else if (strcmp(path, "/console/health") == 0)
+    health_page(d, name, a);
+  else if (strcmp(path, "/console/revisions") == 0)
+    revisions_page(d, name, a);
+  else {
+    page_begin(a, 404, "No such page", name);
+    vd_buf_adds(&a->body, "<p>Try <a href=\"/console/decisions\">the "
+                          "decisions</a>.</p>");
+    page_end(a);
+  }
+}

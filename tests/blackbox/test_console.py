@@ -1,0 +1,261 @@
+"""The web console (/console/ on verdictd --http; docs/console.md).
+
+Opened as a person would, in headless Chromium (Debian's chromium and
+chromium-driver, driven by python3-selenium): log in with a token, search,
+open a decision, read the Health chart.  Screenshots of each page are
+saved under the test's temporary folder (printed) for a failure to be
+looked at.
+"""
+import http.client
+import os
+import sys
+import tempfile
+import time
+import unittest
+
+from harness import request
+from test_http import COMP_INPUT, SLA_INPUT, HttpDaemon, write_tokens
+
+try:
+    import selenium  # noqa: F401
+except ImportError:  # a Python of its own: Debian's python3-selenium
+    sys.path.append("/usr/lib/python3/dist-packages")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+TOKENS = {"auditor": ("audit", "tok-aud-console"),
+          "crm": ("decide", "tok-crm-console")}
+CRM = {"Authorization": "Bearer " + TOKENS["crm"][1]}
+
+
+def browser():
+    o = webdriver.ChromeOptions()
+    o.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu",
+              "--disable-dev-shm-usage", "--window-size=1366,900"):
+        o.add_argument(a)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"),
+                            options=o)
+
+
+class Console(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="verdict-console-")
+        print("\ntest_console: screenshots in", cls.tmp, file=sys.stderr)
+        tokens = os.path.join(cls.tmp, "tokens")
+        write_tokens(tokens, TOKENS)
+        cls.d = HttpDaemon(args=["--tokens", tokens], tmp=cls.tmp)
+        cls.ids = {}
+        try:
+            # 60 compensation decisions C-100..C-159, one SLA, one refused
+            for i in range(60):
+                cid = "C-%d" % (100 + i)
+                st, _, body = cls.d.call(
+                    "POST", "/v1/decisions",
+                    request("compensation", "GD-SZ",
+                            dict(COMP_INPUT, complaint_id=cid)),
+                    headers=CRM)
+                assert st == 200, body
+                cls.ids[cid] = body["decision_id"]
+            st, _, body = cls.d.call("POST", "/v1/decisions",
+                                     request("sla", "GD-SZ", SLA_INPUT),
+                                     headers=CRM)
+            assert st == 200, body
+            cls.ids["sla"] = body["decision_id"]
+            st, _, body = cls.d.call("POST", "/v1/decisions",
+                                     request("sla", "XX-NO", SLA_INPUT),
+                                     headers=CRM)
+            assert st == 404, body
+            cls.b = browser()
+        except BaseException:
+            cls.d.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.b.quit()
+        cls.d.stop()
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.d.http_port, path)
+
+    def shot(self, name):
+        self.b.save_screenshot(os.path.join(self.tmp, name + ".png"))
+
+    def submit(self, button):
+        """Click BUTTON and wait for the page it loads."""
+        old = self.b.find_element(By.TAG_NAME, "html")
+        button.click()
+        WebDriverWait(self.b, 20).until(EC.staleness_of(old))
+
+    def login(self, token):
+        self.b.delete_all_cookies()
+        self.b.get(self.url("/console/login"))
+        self.b.find_element(By.ID, "token").send_keys(token)
+        self.submit(self.b.find_element(By.CSS_SELECTOR,
+                                        "main form button[type=submit]"))
+
+    def h1(self):
+        return self.b.find_element(By.TAG_NAME, "h1").text
+
+    def test_refused_without_login(self):
+        self.b.delete_all_cookies()
+        self.b.get(self.url("/console/decisions"))
+        self.shot("refused-no-login")
+        self.assertEqual(self.h1(), "Log in")
+        self.assertIn("audit role", self.b.page_source)
+        self.assertEqual(self.b.find_elements(By.ID, "decisions"), [])
+        self.assertNotIn(self.ids["C-100"], self.b.page_source)
+        self.b.get(self.url("/console/decisions/" + self.ids["C-100"]))
+        self.assertEqual(self.h1(), "Log in")
+        self.assertNotIn("comp.billing", self.b.page_source)
+
+    def test_refused_without_the_role(self):
+        self.login(TOKENS["crm"][1])
+        self.shot("refused-no-role")
+        self.assertEqual(self.h1(), "Refused")
+        self.assertIn("'crm' lacks the audit role", self.b.page_source)
+        self.assertEqual(self.b.find_elements(By.ID, "decisions"), [])
+        self.login("not-a-token")
+        self.assertEqual(self.h1(), "Log in")
+        self.assertIn("not known", self.b.page_source)
+
+    def test_search_and_decision(self):
+        self.login(TOKENS["auditor"][1])
+        self.assertEqual(self.h1(), "Decisions")
+        # the token is in an HttpOnly cookie: no script can read it
+        self.assertNotIn("tok-aud", self.b.execute_script(
+            "return document.cookie"))
+        cookie = self.b.get_cookie("verdict_token")
+        self.assertTrue(cookie["httpOnly"])
+        self.assertEqual(cookie["sameSite"], "Strict")
+        box = self.b.find_element(By.ID, "complaint_id")
+        box.send_keys("C-137")
+        self.submit(self.b.find_element(By.CSS_SELECTOR,
+                                        "form.search button"))
+        self.shot("search")
+        rows = self.b.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+        self.assertEqual(len(rows), 1)
+        self.assertIn(self.ids["C-137"], rows[0].text)
+        self.assertIn("compensation", rows[0].text)
+        self.submit(rows[0].find_element(By.LINK_TEXT, self.ids["C-137"]))
+        self.shot("decision")
+        self.assertEqual(self.h1(), "Decision")
+        text = self.b.find_element(By.TAG_NAME, "main").text
+        self.assertIn("comp.billing.double_refund", text)
+        self.assertIn("overcharging caused by the carrier is refunded "
+                      "double, (charged - due) x 2", text)
+        self.assertIn("2026-11-23 10:00:00+08:00", text)
+        self.assertIn("Previous record's hash", text)
+        self.assertIn("Sequence number\n38", text)  # 37 decisions before it
+        # the revision links to its decisions
+        self.submit(self.b.find_element(By.PARTIAL_LINK_TEXT, "sha256:"))
+        self.assertEqual(len(self.b.find_elements(
+            By.CSS_SELECTOR, "#decisions tbody tr")), 50)
+
+    def test_filters_and_paging(self):
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/decisions?error_code=unknown_region"))
+        rows = self.b.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+        self.assertEqual(len(rows), 1)
+        self.assertIn("XX-NO", rows[0].text)
+        self.b.get(self.url("/console/decisions?kind=sla&error_code=none"))
+        rows = self.b.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+        self.assertEqual([r.text.split()[0] for r in rows], ["61"])
+        # newest first, 50 a page, then the rest
+        self.b.get(self.url("/console/decisions?kind=compensation"))
+        seqs = [int(r.text.split()[0]) for r in self.b.find_elements(
+            By.CSS_SELECTOR, "#decisions tbody tr")]
+        self.assertEqual(seqs, list(range(60, 10, -1)))
+        self.submit(self.b.find_element(By.LINK_TEXT, "Older decisions"))
+        seqs = [int(r.text.split()[0]) for r in self.b.find_elements(
+            By.CSS_SELECTOR, "#decisions tbody tr")]
+        self.assertEqual(seqs, list(range(10, 0, -1)))
+        self.b.get(self.url("/console/decisions?since=yesterday"))
+        self.assertIn("The field since is not valid", self.b.page_source)
+
+    def test_sort_and_csv(self):
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/decisions?kind=compensation"))
+        self.b.find_element(By.CSS_SELECTOR,
+                            "#decisions th:first-child button").click()
+        first = self.b.find_element(By.CSS_SELECTOR,
+                                    "#decisions tbody tr").text.split()[0]
+        self.assertEqual(first, "11")
+        csv = self.b.execute_script(
+            "return csvOf(document.getElementById('decisions'))")
+        lines = csv.strip().split("\r\n")
+        self.assertEqual(len(lines), 51)
+        self.assertTrue(lines[0].startswith("Seq,Received"))
+        self.assertIn(self.ids["C-110"], lines[1])
+        self.assertEqual(len(self.b.find_elements(By.CSS_SELECTOR,
+                                                  "button.csv")), 1)
+
+    def test_health_chart(self):
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/health"))
+        drawn = WebDriverWait(self.b, 20).until(lambda b: b.execute_script(
+            "var c = document.getElementById('rate');"
+            "var ch = window.Chart && Chart.getChart(c);"
+            "return ch ? ch.data.datasets[0].data : null;"))
+        self.shot("health")
+        self.assertEqual(len(drawn), 30)
+        # 62 decisions in the window (the refused one counts as one)
+        self.assertAlmostEqual(sum(drawn) * 10, 62, places=3)
+        painted = self.b.execute_script(
+            "var c = document.getElementById('rate');"
+            "var d = c.getContext('2d').getImageData(0, 0, c.width,"
+            " c.height).data, n = 0;"
+            "for (var i = 3; i < d.length; i += 4) if (d[i]) n++;"
+            "return n;")
+        self.assertGreater(painted, 1000)
+        text = self.b.find_element(By.TAG_NAME, "main").text
+        self.assertIn("Active revision\nsha256:", text)
+
+    def test_revisions(self):
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/health"))
+        active = self.b.find_element(By.CSS_SELECTOR, "dl.facts dd").text
+        self.assertTrue(active.startswith("sha256:"), active)
+        self.submit(self.b.find_element(By.LINK_TEXT, "Revisions"))
+        self.shot("revisions")
+        acts = self.b.find_elements(By.CSS_SELECTOR, "#activations tbody tr")
+        self.assertEqual(len(acts), 1)
+        self.assertIn(active, acts[0].text)
+        self.assertIn("startup", acts[0].text)
+        self.assertIn("activated", acts[0].text)
+        revs = self.b.find_elements(By.CSS_SELECTOR, "#revisions tbody tr")
+        self.assertEqual(len(revs), 1)
+        self.assertIn(active, revs[0].text)
+        self.submit(revs[0].find_element(By.PARTIAL_LINK_TEXT, "sha256:"))
+        self.assertEqual(len(self.b.find_elements(
+            By.CSS_SELECTOR, "#decisions tbody tr")), 50)
+
+    def test_reads_without_javascript(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.d.http_port,
+                                       timeout=20)
+        c.request("GET", "/console/decisions?complaint_id=C-101",
+                  headers={"Cookie": "verdict_token=" + TOKENS["auditor"][1]})
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("Cache-Control"), "no-store")
+        self.assertIn(self.ids["C-101"], body)
+        self.assertNotIn(self.ids["C-102"], body)
+
+    def test_logout(self):
+        self.login(TOKENS["auditor"][1])
+        self.submit(self.b.find_element(By.CSS_SELECTOR, ".logout button"))
+        self.assertEqual(self.h1(), "Log in")
+        self.assertIsNone(self.b.get_cookie("verdict_token"))
+        self.b.get(self.url("/console/health"))
+        self.assertEqual(self.h1(), "Log in")
+
+
+if __name__ == "__main__":
+    unittest.main()
