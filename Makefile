@@ -10,7 +10,7 @@
 # reference, install, clean.
 # Honoured: CC, CFLAGS, LDFLAGS, BUILD, PREFIX, DESTDIR; SECONDS (fuzz).
 
-PKGS      := lua5.4 libuv sqlite3 yajl nettle
+PKGS      := lua5.4 libuv sqlite3 yajl nettle libpq
 TEST_PKGS := cmocka
 
 CC      ?= cc
@@ -41,12 +41,15 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/engine.c core/wire.c core/client.c core/policytest.c \
             core/lint.c core/grid.c core/history_db.c core/history_chain.c \
             core/history_writer.c core/history_revs.c core/history_facts.c \
-            core/history_query.c core/replay.c core/textdiff.c
+            core/history_query.c core/history_pg.c core/history_import.c \
+            core/replay.c \
+            core/textdiff.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
-               core/daemon/validate.c core/daemon/verdictd.c
+               core/daemon/validate.c core/daemon/verdictd.c \
+               core/daemon/fleet.c
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
-               core/cmd/bench.c core/cmd/reference.c
+               core/cmd/bench.c core/cmd/reference.c core/cmd/fleet.c
 
 TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
          test_textdiff test_engine test_sandbox test_wire test_history \

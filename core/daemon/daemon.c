@@ -309,6 +309,7 @@ static void daemon_stop(vd_daemon_t *d, const char *why) {
   vd_daemon_log("%s: no longer accepting; finishing requests in flight", why);
   close_listeners(d);
   vd_admin_stop(d);
+  vd_fleet_stop(d);
   close_own_handles(d);
   for (i = 0; i < d->nslots; i++)
     if (d->workers[i].started && !atomic_load(&d->workers[i].abandoned))
@@ -463,6 +464,10 @@ static void history_check_main(void *arg) {
 static void history_check_start(vd_daemon_t *d) {
   char *err = NULL;
   d->check_state = "failed";
+  if (vd_history_is_postgres(d->opts.db)) {
+    d->check_state = "postgresql"; /* the server checks its own pages */
+    return;
+  }
   if (vd_history_check_open(&d->check, d->opts.db, &err) != 0) {
     vd_daemon_log("history check not started: %s", err ? err : "?");
     d->check_error = err;
@@ -624,8 +629,9 @@ static void on_history_log(const char *line, void *arg) {
 /* Opened in every log mode: with off, revisions are still stored. */
 static int open_history(vd_daemon_t *d) {
   char *err = NULL;
-  int rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
-                           d->nslots, on_history_done, d, &err);
+  int rc = vd_history_open_node(&d->history, d->opts.db, d->opts.node_id,
+                                d->opts.log_mode, d->nslots, on_history_done,
+                                d, &err);
   if (rc != 0)
     vd_daemon_log("cannot open the history database: %s",
                   err ? err : "unknown error");
@@ -748,6 +754,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     goto out_listeners;
 
   vd_admin_startup(&d, engines[0]);
+  (void)vd_fleet_start(&d); /* a node that cannot follow still serves */
   history_check_start(&d);
   if (!opts->always_count &&
       vd_watchdog_start(&d.watchdog, (int)d.nslots, VD_WATCH_TICK_NS) != 0)

@@ -20,6 +20,10 @@ static void usage(FILE *f) {
       "  --admin-socket PATH  admin socket, mode 0600 (default: off)\n"
       "  --watch              reload when the policy directory changes\n"
       "  --db PATH            history database (default: " VD_DEFAULT_DB ")\n"
+      "                       or a PostgreSQL connection string\n"
+      "                       (postgresql://..., docs/fleet.md)\n"
+      "  --node-id NAME       this node's name in a PostgreSQL history\n"
+      "                       (required with one; each node keeps its chain)\n"
       "  --log-mode MODE      durable (default), async or off\n"
       "  --workers N          worker threads (default: number of cores)\n"
       "  --max-line BYTES     longest request line (default: 1048576)\n"
@@ -68,6 +72,7 @@ int main(int argc, char **argv) {
       {"listen", required_argument, 0, 'l'},
       {"admin-socket", required_argument, 0, 'a'},
       {"db", required_argument, 0, 'd'},
+      {"node-id", required_argument, 0, 'N'},
       {"log-mode", required_argument, 0, 'm'},
       {"workers", required_argument, 0, 'w'},
       {"max-line", required_argument, 0, 'L'},
@@ -108,6 +113,7 @@ int main(int argc, char **argv) {
     case 'l': o.listen = optarg; break;
     case 'a': o.admin_socket = optarg; break;
     case 'd': o.db = optarg; break;
+    case 'N': o.node_id = optarg; break;
     case 'm':
       if (vd_history_mode_parse(optarg, &o.log_mode) != 0) {
         fprintf(stderr, "verdictd: --log-mode %s: expected durable, async or "
@@ -173,6 +179,18 @@ int main(int argc, char **argv) {
       usage(stderr);
       return 2;
     }
+  }
+  if (vd_history_is_postgres(o.db) && !vd_history_node_id_ok(o.node_id)) {
+    fprintf(stderr, "verdictd: %s\n",
+            o.node_id ? "--node-id: 1 to 63 letters, digits, '.', '_' or '-'"
+                      : "--db names a PostgreSQL history: give this node a "
+                        "name with --node-id NAME");
+    return 2;
+  }
+  if (o.node_id && !vd_history_is_postgres(o.db)) {
+    fprintf(stderr, "verdictd: --node-id is for a PostgreSQL history "
+                    "(--db postgresql://...)\n");
+    return 2;
   }
   if (o.max_pending_out < o.max_line * 2)
     o.max_pending_out = o.max_line * 2; /* one whole line's answer and more */

@@ -49,7 +49,9 @@ typedef struct vd_daemon_opts {
   const char *socket;      /* decision socket path */
   const char *admin_socket;/* admin socket path, or NULL */
   const char *listen;      /* "HOST:PORT" for TCP, or NULL */
-  const char *db;          /* history database path */
+  const char *db;          /* history database path, or a PostgreSQL
+                              connection string (docs/fleet.md) */
+  const char *node_id;     /* this node's chain in a PostgreSQL history */
   int watch;               /* reload when the policy directory changes */
   int always_count;        /* no fast attempts: count every instruction */
   int unchecked;           /* start without validating the bundle (for
