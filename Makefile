@@ -106,6 +106,7 @@ test: deps all $(TEST_BINS) fuzz-build
 
 bench: deps all
 	./scripts/bench $(BUILD)
+	./scripts/bench-fleet $(BUILD)
 
 # The sanitizers, each in a build tree of its own.
 asan: deps

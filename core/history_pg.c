@@ -50,10 +50,14 @@
 
 /* The schema version of a PostgreSQL history (verdict_meta 'schema'). */
 #define PG_SCHEMA_VERSION 1
-/* Advisory lock keys: the schema's creation and a new month's partition
- * (transaction locks); a node's writer uses hashtextextended() of its
- * name in its own key space ('verdict node ' || name). */
-#define PG_LOCK_SCHEMA 0x76726474000001LL
+/* Advisory lock keys (as SQL text): the schema's creation and a new
+ * month's partition, transaction locks ("vrdt" then 1 and 2).  A node's
+ * writer holds a session lock on hashtextextended('verdict node ' ||
+ * name, 0) instead. */
+#define PG_LOCK_SCHEMA "33339823020310529"
+#define PG_LOCK_PARTITION "33339823020310530"
+_Static_assert(0x76726474000001LL == 33339823020310529LL &&
+                   0x76726474000002LL == 33339823020310530LL, "the keys");
 
 #define BYTEAOID 17
 #define INT8OID 20
@@ -268,7 +272,7 @@ static const char schema_rest[] =
     "                            AT TIME ZONE 'UTC');\n"
     "  name text := 'decisions_' || to_char(lo, 'YYYY_MM');\n"
     "BEGIN\n"
-    "  PERFORM pg_advisory_xact_lock(" "33262957494042626" ");\n"
+    "  PERFORM pg_advisory_xact_lock(" PG_LOCK_PARTITION ");\n"
     "  IF to_regclass(name) IS NULL THEN\n"
     "    EXECUTE format('CREATE TABLE %I PARTITION OF decisions"
     " FOR VALUES FROM (%s) TO (%s)', name,"
@@ -285,7 +289,7 @@ static int migrate(PGconn *c, const char *where, vd_buf_t *err) {
   int rc, i, version = 0;
   rc = exec_ok(c, "BEGIN", where, "starting the schema check", err);
   if (rc == 0)
-    rc = exec_ok(c, "SELECT pg_advisory_xact_lock(" "33262957494042625" ")",
+    rc = exec_ok(c, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ")",
                  where, "locking the schema", err);
   if (rc == 0)
     rc = exec_ok(c, "CREATE TABLE IF NOT EXISTS verdict_meta"
