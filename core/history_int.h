@@ -12,7 +12,12 @@
  *   history_revs.c    blobs, revisions, activations, loading a bundle;
  *   history_query.c   every SELECT the auditor commands, replay and the
  *                     admin channel run;
- *   history_facts.c   the questions policies ask (VD_HISTORY_FACTS).
+ *   history_facts.c   the questions policies ask (VD_HISTORY_FACTS);
+ *   history_pg.c      the same for a fleet's PostgreSQL history: the
+ *                     second backend (vd_hist_backend_t) and the readers'
+ *                     PostgreSQL side, which the files above hand over to
+ *                     when the db string is a connection string;
+ *   history_import.c  a SQLite file into a fleet, on the public API.
  * Internal names start with vd_hist_ (public ones with vd_history_).
  *
  * Errors inside the module are carried as in the public API: an int
