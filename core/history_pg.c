@@ -1637,6 +1637,133 @@ static int verify_pg_revisions(PGconn *c, const char *where,
   return rc;
 }
 
+/* Verify's lanes: up to VERIFY_LANES threads, each on a connection of its
+ * own in the snapshot the first connection exported, take the nodes in
+ * turn; each node's outcome is kept apart and the first node (in name
+ * order) with a problem is the one reported, whatever finished first. */
+#define VERIFY_LANES 4
+
+typedef struct verify_job {
+  const char *db, *snapshot;
+  vd_history_node_head_t *h;
+  int n, next;                 /* next under mu */
+  const vd_history_node_anchor_t *anchors;
+  size_t nanchors;
+  pthread_mutex_t mu;
+  vd_verify_report_t *reps;    /* [n]: each node's */
+  int *rcs;                    /* [n] */
+} verify_job_t;
+
+static void *verify_lane(void *arg) {
+  verify_job_t *j = arg;
+  vd_buf_t err = VD_BUF_INIT, sql = VD_BUF_INIT;
+  char where[256];
+  PGconn *c = NULL;
+  int rc;
+  describe(j->db, where, sizeof where);
+  rc = pg_connect(&c, j->db, "verdict verify", where, &err);
+  vd_buf_addf(&sql, "SET TRANSACTION SNAPSHOT '%s'", j->snapshot);
+  if (rc == 0)
+    rc = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", where,
+                 "starting to read", &err);
+  if (rc == 0)
+    rc = exec_ok(c, sql.data, where, "joining verify's snapshot", &err);
+  for (;;) {
+    const vd_history_node_anchor_t *a = NULL;
+    vd_verify_report_t *rep;
+    size_t k;
+    int i, nrc = rc;
+    pthread_mutex_lock(&j->mu);
+    i = j->next++;
+    pthread_mutex_unlock(&j->mu);
+    if (i >= j->n)
+      break;
+    rep = &j->reps[i];
+    for (k = 0; k < j->nanchors; k++)
+      if (strcmp(j->anchors[k].node, j->h[i].node) == 0)
+        a = &j->anchors[k];
+    if (nrc == 0)
+      nrc = verify_node(c, where, &j->h[i], a, rep, &err);
+    if (nrc == 0)
+      nrc = verify_node_activations(c, where, &j->h[i], rep, &err);
+    if (nrc && rep->problem == VD_VERIFY_OK)
+      snprintf(rep->message, sizeof rep->message, "%s",
+               err.data ? err.data : vd_err_desc(nrc));
+    j->rcs[i] = nrc;
+  }
+  rollback_if_open(c);
+  PQfinish(c);
+  vd_buf_release(&err);
+  vd_buf_release(&sql);
+  return NULL;
+}
+
+/* Every node of H verified in lanes; the outcome in REP as one walk
+ * would give it (records and activations summed, the first problem). */
+static int verify_nodes(PGconn *c, const char *db, const char *where,
+                        vd_history_node_head_t *h, int n,
+                        const vd_history_node_anchor_t *anchors,
+                        size_t nanchors, vd_verify_report_t *rep,
+                        vd_buf_t *err) {
+  verify_job_t j;
+  pthread_t th[VERIFY_LANES];
+  int nth = 0, i, rc = 0;
+  char snap[128];
+  PGresult *r;
+  if (n == 0)
+    return 0;
+  r = PQexec(c, "SELECT pg_export_snapshot()");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "exporting the snapshot");
+    PQclear(r);
+    return rc;
+  }
+  snprintf(snap, sizeof snap, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  memset(&j, 0, sizeof j);
+  j.db = db;
+  j.snapshot = snap;
+  j.h = h;
+  j.n = n;
+  j.anchors = anchors;
+  j.nanchors = nanchors;
+  j.reps = calloc((size_t)n, sizeof *j.reps);
+  j.rcs = calloc((size_t)n, sizeof *j.rcs);
+  if (!j.reps || !j.rcs) {
+    free(j.reps);
+    free(j.rcs);
+    return VD_ENOMEM;
+  }
+  pthread_mutex_init(&j.mu, NULL);
+  for (i = 0; i < VERIFY_LANES && i < n; i++)
+    if (pthread_create(&th[nth], NULL, verify_lane, &j) == 0)
+      nth++;
+  if (nth == 0)
+    verify_lane(&j); /* no thread to be had: this one walks them all */
+  for (i = 0; i < nth; i++)
+    pthread_join(th[i], NULL);
+  pthread_mutex_destroy(&j.mu);
+  for (i = 0; i < n; i++) {
+    rep->records += j.reps[i].records;
+    rep->activations += j.reps[i].activations;
+  }
+  for (i = 0; i < n && !rc; i++)
+    if (j.rcs[i]) {
+      int64_t records = rep->records, activations = rep->activations;
+      rc = j.rcs[i];
+      *rep = j.reps[i];
+      rep->records = records;
+      rep->activations = activations;
+      if (rep->problem == VD_VERIFY_OK) {
+        vd_buf_reset(err);
+        vd_buf_adds(err, rep->message);
+      }
+    }
+  free(j.reps);
+  free(j.rcs);
+  return rc;
+}
+
 int vd_history_node_anchor_parse(const char *text,
                                  vd_history_node_anchor_t *a) {
   const char *colon = text ? strchr(text, ':') : NULL;
@@ -1728,15 +1855,8 @@ int vd_history_verify_fleet(const char *db,
       rc = VD_EINVALID;
     }
   }
-  for (i = 0; rc == 0 && i < n; i++) {
-    const vd_history_node_anchor_t *a = NULL;
-    for (k = 0; k < nanchors; k++)
-      if (strcmp(anchors[k].node, h[i].node) == 0)
-        a = &anchors[k];
-    rc = verify_node(c, where, &h[i], a, rep, &err);
-    if (rc == 0)
-      rc = verify_node_activations(c, where, &h[i], rep, &err);
-  }
+  if (rc == 0)
+    rc = verify_nodes(c, db, where, h, n, anchors, nanchors, rep, &err);
   if (rc == 0)
     rc = verify_pg_revisions(c, where, rep, &err);
   if (rc == 0) {
