@@ -1416,6 +1416,13 @@ static int verify_node(PGconn *c, const char *where,
     if (!PQgetisnull(r, 0, 2))
       snprintf(id, sizeof id, "%.*s", PQgetlength(r, 0, 2),
                PQgetvalue(r, 0, 2));
+    /* retention: rows up to the anchor are gone, and the kept segment
+     * must continue from it */
+    if (expect == 1 && a && a->seq >= 1 && seq == a->seq + 1 &&
+        vd_hist_from_hex(a->hash, 64, prev) == 0) {
+      expect = seq;
+      head->start = a->seq;
+    }
     if (seq > head_seq || seq < expect) {
       vreport(rep, VD_VERIFY_INSERTED, seq, id,
               "node %s: row node_seq %" PRId64 " (decision %s) was inserted: "
@@ -1464,6 +1471,13 @@ static int verify_node(PGconn *c, const char *where,
   memcpy(head->hash, last, sizeof last);
   if (rc)
     return rc;
+  if (expect == 1 && a && a->seq >= 1 && a->seq == head_seq &&
+      strcmp(a->hash, head_hash) == 0) {
+    /* every row up to the anchor dropped, none written since */
+    head->start = head->seq = a->seq;
+    memcpy(head->hash, head_hash, sizeof head_hash);
+    return 0;
+  }
   if (expect - 1 < head_seq) {
     vreport(rep, VD_VERIFY_DELETED, expect, NULL,
             "node %s: rows node_seq %" PRId64 "..%" PRId64 " at the end were "

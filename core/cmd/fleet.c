@@ -44,9 +44,10 @@ int vd_cli_fleet_verify(const char *db, const char *const *anchors,
                 rep.revisions);
     for (i = 0; i < n; i++)
       vd_buf_addf(&b, "%s{\"node\":\"%s\",\"seq\":%" PRId64 ",\"head\":\"%s\","
-                      "\"activations\":%" PRId64 ",\"anchor\":\"%s:%" PRId64
-                      ":%s\"}", i ? "," : "", heads[i].node, heads[i].seq,
-                  heads[i].hash, heads[i].activations, heads[i].node,
+                      "\"activations\":%" PRId64 ",\"start\":%" PRId64
+                      ",\"anchor\":\"%s:%" PRId64 ":%s\"}", i ? "," : "",
+                  heads[i].node, heads[i].seq, heads[i].hash,
+                  heads[i].activations, heads[i].start, heads[i].node,
                   heads[i].seq, heads[i].hash);
     vd_buf_adds(&b, "]");
     if (!rc)
@@ -60,10 +61,16 @@ int vd_cli_fleet_verify(const char *db, const char *const *anchors,
     vd_buf_addf(&b, "ok: %s\n", rep.message);
     for (k = 0; k < nanchors; k++)
       vd_buf_addf(&b, "anchor %s:%" PRId64 " holds\n", a[k].node, a[k].seq);
-    for (i = 0; i < n; i++)
-      vd_buf_addf(&b, "anchor: %s:%" PRId64 ":%s (%" PRId64 " activations)\n",
+    for (i = 0; i < n; i++) {
+      vd_buf_addf(&b, "anchor: %s:%" PRId64 ":%s (%" PRId64 " activations",
                   heads[i].node, heads[i].seq, heads[i].hash,
                   heads[i].activations);
+      if (heads[i].start)
+        vd_buf_addf(&b, "; rows 1..%" PRId64 " dropped, the rest continue "
+                        "from anchor %s:%" PRId64, heads[i].start,
+                    heads[i].node, heads[i].start);
+      vd_buf_adds(&b, ")\n");
+    }
     vd_buf_addf(&b, "fleet anchor: %s (keep these outside the database; "
                     "verify --anchor NODE:SEQ:HASH later)\n", fleet);
   } else {

@@ -522,6 +522,8 @@ typedef struct vd_history_node_head {
   char node[64];
   int64_t seq;
   char hash[65];
+  int64_t start;         /* 0, or the anchor its kept rows continue from
+                          * (rows 1..start were dropped: retention) */
   int64_t activations;
   char act_hash[65];
 } vd_history_node_head_t;
@@ -541,7 +543,9 @@ int vd_history_node_anchor_parse(const char *text,
 /* Verify every node's chain of decisions and of activations in the
  * PostgreSQL history DB, in one snapshot, and every stored revision, as
  * vd_history_verify_anchor() does for a file; each of ANCHORS (NANCHORS)
- * must still hold.  On success (0) and on a problem found (VD_EINVALID,
+ * must still hold.  An anchor whose row and every row before it are gone
+ * (a month dropped for retention) is where that node's kept rows must
+ * continue from: its SEQ + 1 follows its HASH.  On success (0) and on a problem found (VD_EINVALID,
  * rep->problem set, rep->message naming the node) *heads is a malloc'd
  * array of *nheads nodes in name order (the caller frees it); on success
  * FLEET is the fleet anchor: hex SHA-256 of "NODE:SEQ:HASH\n" for every

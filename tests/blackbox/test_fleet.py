@@ -305,6 +305,19 @@ class Fleet(unittest.TestCase):
         # the untouched original holds every anchor
         rc, rep, err = verify(db, *anchors)
         self.assertEqual(rc, 0, (rep, err))
+        # retention: node a's first two rows dropped; the kept rows verify
+        # from the anchor kept for row 2, and from nothing else
+        h2 = psql(name, "SELECT hash FROM decisions WHERE node_id = 'a'"
+                        " AND node_seq = 2").strip()
+        kept = tampered("DELETE FROM decisions WHERE node_id = 'a'"
+                        " AND node_seq <= 2", "deleted", "node a")
+        rc, rep, err = verify("postgresql:///" + kept, "a:2:" + h2)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertEqual([(n["node"], n["start"], n["seq"]) for n in rep["nodes"]],
+                         [("a", 2, 5), ("b", 0, 5)])
+        rc, rep, err = verify("postgresql:///" + kept, "a:2:" + "0" * 63 + "1")
+        self.assertEqual(rc, 1, (rep, err))
+        self.assertIn("node a", rep["message"])
 
     def test_durable_answers_internal_while_the_database_is_gone(self):
         name, db = new_database()
