@@ -16,7 +16,7 @@
 # entry must match it (tests/blackbox/test_package.py).
 VERSION   := 0.4.0
 
-PKGS      := lua5.4 libuv sqlite3 yajl nettle
+PKGS      := lua5.4 libuv sqlite3 yajl nettle libpq
 TEST_PKGS := cmocka
 # verdictd alone: sd_notify() and the journal (core/daemon/log.c), and
 # OpenSSL (TLS on its listeners); it also links http-parser
@@ -57,17 +57,19 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/history_query.c core/history_backup.c core/history_erase.c \
             core/history_archive.c core/history_pseudonym.c \
             core/personal.c core/replay.c core/textdiff.c \
-            core/metrics.c core/openapi.c core/report.c core/version.c
+            core/metrics.c core/openapi.c core/report.c core/version.c \
+            core/history_pg.c core/history_import.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c \
                core/daemon/log.c core/daemon/http.c core/daemon/auth.c \
-               core/daemon/tls.c core/daemon/idem.c core/daemon/console.c
+               core/daemon/tls.c core/daemon/idem.c core/daemon/console.c \
+               core/daemon/fleet.c
 # The console's stylesheet and script, compiled into verdictd as strings.
 CONSOLE_ASSETS := console/console.css console/console.js
 CLI_SRCS    := core/cmd/verdict.c core/cmd/decide.c core/cmd/admin.c \
                core/cmd/policy.c core/cmd/audit.c core/cmd/replay.c \
                core/cmd/bench.c core/cmd/reference.c core/cmd/schema.c \
-               core/cmd/eval.c core/cmd/revisions.c
+               core/cmd/eval.c core/cmd/revisions.c core/cmd/fleet.c
 
 TESTS := test_error test_buf test_json test_timefmt test_uuid test_slab \
          test_textdiff test_engine test_sandbox test_wire test_history \
@@ -141,6 +143,7 @@ test: deps all $(TEST_BINS) fuzz-build
 
 bench: deps all
 	./scripts/bench $(BUILD)
+	./scripts/bench-fleet $(BUILD)
 
 # The sanitizers, each in a build tree of its own.
 asan: deps

@@ -36,6 +36,7 @@
  * its caller's, through a read-only connection of its own in one read
  * snapshot, so it never blocks the writer.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -217,6 +218,20 @@ void vd_hist_activation_hash(const uint8_t prev[32], int64_t id,
                              const vd_hist_field_t f[NACOLS],
                              uint8_t out[32]) {
   chain_hash(prev, "va1", id, f, NACOLS, out);
+}
+
+/* A fleet's per-node chains (history_pg.c) take the node into the bytes,
+ * first among the fields, under tags of their own ("vn1" decisions, "vm1"
+ * activations), so no node's record can pass for another node's or for a
+ * single file's. */
+void vd_hist_node_hash(const uint8_t prev[32], int activation,
+                       const char *node, int64_t pos,
+                       const vd_hist_field_t *f, int n, uint8_t out[32]) {
+  vd_hist_field_t g[NCOLS + 1];
+  assert(n <= NCOLS);
+  g[0] = str_field(node);
+  memcpy(g + 1, f, (size_t)n * sizeof *f);
+  chain_hash(prev, activation ? "vm1" : "vn1", pos, g, n + 1, out);
 }
 
 void vd_hist_to_hex(const uint8_t *d, size_t n, char *out) {

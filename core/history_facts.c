@@ -87,6 +87,7 @@ struct vd_history_reader {
   char *path;
   sqlite3_stmt *st_count_kind, *st_count_any, *st_distinct;
   sqlite3_stmt *st_complaints[NCOMPLAINTS]; /* by vd_complaints_t */
+  vd_hist_pg_reader_t *pg;  /* a PostgreSQL history's reader instead */
   vd_buf_t err;
 };
 
@@ -94,6 +95,7 @@ void vd_history_reader_close(vd_history_reader_t *r) {
   size_t i;
   if (!r)
     return;
+  vd_hist_pg_reader_close(r->pg);
   sqlite3_finalize(r->st_count_kind);
   sqlite3_finalize(r->st_count_any);
   sqlite3_finalize(r->st_distinct);
@@ -140,6 +142,10 @@ int vd_history_reader_open(vd_history_reader_t **out, const char *path,
     text[3 + i] = complaints_sql[i];
     st[3 + i] = &r->st_complaints[i];
   }
+  if (vd_history_is_postgres(path)) {
+    rc = vd_hist_pg_reader_open(&r->pg, path, &err);
+    goto done;
+  }
   rc = vd_history_db_open_ro(&r->db, path, &err);
   for (i = 0; rc == 0 && i < 3 + NCOMPLAINTS; i++) {
     int src = sqlite3_prepare_v3(r->db, text[i], -1,
@@ -148,6 +154,7 @@ int vd_history_reader_open(vd_history_reader_t **out, const char *path,
       rc = vd_hist_db_err(&err, path, r->db, src,
                           "preparing the facts queries");
   }
+done:
   if (rc) {
     vd_history_reader_close(r);
     return vd_hist_give_err(errmsg, &err, rc);
@@ -184,6 +191,9 @@ static int reader_count(vd_history_reader_t *r, sqlite3_stmt *st,
 int vd_history_count_customer(vd_history_reader_t *r, const char *customer_id,
                               const char *kind, int64_t since_ms,
                               int64_t until_ms, int64_t *count) {
+  if (r->pg)
+    return vd_hist_pg_count(r->pg, kind ? 0 : 1, customer_id, kind, since_ms,
+                            until_ms, count, (vd_buf_reset(&r->err), &r->err));
   return reader_count(r, kind ? r->st_count_kind : r->st_count_any,
                       customer_id, kind, since_ms, until_ms, count);
 }
@@ -191,6 +201,9 @@ int vd_history_count_customer(vd_history_reader_t *r, const char *customer_id,
 int vd_history_distinct_customers(vd_history_reader_t *r, const char *region,
                                   const char *category, int64_t since_ms,
                                   int64_t until_ms, int64_t *count) {
+  if (r->pg)
+    return vd_hist_pg_count(r->pg, 2, region, category, since_ms, until_ms,
+                            count, (vd_buf_reset(&r->err), &r->err));
   return reader_count(r, r->st_distinct, region, category, since_ms, until_ms,
                       count);
 }
@@ -209,6 +222,10 @@ int vd_history_count_complaints(vd_history_reader_t *r, vd_complaints_t which,
                          "customer or complaint given");
     return VD_EINVALID;
   }
+  if (r->pg)
+    return vd_hist_pg_count(r->pg, 3 + (int)which, customer_id, complaint_id,
+                            since_ms, until_ms, count,
+                            (vd_buf_reset(&r->err), &r->err));
   return reader_count(r, r->st_complaints[which], customer_id, complaint_id,
                       since_ms, until_ms, count);
 }

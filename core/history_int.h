@@ -12,7 +12,12 @@
  *   history_revs.c    blobs, revisions, activations, loading a bundle;
  *   history_query.c   every SELECT the auditor commands, replay and the
  *                     admin channel run;
- *   history_facts.c   the questions policies ask (VD_HISTORY_FACTS).
+ *   history_facts.c   the questions policies ask (VD_HISTORY_FACTS);
+ *   history_pg.c      the same for a fleet's PostgreSQL history: the
+ *                     second backend (vd_hist_backend_t) and the readers'
+ *                     PostgreSQL side, which the files above hand over to
+ *                     when the db string is a connection string;
+ *   history_import.c  a SQLite file into a fleet, on the public API.
  * Internal names start with vd_hist_ (public ones with vd_history_).
  *
  * Errors inside the module are carried as in the public API: an int
@@ -103,6 +108,13 @@ int vd_hist_chain_start(sqlite3 *db, const char *path, int64_t *first,
 /* The migration to schema 5, inside its write transaction. */
 int vd_hist_seal_format(sqlite3 *db, const char *path, int64_t now_ms,
                         vd_buf_t *err);
+/* out = SHA-256(prev || canonical bytes of a node's record): as the chain
+ * of its kind (ACTIVATION 0: a decision, "3:vn1,"; 1: an activation,
+ * "3:vm1,"), then POS, then NODE as a text field, then the N fields.  The
+ * per-node chains of a PostgreSQL history (history_pg.c). */
+void vd_hist_node_hash(const uint8_t prev[32], int activation,
+                       const char *node, int64_t pos,
+                       const vd_hist_field_t *f, int n, uint8_t out[32]);
 
 /* The columns of `activations` after id and before hash, in the order
  * their canonical bytes take them (docs/history.md, "The activations
@@ -212,19 +224,87 @@ int vd_hist_open_aux(sqlite3 **db, const char *path, vd_buf_t *err);
 int vd_history_db_open_ro(sqlite3 **db, const char *path, vd_buf_t *err);
 
 /* ========================================================================
+ * Backends: where the writer's batches, revisions and activations go
+ * ====================================================================== */
+
+typedef struct vd_hist_qrec vd_hist_qrec_t;
+
+/* The writer side of a history store.  history_writer.c runs the queue,
+ * the writer thread and group commit over whichever h->be is, chosen by
+ * vd_history_open_node() from the db string (vd_history_is_postgres()).
+ *   open: connect or open, migrate, prepare (state in h->be_state);
+ *   write_batch: on the writer thread, LIST in one transaction, 0 only
+ *     once it is committed, else rolled back with ERR set;
+ *   close: free h->be_state (also after a failed open);
+ *   store_revision, record_activation: the public calls, for h. */
+typedef struct vd_hist_backend {
+  const char *name;
+  int (*open)(vd_history_t *h, vd_buf_t *err);
+  int (*write_batch)(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err);
+  void (*close)(vd_history_t *h);
+  int (*store_revision)(vd_history_t *h, const char *revision,
+                        const vd_bundle_file_t *files, size_t nfiles,
+                        char **errmsg);
+  int (*record_activation)(vd_history_t *h, const char *revision,
+                           const char *trigger, const char *who,
+                           const char *source_dir, int ok, const char *error,
+                           char **errmsg);
+} vd_hist_backend_t;
+
+/* The SQLite file (history_writer.c, history_revs.c) and PostgreSQL
+ * (history_pg.c). */
+extern const vd_hist_backend_t vd_hist_sqlite_backend;
+extern const vd_hist_backend_t vd_hist_pg_backend;
+
+/* history_revs.c's store and record, for vd_hist_sqlite_backend. */
+int vd_hist_sqlite_store_revision(vd_history_t *h, const char *revision,
+                                  const vd_bundle_file_t *files,
+                                  size_t nfiles, char **errmsg);
+int vd_hist_sqlite_record_activation(vd_history_t *h, const char *revision,
+                                     const char *trigger, const char *who,
+                                     const char *source_dir, int ok,
+                                     const char *error, char **errmsg);
+
+/* The readers' PostgreSQL side (history_pg.c): history_facts.c and
+ * history_query.c hand over to these when their db string is a
+ * connection string. */
+typedef struct vd_hist_pg_reader vd_hist_pg_reader_t;
+int vd_hist_pg_reader_open(vd_hist_pg_reader_t **out, const char *db,
+                           vd_buf_t *err);
+/* WHICH: 0 customer_decisions of a kind, 1 of any kind, 2
+ * similar_customers, 3 + vd_complaints_t the complaint counts. */
+int vd_hist_pg_count(vd_hist_pg_reader_t *r, int which, const char *a,
+                     const char *b, int64_t since_ms, int64_t until_ms,
+                     int64_t *count, vd_buf_t *err);
+void vd_hist_pg_reader_close(vd_hist_pg_reader_t *r);
+
+typedef struct vd_hist_pg_rows vd_hist_pg_rows_t;
+int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
+                         const vd_history_filter_t *filter, vd_buf_t *err);
+int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
+                         const vd_history_value_t **row);
+const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r);
+void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r);
+
+int vd_hist_pg_load_revision(const char *db, const char *revision,
+                             vd_bundle_file_t **files, size_t *nfiles,
+                             vd_buf_t *err);
+int vd_hist_pg_revisions_json(const char *db, vd_buf_t *out, vd_buf_t *err);
+
+/* ========================================================================
  * The writer's state (history_writer.c; aux and aux_mu: history_revs.c)
  * ====================================================================== */
 
 /* A queued copy of one record: the struct and every string it points to
  * in one allocation. */
-typedef struct vd_hist_qrec {
+struct vd_hist_qrec {
   struct vd_hist_qrec *next;
   unsigned worker;
   uint64_t wseq;            /* the worker's sequence number */
   vd_hist_field_t f[NCOLS]; /* the record's columns, measured once; text
                              * in data[] */
   char data[];
-} vd_hist_qrec_t;
+};
 
 /* One worker's side: its sequence counter and finished ranges. */
 typedef struct vd_hist_lane {
@@ -236,7 +316,10 @@ typedef struct vd_hist_lane {
 } vd_hist_lane_t;
 
 struct vd_history {
-  char *path;
+  char *path;           /* the db string: a file, or a connection string */
+  char *node;           /* --node-id (PostgreSQL), or NULL */
+  const vd_hist_backend_t *be;
+  void *be_state;       /* the backend's (pg_state_t in history_pg.c) */
   int lock_fd;          /* flock held: one writer per database file */
   vd_log_mode_t mode;
   unsigned nworkers;

@@ -143,6 +143,7 @@ struct vd_history_rows {
   sqlite3_stmt *st;
   char *path;
   int done;        /* the end was reached: SQLite would start again */
+  vd_hist_pg_rows_t *pg; /* a PostgreSQL history's rows instead */
   vd_history_value_t row[VD_HISTORY_NCOLUMNS]; /* the row last stepped to */
   vd_buf_t err;
 };
@@ -158,6 +159,14 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
     vd_buf_reset(err);
     vd_buf_adds(err, "out of memory");
     return VD_ENOMEM;
+  }
+  if (vd_history_is_postgres(db_path)) {
+    rc = vd_hist_pg_rows_open(&r->pg, db_path, filter, err);
+    if (rc)
+      vd_history_rows_close(r);
+    else
+      *out = r;
+    return rc;
   }
   rc = vd_history_db_open_ro(&r->db, db_path, err);
   if (rc == 0)
@@ -183,6 +192,8 @@ int vd_history_rows_next(vd_history_rows_t *r,
                          const vd_history_value_t **row) {
   int i, rc;
   *row = NULL;
+  if (r->pg)
+    return vd_hist_pg_rows_next(r->pg, row);
   if (r->done)
     return 0;
   rc = sqlite3_step(r->st);
@@ -205,12 +216,15 @@ int vd_history_rows_next(vd_history_rows_t *r,
 }
 
 const char *vd_history_rows_errmsg(const vd_history_rows_t *r) {
+  if (r->pg)
+    return vd_hist_pg_rows_errmsg(r->pg);
   return r->err.data ? r->err.data : "";
 }
 
 void vd_history_rows_close(vd_history_rows_t *r) {
   if (!r)
     return;
+  vd_hist_pg_rows_close(r->pg);
   sqlite3_finalize(r->st);
   sqlite3_close(r->db);
   vd_buf_release(&r->err);
@@ -228,6 +242,13 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
   sqlite3_stmt *st = NULL;
   int64_t total = 0, row = 0, last = 0;
   int rc, lane = 1;
+  if (vd_history_is_postgres(db_path)) {
+    /* node_seq is per node: one range holds every row */
+    bounds[0] = INT64_MIN;
+    for (lane = 1; lane <= n; lane++)
+      bounds[lane] = INT64_MAX;
+    return 0;
+  }
   rc = vd_history_db_open_ro(&db, db_path, err);
   if (rc)
     return rc;
@@ -314,6 +335,8 @@ int vd_history_revisions_json(const char *db_path, vd_buf_t *out,
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   int rc, first = 1;
+  if (vd_history_is_postgres(db_path))
+    return vd_hist_pg_revisions_json(db_path, out, err);
   if (vd_history_db_open_ro(&db, db_path, err) != 0)
     return VD_EIO;
   vd_buf_adds(out, "\"activations\":[");

@@ -124,9 +124,9 @@ static int store_file(vd_history_t *h, const char *revision,
   return 0;
 }
 
-int vd_history_store_revision(vd_history_t *h, const char *revision,
-                              const vd_bundle_file_t *files, size_t nfiles,
-                              char **errmsg) {
+int vd_hist_sqlite_store_revision(vd_history_t *h, const char *revision,
+                                  const vd_bundle_file_t *files,
+                                  size_t nfiles, char **errmsg) {
   vd_buf_t err = VD_BUF_INIT;
   int64_t stored = -1;
   size_t i, bytes = 0;
@@ -197,10 +197,10 @@ static int act_head(sqlite3 *db, int64_t *next, uint8_t prev[32]) {
   return rc;
 }
 
-int vd_history_record_activation(vd_history_t *h, const char *revision,
-                                 const char *trigger, const char *who,
-                                 const char *source_dir, int ok,
-                                 const char *error, char **errmsg) {
+int vd_hist_sqlite_record_activation(vd_history_t *h, const char *revision,
+                                     const char *trigger, const char *who,
+                                     const char *source_dir, int ok,
+                                     const char *error, char **errmsg) {
   vd_buf_t err = VD_BUF_INIT;
   sqlite3_stmt *st = NULL;
   vd_hist_field_t f[NACOLS];
@@ -436,6 +436,10 @@ int vd_history_load_revision(const char *db_path, const char *revision,
   *nfiles = 0;
   if (errmsg)
     *errmsg = NULL;
+  if (vd_history_is_postgres(db_path))
+    return vd_hist_give_err(errmsg, &err,
+                            vd_hist_pg_load_revision(db_path, revision, files,
+                                                     nfiles, &err));
   rc = vd_history_db_open_ro(&db, db_path, &err);
   if (rc)
     return vd_hist_give_err(errmsg, &err, rc);

@@ -319,7 +319,7 @@ static void *writer_main(void *arg) {
       l->batch_last = q->wseq;
     }
     t0 = mono_ns();
-    rc = write_batch(h, list, &err);
+    rc = h->be->write_batch(h, list, &err);
     vd_metrics_series_observe(m_commit, mono_ns() - t0);
     vd_metrics_series_observe(m_batch, n);
     log_outcome(h, rc, n, err.data);
@@ -368,10 +368,29 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   return 0;
 }
 
-/* Free H and whatever it holds; the writer thread is not running. */
-static void history_free(vd_history_t *h) {
-  unsigned i;
-  vd_hist_qrec_t *q, *next;
+/* The SQLite file: the one-writer lock, the writer's connection and its
+ * statements, the auxiliary connection. */
+static int sqlite_open(vd_history_t *h, vd_buf_t *err) {
+  const char *sync = h->mode == VD_LOG_DURABLE ? "FULL" : "NORMAL";
+  int rc;
+  if (h->node) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "history database '%s': --node-id is for a PostgreSQL "
+                     "history shared by a fleet (--db postgresql://...)",
+                h->path);
+    return VD_EINVALID;
+  }
+  rc = vd_hist_check_path(h->path, 1, err);
+  if (rc == 0)
+    rc = vd_hist_open_writer(&h->db, &h->lock_fd, h->path, sync, err);
+  if (rc == 0)
+    rc = prepare_writer(h, err);
+  if (rc == 0)
+    rc = vd_hist_open_aux(&h->aux, h->path, err);
+  return rc;
+}
+
+static void sqlite_close(vd_history_t *h) {
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
   sqlite3_finalize(h->st_head_set);
@@ -379,6 +398,20 @@ static void history_free(vd_history_t *h) {
   sqlite3_close(h->aux);
   if (h->lock_fd >= 0)
     close(h->lock_fd); /* after the connections: the lock covers them */
+  h->lock_fd = -1;
+}
+
+const vd_hist_backend_t vd_hist_sqlite_backend = {
+    "sqlite", sqlite_open, write_batch, sqlite_close,
+    vd_hist_sqlite_store_revision, vd_hist_sqlite_record_activation,
+};
+
+/* Free H and whatever it holds; the writer thread is not running. */
+static void history_free(vd_history_t *h) {
+  unsigned i;
+  vd_hist_qrec_t *q, *next;
+  if (h->be)
+    h->be->close(h);
   for (q = h->qhead; q; q = next) {
     next = q->next;
     free(q);
@@ -389,6 +422,7 @@ static void history_free(vd_history_t *h) {
   free(h->lanes);
   free(h->touched);
   free(h->path);
+  free(h->node);
   pthread_cond_destroy(&h->wake);
   pthread_cond_destroy(&h->room);
   pthread_mutex_destroy(&h->mu);
@@ -399,8 +433,15 @@ static void history_free(vd_history_t *h) {
 int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
                     unsigned nworkers, vd_history_notify_cb cb, void *arg,
                     char **errmsg) {
+  return vd_history_open_node(out, path, NULL, mode, nworkers, cb, arg,
+                              errmsg);
+}
+
+int vd_history_open_node(vd_history_t **out, const char *path,
+                         const char *node, vd_log_mode_t mode,
+                         unsigned nworkers, vd_history_notify_cb cb,
+                         void *arg, char **errmsg) {
   vd_buf_t err = VD_BUF_INIT;
-  const char *sync = mode == VD_LOG_DURABLE ? "FULL" : "NORMAL";
   vd_history_t *h;
   int rc;
   *out = NULL;
@@ -410,9 +451,6 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
     vd_buf_adds(&err, "history: bad arguments (no workers, or no such mode)");
     return vd_hist_give_err(errmsg, &err, VD_EINVALID);
   }
-  rc = vd_hist_check_path(path, 1, &err);
-  if (rc)
-    return vd_hist_give_err(errmsg, &err, rc);
   h = calloc(1, sizeof *h);
   if (!h)
     return vd_hist_give_err(errmsg, &err, VD_ENOMEM);
@@ -427,19 +465,16 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
   h->notify = cb;
   h->notify_arg = arg;
   h->path = strdup(path);
+  h->node = node ? strdup(node) : NULL;
   h->lanes = calloc(nworkers, sizeof *h->lanes);
   h->touched = calloc(nworkers, sizeof *h->touched);
-  if (!h->path || !h->lanes || !h->touched) {
+  if (!h->path || (node && !h->node) || !h->lanes || !h->touched) {
     rc = VD_ENOMEM;
     goto fail;
   }
-  rc = vd_hist_open_writer(&h->db, &h->lock_fd, path, sync, &err);
-  if (rc)
-    goto fail;
-  rc = prepare_writer(h, &err);
-  if (rc)
-    goto fail;
-  rc = vd_hist_open_aux(&h->aux, path, &err);
+  h->be = vd_history_is_postgres(path) ? &vd_hist_pg_backend
+                                       : &vd_hist_sqlite_backend;
+  rc = h->be->open(h, &err);
   if (rc)
     goto fail;
   if (mode != VD_LOG_OFF) {
@@ -458,6 +493,20 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
 fail:
   history_free(h);
   return vd_hist_give_err(errmsg, &err, rc);
+}
+
+int vd_history_store_revision(vd_history_t *h, const char *revision,
+                              const vd_bundle_file_t *files, size_t nfiles,
+                              char **errmsg) {
+  return h->be->store_revision(h, revision, files, nfiles, errmsg);
+}
+
+int vd_history_record_activation(vd_history_t *h, const char *revision,
+                                 const char *trigger, const char *who,
+                                 const char *source_dir, int ok,
+                                 const char *error, char **errmsg) {
+  return h->be->record_activation(h, revision, trigger, who, source_dir, ok,
+                                  error, errmsg);
 }
 
 int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,

@@ -72,6 +72,8 @@ typedef struct opts {
   const char *format;     /* as given; checked by the command */
   vd_history_filter_t sel; /* list: the rows to list */
   vd_history_anchor_t anchor; /* verify --anchor SEQ:HASH[/ID:HASH] */
+  const char *node_anchors[VD_CLI_MAX_ANCHORS]; /* NODE:SEQ:HASH (fleet.c) */
+  int nnode_anchors;
   const char *arg;        /* the one positional argument, if any */
   int force;              /* --force */
   const char *customer;   /* erase --customer */
@@ -211,7 +213,12 @@ static int parse_opts(opts_t *o, int argc, char **argv, int first, int allowed,
       break;
     }
     case OPT_ANCHOR:
-      if (vd_history_anchor_parse(v, &o->anchor))
+      if (v[strcspn(v, ":")] && (v[0] < '0' || v[0] > '9')) {
+        /* NODE:SEQ:HASH, for a fleet's history; fleet.c parses it */
+        if (o->nnode_anchors == VD_CLI_MAX_ANCHORS)
+          return usage_err(o, "--anchor: at most %d", VD_CLI_MAX_ANCHORS);
+        o->node_anchors[o->nnode_anchors++] = v;
+      } else if (vd_history_anchor_parse(v, &o->anchor))
         return usage_err(o, "--anchor: '%s' is not SEQ:HASH or "
                             "SEQ:HASH/ID:HASH (record and activation "
                             "numbers and their 64 hex digits, as verify "
@@ -812,6 +819,11 @@ static int cmd_verify(opts_t *o) {
     return EXIT_USAGE;
   if (o->arg)
     return usage_err(o, "unexpected argument '%s'", o->arg);
+  if (vd_history_is_postgres(o->db))
+    return vd_cli_fleet_verify(o->db, o->node_anchors, o->nnode_anchors, fmt);
+  if (o->nnode_anchors)
+    return usage_err(o, "--anchor %s: NODE:SEQ:HASH is for a PostgreSQL "
+                        "history", o->node_anchors[0]);
   rc = vd_history_verify_anchor(o->db, &o->anchor, &rep);
   if (rc && rep.problem == VD_VERIFY_OK) {
     fprintf(stderr, "verdict %s: %s\n", o->cmd, rep.message);
@@ -1088,6 +1100,8 @@ static const char history_usage[] =
     "                            [--customer ID [--pseudonymise-key FILE]]\n"
     "                            [--format table|json|csv] [--db PATH]\n"
     "       verdict history verify [--anchor SEQ:HASH[/ID:HASH]] [--db PATH]\n"
+    "       verdict history verify [--anchor NODE:SEQ:HASH]... --db CONNINFO\n"
+    "       verdict history import --from FILE.db --db CONNINFO --node-id NAME\n"
     "                              [--format text|json]\n"
     "       verdict history backup DEST [--db PATH] [--force]\n"
     "                              [--format text|json]\n"
@@ -1144,6 +1158,8 @@ int vd_cli_history(int argc, char **argv) {
     fputs(history_usage, argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
   }
+  if (strcmp(argv[1], "import") == 0) /* fleet.c */
+    return vd_cli_history_import(argc - 1, argv + 1);
   for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
     if (strcmp(argv[1], cmds[i].name) != 0)
       continue;

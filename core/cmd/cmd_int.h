@@ -44,6 +44,14 @@ int vd_cli_open_bundle(const char *cmd, const char *spec, int how,
 /* admin.c: print an admin response (or the same JSON read from the
  * database) readably for command CMD; returns the exit status. */
 int vd_cli_print_admin(const char *cmd, const char *resp);
+int vd_cli_fleet(int argc, char **argv);   /* fleet.c: fleet status */
+int vd_cli_history_import(int argc, char **argv); /* fleet.c: history import */
+
+/* fleet.c: `verdict history verify` on a PostgreSQL history DB, with up
+ * to VD_CLI_MAX_ANCHORS --anchor NODE:SEQ:HASH; JSON output when json. */
+#define VD_CLI_MAX_ANCHORS 64
+int vd_cli_fleet_verify(const char *db, const char *const *anchors,
+                        int nanchors, int json);
 
 /* decide.c: send one request line to the daemon at socket (or, when
  * connect is not NULL, HOST:PORT) and put the response line in resp.

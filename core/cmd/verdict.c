@@ -70,6 +70,9 @@ static void usage(FILE *f) {
         "         [--against recorded|DIR] [--format text|json] [--threads N]\n"
         "                   decide recorded requests again; exit 3 if a\n"
         "                   recorded decision does not reproduce\n"
+        "  fleet status --db CONNINFO   each node of a PostgreSQL history\n"
+        "                   (--db postgresql://... works for history and\n"
+        "                   replay too; docs/fleet.md)\n"
         "\n"
         "documentation (offline):\n"
         "  reference [DIR]  the field reference of a bundle, as Markdown\n"
@@ -107,6 +110,7 @@ static const struct command {
     {"check", vd_cli_policy},
     {"history", vd_cli_history},
     {"replay", vd_cli_replay},
+    {"fleet", vd_cli_fleet},
     {"reference", vd_cli_reference},
     {"schema", vd_cli_schema},
     {"eval", vd_cli_eval},

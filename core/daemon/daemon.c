@@ -341,6 +341,7 @@ static void daemon_stop(vd_daemon_t *d, const char *why) {
          "%s: no longer accepting; finishing requests in flight", why);
   close_listeners(d);
   vd_admin_stop(d);
+  vd_fleet_stop(d);
   close_own_handles(d);
   for (i = 0; i < d->nslots; i++)
     if (d->workers[i].started && !atomic_load(&d->workers[i].abandoned))
@@ -535,6 +536,10 @@ static void history_check_main(void *arg) {
 static void history_check_start(vd_daemon_t *d) {
   char *err = NULL;
   d->check_state = "failed";
+  if (vd_history_is_postgres(d->opts.db)) {
+    d->check_state = "postgresql"; /* the server checks its own pages */
+    return;
+  }
   if (vd_history_check_open(&d->check, d->opts.db, &err) != 0) {
     vd_log(VD_LEVEL_WARNING, "history_check_not_started",
            "history check not started: %s", err ? err : "?");
@@ -768,8 +773,9 @@ static int open_history(vd_daemon_t *d) {
     if (rc)
       return rc;
   }
-  rc = vd_history_open(&d->history, d->opts.db, d->opts.log_mode,
-                       d->nslots, on_history_done, d, &err);
+  rc = vd_history_open_node(&d->history, d->opts.db, d->opts.node_id,
+                            d->opts.log_mode, d->nslots, on_history_done, d,
+                            &err);
   if (rc != 0)
     vd_log(VD_LEVEL_ERR, "history_open_failed",
            "cannot open the history database: %s", err ? err : "unknown error");
@@ -926,6 +932,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     goto out_listeners;
 
   vd_admin_startup(&d, engines[0]);
+  (void)vd_fleet_start(&d); /* a node that cannot follow still serves */
   history_check_start(&d);
   if (!opts->always_count &&
       vd_watchdog_start(&d.watchdog, (int)d.nslots, VD_WATCH_TICK_NS) != 0)

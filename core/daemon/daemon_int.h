@@ -419,6 +419,7 @@ struct vd_daemon {
   char *check_error;
 
   vd_admin_t admin;        /* admin.c's, on the main thread */
+  struct vd_fleet *fleet;  /* fleet.c's, with a PostgreSQL history */
 };
 
 /* worker.c.  Main thread: start worker INDEX of D deciding with ENGINE,
@@ -511,5 +512,12 @@ void vd_admin_reload(vd_daemon_t *d, const char *trigger, const char *who,
                      vd_bundle_t *bundle);
 /* Record the revision that serves from start-up and what is in force. */
 void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e);
+
+/* fleet.c (main thread).  With a PostgreSQL history, follow the fleet's
+ * desired revision on a thread of its own; a no-op returning 0 for a
+ * SQLite file.  Stop: join the thread, close its handle (once). */
+typedef struct vd_fleet vd_fleet_t;
+int vd_fleet_start(vd_daemon_t *d);
+void vd_fleet_stop(vd_daemon_t *d);
 
 #endif

@@ -63,6 +63,10 @@ static void usage(FILE *f) {
       "                       members may reload and activate (default: none)\n"
       "  --watch              reload when the policy directory changes\n"
       "  --db PATH            history database (default: " VD_DEFAULT_DB ")\n"
+      "                       or a PostgreSQL connection string\n"
+      "                       (postgresql://..., docs/fleet.md)\n"
+      "  --node-id NAME       this node's name in a PostgreSQL history\n"
+      "                       (required with one; each node keeps its chain)\n"
       "  --log-mode MODE      durable (default), async or off\n"
       "  --log-format FORMAT  text (default) or json: one event per line on\n"
       "                       stderr, with a time, a level and an event name\n"
@@ -217,6 +221,9 @@ static int set_tls_key(config_t *c, const char *v, vd_buf_t *e) {
 static int set_tls_client_ca(config_t *c, const char *v, vd_buf_t *e) {
   (void)e; c->o.tls_client_ca = keep(v); return 0;
 }
+static int set_node_id(config_t *c, const char *v, vd_buf_t *e) {
+  (void)e; c->o.node_id = keep(v); return 0;
+}
 static int set_admin_socket(config_t *c, const char *v, vd_buf_t *e) {
   (void)e; c->o.admin_socket = keep(v); return 0;
 }
@@ -318,6 +325,7 @@ static const option_def_t options[] = {
     {"admin-group", 1, 0, set_admin_group},
     {"watch", 0, 0, set_watch},
     {"db", 1, 0, set_db},
+    {"node-id", 1, 0, set_node_id},
     {"log-mode", 1, 0, set_log_mode},
     {"log-format", 1, 0, set_log_format},
     {"workers", 1, 0, set_workers},
@@ -594,6 +602,18 @@ int main(int argc, char **argv) {
   if (c.o.tls_cert && !c.o.listen && !c.o.http) {
     fprintf(stderr, "verdictd: --tls-cert: no TCP listener to use it on "
                     "(--listen, --http)\n");
+    return 2;
+  }
+  if (vd_history_is_postgres(c.o.db) && !vd_history_node_id_ok(c.o.node_id)) {
+    fprintf(stderr, "verdictd: %s\n",
+            c.o.node_id ? "--node-id: 1 to 63 letters, digits, '.', '_' or '-'"
+                        : "--db names a PostgreSQL history: give this node a "
+                          "name with --node-id NAME");
+    return 2;
+  }
+  if (c.o.node_id && !vd_history_is_postgres(c.o.db)) {
+    fprintf(stderr, "verdictd: --node-id is for a PostgreSQL history "
+                    "(--db postgresql://...)\n");
     return 2;
   }
   c.o.on_sighup = on_sighup;

@@ -57,7 +57,9 @@ typedef struct vd_daemon_opts {
   const char *tls_cert;    /* PEM chain: TLS on --listen and --http */
   const char *tls_key;
   const char *tls_client_ca; /* require client certificates it signed */
-  const char *db;          /* history database path */
+  const char *db;          /* history database path, or a PostgreSQL
+                              connection string (docs/fleet.md) */
+  const char *node_id;     /* this node's chain in a PostgreSQL history */
   gid_t socket_gid;        /* group of the decision socket (mode 0660), or
                               (gid_t)-1 for the daemon's own */
   gid_t admin_gid;         /* group of the admin socket, which is then 0660

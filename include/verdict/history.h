@@ -118,6 +118,24 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
                     unsigned nworkers, vd_history_notify_cb cb, void *arg,
                     char **errmsg);
 
+/* Whether DB names a PostgreSQL history rather than a SQLite file: a
+ * libpq connection string, "postgresql://...", "postgres://..." or the
+ * keyword form ("host=... dbname=...": a lowercase word then '=' first).
+ * A file whose name looks like that is reached as "./name". */
+int vd_history_is_postgres(const char *db);
+/* 1 if NODE is a usable --node-id: 1 to 63 of [A-Za-z0-9._-]. */
+int vd_history_node_id_ok(const char *node);
+
+/* vd_history_open() for either store: a SQLite file (NODE must be NULL)
+ * or a PostgreSQL history shared by a fleet (docs/fleet.md), where NODE
+ * names this daemon's own chain and is required; a second writer with the
+ * same NODE on that database is refused.  Everything else is as
+ * vd_history_open() says, durable meaning the batch's COMMIT returned. */
+int vd_history_open_node(vd_history_t **out, const char *db,
+                         const char *node, vd_log_mode_t mode,
+                         unsigned nworkers, vd_history_notify_cb cb,
+                         void *arg, char **errmsg);
+
 /* What the writer has to say to an operator: a line (no newline) when
  * writing starts failing, naming the cause (EVENT "history_write_failed",
  * FAILING 1), and one when it works again ("history_write_recovered", 0);
@@ -679,5 +697,96 @@ typedef struct vd_history_archived {
 } vd_history_archived_t;
 int vd_history_archived(const char *db_path, vd_history_archived_t *a,
                         char **errmsg);
+
+/* ------------------------------------------------------------------------
+ * A fleet's history in PostgreSQL (core/history_pg.c, docs/fleet.md)
+ * ---------------------------------------------------------------------- */
+
+/* One node's chain as verify found it: its last decision (seq, hash; 0
+ * and the zero hash when it has none) and last activation. */
+typedef struct vd_history_node_head {
+  char node[64];
+  int64_t seq;
+  char hash[65];
+  int64_t start;         /* 0, or the anchor its kept rows continue from
+                          * (rows 1..start were dropped: retention) */
+  int64_t activations;
+  char act_hash[65];
+} vd_history_node_head_t;
+
+/* "NODE:SEQ:HASH", one node's head as an earlier verify printed it. */
+typedef struct vd_history_node_anchor {
+  char node[64];
+  int64_t seq;
+  char hash[65];
+} vd_history_node_anchor_t;
+
+/* Parse TEXT into *A: 0, or VD_EINVALID (a bad node name, SEQ < 1, not 64
+ * lowercase hex digits). */
+int vd_history_node_anchor_parse(const char *text,
+                                 vd_history_node_anchor_t *a);
+
+/* Verify every node's chain of decisions and of activations in the
+ * PostgreSQL history DB, in one snapshot, and every stored revision, as
+ * vd_history_verify_anchor() does for a file; each of ANCHORS (NANCHORS)
+ * must still hold.  An anchor whose row and every row before it are gone
+ * (a month dropped for retention) is where that node's kept rows must
+ * continue from: its SEQ + 1 follows its HASH.  On success (0) and on a problem found (VD_EINVALID,
+ * rep->problem set, rep->message naming the node) *heads is a malloc'd
+ * array of *nheads nodes in name order (the caller frees it); on success
+ * FLEET is the fleet anchor: hex SHA-256 of "NODE:SEQ:HASH\n" for every
+ * node in that order. */
+int vd_history_verify_fleet(const char *db,
+                            const vd_history_node_anchor_t *anchors,
+                            size_t nanchors, vd_verify_report_t *rep,
+                            vd_history_node_head_t **heads, size_t *nheads,
+                            char fleet[65]);
+
+/* Append to OUT a JSON array with one object per node of the fleet's
+ * node_status table: node, revision, activated_ms, last_error,
+ * heartbeat_ms, decisions (its chain's length).  VD_EIO or VD_EINVALID
+ * with ERR set on failure. */
+int vd_history_fleet_status(const char *db, vd_buf_t *out, vd_buf_t *err);
+
+/* What vd_history_import() did. */
+typedef struct vd_history_import {
+  int64_t records;       /* decisions appended to the node's chain */
+  int64_t revisions;     /* revisions stored (those already there count) */
+  char source_head[100]; /* "SEQ:HASH", the file's verified head */
+} vd_history_import_t;
+
+/* Move the SQLite history FROM into the PostgreSQL history DB as node
+ * NODE's chain (core/history_import.c): FROM must verify, NODE must have
+ * no decisions in DB yet; its revisions are stored, then its decisions
+ * appended in seq order through a writer as NODE (so no daemon may be
+ * writing as NODE meanwhile), each batch committed durably.  The rows'
+ * bytes are kept; their hashes are the node chain's (docs/fleet.md).
+ * Activations are not moved.  *out says what was done, also on failure
+ * (what was committed before it). */
+int vd_history_import(const char *from, const char *db, const char *node,
+                      vd_history_import_t *out, char **errmsg);
+
+/* The trigger of an activation a node makes to follow the fleet.  Every
+ * successful activation in a PostgreSQL history whose trigger is neither
+ * this nor starts with "startup" (a reload, an activate, a watched
+ * change) also sets the fleet's desired revision and notifies the other
+ * nodes, in the activation's transaction. */
+#define VD_HISTORY_FLEET_TRIGGER "fleet"
+
+/* A node's watch on the fleet's desired revision: its own connection,
+ * LISTENing for changes.  One thread uses it (verdictd's fleet thread).
+ *   open: connect (fails as the readers' opening does);
+ *   wait: block up to TIMEOUT_MS for a change (the first call returns at
+ *     once), write the node's heartbeat into node_status, and put the
+ *     desired revision in DESIRED (N bytes; "" when none was ever set).
+ *     A lost connection is tried again on each call; meanwhile it fails
+ *     (after waiting TIMEOUT_MS) with *errmsg set;
+ *   close: NULL allowed. */
+typedef struct vd_history_watch vd_history_watch_t;
+int vd_history_watch_open(vd_history_watch_t **out, const char *db,
+                          const char *node, char **errmsg);
+int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
+                          char *desired, size_t n, char **errmsg);
+void vd_history_watch_close(vd_history_watch_t *w);
 
 #endif

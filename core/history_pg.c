@@ -1,0 +1,2008 @@
+/*
+ * history_pg.c - the history in PostgreSQL, for a fleet of verdictd nodes
+ * sharing one database (docs/fleet.md).  The second backend behind
+ * include/verdict/history.h: history_writer.c runs the same queue, writer
+ * thread and group commit over it through vd_hist_pg_backend, and the
+ * readers (facts, rows, verify, revisions) come here when their db string
+ * is a libpq connection string (vd_history_is_postgres()).
+ *
+ * Owns: the writer's two connections (the writer thread's and the main
+ * thread's, for revisions and activations), a reader's connection with
+ * its prepared facts statements, a rows cursor's connection, verify's.
+ *
+ * Invariants:
+ *   - each node writes its own chain: decisions (node_id, node_seq) with
+ *     node_seq 1, 2, 3 ... and hash(n) = SHA-256(hash(n - 1) || canonical
+ *     bytes with the node, vd_hist_node_hash()), node_heads holding the
+ *     node's last (seq, hash), moved in the batch's transaction;
+ *   - one writer per node: a session advisory lock on the node's name,
+ *     held by the writer connection (taken again when it reconnects);
+ *   - a batch is acknowledged (status 0) only after its COMMIT returned;
+ *     in durable mode synchronous_commit is on (with a synchronous
+ *     standby configured, the row is on two machines), in async off;
+ *   - every column but the three integers is bytea, so the bytes hashed
+ *     are the bytes stored whatever a request held (invalid UTF-8, NUL);
+ *   - decisions are partitioned by month of at_ms (UTC), each month's
+ *     partition created, under an advisory lock, before the first batch
+ *     that needs it.
+ *
+ * Threads: a connection belongs to one thread at a time, as SQLite's do:
+ * the writer's to the writer thread, aux to the main thread (under
+ * h->aux_mu), a reader to its worker.  libpq prints notices to stderr by
+ * default; every connection here drops them (the library prints nothing).
+ */
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <nettle/sha2.h>
+
+#include "history_int.h"
+#include "verdict/buf.h"
+#include "verdict/error.h"
+#include "verdict/history.h"
+#include "verdict/timefmt.h"
+
+/* The schema version of a PostgreSQL history (verdict_meta 'schema'). */
+#define PG_SCHEMA_VERSION 1
+/* Advisory lock keys (as SQL text): the schema's creation and a new
+ * month's partition, transaction locks ("vrdt" then 1 and 2).  A node's
+ * writer holds a session lock on hashtextextended('verdict node ' ||
+ * name, 0) instead. */
+#define PG_LOCK_SCHEMA "33339823020310529"
+#define PG_LOCK_PARTITION "33339823020310530"
+_Static_assert(0x76726474000001LL == 33339823020310529LL &&
+                   0x76726474000002LL == 33339823020310530LL, "the keys");
+
+#define BYTEAOID 17
+#define INT8OID 20
+#define TEXTOID 25
+
+/* ========================================================================
+ * Connection strings, connections, messages
+ * ====================================================================== */
+
+int vd_history_is_postgres(const char *db) {
+  size_t n;
+  if (!db)
+    return 0;
+  if (strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0)
+    return 1;
+  /* the keyword form: "host=... dbname=...": a word, then '=' */
+  n = strspn(db, "abcdefghijklmnopqrstuvwxyz_");
+  while (n && db[n] == ' ')
+    n++;
+  return n > 0 && db[n] == '=';
+}
+
+int vd_history_node_id_ok(const char *node) {
+  size_t n = node ? strlen(node) : 0;
+  return n >= 1 && n <= 63 &&
+         strspn(node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789._-") == n;
+}
+
+/* What messages call DB: "PostgreSQL history 'dbname' on host:port",
+ * never the password a connection string may hold. */
+static void describe(const char *conninfo, char *out, size_t n) {
+  PQconninfoOption *o = PQconninfoParse(conninfo, NULL), *p;
+  const char *db = NULL, *host = NULL, *port = NULL;
+  for (p = o; p && p->keyword; p++) {
+    if (!p->val)
+      continue;
+    if (strcmp(p->keyword, "dbname") == 0)
+      db = p->val;
+    else if (strcmp(p->keyword, "host") == 0)
+      host = p->val;
+    else if (strcmp(p->keyword, "port") == 0)
+      port = p->val;
+  }
+  snprintf(out, n, "PostgreSQL history '%s' on %s%s%s", db ? db : "(default)",
+           host ? host : "(default host)", port ? ":" : "", port ? port : "");
+  PQconninfoFree(o);
+}
+
+static void quiet(void *arg, const char *msg) {
+  (void)arg;
+  (void)msg;
+}
+
+/* libpq's message without its trailing newline. */
+static void add_pq_msg(vd_buf_t *err, const char *msg) {
+  size_t n = msg ? strlen(msg) : 0;
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+    n--;
+  vd_buf_add(err, msg ? msg : "", n);
+}
+
+static int conn_err(vd_buf_t *err, const char *where, PGconn *c,
+                    const char *doing) {
+  vd_buf_reset(err);
+  vd_buf_addf(err, "%s: ", where);
+  add_pq_msg(err, c ? PQerrorMessage(c) : "out of memory");
+  vd_buf_addf(err, " (while %s)", doing);
+  return VD_EIO;
+}
+
+static int res_err(vd_buf_t *err, const char *where, PGresult *r,
+                   PGconn *c, const char *doing) {
+  const char *m = r ? PQresultErrorMessage(r) : NULL;
+  vd_buf_reset(err);
+  vd_buf_addf(err, "%s: ", where);
+  add_pq_msg(err, m && *m ? m : PQerrorMessage(c));
+  vd_buf_addf(err, " (while %s)", doing);
+  return VD_EIO;
+}
+
+/* Connect to CONNINFO as APP.  connect_timeout 5 unless the string says
+ * otherwise (it is expanded after, so it wins).  *out is the caller's. */
+static int pg_connect(PGconn **out, const char *conninfo, const char *app,
+                      const char *where, vd_buf_t *err) {
+  const char *kw[] = {"connect_timeout", "application_name", "dbname", NULL};
+  const char *val[] = {"5", app, conninfo, NULL};
+  PGconn *c = PQconnectdbParams(kw, val, 1);
+  *out = NULL;
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    int rc = conn_err(err, where, c, "connecting");
+    PQfinish(c);
+    return rc;
+  }
+  PQsetNoticeProcessor(c, quiet, NULL);
+  *out = c;
+  return 0;
+}
+
+/* Run SQL without parameters; 0 or VD_EIO with ERR set. */
+static int exec_ok(PGconn *c, const char *sql, const char *where,
+                   const char *doing, vd_buf_t *err) {
+  PGresult *r = PQexec(c, sql);
+  ExecStatusType s = PQresultStatus(r);
+  int rc = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK
+               ? 0 : res_err(err, where, r, c, doing);
+  PQclear(r);
+  return rc;
+}
+
+/* Text parameters, text results. */
+static PGresult *exec_params(PGconn *c, const char *sql, int n,
+                             const char *const *v) {
+  return PQexecParams(c, sql, n, NULL, v, NULL, NULL, 0);
+}
+
+static void rollback_if_open(PGconn *c) {
+  if (c && PQstatus(c) == CONNECTION_OK &&
+      PQtransactionStatus(c) != PQTRANS_IDLE) {
+    PGresult *r = PQexec(c, "ROLLBACK");
+    PQclear(r);
+  }
+}
+
+static uint64_t be64(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  uint64_t v = 0;
+  int i;
+  for (i = 0; i < 8; i++)
+    v = v << 8 | u[i];
+  return v;
+}
+
+static void put64(char *p, uint64_t v) {
+  int i;
+  for (i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (char)(v & 0xff);
+}
+
+/* ========================================================================
+ * Schema
+ * ====================================================================== */
+
+/* Whether column I of VD_HISTORY_COLUMNS is stored as an integer: the
+ * record's integer fields (vd_hist_record_fields()). */
+static int col_is_int(int i) {
+  return i == COL_RECEIVED_MS || i == COL_AT_MS || i == COL_ELAPSED_US;
+}
+
+static const char *const col_names[NCOLS] = {
+#define PG_COL_NAME_(E, name) #name,
+    VD_HISTORY_COLUMNS(PG_COL_NAME_)
+#undef PG_COL_NAME_
+};
+
+/* "node_id, node_seq, decision_id, ..., client, hash" */
+static void add_columns(vd_buf_t *b) {
+  int i;
+  vd_buf_adds(b, "node_id, node_seq");
+  for (i = 0; i < NCOLS; i++)
+    vd_buf_addf(b, ", %s", col_names[i]);
+  vd_buf_adds(b, ", hash");
+}
+
+static const char schema_rest[] =
+    "CREATE INDEX decisions_node_seq ON decisions (node_id, node_seq);\n"
+    "CREATE INDEX decisions_decision_id ON decisions (decision_id);\n"
+    "CREATE INDEX decisions_received ON decisions (received_ms);\n"
+    "CREATE INDEX decisions_complaint ON decisions (complaint_id, at_ms);\n"
+    "CREATE INDEX decisions_customer ON decisions (customer_id, kind, at_ms)"
+    "  WHERE error_code IS NULL;\n"
+    "CREATE INDEX decisions_region_category"
+    "  ON decisions (region, category, at_ms, customer_id)"
+    "  WHERE error_code IS NULL;\n"
+    "CREATE TABLE node_heads (\n"
+    "  node_id text PRIMARY KEY,\n"
+    "  seq     bigint NOT NULL, -- node_seq of the node's last decision\n"
+    "  hash    text NOT NULL    -- its hash\n"
+    ");\n"
+    "CREATE TABLE blobs (sha256 text PRIMARY KEY, size bigint NOT NULL,"
+    "  data bytea NOT NULL);\n"
+    "CREATE TABLE revisions (revision text PRIMARY KEY,"
+    "  stored_ms bigint NOT NULL, files integer NOT NULL,"
+    "  bytes bigint NOT NULL);\n"
+    "CREATE TABLE revision_files (\n"
+    "  revision text NOT NULL REFERENCES revisions,\n"
+    "  path text NOT NULL,\n"
+    "  blob text NOT NULL REFERENCES blobs,\n"
+    "  PRIMARY KEY (revision, path));\n"
+    "CREATE TABLE activations (\n"
+    "  node_id text NOT NULL, id bigint NOT NULL, at_ms bigint, at text,\n"
+    "  revision text, cause text, who text, source_dir text, ok bigint,\n"
+    "  error text, hash text NOT NULL, PRIMARY KEY (node_id, id));\n"
+    "CREATE TABLE activation_heads (node_id text PRIMARY KEY,"
+    "  last_id bigint NOT NULL, hash text NOT NULL);\n"
+    "CREATE TABLE node_status (\n"
+    "  node_id      text PRIMARY KEY,\n"
+    "  revision     text,   -- the revision it runs\n"
+    "  activated_ms bigint, -- when it switched to it\n"
+    "  last_error   text,   -- its last failed activation, or NULL\n"
+    "  heartbeat_ms bigint, -- last sign of life\n"
+    "  started_ms   bigint);\n"
+    "CREATE TABLE fleet_desired (\n"
+    "  id       integer PRIMARY KEY CHECK (id = 1),\n"
+    "  revision text NOT NULL, -- what every node should run\n"
+    "  set_by   text NOT NULL, -- the node whose reload set it\n"
+    "  set_ms   bigint NOT NULL);\n"
+    "CREATE FUNCTION verdict_month_partition(ms bigint) RETURNS void\n"
+    "LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  lo timestamp := date_trunc('month', to_timestamp(ms / 1000.0)"
+    "                            AT TIME ZONE 'UTC');\n"
+    "  name text := 'decisions_' || to_char(lo, 'YYYY_MM');\n"
+    "BEGIN\n"
+    "  PERFORM pg_advisory_xact_lock(" PG_LOCK_PARTITION ");\n"
+    "  IF to_regclass(name) IS NULL THEN\n"
+    "    EXECUTE format('CREATE TABLE %I PARTITION OF decisions"
+    " FOR VALUES FROM (%s) TO (%s)', name,"
+    " (extract(epoch FROM lo) * 1000)::bigint,"
+    " (extract(epoch FROM lo + interval '1 month') * 1000)::bigint);\n"
+    "  END IF;\n"
+    "END $f$;\n";
+
+/* Create the schema when the database has none, under a transaction
+ * advisory lock (two nodes starting at once); refuse a newer one. */
+static int migrate(PGconn *c, const char *where, vd_buf_t *err) {
+  vd_buf_t sql = VD_BUF_INIT;
+  PGresult *r;
+  int rc, i, version = 0;
+  rc = exec_ok(c, "BEGIN", where, "starting the schema check", err);
+  if (rc == 0)
+    rc = exec_ok(c, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ")",
+                 where, "locking the schema", err);
+  if (rc == 0)
+    rc = exec_ok(c, "CREATE TABLE IF NOT EXISTS verdict_meta"
+                    " (key text PRIMARY KEY, value text NOT NULL)",
+                 where, "creating verdict_meta", err);
+  if (rc)
+    goto out;
+  r = PQexec(c, "SELECT value FROM verdict_meta WHERE key = 'schema'");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "reading the schema version");
+    PQclear(r);
+    goto out;
+  }
+  if (PQntuples(r) == 1)
+    version = atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  if (version > PG_SCHEMA_VERSION) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "%s: schema version %d is newer than this verdict "
+                     "knows (%d); use a newer verdict",
+                where, version, PG_SCHEMA_VERSION);
+    rc = VD_EINVALID;
+    goto out;
+  }
+  if (version == 0) {
+    vd_buf_adds(&sql, "CREATE TABLE decisions (");
+    vd_buf_adds(&sql, "node_id text NOT NULL, node_seq bigint NOT NULL");
+    for (i = 0; i < NCOLS; i++)
+      vd_buf_addf(&sql, ", %s %s%s", col_names[i],
+                  col_is_int(i) ? "bigint" : "bytea",
+                  i == COL_AT_MS ? " NOT NULL" : "");
+    vd_buf_adds(&sql, ", hash text NOT NULL) PARTITION BY RANGE (at_ms);\n");
+    vd_buf_adds(&sql, schema_rest);
+    vd_buf_addf(&sql, "INSERT INTO verdict_meta VALUES ('schema', '%d');",
+                PG_SCHEMA_VERSION);
+    rc = exec_ok(c, sql.data, where, "creating the schema", err);
+  }
+  if (rc == 0)
+    rc = exec_ok(c, "COMMIT", where, "committing the schema", err);
+out:
+  rollback_if_open(c);
+  vd_buf_release(&sql);
+  return rc;
+}
+
+/* The schema must be there, at our version: every reader checks. */
+static int check_schema(PGconn *c, const char *where, vd_buf_t *err) {
+  PGresult *r = PQexec(c, "SELECT value FROM verdict_meta"
+                          " WHERE key = 'schema'");
+  int rc = 0;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "%s: not a verdict history (no schema version in "
+                     "verdict_meta); start verdictd on it once to create it",
+                where);
+    rc = VD_EINVALID;
+  } else if (atoi(PQgetvalue(r, 0, 0)) != PG_SCHEMA_VERSION) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "%s: schema version %s, this verdict reads version %d",
+                where, PQgetvalue(r, 0, 0), PG_SCHEMA_VERSION);
+    rc = VD_EINVALID;
+  }
+  PQclear(r);
+  return rc;
+}
+
+/* Open a read-only connection to DB with the schema checked. */
+static int open_ro(PGconn **out, const char *db, const char *app,
+                   char *where, size_t wn, vd_buf_t *err) {
+  int rc;
+  describe(db, where, wn);
+  rc = pg_connect(out, db, app, where, err);
+  if (rc == 0 && (rc = check_schema(*out, where, err)) != 0) {
+    PQfinish(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+/* ========================================================================
+ * The writer (vd_hist_pg_backend)
+ * ====================================================================== */
+
+typedef struct pg_state {
+  char *conninfo;
+  char where[256];
+  PGconn *conn;      /* the writer thread's; holds the node's lock */
+  PGconn *aux;       /* main thread: revisions, activations, status */
+  int64_t *months;   /* first ms of each month whose partition exists */
+  size_t nmonths, cap;
+  vd_buf_t copy;     /* a batch in COPY binary format */
+} pg_state_t;
+
+/* Set up the writer connection: commit level, the node's lock, its head
+ * row, its prepared statements.  Used at open and on each reconnect. */
+static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
+  const char *v[1] = {h->node};
+  PGresult *r;
+  int rc = exec_ok(s->conn, h->mode == VD_LOG_DURABLE
+                                ? "SET synchronous_commit = on"
+                                : "SET synchronous_commit = off",
+                   s->where, "setting synchronous_commit", err);
+  if (rc)
+    return rc;
+  r = exec_params(s->conn, "SELECT pg_try_advisory_lock(hashtextextended("
+                           "'verdict node ' || $1, 0))", 1, v);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, s->where, r, s->conn, "taking the node's lock");
+  } else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "%s: another verdictd is writing as node '%s' (two "
+                     "nodes need two --node-id names)", s->where, h->node);
+    rc = VD_EIO;
+  }
+  PQclear(r);
+  if (rc)
+    return rc;
+  r = exec_params(s->conn, "INSERT INTO node_heads VALUES ($1, 0, '"
+                           VD_HIST_ZERO_HASH "') ON CONFLICT DO NOTHING", 1, v);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = res_err(err, s->where, r, s->conn, "creating the node's chain head");
+  PQclear(r);
+  if (rc)
+    return rc;
+  r = PQprepare(s->conn, "head_get", "SELECT seq, hash FROM node_heads"
+                " WHERE node_id = $1 FOR UPDATE", 1, NULL);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = res_err(err, s->where, r, s->conn, "preparing statements");
+  PQclear(r);
+  if (rc == 0) {
+    r = PQprepare(s->conn, "head_set", "UPDATE node_heads SET seq = $2,"
+                  " hash = $3 WHERE node_id = $1", 3, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(err, s->where, r, s->conn, "preparing statements");
+    PQclear(r);
+  }
+  return rc;
+}
+
+static void pg_close(vd_history_t *h) {
+  pg_state_t *s = h->be_state;
+  if (!s)
+    return;
+  PQfinish(s->conn);
+  PQfinish(s->aux);
+  free(s->conninfo);
+  free(s->months);
+  vd_buf_release(&s->copy);
+  free(s);
+  h->be_state = NULL;
+}
+
+static int pg_open(vd_history_t *h, vd_buf_t *err) {
+  pg_state_t *s = calloc(1, sizeof *s);
+  char app[96];
+  int rc;
+  if (!s || !(s->conninfo = strdup(h->path))) {
+    free(s);
+    return VD_ENOMEM;
+  }
+  h->be_state = s;
+  describe(h->path, s->where, sizeof s->where);
+  if (!vd_history_node_id_ok(h->node)) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "%s: %s", s->where,
+                h->node ? "--node-id: 1 to 63 letters, digits, '.', '_' or "
+                          "'-'"
+                        : "a PostgreSQL history needs --node-id NAME (each "
+                          "node writes its own chain)");
+    return VD_EINVALID;
+  }
+  snprintf(app, sizeof app, "verdictd %s", h->node);
+  rc = pg_connect(&s->conn, h->path, app, s->where, err);
+  if (rc == 0)
+    rc = migrate(s->conn, s->where, err);
+  if (rc == 0)
+    rc = writer_setup(h, s, err);
+  if (rc == 0)
+    rc = pg_connect(&s->aux, h->path, app, s->where, err);
+  return rc;
+}
+
+/* The month of MS (UTC) as its first millisecond: the partition key. */
+static int64_t month_of(int64_t ms) {
+  int64_t days = (ms >= 0 ? ms : ms - 86399999) / 86400000;
+  /* civil_from_days (Howard Hinnant), to the first of the month */
+  int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t d = doy - (153 * mp + 2) / 5; /* day of month - 1 */
+  return (days - d) * 86400000;
+}
+
+/* Make sure the partition of every month in LIST exists, each in its own
+ * transaction, before the batch's. */
+static int ensure_months(pg_state_t *s, vd_hist_qrec_t *list, vd_buf_t *err) {
+  vd_hist_qrec_t *q;
+  for (q = list; q; q = q->next) {
+    int64_t m = month_of(q->f[COL_AT_MS].i);
+    char ms[24];
+    const char *v[1] = {ms};
+    PGresult *r;
+    size_t i;
+    for (i = 0; i < s->nmonths && s->months[i] != m; i++)
+      ;
+    if (i < s->nmonths)
+      continue;
+    snprintf(ms, sizeof ms, "%" PRId64, m);
+    r = exec_params(s->conn, "SELECT verdict_month_partition($1)", 1, v);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+      int rc = res_err(err, s->where, r, s->conn, "creating a month's "
+                                                  "partition");
+      PQclear(r);
+      return rc;
+    }
+    PQclear(r);
+    if (s->nmonths == s->cap) {
+      size_t cap = s->cap ? s->cap * 2 : 16;
+      int64_t *nm = realloc(s->months, cap * sizeof *nm);
+      if (!nm)
+        return VD_ENOMEM;
+      s->months = nm;
+      s->cap = cap;
+    }
+    s->months[s->nmonths++] = m;
+  }
+  return 0;
+}
+
+static void copy_field(vd_buf_t *b, const char *p, size_t n) {
+  char len[4];
+  uint32_t v = p ? (uint32_t)n : 0xffffffffu;
+  len[0] = (char)(v >> 24);
+  len[1] = (char)(v >> 16);
+  len[2] = (char)(v >> 8);
+  len[3] = (char)v;
+  vd_buf_add(b, len, 4);
+  if (p)
+    vd_buf_add(b, p, n);
+}
+
+static void copy_int(vd_buf_t *b, int64_t v) {
+  char d[8];
+  put64(d, (uint64_t)v);
+  copy_field(b, d, 8);
+}
+
+/* One transaction: the node's head (locked), every row through COPY in
+ * binary, the head moved, COMMIT.  Reconnects first when the connection
+ * was lost; on failure rolls back and ERR says why. */
+static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
+                          vd_buf_t *err) {
+  static const char sig[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+  pg_state_t *s = h->be_state;
+  vd_buf_t sql = VD_BUF_INIT;
+  uint8_t prev[32], cur[32];
+  char hex[65], seqtxt[24];
+  const char *v[3];
+  int64_t seq;
+  vd_hist_qrec_t *q;
+  PGresult *r;
+  int rc, i;
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK)
+      return conn_err(err, s->where, s->conn, "reconnecting");
+    PQsetNoticeProcessor(s->conn, quiet, NULL);
+    rc = writer_setup(h, s, err);
+    if (rc)
+      return rc;
+  }
+  rc = ensure_months(s, list, err);
+  if (rc)
+    return rc;
+  rc = exec_ok(s->conn, "BEGIN", s->where, "starting a batch", err);
+  if (rc)
+    goto fail;
+  v[0] = h->node;
+  r = PQexecPrepared(s->conn, "head_get", 1, v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+      vd_hist_from_hex(PQgetvalue(r, 0, 1),
+                       (size_t)PQgetlength(r, 0, 1), prev) != 0) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      vd_buf_reset(err);
+      vd_buf_addf(err, "%s: node_heads row of node '%s' is missing or "
+                       "altered; run `verdict history verify`",
+                  s->where, h->node);
+      rc = VD_EINVALID;
+    } else {
+      rc = res_err(err, s->where, r, s->conn, "reading the chain head");
+    }
+    PQclear(r);
+    goto fail;
+  }
+  seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10) + 1;
+  PQclear(r);
+
+  vd_buf_reset(&s->copy);
+  vd_buf_add(&s->copy, sig, 19);
+  for (q = list; q; q = q->next, seq++) {
+    char nf[2] = {(char)((NCOLS + 3) >> 8), (char)((NCOLS + 3) & 0xff)};
+    vd_hist_node_hash(prev, 0, h->node, seq, q->f, NCOLS, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    vd_buf_add(&s->copy, nf, 2);
+    copy_field(&s->copy, h->node, strlen(h->node));
+    copy_int(&s->copy, seq);
+    for (i = 0; i < NCOLS; i++) {
+      if (col_is_int(i))
+        copy_int(&s->copy, q->f[i].i);
+      else
+        copy_field(&s->copy, q->f[i].p, q->f[i].n);
+    }
+    copy_field(&s->copy, hex, 64);
+    memcpy(prev, cur, sizeof prev);
+  }
+  vd_buf_add(&s->copy, "\377\377", 2);
+  vd_buf_adds(&sql, "COPY decisions (");
+  add_columns(&sql);
+  vd_buf_adds(&sql, ") FROM STDIN (FORMAT binary)");
+  r = PQexec(s->conn, sql.data);
+  if (PQresultStatus(r) != PGRES_COPY_IN) {
+    rc = res_err(err, s->where, r, s->conn, "starting to copy a batch");
+    PQclear(r);
+    goto fail;
+  }
+  PQclear(r);
+  if (PQputCopyData(s->conn, s->copy.data, (int)s->copy.len) != 1 ||
+      PQputCopyEnd(s->conn, NULL) != 1) {
+    rc = conn_err(err, s->where, s->conn, "copying a batch");
+    goto fail;
+  }
+  r = PQgetResult(s->conn);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    rc = res_err(err, s->where, r, s->conn, "inserting decisions");
+    PQclear(r);
+    while ((r = PQgetResult(s->conn)))
+      PQclear(r);
+    goto fail;
+  }
+  PQclear(r);
+  while ((r = PQgetResult(s->conn)))
+    PQclear(r);
+  snprintf(seqtxt, sizeof seqtxt, "%" PRId64, seq - 1);
+  vd_hist_to_hex(prev, sizeof prev, hex);
+  v[1] = seqtxt;
+  v[2] = hex;
+  r = PQexecPrepared(s->conn, "head_set", 3, v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    rc = res_err(err, s->where, r, s->conn, "moving the chain head");
+    PQclear(r);
+    goto fail;
+  }
+  PQclear(r);
+  /* durable: only now, with COMMIT answered, are the rows acknowledged */
+  rc = exec_ok(s->conn, "COMMIT", s->where, "committing a batch", err);
+  if (rc)
+    goto fail;
+  vd_buf_release(&sql);
+  return 0;
+fail:
+  rollback_if_open(s->conn);
+  vd_buf_release(&sql);
+  return rc ? rc : VD_EIO;
+}
+
+/* ------------------------------------------------------------------------
+ * Revisions and activations, on the aux connection
+ * ---------------------------------------------------------------------- */
+
+/* The aux connection, reconnected when it was lost. */
+static int aux_ready(pg_state_t *s, vd_buf_t *err) {
+  if (PQstatus(s->aux) == CONNECTION_OK)
+    return 0;
+  PQreset(s->aux);
+  if (PQstatus(s->aux) != CONNECTION_OK)
+    return conn_err(err, s->where, s->aux, "reconnecting");
+  PQsetNoticeProcessor(s->aux, quiet, NULL);
+  return 0;
+}
+
+static int pg_store_revision(vd_history_t *h, const char *revision,
+                             const vd_bundle_file_t *files, size_t nfiles,
+                             char **errmsg) {
+  pg_state_t *s = h->be_state;
+  vd_buf_t err = VD_BUF_INIT;
+  char now[24], nf[24], nb[24], sha[65], size[24];
+  size_t i, bytes = 0;
+  PGresult *r;
+  int rc;
+  if (errmsg)
+    *errmsg = NULL;
+  rc = vd_hist_revision_name_ok(revision, files, nfiles, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  for (i = 0; i < nfiles; i++)
+    bytes += files[i].len;
+  snprintf(now, sizeof now, "%" PRId64, vd_now_ms());
+  snprintf(nf, sizeof nf, "%zu", nfiles);
+  snprintf(nb, sizeof nb, "%zu", bytes);
+  pthread_mutex_lock(&h->aux_mu);
+  rc = aux_ready(s, &err);
+  if (rc == 0)
+    rc = exec_ok(s->aux, "BEGIN", s->where, "storing a revision", &err);
+  if (rc == 0) {
+    const char *v[4] = {revision, now, nf, nb};
+    r = exec_params(s->aux, "INSERT INTO revisions VALUES ($1, $2, $3, $4)"
+                            " ON CONFLICT DO NOTHING", 4, v);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(&err, s->where, r, s->aux, "storing a revision");
+    /* stored before: the name says its files are these */
+    else if (strcmp(PQcmdTuples(r), "0") == 0)
+      nfiles = 0;
+    PQclear(r);
+  }
+  for (i = 0; rc == 0 && i < nfiles; i++) {
+    const char *data = files[i].data ? files[i].data : "";
+    const char *bv[3] = {sha, size, data};
+    int lens[3] = {0, 0, (int)files[i].len}, fmts[3] = {0, 0, 1};
+    vd_hist_sha256_hex(data, files[i].len, sha);
+    snprintf(size, sizeof size, "%zu", files[i].len);
+    r = PQexecParams(s->aux, "INSERT INTO blobs VALUES ($1, $2, $3)"
+                             " ON CONFLICT DO NOTHING",
+                     3, NULL, bv, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(&err, s->where, r, s->aux, "storing a revision file");
+    PQclear(r);
+    if (rc == 0) {
+      const char *fv[3] = {revision, files[i].path, sha};
+      r = exec_params(s->aux, "INSERT INTO revision_files VALUES"
+                              " ($1, $2, $3)", 3, fv);
+      if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = res_err(&err, s->where, r, s->aux, "storing a revision file");
+      PQclear(r);
+    }
+  }
+  if (rc == 0)
+    rc = exec_ok(s->aux, "COMMIT", s->where, "committing a revision", &err);
+  rollback_if_open(s->aux);
+  pthread_mutex_unlock(&h->aux_mu);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+static int pg_record_activation(vd_history_t *h, const char *revision,
+                                const char *trigger, const char *who,
+                                const char *source_dir, int ok,
+                                const char *error, char **errmsg) {
+  pg_state_t *s = h->be_state;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_hist_field_t f[NACOLS];
+  int64_t now = vd_now_ms(), id = 1;
+  uint8_t prev[32] = {0}, cur[32];
+  char at[32], hex[65], idt[24], nowt[24];
+  PGresult *r;
+  int rc;
+  if (errmsg)
+    *errmsg = NULL;
+  if (!revision || !trigger) {
+    vd_buf_adds(&err, "history: an activation needs a revision and a trigger");
+    return vd_hist_give_err(errmsg, &err, VD_EINVALID);
+  }
+  vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
+  f[ACOL_AT_MS] = (vd_hist_field_t){NULL, 0, now, 1};
+  f[ACOL_AT] = (vd_hist_field_t){at, strlen(at), 0, 0};
+  f[ACOL_REVISION] = (vd_hist_field_t){revision, strlen(revision), 0, 0};
+  f[ACOL_CAUSE] = (vd_hist_field_t){trigger, strlen(trigger), 0, 0};
+  f[ACOL_WHO] = (vd_hist_field_t){who, who ? strlen(who) : 0, 0, 0};
+  f[ACOL_SOURCE_DIR] =
+      (vd_hist_field_t){source_dir, source_dir ? strlen(source_dir) : 0, 0, 0};
+  f[ACOL_OK] = (vd_hist_field_t){NULL, 0, ok ? 1 : 0, 1};
+  f[ACOL_ERROR] = (vd_hist_field_t){error, error ? strlen(error) : 0, 0, 0};
+  pthread_mutex_lock(&h->aux_mu);
+  rc = aux_ready(s, &err);
+  if (rc == 0)
+    rc = exec_ok(s->aux, "BEGIN", s->where, "recording an activation", &err);
+  if (rc == 0) {
+    const char *v[1] = {h->node};
+    r = exec_params(s->aux, "SELECT last_id, hash FROM activation_heads"
+                            " WHERE node_id = $1 FOR UPDATE", 1, v);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+      rc = res_err(&err, s->where, r, s->aux, "reading the activations' "
+                                              "head");
+    else if (PQntuples(r) == 1) {
+      id = strtoll(PQgetvalue(r, 0, 0), NULL, 10) + 1;
+      (void)vd_hist_from_hex(PQgetvalue(r, 0, 1),
+                             (size_t)PQgetlength(r, 0, 1), prev);
+    }
+    PQclear(r);
+  }
+  if (rc == 0) {
+    char okt[2] = {ok ? '1' : '0', 0};
+    const char *v[11];
+    vd_hist_node_hash(prev, 1, h->node, id, f, NACOLS, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    snprintf(idt, sizeof idt, "%" PRId64, id);
+    snprintf(nowt, sizeof nowt, "%" PRId64, now);
+    v[0] = h->node; v[1] = idt; v[2] = nowt; v[3] = at; v[4] = revision;
+    v[5] = trigger; v[6] = who; v[7] = source_dir; v[8] = okt;
+    v[9] = error; v[10] = hex;
+    r = exec_params(s->aux, "INSERT INTO activations VALUES ($1, $2, $3, $4,"
+                            " $5, $6, $7, $8, $9, $10, $11)", 11, v);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(&err, s->where, r, s->aux, "recording an activation");
+    PQclear(r);
+  }
+  if (rc == 0) {
+    const char *v[3] = {h->node, idt, hex};
+    r = exec_params(s->aux, "INSERT INTO activation_heads VALUES ($1, $2, $3)"
+                            " ON CONFLICT (node_id) DO UPDATE SET"
+                            " last_id = excluded.last_id,"
+                            " hash = excluded.hash", 3, v);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(&err, s->where, r, s->aux, "moving the activations' head");
+    PQclear(r);
+  }
+  if (rc == 0) {
+    /* the node's status row says what it runs, or what last failed */
+    const char *v[5] = {h->node, revision, nowt, ok ? NULL : error, nowt};
+    r = exec_params(s->aux,
+                    ok ? "INSERT INTO node_status (node_id, revision,"
+                         " activated_ms, last_error, heartbeat_ms,"
+                         " started_ms) VALUES ($1, $2, $3, $4, $5, $5)"
+                         " ON CONFLICT (node_id) DO UPDATE SET"
+                         " revision = $2, activated_ms = $3,"
+                         " last_error = NULL, heartbeat_ms = $5"
+                       : "INSERT INTO node_status (node_id, last_error,"
+                         " heartbeat_ms) VALUES ($1, $4, $5)"
+                         " ON CONFLICT (node_id) DO UPDATE SET"
+                         " last_error = $4, heartbeat_ms = $5",
+                    5, v);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(&err, s->where, r, s->aux, "updating the node's status");
+    PQclear(r);
+  }
+  if (rc == 0 && ok && strncmp(trigger, "startup", 7) != 0 &&
+      strcmp(trigger, VD_HISTORY_FLEET_TRIGGER) != 0) {
+    /* a reload here is the fleet's: every node follows (NOTIFY is sent
+     * at COMMIT, so no node reads the revision before it is stored) */
+    const char *v[3] = {revision, h->node, nowt};
+    r = exec_params(s->aux, "INSERT INTO fleet_desired VALUES (1, $1, $2, $3)"
+                            " ON CONFLICT (id) DO UPDATE SET revision = $1,"
+                            " set_by = $2, set_ms = $3", 3, v);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(&err, s->where, r, s->aux, "setting the fleet's revision");
+    PQclear(r);
+    if (rc == 0)
+      rc = exec_ok(s->aux, "NOTIFY verdict_revision", s->where,
+                   "telling the fleet", &err);
+  }
+  if (rc == 0)
+    rc = exec_ok(s->aux, "COMMIT", s->where, "committing an activation", &err);
+  rollback_if_open(s->aux);
+  pthread_mutex_unlock(&h->aux_mu);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+const vd_hist_backend_t vd_hist_pg_backend = {
+    "postgresql", pg_open, pg_write_batch, pg_close, pg_store_revision,
+    pg_record_activation,
+};
+
+/* ========================================================================
+ * Facts (vd_history_reader_t's PostgreSQL side)
+ * ====================================================================== */
+
+/* The questions of history_facts.c in PostgreSQL's SQL, one per
+ * statement, parameters $1, $2 bytea, $3 since_ms, $4 until_ms.  The JSON
+ * of a successful decision was parsed by the daemon, so it converts. */
+static const char *const facts_sql[] = {
+    /* 0: customer_decisions with a kind */
+    "SELECT count(*) FROM decisions WHERE customer_id = $1 AND kind = $2"
+    " AND at_ms >= $3 AND at_ms < $4 AND error_code IS NULL",
+    /* 1: customer_decisions of any kind ($2 unused) */
+    "SELECT count(*) FROM decisions WHERE customer_id = $1"
+    " AND at_ms >= $3 AND at_ms < $4 AND error_code IS NULL"
+    " AND $2::bytea IS NOT DISTINCT FROM $2::bytea",
+    /* 2: similar_customers */
+    "SELECT count(DISTINCT customer_id) FROM decisions WHERE region = $1"
+    " AND category = $2 AND at_ms >= $3 AND at_ms < $4"
+    " AND error_code IS NULL",
+    /* 3: VD_COMPLAINTS_REPEAT */
+    "SELECT count(*) FROM"
+    " (SELECT DISTINCT complaint_id AS id FROM decisions"
+    "   WHERE customer_id = $1 AND at_ms >= $3 AND at_ms < $4"
+    "     AND error_code IS NULL AND complaint_id <> $2) AS mine"
+    " WHERE (SELECT min(at_ms) FROM decisions"
+    "        WHERE complaint_id = mine.id AND at_ms < $4"
+    "          AND error_code IS NULL) >= $3",
+    /* 4: VD_COMPLAINTS_OVER_HEAD */
+    "SELECT count(*) FROM"
+    " (SELECT complaint_id AS id FROM decisions"
+    "   WHERE customer_id = $1 AND at_ms < $4 AND error_code IS NULL"
+    "  UNION SELECT $2) AS mine"
+    " WHERE (SELECT min(at_ms) FROM decisions"
+    "        WHERE complaint_id = mine.id AND kind = 'appeal'::bytea"
+    "          AND at_ms < $4 AND error_code IS NULL"
+    "          AND coalesce(convert_from(request, 'UTF8')::json"
+    "               -> 'input' ->> 'appellant_is_party', '')"
+    "              NOT IN ('false', '0')) >= $3",
+    /* 5: VD_COMPLAINTS_REFUNDED */
+    "SELECT count(*) FROM"
+    " (SELECT complaint_id AS id FROM decisions"
+    "   WHERE customer_id = $1 AND at_ms < $4 AND error_code IS NULL"
+    "  UNION SELECT $2) AS mine"
+    " WHERE (SELECT min(at_ms) FROM decisions"
+    "        WHERE complaint_id = mine.id AND kind = 'compensation'::bytea"
+    "          AND at_ms < $4 AND error_code IS NULL"
+    "          AND CASE WHEN json_typeof(convert_from(result, 'UTF8')::json"
+    "                                    -> 'offer_fen') = 'number'"
+    "              THEN (convert_from(result, 'UTF8')::json"
+    "                    ->> 'offer_fen')::numeric END > 0) >= $3",
+};
+
+#define NFACTS_SQL (sizeof facts_sql / sizeof facts_sql[0])
+
+struct vd_hist_pg_reader {
+  PGconn *conn;
+  char where[256];
+  char *db;
+  int prepared;
+};
+
+void vd_hist_pg_reader_close(vd_hist_pg_reader_t *r) {
+  if (!r)
+    return;
+  PQfinish(r->conn);
+  free(r->db);
+  free(r);
+}
+
+static int reader_prepare(vd_hist_pg_reader_t *r, vd_buf_t *err) {
+  static const unsigned types[4] = {BYTEAOID, BYTEAOID, INT8OID, INT8OID};
+  size_t i;
+  for (i = 0; i < NFACTS_SQL; i++) {
+    char name[16];
+    PGresult *res;
+    int rc = 0;
+    snprintf(name, sizeof name, "fact%zu", i);
+    res = PQprepare(r->conn, name, facts_sql[i], 4, types);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+      rc = res_err(err, r->where, res, r->conn, "preparing the facts queries");
+    PQclear(res);
+    if (rc)
+      return rc;
+  }
+  r->prepared = 1;
+  return 0;
+}
+
+int vd_hist_pg_reader_open(vd_hist_pg_reader_t **out, const char *db,
+                           vd_buf_t *err) {
+  vd_hist_pg_reader_t *r = calloc(1, sizeof *r);
+  int rc;
+  *out = NULL;
+  if (!r || !(r->db = strdup(db))) {
+    free(r);
+    return VD_ENOMEM;
+  }
+  rc = open_ro(&r->conn, db, "verdict facts", r->where, sizeof r->where, err);
+  if (rc == 0)
+    rc = reader_prepare(r, err);
+  if (rc) {
+    vd_hist_pg_reader_close(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+int vd_hist_pg_count(vd_hist_pg_reader_t *r, int which, const char *a,
+                     const char *b, int64_t since_ms, int64_t until_ms,
+                     int64_t *count, vd_buf_t *err) {
+  char since[8], until[8], name[16];
+  const char *v[4] = {a, b, since, until};
+  int lens[4] = {a ? (int)strlen(a) : 0, b ? (int)strlen(b) : 0, 8, 8};
+  static const int fmts[4] = {1, 1, 1, 1};
+  PGresult *res;
+  int rc = 0;
+  if (which < 0 || (size_t)which >= NFACTS_SQL)
+    return VD_EINVALID;
+  /* a connection lost (the database restarted): once more, afresh */
+  if (PQstatus(r->conn) != CONNECTION_OK || !r->prepared) {
+    PQreset(r->conn);
+    r->prepared = 0;
+    if (PQstatus(r->conn) != CONNECTION_OK)
+      return conn_err(err, r->where, r->conn, "reconnecting");
+    PQsetNoticeProcessor(r->conn, quiet, NULL);
+    rc = reader_prepare(r, err);
+    if (rc)
+      return rc;
+  }
+  put64(since, (uint64_t)since_ms);
+  put64(until, (uint64_t)until_ms);
+  snprintf(name, sizeof name, "fact%d", which);
+  res = PQexecPrepared(r->conn, name, 4, v, lens, fmts, 1);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+      PQgetlength(res, 0, 0) != 8)
+    rc = res_err(err, r->where, res, r->conn, "counting decisions");
+  else
+    *count = (int64_t)be64(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return rc;
+}
+
+/* ========================================================================
+ * Reading decisions back (the rows of history_query.c)
+ * ====================================================================== */
+
+struct vd_hist_pg_rows {
+  PGconn *conn;
+  PGresult *res;   /* the row in hand */
+  char where[256];
+  int done;
+  vd_history_value_t row[VD_HISTORY_NCOLUMNS];
+  char num[VD_HISTORY_NCOLUMNS][24]; /* integers' decimal text */
+  vd_buf_t err;
+};
+
+/* The filter as SQL after "WHERE true", its parameters (text) in V. */
+static int add_filter(vd_buf_t *sql, const vd_history_filter_t *f,
+                      char num[4][24], const char **v) {
+  int k = 0;
+  if (f->has_seq) {
+    snprintf(num[0], 24, "%" PRId64, f->seq_lo);
+    snprintf(num[1], 24, "%" PRId64, f->seq_hi);
+    v[k++] = num[0];
+    vd_buf_addf(sql, " AND node_seq >= $%d", k);
+    v[k++] = num[1];
+    vd_buf_addf(sql, " AND node_seq < $%d", k);
+  }
+  if (f->has_since) {
+    snprintf(num[2], 24, "%" PRId64, f->since_ms);
+    v[k++] = num[2];
+    vd_buf_addf(sql, " AND received_ms >= $%d", k);
+  }
+  if (f->has_until) {
+    snprintf(num[3], 24, "%" PRId64, f->until_ms);
+    v[k++] = num[3];
+    vd_buf_addf(sql, " AND received_ms < $%d", k);
+  }
+#define PG_FILTER_(field)                                                    \
+  if (f->field) {                                                            \
+    v[k++] = f->field;                                                       \
+    vd_buf_addf(sql, " AND " #field " = convert_to($%d, 'UTF8')", k);        \
+  }
+  PG_FILTER_(region)
+  PG_FILTER_(kind)
+  PG_FILTER_(complaint_id)
+  PG_FILTER_(decision_id)
+#undef PG_FILTER_
+  return k;
+}
+
+void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r) {
+  if (!r)
+    return;
+  PQclear(r->res);
+  if (r->conn && !r->done)
+    (void)PQrequestCancel(r->conn);
+  PQfinish(r->conn);
+  vd_buf_release(&r->err);
+  free(r);
+}
+
+int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
+                         const vd_history_filter_t *filter, vd_buf_t *err) {
+  vd_hist_pg_rows_t *r = calloc(1, sizeof *r);
+  vd_buf_t sql = VD_BUF_INIT;
+  char num[4][24], lim[24];
+  const char *v[10];
+  int k, rc;
+  *out = NULL;
+  if (!r)
+    return VD_ENOMEM;
+  rc = open_ro(&r->conn, db, "verdict history", r->where, sizeof r->where,
+               err);
+  if (rc) {
+    vd_hist_pg_rows_close(r);
+    return rc;
+  }
+  vd_buf_adds(&sql, "SELECT ");
+  add_columns(&sql);
+  vd_buf_adds(&sql, " FROM decisions WHERE true");
+  k = add_filter(&sql, filter, num, v);
+  vd_buf_adds(&sql, " ORDER BY received_ms, node_id, node_seq");
+  if (filter->has_limit) {
+    snprintf(lim, sizeof lim, "%" PRId64, filter->limit);
+    v[k++] = lim;
+    vd_buf_addf(&sql, " LIMIT $%d", k);
+  }
+  if (!PQsendQueryParams(r->conn, sql.data, k, NULL, v, NULL, NULL, 1) ||
+      !PQsetSingleRowMode(r->conn))
+    rc = conn_err(err, r->where, r->conn, "reading decisions");
+  vd_buf_release(&sql);
+  if (rc) {
+    vd_hist_pg_rows_close(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+/* One column of a binary result row as a value: int8 to its number and
+ * decimal text, anything else its bytes. */
+static void bin_value(PGresult *res, int col, char *scratch,
+                      vd_history_value_t *v) {
+  memset(v, 0, sizeof *v);
+  if (PQgetisnull(res, 0, col))
+    return;
+  if (PQftype(res, col) == INT8OID) {
+    v->i = (int64_t)be64(PQgetvalue(res, 0, col));
+    v->is_int = 1;
+    snprintf(scratch, 24, "%" PRId64, v->i);
+    v->text = scratch;
+    v->len = strlen(scratch);
+  } else {
+    v->text = PQgetvalue(res, 0, col);
+    v->len = (size_t)PQgetlength(res, 0, col);
+  }
+}
+
+int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
+                         const vd_history_value_t **row) {
+  ExecStatusType s;
+  int i;
+  *row = NULL;
+  PQclear(r->res);
+  r->res = NULL;
+  if (r->done)
+    return 0;
+  r->res = PQgetResult(r->conn);
+  s = PQresultStatus(r->res);
+  if (!r->res || s == PGRES_TUPLES_OK) {
+    PGresult *more;
+    r->done = 1;
+    PQclear(r->res);
+    r->res = NULL;
+    while ((more = PQgetResult(r->conn)))
+      PQclear(more);
+    return 0;
+  }
+  if (s != PGRES_SINGLE_TUPLE) {
+    res_err(&r->err, r->where, r->res, r->conn, "reading decisions");
+    r->done = 1;
+    return VD_EIO;
+  }
+  /* result columns: node_id, node_seq, the columns, hash; the public row
+   * is seq (the node's), the columns, hash */
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    bin_value(r->res, i + 1, r->num[i], &r->row[i]);
+  *row = r->row;
+  return 1;
+}
+
+const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r) {
+  return r->err.data ? r->err.data : "";
+}
+
+/* ========================================================================
+ * Revisions, for replay, the admin channel and verify
+ * ====================================================================== */
+
+/* REVISION's files from C, each blob checked, as vd_hist_load_files()
+ * reads them from SQLite. */
+static int load_files(PGconn *c, const char *where, const char *revision,
+                      vd_bundle_file_t **files, size_t *nfiles,
+                      vd_buf_t *err) {
+  const char *v[1] = {revision};
+  vd_bundle_file_t *out = NULL;
+  PGresult *r;
+  int i, n, rc = 0;
+  long expect;
+  *files = NULL;
+  *nfiles = 0;
+  r = exec_params(c, "SELECT files FROM revisions WHERE revision = $1", 1, v);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "looking up a revision");
+    PQclear(r);
+    return rc;
+  }
+  if (PQntuples(r) != 1) {
+    PQclear(r);
+    vd_buf_reset(err);
+    vd_buf_addf(err, "%s: no revision %s", where, revision);
+    return VD_ENOT_FOUND;
+  }
+  expect = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  r = PQexecParams(c, "SELECT f.path, f.blob, b.data FROM revision_files f"
+                      " LEFT JOIN blobs b ON b.sha256 = f.blob"
+                      " WHERE f.revision = $1 ORDER BY f.path COLLATE \"C\"",
+                   1, NULL, v, NULL, NULL, 1);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "reading a revision");
+    PQclear(r);
+    return rc;
+  }
+  n = PQntuples(r);
+  out = calloc(n ? (size_t)n : 1, sizeof *out);
+  if (!out) {
+    PQclear(r);
+    return VD_ENOMEM;
+  }
+  for (i = 0; rc == 0 && i < n; i++) {
+    size_t len = (size_t)PQgetlength(r, i, 2);
+    const char *blob = PQgetvalue(r, i, 1);
+    char sha[65];
+    vd_buf_reset(err);
+    if (PQgetisnull(r, i, 2)) {
+      vd_buf_addf(err, "revision %s: file %s: blob %s is missing", revision,
+                  PQgetvalue(r, i, 0), blob);
+      rc = VD_EINVALID;
+      break;
+    }
+    vd_hist_sha256_hex(PQgetvalue(r, i, 2), len, sha);
+    if (strcmp(sha, blob) != 0) {
+      vd_buf_addf(err, "revision %s: file %s: blob %s has been altered "
+                       "(its contents hash to %s)",
+                  revision, PQgetvalue(r, i, 0), blob, sha);
+      rc = VD_EINVALID;
+      break;
+    }
+    out[i].path = strndup(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+    out[i].data = malloc(len + 1);
+    out[i].len = len;
+    if (!out[i].path || !out[i].data) {
+      rc = VD_ENOMEM;
+      i++;
+      break;
+    }
+    memcpy(out[i].data, PQgetvalue(r, i, 2), len);
+    out[i].data[len] = '\0';
+  }
+  PQclear(r);
+  if (rc == 0 && n != expect) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "revision %s: %d files stored, %ld expected", revision,
+                n, expect);
+    rc = VD_EINVALID;
+  }
+  if (rc) {
+    vd_history_free_files(out, (size_t)(rc == 0 ? n : i));
+    return rc;
+  }
+  *files = out;
+  *nfiles = (size_t)n;
+  return 0;
+}
+
+int vd_hist_pg_load_revision(const char *db, const char *revision,
+                             vd_bundle_file_t **files, size_t *nfiles,
+                             vd_buf_t *err) {
+  char where[256];
+  PGconn *c;
+  int rc = open_ro(&c, db, "verdict", where, sizeof where, err);
+  if (rc)
+    return rc;
+  rc = load_files(c, where, revision, files, nfiles, err);
+  PQfinish(c);
+  return rc;
+}
+
+int vd_hist_pg_revisions_json(const char *db, vd_buf_t *out, vd_buf_t *err) {
+  static const char *const cols[] = {"at", "revision", "trigger", "who",
+                                     "source", "ok", "error", "node"};
+  char where[256];
+  PGconn *c;
+  PGresult *r;
+  int rc = open_ro(&c, db, "verdict", where, sizeof where, err), i, j;
+  if (rc)
+    return VD_EIO;
+  vd_buf_adds(out, "\"activations\":[");
+  r = PQexec(c, "SELECT at, revision, cause, who, source_dir, ok, error,"
+                " node_id FROM activations ORDER BY at_ms DESC, node_id,"
+                " id DESC LIMIT 200");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    rc = res_err(err, where, r, c, "reading activations");
+  for (i = 0; rc == 0 && i < PQntuples(r); i++) {
+    vd_buf_adds(out, i ? ",{" : "{");
+    for (j = 0; j < 8; j++) {
+      vd_buf_addf(out, "%s\"%s\":", j ? "," : "", cols[j]);
+      if (j == 5)
+        vd_buf_adds(out, strcmp(PQgetvalue(r, i, j), "0") ? "true" : "false");
+      else if (PQgetisnull(r, i, j))
+        vd_buf_adds(out, "null");
+      else
+        vd_buf_add_json_str(out, PQgetvalue(r, i, j),
+                            (size_t)PQgetlength(r, i, j));
+    }
+    vd_buf_addc(out, '}');
+  }
+  PQclear(r);
+  vd_buf_adds(out, "],\"revisions\":[");
+  if (rc == 0) {
+    r = PQexec(c, "SELECT revision, stored_ms, files, bytes FROM revisions"
+                  " ORDER BY stored_ms DESC, revision");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+      rc = res_err(err, where, r, c, "reading revisions");
+    for (i = 0; rc == 0 && i < PQntuples(r); i++) {
+      char ts[32];
+      vd_time_format(strtoll(PQgetvalue(r, i, 1), NULL, 10),
+                     VD_DEFAULT_OFFSET_MIN, ts);
+      vd_buf_addf(out, "%s{\"revision\":\"%s\",\"stored_at\":\"%s\","
+                       "\"files\":%s,\"bytes\":%s}",
+                  i ? "," : "", PQgetvalue(r, i, 0), ts, PQgetvalue(r, i, 2),
+                  PQgetvalue(r, i, 3));
+    }
+    PQclear(r);
+  }
+  vd_buf_addc(out, ']');
+  PQfinish(c);
+  return rc ? VD_EIO : 0;
+}
+
+/* ========================================================================
+ * Fleet status
+ * ====================================================================== */
+
+int vd_history_fleet_status(const char *db, vd_buf_t *out, vd_buf_t *err) {
+  char where[256];
+  PGconn *c;
+  PGresult *r;
+  int rc = open_ro(&c, db, "verdict", where, sizeof where, err), i;
+  if (rc)
+    return rc;
+  r = PQexec(c, "SELECT s.node_id, s.revision, s.activated_ms, s.last_error,"
+                "  s.heartbeat_ms, h.seq"
+                " FROM node_status s LEFT JOIN node_heads h USING (node_id)"
+                " ORDER BY s.node_id COLLATE \"C\"");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    rc = res_err(err, where, r, c, "reading node_status");
+  vd_buf_adds(out, "[");
+  for (i = 0; rc == 0 && i < PQntuples(r); i++) {
+    int j;
+    static const char *const names[] = {"node", "revision", "activated_ms",
+                                        "last_error", "heartbeat_ms",
+                                        "decisions"};
+    vd_buf_adds(out, i ? ",{" : "{");
+    for (j = 0; j < 6; j++) {
+      vd_buf_addf(out, "%s\"%s\":", j ? "," : "", names[j]);
+      if (PQgetisnull(r, i, j))
+        vd_buf_adds(out, "null");
+      else if (j == 2 || j == 4 || j == 5)
+        vd_buf_adds(out, PQgetvalue(r, i, j));
+      else
+        vd_buf_add_json_str(out, PQgetvalue(r, i, j),
+                            (size_t)PQgetlength(r, i, j));
+    }
+    vd_buf_addc(out, '}');
+  }
+  vd_buf_adds(out, "]");
+  PQclear(r);
+  PQfinish(c);
+  return rc;
+}
+
+/* ========================================================================
+ * Verification of every node's chain
+ * ====================================================================== */
+
+static void vreport(vd_verify_report_t *rep, vd_verify_problem_t problem,
+                    int64_t seq, const char *decision_id, const char *fmt,
+                    ...) __attribute__((format(printf, 5, 6)));
+
+static void vreport(vd_verify_report_t *rep, vd_verify_problem_t problem,
+                    int64_t seq, const char *decision_id, const char *fmt,
+                    ...) {
+  va_list ap;
+  rep->problem = problem;
+  rep->seq = seq;
+  snprintf(rep->decision_id, sizeof rep->decision_id, "%s",
+           decision_id ? decision_id : "");
+  va_start(ap, fmt);
+  vsnprintf(rep->message, sizeof rep->message, fmt, ap);
+  va_end(ap);
+}
+
+/* Walk NODE's decisions in node_seq order in C's snapshot: as
+ * verify_chain() in history_chain.c, per node.  HEAD is node_heads' row;
+ * A the node's anchor or NULL. */
+static int verify_node(PGconn *c, const char *where,
+                       vd_history_node_head_t *head,
+                       const vd_history_node_anchor_t *a,
+                       vd_verify_report_t *rep, vd_buf_t *err) {
+  vd_buf_t sql = VD_BUF_INIT;
+  const char *v[1] = {head->node};
+  uint8_t prev[32] = {0}, cur[32];
+  int64_t expect = 1, head_seq = head->seq;
+  char head_hash[65], last[65] = VD_HIST_ZERO_HASH;
+  PGresult *r;
+  int rc = 0;
+  memcpy(head_hash, head->hash, sizeof head_hash);
+  vd_buf_adds(&sql, "SELECT ");
+  add_columns(&sql);
+  vd_buf_adds(&sql, " FROM decisions WHERE node_id = $1 ORDER BY node_seq");
+  if (!PQsendQueryParams(c, sql.data, 1, NULL, v, NULL, NULL, 1) ||
+      !PQsetSingleRowMode(c)) {
+    vd_buf_release(&sql);
+    return conn_err(err, where, c, "reading decisions");
+  }
+  vd_buf_release(&sql);
+  head->seq = 0;
+  while ((r = PQgetResult(c))) {
+    vd_hist_field_t f[NCOLS];
+    char hex[65], id[64] = "", nums[NCOLS][24];
+    int64_t seq;
+    int i;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      PQclear(r);
+      continue;
+    }
+    if (PQresultStatus(r) != PGRES_SINGLE_TUPLE) {
+      if (!rc)
+        rc = res_err(err, where, r, c, "reading decisions");
+      PQclear(r);
+      continue;
+    }
+    if (rc) { /* drain after a problem */
+      PQclear(r);
+      continue;
+    }
+    seq = (int64_t)be64(PQgetvalue(r, 0, 1));
+    if (!PQgetisnull(r, 0, 2))
+      snprintf(id, sizeof id, "%.*s", PQgetlength(r, 0, 2),
+               PQgetvalue(r, 0, 2));
+    /* retention: rows up to the anchor are gone, and the kept segment
+     * must continue from it */
+    if (expect == 1 && a && a->seq >= 1 && seq == a->seq + 1 &&
+        vd_hist_from_hex(a->hash, 64, prev) == 0) {
+      expect = seq;
+      head->start = a->seq;
+    }
+    if (seq > head_seq || seq < expect) {
+      vreport(rep, VD_VERIFY_INSERTED, seq, id,
+              "node %s: row node_seq %" PRId64 " (decision %s) was inserted: "
+              "it is outside the node's chain, which ends at %" PRId64,
+              head->node, seq, *id ? id : "NULL", head_seq);
+      rc = VD_EINVALID;
+    } else if (seq > expect) {
+      vreport(rep, VD_VERIFY_DELETED, expect, id,
+              "node %s: rows node_seq %" PRId64 "..%" PRId64 " were deleted: "
+              "the chain jumps to %" PRId64 " (decision %s)",
+              head->node, expect, seq - 1, seq, *id ? id : "NULL");
+      rc = VD_EINVALID;
+    } else {
+      vd_history_value_t val;
+      for (i = 0; i < NCOLS; i++) {
+        bin_value(r, i + 2, nums[i], &val);
+        f[i] = (vd_hist_field_t){val.is_int ? NULL : val.text, val.len,
+                                 val.i, val.is_int};
+      }
+      vd_hist_node_hash(prev, 0, head->node, seq, f, NCOLS, cur);
+      vd_hist_to_hex(cur, sizeof cur, hex);
+      if (PQgetlength(r, 0, NCOLS + 2) != 64 ||
+          memcmp(hex, PQgetvalue(r, 0, NCOLS + 2), 64) != 0) {
+        vreport(rep, VD_VERIFY_CHANGED, seq, id,
+                "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
+                "its contents hash to %.16s..., the chain recorded %.16s...",
+                head->node, seq, *id ? id : "NULL", hex,
+                PQgetvalue(r, 0, NCOLS + 2));
+        rc = VD_EINVALID;
+      } else if (a && seq == a->seq && strcmp(hex, a->hash) != 0) {
+        vreport(rep, VD_VERIFY_CHANGED, seq, id,
+                "anchor %s:%" PRId64 ": its hash was %.16s..., it is now "
+                "%.16s...: the node's chain was rewritten at or before it",
+                head->node, seq, a->hash, hex);
+        rc = VD_EINVALID;
+      } else {
+        memcpy(prev, cur, sizeof prev);
+        memcpy(last, hex, sizeof hex);
+        head->seq = seq;
+        rep->records++;
+        expect++;
+      }
+    }
+    PQclear(r);
+  }
+  memcpy(head->hash, last, sizeof last);
+  if (rc)
+    return rc;
+  if (expect == 1 && a && a->seq >= 1 && a->seq == head_seq &&
+      strcmp(a->hash, head_hash) == 0) {
+    /* every row up to the anchor dropped, none written since */
+    head->start = head->seq = a->seq;
+    memcpy(head->hash, head_hash, sizeof head_hash);
+    return 0;
+  }
+  if (expect - 1 < head_seq) {
+    vreport(rep, VD_VERIFY_DELETED, expect, NULL,
+            "node %s: rows node_seq %" PRId64 "..%" PRId64 " at the end were "
+            "deleted: the chain ends at %" PRId64,
+            head->node, expect, head_seq, head_seq);
+    return VD_EINVALID;
+  }
+  if (strcmp(head_hash, last) != 0) {
+    vreport(rep, VD_VERIFY_CHANGED, head_seq, NULL,
+            "node %s: node_heads was changed: it names hash %.16s... for "
+            "%" PRId64 ", the row has %.16s...",
+            head->node, head_hash, head_seq, last);
+    return VD_EINVALID;
+  }
+  if (a && a->seq > head_seq) {
+    vreport(rep, VD_VERIFY_DELETED, a->seq, NULL,
+            "anchor %s:%" PRId64 ": the node's chain now ends at %" PRId64
+            ", so records were cut from its tail (and node_heads moved back)",
+            head->node, a->seq, head_seq);
+    return VD_EINVALID;
+  }
+  return 0;
+}
+
+/* NODE's activations, chained as verify_activations() walks SQLite's. */
+static int verify_node_activations(PGconn *c, const char *where,
+                                   vd_history_node_head_t *head,
+                                   vd_verify_report_t *rep, vd_buf_t *err) {
+  const char *v[1] = {head->node};
+  uint8_t prev[32] = {0}, cur[32];
+  int64_t last_id = 0, expect = 1;
+  char head_hash[65] = VD_HIST_ZERO_HASH;
+  PGresult *r;
+  int i, n, rc = 0;
+  r = exec_params(c, "SELECT last_id, hash FROM activation_heads"
+                     " WHERE node_id = $1", 1, v);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "reading the activations' heads");
+    PQclear(r);
+    return rc;
+  }
+  if (PQntuples(r) == 1) {
+    last_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    snprintf(head_hash, sizeof head_hash, "%s", PQgetvalue(r, 0, 1));
+  }
+  PQclear(r);
+  r = PQexecParams(c, "SELECT id, at_ms, at, revision, cause, who,"
+                      " source_dir, ok, error, hash FROM activations"
+                      " WHERE node_id = $1 ORDER BY id", 1, NULL, v, NULL,
+                   NULL, 1);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "reading activations");
+    PQclear(r);
+    return rc;
+  }
+  n = PQntuples(r);
+  strcpy(head->act_hash, VD_HIST_ZERO_HASH);
+  for (i = 0; i < n; i++) {
+    int64_t id = (int64_t)be64(PQgetvalue(r, i, 0));
+    vd_hist_field_t f[NACOLS];
+    char hex[65];
+    int j;
+    if (id > last_id || id < expect) {
+      rep->activation = id;
+      vreport(rep, VD_VERIFY_INSERTED, 0, NULL,
+              "node %s: activation %" PRId64 " was inserted: the node's "
+              "activations end at %" PRId64, head->node, id, last_id);
+      rc = VD_EINVALID;
+      break;
+    }
+    if (id > expect) {
+      rep->activation = expect;
+      vreport(rep, VD_VERIFY_DELETED, 0, NULL,
+              "node %s: activations %" PRId64 "..%" PRId64 " were deleted",
+              head->node, expect, id - 1);
+      rc = VD_EINVALID;
+      break;
+    }
+    for (j = 0; j < NACOLS; j++) {
+      int col = j + 1;
+      if (PQgetisnull(r, i, col))
+        f[j] = (vd_hist_field_t){NULL, 0, 0, 0};
+      else if (PQftype(r, col) == INT8OID)
+        f[j] = (vd_hist_field_t){NULL, 0,
+                                 (int64_t)be64(PQgetvalue(r, i, col)), 1};
+      else
+        f[j] = (vd_hist_field_t){PQgetvalue(r, i, col),
+                                 (size_t)PQgetlength(r, i, col), 0, 0};
+    }
+    vd_hist_node_hash(prev, 1, head->node, id, f, NACOLS, cur);
+    vd_hist_to_hex(cur, sizeof cur, hex);
+    if (strcmp(hex, PQgetvalue(r, i, NACOLS + 1)) != 0) {
+      rep->activation = id;
+      vreport(rep, VD_VERIFY_CHANGED, 0, NULL,
+              "node %s: activation %" PRId64 " was changed: its contents "
+              "hash to %.16s..., the chain recorded %.16s...",
+              head->node, id, hex, PQgetvalue(r, i, NACOLS + 1));
+      rc = VD_EINVALID;
+      break;
+    }
+    memcpy(prev, cur, sizeof prev);
+    memcpy(head->act_hash, hex, sizeof hex);
+    head->activations = id;
+    rep->activations++;
+    expect++;
+  }
+  PQclear(r);
+  if (rc)
+    return rc;
+  if (head->activations < last_id) {
+    rep->activation = head->activations + 1;
+    vreport(rep, VD_VERIFY_DELETED, 0, NULL,
+            "node %s: activations %" PRId64 "..%" PRId64 " at the end were "
+            "deleted", head->node, head->activations + 1, last_id);
+    return VD_EINVALID;
+  }
+  if (strcmp(head_hash, head->act_hash) != 0) {
+    vreport(rep, VD_VERIFY_CHANGED, 0, NULL,
+            "node %s: activation_heads was changed", head->node);
+    return VD_EINVALID;
+  }
+  return 0;
+}
+
+/* Every decision's revision is stored, every stored revision intact. */
+static int verify_pg_revisions(PGconn *c, const char *where,
+                               vd_verify_report_t *rep, vd_buf_t *err) {
+  PGresult *r = PQexec(c, "SELECT d.node_id, d.node_seq,"
+                          " convert_from(d.revision, 'UTF8')"
+                          " FROM decisions d WHERE d.revision IS NOT NULL"
+                          " AND NOT EXISTS (SELECT 1 FROM revisions v"
+                          "  WHERE v.revision ="
+                          "        convert_from(d.revision, 'UTF8'))"
+                          " LIMIT 1");
+  int i, rc = 0;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "checking revisions");
+  } else if (PQntuples(r) == 1) {
+    vreport(rep, VD_VERIFY_REVISION, strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+            NULL, "node %s: decision %s names revision %s, which is not in "
+            "the database", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+            PQgetvalue(r, 0, 2));
+    rc = VD_EINVALID;
+  }
+  PQclear(r);
+  if (rc)
+    return rc;
+  r = PQexec(c, "SELECT revision FROM revisions ORDER BY 1");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "reading revisions");
+    PQclear(r);
+    return rc;
+  }
+  for (i = 0; rc == 0 && i < PQntuples(r); i++) {
+    const char *revision = PQgetvalue(r, i, 0);
+    vd_bundle_file_t *files;
+    size_t n;
+    rc = load_files(c, where, revision, &files, &n, err);
+    if (rc == 0) {
+      rc = vd_hist_revision_name_ok(revision, files, n, err);
+      vd_history_free_files(files, n);
+    }
+    if (rc == VD_EINVALID || rc == VD_ENOT_FOUND) {
+      vreport(rep, VD_VERIFY_REVISION, 0, NULL, "%s", err->data);
+      rc = VD_EINVALID;
+    } else if (rc == 0) {
+      rep->revisions++;
+    }
+  }
+  PQclear(r);
+  return rc;
+}
+
+/* Verify's lanes: up to VERIFY_LANES threads, each on a connection of its
+ * own in the snapshot the first connection exported, take the nodes in
+ * turn; each node's outcome is kept apart and the first node (in name
+ * order) with a problem is the one reported, whatever finished first. */
+#define VERIFY_LANES 4
+
+typedef struct verify_job {
+  const char *db, *snapshot;
+  vd_history_node_head_t *h;
+  int n, next;                 /* next under mu */
+  const vd_history_node_anchor_t *anchors;
+  size_t nanchors;
+  pthread_mutex_t mu;
+  vd_verify_report_t *reps;    /* [n]: each node's */
+  int *rcs;                    /* [n] */
+} verify_job_t;
+
+static void *verify_lane(void *arg) {
+  verify_job_t *j = arg;
+  vd_buf_t err = VD_BUF_INIT, sql = VD_BUF_INIT;
+  char where[256];
+  PGconn *c = NULL;
+  int rc;
+  describe(j->db, where, sizeof where);
+  rc = pg_connect(&c, j->db, "verdict verify", where, &err);
+  vd_buf_addf(&sql, "SET TRANSACTION SNAPSHOT '%s'", j->snapshot);
+  if (rc == 0)
+    rc = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", where,
+                 "starting to read", &err);
+  if (rc == 0)
+    rc = exec_ok(c, sql.data, where, "joining verify's snapshot", &err);
+  for (;;) {
+    const vd_history_node_anchor_t *a = NULL;
+    vd_verify_report_t *rep;
+    size_t k;
+    int i, nrc = rc;
+    pthread_mutex_lock(&j->mu);
+    i = j->next++;
+    pthread_mutex_unlock(&j->mu);
+    if (i >= j->n)
+      break;
+    rep = &j->reps[i];
+    for (k = 0; k < j->nanchors; k++)
+      if (strcmp(j->anchors[k].node, j->h[i].node) == 0)
+        a = &j->anchors[k];
+    if (nrc == 0)
+      nrc = verify_node(c, where, &j->h[i], a, rep, &err);
+    if (nrc == 0)
+      nrc = verify_node_activations(c, where, &j->h[i], rep, &err);
+    if (nrc && rep->problem == VD_VERIFY_OK)
+      snprintf(rep->message, sizeof rep->message, "%s",
+               err.data ? err.data : vd_err_desc(nrc));
+    j->rcs[i] = nrc;
+  }
+  rollback_if_open(c);
+  PQfinish(c);
+  vd_buf_release(&err);
+  vd_buf_release(&sql);
+  return NULL;
+}
+
+/* Every node of H verified in lanes; the outcome in REP as one walk
+ * would give it (records and activations summed, the first problem). */
+static int verify_nodes(PGconn *c, const char *db, const char *where,
+                        vd_history_node_head_t *h, int n,
+                        const vd_history_node_anchor_t *anchors,
+                        size_t nanchors, vd_verify_report_t *rep,
+                        vd_buf_t *err) {
+  verify_job_t j;
+  pthread_t th[VERIFY_LANES];
+  int nth = 0, i, rc = 0;
+  char snap[128];
+  PGresult *r;
+  if (n == 0)
+    return 0;
+  r = PQexec(c, "SELECT pg_export_snapshot()");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "exporting the snapshot");
+    PQclear(r);
+    return rc;
+  }
+  snprintf(snap, sizeof snap, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  memset(&j, 0, sizeof j);
+  j.db = db;
+  j.snapshot = snap;
+  j.h = h;
+  j.n = n;
+  j.anchors = anchors;
+  j.nanchors = nanchors;
+  j.reps = calloc((size_t)n, sizeof *j.reps);
+  j.rcs = calloc((size_t)n, sizeof *j.rcs);
+  if (!j.reps || !j.rcs) {
+    free(j.reps);
+    free(j.rcs);
+    return VD_ENOMEM;
+  }
+  pthread_mutex_init(&j.mu, NULL);
+  for (i = 0; i < VERIFY_LANES && i < n; i++)
+    if (pthread_create(&th[nth], NULL, verify_lane, &j) == 0)
+      nth++;
+  if (nth == 0)
+    verify_lane(&j); /* no thread to be had: this one walks them all */
+  for (i = 0; i < nth; i++)
+    pthread_join(th[i], NULL);
+  pthread_mutex_destroy(&j.mu);
+  for (i = 0; i < n; i++) {
+    rep->records += j.reps[i].records;
+    rep->activations += j.reps[i].activations;
+  }
+  for (i = 0; i < n && !rc; i++)
+    if (j.rcs[i]) {
+      int64_t records = rep->records, activations = rep->activations;
+      rc = j.rcs[i];
+      *rep = j.reps[i];
+      rep->records = records;
+      rep->activations = activations;
+      if (rep->problem == VD_VERIFY_OK) {
+        vd_buf_reset(err);
+        vd_buf_adds(err, rep->message);
+      }
+    }
+  free(j.reps);
+  free(j.rcs);
+  return rc;
+}
+
+int vd_history_node_anchor_parse(const char *text,
+                                 vd_history_node_anchor_t *a) {
+  const char *colon = text ? strchr(text, ':') : NULL;
+  vd_history_anchor_t one;
+  memset(a, 0, sizeof *a);
+  if (!colon || (size_t)(colon - text) >= sizeof a->node)
+    return VD_EINVALID;
+  memcpy(a->node, text, (size_t)(colon - text));
+  /* "NODE:0:<zero hash>": a node that had no decision yet */
+  if (strcmp(colon + 1, "0:" VD_HIST_ZERO_HASH) == 0 &&
+      vd_history_node_id_ok(a->node)) {
+    memcpy(a->hash, VD_HIST_ZERO_HASH, sizeof a->hash);
+    return 0;
+  }
+  if (!vd_history_node_id_ok(a->node) ||
+      vd_history_anchor_parse(colon + 1, &one) != 0 || one.activation) {
+    memset(a, 0, sizeof *a);
+    return VD_EINVALID;
+  }
+  a->seq = one.seq;
+  memcpy(a->hash, one.hash, sizeof a->hash);
+  return 0;
+}
+
+int vd_history_verify_fleet(const char *db,
+                            const vd_history_node_anchor_t *anchors,
+                            size_t nanchors, vd_verify_report_t *rep,
+                            vd_history_node_head_t **heads, size_t *nheads,
+                            char fleet[65]) {
+  vd_buf_t err = VD_BUF_INIT;
+  vd_history_node_head_t *h = NULL;
+  struct sha256_ctx ctx;
+  uint8_t d[32];
+  char where[256];
+  PGconn *c = NULL;
+  PGresult *r;
+  int rc, i, n = 0;
+  size_t k;
+  memset(rep, 0, sizeof *rep);
+  *heads = NULL;
+  *nheads = 0;
+  fleet[0] = '\0';
+  rc = open_ro(&c, db, "verdict verify", where, sizeof where, &err);
+  if (rc)
+    goto out;
+  /* one snapshot for every node: the writers go on meanwhile */
+  rc = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", where,
+               "starting to read", &err);
+  if (rc)
+    goto out;
+  r = PQexec(c, "SELECT node_id, seq, hash FROM"
+                " (SELECT node_id, seq, hash FROM node_heads"
+                "  UNION ALL SELECT DISTINCT node_id, -1, '' FROM decisions d"
+                "   WHERE NOT EXISTS (SELECT 1 FROM node_heads h"
+                "                      WHERE h.node_id = d.node_id)) AS n"
+                " ORDER BY node_id COLLATE \"C\"");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(&err, where, r, c, "reading node_heads");
+    PQclear(r);
+    goto out;
+  }
+  n = PQntuples(r);
+  h = calloc(n ? (size_t)n : 1, sizeof *h);
+  if (!h) {
+    PQclear(r);
+    rc = VD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < n; i++) {
+    snprintf(h[i].node, sizeof h[i].node, "%s", PQgetvalue(r, i, 0));
+    h[i].seq = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    snprintf(h[i].hash, sizeof h[i].hash, "%s", PQgetvalue(r, i, 2));
+  }
+  PQclear(r);
+  for (i = 0; rc == 0 && i < n; i++)
+    if (h[i].seq < 0) {
+      vreport(rep, VD_VERIFY_INSERTED, 0, NULL,
+              "decisions of node '%s' were inserted: no such node has a "
+              "chain (node_heads)", h[i].node);
+      rc = VD_EINVALID;
+    }
+  for (k = 0; rc == 0 && k < nanchors; k++) {
+    for (i = 0; i < n && strcmp(h[i].node, anchors[k].node) != 0; i++)
+      ;
+    if (i == n) {
+      vreport(rep, VD_VERIFY_DELETED, anchors[k].seq, NULL,
+              "anchor %s:%" PRId64 ": node %s has no chain in this database "
+              "any more", anchors[k].node, anchors[k].seq, anchors[k].node);
+      rc = VD_EINVALID;
+    }
+  }
+  if (rc == 0)
+    rc = verify_nodes(c, db, where, h, n, anchors, nanchors, rep, &err);
+  if (rc == 0)
+    rc = verify_pg_revisions(c, where, rep, &err);
+  if (rc == 0) {
+    /* the fleet anchor: SHA-256 of "NODE:SEQ:HASH\n" per node, by name */
+    sha256_init(&ctx);
+    for (i = 0; i < n; i++) {
+      char line[160];
+      int len = snprintf(line, sizeof line, "%s:%" PRId64 ":%s\n", h[i].node,
+                         h[i].seq, h[i].hash);
+      sha256_update(&ctx, (size_t)len, (const uint8_t *)line);
+    }
+    sha256_digest(&ctx, sizeof d, d);
+    vd_hist_to_hex(d, sizeof d, fleet);
+  }
+out:
+  rollback_if_open(c);
+  PQfinish(c);
+  if (rc && rep->problem == VD_VERIFY_OK)
+    snprintf(rep->message, sizeof rep->message, "%s",
+             err.data ? err.data : vd_err_desc(rc));
+  else if (rc == 0)
+    snprintf(rep->message, sizeof rep->message,
+             "%d nodes, %" PRId64 " records and %" PRId64 " activations "
+             "verified; %" PRId64 " revisions intact; fleet anchor %s",
+             n, rep->records, rep->activations, rep->revisions, fleet);
+  vd_buf_release(&err);
+  if (rc == 0 || rep->problem != VD_VERIFY_OK) {
+    *heads = h;
+    *nheads = (size_t)n;
+  } else {
+    free(h);
+  }
+  return rc;
+}
+
+/* ========================================================================
+ * Following the fleet's revision
+ * ====================================================================== */
+
+struct vd_history_watch {
+  PGconn *conn;
+  char *db, *node;
+  char where[256];
+  int listening;
+};
+
+void vd_history_watch_close(vd_history_watch_t *w) {
+  if (!w)
+    return;
+  PQfinish(w->conn);
+  free(w->db);
+  free(w->node);
+  free(w);
+}
+
+int vd_history_watch_open(vd_history_watch_t **out, const char *db,
+                          const char *node, char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  vd_history_watch_t *w = calloc(1, sizeof *w);
+  int rc;
+  *out = NULL;
+  if (errmsg)
+    *errmsg = NULL;
+  if (!w || !(w->db = strdup(db)) || !(w->node = strdup(node))) {
+    vd_history_watch_close(w);
+    return vd_hist_give_err(errmsg, &err, VD_ENOMEM);
+  }
+  describe(db, w->where, sizeof w->where);
+  rc = pg_connect(&w->conn, db, "verdictd fleet", w->where, &err);
+  if (rc) {
+    vd_history_watch_close(w);
+    return vd_hist_give_err(errmsg, &err, rc);
+  }
+  *out = w;
+  return vd_hist_give_err(errmsg, &err, 0);
+}
+
+int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
+                          char *desired, size_t n, char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  const char *v[2];
+  char now[24];
+  PGnotify *note;
+  PGresult *r;
+  int rc = 0;
+  if (errmsg)
+    *errmsg = NULL;
+  desired[0] = '\0';
+  if (PQstatus(w->conn) != CONNECTION_OK) {
+    PQreset(w->conn);
+    w->listening = 0;
+    if (PQstatus(w->conn) != CONNECTION_OK) {
+      rc = conn_err(&err, w->where, w->conn, "reconnecting");
+      (void)poll(NULL, 0, timeout_ms); /* the interval, as a wait would */
+      return vd_hist_give_err(errmsg, &err, rc);
+    }
+    PQsetNoticeProcessor(w->conn, quiet, NULL);
+  }
+  if (!w->listening) {
+    rc = exec_ok(w->conn, "LISTEN verdict_revision", w->where, "listening",
+                 &err);
+    if (rc) {
+      (void)poll(NULL, 0, timeout_ms);
+      return vd_hist_give_err(errmsg, &err, rc);
+    }
+    w->listening = 1;
+  } else {
+    /* wait for a notification, or the poll interval */
+    struct pollfd p = {PQsocket(w->conn), POLLIN, 0};
+    if (p.fd >= 0 && poll(&p, 1, timeout_ms) > 0)
+      (void)PQconsumeInput(w->conn);
+  }
+  while ((note = PQnotifies(w->conn)))
+    PQfreemem(note);
+  /* a heartbeat for `verdict fleet status`, then the desired revision */
+  snprintf(now, sizeof now, "%" PRId64, vd_now_ms());
+  v[0] = w->node;
+  v[1] = now;
+  r = exec_params(w->conn, "INSERT INTO node_status (node_id, heartbeat_ms,"
+                           " started_ms) VALUES ($1, $2, $2)"
+                           " ON CONFLICT (node_id) DO UPDATE"
+                           " SET heartbeat_ms = $2", 2, v);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = res_err(&err, w->where, r, w->conn, "writing the heartbeat");
+  PQclear(r);
+  if (rc == 0) {
+    r = PQexec(w->conn, "SELECT revision FROM fleet_desired WHERE id = 1");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+      rc = res_err(&err, w->where, r, w->conn, "reading the fleet's revision");
+    else if (PQntuples(r) == 1)
+      snprintf(desired, n, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+  }
+  return vd_hist_give_err(errmsg, &err, rc);
+}

@@ -1,0 +1,472 @@
+"""A fleet: several verdictd nodes on one PostgreSQL history.
+
+These need a real, throwaway PostgreSQL server: scripts/run-tests runs the
+black-box tests under Debian's pg_virtualenv, which starts a fresh cluster
+and sets PGHOST, PGPORT, PGUSER and PGPASSWORD for it.  Each test makes a
+database of its own there.  Run alone:
+
+    pg_virtualenv python3 tests/blackbox/run.py   (all black-box tests)
+    pg_virtualenv python3 -m unittest -v tests/blackbox/test_fleet.py
+"""
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import AT, FIXTURES, POLICIES, Daemon, Refused, request, run_cli
+from test_admin import set_multiplier
+
+MINI = os.path.join(FIXTURES, "mini")
+_count = itertools.count()
+
+
+def psql(db, sql):
+    """Run SQL on database DB of the throwaway server; its output, unaligned."""
+    p = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-Atq", "-d", db,
+                        "-c", sql], capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("psql: " + p.stderr.decode())
+    return p.stdout.decode()
+
+
+def new_database():
+    """A fresh database: (its name, a connection string for it)."""
+    name = "verdict_%d_%d" % (os.getpid(), next(_count))
+    psql("postgres", "CREATE DATABASE %s" % name)
+    return name, "postgresql:///%s" % name
+
+
+def node(conninfo, name, policies=MINI, **kw):
+    return Daemon(policies, args=["--db", conninfo, "--node-id", name], **kw)
+
+
+def comp(rid, charged=5000):
+    return request("compensation", "GD-SZ", {"charged_fen": charged,
+                                             "due_fen": 3000}, rid=rid)
+
+
+def verify(conninfo, *anchors):
+    args = ["history", "verify", "--db", conninfo, "--format", "json"]
+    for a in anchors:
+        args += ["--anchor", a]
+    rc, out, err = run_cli(*args)
+    return rc, (json.loads(out) if out.strip() else None), err
+
+
+COLUMNS = ["decision_id", "received_ms", "at", "at_ms", "kind", "region",
+           "policy_region", "revision", "complaint_id", "customer_id",
+           "category", "request", "result", "trace", "facts", "error_code",
+           "error_message", "error_path", "elapsed_us", "client"]
+INTEGERS = {"received_ms", "at_ms", "elapsed_us"}
+
+
+def node_hash(dbname, node_id, seq):
+    """The hash of a node's row as docs/fleet.md says to compute it, from
+    the stored bytes, and the hash the row carries."""
+    def ns(v):
+        return b"-," if v is None else str(len(v)).encode() + b":" + v + b","
+    cols = ", ".join(c if c in INTEGERS else
+                     "coalesce(encode(%s, 'hex'), 'NULL')" % c for c in COLUMNS)
+    prev = psql(dbname, "SELECT hash FROM decisions WHERE node_id = '%s'"
+                        " AND node_seq = %d" % (node_id, seq - 1)).strip()
+    row = psql(dbname, "SELECT %s, hash FROM decisions WHERE node_id = '%s'"
+                       " AND node_seq = %d" % (cols, node_id, seq)).strip()
+    fields = row.split("|")
+    data = ns(b"vn1") + ns(str(seq).encode()) + ns(node_id.encode())
+    for name, v in zip(COLUMNS, fields):
+        if name in INTEGERS:
+            data += ns(v.encode())
+        else:
+            data += ns(None if v == "NULL" else bytes.fromhex(v))
+    h = hashlib.sha256(bytes.fromhex(prev or "0" * 64) + data).hexdigest()
+    return h, fields[-1]
+
+
+def setUpModule():
+    if not os.environ.get("PGHOST"):
+        raise RuntimeError("test_fleet needs a throwaway PostgreSQL server: run "
+                           "it under pg_virtualenv (scripts/run-tests does)")
+
+
+class Fleet(unittest.TestCase):
+    def test_a_customers_complaints_count_on_every_node(self):
+        # test_history's customer U-77, decided across nodes a and b; the
+        # counted escalation goes to node c.  The counts are those one
+        # node gives (test_history.py: 2 repeats, 1 over the head, 3
+        # refunds, 1 similar customer).
+        _, db = new_database()
+        nodes = [node(db, n, POLICIES) for n in ("a", "b", "c")]
+        conns = [d.connect() for d in nodes]
+
+        def esc(complaint, customer, at):
+            return request("escalation", "GD", {
+                "complaint_id": complaint, "customer_id": customer,
+                "category": "billing", "customer_grade": "retail",
+                "received_at": at, "handled_by": "frontline"}, at=at,
+                rid=complaint)
+
+        def comp2(complaint, at, overcharged=True):
+            inp = {"complaint_id": complaint, "category": "billing",
+                   "customer_grade": "retail", "cause": "carrier"}
+            if overcharged:
+                inp.update(charged_fen=12800, due_fen=8800)
+            return request("compensation", "GD", inp, at=at, rid=complaint)
+
+        def appeal(complaint, at, **extra):
+            inp = {"complaint_id": complaint, "category": "billing",
+                   "event_at": "2026-07-01T10:00:00+08:00", "appealed_at": at,
+                   "complained_first": True}
+            inp.update(extra)
+            return request("appeal", "GD", inp, at=at, rid=complaint)
+
+        history = [
+            esc("C-73", "U-77", "2026-10-01T09:00:00+08:00"),
+            comp2("C-73", "2026-10-02T09:00:00+08:00"),
+            esc("C-71", "U-77", "2026-11-10T09:00:00+08:00"),
+            comp2("C-71", "2026-11-12T09:00:00+08:00"),
+            comp2("C-71", "2026-11-13T09:00:00+08:00"),
+            esc("C-72", "U-77", "2026-11-15T09:00:00+08:00"),
+            comp2("C-72", "2026-11-16T09:00:00+08:00", overcharged=False),
+            appeal("C-72", "2026-11-20T09:00:00+08:00"),
+            appeal("C-71", "2026-11-21T09:00:00+08:00",
+                   appellant_is_party=False),
+            comp2("C-74", "2026-11-22T09:00:00+08:00"),
+            esc("C-81", "U-78", "2026-11-22T12:00:00+08:00"),
+            appeal("C-81", "2026-11-22T13:00:00+08:00"),
+            comp2("C-81", "2026-11-22T14:00:00+08:00"),
+        ]
+        for i, req in enumerate(history):
+            r = conns[i % 2].call(**req)   # nodes a and b, in turn
+            self.assertNotIn("error", r, r)
+        counted = conns[2].call(**esc("C-74", "U-77", AT))
+        self.assertNotIn("error", counted, counted)
+        self.assertEqual(counted["result"]["warnings"],
+                         ["repeat_complaints", "over_head_complaints",
+                          "frequent_refunds", "pay_within_basis"])
+        for c in conns:
+            c.close()
+        for d in nodes:
+            self.assertEqual(d.stop(), 0, d.read_log())
+        facts = json.loads(psql(db.rsplit("/", 1)[1],
+            "SELECT convert_from(facts, 'UTF8') FROM decisions"
+            " WHERE decision_id = convert_to('%s', 'UTF8')"
+            % counted["decision_id"]))
+        asked = {f["query"]: f["value"] for f in facts}
+        self.assertEqual(asked, {"similar_customers": 1, "repeat_complaints": 2,
+                                 "over_head_complaints": 1,
+                                 "refunded_complaints": 3})
+        # the whole fleet verifies: three chains, one anchor each
+        rc, rep, err = verify(db)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertEqual([n["node"] for n in rep["nodes"]], ["a", "b", "c"])
+        self.assertEqual([n["seq"] for n in rep["nodes"]], [7, 6, 1])
+        self.assertEqual(rep["records"], 14)
+        # and replay reproduces every decision from the shared history
+        rc, out, err = run_cli("replay", "--db", db, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(json.loads(out)["unchanged"], 14)
+
+    def test_a_second_daemon_with_the_same_node_id_is_refused(self):
+        _, db = new_database()
+        a = node(db, "a")
+        r = Refused(MINI, args=["--db", db, "--node-id", "a"])
+        self.assertEqual(r.status, 1, r.log)
+        self.assertIn("another verdictd is writing as node 'a'", r.log)
+        b = node(db, "b")   # another name is welcome
+        self.assertEqual(b.stop(), 0, b.read_log())
+        self.assertEqual(a.stop(), 0, a.read_log())
+
+    def test_node_id_is_required_and_checked(self):
+        _, db = new_database()
+        r = Refused(MINI, args=["--db", db])
+        self.assertEqual(r.status, 2, r.log)
+        self.assertIn("--node-id", r.log)
+        r = Refused(MINI, args=["--db", db, "--node-id", "a b"])
+        self.assertEqual(r.status, 2, r.log)
+        r = Refused(MINI, args=["--node-id", "a"])   # a SQLite file
+        self.assertEqual(r.status, 2, r.log)
+        self.assertIn("PostgreSQL", r.log)
+
+    def test_kill9_under_pipelined_durable_load_loses_nothing(self):
+        name, db = new_database()
+        a, b = node(db, "a"), node(db, "b")
+        stop = threading.Event()
+        received, errors = [], []
+
+        def run(d, k):
+            try:
+                c = d.connect()
+                i = 0
+                while not stop.is_set():
+                    c.send("".join(json.dumps(comp([k, i + j])) + "\n"
+                                   for j in range(16)))
+                    for _ in range(16):
+                        r = c.readline()
+                        if "error" in r:
+                            errors.append(r)
+                        received.append(r["decision_id"])
+                    i += 16
+            except (EOFError, OSError):
+                pass   # killed under us
+        threads = [threading.Thread(target=run, args=(d, k))
+                   for k, d in enumerate((a, a, b, b))]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        a.log.close()
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        self.assertEqual(b.stop(), 0, b.read_log())
+        self.assertEqual(errors, [])
+        self.assertGreater(len(received), 100)
+        stored = set(psql(name, "SELECT convert_from(decision_id, 'UTF8')"
+                                " FROM decisions").split())
+        self.assertEqual([x for x in received if x not in stored], [])
+        # node a restarts on its chain, which continues and verifies
+        a2 = node(db, "a")
+        c = a2.connect()
+        self.assertNotIn("error", c.call(**comp("after")))
+        c.close()
+        self.assertEqual(a2.stop(), 0, a2.read_log())
+        rc, rep, err = verify(db)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertEqual(rep["records"], len(stored) + 1)
+
+    def test_verify_catches_edit_delete_insert_on_any_node(self):
+        name, db = new_database()
+        for n in ("a", "b"):
+            d = node(db, n)
+            c = d.connect()
+            for i in range(5):
+                self.assertNotIn("error", c.call(**comp("%s%d" % (n, i))))
+            c.close()
+            self.assertEqual(d.stop(), 0, d.read_log())
+        rc, rep, err = verify(db)
+        self.assertEqual(rc, 0, (rep, err))
+        anchors = [x["anchor"] for x in rep["nodes"]]
+        # the rule docs/fleet.md gives, computed here from the stored bytes
+        for n, seq in (("a", 1), ("b", 3)):
+            mine, stored = node_hash(name, n, seq)
+            self.assertEqual(mine, stored)
+        fleet = rep["fleet_anchor"]
+        # the same history verifies to the same fleet anchor
+        self.assertEqual(verify(db)[1]["fleet_anchor"], fleet)
+
+        def tampered(sql, problem, where):
+            copy = "%s_t%d" % (name, next(_count))
+            psql("postgres", "CREATE DATABASE %s TEMPLATE %s" % (copy, name))
+            psql(copy, sql)
+            rc, rep, err = verify("postgresql:///" + copy)
+            self.assertEqual(rc, 1, (sql, rep, err))
+            self.assertIn(problem, rep["message"])
+            self.assertIn(where, rep["message"])
+            return copy
+
+        tampered("UPDATE decisions SET result = convert_to('{\"offer_fen\":1}',"
+                 " 'UTF8') WHERE node_id = 'b' AND node_seq = 3",
+                 "changed", "node b")
+        tampered("DELETE FROM decisions WHERE node_id = 'a' AND node_seq = 2",
+                 "deleted", "node a")
+        tampered("INSERT INTO decisions SELECT node_id, 6, decision_id,"
+                 " received_ms, at, at_ms, kind, region, policy_region,"
+                 " revision, complaint_id, customer_id, category, request,"
+                 " result, trace, facts, error_code, error_message,"
+                 " error_path, elapsed_us, client, hash FROM decisions"
+                 " WHERE node_id = 'b' AND node_seq = 5",
+                 "inserted", "node b")
+        tampered("UPDATE decisions SET node_id = 'z' WHERE node_id = 'b'"
+                 " AND node_seq = 5", "inserted", "'z'")
+        # a cut tail with its head moved back verifies on its own; the
+        # anchor kept outside shows it
+        cut = tampered("DELETE FROM decisions WHERE node_id = 'a'"
+                       " AND node_seq = 5;"
+                       "UPDATE node_heads SET seq = 4, hash = (SELECT hash"
+                       " FROM decisions WHERE node_id = 'a' AND node_seq = 4)"
+                       " WHERE node_id = 'a';"
+                       "UPDATE node_heads SET seq = 9 WHERE node_id = 'b'",
+                       "deleted", "node b")
+        psql(cut, "UPDATE node_heads SET seq = 5 WHERE node_id = 'b'")
+        rc, rep, err = verify("postgresql:///" + cut)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertNotEqual(rep["fleet_anchor"], fleet)
+        rc, rep, err = verify("postgresql:///" + cut, *anchors)
+        self.assertEqual(rc, 1, (rep, err))
+        self.assertIn("anchor a:5", rep["message"])
+        # the untouched original holds every anchor
+        rc, rep, err = verify(db, *anchors)
+        self.assertEqual(rc, 0, (rep, err))
+        # retention: node a's first two rows dropped; the kept rows verify
+        # from the anchor kept for row 2, and from nothing else
+        h2 = psql(name, "SELECT hash FROM decisions WHERE node_id = 'a'"
+                        " AND node_seq = 2").strip()
+        kept = tampered("DELETE FROM decisions WHERE node_id = 'a'"
+                        " AND node_seq <= 2", "deleted", "node a")
+        rc, rep, err = verify("postgresql:///" + kept, "a:2:" + h2)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertEqual([(n["node"], n["start"], n["seq"]) for n in rep["nodes"]],
+                         [("a", 2, 5), ("b", 0, 5)])
+        rc, rep, err = verify("postgresql:///" + kept, "a:2:" + "0" * 63 + "1")
+        self.assertEqual(rc, 1, (rep, err))
+        self.assertIn("node a", rep["message"])
+
+    def test_durable_answers_internal_while_the_database_is_gone(self):
+        name, db = new_database()
+        a = node(db, "a")
+        c = a.connect()
+        self.assertNotIn("error", c.call(**comp("before")))
+        # every connection of the node dropped, as a restart of the
+        # server does: nothing acknowledged is unrecorded, and the node
+        # reconnects by itself
+        answers = []
+        psql(name, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                   " WHERE datname = current_database()"
+                   " AND pid <> pg_backend_pid()")
+        for i in range(20):
+            answers.append(c.call(**comp("during%d" % i)))
+        ok = [r["decision_id"] for r in answers if "error" not in r]
+        failed = [r for r in answers if "error" in r]
+        for r in failed:
+            self.assertEqual(r["error"]["code"], "internal", r)
+        self.assertGreater(len(ok), 0, answers)
+        self.assertGreater(len(failed), 0, answers)  # the lost connection
+        self.assertEqual(answers[-1].get("error"), None, answers)
+        c.close()
+        self.assertEqual(a.stop(), 0, a.read_log())
+        stored = set(psql(name, "SELECT convert_from(decision_id, 'UTF8')"
+                                " FROM decisions").split())
+        self.assertEqual([x for x in ok if x not in stored], [])
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_a_reload_on_one_node_reaches_every_node(self):
+        name, db = new_database()
+        nodes, bundles = [], []
+        for n in ("a", "b", "c"):
+            b = os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                             "%s-%s-policies" % (name, n))
+            shutil.rmtree(b, ignore_errors=True)
+            shutil.copytree(MINI, b)
+            bundles.append(b)
+            nodes.append(node(db, n, b, admin=True))
+        conns = [d.connect() for d in nodes]
+        first = {c.call(**comp("before"))["revision"] for c in conns}
+        self.assertEqual(len(first), 1)
+        # node a reloads from its own directory; b and c, whose directories
+        # are unchanged, follow from the database
+        set_multiplier(bundles[0], 5)
+        rc, out, err = run_cli("--admin-socket", nodes[0].admin_socket,
+                               "reload", "--who", "ops")
+        self.assertEqual(rc, 0, out + err)
+        new = out.split()[-1]
+        self.assertNotIn(new, first)
+        deadline = time.time() + 30
+        seen = []
+        while time.time() < deadline:
+            seen = [c.call(**comp("after")) for c in conns]
+            if all(r["revision"] == new for r in seen):
+                break
+            time.sleep(0.1)
+        self.assertEqual([r["revision"] for r in seen], [new] * 3, seen)
+        self.assertEqual([r["result"]["offer_fen"] for r in seen], [10000] * 3)
+        # each node recorded its own activation; the followers as "fleet"
+        acts = psql(name, "SELECT node_id || ' ' || cause FROM activations"
+                          " WHERE revision = '%s' AND ok = 1"
+                          " ORDER BY node_id" % new).split("\n")
+        self.assertEqual(acts[:3], ["a admin", "b fleet", "c fleet"])
+        # a node that was down follows when it comes back
+        for c in conns:
+            c.close()
+        self.assertEqual(nodes[2].stop(), 0, nodes[2].read_log())
+        set_multiplier(bundles[0], 7)
+        rc, out, err = run_cli("--admin-socket", nodes[0].admin_socket,
+                               "reload")
+        self.assertEqual(rc, 0, out + err)
+        newer = out.split()[-1]
+        late = node(db, "c", bundles[2])
+        deadline = time.time() + 30
+        r = None
+        while time.time() < deadline:
+            c = late.connect()
+            r = c.call(**comp("late"))
+            c.close()
+            if r["revision"] == newer:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r["revision"], newer, r)
+        rc, out, err = run_cli("fleet", "status", "--db", db, "--format", "json")
+        self.assertEqual(rc, 0, err)
+        status = json.loads(out)
+        self.assertEqual({s["revision"] for s in status}, {newer}, status)
+        for d in (nodes[0], nodes[1], late):
+            self.assertEqual(d.stop(), 0, d.read_log())
+        for b in bundles:
+            shutil.rmtree(b, ignore_errors=True)
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_import_moves_a_single_nodes_file_into_the_fleet(self):
+        name, db = new_database()
+        single = Daemon(MINI)   # a SQLite file, as one machine keeps it
+        c = single.connect()
+        ids = [c.call(**comp("old%d" % i))["decision_id"] for i in range(7)]
+        c.close()
+        self.assertEqual(single.stop(), 0, single.read_log())
+        rc, out, err = run_cli("history", "import", "--from", single.db,
+                               "--db", db, "--node-id", "legacy")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("imported 7 decisions and 1 revisions as node legacy", out)
+        # the fleet goes on beside it, and everything verifies
+        a = node(db, "a")
+        c = a.connect()
+        self.assertNotIn("error", c.call(**comp("new")))
+        c.close()
+        self.assertEqual(a.stop(), 0, a.read_log())
+        rc, rep, err = verify(db)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertEqual({n["node"]: n["seq"] for n in rep["nodes"]},
+                         {"a": 1, "legacy": 7})
+        stored = psql(name, "SELECT convert_from(decision_id, 'UTF8') FROM"
+                            " decisions WHERE node_id = 'legacy'"
+                            " ORDER BY node_seq").split()
+        self.assertEqual(stored, ids)
+        # a second import under the same name is refused
+        rc, out, err = run_cli("history", "import", "--from", single.db,
+                               "--db", db, "--node-id", "legacy")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("already has 7 decisions", err)
+
+    def test_history_list_and_fleet_status(self):
+        name, db = new_database()
+        a, b = node(db, "a"), node(db, "b")
+        for d in (a, b):
+            c = d.connect()
+            self.assertNotIn("error", c.call(**comp("x")))
+            c.close()
+        rc, out, err = run_cli("fleet", "status", "--db", db, "--format", "json")
+        self.assertEqual(rc, 0, err)
+        status = json.loads(out)
+        self.assertEqual([s["node"] for s in status], ["a", "b"])
+        self.assertEqual(len({s["revision"] for s in status}), 1)
+        self.assertTrue(status[0]["revision"].startswith("sha256:"))
+        self.assertEqual([s["decisions"] for s in status], [1, 1])
+        rc, out, err = run_cli("fleet", "status", "--db", db)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("NODE", out)
+        rc, out, err = run_cli("history", "list", "--db", db, "--format", "json")
+        self.assertEqual(rc, 0, err)
+        rows = json.loads(out)
+        self.assertEqual(sorted(r["seq"] for r in rows), [1, 1])
+        for d in (a, b):
+            self.assertEqual(d.stop(), 0, d.read_log())
+
+
+if __name__ == "__main__":
+    unittest.main()
