@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <yajl_tree.h>
 
@@ -1381,6 +1382,7 @@ static int active_revision(const char *db, vd_buf_t *rev, vd_buf_t *err) {
 int vd_replay_resolve(const char *db, const char *spec, vd_bundle_t **out,
                       vd_buf_t *name, vd_buf_t *err) {
   vd_buf_t rev = VD_BUF_INIT;
+  struct stat st;
   int rc;
   *out = NULL;
   vd_buf_reset(name);
@@ -1391,14 +1393,27 @@ int vd_replay_resolve(const char *db, const char *spec, vd_bundle_t **out,
       rc = vd_history_load_bundle(db, rev.data, out, err);
     if (rc == 0)
       vd_buf_addf(name, "active (%s)", rev.data);
-  } else if (strncmp(spec, "sha256:", 7) == 0) {
-    rc = vd_history_load_bundle(db, spec, out, err);
-    if (rc == 0)
-      vd_buf_adds(name, spec);
-  } else {
+  } else if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) {
+    /* an existing directory is a directory, as for `verdict diff` */
     rc = vd_bundle_load(spec, out, err);
     if (rc == 0)
       vd_buf_adds(name, spec);
+  } else {
+    /* a revision by any name the history knows: a hash or a prefix of
+     * one, previous, @-N, a tag (vd_history_resolve()) */
+    char full[VD_REVISION_NAME_MAX], *msg = NULL;
+    rc = vd_history_resolve(db, spec, full, &msg);
+    if (rc != 0) {
+      vd_buf_addf(err, "%s: %s", spec,
+                  msg ? msg : "neither a directory nor a revision");
+      free(msg);
+    } else {
+      rc = vd_history_load_bundle(db, full, out, err);
+      if (rc == 0 && strcmp(spec, full) != 0)
+        vd_buf_addf(name, "%s (%s)", spec, full);
+      else if (rc == 0)
+        vd_buf_adds(name, full);
+    }
   }
   vd_buf_release(&rev);
   return rc;

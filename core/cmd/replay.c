@@ -127,6 +127,7 @@ static void describe(int argc, char **argv, vd_buf_t *sel) {
 
 int vd_cli_replay(int argc, char **argv) {
   vd_replay_opts_t o;
+  char revision[VD_REVISION_NAME_MAX]; /* --revision, resolved */
   vd_replay_report_t rep;
   vd_report_opts_t ro;
   vd_report_format_t format = VD_REPORT_TEXT;
@@ -207,6 +208,16 @@ int vd_cli_replay(int argc, char **argv) {
   }
   if (baseline && strcmp(against, "recorded") == 0)
     return usage("--baseline needs a candidate (--against DIR|REV)", NULL);
+  if (o.select.revision) { /* any name the history gives a revision */
+    char *msg = NULL;
+    if (vd_history_resolve(o.db, o.select.revision, revision, &msg) != 0) {
+      fprintf(stderr, "verdict replay: --revision %s: %s\n",
+              o.select.revision, msg ? msg : "no such revision");
+      free(msg);
+      return 2;
+    }
+    o.select.revision = revision;
+  }
   if (!baseline)
     baseline = "active";
   if (strcmp(against, "recorded") != 0) {

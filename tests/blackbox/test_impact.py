@@ -334,6 +334,28 @@ class Impact(unittest.TestCase):
         finally:
             drv.quit()
 
+    def test_revisions_by_any_name(self):
+        # a hash prefix and a tag name the same revisions as their full
+        # names, for the candidate, the baseline and the --revision filter
+        code, out, err = run_cli("tag", self.rev_double, "before-triple",
+                                 "--db", self.db, "--who", "test")
+        self.assertEqual(code, 0, out + err)
+        full = self.json("--against", self.triple_dir,
+                         "--baseline", self.rev_double,
+                         "--revision", self.rev_double)
+        short = self.json("--against", self.triple_dir,
+                          "--baseline", "before-triple",
+                          "--revision", self.rev_double[7:19])
+        self.assertEqual(short["baseline"],
+                         "before-triple (%s)" % self.rev_double)
+        self.assertGreater(full["material"], 3)
+        for k in ("replayed", "changed", "material"):
+            self.assertEqual(short[k], full[k], k)
+        code, out, err = run_cli("replay", "--db", self.db, "--revision",
+                                 "no-such-tag")
+        self.assertEqual(code, 2)
+        self.assertIn("--revision no-such-tag", err)
+
     def test_a_bad_candidate_or_baseline_is_named(self):
         code, out, err = run_cli("replay", "--db", self.db, "--against",
                                  os.path.join(self.tmp, "missing"))
