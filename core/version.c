@@ -38,7 +38,7 @@ void vd_version_libs(vd_buf_t *out) {
 
   /* Lua's run-time answer is only LUA_VERSION_NUM (504): the release,
    * with its patch level, is what the headers name. */
-  vd_buf_addf(out, "Lua %s\n", LUA_RELEASE + 4);
+  vd_buf_addf(out, "%s\n", LUA_RELEASE); /* "Lua 5.4.N" */
   snprintf(built, sizeof built, "%d.%d.%d", UV_VERSION_MAJOR,
            UV_VERSION_MINOR, UV_VERSION_PATCH);
   add_lib(out, "libuv", uv_version_string(), built);
