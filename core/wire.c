@@ -510,6 +510,7 @@ int vd_wire_http_status(int code) {
   case VD_EUNKNOWN_REGION:
   case VD_ENOT_FOUND: return 404;
   case VD_ETOO_LARGE: return 413;
+  case VD_EUNAUTHORIZED: return 401;
   case VD_EFORBIDDEN: return 403;
   case VD_EINVALID: return 422; /* a bundle refused by its checks */
   case VD_EPOLICY_ERROR: return 500;

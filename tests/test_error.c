@@ -31,7 +31,8 @@ static void error_names(void **state) {
       {VD_EPOLICY_MEMORY, "policy_memory"}, {VD_ETOO_LARGE, "too_large"},
       {VD_EINTERNAL, "internal"},         {VD_EFORBIDDEN, "forbidden"},
       {VD_ENOT_FOUND, "not_found"},       {VD_EIO, "io"},
-      {VD_ENOMEM, "nomem"},               {VD_EINVALID, "invalid"}};
+      {VD_ENOMEM, "nomem"},               {VD_EINVALID, "invalid"},
+      {VD_EUNAUTHORIZED, "unauthorized"}};
   int seen[VD_ERR_COUNT] = {0};
   size_t i;
   (void)state;

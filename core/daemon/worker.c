@@ -1225,7 +1225,7 @@ static int authorize(vd_conn_t *c, vd_http_req_t *req, unsigned role) {
     return 0;
   }
   if (!roles) {
-    http_error(c, 401, VD_EFORBIDDEN,
+    http_error(c, 401, VD_EUNAUTHORIZED,
                n ? "the bearer token is not known (verdictd --tokens)"
                  : "a bearer token is required (Authorization: Bearer ...)",
                challenge);

@@ -27,7 +27,8 @@
   X(NOT_FOUND,      "not_found",      "no such object")                        \
   X(IO,             "io",             "a file or socket operation failed")     \
   X(NOMEM,          "nomem",          "out of memory")                         \
-  X(INVALID,        "invalid",        "an argument or file is invalid")
+  X(INVALID,        "invalid",        "an argument or file is invalid")        \
+  X(UNAUTHORIZED,   "unauthorized",   "no credential, or one the daemon does not know")
 
 typedef enum {
   VD_OK = 0,

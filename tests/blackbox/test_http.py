@@ -516,7 +516,7 @@ class Credentials(unittest.TestCase):
     def test_roles(self):
         req = request("sla", "GD-SZ", SLA_INPUT)
         st, h, body = self.d.call("POST", "/v1/decisions", req)
-        self.assertEqual((st, body["error"]["code"]), (401, "forbidden"))
+        self.assertEqual((st, body["error"]["code"]), (401, "unauthorized"))
         self.assertIn("Bearer", h["www-authenticate"])
         st, _, body = self.d.call("POST", "/v1/decisions", req,
                                   {"Authorization": "Bearer wrong"})
