@@ -313,6 +313,14 @@ int vd_hist_check_path(const char *path, int writable, vd_buf_t *err) {
     vd_buf_adds(err, "history database: empty path");
     return VD_EINVALID;
   }
+  /* The fleet's store answers verify, list, show, replay and the daemon
+   * (history_pg.c); what reaches here is a file's operation. */
+  if (vd_history_is_postgres(path)) {
+    vd_buf_adds(err, "this works on a SQLite history file, not on a "
+                     "PostgreSQL history (docs/fleet.md says what a fleet's "
+                     "history supports)");
+    return VD_EINVALID;
+  }
   dir = slash == path ? strdup("/")
         : slash       ? strndup(path, (size_t)(slash - path))
                       : strdup(".");
