@@ -15,6 +15,14 @@
 -- claim beyond the offer is flagged.  Inputs are checked as the policy's
 -- schema checks them, and the reply is JSON (Redis's bundled cjson), so the
 -- work per call is comparable: validate, decide, trace, encode.
+--
+--   EVALSHA sha 1 STREAM 12800 8800 carrier retail 50000
+--
+-- With one key, the script also records the decision, as verdictd's
+-- history does: the inputs and the reply are appended to the stream STREAM
+-- (XADD, trimmed to about 100,000 entries so that memory stays bounded over
+-- a long run).  That write is what a Redis with `appendonly yes` puts in its
+-- append-only file; a script that writes nothing leaves nothing to fsync.
 
 local function fen(i, name)
   local v = tonumber(ARGV[i])
@@ -107,8 +115,14 @@ if beyond then
       .. "beyond it is not granted, the substantive problem is solved" }
 end
 
-return cjson.encode({
+local reply = cjson.encode({
   result = { offer_fen = offer, components = components, cap_fen = CAP[grade],
              approval_level = approval.level, claim_beyond_basis = beyond },
   trace = trace,
 })
+if KEYS[1] then
+  redis.call("XADD", KEYS[1], "MAXLEN", "~", "100000", "*",
+             "charged_fen", ARGV[1], "due_fen", ARGV[2], "cause", cause,
+             "customer_grade", grade, "claimed_fen", ARGV[5] or "", "decision", reply)
+end
+return reply

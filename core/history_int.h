@@ -329,6 +329,7 @@ struct vd_history {
   /* writer */
   sqlite3 *db;
   sqlite3_stmt *st_head_get, *st_insert, *st_head_set;
+  sqlite3_stmt *st_begin, *st_commit; /* BEGIN IMMEDIATE, COMMIT: parsed once */
   unsigned *touched;        /* workers with records in the batch in hand */
   unsigned long fail_batches, fail_records; /* in the current burst */
 

@@ -127,6 +127,13 @@ static int read_head(vd_history_t *h, int64_t *next, uint8_t prev[32],
   return 0;
 }
 
+/* Step a statement that returns no row (BEGIN, COMMIT) and reset it. */
+static int step_done(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static int insert_row(vd_history_t *h, int64_t seq,
                       const vd_hist_field_t f[NCOLS],
                       const char *hash, const char *salt) {
@@ -165,7 +172,7 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
    * fail to begin. */
   if (!sqlite3_get_autocommit(h->db))
     sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
-  rc = sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  rc = step_done(h->st_begin);
   if (rc != SQLITE_OK)
     return vd_hist_db_err(err, h->path, h->db, rc, "starting a batch");
   rc = read_head(h, &seq, prev, err);
@@ -205,7 +212,7 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
     rc = vd_hist_db_err(err, h->path, h->db, rc, "moving the chain head");
     goto rollback;
   }
-  rc = sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
+  rc = step_done(h->st_commit);
   if (rc != SQLITE_OK) {
     rc = vd_hist_db_err(err, h->path, h->db, rc, "committing a batch");
     goto rollback;
@@ -363,6 +370,14 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v3(h->db, head_set, -1, SQLITE_PREPARE_PERSISTENT,
                             &h->st_head_set, NULL);
+  /* Each batch's BEGIN and COMMIT, prepared here rather than parsed by
+   * sqlite3_exec() for every batch. */
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, "BEGIN IMMEDIATE", -1,
+                            SQLITE_PREPARE_PERSISTENT, &h->st_begin, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_commit, NULL);
   if (rc != SQLITE_OK)
     return vd_hist_db_err(err, h->path, h->db, rc, "preparing statements");
   return 0;
@@ -394,6 +409,8 @@ static void sqlite_close(vd_history_t *h) {
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
   sqlite3_finalize(h->st_head_set);
+  sqlite3_finalize(h->st_begin);
+  sqlite3_finalize(h->st_commit);
   sqlite3_close(h->db);
   sqlite3_close(h->aux);
   if (h->lock_fd >= 0)
