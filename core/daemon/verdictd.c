@@ -186,14 +186,36 @@ static int parse_group(const char *s, gid_t *out, vd_buf_t *err) {
   return -1;
 }
 
-/* Strings live as long as the process: argv's, or a copy of the file's
- * (a few bytes per SIGHUP that changes one, at most). */
+/* Option strings live as long as the process: copies (of argv's, or of
+ * the file's: a few bytes per SIGHUP that changes one, at most), listed
+ * here so that they are freed at exit and a leak checker sees none. */
+static char **kept;
+static size_t nkept, kept_cap;
+
+static void free_kept(void) {
+  size_t i;
+  for (i = 0; i < nkept; i++)
+    free(kept[i]);
+  free(kept);
+  kept = NULL;
+  nkept = kept_cap = 0;
+}
+
 static const char *keep(const char *v) {
   char *copy = strdup(v);
-  if (!copy) {
+  if (copy && nkept == kept_cap) {
+    size_t cap = kept_cap ? kept_cap * 2 : 32;
+    char **grown = realloc(kept, cap * sizeof *grown);
+    if (grown) {
+      kept = grown;
+      kept_cap = cap;
+    }
+  }
+  if (!copy || nkept == kept_cap) {
     fputs("verdictd: out of memory\n", stderr);
     exit(1);
   }
+  kept[nkept++] = copy;
   return copy;
 }
 
@@ -542,6 +564,8 @@ int main(int argc, char **argv) {
   size_t i;
   int opt;
 
+  atexit(free_kept);
+
   defaults(&c);
   for (i = 0; i < NOPTIONS; i++) {
     longopts[i].name = options[i].name;
@@ -564,6 +588,7 @@ int main(int argc, char **argv) {
       const option_def_t *d = &options[opt - OPT_BASE];
       if (d->set(&c, optarg, &err) != 0) {
         fprintf(stderr, "verdictd: --%s %s\n", d->name, err.data);
+        vd_buf_release(&err);
         return 2;
       }
       conf.from_argv[opt - OPT_BASE] = 1;
@@ -589,6 +614,7 @@ int main(int argc, char **argv) {
   if (conf.path && read_config(conf.path, conf.missing_ok, conf.from_argv, &c,
                                &conf.applied, &err) != 0) {
     fprintf(stderr, "verdictd: %s\n", err.data);
+    vd_buf_release(&err);
     return 2;
   }
   vd_buf_release(&err);
