@@ -30,10 +30,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sys/random.h>
+
+#include <nettle/hmac.h>
 #include <yajl/yajl_tree.h>
 
 #include "daemon_int.h"
 #include "verdict/history.h"
+#include "verdict/replay.h"
 #include "verdict/timefmt.h"
 
 /* The console's files (console/), compiled in by the Makefile. */
@@ -335,6 +339,61 @@ static int cookie_safe(const char *s) {
   return 1;
 }
 
+/* The form token of a credential, against cross-site requests: the
+ * HMAC-SHA-256, under a key drawn once per process, of the bearer token
+ * the request carries (or of "loopback" without one), in hex.  A page of
+ * another site can make a browser post to the console, and the cookie
+ * (SameSite=Strict) already stays home then; but a loopback console
+ * without --tokens needs no cookie at all, so every POST that acts (the
+ * replay buttons) must also carry this token, which only a page the
+ * console served can hold (the same-origin rule keeps other sites from
+ * reading it). */
+static unsigned char csrf_key[32];
+static int csrf_key_ok;
+static uv_once_t csrf_once = UV_ONCE_INIT;
+
+static void csrf_init(void) {
+  csrf_key_ok = getrandom(csrf_key, sizeof csrf_key, 0) ==
+                (ssize_t)sizeof csrf_key;
+}
+
+static void csrf_of(const char *tok, size_t n, char out[65]) {
+  struct hmac_sha256_ctx h;
+  unsigned char mac[SHA256_DIGEST_SIZE];
+  size_t i;
+  uv_once(&csrf_once, csrf_init);
+  hmac_sha256_set_key(&h, sizeof csrf_key, csrf_key);
+  if (tok)
+    hmac_sha256_update(&h, n, (const uint8_t *)tok);
+  else
+    hmac_sha256_update(&h, 8, (const uint8_t *)"loopback");
+  hmac_sha256_digest(&h, sizeof mac, mac);
+  for (i = 0; i < sizeof mac; i++)
+    snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+/* 1 when the form body of REQ carries the token of TOK: compared in time
+ * independent of where they differ; 0 without a key (getrandom failed). */
+static int csrf_ok(const vd_http_req_t *req, const char *tok, size_t n) {
+  char want[65], got[72];
+  unsigned diff = 0;
+  size_t i;
+  csrf_of(tok, n, want);
+  if (!csrf_key_ok ||
+      form_field(req->body.data ? req->body.data : "", req->body.len,
+                 "csrf", got, sizeof got) != 1 || strlen(got) != 64)
+    return 0;
+  for (i = 0; i < 64; i++)
+    diff |= (unsigned)(want[i] ^ got[i]);
+  return diff == 0;
+}
+
+static void csrf_input(vd_buf_t *b, const char *csrf) {
+  vd_buf_adds(b, "<input type=\"hidden\" name=\"csrf\" value=\"");
+  escs(b, csrf);
+  vd_buf_adds(b, "\">");
+}
+
 static void login(vd_daemon_t *d, int loopback, int tls,
                   const vd_http_req_t *req, vd_console_answer_t *a) {
   char tok[256], name[64];
@@ -588,7 +647,7 @@ static void hash_of(const char *db, int64_t seq, char *hexout) {
 }
 
 static void decision_page(vd_daemon_t *d, const char *who, const char *id,
-                          vd_console_answer_t *a) {
+                          const char *csrf, vd_console_answer_t *a) {
   vd_history_filter_t f;
   vd_history_rows_t *rows = NULL;
   const vd_history_value_t *v;
@@ -657,6 +716,16 @@ static void decision_page(vd_daemon_t *d, const char *who, const char *id,
          v[VD_HISTORY_HASH].text);
   vd_buf_adds(b, "</dl><p>Check the whole chain with <code>verdict history "
                  "verify</code>.</p></section>\n");
+  vd_buf_adds(b, "<section><h2>Replay</h2><form method=\"post\" "
+                 "class=\"replay\" action=\"/console/decisions/");
+  pct(b, id);
+  vd_buf_adds(b, "/replay\">");
+  csrf_input(b, csrf);
+  vd_buf_adds(b, "<button type=\"submit\" id=\"replay\">Replay this "
+                 "decision now</button> <small>decides the recorded "
+                 "request again with the revision that made it, rebuilt "
+                 "from the files the history stored, and says whether it "
+                 "reproduces</small></form></section>\n");
   section(b, "Result", &v[VD_HISTORY_RESULT]);
   section(b, "Trace: each rule, its outcome and its basis", &v[VD_HISTORY_TRACE]);
   section(b, "Request", &v[VD_HISTORY_REQUEST]);
@@ -664,6 +733,80 @@ static void decision_page(vd_daemon_t *d, const char *who, const char *id,
   page_end(a);
 out:
   vd_history_rows_close(rows);
+  vd_buf_release(&err);
+}
+
+/* POST /console/decisions/ID/replay: the determinism check of one
+ * decision (vd_replay_run() with no candidate), on this pool thread. */
+static void replay_decision_page(vd_daemon_t *d, const char *who,
+                                 const char *id, vd_console_answer_t *a) {
+  vd_replay_opts_t o;
+  vd_replay_report_t rep;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT;
+  size_t i, k;
+  int rc;
+  memset(&o, 0, sizeof o);
+  memset(&rep, 0, sizeof rep);
+  o.db = d->opts.db;
+  o.select.decision_id = id;
+  o.threads = 1;
+  o.max_changes = 1;
+  rc = vd_replay_run(&o, &rep, &err);
+  page_begin(a, rc == 0 ? 200 : 500, "Replay of a decision", who);
+  vd_buf_adds(b, "<p>Decision <a href=\"/console/decisions/");
+  pct(b, id);
+  vd_buf_adds(b, "\"><code>");
+  escs(b, id);
+  vd_buf_adds(b, "</code></a>, its recorded request decided again now "
+                 "with the revision that made it.</p>\n<p id=\"verdict\" "
+                 "role=\"status\" class=\"");
+  if (rc != 0) {
+    vd_buf_adds(b, "refused\">The replay failed: ");
+    esc(b, err.data ? err.data : "", err.len);
+  } else if (rep.nunloadable) {
+    vd_buf_adds(b, "refused\">Not replayed: its revision ");
+    escs(b, rep.unloadable[0].revision);
+    vd_buf_adds(b, " does not load under the present engine: ");
+    escs(b, rep.unloadable[0].why);
+  } else if (rep.errors || rep.nrow_errors) {
+    vd_buf_adds(b, "refused\">Not replayed: ");
+    escs(b, rep.nrow_errors ? rep.row_errors[0].why : "an error");
+  } else if (rep.replayed == 0) {
+    vd_buf_adds(b, "refused\">Not replayed: the history holds no request "
+                   "for it to decide again.");
+  } else if (rep.changed == 0) {
+    vd_buf_adds(b, "same\">Reproduces: the same result and trace as "
+                   "recorded.");
+  } else {
+    vd_buf_adds(b, "differs\">Does not reproduce: ");
+    vd_buf_adds(b, rep.material ? "an outcome differs (a determinism "
+                                  "violation)."
+                                : "only fields that are not outcomes "
+                                  "differ.");
+  }
+  vd_buf_adds(b, "</p>\n");
+  for (i = 0; rc == 0 && i < rep.nchanges; i++) {
+    const vd_replay_change_t *c = &rep.changes[i];
+    vd_buf_adds(b, "<table class=\"data\" id=\"differences\"><thead><tr>"
+                   "<th scope=\"col\">Field</th>"
+                   "<th scope=\"col\">Recorded</th>"
+                   "<th scope=\"col\">Decided now</th>"
+                   "<th scope=\"col\">An outcome</th></tr></thead><tbody>\n");
+    for (k = 0; k < c->ndiffs; k++) {
+      const vd_replay_diff_t *df = &c->diffs[k];
+      vd_buf_adds(b, "<tr><td><code>");
+      escs(b, df->field);
+      vd_buf_adds(b, "</code></td><td><pre class=\"json\">");
+      escs(b, df->old_json ? df->old_json : "(absent)");
+      vd_buf_adds(b, "</pre></td><td><pre class=\"json\">");
+      escs(b, df->new_json ? df->new_json : "(absent)");
+      vd_buf_addf(b, "</pre></td><td>%s</td></tr>\n",
+                  df->outcome ? "yes" : "no");
+    }
+    vd_buf_adds(b, "</tbody></table>\n");
+  }
+  page_end(a);
+  vd_replay_report_release(&rep);
   vd_buf_release(&err);
 }
 
@@ -914,7 +1057,7 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
   size_t qn = qm ? tn - pn - 1 : 0;
   const char *tok = NULL;
   size_t tokn = 0;
-  char name[64], path[160];
+  char name[64], path[160], csrf[65];
   int configured;
   unsigned roles;
 
@@ -979,6 +1122,30 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
     page_end(a);
     return;
   }
+  if (req->method == HTTP_POST && strncmp(path, "/console/decisions/", 19) == 0
+      && pn > 26 && strcmp(path + pn - 7, "/replay") == 0) {
+    char seg[sizeof path + 4], id[64];
+    path[pn - 7] = '\0';
+    snprintf(seg, sizeof seg, "id=%s", path + 19);
+    if (strchr(path + 19, '/') ||
+        form_field(seg, strlen(seg), "id", id, sizeof id) != 1) {
+      a->status = 404;
+      vd_buf_adds(&a->body, "no such decision\n");
+      return;
+    }
+    if (!csrf_ok(req, tok, tokn)) {
+      page_begin(a, 403, "Refused", name);
+      vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">This "
+                            "form did not come from a console page (its "
+                            "csrf field is missing or wrong): open the "
+                            "decision again and press the button "
+                            "there.</p>");
+      page_end(a);
+      return;
+    }
+    replay_decision_page(d, name, id, a);
+    return;
+  }
   if (req->method != HTTP_GET) {
     a->status = 405;
     vd_buf_adds(&a->headers, "Allow: GET\r\n");
@@ -1000,7 +1167,8 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
       vd_buf_adds(&a->body, "no such decision\n");
       return;
     }
-    decision_page(d, name, id, a);
+    csrf_of(tok, tokn, csrf);
+    decision_page(d, name, id, csrf, a);
   } else if (strcmp(path, "/console/health") == 0)
     health_page(d, name, a);
   else if (strcmp(path, "/console/revisions") == 0)

@@ -157,6 +157,55 @@ class Console(unittest.TestCase):
         self.assertEqual(len(self.b.find_elements(
             By.CSS_SELECTOR, "#decisions tbody tr")), 50)
 
+    def test_replay_decision(self):
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/decisions/" + self.ids["C-142"]))
+        self.submit(self.b.find_element(By.ID, "replay"))
+        self.shot("replay-decision")
+        self.assertEqual(self.h1(), "Replay of a decision")
+        verdict = self.b.find_element(By.ID, "verdict")
+        self.assertEqual(verdict.get_attribute("class"), "same")
+        self.assertIn("Reproduces", verdict.text)
+        self.assertEqual(self.b.find_elements(By.ID, "differences"), [])
+        self.submit(self.b.find_element(By.LINK_TEXT, self.ids["C-142"]))
+        self.assertEqual(self.h1(), "Decision")
+
+    def test_replay_refuses_a_cross_site_form(self):
+        cookie = {"Cookie": "verdict_token=" + TOKENS["auditor"][1],
+                  "Content-Type": "application/x-www-form-urlencoded"}
+        target = "/console/decisions/%s/replay" % self.ids["C-142"]
+
+        def post(body, headers):
+            c = http.client.HTTPConnection("127.0.0.1", self.d.http_port,
+                                           timeout=20)
+            c.request("POST", target, body=body, headers=headers)
+            r = c.getresponse()
+            text = r.read().decode()
+            c.close()
+            return r.status, text
+
+        for body in ("", "csrf=" + "0" * 64):
+            st, text = post(body, cookie)
+            self.assertEqual(st, 403, body)
+            self.assertIn("csrf field is missing or wrong", text)
+            self.assertNotIn("Reproduces", text)
+        # the token a console page carries is the one that works...
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/decisions/" + self.ids["C-142"]))
+        csrf = self.b.find_element(
+            By.CSS_SELECTOR, "form.replay input[name=csrf]"
+        ).get_attribute("value")
+        st, text = post("csrf=" + csrf, cookie)
+        self.assertEqual(st, 200)
+        self.assertIn("Reproduces", text)
+        # ...for its own credential only
+        st, _ = post("csrf=" + csrf,
+                     dict(cookie, Cookie="verdict_token="
+                          + TOKENS["crm"][1]))
+        self.assertEqual(st, 403)
+        st, _ = post("csrf=" + csrf, {"Content-Type": cookie["Content-Type"]})
+        self.assertEqual(st, 401)
+
     def test_filters_and_paging(self):
         self.login(TOKENS["auditor"][1])
         self.b.get(self.url("/console/decisions?error_code=unknown_region"))
