@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <nettle/hmac.h>
 #include <yajl/yajl_tree.h>
@@ -38,6 +39,7 @@
 #include "daemon_int.h"
 #include "verdict/history.h"
 #include "verdict/replay.h"
+#include "verdict/report.h"
 #include "verdict/timefmt.h"
 
 /* The console's files (console/), compiled in by the Makefile. */
@@ -236,6 +238,7 @@ static void page_begin(vd_console_answer_t *a, int status, const char *title,
                  "</head><body><header><nav aria-label=\"Console\">"
                  "<a href=\"/console/decisions\">Decisions</a> "
                  "<a href=\"/console/revisions\">Revisions</a> "
+                 "<a href=\"/console/impact\">Impact</a> "
                  "<a href=\"/console/health\">Health</a>");
   if (who) {
     vd_buf_adds(b, "<form method=\"post\" action=\"/console/logout\" "
@@ -386,6 +389,15 @@ static int csrf_ok(const vd_http_req_t *req, const char *tok, size_t n) {
   for (i = 0; i < 64; i++)
     diff |= (unsigned)(want[i] ^ got[i]);
   return diff == 0;
+}
+
+static void csrf_refused(vd_console_answer_t *a, const char *who) {
+  page_begin(a, 403, "Refused", who);
+  vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">This form "
+                        "did not come from a console page (its csrf field "
+                        "is missing or wrong): open the page again and "
+                        "press its button there.</p>");
+  page_end(a);
 }
 
 static void csrf_input(vd_buf_t *b, const char *csrf) {
@@ -811,6 +823,463 @@ static void replay_decision_page(vd_daemon_t *d, const char *who,
 }
 
 /* ========================================================================
+ * Impact
+ * ====================================================================== */
+
+/* One run at a time, the process's: the form starts it (a POST, which
+ * checks everything and resolves both bundles on its own pool thread),
+ * worker.c's console_done() queues impact_run() on the pool once the
+ * answer has gone, and the page reads the counter the replay adds to and,
+ * once done, the report's JSON, vd_report_write()'s (core/report.c): the
+ * figures `verdict replay --format json|html` gives, from the same
+ * computation.  Everything here is under impact.lock but the run's
+ * inputs, which only impact_run() reads while state is IMPACT_RUNNING. */
+enum { IMPACT_NONE = 0, IMPACT_RUNNING, IMPACT_DONE };
+
+#define IMPACT_FORM(X)                                                       \
+  X(candidate, "Candidate: a stored revision (any name: sha256 prefix, "     \
+               "active, previous, @-N, a tag), or directory (the daemon's "  \
+               "policy directory as it is now)")                             \
+  X(baseline, "Baseline (a revision's name, or directory)")                  \
+  X(at_since, "Decision time from (RFC 3339, or local China time)")          \
+  X(at_until, "Decision time before")                                        \
+  X(kind, "Kind")                                                            \
+  X(region, "Region")
+
+typedef struct impact_form {
+#define FIELD_(name, label) char name[128];
+  IMPACT_FORM(FIELD_)
+#undef FIELD_
+} impact_form_t;
+
+static struct impact {
+  uv_mutex_t lock;
+  int state;
+  long long progress;
+  char who[64];
+  int64_t started_ms;
+  impact_form_t form;        /* what was asked */
+  vd_replay_opts_t o;        /* the run's inputs */
+  char *db;
+  vd_bundle_t *cand, *base;
+  vd_buf_t cname, bname, selection;
+  vd_buf_t json, error;      /* its outcome */
+} impact;
+static uv_once_t impact_once = UV_ONCE_INIT;
+
+static void impact_init(void) {
+  uv_mutex_init(&impact.lock);
+}
+
+/* Runs on the pool (RUN 1), or gives the run up (RUN 0). */
+static void impact_run(void *arg, int run) {
+  vd_replay_report_t rep;
+  vd_report_opts_t ro;
+  vd_buf_t json = VD_BUF_INIT, err = VD_BUF_INIT;
+  int64_t t0 = vd_now_ms();
+  (void)arg;
+  memset(&rep, 0, sizeof rep);
+  memset(&ro, 0, sizeof ro);
+  if (!run)
+    vd_buf_adds(&err, "the run could not be queued on the thread pool");
+  else if (vd_replay_run(&impact.o, &rep, &err) == 0) {
+    ro.seconds = (double)(vd_now_ms() - t0) / 1000.0;
+    if (ro.seconds <= 0)
+      ro.seconds = 0.001;
+    ro.selection = impact.selection.len ? impact.selection.data : NULL;
+    vd_report_write(&rep, VD_REPORT_JSON, &ro, &json, &err);
+  } else if (!err.len)
+    vd_buf_adds(&err, "the replay failed");
+  vd_replay_report_release(&rep);
+  vd_buf_addc(&json, '\0');
+  vd_buf_addc(&err, '\0');
+  uv_mutex_lock(&impact.lock);
+  vd_buf_release(&impact.json);
+  vd_buf_release(&impact.error);
+  impact.json = json;
+  if (err.len > 1)
+    impact.error = err;
+  else
+    vd_buf_release(&err);
+  vd_bundle_unref(impact.cand);
+  if (impact.base)
+    vd_bundle_unref(impact.base);
+  impact.cand = impact.base = NULL;
+  impact.state = IMPACT_DONE;
+  uv_mutex_unlock(&impact.lock);
+}
+
+/* SPEC (a form's value) as a bundle: "directory" is the daemon's policy
+ * directory as it is now; anything else names a stored revision. */
+static int impact_bundle(vd_daemon_t *d, const char *field, const char *spec,
+                         vd_bundle_t **out, vd_buf_t *name, vd_buf_t *err) {
+  char rev[VD_REVISION_NAME_MAX];
+  char *msg = NULL;
+  int rc;
+  if (strcmp(spec, "directory") == 0)
+    rc = vd_replay_resolve(d->opts.db, d->opts.policies, out, name, err);
+  else if (strcmp(spec, "active") == 0) /* named "active (sha256:...)" */
+    rc = vd_replay_resolve(d->opts.db, spec, out, name, err);
+  else if ((rc = vd_history_resolve(d->opts.db, spec, rev, &msg)) != 0) {
+    vd_buf_addf(err, "no stored revision '%s': %s", spec,
+                msg ? msg : "not found");
+    free(msg);
+  } else
+    rc = vd_replay_resolve(d->opts.db, rev, out, name, err);
+  if (rc != 0) {
+    vd_buf_t why = VD_BUF_INIT;
+    vd_buf_addf(&why, "%s: %.*s", field, (int)err->len,
+                err->data ? err->data : "");
+    vd_buf_release(err);
+    *err = why;
+  }
+  return rc;
+}
+
+static void impact_form_html(vd_buf_t *b, const impact_form_t *f,
+                             const char *csrf) {
+  vd_buf_adds(b, "<form method=\"post\" action=\"/console/impact\" "
+                 "class=\"search\" id=\"impact-form\">");
+  csrf_input(b, csrf);
+#define INPUT_(name, label)                                                  \
+  vd_buf_adds(b, "<div><label for=\"" #name "\">" label "</label>"           \
+                 "<input id=\"" #name "\" name=\"" #name "\" value=\"");     \
+  escs(b, f->name);                                                          \
+  vd_buf_adds(b, "\"></div>");
+  IMPACT_FORM(INPUT_)
+#undef INPUT_
+  vd_buf_adds(b, "<div><button type=\"submit\" id=\"run\">Replay</button>"
+                 "</div></form>\n");
+}
+
+/* POST /console/impact: check the form, resolve both bundles, start. */
+static void impact_start(vd_daemon_t *d, const char *who,
+                         const vd_http_req_t *req, vd_console_answer_t *a,
+                         const char *csrf) {
+  const char *body = req->body.data ? req->body.data : "";
+  impact_form_t f;
+  vd_history_filter_t sel;
+  vd_bundle_t *cand = NULL, *base = NULL;
+  vd_buf_t cname = VD_BUF_INIT, bname = VD_BUF_INIT, err = VD_BUF_INIT,
+           desc = VD_BUF_INIT;
+  const char *bad = NULL;
+  int busy;
+  memset(&f, 0, sizeof f);
+  memset(&sel, 0, sizeof sel);
+#define GET_(name, label)                                                    \
+  if (form_field(body, req->body.len, #name, f.name, sizeof f.name) < 0)     \
+    bad = #name;
+  IMPACT_FORM(GET_)
+#undef GET_
+  if (!f.baseline[0])
+    snprintf(f.baseline, sizeof f.baseline, "active");
+  if (!bad && !f.candidate[0])
+    bad = "candidate";
+  if (!bad && f.at_since[0] && parse_when(f.at_since, &sel.at_since_ms))
+    bad = "at_since";
+  if (!bad && f.at_until[0] && parse_when(f.at_until, &sel.at_until_ms))
+    bad = "at_until";
+  if (bad)
+    vd_buf_addf(&err, "The field %s is not valid (a candidate is needed; "
+                      "times: 2026-12-04T10:00:00+08:00 or "
+                      "2026-12-04T10:00).", bad);
+  else if (impact_bundle(d, "candidate", f.candidate, &cand, &cname,
+                         &err) == 0)
+    impact_bundle(d, "baseline", f.baseline, &base, &bname, &err);
+  if (err.len) {
+    page_begin(a, 400, "Impact", who);
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">");
+    esc(&a->body, err.data, err.len);
+    vd_buf_adds(&a->body, "</p>");
+    impact_form_html(&a->body, &f, csrf);
+    page_end(a);
+    goto out;
+  }
+  sel.has_at_since = f.at_since[0] != 0;
+  sel.has_at_until = f.at_until[0] != 0;
+#define DESC_(cond, what, v)                                                 \
+  if (cond)                                                                  \
+    vd_buf_addf(&desc, "%s%s %s", desc.len ? ", " : "", what, v);
+  DESC_(f.at_since[0], "decision time from", f.at_since)
+  DESC_(f.at_until[0], "decision time before", f.at_until)
+  DESC_(f.region[0], "region", f.region)
+  DESC_(f.kind[0], "kind", f.kind)
+#undef DESC_
+  vd_buf_addc(&desc, '\0');
+
+  uv_mutex_lock(&impact.lock);
+  busy = impact.state == IMPACT_RUNNING;
+  if (!busy) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    vd_buf_release(&impact.cname);
+    vd_buf_release(&impact.bname);
+    vd_buf_release(&impact.selection);
+    vd_buf_release(&impact.json);
+    vd_buf_release(&impact.error);
+    free(impact.db);
+    impact.db = strdup(d->opts.db);
+    impact.form = f;
+    snprintf(impact.who, sizeof impact.who, "%s", who[0] ? who : "loopback");
+    impact.started_ms = vd_now_ms();
+    impact.progress = 0;
+    impact.cand = cand;
+    impact.base = base;
+    impact.cname = cname;
+    impact.bname = bname;
+    impact.selection = desc;
+    cand = base = NULL;
+    vd_buf_init(&cname);
+    vd_buf_init(&bname);
+    vd_buf_init(&desc);
+    memset(&impact.o, 0, sizeof impact.o);
+    impact.o.db = impact.db;
+    impact.o.candidate = impact.cand;
+    impact.o.baseline = impact.base;
+    impact.o.candidate_name = impact.cname.data;
+    impact.o.baseline_name = impact.bname.data;
+    impact.o.select = sel;
+    impact.o.select.kind = impact.form.kind[0] ? impact.form.kind : NULL;
+    impact.o.select.region = impact.form.region[0] ? impact.form.region
+                                                   : NULL;
+    /* half the machine: the other half decides */
+    impact.o.threads = n > 1 ? (int)(n / 2 < 8 ? n / 2 : 8) : 1;
+    impact.o.progress = &impact.progress;
+    impact.state = IMPACT_RUNNING;
+  }
+  uv_mutex_unlock(&impact.lock);
+  if (busy) {
+    page_begin(a, 409, "Impact", who);
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\" id=\"busy\">"
+                          "A replay is running (one at a time): wait for "
+                          "it on <a href=\"/console/impact\">the Impact "
+                          "page</a>, then start yours.</p>");
+    page_end(a);
+    goto out;
+  }
+  a->after = impact_run;
+  a->after_arg = NULL;
+  redirect(a, "/console/impact");
+out:
+  if (cand)
+    vd_bundle_unref(cand);
+  if (base)
+    vd_bundle_unref(base);
+  vd_buf_release(&cname);
+  vd_buf_release(&bname);
+  vd_buf_release(&desc);
+  vd_buf_release(&err);
+}
+
+static yajl_val jget(yajl_val o, const char *key) {
+  const char *path[2];
+  path[0] = key;
+  path[1] = NULL;
+  return o ? yajl_tree_get(o, path, yajl_t_any) : NULL;
+}
+
+/* A JSON value as a cell's text: numbers as the report wrote them. */
+static void add_value(vd_buf_t *b, yajl_val v) {
+  size_t i;
+  if (!v || YAJL_IS_NULL(v))
+    vd_buf_adds(b, "-");
+  else if (YAJL_IS_STRING(v))
+    escs(b, YAJL_GET_STRING(v));
+  else if (YAJL_IS_NUMBER(v))
+    escs(b, YAJL_GET_NUMBER(v));
+  else if (YAJL_IS_TRUE(v))
+    vd_buf_adds(b, "yes");
+  else if (YAJL_IS_FALSE(v))
+    vd_buf_adds(b, "no");
+  else if (YAJL_IS_ARRAY(v))
+    for (i = 0; i < YAJL_GET_ARRAY(v)->len; i++) {
+      if (i)
+        vd_buf_adds(b, ", ");
+      add_value(b, YAJL_GET_ARRAY(v)->values[i]);
+    }
+}
+
+/* A table of the objects of LIST, columns KEYS (NULL-terminated pairs of
+ * key and heading). */
+static void json_table(vd_buf_t *b, const char *id, const char *caption,
+                       yajl_val list, const char *const *keys) {
+  size_t i, k;
+  vd_buf_addf(b, "<table class=\"data\" id=\"%s\"><caption>", id);
+  escs(b, caption);
+  vd_buf_adds(b, "</caption><thead><tr>");
+  for (k = 0; keys[k]; k += 2) {
+    vd_buf_adds(b, "<th scope=\"col\">");
+    escs(b, keys[k + 1]);
+    vd_buf_adds(b, "</th>");
+  }
+  vd_buf_adds(b, "</tr></thead><tbody>\n");
+  for (i = 0; list && YAJL_IS_ARRAY(list) && i < YAJL_GET_ARRAY(list)->len;
+       i++) {
+    yajl_val o = YAJL_GET_ARRAY(list)->values[i];
+    vd_buf_adds(b, "<tr>");
+    for (k = 0; keys[k]; k += 2) {
+      yajl_val v = jget(o, keys[k]);
+      vd_buf_addf(b, "<td data-key=\"%s\">", keys[k]);
+      if (strcmp(keys[k], "decision_id") == 0 && v && YAJL_IS_STRING(v)) {
+        vd_buf_adds(b, "<a href=\"/console/decisions/");
+        pct(b, YAJL_GET_STRING(v));
+        vd_buf_adds(b, "\">");
+        add_value(b, v);
+        vd_buf_adds(b, "</a>");
+      } else
+        add_value(b, v);
+      vd_buf_adds(b, "</td>");
+    }
+    vd_buf_adds(b, "</tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table>\n");
+}
+
+static void impact_result(vd_buf_t *b, const char *json) {
+  static const char *const summary[] = {
+      "candidate", "baseline", "selection", "replayed", "unchanged",
+      "changed", "material", "immaterial", "errors", "unreplayable",
+      "asked_now", "seconds", NULL};
+  static const char *const group[] = {
+      "kind", "Kind", "region", "Region", "replayed", "Replayed",
+      "changed", "Changed", "material", "Material", "offers",
+      "With an offer", "before_yuan", "Before (yuan)", "after_yuan",
+      "After (yuan)", "moved_yuan", "Moved (yuan)", "up", "Up", "down",
+      "Down", NULL};
+  static const char *const change[] = {
+      "decision_id", "Decision", "complaint_id", "Complaint", "kind", "Kind",
+      "region", "Region", "at", "Decision time", "material", "Material",
+      "offer_before_yuan", "Offer before (yuan)", "offer_after_yuan",
+      "Offer after (yuan)", "rules_gained", "Rules that fire now",
+      "rules_lost", "Rules that no longer fire", NULL};
+  char why[256];
+  yajl_val root = yajl_tree_parse(json, why, sizeof why), v, offers;
+  size_t i;
+  if (!root) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">The report could "
+                   "not be read: ");
+    escs(b, why);
+    vd_buf_adds(b, "</p>");
+    return;
+  }
+  vd_buf_adds(b, "<section><h2>Summary</h2><table class=\"data\" "
+                 "id=\"impact-summary\"><tbody>\n");
+  for (i = 0; summary[i]; i++) {
+    vd_buf_addf(b, "<tr><th scope=\"row\">%s</th><td data-key=\"%s\">",
+                summary[i], summary[i]);
+    add_value(b, jget(root, summary[i]));
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Money "
+                 "(offers, yuan)</h2><table class=\"data\" "
+                 "id=\"impact-money\"><tbody>");
+  offers = jget(root, "offers");
+  vd_buf_adds(b, "<tr><th scope=\"row\">decisions with an offer</th>"
+                 "<td data-key=\"count\">");
+  add_value(b, jget(offers, "count"));
+  vd_buf_adds(b, "</td></tr><tr><th scope=\"row\">baseline total</th>"
+                 "<td data-key=\"before\">");
+  add_value(b, jget(jget(offers, "before"), "total_yuan"));
+  vd_buf_adds(b, "</td></tr><tr><th scope=\"row\">candidate total</th>"
+                 "<td data-key=\"after\">");
+  add_value(b, jget(jget(offers, "after"), "total_yuan"));
+  vd_buf_adds(b, "</td></tr><tr><th scope=\"row\">moved</th>"
+                 "<td data-key=\"moved_yuan\">");
+  add_value(b, jget(offers, "moved_yuan"));
+  vd_buf_adds(b, "</td></tr></tbody></table></section>\n<section><h2>By "
+                 "kind and region</h2>");
+  json_table(b, "by-kind", "By kind", jget(root, "by_kind"), group + 0);
+  {
+    static const char *const byregion[] = {
+        "region", "Region", "replayed", "Replayed", "changed", "Changed",
+        "material", "Material", "before_yuan", "Before (yuan)",
+        "after_yuan", "After (yuan)", "moved_yuan", "Moved (yuan)", NULL};
+    json_table(b, "by-region", "By region", jget(root, "by_region"),
+               byregion);
+  }
+  json_table(b, "by-kind-region", "By kind and region",
+             jget(root, "by_kind_region"), group);
+  vd_buf_adds(b, "</section>\n<section><h2>Rules that fire more or less "
+                 "often</h2><table class=\"data\" id=\"impact-rules\">"
+                 "<thead><tr><th scope=\"col\">Rule</th>"
+                 "<th scope=\"col\">Baseline</th>"
+                 "<th scope=\"col\">Candidate</th>"
+                 "<th scope=\"col\">Difference</th></tr></thead><tbody>\n");
+  v = jget(root, "rules");
+  for (i = 0; v && YAJL_IS_OBJECT(v) && i < YAJL_GET_OBJECT(v)->len; i++) {
+    yajl_val r = YAJL_GET_OBJECT(v)->values[i];
+    yajl_val bf = jget(r, "before"), af = jget(r, "after");
+    long long nb = bf && YAJL_IS_INTEGER(bf) ? YAJL_GET_INTEGER(bf) : 0;
+    long long na = af && YAJL_IS_INTEGER(af) ? YAJL_GET_INTEGER(af) : 0;
+    if (na == nb)
+      continue;
+    vd_buf_adds(b, "<tr><td><code>");
+    escs(b, YAJL_GET_OBJECT(v)->keys[i]);
+    vd_buf_addf(b, "</code></td><td>%lld</td><td>%lld</td><td>%+lld</td>"
+                   "</tr>\n", nb, na, na - nb);
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Changed "
+                 "decisions</h2>");
+  json_table(b, "impact-changes", "Each links to its decision page (the "
+             "recorded one)", jget(root, "changes"), change);
+  v = jget(root, "changes_not_listed");
+  if (v && YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) > 0)
+    vd_buf_addf(b, "<p>%lld more not listed: <code>verdict replay</code> "
+                   "gives them all.</p>", (long long)YAJL_GET_INTEGER(v));
+  vd_buf_adds(b, "</section>\n");
+  yajl_tree_free(root);
+}
+
+/* GET /console/impact: the form, the run in progress, or its result. */
+static void impact_page(const char *who, const char *csrf,
+                        vd_console_answer_t *a) {
+  vd_buf_t *b = &a->body;
+  impact_form_t f;
+  int state;
+  memset(&f, 0, sizeof f);
+  uv_mutex_lock(&impact.lock);
+  state = impact.state;
+  if (state != IMPACT_NONE)
+    f = impact.form;
+  else {
+    snprintf(f.candidate, sizeof f.candidate, "directory");
+    snprintf(f.baseline, sizeof f.baseline, "active");
+  }
+  if (state == IMPACT_RUNNING)
+    vd_buf_adds(&a->headers, "Refresh: 1\r\n");
+  page_begin(a, 200, "Impact", who);
+  vd_buf_adds(b, "<p>Replays the recorded requests the filters select "
+                 "with a candidate and a baseline and shows only their "
+                 "difference (<code>verdict replay --against C --baseline "
+                 "B</code>; the same report).</p>");
+  impact_form_html(b, &f, csrf);
+  if (state == IMPACT_RUNNING) {
+    vd_buf_addf(b, "<p role=\"status\" id=\"impact-state\" "
+                   "class=\"running\">Running, started by ");
+    escs(b, impact.who);
+    vd_buf_addf(b, " %lld s ago: %lld decisions read.  This page "
+                   "refreshes every second.</p>",
+                (long long)((vd_now_ms() - impact.started_ms) / 1000),
+                (long long)__atomic_load_n(&impact.progress,
+                                           __ATOMIC_RELAXED));
+  } else if (state == IMPACT_DONE) {
+    vd_buf_adds(b, "<p role=\"status\" id=\"impact-state\" class=\"done\">"
+                   "Done: the last run, started by ");
+    escs(b, impact.who);
+    vd_buf_adds(b, " at ");
+    add_time(b, impact.started_ms, CHINA_OFFSET_MIN);
+    vd_buf_adds(b, " (China time).</p>");
+    if (impact.error.len) {
+      vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">It failed: ");
+      escs(b, impact.error.data);
+      vd_buf_adds(b, "</p>");
+    } else
+      impact_result(b, impact.json.data);
+  }
+  uv_mutex_unlock(&impact.lock);
+  page_end(a);
+}
+
+/* ========================================================================
  * Revisions
  * ====================================================================== */
 
@@ -1134,16 +1603,24 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
       return;
     }
     if (!csrf_ok(req, tok, tokn)) {
-      page_begin(a, 403, "Refused", name);
-      vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">This "
-                            "form did not come from a console page (its "
-                            "csrf field is missing or wrong): open the "
-                            "decision again and press the button "
-                            "there.</p>");
-      page_end(a);
+      csrf_refused(a, name);
       return;
     }
     replay_decision_page(d, name, id, a);
+    return;
+  }
+  if (strcmp(path, "/console/impact") == 0) {
+    uv_once(&impact_once, impact_init);
+    csrf_of(tok, tokn, csrf);
+    if (req->method == HTTP_GET)
+      impact_page(name, csrf, a);
+    else if (req->method != HTTP_POST) {
+      a->status = 405;
+      vd_buf_adds(&a->headers, "Allow: GET, POST\r\n");
+    } else if (!csrf_ok(req, tok, tokn))
+      csrf_refused(a, name);
+    else
+      impact_start(d, name, req, a, csrf);
     return;
   }
   if (req->method != HTTP_GET) {

@@ -7,13 +7,15 @@ saved under the test's temporary folder (printed) for a failure to be
 looked at.
 """
 import http.client
+import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 import unittest
 
-from harness import request
+from harness import AT, POLICIES, request, run_cli
 from test_http import COMP_INPUT, SLA_INPUT, HttpDaemon, write_tokens
 
 try:
@@ -48,16 +50,22 @@ class Console(unittest.TestCase):
         print("\ntest_console: screenshots in", cls.tmp, file=sys.stderr)
         tokens = os.path.join(cls.tmp, "tokens")
         write_tokens(tokens, TOKENS)
-        cls.d = HttpDaemon(args=["--tokens", tokens], tmp=cls.tmp)
+        # a copy the Impact test edits: "the policy directory as it is now"
+        cls.policies = os.path.join(cls.tmp, "policies")
+        shutil.copytree(POLICIES, cls.policies)
+        cls.d = HttpDaemon(policies=cls.policies, args=["--tokens", tokens],
+                           tmp=cls.tmp)
         cls.ids = {}
         try:
-            # 60 compensation decisions C-100..C-159, one SLA, one refused
+            # 60 compensation decisions C-100..C-159 (the first 20 a day
+            # earlier), one SLA, one refused
             for i in range(60):
                 cid = "C-%d" % (100 + i)
+                at = "2026-11-22T10:00:00+08:00" if i < 20 else AT
                 st, _, body = cls.d.call(
                     "POST", "/v1/decisions",
                     request("compensation", "GD-SZ",
-                            dict(COMP_INPUT, complaint_id=cid)),
+                            dict(COMP_INPUT, complaint_id=cid), at=at),
                     headers=CRM)
                 assert st == 200, body
                 cls.ids[cid] = body["decision_id"]
@@ -296,6 +304,98 @@ class Console(unittest.TestCase):
         self.assertEqual(r.getheader("Cache-Control"), "no-store")
         self.assertIn(self.ids["C-101"], body)
         self.assertNotIn(self.ids["C-102"], body)
+
+    def test_impact(self):
+        """The Impact page's figures are `verdict replay --format json`'s
+        on the same window and filters."""
+        path = os.path.join(self.policies, "national", "compensation.lua")
+        with open(path) as f:
+            src = f.read()
+
+        def restore():
+            with open(path, "w") as f:
+                f.write(src)
+        self.addCleanup(restore)
+        self.assertIn("multiplier = 2,", src)
+        with open(path, "w") as f:  # double refunds made triple
+            f.write(src.replace("multiplier = 2,", "multiplier = 3,", 1))
+        since, until = "2026-11-23T00:00:00+08:00", "2026-11-24T00:00"
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/impact"))
+        self.assertEqual(self.b.find_element(By.ID, "candidate")
+                         .get_attribute("value"), "directory")
+        self.assertEqual(self.b.find_element(By.ID, "baseline")
+                         .get_attribute("value"), "active")
+        for field, value in (("at_since", since), ("at_until", until),
+                             ("kind", "compensation")):
+            self.b.find_element(By.ID, field).send_keys(value)
+        self.submit(self.b.find_element(By.ID, "run"))
+        state = WebDriverWait(self.b, 60).until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, "#impact-state.done"))
+        self.shot("impact")
+        self.assertEqual(self.b.find_elements(By.CSS_SELECTOR, ".refused"),
+                         [], self.b.find_element(By.TAG_NAME, "main").text)
+        self.assertIn("auditor", state[0].text)
+
+        def cell(table, key, row=0):
+            return self.b.find_elements(
+                By.CSS_SELECTOR, "#%s td[data-key=%s]" % (table, key))[row].text
+
+        rc, out, err = run_cli(
+            "replay", "--db", self.d.db, "--against", self.policies,
+            "--baseline", "active", "--kind", "compensation",
+            "--at-since", since, "--at-until", "2026-11-24T00:00:00+08:00",
+            "--format", "json")
+        self.assertEqual(rc, 0, err)
+        cli = json.loads(out)
+        self.assertEqual(cli["replayed"], 40)  # the window leaves 20 out
+        self.assertGreater(cli["material"], 0)
+        for key in ("replayed", "unchanged", "changed", "material",
+                    "immaterial", "errors"):
+            self.assertEqual(int(cell("impact-summary", key)), cli[key], key)
+        self.assertEqual(float(cell("impact-money", "moved_yuan")),
+                         cli["offers"]["moved_yuan"])
+        self.assertGreater(cli["offers"]["moved_yuan"], 0)
+        self.assertEqual(float(cell("impact-money", "before")),
+                         cli["offers"]["before"]["total_yuan"])
+        for table, key in (("by-kind", "by_kind"), ("by-region", "by_region"),
+                           ("by-kind-region", "by_kind_region")):
+            rows = self.b.find_elements(By.CSS_SELECTOR,
+                                        "#%s tbody tr" % table)
+            self.assertEqual(len(rows), len(cli[key]), table)
+            for i, g in enumerate(cli[key]):
+                for k in ("replayed", "changed", "material"):
+                    self.assertEqual(int(cell(table, k, i)), g[k], table)
+                self.assertEqual(float(cell(table, "moved_yuan", i)),
+                                 g["moved_yuan"], table)
+        # the rules that fire differently, and each changed decision
+        rules = {r.find_element(By.TAG_NAME, "code").text
+                 for r in self.b.find_elements(By.CSS_SELECTOR,
+                                               "#impact-rules tbody tr")}
+        self.assertEqual(rules, {r for r, n in cli["rules"].items()
+                                 if n["before"] != n["after"]})
+        ids = [a.text for a in self.b.find_elements(
+            By.CSS_SELECTOR, "#impact-changes td[data-key=decision_id] a")]
+        self.assertEqual(ids, [c["decision_id"] for c in cli["changes"]])
+        self.assertIn(self.ids["C-150"], ids)
+        self.assertNotIn(self.ids["C-110"], ids)  # a day before the window
+        self.submit(self.b.find_element(By.LINK_TEXT, self.ids["C-150"]))
+        self.assertEqual(self.h1(), "Decision")
+        self.assertIn("C-150", self.b.find_element(By.TAG_NAME, "main").text)
+
+    def test_impact_refuses_bad_input(self):
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/impact"))
+        box = self.b.find_element(By.ID, "candidate")
+        box.clear()
+        box.send_keys("sha256:ffff")
+        self.submit(self.b.find_element(By.ID, "run"))
+        self.assertIn("candidate: no stored revision 'sha256:ffff'",
+                      self.b.find_element(By.CSS_SELECTOR, ".refused").text)
+        self.b.find_element(By.ID, "at_since").send_keys("yesterday")
+        self.submit(self.b.find_element(By.ID, "run"))
+        self.assertIn("The field at_since is not valid",
+                      self.b.find_element(By.CSS_SELECTOR, ".refused").text)
 
     def test_logout(self):
         self.login(TOKENS["auditor"][1])
