@@ -4,8 +4,8 @@
  *
  * Pages are rendered whole on the server (they read without JavaScript);
  * console/console.js, compiled in by the Makefile with console.css, sorts
- * tables, exports them as CSV and draws the Health chart with Debian's
- * Chart.js, read from /usr/share/javascript/chart.js at run time.
+ * tables, exports them as CSV and draws the Health and Impact charts
+ * with Debian's Chart.js, read from /usr/share/javascript/chart.js at run time.
  *
  * Credentials: the bearer tokens of --tokens.  A browser sends its token
  * once, through the login form, and gets it back as an HttpOnly,
@@ -40,6 +40,7 @@
 #include "verdict/history.h"
 #include "verdict/replay.h"
 #include "verdict/report.h"
+#include "verdict/textdiff.h"
 #include "verdict/timefmt.h"
 
 /* The console's files (console/), compiled in by the Makefile. */
@@ -1134,6 +1135,45 @@ static void json_table(vd_buf_t *b, const char *id, const char *caption,
   vd_buf_adds(b, "</tbody></table>\n");
 }
 
+/* The money moved per decision, bucketed by the report's edges: a
+ * table, and console.js draws it as a bar chart. */
+static void impact_histogram(vd_buf_t *b, yajl_val h) {
+  yajl_val edges = jget(h, "edges_yuan"), counts = jget(h, "counts");
+  size_t i, ne, nc;
+  if (!edges || !counts || !YAJL_IS_ARRAY(edges) || !YAJL_IS_ARRAY(counts))
+    return;
+  ne = YAJL_GET_ARRAY(edges)->len;
+  nc = YAJL_GET_ARRAY(counts)->len;
+  if (nc != ne + 1)
+    return;
+  vd_buf_adds(b, "</section>\n<section><h2 id=\"hist-title\">Money moved "
+                 "per changed decision (candidate - baseline, yuan)</h2>"
+                 "<canvas id=\"hist\" role=\"img\" "
+                 "aria-labelledby=\"hist-title\" width=\"800\" "
+                 "height=\"260\"></canvas><table class=\"data\" "
+                 "id=\"impact-hist\"><thead><tr><th scope=\"col\">Moved "
+                 "(yuan)</th><th scope=\"col\">Decisions</th></tr></thead>"
+                 "<tbody>\n");
+  for (i = 0; i < nc; i++) {
+    vd_buf_adds(b, "<tr><td>");
+    if (i == 0) {
+      vd_buf_adds(b, "below ");
+      add_value(b, YAJL_GET_ARRAY(edges)->values[0]);
+    } else if (i == ne) {
+      add_value(b, YAJL_GET_ARRAY(edges)->values[ne - 1]);
+      vd_buf_adds(b, " and up");
+    } else {
+      add_value(b, YAJL_GET_ARRAY(edges)->values[i - 1]);
+      vd_buf_adds(b, " to ");
+      add_value(b, YAJL_GET_ARRAY(edges)->values[i]);
+    }
+    vd_buf_adds(b, "</td><td>");
+    add_value(b, YAJL_GET_ARRAY(counts)->values[i]);
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table>\n");
+}
+
 static void impact_result(vd_buf_t *b, const char *json) {
   static const char *const summary[] = {
       "candidate", "baseline", "selection", "replayed", "unchanged",
@@ -1198,6 +1238,21 @@ static void impact_result(vd_buf_t *b, const char *json) {
   }
   json_table(b, "by-kind-region", "By kind and region",
              jget(root, "by_kind_region"), group);
+  {
+    static const char *const outcomes[] = {
+        "kind", "Kind", "field", "Outcome", "as", "As", "changed",
+        "Changed", "earlier", "Earlier", "later", "Later", NULL};
+    static const char *const moves[] = {
+        "kind", "Kind", "field", "Outcome", "from", "From", "to", "To",
+        "count", "Decisions", NULL};
+    vd_buf_adds(b, "</section>\n<section><h2>Outcomes that change: SLA "
+                   "deadlines, escalation levels</h2>");
+    json_table(b, "impact-outcomes", "Material changes by outcome field",
+               jget(root, "outcomes"), outcomes);
+    json_table(b, "impact-levels", "Levels, from and to",
+               jget(root, "level_moves"), moves);
+  }
+  impact_histogram(b, jget(root, "histogram"));
   vd_buf_adds(b, "</section>\n<section><h2>Rules that fire more or less "
                  "often</h2><table class=\"data\" id=\"impact-rules\">"
                  "<thead><tr><th scope=\"col\">Rule</th>"
@@ -1372,18 +1427,298 @@ static void revisions_page(vd_daemon_t *d, const char *who,
     revision_cell(b, str_of(o, "revision"));
     vd_buf_adds(b, "<td>");
     escs(b, str_of(o, "stored_at"));
-    vd_buf_addf(b, "</td><td>%lld</td><td>%lld</td></tr>\n",
+    vd_buf_adds(b, "</td><td><a href=\"/console/revisions/files?"
+                   "revision=");
+    pct(b, str_of(o, "revision") ? str_of(o, "revision") : "");
+    vd_buf_addf(b, "\" title=\"its files\">%lld</a></td><td>%lld</td>"
+                   "</tr>\n",
                 nf ? (long long)YAJL_GET_INTEGER(nf) : 0LL,
                 nb ? (long long)YAJL_GET_INTEGER(nb) : 0LL);
   }
-  vd_buf_adds(b, "</tbody></table></section>\n<p>A side-by-side diff of "
-                 "two revisions and their files are not in the console "
-                 "yet: <code>verdict diff</code> and <code>GET "
-                 "/v1/admin/diff</code> give them.</p>");
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Compare two "
+                 "revisions</h2><form method=\"get\" "
+                 "action=\"/console/revisions/diff\" class=\"search\" "
+                 "id=\"compare\"><div><label for=\"a\">Old (any name: "
+                 "sha256 prefix, active, previous, @-N, a tag)</label>"
+                 "<input id=\"a\" name=\"a\" value=\"previous\"></div>"
+                 "<div><label for=\"b\">New</label><input id=\"b\" "
+                 "name=\"b\" value=\"active\"></div><div><button "
+                 "type=\"submit\">Compare</button></div></form>"
+                 "</section>\n");
   page_end(a);
 out:
   yajl_tree_free(root);
   vd_buf_release(&json);
+  vd_buf_release(&err);
+}
+
+/* ------------------------------------------------------------------------
+ * Two revisions side by side, and a revision's files
+ * ---------------------------------------------------------------------- */
+
+/* One side of a run of changed lines: [line, line+n) of the diff. */
+typedef struct diff_run {
+  const char *lines[256];
+  size_t lens[256];
+  size_t n;
+} diff_run_t;
+
+static void diff_cell(vd_buf_t *b, const char *cls, long no, const char *s,
+                      size_t n) {
+  if (s)
+    vd_buf_addf(b, "<td class=\"no\">%ld</td><td class=\"%s\">", no, cls);
+  else
+    vd_buf_adds(b, "<td class=\"no\"></td><td class=\"none\">");
+  if (s)
+    esc(b, s, n);
+  vd_buf_adds(b, "</td>");
+}
+
+/* The removed and added lines of a run, paired row by row. */
+static void diff_flush(vd_buf_t *b, diff_run_t *del, diff_run_t *add,
+                       long *la, long *lb) {
+  size_t i, n = del->n > add->n ? del->n : add->n;
+  for (i = 0; i < n; i++) {
+    vd_buf_adds(b, "<tr>");
+    diff_cell(b, "del", *la, i < del->n ? del->lines[i] : NULL,
+              i < del->n ? del->lens[i] : 0);
+    diff_cell(b, "add", *lb, i < add->n ? add->lines[i] : NULL,
+              i < add->n ? add->lens[i] : 0);
+    vd_buf_adds(b, "</tr>\n");
+    *la += i < del->n;
+    *lb += i < add->n;
+  }
+  del->n = add->n = 0;
+}
+
+/* The unified diff [s, s+n) (textdiff.h) as tables, a file each, old on
+ * the left and new on the right. */
+static void diff_side_by_side(vd_buf_t *b, const char *s, size_t n) {
+  diff_run_t *del = calloc(1, sizeof *del), *add = calloc(1, sizeof *add);
+  const char *end = s + n, *p = s;
+  long la = 0, lb = 0;
+  int open = 0;
+  if (!del || !add)
+    goto out;
+  while (p < end) {
+    const char *e = memchr(p, '\n', (size_t)(end - p));
+    size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
+    if (len >= 4 && memcmp(p, "--- ", 4) == 0 && p + len + 4 < end &&
+        memcmp(p + len + 1, "+++ ", 4) == 0) {
+      const char *e2 = memchr(p + len + 1, '\n', (size_t)(end - p - len - 1));
+      size_t len2 = e2 ? (size_t)(e2 - p - len - 1)
+                       : (size_t)(end - p - len - 1);
+      diff_flush(b, del, add, &la, &lb);
+      if (open)
+        vd_buf_adds(b, "</tbody></table>\n");
+      vd_buf_adds(b, "<table class=\"diff\"><caption><code>");
+      esc(b, p + 4, len - 4);
+      vd_buf_adds(b, "</code> &rarr; <code>");
+      esc(b, p + len + 5, len2 - 4);
+      vd_buf_adds(b, "</code></caption><thead><tr><th scope=\"col\" "
+                     "colspan=\"2\">Old</th><th scope=\"col\" "
+                     "colspan=\"2\">New</th></tr></thead><tbody>\n");
+      open = 1;
+      p = e2 ? e2 + 1 : end;
+      continue;
+    }
+    if (len >= 2 && memcmp(p, "@@", 2) == 0) {
+      char hunk[128];
+      long a0 = 0, b0 = 0;
+      diff_flush(b, del, add, &la, &lb);
+      snprintf(hunk, sizeof hunk, "%.*s", (int)(len < 127 ? len : 127), p);
+      if (sscanf(hunk, "@@ -%ld", &a0) == 1) {
+        const char *plus = strchr(hunk, '+');
+        if (plus)
+          b0 = strtol(plus + 1, NULL, 10);
+      }
+      la = a0;
+      lb = b0;
+      vd_buf_adds(b, "<tr class=\"hunk\"><td colspan=\"4\">");
+      esc(b, p, len);
+      vd_buf_adds(b, "</td></tr>\n");
+    } else if (open && len >= 1 && (p[0] == '-' || p[0] == '+')) {
+      diff_run_t *r = p[0] == '-' ? del : add;
+      if (r->n == sizeof r->lines / sizeof r->lines[0])
+        diff_flush(b, del, add, &la, &lb);
+      r->lines[r->n] = p + 1;
+      r->lens[r->n++] = len - 1;
+    } else if (open && len >= 1 && p[0] == ' ') {
+      diff_flush(b, del, add, &la, &lb);
+      vd_buf_adds(b, "<tr>");
+      diff_cell(b, "same", la++, p + 1, len - 1);
+      diff_cell(b, "same", lb++, p + 1, len - 1);
+      vd_buf_adds(b, "</tr>\n");
+    } /* "\ No newline at end of file" and the like: not shown */
+    p = e ? e + 1 : end;
+  }
+  diff_flush(b, del, add, &la, &lb);
+  if (open)
+    vd_buf_adds(b, "</tbody></table>\n");
+out:
+  free(del);
+  free(add);
+}
+
+/* Revision NAME (any name the history gives one) resolved into rev and
+ * its files read; 0, or an error page's sentence in err. */
+static int revision_files(vd_daemon_t *d, const char *field, const char *name,
+                          char rev[VD_REVISION_NAME_MAX],
+                          vd_bundle_file_t **files, size_t *n, vd_buf_t *err) {
+  char *msg = NULL;
+  int rc = vd_history_resolve(d->opts.db, name, rev, &msg);
+  if (rc == 0)
+    rc = vd_history_load_revision(d->opts.db, rev, files, n, &msg);
+  if (rc != 0)
+    vd_buf_addf(err, "%s: '%s': %s", field, name,
+                msg ? msg : "no such revision");
+  free(msg);
+  return rc;
+}
+
+/* GET /console/revisions/diff?a=A&b=B */
+static void diff_page(vd_daemon_t *d, const char *who, const char *q,
+                      size_t qn, vd_console_answer_t *a) {
+  char na[128] = "previous", nb[128] = "active";
+  char ra[VD_REVISION_NAME_MAX], rb[VD_REVISION_NAME_MAX];
+  vd_bundle_file_t *fa = NULL, *fb = NULL;
+  size_t ka = 0, kb = 0, i = 0, j = 0;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT, diff = VD_BUF_INIT;
+  if (form_field(q, qn, "a", na, sizeof na) < 0)
+    vd_buf_adds(&err, "a: not a revision's name");
+  if (form_field(q, qn, "b", nb, sizeof nb) < 0)
+    vd_buf_adds(&err, "b: not a revision's name");
+  if (!err.len && revision_files(d, "a", na, ra, &fa, &ka, &err) == 0)
+    revision_files(d, "b", nb, rb, &fb, &kb, &err);
+  page_begin(a, err.len ? 400 : 200, "Two revisions", who);
+  vd_buf_adds(b, "<form method=\"get\" action=\"/console/revisions/diff\" "
+                 "class=\"search\"><div><label for=\"a\">Old (any name: "
+                 "sha256 prefix, active, previous, @-N, a tag)</label>"
+                 "<input id=\"a\" name=\"a\" value=\"");
+  escs(b, na);
+  vd_buf_adds(b, "\"></div><div><label for=\"b\">New</label><input id=\"b\" "
+                 "name=\"b\" value=\"");
+  escs(b, nb);
+  vd_buf_adds(b, "\"></div><div><button type=\"submit\">Compare</button>"
+                 "</div></form>\n");
+  if (err.len) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">");
+    esc(b, err.data, err.len);
+    vd_buf_adds(b, "</p>");
+    goto out;
+  }
+  /* both in path order: each path once, /dev/null for the side without */
+  while (i < ka || j < kb) {
+    int c = i >= ka ? 1 : j >= kb ? -1 : strcmp(fa[i].path, fb[j].path);
+    vd_buf_t pa = VD_BUF_INIT, pb = VD_BUF_INIT;
+    if (c <= 0)
+      vd_buf_addf(&pa, "a/%s", fa[i].path);
+    else
+      vd_buf_adds(&pa, "/dev/null");
+    if (c >= 0)
+      vd_buf_addf(&pb, "b/%s", fb[j].path);
+    else
+      vd_buf_adds(&pb, "/dev/null");
+    vd_buf_addc(&pa, '\0');
+    vd_buf_addc(&pb, '\0');
+    vd_text_diff(pa.data, c <= 0 ? fa[i].data : "", c <= 0 ? fa[i].len : 0,
+                 pb.data, c >= 0 ? fb[j].data : "", c >= 0 ? fb[j].len : 0,
+                 &diff);
+    vd_buf_release(&pa);
+    vd_buf_release(&pb);
+    i += c <= 0;
+    j += c >= 0;
+  }
+  vd_buf_adds(b, "<p>Old: <a href=\"/console/revisions/files?revision=");
+  pct(b, ra);
+  vd_buf_adds(b, "\"><code>");
+  escs(b, ra);
+  vd_buf_adds(b, "</code></a><br>New: <a href=\"/console/revisions/files?"
+                 "revision=");
+  pct(b, rb);
+  vd_buf_adds(b, "\"><code>");
+  escs(b, rb);
+  vd_buf_adds(b, "</code></a></p>\n<section id=\"diff\">");
+  if (!diff.len)
+    vd_buf_adds(b, "<p id=\"same\">The two revisions' files are the "
+                   "same.</p>");
+  else
+    diff_side_by_side(b, diff.data, diff.len);
+  vd_buf_adds(b, "</section>");
+out:
+  page_end(a);
+  vd_history_free_files(fa, ka);
+  vd_history_free_files(fb, kb);
+  vd_buf_release(&err);
+  vd_buf_release(&diff);
+}
+
+/* GET /console/revisions/files?revision=R[&path=P] */
+static void files_page(vd_daemon_t *d, const char *who, const char *q,
+                       size_t qn, vd_console_answer_t *a) {
+  char name[128], path[512], rev[VD_REVISION_NAME_MAX];
+  vd_bundle_file_t *files = NULL;
+  size_t n = 0, i;
+  int has_path;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT;
+  if (form_field(q, qn, "revision", name, sizeof name) != 1)
+    vd_buf_adds(&err, "revision: give a revision's name");
+  has_path = form_field(q, qn, "path", path, sizeof path);
+  if (has_path < 0)
+    vd_buf_adds(&err, "path: not a file's path");
+  if (!err.len)
+    revision_files(d, "revision", name, rev, &files, &n, &err);
+  if (!err.len && has_path == 1) {
+    for (i = 0; i < n && strcmp(files[i].path, path) != 0; i++)
+      ;
+    if (i == n)
+      vd_buf_addf(&err, "path: %s is not a file of %s", path, rev);
+    else {
+      page_begin(a, 200, "A revision's file", who);
+      vd_buf_adds(b, "<p><code>");
+      escs(b, path);
+      vd_buf_adds(b, "</code> of <a href=\"/console/revisions/files?"
+                     "revision=");
+      pct(b, rev);
+      vd_buf_adds(b, "\"><code>");
+      escs(b, rev);
+      vd_buf_adds(b, "</code></a></p><pre class=\"json\" id=\"file\" "
+                     "tabindex=\"0\">");
+      esc(b, files[i].data, files[i].len);
+      vd_buf_adds(b, "</pre>");
+      goto out;
+    }
+  }
+  if (err.len) {
+    page_begin(a, strstr(err.data, "not found") || strstr(err.data, "no "
+               "such") ? 404 : 400, "A revision's files", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">");
+    esc(b, err.data, err.len);
+    vd_buf_adds(b, "</p>");
+    goto out;
+  }
+  page_begin(a, 200, "A revision's files", who);
+  vd_buf_adds(b, "<p>Revision <a href=\"/console/decisions?revision=");
+  pct(b, rev);
+  vd_buf_adds(b, "\" title=\"its decisions\"><code>");
+  escs(b, rev);
+  vd_buf_addf(b, "</code></a>: %zu files, each checked against its hash."
+                 "</p><table class=\"data\" id=\"files\"><thead><tr>"
+                 "<th scope=\"col\">File</th><th scope=\"col\">Bytes</th>"
+                 "</tr></thead><tbody>\n", n);
+  for (i = 0; i < n; i++) {
+    vd_buf_adds(b, "<tr><td><a href=\"/console/revisions/files?revision=");
+    pct(b, rev);
+    vd_buf_adds(b, "&amp;path=");
+    pct(b, files[i].path);
+    vd_buf_adds(b, "\"><code>");
+    escs(b, files[i].path);
+    vd_buf_addf(b, "</code></a></td><td>%zu</td></tr>\n", files[i].len);
+  }
+  vd_buf_adds(b, "</tbody></table>");
+out:
+  page_end(a);
+  vd_history_free_files(files, n);
   vd_buf_release(&err);
 }
 
@@ -1650,6 +1985,10 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
     health_page(d, name, a);
   else if (strcmp(path, "/console/revisions") == 0)
     revisions_page(d, name, a);
+  else if (strcmp(path, "/console/revisions/diff") == 0)
+    diff_page(d, name, q, qn, a);
+  else if (strcmp(path, "/console/revisions/files") == 0)
+    files_page(d, name, q, qn, a);
   else {
     page_begin(a, 404, "No such page", name);
     vd_buf_adds(&a->body, "<p>Try <a href=\"/console/decisions\">the "
