@@ -25,13 +25,35 @@ except ImportError:  # a Python of its own: Debian's python3-selenium
     sys.path.append("/usr/lib/python3/dist-packages")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TOKENS = {"auditor": ("audit", "tok-aud-console"),
           "crm": ("decide", "tok-crm-console")}
 CRM = {"Authorization": "Bearer " + TOKENS["crm"][1]}
+
+
+def submit(driver, button):
+    """Click BUTTON and wait for the page it loads: the old page's root
+    gone.  chromedriver says so either as a stale element or, when it
+    asks in the middle of the navigation, as "Node with given id does not
+    belong to the document": both mean gone."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+
+    def gone(_):
+        try:
+            old.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    WebDriverWait(driver, 20).until(gone)
 
 
 def browser():
@@ -97,9 +119,7 @@ class Console(unittest.TestCase):
 
     def submit(self, button):
         """Click BUTTON and wait for the page it loads."""
-        old = self.b.find_element(By.TAG_NAME, "html")
-        button.click()
-        WebDriverWait(self.b, 20).until(EC.staleness_of(old))
+        submit(self.b, button)
 
     def login(self, token):
         self.b.delete_all_cookies()
@@ -460,9 +480,7 @@ class Revisions(unittest.TestCase):
         return "http://127.0.0.1:%d%s" % (self.d.http_port, path)
 
     def submit(self, button):
-        old = self.b.find_element(By.TAG_NAME, "html")
-        button.click()
-        WebDriverWait(self.b, 20).until(EC.staleness_of(old))
+        submit(self.b, button)
 
     def test_side_by_side(self):
         self.b.get(self.url("/console/revisions"))
