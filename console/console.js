@@ -1,5 +1,6 @@
 // verdict console: sort any table by a column, export it as CSV, and draw
-// the Health chart with Debian's Chart.js.  The pages read without it.
+// the Health and Impact charts with Debian's Chart.js.  The pages read
+// without it.
 'use strict';
 
 function cellText(cell) { return cell.textContent.trim(); }
@@ -90,12 +91,30 @@ function drawRate() {
   });
 }
 
+function drawHist() {
+  var canvas = document.getElementById('hist');
+  var table = document.getElementById('impact-hist');
+  if (!canvas || !table || typeof Chart === 'undefined') return;
+  var labels = [], counts = [];
+  Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
+    labels.push(cellText(r.cells[0]));
+    counts.push(parseInt(cellText(r.cells[1]), 10));
+  });
+  new Chart(canvas, {
+    type: 'bar',
+    data: { labels: labels, datasets: [
+      { label: 'decisions', data: counts, backgroundColor: '#0b3d60' }] },
+    options: { animation: false, responsive: false,
+      scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }
+  });
+}
+
 document.addEventListener('DOMContentLoaded', function () {
   document.querySelectorAll('table.data').forEach(equip);
-  if (document.getElementById('rate')) {
+  if (document.getElementById('rate') || document.getElementById('hist')) {
     var s = document.createElement('script');
     s.src = '/console/chart.js';
-    s.onload = drawRate;
+    s.onload = function () { drawRate(); drawHist(); };
     document.head.appendChild(s);
   }
 });

@@ -4,8 +4,8 @@
  *
  * Pages are rendered whole on the server (they read without JavaScript);
  * console/console.js, compiled in by the Makefile with console.css, sorts
- * tables, exports them as CSV and draws the Health chart with Debian's
- * Chart.js, read from /usr/share/javascript/chart.js at run time.
+ * tables, exports them as CSV and draws the Health and Impact charts
+ * with Debian's Chart.js, read from /usr/share/javascript/chart.js at run time.
  *
  * Credentials: the bearer tokens of --tokens.  A browser sends its token
  * once, through the login form, and gets it back as an HttpOnly,
@@ -30,10 +30,17 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <nettle/hmac.h>
 #include <yajl/yajl_tree.h>
 
 #include "daemon_int.h"
 #include "verdict/history.h"
+#include "verdict/replay.h"
+#include "verdict/report.h"
+#include "verdict/textdiff.h"
 #include "verdict/timefmt.h"
 
 /* The console's files (console/), compiled in by the Makefile. */
@@ -232,6 +239,7 @@ static void page_begin(vd_console_answer_t *a, int status, const char *title,
                  "</head><body><header><nav aria-label=\"Console\">"
                  "<a href=\"/console/decisions\">Decisions</a> "
                  "<a href=\"/console/revisions\">Revisions</a> "
+                 "<a href=\"/console/impact\">Impact</a> "
                  "<a href=\"/console/health\">Health</a>");
   if (who) {
     vd_buf_adds(b, "<form method=\"post\" action=\"/console/logout\" "
@@ -333,6 +341,70 @@ static int cookie_safe(const char *s) {
     if (!isalnum((unsigned char)*s) && !strchr("-._~+/=", *s))
       return 0;
   return 1;
+}
+
+/* The form token of a credential, against cross-site requests: the
+ * HMAC-SHA-256, under a key drawn once per process, of the bearer token
+ * the request carries (or of "loopback" without one), in hex.  A page of
+ * another site can make a browser post to the console, and the cookie
+ * (SameSite=Strict) already stays home then; but a loopback console
+ * without --tokens needs no cookie at all, so every POST that acts (the
+ * replay buttons) must also carry this token, which only a page the
+ * console served can hold (the same-origin rule keeps other sites from
+ * reading it). */
+static unsigned char csrf_key[32];
+static int csrf_key_ok;
+static uv_once_t csrf_once = UV_ONCE_INIT;
+
+static void csrf_init(void) {
+  csrf_key_ok = getrandom(csrf_key, sizeof csrf_key, 0) ==
+                (ssize_t)sizeof csrf_key;
+}
+
+static void csrf_of(const char *tok, size_t n, char out[65]) {
+  struct hmac_sha256_ctx h;
+  unsigned char mac[SHA256_DIGEST_SIZE];
+  size_t i;
+  uv_once(&csrf_once, csrf_init);
+  hmac_sha256_set_key(&h, sizeof csrf_key, csrf_key);
+  if (tok)
+    hmac_sha256_update(&h, n, (const uint8_t *)tok);
+  else
+    hmac_sha256_update(&h, 8, (const uint8_t *)"loopback");
+  hmac_sha256_digest(&h, sizeof mac, mac);
+  for (i = 0; i < sizeof mac; i++)
+    snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+/* 1 when the form body of REQ carries the token of TOK: compared in time
+ * independent of where they differ; 0 without a key (getrandom failed). */
+static int csrf_ok(const vd_http_req_t *req, const char *tok, size_t n) {
+  char want[65], got[72];
+  unsigned diff = 0;
+  size_t i;
+  csrf_of(tok, n, want);
+  if (!csrf_key_ok ||
+      form_field(req->body.data ? req->body.data : "", req->body.len,
+                 "csrf", got, sizeof got) != 1 || strlen(got) != 64)
+    return 0;
+  for (i = 0; i < 64; i++)
+    diff |= (unsigned)(want[i] ^ got[i]);
+  return diff == 0;
+}
+
+static void csrf_refused(vd_console_answer_t *a, const char *who) {
+  page_begin(a, 403, "Refused", who);
+  vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">This form "
+                        "did not come from a console page (its csrf field "
+                        "is missing or wrong): open the page again and "
+                        "press its button there.</p>");
+  page_end(a);
+}
+
+static void csrf_input(vd_buf_t *b, const char *csrf) {
+  vd_buf_adds(b, "<input type=\"hidden\" name=\"csrf\" value=\"");
+  escs(b, csrf);
+  vd_buf_adds(b, "\">");
 }
 
 static void login(vd_daemon_t *d, int loopback, int tls,
@@ -588,7 +660,7 @@ static void hash_of(const char *db, int64_t seq, char *hexout) {
 }
 
 static void decision_page(vd_daemon_t *d, const char *who, const char *id,
-                          vd_console_answer_t *a) {
+                          const char *csrf, vd_console_answer_t *a) {
   vd_history_filter_t f;
   vd_history_rows_t *rows = NULL;
   const vd_history_value_t *v;
@@ -657,6 +729,16 @@ static void decision_page(vd_daemon_t *d, const char *who, const char *id,
          v[VD_HISTORY_HASH].text);
   vd_buf_adds(b, "</dl><p>Check the whole chain with <code>verdict history "
                  "verify</code>.</p></section>\n");
+  vd_buf_adds(b, "<section><h2>Replay</h2><form method=\"post\" "
+                 "class=\"replay\" action=\"/console/decisions/");
+  pct(b, id);
+  vd_buf_adds(b, "/replay\">");
+  csrf_input(b, csrf);
+  vd_buf_adds(b, "<button type=\"submit\" id=\"replay\">Replay this "
+                 "decision now</button> <small>decides the recorded "
+                 "request again with the revision that made it, rebuilt "
+                 "from the files the history stored, and says whether it "
+                 "reproduces</small></form></section>\n");
   section(b, "Result", &v[VD_HISTORY_RESULT]);
   section(b, "Trace: each rule, its outcome and its basis", &v[VD_HISTORY_TRACE]);
   section(b, "Request", &v[VD_HISTORY_REQUEST]);
@@ -665,6 +747,591 @@ static void decision_page(vd_daemon_t *d, const char *who, const char *id,
 out:
   vd_history_rows_close(rows);
   vd_buf_release(&err);
+}
+
+/* POST /console/decisions/ID/replay: the determinism check of one
+ * decision (vd_replay_run() with no candidate), on this pool thread. */
+static void replay_decision_page(vd_daemon_t *d, const char *who,
+                                 const char *id, vd_console_answer_t *a) {
+  vd_replay_opts_t o;
+  vd_replay_report_t rep;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT;
+  size_t i, k;
+  int rc;
+  memset(&o, 0, sizeof o);
+  memset(&rep, 0, sizeof rep);
+  o.db = d->opts.db;
+  o.select.decision_id = id;
+  o.threads = 1;
+  o.max_changes = 1;
+  rc = vd_replay_run(&o, &rep, &err);
+  page_begin(a, rc == 0 ? 200 : 500, "Replay of a decision", who);
+  vd_buf_adds(b, "<p>Decision <a href=\"/console/decisions/");
+  pct(b, id);
+  vd_buf_adds(b, "\"><code>");
+  escs(b, id);
+  vd_buf_adds(b, "</code></a>, its recorded request decided again now "
+                 "with the revision that made it.</p>\n<p id=\"verdict\" "
+                 "role=\"status\" class=\"");
+  if (rc != 0) {
+    vd_buf_adds(b, "refused\">The replay failed: ");
+    esc(b, err.data ? err.data : "", err.len);
+  } else if (rep.nunloadable) {
+    vd_buf_adds(b, "refused\">Not replayed: its revision ");
+    escs(b, rep.unloadable[0].revision);
+    vd_buf_adds(b, " does not load under the present engine: ");
+    escs(b, rep.unloadable[0].why);
+  } else if (rep.errors || rep.nrow_errors) {
+    vd_buf_adds(b, "refused\">Not replayed: ");
+    escs(b, rep.nrow_errors ? rep.row_errors[0].why : "an error");
+  } else if (rep.replayed == 0) {
+    vd_buf_adds(b, "refused\">Not replayed: the history holds no request "
+                   "for it to decide again.");
+  } else if (rep.changed == 0) {
+    vd_buf_adds(b, "same\">Reproduces: the same result and trace as "
+                   "recorded.");
+  } else {
+    vd_buf_adds(b, "differs\">Does not reproduce: ");
+    vd_buf_adds(b, rep.material ? "an outcome differs (a determinism "
+                                  "violation)."
+                                : "only fields that are not outcomes "
+                                  "differ.");
+  }
+  vd_buf_adds(b, "</p>\n");
+  for (i = 0; rc == 0 && i < rep.nchanges; i++) {
+    const vd_replay_change_t *c = &rep.changes[i];
+    vd_buf_adds(b, "<table class=\"data\" id=\"differences\"><thead><tr>"
+                   "<th scope=\"col\">Field</th>"
+                   "<th scope=\"col\">Recorded</th>"
+                   "<th scope=\"col\">Decided now</th>"
+                   "<th scope=\"col\">An outcome</th></tr></thead><tbody>\n");
+    for (k = 0; k < c->ndiffs; k++) {
+      const vd_replay_diff_t *df = &c->diffs[k];
+      vd_buf_adds(b, "<tr><td><code>");
+      escs(b, df->field);
+      vd_buf_adds(b, "</code></td><td><pre class=\"json\">");
+      escs(b, df->old_json ? df->old_json : "(absent)");
+      vd_buf_adds(b, "</pre></td><td><pre class=\"json\">");
+      escs(b, df->new_json ? df->new_json : "(absent)");
+      vd_buf_addf(b, "</pre></td><td>%s</td></tr>\n",
+                  df->outcome ? "yes" : "no");
+    }
+    vd_buf_adds(b, "</tbody></table>\n");
+  }
+  page_end(a);
+  vd_replay_report_release(&rep);
+  vd_buf_release(&err);
+}
+
+/* ========================================================================
+ * Impact
+ * ====================================================================== */
+
+/* One run at a time, the process's: the form starts it (a POST, which
+ * checks everything and resolves both bundles on its own pool thread),
+ * worker.c's console_done() queues impact_run() on the pool once the
+ * answer has gone, and the page reads the counter the replay adds to and,
+ * once done, the report's JSON, vd_report_write()'s (core/report.c): the
+ * figures `verdict replay --format json|html` gives, from the same
+ * computation.  Everything here is under impact.lock but the run's
+ * inputs, which only impact_run() reads while state is IMPACT_RUNNING. */
+enum { IMPACT_NONE = 0, IMPACT_RUNNING, IMPACT_DONE };
+
+#define IMPACT_FORM(X)                                                       \
+  X(candidate, "Candidate: a stored revision (any name: sha256 prefix, "     \
+               "active, previous, @-N, a tag), or directory (the daemon's "  \
+               "policy directory as it is now)")                             \
+  X(baseline, "Baseline (a revision's name, or directory)")                  \
+  X(at_since, "Decision time from (RFC 3339, or local China time)")          \
+  X(at_until, "Decision time before")                                        \
+  X(kind, "Kind")                                                            \
+  X(region, "Region")
+
+typedef struct impact_form {
+#define FIELD_(name, label) char name[128];
+  IMPACT_FORM(FIELD_)
+#undef FIELD_
+} impact_form_t;
+
+static struct impact {
+  uv_mutex_t lock;
+  int state;
+  long long progress;
+  char who[64];
+  int64_t started_ms;
+  impact_form_t form;        /* what was asked */
+  vd_replay_opts_t o;        /* the run's inputs */
+  char *db;
+  vd_bundle_t *cand, *base;
+  vd_buf_t cname, bname, selection;
+  vd_buf_t json, error;      /* its outcome */
+} impact;
+static uv_once_t impact_once = UV_ONCE_INIT;
+
+static void impact_init(void) {
+  uv_mutex_init(&impact.lock);
+}
+
+/* Runs on the pool (RUN 1), or gives the run up (RUN 0). */
+static void impact_run(void *arg, int run) {
+  vd_replay_report_t rep;
+  vd_report_opts_t ro;
+  vd_buf_t json = VD_BUF_INIT, err = VD_BUF_INIT;
+  int64_t t0 = vd_now_ms();
+  (void)arg;
+  memset(&rep, 0, sizeof rep);
+  memset(&ro, 0, sizeof ro);
+  if (!run)
+    vd_buf_adds(&err, "the run could not be queued on the thread pool");
+  else if (vd_replay_run(&impact.o, &rep, &err) == 0) {
+    ro.seconds = (double)(vd_now_ms() - t0) / 1000.0;
+    if (ro.seconds <= 0)
+      ro.seconds = 0.001;
+    ro.selection = impact.selection.len ? impact.selection.data : NULL;
+    vd_report_write(&rep, VD_REPORT_JSON, &ro, &json, &err);
+  } else if (!err.len)
+    vd_buf_adds(&err, "the replay failed");
+  vd_replay_report_release(&rep);
+  vd_buf_addc(&json, '\0');
+  vd_buf_addc(&err, '\0');
+  uv_mutex_lock(&impact.lock);
+  vd_buf_release(&impact.json);
+  vd_buf_release(&impact.error);
+  impact.json = json;
+  if (err.len > 1)
+    impact.error = err;
+  else
+    vd_buf_release(&err);
+  vd_bundle_unref(impact.cand);
+  if (impact.base)
+    vd_bundle_unref(impact.base);
+  impact.cand = impact.base = NULL;
+  impact.state = IMPACT_DONE;
+  uv_mutex_unlock(&impact.lock);
+}
+
+/* SPEC (a form's value) as a bundle: "directory" is the daemon's policy
+ * directory as it is now; anything else names a stored revision. */
+static int impact_bundle(vd_daemon_t *d, const char *field, const char *spec,
+                         vd_bundle_t **out, vd_buf_t *name, vd_buf_t *err) {
+  char rev[VD_REVISION_NAME_MAX];
+  char *msg = NULL;
+  int rc;
+  if (strcmp(spec, "directory") == 0)
+    rc = vd_replay_resolve(d->opts.db, d->opts.policies, out, name, err);
+  else if (strcmp(spec, "active") == 0) /* named "active (sha256:...)" */
+    rc = vd_replay_resolve(d->opts.db, spec, out, name, err);
+  else if ((rc = vd_history_resolve(d->opts.db, spec, rev, &msg)) != 0) {
+    vd_buf_addf(err, "no stored revision '%s': %s", spec,
+                msg ? msg : "not found");
+    free(msg);
+  } else
+    rc = vd_replay_resolve(d->opts.db, rev, out, name, err);
+  if (rc != 0) {
+    vd_buf_t why = VD_BUF_INIT;
+    vd_buf_addf(&why, "%s: %.*s", field, (int)err->len,
+                err->data ? err->data : "");
+    vd_buf_release(err);
+    *err = why;
+  }
+  return rc;
+}
+
+static void impact_form_html(vd_buf_t *b, const impact_form_t *f,
+                             const char *csrf) {
+  vd_buf_adds(b, "<form method=\"post\" action=\"/console/impact\" "
+                 "class=\"search\" id=\"impact-form\">");
+  csrf_input(b, csrf);
+#define INPUT_(name, label)                                                  \
+  vd_buf_adds(b, "<div><label for=\"" #name "\">" label "</label>"           \
+                 "<input id=\"" #name "\" name=\"" #name "\" value=\"");     \
+  escs(b, f->name);                                                          \
+  vd_buf_adds(b, "\"></div>");
+  IMPACT_FORM(INPUT_)
+#undef INPUT_
+  vd_buf_adds(b, "<div><button type=\"submit\" id=\"run\">Replay</button>"
+                 "</div></form>\n");
+}
+
+/* POST /console/impact: check the form, resolve both bundles, start. */
+static void impact_start(vd_daemon_t *d, const char *who,
+                         const vd_http_req_t *req, vd_console_answer_t *a,
+                         const char *csrf) {
+  const char *body = req->body.data ? req->body.data : "";
+  impact_form_t f;
+  vd_history_filter_t sel;
+  vd_bundle_t *cand = NULL, *base = NULL;
+  vd_buf_t cname = VD_BUF_INIT, bname = VD_BUF_INIT, err = VD_BUF_INIT,
+           desc = VD_BUF_INIT;
+  const char *bad = NULL;
+  int busy;
+  memset(&f, 0, sizeof f);
+  memset(&sel, 0, sizeof sel);
+#define GET_(name, label)                                                    \
+  if (form_field(body, req->body.len, #name, f.name, sizeof f.name) < 0)     \
+    bad = #name;
+  IMPACT_FORM(GET_)
+#undef GET_
+  if (!f.baseline[0])
+    snprintf(f.baseline, sizeof f.baseline, "active");
+  if (!bad && !f.candidate[0])
+    bad = "candidate";
+  if (!bad && f.at_since[0] && parse_when(f.at_since, &sel.at_since_ms))
+    bad = "at_since";
+  if (!bad && f.at_until[0] && parse_when(f.at_until, &sel.at_until_ms))
+    bad = "at_until";
+  if (bad)
+    vd_buf_addf(&err, "The field %s is not valid (a candidate is needed; "
+                      "times: 2026-12-04T10:00:00+08:00 or "
+                      "2026-12-04T10:00).", bad);
+  else if (impact_bundle(d, "candidate", f.candidate, &cand, &cname,
+                         &err) == 0)
+    impact_bundle(d, "baseline", f.baseline, &base, &bname, &err);
+  if (err.len) {
+    page_begin(a, 400, "Impact", who);
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">");
+    esc(&a->body, err.data, err.len);
+    vd_buf_adds(&a->body, "</p>");
+    impact_form_html(&a->body, &f, csrf);
+    page_end(a);
+    goto out;
+  }
+  sel.has_at_since = f.at_since[0] != 0;
+  sel.has_at_until = f.at_until[0] != 0;
+#define DESC_(cond, what, v)                                                 \
+  if (cond)                                                                  \
+    vd_buf_addf(&desc, "%s%s %s", desc.len ? ", " : "", what, v);
+  DESC_(f.at_since[0], "decision time from", f.at_since)
+  DESC_(f.at_until[0], "decision time before", f.at_until)
+  DESC_(f.region[0], "region", f.region)
+  DESC_(f.kind[0], "kind", f.kind)
+#undef DESC_
+  vd_buf_addc(&desc, '\0');
+
+  uv_mutex_lock(&impact.lock);
+  busy = impact.state == IMPACT_RUNNING;
+  if (!busy) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    vd_buf_release(&impact.cname);
+    vd_buf_release(&impact.bname);
+    vd_buf_release(&impact.selection);
+    vd_buf_release(&impact.json);
+    vd_buf_release(&impact.error);
+    free(impact.db);
+    impact.db = strdup(d->opts.db);
+    impact.form = f;
+    snprintf(impact.who, sizeof impact.who, "%s", who[0] ? who : "loopback");
+    impact.started_ms = vd_now_ms();
+    impact.progress = 0;
+    impact.cand = cand;
+    impact.base = base;
+    impact.cname = cname;
+    impact.bname = bname;
+    impact.selection = desc;
+    cand = base = NULL;
+    vd_buf_init(&cname);
+    vd_buf_init(&bname);
+    vd_buf_init(&desc);
+    memset(&impact.o, 0, sizeof impact.o);
+    impact.o.db = impact.db;
+    impact.o.candidate = impact.cand;
+    impact.o.baseline = impact.base;
+    impact.o.candidate_name = impact.cname.data;
+    impact.o.baseline_name = impact.bname.data;
+    impact.o.select = sel;
+    impact.o.select.kind = impact.form.kind[0] ? impact.form.kind : NULL;
+    impact.o.select.region = impact.form.region[0] ? impact.form.region
+                                                   : NULL;
+    /* half the machine: the other half decides */
+    impact.o.threads = n > 1 ? (int)(n / 2 < 8 ? n / 2 : 8) : 1;
+    impact.o.progress = &impact.progress;
+    impact.state = IMPACT_RUNNING;
+  }
+  uv_mutex_unlock(&impact.lock);
+  if (busy) {
+    page_begin(a, 409, "Impact", who);
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\" id=\"busy\">"
+                          "A replay is running (one at a time): wait for "
+                          "it on <a href=\"/console/impact\">the Impact "
+                          "page</a>, then start yours.</p>");
+    page_end(a);
+    goto out;
+  }
+  a->after = impact_run;
+  a->after_arg = NULL;
+  redirect(a, "/console/impact");
+out:
+  if (cand)
+    vd_bundle_unref(cand);
+  if (base)
+    vd_bundle_unref(base);
+  vd_buf_release(&cname);
+  vd_buf_release(&bname);
+  vd_buf_release(&desc);
+  vd_buf_release(&err);
+}
+
+static yajl_val jget(yajl_val o, const char *key) {
+  const char *path[2];
+  path[0] = key;
+  path[1] = NULL;
+  return o ? yajl_tree_get(o, path, yajl_t_any) : NULL;
+}
+
+/* A JSON value as a cell's text: numbers as the report wrote them. */
+static void add_value(vd_buf_t *b, yajl_val v) {
+  size_t i;
+  if (!v || YAJL_IS_NULL(v))
+    vd_buf_adds(b, "-");
+  else if (YAJL_IS_STRING(v))
+    escs(b, YAJL_GET_STRING(v));
+  else if (YAJL_IS_NUMBER(v))
+    escs(b, YAJL_GET_NUMBER(v));
+  else if (YAJL_IS_TRUE(v))
+    vd_buf_adds(b, "yes");
+  else if (YAJL_IS_FALSE(v))
+    vd_buf_adds(b, "no");
+  else if (YAJL_IS_ARRAY(v))
+    for (i = 0; i < YAJL_GET_ARRAY(v)->len; i++) {
+      if (i)
+        vd_buf_adds(b, ", ");
+      add_value(b, YAJL_GET_ARRAY(v)->values[i]);
+    }
+}
+
+/* A table of the objects of LIST, columns KEYS (NULL-terminated pairs of
+ * key and heading). */
+static void json_table(vd_buf_t *b, const char *id, const char *caption,
+                       yajl_val list, const char *const *keys) {
+  size_t i, k;
+  vd_buf_addf(b, "<table class=\"data\" id=\"%s\"><caption>", id);
+  escs(b, caption);
+  vd_buf_adds(b, "</caption><thead><tr>");
+  for (k = 0; keys[k]; k += 2) {
+    vd_buf_adds(b, "<th scope=\"col\">");
+    escs(b, keys[k + 1]);
+    vd_buf_adds(b, "</th>");
+  }
+  vd_buf_adds(b, "</tr></thead><tbody>\n");
+  for (i = 0; list && YAJL_IS_ARRAY(list) && i < YAJL_GET_ARRAY(list)->len;
+       i++) {
+    yajl_val o = YAJL_GET_ARRAY(list)->values[i];
+    vd_buf_adds(b, "<tr>");
+    for (k = 0; keys[k]; k += 2) {
+      yajl_val v = jget(o, keys[k]);
+      vd_buf_addf(b, "<td data-key=\"%s\">", keys[k]);
+      if (strcmp(keys[k], "decision_id") == 0 && v && YAJL_IS_STRING(v)) {
+        vd_buf_adds(b, "<a href=\"/console/decisions/");
+        pct(b, YAJL_GET_STRING(v));
+        vd_buf_adds(b, "\">");
+        add_value(b, v);
+        vd_buf_adds(b, "</a>");
+      } else
+        add_value(b, v);
+      vd_buf_adds(b, "</td>");
+    }
+    vd_buf_adds(b, "</tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table>\n");
+}
+
+/* The money moved per decision, bucketed by the report's edges: a
+ * table, and console.js draws it as a bar chart. */
+static void impact_histogram(vd_buf_t *b, yajl_val h) {
+  yajl_val edges = jget(h, "edges_yuan"), counts = jget(h, "counts");
+  size_t i, ne, nc;
+  if (!edges || !counts || !YAJL_IS_ARRAY(edges) || !YAJL_IS_ARRAY(counts))
+    return;
+  ne = YAJL_GET_ARRAY(edges)->len;
+  nc = YAJL_GET_ARRAY(counts)->len;
+  if (nc != ne + 1)
+    return;
+  vd_buf_adds(b, "</section>\n<section><h2 id=\"hist-title\">Money moved "
+                 "per changed decision (candidate - baseline, yuan)</h2>"
+                 "<canvas id=\"hist\" role=\"img\" "
+                 "aria-labelledby=\"hist-title\" width=\"800\" "
+                 "height=\"260\"></canvas><table class=\"data\" "
+                 "id=\"impact-hist\"><thead><tr><th scope=\"col\">Moved "
+                 "(yuan)</th><th scope=\"col\">Decisions</th></tr></thead>"
+                 "<tbody>\n");
+  for (i = 0; i < nc; i++) {
+    vd_buf_adds(b, "<tr><td>");
+    if (i == 0) {
+      vd_buf_adds(b, "below ");
+      add_value(b, YAJL_GET_ARRAY(edges)->values[0]);
+    } else if (i == ne) {
+      add_value(b, YAJL_GET_ARRAY(edges)->values[ne - 1]);
+      vd_buf_adds(b, " and up");
+    } else {
+      add_value(b, YAJL_GET_ARRAY(edges)->values[i - 1]);
+      vd_buf_adds(b, " to ");
+      add_value(b, YAJL_GET_ARRAY(edges)->values[i]);
+    }
+    vd_buf_adds(b, "</td><td>");
+    add_value(b, YAJL_GET_ARRAY(counts)->values[i]);
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table>\n");
+}
+
+static void impact_result(vd_buf_t *b, const char *json) {
+  static const char *const summary[] = {
+      "candidate", "baseline", "selection", "replayed", "unchanged",
+      "changed", "material", "immaterial", "errors", "unreplayable",
+      "asked_now", "seconds", NULL};
+  static const char *const group[] = {
+      "kind", "Kind", "region", "Region", "replayed", "Replayed",
+      "changed", "Changed", "material", "Material", "offers",
+      "With an offer", "before_yuan", "Before (yuan)", "after_yuan",
+      "After (yuan)", "moved_yuan", "Moved (yuan)", "up", "Up", "down",
+      "Down", NULL};
+  static const char *const change[] = {
+      "decision_id", "Decision", "complaint_id", "Complaint", "kind", "Kind",
+      "region", "Region", "at", "Decision time", "material", "Material",
+      "offer_before_yuan", "Offer before (yuan)", "offer_after_yuan",
+      "Offer after (yuan)", "rules_gained", "Rules that fire now",
+      "rules_lost", "Rules that no longer fire", NULL};
+  char why[256];
+  yajl_val root = yajl_tree_parse(json, why, sizeof why), v, offers;
+  size_t i;
+  if (!root) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">The report could "
+                   "not be read: ");
+    escs(b, why);
+    vd_buf_adds(b, "</p>");
+    return;
+  }
+  vd_buf_adds(b, "<section><h2>Summary</h2><table class=\"data\" "
+                 "id=\"impact-summary\"><tbody>\n");
+  for (i = 0; summary[i]; i++) {
+    vd_buf_addf(b, "<tr><th scope=\"row\">%s</th><td data-key=\"%s\">",
+                summary[i], summary[i]);
+    add_value(b, jget(root, summary[i]));
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Money "
+                 "(offers, yuan)</h2><table class=\"data\" "
+                 "id=\"impact-money\"><tbody>");
+  offers = jget(root, "offers");
+  vd_buf_adds(b, "<tr><th scope=\"row\">decisions with an offer</th>"
+                 "<td data-key=\"count\">");
+  add_value(b, jget(offers, "count"));
+  vd_buf_adds(b, "</td></tr><tr><th scope=\"row\">baseline total</th>"
+                 "<td data-key=\"before\">");
+  add_value(b, jget(jget(offers, "before"), "total_yuan"));
+  vd_buf_adds(b, "</td></tr><tr><th scope=\"row\">candidate total</th>"
+                 "<td data-key=\"after\">");
+  add_value(b, jget(jget(offers, "after"), "total_yuan"));
+  vd_buf_adds(b, "</td></tr><tr><th scope=\"row\">moved</th>"
+                 "<td data-key=\"moved_yuan\">");
+  add_value(b, jget(offers, "moved_yuan"));
+  vd_buf_adds(b, "</td></tr></tbody></table></section>\n<section><h2>By "
+                 "kind and region</h2>");
+  json_table(b, "by-kind", "By kind", jget(root, "by_kind"), group + 0);
+  {
+    static const char *const byregion[] = {
+        "region", "Region", "replayed", "Replayed", "changed", "Changed",
+        "material", "Material", "before_yuan", "Before (yuan)",
+        "after_yuan", "After (yuan)", "moved_yuan", "Moved (yuan)", NULL};
+    json_table(b, "by-region", "By region", jget(root, "by_region"),
+               byregion);
+  }
+  json_table(b, "by-kind-region", "By kind and region",
+             jget(root, "by_kind_region"), group);
+  {
+    static const char *const outcomes[] = {
+        "kind", "Kind", "field", "Outcome", "as", "As", "changed",
+        "Changed", "earlier", "Earlier", "later", "Later", NULL};
+    static const char *const moves[] = {
+        "kind", "Kind", "field", "Outcome", "from", "From", "to", "To",
+        "count", "Decisions", NULL};
+    vd_buf_adds(b, "</section>\n<section><h2>Outcomes that change: SLA "
+                   "deadlines, escalation levels</h2>");
+    json_table(b, "impact-outcomes", "Material changes by outcome field",
+               jget(root, "outcomes"), outcomes);
+    json_table(b, "impact-levels", "Levels, from and to",
+               jget(root, "level_moves"), moves);
+  }
+  impact_histogram(b, jget(root, "histogram"));
+  vd_buf_adds(b, "</section>\n<section><h2>Rules that fire more or less "
+                 "often</h2><table class=\"data\" id=\"impact-rules\">"
+                 "<thead><tr><th scope=\"col\">Rule</th>"
+                 "<th scope=\"col\">Baseline</th>"
+                 "<th scope=\"col\">Candidate</th>"
+                 "<th scope=\"col\">Difference</th></tr></thead><tbody>\n");
+  v = jget(root, "rules");
+  for (i = 0; v && YAJL_IS_OBJECT(v) && i < YAJL_GET_OBJECT(v)->len; i++) {
+    yajl_val r = YAJL_GET_OBJECT(v)->values[i];
+    yajl_val bf = jget(r, "before"), af = jget(r, "after");
+    long long nb = bf && YAJL_IS_INTEGER(bf) ? YAJL_GET_INTEGER(bf) : 0;
+    long long na = af && YAJL_IS_INTEGER(af) ? YAJL_GET_INTEGER(af) : 0;
+    if (na == nb)
+      continue;
+    vd_buf_adds(b, "<tr><td><code>");
+    escs(b, YAJL_GET_OBJECT(v)->keys[i]);
+    vd_buf_addf(b, "</code></td><td>%lld</td><td>%lld</td><td>%+lld</td>"
+                   "</tr>\n", nb, na, na - nb);
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Changed "
+                 "decisions</h2>");
+  json_table(b, "impact-changes", "Each links to its decision page (the "
+             "recorded one)", jget(root, "changes"), change);
+  v = jget(root, "changes_not_listed");
+  if (v && YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) > 0)
+    vd_buf_addf(b, "<p>%lld more not listed: <code>verdict replay</code> "
+                   "gives them all.</p>", (long long)YAJL_GET_INTEGER(v));
+  vd_buf_adds(b, "</section>\n");
+  yajl_tree_free(root);
+}
+
+/* GET /console/impact: the form, the run in progress, or its result. */
+static void impact_page(const char *who, const char *csrf,
+                        vd_console_answer_t *a) {
+  vd_buf_t *b = &a->body;
+  impact_form_t f;
+  int state;
+  memset(&f, 0, sizeof f);
+  uv_mutex_lock(&impact.lock);
+  state = impact.state;
+  if (state != IMPACT_NONE)
+    f = impact.form;
+  else {
+    snprintf(f.candidate, sizeof f.candidate, "directory");
+    snprintf(f.baseline, sizeof f.baseline, "active");
+  }
+  if (state == IMPACT_RUNNING)
+    vd_buf_adds(&a->headers, "Refresh: 1\r\n");
+  page_begin(a, 200, "Impact", who);
+  vd_buf_adds(b, "<p>Replays the recorded requests the filters select "
+                 "with a candidate and a baseline and shows only their "
+                 "difference (<code>verdict replay --against C --baseline "
+                 "B</code>; the same report).</p>");
+  impact_form_html(b, &f, csrf);
+  if (state == IMPACT_RUNNING) {
+    vd_buf_addf(b, "<p role=\"status\" id=\"impact-state\" "
+                   "class=\"running\">Running, started by ");
+    escs(b, impact.who);
+    vd_buf_addf(b, " %lld s ago: %lld decisions read.  This page "
+                   "refreshes every second.</p>",
+                (long long)((vd_now_ms() - impact.started_ms) / 1000),
+                (long long)__atomic_load_n(&impact.progress,
+                                           __ATOMIC_RELAXED));
+  } else if (state == IMPACT_DONE) {
+    vd_buf_adds(b, "<p role=\"status\" id=\"impact-state\" class=\"done\">"
+                   "Done: the last run, started by ");
+    escs(b, impact.who);
+    vd_buf_adds(b, " at ");
+    add_time(b, impact.started_ms, CHINA_OFFSET_MIN);
+    vd_buf_adds(b, " (China time).</p>");
+    if (impact.error.len) {
+      vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">It failed: ");
+      escs(b, impact.error.data);
+      vd_buf_adds(b, "</p>");
+    } else
+      impact_result(b, impact.json.data);
+  }
+  uv_mutex_unlock(&impact.lock);
+  page_end(a);
 }
 
 /* ========================================================================
@@ -760,18 +1427,298 @@ static void revisions_page(vd_daemon_t *d, const char *who,
     revision_cell(b, str_of(o, "revision"));
     vd_buf_adds(b, "<td>");
     escs(b, str_of(o, "stored_at"));
-    vd_buf_addf(b, "</td><td>%lld</td><td>%lld</td></tr>\n",
+    vd_buf_adds(b, "</td><td><a href=\"/console/revisions/files?"
+                   "revision=");
+    pct(b, str_of(o, "revision") ? str_of(o, "revision") : "");
+    vd_buf_addf(b, "\" title=\"its files\">%lld</a></td><td>%lld</td>"
+                   "</tr>\n",
                 nf ? (long long)YAJL_GET_INTEGER(nf) : 0LL,
                 nb ? (long long)YAJL_GET_INTEGER(nb) : 0LL);
   }
-  vd_buf_adds(b, "</tbody></table></section>\n<p>A side-by-side diff of "
-                 "two revisions and their files are not in the console "
-                 "yet: <code>verdict diff</code> and <code>GET "
-                 "/v1/admin/diff</code> give them.</p>");
+  vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Compare two "
+                 "revisions</h2><form method=\"get\" "
+                 "action=\"/console/revisions/diff\" class=\"search\" "
+                 "id=\"compare\"><div><label for=\"a\">Old (any name: "
+                 "sha256 prefix, active, previous, @-N, a tag)</label>"
+                 "<input id=\"a\" name=\"a\" value=\"previous\"></div>"
+                 "<div><label for=\"b\">New</label><input id=\"b\" "
+                 "name=\"b\" value=\"active\"></div><div><button "
+                 "type=\"submit\">Compare</button></div></form>"
+                 "</section>\n");
   page_end(a);
 out:
   yajl_tree_free(root);
   vd_buf_release(&json);
+  vd_buf_release(&err);
+}
+
+/* ------------------------------------------------------------------------
+ * Two revisions side by side, and a revision's files
+ * ---------------------------------------------------------------------- */
+
+/* One side of a run of changed lines: [line, line+n) of the diff. */
+typedef struct diff_run {
+  const char *lines[256];
+  size_t lens[256];
+  size_t n;
+} diff_run_t;
+
+static void diff_cell(vd_buf_t *b, const char *cls, long no, const char *s,
+                      size_t n) {
+  if (s)
+    vd_buf_addf(b, "<td class=\"no\">%ld</td><td class=\"%s\">", no, cls);
+  else
+    vd_buf_adds(b, "<td class=\"no\"></td><td class=\"none\">");
+  if (s)
+    esc(b, s, n);
+  vd_buf_adds(b, "</td>");
+}
+
+/* The removed and added lines of a run, paired row by row. */
+static void diff_flush(vd_buf_t *b, diff_run_t *del, diff_run_t *add,
+                       long *la, long *lb) {
+  size_t i, n = del->n > add->n ? del->n : add->n;
+  for (i = 0; i < n; i++) {
+    vd_buf_adds(b, "<tr>");
+    diff_cell(b, "del", *la, i < del->n ? del->lines[i] : NULL,
+              i < del->n ? del->lens[i] : 0);
+    diff_cell(b, "add", *lb, i < add->n ? add->lines[i] : NULL,
+              i < add->n ? add->lens[i] : 0);
+    vd_buf_adds(b, "</tr>\n");
+    *la += i < del->n;
+    *lb += i < add->n;
+  }
+  del->n = add->n = 0;
+}
+
+/* The unified diff [s, s+n) (textdiff.h) as tables, a file each, old on
+ * the left and new on the right. */
+static void diff_side_by_side(vd_buf_t *b, const char *s, size_t n) {
+  diff_run_t *del = calloc(1, sizeof *del), *add = calloc(1, sizeof *add);
+  const char *end = s + n, *p = s;
+  long la = 0, lb = 0;
+  int open = 0;
+  if (!del || !add)
+    goto out;
+  while (p < end) {
+    const char *e = memchr(p, '\n', (size_t)(end - p));
+    size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
+    if (len >= 4 && memcmp(p, "--- ", 4) == 0 && p + len + 4 < end &&
+        memcmp(p + len + 1, "+++ ", 4) == 0) {
+      const char *e2 = memchr(p + len + 1, '\n', (size_t)(end - p - len - 1));
+      size_t len2 = e2 ? (size_t)(e2 - p - len - 1)
+                       : (size_t)(end - p - len - 1);
+      diff_flush(b, del, add, &la, &lb);
+      if (open)
+        vd_buf_adds(b, "</tbody></table>\n");
+      vd_buf_adds(b, "<table class=\"diff\"><caption><code>");
+      esc(b, p + 4, len - 4);
+      vd_buf_adds(b, "</code> &rarr; <code>");
+      esc(b, p + len + 5, len2 - 4);
+      vd_buf_adds(b, "</code></caption><thead><tr><th scope=\"col\" "
+                     "colspan=\"2\">Old</th><th scope=\"col\" "
+                     "colspan=\"2\">New</th></tr></thead><tbody>\n");
+      open = 1;
+      p = e2 ? e2 + 1 : end;
+      continue;
+    }
+    if (len >= 2 && memcmp(p, "@@", 2) == 0) {
+      char hunk[128];
+      long a0 = 0, b0 = 0;
+      diff_flush(b, del, add, &la, &lb);
+      snprintf(hunk, sizeof hunk, "%.*s", (int)(len < 127 ? len : 127), p);
+      if (sscanf(hunk, "@@ -%ld", &a0) == 1) {
+        const char *plus = strchr(hunk, '+');
+        if (plus)
+          b0 = strtol(plus + 1, NULL, 10);
+      }
+      la = a0;
+      lb = b0;
+      vd_buf_adds(b, "<tr class=\"hunk\"><td colspan=\"4\">");
+      esc(b, p, len);
+      vd_buf_adds(b, "</td></tr>\n");
+    } else if (open && len >= 1 && (p[0] == '-' || p[0] == '+')) {
+      diff_run_t *r = p[0] == '-' ? del : add;
+      if (r->n == sizeof r->lines / sizeof r->lines[0])
+        diff_flush(b, del, add, &la, &lb);
+      r->lines[r->n] = p + 1;
+      r->lens[r->n++] = len - 1;
+    } else if (open && len >= 1 && p[0] == ' ') {
+      diff_flush(b, del, add, &la, &lb);
+      vd_buf_adds(b, "<tr>");
+      diff_cell(b, "same", la++, p + 1, len - 1);
+      diff_cell(b, "same", lb++, p + 1, len - 1);
+      vd_buf_adds(b, "</tr>\n");
+    } /* "\ No newline at end of file" and the like: not shown */
+    p = e ? e + 1 : end;
+  }
+  diff_flush(b, del, add, &la, &lb);
+  if (open)
+    vd_buf_adds(b, "</tbody></table>\n");
+out:
+  free(del);
+  free(add);
+}
+
+/* Revision NAME (any name the history gives one) resolved into rev and
+ * its files read; 0, or an error page's sentence in err. */
+static int revision_files(vd_daemon_t *d, const char *field, const char *name,
+                          char rev[VD_REVISION_NAME_MAX],
+                          vd_bundle_file_t **files, size_t *n, vd_buf_t *err) {
+  char *msg = NULL;
+  int rc = vd_history_resolve(d->opts.db, name, rev, &msg);
+  if (rc == 0)
+    rc = vd_history_load_revision(d->opts.db, rev, files, n, &msg);
+  if (rc != 0)
+    vd_buf_addf(err, "%s: '%s': %s", field, name,
+                msg ? msg : "no such revision");
+  free(msg);
+  return rc;
+}
+
+/* GET /console/revisions/diff?a=A&b=B */
+static void diff_page(vd_daemon_t *d, const char *who, const char *q,
+                      size_t qn, vd_console_answer_t *a) {
+  char na[128] = "previous", nb[128] = "active";
+  char ra[VD_REVISION_NAME_MAX], rb[VD_REVISION_NAME_MAX];
+  vd_bundle_file_t *fa = NULL, *fb = NULL;
+  size_t ka = 0, kb = 0, i = 0, j = 0;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT, diff = VD_BUF_INIT;
+  if (form_field(q, qn, "a", na, sizeof na) < 0)
+    vd_buf_adds(&err, "a: not a revision's name");
+  if (form_field(q, qn, "b", nb, sizeof nb) < 0)
+    vd_buf_adds(&err, "b: not a revision's name");
+  if (!err.len && revision_files(d, "a", na, ra, &fa, &ka, &err) == 0)
+    revision_files(d, "b", nb, rb, &fb, &kb, &err);
+  page_begin(a, err.len ? 400 : 200, "Two revisions", who);
+  vd_buf_adds(b, "<form method=\"get\" action=\"/console/revisions/diff\" "
+                 "class=\"search\"><div><label for=\"a\">Old (any name: "
+                 "sha256 prefix, active, previous, @-N, a tag)</label>"
+                 "<input id=\"a\" name=\"a\" value=\"");
+  escs(b, na);
+  vd_buf_adds(b, "\"></div><div><label for=\"b\">New</label><input id=\"b\" "
+                 "name=\"b\" value=\"");
+  escs(b, nb);
+  vd_buf_adds(b, "\"></div><div><button type=\"submit\">Compare</button>"
+                 "</div></form>\n");
+  if (err.len) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">");
+    esc(b, err.data, err.len);
+    vd_buf_adds(b, "</p>");
+    goto out;
+  }
+  /* both in path order: each path once, /dev/null for the side without */
+  while (i < ka || j < kb) {
+    int c = i >= ka ? 1 : j >= kb ? -1 : strcmp(fa[i].path, fb[j].path);
+    vd_buf_t pa = VD_BUF_INIT, pb = VD_BUF_INIT;
+    if (c <= 0)
+      vd_buf_addf(&pa, "a/%s", fa[i].path);
+    else
+      vd_buf_adds(&pa, "/dev/null");
+    if (c >= 0)
+      vd_buf_addf(&pb, "b/%s", fb[j].path);
+    else
+      vd_buf_adds(&pb, "/dev/null");
+    vd_buf_addc(&pa, '\0');
+    vd_buf_addc(&pb, '\0');
+    vd_text_diff(pa.data, c <= 0 ? fa[i].data : "", c <= 0 ? fa[i].len : 0,
+                 pb.data, c >= 0 ? fb[j].data : "", c >= 0 ? fb[j].len : 0,
+                 &diff);
+    vd_buf_release(&pa);
+    vd_buf_release(&pb);
+    i += c <= 0;
+    j += c >= 0;
+  }
+  vd_buf_adds(b, "<p>Old: <a href=\"/console/revisions/files?revision=");
+  pct(b, ra);
+  vd_buf_adds(b, "\"><code>");
+  escs(b, ra);
+  vd_buf_adds(b, "</code></a><br>New: <a href=\"/console/revisions/files?"
+                 "revision=");
+  pct(b, rb);
+  vd_buf_adds(b, "\"><code>");
+  escs(b, rb);
+  vd_buf_adds(b, "</code></a></p>\n<section id=\"diff\">");
+  if (!diff.len)
+    vd_buf_adds(b, "<p id=\"same\">The two revisions' files are the "
+                   "same.</p>");
+  else
+    diff_side_by_side(b, diff.data, diff.len);
+  vd_buf_adds(b, "</section>");
+out:
+  page_end(a);
+  vd_history_free_files(fa, ka);
+  vd_history_free_files(fb, kb);
+  vd_buf_release(&err);
+  vd_buf_release(&diff);
+}
+
+/* GET /console/revisions/files?revision=R[&path=P] */
+static void files_page(vd_daemon_t *d, const char *who, const char *q,
+                       size_t qn, vd_console_answer_t *a) {
+  char name[128], path[512], rev[VD_REVISION_NAME_MAX];
+  vd_bundle_file_t *files = NULL;
+  size_t n = 0, i;
+  int has_path;
+  vd_buf_t *b = &a->body, err = VD_BUF_INIT;
+  if (form_field(q, qn, "revision", name, sizeof name) != 1)
+    vd_buf_adds(&err, "revision: give a revision's name");
+  has_path = form_field(q, qn, "path", path, sizeof path);
+  if (has_path < 0)
+    vd_buf_adds(&err, "path: not a file's path");
+  if (!err.len)
+    revision_files(d, "revision", name, rev, &files, &n, &err);
+  if (!err.len && has_path == 1) {
+    for (i = 0; i < n && strcmp(files[i].path, path) != 0; i++)
+      ;
+    if (i == n)
+      vd_buf_addf(&err, "path: %s is not a file of %s", path, rev);
+    else {
+      page_begin(a, 200, "A revision's file", who);
+      vd_buf_adds(b, "<p><code>");
+      escs(b, path);
+      vd_buf_adds(b, "</code> of <a href=\"/console/revisions/files?"
+                     "revision=");
+      pct(b, rev);
+      vd_buf_adds(b, "\"><code>");
+      escs(b, rev);
+      vd_buf_adds(b, "</code></a></p><pre class=\"json\" id=\"file\" "
+                     "tabindex=\"0\">");
+      esc(b, files[i].data, files[i].len);
+      vd_buf_adds(b, "</pre>");
+      goto out;
+    }
+  }
+  if (err.len) {
+    page_begin(a, strstr(err.data, "not found") || strstr(err.data, "no "
+               "such") ? 404 : 400, "A revision's files", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">");
+    esc(b, err.data, err.len);
+    vd_buf_adds(b, "</p>");
+    goto out;
+  }
+  page_begin(a, 200, "A revision's files", who);
+  vd_buf_adds(b, "<p>Revision <a href=\"/console/decisions?revision=");
+  pct(b, rev);
+  vd_buf_adds(b, "\" title=\"its decisions\"><code>");
+  escs(b, rev);
+  vd_buf_addf(b, "</code></a>: %zu files, each checked against its hash."
+                 "</p><table class=\"data\" id=\"files\"><thead><tr>"
+                 "<th scope=\"col\">File</th><th scope=\"col\">Bytes</th>"
+                 "</tr></thead><tbody>\n", n);
+  for (i = 0; i < n; i++) {
+    vd_buf_adds(b, "<tr><td><a href=\"/console/revisions/files?revision=");
+    pct(b, rev);
+    vd_buf_adds(b, "&amp;path=");
+    pct(b, files[i].path);
+    vd_buf_adds(b, "\"><code>");
+    escs(b, files[i].path);
+    vd_buf_addf(b, "</code></a></td><td>%zu</td></tr>\n", files[i].len);
+  }
+  vd_buf_adds(b, "</tbody></table>");
+out:
+  page_end(a);
+  vd_history_free_files(files, n);
   vd_buf_release(&err);
 }
 
@@ -914,7 +1861,7 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
   size_t qn = qm ? tn - pn - 1 : 0;
   const char *tok = NULL;
   size_t tokn = 0;
-  char name[64], path[160];
+  char name[64], path[160], csrf[65];
   int configured;
   unsigned roles;
 
@@ -979,6 +1926,38 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
     page_end(a);
     return;
   }
+  if (req->method == HTTP_POST && strncmp(path, "/console/decisions/", 19) == 0
+      && pn > 26 && strcmp(path + pn - 7, "/replay") == 0) {
+    char seg[sizeof path + 4], id[64];
+    path[pn - 7] = '\0';
+    snprintf(seg, sizeof seg, "id=%s", path + 19);
+    if (strchr(path + 19, '/') ||
+        form_field(seg, strlen(seg), "id", id, sizeof id) != 1) {
+      a->status = 404;
+      vd_buf_adds(&a->body, "no such decision\n");
+      return;
+    }
+    if (!csrf_ok(req, tok, tokn)) {
+      csrf_refused(a, name);
+      return;
+    }
+    replay_decision_page(d, name, id, a);
+    return;
+  }
+  if (strcmp(path, "/console/impact") == 0) {
+    uv_once(&impact_once, impact_init);
+    csrf_of(tok, tokn, csrf);
+    if (req->method == HTTP_GET)
+      impact_page(name, csrf, a);
+    else if (req->method != HTTP_POST) {
+      a->status = 405;
+      vd_buf_adds(&a->headers, "Allow: GET, POST\r\n");
+    } else if (!csrf_ok(req, tok, tokn))
+      csrf_refused(a, name);
+    else
+      impact_start(d, name, req, a, csrf);
+    return;
+  }
   if (req->method != HTTP_GET) {
     a->status = 405;
     vd_buf_adds(&a->headers, "Allow: GET\r\n");
@@ -1000,11 +1979,16 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
       vd_buf_adds(&a->body, "no such decision\n");
       return;
     }
-    decision_page(d, name, id, a);
+    csrf_of(tok, tokn, csrf);
+    decision_page(d, name, id, csrf, a);
   } else if (strcmp(path, "/console/health") == 0)
     health_page(d, name, a);
   else if (strcmp(path, "/console/revisions") == 0)
     revisions_page(d, name, a);
+  else if (strcmp(path, "/console/revisions/diff") == 0)
+    diff_page(d, name, q, qn, a);
+  else if (strcmp(path, "/console/revisions/files") == 0)
+    files_page(d, name, q, qn, a);
   else {
     page_begin(a, 404, "No such page", name);
     vd_buf_adds(&a->body, "<p>Try <a href=\"/console/decisions\">the "

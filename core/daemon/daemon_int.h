@@ -204,6 +204,11 @@ typedef struct vd_console_answer {
   const char *type;
   vd_buf_t headers;
   vd_buf_t body;
+  void (*after)(void *arg, int run); /* non-NULL: work queued on the
+                             * pool once the answer is sent (an Impact
+                             * run), RUN 1; RUN 0 (on the loop): it could
+                             * not be queued, give it up */
+  void *after_arg;
 } vd_console_answer_t;
 void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
                       const vd_http_req_t *req, vd_console_answer_t *a);

@@ -1474,10 +1474,39 @@ static void console_work(uv_work_t *w) {
   vd_console_serve(k->daemon, k->loopback, k->tls, &k->req, &k->answer);
 }
 
+/* Work a page leaves for later (console.c's Impact run), on the pool. */
+typedef struct vd_console_after {
+  uv_work_t work;
+  void (*fn)(void *arg, int run);
+  void *arg;
+} vd_console_after_t;
+
+static void console_after_work(uv_work_t *w) {
+  vd_console_after_t *f = w->data;
+  f->fn(f->arg, 1);
+}
+
+static void console_after_done(uv_work_t *w, int status) {
+  free(w->data);
+}
+
 static void console_done(uv_work_t *w, int status) {
   vd_console_call_t *k = w->data;
   vd_conn_t *c = k->conn;
   vd_console_answer_t *a = &k->answer;
+  if (a->after) { /* console.c owns its argument until fn has run */
+    vd_console_after_t *f = calloc(1, sizeof *f);
+    if (f) {
+      f->fn = a->after;
+      f->arg = a->after_arg;
+      f->work.data = f;
+    }
+    if (!f || uv_queue_work(&c->w->loop, &f->work, console_after_work,
+                            console_after_done)) {
+      free(f);
+      a->after(a->after_arg, 0); /* never on this loop: given up */
+    }
+  }
   if (!c->closing) {
     if (status == 0)
       http_answer_typed(c, a->status, a->type, a->body.data ? a->body.data
