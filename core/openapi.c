@@ -69,34 +69,6 @@ static void member(vd_buf_t *out, int *first, const char *name) {
  * Input schemas, from the specs lib/schema.lua builds
  * ------------------------------------------------------------------------ */
 
-/* Push the string keys of the table at idx as a new sequence, sorted
- * bytewise.  Tens of fields: insertion sort. */
-static void push_sorted_keys(lua_State *L, int idx) {
-  lua_Integer n = 0, i, j;
-  idx = lua_absindex(L, idx);
-  lua_newtable(L);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, -3, ++n);
-    }
-  }
-  for (i = 2; i <= n; i++) {
-    for (j = i; j > 1; j--) {
-      lua_rawgeti(L, -1, j - 1);
-      lua_rawgeti(L, -2, j);
-      if (strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) <= 0) {
-        lua_pop(L, 2);
-        break;
-      }
-      lua_rawseti(L, -3, j - 1);
-      lua_rawseti(L, -2, j);
-    }
-  }
-}
-
 /* The scalar at idx as JSON; 0 if it is not one (a table, a function). */
 static int add_scalar(lua_State *L, int idx, vd_buf_t *out) {
   switch (lua_type(L, idx)) {
@@ -300,7 +272,7 @@ static void object_schema(lua_State *L, int fields, int nullable,
     lua_settop(L, top);
     return;
   }
-  push_sorted_keys(L, fields);
+  vd_sandbox_push_sorted_keys(L, fields);
   n = (lua_Integer)lua_rawlen(L, -1);
   member(out, &first, "properties");
   vd_buf_addc(out, '{');
@@ -635,7 +607,7 @@ static void add_kind_input(lua_State *L, int comps, const char *kind,
     lua_pushboolean(L, 1);
     lua_rawset(L, seen); /* seen[component] = true */
   }
-  push_sorted_keys(L, seen);
+  vd_sandbox_push_sorted_keys(L, seen);
   n = (lua_Integer)lua_rawlen(L, -1);
   if (n > 1)
     addj(o, "{'description':'The schema of the file that decides the "
@@ -690,7 +662,7 @@ static void add_decision_request(lua_State *L, vd_engine_t *e, int comps,
     seen = lua_gettop(L);
     lua_getfield(L, comps, kind);
     files = lua_gettop(L);
-    push_sorted_keys(L, files);
+    vd_sandbox_push_sorted_keys(L, files);
     n = (lua_Integer)lua_rawlen(L, -1);
     if (distinct_schemas(L, comps, kind) == 1) { /* no file adds a field */
       addj(o, "{'properties':{'input':{'$ref':'#/components/schemas/");
@@ -916,7 +888,7 @@ static int document_k(lua_State *L) {
   vd_buf_addc(o, ',');
   addj(o, fixed_schemas);
   /* the input schemas, by name */
-  push_sorted_keys(L, texts);
+  vd_sandbox_push_sorted_keys(L, texts);
   for (i = 1; i <= (size_t)lua_rawlen(L, -1); i++) {
     lua_rawgeti(L, -1, (lua_Integer)i);
     vd_buf_addc(o, ',');

@@ -2149,3 +2149,30 @@ void vd_sandbox_release(vd_sandbox_t *sb) {
   }
   sb->L = NULL;
 }
+
+/* Tens of keys (a schema's fields, a bundle's files): insertion sort. */
+void vd_sandbox_push_sorted_keys(lua_State *L, int idx) {
+  lua_Integer n = 0, i, j;
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -3, ++n);
+    }
+  }
+  for (i = 2; i <= n; i++) {
+    for (j = i; j > 1; j--) {
+      lua_rawgeti(L, -1, j - 1);
+      lua_rawgeti(L, -2, j);
+      if (strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) <= 0) {
+        lua_pop(L, 2);
+        break;
+      }
+      lua_rawseti(L, -3, j - 1);
+      lua_rawseti(L, -2, j);
+    }
+  }
+}

@@ -55,35 +55,6 @@ static const char *field_str(lua_State *L, int idx, const char *name) {
   return "";
 }
 
-/* Push the names of the table at idx whose values are tables, as a new
- * sequence sorted bytewise. */
-static void push_sorted_names(lua_State *L, int idx) {
-  lua_Integer n = 0, i, j;
-  idx = lua_absindex(L, idx);
-  lua_newtable(L);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, -3, ++n);
-    }
-  }
-  /* insertion sort: a schema has tens of fields */
-  for (i = 2; i <= n; i++) {
-    for (j = i; j > 1; j--) {
-      lua_rawgeti(L, -1, j - 1);
-      lua_rawgeti(L, -2, j);
-      if (strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) <= 0) {
-        lua_pop(L, 2);
-        break;
-      }
-      lua_rawseti(L, -3, j - 1); /* swap the pair */
-      lua_rawseti(L, -2, j);
-    }
-  }
-}
-
 /* "required", "default `X`" or "optional" for the spec at idx, with the
  * sibling fields it `requires`. */
 static void add_presence(lua_State *L, int idx, const char *type,
@@ -131,7 +102,7 @@ static void add_rows(lua_State *L, int idx, const char *prefix, int skip,
                      vd_buf_t *out) {
   lua_Integer i, n;
   idx = lua_absindex(L, idx);
-  push_sorted_names(L, idx);
+  vd_sandbox_push_sorted_keys(L, idx);
   n = (lua_Integer)luaL_len(L, -1);
   for (i = 1; i <= n; i++) {
     int top = lua_gettop(L), spec, sub;

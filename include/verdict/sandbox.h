@@ -143,6 +143,11 @@ vd_sandbox_t *vd_sandbox_of(lua_State *L);
 
 /* Push a new, writable chunk environment that falls through to the base. */
 void vd_sandbox_new_env(lua_State *L);
+
+/* Push a new sequence of the string keys of the table at IDX, sorted
+ * bytewise (the OpenAPI document's and the field reference's stable
+ * order). */
+void vd_sandbox_push_sorted_keys(lua_State *L, int idx);
 /* Make the environment at idx read-only: its contents move behind a proxy
  * so that every later assignment, to a new or an existing name, raises. */
 void vd_sandbox_lock_env(lua_State *L, int idx);
