@@ -136,6 +136,14 @@ enum {
   NACOLS
 };
 
+/* An activation's columns in F (NACOLS of them), as both stores hash and
+ * insert them; AT is NOW's text, the strings borrowed (history_revs.c). */
+void vd_hist_activation_fields(vd_hist_field_t *f, int64_t now,
+                               const char *at, const char *revision,
+                               const char *trigger, const char *who,
+                               const char *source_dir, int ok,
+                               const char *error);
+
 /* "id, at_ms, ..., error, hash" and its placeholders. */
 #define ACT_COLUMNS "id" VD_HIST_ACT_COLUMNS(COL_NAME_) ", hash"
 #define ACT_PARAMS "?" VD_HIST_ACT_COLUMNS(COL_PARAM_) ", ?"

@@ -197,6 +197,24 @@ static int act_head(sqlite3 *db, int64_t *next, uint8_t prev[32]) {
   return rc;
 }
 
+/* An activation's columns (ACOL_*) in F, as both stores hash and insert
+ * them; AT is NOW's text, and the strings are borrowed. */
+void vd_hist_activation_fields(vd_hist_field_t *f, int64_t now,
+                               const char *at, const char *revision,
+                               const char *trigger, const char *who,
+                               const char *source_dir, int ok,
+                               const char *error) {
+  f[ACOL_AT_MS] = (vd_hist_field_t){NULL, 0, now, 1};
+  f[ACOL_AT] = (vd_hist_field_t){at, strlen(at), 0, 0};
+  f[ACOL_REVISION] = (vd_hist_field_t){revision, strlen(revision), 0, 0};
+  f[ACOL_CAUSE] = (vd_hist_field_t){trigger, strlen(trigger), 0, 0};
+  f[ACOL_WHO] = (vd_hist_field_t){who, who ? strlen(who) : 0, 0, 0};
+  f[ACOL_SOURCE_DIR] =
+      (vd_hist_field_t){source_dir, source_dir ? strlen(source_dir) : 0, 0, 0};
+  f[ACOL_OK] = (vd_hist_field_t){NULL, 0, ok ? 1 : 0, 1};
+  f[ACOL_ERROR] = (vd_hist_field_t){error, error ? strlen(error) : 0, 0, 0};
+}
+
 int vd_hist_sqlite_record_activation(vd_history_t *h, const char *revision,
                                      const char *trigger, const char *who,
                                      const char *source_dir, int ok,
@@ -215,15 +233,8 @@ int vd_hist_sqlite_record_activation(vd_history_t *h, const char *revision,
     return vd_hist_give_err(errmsg, &err, VD_EINVALID);
   }
   vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
-  f[ACOL_AT_MS] = (vd_hist_field_t){NULL, 0, now, 1};
-  f[ACOL_AT] = (vd_hist_field_t){at, strlen(at), 0, 0};
-  f[ACOL_REVISION] = (vd_hist_field_t){revision, strlen(revision), 0, 0};
-  f[ACOL_CAUSE] = (vd_hist_field_t){trigger, strlen(trigger), 0, 0};
-  f[ACOL_WHO] = (vd_hist_field_t){who, who ? strlen(who) : 0, 0, 0};
-  f[ACOL_SOURCE_DIR] =
-      (vd_hist_field_t){source_dir, source_dir ? strlen(source_dir) : 0, 0, 0};
-  f[ACOL_OK] = (vd_hist_field_t){NULL, 0, ok ? 1 : 0, 1};
-  f[ACOL_ERROR] = (vd_hist_field_t){error, error ? strlen(error) : 0, 0, 0};
+  vd_hist_activation_fields(f, now, at, revision, trigger, who, source_dir,
+                            ok, error);
   pthread_mutex_lock(&h->aux_mu);
   /* the row, its hash and the head move together, in one transaction on
    * the aux connection; the decisions' chain is not touched */
