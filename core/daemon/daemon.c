@@ -334,7 +334,11 @@ static void daemon_stop(vd_daemon_t *d, const char *why) {
   unsigned i;
   if (d->stopping)
     return;
+  /* main thread's own flag, but /health/ready reads it on a worker under
+   * state_lock (http_ready in worker.c): set it under the same lock */
+  uv_mutex_lock(&d->state_lock);
   d->stopping = 1;
+  uv_mutex_unlock(&d->state_lock);
   sd_notifyf(0, "STOPPING=1\nSTATUS=stopping: %s", why);
   uv_timer_stop(&d->overrun_timer);
   vd_log(VD_LEVEL_NOTICE, "stopping",

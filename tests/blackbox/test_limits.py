@@ -275,7 +275,9 @@ class Pipelining(unittest.TestCase):
                             report)
         if memory_checked():
             self.assertLessEqual(after, baseline + 8 * mib, report)
-        self.assertLess(slowest, 2.0, report)
+        # the others are answered promptly; a sanitizer build answers each
+        # several times slower, so its bound is too
+        self.assertLess(slowest, 20.0 if SANITIZED else 2.0, report)
         shutil.rmtree(d.tmp, ignore_errors=True)
 
 
