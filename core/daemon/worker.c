@@ -684,6 +684,19 @@ static void read_personal(vd_worker_t *w) {
   }
 }
 
+/* The idempotency key of the request being decided, in R, as the
+ * history stores it: scoped, with its digest and the answer in
+ * w->scratch. */
+static void idem_fields(vd_worker_t *w, vd_record_t *r, int code) {
+  vd_buf_reset(&w->idem_scoped);
+  vd_buf_addf(&w->idem_scoped, "%s\n%s", w->idem_scope, w->idem_key);
+  r->idem_key = w->idem_scoped.data;
+  r->idem_digest = w->idem_digest;
+  r->idem_answer = w->scratch.data;
+  r->idem_answer_len = w->scratch.len;
+  r->idem_code = code;
+}
+
 static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
                                int64_t received_ms) {
   vd_worker_t *w = c->w;
@@ -734,6 +747,8 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
     }
     r.elapsed_us = (int64_t)(d->elapsed_ns / 1000);
     r.client = c->who[0] ? c->client : c->peer;
+    if (w->idem_key) /* stored with the record: it outlives a restart */
+      idem_fields(w, &r, code);
     if (w->daemon->pkey &&
         vd_pseudonymise_record(w->daemon->pkey,
                                (const char *const *)w->personal,
@@ -895,7 +910,8 @@ static void handle_request(vd_conn_t *c, const char *line, size_t len,
     handle_line(c, line, len);
     return;
   }
-  switch (rc = vd_idem_begin(t, scope, k, line, len, &answer, &code)) {
+  switch (rc = vd_idem_begin(t, scope, k, line, len, &answer, &code,
+                             w->idem_digest)) {
   case VD_IDEM_HIT:
     reply(c, code, answer.data, answer.len, 0, NULL, NULL);
     break;
@@ -1087,16 +1103,27 @@ static void http_metrics(vd_conn_t *c) {
 }
 
 /* GET /v1/openapi.json: the contract of the revision this worker decides
- * with, generated from its policies' schemas (openapi.h), here between two
- * decisions. */
+ * with, generated from its policies' schemas (openapi.h) once per
+ * revision, on the first request after an activation, between two
+ * decisions (0.8 ms, 30 KB), then answered from the worker's own copy:
+ * a function of the bundle alone, so its revision names it, and no other
+ * thread touches it. */
 static void http_openapi(vd_conn_t *c) {
-  vd_buf_t body = VD_BUF_INIT, err = VD_BUF_INIT;
-  if (vd_openapi_document(c->w->engine, &body, &err) != 0)
-    http_error(c, 500, VD_EPOLICY_ERROR, err.len ? err.data : NULL, NULL);
-  else
-    http_answer(c, 200, body.data, body.len, NULL);
-  vd_buf_release(&body);
-  vd_buf_release(&err);
+  vd_worker_t *w = c->w;
+  const char *rev = vd_bundle_revision(vd_engine_bundle(w->engine));
+  vd_buf_t err = VD_BUF_INIT;
+  if (!w->openapi.len || strcmp(rev, w->openapi_rev) != 0) {
+    vd_buf_reset(&w->openapi);
+    w->openapi_rev[0] = '\0';
+    if (vd_openapi_document(w->engine, &w->openapi, &err) != 0) {
+      vd_buf_reset(&w->openapi);
+      http_error(c, 500, VD_EPOLICY_ERROR, err.len ? err.data : NULL, NULL);
+      vd_buf_release(&err);
+      return;
+    }
+    snprintf(w->openapi_rev, sizeof w->openapi_rev, "%s", rev);
+  }
+  http_answer(c, 200, w->openapi.data, w->openapi.len, NULL);
 }
 
 /* GET /health/ready: 200 when a revision serves and the history takes
@@ -2084,6 +2111,8 @@ int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
   vd_uuidgen_init(&w->uuid);
   vd_decision_init(&w->dec);
   vd_buf_init(&w->scratch);
+  vd_buf_init(&w->idem_scoped);
+  vd_buf_init(&w->openapi);
   vd_buf_init(&w->tlsplain);
   vd_buf_init(&w->pseudo_req);
   vd_buf_init(&w->pseudo_facts);
@@ -2118,6 +2147,8 @@ out_loop:
   uv_loop_close(&w->loop);
 out_buffers:
   vd_buf_release(&w->scratch);
+  vd_buf_release(&w->idem_scoped);
+  vd_buf_release(&w->openapi);
   vd_buf_release(&w->pseudo_req);
   vd_buf_release(&w->pseudo_facts);
   vd_personal_free(w->personal, w->npersonal);
@@ -2176,6 +2207,8 @@ void vd_worker_release(vd_worker_t *w) {
   w->next_engine = w->engine = NULL;
   vd_decision_release(&w->dec);
   vd_buf_release(&w->scratch);
+  vd_buf_release(&w->idem_scoped);
+  vd_buf_release(&w->openapi);
   vd_buf_release(&w->pseudo_req);
   vd_buf_release(&w->pseudo_facts);
   vd_personal_free(w->personal, w->npersonal);
