@@ -315,6 +315,14 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
 const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r);
 void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r);
 
+/* vd_history_finder_t's PostgreSQL side (history_find.c). */
+typedef struct vd_hist_pg_finder vd_hist_pg_finder_t;
+int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
+                           vd_buf_t *err);
+int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
+                    const vd_history_value_t **row, vd_buf_t *err);
+void vd_hist_pg_finder_close(vd_hist_pg_finder_t *f);
+
 int vd_hist_pg_load_revision(const char *db, const char *revision,
                              vd_bundle_file_t **files, size_t *nfiles,
                              vd_buf_t *err);

@@ -920,7 +920,7 @@ static int pg_idem_load(vd_history_t *h, int64_t since_ms,
   n = PQntuples(r);
   for (i = 0; i < n; i++) {
     vd_history_idem_t k;
-    char key[256], id[64], code[64];
+    char key[384], id[64], code[64]; /* scope (< 64), newline, key (<= 255) */
     int kl = PQgetlength(r, i, 0), il = PQgetlength(r, i, 2),
         cl = PQgetlength(r, i, 4);
     if (PQgetlength(r, i, 1) != 32 || PQgetlength(r, i, 3) != 8 ||
@@ -1268,6 +1268,72 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
     bin_value(r->res, i + 1, r->num[i], &r->row[i]);
   *row = r->row;
   return 1;
+}
+
+/* One decision by id on a kept connection (vd_history_finder_t). */
+struct vd_hist_pg_finder {
+  PGconn *conn;
+  PGresult *res;   /* the row last found */
+  char where[256];
+  char *sql;
+  vd_history_value_t row[VD_HISTORY_NCOLUMNS];
+  char num[VD_HISTORY_NCOLUMNS][24];
+};
+
+int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
+                           vd_buf_t *err) {
+  vd_hist_pg_finder_t *f = calloc(1, sizeof *f);
+  vd_buf_t sql = VD_BUF_INIT;
+  int rc;
+  *out = NULL;
+  if (!f)
+    return VD_ENOMEM;
+  rc = open_ro(&f->conn, db, "verdictd lookup", f->where, sizeof f->where,
+               err);
+  if (rc) {
+    vd_hist_pg_finder_close(f);
+    return rc;
+  }
+  vd_buf_adds(&sql, "SELECT ");
+  add_columns(&sql);
+  vd_buf_adds(&sql, " FROM decisions WHERE decision_id = $1"
+                    " ORDER BY received_ms, node_id, node_seq LIMIT 1");
+  f->sql = vd_buf_detach(&sql, NULL);
+  if (!f->sql) {
+    vd_hist_pg_finder_close(f);
+    return VD_ENOMEM;
+  }
+  *out = f;
+  return 0;
+}
+
+int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
+                    const vd_history_value_t **row, vd_buf_t *err) {
+  const char *v[1] = {decision_id};
+  int lens[1] = {(int)strlen(decision_id)}, fmts[1] = {1}, i;
+  *row = NULL;
+  PQclear(f->res);
+  /* decision_id is bytea: the id's bytes, sent as they are */
+  f->res = PQexecParams(f->conn, f->sql, 1, NULL, v, lens, fmts, 1);
+  if (PQresultStatus(f->res) != PGRES_TUPLES_OK) {
+    res_err(err, f->where, f->res, f->conn, "looking a decision up");
+    return VD_EIO;
+  }
+  if (PQntuples(f->res) == 0)
+    return 0;
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    bin_value(f->res, i + 1, f->num[i], &f->row[i]);
+  *row = f->row;
+  return 1;
+}
+
+void vd_hist_pg_finder_close(vd_hist_pg_finder_t *f) {
+  if (!f)
+    return;
+  PQclear(f->res);
+  PQfinish(f->conn);
+  free(f->sql);
+  free(f);
 }
 
 const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r) {

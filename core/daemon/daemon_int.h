@@ -236,6 +236,10 @@ int vd_tls_feed(vd_tls_t *t, const char *p, size_t n, vd_buf_t *plain,
 /* Plaintext [p, p+n) out: its records appended to CIPHER.  0 or -1. */
 int vd_tls_seal(vd_tls_t *t, const char *p, size_t n, vd_buf_t *cipher);
 int vd_tls_ready(const vd_tls_t *t);      /* the handshake is done */
+/* After vd_tls_feed() failed in the handshake: why, as one of a few
+ * fixed words (not_tls, no_client_certificate, bad_client_certificate,
+ * no_common_protocol, client_alert, other); else NULL.  Static string. */
+const char *vd_tls_failure(const vd_tls_t *t);
 /* The verified client certificate's subject CN, or NULL. */
 const char *vd_tls_subject(const vd_tls_t *t);
 
@@ -340,6 +344,7 @@ typedef struct vd_worker {
    * yet), built on the first request after an activation (worker.c,
    * http_openapi) */
   vd_buf_t openapi;
+  vd_history_finder_t *finder; /* GET /v1/decisions/{id}'s, or NULL */
   char openapi_rev[VD_REVISION_NAME_MAX];
   vd_buf_t idem_scoped;    /* scope, newline, key: the history's form */
   vd_conn_t *conns;        /* every open connection (list) */
@@ -406,6 +411,11 @@ struct vd_daemon {
   vd_metrics_t *metrics;   /* GET /metrics (metrics.h); NULL: none kept */
   /* the history's last batch failed (0 once one commits): /health/ready */
   atomic_int history_failing;
+  /* TLS handshake failures' log lines, at most one a second across the
+   * workers (worker.c, tls_failed): when the last went, and how many
+   * were left out since */
+  _Atomic int64_t tls_logged_ms;
+  atomic_ulong tls_unlogged;
   uv_timer_t accept_pause;
   unsigned accept_pauses; /* out of descriptors, since the queue was last empty */
   uv_signal_t sig_term, sig_int, sig_hup;

@@ -544,10 +544,16 @@ static void reply(vd_conn_t *c, int code, const char *line, size_t len,
     respond(c, line, len, seq, decision_id, id_json);
     return;
   }
-  vd_http_write(&msg, vd_wire_http_status(code), "application/json", NULL,
-                line, len, c->keep_alive);
-  respond(c, msg.data, msg.len, seq, decision_id, id_json);
-  vd_buf_release(&msg);
+  if (seq == 0 && !c->w->pend_head) { /* respond()'s own shortcut: framed
+                                        * straight into the output */
+    vd_http_write(&c->out, vd_wire_http_status(code), "application/json",
+                  NULL, line, len, c->keep_alive);
+  } else {
+    vd_http_write(&msg, vd_wire_http_status(code), "application/json", NULL,
+                  line, len, c->keep_alive);
+    respond(c, msg.data, msg.len, seq, decision_id, id_json);
+    vd_buf_release(&msg);
+  }
   if (!c->keep_alive)
     c->close_when_flushed = 1;
 }
@@ -1057,32 +1063,30 @@ static int query_param(const char *q, size_t n, const char *name, char *out,
   return 0;
 }
 
-/* GET /v1/decisions/{id}: the record, as `verdict history show` reads it
- * (a read-only connection of its own, on this thread: an auditor's
- * lookup, not the decision path). */
+/* GET /v1/decisions/{id}: the record, as `verdict history show` reads it,
+ * through this worker's finder: a read-only connection opened on the
+ * first lookup and kept (an index seek on it, well under a millisecond;
+ * opening the database for each lookup cost more than the lookup), dropped
+ * and opened again by the history when it fails (history_find.c). */
 static void http_lookup(vd_conn_t *c, const char *id) {
-  vd_history_filter_t f;
-  vd_history_rows_t *rows = NULL;
+  vd_worker_t *w = c->w;
   const vd_history_value_t *row;
   vd_buf_t body = VD_BUF_INIT, err = VD_BUF_INIT;
-  int rc;
-  memset(&f, 0, sizeof f);
-  f.decision_id = id;
-  f.has_limit = 1;
-  f.limit = 1;
-  rc = vd_history_rows_open(&rows, c->w->daemon->opts.db, &f, &err);
-  if (rc == 0 && (rc = vd_history_rows_next(rows, &row)) == 1) {
+  int rc = 0;
+  if (!w->finder)
+    rc = vd_history_finder_open(&w->finder, w->daemon->opts.db, &err);
+  if (rc == 0)
+    rc = vd_history_find(w->finder, id, &row, &err);
+  if (rc == 1) {
     vd_wire_write_record(&body, row);
     http_answer(c, 200, body.data, body.len, NULL);
   } else if (rc == 0) {
+    vd_buf_reset(&err);
     vd_buf_addf(&err, "no decision %s in the history", id);
     http_error(c, 0, VD_ENOT_FOUND, err.data, NULL);
   } else {
-    if (rows && !err.len)
-      vd_buf_adds(&err, vd_history_rows_errmsg(rows));
     http_error(c, 0, VD_EINTERNAL, err.len ? err.data : NULL, NULL);
   }
-  vd_history_rows_close(rows);
   vd_buf_release(&body);
   vd_buf_release(&err);
 }
@@ -1818,6 +1822,36 @@ static void conn_got_eof(vd_conn_t *c) {
   c->eof = 1;
 }
 
+/* c's TLS handshake failed (ERR: OpenSSL's words): counted by reason in
+ * verdict_tls_handshake_failures_total, and logged, one line a second at
+ * most across the workers (a scanner cannot flood the log); the next
+ * line says how many were left out. */
+static void tls_failed(vd_conn_t *c, const char *err) {
+  vd_worker_t *w = c->w;
+  vd_daemon_t *d = w->daemon;
+  const char *label[1] = {vd_tls_failure(c->tls)};
+  int64_t now = vd_now_ms(), last;
+  unsigned long skipped;
+  char more[64] = "";
+  if (!label[0])
+    return; /* after the handshake: the connection's own error */
+  if (w->metrics)
+    vd_metrics_inc(w->metrics, VD_M_TLS_FAILURES, label, 1);
+  last = atomic_load_explicit(&d->tls_logged_ms, memory_order_relaxed);
+  if (now - last < 1000 ||
+      !atomic_compare_exchange_strong(&d->tls_logged_ms, &last, now)) {
+    atomic_fetch_add_explicit(&d->tls_unlogged, 1, memory_order_relaxed);
+    return;
+  }
+  skipped = atomic_exchange(&d->tls_unlogged, 0);
+  if (skipped)
+    snprintf(more, sizeof more, " (and %lu more since the last line)",
+             skipped);
+  vd_log(VD_LEVEL_WARNING, "tls_handshake_failed",
+         "TLS handshake with %s on the %s listener failed (%s): %s%s",
+         c->peer, c->http ? "HTTP" : "TCP", label[0], err, more);
+}
+
 /* TLS records from c's client: their plaintext on to conn_got().  A
  * failed handshake (a client certificate the CA did not sign, none when
  * one is required, no common protocol) gets its alert, and a close. */
@@ -1827,6 +1861,8 @@ static void tls_got(vd_conn_t *c, const char *p, size_t n) {
   int r;
   vd_buf_reset(&w->tlsplain);
   r = vd_tls_feed(c->tls, p, n, &w->tlsplain, &c->sealed, &err);
+  if (r < 0)
+    tls_failed(c, err.len ? err.data : "unknown TLS error");
   vd_buf_release(&err);
   if (r < 0) {
     conn_read_stop(c);
@@ -2093,6 +2129,8 @@ static void worker_main(void *arg) {
   w->watch = NULL;
   vd_history_reader_close(w->reader);
   w->reader = NULL;
+  vd_history_finder_close(w->finder);
+  w->finder = NULL;
 }
 
 /* ------------------------------------------------------------------------

@@ -475,6 +475,26 @@ int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
 const char *vd_history_rows_errmsg(const vd_history_rows_t *r);
 void vd_history_rows_close(vd_history_rows_t *r);
 
+/* One decision looked up by its id, again and again, on one kept
+ * read-only connection (GET /v1/decisions/{id}: a worker keeps one).
+ * SQLite: the file opened as every reader opens it, one prepared
+ * statement, the row copied out so no read transaction stays open;
+ * PostgreSQL: one connection.  A lookup that fails on a connection that
+ * served before is tried once more on a new one (a restarted server, a
+ * dropped connection), so a caller sees an error only when the store
+ * itself fails.  One thread at a time.
+ *   open: connect (fails as vd_history_rows_open() does); *out the
+ *     caller's, free with vd_history_finder_close() (NULL allowed);
+ *   find: 1 and *row (VD_HISTORY_NCOLUMNS values, owned by F, valid
+ *     until its next call), 0 when there is no such decision, or a
+ *     negative code with ERR set. */
+typedef struct vd_history_finder vd_history_finder_t;
+int vd_history_finder_open(vd_history_finder_t **out, const char *db_path,
+                           vd_buf_t *err);
+int vd_history_find(vd_history_finder_t *f, const char *decision_id,
+                    const vd_history_value_t **row, vd_buf_t *err);
+void vd_history_finder_close(vd_history_finder_t *f);
+
 /* Cut the rows FILTER selects into N contiguous ranges of seq holding
  * about as many rows each: bounds[0..n] (n + 1 values, the caller's
  * array), range i is bounds[i] <= seq < bounds[i + 1], bounds[n] is
