@@ -249,6 +249,22 @@ static const migration_t migrations[] = {
    "  erased_elsewhere INTEGER NOT NULL -- erasures' records in the other\n"
    ");\n",
    vd_hist_seal_format},
+  /* 5 -> 6: idempotency keys (docs/protocol.md, "Idempotency keys"),
+   * written with the record they answered in one transaction
+   * (history_idem.c), loaded at start-up for VD_HISTORY_IDEM_WINDOW_MS
+   * and deleted after it.  Not chained: a key names a record, it is not
+   * one.  (Written as the next migration after 5; at merge it follows
+   * the console's search indexes and becomes 6 -> 7.) */
+  {"CREATE TABLE idempotency (\n"
+   "  key         TEXT PRIMARY KEY, -- the client's scope, newline, the key\n"
+   "  digest      BLOB NOT NULL,    -- SHA-256 of the request's bytes\n"
+   "  decision_id TEXT NOT NULL,    -- the record it answered with\n"
+   "  received_ms INTEGER NOT NULL,\n"
+   "  code        TEXT,             -- the answer's error code; NULL: none\n"
+   "  answer      TEXT NOT NULL     -- the answer line as it was sent\n"
+   ");\n"
+   "CREATE INDEX idempotency_received ON idempotency (received_ms);\n",
+   NULL},
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof migrations[0])

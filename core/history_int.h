@@ -257,6 +257,13 @@ typedef struct vd_hist_backend {
                            const char *trigger, const char *who,
                            const char *source_dir, int ok, const char *error,
                            char **errmsg);
+  /* vd_history_idem_load(), on the main thread */
+  int (*idem_load)(vd_history_t *h, int64_t since_ms,
+                   void (*cb)(const vd_history_idem_t *k, void *arg),
+                   void *arg, vd_buf_t *err);
+  /* on the writer thread, between batches: delete some of the keys
+   * received before BEFORE_MS (a bounded number); 0 or an error */
+  int (*idem_sweep)(vd_history_t *h, int64_t before_ms, vd_buf_t *err);
 } vd_hist_backend_t;
 
 /* The SQLite file (history_writer.c, history_revs.c) and PostgreSQL
@@ -272,6 +279,20 @@ int vd_hist_sqlite_record_activation(vd_history_t *h, const char *revision,
                                      const char *trigger, const char *who,
                                      const char *source_dir, int ok,
                                      const char *error, char **errmsg);
+
+/* history_idem.c: the SQLite side of idempotency keys.  prepare sets
+ * h->st_idem on the writer's connection; put stores Q's key (Q has one)
+ * inside the batch's transaction; sweep and load as the backend's
+ * idem_sweep and idem_load say. */
+int vd_hist_sqlite_idem_prepare(vd_history_t *h, vd_buf_t *err);
+int vd_hist_sqlite_idem_put(vd_history_t *h, const vd_hist_qrec_t *q,
+                            vd_buf_t *err);
+int vd_hist_sqlite_idem_sweep(vd_history_t *h, int64_t before_ms,
+                              vd_buf_t *err);
+int vd_hist_sqlite_idem_load(vd_history_t *h, int64_t since_ms,
+                             void (*cb)(const vd_history_idem_t *k,
+                                        void *arg),
+                             void *arg, vd_buf_t *err);
 
 /* The readers' PostgreSQL side (history_pg.c): history_facts.c and
  * history_query.c hand over to these when their db string is a
@@ -294,6 +315,14 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
 const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r);
 void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r);
 
+/* vd_history_finder_t's PostgreSQL side (history_find.c). */
+typedef struct vd_hist_pg_finder vd_hist_pg_finder_t;
+int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
+                           vd_buf_t *err);
+int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
+                    const vd_history_value_t **row, vd_buf_t *err);
+void vd_hist_pg_finder_close(vd_hist_pg_finder_t *f);
+
 int vd_hist_pg_load_revision(const char *db, const char *revision,
                              vd_bundle_file_t **files, size_t *nfiles,
                              vd_buf_t *err);
@@ -311,6 +340,12 @@ struct vd_hist_qrec {
   uint64_t wseq;            /* the worker's sequence number */
   vd_hist_field_t f[NCOLS]; /* the record's columns, measured once; text
                              * in data[] */
+  /* its idempotency key (vd_record_t's idem_*), text in data[]; idem_key
+   * NULL: none */
+  const char *idem_key, *idem_answer;
+  size_t idem_answer_len;
+  uint8_t idem_digest[32];
+  int idem_code;
   char data[];
 };
 
@@ -338,6 +373,8 @@ struct vd_history {
   sqlite3 *db;
   sqlite3_stmt *st_head_get, *st_insert, *st_head_set;
   sqlite3_stmt *st_begin, *st_commit; /* BEGIN IMMEDIATE, COMMIT: parsed once */
+  sqlite3_stmt *st_idem;    /* INSERT OR REPLACE INTO idempotency */
+  int64_t idem_swept_ms;    /* when the writer last deleted old keys */
   unsigned *touched;        /* workers with records in the batch in hand */
   unsigned long fail_batches, fail_records; /* in the current burst */
 

@@ -59,6 +59,17 @@
 _Static_assert(0x76726474000001LL == 33339823020310529LL &&
                    0x76726474000002LL == 33339823020310530LL, "the keys");
 
+/* Idempotency keys, each node's own (docs/protocol.md): stored with the
+ * record they answered in the batch's transaction, read at start-up,
+ * deleted after VD_HISTORY_IDEM_WINDOW_MS.  Not chained. */
+#define PG_IDEM_SCHEMA                                                       \
+  "CREATE TABLE IF NOT EXISTS idempotency (\n"                               \
+  "  node_id text NOT NULL, key text NOT NULL, digest bytea NOT NULL,\n"     \
+  "  decision_id text NOT NULL, received_ms bigint NOT NULL, code text,\n"   \
+  "  answer bytea NOT NULL, PRIMARY KEY (node_id, key));\n"                  \
+  "CREATE INDEX IF NOT EXISTS idempotency_received"                          \
+  "  ON idempotency (node_id, received_ms)"
+
 #define BYTEAOID 17
 #define INT8OID 20
 #define TEXTOID 25
@@ -295,6 +306,8 @@ static int migrate(PGconn *c, const char *where, vd_buf_t *err) {
     rc = exec_ok(c, "CREATE TABLE IF NOT EXISTS verdict_meta"
                     " (key text PRIMARY KEY, value text NOT NULL)",
                  where, "creating verdict_meta", err);
+  if (rc == 0) /* idempotency keys (pg_idem_put); added to schema 1 as is */
+    rc = exec_ok(c, PG_IDEM_SCHEMA, where, "creating idempotency", err);
   if (rc)
     goto out;
   r = PQexec(c, "SELECT value FROM verdict_meta WHERE key = 'schema'");
@@ -426,6 +439,16 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
       rc = res_err(err, s->where, r, s->conn, "preparing statements");
     PQclear(r);
   }
+  if (rc == 0) {
+    r = PQprepare(s->conn, "idem_put",
+                  "INSERT INTO idempotency VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                  " ON CONFLICT (node_id, key) DO UPDATE SET"
+                  " digest = $3, decision_id = $4, received_ms = $5,"
+                  " code = $6, answer = $7", 7, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(err, s->where, r, s->conn, "preparing statements");
+    PQclear(r);
+  }
   return rc;
 }
 
@@ -469,6 +492,33 @@ static int pg_open(vd_history_t *h, vd_buf_t *err) {
     rc = writer_setup(h, s, err);
   if (rc == 0)
     rc = pg_connect(&s->aux, h->path, app, s->where, err);
+  return rc;
+}
+
+/* Q's idempotency key, inside the batch's transaction. */
+static int pg_idem_put(vd_history_t *h, pg_state_t *s,
+                       const vd_hist_qrec_t *q, vd_buf_t *err) {
+  char received[24];
+  const char *v[7];
+  int lens[7] = {0}, fmts[7] = {0};
+  PGresult *r;
+  int rc = 0;
+  snprintf(received, sizeof received, "%" PRId64, q->f[COL_RECEIVED_MS].i);
+  v[0] = h->node;
+  v[1] = q->idem_key;
+  v[2] = (const char *)q->idem_digest;
+  lens[2] = (int)sizeof q->idem_digest;
+  fmts[2] = 1;
+  v[3] = q->f[COL_DECISION_ID].p;
+  v[4] = received;
+  v[5] = q->idem_code ? vd_err_name(q->idem_code) : NULL;
+  v[6] = q->idem_answer;
+  lens[6] = (int)q->idem_answer_len;
+  fmts[6] = 1;
+  r = PQexecPrepared(s->conn, "idem_put", 7, v, lens, fmts, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = res_err(err, s->where, r, s->conn, "storing an idempotency key");
+  PQclear(r);
   return rc;
 }
 
@@ -634,6 +684,9 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
   PQclear(r);
   while ((r = PQgetResult(s->conn)))
     PQclear(r);
+  for (q = list; q; q = q->next)
+    if (q->idem_key && (rc = pg_idem_put(h, s, q, err)) != 0)
+      goto fail;
   snprintf(seqtxt, sizeof seqtxt, "%" PRId64, seq - 1);
   vd_hist_to_hex(prev, sizeof prev, hex);
   v[1] = seqtxt;
@@ -840,9 +893,88 @@ static int pg_record_activation(vd_history_t *h, const char *revision,
   return vd_hist_give_err(errmsg, &err, rc);
 }
 
+/* The node's idempotency keys received since SINCE_MS (main thread). */
+static int pg_idem_load(vd_history_t *h, int64_t since_ms,
+                        void (*cb)(const vd_history_idem_t *k, void *arg),
+                        void *arg, vd_buf_t *err) {
+  pg_state_t *s = h->be_state;
+  char since[24];
+  const char *v[2] = {h->node, since};
+  PGresult *r;
+  int rc, i, n;
+  snprintf(since, sizeof since, "%" PRId64, since_ms);
+  pthread_mutex_lock(&h->aux_mu);
+  rc = aux_ready(s, err);
+  if (rc)
+    goto out;
+  /* binary results: the digest and the answer as their bytes */
+  r = PQexecParams(s->aux, "SELECT key, digest, decision_id, received_ms,"
+                   " code, answer FROM idempotency WHERE node_id = $1"
+                   " AND received_ms >= $2::bigint ORDER BY received_ms",
+                   2, NULL, v, NULL, NULL, 1);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, s->where, r, s->aux, "reading the idempotency keys");
+    PQclear(r);
+    goto out;
+  }
+  n = PQntuples(r);
+  for (i = 0; i < n; i++) {
+    vd_history_idem_t k;
+    char key[384], id[64], code[64]; /* scope (< 64), newline, key (<= 255) */
+    int kl = PQgetlength(r, i, 0), il = PQgetlength(r, i, 2),
+        cl = PQgetlength(r, i, 4);
+    if (PQgetlength(r, i, 1) != 32 || PQgetlength(r, i, 3) != 8 ||
+        kl >= (int)sizeof key || il >= (int)sizeof id ||
+        cl >= (int)sizeof code)
+      continue; /* altered by hand: skipped, not trusted */
+    memcpy(key, PQgetvalue(r, i, 0), (size_t)kl);
+    key[kl] = '\0';
+    memcpy(id, PQgetvalue(r, i, 2), (size_t)il);
+    id[il] = '\0';
+    memcpy(code, PQgetvalue(r, i, 4), (size_t)cl);
+    code[cl] = '\0';
+    k.key = key;
+    k.digest = (const uint8_t *)PQgetvalue(r, i, 1);
+    k.decision_id = id;
+    k.received_ms = (int64_t)be64(PQgetvalue(r, i, 3));
+    k.code = PQgetisnull(r, i, 4) ? 0 : vd_err_from_name(code);
+    k.answer = PQgetvalue(r, i, 5);
+    k.answer_len = (size_t)PQgetlength(r, i, 5);
+    if (!PQgetisnull(r, i, 4) && k.code == 0)
+      continue;
+    cb(&k, arg);
+  }
+  PQclear(r);
+out:
+  pthread_mutex_unlock(&h->aux_mu);
+  return rc;
+}
+
+/* Delete some of the node's keys received before BEFORE_MS (writer
+ * thread, between batches). */
+static int pg_idem_sweep(vd_history_t *h, int64_t before_ms, vd_buf_t *err) {
+  pg_state_t *s = h->be_state;
+  char before[24];
+  const char *v[2] = {h->node, before};
+  PGresult *r;
+  int rc = 0;
+  if (PQstatus(s->conn) != CONNECTION_OK)
+    return 0; /* the next batch reconnects; the next sweep deletes */
+  snprintf(before, sizeof before, "%" PRId64, before_ms);
+  r = exec_params(s->conn, "DELETE FROM idempotency WHERE node_id = $1"
+                  " AND key IN (SELECT key FROM idempotency"
+                  " WHERE node_id = $1 AND received_ms < $2::bigint"
+                  " LIMIT 5000)", 2, v);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = res_err(err, s->where, r, s->conn, "deleting expired idempotency "
+                 "keys");
+  PQclear(r);
+  return rc;
+}
+
 const vd_hist_backend_t vd_hist_pg_backend = {
     "postgresql", pg_open, pg_write_batch, pg_close, pg_store_revision,
-    pg_record_activation,
+    pg_record_activation, pg_idem_load, pg_idem_sweep,
 };
 
 /* ========================================================================
@@ -1136,6 +1268,72 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
     bin_value(r->res, i + 1, r->num[i], &r->row[i]);
   *row = r->row;
   return 1;
+}
+
+/* One decision by id on a kept connection (vd_history_finder_t). */
+struct vd_hist_pg_finder {
+  PGconn *conn;
+  PGresult *res;   /* the row last found */
+  char where[256];
+  char *sql;
+  vd_history_value_t row[VD_HISTORY_NCOLUMNS];
+  char num[VD_HISTORY_NCOLUMNS][24];
+};
+
+int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
+                           vd_buf_t *err) {
+  vd_hist_pg_finder_t *f = calloc(1, sizeof *f);
+  vd_buf_t sql = VD_BUF_INIT;
+  int rc;
+  *out = NULL;
+  if (!f)
+    return VD_ENOMEM;
+  rc = open_ro(&f->conn, db, "verdictd lookup", f->where, sizeof f->where,
+               err);
+  if (rc) {
+    vd_hist_pg_finder_close(f);
+    return rc;
+  }
+  vd_buf_adds(&sql, "SELECT ");
+  add_columns(&sql);
+  vd_buf_adds(&sql, " FROM decisions WHERE decision_id = $1"
+                    " ORDER BY received_ms, node_id, node_seq LIMIT 1");
+  f->sql = vd_buf_detach(&sql, NULL);
+  if (!f->sql) {
+    vd_hist_pg_finder_close(f);
+    return VD_ENOMEM;
+  }
+  *out = f;
+  return 0;
+}
+
+int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
+                    const vd_history_value_t **row, vd_buf_t *err) {
+  const char *v[1] = {decision_id};
+  int lens[1] = {(int)strlen(decision_id)}, fmts[1] = {1}, i;
+  *row = NULL;
+  PQclear(f->res);
+  /* decision_id is bytea: the id's bytes, sent as they are */
+  f->res = PQexecParams(f->conn, f->sql, 1, NULL, v, lens, fmts, 1);
+  if (PQresultStatus(f->res) != PGRES_TUPLES_OK) {
+    res_err(err, f->where, f->res, f->conn, "looking a decision up");
+    return VD_EIO;
+  }
+  if (PQntuples(f->res) == 0)
+    return 0;
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    bin_value(f->res, i + 1, f->num[i], &f->row[i]);
+  *row = f->row;
+  return 1;
+}
+
+void vd_hist_pg_finder_close(vd_hist_pg_finder_t *f) {
+  if (!f)
+    return;
+  PQclear(f->res);
+  PQfinish(f->conn);
+  free(f->sql);
+  free(f);
 }
 
 const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r) {

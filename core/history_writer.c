@@ -45,6 +45,7 @@
 #include "verdict/error.h"
 #include "verdict/history.h"
 #include "verdict/metrics.h"
+#include "verdict/timefmt.h"
 
 const char *vd_history_mode_name(vd_log_mode_t m) {
   switch (m) {
@@ -201,6 +202,8 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
       rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
     }
+    if (q->idem_key && (rc = vd_hist_sqlite_idem_put(h, q, err)) != 0)
+      goto rollback;
     memcpy(prev, cur, sizeof prev);
   }
   vd_hist_to_hex(prev, sizeof prev, hex);
@@ -293,6 +296,19 @@ static uint64_t mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Delete idempotency keys past their window, at most once every
+ * VD_HISTORY_IDEM_SWEEP_MS (writer thread, between batches).  A failure
+ * is tried again at the next sweep; the keys only take room meanwhile. */
+static void idem_sweep(vd_history_t *h) {
+  vd_buf_t err = VD_BUF_INIT;
+  int64_t now = vd_now_ms();
+  if (!h->be->idem_sweep || now - h->idem_swept_ms < VD_HISTORY_IDEM_SWEEP_MS)
+    return;
+  h->idem_swept_ms = now;
+  h->be->idem_sweep(h, now - VD_HISTORY_IDEM_WINDOW_MS, &err);
+  vd_buf_release(&err);
+}
+
 static void *writer_main(void *arg) {
   vd_history_t *h = arg;
   vd_buf_t err = VD_BUF_INIT;
@@ -345,6 +361,7 @@ static void *writer_main(void *arg) {
     if (h->notify)
       for (i = 0; i < ntouched; i++)
         h->notify(h->touched[i], h->notify_arg);
+    idem_sweep(h); /* after the acknowledgements: off their path */
     pthread_mutex_lock(&h->mu);
   }
   pthread_mutex_unlock(&h->mu);
@@ -380,7 +397,7 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
                             &h->st_commit, NULL);
   if (rc != SQLITE_OK)
     return vd_hist_db_err(err, h->path, h->db, rc, "preparing statements");
-  return 0;
+  return vd_hist_sqlite_idem_prepare(h, err);
 }
 
 /* The SQLite file: the one-writer lock, the writer's connection and its
@@ -411,6 +428,7 @@ static void sqlite_close(vd_history_t *h) {
   sqlite3_finalize(h->st_head_set);
   sqlite3_finalize(h->st_begin);
   sqlite3_finalize(h->st_commit);
+  sqlite3_finalize(h->st_idem);
   sqlite3_close(h->db);
   sqlite3_close(h->aux);
   if (h->lock_fd >= 0)
@@ -421,6 +439,7 @@ static void sqlite_close(vd_history_t *h) {
 const vd_hist_backend_t vd_hist_sqlite_backend = {
     "sqlite", sqlite_open, write_batch, sqlite_close,
     vd_hist_sqlite_store_revision, vd_hist_sqlite_record_activation,
+    vd_hist_sqlite_idem_load, vd_hist_sqlite_idem_sweep,
 };
 
 /* Free H and whatever it holds; the writer thread is not running. */
@@ -551,6 +570,8 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
   for (i = 0; i < NCOLS; i++)
     if (!f[i].is_int && f[i].p)
       size += f[i].n + 1;
+  if (r->idem_key)
+    size += strlen(r->idem_key) + 1 + r->idem_answer_len + 1;
   if (size > VD_HISTORY_QUEUE_BYTES)
     return VD_ETOO_LARGE;
   q = malloc(size);
@@ -567,6 +588,19 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
       q->f[i].p = p;
       p += f[i].n + 1;
     }
+  }
+  q->idem_key = q->idem_answer = NULL;
+  if (r->idem_key) { /* history_idem.c stores it with the record */
+    size_t kn = strlen(r->idem_key) + 1;
+    memcpy(p, r->idem_key, kn);
+    q->idem_key = p;
+    p += kn;
+    memcpy(p, r->idem_answer, r->idem_answer_len);
+    p[r->idem_answer_len] = '\0';
+    q->idem_answer = p;
+    q->idem_answer_len = r->idem_answer_len;
+    memcpy(q->idem_digest, r->idem_digest, sizeof q->idem_digest);
+    q->idem_code = r->idem_code;
   }
 
   pthread_mutex_lock(&h->mu);

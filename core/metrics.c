@@ -94,6 +94,7 @@ static void family_init(void) {
   LABELS_(RELOADS, "result");
   LABELS_(CONNECTIONS, "transport");
   LABELS_(LUA_MEMORY, "worker");
+  LABELS_(TLS_FAILURES, "reason");
   BUCKETS_(DECISION_SECONDS, decide_ns, 9);
   BUCKETS_(COMMIT_SECONDS, commit_ns, 9);
   BUCKETS_(BATCH_RECORDS, batch_records, 0);

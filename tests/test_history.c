@@ -363,6 +363,7 @@ static void test_migrate_from_v1(void **state) {
               "DROP TABLE chain_format;"
               "DROP TABLE erasures;"
               "DROP TABLE archives;"
+              "DROP TABLE idempotency;"
               "ALTER TABLE decisions DROP COLUMN personal_salt;"
               "ALTER TABLE decisions DROP COLUMN personal_digest;"
               "PRAGMA user_version = 1;");

@@ -760,6 +760,40 @@ static void on_history_log(const char *event, int failing, const char *line,
   vd_log(failing ? VD_LEVEL_ERR : VD_LEVEL_NOTICE, event, "history: %s", line);
 }
 
+typedef struct idem_load {
+  vd_idem_t *t;
+  size_t kept, failed;
+} idem_load_t;
+
+static void restore_idem(const vd_history_idem_t *k, void *arg) {
+  idem_load_t *l = arg;
+  if (vd_idem_restore(l->t, k) == 0)
+    l->kept++;
+  else
+    l->failed++;
+}
+
+/* The idempotency keys of the last VD_IDEM_WINDOW_MS back from the
+ * history, before any request is served: a retry after a restart is
+ * answered as before (idem.c). */
+static void load_idem(vd_daemon_t *d) {
+  idem_load_t l = {d->idem, 0, 0};
+  char *err = NULL;
+  if (vd_history_idem_load(d->history, vd_now_ms() - VD_IDEM_WINDOW_MS,
+                           restore_idem, &l, &err) != 0)
+    vd_log(VD_LEVEL_ERR, "idempotency_load_failed",
+           "idempotency keys not read back (%zu were): %s; a retry of a "
+           "request made before the restart may be decided again",
+           l.kept, err ? err : "unknown error");
+  else if (l.kept)
+    vd_log(VD_LEVEL_INFO, "idempotency_loaded",
+           "%zu idempotency keys of the last 24 hours read back", l.kept);
+  if (l.failed)
+    vd_log(VD_LEVEL_ERR, "out_of_memory",
+           "out of memory for %zu idempotency keys read back", l.failed);
+  free(err);
+}
+
 /* Opened in every log mode: with off, revisions are still stored. */
 static int open_history(vd_daemon_t *d) {
   char *err = NULL;
@@ -790,6 +824,8 @@ static int open_history(vd_daemon_t *d) {
     vd_log(VD_LEVEL_ERR, "out_of_memory",
            "out of memory for the history's metrics");
   free(err);
+  if (rc == 0 && d->idem)
+    load_idem(d);
   return rc;
 }
 

@@ -236,13 +236,17 @@ int vd_tls_feed(vd_tls_t *t, const char *p, size_t n, vd_buf_t *plain,
 /* Plaintext [p, p+n) out: its records appended to CIPHER.  0 or -1. */
 int vd_tls_seal(vd_tls_t *t, const char *p, size_t n, vd_buf_t *cipher);
 int vd_tls_ready(const vd_tls_t *t);      /* the handshake is done */
+/* After vd_tls_feed() failed in the handshake: why, as one of a few
+ * fixed words (not_tls, no_client_certificate, bad_client_certificate,
+ * no_common_protocol, client_alert, other); else NULL.  Static string. */
+const char *vd_tls_failure(const vd_tls_t *t);
 /* The verified client certificate's subject CN, or NULL. */
 const char *vd_tls_subject(const vd_tls_t *t);
 
 /* idem.c: idempotency keys, remembered VD_IDEM_WINDOW_MS (24 h), at most
  * VD_IDEM_MAX of them and VD_IDEM_BYTES of answers, oldest dropped first.
  * Any thread (one mutex). */
-#define VD_IDEM_WINDOW_MS (24 * 3600 * 1000LL)
+#define VD_IDEM_WINDOW_MS VD_HISTORY_IDEM_WINDOW_MS
 #define VD_IDEM_MAX 200000
 #define VD_IDEM_BYTES (64u << 20)
 enum { VD_IDEM_NEW, VD_IDEM_HIT, VD_IDEM_BUSY, VD_IDEM_CONFLICT };
@@ -253,9 +257,16 @@ void vd_idem_free(vd_idem_t *t);
  * ""): VD_IDEM_NEW (remembered from now: decide it, then _answer() and
  * _settle()), VD_IDEM_HIT (the first one's answer line appended to
  * ANSWER, its code in *code), VD_IDEM_BUSY (the first is not settled
- * yet) or VD_IDEM_CONFLICT (the key came with other bytes). */
+ * yet) or VD_IDEM_CONFLICT (the key came with other bytes).  DIGEST
+ * receives the SHA-256 of the request's bytes, which the history stores
+ * with the key. */
 int vd_idem_begin(vd_idem_t *t, const char *scope, const char *key,
-                  const char *req, size_t len, vd_buf_t *answer, int *code);
+                  const char *req, size_t len, vd_buf_t *answer, int *code,
+                  uint8_t digest[32]);
+/* A key the history kept (vd_history_idem_load()), answered and settled
+ * as it was before a restart; one past the window is not taken.  0, or
+ * VD_ENOMEM. */
+int vd_idem_restore(vd_idem_t *t, const vd_history_idem_t *k);
 /* The answer to the NEW request of KEY; FINAL: it needs no commit. */
 void vd_idem_answer(vd_idem_t *t, const char *scope, const char *key,
                     const char *answer, size_t len, int code, int final);
@@ -328,6 +339,14 @@ typedef struct vd_worker {
    * record_and_respond() took it over */
   const char *idem_key, *idem_scope;
   int idem_taken;
+  uint8_t idem_digest[32]; /* ...and the SHA-256 of its bytes */
+  /* GET /v1/openapi.json of the revision named openapi_rev ("": none
+   * yet), built on the first request after an activation (worker.c,
+   * http_openapi) */
+  vd_buf_t openapi;
+  vd_history_finder_t *finder; /* GET /v1/decisions/{id}'s, or NULL */
+  char openapi_rev[VD_REVISION_NAME_MAX];
+  vd_buf_t idem_scoped;    /* scope, newline, key: the history's form */
   vd_conn_t *conns;        /* every open connection (list) */
   unsigned nconns;
   int stopping;
@@ -392,6 +411,11 @@ struct vd_daemon {
   vd_metrics_t *metrics;   /* GET /metrics (metrics.h); NULL: none kept */
   /* the history's last batch failed (0 once one commits): /health/ready */
   atomic_int history_failing;
+  /* TLS handshake failures' log lines, at most one a second across the
+   * workers (worker.c, tls_failed): when the last went, and how many
+   * were left out since */
+  _Atomic int64_t tls_logged_ms;
+  atomic_ulong tls_unlogged;
   uv_timer_t accept_pause;
   unsigned accept_pauses; /* out of descriptors, since the queue was last empty */
   uv_signal_t sig_term, sig_int, sig_hup;

@@ -11,10 +11,13 @@
  * first request whose record could not be stored forgets its key, so
  * that the retry is decided.
  *
- * The table lives in memory, for the daemon's lifetime: a restart forgets
- * the keys (docs/protocol.md says what a client does then).  It keeps at
- * most VD_IDEM_MAX keys and VD_IDEM_BYTES of answers, dropping the oldest
- * first, and drops keys older than the window as it goes.
+ * The table lives in memory; the history keeps each key with the record
+ * it answered, in the record's transaction (history_idem.c), and the
+ * daemon puts those of the window back here at start-up
+ * (vd_idem_restore()), so a retry after a restart, even a kill -9, is
+ * answered as before.  It keeps at most VD_IDEM_MAX keys and
+ * VD_IDEM_BYTES of answers, dropping the oldest first, and drops keys
+ * older than the window as it goes.
  *
  * Any worker thread; one mutex guards the table (held for a lookup or an
  * insertion, never across a decision).
@@ -141,22 +144,37 @@ static char *scoped(const char *scope, const char *key, size_t *len) {
   return s;
 }
 
+/* Put E (its key and hash set) in the table as the newest (lock held). */
+static void link_newest(vd_idem_t *t, vd_idem_entry_t *e) {
+  e->hnext = t->buckets[e->hash & (t->nbuckets - 1)];
+  t->buckets[e->hash & (t->nbuckets - 1)] = e;
+  e->older = t->newest;
+  if (t->newest)
+    t->newest->newer = e;
+  else
+    t->oldest = e;
+  t->newest = e;
+  t->n++;
+}
+
 int vd_idem_begin(vd_idem_t *t, const char *scope, const char *key,
-                  const char *req, size_t len, vd_buf_t *answer, int *code) {
+                  const char *req, size_t len, vd_buf_t *answer, int *code,
+                  uint8_t digest[32]) {
   struct sha256_ctx ctx;
   unsigned char body[SHA256_DIGEST_SIZE];
   size_t kn;
-  char *k = scoped(scope, key, &kn);
+  char *k;
   uint64_t h;
   vd_idem_entry_t *e;
   int64_t now = vd_now_ms();
   int rc;
-  if (!k)
-    return VD_IDEM_NEW; /* unremembered, not refused */
-  h = fnv(k, kn);
   sha256_init(&ctx);
   sha256_update(&ctx, len, (const uint8_t *)req);
   sha256_digest(&ctx, sizeof body, body);
+  memcpy(digest, body, sizeof body);
+  if (!(k = scoped(scope, key, &kn)))
+    return VD_IDEM_NEW; /* unremembered, not refused */
+  h = fnv(k, kn);
   uv_mutex_lock(&t->lock);
   expire(t, now);
   e = find(t, k, kn, h);
@@ -184,17 +202,39 @@ int vd_idem_begin(vd_idem_t *t, const char *scope, const char *key,
   e->hash = h;
   memcpy(e->body, body, sizeof body);
   e->created_ms = now;
-  e->hnext = t->buckets[h & (t->nbuckets - 1)];
-  t->buckets[h & (t->nbuckets - 1)] = e;
-  e->older = t->newest;
-  if (t->newest)
-    t->newest->newer = e;
-  else
-    t->oldest = e;
-  t->newest = e;
-  t->n++;
+  link_newest(t, e);
   uv_mutex_unlock(&t->lock);
   return VD_IDEM_NEW;
+}
+
+int vd_idem_restore(vd_idem_t *t, const vd_history_idem_t *k) {
+  size_t kn = strlen(k->key);
+  uint64_t h = fnv(k->key, kn);
+  vd_idem_entry_t *e, *old;
+  if (vd_now_ms() - k->received_ms > VD_IDEM_WINDOW_MS)
+    return 0;
+  if (!(e = calloc(1, sizeof *e)) || !(e->key = malloc(kn + 1)) ||
+      !(e->answer = malloc(k->answer_len ? k->answer_len : 1))) {
+    if (e)
+      entry_free(e);
+    return VD_ENOMEM;
+  }
+  memcpy(e->key, k->key, kn + 1);
+  memcpy(e->answer, k->answer, k->answer_len);
+  e->len = k->answer_len;
+  e->hash = h;
+  memcpy(e->body, k->digest, sizeof e->body);
+  e->done = 1;
+  e->code = k->code;
+  e->created_ms = k->received_ms;
+  uv_mutex_lock(&t->lock);
+  if ((old = find(t, e->key, kn, h)) != NULL) /* stored twice: the later */
+    drop(t, old);
+  link_newest(t, e);
+  t->bytes += e->len;
+  expire(t, vd_now_ms());
+  uv_mutex_unlock(&t->lock);
+  return 0;
 }
 
 /* The entry of SCOPE and KEY, or NULL (lock held). */

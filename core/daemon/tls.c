@@ -30,8 +30,42 @@ struct vd_tls {
   SSL *ssl;
   BIO *rbio, *wbio;        /* ciphertext in, ciphertext out (the SSL's) */
   int done;                /* the handshake finished */
+  const char *failure;     /* why the handshake failed (a reason label of
+                            * verdict_tls_handshake_failures_total), or NULL */
   char subject[64];        /* the client certificate's CN, or "" */
 };
+
+/* What went wrong in a handshake, from OpenSSL's first error: one of a
+ * few fixed words, so that the counter's label cannot grow with what
+ * clients send.  The whole message goes to the log. */
+static const char *failure_reason(unsigned long e) {
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL)
+    return "other";
+  switch (ERR_GET_REASON(e)) {
+  case SSL_R_HTTP_REQUEST:
+  case SSL_R_HTTPS_PROXY_REQUEST:
+  case SSL_R_WRONG_VERSION_NUMBER:
+  case SSL_R_UNKNOWN_PROTOCOL:
+  case SSL_R_PACKET_LENGTH_TOO_LONG:
+  case SSL_R_RECORD_LENGTH_MISMATCH:
+    return "not_tls"; /* plain HTTP, or other bytes, on the TLS port */
+  case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+    return "no_client_certificate";
+  case SSL_R_CERTIFICATE_VERIFY_FAILED:
+    return "bad_client_certificate";
+  case SSL_R_UNSUPPORTED_PROTOCOL:
+  case SSL_R_NO_PROTOCOLS_AVAILABLE:
+  case SSL_R_NO_SHARED_CIPHER:
+  case SSL_R_VERSION_TOO_LOW:
+  case SSL_R_NO_SHARED_GROUPS:
+    return "no_common_protocol";
+  default:
+    /* the client refused us (an alert: it does not trust our certificate) */
+    if (ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
+      return "client_alert";
+    return "other";
+  }
+}
 
 /* OpenSSL's error queue, as one line, into err. */
 static void ssl_errors(vd_buf_t *err) {
@@ -166,6 +200,7 @@ int vd_tls_feed(vd_tls_t *t, const char *p, size_t n, vd_buf_t *plain,
       int e = SSL_get_error(t->ssl, r);
       if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return 0;
+      t->failure = failure_reason(ERR_peek_error());
       ssl_errors(err);
       return -1;
     }
@@ -203,6 +238,8 @@ int vd_tls_seal(vd_tls_t *t, const char *p, size_t n, vd_buf_t *cipher) {
 }
 
 int vd_tls_ready(const vd_tls_t *t) { return t->done; }
+
+const char *vd_tls_failure(const vd_tls_t *t) { return t->failure; }
 
 const char *vd_tls_subject(const vd_tls_t *t) {
   return t->subject[0] ? t->subject : NULL;

@@ -42,7 +42,7 @@
 #include "verdict/bundle.h"
 
 /* The schema version this code writes and reads (PRAGMA user_version). */
-#define VD_HISTORY_SCHEMA_VERSION 5
+#define VD_HISTORY_SCHEMA_VERSION 6
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
@@ -80,6 +80,15 @@ typedef struct vd_record {
   const char *error_code, *error_message, *error_path; /* NULL: success */
   int64_t elapsed_us;
   const char *client;               /* socket peer: "unix", "1.2.3.4:5" */
+  /* The idempotency key the request came with (NULL: none), stored in the
+   * same transaction as the record, so that a durable acknowledgement
+   * means the key is stored too: the key in its client's scope ("scope",
+   * newline, "key"), the SHA-256 of the request's bytes, the answer line
+   * as sent and its error code (0: a decision). */
+  const char *idem_key;
+  const uint8_t *idem_digest;       /* 32 bytes */
+  const char *idem_answer; size_t idem_answer_len;
+  int idem_code;
 } vd_record_t;
 
 /* The database and its writer thread.  Opaque. */
@@ -189,6 +198,33 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *rec,
  * repeated for what is already waiting. */
 size_t vd_history_drain(vd_history_t *h, unsigned worker,
                         vd_history_done_t *out, size_t max);
+
+/* How long a stored idempotency key is kept: the writer deletes older
+ * ones, a few thousand at a time, at most once every
+ * VD_HISTORY_IDEM_SWEEP_MS, between batches. */
+#define VD_HISTORY_IDEM_WINDOW_MS (24 * 3600 * 1000LL)
+#define VD_HISTORY_IDEM_SWEEP_MS (60 * 1000)
+
+/* One stored idempotency key, as vd_history_submit() took it; its strings
+ * are valid during the callback only. */
+typedef struct vd_history_idem {
+  const char *key;                  /* scope, newline, key */
+  const uint8_t *digest;            /* 32 bytes */
+  const char *decision_id;
+  const char *answer;
+  size_t answer_len;
+  int code;
+  int64_t received_ms;
+} vd_history_idem_t;
+
+/* Call CB for every idempotency key this writer stored with received_ms
+ * >= SINCE_MS, oldest first (in a PostgreSQL history: this node's keys).
+ * At start-up, on the main thread, before requests are served.  0, or a
+ * negative code with *errmsg set (keys read before the failure were
+ * passed to CB). */
+int vd_history_idem_load(vd_history_t *h, int64_t since_ms,
+                         void (*cb)(const vd_history_idem_t *k, void *arg),
+                         void *arg, char **errmsg);
 
 /* Commit what is queued, stop the writer thread, close the database and
  * free H.  Completions not drained are dropped.  NULL is allowed. */
@@ -438,6 +474,26 @@ int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
 /* Why next failed: "DB_PATH: <SQLite's message>".  Owned by R. */
 const char *vd_history_rows_errmsg(const vd_history_rows_t *r);
 void vd_history_rows_close(vd_history_rows_t *r);
+
+/* One decision looked up by its id, again and again, on one kept
+ * read-only connection (GET /v1/decisions/{id}: a worker keeps one).
+ * SQLite: the file opened as every reader opens it, one prepared
+ * statement, the row copied out so no read transaction stays open;
+ * PostgreSQL: one connection.  A lookup that fails on a connection that
+ * served before is tried once more on a new one (a restarted server, a
+ * dropped connection), so a caller sees an error only when the store
+ * itself fails.  One thread at a time.
+ *   open: connect (fails as vd_history_rows_open() does); *out the
+ *     caller's, free with vd_history_finder_close() (NULL allowed);
+ *   find: 1 and *row (VD_HISTORY_NCOLUMNS values, owned by F, valid
+ *     until its next call), 0 when there is no such decision, or a
+ *     negative code with ERR set. */
+typedef struct vd_history_finder vd_history_finder_t;
+int vd_history_finder_open(vd_history_finder_t **out, const char *db_path,
+                           vd_buf_t *err);
+int vd_history_find(vd_history_finder_t *f, const char *decision_id,
+                    const vd_history_value_t **row, vd_buf_t *err);
+void vd_history_finder_close(vd_history_finder_t *f);
 
 /* Cut the rows FILTER selects into N contiguous ranges of seq holding
  * about as many rows each: bounds[0..n] (n + 1 values, the caller's

@@ -88,7 +88,10 @@ struct vd_decision;
   X(CONNECTIONS, GAUGE, "verdict_open_connections",                          \
     "Client connections open now, by transport.")                            \
   X(LUA_MEMORY, GAUGE, "verdict_lua_memory_bytes",                           \
-    "Bytes held by each worker's Lua state.")
+    "Bytes held by each worker's Lua state.")                                \
+  X(TLS_FAILURES, COUNTER, "verdict_tls_handshake_failures_total",           \
+    "TLS handshakes refused or failed on the HTTP and TCP listeners, by "    \
+    "reason.")
 
 typedef enum {
 #define VD_METRIC_ID_(id, type, name, help) VD_M_##id,

@@ -14,8 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import (ANSWER_TIMEOUT, AT, FIXTURES, SANITIZED, Daemon, free_port,
-                     request, run_cli)
+from harness import (ANSWER_TIMEOUT, AT, FIXTURES, POLICIES, SANITIZED, Daemon,
+                     free_port, request, run_cli)
 
 HOSTILE = os.path.join(FIXTURES, "hostile")
 
@@ -863,6 +863,49 @@ class MetricsAndSchema(unittest.TestCase):
         st, _, body = self.d.call("POST", "/v1/decisions/sla?region=national",
                                   bad)
         self.assertEqual((st, body["error"]["path"]), (422, "input.channel"))
+
+
+class OpenApiPerRevision(unittest.TestCase):
+    """The document is built once per revision and kept: it must change
+    with the policies on every worker, never be served stale."""
+
+    def test_rebuilt_on_activation(self):
+        import shutil
+        import tempfile
+        pol = os.path.join(tempfile.mkdtemp(prefix="verdict-oa-"), "p")
+        shutil.copytree(POLICIES, pol)
+        d = HttpDaemon(policies=pol, workers=2, admin=True)
+        try:
+            def docs():
+                # several connections: each worker answers some of them
+                return [d.call("GET", "/v1/openapi.json")[2]
+                        for _ in range(6)]
+
+            def n48(doc):
+                # sla's complaint_id is the one field of max_len 48 below
+                return json.dumps(doc).count('"maxLength": 48')
+
+            first = docs()
+            rev1 = d.call("GET", "/health/ready")[2]["revision"]
+            self.assertTrue(all(x == first[0] for x in first))
+            self.assertEqual(first[0]["info"]["version"], rev1)
+            self.assertEqual(n48(first[0]), 0)
+            path = os.path.join(pol, "national", "sla.lua")
+            with open(path) as f:
+                src = f.read()
+            old = "complaint_id = S.string{ required = true, max_len = 64"
+            self.assertIn(old, src)
+            with open(path, "w") as f:
+                f.write(src.replace(old, old.replace("64", "48")))
+            st, _, body = d.call("POST", "/v1/admin/reload")
+            self.assertEqual(st, 200, body)
+            rev2 = d.call("GET", "/health/ready")[2]["revision"]
+            self.assertNotEqual(rev1, rev2)
+            for doc in docs():
+                self.assertEqual(doc["info"]["version"], rev2)
+                self.assertEqual(n48(doc), 1)
+        finally:
+            d.stop()
 
 
 class Readiness(unittest.TestCase):
