@@ -139,6 +139,11 @@ vd_sandbox_t *vd_sandbox_of(lua_State *L) {
   return ud;
 }
 
+vd_sandbox_t *vd_sandbox_find(lua_State *L) {
+  void *ud;
+  return lua_getallocf(L, &ud) == sb_alloc ? ud : NULL;
+}
+
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
   /* No policy code runs in a collection (__gc is refused), so this one is
    * outside any budget.  It makes the evaluation start from the state's
@@ -2147,6 +2152,8 @@ void vd_sandbox_release(vd_sandbox_t *sb) {
     lua_close(sb->L);
     vd_slab_release(&sb->slab);
   }
+  vd_json_cache_free(sb->encoded);
+  sb->encoded = NULL;
   sb->L = NULL;
 }
 

@@ -959,6 +959,107 @@ static void freeze_graph(void **state) {
   lua_settop(L, g - 1);
 }
 
+/* Issue 17: the encoder keeps the JSON of a frozen table (json.h,
+ * vd_json_cache_t) and copies it the next time: the same bytes as the
+ * full walk, in any place; a table met deeper than where it was first
+ * encoded is still refused past VD_JSON_MAX_DEPTH, and an encoding that
+ * failed is not kept. */
+static void frozen_json_kept(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  vd_buf_t a = VD_BUF_INIT, b = VD_BUF_INIT, err = VD_BUF_INIT;
+  int holder, note, deep, bad, i;
+  lua_createtable(L, 3, 0);
+  holder = lua_gettop(L);
+  lua_createtable(L, 0, 2); /* a trace entry: escaped text */
+  lua_pushliteral(L, "a.rule");
+  lua_setfield(L, -2, "rule");
+  lua_pushliteral(L, "a basis \"quoted\", with a tab\t and \xe9\x80\x9a");
+  lua_setfield(L, -2, "basis");
+  lua_rawseti(L, holder, 1);
+  lua_newtable(L); /* { { { ... } } }: 8 levels of tables */
+  for (i = 1; i < 8; i++) {
+    lua_createtable(L, 1, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+  }
+  lua_rawseti(L, holder, 2);
+  lua_createtable(L, 0, 1); /* cannot be encoded */
+  lua_pushcfunction(L, lua_gettop);
+  lua_setfield(L, -2, "f");
+  lua_rawseti(L, holder, 3);
+  vd_sandbox_freeze(L, holder);
+  lua_rawgeti(L, holder, 1);
+  note = lua_gettop(L);
+  lua_rawgeti(L, holder, 2);
+  deep = lua_gettop(L);
+  lua_rawgeti(L, holder, 3);
+  bad = lua_gettop(L);
+
+  assert_null(f->sb.encoded);
+  assert_int_equal(vd_json_encode(L, note, &a, "trace", &err), 0);
+  assert_non_null(f->sb.encoded); /* kept */
+  assert_int_equal(vd_json_encode(L, note, &b, "trace", &err), 0);
+  assert_string_equal(a.data, b.data);
+  assert_string_equal(a.data, "{\"basis\":\"a basis \\\"quoted\\\", with a "
+                              "tab\\t and \xe9\x80\x9a\",\"rule\":\"a.rule\"}");
+  /* inside a fresh table: the kept bytes in their place */
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, note);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, note);
+  lua_rawseti(L, -2, 2);
+  vd_buf_reset(&b);
+  assert_int_equal(vd_json_encode(L, -1, &b, "trace", &err), 0);
+  lua_pop(L, 1);
+  vd_buf_reset(&a);
+  vd_buf_addc(&a, '[');
+  assert_int_equal(vd_json_encode(L, note, &a, "trace", &err), 0);
+  vd_buf_addc(&a, ',');
+  assert_int_equal(vd_json_encode(L, note, &a, "trace", &err), 0);
+  vd_buf_addc(&a, ']');
+  assert_string_equal(a.data, b.data);
+
+  /* the 8-level table, kept at the top, then met at depth 57 (fits: 56
+   * levels above it, 64 in all) and at depth 58 (65 levels: refused, as
+   * the full walk refuses it, with the path of the walk) */
+  vd_buf_reset(&a);
+  assert_int_equal(vd_json_encode(L, deep, &a, "result", &err), 0);
+  assert_string_equal(a.data, "[[[[[[[[]]]]]]]]");
+  for (i = 56; i <= 57; i++) {
+    int j;
+    lua_pushvalue(L, deep);
+    for (j = 0; j < i; j++) {
+      lua_createtable(L, 1, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+    }
+    vd_buf_reset(&b);
+    vd_buf_reset(&err);
+    if (i == 56) {
+      assert_int_equal(vd_json_encode(L, -1, &b, "result", &err), 0);
+      assert_int_equal(b.len, 2 * (56 + 8));
+    } else {
+      assert_int_equal(vd_json_encode(L, -1, &b, "result", &err),
+                       VD_EINVALID);
+      assert_contains(err.data, "nested too deeply");
+    }
+    lua_pop(L, 1);
+  }
+
+  /* a failed encoding is not kept: it fails again, with its path */
+  for (i = 0; i < 2; i++) {
+    vd_buf_reset(&b);
+    vd_buf_reset(&err);
+    assert_int_equal(vd_json_encode(L, bad, &b, "result", &err), VD_EINVALID);
+    assert_string_equal(err.data, "result.f: cannot encode a function as JSON");
+  }
+  lua_settop(L, holder - 1);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+  vd_buf_release(&err);
+}
+
 /* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
  * cannot add __gc during it; and no finalizer ever runs. */
 static void gc_check_is_raw(void **state) {
@@ -1074,6 +1175,7 @@ int main(void) {
       T(gc_check_is_raw),
       T(sort_is_stable),
       T(freeze_graph),
+      T(frozen_json_kept),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),
