@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +357,8 @@ typedef struct encoder {
   const void *array_mt, *object_mt; /* the markers' metatables */
   size_t limit;                     /* out->len may not pass this */
   int depth;
+  int deepest;                      /* the largest depth reached so far */
+  vd_sandbox_t *sb;                 /* L's sandbox (its cache), or NULL */
   seg_t segs[VD_JSON_MAX_DEPTH + 1];
 } encoder_t;
 
@@ -402,6 +405,99 @@ void vd_json_add_double(vd_buf_t *out, double d) {
   vd_buf_adds(out, tmp);
   if (!strpbrk(tmp, ".eEn")) /* keep it a float when read back */
     vd_buf_adds(out, ".0");
+}
+
+
+/* ------------------------------------------------------------------------
+ * The JSON of frozen tables (json.h, vd_json_cache_t): an open-addressed
+ * table from a frozen copy's address to its encoding and its height (how
+ * many levels of tables it nests below itself), so that a copy met deeper
+ * than where it was encoded is still refused past VD_JSON_MAX_DEPTH as
+ * the full walk would refuse it.
+ * ------------------------------------------------------------------------ */
+
+typedef struct cached {
+  const void *key; /* the frozen copy T'; NULL: a free slot */
+  char *json;
+  size_t len;
+  int height;
+} cached_t;
+
+struct vd_json_cache {
+  cached_t *slots;
+  size_t cap; /* a power of two, or 0 */
+  size_t n;
+  size_t bytes; /* the encodings' lengths, together */
+};
+
+void vd_json_cache_free(vd_json_cache_t *c) {
+  size_t i;
+  if (!c)
+    return;
+  for (i = 0; i < c->cap; i++)
+    free(c->slots[i].json);
+  free(c->slots);
+  free(c);
+}
+
+static size_t cache_slot(const vd_json_cache_t *c, const void *key) {
+  uintptr_t h = (uintptr_t)key;
+  size_t i;
+  h ^= h >> 17;
+  h *= (uintptr_t)0x9e3779b97f4a7c15ull;
+  for (i = (size_t)(h >> 7) & (c->cap - 1); c->slots[i].key &&
+                                            c->slots[i].key != key;
+       i = (i + 1) & (c->cap - 1))
+    ;
+  return i;
+}
+
+static const cached_t *cache_get(const vd_json_cache_t *c, const void *key) {
+  size_t i;
+  if (!c || !c->n)
+    return NULL;
+  i = cache_slot(c, key);
+  return c->slots[i].key ? &c->slots[i] : NULL;
+}
+
+/* Keep [json, json+len) as key's encoding; on any failure keep nothing
+ * (the cache only saves work). */
+static void cache_put(vd_sandbox_t *sb, const void *key, const char *json,
+                      size_t len, int height) {
+  vd_json_cache_t *c = sb->encoded;
+  cached_t *slot;
+  if (len > VD_JSON_CACHE_ENTRY)
+    return;
+  if (!c) {
+    if (!(c = calloc(1, sizeof *c)))
+      return;
+    sb->encoded = c;
+  }
+  if (c->bytes + len > VD_JSON_CACHE_BYTES)
+    return;
+  if (2 * (c->n + 1) > c->cap) { /* at most half full */
+    vd_json_cache_t grown = *c;
+    size_t i;
+    grown.cap = c->cap ? 2 * c->cap : 64;
+    if (!(grown.slots = calloc(grown.cap, sizeof *grown.slots)))
+      return;
+    for (i = 0; i < c->cap; i++)
+      if (c->slots[i].key)
+        grown.slots[cache_slot(&grown, c->slots[i].key)] = c->slots[i];
+    free(c->slots);
+    *c = grown;
+  }
+  slot = &c->slots[cache_slot(c, key)];
+  if (slot->key)
+    return;
+  if (!(slot->json = malloc(len ? len : 1)))
+    return;
+  memcpy(slot->json, json, len);
+  slot->len = len;
+  slot->height = height;
+  slot->key = key;
+  c->n++;
+  c->bytes += len;
 }
 
 static int encode_value(encoder_t *e, int idx);
@@ -563,7 +659,9 @@ done:
 
 static int encode_table(encoder_t *e, int idx) {
   lua_State *L = e->L;
-  const void *mt = NULL;
+  const void *mt = NULL, *frozen = NULL;
+  size_t start;
+  int deepest, rc;
   if (lua_getmetatable(L, idx)) {
     mt = lua_topointer(L, -1);
     lua_pop(L, 1);
@@ -571,6 +669,7 @@ static int encode_table(encoder_t *e, int idx) {
      * (sandbox.h), whose metatable is a marker or none */
     if (mt != e->array_mt && mt != e->object_mt &&
         vd_sandbox_unfreeze(L, idx)) {
+      frozen = lua_topointer(L, idx);
       mt = NULL;
       if (lua_getmetatable(L, idx)) {
         mt = lua_topointer(L, -1);
@@ -578,9 +677,32 @@ static int encode_table(encoder_t *e, int idx) {
       }
     }
   }
+  if (frozen) { /* encoded before?  The same bytes, if they fit here */
+    const cached_t *c;
+    if (!e->sb)
+      e->sb = vd_sandbox_find(L);
+    c = e->sb ? cache_get(e->sb->encoded, frozen) : NULL;
+    if (c && e->depth + c->height <= VD_JSON_MAX_DEPTH &&
+        e->out->len <= e->limit && c->len <= e->limit - e->out->len) {
+      vd_buf_add(e->out, c->json, c->len);
+      if (e->depth + c->height > e->deepest)
+        e->deepest = e->depth + c->height;
+      return 0;
+    }
+  }
+  start = e->out->len;
+  deepest = e->deepest;
+  e->deepest = e->depth;
   if (mt && mt == e->array_mt)
-    return encode_array(e, idx, (lua_Integer)lua_rawlen(L, idx));
-  return encode_keyed(e, idx, mt && mt == e->object_mt);
+    rc = encode_array(e, idx, (lua_Integer)lua_rawlen(L, idx));
+  else
+    rc = encode_keyed(e, idx, mt && mt == e->object_mt);
+  if (rc == 0 && frozen && e->sb)
+    cache_put(e->sb, frozen, e->out->data + start, e->out->len - start,
+              e->deepest - e->depth);
+  if (deepest > e->deepest)
+    e->deepest = deepest;
+  return rc;
 }
 
 static int encode_value(encoder_t *e, int idx) {
@@ -660,6 +782,8 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
   e.err = err;
   e.root = root;
   e.depth = 0;
+  e.deepest = 0;
+  e.sb = NULL;
   e.limit = out->len + VD_JSON_MAX_ENCODED;
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 2))

@@ -139,6 +139,11 @@ vd_sandbox_t *vd_sandbox_of(lua_State *L) {
   return ud;
 }
 
+vd_sandbox_t *vd_sandbox_find(lua_State *L) {
+  void *ud;
+  return lua_getallocf(L, &ud) == sb_alloc ? ud : NULL;
+}
+
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
   /* No policy code runs in a collection (__gc is refused), so this one is
    * outside any budget.  It makes the evaluation start from the state's
@@ -1118,6 +1123,330 @@ static int v_is_empty(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------------------------------
+ * Schema plans: lib/schema.lua's quick walk, in C
+ *
+ * verdict.schema_plan(c, REQUIRED) turns a compiled object schema c (what
+ * lib/schema.lua's compile_fields returns: names, sorted; quick[name],
+ * each field's Lua checker; absent[i], names[i]'s default, nil, or
+ * REQUIRED; conditional and requires; fields, the specs) into a flat plan,
+ * once per schema when the policy loads.  verdict.check_input(plan, v)
+ * then does, for the object v, what lib/schema.lua's quick walk did in
+ * Lua: it returns the facts (a new table: each field checked, defaults
+ * filled in) or nil at the first problem, leaving the reporting walk
+ * (lib/schema.lua's check_object) to find and name every problem.  The
+ * four scalar kinds are checked here from the spec's numbers (string:
+ * max_len; integer: min, max; enum: its set; boolean); any other field
+ * (time, set, list, object, map, or numbers that are not integers) calls
+ * the field's Lua checker, which returns nil for "not valid".
+ *
+ * A plan is a full userdata (no metatable a policy can reach) with one
+ * user value, a table only C reads: names at 1..n, each field's enum set
+ * or checker at n+1..2n, its default at 2n+1..3n, the `requires` names
+ * after.  Its tables are read raw (a proxy, when the schema was built
+ * after the freeze, is read through its copy); a default that is a table
+ * is handed out as its read-only proxy once the bundle is frozen, as the
+ * Lua walk read it through the frozen `absent`.  Nothing a policy gives
+ * check_input is changed; what it returns is new, or the input's own
+ * values, or proxies.
+ * ------------------------------------------------------------------------ */
+
+static const char PLAN_MT[] = "vd.schema.plan";
+
+enum { PF_CALL, PF_STRING, PF_INTEGER, PF_ENUM, PF_BOOLEAN };
+
+typedef struct plan_field {
+  int kind;            /* PF_* */
+  int required;        /* absent: the object is not valid */
+  int has_default;     /* absent: the default (user value 2n+i) */
+  int has_min, has_max;
+  lua_Integer min, max; /* PF_INTEGER */
+  size_t max_len;      /* PF_STRING */
+  int req_first, nreq; /* its `requires`: user value 3n+req_first.. */
+} plan_field_t;
+
+typedef struct plan {
+  int n;
+  plan_field_t f[];
+} plan_t;
+
+/* t[k] raw, for a table t at idx that may be a proxy (read its copy). */
+static int plan_rawget(lua_State *L, int idx, const char *k) {
+  lua_pushvalue(L, idx);
+  vd_sandbox_unfreeze(L, -1);
+  lua_pushstring(L, k);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return lua_type(L, -1);
+}
+
+/* An integer spec number at the top (popped): 1 and *out if it is one,
+ * 0 if nil; -1 for anything else (the field is checked in Lua). */
+static int plan_int(lua_State *L, lua_Integer *out) {
+  int rc = lua_isnil(L, -1) ? 0 : lua_isinteger(L, -1) ? 1 : -1;
+  if (rc == 1)
+    *out = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return rc;
+}
+
+static int v_schema_plan(lua_State *L) {
+  int c = 1, req = 2, uv, names, quick, absent, fields, cond, reqs;
+  lua_Integer n, i, nreq = 0, ncond;
+  plan_t *p;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  names = (plan_rawget(L, c, "names"), lua_gettop(L));
+  quick = (plan_rawget(L, c, "quick"), lua_gettop(L));
+  absent = (plan_rawget(L, c, "absent"), lua_gettop(L));
+  fields = (plan_rawget(L, c, "fields"), lua_gettop(L));
+  cond = (plan_rawget(L, c, "conditional"), lua_gettop(L));
+  reqs = (plan_rawget(L, c, "requires"), lua_gettop(L));
+  for (i = names; i <= reqs; i++) {
+    luaL_argcheck(L, lua_type(L, (int)i) == LUA_TTABLE, 1,
+                  "expected a compiled schema (lib/schema.lua)");
+    vd_sandbox_unfreeze(L, (int)i);
+  }
+  n = (lua_Integer)lua_rawlen(L, names);
+  ncond = (lua_Integer)lua_rawlen(L, cond);
+  luaL_argcheck(L, n <= 4096, 1, "a schema has at most 4096 fields");
+  vd_sandbox_charge(L, (double)n);
+  p = lua_newuserdatauv(L, sizeof *p + (size_t)n * sizeof p->f[0], 1);
+  memset(p, 0, sizeof *p + (size_t)n * sizeof p->f[0]);
+  p->n = (int)n;
+  lua_createtable(L, (int)(3 * n), 0);
+  uv = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    plan_field_t *f = &p->f[i - 1];
+    int sp, ty;
+    if (lua_rawgeti(L, names, i) != LUA_TSTRING)
+      return luaL_argerror(L, 1, "a schema's field names are strings");
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, uv, i);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, fields);
+    sp = lua_gettop(L);
+    if (!lua_istable(L, sp))
+      return luaL_argerror(L, 1, "a field without a spec");
+    vd_sandbox_unfreeze(L, sp);
+    lua_rawgeti(L, absent, i);
+    if (lua_rawequal(L, -1, req))
+      f->required = 1;
+    else if (!lua_isnil(L, -1))
+      f->has_default = 1;
+    lua_rawseti(L, uv, 2 * n + i);
+    f->kind = PF_CALL;
+    lua_getfield(L, sp, "type");
+    ty = lua_type(L, -1) == LUA_TSTRING;
+    if (ty && strcmp(lua_tostring(L, -1), "string") == 0) {
+      lua_Integer ml;
+      lua_getfield(L, sp, "max_len");
+      if (plan_int(L, &ml) == 1 && ml >= 0) {
+        f->kind = PF_STRING;
+        f->max_len = (size_t)ml;
+      }
+    } else if (ty && strcmp(lua_tostring(L, -1), "integer") == 0) {
+      int a, b;
+      lua_getfield(L, sp, "min");
+      a = plan_int(L, &f->min);
+      lua_getfield(L, sp, "max");
+      b = plan_int(L, &f->max);
+      if (a >= 0 && b >= 0) {
+        f->kind = PF_INTEGER;
+        f->has_min = a;
+        f->has_max = b;
+      }
+    } else if (ty && strcmp(lua_tostring(L, -1), "boolean") == 0) {
+      f->kind = PF_BOOLEAN;
+    } else if (ty && strcmp(lua_tostring(L, -1), "enum") == 0) {
+      lua_getfield(L, sp, "set");
+      if (lua_istable(L, -1)) {
+        vd_sandbox_unfreeze(L, -1);
+        f->kind = PF_ENUM;
+        lua_rawseti(L, uv, n + i);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1); /* type */
+    if (f->kind == PF_CALL) {
+      lua_pushvalue(L, sp - 1); /* the name */
+      if (lua_rawget(L, quick) != LUA_TFUNCTION)
+        return luaL_argerror(L, 1, "a field without its quick checker");
+      lua_rawseti(L, uv, n + i);
+    }
+    lua_settop(L, uv);
+  }
+  /* requires: the conditional fields' lists, after the three blocks */
+  for (i = 1; i <= ncond; i++) {
+    lua_Integer j, k, m;
+    lua_rawgeti(L, cond, i);
+    for (j = 1; j <= n; j++) {
+      lua_rawgeti(L, uv, j);
+      if (lua_rawequal(L, -1, -2))
+        break;
+      lua_pop(L, 1);
+    }
+    if (j > n)
+      return luaL_argerror(L, 1, "a conditional field that is not a field");
+    lua_pop(L, 2);
+    lua_rawgeti(L, reqs, i);
+    if (!lua_istable(L, -1))
+      return luaL_argerror(L, 1, "a conditional field without requires");
+    vd_sandbox_unfreeze(L, -1);
+    m = (lua_Integer)lua_rawlen(L, -1);
+    p->f[j - 1].req_first = (int)(3 * n + nreq + 1);
+    p->f[j - 1].nreq = (int)m;
+    for (k = 1; k <= m; k++) {
+      lua_rawgeti(L, -1, k);
+      lua_rawseti(L, uv, 3 * n + ++nreq);
+    }
+    lua_pop(L, 1);
+  }
+  lua_setiuservalue(L, uv - 1, 1);
+  if (luaL_newmetatable(L, PLAN_MT)) {
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* Whether the value at idx is set, as `requires` means it: present and
+ * not false, 0 or "". */
+static int plan_is_set(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return 0;
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, idx);
+  case LUA_TNUMBER:
+    return lua_tonumber(L, idx) != 0;
+  case LUA_TSTRING:
+    return lua_rawlen(L, idx) != 0;
+  default:
+    return 1;
+  }
+}
+
+static int v_check_input(lua_State *L) {
+  plan_t *p = luaL_checkudata(L, 1, PLAN_MT);
+  int uv, v, out, i, present = 0;
+  lua_Integer keys = 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  vd_sandbox_unfreeze(L, 2);
+  vd_sandbox_charge(L, (double)p->n);
+  v = 2;
+  lua_getiuservalue(L, 1, 1);
+  uv = 3;
+  lua_createtable(L, 0, p->n);
+  out = 4;
+  for (i = 0; i < p->n; i++) {
+    const plan_field_t *f = &p->f[i];
+    int t;
+    lua_rawgeti(L, uv, i + 1); /* 5: the name */
+    lua_pushvalue(L, 5);
+    t = lua_rawget(L, v);      /* 6: v[name] */
+    if (t != LUA_TNIL)
+      present++;
+    if (t == LUA_TNIL ||
+        (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, 6) == vd_json_null)) {
+      if (f->required)
+        return 0;
+      if (f->has_default) {
+        lua_rawgeti(L, uv, 2 * p->n + i + 1);
+        if (lua_type(L, -1) == LUA_TTABLE) { /* its proxy, once frozen */
+          lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
+          if (lua_istable(L, -1)) {
+            lua_pushvalue(L, -2);
+            if (lua_rawget(L, -2) == LUA_TTABLE)
+              lua_replace(L, -3);
+            else
+              lua_pop(L, 1);
+          }
+          lua_pop(L, 1);
+        }
+        lua_replace(L, 6);
+        lua_rawset(L, out);
+      }
+      lua_settop(L, out);
+      continue;
+    }
+    switch (f->kind) {
+    case PF_STRING: {
+      size_t len;
+      if (t != LUA_TSTRING)
+        return 0;
+      len = lua_rawlen(L, 6);
+      if (len == 0 || len > f->max_len)
+        return 0;
+      break;
+    }
+    case PF_INTEGER: {
+      lua_Integer x;
+      if (!lua_isinteger(L, 6))
+        return 0;
+      x = lua_tointeger(L, 6);
+      if ((f->has_min && x < f->min) || (f->has_max && x > f->max))
+        return 0;
+      break;
+    }
+    case PF_BOOLEAN:
+      if (t != LUA_TBOOLEAN)
+        return 0;
+      break;
+    case PF_ENUM:
+      lua_rawgeti(L, uv, p->n + i + 1);
+      lua_pushvalue(L, 6);
+      if (!lua_toboolean(L, (lua_rawget(L, -2), -1)))
+        return 0;
+      lua_pop(L, 2);
+      break;
+    default: /* the field's Lua checker: the value, or nil */
+      lua_rawgeti(L, uv, p->n + i + 1);
+      lua_insert(L, 6);
+      lua_call(L, 1, 1);
+      if (lua_isnil(L, 6))
+        return 0;
+      break;
+    }
+    lua_rawset(L, out);
+  }
+  /* an unknown field: v has more keys than the schema's found there */
+  lua_pushnil(L);
+  while (lua_next(L, v)) {
+    lua_pop(L, 1);
+    if (++keys > present)
+      return 0;
+  }
+  for (i = 0; i < p->n; i++) {
+    const plan_field_t *f = &p->f[i];
+    int j;
+    if (!f->nreq)
+      continue;
+    lua_rawgeti(L, uv, i + 1);
+    lua_rawget(L, out);
+    if (!plan_is_set(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    for (j = 0; j < f->nreq; j++) {
+      int t;
+      lua_rawgeti(L, uv, f->req_first + j);
+      t = lua_rawget(L, v);
+      if (t == LUA_TNIL ||
+          (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == vd_json_null))
+        return 0;
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, out);
+  return 1;
+}
+
 /* verdict.json_type(v): "array" or "object" for a table that carries the
  * JSON decoder's marker (core/json.c; also set by verdict.array and
  * verdict.object), nil for any other value.  It compares the metatable
@@ -2037,6 +2366,8 @@ static int build_base(lua_State *L) {
                                   {"is_empty", v_is_empty},
                                   {"new_table", v_new_table},
                                   {"field_reads", v_field_reads},
+                                  {"schema_plan", v_schema_plan},
+                                  {"check_input", v_check_input},
                                   {NULL, NULL}};
   static const struct lib_copy {
     const char *name;
@@ -2147,6 +2478,8 @@ void vd_sandbox_release(vd_sandbox_t *sb) {
     lua_close(sb->L);
     vd_slab_release(&sb->slab);
   }
+  vd_json_cache_free(sb->encoded);
+  sb->encoded = NULL;
   sb->L = NULL;
 }
 

@@ -959,6 +959,216 @@ static void freeze_graph(void **state) {
   lua_settop(L, g - 1);
 }
 
+/* Issue 17: the encoder keeps the JSON of a frozen table (json.h,
+ * vd_json_cache_t) and copies it the next time: the same bytes as the
+ * full walk, in any place; a table met deeper than where it was first
+ * encoded is still refused past VD_JSON_MAX_DEPTH, and an encoding that
+ * failed is not kept. */
+static void frozen_json_kept(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  vd_buf_t a = VD_BUF_INIT, b = VD_BUF_INIT, err = VD_BUF_INIT;
+  int holder, note, deep, bad, i;
+  lua_createtable(L, 3, 0);
+  holder = lua_gettop(L);
+  lua_createtable(L, 0, 2); /* a trace entry: escaped text */
+  lua_pushliteral(L, "a.rule");
+  lua_setfield(L, -2, "rule");
+  lua_pushliteral(L, "a basis \"quoted\", with a tab\t and \xe9\x80\x9a");
+  lua_setfield(L, -2, "basis");
+  lua_rawseti(L, holder, 1);
+  lua_newtable(L); /* { { { ... } } }: 8 levels of tables */
+  for (i = 1; i < 8; i++) {
+    lua_createtable(L, 1, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+  }
+  lua_rawseti(L, holder, 2);
+  lua_createtable(L, 0, 1); /* cannot be encoded */
+  lua_pushcfunction(L, lua_gettop);
+  lua_setfield(L, -2, "f");
+  lua_rawseti(L, holder, 3);
+  vd_sandbox_freeze(L, holder);
+  lua_rawgeti(L, holder, 1);
+  note = lua_gettop(L);
+  lua_rawgeti(L, holder, 2);
+  deep = lua_gettop(L);
+  lua_rawgeti(L, holder, 3);
+  bad = lua_gettop(L);
+
+  assert_null(f->sb.encoded);
+  assert_int_equal(vd_json_encode(L, note, &a, "trace", &err), 0);
+  assert_non_null(f->sb.encoded); /* kept */
+  assert_int_equal(vd_json_encode(L, note, &b, "trace", &err), 0);
+  assert_string_equal(a.data, b.data);
+  assert_string_equal(a.data, "{\"basis\":\"a basis \\\"quoted\\\", with a "
+                              "tab\\t and \xe9\x80\x9a\",\"rule\":\"a.rule\"}");
+  /* inside a fresh table: the kept bytes in their place */
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, note);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, note);
+  lua_rawseti(L, -2, 2);
+  vd_buf_reset(&b);
+  assert_int_equal(vd_json_encode(L, -1, &b, "trace", &err), 0);
+  lua_pop(L, 1);
+  vd_buf_reset(&a);
+  vd_buf_addc(&a, '[');
+  assert_int_equal(vd_json_encode(L, note, &a, "trace", &err), 0);
+  vd_buf_addc(&a, ',');
+  assert_int_equal(vd_json_encode(L, note, &a, "trace", &err), 0);
+  vd_buf_addc(&a, ']');
+  assert_string_equal(a.data, b.data);
+
+  /* the 8-level table, kept at the top, then met at depth 57 (fits: 56
+   * levels above it, 64 in all) and at depth 58 (65 levels: refused, as
+   * the full walk refuses it, with the path of the walk) */
+  vd_buf_reset(&a);
+  assert_int_equal(vd_json_encode(L, deep, &a, "result", &err), 0);
+  assert_string_equal(a.data, "[[[[[[[[]]]]]]]]");
+  for (i = 56; i <= 57; i++) {
+    int j;
+    lua_pushvalue(L, deep);
+    for (j = 0; j < i; j++) {
+      lua_createtable(L, 1, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+    }
+    vd_buf_reset(&b);
+    vd_buf_reset(&err);
+    if (i == 56) {
+      assert_int_equal(vd_json_encode(L, -1, &b, "result", &err), 0);
+      assert_int_equal(b.len, 2 * (56 + 8));
+    } else {
+      assert_int_equal(vd_json_encode(L, -1, &b, "result", &err),
+                       VD_EINVALID);
+      assert_contains(err.data, "nested too deeply");
+    }
+    lua_pop(L, 1);
+  }
+
+  /* a failed encoding is not kept: it fails again, with its path */
+  for (i = 0; i < 2; i++) {
+    vd_buf_reset(&b);
+    vd_buf_reset(&err);
+    assert_int_equal(vd_json_encode(L, bad, &b, "result", &err), VD_EINVALID);
+    assert_string_equal(err.data, "result.f: cannot encode a function as JSON");
+  }
+  lua_settop(L, holder - 1);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+  vd_buf_release(&err);
+}
+
+/* Issue 17: verdict.check_input(plan, v), lib/schema.lua's quick walk in
+ * C over a plan verdict.schema_plan made once: the facts of a valid object
+ * (defaults filled in, in name order), nil at any problem (the Lua
+ * reporting walk then names it); a table default is handed out read-only
+ * once frozen; the plan is opaque to policies. */
+static void schema_plan_checks(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  /* a compiled schema as lib/schema.lua's compile_fields makes it */
+  static const char schema[] =
+      "local R = {}\n"
+      "local fields = {\n"
+      "  id = { type = 'string', max_len = 4, required = true },\n"
+      "  n = { type = 'integer', min = 0, max = 10 },\n"
+      "  x = { type = 'integer', min = 0.5 },\n"
+      "  kind = { type = 'enum', set = { a = true, b = true }, default = 'a' },\n"
+      "  on = { type = 'boolean', default = false, requires = { 'n' } },\n"
+      "  tags = { type = 'set', default = {} },\n"
+      "}\n"
+      "local names = { 'id', 'kind', 'n', 'on', 'tags', 'x' }\n"
+      "local quick = {\n"
+      "  id = function() error('not called') end,\n"
+      "  kind = function() error('not called') end,\n"
+      "  n = function() error('not called') end,\n"
+      "  on = function() error('not called') end,\n"
+      "  tags = function(v) if type(v) ~= 'table' then return nil end\n"
+      "    return { seen = #v } end,\n"
+      "  x = function(v) if math.type(v) == 'integer' and v >= 1 then\n"
+      "    return v * 2 end return nil end,\n"
+      "}\n"
+      "local absent = { R, 'a', nil, false, fields.tags.default, nil }\n"
+      "local c = { fields = fields, names = names, quick = quick,\n"
+      "  absent = absent, conditional = { 'on' }, requires = { { 'n' } } }\n"
+      "return { plan = verdict.schema_plan(c, R), tags = fields.tags.default }\n";
+  int holder;
+  vd_sandbox_new_env(L);
+  assert_int_equal(vd_sandbox_load(L, "=schema", schema, sizeof schema - 1,
+                                   -1),
+                   LUA_OK);
+  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+  lua_createtable(L, 1, 0);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, 1);
+  holder = lua_gettop(L);
+  vd_sandbox_freeze(L, holder);
+  lua_rawgeti(L, holder, 1);
+  vd_sandbox_set_base(L, "S");
+  lua_settop(L, holder - 1);
+
+#define CHECK(input) "local v = verdict.check_input(S.plan, " input ") " \
+  "if v == nil then return 'nil' end local k = {} " \
+  "for name, x in pairs(v) do k[#k + 1] = name .. '=' .. " \
+  "(type(x) == 'table' and (x == S.tags and 'default' or 'seen' .. " \
+  "tostring(x.seen)) or tostring(x)) end return table.concat(k, ' ')"
+  /* valid: defaults in, a checker's value for a type C does not check */
+  assert_string_equal(ok(f, CHECK("{ id = 'c1' }")),
+                      "id=c1 kind=a on=false tags=default");
+  assert_string_equal(ok(f, CHECK("{ id = 'c1', n = 3, kind = 'b', on = true, "
+                                  "tags = { 1, 2 }, x = 4 }")),
+                      "id=c1 kind=b n=3 on=true tags=seen2 x=8");
+  assert_string_equal(ok(f, CHECK("{ id = 'c1', n = verdict.null, "
+                                  "kind = verdict.null }")),
+                      "id=c1 kind=a on=false tags=default");
+  /* on = false is not set: its requires do not apply */
+  assert_string_equal(ok(f, CHECK("{ id = 'c1', on = false }")),
+                      "id=c1 kind=a on=false tags=default");
+  /* each problem: nil */
+  static const char *const bad[] = {
+      "{}", "{ id = verdict.null }", "{ id = '' }", "{ id = 'c12345' }",
+      "{ id = 5 }", "{ id = 'c1', other = 1 }", "{ id = 'c1', [1] = 1 }",
+      "{ id = 'c1', n = 11 }", "{ id = 'c1', n = -1 }", "{ id = 'c1', n = 2.0 }",
+      "{ id = 'c1', n = '2' }", "{ id = 'c1', kind = 'c' }",
+      "{ id = 'c1', kind = true }", "{ id = 'c1', on = 1 }",
+      "{ id = 'c1', on = true }", "{ id = 'c1', on = true, n = verdict.null }",
+      "{ id = 'c1', tags = 'x' }", "{ id = 'c1', x = 0 }", NULL};
+  const char *const *b;
+  char code[512];
+  for (b = bad; *b; b++) {
+    snprintf(code, sizeof code, CHECK("%s"), *b);
+    if (strcmp(ok(f, code), "nil") != 0)
+      fail_msg("check_input accepted %s: %s", *b, f->out.data);
+  }
+#undef CHECK
+  /* the default table is the frozen one: read-only */
+  assert_contains(raises(f, "local v = verdict.check_input(S.plan, "
+                            "{ id = 'c1' }) v.tags.x = 1"),
+                  "cannot assign 'x'");
+  /* what is given is not changed */
+  assert_string_equal(ok(f, "local i = { id = 'c1', n = 1 } "
+                            "verdict.check_input(S.plan, i) "
+                            "return tostring(i.kind) .. #verdict.field_reads("
+                            "function() end)"),
+                      "nil0");
+  /* only a plan is a plan, and a plan shows nothing */
+  assert_contains(raises(f, "verdict.check_input({}, {})"),
+                  "vd.schema.plan expected");
+  assert_contains(raises(f, "verdict.check_input(S.plan, 'x')"),
+                  "table expected");
+  assert_string_equal(ok(f, "return tostring(getmetatable(S.plan))"), "false");
+  assert_contains(raises(f, "S.plan.x = 1"), "attempt to index");
+  assert_contains(raises(f, "verdict.schema_plan({}, 1)"),
+                  "expected a compiled schema");
+  assert_contains(raises(f, "verdict.schema_plan({ names = { 'a' }, "
+                            "quick = {}, absent = {}, fields = { a = { type "
+                            "= 'time' } }, conditional = {}, requires = {} "
+                            "}, 1)"),
+                  "a field without its quick checker");
+}
+
 /* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
  * cannot add __gc during it; and no finalizer ever runs. */
 static void gc_check_is_raw(void **state) {
@@ -1074,6 +1284,8 @@ int main(void) {
       T(gc_check_is_raw),
       T(sort_is_stable),
       T(freeze_graph),
+      T(frozen_json_kept),
+      T(schema_plan_checks),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),

@@ -78,6 +78,19 @@ int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
                    vd_buf_t *err);
 
+/* The JSON of tables loaded with a bundle, kept once encoded.  Such a
+ * table is frozen (sandbox.h: vd_sandbox_freeze()), so its encoding never
+ * changes while its state lives: a rule's trace entry, its id and its long
+ * basis, is escaped once per state, then copied.  vd_json_encode() keeps
+ * and reads one per sandbox state (vd_sandbox_t.encoded), keyed by the
+ * frozen copy's address (the state holds every copy until it is closed);
+ * at most VD_JSON_CACHE_BYTES in all, each at most VD_JSON_CACHE_ENTRY.
+ * Memory outside the state: malloc'd, freed by vd_json_cache_free(). */
+#define VD_JSON_CACHE_BYTES (1u << 20)
+#define VD_JSON_CACHE_ENTRY (4u << 10)
+typedef struct vd_json_cache vd_json_cache_t;
+void vd_json_cache_free(vd_json_cache_t *c);
+
 /* 1 if the value at idx is a table carrying the array marker, 2 for the
  * object marker, 0 otherwise. */
 int vd_json_marker(lua_State *L, int idx);

@@ -101,6 +101,8 @@ typedef struct vd_sandbox {
   int collect;          /* an allocation hit the cap: the next arm
                          * collects the garbage it left */
   vd_slab_t slab;       /* small blocks (slab.h) */
+  struct vd_json_cache *encoded; /* the JSON of frozen tables (json.h),
+                                  * made by the encoder on first use */
 } vd_sandbox_t;
 
 /* Create the state and its base environment.  Returns 0, or VD_ENOMEM. */
@@ -140,6 +142,9 @@ void vd_sandbox_charge(lua_State *L, double cost);
 
 /* The sandbox that owns L. */
 vd_sandbox_t *vd_sandbox_of(lua_State *L);
+/* The same, or NULL when L is not a sandbox's state (its allocator is not
+ * the sandbox's). */
+vd_sandbox_t *vd_sandbox_find(lua_State *L);
 
 /* Push a new, writable chunk environment that falls through to the base. */
 void vd_sandbox_new_env(lua_State *L);

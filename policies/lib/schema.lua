@@ -45,7 +45,6 @@ local parse_time = T.parse
 local S = {}
 
 local NULL = verdict.null
-local only_keys, new_table = verdict.only_keys, verdict.new_table
 
 ------------------------------------------------------------------------
 -- Constructors.
@@ -172,60 +171,62 @@ local TYPES = { string = true, integer = true, boolean = true, enum = true,
   time = true, set = true, list = true, object = true, map = true }
 
 local compile_fields
-local BAD = {}  -- a quick checker's "not valid" (a checked value may be false)
 local REQUIRED = {}  -- absent[i] of a required field
-local quick_object
+local schema_plan, check_input = verdict.schema_plan, verdict.check_input
 
 -- The quick checker of spec sp: function(v) -> the checked (and converted)
--- value of v, or BAD.  v is present and not null.  Each is the check of the
--- same type in `check` below, with the spec's numbers as upvalues.
+-- value of v, or nil if it is not valid (a checked value may be false).
+-- v is present and not null.  Each is the check of the same type in
+-- `check` below, with the spec's numbers as upvalues.  The schema's plan
+-- (verdict.schema_plan, below) checks strings, integers, enums and
+-- booleans itself and calls these for the other types.
 local function quick_checker(sp)
   local ty = sp.type
   if ty == "string" then
     local max_len = sp.max_len
     return function(v)
-      if type(v) ~= "string" or #v == 0 or #v > max_len then return BAD end
+      if type(v) ~= "string" or #v == 0 or #v > max_len then return nil end
       return v
     end
   elseif ty == "integer" then
     local min, max = sp.min, sp.max
     return function(v)
-      if mtype(v) ~= "integer" or (min and v < min) or (max and v > max) then return BAD end
+      if mtype(v) ~= "integer" or (min and v < min) or (max and v > max) then return nil end
       return v
     end
   elseif ty == "enum" then
     local set = sp.set                               -- string keys only
     return function(v)
-      if not set[v] then return BAD end
+      if not set[v] then return nil end
       return v
     end
   elseif ty == "boolean" then
     return function(v)
-      if v ~= true and v ~= false then return BAD end
+      if v ~= true and v ~= false then return nil end
       return v
     end
   elseif ty == "time" then
     return function(v)
       local t, off = parse_time(v)
-      if not t then return BAD end
+      if not t then return nil end
       return { t = t, off = off }
     end
   elseif ty == "set" or ty == "list" then
     local of, max = sp.quick_of, ty == "list" and sp.max
     return function(v)
-      if json_type(v) ~= "array" then return BAD end
+      if json_type(v) ~= "array" then return nil end
       local n, out = #v, {}
       if max then
-        if n > max then return BAD end
+        if n > max then return nil end
         for i = 1, n do
           local e = of(v[i])
-          if e == BAD then return BAD end
+          if e == nil then return nil end
           out[i] = e
         end
       else
         for i = 1, n do
           local e = of(v[i])
-          if e == BAD then return BAD end
+          if e == nil then return nil end
           out[e] = true
         end
       end
@@ -234,19 +235,19 @@ local function quick_checker(sp)
   elseif ty == "object" then
     local c = sp.compiled
     return function(v)
-      if json_type(v) ~= "object" then return BAD end
-      return quick_object(c, v) or BAD
+      if json_type(v) ~= "object" then return nil end
+      return check_input(c.plan, v)
     end
   else -- map
     local values = sp.quick_values
     return function(v)
-      if json_type(v) ~= "object" then return BAD end
+      if json_type(v) ~= "object" then return nil end
       local out = {}
       for k, e in pairs(v) do
-        if type(k) ~= "string" then return BAD end
+        if type(k) ~= "string" then return nil end
         if e ~= NULL then
           local x = values(e)
-          if x == BAD then return BAD end
+          if x == nil then return nil end
           out[k] = x
         end
       end
@@ -278,8 +279,9 @@ end
 -- A compiled object schema: fields, names (sorted), known (set of names),
 -- conditional (names with `requires`), and for the quick walk: quick[name]
 -- (the field's checker), absent[i] (what names[i] takes when absent: its
--- default, nil, or REQUIRED) and requires[i] (the `requires` of
--- conditional[i]).
+-- default, nil, or REQUIRED), requires[i] (the `requires` of
+-- conditional[i]) and plan, all of it made flat for verdict.check_input
+-- (core/sandbox.c), built once here when the policy loads.
 function compile_fields(fields, where)
   local names, known, quick = {}, {}, {}
   for name, sp in pairs(fields) do
@@ -308,8 +310,10 @@ function compile_fields(fields, where)
       absent[i] = sp.default
     end
   end
-  return { fields = fields, names = names, known = known, conditional = conditional,
+  local c = { fields = fields, names = names, known = known, conditional = conditional,
     quick = quick, absent = absent, requires = requires }
+  c.plan = schema_plan(c, REQUIRED)
+  return c
 end
 
 -- Compile a top-level schema (fields of `input`).
@@ -334,48 +338,14 @@ end
 ------------------------------------------------------------------------
 -- Validating a request.
 --
--- Two walks with the same checks.  quick_object, with the quick checkers
--- compiled at load time, checks that the request has no unknown key (one
--- call to C), then checks and converts it in one pass over the schema's
--- fields, building no paths and no messages, and gives up
--- (returns nil) at the first problem.  Only then does check_object, slower,
--- walk the request again in the documented order (unknown fields, then
--- fields in name order, then `requires`) to raise bad_input with every
--- problem, the first as its path and message.
-
--- The facts for object v (a JSON object) of compiled schema c, or nil if
--- anything is wrong with it.
-function quick_object(c, v)
-  local quick = c.quick
-  if not only_keys(v, quick) then return nil end    -- an unknown field
-  local names, absent = c.names, c.absent
-  local out = new_table(0, #names)
-  for i = 1, #names do
-    local k = names[i]
-    local e = v[k]
-    if e == nil or e == NULL then                   -- null counts as absent
-      local a = absent[i]
-      if a == REQUIRED then return nil end
-      out[k] = a                                     -- the default, or nil
-    else
-      local x = quick[k](e)
-      if x == BAD then return nil end
-      out[k] = x
-    end
-  end
-  local conditional, requires = c.conditional, c.requires
-  for i = 1, #conditional do
-    local x = out[conditional[i]]
-    if x ~= nil and x ~= false and x ~= 0 and x ~= "" then
-      local req = requires[i]
-      for j = 1, #req do
-        local e = v[req[j]]
-        if e == nil or e == NULL then return nil end
-      end
-    end
-  end
-  return out
-end
+-- Two walks with the same checks.  The quick one, verdict.check_input
+-- with the plan compiled at load time (core/sandbox.c, "Schema plans"),
+-- checks and converts the request in one pass over the schema's fields,
+-- building no paths and no messages; it checks that the request has no
+-- unknown key, and gives up (returns nil) at the first problem.  Only then
+-- does check_object, slower, walk the request again in the documented
+-- order (unknown fields, then fields in name order, then `requires`) to
+-- raise bad_input with every problem, the first as its path and message.
 
 -- The reporting walk: the same checks, noting every problem (errs, a list
 -- of { path, message }) and going on: a field with a problem gives no
@@ -491,7 +461,7 @@ end
 -- request quick finds wrong takes the slower, reporting walk.
 function S.validate(c, input)
   if json_type(input) == "object" then
-    local f = quick_object(c, input)
+    local f = check_input(c.plan, input)
     if f then return f end
   else
     S.fail("input", "expected an object, got " .. describe(input))
