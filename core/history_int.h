@@ -244,7 +244,9 @@ typedef struct vd_hist_qrec vd_hist_qrec_t;
  *   write_batch: on the writer thread, LIST in one transaction, 0 only
  *     once it is committed, else rolled back with ERR set;
  *   close: free h->be_state (also after a failed open);
- *   store_revision, record_activation: the public calls, for h. */
+ *   store_revision, record_activation: the public calls, for h;
+ *   after_batch: NULL, or on the writer thread after a batch's
+ *     completions are published (SQLite: keeps the WAL bounded). */
 typedef struct vd_hist_backend {
   const char *name;
   int (*open)(vd_history_t *h, vd_buf_t *err);
@@ -257,6 +259,7 @@ typedef struct vd_hist_backend {
                            const char *trigger, const char *who,
                            const char *source_dir, int ok, const char *error,
                            char **errmsg);
+  void (*after_batch)(vd_history_t *h);
 } vd_hist_backend_t;
 
 /* The SQLite file (history_writer.c, history_revs.c) and PostgreSQL
@@ -357,6 +360,18 @@ struct vd_history {
 
   pthread_t thread;
   int has_thread;
+
+  /* SQLite's checkpoints, off the writer thread (history_writer.c): the
+   * checkpointer's own connection and thread; ck_* under ck_mu */
+  sqlite3 *ck_db;
+  pthread_t ck_thread;
+  int has_ck;
+  pthread_mutex_t ck_mu;
+  pthread_cond_t ck_wake;   /* checkpointer: a checkpoint is due, or stop */
+  pthread_cond_t ck_idle;   /* writer: the checkpointer finished one */
+  int ck_due, ck_running, ck_stop;
+  int ck_next;              /* WAL frames at which the next one is due */
+  int ck_seen;              /* WAL frames after the last commit */
 
   /* revisions and activations, from the main thread (history_revs.c) */
   pthread_mutex_t aux_mu;

@@ -842,7 +842,7 @@ static int pg_record_activation(vd_history_t *h, const char *revision,
 
 const vd_hist_backend_t vd_hist_pg_backend = {
     "postgresql", pg_open, pg_write_batch, pg_close, pg_store_revision,
-    pg_record_activation,
+    pg_record_activation, NULL, /* no WAL to bound */
 };
 
 /* ========================================================================

@@ -27,8 +27,12 @@
  *     the chain;
  *   - durable mode commits with synchronous=FULL, async with NORMAL (a
  *     power cut may lose the last batches, never corrupt the chain); off
- *     writes no decision and reports each done at once.
+ *     writes no decision and reports each done at once;
+ *   - checkpoints run on a thread of their own (the checkpointer, below),
+ *     never inside a batch; the writer runs one only between batches,
+ *     when the WAL has passed WAL_MAX_PAGES.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -345,6 +349,8 @@ static void *writer_main(void *arg) {
     if (h->notify)
       for (i = 0; i < ntouched; i++)
         h->notify(h->touched[i], h->notify_arg);
+    if (h->be->after_batch)
+      h->be->after_batch(h);
     pthread_mutex_lock(&h->mu);
   }
   pthread_mutex_unlock(&h->mu);
@@ -383,8 +389,147 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   return 0;
 }
 
+/* ========================================================================
+ * Checkpoints, off the writer thread
+ * ====================================================================== */
+
+/* A checkpoint copies the pages committed to the WAL into the database
+ * file and fsyncs it.  SQLite's automatic one ran on the writer thread,
+ * inside the commit that took the WAL past 1,000 pages, while every
+ * worker waited on that batch.  Here the writer's connection has none:
+ * its WAL hook (run after each commit, on the writer thread) wakes the
+ * checkpointer, a thread with a connection of its own, each time the WAL
+ * has grown by CKPT_PAGES since the last checkpoint, and the checkpointer
+ * runs a PASSIVE one, which takes no write lock: the writer goes on
+ * committing beside it.
+ *
+ * A passive checkpoint copies what was committed when it started.  While
+ * the writer keeps committing, the WAL is never wholly copied, so it never
+ * starts again from its beginning and would grow without end.  The bound:
+ * after a batch that leaves the WAL past WAL_MAX_PAGES, the writer waits
+ * for a running checkpoint to end and runs one itself, between batches
+ * (after their completions are published): nothing commits during it, so
+ * it copies all the rest (all but what a reader still reads) and the next
+ * batch's BEGIN starts the WAL from its beginning.  It copies only what
+ * was committed since the checkpointer's last run, once per WAL_MAX_PAGES
+ * instead of once per 1,000 pages.
+ *
+ * Durability does not change: a batch is acknowledged after its COMMIT,
+ * whose WAL frames are fsynced first in durable mode (synchronous=FULL);
+ * the checkpointer's connection has the writer's synchronous level, so
+ * SQLite fsyncs the database file before it lets the WAL be reused. */
+#define CKPT_PAGES 1000     /* SQLite's default wal_autocheckpoint */
+#define WAL_MAX_PAGES 16384 /* journal_size_limit (64 MiB) in 4 KiB pages */
+
+/* sqlite3_wal_hook: after each commit of the writer's connection, on the
+ * writer thread; FRAMES is the WAL's size in pages. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
+  vd_history_t *h = arg;
+  (void)db;
+  (void)name;
+  pthread_mutex_lock(&h->ck_mu);
+  if (frames < h->ck_seen) /* the WAL started again from its beginning */
+    h->ck_next = CKPT_PAGES;
+  h->ck_seen = frames;
+  if (frames >= h->ck_next && !h->ck_running) {
+    h->ck_due = 1;
+    pthread_cond_signal(&h->ck_wake);
+  }
+  pthread_mutex_unlock(&h->ck_mu);
+  return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg) {
+  vd_history_t *h = arg;
+  pthread_mutex_lock(&h->ck_mu);
+  for (;;) {
+    int log = -1, done = -1;
+    while (!h->ck_due && !h->ck_stop)
+      pthread_cond_wait(&h->ck_wake, &h->ck_mu);
+    if (h->ck_stop)
+      break;
+    h->ck_due = 0;
+    h->ck_running = 1;
+    pthread_mutex_unlock(&h->ck_mu);
+    /* A failure (another checkpoint running, a full disk) leaves the
+     * pages in the WAL, where readers find them, for the next one. */
+    sqlite3_wal_checkpoint_v2(h->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                              &log, &done);
+    pthread_mutex_lock(&h->ck_mu);
+    h->ck_running = 0;
+    /* next one CKPT_PAGES on, unless the WAL started again meanwhile */
+    h->ck_next = log >= 0 && h->ck_seen >= log && log < INT_MAX - CKPT_PAGES
+                     ? log + CKPT_PAGES
+                     : CKPT_PAGES;
+    pthread_cond_broadcast(&h->ck_idle);
+  }
+  pthread_mutex_unlock(&h->ck_mu);
+  return NULL;
+}
+
+/* after_batch of the SQLite backend: keep the WAL under WAL_MAX_PAGES. */
+static void bound_wal(vd_history_t *h) {
+  if (!h->has_ck)
+    return;
+  pthread_mutex_lock(&h->ck_mu);
+  if (h->ck_seen < WAL_MAX_PAGES) {
+    pthread_mutex_unlock(&h->ck_mu);
+    return;
+  }
+  while (h->ck_running)
+    pthread_cond_wait(&h->ck_idle, &h->ck_mu);
+  /* only this thread's commits make one due: none starts until the next */
+  h->ck_due = 0;
+  pthread_mutex_unlock(&h->ck_mu);
+  sqlite3_wal_checkpoint_v2(h->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                            NULL);
+}
+
+/* The checkpointer's connection and thread, and the writer's connection
+ * handed over to them.  SYNC: the writer's synchronous level. */
+static int checkpointer_start(vd_history_t *h, const char *sync,
+                              vd_buf_t *err) {
+  char sql[64];
+  int rc = sqlite3_open_v2(h->path, &h->ck_db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_extended_result_codes(h->ck_db, 1);
+    sqlite3_busy_timeout(h->ck_db, VD_HISTORY_BUSY_MS);
+    snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
+    rc = sqlite3_exec(h->ck_db, sql, NULL, NULL, NULL);
+  }
+  if (rc != SQLITE_OK)
+    return vd_hist_db_err(err, h->path, h->ck_db, rc,
+                          "opening the checkpointer's connection");
+  h->ck_next = CKPT_PAGES;
+  if (pthread_create(&h->ck_thread, NULL, checkpointer_main, h) != 0) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "history database '%s': cannot start the "
+                     "checkpointer thread", h->path);
+    return VD_EIO;
+  }
+  h->has_ck = 1;
+  sqlite3_wal_autocheckpoint(h->db, 0);
+  sqlite3_wal_hook(h->db, wal_hook, h);
+  return 0;
+}
+
+static void checkpointer_stop(vd_history_t *h) {
+  if (h->has_ck) {
+    pthread_mutex_lock(&h->ck_mu);
+    h->ck_stop = 1;
+    pthread_cond_signal(&h->ck_wake);
+    pthread_mutex_unlock(&h->ck_mu);
+    pthread_join(h->ck_thread, NULL);
+    h->has_ck = 0;
+  }
+  sqlite3_close(h->ck_db);
+  h->ck_db = NULL;
+}
+
 /* The SQLite file: the one-writer lock, the writer's connection and its
- * statements, the auxiliary connection. */
+ * statements, the auxiliary connection, and the
+ * checkpointer when decisions are written. */
 static int sqlite_open(vd_history_t *h, vd_buf_t *err) {
   const char *sync = h->mode == VD_LOG_DURABLE ? "FULL" : "NORMAL";
   int rc;
@@ -402,10 +547,13 @@ static int sqlite_open(vd_history_t *h, vd_buf_t *err) {
     rc = prepare_writer(h, err);
   if (rc == 0)
     rc = vd_hist_open_aux(&h->aux, h->path, err);
+  if (rc == 0 && h->mode != VD_LOG_OFF)
+    rc = checkpointer_start(h, sync, err);
   return rc;
 }
 
 static void sqlite_close(vd_history_t *h) {
+  checkpointer_stop(h); /* its thread is gone before the connections */
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
   sqlite3_finalize(h->st_head_set);
@@ -421,6 +569,7 @@ static void sqlite_close(vd_history_t *h) {
 const vd_hist_backend_t vd_hist_sqlite_backend = {
     "sqlite", sqlite_open, write_batch, sqlite_close,
     vd_hist_sqlite_store_revision, vd_hist_sqlite_record_activation,
+    bound_wal,
 };
 
 /* Free H and whatever it holds; the writer thread is not running. */
@@ -444,6 +593,9 @@ static void history_free(vd_history_t *h) {
   pthread_cond_destroy(&h->room);
   pthread_mutex_destroy(&h->mu);
   pthread_mutex_destroy(&h->aux_mu);
+  pthread_cond_destroy(&h->ck_wake);
+  pthread_cond_destroy(&h->ck_idle);
+  pthread_mutex_destroy(&h->ck_mu);
   free(h);
 }
 
@@ -475,6 +627,9 @@ int vd_history_open_node(vd_history_t **out, const char *path,
   pthread_mutex_init(&h->aux_mu, NULL);
   pthread_cond_init(&h->wake, NULL);
   pthread_cond_init(&h->room, NULL);
+  pthread_mutex_init(&h->ck_mu, NULL);
+  pthread_cond_init(&h->ck_wake, NULL);
+  pthread_cond_init(&h->ck_idle, NULL);
   h->qtail = &h->qhead;
   h->lock_fd = -1;
   h->mode = mode;
