@@ -95,6 +95,17 @@ void vd_hist_personal_digest(const char salt[VD_HIST_SALT_HEX],
 void vd_hist_chain_hash_v2(const uint8_t prev[32], int64_t seq,
                            const vd_hist_field_t f[NCOLS],
                            const char digest[64], uint8_t out[32]);
+/* The same bytes in two parts, so that all but the chaining can be done
+ * before the record's seq and the previous hash are known (on the
+ * worker that submits it, history_writer.c): the tail is every byte
+ * after the seq's netstring.  vd_hist_v2_tail() writes it to OUT (unless
+ * OUT is NULL) and returns its length, which does not depend on DIGEST;
+ * vd_hist_chain_hash_tail() then gives what vd_hist_chain_hash_v2() gives
+ * for the record the tail was made of. */
+size_t vd_hist_v2_tail(const vd_hist_field_t f[NCOLS], const char digest[64],
+                       char *out);
+void vd_hist_chain_hash_tail(const uint8_t prev[32], int64_t seq,
+                             const char *tail, size_t n, uint8_t out[32]);
 /* chain_format's row: the first seq in the "vd2" form and when the
  * migration to schema 5 ran (*v2_from -1 when the row is missing). */
 int vd_hist_read_format(sqlite3 *db, const char *path, int64_t *v2_from,
@@ -314,6 +325,11 @@ struct vd_hist_qrec {
   uint64_t wseq;            /* the worker's sequence number */
   vd_hist_field_t f[NCOLS]; /* the record's columns, measured once; text
                              * in data[] */
+  /* SQLite (h->tail_on_submit): made by the submitting thread, so that
+   * the writer only chains and inserts */
+  char salt[VD_HIST_SALT_HEX];  /* the record's salt, hex */
+  const char *tail;         /* vd_hist_v2_tail() of f, in data[] */
+  size_t ntail;
   char data[];
 };
 
@@ -332,6 +348,7 @@ struct vd_history {
   const vd_hist_backend_t *be;
   void *be_state;       /* the backend's (pg_state_t in history_pg.c) */
   int lock_fd;          /* flock held: one writer per database file */
+  int tail_on_submit;   /* SQLite: queued records carry salt and tail */
   vd_log_mode_t mode;
   unsigned nworkers;
   vd_history_notify_cb notify;

@@ -165,10 +165,9 @@ static int insert_row(vd_history_t *h, int64_t seq,
  * record, move the head, commit.  On failure everything is rolled back
  * and ERR says why. */
 static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
-  uint8_t prev[32], cur[32], rnd[16 * 64], d[32];
-  char hex[65], salt[VD_HIST_SALT_HEX + 1], digest[65];
+  uint8_t prev[32], cur[32];
+  char hex[65];
   int64_t seq = 0;
-  size_t used = sizeof rnd;
   vd_hist_qrec_t *q;
   int rc;
   /* A ROLLBACK that failed (it needs memory to run) left the last failed
@@ -182,25 +181,13 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   rc = read_head(h, &seq, prev, err);
   if (rc)
     goto rollback;
+  /* schema 5: the salt, the personal digest and every byte after the seq
+   * were made when the record was submitted (vd_history_submit()); here
+   * only what needs the chain: seq and the previous hash */
   for (q = list; q; q = q->next, seq++) {
-    /* schema 5: a fresh salt per record, 64 at a time */
-    if (used == sizeof rnd) {
-      if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        vd_buf_reset(err);
-        vd_buf_addf(err, "history database '%s': no random bytes for the "
-                         "records' salts", h->path);
-        rc = VD_EIO;
-        goto rollback;
-      }
-      used = 0;
-    }
-    vd_hist_to_hex(rnd + used, 16, salt);
-    used += 16;
-    vd_hist_personal_digest(salt, q->f, d);
-    vd_hist_to_hex(d, sizeof d, digest);
-    vd_hist_chain_hash_v2(prev, seq, q->f, digest, cur);
+    vd_hist_chain_hash_tail(prev, seq, q->tail, q->ntail, cur);
     vd_hist_to_hex(cur, sizeof cur, hex);
-    rc = insert_row(h, seq, q->f, hex, salt);
+    rc = insert_row(h, seq, q->f, hex, q->salt);
     if (rc != SQLITE_OK) {
       rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
@@ -545,6 +532,7 @@ static int sqlite_open(vd_history_t *h, vd_buf_t *err) {
     rc = vd_hist_open_writer(&h->db, &h->lock_fd, h->path, sync, err);
   if (rc == 0)
     rc = prepare_writer(h, err);
+  h->tail_on_submit = 1;
   if (rc == 0)
     rc = vd_hist_open_aux(&h->aux, h->path, err);
   if (rc == 0 && h->mode != VD_LOG_OFF)
@@ -681,13 +669,30 @@ int vd_history_record_activation(vd_history_t *h, const char *revision,
                                   error, errmsg);
 }
 
+/* 16 random bytes as a record's salt, in hex.  getrandom() once per 64
+ * records, into a buffer of each submitting thread's own. */
+static int draw_salt(char salt[VD_HIST_SALT_HEX]) {
+  static _Thread_local uint8_t rnd[64 * 16];
+  static _Thread_local size_t used = sizeof rnd;
+  if (used == sizeof rnd) {
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+      return VD_EIO;
+    used = 0;
+  }
+  vd_hist_to_hex(rnd + used, 16, salt);
+  used += 16;
+  return 0;
+}
+
 int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
                       uint64_t *seq) {
   vd_hist_field_t f[NCOLS];
   vd_hist_qrec_t *q;
-  size_t size;
+  char salt[VD_HIST_SALT_HEX], digest[65];
+  uint8_t d[32];
+  size_t size, ntail = 0;
   char *p;
-  int i;
+  int i, rc;
   if (worker >= h->nworkers || !r->decision_id)
     return VD_EINVALID;
   if (h->mode == VD_LOG_OFF) {
@@ -706,8 +711,20 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
   for (i = 0; i < NCOLS; i++)
     if (!f[i].is_int && f[i].p)
       size += f[i].n + 1;
+  if (h->tail_on_submit)
+    size += ntail = vd_hist_v2_tail(f, NULL, NULL);
   if (size > VD_HISTORY_QUEUE_BYTES)
     return VD_ETOO_LARGE;
+  /* On this thread, many of them side by side, rather than on the one
+   * writer thread: the salt, the personal digest, the canonical bytes
+   * but for the seq (history_chain.c). */
+  if (h->tail_on_submit) {
+    rc = draw_salt(salt);
+    if (rc)
+      return rc;
+    vd_hist_personal_digest(salt, f, d);
+    vd_hist_to_hex(d, sizeof d, digest);
+  }
   q = malloc(size);
   if (!q)
     return VD_ENOMEM;
@@ -722,6 +739,13 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
       q->f[i].p = p;
       p += f[i].n + 1;
     }
+  }
+  q->tail = NULL;
+  q->ntail = ntail;
+  if (h->tail_on_submit) {
+    memcpy(q->salt, salt, sizeof q->salt);
+    q->tail = p;
+    vd_hist_v2_tail(f, digest, p);
   }
 
   pthread_mutex_lock(&h->mu);
