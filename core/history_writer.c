@@ -669,9 +669,9 @@ int vd_history_record_activation(vd_history_t *h, const char *revision,
                                   error, errmsg);
 }
 
-/* 16 random bytes as a record's salt, in hex.  getrandom() once per 64
- * records, into a buffer of each submitting thread's own. */
-static int draw_salt(char salt[VD_HIST_SALT_HEX]) {
+/* 16 random bytes as a record's salt, in hex and a NUL.  getrandom() once
+ * per 64 records, into a buffer of each submitting thread's own. */
+static int draw_salt(char salt[VD_HIST_SALT_HEX + 1]) {
   static _Thread_local uint8_t rnd[64 * 16];
   static _Thread_local size_t used = sizeof rnd;
   if (used == sizeof rnd) {
@@ -688,7 +688,7 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
                       uint64_t *seq) {
   vd_hist_field_t f[NCOLS];
   vd_hist_qrec_t *q;
-  char salt[VD_HIST_SALT_HEX], digest[65];
+  char salt[VD_HIST_SALT_HEX + 1], digest[65];
   uint8_t d[32];
   size_t size, ntail = 0;
   char *p;
