@@ -30,9 +30,11 @@
  *     keep "3:vd1," as they were written.
  *   These bytes never change: a stored chain must verify forever.
  *
- * Threads: hashing runs on the writer thread (and on the submitting
- * thread, which measures a record's fields), an activation's on the
- * daemon's main thread, the migration's seal on the opener's; verify on
+ * Threads: a record's personal digest and the tail of its canonical
+ * bytes (vd_hist_v2_tail()) are made on the thread that submits it, its
+ * chaining (vd_hist_chain_hash_tail()) on the writer thread, an
+ * activation's on the daemon's main thread, the migration's seal on the
+ * opener's; verify on
  * its caller's, through a read-only connection of its own in one read
  * snapshot, so it never blocks the writer.
  */
@@ -209,6 +211,65 @@ void vd_hist_chain_hash_v2(const uint8_t prev[32], int64_t seq,
       hash_piece(&c, f[i].p, f[i].n);
   }
   hash_piece(&c, digest, 64);
+  sha256_digest(&c, SHA256_DIGEST_SIZE, out);
+}
+
+/* One netstring into OUT (when not NULL); returns its length.  The same
+ * bytes as hash_piece(). */
+static size_t put_piece(char *out, const char *p, size_t n) {
+  char buf[25], *d;
+  size_t nd;
+  if (!p) {
+    if (out)
+      memcpy(out, "-,", 2);
+    return 2;
+  }
+  buf[24] = ':';
+  d = decimal(buf, (uint64_t)n);
+  nd = (size_t)(buf + 25 - d);
+  if (out) {
+    memcpy(out, d, nd);
+    memcpy(out + nd, p, n);
+    out[nd + n] = ',';
+  }
+  return nd + n + 1;
+}
+
+/* The same bytes as hash_int(). */
+static size_t put_int(char *out, int64_t v) {
+  char buf[25], *d;
+  d = decimal(buf, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+  if (v < 0)
+    *--d = '-';
+  return put_piece(out, d, (size_t)(buf + 24 - d));
+}
+
+/* What vd_hist_chain_hash_v2() hashes after hash_int(seq), in its order. */
+size_t vd_hist_v2_tail(const vd_hist_field_t f[NCOLS], const char digest[64],
+                       char *out) {
+  size_t n = 0;
+  int i;
+  for (i = 0; i < NCOLS; i++) {
+    if (VD_HIST_PERSONAL_COL(i))
+      continue;
+    if (f[i].is_int)
+      n += put_int(out ? out + n : NULL, f[i].i);
+    else
+      n += put_piece(out ? out + n : NULL, f[i].p, f[i].n);
+  }
+  if (!out)
+    return n + 4 + 64; /* "64:", the digest, "," */
+  return n + put_piece(out + n, digest, 64);
+}
+
+void vd_hist_chain_hash_tail(const uint8_t prev[32], int64_t seq,
+                             const char *tail, size_t n, uint8_t out[32]) {
+  struct sha256_ctx c;
+  sha256_init(&c);
+  sha256_update(&c, 32, prev);
+  hash_piece(&c, "vd2", 3);
+  hash_int(&c, seq);
+  sha256_update(&c, n, (const uint8_t *)tail);
   sha256_digest(&c, SHA256_DIGEST_SIZE, out);
 }
 

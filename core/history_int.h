@@ -95,6 +95,17 @@ void vd_hist_personal_digest(const char salt[VD_HIST_SALT_HEX],
 void vd_hist_chain_hash_v2(const uint8_t prev[32], int64_t seq,
                            const vd_hist_field_t f[NCOLS],
                            const char digest[64], uint8_t out[32]);
+/* The same bytes in two parts, so that all but the chaining can be done
+ * before the record's seq and the previous hash are known (on the
+ * worker that submits it, history_writer.c): the tail is every byte
+ * after the seq's netstring.  vd_hist_v2_tail() writes it to OUT (unless
+ * OUT is NULL) and returns its length, which does not depend on DIGEST;
+ * vd_hist_chain_hash_tail() then gives what vd_hist_chain_hash_v2() gives
+ * for the record the tail was made of. */
+size_t vd_hist_v2_tail(const vd_hist_field_t f[NCOLS], const char digest[64],
+                       char *out);
+void vd_hist_chain_hash_tail(const uint8_t prev[32], int64_t seq,
+                             const char *tail, size_t n, uint8_t out[32]);
 /* chain_format's row: the first seq in the "vd2" form and when the
  * migration to schema 5 ran (*v2_from -1 when the row is missing). */
 int vd_hist_read_format(sqlite3 *db, const char *path, int64_t *v2_from,
@@ -244,7 +255,9 @@ typedef struct vd_hist_qrec vd_hist_qrec_t;
  *   write_batch: on the writer thread, LIST in one transaction, 0 only
  *     once it is committed, else rolled back with ERR set;
  *   close: free h->be_state (also after a failed open);
- *   store_revision, record_activation: the public calls, for h. */
+ *   store_revision, record_activation: the public calls, for h;
+ *   after_batch: NULL, or on the writer thread after a batch's
+ *     completions are published (SQLite: keeps the WAL bounded). */
 typedef struct vd_hist_backend {
   const char *name;
   int (*open)(vd_history_t *h, vd_buf_t *err);
@@ -264,6 +277,7 @@ typedef struct vd_hist_backend {
   /* on the writer thread, between batches: delete some of the keys
    * received before BEFORE_MS (a bounded number); 0 or an error */
   int (*idem_sweep)(vd_history_t *h, int64_t before_ms, vd_buf_t *err);
+  void (*after_batch)(vd_history_t *h);
 } vd_hist_backend_t;
 
 /* The SQLite file (history_writer.c, history_revs.c) and PostgreSQL
@@ -346,6 +360,11 @@ struct vd_hist_qrec {
   size_t idem_answer_len;
   uint8_t idem_digest[32];
   int idem_code;
+  /* SQLite (h->tail_on_submit): made by the submitting thread, so that
+   * the writer only chains and inserts */
+  char salt[VD_HIST_SALT_HEX];  /* the record's salt, hex */
+  const char *tail;         /* vd_hist_v2_tail() of f, in data[] */
+  size_t ntail;
   char data[];
 };
 
@@ -364,6 +383,7 @@ struct vd_history {
   const vd_hist_backend_t *be;
   void *be_state;       /* the backend's (pg_state_t in history_pg.c) */
   int lock_fd;          /* flock held: one writer per database file */
+  int tail_on_submit;   /* SQLite: queued records carry salt and tail */
   vd_log_mode_t mode;
   unsigned nworkers;
   vd_history_notify_cb notify;
@@ -394,6 +414,18 @@ struct vd_history {
 
   pthread_t thread;
   int has_thread;
+
+  /* SQLite's checkpoints, off the writer thread (history_writer.c): the
+   * checkpointer's own connection and thread; ck_* under ck_mu */
+  sqlite3 *ck_db;
+  pthread_t ck_thread;
+  int has_ck;
+  pthread_mutex_t ck_mu;
+  pthread_cond_t ck_wake;   /* checkpointer: a checkpoint is due, or stop */
+  pthread_cond_t ck_idle;   /* writer: the checkpointer finished one */
+  int ck_due, ck_running, ck_stop;
+  int ck_next;              /* WAL frames at which the next one is due */
+  int ck_seen;              /* WAL frames after the last commit */
 
   /* revisions and activations, from the main thread (history_revs.c) */
   pthread_mutex_t aux_mu;

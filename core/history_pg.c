@@ -975,6 +975,7 @@ static int pg_idem_sweep(vd_history_t *h, int64_t before_ms, vd_buf_t *err) {
 const vd_hist_backend_t vd_hist_pg_backend = {
     "postgresql", pg_open, pg_write_batch, pg_close, pg_store_revision,
     pg_record_activation, pg_idem_load, pg_idem_sweep,
+    NULL, /* after_batch: no WAL to bound */
 };
 
 /* ========================================================================

@@ -27,8 +27,12 @@
  *     the chain;
  *   - durable mode commits with synchronous=FULL, async with NORMAL (a
  *     power cut may lose the last batches, never corrupt the chain); off
- *     writes no decision and reports each done at once.
+ *     writes no decision and reports each done at once;
+ *   - checkpoints run on a thread of their own (the checkpointer, below),
+ *     never inside a batch; the writer runs one only between batches,
+ *     when the WAL has passed WAL_MAX_PAGES.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -162,10 +166,9 @@ static int insert_row(vd_history_t *h, int64_t seq,
  * record, move the head, commit.  On failure everything is rolled back
  * and ERR says why. */
 static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
-  uint8_t prev[32], cur[32], rnd[16 * 64], d[32];
-  char hex[65], salt[VD_HIST_SALT_HEX + 1], digest[65];
+  uint8_t prev[32], cur[32];
+  char hex[65];
   int64_t seq = 0;
-  size_t used = sizeof rnd;
   vd_hist_qrec_t *q;
   int rc;
   /* A ROLLBACK that failed (it needs memory to run) left the last failed
@@ -179,25 +182,13 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   rc = read_head(h, &seq, prev, err);
   if (rc)
     goto rollback;
+  /* schema 5: the salt, the personal digest and every byte after the seq
+   * were made when the record was submitted (vd_history_submit()); here
+   * only what needs the chain: seq and the previous hash */
   for (q = list; q; q = q->next, seq++) {
-    /* schema 5: a fresh salt per record, 64 at a time */
-    if (used == sizeof rnd) {
-      if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        vd_buf_reset(err);
-        vd_buf_addf(err, "history database '%s': no random bytes for the "
-                         "records' salts", h->path);
-        rc = VD_EIO;
-        goto rollback;
-      }
-      used = 0;
-    }
-    vd_hist_to_hex(rnd + used, 16, salt);
-    used += 16;
-    vd_hist_personal_digest(salt, q->f, d);
-    vd_hist_to_hex(d, sizeof d, digest);
-    vd_hist_chain_hash_v2(prev, seq, q->f, digest, cur);
+    vd_hist_chain_hash_tail(prev, seq, q->tail, q->ntail, cur);
     vd_hist_to_hex(cur, sizeof cur, hex);
-    rc = insert_row(h, seq, q->f, hex, salt);
+    rc = insert_row(h, seq, q->f, hex, q->salt);
     if (rc != SQLITE_OK) {
       rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
@@ -362,6 +353,8 @@ static void *writer_main(void *arg) {
       for (i = 0; i < ntouched; i++)
         h->notify(h->touched[i], h->notify_arg);
     idem_sweep(h); /* after the acknowledgements: off their path */
+    if (h->be->after_batch)
+      h->be->after_batch(h);
     pthread_mutex_lock(&h->mu);
   }
   pthread_mutex_unlock(&h->mu);
@@ -400,8 +393,147 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   return vd_hist_sqlite_idem_prepare(h, err);
 }
 
+/* ========================================================================
+ * Checkpoints, off the writer thread
+ * ====================================================================== */
+
+/* A checkpoint copies the pages committed to the WAL into the database
+ * file and fsyncs it.  SQLite's automatic one ran on the writer thread,
+ * inside the commit that took the WAL past 1,000 pages, while every
+ * worker waited on that batch.  Here the writer's connection has none:
+ * its WAL hook (run after each commit, on the writer thread) wakes the
+ * checkpointer, a thread with a connection of its own, each time the WAL
+ * has grown by CKPT_PAGES since the last checkpoint, and the checkpointer
+ * runs a PASSIVE one, which takes no write lock: the writer goes on
+ * committing beside it.
+ *
+ * A passive checkpoint copies what was committed when it started.  While
+ * the writer keeps committing, the WAL is never wholly copied, so it never
+ * starts again from its beginning and would grow without end.  The bound:
+ * after a batch that leaves the WAL past WAL_MAX_PAGES, the writer waits
+ * for a running checkpoint to end and runs one itself, between batches
+ * (after their completions are published): nothing commits during it, so
+ * it copies all the rest (all but what a reader still reads) and the next
+ * batch's BEGIN starts the WAL from its beginning.  It copies only what
+ * was committed since the checkpointer's last run, once per WAL_MAX_PAGES
+ * instead of once per 1,000 pages.
+ *
+ * Durability does not change: a batch is acknowledged after its COMMIT,
+ * whose WAL frames are fsynced first in durable mode (synchronous=FULL);
+ * the checkpointer's connection has the writer's synchronous level, so
+ * SQLite fsyncs the database file before it lets the WAL be reused. */
+#define CKPT_PAGES 1000     /* SQLite's default wal_autocheckpoint */
+#define WAL_MAX_PAGES 16384 /* journal_size_limit (64 MiB) in 4 KiB pages */
+
+/* sqlite3_wal_hook: after each commit of the writer's connection, on the
+ * writer thread; FRAMES is the WAL's size in pages. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
+  vd_history_t *h = arg;
+  (void)db;
+  (void)name;
+  pthread_mutex_lock(&h->ck_mu);
+  if (frames < h->ck_seen) /* the WAL started again from its beginning */
+    h->ck_next = CKPT_PAGES;
+  h->ck_seen = frames;
+  if (frames >= h->ck_next && !h->ck_running) {
+    h->ck_due = 1;
+    pthread_cond_signal(&h->ck_wake);
+  }
+  pthread_mutex_unlock(&h->ck_mu);
+  return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg) {
+  vd_history_t *h = arg;
+  pthread_mutex_lock(&h->ck_mu);
+  for (;;) {
+    int log = -1, done = -1;
+    while (!h->ck_due && !h->ck_stop)
+      pthread_cond_wait(&h->ck_wake, &h->ck_mu);
+    if (h->ck_stop)
+      break;
+    h->ck_due = 0;
+    h->ck_running = 1;
+    pthread_mutex_unlock(&h->ck_mu);
+    /* A failure (another checkpoint running, a full disk) leaves the
+     * pages in the WAL, where readers find them, for the next one. */
+    sqlite3_wal_checkpoint_v2(h->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                              &log, &done);
+    pthread_mutex_lock(&h->ck_mu);
+    h->ck_running = 0;
+    /* next one CKPT_PAGES on, unless the WAL started again meanwhile */
+    h->ck_next = log >= 0 && h->ck_seen >= log && log < INT_MAX - CKPT_PAGES
+                     ? log + CKPT_PAGES
+                     : CKPT_PAGES;
+    pthread_cond_broadcast(&h->ck_idle);
+  }
+  pthread_mutex_unlock(&h->ck_mu);
+  return NULL;
+}
+
+/* after_batch of the SQLite backend: keep the WAL under WAL_MAX_PAGES. */
+static void bound_wal(vd_history_t *h) {
+  if (!h->has_ck)
+    return;
+  pthread_mutex_lock(&h->ck_mu);
+  if (h->ck_seen < WAL_MAX_PAGES) {
+    pthread_mutex_unlock(&h->ck_mu);
+    return;
+  }
+  while (h->ck_running)
+    pthread_cond_wait(&h->ck_idle, &h->ck_mu);
+  /* only this thread's commits make one due: none starts until the next */
+  h->ck_due = 0;
+  pthread_mutex_unlock(&h->ck_mu);
+  sqlite3_wal_checkpoint_v2(h->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                            NULL);
+}
+
+/* The checkpointer's connection and thread, and the writer's connection
+ * handed over to them.  SYNC: the writer's synchronous level. */
+static int checkpointer_start(vd_history_t *h, const char *sync,
+                              vd_buf_t *err) {
+  char sql[64];
+  int rc = sqlite3_open_v2(h->path, &h->ck_db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_extended_result_codes(h->ck_db, 1);
+    sqlite3_busy_timeout(h->ck_db, VD_HISTORY_BUSY_MS);
+    snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
+    rc = sqlite3_exec(h->ck_db, sql, NULL, NULL, NULL);
+  }
+  if (rc != SQLITE_OK)
+    return vd_hist_db_err(err, h->path, h->ck_db, rc,
+                          "opening the checkpointer's connection");
+  h->ck_next = CKPT_PAGES;
+  if (pthread_create(&h->ck_thread, NULL, checkpointer_main, h) != 0) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "history database '%s': cannot start the "
+                     "checkpointer thread", h->path);
+    return VD_EIO;
+  }
+  h->has_ck = 1;
+  sqlite3_wal_autocheckpoint(h->db, 0);
+  sqlite3_wal_hook(h->db, wal_hook, h);
+  return 0;
+}
+
+static void checkpointer_stop(vd_history_t *h) {
+  if (h->has_ck) {
+    pthread_mutex_lock(&h->ck_mu);
+    h->ck_stop = 1;
+    pthread_cond_signal(&h->ck_wake);
+    pthread_mutex_unlock(&h->ck_mu);
+    pthread_join(h->ck_thread, NULL);
+    h->has_ck = 0;
+  }
+  sqlite3_close(h->ck_db);
+  h->ck_db = NULL;
+}
+
 /* The SQLite file: the one-writer lock, the writer's connection and its
- * statements, the auxiliary connection. */
+ * statements, the auxiliary connection, and the
+ * checkpointer when decisions are written. */
 static int sqlite_open(vd_history_t *h, vd_buf_t *err) {
   const char *sync = h->mode == VD_LOG_DURABLE ? "FULL" : "NORMAL";
   int rc;
@@ -417,12 +549,16 @@ static int sqlite_open(vd_history_t *h, vd_buf_t *err) {
     rc = vd_hist_open_writer(&h->db, &h->lock_fd, h->path, sync, err);
   if (rc == 0)
     rc = prepare_writer(h, err);
+  h->tail_on_submit = 1;
   if (rc == 0)
     rc = vd_hist_open_aux(&h->aux, h->path, err);
+  if (rc == 0 && h->mode != VD_LOG_OFF)
+    rc = checkpointer_start(h, sync, err);
   return rc;
 }
 
 static void sqlite_close(vd_history_t *h) {
+  checkpointer_stop(h); /* its thread is gone before the connections */
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
   sqlite3_finalize(h->st_head_set);
@@ -440,6 +576,7 @@ const vd_hist_backend_t vd_hist_sqlite_backend = {
     "sqlite", sqlite_open, write_batch, sqlite_close,
     vd_hist_sqlite_store_revision, vd_hist_sqlite_record_activation,
     vd_hist_sqlite_idem_load, vd_hist_sqlite_idem_sweep,
+    bound_wal,
 };
 
 /* Free H and whatever it holds; the writer thread is not running. */
@@ -463,6 +600,9 @@ static void history_free(vd_history_t *h) {
   pthread_cond_destroy(&h->room);
   pthread_mutex_destroy(&h->mu);
   pthread_mutex_destroy(&h->aux_mu);
+  pthread_cond_destroy(&h->ck_wake);
+  pthread_cond_destroy(&h->ck_idle);
+  pthread_mutex_destroy(&h->ck_mu);
   free(h);
 }
 
@@ -494,6 +634,9 @@ int vd_history_open_node(vd_history_t **out, const char *path,
   pthread_mutex_init(&h->aux_mu, NULL);
   pthread_cond_init(&h->wake, NULL);
   pthread_cond_init(&h->room, NULL);
+  pthread_mutex_init(&h->ck_mu, NULL);
+  pthread_cond_init(&h->ck_wake, NULL);
+  pthread_cond_init(&h->ck_idle, NULL);
   h->qtail = &h->qhead;
   h->lock_fd = -1;
   h->mode = mode;
@@ -545,13 +688,30 @@ int vd_history_record_activation(vd_history_t *h, const char *revision,
                                   error, errmsg);
 }
 
+/* 16 random bytes as a record's salt, in hex and a NUL.  getrandom() once
+ * per 64 records, into a buffer of each submitting thread's own. */
+static int draw_salt(char salt[VD_HIST_SALT_HEX + 1]) {
+  static _Thread_local uint8_t rnd[64 * 16];
+  static _Thread_local size_t used = sizeof rnd;
+  if (used == sizeof rnd) {
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+      return VD_EIO;
+    used = 0;
+  }
+  vd_hist_to_hex(rnd + used, 16, salt);
+  used += 16;
+  return 0;
+}
+
 int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
                       uint64_t *seq) {
   vd_hist_field_t f[NCOLS];
   vd_hist_qrec_t *q;
-  size_t size;
+  char salt[VD_HIST_SALT_HEX + 1], digest[65];
+  uint8_t d[32];
+  size_t size, ntail = 0;
   char *p;
-  int i;
+  int i, rc;
   if (worker >= h->nworkers || !r->decision_id)
     return VD_EINVALID;
   if (h->mode == VD_LOG_OFF) {
@@ -572,8 +732,20 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
       size += f[i].n + 1;
   if (r->idem_key)
     size += strlen(r->idem_key) + 1 + r->idem_answer_len + 1;
+  if (h->tail_on_submit)
+    size += ntail = vd_hist_v2_tail(f, NULL, NULL);
   if (size > VD_HISTORY_QUEUE_BYTES)
     return VD_ETOO_LARGE;
+  /* On this thread, many of them side by side, rather than on the one
+   * writer thread: the salt, the personal digest, the canonical bytes
+   * but for the seq (history_chain.c). */
+  if (h->tail_on_submit) {
+    rc = draw_salt(salt);
+    if (rc)
+      return rc;
+    vd_hist_personal_digest(salt, f, d);
+    vd_hist_to_hex(d, sizeof d, digest);
+  }
   q = malloc(size);
   if (!q)
     return VD_ENOMEM;
@@ -601,6 +773,12 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
     q->idem_answer_len = r->idem_answer_len;
     memcpy(q->idem_digest, r->idem_digest, sizeof q->idem_digest);
     q->idem_code = r->idem_code;
+  q->tail = NULL;
+  q->ntail = ntail;
+  if (h->tail_on_submit) {
+    memcpy(q->salt, salt, sizeof q->salt);
+    q->tail = p;
+    vd_hist_v2_tail(f, digest, p);
   }
 
   pthread_mutex_lock(&h->mu);

@@ -187,7 +187,8 @@ void vd_history_check_close(vd_history_check_t *c);
  * for disk, only for room when the queue is full.  Returns VD_EINVALID for
  * a worker >= nworkers or a record without decision_id, VD_ETOO_LARGE for a
  * record over VD_HISTORY_QUEUE_BYTES, VD_ENOMEM if the copy cannot be
- * allocated; nothing is queued then and no sequence number is used.  Must
+ * allocated, VD_EIO if the system has no random bytes for the record's
+ * salt; nothing is queued then and no sequence number is used.  Must
  * not be called once vd_history_close() has begun. */
 int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *rec,
                       uint64_t *seq);
