@@ -773,6 +773,7 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
     q->idem_answer_len = r->idem_answer_len;
     memcpy(q->idem_digest, r->idem_digest, sizeof q->idem_digest);
     q->idem_code = r->idem_code;
+  }
   q->tail = NULL;
   q->ntail = ntail;
   if (h->tail_on_submit) {
