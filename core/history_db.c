@@ -249,12 +249,32 @@ static const migration_t migrations[] = {
    "  erased_elsewhere INTEGER NOT NULL -- erasures' records in the other\n"
    ");\n",
    vd_hist_seal_format},
-  /* 5 -> 6: idempotency keys (docs/protocol.md, "Idempotency keys"),
+  /* 5 -> 6: the console's searches (core/daemon/console.c, through
+   * history_query.c's newest_first) read newest first, in (received_ms,
+   * seq) order, from an index, and stop after a page: on a million rows
+   * a revision's search took 760 ms (no index: every newer row read) and
+   * a time range 300 ms (its window's rows sorted by seq).  Each index
+   * here follows its column with received_ms (the rowid, seq, is every
+   * index's last column), so an equality, or an equality and a time
+   * range, is one range read in page order.  decisions_region_kind
+   * (region, kind) gave a region's rows in kind order, which a search
+   * newest first had to sort: decisions_region replaces it, so an
+   * insert still updates one index for the region (a search by kind
+   * reads decisions_received or a region's rows and checks the kind).
+   * decisions_error holds only failed decisions (partial): successful
+   * ones, nearly all, cost it nothing.  docs/console.md measures the
+   * searches and docs/performance.md the inserts. */
+  {"DROP INDEX decisions_region_kind;\n"
+   "CREATE INDEX decisions_region ON decisions(region, received_ms);\n"
+   "CREATE INDEX decisions_revision ON decisions(revision, received_ms);\n"
+   "CREATE INDEX decisions_error ON decisions(error_code, received_ms)\n"
+   "  WHERE error_code IS NOT NULL;\n",
+   NULL},
+  /* 6 -> 7: idempotency keys (docs/protocol.md, "Idempotency keys"),
    * written with the record they answered in one transaction
    * (history_idem.c), loaded at start-up for VD_HISTORY_IDEM_WINDOW_MS
    * and deleted after it.  Not chained: a key names a record, it is not
-   * one.  (Written as the next migration after 5; at merge it follows
-   * the console's search indexes and becomes 6 -> 7.) */
+   * one. */
   {"CREATE TABLE idempotency (\n"
    "  key         TEXT PRIMARY KEY, -- the client's scope, newline, the key\n"
    "  digest      BLOB NOT NULL,    -- SHA-256 of the request's bytes\n"

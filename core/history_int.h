@@ -242,6 +242,13 @@ int vd_hist_open_aux(sqlite3 **db, const char *path, vd_buf_t *err);
  * opens the file this way, so all apply the same checks and messages. */
 int vd_history_db_open_ro(sqlite3 **db, const char *path, vd_buf_t *err);
 
+/* The query plan of the statement vd_history_rows_open() would run for
+ * FILTER on the SQLite history DB_PATH: EXPLAIN QUERY PLAN's details,
+ * joined by "; ", appended to PLAN (the tests check that every console
+ * search is read from an index; history_query.c). */
+int vd_hist_rows_plan(const char *db_path, const vd_history_filter_t *filter,
+                      vd_buf_t *plan, vd_buf_t *err);
+
 /* ========================================================================
  * Backends: where the writer's batches, revisions and activations go
  * ====================================================================== */

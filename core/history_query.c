@@ -54,38 +54,90 @@ static int sql_failed(vd_buf_t *err, const char *path, sqlite3 *db) {
  * Filters
  * ====================================================================== */
 
+/* newest_first's searches (the console's) are read from an index in
+ * (received_ms, seq) order, so a page stops after its rows instead of
+ * sorting every match: decisions_received, or one of the indexes that
+ * follow their column with received_ms (decisions_region,
+ * decisions_revision, decisions_error; schema 6, history_db.c).  Of the
+ * equalities F holds, one may lead the index: the most selective of the
+ * console's fields, in this order.  The others are written "+column = ?",
+ * which SQLite reads as "check, do not seek": the history never runs
+ * ANALYZE, and without statistics SQLite would weigh two equalities alike
+ * and might walk a region's rows for a revision's.  NULL: no equality
+ * leads (decisions_received serves the search). */
+static const char *newest_lead(const vd_history_filter_t *f) {
+  if (f->decision_id)
+    return "decision_id";
+  if (f->complaint_id)
+    return "complaint_id";
+  if (f->customer_id)
+    return "customer_id";
+  if (f->revision)
+    return "revision";
+  if (f->error_code && *f->error_code && strcmp(f->error_code, "none"))
+    return "error_code";
+  if (f->region)
+    return "region";
+  return NULL;
+}
+
+/* " AND column = ?", or " AND +column = ?" where it must not lead. */
+static void add_equal(vd_buf_t *sql, const vd_history_filter_t *f,
+                      const char *lead, const char *column) {
+  int plus = f->newest_first && (!lead || strcmp(lead, column));
+  vd_buf_addf(sql, " AND %s%s = ?", plus ? "+" : "", column);
+}
+
+/* The exclusive upper bound of received_ms: until_ms, or newest_first's
+ * cursor (before_ms + 1), whichever is lower; 0 when F has neither.  One
+ * bound, so that SQLite seeks to the right one. */
+static int upper_ms(const vd_history_filter_t *f, int64_t *ms) {
+  int has_cursor = f->newest_first && f->has_before;
+  if (!f->has_until && !has_cursor)
+    return 0;
+  *ms = f->has_until ? f->until_ms : INT64_MAX;
+  if (has_cursor && f->before_ms < INT64_MAX && f->before_ms + 1 < *ms)
+    *ms = f->before_ms + 1;
+  return 1;
+}
+
 /* F's conditions, after "WHERE 1". */
 static void add_filter(vd_buf_t *sql, const vd_history_filter_t *f) {
+  const char *lead = newest_lead(f);
+  int64_t upper;
   if (f->has_seq)
     vd_buf_adds(sql, " AND seq >= ? AND seq < ?");
   if (f->has_since)
     vd_buf_adds(sql, " AND received_ms >= ?");
-  if (f->has_until)
+  if (upper_ms(f, &upper))
     vd_buf_adds(sql, " AND received_ms < ?");
+  if (f->newest_first && f->has_before)
+    vd_buf_adds(sql, " AND (received_ms < ? OR seq < ?)");
   if (f->has_at_since)
     vd_buf_adds(sql, " AND at_ms >= ?");
   if (f->has_at_until)
     vd_buf_adds(sql, " AND at_ms < ?");
   if (f->revision)
-    vd_buf_adds(sql, " AND revision = ?");
+    add_equal(sql, f, lead, "revision");
   if (f->error_code && (!*f->error_code || !strcmp(f->error_code, "none")))
     vd_buf_adds(sql, " AND error_code IS NULL");
   else if (f->error_code)
-    vd_buf_adds(sql, " AND error_code = ?");
+    add_equal(sql, f, lead, "error_code");
   if (f->region)
-    vd_buf_adds(sql, " AND region = ?");
+    add_equal(sql, f, lead, "region");
   if (f->kind)
-    vd_buf_adds(sql, " AND kind = ?");
+    add_equal(sql, f, lead, "kind");
   if (f->complaint_id)
-    vd_buf_adds(sql, " AND complaint_id = ?");
+    add_equal(sql, f, lead, "complaint_id");
   if (f->decision_id)
-    vd_buf_adds(sql, " AND decision_id = ?");
+    add_equal(sql, f, lead, "decision_id");
   if (f->customer_id)
-    vd_buf_adds(sql, " AND customer_id = ?");
+    add_equal(sql, f, lead, "customer_id");
 }
 
 /* Bind F's values in add_filter()'s order, from parameter 1. */
 static void bind_filter(sqlite3_stmt *st, const vd_history_filter_t *f) {
+  int64_t upper;
   int k = 0;
   if (f->has_seq) {
     sqlite3_bind_int64(st, ++k, f->seq_lo);
@@ -93,8 +145,12 @@ static void bind_filter(sqlite3_stmt *st, const vd_history_filter_t *f) {
   }
   if (f->has_since)
     sqlite3_bind_int64(st, ++k, f->since_ms);
-  if (f->has_until)
-    sqlite3_bind_int64(st, ++k, f->until_ms);
+  if (upper_ms(f, &upper))
+    sqlite3_bind_int64(st, ++k, upper);
+  if (f->newest_first && f->has_before) {
+    sqlite3_bind_int64(st, ++k, f->before_ms);
+    sqlite3_bind_int64(st, ++k, f->before_seq);
+  }
   if (f->has_at_since)
     sqlite3_bind_int64(st, ++k, f->at_since_ms);
   if (f->has_at_until)
@@ -115,15 +171,17 @@ static void bind_filter(sqlite3_stmt *st, const vd_history_filter_t *f) {
     sqlite3_bind_text(st, ++k, f->customer_id, -1, SQLITE_STATIC);
 }
 
-/* Prepare "SELECT <what> FROM decisions WHERE <filter> <tail>" on DB
- * (opened read-only from DB_PATH) with the filter bound.  *st is the
- * caller's on success. */
-static int prepare(sqlite3 *db, sqlite3_stmt **st, const char *db_path,
-                   const char *what, const vd_history_filter_t *f,
-                   const char *tail, vd_buf_t *err) {
+/* Prepare "[EXPLAIN QUERY PLAN ]SELECT <what> FROM decisions WHERE
+ * <filter> <tail>" on DB (opened read-only from DB_PATH) with the filter
+ * bound.  *st is the caller's on success. */
+static int prepare_as(sqlite3 *db, sqlite3_stmt **st, const char *db_path,
+                      int explain, const char *what,
+                      const vd_history_filter_t *f, const char *tail,
+                      vd_buf_t *err) {
   vd_buf_t sql = VD_BUF_INIT;
   int rc = 0;
-  vd_buf_addf(&sql, "SELECT %s FROM decisions WHERE 1", what);
+  vd_buf_addf(&sql, "%sSELECT %s FROM decisions WHERE 1",
+              explain ? "EXPLAIN QUERY PLAN " : "", what);
   add_filter(&sql, f);
   vd_buf_adds(&sql, tail);
   if (sqlite3_prepare_v2(db, sql.data, -1, st, NULL) != SQLITE_OK)
@@ -132,6 +190,20 @@ static int prepare(sqlite3 *db, sqlite3_stmt **st, const char *db_path,
     bind_filter(*st, f);
   vd_buf_release(&sql);
   return rc;
+}
+
+static int prepare(sqlite3 *db, sqlite3_stmt **st, const char *db_path,
+                   const char *what, const vd_history_filter_t *f,
+                   const char *tail, vd_buf_t *err) {
+  return prepare_as(db, st, db_path, 0, what, f, tail, err);
+}
+
+/* vd_history_rows_open()'s ORDER BY and LIMIT. */
+static const char *rows_tail(const vd_history_filter_t *f) {
+  if (f->newest_first)
+    return f->has_limit ? " ORDER BY received_ms DESC, seq DESC LIMIT ?"
+                        : " ORDER BY received_ms DESC, seq DESC";
+  return f->has_limit ? " ORDER BY seq LIMIT ?" : " ORDER BY seq";
 }
 
 /* ========================================================================
@@ -171,12 +243,7 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   rc = vd_history_db_open_ro(&r->db, db_path, err);
   if (rc == 0)
     rc = prepare(r->db, &r->st, db_path, ALL_COLUMNS, filter,
-                 filter->newest_first
-                     ? (filter->has_limit ? " ORDER BY seq DESC LIMIT ?"
-                                          : " ORDER BY seq DESC")
-                     : (filter->has_limit ? " ORDER BY seq LIMIT ?"
-                                          : " ORDER BY seq"),
-                 err);
+                 rows_tail(filter), err);
   if (rc) {
     vd_history_rows_close(r);
     return rc;
@@ -232,12 +299,36 @@ void vd_history_rows_close(vd_history_rows_t *r) {
   free(r);
 }
 
+int vd_hist_rows_plan(const char *db_path, const vd_history_filter_t *filter,
+                      vd_buf_t *plan, vd_buf_t *err) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc, step = SQLITE_DONE;
+  rc = vd_history_db_open_ro(&db, db_path, err);
+  if (rc == 0)
+    rc = prepare_as(db, &st, db_path, 1, ALL_COLUMNS, filter,
+                    rows_tail(filter), err);
+  if (rc == 0 && filter->has_limit)
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_count(st), filter->limit);
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    if (plan->len)
+      vd_buf_adds(plan, "; ");
+    vd_buf_adds(plan, (const char *)sqlite3_column_text(st, 3));
+  }
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = sql_failed(err, db_path, db);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc;
+}
+
 /* ========================================================================
  * Splitting a selection for replay's threads
  * ====================================================================== */
 
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
-                     int n, int64_t *bounds, vd_buf_t *err) {
+                     int n, int64_t *bounds, int64_t *total_out,
+                     vd_buf_t *err) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   int64_t total = 0, row = 0, last = 0;
@@ -247,6 +338,8 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
     bounds[0] = INT64_MIN;
     for (lane = 1; lane <= n; lane++)
       bounds[lane] = INT64_MAX;
+    if (total_out)
+      *total_out = -1;
     return 0;
   }
   rc = vd_history_db_open_ro(&db, db_path, err);
@@ -260,6 +353,8 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
     goto out;
   }
   total = sqlite3_column_int64(st, 0);
+  if (total_out)
+    *total_out = total;
   sqlite3_finalize(st);
   st = NULL;
   rc = prepare(db, &st, db_path, "seq", filter, " ORDER BY seq", err);

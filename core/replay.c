@@ -97,6 +97,7 @@ typedef struct lane {
   vd_replay_report_t rep;
   long long *q_before, *q_after; /* QBUCKETS each */
   vd_buf_t fatal;           /* reading the database failed: why */
+  int cancelled;            /* stopped by o->cancel before its last row */
 } lane_t;
 
 /* ========================================================================
@@ -1003,6 +1004,10 @@ static void *lane_run(void *arg) {
     goto out;
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
     const char *code = row[VD_HISTORY_ERROR_CODE].text;
+    if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_RELAXED)) {
+      l->cancelled = 1;
+      break;
+    }
     if (o->progress)
       __atomic_add_fetch(o->progress, 1, __ATOMIC_RELAXED);
     if (!row[VD_HISTORY_REQUEST].text ||
@@ -1230,7 +1235,7 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   vd_history_filter_t f;
   lane_t *lanes = NULL;
   pthread_t *threads = NULL;
-  int64_t *bounds = NULL;
+  int64_t *bounds = NULL, total = -1;
   long long *q_before = NULL, *q_after = NULL;
   vd_watchdog_t wd;
   int n = o->threads > 0 ? o->threads : 1, i, rc = 0, has_wd = 0;
@@ -1260,9 +1265,11 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
     rc = VD_ENOMEM;
     goto out;
   }
-  rc = vd_history_split(o->db, &f, n, bounds, err);
+  rc = vd_history_split(o->db, &f, n, bounds, &total, err);
   if (rc)
     goto out;
+  if (o->total)
+    __atomic_store_n(o->total, (long long)total, __ATOMIC_RELAXED);
   for (i = 0; i < n; i++) {
     lane_t *l = &lanes[i];
     l->o = o;
@@ -1309,6 +1316,8 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
       pthread_join(threads[i], NULL);
   if (has_wd)
     vd_watchdog_stop(&wd);
+  for (i = 0; i < n; i++)
+    rep->cancelled |= lanes[i].cancelled;
   for (i = 0; i < n; i++)
     if (lanes[i].fatal.len) { /* reading the database failed */
       vd_buf_add(err, lanes[i].fatal.data, lanes[i].fatal.len);

@@ -336,7 +336,7 @@ static void test_open_creates_schema(void **state) {
       10);
   assert_int_equal(query_int(path, "SELECT count(*) FROM sqlite_schema WHERE"
                                    " type = 'index' AND name LIKE 'decisions_%'"),
-                   6);
+                   8);
   /* reopening runs no migration twice and keeps the chain head */
   h = open_ok(path, VD_LOG_ASYNC, 1);
   vd_history_close(h);
@@ -366,6 +366,10 @@ static void test_migrate_from_v1(void **state) {
               "DROP TABLE idempotency;"
               "ALTER TABLE decisions DROP COLUMN personal_salt;"
               "ALTER TABLE decisions DROP COLUMN personal_digest;"
+              "DROP INDEX decisions_region;"
+              "DROP INDEX decisions_revision;"
+              "DROP INDEX decisions_error;"
+              "CREATE INDEX decisions_region_kind ON decisions(region, kind);"
               "PRAGMA user_version = 1;");
   rechain_v1(path);
   assert_int_equal(vd_history_reader_open(&rd, path, &err), VD_EINVALID);
@@ -387,7 +391,7 @@ static void test_migrate_from_v1(void **state) {
   free(cols);
   assert_int_equal(query_int(path, "SELECT count(*) FROM sqlite_schema WHERE"
                                    " type = 'index' AND name LIKE 'decisions_%'"),
-                   6);
+                   8);
   assert_int_equal(vd_history_verify(path, &rep), 0);
   assert_int_equal(rep.records, 20);
   assert_int_equal(vd_history_reader_open(&rd, path, &err), 0);
@@ -1760,16 +1764,137 @@ static void test_query_rows(void **state) {
   vd_buf_release(&err);
 }
 
+/* Every combination of the console's search fields (newest first, a
+ * page of 51, the first page and a later one) is read from an index:
+ * never "SCAN decisions" (every row), and a sort ("TEMP B-TREE") only
+ * when a field that selects a handful of rows leads (decision id,
+ * complaint, customer).  The index is the one the leading field names. */
+static void test_query_newest_plans(void **state) {
+  enum { DECISION, COMPLAINT, CUSTOMER, REVISION, ERROR, REGION, KIND,
+         RANGE, NFIELDS };
+  static const char *const lead_index[] = {
+      [DECISION] = "decisions_decision_id", [COMPLAINT] = "decisions_complaint",
+      [CUSTOMER] = "decisions_customer",    [REVISION] = "decisions_revision",
+      [ERROR] = "decisions_error",          [REGION] = "decisions_region"};
+  const char *path = make_db("plans.db", 3);
+  vd_buf_t plan = VD_BUF_INIT, err = VD_BUF_INIT;
+  unsigned set;
+  int page, none, i;
+  (void)state;
+  for (set = 0; set < 1u << NFIELDS; set++)
+    for (page = 0; page < 2; page++)
+      for (none = 0; none < 2; none++) {
+        vd_history_filter_t f;
+        const char *want = "decisions_received";
+        if (none && (set & 1u << ERROR))
+          continue;
+        memset(&f, 0, sizeof f);
+        f.newest_first = f.has_limit = 1;
+        f.limit = 51;
+        f.decision_id = set & 1u << DECISION ? "01900000-0000-7000-8000" : NULL;
+        f.complaint_id = set & 1u << COMPLAINT ? "C-1" : NULL;
+        f.customer_id = set & 1u << CUSTOMER ? "U-1" : NULL;
+        f.revision = set & 1u << REVISION ? "sha256:00" : NULL;
+        f.error_code = set & 1u << ERROR ? "bad_input" : none ? "none" : NULL;
+        f.region = set & 1u << REGION ? "BJ" : NULL;
+        f.kind = set & 1u << KIND ? "sla" : NULL;
+        f.has_since = f.has_until = (set & 1u << RANGE) != 0;
+        f.since_ms = 1795392000000LL;
+        f.until_ms = f.since_ms + 3600000;
+        f.has_before = page;
+        f.before_ms = f.since_ms + 1800000;
+        f.before_seq = 7;
+        for (i = 0; i < REGION + 1; i++)
+          if (set & 1u << i) {
+            want = lead_index[i];
+            break;
+          }
+        vd_buf_reset(&plan);
+        assert_int_equal(vd_hist_rows_plan(path, &f, &plan, &err), 0);
+        if (strstr(plan.data, "SCAN decisions") &&
+            !strstr(plan.data, "SCAN decisions USING INDEX"))
+          fail_msg("fields %#x page %d: reads every row: %s", set, page,
+                   plan.data);
+        if (!strstr(plan.data, want))
+          fail_msg("fields %#x page %d: not %s: %s", set, page, want,
+                   plan.data);
+        if (strstr(plan.data, "TEMP B-TREE") && i > CUSTOMER)
+          fail_msg("fields %#x page %d: sorts: %s", set, page, plan.data);
+      }
+  vd_buf_release(&plan);
+  vd_buf_release(&err);
+}
+
+/* Newest first, page by page with the cursor of each page's last row:
+ * every row once, in (received_ms, seq) descending order, also where
+ * rows share a millisecond and a page ends inside such a run, and with a
+ * time range whose end is past or before the cursor. */
+static void test_query_newest_pages(void **state) {
+  const char *path = make_db("pages.db", 12);
+  static const int64_t want[] = {12, 11, 9, 10, 8, 7, 6, 5, 4, 3, 2, 1};
+  const int64_t t0 = 1795392000000LL;
+  vd_buf_t err = VD_BUF_INIT;
+  int round;
+  (void)state;
+  /* 5, 6 and 7 arrive in one millisecond; 10 before 9 */
+  shell(path, "UPDATE decisions SET received_ms = 1795392000006"
+              " WHERE seq IN (5, 6, 7);"
+              "UPDATE decisions SET received_ms = 1795392000009"
+              " WHERE seq = 10;"
+              "UPDATE decisions SET received_ms = 1795392000010"
+              " WHERE seq = 9;");
+  for (round = 0; round < 3; round++) {
+    vd_history_filter_t f;
+    vd_history_rows_t *rows;
+    const vd_history_value_t *row;
+    size_t got = 0, first = 0, last = sizeof want / sizeof want[0];
+    memset(&f, 0, sizeof f);
+    f.newest_first = f.has_limit = 1;
+    f.limit = 2;
+    if (round == 1) { /* until after every row: the cursor bounds */
+      f.has_until = 1;
+      f.until_ms = t0 + 1000;
+    } else if (round == 2) { /* [t0 + 4, t0 + 10): 10 8 7 6 5 4 */
+      f.has_since = f.has_until = 1;
+      f.since_ms = t0 + 4;
+      f.until_ms = t0 + 10;
+      first = 3;
+      last = 9;
+    }
+    for (;;) {
+      int n = 0;
+      assert_int_equal(vd_history_rows_open(&rows, path, &f, &err), 0);
+      while (vd_history_rows_next(rows, &row) == 1) {
+        assert_true(first + got < last);
+        if (row[VD_HISTORY_SEQ].i != want[first + got])
+          fail_msg("round %d, row %zu: seq %lld, not %lld", round, got,
+                   (long long)row[VD_HISTORY_SEQ].i,
+                   (long long)want[first + got]);
+        f.before_ms = row[VD_HISTORY_RECEIVED_MS].i;
+        f.before_seq = row[VD_HISTORY_SEQ].i;
+        f.has_before = 1;
+        got++;
+        n++;
+      }
+      vd_history_rows_close(rows);
+      if (n < 2)
+        break;
+    }
+    assert_int_equal(first + got, last);
+  }
+  vd_buf_release(&err);
+}
+
 /* Ranges of seq with about as many selected rows each, for replay. */
 static void test_query_split(void **state) {
   const char *path = make_db("split.db", 12);
   vd_history_filter_t f;
   vd_buf_t err = VD_BUF_INIT;
-  int64_t b[6];
+  int64_t b[6], total = 0;
   int i, in11 = -1, in12 = -1;
   (void)state;
   memset(&f, 0, sizeof f);
-  assert_int_equal(vd_history_split(path, &f, 3, b, &err), 0);
+  assert_int_equal(vd_history_split(path, &f, 3, b, NULL, &err), 0);
   assert_int_equal(b[0], 1);
   assert_int_equal(b[1], 5);
   assert_int_equal(b[2], 9);
@@ -1777,7 +1902,8 @@ static void test_query_split(void **state) {
   /* more ranges than selected rows: some are empty, each row in one */
   f.has_since = 1;
   f.since_ms = 1795392000000LL + 11; /* seq 11 and 12 */
-  assert_int_equal(vd_history_split(path, &f, 5, b, &err), 0);
+  assert_int_equal(vd_history_split(path, &f, 5, b, &total, &err), 0);
+  assert_int_equal(total, 2);
   assert_int_equal(b[0], 11);
   assert_int_equal(b[5], INT64_MAX);
   for (i = 0; i < 5; i++) {
@@ -2765,6 +2891,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mode_names),
       cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_query_newest_plans, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_query_newest_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_file_modes, setup, teardown),

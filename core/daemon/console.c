@@ -11,8 +11,11 @@
  * once, through the login form, and gets it back as an HttpOnly,
  * SameSite=Strict cookie scoped to /console (Secure on TLS); every page
  * needs the audit role.  Without --tokens the console, like the API,
- * serves loopback clients only.  No page changes anything but the
- * cookie, so no request made from another site can act for a user.
+ * serves loopback clients only.  No page changes recorded data; the
+ * POSTs (a decision's replay, an Impact run and its cancel, which needs
+ * the run's starter or the admin role and a confirmation) carry a form
+ * token (csrf_ok()), so no request made from another site can act for
+ * a user.
  *
  * vd_console_serve() runs on libuv's thread pool (worker.c's
  * http_console() queues it), never on a worker's loop: some searches
@@ -136,6 +139,22 @@ static int form_field(const char *s, size_t n, const char *name, char *out,
 }
 
 /* MS in OFFSET_MIN as "YYYY-MM-DD HH:MM:SS+HH:MM". */
+/* N with a comma between thousands: "48,000". */
+static void add_count(vd_buf_t *b, long long n) {
+  char digits[32];
+  int len, i;
+  if (n < 0) {
+    vd_buf_addc(b, '-');
+    n = -n;
+  }
+  len = snprintf(digits, sizeof digits, "%lld", n);
+  for (i = 0; i < len; i++) {
+    if (i && (len - i) % 3 == 0)
+      vd_buf_addc(b, ',');
+    vd_buf_addc(b, digits[i]);
+  }
+}
+
 static void add_time(vd_buf_t *b, int64_t ms, int offset_min) {
   char t[32];
   size_t n = vd_time_format(ms - ms % 1000, offset_min, t);
@@ -453,7 +472,7 @@ typedef struct search {
 #define FIELD_(name, label) char name[128];
   SEARCH_FIELDS(FIELD_)
 #undef FIELD_
-  char since[40], until[40], before[24];
+  char since[40], until[40], before[48];
 } search_t;
 
 /* A time field: RFC 3339, or a browser's datetime-local
@@ -474,7 +493,7 @@ static int parse_when(const char *s, int64_t *ms) {
 static void add_search_query(vd_buf_t *b, const search_t *s) {
 #define Q_(name, label)                                                      \
   if (s->name[0]) {                                                          \
-    vd_buf_adds(b, "&" #name "=");                                           \
+    vd_buf_adds(b, "&amp;" #name "=");                                       \
     pct(b, s->name);                                                         \
   }
   SEARCH_FIELDS(Q_)
@@ -490,7 +509,7 @@ static void decisions_page(vd_daemon_t *d, const char *who, const char *q,
   const vd_history_value_t *row;
   vd_buf_t *b = &a->body, err = VD_BUF_INIT;
   const char *bad = NULL;
-  int64_t last_seq = 0;
+  int64_t last_seq = 0, last_ms = 0;
   int n = 0, rc;
   memset(&s, 0, sizeof s);
   memset(&f, 0, sizeof f);
@@ -509,13 +528,13 @@ static void decisions_page(vd_daemon_t *d, const char *who, const char *q,
   if (s.until[0] && parse_when(s.until, &f.until_ms) != 0)
     bad = "until";
   f.has_until = s.until[0] != 0;
-  if (s.before[0]) {
-    char *e;
-    f.seq_hi = strtoll(s.before, &e, 10);
-    if (*e || f.seq_hi <= 0)
+  if (s.before[0]) { /* the next page: RECEIVED_MS.SEQ of the last row */
+    char *e, *e2 = NULL;
+    f.before_ms = strtoll(s.before, &e, 10);
+    f.before_seq = *e == '.' ? strtoll(e + 1, &e2, 10) : 0;
+    if (*e != '.' || e2 == e + 1 || *e2 || f.before_seq <= 0)
       bad = "before";
-    f.has_seq = 1;
-    f.seq_lo = 0;
+    f.has_before = 1;
   }
   f.newest_first = 1;
   f.has_limit = 1;
@@ -555,7 +574,7 @@ static void decisions_page(vd_daemon_t *d, const char *who, const char *q,
     return;
   }
   vd_buf_adds(b, "<table class=\"data\" id=\"decisions\"><caption>Newest "
-                 "first</caption><thead><tr>"
+                 "first (by arrival)</caption><thead><tr>"
                  "<th scope=\"col\">Seq</th>"
                  "<th scope=\"col\">Received (China time)</th>"
                  "<th scope=\"col\">Decision time</th>"
@@ -570,6 +589,7 @@ static void decisions_page(vd_daemon_t *d, const char *who, const char *q,
     if (++n > PAGE_ROWS)
       break;
     last_seq = v[VD_HISTORY_SEQ].i;
+    last_ms = v[VD_HISTORY_RECEIVED_MS].i;
     vd_buf_addf(b, "<tr><td>%lld</td><td>", (long long)last_seq);
     add_time(b, v[VD_HISTORY_RECEIVED_MS].i, CHINA_OFFSET_MIN);
     vd_buf_adds(b, "</td><td>");
@@ -605,8 +625,8 @@ static void decisions_page(vd_daemon_t *d, const char *who, const char *q,
   } else if (n == 0) {
     vd_buf_adds(b, "<p>No decision matches.</p>");
   } else if (n > PAGE_ROWS) {
-    vd_buf_addf(b, "<p><a rel=\"next\" href=\"/console/decisions?before=%lld",
-                (long long)last_seq);
+    vd_buf_addf(b, "<p><a rel=\"next\" href=\"/console/decisions?before=%lld"
+                   ".%lld", (long long)last_ms, (long long)last_seq);
     add_search_query(b, &s);
     vd_buf_adds(b, "\">Older decisions</a></p>");
   }
@@ -835,7 +855,7 @@ static void replay_decision_page(vd_daemon_t *d, const char *who,
  * figures `verdict replay --format json|html` gives, from the same
  * computation.  Everything here is under impact.lock but the run's
  * inputs, which only impact_run() reads while state is IMPACT_RUNNING. */
-enum { IMPACT_NONE = 0, IMPACT_RUNNING, IMPACT_DONE };
+enum { IMPACT_NONE = 0, IMPACT_RUNNING, IMPACT_DONE, IMPACT_CANCELLED };
 
 #define IMPACT_FORM(X)                                                       \
   X(candidate, "Candidate: a stored revision (any name: sha256 prefix, "     \
@@ -856,7 +876,10 @@ typedef struct impact_form {
 static struct impact {
   uv_mutex_t lock;
   int state;
-  long long progress;
+  long long progress;        /* rows read (vd_replay_opts_t.progress) */
+  long long total;           /* rows selected, -1 until counted */
+  int cancel;                /* set to stop the run (.cancel) */
+  char cancelled_by[64];     /* who set it, or "the daemon, stopping" */
   char who[64];
   int64_t started_ms;
   impact_form_t form;        /* what was asked */
@@ -865,6 +888,9 @@ static struct impact {
   vd_bundle_t *cand, *base;
   vd_buf_t cname, bname, selection;
   vd_buf_t json, error;      /* its outcome */
+  vd_buf_t csv, html;        /* the same report as `verdict replay
+                              * --format csv|html` writes it: downloads */
+  vd_buf_t html_error;       /* why there is no HTML (the chart library) */
 } impact;
 static uv_once_t impact_once = UV_ONCE_INIT;
 
@@ -872,32 +898,45 @@ static void impact_init(void) {
   uv_mutex_init(&impact.lock);
 }
 
-/* Runs on the pool (RUN 1), or gives the run up (RUN 0). */
+/* Runs on the pool (RUN 1), or gives the run up (RUN 0).  A run
+ * cancelled (impact_cancel(), vd_console_stop()) keeps no figures: they
+ * would cover only the rows done. */
 static void impact_run(void *arg, int run) {
   vd_replay_report_t rep;
   vd_report_opts_t ro;
-  vd_buf_t json = VD_BUF_INIT, err = VD_BUF_INIT;
+  vd_buf_t json = VD_BUF_INIT, err = VD_BUF_INIT, csv = VD_BUF_INIT,
+           html = VD_BUF_INIT, html_err = VD_BUF_INIT;
   int64_t t0 = vd_now_ms();
+  int rc = -1;
   (void)arg;
   memset(&rep, 0, sizeof rep);
   memset(&ro, 0, sizeof ro);
   if (!run)
     vd_buf_adds(&err, "the run could not be queued on the thread pool");
-  else if (vd_replay_run(&impact.o, &rep, &err) == 0) {
+  else if ((rc = vd_replay_run(&impact.o, &rep, &err)) == 0 &&
+           !rep.cancelled) {
     ro.seconds = (double)(vd_now_ms() - t0) / 1000.0;
     if (ro.seconds <= 0)
       ro.seconds = 0.001;
     ro.selection = impact.selection.len ? impact.selection.data : NULL;
     vd_report_write(&rep, VD_REPORT_JSON, &ro, &json, &err);
-  } else if (!err.len)
+    vd_report_write(&rep, VD_REPORT_CSV, &ro, &csv, &err);
+    if (vd_report_write(&rep, VD_REPORT_HTML, &ro, &html, &html_err) != 0)
+      vd_buf_release(&html);
+  } else if (rc != 0 && !err.len)
     vd_buf_adds(&err, "the replay failed");
-  vd_replay_report_release(&rep);
   vd_buf_addc(&json, '\0');
   vd_buf_addc(&err, '\0');
   uv_mutex_lock(&impact.lock);
   vd_buf_release(&impact.json);
   vd_buf_release(&impact.error);
+  vd_buf_release(&impact.csv);
+  vd_buf_release(&impact.html);
+  vd_buf_release(&impact.html_error);
   impact.json = json;
+  impact.csv = csv;
+  impact.html = html;
+  impact.html_error = html_err;
   if (err.len > 1)
     impact.error = err;
   else
@@ -906,7 +945,27 @@ static void impact_run(void *arg, int run) {
   if (impact.base)
     vd_bundle_unref(impact.base);
   impact.cand = impact.base = NULL;
-  impact.state = IMPACT_DONE;
+  impact.state = rc == 0 && rep.cancelled ? IMPACT_CANCELLED : IMPACT_DONE;
+  if (impact.state == IMPACT_CANCELLED)
+    vd_log(VD_LEVEL_NOTICE, "impact_cancelled",
+           "the console's Impact run started by %s was cancelled by %s "
+           "after %lld of %lld decisions", impact.who, impact.cancelled_by,
+           __atomic_load_n(&impact.progress, __ATOMIC_RELAXED),
+           __atomic_load_n(&impact.total, __ATOMIC_RELAXED));
+  uv_mutex_unlock(&impact.lock);
+  vd_replay_report_release(&rep);
+}
+
+void vd_console_stop(vd_daemon_t *d) {
+  (void)d;
+  uv_once(&impact_once, impact_init);
+  uv_mutex_lock(&impact.lock);
+  if (impact.state == IMPACT_RUNNING &&
+      !__atomic_load_n(&impact.cancel, __ATOMIC_RELAXED)) {
+    snprintf(impact.cancelled_by, sizeof impact.cancelled_by,
+             "the daemon, stopping");
+    __atomic_store_n(&impact.cancel, 1, __ATOMIC_RELAXED);
+  }
   uv_mutex_unlock(&impact.lock);
 }
 
@@ -1017,12 +1076,18 @@ static void impact_start(vd_daemon_t *d, const char *who,
     vd_buf_release(&impact.selection);
     vd_buf_release(&impact.json);
     vd_buf_release(&impact.error);
+    vd_buf_release(&impact.csv);
+    vd_buf_release(&impact.html);
+    vd_buf_release(&impact.html_error);
     free(impact.db);
     impact.db = strdup(d->opts.db);
     impact.form = f;
     snprintf(impact.who, sizeof impact.who, "%s", who[0] ? who : "loopback");
     impact.started_ms = vd_now_ms();
     impact.progress = 0;
+    impact.total = -1;
+    impact.cancel = 0;
+    impact.cancelled_by[0] = '\0';
     impact.cand = cand;
     impact.base = base;
     impact.cname = cname;
@@ -1045,6 +1110,8 @@ static void impact_start(vd_daemon_t *d, const char *who,
     /* half the machine: the other half decides */
     impact.o.threads = n > 1 ? (int)(n / 2 < 8 ? n / 2 : 8) : 1;
     impact.o.progress = &impact.progress;
+    impact.o.total = &impact.total;
+    impact.o.cancel = &impact.cancel;
     impact.state = IMPACT_RUNNING;
   }
   uv_mutex_unlock(&impact.lock);
@@ -1101,6 +1168,40 @@ static void add_value(vd_buf_t *b, yajl_val v) {
 
 /* A table of the objects of LIST, columns KEYS (NULL-terminated pairs of
  * key and heading). */
+/* V as compact JSON text, escaped for HTML: a changed field's value. */
+static void add_json_text(vd_buf_t *b, yajl_val v) {
+  size_t i;
+  if (!v || YAJL_IS_NULL(v))
+    vd_buf_adds(b, "null (absent)");
+  else if (YAJL_IS_STRING(v)) {
+    vd_buf_adds(b, "&quot;");
+    escs(b, YAJL_GET_STRING(v));
+    vd_buf_adds(b, "&quot;");
+  } else if (YAJL_IS_NUMBER(v))
+    escs(b, YAJL_GET_NUMBER(v));
+  else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v))
+    vd_buf_adds(b, YAJL_IS_TRUE(v) ? "true" : "false");
+  else if (YAJL_IS_ARRAY(v)) {
+    vd_buf_addc(b, '[');
+    for (i = 0; i < YAJL_GET_ARRAY(v)->len; i++) {
+      if (i)
+        vd_buf_adds(b, ", ");
+      add_json_text(b, YAJL_GET_ARRAY(v)->values[i]);
+    }
+    vd_buf_addc(b, ']');
+  } else if (YAJL_IS_OBJECT(v)) {
+    vd_buf_addc(b, '{');
+    for (i = 0; i < YAJL_GET_OBJECT(v)->len; i++) {
+      if (i)
+        vd_buf_adds(b, ", ");
+      escs(b, YAJL_GET_OBJECT(v)->keys[i]);
+      vd_buf_adds(b, ": ");
+      add_json_text(b, YAJL_GET_OBJECT(v)->values[i]);
+    }
+    vd_buf_addc(b, '}');
+  }
+}
+
 static void json_table(vd_buf_t *b, const char *id, const char *caption,
                        yajl_val list, const char *const *keys) {
   size_t i, k;
@@ -1118,9 +1219,14 @@ static void json_table(vd_buf_t *b, const char *id, const char *caption,
     yajl_val o = YAJL_GET_ARRAY(list)->values[i];
     vd_buf_adds(b, "<tr>");
     for (k = 0; keys[k]; k += 2) {
-      yajl_val v = jget(o, keys[k]);
+      yajl_val v = jget(o, keys[k]), did = jget(o, "decision_id");
       vd_buf_addf(b, "<td data-key=\"%s\">", keys[k]);
-      if (strcmp(keys[k], "decision_id") == 0 && v && YAJL_IS_STRING(v)) {
+      if (strcmp(keys[k], "versions") == 0 && did && YAJL_IS_STRING(did)) {
+        vd_buf_adds(b, "<a href=\"/console/impact/decision/");
+        pct(b, YAJL_GET_STRING(did));
+        vd_buf_adds(b, "\">baseline and candidate</a>");
+      } else if (strcmp(keys[k], "decision_id") == 0 && v &&
+                 YAJL_IS_STRING(v)) {
         vd_buf_adds(b, "<a href=\"/console/decisions/");
         pct(b, YAJL_GET_STRING(v));
         vd_buf_adds(b, "\">");
@@ -1190,7 +1296,8 @@ static void impact_result(vd_buf_t *b, const char *json) {
       "region", "Region", "at", "Decision time", "material", "Material",
       "offer_before_yuan", "Offer before (yuan)", "offer_after_yuan",
       "Offer after (yuan)", "rules_gained", "Rules that fire now",
-      "rules_lost", "Rules that no longer fire", NULL};
+      "rules_lost", "Rules that no longer fire", "versions", "Both versions",
+      NULL};
   char why[256];
   yajl_val root = yajl_tree_parse(json, why, sizeof why), v, offers;
   size_t i;
@@ -1275,7 +1382,8 @@ static void impact_result(vd_buf_t *b, const char *json) {
   vd_buf_adds(b, "</tbody></table></section>\n<section><h2>Changed "
                  "decisions</h2>");
   json_table(b, "impact-changes", "Each links to its decision page (the "
-             "recorded one)", jget(root, "changes"), change);
+             "recorded one) and to its baseline and candidate results side "
+             "by side", jget(root, "changes"), change);
   v = jget(root, "changes_not_listed");
   if (v && YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) > 0)
     vd_buf_addf(b, "<p>%lld more not listed: <code>verdict replay</code> "
@@ -1308,14 +1416,52 @@ static void impact_page(const char *who, const char *csrf,
                  "B</code>; the same report).</p>");
   impact_form_html(b, &f, csrf);
   if (state == IMPACT_RUNNING) {
+    long long done = __atomic_load_n(&impact.progress, __ATOMIC_RELAXED);
+    long long total = __atomic_load_n(&impact.total, __ATOMIC_RELAXED);
     vd_buf_addf(b, "<p role=\"status\" id=\"impact-state\" "
                    "class=\"running\">Running, started by ");
     escs(b, impact.who);
-    vd_buf_addf(b, " %lld s ago: %lld decisions read.  This page "
-                   "refreshes every second.</p>",
-                (long long)((vd_now_ms() - impact.started_ms) / 1000),
-                (long long)__atomic_load_n(&impact.progress,
-                                           __ATOMIC_RELAXED));
+    vd_buf_addf(b, " %lld s ago: ",
+                (long long)((vd_now_ms() - impact.started_ms) / 1000));
+    if (__atomic_load_n(&impact.cancel, __ATOMIC_RELAXED)) {
+      vd_buf_adds(b, "cancelled by ");
+      escs(b, impact.cancelled_by);
+      vd_buf_adds(b, ", stopping after the decisions in hand");
+    } else if (total < 0) {
+      add_count(b, done);
+      vd_buf_adds(b, " decisions read (counting what the filters select)");
+    } else {
+      vd_buf_adds(b, "<span id=\"impact-done\">");
+      add_count(b, done);
+      vd_buf_adds(b, "</span> of <span id=\"impact-total\">");
+      add_count(b, total);
+      vd_buf_addf(b, "</span> decisions (%lld%%)",
+                  total ? done * 100 / total : 100);
+    }
+    vd_buf_adds(b, ".  This page refreshes every second.</p>");
+    if (total >= 0)
+      vd_buf_addf(b, "<progress id=\"impact-progress\" max=\"%lld\" "
+                     "value=\"%lld\" aria-labelledby=\"impact-state\">"
+                     "</progress>", total ? total : 1,
+                  total ? done : 1);
+    vd_buf_adds(b, "<form method=\"post\" action=\"/console/impact/"
+                   "cancel\" id=\"cancel-form\">");
+    csrf_input(b, csrf);
+    vd_buf_adds(b, "<button type=\"submit\" id=\"cancel\">Cancel this "
+                   "run&hellip;</button></form>\n");
+  } else if (state == IMPACT_CANCELLED) {
+    vd_buf_adds(b, "<p role=\"status\" id=\"impact-state\" "
+                   "class=\"cancelled\">Cancelled by ");
+    escs(b, impact.cancelled_by);
+    vd_buf_adds(b, " after ");
+    add_count(b, __atomic_load_n(&impact.progress, __ATOMIC_RELAXED));
+    vd_buf_adds(b, " of ");
+    add_count(b, __atomic_load_n(&impact.total, __ATOMIC_RELAXED));
+    vd_buf_adds(b, " decisions: the run started by ");
+    escs(b, impact.who);
+    vd_buf_adds(b, " at ");
+    add_time(b, impact.started_ms, CHINA_OFFSET_MIN);
+    vd_buf_adds(b, " (China time).  Its partial figures are not shown.</p>");
   } else if (state == IMPACT_DONE) {
     vd_buf_adds(b, "<p role=\"status\" id=\"impact-state\" class=\"done\">"
                    "Done: the last run, started by ");
@@ -1327,8 +1473,188 @@ static void impact_page(const char *who, const char *csrf,
       vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">It failed: ");
       escs(b, impact.error.data);
       vd_buf_adds(b, "</p>");
-    } else
+    } else {
+      vd_buf_adds(b, "<p id=\"downloads\">Download this report: <a "
+                     "href=\"/console/impact/report.csv\" download>the "
+                     "changed decisions as CSV</a>");
+      if (impact.html.len)
+        vd_buf_adds(b, ", <a href=\"/console/impact/report.html\" "
+                       "download>the whole report as one HTML file</a> "
+                       "(it opens with no server)");
+      else if (impact.html_error.len) {
+        vd_buf_adds(b, " (no HTML report: ");
+        esc(b, impact.html_error.data, impact.html_error.len);
+        vd_buf_adds(b, ")");
+      }
+      vd_buf_adds(b, "; <code>verdict replay --format csv|html</code> "
+                     "writes the same files.</p>");
       impact_result(b, impact.json.data);
+    }
+  }
+  uv_mutex_unlock(&impact.lock);
+  page_end(a);
+}
+
+/* GET /console/impact/decision/{id}: one changed decision of the last
+ * run, both versions side by side: each field that differs as the
+ * baseline and the candidate decide it (and as recorded), and the rules
+ * each fires that the other does not; the recorded decision is a link
+ * to its own page.  From the run's report: what it replayed, nothing
+ * decided again. */
+static void impact_versions(const char *who, const char *id,
+                            vd_console_answer_t *a) {
+  vd_buf_t *b = &a->body;
+  yajl_val root = NULL, c = NULL, list, fields;
+  char why[256];
+  size_t i;
+  uv_mutex_lock(&impact.lock);
+  if (impact.state == IMPACT_DONE && !impact.error.len && impact.json.len)
+    root = yajl_tree_parse(impact.json.data, why, sizeof why);
+  uv_mutex_unlock(&impact.lock);
+  list = jget(root, "changes");
+  for (i = 0; list && YAJL_IS_ARRAY(list) && i < YAJL_GET_ARRAY(list)->len;
+       i++) {
+    yajl_val v = jget(YAJL_GET_ARRAY(list)->values[i], "decision_id");
+    const char *s = v && YAJL_IS_STRING(v) ? v->u.string : NULL;
+    if (s && strcmp(s, id) == 0)
+      c = YAJL_GET_ARRAY(list)->values[i];
+  }
+  if (!c) {
+    page_begin(a, 404, "Baseline and candidate", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">Decision ");
+    escs(b, id);
+    vd_buf_adds(b, " is not among the changed decisions the last Impact "
+                   "run lists: see <a href=\"/console/impact\">the Impact "
+                   "page</a>.</p>");
+    page_end(a);
+    yajl_tree_free(root);
+    return;
+  }
+  page_begin(a, 200, "Baseline and candidate", who);
+  vd_buf_adds(b, "<p>Decision <a id=\"recorded\" href=\"/console/decisions/");
+  pct(b, id);
+  vd_buf_adds(b, "\">");
+  escs(b, id);
+  vd_buf_adds(b, "</a> (the recorded decision), complaint ");
+  add_value(b, jget(c, "complaint_id"));
+  vd_buf_adds(b, ", ");
+  add_value(b, jget(c, "kind"));
+  vd_buf_adds(b, " in ");
+  add_value(b, jget(c, "region"));
+  vd_buf_adds(b, ", decision time ");
+  add_value(b, jget(c, "at"));
+  vd_buf_adds(b, ": decided again by the baseline <code>");
+  add_value(b, jget(root, "baseline"));
+  vd_buf_adds(b, "</code> and by the candidate <code>");
+  add_value(b, jget(root, "candidate"));
+  vd_buf_adds(b, "</code>.  ");
+  vd_buf_adds(b, YAJL_IS_TRUE(jget(c, "material"))
+                     ? "The change is material: an outcome differs."
+                     : "The change is not material: no outcome differs.");
+  vd_buf_adds(b, "</p>\n<table class=\"data\" id=\"versions\"><caption>"
+                 "Each field that differs (the others are the same)"
+                 "</caption><thead><tr><th scope=\"col\">Field</th>"
+                 "<th scope=\"col\">Baseline</th><th scope=\"col\">"
+                 "Candidate</th><th scope=\"col\">Recorded</th>"
+                 "<th scope=\"col\">Outcome</th></tr></thead><tbody>\n");
+  fields = jget(c, "fields");
+  for (i = 0; fields && YAJL_IS_ARRAY(fields) &&
+              i < YAJL_GET_ARRAY(fields)->len; i++) {
+    yajl_val f = YAJL_GET_ARRAY(fields)->values[i];
+    vd_buf_adds(b, "<tr><th scope=\"row\"><code>");
+    add_value(b, jget(f, "field"));
+    vd_buf_adds(b, "</code></th><td data-key=\"old\">");
+    add_json_text(b, jget(f, "old"));
+    vd_buf_adds(b, "</td><td data-key=\"new\">");
+    add_json_text(b, jget(f, "new"));
+    vd_buf_adds(b, "</td><td data-key=\"recorded\">");
+    add_json_text(b, jget(f, "recorded"));
+    vd_buf_adds(b, "</td><td>");
+    add_value(b, jget(f, "outcome"));
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table>\n<h2>Rules</h2><dl>"
+                 "<dt>Fire for the candidate only</dt><dd id=\"gained\">");
+  add_value(b, jget(c, "rules_gained"));
+  vd_buf_adds(b, "</dd><dt>Fire for the baseline only</dt><dd id=\"lost\">");
+  add_value(b, jget(c, "rules_lost"));
+  vd_buf_adds(b, "</dd></dl>\n<p><a href=\"/console/impact\">Back to the "
+                 "Impact report</a></p>");
+  page_end(a);
+  yajl_tree_free(root);
+}
+
+/* GET /console/impact/report.{csv,html}: the last run's report, written
+ * by core/report.c as `verdict replay --format csv|html` writes it. */
+static void impact_download(const char *who, int html,
+                            vd_console_answer_t *a) {
+  vd_buf_t *file;
+  uv_mutex_lock(&impact.lock);
+  file = html ? &impact.html : &impact.csv;
+  if (impact.state != IMPACT_DONE || impact.error.len || !file->len) {
+    uv_mutex_unlock(&impact.lock);
+    page_begin(a, 404, "Impact", who);
+    vd_buf_adds(&a->body, "<p role=\"alert\" class=\"refused\">No "
+                          "report to download: see <a href=\"/console/"
+                          "impact\">the Impact page</a>.</p>");
+    page_end(a);
+    return;
+  }
+  vd_buf_add(&a->body, file->data, file->len);
+  uv_mutex_unlock(&impact.lock);
+  a->status = 200;
+  a->type = html ? "text/html; charset=utf-8" : "text/csv; charset=utf-8";
+  vd_buf_addf(&a->headers, "Content-Disposition: attachment; "
+                           "filename=\"impact-report.%s\"\r\n",
+              html ? "html" : "csv");
+}
+
+/* POST /console/impact/cancel: stop the run in progress, for the
+ * credential that started it or one with the admin role.  The first POST
+ * asks for a confirmation (a page with a second form); the run stops
+ * only on the second, with confirm=yes. */
+static void impact_cancel(const char *who, unsigned roles,
+                          const vd_http_req_t *req, const char *csrf,
+                          vd_console_answer_t *a) {
+  const char *body = req->body.data ? req->body.data : "";
+  const char *me = who[0] ? who : "loopback";
+  char confirm[8] = "";
+  vd_buf_t *b = &a->body;
+  form_field(body, req->body.len, "confirm", confirm, sizeof confirm);
+  uv_mutex_lock(&impact.lock);
+  if (impact.state != IMPACT_RUNNING ||
+      __atomic_load_n(&impact.cancel, __ATOMIC_RELAXED)) {
+    page_begin(a, 409, "Impact", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\" id=\"not-running\">"
+                   "No replay is running (or it is stopping already): "
+                   "see <a href=\"/console/impact\">the Impact page</a>."
+                   "</p>");
+  } else if (!(roles & VD_ROLE_ADMIN) && strcmp(me, impact.who) != 0) {
+    page_begin(a, 403, "Refused", who);
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">Only ");
+    escs(b, impact.who);
+    vd_buf_adds(b, ", who started this run, or a credential with the admin "
+                   "role can cancel it.</p>");
+  } else if (strcmp(confirm, "yes") != 0) {
+    page_begin(a, 200, "Cancel the replay?", who);
+    vd_buf_adds(b, "<p id=\"confirm-text\">Cancel the replay started by ");
+    escs(b, impact.who);
+    vd_buf_addf(b, " %lld s ago?  It has read ",
+                (long long)((vd_now_ms() - impact.started_ms) / 1000));
+    add_count(b, __atomic_load_n(&impact.progress, __ATOMIC_RELAXED));
+    vd_buf_adds(b, " decisions; what it found so far is not kept.</p>"
+                   "<form method=\"post\" action=\"/console/impact/cancel\">");
+    csrf_input(b, csrf);
+    vd_buf_adds(b, "<input type=\"hidden\" name=\"confirm\" value=\"yes\">"
+                   "<button type=\"submit\" id=\"confirm\">Yes, cancel the "
+                   "run</button> <a href=\"/console/impact\">No, back to "
+                   "the run</a></form>\n");
+  } else {
+    snprintf(impact.cancelled_by, sizeof impact.cancelled_by, "%s", me);
+    __atomic_store_n(&impact.cancel, 1, __ATOMIC_RELAXED);
+    uv_mutex_unlock(&impact.lock);
+    redirect(a, "/console/impact");
+    return;
   }
   uv_mutex_unlock(&impact.lock);
   page_end(a);
@@ -1726,6 +2052,75 @@ out:
  * Health
  * ====================================================================== */
 
+/* The Health page's nodes: in a fleet (a PostgreSQL history,
+ * docs/fleet.md) each node's row of node_status, read through
+ * vd_history_fleet_status() (core/history_pg.c); on SQLite, one node. */
+static void health_nodes(vd_daemon_t *d, int64_t now, vd_buf_t *b) {
+  vd_buf_t json = VD_BUF_INIT, err = VD_BUF_INIT;
+  yajl_val root = NULL;
+  char why[256];
+  size_t i;
+  vd_buf_adds(b, "<section><h2>Nodes</h2>");
+  if (!vd_history_is_postgres(d->opts.db)) {
+    vd_buf_adds(b, "<p id=\"nodes\">One node: this verdictd, with a "
+                   "SQLite history of its own (a fleet of nodes shares a "
+                   "PostgreSQL history: docs/fleet.md).</p></section>\n");
+    return;
+  }
+  if (vd_history_fleet_status(d->opts.db, &json, &err) != 0 ||
+      (vd_buf_addc(&json, '\0'),
+       !(root = yajl_tree_parse(json.data, why, sizeof why))) ||
+      !YAJL_IS_ARRAY(root)) {
+    vd_buf_adds(b, "<p role=\"alert\" class=\"refused\">The fleet's "
+                   "node_status could not be read: ");
+    if (err.len)
+      esc(b, err.data, err.len);
+    else
+      escs(b, why);
+    vd_buf_adds(b, "</p></section>\n");
+    goto out;
+  }
+  vd_buf_addf(b, "<table class=\"data\" id=\"nodes\"><caption>%zu nodes "
+                 "share this history (node_status)</caption><thead><tr>"
+                 "<th scope=\"col\">Node</th><th scope=\"col\">Revision"
+                 "</th><th scope=\"col\">Last activation (China time)</th>"
+                 "<th scope=\"col\">Last error</th><th scope=\"col\">"
+                 "Heartbeat (China time)</th><th scope=\"col\">Seconds "
+                 "since</th><th scope=\"col\">Decisions</th></tr></thead>"
+                 "<tbody>\n", YAJL_GET_ARRAY(root)->len);
+  for (i = 0; i < YAJL_GET_ARRAY(root)->len; i++) {
+    yajl_val n = YAJL_GET_ARRAY(root)->values[i], v;
+    vd_buf_adds(b, "<tr><td data-key=\"node\">");
+    add_value(b, jget(n, "node"));
+    vd_buf_adds(b, "</td><td data-key=\"revision\"><code>");
+    add_value(b, jget(n, "revision"));
+    vd_buf_adds(b, "</code></td><td data-key=\"activated\">");
+    v = jget(n, "activated_ms");
+    if (v && YAJL_IS_INTEGER(v))
+      add_time(b, YAJL_GET_INTEGER(v), CHINA_OFFSET_MIN);
+    else
+      vd_buf_adds(b, "-");
+    vd_buf_adds(b, "</td><td data-key=\"last_error\">");
+    add_value(b, jget(n, "last_error"));
+    vd_buf_adds(b, "</td><td data-key=\"heartbeat\">");
+    v = jget(n, "heartbeat_ms");
+    if (v && YAJL_IS_INTEGER(v)) {
+      add_time(b, YAJL_GET_INTEGER(v), CHINA_OFFSET_MIN);
+      vd_buf_addf(b, "</td><td data-key=\"age\">%lld",
+                  (long long)((now - YAJL_GET_INTEGER(v)) / 1000));
+    } else
+      vd_buf_adds(b, "-</td><td data-key=\"age\">-");
+    vd_buf_adds(b, "</td><td data-key=\"decisions\">");
+    add_value(b, jget(n, "decisions"));
+    vd_buf_adds(b, "</td></tr>\n");
+  }
+  vd_buf_adds(b, "</tbody></table></section>\n");
+out:
+  yajl_tree_free(root);
+  vd_buf_release(&json);
+  vd_buf_release(&err);
+}
+
 static void health_page(vd_daemon_t *d, const char *who,
                         vd_console_answer_t *a) {
   vd_buf_t *b = &a->body, err = VD_BUF_INIT;
@@ -1763,6 +2158,7 @@ static void health_page(vd_daemon_t *d, const char *who,
   dl_row(b, "Decisions since start", line);
   dl_row(b, "History check (PRAGMA quick_check)", check);
   vd_buf_adds(b, "</dl>\n");
+  health_nodes(d, now, b);
 
   since = (now / RATE_BUCKET_MS - (RATE_BUCKETS - 1)) * RATE_BUCKET_MS;
   rc = vd_history_rate(d->opts.db, since, RATE_BUCKET_MS, RATE_BUCKETS,
@@ -1956,6 +2352,39 @@ void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
       csrf_refused(a, name);
     else
       impact_start(d, name, req, a, csrf);
+    return;
+  }
+  if (req->method == HTTP_GET &&
+      strncmp(path, "/console/impact/decision/", 25) == 0 && path[25] &&
+      !strchr(path + 25, '/')) {
+    char seg[sizeof path + 4], id[64];
+    snprintf(seg, sizeof seg, "id=%s", path + 25);
+    uv_once(&impact_once, impact_init);
+    if (form_field(seg, strlen(seg), "id", id, sizeof id) != 1) {
+      a->status = 404;
+      vd_buf_adds(&a->body, "no such decision\n");
+      return;
+    }
+    impact_versions(name, id, a);
+    return;
+  }
+  if (req->method == HTTP_GET &&
+      (strcmp(path, "/console/impact/report.csv") == 0 ||
+       strcmp(path, "/console/impact/report.html") == 0)) {
+    uv_once(&impact_once, impact_init);
+    impact_download(name, path[pn - 1] == 'l', a);
+    return;
+  }
+  if (strcmp(path, "/console/impact/cancel") == 0) {
+    uv_once(&impact_once, impact_init);
+    csrf_of(tok, tokn, csrf);
+    if (req->method != HTTP_POST) {
+      a->status = 405;
+      vd_buf_adds(&a->headers, "Allow: POST\r\n");
+    } else if (!csrf_ok(req, tok, tokn))
+      csrf_refused(a, name);
+    else
+      impact_cancel(name, roles, req, csrf, a);
     return;
   }
   if (req->method != HTTP_GET) {

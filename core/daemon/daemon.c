@@ -346,6 +346,7 @@ static void daemon_stop(vd_daemon_t *d, const char *why) {
   close_listeners(d);
   vd_admin_stop(d);
   vd_fleet_stop(d);
+  vd_console_stop(d);
   close_own_handles(d);
   for (i = 0; i < d->nslots; i++)
     if (d->workers[i].started && !atomic_load(&d->workers[i].abandoned))

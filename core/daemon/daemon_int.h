@@ -213,6 +213,10 @@ typedef struct vd_console_answer {
 void vd_console_serve(vd_daemon_t *d, int loopback, int tls,
                       const vd_http_req_t *req, vd_console_answer_t *a);
 void vd_console_answer_release(vd_console_answer_t *a);
+/* Cancel the console's Impact run in progress, if any (daemon_stop()):
+ * its lanes stop before their next row, so stopping never waits for a
+ * replay.  Any thread. */
+void vd_console_stop(vd_daemon_t *d);
 
 /* tls.c: TLS over memory BIOs, between a connection's socket and its
  * protocol.  The context is made once on the main thread and then only

@@ -42,7 +42,7 @@
 #include "verdict/bundle.h"
 
 /* The schema version this code writes and reads (PRAGMA user_version). */
-#define VD_HISTORY_SCHEMA_VERSION 6
+#define VD_HISTORY_SCHEMA_VERSION 7
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
@@ -452,14 +452,18 @@ typedef struct vd_history_filter {
   const char *region, *kind; /* NULL: any */
   const char *complaint_id, *decision_id;
   const char *customer_id;   /* NULL: any */
-  int newest_first;          /* rows in descending seq order (the
-                              * console's pages); vd_history_rows_open()
-                              * only */
+  int newest_first;          /* rows newest first: descending
+                              * received_ms, then seq (the console's
+                              * pages); vd_history_rows_open() only */
+  int has_before;            /* newest_first's next page: only rows
+                              * older than (before_ms, before_seq) in
+                              * that order */
+  int64_t before_ms, before_seq;
   int has_limit;             /* at most `limit` rows */
   int64_t limit;
 } vd_history_filter_t;
 
-/* A read of the rows FILTER selects, in seq order (descending with
+/* A read of the rows FILTER selects, in seq order (newest first with
  * newest_first).  Open it, take rows
  * with next until it returns 0, close it.  One thread at a time. */
 typedef struct vd_history_rows vd_history_rows_t;
@@ -500,9 +504,11 @@ void vd_history_finder_close(vd_history_finder_t *f);
  * about as many rows each: bounds[0..n] (n + 1 values, the caller's
  * array), range i is bounds[i] <= seq < bounds[i + 1], bounds[n] is
  * INT64_MAX.  With fewer rows than ranges some ranges are empty.  Reads
- * only seq. */
+ * only seq.  *total (when TOTAL is not NULL): how many rows FILTER
+ * selects, or -1 where the history does not count them first
+ * (PostgreSQL). */
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
-                     int n, int64_t *bounds, vd_buf_t *err);
+                     int n, int64_t *bounds, int64_t *total, vd_buf_t *err);
 
 /* Decisions received in N buckets of BUCKET_MS from SINCE_MS: bucket i
  * counts since_ms + i * bucket_ms <= received_ms < that + bucket_ms,

@@ -66,6 +66,16 @@ typedef struct vd_replay_opts {
   long long *progress;     /* NULL, or a counter each row read adds 1 to
                             * (atomically, relaxed): another thread (the
                             * console's) may read it during the run */
+  long long *total;        /* NULL, or where the number of rows selected
+                            * is stored (atomically) once counted, before
+                            * the first is read; -1 where the history does
+                            * not count first (PostgreSQL) */
+  const int *cancel;       /* NULL, or a flag another thread sets
+                            * (atomically, nonzero) to stop the run: each
+                            * lane stops before its next row, and
+                            * vd_replay_run() returns 0 with
+                            * rep->cancelled set: its counts are partial,
+                            * not a report */
 } vd_replay_opts_t;
 
 /* One field that changed, by its path in {"result":..,"trace":..} or
@@ -196,6 +206,8 @@ typedef struct vd_replay_report {
                          * the candidate (else reading the database
                          * failed) */
   int baseline_failed;  /* the same for the baseline */
+  int cancelled;        /* vd_replay_opts_t.cancel stopped the run:
+                         * the counts cover only the rows done */
 } vd_replay_report_t;
 
 /* Resolve SPEC into a bundle for a replay, for a candidate or a baseline:

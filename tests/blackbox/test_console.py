@@ -9,6 +9,7 @@ looked at.
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -293,6 +294,9 @@ class Console(unittest.TestCase):
         self.assertGreater(painted, 1000)
         text = self.b.find_element(By.TAG_NAME, "main").text
         self.assertIn("Active revision\nsha256:", text)
+        # a SQLite history: one node (a fleet's are test_console_fleet's)
+        self.assertTrue(self.b.find_element(By.ID, "nodes").text
+                        .startswith("One node: this verdictd"))
 
     def test_revisions(self):
         self.login(TOKENS["auditor"][1])
@@ -415,6 +419,105 @@ class Console(unittest.TestCase):
         self.submit(self.b.find_element(By.LINK_TEXT, self.ids["C-150"]))
         self.assertEqual(self.h1(), "Decision")
         self.assertIn("C-150", self.b.find_element(By.TAG_NAME, "main").text)
+
+    def test_impact_downloads(self):
+        """The Impact page's downloads are the files `verdict replay
+        --format csv|html` writes for the same window, byte for byte:
+        one computation, one writer (core/report.c)."""
+        path = os.path.join(self.policies, "national", "compensation.lua")
+        with open(path) as f:
+            src = f.read()
+
+        def restore():
+            with open(path, "w") as f:
+                f.write(src)
+        self.addCleanup(restore)
+        with open(path, "w") as f:  # double refunds made triple
+            f.write(src.replace("multiplier = 2,", "multiplier = 3,", 1))
+        since, until = "2026-11-23T00:00:00+08:00", "2026-11-24T00:00:00+08:00"
+        self.login(TOKENS["auditor"][1])
+        self.b.get(self.url("/console/impact"))
+        for field, value in (("at_since", since), ("at_until", until),
+                             ("kind", "compensation")):
+            self.b.find_element(By.ID, field).clear()  # the last run's
+            self.b.find_element(By.ID, field).send_keys(value)
+        self.submit(self.b.find_element(By.ID, "run"))
+        WebDriverWait(self.b, 60).until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, "#impact-state.done"))
+        links = {a.get_attribute("href").rsplit("/", 1)[1]: a
+                 for a in self.b.find_elements(By.CSS_SELECTOR,
+                                               "#downloads a")}
+        self.assertEqual(sorted(links), ["report.csv", "report.html"])
+        for fmt in ("csv", "html"):
+            c = http.client.HTTPConnection("127.0.0.1", self.d.http_port,
+                                           timeout=20)
+            c.request("GET", "/console/impact/report." + fmt, headers={
+                "Authorization": "Bearer " + TOKENS["auditor"][1]})
+            r = c.getresponse()
+            got = r.read().decode()
+            c.close()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("Content-Disposition"),
+                             'attachment; filename="impact-report.%s"' % fmt)
+            # the options in the order the page describes its selection
+            rc, out, err = run_cli(
+                "replay", "--db", self.d.db, "--against", self.policies,
+                "--baseline", "active", "--at-since", since,
+                "--at-until", until, "--kind", "compensation",
+                "--format", fmt)
+            self.assertEqual(rc, 0, err)
+            # the two replays took their own time: the report's data
+            # says how long; everything else is the same bytes
+            timing = re.compile(r'"seconds":[0-9.]+,'
+                                r'"decisions_per_second":[0-9]+')
+            self.assertEqual(len(timing.findall(got)),
+                             1 if fmt == "html" else 0)
+            self.assertEqual(timing.sub("TIMING", got),
+                             timing.sub("TIMING", out), fmt)
+            self.assertIn(self.ids["C-150"], got)
+            self.assertNotIn(self.ids["C-110"], got)  # outside the window
+        # each changed decision links to both versions, side by side
+        rc, out, err = run_cli(
+            "replay", "--db", self.d.db, "--against", self.policies,
+            "--baseline", "active", "--at-since", since,
+            "--at-until", until, "--kind", "compensation", "--format", "json")
+        self.assertEqual(rc, 0, err)
+        change = [c for c in json.loads(out)["changes"]
+                  if c["decision_id"] == self.ids["C-150"]][0]
+        row = [r for r in self.b.find_elements(By.CSS_SELECTOR,
+                                               "#impact-changes tbody tr")
+               if self.ids["C-150"] in r.text][0]
+        self.submit(row.find_element(By.LINK_TEXT, "baseline and candidate"))
+        self.shot("impact-versions")
+        self.assertEqual(self.h1(), "Baseline and candidate")
+        self.assertTrue(self.b.find_element(By.ID, "recorded").get_attribute(
+            "href").endswith("/console/decisions/" + self.ids["C-150"]))
+        shown = {r.find_element(By.TAG_NAME, "th").text:
+                 [r.find_element(By.CSS_SELECTOR, "td[data-key=%s]" % k).text
+                  for k in ("old", "new", "recorded")]
+                 for r in self.b.find_elements(By.CSS_SELECTOR,
+                                               "#versions tbody tr")}
+        self.assertEqual(sorted(shown), sorted(f["field"]
+                                               for f in change["fields"]))
+        offer = [f for f in change["fields"]
+                 if f["field"] == "result.offer_fen"][0]
+        self.assertEqual(shown["result.offer_fen"],
+                         [str(offer["old"]), str(offer["new"]),
+                          str(offer["recorded"])])
+        self.assertEqual(offer["new"], offer["old"] * 3 // 2)
+        self.assertEqual(self.b.find_element(By.ID, "gained").text,
+                         ", ".join(change["rules_gained"]) or "-")
+        self.b.get(self.url("/console/impact/decision/" + self.ids["C-110"]))
+        self.assertIn("is not among the changed decisions",
+                      self.b.find_element(By.TAG_NAME, "main").text)
+        # no report to download for a credential without the audit role
+        c = http.client.HTTPConnection("127.0.0.1", self.d.http_port,
+                                       timeout=20)
+        c.request("GET", "/console/impact/report.csv", headers=CRM)
+        r = c.getresponse()
+        self.assertNotIn(self.ids["C-150"], r.read().decode())
+        self.assertEqual(r.status, 403)
+        c.close()
 
     def test_impact_refuses_bad_input(self):
         self.login(TOKENS["auditor"][1])
