@@ -29,6 +29,7 @@
  *     power cut may lose the last batches, never corrupt the chain); off
  *     writes no decision and reports each done at once.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -293,6 +294,56 @@ static uint64_t mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Under mu: what vd_history_health() answers from now on. */
+static void set_health(vd_history_t *h, int rc, const char *why) {
+  h->health = rc ? (rc == VD_ENOMEM ? rc : VD_EIO) : 0;
+  snprintf(h->health_why, sizeof h->health_why, "%s",
+           rc && why ? why : "");
+}
+
+int vd_history_health(vd_history_t *h, char *why, size_t n) {
+  int rc;
+  pthread_mutex_lock(&h->mu);
+  rc = h->health;
+  if (n)
+    snprintf(why, n, "%s", rc ? h->health_why : "");
+  pthread_mutex_unlock(&h->mu);
+  return rc;
+}
+
+/* Writer thread, under mu, nothing queued: wait for a record; with a
+ * backend that can be checked, check it after VD_HISTORY_PROBE_MS of
+ * waiting (outside mu), saying when it starts and stops failing. */
+static void idle_wait(vd_history_t *h, vd_buf_t *err) {
+  struct timespec ts;
+  int rc;
+  if (!h->be->probe) {
+    pthread_cond_wait(&h->wake, &h->mu);
+    return;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += VD_HISTORY_PROBE_MS / 1000;
+  ts.tv_nsec += (long)(VD_HISTORY_PROBE_MS % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  if (pthread_cond_timedwait(&h->wake, &h->mu, &ts) != ETIMEDOUT ||
+      h->qhead || h->stopping)
+    return;
+  pthread_mutex_unlock(&h->mu);
+  rc = h->be->probe(h, err);
+  if (rc && !h->probe_failing)
+    say(h, "history_unavailable", 1,
+        "the database cannot take records: %s; requests fail with "
+        "`internal` until it can", err->data);
+  else if (!rc && h->probe_failing)
+    say(h, "history_available", 0, "the database takes records again");
+  h->probe_failing = rc != 0;
+  pthread_mutex_lock(&h->mu);
+  set_health(h, rc, err->data);
+}
+
 static void *writer_main(void *arg) {
   vd_history_t *h = arg;
   vd_buf_t err = VD_BUF_INIT;
@@ -304,7 +355,7 @@ static void *writer_main(void *arg) {
     uint64_t t0;
     int rc;
     while (!h->qhead && !h->stopping)
-      pthread_cond_wait(&h->wake, &h->mu);
+      idle_wait(h, &err);
     if (!h->qhead)
       break; /* stopping, and everything is written */
     list = h->qhead;
@@ -335,7 +386,12 @@ static void *writer_main(void *arg) {
       free(q);
     }
 
+    if (rc == 0 && h->probe_failing) { /* back before the next check */
+      say(h, "history_available", 0, "the database takes records again");
+      h->probe_failing = 0;
+    }
     pthread_mutex_lock(&h->mu);
+    set_health(h, rc, err.data);
     for (i = 0; i < ntouched; i++) {
       vd_hist_lane_t *l = &h->lanes[h->touched[i]];
       lane_push(l, l->batch_first, l->batch_last, rc ? VD_EIO : 0);
@@ -421,6 +477,7 @@ static void sqlite_close(vd_history_t *h) {
 const vd_hist_backend_t vd_hist_sqlite_backend = {
     "sqlite", sqlite_open, write_batch, sqlite_close,
     vd_hist_sqlite_store_revision, vd_hist_sqlite_record_activation,
+    NULL, /* judged by its batches */
 };
 
 /* Free H and whatever it holds; the writer thread is not running. */
@@ -473,7 +530,13 @@ int vd_history_open_node(vd_history_t **out, const char *path,
     return vd_hist_give_err(errmsg, &err, VD_ENOMEM);
   pthread_mutex_init(&h->mu, NULL);
   pthread_mutex_init(&h->aux_mu, NULL);
-  pthread_cond_init(&h->wake, NULL);
+  {
+    pthread_condattr_t ca; /* idle_wait()'s clock */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->wake, &ca);
+    pthread_condattr_destroy(&ca);
+  }
   pthread_cond_init(&h->room, NULL);
   h->qtail = &h->qhead;
   h->lock_fd = -1;

@@ -390,8 +390,6 @@ struct vd_daemon {
   vd_tls_ctx_t *tls;       /* --tls-cert: the TCP and HTTP listeners' */
   vd_idem_t *idem;         /* idempotency keys (idem.c); NULL: none kept */
   vd_metrics_t *metrics;   /* GET /metrics (metrics.h); NULL: none kept */
-  /* the history's last batch failed (0 once one commits): /health/ready */
-  atomic_int history_failing;
   uv_timer_t accept_pause;
   unsigned accept_pauses; /* out of descriptors, since the queue was last empty */
   uv_signal_t sig_term, sig_int, sig_hup;
