@@ -1,12 +1,14 @@
 /*
  * history_import.c - moving one node's SQLite history into a fleet's
  * PostgreSQL history (`verdict history import`, docs/fleet.md): every
- * stored revision, then every decision in seq order, appended to a node's
- * chain there through the same writer a daemon uses, so the imported rows
- * are hashed, batched and committed exactly as the node would have
- * written them.
+ * stored revision, every activation (the node's chain of activations
+ * there, times and causes kept), then every decision in seq order,
+ * appended to a node's chain there through the same writer a daemon
+ * uses, so the imported rows are hashed, batched and committed exactly
+ * as the node would have written them.
  *
- * Built on the public history API only (history.h); owns nothing past a
+ * Built on the public history API (history.h) and, for the activations,
+ * history_pg.c's vd_hist_pg_import_activation(); owns nothing past a
  * call.  Runs on its caller's thread (plus the writer's).
  */
 #include <inttypes.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "history_int.h"
 #include "verdict/buf.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
@@ -103,6 +106,27 @@ static int copy_revisions(const char *from, vd_history_t *h, int64_t *nrev,
   return rc;
 }
 
+typedef struct act_copy {
+  vd_history_t *h;
+  int64_t *n;
+  vd_buf_t *err;
+} act_copy_t;
+
+static int copy_activation(const vd_history_activation_t *a, void *arg) {
+  act_copy_t *c = arg;
+  char *msg = NULL;
+  int rc = vd_hist_pg_import_activation(c->h, a, &msg);
+  if (rc) {
+    vd_buf_reset(c->err);
+    vd_buf_addf(c->err, "activation %" PRId64 ": %s", a->id,
+                msg ? msg : vd_err_desc(rc));
+  } else {
+    (*c->n)++;
+  }
+  free(msg);
+  return rc;
+}
+
 /* NODE must have no chain in DB yet: an import is the start of one.  The
  * destination is verified on the way (vd_history_verify_fleet()). */
 static int node_is_new(const char *db, const char *node, vd_buf_t *err) {
@@ -117,10 +141,16 @@ static int node_is_new(const char *db, const char *node, vd_buf_t *err) {
     vd_buf_addf(err, "import: %s", rep.message);
   }
   for (i = 0; rc == 0 && i < n; i++)
-    if (strcmp(heads[i].node, node) == 0 && heads[i].seq > 0) {
-      vd_buf_addf(err, "import: node '%s' already has %" PRId64 " decisions "
-                       "in the fleet's history; import under a new "
-                       "--node-id", node, heads[i].seq);
+    if (strcmp(heads[i].node, node) == 0 &&
+        (heads[i].seq > 0 || heads[i].activations > 0)) {
+      if (heads[i].seq > 0)
+        vd_buf_addf(err, "import: node '%s' already has %" PRId64
+                         " decisions", node, heads[i].seq);
+      else
+        vd_buf_addf(err, "import: node '%s' already has %" PRId64
+                         " activations", node, heads[i].activations);
+      vd_buf_adds(err, " in the fleet's history; import under a new "
+                       "--node-id");
       rc = VD_EINVALID;
     }
   free(heads);
@@ -167,6 +197,10 @@ int vd_history_import(const char *from, const char *db, const char *node,
     goto out;
   }
   rc = copy_revisions(from, h, &out->revisions, &err);
+  if (rc == 0) {
+    act_copy_t c = {h, &out->activations, &err};
+    rc = vd_history_each_activation(from, copy_activation, &c, &err);
+  }
   if (rc == 0)
     rc = vd_history_rows_open(&rows, from, &all, &err);
   while (rc == 0 && (rc = vd_history_rows_next(rows, &row)) == 1) {

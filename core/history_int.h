@@ -285,6 +285,10 @@ typedef struct vd_hist_backend {
    * received before BEFORE_MS (a bounded number); 0 or an error */
   int (*idem_sweep)(vd_history_t *h, int64_t before_ms, vd_buf_t *err);
   void (*after_batch)(vd_history_t *h);
+  /* Writer thread, after VD_HISTORY_PROBE_MS idle: whether a batch could
+   * be written now (reconnecting if need be): 0, or an error with ERR
+   * set.  NULL: the backend is only judged by its batches. */
+  int (*probe)(vd_history_t *h, vd_buf_t *err);
 } vd_hist_backend_t;
 
 /* The SQLite file (history_writer.c, history_revs.c) and PostgreSQL
@@ -334,6 +338,14 @@ int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
 int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
                          const vd_history_value_t **row);
 const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r);
+const char *vd_hist_pg_rows_node(const vd_hist_pg_rows_t *r);
+/* history_import.c: A, from a single node's file, appended to H's node's
+ * activations chain as it was (its time, its cause), H being a
+ * PostgreSQL history; neither node_status nor the fleet's revision
+ * changes.  0, or an error with *ERRMSG (malloc'd) set. */
+int vd_hist_pg_import_activation(vd_history_t *h,
+                                 const vd_history_activation_t *a,
+                                 char **errmsg);
 void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r);
 
 /* vd_history_finder_t's PostgreSQL side (history_find.c). */
@@ -404,6 +416,7 @@ struct vd_history {
   int64_t idem_swept_ms;    /* when the writer last deleted old keys */
   unsigned *touched;        /* workers with records in the batch in hand */
   unsigned long fail_batches, fail_records; /* in the current burst */
+  int probe_failing;        /* the last probe failed (and was logged) */
 
   /* under mu */
   pthread_mutex_t mu;
@@ -414,6 +427,8 @@ struct vd_history {
   vd_hist_qrec_t *qhead, **qtail;
   size_t qcount, qbytes;
   int stopping;
+  int health;               /* 0, or the last batch's or probe's error */
+  char health_why[512];     /* then why (vd_history_health) */
   vd_hist_lane_t *lanes;    /* nworkers of them */
   /* vd_history_set_metrics(): NULL until then; the depth is set under mu,
    * the other two by the writer thread (pointers read under mu) */

@@ -47,9 +47,10 @@
 #include "verdict/error.h"
 #include "verdict/history.h"
 #include "verdict/timefmt.h"
+#include "verdict/version.h"
 
 /* The schema version of a PostgreSQL history (verdict_meta 'schema'). */
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 3
 /* Advisory lock keys (as SQL text): the schema's creation and a new
  * month's partition, transaction locks ("vrdt" then 1 and 2).  A node's
  * writer holds a session lock on hashtextextended('verdict node ' ||
@@ -63,11 +64,11 @@ _Static_assert(0x76726474000001LL == 33339823020310529LL &&
  * record they answered in the batch's transaction, read at start-up,
  * deleted after VD_HISTORY_IDEM_WINDOW_MS.  Not chained. */
 #define PG_IDEM_SCHEMA                                                       \
-  "CREATE TABLE IF NOT EXISTS idempotency (\n"                               \
+  "CREATE TABLE idempotency (\n"                               \
   "  node_id text NOT NULL, key text NOT NULL, digest bytea NOT NULL,\n"     \
   "  decision_id text NOT NULL, received_ms bigint NOT NULL, code text,\n"   \
   "  answer bytea NOT NULL, PRIMARY KEY (node_id, key));\n"                  \
-  "CREATE INDEX IF NOT EXISTS idempotency_received"                          \
+  "CREATE INDEX idempotency_received"                          \
   "  ON idempotency (node_id, received_ms)"
 
 #define BYTEAOID 17
@@ -96,6 +97,46 @@ int vd_history_node_id_ok(const char *node) {
   return n >= 1 && n <= 63 &&
          strspn(node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                       "0123456789._-") == n;
+}
+
+void vd_history_db_display(const char *db, char *out, size_t n) {
+  PQconninfoOption *o, *p;
+  vd_buf_t b = VD_BUF_INIT;
+  int secret = 0;
+  if (!n)
+    return;
+  if (!vd_history_is_postgres(db)) {
+    snprintf(out, n, "%s", db ? db : "");
+    return;
+  }
+  o = PQconninfoParse(db, NULL);
+  for (p = o; p && p->keyword; p++)
+    secret |= p->val && strcmp(p->keyword, "password") == 0;
+  if (!o) {
+    snprintf(out, n, "(a connection string libpq cannot read)");
+    return;
+  }
+  if (!secret) {
+    snprintf(out, n, "%s", db);
+    PQconninfoFree(o);
+    return;
+  }
+  /* libpq's keyword form, every value given, the password hidden */
+  for (p = o; p->keyword; p++) {
+    const char *v = strcmp(p->keyword, "password") == 0 ? "********" : p->val;
+    if (!p->val)
+      continue;
+    vd_buf_addf(&b, "%s%s='", b.len ? " " : "", p->keyword);
+    for (; *v; v++) {
+      if (*v == '\'' || *v == '\\')
+        vd_buf_addc(&b, '\\');
+      vd_buf_addc(&b, *v);
+    }
+    vd_buf_addc(&b, '\'');
+  }
+  snprintf(out, n, "%s", b.data ? b.data : "");
+  vd_buf_release(&b);
+  PQconninfoFree(o);
 }
 
 /* What messages call DB: "PostgreSQL history 'dbname' on host:port",
@@ -233,118 +274,148 @@ static void add_columns(vd_buf_t *b) {
   vd_buf_adds(b, ", hash");
 }
 
-static const char schema_rest[] =
-    "CREATE INDEX decisions_node_seq ON decisions (node_id, node_seq);\n"
-    "CREATE INDEX decisions_decision_id ON decisions (decision_id);\n"
-    "CREATE INDEX decisions_received ON decisions (received_ms);\n"
-    "CREATE INDEX decisions_complaint ON decisions (complaint_id, at_ms);\n"
-    "CREATE INDEX decisions_customer ON decisions (customer_id, kind, at_ms)"
-    "  WHERE error_code IS NULL;\n"
-    "CREATE INDEX decisions_region_category"
-    "  ON decisions (region, category, at_ms, customer_id)"
-    "  WHERE error_code IS NULL;\n"
-    "CREATE TABLE node_heads (\n"
-    "  node_id text PRIMARY KEY,\n"
-    "  seq     bigint NOT NULL, -- node_seq of the node's last decision\n"
-    "  hash    text NOT NULL    -- its hash\n"
-    ");\n"
-    "CREATE TABLE blobs (sha256 text PRIMARY KEY, size bigint NOT NULL,"
-    "  data bytea NOT NULL);\n"
-    "CREATE TABLE revisions (revision text PRIMARY KEY,"
-    "  stored_ms bigint NOT NULL, files integer NOT NULL,"
-    "  bytes bigint NOT NULL);\n"
-    "CREATE TABLE revision_files (\n"
-    "  revision text NOT NULL REFERENCES revisions,\n"
-    "  path text NOT NULL,\n"
-    "  blob text NOT NULL REFERENCES blobs,\n"
-    "  PRIMARY KEY (revision, path));\n"
-    "CREATE TABLE activations (\n"
-    "  node_id text NOT NULL, id bigint NOT NULL, at_ms bigint, at text,\n"
-    "  revision text, cause text, who text, source_dir text, ok bigint,\n"
-    "  error text, hash text NOT NULL, PRIMARY KEY (node_id, id));\n"
-    "CREATE TABLE activation_heads (node_id text PRIMARY KEY,"
-    "  last_id bigint NOT NULL, hash text NOT NULL);\n"
-    "CREATE TABLE node_status (\n"
-    "  node_id      text PRIMARY KEY,\n"
-    "  revision     text,   -- the revision it runs\n"
-    "  activated_ms bigint, -- when it switched to it\n"
-    "  last_error   text,   -- its last failed activation, or NULL\n"
-    "  heartbeat_ms bigint, -- last sign of life\n"
-    "  started_ms   bigint);\n"
-    "CREATE TABLE fleet_desired (\n"
-    "  id       integer PRIMARY KEY CHECK (id = 1),\n"
-    "  revision text NOT NULL, -- what every node should run\n"
-    "  set_by   text NOT NULL, -- the node whose reload set it\n"
-    "  set_ms   bigint NOT NULL);\n"
-    "CREATE FUNCTION verdict_month_partition(ms bigint) RETURNS void\n"
-    "LANGUAGE plpgsql AS $f$\n"
-    "DECLARE\n"
-    "  lo timestamp := date_trunc('month', to_timestamp(ms / 1000.0)"
-    "                            AT TIME ZONE 'UTC');\n"
-    "  name text := 'decisions_' || to_char(lo, 'YYYY_MM');\n"
-    "BEGIN\n"
-    "  PERFORM pg_advisory_xact_lock(" PG_LOCK_PARTITION ");\n"
-    "  IF to_regclass(name) IS NULL THEN\n"
-    "    EXECUTE format('CREATE TABLE %I PARTITION OF decisions"
-    " FOR VALUES FROM (%s) TO (%s)', name,"
-    " (extract(epoch FROM lo) * 1000)::bigint,"
-    " (extract(epoch FROM lo + interval '1 month') * 1000)::bigint);\n"
-    "  END IF;\n"
-    "END $f$;\n";
+/* migrations[i] takes a database from schema version i to i + 1, each
+ * in a transaction of its own under the schema's advisory lock (two nodes
+ * starting at once: the second finds the work done).  Append only: a
+ * shipped step never changes, so the columns of 0 -> 1 are spelled out
+ * rather than taken from VD_HISTORY_COLUMNS; a new table is a new step. */
+static const char *const migrations[] = {
+  /* 0 -> 1: the fleet's history */
+  "CREATE TABLE decisions (\n"
+  "  node_id text NOT NULL, node_seq bigint NOT NULL,\n"
+  "  decision_id bytea, received_ms bigint, at bytea, at_ms bigint NOT NULL,\n"
+  "  kind bytea, region bytea, policy_region bytea, revision bytea,\n"
+  "  complaint_id bytea, customer_id bytea, category bytea, request bytea,\n"
+  "  result bytea, trace bytea, facts bytea, error_code bytea,\n"
+  "  error_message bytea, error_path bytea, elapsed_us bigint, client bytea,\n"
+  "  hash text NOT NULL) PARTITION BY RANGE (at_ms);\n"
+  "CREATE INDEX decisions_node_seq ON decisions (node_id, node_seq);\n"
+  "CREATE INDEX decisions_decision_id ON decisions (decision_id);\n"
+  "CREATE INDEX decisions_received ON decisions (received_ms);\n"
+  "CREATE INDEX decisions_complaint ON decisions (complaint_id, at_ms);\n"
+  "CREATE INDEX decisions_customer ON decisions (customer_id, kind, at_ms)"
+  "  WHERE error_code IS NULL;\n"
+  "CREATE INDEX decisions_region_category"
+  "  ON decisions (region, category, at_ms, customer_id)"
+  "  WHERE error_code IS NULL;\n"
+  "CREATE TABLE node_heads (\n"
+  "  node_id text PRIMARY KEY,\n"
+  "  seq     bigint NOT NULL, -- node_seq of the node's last decision\n"
+  "  hash    text NOT NULL    -- its hash\n"
+  ");\n"
+  "CREATE TABLE blobs (sha256 text PRIMARY KEY, size bigint NOT NULL,"
+  "  data bytea NOT NULL);\n"
+  "CREATE TABLE revisions (revision text PRIMARY KEY,"
+  "  stored_ms bigint NOT NULL, files integer NOT NULL,"
+  "  bytes bigint NOT NULL);\n"
+  "CREATE TABLE revision_files (\n"
+  "  revision text NOT NULL REFERENCES revisions,\n"
+  "  path text NOT NULL,\n"
+  "  blob text NOT NULL REFERENCES blobs,\n"
+  "  PRIMARY KEY (revision, path));\n"
+  "CREATE TABLE activations (\n"
+  "  node_id text NOT NULL, id bigint NOT NULL, at_ms bigint, at text,\n"
+  "  revision text, cause text, who text, source_dir text, ok bigint,\n"
+  "  error text, hash text NOT NULL, PRIMARY KEY (node_id, id));\n"
+  "CREATE TABLE activation_heads (node_id text PRIMARY KEY,"
+  "  last_id bigint NOT NULL, hash text NOT NULL);\n"
+  "CREATE TABLE node_status (\n"
+  "  node_id      text PRIMARY KEY,\n"
+  "  revision     text,   -- the revision it runs\n"
+  "  activated_ms bigint, -- when it switched to it\n"
+  "  last_error   text,   -- its last failed activation, or NULL\n"
+  "  heartbeat_ms bigint, -- last sign of life\n"
+  "  started_ms   bigint);\n"
+  "CREATE TABLE fleet_desired (\n"
+  "  id       integer PRIMARY KEY CHECK (id = 1),\n"
+  "  revision text NOT NULL, -- what every node should run\n"
+  "  set_by   text NOT NULL, -- the node whose reload set it\n"
+  "  set_ms   bigint NOT NULL);\n"
+  "CREATE FUNCTION verdict_month_partition(ms bigint) RETURNS void\n"
+  "LANGUAGE plpgsql AS $f$\n"
+  "DECLARE\n"
+  "  lo timestamp := date_trunc('month', to_timestamp(ms / 1000.0)"
+  "                            AT TIME ZONE 'UTC');\n"
+  "  name text := 'decisions_' || to_char(lo, 'YYYY_MM');\n"
+  "BEGIN\n"
+  "  PERFORM pg_advisory_xact_lock(" PG_LOCK_PARTITION ");\n"
+  "  IF to_regclass(name) IS NULL THEN\n"
+  "    EXECUTE format('CREATE TABLE %I PARTITION OF decisions"
+  " FOR VALUES FROM (%s) TO (%s)', name,"
+  " (extract(epoch FROM lo) * 1000)::bigint,"
+  " (extract(epoch FROM lo + interval '1 month') * 1000)::bigint);\n"
+  "  END IF;\n"
+  "END $f$;\n",
 
-/* Create the schema when the database has none, under a transaction
- * advisory lock (two nodes starting at once); refuse a newer one. */
-static int migrate(PGconn *c, const char *where, vd_buf_t *err) {
-  vd_buf_t sql = VD_BUF_INIT;
-  PGresult *r;
-  int rc, i, version = 0;
-  rc = exec_ok(c, "BEGIN", where, "starting the schema check", err);
-  if (rc == 0)
-    rc = exec_ok(c, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ")",
-                 where, "locking the schema", err);
-  if (rc == 0)
-    rc = exec_ok(c, "CREATE TABLE IF NOT EXISTS verdict_meta"
-                    " (key text PRIMARY KEY, value text NOT NULL)",
-                 where, "creating verdict_meta", err);
-  if (rc == 0) /* idempotency keys (pg_idem_put); added to schema 1 as is */
-    rc = exec_ok(c, PG_IDEM_SCHEMA, where, "creating idempotency", err);
-  if (rc)
-    goto out;
-  r = PQexec(c, "SELECT value FROM verdict_meta WHERE key = 'schema'");
+  /* 1 -> 2: which verdict each node runs (a rolling upgrade's progress,
+   * in `verdict fleet status`) */
+  "ALTER TABLE node_status ADD COLUMN verdict text;\n",
+  /* 2 -> 3: idempotency keys (pg_idem_put; docs/protocol.md,
+   * "Idempotency keys"), written with the batch they answered */
+  PG_IDEM_SCHEMA,
+};
+
+#define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(sizeof migrations / sizeof migrations[0] == PG_SCHEMA_VERSION,
+               "one migration per schema version");
+_Static_assert(NCOLS == 20, "migration 0 -> 1 spells out the 20 columns");
+
+/* The schema version in verdict_meta, or 0 without one; -1 on error. */
+static int schema_version(PGconn *c, const char *where, vd_buf_t *err) {
+  PGresult *r = PQexec(c, "SELECT value FROM verdict_meta"
+                          " WHERE key = 'schema'");
+  int version = 0;
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "reading the schema version");
-    PQclear(r);
-    goto out;
-  }
-  if (PQntuples(r) == 1)
+    res_err(err, where, r, c, "reading the schema version");
+    version = -1;
+  } else if (PQntuples(r) == 1) {
     version = atoi(PQgetvalue(r, 0, 0));
-  PQclear(r);
-  if (version > PG_SCHEMA_VERSION) {
-    vd_buf_reset(err);
-    vd_buf_addf(err, "%s: schema version %d is newer than this verdict "
-                     "knows (%d); use a newer verdict",
-                where, version, PG_SCHEMA_VERSION);
-    rc = VD_EINVALID;
-    goto out;
   }
-  if (version == 0) {
-    vd_buf_adds(&sql, "CREATE TABLE decisions (");
-    vd_buf_adds(&sql, "node_id text NOT NULL, node_seq bigint NOT NULL");
-    for (i = 0; i < NCOLS; i++)
-      vd_buf_addf(&sql, ", %s %s%s", col_names[i],
-                  col_is_int(i) ? "bigint" : "bytea",
-                  i == COL_AT_MS ? " NOT NULL" : "");
-    vd_buf_adds(&sql, ", hash text NOT NULL) PARTITION BY RANGE (at_ms);\n");
-    vd_buf_adds(&sql, schema_rest);
-    vd_buf_addf(&sql, "INSERT INTO verdict_meta VALUES ('schema', '%d');",
-                PG_SCHEMA_VERSION);
-    rc = exec_ok(c, sql.data, where, "creating the schema", err);
+  PQclear(r);
+  return version;
+}
+
+/* Bring the database to PG_SCHEMA_VERSION one step at a time (each step
+ * and its verdict_meta 'schema' in one transaction, under the schema's
+ * advisory lock); refuse a newer one. */
+static int migrate(PGconn *c, const char *where, vd_buf_t *err) {
+  int rc = 0, version = 0;
+  while (rc == 0) {
+    char doing[64], sql[160];
+    rc = exec_ok(c, "BEGIN", where, "starting the schema migration", err);
+    if (rc == 0)
+      rc = exec_ok(c, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ")",
+                   where, "locking the schema", err);
+    if (rc == 0)
+      rc = exec_ok(c, "CREATE TABLE IF NOT EXISTS verdict_meta"
+                      " (key text PRIMARY KEY, value text NOT NULL)",
+                   where, "creating verdict_meta", err);
+    /* again, under the lock: another node may have migrated */
+    if (rc == 0 && (version = schema_version(c, where, err)) < 0)
+      rc = VD_EIO;
+    if (rc == 0 && version > PG_SCHEMA_VERSION) {
+      vd_buf_reset(err);
+      vd_buf_addf(err, "%s: schema version %d is newer than this verdict "
+                       "knows (%d); use a newer verdict",
+                  where, version, PG_SCHEMA_VERSION);
+      rc = VD_EINVALID;
+    }
+    if (rc || version == PG_SCHEMA_VERSION)
+      break;
+    snprintf(doing, sizeof doing, "migrating the schema to version %d",
+             version + 1);
+    snprintf(sql, sizeof sql, "INSERT INTO verdict_meta VALUES ('schema',"
+                              " '%d') ON CONFLICT (key) DO UPDATE"
+                              " SET value = excluded.value", version + 1);
+    rc = exec_ok(c, migrations[version], where, doing, err);
+    if (rc == 0)
+      rc = exec_ok(c, sql, where, doing, err);
+    if (rc == 0)
+      rc = exec_ok(c, "COMMIT", where, doing, err);
   }
   if (rc == 0)
-    rc = exec_ok(c, "COMMIT", where, "committing the schema", err);
-out:
+    rc = exec_ok(c, "COMMIT", where, "committing the schema check", err);
   rollback_if_open(c);
-  vd_buf_release(&sql);
   return rc;
 }
 
@@ -361,8 +432,11 @@ static int check_schema(PGconn *c, const char *where, vd_buf_t *err) {
     rc = VD_EINVALID;
   } else if (atoi(PQgetvalue(r, 0, 0)) != PG_SCHEMA_VERSION) {
     vd_buf_reset(err);
-    vd_buf_addf(err, "%s: schema version %s, this verdict reads version %d",
-                where, PQgetvalue(r, 0, 0), PG_SCHEMA_VERSION);
+    vd_buf_addf(err, "%s: schema version %s, this verdict reads version %d"
+                     " (%s)", where, PQgetvalue(r, 0, 0), PG_SCHEMA_VERSION,
+                atoi(PQgetvalue(r, 0, 0)) < PG_SCHEMA_VERSION
+                    ? "start this verdict's verdictd on it once to migrate it"
+                    : "use a newer verdict");
     rc = VD_EINVALID;
   }
   PQclear(r);
@@ -589,6 +663,35 @@ static void copy_int(vd_buf_t *b, int64_t v) {
   copy_field(b, d, 8);
 }
 
+/* The writer's connection, set up again (the node's lock included) when
+ * it was lost. */
+static int writer_connected(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
+  if (PQstatus(s->conn) == CONNECTION_OK)
+    return 0;
+  PQreset(s->conn);
+  if (PQstatus(s->conn) != CONNECTION_OK)
+    return conn_err(err, s->where, s->conn, "reconnecting");
+  PQsetNoticeProcessor(s->conn, quiet, NULL);
+  return writer_setup(h, s, err);
+}
+
+/* Idle (vd_hist_backend_t.probe): the writer's connection answers, or is
+ * made again with the node's lock; a lost one shows as lost here, not
+ * only at the next batch. */
+static int pg_probe(vd_history_t *h, vd_buf_t *err) {
+  pg_state_t *s = h->be_state;
+  int rc = writer_connected(h, s, err), again;
+  for (again = 1; rc == 0; again--) {
+    rc = exec_ok(s->conn, "SELECT 1", s->where, "checking the connection",
+                 err);
+    /* a server restarted since: one new connection, then the answer */
+    if (rc == 0 || !again || PQstatus(s->conn) == CONNECTION_OK ||
+        (rc = writer_connected(h, s, err)) != 0)
+      break;
+  }
+  return rc;
+}
+
 /* One transaction: the node's head (locked), every row through COPY in
  * binary, the head moved, COMMIT.  Reconnects first when the connection
  * was lost; on failure rolls back and ERR says why. */
@@ -604,15 +707,9 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
   vd_hist_qrec_t *q;
   PGresult *r;
   int rc, i;
-  if (PQstatus(s->conn) != CONNECTION_OK) {
-    PQreset(s->conn);
-    if (PQstatus(s->conn) != CONNECTION_OK)
-      return conn_err(err, s->where, s->conn, "reconnecting");
-    PQsetNoticeProcessor(s->conn, quiet, NULL);
-    rc = writer_setup(h, s, err);
-    if (rc)
-      return rc;
-  }
+  rc = writer_connected(h, s, err);
+  if (rc)
+    return rc;
   rc = ensure_months(s, list, err);
   if (rc)
     return rc;
@@ -787,25 +884,28 @@ static int pg_store_revision(vd_history_t *h, const char *revision,
   return vd_hist_give_err(errmsg, &err, rc);
 }
 
-static int pg_record_activation(vd_history_t *h, const char *revision,
-                                const char *trigger, const char *who,
-                                const char *source_dir, int ok,
-                                const char *error, char **errmsg) {
+/* Append an activation made at NOW (AT its text) to the node's chain of
+ * activations.  IMPORTED (vd_hist_pg_import_activation()): one from a
+ * single node's past, which neither says what the node runs now nor sets
+ * the fleet's revision. */
+static int pg_activation(vd_history_t *h, int64_t now, const char *at,
+                         const char *revision, const char *trigger,
+                         const char *who, const char *source_dir, int ok,
+                         const char *error, int imported, char **errmsg) {
   pg_state_t *s = h->be_state;
   vd_buf_t err = VD_BUF_INIT;
   vd_hist_field_t f[NACOLS];
-  int64_t now = vd_now_ms(), id = 1;
+  int64_t id = 1;
   uint8_t prev[32] = {0}, cur[32];
-  char at[32], hex[65], idt[24], nowt[24];
+  char hex[65], idt[24], nowt[24];
   PGresult *r;
   int rc;
   if (errmsg)
     *errmsg = NULL;
-  if (!revision || !trigger) {
+  if (!revision || !trigger || !at) {
     vd_buf_adds(&err, "history: an activation needs a revision and a trigger");
     return vd_hist_give_err(errmsg, &err, VD_EINVALID);
   }
-  vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
   vd_hist_activation_fields(f, now, at, revision, trigger, who, source_dir,
                             ok, error);
   pthread_mutex_lock(&h->aux_mu);
@@ -852,7 +952,7 @@ static int pg_record_activation(vd_history_t *h, const char *revision,
       rc = res_err(&err, s->where, r, s->aux, "moving the activations' head");
     PQclear(r);
   }
-  if (rc == 0) {
+  if (rc == 0 && !imported) {
     /* the node's status row says what it runs, or what last failed */
     const char *v[5] = {h->node, revision, nowt, ok ? NULL : error, nowt};
     r = exec_params(s->aux,
@@ -871,7 +971,7 @@ static int pg_record_activation(vd_history_t *h, const char *revision,
       rc = res_err(&err, s->where, r, s->aux, "updating the node's status");
     PQclear(r);
   }
-  if (rc == 0 && ok && strncmp(trigger, "startup", 7) != 0 &&
+  if (rc == 0 && !imported && ok && strncmp(trigger, "startup", 7) != 0 &&
       strcmp(trigger, VD_HISTORY_FLEET_TRIGGER) != 0) {
     /* a reload here is the fleet's: every node follows (NOTIFY is sent
      * at COMMIT, so no node reads the revision before it is stored) */
@@ -972,10 +1072,35 @@ static int pg_idem_sweep(vd_history_t *h, int64_t before_ms, vd_buf_t *err) {
   return rc;
 }
 
+static int pg_record_activation(vd_history_t *h, const char *revision,
+                                const char *trigger, const char *who,
+                                const char *source_dir, int ok,
+                                const char *error, char **errmsg) {
+  int64_t now = vd_now_ms();
+  char at[32];
+  vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
+  return pg_activation(h, now, at, revision, trigger, who, source_dir, ok,
+                       error, 0, errmsg);
+}
+
+int vd_hist_pg_import_activation(vd_history_t *h,
+                                 const vd_history_activation_t *a,
+                                 char **errmsg) {
+  if (h->be != &vd_hist_pg_backend) {
+    if (errmsg)
+      *errmsg = strdup("history: activations are imported into a "
+                       "PostgreSQL history");
+    return VD_EINVALID;
+  }
+  return pg_activation(h, a->at_ms, a->at, a->revision, a->trigger, a->who,
+                       a->source_dir, a->ok, a->error, 1, errmsg);
+}
+
 const vd_hist_backend_t vd_hist_pg_backend = {
     "postgresql", pg_open, pg_write_batch, pg_close, pg_store_revision,
     pg_record_activation, pg_idem_load, pg_idem_sweep,
     NULL, /* after_batch: no WAL to bound */
+    pg_probe,
 };
 
 /* ========================================================================
@@ -1132,6 +1257,7 @@ struct vd_hist_pg_rows {
   int done;
   vd_history_value_t row[VD_HISTORY_NCOLUMNS];
   char num[VD_HISTORY_NCOLUMNS][24]; /* integers' decimal text */
+  char node[64];   /* the row in hand's node_id */
   vd_buf_t err;
 };
 
@@ -1267,6 +1393,8 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
    * is seq (the node's), the columns, hash */
   for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
     bin_value(r->res, i + 1, r->num[i], &r->row[i]);
+  snprintf(r->node, sizeof r->node, "%.*s", PQgetlength(r->res, 0, 0),
+           PQgetvalue(r->res, 0, 0));
   *row = r->row;
   return 1;
 }
@@ -1335,6 +1463,10 @@ void vd_hist_pg_finder_close(vd_hist_pg_finder_t *f) {
   PQfinish(f->conn);
   free(f->sql);
   free(f);
+}
+
+const char *vd_hist_pg_rows_node(const vd_hist_pg_rows_t *r) {
+  return r->res ? r->node : NULL;
 }
 
 const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r) {
@@ -1509,7 +1641,7 @@ int vd_history_fleet_status(const char *db, vd_buf_t *out, vd_buf_t *err) {
   if (rc)
     return rc;
   r = PQexec(c, "SELECT s.node_id, s.revision, s.activated_ms, s.last_error,"
-                "  s.heartbeat_ms, h.seq"
+                "  s.heartbeat_ms, h.seq, s.verdict"
                 " FROM node_status s LEFT JOIN node_heads h USING (node_id)"
                 " ORDER BY s.node_id COLLATE \"C\"");
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -1519,9 +1651,9 @@ int vd_history_fleet_status(const char *db, vd_buf_t *out, vd_buf_t *err) {
     int j;
     static const char *const names[] = {"node", "revision", "activated_ms",
                                         "last_error", "heartbeat_ms",
-                                        "decisions"};
+                                        "decisions", "verdict"};
     vd_buf_adds(out, i ? ",{" : "{");
-    for (j = 0; j < 6; j++) {
+    for (j = 0; j < 7; j++) {
       vd_buf_addf(out, "%s\"%s\":", j ? "," : "", names[j]);
       if (PQgetisnull(r, i, j))
         vd_buf_adds(out, "null");
@@ -2143,7 +2275,7 @@ int vd_history_watch_open(vd_history_watch_t **out, const char *db,
 int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
                           char *desired, size_t n, char **errmsg) {
   vd_buf_t err = VD_BUF_INIT;
-  const char *v[2];
+  const char *v[3];
   char now[24];
   PGnotify *note;
   PGresult *r;
@@ -2181,10 +2313,11 @@ int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
   snprintf(now, sizeof now, "%" PRId64, vd_now_ms());
   v[0] = w->node;
   v[1] = now;
+  v[2] = vd_version();
   r = exec_params(w->conn, "INSERT INTO node_status (node_id, heartbeat_ms,"
-                           " started_ms) VALUES ($1, $2, $2)"
+                           " started_ms, verdict) VALUES ($1, $2, $2, $3)"
                            " ON CONFLICT (node_id) DO UPDATE"
-                           " SET heartbeat_ms = $2", 2, v);
+                           " SET heartbeat_ms = $2, verdict = $3", 3, v);
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
     rc = res_err(&err, w->where, r, w->conn, "writing the heartbeat");
   PQclear(r);

@@ -282,6 +282,10 @@ int vd_history_rows_next(vd_history_rows_t *r,
   return 1;
 }
 
+const char *vd_history_rows_node(const vd_history_rows_t *r) {
+  return r->pg ? vd_hist_pg_rows_node(r->pg) : NULL;
+}
+
 const char *vd_history_rows_errmsg(const vd_history_rows_t *r) {
   if (r->pg)
     return vd_hist_pg_rows_errmsg(r->pg);

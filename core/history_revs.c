@@ -618,6 +618,41 @@ int vd_hist_resolve(sqlite3 *db, const char *path, const char *name,
   return VD_ENOT_FOUND;
 }
 
+int vd_history_each_activation(const char *db_path,
+                               int (*cb)(const vd_history_activation_t *a,
+                                         void *arg),
+                               void *arg, vd_buf_t *err) {
+  sqlite3 *db;
+  sqlite3_stmt *st = NULL;
+  int rc = vd_history_db_open_ro(&db, db_path, err), src = SQLITE_OK;
+  if (rc)
+    return rc;
+  src = sqlite3_prepare_v2(db, "SELECT " ACT_COLUMNS " FROM activations"
+                               " ORDER BY id", -1, &st, NULL);
+  while (src == SQLITE_OK && rc == 0 &&
+         (src = sqlite3_step(st)) == SQLITE_ROW) {
+    vd_history_activation_t a;
+#define ACT_TEXT_(i) ((const char *)sqlite3_column_text(st, (i) + 1))
+    a.id = sqlite3_column_int64(st, 0);
+    a.at_ms = sqlite3_column_int64(st, ACOL_AT_MS + 1);
+    a.at = ACT_TEXT_(ACOL_AT);
+    a.revision = ACT_TEXT_(ACOL_REVISION);
+    a.trigger = ACT_TEXT_(ACOL_CAUSE);
+    a.who = ACT_TEXT_(ACOL_WHO);
+    a.source_dir = ACT_TEXT_(ACOL_SOURCE_DIR);
+    a.error = ACT_TEXT_(ACOL_ERROR);
+#undef ACT_TEXT_
+    a.ok = sqlite3_column_int(st, ACOL_OK + 1) != 0;
+    rc = cb(&a, arg);
+    src = SQLITE_OK;
+  }
+  if (rc == 0 && src != SQLITE_DONE)
+    rc = vd_hist_db_err(err, db_path, db, src, "reading activations");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc;
+}
+
 int vd_history_resolve(const char *db_path, const char *name,
                        char out[VD_REVISION_NAME_MAX], char **errmsg) {
   vd_buf_t err = VD_BUF_INIT;

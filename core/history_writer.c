@@ -33,6 +33,7 @@
  *     when the WAL has passed WAL_MAX_PAGES.
  */
 #include <limits.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -300,6 +301,56 @@ static void idem_sweep(vd_history_t *h) {
   vd_buf_release(&err);
 }
 
+/* Under mu: what vd_history_health() answers from now on. */
+static void set_health(vd_history_t *h, int rc, const char *why) {
+  h->health = rc ? (rc == VD_ENOMEM ? rc : VD_EIO) : 0;
+  snprintf(h->health_why, sizeof h->health_why, "%s",
+           rc && why ? why : "");
+}
+
+int vd_history_health(vd_history_t *h, char *why, size_t n) {
+  int rc;
+  pthread_mutex_lock(&h->mu);
+  rc = h->health;
+  if (n)
+    snprintf(why, n, "%s", rc ? h->health_why : "");
+  pthread_mutex_unlock(&h->mu);
+  return rc;
+}
+
+/* Writer thread, under mu, nothing queued: wait for a record; with a
+ * backend that can be checked, check it after VD_HISTORY_PROBE_MS of
+ * waiting (outside mu), saying when it starts and stops failing. */
+static void idle_wait(vd_history_t *h, vd_buf_t *err) {
+  struct timespec ts;
+  int rc;
+  if (!h->be->probe) {
+    pthread_cond_wait(&h->wake, &h->mu);
+    return;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += VD_HISTORY_PROBE_MS / 1000;
+  ts.tv_nsec += (long)(VD_HISTORY_PROBE_MS % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  if (pthread_cond_timedwait(&h->wake, &h->mu, &ts) != ETIMEDOUT ||
+      h->qhead || h->stopping)
+    return;
+  pthread_mutex_unlock(&h->mu);
+  rc = h->be->probe(h, err);
+  if (rc && !h->probe_failing)
+    say(h, "history_unavailable", 1,
+        "the database cannot take records: %s; requests fail with "
+        "`internal` until it can", err->data);
+  else if (!rc && h->probe_failing)
+    say(h, "history_available", 0, "the database takes records again");
+  h->probe_failing = rc != 0;
+  pthread_mutex_lock(&h->mu);
+  set_health(h, rc, err->data);
+}
+
 static void *writer_main(void *arg) {
   vd_history_t *h = arg;
   vd_buf_t err = VD_BUF_INIT;
@@ -311,7 +362,7 @@ static void *writer_main(void *arg) {
     uint64_t t0;
     int rc;
     while (!h->qhead && !h->stopping)
-      pthread_cond_wait(&h->wake, &h->mu);
+      idle_wait(h, &err);
     if (!h->qhead)
       break; /* stopping, and everything is written */
     list = h->qhead;
@@ -342,7 +393,12 @@ static void *writer_main(void *arg) {
       free(q);
     }
 
+    if (rc == 0 && h->probe_failing) { /* back before the next check */
+      say(h, "history_available", 0, "the database takes records again");
+      h->probe_failing = 0;
+    }
     pthread_mutex_lock(&h->mu);
+    set_health(h, rc, err.data);
     for (i = 0; i < ntouched; i++) {
       vd_hist_lane_t *l = &h->lanes[h->touched[i]];
       lane_push(l, l->batch_first, l->batch_last, rc ? VD_EIO : 0);
@@ -577,6 +633,7 @@ const vd_hist_backend_t vd_hist_sqlite_backend = {
     vd_hist_sqlite_store_revision, vd_hist_sqlite_record_activation,
     vd_hist_sqlite_idem_load, vd_hist_sqlite_idem_sweep,
     bound_wal,
+    NULL, /* judged by its batches */
 };
 
 /* Free H and whatever it holds; the writer thread is not running. */
@@ -632,7 +689,13 @@ int vd_history_open_node(vd_history_t **out, const char *path,
     return vd_hist_give_err(errmsg, &err, VD_ENOMEM);
   pthread_mutex_init(&h->mu, NULL);
   pthread_mutex_init(&h->aux_mu, NULL);
-  pthread_cond_init(&h->wake, NULL);
+  {
+    pthread_condattr_t ca; /* idle_wait()'s clock */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->wake, &ca);
+    pthread_condattr_destroy(&ca);
+  }
   pthread_cond_init(&h->room, NULL);
   pthread_mutex_init(&h->ck_mu, NULL);
   pthread_cond_init(&h->ck_wake, NULL);

@@ -515,10 +515,17 @@ static int is_json_col(int i) {
 }
 
 /* One decision as a JSON object on one line: every column, JSON columns
- * embedded as JSON, plus "received" as RFC 3339. */
-static void row_json(vd_buf_t *b, const row_t *row) {
+ * embedded as JSON, plus "received" as RFC 3339; a fleet's record (NODE
+ * not NULL, vd_history_rows_node()) starts with its node_id and
+ * node_seq. */
+static void row_json(vd_buf_t *b, const row_t *row, const char *node) {
   int i;
   vd_buf_addc(b, '{');
+  if (node) {
+    vd_buf_adds(b, "\"node_id\":");
+    vd_buf_add_json_str(b, node, strlen(node));
+    vd_buf_addf(b, ",\"node_seq\":%lld,", (long long)row[R_SEQ].i);
+  }
   for (i = 0; i < R_COUNT; i++) {
     const char *v = col(row, i);
     vd_buf_addf(b, "%s\"%s\":", i ? "," : "", vd_history_column_name(i));
@@ -544,8 +551,9 @@ static const char *outcome(const row_t *row) {
   return e ? e : "ok";
 }
 
-/* The `show` text form: labelled fields, JSON indented below its label. */
-static void row_text(vd_buf_t *b, const row_t *row) {
+/* The `show` text form: labelled fields, JSON indented below its label;
+ * a fleet's record names its node first, and its seq is the node's. */
+static void row_text(vd_buf_t *b, const row_t *row, const char *node) {
   static const struct {
     const char *label;
     int col;
@@ -561,7 +569,12 @@ static void row_text(vd_buf_t *b, const row_t *row) {
   size_t i;
   for (i = 0; i < sizeof plain / sizeof plain[0]; i++) {
     const char *v = col(row, plain[i].col);
-    vd_buf_addf(b, "%-14s %s\n", plain[i].label, v ? v : "-");
+    if (node && plain[i].col == R_SEQ) {
+      vd_buf_addf(b, "%-14s %s\n", "node", node);
+      vd_buf_addf(b, "%-14s %s\n", "node seq", v ? v : "-");
+    } else {
+      vd_buf_addf(b, "%-14s %s\n", plain[i].label, v ? v : "-");
+    }
     if (plain[i].col == R_SEQ) {
       vd_buf_addf(b, "%-14s ", "received");
       add_time(b, row[R_RECEIVED_MS].i);
@@ -662,12 +675,12 @@ static int cmd_show(opts_t *o) {
     return EXIT_USAGE;
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
     if (fmt) {
-      row_json(&b, row);
+      row_json(&b, row, vd_history_rows_node(rows));
       vd_buf_addc(&b, '\n');
     } else {
       if (found)
         vd_buf_addc(&b, '\n'); /* a blank line between two records */
-      row_text(&b, row);
+      row_text(&b, row, vd_history_rows_node(rows));
     }
     found++;
     out_flush(&b);
@@ -675,12 +688,14 @@ static int cmd_show(opts_t *o) {
   if (rc < 0)
     rc = rows_failed(o, rows);
   else if (!found) {
+    char db[1024];
+    vd_history_db_display(o->db, db, sizeof db); /* no password */
     if (o->arg)
       fprintf(stderr, "verdict %s: no decision '%s' in %s\n", o->cmd, o->arg,
-              o->db);
+              db);
     else
       fprintf(stderr, "verdict %s: no decision of that customer in %s\n",
-              o->cmd, o->db);
+              o->cmd, db);
     note_archived(o, 1);
     rc = EXIT_NO;
   } else {
@@ -693,7 +708,13 @@ static int cmd_show(opts_t *o) {
 
 enum { FMT_TABLE, FMT_JSON, FMT_CSV };
 
-static void list_header(vd_buf_t *b, int fmt) {
+/* FLEET: the rows of a PostgreSQL history, each on a node's chain (a
+ * NODE column first, SEQ being the node's). */
+static void list_header(vd_buf_t *b, int fmt, int fleet) {
+  if (fleet && fmt == FMT_TABLE)
+    vd_buf_addf(b, "%-16s ", "NODE");
+  else if (fleet && fmt == FMT_CSV)
+    vd_buf_adds(b, "node_id,");
   if (fmt == FMT_TABLE)
     vd_buf_addf(b, "%-7s %-29s %-36s %-13s %-7s %-16s %-14s %9s\n", "SEQ",
                 "RECEIVED", "DECISION_ID", "KIND", "REGION", "COMPLAINT",
@@ -706,7 +727,8 @@ static void list_header(vd_buf_t *b, int fmt) {
     vd_buf_adds(b, "[\n");
 }
 
-static void list_row(vd_buf_t *b, int fmt, const row_t *row, int first) {
+static void list_row(vd_buf_t *b, int fmt, const row_t *row,
+                     const char *node, int first) {
   static const int csv_cols[] = {R_AT,          R_KIND,      R_REGION,
                                  R_POLICY_REGION, R_REVISION, R_COMPLAINT_ID,
                                  R_CUSTOMER_ID, R_CATEGORY};
@@ -714,8 +736,14 @@ static void list_row(vd_buf_t *b, int fmt, const row_t *row, int first) {
   if (fmt == FMT_JSON) {
     if (!first)
       vd_buf_adds(b, ",\n");
-    row_json(b, row);
+    row_json(b, row, node);
     return;
+  }
+  if (node && fmt == FMT_TABLE)
+    vd_buf_addf(b, "%-16s ", node);
+  else if (node) {
+    add_csv(b, node);
+    vd_buf_addc(b, ',');
   }
   if (fmt == FMT_TABLE) {
     char t[32];
@@ -760,9 +788,9 @@ static int cmd_list(opts_t *o) {
   if (open_rows(o, f, &rows))
     return EXIT_USAGE;
   note_archived(o, 0);
-  list_header(&b, fmt);
+  list_header(&b, fmt, vd_history_is_postgres(o->db));
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
-    list_row(&b, fmt, row, n++ == 0);
+    list_row(&b, fmt, row, vd_history_rows_node(rows), n++ == 0);
     if (b.len > 65536)
       out_flush(&b);
   }

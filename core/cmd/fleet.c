@@ -90,7 +90,8 @@ static const char import_usage[] =
     "\n"
     "Move a single node's SQLite history FILE.db (it must verify) into the\n"
     "fleet's PostgreSQL history CONNINFO as node NAME's chain, which must\n"
-    "not exist yet there: every revision, then every decision in order.\n"
+    "not exist yet there: every revision, every activation (times and\n"
+    "causes kept), then every decision in order.\n"
     "Prints the file's verified head (its last anchor) and what was moved.\n"
     "Exit status: 0 done; 1 refused or failed; 2 usage.\n";
 
@@ -130,7 +131,8 @@ int vd_cli_history_import(int argc, char **argv) {
   if (got.source_head[0])
     printf("%s verified: head %s\n", from, got.source_head);
   printf("imported %" PRId64 " decisions and %" PRId64 " revisions as node "
-         "%s\n", got.records, got.revisions, node);
+         "%s, with its %" PRId64 " activations\n", got.records, got.revisions,
+         node, got.activations);
   if (rc)
     fprintf(stderr, "verdict history import: %s\n", msg ? msg : "failed");
   free(msg);
@@ -142,8 +144,15 @@ static const char fleet_usage[] =
     "\n"
     "Each node of a fleet sharing the PostgreSQL history CONNINFO (a libpq\n"
     "connection string, postgresql://...): the revision it runs, when it\n"
-    "switched to it, its last failed activation, its last sign of life and\n"
-    "the length of its chain (docs/fleet.md).\n";
+    "switched to it, its last failed activation, its last sign of life,\n"
+    "the length of its chain and the verdict version it runs\n"
+    "(docs/fleet.md).\n";
+
+/* KEY in the object at P, which ends before END (NULL: the last one). */
+static const char *key_in(const char *p, const char *end, const char *key) {
+  const char *q = strstr(p, key);
+  return q && (!end || q < end) ? q : NULL;
+}
 
 /* The status array vd_history_fleet_status() wrote, as a table: one
  * object per node, flat (strings, numbers, null), each value found by its
@@ -151,26 +160,28 @@ static const char fleet_usage[] =
  * JSON format has it whole). */
 static void print_status(const char *json) {
   const char *p = json;
-  printf("%-16s %-20s %-29s %-29s %10s  %s\n", "NODE", "REVISION",
-         "ACTIVATED", "HEARTBEAT", "DECISIONS", "LAST ERROR");
+  printf("%-16s %-20s %-29s %-29s %10s  %-12s %s\n", "NODE", "REVISION",
+         "ACTIVATED", "HEARTBEAT", "DECISIONS", "VERDICT", "LAST ERROR");
   while ((p = strstr(p, "{\"node\":"))) {
     char node[64] = "", rev[80] = "", err[200] = "", act[32] = "-",
-         hb[32] = "-", dec[24] = "0";
+         hb[32] = "-", dec[24] = "0", ver[64] = "";
     long long v;
-    const char *q;
+    const char *q, *end = strstr(p + 1, "{\"node\":");
     sscanf(p, "{\"node\":\"%63[^\"]\"", node);
-    if ((q = strstr(p, "\"revision\":\"")))
+    if ((q = key_in(p, end, "\"revision\":\"")))
       sscanf(q, "\"revision\":\"%79[^\"]\"", rev);
-    if ((q = strstr(p, "\"activated_ms\":")) && sscanf(q, "\"activated_ms\":%lld", &v) == 1)
+    if ((q = key_in(p, end, "\"activated_ms\":")) && sscanf(q, "\"activated_ms\":%lld", &v) == 1)
       vd_time_format(v, VD_DEFAULT_OFFSET_MIN, act);
-    if ((q = strstr(p, "\"last_error\":\"")))
+    if ((q = key_in(p, end, "\"last_error\":\"")))
       sscanf(q, "\"last_error\":\"%199[^\"]\"", err);
-    if ((q = strstr(p, "\"heartbeat_ms\":")) && sscanf(q, "\"heartbeat_ms\":%lld", &v) == 1)
+    if ((q = key_in(p, end, "\"heartbeat_ms\":")) && sscanf(q, "\"heartbeat_ms\":%lld", &v) == 1)
       vd_time_format(v, VD_DEFAULT_OFFSET_MIN, hb);
-    if ((q = strstr(p, "\"decisions\":")))
+    if ((q = key_in(p, end, "\"decisions\":")))
       sscanf(q, "\"decisions\":%23[0-9]", dec);
-    printf("%-16s %-20.20s %-29s %-29s %10s  %s\n", node, *rev ? rev : "-",
-           act, hb, dec, *err ? err : "-");
+    if ((q = key_in(p, end, "\"verdict\":\"")))
+      sscanf(q, "\"verdict\":\"%63[^\"]\"", ver);
+    printf("%-16s %-20.20s %-29s %-29s %10s  %-12s %s\n", node,
+           *rev ? rev : "-", act, hb, dec, *ver ? ver : "-", *err ? err : "-");
     p++;
   }
 }

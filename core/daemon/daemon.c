@@ -954,6 +954,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_engine_t **engines = NULL;
   unsigned started, stuck = 0;
   int rc = 1, refused = 0;
+  char dbname[1024];
 
   daemon_init(&d, opts);
   if (load_policies(&d) != 0)
@@ -985,13 +986,14 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     uv_poll_start(&d.tcp_poll, UV_READABLE, on_acceptable);
   if (d.http_fd >= 0)
     uv_poll_start(&d.http_poll, UV_READABLE, on_acceptable);
+  vd_history_db_display(opts->db, dbname, sizeof dbname); /* no password */
   vd_log(VD_LEVEL_NOTICE, "serving",
          "serving %s (%s%s) on %s%s%s%s%s with %u workers, history %s (%s)",
          opts->policies, vd_bundle_revision(d.bundle),
          opts->unchecked ? ", unchecked" : "", opts->socket,
          opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
          opts->http ? " and http " : "", opts->http ? opts->http : "",
-         d.nworkers, opts->db, vd_history_mode_name(opts->log_mode));
+         d.nworkers, dbname, vd_history_mode_name(opts->log_mode));
   if (started < d.nworkers) {
     daemon_stop(&d, "a worker did not start");
   } else {

@@ -413,8 +413,6 @@ struct vd_daemon {
   vd_tls_ctx_t *tls;       /* --tls-cert: the TCP and HTTP listeners' */
   vd_idem_t *idem;         /* idempotency keys (idem.c); NULL: none kept */
   vd_metrics_t *metrics;   /* GET /metrics (metrics.h); NULL: none kept */
-  /* the history's last batch failed (0 once one commits): /health/ready */
-  atomic_int history_failing;
   /* TLS handshake failures' log lines, at most one a second across the
    * workers (worker.c, tls_failed): when the last went, and how many
    * were left out since */

@@ -653,8 +653,6 @@ static void history_done(vd_worker_t *w) {
   size_t n, i;
   while ((n = vd_history_drain(w->daemon->history, w->index, done, 64)) > 0)
     for (i = 0; i < n; i++) {
-      atomic_store_explicit(&w->daemon->history_failing, done[i].status != 0,
-                            memory_order_relaxed);
       release_unsynced(w, &done[i]);
       release_pending(w, &done[i]);
     }
@@ -765,7 +763,6 @@ static void record_and_respond(vd_conn_t *c, const char *line, size_t len,
       r.request_len = r.facts_len = 0;
     }
     if (vd_history_submit(h, w->index, &r, &seq) != 0) {
-      atomic_store(&w->daemon->history_failing, 1);
       code = VD_EINTERNAL;
       vd_buf_reset(&w->scratch);
       vd_wire_write_error(&w->scratch, d->id.data, VD_EINTERNAL,
@@ -1135,6 +1132,8 @@ static void http_openapi(vd_conn_t *c) {
 static void http_ready(vd_conn_t *c) {
   vd_daemon_t *d = c->w->daemon;
   const char *why = NULL;
+  char hw[640] = "the history database is not accepting records: ";
+  size_t hn = strlen(hw);
   vd_buf_t body = VD_BUF_INIT;
   uv_mutex_lock(&d->state_lock);
   if (d->stopping || c->w->stopping)
@@ -1143,8 +1142,9 @@ static void http_ready(vd_conn_t *c) {
     why = "no revision is active";
   else if (d->check_state && strcmp(d->check_state, "damaged") == 0)
     why = "the history database is damaged (status: history_check)";
-  else if (atomic_load(&d->history_failing))
-    why = "the history database is not accepting records";
+  else if (d->history &&
+           vd_history_health(d->history, hw + hn, sizeof hw - hn) != 0)
+    why = hw; /* its last batch, or its idle check, failed: says why */
   uv_mutex_unlock(&d->state_lock);
   if (why) {
     http_error(c, 503, VD_EINTERNAL, why, NULL);

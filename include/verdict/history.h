@@ -132,6 +132,12 @@ int vd_history_open(vd_history_t **out, const char *path, vd_log_mode_t mode,
  * keyword form ("host=... dbname=...": a lowercase word then '=' first).
  * A file whose name looks like that is reached as "./name". */
 int vd_history_is_postgres(const char *db);
+/* DB as a log line or message may show it, into OUT[N]: a file's path
+ * as it is; a connection string as given unless it holds a password
+ * (user:password@ in a URL, password= in either form), then libpq's
+ * keyword form of it with the password "********". */
+void vd_history_db_display(const char *db, char *out, size_t n);
+
 /* 1 if NODE is a usable --node-id: 1 to 63 of [A-Za-z0-9._-]. */
 int vd_history_node_id_ok(const char *node);
 
@@ -153,6 +159,16 @@ int vd_history_open_node(vd_history_t **out, const char *db,
  * function these lines are dropped (the failed requests still fail). */
 typedef void (*vd_history_log_cb)(const char *event, int failing,
                                   const char *line, void *arg);
+
+/* Whether the history takes records now, for a readiness check: 0, or
+ * VD_EIO when the writer's last batch failed, or (PostgreSQL) its idle
+ * check of the database did, with WHY[N] saying why (no password).
+ * Idle, a backend that can be checked (PostgreSQL) is every
+ * VD_HISTORY_PROBE_MS, on the writer thread's own connection, so an
+ * unreachable database shows here without traffic and its return does
+ * too; otherwise the next batch that commits clears it.  Any thread. */
+#define VD_HISTORY_PROBE_MS 1000
+int vd_history_health(vd_history_t *h, char *why, size_t n);
 
 /* Set (or, with NULL, clear) the log function.  Any thread, any time
  * while the history is open; it takes effect for the next line. */
@@ -476,6 +492,11 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
  * the next call; 0 at the end (and on every call after it); VD_EIO when
  * reading failed, vd_history_rows_errmsg() says why. */
 int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
+/* The node whose chain the row in hand is on, its seq being the node's
+ * node_seq: a PostgreSQL history (docs/fleet.md).  NULL for a SQLite
+ * file (one chain) or with no row in hand.  Owned by R, valid as the
+ * row is. */
+const char *vd_history_rows_node(const vd_history_rows_t *r);
 /* Why next failed: "DB_PATH: <SQLite's message>".  Owned by R. */
 const char *vd_history_rows_errmsg(const vd_history_rows_t *r);
 void vd_history_rows_close(vd_history_rows_t *r);
@@ -517,6 +538,24 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
  * grows with the rows in the window.  The console's Health chart. */
 int vd_history_rate(const char *db_path, int64_t since_ms, int64_t bucket_ms,
                     int n, int64_t *total, int64_t *errors, vd_buf_t *err);
+
+/* One row of a SQLite history's activations, every string owned by the
+ * reader and valid during the callback only (NULL: absent). */
+typedef struct vd_history_activation {
+  int64_t id;              /* 1, 2, 3 ... on the file's chain */
+  int64_t at_ms;           /* when, unix ms */
+  const char *at;          /* the same as stored text (+08:00) */
+  const char *revision, *trigger, *who, *source_dir, *error;
+  int ok;
+} vd_history_activation_t;
+
+/* Call CB with every activation of the SQLite history DB_PATH, oldest
+ * first, until it returns non-zero (which is returned).  0, or an error
+ * with ERR set. */
+int vd_history_each_activation(const char *db_path,
+                               int (*cb)(const vd_history_activation_t *a,
+                                         void *arg),
+                               void *arg, vd_buf_t *err);
 
 /* Append to OUT what the database holds about revisions, as three members
  * of a JSON object: "activations":[...] (the last 200, newest first: at,
@@ -815,6 +854,7 @@ int vd_history_fleet_status(const char *db, vd_buf_t *out, vd_buf_t *err);
 typedef struct vd_history_import {
   int64_t records;       /* decisions appended to the node's chain */
   int64_t revisions;     /* revisions stored (those already there count) */
+  int64_t activations;   /* activations appended to the node's chain */
   char source_head[100]; /* "SEQ:HASH", the file's verified head */
 } vd_history_import_t;
 
@@ -824,8 +864,10 @@ typedef struct vd_history_import {
  * appended in seq order through a writer as NODE (so no daemon may be
  * writing as NODE meanwhile), each batch committed durably.  The rows'
  * bytes are kept; their hashes are the node chain's (docs/fleet.md).
- * Activations are not moved.  *out says what was done, also on failure
- * (what was committed before it). */
+ * Its activations are appended to NODE's chain of activations as they
+ * were (time, cause, who), before the decisions; they change neither the
+ * fleet's revision nor NODE's node_status.  *out says what was done, also
+ * on failure (what was committed before it). */
 int vd_history_import(const char *from, const char *db, const char *node,
                       vd_history_import_t *out, char **errmsg);
 

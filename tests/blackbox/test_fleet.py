@@ -14,12 +14,16 @@ import json
 import os
 import shutil
 import signal
+import socket
+import sqlite3
 import subprocess
 import threading
 import time
 import unittest
 
-from harness import AT, FIXTURES, POLICIES, Daemon, Refused, request, run_cli
+from harness import (AT, FIXTURES, POLICIES, Daemon, Refused, free_port,
+                     request, run_cli)
+from test_http import HttpDaemon
 from test_admin import set_multiplier
 
 MINI = os.path.join(FIXTURES, "mini")
@@ -86,6 +90,74 @@ def node_hash(dbname, node_id, seq):
             data += ns(None if v == "NULL" else bytes.fromhex(v))
     h = hashlib.sha256(bytes.fromhex(prev or "0" * 64) + data).hexdigest()
     return h, fields[-1]
+
+
+class Proxy:
+    """A TCP relay to the throwaway server, which a test can cut (every
+    connection closed, new ones refused, as a stopped server does) and
+    mend (listening again on the same port)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.socks = []
+        self.listener = None
+        self.mend()
+
+    def conninfo(self, dbname):
+        return "postgresql://%s@127.0.0.1:%d/%s" % (
+            os.environ.get("PGUSER", "postgres"), self.port, dbname)
+
+    def mend(self):
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(16)
+        self.listener = ls
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+
+    def cut(self):
+        ls, self.listener = self.listener, None
+        ls.shutdown(socket.SHUT_RDWR)
+        ls.close()
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    def _accept(self, ls):
+        while True:
+            try:
+                a, _ = ls.accept()
+            except OSError:
+                return
+            b = socket.create_connection((os.environ.get("PGHOST", "localhost"),
+                                          int(os.environ.get("PGPORT", 5432))))
+            with self.lock:
+                self.socks += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(x, y),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pipe(x, y):
+        try:
+            while True:
+                data = x.recv(65536)
+                if not data:
+                    break
+                y.sendall(data)
+        except OSError:
+            pass
+        for z in (x, y):
+            try:
+                z.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def setUpModule():
@@ -327,12 +399,26 @@ class Fleet(unittest.TestCase):
         # every connection of the node dropped, as a restart of the
         # server does: nothing acknowledged is unrecorded, and the node
         # reconnects by itself
-        answers = []
+        # (requests keep flowing meanwhile, so the writer is never idle
+        # long enough to find the loss by its own check first:
+        # test_ready_follows_the_database is that case)
+        answers, flowing = [], threading.Event()
+        more = itertools.count()
+
+        def load():
+            while not flowing.is_set():
+                answers.append(c.call(**comp("during%d" % next(more))))
+        t = threading.Thread(target=load)
+        t.start()
+        time.sleep(0.1)
         psql(name, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                    " WHERE datname = current_database()"
                    " AND pid <> pg_backend_pid()")
-        for i in range(20):
-            answers.append(c.call(**comp("during%d" % i)))
+        after = len(answers)
+        while len(answers) < after + 20:
+            time.sleep(0.01)
+        flowing.set()
+        t.join()
         ok = [r["decision_id"] for r in answers if "error" not in r]
         failed = [r for r in answers if "error" in r]
         for r in failed:
@@ -346,6 +432,146 @@ class Fleet(unittest.TestCase):
                                 " FROM decisions").split())
         self.assertEqual([x for x in ok if x not in stored], [])
         self.assertEqual(verify(db)[0], 0)
+
+    def test_ready_follows_the_database(self):
+        # /health/ready says 503, naming the history's problem, while the
+        # server cannot be reached, without a request to find it out, and
+        # 200 again once it can, without one either (a balancer sends
+        # nothing to a node that is not ready)
+        name, _ = new_database()
+        proxy = Proxy()
+        a = HttpDaemon(args=["--db", proxy.conninfo(name), "--node-id", "a"],
+                       policies=MINI)
+        try:
+            def ready_within(status, seconds=15):
+                deadline = time.time() + seconds
+                while True:
+                    st, _, body = a.call("GET", "/health/ready")
+                    if st == status or time.time() > deadline:
+                        return st, body
+                    time.sleep(0.1)
+            self.assertEqual(ready_within(200)[0], 200)
+            proxy.cut()
+            st, body = ready_within(503)
+            self.assertEqual((st, body["error"]["code"]), (503, "internal"),
+                             body)
+            msg = body["error"]["message"]
+            self.assertIn("not accepting records", msg)
+            self.assertIn("PostgreSQL history '%s' on 127.0.0.1:%d"
+                          % (name, proxy.port), msg)
+            self.assertIn("connect", msg)  # libpq's reason
+            self.assertEqual(a.call("GET", "/health")[0], 200)  # it answers
+            st, _, body = a.call("POST", "/v1/decisions", comp("gone"))
+            self.assertEqual((st, body["error"]["code"]), (503, "internal"))
+            proxy.mend()
+            st, body = ready_within(200)
+            self.assertEqual(st, 200, body)
+            st, _, body = a.call("POST", "/v1/decisions", comp("back"))
+            self.assertEqual(st, 200, body)
+            log = a.read_log()
+            self.assertIn("history_unavailable", log)
+            self.assertIn("history_available", log)
+        finally:
+            self.assertEqual(a.stop(), 0, a.read_log())
+            proxy.cut()
+        self.assertEqual(verify("postgresql:///" + name)[0], 0)
+
+    def test_a_version_1_database_is_migrated_on_start(self):
+        # version 1 (before node_status.verdict): what a node of the
+        # previous verdict left, decisions and all
+        # (the version this verdict writes, as a new database gets it: a
+        # step appended later keeps this test as it is)
+        name, db = new_database()
+        a = node(db, "a")
+        c = a.connect()
+        ids = [c.call(**comp("v1-%d" % i))["decision_id"] for i in range(3)]
+        c.close()
+        self.assertEqual(a.stop(), 0, a.read_log())
+        current = psql(name, "SELECT value FROM verdict_meta"
+                             " WHERE key = 'schema'").strip()
+        self.assertGreaterEqual(int(current), 2)
+        # what steps 2 and later add goes, as version 1 had it (a step
+        # appended to core/history_pg.c's migrations[] is undone here too)
+        psql(name, "ALTER TABLE node_status DROP COLUMN verdict;"
+                   " DROP TABLE idempotency;"
+                   " UPDATE verdict_meta SET value = '1' WHERE key = 'schema'")
+        # a reader of the new verdict says what to do
+        rc, out, err = run_cli("history", "list", "--db", db)
+        self.assertEqual(rc, 2, out)  # cannot read the history
+        self.assertIn("schema version 1, this verdict reads version %s"
+                      % current, err)
+        self.assertIn("once to migrate it", err)
+        # a node of the new verdict migrates it, and goes on with its chain
+        a = node(db, "a")
+        c = a.connect()
+        ids.append(c.call(**comp("v2"))["decision_id"])
+        c.close()
+        self.assertEqual(psql(name, "SELECT value FROM verdict_meta"
+                                    " WHERE key = 'schema'").strip(), current)
+        deadline = time.time() + 10
+        while time.time() < deadline and not psql(
+                name, "SELECT verdict FROM node_status WHERE node_id = 'a'"
+                ).strip():
+            time.sleep(0.1)  # the next heartbeat says it
+        self.assertEqual(a.stop(), 0, a.read_log())
+        rc, out, err = run_cli("fleet", "status", "--db", db, "--format", "json")
+        self.assertEqual(rc, 0, err)
+        version = run_cli("version")[1].split()[1]
+        self.assertEqual([(s["node"], s["verdict"], s["decisions"])
+                          for s in json.loads(out)], [("a", version, 4)])
+        rc, out, err = run_cli("fleet", "status", "--db", db)
+        self.assertIn(" %s " % version, out)
+        rc, rep, err = verify(db)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertEqual(psql(name, "SELECT convert_from(decision_id, 'UTF8')"
+                                    " FROM decisions ORDER BY node_seq"
+                          ).split(), ids)
+
+    def test_a_newer_schema_is_refused(self):
+        name, db = new_database()
+        node(db, "a").stop()
+        current = psql(name, "SELECT value FROM verdict_meta"
+                             " WHERE key = 'schema'").strip()
+        psql(name, "UPDATE verdict_meta SET value = '99' WHERE key = 'schema'")
+        r = Refused(MINI, args=["--db", db, "--node-id", "a"])
+        self.assertNotEqual(r.status, None)
+        self.assertIn("schema version 99 is newer than this verdict knows (%s)"
+                      % current, r.log)
+
+    def test_a_password_in_the_connection_string_is_never_shown(self):
+        # the server's real password (pg_virtualenv's, in PGPASSWORD), in
+        # the URL form and in the keyword form
+        name, _ = new_database()
+        secret = os.environ["PGPASSWORD"]
+        user = os.environ.get("PGUSER", "postgres")
+        host, port = os.environ["PGHOST"], os.environ.get("PGPORT", "5432")
+        url = "postgresql://%s:%s@%s:%s/%s" % (user, secret, host, port, name)
+        kw = "host=%s port=%s dbname=%s user=%s password=%s" % (
+            host, port, name, user, secret)
+        for i, db in enumerate((url, kw)):
+            a = node(db, "n%d" % i)
+            c = a.connect()
+            self.assertNotIn("error", c.call(**comp("p%d" % i)))
+            c.close()
+            self.assertEqual(a.stop(), 0, a.read_log())
+            log = a.read_log()
+            self.assertIn("password='********'", log)
+            self.assertIn("dbname='%s'" % name, log)
+            # what the commands print, found or not, or failing to connect
+            broken = db.replace(port, "1", 1) if i else \
+                url.replace(":%s/" % port, ":1/")
+            outs = [log]
+            for args in (["history", "show", "nosuch", "--db", db],
+                         ["history", "list", "--db", db],
+                         ["fleet", "status", "--db", db],
+                         ["fleet", "status", "--db", broken],
+                         ["history", "verify", "--db", broken]):
+                rc, out, err = run_cli(*args)
+                outs.append(out + err)
+            self.assertIn("no decision 'nosuch' in", outs[1])
+            self.assertIn("(while connecting)", outs[4])
+            for text in outs:
+                self.assertNotIn(secret, text)
 
     def test_a_reload_on_one_node_reaches_every_node(self):
         name, db = new_database()
@@ -419,10 +645,30 @@ class Fleet(unittest.TestCase):
         ids = [c.call(**comp("old%d" % i))["decision_id"] for i in range(7)]
         c.close()
         self.assertEqual(single.stop(), 0, single.read_log())
+        # started again: a second activation on the file's chain
+        self.assertEqual(Daemon(MINI, tmp=single.tmp).stop(), 0)
+        with sqlite3.connect(single.db) as f:
+            acts = f.execute("SELECT id, at_ms, at, revision, cause, who,"
+                             " source_dir, ok, error FROM activations"
+                             " ORDER BY id").fetchall()
+        self.assertEqual(len(acts), 2)
         rc, out, err = run_cli("history", "import", "--from", single.db,
                                "--db", db, "--node-id", "legacy")
         self.assertEqual(rc, 0, out + err)
         self.assertIn("imported 7 decisions and 1 revisions as node legacy", out)
+        self.assertIn("with its 2 activations", out)
+        # the node's activation history, as it was, on its own chain there
+        moved = psql(name, "SELECT id, at_ms, at, revision, cause,"
+                           " coalesce(who, '-'), coalesce(source_dir, '-'),"
+                           " ok, coalesce(error, '-') FROM activations"
+                           " WHERE node_id = 'legacy' ORDER BY id")
+        self.assertEqual([tuple(l.split("|")) for l in moved.splitlines()],
+                         [tuple("-" if v is None else str(v) for v in a)
+                          for a in acts])
+        # nothing of it says what the fleet runs
+        self.assertEqual(psql(name, "SELECT count(*) FROM fleet_desired"
+                                    " UNION ALL SELECT count(*) FROM"
+                                    " node_status").split(), ["0", "0"])
         # the fleet goes on beside it, and everything verifies
         a = node(db, "a")
         c = a.connect()
@@ -433,6 +679,17 @@ class Fleet(unittest.TestCase):
         self.assertEqual(rc, 0, (rep, err))
         self.assertEqual({n["node"]: n["seq"] for n in rep["nodes"]},
                          {"a": 1, "legacy": 7})
+        self.assertEqual({n["node"]: n["activations"] for n in rep["nodes"]},
+                         {"a": 1, "legacy": 2})
+        # and they are verified: an imported activation edited is caught
+        psql(name, "UPDATE activations SET cause = 'reload'"
+                   " WHERE node_id = 'legacy' AND id = 2")
+        rc, rep, err = verify(db)
+        self.assertEqual(rc, 1, (rep, err))
+        self.assertIn("legacy", rep["message"])
+        psql(name, "UPDATE activations SET cause = '%s'"
+                   " WHERE node_id = 'legacy' AND id = 2" % acts[1][4])
+        self.assertEqual(verify(db)[0], 0)
         stored = psql(name, "SELECT convert_from(decision_id, 'UTF8') FROM"
                             " decisions WHERE node_id = 'legacy'"
                             " ORDER BY node_seq").split()
@@ -464,6 +721,33 @@ class Fleet(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         rows = json.loads(out)
         self.assertEqual(sorted(r["seq"] for r in rows), [1, 1])
+        # each record names its node and its place on the node's chain
+        self.assertEqual(sorted((r["node_id"], r["node_seq"]) for r in rows),
+                         [("a", 1), ("b", 1)])
+        c = a.connect()
+        did = c.call(**comp("y"))["decision_id"]
+        c.close()
+        rc, out, err = run_cli("history", "show", did, "--db", db,
+                               "--format", "json")
+        self.assertEqual(rc, 0, err)
+        shown = json.loads(out)
+        self.assertEqual((shown["node_id"], shown["node_seq"], shown["seq"]),
+                         ("a", 2, 2))
+        rc, out, err = run_cli("history", "show", did, "--db", db)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"(?m)^node +a$")
+        self.assertRegex(out, r"(?m)^node seq +2$")
+        rc, out, err = run_cli("history", "list", "--db", db)
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split()[:2], ["NODE", "SEQ"])
+        self.assertEqual(sorted(tuple(l.split()[:2]) for l in lines[1:]),
+                         [("a", "1"), ("a", "2"), ("b", "1")])
+        rc, out, err = run_cli("history", "list", "--db", db, "--format", "csv")
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertTrue(lines[0].startswith("node_id,seq,decision_id,"))
+        self.assertIn("a,2,%s," % did, out)
         for d in (a, b):
             self.assertEqual(d.stop(), 0, d.read_log())
 
