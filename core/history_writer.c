@@ -833,6 +833,7 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
     memcpy(p, r->idem_answer, r->idem_answer_len);
     p[r->idem_answer_len] = '\0';
     q->idem_answer = p;
+    p += r->idem_answer_len + 1; /* the record's tail follows */
     q->idem_answer_len = r->idem_answer_len;
     memcpy(q->idem_digest, r->idem_digest, sizeof q->idem_digest);
     q->idem_code = r->idem_code;
