@@ -1262,36 +1262,61 @@ struct vd_hist_pg_rows {
 };
 
 /* The filter as SQL after "WHERE true", its parameters (text) in V. */
+/* Every field of vd_history_filter_t, as history_query.c's add_filter()
+ * reads them for a SQLite file, with the values as text parameters in V
+ * (numbers written into NUM); the number of parameters.  A node's seq is
+ * its node_seq: the newest-first cursor (before_ms, before_seq) is a
+ * row's (received_ms, node_seq), and the rows of one millisecond are
+ * ordered by node_seq then node_id, so a page boundary between two nodes'
+ * rows of the same millisecond and the same node_seq can drop one of them
+ * (the console's "Older decisions" link carries no node). */
+#define PG_FILTER_NUMS 8
+#define PG_FILTER_PARAMS 16
 static int add_filter(vd_buf_t *sql, const vd_history_filter_t *f,
-                      char num[4][24], const char **v) {
+                      char num[PG_FILTER_NUMS][24], const char **v) {
   int k = 0;
+#define PG_NUM_(i, value, cond)                                              \
+  do {                                                                       \
+    snprintf(num[i], 24, "%" PRId64, (int64_t)(value));                      \
+    v[k++] = num[i];                                                         \
+    vd_buf_addf(sql, " AND " cond " $%d", k);                                \
+  } while (0)
   if (f->has_seq) {
-    snprintf(num[0], 24, "%" PRId64, f->seq_lo);
-    snprintf(num[1], 24, "%" PRId64, f->seq_hi);
-    v[k++] = num[0];
-    vd_buf_addf(sql, " AND node_seq >= $%d", k);
-    v[k++] = num[1];
-    vd_buf_addf(sql, " AND node_seq < $%d", k);
+    PG_NUM_(0, f->seq_lo, "node_seq >=");
+    PG_NUM_(1, f->seq_hi, "node_seq <");
   }
-  if (f->has_since) {
-    snprintf(num[2], 24, "%" PRId64, f->since_ms);
-    v[k++] = num[2];
-    vd_buf_addf(sql, " AND received_ms >= $%d", k);
+  if (f->has_since)
+    PG_NUM_(2, f->since_ms, "received_ms >=");
+  if (f->has_until)
+    PG_NUM_(3, f->until_ms, "received_ms <");
+  if (f->has_at_since)
+    PG_NUM_(4, f->at_since_ms, "at_ms >=");
+  if (f->has_at_until)
+    PG_NUM_(5, f->at_until_ms, "at_ms <");
+  if (f->newest_first && f->has_before) {
+    snprintf(num[6], 24, "%" PRId64, f->before_ms);
+    snprintf(num[7], 24, "%" PRId64, f->before_seq);
+    v[k++] = num[6];
+    v[k++] = num[7];
+    vd_buf_addf(sql, " AND (received_ms, node_seq) < ($%d::bigint,"
+                     " $%d::bigint)", k - 1, k);
   }
-  if (f->has_until) {
-    snprintf(num[3], 24, "%" PRId64, f->until_ms);
-    v[k++] = num[3];
-    vd_buf_addf(sql, " AND received_ms < $%d", k);
-  }
+#undef PG_NUM_
 #define PG_FILTER_(field)                                                    \
   if (f->field) {                                                            \
     v[k++] = f->field;                                                       \
     vd_buf_addf(sql, " AND " #field " = convert_to($%d, 'UTF8')", k);        \
   }
+  PG_FILTER_(revision)
+  if (f->error_code && (!*f->error_code || !strcmp(f->error_code, "none")))
+    vd_buf_adds(sql, " AND error_code IS NULL");
+  else
+    PG_FILTER_(error_code)
   PG_FILTER_(region)
   PG_FILTER_(kind)
   PG_FILTER_(complaint_id)
   PG_FILTER_(decision_id)
+  PG_FILTER_(customer_id)
 #undef PG_FILTER_
   return k;
 }
@@ -1311,8 +1336,8 @@ int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
                          const vd_history_filter_t *filter, vd_buf_t *err) {
   vd_hist_pg_rows_t *r = calloc(1, sizeof *r);
   vd_buf_t sql = VD_BUF_INIT;
-  char num[4][24], lim[24];
-  const char *v[10];
+  char num[PG_FILTER_NUMS][24], lim[24];
+  const char *v[PG_FILTER_PARAMS];
   int k, rc;
   *out = NULL;
   if (!r)
@@ -1327,7 +1352,10 @@ int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
   add_columns(&sql);
   vd_buf_adds(&sql, " FROM decisions WHERE true");
   k = add_filter(&sql, filter, num, v);
-  vd_buf_adds(&sql, " ORDER BY received_ms, node_id, node_seq");
+  vd_buf_adds(&sql, filter->newest_first
+                        ? " ORDER BY received_ms DESC, node_seq DESC,"
+                          " node_id DESC"
+                        : " ORDER BY received_ms, node_id, node_seq");
   if (filter->has_limit) {
     snprintf(lim, sizeof lim, "%" PRId64, filter->limit);
     v[k++] = lim;
