@@ -14,8 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import (ANSWER_TIMEOUT, AT, FIXTURES, POLICIES, SANITIZED, Daemon,
-                     free_port, request, run_cli)
+from harness import (ANSWER_TIMEOUT, AT, FIXTURES, POLICIES, SANITIZED, TSAN,
+                     Daemon, free_port, request, run_cli)
 
 HOSTILE = os.path.join(FIXTURES, "hostile")
 
@@ -422,8 +422,11 @@ class PolicyFailures(unittest.TestCase):
     def test_policy_errors(self):
         # sanitized decisions are slow: none may be taken for stuck
         # (--decide-timeout, answered `internal`) for being slow
+        # and under TSan the watchdog's timing cannot stop a loop: counting
+        # does (--always-count), as in test_daemon's hostile tests
         d = HttpDaemon(policies=HOSTILE, unchecked=True,
-                       args=["--decide-timeout", "0"] if SANITIZED else [])
+                       args=(["--decide-timeout", "0"] if SANITIZED else [])
+                       + (["--always-count"] if TSAN else []))
         try:
             for kind, status, code in (("boom", 500, "policy_error"),
                                        ("bomb", 503, "policy_memory"),
