@@ -67,7 +67,20 @@ def browser():
                             options=o)
 
 
-class Console(unittest.TestCase):
+class ConsoleCase(unittest.TestCase):
+    """A class of console tests sharing one daemon (cls.d, an HttpDaemon)
+    and one browser (cls.b), both made by its setUpClass."""
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.b.quit()
+        cls.d.stop()
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.d.http_port, path)
+
+
+class Console(ConsoleCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="verdict-console-")
@@ -106,14 +119,6 @@ class Console(unittest.TestCase):
         except BaseException:
             cls.d.stop()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.b.quit()
-        cls.d.stop()
-
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.d.http_port, path)
 
     def shot(self, name):
         self.b.save_screenshot(os.path.join(self.tmp, name + ".png"))
@@ -543,7 +548,7 @@ class Console(unittest.TestCase):
 
 
 
-class Revisions(unittest.TestCase):
+class Revisions(ConsoleCase):
     """Two revisions side by side, and a revision's files, on a console
     without --tokens (loopback: no login)."""
 
@@ -573,14 +578,6 @@ class Revisions(unittest.TestCase):
         except BaseException:
             cls.d.stop()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.b.quit()
-        cls.d.stop()
-
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.d.http_port, path)
 
     def submit(self, button):
         submit(self.b, button)

@@ -13,7 +13,7 @@ import unittest
 
 from harness import AT, POLICIES, request
 from test_console import (COMP_INPUT, CRM, SLA_INPUT, TOKENS, By,
-                          WebDriverWait, browser, submit)
+                          ConsoleCase, WebDriverWait, browser, submit)
 from test_http import HttpDaemon, write_tokens
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
@@ -143,7 +143,7 @@ return Array.prototype.filter.call(document.querySelectorAll(
 """
 
 
-class Accessibility(unittest.TestCase):
+class Accessibility(ConsoleCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="verdict-console-a11y-")
@@ -172,14 +172,6 @@ class Accessibility(unittest.TestCase):
         except BaseException:
             cls.d.stop()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.b.quit()
-        cls.d.stop()
-
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.d.http_port, path)
 
     def check(self, what):
         """Run the checks on the page in the browser now."""
