@@ -452,22 +452,28 @@ class RapidConnectClose(Abuse):
         self.wait_connections(1)
         base_fds, base_rss = self.fds(), self.rss()
         self.base_fds = base_fds
-        first = self.cycles()
-        second = self.cycles()
-        print("\n  rapid connect/close: 2 x %d cycles in %.1f s, %.1f s; "
-              "fds %d -> %d -> %d; RSS %d KiB -> %d -> %d"
-              % (self.CYCLES, first[0], second[0], base_fds, first[1],
-                 second[1], base_rss, first[2], second[2]),
+        rounds = [self.cycles() for _ in range(7)]
+        print("\n  rapid connect/close: 7 x %d cycles in %s s; fds %d -> %s;"
+              " RSS %d KiB -> %s"
+              % (self.CYCLES, ", ".join("%.1f" % r[0] for r in rounds),
+                 base_fds, " -> ".join(str(r[1]) for r in rounds),
+                 base_rss, " -> ".join(str(r[2]) for r in rounds)),
               end=" ", flush=True)
-        self.assertEqual(first[1], base_fds)
-        self.assertEqual(second[1], base_fds)
-        # the first round's peak may stay with malloc; the second adds
-        # little to it (how many clients are pending at once varies: the
-        # descriptors are the exact check)
+        for r in rounds:
+            self.assertEqual(r[1], base_fds)
+        # RSS after a round keeps that round's peak with malloc: how many
+        # clients are pending at once depends on how fast this client
+        # outruns the daemon, so one round reads 3 MiB above the next on a
+        # quiet machine. The first round only has a loose bound; a leak
+        # shows as growth with the cycles: the smallest of the last three
+        # rounds comes after at least 8,000 more cycles than the first,
+        # which at 512 bytes a cycle is 4 MiB (the descriptors are the
+        # exact check, and ASan's leak check runs the same test)
         if memory_checked():
-            self.assertLessEqual(first[2], base_rss + 8 * MIB)
-        if memory_checked():
-            self.assertLessEqual(second[2], first[2] + 4 * MIB)
+            first = rounds[0][2]
+            self.assertLessEqual(first, base_rss + 24 * MIB)
+            self.assertLessEqual(min(r[2] for r in rounds[-3:]),
+                                 first + 4 * MIB)
         self.served("after")
         self.assertIsNone(self.d.proc.poll())
 
