@@ -81,6 +81,21 @@ static const char *path_in(const char *name) {
   return p;
 }
 
+/* A copy of fixture FROM at TO, for a test that migrates or changes it. */
+static void copy_fixture(const char *from, const char *to) {
+  FILE *in, *out;
+  char buf[4096];
+  size_t n;
+  in = fopen(from, "rb");
+  assert_non_null(in);
+  out = fopen(to, "wb");
+  assert_non_null(out);
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  assert_int_equal(fclose(out), 0);
+}
+
 /* Completions arrive here: the notify callback wakes whoever waits. */
 typedef struct sink {
   pthread_mutex_t mu;
@@ -2434,18 +2449,8 @@ static void test_migrate_from_v2(void **state) {
   vd_history_reader_t *rd = NULL;
   vd_verify_report_t rep;
   char *err = NULL, *head;
-  FILE *in, *out;
-  char buf[4096];
-  size_t n;
   (void)state;
-  in = fopen("tests/fixtures/history-v2.db", "rb");
-  assert_non_null(in);
-  out = fopen(path, "wb");
-  assert_non_null(out);
-  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-    assert_int_equal(fwrite(buf, 1, n, out), n);
-  fclose(in);
-  assert_int_equal(fclose(out), 0);
+  copy_fixture("tests/fixtures/history-v2.db", path);
   assert_int_equal(query_int(path, "PRAGMA user_version"), 2);
   head = query_text(path, "SELECT hash FROM chain_head");
   assert_int_equal(vd_history_reader_open(&rd, path, &err), VD_EINVALID);
@@ -2520,19 +2525,9 @@ static void test_migrate_from_v3(void **state) {
   vd_verify_report_t rep;
   uint64_t seq = 0, upto = 0;
   char *head, *salt;
-  FILE *in, *out;
-  char buf[4096];
-  size_t n;
   int i;
   (void)state;
-  in = fopen("tests/fixtures/history-v3.db", "rb");
-  assert_non_null(in);
-  out = fopen(path, "wb");
-  assert_non_null(out);
-  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-    assert_int_equal(fwrite(buf, 1, n, out), n);
-  fclose(in);
-  assert_int_equal(fclose(out), 0);
+  copy_fixture("tests/fixtures/history-v3.db", path);
   assert_int_equal(query_int(path, "PRAGMA user_version"), 3);
   head = query_text(path, "SELECT hash FROM chain_head");
 
@@ -2653,19 +2648,9 @@ static void test_erase(void **state) {
   vd_verify_report_t ver;
   uint64_t seq = 0, upto = 0;
   char *err = NULL, *text;
-  FILE *in, *out;
-  char buf[4096];
-  size_t n;
   int i;
   (void)state;
-  in = fopen("tests/fixtures/history-v3.db", "rb");
-  assert_non_null(in);
-  out = fopen(path, "wb");
-  assert_non_null(out);
-  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-    assert_int_equal(fwrite(buf, 1, n, out), n);
-  fclose(in);
-  assert_int_equal(fclose(out), 0);
+  copy_fixture("tests/fixtures/history-v3.db", path);
   h = open_ok(path, VD_LOG_DURABLE, 1);
   for (i = 0; i < 4; i++) { /* seq 7..10, U-1 at 8 and 10 */
     vd_record_t r;

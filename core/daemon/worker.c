@@ -2137,6 +2137,20 @@ static void worker_main(void *arg) {
  * Start and stop (main thread)
  * ------------------------------------------------------------------------ */
 
+/* What a worker's buffers and personal-data keys hold, for a start that
+ * failed half-way and for the release after the loop ended. */
+static void release_buffers(vd_worker_t *w) {
+  vd_buf_release(&w->scratch);
+  vd_buf_release(&w->idem_scoped);
+  vd_buf_release(&w->openapi);
+  vd_buf_release(&w->pseudo_req);
+  vd_buf_release(&w->pseudo_facts);
+  vd_personal_free(w->personal, w->npersonal);
+  w->personal = NULL;
+  w->npersonal = 0;
+  vd_buf_release(&w->tlsplain);
+}
+
 int vd_worker_start(vd_worker_t *w, vd_daemon_t *d, unsigned index,
                     vd_engine_t *engine) {
   int rc;
@@ -2184,15 +2198,7 @@ out_mutex:
 out_loop:
   uv_loop_close(&w->loop);
 out_buffers:
-  vd_buf_release(&w->scratch);
-  vd_buf_release(&w->idem_scoped);
-  vd_buf_release(&w->openapi);
-  vd_buf_release(&w->pseudo_req);
-  vd_buf_release(&w->pseudo_facts);
-  vd_personal_free(w->personal, w->npersonal);
-  w->personal = NULL;
-  w->npersonal = 0;
-  vd_buf_release(&w->tlsplain);
+  release_buffers(w);
   vd_decision_release(&w->dec);
   vd_engine_free(w->engine);
   w->engine = NULL;
@@ -2244,15 +2250,7 @@ void vd_worker_release(vd_worker_t *w) {
   vd_engine_free(w->engine);
   w->next_engine = w->engine = NULL;
   vd_decision_release(&w->dec);
-  vd_buf_release(&w->scratch);
-  vd_buf_release(&w->idem_scoped);
-  vd_buf_release(&w->openapi);
-  vd_buf_release(&w->pseudo_req);
-  vd_buf_release(&w->pseudo_facts);
-  vd_personal_free(w->personal, w->npersonal);
-  w->personal = NULL;
-  w->npersonal = 0;
-  vd_buf_release(&w->tlsplain);
+  release_buffers(w);
   w->started = 0;
 }
 
