@@ -1335,9 +1335,13 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   }
   offer_quantiles(&rep->offers_before, q_before);
   offer_quantiles(&rep->offers_after, q_after);
-  qsort(rep->groups, rep->ngroups, sizeof *rep->groups, cmp_group);
-  qsort(rep->fields, rep->nfields, sizeof *rep->fields, cmp_field);
-  qsort(rep->moves, rep->nmoves, sizeof *rep->moves, cmp_move);
+  /* qsort's array may not be NULL, even with no elements */
+  if (rep->ngroups)
+    qsort(rep->groups, rep->ngroups, sizeof *rep->groups, cmp_group);
+  if (rep->nfields)
+    qsort(rep->fields, rep->nfields, sizeof *rep->fields, cmp_field);
+  if (rep->nmoves)
+    qsort(rep->moves, rep->nmoves, sizeof *rep->moves, cmp_move);
   mark_activated(o->db, rep);
 out:
   for (i = 0; lanes && i < n; i++)
