@@ -449,10 +449,23 @@ struct vd_history {
   int ck_next;              /* WAL frames at which the next one is due */
   int ck_seen;              /* WAL frames after the last commit */
 
-  /* revisions and activations, from the main thread (history_revs.c) */
+  /* revisions and activations, from the main thread (history_revs.c),
+   * under vd_hist_aux_lock(); aux_waiting (under mu) holds the writer at
+   * its next batch until aux_done is signalled */
   pthread_mutex_t aux_mu;
   sqlite3 *aux;
+  int aux_waiting;
+  pthread_cond_t aux_done;
 };
+
+/* Take h->aux for one write transaction, and give it back.  A writer
+ * that commits batch after batch would otherwise starve the aux
+ * connection's BEGIN IMMEDIATE, which only polls for the lock between
+ * sleeps (an activation not recorded within the busy timeout): while an
+ * aux transaction is wanted the writer starts no new batch, so it waits
+ * for one batch at most. */
+void vd_hist_aux_lock(vd_history_t *h);
+void vd_hist_aux_unlock(vd_history_t *h);
 
 /* ========================================================================
  * Revisions (history_revs.c), for verify

@@ -17,9 +17,11 @@
  *     (history_chain.c): each is inserted with the next id and its hash
  *     in the transaction that moves activation_head.
  *
- * Threads: store and record run on the daemon's main thread (h->aux_mu
- * serialises them should another caller come); loading on its caller's
- * thread (the admin channel's, replay's, verify's).
+ * Threads: store and record run on the daemon's main thread, under
+ * vd_hist_aux_lock() (it serialises them should another caller come, and
+ * holds the writer between batches so that they are not starved);
+ * loading on its caller's thread (the admin channel's, replay's,
+ * verify's).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -145,7 +147,7 @@ int vd_hist_sqlite_store_revision(vd_history_t *h, const char *revision,
            "INSERT INTO revisions (revision, stored_ms, files, bytes)"
            " VALUES (?, %" PRId64 ", %zu, %zu)",
            vd_now_ms(), nfiles, bytes);
-  pthread_mutex_lock(&h->aux_mu);
+  vd_hist_aux_lock(h);
   rc = sqlite3_exec(h->aux, "BEGIN IMMEDIATE", NULL, NULL, NULL);
   if (rc == SQLITE_OK)
     rc = aux_exec(h->aux, "SELECT 1 FROM revisions WHERE revision = ?",
@@ -160,7 +162,7 @@ int vd_hist_sqlite_store_revision(vd_history_t *h, const char *revision,
     rc = vd_hist_db_err(&err, h->path, h->aux, rc, "committing a revision");
   if (rc && !sqlite3_get_autocommit(h->aux))
     sqlite3_exec(h->aux, "ROLLBACK", NULL, NULL, NULL);
-  pthread_mutex_unlock(&h->aux_mu);
+  vd_hist_aux_unlock(h);
   return vd_hist_give_err(errmsg, &err, rc);
 }
 
@@ -235,7 +237,7 @@ int vd_hist_sqlite_record_activation(vd_history_t *h, const char *revision,
   vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
   vd_hist_activation_fields(f, now, at, revision, trigger, who, source_dir,
                             ok, error);
-  pthread_mutex_lock(&h->aux_mu);
+  vd_hist_aux_lock(h);
   /* the row, its hash and the head move together, in one transaction on
    * the aux connection; the decisions' chain is not touched */
   rc = sqlite3_exec(h->aux, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -287,7 +289,7 @@ int vd_hist_sqlite_record_activation(vd_history_t *h, const char *revision,
     if (!sqlite3_get_autocommit(h->aux))
       sqlite3_exec(h->aux, "ROLLBACK", NULL, NULL, NULL);
   }
-  pthread_mutex_unlock(&h->aux_mu);
+  vd_hist_aux_unlock(h);
   return vd_hist_give_err(errmsg, &err, rc);
 }
 

@@ -365,6 +365,8 @@ static void *writer_main(void *arg) {
       idle_wait(h, &err);
     if (!h->qhead)
       break; /* stopping, and everything is written */
+    while (h->aux_waiting) /* an activation or revision goes first */
+      pthread_cond_wait(&h->aux_done, &h->mu);
     list = h->qhead;
     h->qhead = NULL;
     h->qtail = &h->qhead;
@@ -659,6 +661,7 @@ static void history_free(vd_history_t *h) {
   pthread_mutex_destroy(&h->aux_mu);
   pthread_cond_destroy(&h->ck_wake);
   pthread_cond_destroy(&h->ck_idle);
+  pthread_cond_destroy(&h->aux_done);
   pthread_mutex_destroy(&h->ck_mu);
   free(h);
 }
@@ -700,6 +703,7 @@ int vd_history_open_node(vd_history_t **out, const char *path,
   pthread_mutex_init(&h->ck_mu, NULL);
   pthread_cond_init(&h->ck_wake, NULL);
   pthread_cond_init(&h->ck_idle, NULL);
+  pthread_cond_init(&h->aux_done, NULL);
   h->qtail = &h->qhead;
   h->lock_fd = -1;
   h->mode = mode;
@@ -735,6 +739,21 @@ int vd_history_open_node(vd_history_t **out, const char *path,
 fail:
   history_free(h);
   return vd_hist_give_err(errmsg, &err, rc);
+}
+
+void vd_hist_aux_lock(vd_history_t *h) {
+  pthread_mutex_lock(&h->aux_mu);
+  pthread_mutex_lock(&h->mu);
+  h->aux_waiting++;
+  pthread_mutex_unlock(&h->mu);
+}
+
+void vd_hist_aux_unlock(vd_history_t *h) {
+  pthread_mutex_lock(&h->mu);
+  if (--h->aux_waiting == 0)
+    pthread_cond_broadcast(&h->aux_done);
+  pthread_mutex_unlock(&h->mu);
+  pthread_mutex_unlock(&h->aux_mu);
 }
 
 int vd_history_store_revision(vd_history_t *h, const char *revision,

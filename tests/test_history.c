@@ -1107,6 +1107,62 @@ static void test_checkpoints(void **state) {
   assert_int_equal(query_int(path, "SELECT count(*) FROM decisions"), n);
 }
 
+/* Activations recorded while the writer commits batch after batch: the
+ * main thread's write transaction gets its turn between two batches
+ * instead of polling for the lock until the busy timeout (5 s) runs out,
+ * which a writer that never idles made it do (an activation that was not
+ * recorded). */
+typedef struct busy {
+  vd_history_t *h;
+  atomic_int stop;
+  long submitted, failed;
+} busy_t;
+
+static void *busy_main(void *arg) {
+  busy_t *f = arg;
+  int i = 0;
+  while (!atomic_load(&f->stop)) {
+    vd_record_t r;
+    rec_store_t s;
+    vd_history_done_t d[64];
+    uint64_t seq;
+    size_t n, k;
+    make_record(&r, &s, 0, ++i);
+    if (vd_history_submit(f->h, 0, &r, &seq) == 0)
+      f->submitted++;
+    n = vd_history_drain(f->h, 0, d, 64);
+    for (k = 0; k < n; k++)
+      f->failed += d[k].status != 0;
+  }
+  return NULL;
+}
+
+static void test_activations_under_load(void **state) {
+  const char *path = path_in("busy.db");
+  busy_t f;
+  pthread_t t;
+  int i;
+  (void)state;
+  memset(&f, 0, sizeof f);
+  f.h = open_ok(path, VD_LOG_DURABLE, 1);
+  assert_int_equal(pthread_create(&t, NULL, busy_main, &f), 0);
+  usleep(200000); /* the writer is busy before the first activation */
+  for (i = 0; i < 8; i++) {
+    char rev[80], *err = NULL;
+    snprintf(rev, sizeof rev, "sha256:%064d", i);
+    if (vd_history_record_activation(f.h, rev, "reload", "test", NULL, 1,
+                                     NULL, &err) != 0)
+      fail_msg("activation %d under load: %s", i, err ? err : "?");
+    usleep(20000);
+  }
+  atomic_store(&f.stop, 1);
+  pthread_join(t, NULL);
+  vd_history_close(f.h);
+  assert_true(f.submitted > 100);
+  assert_int_equal(f.failed, 0);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM activations"), 8);
+}
+
 /* Writing fails as on a full disk (the file-size limit makes write()
  * fail): the batch is reported failed, nothing of it is stored, and
  * writing works again once there is room. */
@@ -2918,6 +2974,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pseudonyms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_activations_under_load, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

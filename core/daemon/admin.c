@@ -575,6 +575,7 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
   char previous[80];
   const char *rev;
   unsigned i;
+  int unrecorded = 0;
   vd_buf_t out = VD_BUF_INIT;
 
   uv_timer_stop(&d->admin.reload_timer);
@@ -591,6 +592,22 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
   rev = r->bundle ? vd_bundle_revision(r->bundle) : previous;
   if (r->bundle)
     store_revision(d, r->bundle); /* failed ones too: auditors see them */
+  /* recorded before it serves: no decision names a revision whose
+   * activation the history lacks.  One that cannot be recorded (the
+   * database locked past its busy timeout, a full disk) is refused, and
+   * the revision in force keeps serving */
+  if (r->rc == 0 && !d->stopping) {
+    char *why = NULL;
+    if (vd_history_record_activation(d->history, rev, r->trigger, r->who,
+                                     vd_bundle_source(r->bundle), 1, NULL,
+                                     &why) != 0) {
+      r->rc = VD_EIO;
+      unrecorded = 1;
+      vd_buf_addf(&r->err, "cannot record the activation in the history: %s",
+                  why ? why : "?");
+    }
+    free(why);
+  }
   if (r->rc == 0 && !d->stopping) {
     for (i = 0; i < d->nworkers; i++) {
       vd_worker_offer_engine(&d->workers[d->active[i]], v->engines[i]);
@@ -605,8 +622,6 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
     vd_buf_reset(&d->in_force);
     vd_buf_add(&d->in_force, v->in_force.data, v->in_force.len);
     uv_mutex_unlock(&d->state_lock);
-    record_activation(d, rev, r->trigger, r->who,
-                      vd_bundle_source(d->bundle), 1, NULL);
     if (d->metrics) {
       vd_metrics_count(d->metrics, VD_M_RELOADS, (const char *[]){"ok"}, 1);
       vd_metrics_set_revision(d->metrics, vd_bundle_revision(d->bundle));
@@ -641,9 +656,11 @@ static void reload_finish(vd_daemon_t *d, vd_reload_t *r) {
       vd_wire_write_activated(&out, r->reply_id.data,
                               vd_bundle_revision(d->bundle), previous);
     } else {
-      /* a validation that ran out of time is a timeout, as a decision's */
+      /* a validation that ran out of time is a timeout, as a decision's;
+       * a history that could not record it is the daemon's failure */
       vd_wire_write_error(&out, r->reply_id.data,
                           r->rc == VD_EPOLICY_TIMEOUT ? VD_EPOLICY_TIMEOUT
+                          : unrecorded                ? VD_EINTERNAL
                                                       : VD_EPOLICY_ERROR,
                           r->err.data, NULL, NULL);
     }

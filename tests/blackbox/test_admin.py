@@ -174,8 +174,43 @@ class Admin(unittest.TestCase):
         rc, out, err = self.admin("revisions")
         self.assertEqual(rc, 0, err)
         lines = out.splitlines()[1:]
-        self.assertEqual(sum(1 for l in lines if " NO " in l), 5)
-        self.assertEqual(sum(1 for l in lines if " yes " in l), 6)
+        why = out + self.d.read_log()[-3000:]
+        self.assertEqual(sum(1 for l in lines if " NO " in l), 5, why)
+        self.assertEqual(sum(1 for l in lines if " yes " in l), 6, why)
+
+    def test_an_activation_the_history_cannot_record_is_refused(self):
+        # the activation is recorded before the revision serves: with the
+        # database's write lock held elsewhere past the busy timeout (5 s)
+        # the reload is refused as the daemon's failure, and the revision
+        # in force keeps serving
+        import sqlite3
+        c = self.d.connect()
+        before = c.call(op="ping")["revision"]
+        set_multiplier(self.bundle, 5)
+        lock = sqlite3.connect(self.d.db, isolation_level=None, timeout=30)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            rc, out, err = self.admin("reload", "--who", "test")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("cannot record the activation", err)
+        self.assertIn("internal", err)
+        self.assertEqual(c.call(op="ping")["revision"], before)
+        self.assertEqual(c.call(**comp(1))["result"]["offer_fen"], 6000)
+        # once the database takes writes again, the same edit goes live
+        rc, out, err = self.admin("reload", "--who", "test")
+        self.assertEqual(rc, 0, out + err)
+        after = out.split()[-1]
+        self.assertNotEqual(after, before)
+        self.assertEqual(c.call(**comp(2))["result"]["offer_fen"], 10000)
+        rc, out, err = self.admin("revisions")
+        self.assertEqual(rc, 0, err)
+        rows = [l for l in out.splitlines()[1:] if l.strip()]
+        self.assertIn(after, rows[0])
+        self.assertIn(" yes ", rows[0])
+        c.close()
 
     def test_diff_and_activate(self):
         c = self.d.connect()
