@@ -181,8 +181,10 @@ static int open_container(decoder_t *d, int is_array) {
   if (!lua_checkstack(L, 4))
     luaL_error(L, "not enough memory");
   /* Room for a typical request's fields up front: growing a table
-   * rehashes it at 1, 2, 4 and 8 keys, the largest cost of decoding. */
-  lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : 8);
+   * rehashes it at 1, 2, 4 and 8 keys, the largest cost of decoding.  An
+   * object inside the request (its input) gets room for the defaults the
+   * schema check adds to it when it becomes the facts (core/sandbox.c). */
+  lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : d->depth == 1 ? 16 : 8);
   vd_json_push_marker(L, is_array ? 'a' : 'o');
   lua_setmetatable(L, -2);
   d->frames[d->depth].is_array = (char)is_array;

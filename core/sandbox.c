@@ -145,6 +145,7 @@ vd_sandbox_t *vd_sandbox_find(lua_State *L) {
 }
 
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
+  sb->own_input = NULL;
   /* No policy code runs in a collection (__gc is refused), so this one is
    * outside any budget.  It makes the evaluation start from the state's
    * live size, so its room, and its charges for making output (which stop
@@ -178,6 +179,7 @@ void vd_sandbox_seal(vd_sandbox_t *sb, size_t mem_cap) {
 
 int vd_sandbox_disarm(vd_sandbox_t *sb) {
   int t = sb->tripped;
+  sb->own_input = NULL;
   sb->tripped = 0;
   sb->steps = 0;
   return t;
@@ -1149,6 +1151,17 @@ static int v_is_empty(lua_State *L) {
  * Lua walk read it through the frozen `absent`.  Nothing a policy gives
  * check_input is changed; what it returns is new, or the input's own
  * values, or proxies.
+ *
+ * One table is made the facts in place instead of copied: the request's
+ * input object the engine decoded for the decision running now (sandbox.h,
+ * own_input; engine.c's evaluate sets it around the call of the policy's
+ * decide), the first time it is checked, when it is valid.  No policy
+ * table can be it: it was made by the decoder for this request, and the
+ * pointer is cleared when the call returns.  Its defaults are filled in,
+ * nulls dropped, values of the other types replaced by their checker's,
+ * and its JSON marker removed: the same keys and values as the copy, one
+ * table fewer a decision.  lib/rules.lua's decide reads only the facts
+ * after the check; a policy that keeps its `input` sees the facts there.
  * ------------------------------------------------------------------------ */
 
 static const char PLAN_MT[] = "vd.schema.plan";
@@ -1330,29 +1343,48 @@ static int plan_is_set(lua_State *L, int idx) {
   }
 }
 
+/* The most fields a schema may have for its object to be made the facts
+ * in place (v_check_input); a larger one is copied, as any other. */
+#define PLAN_OWN_MAX 256
+
 static int v_check_input(lua_State *L) {
   plan_t *p = luaL_checkudata(L, 1, PLAN_MT);
-  int uv, v, out, i, present = 0;
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  unsigned char set[PLAN_OWN_MAX]; /* own: each fact is set (requires) */
+  const int v = 2, uv = 3;
+  int out = 0, own, i, present = 0;
   lua_Integer keys = 0;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  vd_sandbox_unfreeze(L, 2);
+  /* The engine's own decoded input (sandbox.h, own_input) becomes the
+   * facts itself: what changes is written once every check has passed,
+   * so an object found wrong is left as it came for the reporting walk.
+   * Once only: a second call gets a copy, as any other table does. */
+  own = sb->own_input != NULL && lua_topointer(L, v) == sb->own_input;
+  if (own)
+    sb->own_input = NULL;
+  own = own && p->n <= PLAN_OWN_MAX && lua_checkstack(L, 2 * p->n + 8);
+  vd_sandbox_unfreeze(L, v);
   vd_sandbox_charge(L, (double)p->n);
-  v = 2;
   lua_getiuservalue(L, 1, 1);
-  uv = 3;
-  lua_createtable(L, 0, p->n);
-  out = 4;
+  if (!own) {
+    lua_createtable(L, 0, p->n);
+    out = 4;
+  }
+  /* Each field: its name and value on the stack; stored into out, or,
+   * own, left there as a (name, value) pair to write into v at the end
+   * (a default, a checker's value, or nil for a null), or dropped (a
+   * value that stays as it is). */
   for (i = 0; i < p->n; i++) {
     const plan_field_t *f = &p->f[i];
-    int t;
-    lua_rawgeti(L, uv, i + 1); /* 5: the name */
-    lua_pushvalue(L, 5);
-    t = lua_rawget(L, v);      /* 6: v[name] */
+    int t, name = lua_gettop(L) + 1, val = name + 1;
+    lua_rawgeti(L, uv, i + 1); /* the name */
+    lua_pushvalue(L, name);
+    t = lua_rawget(L, v);      /* v[name] */
     if (t != LUA_TNIL)
       present++;
     if (t == LUA_TNIL ||
-        (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, 6) == vd_json_null)) {
+        (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, val) == vd_json_null)) {
       if (f->required)
         return 0;
       if (f->has_default) {
@@ -1368,10 +1400,21 @@ static int v_check_input(lua_State *L) {
           }
           lua_pop(L, 1);
         }
-        lua_replace(L, 6);
+        lua_replace(L, val);
+        if (own) {
+          set[i] = f->nreq && plan_is_set(L, val);
+          continue;
+        }
         lua_rawset(L, out);
+      } else if (own) {
+        set[i] = 0;
+        if (t != LUA_TNIL) { /* a null: the facts do not have the key */
+          lua_pushnil(L);
+          lua_replace(L, val);
+          continue;
+        }
       }
-      lua_settop(L, out);
+      lua_settop(L, name - 1);
       continue;
     }
     switch (f->kind) {
@@ -1379,16 +1422,16 @@ static int v_check_input(lua_State *L) {
       size_t len;
       if (t != LUA_TSTRING)
         return 0;
-      len = lua_rawlen(L, 6);
+      len = lua_rawlen(L, val);
       if (len == 0 || len > f->max_len)
         return 0;
       break;
     }
     case PF_INTEGER: {
       lua_Integer x;
-      if (!lua_isinteger(L, 6))
+      if (!lua_isinteger(L, val))
         return 0;
-      x = lua_tointeger(L, 6);
+      x = lua_tointeger(L, val);
       if ((f->has_min && x < f->min) || (f->has_max && x > f->max))
         return 0;
       break;
@@ -1399,18 +1442,25 @@ static int v_check_input(lua_State *L) {
       break;
     case PF_ENUM:
       lua_rawgeti(L, uv, p->n + i + 1);
-      lua_pushvalue(L, 6);
+      lua_pushvalue(L, val);
       if (!lua_toboolean(L, (lua_rawget(L, -2), -1)))
         return 0;
       lua_pop(L, 2);
       break;
     default: /* the field's Lua checker: the value, or nil */
       lua_rawgeti(L, uv, p->n + i + 1);
-      lua_insert(L, 6);
+      lua_insert(L, val);
       lua_call(L, 1, 1);
-      if (lua_isnil(L, 6))
+      if (lua_isnil(L, val))
         return 0;
       break;
+    }
+    if (own) {
+      set[i] = f->nreq && plan_is_set(L, val);
+      if (f->kind == PF_CALL) /* its checked value replaces it */
+        continue;
+      lua_settop(L, name - 1);
+      continue;
     }
     lua_rawset(L, out);
   }
@@ -1426,13 +1476,18 @@ static int v_check_input(lua_State *L) {
     int j;
     if (!f->nreq)
       continue;
-    lua_rawgeti(L, uv, i + 1);
-    lua_rawget(L, out);
-    if (!plan_is_set(L, -1)) {
+    if (own) {
+      if (!set[i])
+        continue;
+    } else {
+      lua_rawgeti(L, uv, i + 1);
+      lua_rawget(L, out);
+      if (!plan_is_set(L, -1)) {
+        lua_pop(L, 1);
+        continue;
+      }
       lua_pop(L, 1);
-      continue;
     }
-    lua_pop(L, 1);
     for (j = 0; j < f->nreq; j++) {
       int t;
       lua_rawgeti(L, uv, f->req_first + j);
@@ -1443,8 +1498,273 @@ static int v_check_input(lua_State *L) {
       lua_pop(L, 1);
     }
   }
+  if (own) { /* valid: the pairs left, then no JSON marker, as a copy */
+    int top = lua_gettop(L);
+    for (i = uv + 1; i < top; i += 2) {
+      lua_pushvalue(L, i);
+      lua_pushvalue(L, i + 1);
+      lua_rawset(L, v);
+    }
+    lua_pushnil(L);
+    lua_setmetatable(L, v);
+    lua_settop(L, v);
+    return 1;
+  }
   lua_settop(L, out);
   return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Rule tables: lib/rules.lua's loop, in C
+ *
+ * verdict.run_rules(P, name, f, tr) runs decision table `name` of policy P
+ * (lib/rules.lua: P.by_name[name], with rules, notes and first; P.params)
+ * on facts f, as R.run's loop does with tracer tr ({ list, seen }): for
+ * each rule r in order, when(f, r, P.params) (a rule without `when`
+ * always holds); a rule that holds has its id noted in tr.seen and its
+ * trace entry notes[i] appended to tr.list, once per decision; a `first`
+ * table stops at it.  Returns true and the rule (first; nil if none held)
+ * or the array of rules that held (collect); or false, having called
+ * nothing, when it cannot do exactly what the Lua loop does: P or the
+ * table not frozen (before the freeze) or not found, a table or rule with
+ * a metatable of its own, a `when` that is not a function, an id that is
+ * not a string, a tracer that explains (tr.explain) or is not plain
+ * tables.  lib/rules.lua then runs its own loop, so every answer is the
+ * Lua loop's.
+ *
+ * The reads through the freeze's proxies (P.by_name[name], P.params,
+ * rules[i], r.when, r.id, t.notes[i]) are what the Lua loop spends most
+ * on.  A frozen table cannot change, so what the loop reads of a table is
+ * read once per state and kept, flat, in a registry table only C reads
+ * (RULE_PLANS: policy proxy -> table name -> { n, first, params, then
+ * when, rule, id, note for each rule }): a plan depends on the loaded
+ * bundle alone, never on a request.  The keys it reads are the closure's
+ * upvalues, strings, so no string is made per call (and the closure holds
+ * nothing that could change: vd_sandbox_refuse_state() lets it be).
+ * ------------------------------------------------------------------------ */
+
+/* The plans: a plan a slot RP_* then 4 slots a rule (when or false, the
+ * rule's proxy, its id, its trace entry). */
+enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_RULES };
+
+/* The plans, by policy (its proxy) and table name: a registry table. */
+static const char RULE_PLANS[] = "vd.rules.plans";
+
+/* run_rules's upvalues: the keys it reads (strings, which cannot change) */
+enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
+       RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID };
+static const char *const rule_keys[RK_COUNT] = {
+    "by_name", "params", "explain", "seen", "list",
+    "rules", "notes", "first", "when", "id"};
+
+/* Push t[key] raw, key an upvalue of run_rules; returns its type. */
+static int rk_get(lua_State *L, int t, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  return lua_rawget(L, t);
+}
+
+/* The copy behind the proxy at idx, pushed, if it is a frozen table whose
+ * copy has no metatable of its own; else pushes nothing and returns 0. */
+static int rp_copy(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+    return 0;
+  if (lua_rawgetp(L, -1, FROZEN_TAG) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_remove(L, -2);
+  if (lua_getmetatable(L, -1)) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  return 1;
+}
+
+/* A plain table at idx: a table without a metatable. */
+static int rp_plain(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return 0;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+/* Make the plan of table `name` (at name) of the policy whose proxy is at
+ * p, keep it in plans (at plans), and push it; or push nothing and return
+ * 0 if the policy or the table is not frozen, not found, or not of the
+ * usual shape.  Only a frozen policy's plan is kept, so the proxy
+ * identifies what was read. */
+static int rp_make(lua_State *L, int p, int name, int plans) {
+  int base = lua_gettop(L), tc, plan, rules, notes;
+  lua_Integer i, n;
+  if (!rp_copy(L, p))
+    goto refuse;
+  rk_get(L, base + 1, RK_BY_NAME);
+  if (!rp_copy(L, base + 2))
+    goto refuse;
+  lua_pushvalue(L, name);
+  lua_rawget(L, base + 3);
+  if (!rp_copy(L, base + 4))
+    goto refuse;
+  tc = base + 5;
+  rk_get(L, tc, RK_RULES);
+  if (!rp_copy(L, tc + 1))
+    goto refuse;
+  rules = tc + 2;
+  rk_get(L, tc, RK_NOTES);
+  if (!rp_copy(L, rules + 1))
+    goto refuse;
+  notes = rules + 2;
+  n = (lua_Integer)lua_rawlen(L, rules);
+  vd_sandbox_charge(L, (double)n);
+  lua_createtable(L, (int)(RP_RULES - 1 + 4 * n), 0);
+  plan = lua_gettop(L);
+  lua_pushinteger(L, n);
+  lua_rawseti(L, plan, RP_N);
+  rk_get(L, tc, RK_FIRST);
+  lua_pushboolean(L, lua_toboolean(L, -1));
+  lua_rawseti(L, plan, RP_FIRST);
+  lua_pop(L, 1);
+  rk_get(L, base + 1, RK_PARAMS);
+  lua_rawseti(L, plan, RP_PARAMS);
+  for (i = 1; i <= n; i++) {
+    lua_Integer at = RP_RULES + 4 * (i - 1);
+    int r = lua_gettop(L) + 1;
+    lua_rawgeti(L, rules, i); /* r: the rule's proxy */
+    if (!rp_copy(L, r))
+      goto refuse;
+    if (rk_get(L, r + 1, RK_WHEN) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushboolean(L, 0);
+    } else if (lua_type(L, -1) != LUA_TFUNCTION) {
+      goto refuse;
+    }
+    lua_rawseti(L, plan, at);
+    lua_pushvalue(L, r);
+    lua_rawseti(L, plan, at + 1);
+    if (rk_get(L, r + 1, RK_ID) != LUA_TSTRING)
+      goto refuse;
+    lua_rawseti(L, plan, at + 2);
+    lua_rawgeti(L, notes, i);
+    lua_rawseti(L, plan, at + 3);
+    lua_settop(L, plan);
+  }
+  /* plans[P][name] = plan */
+  lua_pushvalue(L, p);
+  if (lua_rawget(L, plans) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, p);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, plans);
+  }
+  lua_pushvalue(L, name);
+  lua_pushvalue(L, plan);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+  return 1;
+refuse:
+  lua_settop(L, base);
+  return 0;
+}
+
+static int v_run_rules(lua_State *L) {
+  enum { P = 1, NAME, F, TR, PLANS, PLAN, PARAMS, SEEN, LIST, HITS };
+  int first;
+  lua_Integer i, n, nhits = 0;
+  lua_settop(L, TR);
+  /* the plan, made the first time: plans[P][name] */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, RULE_PLANS) != LUA_TTABLE)
+    goto refuse;
+  lua_pushvalue(L, P);
+  if (lua_rawget(L, PLANS) == LUA_TTABLE && lua_type(L, NAME) != LUA_TNIL) {
+    lua_pushvalue(L, NAME);
+    if (lua_rawget(L, -2) == LUA_TTABLE)
+      lua_remove(L, -2);
+    else
+      lua_settop(L, PLANS);
+  } else {
+    lua_settop(L, PLANS);
+  }
+  if (lua_gettop(L) == PLANS && !(lua_type(L, NAME) != LUA_TNIL &&
+                                  rp_make(L, P, NAME, PLANS)))
+    goto refuse;
+  lua_rawgeti(L, PLAN, RP_PARAMS);
+  /* the tracer: plain tables, not explaining */
+  if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
+    goto refuse;
+  lua_pop(L, 1);
+  rk_get(L, TR, RK_SEEN);
+  rk_get(L, TR, RK_LIST);
+  if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
+    goto refuse;
+  lua_rawgeti(L, PLAN, RP_N);
+  n = lua_tointeger(L, -1);
+  lua_rawgeti(L, PLAN, RP_FIRST);
+  first = lua_toboolean(L, -1);
+  lua_settop(L, LIST);
+  vd_sandbox_charge(L, (double)n);
+  if (!first)
+    lua_createtable(L, 4, 0); /* HITS */
+  for (i = 0; i < n; i++) {
+    lua_Integer at = RP_RULES + 4 * i;
+    int holds;
+    if (lua_rawgeti(L, PLAN, at) == LUA_TFUNCTION) {
+      lua_pushvalue(L, F);
+      lua_rawgeti(L, PLAN, at + 1);
+      lua_pushvalue(L, PARAMS);
+      lua_call(L, 3, 1);
+      holds = lua_toboolean(L, -1);
+    } else {
+      holds = 1;
+    }
+    lua_pop(L, 1);
+    if (!holds)
+      continue;
+    lua_rawgeti(L, PLAN, at + 2); /* id */
+    lua_pushvalue(L, -1);
+    lua_rawget(L, SEEN);
+    if (!lua_toboolean(L, -1)) { /* `not seen[id]`, as the Lua loop */
+      lua_pop(L, 1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, SEEN);
+      lua_rawgeti(L, PLAN, at + 3);
+      lua_rawseti(L, LIST, (lua_Integer)lua_rawlen(L, LIST) + 1);
+    } else {
+      lua_pop(L, 2);
+    }
+    lua_pushboolean(L, 1);
+    lua_rawgeti(L, PLAN, at + 1);
+    if (first)
+      return 2;
+    lua_rawseti(L, HITS, ++nhits);
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, 1);
+  if (first)
+    lua_pushnil(L);
+  else
+    lua_pushvalue(L, HITS);
+  return 2;
+refuse:
+  lua_settop(L, TR);
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* Push verdict.run_rules: v_run_rules with the keys it reads as its
+ * upvalues (RK_*); and make the registry's table of plans, empty. */
+static void push_run_rules(lua_State *L) {
+  int i;
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, RULE_PLANS);
+  for (i = 0; i < RK_COUNT; i++)
+    lua_pushstring(L, rule_keys[i]);
+  lua_pushcclosure(L, v_run_rules, RK_COUNT);
 }
 
 /* verdict.json_type(v): "array" or "object" for a table that carries the
@@ -2436,6 +2756,8 @@ static int build_base(lua_State *L) {
   lua_setfield(L, -2, "null");
   push_json_type(L);
   lua_setfield(L, -2, "json_type");
+  push_run_rules(L);
+  lua_setfield(L, -2, "run_rules");
   vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, "verdict");
   lua_pop(L, 1);
