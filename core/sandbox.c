@@ -1225,7 +1225,7 @@ static int v_schema_plan(lua_State *L) {
   ncond = (lua_Integer)lua_rawlen(L, cond);
   luaL_argcheck(L, n <= 4096, 1, "a schema has at most 4096 fields");
   vd_sandbox_charge(L, (double)n);
-  p = lua_newuserdatauv(L, sizeof *p + (size_t)n * sizeof p->f[0], 1);
+  p = lua_newuserdatauv(L, sizeof *p + (size_t)n * sizeof p->f[0], 2);
   memset(p, 0, sizeof *p + (size_t)n * sizeof p->f[0]);
   p->n = (int)n;
   lua_createtable(L, (int)(3 * n), 0);
@@ -1317,6 +1317,13 @@ static int v_schema_plan(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  lua_createtable(L, 0, (int)n); /* name -> its position */
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, uv, i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  lua_setiuservalue(L, uv - 1, 2);
   lua_setiuservalue(L, uv - 1, 1);
   if (luaL_newmetatable(L, PLAN_MT)) {
     lua_pushboolean(L, 0);
@@ -1343,124 +1350,118 @@ static int plan_is_set(lua_State *L, int idx) {
   }
 }
 
-/* The most fields a schema may have for its object to be made the facts
- * in place (v_check_input); a larger one is copied, as any other. */
-#define PLAN_OWN_MAX 256
-
-static int v_check_input(lua_State *L) {
-  plan_t *p = luaL_checkudata(L, 1, PLAN_MT);
-  vd_sandbox_t *sb = vd_sandbox_of(L);
-  unsigned char set[PLAN_OWN_MAX]; /* own: each fact is set (requires) */
-  const int v = 2, uv = 3;
-  int out = 0, own, i, present = 0;
-  lua_Integer keys = 0;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  /* The engine's own decoded input (sandbox.h, own_input) becomes the
-   * facts itself: what changes is written once every check has passed,
-   * so an object found wrong is left as it came for the reporting walk.
-   * Once only: a second call gets a copy, as any other table does. */
-  own = sb->own_input != NULL && lua_topointer(L, v) == sb->own_input;
-  if (own)
-    sb->own_input = NULL;
-  own = own && p->n <= PLAN_OWN_MAX && lua_checkstack(L, 2 * p->n + 8);
-  vd_sandbox_unfreeze(L, v);
-  vd_sandbox_charge(L, (double)p->n);
-  lua_getiuservalue(L, 1, 1);
-  if (!own) {
-    lua_createtable(L, 0, p->n);
-    out = 4;
+/* Push the default of field i (0-based) of plan p, whose user value is at
+ * uv: a table as its read-only proxy once the bundle is frozen. */
+static void plan_default(lua_State *L, const plan_t *p, int uv, int i) {
+  lua_rawgeti(L, uv, 2 * p->n + i + 1);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
+    if (lua_istable(L, -1)) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, -2) == LUA_TTABLE)
+        lua_replace(L, -3);
+      else
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
   }
-  /* Each field: its name and value on the stack; stored into out, or,
-   * own, left there as a (name, value) pair to write into v at the end
-   * (a default, a checker's value, or nil for a null), or dropped (a
-   * value that stays as it is). */
+}
+
+/* Check the value at idx against scalar field f (0-based i) of plan p;
+ * 1 if valid.  PF_CALL fields are not checked here. */
+static int plan_scalar_ok(lua_State *L, const plan_t *p, int uv, int i,
+                          int idx) {
+  const plan_field_t *f = &p->f[i];
+  int ok;
+  switch (f->kind) {
+  case PF_STRING: {
+    size_t len;
+    if (lua_type(L, idx) != LUA_TSTRING)
+      return 0;
+    len = lua_rawlen(L, idx);
+    return len != 0 && len <= f->max_len;
+  }
+  case PF_INTEGER: {
+    lua_Integer x;
+    if (!lua_isinteger(L, idx))
+      return 0;
+    x = lua_tointeger(L, idx);
+    return !((f->has_min && x < f->min) || (f->has_max && x > f->max));
+  }
+  case PF_BOOLEAN:
+    return lua_type(L, idx) == LUA_TBOOLEAN;
+  case PF_ENUM:
+    lua_rawgeti(L, uv, p->n + i + 1);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    ok = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return ok;
+  default:
+    return 1;
+  }
+}
+
+/* Whether v (at idx) lacks one of the names field i `requires`: absent
+ * or null. */
+static int plan_requires_missing(lua_State *L, const plan_t *p, int uv,
+                                 int v, int i) {
+  const plan_field_t *f = &p->f[i];
+  int j;
+  for (j = 0; j < f->nreq; j++) {
+    int t;
+    lua_rawgeti(L, uv, f->req_first + j);
+    t = lua_rawget(L, v);
+    if (t == LUA_TNIL ||
+        (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == vd_json_null)) {
+      lua_pop(L, 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* A schema of more fields than this is walked field by field (check_all);
+ * a smaller one key by key (check_keys), which can also make the engine's
+ * own input the facts in place. */
+#define PLAN_SMALL_MAX 256
+
+/* The walk of a large schema: every field of the plan looked up in v (at
+ * 2), the facts a new table.  Stack: plan, v, user value 1. */
+static int check_all(lua_State *L, const plan_t *p) {
+  const int v = 2, uv = 3, out = 4;
+  int i, present = 0;
+  lua_Integer keys = 0;
+  lua_createtable(L, 0, p->n);
   for (i = 0; i < p->n; i++) {
     const plan_field_t *f = &p->f[i];
-    int t, name = lua_gettop(L) + 1, val = name + 1;
-    lua_rawgeti(L, uv, i + 1); /* the name */
-    lua_pushvalue(L, name);
-    t = lua_rawget(L, v);      /* v[name] */
+    int t;
+    lua_rawgeti(L, uv, i + 1); /* 5: the name */
+    lua_pushvalue(L, 5);
+    t = lua_rawget(L, v);      /* 6: v[name] */
     if (t != LUA_TNIL)
       present++;
     if (t == LUA_TNIL ||
-        (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, val) == vd_json_null)) {
+        (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, 6) == vd_json_null)) {
       if (f->required)
         return 0;
       if (f->has_default) {
-        lua_rawgeti(L, uv, 2 * p->n + i + 1);
-        if (lua_type(L, -1) == LUA_TTABLE) { /* its proxy, once frozen */
-          lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
-          if (lua_istable(L, -1)) {
-            lua_pushvalue(L, -2);
-            if (lua_rawget(L, -2) == LUA_TTABLE)
-              lua_replace(L, -3);
-            else
-              lua_pop(L, 1);
-          }
-          lua_pop(L, 1);
-        }
-        lua_replace(L, val);
-        if (own) {
-          set[i] = f->nreq && plan_is_set(L, val);
-          continue;
-        }
+        plan_default(L, p, uv, i);
+        lua_replace(L, 6);
         lua_rawset(L, out);
-      } else if (own) {
-        set[i] = 0;
-        if (t != LUA_TNIL) { /* a null: the facts do not have the key */
-          lua_pushnil(L);
-          lua_replace(L, val);
-          continue;
-        }
       }
-      lua_settop(L, name - 1);
+      lua_settop(L, out);
       continue;
     }
-    switch (f->kind) {
-    case PF_STRING: {
-      size_t len;
-      if (t != LUA_TSTRING)
-        return 0;
-      len = lua_rawlen(L, val);
-      if (len == 0 || len > f->max_len)
-        return 0;
-      break;
-    }
-    case PF_INTEGER: {
-      lua_Integer x;
-      if (!lua_isinteger(L, val))
-        return 0;
-      x = lua_tointeger(L, val);
-      if ((f->has_min && x < f->min) || (f->has_max && x > f->max))
-        return 0;
-      break;
-    }
-    case PF_BOOLEAN:
-      if (t != LUA_TBOOLEAN)
-        return 0;
-      break;
-    case PF_ENUM:
+    if (f->kind == PF_CALL) { /* the field's Lua checker: the value, or nil */
       lua_rawgeti(L, uv, p->n + i + 1);
-      lua_pushvalue(L, val);
-      if (!lua_toboolean(L, (lua_rawget(L, -2), -1)))
-        return 0;
-      lua_pop(L, 2);
-      break;
-    default: /* the field's Lua checker: the value, or nil */
-      lua_rawgeti(L, uv, p->n + i + 1);
-      lua_insert(L, val);
+      lua_insert(L, 6);
       lua_call(L, 1, 1);
-      if (lua_isnil(L, val))
+      if (lua_isnil(L, 6))
         return 0;
-      break;
-    }
-    if (own) {
-      set[i] = f->nreq && plan_is_set(L, val);
-      if (f->kind == PF_CALL) /* its checked value replaces it */
-        continue;
-      lua_settop(L, name - 1);
-      continue;
+    } else if (!plan_scalar_ok(L, p, uv, i, 6)) {
+      return 0;
     }
     lua_rawset(L, out);
   }
@@ -1472,35 +1473,103 @@ static int v_check_input(lua_State *L) {
       return 0;
   }
   for (i = 0; i < p->n; i++) {
-    const plan_field_t *f = &p->f[i];
-    int j;
-    if (!f->nreq)
+    if (!p->f[i].nreq)
       continue;
-    if (own) {
-      if (!set[i])
-        continue;
-    } else {
-      lua_rawgeti(L, uv, i + 1);
-      lua_rawget(L, out);
-      if (!plan_is_set(L, -1)) {
-        lua_pop(L, 1);
-        continue;
-      }
-      lua_pop(L, 1);
-    }
-    for (j = 0; j < f->nreq; j++) {
-      int t;
-      lua_rawgeti(L, uv, f->req_first + j);
-      t = lua_rawget(L, v);
-      if (t == LUA_TNIL ||
-          (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == vd_json_null))
-        return 0;
-      lua_pop(L, 1);
-    }
+    lua_rawgeti(L, uv, i + 1);
+    lua_rawget(L, out);
+    if (plan_is_set(L, -1) && plan_requires_missing(L, p, uv, v, i))
+      return 0;
+    lua_pop(L, 1);
   }
+  lua_settop(L, out);
+  return 1;
+}
+
+/* The walk of a small schema: v's own keys, each found by name (user
+ * value 2), then the fields v lacks.  own: v is the engine's own input,
+ * made the facts in place once every check has passed (what changes is
+ * kept on the stack until then, as (name, value) pairs), else the facts
+ * are a new table.  Stack: plan, v, user value 1. */
+enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL };
+
+static int check_keys(lua_State *L, const plan_t *p, int own) {
+  const int v = 2, uv = 3, map = 4;
+  unsigned char st[PLAN_SMALL_MAX];  /* each field: ST_* */
+  unsigned char set[PLAN_SMALL_MAX]; /* each field with requires: its fact
+                                      * is set */
+  int out = 0, i, k;
+  lua_getiuservalue(L, 1, 2);
+  if (!own) {
+    lua_createtable(L, 0, p->n);
+    out = 5;
+  }
+  memset(st, ST_ABSENT, (size_t)p->n);
+  k = lua_gettop(L) + 1;
+  lua_pushnil(L);
+  while (lua_next(L, v)) { /* k: the key, k+1: its value */
+    int t = lua_type(L, k + 1);
+    lua_pushvalue(L, k);
+    if (lua_rawget(L, map) != LUA_TNUMBER) /* an unknown field */
+      return 0;
+    i = (int)lua_tointeger(L, -1) - 1;
+    lua_pop(L, 1);
+    if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, k + 1) == vd_json_null) {
+      st[i] = ST_NULL;
+    } else if (p->f[i].kind == PF_CALL) {
+      st[i] = ST_CALL; /* checked below: its checker is Lua */
+    } else {
+      if (!plan_scalar_ok(L, p, uv, i, k + 1))
+        return 0;
+      st[i] = ST_SET;
+      if (p->f[i].nreq)
+        set[i] = (unsigned char)plan_is_set(L, k + 1);
+      if (!own) {
+        lua_pushvalue(L, k);
+        lua_pushvalue(L, k + 1);
+        lua_rawset(L, out);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  /* the checkers' values, and the fields v lacks */
+  for (i = 0; i < p->n; i++) {
+    const plan_field_t *f = &p->f[i];
+    int name = lua_gettop(L) + 1;
+    if (st[i] == ST_SET)
+      continue;
+    if (st[i] == ST_CALL) {
+      lua_rawgeti(L, uv, i + 1);
+      lua_rawgeti(L, uv, p->n + i + 1);
+      lua_pushvalue(L, name);
+      lua_rawget(L, v);
+      lua_call(L, 1, 1);
+      if (lua_isnil(L, -1))
+        return 0;
+    } else if (f->required) {
+      return 0;
+    } else if (f->has_default) {
+      lua_rawgeti(L, uv, i + 1);
+      plan_default(L, p, uv, i);
+    } else {
+      if (f->nreq)
+        set[i] = 0;
+      if (st[i] == ST_NULL && own) { /* the facts do not have the key */
+        lua_rawgeti(L, uv, i + 1);
+        lua_pushnil(L);
+      }
+      continue;
+    }
+    if (f->nreq)
+      set[i] = (unsigned char)plan_is_set(L, -1);
+    if (!own)
+      lua_rawset(L, out);
+  }
+  for (i = 0; i < p->n; i++)
+    if (p->f[i].nreq && set[i] && plan_requires_missing(L, p, uv, v, i))
+      return 0;
   if (own) { /* valid: the pairs left, then no JSON marker, as a copy */
     int top = lua_gettop(L);
-    for (i = uv + 1; i < top; i += 2) {
+    for (i = map + 1; i < top; i += 2) {
       lua_pushvalue(L, i);
       lua_pushvalue(L, i + 1);
       lua_rawset(L, v);
@@ -1512,6 +1581,28 @@ static int v_check_input(lua_State *L) {
   }
   lua_settop(L, out);
   return 1;
+}
+
+static int v_check_input(lua_State *L) {
+  plan_t *p = luaL_checkudata(L, 1, PLAN_MT);
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  int own;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  /* The engine's own decoded input (sandbox.h, own_input) becomes the
+   * facts itself.  Once only: a second call gets a copy, as any other
+   * table does. */
+  own = sb->own_input != NULL && lua_topointer(L, 2) == sb->own_input;
+  if (own)
+    sb->own_input = NULL;
+  vd_sandbox_unfreeze(L, 2);
+  vd_sandbox_charge(L, (double)p->n);
+  lua_getiuservalue(L, 1, 1);
+  if (p->n > PLAN_SMALL_MAX)
+    return check_all(L, p);
+  if (!lua_checkstack(L, 2 * p->n + 8))
+    return luaL_error(L, "stack overflow (a schema of %d fields)", p->n);
+  return check_keys(L, p, own);
 }
 
 /* ------------------------------------------------------------------------

@@ -1331,6 +1331,34 @@ static void schema_plan_checks(void **state) {
   assert_contains(raises(f, "verdict.schema_plan({}, 1)"),
                   "expected a compiled schema");
   own_input_made_facts(f);
+  /* a schema of more than 256 fields is walked field by field: the same
+   * answers */
+  assert_string_equal(
+      ok(f, "local R, fields, names, quick, absent = {}, {}, {}, {}, {}\n"
+            "for i = 1, 300 do local name = string.format('f%03d', i)\n"
+            "  fields[name] = { type = 'integer', min = 0, max = 9 }\n"
+            "  names[i] = name\n"
+            "  quick[name] = function() error('not called') end end\n"
+            "absent[1], absent[2] = R, 5\n"
+            "fields.f003 = { type = 'string', max_len = 2 }\n"
+            "fields.f004 = { type = 'enum', set = { a = true } }\n"
+            "fields.f005 = { type = 'boolean', requires = { 'f006' } }\n"
+            "local plan = verdict.schema_plan({ fields = fields, names = "
+            "names, quick = quick, absent = absent, conditional = "
+            "{ 'f005' }, requires = { { 'f006' } } }, R)\n"
+            "local function show(v) if v == nil then return 'nil' end\n"
+            "  local k = {} for name, x in pairs(v) do\n"
+            "  k[#k + 1] = name .. '=' .. tostring(x) end\n"
+            "  return table.concat(k, ' ') end\n"
+            "local out = {}\n"
+            "for _, v in ipairs({ { f001 = 1, f003 = 'ab', f004 = 'a', "
+            "f300 = verdict.null }, { f002 = 1 }, { f001 = 1, f010 = 10 }, "
+            "{ f001 = 1, x = 1 }, { f001 = 1, f004 = 'b' }, { f001 = 1, "
+            "f005 = true }, { f001 = 1, f005 = true, f006 = 0 } }) do\n"
+            "  out[#out + 1] = show(verdict.check_input(plan, v)) end\n"
+            "return table.concat(out, ' | ')"),
+      "f001=1 f002=5 f003=ab f004=a | nil | nil | nil | nil | nil | "
+      "f001=1 f002=5 f005=true f006=0");
   assert_contains(raises(f, "verdict.schema_plan({ names = { 'a' }, "
                             "quick = {}, absent = {}, fields = { a = { type "
                             "= 'time' } }, conditional = {}, requires = {} "
