@@ -120,6 +120,19 @@ static int on_number(void *ctx, const char *s, size_t n) {
   decoder_t *d = ctx;
   char tmp[64];
   char *end;
+  size_t neg = n && s[0] == '-', i, digits = n - neg;
+  /* The common case, read here: an integer of 1 to 18 digits (it cannot
+   * overflow), as strtoll below would read it. */
+  if (digits >= 1 && digits <= 18) {
+    long long v = 0;
+    for (i = neg; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+      v = v * 10 + (s[i] - '0');
+    if (i == n) {
+      lua_pushinteger(d->L, (lua_Integer)(neg ? -v : v));
+      store(d);
+      return 1;
+    }
+  }
   if (n >= sizeof tmp) { /* absurdly long number text: read it as a float */
     char *p = malloc(n + 1);
     double v;
