@@ -27,7 +27,8 @@ void vd_buf_release(vd_buf_t *b) {
   vd_buf_init(b);
 }
 
-void vd_buf_grow(vd_buf_t *b, size_t extra) {
+/* vd_buf_grow() when there is no room (buf.h). */
+void vd_buf_grow_slow(vd_buf_t *b, size_t extra) {
   size_t want, cap;
   char *p;
   if (extra >= SIZE_MAX - b->len) /* len + extra + 1 would wrap */
@@ -54,12 +55,6 @@ void vd_buf_add(vd_buf_t *b, const void *p, size_t n) {
 }
 
 void vd_buf_adds(vd_buf_t *b, const char *s) { vd_buf_add(b, s, strlen(s)); }
-
-void vd_buf_addc(vd_buf_t *b, char c) {
-  vd_buf_grow(b, 1);
-  b->data[b->len++] = c;
-  b->data[b->len] = '\0';
-}
 
 void vd_buf_add_int(vd_buf_t *b, long long v) {
   char tmp[24];

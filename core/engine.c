@@ -928,7 +928,11 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   }
 
   e->current = d;
+  /* the input the decoder made for this request: check_input may make
+   * it the facts in place (core/sandbox.c, "Schema plans") */
+  e->sb.own_input = lua_istable(L, -2) ? lua_topointer(L, -2) : NULL;
   status = lua_pcall(L, 2, 2, 0);
+  e->sb.own_input = NULL;
   e->current = NULL;
   if (explain) {
     vd_buf_reset(e->explain);

@@ -120,6 +120,19 @@ static int on_number(void *ctx, const char *s, size_t n) {
   decoder_t *d = ctx;
   char tmp[64];
   char *end;
+  size_t neg = n && s[0] == '-', i, digits = n - neg;
+  /* The common case, read here: an integer of 1 to 18 digits (it cannot
+   * overflow), as strtoll below would read it. */
+  if (digits >= 1 && digits <= 18) {
+    long long v = 0;
+    for (i = neg; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+      v = v * 10 + (s[i] - '0');
+    if (i == n) {
+      lua_pushinteger(d->L, (lua_Integer)(neg ? -v : v));
+      store(d);
+      return 1;
+    }
+  }
   if (n >= sizeof tmp) { /* absurdly long number text: read it as a float */
     char *p = malloc(n + 1);
     double v;
@@ -181,8 +194,10 @@ static int open_container(decoder_t *d, int is_array) {
   if (!lua_checkstack(L, 4))
     luaL_error(L, "not enough memory");
   /* Room for a typical request's fields up front: growing a table
-   * rehashes it at 1, 2, 4 and 8 keys, the largest cost of decoding. */
-  lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : 8);
+   * rehashes it at 1, 2, 4 and 8 keys, the largest cost of decoding.  An
+   * object inside the request (its input) gets room for the defaults the
+   * schema check adds to it when it becomes the facts (core/sandbox.c). */
+  lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : d->depth == 1 ? 16 : 8);
   vd_json_push_marker(L, is_array ? 'a' : 'o');
   lua_setmetatable(L, -2);
   d->frames[d->depth].is_array = (char)is_array;

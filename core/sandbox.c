@@ -145,6 +145,7 @@ vd_sandbox_t *vd_sandbox_find(lua_State *L) {
 }
 
 void vd_sandbox_arm(vd_sandbox_t *sb, unsigned long budget, size_t mem_cap) {
+  sb->own_input = NULL;
   /* No policy code runs in a collection (__gc is refused), so this one is
    * outside any budget.  It makes the evaluation start from the state's
    * live size, so its room, and its charges for making output (which stop
@@ -178,6 +179,7 @@ void vd_sandbox_seal(vd_sandbox_t *sb, size_t mem_cap) {
 
 int vd_sandbox_disarm(vd_sandbox_t *sb) {
   int t = sb->tripped;
+  sb->own_input = NULL;
   sb->tripped = 0;
   sb->steps = 0;
   return t;
@@ -1149,6 +1151,17 @@ static int v_is_empty(lua_State *L) {
  * Lua walk read it through the frozen `absent`.  Nothing a policy gives
  * check_input is changed; what it returns is new, or the input's own
  * values, or proxies.
+ *
+ * One table is made the facts in place instead of copied: the request's
+ * input object the engine decoded for the decision running now (sandbox.h,
+ * own_input; engine.c's evaluate sets it around the call of the policy's
+ * decide), the first time it is checked, when it is valid.  No policy
+ * table can be it: it was made by the decoder for this request, and the
+ * pointer is cleared when the call returns.  Its defaults are filled in,
+ * nulls dropped, values of the other types replaced by their checker's,
+ * and its JSON marker removed: the same keys and values as the copy, one
+ * table fewer a decision.  lib/rules.lua's decide reads only the facts
+ * after the check; a policy that keeps its `input` sees the facts there.
  * ------------------------------------------------------------------------ */
 
 static const char PLAN_MT[] = "vd.schema.plan";
@@ -1212,7 +1225,7 @@ static int v_schema_plan(lua_State *L) {
   ncond = (lua_Integer)lua_rawlen(L, cond);
   luaL_argcheck(L, n <= 4096, 1, "a schema has at most 4096 fields");
   vd_sandbox_charge(L, (double)n);
-  p = lua_newuserdatauv(L, sizeof *p + (size_t)n * sizeof p->f[0], 1);
+  p = lua_newuserdatauv(L, sizeof *p + (size_t)n * sizeof p->f[0], 2);
   memset(p, 0, sizeof *p + (size_t)n * sizeof p->f[0]);
   p->n = (int)n;
   lua_createtable(L, (int)(3 * n), 0);
@@ -1304,6 +1317,13 @@ static int v_schema_plan(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  lua_createtable(L, 0, (int)n); /* name -> its position */
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, uv, i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  lua_setiuservalue(L, uv - 1, 2);
   lua_setiuservalue(L, uv - 1, 1);
   if (luaL_newmetatable(L, PLAN_MT)) {
     lua_pushboolean(L, 0);
@@ -1330,19 +1350,90 @@ static int plan_is_set(lua_State *L, int idx) {
   }
 }
 
-static int v_check_input(lua_State *L) {
-  plan_t *p = luaL_checkudata(L, 1, PLAN_MT);
-  int uv, v, out, i, present = 0;
+/* Push the default of field i (0-based) of plan p, whose user value is at
+ * uv: a table as its read-only proxy once the bundle is frozen. */
+static void plan_default(lua_State *L, const plan_t *p, int uv, int i) {
+  lua_rawgeti(L, uv, 2 * p->n + i + 1);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
+    if (lua_istable(L, -1)) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, -2) == LUA_TTABLE)
+        lua_replace(L, -3);
+      else
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Check the value at idx against scalar field f (0-based i) of plan p;
+ * 1 if valid.  PF_CALL fields are not checked here. */
+static int plan_scalar_ok(lua_State *L, const plan_t *p, int uv, int i,
+                          int idx) {
+  const plan_field_t *f = &p->f[i];
+  int ok;
+  switch (f->kind) {
+  case PF_STRING: {
+    size_t len;
+    if (lua_type(L, idx) != LUA_TSTRING)
+      return 0;
+    len = lua_rawlen(L, idx);
+    return len != 0 && len <= f->max_len;
+  }
+  case PF_INTEGER: {
+    lua_Integer x;
+    if (!lua_isinteger(L, idx))
+      return 0;
+    x = lua_tointeger(L, idx);
+    return !((f->has_min && x < f->min) || (f->has_max && x > f->max));
+  }
+  case PF_BOOLEAN:
+    return lua_type(L, idx) == LUA_TBOOLEAN;
+  case PF_ENUM:
+    lua_rawgeti(L, uv, p->n + i + 1);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    ok = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return ok;
+  default:
+    return 1;
+  }
+}
+
+/* Whether v (at idx) lacks one of the names field i `requires`: absent
+ * or null. */
+static int plan_requires_missing(lua_State *L, const plan_t *p, int uv,
+                                 int v, int i) {
+  const plan_field_t *f = &p->f[i];
+  int j;
+  for (j = 0; j < f->nreq; j++) {
+    int t;
+    lua_rawgeti(L, uv, f->req_first + j);
+    t = lua_rawget(L, v);
+    if (t == LUA_TNIL ||
+        (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == vd_json_null)) {
+      lua_pop(L, 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* A schema of more fields than this is walked field by field (check_all);
+ * a smaller one key by key (check_keys), which can also make the engine's
+ * own input the facts in place. */
+#define PLAN_SMALL_MAX 256
+
+/* The walk of a large schema: every field of the plan looked up in v (at
+ * 2), the facts a new table.  Stack: plan, v, user value 1. */
+static int check_all(lua_State *L, const plan_t *p) {
+  const int v = 2, uv = 3, out = 4;
+  int i, present = 0;
   lua_Integer keys = 0;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  vd_sandbox_unfreeze(L, 2);
-  vd_sandbox_charge(L, (double)p->n);
-  v = 2;
-  lua_getiuservalue(L, 1, 1);
-  uv = 3;
   lua_createtable(L, 0, p->n);
-  out = 4;
   for (i = 0; i < p->n; i++) {
     const plan_field_t *f = &p->f[i];
     int t;
@@ -1356,61 +1447,21 @@ static int v_check_input(lua_State *L) {
       if (f->required)
         return 0;
       if (f->has_default) {
-        lua_rawgeti(L, uv, 2 * p->n + i + 1);
-        if (lua_type(L, -1) == LUA_TTABLE) { /* its proxy, once frozen */
-          lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
-          if (lua_istable(L, -1)) {
-            lua_pushvalue(L, -2);
-            if (lua_rawget(L, -2) == LUA_TTABLE)
-              lua_replace(L, -3);
-            else
-              lua_pop(L, 1);
-          }
-          lua_pop(L, 1);
-        }
+        plan_default(L, p, uv, i);
         lua_replace(L, 6);
         lua_rawset(L, out);
       }
       lua_settop(L, out);
       continue;
     }
-    switch (f->kind) {
-    case PF_STRING: {
-      size_t len;
-      if (t != LUA_TSTRING)
-        return 0;
-      len = lua_rawlen(L, 6);
-      if (len == 0 || len > f->max_len)
-        return 0;
-      break;
-    }
-    case PF_INTEGER: {
-      lua_Integer x;
-      if (!lua_isinteger(L, 6))
-        return 0;
-      x = lua_tointeger(L, 6);
-      if ((f->has_min && x < f->min) || (f->has_max && x > f->max))
-        return 0;
-      break;
-    }
-    case PF_BOOLEAN:
-      if (t != LUA_TBOOLEAN)
-        return 0;
-      break;
-    case PF_ENUM:
-      lua_rawgeti(L, uv, p->n + i + 1);
-      lua_pushvalue(L, 6);
-      if (!lua_toboolean(L, (lua_rawget(L, -2), -1)))
-        return 0;
-      lua_pop(L, 2);
-      break;
-    default: /* the field's Lua checker: the value, or nil */
+    if (f->kind == PF_CALL) { /* the field's Lua checker: the value, or nil */
       lua_rawgeti(L, uv, p->n + i + 1);
       lua_insert(L, 6);
       lua_call(L, 1, 1);
       if (lua_isnil(L, 6))
         return 0;
-      break;
+    } else if (!plan_scalar_ok(L, p, uv, i, 6)) {
+      return 0;
     }
     lua_rawset(L, out);
   }
@@ -1422,29 +1473,389 @@ static int v_check_input(lua_State *L) {
       return 0;
   }
   for (i = 0; i < p->n; i++) {
-    const plan_field_t *f = &p->f[i];
-    int j;
-    if (!f->nreq)
+    if (!p->f[i].nreq)
       continue;
     lua_rawgeti(L, uv, i + 1);
     lua_rawget(L, out);
-    if (!plan_is_set(L, -1)) {
-      lua_pop(L, 1);
-      continue;
-    }
+    if (plan_is_set(L, -1) && plan_requires_missing(L, p, uv, v, i))
+      return 0;
     lua_pop(L, 1);
-    for (j = 0; j < f->nreq; j++) {
-      int t;
-      lua_rawgeti(L, uv, f->req_first + j);
-      t = lua_rawget(L, v);
-      if (t == LUA_TNIL ||
-          (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == vd_json_null))
-        return 0;
-      lua_pop(L, 1);
-    }
   }
   lua_settop(L, out);
   return 1;
+}
+
+/* The walk of a small schema: v's own keys, each found by name (user
+ * value 2), then the fields v lacks.  own: v is the engine's own input,
+ * made the facts in place once every check has passed (what changes is
+ * kept on the stack until then, as (name, value) pairs), else the facts
+ * are a new table.  Stack: plan, v, user value 1. */
+enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL };
+
+static int check_keys(lua_State *L, const plan_t *p, int own) {
+  const int v = 2, uv = 3, map = 4;
+  unsigned char st[PLAN_SMALL_MAX];  /* each field: ST_* */
+  unsigned char set[PLAN_SMALL_MAX]; /* each field with requires: its fact
+                                      * is set */
+  int out = 0, i, k;
+  lua_getiuservalue(L, 1, 2);
+  if (!own) {
+    lua_createtable(L, 0, p->n);
+    out = 5;
+  }
+  memset(st, ST_ABSENT, (size_t)p->n);
+  k = lua_gettop(L) + 1;
+  lua_pushnil(L);
+  while (lua_next(L, v)) { /* k: the key, k+1: its value */
+    int t = lua_type(L, k + 1);
+    lua_pushvalue(L, k);
+    if (lua_rawget(L, map) != LUA_TNUMBER) /* an unknown field */
+      return 0;
+    i = (int)lua_tointeger(L, -1) - 1;
+    lua_pop(L, 1);
+    if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, k + 1) == vd_json_null) {
+      st[i] = ST_NULL;
+    } else if (p->f[i].kind == PF_CALL) {
+      st[i] = ST_CALL; /* checked below: its checker is Lua */
+    } else {
+      if (!plan_scalar_ok(L, p, uv, i, k + 1))
+        return 0;
+      st[i] = ST_SET;
+      if (p->f[i].nreq)
+        set[i] = (unsigned char)plan_is_set(L, k + 1);
+      if (!own) {
+        lua_pushvalue(L, k);
+        lua_pushvalue(L, k + 1);
+        lua_rawset(L, out);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  /* the checkers' values, and the fields v lacks */
+  for (i = 0; i < p->n; i++) {
+    const plan_field_t *f = &p->f[i];
+    int name = lua_gettop(L) + 1;
+    if (st[i] == ST_SET)
+      continue;
+    if (st[i] == ST_CALL) {
+      lua_rawgeti(L, uv, i + 1);
+      lua_rawgeti(L, uv, p->n + i + 1);
+      lua_pushvalue(L, name);
+      lua_rawget(L, v);
+      lua_call(L, 1, 1);
+      if (lua_isnil(L, -1))
+        return 0;
+    } else if (f->required) {
+      return 0;
+    } else if (f->has_default) {
+      lua_rawgeti(L, uv, i + 1);
+      plan_default(L, p, uv, i);
+    } else {
+      if (f->nreq)
+        set[i] = 0;
+      if (st[i] == ST_NULL && own) { /* the facts do not have the key */
+        lua_rawgeti(L, uv, i + 1);
+        lua_pushnil(L);
+      }
+      continue;
+    }
+    if (f->nreq)
+      set[i] = (unsigned char)plan_is_set(L, -1);
+    if (!own)
+      lua_rawset(L, out);
+  }
+  for (i = 0; i < p->n; i++)
+    if (p->f[i].nreq && set[i] && plan_requires_missing(L, p, uv, v, i))
+      return 0;
+  if (own) { /* valid: the pairs left, then no JSON marker, as a copy */
+    int top = lua_gettop(L);
+    for (i = map + 1; i < top; i += 2) {
+      lua_pushvalue(L, i);
+      lua_pushvalue(L, i + 1);
+      lua_rawset(L, v);
+    }
+    lua_pushnil(L);
+    lua_setmetatable(L, v);
+    lua_settop(L, v);
+    return 1;
+  }
+  lua_settop(L, out);
+  return 1;
+}
+
+static int v_check_input(lua_State *L) {
+  plan_t *p = luaL_checkudata(L, 1, PLAN_MT);
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  int own;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  /* The engine's own decoded input (sandbox.h, own_input) becomes the
+   * facts itself.  Once only: a second call gets a copy, as any other
+   * table does. */
+  own = sb->own_input != NULL && lua_topointer(L, 2) == sb->own_input;
+  if (own)
+    sb->own_input = NULL;
+  vd_sandbox_unfreeze(L, 2);
+  vd_sandbox_charge(L, (double)p->n);
+  lua_getiuservalue(L, 1, 1);
+  if (p->n > PLAN_SMALL_MAX)
+    return check_all(L, p);
+  if (!lua_checkstack(L, 2 * p->n + 8))
+    return luaL_error(L, "stack overflow (a schema of %d fields)", p->n);
+  return check_keys(L, p, own);
+}
+
+/* ------------------------------------------------------------------------
+ * Rule tables: lib/rules.lua's loop, in C
+ *
+ * verdict.run_rules(P, name, f, tr) runs decision table `name` of policy P
+ * (lib/rules.lua: P.by_name[name], with rules, notes and first; P.params)
+ * on facts f, as R.run's loop does with tracer tr ({ list, seen }): for
+ * each rule r in order, when(f, r, P.params) (a rule without `when`
+ * always holds); a rule that holds has its id noted in tr.seen and its
+ * trace entry notes[i] appended to tr.list, once per decision; a `first`
+ * table stops at it.  Returns true and the rule (first; nil if none held)
+ * or the array of rules that held (collect); or false, having called
+ * nothing, when it cannot do exactly what the Lua loop does: P or the
+ * table not frozen (before the freeze) or not found, a table or rule with
+ * a metatable of its own, a `when` that is not a function, an id that is
+ * not a string, a tracer that explains (tr.explain) or is not plain
+ * tables.  lib/rules.lua then runs its own loop, so every answer is the
+ * Lua loop's.
+ *
+ * The reads through the freeze's proxies (P.by_name[name], P.params,
+ * rules[i], r.when, r.id, t.notes[i]) are what the Lua loop spends most
+ * on.  A frozen table cannot change, so what the loop reads of a table is
+ * read once per state and kept, flat, in a registry table only C reads
+ * (RULE_PLANS: policy proxy -> table name -> { n, first, params, then
+ * when, rule, id, note for each rule }): a plan depends on the loaded
+ * bundle alone, never on a request.  The keys it reads are the closure's
+ * upvalues, strings, so no string is made per call (and the closure holds
+ * nothing that could change: vd_sandbox_refuse_state() lets it be).
+ * ------------------------------------------------------------------------ */
+
+/* The plans: a plan a slot RP_* then 4 slots a rule (when or false, the
+ * rule's proxy, its id, its trace entry). */
+enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_RULES };
+
+/* The plans, by policy (its proxy) and table name: a registry table. */
+static const char RULE_PLANS[] = "vd.rules.plans";
+
+/* run_rules's upvalues: the keys it reads (strings, which cannot change) */
+enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
+       RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID };
+static const char *const rule_keys[RK_COUNT] = {
+    "by_name", "params", "explain", "seen", "list",
+    "rules", "notes", "first", "when", "id"};
+
+/* Push t[key] raw, key an upvalue of run_rules; returns its type. */
+static int rk_get(lua_State *L, int t, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  return lua_rawget(L, t);
+}
+
+/* The copy behind the proxy at idx, pushed, if it is a frozen table whose
+ * copy has no metatable of its own; else pushes nothing and returns 0. */
+static int rp_copy(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+    return 0;
+  if (lua_rawgetp(L, -1, FROZEN_TAG) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_remove(L, -2);
+  if (lua_getmetatable(L, -1)) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  return 1;
+}
+
+/* A plain table at idx: a table without a metatable. */
+static int rp_plain(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return 0;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+/* Make the plan of table `name` (at name) of the policy whose proxy is at
+ * p, keep it in plans (at plans), and push it; or push nothing and return
+ * 0 if the policy or the table is not frozen, not found, or not of the
+ * usual shape.  Only a frozen policy's plan is kept, so the proxy
+ * identifies what was read. */
+static int rp_make(lua_State *L, int p, int name, int plans) {
+  int base = lua_gettop(L), tc, plan, rules, notes;
+  lua_Integer i, n;
+  if (!rp_copy(L, p))
+    goto refuse;
+  rk_get(L, base + 1, RK_BY_NAME);
+  if (!rp_copy(L, base + 2))
+    goto refuse;
+  lua_pushvalue(L, name);
+  lua_rawget(L, base + 3);
+  if (!rp_copy(L, base + 4))
+    goto refuse;
+  tc = base + 5;
+  rk_get(L, tc, RK_RULES);
+  if (!rp_copy(L, tc + 1))
+    goto refuse;
+  rules = tc + 2;
+  rk_get(L, tc, RK_NOTES);
+  if (!rp_copy(L, rules + 1))
+    goto refuse;
+  notes = rules + 2;
+  n = (lua_Integer)lua_rawlen(L, rules);
+  vd_sandbox_charge(L, (double)n);
+  lua_createtable(L, (int)(RP_RULES - 1 + 4 * n), 0);
+  plan = lua_gettop(L);
+  lua_pushinteger(L, n);
+  lua_rawseti(L, plan, RP_N);
+  rk_get(L, tc, RK_FIRST);
+  lua_pushboolean(L, lua_toboolean(L, -1));
+  lua_rawseti(L, plan, RP_FIRST);
+  lua_pop(L, 1);
+  rk_get(L, base + 1, RK_PARAMS);
+  lua_rawseti(L, plan, RP_PARAMS);
+  for (i = 1; i <= n; i++) {
+    lua_Integer at = RP_RULES + 4 * (i - 1);
+    int r = lua_gettop(L) + 1;
+    lua_rawgeti(L, rules, i); /* r: the rule's proxy */
+    if (!rp_copy(L, r))
+      goto refuse;
+    if (rk_get(L, r + 1, RK_WHEN) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushboolean(L, 0);
+    } else if (lua_type(L, -1) != LUA_TFUNCTION) {
+      goto refuse;
+    }
+    lua_rawseti(L, plan, at);
+    lua_pushvalue(L, r);
+    lua_rawseti(L, plan, at + 1);
+    if (rk_get(L, r + 1, RK_ID) != LUA_TSTRING)
+      goto refuse;
+    lua_rawseti(L, plan, at + 2);
+    lua_rawgeti(L, notes, i);
+    lua_rawseti(L, plan, at + 3);
+    lua_settop(L, plan);
+  }
+  /* plans[P][name] = plan */
+  lua_pushvalue(L, p);
+  if (lua_rawget(L, plans) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, p);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, plans);
+  }
+  lua_pushvalue(L, name);
+  lua_pushvalue(L, plan);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+  return 1;
+refuse:
+  lua_settop(L, base);
+  return 0;
+}
+
+static int v_run_rules(lua_State *L) {
+  enum { P = 1, NAME, F, TR, PLANS, PLAN, PARAMS, SEEN, LIST, HITS };
+  int first;
+  lua_Integer i, n, nhits = 0;
+  lua_settop(L, TR);
+  /* the plan, made the first time: plans[P][name] */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, RULE_PLANS) != LUA_TTABLE)
+    goto refuse;
+  lua_pushvalue(L, P);
+  if (lua_rawget(L, PLANS) == LUA_TTABLE && lua_type(L, NAME) != LUA_TNIL) {
+    lua_pushvalue(L, NAME);
+    if (lua_rawget(L, -2) == LUA_TTABLE)
+      lua_remove(L, -2);
+    else
+      lua_settop(L, PLANS);
+  } else {
+    lua_settop(L, PLANS);
+  }
+  if (lua_gettop(L) == PLANS && !(lua_type(L, NAME) != LUA_TNIL &&
+                                  rp_make(L, P, NAME, PLANS)))
+    goto refuse;
+  lua_rawgeti(L, PLAN, RP_PARAMS);
+  /* the tracer: plain tables, not explaining */
+  if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
+    goto refuse;
+  lua_pop(L, 1);
+  rk_get(L, TR, RK_SEEN);
+  rk_get(L, TR, RK_LIST);
+  if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
+    goto refuse;
+  lua_rawgeti(L, PLAN, RP_N);
+  n = lua_tointeger(L, -1);
+  lua_rawgeti(L, PLAN, RP_FIRST);
+  first = lua_toboolean(L, -1);
+  lua_settop(L, LIST);
+  vd_sandbox_charge(L, (double)n);
+  if (!first)
+    lua_createtable(L, 4, 0); /* HITS */
+  for (i = 0; i < n; i++) {
+    lua_Integer at = RP_RULES + 4 * i;
+    int holds;
+    if (lua_rawgeti(L, PLAN, at) == LUA_TFUNCTION) {
+      lua_pushvalue(L, F);
+      lua_rawgeti(L, PLAN, at + 1);
+      lua_pushvalue(L, PARAMS);
+      lua_call(L, 3, 1);
+      holds = lua_toboolean(L, -1);
+    } else {
+      holds = 1;
+    }
+    lua_pop(L, 1);
+    if (!holds)
+      continue;
+    lua_rawgeti(L, PLAN, at + 2); /* id */
+    lua_pushvalue(L, -1);
+    lua_rawget(L, SEEN);
+    if (!lua_toboolean(L, -1)) { /* `not seen[id]`, as the Lua loop */
+      lua_pop(L, 1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, SEEN);
+      lua_rawgeti(L, PLAN, at + 3);
+      lua_rawseti(L, LIST, (lua_Integer)lua_rawlen(L, LIST) + 1);
+    } else {
+      lua_pop(L, 2);
+    }
+    lua_pushboolean(L, 1);
+    lua_rawgeti(L, PLAN, at + 1);
+    if (first)
+      return 2;
+    lua_rawseti(L, HITS, ++nhits);
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, 1);
+  if (first)
+    lua_pushnil(L);
+  else
+    lua_pushvalue(L, HITS);
+  return 2;
+refuse:
+  lua_settop(L, TR);
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* Push verdict.run_rules: v_run_rules with the keys it reads as its
+ * upvalues (RK_*); and make the registry's table of plans, empty. */
+static void push_run_rules(lua_State *L) {
+  int i;
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, RULE_PLANS);
+  for (i = 0; i < RK_COUNT; i++)
+    lua_pushstring(L, rule_keys[i]);
+  lua_pushcclosure(L, v_run_rules, RK_COUNT);
 }
 
 /* verdict.json_type(v): "array" or "object" for a table that carries the
@@ -2436,6 +2847,8 @@ static int build_base(lua_State *L) {
   lua_setfield(L, -2, "null");
   push_json_type(L);
   lua_setfield(L, -2, "json_type");
+  push_run_rules(L);
+  lua_setfield(L, -2, "run_rules");
   vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, "verdict");
   lua_pop(L, 1);

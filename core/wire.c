@@ -92,10 +92,26 @@ static void read_id(lua_State *L, int req, vd_buf_t *out, vd_buf_t *scratch) {
   lua_pop(L, 1);
 }
 
+/* Whether [k, k+n) names a field of a request: id, op, kind, region, at,
+ * input or idem ("id\u0000x" is not "id"). */
+static int request_field(const char *k, size_t n) {
+  switch (n) {
+  case 2:
+    return memcmp(k, "id", 2) == 0 || memcmp(k, "op", 2) == 0 ||
+           memcmp(k, "at", 2) == 0;
+  case 4:
+    return memcmp(k, "kind", 4) == 0 || memcmp(k, "idem", 4) == 0;
+  case 5:
+    return memcmp(k, "input", 5) == 0;
+  case 6:
+    return memcmp(k, "region", 6) == 0;
+  default:
+    return 0;
+  }
+}
+
 int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d) {
-  static const char *const fields[] = {"id", "op", "kind", "region",
-                                       "at", "input", "idem", NULL};
   int req = lua_absindex(L, idx);
   int r;
   int off;
@@ -111,12 +127,8 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
   while (lua_next(L, req)) {
     size_t kn;
     const char *k = lua_tolstring(L, -2, &kn);
-    const char *const *f;
     lua_pop(L, 1);
-    for (f = fields; *f; f++) /* "id\u0000x" is not "id" */
-      if (strcmp(*f, k) == 0 && strlen(k) == kn)
-        break;
-    if (!*f) {
+    if (!request_field(k, kn)) {
       vd_decision_fail(d, VD_EBAD_REQUEST, k,
                        "unknown field '%s' (a request has id, op, kind, "
                        "region, at, input, idem)", k);

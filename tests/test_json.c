@@ -113,12 +113,18 @@ static const char *enc_fail(fx_t *f, const char *code, const char *root) {
 static void integers_stay_integers(void **state) {
   fx_t *f = *state;
   lua_State *L = f->L;
-  static const lua_Integer want[] = {0, 1, -5, 4000, INT64_MAX, INT64_MIN};
+  /* up to 18 digits read by the decoder itself, longer by strtoll */
+  static const lua_Integer want[] = {0, 1, -5, 4000, INT64_MAX, INT64_MIN,
+                                     0, 999999999999999999LL,
+                                     -999999999999999999LL,
+                                     1000000000000000000LL};
   size_t i;
   assert_int_equal(dec(f, "[0, 1, -5, 4000, 9223372036854775807, "
-                          "-9223372036854775808]", 0), 0);
-  assert_int_equal(lua_rawlen(L, -1), 6);
-  for (i = 0; i < 6; i++) {
+                          "-9223372036854775808, -0, 999999999999999999, "
+                          "-999999999999999999, 1000000000000000000]", 0),
+                   0);
+  assert_int_equal(lua_rawlen(L, -1), 10);
+  for (i = 0; i < 10; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
     assert_true(lua_isinteger(L, -1));
     assert_true(lua_tointeger(L, -1) == want[i]);
@@ -132,7 +138,8 @@ static void integers_stay_integers(void **state) {
   lua_pop(L, 1);
   assert_string_equal(enc_top(f, "value"),
                       "[0,1,-5,4000,9223372036854775807,"
-                      "-9223372036854775808]");
+                      "-9223372036854775808,0,999999999999999999,"
+                      "-999999999999999999,1000000000000000000]");
 }
 
 static void floats_stay_floats(void **state) {

@@ -1060,6 +1060,174 @@ static void frozen_json_kept(void **state) {
   vd_buf_release(&err);
 }
 
+/* Issue 17: verdict.run_rules(P, name, f, tr), lib/rules.lua's loop over
+ * a frozen decision table in C: the same rules held, in the same order,
+ * with the same arguments (f, the rule, P.params), each noted once in
+ * tr.seen and tr.list; the rule handed out is the read-only proxy; the
+ * plan kept after the first call answers the same; any table it cannot
+ * run as the Lua loop would (not frozen, not found, a rule with a
+ * metatable, an id that is not a string, a tracer that explains or is not
+ * plain tables) is refused (false) before anything is called. */
+static void rule_tables_run_in_c(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char tables[] =
+      "local function rule(id, n)\n"
+      "  return { id = id, n = n, when = function(f, r, p)\n"
+      "    return f.x >= r.n and p.on end }\n"
+      "end\n"
+      "local function tbl(hit, rules)\n"
+      "  local t = { hit = hit, first = hit == 'first', rules = rules,\n"
+      "    notes = {} }\n"
+      "  for i, r in ipairs(rules) do\n"
+      "    t.notes[i] = { rule = r.id, basis = 'b' .. i } end\n"
+      "  return t\n"
+      "end\n"
+      "return { params = { on = true }, by_name = {\n"
+      "  first = tbl('first', { rule('a', 5), rule('b', 2), rule('c', 0) }),\n"
+      "  collect = tbl('collect', { rule('a', 5), rule('b', 2),\n"
+      "    { id = 'always' }, rule('c', 0) }),\n"
+      "  none = tbl('first', { rule('a', 5) }),\n"
+      "  meta = tbl('first', { setmetatable(rule('a', 0), {}) }),\n"
+      "  badid = tbl('first', { rule(7, 0) }),\n"
+      "  raising = tbl('collect', { { id = 'e', when = function(f)\n"
+      "    return f.x.y end } }),\n"
+      "} }\n";
+  int holder, i;
+  vd_sandbox_new_env(L);
+  assert_int_equal(vd_sandbox_load(L, "=tables", tables, sizeof tables - 1,
+                                   -1),
+                   LUA_OK);
+  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+  lua_createtable(L, 1, 0);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, 1);
+  holder = lua_gettop(L);
+  vd_sandbox_freeze(L, holder);
+  lua_rawgeti(L, holder, 1);
+  vd_sandbox_set_base(L, "P");
+  lua_settop(L, holder - 1);
+
+#define RUN(t, x) "local tr = { seen = {}, list = {} } " \
+  "local ran, r = verdict.run_rules(P, '" t "', { x = " x " }, tr) " \
+  "local ids = {} " \
+  "if type(r) == 'table' and r.id == nil then " \
+  "  for i = 1, #r do ids[i] = r[i].id end " \
+  "elseif r then ids[1] = r.id end " \
+  "local notes = {} for i = 1, #tr.list do notes[i] = tr.list[i].rule " \
+  "  .. ':' .. tr.list[i].basis .. (tr.seen[tr.list[i].rule] and '' " \
+  "  or '?') end " \
+  "return tostring(ran) .. ' ' .. table.concat(ids, ',') .. ' [' " \
+  "  .. table.concat(notes, ',') .. ']'"
+  /* twice each: the plan made, then the plan kept */
+  for (i = 0; i < 2; i++) {
+    assert_string_equal(ok(f, RUN("first", "6")), "true a [a:b1]");
+    assert_string_equal(ok(f, RUN("first", "3")), "true b [b:b2]");
+    assert_string_equal(ok(f, RUN("first", "0")), "true c [c:b3]");
+    assert_string_equal(ok(f, RUN("collect", "3")),
+                        "true b,always,c [b:b2,always:b3,c:b4]");
+    assert_string_equal(ok(f, RUN("none", "1")), "true  []");
+  }
+  /* noted once per decision: an id already seen is not listed again */
+  assert_string_equal(ok(f, "local tr = { seen = { b = true }, list = {} } "
+                            "verdict.run_rules(P, 'collect', { x = 3 }, tr) "
+                            "return #tr.list .. tr.list[1].rule"),
+                      "2always");
+  /* the rules handed out are the read-only proxies */
+  assert_contains(raises(f, "local _, r = verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = {}, list = {} }) r.n = 0"),
+                  "cannot assign 'n'");
+  /* refused, nothing called: the Lua loop runs these */
+  assert_string_equal(ok(f, RUN("meta", "1")), "false  []");
+  assert_string_equal(ok(f, RUN("badid", "1")), "false  []");
+  assert_string_equal(ok(f, RUN("nothing", "1")), "false  []");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules({ by_name = "
+                            "{ t = { rules = {}, notes = {} } } }, 't', {}, "
+                            "{ seen = {}, list = {} }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = {}, list = {}, "
+                            "explain = {} }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = P, list = {} }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = {}, list = setmetatable("
+                            "{}, {}) }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, setmetatable({ seen = {}, list = {} "
+                            "}, {})))"),
+                      "false");
+  /* a condition's error is the policy's, with its place */
+  assert_contains(raises(f, RUN("raising", "1")),
+                  "tables:20: attempt to index a number value");
+#undef RUN
+}
+
+/* The engine's own input object (sandbox.h, own_input) is made the facts
+ * in place when it is valid: the same table back, with the copy's keys
+ * and values (defaults in, nulls out) and no JSON marker; an invalid one
+ * is left exactly as it came, for the reporting walk; only once, and
+ * never past the evaluation.  Runs CHECK_OWN on each input (as `...`)
+ * with S.plan from schema_plan_checks. */
+static const char *check_own(fx_t *f, const char *json) {
+  static const char code[] =
+      "local i = ... local marked = verdict.json_type(i)\n"
+      "local v = verdict.check_input(S.plan, i)\n"
+      "local function show(t) local k = {}\n"
+      "  for name, x in pairs(t) do k[#k + 1] = name .. '=' ..\n"
+      "    (type(x) == 'table' and (x == S.tags and 'default' or 'seen' ..\n"
+      "    tostring(x.seen)) or tostring(x)) end\n"
+      "  return table.concat(k, ' ') end\n"
+      "if v == nil then return 'nil ' .. tostring(marked) .. ' '\n"
+      "  .. tostring(verdict.json_type(i)) .. ' ' .. show(i) end\n"
+      "local again = verdict.check_input(S.plan, i)\n"
+      "return tostring(rawequal(v, i)) .. ' ' .. tostring(verdict.json_type(v))\n"
+      "  .. ' ' .. show(v) .. ' again:' .. tostring(rawequal(again, i))\n";
+  lua_State *L = f->sb.L;
+  int top = lua_gettop(L);
+  vd_buf_reset(&f->err);
+  assert_int_equal(vd_json_decode(L, json, strlen(json), 0, &f->err), 0);
+  vd_sandbox_new_env(L);
+  assert_int_equal(vd_sandbox_load(L, "=own", code, sizeof code - 1, -1),
+                   LUA_OK);
+  lua_remove(L, -2); /* the environment */
+  lua_insert(L, -2); /* the chunk, then its argument */
+  vd_sandbox_arm(&f->sb, BUDGET, MEMCAP);
+  f->sb.own_input = lua_topointer(L, -1);
+  f->status = lua_pcall(L, 1, 1, 0);
+  vd_sandbox_disarm(&f->sb);
+  assert_null(f->sb.own_input);
+  f->sb.limit = 0;
+  vd_buf_reset(&f->out);
+  vd_buf_adds(&f->out, lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+  assert_int_equal(f->status, LUA_OK);
+  lua_settop(L, top);
+  return f->out.data;
+}
+
+static void own_input_made_facts(fx_t *f) {
+  assert_string_equal(check_own(f, "{\"id\":\"c1\",\"n\":null,"
+                                   "\"tags\":[1,2],\"on\":null}"),
+                      "true nil id=c1 kind=a on=false tags=seen2 again:false");
+  assert_string_equal(check_own(f, "{\"id\":\"c1\",\"n\":3,\"on\":true,"
+                                   "\"x\":4}"),
+                      "true nil id=c1 kind=a n=3 on=true tags=default x=8 "
+                      "again:false");
+  /* invalid: nothing written (tags still the array, not its checked
+   * value), the marker kept */
+  assert_string_equal(check_own(f, "{\"id\":\"c1\",\"n\":11,"
+                                   "\"tags\":[1]}"),
+                      "nil object object id=c1 n=11 tags=seennil");
+  assert_string_equal(check_own(f, "{\"id\":\"c1\",\"on\":true,"
+                                   "\"tags\":[1]}"),
+                      "nil object object id=c1 on=true tags=seennil");
+  assert_string_equal(check_own(f, "{\"id\":\"c1\",\"other\":1}"),
+                      "nil object object id=c1 other=1");
+}
+
 /* Issue 17: verdict.check_input(plan, v), lib/schema.lua's quick walk in
  * C over a plan verdict.schema_plan made once: the facts of a valid object
  * (defaults filled in, in name order), nil at any problem (the Lua
@@ -1162,6 +1330,35 @@ static void schema_plan_checks(void **state) {
   assert_contains(raises(f, "S.plan.x = 1"), "attempt to index");
   assert_contains(raises(f, "verdict.schema_plan({}, 1)"),
                   "expected a compiled schema");
+  own_input_made_facts(f);
+  /* a schema of more than 256 fields is walked field by field: the same
+   * answers */
+  assert_string_equal(
+      ok(f, "local R, fields, names, quick, absent = {}, {}, {}, {}, {}\n"
+            "for i = 1, 300 do local name = string.format('f%03d', i)\n"
+            "  fields[name] = { type = 'integer', min = 0, max = 9 }\n"
+            "  names[i] = name\n"
+            "  quick[name] = function() error('not called') end end\n"
+            "absent[1], absent[2] = R, 5\n"
+            "fields.f003 = { type = 'string', max_len = 2 }\n"
+            "fields.f004 = { type = 'enum', set = { a = true } }\n"
+            "fields.f005 = { type = 'boolean', requires = { 'f006' } }\n"
+            "local plan = verdict.schema_plan({ fields = fields, names = "
+            "names, quick = quick, absent = absent, conditional = "
+            "{ 'f005' }, requires = { { 'f006' } } }, R)\n"
+            "local function show(v) if v == nil then return 'nil' end\n"
+            "  local k = {} for name, x in pairs(v) do\n"
+            "  k[#k + 1] = name .. '=' .. tostring(x) end\n"
+            "  return table.concat(k, ' ') end\n"
+            "local out = {}\n"
+            "for _, v in ipairs({ { f001 = 1, f003 = 'ab', f004 = 'a', "
+            "f300 = verdict.null }, { f002 = 1 }, { f001 = 1, f010 = 10 }, "
+            "{ f001 = 1, x = 1 }, { f001 = 1, f004 = 'b' }, { f001 = 1, "
+            "f005 = true }, { f001 = 1, f005 = true, f006 = 0 } }) do\n"
+            "  out[#out + 1] = show(verdict.check_input(plan, v)) end\n"
+            "return table.concat(out, ' | ')"),
+      "f001=1 f002=5 f003=ab f004=a | nil | nil | nil | nil | nil | "
+      "f001=1 f002=5 f005=true f006=0");
   assert_contains(raises(f, "verdict.schema_plan({ names = { 'a' }, "
                             "quick = {}, absent = {}, fields = { a = { type "
                             "= 'time' } }, conditional = {}, requires = {} "
@@ -1286,6 +1483,7 @@ int main(void) {
       T(freeze_graph),
       T(frozen_json_kept),
       T(schema_plan_checks),
+      T(rule_tables_run_in_c),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),

@@ -29,11 +29,20 @@ typedef struct vd_buf {
 
 void vd_buf_init(vd_buf_t *b);
 void vd_buf_release(vd_buf_t *b);
-/* Make room for `extra` more bytes (plus the NUL). */
-void vd_buf_grow(vd_buf_t *b, size_t extra);
+/* Make room for `extra` more bytes (plus the NUL).  Inline: the encoders
+ * call it for every piece they add, and it almost always has room. */
+void vd_buf_grow_slow(vd_buf_t *b, size_t extra);
+static inline void vd_buf_grow(vd_buf_t *b, size_t extra) {
+  if (extra >= b->cap - b->len) /* cap 0: always */
+    vd_buf_grow_slow(b, extra);
+}
 void vd_buf_add(vd_buf_t *b, const void *p, size_t n);
 void vd_buf_adds(vd_buf_t *b, const char *s);
-void vd_buf_addc(vd_buf_t *b, char c);
+static inline void vd_buf_addc(vd_buf_t *b, char c) {
+  vd_buf_grow(b, 1);
+  b->data[b->len++] = c;
+  b->data[b->len] = '\0';
+}
 /* Append the decimal text of v (no printf on the hot path). */
 void vd_buf_add_int(vd_buf_t *b, long long v);
 void vd_buf_addf(vd_buf_t *b, const char *fmt, ...)

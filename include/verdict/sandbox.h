@@ -103,6 +103,11 @@ typedef struct vd_sandbox {
   vd_slab_t slab;       /* small blocks (slab.h) */
   struct vd_json_cache *encoded; /* the JSON of frozen tables (json.h),
                                   * made by the encoder on first use */
+  const void *own_input; /* the input table the engine decoded for the
+                          * decision running now, which nothing else holds
+                          * (engine.c sets it around the policy's call;
+                          * arm and disarm clear it): verdict.check_input
+                          * may make it the facts in place, once */
 } vd_sandbox_t;
 
 /* Create the state and its base environment.  Returns 0, or VD_ENOMEM. */

@@ -90,7 +90,7 @@ local T = require("lib.time")
 local type, error, tostring, ipairs, pairs = type, error, tostring, ipairs, pairs
 local setmetatable = setmetatable
 local smatch, sgsub, gmatch = string.match, string.gsub, string.gmatch
-local field_reads = verdict.field_reads
+local field_reads, run_rules = verdict.field_reads, verdict.run_rules
 
 local R = {}
 
@@ -213,9 +213,13 @@ function R.get(P, name)
   return t
 end
 
--- R.run and R.decide run on every decision, several times: their loops are
--- written out in each rather than shared through helper calls.  A rule
--- that fires is added to the trace once per decision; its entry is
+-- R.run and R.decide run on every decision, several times.  Their loop is
+-- verdict.run_rules (core/sandbox.c, "Rule tables"): the same loop in C,
+-- reading each frozen table once per state rather than through its proxy
+-- on every decision.  It says when it cannot run a table (one not frozen
+-- yet, of an unusual shape, or a tracer that explains); the loops written
+-- out below run it then.
+-- A rule that fires is added to the trace once per decision; its entry is
 -- t.notes[i], built when the policy loads.
 
 -- Run table `name` of P on facts f.  hit = first: returns the rule that
@@ -283,6 +287,8 @@ local function explained(P, name, t, f, tr, ex, must)
 end
 
 function R.run(P, name, f, tr)
+  local ran, res = run_rules(P, name, f, tr)
+  if ran then return res end
   local t = P.by_name[name]
   if t == nil then error("policy has no decision table named " .. tostring(name), 2) end
   local ex = tr.explain
@@ -315,6 +321,11 @@ end
 -- Run a first-hit table that must decide (its last rule has no condition
 -- in the shipped policies); a policy error if a change left it undecided.
 function R.decide(P, name, f, tr)
+  local ran, hit = run_rules(P, name, f, tr)
+  if ran then
+    if hit ~= nil then return hit end
+    error("no rule in table " .. name .. " matched; it needs a default rule", 2)
+  end
   local t = P.by_name[name]
   if t == nil or not t.first then return R.run(P, name, f, tr) end   -- R.run explains
   local ex = tr.explain
