@@ -881,16 +881,7 @@ static int verify_revisions(sqlite3 *db, const char *path,
     vd_bundle_file_t *files;
     size_t n;
     rc = vd_hist_load_files(db, path, revision, &files, &n, err);
-    if (rc == 0) {
-      rc = vd_hist_revision_name_ok(revision, files, n, err);
-      vd_history_free_files(files, n);
-    }
-    if (rc == VD_EINVALID || rc == VD_ENOT_FOUND) {
-      report(rep, VD_VERIFY_REVISION, 0, NULL, "%s", err->data);
-      rc = VD_EINVALID;
-    } else if (rc == 0) {
-      rep->revisions++;
-    }
+    rc = vd_hist_verify_revision(revision, rc, files, n, rep, err);
   }
   if (rc == 0 && src != SQLITE_DONE)
     rc = vd_hist_db_err(err, path, db, src, "reading revisions");

@@ -360,6 +360,37 @@ int vd_hist_pg_load_revision(const char *db, const char *revision,
                              vd_bundle_file_t **files, size_t *nfiles,
                              vd_buf_t *err);
 int vd_hist_pg_revisions_json(const char *db, vd_buf_t *out, vd_buf_t *err);
+/* vd_history_resolve() and vd_history_tag() (TAG's name already checked)
+ * on a PostgreSQL history, where active, previous and @-N count the
+ * fleet's revisions (docs/fleet.md, "Naming revisions"). */
+int vd_hist_pg_resolve(const char *db, const char *name,
+                       char out[VD_REVISION_NAME_MAX], vd_buf_t *err);
+int vd_hist_pg_tag(const char *db, const char *name, const char *tag,
+                   const char *who, char out[VD_REVISION_NAME_MAX],
+                   vd_buf_t *err);
+/* A revision about to be stored (both stores' store_revision): its name
+ * must be the hash of FILES[NFILES] (vd_hist_revision_name_ok()); *BYTES
+ * their size.  0, or an error with *ERRMSG (malloc'd, the caller's). */
+int vd_hist_revision_to_store(const char *revision,
+                              const vd_bundle_file_t *files, size_t nfiles,
+                              size_t *bytes, char **errmsg);
+/* Verify's check of stored revision REVISION, whose files' loading gave
+ * LOADED (0: FILES[N], freed here): they must hash to its name.  0: it
+ * is counted in REP; one that fails (or was missing a file) is REP's
+ * problem, VD_VERIFY_REVISION with ERR's message, and VD_EINVALID; any
+ * other failure is returned as it is.  Both stores' verify use it. */
+int vd_hist_verify_revision(const char *revision, int loaded,
+                            vd_bundle_file_t *files, size_t n,
+                            vd_verify_report_t *rep, vd_buf_t *err);
+/* How revision name NAME reads (vd_history_resolve()), for both stores:
+ * VD_HIST_NAME_BACK, the revision live *BACK changes ago (active 0,
+ * previous 1, @-N); VD_HIST_NAME_PREFIX, a hash prefix, WANT its
+ * "sha256:" and hex digits in lower case; VD_HIST_NAME_TAG, anything else;
+ * or VD_EINVALID with ERR set: a prefix of fewer than 4 or more than 64
+ * digits. */
+enum { VD_HIST_NAME_BACK = 1, VD_HIST_NAME_PREFIX, VD_HIST_NAME_TAG };
+int vd_hist_name_read(const char *name, int64_t *back,
+                      char want[VD_REVISION_NAME_MAX], vd_buf_t *err);
 
 /* ========================================================================
  * The writer's state (history_writer.c; aux and aux_mu: history_revs.c)

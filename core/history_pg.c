@@ -31,13 +31,17 @@
  * h->aux_mu), a reader to its worker.  libpq prints notices to stderr by
  * default; every connection here drops them (the library prints nothing).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 #include <nettle/sha2.h>
@@ -50,7 +54,7 @@
 #include "verdict/version.h"
 
 /* The schema version of a PostgreSQL history (verdict_meta 'schema'). */
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 /* Advisory lock keys (as SQL text): the schema's creation and a new
  * month's partition, transaction locks ("vrdt" then 1 and 2).  A node's
  * writer holds a session lock on hashtextextended('verdict node ' ||
@@ -97,6 +101,17 @@ int vd_history_node_id_ok(const char *node) {
   return n >= 1 && n <= 63 &&
          strspn(node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                       "0123456789._-") == n;
+}
+
+int vd_history_db_has_password(const char *db) {
+  PQconninfoOption *o, *p;
+  int secret = 0;
+  if (!vd_history_is_postgres(db) || !(o = PQconninfoParse(db, NULL)))
+    return 0;
+  for (p = o; p->keyword; p++)
+    secret |= p->val && strcmp(p->keyword, "password") == 0;
+  PQconninfoFree(o);
+  return secret;
 }
 
 void vd_history_db_display(const char *db, char *out, size_t n) {
@@ -172,11 +187,30 @@ static void add_pq_msg(vd_buf_t *err, const char *msg) {
   vd_buf_add(err, msg ? msg : "", n);
 }
 
+static atomic_int db_timeout_ms; /* 0: no deadline (pq_exec()) */
+
+/* The connection this thread's last round trip dropped at the deadline
+ * (rt_expire()), and its server process: res_err() and conn_err() say so
+ * for it.  Reset at the start of every round trip, as errno is by the
+ * call that sets it. */
+static _Thread_local PGconn *expired;
+static _Thread_local int expired_pid;
+
+static void add_expired(vd_buf_t *err) {
+  vd_buf_addf(err, "no answer within %d ms (--db-timeout): the server is "
+                   "stalled or unreachable, and the connection (server "
+                   "process %d) was dropped", atomic_load(&db_timeout_ms),
+              expired_pid);
+}
+
 static int conn_err(vd_buf_t *err, const char *where, PGconn *c,
                     const char *doing) {
   vd_buf_reset(err);
   vd_buf_addf(err, "%s: ", where);
-  add_pq_msg(err, c ? PQerrorMessage(c) : "out of memory");
+  if (c && c == expired)
+    add_expired(err);
+  else
+    add_pq_msg(err, c ? PQerrorMessage(c) : "out of memory");
   vd_buf_addf(err, " (while %s)", doing);
   return VD_EIO;
 }
@@ -186,25 +220,203 @@ static int res_err(vd_buf_t *err, const char *where, PGresult *r,
   const char *m = r ? PQresultErrorMessage(r) : NULL;
   vd_buf_reset(err);
   vd_buf_addf(err, "%s: ", where);
-  add_pq_msg(err, m && *m ? m : PQerrorMessage(c));
+  if (c && c == expired)
+    add_expired(err);
+  else
+    add_pq_msg(err, m && *m ? m : PQerrorMessage(c));
   vd_buf_addf(err, " (while %s)", doing);
   return VD_EIO;
 }
 
-/* Connect to CONNINFO as APP.  connect_timeout 5 unless the string says
- * otherwise (it is expanded after, so it wins).  *out is the caller's. */
+/* ========================================================================
+ * Round trips with a deadline
+ *
+ * libpq's PQexec() and friends wait for the server as long as it takes,
+ * and TCP keepalives cannot tell a stalled server (stopped, swapping, a
+ * query waiting on a lock) from a slow one: a writer stuck there would
+ * hold every durable request, and a reader every history question,
+ * forever.  So every round trip here goes through pq_exec() and its
+ * siblings: the connection is non-blocking, the query is sent, and poll()
+ * waits for its answer until the deadline (vd_history_set_db_timeout());
+ * past it the connection is dropped (shutdown() of its socket, which
+ * leaves the PGconn CONNECTION_BAD), and the caller's existing path
+ * reconnects it on next use (writer_connected(), aux_ready(), the
+ * readers).  No PQcancel(): it opens a connection to the postmaster and
+ * waits for it without a deadline, and a stalled postmaster would stall
+ * it too.  The server ends the orphaned backend itself:
+ * client_connection_check_interval (PostgreSQL 14 and later) is set on
+ * every connection, so one that waits on a lock notices its client is
+ * gone; a stopped one ends when it runs again.
+ * ====================================================================== */
+
+void vd_history_set_db_timeout(int ms) {
+  atomic_store(&db_timeout_ms, ms > 0 ? ms : 0);
+}
+
+int vd_history_db_timeout(void) { return atomic_load(&db_timeout_ms); }
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The deadline of a round trip starting now (monotonic ms), 0: none. */
+static int64_t deadline_now(void) {
+  int t = atomic_load(&db_timeout_ms);
+  return t ? mono_ms() + t : 0;
+}
+
+/* Send what C has queued and read until it has a whole result to give:
+ * 0; -1 when the connection failed (PQgetResult() then says why); 1 when
+ * DEADLINE (monotonic ms, 0: none) passed first. */
+static int rt_wait(PGconn *c, int64_t deadline) {
+  for (;;) {
+    int f = PQflush(c), n, left = -1;
+    struct pollfd p;
+    if (f < 0)
+      return -1;
+    if (f == 0 && !PQisBusy(c))
+      return 0;
+    if ((p.fd = PQsocket(c)) < 0)
+      return -1;
+    if (deadline) {
+      int64_t now = mono_ms();
+      if (now >= deadline)
+        return 1;
+      left = (int)(deadline - now);
+    }
+    p.events = (short)(POLLIN | (f ? POLLOUT : 0));
+    p.revents = 0;
+    n = poll(&p, 1, left);
+    if (n < 0 && errno != EINTR)
+      return -1;
+    if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) &&
+        !PQconsumeInput(c))
+      return -1;
+  }
+}
+
+/* C passed its deadline: drop the connection (the next use reconnects)
+ * and hand back a failed result, res_err() naming the deadline. */
+static PGresult *rt_expire(PGconn *c) {
+  PGresult *r;
+  expired = c;
+  expired_pid = PQbackendPID(c);
+  (void)shutdown(PQsocket(c), SHUT_RDWR);
+  while ((r = PQgetResult(c))) /* at once: the socket reads as closed */
+    PQclear(r);
+  return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+}
+
+/* The next result of the query in flight on C, as PQgetResult() gives
+ * it, waiting at most the deadline for it: NULL when the query is done;
+ * past the deadline a failed result, and C dropped. */
+static PGresult *pq_next(PGconn *c) {
+  int w;
+  expired = NULL;
+  w = rt_wait(c, deadline_now());
+  if (w > 0)
+    return rt_expire(c);
+  return PQgetResult(c);
+}
+
+/* After a query was sent (SENT nonzero): its results as PQexec() gives
+ * them (the last, or the first COPY one), each awaited within one
+ * deadline for the round trip.  NULL if it could not be sent. */
+static PGresult *rt_result(PGconn *c, int sent) {
+  int64_t deadline = deadline_now();
+  PGresult *last = NULL, *r;
+  expired = NULL;
+  if (!sent)
+    return NULL;
+  for (;;) {
+    if (rt_wait(c, deadline) > 0) {
+      PQclear(last);
+      return rt_expire(c);
+    }
+    if (!(r = PQgetResult(c)))
+      break;
+    PQclear(last);
+    last = r;
+    if (PQresultStatus(r) == PGRES_COPY_IN ||
+        PQresultStatus(r) == PGRES_COPY_OUT ||
+        PQresultStatus(r) == PGRES_COPY_BOTH ||
+        PQstatus(c) == CONNECTION_BAD)
+      break;
+  }
+  return last;
+}
+
+static PGresult *pq_exec(PGconn *c, const char *sql) {
+  return rt_result(c, PQsendQuery(c, sql));
+}
+
+static PGresult *pq_exec_params(PGconn *c, const char *sql, int n,
+                                const Oid *types, const char *const *v,
+                                const int *lens, const int *fmts,
+                                int result_fmt) {
+  return rt_result(c, PQsendQueryParams(c, sql, n, types, v, lens, fmts,
+                                        result_fmt));
+}
+
+static PGresult *pq_exec_prepared(PGconn *c, const char *name, int n,
+                                  const char *const *v, const int *lens,
+                                  const int *fmts, int result_fmt) {
+  return rt_result(c, PQsendQueryPrepared(c, name, n, v, lens, fmts,
+                                          result_fmt));
+}
+
+static PGresult *pq_prepare(PGconn *c, const char *name, const char *sql,
+                            int n, const Oid *types) {
+  return rt_result(c, PQsendPrepare(c, name, sql, n, types));
+}
+
+/* A connection made (or made again): notices dropped, non-blocking for
+ * rt_wait(), and the server told to look for a vanished client while a
+ * query runs (failing on a server older than 14, which is no reason to
+ * refuse it). */
+static void conn_setup(PGconn *c) {
+  int t = atomic_load(&db_timeout_ms);
+  PQsetNoticeProcessor(c, quiet, NULL);
+  (void)PQsetnonblocking(c, 1);
+  if (t) {
+    char sql[80];
+    snprintf(sql, sizeof sql, "SET client_connection_check_interval = %d",
+             t < 1000 ? t : 1000);
+    PQclear(pq_exec(c, sql));
+  }
+}
+
+/* PQreset() with the connection set up again. */
+static void pq_reset(PGconn *c) {
+  expired = NULL;
+  PQreset(c);
+  if (PQstatus(c) == CONNECTION_OK)
+    conn_setup(c);
+}
+
+/* Connect to CONNINFO as APP.  connect_timeout is the round trips'
+ * deadline in seconds (rounded up), 5 without one, unless the string
+ * says otherwise (it is expanded after, so it wins).  *out is the
+ * caller's. */
 static int pg_connect(PGconn **out, const char *conninfo, const char *app,
                       const char *where, vd_buf_t *err) {
   const char *kw[] = {"connect_timeout", "application_name", "dbname", NULL};
-  const char *val[] = {"5", app, conninfo, NULL};
-  PGconn *c = PQconnectdbParams(kw, val, 1);
+  int t = atomic_load(&db_timeout_ms);
+  char secs[16];
+  const char *val[] = {secs, app, conninfo, NULL};
+  PGconn *c;
+  snprintf(secs, sizeof secs, "%d", t ? (t + 999) / 1000 : 5);
+  expired = NULL;
+  c = PQconnectdbParams(kw, val, 1);
   *out = NULL;
   if (!c || PQstatus(c) != CONNECTION_OK) {
     int rc = conn_err(err, where, c, "connecting");
     PQfinish(c);
     return rc;
   }
-  PQsetNoticeProcessor(c, quiet, NULL);
+  conn_setup(c);
   *out = c;
   return 0;
 }
@@ -212,7 +424,7 @@ static int pg_connect(PGconn **out, const char *conninfo, const char *app,
 /* Run SQL without parameters; 0 or VD_EIO with ERR set. */
 static int exec_ok(PGconn *c, const char *sql, const char *where,
                    const char *doing, vd_buf_t *err) {
-  PGresult *r = PQexec(c, sql);
+  PGresult *r = pq_exec(c, sql);
   ExecStatusType s = PQresultStatus(r);
   int rc = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK
                ? 0 : res_err(err, where, r, c, doing);
@@ -223,13 +435,13 @@ static int exec_ok(PGconn *c, const char *sql, const char *where,
 /* Text parameters, text results. */
 static PGresult *exec_params(PGconn *c, const char *sql, int n,
                              const char *const *v) {
-  return PQexecParams(c, sql, n, NULL, v, NULL, NULL, 0);
+  return pq_exec_params(c, sql, n, NULL, v, NULL, NULL, 0);
 }
 
 static void rollback_if_open(PGconn *c) {
   if (c && PQstatus(c) == CONNECTION_OK &&
       PQtransactionStatus(c) != PQTRANS_IDLE) {
-    PGresult *r = PQexec(c, "ROLLBACK");
+    PGresult *r = pq_exec(c, "ROLLBACK");
     PQclear(r);
   }
 }
@@ -353,6 +565,14 @@ static const char *const migrations[] = {
   /* 2 -> 3: idempotency keys (pg_idem_put; docs/protocol.md,
    * "Idempotency keys"), written with the batch they answered */
   PG_IDEM_SCHEMA,
+  /* 3 -> 4: names people give revisions (`verdict tag`, pg_tag()), as
+   * a file's revision_tags.  Labels, not evidence: not chained. */
+  "CREATE TABLE revision_tags (\n"
+  "  name     text PRIMARY KEY,\n"
+  "  revision text NOT NULL REFERENCES revisions (revision),\n"
+  "  who      text,\n"
+  "  at_ms    bigint NOT NULL,\n"
+  "  at       text NOT NULL);\n",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -362,7 +582,7 @@ _Static_assert(NCOLS == 20, "migration 0 -> 1 spells out the 20 columns");
 
 /* The schema version in verdict_meta, or 0 without one; -1 on error. */
 static int schema_version(PGconn *c, const char *where, vd_buf_t *err) {
-  PGresult *r = PQexec(c, "SELECT value FROM verdict_meta"
+  PGresult *r = pq_exec(c, "SELECT value FROM verdict_meta"
                           " WHERE key = 'schema'");
   int version = 0;
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -421,7 +641,7 @@ static int migrate(PGconn *c, const char *where, vd_buf_t *err) {
 
 /* The schema must be there, at our version: every reader checks. */
 static int check_schema(PGconn *c, const char *where, vd_buf_t *err) {
-  PGresult *r = PQexec(c, "SELECT value FROM verdict_meta"
+  PGresult *r = pq_exec(c, "SELECT value FROM verdict_meta"
                           " WHERE key = 'schema'");
   int rc = 0;
   if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
@@ -468,7 +688,27 @@ typedef struct pg_state {
   int64_t *months;   /* first ms of each month whose partition exists */
   size_t nmonths, cap;
   vd_buf_t copy;     /* a batch in COPY binary format */
+  int set_up;        /* writer_setup() succeeded on conn as it is */
+  int lost_pid;      /* the server process of a writer connection dropped
+                        at its deadline, until the node's lock is taken
+                        again: the stalled process may still hold it */
 } pg_state_t;
+
+/* The server process holding node NODE's lock on C's database, or 0. */
+static int lock_holder(PGconn *c, const char *node) {
+  const char *v[1] = {node};
+  PGresult *r = pq_exec_params(
+      c, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+         " AND objsubid = 1 AND database = (SELECT oid FROM pg_database"
+         "  WHERE datname = current_database())"
+         " AND (classid::bigint << 32 | objid::bigint)"
+         "  = hashtextextended('verdict node ' || $1, 0)",
+      1, NULL, v, NULL, NULL, 0);
+  int pid = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  return pid;
+}
 
 /* Set up the writer connection: commit level, the node's lock, its head
  * row, its prepared statements.  Used at open and on each reconnect. */
@@ -486,14 +726,22 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = res_err(err, s->where, r, s->conn, "taking the node's lock");
   } else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+    int holder = s->lost_pid ? lock_holder(s->conn, h->node) : 0;
     vd_buf_reset(err);
-    vd_buf_addf(err, "%s: another verdictd is writing as node '%s' (two "
-                     "nodes need two --node-id names)", s->where, h->node);
+    if (holder && holder == s->lost_pid)
+      vd_buf_addf(err, "%s: node '%s''s lock is still held by this node's "
+                       "previous connection (server process %d), which "
+                       "stopped answering; it is released when that "
+                       "process ends", s->where, h->node, holder);
+    else
+      vd_buf_addf(err, "%s: another verdictd is writing as node '%s' (two "
+                       "nodes need two --node-id names)", s->where, h->node);
     rc = VD_EIO;
   }
   PQclear(r);
   if (rc)
     return rc;
+  s->lost_pid = 0;
   r = exec_params(s->conn, "INSERT INTO node_heads VALUES ($1, 0, '"
                            VD_HIST_ZERO_HASH "') ON CONFLICT DO NOTHING", 1, v);
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -501,20 +749,20 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
   PQclear(r);
   if (rc)
     return rc;
-  r = PQprepare(s->conn, "head_get", "SELECT seq, hash FROM node_heads"
+  r = pq_prepare(s->conn, "head_get", "SELECT seq, hash FROM node_heads"
                 " WHERE node_id = $1 FOR UPDATE", 1, NULL);
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
     rc = res_err(err, s->where, r, s->conn, "preparing statements");
   PQclear(r);
   if (rc == 0) {
-    r = PQprepare(s->conn, "head_set", "UPDATE node_heads SET seq = $2,"
+    r = pq_prepare(s->conn, "head_set", "UPDATE node_heads SET seq = $2,"
                   " hash = $3 WHERE node_id = $1", 3, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
       rc = res_err(err, s->where, r, s->conn, "preparing statements");
     PQclear(r);
   }
   if (rc == 0) {
-    r = PQprepare(s->conn, "idem_put",
+    r = pq_prepare(s->conn, "idem_put",
                   "INSERT INTO idempotency VALUES ($1, $2, $3, $4, $5, $6, $7)"
                   " ON CONFLICT (node_id, key) DO UPDATE SET"
                   " digest = $3, decision_id = $4, received_ms = $5,"
@@ -564,6 +812,7 @@ static int pg_open(vd_history_t *h, vd_buf_t *err) {
     rc = migrate(s->conn, s->where, err);
   if (rc == 0)
     rc = writer_setup(h, s, err);
+  s->set_up = rc == 0;
   if (rc == 0)
     rc = pg_connect(&s->aux, h->path, app, s->where, err);
   return rc;
@@ -589,7 +838,7 @@ static int pg_idem_put(vd_history_t *h, pg_state_t *s,
   v[6] = q->idem_answer;
   lens[6] = (int)q->idem_answer_len;
   fmts[6] = 1;
-  r = PQexecPrepared(s->conn, "idem_put", 7, v, lens, fmts, 0);
+  r = pq_exec_prepared(s->conn, "idem_put", 7, v, lens, fmts, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
     rc = res_err(err, s->where, r, s->conn, "storing an idempotency key");
   PQclear(r);
@@ -666,13 +915,20 @@ static void copy_int(vd_buf_t *b, int64_t v) {
 /* The writer's connection, set up again (the node's lock included) when
  * it was lost. */
 static int writer_connected(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
-  if (PQstatus(s->conn) == CONNECTION_OK)
+  int rc;
+  if (s->set_up && PQstatus(s->conn) == CONNECTION_OK)
     return 0;
-  PQreset(s->conn);
+  if (s->conn == expired) /* dropped at its deadline by the last call */
+    s->lost_pid = expired_pid;
+  /* a fresh session also after a set-up that failed part way (the
+   * node's lock refused): never a batch without the lock */
+  s->set_up = 0;
+  pq_reset(s->conn);
   if (PQstatus(s->conn) != CONNECTION_OK)
     return conn_err(err, s->where, s->conn, "reconnecting");
-  PQsetNoticeProcessor(s->conn, quiet, NULL);
-  return writer_setup(h, s, err);
+  rc = writer_setup(h, s, err);
+  s->set_up = rc == 0;
+  return rc;
 }
 
 /* Idle (vd_hist_backend_t.probe): the writer's connection answers, or is
@@ -717,7 +973,7 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
   if (rc)
     goto fail;
   v[0] = h->node;
-  r = PQexecPrepared(s->conn, "head_get", 1, v, NULL, NULL, 0);
+  r = pq_exec_prepared(s->conn, "head_get", 1, v, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
       vd_hist_from_hex(PQgetvalue(r, 0, 1),
                        (size_t)PQgetlength(r, 0, 1), prev) != 0) {
@@ -758,7 +1014,7 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
   vd_buf_adds(&sql, "COPY decisions (");
   add_columns(&sql);
   vd_buf_adds(&sql, ") FROM STDIN (FORMAT binary)");
-  r = PQexec(s->conn, sql.data);
+  r = pq_exec(s->conn, sql.data);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     rc = res_err(err, s->where, r, s->conn, "starting to copy a batch");
     PQclear(r);
@@ -770,16 +1026,16 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
     rc = conn_err(err, s->where, s->conn, "copying a batch");
     goto fail;
   }
-  r = PQgetResult(s->conn);
+  r = pq_next(s->conn);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     rc = res_err(err, s->where, r, s->conn, "inserting decisions");
     PQclear(r);
-    while ((r = PQgetResult(s->conn)))
+    while ((r = pq_next(s->conn)))
       PQclear(r);
     goto fail;
   }
   PQclear(r);
-  while ((r = PQgetResult(s->conn)))
+  while ((r = pq_next(s->conn)))
     PQclear(r);
   for (q = list; q; q = q->next)
     if (q->idem_key && (rc = pg_idem_put(h, s, q, err)) != 0)
@@ -788,7 +1044,7 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
   vd_hist_to_hex(prev, sizeof prev, hex);
   v[1] = seqtxt;
   v[2] = hex;
-  r = PQexecPrepared(s->conn, "head_set", 3, v, NULL, NULL, 0);
+  r = pq_exec_prepared(s->conn, "head_set", 3, v, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     rc = res_err(err, s->where, r, s->conn, "moving the chain head");
     PQclear(r);
@@ -815,10 +1071,9 @@ fail:
 static int aux_ready(pg_state_t *s, vd_buf_t *err) {
   if (PQstatus(s->aux) == CONNECTION_OK)
     return 0;
-  PQreset(s->aux);
+  pq_reset(s->aux);
   if (PQstatus(s->aux) != CONNECTION_OK)
     return conn_err(err, s->where, s->aux, "reconnecting");
-  PQsetNoticeProcessor(s->aux, quiet, NULL);
   return 0;
 }
 
@@ -828,16 +1083,11 @@ static int pg_store_revision(vd_history_t *h, const char *revision,
   pg_state_t *s = h->be_state;
   vd_buf_t err = VD_BUF_INIT;
   char now[24], nf[24], nb[24], sha[65], size[24];
-  size_t i, bytes = 0;
+  size_t i, bytes;
   PGresult *r;
-  int rc;
-  if (errmsg)
-    *errmsg = NULL;
-  rc = vd_hist_revision_name_ok(revision, files, nfiles, &err);
+  int rc = vd_hist_revision_to_store(revision, files, nfiles, &bytes, errmsg);
   if (rc)
-    return vd_hist_give_err(errmsg, &err, rc);
-  for (i = 0; i < nfiles; i++)
-    bytes += files[i].len;
+    return rc;
   snprintf(now, sizeof now, "%" PRId64, vd_now_ms());
   snprintf(nf, sizeof nf, "%zu", nfiles);
   snprintf(nb, sizeof nb, "%zu", bytes);
@@ -862,7 +1112,7 @@ static int pg_store_revision(vd_history_t *h, const char *revision,
     int lens[3] = {0, 0, (int)files[i].len}, fmts[3] = {0, 0, 1};
     vd_hist_sha256_hex(data, files[i].len, sha);
     snprintf(size, sizeof size, "%zu", files[i].len);
-    r = PQexecParams(s->aux, "INSERT INTO blobs VALUES ($1, $2, $3)"
+    r = pq_exec_params(s->aux, "INSERT INTO blobs VALUES ($1, $2, $3)"
                              " ON CONFLICT DO NOTHING",
                      3, NULL, bv, lens, fmts, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -1008,7 +1258,7 @@ static int pg_idem_load(vd_history_t *h, int64_t since_ms,
   if (rc)
     goto out;
   /* binary results: the digest and the answer as their bytes */
-  r = PQexecParams(s->aux, "SELECT key, digest, decision_id, received_ms,"
+  r = pq_exec_params(s->aux, "SELECT key, digest, decision_id, received_ms,"
                    " code, answer FROM idempotency WHERE node_id = $1"
                    " AND received_ms >= $2::bigint ORDER BY received_ms",
                    2, NULL, v, NULL, NULL, 1);
@@ -1180,7 +1430,7 @@ static int reader_prepare(vd_hist_pg_reader_t *r, vd_buf_t *err) {
     PGresult *res;
     int rc = 0;
     snprintf(name, sizeof name, "fact%zu", i);
-    res = PQprepare(r->conn, name, facts_sql[i], 4, types);
+    res = pq_prepare(r->conn, name, facts_sql[i], 4, types);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
       rc = res_err(err, r->where, res, r->conn, "preparing the facts queries");
     PQclear(res);
@@ -1224,11 +1474,10 @@ int vd_hist_pg_count(vd_hist_pg_reader_t *r, int which, const char *a,
     return VD_EINVALID;
   /* a connection lost (the database restarted): once more, afresh */
   if (PQstatus(r->conn) != CONNECTION_OK || !r->prepared) {
-    PQreset(r->conn);
+    pq_reset(r->conn);
     r->prepared = 0;
     if (PQstatus(r->conn) != CONNECTION_OK)
       return conn_err(err, r->where, r->conn, "reconnecting");
-    PQsetNoticeProcessor(r->conn, quiet, NULL);
     rc = reader_prepare(r, err);
     if (rc)
       return rc;
@@ -1236,7 +1485,7 @@ int vd_hist_pg_count(vd_hist_pg_reader_t *r, int which, const char *a,
   put64(since, (uint64_t)since_ms);
   put64(until, (uint64_t)until_ms);
   snprintf(name, sizeof name, "fact%d", which);
-  res = PQexecPrepared(r->conn, name, 4, v, lens, fmts, 1);
+  res = pq_exec_prepared(r->conn, name, 4, v, lens, fmts, 1);
   if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
       PQgetlength(res, 0, 0) != 8)
     rc = res_err(err, r->where, res, r->conn, "counting decisions");
@@ -1401,14 +1650,14 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
   r->res = NULL;
   if (r->done)
     return 0;
-  r->res = PQgetResult(r->conn);
+  r->res = pq_next(r->conn);
   s = PQresultStatus(r->res);
   if (!r->res || s == PGRES_TUPLES_OK) {
     PGresult *more;
     r->done = 1;
     PQclear(r->res);
     r->res = NULL;
-    while ((more = PQgetResult(r->conn)))
+    while ((more = pq_next(r->conn)))
       PQclear(more);
     return 0;
   }
@@ -1470,8 +1719,14 @@ int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
   int lens[1] = {(int)strlen(decision_id)}, fmts[1] = {1}, i;
   *row = NULL;
   PQclear(f->res);
+  f->res = NULL;
+  if (PQstatus(f->conn) != CONNECTION_OK) { /* lost, or dropped: afresh */
+    pq_reset(f->conn);
+    if (PQstatus(f->conn) != CONNECTION_OK)
+      return conn_err(err, f->where, f->conn, "reconnecting");
+  }
   /* decision_id is bytea: the id's bytes, sent as they are */
-  f->res = PQexecParams(f->conn, f->sql, 1, NULL, v, lens, fmts, 1);
+  f->res = pq_exec_params(f->conn, f->sql, 1, NULL, v, lens, fmts, 1);
   if (PQresultStatus(f->res) != PGRES_TUPLES_OK) {
     res_err(err, f->where, f->res, f->conn, "looking a decision up");
     return VD_EIO;
@@ -1531,7 +1786,7 @@ static int load_files(PGconn *c, const char *where, const char *revision,
   }
   expect = strtol(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  r = PQexecParams(c, "SELECT f.path, f.blob, b.data FROM revision_files f"
+  r = pq_exec_params(c, "SELECT f.path, f.blob, b.data FROM revision_files f"
                       " LEFT JOIN blobs b ON b.sha256 = f.blob"
                       " WHERE f.revision = $1 ORDER BY f.path COLLATE \"C\"",
                    1, NULL, v, NULL, NULL, 1);
@@ -1615,7 +1870,7 @@ int vd_hist_pg_revisions_json(const char *db, vd_buf_t *out, vd_buf_t *err) {
   if (rc)
     return VD_EIO;
   vd_buf_adds(out, "\"activations\":[");
-  r = PQexec(c, "SELECT at, revision, cause, who, source_dir, ok, error,"
+  r = pq_exec(c, "SELECT at, revision, cause, who, source_dir, ok, error,"
                 " node_id FROM activations ORDER BY at_ms DESC, node_id,"
                 " id DESC LIMIT 200");
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -1637,7 +1892,7 @@ int vd_hist_pg_revisions_json(const char *db, vd_buf_t *out, vd_buf_t *err) {
   PQclear(r);
   vd_buf_adds(out, "],\"revisions\":[");
   if (rc == 0) {
-    r = PQexec(c, "SELECT revision, stored_ms, files, bytes FROM revisions"
+    r = pq_exec(c, "SELECT revision, stored_ms, files, bytes FROM revisions"
                   " ORDER BY stored_ms DESC, revision");
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
       rc = res_err(err, where, r, c, "reading revisions");
@@ -1652,9 +1907,202 @@ int vd_hist_pg_revisions_json(const char *db, vd_buf_t *out, vd_buf_t *err) {
     }
     PQclear(r);
   }
+  vd_buf_adds(out, "],\"tags\":[");
+  if (rc == 0) {
+    r = pq_exec(c, "SELECT name, revision, who, at FROM revision_tags"
+                   " ORDER BY at_ms, name");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+      rc = res_err(err, where, r, c, "reading tags");
+    for (i = 0; rc == 0 && i < PQntuples(r); i++) {
+      static const char *const tcols[] = {"name", "revision", "who", "at"};
+      for (j = 0; j < 4; j++) {
+        vd_buf_addf(out, "%s\"%s\":", j ? "," : i ? ",{" : "{", tcols[j]);
+        if (PQgetisnull(r, i, j))
+          vd_buf_adds(out, "null");
+        else
+          vd_buf_add_json_str(out, PQgetvalue(r, i, j),
+                              (size_t)PQgetlength(r, i, j));
+      }
+      vd_buf_addc(out, '}');
+    }
+    PQclear(r);
+  }
   vd_buf_addc(out, ']');
   PQfinish(c);
   return rc ? VD_EIO : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Naming revisions (vd_history_resolve(), vd_history_tag())
+ * ---------------------------------------------------------------------- */
+
+/* The revision the fleet ran N changes ago: first the fleet's revision
+ * (fleet_desired), then those it was changed to before, newest first
+ * (the successful activations that set it: neither a start-up nor a
+ * node following the fleet), then the one it ran before its first
+ * change (the newest activation before it: a start-up), a revision
+ * repeated in a row counted once. */
+static int pg_nth_active(PGconn *c, const char *where, int64_t n,
+                         char out[VD_REVISION_NAME_MAX], vd_buf_t *err) {
+#define PG_CHANGES_ "FROM activations WHERE ok = 1 AND cause NOT LIKE" \
+                    " 'startup%' AND cause <> '" VD_HISTORY_FLEET_TRIGGER "'"
+  static const char sql[] =
+      "SELECT revision FROM (SELECT 0 AS k, 0::bigint AS at_ms,"
+      "  ''::text AS node_id, 0::bigint AS id, revision FROM fleet_desired"
+      " UNION ALL SELECT 1, at_ms, node_id, id, revision " PG_CHANGES_
+      " UNION ALL (SELECT 2, at_ms, node_id, id, revision FROM activations"
+      "  WHERE ok = 1 AND at_ms < coalesce((SELECT min(at_ms) " PG_CHANGES_
+      "), 9223372036854775807)"
+      "  ORDER BY at_ms DESC, node_id DESC, id DESC LIMIT 1)) AS a"
+      " ORDER BY k, at_ms DESC, node_id DESC, id DESC";
+#undef PG_CHANGES_
+  char last[VD_REVISION_NAME_MAX] = "";
+  int64_t seen = -1;
+  PGresult *r = pq_exec(c, sql);
+  int i;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    int rc = res_err(err, where, r, c, "reading the activations");
+    PQclear(r);
+    return rc;
+  }
+  for (i = 0; i < PQntuples(r) && seen < n; i++) {
+    const char *rev = PQgetvalue(r, i, 0);
+    if (strcmp(rev, last) == 0)
+      continue;
+    snprintf(last, sizeof last, "%s", rev);
+    seen++;
+  }
+  PQclear(r);
+  vd_buf_reset(err);
+  if (seen < n) {
+    if (seen < 0)
+      vd_buf_addf(err, "%s: no revision has been activated yet", where);
+    else
+      vd_buf_addf(err, "%s: only %" PRId64 " earlier revision%s went live "
+                       "in the fleet before the active one", where, seen,
+                  seen == 1 ? "" : "s");
+    return VD_ENOT_FOUND;
+  }
+  memcpy(out, last, sizeof last);
+  return 0;
+}
+
+/* NAME as vd_history_resolve() takes it, on C. */
+static int pg_resolve(PGconn *c, const char *where, const char *name,
+                      char out[VD_REVISION_NAME_MAX], vd_buf_t *err) {
+  char want[VD_REVISION_NAME_MAX];
+  int64_t back;
+  PGresult *r;
+  int rc = 0, i, n, how = vd_hist_name_read(name, &back, want, err);
+  out[0] = '\0';
+  if (how == VD_HIST_NAME_BACK)
+    return pg_nth_active(c, where, back, out, err);
+  if (how == VD_HIST_NAME_PREFIX) {
+    char len[8];
+    const char *v[2] = {want, len};
+    snprintf(len, sizeof len, "%zu", strlen(want));
+    r = pq_exec_params(c, "SELECT revision FROM revisions WHERE"
+                          " left(revision, $2::int) = $1 ORDER BY revision"
+                          " COLLATE \"C\" LIMIT 11",
+                       2, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+      rc = res_err(err, where, r, c, "looking up a revision");
+      PQclear(r);
+      return rc;
+    }
+    n = PQntuples(r);
+    if (n == 1) {
+      snprintf(out, VD_REVISION_NAME_MAX, "%s", PQgetvalue(r, 0, 0));
+    } else if (n == 0) {
+      vd_buf_addf(err, "%s: no revision %s", where, name);
+      rc = VD_ENOT_FOUND;
+    } else {
+      vd_buf_addf(err, "revision '%s' is ambiguous; it starts:", name);
+      for (i = 0; i < n; i++)
+        vd_buf_addf(err, "\n  %s", i < 10 ? PQgetvalue(r, i, 0) : "...");
+      rc = VD_EINVALID;
+    }
+    PQclear(r);
+    return rc;
+  }
+  if (how != VD_HIST_NAME_TAG)
+    return how;
+  vd_buf_reset(err);
+  {
+    const char *v[1] = {name};
+    r = pq_exec_params(c, "SELECT revision FROM revision_tags WHERE name = $1",
+                       1, NULL, v, NULL, NULL, 0);
+  }
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    rc = res_err(err, where, r, c, "looking up a tag");
+  else if (PQntuples(r) == 1)
+    snprintf(out, VD_REVISION_NAME_MAX, "%s", PQgetvalue(r, 0, 0));
+  else {
+    vd_buf_addf(err, "%s: no revision named '%s' (a hash prefix, active, "
+                     "previous, @-N or a tag)", where, name);
+    rc = VD_ENOT_FOUND;
+  }
+  PQclear(r);
+  return rc;
+}
+
+int vd_hist_pg_resolve(const char *db, const char *name,
+                       char out[VD_REVISION_NAME_MAX], vd_buf_t *err) {
+  char where[256];
+  PGconn *c;
+  int rc = open_ro(&c, db, "verdict", where, sizeof where, err);
+  out[0] = '\0';
+  if (rc)
+    return rc;
+  rc = pg_resolve(c, where, name, out, err);
+  PQfinish(c);
+  return rc;
+}
+
+int vd_hist_pg_tag(const char *db, const char *name, const char *tag,
+                   const char *who, char out[VD_REVISION_NAME_MAX],
+                   vd_buf_t *err) {
+  int64_t now = vd_now_ms();
+  char where[256], at[32], nowt[24];
+  PGconn *c;
+  PGresult *r;
+  int rc = open_ro(&c, db, "verdict", where, sizeof where, err);
+  out[0] = '\0';
+  if (rc)
+    return rc;
+  vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
+  snprintf(nowt, sizeof nowt, "%" PRId64, now);
+  rc = pg_resolve(c, where, name, out, err);
+  if (rc == 0) {
+    const char *v[5] = {tag, out, who, nowt, at};
+    r = pq_exec_params(c, "INSERT INTO revision_tags VALUES ($1, $2, $3, $4,"
+                          " $5) ON CONFLICT (name) DO NOTHING",
+                       5, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = res_err(err, where, r, c, "tagging a revision");
+    else if (strcmp(PQcmdTuples(r), "0") == 0)
+      rc = VD_EINVALID; /* taken: a tag names one revision for good */
+    PQclear(r);
+  }
+  if (rc == VD_EINVALID) {
+    const char *v[1] = {tag};
+    r = pq_exec_params(c, "SELECT revision, who, at FROM revision_tags"
+                          " WHERE name = $1", 1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+      rc = res_err(err, where, r, c, "tagging a revision");
+    } else {
+      vd_buf_reset(err);
+      vd_buf_addf(err, "tag '%s' already names %s (given by %s at %s)", tag,
+                  PQgetvalue(r, 0, 0),
+                  PQgetisnull(r, 0, 1) ? "?" : PQgetvalue(r, 0, 1),
+                  PQgetvalue(r, 0, 2));
+    }
+    PQclear(r);
+  }
+  PQfinish(c);
+  if (rc)
+    out[0] = '\0';
+  return rc;
 }
 
 /* ========================================================================
@@ -1668,7 +2116,7 @@ int vd_history_fleet_status(const char *db, vd_buf_t *out, vd_buf_t *err) {
   int rc = open_ro(&c, db, "verdict", where, sizeof where, err), i;
   if (rc)
     return rc;
-  r = PQexec(c, "SELECT s.node_id, s.revision, s.activated_ms, s.last_error,"
+  r = pq_exec(c, "SELECT s.node_id, s.revision, s.activated_ms, s.last_error,"
                 "  s.heartbeat_ms, h.seq, s.verdict"
                 " FROM node_status s LEFT JOIN node_heads h USING (node_id)"
                 " ORDER BY s.node_id COLLATE \"C\"");
@@ -1745,7 +2193,7 @@ static int verify_node(PGconn *c, const char *where,
   }
   vd_buf_release(&sql);
   head->seq = 0;
-  while ((r = PQgetResult(c))) {
+  while ((r = pq_next(c))) {
     vd_hist_field_t f[NCOLS];
     char hex[65], id[64] = "", nums[NCOLS][24];
     int64_t seq;
@@ -1876,7 +2324,7 @@ static int verify_node_activations(PGconn *c, const char *where,
     snprintf(head_hash, sizeof head_hash, "%s", PQgetvalue(r, 0, 1));
   }
   PQclear(r);
-  r = PQexecParams(c, "SELECT id, at_ms, at, revision, cause, who,"
+  r = pq_exec_params(c, "SELECT id, at_ms, at, revision, cause, who,"
                       " source_dir, ok, error, hash FROM activations"
                       " WHERE node_id = $1 ORDER BY id", 1, NULL, v, NULL,
                    NULL, 1);
@@ -1957,7 +2405,7 @@ static int verify_node_activations(PGconn *c, const char *where,
 /* Every decision's revision is stored, every stored revision intact. */
 static int verify_pg_revisions(PGconn *c, const char *where,
                                vd_verify_report_t *rep, vd_buf_t *err) {
-  PGresult *r = PQexec(c, "SELECT d.node_id, d.node_seq,"
+  PGresult *r = pq_exec(c, "SELECT d.node_id, d.node_seq,"
                           " convert_from(d.revision, 'UTF8')"
                           " FROM decisions d WHERE d.revision IS NOT NULL"
                           " AND NOT EXISTS (SELECT 1 FROM revisions v"
@@ -1977,7 +2425,7 @@ static int verify_pg_revisions(PGconn *c, const char *where,
   PQclear(r);
   if (rc)
     return rc;
-  r = PQexec(c, "SELECT revision FROM revisions ORDER BY 1");
+  r = pq_exec(c, "SELECT revision FROM revisions ORDER BY 1");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = res_err(err, where, r, c, "reading revisions");
     PQclear(r);
@@ -1988,16 +2436,7 @@ static int verify_pg_revisions(PGconn *c, const char *where,
     vd_bundle_file_t *files;
     size_t n;
     rc = load_files(c, where, revision, &files, &n, err);
-    if (rc == 0) {
-      rc = vd_hist_revision_name_ok(revision, files, n, err);
-      vd_history_free_files(files, n);
-    }
-    if (rc == VD_EINVALID || rc == VD_ENOT_FOUND) {
-      vreport(rep, VD_VERIFY_REVISION, 0, NULL, "%s", err->data);
-      rc = VD_EINVALID;
-    } else if (rc == 0) {
-      rep->revisions++;
-    }
+    rc = vd_hist_verify_revision(revision, rc, files, n, rep, err);
   }
   PQclear(r);
   return rc;
@@ -2078,7 +2517,7 @@ static int verify_nodes(PGconn *c, const char *db, const char *where,
   PGresult *r;
   if (n == 0)
     return 0;
-  r = PQexec(c, "SELECT pg_export_snapshot()");
+  r = pq_exec(c, "SELECT pg_export_snapshot()");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = res_err(err, where, r, c, "exporting the snapshot");
     PQclear(r);
@@ -2180,7 +2619,7 @@ int vd_history_verify_fleet(const char *db,
                "starting to read", &err);
   if (rc)
     goto out;
-  r = PQexec(c, "SELECT node_id, seq, hash FROM"
+  r = pq_exec(c, "SELECT node_id, seq, hash FROM"
                 " (SELECT node_id, seq, hash FROM node_heads"
                 "  UNION ALL SELECT DISTINCT node_id, -1, '' FROM decisions d"
                 "   WHERE NOT EXISTS (SELECT 1 FROM node_heads h"
@@ -2312,14 +2751,13 @@ int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
     *errmsg = NULL;
   desired[0] = '\0';
   if (PQstatus(w->conn) != CONNECTION_OK) {
-    PQreset(w->conn);
+    pq_reset(w->conn);
     w->listening = 0;
     if (PQstatus(w->conn) != CONNECTION_OK) {
       rc = conn_err(&err, w->where, w->conn, "reconnecting");
       (void)poll(NULL, 0, timeout_ms); /* the interval, as a wait would */
       return vd_hist_give_err(errmsg, &err, rc);
     }
-    PQsetNoticeProcessor(w->conn, quiet, NULL);
   }
   if (!w->listening) {
     rc = exec_ok(w->conn, "LISTEN verdict_revision", w->where, "listening",
@@ -2350,7 +2788,7 @@ int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
     rc = res_err(&err, w->where, r, w->conn, "writing the heartbeat");
   PQclear(r);
   if (rc == 0) {
-    r = PQexec(w->conn, "SELECT revision FROM fleet_desired WHERE id = 1");
+    r = pq_exec(w->conn, "SELECT revision FROM fleet_desired WHERE id = 1");
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
       rc = res_err(&err, w->where, r, w->conn, "reading the fleet's revision");
     else if (PQntuples(r) == 1)

@@ -126,23 +126,54 @@ static int store_file(vd_history_t *h, const char *revision,
   return 0;
 }
 
+int vd_hist_revision_to_store(const char *revision,
+                              const vd_bundle_file_t *files, size_t nfiles,
+                              size_t *bytes, char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  size_t i;
+  int rc;
+  if (errmsg)
+    *errmsg = NULL;
+  *bytes = 0;
+  /* the name is the hash of the files, so a stored revision of this name
+   * already holds exactly these files */
+  rc = vd_hist_revision_name_ok(revision, files, nfiles, &err);
+  for (i = 0; rc == 0 && i < nfiles; i++)
+    *bytes += files[i].len;
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+int vd_hist_verify_revision(const char *revision, int loaded,
+                            vd_bundle_file_t *files, size_t n,
+                            vd_verify_report_t *rep, vd_buf_t *err) {
+  int rc = loaded;
+  if (rc == 0) {
+    rc = vd_hist_revision_name_ok(revision, files, n, err);
+    vd_history_free_files(files, n);
+  }
+  if (rc == VD_EINVALID || rc == VD_ENOT_FOUND) {
+    rep->problem = VD_VERIFY_REVISION;
+    rep->seq = 0;
+    rep->decision_id[0] = '\0';
+    snprintf(rep->message, sizeof rep->message, "%s",
+             err->data ? err->data : "");
+    return VD_EINVALID;
+  }
+  if (rc == 0)
+    rep->revisions++;
+  return rc;
+}
+
 int vd_hist_sqlite_store_revision(vd_history_t *h, const char *revision,
                                   const vd_bundle_file_t *files,
                                   size_t nfiles, char **errmsg) {
   vd_buf_t err = VD_BUF_INIT;
   int64_t stored = -1;
-  size_t i, bytes = 0;
+  size_t i, bytes;
   char sql[160];
-  int rc;
-  if (errmsg)
-    *errmsg = NULL;
-  /* the name is the hash of the files, so a stored revision of this name
-   * already holds exactly these files */
-  rc = vd_hist_revision_name_ok(revision, files, nfiles, &err);
+  int rc = vd_hist_revision_to_store(revision, files, nfiles, &bytes, errmsg);
   if (rc)
-    return vd_hist_give_err(errmsg, &err, rc);
-  for (i = 0; i < nfiles; i++)
-    bytes += files[i].len;
+    return rc;
   snprintf(sql, sizeof sql,
            "INSERT INTO revisions (revision, stored_ms, files, bytes)"
            " VALUES (?, %" PRId64 ", %zu, %zu)",
@@ -317,7 +348,9 @@ int vd_history_load_bundle(const char *db_path, const char *name,
   {
     vd_buf_t source = VD_BUF_INIT; /* "db:PATH": activations tell a
                                     * rollback from a reload by it */
-    vd_buf_addf(&source, "db:%s", db_path);
+    char shown[4200]; /* a connection string's password hidden */
+    vd_history_db_display(db_path, shown, sizeof shown);
+    vd_buf_addf(&source, "db:%s", shown);
     rc = vd_bundle_from_files(files, n, source.data, out, err);
     vd_buf_release(&source);
   }
@@ -528,25 +561,16 @@ static int nth_active(sqlite3 *db, const char *path, int64_t n,
   return 0;
 }
 
-/* The stored revisions whose hex starts with HEX (at least 4 digits). */
+/* The stored revisions whose name starts with WANT ("sha256:" and at
+ * least 4 hex digits, vd_hist_name_read()). */
 static int by_prefix(sqlite3 *db, const char *path, const char *name,
-                     const char *hex, char out[VD_REVISION_NAME_MAX],
+                     const char *want, char out[VD_REVISION_NAME_MAX],
                      vd_buf_t *err) {
   sqlite3_stmt *st;
-  char want[VD_REVISION_NAME_MAX];
-  size_t i, n = strlen(hex);
+  size_t n = strlen(want) - 7;
   int src, found = 0;
   vd_buf_t cands = VD_BUF_INIT;
   vd_buf_reset(err);
-  if (n < 4 || n > 64) {
-    vd_buf_addf(err, "revision '%s': a hash prefix needs 4 to 64 hex digits",
-                name);
-    return VD_EINVALID;
-  }
-  memcpy(want, "sha256:", 7);
-  for (i = 0; i <= n; i++) /* the NUL too */
-    want[7 + i] = hex[i] >= 'A' && hex[i] <= 'F' ? (char)(hex[i] + 32)
-                                                  : hex[i];
   src = sqlite3_prepare_v2(db,
                            "SELECT revision FROM revisions"
                            " WHERE substr(revision, 1, ?2) = ?1"
@@ -583,22 +607,46 @@ static int by_prefix(sqlite3 *db, const char *path, const char *name,
   return found ? VD_EINVALID : VD_ENOT_FOUND;
 }
 
+int vd_hist_name_read(const char *name, int64_t *back,
+                      char want[VD_REVISION_NAME_MAX], vd_buf_t *err) {
+  const char *hex = strncmp(name, "sha256:", 7) == 0 ? name + 7 : NULL;
+  size_t i, n;
+  if (strcmp(name, "active") == 0 || strcmp(name, "previous") == 0) {
+    *back = name[0] == 'p';
+    return VD_HIST_NAME_BACK;
+  }
+  if (steps_back(name, back))
+    return VD_HIST_NAME_BACK;
+  if (!hex && !all_hex(name))
+    return VD_HIST_NAME_TAG;
+  hex = hex ? hex : name;
+  n = strlen(hex);
+  if (n < 4 || n > 64) {
+    vd_buf_reset(err);
+    vd_buf_addf(err, "revision '%s': a hash prefix needs 4 to 64 hex digits",
+                name);
+    return VD_EINVALID;
+  }
+  memcpy(want, "sha256:", 7);
+  for (i = 0; i <= n; i++) /* the NUL too */
+    want[7 + i] = hex[i] >= 'A' && hex[i] <= 'F' ? (char)(hex[i] + 32)
+                                                  : hex[i];
+  return VD_HIST_NAME_PREFIX;
+}
+
 int vd_hist_resolve(sqlite3 *db, const char *path, const char *name,
                     char out[VD_REVISION_NAME_MAX], vd_buf_t *err) {
   sqlite3_stmt *st;
+  char want[VD_REVISION_NAME_MAX];
   int64_t back;
-  int src;
+  int src, how = vd_hist_name_read(name, &back, want, err);
   out[0] = '\0';
-  if (strcmp(name, "active") == 0)
-    return nth_active(db, path, 0, out, err);
-  if (strcmp(name, "previous") == 0)
-    return nth_active(db, path, 1, out, err);
-  if (steps_back(name, &back))
+  if (how == VD_HIST_NAME_BACK)
     return nth_active(db, path, back, out, err);
-  if (strncmp(name, "sha256:", 7) == 0 || all_hex(name))
-    return by_prefix(db, path, name,
-                     strncmp(name, "sha256:", 7) == 0 ? name + 7 : name, out,
-                     err);
+  if (how == VD_HIST_NAME_PREFIX)
+    return by_prefix(db, path, name, want, out, err);
+  if (how != VD_HIST_NAME_TAG)
+    return how;
   src = sqlite3_prepare_v2(db,
                            "SELECT revision FROM revision_tags WHERE name = ?",
                            -1, &st, NULL);
@@ -663,6 +711,9 @@ int vd_history_resolve(const char *db_path, const char *name,
   if (errmsg)
     *errmsg = NULL;
   out[0] = '\0';
+  if (vd_history_is_postgres(db_path))
+    return vd_hist_give_err(errmsg, &err,
+                            vd_hist_pg_resolve(db_path, name, out, &err));
   rc = vd_history_db_open_ro(&db, db_path, &err);
   if (rc)
     return vd_hist_give_err(errmsg, &err, rc);
@@ -715,6 +766,9 @@ int vd_history_tag(const char *db_path, const char *name, const char *tag,
   out[0] = '\0';
   if ((rc = vd_history_tag_name_ok(tag, &err)) != 0)
     return vd_hist_give_err(errmsg, &err, rc);
+  if (vd_history_is_postgres(db_path))
+    return vd_hist_give_err(errmsg, &err, vd_hist_pg_tag(db_path, name, tag,
+                                                         who, out, &err));
   /* the read-only opening's checks first: a verdict database, this
    * schema; then a connection to write the one row with */
   rc = vd_history_db_open_ro(&db, db_path, &err);

@@ -914,6 +914,14 @@ static int cmd_verify(opts_t *o) {
   return rc ? EXIT_NO : EXIT_OK;
 }
 
+/* A file's command on a fleet's history: the refusal, saying what to do
+ * there instead (docs/fleet.md). */
+static int refuse_on_fleet(const opts_t *o, const char *instead) {
+  fprintf(stderr, "verdict %s: not on a PostgreSQL history: %s "
+                  "(docs/fleet.md)\n", o->cmd, instead);
+  return EXIT_USAGE;
+}
+
 /* `history backup DEST`: copy, verify the copy, say its anchor. */
 static int cmd_backup(opts_t *o) {
   static const char *const formats[] = {"text", "json", NULL};
@@ -923,6 +931,12 @@ static int cmd_backup(opts_t *o) {
   int fmt, rc;
   if (pick_format(o, formats, &fmt))
     return EXIT_USAGE;
+  if (vd_history_is_postgres(o->db))
+    return refuse_on_fleet(o, "PostgreSQL backs its databases up itself: "
+                              "pg_dump for a consistent copy of this one, "
+                              "or pg_basebackup and WAL archiving for the "
+                              "cluster to any point in time; then `verdict "
+                              "history verify --db` the restored copy");
   if (!o->arg)
     return usage_err(o, "where to? give the DEST file");
   rc = vd_history_backup(o->db, o->arg, o->force, &rep, &msg);
@@ -1017,6 +1031,10 @@ static int cmd_erase(opts_t *o) {
     return EXIT_USAGE;
   if (o->arg)
     return usage_err(o, "unexpected argument '%s'", o->arg);
+  if (vd_history_is_postgres(o->db))
+    return refuse_on_fleet(o, "a node's chain commits to each record's "
+                              "bytes (\"vn1\"), so they cannot be erased "
+                              "in place yet");
   if (!o->customer)
     return usage_err(o, "whose data? give --customer ID");
   if (personal_fields(o, &fields, &nfields))
@@ -1089,6 +1107,9 @@ static int cmd_archive(opts_t *o) {
     return EXIT_USAGE;
   if (o->arg)
     return usage_err(o, "unexpected argument '%s'", o->arg);
+  if (vd_history_is_postgres(o->db))
+    return refuse_on_fleet(o, "keep verify's anchors, then detach and drop "
+                              "the months' partitions (decisions_YYYY_MM)");
   if (!o->has_before)
     return usage_err(o, "archive what? give --before T");
   if (!o->to)

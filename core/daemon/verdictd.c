@@ -67,6 +67,10 @@ static void usage(FILE *f) {
       "                       (postgresql://..., docs/fleet.md)\n"
       "  --node-id NAME       this node's name in a PostgreSQL history\n"
       "                       (required with one; each node keeps its chain)\n"
+      "  --db-timeout MS      a PostgreSQL round trip without its answer by\n"
+      "                       then fails and its connection is made again\n"
+      "                       (a stalled server); 0: wait forever (default:\n"
+      "                       5000)\n"
       "  --log-mode MODE      durable (default), async or off\n"
       "  --log-format FORMAT  text (default) or json: one event per line on\n"
       "                       stderr, with a time, a level and an event name\n"
@@ -125,6 +129,7 @@ static int print_version(void) {
 typedef struct config {
   vd_daemon_opts_t o;
   vd_log_format_t log_format;
+  int db_timeout_ms;       /* vd_history_set_db_timeout() */
 } config_t;
 
 typedef int (*setter_fn)(config_t *c, const char *v, vd_buf_t *err);
@@ -314,6 +319,13 @@ static int set_decide_timeout(config_t *c, const char *v, vd_buf_t *e) {
   c->o.decide_timeout_ms = (unsigned)n;
   return 0;
 }
+static int set_db_timeout(config_t *c, const char *v, vd_buf_t *e) {
+  size_t n;
+  if (parse_size(v, 0, 3600000, &n, e))
+    return -1;
+  c->db_timeout_ms = (int)n;
+  return 0;
+}
 static int set_watch(config_t *c, const char *v, vd_buf_t *e) {
   return parse_flag(v, &c->o.watch, e);
 }
@@ -348,6 +360,7 @@ static const option_def_t options[] = {
     {"watch", 0, 0, set_watch},
     {"db", 1, 0, set_db},
     {"node-id", 1, 0, set_node_id},
+    {"db-timeout", 1, 0, set_db_timeout},
     {"log-mode", 1, 0, set_log_mode},
     {"log-format", 1, 0, set_log_format},
     {"workers", 1, 0, set_workers},
@@ -364,6 +377,14 @@ static const option_def_t options[] = {
     {"pseudonymise-key", 1, 0, set_pseudonymise_key},
 };
 #define NOPTIONS (sizeof options / sizeof *options)
+
+/* The index in options[] of NAME, which is there. */
+static size_t option_index(const char *name) {
+  size_t i;
+  for (i = 0; i < NOPTIONS && strcmp(options[i].name, name) != 0; i++)
+    ;
+  return i;
+}
 
 /* getopt_long's values for --config, --help, --version; the table's
  * options are OPT_BASE + their index. */
@@ -387,6 +408,7 @@ static void defaults(config_t *c) {
   c->o.decide_timeout_ms = VD_DECIDE_TIMEOUT_MS;
   c->o.limits = limits;
   c->log_format = VD_LOG_FORMAT_TEXT;
+  c->db_timeout_ms = VD_HISTORY_DB_TIMEOUT_MS;
 }
 
 /* ------------------------------------------------------------------------
@@ -643,6 +665,13 @@ int main(int argc, char **argv) {
     return 2;
   }
   c.o.on_sighup = on_sighup;
+  vd_history_set_db_timeout(c.db_timeout_ms);
   vd_log_setup(c.log_format);
+  if (conf.from_argv[option_index("db")] && vd_history_db_has_password(c.o.db))
+    vd_log(VD_LEVEL_WARNING, "password_in_argv",
+           "the --db connection string holds a password, which any user of "
+           "this machine can read in ps or /proc: give it in PGPASSWORD, "
+           "~/.pgpass (PGPASSFILE) or a service file instead, or put --db "
+           "in the --config file (docs/fleet.md)");
   return vd_daemon_run(&c.o);
 }

@@ -138,6 +138,24 @@ int vd_history_is_postgres(const char *db);
  * keyword form of it with the password "********". */
 void vd_history_db_display(const char *db, char *out, size_t n);
 
+/* The deadline, in ms, of every round trip to a PostgreSQL history this
+ * process makes from now on (0, the default: none): a query without its
+ * answer by then has its connection dropped and fails ("no answer within
+ * MS ms"), and the connection is made again on its next use; connecting
+ * waits as long (connect_timeout, in whole seconds), unless the
+ * connection string says otherwise.  Set once, before the connections it
+ * should bound are made (verdictd's --db-timeout).  No effect on a SQLite
+ * file. */
+void vd_history_set_db_timeout(int ms);
+#define VD_HISTORY_DB_TIMEOUT_MS 5000 /* verdictd's --db-timeout default */
+int vd_history_db_timeout(void);
+
+/* 1 if DB is a PostgreSQL connection string that holds a password
+ * (user:password@ in a URL, password= in either form): it shows in ps
+ * when given on a command line, where PGPASSWORD, ~/.pgpass or a service
+ * file would not. */
+int vd_history_db_has_password(const char *db);
+
 /* 1 if NODE is a usable --node-id: 1 to 63 of [A-Za-z0-9._-]. */
 int vd_history_node_id_ok(const char *node);
 

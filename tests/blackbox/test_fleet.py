@@ -25,6 +25,7 @@ from harness import (AT, FIXTURES, POLICIES, Daemon, Refused, free_port,
                      request, run_cli)
 from test_http import HttpDaemon
 from test_admin import set_multiplier
+from test_history import escalation, u77_history
 
 MINI = os.path.join(FIXTURES, "mini")
 _count = itertools.count()
@@ -90,6 +91,17 @@ def node_hash(dbname, node_id, seq):
             data += ns(None if v == "NULL" else bytes.fromhex(v))
     h = hashlib.sha256(bytes.fromhex(prev or "0" * 64) + data).hexdigest()
     return h, fields[-1]
+
+
+def ready_within(d, status, seconds=15):
+    """(status, body) of HttpDaemon D's /health/ready once it is STATUS,
+    or as it is after SECONDS."""
+    deadline = time.time() + seconds
+    while True:
+        st, _, body = d.call("GET", "/health/ready")
+        if st == status or time.time() > deadline:
+            return st, body
+        time.sleep(0.1)
 
 
 class Proxy:
@@ -176,43 +188,8 @@ class Fleet(unittest.TestCase):
         nodes = [node(db, n, POLICIES) for n in ("a", "b", "c")]
         conns = [d.connect() for d in nodes]
 
-        def esc(complaint, customer, at):
-            return request("escalation", "GD", {
-                "complaint_id": complaint, "customer_id": customer,
-                "category": "billing", "customer_grade": "retail",
-                "received_at": at, "handled_by": "frontline"}, at=at,
-                rid=complaint)
-
-        def comp2(complaint, at, overcharged=True):
-            inp = {"complaint_id": complaint, "category": "billing",
-                   "customer_grade": "retail", "cause": "carrier"}
-            if overcharged:
-                inp.update(charged_fen=12800, due_fen=8800)
-            return request("compensation", "GD", inp, at=at, rid=complaint)
-
-        def appeal(complaint, at, **extra):
-            inp = {"complaint_id": complaint, "category": "billing",
-                   "event_at": "2026-07-01T10:00:00+08:00", "appealed_at": at,
-                   "complained_first": True}
-            inp.update(extra)
-            return request("appeal", "GD", inp, at=at, rid=complaint)
-
-        history = [
-            esc("C-73", "U-77", "2026-10-01T09:00:00+08:00"),
-            comp2("C-73", "2026-10-02T09:00:00+08:00"),
-            esc("C-71", "U-77", "2026-11-10T09:00:00+08:00"),
-            comp2("C-71", "2026-11-12T09:00:00+08:00"),
-            comp2("C-71", "2026-11-13T09:00:00+08:00"),
-            esc("C-72", "U-77", "2026-11-15T09:00:00+08:00"),
-            comp2("C-72", "2026-11-16T09:00:00+08:00", overcharged=False),
-            appeal("C-72", "2026-11-20T09:00:00+08:00"),
-            appeal("C-71", "2026-11-21T09:00:00+08:00",
-                   appellant_is_party=False),
-            comp2("C-74", "2026-11-22T09:00:00+08:00"),
-            esc("C-81", "U-78", "2026-11-22T12:00:00+08:00"),
-            appeal("C-81", "2026-11-22T13:00:00+08:00"),
-            comp2("C-81", "2026-11-22T14:00:00+08:00"),
-        ]
+        esc = escalation
+        history = u77_history()
         for i, req in enumerate(history):
             r = conns[i % 2].call(**req)   # nodes a and b, in turn
             self.assertNotIn("error", r, r)
@@ -443,16 +420,9 @@ class Fleet(unittest.TestCase):
         a = HttpDaemon(args=["--db", proxy.conninfo(name), "--node-id", "a"],
                        policies=MINI)
         try:
-            def ready_within(status, seconds=15):
-                deadline = time.time() + seconds
-                while True:
-                    st, _, body = a.call("GET", "/health/ready")
-                    if st == status or time.time() > deadline:
-                        return st, body
-                    time.sleep(0.1)
-            self.assertEqual(ready_within(200)[0], 200)
+            self.assertEqual(ready_within(a, 200)[0], 200)
             proxy.cut()
-            st, body = ready_within(503)
+            st, body = ready_within(a, 503)
             self.assertEqual((st, body["error"]["code"]), (503, "internal"),
                              body)
             msg = body["error"]["message"]
@@ -464,7 +434,7 @@ class Fleet(unittest.TestCase):
             st, _, body = a.call("POST", "/v1/decisions", comp("gone"))
             self.assertEqual((st, body["error"]["code"]), (503, "internal"))
             proxy.mend()
-            st, body = ready_within(200)
+            st, body = ready_within(a, 200)
             self.assertEqual(st, 200, body)
             st, _, body = a.call("POST", "/v1/decisions", comp("back"))
             self.assertEqual(st, 200, body)
@@ -475,6 +445,117 @@ class Fleet(unittest.TestCase):
             self.assertEqual(a.stop(), 0, a.read_log())
             proxy.cut()
         self.assertEqual(verify("postgresql:///" + name)[0], 0)
+
+    def test_a_stalled_server_is_answered_within_the_deadline(self):
+        # the server processes serving the node stopped (SIGSTOP): up,
+        # connections open, no answer, which keepalives cannot tell from
+        # a slow query.  Durable decisions fail `internal` within
+        # --db-timeout, never hang and are never answered unrecorded;
+        # /health/ready is 503 naming why; SIGCONT, and the node is back
+        # by itself
+        name, db = new_database()
+        a = HttpDaemon(args=["--db", db, "--node-id", "a", "--db-timeout",
+                             "1000"], policies=MINI)
+        stopped = []
+        try:
+            st, _, body = a.call("POST", "/v1/decisions", comp("before"))
+            self.assertEqual(st, 200, body)
+            stopped = [int(p) for p in psql(
+                name, "SELECT pid FROM pg_stat_activity WHERE application_name"
+                      " = 'verdictd a'").split()]
+            self.assertEqual(len(stopped), 2)  # the writer's, the main's
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            for i in range(3):
+                t0 = time.time()
+                st, _, body = a.call("POST", "/v1/decisions",
+                                     comp("stalled%d" % i))
+                took = time.time() - t0
+                self.assertEqual((st, body["error"]["code"]),
+                                 (503, "internal"), body)
+                self.assertLess(took, 3.0, body)  # 1 s, and scheduling
+            st, body = ready_within(a, 503)
+            self.assertEqual(st, 503, body)
+            msg = body["error"]["message"]
+            self.assertIn("not accepting records", msg)
+            # the stopped process still holds the node's lock, and the
+            # message says whose it is
+            self.assertRegex(msg, r"lock is still held by this node's previous"
+                                  r" connection \(server process (%s)\)"
+                             % "|".join(map(str, stopped)))
+            log = a.read_log()
+            self.assertIn("no answer within 1000 ms (--db-timeout)", log)
+            self.assertEqual(a.call("GET", "/health")[0], 200)
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            stopped = []
+            st, body = ready_within(a, 200)
+            self.assertEqual(st, 200, body)
+            st, _, body = a.call("POST", "/v1/decisions", comp("after"))
+            self.assertEqual(st, 200, body)
+            self.assertIn("history_write_recovered", a.read_log())
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            self.assertEqual(a.stop(), 0, a.read_log())
+        stored = psql(name, "SELECT convert_from(decision_id, 'UTF8')"
+                            " FROM decisions ORDER BY node_seq").split()
+        self.assertEqual(len(stored), 2, stored)  # before, after
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_a_batch_waiting_on_a_lock_is_answered_within_the_deadline(self):
+        # the server answers, but the batch's insert waits on a lock that
+        # another session holds: `internal` within --db-timeout, the
+        # waiting server process ends (client_connection_check_interval)
+        # rather than holding the node's lock, and once the lock goes the
+        # node records again without a restart
+        name, db = new_database()
+        a = Daemon(MINI, args=["--db", db, "--node-id", "a", "--db-timeout",
+                               "1000"])
+        c = a.connect()
+        self.assertNotIn("error", c.call(**comp("before")))
+        locker = subprocess.Popen(["psql", "-X", "-q", "-d", name],
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL)
+        try:
+            locker.stdin.write(b"BEGIN; LOCK TABLE decisions IN ACCESS"
+                               b" EXCLUSIVE MODE; SELECT 1;\n")
+            locker.stdin.flush()
+            deadline = time.time() + 10
+            while psql(name, "SELECT count(*) FROM pg_locks WHERE mode ="
+                             " 'AccessExclusiveLock' AND relation ="
+                             " 'decisions'::regclass").strip() != "1":
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            t0 = time.time()
+            r = c.call(**comp("locked"))
+            self.assertEqual(r.get("error", {}).get("code"), "internal", r)
+            self.assertLess(time.time() - t0, 3.0)
+            # no process of the node's is left waiting on the lock
+            deadline = time.time() + 10
+            while psql(name, "SELECT count(*) FROM pg_stat_activity WHERE"
+                             " application_name = 'verdictd a' AND"
+                             " wait_event_type = 'Lock'").strip() != "0":
+                self.assertLess(time.time(), deadline, "still waiting")
+                time.sleep(0.1)
+        finally:
+            locker.stdin.write(b"COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(timeout=30)
+        deadline = time.time() + 15
+        while True:  # the writer, idle, takes its lock again by itself
+            r = c.call(**comp("after%d" % int(time.time() * 1000)))
+            if "error" not in r or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertNotIn("error", r)
+        c.close()
+        self.assertEqual(a.stop(), 0, a.read_log())
+        self.assertIn("no answer within 1000 ms", a.read_log())
+        self.assertEqual(psql(name, "SELECT count(*) FROM decisions WHERE"
+                                    " decision_id = convert_to('%s', 'UTF8')"
+                                    % r["decision_id"]).strip(), "1")
+        self.assertEqual(verify(db)[0], 0)
 
     def test_a_version_1_database_is_migrated_on_start(self):
         # version 1 (before node_status.verdict): what a node of the
@@ -493,7 +574,7 @@ class Fleet(unittest.TestCase):
         # what steps 2 and later add goes, as version 1 had it (a step
         # appended to core/history_pg.c's migrations[] is undone here too)
         psql(name, "ALTER TABLE node_status DROP COLUMN verdict;"
-                   " DROP TABLE idempotency;"
+                   " DROP TABLE idempotency; DROP TABLE revision_tags;"
                    " UPDATE verdict_meta SET value = '1' WHERE key = 'schema'")
         # a reader of the new verdict says what to do
         rc, out, err = run_cli("history", "list", "--db", db)
@@ -557,6 +638,9 @@ class Fleet(unittest.TestCase):
             log = a.read_log()
             self.assertIn("password='********'", log)
             self.assertIn("dbname='%s'" % name, log)
+            # on the command line, where ps shows it: a warning at start
+            self.assertIn("warning password_in_argv: the --db connection "
+                          "string holds a password", log)
             # what the commands print, found or not, or failing to connect
             broken = db.replace(port, "1", 1) if i else \
                 url.replace(":%s/" % port, ":1/")
@@ -572,6 +656,11 @@ class Fleet(unittest.TestCase):
             self.assertIn("(while connecting)", outs[4])
             for text in outs:
                 self.assertNotIn(secret, text)
+        # none without a password there (libpq takes PGPASSWORD)
+        a = node("postgresql:///%s" % name, "w")
+        self.assertEqual(a.stop(), 0, a.read_log())
+        self.assertIn("serving", a.read_log())
+        self.assertNotIn("password_in_argv", a.read_log())
 
     def test_a_reload_on_one_node_reaches_every_node(self):
         name, db = new_database()
@@ -635,6 +724,108 @@ class Fleet(unittest.TestCase):
         for d in (nodes[0], nodes[1], late):
             self.assertEqual(d.stop(), 0, d.read_log())
         for b in bundles:
+            shutil.rmtree(b, ignore_errors=True)
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_revisions_tags_export_and_eval_on_a_fleet(self):
+        # the revision commands read (and tag writes) the fleet's history:
+        # active, previous and @-N are the fleet's revisions, a node
+        # following the fleet is no change of its own
+        name, db = new_database()
+        b = os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                         "%s-policies" % name)
+        shutil.rmtree(b, ignore_errors=True)
+        shutil.copytree(MINI, b)
+        a = node(db, "a", b, admin=True)
+        follower = node(db, "b", MINI)
+        try:
+            first = a.connect().call(**comp("one"))["revision"]
+            set_multiplier(b, 5)
+            rc, out, err = run_cli("--admin-socket", a.admin_socket, "reload")
+            self.assertEqual(rc, 0, out + err)
+            second = out.split()[-1]
+            self.assertNotEqual(first, second)
+            deadline = time.time() + 30
+            while follower.connect().call(**comp("f"))["revision"] != second:
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.1)
+
+            def cli(*args):
+                return run_cli(*(args + ("--db", db)))
+            # tag by prefix, by name; a taken tag is refused
+            rc, out, err = cli("tag", first[7:15], "golden", "--who", "alice")
+            self.assertEqual((rc, out.strip()), (0, "tagged %s golden" % first),
+                             err)
+            rc, out, err = cli("tag", "active", "live")
+            self.assertEqual((rc, out.strip()), (0, "tagged %s live" % second),
+                             err)
+            rc, out, err = cli("tag", "previous", "golden")
+            self.assertEqual(rc, 1)
+            self.assertIn("tag 'golden' already names %s (given by alice"
+                          % first, err)
+            rc, out, err = cli("tag", "@-2", "older")
+            self.assertEqual(rc, 1)
+            self.assertIn("only 1 earlier revision went live in the fleet", err)
+            rc, out, err = cli("tag", "nosuch", "x1")
+            self.assertEqual(rc, 1)
+            self.assertIn("no revision named 'nosuch'", err)
+            rc, out, err = cli("tag", "ffff", "x1")
+            self.assertEqual(rc, 1)
+            self.assertIn("no revision ffff", err)
+            self.assertEqual(psql(name, "SELECT name || ' ' || revision FROM"
+                                        " revision_tags ORDER BY at_ms, name")
+                             .split("\n")[:2],
+                             ["golden " + first, "live " + second])
+            # revisions: both, and the tags
+            rc, out, err = cli("revisions")
+            self.assertEqual(rc, 0, err)
+            for want in (first, second, "golden", "live"):
+                self.assertIn(want, out)
+            # diff: the two revisions, by tag and by @-N
+            rc, out, err = cli("diff", "golden", "@-0")
+            self.assertEqual(rc, 0, err)
+            self.assertIn("-P.multiplier", out)
+            self.assertIn("+P.multiplier = 5", out)
+            # export a tag's files; they are the revision's
+            dest = b + "-export"
+            shutil.rmtree(dest, ignore_errors=True)
+            rc, out, err = cli("export", "golden", dest)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("exported %s" % first, out)
+            with open(os.path.join(dest, "regions", "GD", "compensation.lua")) as f:
+                exported = f.read()
+            with open(os.path.join(MINI, "regions", "GD", "compensation.lua")) as f:
+                self.assertEqual(exported, f.read())
+            shutil.rmtree(dest, ignore_errors=True)
+            # eval against either revision, by tag and by @-1: the
+            # multiplier each had
+            inp = json.dumps(comp("e")["input"]).encode()
+            offers = []
+            for rev in ("live", "@-1", "golden", "active"):
+                rc, out, err = run_cli("eval", "compensation", "--region",
+                                       "GD-SZ", "--at", AT, "--revision", rev,
+                                       "--db", db, stdin=inp)
+                self.assertEqual(rc, 0, err)
+                got = json.loads(out)
+                offers.append((got["revision"], got["result"]["offer_fen"]))
+            self.assertEqual([r for r, _ in offers],
+                             [second, first, first, second])
+            self.assertEqual(offers[0], offers[3])
+            self.assertNotEqual(offers[0][1], offers[1][1])
+            # what a fleet's history does not do, and what to do instead
+            for args, says in ((("history", "backup", "/tmp/x.db"), "pg_dump"),
+                               (("history", "archive", "--before", AT,
+                                 "--to", "/tmp/x.db"),
+                                "partition"),
+                               (("history", "erase", "--customer", "U-1"),
+                                "cannot be erased")):
+                rc, out, err = cli(*args)
+                self.assertEqual(rc, 2, out + err)
+                self.assertIn("not on a PostgreSQL history: ", err)
+                self.assertIn(says, err)
+        finally:
+            for d in (a, follower):
+                self.assertEqual(d.stop(), 0, d.read_log())
             shutil.rmtree(b, ignore_errors=True)
         self.assertEqual(verify(db)[0], 0)
 

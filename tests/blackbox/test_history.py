@@ -23,6 +23,55 @@ def comp(rid, charged=5000):
                    rid=rid)
 
 
+def escalation(complaint, customer, at, **counts):
+    """An escalation of COMPLAINT by CUSTOMER at AT; COUNTS given in its
+    input are not asked of the history."""
+    inp = {"complaint_id": complaint, "customer_id": customer,
+           "category": "billing", "customer_grade": "retail",
+           "received_at": at, "handled_by": "frontline"}
+    inp.update(counts)
+    return request("escalation", "GD", inp, at=at, rid=complaint)
+
+
+def u77_history():
+    """Customer U-77's complaints C-71, C-72 (this month), C-73 (October)
+    and C-74, decided before AT (2026-11-23 10:00), with U-78's C-81
+    beside them, oldest first.  Only escalations name the customer;
+    compensations and appeals name the complaint, and are tied to U-77
+    through it.  An escalation of C-74 at AT then counts 2 repeats, 1
+    over the head, 3 refunds and 1 similar customer."""
+    def comp(complaint, at, overcharged=True):
+        inp = {"complaint_id": complaint, "category": "billing",
+               "customer_grade": "retail", "cause": "carrier"}
+        if overcharged:
+            inp.update(charged_fen=12800, due_fen=8800)
+        return request("compensation", "GD", inp, at=at, rid=complaint)
+
+    def appeal(complaint, at, **extra):
+        inp = {"complaint_id": complaint, "category": "billing",
+               "event_at": "2026-07-01T10:00:00+08:00", "appealed_at": at,
+               "complained_first": True}
+        inp.update(extra)
+        return request("appeal", "GD", inp, at=at, rid=complaint)
+    esc = escalation
+    return [
+        esc("C-73", "U-77", "2026-10-01T09:00:00+08:00"),
+        comp("C-73", "2026-10-02T09:00:00+08:00"),             # refund
+        esc("C-71", "U-77", "2026-11-10T09:00:00+08:00"),        # repeat
+        comp("C-71", "2026-11-12T09:00:00+08:00"),             # refund
+        comp("C-71", "2026-11-13T09:00:00+08:00"),             # same one
+        esc("C-72", "U-77", "2026-11-15T09:00:00+08:00"),        # repeat
+        comp("C-72", "2026-11-16T09:00:00+08:00", overcharged=False),
+        appeal("C-72", "2026-11-20T09:00:00+08:00"),           # over head
+        appeal("C-71", "2026-11-21T09:00:00+08:00",
+               appellant_is_party=False),                     # not U-77's
+        comp("C-74", "2026-11-22T09:00:00+08:00"),             # refund
+        esc("C-81", "U-78", "2026-11-22T12:00:00+08:00"),      # similar
+        appeal("C-81", "2026-11-22T13:00:00+08:00"),
+        comp("C-81", "2026-11-22T14:00:00+08:00"),
+    ]
+
+
 def pipeline_clients(d, n, stop, received, errors, batch=16):
     def run(k):
         try:
@@ -415,43 +464,8 @@ class HistoryFacts(unittest.TestCase):
         d = Daemon(POLICIES, tmp=tmp)
         c = d.connect()
 
-        def esc(complaint, customer, at, **counts):
-            inp = {"complaint_id": complaint, "customer_id": customer,
-                   "category": "billing", "customer_grade": "retail",
-                   "received_at": at, "handled_by": "frontline"}
-            inp.update(counts)
-            return request("escalation", "GD", inp, at=at, rid=complaint)
-
-        def comp(complaint, at, overcharged=True):
-            inp = {"complaint_id": complaint, "category": "billing",
-                   "customer_grade": "retail", "cause": "carrier"}
-            if overcharged:
-                inp.update(charged_fen=12800, due_fen=8800)
-            return request("compensation", "GD", inp, at=at, rid=complaint)
-
-        def appeal(complaint, at, **extra):
-            inp = {"complaint_id": complaint, "category": "billing",
-                   "event_at": "2026-07-01T10:00:00+08:00", "appealed_at": at,
-                   "complained_first": True}
-            inp.update(extra)
-            return request("appeal", "GD", inp, at=at, rid=complaint)
-
-        history = [
-            esc("C-73", "U-77", "2026-10-01T09:00:00+08:00"),
-            comp("C-73", "2026-10-02T09:00:00+08:00"),             # refund
-            esc("C-71", "U-77", "2026-11-10T09:00:00+08:00"),        # repeat
-            comp("C-71", "2026-11-12T09:00:00+08:00"),             # refund
-            comp("C-71", "2026-11-13T09:00:00+08:00"),             # same one
-            esc("C-72", "U-77", "2026-11-15T09:00:00+08:00"),        # repeat
-            comp("C-72", "2026-11-16T09:00:00+08:00", overcharged=False),
-            appeal("C-72", "2026-11-20T09:00:00+08:00"),           # over head
-            appeal("C-71", "2026-11-21T09:00:00+08:00",
-                   appellant_is_party=False),                     # not U-77's
-            comp("C-74", "2026-11-22T09:00:00+08:00"),             # refund
-            esc("C-81", "U-78", "2026-11-22T12:00:00+08:00"),      # similar
-            appeal("C-81", "2026-11-22T13:00:00+08:00"),
-            comp("C-81", "2026-11-22T14:00:00+08:00"),
-        ]
+        esc = escalation
+        history = u77_history()
         offers = []
         for req in history:
             r = c.call(**req)
