@@ -795,8 +795,8 @@ static int syncer_start(vd_history_t *h, vd_buf_t *err) {
   return 0;
 }
 
-/* Writer thread, when it ends (or whoever frees H): the syncer publishes
- * what is waiting, then stops. */
+/* When H is closed, after the writer thread (which finishes the flush in
+ * flight before it ends): stop the syncer. */
 static void syncer_stop(vd_history_t *h) {
   if (h->has_sy) {
     pthread_mutex_lock(&h->sy_mu);
