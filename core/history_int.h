@@ -394,8 +394,6 @@ typedef struct vd_hist_lane {
   size_t ndone, cap;
   uint64_t batch_first;     /* writer: this worker's range in the batch */
   uint64_t batch_last;      /*   in hand (0: none) */
-  uint64_t sy_first;        /* writer: committed, waiting for the flush */
-  uint64_t sy_last;         /*   in flight (0: none) */
 } vd_hist_lane_t;
 
 struct vd_history {
@@ -450,26 +448,6 @@ struct vd_history {
   int ck_due, ck_running, ck_stop;
   int ck_next;              /* WAL frames at which the next one is due */
   int ck_seen;              /* WAL frames after the last commit */
-
-  /* durable SQLite: the COMMIT and its fdatasync split (history_writer.c,
-   * "The syncer"); sy_req, sy_rc, sy_stop under sy_mu, sy_err the
-   * syncer's until sy_req is 0 again; sy_lanes, sy_n, sy_records and the
-   * lanes' sy_first/sy_last the writer's */
-  pthread_t sy_thread;
-  int has_sy;
-  pthread_mutex_t sy_mu;
-  pthread_cond_t sy_wake;   /* syncer: a flush requested, or stop */
-  pthread_cond_t sy_done;   /* writer: the flush requested is done */
-  int sy_req, sy_rc, sy_stop;
-  vd_buf_t sy_err;          /* why the last flush failed */
-  unsigned *sy_lanes;       /* workers whose ranges wait for the flush in */
-  unsigned sy_n;            /*   flight, sy_n of them (0: none in flight) */
-  size_t sy_records;        /* records in the batch in flight */
-  sqlite3_file *sy_file;    /* the WAL's, for the flush in flight */
-  int64_t wb_base_seq;      /* writer: the head before the last batch */
-  uint8_t wb_base_prev[32];
-  int64_t sy_base_seq;      /* writer: the head before the batch in flight */
-  uint8_t sy_base_prev[32];
 
   /* revisions and activations, from the main thread (history_revs.c) */
   pthread_mutex_t aux_mu;

@@ -9,9 +9,8 @@
  * and, for history_revs.c, the auxiliary connection it opens and closes.
  *
  * Threads: vd_history_submit() and vd_history_drain() run on worker
- * threads, the batch loop (writer_main) on the writer thread, the WAL's
- * flush in durable mode on the syncer thread, open and close on the
- * daemon's main thread.  `mu` guards the queue, `stopping`
+ * threads, the batch loop (writer_main) on the writer thread, open and
+ * close on the daemon's main thread.  `mu` guards the queue, `stopping`
  * and every lane (a worker's sequence counter and its completed ranges);
  * the writer holds it only to take the queue and to publish completions,
  * never across disk I/O.  Fields marked "writer" in struct vd_history
@@ -26,11 +25,7 @@
  *     chain (history_chain.c) from chain_head, read and updated inside the
  *     same write transaction, so a rolled-back batch leaves no trace in
  *     the chain;
- *   - durable mode acknowledges a batch only after an fdatasync of the
- *     WAL that began after its COMMIT (the syncer, below: the COMMIT runs
- *     at synchronous=NORMAL and the flush on a thread of its own, while
- *     the writer inserts the next batch), as synchronous=FULL did inside
- *     the COMMIT; async commits with NORMAL and acknowledges at once (a
+ *   - durable mode commits with synchronous=FULL, async with NORMAL (a
  *     power cut may lose the last batches, never corrupt the chain); off
  *     writes no decision and reports each done at once;
  *   - checkpoints run on a thread of their own (the checkpointer, below),
@@ -188,8 +183,6 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   rc = read_head(h, &seq, prev, err);
   if (rc)
     goto rollback;
-  h->wb_base_seq = seq - 1; /* where unwind() would go back to */
-  memcpy(h->wb_base_prev, prev, sizeof h->wb_base_prev);
   /* schema 5: the salt, the personal digest and every byte after the seq
    * were made when the record was submitted (vd_history_submit()); here
    * only what needs the chain: seq and the previous hash */
@@ -358,30 +351,6 @@ static void idle_wait(vd_history_t *h, vd_buf_t *err) {
   set_health(h, rc, err->data);
 }
 
-static void sync_start(vd_history_t *h, size_t ntouched);
-static int sync_finish(vd_history_t *h);
-
-/* Writer thread, outside mu: publish the NTOUCHED ranges of LANES
- * (first..last, each lane's, cleared here) with status RC, WHY saying
- * what failed, and tell their workers. */
-static void publish(vd_history_t *h, const unsigned *lanes, size_t ntouched,
-                    int sync_ranges, int rc, const char *why) {
-  size_t i;
-  pthread_mutex_lock(&h->mu);
-  set_health(h, rc, why);
-  for (i = 0; i < ntouched; i++) {
-    vd_hist_lane_t *l = &h->lanes[lanes[i]];
-    uint64_t *first = sync_ranges ? &l->sy_first : &l->batch_first;
-    uint64_t *last = sync_ranges ? &l->sy_last : &l->batch_last;
-    lane_push(l, *first, *last, rc ? VD_EIO : 0);
-    *first = *last = 0;
-  }
-  pthread_mutex_unlock(&h->mu);
-  if (h->notify)
-    for (i = 0; i < ntouched; i++)
-      h->notify(lanes[i], h->notify_arg);
-}
-
 static void *writer_main(void *arg) {
   vd_history_t *h = arg;
   vd_buf_t err = VD_BUF_INIT;
@@ -389,18 +358,11 @@ static void *writer_main(void *arg) {
   for (;;) {
     vd_hist_qrec_t *list, *q, *next;
     vd_metrics_series_t *m_commit, *m_batch;
-    size_t n = 0, ntouched = 0;
+    size_t n = 0, ntouched = 0, i;
     uint64_t t0;
     int rc;
-    while (!h->qhead && !h->stopping) {
-      if (h->sy_n) { /* nothing to overlap with: acknowledge what is synced */
-        pthread_mutex_unlock(&h->mu);
-        sync_finish(h);
-        pthread_mutex_lock(&h->mu);
-        continue;
-      }
+    while (!h->qhead && !h->stopping)
       idle_wait(h, &err);
-    }
     if (!h->qhead)
       break; /* stopping, and everything is written */
     list = h->qhead;
@@ -425,6 +387,7 @@ static void *writer_main(void *arg) {
     rc = h->be->write_batch(h, list, &err);
     vd_metrics_series_observe(m_commit, mono_ns() - t0);
     vd_metrics_series_observe(m_batch, n);
+    log_outcome(h, rc, n, err.data);
     for (q = list; q; q = next) {
       next = q->next;
       free(q);
@@ -434,29 +397,23 @@ static void *writer_main(void *arg) {
       say(h, "history_available", 0, "the database takes records again");
       h->probe_failing = 0;
     }
-    /* durable SQLite: the previous batch's flush ran while this one was
-     * inserted; acknowledge it (in order, before this batch's ranges),
-     * then flush this one while the next is inserted */
-    if (h->sy_n && sync_finish(h) != 0 && rc == 0) {
-      rc = VD_EIO; /* taken out with the batch before it */
-      vd_buf_reset(&err);
-      vd_buf_add(&err, h->sy_err.data, h->sy_err.len);
+    pthread_mutex_lock(&h->mu);
+    set_health(h, rc, err.data);
+    for (i = 0; i < ntouched; i++) {
+      vd_hist_lane_t *l = &h->lanes[h->touched[i]];
+      lane_push(l, l->batch_first, l->batch_last, rc ? VD_EIO : 0);
+      l->batch_first = l->batch_last = 0;
     }
-    if (h->has_sy && rc == 0) {
-      sync_start(h, ntouched); /* logged when its flush is done */
-      h->sy_records = n;
-    } else {
-      log_outcome(h, rc, n, err.data);
-      publish(h, h->touched, ntouched, 0, rc, err.data);
-    }
+    pthread_mutex_unlock(&h->mu);
+    if (h->notify)
+      for (i = 0; i < ntouched; i++)
+        h->notify(h->touched[i], h->notify_arg);
     idem_sweep(h); /* after the acknowledgements: off their path */
     if (h->be->after_batch)
       h->be->after_batch(h);
     pthread_mutex_lock(&h->mu);
   }
   pthread_mutex_unlock(&h->mu);
-  if (h->sy_n)
-    sync_finish(h);
   vd_buf_release(&err);
   return NULL;
 }
@@ -517,11 +474,10 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
  * was committed since the checkpointer's last run, once per WAL_MAX_PAGES
  * instead of once per 1,000 pages.
  *
- * Durability does not change: a batch is acknowledged after its WAL
- * frames are flushed (in durable mode by the syncer, below); a checkpoint
- * fsyncs the WAL before it copies it, and the checkpointer's connection
- * has the durable level (FULL), so SQLite fsyncs the database file before
- * it lets the WAL be reused. */
+ * Durability does not change: a batch is acknowledged after its COMMIT,
+ * whose WAL frames are fsynced first in durable mode (synchronous=FULL);
+ * the checkpointer's connection has the writer's synchronous level, so
+ * SQLite fsyncs the database file before it lets the WAL be reused. */
 #define CKPT_PAGES 1000     /* SQLite's default wal_autocheckpoint */
 #define WAL_MAX_PAGES 16384 /* journal_size_limit (64 MiB) in 4 KiB pages */
 
@@ -585,8 +541,6 @@ static void bound_wal(vd_history_t *h) {
   /* only this thread's commits make one due: none starts until the next */
   h->ck_due = 0;
   pthread_mutex_unlock(&h->ck_mu);
-  if (h->sy_n) /* the checkpoint flushes the WAL too: not both at once */
-    sync_finish(h);
   sqlite3_wal_checkpoint_v2(h->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
                             NULL);
 }
@@ -633,182 +587,6 @@ static void checkpointer_stop(vd_history_t *h) {
   h->ck_db = NULL;
 }
 
-/* ========================================================================
- * The syncer: a durable batch's fdatasync, off the writer thread
- * ====================================================================== */
-
-/* With synchronous=FULL, SQLite fsyncs the WAL inside every COMMIT, on the
- * writer thread: while the disk flushes one batch, nothing inserts the
- * next, so each batch costs its CPU plus its fsync, one after the other.
- * In durable mode the writer's connection runs synchronous=NORMAL (the
- * COMMIT writes the batch's WAL frames and returns; SQLite still fsyncs
- * the WAL before every checkpoint and a new WAL's header) and nothing is
- * acknowledged at the COMMIT.  The writer asks the syncer, a thread of
- * its own, to flush the WAL (sync_start()) and inserts the next batch
- * meanwhile; after that batch's COMMIT, or when the queue is empty, it
- * waits for the flush and only then acknowledges the flushed batch
- * (sync_finish()), and starts the next flush.  At most one flush is in
- * flight and one batch ahead of it, so the disk's flush of batch N and
- * the writer's inserts of batch N+1 overlap, and the queue stays bounded
- * as before (a writer held up acknowledging holds up the next batch).
- *
- * Durability does not change: a record is acknowledged only after a flush
- * (xSync of SQLite's own file object for the WAL, through its VFS) that
- * began after its batch's COMMIT had written the commit frame, which is
- * what synchronous=FULL gave.  A crash or power cut before that loses only
- * unacknowledged batches; WAL recovery stops at the last whole commit
- * whose frames check, so the file stays consistent (SQLite's guarantee
- * for NORMAL).  If the flush fails, the batch in flight and any committed
- * after it are taken out again (unwind()) before their submitters are
- * told VD_EIO, so a decision answered `internal` is not in the history,
- * as when a FULL COMMIT's fsync failed; writing goes on from the head
- * before them. */
-
-/* Syncer thread: flush the WAL through SQLite's own file object (its VFS
- * and its error codes; the first flush of a WAL it created also fsyncs
- * the directory), handed over by the writer in sy_file. */
-static int wal_sync(vd_history_t *h, vd_buf_t *err) {
-  sqlite3_file *f = h->sy_file;
-  int rc = f && f->pMethods ? f->pMethods->xSync(f, SQLITE_SYNC_NORMAL)
-                            : SQLITE_MISUSE;
-  if (rc == SQLITE_OK)
-    return 0;
-  vd_buf_reset(err);
-  vd_buf_addf(err, "history database '%s': cannot flush its -wal file to "
-                   "the disk (%s)", h->path, sqlite3_errstr(rc));
-  return VD_EIO;
-}
-
-/* Writer thread, after a failed flush: take out every row written since
- * the head before the batch in flight (that batch and any committed
- * after it: none of them acknowledged) and move the head back, so that
- * no decision answered `internal` stays in the chain; the rest of the
- * chain is untouched and still verifies.  Like a COMMIT whose fsync
- * failed under synchronous=FULL, rows written but not flushed could still
- * reappear after a power cut (their WAL frames may have reached the
- * disk). */
-static int unwind(vd_history_t *h, vd_buf_t *err) {
-  char sql[512], hex[65];
-  int rc;
-  vd_hist_to_hex(h->sy_base_prev, 32, hex);
-  snprintf(sql, sizeof sql,
-           "BEGIN IMMEDIATE;"
-           "DELETE FROM idempotency WHERE decision_id IN"
-           " (SELECT decision_id FROM decisions WHERE seq > %lld);"
-           "DELETE FROM decisions WHERE seq > %lld;"
-           "INSERT OR REPLACE INTO chain_head (id, seq, hash)"
-           " VALUES (1, %lld, '%s');"
-           "COMMIT",
-           (long long)h->sy_base_seq, (long long)h->sy_base_seq,
-           (long long)h->sy_base_seq, hex);
-  rc = sqlite3_exec(h->db, sql, NULL, NULL, NULL);
-  if (rc == SQLITE_OK)
-    return 0;
-  if (!sqlite3_get_autocommit(h->db))
-    sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
-  return vd_hist_db_err(err, h->path, h->db, rc,
-                        "taking out the decisions whose flush failed");
-}
-
-/* The syncer thread: one fdatasync of the WAL per request (sy_req),
- * its outcome in sy_rc and sy_err. */
-static void *syncer_main(void *arg) {
-  vd_history_t *h = arg;
-  pthread_mutex_lock(&h->sy_mu);
-  for (;;) {
-    int rc;
-    while (!h->sy_req && !h->sy_stop)
-      pthread_cond_wait(&h->sy_wake, &h->sy_mu);
-    if (!h->sy_req)
-      break;
-    pthread_mutex_unlock(&h->sy_mu);
-    rc = wal_sync(h, &h->sy_err);
-    pthread_mutex_lock(&h->sy_mu);
-    h->sy_rc = rc;
-    h->sy_req = 0;
-    pthread_cond_signal(&h->sy_done);
-  }
-  pthread_mutex_unlock(&h->sy_mu);
-  return NULL;
-}
-
-/* Writer thread, after a batch's COMMIT: its ranges (the lanes'
- * batch_first..batch_last of the NTOUCHED workers in h->touched) wait in
- * sy_first..sy_last for the flush it starts.  None is in flight. */
-static void sync_start(vd_history_t *h, size_t ntouched) {
-  sqlite3_file *f = NULL;
-  size_t i;
-  /* the WAL's file object: the writer's connection is this thread's */
-  sqlite3_file_control(h->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
-  h->sy_file = f;
-  h->sy_base_seq = h->wb_base_seq;
-  memcpy(h->sy_base_prev, h->wb_base_prev, sizeof h->sy_base_prev);
-  for (i = 0; i < ntouched; i++) {
-    vd_hist_lane_t *l = &h->lanes[h->touched[i]];
-    l->sy_first = l->batch_first;
-    l->sy_last = l->batch_last;
-    l->batch_first = l->batch_last = 0;
-    h->sy_lanes[i] = h->touched[i];
-  }
-  h->sy_n = (unsigned)ntouched;
-  pthread_mutex_lock(&h->sy_mu);
-  h->sy_req = 1;
-  pthread_cond_signal(&h->sy_wake);
-  pthread_mutex_unlock(&h->sy_mu);
-}
-
-/* Writer thread: wait for the flush in flight, then acknowledge its
- * ranges: done, or, if the flush failed, VD_EIO once their rows and any
- * committed after them are taken out (unwind()); the caller then fails
- * the batch it holds as well.  Returns the flush's outcome. */
-static int sync_finish(vd_history_t *h) {
-  int rc;
-  unsigned n = h->sy_n;
-  pthread_mutex_lock(&h->sy_mu);
-  while (h->sy_req)
-    pthread_cond_wait(&h->sy_done, &h->sy_mu);
-  rc = h->sy_rc;
-  pthread_mutex_unlock(&h->sy_mu);
-  if (rc) {
-    vd_buf_t uerr = VD_BUF_INIT;
-    if (unwind(h, &uerr) != 0)
-      vd_buf_addf(&h->sy_err, "; and %s", uerr.data);
-    vd_buf_release(&uerr);
-  }
-  log_outcome(h, rc, h->sy_records, h->sy_err.data);
-  h->sy_n = 0;
-  publish(h, h->sy_lanes, n, 1, rc, h->sy_err.data);
-  return rc;
-}
-
-static int syncer_start(vd_history_t *h, vd_buf_t *err) {
-  h->sy_lanes = calloc(h->nworkers, sizeof *h->sy_lanes);
-  if (!h->sy_lanes)
-    return VD_ENOMEM;
-  if (pthread_create(&h->sy_thread, NULL, syncer_main, h) != 0) {
-    vd_buf_reset(err);
-    vd_buf_addf(err, "history database '%s': cannot start the syncer "
-                     "thread", h->path);
-    return VD_EIO;
-  }
-  h->has_sy = 1;
-  return 0;
-}
-
-/* When H is closed, after the writer thread (which finishes the flush in
- * flight before it ends): stop the syncer. */
-static void syncer_stop(vd_history_t *h) {
-  if (h->has_sy) {
-    pthread_mutex_lock(&h->sy_mu);
-    h->sy_stop = 1;
-    pthread_cond_signal(&h->sy_wake);
-    pthread_mutex_unlock(&h->sy_mu);
-    pthread_join(h->sy_thread, NULL);
-    h->has_sy = 0;
-  }
-  vd_buf_release(&h->sy_err);
-}
-
 /* The SQLite file: the one-writer lock, the writer's connection and its
  * statements, the auxiliary connection, and the
  * checkpointer when decisions are written. */
@@ -832,20 +610,10 @@ static int sqlite_open(vd_history_t *h, vd_buf_t *err) {
     rc = vd_hist_open_aux(&h->aux, h->path, err);
   if (rc == 0 && h->mode != VD_LOG_OFF)
     rc = checkpointer_start(h, sync, err);
-  /* durable: the COMMIT writes, the syncer flushes (above, "The syncer");
-   * the migrations ran at FULL, before this */
-  if (rc == 0 && h->mode == VD_LOG_DURABLE) {
-    rc = sqlite3_exec(h->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-    rc = rc == SQLITE_OK ? syncer_start(h, err)
-                         : vd_hist_db_err(err, h->path, h->db, rc,
-                                          "configuring the connection");
-  }
   return rc;
 }
 
 static void sqlite_close(vd_history_t *h) {
-  syncer_stop(h);       /* after the writer thread: nothing in flight */
-  free(h->sy_lanes);
   checkpointer_stop(h); /* its thread is gone before the connections */
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
@@ -892,9 +660,6 @@ static void history_free(vd_history_t *h) {
   pthread_cond_destroy(&h->ck_wake);
   pthread_cond_destroy(&h->ck_idle);
   pthread_mutex_destroy(&h->ck_mu);
-  pthread_cond_destroy(&h->sy_wake);
-  pthread_cond_destroy(&h->sy_done);
-  pthread_mutex_destroy(&h->sy_mu);
   free(h);
 }
 
@@ -935,9 +700,6 @@ int vd_history_open_node(vd_history_t **out, const char *path,
   pthread_mutex_init(&h->ck_mu, NULL);
   pthread_cond_init(&h->ck_wake, NULL);
   pthread_cond_init(&h->ck_idle, NULL);
-  pthread_mutex_init(&h->sy_mu, NULL);
-  pthread_cond_init(&h->sy_wake, NULL);
-  pthread_cond_init(&h->sy_done, NULL);
   h->qtail = &h->qhead;
   h->lock_fd = -1;
   h->mode = mode;
