@@ -12,6 +12,7 @@
  * atomic increment, so exactly one caller gets each number.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -110,7 +111,18 @@ static void mem_shutdown(void *arg) { real_mem.xShutdown(real_mem.pAppData); }
 typedef struct fault_file {
   sqlite3_file base;   /* pMethods: &fault_io */
   sqlite3_file *real;  /* the unix VFS's file, just after this struct */
+  int is_wal;          /* opened with SQLITE_OPEN_WAL */
 } fault_file_t;
+
+static atomic_llong wal_synced; /* fault_wal_synced() */
+static char wal_watched[128];   /* "NAME-wal"; set before the opens */
+
+void fault_wal_watch(const char *name) {
+  snprintf(wal_watched, sizeof wal_watched, "%s-wal", name);
+  atomic_store(&wal_synced, 0);
+}
+
+long long fault_wal_synced(void) { return atomic_load(&wal_synced); }
 
 static sqlite3_vfs *real_vfs; /* "unix" */
 static sqlite3_vfs fault_vfs;
@@ -137,9 +149,18 @@ static int f_truncate(sqlite3_file *f, sqlite3_int64 size) {
 }
 
 static int f_sync(sqlite3_file *f, int flags) {
+  sqlite3_int64 size = 0;
+  int rc;
   if (fault_hit(FAULT_SYNC))
     return SQLITE_IOERR_FSYNC;
-  return REAL(f)->pMethods->xSync(REAL(f), flags);
+  /* the size before the sync: what is written by then is on the disk */
+  if (((fault_file_t *)f)->is_wal &&
+      REAL(f)->pMethods->xFileSize(REAL(f), &size) != SQLITE_OK)
+    size = 0;
+  rc = REAL(f)->pMethods->xSync(REAL(f), flags);
+  if (rc == SQLITE_OK && ((fault_file_t *)f)->is_wal)
+    atomic_store(&wal_synced, (long long)size);
+  return rc;
 }
 
 static int f_file_size(sqlite3_file *f, sqlite3_int64 *size) {
@@ -243,6 +264,12 @@ static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file,
   ff->real->pMethods = NULL;
   rc = real_vfs->xOpen(real_vfs, name, ff->real, flags, out_flags);
   ff->base.pMethods = ff->real->pMethods ? &fault_io : NULL;
+  if ((flags & SQLITE_OPEN_WAL) && name && wal_watched[0]) {
+    const char *slash = strrchr(name, '/');
+    ff->is_wal = strcmp(slash ? slash + 1 : name, wal_watched) == 0;
+  } else {
+    ff->is_wal = 0;
+  }
   return rc;
 }
 

@@ -48,5 +48,12 @@ long fault_seen(fault_kind_t kind);
 long fault_fired(fault_kind_t kind);
 /* Allocations SQLite holds now (made, not yet freed). */
 long fault_live_allocs(void);
+/* Watch the WAL of the database file named NAME (its last path
+ * component: "h.db") from now on, opened by any connection opened after
+ * this call; fault_wal_synced() is then the size that WAL had at its last
+ * xSync that succeeded (0: none yet): what of it a power cut would be sure
+ * to leave, the page cache lost. */
+void fault_wal_watch(const char *name);
+long long fault_wal_synced(void);
 
 #endif
