@@ -1203,20 +1203,25 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
     PQclear(r);
   }
   if (rc == 0 && !imported) {
-    /* the node's status row says what it runs, or what last failed */
-    const char *v[5] = {h->node, revision, nowt, ok ? NULL : error, nowt};
-    r = exec_params(s->aux,
-                    ok ? "INSERT INTO node_status (node_id, revision,"
+    /* the node's status row says what it runs, or what last failed (each
+     * statement uses every parameter it is given: the server infers a
+     * parameter's type from its use, and refuses one never used) */
+    const char *v[4] = {h->node, revision, nowt, NULL};
+    const char *bad[3] = {h->node, error ? error : "?", nowt};
+    r = ok ? exec_params(s->aux,
+                         "INSERT INTO node_status (node_id, revision,"
                          " activated_ms, last_error, heartbeat_ms,"
-                         " started_ms) VALUES ($1, $2, $3, $4, $5, $5)"
+                         " started_ms) VALUES ($1, $2, $3, $4, $3, $3)"
                          " ON CONFLICT (node_id) DO UPDATE SET"
                          " revision = $2, activated_ms = $3,"
-                         " last_error = NULL, heartbeat_ms = $5"
-                       : "INSERT INTO node_status (node_id, last_error,"
-                         " heartbeat_ms) VALUES ($1, $4, $5)"
+                         " last_error = NULL, heartbeat_ms = $3",
+                         4, v)
+           : exec_params(s->aux,
+                         "INSERT INTO node_status (node_id, last_error,"
+                         " heartbeat_ms) VALUES ($1, $2, $3)"
                          " ON CONFLICT (node_id) DO UPDATE SET"
-                         " last_error = $4, heartbeat_ms = $5",
-                    5, v);
+                         " last_error = $2, heartbeat_ms = $3",
+                         3, bad);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
       rc = res_err(&err, s->where, r, s->aux, "updating the node's status");
     PQclear(r);

@@ -107,7 +107,11 @@ static void fleet_main(void *arg) {
   }
 }
 
-/* Main loop: queue the revision the thread loaded, as a reload. */
+/* Main loop: queue the revision the thread loaded, as a reload, unless
+ * this node runs it by now.  A reload here records its activation (and
+ * with it the fleet's desired revision) before its workers take it, so
+ * the thread can read the new desired revision while d->bundle is still
+ * the old one; the main loop, which makes the switch, looks again. */
 static void on_fleet_wake(uv_async_t *a) {
   vd_fleet_t *f = a->data;
   vd_bundle_t *b;
@@ -115,7 +119,8 @@ static void on_fleet_wake(uv_async_t *a) {
   b = f->pending;
   f->pending = NULL;
   uv_mutex_unlock(&f->mu);
-  if (b && !f->d->stopping)
+  if (b && !f->d->stopping &&
+      strcmp(vd_bundle_revision(b), vd_bundle_revision(f->d->bundle)) != 0)
     vd_admin_reload(f->d, VD_HISTORY_FLEET_TRIGGER, NULL, b);
   else if (b)
     vd_bundle_unref(b);

@@ -462,7 +462,8 @@ class Fleet(unittest.TestCase):
             self.assertEqual(st, 200, body)
             stopped = [int(p) for p in psql(
                 name, "SELECT pid FROM pg_stat_activity WHERE application_name"
-                      " = 'verdictd a'").split()]
+                      " = 'verdictd a' AND datname = current_database()"
+                ).split()]
             self.assertEqual(len(stopped), 2)  # the writer's, the main's
             for pid in stopped:
                 os.kill(pid, signal.SIGSTOP)
@@ -725,6 +726,44 @@ class Fleet(unittest.TestCase):
             self.assertEqual(d.stop(), 0, d.read_log())
         for b in bundles:
             shutil.rmtree(b, ignore_errors=True)
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_a_refused_reload_is_recorded_on_a_fleet(self):
+        # a broken edit on one node: refused there, recorded in its
+        # activations (ok 0, with the reason) and in its node_status, and
+        # no node leaves the revision in force
+        name, db = new_database()
+        b = os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                         "%s-policies" % name)
+        shutil.rmtree(b, ignore_errors=True)
+        shutil.copytree(MINI, b)
+        a = node(db, "a", b, admin=True)
+        c = a.connect()
+        before = c.call(**comp("before"))["revision"]
+        set_multiplier(b, 5, break_it=True)
+        rc, out, err = run_cli("--admin-socket", a.admin_socket, "reload",
+                               "--who", "ops")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("regions/GD/compensation.lua:", err)
+        self.assertEqual(c.call(**comp("after"))["revision"], before)
+        c.close()
+        refused = psql(name, "SELECT cause, who, error FROM activations"
+                             " WHERE node_id = 'a' AND ok = 0").strip()
+        self.assertEqual(len(refused.split("\n")), 1, refused)
+        cause, who, error = refused.split("|", 2)
+        self.assertEqual(cause, "admin")
+        self.assertIn("ops", who)
+        self.assertIn("regions/GD/compensation.lua", error)
+        rc, out, err = run_cli("fleet", "status", "--db", db, "--format",
+                               "json")
+        self.assertEqual(rc, 0, err)
+        status = json.loads(out)
+        self.assertEqual(status[0]["revision"], before, status)
+        self.assertIn("regions/GD/compensation.lua", status[0]["last_error"],
+                      status)
+        self.assertNotIn("database error", a.read_log())
+        self.assertEqual(a.stop(), 0, a.read_log())
+        shutil.rmtree(b, ignore_errors=True)
         self.assertEqual(verify(db)[0], 0)
 
     def test_revisions_tags_export_and_eval_on_a_fleet(self):
