@@ -1060,6 +1060,24 @@ static void frozen_json_kept(void **state) {
   vd_buf_release(&err);
 }
 
+/* Load CHUNK (named NAME) in a fresh environment, run it, freeze what it
+ * returns as a loaded table is frozen, and make it the global BASE. */
+static void load_frozen(lua_State *L, const char *name, const char *chunk,
+                        size_t n, const char *base) {
+  int holder;
+  vd_sandbox_new_env(L);
+  assert_int_equal(vd_sandbox_load(L, name, chunk, n, -1), LUA_OK);
+  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+  lua_createtable(L, 1, 0);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, 1);
+  holder = lua_gettop(L);
+  vd_sandbox_freeze(L, holder);
+  lua_rawgeti(L, holder, 1);
+  vd_sandbox_set_base(L, base);
+  lua_settop(L, holder - 1);
+}
+
 /* Issue 17: verdict.run_rules(P, name, f, tr), lib/rules.lua's loop over
  * a frozen decision table in C: the same rules held, in the same order,
  * with the same arguments (f, the rule, P.params), each noted once in
@@ -1093,20 +1111,8 @@ static void rule_tables_run_in_c(void **state) {
       "  raising = tbl('collect', { { id = 'e', when = function(f)\n"
       "    return f.x.y end } }),\n"
       "} }\n";
-  int holder, i;
-  vd_sandbox_new_env(L);
-  assert_int_equal(vd_sandbox_load(L, "=tables", tables, sizeof tables - 1,
-                                   -1),
-                   LUA_OK);
-  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
-  lua_createtable(L, 1, 0);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, 1);
-  holder = lua_gettop(L);
-  vd_sandbox_freeze(L, holder);
-  lua_rawgeti(L, holder, 1);
-  vd_sandbox_set_base(L, "P");
-  lua_settop(L, holder - 1);
+  int i;
+  load_frozen(L, "=tables", tables, sizeof tables - 1, "P");
 
 #define RUN(t, x) "local tr = { seen = {}, list = {} } " \
   "local ran, r = verdict.run_rules(P, '" t "', { x = " x " }, tr) " \
@@ -1262,20 +1268,7 @@ static void schema_plan_checks(void **state) {
       "local c = { fields = fields, names = names, quick = quick,\n"
       "  absent = absent, conditional = { 'on' }, requires = { { 'n' } } }\n"
       "return { plan = verdict.schema_plan(c, R), tags = fields.tags.default }\n";
-  int holder;
-  vd_sandbox_new_env(L);
-  assert_int_equal(vd_sandbox_load(L, "=schema", schema, sizeof schema - 1,
-                                   -1),
-                   LUA_OK);
-  assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
-  lua_createtable(L, 1, 0);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, 1);
-  holder = lua_gettop(L);
-  vd_sandbox_freeze(L, holder);
-  lua_rawgeti(L, holder, 1);
-  vd_sandbox_set_base(L, "S");
-  lua_settop(L, holder - 1);
+  load_frozen(L, "=schema", schema, sizeof schema - 1, "S");
 
 #define CHECK(input) "local v = verdict.check_input(S.plan, " input ") " \
   "if v == nil then return 'nil' end local k = {} " \

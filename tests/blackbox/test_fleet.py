@@ -47,6 +47,15 @@ def new_database():
     return name, "postgresql:///%s" % name
 
 
+def mini_copy(name):
+    """A copy of the mini bundle of its own, for a node whose policies a
+    test edits."""
+    b = os.path.join(os.environ.get("TMPDIR", "/tmp"), "%s-policies" % name)
+    shutil.rmtree(b, ignore_errors=True)
+    shutil.copytree(MINI, b)
+    return b
+
+
 def node(conninfo, name, policies=MINI, **kw):
     return Daemon(policies, args=["--db", conninfo, "--node-id", name], **kw)
 
@@ -667,10 +676,7 @@ class Fleet(unittest.TestCase):
         name, db = new_database()
         nodes, bundles = [], []
         for n in ("a", "b", "c"):
-            b = os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                             "%s-%s-policies" % (name, n))
-            shutil.rmtree(b, ignore_errors=True)
-            shutil.copytree(MINI, b)
+            b = mini_copy("%s-%s" % (name, n))
             bundles.append(b)
             nodes.append(node(db, n, b, admin=True))
         conns = [d.connect() for d in nodes]
@@ -733,10 +739,7 @@ class Fleet(unittest.TestCase):
         # activations (ok 0, with the reason) and in its node_status, and
         # no node leaves the revision in force
         name, db = new_database()
-        b = os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                         "%s-policies" % name)
-        shutil.rmtree(b, ignore_errors=True)
-        shutil.copytree(MINI, b)
+        b = mini_copy(name)
         a = node(db, "a", b, admin=True)
         c = a.connect()
         before = c.call(**comp("before"))["revision"]
@@ -771,10 +774,7 @@ class Fleet(unittest.TestCase):
         # active, previous and @-N are the fleet's revisions, a node
         # following the fleet is no change of its own
         name, db = new_database()
-        b = os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                         "%s-policies" % name)
-        shutil.rmtree(b, ignore_errors=True)
-        shutil.copytree(MINI, b)
+        b = mini_copy(name)
         a = node(db, "a", b, admin=True)
         follower = node(db, "b", MINI)
         try:
