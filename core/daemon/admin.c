@@ -92,36 +92,40 @@ static void store_revision(vd_daemon_t *d, vd_bundle_t *b) {
   free(files);
 }
 
-static void record_activation(vd_daemon_t *d, const char *revision,
-                              const char *trigger, const char *who,
-                              const char *source, int ok, const char *error) {
+static int record_activation(vd_daemon_t *d, const char *revision,
+                             const char *trigger, const char *who,
+                             const char *source, int ok, const char *error) {
   char *err = NULL;
-  if (vd_history_record_activation(d->history, revision, trigger, who, source,
-                                   ok, error, &err) != 0)
+  int rc = vd_history_record_activation(d->history, revision, trigger, who,
+                                        source, ok, error, &err);
+  if (rc)
     vd_log(VD_LEVEL_ERR, "activation_record_failed",
            "cannot record the activation of %s: %s", revision, err ? err : "?");
   free(err);
+  return rc;
 }
 
 /* E is an engine of the bundle about to serve.  E NULL: the bundle was
  * refused at start-up, d->last_failure says why; its files are stored all
  * the same (auditors see what was refused, as for a reload) and the
- * activation is recorded as failed. */
-void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
+ * activation is recorded as failed.  Non-zero when the activation could
+ * not be recorded: the daemon then does not serve (no decision names a
+ * revision whose activation the history lacks). */
+int vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
   const char *rev = vd_bundle_revision(d->bundle);
   store_revision(d, d->bundle);
-  if (!e) {
-    record_activation(d, rev, "startup", NULL, vd_bundle_source(d->bundle), 0,
-                      d->last_failure.data);
-    return;
-  }
+  if (!e)
+    return record_activation(d, rev, "startup", NULL,
+                             vd_bundle_source(d->bundle), 0,
+                             d->last_failure.data);
   vd_wire_in_force(&d->in_force, e);
   if (d->metrics)
     vd_metrics_set_revision(d->metrics, rev);
   /* an --unchecked start says so, for auditors */
-  record_activation(d, rev,
-                    d->opts.unchecked ? "startup-unchecked" : d->activated_by,
-                    NULL, vd_bundle_source(d->bundle), 1, NULL);
+  return record_activation(d, rev,
+                           d->opts.unchecked ? "startup-unchecked"
+                                             : d->activated_by,
+                           NULL, vd_bundle_source(d->bundle), 1, NULL);
 }
 
 /* ------------------------------------------------------------------------

@@ -953,7 +953,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   vd_daemon_t d;
   vd_engine_t **engines = NULL;
   unsigned started, stuck = 0;
-  int rc = 1, refused = 0;
+  int rc = 1, refused = 0, unrecorded = 0;
   char dbname[1024];
 
   daemon_init(&d, opts);
@@ -973,7 +973,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   if (start_admin(&d) != 0)
     goto out_listeners;
 
-  vd_admin_startup(&d, engines[0]);
+  unrecorded = vd_admin_startup(&d, engines[0]) != 0;
   (void)vd_fleet_start(&d); /* a node that cannot follow still serves */
   history_check_start(&d);
   if (!opts->always_count &&
@@ -987,15 +987,22 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   if (d.http_fd >= 0)
     uv_poll_start(&d.http_poll, UV_READABLE, on_acceptable);
   vd_history_db_display(opts->db, dbname, sizeof dbname); /* no password */
-  vd_log(VD_LEVEL_NOTICE, "serving",
-         "serving %s (%s%s) on %s%s%s%s%s with %u workers, history %s (%s)",
-         opts->policies, vd_bundle_revision(d.bundle),
-         opts->unchecked ? ", unchecked" : "", opts->socket,
-         opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
-         opts->http ? " and http " : "", opts->http ? opts->http : "",
-         d.nworkers, dbname, vd_history_mode_name(opts->log_mode));
+  if (!unrecorded)
+    vd_log(VD_LEVEL_NOTICE, "serving",
+           "serving %s (%s%s) on %s%s%s%s%s with %u workers, history %s (%s)",
+           opts->policies, vd_bundle_revision(d.bundle),
+           opts->unchecked ? ", unchecked" : "", opts->socket,
+           opts->listen ? " and tcp " : "", opts->listen ? opts->listen : "",
+           opts->http ? " and http " : "", opts->http ? opts->http : "",
+           d.nworkers, dbname, vd_history_mode_name(opts->log_mode));
   if (started < d.nworkers) {
     daemon_stop(&d, "a worker did not start");
+  } else if (unrecorded) {
+    vd_log(VD_LEVEL_ERR, "start_refused", "cannot start: the activation of "
+           "%s could not be recorded in the history",
+           vd_bundle_revision(d.bundle));
+    d.exit_status = 1;
+    daemon_stop(&d, "the activation could not be recorded");
   } else {
     if (opts->decide_timeout_ms)
       uv_timer_start(&d.overrun_timer, on_overrun_check, VD_OVERRUN_CHECK_MS,

@@ -542,7 +542,7 @@ int vd_admin_has_op(const char *name);
 void vd_admin_reload(vd_daemon_t *d, const char *trigger, const char *who,
                      vd_bundle_t *bundle);
 /* Record the revision that serves from start-up and what is in force. */
-void vd_admin_startup(vd_daemon_t *d, vd_engine_t *e);
+int vd_admin_startup(vd_daemon_t *d, vd_engine_t *e);
 
 /* fleet.c (main thread).  With a PostgreSQL history, follow the fleet's
  * desired revision on a thread of its own; a no-op returning 0 for a

@@ -21,8 +21,8 @@ import threading
 import time
 import unittest
 
-from harness import (AT, FIXTURES, POLICIES, Daemon, Refused, free_port,
-                     request, run_cli)
+from harness import (AT, FIXTURES, POLICIES, VERDICTD, Daemon, Refused,
+                     free_port, request, run_cli)
 from test_http import HttpDaemon
 from test_admin import set_multiplier
 from test_history import escalation, u77_history
@@ -767,6 +767,51 @@ class Fleet(unittest.TestCase):
         self.assertNotIn("database error", a.read_log())
         self.assertEqual(a.stop(), 0, a.read_log())
         shutil.rmtree(b, ignore_errors=True)
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_a_start_whose_activation_cannot_be_recorded_does_not_serve(self):
+        # writes to `activations` held off by another session: the node's
+        # start-up activation gets no answer within --db-timeout, and the
+        # node stops rather than decide under a revision whose activation
+        # the history lacks
+        name, db = new_database()
+        self.assertEqual(node(db, "a").stop(), 0)
+        lock = subprocess.Popen(["psql", "-X", "-q", "-d", name],
+                                stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, text=True)
+        tmp = os.path.join(os.environ.get("TMPDIR", "/tmp"), name + "-start")
+        os.makedirs(tmp, exist_ok=True)
+        try:
+            lock.stdin.write("BEGIN; LOCK TABLE activations IN EXCLUSIVE"
+                             " MODE;\n")
+            lock.stdin.flush()
+            deadline = time.time() + 30
+            while time.time() < deadline and psql(
+                    name, "SELECT count(*) FROM pg_locks l JOIN pg_class c"
+                          " ON c.oid = l.relation WHERE c.relname ="
+                          " 'activations' AND l.mode = 'ExclusiveLock'"
+                          " AND l.granted").strip() != "1":
+                time.sleep(0.1)
+            with open(os.path.join(tmp, "log"), "wb") as log:
+                p = subprocess.run(
+                    [VERDICTD, "--policies", MINI, "--socket",
+                     os.path.join(tmp, "s.sock"), "--db", db, "--node-id",
+                     "a", "--db-timeout", "1000"],
+                    stdout=log, stderr=subprocess.STDOUT, timeout=120)
+            with open(os.path.join(tmp, "log")) as f:
+                text = f.read()
+            self.assertEqual(p.returncode, 1, text)
+            self.assertIn("could not be recorded in the history", text)
+            self.assertIn("no answer within 1000 ms", text)
+            self.assertNotIn("notice serving:", text)
+        finally:
+            lock.stdin.write("ROLLBACK;\n")
+            lock.stdin.close()
+            lock.wait(timeout=30)
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.assertEqual(psql(name, "SELECT count(*) FROM activations WHERE"
+                                    " node_id = 'a' AND ok = 1").strip(), "1")
         self.assertEqual(verify(db)[0], 0)
 
     def test_revisions_tags_export_and_eval_on_a_fleet(self):
