@@ -847,6 +847,12 @@ static int open_listeners(vd_daemon_t *d) {
       vd_tls_ctx_new(&d->tls, d->opts.tls_cert, d->opts.tls_key,
                      d->opts.tls_client_ca, &err) != 0)
     goto fail;
+  /* read before any socket is made: a start it refuses leaves none that
+   * takes a connection for a moment */
+  if (d->opts.http && d->opts.tokens && load_tokens(d) != 0) {
+    vd_buf_release(&err);
+    return VD_EINVALID;
+  }
   d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, d->opts.socket_gid,
                                      "--socket", &err);
   if (d->unix_fd < 0)
@@ -865,10 +871,6 @@ static int open_listeners(vd_daemon_t *d) {
     d->tcp_poll.data = d;
   }
   if (d->opts.http) {
-    if (d->opts.tokens && load_tokens(d) != 0) {
-      vd_buf_release(&err);
-      return VD_EINVALID;
-    }
     if (!d->opts.tokens && !d->opts.tls_client_ca)
       vd_log(VD_LEVEL_WARNING, "loopback_only",
              "--http %s has no credentials (--tokens, --tls-client-ca): "

@@ -37,13 +37,16 @@ class HttpDaemon(Daemon):
                          + list(args), **kw)
         deadline = time.time() + 30
         while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("verdictd exited: " + self.read_log())
             try:
                 socket.create_connection(("127.0.0.1", self.http_port),
                                          timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError("the HTTP listener did not open")
+        raise RuntimeError("the HTTP listener did not open: " +
+                           self.read_log())
 
     def http(self, timeout=ANSWER_TIMEOUT):
         return http.client.HTTPConnection("127.0.0.1", self.http_port,
