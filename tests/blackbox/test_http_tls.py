@@ -59,19 +59,29 @@ class Certs:
         return ctx
 
 
-class Tls(unittest.TestCase):
+class TlsCase(unittest.TestCase):
+    """A daemon with TLS on its TCP and HTTP listeners, certificates made
+    for the class; extra() adds to its options."""
+
+    @classmethod
+    def extra(cls, certs):
+        return []
+
     @classmethod
     def setUpClass(cls):
         cls.certs = Certs()
         c = cls.certs
         cls.d = HttpDaemon(tcp=True, args=[
             "--tls-cert", c.path("server.pem"),
-            "--tls-key", c.path("server.key")])
+            "--tls-key", c.path("server.key")] + cls.extra(c))
 
     @classmethod
     def tearDownClass(cls):
         cls.d.stop()
         shutil.rmtree(cls.certs.dir)
+
+
+class Tls(TlsCase):
 
     def https(self, ctx=None):
         return http.client.HTTPSConnection(
@@ -138,23 +148,13 @@ class Tls(unittest.TestCase):
         s.close()
 
 
-class MutualTls(unittest.TestCase):
+class MutualTls(TlsCase):
     @classmethod
-    def setUpClass(cls):
-        cls.certs = Certs()
-        c = cls.certs
-        cls.tokens = c.path("tokens")
+    def extra(cls, certs):
+        cls.tokens = certs.path("tokens")
         with open(cls.tokens, "w") as f:
             f.write("crm decide -\n")
-        cls.d = HttpDaemon(tcp=True, args=[
-            "--tls-cert", c.path("server.pem"),
-            "--tls-key", c.path("server.key"),
-            "--tls-client-ca", c.path("ca.pem"), "--tokens", cls.tokens])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
-        shutil.rmtree(cls.certs.dir)
+        return ["--tls-client-ca", certs.path("ca.pem"), "--tokens", cls.tokens]
 
     def https(self, cert):
         return http.client.HTTPSConnection(

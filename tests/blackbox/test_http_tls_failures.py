@@ -3,15 +3,14 @@ mutual TLS"): verdict_tls_handshake_failures_total by a reason of a few
 fixed words, and a tls_handshake_failed line, at most one a second
 whatever a scanner sends."""
 import http.client
-import shutil
 import socket
 import ssl
 import subprocess
 import time
 import unittest
 
-from test_http import HttpDaemon, metric
-from test_http_tls import Certs
+from test_http import metric
+from test_http_tls import TlsCase
 
 
 def failures(text, reason):
@@ -19,22 +18,12 @@ def failures(text, reason):
                   reason=reason) or 0
 
 
-class HandshakeFailures(unittest.TestCase):
+class HandshakeFailures(TlsCase):
     @classmethod
-    def setUpClass(cls):
-        cls.certs = Certs()
-        c = cls.certs
+    def extra(cls, certs):
         # mutual TLS on both listeners; no token file, so a client
         # certificate of the CA is the credential and loopback scrapes
-        cls.d = HttpDaemon(tcp=True, args=[
-            "--tls-cert", c.path("server.pem"),
-            "--tls-key", c.path("server.key"),
-            "--tls-client-ca", c.path("ca.pem")])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
-        shutil.rmtree(cls.certs.dir)
+        return ["--tls-client-ca", certs.path("ca.pem")]
 
     def scrape(self):
         c = http.client.HTTPSConnection(
