@@ -72,6 +72,24 @@ class ConsoleCase(unittest.TestCase):
     and one browser (cls.b), both made by its setUpClass."""
 
     @classmethod
+    def start_daemon(cls, name, tokens=None):
+        """cls.tmp (a new folder, "verdict-NAME-..."), cls.policies (a copy
+        of the bundled policies there, for a test to edit) and cls.d, a
+        daemon on them; with TOKENS ({name: (role, token)}) a tokens file
+        and --tokens, else no credentials (loopback: no login)."""
+        cls.tmp = tempfile.mkdtemp(prefix="verdict-%s-" % name)
+        print("\ntest_%s: screenshots in" % name.replace("-", "_"), cls.tmp,
+              file=sys.stderr)
+        args = []
+        if tokens:
+            path = os.path.join(cls.tmp, "tokens")
+            write_tokens(path, tokens)
+            args = ["--tokens", path]
+        cls.policies = os.path.join(cls.tmp, "policies")
+        shutil.copytree(POLICIES, cls.policies)
+        cls.d = HttpDaemon(policies=cls.policies, args=args, tmp=cls.tmp)
+
+    @classmethod
     def tearDownClass(cls):
         cls.b.quit()
         cls.d.stop()
@@ -83,15 +101,9 @@ class ConsoleCase(unittest.TestCase):
 class Console(ConsoleCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="verdict-console-")
-        print("\ntest_console: screenshots in", cls.tmp, file=sys.stderr)
-        tokens = os.path.join(cls.tmp, "tokens")
-        write_tokens(tokens, TOKENS)
-        # a copy the Impact test edits: "the policy directory as it is now"
-        cls.policies = os.path.join(cls.tmp, "policies")
-        shutil.copytree(POLICIES, cls.policies)
-        cls.d = HttpDaemon(policies=cls.policies, args=["--tokens", tokens],
-                           tmp=cls.tmp)
+        # cls.policies: the copy the Impact test edits, "the policy
+        # directory as it is now"
+        cls.start_daemon("console", TOKENS)
         cls.ids = {}
         try:
             # 60 compensation decisions C-100..C-159 (the first 20 a day
@@ -554,10 +566,7 @@ class Revisions(ConsoleCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="verdict-console-rev-")
-        cls.policies = os.path.join(cls.tmp, "policies")
-        shutil.copytree(POLICIES, cls.policies)
-        cls.d = HttpDaemon(policies=cls.policies, tmp=cls.tmp)
+        cls.start_daemon("console-rev")
         try:
             path = os.path.join(cls.policies, "national", "compensation.lua")
             with open(path) as f:

@@ -6,15 +6,13 @@ browser's computed styles, and every control is reached with the Tab
 key.  The checker is written here (CHECK below), not taken from a
 library, so what it checks is what this file says."""
 import os
-import shutil
-import sys
-import tempfile
+import time
 import unittest
 
-from harness import AT, POLICIES, request
+from harness import AT, request
 from test_console import (COMP_INPUT, CRM, SLA_INPUT, TOKENS, By,
-                          ConsoleCase, WebDriverWait, browser, submit)
-from test_http import HttpDaemon, write_tokens
+                          ConsoleCase, WebDriverException, WebDriverWait,
+                          browser, submit)
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 # Returns a list of problems, each a string naming the element.
@@ -143,17 +141,53 @@ return Array.prototype.filter.call(document.querySelectorAll(
 """
 
 
-class Accessibility(ConsoleCase):
+class PageChecks:
+    """The checks, for a test class with a browser (self.b) and a folder
+    for screenshots (self.tmp)."""
+
+    def check(self, what, tab=True):
+        """Run the checks on the page in the browser now; TAB false for a
+        page that reloads itself (the Impact run's progress), where a Tab
+        walk would cross a reload: CHECK runs in one script call, and is
+        asked again if the page went away under it."""
+        self.b.save_screenshot(os.path.join(self.tmp, what + ".png"))
+        for attempt in range(10):
+            try:
+                problems = self.b.execute_script(CHECK)
+                break
+            except WebDriverException:
+                if attempt == 9:
+                    raise
+                time.sleep(0.1)
+        self.assertEqual(problems, [], what)
+        if tab:
+            self.assertEqual(self.unreached(), [],
+                             what + ": not reached with Tab")
+
+    def unreached(self):
+        """The controls of the page that Tab does not reach."""
+        controls = self.b.execute_script(CONTROLS)
+        self.assertGreater(len(controls), 0)
+        self.b.execute_script("document.activeElement.blur();"
+                              "window.scrollTo(0, 0);")
+        body = self.b.find_element(By.TAG_NAME, "body")
+        reached = set()
+        for _ in range(len(controls) + 5):
+            self.b.switch_to.active_element.send_keys(Keys.TAB) \
+                if reached else body.send_keys(Keys.TAB)
+            el = self.b.switch_to.active_element
+            if el.id in reached:
+                break
+            reached.add(el.id)
+        return [self.b.execute_script(
+            "var e = arguments[0]; return e.outerHTML.slice(0, 80);", c)
+            for c in controls if c.id not in reached]
+
+
+class Accessibility(PageChecks, ConsoleCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="verdict-console-a11y-")
-        print("\ntest_console_a11y: screenshots in", cls.tmp, file=sys.stderr)
-        tokens = os.path.join(cls.tmp, "tokens")
-        write_tokens(tokens, TOKENS)
-        cls.policies = os.path.join(cls.tmp, "policies")
-        shutil.copytree(POLICIES, cls.policies)
-        cls.d = HttpDaemon(policies=cls.policies, args=["--tokens", tokens],
-                           tmp=cls.tmp)
+        cls.start_daemon("console-a11y", TOKENS)
         try:
             cls.ids = []
             for i in range(3):
@@ -172,32 +206,6 @@ class Accessibility(ConsoleCase):
         except BaseException:
             cls.d.stop()
             raise
-
-    def check(self, what):
-        """Run the checks on the page in the browser now."""
-        self.b.save_screenshot(os.path.join(self.tmp, what + ".png"))
-        self.assertEqual(self.b.execute_script(CHECK), [], what)
-        self.assertEqual(self.unreached(), [], what + ": not reached with Tab")
-
-    def unreached(self):
-        """The controls of the page that Tab does not reach."""
-        controls = self.b.execute_script(CONTROLS)
-        self.assertGreater(len(controls), 0)
-        want = {c.id for c in controls}
-        self.b.execute_script("document.activeElement.blur();"
-                              "window.scrollTo(0, 0);")
-        body = self.b.find_element(By.TAG_NAME, "body")
-        reached = set()
-        for _ in range(len(controls) + 5):
-            self.b.switch_to.active_element.send_keys(Keys.TAB) \
-                if reached else body.send_keys(Keys.TAB)
-            el = self.b.switch_to.active_element
-            if el.id in reached:
-                break
-            reached.add(el.id)
-        return [self.b.execute_script(
-            "var e = arguments[0]; return e.outerHTML.slice(0, 80);", c)
-            for c in controls if c.id not in reached]
 
     def login(self):
         self.b.delete_all_cookies()

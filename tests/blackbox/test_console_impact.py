@@ -22,6 +22,7 @@ import unittest
 from harness import POLICIES, VERDICT
 from test_console import (By, StaleElementReferenceException,
                           WebDriverException, WebDriverWait, browser, submit)
+from test_console_a11y import PageChecks
 from test_http import HttpDaemon
 
 ROWS = 100000
@@ -40,7 +41,7 @@ def write_tokens(path):
                     name, role, hashlib.sha256(tok.encode()).hexdigest()))
 
 
-class ImpactRun(unittest.TestCase):
+class ImpactRun(PageChecks, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="verdict-console-impact-")
@@ -158,7 +159,9 @@ class ImpactRun(unittest.TestCase):
         # the browser's page, refreshing itself, shows "N of 100,000"
         total = WebDriverWait(self.b, 120, poll_frequency=0.1).until(
             lambda b: b.find_elements(By.ID, "impact-total"))
-        self.shot("impact-running")
+        # the accessibility checks of every other page, on this one too
+        # (no Tab walk: the page reloads itself every second)
+        self.check("impact-running", tab=False)
         self.assertEqual(total[0].text, ROWS_TEXT)
         bar = self.b.find_element(By.ID, "impact-progress")
         self.assertEqual(bar.get_attribute("max"), str(ROWS))
@@ -208,7 +211,7 @@ class ImpactRun(unittest.TestCase):
         self.press_cancel()
         self.assertIn("started by auditor",
                       self.b.find_element(By.ID, "confirm-text").text)
-        self.shot("impact-cancel-confirm")
+        self.check("impact-cancel-confirm")
         submit(self.b, self.b.find_element(By.LINK_TEXT,
                                            "No, back to the run"))
         self.assertIsNotNone(self.progress(self.d))
