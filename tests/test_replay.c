@@ -246,17 +246,15 @@ static void write_history_asking(vd_bundle_t *b, const char *const *lines,
   vd_buf_release(&err);
 }
 
+static void impact(vd_replay_report_t *rep, vd_bundle_t *candidate,
+                   vd_bundle_t *baseline, const vd_history_filter_t *f,
+                   int threads);
+
+/* Every recorded decision against CANDIDATE, each compared with its
+ * recorded result. */
 static void replay(vd_replay_report_t *rep, vd_bundle_t *candidate,
                    int threads) {
-  vd_replay_opts_t o;
-  vd_buf_t err = VD_BUF_INIT;
-  memset(&o, 0, sizeof o);
-  o.db = db;
-  o.candidate = candidate;
-  o.threads = threads;
-  if (vd_replay_run(&o, rep, &err) != 0)
-    fail_msg("replay: %s", err.data);
-  vd_buf_release(&err);
+  impact(rep, candidate, NULL, NULL, threads);
 }
 
 static const vd_replay_rule_t *rule(const vd_replay_report_t *rep,
@@ -504,6 +502,9 @@ static vd_bundle_t *mini_with(const char *old, const char *new) {
   return b;
 }
 
+/* The recorded decisions (those F selects, every one without F) against
+ * CANDIDATE, each compared with BASELINE's answer, or with its recorded
+ * result without BASELINE. */
 static void impact(vd_replay_report_t *rep, vd_bundle_t *candidate,
                    vd_bundle_t *baseline, const vd_history_filter_t *f,
                    int threads) {
