@@ -753,8 +753,12 @@ typedef struct vd_history_erase_report {
   int64_t old_form;  /* the customer's records stored before schema 5:
                       * their hashes commit to the raw bytes, so they are
                       * left as they are */
-  int64_t first_seq, last_seq; /* the erased records' range (0: none) */
+  int64_t first_seq, last_seq; /* the erased records' range (0: none; a
+                                * fleet's are in nodes) */
   int64_t erasure;   /* the id of the `erasures` row (0: nothing erased) */
+  char nodes[256];   /* a PostgreSQL history: "NODE:FIRST..LAST, ..." of
+                      * the erased records by node (cut short past 255
+                      * bytes; `erasures` keeps it whole); else "" */
 } vd_history_erase_report_t;
 
 /* Erase the personal data of every record of CUSTOMER_ID (customer_id =
@@ -766,7 +770,9 @@ typedef struct vd_history_erase_report {
  * the digest its hash committed to (docs/history.md, "Schema 5: the
  * personal part"), so the chain still verifies.  WHO (may be NULL), the
  * time, the count, the seq range and the field names are recorded in
- * `erasures`; the customer id is not.  Returns 0 (rep says how many),
+ * `erasures`; the customer id is not.  DB_PATH may be a PostgreSQL
+ * history (every node's records, in one transaction: docs/fleet.md).
+ * Returns 0 (rep says how many),
  * VD_EINVALID (no customer, a damaged record), or the opening's errors.
  * *errmsg as for the other calls. */
 int vd_history_erase(const char *db_path, const char *customer_id,
