@@ -3013,6 +3013,35 @@ out:
  * Following the fleet's revision
  * ====================================================================== */
 
+int vd_history_fleet_revision(const char *db, char *out, size_t n,
+                              char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  char where[256];
+  PGconn *c = NULL;
+  PGresult *r;
+  int rc;
+  out[0] = '\0';
+  if (errmsg)
+    *errmsg = NULL;
+  describe(db, where, sizeof where);
+  rc = pg_connect(&c, db, "verdictd fleet", where, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  r = pq_exec(c, "SELECT revision FROM fleet_desired WHERE id = 1");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    if (PQntuples(r) == 1)
+      snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
+  } else {
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    /* undefined_table: a database no node has started on yet */
+    if (!state || strcmp(state, "42P01") != 0)
+      rc = res_err(&err, where, r, c, "reading the fleet's revision");
+  }
+  PQclear(r);
+  PQfinish(c);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
 struct vd_history_watch {
   PGconn *conn;
   char *db, *node;

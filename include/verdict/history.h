@@ -902,6 +902,15 @@ int vd_history_import(const char *from, const char *db, const char *node,
  * nodes, in the activation's transaction. */
 #define VD_HISTORY_FLEET_TRIGGER "fleet"
 
+/* The fleet's desired revision in the PostgreSQL history DB (what every
+ * node follows: the last reload or activate on any node) into OUT (N
+ * bytes); "" when none was ever set, or the database has no verdict
+ * schema yet.  0, or VD_EIO / VD_ENOMEM with *errmsg set.  A connection
+ * of its own, without the readers' schema check: verdictd asks before it
+ * opens (and may migrate) the history. */
+int vd_history_fleet_revision(const char *db, char *out, size_t n,
+                              char **errmsg);
+
 /* A node's watch on the fleet's desired revision: its own connection,
  * LISTENing for changes.  One thread uses it (verdictd's fleet thread).
  *   open: connect (fails as the readers' opening does);

@@ -56,8 +56,9 @@ def mini_copy(name):
     return b
 
 
-def node(conninfo, name, policies=MINI, **kw):
-    return Daemon(policies, args=["--db", conninfo, "--node-id", name], **kw)
+def node(conninfo, name, policies=MINI, args_extra=(), **kw):
+    return Daemon(policies, args=["--db", conninfo, "--node-id", name] +
+                  list(args_extra), **kw)
 
 
 def comp(rid, charged=5000):
@@ -900,6 +901,59 @@ class Fleet(unittest.TestCase):
         for d in (nodes[0], nodes[1], late):
             self.assertEqual(d.stop(), 0, d.read_log())
         for b in bundles:
+            shutil.rmtree(b, ignore_errors=True)
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_a_restarted_node_comes_back_on_the_fleets_revision(self):
+        name, db = new_database()
+        b = mini_copy(name + "-a")
+        a = node(db, "a", b, admin=True)
+        other = node(db, "b", admin=True)
+        try:
+            c = a.connect()
+            first = c.call(**comp("r0"))["revision"]
+            c.close()
+            # a reloads its edited directory; then b rolls the fleet back
+            set_multiplier(b, 5)
+            rc, out, err = run_cli("--admin-socket", a.admin_socket, "reload")
+            self.assertEqual(rc, 0, out + err)
+            second = out.split()[-1]
+            self.assertNotEqual(second, first)
+            rc, out, err = run_cli("--admin-socket", other.admin_socket,
+                                   "activate", first)
+            self.assertEqual(rc, 0, out + err)
+            self.assertEqual(psql(name, "SELECT revision FROM fleet_desired"
+                                  ).strip(), first)
+            self.assertEqual(a.stop(), 0, a.read_log())
+            # a's directory still holds the second; restarted, a serves the
+            # fleet's from its first request, and records so once
+            a = node(db, "a", b, admin=True)
+            c = a.connect()
+            r = c.call(**comp("r1"))
+            c.close()
+            self.assertEqual(r["revision"], first, r)
+            self.assertIn("start-up: the fleet's revision %s, not %s in"
+                          % (first, second), a.read_log())
+            self.assertEqual(a.stop(), 0, a.read_log())
+            acts = psql(name, "SELECT cause || ' ' || revision FROM"
+                              " activations WHERE node_id = 'a' AND ok = 1"
+                              " ORDER BY id").splitlines()
+            self.assertEqual(acts[-1], "startup-fleet " + first, acts)
+            self.assertNotIn("startup " + second, acts[-2:], acts)
+            # --policies-win: a starts on its directory (and then follows
+            # the fleet, as a node whose directory differs does)
+            a = node(db, "a", b, admin=True, args_extra=["--policies-win"])
+            self.assertEqual(a.stop(), 0, a.read_log())
+            acts = psql(name, "SELECT cause || ' ' || revision FROM"
+                              " activations WHERE node_id = 'a' AND ok = 1"
+                              " ORDER BY id").splitlines()
+            self.assertIn("startup " + second, acts, acts)
+            # the fleet's revision is unchanged: a start-up never sets it
+            self.assertEqual(psql(name, "SELECT revision FROM fleet_desired"
+                                  ).strip(), first)
+        finally:
+            a.stop()
+            other.stop()
             shutil.rmtree(b, ignore_errors=True)
         self.assertEqual(verify(db)[0], 0)
 
