@@ -1654,8 +1654,12 @@ void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r) {
   if (!r)
     return;
   PQclear(r->res);
-  if (r->conn && !r->done)
-    (void)PQrequestCancel(r->conn);
+  /* rows still coming: drop the connection rather than read them, or
+   * PQcancel(), which waits on the postmaster without a deadline (see
+   * "Round trips with a deadline"); the server ends the query when its
+   * next row finds the client gone, or at client_connection_check_interval */
+  if (r->conn && !r->done && PQsocket(r->conn) >= 0)
+    (void)shutdown(PQsocket(r->conn), SHUT_RDWR);
   PQfinish(r->conn);
   vd_buf_release(&r->err);
   free(r);

@@ -197,12 +197,25 @@ class Proxy:
                 pass
             x.close()
 
+    def hold_after(self, n):
+        """Relay the next N new connections, then accept and hold every
+        later one without an answer (a postmaster that stopped)."""
+        with self.lock:
+            self.relay_left = n
+
     def _accept(self, ls):
         while True:
             try:
                 a, _ = ls.accept()
             except OSError:
                 return
+            with self.lock:
+                left = getattr(self, "relay_left", None)
+                if left is not None:
+                    self.relay_left = left - 1
+                if left is not None and left <= 0:
+                    self.socks.append(a)   # held: never relayed
+                    continue
             b = socket.create_connection((os.environ.get("PGHOST", "localhost"),
                                           int(os.environ.get("PGPORT", 5432))))
             with self.lock:
@@ -667,6 +680,33 @@ class Fleet(unittest.TestCase):
                             " FROM decisions ORDER BY node_seq").split()
         self.assertEqual(len(stored), 2, stored)  # before, after
         self.assertEqual(verify(db)[0], 0)
+
+    def test_a_cursor_closed_early_never_waits_on_the_postmaster(self):
+        # the console's decisions page reads 51 rows and closes the cursor
+        # with the query's end unread; closing it must not wait for the
+        # server (PQcancel() would open a connection to the postmaster and
+        # wait for it with no deadline: here one that never answers)
+        name, _ = new_database()
+        proxy = Proxy()
+        a = HttpDaemon(args=["--db", proxy.conninfo(name), "--node-id", "a"],
+                       policies=MINI)
+        try:
+            c = a.connect()
+            for i in range(60):
+                self.assertNotIn("error", c.call(**comp("p%d" % i)))
+            c.close()
+            proxy.hold_after(1)       # the page's cursor, and nothing after
+            conn = a.http(timeout=60)
+            conn.request("GET", "/console/decisions")
+            r = conn.getresponse()
+            page = r.read().decode()
+            conn.close()
+            self.assertEqual(r.status, 200, page)
+            self.assertIn("Older decisions", page)   # it stopped early
+            self.assertEqual(a.call("GET", "/health")[0], 200)
+        finally:
+            self.assertEqual(a.stop(), 0, a.read_log())
+            proxy.cut()
 
     def test_a_batch_waiting_on_a_lock_is_answered_within_the_deadline(self):
         # the server answers, but the batch's insert waits on a lock that
