@@ -229,6 +229,15 @@ static int res_err(vd_buf_t *err, const char *where, PGresult *r,
   return VD_EIO;
 }
 
+/* R's status was WANT: 0; else ERR says why (res_err()).  R is
+ * cleared either way. */
+static int res_done(PGresult *r, ExecStatusType want, vd_buf_t *err,
+                    const char *where, PGconn *c, const char *doing) {
+  int rc = PQresultStatus(r) == want ? 0 : res_err(err, where, r, c, doing);
+  PQclear(r);
+  return rc;
+}
+
 /* ========================================================================
  * Round trips with a deadline
  *
@@ -768,9 +777,8 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
   s->lost_pid = 0;
   r = exec_params(s->conn, "INSERT INTO node_heads VALUES ($1, 0, '"
                            VD_HIST_ZERO_HASH "') ON CONFLICT DO NOTHING", 1, v);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "creating the node's chain head");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "creating the node's chain head");
   if (rc)
     return rc;
   /* from the next record on, this node writes "vn2" (under its lock: no
@@ -779,22 +787,19 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
                            " (extract(epoch FROM now()) * 1000)::bigint"
                            " FROM node_heads WHERE node_id = $1"
                            " ON CONFLICT DO NOTHING", 1, v);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "marking the node's record form");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "marking the node's record form");
   if (rc)
     return rc;
   r = pq_prepare(s->conn, "head_get", "SELECT seq, hash FROM node_heads"
                 " WHERE node_id = $1 FOR UPDATE", 1, NULL);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "preparing statements");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "preparing statements");
   if (rc == 0) {
     r = pq_prepare(s->conn, "head_set", "UPDATE node_heads SET seq = $2,"
                   " hash = $3 WHERE node_id = $1", 3, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(err, s->where, r, s->conn, "preparing statements");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                  "preparing statements");
   }
   if (rc == 0) {
     r = pq_prepare(s->conn, "idem_put",
@@ -802,9 +807,8 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
                   " ON CONFLICT (node_id, key) DO UPDATE SET"
                   " digest = $3, decision_id = $4, received_ms = $5,"
                   " code = $6, answer = $7", 7, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(err, s->where, r, s->conn, "preparing statements");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                  "preparing statements");
   }
   return rc;
 }
@@ -875,9 +879,8 @@ static int pg_idem_put(vd_history_t *h, pg_state_t *s,
   lens[6] = (int)q->idem_answer_len;
   fmts[6] = 1;
   r = pq_exec_prepared(s->conn, "idem_put", 7, v, lens, fmts, 0);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "storing an idempotency key");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "storing an idempotency key");
   return rc;
 }
 
@@ -1190,16 +1193,14 @@ static int pg_store_revision(vd_history_t *h, const char *revision,
     r = pq_exec_params(s->aux, "INSERT INTO blobs VALUES ($1, $2, $3)"
                              " ON CONFLICT DO NOTHING",
                      3, NULL, bv, lens, fmts, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "storing a revision file");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "storing a revision file");
     if (rc == 0) {
       const char *fv[3] = {revision, files[i].path, sha};
       r = exec_params(s->aux, "INSERT INTO revision_files VALUES"
                               " ($1, $2, $3)", 3, fv);
-      if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = res_err(&err, s->where, r, s->aux, "storing a revision file");
-      PQclear(r);
+      rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                    "storing a revision file");
     }
   }
   if (rc == 0)
@@ -1263,9 +1264,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
     v[9] = error; v[10] = hex;
     r = exec_params(s->aux, "INSERT INTO activations VALUES ($1, $2, $3, $4,"
                             " $5, $6, $7, $8, $9, $10, $11)", 11, v);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "recording an activation");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "recording an activation");
   }
   if (rc == 0) {
     const char *v[3] = {h->node, idt, hex};
@@ -1273,9 +1273,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
                             " ON CONFLICT (node_id) DO UPDATE SET"
                             " last_id = excluded.last_id,"
                             " hash = excluded.hash", 3, v);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "moving the activations' head");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "moving the activations' head");
   }
   if (rc == 0 && !imported) {
     /* the node's status row says what it runs, or what last failed (each
@@ -1297,9 +1296,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
                          " ON CONFLICT (node_id) DO UPDATE SET"
                          " last_error = $2, heartbeat_ms = $3",
                          3, bad);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "updating the node's status");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "updating the node's status");
   }
   if (rc == 0 && !imported && ok && strncmp(trigger, "startup", 7) != 0 &&
       strcmp(trigger, VD_HISTORY_FLEET_TRIGGER) != 0) {
@@ -1309,9 +1307,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
     r = exec_params(s->aux, "INSERT INTO fleet_desired VALUES (1, $1, $2, $3)"
                             " ON CONFLICT (id) DO UPDATE SET revision = $1,"
                             " set_by = $2, set_ms = $3", 3, v);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "setting the fleet's revision");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "setting the fleet's revision");
     if (rc == 0)
       rc = exec_ok(s->aux, "NOTIFY verdict_revision", s->where,
                    "telling the fleet", &err);
@@ -1395,10 +1392,8 @@ static int pg_idem_sweep(vd_history_t *h, int64_t before_ms, vd_buf_t *err) {
                   " AND key IN (SELECT key FROM idempotency"
                   " WHERE node_id = $1 AND received_ms < $2::bigint"
                   " LIMIT 5000)", 2, v);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "deleting expired idempotency "
-                 "keys");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "deleting expired idempotency keys");
   return rc;
 }
 
@@ -1650,6 +1645,21 @@ static int add_filter(vd_buf_t *sql, const vd_history_filter_t *f,
   return k;
 }
 
+/* A reader of decisions (a rows cursor, a finder): *C connected to DB as
+ * APP with the schema checked, and SQL begun "SELECT <node_id, node_seq,
+ * the columns, hash> FROM decisions WHERE ", for the caller to end. */
+static int decisions_reader(PGconn **c, const char *db, const char *app,
+                            char *where, size_t wn, vd_buf_t *sql,
+                            vd_buf_t *err) {
+  int rc = open_ro(c, db, app, where, wn, err);
+  if (rc == 0) {
+    vd_buf_adds(sql, "SELECT ");
+    add_columns(sql);
+    vd_buf_adds(sql, " FROM decisions WHERE ");
+  }
+  return rc;
+}
+
 void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r) {
   if (!r)
     return;
@@ -1675,15 +1685,13 @@ int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
   *out = NULL;
   if (!r)
     return VD_ENOMEM;
-  rc = open_ro(&r->conn, db, "verdict history", r->where, sizeof r->where,
-               err);
+  rc = decisions_reader(&r->conn, db, "verdict history", r->where,
+                        sizeof r->where, &sql, err);
   if (rc) {
     vd_hist_pg_rows_close(r);
     return rc;
   }
-  vd_buf_adds(&sql, "SELECT ");
-  add_columns(&sql);
-  vd_buf_adds(&sql, " FROM decisions WHERE true");
+  vd_buf_adds(&sql, "true");
   k = add_filter(&sql, filter, num, v);
   vd_buf_adds(&sql, filter->newest_first
                         ? " ORDER BY received_ms DESC, node_seq DESC,"
@@ -1725,10 +1733,19 @@ static void bin_value(PGresult *res, int col, char *scratch,
   }
 }
 
+/* A result row of decisions_reader()'s columns (node_id, node_seq, the
+ * columns, hash) as the public row: seq (the node's), the columns, hash;
+ * integers' text in NUM. */
+static void row_values(PGresult *res, vd_history_value_t *row,
+                       char num[][24]) {
+  int i;
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    bin_value(res, i + 1, num[i], &row[i]);
+}
+
 int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
                          const vd_history_value_t **row) {
   ExecStatusType s;
-  int i;
   *row = NULL;
   PQclear(r->res);
   r->res = NULL;
@@ -1750,10 +1767,7 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
     r->done = 1;
     return VD_EIO;
   }
-  /* result columns: node_id, node_seq, the columns, hash; the public row
-   * is seq (the node's), the columns, hash */
-  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
-    bin_value(r->res, i + 1, r->num[i], &r->row[i]);
+  row_values(r->res, r->row, r->num);
   snprintf(r->node, sizeof r->node, "%.*s", PQgetlength(r->res, 0, 0),
            PQgetvalue(r->res, 0, 0));
   *row = r->row;
@@ -1778,15 +1792,13 @@ int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
   *out = NULL;
   if (!f)
     return VD_ENOMEM;
-  rc = open_ro(&f->conn, db, "verdictd lookup", f->where, sizeof f->where,
-               err);
+  rc = decisions_reader(&f->conn, db, "verdictd lookup", f->where,
+                        sizeof f->where, &sql, err);
   if (rc) {
     vd_hist_pg_finder_close(f);
     return rc;
   }
-  vd_buf_adds(&sql, "SELECT ");
-  add_columns(&sql);
-  vd_buf_adds(&sql, " FROM decisions WHERE decision_id = $1"
+  vd_buf_adds(&sql, "decision_id = $1"
                     " ORDER BY received_ms, node_id, node_seq LIMIT 1");
   f->sql = vd_buf_detach(&sql, NULL);
   if (!f->sql) {
@@ -1800,7 +1812,7 @@ int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
 int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
                     const vd_history_value_t **row, vd_buf_t *err) {
   const char *v[1] = {decision_id};
-  int lens[1] = {(int)strlen(decision_id)}, fmts[1] = {1}, i;
+  int lens[1] = {(int)strlen(decision_id)}, fmts[1] = {1};
   *row = NULL;
   PQclear(f->res);
   f->res = NULL;
@@ -1817,8 +1829,7 @@ int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
   }
   if (PQntuples(f->res) == 0)
     return 0;
-  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
-    bin_value(f->res, i + 1, f->num[i], &f->row[i]);
+  row_values(f->res, f->row, f->num);
   *row = f->row;
   return 1;
 }
@@ -3129,9 +3140,8 @@ int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
                            " started_ms, verdict) VALUES ($1, $2, $2, $3)"
                            " ON CONFLICT (node_id) DO UPDATE"
                            " SET heartbeat_ms = $2, verdict = $3", 3, v);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(&err, w->where, r, w->conn, "writing the heartbeat");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, &err, w->where, w->conn,
+                "writing the heartbeat");
   if (rc == 0) {
     r = pq_exec(w->conn, "SELECT revision FROM fleet_desired WHERE id = 1");
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
