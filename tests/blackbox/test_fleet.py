@@ -503,6 +503,7 @@ class Fleet(unittest.TestCase):
         self.assertEqual(rc, 0, (rep, err))
         self.assertIn("13 records (4 with personal data erased)",
                       rep["message"])
+        self.assertEqual((rep["records"], rep["erased"]), (13, 4))
         # erasing again: nothing on a and b, c's left as they are
         rc, out, err = run_cli("history", "erase", "--customer", "U-ERASE",
                                "--db", db, "--format", "json")
