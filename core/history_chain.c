@@ -564,7 +564,7 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     return vd_hist_db_err(err, path, db, src, "reading the chain head");
   if (head_seq < 0) {
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "the chain_head row is missing: the head of the chain was altered");
+        "the chain_head row is missing: the head of the chain was altered");
     return VD_EINVALID;
   }
   rc = vd_hist_read_format(db, path, &v2_from, &rep->v2_ms, err);
@@ -572,8 +572,8 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     return rc;
   if (v2_from < 1) {
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "the chain_format row is missing: where schema 5's record "
-           "format begins was altered");
+        "the chain_format row is missing: where schema 5's record "
+        "format begins was altered");
     return VD_EINVALID;
   }
   rep->v2_from = v2_from;
@@ -587,9 +587,9 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
   if (anchor_seq && anchor_seq <= rep->archived_to &&
       !(anchor_seq == rep->archived_to && expect > anchor_seq)) {
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
-           "anchor %" PRId64 " is in the records 1..%" PRId64 " archived out "
-           "of this database: verify it against the archive (verdict history "
-           "verify --db ARCHIVE --anchor ...)", anchor_seq, rep->archived_to);
+        "anchor %" PRId64 " is in the records 1..%" PRId64 " archived out "
+        "of this database: verify it against the archive (verdict history "
+        "verify --db ARCHIVE --anchor ...)", anchor_seq, rep->archived_to);
     return VD_EINVALID;
   }
   if (anchor_seq && anchor_seq == rep->archived_to && expect > anchor_seq) {
@@ -597,8 +597,8 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     vd_hist_to_hex(prev, 32, edge);
     if (strcmp(edge, anchor_hash) != 0) {
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, anchor_seq, NULL,
-             "anchor %" PRId64 ": its hash was %.16s..., the archive's edge "
-             "here says %.16s...", anchor_seq, anchor_hash, edge);
+          "anchor %" PRId64 ": its hash was %.16s..., the archive's edge "
+          "here says %.16s...", anchor_seq, anchor_hash, edge);
       return VD_EINVALID;
     }
   }
@@ -616,17 +616,17 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     int i;
     if (seq > head_seq || seq < expect) {
       vd_hist_verify_report(rep, VD_VERIFY_INSERTED, seq, id,
-             "row seq %" PRId64 " (decision %s) was inserted: it is outside "
-             "the chain, which ends at seq %" PRId64,
-             seq, id ? id : "NULL", head_seq);
+          "row seq %" PRId64 " (decision %s) was inserted: it is outside "
+          "the chain, which ends at seq %" PRId64,
+          seq, id ? id : "NULL", head_seq);
       rc = VD_EINVALID;
       break;
     }
     if (seq > expect) {
       vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, id,
-             "rows seq %" PRId64 "..%" PRId64 " were deleted: the chain "
-             "jumps to seq %" PRId64 " (decision %s)",
-             expect, seq - 1, seq, id ? id : "NULL");
+          "rows seq %" PRId64 "..%" PRId64 " were deleted: the chain "
+          "jumps to seq %" PRId64 " (decision %s)",
+          expect, seq - 1, seq, id ? id : "NULL");
       rc = VD_EINVALID;
       break;
     }
@@ -645,17 +645,17 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
           (size_t)sqlite3_column_bytes(st, NCOLS + 3), digest);
       if (check == VD_HIST_PERSONAL_DIFFERS) {
         vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-               "row seq %" PRId64 " (decision %s) was changed: its personal "
-               "part hashes to %.16s..., its personal_digest says %.16s...",
-               seq, id ? id : "NULL", digest, kept);
+            "row seq %" PRId64 " (decision %s) was changed: its personal "
+            "part hashes to %.16s..., its personal_digest says %.16s...",
+            seq, id ? id : "NULL", digest, kept);
         rc = VD_EINVALID;
         break;
       } else if (check == VD_HIST_PERSONAL_ERASED) {
         rep->erased++;
       } else if (check != VD_HIST_PERSONAL_SALTED) {
         vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-               "row seq %" PRId64 " (decision %s) was changed: it has %s",
-               seq, id ? id : "NULL", vd_hist_personal_problem(check));
+            "row seq %" PRId64 " (decision %s) was changed: it has %s",
+            seq, id ? id : "NULL", vd_hist_personal_problem(check));
         rc = VD_EINVALID;
         break;
       }
@@ -664,17 +664,17 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     vd_hist_to_hex(cur, sizeof cur, hex);
     if (!hash || strcmp(hex, hash) != 0) {
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-             "row seq %" PRId64 " (decision %s) was changed: its contents "
-             "hash to %.16s..., the chain recorded %.16s...",
-             seq, id ? id : "NULL", hex, hash ? hash : "NULL");
+          "row seq %" PRId64 " (decision %s) was changed: its contents "
+          "hash to %.16s..., the chain recorded %.16s...",
+          seq, id ? id : "NULL", hex, hash ? hash : "NULL");
       rc = VD_EINVALID;
       break;
     }
     if (seq == anchor_seq && strcmp(hex, anchor_hash) != 0) {
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-             "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
-             "the chain was rewritten at or before that record",
-             seq, anchor_hash, hex);
+          "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
+          "the chain was rewritten at or before that record",
+          seq, anchor_hash, hex);
       rc = VD_EINVALID;
       break;
     }
@@ -690,9 +690,9 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     return vd_hist_db_err(err, path, db, src, "reading decisions");
   if (expect - 1 < head_seq) {
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, NULL,
-           "rows seq %" PRId64 "..%" PRId64 " at the end were deleted: the "
-           "chain ends at seq %" PRId64,
-           expect, head_seq, head_seq);
+        "rows seq %" PRId64 "..%" PRId64 " at the end were deleted: the "
+        "chain ends at seq %" PRId64,
+        expect, head_seq, head_seq);
     return VD_EINVALID;
   }
   if (expect == first) {
@@ -701,9 +701,9 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
   }
   if (strcmp(head_hash, rep->head) != 0) {
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
-           "chain_head was changed: it names hash %.16s... for seq %" PRId64
-           ", the row has %.16s...",
-           head_hash, head_seq, head_seq ? rep->head : VD_HIST_ZERO_HASH);
+        "chain_head was changed: it names hash %.16s... for seq %" PRId64
+        ", the row has %.16s...",
+        head_hash, head_seq, head_seq ? rep->head : VD_HIST_ZERO_HASH);
     return VD_EINVALID;
   }
   {
@@ -722,18 +722,18 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
       return vd_hist_db_err(err, path, db, src, "reading erasures");
     if (recorded != rep->erased) {
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-             "%" PRId64 " records have their personal data erased, the "
-             "erasures table accounts for %" PRId64 ": personal data was "
-             "removed, or an erasure's record altered, outside verdict "
-             "history erase", rep->erased, recorded);
+          "%" PRId64 " records have their personal data erased, the "
+          "erasures table accounts for %" PRId64 ": personal data was "
+          "removed, or an erasure's record altered, outside verdict "
+          "history erase", rep->erased, recorded);
       return VD_EINVALID;
     }
   }
   if (anchor_seq > head_seq) {
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
-           "anchor %" PRId64 ": the chain now ends at record %" PRId64
-           ", so records were cut from its tail (and chain_head moved back)",
-           anchor_seq, head_seq);
+        "anchor %" PRId64 ": the chain now ends at record %" PRId64
+        ", so records were cut from its tail (and chain_head moved back)",
+        anchor_seq, head_seq);
     return VD_EINVALID;
   }
   return 0;
@@ -780,8 +780,8 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
                           "reading the activations' chain head");
   if (last_id < 0) {
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "the activation_head row is missing: the head of the "
-           "activations' chain was altered");
+        "the activation_head row is missing: the head of the "
+        "activations' chain was altered");
     return VD_EINVALID;
   }
   rep->sealed = sealed;
@@ -801,8 +801,8 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
     if (id > last_id || id < 1) {
       rep->activation = id;
       vd_hist_verify_report(rep, VD_VERIFY_INSERTED, 0, NULL,
-             "%s was inserted: it is outside the activations' chain, which "
-             "ends at activation %" PRId64, name, last_id);
+          "%s was inserted: it is outside the activations' chain, which "
+          "ends at activation %" PRId64, name, last_id);
       rc = VD_EINVALID;
       break;
     }
@@ -816,25 +816,25 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
     if (id > prev_id + 1 && (id - 1 > sealed || !same)) {
       rep->activation = prev_id + 1;
       vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
-             "activations %" PRId64 "..%" PRId64 " were deleted: the "
-             "activations' chain jumps to %s", prev_id + 1, id - 1, name);
+          "activations %" PRId64 "..%" PRId64 " were deleted: the "
+          "activations' chain jumps to %s", prev_id + 1, id - 1, name);
       rc = VD_EINVALID;
       break;
     }
     if (!same) {
       rep->activation = id;
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-             "%s was changed: its contents hash to %.16s..., the chain "
-             "recorded %.16s...", name, hex, hash ? hash : "NULL");
+          "%s was changed: its contents hash to %.16s..., the chain "
+          "recorded %.16s...", name, hex, hash ? hash : "NULL");
       rc = VD_EINVALID;
       break;
     }
     if (id == anchor_id && strcmp(hex, anchor_hash) != 0) {
       rep->activation = id;
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-             "anchor activation %" PRId64 ": its hash was %.16s..., it is "
-             "now %.16s...: the activations' chain was rewritten at or "
-             "before it", id, anchor_hash, hex);
+          "anchor activation %" PRId64 ": its hash was %.16s..., it is "
+          "now %.16s...: the activations' chain was rewritten at or "
+          "before it", id, anchor_hash, hex);
       rc = VD_EINVALID;
       break;
     }
@@ -852,25 +852,25 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
   if (prev_id < last_id) {
     rep->activation = prev_id + 1;
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
-           "activations %" PRId64 "..%" PRId64 " at the end were deleted: "
-           "the activations' chain ends at activation %" PRId64,
-           prev_id + 1, last_id, last_id);
+        "activations %" PRId64 "..%" PRId64 " at the end were deleted: "
+        "the activations' chain ends at activation %" PRId64,
+        prev_id + 1, last_id, last_id);
     return VD_EINVALID;
   }
   if (strcmp(head_hash, last_id ? rep->act_head : VD_HIST_ZERO_HASH) != 0) {
     rep->activation = last_id;
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "activation_head was changed: it names hash %.16s... for "
-           "activation %" PRId64 ", the row has %.16s...",
-           head_hash, last_id, last_id ? rep->act_head : VD_HIST_ZERO_HASH);
+        "activation_head was changed: it names hash %.16s... for "
+        "activation %" PRId64 ", the row has %.16s...",
+        head_hash, last_id, last_id ? rep->act_head : VD_HIST_ZERO_HASH);
     return VD_EINVALID;
   }
   if (anchor_id > last_id) {
     rep->activation = anchor_id;
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
-           "anchor activation %" PRId64 ": the activations' chain now ends "
-           "at activation %" PRId64 ", so activations were cut from its "
-           "tail (and activation_head moved back)", anchor_id, last_id);
+        "anchor activation %" PRId64 ": the activations' chain now ends "
+        "at activation %" PRId64 ", so activations were cut from its "
+        "tail (and activation_head moved back)", anchor_id, last_id);
     return VD_EINVALID;
   }
   return 0;
@@ -891,11 +891,12 @@ static int verify_revisions(sqlite3 *db, const char *path,
       -1, &st, NULL);
   if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
     const char *id = (const char *)sqlite3_column_text(st, 1);
-    vd_hist_verify_report(rep, VD_VERIFY_REVISION, sqlite3_column_int64(st, 0), id,
-           "decision %s (seq %lld) names revision %s, which is not in the "
-           "database (removed, or never stored)",
-           id ? id : "NULL", (long long)sqlite3_column_int64(st, 0),
-           (const char *)sqlite3_column_text(st, 2));
+    vd_hist_verify_report(rep, VD_VERIFY_REVISION,
+        sqlite3_column_int64(st, 0), id,
+        "decision %s (seq %lld) names revision %s, which is not in the "
+        "database (removed, or never stored)",
+        id ? id : "NULL", (long long)sqlite3_column_int64(st, 0),
+        (const char *)sqlite3_column_text(st, 2));
     rc = VD_EINVALID;
   } else if (src != SQLITE_DONE) {
     rc = vd_hist_db_err(err, path, db, src, "checking revisions");

@@ -21,6 +21,10 @@
  *   - a record stored before schema 5 (seq < v2_from) is never touched:
  *     its hash commits to its raw bytes, so it is counted and left.
  *
+ * A PostgreSQL history is erased by history_pg.c (vd_hist_pg_erase(),
+ * every node's records in one transaction) through the same per-record
+ * step, vd_hist_erase_record().
+ *
  * Threads: the caller's.
  */
 #include <inttypes.h>

@@ -13,8 +13,12 @@
  * Invariants:
  *   - each node writes its own chain: decisions (node_id, node_seq) with
  *     node_seq 1, 2, 3 ... and hash(n) = SHA-256(hash(n - 1) || canonical
- *     bytes with the node, vd_hist_node_hash()), node_heads holding the
- *     node's last (seq, hash), moved in the batch's transaction;
+ *     bytes with the node), node_heads holding the node's last (seq,
+ *     hash), moved in the batch's transaction; from the node's
+ *     node_formats.v2_from on (schema 5) the bytes are "vn2", the
+ *     personal columns through a salted digest (vd_hist_node_hash_v2(),
+ *     so vd_hist_pg_erase() can erase them), before it "vn1"
+ *     (vd_hist_node_hash());
  *   - one writer per node: a session advisory lock on the node's name,
  *     held by the writer connection (taken again when it reconnects);
  *   - a batch is acknowledged (status 0) only after its COMMIT returned;
@@ -2315,15 +2319,15 @@ static int verify_node(PGconn *c, const char *where,
     }
     if (seq > head_seq || seq < expect) {
       vd_hist_verify_report(rep, VD_VERIFY_INSERTED, seq, id,
-              "node %s: row node_seq %" PRId64 " (decision %s) was inserted: "
-              "it is outside the node's chain, which ends at %" PRId64,
-              head->node, seq, *id ? id : "NULL", head_seq);
+          "node %s: row node_seq %" PRId64 " (decision %s) was inserted: "
+          "it is outside the node's chain, which ends at %" PRId64,
+          head->node, seq, *id ? id : "NULL", head_seq);
       rc = VD_EINVALID;
     } else if (seq > expect) {
       vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, id,
-              "node %s: rows node_seq %" PRId64 "..%" PRId64 " were deleted: "
-              "the chain jumps to %" PRId64 " (decision %s)",
-              head->node, expect, seq - 1, seq, *id ? id : "NULL");
+          "node %s: rows node_seq %" PRId64 "..%" PRId64 " were deleted: "
+          "the chain jumps to %" PRId64 " (decision %s)",
+          head->node, expect, seq - 1, seq, *id ? id : "NULL");
       rc = VD_EINVALID;
     } else {
       vd_history_value_t val;
@@ -2338,41 +2342,43 @@ static int verify_node(PGconn *c, const char *where,
         vd_hist_node_hash(prev, 0, head->node, seq, f, NCOLS, cur);
       } else {
         /* the personal part from its salt, or as an erasure kept it */
+        const char *salt = PQgetisnull(r, 0, NCOLS + 3)
+                               ? NULL : PQgetvalue(r, 0, NCOLS + 3);
+        const char *kept = PQgetisnull(r, 0, NCOLS + 4)
+                               ? NULL : PQgetvalue(r, 0, NCOLS + 4);
         check = vd_hist_personal_check(
-            f, PQgetisnull(r, 0, NCOLS + 3) ? NULL : PQgetvalue(r, 0, NCOLS + 3),
-            (size_t)PQgetlength(r, 0, NCOLS + 3),
-            PQgetisnull(r, 0, NCOLS + 4) ? NULL : PQgetvalue(r, 0, NCOLS + 4),
+            f, salt, (size_t)PQgetlength(r, 0, NCOLS + 3), kept,
             (size_t)PQgetlength(r, 0, NCOLS + 4), digest);
         vd_hist_node_hash_v2(prev, head->node, seq, f, digest, cur);
       }
       vd_hist_to_hex(cur, sizeof cur, hex);
       if (check == VD_HIST_PERSONAL_DIFFERS) {
         vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-                "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
-                "its personal part hashes to %.16s..., its personal_digest "
-                "says %.16s...", head->node, seq, *id ? id : "NULL", digest,
-                PQgetvalue(r, 0, NCOLS + 4));
+            "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
+            "its personal part hashes to %.16s..., its personal_digest "
+            "says %.16s...", head->node, seq, *id ? id : "NULL", digest,
+            PQgetvalue(r, 0, NCOLS + 4));
         rc = VD_EINVALID;
       } else if (check != VD_HIST_PERSONAL_SALTED &&
                  check != VD_HIST_PERSONAL_ERASED) {
         vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-                "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
-                "it has %s", head->node, seq, *id ? id : "NULL",
-                vd_hist_personal_problem(check));
+            "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
+            "it has %s", head->node, seq, *id ? id : "NULL",
+            vd_hist_personal_problem(check));
         rc = VD_EINVALID;
       } else if (PQgetlength(r, 0, NCOLS + 2) != 64 ||
           memcmp(hex, PQgetvalue(r, 0, NCOLS + 2), 64) != 0) {
         vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-                "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
-                "its contents hash to %.16s..., the chain recorded %.16s...",
-                head->node, seq, *id ? id : "NULL", hex,
-                PQgetvalue(r, 0, NCOLS + 2));
+            "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
+            "its contents hash to %.16s..., the chain recorded %.16s...",
+            head->node, seq, *id ? id : "NULL", hex,
+            PQgetvalue(r, 0, NCOLS + 2));
         rc = VD_EINVALID;
       } else if (a && seq == a->seq && strcmp(hex, a->hash) != 0) {
         vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
-                "anchor %s:%" PRId64 ": its hash was %.16s..., it is now "
-                "%.16s...: the node's chain was rewritten at or before it",
-                head->node, seq, a->hash, hex);
+            "anchor %s:%" PRId64 ": its hash was %.16s..., it is now "
+            "%.16s...: the node's chain was rewritten at or before it",
+            head->node, seq, a->hash, hex);
         rc = VD_EINVALID;
       } else {
         memcpy(prev, cur, sizeof prev);
@@ -2398,23 +2404,23 @@ static int verify_node(PGconn *c, const char *where,
   }
   if (expect - 1 < head_seq) {
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, NULL,
-            "node %s: rows node_seq %" PRId64 "..%" PRId64 " at the end were "
-            "deleted: the chain ends at %" PRId64,
-            head->node, expect, head_seq, head_seq);
+        "node %s: rows node_seq %" PRId64 "..%" PRId64 " at the end were "
+        "deleted: the chain ends at %" PRId64,
+        head->node, expect, head_seq, head_seq);
     return VD_EINVALID;
   }
   if (strcmp(head_hash, last) != 0) {
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
-            "node %s: node_heads was changed: it names hash %.16s... for "
-            "%" PRId64 ", the row has %.16s...",
-            head->node, head_hash, head_seq, last);
+        "node %s: node_heads was changed: it names hash %.16s... for "
+        "%" PRId64 ", the row has %.16s...",
+        head->node, head_hash, head_seq, last);
     return VD_EINVALID;
   }
   if (a && a->seq > head_seq) {
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, a->seq, NULL,
-            "anchor %s:%" PRId64 ": the node's chain now ends at %" PRId64
-            ", so records were cut from its tail (and node_heads moved back)",
-            head->node, a->seq, head_seq);
+        "anchor %s:%" PRId64 ": the node's chain now ends at %" PRId64
+        ", so records were cut from its tail (and node_heads moved back)",
+        head->node, a->seq, head_seq);
     return VD_EINVALID;
   }
   return 0;
@@ -2461,16 +2467,16 @@ static int verify_node_activations(PGconn *c, const char *where,
     if (id > last_id || id < expect) {
       rep->activation = id;
       vd_hist_verify_report(rep, VD_VERIFY_INSERTED, 0, NULL,
-              "node %s: activation %" PRId64 " was inserted: the node's "
-              "activations end at %" PRId64, head->node, id, last_id);
+          "node %s: activation %" PRId64 " was inserted: the node's "
+          "activations end at %" PRId64, head->node, id, last_id);
       rc = VD_EINVALID;
       break;
     }
     if (id > expect) {
       rep->activation = expect;
       vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
-              "node %s: activations %" PRId64 "..%" PRId64 " were deleted",
-              head->node, expect, id - 1);
+          "node %s: activations %" PRId64 "..%" PRId64 " were deleted",
+          head->node, expect, id - 1);
       rc = VD_EINVALID;
       break;
     }
@@ -2490,9 +2496,9 @@ static int verify_node_activations(PGconn *c, const char *where,
     if (strcmp(hex, PQgetvalue(r, i, NACOLS + 1)) != 0) {
       rep->activation = id;
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-              "node %s: activation %" PRId64 " was changed: its contents "
-              "hash to %.16s..., the chain recorded %.16s...",
-              head->node, id, hex, PQgetvalue(r, i, NACOLS + 1));
+          "node %s: activation %" PRId64 " was changed: its contents "
+          "hash to %.16s..., the chain recorded %.16s...",
+          head->node, id, hex, PQgetvalue(r, i, NACOLS + 1));
       rc = VD_EINVALID;
       break;
     }
@@ -2508,13 +2514,13 @@ static int verify_node_activations(PGconn *c, const char *where,
   if (head->activations < last_id) {
     rep->activation = head->activations + 1;
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
-            "node %s: activations %" PRId64 "..%" PRId64 " at the end were "
-            "deleted", head->node, head->activations + 1, last_id);
+        "node %s: activations %" PRId64 "..%" PRId64 " at the end were "
+        "deleted", head->node, head->activations + 1, last_id);
     return VD_EINVALID;
   }
   if (strcmp(head_hash, head->act_hash) != 0) {
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-            "node %s: activation_heads was changed", head->node);
+        "node %s: activation_heads was changed", head->node);
     return VD_EINVALID;
   }
   return 0;
@@ -2534,10 +2540,11 @@ static int verify_pg_revisions(PGconn *c, const char *where,
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = res_err(err, where, r, c, "checking revisions");
   } else if (PQntuples(r) == 1) {
-    vd_hist_verify_report(rep, VD_VERIFY_REVISION, strtoll(PQgetvalue(r, 0, 1), NULL, 10),
-            NULL, "node %s: decision %s names revision %s, which is not in "
-            "the database", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-            PQgetvalue(r, 0, 2));
+    vd_hist_verify_report(rep, VD_VERIFY_REVISION,
+        strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+        NULL, "node %s: decision %s names revision %s, which is not in "
+        "the database", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+        PQgetvalue(r, 0, 2));
     rc = VD_EINVALID;
   }
   PQclear(r);
@@ -2577,10 +2584,10 @@ static int verify_pg_erasures(PGconn *c, const char *where, int dropped,
    * have gone with them: then no more erased than recorded */
   if (dropped ? rep->erased > recorded : recorded != rep->erased) {
     vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-            "%" PRId64 " records have their personal data erased, the "
-            "erasures table accounts for %" PRId64 ": personal data was "
-            "removed, or an erasure's record altered, outside verdict "
-            "history erase", rep->erased, recorded);
+        "%" PRId64 " records have their personal data erased, the "
+        "erasures table accounts for %" PRId64 ": personal data was "
+        "removed, or an erasure's record altered, outside verdict "
+        "history erase", rep->erased, recorded);
     return VD_EINVALID;
   }
   return 0;
@@ -2793,8 +2800,8 @@ int vd_history_verify_fleet(const char *db,
   for (i = 0; rc == 0 && i < n; i++)
     if (h[i].seq < 0) {
       vd_hist_verify_report(rep, VD_VERIFY_INSERTED, 0, NULL,
-              "decisions of node '%s' were inserted: no such node has a "
-              "chain (node_heads)", h[i].node);
+          "decisions of node '%s' were inserted: no such node has a "
+          "chain (node_heads)", h[i].node);
       rc = VD_EINVALID;
     }
   for (k = 0; rc == 0 && k < nanchors; k++) {
@@ -2802,8 +2809,8 @@ int vd_history_verify_fleet(const char *db,
       ;
     if (i == n) {
       vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchors[k].seq, NULL,
-              "anchor %s:%" PRId64 ": node %s has no chain in this database "
-              "any more", anchors[k].node, anchors[k].seq, anchors[k].node);
+          "anchor %s:%" PRId64 ": node %s has no chain in this database "
+          "any more", anchors[k].node, anchors[k].seq, anchors[k].node);
       rc = VD_EINVALID;
     }
   }
