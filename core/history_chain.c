@@ -295,6 +295,21 @@ void vd_hist_node_hash(const uint8_t prev[32], int activation,
   chain_hash(prev, activation ? "vm1" : "vn1", pos, g, n + 1, out);
 }
 
+/* A node's record in the personal-digest form ("vn2"): as "vn1", but
+ * with the personal columns replaced by DIGEST, last, as "vd2" does. */
+void vd_hist_node_hash_v2(const uint8_t prev[32], const char *node,
+                          int64_t seq, const vd_hist_field_t f[NCOLS],
+                          const char digest[64], uint8_t out[32]) {
+  vd_hist_field_t g[NCOLS + 2];
+  int i, n = 0;
+  g[n++] = str_field(node);
+  for (i = 0; i < NCOLS; i++)
+    if (!VD_HIST_PERSONAL_COL(i))
+      g[n++] = f[i];
+  g[n++] = (vd_hist_field_t){digest, 64, 0, 0};
+  chain_hash(prev, "vn2", seq, g, n, out);
+}
+
 void vd_hist_to_hex(const uint8_t *d, size_t n, char *out) {
   static const char hex[] = "0123456789abcdef";
   size_t i;
@@ -484,13 +499,9 @@ int vd_hist_seal_activations(sqlite3 *db, const char *path, int64_t now_ms,
  * Verification
  * ====================================================================== */
 
-static void report(vd_verify_report_t *rep, vd_verify_problem_t problem,
-                   int64_t seq, const char *decision_id, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void report(vd_verify_report_t *rep, vd_verify_problem_t problem,
-                   int64_t seq, const char *decision_id, const char *fmt,
-                   ...) {
+void vd_hist_verify_report(vd_verify_report_t *rep,
+                           vd_verify_problem_t problem, int64_t seq,
+                           const char *decision_id, const char *fmt, ...) {
   va_list ap;
   rep->problem = problem;
   rep->seq = seq;
@@ -499,6 +510,31 @@ static void report(vd_verify_report_t *rep, vd_verify_problem_t problem,
   va_start(ap, fmt);
   vsnprintf(rep->message, sizeof rep->message, fmt, ap);
   va_end(ap);
+}
+
+int vd_hist_personal_check(const vd_hist_field_t f[NCOLS], const char *salt,
+                           size_t nsalt, const char *kept, size_t nkept,
+                           char digest[65]) {
+  if (salt && nsalt == VD_HIST_SALT_HEX) {
+    uint8_t d[32];
+    vd_hist_personal_digest(salt, f, d);
+    vd_hist_to_hex(d, sizeof d, digest);
+    return kept && (nkept != 64 || memcmp(kept, digest, 64) != 0)
+               ? VD_HIST_PERSONAL_DIFFERS : VD_HIST_PERSONAL_SALTED;
+  }
+  if (!salt && kept && nkept == 64) {
+    memcpy(digest, kept, 64);
+    digest[64] = '\0';
+    return VD_HIST_PERSONAL_ERASED;
+  }
+  digest[0] = '\0';
+  return salt ? VD_HIST_PERSONAL_BAD_SALT : VD_HIST_PERSONAL_NEITHER;
+}
+
+const char *vd_hist_personal_problem(int check) {
+  return check == VD_HIST_PERSONAL_BAD_SALT
+             ? "a personal_salt that is not 32 hex digits"
+             : "neither a personal_salt nor a personal_digest";
 }
 
 /* Walk decisions in seq order inside the caller's read transaction.
@@ -527,17 +563,17 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
   if (src != SQLITE_DONE)
     return vd_hist_db_err(err, path, db, src, "reading the chain head");
   if (head_seq < 0) {
-    report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "the chain_head row is missing: the head of the chain was altered");
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+        "the chain_head row is missing: the head of the chain was altered");
     return VD_EINVALID;
   }
   rc = vd_hist_read_format(db, path, &v2_from, &rep->v2_ms, err);
   if (rc)
     return rc;
   if (v2_from < 1) {
-    report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "the chain_format row is missing: where schema 5's record "
-           "format begins was altered");
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+        "the chain_format row is missing: where schema 5's record "
+        "format begins was altered");
     return VD_EINVALID;
   }
   rep->v2_from = v2_from;
@@ -550,19 +586,19 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     rep->archive_first = expect;
   if (anchor_seq && anchor_seq <= rep->archived_to &&
       !(anchor_seq == rep->archived_to && expect > anchor_seq)) {
-    report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
-           "anchor %" PRId64 " is in the records 1..%" PRId64 " archived out "
-           "of this database: verify it against the archive (verdict history "
-           "verify --db ARCHIVE --anchor ...)", anchor_seq, rep->archived_to);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
+        "anchor %" PRId64 " is in the records 1..%" PRId64 " archived out "
+        "of this database: verify it against the archive (verdict history "
+        "verify --db ARCHIVE --anchor ...)", anchor_seq, rep->archived_to);
     return VD_EINVALID;
   }
   if (anchor_seq && anchor_seq == rep->archived_to && expect > anchor_seq) {
     char edge[65];
     vd_hist_to_hex(prev, 32, edge);
     if (strcmp(edge, anchor_hash) != 0) {
-      report(rep, VD_VERIFY_CHANGED, anchor_seq, NULL,
-             "anchor %" PRId64 ": its hash was %.16s..., the archive's edge "
-             "here says %.16s...", anchor_seq, anchor_hash, edge);
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, anchor_seq, NULL,
+          "anchor %" PRId64 ": its hash was %.16s..., the archive's edge "
+          "here says %.16s...", anchor_seq, anchor_hash, edge);
       return VD_EINVALID;
     }
   }
@@ -579,18 +615,18 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     char hex[65];
     int i;
     if (seq > head_seq || seq < expect) {
-      report(rep, VD_VERIFY_INSERTED, seq, id,
-             "row seq %" PRId64 " (decision %s) was inserted: it is outside "
-             "the chain, which ends at seq %" PRId64,
-             seq, id ? id : "NULL", head_seq);
+      vd_hist_verify_report(rep, VD_VERIFY_INSERTED, seq, id,
+          "row seq %" PRId64 " (decision %s) was inserted: it is outside "
+          "the chain, which ends at seq %" PRId64,
+          seq, id ? id : "NULL", head_seq);
       rc = VD_EINVALID;
       break;
     }
     if (seq > expect) {
-      report(rep, VD_VERIFY_DELETED, expect, id,
-             "rows seq %" PRId64 "..%" PRId64 " were deleted: the chain "
-             "jumps to seq %" PRId64 " (decision %s)",
-             expect, seq - 1, seq, id ? id : "NULL");
+      vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, id,
+          "rows seq %" PRId64 "..%" PRId64 " were deleted: the chain "
+          "jumps to seq %" PRId64 " (decision %s)",
+          expect, seq - 1, seq, id ? id : "NULL");
       rc = VD_EINVALID;
       break;
     }
@@ -601,30 +637,25 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     } else {
       /* the personal part from its salt, or, once erased, as the
        * erasure kept it */
-      const char *salt = (const char *)sqlite3_column_text(st, NCOLS + 2);
       const char *kept = (const char *)sqlite3_column_text(st, NCOLS + 3);
       char digest[65];
-      if (salt && sqlite3_column_bytes(st, NCOLS + 2) == VD_HIST_SALT_HEX) {
-        uint8_t d[32];
-        vd_hist_personal_digest(salt, f, d);
-        vd_hist_to_hex(d, sizeof d, digest);
-        if (kept && strcmp(kept, digest) != 0) {
-          report(rep, VD_VERIFY_CHANGED, seq, id,
-                 "row seq %" PRId64 " (decision %s) was changed: its personal "
-                 "part hashes to %.16s..., its personal_digest says %.16s...",
-                 seq, id ? id : "NULL", digest, kept);
-          rc = VD_EINVALID;
-          break;
-        }
-      } else if (!salt && kept && sqlite3_column_bytes(st, NCOLS + 3) == 64) {
-        memcpy(digest, kept, sizeof digest);
+      int check = vd_hist_personal_check(
+          f, (const char *)sqlite3_column_text(st, NCOLS + 2),
+          (size_t)sqlite3_column_bytes(st, NCOLS + 2), kept,
+          (size_t)sqlite3_column_bytes(st, NCOLS + 3), digest);
+      if (check == VD_HIST_PERSONAL_DIFFERS) {
+        vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+            "row seq %" PRId64 " (decision %s) was changed: its personal "
+            "part hashes to %.16s..., its personal_digest says %.16s...",
+            seq, id ? id : "NULL", digest, kept);
+        rc = VD_EINVALID;
+        break;
+      } else if (check == VD_HIST_PERSONAL_ERASED) {
         rep->erased++;
-      } else {
-        report(rep, VD_VERIFY_CHANGED, seq, id,
-               "row seq %" PRId64 " (decision %s) was changed: it has %s",
-               seq, id ? id : "NULL",
-               salt ? "a personal_salt that is not 32 hex digits"
-                    : "neither a personal_salt nor a personal_digest");
+      } else if (check != VD_HIST_PERSONAL_SALTED) {
+        vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+            "row seq %" PRId64 " (decision %s) was changed: it has %s",
+            seq, id ? id : "NULL", vd_hist_personal_problem(check));
         rc = VD_EINVALID;
         break;
       }
@@ -632,18 +663,18 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     }
     vd_hist_to_hex(cur, sizeof cur, hex);
     if (!hash || strcmp(hex, hash) != 0) {
-      report(rep, VD_VERIFY_CHANGED, seq, id,
-             "row seq %" PRId64 " (decision %s) was changed: its contents "
-             "hash to %.16s..., the chain recorded %.16s...",
-             seq, id ? id : "NULL", hex, hash ? hash : "NULL");
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+          "row seq %" PRId64 " (decision %s) was changed: its contents "
+          "hash to %.16s..., the chain recorded %.16s...",
+          seq, id ? id : "NULL", hex, hash ? hash : "NULL");
       rc = VD_EINVALID;
       break;
     }
     if (seq == anchor_seq && strcmp(hex, anchor_hash) != 0) {
-      report(rep, VD_VERIFY_CHANGED, seq, id,
-             "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
-             "the chain was rewritten at or before that record",
-             seq, anchor_hash, hex);
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+          "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
+          "the chain was rewritten at or before that record",
+          seq, anchor_hash, hex);
       rc = VD_EINVALID;
       break;
     }
@@ -658,10 +689,10 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
   if (src != SQLITE_DONE)
     return vd_hist_db_err(err, path, db, src, "reading decisions");
   if (expect - 1 < head_seq) {
-    report(rep, VD_VERIFY_DELETED, expect, NULL,
-           "rows seq %" PRId64 "..%" PRId64 " at the end were deleted: the "
-           "chain ends at seq %" PRId64,
-           expect, head_seq, head_seq);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, NULL,
+        "rows seq %" PRId64 "..%" PRId64 " at the end were deleted: the "
+        "chain ends at seq %" PRId64,
+        expect, head_seq, head_seq);
     return VD_EINVALID;
   }
   if (expect == first) {
@@ -669,10 +700,10 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     vd_hist_to_hex(prev, 32, rep->head);
   }
   if (strcmp(head_hash, rep->head) != 0) {
-    report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
-           "chain_head was changed: it names hash %.16s... for seq %" PRId64
-           ", the row has %.16s...",
-           head_hash, head_seq, head_seq ? rep->head : VD_HIST_ZERO_HASH);
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
+        "chain_head was changed: it names hash %.16s... for seq %" PRId64
+        ", the row has %.16s...",
+        head_hash, head_seq, head_seq ? rep->head : VD_HIST_ZERO_HASH);
     return VD_EINVALID;
   }
   {
@@ -690,19 +721,19 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     if (src != SQLITE_DONE)
       return vd_hist_db_err(err, path, db, src, "reading erasures");
     if (recorded != rep->erased) {
-      report(rep, VD_VERIFY_CHANGED, 0, NULL,
-             "%" PRId64 " records have their personal data erased, the "
-             "erasures table accounts for %" PRId64 ": personal data was "
-             "removed, or an erasure's record altered, outside verdict "
-             "history erase", rep->erased, recorded);
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+          "%" PRId64 " records have their personal data erased, the "
+          "erasures table accounts for %" PRId64 ": personal data was "
+          "removed, or an erasure's record altered, outside verdict "
+          "history erase", rep->erased, recorded);
       return VD_EINVALID;
     }
   }
   if (anchor_seq > head_seq) {
-    report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
-           "anchor %" PRId64 ": the chain now ends at record %" PRId64
-           ", so records were cut from its tail (and chain_head moved back)",
-           anchor_seq, head_seq);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
+        "anchor %" PRId64 ": the chain now ends at record %" PRId64
+        ", so records were cut from its tail (and chain_head moved back)",
+        anchor_seq, head_seq);
     return VD_EINVALID;
   }
   return 0;
@@ -748,9 +779,9 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
     return vd_hist_db_err(err, path, db, src,
                           "reading the activations' chain head");
   if (last_id < 0) {
-    report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "the activation_head row is missing: the head of the "
-           "activations' chain was altered");
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+        "the activation_head row is missing: the head of the "
+        "activations' chain was altered");
     return VD_EINVALID;
   }
   rep->sealed = sealed;
@@ -769,9 +800,9 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
     act_name(name, sizeof name, st, id);
     if (id > last_id || id < 1) {
       rep->activation = id;
-      report(rep, VD_VERIFY_INSERTED, 0, NULL,
-             "%s was inserted: it is outside the activations' chain, which "
-             "ends at activation %" PRId64, name, last_id);
+      vd_hist_verify_report(rep, VD_VERIFY_INSERTED, 0, NULL,
+          "%s was inserted: it is outside the activations' chain, which "
+          "ends at activation %" PRId64, name, last_id);
       rc = VD_EINVALID;
       break;
     }
@@ -784,26 +815,26 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
      * is not, unless the row after it no longer follows its predecessor */
     if (id > prev_id + 1 && (id - 1 > sealed || !same)) {
       rep->activation = prev_id + 1;
-      report(rep, VD_VERIFY_DELETED, 0, NULL,
-             "activations %" PRId64 "..%" PRId64 " were deleted: the "
-             "activations' chain jumps to %s", prev_id + 1, id - 1, name);
+      vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
+          "activations %" PRId64 "..%" PRId64 " were deleted: the "
+          "activations' chain jumps to %s", prev_id + 1, id - 1, name);
       rc = VD_EINVALID;
       break;
     }
     if (!same) {
       rep->activation = id;
-      report(rep, VD_VERIFY_CHANGED, 0, NULL,
-             "%s was changed: its contents hash to %.16s..., the chain "
-             "recorded %.16s...", name, hex, hash ? hash : "NULL");
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+          "%s was changed: its contents hash to %.16s..., the chain "
+          "recorded %.16s...", name, hex, hash ? hash : "NULL");
       rc = VD_EINVALID;
       break;
     }
     if (id == anchor_id && strcmp(hex, anchor_hash) != 0) {
       rep->activation = id;
-      report(rep, VD_VERIFY_CHANGED, 0, NULL,
-             "anchor activation %" PRId64 ": its hash was %.16s..., it is "
-             "now %.16s...: the activations' chain was rewritten at or "
-             "before it", id, anchor_hash, hex);
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+          "anchor activation %" PRId64 ": its hash was %.16s..., it is "
+          "now %.16s...: the activations' chain was rewritten at or "
+          "before it", id, anchor_hash, hex);
       rc = VD_EINVALID;
       break;
     }
@@ -820,26 +851,26 @@ static int verify_activations(sqlite3 *db, const char *path, int64_t anchor_id,
     return vd_hist_db_err(err, path, db, src, "reading activations");
   if (prev_id < last_id) {
     rep->activation = prev_id + 1;
-    report(rep, VD_VERIFY_DELETED, 0, NULL,
-           "activations %" PRId64 "..%" PRId64 " at the end were deleted: "
-           "the activations' chain ends at activation %" PRId64,
-           prev_id + 1, last_id, last_id);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
+        "activations %" PRId64 "..%" PRId64 " at the end were deleted: "
+        "the activations' chain ends at activation %" PRId64,
+        prev_id + 1, last_id, last_id);
     return VD_EINVALID;
   }
   if (strcmp(head_hash, last_id ? rep->act_head : VD_HIST_ZERO_HASH) != 0) {
     rep->activation = last_id;
-    report(rep, VD_VERIFY_CHANGED, 0, NULL,
-           "activation_head was changed: it names hash %.16s... for "
-           "activation %" PRId64 ", the row has %.16s...",
-           head_hash, last_id, last_id ? rep->act_head : VD_HIST_ZERO_HASH);
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+        "activation_head was changed: it names hash %.16s... for "
+        "activation %" PRId64 ", the row has %.16s...",
+        head_hash, last_id, last_id ? rep->act_head : VD_HIST_ZERO_HASH);
     return VD_EINVALID;
   }
   if (anchor_id > last_id) {
     rep->activation = anchor_id;
-    report(rep, VD_VERIFY_DELETED, 0, NULL,
-           "anchor activation %" PRId64 ": the activations' chain now ends "
-           "at activation %" PRId64 ", so activations were cut from its "
-           "tail (and activation_head moved back)", anchor_id, last_id);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
+        "anchor activation %" PRId64 ": the activations' chain now ends "
+        "at activation %" PRId64 ", so activations were cut from its "
+        "tail (and activation_head moved back)", anchor_id, last_id);
     return VD_EINVALID;
   }
   return 0;
@@ -860,11 +891,12 @@ static int verify_revisions(sqlite3 *db, const char *path,
       -1, &st, NULL);
   if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
     const char *id = (const char *)sqlite3_column_text(st, 1);
-    report(rep, VD_VERIFY_REVISION, sqlite3_column_int64(st, 0), id,
-           "decision %s (seq %lld) names revision %s, which is not in the "
-           "database (removed, or never stored)",
-           id ? id : "NULL", (long long)sqlite3_column_int64(st, 0),
-           (const char *)sqlite3_column_text(st, 2));
+    vd_hist_verify_report(rep, VD_VERIFY_REVISION,
+        sqlite3_column_int64(st, 0), id,
+        "decision %s (seq %lld) names revision %s, which is not in the "
+        "database (removed, or never stored)",
+        id ? id : "NULL", (long long)sqlite3_column_int64(st, 0),
+        (const char *)sqlite3_column_text(st, 2));
     rc = VD_EINVALID;
   } else if (src != SQLITE_DONE) {
     rc = vd_hist_db_err(err, path, db, src, "checking revisions");

@@ -21,6 +21,10 @@
  *   - a record stored before schema 5 (seq < v2_from) is never touched:
  *     its hash commits to its raw bytes, so it is counted and left.
  *
+ * A PostgreSQL history is erased by history_pg.c (vd_hist_pg_erase(),
+ * every node's records in one transaction) through the same per-record
+ * step, vd_hist_erase_record().
+ *
  * Threads: the caller's.
  */
 #include <inttypes.h>
@@ -143,22 +147,16 @@ void vd_hist_personal_collect(yajl_val req, vd_hist_personal_t *p) {
     }
 }
 
-/* Erase the row ST points at (columns ALL_COLUMNS, personal_salt) with
- * UP.  CUSTOMER is the customer asked for. */
-static int erase_row(sqlite3_stmt *st, sqlite3_stmt *up, const char *customer,
-                     const char *const *fields, size_t nfields) {
-  vd_hist_field_t f[NCOLS];
-  vd_buf_t req = VD_BUF_INIT, facts = VD_BUF_INIT;
+void vd_hist_erase_record(const vd_hist_field_t f[NCOLS],
+                          const char salt[VD_HIST_SALT_HEX],
+                          const char *customer, const char *const *fields,
+                          size_t nfields, vd_hist_erased_t *e) {
   vd_hist_personal_t p;
   yajl_val tree = NULL, ftree = NULL;
   uint8_t d[32];
-  char digest[65];
-  int i, src;
-  for (i = 0; i < NCOLS; i++)
-    f[i] = vd_hist_column_field(st, i + 1);
-  vd_hist_personal_digest((const char *)sqlite3_column_text(st, NCOLS + 2), f,
-                          d);
-  vd_hist_to_hex(d, sizeof d, digest);
+  memset(e, 0, sizeof *e);
+  vd_hist_personal_digest(salt, f, d);
+  vd_hist_to_hex(d, sizeof d, e->digest);
   memset(&p, 0, sizeof p);
   p.fields = fields;
   p.nfields = nfields;
@@ -168,28 +166,58 @@ static int erase_row(sqlite3_stmt *st, sqlite3_stmt *up, const char *customer,
   if (f[COL_REQUEST].p &&
       (tree = yajl_tree_parse(f[COL_REQUEST].p, NULL, 0)) != NULL) {
     vd_hist_personal_collect(tree, &p);
-    vd_hist_json_rewrite(&req, tree, &p, VD_HIST_DROP);
+    vd_hist_json_rewrite(&e->request, tree, &p, VD_HIST_DROP);
+    e->has_request = 1;
   }
   if (f[COL_FACTS].p &&
-      (ftree = yajl_tree_parse(f[COL_FACTS].p, NULL, 0)) != NULL)
-    vd_hist_json_rewrite(&facts, ftree, &p, VD_HIST_FACTS);
-  sqlite3_bind_text(up, 1, digest, 64, SQLITE_STATIC);
-  if (tree)
-    sqlite3_bind_text(up, 2, req.data, (int)req.len, SQLITE_STATIC);
+      (ftree = yajl_tree_parse(f[COL_FACTS].p, NULL, 0)) != NULL) {
+    vd_hist_json_rewrite(&e->facts, ftree, &p, VD_HIST_FACTS);
+    e->has_facts = 1;
+  }
+  yajl_tree_free(tree);
+  yajl_tree_free(ftree);
+}
+
+void vd_hist_erased_release(vd_hist_erased_t *e) {
+  vd_buf_release(&e->request);
+  vd_buf_release(&e->facts);
+}
+
+void vd_hist_erasure_fields(vd_buf_t *b, const char *const *fields,
+                            size_t nfields) {
+  size_t i;
+  vd_buf_adds(b, "customer_id");
+  for (i = 0; i < nfields; i++)
+    if (strcmp(fields[i], "customer_id") != 0)
+      vd_buf_addf(b, ",%s", fields[i]);
+}
+
+/* Erase the row ST points at (columns ALL_COLUMNS, personal_salt) with
+ * UP.  CUSTOMER is the customer asked for. */
+static int erase_row(sqlite3_stmt *st, sqlite3_stmt *up, const char *customer,
+                     const char *const *fields, size_t nfields) {
+  vd_hist_field_t f[NCOLS];
+  vd_hist_erased_t e;
+  int i, src;
+  for (i = 0; i < NCOLS; i++)
+    f[i] = vd_hist_column_field(st, i + 1);
+  vd_hist_erase_record(f, (const char *)sqlite3_column_text(st, NCOLS + 2),
+                       customer, fields, nfields, &e);
+  sqlite3_bind_text(up, 1, e.digest, 64, SQLITE_STATIC);
+  if (e.has_request)
+    sqlite3_bind_text(up, 2, e.request.data, (int)e.request.len,
+                      SQLITE_STATIC);
   else
     sqlite3_bind_null(up, 2);
-  if (ftree)
-    sqlite3_bind_text(up, 3, facts.data, (int)facts.len, SQLITE_STATIC);
+  if (e.has_facts)
+    sqlite3_bind_text(up, 3, e.facts.data, (int)e.facts.len, SQLITE_STATIC);
   else
     sqlite3_bind_null(up, 3);
   sqlite3_bind_int64(up, 4, sqlite3_column_int64(st, 0));
   src = sqlite3_step(up);
   sqlite3_reset(up);
   sqlite3_clear_bindings(up);
-  yajl_tree_free(tree);
-  yajl_tree_free(ftree);
-  vd_buf_release(&req);
-  vd_buf_release(&facts);
+  vd_hist_erased_release(&e);
   return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
@@ -201,12 +229,8 @@ static int record_erasure(sqlite3 *db, const char *who,
   vd_buf_t names = VD_BUF_INIT;
   char at[40];
   int64_t now = vd_now_ms();
-  size_t i;
   int src;
-  vd_buf_adds(&names, "customer_id");
-  for (i = 0; i < nfields; i++)
-    if (strcmp(fields[i], "customer_id") != 0)
-      vd_buf_addf(&names, ",%s", fields[i]);
+  vd_hist_erasure_fields(&names, fields, nfields);
   vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
   src = sqlite3_prepare_v2(db, "INSERT INTO erasures (at_ms, at, who,"
                                " records, first_seq, last_seq, fields)"
@@ -243,6 +267,9 @@ int vd_history_erase(const char *db_path, const char *customer_id,
     vd_buf_adds(&err, "erase: no customer id given");
     return vd_hist_give_err(errmsg, &err, VD_EINVALID);
   }
+  if (vd_history_is_postgres(db_path))
+    return vd_hist_pg_erase(db_path, customer_id, fields, nfields, who, rep,
+                            errmsg);
   /* the checks every reader makes (a verdict database, this schema) */
   rc = vd_history_db_open_ro(&db, db_path, &err);
   sqlite3_close(db);
@@ -367,7 +394,16 @@ int vd_history_last_revision(const char *db_path, char *out, size_t n,
   vd_buf_t err = VD_BUF_INIT;
   sqlite3 *db;
   sqlite3_stmt *st;
-  int rc = vd_history_db_open_ro(&db, db_path, &err), src;
+  int rc, src;
+  char full[VD_REVISION_NAME_MAX];
+  if (vd_history_is_postgres(db_path)) { /* a fleet: the fleet's revision */
+    vd_buf_release(&err);
+    rc = vd_history_resolve(db_path, "active", full, errmsg);
+    if (rc == 0)
+      snprintf(out, n, "%s", full);
+    return rc;
+  }
+  rc = vd_history_db_open_ro(&db, db_path, &err);
   if (rc)
     return vd_hist_give_err(errmsg, &err, rc);
   src = sqlite3_prepare_v2(db, "SELECT revision FROM activations WHERE ok = 1"

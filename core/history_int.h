@@ -127,6 +127,35 @@ void vd_hist_node_hash(const uint8_t prev[32], int activation,
                        const char *node, int64_t pos,
                        const vd_hist_field_t *f, int n, uint8_t out[32]);
 
+/* out = SHA-256(prev || "3:vn2," SEQ, NODE, the columns but the personal
+ * ones, DIGEST): a node's record from its node_formats.v2_from on. */
+void vd_hist_node_hash_v2(const uint8_t prev[32], const char *node,
+                          int64_t seq, const vd_hist_field_t f[NCOLS],
+                          const char digest[64], uint8_t out[32]);
+
+/* Verify's view of a "vd2"/"vn2" record's personal part: from its salt
+ * (SALT, NSALT bytes; NULL when the column is NULL), or as an erasure
+ * kept it (KEPT, NKEPT).  DIGEST gets the hex digest the chain hashes
+ * (recomputed from the salt, else the kept one).  Returns one of: */
+enum {
+  VD_HIST_PERSONAL_SALTED,   /* from the salt (and KEPT, if any, agrees) */
+  VD_HIST_PERSONAL_ERASED,   /* erased: the kept digest */
+  VD_HIST_PERSONAL_DIFFERS,  /* the salt's digest is not the kept one */
+  VD_HIST_PERSONAL_BAD_SALT, /* a salt that is not 32 hex digits */
+  VD_HIST_PERSONAL_NEITHER   /* no salt and no kept digest */
+};
+int vd_hist_personal_check(const vd_hist_field_t f[NCOLS], const char *salt,
+                           size_t nsalt, const char *kept, size_t nkept,
+                           char digest[65]);
+/* What a BAD_SALT or NEITHER record has, for verify's message. */
+const char *vd_hist_personal_problem(int check);
+/* Set REP's problem, the record (SEQ, DECISION_ID, may be NULL) and its
+ * message: every verify (history_chain.c, history_pg.c) reports so. */
+void vd_hist_verify_report(vd_verify_report_t *rep,
+                           vd_verify_problem_t problem, int64_t seq,
+                           const char *decision_id, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 /* The columns of `activations` after id and before hash, in the order
  * their canonical bytes take them (docs/history.md, "The activations
  * chain"). */
@@ -206,6 +235,28 @@ void vd_hist_personal_collect(yajl_val req, vd_hist_personal_t *p);
 /* V as compact JSON into B, rewritten as MODE says. */
 void vd_hist_json_rewrite(vd_buf_t *b, yajl_val v,
                           const vd_hist_personal_t *p, int mode);
+
+/* A record's erased form (vd_hist_erase_record()): what its row becomes. */
+typedef struct vd_hist_erased {
+  char digest[65];        /* the personal digest it keeps */
+  vd_buf_t request;       /* the request without its personal input */
+  vd_buf_t facts;         /* facts with null for every personal value */
+  int has_request;        /* 0: request becomes NULL (none, or it did */
+  int has_facts;          /*    not parse); the same for facts */
+} vd_hist_erased_t;
+
+/* Erase CUSTOMER's record (columns F, salt SALT), the personal input
+ * FIELDS besides customer_id, into *E (the caller's, released with
+ * vd_hist_erased_release()).  Both stores (history_erase.c, history_pg.c)
+ * erase through it. */
+void vd_hist_erase_record(const vd_hist_field_t f[NCOLS],
+                          const char salt[VD_HIST_SALT_HEX],
+                          const char *customer, const char *const *fields,
+                          size_t nfields, vd_hist_erased_t *e);
+void vd_hist_erased_release(vd_hist_erased_t *e);
+/* "customer_id,F1,F2": the fields an erasures row names. */
+void vd_hist_erasure_fields(vd_buf_t *b, const char *const *fields,
+                            size_t nfields);
 
 /* ========================================================================
  * Opening and errors (history_db.c)
@@ -347,6 +398,12 @@ int vd_hist_pg_import_activation(vd_history_t *h,
                                  const vd_history_activation_t *a,
                                  char **errmsg);
 void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r);
+/* vd_history_erase() on a PostgreSQL history: every node's records of
+ * CUSTOMER_ID in one transaction. */
+int vd_hist_pg_erase(const char *db, const char *customer_id,
+                     const char *const *fields, size_t nfields,
+                     const char *who, vd_history_erase_report_t *rep,
+                     char **errmsg);
 
 /* vd_history_finder_t's PostgreSQL side (history_find.c). */
 typedef struct vd_hist_pg_finder vd_hist_pg_finder_t;

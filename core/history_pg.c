@@ -13,8 +13,12 @@
  * Invariants:
  *   - each node writes its own chain: decisions (node_id, node_seq) with
  *     node_seq 1, 2, 3 ... and hash(n) = SHA-256(hash(n - 1) || canonical
- *     bytes with the node, vd_hist_node_hash()), node_heads holding the
- *     node's last (seq, hash), moved in the batch's transaction;
+ *     bytes with the node), node_heads holding the node's last (seq,
+ *     hash), moved in the batch's transaction; from the node's
+ *     node_formats.v2_from on (schema 5) the bytes are "vn2", the
+ *     personal columns through a salted digest (vd_hist_node_hash_v2(),
+ *     so vd_hist_pg_erase() can erase them), before it "vn1"
+ *     (vd_hist_node_hash());
  *   - one writer per node: a session advisory lock on the node's name,
  *     held by the writer connection (taken again when it reconnects);
  *   - a batch is acknowledged (status 0) only after its COMMIT returned;
@@ -40,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -54,7 +59,7 @@
 #include "verdict/version.h"
 
 /* The schema version of a PostgreSQL history (verdict_meta 'schema'). */
-#define PG_SCHEMA_VERSION 4
+#define PG_SCHEMA_VERSION 5
 /* Advisory lock keys (as SQL text): the schema's creation and a new
  * month's partition, transaction locks ("vrdt" then 1 and 2).  A node's
  * writer holds a session lock on hashtextextended('verdict node ' ||
@@ -226,6 +231,15 @@ static int res_err(vd_buf_t *err, const char *where, PGresult *r,
     add_pq_msg(err, m && *m ? m : PQerrorMessage(c));
   vd_buf_addf(err, " (while %s)", doing);
   return VD_EIO;
+}
+
+/* R's status was WANT: 0; else ERR says why (res_err()).  R is
+ * cleared either way. */
+static int res_done(PGresult *r, ExecStatusType want, vd_buf_t *err,
+                    const char *where, PGconn *c, const char *doing) {
+  int rc = PQresultStatus(r) == want ? 0 : res_err(err, where, r, c, doing);
+  PQclear(r);
+  return rc;
 }
 
 /* ========================================================================
@@ -573,6 +587,27 @@ static const char *const migrations[] = {
   "  who      text,\n"
   "  at_ms    bigint NOT NULL,\n"
   "  at       text NOT NULL);\n",
+  /* 4 -> 5: the personal part (docs/fleet.md, "Erasing a customer"): a
+   * node's records from its node_formats.v2_from on are chained as "vn2"
+   * (vd_hist_node_hash_v2()) through a salted digest of customer_id,
+   * request and facts, so those can be erased; the node writes its row
+   * when it next takes its lock (writer_setup()), so a node still on an
+   * older verdict keeps writing "vn1" and is read as such.  `erasures`
+   * records each `verdict history erase`, never the customer. */
+  "ALTER TABLE decisions ADD COLUMN personal_salt text,"
+  "  ADD COLUMN personal_digest text;\n"
+  "CREATE TABLE node_formats (\n"
+  "  node_id text PRIMARY KEY,\n"
+  "  v2_from bigint NOT NULL, -- the node's first node_seq as \"vn2\"\n"
+  "  at_ms   bigint NOT NULL);\n"
+  "CREATE TABLE erasures (\n"
+  "  id      bigserial PRIMARY KEY,\n"
+  "  at_ms   bigint NOT NULL,\n"
+  "  at      text NOT NULL,\n"
+  "  who     text,\n"
+  "  records bigint NOT NULL, -- records erased, every node's\n"
+  "  nodes   text NOT NULL,   -- \"NODE:FIRST..LAST\" each, by name\n"
+  "  fields  text NOT NULL);\n",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -688,6 +723,8 @@ typedef struct pg_state {
   int64_t *months;   /* first ms of each month whose partition exists */
   size_t nmonths, cap;
   vd_buf_t copy;     /* a batch in COPY binary format */
+  uint8_t *salts;    /* 16 random bytes per record of the batch in hand */
+  size_t nsalts;     /* room in salts, in records */
   int set_up;        /* writer_setup() succeeded on conn as it is */
   int lost_pid;      /* the server process of a writer connection dropped
                         at its deadline, until the node's lock is taken
@@ -744,22 +781,29 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
   s->lost_pid = 0;
   r = exec_params(s->conn, "INSERT INTO node_heads VALUES ($1, 0, '"
                            VD_HIST_ZERO_HASH "') ON CONFLICT DO NOTHING", 1, v);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "creating the node's chain head");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "creating the node's chain head");
+  if (rc)
+    return rc;
+  /* from the next record on, this node writes "vn2" (under its lock: no
+   * older verdict writes its chain meanwhile) */
+  r = exec_params(s->conn, "INSERT INTO node_formats SELECT node_id, seq + 1,"
+                           " (extract(epoch FROM now()) * 1000)::bigint"
+                           " FROM node_heads WHERE node_id = $1"
+                           " ON CONFLICT DO NOTHING", 1, v);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "marking the node's record form");
   if (rc)
     return rc;
   r = pq_prepare(s->conn, "head_get", "SELECT seq, hash FROM node_heads"
                 " WHERE node_id = $1 FOR UPDATE", 1, NULL);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "preparing statements");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "preparing statements");
   if (rc == 0) {
     r = pq_prepare(s->conn, "head_set", "UPDATE node_heads SET seq = $2,"
                   " hash = $3 WHERE node_id = $1", 3, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(err, s->where, r, s->conn, "preparing statements");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                  "preparing statements");
   }
   if (rc == 0) {
     r = pq_prepare(s->conn, "idem_put",
@@ -767,9 +811,8 @@ static int writer_setup(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
                   " ON CONFLICT (node_id, key) DO UPDATE SET"
                   " digest = $3, decision_id = $4, received_ms = $5,"
                   " code = $6, answer = $7", 7, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(err, s->where, r, s->conn, "preparing statements");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                  "preparing statements");
   }
   return rc;
 }
@@ -782,6 +825,7 @@ static void pg_close(vd_history_t *h) {
   PQfinish(s->aux);
   free(s->conninfo);
   free(s->months);
+  free(s->salts);
   vd_buf_release(&s->copy);
   free(s);
   h->be_state = NULL;
@@ -839,9 +883,8 @@ static int pg_idem_put(vd_history_t *h, pg_state_t *s,
   lens[6] = (int)q->idem_answer_len;
   fmts[6] = 1;
   r = pq_exec_prepared(s->conn, "idem_put", 7, v, lens, fmts, 0);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "storing an idempotency key");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "storing an idempotency key");
   return rc;
 }
 
@@ -912,6 +955,33 @@ static void copy_int(vd_buf_t *b, int64_t v) {
   copy_field(b, d, 8);
 }
 
+/* 16 random bytes for each record of LIST in s->salts: its salt. */
+static int draw_salts(pg_state_t *s, vd_hist_qrec_t *list, vd_buf_t *err) {
+  size_t n = 0, got = 0;
+  vd_hist_qrec_t *q;
+  for (q = list; q; q = q->next)
+    n++;
+  if (n > s->nsalts) {
+    uint8_t *p = realloc(s->salts, n * 16);
+    if (!p)
+      return VD_ENOMEM;
+    s->salts = p;
+    s->nsalts = n;
+  }
+  while (got < n * 16) {
+    ssize_t r = getrandom(s->salts + got, n * 16 - got, 0);
+    if (r < 0 && errno != EINTR) {
+      vd_buf_reset(err);
+      vd_buf_addf(err, "%s: no random bytes for the records' salts: %s",
+                  s->where, strerror(errno));
+      return VD_EIO;
+    }
+    if (r > 0)
+      got += (size_t)r;
+  }
+  return 0;
+}
+
 /* The writer's connection, set up again (the node's lock included) when
  * it was lost. */
 static int writer_connected(vd_history_t *h, pg_state_t *s, vd_buf_t *err) {
@@ -962,6 +1032,7 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
   int64_t seq;
   vd_hist_qrec_t *q;
   PGresult *r;
+  size_t k;
   int rc, i;
   rc = writer_connected(h, s, err);
   if (rc)
@@ -992,11 +1063,21 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
   seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10) + 1;
   PQclear(r);
 
+  rc = draw_salts(s, list, err);
+  if (rc)
+    goto fail;
   vd_buf_reset(&s->copy);
   vd_buf_add(&s->copy, sig, 19);
-  for (q = list; q; q = q->next, seq++) {
-    char nf[2] = {(char)((NCOLS + 3) >> 8), (char)((NCOLS + 3) & 0xff)};
-    vd_hist_node_hash(prev, 0, h->node, seq, q->f, NCOLS, cur);
+  for (q = list, k = 0; q; q = q->next, seq++, k++) {
+    char nf[2] = {(char)((NCOLS + 4) >> 8), (char)((NCOLS + 4) & 0xff)};
+    char salt[VD_HIST_SALT_HEX + 1], digest[65];
+    uint8_t d[32];
+    /* "vn2": the personal part through its salted digest (writer_setup()
+     * marked this node's records so from its first under this verdict) */
+    vd_hist_to_hex(s->salts + 16 * k, 16, salt);
+    vd_hist_personal_digest(salt, q->f, d);
+    vd_hist_to_hex(d, sizeof d, digest);
+    vd_hist_node_hash_v2(prev, h->node, seq, q->f, digest, cur);
     vd_hist_to_hex(cur, sizeof cur, hex);
     vd_buf_add(&s->copy, nf, 2);
     copy_field(&s->copy, h->node, strlen(h->node));
@@ -1008,12 +1089,13 @@ static int pg_write_batch(vd_history_t *h, vd_hist_qrec_t *list,
         copy_field(&s->copy, q->f[i].p, q->f[i].n);
     }
     copy_field(&s->copy, hex, 64);
+    copy_field(&s->copy, salt, VD_HIST_SALT_HEX);
     memcpy(prev, cur, sizeof prev);
   }
   vd_buf_add(&s->copy, "\377\377", 2);
   vd_buf_adds(&sql, "COPY decisions (");
   add_columns(&sql);
-  vd_buf_adds(&sql, ") FROM STDIN (FORMAT binary)");
+  vd_buf_adds(&sql, ", personal_salt) FROM STDIN (FORMAT binary)");
   r = pq_exec(s->conn, sql.data);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     rc = res_err(err, s->where, r, s->conn, "starting to copy a batch");
@@ -1115,16 +1197,14 @@ static int pg_store_revision(vd_history_t *h, const char *revision,
     r = pq_exec_params(s->aux, "INSERT INTO blobs VALUES ($1, $2, $3)"
                              " ON CONFLICT DO NOTHING",
                      3, NULL, bv, lens, fmts, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "storing a revision file");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "storing a revision file");
     if (rc == 0) {
       const char *fv[3] = {revision, files[i].path, sha};
       r = exec_params(s->aux, "INSERT INTO revision_files VALUES"
                               " ($1, $2, $3)", 3, fv);
-      if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = res_err(&err, s->where, r, s->aux, "storing a revision file");
-      PQclear(r);
+      rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                    "storing a revision file");
     }
   }
   if (rc == 0)
@@ -1188,9 +1268,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
     v[9] = error; v[10] = hex;
     r = exec_params(s->aux, "INSERT INTO activations VALUES ($1, $2, $3, $4,"
                             " $5, $6, $7, $8, $9, $10, $11)", 11, v);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "recording an activation");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "recording an activation");
   }
   if (rc == 0) {
     const char *v[3] = {h->node, idt, hex};
@@ -1198,9 +1277,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
                             " ON CONFLICT (node_id) DO UPDATE SET"
                             " last_id = excluded.last_id,"
                             " hash = excluded.hash", 3, v);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "moving the activations' head");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "moving the activations' head");
   }
   if (rc == 0 && !imported) {
     /* the node's status row says what it runs, or what last failed (each
@@ -1222,9 +1300,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
                          " ON CONFLICT (node_id) DO UPDATE SET"
                          " last_error = $2, heartbeat_ms = $3",
                          3, bad);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "updating the node's status");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "updating the node's status");
   }
   if (rc == 0 && !imported && ok && strncmp(trigger, "startup", 7) != 0 &&
       strcmp(trigger, VD_HISTORY_FLEET_TRIGGER) != 0) {
@@ -1234,9 +1311,8 @@ static int pg_activation(vd_history_t *h, int64_t now, const char *at,
     r = exec_params(s->aux, "INSERT INTO fleet_desired VALUES (1, $1, $2, $3)"
                             " ON CONFLICT (id) DO UPDATE SET revision = $1,"
                             " set_by = $2, set_ms = $3", 3, v);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = res_err(&err, s->where, r, s->aux, "setting the fleet's revision");
-    PQclear(r);
+    rc = res_done(r, PGRES_COMMAND_OK, &err, s->where, s->aux,
+                  "setting the fleet's revision");
     if (rc == 0)
       rc = exec_ok(s->aux, "NOTIFY verdict_revision", s->where,
                    "telling the fleet", &err);
@@ -1320,10 +1396,8 @@ static int pg_idem_sweep(vd_history_t *h, int64_t before_ms, vd_buf_t *err) {
                   " AND key IN (SELECT key FROM idempotency"
                   " WHERE node_id = $1 AND received_ms < $2::bigint"
                   " LIMIT 5000)", 2, v);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(err, s->where, r, s->conn, "deleting expired idempotency "
-                 "keys");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, err, s->where, s->conn,
+                "deleting expired idempotency keys");
   return rc;
 }
 
@@ -1575,12 +1649,31 @@ static int add_filter(vd_buf_t *sql, const vd_history_filter_t *f,
   return k;
 }
 
+/* A reader of decisions (a rows cursor, a finder): *C connected to DB as
+ * APP with the schema checked, and SQL begun "SELECT <node_id, node_seq,
+ * the columns, hash> FROM decisions WHERE ", for the caller to end. */
+static int decisions_reader(PGconn **c, const char *db, const char *app,
+                            char *where, size_t wn, vd_buf_t *sql,
+                            vd_buf_t *err) {
+  int rc = open_ro(c, db, app, where, wn, err);
+  if (rc == 0) {
+    vd_buf_adds(sql, "SELECT ");
+    add_columns(sql);
+    vd_buf_adds(sql, " FROM decisions WHERE ");
+  }
+  return rc;
+}
+
 void vd_hist_pg_rows_close(vd_hist_pg_rows_t *r) {
   if (!r)
     return;
   PQclear(r->res);
-  if (r->conn && !r->done)
-    (void)PQrequestCancel(r->conn);
+  /* rows still coming: drop the connection rather than read them, or
+   * PQcancel(), which waits on the postmaster without a deadline (see
+   * "Round trips with a deadline"); the server ends the query when its
+   * next row finds the client gone, or at client_connection_check_interval */
+  if (r->conn && !r->done && PQsocket(r->conn) >= 0)
+    (void)shutdown(PQsocket(r->conn), SHUT_RDWR);
   PQfinish(r->conn);
   vd_buf_release(&r->err);
   free(r);
@@ -1596,15 +1689,13 @@ int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
   *out = NULL;
   if (!r)
     return VD_ENOMEM;
-  rc = open_ro(&r->conn, db, "verdict history", r->where, sizeof r->where,
-               err);
+  rc = decisions_reader(&r->conn, db, "verdict history", r->where,
+                        sizeof r->where, &sql, err);
   if (rc) {
     vd_hist_pg_rows_close(r);
     return rc;
   }
-  vd_buf_adds(&sql, "SELECT ");
-  add_columns(&sql);
-  vd_buf_adds(&sql, " FROM decisions WHERE true");
+  vd_buf_adds(&sql, "true");
   k = add_filter(&sql, filter, num, v);
   vd_buf_adds(&sql, filter->newest_first
                         ? " ORDER BY received_ms DESC, node_seq DESC,"
@@ -1646,10 +1737,19 @@ static void bin_value(PGresult *res, int col, char *scratch,
   }
 }
 
+/* A result row of decisions_reader()'s columns (node_id, node_seq, the
+ * columns, hash) as the public row: seq (the node's), the columns, hash;
+ * integers' text in NUM. */
+static void row_values(PGresult *res, vd_history_value_t *row,
+                       char num[][24]) {
+  int i;
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    bin_value(res, i + 1, num[i], &row[i]);
+}
+
 int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
                          const vd_history_value_t **row) {
   ExecStatusType s;
-  int i;
   *row = NULL;
   PQclear(r->res);
   r->res = NULL;
@@ -1671,10 +1771,7 @@ int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
     r->done = 1;
     return VD_EIO;
   }
-  /* result columns: node_id, node_seq, the columns, hash; the public row
-   * is seq (the node's), the columns, hash */
-  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
-    bin_value(r->res, i + 1, r->num[i], &r->row[i]);
+  row_values(r->res, r->row, r->num);
   snprintf(r->node, sizeof r->node, "%.*s", PQgetlength(r->res, 0, 0),
            PQgetvalue(r->res, 0, 0));
   *row = r->row;
@@ -1699,15 +1796,13 @@ int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
   *out = NULL;
   if (!f)
     return VD_ENOMEM;
-  rc = open_ro(&f->conn, db, "verdictd lookup", f->where, sizeof f->where,
-               err);
+  rc = decisions_reader(&f->conn, db, "verdictd lookup", f->where,
+                        sizeof f->where, &sql, err);
   if (rc) {
     vd_hist_pg_finder_close(f);
     return rc;
   }
-  vd_buf_adds(&sql, "SELECT ");
-  add_columns(&sql);
-  vd_buf_adds(&sql, " FROM decisions WHERE decision_id = $1"
+  vd_buf_adds(&sql, "decision_id = $1"
                     " ORDER BY received_ms, node_id, node_seq LIMIT 1");
   f->sql = vd_buf_detach(&sql, NULL);
   if (!f->sql) {
@@ -1721,7 +1816,7 @@ int vd_hist_pg_finder_open(vd_hist_pg_finder_t **out, const char *db,
 int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
                     const vd_history_value_t **row, vd_buf_t *err) {
   const char *v[1] = {decision_id};
-  int lens[1] = {(int)strlen(decision_id)}, fmts[1] = {1}, i;
+  int lens[1] = {(int)strlen(decision_id)}, fmts[1] = {1};
   *row = NULL;
   PQclear(f->res);
   f->res = NULL;
@@ -1738,8 +1833,7 @@ int vd_hist_pg_find(vd_hist_pg_finder_t *f, const char *decision_id,
   }
   if (PQntuples(f->res) == 0)
     return 0;
-  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
-    bin_value(f->res, i + 1, f->num[i], &f->row[i]);
+  row_values(f->res, f->row, f->num);
   *row = f->row;
   return 1;
 }
@@ -2156,23 +2250,6 @@ int vd_history_fleet_status(const char *db, vd_buf_t *out, vd_buf_t *err) {
  * Verification of every node's chain
  * ====================================================================== */
 
-static void vreport(vd_verify_report_t *rep, vd_verify_problem_t problem,
-                    int64_t seq, const char *decision_id, const char *fmt,
-                    ...) __attribute__((format(printf, 5, 6)));
-
-static void vreport(vd_verify_report_t *rep, vd_verify_problem_t problem,
-                    int64_t seq, const char *decision_id, const char *fmt,
-                    ...) {
-  va_list ap;
-  rep->problem = problem;
-  rep->seq = seq;
-  snprintf(rep->decision_id, sizeof rep->decision_id, "%s",
-           decision_id ? decision_id : "");
-  va_start(ap, fmt);
-  vsnprintf(rep->message, sizeof rep->message, fmt, ap);
-  va_end(ap);
-}
-
 /* Walk NODE's decisions in node_seq order in C's snapshot: as
  * verify_chain() in history_chain.c, per node.  HEAD is node_heads' row;
  * A the node's anchor or NULL. */
@@ -2183,14 +2260,26 @@ static int verify_node(PGconn *c, const char *where,
   vd_buf_t sql = VD_BUF_INIT;
   const char *v[1] = {head->node};
   uint8_t prev[32] = {0}, cur[32];
-  int64_t expect = 1, head_seq = head->seq;
+  int64_t expect = 1, head_seq = head->seq, v2_from = INT64_MAX;
   char head_hash[65], last[65] = VD_HIST_ZERO_HASH;
   PGresult *r;
   int rc = 0;
   memcpy(head_hash, head->hash, sizeof head_hash);
+  /* where the node's "vn2" records begin (none: all are "vn1") */
+  r = exec_params(c, "SELECT v2_from FROM node_formats WHERE node_id = $1",
+                  1, v);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(err, where, r, c, "reading node_formats");
+    PQclear(r);
+    return rc;
+  }
+  if (PQntuples(r) == 1)
+    v2_from = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
   vd_buf_adds(&sql, "SELECT ");
   add_columns(&sql);
-  vd_buf_adds(&sql, " FROM decisions WHERE node_id = $1 ORDER BY node_seq");
+  vd_buf_adds(&sql, ", personal_salt, personal_digest FROM decisions"
+                    " WHERE node_id = $1 ORDER BY node_seq");
   if (!PQsendQueryParams(c, sql.data, 1, NULL, v, NULL, NULL, 1) ||
       !PQsetSingleRowMode(c)) {
     vd_buf_release(&sql);
@@ -2229,45 +2318,75 @@ static int verify_node(PGconn *c, const char *where,
       head->start = a->seq;
     }
     if (seq > head_seq || seq < expect) {
-      vreport(rep, VD_VERIFY_INSERTED, seq, id,
-              "node %s: row node_seq %" PRId64 " (decision %s) was inserted: "
-              "it is outside the node's chain, which ends at %" PRId64,
-              head->node, seq, *id ? id : "NULL", head_seq);
+      vd_hist_verify_report(rep, VD_VERIFY_INSERTED, seq, id,
+          "node %s: row node_seq %" PRId64 " (decision %s) was inserted: "
+          "it is outside the node's chain, which ends at %" PRId64,
+          head->node, seq, *id ? id : "NULL", head_seq);
       rc = VD_EINVALID;
     } else if (seq > expect) {
-      vreport(rep, VD_VERIFY_DELETED, expect, id,
-              "node %s: rows node_seq %" PRId64 "..%" PRId64 " were deleted: "
-              "the chain jumps to %" PRId64 " (decision %s)",
-              head->node, expect, seq - 1, seq, *id ? id : "NULL");
+      vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, id,
+          "node %s: rows node_seq %" PRId64 "..%" PRId64 " were deleted: "
+          "the chain jumps to %" PRId64 " (decision %s)",
+          head->node, expect, seq - 1, seq, *id ? id : "NULL");
       rc = VD_EINVALID;
     } else {
       vd_history_value_t val;
+      char digest[65];
+      int check = VD_HIST_PERSONAL_SALTED;
       for (i = 0; i < NCOLS; i++) {
         bin_value(r, i + 2, nums[i], &val);
         f[i] = (vd_hist_field_t){val.is_int ? NULL : val.text, val.len,
                                  val.i, val.is_int};
       }
-      vd_hist_node_hash(prev, 0, head->node, seq, f, NCOLS, cur);
+      if (seq < v2_from) {
+        vd_hist_node_hash(prev, 0, head->node, seq, f, NCOLS, cur);
+      } else {
+        /* the personal part from its salt, or as an erasure kept it */
+        const char *salt = PQgetisnull(r, 0, NCOLS + 3)
+                               ? NULL : PQgetvalue(r, 0, NCOLS + 3);
+        const char *kept = PQgetisnull(r, 0, NCOLS + 4)
+                               ? NULL : PQgetvalue(r, 0, NCOLS + 4);
+        check = vd_hist_personal_check(
+            f, salt, (size_t)PQgetlength(r, 0, NCOLS + 3), kept,
+            (size_t)PQgetlength(r, 0, NCOLS + 4), digest);
+        vd_hist_node_hash_v2(prev, head->node, seq, f, digest, cur);
+      }
       vd_hist_to_hex(cur, sizeof cur, hex);
-      if (PQgetlength(r, 0, NCOLS + 2) != 64 ||
+      if (check == VD_HIST_PERSONAL_DIFFERS) {
+        vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+            "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
+            "its personal part hashes to %.16s..., its personal_digest "
+            "says %.16s...", head->node, seq, *id ? id : "NULL", digest,
+            PQgetvalue(r, 0, NCOLS + 4));
+        rc = VD_EINVALID;
+      } else if (check != VD_HIST_PERSONAL_SALTED &&
+                 check != VD_HIST_PERSONAL_ERASED) {
+        vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+            "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
+            "it has %s", head->node, seq, *id ? id : "NULL",
+            vd_hist_personal_problem(check));
+        rc = VD_EINVALID;
+      } else if (PQgetlength(r, 0, NCOLS + 2) != 64 ||
           memcmp(hex, PQgetvalue(r, 0, NCOLS + 2), 64) != 0) {
-        vreport(rep, VD_VERIFY_CHANGED, seq, id,
-                "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
-                "its contents hash to %.16s..., the chain recorded %.16s...",
-                head->node, seq, *id ? id : "NULL", hex,
-                PQgetvalue(r, 0, NCOLS + 2));
+        vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+            "node %s: row node_seq %" PRId64 " (decision %s) was changed: "
+            "its contents hash to %.16s..., the chain recorded %.16s...",
+            head->node, seq, *id ? id : "NULL", hex,
+            PQgetvalue(r, 0, NCOLS + 2));
         rc = VD_EINVALID;
       } else if (a && seq == a->seq && strcmp(hex, a->hash) != 0) {
-        vreport(rep, VD_VERIFY_CHANGED, seq, id,
-                "anchor %s:%" PRId64 ": its hash was %.16s..., it is now "
-                "%.16s...: the node's chain was rewritten at or before it",
-                head->node, seq, a->hash, hex);
+        vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+            "anchor %s:%" PRId64 ": its hash was %.16s..., it is now "
+            "%.16s...: the node's chain was rewritten at or before it",
+            head->node, seq, a->hash, hex);
         rc = VD_EINVALID;
       } else {
         memcpy(prev, cur, sizeof prev);
         memcpy(last, hex, sizeof hex);
         head->seq = seq;
         rep->records++;
+        if (check == VD_HIST_PERSONAL_ERASED)
+          rep->erased++;
         expect++;
       }
     }
@@ -2284,24 +2403,24 @@ static int verify_node(PGconn *c, const char *where,
     return 0;
   }
   if (expect - 1 < head_seq) {
-    vreport(rep, VD_VERIFY_DELETED, expect, NULL,
-            "node %s: rows node_seq %" PRId64 "..%" PRId64 " at the end were "
-            "deleted: the chain ends at %" PRId64,
-            head->node, expect, head_seq, head_seq);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, expect, NULL,
+        "node %s: rows node_seq %" PRId64 "..%" PRId64 " at the end were "
+        "deleted: the chain ends at %" PRId64,
+        head->node, expect, head_seq, head_seq);
     return VD_EINVALID;
   }
   if (strcmp(head_hash, last) != 0) {
-    vreport(rep, VD_VERIFY_CHANGED, head_seq, NULL,
-            "node %s: node_heads was changed: it names hash %.16s... for "
-            "%" PRId64 ", the row has %.16s...",
-            head->node, head_hash, head_seq, last);
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, head_seq, NULL,
+        "node %s: node_heads was changed: it names hash %.16s... for "
+        "%" PRId64 ", the row has %.16s...",
+        head->node, head_hash, head_seq, last);
     return VD_EINVALID;
   }
   if (a && a->seq > head_seq) {
-    vreport(rep, VD_VERIFY_DELETED, a->seq, NULL,
-            "anchor %s:%" PRId64 ": the node's chain now ends at %" PRId64
-            ", so records were cut from its tail (and node_heads moved back)",
-            head->node, a->seq, head_seq);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, a->seq, NULL,
+        "anchor %s:%" PRId64 ": the node's chain now ends at %" PRId64
+        ", so records were cut from its tail (and node_heads moved back)",
+        head->node, a->seq, head_seq);
     return VD_EINVALID;
   }
   return 0;
@@ -2347,17 +2466,17 @@ static int verify_node_activations(PGconn *c, const char *where,
     int j;
     if (id > last_id || id < expect) {
       rep->activation = id;
-      vreport(rep, VD_VERIFY_INSERTED, 0, NULL,
-              "node %s: activation %" PRId64 " was inserted: the node's "
-              "activations end at %" PRId64, head->node, id, last_id);
+      vd_hist_verify_report(rep, VD_VERIFY_INSERTED, 0, NULL,
+          "node %s: activation %" PRId64 " was inserted: the node's "
+          "activations end at %" PRId64, head->node, id, last_id);
       rc = VD_EINVALID;
       break;
     }
     if (id > expect) {
       rep->activation = expect;
-      vreport(rep, VD_VERIFY_DELETED, 0, NULL,
-              "node %s: activations %" PRId64 "..%" PRId64 " were deleted",
-              head->node, expect, id - 1);
+      vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
+          "node %s: activations %" PRId64 "..%" PRId64 " were deleted",
+          head->node, expect, id - 1);
       rc = VD_EINVALID;
       break;
     }
@@ -2376,10 +2495,10 @@ static int verify_node_activations(PGconn *c, const char *where,
     vd_hist_to_hex(cur, sizeof cur, hex);
     if (strcmp(hex, PQgetvalue(r, i, NACOLS + 1)) != 0) {
       rep->activation = id;
-      vreport(rep, VD_VERIFY_CHANGED, 0, NULL,
-              "node %s: activation %" PRId64 " was changed: its contents "
-              "hash to %.16s..., the chain recorded %.16s...",
-              head->node, id, hex, PQgetvalue(r, i, NACOLS + 1));
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+          "node %s: activation %" PRId64 " was changed: its contents "
+          "hash to %.16s..., the chain recorded %.16s...",
+          head->node, id, hex, PQgetvalue(r, i, NACOLS + 1));
       rc = VD_EINVALID;
       break;
     }
@@ -2394,14 +2513,14 @@ static int verify_node_activations(PGconn *c, const char *where,
     return rc;
   if (head->activations < last_id) {
     rep->activation = head->activations + 1;
-    vreport(rep, VD_VERIFY_DELETED, 0, NULL,
-            "node %s: activations %" PRId64 "..%" PRId64 " at the end were "
-            "deleted", head->node, head->activations + 1, last_id);
+    vd_hist_verify_report(rep, VD_VERIFY_DELETED, 0, NULL,
+        "node %s: activations %" PRId64 "..%" PRId64 " at the end were "
+        "deleted", head->node, head->activations + 1, last_id);
     return VD_EINVALID;
   }
   if (strcmp(head_hash, head->act_hash) != 0) {
-    vreport(rep, VD_VERIFY_CHANGED, 0, NULL,
-            "node %s: activation_heads was changed", head->node);
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+        "node %s: activation_heads was changed", head->node);
     return VD_EINVALID;
   }
   return 0;
@@ -2421,10 +2540,11 @@ static int verify_pg_revisions(PGconn *c, const char *where,
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = res_err(err, where, r, c, "checking revisions");
   } else if (PQntuples(r) == 1) {
-    vreport(rep, VD_VERIFY_REVISION, strtoll(PQgetvalue(r, 0, 1), NULL, 10),
-            NULL, "node %s: decision %s names revision %s, which is not in "
-            "the database", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-            PQgetvalue(r, 0, 2));
+    vd_hist_verify_report(rep, VD_VERIFY_REVISION,
+        strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+        NULL, "node %s: decision %s names revision %s, which is not in "
+        "the database", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+        PQgetvalue(r, 0, 2));
     rc = VD_EINVALID;
   }
   PQclear(r);
@@ -2445,6 +2565,32 @@ static int verify_pg_revisions(PGconn *c, const char *where,
   }
   PQclear(r);
   return rc;
+}
+
+/* Every erased record is one an erasure recorded (as verify_chain() in
+ * history_chain.c checks a file's). */
+static int verify_pg_erasures(PGconn *c, const char *where, int dropped,
+                              vd_verify_report_t *rep, vd_buf_t *err) {
+  PGresult *r = pq_exec(c, "SELECT coalesce(sum(records), 0) FROM erasures");
+  int64_t recorded;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    int rc = res_err(err, where, r, c, "reading erasures");
+    PQclear(r);
+    return rc;
+  }
+  recorded = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  /* with a node's oldest rows dropped (retention), erased records may
+   * have gone with them: then no more erased than recorded */
+  if (dropped ? rep->erased > recorded : recorded != rep->erased) {
+    vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+        "%" PRId64 " records have their personal data erased, the "
+        "erasures table accounts for %" PRId64 ": personal data was "
+        "removed, or an erasure's record altered, outside verdict "
+        "history erase", rep->erased, recorded);
+    return VD_EINVALID;
+  }
+  return 0;
 }
 
 /* Verify's lanes: up to VERIFY_LANES threads, each on a connection of its
@@ -2556,14 +2702,17 @@ static int verify_nodes(PGconn *c, const char *db, const char *where,
   for (i = 0; i < n; i++) {
     rep->records += j.reps[i].records;
     rep->activations += j.reps[i].activations;
+    rep->erased += j.reps[i].erased;
   }
   for (i = 0; i < n && !rc; i++)
     if (j.rcs[i]) {
       int64_t records = rep->records, activations = rep->activations;
+      int64_t erased = rep->erased;
       rc = j.rcs[i];
       *rep = j.reps[i];
       rep->records = records;
       rep->activations = activations;
+      rep->erased = erased;
       if (rep->problem == VD_VERIFY_OK) {
         vd_buf_reset(err);
         vd_buf_adds(err, rep->message);
@@ -2650,23 +2799,29 @@ int vd_history_verify_fleet(const char *db,
   PQclear(r);
   for (i = 0; rc == 0 && i < n; i++)
     if (h[i].seq < 0) {
-      vreport(rep, VD_VERIFY_INSERTED, 0, NULL,
-              "decisions of node '%s' were inserted: no such node has a "
-              "chain (node_heads)", h[i].node);
+      vd_hist_verify_report(rep, VD_VERIFY_INSERTED, 0, NULL,
+          "decisions of node '%s' were inserted: no such node has a "
+          "chain (node_heads)", h[i].node);
       rc = VD_EINVALID;
     }
   for (k = 0; rc == 0 && k < nanchors; k++) {
     for (i = 0; i < n && strcmp(h[i].node, anchors[k].node) != 0; i++)
       ;
     if (i == n) {
-      vreport(rep, VD_VERIFY_DELETED, anchors[k].seq, NULL,
-              "anchor %s:%" PRId64 ": node %s has no chain in this database "
-              "any more", anchors[k].node, anchors[k].seq, anchors[k].node);
+      vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchors[k].seq, NULL,
+          "anchor %s:%" PRId64 ": node %s has no chain in this database "
+          "any more", anchors[k].node, anchors[k].seq, anchors[k].node);
       rc = VD_EINVALID;
     }
   }
   if (rc == 0)
     rc = verify_nodes(c, db, where, h, n, anchors, nanchors, rep, &err);
+  if (rc == 0) {
+    int dropped = 0;
+    for (i = 0; i < n; i++)
+      dropped |= h[i].start > 0;
+    rc = verify_pg_erasures(c, where, dropped, rep, &err);
+  }
   if (rc == 0)
     rc = verify_pg_revisions(c, where, rep, &err);
   if (rc == 0) {
@@ -2687,11 +2842,17 @@ out:
   if (rc && rep->problem == VD_VERIFY_OK)
     snprintf(rep->message, sizeof rep->message, "%s",
              err.data ? err.data : vd_err_desc(rc));
-  else if (rc == 0)
+  else if (rc == 0) {
+    char erased[64] = "";
+    if (rep->erased)
+      snprintf(erased, sizeof erased, " (%" PRId64 " with personal data "
+               "erased)", rep->erased);
     snprintf(rep->message, sizeof rep->message,
-             "%d nodes, %" PRId64 " records and %" PRId64 " activations "
+             "%d nodes, %" PRId64 " records%s and %" PRId64 " activations "
              "verified; %" PRId64 " revisions intact; fleet anchor %s",
-             n, rep->records, rep->activations, rep->revisions, fleet);
+             n, rep->records, erased, rep->activations, rep->revisions,
+             fleet);
+  }
   vd_buf_release(&err);
   if (rc == 0 || rep->problem != VD_VERIFY_OK) {
     *heads = h;
@@ -2703,8 +2864,205 @@ out:
 }
 
 /* ========================================================================
+ * Erasing a customer (vd_history_erase() on a fleet; history_erase.c
+ * says what an erasure is, and makes each record's erased form)
+ *
+ * One transaction over every node's rows: the decisions table locked
+ * against writers (SHARE ROW EXCLUSIVE, which two erasures also take in
+ * turn), so every record of the customer committed before it is erased
+ * and none is written meanwhile; each node's writer waits at most one
+ * erasure (within --db-timeout), as a file's writer does.
+ * ====================================================================== */
+
+/* The erased form of the row at ROW of R (columns: node_id, node_seq,
+ * the columns, hash, personal_salt), written back. */
+static int pg_erase_row(PGconn *c, const char *where, PGresult *r, int row,
+                        const char *customer, const char *const *fields,
+                        size_t nfields, vd_buf_t *err) {
+  vd_hist_field_t f[NCOLS];
+  vd_hist_erased_t e;
+  char nums[NCOLS][24], seq[24], salt[VD_HIST_SALT_HEX];
+  const char *v[5];
+  int lens[5] = {0}, fmts[5] = {0, 1, 1, 0, 0}, i, rc = 0;
+  PGresult *u;
+  for (i = 0; i < NCOLS; i++) {
+    const char *p = PQgetisnull(r, row, i + 2) ? NULL
+                                                : PQgetvalue(r, row, i + 2);
+    size_t n = (size_t)PQgetlength(r, row, i + 2);
+    f[i] = (vd_hist_field_t){p, n, 0, col_is_int(i)};
+    if (col_is_int(i) && p) {
+      f[i].i = (int64_t)be64(p);
+      snprintf(nums[i], sizeof nums[i], "%" PRId64, f[i].i);
+      f[i].p = nums[i];
+    }
+  }
+  memcpy(salt, PQgetvalue(r, row, NCOLS + 3), sizeof salt);
+  vd_hist_erase_record(f, salt, customer, fields, nfields, &e);
+  snprintf(seq, sizeof seq, "%" PRId64, (int64_t)be64(PQgetvalue(r, row, 1)));
+  v[0] = e.digest;
+  v[1] = e.has_request ? e.request.data : NULL;
+  lens[1] = (int)e.request.len;
+  v[2] = e.has_facts ? e.facts.data : NULL;
+  lens[2] = (int)e.facts.len;
+  v[3] = PQgetvalue(r, row, 0);
+  v[4] = seq;
+  u = pq_exec_params(c, "UPDATE decisions SET personal_digest = $1,"
+                        " personal_salt = NULL, customer_id = NULL,"
+                        " request = $2, facts = $3"
+                        " WHERE node_id = $4 AND node_seq = $5",
+                     5, NULL, v, lens, fmts, 0);
+  if (PQresultStatus(u) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(u), "1"))
+    rc = res_err(err, where, u, c, "erasing a record");
+  PQclear(u);
+  vd_hist_erased_release(&e);
+  return rc;
+}
+
+/* The erasures row: NODES "NODE:FIRST..LAST, ..." of what was erased. */
+static int pg_record_erasure(PGconn *c, const char *where, const char *who,
+                             const char *nodes, const char *const *fields,
+                             size_t nfields, vd_history_erase_report_t *rep,
+                             vd_buf_t *err) {
+  vd_buf_t names = VD_BUF_INIT;
+  char at[40], ms[24], records[24];
+  int64_t now = vd_now_ms();
+  const char *v[6] = {ms, at, who, records, nodes, NULL};
+  PGresult *r;
+  int rc = 0;
+  vd_hist_erasure_fields(&names, fields, nfields);
+  v[5] = names.data;
+  vd_time_format(now, VD_DEFAULT_OFFSET_MIN, at);
+  snprintf(ms, sizeof ms, "%" PRId64, now);
+  snprintf(records, sizeof records, "%" PRId64, rep->erased);
+  r = exec_params(c, "INSERT INTO erasures (at_ms, at, who, records, nodes,"
+                     " fields) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                  6, v);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+    rc = res_err(err, where, r, c, "recording the erasure");
+  else
+    rep->erasure = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  vd_buf_release(&names);
+  return rc;
+}
+
+int vd_hist_pg_erase(const char *db, const char *customer_id,
+                     const char *const *fields, size_t nfields,
+                     const char *who, vd_history_erase_report_t *rep,
+                     char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT, sql = VD_BUF_INIT, nodes = VD_BUF_INIT;
+  const char *v[1] = {customer_id};
+  int lens[1] = {(int)strlen(customer_id)}, fmts[1] = {1};
+  char where[256], node[64] = "";
+  int64_t first = 0, last = 0;
+  PGconn *c = NULL;
+  PGresult *r = NULL;
+  int rc, i, n;
+  memset(rep, 0, sizeof *rep);
+  rc = open_ro(&c, db, "verdict history erase", where, sizeof where, &err);
+  if (rc == 0)
+    rc = exec_ok(c, "BEGIN", where, "starting the erasure", &err);
+  if (rc == 0)
+    rc = exec_ok(c, "LOCK TABLE decisions IN SHARE ROW EXCLUSIVE MODE", where,
+                 "waiting for the nodes' batches in hand", &err);
+  if (rc)
+    goto out;
+  /* customer_id is bytea: the id's bytes, sent as they are */
+  vd_buf_adds(&sql, "SELECT ");
+  add_columns(&sql);
+  vd_buf_adds(&sql, ", personal_salt, (SELECT v2_from FROM node_formats f"
+                    " WHERE f.node_id = d.node_id) FROM decisions d"
+                    " WHERE customer_id = $1"
+                    " ORDER BY node_id COLLATE \"C\", node_seq");
+  r = pq_exec_params(c, sql.data, 1, NULL, v, lens, fmts, 1);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = res_err(&err, where, r, c, "finding the records");
+    goto out;
+  }
+  n = PQntuples(r);
+  for (i = 0; i < n && rc == 0; i++) {
+    const char *rnode = PQgetvalue(r, i, 0);
+    int64_t seq = (int64_t)be64(PQgetvalue(r, i, 1));
+    /* a "vn1" record: its hash commits to its raw bytes */
+    if (PQgetisnull(r, i, NCOLS + 4) ||
+        seq < (int64_t)be64(PQgetvalue(r, i, NCOLS + 4))) {
+      rep->old_form++;
+      continue;
+    }
+    if (PQgetlength(r, i, NCOLS + 3) != VD_HIST_SALT_HEX) {
+      vd_buf_reset(&err);
+      vd_buf_addf(&err, "%s: node %s's record %" PRId64 " has no "
+                        "personal_salt to erase it by; run verdict history "
+                        "verify", where, rnode, seq);
+      rc = VD_EINVALID;
+      break;
+    }
+    rc = pg_erase_row(c, where, r, i, customer_id, fields, nfields, &err);
+    if (rc)
+      break;
+    if (strcmp(node, rnode) != 0) {
+      if (*node)
+        vd_buf_addf(&nodes, "%s:%" PRId64 "..%" PRId64 ", ", node, first,
+                    last);
+      snprintf(node, sizeof node, "%s", rnode);
+      first = seq;
+    }
+    last = seq;
+    rep->erased++;
+  }
+  if (rc == 0 && rep->erased) {
+    vd_buf_addf(&nodes, "%s:%" PRId64 "..%" PRId64, node, first, last);
+    rc = pg_record_erasure(c, where, who, nodes.data, fields, nfields, rep,
+                           &err);
+  }
+  if (rc == 0)
+    rc = exec_ok(c, "COMMIT", where, "committing the erasure", &err);
+  if (rc == 0)
+    snprintf(rep->nodes, sizeof rep->nodes, "%s",
+             nodes.data ? nodes.data : "");
+out:
+  PQclear(r);
+  rollback_if_open(c);
+  PQfinish(c);
+  vd_buf_release(&sql);
+  vd_buf_release(&nodes);
+  if (rc)
+    memset(rep, 0, sizeof *rep);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
+
+/* ========================================================================
  * Following the fleet's revision
  * ====================================================================== */
+
+int vd_history_fleet_revision(const char *db, char *out, size_t n,
+                              char **errmsg) {
+  vd_buf_t err = VD_BUF_INIT;
+  char where[256];
+  PGconn *c = NULL;
+  PGresult *r;
+  int rc;
+  out[0] = '\0';
+  if (errmsg)
+    *errmsg = NULL;
+  describe(db, where, sizeof where);
+  rc = pg_connect(&c, db, "verdictd fleet", where, &err);
+  if (rc)
+    return vd_hist_give_err(errmsg, &err, rc);
+  r = pq_exec(c, "SELECT revision FROM fleet_desired WHERE id = 1");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    if (PQntuples(r) == 1)
+      snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
+  } else {
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    /* undefined_table: a database no node has started on yet */
+    if (!state || strcmp(state, "42P01") != 0)
+      rc = res_err(&err, where, r, c, "reading the fleet's revision");
+  }
+  PQclear(r);
+  PQfinish(c);
+  return vd_hist_give_err(errmsg, &err, rc);
+}
 
 struct vd_history_watch {
   PGconn *conn;
@@ -2789,9 +3147,8 @@ int vd_history_watch_wait(vd_history_watch_t *w, int timeout_ms,
                            " started_ms, verdict) VALUES ($1, $2, $2, $3)"
                            " ON CONFLICT (node_id) DO UPDATE"
                            " SET heartbeat_ms = $2, verdict = $3", 3, v);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = res_err(&err, w->where, r, w->conn, "writing the heartbeat");
-  PQclear(r);
+  rc = res_done(r, PGRES_COMMAND_OK, &err, w->where, w->conn,
+                "writing the heartbeat");
   if (rc == 0) {
     r = pq_exec(w->conn, "SELECT revision FROM fleet_desired WHERE id = 1");
     if (PQresultStatus(r) != PGRES_TUPLES_OK)

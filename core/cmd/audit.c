@@ -1031,10 +1031,6 @@ static int cmd_erase(opts_t *o) {
     return EXIT_USAGE;
   if (o->arg)
     return usage_err(o, "unexpected argument '%s'", o->arg);
-  if (vd_history_is_postgres(o->db))
-    return refuse_on_fleet(o, "a node's chain commits to each record's "
-                              "bytes (\"vn1\"), so they cannot be erased "
-                              "in place yet");
   if (!o->customer)
     return usage_err(o, "whose data? give --customer ID");
   if (personal_fields(o, &fields, &nfields))
@@ -1048,13 +1044,26 @@ static int cmd_erase(opts_t *o) {
     vd_personal_free(fields, nfields);
     return EXIT_USAGE;
   }
-  rc = vd_history_verify(o->db, &ver);
+  if (vd_history_is_postgres(o->db)) {
+    vd_history_node_head_t *heads = NULL;
+    size_t nheads = 0;
+    char fleet[65];
+    rc = vd_history_verify_fleet(o->db, NULL, 0, &ver, &heads, &nheads,
+                                 fleet);
+    free(heads);
+  } else {
+    rc = vd_history_verify(o->db, &ver);
+  }
   if (fmt) {
     vd_buf_addf(&b, "{\"erased\":%" PRId64 ",\"old_form\":%" PRId64
                     ",\"first_seq\":%" PRId64 ",\"last_seq\":%" PRId64
                     ",\"erasure\":%" PRId64 ",\"fields\":[\"customer_id\"",
                 rep.erased, rep.old_form, rep.first_seq, rep.last_seq,
                 rep.erasure);
+    if (rep.nodes[0]) {
+      vd_buf_adds(&b, ",\"nodes\":");
+      vd_buf_add_json_str(&b, rep.nodes, strlen(rep.nodes));
+    }
     for (i = 0; i < nfields; i++)
       if (strcmp(fields[i], "customer_id") != 0) {
         vd_buf_addc(&b, ',');
@@ -1067,7 +1076,10 @@ static int cmd_erase(opts_t *o) {
   } else {
     vd_buf_addf(&b, "erased: the personal data of %" PRId64 " records",
                 rep.erased);
-    if (rep.erased)
+    if (rep.erased && rep.nodes[0])
+      vd_buf_addf(&b, " (%s), erasure %" PRId64 " by %s", rep.nodes,
+                  rep.erasure, who ? who : "?");
+    else if (rep.erased)
       vd_buf_addf(&b, " (seq %" PRId64 "..%" PRId64 "), erasure %" PRId64
                       " by %s", rep.first_seq, rep.last_seq, rep.erasure,
                   who ? who : "?");
@@ -1077,9 +1089,12 @@ static int cmd_erase(opts_t *o) {
         vd_buf_addf(&b, ", %s", fields[i]);
     vd_buf_addc(&b, '\n');
     if (rep.old_form)
-      vd_buf_addf(&b, "left: %" PRId64 " records stored before schema 5, "
+      vd_buf_addf(&b, "left: %" PRId64 " records stored before %s, "
                       "whose hashes commit to their raw bytes\n",
-                  rep.old_form);
+                  rep.old_form, rep.nodes[0] || vd_history_is_postgres(o->db)
+                                    ? "their node's first start on "
+                                      "PostgreSQL schema 5"
+                                    : "schema 5");
     vd_buf_addf(&b, "%s: %s\n", rc ? "FAILED" : "ok", ver.message);
   }
   out_flush(&b);

@@ -39,9 +39,9 @@ int vd_cli_fleet_verify(const char *db, const char *const *anchors,
     return 2;
   }
   if (json) {
-    vd_buf_addf(&b, "{\"ok\":%s,\"records\":%" PRId64 ",\"revisions\":%" PRId64
-                    ",\"nodes\":[", rc ? "false" : "true", rep.records,
-                rep.revisions);
+    vd_buf_addf(&b, "{\"ok\":%s,\"records\":%" PRId64 ",\"erased\":%" PRId64
+                    ",\"revisions\":%" PRId64 ",\"nodes\":[",
+                rc ? "false" : "true", rep.records, rep.erased, rep.revisions);
     for (i = 0; i < n; i++)
       vd_buf_addf(&b, "%s{\"node\":\"%s\",\"seq\":%" PRId64 ",\"head\":\"%s\","
                       "\"activations\":%" PRId64 ",\"start\":%" PRId64

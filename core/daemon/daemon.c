@@ -657,7 +657,8 @@ static int load_policies(vd_daemon_t *d) {
 /* A rollback survives a restart: when the history's last successful
  * activation was of a stored revision (verdict activate) other than what
  * the directory holds, start with that revision again, unless
- * --policies-win.  The admin's next reload takes the directory. */
+ * --policies-win.  The admin's next reload takes the directory.  On a
+ * fleet's history, the fleet's revision (fleet.c). */
 static void keep_rollback(vd_daemon_t *d) {
   char rev[VD_REVISION_NAME_MAX], *msg = NULL;
   vd_bundle_t *b = NULL;
@@ -666,6 +667,10 @@ static void keep_rollback(vd_daemon_t *d) {
   /* Not on a database others can read: the writer's open refuses it with
    * the chmod to run, and this read-only look would first have made its
    * -shm file with the same loose mode, which that chmod leaves behind. */
+  if (vd_history_is_postgres(d->opts.db)) { /* a fleet's: its revision */
+    vd_fleet_keep_desired(d);
+    return;
+  }
   if (d->opts.policies_win || stat(d->opts.db, &st) != 0 ||
       (st.st_mode & S_IRWXO) ||
       vd_history_rollback_in_force(d->opts.db, rev, &msg) <= 0 ||

@@ -550,5 +550,12 @@ int vd_admin_startup(vd_daemon_t *d, vd_engine_t *e);
 typedef struct vd_fleet vd_fleet_t;
 int vd_fleet_start(vd_daemon_t *d);
 void vd_fleet_stop(vd_daemon_t *d);
+/* At start-up, before the engines are made: with a PostgreSQL history,
+ * start on the fleet's revision rather than the directory's (unless
+ * --policies-win), so a rollback, or an activate of an older revision,
+ * on any node outlasts this node's restart.  Logs what it did; the
+ * directory's bundle stays when there is nothing to keep or it cannot
+ * be loaded. */
+void vd_fleet_keep_desired(vd_daemon_t *d);
 
 #endif

@@ -21,6 +21,7 @@
  * per change of the desired revision: one this node refuses is not tried
  * again until the fleet's changes (the refusal is in its node_status).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,39 @@ static void on_fleet_closed(uv_handle_t *h) {
   vd_history_watch_close(f->watch);
   uv_mutex_destroy(&f->mu);
   free(f);
+}
+
+void vd_fleet_keep_desired(vd_daemon_t *d) {
+  char rev[VD_REVISION_NAME_MAX], *msg = NULL;
+  vd_bundle_t *b = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  if (d->opts.policies_win)
+    return;
+  if (vd_history_fleet_revision(d->opts.db, rev, sizeof rev, &msg) != 0) {
+    vd_log(VD_LEVEL_WARNING, "fleet_revision_unread",
+           "start-up: cannot read the fleet's revision (%s); starting with "
+           "%s", msg ? msg : "?", d->opts.policies);
+    free(msg);
+    return;
+  }
+  if (!rev[0] || strcmp(rev, vd_bundle_revision(d->bundle)) == 0)
+    return;
+  if (vd_history_load_bundle(d->opts.db, rev, &b, &err) != 0) {
+    vd_log(VD_LEVEL_WARNING, "fleet_revision_not_kept",
+           "start-up: cannot load the fleet's revision %s (%s); starting "
+           "with %s, and following the fleet once serving", rev,
+           err.data ? err.data : "?", d->opts.policies);
+  } else {
+    vd_log(VD_LEVEL_NOTICE, "fleet_revision_kept",
+           "start-up: the fleet's revision %s, not %s in %s; "
+           "`verdict reload` (for the whole fleet) or --policies-win takes "
+           "the directory", rev, vd_bundle_revision(d->bundle),
+           d->opts.policies);
+    vd_bundle_unref(d->bundle);
+    d->bundle = b;
+    snprintf(d->activated_by, sizeof d->activated_by, "startup-fleet");
+  }
+  vd_buf_release(&err);
 }
 
 int vd_fleet_start(vd_daemon_t *d) {

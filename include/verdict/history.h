@@ -753,8 +753,12 @@ typedef struct vd_history_erase_report {
   int64_t old_form;  /* the customer's records stored before schema 5:
                       * their hashes commit to the raw bytes, so they are
                       * left as they are */
-  int64_t first_seq, last_seq; /* the erased records' range (0: none) */
+  int64_t first_seq, last_seq; /* the erased records' range (0: none; a
+                                * fleet's are in nodes) */
   int64_t erasure;   /* the id of the `erasures` row (0: nothing erased) */
+  char nodes[256];   /* a PostgreSQL history: "NODE:FIRST..LAST, ..." of
+                      * the erased records by node (cut short past 255
+                      * bytes; `erasures` keeps it whole); else "" */
 } vd_history_erase_report_t;
 
 /* Erase the personal data of every record of CUSTOMER_ID (customer_id =
@@ -766,7 +770,9 @@ typedef struct vd_history_erase_report {
  * the digest its hash committed to (docs/history.md, "Schema 5: the
  * personal part"), so the chain still verifies.  WHO (may be NULL), the
  * time, the count, the seq range and the field names are recorded in
- * `erasures`; the customer id is not.  Returns 0 (rep says how many),
+ * `erasures`; the customer id is not.  DB_PATH may be a PostgreSQL
+ * history (every node's records, in one transaction: docs/fleet.md).
+ * Returns 0 (rep says how many),
  * VD_EINVALID (no customer, a damaged record), or the opening's errors.
  * *errmsg as for the other calls. */
 int vd_history_erase(const char *db_path, const char *customer_id,
@@ -895,6 +901,15 @@ int vd_history_import(const char *from, const char *db, const char *node,
  * change) also sets the fleet's desired revision and notifies the other
  * nodes, in the activation's transaction. */
 #define VD_HISTORY_FLEET_TRIGGER "fleet"
+
+/* The fleet's desired revision in the PostgreSQL history DB (what every
+ * node follows: the last reload or activate on any node) into OUT (N
+ * bytes); "" when none was ever set, or the database has no verdict
+ * schema yet.  0, or VD_EIO / VD_ENOMEM with *errmsg set.  A connection
+ * of its own, without the readers' schema check: verdictd asks before it
+ * opens (and may migrate) the history. */
+int vd_history_fleet_revision(const char *db, char *out, size_t n,
+                              char **errmsg);
 
 /* A node's watch on the fleet's desired revision: its own connection,
  * LISTENing for changes.  One thread uses it (verdictd's fleet thread).

@@ -56,8 +56,9 @@ def mini_copy(name):
     return b
 
 
-def node(conninfo, name, policies=MINI, **kw):
-    return Daemon(policies, args=["--db", conninfo, "--node-id", name], **kw)
+def node(conninfo, name, policies=MINI, args_extra=(), **kw):
+    return Daemon(policies, args=["--db", conninfo, "--node-id", name] +
+                  list(args_extra), **kw)
 
 
 def comp(rid, charged=5000):
@@ -80,26 +81,72 @@ COLUMNS = ["decision_id", "received_ms", "at", "at_ms", "kind", "region",
 INTEGERS = {"received_ms", "at_ms", "elapsed_us"}
 
 
-def node_hash(dbname, node_id, seq):
+PERSONAL = {"customer_id", "request", "facts"}
+
+
+def ns(v):
+    return b"-," if v is None else str(len(v)).encode() + b":" + v + b","
+
+
+def node_hash(dbname, node_id, seq, form=None):
     """The hash of a node's row as docs/fleet.md says to compute it, from
-    the stored bytes, and the hash the row carries."""
-    def ns(v):
-        return b"-," if v is None else str(len(v)).encode() + b":" + v + b","
+    the stored bytes, and the hash the row carries.  FORM "vn1" or "vn2";
+    None: as the node's node_formats row says."""
     cols = ", ".join(c if c in INTEGERS else
                      "coalesce(encode(%s, 'hex'), 'NULL')" % c for c in COLUMNS)
+    if form is None:
+        v2_from = psql(dbname, "SELECT v2_from FROM node_formats"
+                               " WHERE node_id = '%s'" % node_id).strip()
+        form = "vn2" if v2_from and seq >= int(v2_from) else "vn1"
     prev = psql(dbname, "SELECT hash FROM decisions WHERE node_id = '%s'"
                         " AND node_seq = %d" % (node_id, seq - 1)).strip()
-    row = psql(dbname, "SELECT %s, hash FROM decisions WHERE node_id = '%s'"
-                       " AND node_seq = %d" % (cols, node_id, seq)).strip()
+    extra = (", coalesce(personal_salt, 'NULL'),"
+             " coalesce(personal_digest, 'NULL')" if form == "vn2" else "")
+    row = psql(dbname, "SELECT %s%s, hash FROM decisions WHERE node_id = '%s'"
+                       " AND node_seq = %d" % (cols, extra, node_id, seq)
+               ).strip()
     fields = row.split("|")
-    data = ns(b"vn1") + ns(str(seq).encode()) + ns(node_id.encode())
+    values = {}
     for name, v in zip(COLUMNS, fields):
         if name in INTEGERS:
-            data += ns(v.encode())
+            values[name] = v.encode()
         else:
-            data += ns(None if v == "NULL" else bytes.fromhex(v))
+            values[name] = None if v == "NULL" else bytes.fromhex(v)
+    data = ns(form.encode()) + ns(str(seq).encode()) + ns(node_id.encode())
+    if form == "vn1":
+        for name in COLUMNS:
+            data += ns(values[name])
+    else:
+        salt, kept = fields[len(COLUMNS)], fields[len(COLUMNS) + 1]
+        if salt != "NULL":   # the personal part, from its salt
+            digest = hashlib.sha256(
+                ns(b"vp1") + ns(salt.encode()) +
+                b"".join(ns(values[c]) for c in
+                         ("customer_id", "request", "facts"))).hexdigest()
+        else:                # erased: the digest the erasure kept
+            digest = kept
+        for name in COLUMNS:
+            if name not in PERSONAL:
+                data += ns(values[name])
+        data += ns(digest.encode())
     h = hashlib.sha256(bytes.fromhex(prev or "0" * 64) + data).hexdigest()
     return h, fields[-1]
+
+
+def as_vn1(dbname, node_id):
+    """Make node NODE_ID's chain what a node of a verdict before PostgreSQL
+    schema 5 wrote: every row "vn1", no salt, no node_formats row."""
+    psql(dbname, "DELETE FROM node_formats WHERE node_id = '%s';"
+                 " UPDATE decisions SET personal_salt = NULL"
+                 " WHERE node_id = '%s'" % (node_id, node_id))
+    head = int(psql(dbname, "SELECT seq FROM node_heads WHERE node_id = '%s'"
+                            % node_id))
+    for seq in range(1, head + 1):
+        h, _ = node_hash(dbname, node_id, seq, "vn1")
+        psql(dbname, "UPDATE decisions SET hash = '%s' WHERE node_id = '%s'"
+                     " AND node_seq = %d" % (h, node_id, seq))
+    psql(dbname, "UPDATE node_heads SET hash = '%s' WHERE node_id = '%s'"
+                 % (h, node_id))
 
 
 def ready_within(d, status, seconds=15):
@@ -150,12 +197,25 @@ class Proxy:
                 pass
             x.close()
 
+    def hold_after(self, n):
+        """Relay the next N new connections, then accept and hold every
+        later one without an answer (a postmaster that stopped)."""
+        with self.lock:
+            self.relay_left = n
+
     def _accept(self, ls):
         while True:
             try:
                 a, _ = ls.accept()
             except OSError:
                 return
+            with self.lock:
+                left = getattr(self, "relay_left", None)
+                if left is not None:
+                    self.relay_left = left - 1
+                if left is not None and left <= 0:
+                    self.socks.append(a)   # held: never relayed
+                    continue
             b = socket.create_connection((os.environ.get("PGHOST", "localhost"),
                                           int(os.environ.get("PGPORT", 5432))))
             with self.lock:
@@ -377,6 +437,115 @@ class Fleet(unittest.TestCase):
         self.assertEqual(rc, 1, (rep, err))
         self.assertIn("node a", rep["message"])
 
+    def test_erase_a_customer_on_every_node(self):
+        name, db = new_database()
+        # a and b on this verdict ("vn2"); c as a node of the verdict before
+        # schema 5 left it ("vn1": its records are left)
+        for n in ("c", "b", "a"):
+            d = node(db, n, policies=POLICIES)
+            c = d.connect()
+            for i in range(2):
+                for who in ("U-ERASE", "U-KEEP"):
+                    r = c.call(**escalation("C-%s%s%d" % (n, who[2], i), who,
+                                            AT))
+                    self.assertNotIn("error", r, r)
+            c.close()
+            if n == "a":
+                break    # a goes on writing through the erasure
+            self.assertEqual(d.stop(), 0, d.read_log())
+            if n == "c":
+                as_vn1(name, "c")
+        try:
+            rc, out, err = run_cli("history", "erase", "--customer", "U-ERASE",
+                                   "--who", "dpo: ticket 42", "--db", db)
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("erased: the personal data of 4 records (a:1..3, "
+                          "b:1..3), erasure 1 by dpo: ticket 42", out)
+            self.assertIn("left: 2 records stored before their node's first "
+                          "start on PostgreSQL schema 5", out)
+            self.assertIn("ok: 3 nodes, 12 records (4 with personal data "
+                          "erased) and ", out)
+            c = d.connect()
+            r = c.call(**escalation("C-after", "U-KEEP", AT))
+            self.assertNotIn("error", r, r)
+            c.close()
+        finally:
+            self.assertEqual(d.stop(), 0, d.read_log())
+        # nothing of the customer is left on a and b; c's old rows keep it
+        for col in ("customer_id", "request", "facts", "result", "trace"):
+            left = psql(name, "SELECT node_id FROM decisions WHERE position("
+                              "'U-ERASE'::bytea IN coalesce(%s, ''::bytea))"
+                              " > 0 ORDER BY node_id" % col).split()
+            self.assertEqual(set(left) - {"c"}, set(), col)
+        erased = psql(name, "SELECT node_id, node_seq,"
+                            " convert_from(request, 'UTF8'),"
+                            " coalesce(personal_salt, '-'),"
+                            " length(personal_digest) FROM decisions"
+                            " WHERE personal_digest IS NOT NULL"
+                            " ORDER BY node_id, node_seq").splitlines()
+        self.assertEqual([tuple(l.split("|")[:2]) for l in erased],
+                         [("a", "1"), ("a", "3"), ("b", "1"), ("b", "3")])
+        for line in erased:
+            _, _, req, salt, dlen = line.split("|")
+            self.assertEqual((salt, dlen), ("-", "64"))
+            self.assertNotIn("customer_id", json.loads(req)["input"])
+            self.assertIn("complaint_id", json.loads(req)["input"])
+        # the rule docs/fleet.md gives holds for an erased row and a salted one
+        for n, seq in (("a", 3), ("b", 2), ("c", 1)):
+            mine, stored = node_hash(name, n, seq)
+            self.assertEqual(mine, stored, (n, seq))
+        # the erasure is recorded: who, how many, where, never whose
+        log = psql(name, "SELECT who, records, nodes, fields FROM erasures")
+        self.assertEqual(log.strip(),
+                         "dpo: ticket 42|4|a:1..3, b:1..3|customer_id")
+        self.assertNotIn("U-ERASE", psql(name, "SELECT e::text FROM erasures e"))
+        rc, rep, err = verify(db)
+        self.assertEqual(rc, 0, (rep, err))
+        self.assertIn("13 records (4 with personal data erased)",
+                      rep["message"])
+        self.assertEqual((rep["records"], rep["erased"]), (13, 4))
+        # erasing again: nothing on a and b, c's left as they are
+        rc, out, err = run_cli("history", "erase", "--customer", "U-ERASE",
+                               "--db", db, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        got = json.loads(out)
+        self.assertEqual((got["erased"], got["old_form"], got["verified"]),
+                         (0, 2, True))
+        rc, out, err = run_cli("history", "erase", "--customer", "U-NONE",
+                               "--db", db)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("no record names customer 'U-NONE'", err)
+
+        def tampered(sql, *says):
+            copy = "%s_t%d" % (name, next(_count))
+            psql("postgres", "CREATE DATABASE %s TEMPLATE %s" % (copy, name))
+            psql(copy, sql)
+            rc, rep, err = verify("postgresql:///" + copy)
+            self.assertEqual(rc, 1, (sql, rep, err))
+            for want in says:
+                self.assertIn(want, rep["message"])
+
+        # an erased row is still chained: its other columns, its kept digest
+        tampered("UPDATE decisions SET result = convert_to('{}', 'UTF8')"
+                 " WHERE node_id = 'a' AND node_seq = 3",
+                 "node a", "node_seq 3", "was changed")
+        tampered("UPDATE decisions SET personal_digest = repeat('0', 64)"
+                 " WHERE node_id = 'b' AND node_seq = 1",
+                 "node b", "node_seq 1", "was changed")
+        # a kept row's personal part is too, through its salt
+        tampered("UPDATE decisions SET customer_id = 'U-OTHER'::bytea"
+                 " WHERE node_id = 'b' AND node_seq = 2",
+                 "node b", "node_seq 2", "was changed")
+        tampered("UPDATE decisions SET personal_salt = NULL"
+                 " WHERE node_id = 'a' AND node_seq = 2",
+                 "node a", "neither a personal_salt nor a personal_digest")
+        # an erasure not made by verdict, or its record removed, shows
+        tampered("DELETE FROM erasures", "the erasures table accounts for 0")
+        tampered("UPDATE decisions SET personal_digest = ("
+                 " SELECT personal_digest FROM decisions WHERE node_id = 'a'"
+                 " AND node_seq = 1) WHERE node_id = 'a' AND node_seq = 2",
+                 "node a", "node_seq 2", "its personal_digest says")
+
     def test_durable_answers_internal_while_the_database_is_gone(self):
         name, db = new_database()
         a = node(db, "a")
@@ -513,6 +682,33 @@ class Fleet(unittest.TestCase):
         self.assertEqual(len(stored), 2, stored)  # before, after
         self.assertEqual(verify(db)[0], 0)
 
+    def test_a_cursor_closed_early_never_waits_on_the_postmaster(self):
+        # the console's decisions page reads 51 rows and closes the cursor
+        # with the query's end unread; closing it must not wait for the
+        # server (PQcancel() would open a connection to the postmaster and
+        # wait for it with no deadline: here one that never answers)
+        name, _ = new_database()
+        proxy = Proxy()
+        a = HttpDaemon(args=["--db", proxy.conninfo(name), "--node-id", "a"],
+                       policies=MINI)
+        try:
+            c = a.connect()
+            for i in range(60):
+                self.assertNotIn("error", c.call(**comp("p%d" % i)))
+            c.close()
+            proxy.hold_after(1)       # the page's cursor, and nothing after
+            conn = a.http(timeout=60)
+            conn.request("GET", "/console/decisions")
+            r = conn.getresponse()
+            page = r.read().decode()
+            conn.close()
+            self.assertEqual(r.status, 200, page)
+            self.assertIn("Older decisions", page)   # it stopped early
+            self.assertEqual(a.call("GET", "/health")[0], 200)
+        finally:
+            self.assertEqual(a.stop(), 0, a.read_log())
+            proxy.cut()
+
     def test_a_batch_waiting_on_a_lock_is_answered_within_the_deadline(self):
         # the server answers, but the batch's insert waits on a lock that
         # another session holds: `internal` within --db-timeout, the
@@ -582,9 +778,14 @@ class Fleet(unittest.TestCase):
                              " WHERE key = 'schema'").strip()
         self.assertGreaterEqual(int(current), 2)
         # what steps 2 and later add goes, as version 1 had it (a step
-        # appended to core/history_pg.c's migrations[] is undone here too)
+        # appended to core/history_pg.c's migrations[] is undone here too):
+        # the rows as "vn1", without the personal part's columns
+        as_vn1(name, "a")
         psql(name, "ALTER TABLE node_status DROP COLUMN verdict;"
                    " DROP TABLE idempotency; DROP TABLE revision_tags;"
+                   " ALTER TABLE decisions DROP COLUMN personal_salt,"
+                   "  DROP COLUMN personal_digest;"
+                   " DROP TABLE node_formats; DROP TABLE erasures;"
                    " UPDATE verdict_meta SET value = '1' WHERE key = 'schema'")
         # a reader of the new verdict says what to do
         rc, out, err = run_cli("history", "list", "--db", db)
@@ -617,6 +818,16 @@ class Fleet(unittest.TestCase):
         self.assertEqual(psql(name, "SELECT convert_from(decision_id, 'UTF8')"
                                     " FROM decisions ORDER BY node_seq"
                           ).split(), ids)
+        # the old rows stay "vn1"; the node's first under schema 5 on are
+        # "vn2", salted
+        self.assertEqual(psql(name, "SELECT v2_from FROM node_formats"
+                                    " WHERE node_id = 'a'").strip(), "4")
+        self.assertEqual(psql(name, "SELECT node_seq FROM decisions WHERE"
+                                    " personal_salt IS NOT NULL").split(),
+                         ["4"])
+        for seq in (3, 4):
+            mine, stored = node_hash(name, "a", seq)
+            self.assertEqual(mine, stored)
 
     def test_a_newer_schema_is_refused(self):
         name, db = new_database()
@@ -731,6 +942,59 @@ class Fleet(unittest.TestCase):
         for d in (nodes[0], nodes[1], late):
             self.assertEqual(d.stop(), 0, d.read_log())
         for b in bundles:
+            shutil.rmtree(b, ignore_errors=True)
+        self.assertEqual(verify(db)[0], 0)
+
+    def test_a_restarted_node_comes_back_on_the_fleets_revision(self):
+        name, db = new_database()
+        b = mini_copy(name + "-a")
+        a = node(db, "a", b, admin=True)
+        other = node(db, "b", admin=True)
+        try:
+            c = a.connect()
+            first = c.call(**comp("r0"))["revision"]
+            c.close()
+            # a reloads its edited directory; then b rolls the fleet back
+            set_multiplier(b, 5)
+            rc, out, err = run_cli("--admin-socket", a.admin_socket, "reload")
+            self.assertEqual(rc, 0, out + err)
+            second = out.split()[-1]
+            self.assertNotEqual(second, first)
+            rc, out, err = run_cli("--admin-socket", other.admin_socket,
+                                   "activate", first)
+            self.assertEqual(rc, 0, out + err)
+            self.assertEqual(psql(name, "SELECT revision FROM fleet_desired"
+                                  ).strip(), first)
+            self.assertEqual(a.stop(), 0, a.read_log())
+            # a's directory still holds the second; restarted, a serves the
+            # fleet's from its first request, and records so once
+            a = node(db, "a", b, admin=True)
+            c = a.connect()
+            r = c.call(**comp("r1"))
+            c.close()
+            self.assertEqual(r["revision"], first, r)
+            self.assertIn("start-up: the fleet's revision %s, not %s in"
+                          % (first, second), a.read_log())
+            self.assertEqual(a.stop(), 0, a.read_log())
+            acts = psql(name, "SELECT cause || ' ' || revision FROM"
+                              " activations WHERE node_id = 'a' AND ok = 1"
+                              " ORDER BY id").splitlines()
+            self.assertEqual(acts[-1], "startup-fleet " + first, acts)
+            self.assertNotIn("startup " + second, acts[-2:], acts)
+            # --policies-win: a starts on its directory (and then follows
+            # the fleet, as a node whose directory differs does)
+            a = node(db, "a", b, admin=True, args_extra=["--policies-win"])
+            self.assertEqual(a.stop(), 0, a.read_log())
+            acts = psql(name, "SELECT cause || ' ' || revision FROM"
+                              " activations WHERE node_id = 'a' AND ok = 1"
+                              " ORDER BY id").splitlines()
+            self.assertIn("startup " + second, acts, acts)
+            # the fleet's revision is unchanged: a start-up never sets it
+            self.assertEqual(psql(name, "SELECT revision FROM fleet_desired"
+                                  ).strip(), first)
+        finally:
+            a.stop()
+            other.stop()
             shutil.rmtree(b, ignore_errors=True)
         self.assertEqual(verify(db)[0], 0)
 
@@ -900,9 +1164,7 @@ class Fleet(unittest.TestCase):
             for args, says in ((("history", "backup", "/tmp/x.db"), "pg_dump"),
                                (("history", "archive", "--before", AT,
                                  "--to", "/tmp/x.db"),
-                                "partition"),
-                               (("history", "erase", "--customer", "U-1"),
-                                "cannot be erased")):
+                                "partition")):
                 rc, out, err = cli(*args)
                 self.assertEqual(rc, 2, out + err)
                 self.assertIn("not on a PostgreSQL history: ", err)
