@@ -133,9 +133,11 @@ static const char revisions_usage[] =
     "Every activation (newest first; '*' marks the revision in force), the\n"
     "revisions stored and their tags.  TRIGGER: startup, startup-rollback\n"
     "(a restart kept the revision last activated), reload (verdict reload),\n"
-    "rollback (verdict activate), sighup, watch.  With --db the database\n"
-    "file is read directly (read-only; no daemon needed), else the daemon\n"
-    "is asked over its admin socket (default " VD_DEFAULT_ADMIN_SOCKET ").\n";
+    "rollback (verdict activate), sighup, watch; on a fleet also fleet (a\n"
+    "node took the fleet's revision) and startup-fleet (a node started on\n"
+    "it).  With --db the database file is read directly (read-only; no\n"
+    "daemon needed), else the daemon is asked over its admin socket\n"
+    "(default " VD_DEFAULT_ADMIN_SOCKET ").\n";
 
 static const char diff_usage[] =
     "usage: verdict diff A [B] [--db PATH | --admin-socket PATH]\n"
