@@ -386,6 +386,8 @@ void vd_hist_pg_reader_close(vd_hist_pg_reader_t *r);
 typedef struct vd_hist_pg_rows vd_hist_pg_rows_t;
 int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
                          const vd_history_filter_t *filter, vd_buf_t *err);
+int vd_hist_pg_split(const char *db, const vd_history_filter_t *filter,
+                     int n, int64_t *bounds, int64_t *total, vd_buf_t *err);
 int vd_hist_pg_rows_next(vd_hist_pg_rows_t *r,
                          const vd_history_value_t **row);
 const char *vd_hist_pg_rows_errmsg(const vd_hist_pg_rows_t *r);

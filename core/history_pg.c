@@ -1718,6 +1718,68 @@ int vd_hist_pg_rows_open(vd_hist_pg_rows_t **out, const char *db,
   return 0;
 }
 
+/* vd_history_split() on PostgreSQL: a node's seq is its own, so the
+ * ranges are of received_ms, the first key of the rows' order (received_ms,
+ * node_id, node_seq): bounds[i] is the (i/n)-quantile of the selection's
+ * received_ms (percentile_disc: a value a row has), so the rows of one
+ * millisecond are never cut apart, and ranges in order hold the rows in
+ * order.  One statement: it counts the selection and sorts its received_ms
+ * (the received_ms index of each partition where the filter allows). */
+int vd_hist_pg_split(const char *db, const vd_history_filter_t *filter,
+                     int n, int64_t *bounds, int64_t *total,
+                     vd_buf_t *err) {
+  PGconn *c = NULL;
+  PGresult *r;
+  vd_buf_t cond = VD_BUF_INIT, sql = VD_BUF_INIT, frac = VD_BUF_INIT;
+  char num[PG_FILTER_NUMS][24], where[256];
+  const char *v[PG_FILTER_PARAMS + 1], *p;
+  int k, i, rc = open_ro(&c, db, "verdict replay", where, sizeof where, err);
+  if (rc)
+    return rc;
+  k = add_filter(&cond, filter, num, v);
+  vd_buf_adds(&frac, "{");
+  for (i = 1; i < n; i++)
+    vd_buf_addf(&frac, "%s%.17g", i > 1 ? "," : "", (double)i / n);
+  vd_buf_adds(&frac, "}");
+  v[k++] = frac.data;
+  vd_buf_addf(&sql, "SELECT count(*), percentile_disc($%d::float8[]) WITHIN"
+                    " GROUP (ORDER BY received_ms) FROM decisions WHERE true",
+              k);
+  vd_buf_add(&sql, cond.data ? cond.data : "", cond.len);
+  r = pq_exec_params(c, sql.data, k, NULL, v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    rc = res_done(r, PGRES_TUPLES_OK, err, where, c, "splitting decisions");
+    if (!rc) {
+      vd_buf_reset(err);
+      vd_buf_addf(err, "%s: splitting decisions: no row", where);
+      rc = VD_EIO;
+    }
+    goto out;
+  }
+  if (total)
+    *total = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  bounds[0] = INT64_MIN;
+  p = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
+  for (i = 1; i < n; i++) {
+    /* "{q1,q2,...}"; no rows: NULL, every range but the first empty */
+    if (p && (*p == '{' || *p == ',')) {
+      char *end;
+      bounds[i] = strtoll(p + 1, &end, 10);
+      p = end;
+    } else {
+      bounds[i] = INT64_MAX;
+    }
+  }
+  bounds[n] = INT64_MAX;
+  PQclear(r);
+out:
+  PQfinish(c);
+  vd_buf_release(&cond);
+  vd_buf_release(&sql);
+  vd_buf_release(&frac);
+  return rc;
+}
+
 /* One column of a binary result row as a value: int8 to its number and
  * decimal text, anything else its bytes. */
 static void bin_value(PGresult *res, int col, char *scratch,

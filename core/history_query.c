@@ -337,15 +337,8 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
   sqlite3_stmt *st = NULL;
   int64_t total = 0, row = 0, last = 0;
   int rc, lane = 1;
-  if (vd_history_is_postgres(db_path)) {
-    /* node_seq is per node: one range holds every row */
-    bounds[0] = INT64_MIN;
-    for (lane = 1; lane <= n; lane++)
-      bounds[lane] = INT64_MAX;
-    if (total_out)
-      *total_out = -1;
-    return 0;
-  }
+  if (vd_history_is_postgres(db_path))
+    return vd_hist_pg_split(db_path, filter, n, bounds, total_out, err);
   rc = vd_history_db_open_ro(&db, db_path, err);
   if (rc)
     return rc;
@@ -381,6 +374,24 @@ out:
   sqlite3_finalize(st);
   sqlite3_close(db);
   return rc;
+}
+
+void vd_history_filter_range(vd_history_filter_t *f, const char *db_path,
+                             int64_t lo, int64_t hi) {
+  if (!vd_history_is_postgres(db_path)) {
+    f->has_seq = 1;
+    f->seq_lo = lo;
+    f->seq_hi = hi;
+    return;
+  }
+  /* received_ms, within the selection's own window */
+  if (!f->has_since || f->since_ms < lo)
+    f->since_ms = lo;
+  f->has_since = 1;
+  if (hi != INT64_MAX && (!f->has_until || f->until_ms > hi)) {
+    f->until_ms = hi;
+    f->has_until = 1;
+  }
 }
 
 int vd_history_rate(const char *db_path, int64_t since_ms, int64_t bucket_ms,

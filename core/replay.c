@@ -9,8 +9,10 @@
  * the merged report.
  *
  * Invariants:
- *   - lane i decides exactly the selected rows with bounds[i] <= seq <
- *     bounds[i + 1] (vd_history_split()), so every row once;
+ *   - lane i decides exactly the selected rows of range i of
+ *     vd_history_split() (seq in a SQLite file, received_ms on
+ *     PostgreSQL), so every row once, and the lanes in order hold the
+ *     rows in order;
  *   - results are compared as the canonical JSON bytes the engine writes;
  *     only a differing pair is parsed (a yajl tree, outside every Lua
  *     state) to name the fields that changed;
@@ -969,8 +971,8 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
     g->material++;
 }
 
-/* Decide again every row of this lane: a contiguous range of seq, so that
- * each thread reads only its own pages of the table. */
+/* Decide again every row of this lane: one range of the history's order, so
+ * that each thread reads only its own pages of the table. */
 static void *lane_run(void *arg) {
   lane_t *l = arg;
   const vd_replay_opts_t *o = l->o;
@@ -996,10 +998,8 @@ static void *lane_run(void *arg) {
   }
 
   f = o->select;
-  f.has_seq = 1;
-  f.has_limit = 0;
-  f.seq_lo = l->seq_lo;
-  f.seq_hi = l->seq_hi;
+  f.has_seq = f.has_limit = 0;
+  vd_history_filter_range(&f, o->db, l->seq_lo, l->seq_hi);
   if (vd_history_rows_open(&rows, o->db, &f, &l->fatal) != 0)
     goto out;
   while ((rc = vd_history_rows_next(rows, &row)) == 1) {
@@ -1152,31 +1152,26 @@ static void merge_lane(vd_replay_report_t *rep, lane_t *l) {
   }
 }
 
-/* The first MAX changes of all lanes, in seq order, moved into REP. */
+/* The first MAX changes of all lanes, in the history's order, moved into
+ * REP: lane k's rows all come before lane k + 1's (vd_history_split()),
+ * and each lane keeps its changes in its rows' order, so the lanes'
+ * changes one after another are in order. */
 static void merge_changes(vd_replay_report_t *rep, lane_t *lanes, int n,
                           long long max) {
-  size_t *next = calloc((size_t)n, sizeof *next);
-  if (!next)
-    return;
-  while ((long long)rep->nchanges < max) {
-    vd_replay_change_t *c;
-    int best = -1, k;
-    for (k = 0; k < n; k++)
-      if (next[k] < lanes[k].rep.nchanges &&
-          (best < 0 || lanes[k].rep.changes[next[k]].seq <
-                           lanes[best].rep.changes[next[best]].seq))
-        best = k;
-    if (best < 0)
-      break;
-    c = realloc(rep->changes, (rep->nchanges + 1) * sizeof *c);
-    if (!c)
-      break;
-    rep->changes = c;
-    c = &lanes[best].rep.changes[next[best]++];
-    rep->changes[rep->nchanges++] = *c;
-    memset(c, 0, sizeof *c); /* moved */
-  }
-  free(next);
+  int k;
+  size_t i;
+  for (k = 0; k < n; k++)
+    for (i = 0; i < lanes[k].rep.nchanges &&
+                (long long)rep->nchanges < max; i++) {
+      vd_replay_change_t *c =
+          realloc(rep->changes, (rep->nchanges + 1) * sizeof *c);
+      if (!c)
+        return;
+      rep->changes = c;
+      c = &lanes[k].rep.changes[i];
+      rep->changes[rep->nchanges++] = *c;
+      memset(c, 0, sizeof *c); /* moved */
+    }
 }
 
 static int cmp_group(const void *x, const void *y) {

@@ -539,15 +539,22 @@ int vd_history_find(vd_history_finder_t *f, const char *decision_id,
                     const vd_history_value_t **row, vd_buf_t *err);
 void vd_history_finder_close(vd_history_finder_t *f);
 
-/* Cut the rows FILTER selects into N contiguous ranges of seq holding
- * about as many rows each: bounds[0..n] (n + 1 values, the caller's
- * array), range i is bounds[i] <= seq < bounds[i + 1], bounds[n] is
- * INT64_MAX.  With fewer rows than ranges some ranges are empty.  Reads
- * only seq.  *total (when TOTAL is not NULL): how many rows FILTER
- * selects, or -1 where the history does not count them first
- * (PostgreSQL). */
+/* Cut the rows FILTER selects into N contiguous ranges of the history's
+ * own order holding about as many rows each: bounds[0..n] (n + 1 values,
+ * the caller's array), range i is bounds[i] <= key < bounds[i + 1],
+ * bounds[n] is INT64_MAX.  The key is seq in a SQLite file; on PostgreSQL,
+ * where a seq is its node's, received_ms (the rows of one millisecond are
+ * never cut apart; with many in one millisecond the ranges are less even).
+ * Either way range i's rows all come before range i + 1's in
+ * vd_history_rows_open()'s order.  With fewer rows than ranges some ranges
+ * are empty.  *total (when TOTAL is not NULL): how many rows FILTER
+ * selects.  vd_history_filter_range() makes a filter select one range. */
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, int64_t *total, vd_buf_t *err);
+/* Narrow F (a copy of the filter given to vd_history_split()) to the rows
+ * of the range LO <= key < HI it made for DB_PATH. */
+void vd_history_filter_range(vd_history_filter_t *f, const char *db_path,
+                             int64_t lo, int64_t hi);
 
 /* Decisions received in N buckets of BUCKET_MS from SINCE_MS: bucket i
  * counts since_ms + i * bucket_ms <= received_ms < that + bucket_ms,

@@ -290,6 +290,59 @@ class Fleet(unittest.TestCase):
         self.assertEqual(rc, 0, out + err)
         self.assertEqual(json.loads(out)["unchanged"], 14)
 
+    def test_replay_in_parallel_on_a_fleet(self):
+        # 120 decisions, nodes a and b in turn: node_seqs 1..60 on each,
+        # so seq ranges could not split them; received_ms ranges do
+        dbname, db = new_database()
+        nodes = [node(db, n) for n in ("a", "b")]
+        conns = [d.connect() for d in nodes]
+        for i in range(120):
+            r = conns[i % 2].call(**comp("r%d" % i, 5000 + i))
+            self.assertNotIn("error", r, r)
+        for c in conns:
+            c.close()
+        for d in nodes:
+            self.assertEqual(d.stop(), 0, d.read_log())
+        order = psql(dbname, "SELECT convert_from(decision_id, 'UTF8')"
+                     " FROM decisions ORDER BY received_ms, node_id,"
+                     " node_seq").split()
+        self.assertEqual(len(order), 120)
+        # against a candidate whose GD multiplies by 4 instead of 3: every
+        # decision changes; the first 50 changes, in the history's order,
+        # whatever the threads
+        cand = mini_copy("replay-threads")
+        path = os.path.join(cand, "regions", "GD", "compensation.lua")
+        with open(path) as f:
+            src = f.read()
+        with open(path, "w") as f:
+            f.write(src.replace("P.multiplier = 3", "P.multiplier = 4", 1))
+        reports = {}
+        for t in (1, 4):
+            rc, out, err = run_cli("replay", "--db", db, "--against", cand,
+                                   "--threads", str(t), "--max-changes",
+                                   "50", "--format", "json")
+            self.assertEqual(rc, 0, err)
+            reports[t] = json.loads(out)
+            self.assertEqual(reports[t]["replayed"], 120)
+            self.assertEqual(reports[t]["changed"], 120)
+            self.assertEqual([c["decision_id"]
+                              for c in reports[t]["changes"]], order[:50])
+        for r in reports.values():  # what a run took
+            del r["seconds"], r["decisions_per_second"]
+        self.assertEqual(reports[1], reports[4])
+        # each thread reads its own range: every decision's revision made
+        # unloadable (its files gone), each thread reports its first ten
+        psql(dbname, "DELETE FROM revision_files")
+        for t, lines in ((1, 10), (4, 40)):
+            rc, out, err = run_cli("replay", "--db", db, "--threads",
+                                   str(t), "--format", "json")
+            self.assertEqual(json.loads(out)["errors"], 120, err)
+            kept = [ln.split(":")[1].strip() for ln in err.splitlines()
+                    if ln.startswith("verdict replay: ") and
+                    ln.split(":")[1].strip() in order]
+            self.assertEqual(len(kept), lines, err)
+            self.assertEqual(kept, sorted(kept, key=order.index), err)
+
     def test_a_second_daemon_with_the_same_node_id_is_refused(self):
         _, db = new_database()
         a = node(db, "a")
