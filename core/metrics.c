@@ -20,6 +20,7 @@
  * Threads: a shard's writer (worker, history writer), any thread for the
  * shared shard under m->mu, any thread for render.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -632,4 +633,13 @@ void vd_metrics_render(vd_metrics_t *m, vd_buf_t *out) {
   }
   free(revision);
   free(e);
+}
+
+int64_t vd_heap_in_use(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  struct mallinfo2 mi = mallinfo2();
+  return (int64_t)(mi.uordblks + mi.hblkhd);
+#else
+  return -1;
+#endif
 }

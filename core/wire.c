@@ -352,6 +352,8 @@ void vd_wire_write_status(vd_buf_t *out, const char *id_json,
   add_int(out, "uptime_s", (long long)((s->now_ms - s->started_ms) / 1000));
   add_int(out, "workers", s->workers);
   add_int(out, "connections", s->connections);
+  if (s->heap_bytes >= 0)
+    add_int(out, "heap_in_use_bytes", (long long)s->heap_bytes);
   add_str(out, "log_mode", s->log_mode);
   add_int(out, "decisions", (long long)s->decisions);
   vd_buf_adds(out, ",\"errors\":{");

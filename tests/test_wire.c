@@ -434,6 +434,7 @@ static void reply_lines(void **state) {
   s.now_ms = INT64_C(1795399261999);
   s.workers = 2;
   s.connections = 1;
+  s.heap_bytes = 1048576;
   s.log_mode = "durable";
   s.decisions = 10;
   s.errors[vd_err_index(VD_EBAD_INPUT)] = 2;
@@ -449,10 +450,16 @@ static void reply_lines(void **state) {
       "\"pol\\\"icies\",\"activated_at\":\"2026-11-23T10:00:00+08:00\","
       "\"activated_by\":\"startup\",\"started_at\":"
       "\"2026-11-23T10:00:00+08:00\",\"uptime_s\":61,\"workers\":2,"
-      "\"connections\":1,\"log_mode\":\"durable\",\"decisions\":10,"
+      "\"connections\":1,\"heap_in_use_bytes\":1048576,\"log_mode\":\"durable\","
+      "\"decisions\":10,"
       "\"errors\":{\"bad_input\":2,\"internal\":1},\"errors_total\":3,"
       "\"budget\":{\"mode\":\"count\",\"instructions\":10000000,"
       "\"recounted\":4,\"interrupts\":0}}}\n");
+  /* a C library that cannot count its heap: the field is left out */
+  s.heap_bytes = -1;
+  vd_buf_reset(&out);
+  vd_wire_write_status(&out, "5", &s);
+  assert_null(strstr(out.data, "heap_in_use_bytes"));
   s.last_failure = "x.lua:1: no";
   s.history_check = "damaged";
   s.history_check_error = "page 4";

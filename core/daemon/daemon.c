@@ -249,6 +249,7 @@ void vd_daemon_write_status(vd_daemon_t *d, vd_buf_t *out,
   }
   s.started_ms = d->started_ms;
   s.workers = d->nworkers;
+  s.heap_bytes = vd_heap_in_use();
   s.log_mode = vd_history_mode_name(d->opts.log_mode);
   s.budget_mode = d->watchdog.started ? "watchdog" : "count";
   s.interrupts =

@@ -1097,6 +1097,8 @@ static void http_metrics(vd_conn_t *c) {
                                      "memory for them at start-up", NULL);
     return;
   }
+  if (vd_heap_in_use() >= 0)
+    vd_metrics_set(m, VD_M_HEAP_BYTES, NULL, vd_heap_in_use());
   vd_metrics_render(m, &body);
   http_answer_typed(c, 200, VD_METRICS_CONTENT_TYPE, body.data, body.len,
                     NULL);

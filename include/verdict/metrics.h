@@ -50,6 +50,8 @@
  *   verdict_lua_memory_bytes{worker}                 vd_metrics_gauge_set()
  *       on the worker's shard, after each decision or on a timer, with
  *       vd_engine_sandbox(e)->used; worker = its index in decimal
+ *   verdict_heap_in_use_bytes                        vd_metrics_set() with
+ *       vd_heap_in_use() before each rendering
  *
  * Threading as said above; vd_metrics_new/free on one thread, free after
  * every writer has stopped.
@@ -89,6 +91,9 @@ struct vd_decision;
     "Client connections open now, by transport.")                            \
   X(LUA_MEMORY, GAUGE, "verdict_lua_memory_bytes",                           \
     "Bytes held by each worker's Lua state.")                                \
+  X(HEAP_BYTES, GAUGE, "verdict_heap_in_use_bytes",                        \
+    "Bytes the process's allocator holds allocated now, Lua states "         \
+    "included; falls when memory is freed, unlike the resident set.")        \
   X(TLS_FAILURES, COUNTER, "verdict_tls_handshake_failures_total",           \
     "TLS handshakes refused or failed on the HTTP and TCP listeners, by "    \
     "reason.")
@@ -167,6 +172,13 @@ void vd_metrics_set_revision(vd_metrics_t *m, const char *revision);
  * kind="unknown" / region="unknown" (what D's code and policy_region say
  * the engine resolved). */
 void vd_metrics_decided(vd_metrics_shard_t *s, const struct vd_decision *d);
+
+/* Bytes the allocator holds allocated now (glibc's mallinfo2(): in use in
+ * its arenas plus mmap()ed blocks), or -1 where the C library cannot say.
+ * Unlike the resident set, it falls when memory is freed: a leak is a
+ * growth of this figure.  Takes each arena's lock once: for a status or a
+ * scrape, not for every request.  Any thread. */
+int64_t vd_heap_in_use(void);
 
 /* Append the text exposition of every family to OUT: # HELP and # TYPE
  * lines, then the series sorted by label values.  Any thread; it takes

@@ -103,6 +103,7 @@ typedef struct vd_wire_status {
   size_t in_force_len;
   int64_t started_ms, now_ms;
   unsigned workers, connections;
+  int64_t heap_bytes;          /* vd_heap_in_use(); -1: not known */
   const char *log_mode;
   uint64_t decisions;
   uint64_t errors[VD_ERR_COUNT]; /* by vd_err_index() */
