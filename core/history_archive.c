@@ -142,6 +142,7 @@ static int copy_range(sqlite3 *db, const char *live_path, const char *dest,
       "INSERT INTO main.blobs SELECT * FROM live.blobs",
       "INSERT INTO main.revisions SELECT * FROM live.revisions",
       "INSERT INTO main.revision_files SELECT * FROM live.revision_files",
+      "INSERT INTO main.revision_numbers SELECT * FROM live.revision_numbers",
       "INSERT INTO main.activations SELECT * FROM live.activations",
       "UPDATE main.activation_head SET (last_id, hash, sealed_id, sealed_ms)"
       " = (SELECT last_id, hash, sealed_id, sealed_ms FROM"
@@ -197,8 +198,9 @@ static int copy_range(sqlite3 *db, const char *live_path, const char *dest,
     sqlite3_stmt *st;
     src = sqlite3_prepare_v2(db,
                              "INSERT INTO main.decisions (" ALL_COLUMNS
-                             ", personal_salt, personal_digest) SELECT "
-                             ALL_COLUMNS ", personal_salt, personal_digest"
+                             ", personal_salt, personal_digest, revision_n)"
+                             " SELECT " ALL_COLUMNS ", personal_salt,"
+                             " personal_digest, revision_n"
                              " FROM live.decisions WHERE seq BETWEEN ? AND ?",
                              -1, &st, NULL);
     if (src == SQLITE_OK) {

@@ -442,6 +442,7 @@ struct vd_history {
   /* writer */
   sqlite3 *db;
   sqlite3_stmt *st_head_get, *st_insert, *st_head_set;
+  sqlite3_stmt *st_rev_put, *st_rev_get; /* revision_numbers (schema 8) */
   sqlite3_stmt *st_begin, *st_commit; /* BEGIN IMMEDIATE, COMMIT: parsed once */
   sqlite3_stmt *st_idem;    /* INSERT OR REPLACE INTO idempotency */
   int64_t idem_swept_ms;    /* when the writer last deleted old keys */

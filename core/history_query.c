@@ -117,8 +117,13 @@ static void add_filter(vd_buf_t *sql, const vd_history_filter_t *f) {
     vd_buf_adds(sql, " AND at_ms >= ?");
   if (f->has_at_until)
     vd_buf_adds(sql, " AND at_ms < ?");
-  if (f->revision)
-    add_equal(sql, f, lead, "revision");
+  /* decisions_revision holds the revision's number (schema 8): looked
+   * up first where the revision leads; checked by name where not */
+  if (f->revision && f->newest_first && (!lead || strcmp(lead, "revision")))
+    vd_buf_adds(sql, " AND +revision = ?");
+  else if (f->revision)
+    vd_buf_adds(sql, " AND revision_n = (SELECT n FROM revision_numbers"
+                     " WHERE revision = ?)");
   if (f->error_code && (!*f->error_code || !strcmp(f->error_code, "none")))
     vd_buf_adds(sql, " AND error_code IS NULL");
   else if (f->error_code)

@@ -140,9 +140,32 @@ static int step_done(sqlite3_stmt *st) {
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* The number revision_numbers gives revision REV (N bytes), added if it
+ * has none yet, inside the batch's transaction (schema 8). */
+static int revision_number(vd_history_t *h, const char *rev, size_t n,
+                           int64_t *num) {
+  int rc;
+  sqlite3_bind_text64(h->st_rev_put, 1, rev, n, SQLITE_STATIC, SQLITE_UTF8);
+  rc = step_done(h->st_rev_put);
+  if (rc != SQLITE_OK)
+    return rc;
+  sqlite3_bind_text64(h->st_rev_get, 1, rev, n, SQLITE_STATIC, SQLITE_UTF8);
+  rc = sqlite3_step(h->st_rev_get);
+  if (rc == SQLITE_ROW) {
+    *num = sqlite3_column_int64(h->st_rev_get, 0);
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    rc = SQLITE_CORRUPT; /* inserted a moment ago */
+  }
+  sqlite3_reset(h->st_rev_get);
+  return rc;
+}
+
+/* Insert one row; REV_N: its revision's number, -1 for none.  Every
+ * parameter is bound for each row, so none is cleared. */
 static int insert_row(vd_history_t *h, int64_t seq,
-                      const vd_hist_field_t f[NCOLS],
-                      const char *hash, const char *salt) {
+                      const vd_hist_field_t f[NCOLS], const char *hash,
+                      const char *salt, int64_t rev_n) {
   sqlite3_stmt *st = h->st_insert;
   int i, rc;
   sqlite3_bind_int64(st, 1, seq);
@@ -157,8 +180,11 @@ static int insert_row(vd_history_t *h, int64_t seq,
   }
   sqlite3_bind_text(st, NCOLS + 2, hash, 64, SQLITE_STATIC);
   sqlite3_bind_text(st, NCOLS + 3, salt, VD_HIST_SALT_HEX, SQLITE_STATIC);
+  if (rev_n < 0)
+    sqlite3_bind_null(st, NCOLS + 4);
+  else
+    sqlite3_bind_int64(st, NCOLS + 4, rev_n);
   rc = sqlite3_step(st);
-  sqlite3_clear_bindings(st);
   sqlite3_reset(st);
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -169,7 +195,8 @@ static int insert_row(vd_history_t *h, int64_t seq,
 static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   uint8_t prev[32], cur[32];
   char hex[65];
-  int64_t seq = 0;
+  int64_t seq = 0, rev_n = -1;
+  const vd_hist_field_t *rev = NULL; /* the last revision numbered */
   vd_hist_qrec_t *q;
   int rc;
   /* A ROLLBACK that failed (it needs memory to run) left the last failed
@@ -189,7 +216,17 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   for (q = list; q; q = q->next, seq++) {
     vd_hist_chain_hash_tail(prev, seq, q->tail, q->ntail, cur);
     vd_hist_to_hex(cur, sizeof cur, hex);
-    rc = insert_row(h, seq, q->f, hex, q->salt);
+    rc = SQLITE_OK;
+    /* a batch's records nearly all name one revision: looked up once */
+    if (q->f[COL_REVISION].p &&
+        (!rev || rev->n != q->f[COL_REVISION].n ||
+         memcmp(rev->p, q->f[COL_REVISION].p, rev->n) != 0)) {
+      rev = &q->f[COL_REVISION];
+      rc = revision_number(h, rev->p, rev->n, &rev_n);
+    }
+    if (rc == SQLITE_OK)
+      rc = insert_row(h, seq, q->f, hex, q->salt,
+                      q->f[COL_REVISION].p ? rev_n : -1);
     if (rc != SQLITE_OK) {
       rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
@@ -426,8 +463,12 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
       "       (SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1)"
       "  FROM (SELECT 1) LEFT JOIN chain_head h ON h.id = 1";
   static const char insert[] =
-      "INSERT INTO decisions (" ALL_COLUMNS ", personal_salt)"
-      " VALUES (" ALL_PARAMS ", ?)";
+      "INSERT INTO decisions (" ALL_COLUMNS ", personal_salt, revision_n)"
+      " VALUES (" ALL_PARAMS ", ?, ?)";
+  static const char rev_put[] =
+      "INSERT OR IGNORE INTO revision_numbers (revision) VALUES (?)";
+  static const char rev_get[] =
+      "SELECT n FROM revision_numbers WHERE revision = ?";
   static const char head_set[] =
       "INSERT OR REPLACE INTO chain_head (id, seq, hash) VALUES (1, ?, ?)";
   int rc = sqlite3_prepare_v3(h->db, head_get, -1, SQLITE_PREPARE_PERSISTENT,
@@ -438,6 +479,12 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v3(h->db, head_set, -1, SQLITE_PREPARE_PERSISTENT,
                             &h->st_head_set, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, rev_put, -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_rev_put, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, rev_get, -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_rev_get, NULL);
   /* Each batch's BEGIN and COMMIT, prepared here rather than parsed by
    * sqlite3_exec() for every batch. */
   if (rc == SQLITE_OK)
@@ -620,6 +667,8 @@ static void sqlite_close(vd_history_t *h) {
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
   sqlite3_finalize(h->st_head_set);
+  sqlite3_finalize(h->st_rev_put);
+  sqlite3_finalize(h->st_rev_get);
   sqlite3_finalize(h->st_begin);
   sqlite3_finalize(h->st_commit);
   sqlite3_finalize(h->st_idem);
