@@ -311,6 +311,25 @@ static const migration_t migrations[] = {
    "DROP INDEX decisions_revision;\n"
    "CREATE INDEX decisions_revision ON decisions(revision_n, received_ms);\n",
    NULL},
+  /* 8 -> 9: a decision's trace is stored once per distinct trace, in
+   * `traces`, keyed by its SHA-256; the row keeps the key (trace_sha)
+   * and a NULL trace.  A trace names the rules that fired and their
+   * basis, no input value (policies must not copy personal fields into
+   * it: docs/history.md), so a few hundred distinct traces answer a
+   * whole corpus, and the trace was 38% of a row's bytes.  The chain
+   * still hashes the trace's bytes: every reader selects them with
+   * VD_HIST_TRACE_SQL (history_int.h), which also reads the rows stored
+   * before, whose traces stay where they are: this migration adds a
+   * column and a table and reads no decision.  Traces are never deleted
+   * (an erasure does not touch them; an archive copies the ones its
+   * records name). */
+  {"CREATE TABLE traces (\n"
+   "  sha256 BLOB PRIMARY KEY, -- SHA-256 of trace, 32 bytes\n"
+   "  trace  TEXT NOT NULL     -- a decision's trace (JSON array)\n"
+   ") WITHOUT ROWID;\n"
+   "ALTER TABLE decisions ADD COLUMN trace_sha BLOB;"
+   " -- traces.sha256 of its trace; NULL: none, or the trace is in trace\n",
+   NULL},
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof migrations[0])

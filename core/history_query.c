@@ -10,7 +10,7 @@
  * connection (vd_history_db_open_ro()) and one prepared statement.
  *
  * Invariants:
- *   - rows come in seq order, with the columns ALL_COLUMNS names, so a
+ *   - rows come in seq order, with the columns READ_COLUMNS names, so a
  *     row here is the row the chain hashed;
  *   - a filter's conditions are appended and bound in one order
  *     (add_filter, bind_filter), so the SQL and its values always agree;
@@ -247,7 +247,7 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   }
   rc = vd_history_db_open_ro(&r->db, db_path, err);
   if (rc == 0)
-    rc = prepare(r->db, &r->st, db_path, ALL_COLUMNS, filter,
+    rc = prepare(r->db, &r->st, db_path, READ_COLUMNS, filter,
                  rows_tail(filter), err);
   if (rc) {
     vd_history_rows_close(r);
@@ -315,7 +315,7 @@ int vd_hist_rows_plan(const char *db_path, const vd_history_filter_t *filter,
   int rc, step = SQLITE_DONE;
   rc = vd_history_db_open_ro(&db, db_path, err);
   if (rc == 0)
-    rc = prepare_as(db, &st, db_path, 1, ALL_COLUMNS, filter,
+    rc = prepare_as(db, &st, db_path, 1, READ_COLUMNS, filter,
                     rows_tail(filter), err);
   if (rc == 0 && filter->has_limit)
     sqlite3_bind_int64(st, sqlite3_bind_parameter_count(st), filter->limit);
