@@ -2981,6 +2981,13 @@ static void test_archive(void **state) {
   assert_string_equal(rep.head, ar.anchor);
   assert_int_equal(query_int(dest, "PRAGMA user_version"),
                    VD_HISTORY_SCHEMA_VERSION);
+  /* the trace its records name came with them (schema 9), and stays in
+   * the live file for the records there */
+  assert_int_equal(query_int(dest, "SELECT count(*) FROM decisions d WHERE"
+                                   " trace_sha IS NOT NULL AND NOT EXISTS"
+                                   " (SELECT 1 FROM traces t"
+                                   "  WHERE t.sha256 = d.trace_sha)"), 0);
+  assert_true(query_int(dest, "SELECT count(*) FROM traces") >= 1);
   /* the live database: 6..10 from the edge */
   if (vd_history_verify(path, &rep) != 0)
     fail_msg("live verify: %s", rep.message);
