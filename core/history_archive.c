@@ -9,7 +9,8 @@
  *      (vd_hist_open_writer(): a new file, the one-writer lock), then,
  *      with the live database attached read-only in one read snapshot,
  *      the records first..last (the chain's prefix received before
- *      BEFORE), every revision and blob, every activation and its head,
+ *      BEFORE) and the traces they name, every revision and blob, every
+ *      activation and its head,
  *      chain_format and the erasures that touched the range are copied
  *      in; its chain_head names `last`, and an `archives` row with role
  *      'copy' says where its chain starts (the hash before `first`).  The
@@ -142,6 +143,10 @@ static int copy_range(sqlite3 *db, const char *live_path, const char *dest,
       "INSERT INTO main.blobs SELECT * FROM live.blobs",
       "INSERT INTO main.revisions SELECT * FROM live.revisions",
       "INSERT INTO main.revision_files SELECT * FROM live.revision_files",
+      "INSERT INTO main.revision_numbers SELECT * FROM live.revision_numbers",
+      /* the traces the copied records name (they are copied first) */
+      "INSERT INTO main.traces SELECT * FROM live.traces WHERE sha256 IN"
+      " (SELECT trace_sha FROM main.decisions)",
       "INSERT INTO main.activations SELECT * FROM live.activations",
       "UPDATE main.activation_head SET (last_id, hash, sealed_id, sealed_ms)"
       " = (SELECT last_id, hash, sealed_id, sealed_ms FROM"
@@ -197,8 +202,10 @@ static int copy_range(sqlite3 *db, const char *live_path, const char *dest,
     sqlite3_stmt *st;
     src = sqlite3_prepare_v2(db,
                              "INSERT INTO main.decisions (" ALL_COLUMNS
-                             ", personal_salt, personal_digest) SELECT "
-                             ALL_COLUMNS ", personal_salt, personal_digest"
+                             ", personal_salt, personal_digest, revision_n,"
+                             " trace_sha) SELECT " ALL_COLUMNS
+                             ", personal_salt, personal_digest, revision_n,"
+                             " trace_sha"
                              " FROM live.decisions WHERE seq BETWEEN ? AND ?",
                              -1, &st, NULL);
     if (src == SQLITE_OK) {

@@ -343,12 +343,16 @@ int vd_hist_from_hex(const char *s, size_t n, uint8_t out[32]) {
   return 0;
 }
 
-void vd_hist_sha256_hex(const void *data, size_t n, char out[65]) {
+void vd_hist_sha256(const void *data, size_t n, uint8_t out[32]) {
   struct sha256_ctx c;
-  uint8_t d[SHA256_DIGEST_SIZE];
   sha256_init(&c);
   sha256_update(&c, n, data);
-  sha256_digest(&c, sizeof d, d);
+  sha256_digest(&c, SHA256_DIGEST_SIZE, out);
+}
+
+void vd_hist_sha256_hex(const void *data, size_t n, char out[65]) {
+  uint8_t d[SHA256_DIGEST_SIZE];
+  vd_hist_sha256(data, n, d);
   vd_hist_to_hex(d, sizeof d, out);
 }
 
@@ -543,7 +547,7 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
                         const char *anchor_hash, vd_verify_report_t *rep,
                         vd_buf_t *err) {
   static const char sql[] =
-      "SELECT " ALL_COLUMNS ", personal_salt, personal_digest"
+      "SELECT " READ_COLUMNS ", personal_salt, personal_digest"
       " FROM decisions ORDER BY seq";
   sqlite3_stmt *st = NULL;
   int64_t head_seq = -1, expect = 1, v2_from = -1, first;

@@ -285,6 +285,51 @@ static const migration_t migrations[] = {
    ");\n"
    "CREATE INDEX idempotency_received ON idempotency (received_ms);\n",
    NULL},
+  /* 7 -> 8: decisions_revision indexes a small number instead of the
+   * revision's name.  Its entries carried the name (71 bytes) and were
+   * the largest of the seven indexes a record updates, a third of their
+   * WAL bytes (docs/performance.md, "Bytes per durable record, session
+   * 7").  revision_numbers gives each revision a decision names a number
+   * of this file's, in the order first met; the writer adds one for each
+   * new revision in the batch that first names it (history_writer.c),
+   * and readers that search by revision look the number up first
+   * (history_query.c).  decisions.revision keeps the name: the chain
+   * hashes it, and every reader reads it.  The rows already stored get
+   * their numbers here, which rewrites each of them once. */
+  {"CREATE TABLE revision_numbers (\n"
+   "  n        INTEGER PRIMARY KEY,  -- 1, 2, 3... in the order first met\n"
+   "  revision TEXT NOT NULL UNIQUE  -- as decisions.revision names it\n"
+   ");\n"
+   "ALTER TABLE decisions ADD COLUMN revision_n INTEGER;"
+   " -- revision_numbers.n of revision; NULL when revision is\n"
+   "INSERT INTO revision_numbers (revision)\n"
+   "  SELECT revision FROM decisions WHERE revision IS NOT NULL\n"
+   "  GROUP BY revision ORDER BY min(seq);\n"
+   "UPDATE decisions SET revision_n =\n"
+   "  (SELECT n FROM revision_numbers r WHERE r.revision = decisions.revision)\n"
+   "  WHERE revision IS NOT NULL;\n"
+   "DROP INDEX decisions_revision;\n"
+   "CREATE INDEX decisions_revision ON decisions(revision_n, received_ms);\n",
+   NULL},
+  /* 8 -> 9: a decision's trace is stored once per distinct trace, in
+   * `traces`, keyed by its SHA-256; the row keeps the key (trace_sha)
+   * and a NULL trace.  A trace names the rules that fired and their
+   * basis, no input value (policies must not copy personal fields into
+   * it: docs/history.md), so a few hundred distinct traces answer a
+   * whole corpus, and the trace was 38% of a row's bytes.  The chain
+   * still hashes the trace's bytes: every reader selects them with
+   * VD_HIST_TRACE_SQL (history_int.h), which also reads the rows stored
+   * before, whose traces stay where they are: this migration adds a
+   * column and a table and reads no decision.  Traces are never deleted
+   * (an erasure does not touch them; an archive copies the ones its
+   * records name). */
+  {"CREATE TABLE traces (\n"
+   "  sha256 BLOB PRIMARY KEY, -- SHA-256 of trace, 32 bytes\n"
+   "  trace  TEXT NOT NULL     -- a decision's trace (JSON array)\n"
+   ") WITHOUT ROWID;\n"
+   "ALTER TABLE decisions ADD COLUMN trace_sha BLOB;"
+   " -- traces.sha256 of its trace; NULL: none, or the trace is in trace\n",
+   NULL},
 };
 
 #define NMIGRATIONS (sizeof migrations / sizeof migrations[0])

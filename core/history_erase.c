@@ -192,7 +192,7 @@ void vd_hist_erasure_fields(vd_buf_t *b, const char *const *fields,
       vd_buf_addf(b, ",%s", fields[i]);
 }
 
-/* Erase the row ST points at (columns ALL_COLUMNS, personal_salt) with
+/* Erase the row ST points at (columns READ_COLUMNS, personal_salt) with
  * UP.  CUSTOMER is the customer asked for. */
 static int erase_row(sqlite3_stmt *st, sqlite3_stmt *up, const char *customer,
                      const char *const *fields, size_t nfields) {
@@ -301,7 +301,7 @@ int vd_history_erase(const char *db_path, const char *customer_id,
                                " WHERE customer_id = ? ORDER BY seq",
                            -1, &list, NULL);
   if (src == SQLITE_OK)
-    src = sqlite3_prepare_v2(db, "SELECT " ALL_COLUMNS ", personal_salt"
+    src = sqlite3_prepare_v2(db, "SELECT " READ_COLUMNS ", personal_salt"
                                  " FROM decisions WHERE seq = ?",
                              -1, &st, NULL);
   if (src == SQLITE_OK)

@@ -51,7 +51,7 @@ static int connect_store(vd_history_finder_t *f, vd_buf_t *err) {
   rc = vd_history_db_open_ro(&f->db, f->path, err);
   if (rc == 0 &&
       (rc = sqlite3_prepare_v3(f->db,
-                               "SELECT " ALL_COLUMNS " FROM decisions"
+                               "SELECT " READ_COLUMNS " FROM decisions"
                                " WHERE decision_id = ? ORDER BY seq LIMIT 1",
                                -1, SQLITE_PREPARE_PERSISTENT, &f->st,
                                NULL)) != SQLITE_OK)

@@ -58,6 +58,22 @@ enum {
 #define COL_NAME_(E, name) ", " #name
 /* "seq, decision_id, ..., client, hash" */
 #define ALL_COLUMNS "seq" VD_HISTORY_COLUMNS(COL_NAME_) ", hash"
+/* A decision's trace as readers select it.  From schema 9 a row keeps
+ * its trace once per distinct trace in `traces`, and only the key in
+ * trace_sha (its trace column NULL); rows stored before keep the trace in
+ * their own column.  Either way this gives the bytes the chain hashed. */
+#define VD_HIST_TRACE_SQL \
+  "coalesce(trace, (SELECT t.trace FROM traces t WHERE t.sha256 = trace_sha))"
+/* ALL_COLUMNS as readers select them: each column's name, but TRACE's
+ * VD_HIST_TRACE_SQL.  READ_IF_TRACE is defined for TRACE alone: there it
+ * expands to two arguments, which puts VD_HIST_TRACE_SQL second; for
+ * every other column READ_IF_<E> stays one token and #name is second. */
+#define READ_SECOND_(a, b, ...) b
+#define READ_SECOND(...) READ_SECOND_(__VA_ARGS__)
+#define READ_IF_TRACE ~, VD_HIST_TRACE_SQL
+#define COL_READ_(E, name) ", " READ_SECOND(READ_IF_##E, #name, ~)
+/* "seq, decision_id, ..., coalesce(trace, ...), ..., client, hash" */
+#define READ_COLUMNS "seq" VD_HISTORY_COLUMNS(COL_READ_) ", hash"
 #define COL_PARAM_(E, name) ", ?"
 /* The placeholders of ALL_COLUMNS. */
 #define ALL_PARAMS "?" VD_HISTORY_COLUMNS(COL_PARAM_) ", ?"
@@ -203,7 +219,8 @@ int vd_hist_seal_activations(sqlite3 *db, const char *path, int64_t now_ms,
 void vd_hist_to_hex(const uint8_t *d, size_t n, char *out);
 /* 64 lowercase hex digits to 32 bytes.  Returns 0 or -1. */
 int vd_hist_from_hex(const char *s, size_t n, uint8_t out[32]);
-/* Hex SHA-256 of N bytes. */
+/* SHA-256 of N bytes, raw and as hex. */
+void vd_hist_sha256(const void *data, size_t n, uint8_t out[32]);
 void vd_hist_sha256_hex(const void *data, size_t n, char out[65]);
 
 /* ========================================================================
@@ -472,6 +489,8 @@ struct vd_hist_qrec {
   /* SQLite (h->tail_on_submit): made by the submitting thread, so that
    * the writer only chains and inserts */
   char salt[VD_HIST_SALT_HEX];  /* the record's salt, hex */
+  uint8_t trace_sha[32];    /* SHA-256 of f[COL_TRACE] (when not NULL): */
+                            /* its key in `traces` (schema 9) */
   const char *tail;         /* vd_hist_v2_tail() of f, in data[] */
   size_t ntail;
   char data[];
@@ -501,6 +520,8 @@ struct vd_history {
   /* writer */
   sqlite3 *db;
   sqlite3_stmt *st_head_get, *st_insert, *st_head_set;
+  sqlite3_stmt *st_rev_put, *st_rev_get; /* revision_numbers (schema 8) */
+  sqlite3_stmt *st_trace_put; /* INSERT OR IGNORE INTO traces (schema 9) */
   sqlite3_stmt *st_begin, *st_commit; /* BEGIN IMMEDIATE, COMMIT: parsed once */
   sqlite3_stmt *st_idem;    /* INSERT OR REPLACE INTO idempotency */
   int64_t idem_swept_ms;    /* when the writer last deleted old keys */

@@ -10,7 +10,7 @@
  * connection (vd_history_db_open_ro()) and one prepared statement.
  *
  * Invariants:
- *   - rows come in seq order, with the columns ALL_COLUMNS names, so a
+ *   - rows come in seq order, with the columns READ_COLUMNS names, so a
  *     row here is the row the chain hashed;
  *   - a filter's conditions are appended and bound in one order
  *     (add_filter, bind_filter), so the SQL and its values always agree;
@@ -117,8 +117,13 @@ static void add_filter(vd_buf_t *sql, const vd_history_filter_t *f) {
     vd_buf_adds(sql, " AND at_ms >= ?");
   if (f->has_at_until)
     vd_buf_adds(sql, " AND at_ms < ?");
-  if (f->revision)
-    add_equal(sql, f, lead, "revision");
+  /* decisions_revision holds the revision's number (schema 8): looked
+   * up first where the revision leads; checked by name where not */
+  if (f->revision && f->newest_first && (!lead || strcmp(lead, "revision")))
+    vd_buf_adds(sql, " AND +revision = ?");
+  else if (f->revision)
+    vd_buf_adds(sql, " AND revision_n = (SELECT n FROM revision_numbers"
+                     " WHERE revision = ?)");
   if (f->error_code && (!*f->error_code || !strcmp(f->error_code, "none")))
     vd_buf_adds(sql, " AND error_code IS NULL");
   else if (f->error_code)
@@ -242,7 +247,7 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   }
   rc = vd_history_db_open_ro(&r->db, db_path, err);
   if (rc == 0)
-    rc = prepare(r->db, &r->st, db_path, ALL_COLUMNS, filter,
+    rc = prepare(r->db, &r->st, db_path, READ_COLUMNS, filter,
                  rows_tail(filter), err);
   if (rc) {
     vd_history_rows_close(r);
@@ -310,7 +315,7 @@ int vd_hist_rows_plan(const char *db_path, const vd_history_filter_t *filter,
   int rc, step = SQLITE_DONE;
   rc = vd_history_db_open_ro(&db, db_path, err);
   if (rc == 0)
-    rc = prepare_as(db, &st, db_path, 1, ALL_COLUMNS, filter,
+    rc = prepare_as(db, &st, db_path, 1, READ_COLUMNS, filter,
                     rows_tail(filter), err);
   if (rc == 0 && filter->has_limit)
     sqlite3_bind_int64(st, sqlite3_bind_parameter_count(st), filter->limit);

@@ -140,14 +140,49 @@ static int step_done(sqlite3_stmt *st) {
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int insert_row(vd_history_t *h, int64_t seq,
-                      const vd_hist_field_t f[NCOLS],
-                      const char *hash, const char *salt) {
+/* The number revision_numbers gives revision REV (N bytes), added if it
+ * has none yet, inside the batch's transaction (schema 8). */
+static int revision_number(vd_history_t *h, const char *rev, size_t n,
+                           int64_t *num) {
+  int rc;
+  sqlite3_bind_text64(h->st_rev_put, 1, rev, n, SQLITE_STATIC, SQLITE_UTF8);
+  rc = step_done(h->st_rev_put);
+  if (rc != SQLITE_OK)
+    return rc;
+  sqlite3_bind_text64(h->st_rev_get, 1, rev, n, SQLITE_STATIC, SQLITE_UTF8);
+  rc = sqlite3_step(h->st_rev_get);
+  if (rc == SQLITE_ROW) {
+    *num = sqlite3_column_int64(h->st_rev_get, 0);
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    rc = SQLITE_CORRUPT; /* inserted a moment ago */
+  }
+  sqlite3_reset(h->st_rev_get);
+  return rc;
+}
+
+/* Store Q's trace in `traces` unless it is there (schema 9). */
+static int put_trace(vd_history_t *h, const vd_hist_qrec_t *q) {
+  const vd_hist_field_t *t = &q->f[COL_TRACE];
+  sqlite3_bind_blob(h->st_trace_put, 1, q->trace_sha, 32, SQLITE_STATIC);
+  sqlite3_bind_text64(h->st_trace_put, 2, t->p, t->n, SQLITE_STATIC,
+                      SQLITE_UTF8);
+  return step_done(h->st_trace_put);
+}
+
+/* Insert Q's row: its trace by key (trace_sha; the trace column NULL);
+ * REV_N: its revision's number, -1 for none.  Every parameter is bound
+ * for each row, so none is cleared. */
+static int insert_row(vd_history_t *h, int64_t seq, const vd_hist_qrec_t *q,
+                      const char *hash, int64_t rev_n) {
   sqlite3_stmt *st = h->st_insert;
+  const vd_hist_field_t *f = q->f;
   int i, rc;
   sqlite3_bind_int64(st, 1, seq);
   for (i = 0; i < NCOLS; i++) {
-    if (f[i].is_int)
+    if (i == COL_TRACE)
+      sqlite3_bind_null(st, i + 2);
+    else if (f[i].is_int)
       sqlite3_bind_int64(st, i + 2, f[i].i);
     else if (!f[i].p)
       sqlite3_bind_null(st, i + 2);
@@ -156,12 +191,22 @@ static int insert_row(vd_history_t *h, int64_t seq,
                           SQLITE_UTF8);
   }
   sqlite3_bind_text(st, NCOLS + 2, hash, 64, SQLITE_STATIC);
-  sqlite3_bind_text(st, NCOLS + 3, salt, VD_HIST_SALT_HEX, SQLITE_STATIC);
+  sqlite3_bind_text(st, NCOLS + 3, q->salt, VD_HIST_SALT_HEX, SQLITE_STATIC);
+  if (rev_n < 0)
+    sqlite3_bind_null(st, NCOLS + 4);
+  else
+    sqlite3_bind_int64(st, NCOLS + 4, rev_n);
+  if (f[COL_TRACE].p)
+    sqlite3_bind_blob(st, NCOLS + 5, q->trace_sha, 32, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, NCOLS + 5);
   rc = sqlite3_step(st);
-  sqlite3_clear_bindings(st);
   sqlite3_reset(st);
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
+
+/* Slots of write_batch()'s memory of the traces it has stored. */
+#define TRACE_SLOTS 64
 
 /* One transaction for the whole batch: continue the chain, insert every
  * record, move the head, commit.  On failure everything is rolled back
@@ -169,7 +214,12 @@ static int insert_row(vd_history_t *h, int64_t seq,
 static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   uint8_t prev[32], cur[32];
   char hex[65];
-  int64_t seq = 0;
+  int64_t seq = 0, rev_n = -1;
+  const vd_hist_field_t *rev = NULL; /* the last revision numbered */
+  /* the traces this batch has stored, by their key's first byte: a
+   * record whose trace is here skips the INSERT OR IGNORE.  For this
+   * batch only, so a rolled-back batch leaves nothing to forget. */
+  const uint8_t *stored[TRACE_SLOTS] = {NULL};
   vd_hist_qrec_t *q;
   int rc;
   /* A ROLLBACK that failed (it needs memory to run) left the last failed
@@ -189,7 +239,23 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   for (q = list; q; q = q->next, seq++) {
     vd_hist_chain_hash_tail(prev, seq, q->tail, q->ntail, cur);
     vd_hist_to_hex(cur, sizeof cur, hex);
-    rc = insert_row(h, seq, q->f, hex, q->salt);
+    rc = SQLITE_OK;
+    /* a batch's records nearly all name one revision: looked up once */
+    if (q->f[COL_REVISION].p &&
+        (!rev || rev->n != q->f[COL_REVISION].n ||
+         memcmp(rev->p, q->f[COL_REVISION].p, rev->n) != 0)) {
+      rev = &q->f[COL_REVISION];
+      rc = revision_number(h, rev->p, rev->n, &rev_n);
+    }
+    if (rc == SQLITE_OK && q->f[COL_TRACE].p) {
+      const uint8_t **slot = &stored[q->trace_sha[0] % TRACE_SLOTS];
+      if (!*slot || memcmp(*slot, q->trace_sha, 32) != 0) {
+        rc = put_trace(h, q);
+        *slot = q->trace_sha;
+      }
+    }
+    if (rc == SQLITE_OK)
+      rc = insert_row(h, seq, q, hex, q->f[COL_REVISION].p ? rev_n : -1);
     if (rc != SQLITE_OK) {
       rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
@@ -426,8 +492,14 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
       "       (SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1)"
       "  FROM (SELECT 1) LEFT JOIN chain_head h ON h.id = 1";
   static const char insert[] =
-      "INSERT INTO decisions (" ALL_COLUMNS ", personal_salt)"
-      " VALUES (" ALL_PARAMS ", ?)";
+      "INSERT INTO decisions (" ALL_COLUMNS ", personal_salt, revision_n,"
+      " trace_sha) VALUES (" ALL_PARAMS ", ?, ?, ?)";
+  static const char trace_put[] =
+      "INSERT OR IGNORE INTO traces (sha256, trace) VALUES (?, ?)";
+  static const char rev_put[] =
+      "INSERT OR IGNORE INTO revision_numbers (revision) VALUES (?)";
+  static const char rev_get[] =
+      "SELECT n FROM revision_numbers WHERE revision = ?";
   static const char head_set[] =
       "INSERT OR REPLACE INTO chain_head (id, seq, hash) VALUES (1, ?, ?)";
   int rc = sqlite3_prepare_v3(h->db, head_get, -1, SQLITE_PREPARE_PERSISTENT,
@@ -438,6 +510,15 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v3(h->db, head_set, -1, SQLITE_PREPARE_PERSISTENT,
                             &h->st_head_set, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, rev_put, -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_rev_put, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, rev_get, -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_rev_get, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v3(h->db, trace_put, -1, SQLITE_PREPARE_PERSISTENT,
+                            &h->st_trace_put, NULL);
   /* Each batch's BEGIN and COMMIT, prepared here rather than parsed by
    * sqlite3_exec() for every batch. */
   if (rc == SQLITE_OK)
@@ -620,6 +701,9 @@ static void sqlite_close(vd_history_t *h) {
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
   sqlite3_finalize(h->st_head_set);
+  sqlite3_finalize(h->st_rev_put);
+  sqlite3_finalize(h->st_rev_get);
+  sqlite3_finalize(h->st_trace_put);
   sqlite3_finalize(h->st_begin);
   sqlite3_finalize(h->st_commit);
   sqlite3_finalize(h->st_idem);
@@ -863,6 +947,8 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
     memcpy(q->salt, salt, sizeof q->salt);
     q->tail = p;
     vd_hist_v2_tail(f, digest, p);
+    if (f[COL_TRACE].p) /* its key in `traces`, hashed here too */
+      vd_hist_sha256(f[COL_TRACE].p, f[COL_TRACE].n, q->trace_sha);
   }
 
   pthread_mutex_lock(&h->mu);

@@ -368,7 +368,14 @@ static void test_migrate_from_v1(void **state) {
   vd_verify_report_t rep;
   char *err = NULL, *cols;
   (void)state;
-  shell(path, "DROP INDEX decisions_customer;"
+  shell(path, "UPDATE decisions SET trace ="
+              "  (SELECT trace FROM traces WHERE sha256 = trace_sha);"
+              "ALTER TABLE decisions DROP COLUMN trace_sha;"
+              "DROP TABLE traces;"
+              "DROP INDEX decisions_revision;"
+              "ALTER TABLE decisions DROP COLUMN revision_n;"
+              "DROP TABLE revision_numbers;"
+              "DROP INDEX decisions_customer;"
               "CREATE INDEX decisions_customer"
               "  ON decisions(customer_id, kind, at_ms, error_code);"
               "DROP INDEX decisions_complaint;"
@@ -382,7 +389,6 @@ static void test_migrate_from_v1(void **state) {
               "ALTER TABLE decisions DROP COLUMN personal_salt;"
               "ALTER TABLE decisions DROP COLUMN personal_digest;"
               "DROP INDEX decisions_region;"
-              "DROP INDEX decisions_revision;"
               "DROP INDEX decisions_error;"
               "CREATE INDEX decisions_region_kind ON decisions(region, kind);"
               "PRAGMA user_version = 1;");
@@ -1835,6 +1841,155 @@ static void test_query_rows(void **state) {
   vd_buf_release(&err);
 }
 
+/* Schema 8: each revision a record names gets a number of the file's
+ * in the batch that first names it (NULL for none), decisions_revision
+ * holds the number, and a search by the revision's name, in seq order
+ * or newest first, finds its records by it. */
+static void test_revision_numbers(void **state) {
+  static const char *const revs[] = {"sha256:aa", NULL, "sha256:aa",
+                                     "sha256:bb", "sha256:aa", "sha256:bb"};
+  const char *path = path_in("revnum.db");
+  vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+  uint64_t seq = 0, upto = 0;
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_buf_t err = VD_BUF_INIT;
+  char *got;
+  int i, round;
+  (void)state;
+  for (round = 0; round < 2; round++) { /* the second: numbers known */
+    for (i = 0; i < 6; i++) {
+      vd_record_t r;
+      rec_store_t s;
+      make_record(&r, &s, 0, round * 6 + i + 1);
+      r.revision = revs[i];
+      assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+    }
+    assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+  }
+  vd_history_close(h);
+  got = query_text(path, "SELECT group_concat(n || '=' || revision, ',')"
+                         " FROM (SELECT * FROM revision_numbers ORDER BY n)");
+  assert_string_equal(got, "1=sha256:aa,2=sha256:bb");
+  free(got);
+  got = query_text(path, "SELECT group_concat(coalesce(revision_n, '-'), '')"
+                         " FROM (SELECT * FROM decisions ORDER BY seq)");
+  assert_string_equal(got, "1-1212" "1-1212");
+  free(got);
+  got = query_text(path, "SELECT group_concat(name, ',') FROM"
+                         " (SELECT name FROM pragma_index_info("
+                         "'decisions_revision') ORDER BY seqno)");
+  assert_string_equal(got, "revision_n,received_ms");
+  free(got);
+  for (i = 0; i < 2; i++) {
+    static const int64_t want[] = {4, 6, 10, 12};
+    int k;
+    memset(&f, 0, sizeof f);
+    f.revision = "sha256:bb";
+    f.newest_first = i;
+    assert_int_equal(vd_history_rows_open(&rows, path, &f, &err), 0);
+    for (k = 0; k < 4; k++) {
+      assert_int_equal(vd_history_rows_next(rows, &row), 1);
+      assert_int_equal(row[VD_HISTORY_SEQ].i, want[i ? 3 - k : k]);
+      assert_string_equal(row[VD_HISTORY_REVISION].text, "sha256:bb");
+    }
+    assert_int_equal(vd_history_rows_next(rows, &row), 0);
+    vd_history_rows_close(rows);
+    /* with another field leading, the revision is checked by name */
+    f.region = "GD";
+    f.newest_first = 1;
+    assert_int_equal(vd_history_rows_open(&rows, path, &f, &err), 0);
+    for (k = 0; k < 4; k++)
+      assert_int_equal(vd_history_rows_next(rows, &row), 1);
+    assert_int_equal(vd_history_rows_next(rows, &row), 0);
+    vd_history_rows_close(rows);
+  }
+  memset(&f, 0, sizeof f);
+  f.revision = "sha256:cc"; /* never named: no number, no row */
+  assert_int_equal(vd_history_rows_open(&rows, path, &f, &err), 0);
+  assert_int_equal(vd_history_rows_next(rows, &row), 0);
+  vd_history_rows_close(rows);
+  vd_buf_release(&err);
+}
+
+/* Schema 9: a trace is stored once in `traces`, keyed by its SHA-256,
+ * and a row keeps the key; readers get the trace's bytes back, verify
+ * hashes them, and an edited, swapped or deleted trace is a changed
+ * record at the first row that names it. */
+static void test_traces_once(void **state) {
+  static const char *const traces[] = {"[{\"rule\":\"A\"}]",
+                                       "[{\"rule\":\"B\"}]", NULL};
+  const char *path = path_in("traces.db");
+  vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+  uint64_t seq = 0, upto = 0;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_history_filter_t f;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_verify_report_t rep;
+  char id[64];
+  int i, round;
+  (void)state;
+  for (round = 0; round < 2; round++) { /* the second: traces stored */
+    for (i = 1; i <= 6; i++) {
+      vd_record_t r;
+      rec_store_t s;
+      make_record(&r, &s, 0, round * 6 + i);
+      r.trace = traces[(i - 1) % 3]; /* A, B, none (an error), A, B... */
+      r.trace_len = r.trace ? strlen(r.trace) : 0;
+      if (!r.trace)
+        r.result = NULL, r.result_len = 0, r.error_code = "bad_input";
+      assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+    }
+    assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+  }
+  vd_history_close(h);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM traces"), 2);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM traces WHERE"
+                                   " length(sha256) = 32"), 2);
+  assert_int_equal(query_int(path, "SELECT count(trace) FROM decisions"), 0);
+  assert_int_equal(query_int(path, "SELECT count(trace_sha) FROM decisions"),
+                   8);
+  memset(&f, 0, sizeof f);
+  assert_int_equal(vd_history_rows_open(&rows, path, &f, &err), 0);
+  for (i = 1; i <= 12; i++) {
+    const char *want = traces[(i - 1) % 3];
+    assert_int_equal(vd_history_rows_next(rows, &row), 1);
+    if (want)
+      assert_string_equal(row[VD_HISTORY_TRACE].text, want);
+    else
+      assert_null(row[VD_HISTORY_TRACE].text);
+  }
+  assert_int_equal(vd_history_rows_next(rows, &row), 0);
+  vd_history_rows_close(rows);
+  vd_buf_release(&err);
+  if (vd_history_verify(path, &rep) != 0)
+    fail_msg("verify: %s", rep.message);
+  assert_int_equal(rep.records, 12);
+
+  /* trace B edited where it is stored: seq 2 is the first to name it */
+  snprintf(id, sizeof id, "01900000-0000-7000-8000-%04d%08d", 0, 2);
+  shell(path, "UPDATE traces SET trace = '[{\"rule\":\"C\"}]'"
+              " WHERE trace = '[{\"rule\":\"B\"}]'");
+  expect_problem(path, VD_VERIFY_CHANGED, 2, id, 1);
+  shell(path, "UPDATE traces SET trace = '[{\"rule\":\"B\"}]'"
+              " WHERE trace = '[{\"rule\":\"C\"}]'");
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  /* seq 4 (trace A) made to name trace B's key, then put back */
+  shell(path, "UPDATE decisions SET trace_sha ="
+              " (SELECT trace_sha FROM decisions WHERE seq = 2) WHERE seq = 4");
+  snprintf(id, sizeof id, "01900000-0000-7000-8000-%04d%08d", 0, 4);
+  expect_problem(path, VD_VERIFY_CHANGED, 4, id, 3);
+  shell(path, "UPDATE decisions SET trace_sha ="
+              " (SELECT trace_sha FROM decisions WHERE seq = 1) WHERE seq = 4");
+  assert_int_equal(vd_history_verify(path, &rep), 0);
+  /* trace A's row deleted: seq 1 has no trace any more */
+  shell(path, "DELETE FROM traces WHERE trace = '[{\"rule\":\"A\"}]'");
+  snprintf(id, sizeof id, "01900000-0000-7000-8000-%04d%08d", 0, 1);
+  expect_problem(path, VD_VERIFY_CHANGED, 1, id, 0);
+}
+
 /* Every combination of the console's search fields (newest first, a
  * page of 51, the first page and a later one) is read from an index:
  * never "SCAN decisions" (every row), and a sort ("TEMP B-TREE") only
@@ -2600,6 +2755,30 @@ static void test_migrate_from_v3(void **state) {
   assert_int_equal(query_int(path, "SELECT v2_from FROM chain_format"), 7);
   assert_int_equal(query_int(path, "SELECT count(*) FROM decisions WHERE"
                                    " personal_salt IS NULL"), 6);
+  /* schema 8: the old records' revision got number 1, which the index
+   * holds and a search by the revision's name finds */
+  assert_int_equal(query_int(path, "SELECT count(*) FROM revision_numbers"), 1);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM decisions WHERE"
+                                   " revision_n = 1 AND revision ="
+                                   " (SELECT revision FROM revision_numbers"
+                                   "  WHERE n = 1)"), 6);
+  {
+    vd_history_filter_t f;
+    vd_history_rows_t *rows = NULL;
+    const vd_history_value_t *row;
+    vd_buf_t err = VD_BUF_INIT;
+    memset(&f, 0, sizeof f);
+    f.revision = "sha256:84fb886bc42d677c93c17f8750e3d71815862e204faff485a9"
+                 "0447ceed46b27a";
+    assert_int_equal(vd_history_rows_open(&rows, path, &f, &err), 0);
+    for (i = 1; i <= 6; i++) {
+      assert_int_equal(vd_history_rows_next(rows, &row), 1);
+      assert_int_equal(row[VD_HISTORY_SEQ].i, i);
+    }
+    assert_int_equal(vd_history_rows_next(rows, &row), 0);
+    vd_history_rows_close(rows);
+    vd_buf_release(&err);
+  }
   if (vd_history_verify(path, &rep) != 0)
     fail_msg("verify: %s", rep.message);
   assert_int_equal(rep.records, 10);
@@ -2802,6 +2981,13 @@ static void test_archive(void **state) {
   assert_string_equal(rep.head, ar.anchor);
   assert_int_equal(query_int(dest, "PRAGMA user_version"),
                    VD_HISTORY_SCHEMA_VERSION);
+  /* the trace its records name came with them (schema 9), and stays in
+   * the live file for the records there */
+  assert_int_equal(query_int(dest, "SELECT count(*) FROM decisions d WHERE"
+                                   " trace_sha IS NOT NULL AND NOT EXISTS"
+                                   " (SELECT 1 FROM traces t"
+                                   "  WHERE t.sha256 = d.trace_sha)"), 0);
+  assert_true(query_int(dest, "SELECT count(*) FROM traces") >= 1);
   /* the live database: 6..10 from the edge */
   if (vd_history_verify(path, &rep) != 0)
     fail_msg("live verify: %s", rep.message);
@@ -2932,6 +3118,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mode_names),
       cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_revision_numbers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_traces_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_newest_plans, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_newest_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
