@@ -733,6 +733,41 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
       return VD_EINVALID;
     }
   }
+  {
+    /* revision_n is not hashed (an index's key, schema 8): a record whose
+     * number names another revision, or none, would be missed or found
+     * wrongly by a search by revision, the console's and replay's
+     * --revision; so it must name the record's own */
+    int64_t bad = 0;
+    char rev[VD_REVISION_NAME_MAX] = "", named[VD_REVISION_NAME_MAX] = "";
+    char id[64] = "";
+    src = sqlite3_prepare_v2(db,
+        "SELECT d.seq, d.revision, r.revision, d.decision_id FROM decisions d"
+        " LEFT JOIN revision_numbers r ON r.n = d.revision_n"
+        " WHERE r.revision IS NOT d.revision ORDER BY d.seq LIMIT 1",
+        -1, &st, NULL);
+    if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+      bad = sqlite3_column_int64(st, 0);
+      if (sqlite3_column_text(st, 1))
+        snprintf(rev, sizeof rev, "%s", sqlite3_column_text(st, 1));
+      if (sqlite3_column_text(st, 2))
+        snprintf(named, sizeof named, "%s", sqlite3_column_text(st, 2));
+      if (sqlite3_column_text(st, 3))
+        snprintf(id, sizeof id, "%s", sqlite3_column_text(st, 3));
+      src = SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE)
+      return vd_hist_db_err(err, path, db, src, "reading revision numbers");
+    if (bad) {
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, bad, id,
+          "record %" PRId64 " was decided by %s, but its revision number "
+          "names %s: revision_numbers or decisions.revision_n was altered, "
+          "and a search by revision would not find it",
+          bad, rev[0] ? rev : "no revision", named[0] ? named : "none");
+      return VD_EINVALID;
+    }
+  }
   if (anchor_seq > head_seq) {
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
         "anchor %" PRId64 ": the chain now ends at record %" PRId64
