@@ -546,8 +546,12 @@ const char *vd_hist_personal_problem(int check) {
 static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
                         const char *anchor_hash, vd_verify_report_t *rep,
                         vd_buf_t *err) {
+  /* the last column: whether the record's revision number (schema 8)
+   * names another revision than its own (see below) */
   static const char sql[] =
-      "SELECT " READ_COLUMNS ", personal_salt, personal_digest"
+      "SELECT " READ_COLUMNS ", personal_salt, personal_digest,"
+      " (SELECT r.revision FROM revision_numbers r WHERE r.n = revision_n)"
+      " IS NOT revision"
       " FROM decisions ORDER BY seq";
   sqlite3_stmt *st = NULL;
   int64_t head_seq = -1, expect = 1, v2_from = -1, first;
@@ -674,6 +678,22 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
       rc = VD_EINVALID;
       break;
     }
+    if (sqlite3_column_int(st, NCOLS + 4)) {
+      /* revision_n is not hashed (an index's key): a number naming
+       * another revision, or none, would hide the record from a search
+       * by revision (the console's, replay --revision) or show it in
+       * another's */
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+          "row seq %" PRId64 " (decision %s) was changed: its revision "
+          "number does not name %.*s, the revision that decided it "
+          "(decisions.revision_n or revision_numbers altered), so a search "
+          "by revision would not find it",
+          seq, id ? id : "NULL",
+          f[COL_REVISION].p ? (int)f[COL_REVISION].n : 6,
+          f[COL_REVISION].p ? f[COL_REVISION].p : "(none)");
+      rc = VD_EINVALID;
+      break;
+    }
     if (seq == anchor_seq && strcmp(hex, anchor_hash) != 0) {
       vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
           "anchor %" PRId64 ": its hash was %.16s..., it is now %.16s...: "
@@ -730,41 +750,6 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
           "erasures table accounts for %" PRId64 ": personal data was "
           "removed, or an erasure's record altered, outside verdict "
           "history erase", rep->erased, recorded);
-      return VD_EINVALID;
-    }
-  }
-  {
-    /* revision_n is not hashed (an index's key, schema 8): a record whose
-     * number names another revision, or none, would be missed or found
-     * wrongly by a search by revision, the console's and replay's
-     * --revision; so it must name the record's own */
-    int64_t bad = 0;
-    char rev[VD_REVISION_NAME_MAX] = "", named[VD_REVISION_NAME_MAX] = "";
-    char id[64] = "";
-    src = sqlite3_prepare_v2(db,
-        "SELECT d.seq, d.revision, r.revision, d.decision_id FROM decisions d"
-        " LEFT JOIN revision_numbers r ON r.n = d.revision_n"
-        " WHERE r.revision IS NOT d.revision ORDER BY d.seq LIMIT 1",
-        -1, &st, NULL);
-    if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-      bad = sqlite3_column_int64(st, 0);
-      if (sqlite3_column_text(st, 1))
-        snprintf(rev, sizeof rev, "%s", sqlite3_column_text(st, 1));
-      if (sqlite3_column_text(st, 2))
-        snprintf(named, sizeof named, "%s", sqlite3_column_text(st, 2));
-      if (sqlite3_column_text(st, 3))
-        snprintf(id, sizeof id, "%s", sqlite3_column_text(st, 3));
-      src = SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    if (src != SQLITE_DONE)
-      return vd_hist_db_err(err, path, db, src, "reading revision numbers");
-    if (bad) {
-      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, bad, id,
-          "record %" PRId64 " was decided by %s, but its revision number "
-          "names %s: revision_numbers or decisions.revision_n was altered, "
-          "and a search by revision would not find it",
-          bad, rev[0] ? rev : "no revision", named[0] ? named : "none");
       return VD_EINVALID;
     }
   }
