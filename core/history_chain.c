@@ -546,8 +546,12 @@ const char *vd_hist_personal_problem(int check) {
 static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
                         const char *anchor_hash, vd_verify_report_t *rep,
                         vd_buf_t *err) {
+  /* the last column: whether the record's revision number (schema 8)
+   * names another revision than its own (see below) */
   static const char sql[] =
-      "SELECT " READ_COLUMNS ", personal_salt, personal_digest"
+      "SELECT " READ_COLUMNS ", personal_salt, personal_digest,"
+      " (SELECT r.revision FROM revision_numbers r WHERE r.n = revision_n)"
+      " IS NOT revision"
       " FROM decisions ORDER BY seq";
   sqlite3_stmt *st = NULL;
   int64_t head_seq = -1, expect = 1, v2_from = -1, first;
@@ -671,6 +675,22 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
           "row seq %" PRId64 " (decision %s) was changed: its contents "
           "hash to %.16s..., the chain recorded %.16s...",
           seq, id ? id : "NULL", hex, hash ? hash : "NULL");
+      rc = VD_EINVALID;
+      break;
+    }
+    if (sqlite3_column_int(st, NCOLS + 4)) {
+      /* revision_n is not hashed (an index's key): a number naming
+       * another revision, or none, would hide the record from a search
+       * by revision (the console's, replay --revision) or show it in
+       * another's */
+      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, seq, id,
+          "row seq %" PRId64 " (decision %s) was changed: its revision "
+          "number does not name %.*s, the revision that decided it "
+          "(decisions.revision_n or revision_numbers altered), so a search "
+          "by revision would not find it",
+          seq, id ? id : "NULL",
+          f[COL_REVISION].p ? (int)f[COL_REVISION].n : 6,
+          f[COL_REVISION].p ? f[COL_REVISION].p : "(none)");
       rc = VD_EINVALID;
       break;
     }

@@ -114,8 +114,8 @@ static int record_activation(vd_daemon_t *d, const char *revision,
 int vd_admin_startup(vd_daemon_t *d, vd_engine_t *e) {
   const char *rev = vd_bundle_revision(d->bundle);
   store_revision(d, d->bundle);
-  if (!e)
-    return record_activation(d, rev, "startup", NULL,
+  if (!e) /* refused: "startup", or what keep_rollback() started with */
+    return record_activation(d, rev, d->activated_by, NULL,
                              vd_bundle_source(d->bundle), 0,
                              d->last_failure.data);
   vd_wire_in_force(&d->in_force, e);

@@ -760,6 +760,74 @@ static void free_engines(vd_daemon_t *d, vd_engine_t **engines) {
   free(engines);
 }
 
+/* The fleet's revision, refused at start-up by this node's own
+ * validation, and why. */
+typedef struct fleet_refusal {
+  vd_bundle_t *bundle;
+  vd_buf_t why;
+} fleet_refusal_t;
+
+static void fleet_refusal_free(fleet_refusal_t *f) {
+  if (!f)
+    return;
+  vd_bundle_unref(f->bundle);
+  vd_buf_release(&f->why);
+  free(f);
+}
+
+/* The fleet's revision (vd_fleet_keep_desired()) was refused by this
+ * node's validation: start on the policy directory instead, as a serving
+ * node that refuses the fleet's revision keeps its own (fleet.c), rather
+ * than not start at all.  *OUT keeps the refused revision and why, for
+ * record_fleet_refusal() once the history is open; *ENGINES and *REFUSED
+ * are make_engines()'s for the directory. */
+static int start_on_directory(vd_daemon_t *d, fleet_refusal_t **out,
+                              vd_engine_t ***engines, int *refused) {
+  fleet_refusal_t *f = calloc(1, sizeof *f);
+  if (!f)
+    return VD_ENOMEM;
+  f->bundle = d->bundle;
+  f->why = d->last_failure;
+  vd_buf_init(&d->last_failure);
+  d->bundle = NULL;
+  *out = f;
+  free_engines(d, *engines);
+  free(d->workers);
+  free(d->active);
+  *engines = NULL;
+  d->workers = NULL;
+  d->active = NULL;
+  *refused = 0;
+  snprintf(d->activated_by, sizeof d->activated_by, "startup");
+  vd_log(VD_LEVEL_WARNING, "fleet_revision_refused",
+         "start-up: this node refused the fleet's revision %s (%s); "
+         "starting with %s, and following the fleet's next revision",
+         vd_bundle_revision(f->bundle), f->why.data ? f->why.data : "?",
+         d->opts.policies);
+  if (load_policies(d) != 0)
+    return VD_EINVALID;
+  return make_engines(d, refused, engines);
+}
+
+/* Record the fleet's revision refused at start-up (start_on_directory())
+ * as the node's refused activation, after the directory's: node_status
+ * keeps the last failure, so that fleet status shows why the node is not
+ * on the fleet's revision. */
+static void record_fleet_refusal(vd_daemon_t *d, fleet_refusal_t *f) {
+  vd_bundle_t *own = d->bundle;
+  vd_buf_t failure = d->last_failure;
+  d->bundle = f->bundle;
+  d->last_failure = f->why;
+  snprintf(d->activated_by, sizeof d->activated_by, "startup-fleet");
+  (void)vd_admin_startup(d, NULL);
+  snprintf(d->fleet_refused, sizeof d->fleet_refused, "%s",
+           vd_bundle_revision(f->bundle));
+  /* status's last_failure says why the node is not on the fleet's */
+  d->bundle = own;
+  f->why = failure;
+  snprintf(d->activated_by, sizeof d->activated_by, "startup");
+}
+
 /* The history writer's lines go to the daemon's log. */
 static void on_history_log(const char *event, int failing, const char *line,
                            void *arg) {
@@ -963,6 +1031,7 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   unsigned started, stuck = 0;
   int rc = 1, refused = 0, unrecorded = 0;
   char dbname[1024];
+  fleet_refusal_t *fleet_refused = NULL;
 
   daemon_init(&d, opts);
   if (load_policies(&d) != 0)
@@ -970,10 +1039,15 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
   keep_rollback(&d);
   if (make_engines(&d, &refused, &engines) != 0)
     goto out_engines;
+  if (refused && strcmp(d.activated_by, "startup-fleet") == 0 &&
+      start_on_directory(&d, &fleet_refused, &engines, &refused) != 0)
+    goto out_engines;
   if (open_history(&d) != 0)
     goto out_engines;
   if (refused) {
     vd_admin_startup(&d, NULL); /* stored and recorded as refused */
+    if (fleet_refused)
+      record_fleet_refusal(&d, fleet_refused);
     goto out_history;
   }
   if (open_listeners(&d) != 0)
@@ -982,6 +1056,8 @@ int vd_daemon_run(const vd_daemon_opts_t *opts) {
     goto out_listeners;
 
   unrecorded = vd_admin_startup(&d, engines[0]) != 0;
+  if (fleet_refused) /* after: the node's status keeps the refusal */
+    record_fleet_refusal(&d, fleet_refused);
   (void)vd_fleet_start(&d); /* a node that cannot follow still serves */
   history_check_start(&d);
   if (!opts->always_count &&
@@ -1045,6 +1121,7 @@ out_engines:
   free_engines(&d, engines);
   free(d.workers);
   free(d.active);
+  fleet_refusal_free(fleet_refused);
 out:
   daemon_release(&d);
   return rc;

@@ -403,6 +403,10 @@ struct vd_daemon {
   int64_t started_ms;
   int64_t activated_ms;
   char activated_by[32];
+  /* the fleet's revision this node refused at start-up (daemon.c,
+   * start_on_directory()), or "": the fleet thread does not try it
+   * again until the fleet's revision changes */
+  char fleet_refused[128];
   vd_buf_t last_failure;   /* why the last reload was refused */
 
   int unix_fd, tcp_fd, http_fd;

@@ -178,6 +178,8 @@ int vd_fleet_start(vd_daemon_t *d) {
   if (!f)
     return VD_ENOMEM;
   f->d = d;
+  /* refused at start-up: tried already (daemon.c) */
+  snprintf(f->tried, sizeof f->tried, "%s", d->fleet_refused);
   if (vd_history_watch_open(&f->watch, d->opts.db, d->opts.node_id, &msg)) {
     vd_log(VD_LEVEL_ERR, "fleet_unavailable",
            "fleet: cannot follow the fleet's revision: %s", msg ? msg : "?");

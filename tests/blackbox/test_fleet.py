@@ -1051,6 +1051,73 @@ class Fleet(unittest.TestCase):
             shutil.rmtree(b, ignore_errors=True)
         self.assertEqual(verify(db)[0], 0)
 
+    def test_a_node_that_refuses_the_fleets_revision_still_starts(self):
+        # the fleet's revision has a test case that costs about 3 M VM
+        # instructions: node b (the default budget of 10 M) takes it,
+        # node a, restarted with a budget of 1 M, refuses it at start-up
+        name, db = new_database()
+        heavy = mini_copy(name + "-heavy")
+        path = os.path.join(heavy, "national", "compensation.lua")
+        with open(path) as f:
+            src = f.read()
+        with open(path, "w") as f:
+            f.write(src.replace(
+                "function P.decide(input, ctx)\n",
+                "function P.decide(input, ctx)\n"
+                "  if input.heavy then\n"
+                "    local x = 0\n"
+                "    for i = 1, 1000000 do x = x + i end\n"
+                "  end\n", 1))
+        path = os.path.join(heavy, "national", "compensation_test.lua")
+        with open(path) as f:
+            src = f.read()
+        with open(path, "w") as f:
+            f.write(src.replace("return {\n", "return {\n"
+                "  { name = \"heavy\", at = \"2026-11-23T10:00:00+08:00\",\n"
+                "    input = { charged_fen = 5000, due_fen = 3000,"
+                " heavy = true },\n"
+                "    expect = { offer_fen = 4000 } },\n", 1))
+        a = node(db, "a", admin=True)
+        b = node(db, "b", heavy, admin=True)
+        try:
+            c = a.connect()
+            own = c.call(**comp("r0"))["revision"]
+            c.close()
+            rc, out, err = run_cli("--admin-socket", b.admin_socket,
+                                   "reload")
+            self.assertEqual(rc, 0, out + err)
+            fleet = out.split()[-1]
+            self.assertNotEqual(fleet, own)
+            self.assertEqual(a.stop(), 0, a.read_log())
+            a = node(db, "a", admin=True,
+                     args_extra=["--instr-budget", "1000000"])
+            c = a.connect()
+            r = c.call(**comp("r1"))
+            st = c.call(op="status")["status"]
+            c.close()
+            # it serves its directory, says why, and does not try the
+            # fleet's revision again while that stays the fleet's
+            self.assertEqual(r["revision"], own, r)
+            log = a.read_log()
+            self.assertIn("this node refused the fleet's revision %s" % fleet,
+                          log)
+            self.assertIn("heavy", st["last_failure"])
+            time.sleep(2.5)  # two of the fleet thread's polls
+            self.assertEqual(a.stop(), 0, a.read_log())
+            acts = psql(name, "SELECT cause || ' ' || ok || ' ' || revision"
+                              " FROM activations WHERE node_id = 'a'"
+                              " ORDER BY id").splitlines()
+            self.assertEqual(acts[-2:], ["startup 1 " + own,
+                                         "startup-fleet 0 " + fleet], acts)
+            self.assertIn("heavy", psql(name, "SELECT last_error FROM"
+                                              " node_status WHERE node_id"
+                                              " = 'a'"))
+        finally:
+            a.stop()
+            b.stop()
+            shutil.rmtree(heavy, ignore_errors=True)
+        self.assertEqual(verify(db)[0], 0)
+
     def test_a_refused_reload_is_recorded_on_a_fleet(self):
         # a broken edit on one node: refused there, recorded in its
         # activations (ok 0, with the reason) and in its node_status, and
