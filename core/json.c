@@ -1,7 +1,9 @@
 /*
  * json.c - JSON text <-> Lua values (see include/verdict/json.h).
  *
- * Decoding: yajl's SAX callbacks push values straight onto the Lua stack.
+ * Decoding: yajl's SAX callbacks push values straight onto the Lua stack;
+ * a plain text is first read by a quick pass of our own that calls the
+ * same callbacks ("The quick pass" below) and leaves anything else to yajl.
  * Invariant while parsing: the stack holds, from `base`, one table per open
  * container, and for an open object whose key has been read, that key above
  * its table.  A scalar or a closed container is stored into the container
@@ -232,6 +234,314 @@ static const yajl_callbacks decode_callbacks = {
   on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
 };
 
+/* ------------------------------------------------------------------------
+ * The quick pass: the common request read without yajl
+ *
+ * Most requests are plain JSON: no comments, nothing malformed, few
+ * escapes.  quick_decode() reads such a text itself and drives the same
+ * callbacks yajl would (open_container, on_map_key, on_string, on_number,
+ * ...), in the same order, so the tables it leaves are the ones the yajl
+ * pass would make, key for key and slot for slot.  It accepts only what
+ * yajl accepts, and reads it as yajl does: JSON's grammar, whitespace of
+ * space, tab, CR and LF, strings without control bytes, the escapes \" \\
+ * \/ \b \f \n \r \t and \uXXXX (a surrogate only as a high-low pair, no
+ * U+0000).  At anything else (a malformed text, an escape it does not
+ * decode, a callback that refuses: too deep, invalid UTF-8, a number out
+ * of range) it takes back what it pushed and returns 0, and the text is
+ * read again by yajl, whose answer, error messages included, is then the
+ * answer.  So it changes what a decode costs, never what it gives.
+ * ------------------------------------------------------------------------ */
+
+/* Bytes a string may hold as they are: not a quote, a backslash, a
+ * control byte or DEL, and ASCII (bytes above are checked as UTF-8). */
+static const unsigned char quick_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* The 4 hex digits at p as a code unit, or -1. */
+static long hex4(const unsigned char *p) {
+  long v = 0;
+  int i, h;
+  for (i = 0; i < 4; i++) {
+    if ((h = hexval(p[i])) < 0)
+      return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+/* Unescape the string body [p, end) (it has escapes) into out (room for
+ * end - p bytes: an escape never decodes longer than it is written);
+ * its length, or -1 for an escape left to yajl. */
+static long quick_unescape(const unsigned char *p, const unsigned char *end,
+                           unsigned char *out) {
+  unsigned char *o = out;
+  while (p < end) {
+    long cp;
+    if (*p != '\\') {
+      *o++ = *p++;
+      continue;
+    }
+    if (end - p < 2)
+      return -1;
+    switch (p[1]) {
+    case '"': *o++ = '"'; p += 2; continue;
+    case '\\': *o++ = '\\'; p += 2; continue;
+    case '/': *o++ = '/'; p += 2; continue;
+    case 'b': *o++ = '\b'; p += 2; continue;
+    case 'f': *o++ = '\f'; p += 2; continue;
+    case 'n': *o++ = '\n'; p += 2; continue;
+    case 'r': *o++ = '\r'; p += 2; continue;
+    case 't': *o++ = '\t'; p += 2; continue;
+    case 'u': break;
+    default: return -1;
+    }
+    if (end - p < 6 || (cp = hex4(p + 2)) <= 0 ||
+        (cp >= 0xDC00 && cp <= 0xDFFF))
+      return -1;
+    p += 6;
+    if (cp >= 0xD800 && cp <= 0xDBFF) { /* a high surrogate: its pair */
+      long lo;
+      if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+          (lo = hex4(p + 2)) < 0xDC00 || lo > 0xDFFF)
+        return -1;
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      p += 6;
+    }
+    if (cp < 0x80) {
+      *o++ = (unsigned char)cp;
+    } else if (cp < 0x800) {
+      *o++ = (unsigned char)(0xC0 | (cp >> 6));
+      *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      *o++ = (unsigned char)(0xE0 | (cp >> 12));
+      *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+      *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else {
+      *o++ = (unsigned char)(0xF0 | (cp >> 18));
+      *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+      *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+      *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    }
+  }
+  return (long)(o - out);
+}
+
+/* The string whose opening quote is at *pp: given to on_map_key (key) or
+ * on_string, *pp moved past its closing quote; 0 to leave it to yajl. */
+static int quick_string(decoder_t *d, const unsigned char **pp,
+                        const unsigned char *end, int key) {
+  const unsigned char *p = *pp + 1, *b = p;
+  unsigned char tmp[256];
+  int esc = 0, high = 0;
+  size_t n;
+  for (;;) {
+    if (p == end)
+      return 0;
+    if (quick_plain[*p]) {
+      p++;
+    } else if (*p == '"') {
+      break;
+    } else if (*p == '\\') {
+      esc = 1;
+      if (end - p < 2)
+        return 0;
+      p += 2; /* an escaped quote does not end the string */
+    } else if (*p >= 0x80) {
+      high = 1;
+      p++;
+    } else {
+      return 0; /* a control byte, or DEL */
+    }
+  }
+  *pp = p + 1;
+  n = (size_t)(p - b);
+  if (esc) {
+    long m;
+    if (n > sizeof tmp || (m = quick_unescape(b, p, tmp)) < 0)
+      return 0;
+    b = tmp;
+    n = (size_t)m;
+    high = 1; /* checked as UTF-8 by the callback */
+  }
+  if (high)
+    return key ? on_map_key(d, b, n) : on_string(d, b, n);
+  /* plain ASCII: valid UTF-8 already */
+  lua_pushlstring(d->L, (const char *)b, n);
+  if (!key)
+    store(d);
+  return 1;
+}
+
+/* A number at *pp, by JSON's grammar, given to on_number. */
+static int quick_number(decoder_t *d, const unsigned char **pp,
+                        const unsigned char *end) {
+  const unsigned char *p = *pp, *b = p;
+  if (p < end && *p == '-')
+    p++;
+  if (p == end)
+    return 0;
+  if (*p == '0') {
+    p++;
+  } else if (*p >= '1' && *p <= '9') {
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  } else {
+    return 0;
+  }
+  if (p < end && *p == '.') {
+    if (++p == end || !(*p >= '0' && *p <= '9'))
+      return 0;
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    if (++p < end && (*p == '+' || *p == '-'))
+      p++;
+    if (p == end || !(*p >= '0' && *p <= '9'))
+      return 0;
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  *pp = p;
+  return on_number(d, (const char *)b, (size_t)(p - b));
+}
+
+/* The literal word (true, false, null) at *pp. */
+static int quick_word(const unsigned char **pp, const unsigned char *end,
+                      const char *word, size_t n) {
+  if ((size_t)(end - *pp) < n || memcmp(*pp, word, n) != 0)
+    return 0;
+  *pp += n;
+  return 1;
+}
+
+#define QUICK_WS(p, end)                                                     \
+  while ((p) < (end) &&                                                      \
+         (*(p) == ' ' || *(p) == '\n' || *(p) == '\r' || *(p) == '\t'))    \
+  (p)++
+
+/* Read s as described above: 1 with the value pushed, or 0 with the stack
+ * and d as they were. */
+static int quick_decode(decoder_t *d, const char *s, size_t n) {
+  lua_State *L = d->L;
+  const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  int top = lua_gettop(L);
+
+value:
+  QUICK_WS(p, end);
+  if (p == end)
+    goto refuse;
+  switch (*p) {
+  case '{':
+    p++;
+    if (!open_container(d, 0))
+      goto refuse;
+    QUICK_WS(p, end);
+    if (p < end && *p == '}') {
+      p++;
+      close_container(d);
+      goto after;
+    }
+    goto key;
+  case '[':
+    p++;
+    if (!open_container(d, 1))
+      goto refuse;
+    QUICK_WS(p, end);
+    if (p < end && *p == ']') {
+      p++;
+      close_container(d);
+      goto after;
+    }
+    goto value;
+  case '"':
+    if (!quick_string(d, &p, end, 0))
+      goto refuse;
+    goto after;
+  case 't':
+    if (!quick_word(&p, end, "true", 4) || !on_boolean(d, 1))
+      goto refuse;
+    goto after;
+  case 'f':
+    if (!quick_word(&p, end, "false", 5) || !on_boolean(d, 0))
+      goto refuse;
+    goto after;
+  case 'n':
+    if (!quick_word(&p, end, "null", 4) || !on_null(d))
+      goto refuse;
+    goto after;
+  default:
+    if (!quick_number(d, &p, end))
+      goto refuse;
+    goto after;
+  }
+
+key:
+  QUICK_WS(p, end);
+  if (p == end || *p != '"' || !quick_string(d, &p, end, 1))
+    goto refuse;
+  QUICK_WS(p, end);
+  if (p == end || *p != ':')
+    goto refuse;
+  p++;
+  goto value;
+
+after: /* a value has been stored, or is the result */
+  QUICK_WS(p, end);
+  if (d->depth == 0) {
+    if (p != end)
+      goto refuse; /* trailing garbage */
+    return 1;
+  }
+  if (p == end)
+    goto refuse;
+  if (*p == ',') {
+    p++;
+    if (d->frames[d->depth - 1].is_array)
+      goto value;
+    goto key;
+  }
+  if (*p == (d->frames[d->depth - 1].is_array ? ']' : '}')) {
+    p++;
+    close_container(d);
+    goto after;
+  }
+
+refuse:
+  lua_settop(L, top);
+  d->depth = 0;
+  d->too_deep = 0;
+  d->bad_utf8 = 0;
+  d->overflow = 0;
+  return 0;
+}
+
 /* Turn yajl's multi-line message into one line and note the offset. */
 static void set_parse_error(yajl_handle h, const char *s, size_t n,
                             vd_buf_t *err) {
@@ -254,7 +564,7 @@ static void set_parse_error(yajl_handle h, const char *s, size_t n,
 /* Parse into Lua values.  *slot holds the yajl handle while parsing so
  * that, if a callback raises a Lua error, the protected caller can free it. */
 static int decode(lua_State *L, const char *s, size_t n, int max_depth,
-                  vd_buf_t *err, yajl_handle *slot) {
+                  vd_buf_t *err, yajl_handle *slot, int quick) {
   decoder_t d;
   yajl_handle h;
   yajl_status st;
@@ -271,6 +581,8 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
                     : VD_JSON_MAX_DEPTH;
   if (!lua_checkstack(L, d.max_depth * 2 + 8))
     luaL_error(L, "not enough memory");
+  if (quick && quick_decode(&d, s, n))
+    return 0;
   h = *slot = yajl_alloc(&decode_callbacks, NULL, &d);
   if (!h)
     luaL_error(L, "not enough memory");
@@ -309,7 +621,13 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
 int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
                    vd_buf_t *err) {
   yajl_handle slot = NULL;
-  return decode(L, s, n, max_depth, err, &slot);
+  return decode(L, s, n, max_depth, err, &slot, 1);
+}
+
+int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
+                        vd_buf_t *err) {
+  yajl_handle slot = NULL;
+  return decode(L, s, n, max_depth, err, &slot, 0);
 }
 
 typedef struct decode_args {
@@ -324,7 +642,7 @@ typedef struct decode_args {
 static int decode_k(lua_State *L) {
   decode_args_t *a = lua_touserdata(L, 1);
   lua_pop(L, 1);
-  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot);
+  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot, 1);
   return a->rc == 0 ? 1 : 0;
 }
 

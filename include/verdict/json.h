@@ -56,6 +56,12 @@ void vd_json_push_marker(lua_State *L, int kind);
 int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
                    vd_buf_t *err);
 
+/* vd_json_decode() without its quick pass (core/json.c): every text read
+ * by yajl.  The same answer for every text, errors included; for the tests
+ * that hold the quick pass to it. */
+int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
+                        vd_buf_t *err);
+
 /* The same inside a lua_pcall: returns 0 and pushes the value,
  * VD_EBAD_REQUEST with `err` set for bad JSON, or VD_ENOMEM if the state's
  * allocator refused (nothing pushed in both error cases). */
