@@ -252,8 +252,8 @@ static const yajl_callbacks decode_callbacks = {
  * answer.  So it changes what a decode costs, never what it gives.
  * ------------------------------------------------------------------------ */
 
-/* Bytes a string may hold as they are: not a quote, a backslash, a
- * control byte or DEL, and ASCII (bytes above are checked as UTF-8). */
+/* Bytes a string may hold as they are: not a quote, a backslash or a
+ * control byte, and ASCII (bytes above are checked as UTF-8). */
 static const unsigned char quick_plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -262,7 +262,7 @@ static const unsigned char quick_plain[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -272,6 +272,17 @@ static const unsigned char quick_plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
+
+/* The bytes of w (8 read from memory, little-endian) that are a control
+ * byte, '"', '\\' or not ASCII, as their high bits.  The "has a byte less
+ * than n" and "has a zero byte" word tests: a false mark can only follow a
+ * true one, so the lowest mark is exactly the first such byte. */
+static uint64_t care_mask(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ULL;
+  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+  return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs) |
+          w) & (ones * 0x80);
+}
 
 static int hexval(unsigned char c) {
   if (c >= '0' && c <= '9')
@@ -361,6 +372,18 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
   int esc = 0, high = 0;
   size_t n;
   for (;;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) { /* plain ASCII a word at a time */
+      uint64_t w, m;
+      memcpy(&w, p, 8);
+      if (!(m = care_mask(w))) {
+        p += 8;
+        continue;
+      }
+      p += __builtin_ctzll(m) >> 3; /* the first byte that needs care */
+      break;
+    }
+#endif
     if (p == end)
       return 0;
     if (quick_plain[*p]) {
@@ -376,7 +399,7 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
       high = 1;
       p++;
     } else {
-      return 0; /* a control byte, or DEL */
+      return 0; /* a control byte */
     }
   }
   *pp = p + 1;
