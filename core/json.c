@@ -33,6 +33,29 @@ char vd_json_null_tag;
 static const char ARRAY_MT[] = "vd.json.array";
 static const char OBJECT_MT[] = "vd.json.object";
 
+/* The markers' metatables (array, object) into mts, from the sandbox of
+ * L, which keeps them once vd_json_setup() has made them: 1; 0 for a
+ * state that is not a sandbox's (mts unset).  With mts NULL, have the
+ * sandbox keep them (read from the registry). */
+static int markers_of(lua_State *L, const void *mts[2]) {
+  vd_sandbox_t *sb = vd_sandbox_find(L);
+  if (!sb)
+    return 0;
+  if (!mts) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
+    sb->json_mt[0] = lua_topointer(L, -1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, OBJECT_MT);
+    sb->json_mt[1] = lua_topointer(L, -1);
+    lua_pop(L, 2);
+    return 1;
+  }
+  if (!sb->json_mt[0])
+    return 0;
+  mts[0] = sb->json_mt[0];
+  mts[1] = sb->json_mt[1];
+  return 1;
+}
+
 void vd_json_setup(lua_State *L) {
   /* Both markers hide themselves from getmetatable() and refuse
    * setmetatable(), so a policy cannot change them for every later call. */
@@ -46,6 +69,7 @@ void vd_json_setup(lua_State *L) {
   lua_pushliteral(L, "object");
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, OBJECT_MT);
+  markers_of(L, NULL); /* a sandbox keeps their addresses from now on */
 }
 
 void vd_json_push_marker(lua_State *L, int kind) {
@@ -53,11 +77,15 @@ void vd_json_push_marker(lua_State *L, int kind) {
 }
 
 int vd_json_marker(lua_State *L, int idx) {
-  const void *mt;
+  const void *mt, *mts[2];
   int r = 0;
   if (!lua_getmetatable(L, idx))
     return 0;
   mt = lua_topointer(L, -1);
+  if (markers_of(L, mts)) {
+    lua_pop(L, 1);
+    return mt == mts[0] ? 1 : mt == mts[1] ? 2 : 0;
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
   if (lua_topointer(L, -1) == mt) {
     r = 1;
@@ -1133,6 +1161,7 @@ static int encode_value(encoder_t *e, int idx) {
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
                    vd_buf_t *err) {
   encoder_t e;
+  const void *mts[2];
   e.L = L;
   e.out = out;
   e.err = err;
@@ -1144,6 +1173,11 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 2))
     return enc_fail(&e, "out of stack space");
+  if (markers_of(L, mts)) {
+    e.array_mt = mts[0];
+    e.object_mt = mts[1];
+    return encode_value(&e, idx);
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
   e.array_mt = lua_topointer(L, -1); /* NULL if this state has none */
   lua_rawgetp(L, LUA_REGISTRYINDEX, OBJECT_MT);

@@ -951,6 +951,40 @@ static void quick_pass_escapes(void **state) {
   assert_non_null(strstr(f->err.data, "invalid UTF-8"));
 }
 
+/* In a sandbox's state the markers are known by the addresses the
+ * sandbox keeps (json.c, markers_of): the same answers as the registry's,
+ * and a look-alike metatable is not a marker. */
+static void sandbox_knows_markers(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  lua_State *L;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  L = sb.L;
+  assert_non_null(sb.json_mt[0]);
+  assert_non_null(sb.json_mt[1]);
+  assert_int_equal(vd_json_decode(L, "[[],{},{\"a\":[]}]", 16, 0, &err), 0);
+  lua_rawgeti(L, -1, 1);
+  assert_int_equal(vd_json_marker(L, -1), 1);
+  lua_rawgeti(L, -2, 2);
+  assert_int_equal(vd_json_marker(L, -1), 2);
+  lua_newtable(L); /* a metatable of its own that says "array" */
+  lua_newtable(L);
+  lua_pushliteral(L, "array");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  assert_int_equal(vd_json_marker(L, -1), 0);
+  lua_newtable(L);
+  assert_int_equal(vd_json_marker(L, -1), 0);
+  lua_pop(L, 4);
+  assert_int_equal(vd_json_encode(L, -1, &out, "value", &err), 0);
+  assert_string_equal(out.data, "[[],{},{\"a\":[]}]");
+  lua_pop(L, 1);
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -986,6 +1020,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(quick_pass_matches_yajl, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(quick_pass_escapes, setup, teardown),
+      cmocka_unit_test(sandbox_knows_markers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
