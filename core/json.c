@@ -807,11 +807,31 @@ typedef struct cached {
   int height;
 } cached_t;
 
+/* An object's keys as encode_keyed() last met them (see "Key shapes"
+ * below). */
+#define SHAPE_SLOTS 64 /* a power of two */
+#define SHAPE_KEYS 16
+#define SHAPE_BYTES 1024
+
+typedef struct shape {
+  int n;                         /* keys; 0: a free slot */
+  int busy;                      /* objects of this shape being written
+                                  * now (an outer one while its values
+                                  * are): not to be replaced until 0 */
+  const char *at[SHAPE_KEYS];    /* their bytes' addresses, lua_next order */
+  size_t len[SHAPE_KEYS];        /* and lengths */
+  unsigned char sorted[SHAPE_KEYS]; /* the i-th in byte order: its index */
+  size_t json[SHAPE_KEYS + 1];   /* in text: each key's "key": (sorted) */
+  char text[SHAPE_BYTES];        /* the keys' bytes (lua_next order), then
+                                  * their JSON (sorted order) */
+} shape_t;
+
 struct vd_json_cache {
   cached_t *slots;
   size_t cap; /* a power of two, or 0 */
   size_t n;
   size_t bytes; /* the encodings' lengths, together */
+  shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
 };
 
 void vd_json_cache_free(vd_json_cache_t *c) {
@@ -821,6 +841,7 @@ void vd_json_cache_free(vd_json_cache_t *c) {
   for (i = 0; i < c->cap; i++)
     free(c->slots[i].json);
   free(c->slots);
+  free(c->shapes);
   free(c);
 }
 
@@ -943,6 +964,96 @@ static int encode_array(encoder_t *e, int idx, lua_Integer n) {
   return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Key shapes: a result made by the same code has the same keys every time,
+ * so the order they sort in and their escaped JSON are kept per state, by
+ * the keys' addresses (Lua's short strings are interned, so the same key
+ * is the same address while it lives).  A shape is used only if every key
+ * is still, at its address, the bytes it was kept with (compared), so a
+ * string freed and another made at its address cannot mislead it: the
+ * JSON kept depends only on the bytes.  Direct-mapped, SHAPE_SLOTS shapes
+ * of up to SHAPE_KEYS keys and SHAPE_BYTES of text each; any other object
+ * is sorted and escaped as it comes.  Memory outside the state, in the
+ * sandbox's vd_json_cache_t.
+ * ------------------------------------------------------------------------ */
+
+static size_t shape_slot(const keyref_t *k, size_t n) {
+  uintptr_t h = (uintptr_t)n;
+  size_t i;
+  for (i = 0; i < n; i++)
+    h = (h ^ (uintptr_t)k[i].s) * (uintptr_t)0x9e3779b97f4a7c15ull;
+  return (size_t)(h >> 40) & (SHAPE_SLOTS - 1);
+}
+
+/* The shape kept for keys k (n of them, lua_next order), or NULL. */
+static shape_t *shape_get(encoder_t *e, const keyref_t *k, size_t n) {
+  shape_t *sh;
+  size_t i, off = 0;
+  if (n == 0 || n > SHAPE_KEYS || !e->sb || !e->sb->encoded ||
+      !e->sb->encoded->shapes)
+    return NULL;
+  sh = &e->sb->encoded->shapes[shape_slot(k, n)];
+  if ((size_t)sh->n != n)
+    return NULL;
+  for (i = 0; i < n; i++) {
+    if (sh->at[i] != k[i].s || sh->len[i] != k[i].n ||
+        memcmp(sh->text + off, k[i].s, k[i].n) != 0)
+      return NULL;
+    off += k[i].n;
+  }
+  return sh;
+}
+
+/* Keep the shape of keys k (n, lua_next order; sorted: the same keys in
+ * byte order) when it fits; nothing on any failure (it only saves work). */
+static void shape_put(encoder_t *e, const keyref_t *k, const keyref_t *sorted,
+                      size_t n) {
+  vd_json_cache_t *c;
+  shape_t *sh;
+  vd_buf_t json = VD_BUF_INIT;
+  size_t i, j, off = 0;
+  if (n == 0 || n > SHAPE_KEYS || !e->sb)
+    return;
+  for (i = 0; i < n; i++)
+    off += k[i].n;
+  if (off > SHAPE_BYTES / 8)
+    return;
+  if (!(c = e->sb->encoded)) {
+    if (!(c = calloc(1, sizeof *c)))
+      return;
+    e->sb->encoded = c;
+  }
+  if (!c->shapes && !(c->shapes = calloc(SHAPE_SLOTS, sizeof *c->shapes)))
+    return;
+  sh = &c->shapes[shape_slot(k, n)];
+  if (sh->busy)
+    return;
+  sh->n = 0;
+  for (i = 0, off = 0; i < n; i++) {
+    sh->at[i] = k[i].s;
+    sh->len[i] = k[i].n;
+    memcpy(sh->text + off, k[i].s, k[i].n);
+    off += k[i].n;
+  }
+  for (i = 0; i < n; i++) {
+    for (j = 0; j < n && sorted[i].s != k[j].s; j++)
+      ;
+    if (j == n) /* two keys at one address cannot be: keep nothing */
+      goto done;
+    sh->sorted[i] = (unsigned char)j;
+    sh->json[i] = off + json.len;
+    vd_buf_add_json_str(&json, sorted[i].s, sorted[i].n);
+    vd_buf_addc(&json, ':');
+  }
+  sh->json[n] = off + json.len;
+  if (off + json.len > SHAPE_BYTES)
+    goto done;
+  memcpy(sh->text + off, json.data, json.len);
+  sh->n = (int)n;
+done:
+  vd_buf_release(&json);
+}
+
 static const char MIXED[] = "table mixes array and object keys, or has a "
                             "non-string key; cannot encode it as JSON";
 
@@ -953,7 +1064,8 @@ static const char MIXED[] = "table mixes array and object keys, or has a "
  * encoding never raises. */
 static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   lua_State *L = e->L;
-  keyref_t small[16], *keys = small;
+  keyref_t small[16], *keys = small, unsorted[SHAPE_KEYS];
+  shape_t *sh = NULL;
   size_t nkeys = 0, cap = 16, i;
   lua_Integer nints = 0, maxint = 0;
   int rc = 0, base = lua_gettop(L);
@@ -1011,7 +1123,38 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
     rc = encode_array(e, idx, nints);
     goto done;
   }
+  if (!e->sb)
+    e->sb = vd_sandbox_find(L);
+  if ((sh = shape_get(e, keys, nkeys)) != NULL) {
+    sh->busy++; /* its values may be objects of other shapes */
+    if (too_big(e, 2)) {
+      rc = VD_EINVALID;
+      goto done;
+    }
+    vd_buf_addc(e->out, '{');
+    for (i = 0; i < nkeys; i++) {
+      const keyref_t *k = &keys[sh->sorted[i]];
+      if (too_big(e, k->n + 5)) {
+        rc = VD_EINVALID;
+        goto done;
+      }
+      if (i)
+        vd_buf_addc(e->out, ',');
+      vd_buf_add(e->out, sh->text + sh->json[i], sh->json[i + 1] - sh->json[i]);
+      seg->key = k->s;
+      seg->n = k->n;
+      rc = encode_value(e, k->slot);
+      if (rc)
+        goto done;
+    }
+    vd_buf_addc(e->out, '}');
+    goto done;
+  }
+  if (nkeys <= SHAPE_KEYS && e->sb)
+    memcpy(unsorted, keys, nkeys * sizeof *keys);
   sort_keys(keys, nkeys);
+  if (nkeys <= SHAPE_KEYS && e->sb)
+    shape_put(e, unsorted, keys, nkeys);
   if (too_big(e, 2)) {
     rc = VD_EINVALID;
     goto done;
@@ -1035,6 +1178,8 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   }
   vd_buf_addc(e->out, '}');
 done:
+  if (sh)
+    sh->busy--;
   lua_settop(L, base);
   if (keys != small)
     free(keys);

@@ -985,6 +985,72 @@ static void sandbox_knows_markers(void **state) {
   vd_buf_release(&out);
 }
 
+/* Key shapes (json.c): in a sandbox's state an object's keys are sorted
+ * and escaped once per shape, then copied.  The text is the same as a
+ * plain state's (no cache) every time: for the same shape again, for
+ * shapes that replace each other in the cache, for keys that need
+ * escaping, and for a key freed and another made, perhaps at its address,
+ * with other bytes. */
+static void key_shapes_same_text(void **state) {
+  fx_t *f = *state; /* the plain state */
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, a = VD_BUF_INIT, b = VD_BUF_INIT;
+  char doc[512];
+  int i, round;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  for (round = 0; round < 3; round++) {
+    for (i = 0; i < 400; i++) {
+      size_t n;
+      /* two-letter keys, new each time (the old ones collected), then
+       * shapes of 1 to 20 keys, escapes and non-ASCII among them */
+      if (i < 100)
+        n = (size_t)snprintf(doc, sizeof doc, "{\"%c%c\":%d,\"z\":[{\"%c\":1}]}",
+                             'a' + i % 26, 'a' + (i * 7 + round) % 26, i,
+                             'a' + i % 13);
+      else if (i < 200)
+        n = (size_t)snprintf(doc, sizeof doc,
+                             "{\"k%d\":1,\"q\\\"%d\":2,\"\\u00e9%d\":3,"
+                             "\"\\u0001\":4,\"k%d\":{\"b\":1,\"a\":2}}",
+                             i % 40, i % 3, i % 5, i % 7 + 100);
+      else if (i >= 300) { /* objects inside objects, shapes of their own:
+                            * an inner one may map to the outer's slot */
+        int j;
+        n = (size_t)snprintf(doc, sizeof doc, "{");
+        for (j = 0; j < 8; j++)
+          n += (size_t)snprintf(doc + n, sizeof doc - n,
+                                "%s\"o%d\":{\"i%d_%d\":%d,\"x\":0}", j ? "," : "",
+                                (i + j) % 11, i % 50, j, j);
+        n += (size_t)snprintf(doc + n, sizeof doc - n, "}");
+      } else {
+        int j, m = i % 20 + 1;
+        n = (size_t)snprintf(doc, sizeof doc, "{");
+        for (j = 0; j < m; j++)
+          n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"f%d\":%d",
+                                j ? "," : "", (j * 37 + i) % 23, j);
+        n += (size_t)snprintf(doc + n, sizeof doc - n, "}");
+      }
+      assert_int_equal(vd_json_decode(f->L, doc, n, 0, &err), 0);
+      assert_int_equal(vd_json_decode(sb.L, doc, n, 0, &err), 0);
+      vd_buf_reset(&a);
+      vd_buf_reset(&b);
+      assert_int_equal(vd_json_encode(f->L, -1, &a, "value", &err), 0);
+      assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
+      if (strcmp(a.data, b.data) != 0)
+        fail_msg("%s: plain %s, sandbox %s", doc, a.data, b.data);
+      vd_buf_reset(&b);
+      assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
+      assert_string_equal(a.data, b.data); /* the shape kept */
+      lua_pop(f->L, 1);
+      lua_pop(sb.L, 1);
+      lua_gc(sb.L, LUA_GCCOLLECT); /* the keys freed: addresses reused */
+    }
+  }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -1021,6 +1087,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(quick_pass_escapes, setup, teardown),
       cmocka_unit_test(sandbox_knows_markers),
+      cmocka_unit_test_setup_teardown(key_shapes_same_text, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,6 +91,9 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
  * and reads one per sandbox state (vd_sandbox_t.encoded), keyed by the
  * frozen copy's address (the state holds every copy until it is closed);
  * at most VD_JSON_CACHE_BYTES in all, each at most VD_JSON_CACHE_ENTRY.
+ * The same cache keeps, by their keys' addresses, the shapes of objects
+ * met (their keys' order and escaped JSON, json.c "Key shapes"): at most
+ * 64 of up to 16 keys, checked against the keys' bytes before each use.
  * Memory outside the state: malloc'd, freed by vd_json_cache_free(). */
 #define VD_JSON_CACHE_BYTES (1u << 20)
 #define VD_JSON_CACHE_ENTRY (4u << 10)
