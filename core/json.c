@@ -1,7 +1,9 @@
 /*
  * json.c - JSON text <-> Lua values (see include/verdict/json.h).
  *
- * Decoding: yajl's SAX callbacks push values straight onto the Lua stack.
+ * Decoding: yajl's SAX callbacks push values straight onto the Lua stack;
+ * a plain text is first read by a quick pass of our own that calls the
+ * same callbacks ("The quick pass" below) and leaves anything else to yajl.
  * Invariant while parsing: the stack holds, from `base`, one table per open
  * container, and for an open object whose key has been read, that key above
  * its table.  A scalar or a closed container is stored into the container
@@ -31,6 +33,29 @@ char vd_json_null_tag;
 static const char ARRAY_MT[] = "vd.json.array";
 static const char OBJECT_MT[] = "vd.json.object";
 
+/* The markers' metatables (array, object) into mts, from the sandbox of
+ * L, which keeps them once vd_json_setup() has made them: 1; 0 for a
+ * state that is not a sandbox's (mts unset).  With mts NULL, have the
+ * sandbox keep them (read from the registry). */
+static int markers_of(lua_State *L, const void *mts[2]) {
+  vd_sandbox_t *sb = vd_sandbox_find(L);
+  if (!sb)
+    return 0;
+  if (!mts) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
+    sb->json_mt[0] = lua_topointer(L, -1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, OBJECT_MT);
+    sb->json_mt[1] = lua_topointer(L, -1);
+    lua_pop(L, 2);
+    return 1;
+  }
+  if (!sb->json_mt[0])
+    return 0;
+  mts[0] = sb->json_mt[0];
+  mts[1] = sb->json_mt[1];
+  return 1;
+}
+
 void vd_json_setup(lua_State *L) {
   /* Both markers hide themselves from getmetatable() and refuse
    * setmetatable(), so a policy cannot change them for every later call. */
@@ -44,6 +69,7 @@ void vd_json_setup(lua_State *L) {
   lua_pushliteral(L, "object");
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, OBJECT_MT);
+  markers_of(L, NULL); /* a sandbox keeps their addresses from now on */
 }
 
 void vd_json_push_marker(lua_State *L, int kind) {
@@ -51,11 +77,15 @@ void vd_json_push_marker(lua_State *L, int kind) {
 }
 
 int vd_json_marker(lua_State *L, int idx) {
-  const void *mt;
+  const void *mt, *mts[2];
   int r = 0;
   if (!lua_getmetatable(L, idx))
     return 0;
   mt = lua_topointer(L, -1);
+  if (markers_of(L, mts)) {
+    lua_pop(L, 1);
+    return mt == mts[0] ? 1 : mt == mts[1] ? 2 : 0;
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
   if (lua_topointer(L, -1) == mt) {
     r = 1;
@@ -232,6 +262,337 @@ static const yajl_callbacks decode_callbacks = {
   on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
 };
 
+/* ------------------------------------------------------------------------
+ * The quick pass: the common request read without yajl
+ *
+ * Most requests are plain JSON: no comments, nothing malformed, few
+ * escapes.  quick_decode() reads such a text itself and drives the same
+ * callbacks yajl would (open_container, on_map_key, on_string, on_number,
+ * ...), in the same order, so the tables it leaves are the ones the yajl
+ * pass would make, key for key and slot for slot.  It accepts only what
+ * yajl accepts, and reads it as yajl does: JSON's grammar, whitespace of
+ * space, tab, CR and LF, strings without control bytes, the escapes \" \\
+ * \/ \b \f \n \r \t and \uXXXX (a surrogate only as a high-low pair, no
+ * U+0000).  At anything else (a malformed text, an escape it does not
+ * decode, a callback that refuses: too deep, invalid UTF-8, a number out
+ * of range) it takes back what it pushed and returns 0, and the text is
+ * read again by yajl, whose answer, error messages included, is then the
+ * answer.  So it changes what a decode costs, never what it gives.
+ * ------------------------------------------------------------------------ */
+
+/* Bytes a string may hold as they are: not a quote, a backslash or a
+ * control byte, and ASCII (bytes above are checked as UTF-8). */
+static const unsigned char quick_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* The bytes of w (8 read from memory, little-endian) that are a control
+ * byte, '"', '\\' or not ASCII, as their high bits.  The "has a byte less
+ * than n" and "has a zero byte" word tests: a false mark can only follow a
+ * true one, so the lowest mark is exactly the first such byte. */
+static uint64_t care_mask(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ULL;
+  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+  return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs) |
+          w) & (ones * 0x80);
+}
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* The 4 hex digits at p as a code unit, or -1. */
+static long hex4(const unsigned char *p) {
+  long v = 0;
+  int i, h;
+  for (i = 0; i < 4; i++) {
+    if ((h = hexval(p[i])) < 0)
+      return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+/* Unescape the string body [p, end) (it has escapes) into out (room for
+ * end - p bytes: an escape never decodes longer than it is written);
+ * its length, or -1 for an escape left to yajl. */
+static long quick_unescape(const unsigned char *p, const unsigned char *end,
+                           unsigned char *out) {
+  unsigned char *o = out;
+  while (p < end) {
+    long cp;
+    if (*p != '\\') {
+      *o++ = *p++;
+      continue;
+    }
+    if (end - p < 2)
+      return -1;
+    switch (p[1]) {
+    case '"': *o++ = '"'; p += 2; continue;
+    case '\\': *o++ = '\\'; p += 2; continue;
+    case '/': *o++ = '/'; p += 2; continue;
+    case 'b': *o++ = '\b'; p += 2; continue;
+    case 'f': *o++ = '\f'; p += 2; continue;
+    case 'n': *o++ = '\n'; p += 2; continue;
+    case 'r': *o++ = '\r'; p += 2; continue;
+    case 't': *o++ = '\t'; p += 2; continue;
+    case 'u': break;
+    default: return -1;
+    }
+    if (end - p < 6 || (cp = hex4(p + 2)) <= 0 ||
+        (cp >= 0xDC00 && cp <= 0xDFFF))
+      return -1;
+    p += 6;
+    if (cp >= 0xD800 && cp <= 0xDBFF) { /* a high surrogate: its pair */
+      long lo;
+      if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+          (lo = hex4(p + 2)) < 0xDC00 || lo > 0xDFFF)
+        return -1;
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      p += 6;
+    }
+    if (cp < 0x80) {
+      *o++ = (unsigned char)cp;
+    } else if (cp < 0x800) {
+      *o++ = (unsigned char)(0xC0 | (cp >> 6));
+      *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      *o++ = (unsigned char)(0xE0 | (cp >> 12));
+      *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+      *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else {
+      *o++ = (unsigned char)(0xF0 | (cp >> 18));
+      *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+      *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+      *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    }
+  }
+  return (long)(o - out);
+}
+
+/* The string whose opening quote is at *pp: given to on_map_key (key) or
+ * on_string, *pp moved past its closing quote; 0 to leave it to yajl. */
+static int quick_string(decoder_t *d, const unsigned char **pp,
+                        const unsigned char *end, int key) {
+  const unsigned char *p = *pp + 1, *b = p;
+  unsigned char tmp[256];
+  int esc = 0, high = 0;
+  size_t n;
+  for (;;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) { /* plain ASCII a word at a time */
+      uint64_t w, m;
+      memcpy(&w, p, 8);
+      if (!(m = care_mask(w))) {
+        p += 8;
+        continue;
+      }
+      p += __builtin_ctzll(m) >> 3; /* the first byte that needs care */
+      break;
+    }
+#endif
+    if (p == end)
+      return 0;
+    if (quick_plain[*p]) {
+      p++;
+    } else if (*p == '"') {
+      break;
+    } else if (*p == '\\') {
+      esc = 1;
+      if (end - p < 2)
+        return 0;
+      p += 2; /* an escaped quote does not end the string */
+    } else if (*p >= 0x80) {
+      high = 1;
+      p++;
+    } else {
+      return 0; /* a control byte */
+    }
+  }
+  *pp = p + 1;
+  n = (size_t)(p - b);
+  if (esc) {
+    long m;
+    if (n > sizeof tmp || (m = quick_unescape(b, p, tmp)) < 0)
+      return 0;
+    b = tmp;
+    n = (size_t)m;
+    high = 1; /* checked as UTF-8 by the callback */
+  }
+  if (high)
+    return key ? on_map_key(d, b, n) : on_string(d, b, n);
+  /* plain ASCII: valid UTF-8 already */
+  lua_pushlstring(d->L, (const char *)b, n);
+  if (!key)
+    store(d);
+  return 1;
+}
+
+/* A number at *pp, by JSON's grammar, given to on_number. */
+static int quick_number(decoder_t *d, const unsigned char **pp,
+                        const unsigned char *end) {
+  const unsigned char *p = *pp, *b = p;
+  if (p < end && *p == '-')
+    p++;
+  if (p == end)
+    return 0;
+  if (*p == '0') {
+    p++;
+  } else if (*p >= '1' && *p <= '9') {
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  } else {
+    return 0;
+  }
+  if (p < end && *p == '.') {
+    if (++p == end || !(*p >= '0' && *p <= '9'))
+      return 0;
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    if (++p < end && (*p == '+' || *p == '-'))
+      p++;
+    if (p == end || !(*p >= '0' && *p <= '9'))
+      return 0;
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  *pp = p;
+  return on_number(d, (const char *)b, (size_t)(p - b));
+}
+
+/* The literal word (true, false, null) at *pp. */
+static int quick_word(const unsigned char **pp, const unsigned char *end,
+                      const char *word, size_t n) {
+  if ((size_t)(end - *pp) < n || memcmp(*pp, word, n) != 0)
+    return 0;
+  *pp += n;
+  return 1;
+}
+
+#define QUICK_WS(p, end)                                                     \
+  while ((p) < (end) &&                                                      \
+         (*(p) == ' ' || *(p) == '\n' || *(p) == '\r' || *(p) == '\t'))    \
+  (p)++
+
+/* Read s as described above: 1 with the value pushed, or 0 with the stack
+ * and d as they were. */
+static int quick_decode(decoder_t *d, const char *s, size_t n) {
+  lua_State *L = d->L;
+  const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  int top = lua_gettop(L);
+
+value:
+  QUICK_WS(p, end);
+  if (p == end)
+    goto refuse;
+  switch (*p) {
+  case '{':
+    p++;
+    if (!open_container(d, 0))
+      goto refuse;
+    QUICK_WS(p, end);
+    if (p < end && *p == '}') {
+      p++;
+      close_container(d);
+      goto after;
+    }
+    goto key;
+  case '[':
+    p++;
+    if (!open_container(d, 1))
+      goto refuse;
+    QUICK_WS(p, end);
+    if (p < end && *p == ']') {
+      p++;
+      close_container(d);
+      goto after;
+    }
+    goto value;
+  case '"':
+    if (!quick_string(d, &p, end, 0))
+      goto refuse;
+    goto after;
+  case 't':
+    if (!quick_word(&p, end, "true", 4) || !on_boolean(d, 1))
+      goto refuse;
+    goto after;
+  case 'f':
+    if (!quick_word(&p, end, "false", 5) || !on_boolean(d, 0))
+      goto refuse;
+    goto after;
+  case 'n':
+    if (!quick_word(&p, end, "null", 4) || !on_null(d))
+      goto refuse;
+    goto after;
+  default:
+    if (!quick_number(d, &p, end))
+      goto refuse;
+    goto after;
+  }
+
+key:
+  QUICK_WS(p, end);
+  if (p == end || *p != '"' || !quick_string(d, &p, end, 1))
+    goto refuse;
+  QUICK_WS(p, end);
+  if (p == end || *p != ':')
+    goto refuse;
+  p++;
+  goto value;
+
+after: /* a value has been stored, or is the result */
+  QUICK_WS(p, end);
+  if (d->depth == 0) {
+    if (p != end)
+      goto refuse; /* trailing garbage */
+    return 1;
+  }
+  if (p == end)
+    goto refuse;
+  if (*p == ',') {
+    p++;
+    if (d->frames[d->depth - 1].is_array)
+      goto value;
+    goto key;
+  }
+  if (*p == (d->frames[d->depth - 1].is_array ? ']' : '}')) {
+    p++;
+    close_container(d);
+    goto after;
+  }
+
+refuse:
+  lua_settop(L, top);
+  d->depth = 0;
+  d->too_deep = 0;
+  d->bad_utf8 = 0;
+  d->overflow = 0;
+  return 0;
+}
+
 /* Turn yajl's multi-line message into one line and note the offset. */
 static void set_parse_error(yajl_handle h, const char *s, size_t n,
                             vd_buf_t *err) {
@@ -254,7 +615,7 @@ static void set_parse_error(yajl_handle h, const char *s, size_t n,
 /* Parse into Lua values.  *slot holds the yajl handle while parsing so
  * that, if a callback raises a Lua error, the protected caller can free it. */
 static int decode(lua_State *L, const char *s, size_t n, int max_depth,
-                  vd_buf_t *err, yajl_handle *slot) {
+                  vd_buf_t *err, yajl_handle *slot, int quick) {
   decoder_t d;
   yajl_handle h;
   yajl_status st;
@@ -271,6 +632,8 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
                     : VD_JSON_MAX_DEPTH;
   if (!lua_checkstack(L, d.max_depth * 2 + 8))
     luaL_error(L, "not enough memory");
+  if (quick && quick_decode(&d, s, n))
+    return 0;
   h = *slot = yajl_alloc(&decode_callbacks, NULL, &d);
   if (!h)
     luaL_error(L, "not enough memory");
@@ -309,7 +672,13 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
 int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
                    vd_buf_t *err) {
   yajl_handle slot = NULL;
-  return decode(L, s, n, max_depth, err, &slot);
+  return decode(L, s, n, max_depth, err, &slot, 1);
+}
+
+int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
+                        vd_buf_t *err) {
+  yajl_handle slot = NULL;
+  return decode(L, s, n, max_depth, err, &slot, 0);
 }
 
 typedef struct decode_args {
@@ -324,7 +693,7 @@ typedef struct decode_args {
 static int decode_k(lua_State *L) {
   decode_args_t *a = lua_touserdata(L, 1);
   lua_pop(L, 1);
-  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot);
+  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot, 1);
   return a->rc == 0 ? 1 : 0;
 }
 
@@ -438,11 +807,31 @@ typedef struct cached {
   int height;
 } cached_t;
 
+/* An object's keys as encode_keyed() last met them (see "Key shapes"
+ * below). */
+#define SHAPE_SLOTS 64 /* a power of two */
+#define SHAPE_KEYS 16
+#define SHAPE_BYTES 1024
+
+typedef struct shape {
+  int n;                         /* keys; 0: a free slot */
+  int busy;                      /* objects of this shape being written
+                                  * now (an outer one while its values
+                                  * are): not to be replaced until 0 */
+  const char *at[SHAPE_KEYS];    /* their bytes' addresses, lua_next order */
+  size_t len[SHAPE_KEYS];        /* and lengths */
+  unsigned char sorted[SHAPE_KEYS]; /* the i-th in byte order: its index */
+  size_t json[SHAPE_KEYS + 1];   /* in text: each key's "key": (sorted) */
+  char text[SHAPE_BYTES];        /* the keys' bytes (lua_next order), then
+                                  * their JSON (sorted order) */
+} shape_t;
+
 struct vd_json_cache {
   cached_t *slots;
   size_t cap; /* a power of two, or 0 */
   size_t n;
   size_t bytes; /* the encodings' lengths, together */
+  shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
 };
 
 void vd_json_cache_free(vd_json_cache_t *c) {
@@ -452,6 +841,7 @@ void vd_json_cache_free(vd_json_cache_t *c) {
   for (i = 0; i < c->cap; i++)
     free(c->slots[i].json);
   free(c->slots);
+  free(c->shapes);
   free(c);
 }
 
@@ -574,6 +964,96 @@ static int encode_array(encoder_t *e, int idx, lua_Integer n) {
   return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Key shapes: a result made by the same code has the same keys every time,
+ * so the order they sort in and their escaped JSON are kept per state, by
+ * the keys' addresses (Lua's short strings are interned, so the same key
+ * is the same address while it lives).  A shape is used only if every key
+ * is still, at its address, the bytes it was kept with (compared), so a
+ * string freed and another made at its address cannot mislead it: the
+ * JSON kept depends only on the bytes.  Direct-mapped, SHAPE_SLOTS shapes
+ * of up to SHAPE_KEYS keys and SHAPE_BYTES of text each; any other object
+ * is sorted and escaped as it comes.  Memory outside the state, in the
+ * sandbox's vd_json_cache_t.
+ * ------------------------------------------------------------------------ */
+
+static size_t shape_slot(const keyref_t *k, size_t n) {
+  uintptr_t h = (uintptr_t)n;
+  size_t i;
+  for (i = 0; i < n; i++)
+    h = (h ^ (uintptr_t)k[i].s) * (uintptr_t)0x9e3779b97f4a7c15ull;
+  return (size_t)(h >> 40) & (SHAPE_SLOTS - 1);
+}
+
+/* The shape kept for keys k (n of them, lua_next order), or NULL. */
+static shape_t *shape_get(encoder_t *e, const keyref_t *k, size_t n) {
+  shape_t *sh;
+  size_t i, off = 0;
+  if (n == 0 || n > SHAPE_KEYS || !e->sb || !e->sb->encoded ||
+      !e->sb->encoded->shapes)
+    return NULL;
+  sh = &e->sb->encoded->shapes[shape_slot(k, n)];
+  if ((size_t)sh->n != n)
+    return NULL;
+  for (i = 0; i < n; i++) {
+    if (sh->at[i] != k[i].s || sh->len[i] != k[i].n ||
+        memcmp(sh->text + off, k[i].s, k[i].n) != 0)
+      return NULL;
+    off += k[i].n;
+  }
+  return sh;
+}
+
+/* Keep the shape of keys k (n, lua_next order; sorted: the same keys in
+ * byte order) when it fits; nothing on any failure (it only saves work). */
+static void shape_put(encoder_t *e, const keyref_t *k, const keyref_t *sorted,
+                      size_t n) {
+  vd_json_cache_t *c;
+  shape_t *sh;
+  vd_buf_t json = VD_BUF_INIT;
+  size_t i, j, off = 0;
+  if (n == 0 || n > SHAPE_KEYS || !e->sb)
+    return;
+  for (i = 0; i < n; i++)
+    off += k[i].n;
+  if (off > SHAPE_BYTES / 8)
+    return;
+  if (!(c = e->sb->encoded)) {
+    if (!(c = calloc(1, sizeof *c)))
+      return;
+    e->sb->encoded = c;
+  }
+  if (!c->shapes && !(c->shapes = calloc(SHAPE_SLOTS, sizeof *c->shapes)))
+    return;
+  sh = &c->shapes[shape_slot(k, n)];
+  if (sh->busy)
+    return;
+  sh->n = 0;
+  for (i = 0, off = 0; i < n; i++) {
+    sh->at[i] = k[i].s;
+    sh->len[i] = k[i].n;
+    memcpy(sh->text + off, k[i].s, k[i].n);
+    off += k[i].n;
+  }
+  for (i = 0; i < n; i++) {
+    for (j = 0; j < n && sorted[i].s != k[j].s; j++)
+      ;
+    if (j == n) /* two keys at one address cannot be: keep nothing */
+      goto done;
+    sh->sorted[i] = (unsigned char)j;
+    sh->json[i] = off + json.len;
+    vd_buf_add_json_str(&json, sorted[i].s, sorted[i].n);
+    vd_buf_addc(&json, ':');
+  }
+  sh->json[n] = off + json.len;
+  if (off + json.len > SHAPE_BYTES)
+    goto done;
+  memcpy(sh->text + off, json.data, json.len);
+  sh->n = (int)n;
+done:
+  vd_buf_release(&json);
+}
+
 static const char MIXED[] = "table mixes array and object keys, or has a "
                             "non-string key; cannot encode it as JSON";
 
@@ -584,7 +1064,8 @@ static const char MIXED[] = "table mixes array and object keys, or has a "
  * encoding never raises. */
 static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   lua_State *L = e->L;
-  keyref_t small[16], *keys = small;
+  keyref_t small[16], *keys = small, unsorted[SHAPE_KEYS];
+  shape_t *sh = NULL;
   size_t nkeys = 0, cap = 16, i;
   lua_Integer nints = 0, maxint = 0;
   int rc = 0, base = lua_gettop(L);
@@ -642,7 +1123,38 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
     rc = encode_array(e, idx, nints);
     goto done;
   }
+  if (!e->sb)
+    e->sb = vd_sandbox_find(L);
+  if ((sh = shape_get(e, keys, nkeys)) != NULL) {
+    sh->busy++; /* its values may be objects of other shapes */
+    if (too_big(e, 2)) {
+      rc = VD_EINVALID;
+      goto done;
+    }
+    vd_buf_addc(e->out, '{');
+    for (i = 0; i < nkeys; i++) {
+      const keyref_t *k = &keys[sh->sorted[i]];
+      if (too_big(e, k->n + 5)) {
+        rc = VD_EINVALID;
+        goto done;
+      }
+      if (i)
+        vd_buf_addc(e->out, ',');
+      vd_buf_add(e->out, sh->text + sh->json[i], sh->json[i + 1] - sh->json[i]);
+      seg->key = k->s;
+      seg->n = k->n;
+      rc = encode_value(e, k->slot);
+      if (rc)
+        goto done;
+    }
+    vd_buf_addc(e->out, '}');
+    goto done;
+  }
+  if (nkeys <= SHAPE_KEYS && e->sb)
+    memcpy(unsorted, keys, nkeys * sizeof *keys);
   sort_keys(keys, nkeys);
+  if (nkeys <= SHAPE_KEYS && e->sb)
+    shape_put(e, unsorted, keys, nkeys);
   if (too_big(e, 2)) {
     rc = VD_EINVALID;
     goto done;
@@ -666,6 +1178,8 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   }
   vd_buf_addc(e->out, '}');
 done:
+  if (sh)
+    sh->busy--;
   lua_settop(L, base);
   if (keys != small)
     free(keys);
@@ -792,6 +1306,7 @@ static int encode_value(encoder_t *e, int idx) {
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
                    vd_buf_t *err) {
   encoder_t e;
+  const void *mts[2];
   e.L = L;
   e.out = out;
   e.err = err;
@@ -803,6 +1318,11 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 2))
     return enc_fail(&e, "out of stack space");
+  if (markers_of(L, mts)) {
+    e.array_mt = mts[0];
+    e.object_mt = mts[1];
+    return encode_value(&e, idx);
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);
   e.array_mt = lua_topointer(L, -1); /* NULL if this state has none */
   lua_rawgetp(L, LUA_REGISTRYINDEX, OBJECT_MT);

@@ -1583,10 +1583,16 @@ static int check_keys(lua_State *L, const plan_t *p, int own) {
   return 1;
 }
 
+/* verdict.check_input's upvalue is the plans' metatable (push_check_input):
+ * a plan is known by it without a look-up in the registry. */
 static int v_check_input(lua_State *L) {
-  plan_t *p = luaL_checkudata(L, 1, PLAN_MT);
+  plan_t *p = lua_touserdata(L, 1);
   vd_sandbox_t *sb = vd_sandbox_of(L);
-  int own;
+  int own, is_plan;
+  is_plan = p && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1) &&
+            lua_rawequal(L, -1, lua_upvalueindex(1));
+  if (!is_plan)
+    return luaL_typeerror(L, 1, PLAN_MT);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   /* The engine's own decoded input (sandbox.h, own_input) becomes the
@@ -1603,6 +1609,16 @@ static int v_check_input(lua_State *L) {
   if (!lua_checkstack(L, 2 * p->n + 8))
     return luaL_error(L, "stack overflow (a schema of %d fields)", p->n);
   return check_keys(L, p, own);
+}
+
+/* Push verdict.check_input: v_check_input with the plans' metatable (made
+ * here, before any plan) as its upvalue. */
+static void push_check_input(lua_State *L) {
+  if (luaL_newmetatable(L, PLAN_MT)) {
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pushcclosure(L, v_check_input, 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -1626,24 +1642,23 @@ static int v_check_input(lua_State *L) {
  * The reads through the freeze's proxies (P.by_name[name], P.params,
  * rules[i], r.when, r.id, t.notes[i]) are what the Lua loop spends most
  * on.  A frozen table cannot change, so what the loop reads of a table is
- * read once per state and kept, flat, in a registry table only C reads
- * (RULE_PLANS: policy proxy -> table name -> { n, first, params, then
- * when, rule, id, note for each rule }): a plan depends on the loaded
- * bundle alone, never on a request.  The keys it reads are the closure's
- * upvalues, strings, so no string is made per call (and the closure holds
- * nothing that could change: vd_sandbox_refuse_state() lets it be).
+ * read once per state and kept, flat, in a table only C reads (the
+ * closure's last upvalue, RK_PLANS: policy proxy -> table name -> { n,
+ * first, params, then when, rule, id, note for each rule }): a plan
+ * depends on the loaded bundle alone, never on a request.  The keys it
+ * reads are the closure's other upvalues, strings, so no string is made
+ * per call.  No policy can reach the closure's upvalues, and the plans are
+ * what the frozen tables say: vd_sandbox_refuse_state() lets it be.
  * ------------------------------------------------------------------------ */
 
 /* The plans: a plan a slot RP_* then 4 slots a rule (when or false, the
  * rule's proxy, its id, its trace entry). */
 enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_RULES };
 
-/* The plans, by policy (its proxy) and table name: a registry table. */
-static const char RULE_PLANS[] = "vd.rules.plans";
-
 /* run_rules's upvalues: the keys it reads (strings, which cannot change) */
 enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
-       RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID };
+       RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID,
+       RK_PLANS /* the plans, by policy (its proxy) and table name */ };
 static const char *const rule_keys[RK_COUNT] = {
     "by_name", "params", "explain", "seen", "list",
     "rules", "notes", "first", "when", "id"};
@@ -1769,8 +1784,7 @@ static int v_run_rules(lua_State *L) {
   lua_Integer i, n, nhits = 0;
   lua_settop(L, TR);
   /* the plan, made the first time: plans[P][name] */
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, RULE_PLANS) != LUA_TTABLE)
-    goto refuse;
+  lua_pushvalue(L, lua_upvalueindex(RK_PLANS));
   lua_pushvalue(L, P);
   if (lua_rawget(L, PLANS) == LUA_TTABLE && lua_type(L, NAME) != LUA_TNIL) {
     lua_pushvalue(L, NAME);
@@ -1847,15 +1861,14 @@ refuse:
   return 1;
 }
 
-/* Push verdict.run_rules: v_run_rules with the keys it reads as its
- * upvalues (RK_*); and make the registry's table of plans, empty. */
+/* Push verdict.run_rules: v_run_rules with the keys it reads and the
+ * table of plans, empty, as its upvalues (RK_*). */
 static void push_run_rules(lua_State *L) {
   int i;
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, RULE_PLANS);
   for (i = 0; i < RK_COUNT; i++)
     lua_pushstring(L, rule_keys[i]);
-  lua_pushcclosure(L, v_run_rules, RK_COUNT);
+  lua_newtable(L);
+  lua_pushcclosure(L, v_run_rules, RK_PLANS);
 }
 
 /* verdict.json_type(v): "array" or "object" for a table that carries the
@@ -2244,9 +2257,13 @@ void vd_sandbox_refuse_state(lua_State *L, int idx) {
       int c = lua_iscfunction(L, v);
       if (!c)
         check_function(L, v);
-      else if (lua_tocfunction(L, v) == v_json_type) {
-        /* the sandbox's own closure: its upvalues are the decoder's
-         * markers and two strings, which no policy can reach or change */
+      else if (lua_tocfunction(L, v) == v_json_type ||
+               lua_tocfunction(L, v) == v_check_input ||
+               lua_tocfunction(L, v) == v_run_rules) {
+        /* the sandbox's own closures: their upvalues are the decoder's
+         * markers and two strings, the plans' metatable, or run_rules's
+         * keys and plans (read from frozen tables), which no policy can
+         * reach or change */
         lua_pop(L, 1);
         continue;
       }
@@ -2625,8 +2642,12 @@ void vd_sandbox_freeze(lua_State *L, int idx) {
     } else if (kind == FZ_SEAL) {
       fz_seal(L, &z, v);
     } else if (!lua_iscfunction(L, v) ||
-               lua_tocfunction(L, v) != v_json_type) {
-      /* v_json_type's upvalues are the markers and two strings */
+               (lua_tocfunction(L, v) != v_json_type &&
+                lua_tocfunction(L, v) != v_check_input &&
+                lua_tocfunction(L, v) != v_run_rules)) {
+      /* v_json_type's upvalues are the markers and two strings,
+       * v_check_input's the plans' metatable, v_run_rules's strings and
+       * its plans: the sandbox's own, which no policy can reach */
       for (i = 1; lua_getupvalue(L, v, i); i++) {
         int before = lua_gettop(L);
         fz_convert(L, &z);
@@ -2778,7 +2799,6 @@ static int build_base(lua_State *L) {
                                   {"new_table", v_new_table},
                                   {"field_reads", v_field_reads},
                                   {"schema_plan", v_schema_plan},
-                                  {"check_input", v_check_input},
                                   {NULL, NULL}};
   static const struct lib_copy {
     const char *name;
@@ -2849,6 +2869,8 @@ static int build_base(lua_State *L) {
   lua_setfield(L, -2, "json_type");
   push_run_rules(L);
   lua_setfield(L, -2, "run_rules");
+  push_check_input(L);
+  lua_setfield(L, -2, "check_input");
   vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, "verdict");
   lua_pop(L, 1);

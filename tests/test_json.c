@@ -806,6 +806,251 @@ static void out_of_range_numbers_rejected(void **state) {
   assert_string_equal(enc_top(f, "value"), "[1.7976931348623157e+308,0.0]");
 }
 
+/* ------------------------------------------------------------------------
+ * The quick pass (core/json.c): the same answer as yajl alone
+ * ------------------------------------------------------------------------ */
+
+/* Whether the values at a and b are the same as a decoder makes them:
+ * types, integer or float, bytes, the null sentinel, the marker, and for
+ * tables the same keys in the same order of lua_next (the same table,
+ * slot for slot). */
+static int same_value(lua_State *L, int a, int b) {
+  int ta = lua_type(L, a), ok = 1;
+  if (ta != lua_type(L, b))
+    return 0;
+  switch (ta) {
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, a) != lua_isinteger(L, b))
+      return 0;
+    return lua_isinteger(L, a)
+               ? lua_tointeger(L, a) == lua_tointeger(L, b)
+               : memcmp(&(lua_Number){lua_tonumber(L, a)},
+                        &(lua_Number){lua_tonumber(L, b)},
+                        sizeof(lua_Number)) == 0;
+  case LUA_TTABLE:
+    break;
+  default:
+    return lua_rawequal(L, a, b);
+  }
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_getmetatable(L, a) + lua_getmetatable(L, b) == 1)
+    return 0;
+  if (lua_gettop(L) >= 2 && lua_istable(L, -1) && lua_istable(L, -2)) {
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (!ok)
+    return 0;
+  lua_pushnil(L);
+  lua_pushnil(L);
+  for (;;) { /* ..., ka, kb */
+    int na, nb;
+    lua_pushvalue(L, -2);
+    na = lua_next(L, a); /* ..., ka, kb, ka', va */
+    if (na) {
+      lua_pushvalue(L, -3); /* kb */
+      nb = lua_next(L, b);  /* ..., ka, kb, ka', va, kb', vb */
+    } else {
+      lua_pushvalue(L, -1);
+      nb = lua_next(L, b);
+      if (nb)
+        lua_pop(L, 2);
+      lua_pop(L, 2);
+      return !nb;
+    }
+    if (!nb || !lua_rawequal(L, -4, -2) || !same_value(L, -3, -1)) {
+      lua_pop(L, nb ? 6 : 4);
+      return 0;
+    }
+    lua_pop(L, 1);           /* ..., ka, kb, ka', va, kb' */
+    lua_replace(L, -4);      /* ..., ka, kb', ka', va */
+    lua_pop(L, 1);
+    lua_replace(L, -3);      /* ..., ka', kb' */
+  }
+}
+
+/* Decode TEXT (n bytes) with and without the quick pass: the same code,
+ * the same message, the same value. */
+static void decodes_as_yajl(lua_State *L, const char *text, size_t n,
+                            int max_depth) {
+  vd_buf_t e1 = VD_BUF_INIT, e2 = VD_BUF_INIT;
+  int top = lua_gettop(L);
+  int r1 = vd_json_decode(L, text, n, max_depth, &e1);
+  int r2 = vd_json_decode_yajl(L, text, n, max_depth, &e2);
+  if (r1 != r2 || (r1 && strcmp(e1.data, e2.data) != 0))
+    fail_msg("%.*s: quick %d (%s), yajl %d (%s)", (int)n, text, r1,
+             r1 ? e1.data : "", r2, r2 ? e2.data : "");
+  assert_int_equal(lua_gettop(L), top + (r1 ? 0 : 2));
+  if (!r1 && !same_value(L, -2, -1))
+    fail_msg("%.*s: the quick pass decoded another value", (int)n, text);
+  lua_settop(L, top);
+  vd_buf_release(&e1);
+  vd_buf_release(&e2);
+}
+
+static const char *const quick_docs[] = {
+    "{\"kind\":\"compensation\",\"region\":\"national\","
+    "\"at\":\"2026-11-23T10:00:00+08:00\",\"input\":{"
+    "\"complaint_id\":\"C-2026-110002\",\"category\":\"billing\","
+    "\"customer_grade\":\"retail\",\"cause\":\"carrier\","
+    "\"charged_fen\":12800,\"due_fen\":8800,\"claimed_fen\":50000}}",
+    " { \"a\" : [ 1 , -2 , 0 , -0 , 3.5 , -0.25e+3 , 1E2 , 2e-2 ] ,\n"
+    "\t\"b\" : { } , \"c\" : [ ] , \"d\" : [ [ ] , { } , [ [ 1 ] ] ] ,\r\n"
+    "\"e\" : true , \"f\" : false , \"g\" : null , \"\" : \"\" } ",
+    "{\"s\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t\",\"u\":\"\\u00e9\\u4e2d"
+    "\\uD83D\\uDE00\\u0041\",\"raw\":\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\","
+    "\"k\\u00e9y\":1,\"a\":1,\"a\":2}",
+    "[123456789012345678,1234567890123456789,99999999999999999999,"
+    "-9223372036854775808,1.7976931348623157e308,1e-400,0.1]",
+    "\"a string alone\"",
+    "-12",
+    "{\"x\":\"\\u0000\",\"lone\":\"\\uDE00\",\"high\":\"\\uD83D\\u0041\"}",
+    "{\"deep\":[[[[{\"a\":[[[1]]]}]]]]}",
+};
+
+/* Every document above, every prefix of it and every one of it with one
+ * byte replaced or removed: the quick pass answers as yajl does, values
+ * and error messages alike, whatever the depth limit. */
+static void quick_pass_matches_yajl(void **state) {
+  fx_t *f = *state;
+  static const char subst[] = "\"\\{}[],: 0-+e.ux\x01\x7f\x80\xc3\f\v\nt";
+  char buf[512];
+  size_t d, i, j, n;
+  int depth;
+  for (d = 0; d < sizeof quick_docs / sizeof *quick_docs; d++) {
+    const char *doc = quick_docs[d];
+    n = strlen(doc);
+    assert_true(n < sizeof buf);
+    for (depth = 0; depth <= 4; depth += 4) {
+      for (i = 0; i <= n; i++)
+        decodes_as_yajl(f->L, doc, i, depth);
+      for (i = 0; i < n; i++) {
+        memcpy(buf, doc, n);
+        memmove(buf + i, buf + i + 1, n - i - 1);
+        decodes_as_yajl(f->L, buf, n - 1, depth);
+        for (j = 0; j < sizeof subst - 1; j++) {
+          memcpy(buf, doc, n);
+          buf[i] = subst[j];
+          decodes_as_yajl(f->L, buf, n, depth);
+        }
+      }
+    }
+  }
+}
+
+/* The escapes the quick pass decodes itself, and those it leaves to yajl,
+ * as values. */
+static void quick_pass_escapes(void **state) {
+  fx_t *f = *state;
+  roundtrip(f, "[\"\\u00e9\\u4e2d\\uD83D\\uDE00\"]",
+            "[\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\"]");
+  roundtrip(f, "[\"a\\\"b\\\\c\\/d\\te\"]", "[\"a\\\"b\\\\c/d\\te\"]");
+  roundtrip(f, "[\"\\u0000\"]", "[\"\\u0000\"]"); /* yajl's */
+  assert_int_equal(dec(f, "[\"\\uDE00\"]", 0), VD_EBAD_REQUEST);
+  assert_non_null(strstr(f->err.data, "invalid UTF-8"));
+}
+
+/* In a sandbox's state the markers are known by the addresses the
+ * sandbox keeps (json.c, markers_of): the same answers as the registry's,
+ * and a look-alike metatable is not a marker. */
+static void sandbox_knows_markers(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  lua_State *L;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  L = sb.L;
+  assert_non_null(sb.json_mt[0]);
+  assert_non_null(sb.json_mt[1]);
+  assert_int_equal(vd_json_decode(L, "[[],{},{\"a\":[]}]", 16, 0, &err), 0);
+  lua_rawgeti(L, -1, 1);
+  assert_int_equal(vd_json_marker(L, -1), 1);
+  lua_rawgeti(L, -2, 2);
+  assert_int_equal(vd_json_marker(L, -1), 2);
+  lua_newtable(L); /* a metatable of its own that says "array" */
+  lua_newtable(L);
+  lua_pushliteral(L, "array");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  assert_int_equal(vd_json_marker(L, -1), 0);
+  lua_newtable(L);
+  assert_int_equal(vd_json_marker(L, -1), 0);
+  lua_pop(L, 4);
+  assert_int_equal(vd_json_encode(L, -1, &out, "value", &err), 0);
+  assert_string_equal(out.data, "[[],{},{\"a\":[]}]");
+  lua_pop(L, 1);
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
+/* Key shapes (json.c): in a sandbox's state an object's keys are sorted
+ * and escaped once per shape, then copied.  The text is the same as a
+ * plain state's (no cache) every time: for the same shape again, for
+ * shapes that replace each other in the cache, for keys that need
+ * escaping, and for a key freed and another made, perhaps at its address,
+ * with other bytes. */
+static void key_shapes_same_text(void **state) {
+  fx_t *f = *state; /* the plain state */
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, a = VD_BUF_INIT, b = VD_BUF_INIT;
+  char doc[512];
+  int i, round;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  for (round = 0; round < 3; round++) {
+    for (i = 0; i < 400; i++) {
+      size_t n;
+      /* two-letter keys, new each time (the old ones collected), then
+       * shapes of 1 to 20 keys, escapes and non-ASCII among them */
+      if (i < 100)
+        n = (size_t)snprintf(doc, sizeof doc, "{\"%c%c\":%d,\"z\":[{\"%c\":1}]}",
+                             'a' + i % 26, 'a' + (i * 7 + round) % 26, i,
+                             'a' + i % 13);
+      else if (i < 200)
+        n = (size_t)snprintf(doc, sizeof doc,
+                             "{\"k%d\":1,\"q\\\"%d\":2,\"\\u00e9%d\":3,"
+                             "\"\\u0001\":4,\"k%d\":{\"b\":1,\"a\":2}}",
+                             i % 40, i % 3, i % 5, i % 7 + 100);
+      else if (i >= 300) { /* objects inside objects, shapes of their own:
+                            * an inner one may map to the outer's slot */
+        int j;
+        n = (size_t)snprintf(doc, sizeof doc, "{");
+        for (j = 0; j < 8; j++)
+          n += (size_t)snprintf(doc + n, sizeof doc - n,
+                                "%s\"o%d\":{\"i%d_%d\":%d,\"x\":0}", j ? "," : "",
+                                (i + j) % 11, i % 50, j, j);
+        n += (size_t)snprintf(doc + n, sizeof doc - n, "}");
+      } else {
+        int j, m = i % 20 + 1;
+        n = (size_t)snprintf(doc, sizeof doc, "{");
+        for (j = 0; j < m; j++)
+          n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"f%d\":%d",
+                                j ? "," : "", (j * 37 + i) % 23, j);
+        n += (size_t)snprintf(doc + n, sizeof doc - n, "}");
+      }
+      assert_int_equal(vd_json_decode(f->L, doc, n, 0, &err), 0);
+      assert_int_equal(vd_json_decode(sb.L, doc, n, 0, &err), 0);
+      vd_buf_reset(&a);
+      vd_buf_reset(&b);
+      assert_int_equal(vd_json_encode(f->L, -1, &a, "value", &err), 0);
+      assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
+      if (strcmp(a.data, b.data) != 0)
+        fail_msg("%s: plain %s, sandbox %s", doc, a.data, b.data);
+      vd_buf_reset(&b);
+      assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
+      assert_string_equal(a.data, b.data); /* the shape kept */
+      lua_pop(f->L, 1);
+      lua_pop(sb.L, 1);
+      lua_gc(sb.L, LUA_GCCOLLECT); /* the keys freed: addresses reused */
+    }
+  }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -838,6 +1083,11 @@ int main(void) {
       cmocka_unit_test(string_escaping_matches_reference),
       cmocka_unit_test_setup_teardown(out_of_range_numbers_rejected, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(quick_pass_matches_yajl, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(quick_pass_escapes, setup, teardown),
+      cmocka_unit_test(sandbox_knows_markers),
+      cmocka_unit_test_setup_teardown(key_shapes_same_text, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1317,6 +1317,10 @@ static void schema_plan_checks(void **state) {
   /* only a plan is a plan, and a plan shows nothing */
   assert_contains(raises(f, "verdict.check_input({}, {})"),
                   "vd.schema.plan expected");
+  assert_contains(raises(f, "verdict.check_input(verdict.null, {})"),
+                  "vd.schema.plan expected");
+  assert_contains(raises(f, "verdict.check_input(nil, {})"),
+                  "vd.schema.plan expected");
   assert_contains(raises(f, "verdict.check_input(S.plan, 'x')"),
                   "table expected");
   assert_string_equal(ok(f, "return tostring(getmetatable(S.plan))"), "false");

@@ -56,6 +56,12 @@ void vd_json_push_marker(lua_State *L, int kind);
 int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
                    vd_buf_t *err);
 
+/* vd_json_decode() without its quick pass (core/json.c): every text read
+ * by yajl.  The same answer for every text, errors included; for the tests
+ * that hold the quick pass to it. */
+int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
+                        vd_buf_t *err);
+
 /* The same inside a lua_pcall: returns 0 and pushes the value,
  * VD_EBAD_REQUEST with `err` set for bad JSON, or VD_ENOMEM if the state's
  * allocator refused (nothing pushed in both error cases). */
@@ -85,6 +91,9 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
  * and reads one per sandbox state (vd_sandbox_t.encoded), keyed by the
  * frozen copy's address (the state holds every copy until it is closed);
  * at most VD_JSON_CACHE_BYTES in all, each at most VD_JSON_CACHE_ENTRY.
+ * The same cache keeps, by their keys' addresses, the shapes of objects
+ * met (their keys' order and escaped JSON, json.c "Key shapes"): at most
+ * 64 of up to 16 keys, checked against the keys' bytes before each use.
  * Memory outside the state: malloc'd, freed by vd_json_cache_free(). */
 #define VD_JSON_CACHE_BYTES (1u << 20)
 #define VD_JSON_CACHE_ENTRY (4u << 10)

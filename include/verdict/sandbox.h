@@ -103,6 +103,10 @@ typedef struct vd_sandbox {
   vd_slab_t slab;       /* small blocks (slab.h) */
   struct vd_json_cache *encoded; /* the JSON of frozen tables (json.h),
                                   * made by the encoder on first use */
+  const void *json_mt[2]; /* the JSON markers' metatables, array and
+                           * object (json.c, vd_json_setup()): the state
+                           * holds them in its registry for its whole life,
+                           * so their addresses identify them */
   const void *own_input; /* the input table the engine decoded for the
                           * decision running now, which nothing else holds
                           * (engine.c sets it around the policy's call;

@@ -90,7 +90,7 @@ local T = require("lib.time")
 local type, error, tostring, ipairs, pairs = type, error, tostring, ipairs, pairs
 local setmetatable = setmetatable
 local smatch, sgsub, gmatch = string.match, string.gsub, string.gmatch
-local field_reads, run_rules = verdict.field_reads, verdict.run_rules
+local field_reads, run_rules, new_table = verdict.field_reads, verdict.run_rules, verdict.new_table
 
 local R = {}
 
@@ -672,8 +672,10 @@ local function build(spec)
   -- same table changes what it does.
   P.decide = function(input, ctx)
     local f = S.validate(P.schema, input)
-    -- R.tracer(), with room for 8 trace entries so the list rarely regrows
-    local tr = { list = { nil, nil, nil, nil, nil, nil, nil, nil }, seen = {} }
+    -- R.tracer(), with room for 8 trace entries so the list rarely regrows,
+    -- and for 4 noted ids (a compensation fires 3): each growth of an empty
+    -- set rehashes it (at 1, 2 and 4 keys); more room costs more collection
+    local tr = { list = { nil, nil, nil, nil, nil, nil, nil, nil }, seen = new_table(0, 4) }
     if ctx ~= nil and ctx.explain then tr.explain = ctx.explain end
     local result = P.evaluate(P, f, ctx, tr)
     return result, tr.list
