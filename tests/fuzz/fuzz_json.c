@@ -8,7 +8,10 @@
  *   - a failure pushes nothing and says why; a success pushes one value;
  *   - what decodes encodes (vd_json_encode), the encoding decodes under
  *     the same bound, and encoding that again gives the same bytes (the
- *     encoder's output is canonical and a fixed point).
+ *     encoder's output is canonical and a fixed point);
+ *   - the decoder's quick pass (json.c) answers as yajl alone does
+ *     (vd_json_decode_yajl): the same code and message for a text either
+ *     refuses, the same value (encoded: the same bytes) for one it takes.
  */
 #include <string.h>
 
@@ -16,6 +19,30 @@
 
 static const int depths[] = {16, 32, VD_JSON_MAX_DEPTH};
 #define N_DEPTHS (sizeof depths / sizeof depths[0])
+
+/* At DEPTH, the quick pass's answer (RC, ERR; on success the value at
+ * the top of L) against yajl's alone.  Leaves L as it found it. */
+static void same_as_yajl(lua_State *L, const uint8_t *data, size_t size,
+                         int depth, int rc, const vd_buf_t *err) {
+  vd_buf_t yerr = VD_BUF_INIT, a = VD_BUF_INIT, b = VD_BUF_INIT;
+  int top = lua_gettop(L);
+  int yrc = vd_json_decode_yajl(L, (const char *)data, size, depth, &yerr);
+  if (yrc != rc || (rc && strcmp(err->data, yerr.data) != 0))
+    fprintf(stderr, "quick pass %d (%s), yajl %d (%s)\n", rc,
+            rc ? err->data : "", yrc, yrc ? yerr.data : "");
+  FUZZ_CHECK(yrc == rc);
+  FUZZ_CHECK(!rc || strcmp(err->data, yerr.data) == 0);
+  if (!rc) {
+    vd_buf_reset(&yerr);
+    FUZZ_CHECK(vd_json_encode(L, top, &a, "value", &yerr) == 0);
+    FUZZ_CHECK(vd_json_encode(L, top + 1, &b, "value", &yerr) == 0);
+    FUZZ_CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+  }
+  lua_settop(L, top);
+  vd_buf_release(&yerr);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_State *L = fuzz_json_state();
@@ -27,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     vd_buf_reset(&err);
     rc = vd_json_decode_protected(L, (const char *)data, size, depths[i],
                                   &err);
+    same_as_yajl(L, data, size, depths[i], rc, &err);
     if (rc != 0) {
       FUZZ_CHECK(rc == VD_EBAD_REQUEST);
       FUZZ_CHECK(lua_gettop(L) == 0);
