@@ -744,14 +744,8 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     sqlite3_finalize(st);
     if (src != SQLITE_DONE)
       return vd_hist_db_err(err, path, db, src, "reading erasures");
-    if (recorded != rep->erased) {
-      vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
-          "%" PRId64 " records have their personal data erased, the "
-          "erasures table accounts for %" PRId64 ": personal data was "
-          "removed, or an erasure's record altered, outside verdict "
-          "history erase", rep->erased, recorded);
+    if (vd_hist_erasures_accounted(rep, recorded, 0) != 0)
       return VD_EINVALID;
-    }
   }
   if (anchor_seq > head_seq) {
     vd_hist_verify_report(rep, VD_VERIFY_DELETED, anchor_seq, NULL,
@@ -761,6 +755,18 @@ static int verify_chain(sqlite3 *db, const char *path, int64_t anchor_seq,
     return VD_EINVALID;
   }
   return 0;
+}
+
+int vd_hist_erasures_accounted(vd_verify_report_t *rep, int64_t recorded,
+                               int at_most) {
+  if (at_most ? rep->erased <= recorded : rep->erased == recorded)
+    return 0;
+  vd_hist_verify_report(rep, VD_VERIFY_CHANGED, 0, NULL,
+      "%" PRId64 " records have their personal data erased, the "
+      "erasures table accounts for %" PRId64 ": personal data was "
+      "removed, or an erasure's record altered, outside verdict "
+      "history erase", rep->erased, recorded);
+  return VD_EINVALID;
 }
 
 /* Name activation ID for a human: "activation 3 (reload by alice at

@@ -171,6 +171,12 @@ void vd_hist_verify_report(vd_verify_report_t *rep,
                            vd_verify_problem_t problem, int64_t seq,
                            const char *decision_id, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Whether the erasures table accounts for the erased records verify
+ * found (rep->erased) with RECORDED: as many, or, AT_MOST (a fleet whose
+ * oldest rows were dropped, taking erased ones with them), no more.  0, or
+ * VD_EINVALID with REP's problem set. */
+int vd_hist_erasures_accounted(vd_verify_report_t *rep, int64_t recorded,
+                               int at_most);
 
 /* The columns of `activations` after id and before hash, in the order
  * their canonical bytes take them (docs/history.md, "The activations

@@ -1913,6 +1913,18 @@ static void test_revision_numbers(void **state) {
   vd_buf_release(&err);
 }
 
+/* revision_numbers' numbers 1 and 2 renamed ONE and TWO, as someone with
+ * the sqlite3 shell would (through a third name: revision is UNIQUE). */
+static void name_numbers(const char *path, const char *one, const char *two) {
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "UPDATE revision_numbers SET revision = 'x' WHERE n = 1;"
+           "UPDATE revision_numbers SET revision = '%s' WHERE n = 2;"
+           "UPDATE revision_numbers SET revision = '%s' WHERE n = 1",
+           two, one);
+  shell(path, sql);
+}
+
 /* The numbers of schema 8 are not hashed, so verify checks them against
  * the names: a record's number moved to another revision, taken away,
  * given to a record without a revision, or two numbers' names swapped,
@@ -1926,7 +1938,7 @@ static void test_revision_numbers_verified(void **state) {
   vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
   uint64_t seq = 0, upto = 0;
   vd_verify_report_t rep;
-  char *err = NULL, id[64], sql[2][512];
+  char *err = NULL, id[64];
   int i;
   (void)state;
   assert_int_equal(vd_history_store_revision(h, revs[0], one, 1, &err), 0);
@@ -1956,30 +1968,18 @@ static void test_revision_numbers_verified(void **state) {
         {NULL, NULL, 1}, /* the names of 1 and 2 swapped: below */
     };
     for (i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
-      if (cases[i].tamper) {
+      if (cases[i].tamper)
         shell(path, cases[i].tamper);
-      } else {
-        snprintf(sql[0], sizeof sql[0],
-                 "UPDATE revision_numbers SET revision = 'x' WHERE n = 1;"
-                 "UPDATE revision_numbers SET revision = '%s' WHERE n = 2;"
-                 "UPDATE revision_numbers SET revision = '%s' WHERE n = 1",
-                 revs[0], revs[1]);
-        shell(path, sql[0]);
-      }
+      else
+        name_numbers(path, revs[1], revs[0]);
       snprintf(id, sizeof id, "01900000-0000-7000-8000-%04d%08d", 0,
                cases[i].seq);
       expect_problem(path, VD_VERIFY_CHANGED, cases[i].seq, id,
                      cases[i].seq - 1);
-      if (cases[i].undo) {
+      if (cases[i].undo)
         shell(path, cases[i].undo);
-      } else {
-        snprintf(sql[1], sizeof sql[1],
-                 "UPDATE revision_numbers SET revision = 'x' WHERE n = 1;"
-                 "UPDATE revision_numbers SET revision = '%s' WHERE n = 2;"
-                 "UPDATE revision_numbers SET revision = '%s' WHERE n = 1",
-                 revs[1], revs[0]);
-        shell(path, sql[1]);
-      }
+      else
+        name_numbers(path, revs[0], revs[1]);
       if (vd_history_verify(path, &rep) != 0)
         fail_msg("verify after undoing case %d: %s", i, rep.message);
     }
