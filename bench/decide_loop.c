@@ -29,6 +29,7 @@
 #include "verdict/buf.h"
 #include "verdict/bundle.h"
 #include "verdict/engine.h"
+#include "verdict/sandbox.h"
 #include "verdict/timefmt.h"
 #include "verdict/uuid.h"
 #include "verdict/watchdog.h"
@@ -82,6 +83,8 @@ int main(int argc, char **argv) {
   vd_watch_slot_t *slot = NULL;
   unsigned long recounted;
   int rc = 1, pass;
+  long memory = getenv("DECIDE_MEMORY") ? atol(getenv("DECIDE_MEMORY")) : 0;
+  size_t mem_first = 0, mem_most = 0, mem_window = 0;
 
   if (argc < 3 || (count = atol(argv[2])) <= 0) {
     fprintf(stderr, "usage: decide_loop POLICY_DIR COUNT [REQUESTS.ndjson]\n");
@@ -118,6 +121,7 @@ int main(int argc, char **argv) {
       fast = 0;
     vd_engine_set_watch(e, fast ? slot : NULL);
     recounted = 0;
+    mem_first = mem_most = mem_window = 0;
     t0 = mono_s();
     for (i = 0; i < count; i++) {
       char id[37];
@@ -131,12 +135,30 @@ int main(int argc, char **argv) {
       vd_uuid_v7(&gen, now, id);
       vd_buf_reset(&out);
       vd_wire_write_decision(&out, &d, id, vd_bundle_revision(b));
+      if (memory) {
+        size_t used = vd_engine_sandbox(e)->used;
+        if (i == 0)
+          mem_first = used;
+        if (used > mem_most)
+          mem_most = used;
+        if (used > mem_window)
+          mem_window = used;
+        if ((i + 1) % memory == 0) {
+          printf("lua memory: at most %zu bytes in decisions %ld to %ld\n",
+                 mem_window, i + 2 - memory, i + 1);
+          mem_window = 0;
+        }
+      }
     }
     t1 = mono_s();
     printf("%s: %ld decisions, %.0f ns each, %.0f per second on one core, "
            "%lu recounted\n", fast ? "fast" : "count", count,
            (t1 - t0) / (double)count * 1e9, (double)count / (t1 - t0),
            recounted);
+    if (memory)
+      printf("lua memory: %zu bytes after the first decision, at most %zu, "
+             "%zu after the last\n", mem_first, mem_most,
+             vd_engine_sandbox(e)->used);
   }
   rc = 0;
 

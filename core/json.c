@@ -108,8 +108,21 @@ typedef struct frame {
   lua_Integer n; /* elements stored so far, for arrays */
 } frame_t;
 
+/* The decoder's key strings, kept per state (see "Key strings" below). */
+#define KEYC_SLOTS 128 /* a power of two */
+#define KEYC_BYTES 22
+
+typedef struct keyc {
+  int ref;        /* the string, in the registry at ref (0: none yet) */
+  unsigned char len;
+  char text[KEYC_BYTES]; /* its bytes */
+} keyc_t;
+
+static keyc_t *key_cache_of(lua_State *L);
+
 typedef struct decoder {
   lua_State *L;
+  keyc_t *keys; /* L's sandbox's key strings, or NULL: none kept */
   int depth, max_depth;
   int too_deep;
   int bad_utf8; /* yajl lets overlong forms and surrogates through */
@@ -391,6 +404,56 @@ static long quick_unescape(const unsigned char *p, const unsigned char *end,
   return (long)(o - out);
 }
 
+/* ------------------------------------------------------------------------
+ * Key strings: a request's keys are the same few every time, and making
+ * each a Lua string again (hashing its bytes, finding it among the
+ * state's strings) is most of what a key costs.  A sandbox's decoder keeps
+ * the strings of the plain ASCII keys it met, up to KEYC_BYTES bytes, in
+ * KEYC_SLOTS slots outside the state, each holding its key's bytes and a
+ * registry reference to its string (so the collector keeps it): a key
+ * whose bytes are its slot's is pushed from the registry; any other takes
+ * the slot.  The same string either way (Lua interns short strings), so
+ * the tables made are the same.  The references live as long as the state
+ * (vd_json_cache_t, freed with it); at most KEYC_SLOTS of them.
+ * ------------------------------------------------------------------------ */
+
+static size_t key_slot(const unsigned char *b, size_t n) {
+  uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ull, w = 0;
+  if (n >= 8) {
+    memcpy(&w, b, 8);
+    h ^= w;
+    h *= 0xff51afd7ed558ccdull;
+    memcpy(&w, b + n - 8, 8);
+  } else {
+    size_t i;
+    for (i = 0; i < n; i++)
+      w = w << 8 | b[i];
+  }
+  h ^= w;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return (size_t)(h >> 57) & (KEYC_SLOTS - 1);
+}
+
+/* Push key [b, b+n) (plain ASCII, 1 to KEYC_BYTES bytes) as a string. */
+static void push_key(decoder_t *d, const unsigned char *b, size_t n) {
+  lua_State *L = d->L;
+  keyc_t *k = &d->keys[key_slot(b, n)];
+  if (k->ref && k->len == n && memcmp(k->text, b, n) == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->ref);
+    return;
+  }
+  lua_pushlstring(L, (const char *)b, n);
+  lua_pushvalue(L, -1);
+  if (k->ref) {
+    k->len = 0; /* in case the store below raises */
+    lua_rawseti(L, LUA_REGISTRYINDEX, k->ref);
+  } else {
+    k->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: nothing kept */
+  }
+  memcpy(k->text, b, n);
+  k->len = (unsigned char)n;
+}
+
 /* The string whose opening quote is at *pp: given to on_map_key (key) or
  * on_string, *pp moved past its closing quote; 0 to leave it to yajl. */
 static int quick_string(decoder_t *d, const unsigned char **pp,
@@ -443,6 +506,10 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
   if (high)
     return key ? on_map_key(d, b, n) : on_string(d, b, n);
   /* plain ASCII: valid UTF-8 already */
+  if (key && d->keys && n && n <= KEYC_BYTES) {
+    push_key(d, b, n);
+    return 1;
+  }
   lua_pushlstring(d->L, (const char *)b, n);
   if (!key)
     store(d);
@@ -623,6 +690,7 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   int rc = 0;
 
   d.L = L;
+  d.keys = quick ? key_cache_of(L) : NULL;
   d.depth = 0;
   d.too_deep = 0;
   d.bad_utf8 = 0;
@@ -832,7 +900,26 @@ struct vd_json_cache {
   size_t n;
   size_t bytes; /* the encodings' lengths, together */
   shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
+  keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
 };
+
+/* L's sandbox's key strings, made on first use; NULL if L is not a
+ * sandbox's or there is no memory for them (keys are then made as
+ * strings each time). */
+static keyc_t *key_cache_of(lua_State *L) {
+  vd_sandbox_t *sb = vd_sandbox_find(L);
+  vd_json_cache_t *c;
+  if (!sb)
+    return NULL;
+  if (!(c = sb->encoded)) {
+    if (!(c = calloc(1, sizeof *c)))
+      return NULL;
+    sb->encoded = c;
+  }
+  if (!c->keys)
+    c->keys = calloc(KEYC_SLOTS, sizeof *c->keys);
+  return c->keys;
+}
 
 void vd_json_cache_free(vd_json_cache_t *c) {
   size_t i;
@@ -842,6 +929,7 @@ void vd_json_cache_free(vd_json_cache_t *c) {
     free(c->slots[i].json);
   free(c->slots);
   free(c->shapes);
+  free(c->keys); /* their references go with the state */
   free(c);
 }
 

@@ -1051,6 +1051,80 @@ static void key_shapes_same_text(void **state) {
   vd_buf_release(&b);
 }
 
+/* Key strings (json.c): a sandbox's decoder keeps the strings of short
+ * plain keys and pushes a kept one when its bytes come again.  600 keys
+ * of 1 to 30 bytes (22, the longest kept, and 23 among them; keys that
+ * are prefixes of others; keys with escapes), eight to an object, three
+ * rounds, a full collection after each: every object has exactly its
+ * keys with their values, encodes as a plain state's does, and the
+ * registry holds at most 128 more references than before, however many
+ * keys came. */
+static void key_strings_same_keys(void **state) {
+  fx_t *f = *state; /* the plain state */
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, a = VD_BUF_INIT, b = VD_BUF_INIT;
+  char keys[600][40], doc[1024];
+  size_t refs;
+  int i, j, round;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  refs = lua_rawlen(sb.L, LUA_REGISTRYINDEX);
+  for (i = 0; i < 600; i++) {
+    int len = i % 30 + 1, k, p;
+    if (i % 97 == 5) { /* one with an escape: left to the plain path */
+      snprintf(keys[i], sizeof keys[i], "e\\\\%d", i);
+      continue;
+    }
+    p = snprintf(keys[i], sizeof keys[i], "%d_", i);
+    for (k = p; k < len; k++)
+      keys[i][k] = (char)('a' + (i + k) % 26);
+    keys[i][len > p ? len : p] = '\0';
+  }
+  memcpy(keys[1], "abcdefghijklmnopqrstuv", 23);   /* 22 bytes: kept */
+  memcpy(keys[2], "abcdefghijklmnopqrstuvw", 24);  /* 23: not kept */
+  memcpy(keys[3], "abcdefghijklmnopqrstu", 22);    /* 21: a prefix */
+  for (round = 0; round < 3; round++) {
+    for (i = 0; i < 600; i += 8) {
+      size_t n = (size_t)snprintf(doc, sizeof doc, "{");
+      for (j = 0; j < 8 && i + j < 600; j++)
+        n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"%s\":%d",
+                              j ? "," : "", keys[(i + j + round * 3) % 600],
+                              (i + j + round * 3) % 600);
+      n += (size_t)snprintf(doc + n, sizeof doc - n, "}");
+      if (vd_json_decode(sb.L, doc, n, 0, &err) != 0)
+        fail_msg("%s: %s", doc, err.data);
+      for (j = 0; j < 8 && i + j < 600; j++) {
+        int x = (i + j + round * 3) % 600;
+        if (strchr(keys[x], '\\'))
+          continue;
+        if (lua_getfield(sb.L, -1, keys[x]) != LUA_TNUMBER ||
+            lua_tointeger(sb.L, -1) != x)
+          fail_msg("%s: key %s lost", doc, keys[x]);
+        lua_pop(sb.L, 1);
+      }
+      lua_pushnil(sb.L);
+      for (j = 0; lua_next(sb.L, -2); j++)
+        lua_pop(sb.L, 1);
+      assert_int_equal(j, i + 8 <= 600 ? 8 : 600 - i);
+      assert_int_equal(vd_json_decode(f->L, doc, n, 0, &err), 0);
+      vd_buf_reset(&a);
+      vd_buf_reset(&b);
+      assert_int_equal(vd_json_encode(f->L, -1, &a, "value", &err), 0);
+      assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
+      if (strcmp(a.data, b.data) != 0)
+        fail_msg("%s: plain %s, sandbox %s", doc, a.data, b.data);
+      lua_pop(f->L, 1);
+      lua_pop(sb.L, 1);
+    }
+    lua_gc(sb.L, LUA_GCCOLLECT); /* the kept strings stay, held */
+  }
+  assert_true(lua_rawlen(sb.L, LUA_REGISTRYINDEX) <= refs + 128);
+  assert_true(lua_rawlen(sb.L, LUA_REGISTRYINDEX) > refs); /* some kept */
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -1087,6 +1161,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(quick_pass_escapes, setup, teardown),
       cmocka_unit_test(sandbox_knows_markers),
+      cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(key_shapes_same_text, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
