@@ -309,8 +309,12 @@ static void log_outcome(vd_history_t *h, int rc, size_t n, const char *why) {
   if (rc) {
     if (h->fail_batches++ == 0)
       say(h, "history_write_failed", 1,
-          "a batch of %zu records was not stored: %s; their requests fail "
-          "with `internal` until writing works again",
+          h->mode == VD_LOG_DURABLE
+              ? "a batch of %zu records was not stored: %s; their requests "
+                "fail with `internal` until writing works again"
+              : "a batch of %zu records was not stored: %s; their answers "
+                "went out already (--log-mode async): the records are lost, "
+                "and so are those of every batch until writing works again",
           n, why);
     h->fail_records += n;
   } else if (h->fail_batches) {

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -640,6 +641,55 @@ class Fleet(unittest.TestCase):
                                 " FROM decisions").split())
         self.assertEqual([x for x in ok if x not in stored], [])
         self.assertEqual(verify(db)[0], 0)
+
+    def test_async_answers_while_the_database_is_gone_and_says_what_it_lost(self):
+        # --log-mode async: answers never wait for the database, so while
+        # it is gone they keep going out, and the records of the batches
+        # the writer cannot commit are lost: the log says so, and how
+        # many, once writing works again; the chain stays whole
+        name, _ = new_database()
+        proxy = Proxy()
+        a = node(proxy.conninfo(name), "a", args_extra=["--log-mode", "async"])
+        try:
+            c = a.connect()
+            for i in range(20):
+                self.assertNotIn("error", c.call(**comp("before%d" % i)))
+            time.sleep(0.5)  # committed
+            proxy.cut()
+            during = [c.call(**comp("during%d" % i)) for i in range(50)]
+            self.assertEqual([r for r in during if "error" in r], [])
+            deadline = time.time() + 20
+            while "was not stored" not in a.read_log():
+                self.assertLess(time.time(), deadline, a.read_log())
+                c.call(**comp("more"))
+                time.sleep(0.1)
+            self.assertIn("their answers went out already (--log-mode "
+                          "async): the records are lost", a.read_log())
+            proxy.mend()
+            deadline = time.time() + 30
+            while "history_write_recovered" not in a.read_log():
+                self.assertLess(time.time(), deadline, a.read_log())
+                self.assertNotIn("error", c.call(**comp("after")))
+                time.sleep(0.2)
+            m = re.search(r"writing works again after (\d+) failed batches "
+                          r"\((\d+) records not stored\)", a.read_log())
+            self.assertIsNotNone(m, a.read_log())
+            lost = int(m.group(2))
+            self.assertGreater(lost, 0)
+            c.close()
+            self.assertEqual(a.stop(), 0, a.read_log())
+        finally:
+            a.stop()
+            proxy.cut()
+        stored = [json.loads(x)["id"] for x in psql(
+            name, "SELECT convert_from(request, 'UTF8') FROM decisions"
+        ).splitlines() if x.strip()]
+        # what was committed before the cut is there; what was lost is not
+        self.assertEqual(len([x for x in stored if x.startswith("before")]),
+                         20)
+        self.assertLess(len([x for x in stored if x.startswith("during")]),
+                        50)
+        self.assertEqual(verify("postgresql:///%s" % name)[0], 0)
 
     def test_ready_follows_the_database(self):
         # /health/ready says 503, naming the history's problem, while the
