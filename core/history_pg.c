@@ -242,6 +242,17 @@ static int res_done(PGresult *r, ExecStatusType want, vd_buf_t *err,
   return rc;
 }
 
+/* R's status was PGRES_TUPLES_OK: 0, and R is the caller's; else ERR says
+ * why (res_err()) and R is cleared. */
+static int rows_ok(PGresult *r, vd_buf_t *err, const char *where, PGconn *c,
+                   const char *doing) {
+  if (PQresultStatus(r) == PGRES_TUPLES_OK)
+    return 0;
+  res_err(err, where, r, c, doing);
+  PQclear(r);
+  return VD_EIO;
+}
+
 /* ========================================================================
  * Round trips with a deadline
  *
@@ -1934,11 +1945,8 @@ static int load_files(PGconn *c, const char *where, const char *revision,
   *files = NULL;
   *nfiles = 0;
   r = exec_params(c, "SELECT files FROM revisions WHERE revision = $1", 1, v);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "looking up a revision");
-    PQclear(r);
+  if ((rc = rows_ok(r, err, where, c, "looking up a revision")) != 0)
     return rc;
-  }
   if (PQntuples(r) != 1) {
     PQclear(r);
     vd_buf_reset(err);
@@ -1951,11 +1959,8 @@ static int load_files(PGconn *c, const char *where, const char *revision,
                       " LEFT JOIN blobs b ON b.sha256 = f.blob"
                       " WHERE f.revision = $1 ORDER BY f.path COLLATE \"C\"",
                    1, NULL, v, NULL, NULL, 1);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "reading a revision");
-    PQclear(r);
+  if ((rc = rows_ok(r, err, where, c, "reading a revision")) != 0)
     return rc;
-  }
   n = PQntuples(r);
   out = calloc(n ? (size_t)n : 1, sizeof *out);
   if (!out) {
@@ -2166,11 +2171,8 @@ static int pg_resolve(PGconn *c, const char *where, const char *name,
                           " left(revision, $2::int) = $1 ORDER BY revision"
                           " COLLATE \"C\" LIMIT 11",
                        2, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-      rc = res_err(err, where, r, c, "looking up a revision");
-      PQclear(r);
+    if ((rc = rows_ok(r, err, where, c, "looking up a revision")) != 0)
       return rc;
-    }
     n = PQntuples(r);
     if (n == 1) {
       snprintf(out, VD_REVISION_NAME_MAX, "%s", PQgetvalue(r, 0, 0));
@@ -2330,11 +2332,8 @@ static int verify_node(PGconn *c, const char *where,
   /* where the node's "vn2" records begin (none: all are "vn1") */
   r = exec_params(c, "SELECT v2_from FROM node_formats WHERE node_id = $1",
                   1, v);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "reading node_formats");
-    PQclear(r);
+  if ((rc = rows_ok(r, err, where, c, "reading node_formats")) != 0)
     return rc;
-  }
   if (PQntuples(r) == 1)
     v2_from = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
@@ -2500,11 +2499,8 @@ static int verify_node_activations(PGconn *c, const char *where,
   int i, n, rc = 0;
   r = exec_params(c, "SELECT last_id, hash FROM activation_heads"
                      " WHERE node_id = $1", 1, v);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "reading the activations' heads");
-    PQclear(r);
+  if ((rc = rows_ok(r, err, where, c, "reading the activations' heads")) != 0)
     return rc;
-  }
   if (PQntuples(r) == 1) {
     last_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     snprintf(head_hash, sizeof head_hash, "%s", PQgetvalue(r, 0, 1));
@@ -2514,11 +2510,8 @@ static int verify_node_activations(PGconn *c, const char *where,
                       " source_dir, ok, error, hash FROM activations"
                       " WHERE node_id = $1 ORDER BY id", 1, NULL, v, NULL,
                    NULL, 1);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "reading activations");
-    PQclear(r);
+  if ((rc = rows_ok(r, err, where, c, "reading activations")) != 0)
     return rc;
-  }
   n = PQntuples(r);
   strcpy(head->act_hash, VD_HIST_ZERO_HASH);
   for (i = 0; i < n; i++) {
@@ -2613,11 +2606,8 @@ static int verify_pg_revisions(PGconn *c, const char *where,
   if (rc)
     return rc;
   r = pq_exec(c, "SELECT revision FROM revisions ORDER BY 1");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "reading revisions");
-    PQclear(r);
+  if ((rc = rows_ok(r, err, where, c, "reading revisions")) != 0)
     return rc;
-  }
   for (i = 0; rc == 0 && i < PQntuples(r); i++) {
     const char *revision = PQgetvalue(r, i, 0);
     vd_bundle_file_t *files;
@@ -2723,11 +2713,8 @@ static int verify_nodes(PGconn *c, const char *db, const char *where,
   if (n == 0)
     return 0;
   r = pq_exec(c, "SELECT pg_export_snapshot()");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = res_err(err, where, r, c, "exporting the snapshot");
-    PQclear(r);
+  if ((rc = rows_ok(r, err, where, c, "exporting the snapshot")) != 0)
     return rc;
-  }
   snprintf(snap, sizeof snap, "%s", PQgetvalue(r, 0, 0));
   PQclear(r);
   memset(&j, 0, sizeof j);
