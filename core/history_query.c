@@ -31,6 +31,7 @@
 #include "verdict/timefmt.h"
 
 _Static_assert(VD_HISTORY_NCOLUMNS == NCOLS + 2, "seq, the columns, hash");
+_Static_assert(VD_HISTORY_NCOLUMNS <= 64, "a filter's columns: one bit each");
 
 const char *vd_history_column_name(int col) {
   static const char *const names[VD_HISTORY_NCOLUMNS] = {
@@ -222,6 +223,8 @@ struct vd_history_rows {
   int done;        /* the end was reached: SQLite would start again */
   vd_hist_pg_rows_t *pg; /* a PostgreSQL history's rows instead */
   vd_history_value_t row[VD_HISTORY_NCOLUMNS]; /* the row last stepped to */
+  uint64_t columns; /* the filter's: the others stay NULL in row */
+  int all;          /* the filter named no columns: every one, as before */
   vd_buf_t err;
 };
 
@@ -246,9 +249,26 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
     return rc;
   }
   rc = vd_history_db_open_ro(&r->db, db_path, err);
-  if (rc == 0)
+  if (rc == 0 && filter->columns) {
+    /* only the columns asked for; NULL in the others' places, which
+     * SQLite then neither decodes nor, for the trace, looks up */
+    vd_buf_t what = VD_BUF_INIT;
+    int i;
+    for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {
+      const char *c = vd_history_column_name(i);
+      if (!(filter->columns & ((uint64_t)1 << i)))
+        c = "NULL";
+      else if (i == VD_HISTORY_TRACE)
+        c = VD_HIST_TRACE_SQL;
+      vd_buf_addf(&what, "%s%s", i ? ", " : "", c);
+    }
+    rc = prepare(r->db, &r->st, db_path, what.data, filter,
+                 rows_tail(filter), err);
+    vd_buf_release(&what);
+  } else if (rc == 0) {
     rc = prepare(r->db, &r->st, db_path, READ_COLUMNS, filter,
                  rows_tail(filter), err);
+  }
   if (rc) {
     vd_history_rows_close(r);
     return rc;
@@ -256,6 +276,8 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   if (filter->has_limit)
     sqlite3_bind_int64(r->st, sqlite3_bind_parameter_count(r->st),
                        filter->limit);
+  r->columns = filter->columns ? filter->columns : ~(uint64_t)0;
+  r->all = !filter->columns;
   *out = r;
   return 0;
 }
@@ -277,9 +299,12 @@ int vd_history_rows_next(vd_history_rows_t *r,
     return sql_failed(&r->err, r->path, r->db);
   for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {
     vd_history_value_t *v = &r->row[i];
+    if (!(r->columns & ((uint64_t)1 << i)))
+      continue; /* selected as NULL: row[i] stays zeroed (calloc) */
     /* the type first: SQLite defines it only before a conversion */
     v->is_int = sqlite3_column_type(r->st, i) == SQLITE_INTEGER;
-    v->i = sqlite3_column_int64(r->st, i);
+    /* with the columns named, text is not converted to a number (history.h) */
+    v->i = v->is_int || r->all ? sqlite3_column_int64(r->st, i) : 0;
     v->text = (const char *)sqlite3_column_text(r->st, i);
     v->len = v->text ? (size_t)sqlite3_column_bytes(r->st, i) : 0;
   }

@@ -300,6 +300,59 @@ static void test_replay_reproduces(void **state) {
   }
 }
 
+/* A reader that names its columns (vd_history_filter_t.columns, as
+ * replay's lanes do) gets those exactly as a full read has them, the
+ * trace from its table included, and the others as SQL NULL; a text
+ * value is not converted to a number. */
+static void test_rows_named_columns(void **state) {
+  vd_history_filter_t all, some;
+  vd_history_rows_t *ra = NULL, *rs = NULL;
+  const vd_history_value_t *a, *s;
+  vd_buf_t err = VD_BUF_INIT;
+  size_t rows = 0, traces = 0;
+  int rc, i;
+  (void)state;
+  write_history("tests/fixtures/mini", NULL, NULL, NULL);
+  memset(&all, 0, sizeof all);
+  some = all;
+  some.columns = (uint64_t)1 << VD_HISTORY_SEQ |
+                 (uint64_t)1 << VD_HISTORY_TRACE |
+                 (uint64_t)1 << VD_HISTORY_REQUEST |
+                 (uint64_t)1 << VD_HISTORY_RECEIVED_MS;
+  assert_int_equal(vd_history_rows_open(&ra, db, &all, &err), 0);
+  assert_int_equal(vd_history_rows_open(&rs, db, &some, &err), 0);
+  while ((rc = vd_history_rows_next(ra, &a)) == 1) {
+    assert_int_equal(vd_history_rows_next(rs, &s), 1);
+    rows++;
+    for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {
+      if (!(some.columns & ((uint64_t)1 << i))) {
+        assert_null(s[i].text);
+        assert_int_equal(s[i].i, 0);
+        continue;
+      }
+      assert_int_equal(s[i].is_int, a[i].is_int);
+      if (a[i].text) {
+        assert_non_null(s[i].text);
+        assert_int_equal(s[i].len, a[i].len);
+        assert_memory_equal(s[i].text, a[i].text, a[i].len);
+      } else {
+        assert_null(s[i].text);
+      }
+      assert_int_equal(s[i].i, a[i].is_int ? a[i].i : 0);
+    }
+    traces += a[VD_HISTORY_TRACE].text != NULL;
+    assert_non_null(a[VD_HISTORY_HASH].text); /* read in full only */
+    assert_true(a[VD_HISTORY_RECEIVED_MS].is_int);
+  }
+  assert_int_equal(rc, 0);
+  assert_int_equal(vd_history_rows_next(rs, &s), 0);
+  assert_int_equal(rows, NREQ);
+  assert_int_equal(traces, NREQ - 1); /* the bad_input has none */
+  vd_history_rows_close(ra);
+  vd_history_rows_close(rs);
+  vd_buf_release(&err);
+}
+
 /* Against a candidate: each changed decision names the fields that
  * changed, old and new, in seq order. */
 static void test_replay_candidate_changes(void **state) {
@@ -841,6 +894,8 @@ static void test_report_formats(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_replay_reproduces, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_rows_named_columns, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_replay_candidate_changes,
                                       setup_candidate, teardown_candidate),

@@ -495,6 +495,12 @@ typedef struct vd_history_filter {
   int64_t before_ms, before_seq;
   int has_limit;             /* at most `limit` rows */
   int64_t limit;
+  uint64_t columns;          /* vd_history_rows_open() only: the columns
+                              * the reader needs, bit (1 << VD_HISTORY_X)
+                              * each; 0: all.  The others may be read as
+                              * SQL NULL (a SQLite file skips them: a
+                              * replay reads 13 of 23), and a value not
+                              * stored as an integer has i 0 */
 } vd_history_filter_t;
 
 /* A read of the rows FILTER selects, in seq order (newest first with
