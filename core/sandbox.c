@@ -1178,10 +1178,50 @@ typedef struct plan_field {
   int req_first, nreq; /* its `requires`: user value 3n+req_first.. */
 } plan_field_t;
 
+/* The fields' names by address (check_keys): Lua interns short strings
+ * (up to 40 bytes), so a key with a field's short name is the very string
+ * object the name is, and lua_topointer() gives its address; the plan's
+ * user value holds the names, so no other string can have it.  An
+ * open-addressed table of 2 to 4 slots a field; a key not found there (a
+ * long string, which is not interned, or not a field) is looked up by
+ * value in the name map as before. */
+typedef struct plan_slot {
+  const void *name; /* NULL: empty */
+  int i;            /* the field, 0-based */
+} plan_slot_t;
+
 typedef struct plan {
   int n;
+  unsigned mask;     /* slots - 1 (a power of two), 0: no slots */
+  plan_slot_t *slot; /* after f[], in the same block */
   plan_field_t f[];
 } plan_t;
+
+static unsigned plan_hash(const void *name, unsigned mask) {
+  uintptr_t a = (uintptr_t)name;
+  return (unsigned)((a >> 4) ^ (a >> 12)) & mask;
+}
+
+/* Field i's name, the short string at idx, into p's slots. */
+static void plan_index(lua_State *L, plan_t *p, int idx, int i) {
+  const void *name = lua_topointer(L, idx);
+  unsigned h = plan_hash(name, p->mask);
+  while (p->slot[h].name != NULL)
+    h = (h + 1) & p->mask;
+  p->slot[h].name = name;
+  p->slot[h].i = i;
+}
+
+/* The field whose name is the string object at `name`, or -1. */
+static int plan_find(const plan_t *p, const void *name) {
+  unsigned h = plan_hash(name, p->mask);
+  while (p->slot[h].name != NULL) {
+    if (p->slot[h].name == name)
+      return p->slot[h].i;
+    h = (h + 1) & p->mask;
+  }
+  return -1;
+}
 
 /* t[k] raw, for a table t at idx that may be a proxy (read its copy). */
 static int plan_rawget(lua_State *L, int idx, const char *k) {
@@ -1225,9 +1265,17 @@ static int v_schema_plan(lua_State *L) {
   ncond = (lua_Integer)lua_rawlen(L, cond);
   luaL_argcheck(L, n <= 4096, 1, "a schema has at most 4096 fields");
   vd_sandbox_charge(L, (double)n);
-  p = lua_newuserdatauv(L, sizeof *p + (size_t)n * sizeof p->f[0], 2);
-  memset(p, 0, sizeof *p + (size_t)n * sizeof p->f[0]);
-  p->n = (int)n;
+  {
+    size_t fsize = sizeof *p + (size_t)n * sizeof p->f[0], nslot = 4;
+    while (nslot < 2 * (size_t)n)
+      nslot *= 2;
+    fsize = (fsize + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+    p = lua_newuserdatauv(L, fsize + nslot * sizeof(plan_slot_t), 2);
+    memset(p, 0, fsize + nslot * sizeof(plan_slot_t));
+    p->n = (int)n;
+    p->mask = (unsigned)(nslot - 1);
+    p->slot = (plan_slot_t *)(void *)((char *)p + fsize);
+  }
   lua_createtable(L, (int)(3 * n), 0);
   uv = lua_gettop(L);
   for (i = 1; i <= n; i++) {
@@ -1237,6 +1285,7 @@ static int v_schema_plan(lua_State *L) {
       return luaL_argerror(L, 1, "a schema's field names are strings");
     lua_pushvalue(L, -1);
     lua_rawseti(L, uv, i);
+    plan_index(L, p, lua_gettop(L), (int)(i - 1));
     lua_pushvalue(L, -1);
     lua_rawget(L, fields);
     sp = lua_gettop(L);
@@ -1508,11 +1557,14 @@ static int check_keys(lua_State *L, const plan_t *p, int own) {
   lua_pushnil(L);
   while (lua_next(L, v)) { /* k: the key, k+1: its value */
     int t = lua_type(L, k + 1);
-    lua_pushvalue(L, k);
-    if (lua_rawget(L, map) != LUA_TNUMBER) /* an unknown field */
-      return 0;
-    i = (int)lua_tointeger(L, -1) - 1;
-    lua_pop(L, 1);
+    i = lua_type(L, k) == LUA_TSTRING ? plan_find(p, lua_topointer(L, k)) : -1;
+    if (i < 0) { /* not a short string of a field's: by value */
+      lua_pushvalue(L, k);
+      if (lua_rawget(L, map) != LUA_TNUMBER) /* an unknown field */
+        return 0;
+      i = (int)lua_tointeger(L, -1) - 1;
+      lua_pop(L, 1);
+    }
     if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, k + 1) == vd_json_null) {
       st[i] = ST_NULL;
     } else if (p->f[i].kind == PF_CALL) {
