@@ -1830,7 +1830,11 @@ refuse:
   return 0;
 }
 
-static int v_run_rules(lua_State *L) {
+/* The loop of run_rules and of the runners (below), on (P, name, f, tr) at
+ * 1..4 and the closure's RK_* upvalues: pushes true and the result and
+ * returns 1, or returns 0 with the stack cut back to tr when it cannot
+ * run the table (nothing called). */
+static int run_loop(lua_State *L) {
   enum { P = 1, NAME, F, TR, PLANS, PLAN, PARAMS, SEEN, LIST, HITS };
   int first;
   lua_Integer i, n, nhits = 0;
@@ -1897,7 +1901,7 @@ static int v_run_rules(lua_State *L) {
     lua_pushboolean(L, 1);
     lua_rawgeti(L, PLAN, at + 1);
     if (first)
-      return 2;
+      return 1;
     lua_rawseti(L, HITS, ++nhits);
     lua_pop(L, 1);
   }
@@ -1906,9 +1910,16 @@ static int v_run_rules(lua_State *L) {
     lua_pushnil(L);
   else
     lua_pushvalue(L, HITS);
-  return 2;
+  return 1;
 refuse:
   lua_settop(L, TR);
+  return 0;
+}
+
+static int v_run_rules(lua_State *L) {
+  lua_settop(L, 4);
+  if (run_loop(L))
+    return 2;
   lua_pushboolean(L, 0);
   return 1;
 }
@@ -1921,6 +1932,53 @@ static void push_run_rules(lua_State *L) {
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
   lua_pushcclosure(L, v_run_rules, RK_PLANS);
+}
+
+/* verdict.rule_runner(loop, must) -> a function(P, name, f, tr) that is
+ * lib/rules.lua's R.run (must false) or R.decide (must true) itself, so a
+ * decision's call of a table goes from the policy straight to C, without
+ * a Lua frame between: run_rules's loop, returning the rule (first) or
+ * the rules (collect); with `must`, a first table where no rule held is
+ * an error at the policy's line (the caller's), as R.decide's
+ * error(..., 2).  Where run_rules would say it cannot run the table, it
+ * calls `loop` (the Lua loop, which explains) with the same four
+ * arguments and returns what it returns; `loop` raises its own errors at
+ * level 3, the policy's line, this function sitting between them.  Its
+ * upvalues: run_rules's (RK_*), then `loop` and `must` (RR_*); the freeze
+ * and the state check look only at `loop`, a policy's function like any
+ * other.  Older binaries have no rule_runner: lib/rules.lua then keeps
+ * its own R.run and R.decide around verdict.run_rules. */
+enum { RR_LOOP = RK_PLANS + 1, RR_MUST, RR_COUNT = RR_MUST };
+
+static int v_rule_runner_call(lua_State *L) {
+  lua_settop(L, 4);
+  if (run_loop(L)) {
+    if (lua_toboolean(L, lua_upvalueindex(RR_MUST)) && lua_isnil(L, -1)) {
+      luaL_where(L, 1);
+      lua_pushliteral(L, "no rule in table ");
+      luaL_tolstring(L, 2, NULL);
+      lua_pushliteral(L, " matched; it needs a default rule");
+      lua_concat(L, 4);
+      return lua_error(L);
+    }
+    return 1;
+  }
+  lua_pushvalue(L, lua_upvalueindex(RR_LOOP));
+  lua_insert(L, 1);
+  lua_call(L, 4, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int v_rule_runner(lua_State *L) {
+  int i;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  for (i = 0; i < RK_COUNT; i++)
+    lua_pushstring(L, rule_keys[i]);
+  lua_newtable(L);
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, lua_toboolean(L, 2));
+  lua_pushcclosure(L, v_rule_runner_call, RR_COUNT);
+  return 1;
 }
 
 /* verdict.json_type(v): "array" or "object" for a table that carries the
@@ -2309,7 +2367,14 @@ void vd_sandbox_refuse_state(lua_State *L, int idx) {
       int c = lua_iscfunction(L, v);
       if (!c)
         check_function(L, v);
-      else if (lua_tocfunction(L, v) == v_json_type ||
+      else if (lua_tocfunction(L, v) == v_rule_runner_call) {
+        /* a runner: its Lua loop is checked as any function; its other
+         * upvalues are run_rules's */
+        if (lua_getupvalue(L, v, RR_LOOP))
+          lua_rawseti(L, queue, ++tail);
+        lua_pop(L, 1);
+        continue;
+      } else if (lua_tocfunction(L, v) == v_json_type ||
                lua_tocfunction(L, v) == v_check_input ||
                lua_tocfunction(L, v) == v_run_rules) {
         /* the sandbox's own closures: their upvalues are the decoder's
@@ -2693,6 +2758,11 @@ void vd_sandbox_freeze(lua_State *L, int idx) {
       fz_fill(L, &z, v, lua_gettop(L));
     } else if (kind == FZ_SEAL) {
       fz_seal(L, &z, v);
+    } else if (lua_tocfunction(L, v) == v_rule_runner_call) {
+      /* a runner: its Lua loop is frozen as any function; its other
+       * upvalues are run_rules's */
+      if (lua_getupvalue(L, v, RR_LOOP))
+        fz_convert(L, &z);
     } else if (!lua_iscfunction(L, v) ||
                (lua_tocfunction(L, v) != v_json_type &&
                 lua_tocfunction(L, v) != v_check_input &&
@@ -2851,6 +2921,7 @@ static int build_base(lua_State *L) {
                                   {"new_table", v_new_table},
                                   {"field_reads", v_field_reads},
                                   {"schema_plan", v_schema_plan},
+                                  {"rule_runner", v_rule_runner},
                                   {NULL, NULL}};
   static const struct lib_copy {
     const char *name;
