@@ -1695,11 +1695,11 @@ static void push_check_input(lua_State *L) {
  * rules[i], r.when, r.id, t.notes[i]) are what the Lua loop spends most
  * on.  A frozen table cannot change, so what the loop reads of a table is
  * read once per state and kept, flat, in a table only C reads (the
- * closure's last upvalue, RK_PLANS: policy proxy -> table name -> { n,
- * first, params, then when, rule, id, note for each rule }): a plan
- * depends on the loaded bundle alone, never on a request.  The keys it
- * reads are the closure's other upvalues, strings, so no string is made
- * per call.  No policy can reach the closure's upvalues, and the plans are
+ * closure's upvalue RK_PLANS: policy proxy -> table name -> { n,
+ * first, params, then when, rule, id, note for each rule }; RK_FOUND
+ * finds a plan found before by address): a plan depends on the loaded
+ * bundle alone, never on a request.  The keys it reads are the closure's
+ * other upvalues, strings, so no string is made per call.  No policy can reach the closure's upvalues, and the plans are
  * what the frozen tables say: vd_sandbox_refuse_state() lets it be.
  * ------------------------------------------------------------------------ */
 
@@ -1710,7 +1710,26 @@ enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_RULES };
 /* run_rules's upvalues: the keys it reads (strings, which cannot change) */
 enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
        RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID,
-       RK_PLANS /* the plans, by policy (its proxy) and table name */ };
+       RK_PLANS, /* the plans, by policy (its proxy) and table name */
+       RK_FOUND  /* the plans found before, by address (rp_found_t) */ };
+
+/* The plans found before, by the addresses of the policy's proxy and of
+ * the table's name (a string): plans[P][name] without the two look-ups.
+ * Both are keys in the plans table (P of plans, name of plans[P]), which
+ * keeps them alive, so no other object can have either address while the
+ * entry is here; its plan is plans[at] (an integer key, beside the
+ * proxies).  Open addressing; when every slot is taken, a plan is looked
+ * up by value as before. */
+#define RP_FOUND_SLOTS 64
+
+typedef struct rp_found {
+  const void *p[RP_FOUND_SLOTS], *name[RP_FOUND_SLOTS];
+} rp_found_t;
+
+static unsigned rp_found_hash(const void *p, const void *name) {
+  uintptr_t a = (uintptr_t)p ^ ((uintptr_t)name >> 3);
+  return (unsigned)((a >> 4) ^ (a >> 11)) & (RP_FOUND_SLOTS - 1);
+}
 static const char *const rule_keys[RK_COUNT] = {
     "by_name", "params", "explain", "seen", "list",
     "rules", "notes", "first", "when", "id"};
@@ -1838,11 +1857,28 @@ static int run_loop(lua_State *L) {
   enum { P = 1, NAME, F, TR, PLANS, PLAN, PARAMS, SEEN, LIST, HITS };
   int first;
   lua_Integer i, n, nhits = 0;
+  rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
+  const void *pp = NULL, *np = NULL;
+  unsigned h = 0, probe;
   lua_settop(L, TR);
-  /* the plan, made the first time: plans[P][name] */
   lua_pushvalue(L, lua_upvalueindex(RK_PLANS));
+  /* the plan found before, by address */
+  if (lua_type(L, P) == LUA_TTABLE && lua_type(L, NAME) == LUA_TSTRING) {
+    pp = lua_topointer(L, P);
+    np = lua_topointer(L, NAME);
+    h = rp_found_hash(pp, np);
+    for (probe = 0; probe < RP_FOUND_SLOTS && found->p[h]; probe++) {
+      if (found->p[h] == pp && found->name[h] == np) {
+        lua_rawgeti(L, PLANS, (lua_Integer)h + 1);
+        goto planned;
+      }
+      h = (h + 1) & (RP_FOUND_SLOTS - 1);
+    }
+  }
+  /* else by value, made the first time: plans[P][name] */
   lua_pushvalue(L, P);
-  if (lua_rawget(L, PLANS) == LUA_TTABLE && lua_type(L, NAME) != LUA_TNIL) {
+  if (lua_type(L, P) == LUA_TTABLE && lua_rawget(L, PLANS) == LUA_TTABLE &&
+      lua_type(L, NAME) != LUA_TNIL) {
     lua_pushvalue(L, NAME);
     if (lua_rawget(L, -2) == LUA_TTABLE)
       lua_remove(L, -2);
@@ -1854,6 +1890,13 @@ static int run_loop(lua_State *L) {
   if (lua_gettop(L) == PLANS && !(lua_type(L, NAME) != LUA_TNIL &&
                                   rp_make(L, P, NAME, PLANS)))
     goto refuse;
+  if (pp && !found->p[h]) { /* a free slot: found by address next time */
+    found->p[h] = pp;
+    found->name[h] = np;
+    lua_pushvalue(L, PLAN);
+    lua_rawseti(L, PLANS, (lua_Integer)h + 1);
+  }
+planned:
   lua_rawgeti(L, PLAN, RP_PARAMS);
   /* the tracer: plain tables, not explaining */
   if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
@@ -1931,7 +1974,8 @@ static void push_run_rules(lua_State *L) {
   for (i = 0; i < RK_COUNT; i++)
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
-  lua_pushcclosure(L, v_run_rules, RK_PLANS);
+  memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
+  lua_pushcclosure(L, v_run_rules, RK_FOUND);
 }
 
 /* verdict.rule_runner(loop, must) -> a function(P, name, f, tr) that is
@@ -1948,7 +1992,7 @@ static void push_run_rules(lua_State *L) {
  * and the state check look only at `loop`, a policy's function like any
  * other.  Older binaries have no rule_runner: lib/rules.lua then keeps
  * its own R.run and R.decide around verdict.run_rules. */
-enum { RR_LOOP = RK_PLANS + 1, RR_MUST, RR_COUNT = RR_MUST };
+enum { RR_LOOP = RK_FOUND + 1, RR_MUST, RR_COUNT = RR_MUST };
 
 static int v_rule_runner_call(lua_State *L) {
   lua_settop(L, 4);
@@ -1972,9 +2016,11 @@ static int v_rule_runner_call(lua_State *L) {
 static int v_rule_runner(lua_State *L) {
   int i;
   luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 2);
   for (i = 0; i < RK_COUNT; i++)
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
+  memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
   lua_pushvalue(L, 1);
   lua_pushboolean(L, lua_toboolean(L, 2));
   lua_pushcclosure(L, v_rule_runner_call, RR_COUNT);

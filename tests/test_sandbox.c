@@ -1170,6 +1170,32 @@ static void rule_tables_run_in_c(void **state) {
   assert_contains(raises(f, RUN("raising", "1")),
                   "tables:20: attempt to index a number value");
 #undef RUN
+  /* more tables than the plans found by address have slots (64): each
+   * call still gets its own table's plan, through verdict.run_rules and
+   * through a runner (verdict.rule_runner) alike */
+  static const char many[] =
+      "local by_name = {}\n"
+      "for i = 1, 100 do\n"
+      "  local r = { id = 'r' .. i, when = function(f) return f.x == i end }\n"
+      "  by_name['t' .. i] = { hit = 'first', first = true, rules = { r },\n"
+      "    notes = { { rule = r.id, basis = 'b' } } }\n"
+      "end\n"
+      "return { params = {}, by_name = by_name,\n"
+      "  run = verdict.rule_runner(function() return 'lua' end) }\n";
+  load_frozen(L, "=many", many, sizeof many - 1, "Q");
+  assert_string_equal(
+      ok(f, "local out = {}\n"
+            "for round = 1, 3 do for i = 1, 100 do\n"
+            "  local tr = { seen = {}, list = {} }\n"
+            "  local ran, r = verdict.run_rules(Q, 't' .. i, { x = i }, tr)\n"
+            "  local r2 = Q.run(Q, 't' .. i, { x = i }, tr)\n"
+            "  local r3 = Q.run(Q, 't' .. i, { x = i + 1 }, tr)\n"
+            "  if not ran or r.id ~= 'r' .. i or r2 ~= r or r3 ~= nil\n"
+            "    or #tr.list ~= 1 then out[#out + 1] = i end\n"
+            "end end\n"
+            "out[#out + 1] = Q.run(Q, 'none', {}, { seen = {}, list = {} })\n"
+            "return table.concat(out, ' ')"),
+      "lua");
 }
 
 /* The engine's own input object (sandbox.h, own_input) is made the facts
