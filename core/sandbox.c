@@ -1697,10 +1697,11 @@ static void push_check_input(lua_State *L) {
  * read once per state and kept, flat, in a table only C reads (the
  * closure's upvalue RK_PLANS: policy proxy -> table name -> { n,
  * first, params, then when, rule, id, note for each rule }; RK_FOUND
- * finds a plan found before by address): a plan depends on the loaded
- * bundle alone, never on a request.  The keys it reads are the closure's
- * other upvalues, strings, so no string is made per call.  No policy can reach the closure's upvalues, and the plans are
- * what the frozen tables say: vd_sandbox_refuse_state() lets it be.
+ * finds a plan found before by address, with its n and first): a plan
+ * depends on the loaded bundle alone, never on a request.  The keys it
+ * reads are the closure's other upvalues, strings, so no string is made
+ * per call.  No policy can reach the closure's upvalues, and the plans
+ * are what the frozen tables say: vd_sandbox_refuse_state() lets it be.
  * ------------------------------------------------------------------------ */
 
 /* The plans: a plan a slot RP_* then 4 slots a rule (when or false, the
@@ -1724,6 +1725,8 @@ enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
 
 typedef struct rp_found {
   const void *p[RP_FOUND_SLOTS], *name[RP_FOUND_SLOTS];
+  lua_Integer n[RP_FOUND_SLOTS];      /* the plan's RP_N */
+  unsigned char first[RP_FOUND_SLOTS]; /* and RP_FIRST */
 } rp_found_t;
 
 static unsigned rp_found_hash(const void *p, const void *name) {
@@ -1870,6 +1873,8 @@ static int run_loop(lua_State *L) {
     for (probe = 0; probe < RP_FOUND_SLOTS && found->p[h]; probe++) {
       if (found->p[h] == pp && found->name[h] == np) {
         lua_rawgeti(L, PLANS, (lua_Integer)h + 1);
+        n = found->n[h];
+        first = found->first[h];
         goto planned;
       }
       h = (h + 1) & (RP_FOUND_SLOTS - 1);
@@ -1890,9 +1895,16 @@ static int run_loop(lua_State *L) {
   if (lua_gettop(L) == PLANS && !(lua_type(L, NAME) != LUA_TNIL &&
                                   rp_make(L, P, NAME, PLANS)))
     goto refuse;
+  lua_rawgeti(L, PLAN, RP_N);
+  n = lua_tointeger(L, -1);
+  lua_rawgeti(L, PLAN, RP_FIRST);
+  first = lua_toboolean(L, -1);
+  lua_settop(L, PLAN);
   if (pp && !found->p[h]) { /* a free slot: found by address next time */
     found->p[h] = pp;
     found->name[h] = np;
+    found->n[h] = n;
+    found->first[h] = (unsigned char)first;
     lua_pushvalue(L, PLAN);
     lua_rawseti(L, PLANS, (lua_Integer)h + 1);
   }
@@ -1906,11 +1918,6 @@ planned:
   rk_get(L, TR, RK_LIST);
   if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
     goto refuse;
-  lua_rawgeti(L, PLAN, RP_N);
-  n = lua_tointeger(L, -1);
-  lua_rawgeti(L, PLAN, RP_FIRST);
-  first = lua_toboolean(L, -1);
-  lua_settop(L, LIST);
   vd_sandbox_charge(L, (double)n);
   if (!first)
     lua_createtable(L, 4, 0); /* HITS */
