@@ -1652,8 +1652,9 @@ static int v_check_input(lua_State *L) {
    * table does. */
   own = sb->own_input != NULL && lua_topointer(L, 2) == sb->own_input;
   if (own)
-    sb->own_input = NULL;
-  vd_sandbox_unfreeze(L, 2);
+    sb->own_input = NULL; /* the decoder's: never a proxy */
+  else
+    vd_sandbox_unfreeze(L, 2);
   vd_sandbox_charge(L, (double)p->n);
   lua_getiuservalue(L, 1, 1);
   if (p->n > PLAN_SMALL_MAX)
