@@ -1178,10 +1178,50 @@ typedef struct plan_field {
   int req_first, nreq; /* its `requires`: user value 3n+req_first.. */
 } plan_field_t;
 
+/* The fields' names by address (check_keys): Lua interns short strings
+ * (up to 40 bytes), so a key with a field's short name is the very string
+ * object the name is, and lua_topointer() gives its address; the plan's
+ * user value holds the names, so no other string can have it.  An
+ * open-addressed table of 2 to 4 slots a field; a key not found there (a
+ * long string, which is not interned, or not a field) is looked up by
+ * value in the name map as before. */
+typedef struct plan_slot {
+  const void *name; /* NULL: empty */
+  int i;            /* the field, 0-based */
+} plan_slot_t;
+
 typedef struct plan {
   int n;
+  unsigned mask;     /* slots - 1 (a power of two), 0: no slots */
+  plan_slot_t *slot; /* after f[], in the same block */
   plan_field_t f[];
 } plan_t;
+
+static unsigned plan_hash(const void *name, unsigned mask) {
+  uintptr_t a = (uintptr_t)name;
+  return (unsigned)((a >> 4) ^ (a >> 12)) & mask;
+}
+
+/* Field i's name, the short string at idx, into p's slots. */
+static void plan_index(lua_State *L, plan_t *p, int idx, int i) {
+  const void *name = lua_topointer(L, idx);
+  unsigned h = plan_hash(name, p->mask);
+  while (p->slot[h].name != NULL)
+    h = (h + 1) & p->mask;
+  p->slot[h].name = name;
+  p->slot[h].i = i;
+}
+
+/* The field whose name is the string object at `name`, or -1. */
+static int plan_find(const plan_t *p, const void *name) {
+  unsigned h = plan_hash(name, p->mask);
+  while (p->slot[h].name != NULL) {
+    if (p->slot[h].name == name)
+      return p->slot[h].i;
+    h = (h + 1) & p->mask;
+  }
+  return -1;
+}
 
 /* t[k] raw, for a table t at idx that may be a proxy (read its copy). */
 static int plan_rawget(lua_State *L, int idx, const char *k) {
@@ -1225,9 +1265,17 @@ static int v_schema_plan(lua_State *L) {
   ncond = (lua_Integer)lua_rawlen(L, cond);
   luaL_argcheck(L, n <= 4096, 1, "a schema has at most 4096 fields");
   vd_sandbox_charge(L, (double)n);
-  p = lua_newuserdatauv(L, sizeof *p + (size_t)n * sizeof p->f[0], 2);
-  memset(p, 0, sizeof *p + (size_t)n * sizeof p->f[0]);
-  p->n = (int)n;
+  {
+    size_t fsize = sizeof *p + (size_t)n * sizeof p->f[0], nslot = 4;
+    while (nslot < 2 * (size_t)n)
+      nslot *= 2;
+    fsize = (fsize + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+    p = lua_newuserdatauv(L, fsize + nslot * sizeof(plan_slot_t), 2);
+    memset(p, 0, fsize + nslot * sizeof(plan_slot_t));
+    p->n = (int)n;
+    p->mask = (unsigned)(nslot - 1);
+    p->slot = (plan_slot_t *)(void *)((char *)p + fsize);
+  }
   lua_createtable(L, (int)(3 * n), 0);
   uv = lua_gettop(L);
   for (i = 1; i <= n; i++) {
@@ -1237,6 +1285,7 @@ static int v_schema_plan(lua_State *L) {
       return luaL_argerror(L, 1, "a schema's field names are strings");
     lua_pushvalue(L, -1);
     lua_rawseti(L, uv, i);
+    plan_index(L, p, lua_gettop(L), (int)(i - 1));
     lua_pushvalue(L, -1);
     lua_rawget(L, fields);
     sp = lua_gettop(L);
@@ -1508,11 +1557,14 @@ static int check_keys(lua_State *L, const plan_t *p, int own) {
   lua_pushnil(L);
   while (lua_next(L, v)) { /* k: the key, k+1: its value */
     int t = lua_type(L, k + 1);
-    lua_pushvalue(L, k);
-    if (lua_rawget(L, map) != LUA_TNUMBER) /* an unknown field */
-      return 0;
-    i = (int)lua_tointeger(L, -1) - 1;
-    lua_pop(L, 1);
+    i = lua_type(L, k) == LUA_TSTRING ? plan_find(p, lua_topointer(L, k)) : -1;
+    if (i < 0) { /* not a short string of a field's: by value */
+      lua_pushvalue(L, k);
+      if (lua_rawget(L, map) != LUA_TNUMBER) /* an unknown field */
+        return 0;
+      i = (int)lua_tointeger(L, -1) - 1;
+      lua_pop(L, 1);
+    }
     if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, k + 1) == vd_json_null) {
       st[i] = ST_NULL;
     } else if (p->f[i].kind == PF_CALL) {
@@ -1600,8 +1652,9 @@ static int v_check_input(lua_State *L) {
    * table does. */
   own = sb->own_input != NULL && lua_topointer(L, 2) == sb->own_input;
   if (own)
-    sb->own_input = NULL;
-  vd_sandbox_unfreeze(L, 2);
+    sb->own_input = NULL; /* the decoder's: never a proxy */
+  else
+    vd_sandbox_unfreeze(L, 2);
   vd_sandbox_charge(L, (double)p->n);
   lua_getiuservalue(L, 1, 1);
   if (p->n > PLAN_SMALL_MAX)
@@ -1643,12 +1696,13 @@ static void push_check_input(lua_State *L) {
  * rules[i], r.when, r.id, t.notes[i]) are what the Lua loop spends most
  * on.  A frozen table cannot change, so what the loop reads of a table is
  * read once per state and kept, flat, in a table only C reads (the
- * closure's last upvalue, RK_PLANS: policy proxy -> table name -> { n,
- * first, params, then when, rule, id, note for each rule }): a plan
+ * closure's upvalue RK_PLANS: policy proxy -> table name -> { n,
+ * first, params, then when, rule, id, note for each rule }; RK_FOUND
+ * finds a plan found before by address, with its n and first): a plan
  * depends on the loaded bundle alone, never on a request.  The keys it
  * reads are the closure's other upvalues, strings, so no string is made
- * per call.  No policy can reach the closure's upvalues, and the plans are
- * what the frozen tables say: vd_sandbox_refuse_state() lets it be.
+ * per call.  No policy can reach the closure's upvalues, and the plans
+ * are what the frozen tables say: vd_sandbox_refuse_state() lets it be.
  * ------------------------------------------------------------------------ */
 
 /* The plans: a plan a slot RP_* then 4 slots a rule (when or false, the
@@ -1658,7 +1712,28 @@ enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_RULES };
 /* run_rules's upvalues: the keys it reads (strings, which cannot change) */
 enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
        RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID,
-       RK_PLANS /* the plans, by policy (its proxy) and table name */ };
+       RK_PLANS, /* the plans, by policy (its proxy) and table name */
+       RK_FOUND  /* the plans found before, by address (rp_found_t) */ };
+
+/* The plans found before, by the addresses of the policy's proxy and of
+ * the table's name (a string): plans[P][name] without the two look-ups.
+ * Both are keys in the plans table (P of plans, name of plans[P]), which
+ * keeps them alive, so no other object can have either address while the
+ * entry is here; its plan is plans[at] (an integer key, beside the
+ * proxies).  Open addressing; when every slot is taken, a plan is looked
+ * up by value as before. */
+#define RP_FOUND_SLOTS 64
+
+typedef struct rp_found {
+  const void *p[RP_FOUND_SLOTS], *name[RP_FOUND_SLOTS];
+  lua_Integer n[RP_FOUND_SLOTS];      /* the plan's RP_N */
+  unsigned char first[RP_FOUND_SLOTS]; /* and RP_FIRST */
+} rp_found_t;
+
+static unsigned rp_found_hash(const void *p, const void *name) {
+  uintptr_t a = (uintptr_t)p ^ ((uintptr_t)name >> 3);
+  return (unsigned)((a >> 4) ^ (a >> 11)) & (RP_FOUND_SLOTS - 1);
+}
 static const char *const rule_keys[RK_COUNT] = {
     "by_name", "params", "explain", "seen", "list",
     "rules", "notes", "first", "when", "id"};
@@ -1778,15 +1853,38 @@ refuse:
   return 0;
 }
 
-static int v_run_rules(lua_State *L) {
+/* The loop of run_rules and of the runners (below), on (P, name, f, tr) at
+ * 1..4 and the closure's RK_* upvalues: pushes true and the result and
+ * returns 1, or returns 0 with the stack cut back to tr when it cannot
+ * run the table (nothing called). */
+static int run_loop(lua_State *L) {
   enum { P = 1, NAME, F, TR, PLANS, PLAN, PARAMS, SEEN, LIST, HITS };
   int first;
   lua_Integer i, n, nhits = 0;
+  rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
+  const void *pp = NULL, *np = NULL;
+  unsigned h = 0, probe;
   lua_settop(L, TR);
-  /* the plan, made the first time: plans[P][name] */
   lua_pushvalue(L, lua_upvalueindex(RK_PLANS));
+  /* the plan found before, by address */
+  if (lua_type(L, P) == LUA_TTABLE && lua_type(L, NAME) == LUA_TSTRING) {
+    pp = lua_topointer(L, P);
+    np = lua_topointer(L, NAME);
+    h = rp_found_hash(pp, np);
+    for (probe = 0; probe < RP_FOUND_SLOTS && found->p[h]; probe++) {
+      if (found->p[h] == pp && found->name[h] == np) {
+        lua_rawgeti(L, PLANS, (lua_Integer)h + 1);
+        n = found->n[h];
+        first = found->first[h];
+        goto planned;
+      }
+      h = (h + 1) & (RP_FOUND_SLOTS - 1);
+    }
+  }
+  /* else by value, made the first time: plans[P][name] */
   lua_pushvalue(L, P);
-  if (lua_rawget(L, PLANS) == LUA_TTABLE && lua_type(L, NAME) != LUA_TNIL) {
+  if (lua_type(L, P) == LUA_TTABLE && lua_rawget(L, PLANS) == LUA_TTABLE &&
+      lua_type(L, NAME) != LUA_TNIL) {
     lua_pushvalue(L, NAME);
     if (lua_rawget(L, -2) == LUA_TTABLE)
       lua_remove(L, -2);
@@ -1798,6 +1896,20 @@ static int v_run_rules(lua_State *L) {
   if (lua_gettop(L) == PLANS && !(lua_type(L, NAME) != LUA_TNIL &&
                                   rp_make(L, P, NAME, PLANS)))
     goto refuse;
+  lua_rawgeti(L, PLAN, RP_N);
+  n = lua_tointeger(L, -1);
+  lua_rawgeti(L, PLAN, RP_FIRST);
+  first = lua_toboolean(L, -1);
+  lua_settop(L, PLAN);
+  if (pp && !found->p[h]) { /* a free slot: found by address next time */
+    found->p[h] = pp;
+    found->name[h] = np;
+    found->n[h] = n;
+    found->first[h] = (unsigned char)first;
+    lua_pushvalue(L, PLAN);
+    lua_rawseti(L, PLANS, (lua_Integer)h + 1);
+  }
+planned:
   lua_rawgeti(L, PLAN, RP_PARAMS);
   /* the tracer: plain tables, not explaining */
   if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
@@ -1807,11 +1919,6 @@ static int v_run_rules(lua_State *L) {
   rk_get(L, TR, RK_LIST);
   if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
     goto refuse;
-  lua_rawgeti(L, PLAN, RP_N);
-  n = lua_tointeger(L, -1);
-  lua_rawgeti(L, PLAN, RP_FIRST);
-  first = lua_toboolean(L, -1);
-  lua_settop(L, LIST);
   vd_sandbox_charge(L, (double)n);
   if (!first)
     lua_createtable(L, 4, 0); /* HITS */
@@ -1845,7 +1952,7 @@ static int v_run_rules(lua_State *L) {
     lua_pushboolean(L, 1);
     lua_rawgeti(L, PLAN, at + 1);
     if (first)
-      return 2;
+      return 1;
     lua_rawseti(L, HITS, ++nhits);
     lua_pop(L, 1);
   }
@@ -1854,9 +1961,16 @@ static int v_run_rules(lua_State *L) {
     lua_pushnil(L);
   else
     lua_pushvalue(L, HITS);
-  return 2;
+  return 1;
 refuse:
   lua_settop(L, TR);
+  return 0;
+}
+
+static int v_run_rules(lua_State *L) {
+  lua_settop(L, 4);
+  if (run_loop(L))
+    return 2;
   lua_pushboolean(L, 0);
   return 1;
 }
@@ -1868,7 +1982,57 @@ static void push_run_rules(lua_State *L) {
   for (i = 0; i < RK_COUNT; i++)
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
-  lua_pushcclosure(L, v_run_rules, RK_PLANS);
+  memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
+  lua_pushcclosure(L, v_run_rules, RK_FOUND);
+}
+
+/* verdict.rule_runner(loop, must) -> a function(P, name, f, tr) that is
+ * lib/rules.lua's R.run (must false) or R.decide (must true) itself, so a
+ * decision's call of a table goes from the policy straight to C, without
+ * a Lua frame between: run_rules's loop, returning the rule (first) or
+ * the rules (collect); with `must`, a first table where no rule held is
+ * an error at the policy's line (the caller's), as R.decide's
+ * error(..., 2).  Where run_rules would say it cannot run the table, it
+ * calls `loop` (the Lua loop, which explains) with the same four
+ * arguments and returns what it returns; `loop` raises its own errors at
+ * level 3, the policy's line, this function sitting between them.  Its
+ * upvalues: run_rules's (RK_*), then `loop` and `must` (RR_*); the freeze
+ * and the state check look only at `loop`, a policy's function like any
+ * other.  Older binaries have no rule_runner: lib/rules.lua then keeps
+ * its own R.run and R.decide around verdict.run_rules. */
+enum { RR_LOOP = RK_FOUND + 1, RR_MUST, RR_COUNT = RR_MUST };
+
+static int v_rule_runner_call(lua_State *L) {
+  lua_settop(L, 4);
+  if (run_loop(L)) {
+    if (lua_toboolean(L, lua_upvalueindex(RR_MUST)) && lua_isnil(L, -1)) {
+      luaL_where(L, 1);
+      lua_pushliteral(L, "no rule in table ");
+      luaL_tolstring(L, 2, NULL);
+      lua_pushliteral(L, " matched; it needs a default rule");
+      lua_concat(L, 4);
+      return lua_error(L);
+    }
+    return 1;
+  }
+  lua_pushvalue(L, lua_upvalueindex(RR_LOOP));
+  lua_insert(L, 1);
+  lua_call(L, 4, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int v_rule_runner(lua_State *L) {
+  int i;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  for (i = 0; i < RK_COUNT; i++)
+    lua_pushstring(L, rule_keys[i]);
+  lua_newtable(L);
+  memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, lua_toboolean(L, 2));
+  lua_pushcclosure(L, v_rule_runner_call, RR_COUNT);
+  return 1;
 }
 
 /* verdict.json_type(v): "array" or "object" for a table that carries the
@@ -2257,7 +2421,14 @@ void vd_sandbox_refuse_state(lua_State *L, int idx) {
       int c = lua_iscfunction(L, v);
       if (!c)
         check_function(L, v);
-      else if (lua_tocfunction(L, v) == v_json_type ||
+      else if (lua_tocfunction(L, v) == v_rule_runner_call) {
+        /* a runner: its Lua loop is checked as any function; its other
+         * upvalues are run_rules's */
+        if (lua_getupvalue(L, v, RR_LOOP))
+          lua_rawseti(L, queue, ++tail);
+        lua_pop(L, 1);
+        continue;
+      } else if (lua_tocfunction(L, v) == v_json_type ||
                lua_tocfunction(L, v) == v_check_input ||
                lua_tocfunction(L, v) == v_run_rules) {
         /* the sandbox's own closures: their upvalues are the decoder's
@@ -2641,6 +2812,11 @@ void vd_sandbox_freeze(lua_State *L, int idx) {
       fz_fill(L, &z, v, lua_gettop(L));
     } else if (kind == FZ_SEAL) {
       fz_seal(L, &z, v);
+    } else if (lua_tocfunction(L, v) == v_rule_runner_call) {
+      /* a runner: its Lua loop is frozen as any function; its other
+       * upvalues are run_rules's */
+      if (lua_getupvalue(L, v, RR_LOOP))
+        fz_convert(L, &z);
     } else if (!lua_iscfunction(L, v) ||
                (lua_tocfunction(L, v) != v_json_type &&
                 lua_tocfunction(L, v) != v_check_input &&
@@ -2799,6 +2975,7 @@ static int build_base(lua_State *L) {
                                   {"new_table", v_new_table},
                                   {"field_reads", v_field_reads},
                                   {"schema_plan", v_schema_plan},
+                                  {"rule_runner", v_rule_runner},
                                   {NULL, NULL}};
   static const struct lib_copy {
     const char *name;

@@ -1128,6 +1128,138 @@ static void policy_errors_name_file(void **state) {
              "policy file", missing);
 }
 
+/* Issue 17: lib/rules.lua's R.run and R.decide are verdict.rule_runner's
+ * C functions where the binary has it, and its own Lua functions where it
+ * does not (an older binary: the same file with verdict.rule_runner read
+ * as nil).  Either way, and through the Lua loops (an unknown table; a
+ * tracer that explains), the same answers and the same errors, naming the
+ * policy's line. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *fp = fopen(path, "rb");
+  char *data;
+  long n;
+  assert_non_null(fp);
+  assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+  n = ftell(fp);
+  rewind(fp);
+  data = malloc((size_t)n + 1);
+  assert_non_null(data);
+  assert_int_equal(fread(data, 1, (size_t)n, fp), (size_t)n);
+  data[n] = 0;
+  fclose(fp);
+  *len = (size_t)n;
+  return data;
+}
+
+static void rules_runner_errors_name_line(void **state) {
+  static const char policy[] =
+      "local R = require('lib.rules')\n"
+      "local S = require('lib.schema')\n"
+      "return R.policy{ kind = 'k',\n"
+      "  fields = { x = S.integer{ required = true, min = 0, max = 9 } },\n"
+      "  tables = { { name = 'pick', hit = 'first', data = { 'v' }, rules = {\n"
+      "    { id = 'k.one', basis = 'b', v = 1, when = function(f) "
+      "return f.x == 1 end } } } },\n"
+      "  evaluate = function(P, f, ctx, tr)\n"
+      "    if f.x == 2 then return { v = R.run(P, 'nope', f, tr) } end\n"
+      "    local r = R.decide(P, 'pick', f, tr)\n"
+      "    return { v = r.v }\n"
+      "  end }\n";
+  static const char *const lines[] = {
+      "{\"kind\":\"k\",\"region\":\"national\",\"input\":{\"x\":1}}",
+      "{\"kind\":\"k\",\"region\":\"national\",\"input\":{\"x\":0}}",
+      "{\"kind\":\"k\",\"region\":\"national\",\"input\":{\"x\":2}}"};
+  static const char *const libs[] = {"rules", "schema", "time"};
+  vd_bundle_file_t files[4];
+  size_t i, len;
+  int old, explain;
+  (void)state;
+  for (i = 0; i < 3; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "policies/lib/%s.lua", libs[i]);
+    files[i].data = slurp(path, &len);
+    files[i].len = len;
+    snprintf(path, sizeof path, "lib/%s.lua", libs[i]);
+    files[i].path = strdup(path);
+  }
+  files[3].path = "national/k.lua";
+  files[3].data = (char *)policy;
+  files[3].len = sizeof policy - 1;
+  for (old = 0; old < 2; old++) {
+    vd_bundle_t *b;
+    vd_engine_t *e;
+    vd_buf_t err = VD_BUF_INIT, ex = VD_BUF_INIT;
+    vd_decision_t d;
+    if (old) { /* an older binary: no verdict.rule_runner */
+      char *at = strstr(files[0].data, "= verdict.rule_runner");
+      assert_non_null(at);
+      memset(at, ' ', strlen("= verdict.rule_runner"));
+      memcpy(at, "= nil", 5);
+    }
+    assert_int_equal(vd_bundle_from_files(files, 4, "mem", &b, &err), 0);
+    if (vd_engine_new(b, &small_limits, &e, &err) != 0)
+      fail_msg("%s", err.data);
+    vd_bundle_unref(b);
+    vd_decision_init(&d);
+    for (explain = 0; explain < 2; explain++) {
+      vd_engine_set_explain(e, explain ? &ex : NULL);
+      assert_int_equal(decide(e, lines[0], &d), 0);
+      assert_string_equal(d.result.data, "{\"v\":1}");
+      assert_contains(d.trace.data, "k.one");
+      assert_int_equal(decide(e, lines[1], &d), VD_EPOLICY_ERROR);
+      assert_contains(d.message.data, "national/k.lua:9: no rule in table "
+                                      "pick matched; it needs a default rule");
+      assert_int_equal(decide(e, lines[2], &d), VD_EPOLICY_ERROR);
+      assert_contains(d.message.data, "national/k.lua:8: policy has no "
+                                      "decision table named nope");
+    }
+    vd_decision_release(&d);
+    vd_engine_free(e);
+    vd_buf_release(&err);
+    vd_buf_release(&ex);
+  }
+  for (i = 0; i < 3; i++) {
+    free(files[i].data);
+    free(files[i].path);
+  }
+}
+
+/* verdict.rule_runner's Lua loop is a policy's function like any other:
+ * frozen with the bundle (its tables read-only) and checked for state;
+ * only the runner's own upvalues are exempt. */
+static void rule_runner_loop_is_frozen(void **state) {
+  static const vd_bundle_file_t files[] = {FILE_(
+      "national/s.lua",
+      "local t = { n = 0 }\n"
+      "local run = verdict.rule_runner(function() t.n = t.n + 1 "
+      "return t.n end)\n"
+      "return { decide = function() return { n = run(nil, nil, {}, {}) }, "
+      "{} end }\n")};
+  static const vd_bundle_file_t stateful[] = {FILE_(
+      "national/s.lua",
+      "local run = verdict.rule_runner(string.gmatch('a b', '%a'))\n"
+      "return { decide = function() return { n = run(nil, nil, {}, {}) }, "
+      "{} end }\n")};
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_decision_t d;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, 1, "mem", &b, &err), 0);
+  if (vd_engine_new(b, &small_limits, &e, &err) != 0)
+    fail_msg("%s", err.data);
+  vd_bundle_unref(b);
+  vd_decision_init(&d);
+  assert_int_equal(decide(e, "{\"kind\":\"s\",\"region\":\"national\","
+                             "\"input\":{}}", &d), VD_EPOLICY_ERROR);
+  assert_contains(d.message.data, "cannot assign 'n'");
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  assert_contains(mem_engine_error(stateful, 1, NULL),
+                  "a policy keeps a function with state of its own");
+  vd_buf_release(&err);
+}
+
 /* require finds lib modules, runs each once, and shares the result. */
 static void require_modules(void **state) {
   static const vd_bundle_file_t files[] = {
@@ -1808,6 +1940,8 @@ int main(void) {
       cmocka_unit_test(regions_lua_number_entry),
       cmocka_unit_test(policy_errors_name_file),
       cmocka_unit_test(require_modules),
+      cmocka_unit_test(rules_runner_errors_name_line),
+      cmocka_unit_test(rule_runner_loop_is_frozen),
       cmocka_unit_test(check_structure_reports),
       M(decide_under_fail_countdown),
       cmocka_unit_test(decide_under_memory_caps),

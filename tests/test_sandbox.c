@@ -1170,6 +1170,32 @@ static void rule_tables_run_in_c(void **state) {
   assert_contains(raises(f, RUN("raising", "1")),
                   "tables:20: attempt to index a number value");
 #undef RUN
+  /* more tables than the plans found by address have slots (64): each
+   * call still gets its own table's plan, through verdict.run_rules and
+   * through a runner (verdict.rule_runner) alike */
+  static const char many[] =
+      "local by_name = {}\n"
+      "for i = 1, 100 do\n"
+      "  local r = { id = 'r' .. i, when = function(f) return f.x == i end }\n"
+      "  by_name['t' .. i] = { hit = 'first', first = true, rules = { r },\n"
+      "    notes = { { rule = r.id, basis = 'b' } } }\n"
+      "end\n"
+      "return { params = {}, by_name = by_name,\n"
+      "  run = verdict.rule_runner(function() return 'lua' end) }\n";
+  load_frozen(L, "=many", many, sizeof many - 1, "Q");
+  assert_string_equal(
+      ok(f, "local out = {}\n"
+            "for round = 1, 3 do for i = 1, 100 do\n"
+            "  local tr = { seen = {}, list = {} }\n"
+            "  local ran, r = verdict.run_rules(Q, 't' .. i, { x = i }, tr)\n"
+            "  local r2 = Q.run(Q, 't' .. i, { x = i }, tr)\n"
+            "  local r3 = Q.run(Q, 't' .. i, { x = i + 1 }, tr)\n"
+            "  if not ran or r.id ~= 'r' .. i or r2 ~= r or r3 ~= nil\n"
+            "    or #tr.list ~= 1 then out[#out + 1] = i end\n"
+            "end end\n"
+            "out[#out + 1] = Q.run(Q, 'none', {}, { seen = {}, list = {} })\n"
+            "return table.concat(out, ' ')"),
+      "lua");
 }
 
 /* The engine's own input object (sandbox.h, own_input) is made the facts
@@ -1363,6 +1389,50 @@ static void schema_plan_checks(void **state) {
                   "a field without its quick checker");
 }
 
+/* Issue 17: check_keys finds a key's field by the key's address (short
+ * strings are interned), else by value: each of 60 fields is checked
+ * against its own spec (field i: an integer at most i), including names
+ * whose addresses share slots, names of 41 to 60 bytes (long strings, not
+ * interned: found by value) and keys made at run time; an unknown key,
+ * short or long, is refused. */
+static void plan_names_by_address(void **state) {
+  fx_t *f = *state;
+  assert_string_equal(
+      ok(f, "local R, fields, names, quick, absent = {}, {}, {}, {}, {}\n"
+            "local function name(i)\n"
+            "  if i % 3 == 0 then return 'long_' .. string.rep('n', 30 + i // 3) "
+            ".. i end\n"
+            "  return 'f' .. i end\n"
+            "for i = 1, 60 do local n = name(i)\n"
+            "  fields[n] = { type = 'integer', min = 0, max = i }\n"
+            "  names[i] = n\n"
+            "  quick[n] = function() error('not called') end end\n"
+            "local plan = verdict.schema_plan({ fields = fields, names = "
+            "names, quick = quick, absent = absent, conditional = {}, "
+            "requires = {} }, R)\n"
+            "local out = {}\n"
+            "for i = 1, 60 do\n"
+            "  local good, bad = {}, {}\n"
+            "  good[name(i)], bad[name(i)] = i, i + 1\n"
+            "  local g, b = verdict.check_input(plan, good), "
+            "verdict.check_input(plan, bad)\n"
+            "  if not g or g[name(i)] ~= i or b ~= nil then out[#out + 1] = "
+            "name(i) end\n"
+            "end\n"
+            "local all = {}\n"
+            "for i = 1, 60 do all[name(i)] = i end\n"
+            "local a = verdict.check_input(plan, all)\n"
+            "if not a or a[name(60)] ~= 60 then out[#out + 1] = 'all' end\n"
+            "all[name(61)] = 1\n"
+            "if verdict.check_input(plan, all) ~= nil then out[#out + 1] = "
+            "'unknown long' end\n"
+            "all[name(61)], all.f62 = nil, 1\n"
+            "if verdict.check_input(plan, all) ~= nil then out[#out + 1] = "
+            "'unknown short' end\n"
+            "return #out == 0 and 'ok' or table.concat(out, ' ')"),
+      "ok");
+}
+
 /* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
  * cannot add __gc during it; and no finalizer ever runs. */
 static void gc_check_is_raw(void **state) {
@@ -1480,6 +1550,7 @@ int main(void) {
       T(freeze_graph),
       T(frozen_json_kept),
       T(schema_plan_checks),
+      T(plan_names_by_address),
       T(rule_tables_run_in_c),
       T(c_functions_bounded),
       T(table_library_plain_tables),

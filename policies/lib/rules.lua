@@ -218,7 +218,14 @@ end
 -- reading each frozen table once per state rather than through its proxy
 -- on every decision.  It says when it cannot run a table (one not frozen
 -- yet, of an unusual shape, or a tracer that explains); the loops written
--- out below run it then.
+-- out below (run_loop, decide_loop) run it then.  Where the binary has
+-- verdict.rule_runner, R.run and R.decide are its C functions themselves
+-- (no Lua frame between the policy and the loop), which call the Lua
+-- loops when run_rules would refuse; older binaries lack it, and get the
+-- Lua R.run and R.decide below (a fleet mid-upgrade runs this file on
+-- both).  Either way a Lua loop is called with one frame between it and
+-- the policy (never as a tail call), so its errors, at level 3, name the
+-- policy's line.
 -- A rule that fires is added to the trace once per decision; its entry is
 -- t.notes[i], built when the policy loads.
 
@@ -280,17 +287,15 @@ local function explained(P, name, t, f, tr, ex, must)
     end
   end
   if t.first then
-    if must then error("no rule in table " .. name .. " matched; it needs a default rule", 2) end
+    if must then error("no rule in table " .. name .. " matched; it needs a default rule", 3) end
     return nil
   end
   return hits
 end
 
-function R.run(P, name, f, tr)
-  local ran, res = run_rules(P, name, f, tr)
-  if ran then return res end
+local function run_loop(P, name, f, tr)
   local t = P.by_name[name]
-  if t == nil then error("policy has no decision table named " .. tostring(name), 2) end
+  if t == nil then error("policy has no decision table named " .. tostring(name), 3) end
   local ex = tr.explain
   if ex then return explained(P, name, t, f, tr, ex, false) end
   local p, rules, seen = P.params, t.rules, tr.seen
@@ -318,16 +323,13 @@ function R.run(P, name, f, tr)
   return hits
 end
 
--- Run a first-hit table that must decide (its last rule has no condition
--- in the shipped policies); a policy error if a change left it undecided.
-function R.decide(P, name, f, tr)
-  local ran, hit = run_rules(P, name, f, tr)
-  if ran then
-    if hit ~= nil then return hit end
-    error("no rule in table " .. name .. " matched; it needs a default rule", 2)
-  end
+-- A first-hit table that must decide (its last rule has no condition in
+-- the shipped policies); a policy error if a change left it undecided.
+-- Any other table is run as R.run runs it (run_loop, a tail call: its
+-- errors are still at level 3).
+local function decide_loop(P, name, f, tr)
   local t = P.by_name[name]
-  if t == nil or not t.first then return R.run(P, name, f, tr) end   -- R.run explains
+  if t == nil or not t.first then return run_loop(P, name, f, tr) end   -- run_loop explains
   local ex = tr.explain
   if ex then return explained(P, name, t, f, tr, ex, true) end
   local p, rules = P.params, t.rules
@@ -344,7 +346,30 @@ function R.decide(P, name, f, tr)
       return r
     end
   end
-  error("no rule in table " .. name .. " matched; it needs a default rule", 2)
+  error("no rule in table " .. name .. " matched; it needs a default rule", 3)
+end
+
+local rule_runner = verdict.rule_runner
+if rule_runner then
+  R.run = rule_runner(run_loop, false)
+  R.decide = rule_runner(decide_loop, true)
+else
+  function R.run(P, name, f, tr)
+    local ran, res = run_rules(P, name, f, tr)
+    if ran then return res end
+    res = run_loop(P, name, f, tr)   -- not a tail call: see above
+    return res
+  end
+
+  function R.decide(P, name, f, tr)
+    local ran, hit = run_rules(P, name, f, tr)
+    if ran then
+      if hit ~= nil then return hit end
+      error("no rule in table " .. name .. " matched; it needs a default rule", 2)
+    end
+    hit = decide_loop(P, name, f, tr)   -- not a tail call: see above
+    return hit
+  end
 end
 
 ------------------------------------------------------------------------
