@@ -869,10 +869,13 @@ void vd_json_add_double(vd_buf_t *out, double d) {
  * ------------------------------------------------------------------------ */
 
 typedef struct cached {
-  const void *key; /* the frozen copy T'; NULL: a free slot */
+  const void *key; /* the proxy's metatable (one per frozen copy T', held
+                    * by the state as long as T'); NULL: a free slot */
   char *json;
   size_t len;
   int height;
+  int trace_ok; /* vd_json_trace_entry_note(): T' is a well-formed trace
+                 * entry */
 } cached_t;
 
 /* An object's keys as encode_keyed() last met them (see "Key shapes"
@@ -988,6 +991,7 @@ static void cache_put(vd_sandbox_t *sb, const void *key, const char *json,
   memcpy(slot->json, json, len);
   slot->len = len;
   slot->height = height;
+  slot->trace_ok = 0;
   slot->key = key;
   c->n++;
   c->bytes += len;
@@ -1281,30 +1285,33 @@ static int encode_table(encoder_t *e, int idx) {
   int deepest, rc;
   if (lua_getmetatable(L, idx)) {
     mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    /* a table loaded with the bundle encodes as it was loaded: its copy
-     * (sandbox.h), whose metatable is a marker or none */
-    if (mt != e->array_mt && mt != e->object_mt &&
-        vd_sandbox_unfreeze(L, idx)) {
-      frozen = lua_topointer(L, idx);
-      mt = NULL;
-      if (lua_getmetatable(L, idx)) {
-        mt = lua_topointer(L, -1);
-        lua_pop(L, 1);
+    lua_settop(L, -2);
+    if (mt != e->array_mt && mt != e->object_mt) {
+      /* encoded before?  Known by the metatable just read: a frozen
+       * table's proxy has its own (held by the state while the copy is),
+       * the only kind kept, so the copy need not be found first.  The
+       * same bytes, if they fit here */
+      const cached_t *c;
+      if (!e->sb)
+        e->sb = vd_sandbox_find(L);
+      c = e->sb ? cache_get(e->sb->encoded, mt) : NULL;
+      if (c && e->depth + c->height <= VD_JSON_MAX_DEPTH &&
+          e->out->len <= e->limit && c->len <= e->limit - e->out->len) {
+        vd_buf_add(e->out, c->json, c->len);
+        if (e->depth + c->height > e->deepest)
+          e->deepest = e->depth + c->height;
+        return 0;
       }
-    }
-  }
-  if (frozen) { /* encoded before?  The same bytes, if they fit here */
-    const cached_t *c;
-    if (!e->sb)
-      e->sb = vd_sandbox_find(L);
-    c = e->sb ? cache_get(e->sb->encoded, frozen) : NULL;
-    if (c && e->depth + c->height <= VD_JSON_MAX_DEPTH &&
-        e->out->len <= e->limit && c->len <= e->limit - e->out->len) {
-      vd_buf_add(e->out, c->json, c->len);
-      if (e->depth + c->height > e->deepest)
-        e->deepest = e->depth + c->height;
-      return 0;
+      /* a table loaded with the bundle encodes as it was loaded: its copy
+       * (sandbox.h), whose metatable is a marker or none */
+      if (vd_sandbox_unfreeze(L, idx)) {
+        frozen = mt;
+        mt = NULL;
+        if (lua_getmetatable(L, idx)) {
+          mt = lua_topointer(L, -1);
+          lua_pop(L, 1);
+        }
+      }
     }
   }
   start = e->out->len;
@@ -1389,6 +1396,32 @@ static int encode_value(encoder_t *e, int idx) {
                            ? "cannot encode a function as JSON"
                            : "cannot encode this value as JSON");
   }
+}
+
+/* The JSON cache's entry for the table at idx, by its metatable (a frozen
+ * table's proxy, encoded before), or NULL. */
+static cached_t *frozen_entry(lua_State *L, int idx) {
+  vd_sandbox_t *sb;
+  const void *mt;
+  const cached_t *c;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+    return NULL;
+  mt = lua_topointer(L, -1);
+  lua_settop(L, -2);
+  if (!(sb = vd_sandbox_find(L)) || !(c = cache_get(sb->encoded, mt)))
+    return NULL;
+  return (cached_t *)c;
+}
+
+int vd_json_trace_entry_known(lua_State *L, int idx) {
+  const cached_t *c = frozen_entry(L, idx);
+  return c && c->trace_ok;
+}
+
+void vd_json_trace_entry_note(lua_State *L, int idx) {
+  cached_t *c = frozen_entry(L, idx);
+  if (c)
+    c->trace_ok = 1;
 }
 
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,

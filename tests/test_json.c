@@ -985,6 +985,72 @@ static void sandbox_knows_markers(void **state) {
   vd_buf_release(&out);
 }
 
+/* Frozen tables' JSON (json.h): kept by their proxies' metatables, one
+ * entry a table, and the engine's note that a trace entry is well-formed
+ * (vd_json_trace_entry_note), which only the noted table answers to: not
+ * a table of the same text, not one encoded but never noted, not one
+ * noted before it was encoded, not a plain table or a number. */
+static void frozen_json_and_trace_notes(void **state) {
+  static const char *const names[] = {"good", "same", "bad", "other"};
+  static const char *const json[] = {
+      "{\"basis\":\"b1\",\"rule\":\"r1\"}",
+      "{\"basis\":\"b1\",\"rule\":\"r1\"}",
+      "{\"basis\":7,\"rule\":\"r2\"}",
+      "{\"basis\":[\"b\",3],\"rule\":\"r3\"}"};
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  lua_State *L;
+  int g, i, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  L = sb.L;
+  assert_int_equal(luaL_dostring(L,
+                                 "return {good = {rule = 'r1', basis = 'b1'},"
+                                 " same = {rule = 'r1', basis = 'b1'},"
+                                 " bad = {rule = 'r2', basis = 7},"
+                                 " other = {rule = 'r3', basis = {'b', 3}}}"),
+                   LUA_OK);
+  g = lua_gettop(L);
+  vd_sandbox_freeze(L, g); /* its fields are proxies now */
+  lua_getfield(L, g, "good");
+  vd_json_trace_entry_note(L, -1); /* not encoded yet: not kept */
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pop(L, 1);
+  for (round = 0; round < 3; round++) {
+    for (i = 0; i < 4; i++) { /* the same text each time, kept or not */
+      lua_getfield(L, g, names[i]);
+      lua_pushvalue(L, -1);
+      assert_int_equal(vd_sandbox_unfreeze(L, -1), 1); /* a proxy */
+      lua_pop(L, 1);
+      vd_buf_reset(&out);
+      assert_int_equal(vd_json_encode(L, -1, &out, "value", &err), 0);
+      if (strcmp(out.data, json[i]) != 0)
+        fail_msg("round %d, %s: %s, wanted %s", round, names[i], out.data,
+                 json[i]);
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, g, "good");
+    assert_int_equal(vd_json_trace_entry_known(L, -1), round > 0);
+    vd_json_trace_entry_note(L, -1);
+    assert_int_equal(vd_json_trace_entry_known(L, -1), 1);
+    lua_pop(L, 1);
+    for (i = 1; i < 4; i++) {
+      lua_getfield(L, g, names[i]);
+      if (vd_json_trace_entry_known(L, -1))
+        fail_msg("round %d: %s known, never noted", round, names[i]);
+      lua_pop(L, 1);
+    }
+  }
+  lua_newtable(L);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pushinteger(L, 1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_settop(L, 0);
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
 /* Key shapes (json.c): in a sandbox's state an object's keys are sorted
  * and escaped once per shape, then copied.  The text is the same as a
  * plain state's (no cache) every time: for the same shape again, for
@@ -1161,6 +1227,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(quick_pass_escapes, setup, teardown),
       cmocka_unit_test(sandbox_knows_markers),
+      cmocka_unit_test(frozen_json_and_trace_notes),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_shapes_same_text, setup, teardown),

@@ -95,6 +95,15 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
  * met (their keys' order and escaped JSON, json.c "Key shapes"): at most
  * 64 of up to 16 keys, checked against the keys' bytes before each use.
  * Memory outside the state: malloc'd, freed by vd_json_cache_free(). */
+/* A trace entry loaded with the bundle is the same frozen table every
+ * time: the engine checks its shape ({rule = <string>, basis = <string>},
+ * raw) once and notes it on the entry's cached JSON.
+ * vd_json_trace_entry_note(): the table at idx (a frozen table's proxy)
+ * was found well-formed; noted only once it is encoded and kept (the note
+ * is then never lost: entries are not evicted).  vd_json_trace_entry_known():
+ * 1 if so noted; 0 for any other value.  Neither raises. */
+int vd_json_trace_entry_known(lua_State *L, int idx);
+void vd_json_trace_entry_note(lua_State *L, int idx);
 #define VD_JSON_CACHE_BYTES (1u << 20)
 #define VD_JSON_CACHE_ENTRY (4u << 10)
 typedef struct vd_json_cache vd_json_cache_t;
