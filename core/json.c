@@ -110,12 +110,14 @@ typedef struct frame {
 
 /* The decoder's key strings, kept per state (see "Key strings" below). */
 #define KEYC_SLOTS 128 /* a power of two */
+#define KEYC_WAYS 4    /* slots a string may take: a set */
 #define KEYC_BYTES 22
 
 typedef struct keyc {
+  uint64_t w[3];  /* its bytes, as key_words() packs them */
   int ref;        /* the string, in the registry at ref (0: none yet) */
-  unsigned char len;
-  char text[KEYC_BYTES]; /* its bytes */
+  unsigned char len; /* its length; 0: none */
+  unsigned char next; /* a set's first slot: the way to replace next */
 } keyc_t;
 
 static keyc_t *key_cache_of(lua_State *L);
@@ -410,38 +412,91 @@ static long quick_unescape(const unsigned char *p, const unsigned char *end,
  * state's strings) is most of what a key costs.  A sandbox's decoder keeps
  * the strings of the plain ASCII keys it met, up to KEYC_BYTES bytes, in
  * KEYC_SLOTS slots outside the state, each holding its key's bytes and a
- * registry reference to its string (so the collector keeps it): a key
- * whose bytes are its slot's is pushed from the registry; any other takes
- * the slot.  The same string either way (Lua interns short strings), so
+ * registry reference to its string (so the collector keeps it), in sets
+ * of KEYC_WAYS slots found by the bytes' hash: a key whose bytes are one
+ * of its set's slots' is pushed from the registry; any other takes a
+ * free slot of the set, else its slots in turn (so keys that share a set,
+ * a few of the eleven of a request, do not take each other's slot every
+ * time).  The short string values that are not numbers, times or ids
+ * (no digit in them: a category, a grade, a region) are kept the same
+ * way; the others would only take the keys' slots.  The same string either way (Lua interns short strings), so
  * the tables made are the same.  The references live as long as the state
  * (vd_json_cache_t, freed with it); at most KEYC_SLOTS of them.
  * ------------------------------------------------------------------------ */
 
-static size_t key_slot(const unsigned char *b, size_t n) {
-  uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ull, w = 0;
+/* The bytes [b, b+n) (1 to KEYC_BYTES) as three words that tell them
+ * apart: loads that together cover every byte (the first and last 8, and
+ * the 8 after the first past 16; the first and last 4; the first, middle
+ * and last byte), so two strings of one length with the same words are
+ * the same bytes.  Reads nothing outside them. */
+static void key_words(const unsigned char *b, size_t n, uint64_t w[3]) {
+  w[1] = w[2] = 0;
   if (n >= 8) {
-    memcpy(&w, b, 8);
-    h ^= w;
-    h *= 0xff51afd7ed558ccdull;
-    memcpy(&w, b + n - 8, 8);
+    memcpy(&w[0], b, 8);
+    memcpy(&w[1], b + n - 8, 8);
+    if (n > 16)
+      memcpy(&w[2], b + 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, b, 4);
+    memcpy(&y, b + n - 4, 4);
+    w[0] = (uint64_t)x | (uint64_t)y << 32;
   } else {
-    size_t i;
-    for (i = 0; i < n; i++)
-      w = w << 8 | b[i];
+    w[0] = (uint64_t)b[0] | (uint64_t)b[n >> 1] << 8 |
+           (uint64_t)b[n - 1] << 16;
   }
-  h ^= w;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  return (size_t)(h >> 57) & (KEYC_SLOTS - 1);
 }
 
-/* Push key [b, b+n) (plain ASCII, 1 to KEYC_BYTES bytes) as a string. */
-static void push_key(decoder_t *d, const unsigned char *b, size_t n) {
-  lua_State *L = d->L;
-  keyc_t *k = &d->keys[key_slot(b, n)];
-  if (k->ref && k->len == n && memcmp(k->text, b, n) == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, k->ref);
-    return;
+/* The first slot of the set of a string of n bytes packed as w. */
+static size_t key_set(const uint64_t w[3], size_t n) {
+  uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ull;
+  h = (h ^ w[0]) * 0xff51afd7ed558ccdull;
+  h = (h ^ w[1] ^ (w[2] << 1)) * 0xc4ceb9fe1a85ec53ull;
+  return ((size_t)(h >> 57) & (KEYC_SLOTS - 1)) & ~(size_t)(KEYC_WAYS - 1);
+}
+
+/* Whether the plain ASCII bytes packed as w (key_words()) have a decimal
+ * digit: a byte of 0x30 to 0x39 is one that adding 0x50 takes to 0x80 or
+ * more and adding 0x46 does not (no carry between bytes below 0x80). */
+static int words_have_digit(const uint64_t w[3]) {
+  const uint64_t ones = 0x0101010101010101ull, highs = ones * 0x80;
+  int i;
+  for (i = 0; i < 3; i++)
+    if ((w[i] + ones * 0x50) & ~(w[i] + ones * 0x46) & highs)
+      return 1;
+  return 0;
+}
+
+/* Push the string [b, b+n) (plain ASCII, 1 to KEYC_BYTES bytes), packed
+ * as w, when a slot of its set has it, and return 1; else 0. */
+static inline int key_hit(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                          size_t n) {
+  int i;
+  for (i = 0; i < KEYC_WAYS; i++) {
+    const keyc_t *k = &set[i];
+    if (k->len == n && k->w[0] == w[0] && k->w[1] == w[1] &&
+        k->w[2] == w[2]) {
+      lua_rawgeti(d->L, LUA_REGISTRYINDEX, k->ref);
+      return 1;
+    }
   }
+  return 0;
+}
+
+/* Push it as a new string, kept in a slot of its set (a free one, else
+ * the set's slots in turn). */
+static void key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                    const unsigned char *b, size_t n) {
+  lua_State *L = d->L;
+  keyc_t *k;
+  int i;
+  for (i = 0; i < KEYC_WAYS && set[i].ref; i++)
+    ;
+  if (i == KEYC_WAYS) {
+    i = set->next;
+    set->next = (unsigned char)((i + 1) & (KEYC_WAYS - 1));
+  }
+  k = &set[i];
   lua_pushlstring(L, (const char *)b, n);
   lua_pushvalue(L, -1);
   if (k->ref) {
@@ -450,7 +505,7 @@ static void push_key(decoder_t *d, const unsigned char *b, size_t n) {
   } else {
     k->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: nothing kept */
   }
-  memcpy(k->text, b, n);
+  memcpy(k->w, w, sizeof k->w);
   k->len = (unsigned char)n;
 }
 
@@ -506,9 +561,17 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
   if (high)
     return key ? on_map_key(d, b, n) : on_string(d, b, n);
   /* plain ASCII: valid UTF-8 already */
-  if (key && d->keys && n && n <= KEYC_BYTES) {
-    push_key(d, b, n);
-    return 1;
+  if (d->keys && n && n <= KEYC_BYTES) {
+    uint64_t w[3];
+    key_words(b, n, w);
+    if (key || !words_have_digit(w)) {
+      keyc_t *set = &d->keys[key_set(w, n)];
+      if (!key_hit(d, set, w, n))
+        key_put(d, set, w, b, n);
+      if (!key)
+        store(d);
+      return 1;
+    }
   }
   lua_pushlstring(d->L, (const char *)b, n);
   if (!key)
