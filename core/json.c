@@ -120,11 +120,13 @@ typedef struct keyc {
   unsigned char next; /* a set's first slot: the way to replace next */
 } keyc_t;
 
-static keyc_t *key_cache_of(lua_State *L);
+static keyc_t *key_cache_of(lua_State *L, const int **markers);
 
 typedef struct decoder {
   lua_State *L;
   keyc_t *keys; /* L's sandbox's key strings, or NULL: none kept */
+  const int *markers; /* with them: the markers' registry references
+                       * (array, object), or 0 */
   int depth, max_depth;
   int too_deep;
   int bad_utf8; /* yajl lets overlong forms and surrogates through */
@@ -243,7 +245,10 @@ static int open_container(decoder_t *d, int is_array) {
    * object inside the request (its input) gets room for the defaults the
    * schema check adds to it when it becomes the facts (core/sandbox.c). */
   lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : d->depth == 1 ? 16 : 8);
-  vd_json_push_marker(L, is_array ? 'a' : 'o');
+  if (d->markers && d->markers[!is_array]) /* an integer key: cheaper */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->markers[!is_array]);
+  else
+    vd_json_push_marker(L, is_array ? 'a' : 'o');
   lua_setmetatable(L, -2);
   d->frames[d->depth].is_array = (char)is_array;
   d->frames[d->depth].n = 0;
@@ -753,7 +758,8 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   int rc = 0;
 
   d.L = L;
-  d.keys = quick ? key_cache_of(L) : NULL;
+  d.markers = NULL;
+  d.keys = quick ? key_cache_of(L, &d.markers) : NULL;
   d.depth = 0;
   d.too_deep = 0;
   d.bad_utf8 = 0;
@@ -967,14 +973,17 @@ struct vd_json_cache {
   size_t bytes; /* the encodings' lengths, together */
   shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
+  int markers[2];  /* the markers (array, object) at these registry
+                    * references too, for the decoder; 0: not yet */
 };
 
 /* L's sandbox's key strings, made on first use; NULL if L is not a
  * sandbox's or there is no memory for them (keys are then made as
  * strings each time). */
-static keyc_t *key_cache_of(lua_State *L) {
+static keyc_t *key_cache_of(lua_State *L, const int **markers) {
   vd_sandbox_t *sb = vd_sandbox_find(L);
   vd_json_cache_t *c;
+  int i;
   if (!sb)
     return NULL;
   if (!(c = sb->encoded)) {
@@ -984,6 +993,15 @@ static keyc_t *key_cache_of(lua_State *L) {
   }
   if (!c->keys)
     c->keys = calloc(KEYC_SLOTS, sizeof *c->keys);
+  /* a light userdata key (vd_json_push_marker) is hashed in a large
+   * registry; an integer one is its array part's.  Made once (luaL_ref
+   * may raise: then none, and the next decode tries again) */
+  for (i = 0; i < 2; i++)
+    if (!c->markers[i] && sb->json_mt[0]) {
+      vd_json_push_marker(L, i ? 'o' : 'a');
+      c->markers[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+  *markers = c->markers;
   return c->keys;
 }
 
