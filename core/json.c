@@ -1246,7 +1246,8 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
 
   lua_pushnil(L);
   while (lua_next(L, idx)) { /* ... values, key, value */
-    if (lua_type(L, -2) == LUA_TSTRING) {
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TSTRING) {
       if (nkeys == cap) {
         keyref_t *k2 = malloc(sizeof *k2 * cap * 2);
         if (!k2) {
@@ -1262,7 +1263,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
       keys[nkeys].slot = lua_gettop(L) - 1; /* where the value will be */
       nkeys++;
-    } else if (!marked_object && lua_isinteger(L, -2) &&
+    } else if (!marked_object && kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
                lua_tointeger(L, -2) >= 1) {
       lua_Integer k = lua_tointeger(L, -2);
       nints++;
@@ -1412,8 +1413,8 @@ static int encode_table(encoder_t *e, int idx) {
 
 static int encode_value(encoder_t *e, int idx) {
   lua_State *L = e->L;
-  int rc;
-  switch (lua_type(L, idx)) {
+  int rc, t = lua_type(L, idx);
+  switch (t) {
   case LUA_TNIL:
   case LUA_TBOOLEAN:
   case LUA_TNUMBER:
@@ -1421,16 +1422,10 @@ static int encode_value(encoder_t *e, int idx) {
     if (too_big(e, 32)) /* the longest scalar: a double's text */
       return VD_EINVALID;
     break;
-  case LUA_TSTRING:
-    /* the string as it is, quoted; escaping can add up to 5 bytes a byte,
-     * so the length is checked again once it is in */
-    if (too_big(e, lua_rawlen(L, idx) + 2))
-      return VD_EINVALID;
-    break;
   default:
     break;
   }
-  switch (lua_type(L, idx)) {
+  switch (t) {
   case LUA_TNIL:
     vd_buf_adds(e->out, "null");
     return 0;
@@ -1450,6 +1445,10 @@ static int encode_value(encoder_t *e, int idx) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
+    /* the string as it is, quoted; escaping can add up to 5 bytes a byte,
+     * so the length is checked again once it is in */
+    if (too_big(e, n + 2))
+      return VD_EINVALID;
     if (vd_buf_add_json_str(e->out, s, n))
       return enc_fail(e, "string is not valid UTF-8");
     return too_big(e, 0) ? VD_EINVALID : 0;
