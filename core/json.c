@@ -1230,6 +1230,18 @@ done:
 static const char MIXED[] = "table mixes array and object keys, or has a "
                             "non-string key; cannot encode it as JSON";
 
+/* Take back what encode_keyed() wrote of a list as it walked it: the
+ * output, the depths, and its segment of the path, as they were. */
+static void untried(encoder_t *e, size_t start, int depth, int deepest) {
+  e->out->len = start;
+  if (e->out->data)
+    e->out->data[start] = '\0';
+  e->depth = depth;
+  e->deepest = deepest;
+  e->segs[depth - 1].key = NULL;
+  e->segs[depth - 1].index = 0;
+}
+
 /* A table that is not marked as an array: one walk over its keys decides
  * whether it is a sequence 1..n (encoded as an array; so is the empty
  * table) or an object with string keys, whose values the walk leaves on
@@ -1243,11 +1255,21 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   lua_Integer nints = 0, maxint = 0;
   int rc = 0, base = lua_gettop(L);
   seg_t *seg = &e->segs[e->depth - 1];
+  /* A list's elements are encoded as the walk meets them while its keys
+   * come as 1, 2, 3...: what encode_array would write, without reading
+   * them again.  Anything else (another key, an element that fails) takes
+   * back what was written, and the walk goes on as below. */
+  int spec = !marked_object, opened = 0, depth0 = e->depth;
+  int deepest0 = e->deepest;
+  size_t start = e->out->len;
 
   lua_pushnil(L);
   while (lua_next(L, idx)) { /* ... values, key, value */
     int kt = lua_type(L, -2);
     if (kt == LUA_TSTRING) {
+      if (spec && opened) /* mixed: take the list back */
+        untried(e, start, depth0, deepest0);
+      spec = 0;
       if (nkeys == cap) {
         keyref_t *k2 = malloc(sizeof *k2 * cap * 2);
         if (!k2) {
@@ -1269,6 +1291,20 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       nints++;
       if (k > maxint)
         maxint = k;
+      if (spec) {
+        if (k == nints && !too_big(e, 2)) {
+          vd_buf_addc(e->out, opened ? ',' : '[');
+          opened = 1;
+          seg->key = NULL;
+          seg->index = k;
+          if (encode_value(e, lua_gettop(L)) == 0) {
+            lua_pop(L, 1);
+            continue;
+          }
+        }
+        spec = 0; /* take it back: the walk below decides */
+        untried(e, start, depth0, deepest0);
+      }
       lua_pop(L, 1); /* the value is read again by index */
       continue;
     } else {
@@ -1284,6 +1320,10 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       rc = enc_fail(e, "object has too many keys");
       goto done;
     }
+  }
+  if (spec && opened) { /* keys 1..nints in order, and nothing else */
+    vd_buf_addc(e->out, ']');
+    goto done;
   }
   if (nkeys && nints) {
     rc = enc_fail(e, MIXED);

@@ -595,6 +595,85 @@ static void nesting_limit(void **state) {
  * Encoding errors
  * ------------------------------------------------------------------------ */
 
+/* A list is encoded as its walk meets its elements while the keys come
+ * as 1, 2, 3... (json.c, encode_keyed); any other order, a key after
+ * them, an element that fails, and the text and the message are what
+ * reading it again by index gives: the elements in index order, the
+ * path of the element that fails, "mixes" at the table itself. */
+static void lists_encoded_as_walked(void **state) {
+  fx_t *f = *state;
+  char code[512], want[512];
+  int n, i, taken_back = 0;
+  /* keys made in the hash part, in every order the hash gives */
+  for (n = 1; n <= 40; n++) {
+    size_t w = 0;
+    snprintf(code, sizeof code,
+             "local t = {} for i = %d, 1, -1 do t[i] = i * 10 end "
+             "return t", n);
+    w += (size_t)snprintf(want + w, sizeof want - w, "[");
+    for (i = 1; i <= n; i++)
+      w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
+                            i > 1 ? "," : "", i * 10);
+    snprintf(want + w, sizeof want - w, "]");
+    lua_value(f, code);
+    assert_string_equal(enc_top(f, "value"), want);
+  }
+  /* 1 in the array part, the others in a hash part that string keys
+   * made (then removed): the walk meets 1 first, then not always 2, and
+   * what was written as it went is taken back */
+  for (n = 2; n <= 12; n++) {
+    int m;
+    for (m = 1; m <= 8; m++) {
+      size_t w = 0;
+      snprintf(code, sizeof code,
+               "local t, s = {10}, {'a','b','c','d','e','f','g','h'} "
+               "for j = 1, %d do t[s[j]] = j end "
+               "for j = 1, %d do t[s[j]] = nil end "
+               "for i = 2, %d do t[i] = i * 10 end return t", m, m, n);
+      w += (size_t)snprintf(want + w, sizeof want - w, "[");
+      for (i = 1; i <= n; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
+                              i > 1 ? "," : "", i * 10);
+      snprintf(want + w, sizeof want - w, "]");
+      lua_value(f, code);
+      lua_pushnil(f->L); /* the walk's first two keys */
+      assert_true(lua_next(f->L, -2));
+      lua_pop(f->L, 1);
+      if (lua_tointeger(f->L, -1) == 1) {
+        assert_true(lua_next(f->L, -2));
+        if (lua_tointeger(f->L, -2) != 2)
+          taken_back++;
+        lua_pop(f->L, 2);
+      } else {
+        lua_pop(f->L, 1);
+      }
+      assert_string_equal(enc_top(f, "value"), want);
+    }
+  }
+  assert_true(taken_back > 0);
+  lua_value(f, "local t = {} t[3] = 'c' t[1] = 'a' t[2] = {1, {2}} "
+               "return {t, {}, {{}}}");
+  assert_string_equal(enc_top(f, "value"),
+                      "[[\"a\",[1,[2]],\"c\"],[],[[]]]");
+  /* a key after the elements: "mixes", at the table */
+  assert_string_equal(enc_fail(f, "local t = {1, {2, {3}}} t.k = 1 "
+                                  "return {t}", "r"),
+                      "r[1]: table mixes array and object keys, or has a "
+                      "non-string key; cannot encode it as JSON");
+  /* an element that fails before a key that makes the table mixed */
+  assert_string_equal(enc_fail(f, "local t = {1, {f = print}} t.k = 1 "
+                                  "return t", "r"),
+                      "r: table mixes array and object keys, or has a "
+                      "non-string key; cannot encode it as JSON");
+  /* an element that fails deep inside, after ones that did not */
+  assert_string_equal(enc_fail(f, "return {1, {2, {x = {3, print}}}, 4}",
+                               "r"),
+                      "r[2][2].x[2]: cannot encode a function as JSON");
+  /* a sparse list after elements encoded */
+  assert_non_null(strstr(enc_fail(f, "return {1, 2, [4] = 4}", "t"),
+                         "t: table mixes"));
+}
+
 static void encode_errors_name_path(void **state) {
   fx_t *f = *state;
   assert_string_equal(enc_fail(f, "return { a = { b = print } }", "result"),
@@ -1257,6 +1336,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(blank_and_garbage_rejected, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(nesting_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(lists_encoded_as_walked, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(encode_errors_name_path, setup,
                                       teardown),
       cmocka_unit_test(decode_under_fail_countdown),
