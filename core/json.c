@@ -1112,14 +1112,19 @@ static void sort_keys(keyref_t *k, size_t n) {
   }
 }
 
-static int encode_array(encoder_t *e, int idx, lua_Integer n) {
+/* Elements from..n of the list at idx, by index; from 1: its '[' too
+ * (else the ones before are written already). */
+static int encode_array_from(encoder_t *e, int idx, lua_Integer from,
+                             lua_Integer n) {
   seg_t *seg = &e->segs[e->depth - 1];
   lua_Integer i;
-  if (too_big(e, 2))
-    return VD_EINVALID;
-  vd_buf_addc(e->out, '[');
+  if (from == 1) {
+    if (too_big(e, 2))
+      return VD_EINVALID;
+    vd_buf_addc(e->out, '[');
+  }
   seg->key = NULL;
-  for (i = 1; i <= n; i++) {
+  for (i = from; i <= n; i++) {
     int rc;
     if (i > 1) {
       if (too_big(e, 2))
@@ -1135,6 +1140,10 @@ static int encode_array(encoder_t *e, int idx, lua_Integer n) {
   }
   vd_buf_addc(e->out, ']');
   return 0;
+}
+
+static int encode_array(encoder_t *e, int idx, lua_Integer n) {
+  return encode_array_from(e, idx, 1, n);
 }
 
 /* ------------------------------------------------------------------------
@@ -1256,20 +1265,26 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   int rc = 0, base = lua_gettop(L);
   seg_t *seg = &e->segs[e->depth - 1];
   /* A list's elements are encoded as the walk meets them while its keys
-   * come as 1, 2, 3...: what encode_array would write, without reading
-   * them again.  Anything else (another key, an element that fails) takes
-   * back what was written, and the walk goes on as below. */
-  int spec = !marked_object, opened = 0, depth0 = e->depth;
-  int deepest0 = e->deepest;
+   * come as 1, 2, 3... (spec), as encode_array would write them, without
+   * reading them again; once they come in another order, the rest are
+   * read by index after the walk.  An element that fails stops the
+   * writing, its message and path kept: the answer if the walk finds a
+   * list.  Any other table takes back what was written (each element is
+   * written at most once). */
+  int spec = !marked_object, depth0 = e->depth, deepest0 = e->deepest;
+  int failed = 0;          /* the rc of the element that failed */
+  lua_Integer written = 0; /* elements written, 1..written */
   size_t start = e->out->len;
 
   lua_pushnil(L);
   while (lua_next(L, idx)) { /* ... values, key, value */
     int kt = lua_type(L, -2);
     if (kt == LUA_TSTRING) {
-      if (spec && opened) /* mixed: take the list back */
+      if (written || failed) /* an object, or mixed: nothing written */
         untried(e, start, depth0, deepest0);
       spec = 0;
+      written = 0;
+      failed = 0;
       if (nkeys == cap) {
         keyref_t *k2 = malloc(sizeof *k2 * cap * 2);
         if (!k2) {
@@ -1291,23 +1306,30 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       nints++;
       if (k > maxint)
         maxint = k;
-      if (spec) {
-        if (k == nints && !too_big(e, 2)) {
-          vd_buf_addc(e->out, opened ? ',' : '[');
-          opened = 1;
+      if (spec && k == written + 1) {
+        if (too_big(e, 2)) {
+          failed = VD_EINVALID;
+          spec = 0;
+        } else {
+          vd_buf_addc(e->out, written ? ',' : '[');
           seg->key = NULL;
           seg->index = k;
-          if (encode_value(e, lua_gettop(L)) == 0) {
-            lua_pop(L, 1);
-            continue;
+          if ((rc = encode_value(e, lua_gettop(L))) != 0) {
+            failed = rc;
+            rc = 0;
+            spec = 0;
+          } else {
+            written = k;
           }
         }
-        spec = 0; /* take it back: the walk below decides */
-        untried(e, start, depth0, deepest0);
+      } else {
+        spec = 0; /* another order: the rest by index */
       }
       lua_pop(L, 1); /* the value is read again by index */
       continue;
     } else {
+      if (written || failed)
+        untried(e, start, depth0, deepest0);
       rc = enc_fail(e, MIXED);
       goto done;
     }
@@ -1321,10 +1343,17 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       goto done;
     }
   }
-  if (spec && opened) { /* keys 1..nints in order, and nothing else */
-    vd_buf_addc(e->out, ']');
+  if ((written || failed) && !nkeys && nints == maxint) { /* a list */
+    if (failed)
+      rc = failed;
+    else if (written == nints)
+      vd_buf_addc(e->out, ']');
+    else
+      rc = encode_array_from(e, idx, written + 1, nints);
     goto done;
   }
+  if (written || failed) /* a sparse list: nothing written */
+    untried(e, start, depth0, deepest0);
   if (nkeys && nints) {
     rc = enc_fail(e, MIXED);
     goto done;

@@ -89,12 +89,18 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
  * changes while its state lives: a rule's trace entry, its id and its long
  * basis, is escaped once per state, then copied.  vd_json_encode() keeps
  * and reads one per sandbox state (vd_sandbox_t.encoded), keyed by the
- * frozen copy's address (the state holds every copy until it is closed);
+ * address of the metatable of the copy's proxy (one per copy; the state
+ * holds every copy and proxy until it is closed);
  * at most VD_JSON_CACHE_BYTES in all, each at most VD_JSON_CACHE_ENTRY.
  * The same cache keeps, by their keys' addresses, the shapes of objects
  * met (their keys' order and escaped JSON, json.c "Key shapes"): at most
  * 64 of up to 16 keys, checked against the keys' bytes before each use.
  * Memory outside the state: malloc'd, freed by vd_json_cache_free(). */
+#define VD_JSON_CACHE_BYTES (1u << 20)
+#define VD_JSON_CACHE_ENTRY (4u << 10)
+typedef struct vd_json_cache vd_json_cache_t;
+void vd_json_cache_free(vd_json_cache_t *c);
+
 /* A trace entry loaded with the bundle is the same frozen table every
  * time: the engine checks its shape ({rule = <string>, basis = <string>},
  * raw) once and notes it on the entry's cached JSON.
@@ -104,10 +110,6 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
  * 1 if so noted; 0 for any other value.  Neither raises. */
 int vd_json_trace_entry_known(lua_State *L, int idx);
 void vd_json_trace_entry_note(lua_State *L, int idx);
-#define VD_JSON_CACHE_BYTES (1u << 20)
-#define VD_JSON_CACHE_ENTRY (4u << 10)
-typedef struct vd_json_cache vd_json_cache_t;
-void vd_json_cache_free(vd_json_cache_t *c);
 
 /* 1 if the value at idx is a table carrying the array marker, 2 for the
  * object marker, 0 otherwise. */
