@@ -46,16 +46,6 @@ void vd_buf_grow_slow(vd_buf_t *b, size_t extra) {
   b->cap = cap;
 }
 
-void vd_buf_add(vd_buf_t *b, const void *p, size_t n) {
-  vd_buf_grow(b, n);
-  if (n)
-    memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
-
-void vd_buf_adds(vd_buf_t *b, const char *s) { vd_buf_add(b, s, strlen(s)); }
-
 void vd_buf_add_int(vd_buf_t *b, long long v) {
   char tmp[24];
   int i = sizeof tmp;
@@ -169,6 +159,13 @@ size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
       if (!word_needs_care(w)) {
         i += 8;
         continue;
+      }
+    } else if (n >= 8) { /* the tail: the last 8 bytes, overlapping */
+      uint64_t w;
+      memcpy(&w, s + n - 8, 8);
+      if (!word_needs_care(w)) {
+        i = n;
+        break;
       }
     }
     c = s[i];

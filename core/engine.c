@@ -709,6 +709,13 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
   for (i = 1; i <= n; i++) {
     int ok;
     lua_rawgeti(L, idx, i);
+    /* a rule's entry loaded with the bundle, checked at an earlier
+     * decision (json.h): frozen, so as it was */
+    if (vd_json_trace_entry_known(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -1);
     vd_sandbox_unfreeze(L, -1); /* a rule's own entry, say */
     ok = lua_istable(L, -1);
     if (ok) {
@@ -718,6 +725,9 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
            raw_field(L, lua_gettop(L) - 1, "basis") == LUA_TSTRING;
       lua_pop(L, 2);
     }
+    lua_pop(L, 1);
+    if (ok)
+      vd_json_trace_entry_note(L, -1);
     lua_pop(L, 1);
     if (!ok)
       return fail(d, VD_EPOLICY_ERROR, NULL,

@@ -110,19 +110,23 @@ typedef struct frame {
 
 /* The decoder's key strings, kept per state (see "Key strings" below). */
 #define KEYC_SLOTS 128 /* a power of two */
+#define KEYC_WAYS 4    /* slots a string may take: a set */
 #define KEYC_BYTES 22
 
 typedef struct keyc {
+  uint64_t w[3];  /* its bytes, as key_words() packs them */
   int ref;        /* the string, in the registry at ref (0: none yet) */
-  unsigned char len;
-  char text[KEYC_BYTES]; /* its bytes */
+  unsigned char len; /* its length; 0: none */
+  unsigned char next; /* a set's first slot: the way to replace next */
 } keyc_t;
 
-static keyc_t *key_cache_of(lua_State *L);
+static keyc_t *key_cache_of(lua_State *L, const int **markers);
 
 typedef struct decoder {
   lua_State *L;
   keyc_t *keys; /* L's sandbox's key strings, or NULL: none kept */
+  const int *markers; /* with them: the markers' registry references
+                       * (array, object), or 0 */
   int depth, max_depth;
   int too_deep;
   int bad_utf8; /* yajl lets overlong forms and surrogates through */
@@ -241,7 +245,10 @@ static int open_container(decoder_t *d, int is_array) {
    * object inside the request (its input) gets room for the defaults the
    * schema check adds to it when it becomes the facts (core/sandbox.c). */
   lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : d->depth == 1 ? 16 : 8);
-  vd_json_push_marker(L, is_array ? 'a' : 'o');
+  if (d->markers && d->markers[!is_array]) /* an integer key: cheaper */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->markers[!is_array]);
+  else
+    vd_json_push_marker(L, is_array ? 'a' : 'o');
   lua_setmetatable(L, -2);
   d->frames[d->depth].is_array = (char)is_array;
   d->frames[d->depth].n = 0;
@@ -410,38 +417,91 @@ static long quick_unescape(const unsigned char *p, const unsigned char *end,
  * state's strings) is most of what a key costs.  A sandbox's decoder keeps
  * the strings of the plain ASCII keys it met, up to KEYC_BYTES bytes, in
  * KEYC_SLOTS slots outside the state, each holding its key's bytes and a
- * registry reference to its string (so the collector keeps it): a key
- * whose bytes are its slot's is pushed from the registry; any other takes
- * the slot.  The same string either way (Lua interns short strings), so
+ * registry reference to its string (so the collector keeps it), in sets
+ * of KEYC_WAYS slots found by the bytes' hash: a key whose bytes are one
+ * of its set's slots' is pushed from the registry; any other takes a
+ * free slot of the set, else its slots in turn (so keys that share a set,
+ * a few of the eleven of a request, do not take each other's slot every
+ * time).  The short string values that are not numbers, times or ids
+ * (no digit in them: a category, a grade, a region) are kept the same
+ * way; the others would only take the keys' slots.  The same string either way (Lua interns short strings), so
  * the tables made are the same.  The references live as long as the state
  * (vd_json_cache_t, freed with it); at most KEYC_SLOTS of them.
  * ------------------------------------------------------------------------ */
 
-static size_t key_slot(const unsigned char *b, size_t n) {
-  uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ull, w = 0;
+/* The bytes [b, b+n) (1 to KEYC_BYTES) as three words that tell them
+ * apart: loads that together cover every byte (the first and last 8, and
+ * the 8 after the first past 16; the first and last 4; the first, middle
+ * and last byte), so two strings of one length with the same words are
+ * the same bytes.  Reads nothing outside them. */
+static void key_words(const unsigned char *b, size_t n, uint64_t w[3]) {
+  w[1] = w[2] = 0;
   if (n >= 8) {
-    memcpy(&w, b, 8);
-    h ^= w;
-    h *= 0xff51afd7ed558ccdull;
-    memcpy(&w, b + n - 8, 8);
+    memcpy(&w[0], b, 8);
+    memcpy(&w[1], b + n - 8, 8);
+    if (n > 16)
+      memcpy(&w[2], b + 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, b, 4);
+    memcpy(&y, b + n - 4, 4);
+    w[0] = (uint64_t)x | (uint64_t)y << 32;
   } else {
-    size_t i;
-    for (i = 0; i < n; i++)
-      w = w << 8 | b[i];
+    w[0] = (uint64_t)b[0] | (uint64_t)b[n >> 1] << 8 |
+           (uint64_t)b[n - 1] << 16;
   }
-  h ^= w;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  return (size_t)(h >> 57) & (KEYC_SLOTS - 1);
 }
 
-/* Push key [b, b+n) (plain ASCII, 1 to KEYC_BYTES bytes) as a string. */
-static void push_key(decoder_t *d, const unsigned char *b, size_t n) {
-  lua_State *L = d->L;
-  keyc_t *k = &d->keys[key_slot(b, n)];
-  if (k->ref && k->len == n && memcmp(k->text, b, n) == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, k->ref);
-    return;
+/* The first slot of the set of a string of n bytes packed as w. */
+static size_t key_set(const uint64_t w[3], size_t n) {
+  uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ull;
+  h = (h ^ w[0]) * 0xff51afd7ed558ccdull;
+  h = (h ^ w[1] ^ (w[2] << 1)) * 0xc4ceb9fe1a85ec53ull;
+  return ((size_t)(h >> 57) & (KEYC_SLOTS - 1)) & ~(size_t)(KEYC_WAYS - 1);
+}
+
+/* Whether the plain ASCII bytes packed as w (key_words()) have a decimal
+ * digit: a byte of 0x30 to 0x39 is one that adding 0x50 takes to 0x80 or
+ * more and adding 0x46 does not (no carry between bytes below 0x80). */
+static int words_have_digit(const uint64_t w[3]) {
+  const uint64_t ones = 0x0101010101010101ull, highs = ones * 0x80;
+  int i;
+  for (i = 0; i < 3; i++)
+    if ((w[i] + ones * 0x50) & ~(w[i] + ones * 0x46) & highs)
+      return 1;
+  return 0;
+}
+
+/* Push the string [b, b+n) (plain ASCII, 1 to KEYC_BYTES bytes), packed
+ * as w, when a slot of its set has it, and return 1; else 0. */
+static inline int key_hit(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                          size_t n) {
+  int i;
+  for (i = 0; i < KEYC_WAYS; i++) {
+    const keyc_t *k = &set[i];
+    if (k->len == n && k->w[0] == w[0] && k->w[1] == w[1] &&
+        k->w[2] == w[2]) {
+      lua_rawgeti(d->L, LUA_REGISTRYINDEX, k->ref);
+      return 1;
+    }
   }
+  return 0;
+}
+
+/* Push it as a new string, kept in a slot of its set (a free one, else
+ * the set's slots in turn). */
+static void key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                    const unsigned char *b, size_t n) {
+  lua_State *L = d->L;
+  keyc_t *k;
+  int i;
+  for (i = 0; i < KEYC_WAYS && set[i].ref; i++)
+    ;
+  if (i == KEYC_WAYS) {
+    i = set->next;
+    set->next = (unsigned char)((i + 1) & (KEYC_WAYS - 1));
+  }
+  k = &set[i];
   lua_pushlstring(L, (const char *)b, n);
   lua_pushvalue(L, -1);
   if (k->ref) {
@@ -450,7 +510,7 @@ static void push_key(decoder_t *d, const unsigned char *b, size_t n) {
   } else {
     k->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: nothing kept */
   }
-  memcpy(k->text, b, n);
+  memcpy(k->w, w, sizeof k->w);
   k->len = (unsigned char)n;
 }
 
@@ -506,9 +566,17 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
   if (high)
     return key ? on_map_key(d, b, n) : on_string(d, b, n);
   /* plain ASCII: valid UTF-8 already */
-  if (key && d->keys && n && n <= KEYC_BYTES) {
-    push_key(d, b, n);
-    return 1;
+  if (d->keys && n && n <= KEYC_BYTES) {
+    uint64_t w[3];
+    key_words(b, n, w);
+    if (key || !words_have_digit(w)) {
+      keyc_t *set = &d->keys[key_set(w, n)];
+      if (!key_hit(d, set, w, n))
+        key_put(d, set, w, b, n);
+      if (!key)
+        store(d);
+      return 1;
+    }
   }
   lua_pushlstring(d->L, (const char *)b, n);
   if (!key)
@@ -690,7 +758,8 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   int rc = 0;
 
   d.L = L;
-  d.keys = quick ? key_cache_of(L) : NULL;
+  d.markers = NULL;
+  d.keys = quick ? key_cache_of(L, &d.markers) : NULL;
   d.depth = 0;
   d.too_deep = 0;
   d.bad_utf8 = 0;
@@ -869,10 +938,13 @@ void vd_json_add_double(vd_buf_t *out, double d) {
  * ------------------------------------------------------------------------ */
 
 typedef struct cached {
-  const void *key; /* the frozen copy T'; NULL: a free slot */
+  const void *key; /* the proxy's metatable (one per frozen copy T', held
+                    * by the state as long as T'); NULL: a free slot */
   char *json;
   size_t len;
   int height;
+  int trace_ok; /* vd_json_trace_entry_note(): T' is a well-formed trace
+                 * entry */
 } cached_t;
 
 /* An object's keys as encode_keyed() last met them (see "Key shapes"
@@ -901,14 +973,17 @@ struct vd_json_cache {
   size_t bytes; /* the encodings' lengths, together */
   shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
+  int markers[2];  /* the markers (array, object) at these registry
+                    * references too, for the decoder; 0: not yet */
 };
 
 /* L's sandbox's key strings, made on first use; NULL if L is not a
  * sandbox's or there is no memory for them (keys are then made as
  * strings each time). */
-static keyc_t *key_cache_of(lua_State *L) {
+static keyc_t *key_cache_of(lua_State *L, const int **markers) {
   vd_sandbox_t *sb = vd_sandbox_find(L);
   vd_json_cache_t *c;
+  int i;
   if (!sb)
     return NULL;
   if (!(c = sb->encoded)) {
@@ -918,6 +993,15 @@ static keyc_t *key_cache_of(lua_State *L) {
   }
   if (!c->keys)
     c->keys = calloc(KEYC_SLOTS, sizeof *c->keys);
+  /* a light userdata key (vd_json_push_marker) is hashed in a large
+   * registry; an integer one is its array part's.  Made once (luaL_ref
+   * may raise: then none, and the next decode tries again) */
+  for (i = 0; i < 2; i++)
+    if (!c->markers[i] && sb->json_mt[0]) {
+      vd_json_push_marker(L, i ? 'o' : 'a');
+      c->markers[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+  *markers = c->markers;
   return c->keys;
 }
 
@@ -988,6 +1072,7 @@ static void cache_put(vd_sandbox_t *sb, const void *key, const char *json,
   memcpy(slot->json, json, len);
   slot->len = len;
   slot->height = height;
+  slot->trace_ok = 0;
   slot->key = key;
   c->n++;
   c->bytes += len;
@@ -1027,14 +1112,19 @@ static void sort_keys(keyref_t *k, size_t n) {
   }
 }
 
-static int encode_array(encoder_t *e, int idx, lua_Integer n) {
+/* Elements from..n of the list at idx, by index; from 1: its '[' too
+ * (else the ones before are written already). */
+static int encode_array_from(encoder_t *e, int idx, lua_Integer from,
+                             lua_Integer n) {
   seg_t *seg = &e->segs[e->depth - 1];
   lua_Integer i;
-  if (too_big(e, 2))
-    return VD_EINVALID;
-  vd_buf_addc(e->out, '[');
+  if (from == 1) {
+    if (too_big(e, 2))
+      return VD_EINVALID;
+    vd_buf_addc(e->out, '[');
+  }
   seg->key = NULL;
-  for (i = 1; i <= n; i++) {
+  for (i = from; i <= n; i++) {
     int rc;
     if (i > 1) {
       if (too_big(e, 2))
@@ -1050,6 +1140,10 @@ static int encode_array(encoder_t *e, int idx, lua_Integer n) {
   }
   vd_buf_addc(e->out, ']');
   return 0;
+}
+
+static int encode_array(encoder_t *e, int idx, lua_Integer n) {
+  return encode_array_from(e, idx, 1, n);
 }
 
 /* ------------------------------------------------------------------------
@@ -1145,6 +1239,18 @@ done:
 static const char MIXED[] = "table mixes array and object keys, or has a "
                             "non-string key; cannot encode it as JSON";
 
+/* Take back what encode_keyed() wrote of a list as it walked it: the
+ * output, the depths, and its segment of the path, as they were. */
+static void untried(encoder_t *e, size_t start, int depth, int deepest) {
+  e->out->len = start;
+  if (e->out->data)
+    e->out->data[start] = '\0';
+  e->depth = depth;
+  e->deepest = deepest;
+  e->segs[depth - 1].key = NULL;
+  e->segs[depth - 1].index = 0;
+}
+
 /* A table that is not marked as an array: one walk over its keys decides
  * whether it is a sequence 1..n (encoded as an array; so is the empty
  * table) or an object with string keys, whose values the walk leaves on
@@ -1158,10 +1264,27 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   lua_Integer nints = 0, maxint = 0;
   int rc = 0, base = lua_gettop(L);
   seg_t *seg = &e->segs[e->depth - 1];
+  /* A list's elements are encoded as the walk meets them while its keys
+   * come as 1, 2, 3... (spec), as encode_array would write them, without
+   * reading them again; once they come in another order, the rest are
+   * read by index after the walk.  An element that fails stops the
+   * writing, its message and path kept: the answer if the walk finds a
+   * list.  Any other table takes back what was written (each element is
+   * written at most once). */
+  int spec = !marked_object, depth0 = e->depth, deepest0 = e->deepest;
+  int failed = 0;          /* the rc of the element that failed */
+  lua_Integer written = 0; /* elements written, 1..written */
+  size_t start = e->out->len;
 
   lua_pushnil(L);
   while (lua_next(L, idx)) { /* ... values, key, value */
-    if (lua_type(L, -2) == LUA_TSTRING) {
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TSTRING) {
+      if (written || failed) /* an object, or mixed: nothing written */
+        untried(e, start, depth0, deepest0);
+      spec = 0;
+      written = 0;
+      failed = 0;
       if (nkeys == cap) {
         keyref_t *k2 = malloc(sizeof *k2 * cap * 2);
         if (!k2) {
@@ -1177,15 +1300,36 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
       keys[nkeys].slot = lua_gettop(L) - 1; /* where the value will be */
       nkeys++;
-    } else if (!marked_object && lua_isinteger(L, -2) &&
+    } else if (!marked_object && kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
                lua_tointeger(L, -2) >= 1) {
       lua_Integer k = lua_tointeger(L, -2);
       nints++;
       if (k > maxint)
         maxint = k;
+      if (spec && k == written + 1) {
+        if (too_big(e, 2)) {
+          failed = VD_EINVALID;
+          spec = 0;
+        } else {
+          vd_buf_addc(e->out, written ? ',' : '[');
+          seg->key = NULL;
+          seg->index = k;
+          if ((rc = encode_value(e, lua_gettop(L))) != 0) {
+            failed = rc;
+            rc = 0;
+            spec = 0;
+          } else {
+            written = k;
+          }
+        }
+      } else {
+        spec = 0; /* another order: the rest by index */
+      }
       lua_pop(L, 1); /* the value is read again by index */
       continue;
     } else {
+      if (written || failed)
+        untried(e, start, depth0, deepest0);
       rc = enc_fail(e, MIXED);
       goto done;
     }
@@ -1199,6 +1343,17 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       goto done;
     }
   }
+  if ((written || failed) && !nkeys && nints == maxint) { /* a list */
+    if (failed)
+      rc = failed;
+    else if (written == nints)
+      vd_buf_addc(e->out, ']');
+    else
+      rc = encode_array_from(e, idx, written + 1, nints);
+    goto done;
+  }
+  if (written || failed) /* a sparse list: nothing written */
+    untried(e, start, depth0, deepest0);
   if (nkeys && nints) {
     rc = enc_fail(e, MIXED);
     goto done;
@@ -1281,30 +1436,33 @@ static int encode_table(encoder_t *e, int idx) {
   int deepest, rc;
   if (lua_getmetatable(L, idx)) {
     mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    /* a table loaded with the bundle encodes as it was loaded: its copy
-     * (sandbox.h), whose metatable is a marker or none */
-    if (mt != e->array_mt && mt != e->object_mt &&
-        vd_sandbox_unfreeze(L, idx)) {
-      frozen = lua_topointer(L, idx);
-      mt = NULL;
-      if (lua_getmetatable(L, idx)) {
-        mt = lua_topointer(L, -1);
-        lua_pop(L, 1);
+    lua_settop(L, -2);
+    if (mt != e->array_mt && mt != e->object_mt) {
+      /* encoded before?  Known by the metatable just read: a frozen
+       * table's proxy has its own (held by the state while the copy is),
+       * the only kind kept, so the copy need not be found first.  The
+       * same bytes, if they fit here */
+      const cached_t *c;
+      if (!e->sb)
+        e->sb = vd_sandbox_find(L);
+      c = e->sb ? cache_get(e->sb->encoded, mt) : NULL;
+      if (c && e->depth + c->height <= VD_JSON_MAX_DEPTH &&
+          e->out->len <= e->limit && c->len <= e->limit - e->out->len) {
+        vd_buf_add(e->out, c->json, c->len);
+        if (e->depth + c->height > e->deepest)
+          e->deepest = e->depth + c->height;
+        return 0;
       }
-    }
-  }
-  if (frozen) { /* encoded before?  The same bytes, if they fit here */
-    const cached_t *c;
-    if (!e->sb)
-      e->sb = vd_sandbox_find(L);
-    c = e->sb ? cache_get(e->sb->encoded, frozen) : NULL;
-    if (c && e->depth + c->height <= VD_JSON_MAX_DEPTH &&
-        e->out->len <= e->limit && c->len <= e->limit - e->out->len) {
-      vd_buf_add(e->out, c->json, c->len);
-      if (e->depth + c->height > e->deepest)
-        e->deepest = e->depth + c->height;
-      return 0;
+      /* a table loaded with the bundle encodes as it was loaded: its copy
+       * (sandbox.h), whose metatable is a marker or none */
+      if (vd_sandbox_unfreeze(L, idx)) {
+        frozen = mt;
+        mt = NULL;
+        if (lua_getmetatable(L, idx)) {
+          mt = lua_topointer(L, -1);
+          lua_pop(L, 1);
+        }
+      }
     }
   }
   start = e->out->len;
@@ -1324,8 +1482,8 @@ static int encode_table(encoder_t *e, int idx) {
 
 static int encode_value(encoder_t *e, int idx) {
   lua_State *L = e->L;
-  int rc;
-  switch (lua_type(L, idx)) {
+  int rc, t = lua_type(L, idx);
+  switch (t) {
   case LUA_TNIL:
   case LUA_TBOOLEAN:
   case LUA_TNUMBER:
@@ -1333,16 +1491,10 @@ static int encode_value(encoder_t *e, int idx) {
     if (too_big(e, 32)) /* the longest scalar: a double's text */
       return VD_EINVALID;
     break;
-  case LUA_TSTRING:
-    /* the string as it is, quoted; escaping can add up to 5 bytes a byte,
-     * so the length is checked again once it is in */
-    if (too_big(e, lua_rawlen(L, idx) + 2))
-      return VD_EINVALID;
-    break;
   default:
     break;
   }
-  switch (lua_type(L, idx)) {
+  switch (t) {
   case LUA_TNIL:
     vd_buf_adds(e->out, "null");
     return 0;
@@ -1362,6 +1514,10 @@ static int encode_value(encoder_t *e, int idx) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
+    /* the string as it is, quoted; escaping can add up to 5 bytes a byte,
+     * so the length is checked again once it is in */
+    if (too_big(e, n + 2))
+      return VD_EINVALID;
     if (vd_buf_add_json_str(e->out, s, n))
       return enc_fail(e, "string is not valid UTF-8");
     return too_big(e, 0) ? VD_EINVALID : 0;
@@ -1389,6 +1545,32 @@ static int encode_value(encoder_t *e, int idx) {
                            ? "cannot encode a function as JSON"
                            : "cannot encode this value as JSON");
   }
+}
+
+/* The JSON cache's entry for the table at idx, by its metatable (a frozen
+ * table's proxy, encoded before), or NULL. */
+static cached_t *frozen_entry(lua_State *L, int idx) {
+  vd_sandbox_t *sb;
+  const void *mt;
+  const cached_t *c;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+    return NULL;
+  mt = lua_topointer(L, -1);
+  lua_settop(L, -2);
+  if (!(sb = vd_sandbox_find(L)) || !(c = cache_get(sb->encoded, mt)))
+    return NULL;
+  return (cached_t *)c;
+}
+
+int vd_json_trace_entry_known(lua_State *L, int idx) {
+  const cached_t *c = frozen_entry(L, idx);
+  return c && c->trace_ok;
+}
+
+void vd_json_trace_entry_note(lua_State *L, int idx) {
+  cached_t *c = frozen_entry(L, idx);
+  if (c)
+    c->trace_ok = 1;
 }
 
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,

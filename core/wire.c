@@ -21,37 +21,6 @@
  * Requests
  * ------------------------------------------------------------------------ */
 
-/* Copy the string field of the table at idx into a fixed buffer.  Returns
- * 1 if present and fitting, 0 if absent, -1 if present but not a string
- * (or one with a NUL in it, which would pass as its prefix), -2 if too
- * long. */
-static int get_str(lua_State *L, int idx, const char *field, char *out,
-                   size_t cap) {
-  size_t n;
-  const char *s;
-  int t = lua_getfield(L, idx, field);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  if (t != LUA_TSTRING) {
-    lua_pop(L, 1);
-    return -1;
-  }
-  s = lua_tolstring(L, -1, &n);
-  if (strlen(s) != n) {
-    lua_pop(L, 1);
-    return -1;
-  }
-  if (n >= cap) {
-    lua_pop(L, 1);
-    return -2;
-  }
-  memcpy(out, s, n + 1);
-  lua_pop(L, 1);
-  return 1;
-}
-
 /* The string field of the table at idx, or NULL (also for a string with a
  * NUL in it, which would pass as its prefix); the table keeps it. */
 static const char *peek_str(lua_State *L, int idx, const char *field) {
@@ -92,22 +61,49 @@ static void read_id(lua_State *L, int req, vd_buf_t *out, vd_buf_t *scratch) {
   lua_pop(L, 1);
 }
 
-/* Whether [k, k+n) names a field of a request: id, op, kind, region, at,
- * input or idem ("id\u0000x" is not "id"). */
+/* A request's fields, as the walk over its keys found them. */
+enum { RF_ID, RF_OP, RF_AT, RF_KIND, RF_IDEM, RF_INPUT, RF_REGION, RF_N };
+
+typedef struct req_field {
+  int type;      /* its value's Lua type; LUA_TNIL: absent */
+  const char *s; /* a string value (the table keeps it), and its length */
+  size_t n;
+} req_field_t;
+
+/* Which field of a request [k, k+n) names (RF_*), or -1: id, op, kind,
+ * region, at, input or idem ("id\u0000x" is not "id"). */
 static int request_field(const char *k, size_t n) {
   switch (n) {
   case 2:
-    return memcmp(k, "id", 2) == 0 || memcmp(k, "op", 2) == 0 ||
-           memcmp(k, "at", 2) == 0;
+    return memcmp(k, "id", 2) == 0   ? RF_ID
+           : memcmp(k, "op", 2) == 0 ? RF_OP
+           : memcmp(k, "at", 2) == 0 ? RF_AT
+                                     : -1;
   case 4:
-    return memcmp(k, "kind", 4) == 0 || memcmp(k, "idem", 4) == 0;
+    return memcmp(k, "kind", 4) == 0   ? RF_KIND
+           : memcmp(k, "idem", 4) == 0 ? RF_IDEM
+                                       : -1;
   case 5:
-    return memcmp(k, "input", 5) == 0;
+    return memcmp(k, "input", 5) == 0 ? RF_INPUT : -1;
   case 6:
-    return memcmp(k, "region", 6) == 0;
+    return memcmp(k, "region", 6) == 0 ? RF_REGION : -1;
   default:
-    return 0;
+    return -1;
   }
+}
+
+/* Copy the string field the walk found into a fixed buffer.  Returns 1
+ * if present and fitting, 0 if absent, -1 if present but not a string (or
+ * one with a NUL in it, which would pass as its prefix), -2 if too long. */
+static int field_str(const req_field_t *f, char *out, size_t cap) {
+  if (f->type == LUA_TNIL)
+    return 0;
+  if (f->type != LUA_TSTRING || strlen(f->s) != f->n)
+    return -1;
+  if (f->n >= cap)
+    return -2;
+  memcpy(out, f->s, f->n + 1);
+  return 1;
 }
 
 int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
@@ -115,37 +111,49 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
   int req = lua_absindex(L, idx);
   int r;
   int off;
+  req_field_t f[RF_N] = {{LUA_TNIL, NULL, 0}};
+  const char *unknown = NULL;
 
   if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
     return vd_decision_fail(d, VD_EBAD_REQUEST, NULL,
                             "a request must be a JSON object, one per line");
-  read_id(L, req, &d->id, &d->message);
-  vd_buf_reset(&d->message);
-
-  /* Unknown top-level fields are refused, so a typo never goes unseen. */
+  /* One walk over the keys finds every field (the object is a decoded
+   * one: its marker has no __index, so this is what lua_getfield would
+   * read) and the first unknown one, in the walk's order. */
   lua_pushnil(L);
   while (lua_next(L, req)) {
     size_t kn;
     const char *k = lua_tolstring(L, -2, &kn);
-    lua_pop(L, 1);
-    if (!request_field(k, kn)) {
-      vd_decision_fail(d, VD_EBAD_REQUEST, k,
-                       "unknown field '%s' (a request has id, op, kind, "
-                       "region, at, input, idem)", k);
-      lua_pop(L, 1);
-      return d->code;
+    int i = request_field(k, kn);
+    if (i < 0) {
+      if (!unknown)
+        unknown = k;
+    } else {
+      f[i].type = lua_type(L, -1);
+      if (f[i].type == LUA_TSTRING)
+        f[i].s = lua_tolstring(L, -1, &f[i].n);
     }
+    lua_pop(L, 1);
   }
+  if (f[RF_ID].type != LUA_TNIL)
+    read_id(L, req, &d->id, &d->message);
+  vd_buf_reset(&d->message);
+
+  /* Unknown top-level fields are refused, so a typo never goes unseen. */
+  if (unknown)
+    return vd_decision_fail(d, VD_EBAD_REQUEST, unknown,
+                            "unknown field '%s' (a request has id, op, "
+                            "kind, region, at, input, idem)", unknown);
 
   {
     char idem[VD_IDEM_KEY_MAX + 1];
-    r = get_str(L, req, "idem", idem, sizeof idem);
+    r = field_str(&f[RF_IDEM], idem, sizeof idem);
     if (r < 0 || (r > 0 && !vd_wire_idem_valid(idem, strlen(idem))))
       return vd_decision_fail(d, VD_EBAD_REQUEST, "idem",
                               "idem must be a string of 1 to %d printable "
                               "ASCII characters", VD_IDEM_KEY_MAX);
   }
-  r = get_str(L, req, "op", d->op_name, sizeof d->op_name);
+  r = field_str(&f[RF_OP], d->op_name, sizeof d->op_name);
   if (r < 0)
     return vd_decision_fail(d, VD_EBAD_REQUEST, "op",
                             "op must be a short string");
@@ -156,7 +164,7 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
     return 0;
   }
 
-  r = get_str(L, req, "kind", d->kind, sizeof d->kind);
+  r = field_str(&f[RF_KIND], d->kind, sizeof d->kind);
   if (r == 0)
     return vd_decision_fail(d, VD_EBAD_REQUEST, "kind",
                             "missing field 'kind' (one of the bundle's "
@@ -165,7 +173,7 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
     return vd_decision_fail(d, r == -1 ? VD_EBAD_REQUEST : VD_EUNKNOWN_KIND,
                             "kind",
                             "kind must be a string naming a decision kind");
-  r = get_str(L, req, "region", d->region, sizeof d->region);
+  r = field_str(&f[RF_REGION], d->region, sizeof d->region);
   if (r == 0)
     return vd_decision_fail(d, VD_EBAD_REQUEST, "region",
                             "missing field 'region' (a region code such as "
@@ -177,7 +185,7 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
     return vd_decision_fail(d, VD_EUNKNOWN_REGION, "region",
                             "region code too long");
 
-  r = get_str(L, req, "at", d->at, sizeof d->at);
+  r = field_str(&f[RF_AT], d->at, sizeof d->at);
   if (r < 0 || (r > 0 && vd_time_parse(d->at, strlen(d->at), &d->at_ms,
                                        &off) != 0))
     return vd_decision_fail(d, VD_EBAD_REQUEST, "at",
@@ -243,21 +251,24 @@ int vd_wire_read_admin(lua_State *L, const char *line, size_t len,
  * Responses
  * ------------------------------------------------------------------------ */
 
-/* ,"key":"value" -- with plain appends: vfprintf was 6% of a decision. */
-static void add_str(vd_buf_t *out, const char *key, const char *val) {
-  vd_buf_add(out, ",\"", 2);
-  vd_buf_adds(out, key);
-  vd_buf_add(out, "\":", 2);
+/* ,"key":"value" -- with plain appends: vfprintf was 6% of a decision.
+ * KEY is a literal: its ,"key": is one constant of known length. */
+static void add_str_at(vd_buf_t *out, const char *pre, size_t n,
+                       const char *val) {
+  vd_buf_add(out, pre, n);
   vd_buf_add_json_str(out, val, strlen(val));
 }
+#define add_str(out, key, val) \
+  add_str_at((out), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (val))
 
 /* ,"key":N */
-static void add_int(vd_buf_t *out, const char *key, long long val) {
-  vd_buf_add(out, ",\"", 2);
-  vd_buf_adds(out, key);
-  vd_buf_add(out, "\":", 2);
+static void add_int_at(vd_buf_t *out, const char *pre, size_t n,
+                       long long val) {
+  vd_buf_add(out, pre, n);
   vd_buf_add_int(out, val);
 }
+#define add_int(out, key, val) \
+  add_int_at((out), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (val))
 
 /* {"id":ID -- every line starts so */
 static void open_line(vd_buf_t *out, const char *id_json) {

@@ -397,9 +397,10 @@ static void json_utf8(void **state) {
   JSON_IS("\xfe\"", "\"\xef\xbf\xbd\\\"\"", 1);
 }
 
-/* The encoder skips plain ASCII eight bytes at a time: put each kind of
- * byte that needs care at every offset of a longer string, so that it
- * falls in every position of a word and in the tail. */
+/* The encoder skips plain ASCII eight bytes at a time, and reads a tail
+ * shorter than a word as the string's last eight bytes: put each kind of
+ * byte that needs care at every offset of strings of every length to 28,
+ * so that it falls in every position of a word and of every tail. */
 static void json_every_offset(void **state) {
   static const struct {
     const char *in;  /* one byte or sequence */
@@ -411,10 +412,11 @@ static void json_every_offset(void **state) {
                {"\xff", "\xef\xbf\xbd", 1}, {"\x80", "\xef\xbf\xbd", 1},
                {" ", " ", 0},           {"\x7f", "\x7f", 0}};
   vd_buf_t in = VD_BUF_INIT, want = VD_BUF_INIT, got = VD_BUF_INIT;
-  size_t k, off, len = 27;
+  size_t k, off, len;
   (void)state;
   for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-    for (off = 0; off < len; off++) {
+    for (len = 0; len <= 27; len++)
+    for (off = 0; off <= len; off++) {
       vd_buf_reset(&in);
       vd_buf_reset(&want);
       vd_buf_reset(&got);
@@ -429,8 +431,8 @@ static void json_every_offset(void **state) {
       assert_int_equal(vd_buf_add_json_str(&got, in.data, in.len),
                        kinds[k].bad);
       if (strcmp(got.data, want.data) != 0)
-        fail_msg("kind %zu at offset %zu: %s, wanted %s", k, off, got.data,
-                 want.data);
+        fail_msg("kind %zu at offset %zu of %zu: %s, wanted %s", k, off,
+                 len, got.data, want.data);
     }
   vd_buf_release(&in);
   vd_buf_release(&want);

@@ -595,6 +595,118 @@ static void nesting_limit(void **state) {
  * Encoding errors
  * ------------------------------------------------------------------------ */
 
+/* A list is encoded as its walk meets its elements while the keys come
+ * as 1, 2, 3... (json.c, encode_keyed); any other order, a key after
+ * them, an element that fails, and the text and the message are what
+ * reading it again by index gives: the elements in index order, the
+ * path of the element that fails, "mixes" at the table itself. */
+static void lists_encoded_as_walked(void **state) {
+  fx_t *f = *state;
+  char code[512], want[512];
+  int n, i, taken_back = 0;
+  /* keys made in the hash part, in every order the hash gives */
+  for (n = 1; n <= 40; n++) {
+    size_t w = 0;
+    snprintf(code, sizeof code,
+             "local t = {} for i = %d, 1, -1 do t[i] = i * 10 end "
+             "return t", n);
+    w += (size_t)snprintf(want + w, sizeof want - w, "[");
+    for (i = 1; i <= n; i++)
+      w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
+                            i > 1 ? "," : "", i * 10);
+    snprintf(want + w, sizeof want - w, "]");
+    lua_value(f, code);
+    assert_string_equal(enc_top(f, "value"), want);
+  }
+  /* 1 in the array part, the others in a hash part that string keys
+   * made (then removed): the walk meets 1 first, then not always 2, and
+   * what was written as it went is taken back */
+  for (n = 2; n <= 12; n++) {
+    int m;
+    for (m = 1; m <= 8; m++) {
+      size_t w = 0;
+      snprintf(code, sizeof code,
+               "local t, s = {10}, {'a','b','c','d','e','f','g','h'} "
+               "for j = 1, %d do t[s[j]] = j end "
+               "for j = 1, %d do t[s[j]] = nil end "
+               "for i = 2, %d do t[i] = i * 10 end return t", m, m, n);
+      w += (size_t)snprintf(want + w, sizeof want - w, "[");
+      for (i = 1; i <= n; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
+                              i > 1 ? "," : "", i * 10);
+      snprintf(want + w, sizeof want - w, "]");
+      lua_value(f, code);
+      lua_pushnil(f->L); /* the walk's first two keys */
+      assert_true(lua_next(f->L, -2));
+      lua_pop(f->L, 1);
+      if (lua_tointeger(f->L, -1) == 1) {
+        assert_true(lua_next(f->L, -2));
+        if (lua_tointeger(f->L, -2) != 2)
+          taken_back++;
+        lua_pop(f->L, 2);
+      } else {
+        lua_pop(f->L, 1);
+      }
+      assert_string_equal(enc_top(f, "value"), want);
+    }
+  }
+  assert_true(taken_back > 0);
+  lua_value(f, "local t = {} t[3] = 'c' t[1] = 'a' t[2] = {1, {2}} "
+               "return {t, {}, {{}}}");
+  assert_string_equal(enc_top(f, "value"),
+                      "[[\"a\",[1,[2]],\"c\"],[],[[]]]");
+  /* a key after the elements: "mixes", at the table */
+  assert_string_equal(enc_fail(f, "local t = {1, {2, {3}}} t.k = 1 "
+                                  "return {t}", "r"),
+                      "r[1]: table mixes array and object keys, or has a "
+                      "non-string key; cannot encode it as JSON");
+  /* an element that fails before a key that makes the table mixed */
+  assert_string_equal(enc_fail(f, "local t = {1, {f = print}} t.k = 1 "
+                                  "return t", "r"),
+                      "r: table mixes array and object keys, or has a "
+                      "non-string key; cannot encode it as JSON");
+  /* an element that fails deep inside, after ones that did not */
+  assert_string_equal(enc_fail(f, "return {1, {2, {x = {3, print}}}, 4}",
+                               "r"),
+                      "r[2][2].x[2]: cannot encode a function as JSON");
+  /* a sparse list after elements encoded */
+  assert_non_null(strstr(enc_fail(f, "return {1, 2, [4] = 4}", "t"),
+                         "t: table mixes"));
+  /* a key neither a string nor a positive integer after the elements, and
+   * after one that failed */
+  assert_non_null(strstr(enc_fail(f, "local t = {1, {2}} t[true] = 1 "
+                                     "return t", "t"),
+                         "t: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "local t = {1, {print}} t[0] = 1 "
+                                     "return t", "t"),
+                         "t: table mixes"));
+  /* lists of lists sharing their elements: too large, found once (each
+   * element written at most once a walk; twice would be 2^30 walks) */
+  assert_non_null(strstr(enc_fail(f, "local t = {1} for i = 1, 30 do "
+                                     "t = {t, t} end return t", "t"),
+                         "larger than"));
+  /* lists met 1, 3, 2 (the way the search above finds), inside one
+   * another 30 deep: the first element written once at every level, the
+   * rest by index (written again at each level would be 2^30 times) */
+  lua_value(f, "local t = 'x' for i = 1, 30 do local u = {t} "
+               "for _, k in ipairs{'a', 'b', 'c'} do u[k] = 1 end "
+               "for _, k in ipairs{'a', 'b', 'c'} do u[k] = nil end "
+               "u[2] = 2 u[3] = 3 t = u end return t");
+  lua_pushnil(f->L);
+  assert_true(lua_next(f->L, -2));
+  lua_pop(f->L, 1);
+  assert_true(lua_next(f->L, -2));
+  if (lua_tointeger(f->L, -2) != 3) /* this Lua orders them otherwise */
+    print_message("lists met in order: not the case meant\n");
+  lua_pop(f->L, 2);
+  for (n = 0, i = 0; i < 30; i++)
+    n += snprintf(want + n, sizeof want - (size_t)n, "[");
+  n += snprintf(want + n, sizeof want - (size_t)n, "\"x\"");
+  for (i = 0; i < 30; i++)
+    n += snprintf(want + n, sizeof want - (size_t)n, ",2,3]");
+  assert_string_equal(enc_top(f, "value"), want);
+}
+
 static void encode_errors_name_path(void **state) {
   fx_t *f = *state;
   assert_string_equal(enc_fail(f, "return { a = { b = print } }", "result"),
@@ -985,6 +1097,112 @@ static void sandbox_knows_markers(void **state) {
   vd_buf_release(&out);
 }
 
+/* Frozen tables' JSON (json.h): kept by their proxies' metatables, one
+ * entry a table, and the engine's note that a trace entry is well-formed
+ * (vd_json_trace_entry_note), which only the noted table answers to: not
+ * a table of the same text, not one encoded but never noted, not one
+ * noted before it was encoded, not a plain table or a number. */
+static void frozen_json_and_trace_notes(void **state) {
+  static const char *const names[] = {"good", "same", "bad", "other"};
+  static const char *const json[] = {
+      "{\"basis\":\"b1\",\"rule\":\"r1\"}",
+      "{\"basis\":\"b1\",\"rule\":\"r1\"}",
+      "{\"basis\":7,\"rule\":\"r2\"}",
+      "{\"basis\":[\"b\",3],\"rule\":\"r3\"}"};
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  lua_State *L;
+  int g, i, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  L = sb.L;
+  assert_int_equal(luaL_dostring(L,
+                                 "return {good = {rule = 'r1', basis = 'b1'},"
+                                 " same = {rule = 'r1', basis = 'b1'},"
+                                 " bad = {rule = 'r2', basis = 7},"
+                                 " other = {rule = 'r3', basis = {'b', 3}}}"),
+                   LUA_OK);
+  g = lua_gettop(L);
+  vd_sandbox_freeze(L, g); /* its fields are proxies now */
+  lua_getfield(L, g, "good");
+  vd_json_trace_entry_note(L, -1); /* not encoded yet: not kept */
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pop(L, 1);
+  for (round = 0; round < 3; round++) {
+    for (i = 0; i < 4; i++) { /* the same text each time, kept or not */
+      lua_getfield(L, g, names[i]);
+      lua_pushvalue(L, -1);
+      assert_int_equal(vd_sandbox_unfreeze(L, -1), 1); /* a proxy */
+      lua_pop(L, 1);
+      vd_buf_reset(&out);
+      assert_int_equal(vd_json_encode(L, -1, &out, "value", &err), 0);
+      if (strcmp(out.data, json[i]) != 0)
+        fail_msg("round %d, %s: %s, wanted %s", round, names[i], out.data,
+                 json[i]);
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, g, "good");
+    assert_int_equal(vd_json_trace_entry_known(L, -1), round > 0);
+    vd_json_trace_entry_note(L, -1);
+    assert_int_equal(vd_json_trace_entry_known(L, -1), 1);
+    lua_pop(L, 1);
+    for (i = 1; i < 4; i++) {
+      lua_getfield(L, g, names[i]);
+      if (vd_json_trace_entry_known(L, -1))
+        fail_msg("round %d: %s known, never noted", round, names[i]);
+      lua_pop(L, 1);
+    }
+  }
+  lua_newtable(L);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pushinteger(L, 1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_settop(L, 0);
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
+/* Key strings (json.c) packed as words that cover every byte: a string
+ * of every length to 23 with one byte changed at every offset (a letter
+ * or a digit; strings with a digit are kept as keys, not as values) is
+ * read as itself, key and value, after its neighbours were kept, twice
+ * over. */
+static void key_strings_every_byte(void **state) {
+  static const char changes[] = "bc5";
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT;
+  char str[32], doc[128];
+  size_t n, at, c, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  for (round = 0; round < 2; round++)
+    for (n = 1; n <= 23; n++)
+      for (at = 0; at < n; at++)
+        for (c = 0; c < 3; c++) {
+          size_t len;
+          const char *got;
+          memset(str, 'a', n);
+          str[n] = '\0';
+          str[at] = changes[c];
+          len = (size_t)snprintf(doc, sizeof doc, "{\"%s\":\"%s\"}", str, str);
+          assert_int_equal(vd_json_decode(sb.L, doc, len, 0, &err), 0);
+          lua_pushnil(sb.L);
+          assert_true(lua_next(sb.L, -2));
+          got = lua_tolstring(sb.L, -2, &len);
+          if (len != n || memcmp(got, str, n) != 0)
+            fail_msg("%s: key read as %s", doc, got);
+          got = lua_tolstring(sb.L, -1, &len);
+          if (len != n || memcmp(got, str, n) != 0)
+            fail_msg("%s: value read as %s", doc, got);
+          lua_pop(sb.L, 1);
+          assert_false(lua_next(sb.L, -2)); /* one key */
+          lua_pop(sb.L, 1);
+        }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+}
+
 /* Key shapes (json.c): in a sandbox's state an object's keys are sorted
  * and escaped once per shape, then copied.  The text is the same as a
  * plain state's (no cache) every time: for the same shape again, for
@@ -1057,8 +1275,8 @@ static void key_shapes_same_text(void **state) {
  * are prefixes of others; keys with escapes), eight to an object, three
  * rounds, a full collection after each: every object has exactly its
  * keys with their values, encodes as a plain state's does, and the
- * registry holds at most 128 more references than before, however many
- * keys came. */
+ * registry holds at most 128 more references than before (and the two
+ * markers'), however many keys came. */
 static void key_strings_same_keys(void **state) {
   fx_t *f = *state; /* the plain state */
   vd_sandbox_t sb;
@@ -1117,7 +1335,9 @@ static void key_strings_same_keys(void **state) {
     }
     lua_gc(sb.L, LUA_GCCOLLECT); /* the kept strings stay, held */
   }
-  assert_true(lua_rawlen(sb.L, LUA_REGISTRYINDEX) <= refs + 128);
+  /* 128 references, the two markers' (json.c: for the decoder), and the
+   * entry where luaL_ref keeps its free list */
+  assert_true(lua_rawlen(sb.L, LUA_REGISTRYINDEX) <= refs + 128 + 2 + 1);
   assert_true(lua_rawlen(sb.L, LUA_REGISTRYINDEX) > refs); /* some kept */
   vd_sandbox_release(&sb);
   vd_buf_release(&err);
@@ -1149,6 +1369,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(blank_and_garbage_rejected, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(nesting_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(lists_encoded_as_walked, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(encode_errors_name_path, setup,
                                       teardown),
       cmocka_unit_test(decode_under_fail_countdown),
@@ -1161,6 +1383,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(quick_pass_escapes, setup, teardown),
       cmocka_unit_test(sandbox_knows_markers),
+      cmocka_unit_test(frozen_json_and_trace_notes),
+      cmocka_unit_test(key_strings_every_byte),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_shapes_same_text, setup, teardown),

@@ -354,6 +354,58 @@ static void request_fields(void **state) {
   lua_close(L);
 }
 
+/* The request's fields are read in one walk over its keys (wire.c): an
+ * unknown field still answers with the id wherever the walk meets the two
+ * (many names, so both orders come), and the unknown field named is the
+ * first one the walk meets, as lua_next orders them. */
+static void request_unknown_field_keeps_id(void **state) {
+  static const char *const unknown[] = {"x", "zz", "regoin", "Kind", "ids",
+                                        "input2", "a", "qqq", "idem_", "o"};
+  lua_State *L = json_state();
+  vd_decision_t d;
+  vd_buf_t err = VD_BUF_INIT;
+  char line[256];
+  size_t i;
+  (void)state;
+  vd_decision_init(&d);
+  for (i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+    const char *first = NULL;
+    int order;
+    for (order = 0; order < 2; order++) {
+      if (order == 0)
+        snprintf(line, sizeof line,
+                 "{\"%s\":1,\"id\":\"r-%zu\",\"kind\":\"sla\"}",
+                 unknown[i], i);
+      else
+        snprintf(line, sizeof line,
+                 "{\"id\":\"r-%zu\",\"kind\":\"sla\",\"%s\":1,"
+                 "\"region\":\"GD\"}",
+                 i, unknown[i]);
+      assert_int_equal(read_request(L, line, 0, &d), VD_EBAD_REQUEST);
+      assert_string_equal(d.path.data, unknown[i]);
+      snprintf(line, sizeof line, "\"r-%zu\"", i);
+      assert_string_equal(d.id.data, line);
+    }
+    /* two unknown ones: the walk's first */
+    snprintf(line, sizeof line, "{\"%s\":1,\"kind\":\"sla\",\"%s\":2}",
+             unknown[i], unknown[(i + 1) % 10]);
+    assert_int_equal(vd_json_decode(L, line, strlen(line), 0, &err), 0);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      const char *k = lua_tostring(L, -2);
+      lua_pop(L, 1);
+      if (!first && strcmp(k, "kind") != 0)
+        first = k;
+    }
+    assert_int_equal(read_request(L, line, 0, &d), VD_EBAD_REQUEST);
+    assert_string_equal(d.path.data, first);
+    lua_pop(L, 1);
+  }
+  vd_buf_release(&err);
+  vd_decision_release(&d);
+  lua_close(L);
+}
+
 static void admin_request(void **state) {
   lua_State *L = json_state();
   vd_wire_admin_t req;
@@ -863,6 +915,7 @@ int main(void) {
       cmocka_unit_test(framer_stream),
       cmocka_unit_test(request_errors_name_their_field),
       cmocka_unit_test(request_fields),
+      cmocka_unit_test(request_unknown_field_keeps_id),
       cmocka_unit_test(admin_request),
       cmocka_unit_test(reply_lines),
       cmocka_unit_test(in_force_object),

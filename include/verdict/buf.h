@@ -18,6 +18,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct vd_buf {
   char *data;   /* contents, NUL-terminated when non-NULL */
@@ -36,8 +37,18 @@ static inline void vd_buf_grow(vd_buf_t *b, size_t extra) {
   if (extra >= b->cap - b->len) /* cap 0: always */
     vd_buf_grow_slow(b, extra);
 }
-void vd_buf_add(vd_buf_t *b, const void *p, size_t n);
-void vd_buf_adds(vd_buf_t *b, const char *s);
+/* Inline: a response line is some sixty of these, most of a few bytes
+ * (a constant string's length is then known where it is called). */
+static inline void vd_buf_add(vd_buf_t *b, const void *p, size_t n) {
+  vd_buf_grow(b, n);
+  if (n)
+    memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+}
+static inline void vd_buf_adds(vd_buf_t *b, const char *s) {
+  vd_buf_add(b, s, strlen(s));
+}
 static inline void vd_buf_addc(vd_buf_t *b, char c) {
   vd_buf_grow(b, 1);
   b->data[b->len++] = c;

@@ -89,7 +89,8 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
  * changes while its state lives: a rule's trace entry, its id and its long
  * basis, is escaped once per state, then copied.  vd_json_encode() keeps
  * and reads one per sandbox state (vd_sandbox_t.encoded), keyed by the
- * frozen copy's address (the state holds every copy until it is closed);
+ * address of the metatable of the copy's proxy (one per copy; the state
+ * holds every copy and proxy until it is closed);
  * at most VD_JSON_CACHE_BYTES in all, each at most VD_JSON_CACHE_ENTRY.
  * The same cache keeps, by their keys' addresses, the shapes of objects
  * met (their keys' order and escaped JSON, json.c "Key shapes"): at most
@@ -99,6 +100,16 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
 #define VD_JSON_CACHE_ENTRY (4u << 10)
 typedef struct vd_json_cache vd_json_cache_t;
 void vd_json_cache_free(vd_json_cache_t *c);
+
+/* A trace entry loaded with the bundle is the same frozen table every
+ * time: the engine checks its shape ({rule = <string>, basis = <string>},
+ * raw) once and notes it on the entry's cached JSON.
+ * vd_json_trace_entry_note(): the table at idx (a frozen table's proxy)
+ * was found well-formed; noted only once it is encoded and kept (the note
+ * is then never lost: entries are not evicted).  vd_json_trace_entry_known():
+ * 1 if so noted; 0 for any other value.  Neither raises. */
+int vd_json_trace_entry_known(lua_State *L, int idx);
+void vd_json_trace_entry_note(lua_State *L, int idx);
 
 /* 1 if the value at idx is a table carrying the array marker, 2 for the
  * object marker, 0 otherwise. */

@@ -11,11 +11,51 @@
  *     encoder's output is canonical and a fixed point);
  *   - the decoder's quick pass (json.c) answers as yajl alone does
  *     (vd_json_decode_yajl): the same code and message for a text either
- *     refuses, the same value (encoded: the same bytes) for one it takes.
+ *     refuses, the same value (encoded: the same bytes) for one it takes;
+ *   - a sandbox's state, kept from one input to the next as a worker's
+ *     is (its decoder keeps key and value strings, its encoder key
+ *     shapes: json.c), answers as the fresh plain state does: the same
+ *     code, the same bytes encoded.
  */
 #include <string.h>
 
 #include "fuzz_util.h"
+#include "verdict/sandbox.h"
+
+/* The sandbox kept across inputs (libFuzzer runs them in one process). */
+static lua_State *kept_state(void) {
+  static vd_sandbox_t sb;
+  static int made;
+  if (!made) {
+    vd_buf_t err = VD_BUF_INIT;
+    FUZZ_CHECK(vd_sandbox_init(&sb, &err) == 0);
+    vd_buf_release(&err);
+    made = 1;
+  }
+  return sb.L;
+}
+
+/* At DEPTH, the kept sandbox's answer against the plain state's (RC; on
+ * success its value at the top of L). */
+static void same_in_sandbox(lua_State *L, const uint8_t *data, size_t size,
+                            int depth, int rc) {
+  lua_State *S = kept_state();
+  vd_buf_t err = VD_BUF_INIT, a = VD_BUF_INIT, b = VD_BUF_INIT;
+  int src = vd_json_decode_protected(S, (const char *)data, size, depth,
+                                     &err);
+  FUZZ_CHECK(src == rc);
+  if (!rc) {
+    FUZZ_CHECK(vd_json_encode(L, lua_gettop(L), &a, "value", &err) == 0);
+    FUZZ_CHECK(vd_json_encode(S, lua_gettop(S), &b, "value", &err) == 0);
+    if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+      fprintf(stderr, "plain %s, sandbox %s\n", a.data, b.data);
+    FUZZ_CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+  }
+  lua_settop(S, 0);
+  vd_buf_release(&err);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+}
 
 static const int depths[] = {16, 32, VD_JSON_MAX_DEPTH};
 #define N_DEPTHS (sizeof depths / sizeof depths[0])
@@ -55,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rc = vd_json_decode_protected(L, (const char *)data, size, depths[i],
                                   &err);
     same_as_yajl(L, data, size, depths[i], rc, &err);
+    same_in_sandbox(L, data, size, depths[i], rc);
     if (rc != 0) {
       FUZZ_CHECK(rc == VD_EBAD_REQUEST);
       FUZZ_CHECK(lua_gettop(L) == 0);
