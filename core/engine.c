@@ -3,7 +3,8 @@
  *
  * Owns one sandbox per engine and, in its registry, two tables:
  *   policies[kind][region-with-file] = the table that file returned
- *   dispatch[kind][region]           = { decide function, policy region }
+ *   dispatch[kind][region]           = { decide function, policy region,
+ *                                        region, kind, bundle revision }
  * for every region code the bundle accepts (regions.lua plus every
  * directory under regions/) and "national".  The dispatch table is built
  * once at load, so a request costs two table look-ups before the policy runs.
@@ -457,13 +458,20 @@ static int load_all(lua_State *L) {
       const char *region = r == 0 ? "national" : e->regions[r - 1];
       char pr[32];
       deciding_region(e, region, kind, pr);
-      lua_createtable(L, 2, 0);
+      lua_createtable(L, 5, 0);
       lua_getfield(L, -3, pr);
       lua_getfield(L, -1, "decide");
       lua_rawseti(L, -3, 1);
       lua_pop(L, 1);
       lua_pushstring(L, pr);
       lua_rawseti(L, -2, 2);
+      /* the context's strings, made once rather than per decision */
+      lua_pushstring(L, region);
+      lua_rawseti(L, -2, 3);
+      lua_pushstring(L, kind);
+      lua_rawseti(L, -2, 4);
+      lua_pushstring(L, vd_bundle_revision(e->bundle));
+      lua_rawseti(L, -2, 5);
       lua_setfield(L, -2, region);
     }
     lua_setfield(L, dispatch, kind);
@@ -874,7 +882,7 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
 }
 
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
-  int top = lua_gettop(L), status, tripped, explain = 0;
+  int top = lua_gettop(L), status, tripped, explain = 0, entry;
   char file[VD_PATH_MAX];
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
@@ -893,6 +901,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
                 "unknown region '%s' (not in regions.lua, and no regions/%s/ "
                 "directory in the bundle)", d->region, d->region);
   }
+  entry = lua_gettop(L);
   lua_rawgeti(L, -1, 2);
   {
     char *p = d->policy_region;
@@ -903,16 +912,16 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   lua_pop(L, 1);
   lua_rawgeti(L, -1, 1); /* decide */
   lua_getfield(L, req, "input");
-  lua_createtable(L, 0, 6); /* ctx */
+  lua_createtable(L, 0, 6); /* ctx: its strings from the entry */
   lua_pushstring(L, d->at);
   lua_setfield(L, -2, "at");
-  lua_pushstring(L, d->region);
+  lua_rawgeti(L, entry, 3);
   lua_setfield(L, -2, "region");
-  lua_pushstring(L, d->policy_region);
+  lua_rawgeti(L, entry, 2);
   lua_setfield(L, -2, "policy_region");
-  lua_pushstring(L, d->kind);
+  lua_rawgeti(L, entry, 4);
   lua_setfield(L, -2, "kind");
-  lua_pushstring(L, vd_bundle_revision(e->bundle));
+  lua_rawgeti(L, entry, 5);
   lua_setfield(L, -2, "revision");
   if ((e->facts_fn || e->replaying) && e->ref_history) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_history);
