@@ -881,6 +881,22 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
   e->replay_facts = facts;
 }
 
+/* Push ctx.at: the request's own string where d->at is a copy of it (the
+ * request gave one; core/wire.c copies it verbatim), rather than interning
+ * the same bytes again; else d->at (stamped). */
+static void push_at(lua_State *L, int req, const vd_decision_t *d) {
+  size_t n;
+  const char *s;
+  if (!d->at_stamped && lua_getfield(L, req, "at") == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &n);
+    if (n == strlen(d->at) && memcmp(s, d->at, n) == 0)
+      return;
+  }
+  if (!d->at_stamped)
+    lua_pop(L, 1);
+  lua_pushstring(L, d->at);
+}
+
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   int top = lua_gettop(L), status, tripped, explain = 0, entry;
   char file[VD_PATH_MAX];
@@ -913,7 +929,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   lua_rawgeti(L, -1, 1); /* decide */
   lua_getfield(L, req, "input");
   lua_createtable(L, 0, 6); /* ctx: its strings from the entry */
-  lua_pushstring(L, d->at);
+  push_at(L, req, d);
   lua_setfield(L, -2, "at");
   lua_rawgeti(L, entry, 3);
   lua_setfield(L, -2, "region");

@@ -1082,7 +1082,8 @@ static void regions_lua_number_entry(void **state) {
 /* The context a policy gets: its strings come from the dispatch entry
  * (core/engine.c: made once per kind and region at load), so each must be
  * the entry's own: the requested region, the region whose file decides,
- * the kind, the bundle's revision.  Two kinds, a region with its own file
+ * the kind, the bundle's revision; and ctx.at the request's own string
+ * where it gave one (engine.c, push_at), else the stamped time.  Two kinds, a region with its own file
  * and one without, so a slot read from the wrong entry or the wrong slot
  * of it shows. */
 #define CTXPOL(tag)                                                       \
@@ -1131,6 +1132,12 @@ static void context_fields(void **state) {
       assert_contains(d.result.data, want);
       assert_contains(d.result.data, "\"at\":\"" AT "\"");
     }
+    /* no `at` in the request: ctx.at is the stamped time, as d.at */
+    assert_int_equal(decide(e, "{\"kind\":\"k\",\"region\":\"GD\","
+                               "\"input\":{}}", &d), 0);
+    assert_true(d.at_stamped);
+    snprintf(want, sizeof want, "\"at\":\"%s\"", d.at);
+    assert_contains(d.result.data, want);
   }
   vd_decision_release(&d);
   vd_engine_free(e);
