@@ -4,7 +4,8 @@
  * Owns one sandbox per engine and, in its registry, two tables:
  *   policies[kind][region-with-file] = the table that file returned
  *   dispatch[kind][region]           = { decide function, policy region,
- *                                        region, kind, bundle revision }
+ *                                        region, kind, bundle revision,
+ *                                        the deciding file's path }
  * for every region code the bundle accepts (regions.lua plus every
  * directory under regions/) and "national".  The dispatch table is built
  * once at load, so a request costs two table look-ups before the policy runs.
@@ -458,7 +459,7 @@ static int load_all(lua_State *L) {
       const char *region = r == 0 ? "national" : e->regions[r - 1];
       char pr[32];
       deciding_region(e, region, kind, pr);
-      lua_createtable(L, 5, 0);
+      lua_createtable(L, 6, 0);
       lua_getfield(L, -3, pr);
       lua_getfield(L, -1, "decide");
       lua_rawseti(L, -3, 1);
@@ -472,6 +473,9 @@ static int load_all(lua_State *L) {
       lua_rawseti(L, -2, 4);
       lua_pushstring(L, vd_bundle_revision(e->bundle));
       lua_rawseti(L, -2, 5);
+      vd_engine_policy_path(path, pr, kind); /* for its errors */
+      lua_pushstring(L, path);
+      lua_rawseti(L, -2, 6);
       lua_setfield(L, -2, region);
     }
     lua_setfield(L, dispatch, kind);
@@ -899,7 +903,7 @@ static void push_at(lua_State *L, int req, const vd_decision_t *d) {
 
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   int top = lua_gettop(L), status, tripped, explain = 0, entry;
-  char file[VD_PATH_MAX];
+  const char *file; /* the deciding file's path, the entry's string */
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
   if (lua_getfield(L, -1, d->kind) != LUA_TTABLE) {
@@ -969,7 +973,9 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   if (d->facts.len)
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
-  vd_engine_policy_path(file, d->policy_region, d->kind);
+  lua_rawgeti(L, entry, 6);
+  file = lua_tostring(L, -1); /* kept alive by the entry, below */
+  lua_pop(L, 1);
   if (status == LUA_OK) { /* a result or trace loaded with the bundle */
     vd_sandbox_unfreeze(L, -2);
     vd_sandbox_unfreeze(L, -1);
