@@ -1083,11 +1083,13 @@ static void regions_lua_number_entry(void **state) {
  * (core/engine.c: made once per kind and region at load), so each must be
  * the entry's own: the requested region, the region whose file decides,
  * the kind, the bundle's revision; and ctx.at the request's own string
- * where it gave one (engine.c, push_at), else the stamped time.  Two kinds, a region with its own file
+ * where it gave one (engine.c, push_at), else the stamped time; and an
+ * error names the deciding file (the entry's path).  Two kinds, a region with its own file
  * and one without, so a slot read from the wrong entry or the wrong slot
  * of it shows. */
 #define CTXPOL(tag)                                                       \
-  "return { decide = function(input, ctx) return { tag = '" tag "', "     \
+  "return { decide = function(input, ctx) "                              \
+  "if input.boom then error('boom', 0) end return { tag = '" tag "', "    \
   "at = ctx.at, region = ctx.region, pr = ctx.policy_region, "            \
   "kind = ctx.kind, rev = ctx.revision }, {} end }"
 
@@ -1131,6 +1133,20 @@ static void context_fields(void **state) {
       snprintf(want, sizeof want, "\"rev\":\"%s\"", vd_bundle_revision(b));
       assert_contains(d.result.data, want);
       assert_contains(d.result.data, "\"at\":\"" AT "\"");
+    }
+    /* an error names the deciding file (the entry's path) */
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+      snprintf(line, sizeof line,
+               "{\"kind\":\"%s\",\"region\":\"%s\",\"at\":\"" AT
+               "\",\"input\":{\"boom\":1}}",
+               cases[i].kind, cases[i].region);
+      assert_int_equal(decide(e, line, &d), VD_EPOLICY_ERROR);
+      if (strcmp(cases[i].pr, "national") == 0)
+        snprintf(want, sizeof want, "national/%s.lua: boom", cases[i].kind);
+      else
+        snprintf(want, sizeof want, "regions/%s/%s.lua: boom", cases[i].pr,
+                 cases[i].kind);
+      assert_string_equal(d.message.data, want);
     }
     /* no `at` in the request: ctx.at is the stamped time, as d.at */
     assert_int_equal(decide(e, "{\"kind\":\"k\",\"region\":\"GD\","
