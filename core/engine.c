@@ -3,7 +3,9 @@
  *
  * Owns one sandbox per engine and, in its registry, two tables:
  *   policies[kind][region-with-file] = the table that file returned
- *   dispatch[kind][region]           = { decide function, policy region }
+ *   dispatch[kind][region]           = { decide function, policy region,
+ *                                        region, kind, bundle revision,
+ *                                        the deciding file's path }
  * for every region code the bundle accepts (regions.lua plus every
  * directory under regions/) and "national".  The dispatch table is built
  * once at load, so a request costs two table look-ups before the policy runs.
@@ -457,13 +459,23 @@ static int load_all(lua_State *L) {
       const char *region = r == 0 ? "national" : e->regions[r - 1];
       char pr[32];
       deciding_region(e, region, kind, pr);
-      lua_createtable(L, 2, 0);
+      lua_createtable(L, 6, 0);
       lua_getfield(L, -3, pr);
       lua_getfield(L, -1, "decide");
       lua_rawseti(L, -3, 1);
       lua_pop(L, 1);
       lua_pushstring(L, pr);
       lua_rawseti(L, -2, 2);
+      /* the context's strings, made once rather than per decision */
+      lua_pushstring(L, region);
+      lua_rawseti(L, -2, 3);
+      lua_pushstring(L, kind);
+      lua_rawseti(L, -2, 4);
+      lua_pushstring(L, vd_bundle_revision(e->bundle));
+      lua_rawseti(L, -2, 5);
+      vd_engine_policy_path(path, pr, kind); /* for its errors */
+      lua_pushstring(L, path);
+      lua_rawseti(L, -2, 6);
       lua_setfield(L, -2, region);
     }
     lua_setfield(L, dispatch, kind);
@@ -883,9 +895,25 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
   e->replay_facts = facts;
 }
 
+/* Push ctx.at: the request's own string where d->at is a copy of it (the
+ * request gave one; core/wire.c copies it verbatim), rather than interning
+ * the same bytes again; else d->at (stamped). */
+static void push_at(lua_State *L, int req, const vd_decision_t *d) {
+  size_t n;
+  const char *s;
+  if (!d->at_stamped && lua_getfield(L, req, "at") == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &n);
+    if (n == strlen(d->at) && memcmp(s, d->at, n) == 0)
+      return;
+  }
+  if (!d->at_stamped)
+    lua_pop(L, 1);
+  lua_pushstring(L, d->at);
+}
+
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
-  int top = lua_gettop(L), status, tripped, explain = 0;
-  char file[VD_PATH_MAX];
+  int top = lua_gettop(L), status, tripped, explain = 0, entry;
+  const char *file; /* the deciding file's path, the entry's string */
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
   if (lua_getfield(L, -1, d->kind) != LUA_TTABLE) {
@@ -903,6 +931,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
                 "unknown region '%s' (not in regions.lua, and no regions/%s/ "
                 "directory in the bundle)", d->region, d->region);
   }
+  entry = lua_gettop(L);
   lua_rawgeti(L, -1, 2);
   {
     char *p = d->policy_region;
@@ -913,16 +942,16 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   lua_pop(L, 1);
   lua_rawgeti(L, -1, 1); /* decide */
   lua_getfield(L, req, "input");
-  lua_createtable(L, 0, 6); /* ctx */
-  lua_pushstring(L, d->at);
+  lua_createtable(L, 0, 6); /* ctx: its strings from the entry */
+  push_at(L, req, d);
   lua_setfield(L, -2, "at");
-  lua_pushstring(L, d->region);
+  lua_rawgeti(L, entry, 3);
   lua_setfield(L, -2, "region");
-  lua_pushstring(L, d->policy_region);
+  lua_rawgeti(L, entry, 2);
   lua_setfield(L, -2, "policy_region");
-  lua_pushstring(L, d->kind);
+  lua_rawgeti(L, entry, 4);
   lua_setfield(L, -2, "kind");
-  lua_pushstring(L, vd_bundle_revision(e->bundle));
+  lua_rawgeti(L, entry, 5);
   lua_setfield(L, -2, "revision");
   if ((e->facts_fn || e->replaying) && e->ref_history) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_history);
@@ -954,7 +983,9 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   if (d->facts.len)
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
-  vd_engine_policy_path(file, d->policy_region, d->kind);
+  lua_rawgeti(L, entry, 6);
+  file = lua_tostring(L, -1); /* kept alive by the entry, below */
+  lua_pop(L, 1);
   if (status == LUA_OK) { /* a result or trace loaded with the bundle */
     vd_sandbox_unfreeze(L, -2);
     vd_sandbox_unfreeze(L, -1);

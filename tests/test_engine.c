@@ -1079,6 +1079,88 @@ static void regions_lua_number_entry(void **state) {
   vd_buf_release(&err);
 }
 
+/* The context a policy gets: its strings come from the dispatch entry
+ * (core/engine.c: made once per kind and region at load), so each must be
+ * the entry's own: the requested region, the region whose file decides,
+ * the kind, the bundle's revision; and ctx.at the request's own string
+ * where it gave one (engine.c, push_at), else the stamped time; and an
+ * error names the deciding file (the entry's path).  Two kinds, a region with its own file
+ * and one without, so a slot read from the wrong entry or the wrong slot
+ * of it shows. */
+#define CTXPOL(tag)                                                       \
+  "return { decide = function(input, ctx) "                              \
+  "if input.boom then error('boom', 0) end return { tag = '" tag "', "    \
+  "at = ctx.at, region = ctx.region, pr = ctx.policy_region, "            \
+  "kind = ctx.kind, rev = ctx.revision }, {} end }"
+
+static void context_fields(void **state) {
+  static const struct {
+    const char *kind, *region, *tag, *pr;
+  } cases[] = {{"k", "GD", "k-GD", "GD"},       {"k", "BJ", "k-nat", "national"},
+               {"j", "GD", "j-nat", "national"}, {"j", "BJ", "j-BJ", "BJ"},
+               {"k", "national", "k-nat", "national"}};
+  vd_bundle_file_t f[] = {FILE_("national/k.lua", CTXPOL("k-nat")),
+                          FILE_("national/j.lua", CTXPOL("j-nat")),
+                          FILE_("regions/GD/k.lua", CTXPOL("k-GD")),
+                          FILE_("regions/BJ/j.lua", CTXPOL("j-BJ")),
+                          FILE_("regions.lua", "return { 'GD', 'BJ' }")};
+  vd_bundle_t *b;
+  vd_engine_t *e = NULL;
+  vd_buf_t err = VD_BUF_INIT;
+  vd_decision_t d;
+  char line[256], want[160];
+  size_t i, round;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(f, 5, "mem", &b, &err), 0);
+  if (vd_engine_new(b, &small_limits, &e, &err) != 0)
+    fail_msg("%s", err.data);
+  vd_decision_init(&d);
+  for (round = 0; round < 2; round++) { /* the entries' strings kept */
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+      snprintf(line, sizeof line,
+               "{\"kind\":\"%s\",\"region\":\"%s\",\"at\":\"" AT
+               "\",\"input\":{}}",
+               cases[i].kind, cases[i].region);
+      assert_int_equal(decide(e, line, &d), 0);
+      snprintf(want, sizeof want, "\"tag\":\"%s\"", cases[i].tag);
+      assert_contains(d.result.data, want);
+      snprintf(want, sizeof want, "\"region\":\"%s\"", cases[i].region);
+      assert_contains(d.result.data, want);
+      snprintf(want, sizeof want, "\"pr\":\"%s\"", cases[i].pr);
+      assert_contains(d.result.data, want);
+      snprintf(want, sizeof want, "\"kind\":\"%s\"", cases[i].kind);
+      assert_contains(d.result.data, want);
+      snprintf(want, sizeof want, "\"rev\":\"%s\"", vd_bundle_revision(b));
+      assert_contains(d.result.data, want);
+      assert_contains(d.result.data, "\"at\":\"" AT "\"");
+    }
+    /* an error names the deciding file (the entry's path) */
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+      snprintf(line, sizeof line,
+               "{\"kind\":\"%s\",\"region\":\"%s\",\"at\":\"" AT
+               "\",\"input\":{\"boom\":1}}",
+               cases[i].kind, cases[i].region);
+      assert_int_equal(decide(e, line, &d), VD_EPOLICY_ERROR);
+      if (strcmp(cases[i].pr, "national") == 0)
+        snprintf(want, sizeof want, "national/%s.lua: boom", cases[i].kind);
+      else
+        snprintf(want, sizeof want, "regions/%s/%s.lua: boom", cases[i].pr,
+                 cases[i].kind);
+      assert_string_equal(d.message.data, want);
+    }
+    /* no `at` in the request: ctx.at is the stamped time, as d.at */
+    assert_int_equal(decide(e, "{\"kind\":\"k\",\"region\":\"GD\","
+                               "\"input\":{}}", &d), 0);
+    assert_true(d.at_stamped);
+    snprintf(want, sizeof want, "\"at\":\"%s\"", d.at);
+    assert_contains(d.result.data, want);
+  }
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
 /* Every policy error names the policy file (engine.h: "error message
  * (file:line for policy errors)").  Lua adds "file:line:" to error("x"),
  * but not to error("x", 0) nor to an error object that is not bad_input.
@@ -1942,6 +2024,7 @@ int main(void) {
       cmocka_unit_test(require_modules),
       cmocka_unit_test(rules_runner_errors_name_line),
       cmocka_unit_test(rule_runner_loop_is_frozen),
+      cmocka_unit_test(context_fields),
       cmocka_unit_test(check_structure_reports),
       M(decide_under_fail_countdown),
       cmocka_unit_test(decide_under_memory_caps),
