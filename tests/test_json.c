@@ -595,6 +595,16 @@ static void nesting_limit(void **state) {
  * Encoding errors
  * ------------------------------------------------------------------------ */
 
+/* "[10,20,...,N*10]" into WANT (CAP bytes). */
+static void tens(char *want, size_t cap, int n) {
+  size_t w = (size_t)snprintf(want, cap, "[");
+  int i;
+  for (i = 1; i <= n; i++)
+    w += (size_t)snprintf(want + w, cap - w, "%s%d", i > 1 ? "," : "",
+                          i * 10);
+  snprintf(want + w, cap - w, "]");
+}
+
 /* A list is encoded as its walk meets its elements while the keys come
  * as 1, 2, 3... (json.c, encode_keyed); any other order, a key after
  * them, an element that fails, and the text and the message are what
@@ -606,15 +616,10 @@ static void lists_encoded_as_walked(void **state) {
   int n, i, taken_back = 0;
   /* keys made in the hash part, in every order the hash gives */
   for (n = 1; n <= 40; n++) {
-    size_t w = 0;
     snprintf(code, sizeof code,
              "local t = {} for i = %d, 1, -1 do t[i] = i * 10 end "
              "return t", n);
-    w += (size_t)snprintf(want + w, sizeof want - w, "[");
-    for (i = 1; i <= n; i++)
-      w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
-                            i > 1 ? "," : "", i * 10);
-    snprintf(want + w, sizeof want - w, "]");
+    tens(want, sizeof want, n);
     lua_value(f, code);
     assert_string_equal(enc_top(f, "value"), want);
   }
@@ -624,17 +629,12 @@ static void lists_encoded_as_walked(void **state) {
   for (n = 2; n <= 12; n++) {
     int m;
     for (m = 1; m <= 8; m++) {
-      size_t w = 0;
       snprintf(code, sizeof code,
                "local t, s = {10}, {'a','b','c','d','e','f','g','h'} "
                "for j = 1, %d do t[s[j]] = j end "
                "for j = 1, %d do t[s[j]] = nil end "
                "for i = 2, %d do t[i] = i * 10 end return t", m, m, n);
-      w += (size_t)snprintf(want + w, sizeof want - w, "[");
-      for (i = 1; i <= n; i++)
-        w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
-                              i > 1 ? "," : "", i * 10);
-      snprintf(want + w, sizeof want - w, "]");
+      tens(want, sizeof want, n);
       lua_value(f, code);
       lua_pushnil(f->L); /* the walk's first two keys */
       assert_true(lua_next(f->L, -2));
