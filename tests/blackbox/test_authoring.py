@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import unittest
 import xml.etree.ElementTree as ET
 
@@ -220,6 +221,29 @@ class EditorsSeeTheSandbox(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         rc, out, err = run_cli("check", POLICIES)
         self.assertEqual(warnings(out), set())
+
+    # Fields of `verdict` that lib/*.lua reads where a binary may lack
+    # them: a node on an older binary (a fleet mid-upgrade) checks a new
+    # revision with its own sandbox's std, and a read of a field it does
+    # not know (W143) would keep the revision from going live there.
+    FIELDS_AN_OLDER_BINARY_LACKS = ("rule_runner",)
+
+    def test_the_shipped_bundle_on_an_older_binary(self):
+        with open(os.path.join(POLICIES, ".luacheckrc")) as f:
+            rc = f.read()
+        for field in self.FIELDS_AN_OLDER_BINARY_LACKS:
+            self.assertIn('"%s", ' % field, rc)
+            rc = rc.replace('"%s", ' % field, "", 1)
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        config = os.path.join(tmp, "older.luacheckrc")
+        with open(config, "w") as f:
+            f.write(rc)
+        root = os.path.dirname(POLICIES)
+        p = subprocess.run(["luacheck", "--config", config, "--formatter",
+                            "plain", "--codes", "policies"],
+                           cwd=root, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def test_luarc_json_is_json(self):
         with open(os.path.join(POLICIES, ".luarc.json")) as f:
