@@ -1203,6 +1203,20 @@ static void key_strings_every_byte(void **state) {
   vd_buf_release(&err);
 }
 
+/* The values on top of PLAIN (a plain state) and SB (a sandbox's) encode
+ * as the same text, A and B (reset first); DOC names the case. */
+static void same_text(lua_State *plain, lua_State *sb, const char *doc,
+                      vd_buf_t *a, vd_buf_t *b) {
+  vd_buf_t err = VD_BUF_INIT;
+  vd_buf_reset(a);
+  vd_buf_reset(b);
+  assert_int_equal(vd_json_encode(plain, -1, a, "value", &err), 0);
+  assert_int_equal(vd_json_encode(sb, -1, b, "value", &err), 0);
+  if (strcmp(a->data, b->data) != 0)
+    fail_msg("%s: plain %s, sandbox %s", doc, a->data, b->data);
+  vd_buf_release(&err);
+}
+
 /* Key shapes (json.c): in a sandbox's state an object's keys are sorted
  * and escaped once per shape, then copied.  The text is the same as a
  * plain state's (no cache) every time: for the same shape again, for
@@ -1249,12 +1263,7 @@ static void key_shapes_same_text(void **state) {
       }
       assert_int_equal(vd_json_decode(f->L, doc, n, 0, &err), 0);
       assert_int_equal(vd_json_decode(sb.L, doc, n, 0, &err), 0);
-      vd_buf_reset(&a);
-      vd_buf_reset(&b);
-      assert_int_equal(vd_json_encode(f->L, -1, &a, "value", &err), 0);
-      assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
-      if (strcmp(a.data, b.data) != 0)
-        fail_msg("%s: plain %s, sandbox %s", doc, a.data, b.data);
+      same_text(f->L, sb.L, doc, &a, &b);
       vd_buf_reset(&b);
       assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
       assert_string_equal(a.data, b.data); /* the shape kept */
@@ -1324,12 +1333,7 @@ static void key_strings_same_keys(void **state) {
         lua_pop(sb.L, 1);
       assert_int_equal(j, i + 8 <= 600 ? 8 : 600 - i);
       assert_int_equal(vd_json_decode(f->L, doc, n, 0, &err), 0);
-      vd_buf_reset(&a);
-      vd_buf_reset(&b);
-      assert_int_equal(vd_json_encode(f->L, -1, &a, "value", &err), 0);
-      assert_int_equal(vd_json_encode(sb.L, -1, &b, "value", &err), 0);
-      if (strcmp(a.data, b.data) != 0)
-        fail_msg("%s: plain %s, sandbox %s", doc, a.data, b.data);
+      same_text(f->L, sb.L, doc, &a, &b);
       lua_pop(f->L, 1);
       lua_pop(sb.L, 1);
     }
