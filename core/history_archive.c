@@ -285,7 +285,7 @@ static int move_range(const char *live_path, const char *dest,
   char hash[65];
   int64_t erased = -1;
   int src;
-  src = sqlite3_open_v2(live_path, &db, SQLITE_OPEN_READWRITE, NULL);
+  src = vd_hist_sqlite_open(live_path, &db, SQLITE_OPEN_READWRITE);
   if (src == SQLITE_OK) {
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, VD_HISTORY_BUSY_MS);

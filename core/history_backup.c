@@ -72,7 +72,7 @@ static int copy_pages(sqlite3 *src, const char *src_path, const char *tmp,
   sqlite3 *dst = NULL;
   sqlite3_backup *b;
   int src_rc, rc = 0;
-  src_rc = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE, NULL);
+  src_rc = vd_hist_sqlite_open(tmp, &dst, SQLITE_OPEN_READWRITE);
   if (src_rc != SQLITE_OK) {
     rc = vd_hist_db_err(err, dest, dst, src_rc, "creating the copy");
     sqlite3_close(dst);

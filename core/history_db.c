@@ -352,6 +352,18 @@ int vd_hist_give_err(char **errmsg, vd_buf_t *err, int rc) {
   return rc;
 }
 
+static void sqlite_setup(void) {
+  /* before SQLite initialises, or it answers SQLITE_MISUSE and keeps its
+   * statistics: harmless (a test that initialised it first, for a VFS) */
+  (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+int vd_hist_sqlite_open(const char *path, sqlite3 **db, int flags) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, sqlite_setup);
+  return sqlite3_open_v2(path, db, flags, NULL);
+}
+
 int vd_hist_db_err(vd_buf_t *err, const char *path, sqlite3 *db, int rc,
                    const char *doing) {
   const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
@@ -562,10 +574,9 @@ static int open_rw(sqlite3 **out, const char *path, const char *synchronous,
   *out = NULL;
   /* NOMUTEX: one thread at a time uses the connection (the writer thread,
    * after start-up); SQLite's per-call mutex was 6% of the writer's time */
-  rc = sqlite3_open_v2(path, &db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                           SQLITE_OPEN_NOMUTEX,
-                       NULL);
+  rc = vd_hist_sqlite_open(path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) {
     rc = vd_hist_db_err(err, path, db, rc, "opening");
     goto fail;
@@ -676,7 +687,7 @@ int vd_hist_open_writer(sqlite3 **db, int *lock_fd, const char *path,
 }
 
 int vd_hist_open_aux(sqlite3 **db, const char *path, vd_buf_t *err) {
-  int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE, NULL);
+  int rc = vd_hist_sqlite_open(path, db, SQLITE_OPEN_READWRITE);
   if (rc == SQLITE_OK) {
     sqlite3_extended_result_codes(*db, 1);
     sqlite3_busy_timeout(*db, VD_HISTORY_BUSY_MS);
@@ -696,8 +707,8 @@ int vd_history_db_open_ro(sqlite3 **out, const char *path, vd_buf_t *err) {
   if (rc)
     return rc;
   /* each reader belongs to one thread (a worker, a replay lane, the CLI) */
-  rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                       NULL);
+  rc = vd_hist_sqlite_open(path, &db,
+                           SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) {
     rc = vd_hist_db_err(err, path, db, rc, "opening read-only");
     sqlite3_close(db);

@@ -276,7 +276,7 @@ int vd_history_erase(const char *db_path, const char *customer_id,
   db = NULL;
   if (rc)
     return vd_hist_give_err(errmsg, &err, rc);
-  src = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL);
+  src = vd_hist_sqlite_open(db_path, &db, SQLITE_OPEN_READWRITE);
   if (src == SQLITE_OK) {
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, VD_HISTORY_BUSY_MS);

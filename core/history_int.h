@@ -285,6 +285,12 @@ void vd_hist_erasure_fields(vd_buf_t *b, const char *const *fields,
  * Opening and errors (history_db.c)
  * ====================================================================== */
 
+/* sqlite3_open_v2() for every connection of the history: first, once per
+ * process, turns off SQLite's memory statistics (SQLITE_CONFIG_MEMSTATUS),
+ * which verdict never reads and which cost every SQLite allocation a
+ * global mutex and its bookkeeping (docs/performance.md, "SQLite's memory
+ * statistics"). */
+int vd_hist_sqlite_open(const char *path, sqlite3 **db, int flags);
 /* Hand ERR to the caller as *errmsg (malloc'd; or drop it when errmsg is
  * NULL), release ERR and return RC.  A failure without a message gets one
  * from vd_err_desc(). */

@@ -639,8 +639,8 @@ static void bound_wal(vd_history_t *h) {
 static int checkpointer_start(vd_history_t *h, const char *sync,
                               vd_buf_t *err) {
   char sql[64];
-  int rc = sqlite3_open_v2(h->path, &h->ck_db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  int rc = vd_hist_sqlite_open(h->path, &h->ck_db,
+                               SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
   if (rc == SQLITE_OK) {
     sqlite3_extended_result_codes(h->ck_db, 1);
     sqlite3_busy_timeout(h->ck_db, VD_HISTORY_BUSY_MS);

@@ -229,6 +229,19 @@ static const char *make_db(const char *name, int n) {
   return path;
 }
 
+/* The history turns SQLite's memory statistics off before SQLite starts
+ * (vd_hist_sqlite_open): with them on, every allocation SQLite makes takes
+ * a process-wide mutex.  Off, SQLite counts nothing: after a history was
+ * opened and written, sqlite3_memory_used() is still 0 (on, it would be
+ * the bytes its connections hold).  Must run first in this file: nothing
+ * else may have started SQLite in this process. */
+static void test_sqlite_memstatus_off(void **state) {
+  (void)state;
+  make_db("memstatus.db", 3);
+  assert_int_equal(sqlite3_memory_used(), 0);
+  assert_int_equal(sqlite3_memory_highwater(0), 0);
+}
+
 /* Run SQL through a connection of its own, as the sqlite3 shell would. */
 static void shell(const char *path, const char *sql) {
   sqlite3 *db;
@@ -3192,6 +3205,8 @@ int main(void) {
   umask(027);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mode_names),
+      /* first: before any other test starts SQLite in this process */
+      cmocka_unit_test_setup_teardown(test_sqlite_memstatus_off, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_revision_numbers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_revision_numbers_verified, setup,
