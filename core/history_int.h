@@ -488,6 +488,7 @@ int vd_hist_name_read(const char *name, int64_t *back,
  * in one allocation. */
 struct vd_hist_qrec {
   struct vd_hist_qrec *next;
+  size_t size;              /* what it counts in h->qbytes */
   unsigned worker;
   uint64_t wseq;            /* the worker's sequence number */
   vd_hist_field_t f[NCOLS]; /* the record's columns, measured once; text

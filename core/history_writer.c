@@ -421,6 +421,31 @@ static void idle_wait(vd_history_t *h, vd_buf_t *err) {
   set_health(h, rc, err->data);
 }
 
+/* Under mu: cut the next batch off the queue, its oldest
+ * VD_HISTORY_BATCH_MAX records (all of them when there are no more).  A
+ * prefix of the queue holds a prefix of each worker's records, so each
+ * worker's part of a batch is still one range of its sequence numbers. */
+static vd_hist_qrec_t *take_batch(vd_history_t *h) {
+  vd_hist_qrec_t *list = h->qhead, *last = list;
+  size_t n = 1, bytes = list->size;
+  if (h->qcount <= VD_HISTORY_BATCH_MAX) { /* the whole queue */
+    h->qhead = NULL;
+    h->qtail = &h->qhead;
+    h->qcount = h->qbytes = 0;
+    return list;
+  }
+  while (n < VD_HISTORY_BATCH_MAX) {
+    last = last->next;
+    bytes += last->size;
+    n++;
+  }
+  h->qhead = last->next;
+  last->next = NULL;
+  h->qcount -= n;
+  h->qbytes -= bytes;
+  return list;
+}
+
 static void *writer_main(void *arg) {
   vd_history_t *h = arg;
   vd_buf_t err = VD_BUF_INIT;
@@ -438,11 +463,8 @@ static void *writer_main(void *arg) {
       break; /* stopping, and everything is written */
     while (h->aux_waiting) /* an activation or revision goes first */
       pthread_cond_wait(&h->aux_done, &h->mu);
-    list = h->qhead;
-    h->qhead = NULL;
-    h->qtail = &h->qhead;
-    h->qcount = h->qbytes = 0;
-    vd_metrics_series_set(h->m_depth, 0);
+    list = take_batch(h);
+    vd_metrics_series_set(h->m_depth, (int64_t)h->qcount);
     m_commit = h->m_commit;
     m_batch = h->m_batch;
     pthread_cond_broadcast(&h->room);
@@ -947,6 +969,7 @@ int vd_history_submit(vd_history_t *h, unsigned worker, const vd_record_t *r,
   if (!q)
     return VD_ENOMEM;
   q->next = NULL;
+  q->size = size;
   q->worker = worker;
   p = q->data;
   for (i = 0; i < NCOLS; i++) {

@@ -59,7 +59,8 @@ static const uint64_t commit_ns[] = {
     100000,   250000,    500000,    1000000,    2500000,   5000000,
     10000000, 25000000,  50000000,  100000000,  250000000, 500000000,
     1000000000, 2500000000u, 5000000000u, 10000000000u};
-/* Up to VD_HISTORY_QUEUE_MAX records per batch. */
+/* Up to VD_HISTORY_BATCH_MAX records per batch (the buckets above it stay:
+ * dashboards read them). */
 static const uint64_t batch_records[] = {1,   2,   4,   8,    16,   32,
                                          64,  128, 256, 512,  1024, 2048,
                                          4096, 16384, 65536};

@@ -37,6 +37,7 @@
 #include "verdict/error.h"
 #include "verdict/engine.h"
 #include "verdict/history.h"
+#include "verdict/metrics.h"
 #include "verdict/personal.h"
 #include "verdict/pseudonym.h"
 #include "verdict/sandbox.h"
@@ -1154,6 +1155,50 @@ static void *busy_main(void *arg) {
       f->failed += d[k].status != 0;
   }
   return NULL;
+}
+
+/* A queue longer than VD_HISTORY_BATCH_MAX is committed in several
+ * transactions, the oldest records first: with the writer held back (an
+ * auxiliary writer's turn, as an activation takes it) while 100 more than
+ * the cap are queued, it then commits exactly two batches, a full one and
+ * the rest, and every record is acknowledged in order.  Without the cap it
+ * was one transaction of the whole queue (up to VD_HISTORY_QUEUE_MAX),
+ * which an activation waited behind. */
+static void test_batches_capped(void **state) {
+  const char *path = path_in("capped.db");
+  vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+  vd_metrics_t *m = NULL;
+  vd_buf_t text = VD_BUF_INIT;
+  const int n = VD_HISTORY_BATCH_MAX + 100;
+  char line[96];
+  uint64_t seq = 0, upto = 0;
+  int i;
+  (void)state;
+  assert_int_equal(vd_metrics_new(&m), 0);
+  assert_int_equal(vd_history_set_metrics(h, m), 0);
+  vd_hist_aux_lock(h);
+  for (i = 1; i <= n; i++) {
+    vd_record_t r;
+    rec_store_t s;
+    make_record(&r, &s, 0, i);
+    assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+  }
+  vd_hist_aux_unlock(h);
+  assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+  assert_int_equal(upto, (uint64_t)n);
+  vd_metrics_render(m, &text);
+  assert_non_null(strstr(text.data, "\nverdict_history_batch_records_count 2\n"));
+  snprintf(line, sizeof line, "\nverdict_history_batch_records_sum %d\n", n);
+  assert_non_null(strstr(text.data, line));
+  snprintf(line, sizeof line,
+           "\nverdict_history_batch_records_bucket{le=\"%d\"} 2\n",
+           VD_HISTORY_BATCH_MAX);
+  assert_non_null(strstr(text.data, line));
+  vd_history_close(h);
+  vd_metrics_free(m);
+  vd_buf_release(&text);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM decisions"), n);
+  assert_int_equal(query_int(path, "SELECT seq FROM chain_head"), n);
 }
 
 static void test_activations_under_load(void **state) {
@@ -3256,6 +3301,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
       cmocka_unit_test_setup_teardown(test_activations_under_load, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_batches_capped, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,6 +46,12 @@
 
 /* Submissions queued for the writer before vd_history_submit() waits. */
 #define VD_HISTORY_QUEUE_MAX 65536
+/* Records the writer commits in one transaction at most: the oldest of
+ * the queue, the rest in the next.  Bounds how long a batch holds the
+ * write lock, and so how long an activation, a revision or another
+ * connection waits behind it (VD_HISTORY_BUSY_MS); far above the batches
+ * a full load makes (a few hundred at P16, docs/performance.md). */
+#define VD_HISTORY_BATCH_MAX 4096
 /* Bytes of queued records before vd_history_submit() waits; a single
  * record larger than this is refused. */
 #define VD_HISTORY_QUEUE_BYTES (256u << 20)
