@@ -14,11 +14,14 @@
  * error response or a failed check, 2 usage, 3 the daemon could not be
  * reached.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd_int.h"
 #include "verdict/buf.h"
+#include "verdict/history.h"
 #include "verdict/version.h"
 
 static void usage(FILE *f) {
@@ -80,8 +83,42 @@ static void usage(FILE *f) {
         "                   JSON Schema of KIND's input, or the OpenAPI\n"
         "                   document of the HTTP API without KIND\n"
         "\n"
+        "  --db-timeout MS  with --db postgresql://...: a round trip to the\n"
+        "                   server without its answer after MS ms fails the\n"
+        "                   command (default: wait as long as it takes)\n"
         "  --version        this program's version and its libraries'\n",
         f);
+}
+
+/* --db-timeout MS, before or after the command: taken out of ARGV (its
+ * count returned) and set for every PostgreSQL round trip the command
+ * makes (vd_history_set_db_timeout(), as verdictd's option); -1 after a
+ * usage error, said on stderr. */
+static int take_db_timeout(int argc, char **argv) {
+  int i, j;
+  for (i = j = 1; i < argc; i++) {
+    char *end;
+    long ms;
+    if (strcmp(argv[i], "--db-timeout") != 0) {
+      argv[j++] = argv[i];
+      continue;
+    }
+    if (i + 1 >= argc) {
+      fputs("verdict: --db-timeout: expected a number of milliseconds\n",
+            stderr);
+      return -1;
+    }
+    errno = 0;
+    ms = strtol(argv[++i], &end, 10);
+    if (errno || end == argv[i] || *end || ms < 1 || ms > 3600000) {
+      fprintf(stderr, "verdict: --db-timeout: '%s' is not a number of "
+                      "milliseconds from 1 to 3600000\n", argv[i]);
+      return -1;
+    }
+    vd_history_set_db_timeout((int)ms);
+  }
+  argv[j] = NULL;
+  return j;
 }
 
 /* `verdict --version`: the version, then a line per library. */
@@ -124,6 +161,8 @@ int main(int argc, char **argv) {
   const char *cmd;
   int i;
 
+  if ((argc = take_db_timeout(argc, argv)) < 0)
+    return 2;
   /* Options may come before the command: move the command to argv[1]. */
   for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++)
     if (strcmp(argv[i], "--admin") != 0 && strcmp(argv[i], "--quiet") != 0 &&

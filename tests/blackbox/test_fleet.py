@@ -866,6 +866,47 @@ class Fleet(unittest.TestCase):
                                     % r["decision_id"]).strip(), "1")
         self.assertEqual(verify(db)[0], 0)
 
+    def test_the_cli_gives_up_within_db_timeout(self):
+        # an auditor's command against a server that does not answer (a
+        # query waiting on a lock another session holds): with
+        # --db-timeout it fails, naming the deadline, instead of waiting
+        # forever; once the lock goes the same command works
+        name, db = new_database()
+        a = Daemon(MINI, args=["--db", db, "--node-id", "a"])
+        c = a.connect()
+        self.assertNotIn("error", c.call(**comp("before")))
+        c.close()
+        self.assertEqual(a.stop(), 0, a.read_log())
+        locker = subprocess.Popen(["psql", "-X", "-q", "-d", name],
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL)
+        try:
+            locker.stdin.write(b"BEGIN; LOCK TABLE decisions IN ACCESS"
+                               b" EXCLUSIVE MODE; SELECT 1;\n")
+            locker.stdin.flush()
+            deadline = time.time() + 10
+            while psql(name, "SELECT count(*) FROM pg_locks WHERE mode ="
+                             " 'AccessExclusiveLock' AND relation ="
+                             " 'decisions'::regclass").strip() != "1":
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            for args in (["history", "verify", "--db", db, "--db-timeout",
+                          "1000"],
+                         ["--db-timeout", "1000", "history", "list", "--db",
+                          db]):
+                rc, out, err = run_cli(*args)
+                self.assertNotEqual(rc, 0, out)
+                self.assertIn("no answer within 1000 ms (--db-timeout)", err)
+        finally:
+            locker.stdin.write(b"COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(timeout=30)
+        self.assertEqual(verify(db)[0], 0)
+        rc, out, err = run_cli("--db-timeout", "soon", "history", "verify",
+                               "--db", db)
+        self.assertEqual(rc, 2)
+        self.assertIn("--db-timeout: 'soon' is not a number", err)
+
     def test_a_version_1_database_is_migrated_on_start(self):
         # version 1 (before node_status.verdict): what a node of the
         # previous verdict left, decisions and all
