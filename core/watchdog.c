@@ -55,8 +55,10 @@ static int look(vd_watchdog_t *wd) {
     if (seq != s->seen || (seq & 1))
       busy = 1;
     if ((seq & 1) && seq == s->seen) {
-      pthread_kill(s->thread, VD_WATCH_SIGNAL);
+      /* counted first: the interrupted thread may read the count (a test,
+       * the metrics) as soon as its attempt ends, before we are back */
       atomic_fetch_add(&wd->interrupts, 1);
+      pthread_kill(s->thread, VD_WATCH_SIGNAL);
       s->seen = seq + 1; /* one signal per attempt and tick pair */
       continue;
     }
