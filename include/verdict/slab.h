@@ -26,7 +26,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define VD_SLAB_MAX 256             /* largest block size served */
+/* Largest block size served: 512, so that a table's hash part of 16
+ * nodes (384 bytes: the decoder's input object, room for 16 keys) comes
+ * from the pool too, not from malloc on every decision. */
+#define VD_SLAB_MAX 512
 #define VD_SLAB_CLASSES (VD_SLAB_MAX / 16)
 
 typedef struct vd_slab {
