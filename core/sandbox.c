@@ -210,6 +210,21 @@ void vd_sandbox_charge(lua_State *L, double cost) {
   }
 }
 
+/* vd_sandbox_charge(L, n) for the library's per-call charges (a whole n):
+ * the common case, room left and no recount due, without the call and its
+ * arithmetic in doubles.  Anything else goes to vd_sandbox_charge, which
+ * decides as it always has. */
+static inline void charge_small(lua_State *L, unsigned long n) {
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  if (sb->tripped != VD_EPOLICY_TIMEOUT && sb->steps < sb->budget &&
+      n <= sb->budget - sb->steps &&
+      (sb->counting || sb->steps + n <= sb->budget / 10)) {
+    sb->steps += n;
+    return;
+  }
+  vd_sandbox_charge(L, (double)n);
+}
+
 /* ------------------------------------------------------------------------
  * Replacements for base functions
  * ------------------------------------------------------------------------ */
@@ -1655,7 +1670,7 @@ static int v_check_input(lua_State *L) {
     sb->own_input = NULL; /* the decoder's: never a proxy */
   else
     vd_sandbox_unfreeze(L, 2);
-  vd_sandbox_charge(L, (double)p->n);
+  charge_small(L, (unsigned long)p->n);
   lua_getiuservalue(L, 1, 1);
   if (p->n > PLAN_SMALL_MAX)
     return check_all(L, p);
@@ -1858,14 +1873,14 @@ refuse:
  * returns 1, or returns 0 with the stack cut back to tr when it cannot
  * run the table (nothing called). */
 static int run_loop(lua_State *L) {
-  enum { P = 1, NAME, F, TR, PLANS, PLAN, PARAMS, SEEN, LIST, HITS };
+  enum { P = 1, NAME, F, TR, PLAN, PARAMS, SEEN, LIST, HITS };
+  const int PLANS = lua_upvalueindex(RK_PLANS);
   int first;
   lua_Integer i, n, nhits = 0;
   rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
   const void *pp = NULL, *np = NULL;
   unsigned h = 0, probe;
   lua_settop(L, TR);
-  lua_pushvalue(L, lua_upvalueindex(RK_PLANS));
   /* the plan found before, by address */
   if (lua_type(L, P) == LUA_TTABLE && lua_type(L, NAME) == LUA_TSTRING) {
     pp = lua_topointer(L, P);
@@ -1889,12 +1904,12 @@ static int run_loop(lua_State *L) {
     if (lua_rawget(L, -2) == LUA_TTABLE)
       lua_remove(L, -2);
     else
-      lua_settop(L, PLANS);
+      lua_settop(L, TR);
   } else {
-    lua_settop(L, PLANS);
+    lua_settop(L, TR);
   }
-  if (lua_gettop(L) == PLANS && !(lua_type(L, NAME) != LUA_TNIL &&
-                                  rp_make(L, P, NAME, PLANS)))
+  if (lua_gettop(L) == TR && !(lua_type(L, NAME) != LUA_TNIL &&
+                               rp_make(L, P, NAME, PLANS)))
     goto refuse;
   lua_rawgeti(L, PLAN, RP_N);
   n = lua_tointeger(L, -1);
@@ -1919,7 +1934,7 @@ planned:
   rk_get(L, TR, RK_LIST);
   if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
     goto refuse;
-  vd_sandbox_charge(L, (double)n);
+  charge_small(L, (unsigned long)n);
   if (!first)
     lua_createtable(L, 4, 0); /* HITS */
   for (i = 0; i < n; i++) {
@@ -1968,8 +1983,7 @@ refuse:
 }
 
 static int v_run_rules(lua_State *L) {
-  lua_settop(L, 4);
-  if (run_loop(L))
+  if (run_loop(L)) /* it makes the top 4 first */
     return 2;
   lua_pushboolean(L, 0);
   return 1;
@@ -2003,8 +2017,7 @@ static void push_run_rules(lua_State *L) {
 enum { RR_LOOP = RK_FOUND + 1, RR_MUST, RR_COUNT = RR_MUST };
 
 static int v_rule_runner_call(lua_State *L) {
-  lua_settop(L, 4);
-  if (run_loop(L)) {
+  if (run_loop(L)) { /* it makes the top 4 first */
     if (lua_toboolean(L, lua_upvalueindex(RR_MUST)) && lua_isnil(L, -1)) {
       luaL_where(L, 1);
       lua_pushliteral(L, "no rule in table ");

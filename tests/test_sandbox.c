@@ -1433,6 +1433,45 @@ static void plan_names_by_address(void **state) {
       "ok");
 }
 
+/* The charges of check_input and run_rules take a quick path when there is
+ * room (charge_small, core/sandbox.c): at the edges it must decide as
+ * vd_sandbox_charge does.  A plan of 60 fields charges 60 when it is made
+ * and 60 a check; these chunks run fewer VM instructions than one hook
+ * step, so the charges are all the steps counted.  Counting: a budget of
+ * 120 holds the plan and one check exactly, and a second check runs out.
+ * A fast attempt (no count hook): past a tenth of the budget in charges
+ * it is to be counted again; exactly a tenth is not past it. */
+static void library_charge_edges(void **state) {
+  fx_t *f = *state;
+  static const char make[] =
+      "local fields, names, quick = {}, {}, {}\n"
+      "for i = 1, 60 do local n = 'f' .. i\n"
+      "  fields[n] = { type = 'integer' }; names[i] = n\n"
+      "  quick[n] = function(v) return v end end\n"
+      "local plan = verdict.schema_plan({ fields = fields, names = names, "
+      "quick = quick, absent = {}, conditional = {}, requires = {} }, {})\n";
+  char code[1024];
+  snprintf(code, sizeof code, "%sreturn verdict.check_input(plan, {}) and 'one'",
+           make);
+  assert_int_equal(run_with(f, code, 120, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "one");
+  snprintf(code, sizeof code, "%sverdict.check_input(plan, {})\n"
+           "return verdict.check_input(plan, {}) and 'two'", make);
+  assert_int_not_equal(run_with(f, code, 120, MEMCAP), LUA_OK);
+  assert_int_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+  assert_contains(f->out.data, "instruction budget of 120 exhausted");
+  assert_int_equal(run_with(f, code, 180, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "two");
+  vd_sandbox_count(&f->sb, 0);
+  snprintf(code, sizeof code, "%sreturn verdict.check_input(plan, {}) and 'one'",
+           make);
+  assert_int_equal(run_with(f, code, 1200, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "one");
+  assert_int_not_equal(run_with(f, code, 1199, MEMCAP), LUA_OK);
+  assert_int_equal(f->tripped, VD_SANDBOX_RECOUNT);
+  vd_sandbox_count(&f->sb, 1);
+}
+
 /* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
  * cannot add __gc during it; and no finalizer ever runs. */
 static void gc_check_is_raw(void **state) {
@@ -1551,6 +1590,7 @@ int main(void) {
       T(frozen_json_kept),
       T(schema_plan_checks),
       T(plan_names_by_address),
+      T(library_charge_edges),
       T(rule_tables_run_in_c),
       T(c_functions_bounded),
       T(table_library_plain_tables),
