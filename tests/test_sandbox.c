@@ -1433,6 +1433,52 @@ static void plan_names_by_address(void **state) {
       "ok");
 }
 
+/* The state's allocator decides its two common cases (a pool block freed,
+ * a new small block) on a quick path: it must keep the cap, the failure
+ * injection and the accounting exactly as its full path does.  Called
+ * directly, as Lua calls it. */
+static void allocator_quick_paths(void **state) {
+  fx_t *f = *state;
+  void *ud, *p, *q, *big;
+  lua_Alloc a = lua_getallocf(f->sb.L, &ud);
+  size_t used = f->sb.used;
+  assert_ptr_equal(ud, &f->sb);
+  assert_null(a(ud, NULL, LUA_TTABLE, 0)); /* nothing asked, nothing counted */
+  assert_int_equal(f->sb.used, used);
+  vd_sandbox_arm(&f->sb, 0, 64); /* room for 64 bytes */
+  used = f->sb.used;
+  p = a(ud, NULL, LUA_TTABLE, 64); /* exactly the room */
+  assert_non_null(p);
+  assert_int_equal(f->sb.used, used + 64);
+  assert_null(a(ud, NULL, LUA_TSTRING, 1)); /* one byte past it */
+  assert_int_equal(f->sb.collect, 1);
+  assert_int_equal(f->sb.used, used + 64);
+  assert_null(a(ud, p, 64, 0));
+  assert_int_equal(f->sb.used, used);
+  f->sb.collect = 0;
+  f->sb.limit = 0;
+  big = a(ud, NULL, LUA_TTABLE, VD_SLAB_MAX + 1); /* malloc's */
+  assert_non_null(big);
+  assert_int_equal(f->sb.used, used + VD_SLAB_MAX + 1);
+  assert_null(a(ud, big, VD_SLAB_MAX + 1, 0));
+  assert_int_equal(f->sb.used, used);
+  f->sb.fail_countdown = 2; /* the second allocation fails, and every one after */
+  p = a(ud, NULL, LUA_TTABLE, 32);
+  assert_non_null(p);
+  assert_null(a(ud, NULL, LUA_TTABLE, 32));
+  assert_null(a(ud, NULL, LUA_TTABLE, 16));
+  assert_int_equal(f->sb.failing, 1);
+  assert_null(a(ud, p, 32, 0)); /* a free still works */
+  assert_int_equal(f->sb.used, used);
+  f->sb.failing = 0;
+  f->sb.fail_countdown = 0;
+  q = a(ud, NULL, LUA_TTABLE, 32); /* the freed block, from the pool again */
+  assert_non_null(q);
+  assert_null(a(ud, q, 32, 0));
+  assert_int_equal(f->sb.used, used);
+  vd_sandbox_disarm(&f->sb);
+}
+
 /* The charges of check_input and run_rules take a quick path when there is
  * room (charge_small, core/sandbox.c): at the edges it must decide as
  * vd_sandbox_charge does.  A plan of 60 fields charges 60 when it is made
@@ -1591,6 +1637,7 @@ int main(void) {
       T(schema_plan_checks),
       T(plan_names_by_address),
       T(library_charge_edges),
+      T(allocator_quick_paths),
       T(rule_tables_run_in_c),
       T(c_functions_bounded),
       T(table_library_plain_tables),

@@ -61,7 +61,11 @@ static inline size_t vd_slab_hash_(uintptr_t base, size_t cap) {
 
 /* A block of n bytes (1..VD_SLAB_MAX), 16-byte aligned, or NULL when the
  * pool is full or out of memory (then use malloc). */
-static inline void *vd_slab_alloc(vd_slab_t *s, size_t n) {
+static inline void *vd_slab_alloc(vd_slab_t *s, size_t n);
+/* vd_slab_alloc without its slow path: NULL where that would be needed
+ * (no freed block of the class, no room in the bump region), so that a
+ * caller's common path calls nothing. */
+static inline void *vd_slab_alloc_quick(vd_slab_t *s, size_t n) {
   size_t c = (n + 15) / 16 - 1;
   void *p = s->free[c];
   if (p) {
@@ -73,7 +77,11 @@ static inline void *vd_slab_alloc(vd_slab_t *s, size_t n) {
     s->bump += (c + 1) * 16;
     return p;
   }
-  return vd_slab_alloc_slow(s, n);
+  return NULL;
+}
+static inline void *vd_slab_alloc(vd_slab_t *s, size_t n) {
+  void *p = vd_slab_alloc_quick(s, n);
+  return p ? p : vd_slab_alloc_slow(s, n);
 }
 /* Whether p is a block of this pool. */
 static inline int vd_slab_owns(const vd_slab_t *s, const void *p) {
