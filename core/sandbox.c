@@ -1217,6 +1217,11 @@ typedef struct plan_field {
   lua_Integer min, max; /* PF_INTEGER */
   size_t max_len;      /* PF_STRING */
   int req_first, nreq; /* its `requires`: user value 3n+req_first.. */
+  /* PF_ENUM: its set's string keys by address (enum_settle), in
+   * enum_mask + 1 slots from p->eslot[enum_at]; enum_ready 0: not yet
+   * (the set may still change), 1: made, -1: never (read by value) */
+  unsigned enum_at, enum_mask, enum_room;
+  int enum_ready;
 } plan_field_t;
 
 /* The fields' names by address (check_keys): Lua interns short strings
@@ -1235,6 +1240,7 @@ typedef struct plan {
   int n;
   unsigned mask;     /* slots - 1 (a power of two), 0: no slots */
   plan_slot_t *slot; /* after f[], in the same block */
+  const void **eslot; /* the enum sets' slots: user value 3, or NULL */
   plan_field_t f[];
 } plan_t;
 
@@ -1287,6 +1293,7 @@ static int plan_int(lua_State *L, lua_Integer *out) {
 static int v_schema_plan(lua_State *L) {
   int c = 1, req = 2, uv, names, quick, absent, fields, cond, reqs;
   lua_Integer n, i, nreq = 0, ncond;
+  unsigned eslots = 0; /* the enum sets' slots, all fields' */
   plan_t *p;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkany(L, 2);
@@ -1311,7 +1318,7 @@ static int v_schema_plan(lua_State *L) {
     while (nslot < 2 * (size_t)n)
       nslot *= 2;
     fsize = (fsize + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
-    p = lua_newuserdatauv(L, fsize + nslot * sizeof(plan_slot_t), 2);
+    p = lua_newuserdatauv(L, fsize + nslot * sizeof(plan_slot_t), 3);
     memset(p, 0, fsize + nslot * sizeof(plan_slot_t));
     p->n = (int)n;
     p->mask = (unsigned)(nslot - 1);
@@ -1365,8 +1372,22 @@ static int v_schema_plan(lua_State *L) {
     } else if (ty && strcmp(lua_tostring(L, -1), "enum") == 0) {
       lua_getfield(L, sp, "set");
       if (lua_istable(L, -1)) {
+        unsigned m = 0, ns = 4;
         vd_sandbox_unfreeze(L, -1);
         f->kind = PF_ENUM;
+        lua_pushnil(L); /* room for its keys by address, as it is now */
+        while (lua_next(L, -2)) {
+          lua_pop(L, 1);
+          if (m < 4096)
+            m++;
+        }
+        vd_sandbox_charge(L, (double)m);
+        while (ns < 2 * m)
+          ns *= 2;
+        f->enum_room = m;
+        f->enum_mask = ns - 1;
+        f->enum_at = eslots;
+        eslots += ns;
         lua_rawseti(L, uv, n + i);
       } else {
         lua_pop(L, 1);
@@ -1415,6 +1436,11 @@ static int v_schema_plan(lua_State *L) {
   }
   lua_setiuservalue(L, uv - 1, 2);
   lua_setiuservalue(L, uv - 1, 1);
+  if (eslots) { /* kept alive as the plan's third user value */
+    p->eslot = lua_newuserdatauv(L, eslots * sizeof(void *), 0);
+    memset((void *)p->eslot, 0, eslots * sizeof(void *));
+    lua_setiuservalue(L, -2, 3);
+  }
   if (luaL_newmetatable(L, PLAN_MT)) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
@@ -1457,11 +1483,83 @@ static void plan_default(lua_State *L, const plan_t *p, int uv, int i) {
   }
 }
 
+/* Enum sets by address.  A value checked against an enum is nearly
+ * always a short string, which Lua interns: the very string object that is
+ * a key of the set.  Once the set cannot change any more, its string keys
+ * with a true value are kept by address in the field's slots, and a value
+ * found there is valid without a look-up; any other value (not found: a
+ * long string, which is not interned, or not in the set) is looked up by
+ * value as before.  A set can change until it is frozen (the policy's load
+ * still running may write it), and not after: then only the sandbox holds
+ * the table itself, and policy code reaches only its read-only proxy.  So
+ * the slots are made at the first check that finds the set frozen (in
+ * FROZEN_BY_ORIG, or a copy in FROZEN_BY_COPY); a set never frozen once
+ * a freeze has been made, or grown past the room the plan made for it, is
+ * read by value for good.  The set's keys stay alive in it, so no other
+ * object can take an address kept here. */
+static int enum_has(const plan_t *p, const plan_field_t *f, const void *s) {
+  const void **slot = p->eslot + f->enum_at;
+  unsigned h = plan_hash(s, f->enum_mask);
+  while (slot[h] != NULL) {
+    if (slot[h] == s)
+      return 1;
+    h = (h + 1) & f->enum_mask;
+  }
+  return 0;
+}
+
+/* Whether the table at idx is a key of the registry map `name`. */
+static int frozen_in(lua_State *L, int idx, const char *name) {
+  int in = 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, name) == LUA_TTABLE) {
+    lua_pushvalue(L, idx);
+    in = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return in;
+}
+
+/* Make field i's slots if its set (user value n+i+1) is frozen now. */
+static void enum_settle(lua_State *L, plan_t *p, int uv, int i) {
+  plan_field_t *f = &p->f[i];
+  int top = lua_gettop(L), set = top + 1;
+  unsigned m = 0;
+  lua_rawgeti(L, uv, p->n + i + 1);
+  if (!frozen_in(L, set, FROZEN_BY_ORIG) && !frozen_in(L, set, FROZEN_BY_COPY)) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG) == LUA_TTABLE)
+      f->enum_ready = -1; /* a freeze has been made, without it */
+    lua_settop(L, top);
+    return;
+  }
+  memset((void *)(p->eslot + f->enum_at), 0,
+         (f->enum_mask + 1) * sizeof(void *));
+  lua_pushnil(L);
+  while (lua_next(L, set)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_toboolean(L, -1)) {
+      const void **slot = p->eslot + f->enum_at;
+      const void *s = lua_topointer(L, -2);
+      unsigned h = plan_hash(s, f->enum_mask);
+      if (++m > f->enum_room) { /* grown since the plan: by value */
+        f->enum_ready = -1;
+        lua_settop(L, top);
+        return;
+      }
+      while (slot[h] != NULL)
+        h = (h + 1) & f->enum_mask;
+      slot[h] = s;
+    }
+    lua_pop(L, 1);
+  }
+  f->enum_ready = 1;
+  lua_settop(L, top);
+}
+
 /* Check the value at idx against scalar field f (0-based i) of plan p;
  * 1 if valid.  PF_CALL fields are not checked here. */
-static int plan_scalar_ok(lua_State *L, const plan_t *p, int uv, int i,
+static int plan_scalar_ok(lua_State *L, plan_t *p, int uv, int i,
                           int idx) {
-  const plan_field_t *f = &p->f[i];
+  plan_field_t *f = &p->f[i];
   int ok;
   switch (f->kind) {
   case PF_STRING: {
@@ -1481,7 +1579,12 @@ static int plan_scalar_ok(lua_State *L, const plan_t *p, int uv, int i,
   case PF_BOOLEAN:
     return lua_type(L, idx) == LUA_TBOOLEAN;
   case PF_ENUM:
-    lua_rawgeti(L, uv, p->n + i + 1);
+    if (f->enum_ready > 0 && lua_type(L, idx) == LUA_TSTRING &&
+        enum_has(p, f, lua_topointer(L, idx)))
+      return 1;
+    if (f->enum_ready == 0)
+      enum_settle(L, p, uv, i);
+    lua_rawgeti(L, uv, p->n + i + 1); /* by value */
     lua_pushvalue(L, idx);
     lua_rawget(L, -2);
     ok = lua_toboolean(L, -1);
@@ -1519,7 +1622,7 @@ static int plan_requires_missing(lua_State *L, const plan_t *p, int uv,
 
 /* The walk of a large schema: every field of the plan looked up in v (at
  * 2), the facts a new table.  Stack: plan, v, user value 1. */
-static int check_all(lua_State *L, const plan_t *p) {
+static int check_all(lua_State *L, plan_t *p) {
   const int v = 2, uv = 3, out = 4;
   int i, present = 0;
   lua_Integer keys = 0;
@@ -1582,7 +1685,7 @@ static int check_all(lua_State *L, const plan_t *p) {
  * are a new table.  Stack: plan, v, user value 1. */
 enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL };
 
-static int check_keys(lua_State *L, const plan_t *p, int own) {
+static int check_keys(lua_State *L, plan_t *p, int own) {
   const int v = 2, uv = 3, map = 4;
   unsigned char st[PLAN_SMALL_MAX];  /* each field: ST_* */
   unsigned char set[PLAN_SMALL_MAX]; /* each field with requires: its fact

@@ -1433,6 +1433,49 @@ static void plan_names_by_address(void **state) {
       "ok");
 }
 
+/* check_input finds an enum value by its string's address once the set is
+ * frozen (core/sandbox.c, "Enum sets by address"); until then, and for
+ * any value not found that way, by value: the answers are the set's as it
+ * is when checked.  The set changes after the plan is made (a value taken
+ * out, one added), before the freeze; it holds a key whose value is false,
+ * and a long key (not interned: a string made at run time with its bytes
+ * is another object).  It fails if the slots are made before the freeze,
+ * if a key with a false value is kept, or if a value not found by address
+ * is not then looked up by value.  The set is frozen with the schema's
+ * fields, as a policy's is with its P.fields. */
+static void plan_enums_by_address(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char chunk[] =
+      "local long = string.rep('l', 50)\n"
+      "local set = { billing = true, network = true, gone = true, no = false,\n"
+      "  [long] = true }\n"
+      "local fields = { c = { type = 'enum', set = set } }\n"
+      "local plan = verdict.schema_plan({ fields = fields,\n"
+      "  names = { 'c' }, quick = { c = function() error('not called') end },\n"
+      "  absent = {}, conditional = {}, requires = {} }, {})\n"
+      "local before = verdict.check_input(plan, { c = 'gone' }) ~= nil and\n"
+      "  verdict.check_input(plan, { c = 'added' }) == nil\n"
+      "set.gone, set.added = nil, true\n"
+      "return { plan = plan, before = before, fields = fields }\n";
+  int round;
+  load_frozen(L, "=enums", chunk, sizeof chunk - 1, "E");
+  for (round = 0; round < 3; round++)
+    assert_string_equal(
+        ok(f, "local out = {}\n"
+              "local function valid(v)\n"
+              "  return verdict.check_input(E.plan, { c = v }) ~= nil end\n"
+              "for _, v in ipairs({ 'billing', 'network', 'added',\n"
+              "  string.rep('l', 50), 'net' .. 'work' }) do\n"
+              "  if not valid(v) then out[#out + 1] = 'refused ' .. v end end\n"
+              "for _, v in ipairs({ 'gone', 'no', 'other', string.rep('l', 49),\n"
+              "  string.rep('m', 50), 5, true }) do\n"
+              "  if valid(v) then out[#out + 1] = 'took ' .. tostring(v) end end\n"
+              "if not E.before then out[#out + 1] = 'before the freeze' end\n"
+              "return #out == 0 and 'ok' or table.concat(out, '; ')"),
+        "ok");
+}
+
 /* The state's allocator decides its two common cases (a pool block freed,
  * a new small block) on a quick path: it must keep the cap, the failure
  * injection and the accounting exactly as its full path does.  Called
@@ -1638,6 +1681,7 @@ int main(void) {
       T(plan_names_by_address),
       T(library_charge_edges),
       T(allocator_quick_paths),
+      T(plan_enums_by_address),
       T(rule_tables_run_in_c),
       T(c_functions_bounded),
       T(table_library_plain_tables),
