@@ -2004,7 +2004,7 @@ refuse:
 static int run_loop(lua_State *L) {
   enum { P = 1, NAME, F, TR, PLAN, PARAMS, SEEN, LIST, HITS };
   const int PLANS = lua_upvalueindex(RK_PLANS);
-  int first;
+  int first, base, left = 0;
   lua_Integer i, n, nhits = 0;
   rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
   const void *pp = NULL, *np = NULL;
@@ -2066,6 +2066,7 @@ planned:
   charge_small(L, (unsigned long)n);
   if (!first)
     lua_createtable(L, 4, 0); /* HITS */
+  base = lua_gettop(L);
   for (i = 0; i < n; i++) {
     lua_Integer at = RP_RULES + 4 * i;
     int holds;
@@ -2078,7 +2079,13 @@ planned:
     } else {
       holds = 1;
     }
-    lua_pop(L, 1);
+    /* what `when` returned is left on the stack (a pop is a call, some 25
+     * instructions): at most 4, then cut back (base + 4 + a call's 4 and
+     * a held rule's 3 stay within the LUA_MINSTACK a C function gets) */
+    if (++left == 4) {
+      lua_settop(L, base);
+      left = 0;
+    }
     if (!holds)
       continue;
     lua_rawgeti(L, PLAN, at + 2); /* id */

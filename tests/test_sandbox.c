@@ -1433,6 +1433,66 @@ static void plan_names_by_address(void **state) {
       "ok");
 }
 
+/* run_loop leaves what each `when` returned on the stack and cuts it back
+ * every few rules (core/sandbox.c): long tables, with rules that hold and
+ * rules without a condition at every position, give what the Lua loop
+ * gives (written out here), through run_rules and a runner, first and
+ * collect, a condition returning nothing, several values or a table; it
+ * fails if a cut reaches below the loop's own slots. */
+static void rule_tables_long(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char tables[] =
+      "local by_name = {}\n"
+      "for _, hit in ipairs({ 'first', 'collect' }) do\n"
+      "  for len = 1, 40, 3 do\n"
+      "    local rules, notes = {}, {}\n"
+      "    for i = 1, len do\n"
+      "      local r = { id = hit .. len .. '.' .. i }\n"
+      "      if i % 7 ~= 0 then r.when = function(f)\n"
+      "        if i % 5 == 1 then return end\n"
+      "        if i % 5 == 2 then return f[i], 1, 2 end\n"
+      "        if i % 5 == 3 then return f[i] and {} end\n"
+      "        return f[i] end end\n"
+      "      rules[i], notes[i] = r, { rule = r.id, basis = 'b' }\n"
+      "    end\n"
+      "    by_name[hit .. len] = { hit = hit, first = hit == 'first',\n"
+      "      rules = rules, notes = notes }\n"
+      "  end\n"
+      "end\n"
+      "return { params = {}, by_name = by_name,\n"
+      "  run = verdict.rule_runner(function() return 'lua' end, false) }\n";
+  load_frozen(L, "=long", tables, sizeof tables - 1, "P");
+  assert_string_equal(
+      ok(f, "local out = {}\n"
+            "local function lua_loop(t, f)\n"
+            "  local hits = {}\n"
+            "  for i = 1, #t.rules do local r = t.rules[i]\n"
+            "    if r.when == nil or r.when(f) then\n"
+            "      if t.first then return { r.id } end\n"
+            "      hits[#hits + 1] = r.id end end\n"
+            "  return hits end\n"
+            "local function ids(r)\n"
+            "  if r == nil then return {} end\n"
+            "  if r.id then return { r.id } end\n"
+            "  local o = {} for i = 1, #r do o[i] = r[i].id end return o end\n"
+            "for _, hit in ipairs({ 'first', 'collect' }) do\n"
+            "  for len = 1, 40, 3 do for seed = 1, 6 do\n"
+            "    local name, fx = hit .. len, {}\n"
+            "    for i = 1, len do fx[i] = (i * seed) % 4 == 0 end\n"
+            "    local want = table.concat(lua_loop(P.by_name[name], fx), ',')\n"
+            "    local tr = { seen = {}, list = {} }\n"
+            "    local ran, r = verdict.run_rules(P, name, fx, tr)\n"
+            "    local r2 = P.run(P, name, fx, { seen = {}, list = {} })\n"
+            "    local got = table.concat(ids(r), ',')\n"
+            "    if not ran or got ~= want or table.concat(ids(r2), ',') ~= want\n"
+            "      or #tr.list ~= #ids(r) then\n"
+            "      out[#out + 1] = name .. '/' .. seed .. ': ' .. got .. ' not ' .. want\n"
+            "    end end end end\n"
+            "return #out == 0 and 'ok' or table.concat(out, '; ')"),
+      "ok");
+}
+
 /* check_input finds an enum value by its string's address once the set is
  * frozen (core/sandbox.c, "Enum sets by address"); until then, and for
  * any value not found that way, by value: the answers are the set's as it
@@ -1683,6 +1743,7 @@ int main(void) {
       T(allocator_quick_paths),
       T(plan_enums_by_address),
       T(rule_tables_run_in_c),
+      T(rule_tables_long),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),
