@@ -1146,10 +1146,17 @@ static int v_only_keys(lua_State *L) {
   return 1;
 }
 
+/* luaL_optinteger(L, arg, 0), its common case (an integer) without the
+ * call: verdict.new_table is called on every decision. */
+static lua_Integer opt_size(lua_State *L, int arg) {
+  return lua_isinteger(L, arg) ? lua_tointeger(L, arg)
+                               : luaL_optinteger(L, arg, 0);
+}
+
 /* verdict.new_table(narray, nhash): an empty table with room for that many
  * elements, so that filling it does not rehash it at 1, 2, 4, 8... keys. */
 static int v_new_table(lua_State *L) {
-  lua_Integer na = luaL_optinteger(L, 1, 0), nh = luaL_optinteger(L, 2, 0);
+  lua_Integer na = opt_size(L, 1), nh = opt_size(L, 2);
   luaL_argcheck(L, na >= 0 && na <= 4096, 1, "expected 0 to 4096");
   luaL_argcheck(L, nh >= 0 && nh <= 4096, 2, "expected 0 to 4096");
   lua_createtable(L, (int)na, (int)nh);

@@ -450,6 +450,14 @@ static void verdict_library(void **state) {
                             "t[1] = 2 return t.x + t[1] + #t"),
                       "4");
   assert_contains(raises(f, "verdict.new_table(-1)"), "expected 0 to 4096");
+  /* sizes other than integers read as luaL_optinteger reads them */
+  assert_string_equal(ok(f, "local t = { verdict.new_table(), "
+                            "verdict.new_table(nil, 2.0), verdict.new_table('3', "
+                            "'4') } return #t"),
+                      "3");
+  assert_contains(raises(f, "verdict.new_table(2.5)"),
+                  "number has no integer representation");
+  assert_contains(raises(f, "verdict.new_table(0, {})"), "number expected");
   /* json_type: the marker says, not the keys nor a look-alike metatable */
   assert_string_equal(ok(f, "local j = verdict.json_type "
                             "return table.concat({tostring(j(verdict.array())), "
