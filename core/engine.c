@@ -61,8 +61,9 @@ struct vd_engine {
    * dispatch table does not change once loaded (it is frozen through a
    * holder and read raw only here), so the next request for the same kind
    * and region finds the same entry without two look-ups by name. */
-  int have_last;            /* last_kind and last_region are set */
+  int have_last;            /* the three names below are set */
   char last_kind[32], last_region[32];
+  char last_policy_region[32]; /* the entry's (vd_decision_t's size) */
   int ref_last_entry;       /* registry ref: the entry, its slot made at
                              * load so that a decision allocates nothing */
 };
@@ -929,6 +930,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
       strcmp(d->region, e->last_region) == 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_last_entry);
     entry = lua_gettop(L);
+    memcpy(d->policy_region, e->last_policy_region, sizeof d->policy_region);
     goto found;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
@@ -948,15 +950,6 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
                 "directory in the bundle)", d->region, d->region);
   }
   entry = lua_gettop(L);
-  if (strlen(d->kind) < sizeof e->last_kind &&
-      strlen(d->region) < sizeof e->last_region) {
-    lua_pushvalue(L, entry);
-    lua_rawseti(L, LUA_REGISTRYINDEX, e->ref_last_entry);
-    strcpy(e->last_kind, d->kind);
-    strcpy(e->last_region, d->region);
-    e->have_last = 1;
-  }
-found:
   lua_rawgeti(L, entry, 2);
   {
     char *p = d->policy_region;
@@ -965,6 +958,17 @@ found:
     *p = '\0';
   }
   lua_pop(L, 1);
+  if (strlen(d->kind) < sizeof e->last_kind &&
+      strlen(d->region) < sizeof e->last_region) {
+    lua_pushvalue(L, entry);
+    lua_rawseti(L, LUA_REGISTRYINDEX, e->ref_last_entry);
+    strcpy(e->last_kind, d->kind);
+    strcpy(e->last_region, d->region);
+    memcpy(e->last_policy_region, d->policy_region,
+           sizeof e->last_policy_region);
+    e->have_last = 1;
+  }
+found:
   lua_rawgeti(L, -1, 1); /* decide */
   lua_getfield(L, req, "input");
   lua_createtable(L, 0, 6); /* ctx: its strings from the entry */

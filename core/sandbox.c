@@ -1737,13 +1737,12 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
   /* the checkers' values, and the fields v lacks */
   for (i = 0; i < p->n; i++) {
     const plan_field_t *f = &p->f[i];
-    int name = lua_gettop(L) + 1;
     if (st[i] == ST_SET)
       continue;
     if (st[i] == ST_CALL) {
       lua_rawgeti(L, uv, i + 1);
       lua_rawgeti(L, uv, p->n + i + 1);
-      lua_pushvalue(L, name);
+      lua_pushvalue(L, -2);
       lua_rawget(L, v);
       lua_call(L, 1, 1);
       if (lua_isnil(L, -1))
