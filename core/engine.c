@@ -57,6 +57,15 @@ struct vd_engine {
   vd_watch_slot_t *watch;
   vd_metrics_shard_t *metrics; /* decide requests counted here, or NULL */
   vd_buf_t *explain;        /* vd_engine_set_explain(), or NULL */
+  /* The dispatch entry evaluate() found last, for its kind and region: the
+   * dispatch table does not change once loaded (it is frozen through a
+   * holder and read raw only here), so the next request for the same kind
+   * and region finds the same entry without two look-ups by name. */
+  int have_last;            /* the three names below are set */
+  char last_kind[32], last_region[32];
+  char last_policy_region[32]; /* the entry's (vd_decision_t's size) */
+  int ref_last_entry;       /* registry ref: the entry, its slot made at
+                             * load so that a decision allocates nothing */
 };
 
 /* ------------------------------------------------------------------------
@@ -501,6 +510,8 @@ static int load_all(lua_State *L) {
   e->ref_policies = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, dispatch);
   e->ref_dispatch = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushboolean(L, 0); /* the slot of evaluate()'s last entry */
+  e->ref_last_entry = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -915,6 +926,13 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   int top = lua_gettop(L), status, tripped, explain = 0, entry;
   const char *file; /* the deciding file's path, the entry's string */
 
+  if (e->have_last && strcmp(d->kind, e->last_kind) == 0 &&
+      strcmp(d->region, e->last_region) == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_last_entry);
+    entry = lua_gettop(L);
+    memcpy(d->policy_region, e->last_policy_region, sizeof d->policy_region);
+    goto found;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
   if (lua_getfield(L, -1, d->kind) != LUA_TTABLE) {
     lua_settop(L, top);
@@ -932,7 +950,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
                 "directory in the bundle)", d->region, d->region);
   }
   entry = lua_gettop(L);
-  lua_rawgeti(L, -1, 2);
+  lua_rawgeti(L, entry, 2);
   {
     char *p = d->policy_region;
     put(&p, d->policy_region + sizeof d->policy_region - 1,
@@ -940,6 +958,17 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     *p = '\0';
   }
   lua_pop(L, 1);
+  if (strlen(d->kind) < sizeof e->last_kind &&
+      strlen(d->region) < sizeof e->last_region) {
+    lua_pushvalue(L, entry);
+    lua_rawseti(L, LUA_REGISTRYINDEX, e->ref_last_entry);
+    strcpy(e->last_kind, d->kind);
+    strcpy(e->last_region, d->region);
+    memcpy(e->last_policy_region, d->policy_region,
+           sizeof e->last_policy_region);
+    e->have_last = 1;
+  }
+found:
   lua_rawgeti(L, -1, 1); /* decide */
   lua_getfield(L, req, "input");
   lua_createtable(L, 0, 6); /* ctx: its strings from the entry */
@@ -963,7 +992,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "explain");
     lua_rotate(L, -4, 1);
-    explain = top + 4;
+    explain = entry + 1;
   }
 
   e->current = d;

@@ -45,11 +45,10 @@ static void sb_free(vd_sandbox_t *sb, void *p, size_t n) {
     free(p);
 }
 
-/* The one allocator of the state (lua_Alloc): accounts every byte, applies
- * the evaluation's cap and the tests' failure injection, and serves small
- * blocks from the slab pool.  A shrink never fails, as Lua requires. */
-static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  vd_sandbox_t *sb = ud;
+/* sb_alloc's every case (below): called for what its quick paths leave. */
+static __attribute__((noinline)) void *sb_alloc_all(vd_sandbox_t *sb,
+                                                    void *ptr, size_t osize,
+                                                    size_t nsize) {
   size_t old = ptr ? osize : 0;
   void *p;
   if (nsize == 0) {
@@ -92,6 +91,33 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   sb->used = sb->used - old + nsize;
   return p;
+}
+
+/* The one allocator of the state (lua_Alloc): accounts every byte, applies
+ * the evaluation's cap and the tests' failure injection, and serves small
+ * blocks from the slab pool.  A shrink never fails, as Lua requires.  Its
+ * two common cases, a pool block freed and a new small block the pool has
+ * at hand with no failure injected and room under the cap, are decided
+ * here without a call (a decision makes some forty of each); everything
+ * else, the same checks in the same order, in sb_alloc_all. */
+static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  vd_sandbox_t *sb = ud;
+  void *p;
+  if (nsize == 0) {
+    if (!ptr) /* Lua frees a table's empty parts this way */
+      return NULL;
+    if (osize <= VD_SLAB_MAX && vd_slab_owns(&sb->slab, ptr)) {
+      vd_slab_free(&sb->slab, ptr, osize);
+      sb->used -= osize;
+      return NULL;
+    }
+  } else if (!ptr && nsize <= VD_SLAB_MAX && sb->fail_countdown <= 0 &&
+             !sb->failing && (!sb->limit || sb->used + nsize <= sb->limit) &&
+             (p = vd_slab_alloc_quick(&sb->slab, nsize)) != NULL) {
+    sb->used += nsize;
+    return p;
+  }
+  return sb_alloc_all(sb, ptr, osize, nsize);
 }
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
@@ -208,6 +234,21 @@ void vd_sandbox_charge(lua_State *L, double cost) {
     lua_pushliteral(L, "evaluation interrupted, to be counted");
     lua_error(L);
   }
+}
+
+/* vd_sandbox_charge(L, n) for the library's per-call charges (a whole n):
+ * the common case, room left and no recount due, without the call and its
+ * arithmetic in doubles.  Anything else goes to vd_sandbox_charge, which
+ * decides as it always has. */
+static inline void charge_small(lua_State *L, unsigned long n) {
+  vd_sandbox_t *sb = vd_sandbox_of(L);
+  if (sb->tripped != VD_EPOLICY_TIMEOUT && sb->steps < sb->budget &&
+      n <= sb->budget - sb->steps &&
+      (sb->counting || sb->steps + n <= sb->budget / 10)) {
+    sb->steps += n;
+    return;
+  }
+  vd_sandbox_charge(L, (double)n);
 }
 
 /* ------------------------------------------------------------------------
@@ -1105,10 +1146,17 @@ static int v_only_keys(lua_State *L) {
   return 1;
 }
 
+/* luaL_optinteger(L, arg, 0), its common case (an integer) without the
+ * call: verdict.new_table is called on every decision. */
+static lua_Integer opt_size(lua_State *L, int arg) {
+  return lua_isinteger(L, arg) ? lua_tointeger(L, arg)
+                               : luaL_optinteger(L, arg, 0);
+}
+
 /* verdict.new_table(narray, nhash): an empty table with room for that many
  * elements, so that filling it does not rehash it at 1, 2, 4, 8... keys. */
 static int v_new_table(lua_State *L) {
-  lua_Integer na = luaL_optinteger(L, 1, 0), nh = luaL_optinteger(L, 2, 0);
+  lua_Integer na = opt_size(L, 1), nh = opt_size(L, 2);
   luaL_argcheck(L, na >= 0 && na <= 4096, 1, "expected 0 to 4096");
   luaL_argcheck(L, nh >= 0 && nh <= 4096, 2, "expected 0 to 4096");
   lua_createtable(L, (int)na, (int)nh);
@@ -1176,6 +1224,11 @@ typedef struct plan_field {
   lua_Integer min, max; /* PF_INTEGER */
   size_t max_len;      /* PF_STRING */
   int req_first, nreq; /* its `requires`: user value 3n+req_first.. */
+  /* PF_ENUM: its set's string keys by address (enum_settle), in
+   * enum_mask + 1 slots from p->eslot[enum_at]; enum_ready 0: not yet
+   * (the set may still change), 1: made, -1: never (read by value) */
+  unsigned enum_at, enum_mask, enum_room;
+  int enum_ready;
 } plan_field_t;
 
 /* The fields' names by address (check_keys): Lua interns short strings
@@ -1194,6 +1247,7 @@ typedef struct plan {
   int n;
   unsigned mask;     /* slots - 1 (a power of two), 0: no slots */
   plan_slot_t *slot; /* after f[], in the same block */
+  const void **eslot; /* the enum sets' slots: user value 3, or NULL */
   plan_field_t f[];
 } plan_t;
 
@@ -1246,6 +1300,7 @@ static int plan_int(lua_State *L, lua_Integer *out) {
 static int v_schema_plan(lua_State *L) {
   int c = 1, req = 2, uv, names, quick, absent, fields, cond, reqs;
   lua_Integer n, i, nreq = 0, ncond;
+  unsigned eslots = 0; /* the enum sets' slots, all fields' */
   plan_t *p;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkany(L, 2);
@@ -1270,7 +1325,7 @@ static int v_schema_plan(lua_State *L) {
     while (nslot < 2 * (size_t)n)
       nslot *= 2;
     fsize = (fsize + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
-    p = lua_newuserdatauv(L, fsize + nslot * sizeof(plan_slot_t), 2);
+    p = lua_newuserdatauv(L, fsize + nslot * sizeof(plan_slot_t), 3);
     memset(p, 0, fsize + nslot * sizeof(plan_slot_t));
     p->n = (int)n;
     p->mask = (unsigned)(nslot - 1);
@@ -1324,8 +1379,22 @@ static int v_schema_plan(lua_State *L) {
     } else if (ty && strcmp(lua_tostring(L, -1), "enum") == 0) {
       lua_getfield(L, sp, "set");
       if (lua_istable(L, -1)) {
+        unsigned m = 0, ns = 4;
         vd_sandbox_unfreeze(L, -1);
         f->kind = PF_ENUM;
+        lua_pushnil(L); /* room for its keys by address, as it is now */
+        while (lua_next(L, -2)) {
+          lua_pop(L, 1);
+          if (m < 4096)
+            m++;
+        }
+        vd_sandbox_charge(L, (double)m);
+        while (ns < 2 * m)
+          ns *= 2;
+        f->enum_room = m;
+        f->enum_mask = ns - 1;
+        f->enum_at = eslots;
+        eslots += ns;
         lua_rawseti(L, uv, n + i);
       } else {
         lua_pop(L, 1);
@@ -1374,6 +1443,11 @@ static int v_schema_plan(lua_State *L) {
   }
   lua_setiuservalue(L, uv - 1, 2);
   lua_setiuservalue(L, uv - 1, 1);
+  if (eslots) { /* kept alive as the plan's third user value */
+    p->eslot = lua_newuserdatauv(L, eslots * sizeof(void *), 0);
+    memset((void *)p->eslot, 0, eslots * sizeof(void *));
+    lua_setiuservalue(L, -2, 3);
+  }
   if (luaL_newmetatable(L, PLAN_MT)) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
@@ -1416,11 +1490,83 @@ static void plan_default(lua_State *L, const plan_t *p, int uv, int i) {
   }
 }
 
+/* Enum sets by address.  A value checked against an enum is nearly
+ * always a short string, which Lua interns: the very string object that is
+ * a key of the set.  Once the set cannot change any more, its string keys
+ * with a true value are kept by address in the field's slots, and a value
+ * found there is valid without a look-up; any other value (not found: a
+ * long string, which is not interned, or not in the set) is looked up by
+ * value as before.  A set can change until it is frozen (the policy's load
+ * still running may write it), and not after: then only the sandbox holds
+ * the table itself, and policy code reaches only its read-only proxy.  So
+ * the slots are made at the first check that finds the set frozen (in
+ * FROZEN_BY_ORIG, or a copy in FROZEN_BY_COPY); a set never frozen once
+ * a freeze has been made, or grown past the room the plan made for it, is
+ * read by value for good.  The set's keys stay alive in it, so no other
+ * object can take an address kept here. */
+static int enum_has(const plan_t *p, const plan_field_t *f, const void *s) {
+  const void **slot = p->eslot + f->enum_at;
+  unsigned h = plan_hash(s, f->enum_mask);
+  while (slot[h] != NULL) {
+    if (slot[h] == s)
+      return 1;
+    h = (h + 1) & f->enum_mask;
+  }
+  return 0;
+}
+
+/* Whether the table at idx is a key of the registry map `name`. */
+static int frozen_in(lua_State *L, int idx, const char *name) {
+  int in = 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, name) == LUA_TTABLE) {
+    lua_pushvalue(L, idx);
+    in = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return in;
+}
+
+/* Make field i's slots if its set (user value n+i+1) is frozen now. */
+static void enum_settle(lua_State *L, plan_t *p, int uv, int i) {
+  plan_field_t *f = &p->f[i];
+  int top = lua_gettop(L), set = top + 1;
+  unsigned m = 0;
+  lua_rawgeti(L, uv, p->n + i + 1);
+  if (!frozen_in(L, set, FROZEN_BY_ORIG) && !frozen_in(L, set, FROZEN_BY_COPY)) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG) == LUA_TTABLE)
+      f->enum_ready = -1; /* a freeze has been made, without it */
+    lua_settop(L, top);
+    return;
+  }
+  memset((void *)(p->eslot + f->enum_at), 0,
+         (f->enum_mask + 1) * sizeof(void *));
+  lua_pushnil(L);
+  while (lua_next(L, set)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_toboolean(L, -1)) {
+      const void **slot = p->eslot + f->enum_at;
+      const void *s = lua_topointer(L, -2);
+      unsigned h = plan_hash(s, f->enum_mask);
+      if (++m > f->enum_room) { /* grown since the plan: by value */
+        f->enum_ready = -1;
+        lua_settop(L, top);
+        return;
+      }
+      while (slot[h] != NULL)
+        h = (h + 1) & f->enum_mask;
+      slot[h] = s;
+    }
+    lua_pop(L, 1);
+  }
+  f->enum_ready = 1;
+  lua_settop(L, top);
+}
+
 /* Check the value at idx against scalar field f (0-based i) of plan p;
  * 1 if valid.  PF_CALL fields are not checked here. */
-static int plan_scalar_ok(lua_State *L, const plan_t *p, int uv, int i,
+static int plan_scalar_ok(lua_State *L, plan_t *p, int uv, int i,
                           int idx) {
-  const plan_field_t *f = &p->f[i];
+  plan_field_t *f = &p->f[i];
   int ok;
   switch (f->kind) {
   case PF_STRING: {
@@ -1440,7 +1586,12 @@ static int plan_scalar_ok(lua_State *L, const plan_t *p, int uv, int i,
   case PF_BOOLEAN:
     return lua_type(L, idx) == LUA_TBOOLEAN;
   case PF_ENUM:
-    lua_rawgeti(L, uv, p->n + i + 1);
+    if (f->enum_ready > 0 && lua_type(L, idx) == LUA_TSTRING &&
+        enum_has(p, f, lua_topointer(L, idx)))
+      return 1;
+    if (f->enum_ready == 0)
+      enum_settle(L, p, uv, i);
+    lua_rawgeti(L, uv, p->n + i + 1); /* by value */
     lua_pushvalue(L, idx);
     lua_rawget(L, -2);
     ok = lua_toboolean(L, -1);
@@ -1478,7 +1629,7 @@ static int plan_requires_missing(lua_State *L, const plan_t *p, int uv,
 
 /* The walk of a large schema: every field of the plan looked up in v (at
  * 2), the facts a new table.  Stack: plan, v, user value 1. */
-static int check_all(lua_State *L, const plan_t *p) {
+static int check_all(lua_State *L, plan_t *p) {
   const int v = 2, uv = 3, out = 4;
   int i, present = 0;
   lua_Integer keys = 0;
@@ -1541,7 +1692,7 @@ static int check_all(lua_State *L, const plan_t *p) {
  * are a new table.  Stack: plan, v, user value 1. */
 enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL };
 
-static int check_keys(lua_State *L, const plan_t *p, int own) {
+static int check_keys(lua_State *L, plan_t *p, int own) {
   const int v = 2, uv = 3, map = 4;
   unsigned char st[PLAN_SMALL_MAX];  /* each field: ST_* */
   unsigned char set[PLAN_SMALL_MAX]; /* each field with requires: its fact
@@ -1586,13 +1737,12 @@ static int check_keys(lua_State *L, const plan_t *p, int own) {
   /* the checkers' values, and the fields v lacks */
   for (i = 0; i < p->n; i++) {
     const plan_field_t *f = &p->f[i];
-    int name = lua_gettop(L) + 1;
     if (st[i] == ST_SET)
       continue;
     if (st[i] == ST_CALL) {
       lua_rawgeti(L, uv, i + 1);
       lua_rawgeti(L, uv, p->n + i + 1);
-      lua_pushvalue(L, name);
+      lua_pushvalue(L, -2);
       lua_rawget(L, v);
       lua_call(L, 1, 1);
       if (lua_isnil(L, -1))
@@ -1655,7 +1805,7 @@ static int v_check_input(lua_State *L) {
     sb->own_input = NULL; /* the decoder's: never a proxy */
   else
     vd_sandbox_unfreeze(L, 2);
-  vd_sandbox_charge(L, (double)p->n);
+  charge_small(L, (unsigned long)p->n);
   lua_getiuservalue(L, 1, 1);
   if (p->n > PLAN_SMALL_MAX)
     return check_all(L, p);
@@ -1858,14 +2008,14 @@ refuse:
  * returns 1, or returns 0 with the stack cut back to tr when it cannot
  * run the table (nothing called). */
 static int run_loop(lua_State *L) {
-  enum { P = 1, NAME, F, TR, PLANS, PLAN, PARAMS, SEEN, LIST, HITS };
-  int first;
+  enum { P = 1, NAME, F, TR, PLAN, PARAMS, SEEN, LIST, HITS };
+  const int PLANS = lua_upvalueindex(RK_PLANS);
+  int first, base, left = 0;
   lua_Integer i, n, nhits = 0;
   rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
   const void *pp = NULL, *np = NULL;
   unsigned h = 0, probe;
   lua_settop(L, TR);
-  lua_pushvalue(L, lua_upvalueindex(RK_PLANS));
   /* the plan found before, by address */
   if (lua_type(L, P) == LUA_TTABLE && lua_type(L, NAME) == LUA_TSTRING) {
     pp = lua_topointer(L, P);
@@ -1889,12 +2039,12 @@ static int run_loop(lua_State *L) {
     if (lua_rawget(L, -2) == LUA_TTABLE)
       lua_remove(L, -2);
     else
-      lua_settop(L, PLANS);
+      lua_settop(L, TR);
   } else {
-    lua_settop(L, PLANS);
+    lua_settop(L, TR);
   }
-  if (lua_gettop(L) == PLANS && !(lua_type(L, NAME) != LUA_TNIL &&
-                                  rp_make(L, P, NAME, PLANS)))
+  if (lua_gettop(L) == TR && !(lua_type(L, NAME) != LUA_TNIL &&
+                               rp_make(L, P, NAME, PLANS)))
     goto refuse;
   lua_rawgeti(L, PLAN, RP_N);
   n = lua_tointeger(L, -1);
@@ -1919,9 +2069,10 @@ planned:
   rk_get(L, TR, RK_LIST);
   if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
     goto refuse;
-  vd_sandbox_charge(L, (double)n);
+  charge_small(L, (unsigned long)n);
   if (!first)
     lua_createtable(L, 4, 0); /* HITS */
+  base = lua_gettop(L);
   for (i = 0; i < n; i++) {
     lua_Integer at = RP_RULES + 4 * i;
     int holds;
@@ -1934,7 +2085,13 @@ planned:
     } else {
       holds = 1;
     }
-    lua_pop(L, 1);
+    /* what `when` returned is left on the stack (a pop is a call, some 25
+     * instructions): at most 4, then cut back (base + 4 + a call's 4 and
+     * a held rule's 3 stay within the LUA_MINSTACK a C function gets) */
+    if (++left == 4) {
+      lua_settop(L, base);
+      left = 0;
+    }
     if (!holds)
       continue;
     lua_rawgeti(L, PLAN, at + 2); /* id */
@@ -1968,8 +2125,7 @@ refuse:
 }
 
 static int v_run_rules(lua_State *L) {
-  lua_settop(L, 4);
-  if (run_loop(L))
+  if (run_loop(L)) /* it makes the top 4 first */
     return 2;
   lua_pushboolean(L, 0);
   return 1;
@@ -2003,8 +2159,7 @@ static void push_run_rules(lua_State *L) {
 enum { RR_LOOP = RK_FOUND + 1, RR_MUST, RR_COUNT = RR_MUST };
 
 static int v_rule_runner_call(lua_State *L) {
-  lua_settop(L, 4);
-  if (run_loop(L)) {
+  if (run_loop(L)) { /* it makes the top 4 first */
     if (lua_toboolean(L, lua_upvalueindex(RR_MUST)) && lua_isnil(L, -1)) {
       luaL_where(L, 1);
       lua_pushliteral(L, "no rule in table ");

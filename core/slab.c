@@ -11,8 +11,7 @@
 
 #include "verdict/slab.h"
 
-#define SLAB_SHIFT 16
-#define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
+#define SLAB_SIZE ((size_t)1 << VD_SLAB_SHIFT)
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SLAB_OFF 1
@@ -24,13 +23,6 @@
 #ifndef SLAB_OFF
 #define SLAB_OFF 0
 #endif
-
-static size_t class_of(size_t n) { return (n + 15) / 16 - 1; }
-
-static size_t hash_base(uintptr_t base, size_t cap) {
-  uintptr_t h = (base >> SLAB_SHIFT) * (uintptr_t)0x9E3779B97F4A7C15ULL;
-  return (size_t)(h >> 7) & (cap - 1);
-}
 
 void vd_slab_init(vd_slab_t *s, size_t max_bytes) {
   memset(s, 0, sizeof *s);
@@ -46,21 +38,8 @@ void vd_slab_release(vd_slab_t *s) {
   vd_slab_init(s, s->max_slabs * SLAB_SIZE);
 }
 
-int vd_slab_owns(const vd_slab_t *s, const void *p) {
-  uintptr_t base = (uintptr_t)p & ~(uintptr_t)(SLAB_SIZE - 1);
-  size_t i;
-  if (!s->nbases)
-    return 0;
-  for (i = hash_base(base, s->capbases);; i = (i + 1) & (s->capbases - 1)) {
-    if (s->bases[i] == base)
-      return 1;
-    if (!s->bases[i])
-      return 0;
-  }
-}
-
 static void add_base(vd_slab_t *s, uintptr_t base) {
-  size_t i = hash_base(base, s->capbases);
+  size_t i = vd_slab_hash_(base, s->capbases);
   while (s->bases[i])
     i = (i + 1) & (s->capbases - 1);
   s->bases[i] = base;
@@ -96,22 +75,14 @@ static int grow(vd_slab_t *s) {
   return 0;
 }
 
-void *vd_slab_alloc(vd_slab_t *s, size_t n) {
-  size_t c = class_of(n), size = (c + 1) * 16;
-  void *p = s->free[c];
-  if (p) {
-    memcpy(&s->free[c], p, sizeof(void *)); /* its link */
-    return p;
-  }
-  if ((size_t)(s->bump_end - s->bump) < size && grow(s) != 0)
+/* vd_slab_alloc's slow path: its class's list is empty and the bump
+ * region has no room, so a new slab becomes the bump region. */
+void *vd_slab_alloc_slow(vd_slab_t *s, size_t n) {
+  size_t size = ((n + 15) / 16) * 16;
+  void *p;
+  if (grow(s) != 0)
     return NULL;
   p = s->bump;
   s->bump += size;
   return p;
-}
-
-void vd_slab_free(vd_slab_t *s, void *p, size_t n) {
-  size_t c = class_of(n);
-  memcpy(p, &s->free[c], sizeof(void *));
-  s->free[c] = p;
 }

@@ -452,6 +452,21 @@ static void region_fallback(void **state) {
   expect_error(f->e,
                "{\"kind\":\"compensation\",\"region\":5,\"input\":{}}",
                VD_EBAD_REQUEST, "region", d);
+
+  /* the same kind and region again, and after an unknown one: the entry
+   * kept from the last request (engine.c, evaluate) answers as the
+   * look-up by name did, its policy region included */
+  assert_int_equal(decide(f->e, REQ("GD-SZ", ""), d), 0);
+  assert_int_equal(decide(f->e, REQ("GD-SZ", ""), d), 0);
+  assert_string_equal(d->policy_region, "GD");
+  assert_contains(d->result.data, "\"offer_fen\":6000");
+  expect_error(f->e, REQ("XX", ""), VD_EUNKNOWN_REGION, "region", d);
+  assert_int_equal(decide(f->e, REQ("GD-SZ", ""), d), 0);
+  assert_string_equal(d->policy_region, "GD");
+  assert_int_equal(decide(f->e, REQ("BJ", ""), d), 0);
+  assert_int_equal(decide(f->e, REQ("BJ", ""), d), 0);
+  assert_string_equal(d->policy_region, "national");
+  assert_string_equal(d->result.data, MINI_RESULT_BJ);
 }
 
 static void unknown_kind(void **state) {

@@ -450,6 +450,14 @@ static void verdict_library(void **state) {
                             "t[1] = 2 return t.x + t[1] + #t"),
                       "4");
   assert_contains(raises(f, "verdict.new_table(-1)"), "expected 0 to 4096");
+  /* sizes other than integers read as luaL_optinteger reads them */
+  assert_string_equal(ok(f, "local t = { verdict.new_table(), "
+                            "verdict.new_table(nil, 2.0), verdict.new_table('3', "
+                            "'4') } return #t"),
+                      "3");
+  assert_contains(raises(f, "verdict.new_table(2.5)"),
+                  "number has no integer representation");
+  assert_contains(raises(f, "verdict.new_table(0, {})"), "number expected");
   /* json_type: the marker says, not the keys nor a look-alike metatable */
   assert_string_equal(ok(f, "local j = verdict.json_type "
                             "return table.concat({tostring(j(verdict.array())), "
@@ -1433,6 +1441,194 @@ static void plan_names_by_address(void **state) {
       "ok");
 }
 
+/* run_loop leaves what each `when` returned on the stack and cuts it back
+ * every few rules (core/sandbox.c): long tables, with rules that hold and
+ * rules without a condition at every position, give what the Lua loop
+ * gives (written out here), through run_rules and a runner, first and
+ * collect, a condition returning nothing, several values or a table; it
+ * fails if a cut reaches below the loop's own slots. */
+static void rule_tables_long(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char tables[] =
+      "local by_name = {}\n"
+      "for _, hit in ipairs({ 'first', 'collect' }) do\n"
+      "  for len = 1, 40, 3 do\n"
+      "    local rules, notes = {}, {}\n"
+      "    for i = 1, len do\n"
+      "      local r = { id = hit .. len .. '.' .. i }\n"
+      "      if i % 7 ~= 0 then r.when = function(f)\n"
+      "        if i % 5 == 1 then return end\n"
+      "        if i % 5 == 2 then return f[i], 1, 2 end\n"
+      "        if i % 5 == 3 then return f[i] and {} end\n"
+      "        return f[i] end end\n"
+      "      rules[i], notes[i] = r, { rule = r.id, basis = 'b' }\n"
+      "    end\n"
+      "    by_name[hit .. len] = { hit = hit, first = hit == 'first',\n"
+      "      rules = rules, notes = notes }\n"
+      "  end\n"
+      "end\n"
+      "return { params = {}, by_name = by_name,\n"
+      "  run = verdict.rule_runner(function() return 'lua' end, false) }\n";
+  load_frozen(L, "=long", tables, sizeof tables - 1, "P");
+  assert_string_equal(
+      ok(f, "local out = {}\n"
+            "local function lua_loop(t, f)\n"
+            "  local hits = {}\n"
+            "  for i = 1, #t.rules do local r = t.rules[i]\n"
+            "    if r.when == nil or r.when(f) then\n"
+            "      if t.first then return { r.id } end\n"
+            "      hits[#hits + 1] = r.id end end\n"
+            "  return hits end\n"
+            "local function ids(r)\n"
+            "  if r == nil then return {} end\n"
+            "  if r.id then return { r.id } end\n"
+            "  local o = {} for i = 1, #r do o[i] = r[i].id end return o end\n"
+            "for _, hit in ipairs({ 'first', 'collect' }) do\n"
+            "  for len = 1, 40, 3 do for seed = 1, 6 do\n"
+            "    local name, fx = hit .. len, {}\n"
+            "    for i = 1, len do fx[i] = (i * seed) % 4 == 0 end\n"
+            "    local want = table.concat(lua_loop(P.by_name[name], fx), ',')\n"
+            "    local tr = { seen = {}, list = {} }\n"
+            "    local ran, r = verdict.run_rules(P, name, fx, tr)\n"
+            "    local r2 = P.run(P, name, fx, { seen = {}, list = {} })\n"
+            "    local got = table.concat(ids(r), ',')\n"
+            "    if not ran or got ~= want or table.concat(ids(r2), ',') ~= want\n"
+            "      or #tr.list ~= #ids(r) then\n"
+            "      out[#out + 1] = name .. '/' .. seed .. ': ' .. got .. ' not ' .. want\n"
+            "    end end end end\n"
+            "return #out == 0 and 'ok' or table.concat(out, '; ')"),
+      "ok");
+}
+
+/* check_input finds an enum value by its string's address once the set is
+ * frozen (core/sandbox.c, "Enum sets by address"); until then, and for
+ * any value not found that way, by value: the answers are the set's as it
+ * is when checked.  The set changes after the plan is made (a value taken
+ * out, one added), before the freeze; it holds a key whose value is false,
+ * and a long key (not interned: a string made at run time with its bytes
+ * is another object).  It fails if the slots are made before the freeze,
+ * if a key with a false value is kept, or if a value not found by address
+ * is not then looked up by value.  The set is frozen with the schema's
+ * fields, as a policy's is with its P.fields. */
+static void plan_enums_by_address(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char chunk[] =
+      "local long = string.rep('l', 50)\n"
+      "local set = { billing = true, network = true, gone = true, no = false,\n"
+      "  [long] = true }\n"
+      "local fields = { c = { type = 'enum', set = set } }\n"
+      "local plan = verdict.schema_plan({ fields = fields,\n"
+      "  names = { 'c' }, quick = { c = function() error('not called') end },\n"
+      "  absent = {}, conditional = {}, requires = {} }, {})\n"
+      "local before = verdict.check_input(plan, { c = 'gone' }) ~= nil and\n"
+      "  verdict.check_input(plan, { c = 'added' }) == nil\n"
+      "set.gone, set.added = nil, true\n"
+      "return { plan = plan, before = before, fields = fields }\n";
+  int round;
+  load_frozen(L, "=enums", chunk, sizeof chunk - 1, "E");
+  for (round = 0; round < 3; round++)
+    assert_string_equal(
+        ok(f, "local out = {}\n"
+              "local function valid(v)\n"
+              "  return verdict.check_input(E.plan, { c = v }) ~= nil end\n"
+              "for _, v in ipairs({ 'billing', 'network', 'added',\n"
+              "  string.rep('l', 50), 'net' .. 'work' }) do\n"
+              "  if not valid(v) then out[#out + 1] = 'refused ' .. v end end\n"
+              "for _, v in ipairs({ 'gone', 'no', 'other', string.rep('l', 49),\n"
+              "  string.rep('m', 50), 5, true }) do\n"
+              "  if valid(v) then out[#out + 1] = 'took ' .. tostring(v) end end\n"
+              "if not E.before then out[#out + 1] = 'before the freeze' end\n"
+              "return #out == 0 and 'ok' or table.concat(out, '; ')"),
+        "ok");
+}
+
+/* The state's allocator decides its two common cases (a pool block freed,
+ * a new small block) on a quick path: it must keep the cap, the failure
+ * injection and the accounting exactly as its full path does.  Called
+ * directly, as Lua calls it. */
+static void allocator_quick_paths(void **state) {
+  fx_t *f = *state;
+  void *ud, *p, *q, *big;
+  lua_Alloc a = lua_getallocf(f->sb.L, &ud);
+  size_t used = f->sb.used;
+  assert_ptr_equal(ud, &f->sb);
+  assert_null(a(ud, NULL, LUA_TTABLE, 0)); /* nothing asked, nothing counted */
+  assert_int_equal(f->sb.used, used);
+  vd_sandbox_arm(&f->sb, 0, 64); /* room for 64 bytes */
+  used = f->sb.used;
+  p = a(ud, NULL, LUA_TTABLE, 64); /* exactly the room */
+  assert_non_null(p);
+  assert_int_equal(f->sb.used, used + 64);
+  assert_null(a(ud, NULL, LUA_TSTRING, 1)); /* one byte past it */
+  assert_int_equal(f->sb.collect, 1);
+  assert_int_equal(f->sb.used, used + 64);
+  assert_null(a(ud, p, 64, 0));
+  assert_int_equal(f->sb.used, used);
+  f->sb.collect = 0;
+  f->sb.limit = 0;
+  big = a(ud, NULL, LUA_TTABLE, VD_SLAB_MAX + 1); /* malloc's */
+  assert_non_null(big);
+  assert_int_equal(f->sb.used, used + VD_SLAB_MAX + 1);
+  assert_null(a(ud, big, VD_SLAB_MAX + 1, 0));
+  assert_int_equal(f->sb.used, used);
+  f->sb.fail_countdown = 2; /* the second allocation fails, and every one after */
+  p = a(ud, NULL, LUA_TTABLE, 32);
+  assert_non_null(p);
+  assert_null(a(ud, NULL, LUA_TTABLE, 32));
+  assert_null(a(ud, NULL, LUA_TTABLE, 16));
+  assert_int_equal(f->sb.failing, 1);
+  assert_null(a(ud, p, 32, 0)); /* a free still works */
+  assert_int_equal(f->sb.used, used);
+  f->sb.failing = 0;
+  f->sb.fail_countdown = 0;
+  q = a(ud, NULL, LUA_TTABLE, 32); /* the freed block, from the pool again */
+  assert_non_null(q);
+  assert_null(a(ud, q, 32, 0));
+  assert_int_equal(f->sb.used, used);
+  vd_sandbox_disarm(&f->sb);
+}
+
+/* The charges of check_input and run_rules take a quick path when there is
+ * room (charge_small, core/sandbox.c): at the edges it must decide as
+ * vd_sandbox_charge does.  A plan of 60 fields charges 60 when it is made
+ * and 60 a check; these chunks run fewer VM instructions than one hook
+ * step, so the charges are all the steps counted.  Counting: a budget of
+ * 120 holds the plan and one check exactly, and a second check runs out.
+ * A fast attempt (no count hook): past a tenth of the budget in charges
+ * it is to be counted again; exactly a tenth is not past it. */
+static void library_charge_edges(void **state) {
+  fx_t *f = *state;
+  static const char make[] =
+      "local fields, names, quick = {}, {}, {}\n"
+      "for i = 1, 60 do local n = 'f' .. i\n"
+      "  fields[n] = { type = 'integer' }; names[i] = n\n"
+      "  quick[n] = function(v) return v end end\n"
+      "local plan = verdict.schema_plan({ fields = fields, names = names, "
+      "quick = quick, absent = {}, conditional = {}, requires = {} }, {})\n";
+  char code[1024];
+  snprintf(code, sizeof code, "%sreturn verdict.check_input(plan, {}) and 'one'",
+           make);
+  assert_int_equal(run_with(f, code, 120, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "one");
+  snprintf(code, sizeof code, "%sverdict.check_input(plan, {})\n"
+           "return verdict.check_input(plan, {}) and 'two'", make);
+  assert_int_not_equal(run_with(f, code, 120, MEMCAP), LUA_OK);
+  assert_int_equal(f->tripped, VD_EPOLICY_TIMEOUT);
+  assert_contains(f->out.data, "instruction budget of 120 exhausted");
+  assert_int_equal(run_with(f, code, 180, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "two");
+  vd_sandbox_count(&f->sb, 0);
+  snprintf(code, sizeof code, "%sreturn verdict.check_input(plan, {}) and 'one'",
+           make);
+  assert_int_equal(run_with(f, code, 1200, MEMCAP), LUA_OK);
+  assert_string_equal(f->out.data, "one");
+  assert_int_not_equal(run_with(f, code, 1199, MEMCAP), LUA_OK);
+  assert_int_equal(f->tripped, VD_SANDBOX_RECOUNT);
+  vd_sandbox_count(&f->sb, 1);
+}
+
 /* Issue 11, cause 2: the __gc check is raw, so a metatable's __index
  * cannot add __gc during it; and no finalizer ever runs. */
 static void gc_check_is_raw(void **state) {
@@ -1551,7 +1747,11 @@ int main(void) {
       T(frozen_json_kept),
       T(schema_plan_checks),
       T(plan_names_by_address),
+      T(library_charge_edges),
+      T(allocator_quick_paths),
+      T(plan_enums_by_address),
       T(rule_tables_run_in_c),
+      T(rule_tables_long),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),

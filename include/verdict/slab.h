@@ -24,8 +24,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
-#define VD_SLAB_MAX 256             /* largest block size served */
+/* Largest block size served: 512, so that a table's hash part of 16
+ * nodes (384 bytes: the decoder's input object, room for 16 keys) comes
+ * from the pool too, not from malloc on every decision. */
+#define VD_SLAB_MAX 512
 #define VD_SLAB_CLASSES (VD_SLAB_MAX / 16)
 
 typedef struct vd_slab {
@@ -41,13 +45,63 @@ void vd_slab_init(vd_slab_t *s, size_t max_bytes);
 /* Free every slab; the pool is empty again. */
 void vd_slab_release(vd_slab_t *s);
 
+#define VD_SLAB_SHIFT 16 /* slabs of 64 KiB, 64 KiB-aligned */
+
+/* The pool's slow paths (slab.c): a new slab for the bump region, and the
+ * hash of a slab's address into the set (a power-of-two capacity). */
+void *vd_slab_alloc_slow(vd_slab_t *s, size_t n);
+static inline size_t vd_slab_hash_(uintptr_t base, size_t cap) {
+  uintptr_t h = (base >> VD_SLAB_SHIFT) * (uintptr_t)0x9E3779B97F4A7C15ULL;
+  return (size_t)(h >> 7) & (cap - 1);
+}
+
+/* The three calls below are inline: the state's allocator makes one of
+ * them for nearly every block a decision allocates or frees (some forty
+ * each way), and each is a few instructions once it is not a call. */
+
 /* A block of n bytes (1..VD_SLAB_MAX), 16-byte aligned, or NULL when the
  * pool is full or out of memory (then use malloc). */
-void *vd_slab_alloc(vd_slab_t *s, size_t n);
+static inline void *vd_slab_alloc(vd_slab_t *s, size_t n);
+/* vd_slab_alloc without its slow path: NULL where that would be needed
+ * (no freed block of the class, no room in the bump region), so that a
+ * caller's common path calls nothing. */
+static inline void *vd_slab_alloc_quick(vd_slab_t *s, size_t n) {
+  size_t c = (n + 15) / 16 - 1;
+  void *p = s->free[c];
+  if (p) {
+    memcpy(&s->free[c], p, sizeof(void *)); /* its link */
+    return p;
+  }
+  if ((size_t)(s->bump_end - s->bump) >= (c + 1) * 16) {
+    p = s->bump;
+    s->bump += (c + 1) * 16;
+    return p;
+  }
+  return NULL;
+}
+static inline void *vd_slab_alloc(vd_slab_t *s, size_t n) {
+  void *p = vd_slab_alloc_quick(s, n);
+  return p ? p : vd_slab_alloc_slow(s, n);
+}
 /* Whether p is a block of this pool. */
-int vd_slab_owns(const vd_slab_t *s, const void *p);
+static inline int vd_slab_owns(const vd_slab_t *s, const void *p) {
+  uintptr_t base = (uintptr_t)p & ~(((uintptr_t)1 << VD_SLAB_SHIFT) - 1);
+  size_t i;
+  if (!s->nbases)
+    return 0;
+  for (i = vd_slab_hash_(base, s->capbases);; i = (i + 1) & (s->capbases - 1)) {
+    if (s->bases[i] == base)
+      return 1;
+    if (!s->bases[i])
+      return 0;
+  }
+}
 /* Give back pool block p, allocated for at least n bytes (n <= VD_SLAB_MAX;
  * n may be smaller than at allocation, never larger). */
-void vd_slab_free(vd_slab_t *s, void *p, size_t n);
+static inline void vd_slab_free(vd_slab_t *s, void *p, size_t n) {
+  size_t c = (n + 15) / 16 - 1;
+  memcpy(p, &s->free[c], sizeof(void *));
+  s->free[c] = p;
+}
 
 #endif
