@@ -141,12 +141,12 @@ static int word_needs_care(uint64_t w) {
           w) & HIGHS ? 1 : 0;
 }
 
-size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
+/* vd_buf_add_json_str() from byte i on, its opening quote and s[0, i)
+ * (plain) already added: the general loop, which escapes. */
+static size_t json_str_rest(vd_buf_t *b, const unsigned char *s, size_t n,
+                            size_t i) {
   static const char hex[] = "0123456789abcdef";
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0, start = 0, bad = 0;
-  vd_buf_grow(b, n + 2);
-  vd_buf_addc(b, '"');
+  size_t start = i, bad = 0;
   /* Copy runs of bytes that need no escaping (valid UTF-8 included) in one
    * go; stop only at a quote, a backslash, a control byte or a byte that
    * is not UTF-8.  Plain ASCII is skipped a word at a time. */
@@ -198,6 +198,48 @@ size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
   vd_buf_add(b, s + start, i - start);
   vd_buf_addc(b, '"');
   return bad;
+}
+
+/* A string that needs no escaping (plain ASCII, no quote, backslash or
+ * control byte: most keys, ids, times and revisions) is checked and
+ * copied in one pass, a word at a time, into room made once; at the
+ * first byte that needs care the rest goes to json_str_rest(). */
+size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  char *o;
+  size_t i = 0;
+  vd_buf_grow(b, n + 2);
+  o = b->data + b->len + 1; /* the string's first byte */
+  o[-1] = '"';
+  while (n - i >= 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    if (word_needs_care(w))
+      goto rest;
+    memcpy(o + i, &w, 8);
+    i += 8;
+  }
+  if (n >= 8) { /* the tail: the last 8 bytes, overlapping */
+    uint64_t w;
+    memcpy(&w, s + n - 8, 8);
+    if (word_needs_care(w))
+      goto rest;
+    memcpy(o + n - 8, &w, 8);
+  } else {
+    for (; i < n; i++) {
+      unsigned char c = s[i];
+      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80)
+        goto rest;
+      o[i] = (char)c;
+    }
+  }
+  o[n] = '"';
+  b->len += n + 2;
+  b->data[b->len] = '\0';
+  return 0;
+rest: /* s[0, i) are plain and in place */
+  b->len += i + 1;
+  return json_str_rest(b, s, n, i);
 }
 
 void vd_buf_reset(vd_buf_t *b) {
