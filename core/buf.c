@@ -46,17 +46,35 @@ void vd_buf_grow_slow(vd_buf_t *b, size_t extra) {
   b->cap = cap;
 }
 
+/* Two digits at a time from a table, then the digits copied as one
+ * fixed-size block (room for it made first; only the digits count). */
 void vd_buf_add_int(vd_buf_t *b, long long v) {
-  char tmp[24];
-  int i = sizeof tmp;
+  static const char pairs[] =
+      "00010203040506070809101112131415161718192021222324252627282930313233"
+      "34353637383940414243444546474849505152535455565758596061626364656667"
+      "6869707172737475767778798081828384858687888990919293949596979899";
+  char tmp[48]; /* the text in tmp[i, 24); tmp[24, 48) only copied over */
+  int i = 24;
   unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do {
-    tmp[--i] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
+  while (u >= 100) {
+    unsigned r = (unsigned)(u % 100);
+    u /= 100;
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * r, 2);
+  }
+  if (u >= 10) {
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * u, 2);
+  } else {
+    tmp[--i] = (char)('0' + u);
+  }
   if (v < 0)
     tmp[--i] = '-';
-  vd_buf_add(b, tmp + i, sizeof tmp - (size_t)i);
+  memset(tmp + 24, 0, 24);
+  vd_buf_grow(b, 24);
+  memcpy(b->data + b->len, tmp + i, 24);
+  b->len += (size_t)(24 - i);
+  b->data[b->len] = '\0';
 }
 
 void vd_buf_vaddf(vd_buf_t *b, const char *fmt, va_list ap) {

@@ -266,6 +266,25 @@ static void add_int(void **state) {
   vd_buf_adds(&b, "n=");
   vd_buf_add_int(&b, -42);
   assert_string_equal(b.data, "n=-42");
+  /* every number of digits, each pair of digits and both ends of a run
+   * of two-digit steps, as printf writes them */
+  {
+    long long p = 1;
+    int k, d;
+    char want[32];
+    for (k = 0; k < 19; k++, p *= 10)
+      for (d = -101; d <= 101; d++) {
+        long long v = p + d, s;
+        for (s = -1; s <= 1; s += 2) {
+          vd_buf_reset(&b);
+          vd_buf_adds(&b, "x");
+          vd_buf_add_int(&b, s * v);
+          snprintf(want, sizeof want, "x%lld", s * v);
+          assert_string_equal(b.data, want);
+          assert_int_equal(b.len, strlen(want));
+        }
+      }
+  }
   vd_buf_release(&b);
 }
 
