@@ -112,6 +112,7 @@ typedef struct frame {
 #define KEYC_SLOTS 128 /* a power of two */
 #define KEYC_WAYS 4    /* slots a string may take: a set */
 #define KEYC_BYTES 22
+#define KEYC_ORDS 64   /* a document's strings whose slot is foretold */
 
 typedef struct keyc {
   uint64_t w[3];  /* its bytes, as key_words() packs them */
@@ -120,13 +121,17 @@ typedef struct keyc {
   unsigned char next; /* a set's first slot: the way to replace next */
 } keyc_t;
 
-static keyc_t *key_cache_of(lua_State *L, const int **markers);
+static keyc_t *key_cache_of(lua_State *L, const int **markers,
+                            unsigned char **ords);
 
 typedef struct decoder {
   lua_State *L;
   keyc_t *keys; /* L's sandbox's key strings, or NULL: none kept */
   const int *markers; /* with them: the markers' registry references
                        * (array, object), or 0 */
+  unsigned char *ords; /* and for the n-th string of a document, the slot
+                        * (+1; 0: none) its bytes were found in last time */
+  unsigned nstr;       /* strings read so far (keys and values) */
   int depth, max_depth;
   int too_deep;
   int bad_utf8; /* yajl lets overlong forms and surrogates through */
@@ -434,7 +439,8 @@ static long quick_unescape(const unsigned char *p, const unsigned char *end,
  * the 8 after the first past 16; the first and last 4; the first, middle
  * and last byte), so two strings of one length with the same words are
  * the same bytes.  Reads nothing outside them. */
-static void key_words(const unsigned char *b, size_t n, uint64_t w[3]) {
+static inline void key_words(const unsigned char *b, size_t n,
+                             uint64_t w[3]) {
   w[1] = w[2] = 0;
   if (n >= 8) {
     memcpy(&w[0], b, 8);
@@ -473,25 +479,25 @@ static int words_have_digit(const uint64_t w[3]) {
 }
 
 /* Push the string [b, b+n) (plain ASCII, 1 to KEYC_BYTES bytes), packed
- * as w, when a slot of its set has it, and return 1; else 0. */
-static inline int key_hit(decoder_t *d, keyc_t *set, const uint64_t w[3],
-                          size_t n) {
+ * as w, when a slot of its set has it, and return the slot; else NULL. */
+static inline keyc_t *key_hit(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                              size_t n) {
   int i;
   for (i = 0; i < KEYC_WAYS; i++) {
-    const keyc_t *k = &set[i];
+    keyc_t *k = &set[i];
     if (k->len == n && k->w[0] == w[0] && k->w[1] == w[1] &&
         k->w[2] == w[2]) {
       lua_rawgeti(d->L, LUA_REGISTRYINDEX, k->ref);
-      return 1;
+      return k;
     }
   }
-  return 0;
+  return NULL;
 }
 
 /* Push it as a new string, kept in a slot of its set (a free one, else
- * the set's slots in turn). */
-static void key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
-                    const unsigned char *b, size_t n) {
+ * the set's slots in turn); that slot. */
+static keyc_t *key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                       const unsigned char *b, size_t n) {
   lua_State *L = d->L;
   keyc_t *k;
   int i;
@@ -512,6 +518,50 @@ static void key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
   }
   memcpy(k->w, w, sizeof k->w);
   k->len = (unsigned char)n;
+  return k;
+}
+
+/* The string at p (after its opening quote) when it is the one the slot
+ * foretold for the n-th string of a document holds: pushed, and the byte
+ * after its closing quote; else NULL, nothing pushed.  The slot's bytes
+ * are plain ASCII with no quote or backslash, so bytes equal to them and
+ * then a quote are a whole string without escapes, which the full read
+ * (quick_string) would find in that same slot: the same string. */
+static inline const unsigned char *key_foretold(decoder_t *d,
+                                                const unsigned char *p,
+                                                const unsigned char *end) {
+  const keyc_t *k;
+  uint64_t w[3];
+  size_t n;
+  unsigned s;
+  if (d->nstr >= KEYC_ORDS || !(s = d->ords[d->nstr]))
+    return NULL;
+  k = &d->keys[s - 1];
+  n = k->len;
+  if (!n || (size_t)(end - p) <= n || p[n] != '"')
+    return NULL;
+  key_words(p, n, w);
+  if (k->w[0] != w[0] || k->w[1] != w[1] || k->w[2] != w[2])
+    return NULL;
+  lua_rawgeti(d->L, LUA_REGISTRYINDEX, k->ref);
+  return p + n + 1;
+}
+
+/* A string with escapes or bytes above ASCII, [b, p) its body (p at its
+ * closing quote): unescaped, checked and given to on_map_key (key) or
+ * on_string; 0 to leave it to yajl. */
+static int quick_string_slow(decoder_t *d, const unsigned char *b,
+                             const unsigned char *p, int esc, int key) {
+  unsigned char tmp[256];
+  size_t n = (size_t)(p - b);
+  if (esc) {
+    long m;
+    if (n > sizeof tmp || (m = quick_unescape(b, p, tmp)) < 0)
+      return 0;
+    b = tmp;
+    n = (size_t)m;
+  }
+  return key ? on_map_key(d, b, n) : on_string(d, b, n);
 }
 
 /* The string whose opening quote is at *pp: given to on_map_key (key) or
@@ -519,9 +569,18 @@ static void key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
 static int quick_string(decoder_t *d, const unsigned char **pp,
                         const unsigned char *end, int key) {
   const unsigned char *p = *pp + 1, *b = p;
-  unsigned char tmp[256];
   int esc = 0, high = 0;
   size_t n;
+  if (d->ords) {
+    const unsigned char *q = key_foretold(d, p, end);
+    d->nstr++;
+    if (q) {
+      *pp = q;
+      if (!key)
+        store(d);
+      return 1;
+    }
+  }
   for (;;) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     while (end - p >= 8) { /* plain ASCII a word at a time */
@@ -554,30 +613,26 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
     }
   }
   *pp = p + 1;
+  if (esc || high) /* checked as UTF-8 by the callback */
+    return quick_string_slow(d, b, p, esc, key);
   n = (size_t)(p - b);
-  if (esc) {
-    long m;
-    if (n > sizeof tmp || (m = quick_unescape(b, p, tmp)) < 0)
-      return 0;
-    b = tmp;
-    n = (size_t)m;
-    high = 1; /* checked as UTF-8 by the callback */
-  }
-  if (high)
-    return key ? on_map_key(d, b, n) : on_string(d, b, n);
   /* plain ASCII: valid UTF-8 already */
   if (d->keys && n && n <= KEYC_BYTES) {
     uint64_t w[3];
     key_words(b, n, w);
     if (key || !words_have_digit(w)) {
-      keyc_t *set = &d->keys[key_set(w, n)];
-      if (!key_hit(d, set, w, n))
-        key_put(d, set, w, b, n);
+      keyc_t *set = &d->keys[key_set(w, n)], *k;
+      if (!(k = key_hit(d, set, w, n)))
+        k = key_put(d, set, w, b, n);
+      if (d->ords && d->nstr <= KEYC_ORDS)
+        d->ords[d->nstr - 1] = (unsigned char)(k - d->keys + 1);
       if (!key)
         store(d);
       return 1;
     }
   }
+  if (d->ords && d->nstr <= KEYC_ORDS)
+    d->ords[d->nstr - 1] = 0;
   lua_pushlstring(d->L, (const char *)b, n);
   if (!key)
     store(d);
@@ -759,7 +814,9 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
 
   d.L = L;
   d.markers = NULL;
-  d.keys = quick ? key_cache_of(L, &d.markers) : NULL;
+  d.ords = NULL;
+  d.nstr = 0;
+  d.keys = quick ? key_cache_of(L, &d.markers, &d.ords) : NULL;
   d.depth = 0;
   d.too_deep = 0;
   d.bad_utf8 = 0;
@@ -973,6 +1030,7 @@ struct vd_json_cache {
   size_t bytes; /* the encodings' lengths, together */
   shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
+  unsigned char ords[KEYC_ORDS]; /* the decoder's foretold slots */
   int markers[2];  /* the markers (array, object) at these registry
                     * references too, for the decoder; 0: not yet */
 };
@@ -980,7 +1038,8 @@ struct vd_json_cache {
 /* L's sandbox's key strings, made on first use; NULL if L is not a
  * sandbox's or there is no memory for them (keys are then made as
  * strings each time). */
-static keyc_t *key_cache_of(lua_State *L, const int **markers) {
+static keyc_t *key_cache_of(lua_State *L, const int **markers,
+                            unsigned char **ords) {
   vd_sandbox_t *sb = vd_sandbox_find(L);
   vd_json_cache_t *c;
   int i;
@@ -1002,6 +1061,7 @@ static keyc_t *key_cache_of(lua_State *L, const int **markers) {
       c->markers[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
   *markers = c->markers;
+  *ords = c->keys ? c->ords : NULL;
   return c->keys;
 }
 

@@ -1349,6 +1349,76 @@ static void key_strings_same_keys(void **state) {
   vd_buf_release(&b);
 }
 
+/* Foretold strings (json.c, key_foretold): a sandbox's decoder first
+ * tries, for the n-th string of a document, the kept string the n-th was
+ * last time.  Documents whose n-th string is that string's bytes and then
+ * something else (a longer string, an escape, a byte above ASCII, the end
+ * of the text, a string with a digit, a key where a value was, bytes
+ * that differ only past the first word or only in the first), one after
+ * the other in both orders and three rounds, each decode as a plain
+ * state's do: the same code, the same message, the same text; a text
+ * that is not JSON is refused however its strings begin. */
+static void foretold_strings_same_values(void **state) {
+  fx_t *f = *state; /* the plain state */
+  static const char *const docs[] = {
+      "{\"kind\":\"billing\",\"cat\":\"retail\"}",
+      "{\"kindx\":\"billingx\",\"cat\":\"retailer\"}",
+      "{\"kind\\\"\":\"billing\\n\",\"cat\":\"retail\\u0041\"}",
+      "{\"kind\xc3\xa9\":\"billing\xc3\xa9\",\"cat\":\"retail\"}",
+      "{\"kind\":\"billing",
+      "{\"kind\":\"billing\"",
+      "{\"kind\":\"billing\" ,\"cat\" : \"retail\" }",
+      "{\"kind\":\"kind\",\"billing\":\"cat\"}",
+      "{\"kind\":\"billing2\",\"cat\":\"r2\"}",
+      "{\"kin\":\"billin\",\"ca\":\"retai\"}",
+      "{\"kind\":[\"billing\",\"retail\"],\"cat\":{\"retail\":\"kind\"}}",
+      "[\"kind\",\"billing\",\"cat\",\"retail\"]",
+      "{\"kind\":\"bi\x01ling\",\"cat\":\"retail\"}",
+      "{\"kind\":\"billing\",\"cat\":\"retail\",\"cat\":\"billing\"}",
+      "{\"abcdefghijklmnopqrstuv\":\"abcdefghijklmnopqrstuv\"}",
+      "{\"abcdefghijklmnopqrstuvw\":\"abcdefghijklmnopqrstuvw\"}",
+      "{\"abcdefghijklmnopqrstuv\":\"abcdefghijklmnopqrstu\"}",
+      "{\"kind\":\"billingX,\"cat\":\"retail\"}", /* not JSON */
+      "{\"kind\":\"customer_grade\",\"cat\":\"retail\"}",
+      "{\"kind\":\"customer_grady\",\"cat\":\"retail\"}",
+      "{\"kind\":\"dustomer_grade\",\"cat\":\"retail\"}",
+  };
+  const size_t ndocs = sizeof docs / sizeof *docs;
+  vd_sandbox_t sb;
+  vd_buf_t e1 = VD_BUF_INIT, e2 = VD_BUF_INIT, a = VD_BUF_INIT,
+           b = VD_BUF_INIT;
+  size_t i, j, round;
+  assert_int_equal(vd_sandbox_init(&sb, &e1), 0);
+  for (round = 0; round < 3; round++)
+    for (i = 0; i < ndocs; i++)
+      for (j = 0; j < ndocs; j++) {
+        const char *pair[2];
+        int k;
+        pair[0] = docs[round == 1 ? j : i];
+        pair[1] = docs[round == 1 ? i : j];
+        for (k = 0; k < 2; k++) {
+          size_t n = strlen(pair[k]);
+          int r1 = vd_json_decode(f->L, pair[k], n, 0, &e1);
+          int r2 = vd_json_decode(sb.L, pair[k], n, 0, &e2);
+          if (r1 != r2 || (r1 && strcmp(e1.data, e2.data) != 0))
+            fail_msg("%s after %s: plain %d (%s), sandbox %d (%s)", pair[k],
+                     pair[!k], r1, r1 ? e1.data : "", r2, r2 ? e2.data : "");
+          if (r1)
+            continue;
+          same_text(f->L, sb.L, pair[k], &a, &b);
+          lua_pop(f->L, 1);
+          lua_pop(sb.L, 1);
+        }
+        if (round == 2)
+          lua_gc(sb.L, LUA_GCCOLLECT);
+      }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&e1);
+  vd_buf_release(&e2);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -1389,6 +1459,8 @@ int main(void) {
       cmocka_unit_test(sandbox_knows_markers),
       cmocka_unit_test(frozen_json_and_trace_notes),
       cmocka_unit_test(key_strings_every_byte),
+      cmocka_unit_test_setup_teardown(foretold_strings_same_values, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_shapes_same_text, setup, teardown),
