@@ -564,23 +564,12 @@ static int quick_string_slow(decoder_t *d, const unsigned char *b,
   return key ? on_map_key(d, b, n) : on_string(d, b, n);
 }
 
-/* The string whose opening quote is at *pp: given to on_map_key (key) or
- * on_string, *pp moved past its closing quote; 0 to leave it to yajl. */
-static int quick_string(decoder_t *d, const unsigned char **pp,
-                        const unsigned char *end, int key) {
+/* quick_string() when the string is not the one foretold: read in full. */
+static int quick_string_read(decoder_t *d, const unsigned char **pp,
+                             const unsigned char *end, int key) {
   const unsigned char *p = *pp + 1, *b = p;
   int esc = 0, high = 0;
   size_t n;
-  if (d->ords) {
-    const unsigned char *q = key_foretold(d, p, end);
-    d->nstr++;
-    if (q) {
-      *pp = q;
-      if (!key)
-        store(d);
-      return 1;
-    }
-  }
   for (;;) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     while (end - p >= 8) { /* plain ASCII a word at a time */
@@ -639,21 +628,55 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
   return 1;
 }
 
+/* The string whose opening quote is at *pp: given to on_map_key (key) or
+ * on_string, *pp moved past its closing quote; 0 to leave it to yajl.
+ * Inline: most strings are the ones foretold. */
+static inline int quick_string(decoder_t *d, const unsigned char **pp,
+                               const unsigned char *end, int key) {
+  if (d->ords) {
+    const unsigned char *q = key_foretold(d, *pp + 1, end);
+    d->nstr++;
+    if (q) {
+      *pp = q;
+      if (!key)
+        store(d);
+      return 1;
+    }
+  }
+  return quick_string_read(d, pp, end, key);
+}
+
 /* A number at *pp, by JSON's grammar, given to on_number. */
 static int quick_number(decoder_t *d, const unsigned char **pp,
                         const unsigned char *end) {
-  const unsigned char *p = *pp, *b = p;
-  if (p < end && *p == '-')
+  const unsigned char *p = *pp, *b = p, *digits;
+  long long v = 0;
+  int neg = 0;
+  if (p < end && *p == '-') {
     p++;
+    neg = 1;
+  }
   if (p == end)
     return 0;
+  digits = p;
   if (*p == '0') {
     p++;
   } else if (*p >= '1' && *p <= '9') {
+    while (p < end && *p >= '0' && *p <= '9' && p - digits < 18)
+      v = v * 10 + (*p++ - '0');
     while (p < end && *p >= '0' && *p <= '9')
       p++;
   } else {
     return 0;
+  }
+  /* the common case, an integer of 1 to 18 digits (it cannot overflow),
+   * as on_number would read it */
+  if (p - digits <= 18 &&
+      (p == end || (*p != '.' && *p != 'e' && *p != 'E'))) {
+    *pp = p;
+    lua_pushinteger(d->L, (lua_Integer)(neg ? -v : v));
+    store(d);
+    return 1;
   }
   if (p < end && *p == '.') {
     if (++p == end || !(*p >= '0' && *p <= '9'))
@@ -682,10 +705,15 @@ static int quick_word(const unsigned char **pp, const unsigned char *end,
   return 1;
 }
 
+/* Whitespace skipped; most texts have none between tokens, and every
+ * whitespace byte is at most a space. */
 #define QUICK_WS(p, end)                                                     \
-  while ((p) < (end) &&                                                      \
-         (*(p) == ' ' || *(p) == '\n' || *(p) == '\r' || *(p) == '\t'))    \
-  (p)++
+  do {                                                                       \
+    if ((p) < (end) && *(p) <= ' ')                                          \
+      while ((p) < (end) && (*(p) == ' ' || *(p) == '\n' ||                  \
+                             *(p) == '\r' || *(p) == '\t'))                  \
+        (p)++;                                                               \
+  } while (0)
 
 /* Read s as described above: 1 with the value pushed, or 0 with the stack
  * and d as they were. */
