@@ -243,8 +243,7 @@ static int open_container(decoder_t *d, int is_array) {
     d->too_deep = 1;
     return 0;
   }
-  if (!lua_checkstack(L, 4))
-    luaL_error(L, "not enough memory");
+  /* (room on the stack: decode() made it for two slots a level) */
   /* Room for a typical request's fields up front: growing a table
    * rehashes it at 1, 2, 4 and 8 keys, the largest cost of decoding.  An
    * object inside the request (its input) gets room for the defaults the
@@ -1366,7 +1365,8 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
 
   lua_pushnil(L);
   while (lua_next(L, idx)) { /* ... values, key, value */
-    int kt = lua_type(L, -2);
+    int kt = lua_type(L, -2), isint;
+    lua_Integer k;
     if (kt == LUA_TSTRING) {
       if (written || failed) /* an object, or mixed: nothing written */
         untried(e, start, depth0, deepest0);
@@ -1388,9 +1388,10 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
       keys[nkeys].slot = lua_gettop(L) - 1; /* where the value will be */
       nkeys++;
-    } else if (!marked_object && kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
-               lua_tointeger(L, -2) >= 1) {
-      lua_Integer k = lua_tointeger(L, -2);
+    } else if (!marked_object && kt == LUA_TNUMBER &&
+               (k = lua_tointegerx(L, -2, &isint), isint) && k >= 1) {
+      /* a key that is a number and converts to an integer is one: Lua
+       * stores a float key with an integral value as that integer */
       nints++;
       if (k > maxint)
         maxint = k;

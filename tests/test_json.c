@@ -735,6 +735,22 @@ static void encode_errors_name_path(void **state) {
   /* no root: "value" */
   assert_string_equal(enc_fail(f, "return print", NULL),
                       "value: cannot encode a function as JSON");
+  /* number keys: only integers from 1 make a list (a float key with an
+   * integral value is stored as that integer; any other is not one) */
+  assert_non_null(strstr(enc_fail(f, "return { [1.5] = 1 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { 1, [2.5] = 2 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [0] = 1 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [-1] = 1, 2 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [2^63] = 1 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [math.huge] = 1 }", "r"),
+                         "r: table mixes"));
+  lua_value(f, "local t = {} t[2.0] = 'b' t[1.0] = 'a' t[3] = 'c' return t");
+  assert_string_equal(enc_top(f, "r"), "[\"a\",\"b\",\"c\"]");
 }
 
 /* ------------------------------------------------------------------------
