@@ -10,6 +10,10 @@
 
 #include "verdict/buf.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 static void vd_buf_oom(size_t want) {
   fprintf(stderr, "verdict: out of memory growing a buffer to %zu bytes\n",
           want);
@@ -229,6 +233,30 @@ size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
   vd_buf_grow(b, n + 2);
   o = b->data + b->len + 1; /* the string's first byte */
   o[-1] = '"';
+#if defined(__SSE2__)
+  /* 16 bytes at a time: a byte below 0x20 as a signed byte is a control
+   * byte or one above ASCII; then the quote and the backslash */
+  if (n >= 16) {
+    const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+                  bslash = _mm_set1_epi8('\\');
+    __m128i v;
+    for (;;) {
+      int last = n - i < 16;
+      if (last)
+        i = n - 16; /* the tail: the last 16 bytes, overlapping */
+      v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+      if (_mm_movemask_epi8(_mm_or_si128(
+              _mm_cmplt_epi8(v, space),
+              _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                           _mm_cmpeq_epi8(v, bslash)))))
+        goto rest;
+      _mm_storeu_si128((__m128i *)(void *)(o + i), v);
+      i += 16;
+      if (last || i == n)
+        goto done;
+    }
+  }
+#endif
   while (n - i >= 8) {
     uint64_t w;
     memcpy(&w, s + i, 8);
@@ -251,6 +279,9 @@ size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
       o[i] = (char)c;
     }
   }
+#if defined(__SSE2__)
+done:
+#endif
   o[n] = '"';
   b->len += n + 2;
   b->data[b->len] = '\0';

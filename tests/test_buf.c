@@ -416,10 +416,11 @@ static void json_utf8(void **state) {
   JSON_IS("\xfe\"", "\"\xef\xbf\xbd\\\"\"", 1);
 }
 
-/* The encoder skips plain ASCII eight bytes at a time, and reads a tail
- * shorter than a word as the string's last eight bytes: put each kind of
- * byte that needs care at every offset of strings of every length to 28,
- * so that it falls in every position of a word and of every tail. */
+/* The encoder skips plain ASCII sixteen bytes at a time (SSE2) or eight,
+ * and reads a tail shorter than that as the string's last sixteen or
+ * eight bytes: put each kind of byte that needs care at every offset of
+ * strings of every length to 45, so that it falls in every position of a
+ * block and of every tail. */
 static void json_every_offset(void **state) {
   static const struct {
     const char *in;  /* one byte or sequence */
@@ -434,18 +435,18 @@ static void json_every_offset(void **state) {
   size_t k, off, len;
   (void)state;
   for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-    for (len = 0; len <= 27; len++)
+    for (len = 0; len <= 44; len++)
     for (off = 0; off <= len; off++) {
       vd_buf_reset(&in);
       vd_buf_reset(&want);
       vd_buf_reset(&got);
-      vd_buf_add(&in, "abcdefghijklmnopqrstuvwxyzA", off);
+      vd_buf_add(&in, "abcdefghijklmnopqrstuvwxyzA0123456789+-*/=!?", off);
       vd_buf_adds(&in, kinds[k].in);
-      vd_buf_add(&in, "ABCDEFGHIJKLMNOPQRSTUVWXYZa", len - off);
+      vd_buf_add(&in, "ABCDEFGHIJKLMNOPQRSTUVWXYZa9876543210~|;.,&#", len - off);
       vd_buf_addc(&want, '"');
-      vd_buf_add(&want, "abcdefghijklmnopqrstuvwxyzA", off);
+      vd_buf_add(&want, "abcdefghijklmnopqrstuvwxyzA0123456789+-*/=!?", off);
       vd_buf_adds(&want, kinds[k].out);
-      vd_buf_add(&want, "ABCDEFGHIJKLMNOPQRSTUVWXYZa", len - off);
+      vd_buf_add(&want, "ABCDEFGHIJKLMNOPQRSTUVWXYZa9876543210~|;.,&#", len - off);
       vd_buf_addc(&want, '"');
       assert_int_equal(vd_buf_add_json_str(&got, in.data, in.len),
                        kinds[k].bad);
