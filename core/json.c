@@ -1642,7 +1642,9 @@ static cached_t *frozen_entry(lua_State *L, int idx) {
   vd_sandbox_t *sb;
   const void *mt;
   const cached_t *c;
-  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+  /* any value's metatable: only a frozen table's proxy's is kept, so
+   * another kind of value (a string's, shared) finds nothing */
+  if (!lua_getmetatable(L, idx))
     return NULL;
   mt = lua_topointer(L, -1);
   lua_settop(L, -2);

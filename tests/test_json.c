@@ -1173,6 +1173,17 @@ static void frozen_json_and_trace_notes(void **state) {
   assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
   lua_pushinteger(L, 1);
   assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  /* values that are not tables, one with a metatable (a string's), are
+   * never known, and a note on them keeps nothing */
+  lua_pushliteral(L, "r1");
+  vd_json_trace_entry_note(L, -1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pushboolean(L, 1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pushlightuserdata(L, vd_json_null);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_getglobal(L, "print");
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
   lua_settop(L, 0);
   vd_sandbox_release(&sb);
   vd_buf_release(&err);
