@@ -661,9 +661,10 @@ static int quick_number(decoder_t *d, const unsigned char **pp,
   if (*p == '0') {
     p++;
   } else if (*p >= '1' && *p <= '9') {
-    while (p < end && *p >= '0' && *p <= '9' && p - digits < 18)
+    const unsigned char *lim = end - p > 18 ? p + 18 : end;
+    while (p < lim && (unsigned)(*p - '0') <= 9)
       v = v * 10 + (*p++ - '0');
-    while (p < end && *p >= '0' && *p <= '9')
+    while (p < end && (unsigned)(*p - '0') <= 9)
       p++;
   } else {
     return 0;
