@@ -1383,7 +1383,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   shape_t *sh = NULL;
   size_t nkeys = 0, cap = 16, i;
   lua_Integer nints = 0, maxint = 0;
-  int rc = 0, base = lua_gettop(L);
+  int rc = 0, base = lua_gettop(L), top;
   seg_t *seg = &e->segs[e->depth - 1];
   /* A list's elements are encoded as the walk meets them while its keys
    * come as 1, 2, 3... (spec), as encode_array would write them, without
@@ -1398,9 +1398,11 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   size_t start = e->out->len;
 
   lua_pushnil(L);
+  top = base + 1; /* lua_gettop(L), counted: ... values, key */
   while (lua_next(L, idx)) { /* ... values, key, value */
     int kt = lua_type(L, -2), isint;
     lua_Integer k;
+    top++;
     if (kt == LUA_TSTRING) {
       if (written || failed) /* an object, or mixed: nothing written */
         untried(e, start, depth0, deepest0);
@@ -1420,7 +1422,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
         cap *= 2;
       }
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
-      keys[nkeys].slot = lua_gettop(L) - 1; /* where the value will be */
+      keys[nkeys].slot = top - 1; /* where the value will be */
       nkeys++;
     } else if (!marked_object && kt == LUA_TNUMBER &&
                (k = lua_tointegerx(L, -2, &isint), isint) && k >= 1) {
@@ -1437,7 +1439,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
           vd_buf_addc(e->out, written ? ',' : '[');
           seg->key = NULL;
           seg->index = k;
-          if ((rc = encode_value(e, lua_gettop(L))) != 0) {
+          if ((rc = encode_value(e, top)) != 0) {
             failed = rc;
             rc = 0;
             spec = 0;
@@ -1449,6 +1451,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
         spec = 0; /* another order: the rest by index */
       }
       lua_pop(L, 1); /* the value is read again by index */
+      top--;
       continue;
     } else {
       if (written || failed)
