@@ -1449,6 +1449,8 @@ static void foretold_strings_same_values(void **state) {
       "{\"kind\":\"customer_grade\",\"cat\":\"retail\"}",
       "{\"kind\":\"customer_grady\",\"cat\":\"retail\"}",
       "{\"kind\":\"dustomer_grade\",\"cat\":\"retail\"}",
+      "{\"kind\":\"customer_grade_level\",\"cat\":\"retail\"}",
+      "{\"kind\":\"customer_grXde_level\",\"cat\":\"retail\"}",
   };
   const size_t ndocs = sizeof docs / sizeof *docs;
   vd_sandbox_t sb;
