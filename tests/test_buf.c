@@ -203,6 +203,33 @@ static void add_appends(void **state) {
   assert_memory_equal(b.data, "ab-z\0\1", 7);
   assert_sound(&b);
   vd_buf_release(&b);
+  /* every length to 40 (a short one is copied inline in pieces that
+   * overlap), after every prefix to 9 bytes, a length not known where it
+   * is called: each byte once, in place, nothing after it touched */
+  {
+    char src[48], want[64];
+    size_t n, pre, i;
+    volatile size_t vn; /* not a constant the compiler could fold */
+    for (i = 0; i < sizeof src; i++)
+      src[i] = (char)('A' + i);
+    for (pre = 0; pre <= 9; pre++)
+      for (n = 0; n <= 40; n++) {
+        vd_buf_t c = VD_BUF_INIT;
+        vd_buf_grow(&c, 60);
+        memset(c.data, '#', c.cap);
+        vd_buf_add(&c, "0123456789", pre);
+        vn = n;
+        vd_buf_add(&c, src + 1, vn);
+        memcpy(want, "0123456789", pre);
+        memcpy(want + pre, src + 1, n);
+        want[pre + n] = '\0';
+        assert_int_equal(c.len, pre + n);
+        assert_memory_equal(c.data, want, pre + n + 1);
+        for (i = pre + n + 1; i < c.cap; i++)
+          assert_int_equal(c.data[i], '#');
+        vd_buf_release(&c);
+      }
+  }
 }
 
 /* A request so large that len + extra + 1 wraps around aborts (buf.h:
