@@ -10,6 +10,10 @@
 
 #include "verdict/buf.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 static void vd_buf_oom(size_t want) {
   fprintf(stderr, "verdict: out of memory growing a buffer to %zu bytes\n",
           want);
@@ -46,17 +50,35 @@ void vd_buf_grow_slow(vd_buf_t *b, size_t extra) {
   b->cap = cap;
 }
 
+/* Two digits at a time from a table, then the digits copied as one
+ * fixed-size block (room for it made first; only the digits count). */
 void vd_buf_add_int(vd_buf_t *b, long long v) {
-  char tmp[24];
-  int i = sizeof tmp;
+  static const char pairs[] =
+      "00010203040506070809101112131415161718192021222324252627282930313233"
+      "34353637383940414243444546474849505152535455565758596061626364656667"
+      "6869707172737475767778798081828384858687888990919293949596979899";
+  char tmp[48]; /* the text in tmp[i, 24); tmp[24, 48) only copied over */
+  int i = 24;
   unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do {
-    tmp[--i] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
+  while (u >= 100) {
+    unsigned r = (unsigned)(u % 100);
+    u /= 100;
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * r, 2);
+  }
+  if (u >= 10) {
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * u, 2);
+  } else {
+    tmp[--i] = (char)('0' + u);
+  }
   if (v < 0)
     tmp[--i] = '-';
-  vd_buf_add(b, tmp + i, sizeof tmp - (size_t)i);
+  memset(tmp + 24, 0, 24);
+  vd_buf_grow(b, 24);
+  memcpy(b->data + b->len, tmp + i, 24);
+  b->len += (size_t)(24 - i);
+  b->data[b->len] = '\0';
 }
 
 void vd_buf_vaddf(vd_buf_t *b, const char *fmt, va_list ap) {
@@ -141,12 +163,12 @@ static int word_needs_care(uint64_t w) {
           w) & HIGHS ? 1 : 0;
 }
 
-size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
+/* vd_buf_add_json_str() from byte i on, its opening quote and s[0, i)
+ * (plain) already added: the general loop, which escapes. */
+static size_t json_str_rest(vd_buf_t *b, const unsigned char *s, size_t n,
+                            size_t i) {
   static const char hex[] = "0123456789abcdef";
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0, start = 0, bad = 0;
-  vd_buf_grow(b, n + 2);
-  vd_buf_addc(b, '"');
+  size_t start = i, bad = 0;
   /* Copy runs of bytes that need no escaping (valid UTF-8 included) in one
    * go; stop only at a quote, a backslash, a control byte or a byte that
    * is not UTF-8.  Plain ASCII is skipped a word at a time. */
@@ -198,6 +220,75 @@ size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
   vd_buf_add(b, s + start, i - start);
   vd_buf_addc(b, '"');
   return bad;
+}
+
+/* A string that needs no escaping (plain ASCII, no quote, backslash or
+ * control byte: most keys, ids, times and revisions) is checked and
+ * copied in one pass, a word at a time, into room made once; at the
+ * first byte that needs care the rest goes to json_str_rest(). */
+size_t vd_buf_add_json_str(vd_buf_t *b, const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  char *o;
+  size_t i = 0;
+  vd_buf_grow(b, n + 2);
+  o = b->data + b->len + 1; /* the string's first byte */
+  o[-1] = '"';
+#if defined(__SSE2__)
+  /* 16 bytes at a time: a byte below 0x20 as a signed byte is a control
+   * byte or one above ASCII; then the quote and the backslash */
+  if (n >= 16) {
+    const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+                  bslash = _mm_set1_epi8('\\');
+    __m128i v;
+    for (;;) {
+      int last = n - i < 16;
+      if (last)
+        i = n - 16; /* the tail: the last 16 bytes, overlapping */
+      v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+      if (_mm_movemask_epi8(_mm_or_si128(
+              _mm_cmplt_epi8(v, space),
+              _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                           _mm_cmpeq_epi8(v, bslash)))))
+        goto rest;
+      _mm_storeu_si128((__m128i *)(void *)(o + i), v);
+      i += 16;
+      if (last || i == n)
+        goto done;
+    }
+  }
+#endif
+  while (n - i >= 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    if (word_needs_care(w))
+      goto rest;
+    memcpy(o + i, &w, 8);
+    i += 8;
+  }
+  if (n >= 8) { /* the tail: the last 8 bytes, overlapping */
+    uint64_t w;
+    memcpy(&w, s + n - 8, 8);
+    if (word_needs_care(w))
+      goto rest;
+    memcpy(o + n - 8, &w, 8);
+  } else {
+    for (; i < n; i++) {
+      unsigned char c = s[i];
+      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80)
+        goto rest;
+      o[i] = (char)c;
+    }
+  }
+#if defined(__SSE2__)
+done:
+#endif
+  o[n] = '"';
+  b->len += n + 2;
+  b->data[b->len] = '\0';
+  return 0;
+rest: /* s[0, i) are plain and in place */
+  b->len += i + 1;
+  return json_str_rest(b, s, n, i);
 }
 
 void vd_buf_reset(vd_buf_t *b) {

@@ -112,6 +112,7 @@ typedef struct frame {
 #define KEYC_SLOTS 128 /* a power of two */
 #define KEYC_WAYS 4    /* slots a string may take: a set */
 #define KEYC_BYTES 22
+#define KEYC_ORDS 64   /* a document's strings whose slot is foretold */
 
 typedef struct keyc {
   uint64_t w[3];  /* its bytes, as key_words() packs them */
@@ -120,13 +121,17 @@ typedef struct keyc {
   unsigned char next; /* a set's first slot: the way to replace next */
 } keyc_t;
 
-static keyc_t *key_cache_of(lua_State *L, const int **markers);
+static keyc_t *key_cache_of(lua_State *L, const int **markers,
+                            unsigned char **ords);
 
 typedef struct decoder {
   lua_State *L;
   keyc_t *keys; /* L's sandbox's key strings, or NULL: none kept */
   const int *markers; /* with them: the markers' registry references
                        * (array, object), or 0 */
+  unsigned char *ords; /* and for the n-th string of a document, the slot
+                        * (+1; 0: none) its bytes were found in last time */
+  unsigned nstr;       /* strings read so far (keys and values) */
   int depth, max_depth;
   int too_deep;
   int bad_utf8; /* yajl lets overlong forms and surrogates through */
@@ -238,8 +243,7 @@ static int open_container(decoder_t *d, int is_array) {
     d->too_deep = 1;
     return 0;
   }
-  if (!lua_checkstack(L, 4))
-    luaL_error(L, "not enough memory");
+  /* (room on the stack: decode() made it for two slots a level) */
   /* Room for a typical request's fields up front: growing a table
    * rehashes it at 1, 2, 4 and 8 keys, the largest cost of decoding.  An
    * object inside the request (its input) gets room for the defaults the
@@ -434,7 +438,8 @@ static long quick_unescape(const unsigned char *p, const unsigned char *end,
  * the 8 after the first past 16; the first and last 4; the first, middle
  * and last byte), so two strings of one length with the same words are
  * the same bytes.  Reads nothing outside them. */
-static void key_words(const unsigned char *b, size_t n, uint64_t w[3]) {
+static inline void key_words(const unsigned char *b, size_t n,
+                             uint64_t w[3]) {
   w[1] = w[2] = 0;
   if (n >= 8) {
     memcpy(&w[0], b, 8);
@@ -473,25 +478,25 @@ static int words_have_digit(const uint64_t w[3]) {
 }
 
 /* Push the string [b, b+n) (plain ASCII, 1 to KEYC_BYTES bytes), packed
- * as w, when a slot of its set has it, and return 1; else 0. */
-static inline int key_hit(decoder_t *d, keyc_t *set, const uint64_t w[3],
-                          size_t n) {
+ * as w, when a slot of its set has it, and return the slot; else NULL. */
+static inline keyc_t *key_hit(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                              size_t n) {
   int i;
   for (i = 0; i < KEYC_WAYS; i++) {
-    const keyc_t *k = &set[i];
+    keyc_t *k = &set[i];
     if (k->len == n && k->w[0] == w[0] && k->w[1] == w[1] &&
         k->w[2] == w[2]) {
       lua_rawgeti(d->L, LUA_REGISTRYINDEX, k->ref);
-      return 1;
+      return k;
     }
   }
-  return 0;
+  return NULL;
 }
 
 /* Push it as a new string, kept in a slot of its set (a free one, else
- * the set's slots in turn). */
-static void key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
-                    const unsigned char *b, size_t n) {
+ * the set's slots in turn); that slot. */
+static keyc_t *key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
+                       const unsigned char *b, size_t n) {
   lua_State *L = d->L;
   keyc_t *k;
   int i;
@@ -512,14 +517,56 @@ static void key_put(decoder_t *d, keyc_t *set, const uint64_t w[3],
   }
   memcpy(k->w, w, sizeof k->w);
   k->len = (unsigned char)n;
+  return k;
 }
 
-/* The string whose opening quote is at *pp: given to on_map_key (key) or
- * on_string, *pp moved past its closing quote; 0 to leave it to yajl. */
-static int quick_string(decoder_t *d, const unsigned char **pp,
-                        const unsigned char *end, int key) {
-  const unsigned char *p = *pp + 1, *b = p;
+/* The string at p (after its opening quote) when it is the one the slot
+ * foretold for the n-th string of a document holds: pushed, and the byte
+ * after its closing quote; else NULL, nothing pushed.  The slot's bytes
+ * are plain ASCII with no quote or backslash, so bytes equal to them and
+ * then a quote are a whole string without escapes, which the full read
+ * (quick_string) would find in that same slot: the same string. */
+static inline const unsigned char *key_foretold(decoder_t *d,
+                                                const unsigned char *p,
+                                                const unsigned char *end) {
+  const keyc_t *k;
+  uint64_t w[3];
+  size_t n;
+  unsigned s;
+  if (d->nstr >= KEYC_ORDS || !(s = d->ords[d->nstr]))
+    return NULL;
+  k = &d->keys[s - 1];
+  n = k->len;
+  if (!n || (size_t)(end - p) <= n || p[n] != '"')
+    return NULL;
+  key_words(p, n, w);
+  if (k->w[0] != w[0] || k->w[1] != w[1] || k->w[2] != w[2])
+    return NULL;
+  lua_rawgeti(d->L, LUA_REGISTRYINDEX, k->ref);
+  return p + n + 1;
+}
+
+/* A string with escapes or bytes above ASCII, [b, p) its body (p at its
+ * closing quote): unescaped, checked and given to on_map_key (key) or
+ * on_string; 0 to leave it to yajl. */
+static int quick_string_slow(decoder_t *d, const unsigned char *b,
+                             const unsigned char *p, int esc, int key) {
   unsigned char tmp[256];
+  size_t n = (size_t)(p - b);
+  if (esc) {
+    long m;
+    if (n > sizeof tmp || (m = quick_unescape(b, p, tmp)) < 0)
+      return 0;
+    b = tmp;
+    n = (size_t)m;
+  }
+  return key ? on_map_key(d, b, n) : on_string(d, b, n);
+}
+
+/* quick_string() when the string is not the one foretold: read in full. */
+static int quick_string_read(decoder_t *d, const unsigned char **pp,
+                             const unsigned char *end, int key) {
+  const unsigned char *p = *pp + 1, *b = p;
   int esc = 0, high = 0;
   size_t n;
   for (;;) {
@@ -554,51 +601,82 @@ static int quick_string(decoder_t *d, const unsigned char **pp,
     }
   }
   *pp = p + 1;
+  if (esc || high) /* checked as UTF-8 by the callback */
+    return quick_string_slow(d, b, p, esc, key);
   n = (size_t)(p - b);
-  if (esc) {
-    long m;
-    if (n > sizeof tmp || (m = quick_unescape(b, p, tmp)) < 0)
-      return 0;
-    b = tmp;
-    n = (size_t)m;
-    high = 1; /* checked as UTF-8 by the callback */
-  }
-  if (high)
-    return key ? on_map_key(d, b, n) : on_string(d, b, n);
   /* plain ASCII: valid UTF-8 already */
   if (d->keys && n && n <= KEYC_BYTES) {
     uint64_t w[3];
     key_words(b, n, w);
     if (key || !words_have_digit(w)) {
-      keyc_t *set = &d->keys[key_set(w, n)];
-      if (!key_hit(d, set, w, n))
-        key_put(d, set, w, b, n);
+      keyc_t *set = &d->keys[key_set(w, n)], *k;
+      if (!(k = key_hit(d, set, w, n)))
+        k = key_put(d, set, w, b, n);
+      if (d->ords && d->nstr <= KEYC_ORDS)
+        d->ords[d->nstr - 1] = (unsigned char)(k - d->keys + 1);
       if (!key)
         store(d);
       return 1;
     }
   }
+  if (d->ords && d->nstr <= KEYC_ORDS)
+    d->ords[d->nstr - 1] = 0;
   lua_pushlstring(d->L, (const char *)b, n);
   if (!key)
     store(d);
   return 1;
 }
 
+/* The string whose opening quote is at *pp: given to on_map_key (key) or
+ * on_string, *pp moved past its closing quote; 0 to leave it to yajl.
+ * Inline: most strings are the ones foretold. */
+static inline int quick_string(decoder_t *d, const unsigned char **pp,
+                               const unsigned char *end, int key) {
+  if (d->ords) {
+    const unsigned char *q = key_foretold(d, *pp + 1, end);
+    d->nstr++;
+    if (q) {
+      *pp = q;
+      if (!key)
+        store(d);
+      return 1;
+    }
+  }
+  return quick_string_read(d, pp, end, key);
+}
+
 /* A number at *pp, by JSON's grammar, given to on_number. */
 static int quick_number(decoder_t *d, const unsigned char **pp,
                         const unsigned char *end) {
-  const unsigned char *p = *pp, *b = p;
-  if (p < end && *p == '-')
+  const unsigned char *p = *pp, *b = p, *digits;
+  long long v = 0;
+  int neg = 0;
+  if (p < end && *p == '-') {
     p++;
+    neg = 1;
+  }
   if (p == end)
     return 0;
+  digits = p;
   if (*p == '0') {
     p++;
   } else if (*p >= '1' && *p <= '9') {
-    while (p < end && *p >= '0' && *p <= '9')
+    const unsigned char *lim = end - p > 18 ? p + 18 : end;
+    while (p < lim && (unsigned)(*p - '0') <= 9)
+      v = v * 10 + (*p++ - '0');
+    while (p < end && (unsigned)(*p - '0') <= 9)
       p++;
   } else {
     return 0;
+  }
+  /* the common case, an integer of 1 to 18 digits (it cannot overflow),
+   * as on_number would read it */
+  if (p - digits <= 18 &&
+      (p == end || (*p != '.' && *p != 'e' && *p != 'E'))) {
+    *pp = p;
+    lua_pushinteger(d->L, (lua_Integer)(neg ? -v : v));
+    store(d);
+    return 1;
   }
   if (p < end && *p == '.') {
     if (++p == end || !(*p >= '0' && *p <= '9'))
@@ -627,10 +705,15 @@ static int quick_word(const unsigned char **pp, const unsigned char *end,
   return 1;
 }
 
+/* Whitespace skipped; most texts have none between tokens, and every
+ * whitespace byte is at most a space. */
 #define QUICK_WS(p, end)                                                     \
-  while ((p) < (end) &&                                                      \
-         (*(p) == ' ' || *(p) == '\n' || *(p) == '\r' || *(p) == '\t'))    \
-  (p)++
+  do {                                                                       \
+    if ((p) < (end) && *(p) <= ' ')                                          \
+      while ((p) < (end) && (*(p) == ' ' || *(p) == '\n' ||                  \
+                             *(p) == '\r' || *(p) == '\t'))                  \
+        (p)++;                                                               \
+  } while (0)
 
 /* Read s as described above: 1 with the value pushed, or 0 with the stack
  * and d as they were. */
@@ -759,7 +842,9 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
 
   d.L = L;
   d.markers = NULL;
-  d.keys = quick ? key_cache_of(L, &d.markers) : NULL;
+  d.ords = NULL;
+  d.nstr = 0;
+  d.keys = quick ? key_cache_of(L, &d.markers, &d.ords) : NULL;
   d.depth = 0;
   d.too_deep = 0;
   d.bad_utf8 = 0;
@@ -973,6 +1058,7 @@ struct vd_json_cache {
   size_t bytes; /* the encodings' lengths, together */
   shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
+  unsigned char ords[KEYC_ORDS]; /* the decoder's foretold slots */
   int markers[2];  /* the markers (array, object) at these registry
                     * references too, for the decoder; 0: not yet */
 };
@@ -980,7 +1066,8 @@ struct vd_json_cache {
 /* L's sandbox's key strings, made on first use; NULL if L is not a
  * sandbox's or there is no memory for them (keys are then made as
  * strings each time). */
-static keyc_t *key_cache_of(lua_State *L, const int **markers) {
+static keyc_t *key_cache_of(lua_State *L, const int **markers,
+                            unsigned char **ords) {
   vd_sandbox_t *sb = vd_sandbox_find(L);
   vd_json_cache_t *c;
   int i;
@@ -1002,6 +1089,7 @@ static keyc_t *key_cache_of(lua_State *L, const int **markers) {
       c->markers[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
   *markers = c->markers;
+  *ords = c->keys ? c->ords : NULL;
   return c->keys;
 }
 
@@ -1167,6 +1255,39 @@ static size_t shape_slot(const keyref_t *k, size_t n) {
   return (size_t)(h >> 40) & (SHAPE_SLOTS - 1);
 }
 
+/* Whether [a, a+n) and [b, b+n) are the same bytes; inline, for the few
+ * bytes of a key (memcmp's call is most of what it costs there).  Reads
+ * nothing outside them. */
+static inline int same_bytes(const char *a, const char *b, size_t n) {
+  uint64_t x, y;
+  uint32_t u, v;
+  size_t i;
+  if (n >= 8) {
+    for (i = 0; i + 8 < n; i += 8) {
+      memcpy(&x, a + i, 8);
+      memcpy(&y, b + i, 8);
+      if (x != y)
+        return 0;
+    }
+    memcpy(&x, a + n - 8, 8); /* the last 8, overlapping */
+    memcpy(&y, b + n - 8, 8);
+    return x == y;
+  }
+  if (n >= 4) {
+    memcpy(&u, a, 4);
+    memcpy(&v, b, 4);
+    if (u != v)
+      return 0;
+    memcpy(&u, a + n - 4, 4);
+    memcpy(&v, b + n - 4, 4);
+    return u == v;
+  }
+  for (i = 0; i < n; i++)
+    if (a[i] != b[i])
+      return 0;
+  return 1;
+}
+
 /* The shape kept for keys k (n of them, lua_next order), or NULL. */
 static shape_t *shape_get(encoder_t *e, const keyref_t *k, size_t n) {
   shape_t *sh;
@@ -1179,7 +1300,7 @@ static shape_t *shape_get(encoder_t *e, const keyref_t *k, size_t n) {
     return NULL;
   for (i = 0; i < n; i++) {
     if (sh->at[i] != k[i].s || sh->len[i] != k[i].n ||
-        memcmp(sh->text + off, k[i].s, k[i].n) != 0)
+        !same_bytes(sh->text + off, k[i].s, k[i].n))
       return NULL;
     off += k[i].n;
   }
@@ -1262,7 +1383,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   shape_t *sh = NULL;
   size_t nkeys = 0, cap = 16, i;
   lua_Integer nints = 0, maxint = 0;
-  int rc = 0, base = lua_gettop(L);
+  int rc = 0, base = lua_gettop(L), top;
   seg_t *seg = &e->segs[e->depth - 1];
   /* A list's elements are encoded as the walk meets them while its keys
    * come as 1, 2, 3... (spec), as encode_array would write them, without
@@ -1277,8 +1398,11 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
   size_t start = e->out->len;
 
   lua_pushnil(L);
+  top = base + 1; /* lua_gettop(L), counted: ... values, key */
   while (lua_next(L, idx)) { /* ... values, key, value */
-    int kt = lua_type(L, -2);
+    int kt = lua_type(L, -2), isint;
+    lua_Integer k;
+    top++;
     if (kt == LUA_TSTRING) {
       if (written || failed) /* an object, or mixed: nothing written */
         untried(e, start, depth0, deepest0);
@@ -1298,11 +1422,12 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
         cap *= 2;
       }
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].n);
-      keys[nkeys].slot = lua_gettop(L) - 1; /* where the value will be */
+      keys[nkeys].slot = top - 1; /* where the value will be */
       nkeys++;
-    } else if (!marked_object && kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
-               lua_tointeger(L, -2) >= 1) {
-      lua_Integer k = lua_tointeger(L, -2);
+    } else if (!marked_object && kt == LUA_TNUMBER &&
+               (k = lua_tointegerx(L, -2, &isint), isint) && k >= 1) {
+      /* a key that is a number and converts to an integer is one: Lua
+       * stores a float key with an integral value as that integer */
       nints++;
       if (k > maxint)
         maxint = k;
@@ -1314,7 +1439,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
           vd_buf_addc(e->out, written ? ',' : '[');
           seg->key = NULL;
           seg->index = k;
-          if ((rc = encode_value(e, lua_gettop(L))) != 0) {
+          if ((rc = encode_value(e, top)) != 0) {
             failed = rc;
             rc = 0;
             spec = 0;
@@ -1326,6 +1451,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
         spec = 0; /* another order: the rest by index */
       }
       lua_pop(L, 1); /* the value is read again by index */
+      top--;
       continue;
     } else {
       if (written || failed)
@@ -1553,7 +1679,9 @@ static cached_t *frozen_entry(lua_State *L, int idx) {
   vd_sandbox_t *sb;
   const void *mt;
   const cached_t *c;
-  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+  /* any value's metatable: only a frozen table's proxy's is kept, so
+   * another kind of value (a string's, shared) finds nothing */
+  if (!lua_getmetatable(L, idx))
     return NULL;
   mt = lua_topointer(L, -1);
   lua_settop(L, -2);

@@ -106,20 +106,19 @@ static int field_str(const req_field_t *f, char *out, size_t cap) {
   return 1;
 }
 
-int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
-                         vd_decision_t *d) {
-  int req = lua_absindex(L, idx);
+/* vd_wire_read_request() on the request at req (a table), with a slot
+ * at `in` (on top) for the input's value. */
+static int read_request(lua_State *L, int req, int in, int64_t now_ms,
+                        vd_decision_t *d) {
   int r;
   int off;
   req_field_t f[RF_N] = {{LUA_TNIL, NULL, 0}};
   const char *unknown = NULL;
 
-  if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
-    return vd_decision_fail(d, VD_EBAD_REQUEST, NULL,
-                            "a request must be a JSON object, one per line");
   /* One walk over the keys finds every field (the object is a decoded
    * one: its marker has no __index, so this is what lua_getfield would
-   * read) and the first unknown one, in the walk's order. */
+   * read) and the first unknown one, in the walk's order; the input's
+   * value is kept in its slot. */
   lua_pushnil(L);
   while (lua_next(L, req)) {
     size_t kn;
@@ -132,6 +131,8 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
       f[i].type = lua_type(L, -1);
       if (f[i].type == LUA_TSTRING)
         f[i].s = lua_tolstring(L, -1, &f[i].n);
+      else if (i == RF_INPUT)
+        lua_copy(L, -1, in);
     }
     lua_pop(L, 1);
   }
@@ -199,19 +200,27 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
     vd_time_format(d->at_ms, VD_DEFAULT_OFFSET_MIN, d->at);
   }
 
-  if (lua_getfield(L, req, "input") != LUA_TTABLE ||
-      vd_json_marker(L, -1) != 2) {
-    int missing = lua_isnil(L, -1);
-    lua_pop(L, 1);
+  if (f[RF_INPUT].type != LUA_TTABLE || vd_json_marker(L, in) != 2)
     return vd_decision_fail(d, VD_EBAD_REQUEST, "input",
-                            missing ? "missing field 'input' (a JSON object)"
-                                    : "input must be a JSON object");
-  }
-  copy_input_str(L, lua_gettop(L), "complaint_id", &d->complaint_id);
-  copy_input_str(L, lua_gettop(L), "customer_id", &d->customer_id);
-  copy_input_str(L, lua_gettop(L), "category", &d->category);
-  lua_pop(L, 1);
+                            f[RF_INPUT].type == LUA_TNIL
+                                ? "missing field 'input' (a JSON object)"
+                                : "input must be a JSON object");
+  copy_input_str(L, in, "complaint_id", &d->complaint_id);
+  copy_input_str(L, in, "customer_id", &d->customer_id);
+  copy_input_str(L, in, "category", &d->category);
   return 0;
+}
+
+int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
+                         vd_decision_t *d) {
+  int req = lua_absindex(L, idx), top = lua_gettop(L), rc;
+  if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
+    return vd_decision_fail(d, VD_EBAD_REQUEST, NULL,
+                            "a request must be a JSON object, one per line");
+  lua_pushnil(L); /* the input's slot (a C function has room for 20) */
+  rc = read_request(L, req, top + 1, now_ms, d);
+  lua_settop(L, top);
+  return rc;
 }
 
 void vd_wire_admin_init(vd_wire_admin_t *req) {
@@ -252,9 +261,10 @@ int vd_wire_read_admin(lua_State *L, const char *line, size_t len,
  * ------------------------------------------------------------------------ */
 
 /* ,"key":"value" -- with plain appends: vfprintf was 6% of a decision.
- * KEY is a literal: its ,"key": is one constant of known length. */
-static void add_str_at(vd_buf_t *out, const char *pre, size_t n,
-                       const char *val) {
+ * KEY is a literal: its ,"key": is one constant of known length, copied
+ * inline where the function is. */
+static inline void add_str_at(vd_buf_t *out, const char *pre, size_t n,
+                              const char *val) {
   vd_buf_add(out, pre, n);
   vd_buf_add_json_str(out, val, strlen(val));
 }

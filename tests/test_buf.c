@@ -203,6 +203,33 @@ static void add_appends(void **state) {
   assert_memory_equal(b.data, "ab-z\0\1", 7);
   assert_sound(&b);
   vd_buf_release(&b);
+  /* every length to 40 (a short one is copied inline in pieces that
+   * overlap), after every prefix to 9 bytes, a length not known where it
+   * is called: each byte once, in place, nothing after it touched */
+  {
+    char src[48], want[64];
+    size_t n, pre, i;
+    volatile size_t vn; /* not a constant the compiler could fold */
+    for (i = 0; i < sizeof src; i++)
+      src[i] = (char)('A' + i);
+    for (pre = 0; pre <= 9; pre++)
+      for (n = 0; n <= 40; n++) {
+        vd_buf_t c = VD_BUF_INIT;
+        vd_buf_grow(&c, 60);
+        memset(c.data, '#', c.cap);
+        vd_buf_add(&c, "0123456789", pre);
+        vn = n;
+        vd_buf_add(&c, src + 1, vn);
+        memcpy(want, "0123456789", pre);
+        memcpy(want + pre, src + 1, n);
+        want[pre + n] = '\0';
+        assert_int_equal(c.len, pre + n);
+        assert_memory_equal(c.data, want, pre + n + 1);
+        for (i = pre + n + 1; i < c.cap; i++)
+          assert_int_equal(c.data[i], '#');
+        vd_buf_release(&c);
+      }
+  }
 }
 
 /* A request so large that len + extra + 1 wraps around aborts (buf.h:
@@ -266,6 +293,25 @@ static void add_int(void **state) {
   vd_buf_adds(&b, "n=");
   vd_buf_add_int(&b, -42);
   assert_string_equal(b.data, "n=-42");
+  /* every number of digits, each pair of digits and both ends of a run
+   * of two-digit steps, as printf writes them */
+  {
+    long long p = 1;
+    int k, d;
+    char want[32];
+    for (k = 0; k < 19; k++, p *= 10)
+      for (d = -101; d <= 101; d++) {
+        long long v = p + d, s;
+        for (s = -1; s <= 1; s += 2) {
+          vd_buf_reset(&b);
+          vd_buf_adds(&b, "x");
+          vd_buf_add_int(&b, s * v);
+          snprintf(want, sizeof want, "x%lld", s * v);
+          assert_string_equal(b.data, want);
+          assert_int_equal(b.len, strlen(want));
+        }
+      }
+  }
   vd_buf_release(&b);
 }
 
@@ -397,10 +443,11 @@ static void json_utf8(void **state) {
   JSON_IS("\xfe\"", "\"\xef\xbf\xbd\\\"\"", 1);
 }
 
-/* The encoder skips plain ASCII eight bytes at a time, and reads a tail
- * shorter than a word as the string's last eight bytes: put each kind of
- * byte that needs care at every offset of strings of every length to 28,
- * so that it falls in every position of a word and of every tail. */
+/* The encoder skips plain ASCII sixteen bytes at a time (SSE2) or eight,
+ * and reads a tail shorter than that as the string's last sixteen or
+ * eight bytes: put each kind of byte that needs care at every offset of
+ * strings of every length to 45, so that it falls in every position of a
+ * block and of every tail. */
 static void json_every_offset(void **state) {
   static const struct {
     const char *in;  /* one byte or sequence */
@@ -415,18 +462,18 @@ static void json_every_offset(void **state) {
   size_t k, off, len;
   (void)state;
   for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-    for (len = 0; len <= 27; len++)
+    for (len = 0; len <= 44; len++)
     for (off = 0; off <= len; off++) {
       vd_buf_reset(&in);
       vd_buf_reset(&want);
       vd_buf_reset(&got);
-      vd_buf_add(&in, "abcdefghijklmnopqrstuvwxyzA", off);
+      vd_buf_add(&in, "abcdefghijklmnopqrstuvwxyzA0123456789+-*/=!?", off);
       vd_buf_adds(&in, kinds[k].in);
-      vd_buf_add(&in, "ABCDEFGHIJKLMNOPQRSTUVWXYZa", len - off);
+      vd_buf_add(&in, "ABCDEFGHIJKLMNOPQRSTUVWXYZa9876543210~|;.,&#", len - off);
       vd_buf_addc(&want, '"');
-      vd_buf_add(&want, "abcdefghijklmnopqrstuvwxyzA", off);
+      vd_buf_add(&want, "abcdefghijklmnopqrstuvwxyzA0123456789+-*/=!?", off);
       vd_buf_adds(&want, kinds[k].out);
-      vd_buf_add(&want, "ABCDEFGHIJKLMNOPQRSTUVWXYZa", len - off);
+      vd_buf_add(&want, "ABCDEFGHIJKLMNOPQRSTUVWXYZa9876543210~|;.,&#", len - off);
       vd_buf_addc(&want, '"');
       assert_int_equal(vd_buf_add_json_str(&got, in.data, in.len),
                        kinds[k].bad);

@@ -735,6 +735,22 @@ static void encode_errors_name_path(void **state) {
   /* no root: "value" */
   assert_string_equal(enc_fail(f, "return print", NULL),
                       "value: cannot encode a function as JSON");
+  /* number keys: only integers from 1 make a list (a float key with an
+   * integral value is stored as that integer; any other is not one) */
+  assert_non_null(strstr(enc_fail(f, "return { [1.5] = 1 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { 1, [2.5] = 2 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [0] = 1 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [-1] = 1, 2 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [2^63] = 1 }", "r"),
+                         "r: table mixes"));
+  assert_non_null(strstr(enc_fail(f, "return { [math.huge] = 1 }", "r"),
+                         "r: table mixes"));
+  lua_value(f, "local t = {} t[2.0] = 'b' t[1.0] = 'a' t[3] = 'c' return t");
+  assert_string_equal(enc_top(f, "r"), "[\"a\",\"b\",\"c\"]");
 }
 
 /* ------------------------------------------------------------------------
@@ -1157,6 +1173,17 @@ static void frozen_json_and_trace_notes(void **state) {
   assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
   lua_pushinteger(L, 1);
   assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  /* values that are not tables, one with a metatable (a string's), are
+   * never known, and a note on them keeps nothing */
+  lua_pushliteral(L, "r1");
+  vd_json_trace_entry_note(L, -1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pushboolean(L, 1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pushlightuserdata(L, vd_json_null);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_getglobal(L, "print");
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
   lua_settop(L, 0);
   vd_sandbox_release(&sb);
   vd_buf_release(&err);
@@ -1278,6 +1305,46 @@ static void key_shapes_same_text(void **state) {
   vd_buf_release(&b);
 }
 
+/* Key shapes (json.c) are found by their keys' addresses and used only
+ * when the bytes there are still the kept ones: a key of every length to
+ * 24 is encoded, collected, and another of its length made, one byte
+ * changed at each offset (the allocator often gives it the freed
+ * address); each encodes as itself. */
+static void key_shapes_same_address(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  char code[160], want[64];
+  int n, at, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  for (n = 1; n <= 24; n++)
+    for (at = 0; at < n; at++)
+      for (round = 0; round < 2; round++) {
+        /* made at run time: not a constant the chunk keeps */
+        snprintf(code, sizeof code,
+                 "local k = string.rep('a', %d) if %d == 1 then "
+                 "k = k:sub(1, %d) .. 'b' .. k:sub(%d) end "
+                 "return {[k] = 1}", n, round, at, at + 2);
+        assert_int_equal(luaL_dostring(sb.L, code), LUA_OK);
+        vd_buf_reset(&out);
+        assert_int_equal(vd_json_encode(sb.L, -1, &out, "value", &err), 0);
+        memset(want, 'a', (size_t)n + 2);
+        want[0] = '{';
+        want[1] = '"';
+        if (round)
+          want[2 + at] = 'b';
+        snprintf(want + 2 + n, sizeof want - 2 - (size_t)n, "\":1}");
+        if (strcmp(out.data, want) != 0)
+          fail_msg("length %d, byte %d, round %d: %s, wanted %s", n, at,
+                   round, out.data, want);
+        lua_settop(sb.L, 0);
+        lua_gc(sb.L, LUA_GCCOLLECT);
+      }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
 /* Key strings (json.c): a sandbox's decoder keeps the strings of short
  * plain keys and pushes a kept one when its bytes come again.  600 keys
  * of 1 to 30 bytes (22, the longest kept, and 23 among them; keys that
@@ -1349,6 +1416,78 @@ static void key_strings_same_keys(void **state) {
   vd_buf_release(&b);
 }
 
+/* Foretold strings (json.c, key_foretold): a sandbox's decoder first
+ * tries, for the n-th string of a document, the kept string the n-th was
+ * last time.  Documents whose n-th string is that string's bytes and then
+ * something else (a longer string, an escape, a byte above ASCII, the end
+ * of the text, a string with a digit, a key where a value was, bytes
+ * that differ only past the first word or only in the first), one after
+ * the other in both orders and three rounds, each decode as a plain
+ * state's do: the same code, the same message, the same text; a text
+ * that is not JSON is refused however its strings begin. */
+static void foretold_strings_same_values(void **state) {
+  fx_t *f = *state; /* the plain state */
+  static const char *const docs[] = {
+      "{\"kind\":\"billing\",\"cat\":\"retail\"}",
+      "{\"kindx\":\"billingx\",\"cat\":\"retailer\"}",
+      "{\"kind\\\"\":\"billing\\n\",\"cat\":\"retail\\u0041\"}",
+      "{\"kind\xc3\xa9\":\"billing\xc3\xa9\",\"cat\":\"retail\"}",
+      "{\"kind\":\"billing",
+      "{\"kind\":\"billing\"",
+      "{\"kind\":\"billing\" ,\"cat\" : \"retail\" }",
+      "{\"kind\":\"kind\",\"billing\":\"cat\"}",
+      "{\"kind\":\"billing2\",\"cat\":\"r2\"}",
+      "{\"kin\":\"billin\",\"ca\":\"retai\"}",
+      "{\"kind\":[\"billing\",\"retail\"],\"cat\":{\"retail\":\"kind\"}}",
+      "[\"kind\",\"billing\",\"cat\",\"retail\"]",
+      "{\"kind\":\"bi\x01ling\",\"cat\":\"retail\"}",
+      "{\"kind\":\"billing\",\"cat\":\"retail\",\"cat\":\"billing\"}",
+      "{\"abcdefghijklmnopqrstuv\":\"abcdefghijklmnopqrstuv\"}",
+      "{\"abcdefghijklmnopqrstuvw\":\"abcdefghijklmnopqrstuvw\"}",
+      "{\"abcdefghijklmnopqrstuv\":\"abcdefghijklmnopqrstu\"}",
+      "{\"kind\":\"billingX,\"cat\":\"retail\"}", /* not JSON */
+      "{\"kind\":\"customer_grade\",\"cat\":\"retail\"}",
+      "{\"kind\":\"customer_grady\",\"cat\":\"retail\"}",
+      "{\"kind\":\"dustomer_grade\",\"cat\":\"retail\"}",
+      "{\"kind\":\"customer_grade_level\",\"cat\":\"retail\"}",
+      "{\"kind\":\"customer_grXde_level\",\"cat\":\"retail\"}",
+  };
+  const size_t ndocs = sizeof docs / sizeof *docs;
+  vd_sandbox_t sb;
+  vd_buf_t e1 = VD_BUF_INIT, e2 = VD_BUF_INIT, a = VD_BUF_INIT,
+           b = VD_BUF_INIT;
+  size_t i, j, round;
+  assert_int_equal(vd_sandbox_init(&sb, &e1), 0);
+  for (round = 0; round < 3; round++)
+    for (i = 0; i < ndocs; i++)
+      for (j = 0; j < ndocs; j++) {
+        const char *pair[2];
+        int k;
+        pair[0] = docs[round == 1 ? j : i];
+        pair[1] = docs[round == 1 ? i : j];
+        for (k = 0; k < 2; k++) {
+          size_t n = strlen(pair[k]);
+          int r1 = vd_json_decode(f->L, pair[k], n, 0, &e1);
+          int r2 = vd_json_decode(sb.L, pair[k], n, 0, &e2);
+          if (r1 != r2 || (r1 && strcmp(e1.data, e2.data) != 0))
+            fail_msg("%s after %s: plain %d (%s), sandbox %d (%s)", pair[k],
+                     pair[!k], r1, r1 ? e1.data : "", r2, r2 ? e2.data : "");
+          if (r1)
+            continue;
+          same_text(f->L, sb.L, pair[k], &a, &b);
+          lua_pop(f->L, 1);
+          lua_pop(sb.L, 1);
+        }
+        if (round == 2)
+          lua_gc(sb.L, LUA_GCCOLLECT);
+      }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&e1);
+  vd_buf_release(&e2);
+  vd_buf_release(&a);
+  vd_buf_release(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -1389,6 +1528,9 @@ int main(void) {
       cmocka_unit_test(sandbox_knows_markers),
       cmocka_unit_test(frozen_json_and_trace_notes),
       cmocka_unit_test(key_strings_every_byte),
+      cmocka_unit_test(key_shapes_same_address),
+      cmocka_unit_test_setup_teardown(foretold_strings_same_values, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_shapes_same_text, setup, teardown),
