@@ -29,6 +29,7 @@
 #include "verdict/buf.h"
 #include "verdict/bundle.h"
 #include "verdict/engine.h"
+#include "verdict/json.h"
 #include "verdict/sandbox.h"
 #include "verdict/timefmt.h"
 #include "verdict/uuid.h"
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
   vd_limits_t lim = VD_LIMITS_DEFAULT;
   vd_watchdog_t wd;
   vd_watch_slot_t *slot = NULL;
-  unsigned long recounted;
+  unsigned long recounted, misses;
   int rc = 1, pass;
   long memory = getenv("DECIDE_MEMORY") ? atol(getenv("DECIDE_MEMORY")) : 0;
   size_t mem_first = 0, mem_most = 0, mem_window = 0;
@@ -123,6 +124,7 @@ int main(int argc, char **argv) {
     recounted = 0;
     mem_first = mem_most = mem_window = 0;
     t0 = mono_s();
+    misses = 0;
     for (i = 0; i < count; i++) {
       char id[37];
       int64_t now = vd_now_ms();
@@ -132,6 +134,8 @@ int main(int argc, char **argv) {
         goto out;
       }
       recounted += d.recounted;
+      if (i == 0) /* the shapes met from the second decision on */
+        misses = vd_json_shape_misses(vd_engine_sandbox(e)->L);
       vd_uuid_v7(&gen, now, id);
       vd_buf_reset(&out);
       vd_wire_write_decision(&out, &d, id, vd_bundle_revision(b));
@@ -152,9 +156,13 @@ int main(int argc, char **argv) {
     }
     t1 = mono_s();
     printf("%s: %ld decisions, %.0f ns each, %.0f per second on one core, "
-           "%lu recounted\n", fast ? "fast" : "count", count,
+           "%lu recounted, %.2f key shapes missed a decision after the "
+           "first\n", fast ? "fast" : "count", count,
            (t1 - t0) / (double)count * 1e9, (double)count / (t1 - t0),
-           recounted);
+           recounted,
+           count > 1 ? (double)(vd_json_shape_misses(vd_engine_sandbox(e)->L) -
+                                misses) / (double)(count - 1)
+                     : 0.0);
     if (memory)
       printf("lua memory: %zu bytes after the first decision, at most %zu, "
              "%zu after the last\n", mem_first, mem_most,

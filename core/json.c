@@ -1034,7 +1034,7 @@ typedef struct cached {
 
 /* An object's keys as encode_keyed() last met them (see "Key shapes"
  * below). */
-#define SHAPE_SLOTS 64 /* a power of two */
+#define SHAPE_SLOTS 64 /* a power of two: SHAPE_SLOTS / 2 sets of two */
 #define SHAPE_KEYS 16
 #define SHAPE_BYTES 1024
 
@@ -1057,6 +1057,9 @@ struct vd_json_cache {
   size_t n;
   size_t bytes; /* the encodings' lengths, together */
   shape_t *shapes; /* SHAPE_SLOTS of them, or NULL until the first */
+  unsigned char shape_next[SHAPE_SLOTS / 2]; /* per set: the way (0, 1)
+                                              * to replace next */
+  unsigned long shape_misses; /* vd_json_shape_misses() */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
   unsigned char ords[KEYC_ORDS]; /* the decoder's foretold slots */
   int markers[2];  /* the markers (array, object) at these registry
@@ -1241,18 +1244,23 @@ static int encode_array(encoder_t *e, int idx, lua_Integer n) {
  * is the same address while it lives).  A shape is used only if every key
  * is still, at its address, the bytes it was kept with (compared), so a
  * string freed and another made at its address cannot mislead it: the
- * JSON kept depends only on the bytes.  Direct-mapped, SHAPE_SLOTS shapes
- * of up to SHAPE_KEYS keys and SHAPE_BYTES of text each; any other object
- * is sorted and escaped as it comes.  Memory outside the state, in the
+ * JSON kept depends only on the bytes.  Two-way: the keys' addresses
+ * choose a set of two slots, and a new shape replaces the one of the two
+ * used less recently (direct-mapped, two shapes a decision writes could
+ * fall in one slot and evict each other every decision: about 4,200
+ * instructions a decision at some string seeds, docs/performance.md).
+ * SHAPE_SLOTS shapes of up to SHAPE_KEYS keys and SHAPE_BYTES of text
+ * each; any other object is sorted and escaped as it comes.  Memory outside the state, in the
  * sandbox's vd_json_cache_t.
  * ------------------------------------------------------------------------ */
 
-static size_t shape_slot(const keyref_t *k, size_t n) {
+/* The set of keys k (n of them): its first slot's index (even). */
+static size_t shape_set(const keyref_t *k, size_t n) {
   uintptr_t h = (uintptr_t)n;
   size_t i;
   for (i = 0; i < n; i++)
     h = (h ^ (uintptr_t)k[i].s) * (uintptr_t)0x9e3779b97f4a7c15ull;
-  return (size_t)(h >> 40) & (SHAPE_SLOTS - 1);
+  return ((size_t)(h >> 40) & (SHAPE_SLOTS / 2 - 1)) * 2;
 }
 
 /* Whether [a, a+n) and [b, b+n) are the same bytes; inline, for the few
@@ -1288,23 +1296,39 @@ static inline int same_bytes(const char *a, const char *b, size_t n) {
   return 1;
 }
 
-/* The shape kept for keys k (n of them, lua_next order), or NULL. */
-static shape_t *shape_get(encoder_t *e, const keyref_t *k, size_t n) {
-  shape_t *sh;
+unsigned long vd_json_shape_misses(lua_State *L) {
+  vd_sandbox_t *sb = vd_sandbox_find(L);
+  return sb && sb->encoded ? sb->encoded->shape_misses : 0;
+}
+
+/* Whether SH holds keys k (n of them, lua_next order). */
+static int shape_holds(const shape_t *sh, const keyref_t *k, size_t n) {
   size_t i, off = 0;
-  if (n == 0 || n > SHAPE_KEYS || !e->sb || !e->sb->encoded ||
-      !e->sb->encoded->shapes)
-    return NULL;
-  sh = &e->sb->encoded->shapes[shape_slot(k, n)];
   if ((size_t)sh->n != n)
-    return NULL;
+    return 0;
   for (i = 0; i < n; i++) {
     if (sh->at[i] != k[i].s || sh->len[i] != k[i].n ||
         !same_bytes(sh->text + off, k[i].s, k[i].n))
-      return NULL;
+      return 0;
     off += k[i].n;
   }
-  return sh;
+  return 1;
+}
+
+/* The shape kept for keys k (n of them, lua_next order), or NULL. */
+static shape_t *shape_get(encoder_t *e, const keyref_t *k, size_t n) {
+  vd_json_cache_t *c;
+  size_t set, w;
+  if (n == 0 || n > SHAPE_KEYS || !e->sb || !(c = e->sb->encoded) ||
+      !c->shapes)
+    return NULL;
+  set = shape_set(k, n);
+  for (w = 0; w < 2; w++)
+    if (shape_holds(&c->shapes[set + w], k, n)) {
+      c->shape_next[set / 2] = (unsigned char)(1 - w); /* the other */
+      return &c->shapes[set + w];
+    }
+  return NULL;
 }
 
 /* Keep the shape of keys k (n, lua_next order; sorted: the same keys in
@@ -1314,23 +1338,31 @@ static void shape_put(encoder_t *e, const keyref_t *k, const keyref_t *sorted,
   vd_json_cache_t *c;
   shape_t *sh;
   vd_buf_t json = VD_BUF_INIT;
-  size_t i, j, off = 0;
+  size_t i, j, off = 0, set, w;
   if (n == 0 || n > SHAPE_KEYS || !e->sb)
-    return;
-  for (i = 0; i < n; i++)
-    off += k[i].n;
-  if (off > SHAPE_BYTES / 8)
     return;
   if (!(c = e->sb->encoded)) {
     if (!(c = calloc(1, sizeof *c)))
       return;
     e->sb->encoded = c;
   }
+  c->shape_misses++;
+  for (i = 0; i < n; i++)
+    off += k[i].n;
+  if (off > SHAPE_BYTES / 8)
+    return;
   if (!c->shapes && !(c->shapes = calloc(SHAPE_SLOTS, sizeof *c->shapes)))
     return;
-  sh = &c->shapes[shape_slot(k, n)];
+  /* a free slot of the set, else the one used less recently; one being
+   * written (an outer object's) is never replaced */
+  set = shape_set(k, n);
+  w = !c->shapes[set].n ? 0 : !c->shapes[set + 1].n ? 1 : c->shape_next[set / 2];
+  if (c->shapes[set + w].busy)
+    w = 1 - w;
+  sh = &c->shapes[set + w];
   if (sh->busy)
     return;
+  c->shape_next[set / 2] = (unsigned char)(1 - w);
   sh->n = 0;
   for (i = 0, off = 0; i < n; i++) {
     sh->at[i] = k[i].s;

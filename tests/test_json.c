@@ -1345,6 +1345,42 @@ static void key_shapes_same_address(void **state) {
   vd_buf_release(&out);
 }
 
+/* Key shapes are kept two to a set (json.c): any two objects written in
+ * turn, as a decision's result and its trace entries are, keep their
+ * shapes, whatever addresses their keys have.  40 one-key objects, every
+ * pair written twice in turn: the second time, no object misses its
+ * shape.  Direct-mapped, the pairs whose keys fall in one slot evicted
+ * each other every time (with 40 keys in 64 slots, some do). */
+static void key_shapes_two_a_set(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, out = VD_BUF_INIT;
+  int i, j, round, side;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  /* keys made at run time, kept alive (their addresses stay) */
+  assert_int_equal(luaL_dostring(sb.L, "local t = {} for i = 1, 40 do "
+                                       "t[i] = {[('k'):rep(i % 7 + 1) .. i] = i} "
+                                       "end return t"),
+                   LUA_OK);
+  for (i = 1; i <= 40; i++)
+    for (j = i + 1; j <= 40; j++)
+      for (round = 0; round < 2; round++) {
+        unsigned long before = vd_json_shape_misses(sb.L);
+        for (side = 0; side < 2; side++) {
+          lua_rawgeti(sb.L, 1, side ? j : i);
+          vd_buf_reset(&out);
+          assert_int_equal(vd_json_encode(sb.L, -1, &out, "value", &err), 0);
+          lua_pop(sb.L, 1);
+        }
+        if (round == 1 && vd_json_shape_misses(sb.L) != before)
+          fail_msg("objects %d and %d evicted each other's shapes", i, j);
+      }
+  assert_true(vd_json_shape_misses(sb.L) > 0); /* it counts */
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&out);
+}
+
 /* Key strings (json.c): a sandbox's decoder keeps the strings of short
  * plain keys and pushes a kept one when its bytes come again.  600 keys
  * of 1 to 30 bytes (22, the longest kept, and 23 among them; keys that
@@ -1529,6 +1565,7 @@ int main(void) {
       cmocka_unit_test(frozen_json_and_trace_notes),
       cmocka_unit_test(key_strings_every_byte),
       cmocka_unit_test(key_shapes_same_address),
+      cmocka_unit_test(key_shapes_two_a_set),
       cmocka_unit_test_setup_teardown(foretold_strings_same_values, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,

@@ -100,6 +100,10 @@ int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
 #define VD_JSON_CACHE_ENTRY (4u << 10)
 typedef struct vd_json_cache vd_json_cache_t;
 void vd_json_cache_free(vd_json_cache_t *c);
+/* How many objects the encoder of L's sandbox found no kept shape for
+ * (sorted and escaped their keys anew) since the state began; 0 for a
+ * state that is not a sandbox's.  For tests and profiles. */
+unsigned long vd_json_shape_misses(lua_State *L);
 
 /* A trace entry loaded with the bundle is the same frozen table every
  * time: the engine checks its shape ({rule = <string>, basis = <string>},
