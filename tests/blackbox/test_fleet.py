@@ -8,6 +8,7 @@ database of its own there.  Run alone:
     pg_virtualenv python3 tests/blackbox/run.py   (all black-box tests)
     pg_virtualenv python3 -m unittest -v tests/blackbox/test_fleet.py
 """
+import contextlib
 import hashlib
 import itertools
 import json
@@ -46,6 +47,31 @@ def new_database():
     name = "verdict_%d_%d" % (os.getpid(), next(_count))
     psql("postgres", "CREATE DATABASE %s" % name)
     return name, "postgresql:///%s" % name
+
+
+@contextlib.contextmanager
+def decisions_locked(test, name):
+    """While the block runs, another session of database NAME holds
+    `decisions` ACCESS EXCLUSIVE (a query on it waits: a stalled server,
+    as the client sees it)."""
+    locker = subprocess.Popen(["psql", "-X", "-q", "-d", name],
+                              stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL)
+    try:
+        locker.stdin.write(b"BEGIN; LOCK TABLE decisions IN ACCESS"
+                           b" EXCLUSIVE MODE; SELECT 1;\n")
+        locker.stdin.flush()
+        deadline = time.time() + 10
+        while psql(name, "SELECT count(*) FROM pg_locks WHERE mode ="
+                         " 'AccessExclusiveLock' AND relation ="
+                         " 'decisions'::regclass").strip() != "1":
+            test.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        yield
+    finally:
+        locker.stdin.write(b"COMMIT;\n")
+        locker.stdin.close()
+        locker.wait(timeout=30)
 
 
 def mini_copy(name):
@@ -823,19 +849,7 @@ class Fleet(unittest.TestCase):
                                "1000"])
         c = a.connect()
         self.assertNotIn("error", c.call(**comp("before")))
-        locker = subprocess.Popen(["psql", "-X", "-q", "-d", name],
-                                  stdin=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL)
-        try:
-            locker.stdin.write(b"BEGIN; LOCK TABLE decisions IN ACCESS"
-                               b" EXCLUSIVE MODE; SELECT 1;\n")
-            locker.stdin.flush()
-            deadline = time.time() + 10
-            while psql(name, "SELECT count(*) FROM pg_locks WHERE mode ="
-                             " 'AccessExclusiveLock' AND relation ="
-                             " 'decisions'::regclass").strip() != "1":
-                self.assertLess(time.time(), deadline)
-                time.sleep(0.05)
+        with decisions_locked(self, name):
             t0 = time.time()
             r = c.call(**comp("locked"))
             self.assertEqual(r.get("error", {}).get("code"), "internal", r)
@@ -847,10 +861,6 @@ class Fleet(unittest.TestCase):
                              " wait_event_type = 'Lock'").strip() != "0":
                 self.assertLess(time.time(), deadline, "still waiting")
                 time.sleep(0.1)
-        finally:
-            locker.stdin.write(b"COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(timeout=30)
         deadline = time.time() + 15
         while True:  # the writer, idle, takes its lock again by itself
             r = c.call(**comp("after%d" % int(time.time() * 1000)))
@@ -877,19 +887,7 @@ class Fleet(unittest.TestCase):
         self.assertNotIn("error", c.call(**comp("before")))
         c.close()
         self.assertEqual(a.stop(), 0, a.read_log())
-        locker = subprocess.Popen(["psql", "-X", "-q", "-d", name],
-                                  stdin=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL)
-        try:
-            locker.stdin.write(b"BEGIN; LOCK TABLE decisions IN ACCESS"
-                               b" EXCLUSIVE MODE; SELECT 1;\n")
-            locker.stdin.flush()
-            deadline = time.time() + 10
-            while psql(name, "SELECT count(*) FROM pg_locks WHERE mode ="
-                             " 'AccessExclusiveLock' AND relation ="
-                             " 'decisions'::regclass").strip() != "1":
-                self.assertLess(time.time(), deadline)
-                time.sleep(0.05)
+        with decisions_locked(self, name):
             for args in (["history", "verify", "--db", db, "--db-timeout",
                           "1000"],
                          ["--db-timeout", "1000", "history", "list", "--db",
@@ -897,10 +895,6 @@ class Fleet(unittest.TestCase):
                 rc, out, err = run_cli(*args)
                 self.assertNotEqual(rc, 0, out)
                 self.assertIn("no answer within 1000 ms (--db-timeout)", err)
-        finally:
-            locker.stdin.write(b"COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(timeout=30)
         self.assertEqual(verify(db)[0], 0)
         rc, out, err = run_cli("--db-timeout", "soon", "history", "verify",
                                "--db", db)
