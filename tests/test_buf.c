@@ -299,7 +299,7 @@ static void add_int(void **state) {
     long long p = 1;
     int k, d;
     char want[32];
-    for (k = 0; k < 19; k++, p *= 10)
+    for (k = 0; k < 19; k++, p = k < 19 ? p * 10 : p) /* 10^18 the last */
       for (d = -101; d <= 101; d++) {
         long long v = p + d, s;
         for (s = -1; s <= 1; s += 2) {
