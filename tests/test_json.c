@@ -1524,6 +1524,121 @@ static void foretold_strings_same_values(void **state) {
   vd_buf_release(&b);
 }
 
+/* vd_json_decode_noting(): the members of the top-level object and of its
+ * "input" object, noted as they are stored, from the text where it has
+ * them as they are and from the Lua strings where it has escapes; taken
+ * once, for the table decoded last only, never for a state that is not a
+ * sandbox's, and not when more members came than the notes hold.  It
+ * fails if a note is missing, in the wrong order, or taken twice. */
+static void decode_notes(void **state) {
+  static const char doc[] =
+      "{\"kind\":\"sla\",\"id\":{\"input\":1},\"\\u0069nput\":{\"a\":1,"
+      "\"b\":\"x\\ty\",\"c\":[2],\"d\":{\"e\":\"f\"},\"b\":\"z\"},\"n\":null}";
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, big = VD_BUF_INIT;
+  const vd_json_notes_t *nt;
+  lua_State *plain = luaL_newstate();
+  int i, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  vd_json_setup(plain);
+  for (round = 0; round < 2; round++) { /* the second: strings foretold */
+    assert_int_equal(vd_json_decode_noting(sb.L, doc, sizeof doc - 1, 0,
+                                           &err, "input"), 0);
+    assert_null(vd_json_notes_take(sb.L, LUA_REGISTRYINDEX)); /* not it */
+    nt = vd_json_notes_take(sb.L, -1);
+    assert_non_null(nt);
+    assert_null(vd_json_notes_take(sb.L, -1)); /* once */
+    assert_int_equal(nt->ntop, 4);
+    assert_int_equal(nt->top[0].kn, 4);
+    assert_memory_equal(nt->top[0].k, "kind", 4);
+    assert_true(nt->top[0].k > doc && nt->top[0].k < doc + sizeof doc);
+    assert_int_equal(nt->top[0].type, LUA_TSTRING);
+    assert_int_equal(nt->top[0].n, 3);
+    assert_memory_equal(nt->top[0].s, "sla", 3);
+    assert_int_equal(nt->top[1].type, LUA_TTABLE);
+    assert_int_equal(nt->top[1].array, 0);
+    assert_int_equal(nt->top[2].kn, 5); /* unescaped, from its string */
+    assert_memory_equal(nt->top[2].k, "input", 5);
+    assert_false(nt->top[2].k > doc && nt->top[2].k < doc + sizeof doc);
+    assert_int_equal(nt->top[2].type, LUA_TTABLE);
+    assert_int_equal(nt->top[3].type, LUA_TLIGHTUSERDATA);
+    /* the input's members, not the id's object's */
+    assert_int_equal(nt->nsub, 5);
+    for (i = 0; i < 5; i++)
+      assert_int_equal(nt->sub[i].kn, 1);
+    assert_int_equal(nt->sub[0].type, LUA_TNUMBER);
+    assert_int_equal(nt->sub[1].type, LUA_TSTRING);
+    assert_int_equal(nt->sub[1].n, 3);
+    assert_memory_equal(nt->sub[1].s, "x\ty", 3);
+    assert_int_equal(nt->sub[2].type, LUA_TTABLE);
+    assert_int_equal(nt->sub[2].array, 1);
+    assert_int_equal(nt->sub[3].array, 0);
+    assert_memory_equal(nt->sub[4].k, "b", 1);
+    assert_memory_equal(nt->sub[4].s, "z", 1);
+    assert_true(nt->sub[4].s > doc && nt->sub[4].s < doc + sizeof doc);
+    lua_settop(sb.L, 0);
+  }
+  /* a later decode ends them, noting or not */
+  assert_int_equal(vd_json_decode_noting(sb.L, doc, sizeof doc - 1, 0, &err,
+                                         "input"), 0);
+  assert_int_equal(vd_json_decode_protected(sb.L, "{}", 2, 0, &err), 0);
+  assert_null(vd_json_notes_take(sb.L, 1));
+  assert_null(vd_json_notes_take(sb.L, 2));
+  lua_settop(sb.L, 0);
+  /* a decode that fails, a list, a plain decode: none */
+  assert_int_equal(vd_json_decode_noting(sb.L, "{\"a\":", 5, 0, &err, "input"),
+                   VD_EBAD_REQUEST);
+  assert_int_equal(vd_json_decode_noting(sb.L, "[{\"a\":1}]", 9, 0, &err,
+                                         "input"), 0);
+  assert_null(vd_json_notes_take(sb.L, -1));
+  assert_int_equal(vd_json_decode_protected(sb.L, doc, sizeof doc - 1, 0,
+                                            &err), 0);
+  assert_null(vd_json_notes_take(sb.L, -1));
+  lua_settop(sb.L, 0);
+  assert_int_equal(vd_json_decode_noting(plain, doc, sizeof doc - 1, 0, &err,
+                                         "input"), 0);
+  assert_null(vd_json_notes_take(plain, -1));
+  /* as many top-level members as the notes hold, then one more */
+  vd_buf_adds(&big, "{\"input\":{}");
+  for (i = 1; i < VD_JSON_NOTES_TOP; i++)
+    vd_buf_addf(&big, ",\"k%d\":%d", i, i);
+  vd_buf_addc(&big, '}');
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  nt = vd_json_notes_take(sb.L, -1);
+  assert_non_null(nt);
+  assert_int_equal(nt->ntop, VD_JSON_NOTES_TOP);
+  big.len--;
+  vd_buf_adds(&big, ",\"last\":0}");
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  assert_null(vd_json_notes_take(sb.L, -1));
+  /* an input of as many members as they hold, then one more */
+  vd_buf_reset(&big);
+  vd_buf_adds(&big, "{\"input\":{\"k0\":0");
+  for (i = 1; i < VD_JSON_NOTES_SUB; i++)
+    vd_buf_addf(&big, ",\"k%d\":%d", i, i);
+  vd_buf_adds(&big, "}}");
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  nt = vd_json_notes_take(sb.L, -1);
+  assert_non_null(nt);
+  assert_int_equal(nt->nsub, VD_JSON_NOTES_SUB);
+  big.len -= 2;
+  vd_buf_adds(&big, ",\"last\":0}}");
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  nt = vd_json_notes_take(sb.L, -1);
+  assert_non_null(nt);
+  assert_int_equal(nt->nsub, -1);
+  lua_settop(sb.L, 0);
+  vd_sandbox_release(&sb);
+  lua_close(plain);
+  vd_buf_release(&err);
+  vd_buf_release(&big);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -1566,6 +1681,7 @@ int main(void) {
       cmocka_unit_test(key_strings_every_byte),
       cmocka_unit_test(key_shapes_same_address),
       cmocka_unit_test(key_shapes_two_a_set),
+      cmocka_unit_test(decode_notes),
       cmocka_unit_test_setup_teardown(foretold_strings_same_values, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,

@@ -21,6 +21,7 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/json.h"
+#include "verdict/sandbox.h"
 #include "verdict/wire.h"
 
 /* ------------------------------------------------------------------------
@@ -904,6 +905,148 @@ static void idem_keys(void **state) {
   assert_false(vd_wire_idem_valid("a b", 3));
 }
 
+/* ------------------------------------------------------------------------
+ * A request read from the decoder's notes (vd_wire_decode_request())
+ * ------------------------------------------------------------------------ */
+
+/* Requests whose every field and input's fields the notes must give as the
+ * walk does: each kind of error, fields that repeat (the last one counts,
+ * whatever its type), keys and values with escapes (read by the Lua
+ * strings, not the text), a key with a NUL, unknown fields (named in the
+ * walk's order), more top-level members than the notes hold, an input
+ * with more members than they hold, an input that is an array, a string,
+ * an input that repeats, an object under another field after the input,
+ * texts the quick pass leaves to yajl. */
+static const char *const noted_lines[] = {
+    "{\"kind\":\"sla\",\"region\":\"GD-SZ\",\"at\":\"2026-11-23T10:00:00+08:00\","
+    "\"input\":{\"complaint_id\":\"C-1\",\"customer_id\":\"U-9\","
+    "\"category\":\"billing\",\"n\":3}}",
+    "{\"id\":7,\"op\":\"decide\",\"kind\":\"sla\",\"region\":\"GD\","
+    "\"idem\":\"k-1\",\"input\":{\"category\":\"a\"}}",
+    "{\"id\":{\"x\":[1,{\"y\":2}]},\"kind\":\"sla\",\"region\":\"GD\","
+    "\"input\":{}}",
+    "{\"kind\":\"sla\",\"kind\":\"comp\",\"region\":\"GD\",\"region\":\"SZ\","
+    "\"input\":{\"category\":\"x\",\"category\":\"y\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\","
+    "\"category\":5}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"},"
+    "\"input\":{\"complaint_id\":\"C-2\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"},"
+    "\"id\":{\"category\":\"not the input's\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"},"
+    "\"input\":[{\"category\":\"y\"}]}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":[{\"category\":\"y\"}],"
+    "\"input\":{\"category\":\"z\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":\"x\"}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":[1]}",
+    "{\"kind\":\"sla\",\"region\":\"GD\"}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{},\"input\":null}",
+    "{\"k\\u0069nd\":\"s\\u006ca\",\"region\":\"G\\u0044\",\"\\u0069nput\":"
+    "{\"c\\u0061tegory\":\"b\\u00e9\",\"customer_id\":\"\\u4e2d\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"a\\u0000b\"}}",
+    "{\"kind\":\"sla\\u0000x\",\"region\":\"GD\",\"input\":{}}",
+    "{\"id\\u0000x\":1,\"kind\":\"sla\",\"region\":\"GD\",\"input\":{}}",
+    "{\"kind\":\"sla\",\"regoin\":\"GD\",\"zzz\":1,\"input\":{}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"at\":\"yesterday\",\"input\":{}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"at\":12,\"input\":{}}",
+    "{\"kind\":[],\"region\":\"GD\",\"input\":{}}",
+    "{\"kind\":\"0123456789012345678901234567890123\",\"input\":{}}",
+    "{\"kind\":\"sla\",\"region\":\"0123456789012345678901234567890123\","
+    "\"input\":{}}",
+    "{\"op\":\"ping\",\"id\":\"p\"}",
+    "{\"op\":\"status\"}",
+    "{\"op\":7}",
+    "{\"idem\":\"bad key\",\"kind\":\"sla\"}",
+    "{\"id\":1,\"id\":2,\"id\":3,\"kind\":\"sla\",\"kind\":\"sla\","
+    "\"region\":\"GD\",\"region\":\"GD\",\"input\":{},\"at\":"
+    "\"2026-11-23T10:00:00Z\"}",
+    "{\"id\":1,\"id\":2,\"id\":3,\"kind\":\"sla\",\"kind\":\"sla\","
+    "\"region\":\"GD\",\"region\":\"GD\",\"input\":{},\"zz\":1}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"a\":1,\"b\":2,\"c\":3,"
+    "\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10,\"k\":11,"
+    "\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"category\":\"late\","
+    "\"complaint_id\":\"C-3\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\","
+    "\"complaint_id\":\"" /* longer than the 256 bytes kept */
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "x\"}}",
+    " { \"kind\" : \"sla\" , \"region\" : \"GD\" , \"input\" : { \"category\""
+    " : \"spaced\" } } ",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"n\":1e400}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"n\":123456789012345678901"
+    ",\"category\":\"after a long number\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"s\":\"\\ud83d\\ude00\","
+    "\"category\":\"after a pair\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"}} x",
+    "[{\"kind\":\"sla\"}]",
+    "\"text\"",
+    "{}",
+};
+
+/* The decision D as a line of its fields, for comparing two readings. */
+static void decision_text(const vd_decision_t *d, int rc, vd_buf_t *out) {
+  vd_buf_reset(out);
+  vd_buf_addf(out, "rc=%d code=%d op=%d op_name=%s kind=%s region=%s at=%s "
+              "at_ms=%lld stamped=%d message=%s path=%s id=%s cid=%s "
+              "cust=%s cat=%s", rc, d->code, (int)d->op, d->op_name, d->kind,
+              d->region, d->at, (long long)d->at_ms, d->at_stamped,
+              d->message.data ? d->message.data : "",
+              d->path.data ? d->path.data : "",
+              d->id.data ? d->id.data : "",
+              d->complaint_id.data ? d->complaint_id.data : "",
+              d->customer_id.data ? d->customer_id.data : "",
+              d->category.data ? d->category.data : "");
+}
+
+/* Decode LINE on L (noting when NOTED) and read it; the reading as text. */
+static void read_line(lua_State *L, const char *line, int noted,
+                      vd_buf_t *text) {
+  vd_decision_t d;
+  int top = lua_gettop(L), rc;
+  vd_decision_init(&d);
+  vd_decision_reset(&d);
+  rc = noted ? vd_wire_decode_request(L, line, strlen(line), 32, &d.message)
+             : vd_json_decode_protected(L, line, strlen(line), 32,
+                                        &d.message);
+  if (rc == 0) {
+    rc = vd_wire_read_request(L, -1, 1795399200123LL, &d);
+    assert_int_equal(lua_gettop(L), top + 1);
+  }
+  lua_settop(L, top);
+  decision_text(&d, rc, text);
+  vd_decision_release(&d);
+}
+
+/* Each line read from the notes (in a sandbox, whose decoder keeps them)
+ * answers as the walk over the table does in that same state (whose
+ * string hashes, and so the walk's order, are its own), field for field
+ * and message for message; three rounds, so that the sandbox's strings
+ * are foretold (json.c) in the second and third, after every other line.
+ * It fails if the notes keep the first of two members with one key, or
+ * find the input's members under another key. */
+static void request_from_notes_same_answers(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, want = VD_BUF_INIT, got = VD_BUF_INIT;
+  size_t i, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  for (round = 0; round < 3; round++)
+    for (i = 0; i < sizeof noted_lines / sizeof *noted_lines; i++) {
+      read_line(sb.L, noted_lines[i], 0, &want);
+      read_line(sb.L, noted_lines[i], 1, &got);
+      if (strcmp(want.data, got.data) != 0)
+        fail_msg("%s\n  walk:  %s\n  notes: %s", noted_lines[i], want.data,
+                 got.data);
+    }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&want);
+  vd_buf_release(&got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(framer_partial_lines),
@@ -916,6 +1059,7 @@ int main(void) {
       cmocka_unit_test(request_errors_name_their_field),
       cmocka_unit_test(request_fields),
       cmocka_unit_test(request_unknown_field_keeps_id),
+      cmocka_unit_test(request_from_notes_same_answers),
       cmocka_unit_test(admin_request),
       cmocka_unit_test(reply_lines),
       cmocka_unit_test(in_force_object),
