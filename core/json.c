@@ -1199,6 +1199,17 @@ typedef struct shape {
                                   * their JSON (sorted order) */
 } shape_t;
 
+/* vd_json_trace_entry_note()'s entries, by the proxies' addresses: a
+ * direct-mapped memo in front of the cache's look-up by metatable. */
+#define KNOWN_SLOTS 256 /* a power of two */
+
+static size_t known_slot(const void *p) {
+  uintptr_t h = (uintptr_t)p;
+  h ^= h >> 17;
+  h *= (uintptr_t)0x9e3779b97f4a7c15ull;
+  return (size_t)(h >> 40) & (KNOWN_SLOTS - 1);
+}
+
 struct vd_json_cache {
   cached_t *slots;
   size_t cap; /* a power of two, or 0 */
@@ -1210,6 +1221,8 @@ struct vd_json_cache {
   unsigned long shape_misses; /* vd_json_shape_misses() */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
   unsigned char ords[KEYC_ORDS]; /* the decoder's foretold slots */
+  const void *entries[KNOWN_SLOTS]; /* well-formed trace entries (proxies),
+                                     * by their own addresses */
   vd_json_notes_t notes;      /* vd_json_decode_noting()'s last notes */
   const void *notes_table;    /* and the object they are of; NULL: none
                                * (or taken) */
@@ -1891,15 +1904,31 @@ static cached_t *frozen_entry(lua_State *L, int idx) {
   return (cached_t *)c;
 }
 
+/* An entry noted well-formed is a frozen table's proxy, which the state
+ * holds until it is closed (json.h): no other value can be at its address
+ * while the cache lives, so a table found at an address the memo keeps is
+ * that entry.  Any other value asks the cache by its metatable. */
 int vd_json_trace_entry_known(lua_State *L, int idx) {
-  const cached_t *c = frozen_entry(L, idx);
+  const cached_t *c;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    const void *p = lua_topointer(L, idx);
+    vd_sandbox_t *sb = vd_sandbox_find(L);
+    if (sb && sb->encoded && sb->encoded->entries[known_slot(p)] == p)
+      return 1;
+  }
+  c = frozen_entry(L, idx);
   return c && c->trace_ok;
 }
 
 void vd_json_trace_entry_note(lua_State *L, int idx) {
   cached_t *c = frozen_entry(L, idx);
-  if (c)
+  if (c) {
     c->trace_ok = 1;
+    if (lua_type(L, idx) == LUA_TTABLE) { /* (a proxy: a cache is there) */
+      const void *p = lua_topointer(L, idx);
+      vd_sandbox_find(L)->encoded->entries[known_slot(p)] = p;
+    }
+  }
 }
 
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,

@@ -1169,6 +1169,25 @@ static void frozen_json_and_trace_notes(void **state) {
       lua_pop(L, 1);
     }
   }
+  /* a noted entry is known by its address too (json.c, the memo): its
+   * copy is not, nor a light userdata at that address, nor any table made
+   * later (the entry is held while the state is) */
+  lua_getfield(L, g, "good");
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 1);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pop(L, 1);
+  assert_int_equal(vd_sandbox_unfreeze(L, -1), 1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pop(L, 1);
+  for (i = 0; i < 5000; i++) {
+    lua_newtable(L);
+    if (vd_json_trace_entry_known(L, -1))
+      fail_msg("a new table known (%d)", i);
+    lua_pop(L, 1);
+    if (i % 1000 == 0)
+      lua_gc(L, LUA_GCCOLLECT);
+  }
   lua_newtable(L);
   assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
   lua_pushinteger(L, 1);
