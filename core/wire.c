@@ -17,6 +17,10 @@
 #include "verdict/timefmt.h"
 #include "verdict/wire.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* ------------------------------------------------------------------------
  * Requests
  * ------------------------------------------------------------------------ */
@@ -342,6 +346,53 @@ static inline void add_str_at(vd_buf_t *out, const char *pre, size_t n,
 #define add_str(out, key, val) \
   add_str_at((out), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (val))
 
+/* ,"key":"value" for a value that is a NUL-terminated string in a char
+ * array of CAP bytes (a decision's kind, region, policy_region and at):
+ * the array is read 16 bytes at a time, which stays inside it, and a
+ * value whose bytes before its NUL are plain (ASCII, no quote, backslash
+ * or control byte) is copied as it is found, without strlen() or a call;
+ * any other is written by vd_buf_add_json_str() as add_str() writes it. */
+static inline void add_arr_at(vd_buf_t *out, const char *pre, size_t n,
+                              const char *val, size_t cap) {
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+                bslash = _mm_set1_epi8('\\');
+  char *o;
+  size_t i;
+  vd_buf_grow(out, n + cap + 2);
+  vd_buf_add(out, pre, n);
+  o = out->data + out->len + 1; /* room for cap bytes and the quotes */
+  for (i = 0; i + 16 <= cap; i += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(val + i));
+    /* below 0x20 as a signed byte: a control byte, the NUL among them, or
+     * one above ASCII */
+    unsigned care = (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmplt_epi8(v, space),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                  _mm_cmpeq_epi8(v, bslash))));
+    _mm_storeu_si128((__m128i *)(void *)(o + i), v);
+    if (care) {
+      unsigned first = (unsigned)__builtin_ctz(care);
+      if (val[i + first] != '\0')
+        break; /* a byte that needs care before the end */
+      o[-1] = '"';
+      o[i + first] = '"';
+      out->len += i + first + 2;
+      out->data[out->len] = '\0';
+      return;
+    }
+  }
+  vd_buf_add_json_str(out, val, strlen(val)); /* (the stores above lie
+                                                * past the buffer's end) */
+#else
+  (void)cap;
+  add_str_at(out, pre, n, val);
+#endif
+}
+#define add_arr(out, key, arr)                                            \
+  add_arr_at((out), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (arr), \
+             sizeof(arr))
+
 /* ,"key":N */
 static void add_int_at(vd_buf_t *out, const char *pre, size_t n,
                        long long val) {
@@ -394,11 +445,11 @@ void vd_wire_write_decision(vd_buf_t *out, const vd_decision_t *d,
   vd_buf_add(out, d->id.data, d->id.len);
   if (decision_id)
     add_str(out, "decision_id", decision_id);
-  add_str(out, "kind", d->kind);
-  add_str(out, "region", d->region);
-  add_str(out, "policy_region", d->policy_region);
+  add_arr(out, "kind", d->kind);
+  add_arr(out, "region", d->region);
+  add_arr(out, "policy_region", d->policy_region);
   add_str(out, "revision", revision);
-  add_str(out, "at", d->at);
+  add_arr(out, "at", d->at);
   vd_buf_adds(out, ",\"result\":");
   vd_buf_add(out, d->result.data, d->result.len);
   vd_buf_adds(out, ",\"trace\":");

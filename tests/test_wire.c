@@ -722,6 +722,71 @@ static void response_decision_line(void **state) {
 }
 
 /* A real decision from the engine, written and read back. */
+/* The line's kind, region, policy_region and at, read from their arrays
+ * 16 bytes at a time (wire.c, add_arr_at): each array holding a string of
+ * every length that fits, plain or with a byte that needs care (a quote,
+ * a backslash, a control byte, UTF-8, a byte that is not UTF-8) at every
+ * offset, and after its NUL bytes that would need care (a quote, a control
+ * byte), gives the line add_str() writes: each value as
+ * vd_buf_add_json_str() escapes it.  It fails if a byte after the NUL is
+ * read as the string's, or a byte that needs care before it is not. */
+static void response_fields_every_length(void **state) {
+  static const char care[] = {'"', '\\', '\n', '\x01', '\x1f', '\xff'};
+  vd_decision_t d;
+  vd_buf_t out = VD_BUF_INIT, want = VD_BUF_INIT;
+  char *fields[4];
+  size_t caps[4], f, len, at, c;
+  (void)state;
+  fill_decision(&d);
+  fields[0] = d.kind, caps[0] = sizeof d.kind;
+  fields[1] = d.region, caps[1] = sizeof d.region;
+  fields[2] = d.policy_region, caps[2] = sizeof d.policy_region;
+  fields[3] = d.at, caps[3] = sizeof d.at;
+  for (f = 0; f < 4; f++)
+    for (len = 0; len < caps[f]; len++)
+      for (at = 0; at <= len; at++) /* at == len: plain */
+        for (c = 0; c < (at < len ? sizeof care + 1 : 1); c++) {
+          char keep[48];
+          size_t k;
+          memcpy(keep, fields[f], caps[f]);
+          for (k = 0; k < caps[f]; k++) /* after the NUL: needs care */
+            fields[f][k] = k % 2 ? '"' : '\x02';
+          for (k = 0; k < len; k++)
+            fields[f][k] = (char)('a' + k % 26);
+          if (at < len && c < sizeof care)
+            fields[f][at] = care[c];
+          else if (at < len && at + 1 < len) { /* é, two bytes */
+            fields[f][at] = '\xc3';
+            fields[f][at + 1] = '\xa9';
+          }
+          fields[f][len] = '\0';
+          vd_buf_reset(&out);
+          vd_wire_write_decision(&out, &d, "u", "r");
+          vd_buf_reset(&want);
+          vd_buf_adds(&want, "{\"id\":{\"n\":1},\"decision_id\":\"u\","
+                             "\"kind\":");
+          vd_buf_add_json_str(&want, d.kind, strlen(d.kind));
+          vd_buf_adds(&want, ",\"region\":");
+          vd_buf_add_json_str(&want, d.region, strlen(d.region));
+          vd_buf_adds(&want, ",\"policy_region\":");
+          vd_buf_add_json_str(&want, d.policy_region,
+                              strlen(d.policy_region));
+          vd_buf_adds(&want, ",\"revision\":\"r\",\"at\":");
+          vd_buf_add_json_str(&want, d.at, strlen(d.at));
+          vd_buf_adds(&want, ",\"result\":{\"offer_fen\":6000,\"ratio\":0.5},"
+                             "\"trace\":[{\"basis\":\"b\",\"rule\":\"r\"}],"
+                             "\"elapsed_us\":12345}\n");
+          if (out.len != want.len || memcmp(out.data, want.data, want.len))
+            fail_msg("field %zu, length %zu, byte %zu (%zu):\n  %s  want %s",
+                     f, len, at, c, out.data, want.data);
+          assert_int_equal(out.data[out.len], '\0');
+          memcpy(fields[f], keep, caps[f]);
+        }
+  vd_decision_release(&d);
+  vd_buf_release(&out);
+  vd_buf_release(&want);
+}
+
 static void response_from_engine(void **state) {
   vd_bundle_t *b;
   vd_engine_t *e;
@@ -1065,6 +1130,7 @@ int main(void) {
       cmocka_unit_test(in_force_object),
       cmocka_unit_test(response_error_line),
       cmocka_unit_test(response_decision_line),
+      cmocka_unit_test(response_fields_every_length),
       cmocka_unit_test(response_from_engine),
       cmocka_unit_test(nul_in_fields_refused),
       cmocka_unit_test(http_statuses),
