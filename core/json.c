@@ -1221,8 +1221,14 @@ struct vd_json_cache {
   unsigned long shape_misses; /* vd_json_shape_misses() */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
   unsigned char ords[KEYC_ORDS]; /* the decoder's foretold slots */
-  const void *entries[KNOWN_SLOTS]; /* well-formed trace entries (proxies),
-                                     * by their own addresses */
+  struct vd_json_known {
+    const void *proxy; /* a well-formed trace entry (a proxy), by its own
+                        * address; NULL: none */
+    const char *json;  /* and its slot's encoding (never freed or moved
+                        * while the cache lives), length and height */
+    size_t len;
+    int height;
+  } entries[KNOWN_SLOTS];
   vd_json_notes_t notes;      /* vd_json_decode_noting()'s last notes */
   const void *notes_table;    /* and the object they are of; NULL: none
                                * (or taken) */
@@ -1351,7 +1357,13 @@ static void cache_put(vd_sandbox_t *sb, const void *key, const char *json,
   c->bytes += len;
 }
 
-static int encode_value(encoder_t *e, int idx);
+static int encode_typed(encoder_t *e, int idx, int t);
+
+static inline int encode_value(encoder_t *e, int idx) {
+  return encode_typed(e, idx, lua_type(e->L, idx));
+}
+
+static inline int encode_element(encoder_t *e, int idx);
 
 typedef struct keyref {
   const char *s;
@@ -1653,7 +1665,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
           vd_buf_addc(e->out, written ? ',' : '[');
           seg->key = NULL;
           seg->index = k;
-          if ((rc = encode_value(e, top)) != 0) {
+          if ((rc = encode_element(e, top)) != 0) {
             failed = rc;
             rc = 0;
             spec = 0;
@@ -1820,9 +1832,10 @@ static int encode_table(encoder_t *e, int idx) {
   return rc;
 }
 
-static int encode_value(encoder_t *e, int idx) {
+/* encode_value() of a value of type t. */
+static int encode_typed(encoder_t *e, int idx, int t) {
   lua_State *L = e->L;
-  int rc, t = lua_type(L, idx);
+  int rc;
   switch (t) {
   case LUA_TNIL:
   case LUA_TBOOLEAN:
@@ -1887,6 +1900,32 @@ static int encode_value(encoder_t *e, int idx) {
   }
 }
 
+/* A list's element met by the walk (encode_keyed()): a trace entry noted
+ * well-formed (vd_json_trace_entry_note()) is known by its address (the
+ * memo: no other table is there while the cache lives) and copied from
+ * the cache, as encode_table() would copy it after reading its metatable,
+ * when it fits where it is (else, and for any other value, encode_value()
+ * as before).  A trace list's elements are such entries. */
+static inline int encode_element(encoder_t *e, int idx) {
+  lua_State *L = e->L;
+  int t = lua_type(L, idx);
+  vd_json_cache_t *cache;
+  if (t == LUA_TTABLE && e->sb && (cache = e->sb->encoded) &&
+      e->depth < VD_JSON_MAX_DEPTH) {
+    const void *p = lua_topointer(L, idx);
+    const struct vd_json_known *c = &cache->entries[known_slot(p)];
+    if (c->proxy == p && e->depth + 1 + c->height <= VD_JSON_MAX_DEPTH &&
+        e->out->len <= e->limit && c->len <= e->limit - e->out->len &&
+        lua_checkstack(L, 4)) { /* (as encode_typed() asks) */
+      vd_buf_add(e->out, c->json, c->len);
+      if (e->depth + 1 + c->height > e->deepest)
+        e->deepest = e->depth + 1 + c->height;
+      return 0;
+    }
+  }
+  return encode_typed(e, idx, t);
+}
+
 /* The JSON cache's entry for the table at idx, by its metatable (a frozen
  * table's proxy, encoded before), or NULL. */
 static cached_t *frozen_entry(lua_State *L, int idx) {
@@ -1913,7 +1952,7 @@ int vd_json_trace_entry_known(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TTABLE) {
     const void *p = lua_topointer(L, idx);
     vd_sandbox_t *sb = vd_sandbox_find(L);
-    if (sb && sb->encoded && sb->encoded->entries[known_slot(p)] == p)
+    if (sb && sb->encoded && sb->encoded->entries[known_slot(p)].proxy == p)
       return 1;
   }
   c = frozen_entry(L, idx);
@@ -1926,7 +1965,12 @@ void vd_json_trace_entry_note(lua_State *L, int idx) {
     c->trace_ok = 1;
     if (lua_type(L, idx) == LUA_TTABLE) { /* (a proxy: a cache is there) */
       const void *p = lua_topointer(L, idx);
-      vd_sandbox_find(L)->encoded->entries[known_slot(p)] = p;
+      vd_json_cache_t *cache = vd_sandbox_find(L)->encoded;
+      size_t k = known_slot(p);
+      cache->entries[k].proxy = p;
+      cache->entries[k].json = c->json;
+      cache->entries[k].len = c->len;
+      cache->entries[k].height = c->height;
     }
   }
 }
@@ -1934,21 +1978,20 @@ void vd_json_trace_entry_note(lua_State *L, int idx) {
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
                    vd_buf_t *err) {
   encoder_t e;
-  const void *mts[2];
   e.L = L;
   e.out = out;
   e.err = err;
   e.root = root;
   e.depth = 0;
   e.deepest = 0;
-  e.sb = NULL;
+  e.sb = vd_sandbox_find(L); /* its cache, its markers (markers_of()) */
   e.limit = out->len + VD_JSON_MAX_ENCODED;
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 2))
     return enc_fail(&e, "out of stack space");
-  if (markers_of(L, mts)) {
-    e.array_mt = mts[0];
-    e.object_mt = mts[1];
+  if (e.sb && e.sb->json_mt[0]) {
+    e.array_mt = e.sb->json_mt[0];
+    e.object_mt = e.sb->json_mt[1];
     return encode_value(&e, idx);
   }
   lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);

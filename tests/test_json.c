@@ -1180,6 +1180,65 @@ static void frozen_json_and_trace_notes(void **state) {
   assert_int_equal(vd_sandbox_unfreeze(L, -1), 1);
   assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
   lua_pop(L, 1);
+  /* ...and encoded from the memo inside lists (json.c, encode_element) as
+   * its copy is encoded in full: the same text, the same refusal at the
+   * depth limit, at every depth around it; "other", noted here, nests a
+   * table (it fails with the entry's depth counted one level short) */
+  lua_getfield(L, g, "other");
+  vd_json_trace_entry_note(L, -1);
+  lua_pop(L, 1);
+  for (round = 0; round < 2; round++) {
+    lua_State *P = L;
+    vd_buf_t a = VD_BUF_INIT, b = VD_BUF_INIT, ea = VD_BUF_INIT,
+             eb = VD_BUF_INIT;
+    int depth, k, ra = 0, rb = 0;
+    for (depth = 1; depth <= VD_JSON_MAX_DEPTH + 1; depth++) {
+      for (k = 0; k < 2; k++) { /* the entry (k 0) or its copy (k 1) */
+        int j;
+        lua_getfield(P, g, round ? "other" : "good"); /* [x, entry, "s",
+                                                          entry] nested */
+        if (k)
+          vd_sandbox_unfreeze(P, -1);
+        lua_createtable(P, 4, 0);
+        lua_pushliteral(P, "x");
+        lua_rawseti(P, -2, 1);
+        lua_pushvalue(P, -2);
+        lua_rawseti(P, -2, 2);
+        lua_pushliteral(P, "s");
+        lua_rawseti(P, -2, 3);
+        lua_pushvalue(P, -2);
+        lua_rawseti(P, -2, 4);
+        lua_remove(P, -2);
+        for (j = 1; j < depth; j++) {
+          lua_createtable(P, 1, 0);
+          lua_insert(P, -2);
+          lua_rawseti(P, -2, 1);
+        }
+        vd_buf_reset(k ? &b : &a);
+        vd_buf_reset(k ? &eb : &ea);
+        if (k)
+          rb = vd_json_encode(P, -1, &b, "value", &eb);
+        else
+          ra = vd_json_encode(P, -1, &a, "value", &ea);
+        lua_pop(P, 1);
+      }
+      assert_int_equal(ra, rb);
+      if (ra == 0)
+        assert_string_equal(a.data, b.data);
+      else
+        assert_string_equal(ea.data, eb.data);
+      if (depth == VD_JSON_MAX_DEPTH + 1)
+        assert_int_not_equal(ra, 0);
+      if (depth == 1 && !round)
+        assert_string_equal(a.data, "[\"x\",{\"basis\":\"b1\",\"rule\":"
+                                    "\"r1\"},\"s\",{\"basis\":\"b1\","
+                                    "\"rule\":\"r1\"}]");
+    }
+    vd_buf_release(&a);
+    vd_buf_release(&b);
+    vd_buf_release(&ea);
+    vd_buf_release(&eb);
+  }
   for (i = 0; i < 5000; i++) {
     lua_newtable(L);
     if (vd_json_trace_entry_known(L, -1))
