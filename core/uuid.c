@@ -8,6 +8,10 @@
 
 #include "verdict/uuid.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 static uint64_t next_rand(vd_uuidgen_t *g) {
   uint64_t s1 = g->state[0];
   const uint64_t s0 = g->state[1];
@@ -29,6 +33,10 @@ void vd_uuidgen_init(vd_uuidgen_t *g) {
     g->state[1] = 1;
 }
 
+#if defined(__SSE2__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define UUID_SSE2 1
+#else
 /* "00" to "ff": a byte's two hex digits at 2 * byte. */
 static const char hex_pairs[513] =
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -43,6 +51,7 @@ static const char hex_pairs[513] =
 /* The byte (w >> shift) & 0xff as two hex digits at out. */
 #define HEX_BYTE(out, w, shift) \
   memcpy((out), hex_pairs + 2 * (((w) >> (shift)) & 0xff), 2)
+#endif
 
 void vd_uuid_v7(vd_uuidgen_t *g, int64_t now_ms, char out[37]) {
   uint64_t r = next_rand(g), hi, lo;
@@ -59,15 +68,49 @@ void vd_uuid_v7(vd_uuidgen_t *g, int64_t now_ms, char out[37]) {
     g->counter = (unsigned)(r >> 52) & 0x3FF; /* random start, room to count */
   }
   /* the 16 bytes as two big-endian words: 48 bits of milliseconds, the
-   * version and the counter; the variant and 62 random bits.  Each byte
-   * written as a pair of digits from a table (a digit at a time was 430
-   * instructions an id; this is about 90) */
+   * version and the counter; the variant and 62 random bits; written 16
+   * digits at a time where SSE2 is, else each byte as a pair of digits
+   * from a table (a digit at a time was 430 instructions an id) */
   hi = ((uint64_t)now_ms & 0xFFFFFFFFFFFFull) << 16 |
        (uint64_t)((0x70 | (g->counter >> 8)) & 0xFF) << 8 |
        (uint64_t)(g->counter & 0xFF);
   r = next_rand(g);
   lo = (uint64_t)(0x80 | ((r >> 56) & 0x3F)) << 56 |
        (r & 0x00FFFFFFFFFFFFFFull);
+#if defined(UUID_SSE2)
+  {
+    /* all 32 digits at once: each byte's nibbles side by side, '0' added,
+     * and 'a' - '0' - 10 more for those above 9; then placed around the
+     * dashes */
+    uint64_t be[2];
+    char hex[32];
+    __m128i v, hin, lon, d0, d1;
+    const __m128i low = _mm_set1_epi8(0x0f), nine = _mm_set1_epi8(9),
+                  zero = _mm_set1_epi8('0'), af = _mm_set1_epi8('a' - '0' - 10);
+    be[0] = __builtin_bswap64(hi);
+    be[1] = __builtin_bswap64(lo);
+    v = _mm_loadu_si128((const __m128i *)(const void *)be);
+    hin = _mm_and_si128(_mm_srli_epi16(v, 4), low);
+    lon = _mm_and_si128(v, low);
+    d0 = _mm_unpacklo_epi8(hin, lon);
+    d1 = _mm_unpackhi_epi8(hin, lon);
+    d0 = _mm_add_epi8(_mm_add_epi8(d0, zero),
+                      _mm_and_si128(_mm_cmpgt_epi8(d0, nine), af));
+    d1 = _mm_add_epi8(_mm_add_epi8(d1, zero),
+                      _mm_and_si128(_mm_cmpgt_epi8(d1, nine), af));
+    _mm_storeu_si128((__m128i *)(void *)hex, d0);
+    _mm_storeu_si128((__m128i *)(void *)(hex + 16), d1);
+    memcpy(out, hex, 8);
+    out[8] = '-';
+    memcpy(out + 9, hex + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, hex + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, hex + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, hex + 20, 12);
+  }
+#else
   HEX_BYTE(out, hi, 56);
   HEX_BYTE(out + 2, hi, 48);
   HEX_BYTE(out + 4, hi, 40);
@@ -88,5 +131,6 @@ void vd_uuid_v7(vd_uuidgen_t *g, int64_t now_ms, char out[37]) {
   HEX_BYTE(out + 30, lo, 16);
   HEX_BYTE(out + 32, lo, 8);
   HEX_BYTE(out + 34, lo, 0);
+#endif
   out[36] = '\0';
 }
