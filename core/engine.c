@@ -1082,7 +1082,7 @@ static int decide_attempt(vd_engine_t *e, const char *line, size_t len,
   if (!lua_checkstack(L, 32))
     return fail(d, VD_EINTERNAL, NULL, "Lua stack exhausted");
   vd_sandbox_arm(&e->sb, e->lim.instr_budget, e->lim.mem_cap);
-  rc = vd_json_decode_protected(L, line, len, e->lim.max_depth, &d->message);
+  rc = vd_wire_decode_request(L, line, len, e->lim.max_depth, &d->message);
   if (rc == VD_ENOMEM) {
     fail(d, VD_ETOO_LARGE, NULL,
          "the request needs more than the %zu KiB memory cap to decode",

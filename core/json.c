@@ -106,6 +106,9 @@ int vd_json_marker(lua_State *L, int idx) {
 typedef struct frame {
   char is_array;
   lua_Integer n; /* elements stored so far, for arrays */
+  const char *ks; /* an object's: its key being read, as the text has it
+                   * when the quick pass read it plain; else NULL */
+  size_t kn;
 } frame_t;
 
 /* The decoder's key strings, kept per state (see "Key strings" below). */
@@ -122,7 +125,9 @@ typedef struct keyc {
 } keyc_t;
 
 static keyc_t *key_cache_of(lua_State *L, const int **markers,
-                            unsigned char **ords);
+                            unsigned char **ords, vd_json_cache_t **cache);
+static vd_json_notes_t *cache_notes(vd_json_cache_t *c,
+                                    const void ***table);
 
 typedef struct decoder {
   lua_State *L;
@@ -132,6 +137,15 @@ typedef struct decoder {
   unsigned char *ords; /* and for the n-th string of a document, the slot
                         * (+1; 0: none) its bytes were found in last time */
   unsigned nstr;       /* strings read so far (keys and values) */
+  vd_json_notes_t *notes; /* vd_json_decode_noting(): the members noted
+                           * as they are stored, or NULL */
+  const char *sub;     /* the top-level key whose object's members are
+                        * noted too, and its length */
+  size_t subn;
+  int in_sub;          /* the object open at depth 2 is sub's */
+  const char *vs;      /* the string value being stored, as the text has
+                        * it when the quick pass read it plain; else NULL */
+  size_t vn;
   int depth, max_depth;
   int too_deep;
   int bad_utf8; /* yajl lets overlong forms and surrogates through */
@@ -142,29 +156,91 @@ typedef struct decoder {
 
 /* A value is on top of the stack: store it into the open container, if
  * any.  With no open container it is the result and stays. */
-static void store(decoder_t *d) {
+static void note_member(decoder_t *d, int type);
+
+/* TYPE: the value's Lua type (for the notes). */
+static void store(decoder_t *d, int type) {
   lua_State *L = d->L;
   frame_t *f;
   if (d->depth == 0)
     return;
   f = &d->frames[d->depth - 1];
-  if (f->is_array)
+  if (f->is_array) {
     lua_rawseti(L, -2, ++f->n);
-  else
-    lua_rawset(L, -3); /* table, key, value */
+    return;
+  }
+  if (d->notes && d->depth <= 2)
+    note_member(d, type);
+  lua_rawset(L, -3); /* table, key, value */
+}
+
+/* A member of the top-level object, or of the sub object, is about to be
+ * stored (key, value on top): noted (vd_json_decode_noting()), from the
+ * text where the quick pass read it plain (no Lua call), else from the
+ * Lua strings. */
+static void note_member(decoder_t *d, int type) {
+  const frame_t *f = &d->frames[d->depth - 1];
+  lua_State *L = d->L;
+  vd_json_notes_t *nt = d->notes;
+  vd_json_note_t *m;
+  int *count;
+  if (d->depth == 1) {
+    count = &nt->ntop;
+    if (*count < 0 || *count == VD_JSON_NOTES_TOP) {
+      *count = -1;
+      return;
+    }
+    m = &nt->top[*count];
+  } else {
+    if (!d->in_sub)
+      return;
+    count = &nt->nsub;
+    if (*count < 0 || *count == VD_JSON_NOTES_SUB) {
+      *count = -1;
+      return;
+    }
+    m = &nt->sub[*count];
+  }
+  (*count)++;
+  if (f->ks) {
+    m->k = f->ks;
+    m->kn = f->kn;
+  } else {
+    m->k = lua_tolstring(L, -2, &m->kn);
+  }
+  m->type = type;
+  if (type == LUA_TSTRING) {
+    if (d->vs) {
+      m->s = d->vs;
+      m->n = d->vn;
+    } else {
+      m->s = lua_tolstring(L, -1, &m->n);
+    }
+  } else if (type == LUA_TTABLE) { /* a container just closed */
+    m->array = d->frames[d->depth].is_array;
+  }
+}
+
+/* The notes begun again: nothing met yet. */
+static void notes_reset(decoder_t *d) {
+  if (d->notes) {
+    d->notes->ntop = 0;
+    d->notes->nsub = 0;
+    d->in_sub = 0;
+  }
 }
 
 static int on_null(void *ctx) {
   decoder_t *d = ctx;
   lua_pushlightuserdata(d->L, vd_json_null);
-  store(d);
+  store(d, LUA_TLIGHTUSERDATA);
   return 1;
 }
 
 static int on_boolean(void *ctx, int v) {
   decoder_t *d = ctx;
   lua_pushboolean(d->L, v);
-  store(d);
+  store(d, LUA_TBOOLEAN);
   return 1;
 }
 
@@ -181,7 +257,7 @@ static int on_number(void *ctx, const char *s, size_t n) {
       v = v * 10 + (s[i] - '0');
     if (i == n) {
       lua_pushinteger(d->L, (lua_Integer)(neg ? -v : v));
-      store(d);
+      store(d, LUA_TNUMBER);
       return 1;
     }
   }
@@ -199,7 +275,7 @@ static int on_number(void *ctx, const char *s, size_t n) {
       return 0;
     }
     lua_pushnumber(d->L, v);
-    store(d);
+    store(d, LUA_TNUMBER);
     return 1;
   }
   memcpy(tmp, s, n);
@@ -210,7 +286,7 @@ static int on_number(void *ctx, const char *s, size_t n) {
     v = strtoll(tmp, &end, 10);
     if (errno == 0 && *end == '\0') {
       lua_pushinteger(d->L, (lua_Integer)v);
-      store(d);
+      store(d, LUA_TNUMBER);
       return 1;
     }
   }
@@ -222,7 +298,7 @@ static int on_number(void *ctx, const char *s, size_t n) {
     }
     lua_pushnumber(d->L, v);
   }
-  store(d);
+  store(d, LUA_TNUMBER);
   return 1;
 }
 
@@ -233,7 +309,8 @@ static int on_string(void *ctx, const unsigned char *s, size_t n) {
     return 0;
   }
   lua_pushlstring(d->L, (const char *)s, n);
-  store(d);
+  d->vs = NULL; /* not the text's bytes: the string's */
+  store(d, LUA_TSTRING);
   return 1;
 }
 
@@ -254,6 +331,17 @@ static int open_container(decoder_t *d, int is_array) {
   else
     vd_json_push_marker(L, is_array ? 'a' : 'o');
   lua_setmetatable(L, -2);
+  if (d->notes && d->depth == 1 && !d->frames[0].is_array) {
+    /* a container under a top-level key (below the new table): the sub
+     * object has its members noted anew */
+    size_t kn = d->frames[0].kn;
+    const char *k = d->frames[0].ks;
+    if (!k)
+      k = lua_tolstring(L, -2, &kn);
+    d->in_sub = !is_array && kn == d->subn && memcmp(k, d->sub, kn) == 0;
+    if (d->in_sub)
+      d->notes->nsub = 0;
+  }
   d->frames[d->depth].is_array = (char)is_array;
   d->frames[d->depth].n = 0;
   d->depth++;
@@ -262,7 +350,7 @@ static int open_container(decoder_t *d, int is_array) {
 
 static int close_container(decoder_t *d) {
   d->depth--;
-  store(d);
+  store(d, LUA_TTABLE);
   return 1;
 }
 
@@ -278,6 +366,7 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
     return 0;
   }
   lua_pushlstring(d->L, (const char *)s, n);
+  d->frames[d->depth - 1].ks = NULL; /* not the text's bytes */
   return 1;
 }
 
@@ -563,6 +652,20 @@ static int quick_string_slow(decoder_t *d, const unsigned char *b,
   return key ? on_map_key(d, b, n) : on_string(d, b, n);
 }
 
+/* A string read plain from the text, [b, b+n), pushed: a key is noted
+ * where its object's member will find it; a value is stored. */
+static inline void quick_plain_read(decoder_t *d, const unsigned char *b,
+                                    size_t n, int key) {
+  if (key) {
+    d->frames[d->depth - 1].ks = (const char *)b;
+    d->frames[d->depth - 1].kn = n;
+  } else {
+    d->vs = (const char *)b;
+    d->vn = n;
+    store(d, LUA_TSTRING);
+  }
+}
+
 /* quick_string() when the string is not the one foretold: read in full. */
 static int quick_string_read(decoder_t *d, const unsigned char **pp,
                              const unsigned char *end, int key) {
@@ -614,31 +717,30 @@ static int quick_string_read(decoder_t *d, const unsigned char **pp,
         k = key_put(d, set, w, b, n);
       if (d->ords && d->nstr <= KEYC_ORDS)
         d->ords[d->nstr - 1] = (unsigned char)(k - d->keys + 1);
-      if (!key)
-        store(d);
+      quick_plain_read(d, b, n, key);
       return 1;
     }
   }
   if (d->ords && d->nstr <= KEYC_ORDS)
     d->ords[d->nstr - 1] = 0;
   lua_pushlstring(d->L, (const char *)b, n);
-  if (!key)
-    store(d);
+  quick_plain_read(d, b, n, key);
   return 1;
 }
 
 /* The string whose opening quote is at *pp: given to on_map_key (key) or
  * on_string, *pp moved past its closing quote; 0 to leave it to yajl.
- * Inline: most strings are the ones foretold. */
-static inline int quick_string(decoder_t *d, const unsigned char **pp,
+ * Inline (always: GCC's own measure stops short of it, and the call
+ * costs a foretold string a third of what it costs): most strings are
+ * the ones foretold. */
+static inline __attribute__((always_inline)) int quick_string(decoder_t *d, const unsigned char **pp,
                                const unsigned char *end, int key) {
   if (d->ords) {
     const unsigned char *q = key_foretold(d, *pp + 1, end);
     d->nstr++;
     if (q) {
+      quick_plain_read(d, *pp + 1, (size_t)(q - *pp - 2), key);
       *pp = q;
-      if (!key)
-        store(d);
       return 1;
     }
   }
@@ -675,7 +777,7 @@ static int quick_number(decoder_t *d, const unsigned char **pp,
       (p == end || (*p != '.' && *p != 'e' && *p != 'E'))) {
     *pp = p;
     lua_pushinteger(d->L, (lua_Integer)(neg ? -v : v));
-    store(d);
+    store(d, LUA_TNUMBER);
     return 1;
   }
   if (p < end && *p == '.') {
@@ -830,13 +932,23 @@ static void set_parse_error(yajl_handle h, const char *s, size_t n,
   }
 }
 
+/* A noting decode has pushed its value: the notes are of it when it is
+ * an object (its outermost frame). */
+static void notes_done(decoder_t *d, const void **table) {
+  if (lua_type(d->L, -1) == LUA_TTABLE && !d->frames[0].is_array)
+    *table = lua_topointer(d->L, -1);
+}
+
 /* Parse into Lua values.  *slot holds the yajl handle while parsing so
  * that, if a callback raises a Lua error, the protected caller can free it. */
 static int decode(lua_State *L, const char *s, size_t n, int max_depth,
-                  vd_buf_t *err, yajl_handle *slot, int quick) {
+                  vd_buf_t *err, yajl_handle *slot, int quick,
+                  const char *sub) {
   decoder_t d;
   yajl_handle h;
   yajl_status st;
+  vd_json_cache_t *c = NULL;
+  const void **ntable = NULL;
   int top = lua_gettop(L);
   int rc = 0;
 
@@ -844,7 +956,25 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   d.markers = NULL;
   d.ords = NULL;
   d.nstr = 0;
-  d.keys = quick ? key_cache_of(L, &d.markers, &d.ords) : NULL;
+  d.notes = NULL;
+  d.in_sub = 0;
+  if (quick) {
+    d.keys = key_cache_of(L, &d.markers, &d.ords, &c);
+  } else {
+    vd_sandbox_t *sb = vd_sandbox_find(L);
+    d.keys = NULL;
+    c = sb ? sb->encoded : NULL;
+  }
+  if (c) { /* any decode ends the last one's notes */
+    vd_json_notes_t *nt = cache_notes(c, &ntable);
+    *ntable = NULL;
+    if (sub) {
+      d.notes = nt;
+      d.sub = sub;
+      d.subn = strlen(sub);
+      notes_reset(&d);
+    }
+  }
   d.depth = 0;
   d.too_deep = 0;
   d.bad_utf8 = 0;
@@ -854,8 +984,12 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
                     : VD_JSON_MAX_DEPTH;
   if (!lua_checkstack(L, d.max_depth * 2 + 8))
     luaL_error(L, "not enough memory");
-  if (quick && quick_decode(&d, s, n))
+  if (quick && quick_decode(&d, s, n)) {
+    if (d.notes)
+      notes_done(&d, ntable);
     return 0;
+  }
+  notes_reset(&d); /* the quick pass may have noted some */
   h = *slot = yajl_alloc(&decode_callbacks, NULL, &d);
   if (!h)
     luaL_error(L, "not enough memory");
@@ -888,19 +1022,21 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   yajl_free(h);
   if (rc)
     lua_settop(L, top);
+  else if (d.notes)
+    notes_done(&d, ntable);
   return rc;
 }
 
 int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
                    vd_buf_t *err) {
   yajl_handle slot = NULL;
-  return decode(L, s, n, max_depth, err, &slot, 1);
+  return decode(L, s, n, max_depth, err, &slot, 1, NULL);
 }
 
 int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
                         vd_buf_t *err) {
   yajl_handle slot = NULL;
-  return decode(L, s, n, max_depth, err, &slot, 0);
+  return decode(L, s, n, max_depth, err, &slot, 0, NULL);
 }
 
 typedef struct decode_args {
@@ -910,18 +1046,19 @@ typedef struct decode_args {
   vd_buf_t *err;
   yajl_handle slot;
   int rc;
+  const char *sub; /* vd_json_decode_noting()'s, or NULL */
 } decode_args_t;
 
 static int decode_k(lua_State *L) {
   decode_args_t *a = lua_touserdata(L, 1);
   lua_pop(L, 1);
-  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot, 1);
+  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot, 1, a->sub);
   return a->rc == 0 ? 1 : 0;
 }
 
-int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
-                             int max_depth, vd_buf_t *err) {
-  decode_args_t a = {s, n, max_depth, err, NULL, 0};
+static int decode_protected(lua_State *L, const char *s, size_t n,
+                            int max_depth, vd_buf_t *err, const char *sub) {
+  decode_args_t a = {s, n, max_depth, err, NULL, 0, sub};
   int status;
   if (!lua_checkstack(L, 3))
     return VD_ENOMEM;
@@ -942,6 +1079,17 @@ int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
   }
   return 0;
 }
+
+int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
+                             int max_depth, vd_buf_t *err) {
+  return decode_protected(L, s, n, max_depth, err, NULL);
+}
+
+int vd_json_decode_noting(lua_State *L, const char *s, size_t n,
+                          int max_depth, vd_buf_t *err, const char *sub) {
+  return decode_protected(L, s, n, max_depth, err, sub);
+}
+
 
 /* ------------------------------------------------------------------------
  * Encoding
@@ -1051,6 +1199,17 @@ typedef struct shape {
                                   * their JSON (sorted order) */
 } shape_t;
 
+/* vd_json_trace_entry_note()'s entries, by the proxies' addresses: a
+ * direct-mapped memo in front of the cache's look-up by metatable. */
+#define KNOWN_SLOTS 256 /* a power of two */
+
+static size_t known_slot(const void *p) {
+  uintptr_t h = (uintptr_t)p;
+  h ^= h >> 17;
+  h *= (uintptr_t)0x9e3779b97f4a7c15ull;
+  return (size_t)(h >> 40) & (KNOWN_SLOTS - 1);
+}
+
 struct vd_json_cache {
   cached_t *slots;
   size_t cap; /* a power of two, or 0 */
@@ -1062,6 +1221,17 @@ struct vd_json_cache {
   unsigned long shape_misses; /* vd_json_shape_misses() */
   keyc_t *keys;    /* KEYC_SLOTS of them, or NULL until the first */
   unsigned char ords[KEYC_ORDS]; /* the decoder's foretold slots */
+  struct vd_json_known {
+    const void *proxy; /* a well-formed trace entry (a proxy), by its own
+                        * address; NULL: none */
+    const char *json;  /* and its slot's encoding (never freed or moved
+                        * while the cache lives), length and height */
+    size_t len;
+    int height;
+  } entries[KNOWN_SLOTS];
+  vd_json_notes_t notes;      /* vd_json_decode_noting()'s last notes */
+  const void *notes_table;    /* and the object they are of; NULL: none
+                               * (or taken) */
   int markers[2];  /* the markers (array, object) at these registry
                     * references too, for the decoder; 0: not yet */
 };
@@ -1070,10 +1240,11 @@ struct vd_json_cache {
  * sandbox's or there is no memory for them (keys are then made as
  * strings each time). */
 static keyc_t *key_cache_of(lua_State *L, const int **markers,
-                            unsigned char **ords) {
+                            unsigned char **ords, vd_json_cache_t **cache) {
   vd_sandbox_t *sb = vd_sandbox_find(L);
   vd_json_cache_t *c;
   int i;
+  *cache = NULL;
   if (!sb)
     return NULL;
   if (!(c = sb->encoded)) {
@@ -1081,6 +1252,7 @@ static keyc_t *key_cache_of(lua_State *L, const int **markers,
       return NULL;
     sb->encoded = c;
   }
+  *cache = c;
   if (!c->keys)
     c->keys = calloc(KEYC_SLOTS, sizeof *c->keys);
   /* a light userdata key (vd_json_push_marker) is hashed in a large
@@ -1094,6 +1266,22 @@ static keyc_t *key_cache_of(lua_State *L, const int **markers,
   *markers = c->markers;
   *ords = c->keys ? c->ords : NULL;
   return c->keys;
+}
+
+/* The cache's notes, and the slot naming the object they are of. */
+static vd_json_notes_t *cache_notes(vd_json_cache_t *c,
+                                    const void ***table) {
+  *table = &c->notes_table;
+  return &c->notes;
+}
+const vd_json_notes_t *vd_json_notes_take(lua_State *L, int idx) {
+  vd_sandbox_t *sb = vd_sandbox_find(L);
+  vd_json_cache_t *c;
+  if (!sb || !(c = sb->encoded) || !c->notes_table ||
+      lua_topointer(L, idx) != c->notes_table)
+    return NULL;
+  c->notes_table = NULL;
+  return c->notes.ntop >= 0 ? &c->notes : NULL;
 }
 
 void vd_json_cache_free(vd_json_cache_t *c) {
@@ -1169,7 +1357,13 @@ static void cache_put(vd_sandbox_t *sb, const void *key, const char *json,
   c->bytes += len;
 }
 
-static int encode_value(encoder_t *e, int idx);
+static int encode_typed(encoder_t *e, int idx, int t);
+
+static inline int encode_value(encoder_t *e, int idx) {
+  return encode_typed(e, idx, lua_type(e->L, idx));
+}
+
+static inline int encode_element(encoder_t *e, int idx);
 
 typedef struct keyref {
   const char *s;
@@ -1471,7 +1665,7 @@ static int encode_keyed(encoder_t *e, int idx, int marked_object) {
           vd_buf_addc(e->out, written ? ',' : '[');
           seg->key = NULL;
           seg->index = k;
-          if ((rc = encode_value(e, top)) != 0) {
+          if ((rc = encode_element(e, top)) != 0) {
             failed = rc;
             rc = 0;
             spec = 0;
@@ -1638,9 +1832,10 @@ static int encode_table(encoder_t *e, int idx) {
   return rc;
 }
 
-static int encode_value(encoder_t *e, int idx) {
+/* encode_value() of a value of type t. */
+static int encode_typed(encoder_t *e, int idx, int t) {
   lua_State *L = e->L;
-  int rc, t = lua_type(L, idx);
+  int rc;
   switch (t) {
   case LUA_TNIL:
   case LUA_TBOOLEAN:
@@ -1705,6 +1900,32 @@ static int encode_value(encoder_t *e, int idx) {
   }
 }
 
+/* A list's element met by the walk (encode_keyed()): a trace entry noted
+ * well-formed (vd_json_trace_entry_note()) is known by its address (the
+ * memo: no other table is there while the cache lives) and copied from
+ * the cache, as encode_table() would copy it after reading its metatable,
+ * when it fits where it is (else, and for any other value, encode_value()
+ * as before).  A trace list's elements are such entries. */
+static inline int encode_element(encoder_t *e, int idx) {
+  lua_State *L = e->L;
+  int t = lua_type(L, idx);
+  vd_json_cache_t *cache;
+  if (t == LUA_TTABLE && e->sb && (cache = e->sb->encoded) &&
+      e->depth < VD_JSON_MAX_DEPTH) {
+    const void *p = lua_topointer(L, idx);
+    const struct vd_json_known *c = &cache->entries[known_slot(p)];
+    if (c->proxy == p && e->depth + 1 + c->height <= VD_JSON_MAX_DEPTH &&
+        e->out->len <= e->limit && c->len <= e->limit - e->out->len &&
+        lua_checkstack(L, 4)) { /* (as encode_typed() asks) */
+      vd_buf_add(e->out, c->json, c->len);
+      if (e->depth + 1 + c->height > e->deepest)
+        e->deepest = e->depth + 1 + c->height;
+      return 0;
+    }
+  }
+  return encode_typed(e, idx, t);
+}
+
 /* The JSON cache's entry for the table at idx, by its metatable (a frozen
  * table's proxy, encoded before), or NULL. */
 static cached_t *frozen_entry(lua_State *L, int idx) {
@@ -1722,35 +1943,55 @@ static cached_t *frozen_entry(lua_State *L, int idx) {
   return (cached_t *)c;
 }
 
+/* An entry noted well-formed is a frozen table's proxy, which the state
+ * holds until it is closed (json.h): no other value can be at its address
+ * while the cache lives, so a table found at an address the memo keeps is
+ * that entry.  Any other value asks the cache by its metatable. */
 int vd_json_trace_entry_known(lua_State *L, int idx) {
-  const cached_t *c = frozen_entry(L, idx);
+  const cached_t *c;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    const void *p = lua_topointer(L, idx);
+    vd_sandbox_t *sb = vd_sandbox_find(L);
+    if (sb && sb->encoded && sb->encoded->entries[known_slot(p)].proxy == p)
+      return 1;
+  }
+  c = frozen_entry(L, idx);
   return c && c->trace_ok;
 }
 
 void vd_json_trace_entry_note(lua_State *L, int idx) {
   cached_t *c = frozen_entry(L, idx);
-  if (c)
+  if (c) {
     c->trace_ok = 1;
+    if (lua_type(L, idx) == LUA_TTABLE) { /* (a proxy: a cache is there) */
+      const void *p = lua_topointer(L, idx);
+      vd_json_cache_t *cache = vd_sandbox_find(L)->encoded;
+      size_t k = known_slot(p);
+      cache->entries[k].proxy = p;
+      cache->entries[k].json = c->json;
+      cache->entries[k].len = c->len;
+      cache->entries[k].height = c->height;
+    }
+  }
 }
 
 int vd_json_encode(lua_State *L, int idx, vd_buf_t *out, const char *root,
                    vd_buf_t *err) {
   encoder_t e;
-  const void *mts[2];
   e.L = L;
   e.out = out;
   e.err = err;
   e.root = root;
   e.depth = 0;
   e.deepest = 0;
-  e.sb = NULL;
+  e.sb = vd_sandbox_find(L); /* its cache, its markers (markers_of()) */
   e.limit = out->len + VD_JSON_MAX_ENCODED;
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 2))
     return enc_fail(&e, "out of stack space");
-  if (markers_of(L, mts)) {
-    e.array_mt = mts[0];
-    e.object_mt = mts[1];
+  if (e.sb && e.sb->json_mt[0]) {
+    e.array_mt = e.sb->json_mt[0];
+    e.object_mt = e.sb->json_mt[1];
     return encode_value(&e, idx);
   }
   lua_rawgetp(L, LUA_REGISTRYINDEX, ARRAY_MT);

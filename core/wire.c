@@ -17,6 +17,10 @@
 #include "verdict/timefmt.h"
 #include "verdict/wire.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* ------------------------------------------------------------------------
  * Requests
  * ------------------------------------------------------------------------ */
@@ -66,7 +70,9 @@ enum { RF_ID, RF_OP, RF_AT, RF_KIND, RF_IDEM, RF_INPUT, RF_REGION, RF_N };
 
 typedef struct req_field {
   int type;      /* its value's Lua type; LUA_TNIL: absent */
-  const char *s; /* a string value (the table keeps it), and its length */
+  const char *s; /* a string value's bytes (the table keeps them, or the
+                  * decoded line has them: not NUL-terminated), and its
+                  * length */
   size_t n;
 } req_field_t;
 
@@ -98,29 +104,82 @@ static int request_field(const char *k, size_t n) {
 static int field_str(const req_field_t *f, char *out, size_t cap) {
   if (f->type == LUA_TNIL)
     return 0;
-  if (f->type != LUA_TSTRING || strlen(f->s) != f->n)
+  if (f->type != LUA_TSTRING || memchr(f->s, '\0', f->n))
     return -1;
   if (f->n >= cap)
     return -2;
-  memcpy(out, f->s, f->n + 1);
+  memcpy(out, f->s, f->n);
+  out[f->n] = '\0';
+  return 1;
+}
+
+/* The input's strings the engine keeps, by their notes (nt->nsub of
+ * them): the last member of each name, as its table keeps the last. */
+static void copy_noted_input(const vd_json_notes_t *nt, vd_decision_t *d) {
+  const vd_json_note_t *cid = NULL, *cust = NULL, *cat = NULL;
+  int i;
+  for (i = 0; i < nt->nsub; i++) {
+    const vd_json_note_t *m = &nt->sub[i];
+    if (m->kn == 12 && memcmp(m->k, "complaint_id", 12) == 0)
+      cid = m;
+    else if (m->kn == 11 && memcmp(m->k, "customer_id", 11) == 0)
+      cust = m;
+    else if (m->kn == 8 && memcmp(m->k, "category", 8) == 0)
+      cat = m;
+  }
+  /* as copy_input_str() */
+  if (cid && cid->type == LUA_TSTRING && cid->n <= 256)
+    vd_buf_add(&d->complaint_id, cid->s, cid->n);
+  if (cust && cust->type == LUA_TSTRING && cust->n <= 256)
+    vd_buf_add(&d->customer_id, cust->s, cust->n);
+  if (cat && cat->type == LUA_TSTRING && cat->n <= 256)
+    vd_buf_add(&d->category, cat->s, cat->n);
+}
+
+/* The request's fields from the decoder's notes (vd_wire_decode_request()),
+ * as the walk below would find them: 1; 0 when a member is not one of a
+ * request's fields (the walk names the first in its order). */
+static int noted_fields(const vd_json_notes_t *nt, req_field_t *f,
+                        int *input_object) {
+  int i;
+  for (i = 0; i < nt->ntop; i++) {
+    const vd_json_note_t *m = &nt->top[i];
+    int k = request_field(m->k, m->kn);
+    if (k < 0)
+      return 0;
+    f[k].type = m->type; /* the last of a name, as its table keeps */
+    f[k].s = m->s;
+    f[k].n = m->n;
+    if (k == RF_INPUT)
+      *input_object = m->type == LUA_TTABLE && !m->array;
+  }
   return 1;
 }
 
 /* vd_wire_read_request() on the request at req (a table), with a slot
- * at `in` (on top) for the input's value. */
+ * at `in` (on top) for the input's value; NT: its notes, or NULL. */
 static int read_request(lua_State *L, int req, int in, int64_t now_ms,
-                        vd_decision_t *d) {
+                        vd_decision_t *d, const vd_json_notes_t *nt) {
   int r;
   int off;
   req_field_t f[RF_N] = {{LUA_TNIL, NULL, 0}};
   const char *unknown = NULL;
+  int input_object = -1; /* from the notes: 1 an object; -1: not noted */
 
+  if (nt && !noted_fields(nt, f, &input_object)) {
+    memset(f, 0, sizeof f); /* the walk starts again */
+    for (r = 0; r < RF_N; r++)
+      f[r].type = LUA_TNIL;
+    input_object = -1;
+    nt = NULL;
+  }
   /* One walk over the keys finds every field (the object is a decoded
    * one: its marker has no __index, so this is what lua_getfield would
    * read) and the first unknown one, in the walk's order; the input's
    * value is kept in its slot. */
-  lua_pushnil(L);
-  while (lua_next(L, req)) {
+  if (!nt)
+    lua_pushnil(L);
+  while (!nt && lua_next(L, req)) {
     size_t kn;
     const char *k = lua_tolstring(L, -2, &kn);
     int i = request_field(k, kn);
@@ -200,25 +259,41 @@ static int read_request(lua_State *L, int req, int in, int64_t now_ms,
     vd_time_format(d->at_ms, VD_DEFAULT_OFFSET_MIN, d->at);
   }
 
-  if (f[RF_INPUT].type != LUA_TTABLE || vd_json_marker(L, in) != 2)
+  if (f[RF_INPUT].type != LUA_TTABLE ||
+      (input_object < 0 ? vd_json_marker(L, in) != 2 : !input_object))
     return vd_decision_fail(d, VD_EBAD_REQUEST, "input",
                             f[RF_INPUT].type == LUA_TNIL
                                 ? "missing field 'input' (a JSON object)"
                                 : "input must be a JSON object");
+  if (nt && nt->nsub >= 0) {
+    copy_noted_input(nt, d);
+    return 0;
+  }
+  if (nt) /* more members than the notes hold: read from the table */
+    lua_getfield(L, req, "input"), lua_replace(L, in);
   copy_input_str(L, in, "complaint_id", &d->complaint_id);
   copy_input_str(L, in, "customer_id", &d->customer_id);
   copy_input_str(L, in, "category", &d->category);
   return 0;
 }
 
+int vd_wire_decode_request(lua_State *L, const char *line, size_t len,
+                           int max_depth, vd_buf_t *err) {
+  return vd_json_decode_noting(L, line, len, max_depth, err, "input");
+}
+
 int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d) {
   int req = lua_absindex(L, idx), top = lua_gettop(L), rc;
-  if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
+  /* the notes vd_wire_decode_request() took of this table, if it made it
+   * (then an object: its marker is the decoder's) */
+  const vd_json_notes_t *nt = vd_json_notes_take(L, req);
+  if (!nt &&
+      (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2))
     return vd_decision_fail(d, VD_EBAD_REQUEST, NULL,
                             "a request must be a JSON object, one per line");
   lua_pushnil(L); /* the input's slot (a C function has room for 20) */
-  rc = read_request(L, req, top + 1, now_ms, d);
+  rc = read_request(L, req, top + 1, now_ms, d, nt);
   lua_settop(L, top);
   return rc;
 }
@@ -270,6 +345,53 @@ static inline void add_str_at(vd_buf_t *out, const char *pre, size_t n,
 }
 #define add_str(out, key, val) \
   add_str_at((out), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (val))
+
+/* ,"key":"value" for a value that is a NUL-terminated string in a char
+ * array of CAP bytes (a decision's kind, region, policy_region and at):
+ * the array is read 16 bytes at a time, which stays inside it, and a
+ * value whose bytes before its NUL are plain (ASCII, no quote, backslash
+ * or control byte) is copied as it is found, without strlen() or a call;
+ * any other is written by vd_buf_add_json_str() as add_str() writes it. */
+static inline void add_arr_at(vd_buf_t *out, const char *pre, size_t n,
+                              const char *val, size_t cap) {
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+                bslash = _mm_set1_epi8('\\');
+  char *o;
+  size_t i;
+  vd_buf_grow(out, n + cap + 2);
+  vd_buf_add(out, pre, n);
+  o = out->data + out->len + 1; /* room for cap bytes and the quotes */
+  for (i = 0; i + 16 <= cap; i += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(val + i));
+    /* below 0x20 as a signed byte: a control byte, the NUL among them, or
+     * one above ASCII */
+    unsigned care = (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmplt_epi8(v, space),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                  _mm_cmpeq_epi8(v, bslash))));
+    _mm_storeu_si128((__m128i *)(void *)(o + i), v);
+    if (care) {
+      unsigned first = (unsigned)__builtin_ctz(care);
+      if (val[i + first] != '\0')
+        break; /* a byte that needs care before the end */
+      o[-1] = '"';
+      o[i + first] = '"';
+      out->len += i + first + 2;
+      out->data[out->len] = '\0';
+      return;
+    }
+  }
+  vd_buf_add_json_str(out, val, strlen(val)); /* (the stores above lie
+                                                * past the buffer's end) */
+#else
+  (void)cap;
+  add_str_at(out, pre, n, val);
+#endif
+}
+#define add_arr(out, key, arr)                                            \
+  add_arr_at((out), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (arr), \
+             sizeof(arr))
 
 /* ,"key":N */
 static void add_int_at(vd_buf_t *out, const char *pre, size_t n,
@@ -323,11 +445,11 @@ void vd_wire_write_decision(vd_buf_t *out, const vd_decision_t *d,
   vd_buf_add(out, d->id.data, d->id.len);
   if (decision_id)
     add_str(out, "decision_id", decision_id);
-  add_str(out, "kind", d->kind);
-  add_str(out, "region", d->region);
-  add_str(out, "policy_region", d->policy_region);
+  add_arr(out, "kind", d->kind);
+  add_arr(out, "region", d->region);
+  add_arr(out, "policy_region", d->policy_region);
   add_str(out, "revision", revision);
-  add_str(out, "at", d->at);
+  add_arr(out, "at", d->at);
   vd_buf_adds(out, ",\"result\":");
   vd_buf_add(out, d->result.data, d->result.len);
   vd_buf_adds(out, ",\"trace\":");

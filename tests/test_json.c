@@ -1169,6 +1169,84 @@ static void frozen_json_and_trace_notes(void **state) {
       lua_pop(L, 1);
     }
   }
+  /* a noted entry is known by its address too (json.c, the memo): its
+   * copy is not, nor a light userdata at that address, nor any table made
+   * later (the entry is held while the state is) */
+  lua_getfield(L, g, "good");
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 1);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pop(L, 1);
+  assert_int_equal(vd_sandbox_unfreeze(L, -1), 1);
+  assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
+  lua_pop(L, 1);
+  /* ...and encoded from the memo inside lists (json.c, encode_element) as
+   * its copy is encoded in full: the same text, the same refusal at the
+   * depth limit, at every depth around it; "other", noted here, nests a
+   * table (it fails with the entry's depth counted one level short) */
+  lua_getfield(L, g, "other");
+  vd_json_trace_entry_note(L, -1);
+  lua_pop(L, 1);
+  for (round = 0; round < 2; round++) {
+    lua_State *P = L;
+    vd_buf_t a = VD_BUF_INIT, b = VD_BUF_INIT, ea = VD_BUF_INIT,
+             eb = VD_BUF_INIT;
+    int depth, k, ra = 0, rb = 0;
+    for (depth = 1; depth <= VD_JSON_MAX_DEPTH + 1; depth++) {
+      for (k = 0; k < 2; k++) { /* the entry (k 0) or its copy (k 1) */
+        int j;
+        lua_getfield(P, g, round ? "other" : "good"); /* [x, entry, "s",
+                                                          entry] nested */
+        if (k)
+          vd_sandbox_unfreeze(P, -1);
+        lua_createtable(P, 4, 0);
+        lua_pushliteral(P, "x");
+        lua_rawseti(P, -2, 1);
+        lua_pushvalue(P, -2);
+        lua_rawseti(P, -2, 2);
+        lua_pushliteral(P, "s");
+        lua_rawseti(P, -2, 3);
+        lua_pushvalue(P, -2);
+        lua_rawseti(P, -2, 4);
+        lua_remove(P, -2);
+        for (j = 1; j < depth; j++) {
+          lua_createtable(P, 1, 0);
+          lua_insert(P, -2);
+          lua_rawseti(P, -2, 1);
+        }
+        vd_buf_reset(k ? &b : &a);
+        vd_buf_reset(k ? &eb : &ea);
+        if (k)
+          rb = vd_json_encode(P, -1, &b, "value", &eb);
+        else
+          ra = vd_json_encode(P, -1, &a, "value", &ea);
+        lua_pop(P, 1);
+      }
+      assert_int_equal(ra, rb);
+      if (ra == 0)
+        assert_string_equal(a.data, b.data);
+      else
+        assert_string_equal(ea.data, eb.data);
+      if (depth == VD_JSON_MAX_DEPTH + 1)
+        assert_int_not_equal(ra, 0);
+      if (depth == 1 && !round)
+        assert_string_equal(a.data, "[\"x\",{\"basis\":\"b1\",\"rule\":"
+                                    "\"r1\"},\"s\",{\"basis\":\"b1\","
+                                    "\"rule\":\"r1\"}]");
+    }
+    vd_buf_release(&a);
+    vd_buf_release(&b);
+    vd_buf_release(&ea);
+    vd_buf_release(&eb);
+  }
+  for (i = 0; i < 5000; i++) {
+    lua_newtable(L);
+    if (vd_json_trace_entry_known(L, -1))
+      fail_msg("a new table known (%d)", i);
+    lua_pop(L, 1);
+    if (i % 1000 == 0)
+      lua_gc(L, LUA_GCCOLLECT);
+  }
   lua_newtable(L);
   assert_int_equal(vd_json_trace_entry_known(L, -1), 0);
   lua_pushinteger(L, 1);
@@ -1524,6 +1602,121 @@ static void foretold_strings_same_values(void **state) {
   vd_buf_release(&b);
 }
 
+/* vd_json_decode_noting(): the members of the top-level object and of its
+ * "input" object, noted as they are stored, from the text where it has
+ * them as they are and from the Lua strings where it has escapes; taken
+ * once, for the table decoded last only, never for a state that is not a
+ * sandbox's, and not when more members came than the notes hold.  It
+ * fails if a note is missing, in the wrong order, or taken twice. */
+static void decode_notes(void **state) {
+  static const char doc[] =
+      "{\"kind\":\"sla\",\"id\":{\"input\":1},\"\\u0069nput\":{\"a\":1,"
+      "\"b\":\"x\\ty\",\"c\":[2],\"d\":{\"e\":\"f\"},\"b\":\"z\"},\"n\":null}";
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, big = VD_BUF_INIT;
+  const vd_json_notes_t *nt;
+  lua_State *plain = luaL_newstate();
+  int i, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  vd_json_setup(plain);
+  for (round = 0; round < 2; round++) { /* the second: strings foretold */
+    assert_int_equal(vd_json_decode_noting(sb.L, doc, sizeof doc - 1, 0,
+                                           &err, "input"), 0);
+    assert_null(vd_json_notes_take(sb.L, LUA_REGISTRYINDEX)); /* not it */
+    nt = vd_json_notes_take(sb.L, -1);
+    assert_non_null(nt);
+    assert_null(vd_json_notes_take(sb.L, -1)); /* once */
+    assert_int_equal(nt->ntop, 4);
+    assert_int_equal(nt->top[0].kn, 4);
+    assert_memory_equal(nt->top[0].k, "kind", 4);
+    assert_true(nt->top[0].k > doc && nt->top[0].k < doc + sizeof doc);
+    assert_int_equal(nt->top[0].type, LUA_TSTRING);
+    assert_int_equal(nt->top[0].n, 3);
+    assert_memory_equal(nt->top[0].s, "sla", 3);
+    assert_int_equal(nt->top[1].type, LUA_TTABLE);
+    assert_int_equal(nt->top[1].array, 0);
+    assert_int_equal(nt->top[2].kn, 5); /* unescaped, from its string */
+    assert_memory_equal(nt->top[2].k, "input", 5);
+    assert_false(nt->top[2].k > doc && nt->top[2].k < doc + sizeof doc);
+    assert_int_equal(nt->top[2].type, LUA_TTABLE);
+    assert_int_equal(nt->top[3].type, LUA_TLIGHTUSERDATA);
+    /* the input's members, not the id's object's */
+    assert_int_equal(nt->nsub, 5);
+    for (i = 0; i < 5; i++)
+      assert_int_equal(nt->sub[i].kn, 1);
+    assert_int_equal(nt->sub[0].type, LUA_TNUMBER);
+    assert_int_equal(nt->sub[1].type, LUA_TSTRING);
+    assert_int_equal(nt->sub[1].n, 3);
+    assert_memory_equal(nt->sub[1].s, "x\ty", 3);
+    assert_int_equal(nt->sub[2].type, LUA_TTABLE);
+    assert_int_equal(nt->sub[2].array, 1);
+    assert_int_equal(nt->sub[3].array, 0);
+    assert_memory_equal(nt->sub[4].k, "b", 1);
+    assert_memory_equal(nt->sub[4].s, "z", 1);
+    assert_true(nt->sub[4].s > doc && nt->sub[4].s < doc + sizeof doc);
+    lua_settop(sb.L, 0);
+  }
+  /* a later decode ends them, noting or not */
+  assert_int_equal(vd_json_decode_noting(sb.L, doc, sizeof doc - 1, 0, &err,
+                                         "input"), 0);
+  assert_int_equal(vd_json_decode_protected(sb.L, "{}", 2, 0, &err), 0);
+  assert_null(vd_json_notes_take(sb.L, 1));
+  assert_null(vd_json_notes_take(sb.L, 2));
+  lua_settop(sb.L, 0);
+  /* a decode that fails, a list, a plain decode: none */
+  assert_int_equal(vd_json_decode_noting(sb.L, "{\"a\":", 5, 0, &err, "input"),
+                   VD_EBAD_REQUEST);
+  assert_int_equal(vd_json_decode_noting(sb.L, "[{\"a\":1}]", 9, 0, &err,
+                                         "input"), 0);
+  assert_null(vd_json_notes_take(sb.L, -1));
+  assert_int_equal(vd_json_decode_protected(sb.L, doc, sizeof doc - 1, 0,
+                                            &err), 0);
+  assert_null(vd_json_notes_take(sb.L, -1));
+  lua_settop(sb.L, 0);
+  assert_int_equal(vd_json_decode_noting(plain, doc, sizeof doc - 1, 0, &err,
+                                         "input"), 0);
+  assert_null(vd_json_notes_take(plain, -1));
+  /* as many top-level members as the notes hold, then one more */
+  vd_buf_adds(&big, "{\"input\":{}");
+  for (i = 1; i < VD_JSON_NOTES_TOP; i++)
+    vd_buf_addf(&big, ",\"k%d\":%d", i, i);
+  vd_buf_addc(&big, '}');
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  nt = vd_json_notes_take(sb.L, -1);
+  assert_non_null(nt);
+  assert_int_equal(nt->ntop, VD_JSON_NOTES_TOP);
+  big.len--;
+  vd_buf_adds(&big, ",\"last\":0}");
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  assert_null(vd_json_notes_take(sb.L, -1));
+  /* an input of as many members as they hold, then one more */
+  vd_buf_reset(&big);
+  vd_buf_adds(&big, "{\"input\":{\"k0\":0");
+  for (i = 1; i < VD_JSON_NOTES_SUB; i++)
+    vd_buf_addf(&big, ",\"k%d\":%d", i, i);
+  vd_buf_adds(&big, "}}");
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  nt = vd_json_notes_take(sb.L, -1);
+  assert_non_null(nt);
+  assert_int_equal(nt->nsub, VD_JSON_NOTES_SUB);
+  big.len -= 2;
+  vd_buf_adds(&big, ",\"last\":0}}");
+  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
+                                         "input"), 0);
+  nt = vd_json_notes_take(sb.L, -1);
+  assert_non_null(nt);
+  assert_int_equal(nt->nsub, -1);
+  lua_settop(sb.L, 0);
+  vd_sandbox_release(&sb);
+  lua_close(plain);
+  vd_buf_release(&err);
+  vd_buf_release(&big);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(integers_stay_integers, setup, teardown),
@@ -1566,6 +1759,7 @@ int main(void) {
       cmocka_unit_test(key_strings_every_byte),
       cmocka_unit_test(key_shapes_same_address),
       cmocka_unit_test(key_shapes_two_a_set),
+      cmocka_unit_test(decode_notes),
       cmocka_unit_test_setup_teardown(foretold_strings_same_values, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,

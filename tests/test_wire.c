@@ -21,6 +21,7 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/json.h"
+#include "verdict/sandbox.h"
 #include "verdict/wire.h"
 
 /* ------------------------------------------------------------------------
@@ -721,6 +722,71 @@ static void response_decision_line(void **state) {
 }
 
 /* A real decision from the engine, written and read back. */
+/* The line's kind, region, policy_region and at, read from their arrays
+ * 16 bytes at a time (wire.c, add_arr_at): each array holding a string of
+ * every length that fits, plain or with a byte that needs care (a quote,
+ * a backslash, a control byte, UTF-8, a byte that is not UTF-8) at every
+ * offset, and after its NUL bytes that would need care (a quote, a control
+ * byte), gives the line add_str() writes: each value as
+ * vd_buf_add_json_str() escapes it.  It fails if a byte after the NUL is
+ * read as the string's, or a byte that needs care before it is not. */
+static void response_fields_every_length(void **state) {
+  static const char care[] = {'"', '\\', '\n', '\x01', '\x1f', '\xff'};
+  vd_decision_t d;
+  vd_buf_t out = VD_BUF_INIT, want = VD_BUF_INIT;
+  char *fields[4];
+  size_t caps[4], f, len, at, c;
+  (void)state;
+  fill_decision(&d);
+  fields[0] = d.kind, caps[0] = sizeof d.kind;
+  fields[1] = d.region, caps[1] = sizeof d.region;
+  fields[2] = d.policy_region, caps[2] = sizeof d.policy_region;
+  fields[3] = d.at, caps[3] = sizeof d.at;
+  for (f = 0; f < 4; f++)
+    for (len = 0; len < caps[f]; len++)
+      for (at = 0; at <= len; at++) /* at == len: plain */
+        for (c = 0; c < (at < len ? sizeof care + 1 : 1); c++) {
+          char keep[48];
+          size_t k;
+          memcpy(keep, fields[f], caps[f]);
+          for (k = 0; k < caps[f]; k++) /* after the NUL: needs care */
+            fields[f][k] = k % 2 ? '"' : '\x02';
+          for (k = 0; k < len; k++)
+            fields[f][k] = (char)('a' + k % 26);
+          if (at < len && c < sizeof care)
+            fields[f][at] = care[c];
+          else if (at < len && at + 1 < len) { /* é, two bytes */
+            fields[f][at] = '\xc3';
+            fields[f][at + 1] = '\xa9';
+          }
+          fields[f][len] = '\0';
+          vd_buf_reset(&out);
+          vd_wire_write_decision(&out, &d, "u", "r");
+          vd_buf_reset(&want);
+          vd_buf_adds(&want, "{\"id\":{\"n\":1},\"decision_id\":\"u\","
+                             "\"kind\":");
+          vd_buf_add_json_str(&want, d.kind, strlen(d.kind));
+          vd_buf_adds(&want, ",\"region\":");
+          vd_buf_add_json_str(&want, d.region, strlen(d.region));
+          vd_buf_adds(&want, ",\"policy_region\":");
+          vd_buf_add_json_str(&want, d.policy_region,
+                              strlen(d.policy_region));
+          vd_buf_adds(&want, ",\"revision\":\"r\",\"at\":");
+          vd_buf_add_json_str(&want, d.at, strlen(d.at));
+          vd_buf_adds(&want, ",\"result\":{\"offer_fen\":6000,\"ratio\":0.5},"
+                             "\"trace\":[{\"basis\":\"b\",\"rule\":\"r\"}],"
+                             "\"elapsed_us\":12345}\n");
+          if (out.len != want.len || memcmp(out.data, want.data, want.len))
+            fail_msg("field %zu, length %zu, byte %zu (%zu):\n  %s  want %s",
+                     f, len, at, c, out.data, want.data);
+          assert_int_equal(out.data[out.len], '\0');
+          memcpy(fields[f], keep, caps[f]);
+        }
+  vd_decision_release(&d);
+  vd_buf_release(&out);
+  vd_buf_release(&want);
+}
+
 static void response_from_engine(void **state) {
   vd_bundle_t *b;
   vd_engine_t *e;
@@ -904,6 +970,148 @@ static void idem_keys(void **state) {
   assert_false(vd_wire_idem_valid("a b", 3));
 }
 
+/* ------------------------------------------------------------------------
+ * A request read from the decoder's notes (vd_wire_decode_request())
+ * ------------------------------------------------------------------------ */
+
+/* Requests whose every field and input's fields the notes must give as the
+ * walk does: each kind of error, fields that repeat (the last one counts,
+ * whatever its type), keys and values with escapes (read by the Lua
+ * strings, not the text), a key with a NUL, unknown fields (named in the
+ * walk's order), more top-level members than the notes hold, an input
+ * with more members than they hold, an input that is an array, a string,
+ * an input that repeats, an object under another field after the input,
+ * texts the quick pass leaves to yajl. */
+static const char *const noted_lines[] = {
+    "{\"kind\":\"sla\",\"region\":\"GD-SZ\",\"at\":\"2026-11-23T10:00:00+08:00\","
+    "\"input\":{\"complaint_id\":\"C-1\",\"customer_id\":\"U-9\","
+    "\"category\":\"billing\",\"n\":3}}",
+    "{\"id\":7,\"op\":\"decide\",\"kind\":\"sla\",\"region\":\"GD\","
+    "\"idem\":\"k-1\",\"input\":{\"category\":\"a\"}}",
+    "{\"id\":{\"x\":[1,{\"y\":2}]},\"kind\":\"sla\",\"region\":\"GD\","
+    "\"input\":{}}",
+    "{\"kind\":\"sla\",\"kind\":\"comp\",\"region\":\"GD\",\"region\":\"SZ\","
+    "\"input\":{\"category\":\"x\",\"category\":\"y\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\","
+    "\"category\":5}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"},"
+    "\"input\":{\"complaint_id\":\"C-2\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"},"
+    "\"id\":{\"category\":\"not the input's\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"},"
+    "\"input\":[{\"category\":\"y\"}]}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":[{\"category\":\"y\"}],"
+    "\"input\":{\"category\":\"z\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":\"x\"}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":[1]}",
+    "{\"kind\":\"sla\",\"region\":\"GD\"}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{},\"input\":null}",
+    "{\"k\\u0069nd\":\"s\\u006ca\",\"region\":\"G\\u0044\",\"\\u0069nput\":"
+    "{\"c\\u0061tegory\":\"b\\u00e9\",\"customer_id\":\"\\u4e2d\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"a\\u0000b\"}}",
+    "{\"kind\":\"sla\\u0000x\",\"region\":\"GD\",\"input\":{}}",
+    "{\"id\\u0000x\":1,\"kind\":\"sla\",\"region\":\"GD\",\"input\":{}}",
+    "{\"kind\":\"sla\",\"regoin\":\"GD\",\"zzz\":1,\"input\":{}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"at\":\"yesterday\",\"input\":{}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"at\":12,\"input\":{}}",
+    "{\"kind\":[],\"region\":\"GD\",\"input\":{}}",
+    "{\"kind\":\"0123456789012345678901234567890123\",\"input\":{}}",
+    "{\"kind\":\"sla\",\"region\":\"0123456789012345678901234567890123\","
+    "\"input\":{}}",
+    "{\"op\":\"ping\",\"id\":\"p\"}",
+    "{\"op\":\"status\"}",
+    "{\"op\":7}",
+    "{\"idem\":\"bad key\",\"kind\":\"sla\"}",
+    "{\"id\":1,\"id\":2,\"id\":3,\"kind\":\"sla\",\"kind\":\"sla\","
+    "\"region\":\"GD\",\"region\":\"GD\",\"input\":{},\"at\":"
+    "\"2026-11-23T10:00:00Z\"}",
+    "{\"id\":1,\"id\":2,\"id\":3,\"kind\":\"sla\",\"kind\":\"sla\","
+    "\"region\":\"GD\",\"region\":\"GD\",\"input\":{},\"zz\":1}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"a\":1,\"b\":2,\"c\":3,"
+    "\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10,\"k\":11,"
+    "\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"category\":\"late\","
+    "\"complaint_id\":\"C-3\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\","
+    "\"complaint_id\":\"" /* longer than the 256 bytes kept */
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "0123456789012345678901234567890123456789012345678901234567890123"
+    "x\"}}",
+    " { \"kind\" : \"sla\" , \"region\" : \"GD\" , \"input\" : { \"category\""
+    " : \"spaced\" } } ",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"n\":1e400}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"n\":123456789012345678901"
+    ",\"category\":\"after a long number\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"s\":\"\\ud83d\\ude00\","
+    "\"category\":\"after a pair\"}}",
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"input\":{\"category\":\"x\"}} x",
+    "[{\"kind\":\"sla\"}]",
+    "\"text\"",
+    "{}",
+};
+
+/* The decision D as a line of its fields, for comparing two readings. */
+static void decision_text(const vd_decision_t *d, int rc, vd_buf_t *out) {
+  vd_buf_reset(out);
+  vd_buf_addf(out, "rc=%d code=%d op=%d op_name=%s kind=%s region=%s at=%s "
+              "at_ms=%lld stamped=%d message=%s path=%s id=%s cid=%s "
+              "cust=%s cat=%s", rc, d->code, (int)d->op, d->op_name, d->kind,
+              d->region, d->at, (long long)d->at_ms, d->at_stamped,
+              d->message.data ? d->message.data : "",
+              d->path.data ? d->path.data : "",
+              d->id.data ? d->id.data : "",
+              d->complaint_id.data ? d->complaint_id.data : "",
+              d->customer_id.data ? d->customer_id.data : "",
+              d->category.data ? d->category.data : "");
+}
+
+/* Decode LINE on L (noting when NOTED) and read it; the reading as text. */
+static void read_line(lua_State *L, const char *line, int noted,
+                      vd_buf_t *text) {
+  vd_decision_t d;
+  int top = lua_gettop(L), rc;
+  vd_decision_init(&d);
+  vd_decision_reset(&d);
+  rc = noted ? vd_wire_decode_request(L, line, strlen(line), 32, &d.message)
+             : vd_json_decode_protected(L, line, strlen(line), 32,
+                                        &d.message);
+  if (rc == 0) {
+    rc = vd_wire_read_request(L, -1, 1795399200123LL, &d);
+    assert_int_equal(lua_gettop(L), top + 1);
+  }
+  lua_settop(L, top);
+  decision_text(&d, rc, text);
+  vd_decision_release(&d);
+}
+
+/* Each line read from the notes (in a sandbox, whose decoder keeps them)
+ * answers as the walk over the table does in that same state (whose
+ * string hashes, and so the walk's order, are its own), field for field
+ * and message for message; three rounds, so that the sandbox's strings
+ * are foretold (json.c) in the second and third, after every other line.
+ * It fails if the notes keep the first of two members with one key, or
+ * find the input's members under another key. */
+static void request_from_notes_same_answers(void **state) {
+  vd_sandbox_t sb;
+  vd_buf_t err = VD_BUF_INIT, want = VD_BUF_INIT, got = VD_BUF_INIT;
+  size_t i, round;
+  (void)state;
+  assert_int_equal(vd_sandbox_init(&sb, &err), 0);
+  for (round = 0; round < 3; round++)
+    for (i = 0; i < sizeof noted_lines / sizeof *noted_lines; i++) {
+      read_line(sb.L, noted_lines[i], 0, &want);
+      read_line(sb.L, noted_lines[i], 1, &got);
+      if (strcmp(want.data, got.data) != 0)
+        fail_msg("%s\n  walk:  %s\n  notes: %s", noted_lines[i], want.data,
+                 got.data);
+    }
+  vd_sandbox_release(&sb);
+  vd_buf_release(&err);
+  vd_buf_release(&want);
+  vd_buf_release(&got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(framer_partial_lines),
@@ -916,11 +1124,13 @@ int main(void) {
       cmocka_unit_test(request_errors_name_their_field),
       cmocka_unit_test(request_fields),
       cmocka_unit_test(request_unknown_field_keeps_id),
+      cmocka_unit_test(request_from_notes_same_answers),
       cmocka_unit_test(admin_request),
       cmocka_unit_test(reply_lines),
       cmocka_unit_test(in_force_object),
       cmocka_unit_test(response_error_line),
       cmocka_unit_test(response_decision_line),
+      cmocka_unit_test(response_fields_every_length),
       cmocka_unit_test(response_from_engine),
       cmocka_unit_test(nul_in_fields_refused),
       cmocka_unit_test(http_statuses),

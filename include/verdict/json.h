@@ -68,6 +68,47 @@ int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
 int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
                              int max_depth, vd_buf_t *err);
 
+/* A decode's notes of an object's members, taken as it stores them, so
+ * that a reader of the object need not walk its table again (wire.c reads
+ * a request so).  A member is noted by its key and, for a string value,
+ * the string: their bytes, in the decoded text where they are written
+ * there as they are (no escapes), else in the Lua strings the table holds;
+ * valid while both are (of two members with one key, the table and a
+ * reader keep the last). */
+#define VD_JSON_NOTES_TOP 8  /* the top-level object's members */
+#define VD_JSON_NOTES_SUB 16 /* and those of one member's object */
+typedef struct vd_json_note {
+  const char *k; /* the key's bytes (not NUL-terminated), its length */
+  size_t kn;
+  int type;      /* the value's Lua type */
+  int array;     /* a table: 1 for a JSON array, 0 for an object */
+  const char *s; /* a string value's bytes (not NUL-terminated) */
+  size_t n;
+} vd_json_note_t;
+typedef struct vd_json_notes {
+  int ntop; /* the top-level members, in the order met, duplicates too */
+  int nsub; /* the members of the last object met under the key named to
+             * vd_json_decode_noting(); -1: more than fit */
+  vd_json_note_t top[VD_JSON_NOTES_TOP];
+  vd_json_note_t sub[VD_JSON_NOTES_SUB];
+} vd_json_notes_t;
+
+/* vd_json_decode_protected(), noting the members of the top-level object
+ * and of the object of its member named SUB (the last such member's, as
+ * the table keeps the last).  The notes are kept in L's sandbox (none for
+ * a state that is not a sandbox's) until vd_json_notes_take() or the next
+ * decode on L. */
+int vd_json_decode_noting(lua_State *L, const char *s, size_t n,
+                          int max_depth, vd_buf_t *err, const char *sub);
+
+/* The notes of the object at idx, when it is the table the last decode on
+ * L pushed, that decode was vd_json_decode_noting() and the top-level
+ * members fit in the notes; else NULL.  Once: a second call answers NULL.
+ * The notes say what the table held when it was decoded: the caller
+ * changes nothing in it in between, and keeps the text it decoded as it
+ * was (the engine reads a request so). */
+const vd_json_notes_t *vd_json_notes_take(lua_State *L, int idx);
+
 /* The most bytes one vd_json_encode() call appends.  A value can be far
  * bigger as JSON than in memory (a DAG of shared tables doubles with each
  * level), so the encoder checks this before every addition: the buffer

@@ -52,6 +52,16 @@
 int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d);
 
+/* Decode a decision-socket request line as vd_json_decode_protected()
+ * does (the same value, codes and messages), noting its fields and its
+ * input's as the decoder stores them (json.h, vd_json_decode_noting()):
+ * vd_wire_read_request() on the table it pushed then reads the notes
+ * instead of walking the table and looking the input's fields up, with
+ * the same answers.  The caller changes nothing in the table in between
+ * and keeps LINE as it is (the engine reads the request at once). */
+int vd_wire_decode_request(lua_State *L, const char *line, size_t len,
+                           int max_depth, vd_buf_t *err);
+
 /* An admin-socket request.  The strings point into the decoded request,
  * which vd_wire_read_admin() leaves on L's stack: they are valid until the
  * caller pops it.  NULL when the field is absent or not a string. */

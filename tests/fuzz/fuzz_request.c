@@ -12,7 +12,11 @@
  *     field it read (op, kind, region, at) is the request's whole string;
  *     "at" parses back as an RFC 3339 time to d->at_ms;
  *   - the response line for an error (vd_wire_write_error(), with the
- *     request's id) is one JSON object.
+ *     request's id) is one JSON object;
+ *   - read from the decoder's notes (vd_wire_decode_request() in a sandbox
+ *     kept from one input to the next, twice, so its strings are foretold
+ *     the second time), the request gives the same decision, field for
+ *     field and message for message, as read by the walk in that state.
  */
 #include <string.h>
 
@@ -54,6 +58,77 @@ static void check_read(lua_State *L, const char *field, const char *got) {
   lua_pop(L, 1);
 }
 
+/* The sandbox kept across inputs (libFuzzer runs them in one process). */
+static lua_State *kept_state(void) {
+  static vd_sandbox_t sb;
+  static int made;
+  if (!made) {
+    vd_buf_t err = VD_BUF_INIT;
+    FUZZ_CHECK(vd_sandbox_init(&sb, &err) == 0);
+    vd_buf_release(&err);
+    made = 1;
+  }
+  return sb.L;
+}
+
+static int same_buf(const vd_buf_t *a, const vd_buf_t *b) {
+  return a->len == b->len && (!a->len || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* Decode and read the input in S, from the notes (NOTED) or by the walk,
+ * into n (cleared first); the decode's code or the read's. */
+static int decide_in(lua_State *S, const uint8_t *data, size_t size,
+                     int max_depth, int noted, vd_decision_t *n) {
+  args_t a;
+  int rc;
+  vd_decision_reset(n);
+  rc = noted ? vd_wire_decode_request(S, (const char *)data, size, max_depth,
+                                      &n->message)
+             : vd_json_decode_protected(S, (const char *)data, size,
+                                        max_depth, &n->message);
+  if (rc == 0) {
+    a.d = n;
+    a.rc = -1;
+    lua_pushcfunction(S, read_k);
+    lua_insert(S, 1);
+    lua_pushlightuserdata(S, &a);
+    lua_insert(S, 2);
+    FUZZ_CHECK(lua_pcall(S, 2, 0, 0) == LUA_OK);
+    FUZZ_CHECK(a.rc == n->code);
+    rc = a.rc;
+  }
+  lua_settop(S, 0);
+  return rc;
+}
+
+/* The input read from the notes in the kept sandbox answers as read by
+ * the walk in that same state (whose string hashes, and so the walk's
+ * order, are its own), twice. */
+static void same_from_notes(const uint8_t *data, size_t size, int max_depth) {
+  lua_State *S = kept_state();
+  vd_decision_t w, n;
+  int i;
+  vd_decision_init(&w);
+  vd_decision_init(&n);
+  for (i = 0; i < 2; i++) {
+    int wrc = decide_in(S, data, size, max_depth, 0, &w);
+    FUZZ_CHECK(decide_in(S, data, size, max_depth, 1, &n) == wrc);
+    FUZZ_CHECK(n.code == w.code && n.op == w.op);
+    FUZZ_CHECK(strcmp(n.op_name, w.op_name) == 0);
+    FUZZ_CHECK(strcmp(n.kind, w.kind) == 0);
+    FUZZ_CHECK(strcmp(n.region, w.region) == 0);
+    FUZZ_CHECK(strcmp(n.at, w.at) == 0 && n.at_ms == w.at_ms &&
+               n.at_stamped == w.at_stamped);
+    FUZZ_CHECK(same_buf(&n.message, &w.message));
+    FUZZ_CHECK(same_buf(&n.path, &w.path) && same_buf(&n.id, &w.id));
+    FUZZ_CHECK(same_buf(&n.complaint_id, &w.complaint_id) &&
+               same_buf(&n.customer_id, &w.customer_id) &&
+               same_buf(&n.category, &w.category));
+  }
+  vd_decision_release(&w);
+  vd_decision_release(&n);
+}
+
 /* An accepted request has only the fields a request has, named exactly. */
 static void check_keys(lua_State *L) {
   static const char *const fields[] = {"id", "op", "kind", "region",
@@ -81,6 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   vd_decision_init(&d);
   rc = vd_json_decode_protected(L, (const char *)data, size, lim.max_depth,
                                 &d.message);
+  same_from_notes(data, size, lim.max_depth);
   if (rc == 0) {
     a.d = &d;
     a.rc = -1;
