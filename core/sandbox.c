@@ -1856,8 +1856,22 @@ static void push_check_input(lua_State *L) {
  * ------------------------------------------------------------------------ */
 
 /* The plans: a plan a slot RP_* then 4 slots a rule (when or false, the
- * rule's proxy, its id, its trace entry). */
-enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_RULES };
+ * rule's proxy, its id, its trace entry).  RP_ONE: the rules (the first
+ * 64) whose `when` is called with the facts alone, a bit each (rp_one). */
+enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_ONE, RP_RULES };
+
+/* Whether the function at idx takes the facts alone: a Lua function of
+ * at most one parameter, not vararg.  when(f, r, p) and when(f) are then
+ * the same call: the callee cannot reach arguments past its parameters
+ * (no `...`, and the sandbox has no debug library), so r and p need not
+ * be pushed (two stack copies and a table read a rule). */
+static int rp_one(lua_State *L, int idx) {
+  lua_Debug ar; /* a C function's is vararg */
+  lua_pushvalue(L, idx);
+  if (!lua_getinfo(L, ">u", &ar))
+    return 0;
+  return !ar.isvararg && ar.nparams <= 1;
+}
 
 /* run_rules's upvalues: the keys it reads (strings, which cannot change) */
 enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
@@ -1877,6 +1891,7 @@ enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
 typedef struct rp_found {
   const void *p[RP_FOUND_SLOTS], *name[RP_FOUND_SLOTS];
   lua_Integer n[RP_FOUND_SLOTS];      /* the plan's RP_N */
+  lua_Integer one[RP_FOUND_SLOTS];    /* its RP_ONE */
   unsigned char first[RP_FOUND_SLOTS]; /* and RP_FIRST */
 } rp_found_t;
 
@@ -1930,6 +1945,7 @@ static int rp_plain(lua_State *L, int idx) {
 static int rp_make(lua_State *L, int p, int name, int plans) {
   int base = lua_gettop(L), tc, plan, rules, notes;
   lua_Integer i, n;
+  lua_Unsigned one = 0;
   if (!rp_copy(L, p))
     goto refuse;
   rk_get(L, base + 1, RK_BY_NAME);
@@ -1971,6 +1987,8 @@ static int rp_make(lua_State *L, int p, int name, int plans) {
       lua_pushboolean(L, 0);
     } else if (lua_type(L, -1) != LUA_TFUNCTION) {
       goto refuse;
+    } else if (i <= 64 && rp_one(L, -1)) {
+      one |= (lua_Unsigned)1 << (i - 1);
     }
     lua_rawseti(L, plan, at);
     lua_pushvalue(L, r);
@@ -1982,6 +2000,8 @@ static int rp_make(lua_State *L, int p, int name, int plans) {
     lua_rawseti(L, plan, at + 3);
     lua_settop(L, plan);
   }
+  lua_pushinteger(L, (lua_Integer)one);
+  lua_rawseti(L, plan, RP_ONE);
   /* plans[P][name] = plan */
   lua_pushvalue(L, p);
   if (lua_rawget(L, plans) != LUA_TTABLE) {
@@ -2012,6 +2032,7 @@ static int run_loop(lua_State *L) {
   const int PLANS = lua_upvalueindex(RK_PLANS);
   int first, base, left = 0;
   lua_Integer i, n, nhits = 0;
+  lua_Unsigned one;
   rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
   const void *pp = NULL, *np = NULL;
   unsigned h = 0, probe;
@@ -2025,6 +2046,7 @@ static int run_loop(lua_State *L) {
       if (found->p[h] == pp && found->name[h] == np) {
         lua_rawgeti(L, PLANS, (lua_Integer)h + 1);
         n = found->n[h];
+        one = (lua_Unsigned)found->one[h];
         first = found->first[h];
         goto planned;
       }
@@ -2050,11 +2072,14 @@ static int run_loop(lua_State *L) {
   n = lua_tointeger(L, -1);
   lua_rawgeti(L, PLAN, RP_FIRST);
   first = lua_toboolean(L, -1);
+  lua_rawgeti(L, PLAN, RP_ONE);
+  one = (lua_Unsigned)lua_tointeger(L, -1);
   lua_settop(L, PLAN);
   if (pp && !found->p[h]) { /* a free slot: found by address next time */
     found->p[h] = pp;
     found->name[h] = np;
     found->n[h] = n;
+    found->one[h] = (lua_Integer)one;
     found->first[h] = (unsigned char)first;
     lua_pushvalue(L, PLAN);
     lua_rawseti(L, PLANS, (lua_Integer)h + 1);
@@ -2078,9 +2103,13 @@ planned:
     int holds;
     if (lua_rawgeti(L, PLAN, at) == LUA_TFUNCTION) {
       lua_pushvalue(L, F);
-      lua_rawgeti(L, PLAN, at + 1);
-      lua_pushvalue(L, PARAMS);
-      lua_call(L, 3, 1);
+      if (i < 64 && (one >> i & 1)) { /* when(f): rp_one */
+        lua_call(L, 1, 1);
+      } else {
+        lua_rawgeti(L, PLAN, at + 1);
+        lua_pushvalue(L, PARAMS);
+        lua_call(L, 3, 1);
+      }
       holds = lua_toboolean(L, -1);
     } else {
       holds = 1;

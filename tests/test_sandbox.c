@@ -1501,6 +1501,71 @@ static void rule_tables_long(void **state) {
       "ok");
 }
 
+/* A `when` of at most one parameter, not vararg, is called with the facts
+ * alone (core/sandbox.c, rp_one): it cannot tell.  Every other condition
+ * still gets (f, r, p): two and three parameters, varargs (which count
+ * their arguments), a C function (rawequal, which raises given one); at
+ * every position of 70 rules, past the 64 the plan keeps a bit for, in a
+ * collect and a first table, through run_rules and a runner, the plan made
+ * and then kept.  It fails if a condition that can see r or p is called
+ * with the facts alone (a bit off by one, varargs or a C function taken
+ * for one parameter, a position past 64 read from the mask). */
+static void rule_conditions_arguments(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char tables[] =
+      "local P = { params = { on = true }, by_name = {} }\n"
+      "local function make(i)\n"
+      "  local id, k = 'r' .. i, i % 5\n"
+      "  if k == 0 then return { id = id, when = function(f) return f.x end } end\n"
+      "  if k == 1 then return { id = id, when = function(f, r, p)\n"
+      "    return f.x and r.id == id and p.on end } end\n"
+      "  if k == 2 then return { id = id, when = function(...)\n"
+      "    return select('#', ...) == 3 and (select(3, ...)).on end } end\n"
+      "  if k == 3 then return { id = id, when = function(f, ...)\n"
+      "    return select('#', ...) == 2 and (...).id == id end } end\n"
+      "  return { id = id, when = function(f, r) return r.id == id end }\n"
+      "end\n"
+      "for _, hit in ipairs({ 'first', 'collect' }) do\n"
+      "  local rules, notes = { { id = 'c', when = rawequal } }, { { rule = 'c', basis = 'b' } }\n"
+      "  for i = 1, 70 do rules[i + 1] = make(i)\n"
+      "    notes[i + 1] = { rule = 'r' .. i, basis = 'b' } end\n"
+      "  P.by_name[hit] = { hit = hit, first = hit == 'first', rules = rules, notes = notes }\n"
+      "  for i = 1, 70 do\n"
+      "    P.by_name[hit .. i] = { hit = hit, first = hit == 'first',\n"
+      "      rules = { rules[1], rules[i + 1] }, notes = { notes[1], notes[i + 1] } }\n"
+      "  end\n"
+      "end\n"
+      "P.run = verdict.rule_runner(function() return 'lua' end, false)\n"
+      "return P\n";
+  int round;
+  load_frozen(L, "=args", tables, sizeof tables - 1, "P");
+  for (round = 0; round < 2; round++)
+    assert_string_equal(
+        ok(f, "local out = {}\n"
+              "local function ids(r)\n"
+              "  if r == nil then return '' end\n"
+              "  if r.id then return r.id end\n"
+              "  local o = {} for i = 1, #r do o[i] = r[i].id end\n"
+              "  return table.concat(o, ',') end\n"
+              "local all = {} for i = 1, 70 do all[i] = 'r' .. i end\n"
+              "all = table.concat(all, ',')\n"
+              "local function check(name, want)\n"
+              "  local tr = { seen = {}, list = {} }\n"
+              "  local ran, r = verdict.run_rules(P, name, { x = true }, tr)\n"
+              "  local r2 = P.run(P, name, { x = true }, { seen = {}, list = {} })\n"
+              "  if not ran or ids(r) ~= want or ids(r2) ~= want then\n"
+              "    out[#out + 1] = name .. ': ' .. ids(r) .. ' / ' .. ids(r2)\n"
+              "  end end\n"
+              "check('collect', all)\n"
+              "check('first', 'r1')\n"
+              "for i = 1, 70 do\n"
+              "  check('collect' .. i, 'r' .. i) check('first' .. i, 'r' .. i)\n"
+              "end\n"
+              "return #out == 0 and 'ok' or table.concat(out, '; ')"),
+        "ok");
+}
+
 /* check_input finds an enum value by its string's address once the set is
  * frozen (core/sandbox.c, "Enum sets by address"); until then, and for
  * any value not found that way, by value: the answers are the set's as it
@@ -1752,6 +1817,7 @@ int main(void) {
       T(plan_enums_by_address),
       T(rule_tables_run_in_c),
       T(rule_tables_long),
+      T(rule_conditions_arguments),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),
