@@ -1219,7 +1219,8 @@ enum { PF_CALL, PF_STRING, PF_INTEGER, PF_ENUM, PF_BOOLEAN };
 typedef struct plan_field {
   int kind;            /* PF_* */
   int required;        /* absent: the object is not valid */
-  int has_default;     /* absent: the default (user value 2n+i) */
+  int has_default;     /* absent: the default (user value 2n+i); PD_* */
+  lua_Integer def;     /* a PD_BOOLEAN or PD_INTEGER default's value */
   int has_min, has_max;
   lua_Integer min, max; /* PF_INTEGER */
   size_t max_len;      /* PF_STRING */
@@ -1242,6 +1243,11 @@ typedef struct plan_slot {
   const void *name; /* NULL: empty */
   int i;            /* the field, 0-based */
 } plan_slot_t;
+
+/* has_default: none, a default read from the user value, or a boolean or
+ * an integer (immutable values) kept in the field itself, pushed without
+ * a table read (check_keys' defaults, six a compensation decision) */
+enum { PD_NONE, PD_VALUE, PD_BOOLEAN, PD_INTEGER };
 
 typedef struct plan {
   int n;
@@ -1350,8 +1356,15 @@ static int v_schema_plan(lua_State *L) {
     lua_rawgeti(L, absent, i);
     if (lua_rawequal(L, -1, req))
       f->required = 1;
-    else if (!lua_isnil(L, -1))
-      f->has_default = 1;
+    else if (lua_isboolean(L, -1)) {
+      f->has_default = PD_BOOLEAN;
+      f->def = lua_toboolean(L, -1);
+    } else if (lua_isinteger(L, -1)) {
+      f->has_default = PD_INTEGER;
+      f->def = lua_tointeger(L, -1);
+    } else if (!lua_isnil(L, -1)) {
+      f->has_default = PD_VALUE;
+    }
     lua_rawseti(L, uv, 2 * n + i);
     f->kind = PF_CALL;
     lua_getfield(L, sp, "type");
@@ -1476,6 +1489,14 @@ static int plan_is_set(lua_State *L, int idx) {
 /* Push the default of field i (0-based) of plan p, whose user value is at
  * uv: a table as its read-only proxy once the bundle is frozen. */
 static void plan_default(lua_State *L, const plan_t *p, int uv, int i) {
+  if (p->f[i].has_default == PD_BOOLEAN) {
+    lua_pushboolean(L, (int)p->f[i].def);
+    return;
+  }
+  if (p->f[i].has_default == PD_INTEGER) {
+    lua_pushinteger(L, p->f[i].def);
+    return;
+  }
   lua_rawgeti(L, uv, 2 * p->n + i + 1);
   if (lua_type(L, -1) == LUA_TTABLE) {
     lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
@@ -2085,7 +2106,12 @@ static int run_loop(lua_State *L) {
     lua_rawseti(L, PLANS, (lua_Integer)h + 1);
   }
 planned:
-  lua_rawgeti(L, PLAN, RP_PARAMS);
+  /* P.params, unless every condition is called with the facts alone */
+  if (n <= 64 && one == (n == 64 ? ~(lua_Unsigned)0
+                                 : ((lua_Unsigned)1 << n) - 1))
+    lua_pushnil(L);
+  else
+    lua_rawgeti(L, PLAN, RP_PARAMS);
   /* the tracer: plain tables, not explaining */
   if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
     goto refuse;

@@ -1206,6 +1206,49 @@ static void rule_tables_run_in_c(void **state) {
       "lua");
 }
 
+/* A plan keeps a boolean or integer default in the field itself (PD_*,
+ * core/sandbox.c) and pushes it without reading its user value; any other
+ * default is read as before.  Each default comes back as the very value
+ * the schema gave, its subtype included (1 and 1.0, 0 and -0.0, math's
+ * extremes, true and false, a string, a float); a default that is set
+ * (true, 3) still brings in its `requires`.  It fails if a float is kept
+ * as an integer or a value is kept for the wrong kind. */
+static void plan_defaults_kinds(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char schema[] =
+      "local R = {}\n"
+      "local defaults = { b1 = true, b0 = false, i1 = 1, f1 = 1.0, i0 = 0,\n"
+      "  fz = -0.0, imax = math.maxinteger, imin = math.mininteger,\n"
+      "  fh = 0.5, s = 'x', rq = true, rz = 3 }\n"
+      "local names, fields, absent, quick = {}, {}, {}, {}\n"
+      "for k in pairs(defaults) do names[#names + 1] = k end\n"
+      "names[#names + 1] = 'n'\n"
+      "table.sort(names)\n"
+      "for i, k in ipairs(names) do\n"
+      "  fields[k] = { type = k == 'n' and 'integer' or 'any' }\n"
+      "  absent[i] = defaults[k]\n"
+      "  quick[k] = function(v) return v end\n"
+      "end\n"
+      "local c = { fields = fields, names = names, quick = quick,\n"
+      "  absent = absent, conditional = { 'rq', 'rz' },\n"
+      "  requires = { { 'n' }, { 'n' } } }\n"
+      "return { plan = verdict.schema_plan(c, R), defaults = defaults }\n";
+  load_frozen(L, "=defaults", schema, sizeof schema - 1, "D");
+  assert_string_equal(
+      ok(f, "local out = {}\n"
+            "local v = verdict.check_input(D.plan, { n = 1 })\n"
+            "for k, want in pairs(D.defaults) do\n"
+            "  local got = v[k]\n"
+            "  if got ~= want or math.type(got) ~= math.type(want)\n"
+            "    or (want == 0 and 1 / got ~= 1 / want) then\n"
+            "    out[#out + 1] = k .. '=' .. tostring(got) end end\n"
+            "if verdict.check_input(D.plan, {}) ~= nil then\n"
+            "  out[#out + 1] = 'requires not applied' end\n"
+            "return #out == 0 and 'ok' or table.concat(out, ' ')"),
+      "ok");
+}
+
 /* The engine's own input object (sandbox.h, own_input) is made the facts
  * in place when it is valid: the same table back, with the copy's keys
  * and values (defaults in, nulls out) and no JSON marker; an invalid one
@@ -1509,7 +1552,9 @@ static void rule_tables_long(void **state) {
  * collect and a first table, through run_rules and a runner, the plan made
  * and then kept.  It fails if a condition that can see r or p is called
  * with the facts alone (a bit off by one, varargs or a C function taken
- * for one parameter, a position past 64 read from the mask). */
+ * for one parameter, a position past 64 read from the mask), or if
+ * P.params is left out of a table of 1 to 66 rules whose last condition
+ * alone reads it. */
 static void rule_conditions_arguments(void **state) {
   fx_t *f = *state;
   lua_State *L = f->sb.L;
@@ -1536,6 +1581,23 @@ static void rule_conditions_arguments(void **state) {
       "      rules = { rules[1], rules[i + 1] }, notes = { notes[1], notes[i + 1] } }\n"
       "  end\n"
       "end\n"
+      "-- only conditions of one parameter but the last (P.params read\n"
+      "-- only where one needs it), 1 to 66 rules\n"
+      "for len = 1, 66 do\n"
+      "  local rules, notes = {}, {}\n"
+      "  for i = 1, len do\n"
+      "    local id = 'o' .. i\n"
+      "    rules[i] = { id = id, when = i < len and function(f) return false end\n"
+      "      or function(f, r, p) return p.on and r.id == id end }\n"
+      "    notes[i] = { rule = id, basis = 'b' }\n"
+      "  end\n"
+      "  P.by_name['last' .. len] = { hit = 'first', first = true, rules = rules,\n"
+      "    notes = notes }\n"
+      "  local one = {}\n"
+      "  for i = 1, len do one[i] = { id = 'o' .. i, when = function(f) return true end } end\n"
+      "  P.by_name['one' .. len] = { hit = 'collect', first = false, rules = one,\n"
+      "    notes = notes }\n"
+      "end\n"
       "P.run = verdict.rule_runner(function() return 'lua' end, false)\n"
       "return P\n";
   int round;
@@ -1561,6 +1623,11 @@ static void rule_conditions_arguments(void **state) {
               "check('first', 'r1')\n"
               "for i = 1, 70 do\n"
               "  check('collect' .. i, 'r' .. i) check('first' .. i, 'r' .. i)\n"
+              "end\n"
+              "for len = 1, 66 do\n"
+              "  check('last' .. len, 'o' .. len)\n"
+              "  local o = {} for i = 1, len do o[i] = 'o' .. i end\n"
+              "  check('one' .. len, table.concat(o, ','))\n"
               "end\n"
               "return #out == 0 and 'ok' or table.concat(out, '; ')"),
         "ok");
@@ -1818,6 +1885,7 @@ int main(void) {
       T(rule_tables_run_in_c),
       T(rule_tables_long),
       T(rule_conditions_arguments),
+      T(plan_defaults_kinds),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),
