@@ -1898,7 +1898,10 @@ static int rp_one(lua_State *L, int idx) {
 enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
        RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID,
        RK_PLANS, /* the plans, by policy (its proxy) and table name */
-       RK_FOUND  /* the plans found before, by address (rp_found_t) */ };
+       RK_FOUND, /* the plans found before, by address (rp_found_t) */
+       RK_FPLANS /* their plans, at the slot's index + 1: a table made with
+                  * an array part of RP_FOUND_SLOTS, holding nothing else,
+                  * so a read is an array read */ };
 
 /* The plans found before, by the addresses of the policy's proxy and of
  * the table's name (a string): plans[P][name] without the two look-ups.
@@ -1914,6 +1917,7 @@ typedef struct rp_found {
   lua_Integer n[RP_FOUND_SLOTS];      /* the plan's RP_N */
   lua_Integer one[RP_FOUND_SLOTS];    /* its RP_ONE */
   unsigned char first[RP_FOUND_SLOTS]; /* and RP_FIRST */
+  int must; /* a runner's (R.decide's): no rule held is an error */
 } rp_found_t;
 
 static unsigned rp_found_hash(const void *p, const void *name) {
@@ -2048,16 +2052,16 @@ refuse:
  * 1..4 and the closure's RK_* upvalues: pushes true and the result and
  * returns 1, or returns 0 with the stack cut back to tr when it cannot
  * run the table (nothing called). */
-static int run_loop(lua_State *L) {
+static int run_loop(lua_State *L, rp_found_t *found) {
   enum { P = 1, NAME, F, TR, PLAN, PARAMS, SEEN, LIST, HITS };
   const int PLANS = lua_upvalueindex(RK_PLANS);
   int first, base, left = 0;
   lua_Integer i, n, nhits = 0;
   lua_Unsigned one;
-  rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
   const void *pp = NULL, *np = NULL;
   unsigned h = 0, probe;
-  lua_settop(L, TR);
+  if (lua_gettop(L) != TR)
+    lua_settop(L, TR);
   /* the plan found before, by address */
   if (lua_type(L, P) == LUA_TTABLE && lua_type(L, NAME) == LUA_TSTRING) {
     pp = lua_topointer(L, P);
@@ -2065,7 +2069,7 @@ static int run_loop(lua_State *L) {
     h = rp_found_hash(pp, np);
     for (probe = 0; probe < RP_FOUND_SLOTS && found->p[h]; probe++) {
       if (found->p[h] == pp && found->name[h] == np) {
-        lua_rawgeti(L, PLANS, (lua_Integer)h + 1);
+        lua_rawgeti(L, lua_upvalueindex(RK_FPLANS), (lua_Integer)h + 1);
         n = found->n[h];
         one = (lua_Unsigned)found->one[h];
         first = found->first[h];
@@ -2103,7 +2107,7 @@ static int run_loop(lua_State *L) {
     found->one[h] = (lua_Integer)one;
     found->first[h] = (unsigned char)first;
     lua_pushvalue(L, PLAN);
-    lua_rawseti(L, PLANS, (lua_Integer)h + 1);
+    lua_rawseti(L, lua_upvalueindex(RK_FPLANS), (lua_Integer)h + 1);
   }
 planned:
   /* P.params, unless every condition is called with the facts alone */
@@ -2180,8 +2184,8 @@ refuse:
 }
 
 static int v_run_rules(lua_State *L) {
-  if (run_loop(L)) /* it makes the top 4 first */
-    return 2;
+  if (run_loop(L, lua_touserdata(L, lua_upvalueindex(RK_FOUND))))
+    return 2; /* it makes the top 4 first */
   lua_pushboolean(L, 0);
   return 1;
 }
@@ -2194,7 +2198,8 @@ static void push_run_rules(lua_State *L) {
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
   memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
-  lua_pushcclosure(L, v_run_rules, RK_FOUND);
+  lua_createtable(L, RP_FOUND_SLOTS, 0);
+  lua_pushcclosure(L, v_run_rules, RK_FPLANS);
 }
 
 /* verdict.rule_runner(loop, must) -> a function(P, name, f, tr) that is
@@ -2207,15 +2212,17 @@ static void push_run_rules(lua_State *L) {
  * calls `loop` (the Lua loop, which explains) with the same four
  * arguments and returns what it returns; `loop` raises its own errors at
  * level 3, the policy's line, this function sitting between them.  Its
- * upvalues: run_rules's (RK_*), then `loop` and `must` (RR_*); the freeze
+ * upvalues: run_rules's (RK_*; `must` kept in RK_FOUND's block), then
+ * `loop` (RR_LOOP); the freeze
  * and the state check look only at `loop`, a policy's function like any
  * other.  Older binaries have no rule_runner: lib/rules.lua then keeps
  * its own R.run and R.decide around verdict.run_rules. */
-enum { RR_LOOP = RK_FOUND + 1, RR_MUST, RR_COUNT = RR_MUST };
+enum { RR_LOOP = RK_FPLANS + 1, RR_COUNT = RR_LOOP };
 
 static int v_rule_runner_call(lua_State *L) {
-  if (run_loop(L)) { /* it makes the top 4 first */
-    if (lua_toboolean(L, lua_upvalueindex(RR_MUST)) && lua_isnil(L, -1)) {
+  rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
+  if (run_loop(L, found)) { /* it makes the top 4 first */
+    if (found->must && lua_isnil(L, -1)) {
       luaL_where(L, 1);
       lua_pushliteral(L, "no rule in table ");
       luaL_tolstring(L, 2, NULL);
@@ -2233,14 +2240,17 @@ static int v_rule_runner_call(lua_State *L) {
 
 static int v_rule_runner(lua_State *L) {
   int i;
+  rp_found_t *found;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 2);
   for (i = 0; i < RK_COUNT; i++)
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
-  memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
+  found = lua_newuserdatauv(L, sizeof(rp_found_t), 0);
+  memset(found, 0, sizeof(rp_found_t));
+  found->must = lua_toboolean(L, 2);
+  lua_createtable(L, RP_FOUND_SLOTS, 0);
   lua_pushvalue(L, 1);
-  lua_pushboolean(L, lua_toboolean(L, 2));
   lua_pushcclosure(L, v_rule_runner_call, RR_COUNT);
   return 1;
 }

@@ -1554,7 +1554,8 @@ static void rule_tables_long(void **state) {
  * with the facts alone (a bit off by one, varargs or a C function taken
  * for one parameter, a position past 64 read from the mask), or if
  * P.params is left out of a table of 1 to 66 rules whose last condition
- * alone reads it. */
+ * alone reads it; a runner called with more than its four arguments
+ * answers the same. */
 static void rule_conditions_arguments(void **state) {
   fx_t *f = *state;
   lua_State *L = f->sb.L;
@@ -1616,7 +1617,9 @@ static void rule_conditions_arguments(void **state) {
               "  local tr = { seen = {}, list = {} }\n"
               "  local ran, r = verdict.run_rules(P, name, { x = true }, tr)\n"
               "  local r2 = P.run(P, name, { x = true }, { seen = {}, list = {} })\n"
-              "  if not ran or ids(r) ~= want or ids(r2) ~= want then\n"
+              "  local r3 = P.run(P, name, { x = true }, { seen = {}, list = {} },\n"
+              "    'more', 'arguments')\n"
+              "  if not ran or ids(r) ~= want or ids(r2) ~= want or ids(r3) ~= want then\n"
               "    out[#out + 1] = name .. ': ' .. ids(r) .. ' / ' .. ids(r2)\n"
               "  end end\n"
               "check('collect', all)\n"
