@@ -1711,7 +1711,9 @@ static int check_all(lua_State *L, plan_t *p) {
  * made the facts in place once every check has passed (what changes is
  * kept on the stack until then, as (name, value) pairs), else the facts
  * are a new table.  Stack: plan, v, user value 1. */
-enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL };
+enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL,
+       ST_DEFAULT, /* own: absent or null, its default written at the end */
+       ST_DROP };  /* own: null, without a default: its key taken out */
 
 static int check_keys(lua_State *L, plan_t *p, int own) {
   const int v = 2, uv = 3, map = 4;
@@ -1770,6 +1772,20 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
         return 0;
     } else if (f->required) {
       return 0;
+    } else if (f->has_default && own) {
+      /* written into v at the end (nothing staged), as the staged pairs
+       * are, in field order */
+      st[i] = ST_DEFAULT;
+      if (f->nreq) {
+        if (f->has_default == PD_VALUE) {
+          plan_default(L, p, uv, i);
+          set[i] = (unsigned char)plan_is_set(L, -1);
+          lua_pop(L, 1);
+        } else { /* plan_is_set of a boolean or an integer */
+          set[i] = f->def != 0;
+        }
+      }
+      continue;
     } else if (f->has_default) {
       lua_rawgeti(L, uv, i + 1);
       plan_default(L, p, uv, i);
@@ -1777,6 +1793,7 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
       if (f->nreq)
         set[i] = 0;
       if (st[i] == ST_NULL && own) { /* the facts do not have the key */
+        st[i] = ST_DROP;
         lua_rawgeti(L, uv, i + 1);
         lua_pushnil(L);
       }
@@ -1790,12 +1807,20 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
   for (i = 0; i < p->n; i++)
     if (p->f[i].nreq && set[i] && plan_requires_missing(L, p, uv, v, i))
       return 0;
-  if (own) { /* valid: the pairs left, then no JSON marker, as a copy */
-    int top = lua_gettop(L);
-    for (i = map + 1; i < top; i += 2) {
-      lua_pushvalue(L, i);
-      lua_pushvalue(L, i + 1);
-      lua_rawset(L, v);
+  if (own) { /* valid: in field order, the defaults and the pairs left,
+               * then no JSON marker, as a copy */
+    int at = map + 1;
+    for (i = 0; i < p->n; i++) {
+      if (st[i] == ST_DEFAULT) {
+        lua_rawgeti(L, uv, i + 1);
+        plan_default(L, p, uv, i);
+        lua_rawset(L, v);
+      } else if (st[i] == ST_CALL || st[i] == ST_DROP) {
+        lua_pushvalue(L, at);
+        lua_pushvalue(L, at + 1);
+        lua_rawset(L, v);
+        at += 2;
+      }
     }
     lua_pushnil(L);
     lua_setmetatable(L, v);
@@ -1806,14 +1831,15 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
   return 1;
 }
 
-/* verdict.check_input's upvalue is the plans' metatable (push_check_input):
- * a plan is known by it without a look-up in the registry. */
+/* verdict.check_input knows a plan by its metatable's address, kept in
+ * the sandbox (push_check_input): no look-up in the registry, no
+ * comparison through the API. */
 static int v_check_input(lua_State *L) {
   plan_t *p = lua_touserdata(L, 1);
   vd_sandbox_t *sb = vd_sandbox_of(L);
   int own, is_plan;
   is_plan = p && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1) &&
-            lua_rawequal(L, -1, lua_upvalueindex(1));
+            lua_topointer(L, -1) == sb->plan_mt;
   if (!is_plan)
     return luaL_typeerror(L, 1, PLAN_MT);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -1842,6 +1868,7 @@ static void push_check_input(lua_State *L) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
   }
+  vd_sandbox_of(L)->plan_mt = lua_topointer(L, -1);
   lua_pushcclosure(L, v_check_input, 1);
 }
 
