@@ -2076,11 +2076,11 @@ refuse:
 }
 
 /* The loop of run_rules and of the runners (below), on (P, name, f, tr) at
- * 1..4 and the closure's RK_* upvalues: pushes true and the result and
- * returns 1, or returns 0 with the stack cut back to tr when it cannot
- * run the table (nothing called). */
+ * 1..4 and the closure's RK_* upvalues: pushes the result and returns 1,
+ * or returns 0 with the stack cut back to tr when it cannot run the table
+ * (nothing called). */
 static int run_loop(lua_State *L, rp_found_t *found) {
-  enum { P = 1, NAME, F, TR, PLAN, PARAMS, SEEN, LIST, HITS };
+  enum { P = 1, NAME, F, TR, PLAN, PARAMS, EXPLAIN, SEEN, LIST, HITS };
   const int PLANS = lua_upvalueindex(RK_PLANS);
   int first, base, left = 0;
   lua_Integer i, n, nhits = 0;
@@ -2143,10 +2143,9 @@ planned:
     lua_pushnil(L);
   else
     lua_rawgeti(L, PLAN, RP_PARAMS);
-  /* the tracer: plain tables, not explaining */
+  /* the tracer: plain tables, not explaining (EXPLAIN: its nil, left) */
   if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
     goto refuse;
-  lua_pop(L, 1);
   rk_get(L, TR, RK_SEEN);
   rk_get(L, TR, RK_LIST);
   if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
@@ -2172,8 +2171,8 @@ planned:
       holds = 1;
     }
     /* what `when` returned is left on the stack (a pop is a call, some 25
-     * instructions): at most 4, then cut back (base + 4 + a call's 4 and
-     * a held rule's 3 stay within the LUA_MINSTACK a C function gets) */
+     * instructions): at most 4, then cut back (base, at most 10, + 3 + a
+     * call's 4 stay within the LUA_MINSTACK a C function gets) */
     if (++left == 4) {
       lua_settop(L, base);
       left = 0;
@@ -2182,8 +2181,8 @@ planned:
       continue;
     lua_rawgeti(L, PLAN, at + 2); /* id */
     lua_pushvalue(L, -1);
-    lua_rawget(L, SEEN);
-    if (!lua_toboolean(L, -1)) { /* `not seen[id]`, as the Lua loop */
+    if (lua_rawget(L, SEEN) == LUA_TNIL ||
+        !lua_toboolean(L, -1)) { /* `not seen[id]`, as the Lua loop */
       lua_pop(L, 1);
       lua_pushboolean(L, 1);
       lua_rawset(L, SEEN);
@@ -2192,14 +2191,11 @@ planned:
     } else {
       lua_pop(L, 2);
     }
-    lua_pushboolean(L, 1);
     lua_rawgeti(L, PLAN, at + 1);
     if (first)
       return 1;
     lua_rawseti(L, HITS, ++nhits);
-    lua_pop(L, 1);
   }
-  lua_pushboolean(L, 1);
   if (first)
     lua_pushnil(L);
   else
@@ -2211,8 +2207,11 @@ refuse:
 }
 
 static int v_run_rules(lua_State *L) {
-  if (run_loop(L, lua_touserdata(L, lua_upvalueindex(RK_FOUND))))
-    return 2; /* it makes the top 4 first */
+  if (run_loop(L, lua_touserdata(L, lua_upvalueindex(RK_FOUND)))) {
+    lua_pushboolean(L, 1); /* true, then what run_loop pushed */
+    lua_insert(L, -2);
+    return 2;
+  }
   lua_pushboolean(L, 0);
   return 1;
 }
