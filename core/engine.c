@@ -83,6 +83,15 @@ struct vd_engine {
   const void *trace_ok[32];
 };
 
+/* A dispatch entry (dispatch[kind][region], load_all()): 1 decide, 2 the
+ * policy region, 3 the region, 4 the kind, 5 the revision, 6 the deciding
+ * file's path; from E_KEYS, the names evaluate() reads from the request
+ * and gives the context, as strings (entry_keys). */
+enum { E_KEYS = 7, E_AT = E_KEYS, E_REGION, E_POLICY_REGION, E_KIND,
+       E_REVISION, E_INPUT, E_COUNT = E_INPUT };
+static const char *const entry_keys[] = {"at", "region", "policy_region",
+                                         "kind", "revision", "input"};
+
 static unsigned trace_ok_slot(const void *p) {
   uintptr_t a = (uintptr_t)p;
   return (unsigned)((a >> 4) ^ (a >> 9)) & 31u;
@@ -488,7 +497,7 @@ static int load_all(lua_State *L) {
       const char *region = r == 0 ? "national" : e->regions[r - 1];
       char pr[32];
       deciding_region(e, region, kind, pr);
-      lua_createtable(L, 6, 0);
+      lua_createtable(L, E_COUNT, 0);
       lua_getfield(L, -3, pr);
       lua_getfield(L, -1, "decide");
       lua_rawseti(L, -3, 1);
@@ -505,6 +514,12 @@ static int load_all(lua_State *L) {
       vd_engine_policy_path(path, pr, kind); /* for its errors */
       lua_pushstring(L, path);
       lua_rawseti(L, -2, 6);
+      /* the keys evaluate() reads and writes raw (no string looked up by
+       * its C text per decision) */
+      for (i = 0; i < E_COUNT - E_KEYS + 1; i++) {
+        lua_pushstring(L, entry_keys[i]);
+        lua_rawseti(L, -2, E_KEYS + i);
+      }
       lua_setfield(L, -2, region);
     }
     lua_setfield(L, dispatch, kind);
@@ -938,10 +953,13 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
 /* Push ctx.at: the request's own string where d->at is a copy of it (the
  * request gave one; core/wire.c copies it verbatim), rather than interning
  * the same bytes again; else d->at (stamped). */
-static void push_at(lua_State *L, int req, const vd_decision_t *d) {
+static void push_at(lua_State *L, int req, int entry,
+                    const vd_decision_t *d) {
   size_t n;
   const char *s;
-  if (!d->at_stamped && lua_getfield(L, req, "at") == LUA_TSTRING) {
+  /* raw: the request is a decoded object, whose marker has no __index */
+  if (!d->at_stamped && (lua_rawgeti(L, entry, E_AT),
+                         lua_rawget(L, req) == LUA_TSTRING)) {
     s = lua_tolstring(L, -1, &n);
     if (n == strlen(d->at) && memcmp(s, d->at, n) == 0)
       return;
@@ -1049,18 +1067,26 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   }
 found:
   lua_rawgeti(L, -1, 1); /* decide */
-  lua_getfield(L, req, "input");
-  lua_createtable(L, 0, 6); /* ctx: its strings from the entry */
-  push_at(L, req, d);
-  lua_setfield(L, -2, "at");
+  lua_rawgeti(L, entry, E_INPUT);
+  lua_rawget(L, req);
+  /* ctx: its keys and values the entry's strings, stored raw in the order
+   * lua_setfield stored them (the same table, slot for slot) */
+  lua_createtable(L, 0, 6);
+  lua_rawgeti(L, entry, E_AT);
+  push_at(L, req, entry, d);
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_REGION);
   lua_rawgeti(L, entry, 3);
-  lua_setfield(L, -2, "region");
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_POLICY_REGION);
   lua_rawgeti(L, entry, 2);
-  lua_setfield(L, -2, "policy_region");
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_KIND);
   lua_rawgeti(L, entry, 4);
-  lua_setfield(L, -2, "kind");
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_REVISION);
   lua_rawgeti(L, entry, 5);
-  lua_setfield(L, -2, "revision");
+  lua_rawset(L, -3);
   if ((e->facts_fn || e->replaying) && e->ref_history) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_history);
     lua_setfield(L, -2, "history");

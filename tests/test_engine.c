@@ -1225,6 +1225,53 @@ static void policy_errors_name_file(void **state) {
              "policy file", missing);
 }
 
+/* The context is made with raw stores of the dispatch entry's key strings
+ * (engine.c, evaluate): it holds exactly at, kind, policy_region, region
+ * and revision (pairs() walks a table in key order in the sandbox, so its
+ * layout is not for a policy to see), with and without an `at` in the
+ * request, and a region that falls back to national's file.  It fails if
+ * a value is stored under another key, or a key is missing or added. */
+static void context_keys_exactly(void **state) {
+  static const vd_bundle_file_t files[] = {
+      FILE_("national/c.lua",
+            "return { decide = function(input, ctx)\n"
+            "  local o = {}\n"
+            "  for k, v in pairs(ctx) do o[#o + 1] = k .. '=' .. v end\n"
+            "  return { o = table.concat(o, ' ') }, {}\n"
+            "end }"),
+      FILE_("regions.lua", "return { 'GD' }"),
+  };
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_decision_t d;
+  vd_buf_t err = VD_BUF_INIT, want = VD_BUF_INIT;
+  int round;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, 2, "mem", &b, &err), 0);
+  assert_int_equal(vd_engine_new(b, &small_limits, &e, &err), 0);
+  vd_decision_init(&d);
+  for (round = 0; round < 2; round++) {
+    assert_int_equal(decide(e, "{\"kind\":\"c\",\"region\":\"GD\","
+                               "\"at\":\"" AT "\",\"input\":{}}", &d), 0);
+    vd_buf_reset(&want);
+    vd_buf_addf(&want, "{\"o\":\"at=" AT " kind=c policy_region=national "
+                "region=GD revision=%s\"}", vd_bundle_revision(b));
+    assert_string_equal(d.result.data, want.data);
+    assert_int_equal(decide(e, "{\"kind\":\"c\",\"region\":\"national\","
+                               "\"input\":{}}", &d), 0);
+    vd_buf_reset(&want);
+    vd_buf_addf(&want, "{\"o\":\"at=" AT " kind=c " /* stamped */
+                "policy_region=national region=national revision=%s\"}",
+                vd_bundle_revision(b));
+    assert_string_equal(d.result.data, want.data);
+  }
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+  vd_buf_release(&want);
+}
+
 /* check_trace() knows the frozen trace entries it found well formed by
  * address (engine.c, trace_ok): only those.  A policy's own entry, well
  * formed, made anew each decision, is checked each time: a malformed one
@@ -2187,6 +2234,7 @@ int main(void) {
       cmocka_unit_test(rule_runner_loop_is_frozen),
       cmocka_unit_test(policy_errors_one_protected_call),
       cmocka_unit_test(trace_entries_known_by_address),
+      cmocka_unit_test(context_keys_exactly),
       cmocka_unit_test(context_fields),
       cmocka_unit_test(check_structure_reports),
       M(decide_under_fail_countdown),
