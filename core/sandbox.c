@@ -1978,15 +1978,18 @@ static int rp_copy(lua_State *L, int idx) {
   return 1;
 }
 
-/* A plain table at idx: a table without a metatable. */
-static int rp_plain(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return 0;
+/* No metatable on the value at idx. */
+static int rp_nometa(lua_State *L, int idx) {
   if (lua_getmetatable(L, idx)) {
     lua_pop(L, 1);
     return 0;
   }
   return 1;
+}
+
+/* A plain table at idx: a table without a metatable. */
+static int rp_plain(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TTABLE && rp_nometa(L, idx);
 }
 
 /* Make the plan of table `name` (at name) of the policy whose proxy is at
@@ -2146,9 +2149,10 @@ planned:
   /* the tracer: plain tables, not explaining (EXPLAIN: its nil, left) */
   if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
     goto refuse;
-  rk_get(L, TR, RK_SEEN);
-  rk_get(L, TR, RK_LIST);
-  if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
+  /* rk_get's type, so that rp_plain's is not asked again */
+  if (rk_get(L, TR, RK_SEEN) != LUA_TTABLE ||
+      rk_get(L, TR, RK_LIST) != LUA_TTABLE || !rp_nometa(L, SEEN) ||
+      !rp_nometa(L, LIST))
     goto refuse;
   charge_small(L, (unsigned long)n);
   if (!first)

@@ -1167,6 +1167,15 @@ static void rule_tables_run_in_c(void **state) {
                             "{ x = 9 }, { seen = P, list = {} }))"),
                       "false");
   assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = 1, list = {} }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = {}, list = 'x' }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { list = {} }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
                             "{ x = 9 }, { seen = {}, list = setmetatable("
                             "{}, {}) }))"),
                       "false");
