@@ -16,6 +16,7 @@
  *
  * Runs on the thread that owns the engine.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,7 +67,35 @@ struct vd_engine {
   char last_policy_region[32]; /* the entry's (vd_decision_t's size) */
   int ref_last_entry;       /* registry ref: the entry, its slot made at
                              * load so that a decision allocates nothing */
+  const char *last_file;    /* the entry's path string (slot 6), which the
+                             * entry keeps alive */
+  /* While the policy's decide() runs unprotected (evaluate()): the deciding
+   * file, for decide_attempt() to report the policy's error with; else
+   * NULL. */
+  const char *policy_file;
+  /* Trace entries check_trace() found well formed at an earlier decision,
+   * by address (trace_ok_slot()): only those vd_json_trace_entry_known()
+   * vouched for, which are frozen tables' proxies.  A proxy lives as long
+   * as the state (the freeze's map holds it) and cannot change, so an
+   * address here is always that same well-formed entry.  Direct-mapped:
+   * a slot taken by another entry only sends this one to the JSON cache's
+   * look-up again. */
+  const void *trace_ok[32];
 };
+
+/* A dispatch entry (dispatch[kind][region], load_all()): 1 decide, 2 the
+ * policy region, 3 the region, 4 the kind, 5 the revision, 6 the deciding
+ * file's path; from E_KEYS, the names evaluate() reads from the request
+ * and gives the context, as strings (entry_keys). */
+enum { E_KEYS = 7, E_AT = E_KEYS, E_REGION, E_POLICY_REGION, E_KIND,
+       E_REVISION, E_INPUT, E_COUNT = E_INPUT };
+static const char *const entry_keys[] = {"at", "region", "policy_region",
+                                         "kind", "revision", "input"};
+
+static unsigned trace_ok_slot(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  return (unsigned)((a >> 4) ^ (a >> 9)) & 31u;
+}
 
 /* ------------------------------------------------------------------------
  * Decisions
@@ -468,7 +497,7 @@ static int load_all(lua_State *L) {
       const char *region = r == 0 ? "national" : e->regions[r - 1];
       char pr[32];
       deciding_region(e, region, kind, pr);
-      lua_createtable(L, 6, 0);
+      lua_createtable(L, E_COUNT, 0);
       lua_getfield(L, -3, pr);
       lua_getfield(L, -1, "decide");
       lua_rawseti(L, -3, 1);
@@ -485,6 +514,12 @@ static int load_all(lua_State *L) {
       vd_engine_policy_path(path, pr, kind); /* for its errors */
       lua_pushstring(L, path);
       lua_rawseti(L, -2, 6);
+      /* the keys evaluate() reads and writes raw (no string looked up by
+       * its C text per decision) */
+      for (i = 0; i < E_COUNT - E_KEYS + 1; i++) {
+        lua_pushstring(L, entry_keys[i]);
+        lua_rawseti(L, -2, E_KEYS + i);
+      }
       lua_setfield(L, -2, region);
     }
     lua_setfield(L, dispatch, kind);
@@ -720,8 +755,8 @@ static int error_object(lua_State *L, int idx, vd_decision_t *d,
   return d->code;
 }
 
-static int check_trace(lua_State *L, int idx, vd_decision_t *d,
-                       const char *file) {
+static int check_trace(vd_engine_t *e, lua_State *L, int idx,
+                       vd_decision_t *d, const char *file) {
   lua_Integer i, n;
   if (lua_type(L, idx) != LUA_TTABLE)
     return fail(d, VD_EPOLICY_ERROR, NULL,
@@ -731,10 +766,19 @@ static int check_trace(lua_State *L, int idx, vd_decision_t *d,
   n = (lua_Integer)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
     int ok;
+    const void *p;
+    unsigned slot;
     lua_rawgeti(L, idx, i);
     /* a rule's entry loaded with the bundle, checked at an earlier
-     * decision (json.h): frozen, so as it was */
+     * decision (json.h): frozen, so as it was; found by address first */
+    p = lua_topointer(L, -1);
+    slot = trace_ok_slot(p);
+    if (p && e->trace_ok[slot] == p) {
+      lua_pop(L, 1);
+      continue;
+    }
     if (vd_json_trace_entry_known(L, -1)) {
+      e->trace_ok[slot] = p;
       lua_pop(L, 1);
       continue;
     }
@@ -909,10 +953,13 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
 /* Push ctx.at: the request's own string where d->at is a copy of it (the
  * request gave one; core/wire.c copies it verbatim), rather than interning
  * the same bytes again; else d->at (stamped). */
-static void push_at(lua_State *L, int req, const vd_decision_t *d) {
+static void push_at(lua_State *L, int req, int entry,
+                    const vd_decision_t *d) {
   size_t n;
   const char *s;
-  if (!d->at_stamped && lua_getfield(L, req, "at") == LUA_TSTRING) {
+  /* raw: the request is a decoded object, whose marker has no __index */
+  if (!d->at_stamped && (lua_rawgeti(L, entry, E_AT),
+                         lua_rawget(L, req) == LUA_TSTRING)) {
     s = lua_tolstring(L, -1, &n);
     if (n == strlen(d->at) && memcmp(s, d->at, n) == 0)
       return;
@@ -920,6 +967,51 @@ static void push_at(lua_State *L, int req, const vd_decision_t *d) {
   if (!d->at_stamped)
     lua_pop(L, 1);
   lua_pushstring(L, d->at);
+}
+
+/* The policy's decide() raised (status), its error at the top: the
+ * answer, by the limit that tripped or by what was raised. */
+static void policy_failed(vd_engine_t *e, lua_State *L, vd_decision_t *d,
+                          int status, const char *file) {
+  int tripped;
+  if (d->facts.len)
+    vd_buf_addc(&d->facts, ']');
+  tripped = e->sb.tripped;
+  if (tripped == VD_EPOLICY_TIMEOUT) {
+    fail(d, VD_EPOLICY_TIMEOUT, NULL,
+         "%s: the policy ran past its budget of %lu instructions",
+         file, e->lim.instr_budget);
+  } else if (tripped == VD_EPOLICY_MEMORY || status == LUA_ERRMEM) {
+    fail(d, VD_EPOLICY_MEMORY, NULL,
+         "%s: the policy passed its memory cap of %zu KiB", file,
+         e->lim.mem_cap >> 10);
+  } else if (lua_type(L, -1) == LUA_TTABLE) {
+    error_object(L, lua_gettop(L), d, file);
+  } else if (lua_type(L, -1) == LUA_TSTRING &&
+             strstr(lua_tostring(L, -1), ".lua:")) {
+    fail(d, VD_EPOLICY_ERROR, NULL, "%s", lua_tostring(L, -1));
+  } else if (lua_type(L, -1) == LUA_TSTRING) { /* error(msg, 0): no position */
+    fail(d, VD_EPOLICY_ERROR, NULL, "%s: %s", file, lua_tostring(L, -1));
+  } else {
+    fail(d, VD_EPOLICY_ERROR, NULL, "%s: the policy raised a %s error",
+         file, luaL_typename(L, -1));
+  }
+}
+
+typedef struct policy_failed_args {
+  vd_engine_t *e;
+  vd_decision_t *d;
+  const char *file;
+  int status;
+} policy_failed_args_t;
+
+/* policy_failed() under lua_pcall (it reads the error raw and can
+ * allocate, as it did inside evaluate()'s protected call).  Stack: args,
+ * the error. */
+static int policy_failed_k(lua_State *L) {
+  policy_failed_args_t *a = lua_touserdata(L, 1);
+  policy_failed(a->e, L, a->d, a->status, a->file);
+  return 0;
 }
 
 static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
@@ -931,6 +1023,7 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_last_entry);
     entry = lua_gettop(L);
     memcpy(d->policy_region, e->last_policy_region, sizeof d->policy_region);
+    file = e->last_file;
     goto found;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_dispatch);
@@ -958,6 +1051,9 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     *p = '\0';
   }
   lua_pop(L, 1);
+  lua_rawgeti(L, entry, 6);
+  file = lua_tostring(L, -1); /* kept alive by the entry */
+  lua_pop(L, 1);
   if (strlen(d->kind) < sizeof e->last_kind &&
       strlen(d->region) < sizeof e->last_region) {
     lua_pushvalue(L, entry);
@@ -966,22 +1062,31 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
     strcpy(e->last_region, d->region);
     memcpy(e->last_policy_region, d->policy_region,
            sizeof e->last_policy_region);
+    e->last_file = file;
     e->have_last = 1;
   }
 found:
   lua_rawgeti(L, -1, 1); /* decide */
-  lua_getfield(L, req, "input");
-  lua_createtable(L, 0, 6); /* ctx: its strings from the entry */
-  push_at(L, req, d);
-  lua_setfield(L, -2, "at");
+  lua_rawgeti(L, entry, E_INPUT);
+  lua_rawget(L, req);
+  /* ctx: its keys and values the entry's strings, stored raw in the order
+   * lua_setfield stored them (the same table, slot for slot) */
+  lua_createtable(L, 0, 6);
+  lua_rawgeti(L, entry, E_AT);
+  push_at(L, req, entry, d);
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_REGION);
   lua_rawgeti(L, entry, 3);
-  lua_setfield(L, -2, "region");
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_POLICY_REGION);
   lua_rawgeti(L, entry, 2);
-  lua_setfield(L, -2, "policy_region");
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_KIND);
   lua_rawgeti(L, entry, 4);
-  lua_setfield(L, -2, "kind");
+  lua_rawset(L, -3);
+  lua_rawgeti(L, entry, E_REVISION);
   lua_rawgeti(L, entry, 5);
-  lua_setfield(L, -2, "revision");
+  lua_rawset(L, -3);
   if ((e->facts_fn || e->replaying) && e->ref_history) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref_history);
     lua_setfield(L, -2, "history");
@@ -999,7 +1104,17 @@ found:
   /* the input the decoder made for this request: check_input may make
    * it the facts in place (core/sandbox.c, "Schema plans") */
   e->sb.own_input = lua_istable(L, -2) ? lua_topointer(L, -2) : NULL;
-  status = lua_pcall(L, 2, 2, 0);
+  if (explain) {
+    status = lua_pcall(L, 2, 2, 0);
+  } else {
+    /* Unprotected: decide_attempt()'s lua_pcall is the one protected
+     * call a decision makes; an error of the policy's reaches it with
+     * policy_file set, and it reports it as below (policy_failed()). */
+    e->policy_file = file;
+    lua_call(L, 2, 2);
+    e->policy_file = NULL;
+    status = LUA_OK;
+  }
   e->sb.own_input = NULL;
   e->current = NULL;
   if (explain) {
@@ -1009,40 +1124,30 @@ found:
       vd_buf_adds(e->explain, "[]");
     }
   }
+  if (status != LUA_OK) {
+    policy_failed(e, L, d, status, file);
+    lua_settop(L, top);
+    return d->code;
+  }
   if (d->facts.len)
     vd_buf_addc(&d->facts, ']');
   tripped = e->sb.tripped;
-  lua_rawgeti(L, entry, 6);
-  file = lua_tostring(L, -1); /* kept alive by the entry, below */
-  lua_pop(L, 1);
-  if (status == LUA_OK) { /* a result or trace loaded with the bundle */
-    vd_sandbox_unfreeze(L, -2);
-    vd_sandbox_unfreeze(L, -1);
-  }
+  /* a result or trace loaded with the bundle */
+  vd_sandbox_unfreeze(L, -2);
+  vd_sandbox_unfreeze(L, -1);
   if (tripped == VD_EPOLICY_TIMEOUT) {
     fail(d, VD_EPOLICY_TIMEOUT, NULL,
          "%s: the policy ran past its budget of %lu instructions",
          file, e->lim.instr_budget);
-  } else if (tripped == VD_EPOLICY_MEMORY || status == LUA_ERRMEM) {
+  } else if (tripped == VD_EPOLICY_MEMORY) {
     fail(d, VD_EPOLICY_MEMORY, NULL,
          "%s: the policy passed its memory cap of %zu KiB", file,
          e->lim.mem_cap >> 10);
-  } else if (status != LUA_OK) {
-    if (lua_type(L, -1) == LUA_TTABLE)
-      error_object(L, lua_gettop(L), d, file);
-    else if (lua_type(L, -1) == LUA_TSTRING && strstr(lua_tostring(L, -1),
-                                                    ".lua:"))
-      fail(d, VD_EPOLICY_ERROR, NULL, "%s", lua_tostring(L, -1));
-    else if (lua_type(L, -1) == LUA_TSTRING) /* error(msg, 0): no position */
-      fail(d, VD_EPOLICY_ERROR, NULL, "%s: %s", file, lua_tostring(L, -1));
-    else
-      fail(d, VD_EPOLICY_ERROR, NULL, "%s: the policy raised a %s error",
-           file, luaL_typename(L, -1));
   } else if (!lua_istable(L, -2) || vd_json_marker(L, -2) == 1) {
     fail(d, VD_EPOLICY_ERROR, NULL,
          "%s: decide() must return a result table, got %s", file,
          luaL_typename(L, -2));
-  } else if (check_trace(L, lua_gettop(L), d, file) == 0) {
+  } else if (check_trace(e, L, lua_gettop(L), d, file) == 0) {
     if (vd_json_encode(L, -2, &d->result, "result", &e->err) ||
         vd_json_encode(L, -1, &d->trace, "trace", &e->err)) {
       vd_buf_reset(&d->result); /* no partial result on an error */
@@ -1097,6 +1202,21 @@ static int decide_attempt(vd_engine_t *e, const char *line, size_t len,
     lua_pushlightuserdata(L, &args);
     lua_pushvalue(L, top + 1);
     status = lua_pcall(L, 2, 0, 0);
+    if (status != LUA_OK && e->policy_file) {
+      /* the policy's decide() raised (evaluate(): not a protected call) */
+      policy_failed_args_t pf;
+      pf.e = e;
+      pf.d = d;
+      pf.file = e->policy_file;
+      pf.status = status;
+      e->policy_file = NULL;
+      e->sb.own_input = NULL;
+      e->current = NULL;
+      lua_pushcfunction(L, policy_failed_k);
+      lua_pushlightuserdata(L, &pf);
+      lua_pushvalue(L, -3);
+      status = lua_pcall(L, 2, 0, 0);
+    }
     if (status != LUA_OK && d->code == 0) {
       if (status == LUA_ERRMEM || e->sb.tripped == VD_EPOLICY_MEMORY)
         fail(d, VD_EPOLICY_MEMORY, NULL,

@@ -1219,7 +1219,8 @@ enum { PF_CALL, PF_STRING, PF_INTEGER, PF_ENUM, PF_BOOLEAN };
 typedef struct plan_field {
   int kind;            /* PF_* */
   int required;        /* absent: the object is not valid */
-  int has_default;     /* absent: the default (user value 2n+i) */
+  int has_default;     /* absent: the default (user value 2n+i); PD_* */
+  lua_Integer def;     /* a PD_BOOLEAN or PD_INTEGER default's value */
   int has_min, has_max;
   lua_Integer min, max; /* PF_INTEGER */
   size_t max_len;      /* PF_STRING */
@@ -1242,6 +1243,11 @@ typedef struct plan_slot {
   const void *name; /* NULL: empty */
   int i;            /* the field, 0-based */
 } plan_slot_t;
+
+/* has_default: none, a default read from the user value, or a boolean or
+ * an integer (immutable values) kept in the field itself, pushed without
+ * a table read (check_keys' defaults, six a compensation decision) */
+enum { PD_NONE, PD_VALUE, PD_BOOLEAN, PD_INTEGER };
 
 typedef struct plan {
   int n;
@@ -1350,8 +1356,15 @@ static int v_schema_plan(lua_State *L) {
     lua_rawgeti(L, absent, i);
     if (lua_rawequal(L, -1, req))
       f->required = 1;
-    else if (!lua_isnil(L, -1))
-      f->has_default = 1;
+    else if (lua_isboolean(L, -1)) {
+      f->has_default = PD_BOOLEAN;
+      f->def = lua_toboolean(L, -1);
+    } else if (lua_isinteger(L, -1)) {
+      f->has_default = PD_INTEGER;
+      f->def = lua_tointeger(L, -1);
+    } else if (!lua_isnil(L, -1)) {
+      f->has_default = PD_VALUE;
+    }
     lua_rawseti(L, uv, 2 * n + i);
     f->kind = PF_CALL;
     lua_getfield(L, sp, "type");
@@ -1476,6 +1489,14 @@ static int plan_is_set(lua_State *L, int idx) {
 /* Push the default of field i (0-based) of plan p, whose user value is at
  * uv: a table as its read-only proxy once the bundle is frozen. */
 static void plan_default(lua_State *L, const plan_t *p, int uv, int i) {
+  if (p->f[i].has_default == PD_BOOLEAN) {
+    lua_pushboolean(L, (int)p->f[i].def);
+    return;
+  }
+  if (p->f[i].has_default == PD_INTEGER) {
+    lua_pushinteger(L, p->f[i].def);
+    return;
+  }
   lua_rawgeti(L, uv, 2 * p->n + i + 1);
   if (lua_type(L, -1) == LUA_TTABLE) {
     lua_getfield(L, LUA_REGISTRYINDEX, FROZEN_BY_ORIG);
@@ -1690,7 +1711,9 @@ static int check_all(lua_State *L, plan_t *p) {
  * made the facts in place once every check has passed (what changes is
  * kept on the stack until then, as (name, value) pairs), else the facts
  * are a new table.  Stack: plan, v, user value 1. */
-enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL };
+enum { ST_ABSENT, ST_SET, ST_NULL, ST_CALL,
+       ST_DEFAULT, /* own: absent or null, its default written at the end */
+       ST_DROP };  /* own: null, without a default: its key taken out */
 
 static int check_keys(lua_State *L, plan_t *p, int own) {
   const int v = 2, uv = 3, map = 4;
@@ -1749,6 +1772,20 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
         return 0;
     } else if (f->required) {
       return 0;
+    } else if (f->has_default && own) {
+      /* written into v at the end (nothing staged), as the staged pairs
+       * are, in field order */
+      st[i] = ST_DEFAULT;
+      if (f->nreq) {
+        if (f->has_default == PD_VALUE) {
+          plan_default(L, p, uv, i);
+          set[i] = (unsigned char)plan_is_set(L, -1);
+          lua_pop(L, 1);
+        } else { /* plan_is_set of a boolean or an integer */
+          set[i] = f->def != 0;
+        }
+      }
+      continue;
     } else if (f->has_default) {
       lua_rawgeti(L, uv, i + 1);
       plan_default(L, p, uv, i);
@@ -1756,6 +1793,7 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
       if (f->nreq)
         set[i] = 0;
       if (st[i] == ST_NULL && own) { /* the facts do not have the key */
+        st[i] = ST_DROP;
         lua_rawgeti(L, uv, i + 1);
         lua_pushnil(L);
       }
@@ -1769,12 +1807,20 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
   for (i = 0; i < p->n; i++)
     if (p->f[i].nreq && set[i] && plan_requires_missing(L, p, uv, v, i))
       return 0;
-  if (own) { /* valid: the pairs left, then no JSON marker, as a copy */
-    int top = lua_gettop(L);
-    for (i = map + 1; i < top; i += 2) {
-      lua_pushvalue(L, i);
-      lua_pushvalue(L, i + 1);
-      lua_rawset(L, v);
+  if (own) { /* valid: in field order, the defaults and the pairs left,
+               * then no JSON marker, as a copy */
+    int at = map + 1;
+    for (i = 0; i < p->n; i++) {
+      if (st[i] == ST_DEFAULT) {
+        lua_rawgeti(L, uv, i + 1);
+        plan_default(L, p, uv, i);
+        lua_rawset(L, v);
+      } else if (st[i] == ST_CALL || st[i] == ST_DROP) {
+        lua_pushvalue(L, at);
+        lua_pushvalue(L, at + 1);
+        lua_rawset(L, v);
+        at += 2;
+      }
     }
     lua_pushnil(L);
     lua_setmetatable(L, v);
@@ -1785,14 +1831,15 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
   return 1;
 }
 
-/* verdict.check_input's upvalue is the plans' metatable (push_check_input):
- * a plan is known by it without a look-up in the registry. */
+/* verdict.check_input knows a plan by its metatable's address, kept in
+ * the sandbox (push_check_input): no look-up in the registry, no
+ * comparison through the API. */
 static int v_check_input(lua_State *L) {
   plan_t *p = lua_touserdata(L, 1);
   vd_sandbox_t *sb = vd_sandbox_of(L);
   int own, is_plan;
   is_plan = p && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1) &&
-            lua_rawequal(L, -1, lua_upvalueindex(1));
+            lua_topointer(L, -1) == sb->plan_mt;
   if (!is_plan)
     return luaL_typeerror(L, 1, PLAN_MT);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -1821,6 +1868,7 @@ static void push_check_input(lua_State *L) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
   }
+  vd_sandbox_of(L)->plan_mt = lua_topointer(L, -1);
   lua_pushcclosure(L, v_check_input, 1);
 }
 
@@ -1856,14 +1904,31 @@ static void push_check_input(lua_State *L) {
  * ------------------------------------------------------------------------ */
 
 /* The plans: a plan a slot RP_* then 4 slots a rule (when or false, the
- * rule's proxy, its id, its trace entry). */
-enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_RULES };
+ * rule's proxy, its id, its trace entry).  RP_ONE: the rules (the first
+ * 64) whose `when` is called with the facts alone, a bit each (rp_one). */
+enum { RP_N = 1, RP_FIRST, RP_PARAMS, RP_ONE, RP_RULES };
+
+/* Whether the function at idx takes the facts alone: a Lua function of
+ * at most one parameter, not vararg.  when(f, r, p) and when(f) are then
+ * the same call: the callee cannot reach arguments past its parameters
+ * (no `...`, and the sandbox has no debug library), so r and p need not
+ * be pushed (two stack copies and a table read a rule). */
+static int rp_one(lua_State *L, int idx) {
+  lua_Debug ar; /* a C function's is vararg */
+  lua_pushvalue(L, idx);
+  if (!lua_getinfo(L, ">u", &ar))
+    return 0;
+  return !ar.isvararg && ar.nparams <= 1;
+}
 
 /* run_rules's upvalues: the keys it reads (strings, which cannot change) */
 enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
        RK_NOTES, RK_FIRST, RK_WHEN, RK_ID, RK_COUNT = RK_ID,
        RK_PLANS, /* the plans, by policy (its proxy) and table name */
-       RK_FOUND  /* the plans found before, by address (rp_found_t) */ };
+       RK_FOUND, /* the plans found before, by address (rp_found_t) */
+       RK_FPLANS /* their plans, at the slot's index + 1: a table made with
+                  * an array part of RP_FOUND_SLOTS, holding nothing else,
+                  * so a read is an array read */ };
 
 /* The plans found before, by the addresses of the policy's proxy and of
  * the table's name (a string): plans[P][name] without the two look-ups.
@@ -1877,7 +1942,9 @@ enum { RK_BY_NAME = 1, RK_PARAMS, RK_EXPLAIN, RK_SEEN, RK_LIST, RK_RULES,
 typedef struct rp_found {
   const void *p[RP_FOUND_SLOTS], *name[RP_FOUND_SLOTS];
   lua_Integer n[RP_FOUND_SLOTS];      /* the plan's RP_N */
+  lua_Integer one[RP_FOUND_SLOTS];    /* its RP_ONE */
   unsigned char first[RP_FOUND_SLOTS]; /* and RP_FIRST */
+  int must; /* a runner's (R.decide's): no rule held is an error */
 } rp_found_t;
 
 static unsigned rp_found_hash(const void *p, const void *name) {
@@ -1911,15 +1978,18 @@ static int rp_copy(lua_State *L, int idx) {
   return 1;
 }
 
-/* A plain table at idx: a table without a metatable. */
-static int rp_plain(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return 0;
+/* No metatable on the value at idx. */
+static int rp_nometa(lua_State *L, int idx) {
   if (lua_getmetatable(L, idx)) {
     lua_pop(L, 1);
     return 0;
   }
   return 1;
+}
+
+/* A plain table at idx: a table without a metatable. */
+static int rp_plain(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TTABLE && rp_nometa(L, idx);
 }
 
 /* Make the plan of table `name` (at name) of the policy whose proxy is at
@@ -1930,6 +2000,7 @@ static int rp_plain(lua_State *L, int idx) {
 static int rp_make(lua_State *L, int p, int name, int plans) {
   int base = lua_gettop(L), tc, plan, rules, notes;
   lua_Integer i, n;
+  lua_Unsigned one = 0;
   if (!rp_copy(L, p))
     goto refuse;
   rk_get(L, base + 1, RK_BY_NAME);
@@ -1971,6 +2042,8 @@ static int rp_make(lua_State *L, int p, int name, int plans) {
       lua_pushboolean(L, 0);
     } else if (lua_type(L, -1) != LUA_TFUNCTION) {
       goto refuse;
+    } else if (i <= 64 && rp_one(L, -1)) {
+      one |= (lua_Unsigned)1 << (i - 1);
     }
     lua_rawseti(L, plan, at);
     lua_pushvalue(L, r);
@@ -1982,6 +2055,8 @@ static int rp_make(lua_State *L, int p, int name, int plans) {
     lua_rawseti(L, plan, at + 3);
     lua_settop(L, plan);
   }
+  lua_pushinteger(L, (lua_Integer)one);
+  lua_rawseti(L, plan, RP_ONE);
   /* plans[P][name] = plan */
   lua_pushvalue(L, p);
   if (lua_rawget(L, plans) != LUA_TTABLE) {
@@ -2004,18 +2079,19 @@ refuse:
 }
 
 /* The loop of run_rules and of the runners (below), on (P, name, f, tr) at
- * 1..4 and the closure's RK_* upvalues: pushes true and the result and
- * returns 1, or returns 0 with the stack cut back to tr when it cannot
- * run the table (nothing called). */
-static int run_loop(lua_State *L) {
-  enum { P = 1, NAME, F, TR, PLAN, PARAMS, SEEN, LIST, HITS };
+ * 1..4 and the closure's RK_* upvalues: pushes the result and returns 1,
+ * or returns 0 with the stack cut back to tr when it cannot run the table
+ * (nothing called). */
+static int run_loop(lua_State *L, rp_found_t *found) {
+  enum { P = 1, NAME, F, TR, PLAN, PARAMS, EXPLAIN, SEEN, LIST, HITS };
   const int PLANS = lua_upvalueindex(RK_PLANS);
   int first, base, left = 0;
   lua_Integer i, n, nhits = 0;
-  rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
+  lua_Unsigned one;
   const void *pp = NULL, *np = NULL;
   unsigned h = 0, probe;
-  lua_settop(L, TR);
+  if (lua_gettop(L) != TR)
+    lua_settop(L, TR);
   /* the plan found before, by address */
   if (lua_type(L, P) == LUA_TTABLE && lua_type(L, NAME) == LUA_TSTRING) {
     pp = lua_topointer(L, P);
@@ -2023,8 +2099,9 @@ static int run_loop(lua_State *L) {
     h = rp_found_hash(pp, np);
     for (probe = 0; probe < RP_FOUND_SLOTS && found->p[h]; probe++) {
       if (found->p[h] == pp && found->name[h] == np) {
-        lua_rawgeti(L, PLANS, (lua_Integer)h + 1);
+        lua_rawgeti(L, lua_upvalueindex(RK_FPLANS), (lua_Integer)h + 1);
         n = found->n[h];
+        one = (lua_Unsigned)found->one[h];
         first = found->first[h];
         goto planned;
       }
@@ -2050,24 +2127,32 @@ static int run_loop(lua_State *L) {
   n = lua_tointeger(L, -1);
   lua_rawgeti(L, PLAN, RP_FIRST);
   first = lua_toboolean(L, -1);
+  lua_rawgeti(L, PLAN, RP_ONE);
+  one = (lua_Unsigned)lua_tointeger(L, -1);
   lua_settop(L, PLAN);
   if (pp && !found->p[h]) { /* a free slot: found by address next time */
     found->p[h] = pp;
     found->name[h] = np;
     found->n[h] = n;
+    found->one[h] = (lua_Integer)one;
     found->first[h] = (unsigned char)first;
     lua_pushvalue(L, PLAN);
-    lua_rawseti(L, PLANS, (lua_Integer)h + 1);
+    lua_rawseti(L, lua_upvalueindex(RK_FPLANS), (lua_Integer)h + 1);
   }
 planned:
-  lua_rawgeti(L, PLAN, RP_PARAMS);
-  /* the tracer: plain tables, not explaining */
+  /* P.params, unless every condition is called with the facts alone */
+  if (n <= 64 && one == (n == 64 ? ~(lua_Unsigned)0
+                                 : ((lua_Unsigned)1 << n) - 1))
+    lua_pushnil(L);
+  else
+    lua_rawgeti(L, PLAN, RP_PARAMS);
+  /* the tracer: plain tables, not explaining (EXPLAIN: its nil, left) */
   if (!rp_plain(L, TR) || rk_get(L, TR, RK_EXPLAIN) != LUA_TNIL)
     goto refuse;
-  lua_pop(L, 1);
-  rk_get(L, TR, RK_SEEN);
-  rk_get(L, TR, RK_LIST);
-  if (!rp_plain(L, SEEN) || !rp_plain(L, LIST))
+  /* rk_get's type, so that rp_plain's is not asked again */
+  if (rk_get(L, TR, RK_SEEN) != LUA_TTABLE ||
+      rk_get(L, TR, RK_LIST) != LUA_TTABLE || !rp_nometa(L, SEEN) ||
+      !rp_nometa(L, LIST))
     goto refuse;
   charge_small(L, (unsigned long)n);
   if (!first)
@@ -2078,16 +2163,20 @@ planned:
     int holds;
     if (lua_rawgeti(L, PLAN, at) == LUA_TFUNCTION) {
       lua_pushvalue(L, F);
-      lua_rawgeti(L, PLAN, at + 1);
-      lua_pushvalue(L, PARAMS);
-      lua_call(L, 3, 1);
+      if (i < 64 && (one >> i & 1)) { /* when(f): rp_one */
+        lua_call(L, 1, 1);
+      } else {
+        lua_rawgeti(L, PLAN, at + 1);
+        lua_pushvalue(L, PARAMS);
+        lua_call(L, 3, 1);
+      }
       holds = lua_toboolean(L, -1);
     } else {
       holds = 1;
     }
     /* what `when` returned is left on the stack (a pop is a call, some 25
-     * instructions): at most 4, then cut back (base + 4 + a call's 4 and
-     * a held rule's 3 stay within the LUA_MINSTACK a C function gets) */
+     * instructions): at most 4, then cut back (base, at most 10, + 3 + a
+     * call's 4 stay within the LUA_MINSTACK a C function gets) */
     if (++left == 4) {
       lua_settop(L, base);
       left = 0;
@@ -2096,8 +2185,8 @@ planned:
       continue;
     lua_rawgeti(L, PLAN, at + 2); /* id */
     lua_pushvalue(L, -1);
-    lua_rawget(L, SEEN);
-    if (!lua_toboolean(L, -1)) { /* `not seen[id]`, as the Lua loop */
+    if (lua_rawget(L, SEEN) == LUA_TNIL ||
+        !lua_toboolean(L, -1)) { /* `not seen[id]`, as the Lua loop */
       lua_pop(L, 1);
       lua_pushboolean(L, 1);
       lua_rawset(L, SEEN);
@@ -2106,14 +2195,11 @@ planned:
     } else {
       lua_pop(L, 2);
     }
-    lua_pushboolean(L, 1);
     lua_rawgeti(L, PLAN, at + 1);
     if (first)
       return 1;
     lua_rawseti(L, HITS, ++nhits);
-    lua_pop(L, 1);
   }
-  lua_pushboolean(L, 1);
   if (first)
     lua_pushnil(L);
   else
@@ -2125,8 +2211,11 @@ refuse:
 }
 
 static int v_run_rules(lua_State *L) {
-  if (run_loop(L)) /* it makes the top 4 first */
+  if (run_loop(L, lua_touserdata(L, lua_upvalueindex(RK_FOUND)))) {
+    lua_pushboolean(L, 1); /* true, then what run_loop pushed */
+    lua_insert(L, -2);
     return 2;
+  }
   lua_pushboolean(L, 0);
   return 1;
 }
@@ -2139,7 +2228,8 @@ static void push_run_rules(lua_State *L) {
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
   memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
-  lua_pushcclosure(L, v_run_rules, RK_FOUND);
+  lua_createtable(L, RP_FOUND_SLOTS, 0);
+  lua_pushcclosure(L, v_run_rules, RK_FPLANS);
 }
 
 /* verdict.rule_runner(loop, must) -> a function(P, name, f, tr) that is
@@ -2152,15 +2242,17 @@ static void push_run_rules(lua_State *L) {
  * calls `loop` (the Lua loop, which explains) with the same four
  * arguments and returns what it returns; `loop` raises its own errors at
  * level 3, the policy's line, this function sitting between them.  Its
- * upvalues: run_rules's (RK_*), then `loop` and `must` (RR_*); the freeze
+ * upvalues: run_rules's (RK_*; `must` kept in RK_FOUND's block), then
+ * `loop` (RR_LOOP); the freeze
  * and the state check look only at `loop`, a policy's function like any
  * other.  Older binaries have no rule_runner: lib/rules.lua then keeps
  * its own R.run and R.decide around verdict.run_rules. */
-enum { RR_LOOP = RK_FOUND + 1, RR_MUST, RR_COUNT = RR_MUST };
+enum { RR_LOOP = RK_FPLANS + 1, RR_COUNT = RR_LOOP };
 
 static int v_rule_runner_call(lua_State *L) {
-  if (run_loop(L)) { /* it makes the top 4 first */
-    if (lua_toboolean(L, lua_upvalueindex(RR_MUST)) && lua_isnil(L, -1)) {
+  rp_found_t *found = lua_touserdata(L, lua_upvalueindex(RK_FOUND));
+  if (run_loop(L, found)) { /* it makes the top 4 first */
+    if (found->must && lua_isnil(L, -1)) {
       luaL_where(L, 1);
       lua_pushliteral(L, "no rule in table ");
       luaL_tolstring(L, 2, NULL);
@@ -2178,14 +2270,17 @@ static int v_rule_runner_call(lua_State *L) {
 
 static int v_rule_runner(lua_State *L) {
   int i;
+  rp_found_t *found;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 2);
   for (i = 0; i < RK_COUNT; i++)
     lua_pushstring(L, rule_keys[i]);
   lua_newtable(L);
-  memset(lua_newuserdatauv(L, sizeof(rp_found_t), 0), 0, sizeof(rp_found_t));
+  found = lua_newuserdatauv(L, sizeof(rp_found_t), 0);
+  memset(found, 0, sizeof(rp_found_t));
+  found->must = lua_toboolean(L, 2);
+  lua_createtable(L, RP_FOUND_SLOTS, 0);
   lua_pushvalue(L, 1);
-  lua_pushboolean(L, lua_toboolean(L, 2));
   lua_pushcclosure(L, v_rule_runner_call, RR_COUNT);
   return 1;
 }

@@ -1225,6 +1225,199 @@ static void policy_errors_name_file(void **state) {
              "policy file", missing);
 }
 
+/* The context is made with raw stores of the dispatch entry's key strings
+ * (engine.c, evaluate): it holds exactly at, kind, policy_region, region
+ * and revision (pairs() walks a table in key order in the sandbox, so its
+ * layout is not for a policy to see), with and without an `at` in the
+ * request, and a region that falls back to national's file.  It fails if
+ * a value is stored under another key, or a key is missing or added. */
+static void context_keys_exactly(void **state) {
+  static const vd_bundle_file_t files[] = {
+      FILE_("national/c.lua",
+            "return { decide = function(input, ctx)\n"
+            "  local o = {}\n"
+            "  for k, v in pairs(ctx) do o[#o + 1] = k .. '=' .. v end\n"
+            "  return { o = table.concat(o, ' ') }, {}\n"
+            "end }"),
+      FILE_("regions.lua", "return { 'GD' }"),
+  };
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_decision_t d;
+  vd_buf_t err = VD_BUF_INIT, want = VD_BUF_INIT;
+  int round;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, 2, "mem", &b, &err), 0);
+  assert_int_equal(vd_engine_new(b, &small_limits, &e, &err), 0);
+  vd_decision_init(&d);
+  for (round = 0; round < 2; round++) {
+    assert_int_equal(decide(e, "{\"kind\":\"c\",\"region\":\"GD\","
+                               "\"at\":\"" AT "\",\"input\":{}}", &d), 0);
+    vd_buf_reset(&want);
+    vd_buf_addf(&want, "{\"o\":\"at=" AT " kind=c policy_region=national "
+                "region=GD revision=%s\"}", vd_bundle_revision(b));
+    assert_string_equal(d.result.data, want.data);
+    assert_int_equal(decide(e, "{\"kind\":\"c\",\"region\":\"national\","
+                               "\"input\":{}}", &d), 0);
+    vd_buf_reset(&want);
+    vd_buf_addf(&want, "{\"o\":\"at=" AT " kind=c " /* stamped */
+                "policy_region=national region=national revision=%s\"}",
+                vd_bundle_revision(b));
+    assert_string_equal(d.result.data, want.data);
+  }
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+  vd_buf_release(&want);
+}
+
+/* check_trace() knows the frozen trace entries it found well formed by
+ * address (engine.c, trace_ok): only those.  A policy's own entry, well
+ * formed, made anew each decision, is checked each time: a malformed one
+ * made later at the same address (collected in between) is refused.  A
+ * frozen entry (loaded with the bundle) is taken each time, in any
+ * position.  It fails if an entry that is not frozen is kept by address. */
+static void trace_entries_known_by_address(void **state) {
+  static const vd_bundle_file_t files[] = {
+      FILE_("national/good.lua",
+            "local E = { rule = 'r', basis = 'b' }\n"
+            "return { decide = function(input)\n"
+            "  if input.frozen then return {}, { E, E } end\n"
+            "  return {}, { { rule = 'p', basis = 'q' } } end }"),
+      FILE_("national/bad.lua",
+            "return { decide = function() return {}, { { rule = 'p' } } "
+            "end }"),
+  };
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_decision_t d;
+  vd_buf_t err = VD_BUF_INIT;
+  int round;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, 2, "mem", &b, &err), 0);
+  assert_int_equal(vd_engine_new(b, &small_limits, &e, &err), 0);
+  vd_bundle_unref(b);
+  vd_decision_init(&d);
+  for (round = 0; round < 300; round++) {
+    assert_int_equal(decide(e, "{\"kind\":\"good\",\"region\":"
+                               "\"national\",\"input\":{}}", &d), 0);
+    assert_contains(d.trace.data, "\"rule\":\"p\"");
+    assert_contains(d.trace.data, "\"basis\":\"q\"");
+    assert_int_equal(decide(e, "{\"kind\":\"good\",\"region\":"
+                               "\"national\",\"input\":{\"frozen\":true}}",
+                            &d), 0);
+    assert_contains(d.trace.data, "},{"); /* two entries */
+    assert_contains(d.trace.data, "\"rule\":\"r\"");
+    lua_gc(vd_engine_sandbox(e)->L, LUA_GCCOLLECT);
+    assert_int_equal(decide(e, "{\"kind\":\"bad\",\"region\":"
+                               "\"national\",\"input\":{}}", &d),
+                     VD_EPOLICY_ERROR);
+    assert_contains(d.message.data, "national/bad.lua: trace[1] must be");
+  }
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_buf_release(&err);
+}
+
+/* Issue 17: a decision makes one protected call (decide_attempt's); the
+ * policy's decide() is called without one of its own, and what it raises
+ * reaches that call with the deciding file noted (engine.c,
+ * policy_file), to be answered as before.  Explaining keeps the policy's
+ * own protected call (the explanation is written whatever happens).  Each
+ * way, every kind of error gets the same code, message, path and errors:
+ * an error object (bad_input with its list, and another code), a string
+ * with and without a position, no value, the memory cap inside the policy
+ * (its file named: not the request's cap, which a lost note would give),
+ * a loop past the budget; then a decision that succeeds (nothing left
+ * over: the facts in place, the note cleared).  It fails if the note is
+ * not made (the request's messages instead) or not cleared. */
+static void policy_errors_one_protected_call(void **state) {
+  static const vd_bundle_file_t files[] = {
+      FILE_("national/badin.lua",
+            "return { decide = function() error({ code = 'bad_input', "
+            "path = 'input.x', message = 'no x', errors = { { path = "
+            "'input.x', message = 'no x' }, { path = 'input.y', message = "
+            "'no y' } } }) end }"),
+      FILE_("national/obj.lua",
+            "return { decide = function() error({ code = 'oops', "
+            "message = 'm' }) end }"),
+      FILE_("national/str.lua",
+            "return { decide = function()\n error('boom') end }"),
+      FILE_("national/lvl0.lua",
+            "return { decide = function() error('plain', 0) end }"),
+      FILE_("national/nilerr.lua",
+            "return { decide = function() error() end }"),
+      FILE_("national/bomb.lua",
+            "return { decide = function() local t = {} for i = 1, 1e7 do "
+            "t[i] = {} end end }"),
+      FILE_("national/loop.lua",
+            "return { decide = function() local n = 0 while true do "
+            "n = n + 1 end end }"),
+      FILE_("national/ok.lua",
+            "return { decide = function(input, ctx) return { ok = "
+            "input.v == 1, region = ctx.region }, {} end }"),
+  };
+  static const struct {
+    const char *kind;
+    int code;
+    const char *msg, *path, *errors;
+  } cases[] = {
+      {"badin", VD_EBAD_INPUT, "no x", "input.x",
+       "[{\"path\":\"input.x\",\"message\":\"no x\"},"
+       "{\"path\":\"input.y\",\"message\":\"no y\"}]"},
+      {"obj", VD_EPOLICY_ERROR,
+       "national/obj.lua: the policy raised an error object: m", "", ""},
+      {"str", VD_EPOLICY_ERROR, "national/str.lua:2: boom", "", ""},
+      {"lvl0", VD_EPOLICY_ERROR, "national/lvl0.lua: plain", "", ""},
+      {"nilerr", VD_EPOLICY_ERROR,
+       "national/nilerr.lua: the policy raised a nil error", "", ""},
+      {"bomb", VD_EPOLICY_MEMORY,
+       "national/bomb.lua: the policy passed its memory cap of 4096 KiB", "",
+       ""},
+      {"loop", VD_EPOLICY_TIMEOUT,
+       "national/loop.lua: the policy ran past its budget of 200000 "
+       "instructions", "", ""},
+  };
+  vd_bundle_t *b;
+  vd_engine_t *e;
+  vd_decision_t d;
+  vd_buf_t err = VD_BUF_INIT, ex = VD_BUF_INIT;
+  char line[160];
+  size_t i;
+  int explain;
+  (void)state;
+  assert_int_equal(vd_bundle_from_files(files, sizeof files / sizeof files[0],
+                                        "mem", &b, &err), 0);
+  assert_int_equal(vd_engine_new(b, &small_limits, &e, &err), 0);
+  vd_bundle_unref(b);
+  vd_decision_init(&d);
+  for (explain = 0; explain < 2; explain++) {
+    vd_engine_set_explain(e, explain ? &ex : NULL);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      snprintf(line, sizeof line, "{\"kind\":\"%s\",\"region\":"
+               "\"national\",\"input\":{}}", cases[i].kind);
+      if (decide(e, line, &d) != cases[i].code)
+        fail_msg("%s (explain %d): %s %s", cases[i].kind, explain,
+                 vd_err_name(d.code), d.message.data);
+      assert_string_equal(d.message.data, cases[i].msg);
+      assert_string_equal(d.path.data ? d.path.data : "", cases[i].path);
+      assert_string_equal(d.errors.data ? d.errors.data : "",
+                          cases[i].errors);
+      assert_int_equal(vd_engine_sandbox(e)->tripped, 0);
+      assert_int_equal(decide(e, "{\"kind\":\"ok\",\"region\":"
+                                 "\"national\",\"input\":{\"v\":1}}", &d),
+                       0);
+      assert_string_equal(d.result.data,
+                          "{\"ok\":true,\"region\":\"national\"}");
+    }
+  }
+  vd_decision_release(&d);
+  vd_engine_free(e);
+  vd_buf_release(&err);
+  vd_buf_release(&ex);
+}
+
 /* Issue 17: lib/rules.lua's R.run and R.decide are verdict.rule_runner's
  * C functions where the binary has it, and its own Lua functions where it
  * does not (an older binary: the same file with verdict.rule_runner read
@@ -2039,6 +2232,9 @@ int main(void) {
       cmocka_unit_test(require_modules),
       cmocka_unit_test(rules_runner_errors_name_line),
       cmocka_unit_test(rule_runner_loop_is_frozen),
+      cmocka_unit_test(policy_errors_one_protected_call),
+      cmocka_unit_test(trace_entries_known_by_address),
+      cmocka_unit_test(context_keys_exactly),
       cmocka_unit_test(context_fields),
       cmocka_unit_test(check_structure_reports),
       M(decide_under_fail_countdown),

@@ -1167,6 +1167,15 @@ static void rule_tables_run_in_c(void **state) {
                             "{ x = 9 }, { seen = P, list = {} }))"),
                       "false");
   assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = 1, list = {} }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { seen = {}, list = 'x' }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
+                            "{ x = 9 }, { list = {} }))"),
+                      "false");
+  assert_string_equal(ok(f, "return tostring(verdict.run_rules(P, 'first', "
                             "{ x = 9 }, { seen = {}, list = setmetatable("
                             "{}, {}) }))"),
                       "false");
@@ -1204,6 +1213,49 @@ static void rule_tables_run_in_c(void **state) {
             "out[#out + 1] = Q.run(Q, 'none', {}, { seen = {}, list = {} })\n"
             "return table.concat(out, ' ')"),
       "lua");
+}
+
+/* A plan keeps a boolean or integer default in the field itself (PD_*,
+ * core/sandbox.c) and pushes it without reading its user value; any other
+ * default is read as before.  Each default comes back as the very value
+ * the schema gave, its subtype included (1 and 1.0, 0 and -0.0, math's
+ * extremes, true and false, a string, a float); a default that is set
+ * (true, 3) still brings in its `requires`.  It fails if a float is kept
+ * as an integer or a value is kept for the wrong kind. */
+static void plan_defaults_kinds(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char schema[] =
+      "local R = {}\n"
+      "local defaults = { b1 = true, b0 = false, i1 = 1, f1 = 1.0, i0 = 0,\n"
+      "  fz = -0.0, imax = math.maxinteger, imin = math.mininteger,\n"
+      "  fh = 0.5, s = 'x', rq = true, rz = 3 }\n"
+      "local names, fields, absent, quick = {}, {}, {}, {}\n"
+      "for k in pairs(defaults) do names[#names + 1] = k end\n"
+      "names[#names + 1] = 'n'\n"
+      "table.sort(names)\n"
+      "for i, k in ipairs(names) do\n"
+      "  fields[k] = { type = k == 'n' and 'integer' or 'any' }\n"
+      "  absent[i] = defaults[k]\n"
+      "  quick[k] = function(v) return v end\n"
+      "end\n"
+      "local c = { fields = fields, names = names, quick = quick,\n"
+      "  absent = absent, conditional = { 'rq', 'rz' },\n"
+      "  requires = { { 'n' }, { 'n' } } }\n"
+      "return { plan = verdict.schema_plan(c, R), defaults = defaults }\n";
+  load_frozen(L, "=defaults", schema, sizeof schema - 1, "D");
+  assert_string_equal(
+      ok(f, "local out = {}\n"
+            "local v = verdict.check_input(D.plan, { n = 1 })\n"
+            "for k, want in pairs(D.defaults) do\n"
+            "  local got = v[k]\n"
+            "  if got ~= want or math.type(got) ~= math.type(want)\n"
+            "    or (want == 0 and 1 / got ~= 1 / want) then\n"
+            "    out[#out + 1] = k .. '=' .. tostring(got) end end\n"
+            "if verdict.check_input(D.plan, {}) ~= nil then\n"
+            "  out[#out + 1] = 'requires not applied' end\n"
+            "return #out == 0 and 'ok' or table.concat(out, ' ')"),
+      "ok");
 }
 
 /* The engine's own input object (sandbox.h, own_input) is made the facts
@@ -1501,6 +1553,98 @@ static void rule_tables_long(void **state) {
       "ok");
 }
 
+/* A `when` of at most one parameter, not vararg, is called with the facts
+ * alone (core/sandbox.c, rp_one): it cannot tell.  Every other condition
+ * still gets (f, r, p): two and three parameters, varargs (which count
+ * their arguments), a C function (rawequal, which raises given one); at
+ * every position of 70 rules, past the 64 the plan keeps a bit for, in a
+ * collect and a first table, through run_rules and a runner, the plan made
+ * and then kept.  It fails if a condition that can see r or p is called
+ * with the facts alone (a bit off by one, varargs or a C function taken
+ * for one parameter, a position past 64 read from the mask), or if
+ * P.params is left out of a table of 1 to 66 rules whose last condition
+ * alone reads it; a runner called with more than its four arguments
+ * answers the same. */
+static void rule_conditions_arguments(void **state) {
+  fx_t *f = *state;
+  lua_State *L = f->sb.L;
+  static const char tables[] =
+      "local P = { params = { on = true }, by_name = {} }\n"
+      "local function make(i)\n"
+      "  local id, k = 'r' .. i, i % 5\n"
+      "  if k == 0 then return { id = id, when = function(f) return f.x end } end\n"
+      "  if k == 1 then return { id = id, when = function(f, r, p)\n"
+      "    return f.x and r.id == id and p.on end } end\n"
+      "  if k == 2 then return { id = id, when = function(...)\n"
+      "    return select('#', ...) == 3 and (select(3, ...)).on end } end\n"
+      "  if k == 3 then return { id = id, when = function(f, ...)\n"
+      "    return select('#', ...) == 2 and (...).id == id end } end\n"
+      "  return { id = id, when = function(f, r) return r.id == id end }\n"
+      "end\n"
+      "for _, hit in ipairs({ 'first', 'collect' }) do\n"
+      "  local rules, notes = { { id = 'c', when = rawequal } }, { { rule = 'c', basis = 'b' } }\n"
+      "  for i = 1, 70 do rules[i + 1] = make(i)\n"
+      "    notes[i + 1] = { rule = 'r' .. i, basis = 'b' } end\n"
+      "  P.by_name[hit] = { hit = hit, first = hit == 'first', rules = rules, notes = notes }\n"
+      "  for i = 1, 70 do\n"
+      "    P.by_name[hit .. i] = { hit = hit, first = hit == 'first',\n"
+      "      rules = { rules[1], rules[i + 1] }, notes = { notes[1], notes[i + 1] } }\n"
+      "  end\n"
+      "end\n"
+      "-- only conditions of one parameter but the last (P.params read\n"
+      "-- only where one needs it), 1 to 66 rules\n"
+      "for len = 1, 66 do\n"
+      "  local rules, notes = {}, {}\n"
+      "  for i = 1, len do\n"
+      "    local id = 'o' .. i\n"
+      "    rules[i] = { id = id, when = i < len and function(f) return false end\n"
+      "      or function(f, r, p) return p.on and r.id == id end }\n"
+      "    notes[i] = { rule = id, basis = 'b' }\n"
+      "  end\n"
+      "  P.by_name['last' .. len] = { hit = 'first', first = true, rules = rules,\n"
+      "    notes = notes }\n"
+      "  local one = {}\n"
+      "  for i = 1, len do one[i] = { id = 'o' .. i, when = function(f) return true end } end\n"
+      "  P.by_name['one' .. len] = { hit = 'collect', first = false, rules = one,\n"
+      "    notes = notes }\n"
+      "end\n"
+      "P.run = verdict.rule_runner(function() return 'lua' end, false)\n"
+      "return P\n";
+  int round;
+  load_frozen(L, "=args", tables, sizeof tables - 1, "P");
+  for (round = 0; round < 2; round++)
+    assert_string_equal(
+        ok(f, "local out = {}\n"
+              "local function ids(r)\n"
+              "  if r == nil then return '' end\n"
+              "  if r.id then return r.id end\n"
+              "  local o = {} for i = 1, #r do o[i] = r[i].id end\n"
+              "  return table.concat(o, ',') end\n"
+              "local all = {} for i = 1, 70 do all[i] = 'r' .. i end\n"
+              "all = table.concat(all, ',')\n"
+              "local function check(name, want)\n"
+              "  local tr = { seen = {}, list = {} }\n"
+              "  local ran, r = verdict.run_rules(P, name, { x = true }, tr)\n"
+              "  local r2 = P.run(P, name, { x = true }, { seen = {}, list = {} })\n"
+              "  local r3 = P.run(P, name, { x = true }, { seen = {}, list = {} },\n"
+              "    'more', 'arguments')\n"
+              "  if not ran or ids(r) ~= want or ids(r2) ~= want or ids(r3) ~= want then\n"
+              "    out[#out + 1] = name .. ': ' .. ids(r) .. ' / ' .. ids(r2)\n"
+              "  end end\n"
+              "check('collect', all)\n"
+              "check('first', 'r1')\n"
+              "for i = 1, 70 do\n"
+              "  check('collect' .. i, 'r' .. i) check('first' .. i, 'r' .. i)\n"
+              "end\n"
+              "for len = 1, 66 do\n"
+              "  check('last' .. len, 'o' .. len)\n"
+              "  local o = {} for i = 1, len do o[i] = 'o' .. i end\n"
+              "  check('one' .. len, table.concat(o, ','))\n"
+              "end\n"
+              "return #out == 0 and 'ok' or table.concat(out, '; ')"),
+        "ok");
+}
+
 /* check_input finds an enum value by its string's address once the set is
  * frozen (core/sandbox.c, "Enum sets by address"); until then, and for
  * any value not found that way, by value: the answers are the set's as it
@@ -1752,6 +1896,8 @@ int main(void) {
       T(plan_enums_by_address),
       T(rule_tables_run_in_c),
       T(rule_tables_long),
+      T(rule_conditions_arguments),
+      T(plan_defaults_kinds),
       T(c_functions_bounded),
       T(table_library_plain_tables),
       T(field_reads),

@@ -112,6 +112,9 @@ typedef struct vd_sandbox {
                           * (engine.c sets it around the policy's call;
                           * arm and disarm clear it): verdict.check_input
                           * may make it the facts in place, once */
+  const void *plan_mt;   /* the schema plans' metatable (sandbox.c), held
+                          * in the registry for the state's life: a plan is
+                          * known by its metatable's address */
 } vd_sandbox_t;
 
 /* Create the state and its base environment.  Returns 0, or VD_ENOMEM. */
