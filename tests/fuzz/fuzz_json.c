@@ -22,26 +22,13 @@
 #include "fuzz_util.h"
 #include "verdict/sandbox.h"
 
-/* The sandbox kept across inputs (libFuzzer runs them in one process). */
-static lua_State *kept_state(void) {
-  static vd_sandbox_t sb;
-  static int made;
-  if (!made) {
-    vd_buf_t err = VD_BUF_INIT;
-    FUZZ_CHECK(vd_sandbox_init(&sb, &err) == 0);
-    vd_buf_release(&err);
-    made = 1;
-  }
-  return sb.L;
-}
-
 /* At DEPTH, the kept sandbox's answer against the plain state's (RC and
  * its message PERR; on success its value at the top of L).  Called for
  * each depth in turn, so the sandbox's second and third decodes of an
  * input find its strings foretold (json.c, key_foretold). */
 static void same_in_sandbox(lua_State *L, const uint8_t *data, size_t size,
                             int depth, int rc, const vd_buf_t *perr) {
-  lua_State *S = kept_state();
+  lua_State *S = fuzz_kept_sandbox();
   vd_buf_t err = VD_BUF_INIT, a = VD_BUF_INIT, b = VD_BUF_INIT;
   int src = vd_json_decode_protected(S, (const char *)data, size, depth,
                                      &err);

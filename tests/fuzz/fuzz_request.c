@@ -58,19 +58,6 @@ static void check_read(lua_State *L, const char *field, const char *got) {
   lua_pop(L, 1);
 }
 
-/* The sandbox kept across inputs (libFuzzer runs them in one process). */
-static lua_State *kept_state(void) {
-  static vd_sandbox_t sb;
-  static int made;
-  if (!made) {
-    vd_buf_t err = VD_BUF_INIT;
-    FUZZ_CHECK(vd_sandbox_init(&sb, &err) == 0);
-    vd_buf_release(&err);
-    made = 1;
-  }
-  return sb.L;
-}
-
 static int same_buf(const vd_buf_t *a, const vd_buf_t *b) {
   return a->len == b->len && (!a->len || memcmp(a->data, b->data, a->len) == 0);
 }
@@ -105,7 +92,7 @@ static int decide_in(lua_State *S, const uint8_t *data, size_t size,
  * the walk in that same state (whose string hashes, and so the walk's
  * order, are its own), twice. */
 static void same_from_notes(const uint8_t *data, size_t size, int max_depth) {
-  lua_State *S = kept_state();
+  lua_State *S = fuzz_kept_sandbox();
   vd_decision_t w, n;
   int i;
   vd_decision_init(&w);

@@ -21,6 +21,7 @@
 #include "verdict/buf.h"
 #include "verdict/error.h"
 #include "verdict/json.h"
+#include "verdict/sandbox.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -41,6 +42,21 @@ static inline lua_State *fuzz_json_state(void) {
   FUZZ_CHECK(L != NULL);
   vd_json_setup(L);
   return L;
+}
+
+/* A sandbox kept across inputs (libFuzzer runs them in one process), for
+ * the targets that hold a long-lived state's answers to a fresh one's;
+ * made at the first call. */
+static inline lua_State *fuzz_kept_sandbox(void) {
+  static vd_sandbox_t sb;
+  static int made;
+  if (!made) {
+    vd_buf_t err = VD_BUF_INIT;
+    FUZZ_CHECK(vd_sandbox_init(&sb, &err) == 0);
+    vd_buf_release(&err);
+    made = 1;
+  }
+  return sb.L;
 }
 
 /* Every response line the wire writes is one JSON object and a '\n':
