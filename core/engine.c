@@ -1163,12 +1163,30 @@ typedef struct decide_args {
   vd_engine_t *e;
   vd_decision_t *d;
   int64_t now_ms;
+  const char *line;
+  size_t len;
+  int decoding; /* the decoder runs: a raise is the request's memory */
+  void *parser; /* the decoder's parser, to free after such a raise */
 } decide_args_t;
 
-/* Everything after decoding runs here, under lua_pcall, because building
- * the context can itself hit the memory cap.  Stack: args, request. */
+/* The whole decision runs here, under decide_attempt()'s lua_pcall, the
+ * decoding of the request included (one protected call a decision, not
+ * one for the decoder and one for the rest): decoding, reading the
+ * request and building the context can each hit the memory cap.  A raise
+ * while decoding is told apart by a->decoding (decide_attempt() answers
+ * too_large, as for a request that cannot be decoded within the cap).
+ * Stack: args. */
 static int decide_k(lua_State *L) {
   decide_args_t *a = lua_touserdata(L, 1);
+  int rc;
+  a->decoding = 1;
+  rc = vd_wire_decode_request_in(L, a->line, a->len, a->e->lim.max_depth,
+                                 &a->d->message, &a->parser);
+  a->decoding = 0;
+  if (rc) { /* bad JSON: the message is the decoder's */
+    a->d->code = VD_EBAD_REQUEST;
+    return 0;
+  }
   if (vd_wire_read_request(L, 2, a->now_ms, a->d) == 0 &&
       a->d->op == VD_OP_DECIDE)
     evaluate(a->e, L, 2, a->d);
@@ -1180,28 +1198,29 @@ static int decide_k(lua_State *L) {
 static int decide_attempt(vd_engine_t *e, const char *line, size_t len,
                           int64_t now_ms, vd_decision_t *d) {
   lua_State *L = e->sb.L;
-  int top = lua_gettop(L), rc, status, tripped;
+  int top = lua_gettop(L), status, tripped;
   decide_args_t args;
 
   vd_decision_reset(d);
   if (!lua_checkstack(L, 32))
     return fail(d, VD_EINTERNAL, NULL, "Lua stack exhausted");
   vd_sandbox_arm(&e->sb, e->lim.instr_budget, e->lim.mem_cap);
-  rc = vd_wire_decode_request(L, line, len, e->lim.max_depth, &d->message);
-  if (rc == VD_ENOMEM) {
+  args.e = e;
+  args.d = d;
+  args.now_ms = now_ms;
+  args.line = line;
+  args.len = len;
+  args.decoding = 0;
+  args.parser = NULL;
+  lua_pushcfunction(L, decide_k);
+  lua_pushlightuserdata(L, &args);
+  status = lua_pcall(L, 1, 0, 0);
+  if (status != LUA_OK && args.decoding) {
+    vd_json_parser_free(args.parser); /* raised mid-parse */
     fail(d, VD_ETOO_LARGE, NULL,
          "the request needs more than the %zu KiB memory cap to decode",
          e->lim.mem_cap >> 10);
-  } else if (rc) {
-    d->code = VD_EBAD_REQUEST;
   } else {
-    args.e = e;
-    args.d = d;
-    args.now_ms = now_ms;
-    lua_pushcfunction(L, decide_k);
-    lua_pushlightuserdata(L, &args);
-    lua_pushvalue(L, top + 1);
-    status = lua_pcall(L, 2, 0, 0);
     if (status != LUA_OK && e->policy_file) {
       /* the policy's decide() raised (evaluate(): not a protected call) */
       policy_failed_args_t pf;

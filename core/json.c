@@ -940,9 +940,10 @@ static void notes_done(decoder_t *d, const void **table) {
 }
 
 /* Parse into Lua values.  *slot holds the yajl handle while parsing so
- * that, if a callback raises a Lua error, the protected caller can free it. */
+ * that, if a callback raises a Lua error, the protected caller can free it
+ * (vd_json_parser_free()). */
 static int decode(lua_State *L, const char *s, size_t n, int max_depth,
-                  vd_buf_t *err, yajl_handle *slot, int quick,
+                  vd_buf_t *err, void **slot, int quick,
                   const char *sub) {
   decoder_t d;
   yajl_handle h;
@@ -990,7 +991,7 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
     return 0;
   }
   notes_reset(&d); /* the quick pass may have noted some */
-  h = *slot = yajl_alloc(&decode_callbacks, NULL, &d);
+  *slot = h = yajl_alloc(&decode_callbacks, NULL, &d);
   if (!h)
     luaL_error(L, "not enough memory");
   st = yajl_parse(h, (const unsigned char *)s, n);
@@ -1029,13 +1030,13 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
 
 int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
                    vd_buf_t *err) {
-  yajl_handle slot = NULL;
+  void *slot = NULL;
   return decode(L, s, n, max_depth, err, &slot, 1, NULL);
 }
 
 int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
                         vd_buf_t *err) {
-  yajl_handle slot = NULL;
+  void *slot = NULL;
   return decode(L, s, n, max_depth, err, &slot, 0, NULL);
 }
 
@@ -1044,7 +1045,7 @@ typedef struct decode_args {
   size_t n;
   int max_depth;
   vd_buf_t *err;
-  yajl_handle slot;
+  void *slot; /* the yajl handle while parsing */
   int rc;
   const char *sub; /* vd_json_decode_noting()'s, or NULL */
 } decode_args_t;
@@ -1067,8 +1068,7 @@ static int decode_protected(lua_State *L, const char *s, size_t n,
   status = lua_pcall(L, 1, 1, 0);
   if (status != LUA_OK) {
     lua_pop(L, 1);
-    if (a.slot) /* a callback raised mid-parse */
-      yajl_free(a.slot);
+    vd_json_parser_free(a.slot); /* a callback raised mid-parse */
     vd_buf_reset(err);
     vd_buf_adds(err, "not enough memory to decode the request");
     return VD_ENOMEM;
@@ -1088,6 +1088,18 @@ int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
 int vd_json_decode_noting(lua_State *L, const char *s, size_t n,
                           int max_depth, vd_buf_t *err, const char *sub) {
   return decode_protected(L, s, n, max_depth, err, sub);
+}
+
+int vd_json_decode_noting_in(lua_State *L, const char *s, size_t n,
+                             int max_depth, vd_buf_t *err, const char *sub,
+                             void **parser) {
+  *parser = NULL;
+  return decode(L, s, n, max_depth, err, parser, 1, sub);
+}
+
+void vd_json_parser_free(void *parser) {
+  if (parser)
+    yajl_free((yajl_handle)parser);
 }
 
 

@@ -282,6 +282,12 @@ int vd_wire_decode_request(lua_State *L, const char *line, size_t len,
   return vd_json_decode_noting(L, line, len, max_depth, err, "input");
 }
 
+int vd_wire_decode_request_in(lua_State *L, const char *line, size_t len,
+                              int max_depth, vd_buf_t *err, void **parser) {
+  return vd_json_decode_noting_in(L, line, len, max_depth, err, "input",
+                                  parser);
+}
+
 int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d) {
   int req = lua_absindex(L, idx), top = lua_gettop(L), rc;

@@ -1698,6 +1698,49 @@ static void decide_under_memory_caps(void **state) {
   vd_bundle_unref(b);
 }
 
+/* The request is decoded inside the decision's one protected call: the
+ * memory cap reached while decoding is still the request's (too_large,
+ * "... to decode"), not the policy's, in the quick pass and in yajl's
+ * (strings with escapes longer than 256 bytes go to yajl, which then
+ * raises mid-parse with its parser open: freed, or LeakSanitizer reports
+ * it under make asan), and the engine's next decision is answered. */
+static void decode_past_the_cap_is_too_large(void **state) {
+  vd_bundle_t *b = load_bundle(MINI);
+  vd_buf_t err = VD_BUF_INIT, big = VD_BUF_INIT;
+  vd_decision_t d;
+  vd_limits_t lim = small_limits;
+  vd_engine_t *e;
+  int escaped, i, j;
+  (void)state;
+  vd_decision_init(&d);
+  lim.mem_cap = 256u << 10;
+  assert_int_equal(vd_engine_new(b, &lim, &e, &err), 0);
+  for (escaped = 0; escaped <= 1; escaped++) {
+    vd_buf_reset(&big);
+    vd_buf_adds(&big, "{\"kind\":\"compensation\",\"region\":\"GD-SZ\","
+                      "\"at\":\"" AT "\",\"input\":{\"charged_fen\":5000,"
+                      "\"due_fen\":3000,\"notes\":[");
+    for (i = 0; i < 3000; i++) {
+      vd_buf_adds(&big, i ? ",\"" : "\"");
+      for (j = 0; j < 300; j++) /* a distinct string each: no interning */
+        vd_buf_addc(&big, (char)('a' + (i + j) % 26));
+      vd_buf_addf(&big, "%s%d\"", escaped ? "\\n" : "", i);
+    }
+    vd_buf_adds(&big, "]}}");
+    assert_int_equal(vd_engine_decide(e, big.data, big.len,
+                                      ms_of("2026-11-23T02:00:00.123Z"), &d),
+                     VD_ETOO_LARGE);
+    assert_contains(d.message.data, "memory cap to decode");
+    assert_int_equal(decide(e, REQ("GD-SZ", ""), &d), 0);
+    assert_contains(d.result.data, "\"offer_fen\":6000");
+  }
+  vd_engine_free(e);
+  vd_decision_release(&d);
+  vd_buf_release(&big);
+  vd_buf_release(&err);
+  vd_bundle_unref(b);
+}
+
 /* ------------------------------------------------------------------------
  * Input shapes (the bundled policies)
  * ------------------------------------------------------------------------ */
@@ -2239,6 +2282,7 @@ int main(void) {
       cmocka_unit_test(check_structure_reports),
       M(decide_under_fail_countdown),
       cmocka_unit_test(decide_under_memory_caps),
+      cmocka_unit_test(decode_past_the_cap_is_too_large),
       cmocka_unit_test(input_shapes),
       cmocka_unit_test(state_memory_stays_bounded),
   };

@@ -101,6 +101,17 @@ typedef struct vd_json_notes {
 int vd_json_decode_noting(lua_State *L, const char *s, size_t n,
                           int max_depth, vd_buf_t *err, const char *sub);
 
+/* vd_json_decode_noting() without a protected call of its own, for a
+ * caller already inside one (the engine decodes a request inside the
+ * decision's protected call): 0 and the value pushed, or VD_EBAD_REQUEST
+ * with err set; when the state's memory runs out it raises a Lua error.
+ * *parser holds the parser while it parses: after such a raise the caller
+ * hands it to vd_json_parser_free(); otherwise it is left NULL. */
+int vd_json_decode_noting_in(lua_State *L, const char *s, size_t n,
+                             int max_depth, vd_buf_t *err, const char *sub,
+                             void **parser);
+void vd_json_parser_free(void *parser); /* NULL: nothing */
+
 /* The notes of the object at idx, when it is the table the last decode on
  * L pushed, that decode was vd_json_decode_noting() and the top-level
  * members fit in the notes; else NULL.  Once: a second call answers NULL.

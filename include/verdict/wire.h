@@ -61,6 +61,11 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
  * and keeps LINE as it is (the engine reads the request at once). */
 int vd_wire_decode_request(lua_State *L, const char *line, size_t len,
                            int max_depth, vd_buf_t *err);
+/* The same without a protected call of its own, inside the caller's
+ * (json.h, vd_json_decode_noting_in(): it raises when memory runs out,
+ * and *parser is then the parser to free with vd_json_parser_free()). */
+int vd_wire_decode_request_in(lua_State *L, const char *line, size_t len,
+                              int max_depth, vd_buf_t *err, void **parser);
 
 /* An admin-socket request.  The strings point into the decoded request,
  * which vd_wire_read_admin() leaves on L's stack: they are valid until the
