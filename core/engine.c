@@ -1215,41 +1215,40 @@ static int decide_attempt(vd_engine_t *e, const char *line, size_t len,
   lua_pushcfunction(L, decide_k);
   lua_pushlightuserdata(L, &args);
   status = lua_pcall(L, 1, 0, 0);
-  if (status != LUA_OK && args.decoding) {
-    vd_json_parser_free(args.parser); /* raised mid-parse */
+  if (status != LUA_OK && args.decoding) { /* raised mid-parse */
+    vd_json_parser_free(args.parser);
     fail(d, VD_ETOO_LARGE, NULL,
          "the request needs more than the %zu KiB memory cap to decode",
          e->lim.mem_cap >> 10);
-  } else {
-    if (status != LUA_OK && e->policy_file) {
-      /* the policy's decide() raised (evaluate(): not a protected call) */
-      policy_failed_args_t pf;
-      pf.e = e;
-      pf.d = d;
-      pf.file = e->policy_file;
-      pf.status = status;
-      e->policy_file = NULL;
-      e->sb.own_input = NULL;
-      e->current = NULL;
-      lua_pushcfunction(L, policy_failed_k);
-      lua_pushlightuserdata(L, &pf);
-      lua_pushvalue(L, -3);
-      status = lua_pcall(L, 2, 0, 0);
-    }
-    if (status != LUA_OK && d->code == 0) {
-      if (status == LUA_ERRMEM || e->sb.tripped == VD_EPOLICY_MEMORY)
-        fail(d, VD_EPOLICY_MEMORY, NULL,
-             "the request and its policy passed the memory cap of %zu KiB",
-             e->lim.mem_cap >> 10);
-      else if (e->sb.tripped == VD_EPOLICY_TIMEOUT)
-        fail(d, VD_EPOLICY_TIMEOUT, NULL,
-             "the request ran past its budget of %lu instructions",
-             e->lim.instr_budget);
-      else
-        fail(d, VD_EINTERNAL, NULL, "%s",
-             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                            : "engine error");
-    }
+  }
+  if (status != LUA_OK && e->policy_file) { /* never set while decoding */
+    /* the policy's decide() raised (evaluate(): not a protected call) */
+    policy_failed_args_t pf;
+    pf.e = e;
+    pf.d = d;
+    pf.file = e->policy_file;
+    pf.status = status;
+    e->policy_file = NULL;
+    e->sb.own_input = NULL;
+    e->current = NULL;
+    lua_pushcfunction(L, policy_failed_k);
+    lua_pushlightuserdata(L, &pf);
+    lua_pushvalue(L, -3);
+    status = lua_pcall(L, 2, 0, 0);
+  }
+  if (status != LUA_OK && d->code == 0) {
+    if (status == LUA_ERRMEM || e->sb.tripped == VD_EPOLICY_MEMORY)
+      fail(d, VD_EPOLICY_MEMORY, NULL,
+           "the request and its policy passed the memory cap of %zu KiB",
+           e->lim.mem_cap >> 10);
+    else if (e->sb.tripped == VD_EPOLICY_TIMEOUT)
+      fail(d, VD_EPOLICY_TIMEOUT, NULL,
+           "the request ran past its budget of %lu instructions",
+           e->lim.instr_budget);
+    else
+      fail(d, VD_EINTERNAL, NULL, "%s",
+           lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                          : "engine error");
   }
   tripped = vd_sandbox_disarm(&e->sb);
   e->sb.limit = 0;
