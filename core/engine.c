@@ -85,12 +85,12 @@ struct vd_engine {
 
 /* A dispatch entry (dispatch[kind][region], load_all()): 1 decide, 2 the
  * policy region, 3 the region, 4 the kind, 5 the revision, 6 the deciding
- * file's path; from E_KEYS, the names evaluate() reads from the request
- * and gives the context, as strings (entry_keys). */
+ * file's path; from E_KEYS, the names of the context's fields evaluate()
+ * sets, as strings (entry_keys). */
 enum { E_KEYS = 7, E_AT = E_KEYS, E_REGION, E_POLICY_REGION, E_KIND,
-       E_REVISION, E_INPUT, E_COUNT = E_INPUT };
+       E_REVISION, E_COUNT = E_REVISION };
 static const char *const entry_keys[] = {"at", "region", "policy_region",
-                                         "kind", "revision", "input"};
+                                         "kind", "revision"};
 
 static unsigned trace_ok_slot(const void *p) {
   uintptr_t a = (uintptr_t)p;
@@ -950,22 +950,20 @@ void vd_engine_replay_facts(vd_engine_t *e, const char *facts) {
   e->replay_facts = facts;
 }
 
-/* Push ctx.at: the request's own string where d->at is a copy of it (the
- * request gave one; core/wire.c copies it verbatim), rather than interning
- * the same bytes again; else d->at (stamped). */
-static void push_at(lua_State *L, int req, int entry,
-                    const vd_decision_t *d) {
+/* Push ctx.at: the request's own string where the decoder made one (AT:
+ * its index; a flat request's "at" written plainly stays in the text) and
+ * d->at is a copy of it (core/wire.c copies it verbatim), rather than
+ * interning the same bytes again; else d->at. */
+static void push_at(lua_State *L, int at, const vd_decision_t *d) {
   size_t n;
   const char *s;
-  /* raw: the request is a decoded object, whose marker has no __index */
-  if (!d->at_stamped && (lua_rawgeti(L, entry, E_AT),
-                         lua_rawget(L, req) == LUA_TSTRING)) {
-    s = lua_tolstring(L, -1, &n);
-    if (n == strlen(d->at) && memcmp(s, d->at, n) == 0)
+  if (!d->at_stamped && at) { /* the request's string (at: its index) */
+    s = lua_tolstring(L, at, &n);
+    if (n == strlen(d->at) && memcmp(s, d->at, n) == 0) {
+      lua_pushvalue(L, at);
       return;
+    }
   }
-  if (!d->at_stamped)
-    lua_pop(L, 1);
   lua_pushstring(L, d->at);
 }
 
@@ -1014,7 +1012,10 @@ static int policy_failed_k(lua_State *L) {
   return 0;
 }
 
-static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
+/* INPUT, AT: the stack indexes of the request's input and "at" string
+ * (vd_wire_read_decoded()). */
+static int evaluate(vd_engine_t *e, lua_State *L, int input, int at,
+                    vd_decision_t *d) {
   int top = lua_gettop(L), status, tripped, explain = 0, entry;
   const char *file; /* the deciding file's path, the entry's string */
 
@@ -1067,13 +1068,12 @@ static int evaluate(vd_engine_t *e, lua_State *L, int req, vd_decision_t *d) {
   }
 found:
   lua_rawgeti(L, -1, 1); /* decide */
-  lua_rawgeti(L, entry, E_INPUT);
-  lua_rawget(L, req);
+  lua_pushvalue(L, input);
   /* ctx: its keys and values the entry's strings, stored raw in the order
    * lua_setfield stored them (the same table, slot for slot) */
   lua_createtable(L, 0, 6);
   lua_rawgeti(L, entry, E_AT);
-  push_at(L, req, entry, d);
+  push_at(L, at, d);
   lua_rawset(L, -3);
   lua_rawgeti(L, entry, E_REGION);
   lua_rawgeti(L, entry, 3);
@@ -1178,18 +1178,25 @@ typedef struct decide_args {
  * Stack: args. */
 static int decide_k(lua_State *L) {
   decide_args_t *a = lua_touserdata(L, 1);
-  int rc;
+  const vd_json_notes_t *flat;
+  int rc, input, at;
   a->decoding = 1;
   rc = vd_wire_decode_request_in(L, a->line, a->len, a->e->lim.max_depth,
-                                 &a->d->message, &a->parser);
+                                 &a->d->message, &a->parser, &flat);
   a->decoding = 0;
   if (rc) { /* bad JSON: the message is the decoder's */
     a->d->code = VD_EBAD_REQUEST;
     return 0;
   }
-  if (vd_wire_read_request(L, 2, a->now_ms, a->d) == 0 &&
+  /* the request's members are left on the stack, not made a table
+   * (json.h, vd_json_decode_flat()): evaluate() gets the input and the
+   * time by their stack indexes */
+  if (vd_wire_read_decoded(L, flat, a->now_ms, a->d, &input, &at) == 0 &&
       a->d->op == VD_OP_DECIDE)
-    evaluate(a->e, L, 2, a->d);
+    evaluate(a->e, L, input, at, a->d); /* its stack: the room the decoder
+                                          * made for a flat object's
+                                          * values (json.c decode()), of
+                                          * which at most half are used */
   return 0;
 }
 

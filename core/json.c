@@ -126,8 +126,7 @@ typedef struct keyc {
 
 static keyc_t *key_cache_of(lua_State *L, const int **markers,
                             unsigned char **ords, vd_json_cache_t **cache);
-static vd_json_notes_t *cache_notes(vd_json_cache_t *c,
-                                    const void ***table);
+static vd_json_notes_t *cache_notes(vd_json_cache_t *c);
 
 typedef struct decoder {
   lua_State *L;
@@ -137,8 +136,12 @@ typedef struct decoder {
   unsigned char *ords; /* and for the n-th string of a document, the slot
                         * (+1; 0: none) its bytes were found in last time */
   unsigned nstr;       /* strings read so far (keys and values) */
-  vd_json_notes_t *notes; /* vd_json_decode_noting(): the members noted
+  vd_json_notes_t *notes; /* vd_json_decode_flat(): the members noted
                            * as they are stored, or NULL */
+  int flat;            /* with them, 1: a top-level object is to be left
+                        * flat; 2: it is, its members' values above
+                        * flat_base (flat_to_table()) */
+  int flat_base;
   const char *sub;     /* the top-level key whose object's members are
                         * noted too, and its length */
   size_t subn;
@@ -156,7 +159,28 @@ typedef struct decoder {
 
 /* A value is on top of the stack: store it into the open container, if
  * any.  With no open container it is the result and stays. */
-static void note_member(decoder_t *d, int type);
+static vd_json_note_t *note_member(decoder_t *d, int type);
+
+/* A flat object (vd_json_decode_flat()) stays flat while its keys are
+ * written plainly in the text and its members fit the notes: a member's
+ * key is never pushed (the note has its bytes in the text), nor is a
+ * string value written plainly (the same); any other value is pushed and
+ * stays, the note's slot.  What flat_to_table() is given on top of the
+ * stack besides those values: */
+enum { FT_KEY,    /* a key, not written plainly (as a Lua string) */
+       FT_PUSHED, /* one member more than the notes hold, its value */
+       FT_TEXT }; /* the same, its value a plain string (d->vs) */
+static void flat_to_table(decoder_t *d, int cur);
+
+/* A member of a flat object, its key in the text (frames[0].ks), its
+ * value on top when PUSHED, else the plain string at d->vs. */
+static void store_flat(decoder_t *d, int type, int pushed) {
+  vd_json_note_t *m = note_member(d, type);
+  if (m)
+    m->slot = pushed ? lua_gettop(d->L) : 0;
+  else /* one more than the notes hold: a table from here on */
+    flat_to_table(d, pushed ? FT_PUSHED : FT_TEXT);
+}
 
 /* TYPE: the value's Lua type (for the notes). */
 static void store(decoder_t *d, int type) {
@@ -169,16 +193,21 @@ static void store(decoder_t *d, int type) {
     lua_rawseti(L, -2, ++f->n);
     return;
   }
-  if (d->notes && d->depth <= 2)
+  if (d->notes && d->depth <= 2) {
+    if (d->flat == 2 && d->depth == 1) {
+      store_flat(d, type, 1);
+      return;
+    }
     note_member(d, type);
+  }
   lua_rawset(L, -3); /* table, key, value */
 }
 
 /* A member of the top-level object, or of the sub object, is about to be
- * stored (key, value on top): noted (vd_json_decode_noting()), from the
+ * stored (key, value on top): noted (vd_json_decode_flat()), from the
  * text where the quick pass read it plain (no Lua call), else from the
  * Lua strings. */
-static void note_member(decoder_t *d, int type) {
+static vd_json_note_t *note_member(decoder_t *d, int type) {
   const frame_t *f = &d->frames[d->depth - 1];
   lua_State *L = d->L;
   vd_json_notes_t *nt = d->notes;
@@ -188,20 +217,21 @@ static void note_member(decoder_t *d, int type) {
     count = &nt->ntop;
     if (*count < 0 || *count == VD_JSON_NOTES_TOP) {
       *count = -1;
-      return;
+      return NULL;
     }
     m = &nt->top[*count];
   } else {
     if (!d->in_sub)
-      return;
+      return NULL;
     count = &nt->nsub;
     if (*count < 0 || *count == VD_JSON_NOTES_SUB) {
       *count = -1;
-      return;
+      return NULL;
     }
     m = &nt->sub[*count];
   }
   (*count)++;
+  m->slot = 0;
   if (f->ks) {
     m->k = f->ks;
     m->kn = f->kn;
@@ -219,6 +249,7 @@ static void note_member(decoder_t *d, int type) {
   } else if (type == LUA_TTABLE) { /* a container just closed */
     m->array = d->frames[d->depth].is_array;
   }
+  return m;
 }
 
 /* The notes begun again: nothing met yet. */
@@ -314,23 +345,80 @@ static int on_string(void *ctx, const unsigned char *s, size_t n) {
   return 1;
 }
 
+/* Push a new container for the decoder, with its marker.  Room for a
+ * typical request's fields up front: growing a table rehashes it at 1, 2,
+ * 4 and 8 keys, the largest cost of decoding.  An object inside the
+ * request (its input) gets room for the defaults the schema check adds to
+ * it when it becomes the facts (core/sandbox.c).  DEPTH: the container's
+ * (0: the outermost). */
+static void push_container(lua_State *L, const int *markers, int is_array,
+                           int depth) {
+  lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : depth == 1 ? 16 : 8);
+  if (markers && markers[!is_array]) /* an integer key: cheaper */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, markers[!is_array]);
+  else
+    vd_json_push_marker(L, is_array ? 'a' : 'o');
+  lua_setmetatable(L, -2);
+}
+
+/* Push the table of an object's N flat members, noted in TOP: each key
+ * from its note, each value from its slot or its note, stored in order
+ * (so the table a decode that is not flat makes, slot for slot). */
+static void push_flat_members(lua_State *L, const int *markers,
+                              const vd_json_note_t *top, int n) {
+  int i;
+  push_container(L, markers, 0, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushlstring(L, top[i].k, top[i].kn);
+    if (top[i].slot)
+      lua_pushvalue(L, top[i].slot);
+    else
+      lua_pushlstring(L, top[i].s, top[i].n);
+    lua_rawset(L, -3);
+  }
+}
+
+/* The flat object open at depth 1 made a table, at d->flat_base + 1, of
+ * its members so far, with CUR (FT_*) stored too, or, a key, left above
+ * it for its value: the decode goes on as one that is not flat. */
+static void flat_to_table(decoder_t *d, int cur) {
+  lua_State *L = d->L;
+  int base = d->flat_base;
+  push_flat_members(L, d->markers, d->notes->top,
+                    cur == FT_KEY ? d->notes->ntop : VD_JSON_NOTES_TOP);
+  d->notes->ntop = -1;
+  d->flat = 1;
+  if (cur == FT_KEY) {
+    lua_rotate(L, base + 1, 1); /* table, values..., key */
+    lua_rotate(L, base + 2, 1); /* table, key, values... */
+    lua_settop(L, base + 2);
+    return;
+  }
+  lua_pushlstring(L, d->frames[0].ks, d->frames[0].kn);
+  if (cur == FT_PUSHED)
+    lua_pushvalue(L, -3);
+  else
+    lua_pushlstring(L, d->vs, d->vn);
+  lua_rawset(L, -3);
+  lua_rotate(L, base + 1, 1);
+  lua_settop(L, base + 1);
+}
+
 static int open_container(decoder_t *d, int is_array) {
   lua_State *L = d->L;
   if (d->depth >= d->max_depth) {
     d->too_deep = 1;
     return 0;
   }
-  /* (room on the stack: decode() made it for two slots a level) */
-  /* Room for a typical request's fields up front: growing a table
-   * rehashes it at 1, 2, 4 and 8 keys, the largest cost of decoding.  An
-   * object inside the request (its input) gets room for the defaults the
-   * schema check adds to it when it becomes the facts (core/sandbox.c). */
-  lua_createtable(L, is_array ? 4 : 0, is_array ? 0 : d->depth == 1 ? 16 : 8);
-  if (d->markers && d->markers[!is_array]) /* an integer key: cheaper */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, d->markers[!is_array]);
-  else
-    vd_json_push_marker(L, is_array ? 'a' : 'o');
-  lua_setmetatable(L, -2);
+  /* (room on the stack: decode() made it for two slots a level, and for
+   * the flat members) */
+  if (d->flat == 1 && d->depth == 0 && !is_array) {
+    /* vd_json_decode_flat(): the members left on the stack, no table */
+    d->flat = 2;
+    d->flat_base = lua_gettop(L);
+  } else {
+    push_container(L, d->markers, is_array, d->depth);
+  }
   if (d->notes && d->depth == 1 && !d->frames[0].is_array) {
     /* a container under a top-level key (below the new table): the sub
      * object has its members noted anew */
@@ -367,6 +455,8 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
   }
   lua_pushlstring(d->L, (const char *)s, n);
   d->frames[d->depth - 1].ks = NULL; /* not the text's bytes */
+  if (d->flat == 2 && d->depth == 1)
+    flat_to_table(d, FT_KEY); /* a flat object's keys are the text's */
   return 1;
 }
 
@@ -666,12 +756,12 @@ static inline void quick_plain_read(decoder_t *d, const unsigned char *b,
   }
 }
 
-/* quick_string() when the string is not the one foretold: read in full. */
-static int quick_string_read(decoder_t *d, const unsigned char **pp,
-                             const unsigned char *end, int key) {
-  const unsigned char *p = *pp + 1, *b = p;
-  int esc = 0, high = 0;
-  size_t n;
+/* The string whose body starts at p: its closing quote, *esc and *high
+ * set when it has escapes or bytes above ASCII; NULL for a string the
+ * quick pass leaves to yajl (unterminated, a control byte). */
+static const unsigned char *quick_scan(const unsigned char *p,
+                                       const unsigned char *end, int *esc,
+                                       int *high) {
   for (;;) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     while (end - p >= 8) { /* plain ASCII a word at a time */
@@ -686,23 +776,33 @@ static int quick_string_read(decoder_t *d, const unsigned char **pp,
     }
 #endif
     if (p == end)
-      return 0;
+      return NULL;
     if (quick_plain[*p]) {
       p++;
     } else if (*p == '"') {
-      break;
+      return p;
     } else if (*p == '\\') {
-      esc = 1;
+      *esc = 1;
       if (end - p < 2)
-        return 0;
+        return NULL;
       p += 2; /* an escaped quote does not end the string */
     } else if (*p >= 0x80) {
-      high = 1;
+      *high = 1;
       p++;
     } else {
-      return 0; /* a control byte */
+      return NULL; /* a control byte */
     }
   }
+}
+
+/* quick_string() when the string is not the one foretold: read in full. */
+static int quick_string_read(decoder_t *d, const unsigned char **pp,
+                             const unsigned char *end, int key) {
+  const unsigned char *p, *b = *pp + 1;
+  int esc = 0, high = 0;
+  size_t n;
+  if (!(p = quick_scan(b, end, &esc, &high)))
+    return 0;
   *pp = p + 1;
   if (esc || high) /* checked as UTF-8 by the callback */
     return quick_string_slow(d, b, p, esc, key);
@@ -728,6 +828,29 @@ static int quick_string_read(decoder_t *d, const unsigned char **pp,
   return 1;
 }
 
+/* A key or string value of a flat object's member (vd_json_decode_flat()),
+ * the opening quote at *pp: written plainly, it is noted where it is in
+ * the text and never pushed; else as quick_string_read() reads it. */
+static int quick_flat_string(decoder_t *d, const unsigned char **pp,
+                             const unsigned char *end, int key) {
+  const unsigned char *p, *b = *pp + 1;
+  int esc = 0, high = 0;
+  if (!(p = quick_scan(b, end, &esc, &high)))
+    return 0;
+  *pp = p + 1;
+  if (esc || high)
+    return quick_string_slow(d, b, p, esc, key);
+  if (key) {
+    d->frames[0].ks = (const char *)b;
+    d->frames[0].kn = (size_t)(p - b);
+  } else {
+    d->vs = (const char *)b;
+    d->vn = (size_t)(p - b);
+    store_flat(d, LUA_TSTRING, 0);
+  }
+  return 1;
+}
+
 /* The string whose opening quote is at *pp: given to on_map_key (key) or
  * on_string, *pp moved past its closing quote; 0 to leave it to yajl.
  * Inline (always: GCC's own measure stops short of it, and the call
@@ -735,6 +858,8 @@ static int quick_string_read(decoder_t *d, const unsigned char **pp,
  * the ones foretold. */
 static inline __attribute__((always_inline)) int quick_string(decoder_t *d, const unsigned char **pp,
                                const unsigned char *end, int key) {
+  if (d->flat == 2 && d->depth == 1)
+    return quick_flat_string(d, pp, end, key);
   if (d->ords) {
     const unsigned char *q = key_foretold(d, *pp + 1, end);
     d->nstr++;
@@ -932,24 +1057,17 @@ static void set_parse_error(yajl_handle h, const char *s, size_t n,
   }
 }
 
-/* A noting decode has pushed its value: the notes are of it when it is
- * an object (its outermost frame). */
-static void notes_done(decoder_t *d, const void **table) {
-  if (lua_type(d->L, -1) == LUA_TTABLE && !d->frames[0].is_array)
-    *table = lua_topointer(d->L, -1);
-}
-
 /* Parse into Lua values.  *slot holds the yajl handle while parsing so
  * that, if a callback raises a Lua error, the protected caller can free it
- * (vd_json_parser_free()). */
+ * (vd_json_parser_free()).  SUB non-NULL: vd_json_decode_flat(), *flat
+ * set as it says. */
 static int decode(lua_State *L, const char *s, size_t n, int max_depth,
                   vd_buf_t *err, void **slot, int quick,
-                  const char *sub) {
+                  const char *sub, const vd_json_notes_t **flat) {
   decoder_t d;
   yajl_handle h;
   yajl_status st;
   vd_json_cache_t *c = NULL;
-  const void **ntable = NULL;
   int top = lua_gettop(L);
   int rc = 0;
 
@@ -958,7 +1076,10 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   d.ords = NULL;
   d.nstr = 0;
   d.notes = NULL;
+  d.flat = 0;
   d.in_sub = 0;
+  if (flat)
+    *flat = NULL;
   if (quick) {
     d.keys = key_cache_of(L, &d.markers, &d.ords, &c);
   } else {
@@ -966,15 +1087,12 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
     d.keys = NULL;
     c = sb ? sb->encoded : NULL;
   }
-  if (c) { /* any decode ends the last one's notes */
-    vd_json_notes_t *nt = cache_notes(c, &ntable);
-    *ntable = NULL;
-    if (sub) {
-      d.notes = nt;
-      d.sub = sub;
-      d.subn = strlen(sub);
-      notes_reset(&d);
-    }
+  if (c && sub) {
+    d.notes = cache_notes(c);
+    d.flat = 1;
+    d.sub = sub;
+    d.subn = strlen(sub);
+    notes_reset(&d);
   }
   d.depth = 0;
   d.too_deep = 0;
@@ -983,14 +1101,17 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   d.max_depth = max_depth > 0 && max_depth <= VD_JSON_MAX_DEPTH
                     ? max_depth
                     : VD_JSON_MAX_DEPTH;
-  if (!lua_checkstack(L, d.max_depth * 2 + 8))
+  if (!lua_checkstack(L, d.max_depth * 2 + 8 +
+                            (d.flat ? 2 * VD_JSON_NOTES_TOP : 0)))
     luaL_error(L, "not enough memory");
   if (quick && quick_decode(&d, s, n)) {
-    if (d.notes)
-      notes_done(&d, ntable);
+    if (d.flat == 2)
+      *flat = d.notes;
     return 0;
   }
   notes_reset(&d); /* the quick pass may have noted some */
+  if (d.flat)
+    d.flat = 1; /* and left an object flat */
   *slot = h = yajl_alloc(&decode_callbacks, NULL, &d);
   if (!h)
     luaL_error(L, "not enough memory");
@@ -1014,7 +1135,7 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
       set_parse_error(h, s, n, err);
     }
     rc = VD_EBAD_REQUEST;
-  } else if (lua_gettop(L) != top + 1) { /* blank input */
+  } else if (d.flat != 2 && lua_gettop(L) != top + 1) { /* blank input */
     vd_buf_reset(err);
     vd_buf_adds(err, "invalid JSON at byte 0: no value");
     rc = VD_EBAD_REQUEST;
@@ -1023,21 +1144,21 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   yajl_free(h);
   if (rc)
     lua_settop(L, top);
-  else if (d.notes)
-    notes_done(&d, ntable);
+  else if (d.flat == 2)
+    *flat = d.notes;
   return rc;
 }
 
 int vd_json_decode(lua_State *L, const char *s, size_t n, int max_depth,
                    vd_buf_t *err) {
   void *slot = NULL;
-  return decode(L, s, n, max_depth, err, &slot, 1, NULL);
+  return decode(L, s, n, max_depth, err, &slot, 1, NULL, NULL);
 }
 
 int vd_json_decode_yajl(lua_State *L, const char *s, size_t n, int max_depth,
                         vd_buf_t *err) {
   void *slot = NULL;
-  return decode(L, s, n, max_depth, err, &slot, 0, NULL);
+  return decode(L, s, n, max_depth, err, &slot, 0, NULL, NULL);
 }
 
 typedef struct decode_args {
@@ -1047,55 +1168,59 @@ typedef struct decode_args {
   vd_buf_t *err;
   void *slot; /* the yajl handle while parsing */
   int rc;
-  const char *sub; /* vd_json_decode_noting()'s, or NULL */
+  const char *sub; /* vd_json_decode_flat()'s, or NULL */
+  const vd_json_notes_t *flat; /* and its answer */
 } decode_args_t;
 
+/* Stack: args.  Returns what the decode pushed (nothing on an error). */
 static int decode_k(lua_State *L) {
   decode_args_t *a = lua_touserdata(L, 1);
   lua_pop(L, 1);
-  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot, 1, a->sub);
-  return a->rc == 0 ? 1 : 0;
+  a->rc = decode(L, a->s, a->n, a->max_depth, a->err, &a->slot, 1, a->sub,
+                 a->sub ? &a->flat : NULL);
+  return a->rc ? 0 : lua_gettop(L); /* the value, or the flat values */
 }
 
 static int decode_protected(lua_State *L, const char *s, size_t n,
-                            int max_depth, vd_buf_t *err, const char *sub) {
-  decode_args_t a = {s, n, max_depth, err, NULL, 0, sub};
-  int status;
+                            int max_depth, vd_buf_t *err, const char *sub,
+                            const vd_json_notes_t **flat) {
+  decode_args_t a = {s, n, max_depth, err, NULL, 0, sub, NULL};
+  int status, top = lua_gettop(L);
   if (!lua_checkstack(L, 3))
     return VD_ENOMEM;
   lua_pushcfunction(L, decode_k);
   lua_pushlightuserdata(L, &a);
-  status = lua_pcall(L, 1, 1, 0);
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
   if (status != LUA_OK) {
-    lua_pop(L, 1);
+    lua_settop(L, top);
     vd_json_parser_free(a.slot); /* a callback raised mid-parse */
     vd_buf_reset(err);
     vd_buf_adds(err, "not enough memory to decode the request");
     return VD_ENOMEM;
   }
-  if (a.rc != 0) {
-    lua_pop(L, 1);
-    return a.rc;
-  }
-  return 0;
+  if (flat)
+    *flat = a.flat;
+  return a.rc;
 }
 
 int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
                              int max_depth, vd_buf_t *err) {
-  return decode_protected(L, s, n, max_depth, err, NULL);
+  return decode_protected(L, s, n, max_depth, err, NULL, NULL);
 }
 
-int vd_json_decode_noting(lua_State *L, const char *s, size_t n,
-                          int max_depth, vd_buf_t *err, const char *sub) {
-  return decode_protected(L, s, n, max_depth, err, sub);
+int vd_json_decode_flat(lua_State *L, const char *s, size_t n, int max_depth,
+                        vd_buf_t *err, const char *sub,
+                        const vd_json_notes_t **flat) {
+  return decode_protected(L, s, n, max_depth, err, sub, flat);
 }
 
-int vd_json_decode_noting_in(lua_State *L, const char *s, size_t n,
-                             int max_depth, vd_buf_t *err, const char *sub,
-                             void **parser) {
+int vd_json_decode_flat_in(lua_State *L, const char *s, size_t n,
+                           int max_depth, vd_buf_t *err, const char *sub,
+                           void **parser, const vd_json_notes_t **flat) {
   *parser = NULL;
-  return decode(L, s, n, max_depth, err, parser, 1, sub);
+  return decode(L, s, n, max_depth, err, parser, 1, sub, flat);
 }
+
 
 void vd_json_parser_free(void *parser) {
   if (parser)
@@ -1241,9 +1366,7 @@ struct vd_json_cache {
     size_t len;
     int height;
   } entries[KNOWN_SLOTS];
-  vd_json_notes_t notes;      /* vd_json_decode_noting()'s last notes */
-  const void *notes_table;    /* and the object they are of; NULL: none
-                               * (or taken) */
+  vd_json_notes_t notes;      /* vd_json_decode_flat()'s last notes */
   int markers[2];  /* the markers (array, object) at these registry
                     * references too, for the decoder; 0: not yet */
 };
@@ -1280,20 +1403,21 @@ static keyc_t *key_cache_of(lua_State *L, const int **markers,
   return c->keys;
 }
 
-/* The cache's notes, and the slot naming the object they are of. */
-static vd_json_notes_t *cache_notes(vd_json_cache_t *c,
-                                    const void ***table) {
-  *table = &c->notes_table;
+/* The cache's notes. */
+static vd_json_notes_t *cache_notes(vd_json_cache_t *c) {
   return &c->notes;
 }
-const vd_json_notes_t *vd_json_notes_take(lua_State *L, int idx) {
-  vd_sandbox_t *sb = vd_sandbox_find(L);
-  vd_json_cache_t *c;
-  if (!sb || !(c = sb->encoded) || !c->notes_table ||
-      lua_topointer(L, idx) != c->notes_table)
-    return NULL;
-  c->notes_table = NULL;
-  return c->notes.ntop >= 0 ? &c->notes : NULL;
+
+void vd_json_flat_table(lua_State *L, const vd_json_notes_t *flat) {
+  int base = lua_gettop(L), i;
+  vd_sandbox_t *sb = vd_sandbox_find(L); /* a flat decode's: it has one */
+  for (i = 0; i < flat->ntop; i++)
+    if (flat->top[i].slot)
+      base--;
+  push_flat_members(L, sb && sb->encoded ? sb->encoded->markers : NULL,
+                    flat->top, flat->ntop);
+  lua_rotate(L, base + 1, 1);
+  lua_settop(L, base + 1);
 }
 
 void vd_json_cache_free(vd_json_cache_t *c) {

@@ -52,17 +52,15 @@ static void copy_input_str(lua_State *L, int input, const char *field,
   lua_pop(L, 1);
 }
 
-/* The request's "id" field, re-encoded as JSON into OUT; "null" when it is
- * absent or cannot be encoded.  SCRATCH takes the encoder's message. */
-static void read_id(lua_State *L, int req, vd_buf_t *out, vd_buf_t *scratch) {
-  if (lua_getfield(L, req, "id") != LUA_TNIL) {
+/* The request's "id", the value at idx, re-encoded as JSON into OUT;
+ * "null" when it cannot be encoded.  SCRATCH takes the encoder's
+ * message. */
+static void read_id(lua_State *L, int idx, vd_buf_t *out, vd_buf_t *scratch) {
+  vd_buf_reset(out);
+  if (vd_json_encode(L, idx, out, "id", scratch)) {
     vd_buf_reset(out);
-    if (vd_json_encode(L, -1, out, "id", scratch)) {
-      vd_buf_reset(out);
-      vd_buf_adds(out, "null");
-    }
+    vd_buf_adds(out, "null");
   }
-  lua_pop(L, 1);
 }
 
 /* A request's fields, as the walk over its keys found them. */
@@ -74,6 +72,8 @@ typedef struct req_field {
                   * decoded line has them: not NUL-terminated), and its
                   * length */
   size_t n;
+  int slot;      /* where its value is on the stack (0: not there; a
+                  * flat member's string written plainly is not) */
 } req_field_t;
 
 /* Which field of a request [k, k+n) names (RF_*), or -1: id, op, kind,
@@ -136,9 +136,10 @@ static void copy_noted_input(const vd_json_notes_t *nt, vd_decision_t *d) {
     vd_buf_add(&d->category, cat->s, cat->n);
 }
 
-/* The request's fields from the decoder's notes (vd_wire_decode_request()),
- * as the walk below would find them: 1; 0 when a member is not one of a
- * request's fields (the walk names the first in its order). */
+/* The request's fields from the decoder's notes of its flat members
+ * (vd_wire_decode_request()), as the walk below would find them: 1; 0
+ * when a member is not one of a request's fields (the walk names the
+ * first in its order). */
 static int noted_fields(const vd_json_notes_t *nt, req_field_t *f,
                         int *input_object) {
   int i;
@@ -150,36 +151,21 @@ static int noted_fields(const vd_json_notes_t *nt, req_field_t *f,
     f[k].type = m->type; /* the last of a name, as its table keeps */
     f[k].s = m->s;
     f[k].n = m->n;
+    f[k].slot = m->slot;
     if (k == RF_INPUT)
       *input_object = m->type == LUA_TTABLE && !m->array;
   }
   return 1;
 }
 
-/* vd_wire_read_request() on the request at req (a table), with a slot
- * at `in` (on top) for the input's value; NT: its notes, or NULL. */
-static int read_request(lua_State *L, int req, int in, int64_t now_ms,
-                        vd_decision_t *d, const vd_json_notes_t *nt) {
-  int r;
-  int off;
-  req_field_t f[RF_N] = {{LUA_TNIL, NULL, 0}};
+/* The request's fields from a walk over the table at req (a decoded
+ * object: its marker has no __index, so this is what lua_getfield would
+ * read), each value pushed whose slot is kept (the id and the input);
+ * the first unknown field in the walk's order, or NULL. */
+static const char *walked_fields(lua_State *L, int req, req_field_t *f) {
   const char *unknown = NULL;
-  int input_object = -1; /* from the notes: 1 an object; -1: not noted */
-
-  if (nt && !noted_fields(nt, f, &input_object)) {
-    memset(f, 0, sizeof f); /* the walk starts again */
-    for (r = 0; r < RF_N; r++)
-      f[r].type = LUA_TNIL;
-    input_object = -1;
-    nt = NULL;
-  }
-  /* One walk over the keys finds every field (the object is a decoded
-   * one: its marker has no __index, so this is what lua_getfield would
-   * read) and the first unknown one, in the walk's order; the input's
-   * value is kept in its slot. */
-  if (!nt)
-    lua_pushnil(L);
-  while (!nt && lua_next(L, req)) {
+  lua_pushnil(L);
+  while (lua_next(L, req)) {
     size_t kn;
     const char *k = lua_tolstring(L, -2, &kn);
     int i = request_field(k, kn);
@@ -190,13 +176,32 @@ static int read_request(lua_State *L, int req, int in, int64_t now_ms,
       f[i].type = lua_type(L, -1);
       if (f[i].type == LUA_TSTRING)
         f[i].s = lua_tolstring(L, -1, &f[i].n);
-      else if (i == RF_INPUT)
-        lua_copy(L, -1, in);
+      if (i == RF_ID || i == RF_INPUT || i == RF_AT) {
+        lua_insert(L, -2); /* value, key: the value stays, the walk goes on */
+        f[i].slot = lua_gettop(L) - 1;
+        continue;
+      }
     }
     lua_pop(L, 1);
   }
-  if (f[RF_ID].type != LUA_TNIL)
-    read_id(L, req, &d->id, &d->message);
+  return unknown;
+}
+
+/* The fields found checked, into d; nothing on the stack changes.  0, or
+ * d->code with d->message and d->path naming the field. */
+static int check_fields(lua_State *L, req_field_t *f, int input_object,
+                        const char *unknown, int64_t now_ms,
+                        vd_decision_t *d) {
+  int r;
+  int off;
+
+  if (f[RF_ID].slot) {
+    read_id(L, f[RF_ID].slot, &d->id, &d->message);
+  } else if (f[RF_ID].type == LUA_TSTRING) { /* a flat member's, unpushed */
+    lua_pushlstring(L, f[RF_ID].s, f[RF_ID].n);
+    read_id(L, -1, &d->id, &d->message);
+    lua_pop(L, 1);
+  }
   vd_buf_reset(&d->message);
 
   /* Unknown top-level fields are refused, so a typo never goes unseen. */
@@ -260,47 +265,93 @@ static int read_request(lua_State *L, int req, int in, int64_t now_ms,
   }
 
   if (f[RF_INPUT].type != LUA_TTABLE ||
-      (input_object < 0 ? vd_json_marker(L, in) != 2 : !input_object))
+      (input_object < 0 ? vd_json_marker(L, f[RF_INPUT].slot) != 2
+                        : !input_object))
     return vd_decision_fail(d, VD_EBAD_REQUEST, "input",
                             f[RF_INPUT].type == LUA_TNIL
                                 ? "missing field 'input' (a JSON object)"
                                 : "input must be a JSON object");
-  if (nt && nt->nsub >= 0) {
-    copy_noted_input(nt, d);
-    return 0;
-  }
-  if (nt) /* more members than the notes hold: read from the table */
-    lua_getfield(L, req, "input"), lua_replace(L, in);
-  copy_input_str(L, in, "complaint_id", &d->complaint_id);
-  copy_input_str(L, in, "customer_id", &d->customer_id);
-  copy_input_str(L, in, "category", &d->category);
   return 0;
 }
 
+/* The input's strings the engine keeps, from the input at idx. */
+static void copy_input(lua_State *L, int idx, vd_decision_t *d) {
+  copy_input_str(L, idx, "complaint_id", &d->complaint_id);
+  copy_input_str(L, idx, "customer_id", &d->customer_id);
+  copy_input_str(L, idx, "category", &d->category);
+}
+
+static void fields_init(req_field_t *f) {
+  int i;
+  for (i = 0; i < RF_N; i++) {
+    f[i].type = LUA_TNIL;
+    f[i].s = NULL;
+    f[i].n = 0;
+    f[i].slot = 0;
+  }
+}
+
+/* The request at req (a table) read by the walk over its keys; the
+ * values of its id, input and at pushed, their slots in f. */
+static int read_table(lua_State *L, int req, int64_t now_ms,
+                      vd_decision_t *d, req_field_t *f) {
+  const char *unknown;
+  int rc;
+  if (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2)
+    return vd_decision_fail(d, VD_EBAD_REQUEST, NULL,
+                            "a request must be a JSON object, one per line");
+  unknown = walked_fields(L, req, f);
+  rc = check_fields(L, f, -1, unknown, now_ms, d);
+  if (rc == 0 && d->op == VD_OP_DECIDE)
+    copy_input(L, f[RF_INPUT].slot, d);
+  return rc;
+}
+
 int vd_wire_decode_request(lua_State *L, const char *line, size_t len,
-                           int max_depth, vd_buf_t *err) {
-  return vd_json_decode_noting(L, line, len, max_depth, err, "input");
+                           int max_depth, vd_buf_t *err,
+                           const vd_json_notes_t **flat) {
+  return vd_json_decode_flat(L, line, len, max_depth, err, "input", flat);
 }
 
 int vd_wire_decode_request_in(lua_State *L, const char *line, size_t len,
-                              int max_depth, vd_buf_t *err, void **parser) {
-  return vd_json_decode_noting_in(L, line, len, max_depth, err, "input",
-                                  parser);
+                              int max_depth, vd_buf_t *err, void **parser,
+                              const vd_json_notes_t **flat) {
+  return vd_json_decode_flat_in(L, line, len, max_depth, err, "input",
+                                parser, flat);
 }
 
 int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d) {
   int req = lua_absindex(L, idx), top = lua_gettop(L), rc;
-  /* the notes vd_wire_decode_request() took of this table, if it made it
-   * (then an object: its marker is the decoder's) */
-  const vd_json_notes_t *nt = vd_json_notes_take(L, req);
-  if (!nt &&
-      (lua_type(L, req) != LUA_TTABLE || vd_json_marker(L, req) != 2))
-    return vd_decision_fail(d, VD_EBAD_REQUEST, NULL,
-                            "a request must be a JSON object, one per line");
-  lua_pushnil(L); /* the input's slot (a C function has room for 20) */
-  rc = read_request(L, req, top + 1, now_ms, d, nt);
+  req_field_t f[RF_N];
+  fields_init(f);
+  rc = read_table(L, req, now_ms, d, f);
   lua_settop(L, top);
+  return rc;
+}
+
+int vd_wire_read_decoded(lua_State *L, const vd_json_notes_t *flat,
+                         int64_t now_ms, vd_decision_t *d, int *input,
+                         int *at) {
+  req_field_t f[RF_N];
+  int rc, input_object = -1;
+  fields_init(f);
+  if (flat && noted_fields(flat, f, &input_object)) {
+    rc = check_fields(L, f, input_object, NULL, now_ms, d);
+    if (rc == 0 && d->op == VD_OP_DECIDE) {
+      if (flat->nsub >= 0) {
+        copy_noted_input(flat, d);
+      } else { /* more members than the notes hold: from the table */
+        copy_input(L, f[RF_INPUT].slot, d);
+      }
+    }
+  } else {
+    if (flat) /* a member that is not a field: named as the walk names it */
+      vd_json_flat_table(L, flat);
+    rc = read_table(L, lua_gettop(L), now_ms, d, f);
+  }
+  *input = f[RF_INPUT].slot;
+  *at = f[RF_AT].type == LUA_TSTRING ? f[RF_AT].slot : 0;
   return rc;
 }
 
@@ -327,7 +378,9 @@ int vd_wire_read_admin(lua_State *L, const char *line, size_t len,
     vd_buf_adds(err, "a request must be a JSON object");
     return VD_EBAD_REQUEST;
   }
-  read_id(L, t, &req->id, err);
+  if (lua_getfield(L, t, "id") != LUA_TNIL)
+    read_id(L, -1, &req->id, err);
+  lua_pop(L, 1);
   vd_buf_reset(err);
   req->op = peek_str(L, t, "op");
   req->who = peek_str(L, t, "who");

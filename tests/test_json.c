@@ -1602,16 +1602,61 @@ static void foretold_strings_same_values(void **state) {
   vd_buf_release(&b);
 }
 
-/* vd_json_decode_noting(): the members of the top-level object and of its
- * "input" object, noted as they are stored, from the text where it has
- * them as they are and from the Lua strings where it has escapes; taken
- * once, for the table decoded last only, never for a state that is not a
- * sandbox's, and not when more members came than the notes hold.  It
- * fails if a note is missing, in the wrong order, or taken twice. */
-static void decode_notes(void **state) {
+/* vd_json_decode_flat(): a top-level object's members left flat and
+ * noted: keys and plain string values in the text, never pushed; other
+ * values pushed in order, each at its note's slot; the members of its
+ * "input" object noted, from the text where it has them plainly, from
+ * the Lua strings where it has escapes.  Only for an object whose keys
+ * are plain, in a sandbox's state, of as many members as the notes hold,
+ * read by the quick pass: else the table a plain decode makes, slot for
+ * slot, as vd_json_flat_table() makes of flat members.  It fails if a
+ * member or note is missing, in the wrong order or slot, or if a table
+ * made differs from the plain decode's in its walk. */
+static void walk_text(lua_State *L, int idx, vd_buf_t *out) {
+  idx = lua_absindex(L, idx);
+  vd_buf_reset(out);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    vd_buf_addf(out, "%s=", lua_tostring(L, -2));
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+      vd_buf_adds(out, lua_tostring(L, -1));
+    else
+      vd_buf_adds(out, luaL_typename(L, -1));
+    vd_buf_addc(out, ',');
+    lua_pop(L, 1);
+  }
+}
+
+/* Decode TEXT flat on L (empty), then its table (vd_json_flat_table() of
+ * the flat members, or the table it pushed) walked beside the plain
+ * decode's; the notes, or NULL. */
+static const vd_json_notes_t *flat_same_table(lua_State *L, const char *text,
+                                              size_t n) {
+  vd_buf_t err = VD_BUF_INIT, want = VD_BUF_INIT, got = VD_BUF_INIT;
+  const vd_json_notes_t *nt;
+  assert_int_equal(vd_json_decode_flat(L, text, n, 0, &err, "input", &nt), 0);
+  if (nt)
+    vd_json_flat_table(L, nt);
+  assert_int_equal(lua_gettop(L), 1);
+  assert_int_equal(vd_json_marker(L, 1), 2);
+  walk_text(L, 1, &got);
+  assert_int_equal(vd_json_decode_protected(L, text, n, 0, &err), 0);
+  walk_text(L, 2, &want);
+  assert_string_equal(got.data, want.data);
+  lua_settop(L, 0);
+  vd_buf_release(&err);
+  vd_buf_release(&want);
+  vd_buf_release(&got);
+  return nt;
+}
+
+static void decode_flat(void **state) {
   static const char doc[] =
-      "{\"kind\":\"sla\",\"id\":{\"input\":1},\"\\u0069nput\":{\"a\":1,"
-      "\"b\":\"x\\ty\",\"c\":[2],\"d\":{\"e\":\"f\"},\"b\":\"z\"},\"n\":null}";
+      "{\"kind\":\"sla\",\"id\":{\"input\":1},\"input\":{\"a\":1,"
+      "\"b\":\"x\\ty\",\"c\":[2],\"d\":{\"e\":\"f\"},\"b\":\"z\"},\"n\":null,"
+      "\"s\":\"a\\tb\",\"kind\":\"again\"}";
+  static const char escaped_key[] =
+      "{\"kind\":\"sla\",\"id\":7,\"\\u0069nput\":{\"a\":1},\"n\":null}";
   vd_sandbox_t sb;
   vd_buf_t err = VD_BUF_INIT, big = VD_BUF_INIT;
   const vd_json_notes_t *nt;
@@ -1621,26 +1666,37 @@ static void decode_notes(void **state) {
   assert_int_equal(vd_sandbox_init(&sb, &err), 0);
   vd_json_setup(plain);
   for (round = 0; round < 2; round++) { /* the second: strings foretold */
-    assert_int_equal(vd_json_decode_noting(sb.L, doc, sizeof doc - 1, 0,
-                                           &err, "input"), 0);
-    assert_null(vd_json_notes_take(sb.L, LUA_REGISTRYINDEX)); /* not it */
-    nt = vd_json_notes_take(sb.L, -1);
+    assert_int_equal(vd_json_decode_flat(sb.L, doc, sizeof doc - 1, 0, &err,
+                                         "input", &nt), 0);
     assert_non_null(nt);
-    assert_null(vd_json_notes_take(sb.L, -1)); /* once */
-    assert_int_equal(nt->ntop, 4);
+    assert_int_equal(nt->ntop, 6);
+    /* pushed: id, input, null, the escaped string */
+    assert_int_equal(lua_gettop(sb.L), 4);
+    for (i = 0; i < 6; i++)
+      assert_true(nt->top[i].k > doc && nt->top[i].k < doc + sizeof doc);
     assert_int_equal(nt->top[0].kn, 4);
     assert_memory_equal(nt->top[0].k, "kind", 4);
-    assert_true(nt->top[0].k > doc && nt->top[0].k < doc + sizeof doc);
     assert_int_equal(nt->top[0].type, LUA_TSTRING);
+    assert_int_equal(nt->top[0].slot, 0);
     assert_int_equal(nt->top[0].n, 3);
     assert_memory_equal(nt->top[0].s, "sla", 3);
+    assert_true(nt->top[0].s > doc && nt->top[0].s < doc + sizeof doc);
     assert_int_equal(nt->top[1].type, LUA_TTABLE);
     assert_int_equal(nt->top[1].array, 0);
-    assert_int_equal(nt->top[2].kn, 5); /* unescaped, from its string */
+    assert_int_equal(nt->top[1].slot, 1);
+    assert_int_equal(nt->top[2].kn, 5);
     assert_memory_equal(nt->top[2].k, "input", 5);
-    assert_false(nt->top[2].k > doc && nt->top[2].k < doc + sizeof doc);
     assert_int_equal(nt->top[2].type, LUA_TTABLE);
+    assert_int_equal(nt->top[2].slot, 2);
+    assert_int_equal(vd_json_marker(sb.L, 2), 2);
     assert_int_equal(nt->top[3].type, LUA_TLIGHTUSERDATA);
+    assert_int_equal(nt->top[3].slot, 3);
+    assert_int_equal(nt->top[4].type, LUA_TSTRING); /* escaped: pushed */
+    assert_int_equal(nt->top[4].slot, 4);
+    assert_int_equal(nt->top[4].n, 3);
+    assert_ptr_equal(nt->top[4].s, lua_tostring(sb.L, 4));
+    assert_int_equal(nt->top[5].slot, 0); /* the repeated key, noted too */
+    assert_memory_equal(nt->top[5].s, "again", 5);
     /* the input's members, not the id's object's */
     assert_int_equal(nt->nsub, 5);
     for (i = 0; i < 5; i++)
@@ -1656,58 +1712,99 @@ static void decode_notes(void **state) {
     assert_memory_equal(nt->sub[4].s, "z", 1);
     assert_true(nt->sub[4].s > doc && nt->sub[4].s < doc + sizeof doc);
     lua_settop(sb.L, 0);
+    /* the table of them: the plain decode's, walked in the same order */
+    assert_non_null(flat_same_table(sb.L, doc, sizeof doc - 1));
+    /* a key with an escape: a table from there on, the same table */
+    assert_null(flat_same_table(sb.L, escaped_key, sizeof escaped_key - 1));
   }
-  /* a later decode ends them, noting or not */
-  assert_int_equal(vd_json_decode_noting(sb.L, doc, sizeof doc - 1, 0, &err,
-                                         "input"), 0);
-  assert_int_equal(vd_json_decode_protected(sb.L, "{}", 2, 0, &err), 0);
-  assert_null(vd_json_notes_take(sb.L, 1));
-  assert_null(vd_json_notes_take(sb.L, 2));
-  lua_settop(sb.L, 0);
-  /* a decode that fails, a list, a plain decode: none */
-  assert_int_equal(vd_json_decode_noting(sb.L, "{\"a\":", 5, 0, &err, "input"),
-                   VD_EBAD_REQUEST);
-  assert_int_equal(vd_json_decode_noting(sb.L, "[{\"a\":1}]", 9, 0, &err,
-                                         "input"), 0);
-  assert_null(vd_json_notes_take(sb.L, -1));
-  assert_int_equal(vd_json_decode_protected(sb.L, doc, sizeof doc - 1, 0,
-                                            &err), 0);
-  assert_null(vd_json_notes_take(sb.L, -1));
-  lua_settop(sb.L, 0);
-  assert_int_equal(vd_json_decode_noting(plain, doc, sizeof doc - 1, 0, &err,
-                                         "input"), 0);
-  assert_null(vd_json_notes_take(plain, -1));
-  /* as many top-level members as the notes hold, then one more */
-  vd_buf_adds(&big, "{\"input\":{}");
-  for (i = 1; i < VD_JSON_NOTES_TOP; i++)
-    vd_buf_addf(&big, ",\"k%d\":%d", i, i);
-  vd_buf_addc(&big, '}');
-  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
-                                         "input"), 0);
-  nt = vd_json_notes_take(sb.L, -1);
+  /* empty: flat, no member */
+  assert_int_equal(vd_json_decode_flat(sb.L, " {} ", 4, 0, &err, "input",
+                                       &nt), 0);
   assert_non_null(nt);
-  assert_int_equal(nt->ntop, VD_JSON_NOTES_TOP);
-  big.len--;
-  vd_buf_adds(&big, ",\"last\":0}");
-  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
-                                         "input"), 0);
-  assert_null(vd_json_notes_take(sb.L, -1));
+  assert_int_equal(nt->ntop, 0);
+  assert_int_equal(lua_gettop(sb.L), 0);
+  vd_json_flat_table(sb.L, nt);
+  assert_int_equal(vd_json_marker(sb.L, 1), 2);
+  lua_settop(sb.L, 0);
+  /* only strings: nothing pushed */
+  assert_non_null(flat_same_table(sb.L, "{\"a\":\"1\",\"b\":\"2\"}", 17));
+  /* a decode that fails: nothing; a list, a string: the value */
+  nt = (const vd_json_notes_t *)&err;
+  assert_int_equal(vd_json_decode_flat(sb.L, "{\"a\":", 5, 0, &err, "input",
+                                       &nt), VD_EBAD_REQUEST);
+  assert_null(nt);
+  assert_int_equal(lua_gettop(sb.L), 0);
+  assert_int_equal(vd_json_decode_flat(sb.L, "[{\"a\":1}]", 9, 0, &err,
+                                       "input", &nt), 0);
+  assert_null(nt);
+  assert_int_equal(lua_gettop(sb.L), 1);
+  assert_int_equal(vd_json_decode_flat(sb.L, "\"s\"", 3, 0, &err, "input",
+                                       &nt), 0);
+  assert_null(nt);
+  assert_int_equal(lua_gettop(sb.L), 2);
+  lua_settop(sb.L, 0);
+  /* a string of escapes longer than the quick pass unescapes: read by
+   * yajl, whose keys are not the text's: a table */
+  vd_buf_reset(&big);
+  vd_buf_adds(&big, "{\"a\":\"");
+  for (i = 0; i < 300; i++)
+    vd_buf_adds(&big, "\\t");
+  vd_buf_adds(&big, "\",\"b\":[]}");
+  assert_null(flat_same_table(sb.L, big.data, big.len));
+  /* not a sandbox's state: no notes, a table */
+  assert_int_equal(vd_json_decode_flat(plain, doc, sizeof doc - 1, 0, &err,
+                                       "input", &nt), 0);
+  assert_null(nt);
+  assert_int_equal(lua_gettop(plain), 1);
+  /* as many top-level members as the notes hold, then one more: the last
+   * a number (pushed), a plain string, an escaped key; each a table the
+   * same as the plain decode's, with members after it too */
+  for (round = 0; round < 3; round++) {
+    static const char *const last[] = {",\"last\":0", ",\"last\":\"s\"",
+                                       ",\"l\\u0061st\":0"};
+    vd_buf_reset(&big);
+    vd_buf_adds(&big, "{\"input\":{}");
+    for (i = 1; i < VD_JSON_NOTES_TOP; i++)
+      vd_buf_addf(&big, i % 2 ? ",\"k%d\":%d" : ",\"k%d\":\"%d\"", i, i);
+    vd_buf_addc(&big, '}');
+    assert_int_equal(vd_json_decode_flat(sb.L, big.data, big.len, 0, &err,
+                                         "input", &nt), 0);
+    assert_non_null(nt);
+    assert_int_equal(nt->ntop, VD_JSON_NOTES_TOP);
+    assert_int_equal(lua_gettop(sb.L), 1 + VD_JSON_NOTES_TOP / 2);
+    lua_settop(sb.L, 0);
+    assert_non_null(flat_same_table(sb.L, big.data, big.len));
+    big.len--;
+    vd_buf_adds(&big, last[round]);
+    vd_buf_adds(&big, ",\"k1\":\"again\",\"more\":[1]}");
+    assert_null(flat_same_table(sb.L, big.data, big.len));
+    assert_int_equal(vd_json_decode_flat(sb.L, big.data, big.len, 0, &err,
+                                         "input", &nt), 0);
+    assert_null(nt);
+    lua_getfield(sb.L, 1, "k1");
+    assert_string_equal(lua_tostring(sb.L, -1), "again");
+    lua_getfield(sb.L, 1, "input");
+    assert_int_equal(vd_json_marker(sb.L, -1), 2);
+    lua_settop(sb.L, 0);
+  }
+  /* an escaped key past the first: the members before it in the table */
+  assert_null(flat_same_table(sb.L, "{\"a\":1,\"b\":\"x\",\"c\":[],\"\\u0064\":2}",
+                              33));
   /* an input of as many members as they hold, then one more */
   vd_buf_reset(&big);
   vd_buf_adds(&big, "{\"input\":{\"k0\":0");
   for (i = 1; i < VD_JSON_NOTES_SUB; i++)
     vd_buf_addf(&big, ",\"k%d\":%d", i, i);
   vd_buf_adds(&big, "}}");
-  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
-                                         "input"), 0);
-  nt = vd_json_notes_take(sb.L, -1);
+  assert_int_equal(vd_json_decode_flat(sb.L, big.data, big.len, 0, &err,
+                                       "input", &nt), 0);
   assert_non_null(nt);
   assert_int_equal(nt->nsub, VD_JSON_NOTES_SUB);
+  lua_settop(sb.L, 0);
   big.len -= 2;
   vd_buf_adds(&big, ",\"last\":0}}");
-  assert_int_equal(vd_json_decode_noting(sb.L, big.data, big.len, 0, &err,
-                                         "input"), 0);
-  nt = vd_json_notes_take(sb.L, -1);
+  assert_int_equal(vd_json_decode_flat(sb.L, big.data, big.len, 0, &err,
+                                       "input", &nt), 0);
   assert_non_null(nt);
   assert_int_equal(nt->nsub, -1);
   lua_settop(sb.L, 0);
@@ -1759,7 +1856,7 @@ int main(void) {
       cmocka_unit_test(key_strings_every_byte),
       cmocka_unit_test(key_shapes_same_address),
       cmocka_unit_test(key_shapes_two_a_set),
-      cmocka_unit_test(decode_notes),
+      cmocka_unit_test(decode_flat),
       cmocka_unit_test_setup_teardown(foretold_strings_same_values, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(key_strings_same_keys, setup,

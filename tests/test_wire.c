@@ -971,7 +971,8 @@ static void idem_keys(void **state) {
 }
 
 /* ------------------------------------------------------------------------
- * A request read from the decoder's notes (vd_wire_decode_request())
+ * A request decoded flat and read from the decoder's notes
+ * (vd_wire_decode_request(), vd_wire_read_decoded())
  * ------------------------------------------------------------------------ */
 
 /* Requests whose every field and input's fields the notes must give as the
@@ -1049,6 +1050,13 @@ static const char *const noted_lines[] = {
     "[{\"kind\":\"sla\"}]",
     "\"text\"",
     "{}",
+    /* as many members as the notes hold, all of them a request's */
+    "{\"id\":1,\"id\":2,\"kind\":\"sla\",\"kind\":\"sla\",\"region\":\"GD\","
+    "\"region\":\"GD\",\"input\":{\"category\":\"x\"},\"at\":"
+    "\"2026-11-23T10:00:00Z\"}",
+    /* an at with an escape: its string the decoder's, not the text's */
+    "{\"kind\":\"sla\",\"region\":\"GD\",\"at\":\"2026-11-23T10:00:00\\u002b08:00\","
+    "\"input\":{\"category\":\"x\"}}",
 };
 
 /* The decision D as a line of its fields, for comparing two readings. */
@@ -1066,32 +1074,62 @@ static void decision_text(const vd_decision_t *d, int rc, vd_buf_t *out) {
               d->category.data ? d->category.data : "");
 }
 
-/* Decode LINE on L (noting when NOTED) and read it; the reading as text. */
+/* Decode LINE on L, flat and read from the notes when NOTED, else into a
+ * table walked; the reading as text, with the input the engine is given
+ * (flat: by its index; else the table's).  An at given by its index is
+ * the string read (the engine's ctx.at is that string's text either
+ * way). */
 static void read_line(lua_State *L, const char *line, int noted,
                       vd_buf_t *text) {
   vd_decision_t d;
-  int top = lua_gettop(L), rc;
+  const vd_json_notes_t *flat = NULL;
+  vd_buf_t in = VD_BUF_INIT, err = VD_BUF_INIT;
+  int top = lua_gettop(L), rc, input = 0, at = 0;
   vd_decision_init(&d);
   vd_decision_reset(&d);
-  rc = noted ? vd_wire_decode_request(L, line, strlen(line), 32, &d.message)
+  rc = noted ? vd_wire_decode_request(L, line, strlen(line), 32, &d.message,
+                                      &flat)
              : vd_json_decode_protected(L, line, strlen(line), 32,
                                         &d.message);
-  if (rc == 0) {
+  if (rc == 0 && noted) {
+    int i, pushed = 0;
+    for (i = 0; flat && i < flat->ntop; i++)
+      pushed += flat->top[i].slot != 0;
+    assert_int_equal(lua_gettop(L), top + (flat ? pushed : 1));
+    rc = vd_wire_read_decoded(L, flat, 1795399200123LL, &d, &input, &at);
+    assert_true(input <= lua_gettop(L) && at <= lua_gettop(L));
+  } else if (rc == 0) {
     rc = vd_wire_read_request(L, -1, 1795399200123LL, &d);
     assert_int_equal(lua_gettop(L), top + 1);
+    if (rc == 0 && d.op == VD_OP_DECIDE) {
+      lua_getfield(L, top + 1, "input");
+      input = lua_gettop(L);
+      if (lua_getfield(L, top + 1, "at") == LUA_TSTRING)
+        at = lua_gettop(L);
+    }
+  }
+  if (rc == 0 && d.op == VD_OP_DECIDE) {
+    assert_true(input > top);
+    assert_int_equal(vd_json_encode(L, input, &in, "input", &err), 0);
+    if (at)
+      assert_string_equal(lua_tostring(L, at), d.at);
   }
   lua_settop(L, top);
   decision_text(&d, rc, text);
+  vd_buf_addf(text, " input=%s", in.data ? in.data : "");
   vd_decision_release(&d);
+  vd_buf_release(&in);
+  vd_buf_release(&err);
 }
 
-/* Each line read from the notes (in a sandbox, whose decoder keeps them)
- * answers as the walk over the table does in that same state (whose
- * string hashes, and so the walk's order, are its own), field for field
- * and message for message; three rounds, so that the sandbox's strings
- * are foretold (json.c) in the second and third, after every other line.
- * It fails if the notes keep the first of two members with one key, or
- * find the input's members under another key. */
+/* Each line decoded flat and read from the notes (in a sandbox, whose
+ * decoder keeps them) answers as the walk over the table does in that
+ * same state (whose string hashes, and so the walk's order, are its own),
+ * field for field and message for message, and gives the engine the same
+ * input and at; three rounds, so that the sandbox's strings are foretold
+ * (json.c) in the second and third, after every other line.  It fails if
+ * the notes keep the first of two members with one key, find the input's
+ * members under another key, or point at another member's value. */
 static void request_from_notes_same_answers(void **state) {
   vd_sandbox_t sb;
   vd_buf_t err = VD_BUF_INIT, want = VD_BUF_INIT, got = VD_BUF_INIT;

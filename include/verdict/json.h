@@ -69,12 +69,12 @@ int vd_json_decode_protected(lua_State *L, const char *s, size_t n,
                              int max_depth, vd_buf_t *err);
 
 /* A decode's notes of an object's members, taken as it stores them, so
- * that a reader of the object need not walk its table again (wire.c reads
- * a request so).  A member is noted by its key and, for a string value,
+ * that a reader of the object need not walk its table (wire.c reads a
+ * request so).  A member is noted by its key and, for a string value,
  * the string: their bytes, in the decoded text where they are written
- * there as they are (no escapes), else in the Lua strings the table holds;
- * valid while both are (of two members with one key, the table and a
- * reader keep the last). */
+ * there as they are (no escapes), else in the Lua strings decoded; valid
+ * while both are (of two members with one key, a table and a reader keep
+ * the last). */
 #define VD_JSON_NOTES_TOP 8  /* the top-level object's members */
 #define VD_JSON_NOTES_SUB 16 /* and those of one member's object */
 typedef struct vd_json_note {
@@ -84,41 +84,50 @@ typedef struct vd_json_note {
   int array;     /* a table: 1 for a JSON array, 0 for an object */
   const char *s; /* a string value's bytes (not NUL-terminated) */
   size_t n;
+  int slot;      /* a flat member's: its value's stack index; 0 for a
+                  * string written plainly (s, n), which is not pushed */
 } vd_json_note_t;
 typedef struct vd_json_notes {
   int ntop; /* the top-level members, in the order met, duplicates too */
   int nsub; /* the members of the last object met under the key named to
-             * vd_json_decode_noting(); -1: more than fit */
+             * vd_json_decode_flat(); -1: more than fit */
   vd_json_note_t top[VD_JSON_NOTES_TOP];
   vd_json_note_t sub[VD_JSON_NOTES_SUB];
 } vd_json_notes_t;
 
-/* vd_json_decode_protected(), noting the members of the top-level object
- * and of the object of its member named SUB (the last such member's, as
- * the table keeps the last).  The notes are kept in L's sandbox (none for
- * a state that is not a sandbox's) until vd_json_notes_take() or the next
- * decode on L. */
-int vd_json_decode_noting(lua_State *L, const char *s, size_t n,
-                          int max_depth, vd_buf_t *err, const char *sub);
+/* vd_json_decode_protected(), except that a top-level object of at most
+ * VD_JSON_NOTES_TOP members whose keys are written plainly in the text (no
+ * escapes, ASCII) is not made a table: its members are left "flat", *flat
+ * their notes, which also note the members of the object of its member
+ * named SUB (the last such member's).  Their keys, and their string
+ * values written plainly, stay in the text; their other values are pushed
+ * in the text's order (duplicates too) and stay, each at its note's slot.
+ * A decode of anything else (an object read by yajl too) pushes the value
+ * and sets *flat to NULL, as in a state that is not a sandbox's, whose
+ * decoder keeps no notes.  The notes are valid until the next decode on L;
+ * their slots are absolute stack indexes: the caller changes nothing of
+ * what was pushed, inserts or removes nothing below it, and keeps the
+ * text it decoded as it was (the engine reads a request so, inside the
+ * function whose stack the decode used). */
+int vd_json_decode_flat(lua_State *L, const char *s, size_t n, int max_depth,
+                        vd_buf_t *err, const char *sub,
+                        const vd_json_notes_t **flat);
 
-/* vd_json_decode_noting() without a protected call of its own, for a
- * caller already inside one (the engine decodes a request inside the
- * decision's protected call): 0 and the value pushed, or VD_EBAD_REQUEST
+/* vd_json_decode_flat() without a protected call of its own, for a caller
+ * already inside one (the engine decodes a request inside the decision's
+ * protected call): 0 with the value or members pushed, or VD_EBAD_REQUEST
  * with err set; when the state's memory runs out it raises a Lua error.
  * *parser holds the parser while it parses: after such a raise the caller
  * hands it to vd_json_parser_free(); otherwise it is left NULL. */
-int vd_json_decode_noting_in(lua_State *L, const char *s, size_t n,
-                             int max_depth, vd_buf_t *err, const char *sub,
-                             void **parser);
+int vd_json_decode_flat_in(lua_State *L, const char *s, size_t n,
+                           int max_depth, vd_buf_t *err, const char *sub,
+                           void **parser, const vd_json_notes_t **flat);
 void vd_json_parser_free(void *parser); /* NULL: nothing */
 
-/* The notes of the object at idx, when it is the table the last decode on
- * L pushed, that decode was vd_json_decode_noting() and the top-level
- * members fit in the notes; else NULL.  Once: a second call answers NULL.
- * The notes say what the table held when it was decoded: the caller
- * changes nothing in it in between, and keeps the text it decoded as it
- * was (the engine reads a request so). */
-const vd_json_notes_t *vd_json_notes_take(lua_State *L, int idx);
+/* The flat members' values on top of the stack, FLAT their notes,
+ * replaced by the table vd_json_decode() would have made of their object
+ * (slot for slot: the same walk order).  May raise a memory error. */
+void vd_json_flat_table(lua_State *L, const vd_json_notes_t *flat);
 
 /* The most bytes one vd_json_encode() call appends.  A value can be far
  * bigger as JSON than in memory (a DAG of shared tables doubles with each

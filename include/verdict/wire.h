@@ -36,6 +36,7 @@
 #include "verdict/engine.h"
 #include "verdict/error.h"
 #include "verdict/history.h"
+#include "verdict/json.h"
 
 /* ------------------------------------------------------------------------
  * Requests
@@ -53,19 +54,33 @@ int vd_wire_read_request(lua_State *L, int idx, int64_t now_ms,
                          vd_decision_t *d);
 
 /* Decode a decision-socket request line as vd_json_decode_protected()
- * does (the same value, codes and messages), noting its fields and its
- * input's as the decoder stores them (json.h, vd_json_decode_noting()):
- * vd_wire_read_request() on the table it pushed then reads the notes
- * instead of walking the table and looking the input's fields up, with
- * the same answers.  The caller changes nothing in the table in between
- * and keeps LINE as it is (the engine reads the request at once). */
+ * does (the same codes and messages), but with its members left flat on
+ * the stack and noted, and its input's members noted too, when it is an
+ * object of a request's size (json.h, vd_json_decode_flat(): *flat their
+ * notes); else the value is pushed and *flat is NULL.  The caller changes
+ * nothing of what it pushed, keeps LINE as it is, and reads it at once
+ * with vd_wire_read_decoded(). */
 int vd_wire_decode_request(lua_State *L, const char *line, size_t len,
-                           int max_depth, vd_buf_t *err);
+                           int max_depth, vd_buf_t *err,
+                           const vd_json_notes_t **flat);
 /* The same without a protected call of its own, inside the caller's
- * (json.h, vd_json_decode_noting_in(): it raises when memory runs out,
+ * (json.h, vd_json_decode_flat_in(): it raises when memory runs out,
  * and *parser is then the parser to free with vd_json_parser_free()). */
 int vd_wire_decode_request_in(lua_State *L, const char *line, size_t len,
-                              int max_depth, vd_buf_t *err, void **parser);
+                              int max_depth, vd_buf_t *err, void **parser,
+                              const vd_json_notes_t **flat);
+
+/* vd_wire_read_request() on what vd_wire_decode_request() left on top of
+ * the stack, FLAT its answer: the same decision, field for field and
+ * message for message, read from the notes where they answer (no table is
+ * made, none walked).  Leaves the decoded request on the stack (as a
+ * table, when a member is not a request's field), with, above it, what
+ * *input and *at point at: the stack indexes of the input's value and of
+ * the "at" field's string (0: none), which stay until the caller pops
+ * them.  Raises only on memory errors. */
+int vd_wire_read_decoded(lua_State *L, const vd_json_notes_t *flat,
+                         int64_t now_ms, vd_decision_t *d, int *input,
+                         int *at);
 
 /* An admin-socket request.  The strings point into the decoded request,
  * which vd_wire_read_admin() leaves on L's stack: they are valid until the

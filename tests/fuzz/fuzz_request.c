@@ -13,10 +13,12 @@
  *     "at" parses back as an RFC 3339 time to d->at_ms;
  *   - the response line for an error (vd_wire_write_error(), with the
  *     request's id) is one JSON object;
- *   - read from the decoder's notes (vd_wire_decode_request() in a sandbox
+ *   - decoded flat and read from the decoder's notes
+ *     (vd_wire_decode_request() and vd_wire_read_decoded() in a sandbox
  *     kept from one input to the next, twice, so its strings are foretold
  *     the second time), the request gives the same decision, field for
- *     field and message for message, as read by the walk in that state.
+ *     field and message for message, as read by the walk over the table
+ *     in that state; the input and at it points at are the table's.
  */
 #include <string.h>
 
@@ -32,6 +34,11 @@
 typedef struct {
   vd_decision_t *d;
   int rc;
+  /* decode_read_k's: the line, what the decode answered, its parser */
+  const char *line;
+  size_t len;
+  int max_depth, drc;
+  void *parser;
 } args_t;
 
 /* Stack: args, request. */
@@ -40,6 +47,37 @@ static int read_k(lua_State *L) {
   int top = lua_gettop(L);
   a->rc = vd_wire_read_request(L, 2, NOW_MS, a->d);
   FUZZ_CHECK(lua_gettop(L) == top);
+  return 0;
+}
+
+/* Stack: args.  Decode the line flat and read it, as the engine does
+ * (inside one protected call, the values' slots where the decode left
+ * them): every value pushed is at its note's slot, in order, the others
+ * strings; the input and at it points at are the request's. */
+static int decode_read_k(lua_State *L) {
+  args_t *a = lua_touserdata(L, 1);
+  const vd_json_notes_t *flat;
+  int input, at, i, pushed = 0;
+  a->drc = vd_wire_decode_request_in(L, a->line, a->len, a->max_depth,
+                                     &a->d->message, &a->parser, &flat);
+  if (a->drc)
+    return 0;
+  for (i = 0; flat && i < flat->ntop; i++) {
+    const vd_json_note_t *m = &flat->top[i];
+    FUZZ_CHECK(m->slot ? m->slot == 2 + pushed : m->type == LUA_TSTRING);
+    pushed += m->slot != 0;
+  }
+  FUZZ_CHECK(lua_gettop(L) == 1 + (flat ? pushed : 1));
+  a->rc = vd_wire_read_decoded(L, flat, NOW_MS, a->d, &input, &at);
+  FUZZ_CHECK(input >= 0 && at >= 0 && input <= lua_gettop(L) &&
+             at <= lua_gettop(L));
+  if (a->rc == 0 && a->d->op == VD_OP_DECIDE) {
+    FUZZ_CHECK(input > 1 && lua_type(L, input) == LUA_TTABLE);
+    FUZZ_CHECK(vd_json_marker(L, input) == 2);
+    FUZZ_CHECK(!(at && a->d->at_stamped)); /* none to give when stamped */
+    if (at)
+      FUZZ_CHECK(strcmp(lua_tostring(L, at), a->d->at) == 0);
+  }
   return 0;
 }
 
@@ -62,20 +100,37 @@ static int same_buf(const vd_buf_t *a, const vd_buf_t *b) {
   return a->len == b->len && (!a->len || memcmp(a->data, b->data, a->len) == 0);
 }
 
-/* Decode and read the input in S, from the notes (NOTED) or by the walk,
- * into n (cleared first); the decode's code or the read's. */
+/* Decode and read the input in S, flat from the notes (NOTED) or by the
+ * walk over its table, into n (cleared first); the decode's code or the
+ * read's. */
 static int decide_in(lua_State *S, const uint8_t *data, size_t size,
                      int max_depth, int noted, vd_decision_t *n) {
   args_t a;
   int rc;
   vd_decision_reset(n);
-  rc = noted ? vd_wire_decode_request(S, (const char *)data, size, max_depth,
-                                      &n->message)
-             : vd_json_decode_protected(S, (const char *)data, size,
-                                        max_depth, &n->message);
+  a.d = n;
+  a.rc = -1;
+  if (noted) {
+    a.line = (const char *)data;
+    a.len = size;
+    a.max_depth = max_depth;
+    a.parser = NULL;
+    lua_pushcfunction(S, decode_read_k);
+    lua_pushlightuserdata(S, &a);
+    if (lua_pcall(S, 1, 0, 0) != LUA_OK) { /* out of memory decoding */
+      vd_json_parser_free(a.parser);
+      lua_settop(S, 0);
+      return VD_ENOMEM;
+    }
+    rc = a.drc ? a.drc : a.rc;
+    if (!a.drc)
+      FUZZ_CHECK(a.rc == n->code);
+    lua_settop(S, 0);
+    return rc;
+  }
+  rc = vd_json_decode_protected(S, (const char *)data, size, max_depth,
+                                &n->message);
   if (rc == 0) {
-    a.d = n;
-    a.rc = -1;
     lua_pushcfunction(S, read_k);
     lua_insert(S, 1);
     lua_pushlightuserdata(S, &a);
