@@ -1837,21 +1837,34 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
 static int v_check_input(lua_State *L) {
   plan_t *p = lua_touserdata(L, 1);
   vd_sandbox_t *sb = vd_sandbox_of(L);
-  int own, is_plan;
+  int own, is_plan, objects = lua_toboolean(L, 3);
   is_plan = p && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1) &&
             lua_topointer(L, -1) == sb->plan_mt;
   if (!is_plan)
     return luaL_typeerror(L, 1, PLAN_MT);
+  /* objects only (a third argument true): nil for anything json_type()
+   * would not call "object", so that lib/schema.lua asks json_type only
+   * when this says nil, not before every check */
+  if (objects && lua_type(L, 2) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return 1;
+  }
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   /* The engine's own decoded input (sandbox.h, own_input) becomes the
    * facts itself.  Once only: a second call gets a copy, as any other
    * table does. */
   own = sb->own_input != NULL && lua_topointer(L, 2) == sb->own_input;
-  if (own)
-    sb->own_input = NULL; /* the decoder's: never a proxy */
-  else
-    vd_sandbox_unfreeze(L, 2);
+  if (own) {
+    sb->own_input = NULL; /* the decoder's: never a proxy, an object (the
+                           * wire read it so) */
+  } else {
+    vd_sandbox_unfreeze(L, 2); /* a loaded table: its copy, as json_type */
+    if (objects && vd_json_marker(L, 2) != 2) {
+      lua_pushnil(L);
+      return 1;
+    }
+  }
   charge_small(L, (unsigned long)p->n);
   lua_getiuservalue(L, 1, 1);
   if (p->n > PLAN_SMALL_MAX)

@@ -1242,7 +1242,8 @@ static void plan_defaults_kinds(void **state) {
       "local c = { fields = fields, names = names, quick = quick,\n"
       "  absent = absent, conditional = { 'rq', 'rz' },\n"
       "  requires = { { 'n' }, { 'n' } } }\n"
-      "return { plan = verdict.schema_plan(c, R), defaults = defaults }\n";
+      "return { plan = verdict.schema_plan(c, R), defaults = defaults,\n"
+      "  obj = verdict.object{ n = 2 }, arr = verdict.array{} }\n";
   load_frozen(L, "=defaults", schema, sizeof schema - 1, "D");
   assert_string_equal(
       ok(f, "local out = {}\n"
@@ -1254,6 +1255,26 @@ static void plan_defaults_kinds(void **state) {
             "    out[#out + 1] = k .. '=' .. tostring(got) end end\n"
             "if verdict.check_input(D.plan, {}) ~= nil then\n"
             "  out[#out + 1] = 'requires not applied' end\n"
+            "return #out == 0 and 'ok' or table.concat(out, ' ')"),
+      "ok");
+  /* objects only (a third argument true): nil for whatever json_type
+   * does not call an object, the facts for what it does (a loaded one
+   * too, through its proxy); without it, a plain table is checked and a
+   * value that is not a table refused, as before */
+  assert_string_equal(
+      ok(f, "local C = verdict.check_input\n"
+            "local out = {}\n"
+            "for i, v in ipairs({ 7, 'x', true, { n = 1 }, D.arr,\n"
+            "                     verdict.array{ 1 } }) do\n"
+            "  if C(D.plan, v, true) ~= nil then out[#out + 1] = i end end\n"
+            "if C(D.plan, nil, true) ~= nil then out[#out + 1] = 'nil' end\n"
+            "local o = C(D.plan, verdict.object{ n = 3 }, true)\n"
+            "if not o or o.n ~= 3 or o.b1 ~= true then out[#out + 1] = 'object' end\n"
+            "local l = C(D.plan, D.obj, true)\n"
+            "if not l or l.n ~= 2 then out[#out + 1] = 'loaded' end\n"
+            "local p = C(D.plan, { n = 4 })\n"
+            "if not p or p.n ~= 4 then out[#out + 1] = 'plain' end\n"
+            "if pcall(C, D.plan, 7) then out[#out + 1] = 'not refused' end\n"
             "return #out == 0 and 'ok' or table.concat(out, ' ')"),
       "ok");
 }

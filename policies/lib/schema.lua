@@ -235,8 +235,7 @@ local function quick_checker(sp)
   elseif ty == "object" then
     local c = sp.compiled
     return function(v)
-      if json_type(v) ~= "object" then return nil end
-      return check_input(c.plan, v)
+      return check_input(c.plan, v, true) -- nil for what is not an object
     end
   else -- map
     local values = sp.quick_values
@@ -460,10 +459,11 @@ end
 -- Check `input` against compiled schema c; return the facts.  Only a
 -- request quick finds wrong takes the slower, reporting walk.
 function S.validate(c, input)
-  if json_type(input) == "object" then
-    local f = check_input(c.plan, input)
-    if f then return f end
-  else
+  -- true: nil for anything that is not an object too, so json_type is
+  -- asked only when the quick check says nil
+  local quick = check_input(c.plan, input, true)
+  if quick then return quick end
+  if json_type(input) ~= "object" then
     S.fail("input", "expected an object, got " .. describe(input))
   end
   local errs = {}
