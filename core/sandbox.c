@@ -1834,17 +1834,21 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
 /* verdict.check_input knows a plan by its metatable's address, kept in
  * the sandbox (push_check_input): no look-up in the registry, no
  * comparison through the API. */
-static int v_check_input(lua_State *L) {
+/* verdict.check_input(plan, v), and with OBJECTS verdict.check_object(
+ * plan, v): nil as well for anything json_type() would not call
+ * "object", so that lib/schema.lua asks json_type only when this says
+ * nil, not before every check.  A function of its own rather than an
+ * argument: an older binary, which has no check_object, leaves
+ * lib/schema.lua its own way (json_type, then check_input) instead of
+ * ignoring the argument. */
+static int check_input_(lua_State *L, int objects) {
   plan_t *p = lua_touserdata(L, 1);
   vd_sandbox_t *sb = vd_sandbox_of(L);
-  int own, is_plan, objects = lua_toboolean(L, 3);
+  int own, is_plan;
   is_plan = p && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1) &&
             lua_topointer(L, -1) == sb->plan_mt;
   if (!is_plan)
     return luaL_typeerror(L, 1, PLAN_MT);
-  /* objects only (a third argument true): nil for anything json_type()
-   * would not call "object", so that lib/schema.lua asks json_type only
-   * when this says nil, not before every check */
   if (objects && lua_type(L, 2) != LUA_TTABLE) {
     lua_pushnil(L);
     return 1;
@@ -1873,6 +1877,9 @@ static int v_check_input(lua_State *L) {
     return luaL_error(L, "stack overflow (a schema of %d fields)", p->n);
   return check_keys(L, p, own);
 }
+
+static int v_check_input(lua_State *L) { return check_input_(L, 0); }
+static int v_check_object(lua_State *L) { return check_input_(L, 1); }
 
 /* Push verdict.check_input: v_check_input with the plans' metatable (made
  * here, before any plan) as its upvalue. */
@@ -3311,6 +3318,8 @@ static int build_base(lua_State *L) {
   lua_setfield(L, -2, "run_rules");
   push_check_input(L);
   lua_setfield(L, -2, "check_input");
+  lua_pushcfunction(L, v_check_object); /* after check_input: plan_mt set */
+  lua_setfield(L, -2, "check_object");
   vd_sandbox_push_proxy(L, -1);
   lua_setfield(L, base, "verdict");
   lua_pop(L, 1);

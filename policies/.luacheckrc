@@ -16,7 +16,7 @@ local math_fields = { "abs", "acos", "asin", "atan", "ceil", "cos", "deg", "exp"
   "fmod", "huge", "log", "max", "maxinteger", "min", "mininteger", "modf", "pi", "rad", "sin",
   "sqrt", "tan", "tointeger", "type", "ult" }
 local utf8_fields = { "char", "charpattern", "codepoint", "codes", "len", "offset" }
-local verdict_fields = { "array", "check_input", "field_reads", "is_empty", "is_null", "json_type",
+local verdict_fields = { "array", "check_input", "check_object", "field_reads", "is_empty", "is_null", "json_type",
   "new_table", "null", "object", "only_keys", "rule_runner", "run_rules", "schema_plan" }
 
 stds.verdict_sandbox = {

@@ -1257,24 +1257,27 @@ static void plan_defaults_kinds(void **state) {
             "  out[#out + 1] = 'requires not applied' end\n"
             "return #out == 0 and 'ok' or table.concat(out, ' ')"),
       "ok");
-  /* objects only (a third argument true): nil for whatever json_type
-   * does not call an object, the facts for what it does (a loaded one
-   * too, through its proxy); without it, a plain table is checked and a
-   * value that is not a table refused, as before */
+  /* verdict.check_object: nil for whatever json_type does not call an
+   * object, the facts for what it does (a loaded one too, through its
+   * proxy); check_input checks a plain table and refuses a value that is
+   * not a table, as before */
   assert_string_equal(
-      ok(f, "local C = verdict.check_input\n"
+      ok(f, "local C, I = verdict.check_object, verdict.check_input\n"
             "local out = {}\n"
             "for i, v in ipairs({ 7, 'x', true, { n = 1 }, D.arr,\n"
             "                     verdict.array{ 1 } }) do\n"
-            "  if C(D.plan, v, true) ~= nil then out[#out + 1] = i end end\n"
-            "if C(D.plan, nil, true) ~= nil then out[#out + 1] = 'nil' end\n"
-            "local o = C(D.plan, verdict.object{ n = 3 }, true)\n"
+            "  if C(D.plan, v) ~= nil then out[#out + 1] = i end end\n"
+            "if C(D.plan, nil) ~= nil then out[#out + 1] = 'nil' end\n"
+            "local o = C(D.plan, verdict.object{ n = 3 })\n"
             "if not o or o.n ~= 3 or o.b1 ~= true then out[#out + 1] = 'object' end\n"
-            "local l = C(D.plan, D.obj, true)\n"
+            "local l = C(D.plan, D.obj)\n"
             "if not l or l.n ~= 2 then out[#out + 1] = 'loaded' end\n"
-            "local p = C(D.plan, { n = 4 })\n"
+            "if C(D.plan, verdict.object{}) ~= nil then\n"
+            "  out[#out + 1] = 'requires not applied' end\n"
+            "local p = I(D.plan, { n = 4 })\n"
             "if not p or p.n ~= 4 then out[#out + 1] = 'plain' end\n"
-            "if pcall(C, D.plan, 7) then out[#out + 1] = 'not refused' end\n"
+            "if pcall(I, D.plan, 7) then out[#out + 1] = 'not refused' end\n"
+            "if pcall(C, {}, verdict.object{}) then out[#out + 1] = 'no plan' end\n"
             "return #out == 0 and 'ok' or table.concat(out, ' ')"),
       "ok");
 }
