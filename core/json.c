@@ -1109,9 +1109,10 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
       *flat = d.notes;
     return 0;
   }
-  notes_reset(&d); /* the quick pass may have noted some */
-  if (d.flat)
-    d.flat = 1; /* and left an object flat */
+  /* yajl's keys are never the text's, so it makes no flat object, and
+   * notes are read only of one: none */
+  d.notes = NULL;
+  d.flat = 0;
   *slot = h = yajl_alloc(&decode_callbacks, NULL, &d);
   if (!h)
     luaL_error(L, "not enough memory");
@@ -1135,7 +1136,7 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
       set_parse_error(h, s, n, err);
     }
     rc = VD_EBAD_REQUEST;
-  } else if (d.flat != 2 && lua_gettop(L) != top + 1) { /* blank input */
+  } else if (lua_gettop(L) != top + 1) { /* blank input */
     vd_buf_reset(err);
     vd_buf_adds(err, "invalid JSON at byte 0: no value");
     rc = VD_EBAD_REQUEST;
@@ -1144,8 +1145,6 @@ static int decode(lua_State *L, const char *s, size_t n, int max_depth,
   yajl_free(h);
   if (rc)
     lua_settop(L, top);
-  else if (d.flat == 2)
-    *flat = d.notes;
   return rc;
 }
 
