@@ -160,8 +160,8 @@ static int noted_fields(const vd_json_notes_t *nt, req_field_t *f,
 
 /* The request's fields from a walk over the table at req (a decoded
  * object: its marker has no __index, so this is what lua_getfield would
- * read), each value pushed whose slot is kept (the id and the input);
- * the first unknown field in the walk's order, or NULL. */
+ * read), the values of the id, the input and at left on the stack at
+ * their slots; the first unknown field in the walk's order, or NULL. */
 static const char *walked_fields(lua_State *L, int req, req_field_t *f) {
   const char *unknown = NULL;
   lua_pushnil(L);
