@@ -7,11 +7,13 @@
  * reads are in history_chain.c, the facts' in history_facts.c.)
  *
  * Owns the vd_history_rows_t cursors: each holds its own read-only
- * connection (vd_history_db_open_ro()) and one prepared statement.
+ * connection (vd_history_db_open_ro()), one prepared statement, and the
+ * traces it has read by key ("Traces" below).
  *
  * Invariants:
- *   - rows come in seq order, with the columns READ_COLUMNS names, so a
- *     row here is the row the chain hashed;
+ *   - rows come in seq order, with the columns READ_COLUMNS names (a
+ *     cursor's trace read by its key, the same bytes), so a row here is
+ *     the row the chain hashed;
  *   - a filter's conditions are appended and bound in one order
  *     (add_filter, bind_filter), so the SQL and its values always agree;
  *   - nothing here writes: every connection is read-only.
@@ -216,15 +218,34 @@ static const char *rows_tail(const vd_history_filter_t *f) {
  * Rows
  * ====================================================================== */
 
+/* Traces.  A row's trace is read by its key.  Since schema 9 a row keeps the
+ * trace's SHA-256 (trace_sha) and a NULL trace, and a few hundred
+ * distinct traces answer a whole history (history_db.c, 8 -> 9).  Rather
+ * than VD_HIST_TRACE_SQL's sub-select on every row (a search of `traces`
+ * that was a quarter of a replayed row's read), a cursor selects trace
+ * and trace_sha and looks the text up here, going to `traces` only when
+ * a key is not held.  Direct-mapped on the key's first byte: memory is at
+ * most TRACE_SLOTS texts, whatever the history's size; a trace that is
+ * not in `traces` reads as NULL, as the sub-select's did. */
+#define TRACE_SLOTS 32
+
+typedef struct {
+  uint8_t sha[32];
+  char *text; /* NULL: slot empty */
+  size_t len;
+} trace_slot_t;
+
 struct vd_history_rows {
   sqlite3 *db;
   sqlite3_stmt *st;
+  sqlite3_stmt *trace_st; /* SELECT trace FROM traces WHERE sha256 = ? */
   char *path;
   int done;        /* the end was reached: SQLite would start again */
   vd_hist_pg_rows_t *pg; /* a PostgreSQL history's rows instead */
   vd_history_value_t row[VD_HISTORY_NCOLUMNS]; /* the row last stepped to */
   uint64_t columns; /* the filter's: the others stay NULL in row */
   int all;          /* the filter named no columns: every one, as before */
+  trace_slot_t traces[TRACE_SLOTS];
   vd_buf_t err;
 };
 
@@ -249,25 +270,22 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
     return rc;
   }
   rc = vd_history_db_open_ro(&r->db, db_path, err);
-  if (rc == 0 && filter->columns) {
-    /* only the columns asked for; NULL in the others' places, which
-     * SQLite then neither decodes nor, for the trace, looks up */
+  if (rc == 0) {
+    /* the columns asked for (every one when the filter names none), NULL
+     * in the others' places, which SQLite then does not decode; the
+     * trace as stored and, after the row's columns, its key (Traces) */
+    uint64_t cols = filter->columns ? filter->columns : ~(uint64_t)0;
     vd_buf_t what = VD_BUF_INIT;
     int i;
-    for (i = 0; i < VD_HISTORY_NCOLUMNS; i++) {
-      const char *c = vd_history_column_name(i);
-      if (!(filter->columns & ((uint64_t)1 << i)))
-        c = "NULL";
-      else if (i == VD_HISTORY_TRACE)
-        c = VD_HIST_TRACE_SQL;
-      vd_buf_addf(&what, "%s%s", i ? ", " : "", c);
-    }
+    for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+      vd_buf_addf(&what, "%s%s", i ? ", " : "",
+                  cols & ((uint64_t)1 << i) ? vd_history_column_name(i)
+                                            : "NULL");
+    vd_buf_adds(&what, cols & ((uint64_t)1 << VD_HISTORY_TRACE)
+                           ? ", trace_sha" : ", NULL");
     rc = prepare(r->db, &r->st, db_path, what.data, filter,
                  rows_tail(filter), err);
     vd_buf_release(&what);
-  } else if (rc == 0) {
-    rc = prepare(r->db, &r->st, db_path, READ_COLUMNS, filter,
-                 rows_tail(filter), err);
   }
   if (rc) {
     vd_history_rows_close(r);
@@ -279,6 +297,56 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   r->columns = filter->columns ? filter->columns : ~(uint64_t)0;
   r->all = !filter->columns;
   *out = r;
+  return 0;
+}
+
+/* V (the trace column, NULL as stored) from the row's key, the column
+ * after the row's: through the slots, else from `traces`.  0, or an error
+ * code with r->err set.  V stays NULL without a key, or for a key not in `traces`. */
+static int trace_by_key(vd_history_rows_t *r, vd_history_value_t *v) {
+  const uint8_t *sha = sqlite3_column_blob(r->st, VD_HISTORY_NCOLUMNS);
+  trace_slot_t *slot;
+  const char *text;
+  int rc;
+  if (!sha || sqlite3_column_bytes(r->st, VD_HISTORY_NCOLUMNS) != 32)
+    return 0;
+  slot = &r->traces[sha[0] % TRACE_SLOTS];
+  if (!slot->text || memcmp(slot->sha, sha, 32) != 0) {
+    if (!r->trace_st &&
+        sqlite3_prepare_v2(r->db,
+                           "SELECT trace FROM traces WHERE sha256 = ?", -1,
+                           &r->trace_st, NULL) != SQLITE_OK)
+      return sql_failed(&r->err, r->path, r->db);
+    sqlite3_bind_blob(r->trace_st, 1, sha, 32, SQLITE_TRANSIENT);
+    rc = sqlite3_step(r->trace_st);
+    if (rc == SQLITE_DONE) {
+      sqlite3_reset(r->trace_st);
+      return 0; /* not stored: NULL, as the row's sub-select read it */
+    }
+    if (rc != SQLITE_ROW) {
+      rc = sql_failed(&r->err, r->path, r->db);
+      sqlite3_reset(r->trace_st);
+      return rc;
+    }
+    text = (const char *)sqlite3_column_text(r->trace_st, 0);
+    free(slot->text);
+    slot->len = (size_t)sqlite3_column_bytes(r->trace_st, 0);
+    slot->text = text ? malloc(slot->len + 1) : NULL;
+    if (slot->text) {
+      memcpy(slot->text, text, slot->len + 1);
+      memcpy(slot->sha, sha, 32);
+    }
+    sqlite3_reset(r->trace_st);
+    if (!slot->text) {
+      if (!text)
+        return 0;
+      vd_buf_reset(&r->err);
+      vd_buf_adds(&r->err, "out of memory");
+      return VD_ENOMEM;
+    }
+  }
+  v->text = slot->text;
+  v->len = slot->len;
   return 0;
 }
 
@@ -308,6 +376,10 @@ int vd_history_rows_next(vd_history_rows_t *r,
     v->text = (const char *)sqlite3_column_text(r->st, i);
     v->len = v->text ? (size_t)sqlite3_column_bytes(r->st, i) : 0;
   }
+  if ((r->columns & ((uint64_t)1 << VD_HISTORY_TRACE)) &&
+      !r->row[VD_HISTORY_TRACE].text &&
+      (rc = trace_by_key(r, &r->row[VD_HISTORY_TRACE])) != 0)
+    return rc;
   *row = r->row;
   return 1;
 }
@@ -323,9 +395,13 @@ const char *vd_history_rows_errmsg(const vd_history_rows_t *r) {
 }
 
 void vd_history_rows_close(vd_history_rows_t *r) {
+  int i;
   if (!r)
     return;
   vd_hist_pg_rows_close(r->pg);
+  for (i = 0; i < TRACE_SLOTS; i++)
+    free(r->traces[i].text);
+  sqlite3_finalize(r->trace_st);
   sqlite3_finalize(r->st);
   sqlite3_close(r->db);
   vd_buf_release(&r->err);

@@ -2123,6 +2123,72 @@ static void test_traces_once(void **state) {
   expect_problem(path, VD_VERIFY_CHANGED, 1, id, 0);
 }
 
+/* A cursor reads a row's trace by its key and keeps the texts it read
+ * (history_query.c, "Traces"): many distinct traces, more than it keeps,
+ * each read back as stored in every order the rows name them; a row
+ * stored before schema 9 (its trace in the row, no key) as it is; a key
+ * not in `traces` as NULL; and nothing when the trace is not asked for. */
+static void test_traces_by_key(void **state) {
+  enum { NTRACES = 90, NROWS = 400 };
+  const char *path = path_in("traces_key.db");
+  vd_history_t *h = open_ok(path, VD_LOG_DURABLE, 1);
+  char traces[NTRACES][48];
+  uint64_t seq = 0, upto = 0;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_history_filter_t f;
+  vd_buf_t err = VD_BUF_INIT;
+  int i, pass;
+  (void)state;
+  for (i = 0; i < NTRACES; i++)
+    snprintf(traces[i], sizeof traces[i], "[{\"rule\":\"r%d\"}]", i);
+  for (i = 1; i <= NROWS; i++) {
+    vd_record_t r;
+    rec_store_t s;
+    make_record(&r, &s, 0, i);
+    /* back and forth over the traces, so that a text read long ago is
+     * named again after others took its place */
+    r.trace = traces[(i * 37 + i / 50) % NTRACES];
+    r.trace_len = strlen(r.trace);
+    assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+  }
+  assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+  vd_history_close(h);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM traces"), NTRACES);
+  /* seq 7 as a row stored before schema 9 keeps it; seq 9's trace gone */
+  shell(path, "UPDATE decisions SET trace = '[\"inline\"]', trace_sha = NULL"
+              " WHERE seq = 7");
+  shell(path, "UPDATE decisions SET trace_sha = randomblob(32) WHERE seq = 9");
+  for (pass = 0; pass < 3; pass++) {
+    memset(&f, 0, sizeof f);
+    if (pass == 1) /* the columns a replay names */
+      f.columns = (uint64_t)1 << VD_HISTORY_SEQ |
+                  (uint64_t)1 << VD_HISTORY_TRACE |
+                  (uint64_t)1 << VD_HISTORY_RESULT;
+    if (pass == 2) /* no trace asked for */
+      f.columns = (uint64_t)1 << VD_HISTORY_SEQ |
+                  (uint64_t)1 << VD_HISTORY_RESULT;
+    assert_int_equal(vd_history_rows_open(&rows, path, &f, &err), 0);
+    for (i = 1; i <= NROWS; i++) {
+      const char *want = traces[(i * 37 + i / 50) % NTRACES];
+      assert_int_equal(vd_history_rows_next(rows, &row), 1);
+      assert_int_equal(row[VD_HISTORY_SEQ].i, i);
+      if (i == 7)
+        want = "[\"inline\"]";
+      if (i == 9 || pass == 2) {
+        assert_null(row[VD_HISTORY_TRACE].text);
+        continue;
+      }
+      assert_non_null(row[VD_HISTORY_TRACE].text);
+      assert_string_equal(row[VD_HISTORY_TRACE].text, want);
+      assert_int_equal(row[VD_HISTORY_TRACE].len, strlen(want));
+    }
+    assert_int_equal(vd_history_rows_next(rows, &row), 0);
+    vd_history_rows_close(rows);
+  }
+  vd_buf_release(&err);
+}
+
 /* Every combination of the console's search fields (newest first, a
  * page of 51, the first page and a later one) is read from an index:
  * never "SCAN decisions" (every row), and a sort ("TEMP B-TREE") only
@@ -3257,6 +3323,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_revision_numbers_verified, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_traces_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_traces_by_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_newest_plans, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_newest_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
