@@ -86,6 +86,8 @@ struct vd_conn {
   char who[64];         /* HTTP: the credential of the request, or "" */
   char client[136];     /* what the history records as the client */
   char peer[64];
+  vd_conn_t *flush_next; /* release_pending(): connections to flush */
+  int flush_listed;      /* ...c is on that list (and holds a ref for it) */
 };
 
 typedef struct vd_pending {
@@ -561,11 +563,16 @@ static void reply(vd_conn_t *c, int code, const char *line, size_t len,
 /* Release pending responses from the head whose records are done: those
  * up to done->last, failed ones (done->status != 0, seq from done->first)
  * as internal errors.  Responses that waited for no record (seq 0) leave
- * as soon as they reach the head. */
+ * as soon as they reach the head.  A commit releases every connection's
+ * responses at once, interleaved in the queue: each connection's are
+ * gathered in its output and written once at the end, one write a
+ * connection rather than one a response (with 50 connections at
+ * pipeline 16, about 16 responses a write instead of 1.8). */
 static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
   vd_pending_t *p;
+  vd_conn_t *c, *flush = NULL;
   while ((p = w->pend_head) != NULL && p->seq <= done->last) {
-    vd_conn_t *c = p->conn;
+    c = p->conn;
     int lost = p->seq && done->status != 0 && p->seq >= done->first;
     w->pend_head = p->next;
     if (!w->pend_head)
@@ -596,6 +603,17 @@ static void release_pending(vd_worker_t *w, const vd_history_done_t *done) {
     c->npending--;
     c->queued -= p->len;
     free(p);
+    if (!c->closing && !c->flush_listed) {
+      c->flush_listed = 1;
+      c->flush_next = flush;
+      flush = c;
+      c->refs++; /* the list's */
+    }
+    conn_unref(c);
+  }
+  while ((c = flush) != NULL) {
+    flush = c->flush_next;
+    c->flush_listed = 0;
     if (!c->closing) {
       conn_flush(c);
       conn_account(c);
