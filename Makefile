@@ -59,7 +59,7 @@ LIB_SRCS := core/error.c core/buf.c core/json.c core/timefmt.c core/uuid.c \
             core/personal.c core/replay.c core/textdiff.c \
             core/metrics.c core/openapi.c core/report.c core/version.c \
             core/history_pg.c core/history_import.c
-LIB_SRCS += core/history_idem.c core/history_find.c
+LIB_SRCS += core/history_idem.c core/history_find.c core/history_walbuf.c
 DAEMON_SRCS := core/daemon/daemon.c core/daemon/worker.c core/daemon/admin.c \
                core/daemon/validate.c core/daemon/verdictd.c \
                core/daemon/log.c core/daemon/http.c core/daemon/auth.c \

@@ -358,9 +358,10 @@ static void sqlite_setup(void) {
   (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
 int vd_hist_sqlite_open(const char *path, sqlite3 **db, int flags) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, sqlite_setup);
+  pthread_once(&sqlite_once, sqlite_setup);
   return sqlite3_open_v2(path, db, flags, NULL);
 }
 
@@ -573,10 +574,15 @@ static int open_rw(sqlite3 **out, const char *path, const char *synchronous,
   int rc;
   *out = NULL;
   /* NOMUTEX: one thread at a time uses the connection (the writer thread,
-   * after start-up); SQLite's per-call mutex was 6% of the writer's time */
-  rc = vd_hist_sqlite_open(path, &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX);
+   * after start-up); SQLite's per-call mutex was 6% of the writer's time.
+   * Synced at every commit (durable), its WAL writes are gathered
+   * (history_walbuf.c); never without that sync. */
+  pthread_once(&sqlite_once, sqlite_setup);
+  rc = sqlite3_open_v2(path, &db,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                           SQLITE_OPEN_NOMUTEX,
+                       strcmp(synchronous, "FULL") == 0 ? vd_hist_walbuf_vfs()
+                                                        : NULL);
   if (rc != SQLITE_OK) {
     rc = vd_hist_db_err(err, path, db, rc, "opening");
     goto fail;

@@ -291,6 +291,11 @@ void vd_hist_erasure_fields(vd_buf_t *b, const char *const *fields,
  * global mutex and its bookkeeping (docs/performance.md, "SQLite's memory
  * statistics"). */
 int vd_hist_sqlite_open(const char *path, sqlite3 **db, int flags);
+/* The name of a VFS over the current default one that gathers a WAL
+ * file's consecutive writes until anything else is done to the file
+ * (history_walbuf.c): for a connection that syncs at every commit
+ * (synchronous=FULL) only.  NULL: none (use the default). */
+const char *vd_hist_walbuf_vfs(void);
 /* Hand ERR to the caller as *errmsg (malloc'd; or drop it when errmsg is
  * NULL), release ERR and return RC.  A failure without a message gets one
  * from vd_err_desc(). */

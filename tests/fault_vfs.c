@@ -115,14 +115,23 @@ typedef struct fault_file {
 } fault_file_t;
 
 static atomic_llong wal_synced; /* fault_wal_synced() */
+static atomic_llong wal_writes, wal_bytes; /* fault_wal_writes() */
 static char wal_watched[128];   /* "NAME-wal"; set before the opens */
 
 void fault_wal_watch(const char *name) {
   snprintf(wal_watched, sizeof wal_watched, "%s-wal", name);
   atomic_store(&wal_synced, 0);
+  atomic_store(&wal_writes, 0);
+  atomic_store(&wal_bytes, 0);
 }
 
 long long fault_wal_synced(void) { return atomic_load(&wal_synced); }
+
+long long fault_wal_writes(long long *bytes) {
+  if (bytes)
+    *bytes = atomic_load(&wal_bytes);
+  return atomic_load(&wal_writes);
+}
 
 static sqlite3_vfs *real_vfs; /* "unix" */
 static sqlite3_vfs fault_vfs;
@@ -141,6 +150,10 @@ static int f_write(sqlite3_file *f, const void *buf, int n,
                    sqlite3_int64 off) {
   if (fault_hit(FAULT_WRITE))
     return SQLITE_IOERR_WRITE;
+  if (((fault_file_t *)f)->is_wal) {
+    atomic_fetch_add(&wal_writes, 1);
+    atomic_fetch_add(&wal_bytes, n);
+  }
   return REAL(f)->pMethods->xWrite(REAL(f), buf, n, off);
 }
 

@@ -55,5 +55,8 @@ long fault_live_allocs(void);
  * to leave, the page cache lost. */
 void fault_wal_watch(const char *name);
 long long fault_wal_synced(void);
+/* The xWrite calls on the watched WAL that reached this VFS since
+ * fault_wal_watch(), and their bytes into *bytes (when not NULL). */
+long long fault_wal_writes(long long *bytes);
 
 #endif
