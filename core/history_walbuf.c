@@ -189,26 +189,17 @@ static int wb_unfetch(sqlite3_file *pf, sqlite3_int64 off, void *p) {
   return REAL(pf)->pMethods->xUnfetch(REAL(pf), off, p);
 }
 
-/* Ours, for a parent file of version 3 (mmap and shared memory); a parent
- * file of a lower version is given methods of that version (see open). */
-static const sqlite3_io_methods methods = {
-    3,           wb_close,     wb_read,          wb_write,
-    wb_truncate, wb_sync,      wb_file_size,     wb_lock,
-    wb_unlock,   wb_check_reserved, wb_file_control, wb_sector_size,
-    wb_device,   wb_shm_map,   wb_shm_lock,      wb_shm_barrier,
-    wb_shm_unmap, wb_fetch,    wb_unfetch};
-static const sqlite3_io_methods methods_v2 = {
-    2,           wb_close,     wb_read,          wb_write,
-    wb_truncate, wb_sync,      wb_file_size,     wb_lock,
-    wb_unlock,   wb_check_reserved, wb_file_control, wb_sector_size,
-    wb_device,   wb_shm_map,   wb_shm_lock,      wb_shm_barrier,
-    wb_shm_unmap, NULL,        NULL};
-static const sqlite3_io_methods methods_v1 = {
-    1,           wb_close,     wb_read,          wb_write,
-    wb_truncate, wb_sync,      wb_file_size,     wb_lock,
-    wb_unlock,   wb_check_reserved, wb_file_control, wb_sector_size,
-    wb_device,   NULL,         NULL,             NULL,
-    NULL,        NULL,         NULL};
+/* Ours, by the parent file's version: [0] for version 1, [1] adds the
+ * shared memory, [2] mmap (a file is given what its parent's has, see
+ * open, so a method its parent lacks is never called). */
+#define WB_V1_                                                              \
+  wb_close, wb_read, wb_write, wb_truncate, wb_sync, wb_file_size, wb_lock, \
+      wb_unlock, wb_check_reserved, wb_file_control, wb_sector_size, wb_device
+#define WB_SHM_ wb_shm_map, wb_shm_lock, wb_shm_barrier, wb_shm_unmap
+static const sqlite3_io_methods methods[3] = {
+    {1, WB_V1_, NULL, NULL, NULL, NULL, NULL, NULL},
+    {2, WB_V1_, WB_SHM_, NULL, NULL},
+    {3, WB_V1_, WB_SHM_, wb_fetch, wb_unfetch}};
 
 static int wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *pf,
                    int flags, int *out_flags) {
@@ -222,11 +213,9 @@ static int wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *pf,
     f->base.pMethods = NULL; /* nothing to close */
     return rc;
   }
-  switch (f->real->pMethods->iVersion) {
-  case 1: f->base.pMethods = &methods_v1; break;
-  case 2: f->base.pMethods = &methods_v2; break;
-  default: f->base.pMethods = &methods; break;
-  }
+  f->base.pMethods = &methods[f->real->pMethods->iVersion <= 1   ? 0
+                              : f->real->pMethods->iVersion == 2 ? 1
+                                                                 : 2];
   f->wal = rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) != 0;
   return rc;
 }
