@@ -288,7 +288,7 @@ static int move_range(const char *live_path, const char *dest,
   src = vd_hist_sqlite_open(live_path, &db, SQLITE_OPEN_READWRITE);
   if (src == SQLITE_OK) {
     sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, VD_HISTORY_BUSY_MS);
+    vd_hist_busy_poll(db); /* beside a daemon's writer */
     src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
   }
   if (src == SQLITE_OK)

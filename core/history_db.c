@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -692,11 +693,32 @@ int vd_hist_open_writer(sqlite3 **db, int *lock_fd, const char *path,
   return open_rw(db, path, synchronous, err);
 }
 
+/* Waiting for the write lock of a history the daemon writes.  Its writer
+ * holds the lock for each batch and takes it again a moment after each
+ * commit, so SQLite's own handler (sqlite3_busy_timeout), which sleeps
+ * 1, 2, 5 ... then 100 ms between tries, rarely tries in that gap: under
+ * a steady load `verdict history archive` waited its 5 s and failed.
+ * This one tries every BUSY_POLL_US, for VD_HISTORY_BUSY_MS of sleeps. */
+#define BUSY_POLL_US 200
+
+static int busy_poll(void *arg, int tries) {
+  struct timespec ts = {0, BUSY_POLL_US * 1000L};
+  (void)arg;
+  if ((int64_t)tries * BUSY_POLL_US >= (int64_t)VD_HISTORY_BUSY_MS * 1000)
+    return 0;
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
+void vd_hist_busy_poll(sqlite3 *db) {
+  sqlite3_busy_handler(db, busy_poll, NULL);
+}
+
 int vd_hist_open_aux(sqlite3 **db, const char *path, vd_buf_t *err) {
   int rc = vd_hist_sqlite_open(path, db, SQLITE_OPEN_READWRITE);
   if (rc == SQLITE_OK) {
     sqlite3_extended_result_codes(*db, 1);
-    sqlite3_busy_timeout(*db, VD_HISTORY_BUSY_MS);
+    vd_hist_busy_poll(*db);
     rc = sqlite3_exec(*db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
   }
   if (rc != SQLITE_OK)

@@ -317,6 +317,12 @@ int vd_hist_open_writer(sqlite3 **db, int *lock_fd, const char *path,
  * opened (revisions and activations).  *db is the caller's, even on
  * failure (close it). */
 int vd_hist_open_aux(sqlite3 **db, const char *path, vd_buf_t *err);
+/* DB waits for the write lock of a history a daemon writes (history_db.c:
+ * tries every 200 us, VD_HISTORY_BUSY_MS in all), instead of SQLite's
+ * busy timeout, whose growing sleeps miss the moments between batches.
+ * For the connections that write beside the daemon: its aux connection,
+ * `verdict history archive`, `erase`, `tag`. */
+void vd_hist_busy_poll(sqlite3 *db);
 
 /* Open the existing verdict history database at PATH read-only with a
  * busy timeout, and check that it is a verdict database of schema
