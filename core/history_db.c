@@ -359,11 +359,18 @@ static void sqlite_setup(void) {
   (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+/* sqlite3_open_v2(), SQLite set up first; with GATHER through the VFS
+ * that gathers WAL writes (history_walbuf.c), looked up after the set-up,
+ * since looking it up starts SQLite. */
+static int sqlite_open(const char *path, sqlite3 **db, int flags, int gather) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, sqlite_setup);
+  return sqlite3_open_v2(path, db, flags,
+                         gather ? vd_hist_walbuf_vfs() : NULL);
+}
 
 int vd_hist_sqlite_open(const char *path, sqlite3 **db, int flags) {
-  pthread_once(&sqlite_once, sqlite_setup);
-  return sqlite3_open_v2(path, db, flags, NULL);
+  return sqlite_open(path, db, flags, 0);
 }
 
 int vd_hist_db_err(vd_buf_t *err, const char *path, sqlite3 *db, int rc,
@@ -578,12 +585,10 @@ static int open_rw(sqlite3 **out, const char *path, const char *synchronous,
    * after start-up); SQLite's per-call mutex was 6% of the writer's time.
    * Synced at every commit (durable), its WAL writes are gathered
    * (history_walbuf.c); never without that sync. */
-  pthread_once(&sqlite_once, sqlite_setup);
-  rc = sqlite3_open_v2(path, &db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                           SQLITE_OPEN_NOMUTEX,
-                       strcmp(synchronous, "FULL") == 0 ? vd_hist_walbuf_vfs()
-                                                        : NULL);
+  rc = sqlite_open(path, &db,
+                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                       SQLITE_OPEN_NOMUTEX,
+                   strcmp(synchronous, "FULL") == 0);
   if (rc != SQLITE_OK) {
     rc = vd_hist_db_err(err, path, db, rc, "opening");
     goto fail;

@@ -218,6 +218,21 @@ static const char *rows_tail(const vd_history_filter_t *f) {
  * Rows
  * ====================================================================== */
 
+/* What a cursor selects: the columns FILTER asks for (every one when it
+ * names none), NULL in the others' places, which SQLite then does not
+ * decode; the trace as stored and, after the row's columns, its key
+ * (Traces, below).  vd_hist_rows_plan() explains the same query. */
+static void rows_columns(const vd_history_filter_t *f, vd_buf_t *what) {
+  uint64_t cols = f->columns ? f->columns : ~(uint64_t)0;
+  int i;
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    vd_buf_addf(what, "%s%s", i ? ", " : "",
+                cols & ((uint64_t)1 << i) ? vd_history_column_name(i)
+                                          : "NULL");
+  vd_buf_adds(what, cols & ((uint64_t)1 << VD_HISTORY_TRACE) ? ", trace_sha"
+                                                              : ", NULL");
+}
+
 /* Traces.  A row's trace is read by its key.  Since schema 9 a row keeps the
  * trace's SHA-256 (trace_sha) and a NULL trace, and a few hundred
  * distinct traces answer a whole history (history_db.c, 8 -> 9).  Rather
@@ -271,18 +286,8 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   }
   rc = vd_history_db_open_ro(&r->db, db_path, err);
   if (rc == 0) {
-    /* the columns asked for (every one when the filter names none), NULL
-     * in the others' places, which SQLite then does not decode; the
-     * trace as stored and, after the row's columns, its key (Traces) */
-    uint64_t cols = filter->columns ? filter->columns : ~(uint64_t)0;
     vd_buf_t what = VD_BUF_INIT;
-    int i;
-    for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
-      vd_buf_addf(&what, "%s%s", i ? ", " : "",
-                  cols & ((uint64_t)1 << i) ? vd_history_column_name(i)
-                                            : "NULL");
-    vd_buf_adds(&what, cols & ((uint64_t)1 << VD_HISTORY_TRACE)
-                           ? ", trace_sha" : ", NULL");
+    rows_columns(filter, &what);
     rc = prepare(r->db, &r->st, db_path, what.data, filter,
                  rows_tail(filter), err);
     vd_buf_release(&what);
@@ -307,6 +312,8 @@ static int trace_by_key(vd_history_rows_t *r, vd_history_value_t *v) {
   const uint8_t *sha = sqlite3_column_blob(r->st, VD_HISTORY_NCOLUMNS);
   trace_slot_t *slot;
   const char *text;
+  char *copy;
+  size_t n;
   int rc;
   if (!sha || sqlite3_column_bytes(r->st, VD_HISTORY_NCOLUMNS) != 32)
     return 0;
@@ -329,21 +336,20 @@ static int trace_by_key(vd_history_rows_t *r, vd_history_value_t *v) {
       return rc;
     }
     text = (const char *)sqlite3_column_text(r->trace_st, 0);
-    free(slot->text);
-    slot->len = (size_t)sqlite3_column_bytes(r->trace_st, 0);
-    slot->text = text ? malloc(slot->len + 1) : NULL;
-    if (slot->text) {
-      memcpy(slot->text, text, slot->len + 1);
-      memcpy(slot->sha, sha, 32);
-    }
+    n = (size_t)sqlite3_column_bytes(r->trace_st, 0);
+    copy = text ? malloc(n + 1) : NULL; /* (trace is NOT NULL) */
+    if (copy)
+      memcpy(copy, text, n + 1);
     sqlite3_reset(r->trace_st);
-    if (!slot->text) {
-      if (!text)
-        return 0;
+    if (!copy) {
       vd_buf_reset(&r->err);
       vd_buf_adds(&r->err, "out of memory");
       return VD_ENOMEM;
     }
+    free(slot->text);
+    slot->text = copy;
+    slot->len = n;
+    memcpy(slot->sha, sha, 32);
   }
   v->text = slot->text;
   v->len = slot->len;
@@ -413,11 +419,14 @@ int vd_hist_rows_plan(const char *db_path, const vd_history_filter_t *filter,
                       vd_buf_t *plan, vd_buf_t *err) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
+  vd_buf_t what = VD_BUF_INIT;
   int rc, step = SQLITE_DONE;
+  rows_columns(filter, &what);
   rc = vd_history_db_open_ro(&db, db_path, err);
   if (rc == 0)
-    rc = prepare_as(db, &st, db_path, 1, READ_COLUMNS, filter,
+    rc = prepare_as(db, &st, db_path, 1, what.data, filter,
                     rows_tail(filter), err);
+  vd_buf_release(&what);
   if (rc == 0 && filter->has_limit)
     sqlite3_bind_int64(st, sqlite3_bind_parameter_count(st), filter->limit);
   while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {

@@ -83,11 +83,6 @@ static int wb_close(sqlite3_file *pf) {
   return rc != SQLITE_OK ? rc : rc2;
 }
 
-static int wb_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->xRead(REAL(pf), p, n, off);
-}
-
 static int wb_write(sqlite3_file *pf, const void *p, int n,
                     sqlite3_int64 off) {
   walbuf_file_t *f = (walbuf_file_t *)pf;
@@ -117,40 +112,41 @@ static int wb_write(sqlite3_file *pf, const void *p, int n,
   return f->real->pMethods->xWrite(f->real, p, n, off);
 }
 
+/* The body of a method: the parent's method M with ARGS, once what PF
+ * gathered is written out.  Every method uses it but the write, the
+ * questions the parent answers (below) and the shared memory, which is
+ * the database file's. */
+#define FLUSHED(pf, M, ...)                                                  \
+  int rc = flush((walbuf_file_t *)(pf));                                    \
+  return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->M(REAL(pf), __VA_ARGS__)
+
+static int wb_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off) {
+  FLUSHED(pf, xRead, p, n, off);
+}
 static int wb_truncate(sqlite3_file *pf, sqlite3_int64 size) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->xTruncate(REAL(pf), size);
+  FLUSHED(pf, xTruncate, size);
 }
-
 static int wb_sync(sqlite3_file *pf, int flags) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->xSync(REAL(pf), flags);
+  FLUSHED(pf, xSync, flags);
 }
-
 static int wb_file_size(sqlite3_file *pf, sqlite3_int64 *size) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc
-                         : REAL(pf)->pMethods->xFileSize(REAL(pf), size);
+  FLUSHED(pf, xFileSize, size);
 }
-
 static int wb_lock(sqlite3_file *pf, int level) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->xLock(REAL(pf), level);
+  FLUSHED(pf, xLock, level);
 }
-
 static int wb_unlock(sqlite3_file *pf, int level) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->xUnlock(REAL(pf), level);
+  FLUSHED(pf, xUnlock, level);
+}
+static int wb_file_control(sqlite3_file *pf, int op, void *arg) {
+  FLUSHED(pf, xFileControl, op, arg);
+}
+static int wb_fetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **p) {
+  FLUSHED(pf, xFetch, off, n, p);
 }
 
 static int wb_check_reserved(sqlite3_file *pf, int *out) {
   return REAL(pf)->pMethods->xCheckReservedLock(REAL(pf), out);
-}
-
-static int wb_file_control(sqlite3_file *pf, int op, void *arg) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc
-                         : REAL(pf)->pMethods->xFileControl(REAL(pf), op, arg);
 }
 
 static int wb_sector_size(sqlite3_file *pf) {
@@ -177,12 +173,6 @@ static void wb_shm_barrier(sqlite3_file *pf) {
 
 static int wb_shm_unmap(sqlite3_file *pf, int del) {
   return REAL(pf)->pMethods->xShmUnmap(REAL(pf), del);
-}
-
-static int wb_fetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **p) {
-  int rc = flush((walbuf_file_t *)pf);
-  return rc != SQLITE_OK ? rc
-                         : REAL(pf)->pMethods->xFetch(REAL(pf), off, n, p);
 }
 
 static int wb_unfetch(sqlite3_file *pf, sqlite3_int64 off, void *p) {

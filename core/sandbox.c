@@ -1831,16 +1831,15 @@ static int check_keys(lua_State *L, plan_t *p, int own) {
   return 1;
 }
 
-/* verdict.check_input knows a plan by its metatable's address, kept in
- * the sandbox (push_check_input): no look-up in the registry, no
- * comparison through the API. */
 /* verdict.check_input(plan, v), and with OBJECTS verdict.check_object(
  * plan, v): nil as well for anything json_type() would not call
  * "object", so that lib/schema.lua asks json_type only when this says
  * nil, not before every check.  A function of its own rather than an
  * argument: an older binary, which has no check_object, leaves
  * lib/schema.lua its own way (json_type, then check_input) instead of
- * ignoring the argument. */
+ * ignoring the argument.  A plan is known by its metatable's address,
+ * kept in the sandbox (push_check_input): no look-up in the registry, no
+ * comparison through the API. */
 static int check_input_(lua_State *L, int objects) {
   plan_t *p = lua_touserdata(L, 1);
   vd_sandbox_t *sb = vd_sandbox_of(L);
