@@ -153,7 +153,14 @@ static int copy_range(sqlite3 *db, const char *live_path, const char *dest,
       "    live.activation_head WHERE id = 1)",
       NULL};
   size_t i;
-  src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  /* Deferred, not IMMEDIATE: IMMEDIATE starts a write transaction on
+   * every attached database, so it took the live database's write lock
+   * too and, beside a busy daemon, waited for it and failed ("locked by
+   * another writer"), or held the daemon's writer back for the whole
+   * copy.  The live database is only read here, in the one snapshot its
+   * first read starts; the new file is written from its first INSERT, and
+   * nothing else writes it (the one-writer lock). */
+  src = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
   if (src != SQLITE_OK)
     return vd_hist_db_err(err, dest, db, src, "starting the archive");
   src = one_int(db, "SELECT v2_from FROM live.chain_format", 0, 0, &v2_from);

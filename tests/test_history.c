@@ -3235,6 +3235,39 @@ static void test_archive(void **state) {
   assert_int_equal(rep.seq, 6);
 }
 
+/* The archive's first step (the copy) reads the live database in one read
+ * snapshot: it must not take the live database's write lock, which the
+ * daemon's writer takes again a moment after each commit (its BEGIN
+ * IMMEDIATE took it, on every attached database, and under a busy daemon
+ * waited its 5 s and failed).  Here another connection holds that lock
+ * throughout: the copy gets through, and only the move waits, fails, and
+ * leaves the verified archive for the operator, the live records all
+ * there. */
+static void test_archive_copies_beside_a_writer(void **state) {
+  const char *path = make_db("held.db", 10);
+  const char *dest = path_in("held-archive.db");
+  vd_history_archive_report_t ar;
+  vd_verify_report_t rep;
+  sqlite3 *writer;
+  char *err = NULL;
+  (void)state;
+  assert_int_equal(sqlite3_open(path, &writer), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(writer, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_not_equal(
+      vd_history_archive(path, 1795392000006LL, dest, "ops", &ar, &err), 0);
+  assert_non_null(err);
+  if (!strstr(err, "starting the move"))
+    fail_msg("the copy did not get through: %s", err);
+  free(err);
+  sqlite3_exec(writer, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_close(writer);
+  if (vd_history_verify(dest, &rep) != 0)
+    fail_msg("archive verify: %s", rep.message);
+  assert_int_equal(rep.records, 5);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM decisions"), 10);
+}
+
 /* Pseudonyms: HMAC-SHA-256 under the key, as Python's hmac computes it
  * (the expected values below come from hmac.new(bytes(range(32)), v,
  * sha256)); a record rewritten so that no raw personal value is left,
@@ -3364,6 +3397,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_erase, setup, teardown),
       cmocka_unit_test(test_personal_fields),
       cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_archive_copies_beside_a_writer, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_pseudonyms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
       cmocka_unit_test_setup_teardown(test_activations_under_load, setup,
