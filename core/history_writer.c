@@ -170,37 +170,56 @@ static int put_trace(vd_history_t *h, const vd_hist_qrec_t *q) {
   return step_done(h->st_trace_put);
 }
 
-/* Insert Q's row: its trace by key (trace_sha; the trace column NULL);
- * REV_N: its revision's number, -1 for none.  Every parameter is bound
- * for each row, so none is cleared. */
-static int insert_row(vd_history_t *h, int64_t seq, const vd_hist_qrec_t *q,
-                      const char *hash, int64_t rev_n) {
-  sqlite3_stmt *st = h->st_insert;
+/* Parameters a row takes in the insert statements: seq, the columns,
+ * hash, personal_salt, revision_n, trace_sha. */
+#define ROW_PARAMS (NCOLS + 5)
+
+/* Rows a statement of st_insert_group inserts.  One row a statement, the
+ * table and each of its eight indexes are opened, searched from the root
+ * and closed again for every record; sixteen rows a statement open them
+ * once and find each next key's place from where the last one went
+ * (SQLite's b-tree tries the cursor's last page first).  The writer's CPU
+ * a record at P16 went from about 11.6 to 8.7 us (docs/performance.md,
+ * "Twelfth round"). */
+#define INSERT_GROUP 16
+
+/* Bind Q's row as row J (0-based) of ST: its trace by key (trace_sha; the
+ * trace column NULL); REV_N: its revision's number, -1 for none.  Every
+ * parameter is bound for each row, so none is cleared.  HASH must live
+ * until ST is stepped. */
+static void bind_row(sqlite3_stmt *st, int j, int64_t seq,
+                     const vd_hist_qrec_t *q, const char *hash,
+                     int64_t rev_n) {
   const vd_hist_field_t *f = q->f;
-  int i, rc;
-  sqlite3_bind_int64(st, 1, seq);
+  int i, b = j * ROW_PARAMS + 1;
+  sqlite3_bind_int64(st, b, seq);
   for (i = 0; i < NCOLS; i++) {
     if (i == COL_TRACE)
-      sqlite3_bind_null(st, i + 2);
+      sqlite3_bind_null(st, b + i + 1);
     else if (f[i].is_int)
-      sqlite3_bind_int64(st, i + 2, f[i].i);
+      sqlite3_bind_int64(st, b + i + 1, f[i].i);
     else if (!f[i].p)
-      sqlite3_bind_null(st, i + 2);
+      sqlite3_bind_null(st, b + i + 1);
     else
-      sqlite3_bind_text64(st, i + 2, f[i].p, f[i].n, SQLITE_STATIC,
+      sqlite3_bind_text64(st, b + i + 1, f[i].p, f[i].n, SQLITE_STATIC,
                           SQLITE_UTF8);
   }
-  sqlite3_bind_text(st, NCOLS + 2, hash, 64, SQLITE_STATIC);
-  sqlite3_bind_text(st, NCOLS + 3, q->salt, VD_HIST_SALT_HEX, SQLITE_STATIC);
+  sqlite3_bind_text(st, b + NCOLS + 1, hash, 64, SQLITE_STATIC);
+  sqlite3_bind_text(st, b + NCOLS + 2, q->salt, VD_HIST_SALT_HEX,
+                    SQLITE_STATIC);
   if (rev_n < 0)
-    sqlite3_bind_null(st, NCOLS + 4);
+    sqlite3_bind_null(st, b + NCOLS + 3);
   else
-    sqlite3_bind_int64(st, NCOLS + 4, rev_n);
+    sqlite3_bind_int64(st, b + NCOLS + 3, rev_n);
   if (f[COL_TRACE].p)
-    sqlite3_bind_blob(st, NCOLS + 5, q->trace_sha, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, b + NCOLS + 4, q->trace_sha, 32, SQLITE_STATIC);
   else
-    sqlite3_bind_null(st, NCOLS + 5);
-  rc = sqlite3_step(st);
+    sqlite3_bind_null(st, b + NCOLS + 4);
+}
+
+/* Step ST, whose rows are all bound. */
+static int insert_rows(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
   sqlite3_reset(st);
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -220,6 +239,12 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
    * record whose trace is here skips the INSERT OR IGNORE.  For this
    * batch only, so a rolled-back batch leaves nothing to forget. */
   const uint8_t *stored[TRACE_SLOTS] = {NULL};
+  /* the rows bound to st_insert_group so far, and their hashes */
+  char hexes[INSERT_GROUP][65];
+  const vd_hist_qrec_t *group[INSERT_GROUP];
+  int64_t group_seq[INSERT_GROUP], group_rev[INSERT_GROUP];
+  int ngroup = 0, j;
+  size_t left = 0;
   vd_hist_qrec_t *q;
   int rc;
   /* A ROLLBACK that failed (it needs memory to run) left the last failed
@@ -236,9 +261,10 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   /* schema 5: the salt, the personal digest and every byte after the seq
    * were made when the record was submitted (vd_history_submit()); here
    * only what needs the chain: seq and the previous hash */
-  for (q = list; q; q = q->next, seq++) {
+  for (q = list; q; q = q->next)
+    left++;
+  for (q = list; q; q = q->next, seq++, left--) {
     vd_hist_chain_hash_tail(prev, seq, q->tail, q->ntail, cur);
-    vd_hist_to_hex(cur, sizeof cur, hex);
     rc = SQLITE_OK;
     /* a batch's records nearly all name one revision: looked up once */
     if (q->f[COL_REVISION].p &&
@@ -254,8 +280,30 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
         *slot = q->trace_sha;
       }
     }
-    if (rc == SQLITE_OK)
-      rc = insert_row(h, seq, q, hex, q->f[COL_REVISION].p ? rev_n : -1);
+    /* The row waits in group[] until INSERT_GROUP are there, and goes
+     * in with them in one statement; the rows past the last full group
+     * go in one a statement, as they come. */
+    if (rc == SQLITE_OK) {
+      vd_hist_to_hex(cur, sizeof cur, hexes[ngroup]);
+      group[ngroup] = q;
+      group_seq[ngroup] = seq;
+      group_rev[ngroup] = q->f[COL_REVISION].p ? rev_n : -1;
+      if (++ngroup == INSERT_GROUP) {
+        for (j = 0; j < ngroup; j++)
+          bind_row(h->st_insert_group, j, group_seq[j], group[j], hexes[j],
+                   group_rev[j]);
+        rc = insert_rows(h->st_insert_group);
+        ngroup = 0;
+      } else if (ngroup + left - 1 < INSERT_GROUP) {
+        /* no full group can come: these rows one at a time */
+        for (j = 0; j < ngroup && rc == SQLITE_OK; j++) {
+          bind_row(h->st_insert, 0, group_seq[j], group[j], hexes[j],
+                   group_rev[j]);
+          rc = insert_rows(h->st_insert);
+        }
+        ngroup = 0;
+      }
+    }
     if (rc != SQLITE_OK) {
       rc = vd_hist_db_err(err, h->path, h->db, rc, "inserting a decision");
       goto rollback;
@@ -534,6 +582,23 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v3(h->db, insert, -1, SQLITE_PREPARE_PERSISTENT,
                             &h->st_insert, NULL);
+  if (rc == SQLITE_OK) {
+    /* INSERT_GROUP rows a statement.  OR FAIL, not the default ABORT:
+     * ABORT undoes a failing statement's earlier rows, which makes SQLite
+     * keep a statement journal of every page it changes; a failure here
+     * rolls the whole batch back anyway (write_batch()). */
+    vd_buf_t sql = VD_BUF_INIT;
+    int j;
+    vd_buf_adds(&sql, "INSERT OR FAIL INTO decisions (" ALL_COLUMNS
+                      ", personal_salt, revision_n, trace_sha) VALUES ");
+    for (j = 0; j < INSERT_GROUP; j++)
+      vd_buf_adds(&sql, j ? ", (" ALL_PARAMS ", ?, ?, ?)"
+                          : "(" ALL_PARAMS ", ?, ?, ?)");
+    rc = sqlite3_prepare_v3(h->db, sql.data, (int)sql.len,
+                            SQLITE_PREPARE_PERSISTENT, &h->st_insert_group,
+                            NULL);
+    vd_buf_release(&sql);
+  }
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v3(h->db, head_set, -1, SQLITE_PREPARE_PERSISTENT,
                             &h->st_head_set, NULL);
@@ -728,6 +793,7 @@ static void sqlite_close(vd_history_t *h) {
   checkpointer_stop(h); /* its thread is gone before the connections */
   sqlite3_finalize(h->st_head_get);
   sqlite3_finalize(h->st_insert);
+  sqlite3_finalize(h->st_insert_group);
   sqlite3_finalize(h->st_head_set);
   sqlite3_finalize(h->st_rev_put);
   sqlite3_finalize(h->st_rev_get);

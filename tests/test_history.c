@@ -1983,6 +1983,63 @@ static void name_numbers(const char *path, const char *one, const char *two) {
   shell(path, sql);
 }
 
+/* The writer inserts a batch's rows sixteen to a statement and the rows
+ * past the last full group one at a time (history_writer.c,
+ * INSERT_GROUP): batches of every size around those edges store every
+ * record once, in order, as it was hashed (verify recomputes each hash
+ * from the stored columns, so a row bound with another's values, or a
+ * trace key, revision number or hash in the wrong row, fails it). */
+static void test_batch_sizes_grouped(void **state) {
+  static const int sizes[] = {1, 15, 16, 17, 31, 32, 33, 50};
+  vd_bundle_file_t one[1] = {{"national/sla.lua", "return {}\n", 10}};
+  char *rev = revision_of(one, 1);
+  size_t k;
+  (void)state;
+  for (k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    const int n = sizes[k];
+    char name[32], sql[512];
+    const char *path;
+    vd_history_t *h;
+    vd_verify_report_t rep;
+    uint64_t seq = 0, upto = 0;
+    int i;
+    snprintf(name, sizeof name, "grouped-%d.db", n);
+    path = path_in(name);
+    h = open_ok(path, VD_LOG_DURABLE, 1);
+    assert_int_equal(vd_history_store_revision(h, rev, one, 1, NULL), 0);
+    vd_hist_aux_lock(h); /* the writer waits: one batch of n */
+    for (i = 1; i <= n; i++) {
+      vd_record_t r;
+      rec_store_t s;
+      make_record(&r, &s, 0, i);
+      if (i % 3 == 0) /* a revision number in some rows only */
+        r.revision = rev;
+      if (i % 2 == 0) { /* two traces, by key */
+        r.trace = "[{\"rule\":\"R2\"}]";
+        r.trace_len = strlen(r.trace);
+      }
+      assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
+    }
+    vd_hist_aux_unlock(h);
+    assert_int_equal(await_seq(h, 0, &upto, seq), 0);
+    assert_int_equal(upto, (uint64_t)n);
+    vd_history_close(h);
+    if (vd_history_verify(path, &rep) != 0)
+      fail_msg("%d records in one batch: verify: %s", n, rep.message);
+    assert_int_equal(rep.records, n);
+    /* row i is record i, with its own trace and revision number */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM decisions WHERE decision_id ="
+             " printf('01900000-0000-7000-8000-0000%%08d', seq)"
+             " AND elapsed_us = 120 + seq"
+             " AND (revision_n IS NOT NULL) = (seq %% 3 = 0)"
+             " AND " VD_HIST_TRACE_SQL " = CASE seq %% 2 WHEN 0"
+             " THEN '[{\"rule\":\"R2\"}]' ELSE '[{\"rule\":\"R1\"}]' END");
+    assert_int_equal(query_int(path, sql), n);
+  }
+  free(rev);
+}
+
 /* The numbers of schema 8 are not hashed, so verify checks them against
  * the names: a record's number moved to another revision, taken away,
  * given to a record without a revision, or two numbers' names swapped,
@@ -3404,6 +3461,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_activations_under_load, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_batches_capped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batch_sizes_grouped, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
