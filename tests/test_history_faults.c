@@ -44,6 +44,7 @@
 #include <sqlite3.h>
 
 #include "fault_vfs.h"
+#include "history_int.h" /* vd_hist_aux_lock(): one batch of many */
 #include "verdict/error.h"
 #include "verdict/history.h"
 
@@ -578,13 +579,60 @@ static void open_under_faults(void **state) {
     }
 }
 
+/* A fault at every few operations of a batch of GROUP_BATCH records,
+ * which the writer inserts sixteen to a statement and the rest one at a
+ * time (history_writer.c): a fault in the middle of a many-row statement
+ * fails the whole batch, nothing of it is stored, and the next batch
+ * works. */
+#define GROUP_BATCH 20
+#define GROUP_STEP 5
+static void grouped_batch_faults(void **state) {
+  static const fault_kind_t kinds[] = {FAULT_ALLOC, FAULT_WRITE};
+  size_t k;
+  (void)state;
+  for (k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+    long n;
+    int failed = 0;
+    snprintf(db_path, sizeof db_path, "%s/grouped-%zu.db", dir, k);
+    memset(&run, 0, sizeof run);
+    open_history();
+    for (n = 1;; n += GROUP_STEP) {
+      int i, st, fired;
+      if (n > MAX_N)
+        fail_msg("a batch of %d did more than %d operations", GROUP_BATCH,
+                 MAX_N);
+      vd_hist_aux_lock(run.h); /* the writer waits: one batch */
+      fault_arm(kinds[k], n, 0);
+      for (i = 0; i < GROUP_BATCH; i++)
+        submit_next(1);
+      vd_hist_aux_unlock(run.h);
+      st = await_upto((uint64_t)run.n, run.n);
+      fired = fault_fired(kinds[k]) > 0;
+      fault_disarm();
+      if (!fired) {
+        assert_int_equal(st, 0);
+        break;
+      }
+      /* one status for the batch: every record of it failed, or none */
+      for (i = run.n - GROUP_BATCH; i < run.n; i++)
+        assert_int_equal(run.status[i], st);
+      failed += st != 0;
+      assert_int_equal(submit_one(), 0); /* works again at once */
+    }
+    assert_true(failed > 0);
+    vd_history_close(run.h);
+    run.h = NULL;
+    check_database();
+  }
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(write_fails_once), T(write_fails_for_good), T(sync_fails_once),
       T(sync_fails_for_good), T(alloc_fails_once), T(alloc_fails_for_good),
       T(open_under_faults), T(power_cut_keeps_what_was_acknowledged),
-      T(wal_writes_gathered),
+      T(wal_writes_gathered), T(grouped_batch_faults),
   };
 #undef T
   if (fault_install() != 0) {
