@@ -544,7 +544,7 @@ struct vd_history {
   /* writer */
   sqlite3 *db;
   sqlite3_stmt *st_head_get, *st_insert, *st_head_set;
-  sqlite3_stmt *st_insert_group; /* VD_HIST_INSERT_GROUP rows a statement */
+  sqlite3_stmt *st_insert_group; /* INSERT_GROUP rows (history_writer.c) */
   sqlite3_stmt *st_rev_put, *st_rev_get; /* revision_numbers (schema 8) */
   sqlite3_stmt *st_trace_put; /* INSERT OR IGNORE INTO traces (schema 9) */
   sqlite3_stmt *st_begin, *st_commit; /* BEGIN IMMEDIATE, COMMIT: parsed once */

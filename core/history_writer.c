@@ -239,12 +239,9 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
    * record whose trace is here skips the INSERT OR IGNORE.  For this
    * batch only, so a rolled-back batch leaves nothing to forget. */
   const uint8_t *stored[TRACE_SLOTS] = {NULL};
-  /* the rows bound to st_insert_group so far, and their hashes */
+  /* the hashes of the rows bound to st_insert_group, until it is run */
   char hexes[INSERT_GROUP][65];
-  const vd_hist_qrec_t *group[INSERT_GROUP];
-  int64_t group_seq[INSERT_GROUP], group_rev[INSERT_GROUP];
-  int ngroup = 0, j;
-  size_t left = 0;
+  size_t k = 0, grouped = 0; /* the record's place; records in full groups */
   vd_hist_qrec_t *q;
   int rc;
   /* A ROLLBACK that failed (it needs memory to run) left the last failed
@@ -258,12 +255,13 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
   rc = read_head(h, &seq, prev, err);
   if (rc)
     goto rollback;
+  for (q = list; q; q = q->next)
+    grouped++;
+  grouped -= grouped % INSERT_GROUP;
   /* schema 5: the salt, the personal digest and every byte after the seq
    * were made when the record was submitted (vd_history_submit()); here
    * only what needs the chain: seq and the previous hash */
-  for (q = list; q; q = q->next)
-    left++;
-  for (q = list; q; q = q->next, seq++, left--) {
+  for (q = list; q; q = q->next, seq++, k++) {
     vd_hist_chain_hash_tail(prev, seq, q->tail, q->ntail, cur);
     rc = SQLITE_OK;
     /* a batch's records nearly all name one revision: looked up once */
@@ -280,28 +278,21 @@ static int write_batch(vd_history_t *h, vd_hist_qrec_t *list, vd_buf_t *err) {
         *slot = q->trace_sha;
       }
     }
-    /* The row waits in group[] until INSERT_GROUP are there, and goes
-     * in with them in one statement; the rows past the last full group
-     * go in one a statement, as they come. */
+    /* A row of a full group is bound at its place in st_insert_group,
+     * which runs with the group's last; the rows past the last full
+     * group go in one a statement. */
     if (rc == SQLITE_OK) {
-      vd_hist_to_hex(cur, sizeof cur, hexes[ngroup]);
-      group[ngroup] = q;
-      group_seq[ngroup] = seq;
-      group_rev[ngroup] = q->f[COL_REVISION].p ? rev_n : -1;
-      if (++ngroup == INSERT_GROUP) {
-        for (j = 0; j < ngroup; j++)
-          bind_row(h->st_insert_group, j, group_seq[j], group[j], hexes[j],
-                   group_rev[j]);
-        rc = insert_rows(h->st_insert_group);
-        ngroup = 0;
-      } else if (ngroup + left - 1 < INSERT_GROUP) {
-        /* no full group can come: these rows one at a time */
-        for (j = 0; j < ngroup && rc == SQLITE_OK; j++) {
-          bind_row(h->st_insert, 0, group_seq[j], group[j], hexes[j],
-                   group_rev[j]);
-          rc = insert_rows(h->st_insert);
-        }
-        ngroup = 0;
+      int64_t n = q->f[COL_REVISION].p ? rev_n : -1;
+      if (k < grouped) {
+        int j = (int)(k % INSERT_GROUP);
+        vd_hist_to_hex(cur, sizeof cur, hexes[j]);
+        bind_row(h->st_insert_group, j, seq, q, hexes[j], n);
+        if (j == INSERT_GROUP - 1)
+          rc = insert_rows(h->st_insert_group);
+      } else {
+        vd_hist_to_hex(cur, sizeof cur, hex);
+        bind_row(h->st_insert, 0, seq, q, hex, n);
+        rc = insert_rows(h->st_insert);
       }
     }
     if (rc != SQLITE_OK) {
@@ -561,14 +552,30 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
+/* *ST: an INSERT of ROWS decision rows (ROW_PARAMS parameters each, as
+ * bind_row() binds them).  OR FAIL, not the default ABORT: ABORT undoes a
+ * failing statement's earlier rows, which makes SQLite keep a statement
+ * journal of every page a many-row statement changes; a failure here
+ * rolls the whole batch back anyway (write_batch()). */
+static int prepare_insert(vd_history_t *h, int rows, sqlite3_stmt **st) {
+  vd_buf_t sql = VD_BUF_INIT;
+  int j, rc;
+  vd_buf_adds(&sql, "INSERT OR FAIL INTO decisions (" ALL_COLUMNS
+                    ", personal_salt, revision_n, trace_sha) VALUES ");
+  for (j = 0; j < rows; j++)
+    vd_buf_adds(&sql, j ? ", (" ALL_PARAMS ", ?, ?, ?)"
+                        : "(" ALL_PARAMS ", ?, ?, ?)");
+  rc = sqlite3_prepare_v3(h->db, sql.data, (int)sql.len,
+                          SQLITE_PREPARE_PERSISTENT, st, NULL);
+  vd_buf_release(&sql);
+  return rc;
+}
+
 static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   static const char head_get[] =
       "SELECT h.seq, h.hash, (SELECT max(seq) FROM decisions),"
       "       (SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1)"
       "  FROM (SELECT 1) LEFT JOIN chain_head h ON h.id = 1";
-  static const char insert[] =
-      "INSERT INTO decisions (" ALL_COLUMNS ", personal_salt, revision_n,"
-      " trace_sha) VALUES (" ALL_PARAMS ", ?, ?, ?)";
   static const char trace_put[] =
       "INSERT OR IGNORE INTO traces (sha256, trace) VALUES (?, ?)";
   static const char rev_put[] =
@@ -580,25 +587,9 @@ static int prepare_writer(vd_history_t *h, vd_buf_t *err) {
   int rc = sqlite3_prepare_v3(h->db, head_get, -1, SQLITE_PREPARE_PERSISTENT,
                               &h->st_head_get, NULL);
   if (rc == SQLITE_OK)
-    rc = sqlite3_prepare_v3(h->db, insert, -1, SQLITE_PREPARE_PERSISTENT,
-                            &h->st_insert, NULL);
-  if (rc == SQLITE_OK) {
-    /* INSERT_GROUP rows a statement.  OR FAIL, not the default ABORT:
-     * ABORT undoes a failing statement's earlier rows, which makes SQLite
-     * keep a statement journal of every page it changes; a failure here
-     * rolls the whole batch back anyway (write_batch()). */
-    vd_buf_t sql = VD_BUF_INIT;
-    int j;
-    vd_buf_adds(&sql, "INSERT OR FAIL INTO decisions (" ALL_COLUMNS
-                      ", personal_salt, revision_n, trace_sha) VALUES ");
-    for (j = 0; j < INSERT_GROUP; j++)
-      vd_buf_adds(&sql, j ? ", (" ALL_PARAMS ", ?, ?, ?)"
-                          : "(" ALL_PARAMS ", ?, ?, ?)");
-    rc = sqlite3_prepare_v3(h->db, sql.data, (int)sql.len,
-                            SQLITE_PREPARE_PERSISTENT, &h->st_insert_group,
-                            NULL);
-    vd_buf_release(&sql);
-  }
+    rc = prepare_insert(h, 1, &h->st_insert);
+  if (rc == SQLITE_OK)
+    rc = prepare_insert(h, INSERT_GROUP, &h->st_insert_group);
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v3(h->db, head_set, -1, SQLITE_PREPARE_PERSISTENT,
                             &h->st_head_set, NULL);
