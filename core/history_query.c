@@ -260,6 +260,7 @@ struct vd_history_rows {
   vd_history_value_t row[VD_HISTORY_NCOLUMNS]; /* the row last stepped to */
   uint64_t columns; /* the filter's: the others stay NULL in row */
   int all;          /* the filter named no columns: every one, as before */
+  int has_seq;      /* the filter's seq range is parameters 1 and 2 */
   trace_slot_t traces[TRACE_SLOTS];
   vd_buf_t err;
 };
@@ -301,7 +302,18 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
                        filter->limit);
   r->columns = filter->columns ? filter->columns : ~(uint64_t)0;
   r->all = !filter->columns;
+  r->has_seq = filter->has_seq;
   *out = r;
+  return 0;
+}
+
+int vd_history_rows_range(vd_history_rows_t *r, int64_t lo, int64_t hi) {
+  if (r->pg || !r->has_seq)
+    return VD_EINVALID;
+  sqlite3_reset(r->st);
+  sqlite3_bind_int64(r->st, 1, lo);
+  sqlite3_bind_int64(r->st, 2, hi);
+  r->done = 0;
   return 0;
 }
 
@@ -445,33 +457,108 @@ int vd_hist_rows_plan(const char *db_path, const vd_history_filter_t *filter,
  * Splitting a selection for replay's threads
  * ====================================================================== */
 
-int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
-                     int n, int64_t *bounds, int64_t *total_out,
-                     vd_buf_t *err) {
-  sqlite3 *db = NULL;
+/* The lowest and highest seq FILTER selects (*lo > *hi: none).  Without a
+ * condition, each from one end of the table (SQLite's min/max
+ * optimization: a seek each, whatever the history's size); with one, a
+ * single aggregate, which SQLite answers from the filter's index (one seek
+ * at each end of the rowid would walk every row the filter refuses). */
+static int seq_span(sqlite3 *db, const char *db_path,
+                    const vd_history_filter_t *filter, int64_t *lo,
+                    int64_t *hi, vd_buf_t *err) {
+  static const char *const one[] = {"min(seq)", "max(seq)"};
   sqlite3_stmt *st = NULL;
-  int64_t total = 0, row = 0, last = 0;
-  int rc, lane = 1;
-  if (vd_history_is_postgres(db_path))
-    return vd_hist_pg_split(db_path, filter, n, bounds, total_out, err);
-  rc = vd_history_db_open_ro(&db, db_path, err);
+  vd_buf_t sql = VD_BUF_INIT;
+  int rc, i, conditions;
+  add_filter(&sql, filter);
+  conditions = sql.len > 0;
+  vd_buf_release(&sql);
+  *lo = 1;
+  *hi = 0;
+  for (i = 0; i < (conditions ? 1 : 2); i++) {
+    rc = prepare(db, &st, db_path, conditions ? "min(seq), max(seq)" : one[i],
+                 filter, "", err);
+    if (rc)
+      return rc;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      rc = sql_failed(err, db_path, db);
+      sqlite3_finalize(st);
+      return rc;
+    }
+    if (sqlite3_column_type(st, 0) == SQLITE_NULL) { /* no rows */
+      sqlite3_finalize(st);
+      *lo = 1;
+      *hi = 0;
+      return 0;
+    }
+    if (conditions) {
+      *lo = sqlite3_column_int64(st, 0);
+      *hi = sqlite3_column_int64(st, 1);
+    } else {
+      *(i ? hi : lo) = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+  }
+  return 0;
+}
+
+/* Ranges a time window (or the whole history) is cut into, per lane: a
+ * lane that the machine slows leaves the others at most one range to
+ * finish alone (about 1/64 of the run with two lanes); a range costs its
+ * lane a reset and a seek of its statement. */
+#define RANGES_PER_LANE 32
+
+/* FILTER selects by time alone (received_ms, at_ms), or not at all: a
+ * cursor narrowed to a range of seq then walks that range of the table
+ * (SQLite's plan: the rowid), whatever else it checks.  An equality
+ * (region, revision, error...) leads SQLite to that column's index, which
+ * a cursor walks whole for every range it reads, and whose rows may
+ * cluster anywhere in the seq order. */
+static int by_time_alone(const vd_history_filter_t *f) {
+  return !f->revision && !f->error_code && !f->region && !f->kind &&
+         !f->complaint_id && !f->decision_id && !f->customer_id;
+}
+
+int vd_history_split_count(const char *db_path,
+                           const vd_history_filter_t *filter, int lanes) {
+  if (vd_history_is_postgres(db_path) || !by_time_alone(filter))
+    return lanes;
+  return lanes * RANGES_PER_LANE;
+}
+
+/* Equal spans of seq from the lowest FILTER selects to the highest (found
+ * with a seek at each end, or one pass over the time index), no row read:
+ * a time window's rows fill their span of seq. */
+static int split_by_seq(sqlite3 *db, const char *db_path,
+                        const vd_history_filter_t *filter, int n,
+                        int64_t *bounds, vd_buf_t *err) {
+  int64_t lo, hi, span;
+  int rc = seq_span(db, db_path, filter, &lo, &hi, err), i;
   if (rc)
     return rc;
-  rc = prepare(db, &st, db_path, "count(*)", filter, "", err);
-  if (rc)
-    goto out;
-  if (sqlite3_step(st) != SQLITE_ROW) {
-    rc = sql_failed(err, db_path, db);
-    goto out;
-  }
-  total = sqlite3_column_int64(st, 0);
-  if (total_out)
-    *total_out = total;
-  sqlite3_finalize(st);
-  st = NULL;
+  /* lo + span * i / n, without overflow */
+  span = lo > hi ? 0 : hi - lo + 1;
+  bounds[0] = span ? lo : INT64_MAX;
+  for (i = 1; i < n; i++)
+    bounds[i] = span ? lo + span / n * i + span % n * i / n : INT64_MAX;
+  /* the last range ends after the highest row too: a cursor on seq >= X
+   * alone would walk the table's rows past the window to its end, every
+   * one checked against the window and refused */
+  bounds[n] = span ? hi + 1 : INT64_MAX;
+  return 0;
+}
+
+/* Ranges of about as many of FILTER's rows each, from its seqs in order
+ * (for an equality, from its index and a sort). */
+static int split_by_rows(sqlite3 *db, const char *db_path,
+                         const vd_history_filter_t *filter, int n,
+                         int64_t total, int64_t *bounds, vd_buf_t *err) {
+  sqlite3_stmt *st = NULL;
+  int64_t row = 0, last = 0;
+  int rc, lane = 1;
   rc = prepare(db, &st, db_path, "seq", filter, " ORDER BY seq", err);
   if (rc)
-    goto out;
+    return rc;
   bounds[0] = 0;
   while (lane < n && sqlite3_step(st) == SQLITE_ROW) {
     last = sqlite3_column_int64(st, 0);
@@ -485,6 +572,37 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
   while (lane < n)
     bounds[lane++] = INT64_MAX;
   bounds[n] = INT64_MAX;
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
+                     int n, int64_t *bounds, int64_t *total_out,
+                     vd_buf_t *err) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t total = -1;
+  int rc, alone = by_time_alone(filter);
+  if (vd_history_is_postgres(db_path))
+    return vd_hist_pg_split(db_path, filter, n, bounds, total_out, err);
+  rc = vd_history_db_open_ro(&db, db_path, err);
+  if (rc)
+    return rc;
+  /* counted when asked, or to cut by rows: a pass over an index */
+  if (total_out || !alone) {
+    rc = prepare(db, &st, db_path, "count(*)", filter, "", err);
+    if (rc)
+      goto out;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      rc = sql_failed(err, db_path, db);
+      goto out;
+    }
+    total = sqlite3_column_int64(st, 0);
+    if (total_out)
+      *total_out = total;
+  }
+  rc = alone ? split_by_seq(db, db_path, filter, n, bounds, err)
+             : split_by_rows(db, db_path, filter, n, total, bounds, err);
 out:
   sqlite3_finalize(st);
   sqlite3_close(db);

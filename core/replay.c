@@ -1,18 +1,24 @@
 /*
  * replay.c - deciding recorded requests again (include/verdict/replay.h).
  *
- * Owns, for one vd_replay_run(): the lanes (one per thread), each with its
- * row cursor on the history (history_query.c), its engines (one per
+ * Owns, for one vd_replay_run(): the ranges of the selection, and the lanes
+ * (one per thread), each with its row cursor on the history
+ * (history_query.c), its engines (one per
  * revision met, built on first use from the files the database stored; or
  * one of the candidate and one of the baseline), the outcomes each kind
  * declares, a history reader for new questions, and what it counted; then
  * the merged report.
  *
  * Invariants:
- *   - lane i decides exactly the selected rows of range i of
- *     vd_history_split() (seq in a SQLite file, received_ms on
- *     PostgreSQL), so every row once, and the lanes in order hold the
- *     rows in order;
+ *   - the selection is cut into ranges (vd_history_split(): seq in a
+ *     SQLite file, received_ms on PostgreSQL); each lane takes the next
+ *     range not taken, in order, until none is left, so every row is
+ *     decided once, a lane's rows are in the history's order, and a lane
+ *     slowed by the machine takes fewer ranges instead of holding up the
+ *     others at the end;
+ *   - the report does not depend on which lane took which range: changes
+ *     and row errors are kept in seq order, rules and unloadable
+ *     revisions in the order of the row that first had them;
  *   - results are compared as the canonical JSON bytes the engine writes;
  *     only a differing pair is parsed (a yajl tree, outside every Lua
  *     state) to name the fields that changed;
@@ -45,7 +51,12 @@
 #include "verdict/watchdog.h"
 
 #define DEFAULT_MAX_CHANGES 1000
-#define ROW_ERRORS_KEPT 10 /* per lane */
+#define ROW_ERRORS_KEPT 10 /* the first, in the history's order */
+
+/* A row's place in the selection's order, whichever lane decides it: its
+ * range, then its number within the range; the low 6 bits free for the
+ * position of a rule within the row's traces (count_rules()). */
+#define PLACE(range, nth) (((long long)(range) << 38) | ((long long)(nth) << 6))
 
 /* Money moved per decision, in fen: -1000, -500 ... 1000 yuan. */
 const long long vd_replay_hist_edges[VD_REPLAY_HIST_BUCKETS - 1] = {
@@ -85,7 +96,12 @@ typedef struct rev_engine {
 typedef struct lane {
   const vd_replay_opts_t *o;
   int index;                /* lane number: 0, 1, ... */
-  int64_t seq_lo, seq_hi;   /* the rows seq_lo <= seq < seq_hi */
+  const int64_t *bounds;    /* the ranges, shared: range i is bounds[i] <=
+                             * key < bounds[i + 1] */
+  int nranges;
+  int *next_range;          /* shared: the next range not taken (atomic) */
+  long long place;          /* the row in hand's place in the selection's
+                             * order: PLACE(range, its number there) */
   vd_engine_t *candidate;   /* this lane's engine of o->candidate */
   vd_engine_t *baseline;    /* and of o->baseline, or NULL */
   rev_engine_t *revs;       /* engines of the recorded revisions met */
@@ -394,12 +410,15 @@ static vd_replay_rule_t *rule_slot(vd_replay_report_t *rep, const char *rule) {
   if (!(r[j].rule = strdup(rule)))
     return NULL;
   r[j].before = r[j].after = 0;
+  r[j].order = 0;
   rep->nrules++;
   return &r[j];
 }
 
 /* Count each entry's rule of TRACE (a parsed array of {rule, basis}), as
- * before (the baseline's) or after (the candidate's). */
+ * before (the baseline's) or after (the candidate's).  A rule met for the
+ * first time is placed after the row's place: the baseline's entries
+ * before the candidate's, each trace's in its order (the first 31). */
 static void count_rules(lane_t *l, yajl_val t, int after) {
   size_t i;
   for (i = 0; t && YAJL_IS_ARRAY(t) && i < t->u.array.len; i++) {
@@ -407,6 +426,8 @@ static void count_rules(lane_t *l, yajl_val t, int after) {
     vd_replay_rule_t *r;
     if (!rule || !YAJL_IS_STRING(rule) || !(r = rule_slot(&l->rep, rule->u.string)))
       continue;
+    if (!r->before && !r->after) /* new */
+      r->order = l->place | (after ? 32 : 0) | (long long)(i < 31 ? i : 31);
     if (after)
       r->after++;
     else
@@ -635,6 +656,7 @@ static int count_change(lane_t *l, const vd_history_value_t *row,
 
   memset(&ch, 0, sizeof ch);
   ch.seq = row[VD_HISTORY_SEQ].i;
+  ch.order = l->place;
   ch.offer_before = ch.offer_after = -1;
   outcome_json(&ja, b->result, b->trace, b->code);
   outcome_json(&jb, c->result, c->trace, c->code);
@@ -785,6 +807,7 @@ static void keep_row_error(lane_t *l, const char *id, const char *why) {
   e = &e[l->rep.nrow_errors];
   e->decision_id = strdup(id ? id : "?");
   e->why = strdup(why ? why : "no revision recorded");
+  e->order = l->place;
   if (!e->decision_id || !e->why) {
     free(e->decision_id);
     free(e->why);
@@ -810,6 +833,7 @@ static void count_unloadable(lane_t *l, const rev_engine_t *re) {
   u[i].why = strdup(re->why ? re->why : "?");
   u[i].rows = 1;
   u[i].activated = 0;
+  u[i].order = l->place;
   if (u[i].revision && u[i].why)
     l->rep.nunloadable++;
   else
@@ -983,7 +1007,8 @@ static void *lane_run(void *arg) {
   vd_watch_slot_t *slot =
       l->watchdog ? vd_watchdog_attach(l->watchdog, l->index) : NULL;
   char *why_not = NULL;
-  int rc;
+  long long nth;
+  int rc, k;
 
   /* against a candidate, a question the recorded decision never asked
    * (a new rule's) is answered from the history as it is now */
@@ -1008,27 +1033,43 @@ static void *lane_run(void *arg) {
               COL_(COMPLAINT_ID) | COL_(REQUEST) | COL_(RESULT) |
               COL_(TRACE) | COL_(FACTS) | COL_(ERROR_CODE);
 #undef COL_
-  vd_history_filter_range(&f, o->db, l->seq_lo, l->seq_hi);
-  if (vd_history_rows_open(&rows, o->db, &f, &l->fatal) != 0)
-    goto out;
-  while ((rc = vd_history_rows_next(rows, &row)) == 1) {
-    const char *code = row[VD_HISTORY_ERROR_CODE].text;
-    if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_RELAXED)) {
-      l->cancelled = 1;
+  /* take ranges in order until none is left; one cursor, moved from range
+   * to range where the history allows (vd_history_rows_range()) */
+  while (!l->cancelled &&
+         (k = __atomic_fetch_add(l->next_range, 1, __ATOMIC_RELAXED)) <
+             l->nranges) {
+    int64_t lo = l->bounds[k], hi = l->bounds[k + 1];
+    if (lo >= hi)
+      continue; /* empty: fewer rows than ranges */
+    if (!rows || vd_history_rows_range(rows, lo, hi) != 0) {
+      vd_history_rows_close(rows);
+      rows = NULL;
+      vd_history_filter_range(&f, o->db, lo, hi);
+      if (vd_history_rows_open(&rows, o->db, &f, &l->fatal) != 0)
+        goto out;
+    }
+    for (nth = 0; (rc = vd_history_rows_next(rows, &row)) == 1; nth++) {
+      const char *code = row[VD_HISTORY_ERROR_CODE].text;
+      l->place = PLACE(k, nth);
+      if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_RELAXED)) {
+        l->cancelled = 1;
+        break;
+      }
+      if (o->progress)
+        __atomic_add_fetch(o->progress, 1, __ATOMIC_RELAXED);
+      if (!row[VD_HISTORY_REQUEST].text ||
+          (code && strcmp(code, "too_large") == 0))
+        continue; /* nothing decidable was recorded */
+      if (l->candidate)
+        impact_row(l, row, slot);
+      else
+        check_row(l, row, slot);
+    }
+    if (rc < 0) {
+      vd_buf_addf(&l->fatal, "reading %s", vd_history_rows_errmsg(rows));
       break;
     }
-    if (o->progress)
-      __atomic_add_fetch(o->progress, 1, __ATOMIC_RELAXED);
-    if (!row[VD_HISTORY_REQUEST].text ||
-        (code && strcmp(code, "too_large") == 0))
-      continue; /* nothing decidable was recorded */
-    if (l->candidate)
-      impact_row(l, row, slot);
-    else
-      check_row(l, row, slot);
   }
-  if (rc < 0)
-    vd_buf_addf(&l->fatal, "reading %s", vd_history_rows_errmsg(rows));
 out:
   if (now) {
     vd_engine_set_facts(l->candidate, NULL, NULL);
@@ -1086,6 +1127,8 @@ static void merge_lane(vd_replay_report_t *rep, lane_t *l) {
   for (i = 0; i < l->rep.nrules; i++) {
     vd_replay_rule_t *r = rule_slot(rep, l->rep.rules[i].rule);
     if (r) {
+      if ((!r->before && !r->after) || l->rep.rules[i].order < r->order)
+        r->order = l->rep.rules[i].order;
       r->before += l->rep.rules[i].before;
       r->after += l->rep.rules[i].after;
     }
@@ -1136,6 +1179,8 @@ static void merge_lane(vd_replay_report_t *rep, lane_t *l) {
         break;
     if (j < rep->nunloadable) {
       rep->unloadable[j].rows += s->rows;
+      if (s->order < rep->unloadable[j].order)
+        rep->unloadable[j].order = s->order;
       continue;
     }
     u = realloc(rep->unloadable, (j + 1) * sizeof *u);
@@ -1161,26 +1206,48 @@ static void merge_lane(vd_replay_report_t *rep, lane_t *l) {
   }
 }
 
-/* The first MAX changes of all lanes, in the history's order, moved into
- * REP: lane k's rows all come before lane k + 1's (vd_history_split()),
- * and each lane keeps its changes in its rows' order, so the lanes'
- * changes one after another are in order. */
+/* The first MAX changes of all lanes, in the selection's order, moved into
+ * REP.  A lane keeps its first max changes in its rows' order, which is the
+ * selection's (it takes ranges in order): one among the first MAX of all
+ * has fewer than MAX before it in its own lane, so it was kept, and taking
+ * the lowest place at the head of the lanes' lists, MAX times, finds them. */
 static void merge_changes(vd_replay_report_t *rep, lane_t *lanes, int n,
                           long long max) {
-  int k;
-  size_t i;
-  for (k = 0; k < n; k++)
-    for (i = 0; i < lanes[k].rep.nchanges &&
-                (long long)rep->nchanges < max; i++) {
-      vd_replay_change_t *c =
-          realloc(rep->changes, (rep->nchanges + 1) * sizeof *c);
-      if (!c)
-        return;
-      rep->changes = c;
-      c = &lanes[k].rep.changes[i];
-      rep->changes[rep->nchanges++] = *c;
-      memset(c, 0, sizeof *c); /* moved */
-    }
+  size_t *at = calloc((size_t)n, sizeof *at);
+  while (at && (long long)rep->nchanges < max) {
+    vd_replay_change_t *c, *head;
+    int k, best = -1;
+    for (k = 0; k < n; k++)
+      if (at[k] < lanes[k].rep.nchanges &&
+          (best < 0 || lanes[k].rep.changes[at[k]].order <
+                           lanes[best].rep.changes[at[best]].order))
+        best = k;
+    if (best < 0)
+      break;
+    c = realloc(rep->changes, (rep->nchanges + 1) * sizeof *c);
+    if (!c)
+      break;
+    rep->changes = c;
+    head = &lanes[best].rep.changes[at[best]++];
+    rep->changes[rep->nchanges++] = *head;
+    memset(head, 0, sizeof *head); /* moved */
+  }
+  free(at);
+}
+
+static int cmp_rule(const void *x, const void *y) {
+  const vd_replay_rule_t *a = x, *b = y;
+  return (a->order > b->order) - (a->order < b->order);
+}
+
+static int cmp_unloadable(const void *x, const void *y) {
+  const vd_replay_unloadable_t *a = x, *b = y;
+  return (a->order > b->order) - (a->order < b->order);
+}
+
+static int cmp_row_error(const void *x, const void *y) {
+  const vd_replay_error_t *a = x, *b = y;
+  return (a->order > b->order) - (a->order < b->order);
 }
 
 static int cmp_group(const void *x, const void *y) {
@@ -1243,6 +1310,7 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   long long *q_before = NULL, *q_after = NULL;
   vd_watchdog_t wd;
   int n = o->threads > 0 ? o->threads : 1, i, rc = 0, has_wd = 0;
+  int nranges, next_range = 0;
   size_t b;
 
   memset(rep, 0, sizeof *rep);
@@ -1258,7 +1326,8 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   }
   f = o->select;
   f.has_seq = f.has_limit = 0;
-  bounds = calloc((size_t)n + 1, sizeof *bounds);
+  nranges = vd_history_split_count(o->db, &f, n);
+  bounds = calloc((size_t)nranges + 1, sizeof *bounds);
   lanes = calloc((size_t)n, sizeof *lanes);
   threads = calloc((size_t)n, sizeof *threads);
   q_before = calloc(QBUCKETS, sizeof *q_before);
@@ -1269,7 +1338,8 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
     rc = VD_ENOMEM;
     goto out;
   }
-  rc = vd_history_split(o->db, &f, n, bounds, &total, err);
+  rc = vd_history_split(o->db, &f, nranges, bounds, o->total ? &total : NULL,
+                        err);
   if (rc)
     goto out;
   if (o->total)
@@ -1278,8 +1348,9 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
     lane_t *l = &lanes[i];
     l->o = o;
     l->index = i;
-    l->seq_lo = bounds[i];
-    l->seq_hi = bounds[i + 1];
+    l->bounds = bounds;
+    l->nranges = nranges;
+    l->next_range = &next_range;
     l->max_changes = o->max_changes > 0 ? o->max_changes
                                         : DEFAULT_MAX_CHANGES;
     vd_decision_init(&l->d);
@@ -1346,6 +1417,21 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
     qsort(rep->fields, rep->nfields, sizeof *rep->fields, cmp_field);
   if (rep->nmoves)
     qsort(rep->moves, rep->nmoves, sizeof *rep->moves, cmp_move);
+  /* the lanes took ranges as they came: into the selection's order */
+  if (rep->nrules)
+    qsort(rep->rules, rep->nrules, sizeof *rep->rules, cmp_rule);
+  if (rep->nunloadable)
+    qsort(rep->unloadable, rep->nunloadable, sizeof *rep->unloadable,
+          cmp_unloadable);
+  if (rep->nrow_errors) {
+    qsort(rep->row_errors, rep->nrow_errors, sizeof *rep->row_errors,
+          cmp_row_error);
+    while (rep->nrow_errors > ROW_ERRORS_KEPT) {
+      vd_replay_error_t *e = &rep->row_errors[--rep->nrow_errors];
+      free(e->decision_id);
+      free(e->why);
+    }
+  }
   mark_activated(o->db, rep);
 out:
   for (i = 0; lanes && i < n; i++)

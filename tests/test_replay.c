@@ -173,6 +173,14 @@ static int setup_candidate(void **state) {
   return 0;
 }
 
+/* An empty history, and the candidate badrules in *state. */
+static int setup_candidate_only(void **state) {
+  if (setup(state) != 0)
+    return -1;
+  *state = load("tests/fixtures/badrules");
+  return 0;
+}
+
 static int teardown_candidate(void **state) {
   vd_bundle_unref(*state);
   return teardown(state);
@@ -431,6 +439,174 @@ static void test_replay_counts_per_rule(void **state) {
     assert_int_equal(rep.offers_after.total, 0);
     vd_replay_report_release(&rep);
   }
+}
+
+/* MANY rows decided by mini: the first 40 offer nothing (charged below
+ * due), the rest alternate national and GD double refunds; every ninth
+ * (i % 9 == 4) is filed under no revision, so a determinism check cannot
+ * decide it again.  Seq is i + 1. */
+#define MANY 400
+static void write_many(void) {
+  vd_bundle_t *b = load("tests/fixtures/mini");
+  vd_history_t *h;
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT;
+  char *msg = NULL, line[256];
+  size_t k, n = vd_bundle_count(b);
+  vd_bundle_file_t *files = calloc(n, sizeof *files);
+  int i;
+  assert_non_null(files);
+  for (k = 0; k < n; k++)
+    files[k] = *vd_bundle_file(b, k);
+  if (vd_history_open(&h, db, VD_LOG_DURABLE, 1, NULL, NULL, &msg) != 0)
+    fail_msg("%s", msg);
+  assert_int_equal(vd_history_store_revision(h, vd_bundle_revision(b), files,
+                                             n, NULL),
+                   0);
+  free(files);
+  if (vd_engine_new(b, NULL, &e, &err) != 0)
+    fail_msg("%s", err.data);
+  for (i = 0; i < MANY; i++) {
+    if (i < 40)
+      snprintf(line, sizeof line,
+               "{\"kind\":\"compensation\",\"region\":\"national\",\"at\":"
+               "\"" AT "\",\"input\":{\"charged_fen\":100,\"due_fen\":300}}");
+    else
+      snprintf(line, sizeof line,
+               "{\"kind\":\"compensation\",\"region\":\"%s\",\"at\":"
+               "\"" AT "\",\"input\":{\"charged_fen\":%d,\"due_fen\":3000}}",
+               i % 2 ? "GD" : "national", 5000 + i);
+    record(h, e, i % 9 == 4 ? NULL : vd_bundle_revision(b), line, i);
+  }
+  vd_history_close(h);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
+/* A SQLite selection by time alone is cut into equal spans of seq from its
+ * lowest to its highest (the window's own, not the table's), counted only
+ * when asked; one cursor moved from range to range reads each row once, in
+ * order.  A selection by equality is cut into ranges of as many rows. */
+static void test_split_ranges(void **state) {
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_buf_t err = VD_BUF_INIT;
+  int64_t bounds[8], total = -1, next = 1;
+  int k, pass, n;
+  (void)state;
+  write_many();
+  for (pass = 0; pass < 2; pass++) {
+    memset(&f, 0, sizeof f);
+    if (pass) { /* received from row 41 (seq 42) on */
+      f.has_since = 1;
+      f.since_ms = 1795392000000 + 41;
+    }
+    assert_int_equal(vd_history_split_count(db, &f, 2), 64);
+    assert_int_equal(vd_history_split(db, &f, 7, bounds, NULL, &err), 0);
+    assert_int_equal(bounds[0], pass ? 42 : 1);
+    assert_int_equal(bounds[7], MANY + 1);
+    for (k = 1; k < 7; k++) /* spans of 400 / 7 or 359 / 7 */
+      assert_int_equal(bounds[k] - bounds[0],
+                       (pass ? 359 : 400) * (int64_t)k / 7);
+    assert_int_equal(vd_history_split(db, &f, 7, bounds, &total, &err), 0);
+    assert_int_equal(total, pass ? 359 : MANY);
+    next = pass ? 42 : 1;
+    for (k = 0; k < 7; k++) {
+      if (k == 0) {
+        vd_history_filter_range(&f, db, bounds[0], bounds[1]);
+        assert_int_equal(vd_history_rows_open(&rows, db, &f, &err), 0);
+      } else {
+        assert_int_equal(vd_history_rows_range(rows, bounds[k], bounds[k + 1]),
+                         0);
+      }
+      while (vd_history_rows_next(rows, &row) == 1) {
+        assert_int_equal(row[VD_HISTORY_SEQ].i, next);
+        assert_true(row[VD_HISTORY_SEQ].i >= bounds[k]);
+        assert_true(row[VD_HISTORY_SEQ].i < bounds[k + 1]);
+        next++;
+      }
+    }
+    assert_int_equal(next, MANY + 1);
+    vd_history_rows_close(rows);
+    rows = NULL;
+  }
+  /* by region: one range a lane, of as many rows each (GD: seq 42, 44 ...
+   * 400, 180 rows; ranges of 60) */
+  memset(&f, 0, sizeof f);
+  f.region = "GD";
+  assert_int_equal(vd_history_split_count(db, &f, 2), 2);
+  assert_int_equal(vd_history_split(db, &f, 3, bounds, NULL, &err), 0);
+  assert_int_equal(bounds[0], 42);
+  assert_int_equal(bounds[1], 42 + 2 * 60);
+  assert_int_equal(bounds[2], 42 + 2 * 120);
+  assert_int_equal(bounds[3], INT64_MAX);
+  for (k = 0, n = 0; k < 3; k++) {
+    vd_history_filter_range(&f, db, bounds[k], bounds[k + 1]);
+    assert_int_equal(vd_history_rows_open(&rows, db, &f, &err), 0);
+    while (vd_history_rows_next(rows, &row) == 1) {
+      assert_string_equal(row[VD_HISTORY_REGION].text, "GD");
+      n++;
+    }
+    vd_history_rows_close(rows);
+  }
+  assert_int_equal(n, 180);
+  /* a selection of nothing: every range empty */
+  memset(&f, 0, sizeof f);
+  f.has_since = 1;
+  f.since_ms = 1795392000000 + MANY;
+  assert_int_equal(vd_history_split(db, &f, 3, bounds, &total, &err), 0);
+  assert_int_equal(total, 0);
+  for (k = 0; k <= 3; k++)
+    assert_int_equal(bounds[k], INT64_MAX);
+  vd_buf_release(&err);
+}
+
+/* The lanes take ranges as they come (many a lane), yet the report is the
+ * one a single thread makes: the changes kept are the first max_changes
+ * in seq order, the row errors the first ten, the rules in the order the
+ * history first has them (the first row's: mini's recorded trace before
+ * badrules' new one). */
+static void test_replay_any_lane_same_report(void **state) {
+  vd_replay_opts_t o;
+  vd_replay_report_t rep;
+  vd_buf_t err = VD_BUF_INIT;
+  int threads, i, errors_seen;
+  write_many();
+  for (threads = 1; threads <= 5; threads += 2) {
+    memset(&o, 0, sizeof o);
+    o.db = db;
+    o.threads = threads;
+    o.max_changes = 25;
+    if (vd_replay_run(&o, &rep, &err) != 0) /* the determinism check */
+      fail_msg("replay: %s", err.data);
+    assert_int_equal(rep.replayed, MANY);
+    assert_int_equal(rep.errors, 44); /* i % 9 == 4 below 400 */
+    assert_int_equal(rep.unchanged, MANY - 44);
+    assert_int_equal(rep.nrow_errors, 10);
+    for (i = 0, errors_seen = 0; i < 10; i++) {
+      char id[40];
+      snprintf(id, sizeof id, "01900000-0000-7000-8000-%012d", 9 * i + 4);
+      assert_string_equal(rep.row_errors[i].decision_id, id);
+      errors_seen++;
+    }
+    assert_int_equal(errors_seen, 10);
+    vd_replay_report_release(&rep);
+
+    o.candidate = *state;
+    if (vd_replay_run(&o, &rep, &err) != 0)
+      fail_msg("replay: %s", err.data);
+    assert_int_equal(rep.replayed, MANY);
+    assert_int_equal(rep.nchanges, 25);
+    for (i = 0; i < 25; i++) /* every decision changes: seq 1..25 */
+      assert_int_equal(rep.changes[i].seq, i + 1);
+    assert_int_equal(rep.nrules, 2);
+    assert_string_equal(rep.rules[0].rule, "comp.double_refund");
+    assert_string_equal(rep.rules[1].rule, "comp.ok");
+    vd_replay_report_release(&rep);
+  }
+  vd_buf_release(&err);
 }
 
 /* A row whose revision is not stored, or that names none, cannot be
@@ -901,6 +1077,9 @@ int main(void) {
                                       setup_candidate, teardown_candidate),
       cmocka_unit_test_setup_teardown(test_replay_counts_per_rule,
                                       setup_candidate, teardown_candidate),
+      cmocka_unit_test_setup_teardown(test_split_ranges, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_replay_any_lane_same_report,
+                                      setup_candidate_only, teardown_candidate),
       cmocka_unit_test_setup_teardown(test_replay_missing_revision, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_replay_no_revision, setup,

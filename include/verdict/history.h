@@ -522,6 +522,13 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
  * the next call; 0 at the end (and on every call after it); VD_EIO when
  * reading failed, vd_history_rows_errmsg() says why. */
 int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
+/* Move R, opened on a SQLite file with a filter narrowed by
+ * vd_history_filter_range(), to the range LO <= seq < HI, the rest of its
+ * filter as it was: its next row is the range's first.  The statement is
+ * only reset and bound again, so a reader going through many ranges keeps
+ * its connection.  VD_EINVALID where it cannot (PostgreSQL, or a filter
+ * without a range): open another cursor instead. */
+int vd_history_rows_range(vd_history_rows_t *r, int64_t lo, int64_t hi);
 /* The node whose chain the row in hand is on, its seq being the node's
  * node_seq: a PostgreSQL history (docs/fleet.md).  NULL for a SQLite
  * file (one chain) or with no row in hand.  Owned by R, valid as the
@@ -552,17 +559,31 @@ int vd_history_find(vd_history_finder_t *f, const char *decision_id,
 void vd_history_finder_close(vd_history_finder_t *f);
 
 /* Cut the rows FILTER selects into N contiguous ranges of the history's
- * own order holding about as many rows each: bounds[0..n] (n + 1 values,
- * the caller's array), range i is bounds[i] <= key < bounds[i + 1],
- * bounds[n] is INT64_MAX.  The key is seq in a SQLite file; on PostgreSQL,
- * where a seq is its node's, received_ms (the rows of one millisecond are
- * never cut apart; with many in one millisecond the ranges are less even).
- * Either way range i's rows all come before range i + 1's in
- * vd_history_rows_open()'s order.  With fewer rows than ranges some ranges
- * are empty.  *total (when TOTAL is not NULL): how many rows FILTER
- * selects.  vd_history_filter_range() makes a filter select one range. */
+ * own order: bounds[0..n] (n + 1 values, the caller's array), range i is
+ * bounds[i] <= key < bounds[i + 1].  bounds[n] is INT64_MAX, except in a
+ * SQLite file cut by seq, where it is one past the highest seq selected
+ * (rows written after the cut are not in any range).  Range i's
+ * rows all come before range i + 1's in vd_history_rows_open()'s order;
+ * with fewer rows than ranges some ranges are empty.
+ *   In a SQLite file the key is seq.  A filter by time alone (or none) is
+ * cut into equal spans of seq from the lowest it selects to the highest
+ * (a seek at each end, or one pass over the time index: no row is read);
+ * any other into ranges of about as many rows each (one pass over the
+ * filter's seqs in order).  On PostgreSQL, where a seq is its node's, the
+ * key is received_ms and the ranges hold about as many rows each (the
+ * rows of one millisecond are never cut apart).
+ *   *total (when TOTAL is not NULL): how many rows FILTER selects; a SQLite
+ * file counts them only when asked or when it cuts by rows.
+ * vd_history_filter_range() makes a filter select one range. */
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, int64_t *total, vd_buf_t *err);
+/* How many ranges LANES readers that take ranges as they come should ask
+ * vd_history_split() for: 32 a lane for a SQLite selection by time alone
+ * (a slowed lane then holds the others up by at most one small range);
+ * one a lane otherwise, where a range costs more than a seek (PostgreSQL:
+ * a query and a connection; an equality: a walk of its index). */
+int vd_history_split_count(const char *db_path,
+                           const vd_history_filter_t *filter, int lanes);
 /* Narrow F (a copy of the filter given to vd_history_split()) to the rows
  * of the range LO <= key < HI it made for DB_PATH. */
 void vd_history_filter_range(vd_history_filter_t *f, const char *db_path,

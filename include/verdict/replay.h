@@ -93,6 +93,8 @@ typedef struct vd_replay_diff {
 /* A decision that came out differently. */
 typedef struct vd_replay_change {
   int64_t seq;
+  long long order;         /* where in the selection's order: sorts the
+                            * list (not for printing) */
   char *decision_id;       /* "?" if the row had none */
   char *complaint_id;      /* NULL if the row had none */
   char kind[32], region[32];
@@ -113,6 +115,8 @@ typedef struct vd_replay_change {
 typedef struct vd_replay_rule {
   char *rule;
   long long before, after;
+  long long order;         /* where first met: sorts the list (not for
+                            * printing) */
 } vd_replay_rule_t;
 
 /* Money outcomes of the rows where either side has one; a side without
@@ -162,6 +166,7 @@ typedef struct vd_replay_unloadable {
   char *revision, *why;
   long long rows;
   int activated;
+  long long order;         /* where first met: sorts the list */
 } vd_replay_unloadable_t;
 
 /* A row that could not be decided again: its revision is not stored, or
@@ -169,6 +174,7 @@ typedef struct vd_replay_unloadable {
 typedef struct vd_replay_error {
   char *decision_id;
   char *why;
+  long long order;         /* where met: sorts the list */
 }  vd_replay_error_t;
 
 typedef struct vd_replay_report {
@@ -185,7 +191,9 @@ typedef struct vd_replay_report {
   long long baseline_asked_now; /* the same for a baseline bundle */
   vd_replay_change_t *changes; /* the first max_changes, in seq order */
   size_t nchanges;
-  vd_replay_rule_t *rules;     /* in the order first seen */
+  vd_replay_rule_t *rules;     /* in the order first seen (in the
+                                * selection's order, a row's baseline trace
+                                * before its candidate's) */
   size_t nrules;
   vd_replay_offers_t offers_before, offers_after; /* count is the same */
   vd_replay_group_t *groups;   /* sorted by kind, then region */
@@ -195,9 +203,11 @@ typedef struct vd_replay_report {
   vd_replay_move_t *moves;     /* sorted by kind, field, count */
   size_t nmoves;
   long long hist[VD_REPLAY_HIST_BUCKETS];
-  vd_replay_unloadable_t *unloadable; /* determinism checks */
+  vd_replay_unloadable_t *unloadable; /* determinism checks; in the
+                                       * order first met */
   size_t nunloadable;
-  vd_replay_error_t *row_errors; /* the first ten of each thread */
+  vd_replay_error_t *row_errors; /* the first ten, in the selection's
+                                  * order */
   size_t nrow_errors;
   char *facts_warning; /* why a candidate's new questions could not be
                         * answered (the history could not be opened for
