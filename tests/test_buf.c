@@ -207,6 +207,9 @@ static void add_appends(void **state) {
    * overlap), after every prefix to 9 bytes, a length not known where it
    * is called: each byte once, in place, nothing after it touched */
   {
+    /* the prefix from an array longer than any copy of it (GCC at -O1
+     * could not bound pre, and warned of the literal's 11 bytes) */
+    static const char digits[48] = "0123456789";
     char src[48], want[64];
     size_t n, pre, i;
     volatile size_t vn; /* not a constant the compiler could fold */
@@ -217,7 +220,7 @@ static void add_appends(void **state) {
         vd_buf_t c = VD_BUF_INIT;
         vd_buf_grow(&c, 60);
         memset(c.data, '#', c.cap);
-        vd_buf_add(&c, "0123456789", pre);
+        vd_buf_add(&c, digits, pre);
         vn = n;
         vd_buf_add(&c, src + 1, vn);
         memcpy(want, "0123456789", pre);

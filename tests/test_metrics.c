@@ -478,7 +478,7 @@ static void fill_from_library(vd_metrics_t *m) {
     char id[40];
     uint64_t seq;
     memset(&r, 0, sizeof r);
-    snprintf(id, sizeof id, "019ab5e2-0000-7000-8000-00000000000%d", i);
+    snprintf(id, sizeof id, "019ab5e2-0000-7000-8000-%012d", i);
     r.decision_id = id;
     r.kind = "sla";
     r.region = "GD";

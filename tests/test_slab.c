@@ -58,6 +58,7 @@ static void slab_blocks(void **state) {
 #else
   assert_null(a); /* off under AddressSanitizer: every block is malloc's */
   (void)b, (void)c, (void)big, (void)pooled, (void)fallback, (void)local;
+  (void)i;
 #endif
   vd_slab_release(&s);
   assert_false(vd_slab_owns(&s, a));

@@ -133,7 +133,7 @@ int vd_tokens_load(const char *path, vd_tokens_t **out, vd_buf_t *err) {
                        "digits (printf %%s TOKEN | sha256sum)", path, lineno);
       goto fail;
     }
-    snprintf(tok->name, sizeof tok->name, "%s", name);
+    snprintf(tok->name, sizeof tok->name, "%.63s", name); /* valid_name() */
     tok->roles = r;
     t->n++;
   }
