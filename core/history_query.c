@@ -261,6 +261,10 @@ struct vd_history_rows {
   uint64_t columns; /* the filter's: the others stay NULL in row */
   int all;          /* the filter named no columns: every one, as before */
   int has_seq;      /* the filter's seq range is parameters 1 and 2 */
+  sqlite3_stmt *more_st; /* vd_history_rows_more()'s: SELECT more_cols
+                          * WHERE seq = ? */
+  uint64_t more_cols;
+  uint64_t filled;  /* the columns it filled in the row in hand */
   trace_slot_t traces[TRACE_SLOTS];
   vd_buf_t err;
 };
@@ -307,9 +311,12 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
   return 0;
 }
 
+static void unfill(vd_history_rows_t *r);
+
 int vd_history_rows_range(vd_history_rows_t *r, int64_t lo, int64_t hi) {
   if (r->pg || !r->has_seq)
     return VD_EINVALID;
+  unfill(r);
   sqlite3_reset(r->st);
   sqlite3_bind_int64(r->st, 1, lo);
   sqlite3_bind_int64(r->st, 2, hi);
@@ -368,12 +375,89 @@ static int trace_by_key(vd_history_rows_t *r, vd_history_value_t *v) {
   return 0;
 }
 
+/* V from column COL of ST's row: the type first (SQLite defines it only
+ * before a conversion); with the columns named (ALL 0), text is not
+ * converted to a number (history.h). */
+static void read_value(sqlite3_stmt *st, int col, int all,
+                       vd_history_value_t *v) {
+  v->is_int = sqlite3_column_type(st, col) == SQLITE_INTEGER;
+  v->i = v->is_int || all ? sqlite3_column_int64(st, col) : 0;
+  v->text = (const char *)sqlite3_column_text(st, col);
+  v->len = v->text ? (size_t)sqlite3_column_bytes(st, col) : 0;
+}
+
+/* Forget what vd_history_rows_more() filled in the row in hand. */
+static void unfill(vd_history_rows_t *r) {
+  int i;
+  if (!r->filled)
+    return;
+  for (i = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    if (r->filled & ((uint64_t)1 << i))
+      memset(&r->row[i], 0, sizeof r->row[i]);
+  r->filled = 0;
+  sqlite3_reset(r->more_st);
+}
+
+int vd_history_rows_more(vd_history_rows_t *r, uint64_t columns) {
+  uint64_t want;
+  vd_buf_t sql = VD_BUF_INIT;
+  int i, k, rc;
+  if (r->pg || r->all)
+    return 0; /* every column is in the row already */
+  if (!(columns & ~r->columns & ~r->filled))
+    return 0;
+  if (!(r->columns & ((uint64_t)1 << VD_HISTORY_SEQ)) || r->done ||
+      (columns & ~r->columns & ((uint64_t)1 << VD_HISTORY_TRACE))) {
+    vd_buf_reset(&r->err);
+    vd_buf_adds(&r->err, "more columns: no row in hand, its seq not read, "
+                         "or the trace asked for (read with the row only)");
+    return VD_EINVALID;
+  }
+  /* the columns filled before for this row as well: one statement */
+  want = (columns | r->filled) & ~r->columns;
+  unfill(r);
+  if (!r->more_st || r->more_cols != want) {
+    sqlite3_finalize(r->more_st);
+    r->more_st = NULL;
+    vd_buf_adds(&sql, "SELECT ");
+    for (i = 0, k = 0; i < VD_HISTORY_NCOLUMNS; i++)
+      if (want & ((uint64_t)1 << i))
+        vd_buf_addf(&sql, "%s%s", k++ ? ", " : "", vd_history_column_name(i));
+    vd_buf_adds(&sql, " FROM decisions WHERE seq = ?");
+    rc = sqlite3_prepare_v2(r->db, sql.data, -1, &r->more_st, NULL);
+    vd_buf_release(&sql);
+    if (rc != SQLITE_OK)
+      return sql_failed(&r->err, r->path, r->db);
+    r->more_cols = want;
+  }
+  sqlite3_bind_int64(r->more_st, 1, r->row[VD_HISTORY_SEQ].i);
+  rc = sqlite3_step(r->more_st);
+  if (rc == SQLITE_DONE) { /* the same read transaction: cannot happen */
+    sqlite3_reset(r->more_st);
+    vd_buf_reset(&r->err);
+    vd_buf_addf(&r->err, "%s: the row of seq %lld is gone", r->path,
+                (long long)r->row[VD_HISTORY_SEQ].i);
+    return VD_EIO;
+  }
+  if (rc != SQLITE_ROW) {
+    rc = sql_failed(&r->err, r->path, r->db);
+    sqlite3_reset(r->more_st);
+    return rc;
+  }
+  for (i = 0, k = 0; i < VD_HISTORY_NCOLUMNS; i++)
+    if (want & ((uint64_t)1 << i))
+      read_value(r->more_st, k++, 0, &r->row[i]);
+  r->filled = want;
+  return 0;
+}
+
 int vd_history_rows_next(vd_history_rows_t *r,
                          const vd_history_value_t **row) {
   int i, rc;
   *row = NULL;
   if (r->pg)
     return vd_hist_pg_rows_next(r->pg, row);
+  unfill(r);
   if (r->done)
     return 0;
   rc = sqlite3_step(r->st);
@@ -387,12 +471,7 @@ int vd_history_rows_next(vd_history_rows_t *r,
     vd_history_value_t *v = &r->row[i];
     if (!(r->columns & ((uint64_t)1 << i)))
       continue; /* selected as NULL: row[i] stays zeroed (calloc) */
-    /* the type first: SQLite defines it only before a conversion */
-    v->is_int = sqlite3_column_type(r->st, i) == SQLITE_INTEGER;
-    /* with the columns named, text is not converted to a number (history.h) */
-    v->i = v->is_int || r->all ? sqlite3_column_int64(r->st, i) : 0;
-    v->text = (const char *)sqlite3_column_text(r->st, i);
-    v->len = v->text ? (size_t)sqlite3_column_bytes(r->st, i) : 0;
+    read_value(r->st, i, r->all, v);
   }
   if ((r->columns & ((uint64_t)1 << VD_HISTORY_TRACE)) &&
       !r->row[VD_HISTORY_TRACE].text &&
@@ -420,6 +499,7 @@ void vd_history_rows_close(vd_history_rows_t *r) {
   for (i = 0; i < TRACE_SLOTS; i++)
     free(r->traces[i].text);
   sqlite3_finalize(r->trace_st);
+  sqlite3_finalize(r->more_st);
   sqlite3_finalize(r->st);
   sqlite3_close(r->db);
   vd_buf_release(&r->err);

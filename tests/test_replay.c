@@ -311,7 +311,8 @@ static void test_replay_reproduces(void **state) {
 /* A reader that names its columns (vd_history_filter_t.columns, as
  * replay's lanes do) gets those exactly as a full read has them, the
  * trace from its table included, and the others as SQL NULL; a text
- * value is not converted to a number. */
+ * value is not converted to a number.  It can read more of them for the
+ * row in hand (vd_history_rows_more()). */
 static void test_rows_named_columns(void **state) {
   vd_history_filter_t all, some;
   vd_history_rows_t *ra = NULL, *rs = NULL;
@@ -358,6 +359,43 @@ static void test_rows_named_columns(void **state) {
   assert_int_equal(traces, NREQ - 1); /* the bad_input has none */
   vd_history_rows_close(ra);
   vd_history_rows_close(rs);
+
+  /* more columns for a row in hand, by its seq: as a full read has them,
+   * and for that row only; the trace is not among them */
+  assert_int_equal(vd_history_rows_open(&ra, db, &all, &err), 0);
+  assert_int_equal(vd_history_rows_open(&rs, db, &some, &err), 0);
+  for (rows = 0; vd_history_rows_next(ra, &a) == 1; rows++) {
+    const uint64_t more = (uint64_t)1 << VD_HISTORY_DECISION_ID |
+                          (uint64_t)1 << VD_HISTORY_REGION;
+    assert_int_equal(vd_history_rows_next(rs, &s), 1);
+    assert_null(s[VD_HISTORY_DECISION_ID].text);
+    if (rows % 2)
+      continue; /* every other row: left as read */
+    assert_int_equal(vd_history_rows_more(rs, more), 0);
+    assert_string_equal(s[VD_HISTORY_DECISION_ID].text,
+                        a[VD_HISTORY_DECISION_ID].text);
+    assert_string_equal(s[VD_HISTORY_REGION].text, a[VD_HISTORY_REGION].text);
+    /* asked again, and for one more: the first ones stay */
+    assert_int_equal(vd_history_rows_more(rs, (uint64_t)1 << VD_HISTORY_KIND),
+                     0);
+    assert_string_equal(s[VD_HISTORY_KIND].text, a[VD_HISTORY_KIND].text);
+    assert_string_equal(s[VD_HISTORY_REGION].text, a[VD_HISTORY_REGION].text);
+    assert_int_equal(s[VD_HISTORY_REQUEST].len, a[VD_HISTORY_REQUEST].len);
+  }
+  assert_int_equal(rows, NREQ);
+  assert_int_equal(vd_history_rows_next(rs, &s), 0);
+  assert_int_not_equal(vd_history_rows_more(rs, (uint64_t)1 << VD_HISTORY_AT),
+                       0); /* no row in hand */
+  vd_history_rows_close(ra);
+  vd_history_rows_close(rs);
+  /* the trace is read with the row or not at all */
+  some.columns = (uint64_t)1 << VD_HISTORY_SEQ;
+  assert_int_equal(vd_history_rows_open(&rs, db, &some, &err), 0);
+  assert_int_equal(vd_history_rows_next(rs, &s), 1);
+  assert_int_equal(vd_history_rows_more(rs, (uint64_t)1 << VD_HISTORY_TRACE),
+                   VD_EINVALID);
+  assert_null(s[VD_HISTORY_TRACE].text);
+  vd_history_rows_close(rs);
   vd_buf_release(&err);
 }
 
@@ -378,9 +416,16 @@ static void test_replay_candidate_changes(void **state) {
   for (i = 1; i < rep.nchanges; i++)
     assert_true(rep.changes[i - 1].seq < rep.changes[i].seq);
 
-  /* seq 1, national: the offer is gone, ok is new */
+  /* seq 1, national: the offer is gone, ok is new; who it was, read for
+   * the changed row only (vd_history_rows_more()) */
   assert_string_equal(rep.changes[0].decision_id,
                       "01900000-0000-7000-8000-000000000000");
+  assert_string_equal(rep.changes[0].kind, "compensation");
+  assert_string_equal(rep.changes[0].region, "national");
+  assert_string_equal(rep.changes[0].at, AT);
+  assert_string_equal(rep.changes[1].region, "GD");
+  assert_string_equal(rep.changes[1].decision_id,
+                      "01900000-0000-7000-8000-000000000001");
   d = diff(&rep.changes[0], "result.offer_fen");
   assert_non_null(d);
   assert_string_equal(d->old_json, "4000");

@@ -522,6 +522,15 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
  * the next call; 0 at the end (and on every call after it); VD_EIO when
  * reading failed, vd_history_rows_errmsg() says why. */
 int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
+/* Read the columns of COLUMNS (bit (1 << VD_HISTORY_X) each) that R's
+ * filter did not name into the row in hand, by its seq (which the filter
+ * must name; not the trace, which is read with the row only): for a
+ * reader that needs some columns of only a few rows
+ * (replay: who a changed decision was, of every row only what deciding it
+ * again needs).  They are valid as the row's others are, until the next
+ * call on R.  0 (also when R reads every column: PostgreSQL, or a filter
+ * naming none), or an error code with vd_history_rows_errmsg() set. */
+int vd_history_rows_more(vd_history_rows_t *r, uint64_t columns);
 /* Move R, opened on a SQLite file with a filter narrowed by
  * vd_history_filter_range(), to the range LO <= seq < HI, the rest of its
  * filter as it was: its next row is the range's first.  The statement is
