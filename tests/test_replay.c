@@ -128,16 +128,10 @@ static void record(vd_history_t *h, vd_engine_t *e, const char *revision,
   vd_decision_release(&d);
 }
 
-/* A history of every request of `requests`, decided by the bundle at
- * BUNDLE_DIR and filed under REVISION (NULL: the bundle's own, stored;
- * "": none), then the request of MORE, if any, filed under its own
- * revision. */
-static void write_history(const char *bundle_dir, const char *revision,
-                          const char *more, const char *more_revision) {
-  vd_bundle_t *b = load(bundle_dir);
+/* The history at db, opened as the daemon opens it, with B's revision
+ * stored (its files). */
+static vd_history_t *open_storing(vd_bundle_t *b) {
   vd_history_t *h;
-  vd_engine_t *e;
-  vd_buf_t err = VD_BUF_INIT;
   char *msg = NULL;
   size_t i, n = vd_bundle_count(b);
   vd_bundle_file_t *files = calloc(n, sizeof *files);
@@ -150,6 +144,20 @@ static void write_history(const char *bundle_dir, const char *revision,
                                              n, NULL),
                    0);
   free(files);
+  return h;
+}
+
+/* A history of every request of `requests`, decided by the bundle at
+ * BUNDLE_DIR and filed under REVISION (NULL: the bundle's own, stored;
+ * "": none), then the request of MORE, if any, filed under its own
+ * revision. */
+static void write_history(const char *bundle_dir, const char *revision,
+                          const char *more, const char *more_revision) {
+  vd_bundle_t *b = load(bundle_dir);
+  vd_history_t *h = open_storing(b);
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT;
+  size_t i;
   if (!revision)
     revision = vd_bundle_revision(b);
   if (vd_engine_new(b, NULL, &e, &err) != 0)
@@ -493,22 +501,11 @@ static void test_replay_counts_per_rule(void **state) {
 #define MANY 400
 static void write_many(void) {
   vd_bundle_t *b = load("tests/fixtures/mini");
-  vd_history_t *h;
+  vd_history_t *h = open_storing(b);
   vd_engine_t *e;
   vd_buf_t err = VD_BUF_INIT;
-  char *msg = NULL, line[256];
-  size_t k, n = vd_bundle_count(b);
-  vd_bundle_file_t *files = calloc(n, sizeof *files);
+  char line[256];
   int i;
-  assert_non_null(files);
-  for (k = 0; k < n; k++)
-    files[k] = *vd_bundle_file(b, k);
-  if (vd_history_open(&h, db, VD_LOG_DURABLE, 1, NULL, NULL, &msg) != 0)
-    fail_msg("%s", msg);
-  assert_int_equal(vd_history_store_revision(h, vd_bundle_revision(b), files,
-                                             n, NULL),
-                   0);
-  free(files);
   if (vd_engine_new(b, NULL, &e, &err) != 0)
     fail_msg("%s", err.data);
   for (i = 0; i < MANY; i++) {
