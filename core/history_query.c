@@ -587,6 +587,9 @@ static int seq_span(sqlite3 *db, const char *db_path,
  * finish alone (about 1/64 of the run with two lanes); a range costs its
  * lane a reset and a seek of its statement. */
 #define RANGES_PER_LANE 32
+/* On PostgreSQL a range is a query on a connection of its own: a few a
+ * lane, so that a slowed lane is still made up for. */
+#define PG_RANGES_PER_LANE 4
 
 /* FILTER selects by time alone (received_ms, at_ms), or not at all: a
  * cursor narrowed to a range of seq then walks that range of the table
@@ -601,7 +604,9 @@ static int by_time_alone(const vd_history_filter_t *f) {
 
 int vd_history_split_count(const char *db_path,
                            const vd_history_filter_t *filter, int lanes) {
-  if (vd_history_is_postgres(db_path) || !by_time_alone(filter))
+  if (vd_history_is_postgres(db_path))
+    return lanes * PG_RANGES_PER_LANE;
+  if (!by_time_alone(filter))
     return lanes;
   return lanes * RANGES_PER_LANE;
 }

@@ -1018,7 +1018,7 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
 static void *lane_run(void *arg) {
   lane_t *l = arg;
   const vd_replay_opts_t *o = l->o;
-  vd_history_filter_t f;
+  vd_history_filter_t f, in_range;
   vd_history_rows_t *rows = NULL;
   const vd_history_value_t *row;
   vd_history_reader_t *now = NULL;
@@ -1064,8 +1064,12 @@ static void *lane_run(void *arg) {
     if (!rows || vd_history_rows_range(rows, lo, hi) != 0) {
       vd_history_rows_close(rows);
       rows = NULL;
-      vd_history_filter_range(&f, o->db, lo, hi);
-      if (vd_history_rows_open(&rows, o->db, &f, &l->fatal) != 0)
+      /* narrowed from the selection each time: on PostgreSQL a range
+       * narrows its received_ms window, which the next range's must not
+       * inherit (a lane's second range then read nothing) */
+      in_range = f;
+      vd_history_filter_range(&in_range, o->db, lo, hi);
+      if (vd_history_rows_open(&rows, o->db, &in_range, &l->fatal) != 0)
         goto out;
     }
     l->rows = rows;

@@ -589,8 +589,9 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
 /* How many ranges LANES readers that take ranges as they come should ask
  * vd_history_split() for: 32 a lane for a SQLite selection by time alone
  * (a slowed lane then holds the others up by at most one small range);
- * one a lane otherwise, where a range costs more than a seek (PostgreSQL:
- * a query and a connection; an equality: a walk of its index). */
+ * 4 a lane on PostgreSQL, where a range is a query on a connection of its
+ * own; one a lane for a SQLite selection by equality, whose cursors walk
+ * the column's index once per range. */
 int vd_history_split_count(const char *db_path,
                            const vd_history_filter_t *filter, int lanes);
 /* Narrow F (a copy of the filter given to vd_history_split()) to the rows

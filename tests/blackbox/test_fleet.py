@@ -344,7 +344,9 @@ class Fleet(unittest.TestCase):
         with open(path, "w") as f:
             f.write(src.replace("P.multiplier = 3", "P.multiplier = 4", 1))
         reports = {}
-        for t in (1, 4):
+        # a thread takes the ranges nobody has taken, four a thread on
+        # PostgreSQL: one thread reads four in turn, each whole
+        for t in (1, 4, 8):
             rc, out, err = run_cli("replay", "--db", db, "--against", cand,
                                    "--threads", str(t), "--max-changes",
                                    "50", "--format", "json")
@@ -357,6 +359,7 @@ class Fleet(unittest.TestCase):
         for r in reports.values():  # what a run took
             del r["seconds"], r["decisions_per_second"]
         self.assertEqual(reports[1], reports[4])
+        self.assertEqual(reports[1], reports[8])
         # every decision's revision made unloadable (its files gone): the
         # first ten of the history are reported, whatever the threads
         psql(dbname, "DELETE FROM revision_files")
