@@ -927,12 +927,6 @@ static int open_listeners(vd_daemon_t *d) {
     vd_buf_release(&err);
     return VD_EINVALID;
   }
-  d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, d->opts.socket_gid,
-                                     "--socket", &err);
-  if (d->unix_fd < 0)
-    goto fail;
-  uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);
-  d->unix_poll.data = d;
   if (d->opts.listen) {
     if (!d->opts.tls_client_ca)
       vd_log(VD_LEVEL_WARNING, "loopback_only",
@@ -955,6 +949,15 @@ static int open_listeners(vd_daemon_t *d) {
     uv_poll_init(d->loop, &d->http_poll, d->http_fd);
     d->http_poll.data = d;
   }
+  /* the Unix socket last: once it takes a connection every listener is
+   * up (what a supervisor or a test waits for), and a TCP port that is
+   * taken stops the start before the socket exists */
+  d->unix_fd = vd_daemon_listen_unix(d->opts.socket, 0660, d->opts.socket_gid,
+                                     "--socket", &err);
+  if (d->unix_fd < 0)
+    goto fail;
+  uv_poll_init(d->loop, &d->unix_poll, d->unix_fd);
+  d->unix_poll.data = d;
   vd_buf_release(&err);
   return 0;
 fail:
