@@ -537,49 +537,43 @@ int vd_hist_rows_plan(const char *db_path, const vd_history_filter_t *filter,
  * Splitting a selection for replay's threads
  * ====================================================================== */
 
-/* The lowest and highest seq FILTER selects (*lo > *hi: none).  Without a
- * condition, each from one end of the table (SQLite's min/max
- * optimization: a seek each, whatever the history's size); with one, a
- * single aggregate, which SQLite answers from the filter's index (one seek
- * at each end of the rowid would walk every row the filter refuses). */
+/* "SELECT WHAT FROM decisions WHERE <FILTER>", one row of N integers
+ * into v (NULL reads as 0).  0, or an error code with ERR set. */
+static int aggregate(sqlite3 *db, const char *db_path, const char *what,
+                     const vd_history_filter_t *filter, int64_t *v, int n,
+                     vd_buf_t *err) {
+  sqlite3_stmt *st = NULL;
+  int rc = prepare(db, &st, db_path, what, filter, "", err), i;
+  if (rc == 0 && sqlite3_step(st) != SQLITE_ROW)
+    rc = sql_failed(err, db_path, db);
+  for (i = 0; rc == 0 && i < n; i++)
+    v[i] = sqlite3_column_int64(st, i);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* The lowest and highest seq FILTER selects (*lo > *hi: none: a seq is at
+ * least 1).  Without a condition, each from one end of the table (SQLite's
+ * min/max optimization: a seek each, whatever the history's size); with
+ * one, a single aggregate, which SQLite answers from the filter's index
+ * (one seek at each end of the rowid would walk every row the filter
+ * refuses). */
 static int seq_span(sqlite3 *db, const char *db_path,
                     const vd_history_filter_t *filter, int64_t *lo,
                     int64_t *hi, vd_buf_t *err) {
-  static const char *const one[] = {"min(seq)", "max(seq)"};
-  sqlite3_stmt *st = NULL;
   vd_buf_t sql = VD_BUF_INIT;
-  int rc, i, conditions;
+  int64_t v[2] = {0, 0};
+  int rc, conditions;
   add_filter(&sql, filter);
   conditions = sql.len > 0;
   vd_buf_release(&sql);
-  *lo = 1;
-  *hi = 0;
-  for (i = 0; i < (conditions ? 1 : 2); i++) {
-    rc = prepare(db, &st, db_path, conditions ? "min(seq), max(seq)" : one[i],
-                 filter, "", err);
-    if (rc)
-      return rc;
-    if (sqlite3_step(st) != SQLITE_ROW) {
-      rc = sql_failed(err, db_path, db);
-      sqlite3_finalize(st);
-      return rc;
-    }
-    if (sqlite3_column_type(st, 0) == SQLITE_NULL) { /* no rows */
-      sqlite3_finalize(st);
-      *lo = 1;
-      *hi = 0;
-      return 0;
-    }
-    if (conditions) {
-      *lo = sqlite3_column_int64(st, 0);
-      *hi = sqlite3_column_int64(st, 1);
-    } else {
-      *(i ? hi : lo) = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-  }
-  return 0;
+  if (conditions)
+    rc = aggregate(db, db_path, "min(seq), max(seq)", filter, v, 2, err);
+  else if ((rc = aggregate(db, db_path, "min(seq)", filter, v, 1, err)) == 0)
+    rc = aggregate(db, db_path, "max(seq)", filter, v + 1, 1, err);
+  *lo = v[0] ? v[0] : 1; /* min(seq) of no rows: NULL, read as 0 */
+  *hi = v[1];
+  return rc;
 }
 
 /* Ranges a time window (or the whole history) is cut into, per lane: a
@@ -665,7 +659,6 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, int64_t *total_out,
                      vd_buf_t *err) {
   sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
   int64_t total = -1;
   int rc, alone = by_time_alone(filter);
   if (vd_history_is_postgres(db_path))
@@ -674,22 +667,13 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
   if (rc)
     return rc;
   /* counted when asked, or to cut by rows: a pass over an index */
-  if (total_out || !alone) {
-    rc = prepare(db, &st, db_path, "count(*)", filter, "", err);
-    if (rc)
-      goto out;
-    if (sqlite3_step(st) != SQLITE_ROW) {
-      rc = sql_failed(err, db_path, db);
-      goto out;
-    }
-    total = sqlite3_column_int64(st, 0);
-    if (total_out)
-      *total_out = total;
-  }
-  rc = alone ? split_by_seq(db, db_path, filter, n, bounds, err)
-             : split_by_rows(db, db_path, filter, n, total, bounds, err);
-out:
-  sqlite3_finalize(st);
+  if (total_out || !alone)
+    rc = aggregate(db, db_path, "count(*)", filter, &total, 1, err);
+  if (rc == 0 && total_out)
+    *total_out = total;
+  if (rc == 0)
+    rc = alone ? split_by_seq(db, db_path, filter, n, bounds, err)
+               : split_by_rows(db, db_path, filter, n, total, bounds, err);
   sqlite3_close(db);
   return rc;
 }

@@ -2651,21 +2651,21 @@ static void check_function(lua_State *L, int idx) {
  * live keys to the hash part, and every push then rehashed: 200
  * instructions a push, a tenth of an engine's build). */
 void vd_sandbox_refuse_state(lua_State *L, int idx) {
-  int seen, queue;
-  lua_Integer tail = 0;
+  int seen, stack;
+  lua_Integer top = 0;
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 8, "checking the policies for state");
   lua_newtable(L);
   seen = lua_gettop(L);
   lua_newtable(L);
-  queue = lua_gettop(L);
+  stack = lua_gettop(L);
   lua_pushvalue(L, idx);
-  lua_rawseti(L, queue, ++tail);
-  while (tail > 0) {
+  lua_rawseti(L, stack, ++top);
+  while (top > 0) {
     int v, t, i;
-    lua_rawgeti(L, queue, tail);
+    lua_rawgeti(L, stack, top);
     lua_pushnil(L);
-    lua_rawseti(L, queue, tail--);
+    lua_rawseti(L, stack, top--);
     v = lua_gettop(L);
     t = lua_type(L, v);
     if (t != LUA_TTABLE && t != LUA_TFUNCTION) {
@@ -2684,12 +2684,12 @@ void vd_sandbox_refuse_state(lua_State *L, int idx) {
     if (t == LUA_TTABLE) {
       lua_pushnil(L);
       while (lua_next(L, v)) {
-        lua_rawseti(L, queue, ++tail);
+        lua_rawseti(L, stack, ++top);
         lua_pushvalue(L, -1);
-        lua_rawseti(L, queue, ++tail);
+        lua_rawseti(L, stack, ++top);
       }
       if (lua_getmetatable(L, v))
-        lua_rawseti(L, queue, ++tail);
+        lua_rawseti(L, stack, ++top);
     } else {
       int c = lua_iscfunction(L, v);
       if (!c)
@@ -2698,7 +2698,7 @@ void vd_sandbox_refuse_state(lua_State *L, int idx) {
         /* a runner: its Lua loop is checked as any function; its other
          * upvalues are run_rules's */
         if (lua_getupvalue(L, v, RR_LOOP))
-          lua_rawseti(L, queue, ++tail);
+          lua_rawseti(L, stack, ++top);
         lua_pop(L, 1);
         continue;
       } else if (lua_tocfunction(L, v) == v_json_type ||
@@ -2718,7 +2718,7 @@ void vd_sandbox_refuse_state(lua_State *L, int idx) {
                         "(an iterator from string.gmatch or pairs, made "
                         "while loading); policies cannot carry state from "
                         "one decision to the next");
-        lua_rawseti(L, queue, ++tail);
+        lua_rawseti(L, stack, ++top);
       }
     }
     lua_pop(L, 1);
