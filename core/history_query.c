@@ -269,11 +269,6 @@ struct vd_history_rows {
   vd_buf_t err;
 };
 
-/* map_file's PRAGMA mmap_size: more than any file.  SQLite lowers it to
- * the most it was built to map (SQLITE_MAX_MMAP_SIZE, 2 GB by default)
- * and reads a larger file's rest as before. */
-#define MAP_BYTES "1099511627776"
-
 int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
                          const vd_history_filter_t *filter, vd_buf_t *err) {
   vd_history_rows_t *r;
@@ -295,12 +290,6 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
     return rc;
   }
   rc = vd_history_db_open_ro(&r->db, db_path, err);
-  if (rc == 0 && filter->map_file) {
-    int src = sqlite3_exec(r->db, "PRAGMA mmap_size = " MAP_BYTES, NULL,
-                           NULL, NULL);
-    if (src != SQLITE_OK)
-      rc = vd_hist_db_err(err, db_path, r->db, src, "mapping it");
-  }
   if (rc == 0) {
     vd_buf_t what = VD_BUF_INIT;
     rows_columns(filter, &what);

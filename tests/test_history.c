@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1903,76 +1902,6 @@ static void test_query_rows(void **state) {
   vd_buf_release(&err);
 }
 
-/* Whether this process maps the file at PATH (/proc/self/maps). */
-static int mapped_now(const char *path) {
-  char real[PATH_MAX], line[PATH_MAX + 256];
-  size_t n;
-  int found = 0;
-  FILE *maps;
-  assert_non_null(realpath(path, real));
-  n = strlen(real);
-  maps = fopen("/proc/self/maps", "r");
-  assert_non_null(maps);
-  while (!found && fgets(line, sizeof line, maps)) {
-    char *at = strstr(line, real);
-    found = at && (at[n] == '\n' || at[n] == '\0');
-  }
-  fclose(maps);
-  return found;
-}
-
-/* map_file: the same rows, read through a map of the file, which is
- * there while the cursor reads and gone when it closes; without it the
- * file is read, never mapped. */
-static void test_query_rows_mapped(void **state) {
-  const char *path = make_db("mapped.db", 12);
-  vd_history_filter_t f;
-  vd_history_rows_t *plain, *mapped;
-  const vd_history_value_t *a, *b;
-  vd_buf_t err = VD_BUF_INIT;
-  int ra, rb, n = 0, c;
-  (void)state;
-  memset(&f, 0, sizeof f);
-  assert_int_equal(vd_history_rows_open(&plain, path, &f, &err), 0);
-  f.map_file = 1;
-  assert_int_equal(vd_history_rows_open(&mapped, path, &f, &err), 0);
-  for (;;) {
-    ra = vd_history_rows_next(plain, &a);
-    rb = vd_history_rows_next(mapped, &b);
-    assert_int_equal(ra, rb);
-    if (ra != 1)
-      break;
-    if (n++ == 0)
-      assert_true(mapped_now(path));
-    for (c = 0; c < VD_HISTORY_NCOLUMNS; c++) {
-      assert_int_equal(a[c].is_int, b[c].is_int);
-      assert_int_equal(a[c].i, b[c].i);
-      assert_int_equal(a[c].len, b[c].len);
-      assert_true((a[c].text == NULL) == (b[c].text == NULL));
-      if (a[c].text)
-        assert_memory_equal(a[c].text, b[c].text, a[c].len);
-    }
-  }
-  assert_int_equal(ra, 0);
-  assert_int_equal(n, 12);
-  vd_history_rows_close(mapped);
-  assert_false(mapped_now(path)); /* the plain cursor, still open, reads */
-
-  /* a range moved to keeps the map */
-  f.has_seq = 1;
-  f.seq_lo = 2;
-  f.seq_hi = 4;
-  assert_int_equal(vd_history_rows_open(&mapped, path, &f, &err), 0);
-  assert_int_equal(vd_history_rows_range(mapped, 10, 12), 0);
-  assert_int_equal(vd_history_rows_next(mapped, &b), 1);
-  assert_int_equal(b[VD_HISTORY_SEQ].i, 10);
-  assert_true(mapped_now(path));
-  vd_history_rows_close(mapped);
-  vd_history_rows_close(plain);
-  assert_false(mapped_now(path));
-  vd_buf_release(&err);
-}
-
 /* Schema 8: each revision a record names gets a number of the file's
  * in the batch that first names it (NULL for none), decisions_revision
  * holds the number, and a search by the revision's name, in seq order
@@ -3513,7 +3442,6 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_complaint_facts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_rows, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_query_rows_mapped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_split, setup, teardown),
       cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_revisions_json, setup,

@@ -146,9 +146,6 @@ int vd_cli_replay(int argc, char **argv) {
   memset(&ro, 0, sizeof ro);
   o.db = VD_DEFAULT_DB;
   o.threads = ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1;
-  /* an offline walk of the history: its lanes read the file through a
-   * memory map (history.h, map_file), not one read() a page */
-  o.select.map_file = 1;
   o.max_changes = MAX_REPORTED;
   for (i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

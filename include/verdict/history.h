@@ -507,14 +507,6 @@ typedef struct vd_history_filter {
                               * SQL NULL (a SQLite file skips them: a
                               * replay reads 13 of 23), and a value not
                               * stored as an integer has i 0 */
-  int map_file;              /* vd_history_rows_open() on a SQLite file
-                              * only: read the file through a memory map
-                              * (PRAGMA mmap_size) instead of one read()
-                              * a page, for a reader that walks much of a
-                              * history (an offline replay: 8% fewer
-                              * seconds).  A disk error under the map is
-                              * then a SIGBUS that ends the process, not
-                              * VD_EIO: never in the daemon */
 } vd_history_filter_t;
 
 /* A read of the rows FILTER selects, in seq order (newest first with
