@@ -260,7 +260,11 @@ struct vd_history_rows {
   vd_history_value_t row[VD_HISTORY_NCOLUMNS]; /* the row last stepped to */
   uint64_t columns; /* the filter's: the others stay NULL in row */
   int all;          /* the filter named no columns: every one, as before */
-  int has_seq;      /* the filter's seq range is parameters 1 and 2 */
+  int ranged;       /* opened by vd_history_rows_open_range(): it may move */
+  vd_history_filter_t sel; /* the selection it was opened on, before it
+                            * was narrowed to a range (PostgreSQL narrows
+                            * it again for each range; its strings are
+                            * the caller's, as the filter's) */
   sqlite3_stmt *more_st; /* vd_history_rows_more()'s: SELECT more_cols
                           * WHERE seq = ? */
   uint64_t more_cols;
@@ -306,16 +310,62 @@ int vd_history_rows_open(vd_history_rows_t **out, const char *db_path,
                        filter->limit);
   r->columns = filter->columns ? filter->columns : ~(uint64_t)0;
   r->all = !filter->columns;
-  r->has_seq = filter->has_seq;
   *out = r;
   return 0;
+}
+
+/* Narrow F, a selection given to vd_history_split(), to the rows of the
+ * range LO <= key < HI it made for DB_PATH. */
+static void filter_range(vd_history_filter_t *f, const char *db_path,
+                         int64_t lo, int64_t hi) {
+  if (!vd_history_is_postgres(db_path)) {
+    f->has_seq = 1;
+    f->seq_lo = lo;
+    f->seq_hi = hi;
+    return;
+  }
+  /* received_ms, within the selection's own window */
+  if (!f->has_since || f->since_ms < lo)
+    f->since_ms = lo;
+  f->has_since = 1;
+  if (hi != INT64_MAX && (!f->has_until || f->until_ms > hi)) {
+    f->until_ms = hi;
+    f->has_until = 1;
+  }
+}
+
+int vd_history_rows_open_range(vd_history_rows_t **out, const char *db_path,
+                               const vd_history_filter_t *selection,
+                               int64_t lo, int64_t hi, vd_buf_t *err) {
+  vd_history_filter_t f = *selection;
+  int rc;
+  filter_range(&f, db_path, lo, hi);
+  rc = vd_history_rows_open(out, db_path, &f, err);
+  if (rc == 0) {
+    (*out)->ranged = 1;
+    (*out)->sel = *selection;
+  }
+  return rc;
 }
 
 static void unfill(vd_history_rows_t *r);
 
 int vd_history_rows_range(vd_history_rows_t *r, int64_t lo, int64_t hi) {
-  if (r->pg || !r->has_seq)
+  if (!r->ranged) {
+    vd_buf_reset(&r->err);
+    vd_buf_adds(&r->err, "not opened on a range of a selection");
     return VD_EINVALID;
+  }
+  if (r->pg || !r->st) {
+    /* a range is a query of its own, narrowed from the selection, never
+     * from the last range (its received_ms window would shrink: a lane's
+     * second range read nothing) */
+    vd_history_filter_t f = r->sel;
+    filter_range(&f, r->path, lo, hi);
+    vd_hist_pg_rows_close(r->pg);
+    r->pg = NULL;
+    return vd_hist_pg_rows_open(&r->pg, r->path, &f, &r->err);
+  }
   unfill(r);
   sqlite3_reset(r->st);
   sqlite3_bind_int64(r->st, 1, lo);
@@ -457,6 +507,8 @@ int vd_history_rows_next(vd_history_rows_t *r,
   *row = NULL;
   if (r->pg)
     return vd_hist_pg_rows_next(r->pg, row);
+  if (!r->st) /* a PostgreSQL range that could not be opened */
+    return VD_EIO;
   unfill(r);
   if (r->done)
     return 0;
@@ -676,24 +728,6 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                : split_by_rows(db, db_path, filter, n, total, bounds, err);
   sqlite3_close(db);
   return rc;
-}
-
-void vd_history_filter_range(vd_history_filter_t *f, const char *db_path,
-                             int64_t lo, int64_t hi) {
-  if (!vd_history_is_postgres(db_path)) {
-    f->has_seq = 1;
-    f->seq_lo = lo;
-    f->seq_hi = hi;
-    return;
-  }
-  /* received_ms, within the selection's own window */
-  if (!f->has_since || f->since_ms < lo)
-    f->since_ms = lo;
-  f->has_since = 1;
-  if (hi != INT64_MAX && (!f->has_until || f->until_ms > hi)) {
-    f->until_ms = hi;
-    f->has_until = 1;
-  }
 }
 
 int vd_history_rate(const char *db_path, int64_t since_ms, int64_t bucket_ms,

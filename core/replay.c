@@ -1018,7 +1018,7 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
 static void *lane_run(void *arg) {
   lane_t *l = arg;
   const vd_replay_opts_t *o = l->o;
-  vd_history_filter_t f, in_range;
+  vd_history_filter_t f;
   vd_history_rows_t *rows = NULL;
   const vd_history_value_t *row;
   vd_history_reader_t *now = NULL;
@@ -1054,23 +1054,20 @@ static void *lane_run(void *arg) {
     f.columns |= COL_(KIND) | COL_(REGION);
 #undef COL_
   /* take ranges in order until none is left; one cursor, moved from range
-   * to range where the history allows (vd_history_rows_range()) */
+   * to range (vd_history_rows_range()) */
   while (!l->cancelled &&
          (k = __atomic_fetch_add(l->next_range, 1, __ATOMIC_RELAXED)) <
              l->nranges) {
     int64_t lo = l->bounds[k], hi = l->bounds[k + 1];
     if (lo >= hi)
       continue; /* empty: fewer rows than ranges */
-    if (!rows || vd_history_rows_range(rows, lo, hi) != 0) {
-      vd_history_rows_close(rows);
-      rows = NULL;
-      /* narrowed from the selection each time: on PostgreSQL a range
-       * narrows its received_ms window, which the next range's must not
-       * inherit (a lane's second range then read nothing) */
-      in_range = f;
-      vd_history_filter_range(&in_range, o->db, lo, hi);
-      if (vd_history_rows_open(&rows, o->db, &in_range, &l->fatal) != 0)
+    if (!rows) {
+      if (vd_history_rows_open_range(&rows, o->db, &f, lo, hi,
+                                     &l->fatal) != 0)
         goto out;
+    } else if (vd_history_rows_range(rows, lo, hi) != 0) {
+      vd_buf_addf(&l->fatal, "reading %s", vd_history_rows_errmsg(rows));
+      goto out;
     }
     l->rows = rows;
     for (nth = 0; (rc = vd_history_rows_next(rows, &row)) == 1; nth++) {

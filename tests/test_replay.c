@@ -529,7 +529,8 @@ static void write_many(void) {
 /* A SQLite selection by time alone is cut into equal spans of seq from its
  * lowest to its highest (the window's own, not the table's), counted only
  * when asked; one cursor moved from range to range reads each row once, in
- * order.  A selection by equality is cut into ranges of as many rows. */
+ * order.  A selection by equality is cut into ranges of as many rows.  Only
+ * a cursor opened on a range moves. */
 static void test_split_ranges(void **state) {
   vd_history_filter_t f;
   vd_history_rows_t *rows = NULL;
@@ -557,8 +558,9 @@ static void test_split_ranges(void **state) {
     next = pass ? 42 : 1;
     for (k = 0; k < 7; k++) {
       if (k == 0) {
-        vd_history_filter_range(&f, db, bounds[0], bounds[1]);
-        assert_int_equal(vd_history_rows_open(&rows, db, &f, &err), 0);
+        assert_int_equal(vd_history_rows_open_range(&rows, db, &f, bounds[0],
+                                                    bounds[1], &err),
+                         0);
       } else {
         assert_int_equal(vd_history_rows_range(rows, bounds[k], bounds[k + 1]),
                          0);
@@ -585,8 +587,9 @@ static void test_split_ranges(void **state) {
   assert_int_equal(bounds[2], 42 + 2 * 120);
   assert_int_equal(bounds[3], INT64_MAX);
   for (k = 0, n = 0; k < 3; k++) {
-    vd_history_filter_range(&f, db, bounds[k], bounds[k + 1]);
-    assert_int_equal(vd_history_rows_open(&rows, db, &f, &err), 0);
+    assert_int_equal(vd_history_rows_open_range(&rows, db, &f, bounds[k],
+                                                bounds[k + 1], &err),
+                     0);
     while (vd_history_rows_next(rows, &row) == 1) {
       assert_string_equal(row[VD_HISTORY_REGION].text, "GD");
       n++;
@@ -594,6 +597,12 @@ static void test_split_ranges(void **state) {
     vd_history_rows_close(rows);
   }
   assert_int_equal(n, 180);
+  /* a cursor opened on the whole selection has no range to move from */
+  assert_int_equal(vd_history_rows_open(&rows, db, &f, &err), 0);
+  assert_int_equal(vd_history_rows_range(rows, bounds[0], bounds[1]),
+                   VD_EINVALID);
+  assert_non_null(strstr(vd_history_rows_errmsg(rows), "range"));
+  vd_history_rows_close(rows);
   /* a selection of nothing: every range empty */
   memset(&f, 0, sizeof f);
   f.has_since = 1;

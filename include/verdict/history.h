@@ -531,12 +531,20 @@ int vd_history_rows_next(vd_history_rows_t *r, const vd_history_value_t **row);
  * call on R.  0 (also when R reads every column: PostgreSQL, or a filter
  * naming none), or an error code with vd_history_rows_errmsg() set. */
 int vd_history_rows_more(vd_history_rows_t *r, uint64_t columns);
-/* Move R, opened on a SQLite file with a filter narrowed by
- * vd_history_filter_range(), to the range LO <= seq < HI, the rest of its
- * filter as it was: its next row is the range's first.  The statement is
- * only reset and bound again, so a reader going through many ranges keeps
- * its connection.  VD_EINVALID where it cannot (PostgreSQL, or a filter
- * without a range): open another cursor instead. */
+/* Open a read of the rows SELECTION selects in one of the ranges
+ * vd_history_split() made of it, LO <= key < HI; as
+ * vd_history_rows_open() otherwise (SELECTION's strings borrowed until
+ * the close). */
+int vd_history_rows_open_range(vd_history_rows_t **out, const char *db_path,
+                               const vd_history_filter_t *selection,
+                               int64_t lo, int64_t hi, vd_buf_t *err);
+/* Move R, opened by vd_history_rows_open_range(), to another range of
+ * its selection, LO <= key < HI: its next row is that range's first.  In
+ * a SQLite file the statement is only reset and bound again (a reader
+ * going through many ranges keeps its connection and its map); on
+ * PostgreSQL the range is a new query.  0, or an error code with
+ * vd_history_rows_errmsg() set (VD_EINVALID: R was opened without a
+ * range); after an error R reads nothing more. */
 int vd_history_rows_range(vd_history_rows_t *r, int64_t lo, int64_t hi);
 /* The node whose chain the row in hand is on, its seq being the node's
  * node_seq: a PostgreSQL history (docs/fleet.md).  NULL for a SQLite
@@ -583,7 +591,7 @@ void vd_history_finder_close(vd_history_finder_t *f);
  * rows of one millisecond are never cut apart).
  *   *total (when TOTAL is not NULL): how many rows FILTER selects; a SQLite
  * file counts them only when asked or when it cuts by rows.
- * vd_history_filter_range() makes a filter select one range. */
+ * vd_history_rows_open_range() reads one range. */
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, int64_t *total, vd_buf_t *err);
 /* How many ranges LANES readers that take ranges as they come should ask
@@ -594,10 +602,6 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
  * the column's index once per range. */
 int vd_history_split_count(const char *db_path,
                            const vd_history_filter_t *filter, int lanes);
-/* Narrow F (a copy of the filter given to vd_history_split()) to the rows
- * of the range LO <= key < HI it made for DB_PATH. */
-void vd_history_filter_range(vd_history_filter_t *f, const char *db_path,
-                             int64_t lo, int64_t hi);
 
 /* Decisions received in N buckets of BUCKET_MS from SINCE_MS: bucket i
  * counts since_ms + i * bucket_ms <= received_ms < that + bucket_ms,
