@@ -432,6 +432,11 @@ static void read_value(sqlite3_stmt *st, int col, int all,
                        vd_history_value_t *v) {
   v->is_int = sqlite3_column_type(st, col) == SQLITE_INTEGER;
   v->i = v->is_int || all ? sqlite3_column_int64(st, col) : 0;
+  if (v->is_int && !all) { /* i alone: SQLite would print it for text */
+    v->text = NULL;
+    v->len = 0;
+    return;
+  }
   v->text = (const char *)sqlite3_column_text(st, col);
   v->len = v->text ? (size_t)sqlite3_column_bytes(st, col) : 0;
 }

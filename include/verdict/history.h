@@ -505,8 +505,11 @@ typedef struct vd_history_filter {
                               * the reader needs, bit (1 << VD_HISTORY_X)
                               * each; 0: all.  The others may be read as
                               * SQL NULL (a SQLite file skips them: a
-                              * replay reads 13 of 23), and a value not
-                              * stored as an integer has i 0 */
+                              * replay reads 13 of 23), a value not
+                              * stored as an integer has i 0, and one
+                              * stored as an integer may have no text
+                              * (NULL, len 0: read i; SQLite would print
+                              * it, 1% of a replayed row) */
 } vd_history_filter_t;
 
 /* A read of the rows FILTER selects, in seq order (newest first with
