@@ -135,6 +135,13 @@ class Package(unittest.TestCase):
                                  capture_output=True, text=True).stdout
         for dep in ("adduser", "lua-check", "libsystemd0", "libuv1"):
             self.assertIn(dep, depends)
+        # Lua is linked from its static archive: no liblua5.4-0 to depend
+        # on, and the package names the Lua source it carries
+        self.assertNotIn("liblua5.4", depends)
+        built_using = subprocess.run(
+            ["dpkg-deb", "-f", self.deb, "Built-Using"],
+            capture_output=True, text=True).stdout
+        self.assertRegex(built_using, r"^lua5\.4 \(= [^)]+\)$")
 
     def test_lintian_clean(self):
         changes = glob.glob(os.path.join(ROOT, "build-deb", "*.changes"))
