@@ -5,7 +5,8 @@
  * (one per thread), each with its row cursor on the history
  * (history_query.c), its engines (one per
  * revision met, built on first use from the files the database stored; or
- * one of the candidate and one of the baseline), the outcomes each kind
+ * one of the candidate and one of the baseline, built when the lane
+ * starts: lanes build theirs side by side), the outcomes each kind
  * declares, a history reader for new questions, and what it counted; then
  * the merged report.
  *
@@ -115,7 +116,11 @@ typedef struct lane {
   /* what the lane counted: the parts of a report it fills */
   vd_replay_report_t rep;
   long long *q_before, *q_after; /* QBUCKETS each */
-  vd_buf_t fatal;           /* reading the database failed: why */
+  vd_buf_t fatal;           /* reading the database failed: why; or, with
+                             * failed_side, why an engine would not load */
+  int failed_side;          /* 1: the candidate would not load in this
+                             * lane, 2: the baseline; fatal says why */
+  int failed_rc;            /* and vd_engine_new()'s code */
   int cancelled;            /* stopped by o->cancel before its last row */
 } lane_t;
 
@@ -1013,6 +1018,25 @@ static void impact_row(lane_t *l, const vd_history_value_t *row,
     g->material++;
 }
 
+/* The lane's engines of the candidate and the baseline, built on its own
+ * thread (lanes build theirs side by side, not one after another on the
+ * caller's): 0, or failed_side, failed_rc and fatal set. */
+static int lane_engines(lane_t *l) {
+  const vd_replay_opts_t *o = l->o;
+  int rc;
+  if ((rc = vd_engine_new(o->candidate, NULL, &l->candidate, &l->fatal)) != 0 ||
+      (rc = read_outcomes(l, l->candidate, &l->fatal)) != 0) {
+    l->failed_side = 1;
+  } else if (o->baseline &&
+             ((rc = vd_engine_new(o->baseline, NULL, &l->baseline,
+                                  &l->fatal)) != 0 ||
+              (rc = read_outcomes(l, l->baseline, &l->fatal)) != 0)) {
+    l->failed_side = 2;
+  }
+  l->failed_rc = rc;
+  return rc;
+}
+
 /* Decide again every row of this lane: one range of the history's order, so
  * that each thread reads only its own pages of the table. */
 static void *lane_run(void *arg) {
@@ -1028,6 +1052,8 @@ static void *lane_run(void *arg) {
   long long nth;
   int rc, k;
 
+  if (o->candidate && lane_engines(l) != 0)
+    goto out;
   /* against a candidate, a question the recorded decision never asked
    * (a new rule's) is answered from the history as it is now */
   if (l->candidate) {
@@ -1388,17 +1414,6 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
       rc = VD_ENOMEM;
       goto out;
     }
-    if ((rc = vd_engine_new(o->candidate, NULL, &l->candidate, err)) != 0 ||
-        (rc = read_outcomes(l, l->candidate, err)) != 0) {
-      rep->candidate_failed = 1;
-      goto out;
-    }
-    if (o->baseline &&
-        ((rc = vd_engine_new(o->baseline, NULL, &l->baseline, err)) != 0 ||
-         (rc = read_outcomes(l, l->baseline, err)) != 0)) {
-      rep->baseline_failed = 1;
-      goto out;
-    }
   }
   /* one thread a lane; each has its own connection, engines and state, and
    * a slot of one watchdog, so that decisions are tried hook-free first */
@@ -1418,6 +1433,15 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
     vd_watchdog_stop(&wd);
   for (i = 0; i < n; i++)
     rep->cancelled |= lanes[i].cancelled;
+  for (i = 0; i < n; i++)
+    if (lanes[i].failed_side) { /* the candidate or baseline would not load
+                                 * (in every lane: the first lane's why) */
+      rep->candidate_failed = lanes[i].failed_side == 1;
+      rep->baseline_failed = lanes[i].failed_side == 2;
+      vd_buf_add(err, lanes[i].fatal.data, lanes[i].fatal.len);
+      rc = lanes[i].failed_rc;
+      goto out;
+    }
   for (i = 0; i < n; i++)
     if (lanes[i].fatal.len) { /* reading the database failed */
       vd_buf_add(err, lanes[i].fatal.data, lanes[i].fatal.len);

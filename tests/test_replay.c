@@ -1053,6 +1053,46 @@ static void test_replay_unloadable_revision(void **state) {
   vd_buf_release(&err);
 }
 
+/* A candidate or a baseline that the engine refuses: each lane builds its
+ * own engines, and the run fails with the engine's reason and which side
+ * would not load, whatever the number of lanes; nothing is reported. */
+static void test_replay_side_refused(void **state) {
+  static const char refused[] =
+      "local calls = 0\n"
+      "return { decide = function() calls = calls + 1 end }\n";
+  vd_bundle_file_t f = {"national/compensation.lua", (char *)refused,
+                        sizeof refused - 1};
+  vd_bundle_t *bad = NULL, *mini = load("tests/fixtures/mini");
+  vd_engine_t *e = NULL;
+  vd_replay_opts_t o;
+  vd_replay_report_t rep;
+  vd_buf_t err = VD_BUF_INIT, why = VD_BUF_INIT;
+  int side, threads;
+  (void)state;
+  if (vd_bundle_from_files(&f, 1, "test", &bad, &err) != 0)
+    fail_msg("%s", err.data);
+  assert_int_not_equal(vd_engine_new(bad, NULL, &e, &why), 0);
+  write_history("tests/fixtures/mini", NULL, NULL, NULL);
+  for (side = 1; side <= 2; side++)
+    for (threads = 1; threads <= 3; threads += 2) {
+      memset(&o, 0, sizeof o);
+      o.db = db;
+      o.threads = threads;
+      o.candidate = side == 1 ? bad : mini;
+      o.baseline = side == 2 ? bad : NULL;
+      assert_int_not_equal(vd_replay_run(&o, &rep, &err), 0);
+      assert_int_equal(rep.candidate_failed, side == 1);
+      assert_int_equal(rep.baseline_failed, side == 2);
+      assert_int_equal(rep.replayed, 0);
+      assert_string_equal(err.data, why.data); /* the engine's own words */
+      vd_replay_report_release(&rep);
+    }
+  vd_bundle_unref(bad);
+  vd_bundle_unref(mini);
+  vd_buf_release(&err);
+  vd_buf_release(&why);
+}
+
 /* The report's forms: JSON that parses with the figures, CSV with a row
  * per changed decision, HTML with the data and the chart library inlined
  * (a library that could end its script element is refused). */
@@ -1149,6 +1189,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_impact_filters, setup, teardown),
       cmocka_unit_test_setup_teardown(test_impact_resolve, setup, teardown),
       cmocka_unit_test_setup_teardown(test_replay_unloadable_revision, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_replay_side_refused, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_report_formats, setup, teardown),
   };
