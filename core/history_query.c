@@ -609,18 +609,23 @@ static int aggregate(sqlite3 *db, const char *db_path, const char *what,
   return rc;
 }
 
-/* The lowest and highest seq FILTER selects (*lo > *hi: none: a seq is at
- * least 1).  Without a condition, each from one end of the table (SQLite's
- * min/max optimization: a seek each, whatever the history's size); with
- * one, a single aggregate, which SQLite answers from the filter's index
- * (one seek at each end of the rowid would walk every row the filter
- * refuses). */
+/* A span of seq that holds every row FILTER selects, from the lowest to
+ * the highest of them (*lo > *hi: none: a seq is at least 1) as far as an
+ * index tells them.  Without a condition, each from one end of the table
+ * (SQLite's min/max optimization: a seek each, whatever the history's
+ * size); with a received window, a single aggregate that SQLite answers
+ * from the time index alone.  The decision time (at_ms) leads no index:
+ * its condition is left to the readers of the ranges, which check it on
+ * every row of their span anyway, side by side, rather than read every
+ * row here first, on one thread, to narrow the span. */
 static int seq_span(sqlite3 *db, const char *db_path,
-                    const vd_history_filter_t *filter, int64_t *lo,
+                    const vd_history_filter_t *selection, int64_t *lo,
                     int64_t *hi, vd_buf_t *err) {
   vd_buf_t sql = VD_BUF_INIT;
+  vd_history_filter_t by_index = *selection, *filter = &by_index;
   int64_t v[2] = {0, 0};
   int rc, conditions;
+  by_index.has_at_since = by_index.has_at_until = 0;
   add_filter(&sql, filter);
   conditions = sql.len > 0;
   vd_buf_release(&sql);
@@ -663,7 +668,8 @@ int vd_history_split_count(const char *db_path,
 }
 
 /* Equal spans of seq from the lowest FILTER selects to the highest (found
- * with a seek at each end, or one pass over the time index), no row read:
+ * with a seek at each end, or one pass over the time index; a span that
+ * holds them where the decision time narrows the selection), no row read:
  * a time window's rows fill their span of seq. */
 static int split_by_seq(sqlite3 *db, const char *db_path,
                         const vd_history_filter_t *filter, int n,

@@ -617,6 +617,93 @@ static void test_split_ranges(void **state) {
   vd_buf_release(&err);
 }
 
+/* A selection by decision time (at_ms, which leads no index) is cut over
+ * the span an index gives, the whole table's, or the received window's,
+ * not narrowed first by reading every row on one thread; the ranges'
+ * readers keep exactly the rows the decision time selects.  Rows 1-10
+ * decided on 1 November, 51-60 on the 28th, those between on days spread
+ * over the month; the selection is 10 to 19 November. */
+static void test_split_by_decision_time(void **state) {
+  enum { N = 60, LANES = 2 };
+  vd_bundle_t *b = load("tests/fixtures/mini");
+  vd_history_t *h = open_storing(b);
+  vd_engine_t *e;
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_replay_opts_t o;
+  vd_replay_report_t rep;
+  vd_buf_t err = VD_BUF_INIT;
+  int64_t bounds[2 * 32 + 1], since, until;
+  int i, k, in_window = 0, n, nranges, day[N + 1], offset;
+  char line[256], at[40];
+  (void)state;
+  if (vd_engine_new(b, NULL, &e, &err) != 0)
+    fail_msg("%s", err.data);
+  for (i = 0; i < N; i++) {
+    day[i + 1] = i < 10 ? 1 : i >= 50 ? 28 : 1 + (i * 7) % 28;
+    snprintf(at, sizeof at, "2026-11-%02dT10:00:00+08:00", day[i + 1]);
+    snprintf(line, sizeof line,
+             "{\"kind\":\"compensation\",\"region\":\"national\",\"at\":"
+             "\"%s\",\"input\":{\"charged_fen\":100,\"due_fen\":300}}",
+             at);
+    record(h, e, vd_bundle_revision(b), line, i);
+    in_window += day[i + 1] >= 10 && day[i + 1] < 20;
+  }
+  vd_history_close(h);
+  vd_engine_free(e);
+  assert_true(in_window > 0 && in_window < N - 20);
+  assert_int_equal(vd_time_parse("2026-11-10T10:00:00+08:00", 25, &since,
+                                 &offset),
+                   0);
+  assert_int_equal(vd_time_parse("2026-11-20T10:00:00+08:00", 25, &until,
+                                 &offset),
+                   0);
+  memset(&f, 0, sizeof f);
+  f.has_at_since = f.has_at_until = 1;
+  f.at_since_ms = since;
+  f.at_until_ms = until;
+  nranges = vd_history_split_count(db, &f, LANES);
+  assert_int_equal(nranges, 2 * 32);
+  assert_int_equal(vd_history_split(db, &f, nranges, bounds, NULL, &err), 0);
+  assert_int_equal(bounds[0], 1);          /* the table's first row, */
+  assert_int_equal(bounds[nranges], N + 1); /* to its last */
+  for (k = 0, n = 0; k < nranges; k++) {
+    if (!rows)
+      assert_int_equal(vd_history_rows_open_range(&rows, db, &f, bounds[k],
+                                                  bounds[k + 1], &err),
+                       0);
+    else
+      assert_int_equal(vd_history_rows_range(rows, bounds[k], bounds[k + 1]),
+                       0);
+    while (vd_history_rows_next(rows, &row) == 1) {
+      int64_t seq = row[VD_HISTORY_SEQ].i;
+      assert_true(day[seq] >= 10 && day[seq] < 20);
+      n++;
+    }
+  }
+  vd_history_rows_close(rows);
+  assert_int_equal(n, in_window);
+  /* with a received window, its span from the time index */
+  f.has_since = 1;
+  f.since_ms = 1795392000000 + 4; /* seq 5 on */
+  assert_int_equal(vd_history_split(db, &f, nranges, bounds, NULL, &err), 0);
+  assert_int_equal(bounds[0], 5);
+  assert_int_equal(bounds[nranges], N + 1);
+  /* and replayed on two lanes: the same rows */
+  f.has_since = 0;
+  memset(&o, 0, sizeof o);
+  o.db = db;
+  o.threads = LANES;
+  o.select = f;
+  assert_int_equal(vd_replay_run(&o, &rep, &err), 0);
+  assert_int_equal(rep.replayed, in_window);
+  assert_int_equal(rep.unchanged, in_window);
+  vd_replay_report_release(&rep);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
 /* The lanes take ranges as they come (many a lane), yet the report is the
  * one a single thread makes: the changes kept are the first max_changes
  * in seq order, the row errors the first ten, the rules in the order the
@@ -1191,6 +1278,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_replay_unloadable_revision, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_replay_side_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_split_by_decision_time, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_report_formats, setup, teardown),
   };

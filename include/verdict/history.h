@@ -587,7 +587,9 @@ void vd_history_finder_close(vd_history_finder_t *f);
  * with fewer rows than ranges some ranges are empty.
  *   In a SQLite file the key is seq.  A filter by time alone (or none) is
  * cut into equal spans of seq from the lowest it selects to the highest
- * (a seek at each end, or one pass over the time index: no row is read);
+ * (a seek at each end, or one pass over the time index: no row is read;
+ * by the decision time, which no index leads, the span of the received
+ * window or of the whole table, whose rows the ranges' readers check);
  * any other into ranges of about as many rows each (one pass over the
  * filter's seqs in order).  On PostgreSQL, where a seq is its node's, the
  * key is received_ms and the ranges hold about as many rows each (the
