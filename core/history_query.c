@@ -356,7 +356,7 @@ int vd_history_rows_range(vd_history_rows_t *r, int64_t lo, int64_t hi) {
     vd_buf_adds(&r->err, "not opened on a range of a selection");
     return VD_EINVALID;
   }
-  if (r->pg || !r->st) {
+  if (!r->st) { /* PostgreSQL (r->pg; NULL after a range that failed) */
     /* a range is a query of its own, narrowed from the selection, never
      * from the last range (its received_ms window would shrink: a lane's
      * second range read nothing) */

@@ -544,7 +544,7 @@ int vd_history_rows_open_range(vd_history_rows_t **out, const char *db_path,
 /* Move R, opened by vd_history_rows_open_range(), to another range of
  * its selection, LO <= key < HI: its next row is that range's first.  In
  * a SQLite file the statement is only reset and bound again (a reader
- * going through many ranges keeps its connection and its map); on
+ * going through many ranges keeps its connection and its caches); on
  * PostgreSQL the range is a new query.  0, or an error code with
  * vd_history_rows_errmsg() set (VD_EINVALID: R was opened without a
  * range); after an error R reads nothing more. */
