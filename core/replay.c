@@ -29,7 +29,10 @@
  *     values met and the first max_changes changes, never with the rows.
  *
  * Threads: vd_replay_run() on its caller's; one thread per lane, sharing
- * nothing but the read-only options and one watchdog (one slot each).
+ * nothing but the read-only options, one watchdog (one slot each) and the
+ * ranges, which the caller makes while the lanes build their first
+ * engines (a lane waits for them before it takes one, then takes each
+ * with an atomic counter).
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -94,13 +97,27 @@ typedef struct rev_engine {
   int outcomes_read;   /* its outcomes are in the lane's declarations */
 } rev_engine_t;
 
+/* The selection's ranges, shared by the lanes.  The caller makes them
+ * (vd_history_split(): on a time window, a pass over the time index, as
+ * long as an engine's build) while the lanes build their first engines; a
+ * lane waits for them before it takes one. */
+typedef struct ranges {
+  pthread_mutex_t lock;
+  pthread_cond_t made;
+  int state;                /* 0: being made, 1: made, -1: could not be */
+  int64_t *bounds;          /* range i is bounds[i] <= key < bounds[i + 1] */
+  int n;
+  int next;                 /* the next range not taken (atomic) */
+} ranges_t;
+
 typedef struct lane {
   const vd_replay_opts_t *o;
   int index;                /* lane number: 0, 1, ... */
-  const int64_t *bounds;    /* the ranges, shared: range i is bounds[i] <=
-                             * key < bounds[i + 1] */
-  int nranges;
-  int *next_range;          /* shared: the next range not taken (atomic) */
+  ranges_t *ranges;         /* shared */
+  const char *first_rev;    /* the determinism check: the revision whose
+                             * engine is built while the ranges are made
+                             * (the selection's, or the active one: the
+                             * likeliest to decide its rows); NULL: none */
   long long place;          /* the row in hand's place in the selection's
                              * order: PLACE(range, its number there) */
   vd_history_rows_t *rows;  /* the lane's cursor: the row in hand's */
@@ -1037,6 +1054,26 @@ static int lane_engines(lane_t *l) {
   return rc;
 }
 
+/* Wait until the caller has made the ranges: 1, or 0 if it could not
+ * (it reports why). */
+static int ranges_wait(ranges_t *r) {
+  int state;
+  pthread_mutex_lock(&r->lock);
+  while (r->state == 0)
+    pthread_cond_wait(&r->made, &r->lock);
+  state = r->state;
+  pthread_mutex_unlock(&r->lock);
+  return state > 0;
+}
+
+/* The ranges made (STATE 1) or not (-1): the lanes go on, or stop. */
+static void ranges_done(ranges_t *r, int state) {
+  pthread_mutex_lock(&r->lock);
+  r->state = state;
+  pthread_cond_broadcast(&r->made);
+  pthread_mutex_unlock(&r->lock);
+}
+
 /* Decide again every row of this lane: one range of the history's order, so
  * that each thread reads only its own pages of the table. */
 static void *lane_run(void *arg) {
@@ -1053,6 +1090,12 @@ static void *lane_run(void *arg) {
   int rc, k;
 
   if (o->candidate && lane_engines(l) != 0)
+    goto out;
+  if (!o->candidate && l->first_rev) { /* built now, kept for its rows */
+    rev_engine_t *re;
+    engine_for(l, l->first_rev, &re);
+  }
+  if (!ranges_wait(l->ranges))
     goto out;
   /* against a candidate, a question the recorded decision never asked
    * (a new rule's) is answered from the history as it is now */
@@ -1082,9 +1125,9 @@ static void *lane_run(void *arg) {
   /* take ranges in order until none is left; one cursor, moved from range
    * to range (vd_history_rows_range()) */
   while (!l->cancelled &&
-         (k = __atomic_fetch_add(l->next_range, 1, __ATOMIC_RELAXED)) <
-             l->nranges) {
-    int64_t lo = l->bounds[k], hi = l->bounds[k + 1];
+         (k = __atomic_fetch_add(&l->ranges->next, 1, __ATOMIC_RELAXED)) <
+             l->ranges->n) {
+    int64_t lo = l->ranges->bounds[k], hi = l->ranges->bounds[k + 1];
     if (lo >= hi)
       continue; /* empty: fewer rows than ranges */
     if (!rows) {
@@ -1360,8 +1403,11 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   int64_t *bounds = NULL, total = -1;
   long long *q_before = NULL, *q_after = NULL;
   vd_watchdog_t wd;
+  ranges_t ranges;
+  char active[VD_REVISION_NAME_MAX];
+  const char *first_rev = NULL;
   int n = o->threads > 0 ? o->threads : 1, i, rc = 0, has_wd = 0;
-  int nranges, next_range = 0;
+  int nranges, split_rc, *later = NULL;
   size_t b;
 
   memset(rep, 0, sizeof *rep);
@@ -1381,27 +1427,32 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   bounds = calloc((size_t)nranges + 1, sizeof *bounds);
   lanes = calloc((size_t)n, sizeof *lanes);
   threads = calloc((size_t)n, sizeof *threads);
+  later = calloc((size_t)n, sizeof *later);
   q_before = calloc(QBUCKETS, sizeof *q_before);
   q_after = calloc(QBUCKETS, sizeof *q_after);
-  if (!bounds || !lanes || !threads || !q_before || !q_after ||
+  if (!bounds || !lanes || !threads || !later || !q_before || !q_after ||
       (o->candidate && (!rep->candidate || !rep->baseline))) {
     vd_buf_adds(err, "out of memory");
     rc = VD_ENOMEM;
     goto out;
   }
-  rc = vd_history_split(o->db, &f, nranges, bounds, o->total ? &total : NULL,
-                        err);
-  if (rc)
-    goto out;
-  if (o->total)
-    __atomic_store_n(o->total, (long long)total, __ATOMIC_RELAXED);
+  memset(&ranges, 0, sizeof ranges);
+  ranges.bounds = bounds;
+  ranges.n = nranges;
+  /* the determinism check's likeliest revision, built while the ranges
+   * are made: the selection's, else the one active now (a guess: a lane
+   * builds the others as its rows name them) */
+  if (!o->candidate && o->select.revision)
+    first_rev = o->select.revision;
+  else if (!o->candidate && vd_history_resolve(o->db, "active", active,
+                                               NULL) == 0)
+    first_rev = active;
   for (i = 0; i < n; i++) {
     lane_t *l = &lanes[i];
     l->o = o;
     l->index = i;
-    l->bounds = bounds;
-    l->nranges = nranges;
-    l->next_range = &next_range;
+    l->ranges = &ranges;
+    l->first_rev = first_rev;
     l->max_changes = o->max_changes > 0 ? o->max_changes
                                         : DEFAULT_MAX_CHANGES;
     vd_decision_init(&l->d);
@@ -1423,14 +1474,31 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
     for (i = 0; i < n; i++)
       lanes[i].watchdog = &wd;
   }
+  /* the lanes start on their engines while the ranges are made here; one
+   * whose thread could not start runs here once they are */
+  pthread_mutex_init(&ranges.lock, NULL);
+  pthread_cond_init(&ranges.made, NULL);
   for (i = 0; i < n; i++)
-    if (pthread_create(&threads[i], NULL, lane_run, &lanes[i]) != 0)
-      lane_run(&lanes[i]), threads[i] = 0;
+    later[i] = pthread_create(&threads[i], NULL, lane_run, &lanes[i]) != 0;
+  split_rc = vd_history_split(o->db, &f, nranges, bounds,
+                              o->total ? &total : NULL, err);
+  if (split_rc == 0 && o->total)
+    __atomic_store_n(o->total, (long long)total, __ATOMIC_RELAXED);
+  ranges_done(&ranges, split_rc ? -1 : 1);
   for (i = 0; i < n; i++)
-    if (threads[i])
+    if (later[i])
+      lane_run(&lanes[i]);
+  for (i = 0; i < n; i++)
+    if (!later[i])
       pthread_join(threads[i], NULL);
   if (has_wd)
     vd_watchdog_stop(&wd);
+  pthread_cond_destroy(&ranges.made);
+  pthread_mutex_destroy(&ranges.lock);
+  if (split_rc) { /* err says why; the lanes read nothing */
+    rc = split_rc;
+    goto out;
+  }
   for (i = 0; i < n; i++)
     rep->cancelled |= lanes[i].cancelled;
   for (i = 0; i < n; i++)
@@ -1487,6 +1555,7 @@ out:
     lane_release(&lanes[i]);
   free(lanes);
   free(threads);
+  free(later);
   free(bounds);
   free(q_before);
   free(q_after);
