@@ -622,17 +622,17 @@ static int seq_span(sqlite3 *db, const char *db_path,
                     const vd_history_filter_t *selection, int64_t *lo,
                     int64_t *hi, vd_buf_t *err) {
   vd_buf_t sql = VD_BUF_INIT;
-  vd_history_filter_t by_index = *selection, *filter = &by_index;
+  vd_history_filter_t f = *selection; /* its conditions an index leads */
   int64_t v[2] = {0, 0};
   int rc, conditions;
-  by_index.has_at_since = by_index.has_at_until = 0;
-  add_filter(&sql, filter);
+  f.has_at_since = f.has_at_until = 0;
+  add_filter(&sql, &f);
   conditions = sql.len > 0;
   vd_buf_release(&sql);
   if (conditions)
-    rc = aggregate(db, db_path, "min(seq), max(seq)", filter, v, 2, err);
-  else if ((rc = aggregate(db, db_path, "min(seq)", filter, v, 1, err)) == 0)
-    rc = aggregate(db, db_path, "max(seq)", filter, v + 1, 1, err);
+    rc = aggregate(db, db_path, "min(seq), max(seq)", &f, v, 2, err);
+  else if ((rc = aggregate(db, db_path, "min(seq)", &f, v, 1, err)) == 0)
+    rc = aggregate(db, db_path, "max(seq)", &f, v + 1, 1, err);
   *lo = v[0] ? v[0] : 1; /* min(seq) of no rows: NULL, read as 0 */
   *hi = v[1];
   return rc;

@@ -1089,9 +1089,10 @@ static void *lane_run(void *arg) {
   long long nth;
   int rc, k;
 
-  if (o->candidate && lane_engines(l) != 0)
-    goto out;
-  if (!o->candidate && l->first_rev) { /* built now, kept for its rows */
+  if (o->candidate) {
+    if (lane_engines(l) != 0)
+      goto out;
+  } else if (l->first_rev) { /* built now, kept for its rows */
     rev_engine_t *re;
     engine_for(l, l->first_rev, &re);
   }
@@ -1407,7 +1408,7 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   char active[VD_REVISION_NAME_MAX];
   const char *first_rev = NULL;
   int n = o->threads > 0 ? o->threads : 1, i, rc = 0, has_wd = 0;
-  int nranges, split_rc, *later = NULL;
+  int nranges, split_rc;
   size_t b;
 
   memset(rep, 0, sizeof *rep);
@@ -1427,10 +1428,9 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   bounds = calloc((size_t)nranges + 1, sizeof *bounds);
   lanes = calloc((size_t)n, sizeof *lanes);
   threads = calloc((size_t)n, sizeof *threads);
-  later = calloc((size_t)n, sizeof *later);
   q_before = calloc(QBUCKETS, sizeof *q_before);
   q_after = calloc(QBUCKETS, sizeof *q_after);
-  if (!bounds || !lanes || !threads || !later || !q_before || !q_after ||
+  if (!bounds || !lanes || !threads || !q_before || !q_after ||
       (o->candidate && (!rep->candidate || !rep->baseline))) {
     vd_buf_adds(err, "out of memory");
     rc = VD_ENOMEM;
@@ -1479,17 +1479,18 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   pthread_mutex_init(&ranges.lock, NULL);
   pthread_cond_init(&ranges.made, NULL);
   for (i = 0; i < n; i++)
-    later[i] = pthread_create(&threads[i], NULL, lane_run, &lanes[i]) != 0;
+    if (pthread_create(&threads[i], NULL, lane_run, &lanes[i]) != 0)
+      threads[i] = 0;
   split_rc = vd_history_split(o->db, &f, nranges, bounds,
                               o->total ? &total : NULL, err);
   if (split_rc == 0 && o->total)
     __atomic_store_n(o->total, (long long)total, __ATOMIC_RELAXED);
   ranges_done(&ranges, split_rc ? -1 : 1);
   for (i = 0; i < n; i++)
-    if (later[i])
+    if (!threads[i])
       lane_run(&lanes[i]);
   for (i = 0; i < n; i++)
-    if (!later[i])
+    if (threads[i])
       pthread_join(threads[i], NULL);
   if (has_wd)
     vd_watchdog_stop(&wd);
@@ -1555,7 +1556,6 @@ out:
     lane_release(&lanes[i]);
   free(lanes);
   free(threads);
-  free(later);
   free(bounds);
   free(q_before);
   free(q_after);
