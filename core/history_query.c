@@ -640,9 +640,9 @@ static int seq_span(sqlite3 *db, const char *db_path,
 
 /* Ranges a time window (or the whole history) is cut into, per lane: a
  * lane that the machine slows leaves the others at most one range to
- * finish alone (about 1/64 of the run with two lanes); a range costs its
+ * finish alone (about 1/256 of the run with two lanes); a range costs its
  * lane a reset and a seek of its statement. */
-#define RANGES_PER_LANE 32
+#define RANGES_PER_LANE 128
 /* On PostgreSQL a range is a query on a connection of its own: a few a
  * lane, so that a slowed lane is still made up for. */
 #define PG_RANGES_PER_LANE 4
@@ -739,6 +739,78 @@ int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                : split_by_rows(db, db_path, filter, n, total, bounds, err);
   sqlite3_close(db);
   return rc;
+}
+
+/* The seq of the first row of a window in the time index's order (ORDER:
+ * " ORDER BY received_ms, seq LIMIT 1", or its last: DESC): one seek.
+ * *seq 0 when the window holds none. */
+static int window_row(sqlite3 *db, const char *db_path,
+                      const vd_history_filter_t *f, const char *order,
+                      int64_t *seq, vd_buf_t *err) {
+  sqlite3_stmt *st = NULL;
+  int rc = prepare(db, &st, db_path, "seq", f, order, err), step;
+  *seq = 0;
+  if (rc)
+    return rc;
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    *seq = sqlite3_column_int64(st, 0);
+  else if (step != SQLITE_DONE)
+    rc = sql_failed(err, db_path, db);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int vd_history_split_middle(const char *db_path,
+                            const vd_history_filter_t *filter, int n,
+                            int64_t *bounds, vd_buf_t *err) {
+  sqlite3 *db = NULL;
+  vd_history_filter_t f = *filter; /* the received window alone */
+  int64_t first, last, span;
+  int rc, m = n - 2, i;
+  if (n < 3 || vd_history_is_postgres(db_path) || !by_time_alone(filter) ||
+      (!filter->has_since && !filter->has_until))
+    return 0; /* vd_history_split() makes no pass, or cuts by rows */
+  f.has_at_since = f.has_at_until = 0;
+  if ((rc = vd_history_db_open_ro(&db, db_path, err)) != 0)
+    return rc;
+  rc = window_row(db, db_path, &f, " ORDER BY received_ms, seq LIMIT 1",
+                  &first, err);
+  if (rc == 0)
+    rc = window_row(db, db_path, &f,
+                    " ORDER BY received_ms DESC, seq DESC LIMIT 1", &last,
+                    err);
+  sqlite3_close(db);
+  if (rc)
+    return rc;
+  /* the first received may have been recorded after the last: then the
+   * middle is empty, and the ends hold them all */
+  span = first && last >= first ? last - first + 1 : 0;
+  for (i = 0; i <= m; i++)
+    bounds[1 + i] = !first ? INT64_MAX
+                           : first + span / m * i + span % m * i / m;
+  return 1;
+}
+
+int vd_history_split_ends(const char *db_path,
+                          const vd_history_filter_t *filter, int n,
+                          int64_t *bounds, int64_t *total, vd_buf_t *err) {
+  sqlite3 *db = NULL;
+  int64_t lo, hi;
+  int rc = vd_history_db_open_ro(&db, db_path, err);
+  if (rc)
+    return rc;
+  rc = seq_span(db, db_path, filter, &lo, &hi, err);
+  if (rc == 0 && total)
+    rc = aggregate(db, db_path, "count(*)", filter, total, 1, err);
+  sqlite3_close(db);
+  if (rc)
+    return rc;
+  /* range 0: the window's rows below the middle's; range n - 1: those
+   * above it (none where the rows were recorded in the order received) */
+  bounds[0] = lo <= hi && lo < bounds[1] ? lo : bounds[1];
+  bounds[n] = lo <= hi && hi + 1 > bounds[n - 1] ? hi + 1 : bounds[n - 1];
+  return 0;
 }
 
 int vd_history_rate(const char *db_path, int64_t since_ms, int64_t bucket_ms,

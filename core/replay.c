@@ -32,7 +32,8 @@
  * nothing but the read-only options, one watchdog (one slot each) and the
  * ranges, which the caller makes while the lanes build their first
  * engines (a lane waits for them before it takes one, then takes each
- * with an atomic counter).
+ * with an atomic counter; a received window's first and last ranges are
+ * made after the others, which the lanes take meanwhile).
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -98,13 +99,18 @@ typedef struct rev_engine {
 } rev_engine_t;
 
 /* The selection's ranges, shared by the lanes.  The caller makes them
- * (vd_history_split(): on a time window, a pass over the time index, as
- * long as an engine's build) while the lanes build their first engines; a
- * lane waits for them before it takes one. */
+ * while the lanes build their first engines; a lane waits for them before
+ * it takes one.  A received window's (vd_history_split_middle()) come in
+ * two steps: all but the first and the last at once, from two seeks,
+ * then those two, the rows out of the received order at either end, from
+ * a pass over the time index (on a busy history, longer than an engine's
+ * build), which the lanes need not wait for: they take the middle first. */
 typedef struct ranges {
   pthread_mutex_t lock;
   pthread_cond_t made;
-  int state;                /* 0: being made, 1: made, -1: could not be */
+  int state;                /* 0: being made, 1: all but the ends made,
+                             * 2: all made, -1: could not be */
+  int ends_later;           /* made in two steps (set before state 1) */
   int64_t *bounds;          /* range i is bounds[i] <= key < bounds[i + 1] */
   int n;
   int next;                 /* the next range not taken (atomic) */
@@ -1054,24 +1060,35 @@ static int lane_engines(lane_t *l) {
   return rc;
 }
 
-/* Wait until the caller has made the ranges: 1, or 0 if it could not
- * (it reports why). */
-static int ranges_wait(ranges_t *r) {
-  int state;
+/* Wait until the caller has made the ranges up to STATE: 1, or 0 if it
+ * could not (it reports why). */
+static int ranges_wait(ranges_t *r, int state) {
+  int now;
   pthread_mutex_lock(&r->lock);
-  while (r->state == 0)
+  while (r->state >= 0 && r->state < state)
     pthread_cond_wait(&r->made, &r->lock);
-  state = r->state;
+  now = r->state;
   pthread_mutex_unlock(&r->lock);
-  return state > 0;
+  return now >= state;
 }
 
-/* The ranges made (STATE 1) or not (-1): the lanes go on, or stop. */
+/* The ranges made (STATE 2), all but the ends (1), or not (-1): the lanes
+ * go on, or stop. */
 static void ranges_done(ranges_t *r, int state) {
   pthread_mutex_lock(&r->lock);
   r->state = state;
   pthread_cond_broadcast(&r->made);
   pthread_mutex_unlock(&r->lock);
+}
+
+/* The next range not taken (n: none is left): in order, or, where the
+ * ends come later, ranges 1 to n - 2 first, then 0 and n - 1.  A range's
+ * number, not the order taken, places its rows in the report. */
+static int range_take(ranges_t *r) {
+  int t = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+  if (!r->ends_later || t >= r->n)
+    return t;
+  return t < r->n - 2 ? t + 1 : t == r->n - 2 ? 0 : r->n - 1;
 }
 
 /* Decide again every row of this lane: one range of the history's order, so
@@ -1096,7 +1113,7 @@ static void *lane_run(void *arg) {
     rev_engine_t *re;
     engine_for(l, l->first_rev, &re);
   }
-  if (!ranges_wait(l->ranges))
+  if (!ranges_wait(l->ranges, 1))
     goto out;
   /* against a candidate, a question the recorded decision never asked
    * (a new rule's) is answered from the history as it is now */
@@ -1126,9 +1143,13 @@ static void *lane_run(void *arg) {
   /* take ranges in order until none is left; one cursor, moved from range
    * to range (vd_history_rows_range()) */
   while (!l->cancelled &&
-         (k = __atomic_fetch_add(&l->ranges->next, 1, __ATOMIC_RELAXED)) <
-             l->ranges->n) {
-    int64_t lo = l->ranges->bounds[k], hi = l->ranges->bounds[k + 1];
+         (k = range_take(l->ranges)) < l->ranges->n) {
+    int64_t lo, hi;
+    if (l->ranges->ends_later && (k == 0 || k == l->ranges->n - 1) &&
+        !ranges_wait(l->ranges, 2))
+      break; /* the caller reports why */
+    lo = l->ranges->bounds[k];
+    hi = l->ranges->bounds[k + 1];
     if (lo >= hi)
       continue; /* empty: fewer rows than ranges */
     if (!rows) {
@@ -1408,7 +1429,7 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   char active[VD_REVISION_NAME_MAX];
   const char *first_rev = NULL;
   int n = o->threads > 0 ? o->threads : 1, i, rc = 0, has_wd = 0;
-  int nranges, split_rc;
+  int nranges, split_rc, middle;
   size_t b;
 
   memset(rep, 0, sizeof *rep);
@@ -1481,11 +1502,20 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
   for (i = 0; i < n; i++)
     if (pthread_create(&threads[i], NULL, lane_run, &lanes[i]) != 0)
       threads[i] = 0;
-  split_rc = vd_history_split(o->db, &f, nranges, bounds,
-                              o->total ? &total : NULL, err);
+  middle = vd_history_split_middle(o->db, &f, nranges, bounds, err);
+  if (middle == 1) { /* the lanes start on it; the ends follow */
+    ranges.ends_later = 1;
+    ranges_done(&ranges, 1);
+    split_rc = vd_history_split_ends(o->db, &f, nranges, bounds,
+                                     o->total ? &total : NULL, err);
+  } else {
+    split_rc = middle ? middle
+                      : vd_history_split(o->db, &f, nranges, bounds,
+                                         o->total ? &total : NULL, err);
+  }
   if (split_rc == 0 && o->total)
     __atomic_store_n(o->total, (long long)total, __ATOMIC_RELAXED);
-  ranges_done(&ranges, split_rc ? -1 : 1);
+  ranges_done(&ranges, split_rc ? -1 : 2);
   for (i = 0; i < n; i++)
     if (!threads[i])
       lane_run(&lanes[i]);

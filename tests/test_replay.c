@@ -89,8 +89,9 @@ static vd_bundle_t *load(const char *path) {
 
 /* Decide LINE with E and submit it to H as the daemon records it, naming
  * REVISION (NULL: none) as the revision that decided. */
-static void record(vd_history_t *h, vd_engine_t *e, const char *revision,
-                   const char *line, int i) {
+static void record_at(vd_history_t *h, vd_engine_t *e,
+                      const char *revision, const char *line, int i,
+                      int64_t received_ms) {
   vd_decision_t d;
   vd_record_t r;
   char id[40];
@@ -100,7 +101,7 @@ static void record(vd_history_t *h, vd_engine_t *e, const char *revision,
   snprintf(id, sizeof id, "01900000-0000-7000-8000-%012d", i);
   memset(&r, 0, sizeof r);
   r.decision_id = id;
-  r.received_ms = 1795392000000 + i;
+  r.received_ms = received_ms;
   r.at = d.at;
   r.at_ms = d.at_ms;
   r.kind = d.kind;
@@ -126,6 +127,12 @@ static void record(vd_history_t *h, vd_engine_t *e, const char *revision,
   r.client = "test";
   assert_int_equal(vd_history_submit(h, 0, &r, &seq), 0);
   vd_decision_release(&d);
+}
+
+/* Row I (seq I + 1), received I ms after the test's epoch. */
+static void record(vd_history_t *h, vd_engine_t *e, const char *revision,
+                   const char *line, int i) {
+  record_at(h, e, revision, line, i, 1795392000000 + i);
 }
 
 /* The history at db, opened as the daemon opens it, with B's revision
@@ -549,7 +556,7 @@ static void test_split_ranges(void **state) {
       f.has_since = 1;
       f.since_ms = 1795392000000 + 41;
     }
-    assert_int_equal(vd_history_split_count(db, &f, 2), 64);
+    assert_int_equal(vd_history_split_count(db, &f, 2), 2 * 128);
     assert_int_equal(vd_history_split(db, &f, 7, bounds, NULL, &err), 0);
     assert_int_equal(bounds[0], pass ? 42 : 1);
     assert_int_equal(bounds[7], MANY + 1);
@@ -634,7 +641,7 @@ static void test_split_by_decision_time(void **state) {
   vd_replay_opts_t o;
   vd_replay_report_t rep;
   vd_buf_t err = VD_BUF_INIT;
-  int64_t bounds[2 * 32 + 1], since, until;
+  int64_t bounds[2 * 128 + 1], since, until;
   int i, k, in_window = 0, n, nranges, day[N + 1], offset;
   char line[256], at[40];
   (void)state;
@@ -664,7 +671,7 @@ static void test_split_by_decision_time(void **state) {
   f.at_since_ms = since;
   f.at_until_ms = until;
   nranges = vd_history_split_count(db, &f, LANES);
-  assert_int_equal(nranges, 2 * 32);
+  assert_int_equal(nranges, 2 * 128);
   assert_int_equal(vd_history_split(db, &f, nranges, bounds, NULL, &err), 0);
   assert_int_equal(bounds[0], 1);          /* the table's first row, */
   assert_int_equal(bounds[nranges], N + 1); /* to its last */
@@ -692,6 +699,130 @@ static void test_split_by_decision_time(void **state) {
   assert_int_equal(bounds[nranges], N + 1);
   /* and replayed on two lanes: the same rows */
   f.has_since = 0;
+  memset(&o, 0, sizeof o);
+  o.db = db;
+  o.threads = LANES;
+  o.select = f;
+  assert_int_equal(vd_replay_run(&o, &rep, &err), 0);
+  assert_int_equal(rep.replayed, in_window);
+  assert_int_equal(rep.unchanged, in_window);
+  vd_replay_report_release(&rep);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
+/* A received window is cut in two steps: the middle at once, from the
+ * window's first and last rows in received order, then the ends, from the
+ * pass over the time index, holding the rows recorded out of the order
+ * they were received in.  Rows 1-60, seq i + 1 received at i ms, except
+ * 3 (received at 30 ms: after the window's first, recorded before it),
+ * 58 (received at 15 ms: recorded after the window's last), 59
+ * (received at 70 ms: outside the window), and 56 and 57, received at 201
+ * and 200 ms, the other way round; the window is 10 to 50 ms. */
+static void test_split_in_two_steps(void **state) {
+  enum { N = 60, LANES = 2 };
+  vd_bundle_t *b = load("tests/fixtures/mini");
+  vd_history_t *h = open_storing(b);
+  vd_engine_t *e;
+  vd_history_filter_t f;
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_replay_opts_t o;
+  vd_replay_report_t rep;
+  vd_buf_t err = VD_BUF_INIT;
+  int64_t bounds[2 * 128 + 1], ms[N + 1], exact[2 * 128 + 1], total = -1;
+  int i, k, n, nranges, seen[N + 1], in_window = 0;
+  const char *line = "{\"kind\":\"compensation\",\"region\":\"national\","
+                     "\"at\":\"" AT "\",\"input\":{\"charged_fen\":100,"
+                     "\"due_fen\":300}}";
+  (void)state;
+  if (vd_engine_new(b, NULL, &e, &err) != 0)
+    fail_msg("%s", err.data);
+  for (i = 0; i < N; i++) {
+    int64_t seq = i + 1;
+    ms[seq] = seq == 3    ? 30
+              : seq == 58 ? 15
+              : seq == 59 ? 70
+              : seq == 56 ? 201
+              : seq == 57 ? 200
+                          : i;
+    record_at(h, e, vd_bundle_revision(b), line, i, 1795392000000 + ms[seq]);
+    in_window += ms[seq] >= 10 && ms[seq] < 50;
+  }
+  vd_history_close(h);
+  vd_engine_free(e);
+  memset(&f, 0, sizeof f);
+  f.has_since = f.has_until = 1;
+  f.since_ms = 1795392000000 + 10;
+  f.until_ms = 1795392000000 + 50;
+  nranges = vd_history_split_count(db, &f, LANES);
+  assert_int_equal(vd_history_split_middle(db, &f, nranges, bounds, &err), 1);
+  /* the middle: the first received (seq 11, at 10 ms) to the last (seq
+   * 50, at 49 ms) */
+  assert_int_equal(bounds[1], 11);
+  assert_int_equal(bounds[nranges - 1], 51);
+  for (k = 1; k < nranges - 1; k++)
+    assert_true(bounds[k] <= bounds[k + 1]);
+  assert_int_equal(vd_history_split_ends(db, &f, nranges, bounds, &total,
+                                         &err),
+                   0);
+  assert_int_equal(total, in_window);
+  assert_int_equal(bounds[0], 3);        /* seq 3, received inside */
+  assert_int_equal(bounds[nranges], 59); /* to seq 58 */
+  /* vd_history_split() in one step: the same ends */
+  assert_int_equal(vd_history_split(db, &f, nranges, exact, NULL, &err), 0);
+  assert_int_equal(exact[0], bounds[0]);
+  assert_int_equal(exact[nranges], bounds[nranges]);
+  /* every row of the window once, in seq order, none other */
+  memset(seen, 0, sizeof seen);
+  for (k = 0, n = 0; k < nranges; k++) {
+    if (!rows)
+      assert_int_equal(vd_history_rows_open_range(&rows, db, &f, bounds[k],
+                                                  bounds[k + 1], &err),
+                       0);
+    else
+      assert_int_equal(vd_history_rows_range(rows, bounds[k], bounds[k + 1]),
+                       0);
+    while (vd_history_rows_next(rows, &row) == 1) {
+      int64_t seq = row[VD_HISTORY_SEQ].i;
+      assert_true(ms[seq] >= 10 && ms[seq] < 50);
+      assert_int_equal(seen[seq]++, 0);
+      n++;
+    }
+  }
+  vd_history_rows_close(rows);
+  rows = NULL;
+  assert_int_equal(n, in_window);
+  /* the first received (seq 57) recorded after the last (56): no middle;
+   * the ends hold them */
+  f.since_ms = 1795392000000 + 200;
+  f.until_ms = 1795392000000 + 202;
+  assert_int_equal(vd_history_split_middle(db, &f, 5, bounds, &err), 1);
+  for (k = 1; k < 5; k++)
+    assert_int_equal(bounds[k], 57);
+  assert_int_equal(vd_history_split_ends(db, &f, 5, bounds, NULL, &err), 0);
+  assert_int_equal(bounds[0], 56);
+  assert_int_equal(bounds[5], 58);
+  /* a window of nothing: every range empty */
+  f.since_ms = f.until_ms = 1795392000000 + 1000;
+  assert_int_equal(vd_history_split_middle(db, &f, 5, bounds, &err), 1);
+  assert_int_equal(vd_history_split_ends(db, &f, 5, bounds, &total, &err), 0);
+  assert_int_equal(total, 0);
+  for (k = 0; k < 5; k++)
+    assert_true(bounds[k] >= bounds[k + 1]);
+  /* no pass to wait for: no two steps (vd_history_split() alone) */
+  assert_int_equal(vd_history_split_middle(db, &f, 2, bounds, &err), 0);
+  f.region = "national";
+  assert_int_equal(vd_history_split_middle(db, &f, 5, bounds, &err), 0);
+  memset(&f, 0, sizeof f);
+  assert_int_equal(vd_history_split_middle(db, &f, 5, bounds, &err), 0);
+  f.has_at_since = 1;
+  assert_int_equal(vd_history_split_middle(db, &f, 5, bounds, &err), 0);
+  /* replayed on two lanes: every row of the window once */
+  memset(&f, 0, sizeof f);
+  f.has_since = f.has_until = 1;
+  f.since_ms = 1795392000000 + 10;
+  f.until_ms = 1795392000000 + 50;
   memset(&o, 0, sizeof o);
   o.db = db;
   o.threads = LANES;
@@ -1278,6 +1409,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_replay_unloadable_revision, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_replay_side_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_split_in_two_steps, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_split_by_decision_time, setup,
                                       teardown),

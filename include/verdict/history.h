@@ -599,8 +599,30 @@ void vd_history_finder_close(vd_history_finder_t *f);
  * vd_history_rows_open_range() reads one range. */
 int vd_history_split(const char *db_path, const vd_history_filter_t *filter,
                      int n, int64_t *bounds, int64_t *total, vd_buf_t *err);
+/* vd_history_split() in two steps, where it makes a pass over the time
+ * index (a received window in a SQLite file, selected by time alone: on
+ * a busy history, about an engine's build for a few seconds' rows), so
+ * that readers can start on most of the rows before the pass ends:
+ *   middle: at once (a seek at each end of the window in the time index),
+ *     bounds[1] to bounds[n - 1]: ranges 1 to n - 2, equal spans of seq
+ *     from the window's first row in received order to its last.  1; or
+ *     0, writing nothing, where vd_history_split() makes no such pass or
+ *     N < 3; or an error code with ERR set;
+ *   ends: then the pass: bounds[0] and bounds[n], range 0 the window's
+ *     rows below range 1 and range n - 1 those above range n - 2 (rows
+ *     recorded in another order than they were received in: few or
+ *     none; ranges that may be empty), and *total as
+ *     vd_history_split() counts it.  0, or an error code with ERR set.
+ * Together the n ranges hold every row vd_history_split() would cut,
+ * each once, range i's before range i + 1's. */
+int vd_history_split_middle(const char *db_path,
+                            const vd_history_filter_t *filter, int n,
+                            int64_t *bounds, vd_buf_t *err);
+int vd_history_split_ends(const char *db_path,
+                          const vd_history_filter_t *filter, int n,
+                          int64_t *bounds, int64_t *total, vd_buf_t *err);
 /* How many ranges LANES readers that take ranges as they come should ask
- * vd_history_split() for: 32 a lane for a SQLite selection by time alone
+ * vd_history_split() for: 128 a lane for a SQLite selection by time alone
  * (a slowed lane then holds the others up by at most one small range);
  * 4 a lane on PostgreSQL, where a range is a query on a connection of its
  * own; one a lane for a SQLite selection by equality, whose cursors walk
