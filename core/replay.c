@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <yajl_tree.h>
 
@@ -1596,54 +1597,29 @@ out:
  * Naming what to replay
  * ====================================================================== */
 
-/* The revision the history's last successful activation made live. */
-static int active_revision(const char *db, vd_buf_t *rev, vd_buf_t *err) {
-  vd_buf_t json = VD_BUF_INIT;
-  yajl_val t, acts;
-  size_t i;
-  int rc;
-  vd_buf_addc(&json, '{');
-  rc = vd_history_revisions_json(db, &json, err);
-  vd_buf_addc(&json, '}');
-  if (rc) {
-    vd_buf_release(&json);
-    return rc;
-  }
-  t = parse(json.data);
-  acts = member(t, "activations");
-  rc = VD_ENOT_FOUND;
-  for (i = 0; acts && YAJL_IS_ARRAY(acts) && i < acts->u.array.len; i++) {
-    yajl_val a = acts->u.array.values[i];
-    const char *r = YAJL_GET_STRING(member(a, "revision"));
-    if (r && YAJL_IS_TRUE(member(a, "ok"))) {
-      vd_buf_adds(rev, r);
-      rc = 0;
-      break;
-    }
-  }
-  if (rc)
-    vd_buf_addf(err, "%s records no successful activation: no revision "
-                     "was ever active (name one, or --baseline recorded)",
-                db);
-  yajl_tree_free(t);
-  vd_buf_release(&json);
-  return rc;
-}
-
 int vd_replay_resolve(const char *db, const char *spec, vd_bundle_t **out,
                       vd_buf_t *name, vd_buf_t *err) {
-  vd_buf_t rev = VD_BUF_INIT;
   struct stat st;
   int rc;
   *out = NULL;
   vd_buf_reset(name);
   vd_buf_reset(err);
   if (strcmp(spec, "active") == 0) {
-    rc = active_revision(db, &rev, err);
-    if (rc == 0)
-      rc = vd_history_load_bundle(db, rev.data, out, err);
-    if (rc == 0)
-      vd_buf_addf(name, "active (%s)", rev.data);
+    /* the revision of the last successful activation */
+    char full[VD_REVISION_NAME_MAX], *msg = NULL;
+    rc = vd_history_resolve(db, spec, full, &msg);
+    if (rc != 0) {
+      vd_buf_adds(err, msg ? msg : "no active revision");
+      /* a history that was never activated, not a missing file */
+      if (rc == VD_ENOT_FOUND &&
+          (vd_history_is_postgres(db) || access(db, F_OK) == 0))
+        vd_buf_adds(err, ": name a revision, or --baseline recorded");
+      free(msg);
+    } else {
+      rc = vd_history_load_bundle(db, full, out, err);
+      if (rc == 0)
+        vd_buf_addf(name, "active (%s)", full);
+    }
   } else if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) {
     /* an existing directory is a directory, as for `verdict diff` */
     rc = vd_bundle_load(spec, out, err);
@@ -1666,7 +1642,6 @@ int vd_replay_resolve(const char *db, const char *spec, vd_bundle_t **out,
         vd_buf_adds(name, full);
     }
   }
-  vd_buf_release(&rev);
   return rc;
 }
 

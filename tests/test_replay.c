@@ -1187,7 +1187,8 @@ static void test_impact_resolve(void **state) {
   write_history("tests/fixtures/mini", NULL, NULL, NULL);
   assert_int_equal(vd_replay_resolve(db, "active", &b, &name, &err),
                    VD_ENOT_FOUND);
-  assert_non_null(strstr(err.data, "no successful activation"));
+  assert_non_null(strstr(err.data, "no revision has been activated"));
+  assert_non_null(strstr(err.data, "--baseline recorded"));
   if (vd_history_open(&h, db, VD_LOG_DURABLE, 1, NULL, NULL, &msg) != 0)
     fail_msg("%s", msg);
   assert_int_equal(vd_history_record_activation(h, vd_bundle_revision(mini),
