@@ -624,6 +624,55 @@ static void test_split_ranges(void **state) {
   vd_buf_release(&err);
 }
 
+/* Read ranges 0 to NRANGES - 1 of BOUNDS, F's cut, with one cursor moved
+ * from range to range as a lane moves it: every row within its range, in
+ * seq order, its seq (at most MAX) counted in SEEN.  The rows read. */
+static int read_ranges(const vd_history_filter_t *f, const int64_t *bounds,
+                       int nranges, int *seen, int64_t max) {
+  vd_history_rows_t *rows = NULL;
+  const vd_history_value_t *row;
+  vd_buf_t err = VD_BUF_INIT;
+  int64_t last = 0;
+  int k, n = 0;
+  for (k = 0; k < nranges; k++) {
+    if (!rows)
+      assert_int_equal(vd_history_rows_open_range(&rows, db, f, bounds[k],
+                                                  bounds[k + 1], &err),
+                       0);
+    else
+      assert_int_equal(vd_history_rows_range(rows, bounds[k], bounds[k + 1]),
+                       0);
+    while (vd_history_rows_next(rows, &row) == 1) {
+      int64_t seq = row[VD_HISTORY_SEQ].i;
+      assert_true(seq > last && seq <= max);
+      assert_true(seq >= bounds[k] && seq < bounds[k + 1]);
+      last = seq;
+      seen[seq]++;
+      n++;
+    }
+  }
+  vd_history_rows_close(rows);
+  vd_buf_release(&err);
+  return n;
+}
+
+/* Replay F's rows on LANES lanes: WANT replayed, every one unchanged. */
+static void replay_unchanged(const vd_history_filter_t *f, int lanes,
+                             long long want) {
+  vd_replay_opts_t o;
+  vd_replay_report_t rep;
+  vd_buf_t err = VD_BUF_INIT;
+  memset(&o, 0, sizeof o);
+  o.db = db;
+  o.threads = lanes;
+  o.select = *f;
+  assert_int_equal(vd_replay_run(&o, &rep, &err), 0);
+  assert_int_equal(rep.replayed, want);
+  assert_int_equal(rep.unchanged, want);
+  vd_replay_report_release(&rep);
+  vd_buf_release(&err);
+}
+
 /* A selection by decision time (at_ms, which leads no index) is cut over
  * the span an index gives, the whole table's, or the received window's,
  * not narrowed first by reading every row on one thread; the ranges'
@@ -636,13 +685,9 @@ static void test_split_by_decision_time(void **state) {
   vd_history_t *h = open_storing(b);
   vd_engine_t *e;
   vd_history_filter_t f;
-  vd_history_rows_t *rows = NULL;
-  const vd_history_value_t *row;
-  vd_replay_opts_t o;
-  vd_replay_report_t rep;
   vd_buf_t err = VD_BUF_INIT;
   int64_t bounds[2 * 128 + 1], since, until;
-  int i, k, in_window = 0, n, nranges, day[N + 1], offset;
+  int i, in_window = 0, nranges, day[N + 1], seen[N + 1] = {0}, offset;
   char line[256], at[40];
   (void)state;
   if (vd_engine_new(b, NULL, &e, &err) != 0)
@@ -675,22 +720,9 @@ static void test_split_by_decision_time(void **state) {
   assert_int_equal(vd_history_split(db, &f, nranges, bounds, NULL, &err), 0);
   assert_int_equal(bounds[0], 1);          /* the table's first row, */
   assert_int_equal(bounds[nranges], N + 1); /* to its last */
-  for (k = 0, n = 0; k < nranges; k++) {
-    if (!rows)
-      assert_int_equal(vd_history_rows_open_range(&rows, db, &f, bounds[k],
-                                                  bounds[k + 1], &err),
-                       0);
-    else
-      assert_int_equal(vd_history_rows_range(rows, bounds[k], bounds[k + 1]),
-                       0);
-    while (vd_history_rows_next(rows, &row) == 1) {
-      int64_t seq = row[VD_HISTORY_SEQ].i;
-      assert_true(day[seq] >= 10 && day[seq] < 20);
-      n++;
-    }
-  }
-  vd_history_rows_close(rows);
-  assert_int_equal(n, in_window);
+  assert_int_equal(read_ranges(&f, bounds, nranges, seen, N), in_window);
+  for (i = 1; i <= N; i++)
+    assert_int_equal(seen[i], day[i] >= 10 && day[i] < 20);
   /* with a received window, its span from the time index */
   f.has_since = 1;
   f.since_ms = 1795392000000 + 4; /* seq 5 on */
@@ -699,14 +731,7 @@ static void test_split_by_decision_time(void **state) {
   assert_int_equal(bounds[nranges], N + 1);
   /* and replayed on two lanes: the same rows */
   f.has_since = 0;
-  memset(&o, 0, sizeof o);
-  o.db = db;
-  o.threads = LANES;
-  o.select = f;
-  assert_int_equal(vd_replay_run(&o, &rep, &err), 0);
-  assert_int_equal(rep.replayed, in_window);
-  assert_int_equal(rep.unchanged, in_window);
-  vd_replay_report_release(&rep);
+  replay_unchanged(&f, LANES, in_window);
   vd_bundle_unref(b);
   vd_buf_release(&err);
 }
@@ -725,13 +750,9 @@ static void test_split_in_two_steps(void **state) {
   vd_history_t *h = open_storing(b);
   vd_engine_t *e;
   vd_history_filter_t f;
-  vd_history_rows_t *rows = NULL;
-  const vd_history_value_t *row;
-  vd_replay_opts_t o;
-  vd_replay_report_t rep;
   vd_buf_t err = VD_BUF_INIT;
   int64_t bounds[2 * 128 + 1], ms[N + 1], exact[2 * 128 + 1], total = -1;
-  int i, k, n, nranges, seen[N + 1], in_window = 0;
+  int i, k, nranges, seen[N + 1] = {0}, in_window = 0;
   const char *line = "{\"kind\":\"compensation\",\"region\":\"national\","
                      "\"at\":\"" AT "\",\"input\":{\"charged_fen\":100,"
                      "\"due_fen\":300}}";
@@ -774,25 +795,9 @@ static void test_split_in_two_steps(void **state) {
   assert_int_equal(exact[0], bounds[0]);
   assert_int_equal(exact[nranges], bounds[nranges]);
   /* every row of the window once, in seq order, none other */
-  memset(seen, 0, sizeof seen);
-  for (k = 0, n = 0; k < nranges; k++) {
-    if (!rows)
-      assert_int_equal(vd_history_rows_open_range(&rows, db, &f, bounds[k],
-                                                  bounds[k + 1], &err),
-                       0);
-    else
-      assert_int_equal(vd_history_rows_range(rows, bounds[k], bounds[k + 1]),
-                       0);
-    while (vd_history_rows_next(rows, &row) == 1) {
-      int64_t seq = row[VD_HISTORY_SEQ].i;
-      assert_true(ms[seq] >= 10 && ms[seq] < 50);
-      assert_int_equal(seen[seq]++, 0);
-      n++;
-    }
-  }
-  vd_history_rows_close(rows);
-  rows = NULL;
-  assert_int_equal(n, in_window);
+  assert_int_equal(read_ranges(&f, bounds, nranges, seen, N), in_window);
+  for (i = 1; i <= N; i++)
+    assert_int_equal(seen[i], ms[i] >= 10 && ms[i] < 50);
   /* the first received (seq 57) recorded after the last (56): no middle;
    * the ends hold them */
   f.since_ms = 1795392000000 + 200;
@@ -823,14 +828,7 @@ static void test_split_in_two_steps(void **state) {
   f.has_since = f.has_until = 1;
   f.since_ms = 1795392000000 + 10;
   f.until_ms = 1795392000000 + 50;
-  memset(&o, 0, sizeof o);
-  o.db = db;
-  o.threads = LANES;
-  o.select = f;
-  assert_int_equal(vd_replay_run(&o, &rep, &err), 0);
-  assert_int_equal(rep.replayed, in_window);
-  assert_int_equal(rep.unchanged, in_window);
-  vd_replay_report_release(&rep);
+  replay_unchanged(&f, LANES, in_window);
   vd_bundle_unref(b);
   vd_buf_release(&err);
 }
