@@ -609,6 +609,15 @@ static int aggregate(sqlite3 *db, const char *db_path, const char *what,
   return rc;
 }
 
+/* SELECTION without its decision-time conditions: at_ms leads no index,
+ * so what an index tells of the selection; the readers of the ranges
+ * check the rest on their rows. */
+static vd_history_filter_t index_led(const vd_history_filter_t *selection) {
+  vd_history_filter_t f = *selection;
+  f.has_at_since = f.has_at_until = 0;
+  return f;
+}
+
 /* A span of seq that holds every row FILTER selects, from the lowest to
  * the highest of them (*lo > *hi: none: a seq is at least 1) as far as an
  * index tells them.  Without a condition, each from one end of the table
@@ -622,10 +631,9 @@ static int seq_span(sqlite3 *db, const char *db_path,
                     const vd_history_filter_t *selection, int64_t *lo,
                     int64_t *hi, vd_buf_t *err) {
   vd_buf_t sql = VD_BUF_INIT;
-  vd_history_filter_t f = *selection; /* its conditions an index leads */
+  vd_history_filter_t f = index_led(selection);
   int64_t v[2] = {0, 0};
   int rc, conditions;
-  f.has_at_since = f.has_at_until = 0;
   add_filter(&sql, &f);
   conditions = sql.len > 0;
   vd_buf_release(&sql);
@@ -765,13 +773,12 @@ int vd_history_split_middle(const char *db_path,
                             const vd_history_filter_t *filter, int n,
                             int64_t *bounds, vd_buf_t *err) {
   sqlite3 *db = NULL;
-  vd_history_filter_t f = *filter; /* the received window alone */
+  vd_history_filter_t f = index_led(filter); /* the received window */
   int64_t first, last, span;
   int rc, m = n - 2, i;
   if (n < 3 || vd_history_is_postgres(db_path) || !by_time_alone(filter) ||
       (!filter->has_since && !filter->has_until))
     return 0; /* vd_history_split() makes no pass, or cuts by rows */
-  f.has_at_since = f.has_at_until = 0;
   if ((rc = vd_history_db_open_ro(&db, db_path, err)) != 0)
     return rc;
   rc = window_row(db, db_path, &f, " ORDER BY received_ms, seq LIMIT 1",

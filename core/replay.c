@@ -1527,7 +1527,8 @@ int vd_replay_run(const vd_replay_opts_t *o, vd_replay_report_t *rep,
     vd_watchdog_stop(&wd);
   pthread_cond_destroy(&ranges.made);
   pthread_mutex_destroy(&ranges.lock);
-  if (split_rc) { /* err says why; the lanes read nothing */
+  if (split_rc) { /* err says why; what the lanes counted (a received
+                   * window's middle, made before the failure) is dropped */
     rc = split_rc;
     goto out;
   }

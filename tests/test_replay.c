@@ -673,6 +673,35 @@ static void replay_unchanged(const vd_history_filter_t *f, int lanes,
   vd_buf_release(&err);
 }
 
+/* N rows of mini's national decisions offering nothing: row seq decided
+ * at 10:00 on day DAY[seq] of November 2026 (DAY NULL: at AT), received
+ * MS[seq] ms after the test's epoch (MS NULL: seq - 1). */
+static void write_rows(int n, const int *day, const int64_t *ms) {
+  vd_bundle_t *b = load("tests/fixtures/mini");
+  vd_history_t *h = open_storing(b);
+  vd_engine_t *e;
+  vd_buf_t err = VD_BUF_INIT;
+  char line[256];
+  int seq;
+  if (vd_engine_new(b, NULL, &e, &err) != 0)
+    fail_msg("%s", err.data);
+  for (seq = 1; seq <= n; seq++) {
+    char at[40] = AT;
+    if (day)
+      snprintf(at, sizeof at, "2026-11-%02dT10:00:00+08:00", day[seq]);
+    snprintf(line, sizeof line,
+             "{\"kind\":\"compensation\",\"region\":\"national\",\"at\":"
+             "\"%s\",\"input\":{\"charged_fen\":100,\"due_fen\":300}}",
+             at);
+    record_at(h, e, vd_bundle_revision(b), line, seq - 1,
+              1795392000000 + (ms ? ms[seq] : seq - 1));
+  }
+  vd_history_close(h);
+  vd_engine_free(e);
+  vd_bundle_unref(b);
+  vd_buf_release(&err);
+}
+
 /* A selection by decision time (at_ms, which leads no index) is cut over
  * the span an index gives, the whole table's, or the received window's,
  * not narrowed first by reading every row on one thread; the ranges'
@@ -681,29 +710,16 @@ static void replay_unchanged(const vd_history_filter_t *f, int lanes,
  * over the month; the selection is 10 to 19 November. */
 static void test_split_by_decision_time(void **state) {
   enum { N = 60, LANES = 2 };
-  vd_bundle_t *b = load("tests/fixtures/mini");
-  vd_history_t *h = open_storing(b);
-  vd_engine_t *e;
   vd_history_filter_t f;
   vd_buf_t err = VD_BUF_INIT;
   int64_t bounds[2 * 128 + 1], since, until;
   int i, in_window = 0, nranges, day[N + 1], seen[N + 1] = {0}, offset;
-  char line[256], at[40];
   (void)state;
-  if (vd_engine_new(b, NULL, &e, &err) != 0)
-    fail_msg("%s", err.data);
   for (i = 0; i < N; i++) {
     day[i + 1] = i < 10 ? 1 : i >= 50 ? 28 : 1 + (i * 7) % 28;
-    snprintf(at, sizeof at, "2026-11-%02dT10:00:00+08:00", day[i + 1]);
-    snprintf(line, sizeof line,
-             "{\"kind\":\"compensation\",\"region\":\"national\",\"at\":"
-             "\"%s\",\"input\":{\"charged_fen\":100,\"due_fen\":300}}",
-             at);
-    record(h, e, vd_bundle_revision(b), line, i);
     in_window += day[i + 1] >= 10 && day[i + 1] < 20;
   }
-  vd_history_close(h);
-  vd_engine_free(e);
+  write_rows(N, day, NULL);
   assert_true(in_window > 0 && in_window < N - 20);
   assert_int_equal(vd_time_parse("2026-11-10T10:00:00+08:00", 25, &since,
                                  &offset),
@@ -732,7 +748,6 @@ static void test_split_by_decision_time(void **state) {
   /* and replayed on two lanes: the same rows */
   f.has_since = 0;
   replay_unchanged(&f, LANES, in_window);
-  vd_bundle_unref(b);
   vd_buf_release(&err);
 }
 
@@ -746,32 +761,21 @@ static void test_split_by_decision_time(void **state) {
  * and 200 ms, the other way round; the window is 10 to 50 ms. */
 static void test_split_in_two_steps(void **state) {
   enum { N = 60, LANES = 2 };
-  vd_bundle_t *b = load("tests/fixtures/mini");
-  vd_history_t *h = open_storing(b);
-  vd_engine_t *e;
   vd_history_filter_t f;
   vd_buf_t err = VD_BUF_INIT;
   int64_t bounds[2 * 128 + 1], ms[N + 1], exact[2 * 128 + 1], total = -1;
   int i, k, nranges, seen[N + 1] = {0}, in_window = 0;
-  const char *line = "{\"kind\":\"compensation\",\"region\":\"national\","
-                     "\"at\":\"" AT "\",\"input\":{\"charged_fen\":100,"
-                     "\"due_fen\":300}}";
   (void)state;
-  if (vd_engine_new(b, NULL, &e, &err) != 0)
-    fail_msg("%s", err.data);
-  for (i = 0; i < N; i++) {
-    int64_t seq = i + 1;
-    ms[seq] = seq == 3    ? 30
-              : seq == 58 ? 15
-              : seq == 59 ? 70
-              : seq == 56 ? 201
-              : seq == 57 ? 200
-                          : i;
-    record_at(h, e, vd_bundle_revision(b), line, i, 1795392000000 + ms[seq]);
-    in_window += ms[seq] >= 10 && ms[seq] < 50;
+  for (i = 1; i <= N; i++) {
+    ms[i] = i == 3    ? 30
+            : i == 58 ? 15
+            : i == 59 ? 70
+            : i == 56 ? 201
+            : i == 57 ? 200
+                      : i - 1;
+    in_window += ms[i] >= 10 && ms[i] < 50;
   }
-  vd_history_close(h);
-  vd_engine_free(e);
+  write_rows(N, NULL, ms);
   memset(&f, 0, sizeof f);
   f.has_since = f.has_until = 1;
   f.since_ms = 1795392000000 + 10;
@@ -829,7 +833,6 @@ static void test_split_in_two_steps(void **state) {
   f.since_ms = 1795392000000 + 10;
   f.until_ms = 1795392000000 + 50;
   replay_unchanged(&f, LANES, in_window);
-  vd_bundle_unref(b);
   vd_buf_release(&err);
 }
 
